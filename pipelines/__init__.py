@@ -1,0 +1,1 @@
+"""Diffusers pipelines of star-vsr, installed as `star_vsr.pipelines`."""

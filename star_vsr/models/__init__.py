@@ -1,0 +1,17 @@
+"""Networks of star-vsr. Module paths of these classes are public API (saved pipelines name them)."""
+
+from .controlnet_star import StarVSRControlNetModel, StarVSRControlNetOutput
+from .liem import LIEM_PLACEMENTS, SpatialLIEM, TemporalLIEM
+from .resnet import valid_latent_size
+from .unet_star import StarVSRUNetModel, StarVSRUNetOutput
+
+__all__ = [
+    "LIEM_PLACEMENTS",
+    "SpatialLIEM",
+    "StarVSRControlNetModel",
+    "StarVSRControlNetOutput",
+    "StarVSRUNetModel",
+    "StarVSRUNetOutput",
+    "TemporalLIEM",
+    "valid_latent_size",
+]

@@ -1,0 +1,158 @@
+"""StarVSRUNetModel, StarVSRControlNetModel and LIEM on tiny random configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from star_vsr.models import (
+    SpatialLIEM,
+    StarVSRControlNetModel,
+    StarVSRUNetModel,
+    TemporalLIEM,
+    valid_latent_size,
+)
+
+TINY = dict(block_out_channels=(16, 32), layers_per_block=1, attention_levels=(True, False), attention_head_dim=8,
+            temporal_in_heads=2, cross_attention_dim=24, norm_num_groups=4, dropout=0.0)
+
+
+def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torch.nn.Module:
+    """Overwrite every parameter (zero-initialised ones included) with seeded noise."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return model
+
+
+def inputs(b: int = 1, n: int = 3, h: int = 6, w: int = 8, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, n, 4, h, w, generator=g), torch.tensor([500] * b),
+            torch.randn(b, 5, 24, generator=g), torch.randn(b, n, 4, h, w, generator=g))
+
+
+def predict(unet, controlnet, x, t, ctx, hint, scale=1.0):
+    res = controlnet(x, t, ctx, hint, conditioning_scale=scale)
+    return unet(x, t, ctx, down_block_additional_residuals=res.down_block_res_samples,
+                mid_block_additional_residual=res.mid_block_res_sample).sample
+
+
+@pytest.fixture
+def pair():
+    torch.manual_seed(0)
+    unet = randomize(StarVSRUNetModel(**TINY)).eval()
+    return unet, StarVSRControlNetModel.from_unet(unet).eval()
+
+
+def test_output_shape_and_skip_count(pair):
+    unet, controlnet = pair
+    x, t, ctx, hint = inputs(b=2, n=4)
+    res = controlnet(x, t, ctx, hint)
+    # 1 after the input transformer + 1 per ResBlock (2 levels x 1) + 1 downsample
+    assert len(res.down_block_res_samples) == 4
+    out = unet(x, t, ctx).sample
+    assert out.shape == x.shape
+
+
+def test_fresh_controlnet_leaves_unet_prediction_unchanged(pair):
+    unet, controlnet = pair
+    x, t, ctx, hint = inputs()
+    with torch.no_grad():
+        base = unet(x, t, ctx).sample
+        assert torch.equal(predict(unet, controlnet, x, t, ctx, hint), base)
+        randomize(controlnet, seed=3)
+        assert not torch.allclose(predict(unet, controlnet, x, t, ctx, hint), base)
+        # conditioning scale 0 switches a trained ControlNet off
+        torch.testing.assert_close(predict(unet, controlnet, x, t, ctx, hint, scale=0.0), base)
+
+
+def test_from_unet_copies_encoder_weights(pair):
+    unet, controlnet = pair
+    for k, v in unet.encoder.state_dict().items():
+        assert torch.equal(controlnet.encoder.state_dict()[k], v), k
+    assert controlnet.config.liem_placement == unet.config.liem_placement
+
+
+def test_deterministic_and_batch_independent(pair):
+    unet, controlnet = pair
+    x, t, ctx, hint = inputs(b=2)
+    with torch.no_grad():
+        a = predict(unet, controlnet, x, t, ctx, hint)
+        b = predict(unet, controlnet, x, t, ctx, hint)
+        single = predict(unet, controlnet, x[1:], t[1:], ctx[1:], hint[1:])
+    assert torch.equal(a, b)
+    torch.testing.assert_close(a[1:], single, atol=1e-5, rtol=1e-5)
+
+
+def test_save_load_round_trip(pair, tmp_path):
+    unet, controlnet = pair
+    unet.save_pretrained(tmp_path / "unet")
+    controlnet.save_pretrained(tmp_path / "controlnet")
+    unet2 = StarVSRUNetModel.from_pretrained(tmp_path / "unet").eval()
+    controlnet2 = StarVSRControlNetModel.from_pretrained(tmp_path / "controlnet").eval()
+    x, t, ctx, hint = inputs()
+    with torch.no_grad():
+        assert torch.equal(predict(unet, controlnet, x, t, ctx, hint), predict(unet2, controlnet2, x, t, ctx, hint))
+    assert unet2.config.block_out_channels == list(TINY["block_out_channels"]) or \
+        tuple(unet2.config.block_out_channels) == TINY["block_out_channels"]
+
+
+def test_invalid_latent_size_is_a_clear_error(pair):
+    unet, _ = pair
+    x = torch.randn(1, 2, 4, 7, 8)  # odd height cannot survive Downsample/Upsample
+    with pytest.raises(ValueError, match="pad it to 8x8"):
+        unet(x, 10, torch.randn(1, 5, 24))
+
+
+@pytest.mark.parametrize("h,w,levels,expected", [
+    (90, 160, 3, (90, 160)),   # 720x1280 frames: the released training size
+    (60, 80, 3, (66, 80)),
+    (23, 31, 1, (24, 32)),
+    (6, 8, 1, (6, 8)),
+])
+def test_valid_latent_size(h, w, levels, expected):
+    assert valid_latent_size(h, w, levels) == expected
+
+
+def test_gradient_checkpointing_gives_same_gradients(pair):
+    unet, controlnet = pair
+    x, t, ctx, hint = inputs()
+
+    def grads():
+        controlnet.zero_grad()
+        predict(unet, controlnet, x, t, ctx, hint).square().mean().backward()
+        return [p.grad.clone() for p in controlnet.parameters()]
+
+    plain = grads()
+    controlnet.enable_gradient_checkpointing()
+    unet.enable_gradient_checkpointing()
+    for a, b in zip(plain, grads()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def _liem_sensitivity(placement: str) -> float:
+    """How much the prediction moves when every LIEM gate's weights change."""
+    torch.manual_seed(0)
+    unet = randomize(StarVSRUNetModel(**{**TINY, "liem_placement": placement})).eval()
+    x, t, ctx, _ = inputs()
+    with torch.no_grad():
+        before = unet(x, t, ctx).sample
+        for m in unet.modules():
+            if isinstance(m, (SpatialLIEM, TemporalLIEM)):
+                for p in m.parameters():
+                    p.mul_(-3.0)
+        after = unet(x, t, ctx).sample
+    return (after - before).abs().max().item() / before.abs().max().item()
+
+
+def test_released_liem_placement_is_cancelled_by_layernorm_and_after_norm_acts():
+    # Released placement: a positive per-token gate in front of a LayerNorm divides out, so
+    # changing the gate barely moves the output (only through the norm's epsilon).
+    assert _liem_sensitivity("before_norm") < 1e-3
+    assert _liem_sensitivity("after_norm") > 1e-2
+
+
+def test_unknown_liem_placement_rejected():
+    with pytest.raises(ValueError, match="liem_placement"):
+        StarVSRUNetModel(**{**TINY, "liem_placement": "sideways"})
