@@ -1,0 +1,18 @@
+"""Video input/output: probe, stream, randomly access and atomically write videos.
+
+Frames at this boundary are ``numpy.uint8`` RGB arrays shaped (h, w, 3), stacks (n, h, w, 3).
+"""
+
+from star_vsr.io.probe import VideoInfo, probe_video
+from star_vsr.io.reader import VideoReader, open_video, read_frames
+from star_vsr.io.writer import CODECS, VideoWriter
+
+__all__ = [
+    "CODECS",
+    "VideoInfo",
+    "VideoReader",
+    "VideoWriter",
+    "open_video",
+    "probe_video",
+    "read_frames",
+]

@@ -1,0 +1,268 @@
+"""Video metadata without decoding: `probe_video` and the helpers the reader shares.
+
+A "video" is either a container file (anything FFmpeg demuxes: .mp4, .mkv, .mov, .avi, ...)
+or a folder of PNG/JPEG frames, sorted naturally (``frame2.png`` before ``frame10.png``).
+Probing reads container headers only; when a container stores no frame count (Matroska,
+for one), the video packets are counted by demuxing, which reads the file but decodes
+nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from av.container import InputContainer
+from av.video.stream import VideoStream
+from PIL import Image, UnidentifiedImageError
+
+from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg"})
+"""File suffixes (lower case) that count as frames of an image-folder video."""
+
+DEFAULT_FOLDER_FPS: Fraction = Fraction(30)
+"""Frame rate given to image folders, which carry none. Pass ``folder_fps`` to change it."""
+
+MAX_FPS_DENOMINATOR = 1001
+"""Largest denominator kept when a float frame rate becomes a Fraction: NTSC rates are
+n * 1000/1001 (29.97 = 30000/1001), and every common rate has a denominator of at most 1001."""
+
+# FFmpeg pixel-format names for the Pillow modes an image folder may hold.
+_PIL_MODE_TO_PIX_FMT = {
+    "RGB": "rgb24",
+    "RGBA": "rgba",
+    "L": "gray",
+    "LA": "ya8",
+    "P": "pal8",
+    "I;16": "gray16le",
+}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video is, known without decoding it.
+
+    Attributes:
+        path: The file or image folder.
+        num_frames: Frame count (from the container header, else from counting packets,
+            else the number of images).
+        fps: Frames per second as a float; `frame_rate` holds the exact value.
+        width: Frame width in pixels.
+        height: Frame height in pixels.
+        codec: Video codec name as FFmpeg calls it ("h264", "hevc", "ffv1"; "png" or "jpeg"
+            for image folders).
+        pix_fmt: Pixel format of the stream ("yuv420p"; "rgb24" for RGB images).
+        duration_s: Duration in seconds.
+        has_audio: Whether the container has an audio stream.
+        audio_codec: Codec of the first audio stream, or None.
+        is_image_folder: True for a folder of PNG/JPEG frames.
+        frame_rate: The exact frame rate (30000/1001 for 29.97 fps); pass it to `VideoWriter`.
+    """
+
+    path: Path
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    codec: str
+    pix_fmt: str
+    duration_s: float
+    has_audio: bool
+    audio_codec: str | None
+    is_image_folder: bool
+    frame_rate: Fraction
+
+
+def as_frame_rate(fps: float | int | Fraction) -> Fraction:
+    """Exact frame rate from a number: 29.97002997 -> 30000/1001, 25.0 -> 25.
+
+    Floats snap to the nearest fraction with a denominator of at most `MAX_FPS_DENOMINATOR`.
+    Raises `InputError` for a rate that is not positive and finite.
+    """
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)):
+        raise InputError(f"fps must be a number, got {fps!r}")
+    if not (0 < float(fps) < float("inf")):
+        raise InputError(f"fps must be positive and finite, got {fps!r}")
+    if isinstance(fps, float):
+        return Fraction(fps).limit_denominator(MAX_FPS_DENOMINATOR)
+    return Fraction(fps)
+
+
+def natural_sort_key(name: str) -> tuple[str | int, ...]:
+    """Sort key that orders digit runs by value: "frame2.png" < "frame10.png".
+
+    Splitting on digit runs alternates text and numbers, so keys compare element by element
+    without ever comparing a str to an int.
+    """
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(part) if index % 2 else part.lower() for index, part in enumerate(parts))
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """PNG/JPEG files directly inside `folder`, naturally sorted. Hidden files are skipped.
+
+    Raises `InputError` when there are none.
+    """
+    files = [
+        entry
+        for entry in folder.iterdir()
+        if entry.is_file()
+        and not entry.name.startswith(".")
+        and entry.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+    if not files:
+        raise InputError(
+            f"{folder} is a folder but holds no {'/'.join(sorted(IMAGE_EXTENSIONS))} frames; "
+            "point to a video file or a folder of frame images"
+        )
+    return sorted(files, key=lambda file: natural_sort_key(file.name))
+
+
+def check_exists(path: str | Path) -> Path:
+    """`path` as a Path, or `VideoNotFoundError` when nothing is there."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoNotFoundError(
+            f"{path} does not exist; check the path of the input video or frame folder"
+        )
+    return path
+
+
+def open_container(path: Path) -> InputContainer:
+    """Open a video file with PyAV, turning FFmpeg's errors into star-vsr errors."""
+    path = check_exists(path)
+    try:
+        return av.open(str(path), mode="r")
+    except av.PermissionError as error:
+        raise InputError(f"{path} cannot be read: permission denied") from error
+    except av.FFmpegError as error:
+        raise CorruptVideoError(
+            f"{path} is not a readable video ({error.strerror or error}); "
+            "the file may be truncated, damaged, or not a video at all"
+        ) from error
+
+
+def find_video_stream(container: InputContainer, path: Path) -> VideoStream:
+    """First real video stream of `container` (cover-art pictures are skipped).
+
+    Raises `CorruptVideoError` when there is none, `UnsupportedVideoError` when FFmpeg has
+    no decoder for it.
+    """
+    streams = [
+        stream
+        for stream in container.streams.video
+        if not stream.disposition & av.stream.Disposition.attached_pic
+    ]
+    if not streams:
+        raise CorruptVideoError(
+            f"{path} contains no video stream; give a video file or a frame folder"
+        )
+    stream = streams[0]
+    if stream.codec_context is None:
+        raise UnsupportedVideoError(
+            f"{path}: its video codec cannot be decoded by the FFmpeg inside PyAV; convert "
+            "the video to H.264 (.mp4) with a tool that can read it, then try again"
+        )
+    return stream
+
+
+def _count_packets(container: InputContainer, stream: VideoStream, path: Path) -> int:
+    """Number of non-empty packets of `stream`: one per frame, found by demuxing only."""
+    try:
+        return sum(1 for packet in container.demux(stream) if packet.size > 0)
+    except av.FFmpegError as error:
+        raise CorruptVideoError(
+            f"{path}: the file is damaged, reading its packets failed ({error})"
+        ) from error
+
+
+def _probe_container(path: Path) -> VideoInfo:
+    with open_container(path) as container:
+        stream = find_video_stream(container, path)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            raise UnsupportedVideoError(
+                f"{path}: the video stream has no frame rate; re-encode it with a fixed rate"
+            )
+        frame_rate = Fraction(rate.numerator, rate.denominator)
+        audio = container.streams.audio
+        codec = stream.codec_context.name
+        pix_fmt = stream.codec_context.pix_fmt or "unknown"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if stream.duration is not None and stream.time_base is not None:
+            duration_s = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration_s = container.duration / av.time_base
+        else:
+            duration_s = None
+        num_frames = stream.frames if stream.frames > 0 else _count_packets(container, stream, path)
+    if num_frames == 0 or width == 0 or height == 0:
+        raise CorruptVideoError(
+            f"{path} holds a video stream without frames; the file may be truncated"
+        )
+    return VideoInfo(
+        path=path,
+        num_frames=num_frames,
+        fps=float(frame_rate),
+        width=width,
+        height=height,
+        codec=codec,
+        pix_fmt=pix_fmt,
+        duration_s=duration_s if duration_s is not None else float(num_frames / frame_rate),
+        has_audio=len(audio) > 0,
+        audio_codec=audio[0].codec_context.name if audio else None,
+        is_image_folder=False,
+        frame_rate=frame_rate,
+    )
+
+
+def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
+    files = list_image_files(folder)
+    try:
+        with Image.open(files[0]) as image:  # reads the header only
+            width, height = image.size
+            codec, mode = (image.format or files[0].suffix[1:]).lower(), image.mode
+    except (UnidentifiedImageError, OSError) as error:
+        raise CorruptVideoError(f"{files[0]} is not a readable image ({error})") from error
+    return VideoInfo(
+        path=folder,
+        num_frames=len(files),
+        fps=float(folder_fps),
+        width=width,
+        height=height,
+        codec=codec,
+        pix_fmt=_PIL_MODE_TO_PIX_FMT.get(mode, mode.lower()),
+        duration_s=float(len(files) / folder_fps),
+        has_audio=False,
+        audio_codec=None,
+        is_image_folder=True,
+        frame_rate=folder_fps,
+    )
+
+
+def probe_video(
+    path: str | Path, *, folder_fps: float | Fraction = DEFAULT_FOLDER_FPS
+) -> VideoInfo:
+    """Frame count, frame rate, size, codec and audio of a video file or frame folder.
+
+    Nothing is decoded: headers give everything, and a missing frame count is found by
+    counting packets. For a folder, the size comes from the first image's header.
+
+    Args:
+        path: Video file, or folder of PNG/JPEG frames.
+        folder_fps: Frame rate reported for a frame folder (ignored for files).
+
+    Raises:
+        VideoNotFoundError: `path` does not exist.
+        CorruptVideoError: the file is truncated, damaged or not a video.
+        UnsupportedVideoError: FFmpeg cannot decode its video codec.
+        InputError: `path` is a folder without frame images.
+    """
+    path = check_exists(path)
+    if path.is_dir():
+        return _probe_folder(path, as_frame_rate(folder_fps))
+    return _probe_container(path)

@@ -1,0 +1,353 @@
+"""Reading videos: streamed frame by frame (`open_video`) or at chosen indices (`read_frames`).
+
+Every frame comes out as a ``numpy.uint8`` RGB array shaped (h, w, 3); stacks are
+(n, h, w, 3). Video files are streamed with PyAV, so a video of any length is never held in
+memory; a folder of PNG/JPEG frames reads through the same interface. Random access for
+training uses decord when it is installed and falls back to PyAV seeking otherwise.
+
+Decoding keeps PyAV's default slice threading: frame threading would be faster on large
+inputs but hides decoder errors, so a truncated file would end early instead of raising
+`CorruptVideoError`.
+
+Frame indices count decoded frames from 0 and assume a constant frame rate: frame ``i`` is
+the one shown at time ``i / fps`` after the start of the video stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import cv2
+import numpy as np
+from av.container import InputContainer
+from av.video.stream import VideoStream
+
+from star_vsr.errors import CorruptVideoError, InputError
+from star_vsr.io.probe import (
+    DEFAULT_FOLDER_FPS,
+    VideoInfo,
+    find_video_stream,
+    list_image_files,
+    open_container,
+    probe_video,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_DECODE_AHEAD = 12
+"""`read_frames` with PyAV: a wanted frame at most this many frames after the last decoded
+one is reached by decoding on; farther ones are reached by seeking to the keyframe before
+them. Decoding a dozen small frames costs about as much as one seek."""
+
+_IMREAD_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # 8-bit RGB, pixels as stored
+
+
+class VideoReader(ABC):
+    """Frames of one video as uint8 RGB arrays (h, w, 3), in display order.
+
+    Each `iter(reader)` starts again from frame 0, so a video can be read more than once.
+    Use as a context manager, or call `close()`; closing ends iterations still running.
+
+    Attributes:
+        info: What `probe_video` found; `len(reader) == info.num_frames`.
+    """
+
+    def __init__(self, info: VideoInfo) -> None:
+        self.info = info
+        self.closed = False
+
+    def __len__(self) -> int:
+        return self.info.num_frames
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self.closed:
+            raise InputError(f"the reader of {self.info.path} is closed; open the video again")
+        return self._frames()
+
+    @abstractmethod
+    def _frames(self) -> Iterator[np.ndarray]:
+        """One pass over the video from frame 0, yielding (h, w, 3) uint8 RGB frames."""
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[np.ndarray]:
+        """Consecutive frames in stacks of `chunk_size`, shaped (chunk_size, h, w, 3).
+
+        The last stack holds the remaining frames and may be shorter.
+        """
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InputError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        chunk: list[np.ndarray] = []
+        for frame in self:
+            chunk.append(frame)
+            if len(chunk) == chunk_size:
+                yield np.stack(chunk)  # (chunk_size, h, w, 3)
+                chunk = []
+        if chunk:
+            yield np.stack(chunk)  # (n < chunk_size, h, w, 3)
+
+    def close(self) -> None:
+        """Release the files this reader holds open. Further iteration raises `InputError`."""
+        self.closed = True
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _decode(container: InputContainer, stream: VideoStream, path: Path) -> Iterator[av.VideoFrame]:
+    """`container.decode(stream)`, raising `CorruptVideoError` when FFmpeg fails mid-stream."""
+    frames = container.decode(stream)
+    count = 0
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except av.FFmpegError as error:
+            raise CorruptVideoError(
+                f"{path}: decoding failed after {count} frames ({error.strerror or error}); "
+                "the file is damaged or truncated"
+            ) from error
+        count += 1
+        yield frame
+
+
+class PyAVVideoReader(VideoReader):
+    """Streams a video file with PyAV: one frame decoded at a time, any length."""
+
+    def __init__(self, info: VideoInfo) -> None:
+        super().__init__(info)
+        self._containers: set[InputContainer] = set()  # one per running iteration
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        path = self.info.path
+        container = open_container(path)
+        self._containers.add(container)
+        count = 0
+        try:
+            stream = find_video_stream(container, path)
+            for frame in _decode(container, stream, path):
+                yield frame.to_ndarray(format="rgb24")  # (h, w, 3)
+                count += 1
+                if self.closed:
+                    return
+        finally:
+            self._containers.discard(container)
+            container.close()
+        if count != len(self):
+            warnings.warn(
+                f"{path}: decoded {count} frames but its header announced {len(self)}; "
+                "the file may be truncated",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def close(self) -> None:
+        super().close()
+        for container in list(self._containers):
+            container.close()
+        self._containers.clear()
+
+
+def _load_image(file: Path, info: VideoInfo) -> np.ndarray:
+    """One frame of an image folder as (h, w, 3) uint8 RGB (16-bit images are scaled to 8)."""
+    image = cv2.imread(str(file), _IMREAD_FLAGS)
+    if image is None:
+        raise CorruptVideoError(f"{file} is not a readable PNG/JPEG image; replace or remove it")
+    if image.shape[:2] != (info.height, info.width):
+        raise InputError(
+            f"{file} is {image.shape[1]}x{image.shape[0]} but the first frame of {info.path} is "
+            f"{info.width}x{info.height}; all frames of a folder must have one size"
+        )
+    return image  # (h, w, 3)
+
+
+class ImageFolderReader(VideoReader):
+    """Reads a folder of PNG/JPEG frames in natural order (frame2 before frame10)."""
+
+    def __init__(self, info: VideoInfo) -> None:
+        super().__init__(info)
+        self.files = list_image_files(info.path)
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        for file in self.files:
+            yield _load_image(file, self.info)
+            if self.closed:
+                return
+
+
+def open_video(
+    path: str | Path, *, folder_fps: float | Fraction = DEFAULT_FOLDER_FPS
+) -> VideoReader:
+    """Open a video file (streamed with PyAV) or a folder of PNG/JPEG frames for reading.
+
+    Args:
+        path: Video file or frame folder.
+        folder_fps: Frame rate reported for a frame folder (ignored for files).
+
+    Returns:
+        A `VideoReader`: `len`, re-iterable frames (h, w, 3) uint8 RGB, `iter_chunks`, `info`.
+
+    Raises:
+        VideoNotFoundError, CorruptVideoError, UnsupportedVideoError, InputError: as
+        `probe_video`. Decoding errors later, during iteration, raise `CorruptVideoError`.
+    """
+    info = probe_video(path, folder_fps=folder_fps)
+    return ImageFolderReader(info) if info.is_image_folder else PyAVVideoReader(info)
+
+
+class _IrregularTimestampsError(Exception):
+    """Frame timestamps do not map one-to-one onto frame indices (variable frame rate)."""
+
+
+def _frame_index(frame: av.VideoFrame, stream: VideoStream, frame_rate: Fraction) -> int:
+    if frame.pts is None:
+        raise _IrregularTimestampsError
+    return round((frame.pts - (stream.start_time or 0)) * stream.time_base * frame_rate)
+
+
+def _seek_and_decode(
+    container: InputContainer, stream: VideoStream, info: VideoInfo, wanted: list[int]
+) -> dict[int, np.ndarray]:
+    """Frames at the sorted indices `wanted`, seeking to the keyframe before far-away ones."""
+    start = stream.start_time or 0
+    found: dict[int, np.ndarray] = {}
+    frames: Iterator[av.VideoFrame] | None = None
+    position = -1  # index of the last decoded frame
+    for target in wanted:
+        if frames is None or target - position > MAX_DECODE_AHEAD:
+            timestamp = start + int(target / info.frame_rate / stream.time_base)
+            try:
+                container.seek(timestamp, stream=stream, backward=True)
+            except av.FFmpegError as error:
+                raise CorruptVideoError(
+                    f"{info.path}: seeking to frame {target} failed ({error.strerror or error}); "
+                    "the file is damaged or truncated"
+                ) from error
+            frames = _decode(container, stream, info.path)
+        for frame in frames:
+            position = _frame_index(frame, stream, info.frame_rate)
+            if position >= target:
+                break
+        else:
+            raise CorruptVideoError(
+                f"{info.path} ends before frame {target} of {info.num_frames}; "
+                "the file may be truncated"
+            )
+        if position != target:
+            raise _IrregularTimestampsError
+        found[target] = frame.to_ndarray(format="rgb24")  # (h, w, 3)
+    return found
+
+
+def _decode_sequentially(info: VideoInfo, wanted: list[int]) -> dict[int, np.ndarray]:
+    """Frames at the sorted indices `wanted`, counting decoded frames from the start."""
+    found: dict[int, np.ndarray] = {}
+    wanted_set = set(wanted)
+    with open_container(info.path) as container:
+        stream = find_video_stream(container, info.path)
+        for index, frame in enumerate(_decode(container, stream, info.path)):
+            if index in wanted_set:
+                found[index] = frame.to_ndarray(format="rgb24")  # (h, w, 3)
+            if index == wanted[-1]:
+                return found
+    raise CorruptVideoError(
+        f"{info.path} ends before frame {wanted[-1]} of {info.num_frames}; "
+        "the file may be truncated"
+    )
+
+
+def _read_frames_pyav(info: VideoInfo, wanted: list[int]) -> dict[int, np.ndarray]:
+    """PyAV random access; variable-frame-rate files fall back to decoding from the start."""
+    with open_container(info.path) as container:
+        stream = find_video_stream(container, info.path)
+        try:
+            return _seek_and_decode(container, stream, info, wanted)
+        except _IrregularTimestampsError:
+            logger.debug(
+                "%s: timestamps do not give frame indices; decoding from the start", info.path
+            )
+    return _decode_sequentially(info, wanted)
+
+
+def _read_frames_decord(info: VideoInfo, indices: list[int]) -> np.ndarray:
+    """decord random access, (k, h, w, 3) uint8 RGB in the order of `indices`."""
+    import decord  # optional: not built for every platform
+
+    reader = decord.VideoReader(str(info.path), ctx=decord.cpu(0))
+    frames = reader.get_batch(indices).asnumpy()  # (k, h, w, 3)
+    if frames.shape != (len(indices), info.height, info.width, 3) or frames.dtype != np.uint8:
+        raise ValueError(f"decord returned frames shaped {frames.shape} ({frames.dtype})")
+    return frames
+
+
+def _check_indices(indices: Sequence[int] | np.ndarray, info: VideoInfo) -> list[int]:
+    array = np.asarray(indices)
+    if array.size and (array.ndim != 1 or array.dtype.kind not in "iu"):
+        raise InputError(
+            f"indices must be a 1-D sequence of integers, got {array.dtype} shaped {array.shape}"
+        )
+    bad = [int(i) for i in array.reshape(-1) if not 0 <= i < info.num_frames]
+    if bad:
+        raise InputError(
+            f"frame indices {bad[:5]} are outside 0..{info.num_frames - 1} of {info.path}"
+        )
+    return [int(i) for i in array.reshape(-1)]
+
+
+def read_frames(
+    path: str | Path,
+    indices: Sequence[int] | np.ndarray,
+    *,
+    backend: Literal["auto", "decord", "pyav"] = "auto",
+    folder_fps: float | Fraction = DEFAULT_FOLDER_FPS,
+) -> np.ndarray:
+    """Frames at arbitrary indices, for training: (k, h, w, 3) uint8 RGB in the order asked.
+
+    Indices may repeat and come in any order. Frame folders load just the files asked for.
+
+    Args:
+        path: Video file or frame folder.
+        indices: k frame indices in ``0 .. num_frames - 1``.
+        backend: "decord" (fast random access), "pyav" (seek to the keyframe before each
+            far-away frame, decode on), or "auto": decord, and PyAV when decord is not
+            installed or fails on this file.
+        folder_fps: Frame rate assumed for a frame folder (only used by its `probe_video`).
+
+    Raises:
+        InputError: an index is out of range, or backend="decord" without decord installed.
+        VideoNotFoundError, CorruptVideoError, UnsupportedVideoError: as `open_video`.
+    """
+    if backend not in ("auto", "decord", "pyav"):
+        raise InputError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
+    info = probe_video(path, folder_fps=folder_fps)
+    wanted = _check_indices(indices, info)
+    if not wanted:
+        return np.empty((0, info.height, info.width, 3), dtype=np.uint8)
+    if info.is_image_folder:
+        files = list_image_files(info.path)
+        return np.stack([_load_image(files[index], info) for index in wanted])  # (k, h, w, 3)
+    if backend != "pyav":
+        try:
+            return _read_frames_decord(info, wanted)
+        except ImportError as error:
+            if backend == "decord":
+                raise InputError(
+                    "backend='decord' needs decord: pip install decord, or use backend='pyav'"
+                ) from error
+        except Exception as error:  # decord raises DECORDError, RuntimeError, IndexError, ...
+            if backend == "decord":
+                raise CorruptVideoError(
+                    f"{info.path}: decord cannot read the frames ({error})"
+                ) from error
+            logger.debug("%s: decord failed (%s); reading with PyAV", info.path, error)
+    found = _read_frames_pyav(info, sorted(set(wanted)))
+    return np.stack([found[index] for index in wanted])  # (k, h, w, 3)

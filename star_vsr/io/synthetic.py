@@ -1,0 +1,166 @@
+"""Synthetic test videos: real encoded clips of a moving texture, with an optional tone.
+
+Used by the tests of every part that reads video. The clips are written directly with PyAV
+(not with `VideoWriter`), so tests of the writer compare against an independent encoder.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from star_vsr.errors import InputError
+from star_vsr.io.probe import as_frame_rate
+
+TEXTURE_CELL = 8
+"""Pixels per random value of the grey texture before cubic smoothing: coarse enough that
+H.264 at `TEST_CRF` reproduces frames within a few grey levels, fine enough to show motion."""
+
+TEXTURE_RANGE = (56.0, 184.0)
+"""Grey levels of the random texture values."""
+
+TINT_AMPLITUDE = 32.0
+"""Peak of the smooth colour tint added per channel. Colour varies slowly, like in natural
+video, because 4:2:0 chroma subsampling blurs fast colour changes; texture + tint stays
+inside 16..240."""
+
+MOTION_PER_FRAME = (1, 2)
+"""(dy, dx) pixels the texture moves between consecutive frames."""
+
+TEST_CRF = 18
+"""Constant-rate factor of the synthetic H.264/H.265 clips."""
+
+TONE_HZ = 440.0
+"""Frequency of the sine tone in the optional audio track."""
+
+TONE_AMPLITUDE = 0.3
+"""Peak amplitude of the tone, full scale = 1."""
+
+AUDIO_SAMPLE_RATE = 48_000
+"""Sample rate of the audio track in Hz."""
+
+_ENCODERS = {
+    "h264": ("libx264", "yuv420p"),
+    "h265": ("libx265", "yuv420p"),
+    "ffv1": ("ffv1", "bgr0"),
+}
+# codec -> (FFmpeg encoder, pixel format); bgr0 keeps FFV1 frames exactly as given
+
+
+def synthetic_frames(
+    num_frames: int, size: tuple[int, int] = (48, 64), seed: int = 0
+) -> np.ndarray:
+    """Frames of a smooth random colour texture sliding by `MOTION_PER_FRAME` each frame.
+
+    Args:
+        num_frames: Number of frames n.
+        size: (h, w) of each frame.
+        seed: Seed of the texture (`numpy.random.default_rng`).
+
+    Returns:
+        (n, h, w, 3) uint8 RGB, values in 16..240.
+    """
+    height, width = size
+    dy, dx = MOTION_PER_FRAME
+    canvas_h, canvas_w = height + dy * num_frames, width + dx * num_frames
+    rng = np.random.default_rng(seed)
+    cells = rng.uniform(
+        *TEXTURE_RANGE,
+        size=(math.ceil(canvas_h / TEXTURE_CELL) + 1, math.ceil(canvas_w / TEXTURE_CELL) + 1),
+    )
+    grey = cv2.resize(
+        cells.astype(np.float32), (canvas_w, canvas_h), interpolation=cv2.INTER_CUBIC
+    )  # (H, W)
+    y, x = (
+        np.mgrid[0:canvas_h, 0:canvas_w] / np.array([canvas_h, canvas_w])[:, None, None]
+    )  # (2, H, W) in [0, 1)
+    tint = np.stack(
+        [
+            np.sin(2 * np.pi * (x + channel / 3)) + (channel - 1) * np.cos(2 * np.pi * y)
+            for channel in range(3)
+        ],
+        axis=-1,
+    )
+    texture = grey[..., None] + TINT_AMPLITUDE / 2 * tint  # (H, W, 3); |tint| <= 2
+    frames = np.stack(
+        [texture[i * dy : i * dy + height, i * dx : i * dx + width] for i in range(num_frames)]
+    )
+    return np.clip(frames.round(), 16, 240).astype(np.uint8)  # (n, h, w, 3)
+
+
+def _tone(duration: Fraction) -> np.ndarray:
+    """Mono sine tone of `duration` seconds, (1, samples) float32."""
+    times = np.arange(round(duration * AUDIO_SAMPLE_RATE)) / AUDIO_SAMPLE_RATE
+    return (TONE_AMPLITUDE * np.sin(2 * np.pi * TONE_HZ * times)).astype(np.float32)[None]
+
+
+def write_test_video(
+    path: str | Path,
+    num_frames: int,
+    size: tuple[int, int] = (48, 64),
+    fps: float | Fraction = 30,
+    audio: bool = False,
+    codec: str = "h264",
+    seed: int = 0,
+    *,
+    audio_codec: str = "aac",
+    gop_size: int | None = None,
+) -> Path:
+    """Write `synthetic_frames(num_frames, size, seed)` as a real video file with PyAV.
+
+    Args:
+        path: Output file; its suffix picks the container (.mp4, .mkv, .mov, ...).
+        num_frames: Number of frames.
+        size: (h, w); even for h264/h265 (yuv420p).
+        fps: Frame rate; a Fraction such as Fraction(30000, 1001) is kept exactly.
+        audio: Add a mono `TONE_HZ` sine track as long as the video.
+        codec: "h264" (libx264), "h265" (libx265) or "ffv1" (lossless).
+        seed: Texture seed.
+        audio_codec: FFmpeg encoder of the audio track ("aac"; e.g. "pcm_mulaw" in .mov to
+            get audio that .mp4 cannot hold).
+        gop_size: Frames between keyframes (None: the encoder's default).
+
+    Returns:
+        `path` as a Path.
+    """
+    if codec not in _ENCODERS:
+        raise InputError(f"codec must be one of {', '.join(_ENCODERS)}, got {codec!r}")
+    path = Path(path)
+    frame_rate = as_frame_rate(fps)
+    encoder, pix_fmt = _ENCODERS[codec]
+    options = {} if codec == "ffv1" else {"crf": str(TEST_CRF)}
+    if codec == "h265":
+        options["x265-params"] = "log-level=error"
+    if gop_size is not None:
+        options["g"] = str(gop_size)
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream(encoder, rate=frame_rate, options=options)
+        video.height, video.width = size
+        video.pix_fmt = pix_fmt
+        sound = (
+            container.add_stream(audio_codec, rate=AUDIO_SAMPLE_RATE, layout="mono")
+            if audio
+            else None
+        )
+        for index, frame in enumerate(synthetic_frames(num_frames, size, seed)):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts = index
+            container.mux(video.encode(video_frame))
+        container.mux(video.encode(None))
+        if sound is not None:
+            tone = av.AudioFrame.from_ndarray(
+                _tone(num_frames / frame_rate), format="flt", layout="mono"
+            )
+            tone.sample_rate, tone.pts, tone.time_base = (
+                AUDIO_SAMPLE_RATE,
+                0,
+                Fraction(1, AUDIO_SAMPLE_RATE),
+            )
+            container.mux(sound.encode(tone))  # the encoder splits it into codec-sized frames
+            container.mux(sound.encode(None))
+    return path

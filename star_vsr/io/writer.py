@@ -1,0 +1,517 @@
+"""Writing videos: `VideoWriter` streams frames into an H.264/H.265/FFV1 file or a PNG folder.
+
+Output is atomic: frames go into a hidden temporary file (or folder) next to the final path,
+which is renamed onto the final path only when `close()` succeeds. After any error nothing
+appears under the final name, and a file already there is left untouched.
+
+Odd frame sizes: H.264/H.265 store 4:2:0 chroma (yuv420p), which needs even width and
+height. Such frames are padded on the right/bottom edge by repeating the last column/row,
+so a 63x47 input is written as 64x48 (with one warning). FFV1 and PNG keep any size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import warnings
+import weakref
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from av.container import OutputContainer
+from tqdm.auto import tqdm
+
+from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError
+from star_vsr.io.probe import as_frame_rate, check_exists, open_container, probe_video
+
+logger = logging.getLogger(__name__)
+
+H264_DEFAULT_CRF = 18
+"""x264 constant-rate factor used when `crf` is None. x264's documentation calls 18 about
+visually lossless (its own default, 23, visibly softens restored detail)."""
+
+H265_DEFAULT_CRF = 24
+"""x265 constant-rate factor used when `crf` is None. FFmpeg's H.265 guide rates x265 CRF 28
+like x264 CRF 23, so 24 matches `H264_DEFAULT_CRF` at a smaller file size."""
+
+MAX_CRF = 51
+"""Largest CRF x264/x265 accept for 8-bit video (0 is best quality)."""
+
+PNG_COMPRESSION = 3
+"""zlib level of PNG frames (0-9): lossless at every level; 3 is much faster than 9 and
+only a few percent larger."""
+
+PNG_NAME = "frame_{:06d}.png"
+"""File name of frame i (from 0) in a PNG sequence; sorts naturally and lexicographically."""
+
+AUDIO_FALLBACK_CODEC = "aac"
+"""Audio codec used when the source's audio cannot be copied into the output container."""
+
+
+@dataclass(frozen=True)
+class _VideoCodec:
+    """How one `codec` choice of `VideoWriter` is encoded."""
+
+    encoder: str  # FFmpeg encoder name
+    pix_fmt: str  # default pixel format
+    suffixes: tuple[str, ...]  # containers that hold it
+    default_crf: int | None  # None: lossless, no CRF
+    options: tuple[tuple[str, str], ...] = ()  # extra encoder options
+
+
+VIDEO_CODECS: dict[str, _VideoCodec] = {
+    "h264": _VideoCodec("libx264", "yuv420p", (".mp4", ".mkv", ".mov"), H264_DEFAULT_CRF),
+    "h265": _VideoCodec(
+        "libx265",
+        "yuv420p",
+        (".mp4", ".mkv", ".mov"),
+        H265_DEFAULT_CRF,
+        (("x265-params", "log-level=error"),),
+    ),
+    # bgr0: 8-bit RGB, so RGB frames round-trip exactly (FFV1 has no 8-bit planar RGB)
+    "ffv1": _VideoCodec("ffv1", "bgr0", (".mkv",), None),
+}
+CODECS: tuple[str, ...] = (*VIDEO_CODECS, "png")
+"""Values accepted for `VideoWriter(codec=...)`."""
+
+
+def _remove(path: Path) -> None:
+    """Delete a temporary file or folder if it exists."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class _AudioCopy:
+    """Carries the first audio stream of a source video into an output container.
+
+    Packets are copied as they are (remuxed) when the output container accepts the codec,
+    else decoded and re-encoded as `AUDIO_FALLBACK_CODEC`. Timestamps are shifted by the
+    source's video start time, so audio stays in sync with video written from frame 0.
+    """
+
+    def __init__(self, source: Path, output: OutputContainer) -> None:
+        self.source = source
+        self._output = output
+        self._input = open_container(source)
+        in_audio = self._input.streams.audio[0]
+        videos = self._input.streams.video
+        start_s = (
+            videos[0].start_time * videos[0].time_base if videos and videos[0].start_time else 0
+        )
+        self._shift = round(start_s / in_audio.time_base)  # in ticks of in_audio.time_base
+        self.transcode = in_audio.codec_context.name not in output.supported_codecs
+        if not self.transcode:
+            try:
+                self._stream = output.add_stream_from_template(in_audio)
+            except ValueError:  # the muxer refuses the codec after all
+                self.transcode = True
+        if self.transcode:
+            logger.info(
+                "%s: audio %s does not fit the output container; re-encoding it as %s",
+                source,
+                in_audio.codec_context.name,
+                AUDIO_FALLBACK_CODEC,
+            )
+            self._stream = output.add_stream(
+                AUDIO_FALLBACK_CODEC, rate=in_audio.rate, layout=in_audio.layout.name
+            )
+        self._packets = self._input.demux(in_audio)
+        self._pending: av.Packet | None = None
+
+    def _next_packet(self) -> av.Packet | None:
+        """Next non-empty packet with timestamps shifted, or None at the end."""
+        while True:
+            try:
+                packet = next(self._packets, None)
+            except av.FFmpegError as error:
+                raise CorruptVideoError(
+                    f"{self.source}: reading its audio failed ({error}); the file is damaged"
+                ) from error
+            if packet is None:
+                return None
+            if packet.size > 0 and packet.dts is not None:
+                packet.dts -= self._shift
+                if packet.pts is not None:
+                    packet.pts -= self._shift
+                return packet
+
+    def mux_until(self, time_s: Fraction | None) -> None:
+        """Mux the audio packets that start before `time_s` seconds (all when None)."""
+        while True:
+            packet = self._pending if self._pending is not None else self._next_packet()
+            self._pending = None
+            if packet is None:
+                return
+            timestamp = packet.pts if packet.pts is not None else packet.dts
+            if time_s is not None and timestamp * packet.time_base >= time_s:
+                self._pending = packet
+                return
+            if self.transcode:
+                for frame in packet.decode():
+                    self._output.mux(self._stream.encode(frame))
+            else:
+                packet.stream = self._stream
+                self._output.mux(packet)
+
+    def finish(self) -> None:
+        """Mux the remaining audio (the whole track is kept) and flush the encoder."""
+        self.mux_until(None)
+        if self.transcode:
+            self._output.mux(self._stream.encode(None))
+        self.close()
+
+    def close(self) -> None:
+        self._input.close()
+
+
+class _EncodedSink:
+    """Encodes frames into one container file with PyAV (video stream set up on the first frame)."""
+
+    def __init__(
+        self,
+        temp: Path,
+        codec: _VideoCodec,
+        frame_rate: Fraction,
+        crf: int | None,
+        pix_fmt: str,
+        audio_from: Path | None,
+    ) -> None:
+        self._codec, self._frame_rate, self._crf, self._pix_fmt = codec, frame_rate, crf, pix_fmt
+        self._audio_from = audio_from
+        self._container = av.open(str(temp), mode="w")
+        self._stream: av.VideoStream | None = None
+        self._audio: _AudioCopy | None = None
+        self._count = 0
+
+    def _start(self, height: int, width: int) -> None:
+        options = dict(self._codec.options)
+        if self._crf is not None:
+            options["crf"] = str(self._crf)
+        stream = self._container.add_stream(
+            self._codec.encoder, rate=self._frame_rate, options=options
+        )
+        stream.width, stream.height, stream.pix_fmt = width, height, self._pix_fmt
+        # time base 1/fps: frame i has pts i, so 30000/1001 fps stays exact
+        stream.codec_context.time_base = 1 / self._frame_rate
+        if self._codec.encoder == "libx265" and self._container.format.name in ("mp4", "mov"):
+            stream.codec_tag = "hvc1"  # the H.265 tag Apple players require in .mp4/.mov
+        self._stream = stream
+        if self._audio_from is not None:
+            self._audio = _AudioCopy(self._audio_from, self._container)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Encode one (h, w, 3) uint8 RGB frame."""
+        if self._stream is None:
+            self._start(*frame.shape[:2])
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        video_frame.pts = self._count
+        self._container.mux(self._stream.encode(video_frame))
+        self._count += 1
+        if self._audio is not None:
+            self._audio.mux_until(self._count / self._frame_rate)
+
+    def finish(self) -> None:
+        """Flush the encoder, finish the audio, write the container trailer."""
+        self._container.mux(self._stream.encode(None))
+        if self._audio is not None:
+            self._audio.finish()
+        self._container.close()
+
+    def abort(self) -> None:
+        """Close everything without caring whether the file is complete."""
+        for closable in (self._audio, self._container):
+            if closable is not None:
+                try:
+                    closable.close()
+                except Exception as error:  # the output is being thrown away anyway
+                    logger.debug("ignored while aborting: %s", error)
+
+
+class _PngSink:
+    """Writes each frame as a PNG file into a folder."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir()
+        self._folder = folder
+        self._count = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        """Write one (h, w, 3) uint8 RGB frame as the next PNG file."""
+        file = self._folder / PNG_NAME.format(self._count)
+        if not cv2.imwrite(
+            str(file),
+            cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION],
+        ):
+            raise OSError(f"could not write {file}")
+        self._count += 1
+
+    def finish(self) -> None:
+        """Nothing to flush: every frame is already a complete file."""
+
+    def abort(self) -> None:
+        """Nothing open: the folder is removed by the writer."""
+
+
+def _resolve_codec(path: Path, codec: str | None) -> str:
+    """The codec to write `path` with, checked against the path's kind and suffix."""
+    if codec is None:
+        codec = "png" if path.is_dir() or not path.suffix else "h264"
+    if codec not in CODECS:
+        raise UnsupportedVideoError(
+            f"codec {codec!r} is not supported; choose one of {', '.join(CODECS)}"
+        )
+    if codec == "png":
+        if path.exists() and not path.is_dir():
+            raise InputError(
+                f"{path} is a file; a PNG sequence is written into a folder, give a folder path"
+            )
+        return codec
+    if path.is_dir():
+        raise InputError(
+            f"{path} is a folder; codec {codec!r} writes a file "
+            "(or use codec='png' for a frame folder)"
+        )
+    suffixes = VIDEO_CODECS[codec].suffixes
+    if path.suffix.lower() not in suffixes:
+        raise UnsupportedVideoError(
+            f"{codec} video cannot be written to a {path.suffix or 'suffix-less'} file ({path}); "
+            f"use {' or '.join(suffixes)}"
+        )
+    return codec
+
+
+def _check_crf(codec: str, crf: int | None) -> int | None:
+    """The CRF to encode with: `crf`, or the codec's default; None for lossless codecs."""
+    default = VIDEO_CODECS[codec].default_crf if codec in VIDEO_CODECS else None
+    if crf is None:
+        return default
+    if default is None:
+        raise InputError(f"crf applies to h264/h265 only; {codec} is lossless, leave crf=None")
+    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= MAX_CRF:
+        raise InputError(
+            f"crf must be an integer in 0..{MAX_CRF} (lower is better quality), got {crf!r}"
+        )
+    return crf
+
+
+def _check_pix_fmt(codec: str, pix_fmt: str | None) -> str:
+    """The pixel format to encode with: `pix_fmt` if the encoder takes it, else the default."""
+    if codec == "png":
+        if pix_fmt not in (None, "rgb24"):
+            raise InputError(
+                f"PNG sequences are written as rgb24; pix_fmt {pix_fmt!r} is not available"
+            )
+        return "rgb24"
+    spec = VIDEO_CODECS[codec]
+    if pix_fmt is None:
+        return spec.pix_fmt
+    supported = [video_format.name for video_format in av.Codec(spec.encoder, "w").video_formats]
+    if pix_fmt not in supported:
+        raise UnsupportedVideoError(
+            f"{spec.encoder} cannot encode pix_fmt {pix_fmt!r}; use one of {', '.join(supported)}"
+        )
+    return pix_fmt
+
+
+def _chroma_block(pix_fmt: str) -> tuple[int, int]:
+    """(height, width) multiple that frames need for `pix_fmt`: (2, 2) for yuv420p, (1, 1) RGB."""
+    probe_size = 64  # any size divisible by the largest subsampling factor (4, yuv410p)
+    video_format = av.VideoFormat(pix_fmt)
+    block_h = probe_size // video_format.chroma_height(probe_size)
+    block_w = probe_size // video_format.chroma_width(probe_size)
+    return block_h, block_w
+
+
+class VideoWriter:
+    """Writes frames to a video file or PNG folder, atomically, as a context manager.
+
+    Example::
+
+        with VideoWriter("out.mp4", info.frame_rate, audio_from=info.path) as writer:
+            for chunk in reader.iter_chunks(16):
+                writer.write(upscale(chunk))  # (n, h, w, 3) uint8 RGB
+
+    Args:
+        path: Output file (.mp4/.mkv/.mov; .mkv for FFV1), or a folder for PNG frames.
+            Missing parent folders are created. An existing file is replaced on success.
+        fps: Frame rate; a Fraction (e.g. `VideoInfo.frame_rate`, 30000/1001) is kept exactly,
+            a float snaps to the nearest fraction with denominator <= 1001.
+        codec: "h264" (libx264, yuv420p, CRF `H264_DEFAULT_CRF`), "h265" (libx265, CRF
+            `H265_DEFAULT_CRF`), "ffv1" (lossless RGB, .mkv only) or "png" (a folder of
+            `PNG_NAME` files). None: "png" when `path` is a folder or has no suffix, else "h264".
+        crf: Constant-rate factor for h264/h265, 0..51 (lower is better); None for the default.
+        audio_from: Video whose first audio stream is copied into the output (re-encoded to
+            AAC if the container cannot hold it). Nothing is added when it has no audio; PNG
+            folders cannot hold audio (a warning says so).
+        pix_fmt: Encoder pixel format (e.g. "yuv444p" for h264); None for the codec default.
+        progress: Show a tqdm bar of frames written.
+        total_frames: Expected frame count, only for the progress bar.
+
+    Frame sizes that the pixel format cannot hold (odd sizes for yuv420p) are padded by edge
+    replication on the right/bottom, with a warning; see the module docstring.
+
+    Raises:
+        UnsupportedVideoError: unknown codec, or a codec the path's container cannot hold.
+        InputError: bad crf, pix_fmt, frames (not uint8 (h, w, 3)/(n, h, w, 3), size changes)
+            or output folder; closing a writer that received no frames.
+        VideoNotFoundError, CorruptVideoError: `audio_from` is missing or unreadable.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float | Fraction,
+        *,
+        codec: str | None = None,
+        crf: int | None = None,
+        audio_from: str | Path | None = None,
+        pix_fmt: str | None = None,
+        progress: bool = False,
+        total_frames: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.frame_rate = as_frame_rate(fps)
+        self.codec = _resolve_codec(self.path, codec)
+        self.crf = _check_crf(self.codec, crf)
+        self.pix_fmt = _check_pix_fmt(self.codec, pix_fmt)
+        audio_source = self._check_audio_source(audio_from)
+        if self.codec == "png" and self.path.is_dir() and any(self.path.iterdir()):
+            raise InputError(
+                f"{self.path} already holds files; write the PNG frames to a new or empty folder"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.frames_written = 0
+        self.frame_size: tuple[int, int] | None = None  # (h, w) of the frames given
+        self._block = _chroma_block(self.pix_fmt)
+        self._temp = (
+            self.path.parent / f".{self.path.name}.{secrets.token_hex(4)}.tmp{self.path.suffix}"
+        )
+        self._cleanup = weakref.finalize(self, _remove, self._temp)  # also if never closed
+        if self.codec == "png":
+            self._sink: _EncodedSink | _PngSink = _PngSink(self._temp)
+        else:
+            spec = VIDEO_CODECS[self.codec]
+            self._sink = _EncodedSink(
+                self._temp, spec, self.frame_rate, self.crf, self.pix_fmt, audio_source
+            )
+        self._state = "open"  # then "closed" or "aborted"
+        self._bar = tqdm(
+            total=total_frames, unit="frame", desc=self.path.name, disable=not progress
+        )
+
+    def _check_audio_source(self, audio_from: str | Path | None) -> Path | None:
+        """`audio_from` if it has audio to copy, else None."""
+        if audio_from is None:
+            return None
+        info = probe_video(check_exists(audio_from))
+        if not info.has_audio:
+            return None
+        if self.codec == "png":
+            warnings.warn(
+                f"{self.path}: PNG frames cannot hold audio; "
+                f"the audio of {info.path} is not copied",
+                stacklevel=3,
+            )
+            return None
+        return info.path
+
+    def _check_frames(self, frames: np.ndarray) -> np.ndarray:
+        """`frames` as a (n, h, w, 3) uint8 stack, or `InputError` naming the problem."""
+        if not isinstance(frames, np.ndarray):
+            raise InputError(f"frames must be a numpy array, got {type(frames).__name__}")
+        if frames.dtype != np.uint8:
+            raise InputError(
+                f"frames must be uint8 (0..255), got {frames.dtype}; "
+                "convert with (x * 255).round().astype(np.uint8)"
+            )
+        stack = frames[None] if frames.ndim == 3 else frames  # (n, h, w, 3)
+        if stack.ndim != 4 or stack.shape[-1] != 3 or 0 in stack.shape[1:3]:
+            raise InputError(
+                f"frames must be RGB shaped (h, w, 3) or (n, h, w, 3), got {frames.shape}"
+            )
+        size = stack.shape[1:3]
+        if self.frame_size is None:
+            self.frame_size = size
+        elif size != self.frame_size:
+            raise InputError(
+                f"frame size changed from {self.frame_size[1]}x{self.frame_size[0]} "
+                f"to {size[1]}x{size[0]}; every frame of {self.path} must have one size"
+            )
+        return stack
+
+    def _pad(self, frame: np.ndarray) -> np.ndarray:
+        """Pad (h, w, 3) on the bottom/right by edge replication to the pixel format's block."""
+        height, width = frame.shape[:2]
+        pad_h, pad_w = -height % self._block[0], -width % self._block[1]
+        if not (pad_h or pad_w):
+            return frame
+        if self.frames_written == 0:
+            warnings.warn(
+                f"{self.path}: {self.pix_fmt} needs sizes divisible by "
+                f"{self._block[1]}x{self._block[0]}; {width}x{height} frames are padded to "
+                f"{width + pad_w}x{height + pad_h} by repeating the last column/row",
+                stacklevel=3,
+            )
+        padding = ((0, pad_h), (0, pad_w), (0, 0))
+        return np.pad(frame, padding, mode="edge")  # (h + pad_h, w + pad_w, 3)
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append one frame (h, w, 3) or a stack (n, h, w, 3) of uint8 RGB frames.
+
+        Any error aborts the writer (the temporary output is deleted) and is re-raised.
+        """
+        if self._state != "open":
+            raise InputError(f"the writer of {self.path} is {self._state}; open a new VideoWriter")
+        try:
+            for frame in self._check_frames(frames):
+                self._sink.write(np.ascontiguousarray(self._pad(frame)))  # (h', w', 3)
+                self.frames_written += 1
+                self._bar.update(1)
+        except BaseException:
+            self.abort()
+            raise
+
+    def close(self) -> None:
+        """Finish encoding and move the output onto `path`. Closing twice does nothing."""
+        if self._state != "open":
+            return
+        try:
+            if self.frames_written == 0:
+                raise InputError(f"no frames were written to {self.path}; nothing was saved")
+            self._sink.finish()
+            if self.codec == "png" and self.path.is_dir():
+                self.path.rmdir()  # an empty folder (checked in __init__) gives way
+            os.replace(self._temp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._state = "closed"
+        self._cleanup.detach()
+        self._bar.close()
+
+    def abort(self) -> None:
+        """Stop writing and delete the temporary output; `path` is left as it was."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        self._sink.abort()
+        self._cleanup()  # removes the temporary file or folder
+        self._bar.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,611 @@
+"""Tests of star_vsr.io: probing, streaming, random access and atomic writing of real videos."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError
+from star_vsr.io import VideoWriter, open_video, probe_video, read_frames
+from star_vsr.io import reader as reader_module
+from star_vsr.io.probe import as_frame_rate, natural_sort_key
+from star_vsr.io.synthetic import synthetic_frames, write_test_video
+
+NUM_FRAMES = 10
+SIZE = (48, 64)  # (h, w)
+NTSC = Fraction(30000, 1001)
+MIN_PSNR_DB = 32.0  # H.264/H.265 at CRF 18-24 on the smooth synthetic texture reach ~37 dB
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def audio_packets(path: Path) -> list[tuple[int, int]]:
+    """(pts, size) of every audio packet, [] when there is no audio stream."""
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return []
+        return [(packet.pts, packet.size) for packet in container.demux(audio=0) if packet.size > 0]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Source clips shared by the tests (written once per module)."""
+    folder = tmp_path_factory.mktemp("sources")
+    return {
+        "ntsc_audio": write_test_video(
+            folder / "ntsc_audio.mp4", NUM_FRAMES, SIZE, fps=NTSC, audio=True
+        ),
+        "silent": write_test_video(folder / "silent.mp4", NUM_FRAMES, SIZE, fps=25),
+        "mkv": write_test_video(folder / "clip.mkv", 12, SIZE, fps=24),
+        "gop_mp4": write_test_video(folder / "gop.mp4", 30, SIZE, fps=30, gop_size=5),
+        "gop_mkv": write_test_video(folder / "gop.mkv", 30, SIZE, fps=NTSC, gop_size=5),
+    }
+
+
+class _NoDecodeContainer:
+    """Wraps a PyAV container and fails the test if anything decodes through it."""
+
+    def __init__(self, container: av.container.InputContainer) -> None:
+        self._container = container
+
+    def __getattr__(self, name: str):
+        if name == "decode":
+            raise AssertionError("probe_video decoded frames")
+        return getattr(self._container, name)
+
+    def demux(self, *args, **kwargs):
+        for packet in self._container.demux(*args, **kwargs):
+            yield _NoDecodePacket(packet)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._container.close()
+
+
+class _NoDecodePacket:
+    def __init__(self, packet: av.Packet) -> None:
+        self._packet = packet
+
+    def __getattr__(self, name: str):
+        if name == "decode":
+            raise AssertionError("probe_video decoded a packet")
+        return getattr(self._packet, name)
+
+
+@pytest.fixture
+def no_decode(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make every av.open return a container that refuses to decode; records opened paths."""
+    opened: list[str] = []
+    real_open = av.open
+
+    def spy_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return _NoDecodeContainer(real_open(file, *args, **kwargs))
+
+    monkeypatch.setattr(av, "open", spy_open)
+    return opened
+
+
+# ----------------------------------------------------------------------------- probe
+
+
+def test_probe_reads_metadata_without_decoding(videos, no_decode):
+    info = probe_video(videos["ntsc_audio"])
+    assert no_decode == [str(videos["ntsc_audio"])]
+    assert info.num_frames == NUM_FRAMES
+    assert info.frame_rate == NTSC and info.fps == pytest.approx(30000 / 1001, abs=1e-9)
+    assert (info.height, info.width) == SIZE
+    assert (info.codec, info.pix_fmt) == ("h264", "yuv420p")
+    assert info.duration_s == pytest.approx(NUM_FRAMES / (30000 / 1001), abs=1e-3)
+    assert info.has_audio and info.audio_codec == "aac"
+    assert not info.is_image_folder
+
+
+def test_probe_counts_packets_when_container_has_no_frame_count(videos, no_decode):
+    with av.open(str(videos["mkv"])) as container:
+        assert container.streams.video[0].frames == 0  # Matroska stores no frame count
+    info = probe_video(videos["mkv"])
+    assert info.num_frames == 12
+    assert info.frame_rate == 24 and not info.has_audio and info.audio_codec is None
+
+
+def test_as_frame_rate_snaps_floats_to_ntsc_fractions():
+    assert as_frame_rate(30000 / 1001) == NTSC
+    assert as_frame_rate(24000 / 1001) == Fraction(24000, 1001)
+    assert as_frame_rate(25.0) == 25 and as_frame_rate(NTSC) == NTSC
+    with pytest.raises(InputError, match="positive"):
+        as_frame_rate(0)
+
+
+def test_natural_sort_orders_numbers_by_value():
+    names = ["frame10.png", "frame2.png", "Frame1.png", "frame2b.png", "a.png"]
+    assert sorted(names, key=natural_sort_key) == [
+        "a.png",
+        "Frame1.png",
+        "frame2.png",
+        "frame2b.png",
+        "frame10.png",
+    ]
+
+
+# ----------------------------------------------------------------------------- streaming reader
+
+
+def test_reader_reiterates_and_chunks(videos):
+    expected = synthetic_frames(NUM_FRAMES, SIZE)
+    with open_video(videos["ntsc_audio"]) as reader:
+        assert len(reader) == NUM_FRAMES
+        first = np.stack(list(reader))  # (n, h, w, 3)
+        second = np.stack(list(reader))
+        chunks = list(reader.iter_chunks(4))
+    assert first.dtype == np.uint8 and first.shape == (NUM_FRAMES, *SIZE, 3)
+    assert np.array_equal(first, second)
+    assert [chunk.shape[0] for chunk in chunks] == [4, 4, 2]
+    assert np.array_equal(np.concatenate(chunks), first)
+    assert psnr(first, expected) > MIN_PSNR_DB
+    with pytest.raises(InputError, match="closed"):
+        iter(reader)
+
+
+def test_reader_rejects_bad_chunk_size(videos):
+    with open_video(videos["silent"]) as reader, pytest.raises(InputError, match="chunk_size"):
+        next(reader.iter_chunks(0))
+
+
+def test_reader_stops_when_closed_during_iteration(videos):
+    reader = open_video(videos["silent"])
+    frames = iter(reader)
+    next(frames)
+    reader.close()
+    assert list(frames) == []
+
+
+# ----------------------------------------------------------------------------- writer round trips
+
+
+@pytest.mark.parametrize("fps", [NTSC, 25, 24000 / 1001], ids=["30000/1001", "25", "float-23.976"])
+def test_h264_round_trip_keeps_count_rate_size_and_pixels(tmp_path, fps):
+    frames = synthetic_frames(NUM_FRAMES, SIZE, seed=3)
+    path = tmp_path / "out.mp4"
+    with VideoWriter(path, fps) as writer:
+        writer.write(frames[:4])  # a stack
+        for frame in frames[4:]:  # and single frames
+            writer.write(frame)
+    info = probe_video(path)
+    assert info.num_frames == NUM_FRAMES
+    assert info.frame_rate == as_frame_rate(fps)
+    assert (info.height, info.width, info.codec, info.pix_fmt) == (*SIZE, "h264", "yuv420p")
+    with open_video(path) as reader:
+        decoded = np.stack(list(reader))
+    assert psnr(decoded, frames) > MIN_PSNR_DB
+    assert np.abs(decoded.astype(int) - frames).mean() < 4
+
+
+def test_h265_round_trip(tmp_path):
+    frames = synthetic_frames(8, SIZE, seed=4)
+    with VideoWriter(tmp_path / "out.mp4", NTSC, codec="h265") as writer:
+        writer.write(frames)
+    info = probe_video(tmp_path / "out.mp4")
+    assert (info.codec, info.num_frames, info.frame_rate) == ("hevc", 8, NTSC)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams.video[0].codec_tag == "hvc1"
+    with open_video(tmp_path / "out.mp4") as reader:
+        assert psnr(np.stack(list(reader)), frames) > MIN_PSNR_DB
+
+
+def test_crf_changes_quality(tmp_path):
+    frames = synthetic_frames(NUM_FRAMES, SIZE, seed=5)
+    quality = {}
+    for crf in (0, 40):
+        with VideoWriter(tmp_path / f"crf{crf}.mp4", 30, crf=crf) as writer:
+            writer.write(frames)
+        with open_video(tmp_path / f"crf{crf}.mp4") as reader:
+            quality[crf] = psnr(np.stack(list(reader)), frames)
+    assert quality[0] > quality[40] + 5
+
+
+def test_ffv1_round_trip_is_exact_even_at_odd_size(tmp_path):
+    frames = synthetic_frames(NUM_FRAMES, (47, 63), seed=6)
+    path = tmp_path / "lossless.mkv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # RGB needs no padding: no warning
+        with VideoWriter(path, NTSC, codec="ffv1") as writer:
+            writer.write(frames)
+    info = probe_video(path)
+    assert (info.codec, info.num_frames, info.width, info.height, info.frame_rate) == (
+        "ffv1",
+        NUM_FRAMES,
+        63,
+        47,
+        NTSC,
+    )
+    with open_video(path) as reader:
+        assert np.array_equal(np.stack(list(reader)), frames)
+
+
+def test_odd_size_is_padded_by_edge_replication_with_one_warning(tmp_path):
+    frames = synthetic_frames(NUM_FRAMES, (47, 63), seed=7)
+    path = tmp_path / "odd.mp4"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with VideoWriter(path, 30) as writer:
+            writer.write(frames[:5])
+            writer.write(frames[5:])
+    assert [str(w.message) for w in caught if "padded" in str(w.message)] == [
+        f"{path}: yuv420p needs sizes divisible by 2x2; 63x47 frames are padded to 64x48 "
+        "by repeating the last column/row"
+    ]
+    with open_video(path) as reader:
+        decoded = np.stack(list(reader))  # (n, 48, 64, 3)
+    assert decoded.shape == (NUM_FRAMES, 48, 64, 3)
+    assert psnr(decoded[:, :47, :63], frames) > MIN_PSNR_DB
+    padded = np.pad(frames, ((0, 0), (0, 1), (0, 1), (0, 0)), mode="edge")
+    assert np.abs(decoded[:, 47, :].astype(int) - padded[:, 47, :]).mean() < 6  # the replicated row
+    assert (
+        np.abs(decoded[:, :, 63].astype(int) - padded[:, :, 63]).mean() < 6
+    )  # the replicated column
+
+
+def test_png_sequence_write_and_read_is_exact(tmp_path):
+    frames = synthetic_frames(NUM_FRAMES, SIZE, seed=8)
+    folder = tmp_path / "frames"  # no suffix: written as PNG frames
+    with VideoWriter(folder, 24) as writer:
+        writer.write(frames)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"frame_{i:06d}.png" for i in range(NUM_FRAMES)
+    ]
+    info = probe_video(folder, folder_fps=24)
+    assert info.is_image_folder and (info.num_frames, info.width, info.height, info.codec) == (
+        NUM_FRAMES,
+        64,
+        48,
+        "png",
+    )
+    assert info.frame_rate == 24 and not info.has_audio
+    with open_video(folder) as reader:
+        assert np.array_equal(np.stack(list(reader)), frames)
+    assert [p.name for p in tmp_path.iterdir()] == ["frames"]  # the temporary folder is gone
+
+
+def test_png_codec_fills_an_existing_empty_folder_and_refuses_a_full_one(tmp_path):
+    frames = synthetic_frames(3, SIZE)
+    (tmp_path / "empty").mkdir()
+    with VideoWriter(tmp_path / "empty", 30, codec="png") as writer:
+        writer.write(frames)
+    assert len(list((tmp_path / "empty").iterdir())) == 3
+    with pytest.raises(InputError, match="already holds files"):
+        VideoWriter(tmp_path / "empty", 30, codec="png")
+
+
+def test_image_folder_reads_in_natural_order_and_ignores_other_files(tmp_path):
+    frames = synthetic_frames(12, SIZE, seed=9)
+    for index in reversed(range(12)):  # frame1.png .. frame12.png, created out of order
+        cv2.imwrite(
+            str(tmp_path / f"frame{index + 1}.png"), cv2.cvtColor(frames[index], cv2.COLOR_RGB2BGR)
+        )
+    (tmp_path / "notes.txt").write_text("not a frame")
+    (tmp_path / ".frame0.png").write_bytes(b"hidden")
+    with open_video(tmp_path) as reader:
+        assert len(reader) == 12 and reader.info.is_image_folder
+        assert np.array_equal(np.stack(list(reader)), frames)
+    assert np.array_equal(read_frames(tmp_path, [11, 1, 1]), frames[[11, 1, 1]])
+
+
+def test_jpeg_folder_reads_close_to_the_originals(tmp_path):
+    frames = synthetic_frames(3, SIZE, seed=10)
+    for index, frame in enumerate(frames):
+        cv2.imwrite(
+            str(tmp_path / f"{index}.JPG"),
+            cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, 95],
+        )
+    info = probe_video(tmp_path)
+    assert (info.codec, info.num_frames) == ("jpeg", 3)
+    with open_video(tmp_path) as reader:
+        assert psnr(np.stack(list(reader)), frames) > MIN_PSNR_DB
+
+
+def test_image_folder_with_mixed_sizes_names_the_odd_file(tmp_path):
+    cv2.imwrite(str(tmp_path / "1.png"), np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "2.png"), np.zeros((8, 10, 3), np.uint8))
+    with open_video(tmp_path) as reader, pytest.raises(InputError, match=r"2\.png is 10x8"):
+        list(reader)
+
+
+# ----------------------------------------------------------------------------- audio
+
+
+def test_audio_is_copied_packet_for_packet(tmp_path, videos):
+    source = videos["ntsc_audio"]
+    with (
+        open_video(source) as reader,
+        VideoWriter(tmp_path / "out.mp4", reader.info.frame_rate, audio_from=source) as writer,
+    ):
+        for chunk in reader.iter_chunks(3):
+            writer.write(chunk)
+    info = probe_video(tmp_path / "out.mp4")
+    assert info.has_audio and info.audio_codec == "aac" and info.num_frames == NUM_FRAMES
+    assert audio_packets(tmp_path / "out.mp4") == audio_packets(source) != []
+
+
+def test_no_audio_when_source_has_none(tmp_path, videos):
+    with VideoWriter(tmp_path / "out.mkv", 25, audio_from=videos["silent"]) as writer:
+        writer.write(synthetic_frames(4, SIZE))
+    info = probe_video(tmp_path / "out.mkv")
+    assert not info.has_audio and info.audio_codec is None
+
+
+def test_audio_the_container_cannot_hold_is_transcoded_to_aac(tmp_path):
+    source = write_test_video(
+        tmp_path / "mulaw.mov", NUM_FRAMES, SIZE, audio=True, audio_codec="pcm_mulaw"
+    )
+    assert probe_video(source).audio_codec == "pcm_mulaw"
+    with VideoWriter(tmp_path / "out.mp4", 30, audio_from=source) as writer:
+        writer.write(synthetic_frames(NUM_FRAMES, SIZE))
+    assert probe_video(tmp_path / "out.mp4").audio_codec == "aac"
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+    assert samples == pytest.approx(NUM_FRAMES / 30 * 48_000, rel=0.1)  # AAC pads by up to a frame
+
+
+def test_png_output_warns_that_audio_is_dropped(tmp_path, videos):
+    with pytest.warns(UserWarning, match="cannot hold audio"):
+        writer = VideoWriter(tmp_path / "frames", 30, audio_from=videos["ntsc_audio"])
+    writer.abort()
+
+
+# ----------------------------------------------------------------------------- atomic output
+
+
+def test_exception_in_with_block_leaves_nothing_and_keeps_existing_file(tmp_path):
+    path = tmp_path / "out.mp4"
+    path.write_bytes(b"previous result")
+    with pytest.raises(RuntimeError, match="model crashed"), VideoWriter(path, 30) as writer:
+        writer.write(synthetic_frames(5, SIZE))
+        raise RuntimeError("model crashed")
+    assert path.read_bytes() == b"previous result"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]  # no temporary file left
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "frames"])
+def test_failed_write_aborts_and_leaves_no_file(tmp_path, name):
+    writer = VideoWriter(tmp_path / name, 30)
+    writer.write(synthetic_frames(3, SIZE))
+    with pytest.raises(InputError, match="frame size changed from 64x48 to 32x32"):
+        writer.write(np.zeros((32, 32, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match="aborted"):
+        writer.write(synthetic_frames(1, SIZE))
+
+
+def test_closing_without_frames_saves_nothing(tmp_path):
+    with pytest.raises(InputError, match="no frames"), VideoWriter(tmp_path / "out.mp4", 30):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unclosed_writer_removes_its_temporary_file_when_collected(tmp_path):
+    writer = VideoWriter(tmp_path / "out.mkv", 30, codec="ffv1")
+    writer.write(synthetic_frames(2, SIZE))
+    del writer
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- writer validation
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        (np.zeros((48, 64, 3), np.float32), "must be uint8"),
+        (np.zeros((48, 64), np.uint8), r"\(h, w, 3\)"),
+        (np.zeros((2, 48, 64, 4), np.uint8), r"\(n, h, w, 3\)"),
+        ([[0, 0, 0]], "numpy array"),
+    ],
+)
+def test_writer_rejects_bad_frames(tmp_path, frames, message):
+    with pytest.raises(InputError, match=message), VideoWriter(tmp_path / "out.mp4", 30) as writer:
+        writer.write(frames)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_rejects_unsupported_options(tmp_path):
+    with pytest.raises(UnsupportedVideoError, match="'vp9' is not supported"):
+        VideoWriter(tmp_path / "out.webm", 30, codec="vp9")
+    with pytest.raises(
+        UnsupportedVideoError, match=r"ffv1 video cannot be written to a \.mp4 file"
+    ):
+        VideoWriter(tmp_path / "out.mp4", 30, codec="ffv1")
+    with pytest.raises(UnsupportedVideoError, match="cannot encode pix_fmt 'rgb48le'"):
+        VideoWriter(tmp_path / "out.mp4", 30, pix_fmt="rgb48le")
+    with pytest.raises(InputError, match="crf applies to h264/h265 only"):
+        VideoWriter(tmp_path / "out.mkv", 30, codec="ffv1", crf=10)
+    with pytest.raises(InputError, match=r"crf must be an integer in 0\.\.51"):
+        VideoWriter(tmp_path / "out.mp4", 30, crf=60)
+    with pytest.raises(VideoNotFoundError, match=r"missing\.mp4"):
+        VideoWriter(tmp_path / "out.mp4", 30, audio_from=tmp_path / "missing.mp4")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- random access
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("clip", ["gop_mp4", "gop_mkv"])
+def test_read_frames_matches_streaming(videos, backend, clip, monkeypatch):
+    def no_sequential_decoding(*args):
+        raise AssertionError("a constant-frame-rate clip should be read by seeking")
+
+    monkeypatch.setattr(reader_module, "_decode_sequentially", no_sequential_decoding)
+    monkeypatch.setattr(reader_module, "MAX_DECODE_AHEAD", 0)  # PyAV seeks for every index
+    with open_video(videos[clip]) as reader:
+        streamed = np.stack(list(reader))  # (30, h, w, 3)
+    indices = [29, 0, 7, 7, 3, 18, 19, 25, 2]  # unordered, repeated, across 5-frame GOPs
+    frames = read_frames(videos[clip], indices, backend=backend)
+    assert frames.shape == (len(indices), *SIZE, 3) and frames.dtype == np.uint8
+    assert np.array_equal(frames, streamed[indices])
+    assert read_frames(videos[clip], [], backend=backend).shape == (0, *SIZE, 3)
+
+
+def test_read_frames_with_variable_frame_rate_counts_decoded_frames(tmp_path):
+    path = tmp_path / "vfr.mkv"
+    frames = synthetic_frames(12, SIZE, seed=11)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30, options={"g": "4"})
+        stream.height, stream.width = SIZE
+        stream.pix_fmt = "yuv420p"
+        for index, frame in enumerate(frames):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts = index + index // 3  # every third frame interval is doubled
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode(None))
+    with open_video(path) as reader:
+        streamed = np.stack(list(reader))
+    assert len(streamed) == 12
+    indices = [11, 2, 9, 5]
+    assert np.array_equal(read_frames(path, indices, backend="pyav"), streamed[indices])
+
+
+def test_read_frames_auto_uses_decord_when_installed(videos, monkeypatch):
+    import decord
+
+    opened = []
+    real_reader = decord.VideoReader
+    monkeypatch.setattr(
+        decord,
+        "VideoReader",
+        lambda *args, **kwargs: opened.append(args) or real_reader(*args, **kwargs),
+    )
+    read_frames(videos["gop_mp4"], [4])
+    assert opened == [(str(videos["gop_mp4"]),)]
+
+
+def test_read_frames_falls_back_to_pyav_without_decord(videos, monkeypatch):
+    expected = read_frames(videos["gop_mp4"], [21, 4], backend="pyav")
+    monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` now raises ImportError
+    assert np.array_equal(read_frames(videos["gop_mp4"], [21, 4]), expected)
+    with pytest.raises(InputError, match="needs decord"):
+        read_frames(videos["gop_mp4"], [0], backend="decord")
+
+
+def test_read_frames_falls_back_to_pyav_when_decord_fails(videos, monkeypatch):
+    import decord
+
+    def broken_reader(*args, **kwargs):
+        raise decord.DECORDError("cannot open")
+
+    expected = read_frames(videos["gop_mkv"], [12, 5], backend="pyav")
+    monkeypatch.setattr(decord, "VideoReader", broken_reader)
+    assert np.array_equal(read_frames(videos["gop_mkv"], [12, 5]), expected)
+    with pytest.raises(CorruptVideoError, match="decord cannot read"):
+        read_frames(videos["gop_mkv"], [0], backend="decord")
+
+
+def test_read_frames_rejects_bad_indices(videos):
+    with pytest.raises(InputError, match=r"\[30\] are outside 0..29"):
+        read_frames(videos["gop_mp4"], [0, 30])
+    with pytest.raises(InputError, match="integers"):
+        read_frames(videos["gop_mp4"], [0.5])
+    with pytest.raises(InputError, match="backend"):
+        read_frames(videos["gop_mp4"], [0], backend="opencv")
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_missing_path_raises_video_not_found(tmp_path):
+    missing = tmp_path / "nope.mp4"
+    for call in (probe_video, open_video, lambda path: read_frames(path, [0])):
+        with pytest.raises(VideoNotFoundError, match=r"nope\.mp4 does not exist"):
+            call(missing)
+
+
+def test_text_file_renamed_mp4_is_corrupt(tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n" * 50)
+    for call in (probe_video, open_video, lambda path: read_frames(path, [0])):
+        with pytest.raises(CorruptVideoError, match=r"notes\.mp4 is not a readable video"):
+            call(fake)
+
+
+def test_truncated_mp4_without_index_is_corrupt(tmp_path, videos):
+    data = videos["gop_mp4"].read_bytes()
+    assert data.find(b"moov") > data.find(b"mdat")  # the index is written last, so it is cut off
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptVideoError, match=r"truncated\.mp4 is not a readable video"):
+        probe_video(truncated)
+
+
+def test_truncated_mp4_fails_mid_stream_with_a_clear_error(tmp_path, videos):
+    # move the index to the front (faststart), so only frame data is cut off
+    faststart = tmp_path / "faststart.mp4"
+    with (
+        av.open(str(videos["gop_mp4"])) as source,
+        av.open(str(faststart), "w", options={"movflags": "faststart"}) as out,
+    ):
+        stream = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(video=0):
+            if packet.size:
+                packet.stream = stream
+                out.mux(packet)
+    data = faststart.read_bytes()
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(data[: len(data) // 2])
+    assert probe_video(truncated).num_frames == 30  # the header still promises every frame
+    with (
+        open_video(truncated) as reader,
+        pytest.raises(CorruptVideoError, match=r"cut.mp4: decoding failed after \d+ frames"),
+    ):
+        list(reader)
+    with pytest.raises(CorruptVideoError, match=r"cut\.mp4"):
+        read_frames(truncated, [29], backend="pyav")
+
+
+def test_audio_only_file_is_not_a_video(tmp_path):
+    path = tmp_path / "sound.m4a"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=48_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 4800), np.float32), format="flt", layout="mono"
+        )
+        frame.sample_rate = 48_000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(CorruptVideoError, match="contains no video stream"):
+        probe_video(path)
+
+
+def test_video_codec_without_decoder_is_unsupported(tmp_path):
+    data = write_test_video(tmp_path / "clip.avi", 4, SIZE).read_bytes()
+    assert data.count(b"H264") == 2  # the AVI stream header and bitmap header name the codec
+    unknown = tmp_path / "unknown.avi"
+    unknown.write_bytes(data.replace(b"H264", b"ZZZZ"))
+    with pytest.raises(UnsupportedVideoError, match="cannot be decoded"):
+        open_video(unknown)
+
+
+def test_folders_without_frames_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="holds no"):
+        open_video(tmp_path)
+    (tmp_path / "readme.txt").write_text("no frames here")
+    with pytest.raises(InputError, match="holds no"):
+        probe_video(tmp_path)
+
+
+def test_unreadable_image_is_corrupt(tmp_path):
+    (tmp_path / "0001.png").write_bytes(b"not a png")
+    with pytest.raises(CorruptVideoError, match=r"0001\.png is not a readable image"):
+        probe_video(tmp_path)
