@@ -1,0 +1,68 @@
+"""One call that scores a super-resolved clip against its ground truth (``star-vsr evaluate``)."""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from star_vsr.errors import InputError
+from star_vsr.metrics.fidelity import psnr, ssim
+from star_vsr.metrics.inputs import check_frames, check_same_shape
+from star_vsr.metrics.warping import warping_error
+
+#: Keys of :func:`evaluate_clip`'s result, in the order papers print them.
+FIDELITY_KEYS: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+WARP_KEY = "ewarp"
+
+
+def evaluate_clip(
+    pred_frames: np.ndarray,
+    gt_frames: np.ndarray,
+    scale: int = 4,
+    warp: bool = True,
+    progress: bool = False,
+) -> dict[str, float]:
+    """PSNR / SSIM on Y and RGB, and the warping error, of a super-resolved clip.
+
+    Args:
+        pred_frames: (n, h, w, 3) RGB output clip, ``uint8`` in [0, 255] or float in [0, 1].
+        gt_frames: (n, h, w, 3) RGB ground truth, same shape.
+        scale: the SR scale; ``scale`` pixels are cropped on every side for PSNR/SSIM (the
+            usual ``crop_border = scale``). The warping error uses whole frames.
+        warp: also compute E*warp (needs n >= 2).
+        progress: show tqdm bars.
+
+    Returns:
+        ``{"psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"}`` (per-frame values averaged over the clip;
+        PSNR in dB, see :mod:`star_vsr.metrics.fidelity`) plus, when ``warp`` is True,
+        ``"ewarp"``: E*warp x 1e3 of ``pred_frames`` with the flow and occlusion masks
+        estimated on ``gt_frames`` (see :func:`star_vsr.metrics.warping.warping_error`). With
+        ``warp=False`` the ``"ewarp"`` key is absent. All values are Python floats.
+
+    Raises:
+        InputError: bad frames, shapes that differ (both named), a bad ``scale``, or
+            ``warp=True`` with a single frame.
+    """
+    check_frames(pred_frames, "pred_frames", ndim=4)
+    check_frames(gt_frames, "gt_frames", ndim=4)
+    check_same_shape(pred_frames, gt_frames, "pred_frames", "gt_frames")
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise InputError(f"scale must be an integer >= 1, got {scale!r}.")
+    if warp and len(pred_frames) < 2:
+        raise InputError(
+            f"The warping error needs at least 2 frames but the clip has {len(pred_frames)}; "
+            "pass warp=False to score a single frame."
+        )
+
+    per_frame: dict[str, list[float]] = {key: [] for key in FIDELITY_KEYS}
+    for pred, gt in tqdm(
+        zip(pred_frames, gt_frames), total=len(gt_frames), desc="PSNR/SSIM", disable=not progress
+    ):
+        per_frame["psnr_y"].append(psnr(pred, gt, crop_border=scale, channel="y"))
+        per_frame["ssim_y"].append(ssim(pred, gt, crop_border=scale, channel="y"))
+        per_frame["psnr_rgb"].append(psnr(pred, gt, crop_border=scale, channel="rgb"))
+        per_frame["ssim_rgb"].append(ssim(pred, gt, crop_border=scale, channel="rgb"))
+    results = {key: float(np.mean(values)) for key, values in per_frame.items()}
+    if warp:
+        results[WARP_KEY] = warping_error(pred_frames, flow_frames=gt_frames, progress=progress)
+    return results
