@@ -433,7 +433,7 @@ def test_unknown_and_unavailable_metrics():
 
 def test_missing_pyiqa_says_how_to_install(lpips_weights, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyiqa", None)
-    with pytest.raises(InputError, match=r"star-vsr\[metrics\]"):
+    with pytest.raises(InputError, match=r"pip install --no-deps pyiqa"):
         load_learned_metric("lpips", weights_dir=lpips_weights["root"])
 
 
