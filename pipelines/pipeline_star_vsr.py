@@ -1,0 +1,373 @@
+"""StarVSRPipeline: STAR real-world video super-resolution on diffusers.
+
+The LR video is upsampled bilinearly to the output size and VAE-encoded (the "hint"). Sampling
+starts SDEdit-style from the hint latents noised to ``noise_level - 1`` and runs DPM-Solver++(2M)
+SDE on the v-predictions of a text-to-video UNet steered by a video ControlNet that sees the
+hint. Long clips are split into overlapping temporal chunks and large frames into overlapping
+latent tiles; their predictions are blended with smooth weights that sum to one at every
+denoising step, so there are no seams or hard cuts. Whole-clip latents live in host memory;
+only one chunk/tile at a time visits the accelerator, and decoded frames can be streamed out.
+
+Load with ``StarVSRPipeline.from_pretrained(folder)`` (``DiffusionPipeline.from_pretrained`` cannot
+find this out-of-tree class).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKLTemporalDecoder, DiffusionPipeline, DPMSolverMultistepScheduler
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
+from star_vsr.errors import DeviceError, InputError, MissingWeightsError
+from star_vsr.frames import FrameSource, VideoInput, as_frame_source
+from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
+from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
+from star_vsr.text import STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize
+from star_vsr.tiling import blend_weights
+
+#: Scales the pipeline accepts; STAR was trained at x4 and works best there.
+MIN_UPSCALE, MAX_UPSCALE = 1.0, 8.0
+#: LR frames upsampled and VAE-encoded at once when building the hint.
+HINT_ENCODE_BATCH = 4
+
+MISSING_WEIGHTS_HELP = """\
+To get STAR weights:
+  1. download the STAR checkpoint `light_deg.pt` (or `heavy_deg.pt`) from the Hugging Face repo SherryX/STAR
+     (folder I2VGen-XL-based),
+  2. the OpenCLIP ViT-H-14 text encoder `open_clip_pytorch_model.bin` (laion/CLIP-ViT-H-14-laion2B-s32B-b79K),
+  3. the Stable Video Diffusion VAE folder (stabilityai/stable-video-diffusion-img2vid, subfolder `vae`),
+then run:
+  star-vsr convert-star --checkpoint light_deg.pt --openclip open_clip_pytorch_model.bin --vae <vae folder> -o ./star-light
+and pass `./star-light` to StarVSRPipeline.from_pretrained / `star-vsr upscale --model`."""
+
+
+@dataclass
+class StarVSRPipelineOutput(BaseOutput):
+    """Output of ``StarVSRPipeline``.
+
+    Args:
+        frames: the upscaled video, (1, n, 3, H, W) float in [0, 1] for ``output_type="pt"``,
+            (1, n, H, W, 3) for "np", a list of lists of PIL images for "pil", the final latents
+            (1, n, 4, h, w) for "latent", or None when the frames went to ``frame_sink``.
+    """
+
+    frames: Any
+
+
+class StarVSRPipeline(DiffusionPipeline):
+    r"""STAR video super-resolution: OpenCLIP text, SVD temporal VAE, video UNet + ControlNet with LIEM.
+
+    Args:
+        vae: Stable Video Diffusion's temporal-decoder VAE.
+        text_encoder: OpenCLIP ViT-H-14 text tower cut at its penultimate layer (``CLIPTextModel``).
+        tokenizer: OpenCLIP's BPE tokenizer (``star_vsr.text.build_openclip_tokenizer``).
+        unet: ``StarVSRUNetModel``.
+        controlnet: ``StarVSRControlNetModel`` for ``unet``.
+        scheduler: DPM-Solver++(2M) SDE with STAR's betas (``star_vsr.scheduling.make_star_scheduler``).
+    """
+
+    model_cpu_offload_seq = "text_encoder->controlnet->unet->vae"
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(self, vae: AutoencoderKLTemporalDecoder, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
+                 unet: StarVSRUNetModel, controlnet: StarVSRControlNetModel,
+                 scheduler: DPMSolverMultistepScheduler) -> None:
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                              controlnet=controlnet, scheduler=scheduler)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    # ---------------------------------------------------------------- loading and devices
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any) -> "StarVSRPipeline":
+        """Load a pipeline folder written by ``save_pretrained`` or ``star-vsr convert-star``. Never downloads."""
+        folder = Path(pretrained_model_name_or_path)
+        if not (folder / "model_index.json").is_file():
+            raise MissingWeightsError(f"no StarVSR pipeline at {folder} (model_index.json not found).\n"
+                                      + MISSING_WEIGHTS_HELP)
+        kwargs.setdefault("local_files_only", True)
+        return super().from_pretrained(folder, **kwargs)
+
+    def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda") -> None:
+        """Keep each model on the CPU until it runs (GPU only)."""
+        if not torch.cuda.is_available():
+            raise DeviceError("enable_model_cpu_offload() moves models to a CUDA GPU when they run; no GPU is "
+                              "available. On the CPU the pipeline already runs in host memory.")
+        super().enable_model_cpu_offload(gpu_id=gpu_id, device=device)
+
+    def enable_xformers_memory_efficient_attention(self, attention_op: Optional[Callable] = None) -> None:
+        """Switch the UNet and ControlNet to xformers' attention (GPU only; SDPA is the default)."""
+        for model in (self.unet, self.controlnet):
+            model.set_use_memory_efficient_attention_xformers(True, attention_op)
+
+    def _check_device_dtype(self, device: torch.device) -> None:
+        if device.type == "cpu" and torch.float16 in (self.unet.dtype, self.controlnet.dtype, self.vae.dtype):
+            raise DeviceError("float16 weights need a GPU; on the CPU load the pipeline with "
+                              "torch_dtype=torch.bfloat16 or torch.float32.")
+
+    # ---------------------------------------------------------------- inputs
+    def check_inputs(self, source: FrameSource, upscale: float, num_inference_steps: int, guidance_rescale: float,
+                     noise_level: int, chunk_frames: int, chunk_overlap: int, tile_size: Optional[int],
+                     tile_overlap: int, color_fix: Optional[str], output_type: str, decode_chunk_size: int,
+                     callback_on_step_end_tensor_inputs: Sequence[str]) -> None:
+        if not MIN_UPSCALE <= float(upscale) <= MAX_UPSCALE:
+            raise InputError(f"unsupported scale {upscale}: upscale must be between {MIN_UPSCALE:g} and "
+                             f"{MAX_UPSCALE:g} (STAR was trained at 4)")
+        if num_inference_steps < 1:
+            raise InputError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if not 0.0 <= guidance_rescale <= 1.0:
+            raise InputError(f"guidance_rescale must be in [0, 1], got {guidance_rescale}")
+        if not 1 <= noise_level <= NUM_TRAIN_TIMESTEPS:
+            raise InputError(f"noise_level must be in [1, {NUM_TRAIN_TIMESTEPS}], got {noise_level}")
+        if chunk_frames < 1 or not 0 <= chunk_overlap < chunk_frames:
+            raise InputError(f"need chunk_frames >= 1 and 0 <= chunk_overlap < chunk_frames, got "
+                             f"chunk_frames={chunk_frames}, chunk_overlap={chunk_overlap}")
+        if tile_size is not None:
+            min_tile = 2 * self.vae_scale_factor * 2 ** self.unet.num_downsamples
+            if tile_size < min_tile or not 0 <= tile_overlap < tile_size:
+                raise InputError(f"need tile_size >= {min_tile} output pixels and 0 <= tile_overlap < tile_size, "
+                                 f"got tile_size={tile_size}, tile_overlap={tile_overlap}")
+        if color_fix is not None and color_fix not in COLOR_FIX_MODES:
+            raise InputError(f"color_fix must be one of {COLOR_FIX_MODES} or None, got {color_fix!r}")
+        if output_type not in ("pt", "np", "pil", "latent"):
+            raise InputError(f"output_type must be 'pt', 'np', 'pil' or 'latent', got {output_type!r}")
+        if decode_chunk_size < 1:
+            raise InputError(f"decode_chunk_size must be >= 1, got {decode_chunk_size}")
+        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise InputError(f"callback_on_step_end_tensor_inputs {unknown} not in {self._callback_tensor_inputs}")
+        if min(source.height, source.width) < 2:
+            raise InputError(f"frames of {source.width}x{source.height} are too small to upscale")
+
+    def encode_prompt(self, prompt: str, negative_prompt: Optional[str], do_classifier_free_guidance: bool,
+                      device: torch.device) -> torch.Tensor:
+        """Text embeddings (1 or 2, 77, d): [negative, positive] when guidance is on."""
+        prompts = ([negative_prompt or ""] if do_classifier_free_guidance else []) + [prompt]
+        ids = tokenize(self.tokenizer, prompts).to(device)
+        return self.text_encoder(ids).last_hidden_state  # (len(prompts), 77, d)
+
+    # ---------------------------------------------------------------- geometry
+    def plan_geometry(self, source: FrameSource, upscale: float, tile_size: Optional[int],
+                      tile_overlap: int) -> dict[str, Any]:
+        """Output size, latent canvas and tile windows (in latent pixels) for a clip."""
+        f = self.vae_scale_factor
+        out_h, out_w = round(source.height * upscale), round(source.width * upscale)
+        need_h, need_w = -(-out_h // f), -(-out_w // f)
+        levels = self.unet.num_downsamples
+        if tile_size is None:
+            tile_h, tile_w = valid_latent_size(need_h, need_w, levels)
+        else:
+            tile_h, tile_w = valid_latent_size(tile_size // f, tile_size // f, levels)
+        if tile_h >= need_h:
+            canvas_h = tile_h = valid_latent_size(need_h, 1, levels)[0]
+        else:
+            canvas_h = need_h
+        if tile_w >= need_w:
+            canvas_w = tile_w = valid_latent_size(1, need_w, levels)[1]
+        else:
+            canvas_w = need_w
+        overlap = tile_overlap // f
+        return {
+            "out_size": (out_h, out_w),
+            "canvas": (canvas_h, canvas_w),
+            "rows": blend_weights(canvas_h, tile_h, min(overlap, tile_h - 1)),
+            "cols": blend_weights(canvas_w, tile_w, min(overlap, tile_w - 1)),
+        }
+
+    # ---------------------------------------------------------------- hint
+    def prepare_hint_latents(self, source: FrameSource, out_size: tuple[int, int], canvas: tuple[int, int],
+                             generator: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
+        """VAE latents (n, 4, h, w) of the bilinearly upsampled, edge-padded LR video, kept on the host."""
+        f = self.vae_scale_factor
+        pad_h, pad_w = canvas[0] * f - out_size[0], canvas[1] * f - out_size[1]
+        latents = []
+        for lr in source.iter_chunks(HINT_ENCODE_BATCH):  # (k, 3, h, w) in [0, 1], host
+            x = lr.to(device=device, dtype=self.vae.dtype) * 2 - 1
+            x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")  # (k, 3, canvas_h*f, canvas_w*f)
+            z = self.vae.encode(x).latent_dist.sample(generator) * self.vae.config.scaling_factor
+            latents.append(z.float().cpu())
+        return torch.cat(latents)  # (n, 4, canvas_h, canvas_w)
+
+    # ---------------------------------------------------------------- one window
+    def predict_v(self, latents: torch.Tensor, hint: torch.Tensor, t: torch.Tensor, prompt_embeds: torch.Tensor,
+                  guidance_scale: float, guidance_rescale: float, controlnet_conditioning_scale: float) -> torch.Tensor:
+        """Guided v-prediction for one window: latents/hint (k, 4, h, w) on the device -> (k, 4, h, w)."""
+        batch = prompt_embeds.shape[0]
+        x = latents[None].expand(batch, *latents.shape)  # (b, k, 4, h, w)
+        cond = hint[None].expand(batch, *hint.shape)
+        res = self.controlnet(x, t, prompt_embeds, cond, conditioning_scale=controlnet_conditioning_scale)
+        v = self.unet(x, t, prompt_embeds, down_block_additional_residuals=res.down_block_res_samples,
+                      mid_block_additional_residual=res.mid_block_res_sample).sample
+        if batch == 1:
+            return v[0]
+        v_uncond, v_text = v.chunk(2)
+        guided = v_uncond + guidance_scale * (v_text - v_uncond)
+        if guidance_rescale > 0:  # Lin et al. 2024, Eq. 15-16: pull the guided std back to the text branch's
+            rescaled = guided * (v_text.std() / (guided.std() + 1e-12))
+            guided = guidance_rescale * rescaled + (1 - guidance_rescale) * guided
+        return guided[0]
+
+    # ---------------------------------------------------------------- decoding
+    def decode(self, latents: torch.Tensor, source: FrameSource, out_size: tuple[int, int], color_fix: Optional[str],
+               decode_chunk_size: int, device: torch.device):
+        """Yield decoded frames (k, 3, H, W) in [0, 1] on the host, ``decode_chunk_size`` at a time."""
+        lr_chunks = source.iter_chunks(decode_chunk_size)
+        for start in range(0, latents.shape[0], decode_chunk_size):
+            z = latents[start:start + decode_chunk_size].to(device=device, dtype=self.vae.dtype)
+            frames = self.vae.decode(z / self.vae.config.scaling_factor, num_frames=z.shape[0]).sample
+            frames = ((frames.float() + 1) / 2).clamp(0, 1)[..., :out_size[0], :out_size[1]]
+            lr = next(lr_chunks).to(device)
+            yield apply_color_fix(frames, lr, color_fix).cpu()
+
+    # ---------------------------------------------------------------- main
+    @torch.no_grad()
+    def __call__(
+        self,
+        video: Union[VideoInput, FrameSource],
+        prompt: str = "a good video",
+        negative_prompt: Optional[str] = STAR_NEGATIVE_PROMPT,
+        positive_prompt: str = STAR_POSITIVE_PROMPT,
+        upscale: float = 4,
+        num_inference_steps: int = 15,
+        timesteps: Optional[list[int]] = None,
+        timestep_spacing: str = "trailing",
+        guidance_scale: float = 7.5,
+        guidance_rescale: float = 0.2,
+        noise_level: int = 900,
+        controlnet_conditioning_scale: float = 1.0,
+        chunk_frames: int = 32,
+        chunk_overlap: int = 8,
+        tile_size: Optional[int] = None,
+        tile_overlap: int = 128,
+        color_fix: Optional[str] = "adain",
+        decode_chunk_size: int = 3,
+        generator: Optional[torch.Generator] = None,
+        latents: Optional[torch.Tensor] = None,
+        output_type: str = "pt",
+        return_dict: bool = True,
+        callback_on_step_end: Optional[Callable[["StarVSRPipeline", int, int, dict], dict]] = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        frame_sink: Optional[Callable[[torch.Tensor], None]] = None,
+    ) -> Union[StarVSRPipelineOutput, tuple]:
+        r"""Upscale a video.
+
+        Args:
+            video: a path (video file or image folder), a (n, 3, h, w) float tensor in [0, 1], a
+                (n, h, w, 3) uint8 array, or a list of PIL images / arrays.
+            prompt: caption of the video; STAR's ``positive_prompt`` is appended to it.
+            negative_prompt: STAR's negative prompt by default; None for an empty one.
+            positive_prompt: suffix appended to ``prompt`` exactly as STAR does (no separator).
+            upscale: output size / input size, between 1 and 8.
+            num_inference_steps: model evaluations (see ``star_vsr.scheduling.star_timesteps``).
+            timesteps: explicit decreasing timesteps; overrides ``num_inference_steps``.
+            timestep_spacing: "trailing" or "star_fast" (STAR's released fast schedule with 14 steps).
+            guidance_scale: classifier-free guidance weight (1 disables guidance).
+            guidance_rescale: pulls the guided prediction's std towards the text branch's (0..1).
+            noise_level: the LR latents are noised to ``noise_level - 1`` and denoised from there.
+            controlnet_conditioning_scale: multiplies the ControlNet residuals.
+            chunk_frames: frames per temporal chunk.
+            chunk_overlap: frames shared by neighbouring chunks (blended smoothly at every step).
+            tile_size: spatial tile in output pixels (None: whole frames).
+            tile_overlap: output pixels shared by neighbouring tiles.
+            color_fix: "adain" (STAR's default), "wavelet" or None.
+            decode_chunk_size: frames decoded by the temporal VAE at once (STAR: 3).
+            generator: ``torch.Generator`` for reproducible noise (hint sampling, start noise, SDE noise).
+            latents: start latents (n, 4, h, w) or (1, n, 4, h, w) at the first timestep; default: the
+                hint latents noised to it.
+            output_type: "pt", "np", "pil" or "latent".
+            return_dict: return a ``StarVSRPipelineOutput`` rather than a tuple.
+            callback_on_step_end: ``fn(pipe, step, timestep, {"latents": ...}) -> dict`` after each step.
+            callback_on_step_end_tensor_inputs: tensors passed to the callback.
+            frame_sink: if given, called with each decoded chunk (k, 3, H, W) instead of collecting frames.
+        """
+        # 1. Check inputs
+        source = as_frame_source(video)
+        self.check_inputs(source, upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
+                          chunk_overlap, tile_size, tile_overlap, color_fix, output_type, decode_chunk_size,
+                          callback_on_step_end_tensor_inputs)
+        device = self._execution_device
+        self._check_device_dtype(device)
+        do_cfg = guidance_scale > 1.0
+
+        # 2. Encode the prompt (+ STAR's suffix) and the negative prompt
+        prompt_embeds = self.encode_prompt(prompt + positive_prompt, negative_prompt, do_cfg, device)
+        prompt_embeds = prompt_embeds.to(self.unet.dtype)
+
+        # 3. Plan output size, latent canvas, tiles and temporal chunks
+        geometry = self.plan_geometry(source, upscale, tile_size, tile_overlap)
+        chunks = blend_weights(source.num_frames, chunk_frames, min(chunk_overlap, chunk_frames - 1))
+
+        # 4. Hint latents of the upsampled LR video (streamed through the VAE, stored on the host)
+        hint = self.prepare_hint_latents(source, geometry["out_size"], geometry["canvas"], generator, device)
+
+        # 5. Timesteps and start latents: the hint noised to the first timestep (SDEdit)
+        if timesteps is None:
+            timesteps = star_timesteps(noise_level, num_inference_steps, timestep_spacing)
+        self.scheduler.set_timesteps(timesteps=list(timesteps))
+        schedule = self.scheduler.timesteps
+        if latents is None:
+            noise = randn_tensor(hint.shape, generator=generator, dtype=torch.float32)
+            latents = self.scheduler.add_noise(hint, noise, schedule[:1])
+        else:
+            latents = latents.reshape(hint.shape).float().cpu() if latents.numel() == hint.numel() else None
+            if latents is None:
+                raise InputError(f"latents must have {tuple(hint.shape)} elements laid out as (n, 4, h, w)")
+
+        # 6. Denoising loop: every step blends all chunks x tiles into one clip-wide v-prediction
+        windows = [(c, r, k) for c in chunks for r in geometry["rows"] for k in geometry["cols"]]
+        with self.progress_bar(total=len(schedule) * len(windows)) as progress:
+            for i, t in enumerate(schedule):
+                v = torch.zeros_like(latents)  # (n, 4, h, w), host
+                for (f0, f1, wf), (y0, y1, wy), (x0, x1, wx) in windows:
+                    window = (slice(f0, f1), slice(None), slice(y0, y1), slice(x0, x1))
+                    v_window = self.predict_v(
+                        latents[window].to(device, self.unet.dtype), hint[window].to(device, self.unet.dtype),
+                        t.to(device), prompt_embeds, guidance_scale, guidance_rescale, controlnet_conditioning_scale)
+                    weight = (wf[:, None, None, None] * wy[None, None, :, None] * wx[None, None, None, :]).float()
+                    v[window] += v_window.float().cpu() * weight
+                    progress.update()
+                latents = self.scheduler.step(v, t, latents, generator=generator).prev_sample
+                if callback_on_step_end is not None:
+                    available = {"latents": latents}
+                    callback_kwargs = {k: available[k] for k in callback_on_step_end_tensor_inputs}
+                    outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    latents = outputs.pop("latents", latents)
+
+        # 7. Decode a few frames at a time, colour-fix against the LR frames, stream or collect
+        if output_type == "latent":
+            frames: Any = latents[None]
+        else:
+            collected = []
+            for chunk in self.decode(latents, source, geometry["out_size"], color_fix, decode_chunk_size, device):
+                if frame_sink is not None:
+                    frame_sink(chunk)
+                else:
+                    collected.append(chunk)
+            frames = self.postprocess(collected, output_type) if frame_sink is None else None
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (frames,)
+        return StarVSRPipelineOutput(frames=frames)
+
+    @staticmethod
+    def postprocess(chunks: list[torch.Tensor], output_type: str) -> Any:
+        """(k, 3, H, W) chunks -> the requested output type with a batch dimension of 1."""
+        video = torch.cat(chunks)[None]  # (1, n, 3, H, W)
+        if output_type == "pt":
+            return video
+        array = video.permute(0, 1, 3, 4, 2).numpy()  # (1, n, H, W, 3)
+        if output_type == "np":
+            return array
+        return [[PIL.Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in array[0]]]

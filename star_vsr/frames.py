@@ -1,0 +1,137 @@
+"""One interface over the ways a user can hand a video to a pipeline.
+
+A ``FrameSource`` knows its length and frame size and yields the clip in order as float
+tensors (k, 3, h, w) in [0, 1], a few frames at a time, as many passes as needed. Files are
+decoded again on each pass (PyAV streaming), so a long video never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Iterator, Sequence, Union
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+VideoInput = Union[str, Path, torch.Tensor, np.ndarray, Sequence]
+
+
+def _to_tensor(frame: object) -> torch.Tensor:
+    """One frame (PIL image, uint8 (h, w, 3) array, or float (3, h, w) tensor) -> float (3, h, w)."""
+    if isinstance(frame, torch.Tensor):
+        if frame.ndim != 3 or frame.shape[0] != 3:
+            raise InputError(f"tensor frames must be (3, h, w), got {tuple(frame.shape)}")
+        return frame.float()
+    array = np.asarray(frame)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise InputError(f"image frames must be (h, w, 3) RGB, got an array of shape {array.shape}")
+    array = array[..., :3]
+    scale = 255.0 if array.dtype == np.uint8 else 1.0
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / scale
+
+
+class FrameSource(ABC):
+    """A clip of ``num_frames`` RGB frames of ``height`` x ``width``, readable chunk by chunk."""
+
+    num_frames: int
+    height: int
+    width: int
+
+    @abstractmethod
+    def iter_chunks(self, chunk_size: int) -> Iterator[torch.Tensor]:
+        """Yield consecutive (k, 3, h, w) float32 tensors in [0, 1], k <= chunk_size."""
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Frames [start, stop) as (stop - start, 3, h, w); a sequential pass for streamed sources."""
+        chunks, position = [], 0
+        for chunk in self.iter_chunks(max(1, stop - start)):
+            lo, hi = max(start - position, 0), min(stop - position, len(chunk))
+            if lo < hi:
+                chunks.append(chunk[lo:hi])
+            position += len(chunk)
+            if position >= stop:
+                break
+        return torch.cat(chunks)
+
+
+class TensorFrameSource(FrameSource):
+    """Frames already in memory: a (n, 3, h, w) float tensor in [0, 1]."""
+
+    def __init__(self, frames: torch.Tensor) -> None:
+        if frames.ndim == 5 and frames.shape[0] == 1:
+            frames = frames[0]
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise InputError(f"video tensors must be (frames, 3, h, w) or (1, frames, 3, h, w) with values in "
+                             f"[0, 1]; got shape {tuple(frames.shape)}")
+        if frames.dtype == torch.uint8:
+            raise InputError("video tensors must be float in [0, 1]; divide uint8 frames by 255")
+        self.frames = frames
+        self.num_frames, _, self.height, self.width = frames.shape
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[torch.Tensor]:
+        for start in range(0, self.num_frames, chunk_size):
+            yield self.frames[start:start + chunk_size].float().cpu()
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        return self.frames[start:stop].float().cpu()
+
+
+class ListFrameSource(FrameSource):
+    """A list of PIL images, uint8 (h, w, 3) arrays or (3, h, w) float tensors."""
+
+    def __init__(self, frames: Sequence) -> None:
+        if len(frames) == 0:
+            raise InputError("the video has no frames")
+        self.frames = frames
+        first = _to_tensor(frames[0])
+        self.num_frames, (_, self.height, self.width) = len(frames), first.shape
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[torch.Tensor]:
+        for start in range(0, self.num_frames, chunk_size):
+            chunk = [_to_tensor(f) for f in self.frames[start:start + chunk_size]]
+            if any(c.shape != chunk[0].shape for c in chunk) or chunk[0].shape[1:] != (self.height, self.width):
+                raise InputError("all frames of a video must have the same size")
+            yield torch.stack(chunk)
+
+
+class FileFrameSource(FrameSource):
+    """A video file or image folder, decoded again on every pass (see ``star_vsr.io``)."""
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        from .io import probe_video
+
+        self.path = Path(path)
+        info = probe_video(self.path)
+        self.num_frames, self.height, self.width = info.num_frames, info.height, info.width
+        if self.num_frames < 1:
+            raise InputError(f"{self.path}: the video has no frames")
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[torch.Tensor]:
+        from .io import open_video
+
+        with open_video(self.path) as reader:
+            for chunk in reader.iter_chunks(chunk_size):  # (k, h, w, 3) uint8
+                yield torch.from_numpy(chunk).permute(0, 3, 1, 2).float() / 255.0
+
+
+def as_frame_source(video: Union[VideoInput, FrameSource]) -> FrameSource:
+    """Wrap a path, tensor, array or list of frames as a ``FrameSource``."""
+    if isinstance(video, FrameSource):
+        return video
+    if isinstance(video, (str, Path)):
+        return FileFrameSource(video)
+    if isinstance(video, torch.Tensor):
+        return TensorFrameSource(video)
+    if isinstance(video, np.ndarray):
+        if video.ndim == 4 and video.shape[-1] == 3:  # (n, h, w, 3)
+            return ListFrameSource(list(video))
+        raise InputError(f"numpy videos must be (frames, h, w, 3), got shape {video.shape}")
+    if isinstance(video, Sequence):
+        return ListFrameSource(video)
+    raise InputError(f"unsupported video input {type(video).__name__}: pass a path, a (frames, 3, h, w) tensor "
+                     f"in [0, 1], a (frames, h, w, 3) uint8 array or a list of frames")

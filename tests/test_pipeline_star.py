@@ -1,0 +1,250 @@
+"""StarVSRPipeline on tiny random components (star_vsr.testing)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from star_vsr import StarVSRPipeline
+from star_vsr.color_fix import adain_color_fix, wavelet_color_fix
+from star_vsr.errors import DeviceError, InputError, MissingWeightsError
+from star_vsr.testing import tiny_star_pipeline
+from star_vsr.tiling import blend_weights, window_starts
+
+STEPS = 2
+
+
+@pytest.fixture(scope="module")
+def pipe() -> StarVSRPipeline:
+    return tiny_star_pipeline(seed=0)
+
+
+def video(n: int = 4, h: int = 8, w: int = 12, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, 3, h, w, generator=g)
+    return (base + 0.05 * torch.randn(n, 3, h, w, generator=g)).clamp(0, 1)  # a slowly varying clip
+
+
+def run(pipe, clip, seed=0, **kwargs):
+    kwargs.setdefault("num_inference_steps", STEPS)
+    return pipe(clip, generator=torch.Generator().manual_seed(seed), **kwargs).frames
+
+
+def test_output_shape_is_frames_times_upscale(pipe):
+    out = run(pipe, video(n=3, h=8, w=12), upscale=4)
+    assert out.shape == (1, 3, 3, 32, 48)
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    out = run(pipe, video(n=2, h=7, w=9), upscale=2)  # odd sizes: canvas padded, output cropped
+    assert out.shape == (1, 2, 3, 14, 18)
+
+
+def test_deterministic_with_generator(pipe):
+    clip = video()
+    a, b = run(pipe, clip, seed=1), run(pipe, clip, seed=1)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, run(pipe, clip, seed=2))
+
+
+def test_output_types(pipe):
+    clip = video(n=2)
+    np_frames = run(pipe, clip, output_type="np")
+    assert np_frames.shape == (1, 2, 32, 48, 3)
+    pil = run(pipe, clip, output_type="pil")
+    assert len(pil) == 1 and len(pil[0]) == 2 and pil[0][0].size == (48, 32)
+    latents = run(pipe, clip, output_type="latent")
+    assert latents.shape == (1, 2, 4, 16, 24)  # 2x VAE of the tiny pipeline
+    tuple_out = pipe(clip, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0), return_dict=False)
+    assert isinstance(tuple_out, tuple) and tuple_out[0].shape == (1, 2, 3, 32, 48)
+
+
+def test_save_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "star")
+    loaded = StarVSRPipeline.from_pretrained(tmp_path / "star")
+    loaded.set_progress_bar_config(disable=True)
+    clip = video(n=3)
+    assert torch.equal(run(pipe, clip), run(loaded, clip))
+
+
+def test_fresh_controlnet_or_zero_scale_leaves_unet_prediction_unchanged():
+    fresh = tiny_star_pipeline(seed=0, trained_controlnet=False)
+    g = torch.Generator().manual_seed(0)
+    x, hint = torch.randn(3, 4, 6, 8, generator=g), torch.randn(3, 4, 6, 8, generator=g)
+    embeds = torch.randn(2, 77, 16, generator=g)
+    t = torch.tensor(500)
+
+    def unet_only(p):
+        v = p.unet(x[None].expand(2, -1, -1, -1, -1), t, embeds).sample
+        v_uncond, v_text = v.chunk(2)
+        return (v_uncond + 7.5 * (v_text - v_uncond))[0]
+
+    torch.testing.assert_close(fresh.predict_v(x, hint, t, embeds, 7.5, 0.0, 1.0), unet_only(fresh))
+    trained = tiny_star_pipeline(seed=0)
+    assert not torch.allclose(trained.predict_v(x, hint, t, embeds, 7.5, 0.0, 1.0), unet_only(trained))
+    torch.testing.assert_close(trained.predict_v(x, hint, t, embeds, 7.5, 0.0, 0.0), unet_only(trained))
+
+
+def test_one_chunk_covering_the_clip_equals_unchunked(pipe):
+    clip = video(n=5)
+    whole = run(pipe, clip, chunk_frames=5, chunk_overlap=0)
+    assert torch.equal(whole, run(pipe, clip, chunk_frames=64, chunk_overlap=8))
+
+
+@pytest.mark.parametrize("n", range(1, 10))
+def test_every_frame_count_up_to_three_chunks_works(pipe, n):
+    out = run(pipe, video(n=n, h=4, w=6), num_inference_steps=1, chunk_frames=3, chunk_overlap=1)
+    assert out.shape == (1, n, 3, 16, 24)
+    assert torch.isfinite(out).all()
+
+
+def test_blend_weights_sum_to_one():
+    for length in (1, 2, 31, 32, 33, 40, 57, 100, 257):
+        for size, overlap in ((32, 8), (16, 15), (5, 0), (8, 4)):
+            total = torch.zeros(length, dtype=torch.float64)
+            covered = torch.zeros(length, dtype=torch.long)
+            for start, stop, w in blend_weights(length, size, overlap):
+                assert stop - start == min(size, length) and (w > 0).all()
+                total[start:stop] += w
+                covered[start:stop] += 1
+            torch.testing.assert_close(total, torch.ones(length, dtype=torch.float64))
+            starts = window_starts(length, size, overlap)
+            assert all(b - a <= size - overlap for a, b in zip(starts, starts[1:])), "overlap below the minimum"
+    assert window_starts(57, 32, 8) == [0, 12, 25]  # evenly spread, no short tail
+
+
+def _pointwise_predictor(pipe):
+    """A stand-in denoiser with no spatial/temporal context: windowing must not change its result."""
+
+    def predict_v(latents, hint, t, prompt_embeds, *args):
+        return 0.6 * latents - 0.4 * hint + 0.001 * t.float()
+
+    return predict_v
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(chunk_frames=3, chunk_overlap=1),                 # 3 overlapping temporal chunks
+    dict(tile_size=16, tile_overlap=8),                    # 3 x 3 spatial tiles
+    dict(chunk_frames=4, chunk_overlap=2, tile_size=16, tile_overlap=4),
+])
+def test_blending_is_exact_for_a_context_free_denoiser(pipe, monkeypatch, kwargs):
+    """Windowed sampling equals whole-clip sampling when the denoiser is pointwise: the windows,
+    indices and weights (which sum to one) are right, and only the model's own context differs."""
+    monkeypatch.setattr(pipe, "predict_v", _pointwise_predictor(pipe))
+    clip = video(n=7, h=8, w=8)  # 32x32 output, 16x16 latent canvas
+    whole = run(pipe, clip, chunk_frames=7, chunk_overlap=0, output_type="latent")
+    windowed = run(pipe, clip, output_type="latent", **kwargs)
+    torch.testing.assert_close(windowed, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_tiling_matches_untiled_within_tolerance(pipe):
+    """With the real (tiny, random) model tiles see less context and their own GroupNorm statistics;
+    blended with wide overlaps the result stays close to the untiled one and has no seams."""
+    clip = video(n=3, h=16, w=16)
+    whole = run(pipe, clip)
+    assert torch.equal(whole, run(pipe, clip, tile_size=256))  # one tile covering the frame
+    tiled = run(pipe, clip, tile_size=40, tile_overlap=24)
+    diff = (tiled - whole).abs()
+    assert diff.mean() < 0.05 and diff.mean() < 0.25 * whole.std()
+
+
+def test_color_fix_restores_input_statistics():
+    g = torch.Generator().manual_seed(0)
+    lr = torch.rand(3, 3, 8, 8, generator=g) * 0.5 + 0.25
+    sr = (torch.rand(3, 3, 32, 32, generator=g) * 0.3 + 0.6)  # brighter, lower contrast
+    fixed = adain_color_fix(sr, lr)
+    torch.testing.assert_close(fixed.mean((2, 3)), lr.mean((2, 3)), atol=2e-3, rtol=0)
+    torch.testing.assert_close(fixed.std((2, 3)), lr.std((2, 3)), atol=3e-3, rtol=0)
+    smooth_lr = torch.nn.functional.interpolate(lr, size=(32, 32), mode="bicubic", align_corners=False).clamp(0, 1)
+    wave = wavelet_color_fix(sr, lr)
+    # the wavelet fix takes the low frequencies (here: the means) from the LR frame
+    assert (wave.mean((2, 3)) - smooth_lr.mean((2, 3))).abs().max() < 0.02
+    assert (sr.mean((2, 3)) - smooth_lr.mean((2, 3))).abs().max() > 0.2
+
+
+def test_pipeline_applies_color_fix(pipe):
+    clip = video(n=2)
+    out = run(pipe, clip, color_fix="adain")[0]
+    torch.testing.assert_close(out.mean((2, 3)), clip.mean((2, 3)), atol=0.02, rtol=0)
+
+
+def test_hint_is_streamed_a_few_frames_at_a_time(pipe, monkeypatch):
+    """The upsampled LR video is never built for the whole clip: the VAE sees small batches."""
+    seen = []
+    encode = pipe.vae.encode
+
+    def spy(x, *a, **k):
+        seen.append(x.shape[0])
+        return encode(x, *a, **k)
+
+    monkeypatch.setattr(pipe.vae, "encode", spy)
+    run(pipe, video(n=11), num_inference_steps=1)
+    assert sum(seen) == 11 and max(seen) <= 4
+
+
+def test_frame_sink_streams_frames(pipe):
+    chunks = []
+    result = pipe(video(n=5), num_inference_steps=1, generator=torch.Generator().manual_seed(0),
+                  decode_chunk_size=2, frame_sink=chunks.append)
+    assert result.frames is None
+    assert [c.shape[0] for c in chunks] == [2, 2, 1]
+    assert torch.equal(torch.cat(chunks)[None], run(pipe, video(n=5), num_inference_steps=1, decode_chunk_size=2))
+
+
+def test_callback_on_step_end_sees_and_can_replace_latents(pipe):
+    steps = []
+
+    def callback(p, i, t, kwargs):
+        steps.append((i, int(t), tuple(kwargs["latents"].shape)))
+        return {"latents": kwargs["latents"] * 0}
+
+    run(pipe, video(n=2), num_inference_steps=3, callback_on_step_end=callback)
+    assert [s[0] for s in steps] == [0, 1, 2] and steps[0][2] == (2, 4, 16, 24)
+
+
+def test_path_input(pipe, tmp_path):
+    from star_vsr.io.synthetic import write_test_video
+
+    path = write_test_video(tmp_path / "in.mp4", num_frames=3, size=(8, 12))
+    assert run(pipe, str(path)).shape == (1, 3, 3, 32, 48)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(upscale=16), "unsupported scale"),
+    (dict(upscale=0.5), "unsupported scale"),
+    (dict(chunk_frames=4, chunk_overlap=4), "chunk_overlap"),
+    (dict(tile_size=2), "tile_size"),
+    (dict(color_fix="sepia"), "color_fix"),
+    (dict(output_type="gif"), "output_type"),
+    (dict(guidance_rescale=2.0), "guidance_rescale"),
+    (dict(noise_level=0), "noise_level"),
+])
+def test_bad_arguments_are_clear_errors(pipe, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        run(pipe, video(n=2), **kwargs)
+
+
+@pytest.mark.parametrize("bad", [torch.rand(2, 8, 12), torch.rand(2, 4, 8, 12), torch.zeros(2, 3, 8, 12, dtype=torch.uint8)])
+def test_bad_video_tensors_are_clear_errors(pipe, bad):
+    with pytest.raises(InputError):
+        run(pipe, bad)
+
+
+def test_missing_weights_folder_says_what_to_download(tmp_path):
+    with pytest.raises(MissingWeightsError, match="convert-star"):
+        StarVSRPipeline.from_pretrained(tmp_path / "nothing-here")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only guards")
+def test_gpu_only_options_are_refused_on_cpu(pipe):
+    with pytest.raises(DeviceError, match="GPU"):
+        pipe.enable_model_cpu_offload()
+    with pytest.raises(DeviceError):
+        pipe.enable_xformers_memory_efficient_attention()
+    half = tiny_star_pipeline(seed=0).to(torch.float16)
+    with pytest.raises(DeviceError, match="bfloat16"):
+        run(half, video(n=1))
+
+
+def test_bfloat16_runs_on_cpu():
+    pipe16 = tiny_star_pipeline(seed=0).to(torch.bfloat16)
+    out = run(pipe16, video(n=2), num_inference_steps=1)
+    assert out.shape == (1, 2, 3, 32, 48) and torch.isfinite(out).all()
