@@ -1,0 +1,70 @@
+"""Spatial operations on a whole clip at once: kernel filtering and resizing.
+
+A clip is a float tensor (n, c, h, w). Both operations treat every frame and channel the same
+way, so one kernel or one resize applies identically to the whole clip (temporal coherence).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from star_vsr.errors import InputError
+
+
+def filter_clip(clip: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Convolve every frame and channel of `clip` with the same 2-D `kernel`.
+
+    Borders are reflect-padded; a frame smaller than the kernel's half-width (possible after a
+    strong down-resize) is replicate-padded instead, since reflection needs more pixels than the
+    pad. The output keeps the input size.
+
+    Args:
+        clip: (n, c, h, w) float tensor.
+        kernel: (k, k) float tensor, k odd.
+
+    Returns:
+        (n, c, h, w) filtered clip, same dtype.
+    """
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+        raise InputError(
+            f"Kernel must be square with an odd side, got shape {tuple(kernel.shape)}."
+        )
+    n, c, h, w = clip.shape
+    pad = kernel.shape[0] // 2
+    mode = "reflect" if pad < min(h, w) else "replicate"
+    padded = F.pad(clip, (pad, pad, pad, pad), mode=mode)  # (n, c, h + 2 pad, w + 2 pad)
+    # All frames and channels as the channels of one image: a depthwise convolution with one
+    # shared kernel is much faster on CPU than n * c single-channel images.
+    planes = padded.reshape(1, n * c, h + 2 * pad, w + 2 * pad)  # (1, n c, h', w')
+    # conv2d correlates; flipping the kernel makes it a true convolution.
+    weight = torch.flip(kernel, dims=(0, 1)).to(clip.dtype)  # (k, k)
+    weight = weight.expand(n * c, 1, *kernel.shape)  # (n c, 1, k, k)
+    out = F.conv2d(planes, weight, groups=n * c)  # (1, n c, h, w)
+    return out.reshape(n, c, h, w)
+
+
+def resize_clip(clip: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Resize every frame of `clip` to `size` = (height, width) with one interpolation mode.
+
+    `mode` is "area", "bilinear" or "bicubic" (half-pixel centres, no anti-aliasing, so
+    down-sizing aliases as cheap cameras and scalers do). Bicubic may overshoot [0, 1]; callers
+    clamp where it matters. A clip already at `size` is returned unchanged.
+
+    Args:
+        clip: (n, c, h, w) float tensor.
+        size: Target (height, width) in pixels, each >= 1.
+        mode: Interpolation mode.
+
+    Returns:
+        (n, c, size[0], size[1]) tensor.
+    """
+    if size[0] < 1 or size[1] < 1:
+        raise InputError(f"Resize target {size} must be at least 1x1 pixels.")
+    if tuple(clip.shape[-2:]) == tuple(size):
+        return clip
+    if mode == "area":
+        return F.interpolate(clip, size=size, mode="area")
+    if mode in ("bilinear", "bicubic"):
+        return F.interpolate(clip, size=size, mode=mode, align_corners=False, antialias=False)
+    raise InputError(f"Unknown resize mode {mode!r}; use area, bilinear or bicubic.")

@@ -1,0 +1,273 @@
+"""The random parameters of one clip's degradation, and how they are drawn from a config.
+
+Everything here is drawn ONCE per clip from an explicit `torch.Generator` and then applied to
+every frame alike (temporal coherence); only the noise realisation is drawn per frame, later,
+when the parameters are applied. The dataclasses are small and printable for logging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+
+from star_vsr.degradations.config import (
+    CODECS,
+    KERNEL_TYPES,
+    RESIZE_DIRECTIONS,
+    SINC_LARGE_KERNEL_SIZE,
+    CodecConfig,
+    DegradationConfig,
+    OrderConfig,
+)
+from star_vsr.degradations.kernels import SINC_KIND, KernelSpec
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class NoiseParams:
+    """Noise of one order.
+
+    Parameters:
+        kind: "gaussian" or "poisson".
+        gray: True for the same noise in all channels, False for colour noise.
+        level: Gaussian sigma in 8-bit levels, or the Poisson noise multiplier.
+    """
+
+    kind: str
+    gray: bool
+    level: float
+
+
+@dataclass(frozen=True)
+class OrderParams:
+    """One order's draws: blur -> resize -> noise -> JPEG.
+
+    Parameters:
+        kernel: Blur kernel, or None when this order does not blur.
+        resize_direction: "up", "down" or "keep".
+        resize_factor: Target size / reference size (HR size for order 1, LR size for order 2).
+        resize_mode: Interpolation mode of the resize.
+        noise: Noise of this order, or None for none.
+        jpeg_quality: JPEG quality factor 1..100, or None for no JPEG.
+    """
+
+    kernel: KernelSpec | None
+    resize_direction: str
+    resize_factor: float
+    resize_mode: str
+    noise: NoiseParams | None
+    jpeg_quality: int | None
+
+
+@dataclass(frozen=True)
+class CodecParams:
+    """Whole-clip video compression.
+
+    Parameters:
+        codec: FFmpeg encoder, "libx264" or "mpeg4".
+        crf: libx264 constant rate factor (None for mpeg4).
+        bits_per_pixel: mpeg4 target bits per pixel per frame (None for libx264).
+        x264_preset: libx264 speed preset (None for mpeg4).
+    """
+
+    codec: str
+    crf: int | None
+    bits_per_pixel: float | None
+    x264_preset: str | None
+
+
+@dataclass(frozen=True)
+class DegradationParams:
+    """All random choices of one clip's degradation.
+
+    Parameters:
+        first_order: Draws of the first order.
+        second_order: Draws of the second order, or None when it is skipped.
+        final_resize_mode: Interpolation mode of the resize to (h / scale, w / scale).
+        final_sinc: Final sinc kernel, or None for none.
+        sinc_before_jpeg: True: [resize + sinc] then the last JPEG; False: JPEG first.
+        codec: Whole-clip video compression, or None for none.
+    """
+
+    first_order: OrderParams
+    second_order: OrderParams | None
+    final_resize_mode: str
+    final_sinc: KernelSpec | None
+    sinc_before_jpeg: bool
+    codec: CodecParams | None
+
+
+# --- drawing from a torch.Generator ----------------------------------------------------------
+
+STREAM_SEED_BOUND = 2**62
+"""Exclusive upper bound of the seeds of per-stage random streams."""
+
+
+def spawn_streams(generator: torch.Generator, count: int) -> list[torch.Generator]:
+    """`count` independent CPU generators seeded from `generator` (which advances by a fixed
+    amount). Each stage draws from its own stream, so turning one stage off or changing its
+    ranges never changes what the other stages draw."""
+    seeds = torch.randint(0, STREAM_SEED_BOUND, (count,), generator=generator)  # (count,) int64
+    return [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+
+
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    """A float uniform in [low, high)."""
+    u = torch.rand((), generator=generator, dtype=torch.float64).item()
+    return low + (high - low) * u
+
+
+def _bernoulli(generator: torch.Generator, p: float) -> bool:
+    """True with probability p (never for p = 0, always for p = 1)."""
+    return torch.rand((), generator=generator, dtype=torch.float64).item() < p
+
+
+def _randint(generator: torch.Generator, low: int, high: int) -> int:
+    """An integer uniform in [low, high], both inclusive."""
+    return int(torch.randint(low, high + 1, (), generator=generator).item())
+
+
+def _choice(
+    generator: torch.Generator, options: Sequence[T], weights: Sequence[float] | None = None
+) -> T:
+    """One of `options`, uniformly or with relative `weights`."""
+    if weights is None:
+        return options[_randint(generator, 0, len(options) - 1)]
+    probs = torch.tensor(list(weights), dtype=torch.float64)
+    return options[int(torch.multinomial(probs, 1, generator=generator).item())]
+
+
+def _weighted_choice(
+    generator: torch.Generator, weights: Mapping[str, float], names: Sequence[str]
+) -> str:
+    """One of `names` with weights from a (possibly partial) mapping; missing names weigh 0."""
+    return _choice(generator, names, [float(weights.get(name, 0.0)) for name in names])
+
+
+def _shape_beta(generator: torch.Generator, beta_range: tuple[float, float]) -> float:
+    """Shape exponent beta. A range around 1 is split at 1, each side drawn half the time, so
+    heavy-tailed (beta < 1) and flat-topped (beta > 1) shapes are equally likely."""
+    low, high = beta_range
+    if low < 1.0 < high:
+        below = _bernoulli(generator, 0.5)
+        return _uniform(generator, low, 1.0) if below else _uniform(generator, 1.0, high)
+    return _uniform(generator, low, high)
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+
+def sample_sinc_kernel(
+    generator: torch.Generator, sizes: Sequence[int], cutoff_range: tuple[float, float]
+) -> KernelSpec:
+    """A sinc kernel with a size from `sizes` and a cutoff (rad/pixel) from `cutoff_range`."""
+    size = _choice(generator, sizes)
+    return KernelSpec(kind=SINC_KIND, size=size, cutoff=_uniform(generator, *cutoff_range))
+
+
+def sample_blur_kernel(generator: torch.Generator, config: OrderConfig) -> KernelSpec:
+    """A blur kernel of one order (Real-ESRGAN Sec. 3.1): a sinc with `sinc_prob`, else one of
+    the Gaussian / generalized Gaussian / plateau families, isotropic or anisotropic."""
+    size = _choice(generator, config.kernel_sizes)
+    if _bernoulli(generator, config.sinc_prob):
+        cutoff_range = (
+            config.sinc_cutoff_range_small
+            if size < SINC_LARGE_KERNEL_SIZE
+            else config.sinc_cutoff_range_large
+        )
+        return KernelSpec(kind=SINC_KIND, size=size, cutoff=_uniform(generator, *cutoff_range))
+
+    kind = _weighted_choice(generator, config.kernel_probs, KERNEL_TYPES)
+    sigma_x = _uniform(generator, *config.blur_sigma_range)
+    if kind.endswith("iso") and not kind.endswith("aniso"):
+        sigma_y, theta = sigma_x, 0.0
+    else:
+        sigma_y = _uniform(generator, *config.blur_sigma_range)
+        theta = _uniform(generator, *config.rotation_range)
+    beta = None
+    if kind.startswith("generalized"):
+        beta = _shape_beta(generator, config.generalized_beta_range)
+    elif kind.startswith("plateau"):
+        beta = _shape_beta(generator, config.plateau_beta_range)
+    return KernelSpec(kind, size, sigma_x=sigma_x, sigma_y=sigma_y, theta=theta, beta=beta)
+
+
+def sample_resize(generator: torch.Generator, config: OrderConfig) -> tuple[str, float, str]:
+    """(direction, factor, mode) of one order's resize."""
+    direction = _choice(generator, RESIZE_DIRECTIONS, config.resize_probs)
+    low, high = config.resize_range
+    if direction == "up":
+        factor = _uniform(generator, 1.0, high)
+    elif direction == "down":
+        factor = _uniform(generator, low, 1.0)
+    else:
+        factor = 1.0
+    return direction, factor, _choice(generator, config.resize_modes)
+
+
+def sample_noise(generator: torch.Generator, config: OrderConfig) -> NoiseParams | None:
+    """Noise type, colour/grey and level of one order, or None (probability 1 - noise_prob)."""
+    if not _bernoulli(generator, config.noise_prob):
+        return None
+    gray = _bernoulli(generator, config.gray_noise_prob)
+    if _bernoulli(generator, config.gaussian_noise_prob):
+        return NoiseParams("gaussian", gray, _uniform(generator, *config.gaussian_sigma_range))
+    return NoiseParams("poisson", gray, _uniform(generator, *config.poisson_scale_range))
+
+
+def sample_order(generator: torch.Generator, config: OrderConfig) -> OrderParams:
+    """All draws of one order, each stage from its own stream."""
+    blur, resize, noise, jpeg = spawn_streams(generator, 4)
+    kernel = sample_blur_kernel(blur, config) if _bernoulli(blur, config.blur_prob) else None
+    direction, factor, mode = sample_resize(resize, config)
+    quality = (
+        _randint(jpeg, *config.jpeg_quality_range) if _bernoulli(jpeg, config.jpeg_prob) else None
+    )
+    return OrderParams(kernel, direction, factor, mode, sample_noise(noise, config), quality)
+
+
+def sample_codec(generator: torch.Generator, config: CodecConfig) -> CodecParams | None:
+    """The video codec and its strength, or None (with probability 1 - `config.prob`)."""
+    if not _bernoulli(generator, config.prob):
+        return None
+    codec = _weighted_choice(generator, config.codec_probs, CODECS)
+    if codec == "libx264":
+        crf = _randint(generator, *config.x264_crf_range)
+        return CodecParams(codec, crf, None, config.x264_preset)
+    bits_per_pixel = _uniform(generator, *config.mpeg4_bits_per_pixel_range)
+    return CodecParams(codec, None, bits_per_pixel, None)
+
+
+def sample_params(config: DegradationConfig, generator: torch.Generator) -> DegradationParams:
+    """Draw every random parameter of one clip's degradation from `generator`.
+
+    `generator` advances by the same amount whatever the config, so the noise realisations
+    drawn from it afterwards do not depend on which stages are on.
+    """
+    first, second, final, codec = spawn_streams(generator, 4)
+    # 1. Orders
+    first_order = sample_order(first, config.first_order)
+    second_order = None
+    if _bernoulli(second, config.second_order_prob):
+        second_order = sample_order(second, config.second_order)
+    # 2. Final stage: resize mode, sinc/JPEG order, sinc kernel
+    final_mode = _choice(final, config.final_resize_modes)
+    sinc_before_jpeg = _bernoulli(final, config.sinc_before_jpeg_prob)
+    final_sinc = None
+    if _bernoulli(final, config.final_sinc_prob):
+        final_sinc = sample_sinc_kernel(
+            final, config.final_sinc_kernel_sizes, config.final_sinc_cutoff_range
+        )
+    # 3. Video codec
+    return DegradationParams(
+        first_order,
+        second_order,
+        final_mode,
+        final_sinc,
+        sinc_before_jpeg,
+        sample_codec(codec, config.codec),
+    )
