@@ -4,7 +4,7 @@ Frames are RGB numpy arrays, (h, w, 3) or clips (n, h, w, 3), ``uint8`` in [0, 2
 in [0, 1]. ``learned`` imports torch only when a metric is loaded.
 """
 
-from star_vsr.metrics.evaluate import evaluate_clip
+from star_vsr.metrics.evaluate import evaluate_clip, evaluate_videos
 from star_vsr.metrics.fidelity import psnr, psnr_clip, rgb_to_y, ssim, ssim_clip
 from star_vsr.metrics.learned import (
     LEARNED_METRICS,
@@ -18,6 +18,7 @@ __all__ = [
     "LEARNED_METRICS",
     "LearnedMetric",
     "evaluate_clip",
+    "evaluate_videos",
     "load_learned_metric",
     "psnr",
     "psnr_clip",

@@ -66,3 +66,55 @@ def evaluate_clip(
     if warp:
         results[WARP_KEY] = warping_error(pred_frames, flow_frames=gt_frames, progress=progress)
     return results
+
+
+def evaluate_videos(
+    pred_path: str,
+    gt_path: str,
+    scale: int = 4,
+    warp: bool = True,
+    chunk_size: int = 16,
+    progress: bool = False,
+) -> dict[str, float]:
+    """:func:`evaluate_clip` for two video files (or image folders), streamed ``chunk_size`` frames at a time.
+
+    Returns the same keys as :func:`evaluate_clip` (clip means over frames, E*warp over frame
+    pairs) plus ``"frames"``; memory stays at two chunks whatever the video length.
+
+    Raises:
+        InputError: the two videos differ in frame count or frame size (both named).
+    """
+    from star_vsr.io import open_video, probe_video
+
+    pred_info, gt_info = probe_video(pred_path), probe_video(gt_path)
+    if pred_info.num_frames != gt_info.num_frames:
+        raise InputError(f"{pred_path} has {pred_info.num_frames} frames but {gt_path} has {gt_info.num_frames}; "
+                         "evaluate needs the prediction and ground truth frame for frame.")
+    if (pred_info.width, pred_info.height) != (gt_info.width, gt_info.height):
+        raise InputError(f"{pred_path} is {pred_info.width}x{pred_info.height} but {gt_path} is "
+                         f"{gt_info.width}x{gt_info.height}; the prediction must have the ground truth's size.")
+    warp = warp and gt_info.num_frames >= 2
+    sums = {key: 0.0 for key in FIDELITY_KEYS}
+    warp_sum, pairs, frames = 0.0, 0, 0
+    previous: tuple[np.ndarray, np.ndarray] | None = None
+    bar = tqdm(total=gt_info.num_frames, desc="evaluate", unit="frame", disable=not progress)
+    with open_video(pred_path) as pred_reader, open_video(gt_path) as gt_reader:
+        for pred, gt in zip(pred_reader.iter_chunks(chunk_size), gt_reader.iter_chunks(chunk_size)):
+            scores = evaluate_clip(pred, gt, scale=scale, warp=False)
+            for key in FIDELITY_KEYS:
+                sums[key] += scores[key] * len(gt)
+            if warp:
+                pred_pairs = pred if previous is None else np.concatenate([previous[0][None], pred])
+                gt_pairs = gt if previous is None else np.concatenate([previous[1][None], gt])
+                if len(gt_pairs) >= 2:
+                    warp_sum += warping_error(pred_pairs, flow_frames=gt_pairs) * (len(gt_pairs) - 1)
+                    pairs += len(gt_pairs) - 1
+                previous = (pred[-1], gt[-1])
+            frames += len(gt)
+            bar.update(len(gt))
+    bar.close()
+    results = {key: total / frames for key, total in sums.items()}
+    if warp:
+        results[WARP_KEY] = warp_sum / pairs
+    results["frames"] = float(frames)
+    return results

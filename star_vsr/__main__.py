@@ -1,0 +1,7 @@
+"""``python -m star_vsr`` runs the ``star-vsr`` command line."""
+
+import sys
+
+from star_vsr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""The ``star-vsr`` command line.
+
+Each sub-command lives in its own module with ``register(subparsers)`` (adds its parser and sets
+``func``) and imports heavy libraries only inside its ``run`` function, so ``--help`` stays fast.
+Errors meant for the user (``StarVSRError``) print one clear line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+from .. import __version__
+from ..errors import StarVSRError
+
+#: Sub-command modules, in the order ``--help`` lists them.
+COMMAND_MODULES = ("upscale", "evaluate", "info", "convert")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="star-vsr",
+        description="Real-world video super-resolution: a STAR diffusion model and a fast distilled student.",
+    )
+    parser.add_argument("--version", action="version", version=f"star-vsr {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 1
+    try:
+        result = args.func(args)
+    except StarVSRError as error:
+        print(f"star-vsr {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"star-vsr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""``star-vsr convert-star``: turn STAR's released files into a StarVSRPipeline folder.
+
+Needs three downloads (nothing is fetched by this command):
+  --checkpoint  STAR's light_deg.pt or heavy_deg.pt (Hugging Face: SherryX/STAR, I2VGen-XL-based)
+  --openclip    OpenCLIP ViT-H-14 open_clip_pytorch_model.bin (laion/CLIP-ViT-H-14-laion2B-s32B-b79K)
+  --vae         the Stable Video Diffusion VAE folder (stabilityai/stable-video-diffusion-img2vid,
+                subfolder vae: config.json + diffusion_pytorch_model[.fp16].safetensors)
+The output folder loads with ``StarVSRPipeline.from_pretrained(folder)`` and
+``star-vsr upscale --model folder``. It is written to a temporary folder and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from ..errors import InputError, MissingWeightsError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("convert-star", help="convert STAR's released weights into a pipeline folder",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="STAR light_deg.pt / heavy_deg.pt")
+    parser.add_argument("--openclip", required=True, help="OpenCLIP ViT-H-14 open_clip_pytorch_model.bin")
+    parser.add_argument("--vae", required=True, help="Stable Video Diffusion VAE folder")
+    parser.add_argument("-o", "--output", required=True, help="pipeline folder to write")
+    parser.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"),
+                        help="precision of the saved weights (default fp16, as released)")
+    parser.add_argument("--unet-config", help="JSON file with a StarVSRUNetModel config for checkpoints of "
+                                              "another size (default: the released architecture)")
+    parser.set_defaults(func=run)
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        from ..pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP
+
+        raise MissingWeightsError(f"{what} not found at {path}.\n{MISSING_WEIGHTS_HELP}")
+    return path
+
+
+def _load_vae(folder: Path, dtype):
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    variants = [None] + (["fp16"] if any(folder.glob("*.fp16.*")) else [])
+    errors = []
+    for variant in variants:
+        try:
+            return AutoencoderKLTemporalDecoder.from_pretrained(folder, variant=variant, dtype=dtype,
+                                                                local_files_only=True)
+        except (OSError, ValueError) as error:  # no weights file for this variant
+            errors.append(str(error).splitlines()[0])
+    raise MissingWeightsError(f"no AutoencoderKLTemporalDecoder weights in {folder}: {'; '.join(errors)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..conversion import convert_star_checkpoint, load_openclip_text_encoder, released_unet_config
+    from ..models import StarVSRControlNetModel, StarVSRUNetModel
+    from ..pipelines.pipeline_star_vsr import StarVSRPipeline
+    from ..scheduling import make_star_scheduler
+    from ..text import build_openclip_tokenizer
+    from ..upscale import DTYPES
+
+    checkpoint = _require(Path(args.checkpoint), "the STAR checkpoint")
+    openclip = _require(Path(args.openclip), "the OpenCLIP checkpoint")
+    vae_folder = _require(Path(args.vae), "the SVD VAE folder")
+    output = Path(args.output)
+    if output.exists():
+        raise InputError(f"{output} already exists; choose another --output or remove it")
+    dtype = DTYPES[args.dtype]
+
+    unet_config = released_unet_config()
+    if args.unet_config:
+        unet_config = {**json.loads(Path(args.unet_config).read_text()), "liem_placement": "before_norm"}
+    print(f"reading {checkpoint}")
+    try:
+        state_dict = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # torch raises many types for a corrupt or foreign file
+        raise InputError(f"cannot read {checkpoint} as a PyTorch checkpoint: {error}") from error
+    converted = convert_star_checkpoint(state_dict, unet_config)
+    with torch.device("meta"):
+        unet = StarVSRUNetModel.from_config(unet_config)
+        controlnet = StarVSRControlNetModel.from_unet(unet, load_weights_from_unet=False)
+    unet.load_state_dict({k: v.to(dtype) for k, v in converted["unet"].items()}, strict=True, assign=True)
+    controlnet.load_state_dict({k: v.to(dtype) for k, v in converted["controlnet"].items()}, strict=True, assign=True)
+    del state_dict, converted
+
+    print(f"reading {openclip}")
+    text_encoder = load_openclip_text_encoder(str(openclip)).to(dtype)
+    if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
+        raise InputError(f"the text encoder is {text_encoder.config.hidden_size} wide but the UNet expects "
+                         f"{unet.config.cross_attention_dim}-d text (is {openclip} OpenCLIP ViT-H-14?)")
+    print(f"reading {vae_folder}")
+    vae = _load_vae(vae_folder, dtype)
+
+    pipe = StarVSRPipeline(vae=vae, text_encoder=text_encoder, tokenizer=build_openclip_tokenizer(), unet=unet,
+                           controlnet=controlnet, scheduler=make_star_scheduler())
+    tmp = output.with_name(f".{output.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        pipe.save_pretrained(tmp)
+        tmp.rename(output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {output}: load it with StarVSRPipeline.from_pretrained({str(output)!r})")
+    return 0

@@ -1,0 +1,88 @@
+"""``star-vsr evaluate --pred VIDEO --gt VIDEO``: PSNR-Y, SSIM-Y and E*warp per clip and averaged.
+
+``--pred`` and ``--gt`` are two videos (files or image folders) or two folders of videos matched
+by file name (without extension). PSNR/SSIM crop ``--scale`` pixels at every border; E*warp warps
+the prediction with optical flow estimated on the ground truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+from ..errors import InputError, VideoNotFoundError
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
+COLUMNS = (("psnr_y", "PSNR-Y", "{:.3f}"), ("ssim_y", "SSIM-Y", "{:.4f}"), ("ewarp", "E*warp", "{:.3f}"))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("evaluate", help="PSNR-Y / SSIM-Y / E*warp of predictions against ground truth",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pred", required=True, help="predicted video, image folder, or folder of videos")
+    parser.add_argument("--gt", required=True, help="ground-truth video, image folder, or folder of videos")
+    parser.add_argument("--scale", type=int, default=4, help="border crop in pixels (the SR scale; default 4)")
+    parser.add_argument("--no-warp", action="store_true", help="skip the warping error (faster)")
+    parser.add_argument("--json", metavar="FILE", help="also write per-clip and mean results as JSON")
+    parser.set_defaults(func=run)
+
+
+def _is_video_folder(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix.lower() in VIDEO_SUFFIXES for p in path.iterdir())
+
+
+def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
+    """(name, pred, gt) for a single pair or for two folders of videos matched by stem."""
+    for path in (pred, gt):
+        if not path.exists():
+            raise VideoNotFoundError(f"{path} does not exist")
+    if _is_video_folder(gt):
+        gt_videos = {p.stem: p for p in sorted(gt.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES}
+        if not pred.is_dir():
+            raise InputError(f"--gt {gt} is a folder of videos, so --pred must be one too")
+        pred_videos = {p.stem: p for p in sorted(pred.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES}
+        missing = sorted(set(gt_videos) - set(pred_videos))
+        if missing:
+            raise InputError(f"no prediction in {pred} for: {', '.join(missing)}")
+        return [(name, pred_videos[name], gt_videos[name]) for name in gt_videos]
+    return [(gt.stem, pred, gt)]
+
+
+def format_table(rows: dict[str, dict[str, float]]) -> str:
+    keys = [c for c in COLUMNS if any(c[0] in r for r in rows.values())]
+    name_width = max(len("clip"), *(len(n) for n in rows))
+    lines = [f"{'clip':<{name_width}}  " + "  ".join(f"{title:>8}" for _, title, _ in keys)]
+    for name, row in rows.items():
+        lines.append(f"{name:<{name_width}}  " + "  ".join(f"{fmt.format(row[k]):>8}" for k, _, fmt in keys))
+    return "\n".join(lines)
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..metrics import evaluate_videos
+
+    clips = pair_clips(Path(args.pred), Path(args.gt))
+    results: dict[str, dict[str, float]] = {}
+    for name, pred, gt in clips:
+        results[name] = evaluate_videos(str(pred), str(gt), scale=args.scale, warp=not args.no_warp, progress=True)
+    keys = [k for k in results[clips[0][0]] if k != "frames"]
+    mean = {k: sum(r[k] for r in results.values()) / len(results) for k in keys}
+    table = dict(results)
+    if len(results) > 1:
+        table["mean"] = mean
+    print(format_table(table))
+    if args.json:
+        tmp = f"{args.json}.tmp"
+        with open(tmp, "w") as handle:  # identical frames give PSNR = inf, written as null (strict JSON)
+            json.dump(_finite({"scale": args.scale, "clips": results, "mean": mean}), handle, indent=2,
+                      allow_nan=False)
+        os.replace(tmp, args.json)
+    return 0

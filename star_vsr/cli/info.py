@@ -1,0 +1,42 @@
+"""``star-vsr info VIDEO``: frames, fps, size, codec and audio of a video, without decoding it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("info", help="show frames, fps, size, codec and audio of a video",
+                                   description=__doc__)
+    parser.add_argument("video", help="video file or image folder")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..io import probe_video
+
+    info = probe_video(args.video)
+    rows = {
+        "path": str(info.path),
+        "frames": info.num_frames,
+        "fps": f"{info.fps:.3f} ({info.frame_rate})",
+        "size": f"{info.width}x{info.height}",
+        "duration": f"{info.duration_s:.2f} s",
+        "codec": "image sequence" if info.is_image_folder else info.codec,
+        "pixel format": info.pix_fmt,
+        "audio": info.audio_codec if info.has_audio else "none",
+    }
+    if args.json:
+        print(json.dumps({
+            "path": str(info.path), "num_frames": info.num_frames, "fps": info.fps,
+            "frame_rate": str(info.frame_rate), "width": info.width, "height": info.height,
+            "duration_s": info.duration_s, "codec": info.codec, "pix_fmt": info.pix_fmt,
+            "has_audio": info.has_audio, "audio_codec": info.audio_codec, "is_image_folder": info.is_image_folder,
+        }, indent=2))
+    else:
+        width = max(map(len, rows))
+        for key, value in rows.items():
+            print(f"{key:>{width}}  {value}")
+    return 0

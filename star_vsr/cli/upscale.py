@@ -1,0 +1,131 @@
+"""``star-vsr upscale`` and ``star-vsr upscale-batch``: super-resolve video files.
+
+``--model`` is a folder with a StarVSR diffusion pipeline (``star-vsr convert-star``) or a
+student pipeline. Frames stream from the input to the output; the output keeps the input's frame
+rate and audio and appears only when complete. ``upscale-batch`` skips outputs that already
+exist, so an interrupted batch resumes where it stopped, and under
+``accelerate launch --num_processes N`` it splits the videos across the processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="model folder: a StarVSR diffusion pipeline or a student pipeline "
+                                       "(default: the student that ships with star-vsr)")
+    model.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    model.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                       help="weight precision (auto: fp16 on CUDA, fp32 on CPU)")
+    sr = parser.add_argument_group("super-resolution")
+    sr.add_argument("--upscale", type=float, default=4, help="scale factor (default 4)")
+    sr.add_argument("--seed", type=int, default=0, help="random seed (diffusion models)")
+    diffusion = parser.add_argument_group("diffusion model options (StarVSR pipelines)")
+    diffusion.add_argument("--steps", type=int, default=15, help="denoising steps (default 15)")
+    diffusion.add_argument("--prompt", default="a good video", help="caption of the video")
+    diffusion.add_argument("--guidance-scale", type=float, default=7.5)
+    diffusion.add_argument("--noise-level", type=int, default=900, help="SDEdit start (1..1000, default 900)")
+    diffusion.add_argument("--chunk-frames", type=int, default=32, help="frames per temporal chunk")
+    diffusion.add_argument("--chunk-overlap", type=int, default=8, help="frames shared by neighbouring chunks")
+    diffusion.add_argument("--tile-size", type=int, default=None, help="spatial tile in output pixels")
+    diffusion.add_argument("--tile-overlap", type=int, default=128, help="output pixels shared by tiles")
+    diffusion.add_argument("--color-fix", default="adain", choices=("adain", "wavelet", "none"))
+    out = parser.add_argument_group("output")
+    out.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
+                     help="output codec (default: from the output name; H.264 for .mp4)")
+    out.add_argument("--crf", type=int, default=None, help="x264/x265 quality (lower is better)")
+    out.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    single = subparsers.add_parser("upscale", help="upscale a video file or image folder", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    single.add_argument("input", help="input video file or image folder")
+    single.add_argument("-o", "--output", required=True, help="output video file (or folder for PNG frames)")
+    single.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _add_common(single)
+    single.set_defaults(func=run_single)
+
+    batch = subparsers.add_parser("upscale-batch", help="upscale every video of a folder (resumable, multi-GPU)",
+                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    batch.add_argument("input_dir", help="folder of input videos")
+    batch.add_argument("-o", "--output-dir", required=True, help="folder for the outputs (same file names)")
+    _add_common(batch)
+    batch.set_defaults(func=run_batch)
+
+
+def pipeline_kwargs(pipe: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Call arguments for ``pipe`` from the command line options that apply to it."""
+    import torch
+
+    kwargs: dict[str, Any] = {"upscale": args.upscale}
+    if type(pipe).__name__ == "StarVSRPipeline":
+        kwargs.update(
+            num_inference_steps=args.steps, prompt=args.prompt, guidance_scale=args.guidance_scale,
+            noise_level=args.noise_level, chunk_frames=args.chunk_frames, chunk_overlap=args.chunk_overlap,
+            tile_size=args.tile_size, tile_overlap=args.tile_overlap,
+            color_fix=None if args.color_fix == "none" else args.color_fix,
+            generator=torch.Generator().manual_seed(args.seed))
+    return kwargs
+
+
+def _load(args: argparse.Namespace, device: Any = None) -> Any:
+    from ..upscale import load_upscaler
+
+    if args.model is None:
+        from ..student import default_student_folder
+
+        args.model = str(default_student_folder())
+    return load_upscaler(args.model, device=str(device) if device is not None else args.device, dtype=args.dtype)
+
+
+def run_single(args: argparse.Namespace) -> int:
+    from ..upscale import upscale_video
+
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise InputError(f"{output} already exists; pass --overwrite to replace it")
+    pipe = _load(args)
+    upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
+                  **pipeline_kwargs(pipe, args))
+    print(f"wrote {output}")
+    return 0
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    from ..upscale import upscale_video
+
+    input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
+    if not input_dir.is_dir():
+        raise InputError(f"{input_dir} is not a folder of videos")
+    videos = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise InputError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {input_dir}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # on machines without a GPU (or under `accelerate launch --cpu`) processes talk over gloo
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    todo = [v for v in videos if not (output_dir / v.name).exists()]
+    if state.is_main_process:
+        print(f"{len(videos) - len(todo)} of {len(videos)} videos already done; {len(todo)} to go "
+              f"on {state.num_processes} process(es)")
+    with state.split_between_processes(todo) as mine:
+        pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
+        for video in mine:
+            upscale_video(pipe, video, output_dir / video.name, codec=args.codec, crf=args.crf,
+                          keep_audio=not args.no_audio, progress=state.is_local_main_process,
+                          **pipeline_kwargs(pipe, args))
+            print(f"[process {state.process_index}] wrote {output_dir / video.name}")
+    state.wait_for_everyone()
+    return 0

@@ -1,0 +1,96 @@
+"""Upscale video files with any star-vsr pipeline, streaming frames from the input to the output.
+
+``load_upscaler`` opens a model folder (a ``StarVSRPipeline`` or a ``StarStudentPipeline``, told
+apart by its ``model_index.json``) on the right device; ``upscale_video`` streams a file through
+it into an atomically written video that keeps the source's frame rate and audio.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from .errors import DeviceError, InputError, MissingWeightsError
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" picks CUDA when present, else the CPU; asking for CUDA without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"--device {device} needs a CUDA GPU, and none is available; use --device cpu")
+    return resolved
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """"auto" is float16 on CUDA and float32 on the CPU; float16 on the CPU is refused."""
+    if dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
+    if DTYPES[dtype] == torch.float16 and device.type == "cpu":
+        raise DeviceError("fp16 needs a GPU; on the CPU use bf16 or fp32")
+    return DTYPES[dtype]
+
+
+def pipeline_class_name(folder: Union[str, Path]) -> str:
+    """``_class_name`` recorded in a pipeline folder's model_index.json."""
+    index = Path(folder) / "model_index.json"
+    if not index.is_file():
+        from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP
+
+        raise MissingWeightsError(f"{folder} is not a star-vsr model folder (no model_index.json).\n"
+                                  + MISSING_WEIGHTS_HELP)
+    return json.loads(index.read_text())["_class_name"]
+
+
+def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: str = "auto") -> Any:
+    """Load the pipeline saved in ``folder`` onto ``device`` with weights in ``dtype``."""
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    name = pipeline_class_name(folder)
+    if name == "StarVSRPipeline":
+        from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline as cls
+    elif name == "StarStudentPipeline":
+        from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline as cls
+    else:
+        raise InputError(f"{folder} holds a {name}, which star-vsr cannot run")
+    return cls.from_pretrained(folder, dtype=torch_dtype).to(torch_device)
+
+
+def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[str, Path], *,
+                  codec: Optional[str] = None, crf: Optional[int] = None, keep_audio: bool = True,
+                  progress: bool = True, **pipeline_kwargs: Any) -> Path:
+    """Run ``pipe`` over a video file or image folder and write the result.
+
+    Frames stream from the input through the pipeline into ``VideoWriter``; the output appears
+    under ``output_path`` only when everything succeeded (and keeps the input's fps and audio).
+    ``pipeline_kwargs`` go to the pipeline call (``upscale``, ``num_inference_steps``, ...).
+    """
+    from .frames import FileFrameSource
+    from .io import VideoWriter
+
+    source = FileFrameSource(input_path)
+    info_fps = _frame_rate(input_path)
+    audio = str(input_path) if keep_audio and Path(input_path).is_file() else None
+    pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step")
+    with VideoWriter(output_path, info_fps, codec=codec, crf=crf, audio_from=audio, progress=progress,
+                     total_frames=source.num_frames) as writer:
+
+        def sink(frames: torch.Tensor) -> None:  # (k, 3, H, W) in [0, 1]
+            writer.write((frames.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy())
+
+        pipe(source, frame_sink=sink, **pipeline_kwargs)
+    return Path(output_path)
+
+
+def _frame_rate(path: Union[str, Path]):
+    from .io import probe_video
+
+    return probe_video(path).frame_rate

@@ -1,0 +1,199 @@
+"""The ``star-vsr`` command line, run in-process through ``star_vsr.cli.main`` (and once as a console script)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from star_vsr.cli import main
+from star_vsr.io import open_video, probe_video
+from star_vsr.io.synthetic import write_test_video
+
+
+@pytest.fixture(scope="module")
+def tiny_star_folder(tmp_path_factory) -> Path:
+    from star_vsr.testing import tiny_star_pipeline
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-star"
+    tiny_star_pipeline(seed=0).save_pretrained(folder)
+    return folder
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("upscale", "upscale-batch", "evaluate", "info", "convert-star"):
+        assert command in out
+
+
+def test_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "star_vsr", "info", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "VIDEO" in result.stdout.upper()
+
+
+def test_info(tmp_path, capsys):
+    video = write_test_video(tmp_path / "clip.mp4", num_frames=7, size=(24, 32), fps=25, audio=True)
+    assert main(["info", str(video), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["num_frames"], info["width"], info["height"], info["has_audio"]) == (7, 32, 24, True)
+    assert info["fps"] == pytest.approx(25)
+
+
+def test_missing_file_is_one_clear_line(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.mp4" in err and "Traceback" not in err
+
+
+def test_evaluate_pairs_and_json(tmp_path, capsys):
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir(), pred_dir.mkdir()
+    for name, seed in (("a", 0), ("b", 1)):
+        write_test_video(gt_dir / f"{name}.mp4", num_frames=5, size=(32, 32), seed=seed)
+        write_test_video(pred_dir / f"{name}.mkv", num_frames=5, size=(32, 32), seed=seed, codec="ffv1")
+    out_json = tmp_path / "scores.json"
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2",
+                 "--json", str(out_json)]) == 0
+    table = capsys.readouterr().out
+    assert "PSNR-Y" in table and "mean" in table
+    scores = json.loads(out_json.read_text())
+    assert set(scores["clips"]) == {"a", "b"}
+    assert scores["mean"]["psnr_y"] > 30 and 0 <= scores["mean"]["ewarp"] < 5
+
+
+def test_evaluate_size_mismatch_is_an_error(tmp_path, capsys):
+    a = write_test_video(tmp_path / "a.mp4", num_frames=3, size=(32, 32))
+    b = write_test_video(tmp_path / "b.mp4", num_frames=3, size=(16, 16))
+    assert main(["evaluate", "--pred", str(a), "--gt", str(b)]) == 2
+    assert "32x32" in capsys.readouterr().err
+
+
+def test_upscale_with_diffusion_model_keeps_fps_and_audio(tmp_path, tiny_star_folder):
+    src = write_test_video(tmp_path / "in.mp4", num_frames=4, size=(8, 12), fps=24, audio=True)
+    out = tmp_path / "out.mp4"
+    assert main(["upscale", str(src), "-o", str(out), "--model", str(tiny_star_folder), "--steps", "2",
+                 "--chunk-frames", "3", "--chunk-overlap", "1"]) == 0
+    info = probe_video(out)
+    assert (info.num_frames, info.width, info.height) == (4, 48, 32)
+    assert info.fps == pytest.approx(24) and info.has_audio
+    assert not list(tmp_path.glob(".*"))  # no temporary leftovers
+
+
+def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys):
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
+    assert main(["upscale", str(src), "-o", str(src), "--model", str(tmp_path)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["upscale", str(src), "-o", str(tmp_path / "o.mp4"), "--model", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "convert-star" in err and not (tmp_path / "o.mp4").exists()
+
+
+def test_upscale_bad_scale_leaves_no_output(tmp_path, tiny_star_folder, capsys):
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
+    out = tmp_path / "out.mp4"
+    assert main(["upscale", str(src), "-o", str(out), "--model", str(tiny_star_folder), "--upscale", "20"]) == 2
+    assert "unsupported scale" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".*"))
+
+
+def test_upscale_batch_resumes(tmp_path, tiny_star_folder, capsys):
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for i in range(3):
+        write_test_video(inputs / f"v{i}.mp4", num_frames=2, size=(8, 8), seed=i)
+    outputs.mkdir()
+    (outputs / "v1.mp4").write_bytes(b"finished earlier")  # an output from an interrupted run
+    args = ["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tiny_star_folder), "--steps", "1"]
+    assert main(args) == 0
+    assert "1 of 3 videos already done" in capsys.readouterr().out
+    assert (outputs / "v1.mp4").read_bytes() == b"finished earlier"
+    assert probe_video(outputs / "v0.mp4").width == 32 and probe_video(outputs / "v2.mp4").num_frames == 2
+
+
+def _reference_format_checkpoint(unet, controlnet) -> dict[str, torch.Tensor]:
+    """Rename star-vsr weights back to STAR's released key names (the inverse of the converter)."""
+    from star_vsr.conversion.star_checkpoint import star_key_mapping
+
+    ours = {"unet": unet.state_dict(), "controlnet": controlnet.state_dict()}
+    released = {}
+    for ref_name, (component, our_name, kind, ref_sub) in star_key_mapping(unet.config).items():
+        if our_name in ours[component]:
+            tensor = ours[component][our_name]
+            if kind == "temporal" and ref_sub in ("proj_in", "proj_out") and tensor.ndim == 2:
+                tensor = tensor[..., None]  # Linear -> kernel-size-1 Conv1d, as released
+            released[ref_name] = tensor.clone()
+    return released
+
+
+def test_convert_star_end_to_end(tmp_path, capsys):
+    from open_clip.model import CLIPTextCfg, _build_text_tower
+
+    from star_vsr import StarVSRPipeline
+    from star_vsr.testing import TINY_UNET_CONFIG, TINY_TEXT_WIDTH, tiny_star_components, tiny_vae
+
+    components = tiny_star_components(seed=3)
+    unet, controlnet = components["unet"], components["controlnet"]
+    torch.save({"state_dict": _reference_format_checkpoint(unet, controlnet)}, tmp_path / "light_deg.pt")
+    tower = _build_text_tower(8, CLIPTextCfg(context_length=77, vocab_size=49408, width=TINY_TEXT_WIDTH,
+                                             heads=2, layers=3))
+    torch.save(tower.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+    tiny_vae().save_pretrained(tmp_path / "vae")
+    (tmp_path / "unet.json").write_text(json.dumps(dict(TINY_UNET_CONFIG)))
+
+    out = tmp_path / "star-tiny"
+    args = ["convert-star", "--checkpoint", str(tmp_path / "light_deg.pt"), "--openclip",
+            str(tmp_path / "open_clip_pytorch_model.bin"), "--vae", str(tmp_path / "vae"), "-o", str(out),
+            "--dtype", "fp32", "--unet-config", str(tmp_path / "unet.json")]
+    assert main(args) == 0
+    pipe = StarVSRPipeline.from_pretrained(out)
+    assert pipe.unet.config.liem_placement == "before_norm"
+    for k, v in unet.state_dict().items():
+        assert torch.equal(pipe.unet.state_dict()[k], v), k
+    pipe.set_progress_bar_config(disable=True)
+    frames = pipe(torch.rand(2, 3, 8, 8), num_inference_steps=1).frames
+    assert frames.shape == (1, 2, 3, 32, 32)
+    assert main(args) == 2  # output exists now
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_convert_star_missing_file_says_what_to_download(tmp_path, capsys):
+    assert main(["convert-star", "--checkpoint", str(tmp_path / "light_deg.pt"), "--openclip", "x", "--vae", "y",
+                 "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "SherryX/STAR" in err and "light_deg.pt" in err
+
+
+def test_convert_star_corrupt_checkpoint(tmp_path, capsys):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "clip.bin").write_bytes(b"x")
+    (tmp_path / "vae").mkdir()
+    assert main(["convert-star", "--checkpoint", str(tmp_path / "bad.pt"), "--openclip", str(tmp_path / "clip.bin"),
+                 "--vae", str(tmp_path / "vae"), "-o", str(tmp_path / "o")]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_upscale_batch_splits_videos_across_processes(tmp_path, tiny_star_folder):
+    """Two processes under `accelerate launch` (torchrun underneath; gloo on a CPU-only machine)."""
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for i in range(3):
+        write_test_video(inputs / f"v{i}.mp4", num_frames=2, size=(8, 8), seed=i)
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "-m", "star_vsr", "upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tiny_star_folder),
+         "--steps", "1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "on 2 process(es)" in result.stdout
+    writers = {line.split("]")[0] for line in result.stdout.splitlines() if line.startswith("[process")}
+    assert writers == {"[process 0", "[process 1"}
+    assert sorted(p.name for p in outputs.iterdir()) == ["v0.mp4", "v1.mp4", "v2.mp4"]
