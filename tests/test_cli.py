@@ -197,3 +197,22 @@ def test_upscale_batch_splits_videos_across_processes(tmp_path, tiny_star_folder
     writers = {line.split("]")[0] for line in result.stdout.splitlines() if line.startswith("[process")}
     assert writers == {"[process 0", "[process 1"}
     assert sorted(p.name for p in outputs.iterdir()) == ["v0.mp4", "v1.mp4", "v2.mp4"]
+
+
+def test_degrade_is_deterministic_coherent_and_keeps_audio(tmp_path):
+    hr = write_test_video(tmp_path / "hr.mp4", num_frames=6, size=(64, 96), audio=True)
+    a, b, c = tmp_path / "a.mkv", tmp_path / "b.mkv", tmp_path / "c.mkv"
+    for out, seed in ((a, 3), (b, 3), (c, 4)):
+        assert main(["degrade", str(hr), "-o", str(out), "--scale", "4", "--preset", "medium", "--seed", str(seed),
+                     "--codec", "ffv1"]) == 0
+    info = probe_video(a)
+    assert (info.num_frames, info.width, info.height, info.has_audio) == (6, 24, 16, True)
+    with open_video(a) as ra, open_video(b) as rb, open_video(c) as rc:
+        fa, fb, fc = next(ra.iter_chunks(6)), next(rb.iter_chunks(6)), next(rc.iter_chunks(6))
+    assert np.array_equal(fa, fb) and not np.array_equal(fa, fc)
+
+
+def test_degrade_refuses_existing_output(tmp_path, capsys):
+    hr = write_test_video(tmp_path / "hr.mp4", num_frames=2, size=(16, 16))
+    assert main(["degrade", str(hr), "-o", str(hr)]) == 2
+    assert "already exists" in capsys.readouterr().err

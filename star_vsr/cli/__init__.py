@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import StarVSRError
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("upscale", "evaluate", "info", "convert")
+COMMAND_MODULES = ("upscale", "degrade", "evaluate", "info", "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:
