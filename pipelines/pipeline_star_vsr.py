@@ -14,6 +14,7 @@ find this out-of-tree class).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,16 +26,16 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKLTemporalDecoder, DiffusionPipeline, DPMSolverMultistepScheduler
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
 from star_vsr.errors import DeviceError, InputError, MissingWeightsError
-from star_vsr.frames import FrameSource, VideoInput, as_frame_source
+from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize
 from star_vsr.tiling import blend_weights
+from star_vsr.window_sampler import FrameNoise, WindowedSampler
 
 #: Scales the pipeline accepts; STAR was trained at x4 and works best there.
 MIN_UPSCALE, MAX_UPSCALE = 1.0, 8.0
@@ -186,19 +187,24 @@ class StarVSRPipeline(DiffusionPipeline):
         }
 
     # ---------------------------------------------------------------- hint
-    def prepare_hint_latents(self, source: FrameSource, out_size: tuple[int, int], canvas: tuple[int, int],
-                             generator: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
-        """VAE latents (n, 4, h, w) of the bilinearly upsampled, edge-padded LR video, kept on the host."""
+    def encode_hint(self, lr: torch.Tensor, out_size: tuple[int, int], canvas: tuple[int, int],
+                    eps: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """VAE latents of LR frames upsampled bilinearly to ``out_size`` and edge-padded to the canvas.
+
+        ``lr`` (k, 3, h, w) in [0, 1]; ``eps`` (k, c, canvas_h, canvas_w) is the posterior noise
+        (STAR samples the VAE posterior). Returns (k, c, canvas_h, canvas_w) float32 on the host.
+        """
         f = self.vae_scale_factor
         pad_h, pad_w = canvas[0] * f - out_size[0], canvas[1] * f - out_size[1]
         latents = []
-        for lr in source.iter_chunks(HINT_ENCODE_BATCH):  # (k, 3, h, w) in [0, 1], host
-            x = lr.to(device=device, dtype=self.vae.dtype) * 2 - 1
+        for i in range(0, len(lr), HINT_ENCODE_BATCH):
+            x = lr[i:i + HINT_ENCODE_BATCH].to(device=device, dtype=self.vae.dtype) * 2 - 1
             x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")  # (k, 3, canvas_h*f, canvas_w*f)
-            z = self.vae.encode(x).latent_dist.sample(generator) * self.vae.config.scaling_factor
-            latents.append(z.float().cpu())
-        return torch.cat(latents)  # (n, 4, canvas_h, canvas_w)
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")  # (b, 3, canvas_h*f, canvas_w*f)
+            posterior = self.vae.encode(x).latent_dist
+            z = posterior.mean + posterior.std * eps[i:i + HINT_ENCODE_BATCH].to(device, posterior.mean.dtype)
+            latents.append((z * self.vae.config.scaling_factor).float().cpu())
+        return torch.cat(latents)
 
     # ---------------------------------------------------------------- one window
     def predict_v(self, latents: torch.Tensor, hint: torch.Tensor, t: torch.Tensor, prompt_embeds: torch.Tensor,
@@ -219,17 +225,32 @@ class StarVSRPipeline(DiffusionPipeline):
             guided = guidance_rescale * rescaled + (1 - guidance_rescale) * guided
         return guided[0]
 
+    def denoise_window(self, latents: torch.Tensor, hint: torch.Tensor, t: torch.Tensor, geometry: dict[str, Any],
+                       prompt_embeds: torch.Tensor, guidance_scale: float, guidance_rescale: float,
+                       controlnet_conditioning_scale: float, device: torch.device) -> torch.Tensor:
+        """v-prediction of one temporal window (k, c, h, w), blended over the spatial tiles."""
+        v = torch.zeros_like(latents)
+        dtype = self.unet.dtype
+        for y0, y1, wy in geometry["rows"]:
+            for x0, x1, wx in geometry["cols"]:
+                tile = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
+                v_tile = self.predict_v(latents[tile].to(device, dtype), hint[tile].to(device, dtype), t.to(device),
+                                        prompt_embeds, guidance_scale, guidance_rescale, controlnet_conditioning_scale)
+                v[tile] += v_tile.float().cpu() * (wy[:, None] * wx[None, :]).float()
+        return v
+
+
     # ---------------------------------------------------------------- decoding
-    def decode(self, latents: torch.Tensor, source: FrameSource, out_size: tuple[int, int], color_fix: Optional[str],
-               decode_chunk_size: int, device: torch.device):
-        """Yield decoded frames (k, 3, H, W) in [0, 1] on the host, ``decode_chunk_size`` at a time."""
-        lr_chunks = source.iter_chunks(decode_chunk_size)
-        for start in range(0, latents.shape[0], decode_chunk_size):
-            z = latents[start:start + decode_chunk_size].to(device=device, dtype=self.vae.dtype)
-            frames = self.vae.decode(z / self.vae.config.scaling_factor, num_frames=z.shape[0]).sample
-            frames = ((frames.float() + 1) / 2).clamp(0, 1)[..., :out_size[0], :out_size[1]]
-            lr = next(lr_chunks).to(device)
-            yield apply_color_fix(frames, lr, color_fix).cpu()
+    def decode_frames(self, latents: torch.Tensor, lr: torch.Tensor, out_size: tuple[int, int],
+                      color_fix: Optional[str], device: torch.device) -> torch.Tensor:
+        """Decode (k, c, h, w) latents as one temporal-VAE chunk and colour-fix against the LR frames.
+
+        Returns (k, 3, H, W) in [0, 1] on the host.
+        """
+        z = latents.to(device=device, dtype=self.vae.dtype) / self.vae.config.scaling_factor
+        frames = self.vae.decode(z, num_frames=z.shape[0]).sample
+        frames = ((frames.float() + 1) / 2).clamp(0, 1)[..., :out_size[0], :out_size[1]]
+        return apply_color_fix(frames, lr.to(device), color_fix).cpu()
 
     # ---------------------------------------------------------------- main
     @torch.no_grad()
@@ -305,56 +326,78 @@ class StarVSRPipeline(DiffusionPipeline):
         prompt_embeds = self.encode_prompt(prompt + positive_prompt, negative_prompt, do_cfg, device)
         prompt_embeds = prompt_embeds.to(self.unet.dtype)
 
-        # 3. Plan output size, latent canvas, tiles and temporal chunks
+        # 3. Plan output size, latent canvas, spatial tiles and temporal windows
         geometry = self.plan_geometry(source, upscale, tile_size, tile_overlap)
-        chunks = blend_weights(source.num_frames, chunk_frames, min(chunk_overlap, chunk_frames - 1))
+        windows = blend_weights(source.num_frames, chunk_frames, min(chunk_overlap, chunk_frames - 1))
+        latent_shape = (self.vae.config.latent_channels, *geometry["canvas"])
+        if latents is not None and latents.numel() != source.num_frames * math.prod(latent_shape):
+            raise InputError(f"latents must hold ({source.num_frames}, {', '.join(map(str, latent_shape))}) values, "
+                             f"got shape {tuple(latents.shape)}")
+        start_latents = None if latents is None else latents.reshape(source.num_frames, *latent_shape).float().cpu()
 
-        # 4. Hint latents of the upsampled LR video (streamed through the VAE, stored on the host)
-        hint = self.prepare_hint_latents(source, geometry["out_size"], geometry["canvas"], generator, device)
-
-        # 5. Timesteps and start latents: the hint noised to the first timestep (SDEdit)
+        # 4. Timesteps; one random stream per frame, so results do not depend on windows or order
         if timesteps is None:
             timesteps = star_timesteps(noise_level, num_inference_steps, timestep_spacing)
         self.scheduler.set_timesteps(timesteps=list(timesteps))
-        schedule = self.scheduler.timesteps
-        if latents is None:
-            noise = randn_tensor(hint.shape, generator=generator, dtype=torch.float32)
-            latents = self.scheduler.add_noise(hint, noise, schedule[:1])
-        else:
-            latents = latents.reshape(hint.shape).float().cpu() if latents.numel() == hint.numel() else None
-            if latents is None:
-                raise InputError(f"latents must have {tuple(hint.shape)} elements laid out as (n, 4, h, w)")
+        base_seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator)) if generator is not None \
+            else int(torch.seed())
+        noise = FrameNoise(base_seed)
+        order = "synchronous" if callback_on_step_end is not None else "wavefront"
+        sampler = WindowedSampler(windows, self.scheduler, noise, order=order)
+        first_t = self.scheduler.timesteps[:1]
 
-        # 6. Denoising loop: every step blends all chunks x tiles into one clip-wide v-prediction
-        windows = [(c, r, k) for c in chunks for r in geometry["rows"] for k in geometry["cols"]]
-        with self.progress_bar(total=len(schedule) * len(windows)) as progress:
-            for i, t in enumerate(schedule):
-                v = torch.zeros_like(latents)  # (n, 4, h, w), host
-                for (f0, f1, wf), (y0, y1, wy), (x0, x1, wx) in windows:
-                    window = (slice(f0, f1), slice(None), slice(y0, y1), slice(x0, x1))
-                    v_window = self.predict_v(
-                        latents[window].to(device, self.unet.dtype), hint[window].to(device, self.unet.dtype),
-                        t.to(device), prompt_embeds, guidance_scale, guidance_rescale, controlnet_conditioning_scale)
-                    weight = (wf[:, None, None, None] * wy[None, None, :, None] * wx[None, None, None, :]).float()
-                    v[window] += v_window.float().cpu() * weight
-                    progress.update()
-                latents = self.scheduler.step(v, t, latents, generator=generator).prev_sample
-                if callback_on_step_end is not None:
-                    available = {"latents": latents}
-                    callback_kwargs = {k: available[k] for k in callback_on_step_end_tensor_inputs}
-                    outputs = callback_on_step_end(self, i, t, callback_kwargs)
-                    latents = outputs.pop("latents", latents)
+        # 5. Frames entering the sampler: hint latents of the upsampled LR frames (SDEdit start:
+        #    the hint noised to the first timestep), streamed from the input in order
+        hint_frames = SequentialFrames(source)
 
-        # 7. Decode a few frames at a time, colour-fix against the LR frames, stream or collect
+        def prepare(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+            eps = noise.draw(start, stop, latent_shape)
+            hint = self.encode_hint(hint_frames.take(stop - start), geometry["out_size"], geometry["canvas"], eps,
+                                    device)
+            if start_latents is not None:
+                return start_latents[start:stop].clone(), hint
+            return self.scheduler.add_noise(hint, noise.draw(start, stop, latent_shape), first_t), hint
+
+        def denoise(x: torch.Tensor, hint: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.denoise_window(x, hint, t, geometry, prompt_embeds, guidance_scale, guidance_rescale,
+                                       controlnet_conditioning_scale, device)
+
+        # 6. Frames leaving the sampler: decoded a few at a time, colour-fixed, streamed or collected
+        color_frames = SequentialFrames(source)
+        pending: list[torch.Tensor] = []  # finished latents not yet decoded
+        collected: list[torch.Tensor] = []
+
+        def emit(chunk: torch.Tensor) -> None:
+            (frame_sink if frame_sink is not None else collected.append)(chunk)
+
+        def finish(start: int, stop: int, final: torch.Tensor) -> None:
+            if output_type == "latent":
+                collected.append(final)
+                return
+            pending.append(final)
+            while sum(len(p) for p in pending) >= decode_chunk_size or (stop == source.num_frames and pending):
+                queue = torch.cat(pending)
+                chunk, rest = queue[:decode_chunk_size], queue[decode_chunk_size:]
+                pending[:] = [rest] if len(rest) else []
+                emit(self.decode_frames(chunk, color_frames.take(len(chunk)), geometry["out_size"], color_fix,
+                                        device))
+
+        def on_step_end(i: int, t: torch.Tensor) -> None:
+            available = {"latents": sampler.gather_latents()}
+            outputs = callback_on_step_end(self, i, t, {k: available[k] for k in callback_on_step_end_tensor_inputs})
+            if outputs and "latents" in outputs:
+                sampler.scatter_latents(outputs["latents"])
+
+        # 7. Denoise: every window's prediction is blended into its frames at every step
+        with self.progress_bar(total=len(timesteps) * len(windows) * len(geometry["rows"]) *
+                               len(geometry["cols"])) as bar:
+            tiles = len(geometry["rows"]) * len(geometry["cols"])
+            sampler.run(prepare, denoise, finish, on_step_end=on_step_end if callback_on_step_end else None,
+                        progress=lambda: bar.update(tiles))
+
         if output_type == "latent":
-            frames: Any = latents[None]
+            frames: Any = torch.cat(collected)[None]
         else:
-            collected = []
-            for chunk in self.decode(latents, source, geometry["out_size"], color_fix, decode_chunk_size, device):
-                if frame_sink is not None:
-                    frame_sink(chunk)
-                else:
-                    collected.append(chunk)
             frames = self.postprocess(collected, output_type) if frame_sink is None else None
         self.maybe_free_model_hooks()
         if not return_dict:

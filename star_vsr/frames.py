@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -135,3 +135,32 @@ def as_frame_source(video: Union[VideoInput, FrameSource]) -> FrameSource:
         return ListFrameSource(video)
     raise InputError(f"unsupported video input {type(video).__name__}: pass a path, a (frames, 3, h, w) tensor "
                      f"in [0, 1], a (frames, h, w, 3) uint8 array or a list of frames")
+
+
+class SequentialFrames:
+    """Hands out consecutive frames of a source on demand: ``take(k)`` returns the next k frames.
+
+    Used for the passes over the input that follow the denoising front (hint encoding, colour
+    correction) without holding the clip in memory.
+    """
+
+    def __init__(self, source: FrameSource, chunk_size: int = 8) -> None:
+        self._chunks = source.iter_chunks(chunk_size)
+        self._buffer: Optional[torch.Tensor] = None
+        self.position = 0
+
+    def take(self, count: int) -> torch.Tensor:
+        """The next ``count`` frames (count, 3, h, w); raises InputError if the source runs out."""
+        parts, have = [], 0
+        while have < count:
+            if self._buffer is None or len(self._buffer) == 0:
+                try:
+                    self._buffer = next(self._chunks)
+                except StopIteration:
+                    raise InputError(f"the video ended after {self.position + have} frames, fewer than its "
+                                     f"header promised") from None
+            part, self._buffer = self._buffer[:count - have], self._buffer[count - have:]
+            parts.append(part)
+            have += len(part)
+        self.position += count
+        return torch.cat(parts)

@@ -248,3 +248,35 @@ def test_bfloat16_runs_on_cpu():
     pipe16 = tiny_star_pipeline(seed=0).to(torch.bfloat16)
     out = run(pipe16, video(n=2), num_inference_steps=1)
     assert out.shape == (1, 2, 3, 32, 48) and torch.isfinite(out).all()
+
+
+def test_wavefront_and_synchronous_orders_give_identical_frames(pipe):
+    clip = video(n=7)
+    wavefront = run(pipe, clip, num_inference_steps=3, chunk_frames=3, chunk_overlap=1)
+    steps = []
+    synchronous = run(pipe, clip, num_inference_steps=3, chunk_frames=3, chunk_overlap=1,
+                      callback_on_step_end=lambda p, i, t, kw: steps.append(i) or kw)
+    assert steps == [0, 1, 2]
+    assert torch.equal(wavefront, synchronous)
+
+
+def test_frames_stream_out_before_the_clip_is_denoised(pipe):
+    """Wavefront order: the first frames are decoded while later windows have not started."""
+    events = []
+    encode = pipe.encode_hint
+
+    def spy_encode(lr, *args, **kwargs):
+        events.append(("enter", len(lr)))
+        return encode(lr, *args, **kwargs)
+
+    pipe.encode_hint = spy_encode
+    try:
+        pipe(video(n=30, h=4, w=4), num_inference_steps=2, chunk_frames=4, chunk_overlap=1,
+             generator=torch.Generator().manual_seed(0), decode_chunk_size=2,
+             frame_sink=lambda chunk: events.append(("out", len(chunk))))
+    finally:
+        del pipe.encode_hint
+    first_out = events.index(("out", 2))
+    entered_before_first_output = sum(n for kind, n in events[:first_out] if kind == "enter")
+    assert entered_before_first_output < 15  # far from the 30 frames of the clip
+    assert sum(n for kind, n in events if kind == "out") == 30
