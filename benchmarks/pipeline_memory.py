@@ -1,0 +1,76 @@
+"""Peak resident memory of StarVSRPipeline on the CPU as the video gets longer.
+
+Each video length runs in a fresh process that upscales a synthetic H.264 clip file to an H.264
+file through ``star_vsr.upscale.upscale_video`` (frames streamed in and out) with the tiny random
+pipeline of ``star_vsr.testing``, then reports its peak RSS (``ru_maxrss``). With streaming in
+and out, memory should be flat in the number of frames: only the clip's latents (a few KiB per
+frame here) grow.
+
+    python benchmarks/pipeline_memory.py [--frames 16 64 256] [--size 48 64] [--steps 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def child(frames: int, height: int, width: int, steps: int, chunk: int, workdir: str) -> None:
+    import torch
+
+    from star_vsr.io.synthetic import write_test_video
+    from star_vsr.testing import tiny_star_pipeline
+    from star_vsr.upscale import upscale_video
+
+    torch.set_num_threads(1)
+    src = write_test_video(Path(workdir) / f"in_{frames}.mp4", num_frames=frames, size=(height, width))
+    pipe = tiny_star_pipeline(seed=0)
+    start = time.perf_counter()
+    upscale_video(pipe, src, Path(workdir) / f"out_{frames}.mp4", progress=False, num_inference_steps=steps,
+                  chunk_frames=chunk, chunk_overlap=chunk // 4, generator=torch.Generator().manual_seed(0))
+    seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"frames": frames, "peak_rss_mib": peak_kib / 1024, "seconds": seconds}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--size", type=int, nargs=2, default=[48, 64], metavar=("H", "W"), help="LR frame size")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--chunk-frames", type=int, default=16)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.frames[0], *args.size, args.steps, args.chunk_frames, args.workdir)
+        return
+
+    results = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for frames in args.frames:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", "--frames", str(frames), "--size", *map(str, args.size),
+                 "--steps", str(args.steps), "--chunk-frames", str(args.chunk_frames), "--workdir", workdir],
+                capture_output=True, text=True, check=True)
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    h, w = args.size
+    print(f"StarVSRPipeline (tiny random model), {h}x{w} -> {4 * h}x{4 * w}, {args.steps} steps, "
+          f"chunks of {args.chunk_frames} frames, file in -> file out")
+    print(f"{'frames':>7}  {'peak RSS (MiB)':>15}  {'seconds':>8}")
+    for r in results:
+        print(f"{r['frames']:>7}  {r['peak_rss_mib']:>15.1f}  {r['seconds']:>8.1f}")
+    if len(results) >= 2:
+        growth = results[-1]["peak_rss_mib"] / results[-2]["peak_rss_mib"] - 1
+        print(f"growth from {results[-2]['frames']} to {results[-1]['frames']} frames: {100 * growth:+.1f}% "
+              f"(target <= +15%)")
+
+
+if __name__ == "__main__":
+    main()
