@@ -3,6 +3,7 @@
 from .controlnet_star import StarVSRControlNetModel, StarVSRControlNetOutput
 from .liem import LIEM_PLACEMENTS, SpatialLIEM, TemporalLIEM
 from .resnet import valid_latent_size
+from .student import STUDENT_PRESETS, StarStudentModel, StarStudentOutput, StarStudentState
 from .unet_star import StarVSRUNetModel, StarVSRUNetOutput
 
 __all__ = [
@@ -14,4 +15,8 @@ __all__ = [
     "StarVSRUNetOutput",
     "TemporalLIEM",
     "valid_latent_size",
+    "STUDENT_PRESETS",
+    "StarStudentModel",
+    "StarStudentOutput",
+    "StarStudentState",
 ]

@@ -1,0 +1,250 @@
+"""StarStudentPipeline: fast real-world video super-resolution with the distilled student.
+
+The student (``StarStudentModel``) is online and recurrent, so the pipeline streams a video of any
+length: LR frames are read a chunk at a time, each frame goes through ``student.step`` with the
+state carried over, and finished HR chunks go to ``frame_sink`` (or are collected). With a sink,
+memory stays flat in the video's length.
+
+Three ways to run a step: eager PyTorch (default; channels_last, any device, float32/bfloat16 on
+the CPU, float16/bfloat16 on CUDA), ``enable_torch_compile()`` (opt-in) and
+``use_cuda_graph=True`` (CUDA only: the step is captured once per frame size and replayed).
+
+Load with ``StarStudentPipeline.from_pretrained(folder)`` (``DiffusionPipeline.from_pretrained``
+cannot find this out-of-tree class).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+
+from star_vsr.errors import DeviceError, InputError, MissingWeightsError
+from star_vsr.frames import FrameSource, VideoInput, as_frame_source
+from star_vsr.models.student import MAX_SCALE, MIN_SCALE, StarStudentModel, output_size
+
+#: LR frames read, upscaled and handed to ``frame_sink`` at once.
+DEFAULT_CHUNK_SIZE = 8
+#: Eager steps run on a side stream before a CUDA graph is captured (cuDNN picks its kernels).
+CUDA_GRAPH_WARMUP_STEPS = 3
+
+MISSING_STUDENT_HELP = """\
+A student pipeline folder holds model_index.json and student/ (config + weights). Make one by
+distilling STAR with `star-vsr distill` (it saves such a folder), then pass it to
+StarStudentPipeline.from_pretrained / `star-vsr upscale --model`. For speed tests without weights,
+star_vsr.student.build_student_pipeline(preset) makes a randomly initialised student."""
+
+
+@dataclass
+class StarStudentPipelineOutput(BaseOutput):
+    """Output of ``StarStudentPipeline``.
+
+    Args:
+        frames: the upscaled video, (1, n, 3, H, W) float in [0, 1] for ``output_type="pt"``,
+            (1, n, H, W, 3) for "np", a list of lists of PIL images for "pil", or None when the
+            frames went to ``frame_sink``.
+    """
+
+    frames: Any
+
+
+StepFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+class CudaGraphStep:
+    """``student.step_tensors`` at one frame size and scale, captured as a CUDA graph.
+
+    The LR frame and the state live in static device buffers; each call copies the frame in,
+    replays the graph and copies the new state back into the state buffers, so a whole video
+    runs through one captured graph.
+
+    Args:
+        student: the model, already on a CUDA device.
+        height, width: LR frame size.
+        scale: output / input size.
+        warmup_steps: eager steps run before the capture.
+    """
+
+    def __init__(self, student: StarStudentModel, height: int, width: int, scale: float,
+                 warmup_steps: int = CUDA_GRAPH_WARMUP_STEPS) -> None:
+        check_cuda_graph_support(student)
+        weight = student.fuse.weight
+        self.frame = torch.zeros(1, 3, height, width, device=weight.device, dtype=weight.dtype)
+        self.state = student.init_state(1, height, width)
+        side = torch.cuda.Stream(weight.device)
+        side.wait_stream(torch.cuda.current_stream(weight.device))
+        with torch.no_grad(), torch.cuda.stream(side):
+            for _ in range(warmup_steps):
+                student.step_tensors(self.frame, *self.state.tensors(), scale)
+        torch.cuda.current_stream(weight.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(self.graph):
+            self.sr, *self.next_state = student.step_tensors(self.frame, *self.state.tensors(), scale)
+
+    def reset(self) -> None:
+        """Start a new stream (zero state)."""
+        for buffer in self.state.tensors():
+            buffer.zero_()
+
+    def __call__(self, lr_frame: torch.Tensor) -> torch.Tensor:
+        """(1, 3, h, w) on the graph's device -> sr (1, 3, H, W), a fresh tensor."""
+        self.frame.copy_(lr_frame)
+        self.graph.replay()
+        for buffer, new in zip(self.state.tensors(), self.next_state):
+            buffer.copy_(new)
+        return self.sr.clone()
+
+
+def check_cuda_graph_support(student: StarStudentModel) -> None:
+    """Raise ``DeviceError`` unless CUDA is available and ``student`` is on a CUDA device."""
+    if not torch.cuda.is_available():
+        raise DeviceError("use_cuda_graph=True needs a CUDA GPU, and none is available; leave it off on the CPU")
+    if student.fuse.weight.device.type != "cuda":
+        raise DeviceError(f"use_cuda_graph=True needs the student on a CUDA device, it is on "
+                          f"{student.fuse.weight.device}; call pipe.to('cuda') first")
+
+
+class StarStudentPipeline(DiffusionPipeline):
+    r"""Online video super-resolution with a ``StarStudentModel``, streaming any length.
+
+    Args:
+        student: the distilled student network.
+    """
+
+    model_cpu_offload_seq = "student"
+
+    def __init__(self, student: StarStudentModel) -> None:
+        super().__init__()
+        student.to(memory_format=torch.channels_last)  # the fast layout for convs on CPUs and tensor cores
+        self.register_modules(student=student)
+        self._compiled_step: Optional[StepFunction] = None
+
+    # ---------------------------------------------------------------- loading and devices
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike],
+                        **kwargs: Any) -> "StarStudentPipeline":
+        """Load a folder written by ``save_pretrained`` (e.g. by ``star-vsr distill``). Never downloads."""
+        folder = Path(pretrained_model_name_or_path)
+        if not (folder / "model_index.json").is_file():
+            raise MissingWeightsError(f"no student pipeline at {folder} (model_index.json not found).\n"
+                                      + MISSING_STUDENT_HELP)
+        kwargs["local_files_only"] = True
+        return super().from_pretrained(folder, **kwargs)
+
+    def enable_torch_compile(self, mode: Optional[str] = None, dynamic: bool = False) -> None:
+        """Run each step through ``torch.compile`` (opt-in; the first frames pay the compilation).
+
+        Args:
+            mode: ``torch.compile`` mode (None: its default; "max-autotune-no-cudagraphs" on GPUs).
+            dynamic: compile for changing frame sizes instead of recompiling per size.
+        """
+        has_compiler = any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+        if self.student.fuse.weight.device.type == "cpu" and not has_compiler:
+            raise DeviceError("torch.compile on the CPU needs a C++ compiler (c++, g++ or clang++) on PATH; "
+                              "install one or run the student eagerly")
+        self._compiled_step = torch.compile(self.student.step_tensors, mode=mode, dynamic=dynamic)
+
+    def disable_torch_compile(self) -> None:
+        """Go back to eager steps."""
+        self._compiled_step = None
+
+    def _check_device_dtype(self, device: torch.device) -> None:
+        if device.type == "cpu" and self.student.dtype == torch.float16:
+            raise DeviceError("float16 weights need a GPU; on the CPU load the student with "
+                              "dtype=torch.bfloat16 or torch.float32.")
+
+    # ---------------------------------------------------------------- inputs
+    def check_inputs(self, source: FrameSource, upscale: float, output_type: str, chunk_size: int) -> None:
+        top = min(MAX_SCALE, max(self.student.upsample_scales))
+        if not MIN_SCALE <= float(upscale) <= top:
+            raise InputError(f"unsupported scale {upscale}: the student upscales by {MIN_SCALE:g} to {top:g}")
+        if output_type not in ("pt", "np", "pil"):
+            raise InputError(f"output_type must be 'pt', 'np' or 'pil', got {output_type!r}")
+        if chunk_size < 1:
+            raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
+
+    # ---------------------------------------------------------------- main
+    @torch.no_grad()
+    def __call__(
+        self,
+        video: Union[VideoInput, FrameSource],
+        upscale: float = 4,
+        output_type: str = "pt",
+        return_dict: bool = True,
+        frame_sink: Optional[Callable[[torch.Tensor], None]] = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        use_cuda_graph: bool = False,
+    ) -> Union[StarStudentPipelineOutput, tuple]:
+        r"""Upscale a video frame by frame.
+
+        Args:
+            video: a path (video file or image folder), a (n, 3, h, w) float tensor in [0, 1], a
+                (n, h, w, 3) uint8 array, or a list of PIL images / arrays.
+            upscale: output size / input size, between 1 and 4 (2, 3 and 4 use pixel shuffle heads).
+            output_type: "pt", "np" or "pil".
+            return_dict: return a ``StarStudentPipelineOutput`` rather than a tuple.
+            frame_sink: if given, called with each finished chunk (k, 3, H, W) in [0, 1] on the host
+                instead of collecting frames; memory then stays flat in the video's length.
+            chunk_size: frames read and handed to ``frame_sink`` at once.
+            use_cuda_graph: replay the step as a CUDA graph (CUDA only).
+        """
+        # 1. Check inputs
+        source = as_frame_source(video)
+        self.check_inputs(source, upscale, output_type, chunk_size)
+        device = self._execution_device
+        self._check_device_dtype(device)
+        dtype = self.student.dtype
+        upscale = float(upscale)
+
+        # 2. The step function and the initial state
+        graph = CudaGraphStep(self.student, source.height, source.width, upscale) if use_cuda_graph else None
+        step = self._compiled_step or self.student.step_tensors
+        state = self.student.init_state(1, source.height, source.width, device=device, dtype=dtype).tensors()
+
+        # 3. Stream: read a chunk, step through its frames, hand it on
+        collected = []
+        with self.progress_bar(total=source.num_frames) as progress:
+            for lr in source.iter_chunks(chunk_size):  # (k, 3, h, w) in [0, 1], host
+                lr = lr.to(device=device, dtype=dtype)
+                frames = []
+                for i in range(lr.shape[0]):
+                    if graph is not None:
+                        sr = graph(lr[i:i + 1])
+                    else:
+                        sr, *state = step(lr[i:i + 1], *state, upscale)
+                    frames.append(sr.clamp_(0, 1))  # (1, 3, H, W)
+                chunk = torch.cat(frames).float().cpu()  # (k, 3, H, W)
+                if frame_sink is not None:
+                    frame_sink(chunk)
+                else:
+                    collected.append(chunk)
+                progress.update(lr.shape[0])
+
+        # 4. Output
+        frames_out = self.postprocess(collected, output_type) if frame_sink is None else None
+        if not return_dict:
+            return (frames_out,)
+        return StarStudentPipelineOutput(frames=frames_out)
+
+    def output_size(self, height: int, width: int, upscale: float = 4) -> tuple[int, int]:
+        """Size (H, W) of the frames this pipeline makes from ``height`` x ``width`` LR frames."""
+        return output_size(height, width, float(upscale))
+
+    @staticmethod
+    def postprocess(chunks: list[torch.Tensor], output_type: str) -> Any:
+        """(k, 3, H, W) chunks -> the requested output type with a batch dimension of 1."""
+        video = torch.cat(chunks)[None].contiguous()  # (1, n, 3, H, W)
+        if output_type == "pt":
+            return video
+        array = video.permute(0, 1, 3, 4, 2).numpy()  # (1, n, H, W, 3)
+        if output_type == "np":
+            return array
+        return [[PIL.Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in array[0]]]

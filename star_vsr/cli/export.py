@@ -1,0 +1,60 @@
+"""``star-vsr export``: write the student's streaming step as ONNX or TorchScript.
+
+The file holds one step at a fixed LR frame size and scale (float32): inputs ``lr_frame``
+(1, 3, h, w) in [0, 1], ``hidden`` and ``previous_features`` (zeros for the first frame);
+outputs ``sr_frame`` (1, 3, H, W) and the next ``hidden`` / ``previous_features``. A runtime
+streams a video by feeding each frame with the state the previous call returned. ``--verify``
+streams a few random frames through the file (onnxruntime on the CPU for ONNX) and PyTorch and
+prints the largest difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+
+#: Largest |exported - PyTorch| that ``--verify`` accepts (float32 arithmetic reordered).
+VERIFY_TOLERANCE = 1e-3
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("export", help="export the student to ONNX or TorchScript", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="student pipeline folder (default: the student that ships with star-vsr)")
+    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    parser.add_argument("-o", "--output", required=True, help="output file (e.g. student.onnx, student.pt)")
+    parser.add_argument("--height", type=int, default=180, help="LR frame height the export is made for (default 180)")
+    parser.add_argument("--width", type=int, default=320, help="LR frame width the export is made for (default 320)")
+    parser.add_argument("--upscale", type=float, default=None, help="scale (default: the student's own, 4)")
+    parser.add_argument("--verify", action="store_true", help="compare the export with PyTorch on a few frames")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import export_student, verify_export
+    from ..upscale import pipeline_class_name
+
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise InputError(f"{output} already exists; pass --overwrite to replace it")
+    if args.model is None:
+        from ..student import default_student_folder
+
+        args.model = str(default_student_folder())
+    name = pipeline_class_name(args.model)
+    if name != "StarStudentPipeline":
+        raise InputError(f"{args.model} holds a {name}; only student pipelines can be exported")
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    student = StarStudentPipeline.from_pretrained(args.model).student
+    export_student(student, output, args.format, args.height, args.width, args.upscale)
+    print(f"wrote {output} ({args.format}, {args.width}x{args.height} LR frames)")
+    if args.verify:
+        difference = verify_export(output, student, args.format, args.height, args.width, args.upscale)
+        print(f"largest |{args.format} - PyTorch| over 3 streamed frames: {difference:.2e}")
+        if difference > VERIFY_TOLERANCE:
+            raise InputError(f"the export differs from PyTorch by {difference:.2e} > {VERIFY_TOLERANCE:g}")
+    return 0

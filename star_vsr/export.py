@@ -1,0 +1,140 @@
+"""Export the student's streaming step to ONNX or TorchScript, and check an export against PyTorch.
+
+What is exported is one step of the stream, ``StarStudentModel.step_tensors`` at a fixed frame
+size and scale, in float32:
+
+- inputs: ``lr_frame`` (1, 3, h, w) in [0, 1], ``hidden`` (1, num_channels, h_p, w_p),
+  ``previous_features`` (1, clean_feature_channels, h_p, w_p) (zeros for the first frame;
+  h_p, w_p = h, w rounded up to even);
+- outputs: ``sr_frame`` (1, 3, H, W) (not clamped), ``next_hidden``, ``next_previous_features``,
+  to feed back as the state of the next frame.
+
+A runtime streams a video by calling the exported step once per frame.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import InputError
+from .models.student import StarStudentModel
+
+#: Export formats ``export_student`` writes.
+EXPORT_FORMATS = ("onnx", "torchscript")
+#: ONNX opset of exported files.
+ONNX_OPSET = 18
+#: Names of the step's inputs and outputs in exported files.
+INPUT_NAMES = ("lr_frame", "hidden", "previous_features")
+OUTPUT_NAMES = ("sr_frame", "next_hidden", "next_previous_features")
+
+
+class StarStudentStep(nn.Module):
+    """``student.step_tensors`` at a fixed ``scale`` as a module with tensor inputs and outputs."""
+
+    def __init__(self, student: StarStudentModel, scale: Optional[float] = None) -> None:
+        super().__init__()
+        self.student = student
+        self.scale = float(student.config.scale if scale is None else scale)
+
+    def forward(self, lr_frame: torch.Tensor, hidden: torch.Tensor,
+                previous_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.student.step_tensors(lr_frame, hidden, previous_features, self.scale)
+
+
+def example_inputs(student: StarStudentModel, height: int, width: int) -> tuple[torch.Tensor, ...]:
+    """Inputs of one exported step for ``height`` x ``width`` frames: a grey frame and a zero state."""
+    frame = torch.full((1, 3, height, width), 0.5)
+    return (frame, *student.init_state(1, height, width, device=torch.device("cpu"), dtype=torch.float32).tensors())
+
+
+def export_student(student: StarStudentModel, path: Union[str, Path], format: str, height: int, width: int,
+                   scale: Optional[float] = None) -> Path:
+    """Write the streaming step of ``student`` for ``height`` x ``width`` LR frames to ``path``.
+
+    Args:
+        student: the model (not modified; a float32 CPU copy is exported).
+        path: output file (.onnx or .pt by convention).
+        format: "onnx" or "torchscript".
+        height, width: LR frame size the export is specialised to.
+        scale: output / input size (default: the student's ``config.scale``).
+    """
+    if format not in EXPORT_FORMATS:
+        raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    if height < 1 or width < 1:
+        raise InputError(f"frame size must be positive, got {width}x{height}")
+    model = copy.deepcopy(student).to(device="cpu").float().eval()
+    model.to(memory_format=torch.contiguous_format)
+    step = StarStudentStep(model, scale).eval()
+    model._check_scale(step.scale)
+    inputs = example_inputs(model, height, width)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        # the export is specialised to this frame size on purpose, which is what these warn about
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
+        if format == "onnx":
+            program = torch.onnx.export(step, inputs, dynamo=True, opset_version=ONNX_OPSET,
+                                        input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                                        external_data=False, verbose=False)
+            program.save(str(path))
+        else:
+            traced = torch.jit.trace(step, inputs, check_trace=False)
+            traced.save(str(path))
+    return path
+
+
+def _onnx_runner(path: Path):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(*inputs: np.ndarray) -> list[np.ndarray]:
+        return session.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, inputs)))
+
+    return run
+
+
+def _torchscript_runner(path: Path):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.load", category=FutureWarning)
+        module = torch.jit.load(str(path), map_location="cpu")
+
+    def run(*inputs: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            outputs = module(*(torch.from_numpy(x) for x in inputs))
+        return [o.numpy() for o in outputs]
+
+    return run
+
+
+def verify_export(path: Union[str, Path], student: StarStudentModel, format: str, height: int, width: int,
+                  scale: Optional[float] = None, num_frames: int = 3, seed: int = 0) -> float:
+    """Largest absolute difference between an exported step and PyTorch over a short stream.
+
+    ``num_frames`` random frames are streamed through both (each carrying its own state); the
+    ONNX file runs in onnxruntime on the CPU, the TorchScript file in ``torch.jit``.
+    """
+    if format not in EXPORT_FORMATS:
+        raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    run = _onnx_runner(Path(path)) if format == "onnx" else _torchscript_runner(Path(path))
+    model = copy.deepcopy(student).to(device="cpu").float().eval()
+    step = StarStudentStep(model, scale)
+    generator = torch.Generator().manual_seed(seed)
+    _, *state = example_inputs(model, height, width)
+    exported_state = [s.contiguous().numpy() for s in state]
+    worst = 0.0
+    with torch.no_grad():
+        for _ in range(num_frames):
+            frame = torch.rand(1, 3, height, width, generator=generator)
+            sr, *state = step(frame, *state)
+            sr_exported, *exported_state = run(frame.numpy(), *exported_state)
+            worst = max(worst, float(np.abs(sr_exported - sr.numpy()).max()))
+    return worst

@@ -1,0 +1,481 @@
+"""StarStudentModel: a compact online recurrent network for real-world video super-resolution.
+
+The student that STAR is distilled into. It is *online*: output frame t depends only on LR frames
+0..t, so a video of any length streams through it frame by frame with a fixed-size state
+(``StarStudentState``), in the spirit of RLSP / RRN / unidirectional BasicVSR. One step:
+
+1. Cleaning front end: the LR frame is pixel-unshuffled by 2 and a few dense 3x3 convs at half
+   resolution (a large receptive field for denoising, deblurring and deblocking at a quarter of
+   the cost) predict a cleaned LR frame (a residual on the input) and clean features.
+2. Propagation: the clean features of this frame and of the previous frame and the hidden state
+   are fused by a 3x3 conv and refined by residual blocks of dense 3x3 convs at LR resolution;
+   the result (``lr_features``) is the new hidden state.
+3. Reconstruction: integer scales (2, 3, 4 by default) use their own conv + pixel shuffle
+   (``hr_features``); any other scale in [1, 4] resamples the x4 features bilinearly to the target
+   size and modulates them with a scale-conditioned FiLM (Perez et al. 2018), in the spirit of
+   Meta-SR's scale-aware upsampling. A last 1x1 conv turns ``hr_features`` into a residual that
+   is added to the bilinearly upsampled cleaned frame. For integer scales the whole step runs at
+   LR resolution (the last conv and the bilinear upsampling are folded before one final pixel
+   shuffle), which is what makes x4 fast on a CPU.
+
+Dense 3x3 convs, channels_last (``step`` converts its input): measured on the project's 2-core
+AVX-512/AMX CPU at 320x180 (``benchmarks/student_speed.py --ops``), a dense 3x3 conv of 16 or 32
+channels takes 0.9 / 3.0 ms in float32 (143-178 GMAC/s; 0.3 / 0.7 ms in bfloat16), while a
+depthwise 3x3 + pointwise 1x1 pair of the same width, with 5-8x fewer FLOPs, takes 2.1 / 4.2 ms
+(11-18 GMAC/s): at the widths of ``tiny`` and ``small`` depthwise convs cut FLOPs but add time.
+Only at 64 channels does the pair win (2.5 vs 11.4 ms), at an eighth of the dense conv's MACs.
+NCHW is 1.2-4x slower than channels_last for the same dense conv.
+
+Presets (``STUDENT_PRESETS``), for one 320x180 -> 1280x720 (x4) frame, model only, 2 CPU threads
+(``benchmarks/student_speed.py --model-only``):
+
+=========  ==========  ===================  ==========  ===========
+preset     parameters  GFLOPs per 720p out  float32 ms  bfloat16 ms
+=========  ==========  ===================  ==========  ===========
+``tiny``   50,807      3.8                  32.5        11.3
+``small``  222,591     17.4                 78.9        24.6
+``base``   844,567     76.1                 252.1       60.9
+=========  ==========  ===================  ==========  ===========
+
+(FLOPs = 2 x multiply-accumulates of the convolutions and linears, counted by ``count_flops``
+with ``torch.utils.flop_counter``; interpolation, pixel shuffle and activations are not counted.)
+End to end (decode, model, encode 1280x720 H.264) ``small`` runs ~3x faster than Real-ESRGAN's
+``realesr-animevideov3`` in ncnn on the same 2 cores; see ``benchmarks/student_speed.py``.
+
+Feature taps for distillation (``return_features=True``), each (b, n, c, h_f, w_f):
+``clean_frame`` (3, LR), ``clean_features`` (LR), ``lr_features`` (the propagated hidden state,
+LR) and ``hr_features`` (HR features right before the last conv: the Space-Time Distillation
+tap). ``model.feature_channels`` gives their channel counts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from ..errors import InputError
+
+#: Output / input size ratios the student accepts.
+MIN_SCALE, MAX_SCALE = 1.0, 4.0
+#: The cleaning front end works on the LR frame pixel-unshuffled by this factor.
+CLEAN_UNSHUFFLE = 2
+#: Negative slope of every LeakyReLU.
+LEAKY_SLOPE = 0.1
+#: Residual blocks start with their second conv scaled down (EDSR-style) so a deep trunk starts
+#: close to the identity.
+RESIDUAL_INIT_SCALE = 0.1
+#: Hidden width of the MLP that maps the scale to FiLM parameters.
+SCALE_EMBED_CHANNELS = 32
+
+#: Architecture of each named size; ``StarStudentModel.from_preset`` fills the config from these.
+STUDENT_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(clean_channels=16, num_clean_blocks=1, clean_feature_channels=16, num_channels=16,
+                 num_blocks=2, hr_channels=4),
+    "small": dict(clean_channels=32, num_clean_blocks=2, clean_feature_channels=16, num_channels=32,
+                  num_blocks=4, hr_channels=8),
+    "base": dict(clean_channels=48, num_clean_blocks=2, clean_feature_channels=24, num_channels=64,
+                 num_blocks=6, hr_channels=12),
+}
+#: Preset used when none is named.
+DEFAULT_PRESET = "small"
+
+
+def output_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """HR frame size (H, W) for an LR frame of ``height`` x ``width`` upscaled by ``scale``."""
+    return round(int(height) * scale), round(int(width) * scale)
+
+
+@dataclass
+class StarStudentState:
+    """What ``StarStudentModel.step`` carries from one frame to the next.
+
+    Args:
+        hidden: the previous frame's ``lr_features`` (b, num_channels, h_p, w_p), zeros at the start.
+        previous_features: the previous frame's clean features (b, clean_feature_channels, h_p, w_p).
+
+    ``h_p``, ``w_p`` are the LR height and width rounded up to even (the front end's unshuffle).
+    """
+
+    hidden: torch.Tensor
+    previous_features: torch.Tensor
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state as a tuple (for export and CUDA graphs), in the order of ``from_tensors``."""
+        return self.hidden, self.previous_features
+
+    @classmethod
+    def from_tensors(cls, hidden: torch.Tensor, previous_features: torch.Tensor) -> "StarStudentState":
+        return cls(hidden=hidden, previous_features=previous_features)
+
+    def detach(self) -> "StarStudentState":
+        """Cut the graph (truncated back-propagation through time)."""
+        return StarStudentState(self.hidden.detach(), self.previous_features.detach())
+
+
+@dataclass
+class StarStudentOutput(BaseOutput):
+    """Output of ``StarStudentModel``.
+
+    Args:
+        sample: upscaled clip (b, n, 3, H, W), not clamped (roughly [0, 1]).
+        features: with ``return_features``, the feature taps, each (b, n, c, h_f, w_f); else None.
+        state: the state after the last frame, to continue the clip with another call.
+    """
+
+    sample: torch.Tensor
+    features: Optional[dict[str, torch.Tensor]] = None
+    state: Optional[StarStudentState] = None
+
+
+class ResidualBlock(nn.Module):
+    """``x + conv(lrelu(conv(x)))`` with dense 3x3 convs and no normalisation (EDSR)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, h, w)
+        return x + self.conv2(F.leaky_relu_(self.conv1(x), LEAKY_SLOPE))
+
+
+class CleaningFrontEnd(nn.Module):
+    """Real-world cleaning at half resolution: LR frame -> (cleaned frame, clean features).
+
+    ``x`` is pixel-unshuffled by ``CLEAN_UNSHUFFLE`` (b, 12, h/2, w/2), processed by a 3x3 conv and
+    ``num_blocks`` residual blocks; two last convs predict, pixel-shuffled back to (h, w), the clean
+    features and a residual that is added to ``x`` to give the cleaned frame.
+    """
+
+    def __init__(self, channels: int, num_blocks: int, feature_channels: int) -> None:
+        super().__init__()
+        r2 = CLEAN_UNSHUFFLE ** 2
+        self.feature_channels = feature_channels
+        self.conv_in = nn.Conv2d(3 * r2, channels, 3, padding=1)
+        self.blocks = nn.Sequential(*[ResidualBlock(channels) for _ in range(num_blocks)])
+        self.to_features = nn.Conv2d(channels, feature_channels * r2, 3, padding=1)
+        self.to_residual = nn.Conv2d(channels, 3 * r2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # x: (b, 3, h, w), h, w even
+        y = F.leaky_relu_(self.conv_in(F.pixel_unshuffle(x, CLEAN_UNSHUFFLE)), LEAKY_SLOPE)  # (b, c, h/2, w/2)
+        y = self.blocks(y)
+        features = F.leaky_relu_(F.pixel_shuffle(self.to_features(y), CLEAN_UNSHUFFLE), LEAKY_SLOPE)  # (b, cf, h, w)
+        residual = F.pixel_shuffle(self.to_residual(y), CLEAN_UNSHUFFLE)  # (b, 3, h, w)
+        return x + residual, features
+
+
+class ScaleModulation(nn.Module):
+    """FiLM conditioned on the scale: ``f * (1 + gamma(s)) + beta(s)`` per channel.
+
+    The scale enters as (1/s, s / MAX_SCALE); a two-layer MLP gives gamma and beta.
+    """
+
+    def __init__(self, channels: int, hidden: int = SCALE_EMBED_CHANNELS) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, 2 * channels))
+
+    def forward(self, features: torch.Tensor, scale: float) -> torch.Tensor:  # (b, c, H, W)
+        # built with fills, not from host data, so a CUDA graph can capture it
+        code = torch.cat([torch.full((1, 1), 1.0 / scale, device=features.device, dtype=features.dtype),
+                          torch.full((1, 1), scale / MAX_SCALE, device=features.device, dtype=features.dtype)], dim=1)
+        gamma, beta = self.mlp(code).chunk(2, dim=1)  # (1, c) each
+        return features * (1 + gamma[..., None, None]) + beta[..., None, None]
+
+
+class StarStudentModel(ModelMixin, ConfigMixin):
+    r"""Compact online recurrent video SR network with a cleaning front end and any scale in [1, 4].
+
+    Parameters:
+        scale (`int`, defaults to 4): the scale used when a call does not name one.
+        preset (`str`, defaults to "small"): the size preset this config came from (informational;
+            the architecture is given by the arguments below; "custom" when they were changed).
+        clean_channels (`int`, defaults to 32): width of the cleaning front end (at half resolution).
+        num_clean_blocks (`int`, defaults to 2): residual blocks of the front end.
+        clean_feature_channels (`int`, defaults to 16): clean features handed to the propagation.
+        num_channels (`int`, defaults to 32): width of the propagation trunk and of the hidden state.
+        num_blocks (`int`, defaults to 4): residual blocks of the trunk.
+        hr_channels (`int`, defaults to 8): channels of ``hr_features`` (HR space, before the last conv).
+        upsample_scales (`tuple[int]`, defaults to (2, 3, 4)): integer scales with their own pixel
+            shuffle head; other scales resample the largest one's features.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        scale: int = 4,
+        preset: str = DEFAULT_PRESET,
+        clean_channels: int = 32,
+        num_clean_blocks: int = 2,
+        clean_feature_channels: int = 16,
+        num_channels: int = 32,
+        num_blocks: int = 4,
+        hr_channels: int = 8,
+        upsample_scales: Sequence[int] = (2, 3, 4),
+    ) -> None:
+        super().__init__()
+        scales = tuple(int(s) for s in upsample_scales)
+        if not scales or any(s != r or not 1 <= r <= MAX_SCALE for s, r in zip(upsample_scales, scales)):
+            raise InputError(f"upsample_scales must be integers in [1, {MAX_SCALE:g}], got {upsample_scales}")
+        self.upsample_scales = tuple(sorted(set(scales)))
+        self._check_scale(scale)
+        # 1. cleaning front end
+        self.clean = CleaningFrontEnd(clean_channels, num_clean_blocks, clean_feature_channels)
+        # 2. propagation: fuse (current clean features, previous clean features, hidden) -> trunk
+        self.fuse = nn.Conv2d(2 * clean_feature_channels + num_channels, num_channels, 3, padding=1)
+        self.trunk = nn.Sequential(*[ResidualBlock(num_channels) for _ in range(num_blocks)])
+        # 3. reconstruction: one pixel-shuffle head per integer scale, FiLM for the others, last conv
+        self.upsamplers = nn.ModuleDict({
+            str(r): nn.Conv2d(num_channels, hr_channels * r * r, 3, padding=1) for r in self.upsample_scales
+        })
+        self.scale_modulation = ScaleModulation(hr_channels)
+        self.conv_last = nn.Conv2d(hr_channels, 3, 1)  # in HR space
+        for r in self.upsample_scales:  # fixed, rebuilt on construction, not saved
+            self.register_buffer(f"bilinear_kernel_x{r}", bilinear_subpixel_kernel(r), persistent=False)
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_preset(cls, name: str = DEFAULT_PRESET, **overrides) -> "StarStudentModel":
+        """A fresh model of preset ``name`` ("tiny", "small", "base"); ``overrides`` change config keys."""
+        if name not in STUDENT_PRESETS:
+            raise InputError(f"unknown student preset {name!r}; choose one of {', '.join(STUDENT_PRESETS)}")
+        config = dict(STUDENT_PRESETS[name])
+        changes_architecture = any(k in config and config[k] != v for k, v in overrides.items())
+        config.update(overrides)
+        config.setdefault("preset", "custom" if changes_architecture else name)
+        return cls(**config)
+
+    def reset_parameters(self, generator: torch.Generator, bilinear_start: bool = False) -> None:
+        """Re-draw every weight from ``generator`` (He-normal for LeakyReLU, zero biases).
+
+        The second conv of each residual block is scaled by ``RESIDUAL_INIT_SCALE``. With
+        ``bilinear_start`` the two output convs (the front end's residual and ``conv_last``) are
+        zeroed, so the model starts as exact bilinear upsampling (a neutral start for residual
+        learning) while computing everything else as usual.
+        """
+        gain = nn.init.calculate_gain("leaky_relu", LEAKY_SLOPE)
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                    fan_in = module.weight[0].numel()
+                    draw = torch.randn(module.weight.shape, generator=generator) * (gain / math.sqrt(fan_in))
+                    module.weight.copy_(draw)
+                    if module.bias is not None:
+                        module.bias.zero_()
+            for module in self.modules():
+                if isinstance(module, ResidualBlock):
+                    module.conv2.weight.mul_(RESIDUAL_INIT_SCALE)
+            if bilinear_start:
+                for module in (self.clean.to_residual, self.conv_last):
+                    module.weight.zero_()
+
+    @property
+    def feature_channels(self) -> dict[str, int]:
+        """Channels of each feature tap returned by ``forward(..., return_features=True)``."""
+        return {
+            "clean_frame": 3,
+            "clean_features": self.config.clean_feature_channels,
+            "lr_features": self.config.num_channels,
+            "hr_features": self.config.hr_channels,
+        }
+
+    # ---------------------------------------------------------------- state
+    def init_state(self, batch: int, height: int, width: int, device: Optional[torch.device] = None,
+                   dtype: Optional[torch.dtype] = None) -> StarStudentState:
+        """The state before the first frame of a clip of ``height`` x ``width`` LR frames: zeros."""
+        weight = self.fuse.weight
+        device = weight.device if device is None else device
+        dtype = weight.dtype if dtype is None else dtype
+        h_p, w_p = height + height % CLEAN_UNSHUFFLE, width + width % CLEAN_UNSHUFFLE
+
+        def zeros(channels: int) -> torch.Tensor:
+            return torch.zeros(batch, channels, h_p, w_p, device=device, dtype=dtype).contiguous(
+                memory_format=torch.channels_last)
+
+        return StarStudentState(hidden=zeros(self.config.num_channels),
+                                previous_features=zeros(self.config.clean_feature_channels))
+
+    # ---------------------------------------------------------------- scale
+    def _check_scale(self, scale: Optional[float]) -> float:
+        scale = float(self.config.scale if scale is None else scale)
+        top = max(self.upsample_scales)
+        if not MIN_SCALE <= scale <= min(MAX_SCALE, top):
+            raise InputError(f"unsupported scale {scale:g}: the student upscales by {MIN_SCALE:g} to "
+                             f"{min(MAX_SCALE, top):g}")
+        return scale
+
+    def _has_head(self, scale: float) -> bool:
+        """Whether ``scale`` has its own pixel-shuffle head."""
+        return scale.is_integer() and int(scale) in self.upsample_scales
+
+    def _resampled_hr_features(self, lr_features: torch.Tensor, scale: float,
+                               lr_size: tuple[int, int]) -> torch.Tensor:
+        """Scales without a head: LR features (b, c, h_p, w_p) -> ``hr_features`` (b, hr_channels, H, W).
+
+        The largest head's pixel-shuffled features, bilinearly resampled to the output size
+        (antialiased when shrinking) and FiLM-modulated by the scale.
+        """
+        h, w = lr_size
+        top = max(self.upsample_scales)
+        hr = F.pixel_shuffle(self.upsamplers[str(top)](lr_features), top)[..., :top * h, :top * w]
+        # float32: PyTorch's antialiased resampling has no bfloat16 kernel on the CPU
+        hr = F.interpolate(hr.float(), size=output_size(h, w, scale), mode="bilinear", align_corners=False,
+                           antialias=scale < top).to(hr.dtype)
+        hr = self.scale_modulation(hr, scale)
+        return F.leaky_relu_(hr, LEAKY_SLOPE)  # (b, hr_channels, H, W)
+
+    def _reconstruct_subpixel(self, lr_features: torch.Tensor, clean_frame: torch.Tensor, r: int,
+                              lr_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer scale ``r``: everything at LR resolution, one pixel shuffle at the end.
+
+        ``conv_last`` is a 1x1 conv in HR space, so ``conv_last(PS(f)) = PS(conv(f, kron(W, I_r2)))``;
+        the bilinear upsampling of the cleaned frame is a fixed 3x3 conv to r^2 sub-pixels per
+        channel (exact, borders included). Returns (sr (b, 3, H, W), the pre-shuffle features
+        (b, hr_channels * r^2, h, w) whose activated pixel shuffle is ``hr_features``).
+        """
+        h, w = lr_size
+        r2 = r * r
+        head = F.leaky_relu_(self.upsamplers[str(r)](lr_features)[..., :h, :w], LEAKY_SLOPE)  # (b, c_hr*r2, h, w)
+        eye = torch.eye(r2, device=head.device, dtype=head.dtype)
+        last = self.conv_last.weight[:, :, 0, 0]  # (3, c_hr)
+        weight = (last[:, None, :, None] * eye[None, :, None, :]).reshape(3 * r2, -1, 1, 1)  # kron(W, I_r2)
+        bias = self.conv_last.bias[:, None].expand(3, r2).reshape(-1)  # (3*r2,)
+        out = F.conv2d(head, weight, bias)  # (b, 3*r2, h, w)
+        padded = F.pad(clean_frame, (1, 1, 1, 1), mode="replicate")  # (b, 3, h+2, w+2)
+        base = F.conv2d(padded, getattr(self, f"bilinear_kernel_x{r}").to(head.dtype), groups=3)  # (b, 3*r2, h, w)
+        return F.pixel_shuffle(out + base, r), head  # (b, 3, r*h, r*w)
+
+    # ---------------------------------------------------------------- one frame
+    def _step(self, lr_frame: torch.Tensor, state: StarStudentState, scale: float,
+              return_features: bool) -> tuple[torch.Tensor, StarStudentState, Optional[dict[str, torch.Tensor]]]:
+        b, _, h, w = lr_frame.shape
+        x = lr_frame.to(self.fuse.weight.dtype).contiguous(memory_format=torch.channels_last)  # (b, 3, h, w)
+        pad_h, pad_w = h % CLEAN_UNSHUFFLE, w % CLEAN_UNSHUFFLE
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")  # (b, 3, h_p, w_p)
+        if state.hidden.shape[-2:] != x.shape[-2:] or state.hidden.shape[0] != b:
+            raise InputError(f"the state is for frames of {tuple(state.hidden.shape[-2:])} (batch "
+                             f"{state.hidden.shape[0]}), got a frame batch {tuple(lr_frame.shape)}; "
+                             f"make one with init_state({b}, {h}, {w})")
+
+        # 1. Cleaning front end
+        clean_frame, clean_features = self.clean(x)  # (b, 3, h_p, w_p), (b, cf, h_p, w_p)
+
+        # 2. Propagation: fuse with the previous frame's features and the hidden state
+        fused = torch.cat([clean_features, state.previous_features, state.hidden], dim=1)
+        fused = F.leaky_relu_(self.fuse(fused), LEAKY_SLOPE)  # (b, c, h_p, w_p)
+        lr_features = fused + self.trunk(fused)  # (b, c, h_p, w_p)
+
+        # 3. Reconstruction: HR features -> residual on the bilinearly upsampled cleaned frame
+        clean_frame = clean_frame[..., :h, :w]  # (b, 3, h, w)
+        if self._has_head(scale):
+            sr, head = self._reconstruct_subpixel(lr_features, clean_frame, int(scale), (h, w))
+            hr_features = F.pixel_shuffle(head, int(scale)) if return_features else None
+        else:
+            hr_features = self._resampled_hr_features(lr_features, scale, (h, w))  # (b, c_hr, H, W)
+            base = F.interpolate(clean_frame, size=hr_features.shape[-2:], mode="bilinear", align_corners=False)
+            sr = self.conv_last(hr_features) + base  # (b, 3, H, W)
+
+        new_state = StarStudentState(hidden=lr_features, previous_features=clean_features)
+        taps = None
+        if return_features:
+            taps = {"clean_frame": clean_frame, "clean_features": clean_features[..., :h, :w],
+                    "lr_features": lr_features[..., :h, :w], "hr_features": hr_features}
+        return sr, new_state, taps
+
+    def step(self, lr_frame: torch.Tensor, state: StarStudentState,
+             scale: Optional[float] = None) -> tuple[torch.Tensor, StarStudentState]:
+        """Upscale one frame of a stream.
+
+        Args:
+            lr_frame: (b, 3, h, w) in [0, 1].
+            state: from ``init_state`` for the first frame, then from the previous ``step``.
+            scale: output / input size in [1, 4]; None for ``config.scale``.
+
+        Returns:
+            (sr_frame (b, 3, H, W) not clamped, the state for the next frame).
+        """
+        sr, state, _ = self._step(lr_frame, state, self._check_scale(scale), return_features=False)
+        return sr, state
+
+    def step_tensors(self, lr_frame: torch.Tensor, hidden: torch.Tensor, previous_features: torch.Tensor,
+                     scale: Optional[float] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``step`` on plain tensors (for export, ``torch.compile`` and CUDA graphs).
+
+        Returns (sr_frame (b, 3, H, W), hidden, previous_features).
+        """
+        sr, state = self.step(lr_frame, StarStudentState(hidden, previous_features), scale)
+        return sr, state.hidden, state.previous_features
+
+    # ---------------------------------------------------------------- clip
+    def forward(self, lr: torch.Tensor, scale: Optional[float] = None, return_features: bool = False,
+                state: Optional[StarStudentState] = None) -> StarStudentOutput:
+        """Upscale a clip; identical to calling ``step`` on its frames in order.
+
+        Args:
+            lr: LR clip (b, n, 3, h, w) in [0, 1].
+            scale: output / input size in [1, 4]; None for ``config.scale``.
+            return_features: also return the feature taps (see the module docstring).
+            state: continue from an earlier call's ``output.state`` (default: a fresh stream).
+        """
+        if lr.ndim != 5 or lr.shape[2] != 3:
+            raise InputError(f"lr must be (batch, frames, 3, h, w), got {tuple(lr.shape)}")
+        scale = self._check_scale(scale)
+        b, n, _, h, w = lr.shape
+        if state is None:
+            state = self.init_state(b, h, w, device=lr.device)
+        frames, taps = [], []
+        for t in range(n):
+            sr, state, tap = self._step(lr[:, t], state, scale, return_features)
+            frames.append(sr)
+            taps.append(tap)
+        features = None
+        if return_features:
+            features = {name: torch.stack([tap[name] for tap in taps], dim=1) for name in self.feature_channels}
+        return StarStudentOutput(sample=torch.stack(frames, dim=1), features=features, state=state)
+
+
+def bilinear_subpixel_kernel(r: int, device: Optional[torch.device] = None,
+                             dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """Fixed weights (3 * r^2, 1, 3, 3) that turn bilinear x``r`` upsampling into a grouped conv.
+
+    With ``align_corners=False`` the HR pixel at sub-position i of LR pixel y samples the LR
+    signal at ``y + (i + 0.5) / r - 0.5``, a blend of y and one neighbour; on an input padded by
+    replication (PyTorch clamps at the borders the same way) a grouped 3x3 conv followed by
+    ``pixel_shuffle(., r)`` reproduces ``F.interpolate(x, scale_factor=r, mode="bilinear")``.
+    """
+    taps = torch.zeros(r, 3, dtype=torch.float64)  # (sub-position, LR offset -1..1)
+    for i in range(r):
+        offset = (i + 0.5) / r - 0.5
+        taps[i, 1] = 1 - abs(offset)
+        taps[i, 2 if offset > 0 else 0] += abs(offset)
+    kernel = taps[:, None, :, None] * taps[None, :, None, :]  # (r, r, 3, 3) for (sub_y, sub_x)
+    kernel = kernel.reshape(r * r, 1, 3, 3).repeat(3, 1, 1, 1)  # (3 * r^2, 1, 3, 3), channel-major
+    return kernel.to(device=device, dtype=dtype or torch.float32)
+
+
+def count_flops(model: StarStudentModel, height: int = 180, width: int = 320, scale: Optional[float] = None) -> int:
+    """Floating-point operations (2 x multiply-accumulates of convs and linears) of one ``step``.
+
+    Counted with ``torch.utils.flop_counter`` on a float32 frame of ``height`` x ``width``.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    weight = model.fuse.weight
+    frame = torch.zeros(1, 3, height, width, device=weight.device, dtype=weight.dtype)
+    state = model.init_state(1, height, width)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.step(frame, state, scale)
+    return counter.get_total_flops()
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters())

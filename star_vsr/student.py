@@ -1,0 +1,52 @@
+"""Where the shipped student lives, and how to build a student pipeline from a preset.
+
+The default student checkpoint (a ``StarStudentPipeline`` folder distilled from STAR) is
+installed at ``star_vsr/weights/student-default``; ``star-vsr upscale`` uses it when no
+``--model`` is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import star_vsr
+
+from .errors import MissingWeightsError
+
+#: Folder name of the default student under ``star_vsr/weights``.
+DEFAULT_STUDENT_NAME = "student-default"
+
+
+def default_student_folder() -> Path:
+    """The folder of the student that ships with star-vsr.
+
+    Raises:
+        MissingWeightsError: the folder (or its model_index.json) is not there.
+    """
+    folder = Path(star_vsr.__file__).parent / "weights" / DEFAULT_STUDENT_NAME
+    if not (folder / "model_index.json").is_file():
+        from star_vsr.pipelines.pipeline_star_student import MISSING_STUDENT_HELP
+
+        raise MissingWeightsError(f"the default student is not installed (expected a pipeline folder at {folder}); "
+                                  f"pass --model FOLDER or put a student there.\n" + MISSING_STUDENT_HELP)
+    return folder
+
+
+def build_student_pipeline(preset: str = "small", seed: int = 0, bilinear_start: bool = False, **config: Any):
+    """A ``StarStudentPipeline`` with a fresh student of ``preset``, weights drawn from ``seed``.
+
+    Random weights give noise-like pictures; ``bilinear_start`` zeroes the output convs so the
+    pictures are bilinear upscales for the same compute (see ``StarStudentModel.reset_parameters``).
+    Use these for tests and for speed and memory measurements without trained weights: a video
+    encoder spends ~10x longer on noise than on natural pictures, so end-to-end timings need
+    ``bilinear_start``. ``config`` overrides student config keys (``scale``, ``num_blocks``, ...).
+    """
+    import torch
+
+    from star_vsr.models.student import StarStudentModel
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    student = StarStudentModel.from_preset(preset, **config)
+    student.reset_parameters(torch.Generator().manual_seed(seed), bilinear_start=bilinear_start)
+    return StarStudentPipeline(student=student.eval())

@@ -1,0 +1,79 @@
+"""Exporting the student's streaming step (ONNX, TorchScript) and ``star-vsr export``."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from star_vsr.cli import main
+from star_vsr.errors import InputError
+from star_vsr.export import INPUT_NAMES, OUTPUT_NAMES, export_student, verify_export
+from star_vsr.models import StarStudentModel
+from star_vsr.student import build_student_pipeline
+
+#: float32 ONNX / TorchScript against float32 PyTorch (the same maths, reordered).
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def student() -> StarStudentModel:
+    return build_student_pipeline("tiny", seed=0).student
+
+
+@pytest.mark.parametrize("format, suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
+def test_export_matches_pytorch_over_a_stream(student, tmp_path, format, suffix):
+    path = export_student(student, tmp_path / f"student{suffix}", format, 12, 16)
+    assert path.is_file()
+    assert verify_export(path, student, format, 12, 16, num_frames=3) < TOLERANCE
+
+
+def test_onnx_export_at_an_odd_size_and_a_non_integer_scale(student, tmp_path):
+    path = export_student(student, tmp_path / "student.onnx", "onnx", 11, 13, scale=2.5)
+    assert verify_export(path, student, "onnx", 11, 13, scale=2.5, num_frames=2) < TOLERANCE
+
+
+def test_onnx_graph_names_and_shapes(student, tmp_path):
+    import onnxruntime
+
+    path = export_student(student, tmp_path / "student.onnx", "onnx", 12, 16)
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == list(INPUT_NAMES)
+    assert [o.name for o in graph.output] == list(OUTPUT_NAMES)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    c, cf = student.config.num_channels, student.config.clean_feature_channels
+    inputs = {"lr_frame": np.full((1, 3, 12, 16), 0.5, np.float32),
+              "hidden": np.zeros((1, c, 12, 16), np.float32),
+              "previous_features": np.zeros((1, cf, 12, 16), np.float32)}
+    sr, hidden, previous = session.run(list(OUTPUT_NAMES), inputs)
+    assert sr.shape == (1, 3, 48, 64) and hidden.shape == (1, c, 12, 16) and previous.shape == (1, cf, 12, 16)
+    assert np.abs(hidden).sum() > 0  # the state really is produced by the step
+
+
+def test_export_does_not_change_the_model(student, tmp_path):
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    export_student(student, tmp_path / "student.pt", "torchscript", 12, 16)
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+    assert student.fuse.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bad_format_and_scale(student, tmp_path):
+    with pytest.raises(InputError, match="format"):
+        export_student(student, tmp_path / "x", "tflite", 12, 16)
+    with pytest.raises(InputError, match="unsupported scale"):
+        export_student(student, tmp_path / "x.onnx", "onnx", 12, 16, scale=6)
+
+
+def test_export_command(tmp_path, capsys):
+    folder = tmp_path / "student"
+    build_student_pipeline("tiny", seed=1).save_pretrained(folder)
+    output = tmp_path / "student.onnx"
+    args = ["export", "--model", str(folder), "--format", "onnx", "-o", str(output), "--height", "10",
+            "--width", "14", "--verify"]
+    assert main(args) == 0
+    assert output.is_file()
+    assert "largest |onnx - PyTorch|" in capsys.readouterr().out
+    assert main(args) == 2  # exists, no --overwrite
+    assert main(args + ["--overwrite", "--format", "torchscript"]) == 0
+    assert main(["export", "--model", str(tmp_path / "none"), "--format", "onnx", "-o", str(tmp_path / "y.onnx")]) == 2

@@ -1,0 +1,353 @@
+"""StarStudentModel, StarStudentPipeline, the default-student lookup and ``star-vsr benchmark``."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import star_vsr
+from star_vsr.cli import main
+from star_vsr.errors import DeviceError, InputError, MissingWeightsError
+from star_vsr.models import STUDENT_PRESETS, StarStudentModel
+from star_vsr.models.student import bilinear_subpixel_kernel, count_flops, count_parameters
+from star_vsr.pipelines.pipeline_star_student import CudaGraphStep, StarStudentPipeline
+from star_vsr.student import build_student_pipeline, default_student_folder
+
+
+def tiny_student(seed: int = 0, dtype: torch.dtype = torch.float32) -> StarStudentModel:
+    model = StarStudentModel.from_preset("tiny")
+    model.reset_parameters(torch.Generator().manual_seed(seed))
+    return torch.nn.Module.to(model, dtype).eval()
+
+
+def clip(n: int = 4, h: int = 10, w: int = 12, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, n, 3, h, w, generator=g, dtype=torch.float64).to(dtype)  # (b, n, 3, h, w)
+
+
+@pytest.fixture(scope="module")
+def model() -> StarStudentModel:
+    return tiny_student()
+
+
+@pytest.fixture(scope="module")
+def model64() -> StarStudentModel:
+    return tiny_student(dtype=torch.float64)
+
+
+# ---------------------------------------------------------------- model: construction
+def test_presets_record_their_name_and_grow_in_size():
+    sizes = []
+    for name in ("tiny", "small", "base"):
+        m = StarStudentModel.from_preset(name)
+        assert m.config.preset == name and m.config.scale == 4
+        assert all(m.config[k] == v for k, v in STUDENT_PRESETS[name].items())
+        sizes.append(count_parameters(m))
+    assert sizes == sorted(sizes) and len(set(sizes)) == 3
+    assert StarStudentModel.from_preset("tiny", num_blocks=5).config.preset == "custom"
+    assert StarStudentModel.from_preset("tiny", scale=2).config.preset == "tiny"
+    with pytest.raises(InputError, match="unknown student preset"):
+        StarStudentModel.from_preset("huge")
+    with pytest.raises(InputError, match="upsample_scales"):
+        StarStudentModel(upsample_scales=(2, 5))
+
+
+def test_reset_parameters_is_deterministic_by_generator():
+    a, b, c = tiny_student(seed=1), tiny_student(seed=1), tiny_student(seed=2)
+    for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
+
+
+@pytest.mark.parametrize("scale", [4, 2.5])
+def test_bilinear_start_is_exact_bilinear_upsampling(scale):
+    m = StarStudentModel.from_preset("tiny")
+    m.reset_parameters(torch.Generator().manual_seed(0), bilinear_start=True)
+    lr = clip(n=2)
+    with torch.no_grad():
+        out = m(lr, scale=scale).sample
+    size = out.shape[-2:]
+    expected = F.interpolate(lr.flatten(0, 1), size=size, mode="bilinear", align_corners=False).unflatten(0, (1, 2))
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    assert any(p.abs().sum() > 0 for p in m.trunk.parameters())  # everything else is still random
+
+
+def test_flops_scale_with_frame_area_and_preset():
+    m = StarStudentModel.from_preset("tiny")
+    small, large = count_flops(m, 18, 32), count_flops(m, 36, 64)
+    assert small > 0 and large == pytest.approx(4 * small, rel=0.02)
+    assert count_flops(StarStudentModel.from_preset("small"), 18, 32) > small
+
+
+# ---------------------------------------------------------------- model: behaviour
+def test_output_and_feature_shapes(model):
+    out = model(clip(n=3, h=10, w=12), return_features=True)
+    assert out.sample.shape == (1, 3, 3, 40, 48)
+    expected = {"clean_frame": (10, 12), "clean_features": (10, 12), "lr_features": (10, 12), "hr_features": (40, 48)}
+    assert set(out.features) == set(model.feature_channels) == set(expected)
+    for name, (h, w) in expected.items():
+        assert out.features[name].shape == (1, 3, model.feature_channels[name], h, w), name
+    assert model(clip(n=2)).features is None
+
+
+@pytest.mark.parametrize("scale, size", [(2, (20, 24)), (3, (30, 36)), (2.5, (25, 30)), (1, (10, 12)), (3.7, (37, 44))])
+def test_any_scale_up_to_four(model, scale, size):
+    assert model(clip(n=2), scale=scale).sample.shape[-2:] == size
+
+
+def test_odd_frame_sizes(model):
+    out = model(clip(n=2, h=7, w=9), scale=3)
+    assert out.sample.shape == (1, 2, 3, 21, 27)
+    assert torch.isfinite(out.sample).all()
+
+
+@pytest.mark.parametrize("scale", [0.5, 4.5, 8])
+def test_unsupported_scale_is_an_input_error(model, scale):
+    with pytest.raises(InputError, match="unsupported scale"):
+        model(clip(n=1), scale=scale)
+
+
+def test_forward_equals_stepping_frame_by_frame(model64):
+    lr = clip(n=4, dtype=torch.float64)
+    with torch.no_grad():
+        whole = model64(lr).sample
+        state = model64.init_state(1, 10, 12, dtype=torch.float64)
+        frames = []
+        for t in range(4):
+            sr, state = model64.step(lr[:, t], state)
+            frames.append(sr)
+        first = model64(lr[:, :2])
+        rest = model64(lr[:, 2:], state=first.state)
+    torch.testing.assert_close(torch.stack(frames, 1), whole, rtol=0, atol=1e-12)
+    torch.testing.assert_close(torch.cat([first.sample, rest.sample], 1), whole, rtol=0, atol=1e-12)
+
+
+def test_online_past_outputs_ignore_future_frames_and_state_carries_the_past(model64):
+    lr = clip(n=4, dtype=torch.float64)
+    changed_future, changed_past = lr.clone(), lr.clone()
+    changed_future[:, 2:] = torch.rand_like(lr[:, 2:])
+    changed_past[:, 0] = 1 - lr[:, 0]
+    with torch.no_grad():
+        base, future, past = model64(lr).sample, model64(changed_future).sample, model64(changed_past).sample
+    assert torch.equal(base[:, :2], future[:, :2])
+    assert not torch.allclose(base[:, 3], past[:, 3])  # frame 0 reaches frame 3 through the state
+
+
+@pytest.mark.parametrize("r", [2, 3, 4])
+def test_subpixel_bilinear_kernel_matches_interpolate(r):
+    x = torch.rand(2, 3, 7, 9, dtype=torch.float64)
+    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    y = F.pixel_shuffle(F.conv2d(padded, bilinear_subpixel_kernel(r, dtype=torch.float64), groups=3), r)
+    torch.testing.assert_close(y, F.interpolate(x, scale_factor=r, mode="bilinear", align_corners=False))
+
+
+@pytest.mark.parametrize("scale", [4, 3, 2.5])
+def test_sample_is_last_conv_of_hr_features_plus_bilinear_base(model64, scale):
+    with torch.no_grad():
+        out = model64(clip(n=2, dtype=torch.float64), scale=scale, return_features=True)
+    hr, base = out.features["hr_features"].flatten(0, 1), out.features["clean_frame"].flatten(0, 1)
+    size = out.sample.shape[-2:]
+    expected = model64.conv_last(hr) + F.interpolate(base, size=size, mode="bilinear", align_corners=False)
+    # atol: F.interpolate(size=...) rounds its scale factor, the sub-pixel kernel is exact
+    torch.testing.assert_close(out.sample.flatten(0, 1), expected, rtol=0, atol=1e-6)
+
+
+def test_only_non_integer_scales_use_the_scale_modulation():
+    a, b = tiny_student(), tiny_student()
+    with torch.no_grad():
+        b.scale_modulation.mlp[-1].bias.add_(0.5)
+        lr = clip(n=2)
+        assert torch.equal(a(lr, scale=4).sample, b(lr, scale=4).sample)
+        assert not torch.allclose(a(lr, scale=2.5).sample, b(lr, scale=2.5).sample)
+
+
+def test_gradients_reach_every_part_used_at_x4():
+    m = tiny_student().train()
+    out = m(clip(n=3), return_features=True)
+    loss = out.sample.square().mean() + out.features["hr_features"].square().mean()
+    loss.backward()
+    used = ("clean.", "fuse.", "trunk.", "upsamplers.4.", "conv_last.")
+    for name, p in m.named_parameters():
+        if name.startswith(used):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None, name  # the x2/x3 heads and the FiLM are not used at x4
+
+
+def test_state_of_another_size_is_rejected(model):
+    state = model.init_state(1, 8, 8)
+    with pytest.raises(InputError, match="init_state"):
+        model.step(torch.rand(1, 3, 10, 12), state)
+
+
+# ---------------------------------------------------------------- pipeline
+@pytest.fixture(scope="module")
+def pipe() -> StarStudentPipeline:
+    p = build_student_pipeline("tiny", seed=0)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_pipeline_matches_the_model_clamped(pipe):
+    lr = clip(n=3)
+    frames = pipe(lr[0], upscale=4).frames
+    with torch.no_grad():
+        expected = pipe.student(lr).sample.clamp(0, 1)
+    assert frames.shape == (1, 3, 3, 40, 48)
+    torch.testing.assert_close(frames, expected)
+
+
+def test_pipeline_output_types_sink_and_tuple(pipe):
+    lr = clip(n=5)[0]
+    pt = pipe(lr, upscale=2, chunk_size=2).frames
+    np_frames = pipe(lr, upscale=2, output_type="np").frames
+    assert np_frames.shape == (1, 5, 20, 24, 3) and np.allclose(np_frames, pt.permute(0, 1, 3, 4, 2).numpy())
+    pil = pipe(lr, upscale=2, output_type="pil").frames
+    assert len(pil[0]) == 5 and pil[0][0].size == (24, 20)
+    chunks = []
+    result = pipe(lr, upscale=2, chunk_size=2, frame_sink=chunks.append)
+    assert result.frames is None and [len(c) for c in chunks] == [2, 2, 1]
+    torch.testing.assert_close(torch.cat(chunks)[None], pt)
+    (frames,) = pipe(lr, upscale=2, return_dict=False)
+    torch.testing.assert_close(frames, pt)
+    uint8 = (lr.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()  # (n, h, w, 3) arrays also work
+    assert pipe(uint8, upscale=2).frames.shape == pt.shape
+
+
+def test_pipeline_input_errors(pipe):
+    lr = clip(n=1)[0]
+    with pytest.raises(InputError, match="unsupported scale"):
+        pipe(lr, upscale=5)
+    with pytest.raises(InputError, match="output_type"):
+        pipe(lr, output_type="latent")
+    with pytest.raises(InputError, match="chunk_size"):
+        pipe(lr, chunk_size=0)
+
+
+def test_save_and_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "student")
+    index = json.loads((tmp_path / "student" / "model_index.json").read_text())
+    assert index["_class_name"] == "StarStudentPipeline"
+    assert index["student"] == ["star_vsr.models.student", "StarStudentModel"]
+    loaded = StarStudentPipeline.from_pretrained(tmp_path / "student")
+    loaded.set_progress_bar_config(disable=True)
+    for key in (*STUDENT_PRESETS["tiny"], "scale", "preset"):
+        assert loaded.student.config[key] == pipe.student.config[key], key
+    assert tuple(loaded.student.config.upsample_scales) == (2, 3, 4)
+    lr = clip(n=2)[0]
+    assert torch.equal(loaded(lr).frames, pipe(lr).frames)
+    bf16 = StarStudentPipeline.from_pretrained(tmp_path / "student", dtype=torch.bfloat16)
+    bf16.set_progress_bar_config(disable=True)
+    assert bf16.student.dtype == torch.bfloat16
+    assert (bf16(lr).frames - pipe(lr).frames).abs().mean() < 0.05
+    assert bf16(lr, upscale=2.5).frames.shape == (1, 2, 3, 25, 30)
+
+
+def test_missing_folder_is_a_missing_weights_error(tmp_path):
+    with pytest.raises(MissingWeightsError, match="star-vsr distill"):
+        StarStudentPipeline.from_pretrained(tmp_path / "nothing")
+
+
+def test_upscale_video_with_a_saved_student(pipe, tmp_path):
+    from star_vsr.io import probe_video
+    from star_vsr.io.synthetic import write_test_video
+    from star_vsr.upscale import load_upscaler, upscale_video
+
+    pipe.save_pretrained(tmp_path / "student")
+    source = write_test_video(tmp_path / "in.mp4", 5, size=(12, 16))
+    loaded = load_upscaler(tmp_path / "student", device="cpu")
+    assert isinstance(loaded, StarStudentPipeline)
+    upscale_video(loaded, source, tmp_path / "out.mp4", progress=False, upscale=3)
+    info = probe_video(tmp_path / "out.mp4")
+    assert (info.num_frames, info.height, info.width) == (5, 36, 48)
+
+
+# ---------------------------------------------------------------- devices
+def test_float16_on_the_cpu_is_a_device_error():
+    p = StarStudentPipeline(tiny_student(dtype=torch.float16))
+    with pytest.raises(DeviceError, match="float16"):
+        p(clip(n=1)[0])
+
+
+def test_cuda_graph_needs_cuda(pipe, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="CUDA"):
+        pipe(clip(n=1)[0], use_cuda_graph=True)
+    with pytest.raises(DeviceError, match="CUDA"):
+        CudaGraphStep(pipe.student, 10, 12, 4.0)
+
+
+def test_cuda_graph_needs_the_student_on_cuda(pipe, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(DeviceError, match="on a CUDA device"):
+        CudaGraphStep(pipe.student, 10, 12, 4.0)
+
+
+def test_torch_compile_is_opt_in_and_guarded(monkeypatch):
+    p = build_student_pipeline("tiny")
+    assert p._compiled_step is None  # eager unless asked
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(DeviceError, match="C\\+\\+ compiler"):
+        p.enable_torch_compile()
+    assert p._compiled_step is None
+
+
+# ---------------------------------------------------------------- default student
+def test_default_student_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(star_vsr, "__file__", str(tmp_path / "star_vsr" / "__init__.py"))
+    with pytest.raises(MissingWeightsError, match="student-default"):
+        default_student_folder()
+    folder = tmp_path / "star_vsr" / "weights" / "student-default"
+    folder.mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")
+    assert default_student_folder() == folder
+
+
+def test_build_student_pipeline_is_deterministic():
+    a, b = build_student_pipeline("tiny", seed=3), build_student_pipeline("tiny", seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.student.parameters(), b.student.parameters()))
+    assert build_student_pipeline("tiny", scale=2).student.config.scale == 2
+
+
+# ---------------------------------------------------------------- benchmark command
+def test_benchmark_command_reports_ratios(tmp_path, capsys):
+    report = tmp_path / "bench.json"
+    code = main(["benchmark", "--preset", "tiny", "--size", "32x18", "--frames", "3", "--repeats", "1",
+                 "--methods", "student,bicubic", "--json", str(report)])
+    assert code == 0
+    result = json.loads(report.read_text())
+    assert set(result["results"]) == {"student", "bicubic"}
+    assert result["results"]["student"]["output_size"] == [72, 128]
+    assert result["ratios"]["bicubic"] == pytest.approx(
+        result["results"]["student"]["fps"] / result["results"]["bicubic"]["fps"])
+    assert "student / bicubic throughput" in capsys.readouterr().out
+
+
+def test_benchmark_ncnn_needs_its_packages(monkeypatch):
+    import importlib.util
+
+    from star_vsr.cli.benchmark import ncnn_model_files
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(InputError, match="pip install ncnn"):
+        ncnn_model_files(4)
+
+
+def test_benchmark_rejects_bad_arguments():
+    assert main(["benchmark", "--methods", "student,esrgan"]) == 2
+    assert main(["benchmark", "--size", "33x18", "--methods", "bicubic"]) == 2
+
+
+def test_omp_wait_policy_is_only_set_before_torch_loads(monkeypatch):
+    from star_vsr.cli.benchmark import set_omp_wait_policy
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert set_omp_wait_policy("passive") == "ACTIVE (from the environment)"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert set_omp_wait_policy("passive").startswith("runtime default (PyTorch was loaded")  # torch is imported here
+    assert "OMP_WAIT_POLICY" not in os.environ
