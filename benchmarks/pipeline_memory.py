@@ -6,7 +6,7 @@ pipeline of ``star_vsr.testing``, then reports its peak RSS (``ru_maxrss``). Wit
 and out, memory should be flat in the number of frames: only the clip's latents (a few KiB per
 frame here) grow.
 
-    python benchmarks/pipeline_memory.py [--frames 16 64 256] [--size 48 64] [--steps 2]
+    python benchmarks/pipeline_memory.py [--frames 16 64 256] [--size 24 32] [--steps 2]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def child(frames: int, height: int, width: int, steps: int, chunk: int, workdir:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, nargs="+", default=[16, 64, 256])
-    parser.add_argument("--size", type=int, nargs=2, default=[48, 64], metavar=("H", "W"), help="LR frame size")
+    parser.add_argument("--size", type=int, nargs=2, default=[24, 32], metavar=("H", "W"), help="LR frame size")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--chunk-frames", type=int, default=16)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
