@@ -1,0 +1,156 @@
+"""Shared machinery of the training datasets: per-sample seeds, bad-sample skipping, pair building.
+
+Every random choice of a sample (which frames, where to crop, flips, camera motion, caption
+dropout, the degradation) comes from ``numpy.random.SeedSequence([seed, epoch, index, attempt])``,
+so a sample depends only on those four numbers: not on the DataLoader's workers, on the order in
+which samples are asked for, or on any global random state. That is what makes a resumed
+training run exact. Call ``set_epoch`` to get fresh augmentations each epoch (the training
+script does, before each epoch's DataLoader iterator is created).
+
+A source that cannot give a clip (unreadable file, too few frames, frames too small) is skipped
+with a ``BadSampleWarning``: the item is taken from the next source instead (``attempt`` + 1),
+the skip is remembered in ``bad_sources`` (of this process / worker) and counted in the item's
+``"num_skipped"`` so the training loop can log skips from every worker.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from typing import Any, Sequence, Union
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from star_vsr.data.pairs import DegradationSpec, make_pair, resolve_degradation
+from star_vsr.degradations.frames import frames_to_clip
+from star_vsr.errors import InputError
+
+#: Sources tried for one item before giving up: the requested one and this many neighbours.
+MAX_SUBSTITUTES = 32
+#: Streams spawned from a sample's SeedSequence: clip content, caption dropout, degradation.
+_STREAMS = 3
+
+CropSize = Union[int, Sequence[int]]
+
+
+class BadSampleError(Exception):
+    """Raised by ``load_clip`` when a source cannot give a clip; the dataset skips the source."""
+
+
+class BadSampleWarning(UserWarning):
+    """A training source was skipped (unreadable, too short or too small)."""
+
+
+def as_size(size: CropSize, name: str = "crop_size") -> tuple[int, int]:
+    """``64`` -> (64, 64); ``(h, w)`` -> (h, w); positive integers only."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        pair = (int(size), int(size))
+    elif isinstance(size, Sequence) and len(size) == 2 and all(isinstance(s, (int, np.integer)) for s in size):
+        pair = (int(size[0]), int(size[1]))
+    else:
+        raise InputError(f"{name} must be an int or (height, width), got {size!r}")
+    if min(pair) < 1:
+        raise InputError(f"{name} must be positive, got {size!r}")
+    return pair
+
+
+def sample_seed_sequence(seed: int, epoch: int, index: int, attempt: int = 0) -> np.random.SeedSequence:
+    """The SeedSequence of one sample; everything random about the sample derives from it."""
+    return np.random.SeedSequence([int(seed), int(epoch), int(index), int(attempt)])
+
+
+class ClipPairDataset(Dataset, ABC):
+    """Base of the training datasets: items are HR/LR/hint clip triples with a caption.
+
+    Subclasses say how many sources they have and how to cut an HR clip out of one
+    (``load_clip``); this class derives the seeds, skips bad sources, drops captions, degrades.
+
+    Parameters:
+        num_frames: frames per clip n.
+        crop_size: HR crop, an int (square) or (height, width); divisible by ``scale``.
+        scale: HR / LR size ratio (2, 3 or 4).
+        degradation: preset name, ``DegradationConfig``, or None / "none" for bicubic downsampling.
+        caption_dropout: probability (0..1) that an item's caption is replaced by "" (classifier-free
+            guidance training; STAR drops 50 %).
+        seed: base seed of every random choice.
+        length: items per epoch (None: one per source).
+
+    Items (``dataset[i]``) are dicts:
+        ``"gt"`` (n, 3, H, W), ``"lq"`` (n, 3, H / s, W / s), ``"hint"`` (n, 3, H, W), float32 in [0, 1];
+        ``"caption"`` str; ``"index"`` int (i); ``"num_skipped"`` int (bad sources skipped for this item).
+    """
+
+    def __init__(self, num_sources: int, num_frames: int, crop_size: CropSize, scale: int,
+                 degradation: DegradationSpec, caption_dropout: float, seed: int, length: int | None) -> None:
+        if num_sources < 1:
+            raise InputError(f"{type(self).__name__} has no sources to read clips from")
+        if num_frames < 1:
+            raise InputError(f"num_frames must be >= 1, got {num_frames}")
+        if not 0.0 <= caption_dropout <= 1.0:
+            raise InputError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
+        if length is not None and length < 1:
+            raise InputError(f"length must be >= 1 or None, got {length}")
+        self.crop_size = as_size(crop_size)
+        self.degradation = resolve_degradation(degradation, scale)
+        if self.crop_size[0] % scale or self.crop_size[1] % scale:
+            raise InputError(f"crop_size {self.crop_size} must be divisible by scale {scale}")
+        self.num_sources = num_sources
+        self.num_frames = int(num_frames)
+        self.scale = int(scale)
+        self.caption_dropout = float(caption_dropout)
+        self.seed = int(seed)
+        self.length = num_sources if length is None else int(length)
+        self.epoch = 0
+        self.bad_sources: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the seeds of ``epoch`` from now on (epoch 0 is the default)."""
+        self.epoch = int(epoch)
+
+    @abstractmethod
+    def source_name(self, source: int) -> str:
+        """A human-readable name (path) of source ``source`` for warnings."""
+
+    @abstractmethod
+    def load_clip(self, source: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        """Cut an HR clip out of source ``source``.
+
+        Returns:
+            ``(frames, caption)``: uint8 frames (n, H, W, 3) of ``crop_size``, and the source's caption.
+
+        Raises:
+            BadSampleError: the source cannot give such a clip (the reason is the message).
+        """
+
+    def _skip(self, source: int, reason: str) -> None:
+        name = self.source_name(source)
+        if name not in self.bad_sources:
+            warnings.warn(f"skipping training sample {name}: {reason}", BadSampleWarning, stacklevel=3)
+        self.bad_sources[name] = reason
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for a dataset of {self.length} items")
+        attempts = min(self.num_sources, MAX_SUBSTITUTES + 1)
+        for attempt in range(attempts):
+            source = (index + attempt) % self.num_sources
+            clip_seq, caption_seq, degradation_seq = sample_seed_sequence(
+                self.seed, self.epoch, index, attempt).spawn(_STREAMS)
+            try:
+                frames, caption = self.load_clip(source, np.random.default_rng(clip_seq))
+            except BadSampleError as error:
+                self._skip(source, str(error))
+                continue
+            if np.random.default_rng(caption_seq).random() < self.caption_dropout:
+                caption = ""
+            degradation_seed = int(degradation_seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+            pair = make_pair(frames_to_clip(frames), self.scale, self.degradation, degradation_seed)
+            return {**pair, "caption": caption, "index": index, "num_skipped": attempt}
+        reasons = "; ".join(f"{name}: {why}" for name, why in list(self.bad_sources.items())[-3:])
+        raise InputError(f"{type(self).__name__}: item {index} found no usable source in {attempts} tries "
+                         f"(last problems: {reasons}). Check the training data.")
+

@@ -1,0 +1,195 @@
+"""ImageMotionDataset: video clips made from still photographs by a smooth random camera move.
+
+For small or offline data sets (scikit-image's bundled photographs by default), each item
+films one photo with a virtual camera whose window pans along a straight line, zooms
+geometrically and rolls by a small angle, all at constant rate over the clip:
+
+    u_k      = k / (n - 1)                         (clip time of frame k, 0..1)
+    z_k      = z_end ** u_k                        (zoom: window side = crop / z_k)
+    theta_k  = theta_end * u_k                     (roll, degrees)
+    c_k      = c_0 + d * u_k                       (window centre, pixels)
+
+Before filming, the photo is shrunk by a random factor ``s`` (area interpolation), so that one
+output pixel covers ``s`` photo pixels and clips show detail at several scales. The window
+(rotated, zoomed) always stays inside the photo; frames are resampled with bicubic
+interpolation. Everything random is drawn per clip from the item's seed (``ClipPairDataset``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize
+from star_vsr.data.pairs import DegradationSpec
+from star_vsr.errors import InputError
+
+#: scikit-image photographs that ship inside its wheel (no pooch download); RGB, natural scenes.
+SKIMAGE_PHOTO_NAMES: tuple[str, ...] = (
+    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+    "stereo_motorcycle",
+)
+#: Default smallest side (pixels) of a photo that ``skimage_photos`` keeps.
+MIN_PHOTO_SIDE = 256
+
+ImageLike = Union[np.ndarray, str, Path]
+
+
+def skimage_photos(min_size: int = MIN_PHOTO_SIDE) -> list[np.ndarray]:
+    """scikit-image's bundled RGB photographs whose smaller side is at least ``min_size`` pixels.
+
+    Nothing is downloaded: only images stored inside the scikit-image wheel are used
+    (``SKIMAGE_PHOTO_NAMES``; the left view of ``stereo_motorcycle``).
+
+    Returns:
+        uint8 arrays (h, w, 3), in the order of ``SKIMAGE_PHOTO_NAMES``.
+    """
+    import skimage.data
+
+    photos = []
+    for name in SKIMAGE_PHOTO_NAMES:
+        image = getattr(skimage.data, name)()
+        if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
+            image = image[0]
+        if image.ndim == 3 and image.shape[2] == 3 and min(image.shape[:2]) >= min_size:
+            photos.append(np.ascontiguousarray(image, dtype=np.uint8))
+    return photos
+
+
+def _as_rgb(image: np.ndarray, where: str) -> np.ndarray:
+    """uint8 (h, w, 3) from (h, w), (h, w, 1), (h, w, 3) or (h, w, 4) uint8 arrays."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise InputError(f"{where} must be a uint8 array (h, w, 3), got {getattr(image, 'dtype', type(image).__name__)}")
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise InputError(f"{where} must be shaped (h, w, 3), got {image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image[..., :3])
+
+
+def camera_path(num_frames: int, z_end: float, theta_end: float, start: np.ndarray, pan: np.ndarray
+                ) -> list[tuple[float, float, np.ndarray]]:
+    """(zoom, roll in degrees, centre (x, y)) of every frame of the straight, constant-rate move."""
+    path = []
+    for k in range(num_frames):
+        u = k / (num_frames - 1) if num_frames > 1 else 0.0
+        path.append((z_end ** u, theta_end * u, start + pan * u))
+    return path
+
+
+def film(image: np.ndarray, size: tuple[int, int], zoom: float, theta_deg: float, centre: np.ndarray) -> np.ndarray:
+    """One frame: the window of ``size`` (h, w) / ``zoom`` centred at ``centre`` (x, y), rolled by ``theta``.
+
+    Maps output pixel p to photo point ``centre + R(theta) (p - p_c) / zoom`` (p_c: output centre)
+    and samples it bicubically. Returns uint8 (h, w, 3).
+    """
+    h, w = size
+    theta = math.radians(theta_deg)
+    a, b = math.cos(theta) / zoom, math.sin(theta) / zoom
+    pcx, pcy = (w - 1) / 2, (h - 1) / 2
+    matrix = np.array([[a, -b, centre[0] - (a * pcx - b * pcy)],
+                       [b, a, centre[1] - (b * pcx + a * pcy)]], dtype=np.float64)  # output -> photo
+    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REFLECT_101)
+
+
+class ImageMotionDataset(ClipPairDataset):
+    r"""Clips filmed from still photos with smooth random pan, zoom and roll, degraded on the fly.
+
+    Parameters:
+        images (*optional*): uint8 arrays (h, w, 3) (grey and RGBA are converted) or image file paths
+            (read when used; unreadable ones are skipped). Default: ``skimage_photos()``.
+        num_frames (`int`, defaults to 8): frames per clip.
+        crop_size (`int` or `(h, w)`, defaults to 64): HR frame size, divisible by ``scale``.
+        scale (`int`, defaults to 4): HR / LR size ratio (2, 3, 4).
+        degradation (defaults to `"medium"`): preset name, ``DegradationConfig``, or None / "none" for
+            bicubic downsampling only.
+        length (`int`, *optional*): items per epoch; item i films photo ``i % len(images)``
+            (default: one item per photo).
+        seed (`int`, defaults to 0): base seed; item i of epoch e depends only on (seed, e, i).
+        caption (`str`, defaults to `""`): caption of every clip.
+        caption_dropout (`float`, defaults to 0.0): probability of an empty caption.
+        max_pan (`float`, defaults to 0.5): largest pan over the whole clip, in crop sides.
+        zoom_range (`(float, float)`, defaults to `(0.9, 1.1)`): range of the zoom reached at the last
+            frame (1 = none, > 1 zooms in), drawn log-uniformly.
+        max_rotation (`float`, defaults to 3.0): largest roll over the whole clip, degrees.
+        window_scale_range (`(float, float)`, defaults to `(1.0, 2.0)`): photo pixels per output pixel,
+            drawn uniformly per clip (the photo is shrunk by it first; lowered if the photo is small).
+
+    Items: see ``ClipPairDataset``.
+    """
+
+    def __init__(self, images: Optional[Sequence[ImageLike]] = None, num_frames: int = 8, crop_size: CropSize = 64,
+                 scale: int = 4, degradation: DegradationSpec = "medium", length: Optional[int] = None, seed: int = 0,
+                 caption: str = "", caption_dropout: float = 0.0, max_pan: float = 0.5,
+                 zoom_range: tuple[float, float] = (0.9, 1.1), max_rotation: float = 3.0,
+                 window_scale_range: tuple[float, float] = (1.0, 2.0)) -> None:
+        images = skimage_photos() if images is None else list(images)
+        self.images = [image if isinstance(image, (str, Path)) else _as_rgb(image, f"images[{i}]")
+                       for i, image in enumerate(images)]
+        super().__init__(len(self.images), num_frames, crop_size, scale, degradation, caption_dropout, seed, length)
+        if max_pan < 0 or max_rotation < 0:
+            raise InputError(f"max_pan and max_rotation must be >= 0, got {max_pan} and {max_rotation}")
+        if not 0 < zoom_range[0] <= zoom_range[1]:
+            raise InputError(f"zoom_range needs 0 < min <= max, got {zoom_range}")
+        if not 1.0 <= window_scale_range[0] <= window_scale_range[1]:
+            raise InputError(f"window_scale_range needs 1 <= min <= max, got {window_scale_range}")
+        self.caption = caption
+        self.max_pan = float(max_pan)
+        self.zoom_range = (float(zoom_range[0]), float(zoom_range[1]))
+        self.max_rotation = float(max_rotation)
+        self.window_scale_range = (float(window_scale_range[0]), float(window_scale_range[1]))
+
+    def source_name(self, source: int) -> str:
+        image = self.images[source]
+        return str(image) if isinstance(image, (str, Path)) else f"images[{source}]"
+
+    def _image(self, source: int) -> np.ndarray:
+        image = self.images[source]
+        if not isinstance(image, (str, Path)):
+            return image
+        try:
+            with Image.open(image) as file:
+                return np.asarray(file.convert("RGB"))
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            raise BadSampleError(f"cannot be read as an image ({error})") from error
+
+    def load_clip(self, source: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        image = self._image(source)
+        crop_h, crop_w = self.crop_size
+        z_min = min(1.0, self.zoom_range[0])  # smallest zoom reached anywhere along the path
+        reach = math.hypot(crop_h, crop_w) / z_min  # window diagonal at the widest moment, output pixels
+
+        # 1. photo scale: lowered so that the rotated, zoomed-out window fits the photo
+        fit = min(image.shape[:2]) / reach
+        if fit < 1.0:
+            raise BadSampleError(f"photo of {image.shape[1]}x{image.shape[0]} is too small for moving "
+                                 f"{crop_w}x{crop_h} crops (needs a side of {math.ceil(reach)})")
+        s = min(float(rng.uniform(*self.window_scale_range)), fit)
+        # 2. the camera move
+        z_end = math.exp(rng.uniform(math.log(self.zoom_range[0]), math.log(self.zoom_range[1])))
+        theta_end = float(rng.uniform(-self.max_rotation, self.max_rotation))
+        phi = float(rng.uniform(0.0, 2 * math.pi))
+        pan = float(rng.uniform(0.0, self.max_pan)) * max(crop_h, crop_w) * np.array([math.cos(phi), math.sin(phi)])
+        if s > 1.0:
+            image = cv2.resize(image, (max(1, round(image.shape[1] / s)), max(1, round(image.shape[0] / s))),
+                               interpolation=cv2.INTER_AREA)
+        # 3. start centre such that the window stays inside the photo from start to end
+        radius = reach / 2
+        start = np.zeros(2)
+        for axis, extent in ((0, image.shape[1]), (1, image.shape[0])):  # x, then y
+            room = max(0.0, (extent - 1) - 2 * radius)  # free travel of the centre along this axis
+            pan[axis] = float(np.clip(pan[axis], -room, room))
+            low, high = radius - min(0.0, pan[axis]), (extent - 1) - radius - max(0.0, pan[axis])
+            start[axis] = float(rng.uniform(low, max(low, high)))
+        # 4. film
+        frames = [film(image, self.crop_size, zoom, theta, centre)
+                  for zoom, theta, centre in camera_path(self.num_frames, z_end, theta_end, start, pan)]
+        return np.stack(frames), self.caption  # (n, H, W, 3) uint8

@@ -1,0 +1,68 @@
+"""From an HR clip to a training pair: the LR clip and the ControlNet hint STAR conditions on.
+
+``lq`` is the HR clip degraded by the project's real-world chain (``star_vsr.degradations``),
+or only downsampled (bicubic, antialiased) when no degradation is asked for. ``hint`` is ``lq``
+upsampled bilinearly back to the HR size, exactly as ``StarVSRPipeline`` prepares its input
+before the VAE encodes it.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+
+from star_vsr.degradations import PRESETS, DegradationConfig, RealWorldDegradation
+from star_vsr.degradations.config import check_scale
+from star_vsr.degradations.frames import quantize
+from star_vsr.errors import InputError
+
+DegradationSpec = Union[str, DegradationConfig, None]
+
+#: Value of a ``degradation`` setting (e.g. in a YAML config) that means "bicubic downsampling only".
+NO_DEGRADATION = "none"
+
+
+def resolve_degradation(degradation: DegradationSpec, scale: int) -> RealWorldDegradation | None:
+    """A ``RealWorldDegradation`` for a preset name or config; None for bicubic-only downsampling.
+
+    Args:
+        degradation: a preset name (``"light"``, ``"medium"``, ``"heavy"``), a ``DegradationConfig``,
+            or None / ``"none"`` for plain bicubic downsampling.
+        scale: 2, 3 or 4.
+    """
+    check_scale(scale)
+    if degradation is None or degradation == NO_DEGRADATION:
+        return None
+    if isinstance(degradation, str):
+        if degradation not in PRESETS:
+            raise InputError(f"unknown degradation {degradation!r}: use one of {', '.join(PRESETS)}, "
+                             f"{NO_DEGRADATION!r} or a DegradationConfig")
+        return RealWorldDegradation(DegradationConfig.preset(degradation), scale)
+    if isinstance(degradation, DegradationConfig):
+        return RealWorldDegradation(degradation, scale)
+    raise InputError(f"degradation must be a preset name, a DegradationConfig or None, got {type(degradation).__name__}")
+
+
+def make_pair(gt: torch.Tensor, scale: int, degradation: RealWorldDegradation | None, seed: int
+              ) -> dict[str, torch.Tensor]:
+    """Degrade an HR clip and build the hint.
+
+    Args:
+        gt: (n, 3, H, W) float clip in [0, 1] on the CPU, H and W divisible by ``scale``.
+        scale: HR / LR size ratio.
+        degradation: the chain, or None for bicubic downsampling (quantised to 8-bit levels).
+        seed: seeds the degradation (the same seed gives the same LR clip).
+
+    Returns:
+        ``{"gt": (n, 3, H, W), "lq": (n, 3, H / scale, W / scale), "hint": (n, 3, H, W)}``, float32 in [0, 1].
+    """
+    h, w = gt.shape[-2:]
+    if degradation is None:
+        lq = F.interpolate(gt, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False)
+        lq = quantize(lq)  # (n, 3, h / s, w / s)
+    else:
+        lq = degradation(gt, seed=seed)  # (n, 3, h / s, w / s)
+    hint = F.interpolate(lq, size=(h, w), mode="bilinear", align_corners=False)  # (n, 3, H, W)
+    return {"gt": gt, "lq": lq, "hint": hint}

@@ -1,0 +1,230 @@
+"""VideoClipDataset: random HR clips from videos or frame folders, degraded on the fly.
+
+Sources can be given as
+
+- a folder whose entries are video files (``.mp4``, ``.mkv``, ``.mov``, ...) and/or sub-folders of
+  PNG/JPEG frames; a caption for ``clip.mp4`` (or frame folder ``clip/``) is read from ``clip.txt``
+  next to it when that file exists (a folder that directly holds frames is one source);
+- a CSV file with a ``path`` column and an optional ``caption`` column;
+- a JSON file holding a list of ``{"path": ..., "caption": ...}`` objects (caption optional) or of
+  path strings;
+- a single video file, or a Python list of paths / ``{"path", "caption"}`` dicts.
+
+Relative paths in a CSV/JSON list are relative to the list's folder.
+
+Each item cuts ``num_frames`` frames at a random start and frame interval out of one source
+(decord random access, PyAV as a fallback; frame folders read only the files needed), crops a
+random ``crop_size`` window, flips it horizontally half of the time, then builds the LR clip
+and the hint (``star_vsr.data.pairs``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence, Union
+
+import numpy as np
+
+from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize
+from star_vsr.data.pairs import DegradationSpec
+from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError
+from star_vsr.io import probe_video, read_frames
+from star_vsr.io.probe import IMAGE_EXTENSIONS, VideoInfo, natural_sort_key
+
+#: File suffixes (lower case) taken as videos when scanning a folder.
+VIDEO_EXTENSIONS: frozenset[str] = frozenset(
+    {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"})
+#: Suffix of a caption file next to a clip (``clip.mp4`` -> ``clip.txt``).
+CAPTION_SUFFIX = ".txt"
+#: Errors of the readers that make a source unusable (rather than revealing a bug).
+_READ_ERRORS = (StarVSRError, OSError, RuntimeError, ValueError)
+
+FrameInterval = Union[int, Sequence[int]]
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """One training video: a file or frame folder, and its caption (None: use the default)."""
+
+    path: Path
+    caption: Optional[str] = None
+
+
+def _read_caption_file(clip: Path) -> Optional[str]:
+    caption_file = clip.with_suffix(CAPTION_SUFFIX) if clip.is_file() else clip.with_name(clip.name + CAPTION_SUFFIX)
+    if caption_file.is_file():
+        return caption_file.read_text(encoding="utf-8").strip()
+    return None
+
+
+def _holds_frames(folder: Path) -> bool:
+    return any(entry.is_file() and entry.suffix.lower() in IMAGE_EXTENSIONS for entry in folder.iterdir())
+
+
+def _scan_folder(folder: Path) -> list[ClipSource]:
+    if _holds_frames(folder):
+        return [ClipSource(folder, _read_caption_file(folder))]
+    sources = []
+    for entry in sorted(folder.iterdir(), key=lambda e: natural_sort_key(e.name)):
+        if entry.name.startswith("."):
+            continue
+        if (entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS) or (entry.is_dir() and _holds_frames(entry)):
+            sources.append(ClipSource(entry, _read_caption_file(entry)))
+    return sources
+
+
+def _entry(item: Any, root: Path, where: str) -> ClipSource:
+    if isinstance(item, ClipSource):
+        return item
+    if isinstance(item, (str, Path)):
+        path, caption = item, None
+    elif isinstance(item, dict) and "path" in item:
+        path, caption = item["path"], item.get("caption")
+    else:
+        raise InputError(f"{where}: each clip must be a path or an object with a 'path' key, got {item!r}")
+    path = Path(path)
+    caption = None if caption is None else str(caption)
+    return ClipSource(path if path.is_absolute() else root / path, caption)
+
+
+def _read_list_file(file: Path) -> list[ClipSource]:
+    if file.suffix.lower() == ".csv":
+        with file.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or "path" not in reader.fieldnames:
+                raise InputError(f"{file}: a clip list in CSV needs a 'path' column (and optionally 'caption'); "
+                                 f"found columns {reader.fieldnames}")
+            rows = [{k: v for k, v in row.items() if k in ("path", "caption") and v not in (None, "")}
+                    for row in reader]
+    else:
+        try:
+            rows = json.loads(file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise InputError(f"{file} is not valid JSON ({error})") from error
+        if not isinstance(rows, list):
+            raise InputError(f"{file}: a clip list in JSON must be a list of paths or of "
+                             '{"path": ..., "caption": ...} objects')
+    return [_entry(row, file.parent, str(file)) for row in rows]
+
+
+def list_clip_sources(source: Union[str, Path, Sequence[Any]]) -> list[ClipSource]:
+    """Resolve a folder, CSV/JSON list, video file or Python list into clip sources (see module doc).
+
+    Raises:
+        VideoNotFoundError: a given folder or list file does not exist.
+        InputError: a list file is malformed, or no clip was found.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise VideoNotFoundError(f"training data {path} does not exist; give a folder of videos, a CSV/JSON "
+                                     "clip list or a video file")
+        if path.is_dir():
+            sources = _scan_folder(path)
+        elif path.suffix.lower() in (".csv", ".json"):
+            sources = _read_list_file(path)
+        else:
+            sources = [ClipSource(path, _read_caption_file(path))]
+    else:
+        sources = [_entry(item, Path.cwd(), "clip list") for item in source]
+    if not sources:
+        raise InputError(f"no training clips found in {source}: expected video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) "
+                         "or folders of PNG/JPEG frames")
+    return sources
+
+
+def sample_frame_indices(rng: np.random.Generator, total_frames: int, num_frames: int,
+                         frame_interval: tuple[int, int]) -> list[int]:
+    """Indices of a clip: ``num_frames`` frames ``interval`` apart from a random start.
+
+    ``interval`` is drawn uniformly from ``frame_interval`` (min, max) and lowered when the video
+    is too short for it (never below 1).
+
+    Raises:
+        BadSampleError: the video has fewer than ``num_frames`` frames.
+    """
+    if total_frames < num_frames:
+        raise BadSampleError(f"has {total_frames} frames, a clip needs {num_frames}")
+    interval = int(rng.integers(frame_interval[0], frame_interval[1] + 1))
+    if num_frames > 1:
+        interval = max(1, min(interval, (total_frames - 1) // (num_frames - 1)))
+    span = (num_frames - 1) * interval + 1
+    start = int(rng.integers(0, total_frames - span + 1))
+    return [start + k * interval for k in range(num_frames)]
+
+
+class VideoClipDataset(ClipPairDataset):
+    r"""Random HR clips from videos / frame folders, with LR clips degraded on the fly.
+
+    Parameters:
+        source: folder, CSV/JSON clip list, video file, or list of paths / ``{"path", "caption"}`` dicts.
+        num_frames (`int`, defaults to 8): frames per clip.
+        crop_size (`int` or `(h, w)`, defaults to 256): HR crop, divisible by ``scale``.
+        scale (`int`, defaults to 4): HR / LR size ratio (2, 3, 4).
+        degradation (defaults to `"medium"`): preset name, ``DegradationConfig``, or None / "none" for
+            bicubic downsampling only.
+        frame_interval (`int` or `(min, max)`, defaults to 1): frames between consecutive clip frames;
+            a (min, max) pair draws it per clip.
+        random_flip (`bool`, defaults to True): flip clips horizontally with probability 1/2.
+        caption_dropout (`float`, defaults to 0.0): probability of an empty caption.
+        default_caption (`str`, defaults to `""`): caption of sources without one.
+        seed (`int`, defaults to 0): base seed; item i of epoch e depends only on (seed, e, i).
+        length (`int`, *optional*): items per epoch (default: one per source).
+        backend (`str`, defaults to `"auto"`): frame reader, "auto" (decord, else PyAV), "decord" or "pyav".
+
+    Items: see ``ClipPairDataset``.
+    """
+
+    def __init__(self, source: Union[str, Path, Sequence[Any]], num_frames: int = 8, crop_size: CropSize = 256,
+                 scale: int = 4, degradation: DegradationSpec = "medium", frame_interval: FrameInterval = 1,
+                 random_flip: bool = True, caption_dropout: float = 0.0, default_caption: str = "", seed: int = 0,
+                 length: Optional[int] = None, backend: Literal["auto", "decord", "pyav"] = "auto") -> None:
+        self.sources = list_clip_sources(source)
+        super().__init__(len(self.sources), num_frames, crop_size, scale, degradation, caption_dropout, seed, length)
+        if isinstance(frame_interval, (int, np.integer)) and not isinstance(frame_interval, bool):
+            interval = (int(frame_interval), int(frame_interval))
+        elif isinstance(frame_interval, Sequence) and len(frame_interval) == 2:
+            interval = (int(frame_interval[0]), int(frame_interval[1]))
+        else:
+            raise InputError(f"frame_interval must be an int or (min, max), got {frame_interval!r}")
+        if not 1 <= interval[0] <= interval[1]:
+            raise InputError(f"frame_interval needs 1 <= min <= max, got {frame_interval!r}")
+        self.frame_interval = interval
+        self.random_flip = random_flip
+        self.default_caption = default_caption
+        self.backend = backend
+        self._info: dict[int, VideoInfo] = {}
+
+    def source_name(self, source: int) -> str:
+        return str(self.sources[source].path)
+
+    def _probe(self, source: int) -> VideoInfo:
+        if source not in self._info:
+            self._info[source] = probe_video(self.sources[source].path)
+        return self._info[source]
+
+    def load_clip(self, source: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        clip = self.sources[source]
+        crop_h, crop_w = self.crop_size
+        try:
+            info = self._probe(source)
+        except _READ_ERRORS as error:
+            raise BadSampleError(f"cannot be read ({error})") from error
+        if info.height < crop_h or info.width < crop_w:
+            raise BadSampleError(f"frames of {info.width}x{info.height} are smaller than the crop {crop_w}x{crop_h}")
+        indices = sample_frame_indices(rng, info.num_frames, self.num_frames, self.frame_interval)
+        top = int(rng.integers(0, info.height - crop_h + 1))
+        left = int(rng.integers(0, info.width - crop_w + 1))
+        flip = self.random_flip and rng.random() < 0.5
+        try:
+            frames = read_frames(clip.path, indices, backend=self.backend)  # (n, h, w, 3) uint8
+        except _READ_ERRORS as error:
+            raise BadSampleError(f"cannot be decoded ({error})") from error
+        frames = frames[:, top:top + crop_h, left:left + crop_w]  # (n, H, W, 3)
+        if flip:
+            frames = frames[:, :, ::-1]
+        caption = clip.caption if clip.caption is not None else self.default_caption
+        return np.ascontiguousarray(frames), caption

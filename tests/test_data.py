@@ -1,0 +1,244 @@
+"""Training datasets (star_vsr.data): clip sampling, captions, motion clips, bad samples, determinism."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from star_vsr.data import (
+    BadSampleWarning,
+    EpochShuffleSampler,
+    ImageMotionDataset,
+    VideoClipDataset,
+    list_clip_sources,
+    skimage_photos,
+)
+from star_vsr.data.video_clips import sample_frame_indices
+from star_vsr.errors import InputError, VideoNotFoundError
+from star_vsr.io.synthetic import write_test_video
+
+FRAMES = 4
+INDEX_LEVEL_STEP = 8  # red level of frame k in the indexed frame folders: 8 k
+
+
+def indexed_frames(folder: Path, num_frames: int, size: tuple[int, int] = (24, 32)) -> Path:
+    """A frame folder whose frame k has red = 8 k everywhere and green = the column index x 4."""
+    folder.mkdir(parents=True)
+    h, w = size
+    for k in range(num_frames):
+        frame = np.zeros((h, w, 3), np.uint8)
+        frame[..., 0] = INDEX_LEVEL_STEP * k
+        frame[..., 1] = (np.arange(w) * 4)[None, :]
+        cv2.imwrite(str(folder / f"frame{k}.png"), frame[..., ::-1])  # OpenCV writes BGR
+    return folder
+
+
+def frame_ids(gt: torch.Tensor) -> list[int]:
+    """Frame indices encoded in the red channel of an indexed clip (n, 3, H, W)."""
+    return [round(float(level) * 255 / INDEX_LEVEL_STEP) for level in gt[:, 0].mean(dim=(1, 2))]
+
+
+def same_item(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in ("gt", "lq", "hint")) and a["caption"] == b["caption"]
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    return skimage_photos()
+
+
+# --- scikit-image photos and motion clips --------------------------------------------------------
+
+
+def test_skimage_photos_are_bundled_rgb_photographs(photos):
+    assert len(photos) >= 6
+    for photo in photos:
+        assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[2] == 3
+        assert min(photo.shape[:2]) >= 256
+    assert len(skimage_photos(min_size=450)) < len(photos)
+
+
+def test_motion_clip_items_shapes_ranges_and_hint(photos):
+    dataset = ImageMotionDataset(photos[:2], num_frames=FRAMES, crop_size=32, scale=4, degradation="light",
+                                 length=3, caption="a photo")
+    assert len(dataset) == 3
+    item = dataset[2]
+    assert item["gt"].shape == (FRAMES, 3, 32, 32) and item["hint"].shape == (FRAMES, 3, 32, 32)
+    assert item["lq"].shape == (FRAMES, 3, 8, 8)
+    assert item["caption"] == "a photo" and item["index"] == 2 and item["num_skipped"] == 0
+    for key in ("gt", "lq", "hint"):
+        assert item[key].dtype == torch.float32 and 0 <= item[key].min() and item[key].max() <= 1
+    expected_hint = F.interpolate(item["lq"], size=(32, 32), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(item["hint"], expected_hint)
+    clean = ImageMotionDataset(photos[:1], num_frames=2, crop_size=32, degradation=None)[0]
+    bicubic = F.interpolate(clean["gt"], size=(8, 8), mode="bicubic", antialias=True, align_corners=False)
+    torch.testing.assert_close(clean["lq"], (bicubic.clamp(0, 1) * 255).round() / 255)
+
+
+def test_motion_clips_are_deterministic_per_seed_index_and_epoch(photos):
+    dataset = ImageMotionDataset(photos[:2], num_frames=FRAMES, crop_size=16, degradation="medium", length=4)
+    first = dataset[1]
+    assert same_item(first, dataset[1])
+    assert same_item(first, ImageMotionDataset(photos[:2], num_frames=FRAMES, crop_size=16, length=4)[1])
+    assert not same_item(first, dataset[3])  # same photo (3 % 2 == 1), another camera move
+    assert not same_item(first, ImageMotionDataset(photos[:2], num_frames=FRAMES, crop_size=16, length=4, seed=1)[1])
+    dataset.set_epoch(1)
+    assert not same_item(first, dataset[1])
+    dataset.set_epoch(0)
+    assert same_item(first, dataset[1])
+
+
+def test_motion_from_a_still_is_a_smooth_constant_pan(photos):
+    still = ImageMotionDataset(photos[:1], num_frames=5, crop_size=64, degradation=None, max_pan=0.0,
+                               zoom_range=(1.0, 1.0), max_rotation=0.0, window_scale_range=(1.0, 1.0))[0]["gt"]
+    assert torch.equal(still[0], still[-1])  # no motion asked for: a still clip
+    pan = ImageMotionDataset(photos[:1], num_frames=5, crop_size=64, degradation=None, max_pan=0.5,
+                             zoom_range=(1.0, 1.0), max_rotation=0.0, window_scale_range=(1.0, 1.0), seed=3)
+    gt = pan[0]["gt"]
+    grey = [np.float32(frame.mean(0).numpy()) for frame in gt]
+    window = cv2.createHanningWindow((64, 64), cv2.CV_32F)
+    shifts = np.array([cv2.phaseCorrelate(grey[k], grey[k + 1], window)[0] for k in range(4)])  # (dx, dy)
+    speed = np.hypot(*shifts.T)
+    assert speed.min() > 0.5  # the camera moves ...
+    assert np.abs(shifts - shifts.mean(0)).max() < 0.35  # ... at a constant velocity
+    zoom_roll = ImageMotionDataset(photos[:1], num_frames=3, crop_size=32, degradation=None, max_pan=0.0,
+                                   zoom_range=(1.2, 1.3), max_rotation=5.0)[0]["gt"]
+    assert not torch.equal(zoom_roll[0], zoom_roll[-1])
+
+
+# --- video clips -------------------------------------------------------------------------------
+
+
+def test_clip_sampling_indices_interval_and_crop(tmp_path):
+    indexed_frames(tmp_path / "clips" / "a", num_frames=12)
+    for interval in (1, (2, 3)):
+        dataset = VideoClipDataset(tmp_path / "clips", num_frames=FRAMES, crop_size=(16, 20), scale=4,
+                                   degradation=None, frame_interval=interval, random_flip=False, length=10)
+        steps, starts = set(), set()
+        for i in range(len(dataset)):
+            item = dataset[i]
+            assert item["gt"].shape == (FRAMES, 3, 16, 20) and item["lq"].shape == (FRAMES, 3, 4, 5)
+            ids = frame_ids(item["gt"])
+            diffs = set(np.diff(ids))
+            assert len(diffs) == 1 and 0 <= ids[0] and ids[-1] <= 11
+            steps |= diffs
+            starts.add(ids[0])
+        assert steps == ({1} if interval == 1 else {2, 3})
+        assert len(starts) > 2  # random starts
+    # too long an interval for the video is lowered to fit
+    rng = np.random.default_rng(0)
+    assert sample_frame_indices(rng, total_frames=7, num_frames=4, frame_interval=(5, 5)) == [0, 2, 4, 6]
+
+
+def test_random_flips_and_crops(tmp_path):
+    indexed_frames(tmp_path / "clips" / "a", num_frames=6)
+    dataset = VideoClipDataset(tmp_path / "clips", num_frames=2, crop_size=8, scale=4, degradation=None, length=24)
+    flipped = lefts = 0
+    for i in range(len(dataset)):
+        green = dataset[i]["gt"][0, 1, 0] * 255 / 4  # the column index of each crop pixel
+        step = float(green[1] - green[0])
+        assert abs(abs(step) - 1) < 1e-3
+        flipped += step < 0
+        lefts += float(green.min()) < 0.5  # the crop starts at column 0
+    assert 4 <= flipped <= 20 and lefts < 24
+
+
+def test_video_files_decord_and_captions_from_lists(tmp_path):
+    write_test_video(tmp_path / "clip.mp4", num_frames=10, size=(32, 48))
+    (tmp_path / "clip.txt").write_text("a sliding texture\n")
+    write_test_video(tmp_path / "other.mkv", num_frames=8, size=(32, 32), seed=1)
+    dataset = VideoClipDataset(tmp_path, num_frames=FRAMES, crop_size=16, scale=2, degradation="light",
+                               default_caption="default")
+    assert [s.path.name for s in dataset.sources] == ["clip.mp4", "other.mkv"]
+    assert dataset[0]["caption"] == "a sliding texture" and dataset[1]["caption"] == "default"
+    assert dataset[0]["gt"].shape == (FRAMES, 3, 16, 16) and dataset[0]["lq"].shape == (FRAMES, 3, 8, 8)
+    assert same_item(dataset[0], dataset[0])
+
+    (tmp_path / "list.csv").write_text("path,caption\nclip.mp4,from csv\nother.mkv,\n")
+    csv_sources = list_clip_sources(tmp_path / "list.csv")
+    assert [(s.path.name, s.caption) for s in csv_sources] == [("clip.mp4", "from csv"), ("other.mkv", None)]
+    (tmp_path / "list.json").write_text(json.dumps([{"path": "other.mkv", "caption": "from json"}, "clip.mp4"]))
+    json_sources = list_clip_sources(tmp_path / "list.json")
+    assert [(s.path, s.caption) for s in json_sources] == [(tmp_path / "other.mkv", "from json"),
+                                                            (tmp_path / "clip.mp4", None)]
+    (tmp_path / "bad.csv").write_text("file\nclip.mp4\n")
+    with pytest.raises(InputError, match="'path' column"):
+        list_clip_sources(tmp_path / "bad.csv")
+    with pytest.raises(VideoNotFoundError):
+        VideoClipDataset(tmp_path / "missing")
+    with pytest.raises(InputError, match="divisible"):
+        VideoClipDataset(tmp_path, crop_size=18, scale=4)
+
+
+def test_caption_dropout_rate(photos):
+    def captions(p: float) -> list[str]:
+        dataset = ImageMotionDataset([photos[0][:64, :64]], num_frames=1, crop_size=8, scale=2, degradation=None,
+                                     length=300,
+                                     caption="text", caption_dropout=p)
+        return [dataset[i]["caption"] for i in range(len(dataset))]
+
+    dropped = captions(0.3).count("")
+    assert 0.22 * 300 < dropped < 0.38 * 300  # binomial(300, 0.3): mean 90, std 8
+    assert "" not in captions(0.0) and set(captions(1.0)) == {""}
+
+
+# --- bad samples -----------------------------------------------------------------------------
+
+
+def test_bad_samples_are_skipped_with_a_warning_and_counted(tmp_path, photos):
+    data = tmp_path / "videos"
+    data.mkdir()
+    write_test_video(data / "a_good.mp4", num_frames=8, size=(32, 32))
+    (data / "b_corrupt.mp4").write_bytes(b"this is not a video" * 10)
+    write_test_video(data / "c_short.mp4", num_frames=2, size=(32, 32))
+    write_test_video(data / "d_small.mp4", num_frames=8, size=(16, 16))
+    dataset = VideoClipDataset(data, num_frames=FRAMES, crop_size=24, scale=4, degradation=None)
+    assert len(dataset) == 4
+    with pytest.warns(BadSampleWarning) as caught:
+        items = [dataset[i] for i in range(4)]
+    assert all(item["gt"].shape == (FRAMES, 3, 24, 24) for item in items)
+    assert [item["num_skipped"] for item in items] == [0, 3, 2, 1]  # each bad one falls through to a_good
+    reasons = {Path(name).name: why for name, why in dataset.bad_sources.items()}
+    assert set(reasons) == {"b_corrupt.mp4", "c_short.mp4", "d_small.mp4"}
+    assert "cannot be read" in reasons["b_corrupt.mp4"]
+    assert "2 frames" in reasons["c_short.mp4"] and "smaller than the crop" in reasons["d_small.mp4"]
+    assert len(caught) == 3  # one warning per bad source, not per item
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dataset[1]  # already known: no new warning
+
+    only_bad = VideoClipDataset([data / "b_corrupt.mp4", data / "c_short.mp4"], num_frames=FRAMES, crop_size=24)
+    with pytest.warns(BadSampleWarning), pytest.raises(InputError, match="no usable source"):
+        only_bad[0]
+
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    images = ImageMotionDataset([tmp_path / "broken.png", photos[0], np.zeros((20, 20, 3), np.uint8)],
+                                num_frames=2, crop_size=16, degradation=None)
+    with pytest.warns(BadSampleWarning):
+        assert [images[i]["num_skipped"] for i in range(3)] == [1, 0, 2]  # 2 -> 0 (broken) -> 1
+
+
+# --- workers and order ---------------------------------------------------------------------------
+
+
+def test_dataloader_workers_give_the_same_items_and_sampler_is_seeded(photos):
+    dataset = ImageMotionDataset(photos[:3], num_frames=2, crop_size=16, degradation="medium", length=4)
+    in_process = [dataset[i] for i in range(4)]
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, shuffle=False)
+    batches = list(loader)
+    assert all(torch.equal(batches[i // 2]["lq"][i % 2], in_process[i]["lq"]) for i in range(4))
+
+    sampler = EpochShuffleSampler(10, seed=5)
+    first = list(sampler)
+    assert sorted(first) == list(range(10)) and first == list(EpochShuffleSampler(10, seed=5))
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    assert list(EpochShuffleSampler(4, shuffle=False)) == [0, 1, 2, 3]

@@ -1,0 +1,191 @@
+"""training/train_star.py: really launched with Accelerate on the tiny model (CPU, a few steps)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import default_collate
+
+from star_vsr import StarVSRPipeline
+from star_vsr.errors import InputError
+from star_vsr.io.synthetic import write_test_video
+from star_vsr.models import StarVSRControlNetModel
+from star_vsr.testing import tiny_star_components
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "training" / "train_star.py"
+TINY_CONFIG = REPO / "configs" / "train_star_tiny.yaml"
+#: Smaller than the tiny config's clips, to keep the launched runs short.
+FAST = ["--crop_size", "16", "--num_frames", "2", "--dataset_length", "4", "--validation_num_inference_steps", "1"]
+LORA = ["--lora_rank", "2"]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_star", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_star = load_script()
+
+
+def launch(output_dir: Path, *flags: str) -> None:
+    """``accelerate launch --cpu --num_processes 1 training/train_star.py --config <tiny> ...``."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
+               "--config", str(TINY_CONFIG), "--output_dir", str(output_dir), *FAST, *flags]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+
+
+def read_log(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    first, second = load_file(str(a)), load_file(str(b))
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Run A: 4 steps straight (validating at 2 and 4). Run B: 2 steps, then resumed from its checkpoint to 4."""
+    root = tmp_path_factory.mktemp("train_star")
+    straight, resumed = root / "straight", root / "resumed"
+    launch(straight, "--max_train_steps", "4", "--checkpointing_steps", "2", "--validation_steps", "2", *LORA)
+    launch(resumed, "--max_train_steps", "2", "--checkpointing_steps", "2", "--validation_steps", "0", *LORA)
+    launch(resumed, "--max_train_steps", "4", "--checkpointing_steps", "2", "--validation_steps", "0",
+           "--resume_from_checkpoint", "latest", *LORA)
+    return {"straight": straight, "resumed": resumed}
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def test_config_file_and_command_line_overrides(tmp_path):
+    args = train_star.parse_args(["--config", str(TINY_CONFIG), "--max_train_steps", "3", "--crop_size", "[16, 24]",
+                                  "--lora_alpha", "null", "--random_flip", "false", "--learning_rate", "2e-4"])
+    assert args.max_train_steps == 3 and args.crop_size == [16, 24] and args.lora_alpha is None
+    assert args.random_flip is False and args.learning_rate == 2e-4
+    assert args.tiny_model is True and args.dataset == "images" and args.num_frames == 4  # from the YAML
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tiny_model: true\nlearning_rte: 1.0e-4\n")
+    with pytest.raises(SystemExit):
+        train_star.parse_args(["--config", str(bad)])
+    with pytest.raises(InputError, match="exactly one"):
+        train_star.parse_args(["--config", str(TINY_CONFIG), "--pretrained_model_name_or_path", "somewhere"])
+    with pytest.raises(InputError, match="train_data"):
+        train_star.parse_args(["--config", str(TINY_CONFIG), "--dataset", "video"])
+
+
+# --- launched runs -------------------------------------------------------------------------------
+
+
+def test_launch_writes_checkpoints_logs_and_a_loadable_pipeline(runs):
+    out = runs["straight"]
+    for step in (2, 4):
+        checkpoint = out / f"checkpoint-{step}"
+        for name in ("controlnet/config.json", "unet_trainable.safetensors", "optimizer.bin", "random_states_0.pkl"):
+            assert (checkpoint / name).is_file(), f"{checkpoint}/{name}"
+        assert (out / "validation" / f"step-{step:06d}.png").is_file()
+    assert list((out / "logs").rglob("events.out.tfevents.*"))
+    log = read_log(out)
+    assert [entry["step"] for entry in log] == [1, 2, 3, 4]
+    assert all(entry["loss_dfl"] > 0 and entry["loss_v"] > 0 for entry in log)  # both terms active
+
+    pipe = StarVSRPipeline.from_pretrained(out)
+    lq = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    frames = pipe(lq, num_inference_steps=1, generator=torch.Generator().manual_seed(0)).frames
+    assert frames.shape == (1, 2, 3, 16, 16) and torch.isfinite(frames).all()
+    # the trained ControlNet is the last checkpoint's, and training moved it off its zero-initialised outputs
+    checkpoint_net = StarVSRControlNetModel.from_pretrained(out / "checkpoint-4" / "controlnet")
+    for name, value in pipe.controlnet.state_dict().items():
+        assert torch.equal(value, checkpoint_net.state_dict()[name]), name
+    assert pipe.controlnet.hint_conv.weight.abs().sum() > 0 and pipe.controlnet.mid_zero_conv.weight.abs().sum() > 0
+    # an intermediate checkpoint's ControlNet plugs into the pipeline too
+    earlier = StarVSRPipeline.from_pretrained(
+        out, controlnet=StarVSRControlNetModel.from_pretrained(out / "checkpoint-2" / "controlnet"))
+    assert not torch.equal(earlier.controlnet.hint_conv.weight, pipe.controlnet.hint_conv.weight)
+
+
+def test_lora_round_trip_fused_unet_equals_base_plus_adapter(runs):
+    """The pipeline's UNet (LoRA fused) == the untrained tiny UNet + the saved adapter + the trained LIEM gates."""
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+
+    out = runs["straight"]
+    fused = StarVSRPipeline.from_pretrained(out).unet
+    base = tiny_star_components(seed=0)["unet"]  # what the run started from (seed 0)
+    adapter = load_file(str(out / "unet_lora" / "adapter_model.safetensors"))
+    assert adapter and any(key.endswith("lora_B.weight") and value.abs().sum() > 0 for key, value in adapter.items())
+    inject_adapter_in_model(LoraConfig.from_pretrained(str(out / "unet_lora")), base)
+    set_peft_model_state_dict(base, adapter)
+    trainable = load_file(str(out / "checkpoint-4" / "unet_trainable.safetensors"))
+    liem = {k: v for k, v in trainable.items() if ".liem" in k}
+    assert liem and not base.load_state_dict(liem, strict=False).unexpected_keys
+
+    g = torch.Generator().manual_seed(0)
+    sample, text = torch.randn(1, 2, 4, 8, 8, generator=g), torch.randn(1, 77, 16, generator=g)
+    t = torch.tensor([400])
+    with torch.no_grad():
+        expected = base.eval()(sample, t, text).sample
+        actual = fused.eval()(sample, t, text).sample
+        untrained = tiny_star_components(seed=0)["unet"].eval()(sample, t, text).sample
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(actual, untrained, atol=1e-6)
+
+
+def test_resume_is_exact(runs):
+    """4 steps straight == 2 steps, resume from checkpoint-2, 2 more steps: same losses, same weights."""
+    straight, resumed = runs["straight"], runs["resumed"]
+    assert read_log(resumed) == read_log(straight)
+    assert_same_weights(straight / "controlnet" / "diffusion_pytorch_model.safetensors",
+                        resumed / "controlnet" / "diffusion_pytorch_model.safetensors")
+    assert_same_weights(straight / "unet" / "diffusion_pytorch_model.safetensors",
+                        resumed / "unet" / "diffusion_pytorch_model.safetensors")
+    assert_same_weights(straight / "checkpoint-4" / "unet_trainable.safetensors",
+                        resumed / "checkpoint-4" / "unet_trainable.safetensors")
+
+
+# --- learning ------------------------------------------------------------------------------------
+
+
+def test_overfitting_one_clip_lowers_the_loss(tmp_path):
+    """In-process run on one fixed clip; the loss on fixed (timestep, noise) draws falls by >= 30 %."""
+    write_test_video(tmp_path / "clip.mp4", num_frames=2, size=(16, 16))
+    args = train_star.parse_args([
+        "--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"), "--dataset", "video",
+        "--train_data", str(tmp_path / "clip.mp4"), "--crop_size", "16", "--num_frames", "2", "--degradation", "none",
+        "--caption_dropout", "0", "--random_flip", "false", "--dataset_length", "1", "--max_train_steps", "40",
+        "--learning_rate", "1e-2", "--validation_steps", "0", "--checkpointing_steps", "1000", "--report_to", "none"])
+    train_star.main(args)
+
+    initial = train_star.load_components(args)
+    trained = StarVSRPipeline.from_pretrained(tmp_path / "run")
+    batch = default_collate([train_star.build_dataset(args)[0]])
+    objective = train_star.build_objective(args, initial["scheduler"].alphas_cumprod, vae_scale_factor=2)
+
+    def mean_loss(unet, controlnet) -> float:
+        denoiser = train_star.StarDenoiser(unet, controlnet).eval()
+        losses = []
+        with torch.no_grad():
+            for k in range(16):
+                out = train_star.training_losses(denoiser, initial["vae"], initial["text_encoder"], initial["tokenizer"],
+                                                 objective, batch, torch.Generator().manual_seed(1000 + k),
+                                                 torch.float32, vae_batch_size=8, sample_latents=False)
+                losses.append(out.loss.item())
+        return float(np.mean(losses))
+
+    before = mean_loss(initial["unet"], initial["controlnet"])
+    after = mean_loss(trained.unet, trained.controlnet)
+    assert after < 0.7 * before, (before, after)

@@ -1,0 +1,732 @@
+#!/usr/bin/env python
+"""Adapt StarVSR to your videos: train the ControlNet and the LIEM gates (and optionally a UNet LoRA).
+
+    accelerate launch training/train_star.py --config configs/train_star_tiny.yaml
+    accelerate launch --num_processes 8 training/train_star.py --config configs/train_star_released.yaml \\
+        --pretrained_model_name_or_path ./star-light --train_data ./my_videos --output_dir runs/my_star
+
+Any setting of the YAML file can be overridden on the command line (``--max_train_steps 4``);
+``python training/train_star.py --help`` lists them all. Like diffusers' training examples, the
+script has one purpose and a ``main(args)``; it runs on one GPU, many GPUs (Accelerate / DDP) or
+the CPU.
+
+What it does (STAR, Xie et al. 2025, Sec. 3):
+
+1. Loads a StarVSR pipeline folder (``star-vsr convert-star`` writes one) or builds the tiny test
+   model; freezes the VAE, the text encoder and the UNet (cast to the mixed-precision dtype) and
+   trains the ControlNet, the LIEM gates of the UNet and, with ``lora_rank > 0``, a LoRA (peft) on
+   the UNet's attention projections ``to_q``, ``to_k``, ``to_v``, ``to_out.0``.
+2. Samples training clips (``star_vsr.data``): an HR clip, its real-world-degraded LR clip, and
+   the LR clip upsampled to the HR size (the hint), which the VAE encodes for the ControlNet.
+3. Minimises ``w_v * L_v + b(t) * L_DF`` (``star_vsr.losses.StarDiffusionLoss``): the v-prediction
+   MSE plus the dynamic frequency loss on VAE-decoded clean estimates, decoded *with* gradient.
+4. Saves Accelerate checkpoints every ``checkpointing_steps`` (``--resume_from_checkpoint latest``
+   continues exactly where a run stopped), validates every ``validation_steps`` (PSNR/SSIM and
+   frames in TensorBoard and ``output_dir/validation``), logs every step to TensorBoard and to
+   ``output_dir/train_log.jsonl``, and finally writes a complete pipeline folder to ``output_dir``:
+   ``StarVSRPipeline.from_pretrained(output_dir)`` loads the trained ControlNet, the trained LIEM
+   gates and the LoRA (fused into the UNet; the adapter alone is also saved in ``unet_lora/``).
+
+Exact resumption: the data order depends only on (seed, epoch), every sample only on
+(seed, epoch, index), and each micro-batch's noise, timesteps, VAE samples and decode window on
+a generator seeded from (seed, process, epoch, batch index), so nothing besides the model,
+optimizer, scheduler and global RNG states (all saved by Accelerate) needs restoring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers.optimization import get_scheduler
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipDataset
+from star_vsr.data.base import ClipPairDataset
+from star_vsr.errors import InputError
+from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
+from star_vsr.metrics import evaluate_clip
+from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM
+from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
+from star_vsr.text import tokenize
+
+logger = get_logger(__name__)
+
+#: UNet attention projections that get a LoRA with ``lora_rank > 0``.
+LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
+#: File in each checkpoint with the trainable UNet parameters (LIEM gates, LoRA).
+UNET_TRAINABLE_FILE = "unet_trainable.safetensors"
+#: Folder of the final LoRA adapter (peft format) inside ``output_dir``.
+LORA_FOLDER = "unet_lora"
+#: Per-step log written next to the checkpoints.
+TRAIN_LOG_FILE = "train_log.jsonl"
+#: Resolved settings of a run, written into ``output_dir``.
+CONFIG_FILE = "train_config.yaml"
+#: Folder of validation frame strips.
+VALIDATION_FOLDER = "validation"
+#: Prefix of Accelerate checkpoint folders (``checkpoint-<global step>``).
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+# =============================================================================== configuration
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type that also accepts ``none`` / ``null`` (-> None)."""
+
+    def parse(value: str) -> Any:
+        return None if value.strip().lower() in ("none", "null", "") else kind(value)
+
+    parse.__name__ = getattr(kind, "__name__", "value")
+    return parse
+
+
+def _yaml_value(value: str) -> Any:
+    """A command-line value written in YAML: ``32``, ``[720, 1280]``, ``null``."""
+    return yaml.safe_load(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every setting of a run; a YAML ``--config`` provides defaults, flags override them."""
+    parser = argparse.ArgumentParser(description="Train StarVSR's ControlNet + LIEM (+ UNet LoRA) with Accelerate.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", type=str, default=None, help="YAML file of settings (keys = the flags below).")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--pretrained_model_name_or_path", type=_optional(str), default=None,
+                       help="StarVSR pipeline folder (model_index.json), e.g. written by `star-vsr convert-star`.")
+    model.add_argument("--tiny_model", type=_bool, default=False,
+                       help="Build the tiny random test model (star_vsr.testing) instead of loading one.")
+    model.add_argument("--controlnet_model_name_or_path", type=_optional(str), default=None,
+                       help="Start from this ControlNet folder instead of the pipeline's.")
+    model.add_argument("--controlnet_init", choices=("pretrained", "unet"), default="pretrained",
+                       help="'pretrained': fine-tune the pipeline's ControlNet; 'unet': a fresh ControlNet copied "
+                            "from the UNet encoder with zero-initialised outputs.")
+    model.add_argument("--train_unet_liem", type=_bool, default=True, help="Also train the UNet's LIEM gates.")
+    model.add_argument("--lora_rank", type=int, default=0, help="Rank of a LoRA on the UNet attention (0: none).")
+    model.add_argument("--lora_alpha", type=_optional(float), default=None, help="LoRA alpha (default: the rank).")
+    model.add_argument("--gradient_checkpointing", type=_bool, default=False,
+                       help="Recompute UNet / ControlNet activations in the backward pass to save memory.")
+    model.add_argument("--vae_gradient_checkpointing", type=_bool, default=True,
+                       help="Gradient checkpointing in the VAE decoder used by the frequency loss.")
+    model.add_argument("--vae_batch_size", type=int, default=8, help="Frames the VAE encodes at once.")
+    model.add_argument("--vae_latents", choices=("sample", "mean"), default="sample",
+                       help="Encode clips as a sample of the VAE posterior (STAR, diffusers) or its mean. Trained "
+                            "VAEs have a negligible posterior spread; the random tiny VAE's is 5x its signal.")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=("video", "images"), default="video",
+                      help="'video': VideoClipDataset over train_data; 'images': ImageMotionDataset over the images "
+                           "in train_data (a folder) or scikit-image's bundled photos when train_data is null.")
+    data.add_argument("--train_data", type=_optional(str), default=None,
+                      help="Folder of videos / frame folders, CSV or JSON clip list (or a folder of photos).")
+    data.add_argument("--num_frames", type=int, default=8, help="Frames per training clip.")
+    data.add_argument("--crop_size", type=_yaml_value, default=256, help="HR crop: int or [height, width].")
+    data.add_argument("--frame_interval", type=_yaml_value, default=1, help="Frame step: int or [min, max].")
+    data.add_argument("--scale", type=int, default=4, help="Upscaling factor (2, 3 or 4).")
+    data.add_argument("--degradation", type=str, default="medium", help="'light', 'medium', 'heavy' or 'none'.")
+    data.add_argument("--caption_dropout", type=float, default=0.5, help="Probability of an empty caption (CFG).")
+    data.add_argument("--default_caption", type=str, default="", help="Caption of clips without one.")
+    data.add_argument("--random_flip", type=_bool, default=True, help="Random horizontal flips.")
+    data.add_argument("--dataset_length", type=_optional(int), default=None,
+                      help="Items per epoch (default: one per source).")
+    data.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
+
+    loss = parser.add_argument_group("loss")
+    loss.add_argument("--v_loss_weight", type=float, default=1.0, help="Weight w_v of the v-prediction MSE.")
+    loss.add_argument("--dfl_beta", type=float, default=1.0, help="beta of b(t) = beta (1 - t/t_max); 0 turns the "
+                                                                   "frequency loss (and its decode) off.")
+    loss.add_argument("--dfl_alpha", type=float, default=2.0, help="alpha of c(t) = (t/t_max)^alpha.")
+    loss.add_argument("--dfl_cutoff", type=_optional(float), default=None,
+                      help="Radial low-pass cutoff in cycles/pixel (default 0.5/scale, the LR Nyquist frequency).")
+    loss.add_argument("--dfl_distance", choices=("l1", "l2"), default="l1", help="Distance between band images.")
+    loss.add_argument("--dfl_num_frames", type=_optional(int), default=2,
+                      help="Consecutive frames per clip decoded for the frequency loss (null: all).")
+    loss.add_argument("--dfl_crop_size", type=_yaml_value, default=None,
+                      help="Random crop (pixels, int or [h, w], multiple of the VAE factor) decoded for the "
+                           "frequency loss (null: whole frames).")
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--train_batch_size", type=int, default=1, help="Clips per process per micro-batch.")
+    optim.add_argument("--max_train_steps", type=int, default=15000, help="Optimizer steps.")
+    optim.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per step.")
+    optim.add_argument("--learning_rate", type=float, default=5e-5, help="AdamW learning rate.")
+    optim.add_argument("--lr_scheduler", type=str, default="constant_with_warmup",
+                       help="diffusers.optimization schedule: constant, constant_with_warmup, linear, cosine, ...")
+    optim.add_argument("--lr_warmup_steps", type=int, default=0, help="Warm-up steps.")
+    optim.add_argument("--adam_beta1", type=float, default=0.9)
+    optim.add_argument("--adam_beta2", type=float, default=0.999)
+    optim.add_argument("--adam_weight_decay", type=float, default=1e-2)
+    optim.add_argument("--adam_epsilon", type=float, default=1e-8)
+    optim.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (0: off).")
+    optim.add_argument("--mixed_precision", type=_optional(str), default=None,
+                       help="'no', 'fp16' or 'bf16' (default: Accelerate's config).")
+    optim.add_argument("--allow_tf32", type=_bool, default=False, help="TF32 matmuls on Ampere+ GPUs.")
+    optim.add_argument("--seed", type=int, default=0, help="Seed of everything random.")
+
+    run = parser.add_argument_group("checkpoints, validation, logging")
+    run.add_argument("--output_dir", type=str, default="runs/star", help="Checkpoints, logs and the final pipeline.")
+    run.add_argument("--checkpointing_steps", type=int, default=500, help="Save a checkpoint every N steps.")
+    run.add_argument("--checkpoints_total_limit", type=_optional(int), default=None, help="Keep at most N checkpoints.")
+    run.add_argument("--resume_from_checkpoint", type=_optional(str), default=None,
+                     help="A checkpoint folder, or 'latest' (the newest in output_dir).")
+    run.add_argument("--validation_steps", type=int, default=500, help="Validate every N steps (0: never).")
+    run.add_argument("--validation_video", type=_optional(str), default=None,
+                     help="HR video for validation (degraded with a fixed seed); default: training item 0.")
+    run.add_argument("--validation_prompt", type=str, default="a good video", help="Prompt when the clip has none.")
+    run.add_argument("--validation_num_inference_steps", type=int, default=15)
+    run.add_argument("--validation_guidance_scale", type=float, default=7.5)
+    run.add_argument("--validation_noise_level", type=int, default=900)
+    run.add_argument("--report_to", choices=("tensorboard", "none"), default="tensorboard")
+    run.add_argument("--logging_dir", type=str, default="logs", help="TensorBoard folder inside output_dir.")
+    run.add_argument("--tracker_project_name", type=str, default="train_star")
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Settings from ``--config`` (YAML) overridden by command-line flags, checked."""
+    parser = build_parser()
+    known, _ = parser.parse_known_args(argv)
+    if known.config is not None:
+        config_path = Path(known.config)
+        if not config_path.is_file():
+            parser.error(f"config file {config_path} does not exist")
+        settings = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        if not isinstance(settings, dict):
+            parser.error(f"{config_path} must hold a mapping of settings")
+        valid = {action.dest for action in parser._actions} - {"help", "config"}
+        unknown = sorted(set(settings) - valid)
+        if unknown:
+            parser.error(f"{config_path}: unknown settings {unknown}; see --help for the valid ones")
+        parser.set_defaults(**settings)
+    args = parser.parse_args(argv)
+    check_args(args)
+    return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject contradictory or out-of-range settings with a message saying what to change."""
+    if args.tiny_model == (args.pretrained_model_name_or_path is not None):
+        raise InputError("give exactly one of --pretrained_model_name_or_path (a StarVSR pipeline folder) and "
+                         "--tiny_model true")
+    if args.dataset == "video" and args.train_data is None:
+        raise InputError("--dataset video needs --train_data (a folder of videos, or a CSV/JSON clip list)")
+    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps",
+                 "num_frames", "vae_batch_size"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.lora_rank < 0:
+        raise InputError(f"--lora_rank must be >= 0, got {args.lora_rank}")
+    if args.validation_steps < 0:
+        raise InputError(f"--validation_steps must be >= 0, got {args.validation_steps}")
+    if args.v_loss_weight == 0 and args.dfl_beta == 0:
+        raise InputError("both --v_loss_weight and --dfl_beta are 0: there would be nothing to train")
+    if args.mixed_precision not in (None, "no", "fp16", "bf16"):
+        raise InputError(f"--mixed_precision must be no, fp16 or bf16, got {args.mixed_precision!r}")
+
+
+def flat_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings as TensorBoard hparams accept them (numbers, strings, bools)."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in vars(args).items()}
+
+
+# =============================================================================== models
+class StarDenoiser(nn.Module):
+    """UNet + ControlNet as one module: Accelerate wraps both (DDP, autocast), one optimizer trains
+    the ControlNet, the UNet's LIEM gates and its LoRA. The UNet stays in eval mode (no dropout in
+    the frozen network)."""
+
+    def __init__(self, unet: StarVSRUNetModel, controlnet: StarVSRControlNetModel) -> None:
+        super().__init__()
+        self.unet = unet
+        self.controlnet = controlnet
+
+    def train(self, mode: bool = True) -> "StarDenoiser":
+        super().train(mode)
+        self.unet.eval()
+        return self
+
+    def forward(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                hint_latents: torch.Tensor) -> torch.Tensor:
+        """v-prediction (b, n, c, h, w) from noisy latents and hint latents (b, n, c, h, w)."""
+        residuals = self.controlnet(noisy_latents, timesteps, encoder_hidden_states, hint_latents)
+        return self.unet(noisy_latents, timesteps, encoder_hidden_states,
+                         down_block_additional_residuals=residuals.down_block_res_samples,
+                         mid_block_additional_residual=residuals.mid_block_res_sample).sample
+
+
+def load_components(args: argparse.Namespace) -> dict[str, Any]:
+    """The six pipeline components: loaded from a folder or built tiny; the ControlNet per ``controlnet_init``."""
+    if args.tiny_model:
+        from star_vsr.testing import tiny_star_components
+
+        # trained_controlnet=True gives the tiny UNet non-zero output convs, like a pretrained UNet
+        components = tiny_star_components(seed=args.seed, trained_controlnet=True)
+    else:
+        components = dict(StarVSRPipeline.from_pretrained(args.pretrained_model_name_or_path).components)
+    if args.controlnet_model_name_or_path is not None:
+        components["controlnet"] = StarVSRControlNetModel.from_pretrained(args.controlnet_model_name_or_path)
+    elif args.controlnet_init == "unet":
+        components["controlnet"] = StarVSRControlNetModel.from_unet(components["unet"])
+    return components
+
+
+def liem_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """Parameters of every LIEM gate (``SpatialLIEM`` / ``TemporalLIEM``) inside ``module``."""
+    return [p for m in module.modules() if isinstance(m, (SpatialLIEM, TemporalLIEM)) for p in m.parameters()]
+
+
+def lora_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The A and B matrices of every peft LoRA layer inside ``module`` (none without LoRA)."""
+    from peft.tuners.lora import LoraLayer
+
+    return [p for m in module.modules() if isinstance(m, LoraLayer)
+            for p in [*m.lora_A.parameters(), *m.lora_B.parameters()]]
+
+
+def add_unet_lora(unet: StarVSRUNetModel, rank: int, alpha: Optional[float]) -> Any:
+    """Inject a peft LoRA (B initialised to zero) into the UNet's attention projections; returns its config."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha,
+                        target_modules=list(LORA_TARGET_MODULES), init_lora_weights=True)
+    inject_adapter_in_model(config, unet)
+    return config
+
+
+def merge_unet_lora(unet: StarVSRUNetModel) -> StarVSRUNetModel:
+    """Fuse every LoRA into its base layer (W <- W + scale * B A) and drop the adapters, in place."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in list(unet.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent, child = name.rsplit(".", 1)
+            setattr(unet.get_submodule(parent), child, module.get_base_layer())
+    return unet
+
+
+def unet_trainable_state_dict(unet: nn.Module) -> dict[str, torch.Tensor]:
+    """The UNet parameters being trained (LIEM gates, LoRA), by name, on the CPU."""
+    return {name: p.detach().float().cpu().contiguous() for name, p in unet.named_parameters() if p.requires_grad}
+
+
+def _move(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """``module.to(device)``, and to ``dtype`` only when it differs (diffusers warns on every dtype cast)."""
+    module.to(device)
+    if next(module.parameters()).dtype != dtype:
+        module.to(dtype=dtype)
+    return module
+
+
+def prepare_models(args: argparse.Namespace, components: dict[str, Any], device: torch.device,
+                   weight_dtype: torch.dtype) -> tuple[StarDenoiser, Any]:
+    """Freeze, cast, add LoRA and choose the trainable parameters. Returns (denoiser, LoRA config or None)."""
+    vae, text_encoder, unet, controlnet = (components[k] for k in ("vae", "text_encoder", "unet", "controlnet"))
+    for frozen in (vae, text_encoder, unet):
+        frozen.requires_grad_(False)
+        _move(frozen, device, weight_dtype)
+    vae.eval()
+    text_encoder.eval()
+    lora_config = add_unet_lora(unet, args.lora_rank, args.lora_alpha) if args.lora_rank > 0 else None
+    trainable_unet = lora_parameters(unet)  # inject_adapter_in_model froze everything else
+    if args.train_unet_liem:
+        trainable_unet += liem_parameters(unet)
+    for p in trainable_unet:
+        p.data = p.data.float()  # trained weights stay in float32 (mixed precision casts per op)
+        p.requires_grad_(True)
+    _move(controlnet, device, torch.float32).train().requires_grad_(True)
+    if args.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+        controlnet.enable_gradient_checkpointing()
+    if args.vae_gradient_checkpointing and args.dfl_beta > 0:
+        vae.enable_gradient_checkpointing()
+    return StarDenoiser(unet, controlnet).train(), lora_config
+
+
+# =============================================================================== data
+def build_dataset(args: argparse.Namespace) -> ClipPairDataset:
+    """The training dataset the settings describe."""
+    common = dict(num_frames=args.num_frames, crop_size=args.crop_size, scale=args.scale,
+                  degradation=args.degradation, caption_dropout=args.caption_dropout, seed=args.seed,
+                  length=args.dataset_length)
+    if args.dataset == "images":
+        images = None
+        if args.train_data is not None:
+            folder = Path(args.train_data)
+            images = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+            if not images:
+                raise InputError(f"no .png/.jpg photos in {folder}")
+        return ImageMotionDataset(images, caption=args.default_caption, **common)
+    return VideoClipDataset(args.train_data, frame_interval=args.frame_interval, random_flip=args.random_flip,
+                            default_caption=args.default_caption, **common)
+
+
+def validation_sample(args: argparse.Namespace, dataset: ClipPairDataset) -> dict[str, Any]:
+    """The fixed validation clip: ``validation_video`` degraded with the run's seed, or training item 0 of epoch 0."""
+    if args.validation_video is not None:
+        clips = VideoClipDataset([args.validation_video], num_frames=args.num_frames, crop_size=args.crop_size,
+                                 scale=args.scale, degradation=args.degradation, random_flip=False,
+                                 default_caption=args.default_caption, seed=args.seed)
+        return clips[0]
+    dataset.set_epoch(0)
+    return dataset[0]
+
+
+def make_generator(seed: int, process_index: int, epoch: int, batch_index: int) -> torch.Generator:
+    """CPU generator of one micro-batch, seeded from (seed, process, epoch, batch index) only."""
+    state = np.random.SeedSequence([seed, process_index, epoch, batch_index]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state >> np.uint64(1)))
+
+
+# =============================================================================== one step
+@torch.no_grad()
+def encode_frames(vae: nn.Module, frames: torch.Tensor, generator: torch.Generator, batch_size: int,
+                  sample: bool = True) -> torch.Tensor:
+    """VAE latents (b, n, c, h, w), scaled, of frames (b, n, 3, H, W) in [0, 1]; float32.
+
+    ``sample``: draw from the posterior with ``generator``; False takes its mean.
+    """
+    b, n = frames.shape[:2]
+    flat = frames.flatten(0, 1) * 2 - 1  # (b*n, 3, H, W) in [-1, 1]
+    posteriors = [vae.encode(chunk.to(vae.dtype)).latent_dist for chunk in flat.split(batch_size)]
+    latents = [p.sample(generator) if sample else p.mode() for p in posteriors]
+    latents = torch.cat(latents).float() * vae.config.scaling_factor  # (b*n, c, h, w)
+    return latents.reshape(b, n, *latents.shape[1:])
+
+
+@torch.no_grad()
+def encode_captions(text_encoder: nn.Module, tokenizer: Any, captions: Sequence[str], device: torch.device) -> torch.Tensor:
+    """OpenCLIP text embeddings (b, 77, d) of the captions."""
+    return text_encoder(tokenize(tokenizer, list(captions)).to(device)).last_hidden_state
+
+
+def training_losses(denoiser: nn.Module, vae: nn.Module, text_encoder: nn.Module, tokenizer: Any,
+                    objective: StarDiffusionLoss, batch: dict[str, Any], generator: torch.Generator,
+                    weight_dtype: torch.dtype, vae_batch_size: int, sample_latents: bool = True) -> StarLossOutput:
+    """Losses of one micro-batch: encode clip and hint, noise, predict v, ``StarDiffusionLoss``.
+
+    Args:
+        batch: ``"gt"`` and ``"hint"`` (b, n, 3, H, W) in [0, 1] on the device, ``"caption"`` list of str.
+        generator: CPU generator for the VAE samples, timesteps, noise and the decode window.
+        sample_latents: encode with posterior samples (True) or posterior means.
+    """
+    gt, hint = batch["gt"], batch["hint"]
+    device = gt.device
+    latents = encode_frames(vae, gt, generator, vae_batch_size, sample_latents)  # (b, n, c, h, w)
+    hint_latents = encode_frames(vae, hint, generator, vae_batch_size, sample_latents)  # (b, n, c, h, w)
+    text = encode_captions(text_encoder, tokenizer, batch["caption"], device)  # (b, 77, d)
+    timesteps = torch.randint(0, objective.num_train_timesteps, (latents.shape[0],), generator=generator).to(device)
+    noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(device)
+    noisy = objective.add_noise(latents, noise, timesteps)  # x_t, (b, n, c, h, w)
+    v_pred = denoiser(noisy.to(weight_dtype), timesteps, text.to(weight_dtype), hint_latents.to(weight_dtype))
+    return objective(v_pred, latents, noise, noisy, timesteps, target_frames=gt * 2 - 1, vae=vae,
+                     generator=generator)
+
+
+def build_objective(args: argparse.Namespace, alphas_cumprod: torch.Tensor, vae_scale_factor: int) -> StarDiffusionLoss:
+    """``StarDiffusionLoss`` from the loss settings (the frequency term off when ``dfl_beta`` is 0)."""
+    frequency = None
+    crop = None
+    if args.dfl_beta > 0:
+        frequency = DynamicFrequencyLoss(alpha=args.dfl_alpha, beta=args.dfl_beta, t_max=len(alphas_cumprod) - 1,
+                                         cutoff=args.dfl_cutoff if args.dfl_cutoff is not None else 0.5 / args.scale,
+                                         distance=args.dfl_distance)
+        if args.dfl_crop_size is not None:
+            size = (args.dfl_crop_size,) * 2 if isinstance(args.dfl_crop_size, int) else tuple(args.dfl_crop_size)
+            if any(s % vae_scale_factor for s in size):
+                raise InputError(f"--dfl_crop_size {args.dfl_crop_size} must be a multiple of the VAE factor "
+                                 f"{vae_scale_factor}")
+            crop = (size[0] // vae_scale_factor, size[1] // vae_scale_factor)
+    return StarDiffusionLoss(alphas_cumprod, v_weight=args.v_loss_weight, frequency_loss=frequency,
+                             decode_frames=args.dfl_num_frames, decode_crop=crop)
+
+
+# =============================================================================== validation
+def run_validation(args: argparse.Namespace, accelerator: Accelerator, components: dict[str, Any],
+                   denoiser: StarDenoiser, sample: dict[str, Any], step: int) -> dict[str, float]:
+    """Upscale the validation clip with the current weights; log PSNR/SSIM and a frame strip."""
+    model = accelerator.unwrap_model(denoiser)
+    pipe = StarVSRPipeline(vae=components["vae"], text_encoder=components["text_encoder"],
+                           tokenizer=components["tokenizer"], unet=model.unet, controlnet=model.controlnet,
+                           scheduler=components["scheduler"])
+    pipe.set_progress_bar_config(disable=True)
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    model.eval()
+    with torch.random.fork_rng(devices=devices), accelerator.autocast():
+        frames = pipe(sample["lq"], prompt=sample["caption"] or args.validation_prompt, upscale=args.scale,
+                      num_inference_steps=args.validation_num_inference_steps,
+                      guidance_scale=args.validation_guidance_scale, noise_level=args.validation_noise_level,
+                      generator=torch.Generator().manual_seed(args.seed), output_type="pt").frames[0]
+    model.train()
+    gt, hint = sample["gt"], sample["hint"]  # (n, 3, H, W)
+    frames = frames[:, :, : gt.shape[-2], : gt.shape[-1]].float().cpu()
+    to_np = lambda clip: clip.permute(0, 2, 3, 1).numpy()  # noqa: E731  (n, H, W, 3)
+    scores = evaluate_clip(to_np(frames), to_np(gt), scale=args.scale, warp=False)
+    baseline = evaluate_clip(to_np(hint), to_np(gt), scale=args.scale, warp=False)
+    metrics = {f"val/{k}": v for k, v in scores.items()}
+    metrics["val/psnr_y_bilinear"] = baseline["psnr_y"]
+    # frame strip: rows = hint, output, ground truth; columns = frames
+    strip = torch.cat([torch.cat(list(clip), dim=2) for clip in (hint, frames, gt)], dim=1)  # (3, 3H, nW)
+    strip = (strip.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    folder = Path(args.output_dir) / VALIDATION_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(strip).save(folder / f"step-{step:06d}.png")
+    if args.report_to == "tensorboard":
+        writer = accelerator.get_tracker("tensorboard", unwrap=True)
+        writer.add_images("validation/hint_output_gt", strip[None], step, dataformats="NHWC")
+    accelerator.log(metrics, step=step)
+    return metrics
+
+
+# =============================================================================== saving
+def save_final_pipeline(args: argparse.Namespace, components: dict[str, Any], denoiser: StarDenoiser,
+                        lora_config: Any) -> None:
+    """Write the trained pipeline (float32, LoRA fused into the UNet) to ``output_dir``; the adapter to ``unet_lora/``."""
+    output_dir = Path(args.output_dir)
+    unet, controlnet = denoiser.unet, denoiser.controlnet
+    if lora_config is not None:
+        from peft import get_peft_model_state_dict
+
+        lora_dir = output_dir / LORA_FOLDER
+        lora_dir.mkdir(parents=True, exist_ok=True)
+        lora_config.save_pretrained(str(lora_dir))
+        state = {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
+        save_file(state, str(lora_dir / "adapter_model.safetensors"))
+        unet = merge_unet_lora(unet.float())
+    pipe = StarVSRPipeline(vae=components["vae"].float(), text_encoder=components["text_encoder"].float(),
+                           tokenizer=components["tokenizer"], unet=unet.float(), controlnet=controlnet.float(),
+                           scheduler=components["scheduler"])
+    pipe.save_pretrained(str(output_dir))
+
+
+def checkpoint_folders(output_dir: Path) -> list[Path]:
+    """``checkpoint-<step>`` folders of a run, oldest first."""
+    if not output_dir.is_dir():
+        return []
+    folders = [p for p in output_dir.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)]
+    return sorted(folders, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def register_checkpoint_hooks(accelerator: Accelerator) -> None:
+    """Save the ControlNet in diffusers format and the trainable UNet parameters in each checkpoint."""
+
+    def save_model_hook(models: list[nn.Module], weights: list[dict], output_dir: str) -> None:
+        for model in models:
+            model = accelerator.unwrap_model(model)
+            if accelerator.is_main_process:
+                model.controlnet.save_pretrained(str(Path(output_dir) / "controlnet"))
+                save_file(unet_trainable_state_dict(model.unet), str(Path(output_dir) / UNET_TRAINABLE_FILE))
+            if weights:
+                weights.pop()  # saved above; Accelerate must not save it again
+
+    def load_model_hook(models: list[nn.Module], input_dir: str) -> None:
+        while models:
+            model = accelerator.unwrap_model(models.pop())
+            saved = StarVSRControlNetModel.from_pretrained(str(Path(input_dir) / "controlnet"))
+            model.controlnet.load_state_dict(saved.state_dict())
+            state = load_file(str(Path(input_dir) / UNET_TRAINABLE_FILE))
+            result = model.unet.load_state_dict(state, strict=False)
+            if result.unexpected_keys:
+                raise InputError(f"{input_dir}: UNet parameters {result.unexpected_keys[:3]} do not exist in this "
+                                 "model; resume with the same lora_rank / train_unet_liem settings")
+            trained = {n for n, p in model.unet.named_parameters() if p.requires_grad}
+            if trained - set(state):
+                raise InputError(f"{input_dir} lacks trained UNet parameters {sorted(trained - set(state))[:3]}; "
+                                 "resume with the same lora_rank / train_unet_liem settings")
+
+    accelerator.register_save_state_pre_hook(save_model_hook)
+    accelerator.register_load_state_pre_hook(load_model_hook)
+
+
+def resolve_resume(args: argparse.Namespace) -> Optional[Path]:
+    """The checkpoint folder to resume from (None: start fresh)."""
+    if args.resume_from_checkpoint is None:
+        return None
+    if args.resume_from_checkpoint == "latest":
+        folders = checkpoint_folders(Path(args.output_dir))
+        return folders[-1] if folders else None
+    path = Path(args.resume_from_checkpoint)
+    if not path.is_dir() or not path.name.startswith(CHECKPOINT_PREFIX):
+        raise InputError(f"--resume_from_checkpoint {path} is not a {CHECKPOINT_PREFIX}<step> folder; "
+                         "give one, or 'latest'")
+    return path
+
+
+# =============================================================================== main
+def main(args: argparse.Namespace) -> None:
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)))
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    logger.info(accelerator.state, main_process_only=False)
+    set_seed(args.seed)  # global RNGs: LoRA initialisation, dropout
+    if args.allow_tf32 and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(vars(args), sort_keys=False), encoding="utf-8")
+
+    # 1. Models: frozen VAE / text encoder / UNet in the mixed-precision dtype; trainable parts in float32
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    components = load_components(args)
+    denoiser, lora_config = prepare_models(args, components, accelerator.device, weight_dtype)
+    vae, text_encoder, tokenizer = components["vae"], components["text_encoder"], components["tokenizer"]
+    vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    objective = build_objective(args, components["scheduler"].alphas_cumprod, vae_scale_factor).to(accelerator.device)
+    register_checkpoint_hooks(accelerator)
+
+    # 2. Data: order fixed by (seed, epoch), samples by (seed, epoch, index)
+    dataset = build_dataset(args)
+    if len(dataset) < args.train_batch_size:
+        raise InputError(f"the dataset has {len(dataset)} items, fewer than --train_batch_size {args.train_batch_size}")
+    sampler = EpochShuffleSampler(len(dataset), seed=args.seed)
+    dataloader = DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, drop_last=True,
+                            num_workers=args.dataloader_num_workers,
+                            generator=torch.Generator().manual_seed(args.seed))
+    val_sample = validation_sample(args, dataset) if args.validation_steps and accelerator.is_main_process else None
+
+    # 3. Optimizer and schedule
+    params = [p for p in denoiser.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                                  weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
+    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer,
+                                 num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+                                 num_training_steps=args.max_train_steps * accelerator.num_processes)
+    denoiser, optimizer, dataloader, lr_scheduler = accelerator.prepare(denoiser, optimizer, dataloader, lr_scheduler)
+    updates_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
+    num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
+    if accelerator.is_main_process:
+        accelerator.init_trackers(args.tracker_project_name, config=flat_config(args))
+
+    # 4. Resume
+    global_step = 0
+    resume_path = resolve_resume(args)
+    if resume_path is not None:
+        accelerator.print(f"Resuming from {resume_path}")
+        accelerator.load_state(str(resume_path))
+        global_step = int(resume_path.name[len(CHECKPOINT_PREFIX):])
+    elif args.resume_from_checkpoint is not None:
+        accelerator.print(f"No checkpoint in {output_dir}; starting a new run")
+    first_epoch = global_step // updates_per_epoch
+    batches_done = (global_step - first_epoch * updates_per_epoch) * args.gradient_accumulation_steps
+
+    log_file = output_dir / TRAIN_LOG_FILE
+    if accelerator.is_main_process:
+        truncate_log(log_file, global_step)
+
+    logger.info(f"{len(dataset)} clips, {num_epochs} epochs, {args.max_train_steps} steps, "
+                f"{sum(p.numel() for p in params):,} trainable parameters")
+    progress = tqdm(total=args.max_train_steps, initial=global_step, desc="Steps",
+                    disable=not accelerator.is_local_main_process)
+    running: dict[str, list[float]] = {}
+
+    # 5. Training loop
+    for epoch in range(first_epoch, num_epochs):
+        dataset.set_epoch(epoch)
+        dataloader.set_epoch(epoch)
+        skip = batches_done if epoch == first_epoch else 0
+        loader = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
+        loader.set_epoch(epoch)
+        for batch_index, batch in enumerate(loader, start=skip):
+            generator = make_generator(args.seed, accelerator.process_index, epoch, batch_index)
+            with accelerator.accumulate(denoiser):
+                out = training_losses(denoiser, vae, text_encoder, tokenizer, objective, batch, generator,
+                                      weight_dtype, args.vae_batch_size, args.vae_latents == "sample")
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            values = {"loss": out.loss, "loss_v": out.loss_v, "loss_dfl": out.loss_dfl, "loss_low": out.loss_low,
+                      "loss_high": out.loss_high,
+                      "num_skipped": batch["num_skipped"].sum().float().to(out.loss.device)}
+            for key, value in values.items():
+                reduction = "sum" if key == "num_skipped" else "mean"
+                running.setdefault(key, []).append(accelerator.reduce(value.detach().float(), reduction).item())
+            if not accelerator.sync_gradients:
+                continue
+
+            # one optimizer step done
+            global_step += 1
+            progress.update(1)
+            logs = {k: float(np.sum(v)) if k == "num_skipped" else float(np.mean(v)) for k, v in running.items()}
+            logs["lr"] = lr_scheduler.get_last_lr()[0]
+            running = {}
+            progress.set_postfix(loss=f"{logs['loss']:.4f}")
+            accelerator.log(logs, step=global_step)
+            if accelerator.is_main_process:
+                with log_file.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps({"step": global_step, **logs}) + "\n")
+            if global_step % args.checkpointing_steps == 0:
+                save_checkpoint(args, accelerator, global_step)
+            if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
+                metrics = run_validation(args, accelerator, components, denoiser, val_sample, global_step)
+                logger.info(f"step {global_step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+            if global_step >= args.max_train_steps:
+                break
+        if global_step >= args.max_train_steps:
+            break
+    progress.close()
+
+    # 6. Final weights: a complete pipeline folder
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_final_pipeline(args, components, accelerator.unwrap_model(denoiser), lora_config)
+        logger.info(f"Saved the trained pipeline to {output_dir}; load it with StarVSRPipeline.from_pretrained")
+    accelerator.end_training()
+
+
+def truncate_log(log_file: Path, global_step: int) -> None:
+    """Keep only the log lines of steps up to ``global_step`` (a resumed run re-logs the steps after it)."""
+    if not log_file.is_file():
+        return
+    lines = log_file.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= global_step]
+    log_file.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def save_checkpoint(args: argparse.Namespace, accelerator: Accelerator, global_step: int) -> None:
+    """Accelerate checkpoint ``checkpoint-<step>`` (all processes take part; older ones pruned first)."""
+    output_dir = Path(args.output_dir)
+    if accelerator.is_main_process and args.checkpoints_total_limit is not None:
+        folders = checkpoint_folders(output_dir)
+        for folder in folders[: max(0, len(folders) - args.checkpoints_total_limit + 1)]:
+            shutil.rmtree(folder)
+    accelerator.wait_for_everyone()
+    path = output_dir / f"{CHECKPOINT_PREFIX}{global_step}"
+    accelerator.save_state(str(path))
+    logger.info(f"Saved checkpoint {path}")
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except InputError as error:
+        sys.exit(f"error: {error}")
