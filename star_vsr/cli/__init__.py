@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import StarVSRError
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("upscale", "degrade", "evaluate", "info", "benchmark", "convert", "export")
+COMMAND_MODULES = ("upscale", "degrade", "evaluate", "info", "convert", "benchmark", "export", "distill", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,138 @@
+"""Quality of students against bicubic on the project's evaluation set: PSNR-Y, SSIM-Y, E*warp.
+
+The evaluation set (``star_vsr.evalset``) films photographs bundled with scikit-image that no
+training run uses, with smooth random camera moves, degraded by the project's real-world chain
+(``medium`` preset) at x4. Each model upscales every clip; the table gives the means over the
+clips (PSNR/SSIM on Y with a 4-pixel border crop; E*warp x 1e-3 with flow from the ground
+truth), the PSNR-Y gain over bicubic and the E*warp ratio to bicubic, and checks the project's
+target for the default student (gain >= 0.7 dB, E*warp <= 1.3 x bicubic).
+
+    python benchmarks/student_quality.py                    # the shipped student
+    python benchmarks/student_quality.py --model A --model B --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from star_vsr.evalset import (
+    EVAL_DEGRADATION,
+    EVAL_NUM_CLIPS,
+    EVAL_NUM_FRAMES,
+    EVAL_PHOTO_NAMES,
+    EVAL_SCALE,
+    EVAL_SIZE,
+    evaluation_clips,
+)
+from star_vsr.metrics import evaluate_clip
+
+TARGET_PSNR_GAIN_DB = 0.7
+"""The default student must beat bicubic's PSNR-Y by at least this much (GitHub issue 5)."""
+
+TARGET_EWARP_RATIO = 1.3
+"""... and keep its warping error within this factor of bicubic's."""
+
+KEYS = ("psnr_y", "ssim_y", "ewarp")
+
+
+def to_uint8(clip: torch.Tensor) -> np.ndarray:
+    """(n, 3, h, w) float in [0, 1] -> (n, h, w, 3) uint8."""
+    return (clip.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def bicubic(lq: torch.Tensor, scale: int) -> torch.Tensor:
+    return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def model_upscaler(folder: str, device: str) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """``f(lq (n, 3, h, w), scale) -> (n, 3, H, W)`` running the pipeline saved in ``folder``."""
+    from star_vsr.upscale import load_upscaler
+
+    pipe = load_upscaler(folder, device=device)
+    pipe.set_progress_bar_config(disable=True)
+    return lambda lq, scale: pipe(lq, upscale=scale, output_type="pt").frames[0]
+
+
+def score(upscale: Callable[[torch.Tensor, int], torch.Tensor], clips: list[dict[str, Any]],
+          scale: int) -> dict[str, Any]:
+    """Per-clip and mean metrics of one method, and its frames per second."""
+    per_clip, seconds, frames = {}, 0.0, 0
+    for clip in clips:
+        started = time.perf_counter()
+        with torch.no_grad():
+            sr = upscale(clip["lq"], scale)
+        seconds += time.perf_counter() - started
+        frames += len(clip["lq"])
+        per_clip[clip["name"]] = evaluate_clip(to_uint8(sr), to_uint8(clip["gt"]), scale=scale)
+    mean = {key: float(np.mean([row[key] for row in per_clip.values()])) for key in KEYS}
+    return {"mean": mean, "per_clip": per_clip, "frames_per_s": frames / seconds}
+
+
+def format_table(results: dict[str, dict[str, Any]]) -> str:
+    base = results["bicubic"]["mean"]
+    width = max(len(name) for name in results)
+    lines = [f"{'method':<{width}}  {'PSNR-Y':>7}  {'SSIM-Y':>7}  {'E*warp':>7}  {'dPSNR-Y':>7}  {'Ewarp/bic':>9}  "
+             f"{'fps':>7}"]
+    for name, result in results.items():
+        m = result["mean"]
+        lines.append(f"{name:<{width}}  {m['psnr_y']:7.3f}  {m['ssim_y']:7.4f}  {m['ewarp']:7.3f}  "
+                     f"{m['psnr_y'] - base['psnr_y']:+7.3f}  {m['ewarp'] / base['ewarp']:9.3f}  "
+                     f"{result['frames_per_s']:7.1f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", default=None,
+                        help="student (or StarVSR) pipeline folder; repeat to compare (default: the shipped student)")
+    parser.add_argument("--clips", type=int, default=EVAL_NUM_CLIPS)
+    parser.add_argument("--frames", type=int, default=EVAL_NUM_FRAMES)
+    parser.add_argument("--size", type=int, default=EVAL_SIZE, help="HR side of the clips")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--per-clip", action="store_true", help="also print every clip's scores")
+    parser.add_argument("--json", help="write all scores to this file")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.model is None:
+        from star_vsr.student import default_student_folder
+
+        args.model = [str(default_student_folder())]
+
+    clips = evaluation_clips(num_clips=args.clips, num_frames=args.frames, size=args.size)
+    results = {"bicubic": score(bicubic, clips, EVAL_SCALE)}
+    for folder in args.model:
+        results[Path(folder).name or folder] = score(model_upscaler(folder, args.device), clips, EVAL_SCALE)
+
+    print(f"evaluation set: {args.clips} clips x {args.frames} frames, {args.size}x{args.size} HR from photos "
+          f"{', '.join(EVAL_PHOTO_NAMES)}, degradation {EVAL_DEGRADATION} x{EVAL_SCALE}; device {args.device}, "
+          f"{torch.get_num_threads()} threads")
+    print(format_table(results))
+    if args.per_clip:
+        for name, result in results.items():
+            print(f"\n{name}")
+            for clip, row in result["per_clip"].items():
+                print(f"  {clip:<10} " + "  ".join(f"{k}={row[k]:.4f}" for k in KEYS))
+    base = results["bicubic"]["mean"]
+    for name, result in list(results.items())[1:]:
+        gain, ratio = result["mean"]["psnr_y"] - base["psnr_y"], result["mean"]["ewarp"] / base["ewarp"]
+        verdict = "meets" if gain >= TARGET_PSNR_GAIN_DB and ratio <= TARGET_EWARP_RATIO else "misses"
+        print(f"{name}: {verdict} the target (PSNR-Y gain {gain:+.3f} dB >= {TARGET_PSNR_GAIN_DB}, "
+              f"E*warp ratio {ratio:.3f} <= {TARGET_EWARP_RATIO})")
+    if args.json:
+        settings = {"clips": args.clips, "frames": args.frames, "size": args.size, "scale": EVAL_SCALE,
+                    "degradation": EVAL_DEGRADATION, "photos": list(EVAL_PHOTO_NAMES), "device": args.device}
+        Path(args.json).write_text(json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""``star-vsr distill cache-teacher``: run a teacher once over training clips and store its outputs.
+
+A slow teacher (a StarVSR diffusion folder, or a large student folder) runs over LR clips, and
+its HR outputs (and, with ``--features``, its feature taps) go into safetensors shards with a
+manifest. Training (``training/distill_student.py --train_cache CACHE``) then reads the cache
+every epoch instead of running the teacher again. An interrupted run resumes: rerun the same
+command and finished shards are skipped.
+
+Clips come from ``--data DIR`` (LR videos or frame folders, cut into ``--num-frames`` windows,
+with optional ground truth of the same names in ``--gt DIR``) or, with ``--motion-clips N``, are
+made from the training photographs (scikit-image's bundled photos without the evaluation ones)
+with camera motion and the project's degradation chain, ground truth included.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    distill = subparsers.add_parser("distill", help="distillation tools (teacher cache)", description=__doc__,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = distill.add_subparsers(dest="distill_command", metavar="DISTILL_COMMAND")
+    cache = commands.add_parser("cache-teacher", help="run a teacher over clips and store its outputs (resumable)",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cache.add_argument("--teacher", required=True,
+                       help="teacher folder: a StarVSR diffusion pipeline or a student pipeline")
+    data = cache.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="folder of LR clips (videos or frame folders)")
+    data.add_argument("--motion-clips", type=int, metavar="N",
+                      help="make N motion clips from the training photographs instead")
+    cache.add_argument("-o", "--output", required=True, help="cache folder (created; resumed if it exists)")
+    cache.add_argument("--gt", help="folder of ground-truth HR clips with the same names as in --data")
+    cache.add_argument("--num-frames", type=int, default=8, help="frames per clip (default 8)")
+    cache.add_argument("--upscale", type=int, default=4, help="scale factor (default 4)")
+    cache.add_argument("--features", nargs="+", default=(), metavar="NAME",
+                       help="teacher feature taps to store (student teachers), e.g. hr_features")
+    motion = cache.add_argument_group("motion clips (--motion-clips)")
+    motion.add_argument("--crop-size", type=int, default=64, help="HR crop side (default 64)")
+    motion.add_argument("--degradation", default="medium", help="degradation preset (default medium)")
+    motion.add_argument("--seed", type=int, default=0, help="data seed, also the diffusion teacher's seed")
+    diffusion = cache.add_argument_group("diffusion teacher (StarVSR pipelines)")
+    diffusion.add_argument("--steps", type=int, default=15, help="denoising steps (default 15)")
+    diffusion.add_argument("--guidance-scale", type=float, default=7.5)
+    store = cache.add_argument_group("storage")
+    store.add_argument("--clips-per-shard", type=int, default=4, help="clips per safetensors shard (default 4)")
+    store.add_argument("--storage-dtype", default="float16", choices=("float16", "float32", "bfloat16"))
+    store.add_argument("--overwrite", action="store_true", help="replace a cache built with other settings")
+    cache.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
+    cache.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="teacher precision")
+    cache.set_defaults(func=run_cache_teacher)
+    distill.set_defaults(func=lambda args: _missing_command(distill))
+
+
+def _missing_command(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 1
+
+
+def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The clips named by the command line and their description for the manifest."""
+    from ..errors import InputError
+
+    if args.num_frames < 1:
+        raise InputError(f"--num-frames must be >= 1, got {args.num_frames}")
+    if args.data is not None:
+        from ..distill.sources import VideoFolderClips
+
+        clips = VideoFolderClips(args.data, num_frames=args.num_frames, gt_folder=args.gt, scale=args.upscale)
+        return clips, clips.describe()
+    if args.gt is not None:
+        raise InputError("--gt goes with --data; motion clips carry their own ground truth")
+    if args.motion_clips < 1:
+        raise InputError(f"--motion-clips must be >= 1, got {args.motion_clips}")
+    from ..evalset import training_motion_clips
+
+    clips = training_motion_clips(num_clips=args.motion_clips, num_frames=args.num_frames, crop_size=args.crop_size,
+                                  scale=args.upscale, degradation=args.degradation, seed=args.seed)
+    description = {"kind": "motion_clips", "photos": "star_vsr.evalset.training_photos", "clips": args.motion_clips,
+                   "num_frames": args.num_frames, "crop_size": args.crop_size, "scale": args.upscale,
+                   "degradation": args.degradation, "seed": args.seed}
+    return clips, description
+
+
+def run_cache_teacher(args: argparse.Namespace) -> int:
+    from ..distill.cache import build_teacher_cache
+    from ..distill.teacher import load_teacher
+
+    clips, description = clip_source(args)
+    teacher = load_teacher(args.teacher, scale=args.upscale, features=args.features, device=args.device,
+                           dtype=args.dtype, num_inference_steps=args.steps, seed=args.seed,
+                           guidance_scale=args.guidance_scale)
+    cache = build_teacher_cache(teacher, clips, args.output, clips_per_shard=args.clips_per_shard,
+                                dtype=args.storage_dtype, source=description, overwrite=args.overwrite,
+                                progress=True)
+    manifest = cache.manifest
+    features = ", ".join(f"{k} ({v} ch)" for k, v in manifest.feature_channels.items()) or "none"
+    print(f"wrote {args.output}: {manifest.num_clips} clips in {manifest.num_shards} shards "
+          f"({manifest.wall_time_s:.1f} s of teacher time), features: {features}")
+    return 0

@@ -1,0 +1,295 @@
+"""A teacher cache: a slow teacher's outputs on a fixed set of clips, stored once in safetensors shards.
+
+Layout of a cache folder::
+
+    manifest.json              settings, teacher and data description, completion state
+    shard-00000.safetensors    clips 0 .. k-1
+    shard-00001.safetensors    clips k .. 2k-1
+    ...
+
+Each shard holds, for every clip ``i`` it covers, the tensors ``"{i}/lq"`` (n, 3, h, w),
+``"{i}/teacher"`` (n, 3, H, W) (absent when built without a teacher), ``"{i}/gt"`` (n, 3, H, W)
+(when the clips have ground truth) and ``"{i}/features/{name}"`` (n, c, h_f, w_f), plus the
+clips' captions in its metadata. Shards are written to a temporary name and renamed, so a shard
+file either is complete or does not exist: an interrupted build resumes by skipping the shards
+already on disk, and never calls the teacher again for their clips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from ..errors import InputError
+from .teacher import Teacher
+
+CACHE_FORMAT_VERSION = 1
+"""Version of the layout above; bumped when it changes incompatibly."""
+
+MANIFEST_NAME = "manifest.json"
+SHARD_NAME = "shard-{:05d}.safetensors"
+DEFAULT_CLIPS_PER_SHARD = 4
+"""Clips per shard: small enough that an interruption loses little work, large enough to keep files few."""
+
+STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
+"""Precisions a cache can store its tensors in (float16 halves the size; 8-bit frames survive it exactly
+to within a tenth of a level)."""
+
+
+@dataclass
+class CacheManifest:
+    """The contents of ``manifest.json``.
+
+    Attributes:
+        num_clips: clips in the cache.
+        clips_per_shard: clips per shard (the last shard may hold fewer).
+        dtype: storage precision, a key of :data:`STORAGE_DTYPES`.
+        teacher: the teacher's description (None: no teacher, the cache holds only data).
+        source: description of the clips (data folder or data set settings).
+        has_gt: whether clips store ground truth.
+        feature_channels: width of each stored teacher feature tap (known once a shard exists).
+        complete: whether every shard is written.
+        wall_time_s: seconds spent building (summed over resumed runs).
+        version: :data:`CACHE_FORMAT_VERSION`.
+    """
+
+    num_clips: int
+    clips_per_shard: int
+    dtype: str
+    teacher: Optional[dict[str, Any]]
+    source: dict[str, Any]
+    has_gt: bool = False
+    feature_channels: dict[str, int] = field(default_factory=dict)
+    complete: bool = False
+    wall_time_s: float = 0.0
+    version: int = CACHE_FORMAT_VERSION
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.num_clips // self.clips_per_shard)
+
+    def shard_clips(self, shard: int) -> range:
+        """Indices of the clips stored in shard number ``shard``."""
+        return range(shard * self.clips_per_shard, min((shard + 1) * self.clips_per_shard, self.num_clips))
+
+    def settings(self) -> dict[str, Any]:
+        """The fields that must agree for a rerun to resume this cache."""
+        return {"num_clips": self.num_clips, "clips_per_shard": self.clips_per_shard, "dtype": self.dtype,
+                "teacher": self.teacher, "source": self.source, "version": self.version}
+
+    def save(self, folder: Path) -> None:
+        _atomic_write_text(folder / MANIFEST_NAME, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, folder: Union[str, Path]) -> "CacheManifest":
+        path = Path(folder) / MANIFEST_NAME
+        if not path.is_file():
+            raise InputError(f"{folder} is not a teacher cache (no {MANIFEST_NAME}); build one with "
+                             "`star-vsr distill cache-teacher`")
+        data = json.loads(path.read_text())
+        if data.get("version") != CACHE_FORMAT_VERSION:
+            raise InputError(f"{path} has cache format version {data.get('version')}; this star-vsr reads version "
+                             f"{CACHE_FORMAT_VERSION}. Rebuild the cache.")
+        return cls(**data)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` after a JSON round trip (tuples become lists), so that manifests compare equal."""
+    return json.loads(json.dumps(value))
+
+
+def build_teacher_cache(
+    teacher: Optional[Teacher],
+    clips: Sequence[Mapping[str, Any]],
+    output_dir: Union[str, Path],
+    *,
+    clips_per_shard: int = DEFAULT_CLIPS_PER_SHARD,
+    dtype: str = "float16",
+    source: Optional[Mapping[str, Any]] = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> "TeacherCache":
+    """Run ``teacher`` over ``clips`` and store inputs, outputs and features in shards (resumable).
+
+    Args:
+        teacher: the teacher (see :func:`~star_vsr.distill.teacher.load_teacher`); None stores the
+            clips alone (LR and ground truth), e.g. for training on ground truth only.
+        clips: a sequence (e.g. a ``torch.utils.data.Dataset``) whose items are dicts with ``"lq"``
+            (n, 3, h, w) float in [0, 1] and optionally ``"gt"`` (n, 3, H, W) and ``"caption"``.
+            Item ``i`` must be the same clip on every run (seeded data sets are).
+        output_dir: cache folder (created).
+        clips_per_shard: clips per shard file.
+        dtype: storage precision, one of :data:`STORAGE_DTYPES`.
+        source: JSON-serialisable description of ``clips`` for the manifest; a rerun resumes only
+            when the description, the teacher's and the other settings are unchanged.
+        overwrite: delete an existing cache in ``output_dir`` with other settings instead of failing.
+        progress: show a progress bar (clips done, clips per second).
+
+    Returns:
+        The finished cache, opened for reading.
+
+    Raises:
+        InputError: bad settings, a clip without ``"lq"``, clips that disagree on having ground
+            truth, or an existing cache with other settings (without ``overwrite``).
+    """
+    if dtype not in STORAGE_DTYPES:
+        raise InputError(f"dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
+    if clips_per_shard < 1:
+        raise InputError(f"clips_per_shard must be >= 1, got {clips_per_shard}")
+    if len(clips) < 1:
+        raise InputError("there are no clips to cache")
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    first = clips[0]
+    if "lq" not in first:
+        raise InputError(f"cache clips must be dicts with an 'lq' tensor; got keys {sorted(first)}")
+    manifest = CacheManifest(num_clips=len(clips), clips_per_shard=clips_per_shard, dtype=dtype,
+                             teacher=_as_json(teacher.describe()) if teacher is not None else None,
+                             source=_as_json(dict(source or {})), has_gt="gt" in first)
+    manifest = _resume_or_start(folder, manifest, overwrite)
+    storage = STORAGE_DTYPES[dtype]
+    done = sum(len(manifest.shard_clips(s)) for s in range(manifest.num_shards) if _shard_path(folder, s).is_file())
+    bar = tqdm(total=manifest.num_clips, initial=done, unit="clip", desc="teacher cache", disable=not progress)
+    for shard in range(manifest.num_shards):
+        path = _shard_path(folder, shard)
+        if path.is_file():
+            continue
+        started = time.perf_counter()
+        tensors: dict[str, torch.Tensor] = {}
+        captions: dict[str, str] = {}
+        for index in manifest.shard_clips(shard):
+            clip = clips[index]
+            tensors.update(_clip_tensors(clip, index, teacher, manifest, storage))
+            if clip.get("caption"):
+                captions[str(index)] = str(clip["caption"])
+            bar.update(1)
+        temp = path.with_name(f".{path.name}.tmp")
+        save_file(tensors, str(temp), metadata={"captions": json.dumps(captions)})
+        os.replace(temp, path)
+        manifest.wall_time_s += time.perf_counter() - started
+        manifest.save(folder)
+    bar.close()
+    manifest.complete = True
+    manifest.save(folder)
+    return TeacherCache(folder)
+
+
+def _shard_path(folder: Path, shard: int) -> Path:
+    return folder / SHARD_NAME.format(shard)
+
+
+def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> CacheManifest:
+    """Reuse a matching cache in ``folder`` (keeping its progress), or start it afresh."""
+    if (folder / MANIFEST_NAME).is_file():
+        existing = CacheManifest.load(folder)
+        if existing.settings() == manifest.settings():
+            return existing
+        if not overwrite:
+            changed = [k for k, v in manifest.settings().items() if existing.settings()[k] != v]
+            raise InputError(f"{folder} already holds a teacher cache built with other settings ({', '.join(changed)} "
+                             "differ); choose another folder, or overwrite it")
+        for path in folder.glob("shard-*.safetensors"):
+            path.unlink()
+        (folder / MANIFEST_NAME).unlink()
+    elif any(folder.glob("shard-*.safetensors")):
+        if not overwrite:
+            raise InputError(f"{folder} holds shard files but no {MANIFEST_NAME}; choose another folder, or "
+                             "overwrite it")
+        for path in folder.glob("shard-*.safetensors"):
+            path.unlink()
+    manifest.save(folder)
+    return manifest
+
+
+def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher], manifest: CacheManifest,
+                  storage: torch.dtype) -> dict[str, torch.Tensor]:
+    """The tensors stored for one clip, keyed ``"{index}/..."``, in the storage precision."""
+    lq = clip["lq"]
+    if not isinstance(lq, torch.Tensor) or lq.ndim != 4 or lq.shape[1] != 3:
+        raise InputError(f"clip {index}: 'lq' must be a (n, 3, h, w) tensor, got "
+                         f"{tuple(lq.shape) if isinstance(lq, torch.Tensor) else type(lq).__name__}")
+    if ("gt" in clip) != manifest.has_gt:
+        raise InputError(f"clip {index}: either every clip has ground truth ('gt') or none has")
+    tensors = {f"{index}/lq": lq.float()}
+    if manifest.has_gt:
+        tensors[f"{index}/gt"] = clip["gt"].float()
+    if teacher is not None:
+        output = teacher(lq.float(), index=index, caption=clip.get("caption"))
+        tensors[f"{index}/teacher"] = output.sr
+        channels = {name: int(value.shape[1]) for name, value in output.features.items()}
+        if manifest.feature_channels and channels != manifest.feature_channels:
+            raise InputError(f"clip {index}: the teacher returned features {channels}, earlier clips "
+                             f"{manifest.feature_channels}")
+        manifest.feature_channels = channels
+        tensors.update({f"{index}/features/{name}": value for name, value in output.features.items()})
+    return {key: value.to(storage).contiguous() for key, value in tensors.items()}
+
+
+class TeacherCache(Dataset):
+    """A finished teacher cache as a data set of clips (float32 CPU tensors).
+
+    Items are dicts with ``"lq"`` (n, 3, h, w), ``"teacher"`` (n, 3, H, W) when the cache has a
+    teacher, ``"gt"`` (n, 3, H, W) when it has ground truth, ``"teacher_features"``
+    (``{name: (n, c, h_f, w_f)}``, possibly empty), ``"caption"`` (str, possibly empty) and
+    ``"index"`` (int).
+
+    Parameters:
+        folder: the cache folder.
+        allow_incomplete: open a cache whose build was interrupted (only its finished shards).
+    """
+
+    def __init__(self, folder: Union[str, Path], allow_incomplete: bool = False) -> None:
+        self.folder = Path(folder)
+        self.manifest = CacheManifest.load(self.folder)
+        if not self.manifest.complete and not allow_incomplete:
+            raise InputError(f"the teacher cache in {self.folder} is incomplete; rerun the same "
+                             "`star-vsr distill cache-teacher` command to finish it")
+        self._indices = [i for s in range(self.manifest.num_shards) if _shard_path(self.folder, s).is_file()
+                         for i in self.manifest.shard_clips(s)]
+
+    @property
+    def has_teacher(self) -> bool:
+        return self.manifest.teacher is not None
+
+    @property
+    def feature_channels(self) -> dict[str, int]:
+        return dict(self.manifest.feature_channels)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        if not -len(self) <= item < len(self):
+            raise IndexError(f"clip {item} is out of range for a cache of {len(self)} clips")
+        index = self._indices[item]
+        path = _shard_path(self.folder, index // self.manifest.clips_per_shard)
+        with safe_open(str(path), framework="pt") as shard:
+            captions = json.loads((shard.metadata() or {}).get("captions", "{}"))
+            prefix = f"{index}/"
+            keys = [k for k in shard.keys() if k.startswith(prefix)]
+            tensors = {k[len(prefix):]: shard.get_tensor(k).float() for k in keys}
+        item_dict: dict[str, Any] = {
+            "lq": tensors["lq"], "index": index, "caption": captions.get(str(index), ""),
+            "teacher_features": {k[len("features/"):]: v for k, v in tensors.items() if k.startswith("features/")},
+        }
+        for key in ("teacher", "gt"):
+            if key in tensors:
+                item_dict[key] = tensors[key]
+        return item_dict
+

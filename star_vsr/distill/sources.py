@@ -1,0 +1,88 @@
+"""Clips to run a teacher over: a folder of LR videos (optionally with ground truth) as a sequence of clips.
+
+Items are dicts ``{"lq": (n, 3, h, w), "gt": (n, 3, H, W) (with a ground-truth folder),
+"caption": "", "name": "video.mp4:start"}`` of float tensors in [0, 1], the input format of
+:func:`star_vsr.distill.cache.build_teacher_cache`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from ..errors import InputError
+from ..io import probe_video, read_frames
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+"""File suffixes read as videos; sub-folders are read as frame folders."""
+
+
+def _as_tensor(frames: Any) -> torch.Tensor:
+    """(n, h, w, 3) uint8 -> (n, 3, h, w) float32 in [0, 1]."""
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+
+
+class VideoFolderClips:
+    """The videos and frame folders of ``folder`` cut into consecutive windows of ``num_frames`` frames.
+
+    A video shorter than ``num_frames`` gives one clip of its own length; the frames after the
+    last whole window of a longer video are left out.
+
+    Parameters:
+        folder: folder of LR videos (files with :data:`VIDEO_SUFFIXES`) and/or frame folders.
+        num_frames: frames per clip; None for whole videos.
+        gt_folder: folder holding, under the same names, the HR ground truth of every video
+            (same frame count, ``scale`` times the size).
+        scale: HR / LR size ratio checked against the ground truth.
+    """
+
+    def __init__(self, folder: Union[str, Path], num_frames: Optional[int] = None,
+                 gt_folder: Union[str, Path, None] = None, scale: int = 4) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise InputError(f"{self.folder} is not a folder of videos")
+        if num_frames is not None and num_frames < 1:
+            raise InputError(f"num_frames must be >= 1, got {num_frames}")
+        self.num_frames, self.scale = num_frames, scale
+        self.gt_folder = Path(gt_folder) if gt_folder is not None else None
+        videos = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES or p.is_dir())
+        if not videos:
+            raise InputError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) or frame folders in {self.folder}")
+        self.windows: list[tuple[Path, int, int]] = []  # (video, start, stop)
+        for video in videos:
+            info = probe_video(video)
+            self._check_gt(video, info)
+            length = info.num_frames if num_frames is None else min(num_frames, info.num_frames)
+            for start in range(0, info.num_frames - length + 1, length):
+                self.windows.append((video, start, start + length))
+
+    def _check_gt(self, video: Path, info: Any) -> None:
+        if self.gt_folder is None:
+            return
+        gt = self.gt_folder / video.name
+        if not gt.exists():
+            raise InputError(f"{video.name} has no ground truth: {gt} does not exist")
+        gt_info = probe_video(gt)
+        expected = (info.num_frames, info.height * self.scale, info.width * self.scale)
+        if (gt_info.num_frames, gt_info.height, gt_info.width) != expected:
+            raise InputError(f"ground truth {gt} has {gt_info.num_frames} frames of {gt_info.width}x{gt_info.height}; "
+                             f"expected {expected[0]} frames of {expected[2]}x{expected[1]} (x{self.scale} of {video})")
+
+    def describe(self) -> dict[str, Any]:
+        """JSON description for a cache manifest."""
+        return {"kind": "video_folder", "folder": str(self.folder.resolve()), "num_frames": self.num_frames,
+                "gt_folder": str(self.gt_folder.resolve()) if self.gt_folder else None, "clips": len(self.windows)}
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        video, start, stop = self.windows[index]
+        indices = list(range(start, stop))
+        item: dict[str, Any] = {"lq": _as_tensor(read_frames(video, indices)), "caption": "",
+                                "name": f"{video.name}:{start}"}
+        if self.gt_folder is not None:
+            item["gt"] = _as_tensor(read_frames(self.gt_folder / video.name, indices))
+        return item

@@ -1,0 +1,228 @@
+"""Teachers for distillation: one interface over a diffusion pipeline, a student, or any callable.
+
+A :class:`Teacher` maps one LR clip (n, 3, h, w) float in [0, 1] to a :class:`TeacherOutput`:
+the HR clip (n, 3, H, W) in [0, 1] and, when the teacher exposes them, named per-frame features
+(n, c, h_f, w_f) for the space / time / feature distillation terms. Outputs are float32 on the
+CPU, ready for the teacher cache.
+
+:func:`load_teacher` accepts
+
+- a folder saved by ``StarVSRPipeline.save_pretrained`` (the STAR diffusion teacher; no features),
+- a folder saved by ``StarStudentPipeline.save_pretrained`` (e.g. a large student distilled into a
+  smaller one; its feature taps are available),
+- a loaded pipeline or ``StarStudentModel``,
+- any callable ``f(lq (n, 3, h, w)) -> sr (n, 3, H, W)`` or ``-> (sr, {name: (n, c, h_f, w_f)})``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import torch
+
+from ..errors import InputError
+
+DEFAULT_TEACHER_STEPS = 15
+"""Denoising steps of a diffusion teacher (STAR's default)."""
+
+
+@dataclass
+class TeacherOutput:
+    """What a teacher produced for one clip.
+
+    Attributes:
+        sr: (n, 3, H, W) float32 HR clip in [0, 1], on the CPU.
+        features: feature taps by name, each (n, c, h_f, w_f) float32 on the CPU (may be empty).
+    """
+
+    sr: torch.Tensor
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Teacher(ABC):
+    """A video SR model that the student learns from.
+
+    Attributes:
+        scale: integer HR / LR size ratio of the outputs.
+        feature_names: feature taps this teacher returns (empty when it returns none).
+    """
+
+    scale: int
+    feature_names: tuple[str, ...] = ()
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable description (kind, source, settings), recorded in the cache manifest."""
+
+    @abstractmethod
+    def __call__(self, lq: torch.Tensor, *, index: int = 0, caption: Optional[str] = None) -> TeacherOutput:
+        """Upscale one clip.
+
+        Args:
+            lq: (n, 3, h, w) float LR clip in [0, 1].
+            index: the clip's index in its data set; stochastic teachers seed with it so that
+                every clip's output is reproducible whatever order the clips run in.
+            caption: text describing the clip, for teachers that take a prompt.
+        """
+
+    def _finish(self, lq: torch.Tensor, sr: torch.Tensor, features: Mapping[str, torch.Tensor]) -> TeacherOutput:
+        """Check shapes and move everything to float32 CPU tensors."""
+        n, _, h, w = lq.shape
+        expected = (n, 3, h * self.scale, w * self.scale)
+        if tuple(sr.shape) != expected:
+            raise InputError(f"{type(self).__name__} returned a clip of shape {tuple(sr.shape)} for an input of "
+                             f"{tuple(lq.shape)}; expected {expected} (scale {self.scale})")
+        cpu = {name: value.detach().float().cpu() for name, value in features.items()}
+        for name, value in cpu.items():
+            if value.ndim != 4 or value.shape[0] != n:
+                raise InputError(f"teacher feature {name!r} must be (n, c, h, w) with n = {n}, "
+                                 f"got {tuple(value.shape)}")
+        return TeacherOutput(sr.detach().float().clamp(0, 1).cpu(), cpu)
+
+
+class CallableTeacher(Teacher):
+    """Any function ``lq (n, 3, h, w) -> sr`` or ``-> (sr, {name: (n, c, h_f, w_f)})`` as a teacher.
+
+    Parameters:
+        fn: the function (a ``torch.nn.Module`` is run under ``torch.no_grad``).
+        scale: its upscaling factor.
+        name: how the manifest names it (default: the function's qualified name).
+        device: device the input is moved to before the call.
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor], Any], scale: int = 4, name: Optional[str] = None,
+                 device: Union[str, torch.device] = "cpu") -> None:
+        if not callable(fn):
+            raise InputError(f"a teacher must be callable, got {type(fn).__name__}")
+        self.fn, self.scale, self.device = fn, int(scale), torch.device(device)
+        self.name = name or getattr(fn, "__qualname__", type(fn).__qualname__)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "callable", "name": self.name, "scale": self.scale}
+
+    @torch.no_grad()
+    def __call__(self, lq: torch.Tensor, *, index: int = 0, caption: Optional[str] = None) -> TeacherOutput:
+        result = self.fn(lq.to(self.device))
+        sr, features = result if isinstance(result, tuple) else (result, {})
+        if not isinstance(features, Mapping):
+            raise InputError(f"a callable teacher returns sr or (sr, dict of features); got {type(features).__name__}")
+        self.feature_names = tuple(features)
+        return self._finish(lq, sr, features)
+
+
+class StudentTeacher(Teacher):
+    """A (usually larger) ``StarStudentModel`` as the teacher, with its feature taps.
+
+    Parameters:
+        model: the student network.
+        scale: output scale (default: the model's own).
+        features: names of the feature taps to return (from ``model.feature_channels``).
+        source: where the model came from (for the manifest).
+    """
+
+    def __init__(self, model: torch.nn.Module, scale: Optional[int] = None, features: Sequence[str] = (),
+                 source: Optional[str] = None) -> None:
+        available = dict(getattr(model, "feature_channels", {}))
+        unknown = [name for name in features if name not in available]
+        if unknown:
+            raise InputError(f"the student teacher has no feature taps {unknown}; it has {sorted(available)}")
+        self.model = model.eval()
+        self.scale = int(scale if scale is not None else model.config.scale)
+        self.feature_names = tuple(features)
+        self.source = source
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "student", "source": self.source, "scale": self.scale,
+                "config": {k: v for k, v in dict(self.model.config).items() if not k.startswith("_")},
+                "features": list(self.feature_names)}
+
+    @torch.no_grad()
+    def __call__(self, lq: torch.Tensor, *, index: int = 0, caption: Optional[str] = None) -> TeacherOutput:
+        parameter = next(self.model.parameters())
+        output = self.model(lq[None].to(parameter.device, parameter.dtype), scale=self.scale,
+                            return_features=bool(self.feature_names))
+        features = {name: output.features[name][0] for name in self.feature_names}  # (n, c, h_f, w_f)
+        return self._finish(lq, output.sample[0], features)
+
+
+class DiffusionTeacher(Teacher):
+    """A ``StarVSRPipeline`` as the teacher (slow: run it once into a cache). It exposes no features.
+
+    Each clip is denoised with a generator seeded by ``seed + index``, so a clip's output does not
+    depend on which clips ran before it (an interrupted cache resumes with identical results).
+
+    Parameters:
+        pipe: the pipeline.
+        scale: upscaling factor.
+        num_inference_steps: denoising steps.
+        seed: base seed.
+        source: where the pipeline came from (for the manifest).
+        call_kwargs: further ``pipe(...)`` arguments (guidance_scale, noise_level, tile_size, ...).
+    """
+
+    def __init__(self, pipe: Any, scale: int = 4, num_inference_steps: int = DEFAULT_TEACHER_STEPS, seed: int = 0,
+                 source: Optional[str] = None, **call_kwargs: Any) -> None:
+        self.pipe, self.scale, self.num_inference_steps, self.seed = pipe, int(scale), num_inference_steps, seed
+        self.source, self.call_kwargs = source, call_kwargs
+        pipe.set_progress_bar_config(disable=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "star_vsr", "source": self.source, "scale": self.scale,
+                "num_inference_steps": self.num_inference_steps, "seed": self.seed,
+                "call_kwargs": {k: v for k, v in self.call_kwargs.items() if isinstance(v, (int, float, str, bool))}}
+
+    @torch.no_grad()
+    def __call__(self, lq: torch.Tensor, *, index: int = 0, caption: Optional[str] = None) -> TeacherOutput:
+        kwargs = dict(self.call_kwargs)
+        if caption:
+            kwargs["prompt"] = caption
+        generator = torch.Generator().manual_seed(self.seed + index)
+        frames = self.pipe(lq, upscale=self.scale, num_inference_steps=self.num_inference_steps,
+                           generator=generator, output_type="pt", **kwargs).frames  # (1, n, 3, H, W)
+        return self._finish(lq, frames[0], {})
+
+
+def load_teacher(source: Any, *, scale: int = 4, features: Sequence[str] = (), device: str = "auto",
+                 dtype: str = "auto", num_inference_steps: int = DEFAULT_TEACHER_STEPS, seed: int = 0,
+                 **pipeline_kwargs: Any) -> Teacher:
+    """Wrap ``source`` as a :class:`Teacher`.
+
+    Args:
+        source: a model folder (StarVSR or student pipeline), a loaded pipeline, a
+            ``StarStudentModel``, a :class:`Teacher`, or a callable video-to-video function.
+        scale: upscaling factor (a student's own scale is used when ``scale`` matches it).
+        features: feature taps to return (student teachers only).
+        device, dtype: where and in what precision a folder is loaded (see ``star_vsr.upscale``).
+        num_inference_steps, seed, pipeline_kwargs: diffusion teacher settings.
+
+    Raises:
+        InputError: features asked of a teacher that has none, or an unusable source.
+        MissingWeightsError: a folder that holds no star-vsr model.
+    """
+    if isinstance(source, Teacher):
+        return source
+    name = str(source) if isinstance(source, (str, Path)) else None
+    if isinstance(source, (str, Path)):
+        from ..upscale import load_upscaler
+
+        source = load_upscaler(source, device=device, dtype=dtype)
+    kind = type(source).__name__
+    if kind == "StarVSRPipeline":
+        if features:
+            raise InputError(f"a StarVSR diffusion teacher exposes no feature taps; drop --features {list(features)}")
+        return DiffusionTeacher(source, scale=scale, num_inference_steps=num_inference_steps, seed=seed,
+                                source=name, **pipeline_kwargs)
+    if kind == "StarStudentPipeline":
+        source = source.student
+        kind = type(source).__name__
+    if kind == "StarStudentModel":
+        return StudentTeacher(source, scale=scale, features=features, source=name)
+    if callable(source):
+        if features:
+            raise InputError("feature taps can only be chosen for student teachers; a callable teacher returns "
+                             "whatever features it returns")
+        return CallableTeacher(source, scale=scale)
+    raise InputError(f"cannot use a {kind} as a teacher: give a model folder, a pipeline or a callable")

@@ -1,0 +1,399 @@
+"""Distillation: loss terms, ConvLSTM freeze rule, teacher adapters, the teacher cache and its CLI, training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from star_vsr.cli import main as cli_main
+from star_vsr.distill.cache import TeacherCache, build_teacher_cache
+from star_vsr.distill.convlstm import ConvLSTM
+from star_vsr.distill.teacher import CallableTeacher, StudentTeacher, load_teacher
+from star_vsr.errors import InputError, MissingWeightsError
+from star_vsr.losses.distillation import (
+    VGG19_LAYERS,
+    DistillationCriterion,
+    DistillationLossConfig,
+    TimeDistillationLoss,
+    VGGPerceptualLoss,
+    attention_map,
+    charbonnier_loss,
+    space_distillation_loss,
+)
+from star_vsr.models.student import StarStudentModel
+
+REPO = Path(__file__).resolve().parents[1]
+SCALE = 4
+TEACHER_HR_CHANNELS = 12  # differs from the tiny student's width, so the feature loss needs an adapter
+
+
+def tiny_student(seed: int = 0, **overrides) -> StarStudentModel:
+    model = StarStudentModel.from_preset("tiny", **overrides)
+    model.reset_parameters(torch.Generator().manual_seed(seed))
+    return model
+
+
+def tiny_teacher_student(seed: int = 1) -> StarStudentModel:
+    return tiny_student(seed, hr_channels=TEACHER_HR_CHANNELS)
+
+
+def random_clips(count: int, frames: int = 3, size: int = 8, seed: int = 0, gt: bool = True) -> list[dict]:
+    generator = torch.Generator().manual_seed(seed)
+    clips = []
+    for index in range(count):
+        clip = {"lq": torch.rand(frames, 3, size, size, generator=generator), "caption": f"clip {index}"}
+        if gt:
+            clip["gt"] = torch.rand(frames, 3, size * SCALE, size * SCALE, generator=generator)
+        clips.append(clip)
+    return clips
+
+
+class CountingTeacher:
+    """Bicubic upscaling with features that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, lq: torch.Tensor):
+        self.calls += 1
+        sr = F.interpolate(lq, scale_factor=SCALE, mode="bicubic", align_corners=False)
+        return sr, {"hr_features": sr.repeat(1, 2, 1, 1)}  # (n, 6, H, W)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def test_charbonnier_is_smooth_l1():
+    x = torch.zeros(2, 3, 4, 4)
+    assert charbonnier_loss(x, x, eps=1e-3).item() == pytest.approx(1e-3)
+    assert charbonnier_loss(x, x + 0.5, eps=1e-3).item() == pytest.approx((0.25 + 1e-6) ** 0.5)
+    with pytest.raises(InputError, match="equal shapes"):
+        charbonnier_loss(x, x[:1])
+
+
+def test_attention_map_sums_squares_over_channels_and_normalises():
+    features = torch.zeros(1, 2, 2, 2)
+    features[0, :, 0, 0] = torch.tensor([3.0, 4.0])  # energy 25 in one pixel
+    features[0, 0, 1, 1] = 5.0  # energy 25 in another
+    m = attention_map(features)
+    assert m.shape == (1, 1, 2, 2)
+    assert m.pow(2).mean().item() == pytest.approx(1.0)
+    assert m[0, 0, 0, 0] == m[0, 0, 1, 1] and m[0, 0, 0, 1] == 0
+    # invariant to the feature scale and the channel count
+    assert torch.allclose(attention_map(7 * features), m)
+    assert space_distillation_loss(features[None], torch.cat([features, features], 1)[None]).item() < 1e-12
+
+
+def test_space_loss_rejects_mismatched_sizes():
+    with pytest.raises(InputError, match="height and width"):
+        space_distillation_loss(torch.rand(1, 2, 4, 8, 8), torch.rand(1, 2, 4, 4, 4))
+
+
+def test_convlstm_final_state_depends_on_order():
+    torch.manual_seed(0)
+    lstm = ConvLSTM(in_channels=1, hidden_channels=4)
+    sequence = torch.rand(2, 5, 1, 6, 6)
+    h, c = lstm(sequence)
+    assert h.shape == c.shape == (2, 4, 6, 6)
+    _, c_reversed = lstm(sequence.flip(1))
+    assert not torch.allclose(c, c_reversed)
+    with pytest.raises(InputError):
+        lstm(torch.rand(2, 5, 3, 6, 6))
+
+
+def test_time_loss_freezes_below_threshold_and_stays_frozen(tmp_path):
+    torch.manual_seed(0)
+    loss = TimeDistillationLoss(hidden_channels=4, freeze_threshold=1e-3)
+    student_features = torch.rand(1, 3, 2, 6, 6, requires_grad=True)
+    value = loss(student_features, torch.rand(1, 3, 5, 6, 6))
+    value.backward()
+    assert all(p.grad is not None for p in loss.parameters())
+    assert not loss.observe(2e-3)  # above the threshold: keeps training
+    assert loss.observe(5e-4) and loss.is_frozen
+    assert loss.observe(1.0)  # frozen for good
+    assert not any(p.requires_grad for p in loss.parameters())
+    # the student still receives gradient through the frozen ConvLSTM
+    student_features.grad = None
+    loss(student_features, torch.rand(1, 3, 5, 6, 6)).backward()
+    assert student_features.grad.abs().sum() > 0
+    # the flag survives a state-dict round trip
+    restored = TimeDistillationLoss(hidden_channels=4, freeze_threshold=1e-3)
+    restored.load_state_dict(loss.state_dict())
+    restored(torch.rand(1, 3, 2, 6, 6), torch.rand(1, 3, 5, 6, 6))
+    assert restored.is_frozen and not any(p.requires_grad for p in restored.parameters())
+
+
+@pytest.mark.parametrize("term", ["teacher_charbonnier", "gt_charbonnier", "space", "time", "feature", "perceptual"])
+def test_every_loss_term_sends_gradient_to_the_student(term, vgg_weights):
+    weights = dict(teacher_charbonnier=0.0, gt_charbonnier=0.0, space=0.0, time=0.0, feature=0.0, perceptual=0.0)
+    weights[term] = 1.0
+    config = DistillationLossConfig(**weights, perceptual_weights_path=str(vgg_weights),
+                                    perceptual_layers=("relu1_2", "relu2_1"))
+    student = tiny_student()
+    teacher = tiny_teacher_student()
+    lq = torch.rand(1, 3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        target = teacher(lq, return_features=True)
+    criterion = DistillationCriterion(config, student.feature_channels, teacher.feature_channels)
+    output = student(lq, return_features=True)
+    gt = torch.rand_like(target.sample)
+    total, terms = criterion(output.sample, output.features, target.sample, target.features, gt)
+    assert set(terms) == {term} and total.item() > 0
+    total.backward()
+    grads = [p.grad for p in student.parameters() if p.grad is not None]
+    assert grads and sum(g.abs().sum() for g in grads) > 0
+    if term == "feature":  # different widths go through a trained 1x1 adapter
+        adapter = criterion.feature_loss.adapters["hr_features"]
+        student_width = student.feature_channels["hr_features"]
+        assert student_width != TEACHER_HR_CHANNELS
+        assert adapter.weight.shape == (TEACHER_HR_CHANNELS, student_width, 1, 1) and adapter.weight.grad.abs().sum() > 0
+
+
+def test_criterion_explains_missing_inputs():
+    student = tiny_student()
+    config = DistillationLossConfig(teacher_charbonnier=0.0, space=1.0)
+    criterion = DistillationCriterion(config, student.feature_channels)
+    output = student(torch.rand(1, 2, 3, 8, 8), return_features=True)
+    with pytest.raises(InputError, match="features"):
+        criterion(output.sample, output.features, teacher_sr=output.sample)
+    with pytest.raises(InputError, match="every loss weight is 0"):
+        DistillationLossConfig(teacher_charbonnier=0.0)
+    with pytest.raises(InputError, match="no feature tap"):
+        DistillationCriterion(DistillationLossConfig(space=1.0, space_features=("nope",)), student.feature_channels)
+
+
+@pytest.fixture(scope="module")
+def vgg_weights(tmp_path_factory) -> Path:
+    """A random torchvision-layout VGG-19 state dict cut after relu2_1 (the real file is 548 MB)."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(0)
+    features = make_layers(cfgs["E"])[:VGG19_LAYERS["relu2_1"] + 1]
+    path = tmp_path_factory.mktemp("vgg") / "vgg19.pth"
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    return path
+
+
+def test_perceptual_loss_needs_a_local_file(tmp_path, vgg_weights):
+    with pytest.raises(MissingWeightsError, match="never downloads"):
+        VGGPerceptualLoss(tmp_path / "absent.pth")
+    with pytest.raises(MissingWeightsError, match="lacks"):
+        VGGPerceptualLoss(vgg_weights, layers=("relu3_1",))  # the file stops before relu3_1
+    loss = VGGPerceptualLoss(vgg_weights, layers=("relu1_2", "relu2_1"))
+    x = torch.rand(2, 3, 16, 16)
+    assert loss(x, x).item() == 0 and loss(x, x.flip(-1)).item() > 0
+
+
+# --------------------------------------------------------------------------- teachers
+
+
+def test_teacher_adapters_return_cpu_float_clips():
+    counting = CountingTeacher()
+    teacher = load_teacher(counting, scale=SCALE)
+    assert isinstance(teacher, CallableTeacher)
+    out = teacher(torch.rand(3, 3, 8, 8))
+    assert out.sr.shape == (3, 3, 32, 32) and out.features["hr_features"].shape == (3, 6, 32, 32)
+    student_teacher = load_teacher(tiny_teacher_student(), features=["hr_features", "lr_features"])
+    assert isinstance(student_teacher, StudentTeacher)
+    out = student_teacher(torch.rand(2, 3, 8, 8))
+    assert out.sr.shape == (2, 3, 32, 32) and 0 <= out.sr.min() and out.sr.max() <= 1
+    assert out.features["hr_features"].shape == (2, TEACHER_HR_CHANNELS, 32, 32)
+    assert out.features["lr_features"].shape[-2:] == (8, 8)
+    with pytest.raises(InputError, match="expected"):
+        CallableTeacher(lambda lq: lq, scale=SCALE)(torch.rand(2, 3, 8, 8))
+    with pytest.raises(InputError, match="no feature taps"):
+        load_teacher(tiny_teacher_student(), features=["nope"])
+
+
+# --------------------------------------------------------------------------- cache
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_cache_round_trip(tmp_path, dtype):
+    clips = random_clips(5)
+    counting = CountingTeacher()
+    cache = build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path / "cache", clips_per_shard=2,
+                                dtype=dtype, source={"kind": "random"})
+    assert counting.calls == 5 and len(cache) == 5 and cache.manifest.complete
+    assert len(list((tmp_path / "cache").glob("shard-*.safetensors"))) == 3
+    assert cache.feature_channels == {"hr_features": 6}
+    reopened = TeacherCache(tmp_path / "cache")
+    storage = getattr(torch, dtype)
+    for index, clip in enumerate(clips):
+        item = reopened[index]
+        expected_sr, expected_features = counting(clip["lq"])
+        pairs = ((item["lq"], clip["lq"]), (item["gt"], clip["gt"]), (item["teacher"], expected_sr.clamp(0, 1)),
+                 (item["teacher_features"]["hr_features"], expected_features["hr_features"]))
+        for got, want in pairs:
+            assert got.dtype == torch.float32
+            assert torch.equal(got, want.to(storage).float())
+        assert item["caption"] == f"clip {index}" and item["index"] == index
+
+
+def test_cache_resumes_without_recomputing_finished_shards(tmp_path):
+    clips = random_clips(6, gt=False)
+
+    class Interrupt(Exception):
+        pass
+
+    class FailingTeacher(CountingTeacher):
+        def __call__(self, lq):
+            if self.calls == 3:  # dies on the 4th clip, inside shard 1
+                raise Interrupt
+            return super().__call__(lq)
+
+    failing = FailingTeacher()
+    with pytest.raises(Interrupt):
+        build_teacher_cache(CallableTeacher(failing, SCALE, name="teacher"), clips, tmp_path, clips_per_shard=2)
+    assert sorted(p.name for p in tmp_path.glob("shard-*")) == ["shard-00000.safetensors"]
+    assert not list(tmp_path.glob(".*tmp"))  # the interrupted shard left nothing behind
+    with pytest.raises(InputError, match="incomplete"):
+        TeacherCache(tmp_path)
+    assert len(TeacherCache(tmp_path, allow_incomplete=True)) == 2
+
+    resumed = CountingTeacher()
+    cache = build_teacher_cache(CallableTeacher(resumed, SCALE, name="teacher"), clips, tmp_path, clips_per_shard=2)
+    assert resumed.calls == 4  # clips 2..5 only
+    assert len(cache) == 6 and "gt" not in cache[0]
+    # other settings in the same folder are refused unless overwritten
+    with pytest.raises(InputError, match="other settings"):
+        build_teacher_cache(CallableTeacher(resumed, SCALE, name="teacher"), clips, tmp_path, clips_per_shard=3)
+    again = CountingTeacher()
+    build_teacher_cache(CallableTeacher(again, SCALE, name="teacher"), clips, tmp_path, clips_per_shard=3,
+                        overwrite=True)
+    assert again.calls == 6 and len(list(tmp_path.glob("shard-*"))) == 2
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def save_student_folder(model: StarStudentModel, folder: Path) -> Path:
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    StarStudentPipeline(student=model).save_pretrained(folder)
+    return folder
+
+
+def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, capsys):
+    from star_vsr.io.synthetic import write_test_video
+
+    teacher = tiny_teacher_student()
+    folder = save_student_folder(teacher, tmp_path / "teacher")
+    lr_dir, gt_dir = tmp_path / "lr", tmp_path / "gt"
+    lr_dir.mkdir(), gt_dir.mkdir()
+    for name, seed in (("a.mp4", 0), ("b.mp4", 1)):
+        write_test_video(lr_dir / name, num_frames=6, size=(16, 16), seed=seed)
+        write_test_video(gt_dir / name, num_frames=6, size=(64, 64), seed=seed)
+    cache_dir = tmp_path / "cache"
+    argv = ["distill", "cache-teacher", "--teacher", str(folder), "--data", str(lr_dir), "--gt", str(gt_dir),
+            "-o", str(cache_dir), "--num-frames", "3", "--features", "hr_features", "--storage-dtype", "float32",
+            "--clips-per-shard", "1", "--device", "cpu"]
+    assert cli_main(argv) == 0
+    assert "4 clips in 4 shards" in capsys.readouterr().out  # two 3-frame windows per video
+    cache = TeacherCache(cache_dir)
+    assert cache.feature_channels == {"hr_features": TEACHER_HR_CHANNELS} and cache.manifest.has_gt
+    item = cache[1]  # a.mp4, frames 3..5
+    assert item["lq"].shape == (3, 3, 16, 16) and item["gt"].shape == (3, 3, 64, 64)
+    with torch.no_grad():
+        expected = teacher(item["lq"][None], return_features=True)
+    torch.testing.assert_close(item["teacher"], expected.sample[0].clamp(0, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(item["teacher_features"]["hr_features"], expected.features["hr_features"][0],
+                               atol=1e-5, rtol=0)
+    # a rerun finds every shard done and rewrites none of them
+    stamps = {p: p.stat().st_mtime_ns for p in cache_dir.glob("shard-*")}
+    assert cli_main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in cache_dir.glob("shard-*")} == stamps
+
+
+def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):
+    from star_vsr.testing import tiny_star_pipeline
+
+    folder = tmp_path / "tiny-star"
+    tiny_star_pipeline(seed=0).save_pretrained(folder)
+    argv = ["distill", "cache-teacher", "--teacher", str(folder), "--motion-clips", "2", "--num-frames", "2",
+            "--crop-size", "32", "-o", str(tmp_path / "cache"), "--steps", "2", "--device", "cpu"]
+    assert cli_main(argv + ["--features", "hr_features"]) == 2
+    assert "exposes no feature taps" in capsys.readouterr().err
+    assert cli_main(argv) == 0
+    cache = TeacherCache(tmp_path / "cache")
+    assert len(cache) == 2 and cache.manifest.teacher["kind"] == "star_vsr"
+    item = cache[1]
+    assert item["teacher"].shape == item["gt"].shape == (2, 3, 32, 32) and item["teacher_features"] == {}
+    assert 0 <= item["teacher"].min() and item["teacher"].max() <= 1
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def train_cache(tmp_path_factory) -> Path:
+    """8 random 3-frame clips (8 x 8 LR) with ground truth, the outputs and hr_features of a tiny teacher."""
+    folder = tmp_path_factory.mktemp("distill") / "cache"
+    teacher = load_teacher(tiny_teacher_student(), features=["hr_features"])
+    build_teacher_cache(teacher, random_clips(8, frames=3, size=8), folder)
+    return folder
+
+
+def training_args(cache: Path, output_dir: Path, *extra: str):
+    sys.path.insert(0, str(REPO / "training"))
+    try:
+        import distill_student
+    finally:
+        sys.path.pop(0)
+    args = distill_student.parse_args(["--config", str(REPO / "configs" / "distill_student_tiny.yaml"),
+                                       "--train_cache", str(cache), "--output_dir", str(output_dir), *extra])
+    return distill_student, args
+
+
+def teacher_distance(student: StarStudentModel, cache: TeacherCache) -> float:
+    with torch.no_grad():
+        return sum(charbonnier_loss(student(item["lq"][None]).sample[0], item["teacher"]).item()
+                   for item in cache) / len(cache)
+
+
+def test_short_distillation_run_reduces_the_student_teacher_distance(tmp_path, train_cache):
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    script, args = training_args(train_cache, tmp_path / "run", "--max_train_steps", "20", "--validation_steps", "0",
+                                 "--checkpointing_steps", "1000", "--report_to", "none")
+    cache = TeacherCache(train_cache)
+    before = teacher_distance(tiny_student(seed=args.seed), cache)  # the script's seeded initialisation
+    summary = script.main(args)
+    after = teacher_distance(StarStudentPipeline.from_pretrained(tmp_path / "run").student, cache)
+    terms = {"loss/teacher_charbonnier", "loss/gt_charbonnier", "loss/space", "loss/time", "loss/feature"}
+    assert summary["steps"] == 20 and set(summary["last_losses"]) >= terms
+    print(before, after)
+    assert after < 0.5 * before
+
+
+def test_accelerate_launch_checkpoints_and_resumes_exactly(tmp_path, train_cache):
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    # the reference: 6 uninterrupted steps, in-process
+    script, args = training_args(train_cache, tmp_path / "straight", "--report_to", "none")
+    script.main(args)
+    # the same run "interrupted" after 3 steps (a real `accelerate launch`), then resumed from its checkpoint
+    interrupted = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "training" / "distill_student.py"),
+               "--config", str(REPO / "configs" / "distill_student_tiny.yaml"), "--train_cache", str(train_cache),
+               "--output_dir", str(interrupted), "--max_train_steps", "3"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (interrupted / "checkpoint-3" / "student" / "config.json").is_file()
+    assert list((interrupted / "logs").rglob("events.out.tfevents.*"))  # TensorBoard logging
+    summary = json.loads((interrupted / "training_summary.json").read_text())
+    assert summary["steps"] == 3 and "psnr_y" in summary["validation"]
+    _, resume = training_args(train_cache, interrupted, "--resume_from_checkpoint", "latest", "--report_to", "none")
+    assert script.main(resume)["steps"] == 6
+    straight = StarStudentPipeline.from_pretrained(tmp_path / "straight").student.state_dict()
+    resumed = StarStudentPipeline.from_pretrained(interrupted).student.state_dict()
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
+    assert sorted(p.name for p in interrupted.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]

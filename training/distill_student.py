@@ -1,0 +1,481 @@
+#!/usr/bin/env python
+"""Distil a video SR teacher into a ``StarStudentModel`` (or train the student on ground truth alone).
+
+    accelerate launch training/distill_student.py --config configs/distill_student.yaml [--key value ...]
+
+Every setting is a command-line flag; ``--config`` names a YAML file whose keys (the flag names
+without dashes) become the defaults, and flags given on the command line override them.
+
+Data comes from a teacher cache (``star-vsr distill cache-teacher``: LR clips, the teacher's
+outputs and features, optionally ground truth) or, for ground-truth-only training, from motion
+clips made on the fly from photographs (``star_vsr.data.ImageMotionDataset`` over the training
+photos of ``star_vsr.evalset``). The loss is a weighted sum of the terms of
+``star_vsr.losses.distillation`` (Charbonnier to teacher / ground truth, space, time and feature
+distillation, VGG perceptual); a weight of 0 switches a term off.
+
+The run writes ``checkpoint-<step>/`` folders every ``--checkpointing_steps`` (resume exactly with
+``--resume_from_checkpoint latest``), validates on the evaluation clips of ``star_vsr.evalset``
+every ``--validation_steps`` (PSNR-Y / SSIM-Y of the student and of bicubic, logged to
+TensorBoard), and finally saves a ``StarStudentPipeline`` in ``--output_dir`` with a
+``training_summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+from diffusers.optimization import get_scheduler
+from tqdm.auto import tqdm
+
+from star_vsr.distill.cache import TeacherCache
+from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
+from star_vsr.metrics import evaluate_clip
+from star_vsr.models.student import StarStudentModel
+
+logger = get_logger(__name__)
+
+SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+"""Precisions the final pipeline can be saved in."""
+
+SUMMARY_NAME = "training_summary.json"
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", default=None, help="YAML file of defaults for the flags below")
+
+    student = parser.add_argument_group("student")
+    student.add_argument("--student_preset", default="small", help="StarStudentModel preset: tiny, small or base")
+    student.add_argument("--student_overrides", type=json.loads, default={},
+                         help="JSON dict of StarStudentModel config changes, e.g. '{\"num_blocks\": 3}'")
+    student.add_argument("--init_from", default=None, help="start from the student of this pipeline folder")
+    student.add_argument("--scale", type=int, default=4, help="upscaling factor trained")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--train_cache", default=None,
+                      help="teacher cache folder (star-vsr distill cache-teacher); without it, motion clips are "
+                           "made on the fly from the training photos (ground-truth terms only)")
+    data.add_argument("--motion_num_frames", type=int, default=8, help="frames per on-the-fly motion clip")
+    data.add_argument("--motion_crop_size", type=int, default=64, help="HR crop side of on-the-fly motion clips")
+    data.add_argument("--motion_patch_size", type=int, default=None,
+                      help="HR side of a random patch cut from each clip after degradation (default: the whole clip)")
+    data.add_argument("--motion_degradation", default="medium", help="degradation preset of on-the-fly clips")
+    data.add_argument("--motion_length", type=int, default=1024, help="on-the-fly clips per epoch")
+    data.add_argument("--dataloader_num_workers", type=int, default=0)
+
+    train = parser.add_argument_group("optimisation")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--train_batch_size", type=int, default=4)
+    train.add_argument("--max_train_steps", type=int, default=1000)
+    train.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    train.add_argument("--learning_rate", type=float, default=5e-4)
+    train.add_argument("--lr_scheduler", default="cosine",
+                       help='"constant", "constant_with_warmup", "linear", "cosine", ...')
+    train.add_argument("--lr_warmup_steps", type=int, default=50)
+    train.add_argument("--adam_beta1", type=float, default=0.9)
+    train.add_argument("--adam_beta2", type=float, default=0.99)
+    train.add_argument("--adam_weight_decay", type=float, default=0.0)
+    train.add_argument("--adam_epsilon", type=float, default=1e-8)
+    train.add_argument("--max_grad_norm", type=float, default=1.0)
+    train.add_argument("--mixed_precision", default="no", choices=("no", "fp16", "bf16"))
+
+    loss = parser.add_argument_group("loss terms (weight 0 = off)")
+    loss.add_argument("--loss_teacher_charbonnier", type=float, default=1.0, help="Charbonnier to the teacher")
+    loss.add_argument("--loss_gt_charbonnier", type=float, default=0.0, help="Charbonnier to the ground truth")
+    loss.add_argument("--loss_space", type=float, default=0.0, help="attention-map space distillation")
+    loss.add_argument("--loss_time", type=float, default=0.0, help="ConvLSTM time distillation")
+    loss.add_argument("--loss_feature", type=float, default=0.0, help="feature L1 through 1x1 adapters")
+    loss.add_argument("--loss_perceptual", type=float, default=0.0, help="VGG-19 perceptual loss")
+    loss.add_argument("--space_features", nargs="+", default=["hr_features"])
+    loss.add_argument("--time_features", nargs="+", default=["hr_features"])
+    loss.add_argument("--feature_names", nargs="+", default=["hr_features"])
+    loss.add_argument("--charbonnier_eps", type=float, default=1e-3)
+    loss.add_argument("--time_hidden_channels", type=int, default=8)
+    loss.add_argument("--time_freeze_threshold", type=float, default=1e-8)
+    loss.add_argument("--perceptual_weights_path", default=None, help="local torchvision VGG-19 state dict")
+    loss.add_argument("--perceptual_layers", nargs="+", default=["relu2_2", "relu3_4", "relu4_4"])
+    loss.add_argument("--perceptual_target", default="gt", choices=("gt", "teacher"))
+
+    out = parser.add_argument_group("checkpoints, validation, logging")
+    out.add_argument("--output_dir", default="outputs/distill-student")
+    out.add_argument("--checkpointing_steps", type=int, default=500)
+    out.add_argument("--checkpoints_total_limit", type=int, default=None)
+    out.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint folder or "latest"')
+    out.add_argument("--validation_steps", type=int, default=250, help="0 disables validation")
+    out.add_argument("--num_validation_clips", type=int, default=2)
+    out.add_argument("--validation_frames", type=int, default=6)
+    out.add_argument("--validation_size", type=int, default=128, help="HR side of validation clips")
+    out.add_argument("--logging_dir", default="logs", help="TensorBoard folder, relative to output_dir")
+    out.add_argument("--report_to", default="tensorboard", help='"tensorboard", "all" or "none"')
+    out.add_argument("--save_dtype", default="fp32", choices=tuple(SAVE_DTYPES))
+    return parser
+
+
+def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Flags over YAML defaults over built-in defaults."""
+    parser = build_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(input_args)
+    if known.config is not None:
+        values = yaml.safe_load(Path(known.config).read_text()) or {}
+        flags = {action.dest for action in parser._actions}
+        unknown = sorted(set(values) - flags)
+        if unknown:
+            parser.error(f"{known.config}: unknown keys {unknown}")
+        parser.set_defaults(**values)
+    args = parser.parse_args(input_args)
+    if args.train_batch_size < 1 or args.max_train_steps < 1 or args.gradient_accumulation_steps < 1:
+        parser.error("train_batch_size, max_train_steps and gradient_accumulation_steps must be >= 1")
+    return args
+
+
+def loss_config(args: argparse.Namespace) -> DistillationLossConfig:
+    return DistillationLossConfig(
+        teacher_charbonnier=args.loss_teacher_charbonnier, gt_charbonnier=args.loss_gt_charbonnier,
+        space=args.loss_space, time=args.loss_time, feature=args.loss_feature, perceptual=args.loss_perceptual,
+        space_features=args.space_features, time_features=args.time_features, feature_names=args.feature_names,
+        charbonnier_eps=args.charbonnier_eps, time_hidden_channels=args.time_hidden_channels,
+        time_freeze_threshold=args.time_freeze_threshold, perceptual_weights_path=args.perceptual_weights_path,
+        perceptual_layers=args.perceptual_layers, perceptual_target=args.perceptual_target)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack the tensors the losses use: lq (b, n, 3, h, w), teacher / gt (b, n, 3, H, W), features."""
+    batch: dict[str, Any] = {"lq": torch.stack([item["lq"] for item in items])}
+    for key in ("teacher", "gt"):
+        if key in items[0]:
+            batch[key] = torch.stack([item[key] for item in items])
+    names = items[0].get("teacher_features", {})
+    batch["teacher_features"] = {name: torch.stack([item["teacher_features"][name] for item in items])
+                                 for name in names}
+    return batch
+
+
+def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> tuple[Any, dict[str, int]]:
+    """The training clips and the teacher's feature widths."""
+    if args.train_cache is not None:
+        cache = TeacherCache(args.train_cache)
+        if losses.needs_teacher and not cache.has_teacher:
+            raise ValueError(f"{args.train_cache} holds no teacher outputs, but the teacher loss terms are on")
+        if losses.needs_gt and not cache.manifest.has_gt:
+            raise ValueError(f"{args.train_cache} holds no ground truth, but the ground-truth loss terms are on")
+        missing = [n for n in losses.teacher_feature_names if n not in cache.feature_channels]
+        if missing:
+            raise ValueError(f"{args.train_cache} holds teacher features {sorted(cache.feature_channels)}, not "
+                             f"{missing}; rebuild it with --features {' '.join(losses.teacher_feature_names)}")
+        return cache, cache.feature_channels
+    if losses.needs_teacher:
+        raise ValueError("the teacher loss terms need --train_cache (a teacher cache); on-the-fly motion clips "
+                         "have ground truth only")
+    from star_vsr.data import ImageMotionDataset
+    from star_vsr.evalset import training_photos
+
+    dataset = ImageMotionDataset(images=training_photos(), num_frames=args.motion_num_frames,
+                                 crop_size=args.motion_crop_size, scale=args.scale,
+                                 degradation=args.motion_degradation, length=args.motion_length, seed=args.seed)
+    if args.motion_patch_size is not None:
+        from star_vsr.data.patches import RandomPatchDataset
+
+        dataset = RandomPatchDataset(dataset, args.motion_patch_size, args.scale, seed=args.seed)
+    return dataset, {}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _to_uint8(clip: torch.Tensor) -> np.ndarray:
+    """(n, 3, h, w) float in [0, 1] -> (n, h, w, 3) uint8."""
+    return (clip.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def bicubic_upscale(lq: torch.Tensor, scale: int) -> torch.Tensor:
+    """(n, 3, h, w) -> (n, 3, h * scale, w * scale) bicubic, clamped to [0, 1]."""
+    return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+@torch.no_grad()
+def validate(student: StarStudentModel, clips: list[dict[str, Any]], scale: int,
+             device: torch.device) -> tuple[dict[str, float], torch.Tensor]:
+    """Mean PSNR-Y / SSIM-Y of the student on ``clips``, and a (3, h, 3 w) bicubic | student | GT image."""
+    was_training = student.training
+    student.eval()
+    scores: list[dict[str, float]] = []
+    preview = None
+    for clip in clips:
+        sr = student(clip["lq"][None].to(device, student.dtype), scale=scale).sample[0].float().clamp(0, 1).cpu()
+        scores.append(evaluate_clip(_to_uint8(sr), _to_uint8(clip["gt"]), scale=scale, warp=False))
+        if preview is None:
+            middle = len(sr) // 2
+            preview = torch.cat([bicubic_upscale(clip["lq"][middle:middle + 1], scale)[0], sr[middle],
+                                 clip["gt"][middle]], dim=-1)
+    student.train(was_training)
+    return {key: float(np.mean([s[key] for s in scores])) for key in ("psnr_y", "ssim_y")}, preview
+
+
+def bicubic_scores(clips: list[dict[str, Any]], scale: int) -> dict[str, float]:
+    scores = [evaluate_clip(_to_uint8(bicubic_upscale(c["lq"], scale)), _to_uint8(c["gt"]), scale=scale, warp=False)
+              for c in clips]
+    return {key: float(np.mean([s[key] for s in scores])) for key in ("psnr_y", "ssim_y")}
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+class TrainingClock:
+    """Wall time spent training, summed over resumed runs (saved in every checkpoint)."""
+
+    def __init__(self) -> None:
+        self.previous_s = 0.0
+        self.started = time.perf_counter()
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.previous_s + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict[str, float]:
+        return {"elapsed_s": self.elapsed_s}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.previous_s, self.started = float(state["elapsed_s"]), time.perf_counter()
+
+
+def find_checkpoint(output_dir: str, name: str) -> Optional[Path]:
+    """The checkpoint folder ``name`` ("latest": the highest step in ``output_dir``), or None."""
+    if name != "latest":
+        return Path(name)
+    found = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return found[-1] if found else None
+
+
+def prune_checkpoints(output_dir: str, limit: Optional[int]) -> None:
+    """Delete the oldest checkpoints so that at most ``limit - 1`` remain before a new one is saved."""
+    if limit is None:
+        return
+    found = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    for old in found[:max(len(found) - limit + 1, 0)]:
+        logger.info(f"removing old checkpoint {old}")
+        shutil.rmtree(old)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Train; returns the summary also written to ``output_dir/training_summary.json``."""
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    logging_dir = Path(args.output_dir, args.logging_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=str(logging_dir)),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        # a frozen ConvLSTM stops receiving gradients mid-run
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    logger.info(accelerator.state, main_process_only=False)
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+
+    # 1. Data and losses
+    losses = loss_config(args)
+    dataset, teacher_channels = build_dataset(args, losses)
+    train_dataloader = torch.utils.data.DataLoader(
+        dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=len(dataset) >= args.train_batch_size,
+        num_workers=args.dataloader_num_workers, collate_fn=collate_clips,
+        generator=torch.Generator().manual_seed(args.seed))
+
+    # 2. Student (seeded initialisation, or a pretrained student) and the criterion's trainable parts
+    if args.init_from is not None:
+        student = StarStudentPipeline.from_pretrained(args.init_from).student.to(torch.float32)
+    else:
+        student = StarStudentModel.from_preset(args.student_preset, scale=args.scale, **args.student_overrides)
+        # zero output convs: training starts from exact bilinear upsampling, not from the random
+        # residual a fresh network adds (which left students below bicubic in our runs)
+        student.reset_parameters(torch.Generator().manual_seed(args.seed), bilinear_start=True)
+    student.train()
+    criterion = DistillationCriterion(losses, student.feature_channels, teacher_channels or None)
+    criterion_params = [p for p in criterion.parameters() if p.requires_grad]
+    needs_features = bool(losses.teacher_feature_names)
+
+    # 3. Saving and loading hooks: the student as a diffusers folder inside each checkpoint
+    def save_model_hook(models: list, weights: list, output_dir: str) -> None:
+        if accelerator.is_main_process:
+            for i, model in enumerate(models):
+                if isinstance(accelerator.unwrap_model(model), StarStudentModel):
+                    accelerator.unwrap_model(model).save_pretrained(os.path.join(output_dir, "student"))
+                    weights.pop(i)
+                    break
+
+    def load_model_hook(models: list, input_dir: str) -> None:
+        for i, model in enumerate(models):
+            if isinstance(accelerator.unwrap_model(model), StarStudentModel):
+                loaded = StarStudentModel.from_pretrained(input_dir, subfolder="student")
+                accelerator.unwrap_model(model).load_state_dict(loaded.state_dict())
+                models.pop(i)
+                break
+
+    accelerator.register_save_state_pre_hook(save_model_hook)
+    accelerator.register_load_state_pre_hook(load_model_hook)
+
+    # 4. Optimiser and schedule
+    optimizer = torch.optim.AdamW(list(student.parameters()) + criterion_params, lr=args.learning_rate,
+                                  betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.adam_weight_decay,
+                                  eps=args.adam_epsilon)
+    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer,
+                                 num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+                                 num_training_steps=args.max_train_steps * accelerator.num_processes)
+    if criterion_params:
+        student, criterion, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+            student, criterion, optimizer, train_dataloader, lr_scheduler)
+    else:
+        student, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+            student, optimizer, train_dataloader, lr_scheduler)
+        criterion.to(accelerator.device)
+    clock = TrainingClock()
+    accelerator.register_for_checkpointing(clock)
+
+    updates_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+    num_train_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
+    if accelerator.is_main_process:
+        tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        accelerator.init_trackers("distill_student", config=tracker_config)
+
+    validation_clips: list[dict[str, Any]] = []
+    if args.validation_steps > 0 and accelerator.is_main_process:
+        from star_vsr.evalset import evaluation_clips
+
+        validation_clips = evaluation_clips(num_clips=args.num_validation_clips, num_frames=args.validation_frames,
+                                            size=args.validation_size, scale=args.scale)
+        baseline = bicubic_scores(validation_clips, args.scale)
+        logger.info(f"validation bicubic: {baseline}")
+
+    # 5. Resume
+    global_step, first_epoch, resume_step = 0, 0, 0
+    if args.resume_from_checkpoint:
+        path = find_checkpoint(args.output_dir, args.resume_from_checkpoint)
+        if path is None:
+            accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
+        else:
+            accelerator.print(f"resuming from {path}")
+            accelerator.load_state(str(path))
+            global_step = int(path.name.split("-")[1])
+            first_epoch = global_step // updates_per_epoch
+            resume_step = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
+
+    logger.info(f"***** distilling: {len(dataset)} clips, {args.max_train_steps} steps of batch "
+                f"{args.train_batch_size} x {accelerator.num_processes} x {args.gradient_accumulation_steps}, "
+                f"losses {losses}")
+    progress_bar = tqdm(range(args.max_train_steps), initial=global_step, desc="steps",
+                        disable=not accelerator.is_local_main_process)
+    time_loss = accelerator.unwrap_model(criterion).time_loss
+    last_logs: dict[str, float] = {}
+    last_validation: dict[str, float] = {}
+
+    # 6. Training loop
+    for epoch in range(first_epoch, num_train_epochs):
+        train_dataloader.set_epoch(epoch)  # the shuffling order of this epoch
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)  # fresh camera moves and degradations for on-the-fly clips
+        batches = (accelerator.skip_first_batches(train_dataloader, resume_step)
+                   if epoch == first_epoch and resume_step else train_dataloader)
+        for batch in batches:
+            with accelerator.accumulate(student):
+                output = student(batch["lq"], scale=args.scale, return_features=needs_features)
+                total, terms = criterion(output.sample, output.features, batch.get("teacher"),
+                                         batch["teacher_features"], batch.get("gt"))
+                accelerator.backward(total)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(list(student.parameters()) + criterion_params, args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+
+            if not accelerator.sync_gradients:
+                continue
+            global_step += 1
+            progress_bar.update(1)
+            logs = {f"loss/{name}": accelerator.reduce(value.detach(), "mean").item() for name, value in terms.items()}
+            logs["loss/total"] = accelerator.reduce(total.detach(), "mean").item()
+            logs["lr"] = lr_scheduler.get_last_lr()[0]
+            if time_loss is not None:
+                logs["time_convlstm_frozen"] = float(time_loss.observe(logs["loss/time"]))
+            progress_bar.set_postfix(loss=f"{logs['loss/total']:.4f}")
+            accelerator.log(logs, step=global_step)
+            last_logs = logs
+
+            if accelerator.is_main_process and global_step % args.checkpointing_steps == 0:
+                prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
+                accelerator.save_state(os.path.join(args.output_dir, f"checkpoint-{global_step}"))
+            if validation_clips and global_step % args.validation_steps == 0:
+                last_validation = run_validation(accelerator, student, validation_clips, args.scale, global_step)
+            if global_step >= args.max_train_steps:
+                break
+        if global_step >= args.max_train_steps:
+            break
+
+    # 7. Save the pipeline
+    accelerator.wait_for_everyone()
+    summary: dict[str, Any] = {}
+    if accelerator.is_main_process:
+        if validation_clips and (not last_validation or global_step % args.validation_steps):
+            last_validation = run_validation(accelerator, student, validation_clips, args.scale, global_step)
+        final = accelerator.unwrap_model(student)
+        if SAVE_DTYPES[args.save_dtype] != torch.float32:
+            final = final.to(SAVE_DTYPES[args.save_dtype])
+        StarStudentPipeline(student=final).save_pretrained(args.output_dir)
+        summary = {
+            "steps": global_step, "train_wall_time_s": round(clock.elapsed_s, 1),
+            "processes": accelerator.num_processes, "batch_size": args.train_batch_size,
+            "student_config": {k: v for k, v in dict(final.config).items() if not k.startswith("_")},
+            "last_losses": last_logs, "validation": last_validation,
+            "validation_bicubic": bicubic_scores(validation_clips, args.scale) if validation_clips else {},
+            "data": {"train_cache": args.train_cache, "clips_per_epoch": len(dataset)} if args.train_cache else
+                    {"motion_clips_per_epoch": len(dataset), "num_frames": args.motion_num_frames,
+                     "crop_size": args.motion_crop_size, "degradation": args.motion_degradation},
+        }
+        Path(args.output_dir, SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
+    accelerator.end_training()
+    return summary
+
+
+def run_validation(accelerator: Accelerator, student: Any, clips: list[dict[str, Any]], scale: int,
+                   step: int) -> dict[str, float]:
+    """Validate, log scalars and a bicubic | student | ground-truth preview, return the scores."""
+    scores, preview = validate(accelerator.unwrap_model(student), clips, scale, accelerator.device)
+    accelerator.log({f"validation/{k}": v for k, v in scores.items()}, step=step)
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_image("validation/bicubic_student_gt", preview, step)
+    logger.info(f"step {step} validation: {scores}")
+    return scores
+
+
+if __name__ == "__main__":
+    main(parse_args())
