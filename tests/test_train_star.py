@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import subprocess
@@ -125,7 +126,8 @@ def test_lora_round_trip_fused_unet_equals_base_plus_adapter(runs):
 
     out = runs["straight"]
     fused = StarVSRPipeline.from_pretrained(out).unet
-    base = tiny_star_components(seed=0)["unet"]  # what the run started from (seed 0)
+    base = tiny_star_components(seed=0)["unet"].eval()  # what the run started from (seed 0)
+    untrained = copy.deepcopy(base)
     adapter = load_file(str(out / "unet_lora" / "adapter_model.safetensors"))
     assert adapter and any(key.endswith("lora_B.weight") and value.abs().sum() > 0 for key, value in adapter.items())
     inject_adapter_in_model(LoraConfig.from_pretrained(str(out / "unet_lora")), base)
@@ -138,11 +140,11 @@ def test_lora_round_trip_fused_unet_equals_base_plus_adapter(runs):
     sample, text = torch.randn(1, 2, 4, 8, 8, generator=g), torch.randn(1, 77, 16, generator=g)
     t = torch.tensor([400])
     with torch.no_grad():
-        expected = base.eval()(sample, t, text).sample
+        expected = base(sample, t, text).sample
         actual = fused.eval()(sample, t, text).sample
-        untrained = tiny_star_components(seed=0)["unet"].eval()(sample, t, text).sample
+        before = untrained(sample, t, text).sample
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(actual, untrained, atol=1e-6)
+    assert not torch.allclose(actual, before, atol=1e-6)
 
 
 def test_resume_is_exact(runs):
@@ -163,11 +165,13 @@ def test_resume_is_exact(runs):
 def test_overfitting_one_clip_lowers_the_loss(tmp_path):
     """In-process run on one fixed clip; the loss on fixed (timestep, noise) draws falls by >= 30 %."""
     write_test_video(tmp_path / "clip.mp4", num_frames=2, size=(16, 16))
+    # 4 copies of the one clip per batch: 4 (timestep, noise) draws per step
     args = train_star.parse_args([
         "--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"), "--dataset", "video",
         "--train_data", str(tmp_path / "clip.mp4"), "--crop_size", "16", "--num_frames", "2", "--degradation", "none",
-        "--caption_dropout", "0", "--random_flip", "false", "--dataset_length", "1", "--max_train_steps", "40",
-        "--learning_rate", "1e-2", "--validation_steps", "0", "--checkpointing_steps", "1000", "--report_to", "none"])
+        "--caption_dropout", "0", "--random_flip", "false", "--dataset_length", "4", "--train_batch_size", "4",
+        "--max_train_steps", "30", "--learning_rate", "2e-2", "--validation_steps", "0",
+        "--checkpointing_steps", "1000", "--report_to", "none"])
     train_star.main(args)
 
     initial = train_star.load_components(args)
@@ -180,9 +184,9 @@ def test_overfitting_one_clip_lowers_the_loss(tmp_path):
         losses = []
         with torch.no_grad():
             for k in range(16):
-                out = train_star.training_losses(denoiser, initial["vae"], initial["text_encoder"], initial["tokenizer"],
-                                                 objective, batch, torch.Generator().manual_seed(1000 + k),
-                                                 torch.float32, vae_batch_size=8, sample_latents=False)
+                out = train_star.training_losses(
+                    denoiser, initial["vae"], initial["text_encoder"], initial["tokenizer"], objective, batch,
+                    torch.Generator().manual_seed(1000 + k), torch.float32, vae_batch_size=8, sample_latents=False)
                 losses.append(out.loss.item())
         return float(np.mean(losses))
 

@@ -59,9 +59,10 @@ from tqdm.auto import tqdm
 
 from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipDataset
 from star_vsr.data.base import ClipPairDataset
-from star_vsr.errors import InputError
+from star_vsr.errors import InputError, StarVSRError
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
-from star_vsr.metrics import evaluate_clip
+from star_vsr.metrics import psnr_clip, ssim_clip
+from star_vsr.metrics.fidelity import SSIM_WINDOW
 from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.text import tokenize
@@ -143,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "in train_data (a folder) or scikit-image's bundled photos when train_data is null.")
     data.add_argument("--train_data", type=_optional(str), default=None,
                       help="Folder of videos / frame folders, CSV or JSON clip list (or a folder of photos).")
-    data.add_argument("--num_frames", type=int, default=8, help="Frames per training clip.")
-    data.add_argument("--crop_size", type=_yaml_value, default=256, help="HR crop: int or [height, width].")
+    data.add_argument("--num_frames", type=int, default=32, help="Frames per training clip.")
+    data.add_argument("--crop_size", type=_yaml_value, default=[720, 1280], help="HR crop: int or [height, width].")
     data.add_argument("--frame_interval", type=_yaml_value, default=1, help="Frame step: int or [min, max].")
     data.add_argument("--scale", type=int, default=4, help="Upscaling factor (2, 3 or 4).")
     data.add_argument("--degradation", type=str, default="medium", help="'light', 'medium', 'heavy' or 'none'.")
@@ -396,6 +397,24 @@ def validation_sample(args: argparse.Namespace, dataset: ClipPairDataset) -> dic
     return dataset[0]
 
 
+def check_crop_size(args: argparse.Namespace, unet: StarVSRUNetModel, vae_scale_factor: int) -> None:
+    """The HR crop must give latents the UNet accepts (see ``StarVSRUNetModel.valid_latent_size``)."""
+    crop_h, crop_w = (args.crop_size,) * 2 if isinstance(args.crop_size, int) else tuple(args.crop_size)
+    if crop_h % vae_scale_factor or crop_w % vae_scale_factor:
+        raise InputError(f"--crop_size {args.crop_size} must be a multiple of the VAE factor {vae_scale_factor}")
+    latent = (crop_h // vae_scale_factor, crop_w // vae_scale_factor)
+    valid = unet.valid_latent_size(*latent)
+    if valid != latent:
+        suggestion = []
+        for axis in (0, 1):  # the next size the UNet takes whose pixels are divisible by the SR scale too
+            size = list(valid)
+            while unet.valid_latent_size(*size)[axis] != size[axis] or size[axis] * vae_scale_factor % args.scale:
+                size[axis] += 1
+            suggestion.append(size[axis] * vae_scale_factor)
+        raise InputError(f"--crop_size {args.crop_size} gives {latent[0]}x{latent[1]} latents, which the UNet cannot "
+                         f"take (it needs {valid[0]}x{valid[1]}); use a crop such as {suggestion}")
+
+
 def make_generator(seed: int, process_index: int, epoch: int, batch_index: int) -> torch.Generator:
     """CPU generator of one micro-batch, seeded from (seed, process, epoch, batch index) only."""
     state = np.random.SeedSequence([seed, process_index, epoch, batch_index]).generate_state(1, dtype=np.uint64)[0]
@@ -419,7 +438,8 @@ def encode_frames(vae: nn.Module, frames: torch.Tensor, generator: torch.Generat
 
 
 @torch.no_grad()
-def encode_captions(text_encoder: nn.Module, tokenizer: Any, captions: Sequence[str], device: torch.device) -> torch.Tensor:
+def encode_captions(text_encoder: nn.Module, tokenizer: Any, captions: Sequence[str],
+                    device: torch.device) -> torch.Tensor:
     """OpenCLIP text embeddings (b, 77, d) of the captions."""
     return text_encoder(tokenize(tokenizer, list(captions)).to(device)).last_hidden_state
 
@@ -485,10 +505,12 @@ def run_validation(args: argparse.Namespace, accelerator: Accelerator, component
     gt, hint = sample["gt"], sample["hint"]  # (n, 3, H, W)
     frames = frames[:, :, : gt.shape[-2], : gt.shape[-1]].float().cpu()
     to_np = lambda clip: clip.permute(0, 2, 3, 1).numpy()  # noqa: E731  (n, H, W, 3)
-    scores = evaluate_clip(to_np(frames), to_np(gt), scale=args.scale, warp=False)
-    baseline = evaluate_clip(to_np(hint), to_np(gt), scale=args.scale, warp=False)
-    metrics = {f"val/{k}": v for k, v in scores.items()}
-    metrics["val/psnr_y_bilinear"] = baseline["psnr_y"]
+    pred_np, gt_np, border = to_np(frames), to_np(gt), args.scale  # borders of `scale` pixels are not scored
+    metrics = {"val/psnr_y": psnr_clip(pred_np, gt_np, border, "y"),
+               "val/psnr_rgb": psnr_clip(pred_np, gt_np, border, "rgb"),
+               "val/psnr_y_bilinear": psnr_clip(to_np(hint), gt_np, border, "y")}
+    if min(gt.shape[-2:]) - 2 * border >= SSIM_WINDOW:  # SSIM needs its 11x11 window inside the frame
+        metrics["val/ssim_y"] = ssim_clip(pred_np, gt_np, border, "y")
     # frame strip: rows = hint, output, ground truth; columns = frames
     strip = torch.cat([torch.cat(list(clip), dim=2) for clip in (hint, frames, gt)], dim=1)  # (3, 3H, nW)
     strip = (strip.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -505,7 +527,10 @@ def run_validation(args: argparse.Namespace, accelerator: Accelerator, component
 # =============================================================================== saving
 def save_final_pipeline(args: argparse.Namespace, components: dict[str, Any], denoiser: StarDenoiser,
                         lora_config: Any) -> None:
-    """Write the trained pipeline (float32, LoRA fused into the UNet) to ``output_dir``; the adapter to ``unet_lora/``."""
+    """Write the trained pipeline (float32, LoRA fused into the UNet) to ``output_dir``.
+
+    With a LoRA, the adapter alone (peft format, relative to the untrained UNet) also goes to ``unet_lora/``.
+    """
     output_dir = Path(args.output_dir)
     unet, controlnet = denoiser.unet, denoiser.controlnet
     if lora_config is not None:
@@ -582,7 +607,8 @@ def main(args: argparse.Namespace) -> None:
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)))
+        project_config=ProjectConfiguration(project_dir=str(output_dir),
+                                            logging_dir=str(output_dir / args.logging_dir)))
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)
     set_seed(args.seed)  # global RNGs: LoRA initialisation, dropout
@@ -598,6 +624,7 @@ def main(args: argparse.Namespace) -> None:
     denoiser, lora_config = prepare_models(args, components, accelerator.device, weight_dtype)
     vae, text_encoder, tokenizer = components["vae"], components["text_encoder"], components["tokenizer"]
     vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    check_crop_size(args, components["unet"], vae_scale_factor)
     objective = build_objective(args, components["scheduler"].alphas_cumprod, vae_scale_factor).to(accelerator.device)
     register_checkpoint_hooks(accelerator)
 
@@ -728,5 +755,5 @@ def save_checkpoint(args: argparse.Namespace, accelerator: Accelerator, global_s
 if __name__ == "__main__":
     try:
         main(parse_args())
-    except InputError as error:
+    except StarVSRError as error:
         sys.exit(f"error: {error}")

@@ -64,7 +64,8 @@ def skimage_photos(min_size: int = MIN_PHOTO_SIDE) -> list[np.ndarray]:
 def _as_rgb(image: np.ndarray, where: str) -> np.ndarray:
     """uint8 (h, w, 3) from (h, w), (h, w, 1), (h, w, 3) or (h, w, 4) uint8 arrays."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise InputError(f"{where} must be a uint8 array (h, w, 3), got {getattr(image, 'dtype', type(image).__name__)}")
+        kind = getattr(image, "dtype", type(image).__name__)
+        raise InputError(f"{where} must be a uint8 array (h, w, 3), got {kind}")
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4):

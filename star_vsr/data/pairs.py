@@ -42,7 +42,8 @@ def resolve_degradation(degradation: DegradationSpec, scale: int) -> RealWorldDe
         return RealWorldDegradation(DegradationConfig.preset(degradation), scale)
     if isinstance(degradation, DegradationConfig):
         return RealWorldDegradation(degradation, scale)
-    raise InputError(f"degradation must be a preset name, a DegradationConfig or None, got {type(degradation).__name__}")
+    raise InputError(f"degradation must be a preset name, a DegradationConfig or None, "
+                     f"got {type(degradation).__name__}")
 
 
 def make_pair(gt: torch.Tensor, scale: int, degradation: RealWorldDegradation | None, seed: int

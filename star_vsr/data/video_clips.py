@@ -131,7 +131,8 @@ def list_clip_sources(source: Union[str, Path, Sequence[Any]]) -> list[ClipSourc
     else:
         sources = [_entry(item, Path.cwd(), "clip list") for item in source]
     if not sources:
-        raise InputError(f"no training clips found in {source}: expected video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) "
+        raise InputError(f"no training clips found in {source}: expected video files "
+                         f"({', '.join(sorted(VIDEO_EXTENSIONS))}) "
                          "or folders of PNG/JPEG frames")
     return sources
 
