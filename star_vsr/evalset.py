@@ -22,11 +22,19 @@ from .errors import InputError
 EVAL_PHOTO_NAMES: tuple[str, ...] = ("coffee", "rocket", "camera")
 """scikit-image photographs of the evaluation set: a still life, an outdoor scene, a portrait (grey)."""
 
-TRAINING_PHOTO_NAMES: tuple[str, ...] = (
+COLOUR_TRAINING_PHOTO_NAMES: tuple[str, ...] = (
     "astronaut", "chelsea", "hubble_deep_field", "immunohistochemistry", "retina", "stereo_motorcycle",
 )
-"""Photographs the training data is filmed from: scikit-image's bundled colour photos without the
-evaluation ones. (Grey photos are left out: trained on them, a student learns to wash out colour.)"""
+"""scikit-image's bundled colour photos without the evaluation ones."""
+
+GREY_TRAINING_PHOTO_NAMES: tuple[str, ...] = (
+    "brick", "grass", "gravel", "coins", "moon", "clock", "cell", "page", "text",
+)
+"""scikit-image's bundled grey photos without the evaluation one: natural textures (brick, grass,
+gravel, moon), objects (coins, clock), microscopy and printed text with sharp edges."""
+
+TRAINING_PHOTO_NAMES: tuple[str, ...] = COLOUR_TRAINING_PHOTO_NAMES + GREY_TRAINING_PHOTO_NAMES
+"""Photographs the training data is filmed from: every bundled photograph except the evaluation ones."""
 
 CHANNEL_ORDERS: tuple[tuple[int, int, int], ...] = tuple(itertools.permutations(range(3)))
 """The six orders of the RGB channels; :func:`training_photos` uses every photo in each of them, so
@@ -70,13 +78,15 @@ def training_photos(channel_orders: bool = True) -> list[np.ndarray]:
     """The photographs of :data:`TRAINING_PHOTO_NAMES` (disjoint from the evaluation set), uint8 (h, w, 3).
 
     Args:
-        channel_orders: give each photo in all :data:`CHANNEL_ORDERS` (photo-major order), 6x as many
-            images; False gives the photos as they are.
+        channel_orders: give each colour photo in all :data:`CHANNEL_ORDERS` (photo-major order), 6x as
+            many colour images, then the grey photos once each (so colour clips stay 4 in 5 and a
+            student does not learn to wash out colour); False gives the photos as they are.
     """
-    photos = [load_photo(name) for name in TRAINING_PHOTO_NAMES]
     if not channel_orders:
-        return photos
-    return [np.ascontiguousarray(photo[..., list(order)]) for photo in photos for order in CHANNEL_ORDERS]
+        return [load_photo(name) for name in TRAINING_PHOTO_NAMES]
+    colour = [load_photo(name) for name in COLOUR_TRAINING_PHOTO_NAMES]
+    grey = [load_photo(name) for name in GREY_TRAINING_PHOTO_NAMES]
+    return [np.ascontiguousarray(photo[..., list(order)]) for photo in colour for order in CHANNEL_ORDERS] + grey
 
 
 def motion_clips(photos: list[np.ndarray], num_clips: int, num_frames: int, size: Union[int, tuple[int, int]],

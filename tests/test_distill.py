@@ -397,3 +397,17 @@ def test_accelerate_launch_checkpoints_and_resumes_exactly(tmp_path, train_cache
     for name, value in straight.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
     assert sorted(p.name for p in interrupted.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+
+
+def test_saved_student_holds_the_averaged_weights(tmp_path, train_cache):
+    """With ``--ema_decay`` the saved student is the moving average, not the last step's weights."""
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    saved = {}
+    for decay in ("0", "0.5"):
+        script, args = training_args(train_cache, tmp_path / decay, "--ema_decay", decay, "--validation_steps", "0",
+                                     "--checkpointing_steps", "1000", "--report_to", "none")
+        script.main(args)
+        saved[decay] = StarStudentPipeline.from_pretrained(tmp_path / decay).student.state_dict()
+    # same seed and batches: the raw weights are identical, the saved ones differ by the averaging
+    assert any(not torch.equal(saved["0"][k], saved["0.5"][k]) for k in saved["0"])

@@ -40,6 +40,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from star_vsr.distill.cache import TeacherCache
@@ -97,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--adam_epsilon", type=float, default=1e-8)
     train.add_argument("--max_grad_norm", type=float, default=1.0)
     train.add_argument("--mixed_precision", default="no", choices=("no", "fp16", "bf16"))
+    train.add_argument("--ema_decay", type=float, default=0.0,
+                       help="exponential moving average of the student's weights (0 = off); validation and the "
+                            "saved student use the averaged weights")
 
     loss = parser.add_argument_group("loss terms (weight 0 = off)")
     loss.add_argument("--loss_teacher_charbonnier", type=float, default=1.0, help="Charbonnier to the teacher")
@@ -360,6 +364,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         criterion.to(accelerator.device)
     clock = TrainingClock()
     accelerator.register_for_checkpointing(clock)
+    # averaged weights (Polyak averaging): less noisy than the last step's on small, noisy batches
+    ema = EMAModel(accelerator.unwrap_model(student).parameters(), decay=args.ema_decay) if args.ema_decay else None
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
 
     updates_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     num_train_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
@@ -419,6 +427,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
             if not accelerator.sync_gradients:
                 continue
+            if ema is not None:
+                ema.step(accelerator.unwrap_model(student).parameters())
             global_step += 1
             progress_bar.update(1)
             logs = {f"loss/{name}": accelerator.reduce(value.detach(), "mean").item() for name, value in terms.items()}
@@ -434,7 +444,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
                 accelerator.save_state(os.path.join(args.output_dir, f"checkpoint-{global_step}"))
             if validation_clips and global_step % args.validation_steps == 0:
-                last_validation = run_validation(accelerator, student, validation_clips, args.scale, global_step)
+                last_validation = run_validation(accelerator, student, validation_clips, args.scale, global_step,
+                                                 ema)
             if global_step >= args.max_train_steps:
                 break
         if global_step >= args.max_train_steps:
@@ -445,8 +456,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if accelerator.is_main_process:
         if validation_clips and (not last_validation or global_step % args.validation_steps):
-            last_validation = run_validation(accelerator, student, validation_clips, args.scale, global_step)
+            last_validation = run_validation(accelerator, student, validation_clips, args.scale, global_step, ema)
         final = accelerator.unwrap_model(student)
+        if ema is not None:
+            ema.copy_to(final.parameters())
         if SAVE_DTYPES[args.save_dtype] != torch.float32:
             final = final.to(SAVE_DTYPES[args.save_dtype])
         StarStudentPipeline(student=final).save_pretrained(args.output_dir)
@@ -466,9 +479,18 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_validation(accelerator: Accelerator, student: Any, clips: list[dict[str, Any]], scale: int,
-                   step: int) -> dict[str, float]:
-    """Validate, log scalars and a bicubic | student | ground-truth preview, return the scores."""
-    scores, preview = validate(accelerator.unwrap_model(student), clips, scale, accelerator.device)
+                   step: int, ema: Optional[EMAModel] = None) -> dict[str, float]:
+    """Validate (with the averaged weights when ``ema`` is given), log scalars and a
+    bicubic | student | ground-truth preview, return the scores."""
+    model = accelerator.unwrap_model(student)
+    if ema is not None:
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+    try:
+        scores, preview = validate(model, clips, scale, accelerator.device)
+    finally:
+        if ema is not None:
+            ema.restore(model.parameters())
     accelerator.log({f"validation/{k}": v for k, v in scores.items()}, step=step)
     for tracker in accelerator.trackers:
         if tracker.name == "tensorboard":
