@@ -1,8 +1,8 @@
 """Where the shipped student lives, and how to build a student pipeline from a preset.
 
-The default student checkpoint (a ``StarStudentPipeline`` folder distilled from STAR) is
-installed at ``star_vsr/weights/student-default``; ``star-vsr upscale`` uses it when no
-``--model`` is given.
+The default student checkpoint (a ``StarStudentPipeline`` folder; how it was trained and how
+well it does: ``star_vsr/weights/MODEL_CARD.md``) is installed at
+``star_vsr/weights/student-default``; ``star-vsr upscale`` uses it when no ``--model`` is given.
 """
 
 from __future__ import annotations

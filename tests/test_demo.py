@@ -1,0 +1,94 @@
+"""``star-vsr demo``, the evaluation set, and the student that ships inside the package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from star_vsr.cli import main as cli_main
+from star_vsr.cli.demo import DEMO_SIZE, LABEL_HEIGHT, OUTPUT_NAMES
+from star_vsr.evalset import EVAL_PHOTO_NAMES, TRAINING_PHOTO_NAMES, evaluation_clips
+from star_vsr.io import probe_video, read_frames
+from star_vsr.io.synthetic import write_test_video
+
+MAX_SHIPPED_BYTES = 4 * 2**20
+"""The shipped student folder must stay a few MB at most."""
+
+
+@pytest.fixture(scope="module")
+def tiny_student_folder(tmp_path_factory) -> Path:
+    from star_vsr.student import build_student_pipeline
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-student"
+    build_student_pipeline("tiny", seed=0).save_pretrained(folder)
+    return folder
+
+
+def test_evaluation_photos_are_never_training_photos():
+    assert not set(EVAL_PHOTO_NAMES) & set(TRAINING_PHOTO_NAMES)
+
+
+def test_evaluation_clips_are_seeded_and_medium_degraded():
+    first = evaluation_clips(num_clips=2, num_frames=3, size=32)
+    again = evaluation_clips(num_clips=2, num_frames=3, size=32)
+    assert [c["name"] for c in first] == [f"{EVAL_PHOTO_NAMES[0]}-0", f"{EVAL_PHOTO_NAMES[1]}-0"]
+    for a, b in zip(first, again, strict=True):
+        assert a["lq"].shape == (3, 3, 8, 8) and a["gt"].shape == (3, 3, 32, 32)
+        assert torch.equal(a["lq"], b["lq"]) and torch.equal(a["gt"], b["gt"])
+    # camera motion: consecutive ground-truth frames differ
+    assert (first[0]["gt"][1] - first[0]["gt"][0]).abs().mean() > 1e-3
+
+
+def test_demo_writes_videos_comparison_and_metrics(tmp_path, tiny_student_folder, capsys):
+    out = tmp_path / "demo"
+    assert cli_main(["demo", "-o", str(out), "--model", str(tiny_student_folder), "--frames", "4"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_NAMES)
+    h, w = DEMO_SIZE
+    for name, size in (("input", (h // 4, w // 4)), ("bicubic", (h, w)), ("student", (h, w)), ("ground_truth", (h, w))):
+        info = probe_video(out / f"{name}.mp4")
+        assert (info.num_frames, info.height, info.width) == (4, *size)
+    assert Image.open(out / "comparison.png").size == (4 * w, h + LABEL_HEIGHT)
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["photo"] == EVAL_PHOTO_NAMES[0] and set(report["metrics"]) == {"bicubic", "student"}
+    assert {"psnr_y", "ssim_y", "ewarp"} <= set(report["metrics"]["student"])
+    assert "frames/s" in capsys.readouterr().out
+    # a second run does not silently replace the first
+    assert cli_main(["demo", "-o", str(out), "--model", str(tiny_student_folder), "--frames", "4"]) == 2
+
+
+# --------------------------------------------------------------------------- the shipped student
+
+
+def test_shipped_student_is_small_and_loads():
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    from star_vsr.student import default_student_folder
+
+    folder = default_student_folder()
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < MAX_SHIPPED_BYTES
+    assert (folder.parent / "MODEL_CARD.md").is_file()
+    pipe = StarStudentPipeline.from_pretrained(folder)
+    frames = pipe(torch.rand(3, 3, 12, 16), upscale=4, output_type="pt").frames
+    assert frames.shape == (1, 3, 3, 48, 64)
+
+
+def test_upscale_without_model_uses_the_shipped_student(tmp_path):
+    video = write_test_video(tmp_path / "in.mp4", num_frames=5, size=(16, 24), audio=True)
+    out = tmp_path / "out.mp4"
+    assert cli_main(["upscale", str(video), "-o", str(out), "--device", "cpu"]) == 0
+    info = probe_video(out)
+    assert (info.num_frames, info.height, info.width, info.has_audio) == (5, 64, 96, True)
+    frames = read_frames(out, range(5)).astype(np.float32)
+    assert frames.std() > 1.0  # a picture, not a constant
+
+
+def test_demo_with_the_shipped_student_beats_bicubic(tmp_path):
+    out = tmp_path / "demo"
+    assert cli_main(["demo", "-o", str(out), "--frames", "6"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["student"]["psnr_y"] > metrics["bicubic"]["psnr_y"]
