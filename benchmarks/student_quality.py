@@ -96,6 +96,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=EVAL_NUM_CLIPS)
     parser.add_argument("--frames", type=int, default=EVAL_NUM_FRAMES)
     parser.add_argument("--size", type=int, default=EVAL_SIZE, help="HR side of the clips")
+    parser.add_argument("--scale", type=int, default=EVAL_SCALE, choices=(2, 3, 4),
+                        help="upscaling factor (the target is defined at x4; the HR side is rounded down to a "
+                             "multiple of it)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--per-clip", action="store_true", help="also print every clip's scores")
@@ -108,13 +111,14 @@ def main() -> None:
 
         args.model = [str(default_student_folder())]
 
-    clips = evaluation_clips(num_clips=args.clips, num_frames=args.frames, size=args.size)
-    results = {"bicubic": score(bicubic, clips, EVAL_SCALE)}
+    args.size -= args.size % args.scale
+    clips = evaluation_clips(num_clips=args.clips, num_frames=args.frames, size=args.size, scale=args.scale)
+    results = {"bicubic": score(bicubic, clips, args.scale)}
     for folder in args.model:
-        results[Path(folder).name or folder] = score(model_upscaler(folder, args.device), clips, EVAL_SCALE)
+        results[Path(folder).name or folder] = score(model_upscaler(folder, args.device), clips, args.scale)
 
     print(f"evaluation set: {args.clips} clips x {args.frames} frames, {args.size}x{args.size} HR from photos "
-          f"{', '.join(EVAL_PHOTO_NAMES)}, degradation {EVAL_DEGRADATION} x{EVAL_SCALE}; device {args.device}, "
+          f"{', '.join(EVAL_PHOTO_NAMES)}, degradation {EVAL_DEGRADATION} x{args.scale}; device {args.device}, "
           f"{torch.get_num_threads()} threads")
     print(format_table(results))
     if args.per_clip:
@@ -123,13 +127,13 @@ def main() -> None:
             for clip, row in result["per_clip"].items():
                 print(f"  {clip:<10} " + "  ".join(f"{k}={row[k]:.4f}" for k in KEYS))
     base = results["bicubic"]["mean"]
-    for name, result in list(results.items())[1:]:
+    for name, result in (list(results.items())[1:] if args.scale == EVAL_SCALE else []):  # target: x4
         gain, ratio = result["mean"]["psnr_y"] - base["psnr_y"], result["mean"]["ewarp"] / base["ewarp"]
         verdict = "meets" if gain >= TARGET_PSNR_GAIN_DB and ratio <= TARGET_EWARP_RATIO else "misses"
         print(f"{name}: {verdict} the target (PSNR-Y gain {gain:+.3f} dB >= {TARGET_PSNR_GAIN_DB}, "
               f"E*warp ratio {ratio:.3f} <= {TARGET_EWARP_RATIO})")
     if args.json:
-        settings = {"clips": args.clips, "frames": args.frames, "size": args.size, "scale": EVAL_SCALE,
+        settings = {"clips": args.clips, "frames": args.frames, "size": args.size, "scale": args.scale,
                     "degradation": EVAL_DEGRADATION, "photos": list(EVAL_PHOTO_NAMES), "device": args.device}
         Path(args.json).write_text(json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
 
