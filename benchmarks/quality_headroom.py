@@ -25,16 +25,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from star_vsr.evalset import EVAL_SCALE, evaluation_clips, training_motion_clips
+from star_vsr.evalset import EVAL_SCALE, bicubic_upscale, evaluation_clips, training_motion_clips
+from star_vsr.metrics import rgb_to_y
 
 #: Tikhonov regulariser of the normal equations (the LR patches of smooth regions are nearly collinear).
 RIDGE = 1e-4
 
 
 def luma(rgb: torch.Tensor) -> torch.Tensor:
-    """(n, 3, h, w) RGB in [0, 1] -> (n, 1, h, w) BT.601 Y in [16/255, 235/255]."""
-    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    return ((16 + 65.481 * r + 128.553 * g + 24.966 * b) / 255.0)[:, None]
+    """(n, 3, h, w) RGB in [0, 1] -> (n, 1, h, w) float64 BT.601 Y in [16/255, 235/255] (the metrics' luma)."""
+    return torch.from_numpy(rgb_to_y(rgb.permute(0, 2, 3, 1).numpy()) / 255.0)[:, None]
 
 
 def patches(lq_y: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -89,7 +89,7 @@ def main() -> None:
     rows = []
     for clip in evaluation_clips():
         lq_y, gt_y = luma(clip["lq"]), luma(clip["gt"])
-        bicubic = luma(F.interpolate(clip["lq"], scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1))
+        bicubic = luma(bicubic_upscale(clip["lq"], scale))
         oracle = fit([(lq_y, gt_y)], args.kernel, scale)
         rows.append((clip["name"], psnr_y(bicubic, gt_y, scale), psnr_y(apply(trained, lq_y, args.kernel, scale),
                      gt_y, scale), psnr_y(apply(oracle, lq_y, args.kernel, scale), gt_y, scale)))

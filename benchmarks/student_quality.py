@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from star_vsr.evalset import (
     EVAL_DEGRADATION,
@@ -30,9 +29,10 @@ from star_vsr.evalset import (
     EVAL_PHOTO_NAMES,
     EVAL_SCALE,
     EVAL_SIZE,
+    bicubic_upscale,
     evaluation_clips,
+    score_clip,
 )
-from star_vsr.metrics import evaluate_clip
 
 TARGET_PSNR_GAIN_DB = 0.7
 """The default student must beat bicubic's PSNR-Y by at least this much (GitHub issue 5)."""
@@ -41,15 +41,6 @@ TARGET_EWARP_RATIO = 1.3
 """... and keep its warping error within this factor of bicubic's."""
 
 KEYS = ("psnr_y", "ssim_y", "ewarp")
-
-
-def to_uint8(clip: torch.Tensor) -> np.ndarray:
-    """(n, 3, h, w) float in [0, 1] -> (n, h, w, 3) uint8."""
-    return (clip.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def bicubic(lq: torch.Tensor, scale: int) -> torch.Tensor:
-    return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False)
 
 
 def model_upscaler(folder: str, device: str) -> Callable[[torch.Tensor, int], torch.Tensor]:
@@ -71,7 +62,7 @@ def score(upscale: Callable[[torch.Tensor, int], torch.Tensor], clips: list[dict
             sr = upscale(clip["lq"], scale)
         seconds += time.perf_counter() - started
         frames += len(clip["lq"])
-        per_clip[clip["name"]] = evaluate_clip(to_uint8(sr), to_uint8(clip["gt"]), scale=scale)
+        per_clip[clip["name"]] = score_clip(sr, clip["gt"], scale)
     mean = {key: float(np.mean([row[key] for row in per_clip.values()])) for key in KEYS}
     return {"mean": mean, "per_clip": per_clip, "frames_per_s": frames / seconds}
 
@@ -113,7 +104,7 @@ def main() -> None:
 
     args.size -= args.size % args.scale
     clips = evaluation_clips(num_clips=args.clips, num_frames=args.frames, size=args.size, scale=args.scale)
-    results = {"bicubic": score(bicubic, clips, args.scale)}
+    results = {"bicubic": score(bicubic_upscale, clips, args.scale)}
     for folder in args.model:
         results[Path(folder).name or folder] = score(model_upscaler(folder, args.device), clips, args.scale)
 

@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-import numpy as np
-import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from star_vsr.errors import DeviceError, InputError, MissingWeightsError
-from star_vsr.frames import FrameSource, VideoInput, as_frame_source
+from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output
 from star_vsr.models.student import MAX_SCALE, MIN_SCALE, StarStudentModel, output_size
 
 #: LR frames read, upscaled and handed to ``frame_sink`` at once.
@@ -229,7 +227,7 @@ class StarStudentPipeline(DiffusionPipeline):
                 progress.update(lr.shape[0])
 
         # 4. Output
-        frames_out = self.postprocess(collected, output_type) if frame_sink is None else None
+        frames_out = frames_to_output(collected, output_type) if frame_sink is None else None
         if not return_dict:
             return (frames_out,)
         return StarStudentPipelineOutput(frames=frames_out)
@@ -238,13 +236,3 @@ class StarStudentPipeline(DiffusionPipeline):
         """Size (H, W) of the frames this pipeline makes from ``height`` x ``width`` LR frames."""
         return output_size(height, width, float(upscale))
 
-    @staticmethod
-    def postprocess(chunks: list[torch.Tensor], output_type: str) -> Any:
-        """(k, 3, H, W) chunks -> the requested output type with a batch dimension of 1."""
-        video = torch.cat(chunks)[None].contiguous()  # (1, n, 3, H, W)
-        if output_type == "pt":
-            return video
-        array = video.permute(0, 1, 3, 4, 2).numpy()  # (1, n, H, W, 3)
-        if output_type == "np":
-            return array
-        return [[PIL.Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in array[0]]]

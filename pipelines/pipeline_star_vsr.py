@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
-import numpy as np
-import PIL.Image
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKLTemporalDecoder, DiffusionPipeline, DPMSolverMultistepScheduler
@@ -30,7 +28,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
 from star_vsr.errors import DeviceError, InputError, MissingWeightsError
-from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source
+from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize
@@ -398,19 +396,9 @@ class StarVSRPipeline(DiffusionPipeline):
         if output_type == "latent":
             frames: Any = torch.cat(collected)[None]
         else:
-            frames = self.postprocess(collected, output_type) if frame_sink is None else None
+            frames = frames_to_output(collected, output_type) if frame_sink is None else None
         self.maybe_free_model_hooks()
         if not return_dict:
             return (frames,)
         return StarVSRPipelineOutput(frames=frames)
 
-    @staticmethod
-    def postprocess(chunks: list[torch.Tensor], output_type: str) -> Any:
-        """(k, 3, H, W) chunks -> the requested output type with a batch dimension of 1."""
-        video = torch.cat(chunks)[None]  # (1, n, 3, H, W)
-        if output_type == "pt":
-            return video
-        array = video.permute(0, 1, 3, 4, 2).numpy()  # (1, n, H, W, 3)
-        if output_type == "np":
-            return array
-        return [[PIL.Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in array[0]]]

@@ -13,11 +13,14 @@ teacher caches of ``star-vsr distill cache-teacher --motion-clips`` are made fro
 from __future__ import annotations
 
 import itertools
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 EVAL_PHOTO_NAMES: tuple[str, ...] = ("coffee", "rocket", "camera")
 """scikit-image photographs of the evaluation set: a still life, an outdoor scene, a portrait (grey)."""
@@ -131,3 +134,26 @@ def photo_clip(name: str, num_frames: int, size: tuple[int, int], scale: int = E
     item = motion_clips([load_photo(name)], 1, num_frames, size, scale, degradation,
                         EVAL_SEED if seed is None else seed)[0]
     return {"lq": item["lq"], "gt": item["gt"], "name": name}
+
+
+def bicubic_upscale(lq: torch.Tensor, scale: int) -> torch.Tensor:
+    """The baseline every comparison reports: (n, 3, h, w) -> (n, 3, h * scale, w * scale) bicubic
+    (PyTorch, ``align_corners=False``), clamped to [0, 1]."""
+    import torch.nn.functional as F  # torch is imported on use: ``star-vsr --help`` stays fast
+
+    return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def clip_to_uint8(clip: torch.Tensor) -> np.ndarray:
+    """(n, 3, h, w) float in [0, 1] -> (n, h, w, 3) uint8 (clamped, rounded), as written to video."""
+    import torch
+
+    return (clip.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def score_clip(sr: torch.Tensor, gt: torch.Tensor, scale: int, warp: bool = True) -> dict[str, float]:
+    """PSNR-Y / SSIM-Y (and E*warp with ``warp``) of an upscaled (n, 3, H, W) clip against ground
+    truth, on the uint8 frames a video would hold (``star_vsr.metrics.evaluate_clip``)."""
+    from .metrics import evaluate_clip
+
+    return evaluate_clip(clip_to_uint8(sr), clip_to_uint8(gt), scale=scale, warp=warp)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
+import PIL.Image
 import torch
 
 from .errors import InputError
@@ -164,3 +165,15 @@ class SequentialFrames:
             have += len(part)
         self.position += count
         return torch.cat(parts)
+
+
+def frames_to_output(chunks: list[torch.Tensor], output_type: str) -> Any:
+    """Collected (k, 3, H, W) float chunks in [0, 1] -> a pipeline's ``frames`` with a batch dimension of 1:
+    ``"pt"`` a (1, n, 3, H, W) tensor, ``"np"`` a (1, n, H, W, 3) float array, ``"pil"`` ``[[PIL.Image, ...]]``."""
+    video = torch.cat(chunks)[None].contiguous()  # (1, n, 3, H, W)
+    if output_type == "pt":
+        return video
+    array = video.permute(0, 1, 3, 4, 2).numpy()  # (1, n, H, W, 3)
+    if output_type == "np":
+        return array
+    return [[PIL.Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in array[0]]]

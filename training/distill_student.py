@@ -34,7 +34,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 from accelerate import Accelerator
 from accelerate.logging import get_logger
@@ -45,7 +44,7 @@ from tqdm.auto import tqdm
 
 from star_vsr.distill.cache import TeacherCache
 from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
-from star_vsr.metrics import evaluate_clip
+from star_vsr.evalset import bicubic_upscale, evaluation_clips, score_clip, training_photos
 from star_vsr.models.student import StarStudentModel
 
 logger = get_logger(__name__)
@@ -195,7 +194,6 @@ def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> t
         raise ValueError("the teacher loss terms need --train_cache (a teacher cache); on-the-fly motion clips "
                          "have ground truth only")
     from star_vsr.data import ImageMotionDataset
-    from star_vsr.evalset import training_photos
 
     dataset = ImageMotionDataset(images=training_photos(), num_frames=args.motion_num_frames,
                                  crop_size=args.motion_crop_size, scale=args.scale,
@@ -210,16 +208,6 @@ def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> t
 # --------------------------------------------------------------------------- validation
 
 
-def _to_uint8(clip: torch.Tensor) -> np.ndarray:
-    """(n, 3, h, w) float in [0, 1] -> (n, h, w, 3) uint8."""
-    return (clip.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def bicubic_upscale(lq: torch.Tensor, scale: int) -> torch.Tensor:
-    """(n, 3, h, w) -> (n, 3, h * scale, w * scale) bicubic, clamped to [0, 1]."""
-    return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
-
-
 @torch.no_grad()
 def validate(student: StarStudentModel, clips: list[dict[str, Any]], scale: int,
              device: torch.device) -> tuple[dict[str, float], torch.Tensor]:
@@ -230,7 +218,7 @@ def validate(student: StarStudentModel, clips: list[dict[str, Any]], scale: int,
     preview = None
     for clip in clips:
         sr = student(clip["lq"][None].to(device, student.dtype), scale=scale).sample[0].float().clamp(0, 1).cpu()
-        scores.append(evaluate_clip(_to_uint8(sr), _to_uint8(clip["gt"]), scale=scale, warp=False))
+        scores.append(score_clip(sr, clip["gt"], scale, warp=False))
         if preview is None:
             middle = len(sr) // 2
             preview = torch.cat([bicubic_upscale(clip["lq"][middle:middle + 1], scale)[0], sr[middle],
@@ -240,8 +228,7 @@ def validate(student: StarStudentModel, clips: list[dict[str, Any]], scale: int,
 
 
 def bicubic_scores(clips: list[dict[str, Any]], scale: int) -> dict[str, float]:
-    scores = [evaluate_clip(_to_uint8(bicubic_upscale(c["lq"], scale)), _to_uint8(c["gt"]), scale=scale, warp=False)
-              for c in clips]
+    scores = [score_clip(bicubic_upscale(c["lq"], scale), c["gt"], scale, warp=False) for c in clips]
     return {key: float(np.mean([s[key] for s in scores])) for key in ("psnr_y", "ssim_y")}
 
 
@@ -377,8 +364,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     validation_clips: list[dict[str, Any]] = []
     if args.validation_steps > 0 and accelerator.is_main_process:
-        from star_vsr.evalset import evaluation_clips
-
         validation_clips = evaluation_clips(num_clips=args.num_validation_clips, num_frames=args.validation_frames,
                                             size=args.validation_size, scale=args.scale)
         baseline = bicubic_scores(validation_clips, args.scale)

@@ -68,11 +68,9 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     import numpy as np
-    import torch
-    import torch.nn.functional as F
 
     from ..errors import InputError
-    from ..evalset import photo_clip
+    from ..evalset import bicubic_upscale, clip_to_uint8, photo_clip
     from ..io import VideoWriter
     from ..metrics import evaluate_clip
     from ..upscale import load_upscaler
@@ -100,12 +98,10 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     sr = pipe(lq, upscale=scale, output_type="pt").frames[0].float().clamp(0, 1).cpu()  # (n, 3, H, W)
     seconds = time.perf_counter() - started
-    bicubic = F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+    bicubic = bicubic_upscale(lq, scale)
 
-    def frames(clip: torch.Tensor) -> np.ndarray:  # (n, 3, h, w) [0, 1] -> (n, h, w, 3) uint8
-        return (clip * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-    videos = {"input": frames(lq), "bicubic": frames(bicubic), "student": frames(sr), "ground_truth": frames(gt)}
+    videos = {"input": clip_to_uint8(lq), "bicubic": clip_to_uint8(bicubic), "student": clip_to_uint8(sr),
+              "ground_truth": clip_to_uint8(gt)}
 
     # 3. Videos, comparison image, metrics
     for name, video in videos.items():
