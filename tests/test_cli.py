@@ -96,6 +96,14 @@ def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys
     assert "convert-star" in err and not (tmp_path / "o.mp4").exists()
 
 
+def test_upscale_checks_the_input_before_loading_a_model(tmp_path, capsys):
+    """A missing input is reported as such, not hidden behind the (slow) model loading or its errors."""
+    out = tmp_path / "o.mp4"
+    assert main(["upscale", str(tmp_path / "nope.mp4"), "-o", str(out), "--model", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.mp4 does not exist" in err and "convert-star" not in err and not out.exists()
+
+
 def test_upscale_bad_scale_leaves_no_output(tmp_path, tiny_star_folder, capsys):
     src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
     out = tmp_path / "out.mp4"

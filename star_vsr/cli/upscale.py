@@ -88,11 +88,13 @@ def _load(args: argparse.Namespace, device: Any = None) -> Any:
 
 
 def run_single(args: argparse.Namespace) -> int:
+    from ..frames import FileFrameSource
     from ..upscale import upscale_video
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise InputError(f"{output} already exists; pass --overwrite to replace it")
+    FileFrameSource(args.input)  # a missing or corrupt input fails here, before a model is loaded
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
                   **pipeline_kwargs(pipe, args))
