@@ -18,23 +18,30 @@ The student that STAR is distilled into. It is *online*: output frame t depends 
    LR resolution (the last conv and the bilinear upsampling are folded before one final pixel
    shuffle), which is what makes x4 fast on a CPU.
 
-Dense 3x3 convs, channels_last (``step`` converts its input): measured on the project's 2-core
-AVX-512/AMX CPU at 320x180 (``benchmarks/student_speed.py --ops``), a dense 3x3 conv of 16 or 32
-channels takes 0.9 / 3.0 ms in float32 (143-178 GMAC/s; 0.3 / 0.7 ms in bfloat16), while a
-depthwise 3x3 + pointwise 1x1 pair of the same width, with 5-8x fewer FLOPs, takes 2.1 / 4.2 ms
-(11-18 GMAC/s): at the widths of ``tiny`` and ``small`` depthwise convs cut FLOPs but add time.
-Only at 64 channels does the pair win (2.5 vs 11.4 ms), at an eighth of the dense conv's MACs.
-NCHW is 1.2-4x slower than channels_last for the same dense conv.
+Dense 3x3 convs, channels_last (``step`` converts its input). Operators were chosen by
+measurement (``benchmarks/student_speed.py --ops``, 320x180 feature map, 2 threads, float32, median
+ms), and the measurement is not stable on the project's shared 2-core machines:
+
+- when the architecture was chosen: dense 3x3 0.9 / 3.0 ms at 16 / 32 channels against 2.1 / 4.2 ms
+  for a depthwise 3x3 + pointwise 1x1 pair (5-8x fewer FLOPs, 11-18 GMAC/s), so dense won at the
+  widths of ``tiny`` and ``small``; the pair won only at 64 channels (2.5 vs 11.4 ms);
+- three later runs: dense 0.9-1.3 / 3.0-4.5 ms, the pair 0.5 / 0.9-4.7 ms, so at 16 channels the
+  pair was faster, at 32 channels it varied between runs. Depthwise blocks may therefore pay off on
+  some CPUs; the presets have not been re-measured end to end with them.
+
+In the latest run channels_last was 3.5x (32 channels) and 2x (64 channels) faster than NCHW for
+the same dense conv.
 
 Presets (``STUDENT_PRESETS``), for one 320x180 -> 1280x720 (x4) frame, model only, 2 CPU threads
-(``benchmarks/student_speed.py --model-only``):
+(``benchmarks/student_speed.py --model-only --presets tiny small base``, median of 8 steps; repeated
+runs on the shared machine vary by up to ~25 %):
 
 =========  ==========  ===================  ==========  ===========
 preset     parameters  GFLOPs per 720p out  float32 ms  bfloat16 ms
 =========  ==========  ===================  ==========  ===========
-``tiny``   50,807      3.8                  32.5        11.3
-``small``  222,591     17.4                 78.9        24.6
-``base``   844,567     76.1                 252.1       60.9
+``tiny``   50,807      3.8                  29.8        10.8
+``small``  222,591     17.4                 63.8        20.5
+``base``   844,567     76.1                 242.6       54.7
 =========  ==========  ===================  ==========  ===========
 
 (FLOPs = 2 x multiply-accumulates of the convolutions and linears, counted by ``count_flops``
