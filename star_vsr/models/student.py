@@ -46,7 +46,7 @@ preset     parameters  GFLOPs per 720p out  float32 ms  bfloat16 ms
 
 (FLOPs = 2 x multiply-accumulates of the convolutions and linears, counted by ``count_flops``
 with ``torch.utils.flop_counter``; interpolation, pixel shuffle and activations are not counted.)
-End to end (decode, model, encode 1280x720 H.264) ``small`` runs ~3x faster than Real-ESRGAN's
+End to end (decode, model, encode 1280x720 H.264) ``small`` runs ~2.6x faster than Real-ESRGAN's
 ``realesr-animevideov3`` in ncnn on the same 2 cores; see ``benchmarks/student_speed.py``.
 
 Feature taps for distillation (``return_features=True``), each (b, n, c, h_f, w_f):
