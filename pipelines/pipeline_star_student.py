@@ -54,7 +54,8 @@ class StarStudentPipelineOutput(BaseOutput):
     frames: Any
 
 
-StepFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+#: ``student.step_tensors``: (lr_frame, *state, scale) -> (sr_frame, *next_state)
+StepFunction = Callable[..., tuple[torch.Tensor, ...]]
 
 
 class CudaGraphStep:

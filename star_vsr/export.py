@@ -4,10 +4,10 @@ What is exported is one step of the stream, ``StarStudentModel.step_tensors`` at
 size and scale, in float32:
 
 - inputs: ``lr_frame`` (1, 3, h, w) in [0, 1], ``hidden`` (1, num_channels, h_p, w_p),
-  ``previous_features`` (1, clean_feature_channels, h_p, w_p) (zeros for the first frame;
-  h_p, w_p = h, w rounded up to even);
+  ``previous_features`` (1, clean_feature_channels, h_p, w_p), ``previous_frame`` (1, 3, h_p, w_p)
+  (all zeros for the first frame; h_p, w_p = h, w rounded up to even);
 - outputs: ``sr_frame`` (1, 3, H, W) (not clamped), ``next_hidden``, ``next_previous_features``,
-  to feed back as the state of the next frame.
+  ``next_previous_frame``, to feed back as the state of the next frame.
 
 A runtime streams a video by calling the exported step once per frame.
 """
@@ -31,8 +31,8 @@ EXPORT_FORMATS = ("onnx", "torchscript")
 #: ONNX opset of exported files.
 ONNX_OPSET = 18
 #: Names of the step's inputs and outputs in exported files.
-INPUT_NAMES = ("lr_frame", "hidden", "previous_features")
-OUTPUT_NAMES = ("sr_frame", "next_hidden", "next_previous_features")
+INPUT_NAMES = ("lr_frame", "hidden", "previous_features", "previous_frame")
+OUTPUT_NAMES = ("sr_frame", "next_hidden", "next_previous_features", "next_previous_frame")
 
 
 class StarStudentStep(nn.Module):
@@ -43,9 +43,9 @@ class StarStudentStep(nn.Module):
         self.student = student
         self.scale = float(student.config.scale if scale is None else scale)
 
-    def forward(self, lr_frame: torch.Tensor, hidden: torch.Tensor,
-                previous_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.student.step_tensors(lr_frame, hidden, previous_features, self.scale)
+    def forward(self, lr_frame: torch.Tensor, hidden: torch.Tensor, previous_features: torch.Tensor,
+                previous_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.student.step_tensors(lr_frame, hidden, previous_features, previous_frame, self.scale)
 
 
 def example_inputs(student: StarStudentModel, height: int, width: int) -> tuple[torch.Tensor, ...]:

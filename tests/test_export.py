@@ -45,9 +45,11 @@ def test_onnx_graph_names_and_shapes(student, tmp_path):
     c, cf = student.config.num_channels, student.config.clean_feature_channels
     inputs = {"lr_frame": np.full((1, 3, 12, 16), 0.5, np.float32),
               "hidden": np.zeros((1, c, 12, 16), np.float32),
-              "previous_features": np.zeros((1, cf, 12, 16), np.float32)}
-    sr, hidden, previous = session.run(list(OUTPUT_NAMES), inputs)
+              "previous_features": np.zeros((1, cf, 12, 16), np.float32),
+              "previous_frame": np.zeros((1, 3, 12, 16), np.float32)}
+    sr, hidden, previous, previous_frame = session.run(list(OUTPUT_NAMES), inputs)
     assert sr.shape == (1, 3, 48, 64) and hidden.shape == (1, c, 12, 16) and previous.shape == (1, cf, 12, 16)
+    assert previous_frame.shape == (1, 3, 12, 16)
     assert np.abs(hidden).sum() > 0  # the state really is produced by the step
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -14,7 +15,16 @@ import star_vsr
 from star_vsr.cli import main
 from star_vsr.errors import DeviceError, InputError, MissingWeightsError
 from star_vsr.models import STUDENT_PRESETS, StarStudentModel
-from star_vsr.models.student import bilinear_subpixel_kernel, count_flops, count_parameters
+from star_vsr.models.student import (
+    BLEND_INIT_BIAS,
+    RecursiveFilter,
+    StarStudentState,
+    backward_warp,
+    bilinear_subpixel_kernel,
+    count_flops,
+    count_parameters,
+    lucas_kanade_flow,
+)
 from star_vsr.pipelines.pipeline_star_student import CudaGraphStep, StarStudentPipeline
 from star_vsr.student import build_student_pipeline, default_student_folder
 
@@ -65,15 +75,23 @@ def test_reset_parameters_is_deterministic_by_generator():
 
 
 @pytest.mark.parametrize("scale", [4, 2.5])
-def test_bilinear_start_is_exact_bilinear_upsampling(scale):
+def test_bilinear_start_is_bilinear_upsampling_of_a_lightly_filtered_frame(scale):
     m = StarStudentModel.from_preset("tiny")
     m.reset_parameters(torch.Generator().manual_seed(0), bilinear_start=True)
-    lr = clip(n=2)
+    lr = clip(n=3)
     with torch.no_grad():
-        out = m(lr, scale=scale).sample
-    size = out.shape[-2:]
-    expected = F.interpolate(lr.flatten(0, 1), size=size, mode="bilinear", align_corners=False).unflatten(0, (1, 2))
-    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+        out = m(lr, scale=scale, return_features=True)
+    # the filtered frames follow e_t = c_t + a (W(e_{t-1}) - c_t) with the constant start blend a
+    a = torch.sigmoid(torch.tensor(BLEND_INIT_BIAS))
+    expected_lr, previous = [], torch.zeros_like(lr[:, 0])
+    for t in range(lr.shape[1]):
+        previous = lr[:, t] + a * (backward_warp(previous, out.features["flow"][:, t]) - lr[:, t])
+        expected_lr.append(previous)
+    expected_lr = torch.stack(expected_lr, dim=1)
+    torch.testing.assert_close(out.features["filtered_frame"], expected_lr, rtol=0, atol=1e-6)
+    size = out.sample.shape[-2:]
+    expected = F.interpolate(expected_lr.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out.sample, expected.unflatten(0, (1, 3)), rtol=0, atol=1e-5)
     assert any(p.abs().sum() > 0 for p in m.trunk.parameters())  # everything else is still random
 
 
@@ -88,7 +106,8 @@ def test_flops_scale_with_frame_area_and_preset():
 def test_output_and_feature_shapes(model):
     out = model(clip(n=3, h=10, w=12), return_features=True)
     assert out.sample.shape == (1, 3, 3, 40, 48)
-    expected = {"clean_frame": (10, 12), "clean_features": (10, 12), "lr_features": (10, 12), "hr_features": (40, 48)}
+    expected = {"clean_frame": (10, 12), "flow": (10, 12), "filtered_frame": (10, 12), "clean_features": (10, 12),
+                "lr_features": (10, 12), "hr_features": (40, 48)}
     assert set(out.features) == set(model.feature_channels) == set(expected)
     for name, (h, w) in expected.items():
         assert out.features[name].shape == (1, 3, model.feature_channels[name], h, w), name
@@ -150,7 +169,7 @@ def test_subpixel_bilinear_kernel_matches_interpolate(r):
 def test_sample_is_last_conv_of_hr_features_plus_bilinear_base(model64, scale):
     with torch.no_grad():
         out = model64(clip(n=2, dtype=torch.float64), scale=scale, return_features=True)
-    hr, base = out.features["hr_features"].flatten(0, 1), out.features["clean_frame"].flatten(0, 1)
+    hr, base = out.features["hr_features"].flatten(0, 1), out.features["filtered_frame"].flatten(0, 1)
     size = out.sample.shape[-2:]
     expected = model64.conv_last(hr) + F.interpolate(base, size=size, mode="bilinear", align_corners=False)
     # atol: F.interpolate(size=...) rounds its scale factor, the sub-pixel kernel is exact
@@ -171,12 +190,76 @@ def test_gradients_reach_every_part_used_at_x4():
     out = m(clip(n=3), return_features=True)
     loss = out.sample.square().mean() + out.features["hr_features"].square().mean()
     loss.backward()
-    used = ("clean.", "fuse.", "trunk.", "upsamplers.4.", "conv_last.")
+    used = ("clean.", "temporal_filter.", "fuse.", "trunk.", "upsamplers.4.", "conv_last.")
     for name, p in m.named_parameters():
         if name.startswith(used):
             assert p.grad is not None and p.grad.abs().sum() > 0, name
         else:
             assert p.grad is None, name  # the x2/x3 heads and the FiLM are not used at x4
+
+
+def test_backward_warp_zero_flow_is_the_identity_and_integer_flow_shifts():
+    x = torch.rand(2, 5, 9, 11, dtype=torch.float64)
+    zero = torch.zeros(2, 2, 9, 11, dtype=torch.float64)
+    torch.testing.assert_close(backward_warp(x, zero), x, rtol=0, atol=1e-12)
+    flow = zero.clone()
+    flow[:, 0], flow[:, 1] = 2.0, -1.0  # out(y, x) = in(y - 1, x + 2)
+    out = backward_warp(x, flow)
+    torch.testing.assert_close(out[..., 1:, :-2], x[..., :-1, 2:], rtol=0, atol=1e-12)
+    torch.testing.assert_close(out[..., 0, :-2], x[..., 0, 2:], rtol=0, atol=1e-12)  # border replicated
+    half = backward_warp(x, zero + 0.5 * (torch.arange(2, dtype=torch.float64) == 0).view(1, 2, 1, 1))
+    torch.testing.assert_close(half[..., :-1], (x[..., :-1] + x[..., 1:]) / 2, rtol=0, atol=1e-12)
+
+
+def test_recursive_filter_averages_agreeing_history_and_ignores_disagreeing_history():
+    torch.manual_seed(0)
+    f = RecursiveFilter().double()
+    with torch.no_grad():  # blend weight = sigmoid(big - big * mean |difference|): 1 when they agree
+        f.conv1.weight.zero_()
+        f.conv1.bias.zero_()
+        f.conv1.weight[0, 6:9, 1, 1] = -1.0  # first hidden channel: -|difference| (LeakyReLU slope 0.1)
+        f.conv1.bias[0] = 1.0
+        f.conv2.weight.zero_()
+        f.conv2.weight[0, 0, 1, 1] = 40.0
+        f.conv2.bias.fill_(-20.0)
+    frame = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(f(frame, frame + 0.01), frame + 0.01, rtol=0, atol=1e-6)  # kept the history
+    torch.testing.assert_close(f(frame, frame + 1.0), frame, rtol=0, atol=1e-6)  # rejected it
+
+
+def test_lucas_kanade_recovers_a_translation():
+    """A smooth texture whose content moves by m per frame: the backward flow is -m inside the frame."""
+    g = torch.Generator().manual_seed(0)
+    texture = F.avg_pool2d(torch.rand(1, 3, 80, 96, generator=g), 5, stride=1, padding=2, count_include_pad=False)
+    texture = (texture - texture.min()) / (texture.max() - texture.min())  # full contrast
+    for motion in ([1.5, -0.5], [-0.7, 0.3]):
+        previous = texture[..., 8:72, 8:88]  # (1, 3, 64, 80)
+        # content moving by m: current(p) = previous(p - m)
+        shift = -torch.tensor(motion).view(1, 2, 1, 1)
+        current = backward_warp(texture, shift.expand(1, 2, 80, 96))[..., 8:72, 8:88]
+        flow = lucas_kanade_flow(current, previous)
+        assert flow.shape == (1, 2, 64, 80)
+        error = (flow - shift)[..., 12:-12, 12:-12].abs().mean()
+        assert error < 0.2 < shift.abs().mean(), (motion, error)  # zero flow would be off by mean |m|
+    assert lucas_kanade_flow(previous, previous).abs().max() < 1e-4
+
+
+def test_the_state_is_warped_by_the_flow(model64, monkeypatch):
+    """With the flow fixed to a shift, a step equals a step of a still scene on the state warped by it."""
+    import star_vsr.models.student as student_module
+
+    shift = torch.tensor([1.5, -0.5], dtype=torch.float64).view(1, 2, 1, 1).expand(1, 2, 8, 10)
+    lr = clip(n=2, h=8, w=10, dtype=torch.float64)
+    with torch.no_grad():
+        monkeypatch.setattr(student_module, "lucas_kanade_flow", lambda frame, previous, window: shift)
+        _, state = model64.step(lr[:, 0], model64.init_state(1, 8, 10, dtype=torch.float64))
+        sr_shifted, _ = model64.step(lr[:, 1], state)
+        monkeypatch.setattr(student_module, "lucas_kanade_flow", lambda frame, previous, window: torch.zeros_like(shift))
+        warped = StarStudentState(*(backward_warp(t, shift) for t in state.tensors()))
+        sr_still, _ = model64.step(lr[:, 1], warped)
+        sr_unwarped, _ = model64.step(lr[:, 1], state)
+    torch.testing.assert_close(sr_shifted, sr_still, rtol=0, atol=1e-10)
+    assert (sr_shifted - sr_unwarped).abs().max() > 1e-3
 
 
 def test_state_of_another_size_is_rejected(model):

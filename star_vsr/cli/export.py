@@ -1,8 +1,8 @@
 """``star-vsr export``: write the student's streaming step as ONNX or TorchScript.
 
 The file holds one step at a fixed LR frame size and scale (float32): inputs ``lr_frame``
-(1, 3, h, w) in [0, 1], ``hidden`` and ``previous_features`` (zeros for the first frame);
-outputs ``sr_frame`` (1, 3, H, W) and the next ``hidden`` / ``previous_features``. A runtime
+(1, 3, h, w) in [0, 1] and the state ``hidden``, ``previous_features``, ``previous_frame`` (zeros
+for the first frame); outputs ``sr_frame`` (1, 3, H, W) and the next state. A runtime
 streams a video by feeding each frame with the state the previous call returned. ``--verify``
 streams a few random frames through the file (onnxruntime on the CPU for ONNX) and PyTorch and
 prints the largest difference.

@@ -7,16 +7,28 @@ The student that STAR is distilled into. It is *online*: output frame t depends 
 1. Cleaning front end: the LR frame is pixel-unshuffled by 2 and a few dense 3x3 convs at half
    resolution (a large receptive field for denoising, deblurring and deblocking at a quarter of
    the cost) predict a cleaned LR frame (a residual on the input) and clean features.
-2. Propagation: the clean features of this frame and of the previous frame and the hidden state
-   are fused by a 3x3 conv and refined by residual blocks of dense 3x3 convs at LR resolution;
-   the result (``lr_features``) is the new hidden state.
-3. Reconstruction: integer scales (2, 3, 4 by default) use their own conv + pixel shuffle
+2. Alignment: dense optical flow from the cleaned frame to the previous filtered frame by
+   pyramidal Lucas-Kanade (``lucas_kanade_flow``, no parameters), backward warping of the whole
+   state by it (``backward_warp``), and a motion-compensated recursive filter
+   (``RecursiveFilter``: ``e_t = c_t + a_t (W(e_{t-1}) - c_t)`` with a learned per-pixel gain
+   ``a_t``) that averages the noise of aligned frames over time, as video denoisers do.
+3. Propagation: the filtered frame, the clean features of this frame and the warped features of
+   the previous frame and hidden state are fused by a 3x3 conv and refined by residual blocks of
+   dense 3x3 convs at LR resolution; the result (``lr_features``) is the new hidden state.
+4. Reconstruction: integer scales (2, 3, 4 by default) use their own conv + pixel shuffle
    (``hr_features``); any other scale in [1, 4] resamples the x4 features bilinearly to the target
    size and modulates them with a scale-conditioned FiLM (Perez et al. 2018), in the spirit of
    Meta-SR's scale-aware upsampling. A last 1x1 conv turns ``hr_features`` into a residual that
-   is added to the bilinearly upsampled cleaned frame. For integer scales the whole step runs at
+   is added to the bilinearly upsampled filtered frame. For integer scales the whole step runs at
    LR resolution (the last conv and the bilinear upsampling are folded before one final pixel
    shuffle), which is what makes x4 fast on a CPU.
+
+Why the alignment is not learned: without it the recurrent state barely helped (the shipped
+student gained only ~0.1 dB from frame 0 to frame 9 of a clip, even on clips without motion); a
+small learned flow estimator (two stride-2 convs, a residual block) trained with the student,
+with or without a photometric loss on the ground truth, kept predicting a near-constant flow
+(~0.1 px where the camera moved ~1 px per frame). Lucas-Kanade needs no training and its error
+against the known camera motion of the training clips is 0.2-0.3 px.
 
 Dense 3x3 convs, channels_last (``step`` converts its input). Operators were chosen by
 measurement (``benchmarks/student_speed.py --ops``, 320x180 feature map, 2 threads, float32, median
@@ -39,18 +51,22 @@ runs on the shared machine vary by up to ~25 %):
 =========  ==========  ===================  ==========  ===========
 preset     parameters  GFLOPs per 720p out  float32 ms  bfloat16 ms
 =========  ==========  ===================  ==========  ===========
-``tiny``   50,807      3.8                  29.8        10.8
-``small``  222,591     17.4                 63.8        20.5
-``base``   844,567     76.1                 242.6       54.7
+``tiny``   52,696      4.0                  47.7        33.0
+``small``  224,912     17.7                 94.0        52.4
+``base``   847,752     76.5                 261.6       96.4
 =========  ==========  ===================  ==========  ===========
 
 (FLOPs = 2 x multiply-accumulates of the convolutions and linears, counted by ``count_flops``
-with ``torch.utils.flop_counter``; interpolation, pixel shuffle and activations are not counted.)
-End to end (decode, model, encode 1280x720 H.264) ``small`` runs ~2.6x faster than Real-ESRGAN's
+with ``torch.utils.flop_counter``; interpolation, pixel shuffle, activations and the Lucas-Kanade
+flow are not counted. Before the alignment was added the same presets took 29.8 / 63.8 / 242.6 ms
+in float32 and 10.8 / 20.5 / 54.7 ms in bfloat16 on another day; the Lucas-Kanade flow always runs
+in float32.)
+End to end (decode, model, encode 1280x720 H.264) ``small`` runs ~2.3x faster than Real-ESRGAN's
 ``realesr-animevideov3`` in ncnn on the same 2 cores; see ``benchmarks/student_speed.py``.
 
 Feature taps for distillation (``return_features=True``), each (b, n, c, h_f, w_f):
-``clean_frame`` (3, LR), ``clean_features`` (LR), ``lr_features`` (the propagated hidden state,
+``clean_frame`` (3, LR), ``flow`` (2, LR, the Lucas-Kanade flow), ``filtered_frame`` (3, LR, the
+recursive filter's output), ``clean_features`` (LR), ``lr_features`` (the propagated hidden state,
 LR) and ``hr_features`` (HR features right before the last conv: the Space-Time Distillation
 tap). ``model.feature_channels`` gives their channel counts.
 """
@@ -81,6 +97,21 @@ LEAKY_SLOPE = 0.1
 RESIDUAL_INIT_SCALE = 0.1
 #: Hidden width of the MLP that maps the scale to FiLM parameters.
 SCALE_EMBED_CHANNELS = 32
+#: Pyramidal Lucas-Kanade flow (``lucas_kanade_flow``): levels (LR, 1/2, 1/4), the finest level
+#: estimated (1 = half LR resolution), iterations per level, default window side (the model's
+#: ``flow_window``), Tikhonov regularisation
+#: (in squared luma differences per pixel). Chosen on motion clips of the training photos
+#: (mean error against the camera motion with a 15-pixel window 0.22 px on degraded, 0.18 px on clean LR
+#: frames; 11 pixels: 0.29 / 0.23; a student trained with 15 gained +0.49 dB on the evaluation set, with 11 +0.44).
+FLOW_LEVELS = 3
+FLOW_FINEST_LEVEL = 1
+FLOW_ITERATIONS = 2
+FLOW_WINDOW = 15
+FLOW_REGULARISATION = 3e-3
+#: Hidden width of the recursive filter's blend-weight network.
+BLEND_CHANNELS = 16
+#: Initial bias of the blend-weight logit: sigmoid(-3) = 0.05, so a fresh model barely blends.
+BLEND_INIT_BIAS = -3.0
 
 #: Architecture of each named size; ``StarStudentModel.from_preset`` fills the config from these.
 STUDENT_PRESETS: dict[str, dict[str, int]] = {
@@ -107,24 +138,28 @@ class StarStudentState:
     Args:
         hidden: the previous frame's ``lr_features`` (b, num_channels, h_p, w_p), zeros at the start.
         previous_features: the previous frame's clean features (b, clean_feature_channels, h_p, w_p).
+        previous_frame: the previous frame's temporally filtered clean LR frame (b, 3, h_p, w_p).
 
     ``h_p``, ``w_p`` are the LR height and width rounded up to even (the front end's unshuffle).
+    All zeros is the state before the first frame.
     """
 
     hidden: torch.Tensor
     previous_features: torch.Tensor
+    previous_frame: torch.Tensor
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The state as a tuple (for export and CUDA graphs), in the order of ``from_tensors``."""
-        return self.hidden, self.previous_features
+        return self.hidden, self.previous_features, self.previous_frame
 
     @classmethod
-    def from_tensors(cls, hidden: torch.Tensor, previous_features: torch.Tensor) -> "StarStudentState":
-        return cls(hidden=hidden, previous_features=previous_features)
+    def from_tensors(cls, hidden: torch.Tensor, previous_features: torch.Tensor,
+                     previous_frame: torch.Tensor) -> "StarStudentState":
+        return cls(hidden=hidden, previous_features=previous_features, previous_frame=previous_frame)
 
     def detach(self) -> "StarStudentState":
         """Cut the graph (truncated back-propagation through time)."""
-        return StarStudentState(self.hidden.detach(), self.previous_features.detach())
+        return StarStudentState(*(t.detach() for t in self.tensors()))
 
 
 @dataclass
@@ -179,6 +214,101 @@ class CleaningFrontEnd(nn.Module):
         return x + residual, features
 
 
+def lucas_kanade_flow(frame: torch.Tensor, previous_frame: torch.Tensor, window: int = FLOW_WINDOW) -> torch.Tensor:
+    """Dense backward optical flow from ``frame`` to ``previous_frame`` by pyramidal Lucas-Kanade.
+
+    Lucas & Kanade (1981) with Bouguet's coarse-to-fine pyramid: on the luma of both frames,
+    averaged down ``FLOW_LEVELS - 1`` times by 2, from the coarsest level to level
+    ``FLOW_FINEST_LEVEL`` (1 = half LR resolution), ``FLOW_ITERATIONS`` times per level: warp the
+    previous frame by the current flow (``backward_warp``), and solve per pixel the 2x2 system
+
+        [Sxx + lambda, Sxy; Sxy, Syy + lambda] d = -[Sxt; Syt]
+
+    with ``Sab = box_W(I_a I_b)`` the products of the spatial gradients ``I_x``, ``I_y`` (central
+    differences of the mean of the two frames) and the temporal difference ``I_t`` summed over a
+    ``window`` x ``window`` box (odd); ``lambda = FLOW_REGULARISATION`` keeps flat areas at the coarser estimate.
+    Each update is clamped to 1 pixel of its level. The flow is then upsampled to (h, w).
+
+    No parameters and no gradient: the inputs are detached, the arithmetic runs in float32 (any
+    input dtype). A few ms per 320x180 frame on a CPU; a learned estimator trained with the student
+    did not learn to see motion in this project's training budget (see the module docstring).
+
+    Args:
+        frame, previous_frame: (b, 3, h, w).
+        window: side of the summation window, pixels of each pyramid level (odd).
+
+    Returns:
+        flow (b, 2, h, w): (dx, dy) in LR pixels, such that ``previous_frame(p + flow(p))`` shows what
+        ``frame(p)`` shows.
+    """
+    current = frame.detach().float().mean(1, keepdim=True)  # (b, 1, h, w) luma
+    previous = previous_frame.detach().float().mean(1, keepdim=True)
+    pyramid = [(current, previous)]
+    for _ in range(FLOW_LEVELS - 1):
+        c, p = pyramid[-1]
+        pyramid.append((F.avg_pool2d(c, 2, ceil_mode=True), F.avg_pool2d(p, 2, ceil_mode=True)))
+    flow = current.new_zeros(current.shape[0], 2, *pyramid[-1][0].shape[-2:])  # (b, 2, h_L, w_L)
+    for level in range(FLOW_LEVELS - 1, FLOW_FINEST_LEVEL - 1, -1):
+        c, p = pyramid[level]
+        if flow.shape[-2:] != c.shape[-2:]:  # one level finer: twice the pixels, twice the displacement
+            flow = 2 * F.interpolate(flow, size=c.shape[-2:], mode="bilinear", align_corners=False)
+        for _ in range(FLOW_ITERATIONS):
+            warped = backward_warp(p, flow)  # (b, 1, h_l, w_l)
+            mean = (warped + c) / 2
+            gx = F.pad(mean[..., 2:] - mean[..., :-2], (1, 1)) / 2  # central differences, 0 at the border
+            gy = F.pad(mean[..., 2:, :] - mean[..., :-2, :], (0, 0, 1, 1)) / 2
+            gt = warped - c
+            sums = F.avg_pool2d(torch.cat([gx * gx, gy * gy, gx * gy, gx * gt, gy * gt], dim=1), window,
+                                stride=1, padding=window // 2, count_include_pad=False)  # (b, 5, h_l, w_l)
+            sxx, syy, sxy, sxt, syt = sums.unbind(1)
+            sxx, syy = sxx + FLOW_REGULARISATION, syy + FLOW_REGULARISATION
+            det = sxx * syy - sxy * sxy  # >= lambda^2 > 0
+            update = torch.stack([(sxy * syt - syy * sxt) / det, (sxy * sxt - sxx * syt) / det], dim=1)
+            flow = flow + update.clamp(-1, 1)
+    scale = 2 ** FLOW_FINEST_LEVEL
+    flow = scale * F.interpolate(flow, size=frame.shape[-2:], mode="bilinear", align_corners=False)  # (b, 2, h, w)
+    return flow.to(frame.dtype)
+
+
+def backward_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample ``x`` (b, c, h, w) at ``p + flow(p)`` for every pixel p: ``out(p) = x(p + flow(p))``.
+
+    ``flow`` (b, 2, h, w) holds (dx, dy) in pixels. Bilinear, borders replicated.
+    """
+    b, _, h, w = x.shape
+    ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w)
+    # pixel centre coordinates -> [-1, 1] (align_corners=False: pixel i covers [i, i + 1) / size)
+    grid_x = (2 * (xs + flow[:, 0]) + 1) / w - 1  # (b, h, w)
+    grid_y = (2 * (ys + flow[:, 1]) + 1) / h - 1
+    grid = torch.stack([grid_x, grid_y], dim=-1)  # (b, h, w, 2)
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class RecursiveFilter(nn.Module):
+    """Motion-compensated recursive filter of the cleaned LR frames (temporal denoising).
+
+        e_t = c_t + a_t * (W(e_{t-1}) - c_t),   a_t = sigmoid(g(c_t, W(e_{t-1}), |W(e_{t-1}) - c_t|))
+
+    ``c_t`` is the cleaned frame, ``W`` the backward warp by the estimated flow, ``e_t`` the filtered
+    frame and ``a_t`` (b, 1, h, w) a per-pixel blend weight from a two-conv network ``g``: close to 1
+    where the warped history agrees with the frame (noise is averaged over time, as in a Kalman
+    filter with a learned gain), close to 0 where it does not (occlusion, wrong flow, first frame).
+    Starts near ``a = 0.05`` (``BLEND_INIT_BIAS``).
+    """
+
+    def __init__(self, channels: int = BLEND_CHANNELS) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(9, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, 1, 3, padding=1)
+
+    def forward(self, frame: torch.Tensor, warped_previous: torch.Tensor) -> torch.Tensor:  # (b, 3, h, w) each
+        difference = warped_previous - frame
+        y = F.leaky_relu_(self.conv1(torch.cat([frame, warped_previous, difference.abs()], dim=1)), LEAKY_SLOPE)
+        blend = torch.sigmoid(self.conv2(y))  # (b, 1, h, w)
+        return frame + blend * difference  # (b, 3, h, w)
+
+
 class ScaleModulation(nn.Module):
     """FiLM conditioned on the scale: ``f * (1 + gamma(s)) + beta(s)`` per channel.
 
@@ -210,6 +340,8 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         num_channels (`int`, defaults to 32): width of the propagation trunk and of the hidden state.
         num_blocks (`int`, defaults to 4): residual blocks of the trunk.
         hr_channels (`int`, defaults to 8): channels of ``hr_features`` (HR space, before the last conv).
+        flow_window (`int`, defaults to 15): window side of the Lucas-Kanade flow (odd; larger is
+            steadier on camera motion, smaller follows small moving objects).
         upsample_scales (`tuple[int]`, defaults to (2, 3, 4)): integer scales with their own pixel
             shuffle head; other scales resample the largest one's features.
     """
@@ -225,6 +357,7 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         num_channels: int = 32,
         num_blocks: int = 4,
         hr_channels: int = 8,
+        flow_window: int = FLOW_WINDOW,
         upsample_scales: Sequence[int] = (2, 3, 4),
     ) -> None:
         super().__init__()
@@ -232,13 +365,17 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         if not scales or any(s != r or not 1 <= r <= MAX_SCALE for s, r in zip(upsample_scales, scales)):
             raise InputError(f"upsample_scales must be integers in [1, {MAX_SCALE:g}], got {upsample_scales}")
         self.upsample_scales = tuple(sorted(set(scales)))
+        if flow_window < 1 or flow_window % 2 == 0:
+            raise InputError(f"flow_window must be an odd number >= 1, got {flow_window}")
         self._check_scale(scale)
         # 1. cleaning front end
         self.clean = CleaningFrontEnd(clean_channels, num_clean_blocks, clean_feature_channels)
-        # 2. propagation: fuse (current clean features, previous clean features, hidden) -> trunk
-        self.fuse = nn.Conv2d(2 * clean_feature_channels + num_channels, num_channels, 3, padding=1)
+        # 2. alignment: flow to the previous frame, motion-compensated recursive filter
+        self.temporal_filter = RecursiveFilter()
+        # 3. propagation: fuse (filtered frame, current and warped previous clean features, warped hidden)
+        self.fuse = nn.Conv2d(3 + 2 * clean_feature_channels + num_channels, num_channels, 3, padding=1)
         self.trunk = nn.Sequential(*[ResidualBlock(num_channels) for _ in range(num_blocks)])
-        # 3. reconstruction: one pixel-shuffle head per integer scale, FiLM for the others, last conv
+        # 4. reconstruction: one pixel-shuffle head per integer scale, FiLM for the others, last conv
         self.upsamplers = nn.ModuleDict({
             str(r): nn.Conv2d(num_channels, hr_channels * r * r, 3, padding=1) for r in self.upsample_scales
         })
@@ -263,9 +400,10 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         """Re-draw every weight from ``generator`` (He-normal for LeakyReLU, zero biases).
 
         The second conv of each residual block is scaled by ``RESIDUAL_INIT_SCALE``. With
-        ``bilinear_start`` the two output convs (the front end's residual and ``conv_last``) are
-        zeroed, so the model starts as exact bilinear upsampling (a neutral start for residual
-        learning) while computing everything else as usual.
+        ``bilinear_start`` (the start of training) the two output convs (the front end's residual
+        and ``conv_last``) are zeroed and the recursive filter's blend weight is set to
+        sigmoid(``BLEND_INIT_BIAS``) everywhere, so the model starts as nearly exact bilinear
+        upsampling (a neutral start for residual learning) while computing everything else as usual.
         """
         gain = nn.init.calculate_gain("leaky_relu", LEAKY_SLOPE)
         with torch.no_grad():
@@ -280,14 +418,17 @@ class StarStudentModel(ModelMixin, ConfigMixin):
                 if isinstance(module, ResidualBlock):
                     module.conv2.weight.mul_(RESIDUAL_INIT_SCALE)
             if bilinear_start:
-                for module in (self.clean.to_residual, self.conv_last):
+                for module in (self.clean.to_residual, self.conv_last, self.temporal_filter.conv2):
                     module.weight.zero_()
+                self.temporal_filter.conv2.bias.fill_(BLEND_INIT_BIAS)
 
     @property
     def feature_channels(self) -> dict[str, int]:
         """Channels of each feature tap returned by ``forward(..., return_features=True)``."""
         return {
             "clean_frame": 3,
+            "flow": 2,
+            "filtered_frame": 3,
             "clean_features": self.config.clean_feature_channels,
             "lr_features": self.config.num_channels,
             "hr_features": self.config.hr_channels,
@@ -307,7 +448,8 @@ class StarStudentModel(ModelMixin, ConfigMixin):
                 memory_format=torch.channels_last)
 
         return StarStudentState(hidden=zeros(self.config.num_channels),
-                                previous_features=zeros(self.config.clean_feature_channels))
+                                previous_features=zeros(self.config.clean_feature_channels),
+                                previous_frame=zeros(3))
 
     # ---------------------------------------------------------------- scale
     def _check_scale(self, scale: Optional[float]) -> float:
@@ -375,25 +517,34 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         # 1. Cleaning front end
         clean_frame, clean_features = self.clean(x)  # (b, 3, h_p, w_p), (b, cf, h_p, w_p)
 
-        # 2. Propagation: fuse with the previous frame's features and the hidden state
-        fused = torch.cat([clean_features, state.previous_features, state.hidden], dim=1)
+        # 2. Alignment: warp the state to this frame, filter the cleaned frames over time
+        flow = lucas_kanade_flow(clean_frame, state.previous_frame, self.config.flow_window)  # (b, 2, h_p, w_p)
+        previous = torch.cat([state.previous_frame, state.previous_features, state.hidden], dim=1)
+        previous_frame, previous_features, hidden = backward_warp(previous, flow).split(
+            [3, self.config.clean_feature_channels, self.config.num_channels], dim=1)
+        filtered_frame = self.temporal_filter(clean_frame, previous_frame)  # (b, 3, h_p, w_p)
+
+        # 3. Propagation: fuse the filtered frame, clean features and the warped state
+        fused = torch.cat([filtered_frame, clean_features, previous_features, hidden], dim=1)
         fused = F.leaky_relu_(self.fuse(fused), LEAKY_SLOPE)  # (b, c, h_p, w_p)
         lr_features = fused + self.trunk(fused)  # (b, c, h_p, w_p)
 
-        # 3. Reconstruction: HR features -> residual on the bilinearly upsampled cleaned frame
-        clean_frame = clean_frame[..., :h, :w]  # (b, 3, h, w)
+        # 4. Reconstruction: HR features -> residual on the bilinearly upsampled filtered frame
+        base_frame = filtered_frame[..., :h, :w]  # (b, 3, h, w)
         if self._has_head(scale):
-            sr, head = self._reconstruct_subpixel(lr_features, clean_frame, int(scale), (h, w))
+            sr, head = self._reconstruct_subpixel(lr_features, base_frame, int(scale), (h, w))
             hr_features = F.pixel_shuffle(head, int(scale)) if return_features else None
         else:
             hr_features = self._resampled_hr_features(lr_features, scale, (h, w))  # (b, c_hr, H, W)
-            base = F.interpolate(clean_frame, size=hr_features.shape[-2:], mode="bilinear", align_corners=False)
+            base = F.interpolate(base_frame, size=hr_features.shape[-2:], mode="bilinear", align_corners=False)
             sr = self.conv_last(hr_features) + base  # (b, 3, H, W)
 
-        new_state = StarStudentState(hidden=lr_features, previous_features=clean_features)
+        new_state = StarStudentState(hidden=lr_features, previous_features=clean_features,
+                                     previous_frame=filtered_frame)
         taps = None
         if return_features:
-            taps = {"clean_frame": clean_frame, "clean_features": clean_features[..., :h, :w],
+            taps = {"clean_frame": clean_frame[..., :h, :w], "flow": flow[..., :h, :w],
+                    "filtered_frame": base_frame, "clean_features": clean_features[..., :h, :w],
                     "lr_features": lr_features[..., :h, :w], "hr_features": hr_features}
         return sr, new_state, taps
 
@@ -413,13 +564,14 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         return sr, state
 
     def step_tensors(self, lr_frame: torch.Tensor, hidden: torch.Tensor, previous_features: torch.Tensor,
-                     scale: Optional[float] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     previous_frame: torch.Tensor, scale: Optional[float] = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``step`` on plain tensors (for export, ``torch.compile`` and CUDA graphs).
 
-        Returns (sr_frame (b, 3, H, W), hidden, previous_features).
+        Returns (sr_frame (b, 3, H, W), hidden, previous_features, previous_frame).
         """
-        sr, state = self.step(lr_frame, StarStudentState(hidden, previous_features), scale)
-        return sr, state.hidden, state.previous_features
+        sr, state = self.step(lr_frame, StarStudentState(hidden, previous_features, previous_frame), scale)
+        return (sr, *state.tensors())
 
     # ---------------------------------------------------------------- clip
     def forward(self, lr: torch.Tensor, scale: Optional[float] = None, return_features: bool = False,
