@@ -114,6 +114,29 @@ def test_motion_from_a_still_is_a_smooth_constant_pan(photos):
     assert not torch.equal(zoom_roll[0], zoom_roll[-1])
 
 
+def test_flip_and_rotate_films_the_photo_in_all_eight_orientations():
+    """A photo whose red grows along x and green along y: the gradient directions give the orientation."""
+    ramp = np.linspace(0, 255, 200)
+    photo = np.stack([np.broadcast_to(ramp[None, :], (200, 200)), np.broadcast_to(ramp[:, None], (200, 200)),
+                      np.zeros((200, 200))], axis=2).astype(np.uint8)
+
+    def orientations(flip_and_rotate: bool) -> set:
+        dataset = ImageMotionDataset([photo], num_frames=2, crop_size=32, degradation=None, max_pan=0.0,
+                                     zoom_range=(1.0, 1.0), max_rotation=0.0, window_scale_range=(1.0, 1.0),
+                                     length=40, flip_and_rotate=flip_and_rotate)
+        seen = set()
+        for i in range(len(dataset)):
+            frame = dataset[i]["gt"][0]  # (3, 32, 32)
+            # sign of d/dx and d/dy of red and green: one of eight signatures per orientation
+            seen.add(tuple(int(np.sign(float(frame[c].diff(dim=axis).mean()))) for c in (0, 1) for axis in (1, 0)))
+        return seen
+
+    assert orientations(False) == {(1, 0, 0, 1)}  # red along +x, green along +y
+    assert len(orientations(True)) == 8
+    dataset = ImageMotionDataset([photo], num_frames=2, crop_size=32, length=2, flip_and_rotate=True)
+    assert same_item(dataset[1], dataset[1])
+
+
 # --- video clips -------------------------------------------------------------------------------
 
 

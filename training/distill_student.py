@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--motion_patch_size", type=int, default=None,
                       help="HR side of a random patch cut from each clip after degradation (default: the whole clip)")
     data.add_argument("--motion_degradation", default="medium", help="degradation preset of on-the-fly clips")
+    data.add_argument("--motion_flip_and_rotate", action="store_true",
+                      help="film each photo in a random one of its eight orientations (90-degree turns, mirror)")
     data.add_argument("--motion_length", type=int, default=1024, help="on-the-fly clips per epoch")
     data.add_argument("--dataloader_num_workers", type=int, default=0)
 
@@ -197,7 +199,8 @@ def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> t
 
     dataset = ImageMotionDataset(images=training_photos(), num_frames=args.motion_num_frames,
                                  crop_size=args.motion_crop_size, scale=args.scale,
-                                 degradation=args.motion_degradation, length=args.motion_length, seed=args.seed)
+                                 degradation=args.motion_degradation, length=args.motion_length, seed=args.seed,
+                                 flip_and_rotate=args.motion_flip_and_rotate)
     if args.motion_patch_size is not None:
         from star_vsr.data.patches import RandomPatchDataset
 
@@ -456,7 +459,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "validation_bicubic": bicubic_scores(validation_clips, args.scale) if validation_clips else {},
             "data": {"train_cache": args.train_cache, "clips_per_epoch": len(dataset)} if args.train_cache else
                     {"motion_clips_per_epoch": len(dataset), "num_frames": args.motion_num_frames,
-                     "crop_size": args.motion_crop_size, "degradation": args.motion_degradation},
+                     "crop_size": args.motion_crop_size, "degradation": args.motion_degradation,
+                     "flip_and_rotate": args.motion_flip_and_rotate},
         }
         Path(args.output_dir, SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
     accelerator.end_training()

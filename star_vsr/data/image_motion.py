@@ -123,6 +123,8 @@ class ImageMotionDataset(ClipPairDataset):
         max_rotation (`float`, defaults to 3.0): largest roll over the whole clip, degrees.
         window_scale_range (`(float, float)`, defaults to `(1.0, 2.0)`): photo pixels per output pixel,
             drawn uniformly per clip (the photo is shrunk by it first; lowered if the photo is small).
+        flip_and_rotate (`bool`, defaults to False): turn the photo by a random multiple of 90 degrees and
+            mirror it with probability 1/2 before filming (eight orientations: a training augmentation).
 
     Items: see ``ClipPairDataset``.
     """
@@ -131,7 +133,7 @@ class ImageMotionDataset(ClipPairDataset):
                  scale: int = 4, degradation: DegradationSpec = "medium", length: Optional[int] = None, seed: int = 0,
                  caption: str = "", caption_dropout: float = 0.0, max_pan: float = 0.5,
                  zoom_range: tuple[float, float] = (0.9, 1.1), max_rotation: float = 3.0,
-                 window_scale_range: tuple[float, float] = (1.0, 2.0)) -> None:
+                 window_scale_range: tuple[float, float] = (1.0, 2.0), flip_and_rotate: bool = False) -> None:
         images = skimage_photos() if images is None else list(images)
         self.images = [image if isinstance(image, (str, Path)) else _as_rgb(image, f"images[{i}]")
                        for i, image in enumerate(images)]
@@ -147,6 +149,7 @@ class ImageMotionDataset(ClipPairDataset):
         self.zoom_range = (float(zoom_range[0]), float(zoom_range[1]))
         self.max_rotation = float(max_rotation)
         self.window_scale_range = (float(window_scale_range[0]), float(window_scale_range[1]))
+        self.flip_and_rotate = bool(flip_and_rotate)
 
     def source_name(self, source: int) -> str:
         image = self.images[source]
@@ -164,6 +167,10 @@ class ImageMotionDataset(ClipPairDataset):
 
     def load_clip(self, source: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         image = self._image(source)
+        if self.flip_and_rotate:  # draws from rng only when on: clips without it stay as they were
+            orientation = np.random.default_rng(rng.integers(2 ** 63)).integers(8)
+            image = np.rot90(image, k=int(orientation % 4))
+            image = np.ascontiguousarray(image[:, ::-1] if orientation >= 4 else image)
         crop_h, crop_w = self.crop_size
         z_min = min(1.0, self.zoom_range[0])  # smallest zoom reached anywhere along the path
         reach = math.hypot(crop_h, crop_w) / z_min  # window diagonal at the widest moment, output pixels
