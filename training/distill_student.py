@@ -366,11 +366,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         accelerator.init_trackers("distill_student", config=tracker_config)
 
     validation_clips: list[dict[str, Any]] = []
+    validation_bicubic: dict[str, float] = {}  # bicubic's scores on the validation clips, computed once
     if args.validation_steps > 0 and accelerator.is_main_process:
         validation_clips = evaluation_clips(num_clips=args.num_validation_clips, num_frames=args.validation_frames,
                                             size=args.validation_size, scale=args.scale)
-        baseline = bicubic_scores(validation_clips, args.scale)
-        logger.info(f"validation bicubic: {baseline}")
+        validation_bicubic = bicubic_scores(validation_clips, args.scale)
+        logger.info(f"validation bicubic: {validation_bicubic}")
 
     # 5. Resume
     global_step, first_epoch, resume_step = 0, 0, 0
@@ -456,7 +457,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "processes": accelerator.num_processes, "batch_size": args.train_batch_size,
             "student_config": {k: v for k, v in dict(final.config).items() if not k.startswith("_")},
             "last_losses": last_logs, "validation": last_validation,
-            "validation_bicubic": bicubic_scores(validation_clips, args.scale) if validation_clips else {},
+            "validation_bicubic": validation_bicubic,
             "data": {"train_cache": args.train_cache, "clips_per_epoch": len(dataset)} if args.train_cache else
                     {"motion_clips_per_epoch": len(dataset), "num_frames": args.motion_num_frames,
                      "crop_size": args.motion_crop_size, "degradation": args.motion_degradation,
