@@ -21,6 +21,7 @@ from star_vsr.models.student import (
     StarStudentState,
     backward_warp,
     bilinear_subpixel_kernel,
+    box_mean,
     count_flops,
     count_parameters,
     lucas_kanade_flow,
@@ -242,6 +243,12 @@ def test_lucas_kanade_recovers_a_translation():
         error = (flow - shift)[..., 12:-12, 12:-12].abs().mean()
         assert error < 0.2 < shift.abs().mean(), (motion, error)  # zero flow would be off by mean |m|
     assert lucas_kanade_flow(previous, previous).abs().max() < 1e-4
+
+
+def test_box_mean_is_the_2d_box_mean_cut_at_the_border():
+    x = torch.rand(2, 5, 9, 23, dtype=torch.float64)
+    expected = torch.nn.functional.avg_pool2d(x, 7, stride=1, padding=3, count_include_pad=False)
+    torch.testing.assert_close(box_mean(x, 7), expected, rtol=0, atol=1e-12)
 
 
 def test_the_state_is_warped_by_the_flow(model64, monkeypatch):

@@ -214,6 +214,18 @@ class CleaningFrontEnd(nn.Module):
         return x + residual, features
 
 
+def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean of ``x`` (b, c, h, w) over the ``window`` x ``window`` box around each pixel (odd ``window``).
+
+    Boxes are cut at the border (the mean of the pixels inside). Separable: a vertical then a
+    horizontal 1-D mean, exact because the count inside a cut box is the product of the two
+    counts; about 3x faster on a CPU than the 2-D ``avg_pool2d`` at ``FLOW_WINDOW``.
+    """
+    pad = window // 2
+    x = F.avg_pool2d(x, (window, 1), stride=1, padding=(pad, 0), count_include_pad=False)
+    return F.avg_pool2d(x, (1, window), stride=1, padding=(0, pad), count_include_pad=False)
+
+
 def lucas_kanade_flow(frame: torch.Tensor, previous_frame: torch.Tensor, window: int = FLOW_WINDOW) -> torch.Tensor:
     """Dense backward optical flow from ``frame`` to ``previous_frame`` by pyramidal Lucas-Kanade.
 
@@ -258,8 +270,7 @@ def lucas_kanade_flow(frame: torch.Tensor, previous_frame: torch.Tensor, window:
             gx = F.pad(mean[..., 2:] - mean[..., :-2], (1, 1)) / 2  # central differences, 0 at the border
             gy = F.pad(mean[..., 2:, :] - mean[..., :-2, :], (0, 0, 1, 1)) / 2
             gt = warped - c
-            sums = F.avg_pool2d(torch.cat([gx * gx, gy * gy, gx * gy, gx * gt, gy * gt], dim=1), window,
-                                stride=1, padding=window // 2, count_include_pad=False)  # (b, 5, h_l, w_l)
+            sums = box_mean(torch.cat([gx * gx, gy * gy, gx * gy, gx * gt, gy * gt], dim=1), window)  # (b, 5, h_l, w_l)
             sxx, syy, sxy, sxt, syt = sums.unbind(1)
             sxx, syy = sxx + FLOW_REGULARISATION, syy + FLOW_REGULARISATION
             det = sxx * syy - sxy * sxy  # >= lambda^2 > 0
