@@ -61,8 +61,11 @@ with ``torch.utils.flop_counter``; interpolation, pixel shuffle, activations and
 flow are not counted. Before the alignment was added the same presets took 29.8 / 63.8 / 242.6 ms
 in float32 and 10.8 / 20.5 / 54.7 ms in bfloat16 on another day; the Lucas-Kanade flow always runs
 in float32.)
-End to end (decode, model, encode 1280x720 H.264) ``small`` runs ~2.3x faster than Real-ESRGAN's
-``realesr-animevideov3`` in ncnn on the same 2 cores; see ``benchmarks/student_speed.py``.
+On a later 2-core machine (AVX-512 with BF16 instructions, no AMX) the same command gave 82.7 /
+136.8 / 372.9 ms in float32 and 76.6 / 213.5 / 663.3 ms in bfloat16: bfloat16 pays off only with AMX.
+End to end (decode, model, encode 1280x720 H.264) ``small`` ran 2.2-2.3x faster than Real-ESRGAN's
+``realesr-animevideov3`` in ncnn on the same 2 cores of the first machine, 1.65-1.95x on the later
+one; see ``benchmarks/student_speed.py``.
 
 Feature taps for distillation (``return_features=True``), each (b, n, c, h_f, w_f):
 ``clean_frame`` (3, LR), ``flow`` (2, LR, the Lucas-Kanade flow), ``filtered_frame`` (3, LR, the
