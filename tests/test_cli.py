@@ -47,6 +47,25 @@ def test_info(tmp_path, capsys):
     assert info["fps"] == pytest.approx(25)
 
 
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_output_into_a_closed_pipe_is_no_traceback(tmp_path, unbuffered):
+    """``star-vsr info video | head -1``: the reader is gone before star-vsr writes."""
+    import os
+
+    video = write_test_video(tmp_path / "clip.mp4", 2, size=(16, 16))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    try:
+        done = subprocess.run([sys.executable, "-m", "star_vsr", "info", str(video)], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1 and done.stderr == "", done.stderr
+
+
 def test_missing_file_is_one_clear_line(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope.mp4")]) == 2
     err = capsys.readouterr().err

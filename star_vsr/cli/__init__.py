@@ -43,13 +43,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     try:
         result = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
     except StarVSRError as error:
         print(f"star-vsr {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"star-vsr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout piped into a program that stopped reading (`| head`)
+        _silence_stdout()
+        return 1
     return int(result or 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's flush at exit does not raise again (Python's docs on SIGPIPE)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. captured by a test)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":
