@@ -151,9 +151,9 @@ def bicubic_upscale(lq: torch.Tensor, scale: int) -> torch.Tensor:
 
 def clip_to_uint8(clip: torch.Tensor) -> np.ndarray:
     """(n, 3, h, w) float in [0, 1] -> (n, h, w, 3) uint8 (clamped, rounded), as written to video."""
-    import torch
+    from .frames import frames_to_uint8
 
-    return (clip.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return frames_to_uint8(clip)
 
 
 def score_clip(sr: torch.Tensor, gt: torch.Tensor, scale: int, warp: bool = True) -> dict[str, float]:

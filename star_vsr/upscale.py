@@ -73,7 +73,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     under ``output_path`` only when everything succeeded (and keeps the input's fps and audio).
     ``pipeline_kwargs`` go to the pipeline call (``upscale``, ``num_inference_steps``, ...).
     """
-    from .frames import FileFrameSource
+    from .frames import FileFrameSource, frames_to_uint8
     from .io import VideoWriter
 
     source = FileFrameSource(input_path)
@@ -84,7 +84,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
                      total_frames=source.num_frames) as writer:
 
         def sink(frames: torch.Tensor) -> None:  # (k, 3, H, W) in [0, 1]
-            writer.write((frames.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy())
+            writer.write(frames_to_uint8(frames))
 
         pipe(source, frame_sink=sink, **pipeline_kwargs)
     return Path(output_path)

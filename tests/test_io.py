@@ -609,3 +609,17 @@ def test_unreadable_image_is_corrupt(tmp_path):
     (tmp_path / "0001.png").write_bytes(b"not a png")
     with pytest.raises(CorruptVideoError, match=r"0001\.png is not a readable image"):
         probe_video(tmp_path)
+
+
+def test_frames_to_uint8_rounds_clamps_and_puts_channels_last():
+    import torch
+
+    from star_vsr.frames import frames_to_uint8
+
+    frames = torch.rand(3, 3, 5, 7) * 1.4 - 0.2  # some values outside [0, 1]
+    frames[0, 0, 0, :4] = torch.tensor([0.4 / 255, 1.6 / 255, 254.4 / 255, 254.6 / 255])
+    out = frames_to_uint8(frames)
+    expected = np.rint(np.clip(frames.permute(0, 2, 3, 1).double().numpy(), 0, 1) * 255).astype(np.uint8)
+    assert out.dtype == np.uint8 and out.shape == (3, 5, 7, 3) and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, expected)
+    assert list(out[0, 0, :4, 0]) == [0, 2, 254, 255]  # rounded, not truncated

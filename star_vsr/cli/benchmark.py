@@ -93,13 +93,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def to_uint8(frames: Any) -> Any:
-    """(k, 3, H, W) float tensor in [0, 1] -> (k, H, W, 3) uint8 numpy array (as ``upscale_video``)."""
-    import torch
-
-    return (frames.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
 def _writer(output: Path, input_path: Path, codec: str):
     from ..io import VideoWriter, probe_video
 
@@ -112,14 +105,14 @@ def run_bicubic(input_path: Path, output: Path, upscale: float, codec: str) -> t
     import torch
     import torch.nn.functional as F
 
-    from ..frames import FileFrameSource
+    from ..frames import FileFrameSource, frames_to_uint8
     from ..models.student import output_size
 
     source = FileFrameSource(input_path)
     size = output_size(source.height, source.width, upscale)
     with _writer(output, input_path, codec) as writer, torch.inference_mode():
         for lr in source.iter_chunks(CHUNK_FRAMES):  # (k, 3, h, w)
-            writer.write(to_uint8(F.interpolate(lr, size=size, mode="bicubic", align_corners=False).clamp_(0, 1)))
+            writer.write(frames_to_uint8(F.interpolate(lr, size=size, mode="bicubic", align_corners=False)))
     return size
 
 
@@ -177,6 +170,7 @@ def run_ncnn(net: Any, input_path: Path, output: Path, codec: str) -> tuple[int,
     import numpy as np
     import torch
 
+    from ..frames import frames_to_uint8
     from ..io import open_video
 
     size = (0, 0)
@@ -191,9 +185,9 @@ def run_ncnn(net: Any, input_path: Path, output: Path, codec: str) -> tuple[int,
                 extractor.input(NCNN_INPUT, mat)
                 _, out = extractor.extract(NCNN_OUTPUT)
                 frames.append(torch.from_numpy(np.array(out)))  # (3, H, W) in [0, 1]
-            hr = torch.stack(frames).clamp_(0, 1)  # (k, 3, H, W)
+            hr = torch.stack(frames)  # (k, 3, H, W), clamped by frames_to_uint8
             size = tuple(hr.shape[-2:])
-            writer.write(to_uint8(hr))
+            writer.write(frames_to_uint8(hr))
     return size
 
 
