@@ -187,7 +187,6 @@ def frames_to_output(chunks: list[torch.Tensor], output_type: str) -> Any:
     video = torch.cat(chunks)[None].contiguous()  # (1, n, 3, H, W)
     if output_type == "pt":
         return video
-    array = video.permute(0, 1, 3, 4, 2).numpy()  # (1, n, H, W, 3)
     if output_type == "np":
-        return array
-    return [[PIL.Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in array[0]]]
+        return video.permute(0, 1, 3, 4, 2).numpy()  # (1, n, H, W, 3)
+    return [[PIL.Image.fromarray(frame) for frame in frames_to_uint8(video[0])]]
