@@ -149,16 +149,10 @@ def bicubic_upscale(lq: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
 
 
-def clip_to_uint8(clip: torch.Tensor) -> np.ndarray:
-    """(n, 3, h, w) float in [0, 1] -> (n, h, w, 3) uint8 (clamped, rounded), as written to video."""
-    from .frames import frames_to_uint8
-
-    return frames_to_uint8(clip)
-
-
 def score_clip(sr: torch.Tensor, gt: torch.Tensor, scale: int, warp: bool = True) -> dict[str, float]:
     """PSNR-Y / SSIM-Y (and E*warp with ``warp``) of an upscaled (n, 3, H, W) clip against ground
     truth, on the uint8 frames a video would hold (``star_vsr.metrics.evaluate_clip``)."""
+    from .frames import frames_to_uint8
     from .metrics import evaluate_clip
 
-    return evaluate_clip(clip_to_uint8(sr), clip_to_uint8(gt), scale=scale, warp=warp)
+    return evaluate_clip(frames_to_uint8(sr), frames_to_uint8(gt), scale=scale, warp=warp)

@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..errors import InputError
-    from ..evalset import bicubic_upscale, clip_to_uint8, photo_clip
+    from ..evalset import bicubic_upscale, photo_clip
+    from ..frames import frames_to_uint8
     from ..io import VideoWriter
     from ..metrics import evaluate_clip
     from ..upscale import load_upscaler
@@ -100,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     bicubic = bicubic_upscale(lq, scale)
 
-    videos = {"input": clip_to_uint8(lq), "bicubic": clip_to_uint8(bicubic), "student": clip_to_uint8(sr),
-              "ground_truth": clip_to_uint8(gt)}
+    videos = {"input": frames_to_uint8(lq), "bicubic": frames_to_uint8(bicubic), "student": frames_to_uint8(sr),
+              "ground_truth": frames_to_uint8(gt)}
 
     # 3. Videos, comparison image, metrics
     for name, video in videos.items():
