@@ -22,7 +22,7 @@ Conventions (those of the SR literature and its MATLAB / BasicSR evaluation scri
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import cv2
 import numpy as np
@@ -188,19 +188,19 @@ def ssim(pred: np.ndarray, gt: np.ndarray, crop_border: int = 0, channel: Channe
     return float(np.mean(_ssim_per_channel(pred_c, gt_c)))
 
 
-def _check_clip_pair(pred_frames: np.ndarray, gt_frames: np.ndarray) -> None:
+def _clip_mean(metric: Callable[[np.ndarray, np.ndarray, int, Channel], float], name: str,
+               pred_frames: np.ndarray, gt_frames: np.ndarray, crop_border: int, channel: Channel,
+               progress: bool) -> float:
+    """Mean of ``metric(pred, gt, crop_border, channel)`` over the frame pairs of two (n, h, w, 3) clips."""
     check_frames(pred_frames, "pred_frames", ndim=4)
     check_frames(gt_frames, "gt_frames", ndim=4)
     check_same_shape(pred_frames, gt_frames, "pred_frames", "gt_frames")
+    pairs = tqdm(zip(pred_frames, gt_frames), total=len(gt_frames), desc=name, disable=not progress)
+    return float(np.mean([metric(pred, gt, crop_border, channel) for pred, gt in pairs]))
 
 
-def psnr_clip(
-    pred_frames: np.ndarray,
-    gt_frames: np.ndarray,
-    crop_border: int = 0,
-    channel: Channel = "y",
-    progress: bool = False,
-) -> float:
+def psnr_clip(pred_frames: np.ndarray, gt_frames: np.ndarray, crop_border: int = 0, channel: Channel = "y",
+              progress: bool = False) -> float:
     """Mean of the per-frame PSNR (dB) over a clip; see :func:`psnr`.
 
     Args:
@@ -213,32 +213,10 @@ def psnr_clip(
     Returns:
         Average PSNR in dB (``inf`` if any frame pair is identical).
     """
-    _check_clip_pair(pred_frames, gt_frames)
-    pairs = tqdm(zip(pred_frames, gt_frames), total=len(gt_frames), desc="PSNR", disable=not progress)
-    values = [psnr(pred, gt, crop_border, channel) for pred, gt in pairs]
-    return float(np.mean(values))
+    return _clip_mean(psnr, "PSNR", pred_frames, gt_frames, crop_border, channel, progress)
 
 
-def ssim_clip(
-    pred_frames: np.ndarray,
-    gt_frames: np.ndarray,
-    crop_border: int = 0,
-    channel: Channel = "y",
-    progress: bool = False,
-) -> float:
-    """Mean of the per-frame SSIM over a clip; see :func:`ssim`.
-
-    Args:
-        pred_frames: (n, h, w, 3) RGB, ``uint8`` in [0, 255] or float in [0, 1].
-        gt_frames: (n, h, w, 3) ground truth, same shape.
-        crop_border: pixels dropped on every side of every frame.
-        channel: ``"y"`` or ``"rgb"``.
-        progress: show a tqdm bar over frames.
-
-    Returns:
-        Average SSIM.
-    """
-    _check_clip_pair(pred_frames, gt_frames)
-    pairs = tqdm(zip(pred_frames, gt_frames), total=len(gt_frames), desc="SSIM", disable=not progress)
-    values = [ssim(pred, gt, crop_border, channel) for pred, gt in pairs]
-    return float(np.mean(values))
+def ssim_clip(pred_frames: np.ndarray, gt_frames: np.ndarray, crop_border: int = 0, channel: Channel = "y",
+              progress: bool = False) -> float:
+    """Mean of the per-frame SSIM over a clip (arguments as :func:`psnr_clip`); see :func:`ssim`."""
+    return _clip_mean(ssim, "SSIM", pred_frames, gt_frames, crop_border, channel, progress)
