@@ -12,31 +12,18 @@ frame here) grow.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
+
+from peak_rss import measure_lengths, print_table, upscale_and_report
 
 
 def child(frames: int, height: int, width: int, steps: int, chunk: int, workdir: str) -> None:
     import torch
 
-    from star_vsr.io.synthetic import write_test_video
     from star_vsr.testing import tiny_star_pipeline
-    from star_vsr.upscale import upscale_video
 
     torch.set_num_threads(1)
-    src = write_test_video(Path(workdir) / f"in_{frames}.mp4", num_frames=frames, size=(height, width))
-    pipe = tiny_star_pipeline(seed=0)
-    start = time.perf_counter()
-    upscale_video(pipe, src, Path(workdir) / f"out_{frames}.mp4", progress=False, num_inference_steps=steps,
-                  chunk_frames=chunk, chunk_overlap=chunk // 4, generator=torch.Generator().manual_seed(0))
-    seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"frames": frames, "peak_rss_mib": peak_kib / 1024, "seconds": seconds}))
+    upscale_and_report(tiny_star_pipeline(seed=0), frames, height, width, workdir, num_inference_steps=steps,
+                       chunk_frames=chunk, chunk_overlap=chunk // 4, generator=torch.Generator().manual_seed(0))
 
 
 def main() -> None:
@@ -52,20 +39,12 @@ def main() -> None:
         child(args.frames[0], *args.size, args.steps, args.chunk_frames, args.workdir)
         return
 
-    results = []
-    with tempfile.TemporaryDirectory() as workdir:
-        for frames in args.frames:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", "--frames", str(frames), "--size", *map(str, args.size),
-                 "--steps", str(args.steps), "--chunk-frames", str(args.chunk_frames), "--workdir", workdir],
-                capture_output=True, text=True, check=True)
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results = measure_lengths(__file__, args.frames, ["--size", *map(str, args.size), "--steps", str(args.steps),
+                                                      "--chunk-frames", str(args.chunk_frames)])
     h, w = args.size
     print(f"StarVSRPipeline (tiny random model), {h}x{w} -> {4 * h}x{4 * w}, {args.steps} steps, "
           f"chunks of {args.chunk_frames} frames, file in -> file out")
-    print(f"{'frames':>7}  {'peak RSS (MiB)':>15}  {'seconds':>8}")
-    for r in results:
-        print(f"{r['frames']:>7}  {r['peak_rss_mib']:>15.1f}  {r['seconds']:>8.1f}")
+    print_table(results)
     if len(results) >= 2:
         growth = results[-1]["peak_rss_mib"] / results[-2]["peak_rss_mib"] - 1
         print(f"growth from {results[-2]['frames']} to {results[-1]['frames']} frames: {100 * growth:+.1f}% "

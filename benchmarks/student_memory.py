@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
+
+from peak_rss import measure_lengths, print_table, upscale_and_report
 
 #: The issue's bound on peak-memory growth from the shortest to the longest clip.
 TARGET_GROWTH = 0.10
@@ -27,18 +24,11 @@ TARGET_GROWTH = 0.10
 def child(frames: int, height: int, width: int, preset: str, threads: int, workdir: str) -> None:
     import torch
 
-    from star_vsr.io.synthetic import write_test_video
     from star_vsr.student import build_student_pipeline
-    from star_vsr.upscale import upscale_video
 
     torch.set_num_threads(threads)
-    src = write_test_video(Path(workdir) / f"in_{frames}.mp4", num_frames=frames, size=(height, width))
     pipe = build_student_pipeline(preset, seed=0, bilinear_start=True)
-    start = time.perf_counter()
-    upscale_video(pipe, src, Path(workdir) / f"out_{frames}.mp4", progress=False, upscale=4)
-    seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"frames": frames, "peak_rss_mib": peak_kib / 1024, "seconds": seconds}))
+    upscale_and_report(pipe, frames, height, width, workdir, upscale=4)
 
 
 def main() -> None:
@@ -55,20 +45,12 @@ def main() -> None:
         child(args.frames[0], *args.size, args.preset, args.threads, args.workdir)
         return
 
-    results = []
-    with tempfile.TemporaryDirectory() as workdir:
-        for frames in args.frames:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", "--frames", str(frames), "--size", *map(str, args.size),
-                 "--preset", args.preset, "--threads", str(args.threads), "--workdir", workdir],
-                capture_output=True, text=True, check=True)
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results = measure_lengths(__file__, args.frames, ["--size", *map(str, args.size), "--preset", args.preset,
+                                                      "--threads", str(args.threads)])
     h, w = args.size
     print(f"StarStudentPipeline ('{args.preset}', random weights, zeroed output convs), {w}x{h} -> {4 * w}x{4 * h}, "
           f"{args.threads} threads, H.264 file in -> H.264 file out, one process per length")
-    print(f"{'frames':>7}  {'peak RSS (MiB)':>15}  {'seconds':>8}")
-    for r in results:
-        print(f"{r['frames']:>7}  {r['peak_rss_mib']:>15.1f}  {r['seconds']:>8.1f}")
+    print_table(results)
     growth = results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"] - 1
     verdict = "met" if growth <= TARGET_GROWTH else "NOT met"
     print(f"growth from {results[0]['frames']} to {results[-1]['frames']} frames: {100 * growth:+.1f}% "
