@@ -106,7 +106,11 @@ def main() -> None:
     clips = evaluation_clips(num_clips=args.clips, num_frames=args.frames, size=args.size, scale=args.scale)
     results = {"bicubic": score(bicubic_upscale, clips, args.scale)}
     for folder in args.model:
-        results[Path(folder).name or folder] = score(model_upscaler(folder, args.device), clips, args.scale)
+        name = Path(folder).name or folder
+        name = folder if name in results else name  # two folders of the same name: label them by their paths
+        if name in results:
+            parser.error(f"--model {folder} is given twice")
+        results[name] = score(model_upscaler(folder, args.device), clips, args.scale)
 
     print(f"evaluation set: {args.clips} clips x {args.frames} frames, {args.size}x{args.size} HR from photos "
           f"{', '.join(EVAL_PHOTO_NAMES)}, degradation {EVAL_DEGRADATION} x{args.scale}; device {args.device}, "
