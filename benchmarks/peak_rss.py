@@ -1,10 +1,12 @@
 """The harness of the memory benchmarks: one fresh process per video length, each reporting its peak RSS.
 
-A benchmark script calls :func:`measure_lengths` in its parent process; the script reruns itself
-with ``--child --frames N --workdir DIR`` plus its own arguments, and the child builds its model
-and calls :func:`upscale_and_report`, which upscales a synthetic H.264 clip file to file through
-``star_vsr.upscale.upscale_video`` (frames streamed in and out) and prints its peak RSS
-(``ru_maxrss``) as the last line of JSON.
+A benchmark script calls :func:`measure_lengths` in its parent process, which writes a synthetic
+H.264 clip of each length and reruns the script with ``--child --frames N --workdir DIR`` plus the
+script's own arguments; the child builds its model and calls :func:`upscale_and_report`, which
+upscales that clip file to file through ``star_vsr.upscale.upscale_video`` (frames streamed in and
+out) and prints its peak RSS (``ru_maxrss``) as the last line of JSON. The clip is written by the
+parent so that the child's peak measures the upscaling alone (encoding a 500-frame test clip in the
+child, after the model is loaded, added ~50 MiB to its peak).
 """
 
 from __future__ import annotations
@@ -19,26 +21,30 @@ from pathlib import Path
 from typing import Any
 
 
-def upscale_and_report(pipe: Any, frames: int, height: int, width: int, workdir: str, **upscale_kwargs: Any) -> None:
-    """Child side: write a ``frames``-frame clip of ``height`` x ``width``, upscale it with ``pipe``, print
+def upscale_and_report(pipe: Any, frames: int, workdir: str, **upscale_kwargs: Any) -> None:
+    """Child side: upscale the parent's ``frames``-frame clip with ``pipe``, print
     ``{"frames", "peak_rss_mib", "seconds"}`` as JSON."""
-    from star_vsr.io.synthetic import write_test_video
     from star_vsr.upscale import upscale_video
 
-    src = write_test_video(Path(workdir) / f"in_{frames}.mp4", num_frames=frames, size=(height, width))
     start = time.perf_counter()
-    upscale_video(pipe, src, Path(workdir) / f"out_{frames}.mp4", progress=False, **upscale_kwargs)
+    upscale_video(pipe, Path(workdir) / f"in_{frames}.mp4", Path(workdir) / f"out_{frames}.mp4", progress=False,
+                  **upscale_kwargs)
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"frames": frames, "peak_rss_mib": peak_kib / 1024, "seconds": seconds}))
 
 
-def measure_lengths(script: str, lengths: list[int], child_args: list[str]) -> list[dict[str, Any]]:
-    """Parent side: run ``script --child --frames N --workdir DIR *child_args`` for each N in ``lengths``, in a
-    fresh process each (so each peak RSS is its own), and return the children's reports in order."""
+def measure_lengths(script: str, lengths: list[int], size: tuple[int, int], child_args: list[str]
+                    ) -> list[dict[str, Any]]:
+    """Parent side: for each N in ``lengths``, write an N-frame clip of ``size`` (h, w), then run ``script
+    --child --frames N --workdir DIR *child_args`` in a fresh process (so each peak RSS is its own);
+    return the children's reports in order."""
+    from star_vsr.io.synthetic import write_test_video
+
     results = []
     with tempfile.TemporaryDirectory() as workdir:
         for frames in lengths:
+            write_test_video(Path(workdir) / f"in_{frames}.mp4", num_frames=frames, size=tuple(size))
             out = subprocess.run([sys.executable, script, "--child", "--frames", str(frames), "--workdir", workdir,
                                   *child_args], capture_output=True, text=True, check=True)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -1,7 +1,7 @@
 """Peak resident memory of StarVSRPipeline on the CPU as the video gets longer.
 
-Each video length runs in a fresh process that upscales a synthetic H.264 clip file to an H.264
-file through ``star_vsr.upscale.upscale_video`` (frames streamed in and out) with the tiny random
+For each video length this process writes a synthetic H.264 clip and a fresh process upscales it
+to an H.264 file (harness: ``benchmarks/peak_rss.py``) through ``star_vsr.upscale.upscale_video`` (frames streamed in and out) with the tiny random
 pipeline of ``star_vsr.testing``, then reports its peak RSS (``ru_maxrss``). With streaming in
 and out, memory should be flat in the number of frames: only the clip's latents (a few KiB per
 frame here) grow.
@@ -16,13 +16,13 @@ import argparse
 from peak_rss import measure_lengths, print_table, upscale_and_report
 
 
-def child(frames: int, height: int, width: int, steps: int, chunk: int, workdir: str) -> None:
+def child(frames: int, steps: int, chunk: int, workdir: str) -> None:
     import torch
 
     from star_vsr.testing import tiny_star_pipeline
 
     torch.set_num_threads(1)
-    upscale_and_report(tiny_star_pipeline(seed=0), frames, height, width, workdir, num_inference_steps=steps,
+    upscale_and_report(tiny_star_pipeline(seed=0), frames, workdir, num_inference_steps=steps,
                        chunk_frames=chunk, chunk_overlap=chunk // 4, generator=torch.Generator().manual_seed(0))
 
 
@@ -36,11 +36,11 @@ def main() -> None:
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.frames[0], *args.size, args.steps, args.chunk_frames, args.workdir)
+        child(args.frames[0], args.steps, args.chunk_frames, args.workdir)
         return
 
-    results = measure_lengths(__file__, args.frames, ["--size", *map(str, args.size), "--steps", str(args.steps),
-                                                      "--chunk-frames", str(args.chunk_frames)])
+    results = measure_lengths(__file__, args.frames, args.size,
+                              ["--steps", str(args.steps), "--chunk-frames", str(args.chunk_frames)])
     h, w = args.size
     print(f"StarVSRPipeline (tiny random model), {h}x{w} -> {4 * h}x{4 * w}, {args.steps} steps, "
           f"chunks of {args.chunk_frames} frames, file in -> file out")

@@ -1,8 +1,8 @@
 """Peak resident memory of StarStudentPipeline on the CPU as the video gets longer.
 
-Each video length runs in a fresh process that writes a synthetic H.264 clip, then upscales it
+For each video length this process writes a synthetic H.264 clip and a fresh process upscales it
 file to file through ``star_vsr.upscale.upscale_video`` (decode -> student -> encode, frames
-streamed in and out) and reports its peak RSS (``ru_maxrss``). The student is online and
+streamed in and out) and reports its peak RSS (``ru_maxrss``; harness: ``benchmarks/peak_rss.py``). The student is online and
 recurrent with a fixed-size state, so memory must not grow with the number of frames; the
 issue's target is that 500 frames need no more than 50 frames +10%.
 
@@ -21,14 +21,14 @@ from peak_rss import measure_lengths, print_table, upscale_and_report
 TARGET_GROWTH = 0.10
 
 
-def child(frames: int, height: int, width: int, preset: str, threads: int, workdir: str) -> None:
+def child(frames: int, preset: str, threads: int, workdir: str) -> None:
     import torch
 
     from star_vsr.student import build_student_pipeline
 
     torch.set_num_threads(threads)
     pipe = build_student_pipeline(preset, seed=0, bilinear_start=True)
-    upscale_and_report(pipe, frames, height, width, workdir, upscale=4)
+    upscale_and_report(pipe, frames, workdir, upscale=4)
 
 
 def main() -> None:
@@ -42,11 +42,11 @@ def main() -> None:
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.frames[0], *args.size, args.preset, args.threads, args.workdir)
+        child(args.frames[0], args.preset, args.threads, args.workdir)
         return
 
-    results = measure_lengths(__file__, args.frames, ["--size", *map(str, args.size), "--preset", args.preset,
-                                                      "--threads", str(args.threads)])
+    results = measure_lengths(__file__, args.frames, args.size,
+                              ["--preset", args.preset, "--threads", str(args.threads)])
     h, w = args.size
     print(f"StarStudentPipeline ('{args.preset}', random weights, zeroed output convs), {w}x{h} -> {4 * w}x{4 * h}, "
           f"{args.threads} threads, H.264 file in -> H.264 file out, one process per length")
