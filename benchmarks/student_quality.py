@@ -102,14 +102,14 @@ def main() -> None:
 
         args.model = [str(default_student_folder())]
 
+    if len({str(Path(folder).resolve()) for folder in args.model}) < len(args.model):
+        parser.error("a --model folder is given twice")
     args.size -= args.size % args.scale
     clips = evaluation_clips(num_clips=args.clips, num_frames=args.frames, size=args.size, scale=args.scale)
     results = {"bicubic": score(bicubic_upscale, clips, args.scale)}
     for folder in args.model:
         name = Path(folder).name or folder
         name = folder if name in results else name  # two folders of the same name: label them by their paths
-        if name in results:
-            parser.error(f"--model {folder} is given twice")
         results[name] = score(model_upscaler(folder, args.device), clips, args.scale)
 
     print(f"evaluation set: {args.clips} clips x {args.frames} frames, {args.size}x{args.size} HR from photos "
