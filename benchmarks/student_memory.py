@@ -2,9 +2,9 @@
 
 For each video length this process writes a synthetic H.264 clip and a fresh process upscales it
 file to file through ``star_vsr.upscale.upscale_video`` (decode -> student -> encode, frames
-streamed in and out) and reports its peak RSS (``ru_maxrss``; harness: ``benchmarks/peak_rss.py``). The student is online and
-recurrent with a fixed-size state, so memory must not grow with the number of frames; the
-issue's target is that 500 frames need no more than 50 frames +10%.
+streamed in and out) and reports its peak RSS (``ru_maxrss``; harness: ``benchmarks/peak_rss.py``).
+The student is online and recurrent with a fixed-size state, so memory must not grow with the
+number of frames; the issue's target is that 500 frames need no more than 50 frames +10%.
 
     python benchmarks/student_memory.py [--frames 50 500] [--size 36 64] [--preset small]
 """
