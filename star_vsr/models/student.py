@@ -65,7 +65,7 @@ On a later 2-core machine (AVX-512 with BF16 instructions, no AMX) the same comm
 136.8 / 372.9 ms in float32 and 76.6 / 213.5 / 663.3 ms in bfloat16: bfloat16 pays off only with AMX.
 End to end (decode, model, encode 1280x720 H.264) ``small`` ran 2.2-2.3x faster than Real-ESRGAN's
 ``realesr-animevideov3`` in ncnn on the same 2 cores of the first machine; on the later one, 1.87-2.48x
-in twelve runs on four days, two of them under 2x (at the margin of the project's 2x target: the
+in sixteen runs on four days, two of them under 2x (at the margin of the project's 2x target: the
 machine's speed drifts between runs); see ``benchmarks/student_speed.py``.
 
 Feature taps for distillation (``return_features=True``), each (b, n, c, h_f, w_f):
