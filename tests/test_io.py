@@ -396,6 +396,16 @@ def test_closing_without_frames_saves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_progress_bar_starts_with_the_first_frame(tmp_path, capsys):
+    # an error before any frame (e.g. a scale the model rejects) prints no empty bar
+    with pytest.raises(RuntimeError, match="bad scale"), VideoWriter(tmp_path / "a.mp4", 30, progress=True):
+        raise RuntimeError("bad scale")
+    assert "a.mp4" not in capsys.readouterr().err
+    with VideoWriter(tmp_path / "b.mp4", 30, progress=True, total_frames=3) as writer:
+        writer.write(synthetic_frames(3, SIZE))
+    assert "3/3" in capsys.readouterr().err
+
+
 def test_unclosed_writer_removes_its_temporary_file_when_collected(tmp_path):
     writer = VideoWriter(tmp_path / "out.mkv", 30, codec="ffv1")
     writer.write(synthetic_frames(2, SIZE))

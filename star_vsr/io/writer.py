@@ -408,9 +408,11 @@ class VideoWriter:
                 self._temp, spec, self.frame_rate, self.crf, self.pix_fmt, audio_source
             )
         self._state = "open"  # then "closed" or "aborted"
-        self._bar = tqdm(
+        # the bar starts with the first frame, so an error before any frame prints only its message
+        self._bar_settings = dict(
             total=total_frames, unit="frame", desc=self.path.name, disable=not progress
         )
+        self._bar: tqdm | None = None
 
     def _check_audio_source(self, audio_from: str | Path | None) -> Path | None:
         """`audio_from` if it has audio to copy, else None."""
@@ -479,6 +481,8 @@ class VideoWriter:
             for frame in self._check_frames(frames):
                 self._sink.write(np.ascontiguousarray(self._pad(frame)))  # (h', w', 3)
                 self.frames_written += 1
+                if self._bar is None:
+                    self._bar = tqdm(**self._bar_settings)
                 self._bar.update(1)
         except BaseException:
             self.abort()
@@ -500,7 +504,7 @@ class VideoWriter:
             raise
         self._state = "closed"
         self._cleanup.detach()
-        self._bar.close()
+        self._close_bar()
 
     def abort(self) -> None:
         """Stop writing and delete the temporary output; `path` is left as it was."""
@@ -509,7 +513,11 @@ class VideoWriter:
         self._state = "aborted"
         self._sink.abort()
         self._cleanup()  # removes the temporary file or folder
-        self._bar.close()
+        self._close_bar()
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
     def __enter__(self) -> VideoWriter:
         return self
