@@ -38,8 +38,14 @@ ms), and the measurement is not stable on the project's shared 2-core machines:
   for a depthwise 3x3 + pointwise 1x1 pair (5-8x fewer FLOPs, 11-18 GMAC/s), so dense won at the
   widths of ``tiny`` and ``small``; the pair won only at 64 channels (2.5 vs 11.4 ms);
 - three later runs: dense 0.9-1.3 / 3.0-4.5 ms, the pair 0.5 / 0.9-4.7 ms, so at 16 channels the
-  pair was faster, at 32 channels it varied between runs. Depthwise blocks may therefore pay off on
-  some CPUs; the presets have not been re-measured end to end with them.
+  pair was faster, at 32 channels it varied between runs;
+- three runs on 2026-12-01: dense 1.5 / 4.7 / 15.5-20.3 ms at 16 / 32 / 64 channels, the pair 3.1 /
+  1.7-3.0 / 4.0-14.9 ms. A whole ``small`` step with every residual block (front end and trunk) made of
+  such pairs (an ad-hoc script, random weights, 320x180 x4, alternating rounds) took 90-120 ms against
+  119-162 ms dense: about 25 % faster, with 130,448 instead of 224,912 parameters. Trained with the
+  shipped recipe it gained +0.454 dB over bicubic on the evaluation set (this layout: +0.488, seeds
+  +0.45..+0.49) and ran end to end at 2.41x / 2.53x ncnn in two runs where this layout ran at 1.97x
+  (``MODEL_CARD.md``). It is the strongest candidate for the next default, not yet shipped.
 
 In the latest run channels_last was 3.5x (32 channels) and 2x (64 channels) faster than NCHW for
 the same dense conv.
@@ -65,7 +71,7 @@ On a later 2-core machine (AVX-512 with BF16 instructions, no AMX) the same comm
 136.8 / 372.9 ms in float32 and 76.6 / 213.5 / 663.3 ms in bfloat16: bfloat16 pays off only with AMX.
 End to end (decode, model, encode 1280x720 H.264) ``small`` ran 2.2-2.3x faster than Real-ESRGAN's
 ``realesr-animevideov3`` in ncnn on the same 2 cores of the first machine; on the later one, 1.87-2.48x
-in sixteen runs on four days, two of them under 2x (at the margin of the project's 2x target: the
+in seventeen runs on four days, three of them under 2x (at the margin of the project's 2x target: the
 machine's speed drifts between runs); see ``benchmarks/student_speed.py``.
 
 Feature taps for distillation (``return_features=True``), each (b, n, c, h_f, w_f):
