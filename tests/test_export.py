@@ -29,6 +29,14 @@ def test_export_matches_pytorch_over_a_stream(student, tmp_path, format, suffix)
     assert verify_export(path, student, format, 12, 16, num_frames=3) < TOLERANCE
 
 
+def test_onnx_export_of_separable_blocks_matches_pytorch(tmp_path):
+    student = StarStudentModel.from_preset("tiny", residual_block="separable")
+    student.reset_parameters(torch.Generator().manual_seed(0))
+    student.eval()
+    path = export_student(student, tmp_path / "separable.onnx", "onnx", 12, 16)
+    assert verify_export(path, student, "onnx", 12, 16, num_frames=3) < TOLERANCE
+
+
 def test_onnx_export_at_an_odd_size_and_a_non_integer_scale(student, tmp_path):
     path = export_student(student, tmp_path / "student.onnx", "onnx", 11, 13, scale=2.5)
     assert verify_export(path, student, "onnx", 11, 13, scale=2.5, num_frames=2) < TOLERANCE

@@ -18,6 +18,7 @@ from star_vsr.models import STUDENT_PRESETS, StarStudentModel
 from star_vsr.models.student import (
     BLEND_INIT_BIAS,
     RecursiveFilter,
+    ResidualBlock,
     StarStudentState,
     backward_warp,
     bilinear_subpixel_kernel,
@@ -66,6 +67,52 @@ def test_presets_record_their_name_and_grow_in_size():
         StarStudentModel.from_preset("huge")
     with pytest.raises(InputError, match="upsample_scales"):
         StarStudentModel(upsample_scales=(2, 5))
+
+
+def separable_student(seed: int = 0, dtype: torch.dtype = torch.float32) -> StarStudentModel:
+    model = StarStudentModel.from_preset("tiny", residual_block="separable")
+    model.reset_parameters(torch.Generator().manual_seed(seed))
+    return torch.nn.Module.to(model, dtype).eval()
+
+
+def test_separable_blocks_are_cheaper_and_marked_custom():
+    dense, separable = tiny_student(), separable_student()
+    assert separable.config.preset == "custom" and separable.config.residual_block == "separable"
+    assert count_parameters(separable) < count_parameters(dense)
+    block = separable.trunk[0]
+    assert block.dw1.groups == block.dw1.in_channels and block.conv1.kernel_size == (1, 1)
+    with pytest.raises(InputError, match="residual_block"):
+        StarStudentModel.from_preset("tiny", residual_block="grouped")
+
+
+def test_separable_block_is_a_dense_block_with_factorised_weights():
+    # a depthwise 3x3 then a pointwise 1x1 is the dense 3x3 with weight pw[o, i] * dw[i] and bias pw @ dw_b + pw_b
+    block = separable_student(dtype=torch.float64).trunk[0]
+    dense = ResidualBlock(block.conv1.in_channels).double()
+    with torch.no_grad():
+        for dw, pw, conv in ((block.dw1, block.conv1, dense.conv1), (block.dw2, block.conv2, dense.conv2)):
+            w_pw = pw.weight[:, :, 0, 0]  # (c_out, c_in)
+            conv.weight.copy_(w_pw[:, :, None, None] * dw.weight[:, 0][None])  # (c_out, c_in, 3, 3)
+            conv.bias.copy_(w_pw @ dw.bias + pw.bias)
+        x = torch.randn(2, block.conv1.in_channels, 7, 9, dtype=torch.float64)
+        torch.testing.assert_close(block(x), dense(x), rtol=0, atol=1e-10)
+
+
+def test_separable_student_streams_saves_and_loads(tmp_path):
+    m = separable_student(dtype=torch.float64)
+    lr = clip(n=3, dtype=torch.float64)
+    with torch.no_grad():
+        whole = m(lr).sample
+        state, frames = m.init_state(1, 10, 12, dtype=torch.float64), []
+        for t in range(3):
+            sr, state = m.step(lr[:, t], state)
+            frames.append(sr)
+    torch.testing.assert_close(torch.stack(frames, 1), whole, rtol=0, atol=1e-12)
+    m.save_pretrained(tmp_path / "s")
+    loaded = StarStudentModel.from_pretrained(tmp_path / "s").double().eval()
+    assert loaded.config.residual_block == "separable"
+    with torch.no_grad():
+        assert torch.equal(loaded(lr).sample, whole)
 
 
 def test_reset_parameters_is_deterministic_by_generator():

@@ -45,7 +45,8 @@ ms), and the measurement is not stable on the project's shared 2-core machines:
   119-162 ms dense: about 25 % faster, with 130,448 instead of 224,912 parameters. Trained with the
   shipped recipe it gained +0.454 dB over bicubic on the evaluation set (this layout: +0.488, seeds
   +0.45..+0.49) and ran end to end at 2.41x / 2.53x ncnn in two runs where this layout ran at 1.97x
-  (``MODEL_CARD.md``). It is the strongest candidate for the next default, not yet shipped.
+  (``MODEL_CARD.md``). ``residual_block="separable"`` builds it (``student_overrides: {residual_block:
+  separable}`` in a training config); the strongest candidate for the next default, not yet shipped.
 
 In the latest run channels_last was 3.5x (32 channels) and 2x (64 channels) faster than NCHW for
 the same dense conv.
@@ -105,6 +106,8 @@ LEAKY_SLOPE = 0.1
 #: Residual blocks start with their second conv scaled down (EDSR-style) so a deep trunk starts
 #: close to the identity.
 RESIDUAL_INIT_SCALE = 0.1
+#: Kinds of ``ResidualBlock``: dense 3x3 convs, or depthwise 3x3 + pointwise 1x1 pairs.
+RESIDUAL_BLOCKS = ("dense", "separable")
 #: Hidden width of the MLP that maps the scale to FiLM parameters.
 SCALE_EMBED_CHANNELS = 32
 #: Pyramidal Lucas-Kanade flow (``lucas_kanade_flow``): levels (LR, 1/2, 1/4), the finest level
@@ -188,15 +191,26 @@ class StarStudentOutput(BaseOutput):
 
 
 class ResidualBlock(nn.Module):
-    """``x + conv(lrelu(conv(x)))`` with dense 3x3 convs and no normalisation (EDSR)."""
+    """``x + conv(lrelu(conv(x)))`` with no normalisation (EDSR).
 
-    def __init__(self, channels: int) -> None:
+    ``"dense"``: each conv is a dense 3x3. ``"separable"``: each is a depthwise 3x3 (``dw1``, ``dw2``)
+    followed by a pointwise 1x1 (``conv1``, ``conv2``), MobileNet-style: 9 + c instead of 9c
+    multiply-accumulates per output value (measured speed and quality: the module docstring).
+    """
+
+    def __init__(self, channels: int, kind: str = "dense") -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        if kind not in RESIDUAL_BLOCKS:
+            raise InputError(f"residual_block must be one of {', '.join(RESIDUAL_BLOCKS)}, got {kind!r}")
+        separable = kind == "separable"
+        depthwise = (lambda: nn.Conv2d(channels, channels, 3, padding=1, groups=channels)) if separable else nn.Identity
+        self.dw1 = depthwise()
+        self.conv1 = nn.Conv2d(channels, channels, 1 if separable else 3, padding=0 if separable else 1)
+        self.dw2 = depthwise()
+        self.conv2 = nn.Conv2d(channels, channels, 1 if separable else 3, padding=0 if separable else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, h, w)
-        return x + self.conv2(F.leaky_relu_(self.conv1(x), LEAKY_SLOPE))
+        return x + self.conv2(self.dw2(F.leaky_relu_(self.conv1(self.dw1(x)), LEAKY_SLOPE)))
 
 
 class CleaningFrontEnd(nn.Module):
@@ -207,12 +221,12 @@ class CleaningFrontEnd(nn.Module):
     features and a residual that is added to ``x`` to give the cleaned frame.
     """
 
-    def __init__(self, channels: int, num_blocks: int, feature_channels: int) -> None:
+    def __init__(self, channels: int, num_blocks: int, feature_channels: int, block: str = "dense") -> None:
         super().__init__()
         r2 = CLEAN_UNSHUFFLE ** 2
         self.feature_channels = feature_channels
         self.conv_in = nn.Conv2d(3 * r2, channels, 3, padding=1)
-        self.blocks = nn.Sequential(*[ResidualBlock(channels) for _ in range(num_blocks)])
+        self.blocks = nn.Sequential(*[ResidualBlock(channels, block) for _ in range(num_blocks)])
         self.to_features = nn.Conv2d(channels, feature_channels * r2, 3, padding=1)
         self.to_residual = nn.Conv2d(channels, 3 * r2, 3, padding=1)
 
@@ -365,6 +379,8 @@ class StarStudentModel(ModelMixin, ConfigMixin):
             steadier on camera motion, smaller follows small moving objects).
         upsample_scales (`tuple[int]`, defaults to (2, 3, 4)): integer scales with their own pixel
             shuffle head; other scales resample the largest one's features.
+        residual_block (`str`, defaults to "dense"): "dense" 3x3 convs in every residual block (front
+            end and trunk) or "separable" depthwise 3x3 + pointwise 1x1 pairs (faster on a CPU).
     """
 
     @register_to_config
@@ -380,6 +396,7 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         hr_channels: int = 8,
         flow_window: int = FLOW_WINDOW,
         upsample_scales: Sequence[int] = (2, 3, 4),
+        residual_block: str = "dense",
     ) -> None:
         super().__init__()
         scales = tuple(int(s) for s in upsample_scales)
@@ -390,12 +407,12 @@ class StarStudentModel(ModelMixin, ConfigMixin):
             raise InputError(f"flow_window must be an odd number >= 1, got {flow_window}")
         self._check_scale(scale)
         # 1. cleaning front end
-        self.clean = CleaningFrontEnd(clean_channels, num_clean_blocks, clean_feature_channels)
+        self.clean = CleaningFrontEnd(clean_channels, num_clean_blocks, clean_feature_channels, residual_block)
         # 2. alignment: flow to the previous frame, motion-compensated recursive filter
         self.temporal_filter = RecursiveFilter()
         # 3. propagation: fuse (filtered frame, current and warped previous clean features, warped hidden)
         self.fuse = nn.Conv2d(3 + 2 * clean_feature_channels + num_channels, num_channels, 3, padding=1)
-        self.trunk = nn.Sequential(*[ResidualBlock(num_channels) for _ in range(num_blocks)])
+        self.trunk = nn.Sequential(*[ResidualBlock(num_channels, residual_block) for _ in range(num_blocks)])
         # 4. reconstruction: one pixel-shuffle head per integer scale, FiLM for the others, last conv
         self.upsamplers = nn.ModuleDict({
             str(r): nn.Conv2d(num_channels, hr_channels * r * r, 3, padding=1) for r in self.upsample_scales
@@ -412,7 +429,8 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         if name not in STUDENT_PRESETS:
             raise InputError(f"unknown student preset {name!r}; choose one of {', '.join(STUDENT_PRESETS)}")
         config = dict(STUDENT_PRESETS[name])
-        changes_architecture = any(k in config and config[k] != v for k, v in overrides.items())
+        changes_architecture = (any(k in config and config[k] != v for k, v in overrides.items())
+                                or overrides.get("residual_block", "dense") != "dense")
         config.update(overrides)
         config.setdefault("preset", "custom" if changes_architecture else name)
         return cls(**config)
