@@ -31,8 +31,8 @@ from star_vsr.pipelines.pipeline_star_student import CudaGraphStep, StarStudentP
 from star_vsr.student import build_student_pipeline, default_student_folder
 
 
-def tiny_student(seed: int = 0, dtype: torch.dtype = torch.float32) -> StarStudentModel:
-    model = StarStudentModel.from_preset("tiny")
+def tiny_student(seed: int = 0, dtype: torch.dtype = torch.float32, block: str = "dense") -> StarStudentModel:
+    model = StarStudentModel.from_preset("tiny", residual_block=block)
     model.reset_parameters(torch.Generator().manual_seed(seed))
     return torch.nn.Module.to(model, dtype).eval()
 
@@ -69,14 +69,8 @@ def test_presets_record_their_name_and_grow_in_size():
         StarStudentModel(upsample_scales=(2, 5))
 
 
-def separable_student(seed: int = 0, dtype: torch.dtype = torch.float32) -> StarStudentModel:
-    model = StarStudentModel.from_preset("tiny", residual_block="separable")
-    model.reset_parameters(torch.Generator().manual_seed(seed))
-    return torch.nn.Module.to(model, dtype).eval()
-
-
 def test_separable_blocks_are_cheaper_and_marked_custom():
-    dense, separable = tiny_student(), separable_student()
+    dense, separable = tiny_student(), tiny_student(block="separable")
     assert separable.config.preset == "custom" and separable.config.residual_block == "separable"
     assert count_parameters(separable) < count_parameters(dense)
     block = separable.trunk[0]
@@ -87,7 +81,7 @@ def test_separable_blocks_are_cheaper_and_marked_custom():
 
 def test_separable_block_is_a_dense_block_with_factorised_weights():
     # a depthwise 3x3 then a pointwise 1x1 is the dense 3x3 with weight pw[o, i] * dw[i] and bias pw @ dw_b + pw_b
-    block = separable_student(dtype=torch.float64).trunk[0]
+    block = tiny_student(dtype=torch.float64, block="separable").trunk[0]
     dense = ResidualBlock(block.conv1.in_channels).double()
     with torch.no_grad():
         for dw, pw, conv in ((block.dw1, block.conv1, dense.conv1), (block.dw2, block.conv2, dense.conv2)):
@@ -99,7 +93,7 @@ def test_separable_block_is_a_dense_block_with_factorised_weights():
 
 
 def test_separable_student_streams_saves_and_loads(tmp_path):
-    m = separable_student(dtype=torch.float64)
+    m = tiny_student(dtype=torch.float64, block="separable")
     lr = clip(n=3, dtype=torch.float64)
     with torch.no_grad():
         whole = m(lr).sample
