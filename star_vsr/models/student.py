@@ -84,6 +84,7 @@ tap). ``model.feature_channels`` gives their channel counts.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -204,10 +205,11 @@ class ResidualBlock(nn.Module):
             raise InputError(f"residual_block must be one of {', '.join(RESIDUAL_BLOCKS)}, got {kind!r}")
         separable = kind == "separable"
         depthwise = (lambda: nn.Conv2d(channels, channels, 3, padding=1, groups=channels)) if separable else nn.Identity
+        k = 1 if separable else 3  # kernel of conv1 / conv2: pointwise after a depthwise conv, else dense
         self.dw1 = depthwise()
-        self.conv1 = nn.Conv2d(channels, channels, 1 if separable else 3, padding=0 if separable else 1)
+        self.conv1 = nn.Conv2d(channels, channels, k, padding=k // 2)
         self.dw2 = depthwise()
-        self.conv2 = nn.Conv2d(channels, channels, 1 if separable else 3, padding=0 if separable else 1)
+        self.conv2 = nn.Conv2d(channels, channels, k, padding=k // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, h, w)
         return x + self.conv2(self.dw2(F.leaky_relu_(self.conv1(self.dw1(x)), LEAKY_SLOPE)))
@@ -221,12 +223,12 @@ class CleaningFrontEnd(nn.Module):
     features and a residual that is added to ``x`` to give the cleaned frame.
     """
 
-    def __init__(self, channels: int, num_blocks: int, feature_channels: int, block: str = "dense") -> None:
+    def __init__(self, channels: int, num_blocks: int, feature_channels: int, residual_block: str = "dense") -> None:
         super().__init__()
         r2 = CLEAN_UNSHUFFLE ** 2
         self.feature_channels = feature_channels
         self.conv_in = nn.Conv2d(3 * r2, channels, 3, padding=1)
-        self.blocks = nn.Sequential(*[ResidualBlock(channels, block) for _ in range(num_blocks)])
+        self.blocks = nn.Sequential(*[ResidualBlock(channels, residual_block) for _ in range(num_blocks)])
         self.to_features = nn.Conv2d(channels, feature_channels * r2, 3, padding=1)
         self.to_residual = nn.Conv2d(channels, 3 * r2, 3, padding=1)
 
@@ -429,8 +431,10 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         if name not in STUDENT_PRESETS:
             raise InputError(f"unknown student preset {name!r}; choose one of {', '.join(STUDENT_PRESETS)}")
         config = dict(STUDENT_PRESETS[name])
-        changes_architecture = (any(k in config and config[k] != v for k, v in overrides.items())
-                                or overrides.get("residual_block", "dense") != "dense")
+        # the preset's full architecture: its keys on top of the constructor's defaults (``scale`` is not architecture)
+        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+        preset_config = {**defaults, **config}
+        changes_architecture = any(k != "scale" and preset_config.get(k) != v for k, v in overrides.items())
         config.update(overrides)
         config.setdefault("preset", "custom" if changes_architecture else name)
         return cls(**config)
