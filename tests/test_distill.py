@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -340,14 +341,16 @@ def train_cache(tmp_path_factory) -> Path:
     return folder
 
 
-def training_args(cache: Path, output_dir: Path, *extra: str):
+def training_args(cache: Optional[Path], output_dir: Path, *extra: str):
+    """The tiny config's arguments; ``cache`` None trains on motion clips made on the fly."""
     sys.path.insert(0, str(REPO / "training"))
     try:
         import distill_student
     finally:
         sys.path.pop(0)
-    args = distill_student.parse_args(["--config", str(REPO / "configs" / "distill_student_tiny.yaml"),
-                                       "--train_cache", str(cache), "--output_dir", str(output_dir), *extra])
+    data = [] if cache is None else ["--train_cache", str(cache)]
+    args = distill_student.parse_args(["--config", str(REPO / "configs" / "distill_student_tiny.yaml"), *data,
+                                       "--output_dir", str(output_dir), *extra])
     return distill_student, args
 
 
@@ -413,3 +416,26 @@ def test_saved_student_holds_the_averaged_weights(tmp_path, train_cache):
         saved[decay] = StarStudentPipeline.from_pretrained(tmp_path / decay).student.state_dict()
     # same seed and batches: the raw weights are identical, the saved ones differ by the averaging
     assert any(not torch.equal(saved["0"][k], saved["0.5"][k]) for k in saved["0"])
+
+
+def test_training_one_head_leaves_every_other_scale_unchanged(tmp_path):
+    """``--trainable upsamplers.2``: the x2 head learns from x2 clips, every other weight stays bit-exact."""
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    start = tmp_path / "start"
+    StarStudentPipeline(student=tiny_student()).save_pretrained(start)
+    gt_only = ["--loss_teacher_charbonnier", "0", "--loss_space", "0", "--loss_time", "0", "--loss_feature", "0",
+               "--loss_gt_charbonnier", "1", "--motion_num_frames", "3", "--motion_crop_size", "32",
+               "--motion_length", "4", "--validation_steps", "0", "--checkpointing_steps", "1000", "--report_to", "none"]
+    script, args = training_args(None, tmp_path / "x2", "--init_from", str(start), "--scale", "2",
+                                 "--trainable", "upsamplers.2", *gt_only)
+    script.main(args)
+    before = StarStudentPipeline.from_pretrained(start).student.state_dict()
+    after = StarStudentPipeline.from_pretrained(tmp_path / "x2").student.state_dict()
+    changed = sorted(name for name in before if not torch.equal(before[name], after[name]))
+    assert changed == ["upsamplers.2.bias", "upsamplers.2.weight"]
+    assert "_name_or_path" not in json.loads((tmp_path / "x2" / "student" / "config.json").read_text())
+
+    _, bad = training_args(None, tmp_path / "bad", "--init_from", str(start), "--trainable", "upsampler.2", *gt_only)
+    with pytest.raises(ValueError, match=r"name no student parameter; its modules: .*upsamplers\.2"):
+        script.main(bad)

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="JSON dict of StarStudentModel config changes, e.g. '{\"num_blocks\": 3}'")
     student.add_argument("--init_from", default=None, help="start from the student of this pipeline folder")
     student.add_argument("--scale", type=int, default=4, help="upscaling factor trained")
+    student.add_argument("--trainable", nargs="+", default=None,
+                         help="train only these student modules (parameter-name prefixes, e.g. upsamplers.3: the x3 "
+                              "head), the rest frozen; default: everything")
 
     data = parser.add_argument_group("data")
     data.add_argument("--train_cache", default=None,
@@ -208,6 +211,30 @@ def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> t
     return dataset, {}
 
 
+def select_trainable(student: torch.nn.Module, prefixes: Optional[Sequence[str]]) -> list[torch.nn.Parameter]:
+    """Freeze every parameter of ``student`` outside the modules named by ``prefixes`` (None: train all)
+    and return the trainable ones.
+
+    A prefix names a module or parameter by its path (``upsamplers.3`` covers ``upsamplers.3.weight`` and
+    ``upsamplers.3.bias``). Training one integer-scale head of a trained student this way leaves its
+    outputs at every other scale bit-for-bit unchanged.
+    """
+    named = dict(student.named_parameters())
+    if not prefixes:
+        return list(named.values())
+
+    def covers(prefix: str, name: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
+    unmatched = [prefix for prefix in prefixes if not any(covers(prefix, name) for name in named)]
+    if unmatched:
+        modules = sorted({name.rsplit(".", 1)[0] for name in named})
+        raise ValueError(f"--trainable {unmatched} name no student parameter; its modules: {', '.join(modules)}")
+    for name, param in named.items():
+        param.requires_grad_(any(covers(prefix, name) for prefix in prefixes))
+    return [param for param in named.values() if param.requires_grad]
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -307,13 +334,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     # 2. Student (seeded initialisation, or a pretrained student) and the criterion's trainable parts
     if args.init_from is not None:
-        student = StarStudentPipeline.from_pretrained(args.init_from).student.to(torch.float32)
+        loaded = StarStudentPipeline.from_pretrained(args.init_from).student
+        # a fresh model of the folder's config and weights: the folder's path stays out of the saved config
+        student = StarStudentModel.from_config({k: v for k, v in loaded.config.items() if not k.startswith("_")})
+        student.load_state_dict(loaded.state_dict())
     else:
         student = StarStudentModel.from_preset(args.student_preset, scale=args.scale, **args.student_overrides)
         # zero output convs: training starts from exact bilinear upsampling, not from the random
         # residual a fresh network adds (which left students below bicubic in our runs)
         student.reset_parameters(torch.Generator().manual_seed(args.seed), bilinear_start=True)
     student.train()
+    trainable = select_trainable(student, args.trainable)
     criterion = DistillationCriterion(losses, student.feature_channels, teacher_channels or None)
     criterion_params = [p for p in criterion.parameters() if p.requires_grad]
     needs_features = bool(losses.teacher_feature_names)
@@ -339,7 +370,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     accelerator.register_load_state_pre_hook(load_model_hook)
 
     # 4. Optimiser and schedule
-    optimizer = torch.optim.AdamW(list(student.parameters()) + criterion_params, lr=args.learning_rate,
+    optimizer = torch.optim.AdamW(trainable + criterion_params, lr=args.learning_rate,
                                   betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.adam_weight_decay,
                                   eps=args.adam_epsilon)
     lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer,
@@ -354,7 +385,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         criterion.to(accelerator.device)
     clock = TrainingClock()
     accelerator.register_for_checkpointing(clock)
-    # averaged weights (Polyak averaging): less noisy than the last step's on small, noisy batches
+    # averaged weights (Polyak averaging): less noisy than the last step's on small, noisy batches;
+    # EMAModel copies frozen parameters as they are, so they stay bit-exact
     ema = EMAModel(accelerator.unwrap_model(student).parameters(), decay=args.ema_decay) if args.ema_decay else None
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
@@ -409,7 +441,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                                          batch["teacher_features"], batch.get("gt"))
                 accelerator.backward(total)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(list(student.parameters()) + criterion_params, args.max_grad_norm)
+                    accelerator.clip_grad_norm_(trainable + criterion_params, args.max_grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()
