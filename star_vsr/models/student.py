@@ -4,7 +4,7 @@ The student that STAR is distilled into. It is *online*: output frame t depends 
 0..t, so a video of any length streams through it frame by frame with a fixed-size state
 (``StarStudentState``), in the spirit of RLSP / RRN / unidirectional BasicVSR. One step:
 
-1. Cleaning front end: the LR frame is pixel-unshuffled by 2 and a few dense 3x3 convs at half
+1. Cleaning front end: the LR frame is pixel-unshuffled by 2 and a few residual blocks at half
    resolution (a large receptive field for denoising, deblurring and deblocking at a quarter of
    the cost) predict a cleaned LR frame (a residual on the input) and clean features.
 2. Alignment: dense optical flow from the cleaned frame to the previous filtered frame by
@@ -13,8 +13,8 @@ The student that STAR is distilled into. It is *online*: output frame t depends 
    (``RecursiveFilter``: ``e_t = c_t + a_t (W(e_{t-1}) - c_t)`` with a learned per-pixel gain
    ``a_t``) that averages the noise of aligned frames over time, as video denoisers do.
 3. Propagation: the filtered frame, the clean features of this frame and the warped features of
-   the previous frame and hidden state are fused by a 3x3 conv and refined by residual blocks of
-   dense 3x3 convs at LR resolution; the result (``lr_features``) is the new hidden state.
+   the previous frame and hidden state are fused by a 3x3 conv and refined by residual blocks at
+   LR resolution; the result (``lr_features``) is the new hidden state.
 4. Reconstruction: integer scales (2, 3, 4 by default) use their own conv + pixel shuffle
    (``hr_features``); any other scale in [1, 4] resamples the x4 features bilinearly to the target
    size and modulates them with a scale-conditioned FiLM (Perez et al. 2018), in the spirit of
@@ -30,23 +30,25 @@ with or without a photometric loss on the ground truth, kept predicting a near-c
 (~0.1 px where the camera moved ~1 px per frame). Lucas-Kanade needs no training and its error
 against the known camera motion of the training clips is 0.2-0.3 px.
 
-Dense 3x3 convs, channels_last (``step`` converts its input). Operators were chosen by
-measurement (``benchmarks/student_speed.py --ops``, 320x180 feature map, 2 threads, float32, median
-ms), and the measurement is not stable on the project's shared 2-core machines:
+Residual blocks of depthwise 3x3 + pointwise 1x1 pairs in ``small`` and ``base`` (the default
+student), dense 3x3 convs in ``tiny``; channels_last (``step`` converts its input). Operators were
+chosen by measurement (``benchmarks/student_speed.py --ops``, 320x180 feature map, 2 threads,
+float32, median ms), and the measurement is not stable on the project's shared 2-core machines:
 
-- when the architecture was chosen: dense 3x3 0.9 / 3.0 ms at 16 / 32 channels against 2.1 / 4.2 ms
-  for a depthwise 3x3 + pointwise 1x1 pair (5-8x fewer FLOPs, 11-18 GMAC/s), so dense won at the
-  widths of ``tiny`` and ``small``; the pair won only at 64 channels (2.5 vs 11.4 ms);
+- when the architecture was first chosen: dense 3x3 0.9 / 3.0 ms at 16 / 32 channels against 2.1 /
+  4.2 ms for a depthwise 3x3 + pointwise 1x1 pair (5-8x fewer FLOPs, 11-18 GMAC/s), so dense won at
+  the widths of ``tiny`` and ``small``; the pair won only at 64 channels (2.5 vs 11.4 ms);
 - three later runs: dense 0.9-1.3 / 3.0-4.5 ms, the pair 0.5 / 0.9-4.7 ms, so at 16 channels the
   pair was faster, at 32 channels it varied between runs;
 - three runs on 2026-12-01: dense 1.5 / 4.7 / 15.5-20.3 ms at 16 / 32 / 64 channels, the pair 3.1 /
   1.7-3.0 / 4.0-14.9 ms. A whole ``small`` step with every residual block (front end and trunk) made of
   such pairs (an ad-hoc script, random weights, 320x180 x4, alternating rounds) took 90-120 ms against
   119-162 ms dense: about 25 % faster, with 130,448 instead of 224,912 parameters. Trained with the
-  shipped recipe it gained +0.454 dB over bicubic on the evaluation set (this layout: +0.488, seeds
-  +0.45..+0.49) and ran end to end at 2.41x / 2.53x ncnn in two runs where this layout ran at 1.97x
-  (``MODEL_CARD.md``). ``residual_block="separable"`` builds it (``student_overrides: {residual_block:
-  separable}`` in a training config); the strongest candidate for the next default, not yet shipped.
+  same recipe it gains +0.454 dB over bicubic on the evaluation set (dense: +0.488, seeds
+  +0.45..+0.49), and end to end (decode, model, encode) it ran at 2.34-2.53x ncnn in four runs where
+  the dense student ran at 1.90-2.03x (alternating runs, ``MODEL_CARD.md``). So ``small`` and
+  ``base`` switched to it (``residual_block="separable"``); ``residual_block="dense"`` still builds
+  the dense layout, e.g. ``student_overrides: {residual_block: dense}`` in a training config.
 
 In the latest run channels_last was 3.5x (32 channels) and 2x (64 channels) faster than NCHW for
 the same dense conv.
@@ -87,7 +89,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -128,13 +130,15 @@ BLEND_CHANNELS = 16
 BLEND_INIT_BIAS = -3.0
 
 #: Architecture of each named size; ``StarStudentModel.from_preset`` fills the config from these.
-STUDENT_PRESETS: dict[str, dict[str, int]] = {
+#: ``tiny`` keeps dense blocks (at 16 channels the depthwise + pointwise pair was the slower one in the
+#: latest ``--ops`` runs); ``small`` and ``base`` use separable ones (faster at 32 and 64 channels).
+STUDENT_PRESETS: dict[str, dict[str, Union[int, str]]] = {
     "tiny": dict(clean_channels=16, num_clean_blocks=1, clean_feature_channels=16, num_channels=16,
-                 num_blocks=2, hr_channels=4),
+                 num_blocks=2, hr_channels=4, residual_block="dense"),
     "small": dict(clean_channels=32, num_clean_blocks=2, clean_feature_channels=16, num_channels=32,
-                  num_blocks=4, hr_channels=8),
+                  num_blocks=4, hr_channels=8, residual_block="separable"),
     "base": dict(clean_channels=48, num_clean_blocks=2, clean_feature_channels=24, num_channels=64,
-                 num_blocks=6, hr_channels=12),
+                 num_blocks=6, hr_channels=12, residual_block="separable"),
 }
 #: Preset used when none is named.
 DEFAULT_PRESET = "small"
@@ -382,7 +386,9 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         upsample_scales (`tuple[int]`, defaults to (2, 3, 4)): integer scales with their own pixel
             shuffle head; other scales resample the largest one's features.
         residual_block (`str`, defaults to "dense"): "dense" 3x3 convs in every residual block (front
-            end and trunk) or "separable" depthwise 3x3 + pointwise 1x1 pairs (faster on a CPU).
+            end and trunk) or "separable" depthwise 3x3 + pointwise 1x1 pairs (faster on a CPU; what the
+            ``small`` and ``base`` presets choose). The default keeps folders saved before this option
+            existed (no ``residual_block`` in their config) loading as the dense models they are.
     """
 
     @register_to_config
