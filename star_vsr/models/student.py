@@ -54,28 +54,30 @@ In the latest run channels_last was 3.5x (32 channels) and 2x (64 channels) fast
 the same dense conv.
 
 Presets (``STUDENT_PRESETS``), for one 320x180 -> 1280x720 (x4) frame, model only, 2 CPU threads
-(``benchmarks/student_speed.py --model-only --presets tiny small base``, median of 8 steps; repeated
-runs on the shared machine vary by up to ~25 %):
+(``benchmarks/student_speed.py --model-only --presets tiny small base``, median of 8 steps, on
+2026-12-01 on a 2-core machine with AVX-512 and BF16 instructions but no AMX; repeated runs on the
+shared machines vary by up to ~25 %, and more between days):
 
 =========  ==========  ===================  ==========  ===========
 preset     parameters  GFLOPs per 720p out  float32 ms  bfloat16 ms
 =========  ==========  ===================  ==========  ===========
-``tiny``   52,696      4.0                  47.7        33.0
-``small``  224,912     17.7                 94.0        52.4
-``base``   847,752     76.5                 261.6       96.4
+``tiny``   52,696      4.0                  105.6       129.3
+``small``  130,448     9.5                  148.8       172.6
+``base``   390,408     29.9                 224.1       382.4
 =========  ==========  ===================  ==========  ===========
 
 (FLOPs = 2 x multiply-accumulates of the convolutions and linears, counted by ``count_flops``
 with ``torch.utils.flop_counter``; interpolation, pixel shuffle, activations and the Lucas-Kanade
-flow are not counted. Before the alignment was added the same presets took 29.8 / 63.8 / 242.6 ms
-in float32 and 10.8 / 20.5 / 54.7 ms in bfloat16 on another day; the Lucas-Kanade flow always runs
-in float32.)
-On a later 2-core machine (AVX-512 with BF16 instructions, no AMX) the same command gave 82.7 /
-136.8 / 372.9 ms in float32 and 76.6 / 213.5 / 663.3 ms in bfloat16: bfloat16 pays off only with AMX.
-End to end (decode, model, encode 1280x720 H.264) ``small`` ran 2.2-2.3x faster than Real-ESRGAN's
-``realesr-animevideov3`` in ncnn on the same 2 cores of the first machine; on the later one, 1.87-2.48x
-in seventeen runs on four days, three of them under 2x (at the margin of the project's 2x target: the
-machine's speed drifts between runs); see ``benchmarks/student_speed.py``.
+flow are not counted; the Lucas-Kanade flow always runs in float32, and bfloat16 pays off only on a
+CPU with AMX.) With dense residual blocks ``small`` has 224,912 parameters and 17.7 GFLOPs and
+``base`` 847,752 and 76.5; those dense presets took 47.7 / 94.0 / 261.6 ms in float32 and 33.0 / 52.4
+/ 96.4 ms in bfloat16 on an earlier machine, 82.7 / 136.8 / 372.9 and 76.6 / 213.5 / 663.3 ms on this
+one on another day.
+End to end (decode, model, encode 1280x720 H.264) the dense ``small`` ran 2.2-2.3x faster than
+Real-ESRGAN's ``realesr-animevideov3`` in ncnn on the same 2 cores of the earlier machine and
+1.87-2.48x on this one (seventeen runs on four days, three under 2x); the separable ``small`` (the
+default student) 2.29-2.68x in seven runs on 2026-12-01, none under 2x; see
+``benchmarks/student_speed.py``.
 
 Feature taps for distillation (``return_features=True``), each (b, n, c, h_f, w_f):
 ``clean_frame`` (3, LR), ``flow`` (2, LR, the Lucas-Kanade flow), ``filtered_frame`` (3, LR, the
