@@ -3,12 +3,17 @@
 The evaluation set (``star_vsr.evalset``) films photographs bundled with scikit-image that no
 training run uses, with smooth random camera moves, degraded by the project's real-world chain
 (``medium`` preset) at x4. Each model upscales every clip; the table gives the means over the
-clips (PSNR/SSIM on Y with a 4-pixel border crop; E*warp x 1e-3 with flow from the ground
+clips (PSNR/SSIM on Y with a ceil(scale)-pixel border crop; E*warp x 1e-3 with flow from the ground
 truth), the PSNR-Y gain over bicubic and the E*warp ratio to bicubic, and checks the project's
 target for the default student (gain >= 0.7 dB, E*warp <= 1.3 x bicubic).
 
     python benchmarks/student_quality.py                    # the shipped student
     python benchmarks/student_quality.py --model A --model B --json results.json
+    python benchmarks/student_quality.py --upscale 2.5      # x4 clips upscaled by 2.5
+
+``--scale`` makes the clips at x2, x3 or x4; ``--upscale S`` (S <= ``--scale``, default ``--scale``)
+upscales them by S instead, against their ground truth resized to S x the LR size
+(``star_vsr.evalset.rescaled_reference``): how scales without a pixel-shuffle head are measured.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from star_vsr.evalset import (
     EVAL_SIZE,
     bicubic_upscale,
     evaluation_clips,
+    rescaled_reference,
     score_clip,
 )
 
@@ -43,7 +49,7 @@ TARGET_EWARP_RATIO = 1.3
 KEYS = ("psnr_y", "ssim_y", "ewarp")
 
 
-def model_upscaler(folder: str, device: str) -> Callable[[torch.Tensor, int], torch.Tensor]:
+def model_upscaler(folder: str, device: str) -> Callable[[torch.Tensor, float], torch.Tensor]:
     """``f(lq (n, 3, h, w), scale) -> (n, 3, H, W)`` running the pipeline saved in ``folder``."""
     from star_vsr.upscale import load_upscaler
 
@@ -52,8 +58,8 @@ def model_upscaler(folder: str, device: str) -> Callable[[torch.Tensor, int], to
     return lambda lq, scale: pipe(lq, upscale=scale, output_type="pt").frames[0]
 
 
-def score(upscale: Callable[[torch.Tensor, int], torch.Tensor], clips: list[dict[str, Any]],
-          scale: int) -> dict[str, Any]:
+def score(upscale: Callable[[torch.Tensor, float], torch.Tensor], clips: list[dict[str, Any]],
+          scale: float) -> dict[str, Any]:
     """Per-clip and mean metrics of one method, and its frames per second."""
     per_clip, seconds, frames = {}, 0.0, 0
     for clip in clips:
@@ -90,6 +96,9 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=EVAL_SCALE, choices=(2, 3, 4),
                         help="upscaling factor (the target is defined at x4; the HR side is rounded down to a "
                              "multiple of it)")
+    parser.add_argument("--upscale", type=float, default=None,
+                        help="upscale the clips by this factor (1 to --scale; default --scale) against their ground "
+                             "truth resized to it")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--per-clip", action="store_true", help="also print every clip's scores")
@@ -104,16 +113,22 @@ def main() -> None:
 
     if len({str(Path(folder).resolve()) for folder in args.model}) < len(args.model):
         parser.error("a --model folder is given twice")
+    upscale = float(args.scale if args.upscale is None else args.upscale)
+    if not 1 <= upscale <= args.scale:
+        parser.error(f"--upscale must lie in [1, --scale] = [1, {args.scale}], got {upscale:g}")
     args.size -= args.size % args.scale
     clips = evaluation_clips(num_clips=args.clips, num_frames=args.frames, size=args.size, scale=args.scale)
-    results = {"bicubic": score(bicubic_upscale, clips, args.scale)}
+    for clip in clips:  # ground truth at the output scale
+        clip["gt"] = rescaled_reference(clip["gt"], clip["lq"].shape[-2:], upscale)
+    results = {"bicubic": score(bicubic_upscale, clips, upscale)}
     for folder in args.model:
         name = Path(folder).name or folder
         name = folder if name in results else name  # two folders of the same name: label them by their paths
-        results[name] = score(model_upscaler(folder, args.device), clips, args.scale)
+        results[name] = score(model_upscaler(folder, args.device), clips, upscale)
 
     print(f"evaluation set: {args.clips} clips x {args.frames} frames, {args.size}x{args.size} HR from photos "
-          f"{', '.join(EVAL_PHOTO_NAMES)}, degradation {EVAL_DEGRADATION} x{args.scale}; device {args.device}, "
+          f"{', '.join(EVAL_PHOTO_NAMES)}, degradation {EVAL_DEGRADATION} x{args.scale}, upscaled x{upscale:g}; "
+          f"device {args.device}, "
           f"{torch.get_num_threads()} threads")
     print(format_table(results))
     if args.per_clip:
@@ -122,13 +137,15 @@ def main() -> None:
             for clip, row in result["per_clip"].items():
                 print(f"  {clip:<10} " + "  ".join(f"{k}={row[k]:.4f}" for k in KEYS))
     base = results["bicubic"]["mean"]
-    for name, result in (list(results.items())[1:] if args.scale == EVAL_SCALE else []):  # target: x4
+    at_target = args.scale == upscale == EVAL_SCALE
+    for name, result in (list(results.items())[1:] if at_target else []):  # the target is defined at x4
         gain, ratio = result["mean"]["psnr_y"] - base["psnr_y"], result["mean"]["ewarp"] / base["ewarp"]
         verdict = "meets" if gain >= TARGET_PSNR_GAIN_DB and ratio <= TARGET_EWARP_RATIO else "misses"
         print(f"{name}: {verdict} the target (PSNR-Y gain {gain:+.3f} dB >= {TARGET_PSNR_GAIN_DB}, "
               f"E*warp ratio {ratio:.3f} <= {TARGET_EWARP_RATIO})")
     if args.json:
         settings = {"clips": args.clips, "frames": args.frames, "size": args.size, "scale": args.scale,
+                    "upscale": upscale,
                     "degradation": EVAL_DEGRADATION, "photos": list(EVAL_PHOTO_NAMES), "device": args.device}
         Path(args.json).write_text(json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
 

@@ -13,6 +13,7 @@ teacher caches of ``star-vsr distill cache-teacher --motion-clips`` are made fro
 from __future__ import annotations
 
 import itertools
+import math
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
@@ -141,18 +142,43 @@ def photo_clip(name: str, num_frames: int, size: tuple[int, int], scale: int = E
     return {"lq": item["lq"], "gt": item["gt"], "name": name}
 
 
-def bicubic_upscale(lq: torch.Tensor, scale: int) -> torch.Tensor:
-    """The baseline every comparison reports: (n, 3, h, w) -> (n, 3, h * scale, w * scale) bicubic
-    (PyTorch, ``align_corners=False``), clamped to [0, 1]."""
+def bicubic_upscale(lq: torch.Tensor, scale: float) -> torch.Tensor:
+    """The baseline every comparison reports: (n, 3, h, w) -> (n, 3, H, W) bicubic (PyTorch,
+    ``align_corners=False``), clamped to [0, 1]; (H, W) = ``output_size(h, w, scale)``, which is
+    (h * scale, w * scale) at integer scales."""
     import torch.nn.functional as F  # torch is imported on use: ``star-vsr --help`` stays fast
 
-    return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+    from .models.student import output_size
+
+    return F.interpolate(lq, size=output_size(lq.shape[-2], lq.shape[-1], scale), mode="bicubic",
+                         align_corners=False).clamp(0, 1)
 
 
-def score_clip(sr: torch.Tensor, gt: torch.Tensor, scale: int, warp: bool = True) -> dict[str, float]:
+def rescaled_reference(gt: torch.Tensor, lq_size: tuple[int, int], scale: float) -> torch.Tensor:
+    """Ground truth for upscaling an LR clip by a scale other than the one it was degraded at.
+
+    A clip made at integer scale ``r`` has ground truth (n, 3, r h, r w); upscaled by ``scale``
+    instead, the output is (n, 3, H, W) = ``output_size(h, w, scale)`` and its reference is the
+    ground truth resized to that size (bicubic with antialiasing, so shrinking does not alias),
+    clamped to [0, 1]. This is how the scale-aware upsampler of scales without a pixel-shuffle
+    head is trained (``training/distill_student.py --scale_range``) and evaluated
+    (``benchmarks/student_quality.py --upscale``).
+    """
+    import torch.nn.functional as F
+
+    from .models.student import output_size
+
+    size = output_size(lq_size[0], lq_size[1], scale)
+    if tuple(gt.shape[-2:]) == size:
+        return gt
+    return F.interpolate(gt, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def score_clip(sr: torch.Tensor, gt: torch.Tensor, scale: float, warp: bool = True) -> dict[str, float]:
     """PSNR-Y / SSIM-Y (and E*warp with ``warp``) of an upscaled (n, 3, H, W) clip against ground
-    truth, on the uint8 frames a video would hold (``star_vsr.metrics.evaluate_clip``)."""
+    truth, on the uint8 frames a video would hold (``star_vsr.metrics.evaluate_clip``); the border
+    cropped is ``ceil(scale)`` pixels."""
     from .frames import frames_to_uint8
     from .metrics import evaluate_clip
 
-    return evaluate_clip(frames_to_uint8(sr), frames_to_uint8(gt), scale=scale, warp=warp)
+    return evaluate_clip(frames_to_uint8(sr), frames_to_uint8(gt), scale=math.ceil(scale), warp=warp)

@@ -111,3 +111,23 @@ def test_shipped_student_beats_bicubic_at_every_integer_scale(scale):
     # trained heads gain on all six clips (x2 +0.21..+2.11 dB, x3 +0.26..+1.73, x4 +0.27..+1.36); the same
     # student before its x2 / x3 heads were trained lost on four of them at x2 and x3
     assert min(gains) > 0, np.round(gains, 3)
+
+
+
+def test_rescaled_reference_and_bicubic_at_any_scale():
+    """Integer scales keep their ground truth and PyTorch's bicubic; other scales resize it to output_size."""
+    import torch.nn.functional as F
+
+    from star_vsr.evalset import bicubic_upscale, rescaled_reference
+
+    clip = evaluation_clips(num_clips=1, num_frames=2, size=48, scale=4)[0]  # lq (2, 3, 12, 12), gt (2, 3, 48, 48)
+    assert rescaled_reference(clip["gt"], (12, 12), 4) is clip["gt"]
+    assert torch.equal(bicubic_upscale(clip["lq"], 4),
+                       F.interpolate(clip["lq"], scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1))
+    for scale, side in ((2.5, 30), (1.0, 12), (3.3, 40)):
+        reference = rescaled_reference(clip["gt"], (12, 12), scale)
+        assert reference.shape == (2, 3, side, side) and 0 <= reference.min() <= reference.max() <= 1
+        assert bicubic_upscale(clip["lq"], scale).shape == reference.shape
+    # antialiased: shrinking a one-pixel checkerboard gives flat grey, not an aliased pattern
+    board = (torch.arange(48)[:, None] + torch.arange(48)[None]).remainder(2).float().expand(1, 3, 48, 48)
+    assert (rescaled_reference(board, (12, 12), 2.5) - 0.5).abs().max() < 0.05

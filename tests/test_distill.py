@@ -439,3 +439,36 @@ def test_training_one_head_leaves_every_other_scale_unchanged(tmp_path):
     _, bad = training_args(None, tmp_path / "bad", "--init_from", str(start), "--trainable", "upsampler.2", *gt_only)
     with pytest.raises(ValueError, match=r"name no student parameter; its modules: .*upsamplers\.2"):
         script.main(bad)
+
+
+def test_scale_range_trains_only_the_scale_modulation_against_resized_ground_truth(tmp_path):
+    """``--scale_range 1.5 3.5 --trainable scale_modulation``: the FiLM of scales without a head
+    learns; the pixel-shuffle heads and everything else stay bit-exact."""
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    start = tmp_path / "start"
+    StarStudentPipeline(student=tiny_student()).save_pretrained(start)
+    gt_only = ["--loss_teacher_charbonnier", "0", "--loss_space", "0", "--loss_time", "0", "--loss_feature", "0",
+               "--loss_gt_charbonnier", "1", "--motion_num_frames", "3", "--motion_crop_size", "32",
+               "--motion_length", "4", "--checkpointing_steps", "1000", "--report_to", "none"]
+    script, args = training_args(None, tmp_path / "film", "--init_from", str(start), "--scale_range", "1.5", "3.5",
+                                 "--trainable", "scale_modulation", "--validation_steps", "2",
+                                 "--num_validation_clips", "1", "--validation_size", "32", *gt_only)
+    summary = script.main(args)
+    before = StarStudentPipeline.from_pretrained(start).student.state_dict()
+    after = StarStudentPipeline.from_pretrained(tmp_path / "film").student.state_dict()
+    changed = sorted(name for name in before if not torch.equal(before[name], after[name]))
+    assert changed and all(name.startswith("scale_modulation.") for name in changed), changed
+    assert summary["validation_scale"] == 2.5 and summary["scale_range"] == [1.5, 3.5]
+    assert summary["validation"]["psnr_y"] > 0
+
+    # each step's scale: uniform on the range, a function of seed and step (a resumed run draws the same)
+    draws = [script.draw_scale(0, step, (1.5, 3.5)) for step in range(200)]
+    assert all(1.5 <= s <= 3.5 for s in draws) and min(draws) < 1.7 and max(draws) > 3.3
+    assert draws == [script.draw_scale(0, step, (1.5, 3.5)) for step in range(200)]
+    assert draws != [script.draw_scale(1, step, (1.5, 3.5)) for step in range(200)]
+
+    for bad in (["--scale_range", "2", "5"], ["--scale_range", "3", "2"],
+                ["--scale_range", "1.5", "3.5", "--loss_teacher_charbonnier", "1"]):
+        with pytest.raises(SystemExit):
+            training_args(None, tmp_path / "bad", *gt_only, *bad)

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from star_vsr.distill.cache import TeacherCache
 from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
-from star_vsr.evalset import bicubic_upscale, evaluation_clips, score_clip, training_photos
+from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
 from star_vsr.models.student import StarStudentModel
 
 logger = get_logger(__name__)
@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="JSON dict of StarStudentModel config changes, e.g. '{\"num_blocks\": 3}'")
     student.add_argument("--init_from", default=None, help="start from the student of this pipeline folder")
     student.add_argument("--scale", type=int, default=4, help="upscaling factor trained")
+    student.add_argument("--scale_range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                         help="train at scales drawn uniformly from [LO, HI] (one per step, LO >= 1, HI <= --scale) "
+                              "on clips made at --scale, against their ground truth resized to each scale: the "
+                              "scale-aware upsampler of scales without a head (with --trainable scale_modulation); "
+                              "ground-truth loss terms only")
     student.add_argument("--trainable", nargs="+", default=None,
                          help="train only these student modules (parameter-name prefixes, e.g. upsamplers.3: the x3 "
                               "head), the rest frozen; default: everything")
@@ -154,7 +159,28 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     args = parser.parse_args(input_args)
     if args.train_batch_size < 1 or args.max_train_steps < 1 or args.gradient_accumulation_steps < 1:
         parser.error("train_batch_size, max_train_steps and gradient_accumulation_steps must be >= 1")
+    if args.scale_range is not None:
+        low, high = args.scale_range
+        if not 1 <= low <= high <= args.scale:
+            parser.error(f"--scale_range needs 1 <= LO <= HI <= --scale ({args.scale}), got {low:g} {high:g}")
+        losses = loss_config(args)
+        if losses.needs_teacher or not losses.needs_gt:
+            parser.error("--scale_range trains against resized ground truth; the teacher's outputs and features "
+                         "exist at --scale only: set the teacher loss terms to 0 and a ground-truth term above 0")
     return args
+
+
+def draw_scale(seed: int, step: int, scale_range: Sequence[float]) -> float:
+    """The scale of training step ``step`` under ``--scale_range``: uniform on [LO, HI], a function of
+    the seed and the step alone, so a resumed run draws the same scales."""
+    low, high = scale_range
+    u = torch.rand((), generator=torch.Generator().manual_seed(seed * 1_000_003 + step)).item()
+    return low + (high - low) * u
+
+
+def validation_scale(args: argparse.Namespace) -> float:
+    """The scale validated: ``--scale``, or the middle of ``--scale_range``."""
+    return args.scale if args.scale_range is None else (args.scale_range[0] + args.scale_range[1]) / 2
 
 
 def loss_config(args: argparse.Namespace) -> DistillationLossConfig:
@@ -239,7 +265,7 @@ def select_trainable(student: torch.nn.Module, prefixes: Optional[Sequence[str]]
 
 
 @torch.no_grad()
-def validate(student: StarStudentModel, clips: list[dict[str, Any]], scale: int,
+def validate(student: StarStudentModel, clips: list[dict[str, Any]], scale: float,
              device: torch.device) -> tuple[dict[str, float], torch.Tensor]:
     """Mean PSNR-Y / SSIM-Y of the student on ``clips``, and a (3, h, 3 w) bicubic | student | GT image."""
     was_training = student.training
@@ -257,7 +283,7 @@ def validate(student: StarStudentModel, clips: list[dict[str, Any]], scale: int,
     return {key: float(np.mean([s[key] for s in scores])) for key in ("psnr_y", "ssim_y")}, preview
 
 
-def bicubic_scores(clips: list[dict[str, Any]], scale: int) -> dict[str, float]:
+def bicubic_scores(clips: list[dict[str, Any]], scale: float) -> dict[str, float]:
     scores = [score_clip(bicubic_upscale(c["lq"], scale), c["gt"], scale, warp=False) for c in clips]
     return {key: float(np.mean([s[key] for s in scores])) for key in ("psnr_y", "ssim_y")}
 
@@ -402,7 +428,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.validation_steps > 0 and accelerator.is_main_process:
         validation_clips = evaluation_clips(num_clips=args.num_validation_clips, num_frames=args.validation_frames,
                                             size=args.validation_size, scale=args.scale)
-        validation_bicubic = bicubic_scores(validation_clips, args.scale)
+        for clip in validation_clips:  # ground truth at the validated scale
+            clip["gt"] = rescaled_reference(clip["gt"], clip["lq"].shape[-2:], validation_scale(args))
+        validation_bicubic = bicubic_scores(validation_clips, validation_scale(args))
         logger.info(f"validation bicubic: {validation_bicubic}")
 
     # 5. Resume
@@ -436,9 +464,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                    if epoch == first_epoch and resume_step else train_dataloader)
         for batch in batches:
             with accelerator.accumulate(student):
-                output = student(batch["lq"], scale=args.scale, return_features=needs_features)
+                step_scale, gt = args.scale, batch.get("gt")  # gt (b, n, 3, H, W)
+                if args.scale_range is not None:
+                    step_scale = draw_scale(args.seed, global_step, args.scale_range)
+                    gt = rescaled_reference(gt.flatten(0, 1), batch["lq"].shape[-2:], step_scale).unflatten(
+                        0, gt.shape[:2])
+                output = student(batch["lq"], scale=step_scale, return_features=needs_features)
                 total, terms = criterion(output.sample, output.features, batch.get("teacher"),
-                                         batch["teacher_features"], batch.get("gt"))
+                                         batch["teacher_features"], gt)
                 accelerator.backward(total)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(trainable + criterion_params, args.max_grad_norm)
@@ -465,8 +498,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
                 accelerator.save_state(os.path.join(args.output_dir, f"checkpoint-{global_step}"))
             if validation_clips and global_step % args.validation_steps == 0:
-                last_validation = run_validation(accelerator, student, validation_clips, args.scale, global_step,
-                                                 ema)
+                last_validation = run_validation(accelerator, student, validation_clips, validation_scale(args),
+                                                 global_step, ema)
             if global_step >= args.max_train_steps:
                 break
         if global_step >= args.max_train_steps:
@@ -477,7 +510,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if accelerator.is_main_process:
         if validation_clips and (not last_validation or global_step % args.validation_steps):
-            last_validation = run_validation(accelerator, student, validation_clips, args.scale, global_step, ema)
+            last_validation = run_validation(accelerator, student, validation_clips, validation_scale(args),
+                                             global_step, ema)
         final = accelerator.unwrap_model(student)
         if ema is not None:
             ema.copy_to(final.parameters())
@@ -488,7 +522,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "steps": global_step, "train_wall_time_s": round(clock.elapsed_s, 1),
             "processes": accelerator.num_processes, "batch_size": args.train_batch_size,
             "student_config": {k: v for k, v in dict(final.config).items() if not k.startswith("_")},
-            "last_losses": last_logs, "validation": last_validation,
+            "last_losses": last_logs, "scale_range": args.scale_range,
+            "validation_scale": validation_scale(args), "validation": last_validation,
             "validation_bicubic": validation_bicubic,
             "data": {"train_cache": args.train_cache, "clips_per_epoch": len(dataset)} if args.train_cache else
                     {"motion_clips_per_epoch": len(dataset), "num_frames": args.motion_num_frames,
@@ -500,7 +535,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def run_validation(accelerator: Accelerator, student: Any, clips: list[dict[str, Any]], scale: int,
+def run_validation(accelerator: Accelerator, student: Any, clips: list[dict[str, Any]], scale: float,
                    step: int, ema: Optional[EMAModel] = None) -> dict[str, float]:
     """Validate (with the averaged weights when ``ema`` is given), log scalars and a
     bicubic | student | ground-truth preview, return the scores."""
