@@ -439,6 +439,7 @@ def test_training_one_head_leaves_every_other_scale_unchanged(tmp_path):
     _, bad = training_args(None, tmp_path / "bad", "--init_from", str(start), "--trainable", "upsampler.2", *gt_only)
     with pytest.raises(ValueError, match=r"name no student parameter; its modules: .*upsamplers\.2"):
         script.main(bad)
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
 
 
 def test_scale_range_trains_only_the_scale_modulation_against_resized_ground_truth(tmp_path):

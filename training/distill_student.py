@@ -347,8 +347,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)
     set_seed(args.seed)
-    if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
 
     # 1. Data and losses
     losses = loss_config(args)
@@ -420,6 +418,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     updates_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     num_train_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
     if accelerator.is_main_process:
+        # made only now: a bad setting caught above (data, --trainable) leaves no empty output folder
+        os.makedirs(args.output_dir, exist_ok=True)
         tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
         accelerator.init_trackers("distill_student", config=tracker_config)
 
