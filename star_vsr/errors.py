@@ -33,3 +33,7 @@ class MissingWeightsError(StarVSRError, FileNotFoundError):
 
 class DeviceError(StarVSRError, RuntimeError):
     """A GPU-only option was requested where no GPU is available, or the device ran out of memory."""
+
+
+class OutputError(StarVSRError, OSError):
+    """An output cannot be written: a read-only or full disk, no permission, a file where a folder must be."""

@@ -22,7 +22,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     """"auto" picks CUDA when present, else the CPU; asking for CUDA without a GPU is an error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise InputError(f"unknown --device {device!r}: use auto, cpu, cuda or cuda:N")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"--device {device} needs a CUDA GPU, and none is available; use --device cpu")
     return resolved
@@ -42,6 +47,12 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 def pipeline_class_name(folder: Union[str, Path]) -> str:
     """``_class_name`` recorded in a pipeline folder's model_index.json."""
     index = Path(folder) / "model_index.json"
+    if not Path(folder).exists():
+        from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP
+
+        raise MissingWeightsError(f"{folder} does not exist. A model is a folder saved by save_pretrained "
+                                  "(a student or a StarVSR pipeline; leave --model out for the shipped "
+                                  "student). For STAR's diffusion model:\n" + MISSING_WEIGHTS_HELP)
     if not index.is_file():
         from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP
 

@@ -243,3 +243,111 @@ def test_degrade_refuses_existing_output(tmp_path, capsys):
     hr = write_test_video(tmp_path / "hr.mp4", num_frames=2, size=(16, 16))
     assert main(["degrade", str(hr), "-o", str(hr)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_unwritable_outputs_fail_before_any_work(tmp_path, capsys, monkeypatch):
+    """Every command that writes checks its output first: one line, status 2, nothing left behind."""
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    commands = {
+        "upscale": ["upscale", str(src), "-o", str(blocker / "out.mp4")],
+        "degrade": ["degrade", str(src), "-o", str(blocker / "out.mp4")],
+        "export": ["export", "--format", "onnx", "-o", str(blocker / "s.onnx")],
+        "evaluate": ["evaluate", "--pred", str(src), "--gt", str(src), "--scale", "1", "--json", str(blocker / "s.json")],
+        "demo": ["demo", "-o", str(blocker / "demo"), "--frames", "2"],
+        "upscale-batch": ["upscale-batch", str(tmp_path), "-o", str(blocker / "out")],
+    }
+    for name, args in commands.items():
+        assert main(args) == 2, name
+        err = capsys.readouterr().err
+        assert f"cannot write {blocker}" in err and "is a file, not a folder" in err and "Traceback" not in err, err
+    # a folder in which no file can be made (read-only disk, no permission), as the check sees it
+    import star_vsr.outputs
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(star_vsr.outputs.tempfile, "mkstemp", refuse)
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4")]) == 2
+    assert "cannot write" in capsys.readouterr().err and not (tmp_path / "out.mp4").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "in.mp4"]
+
+
+def test_a_disk_error_while_writing_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from star_vsr.io import writer
+
+    def full(self, frame):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer._EncodedSink, "write", full)
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "0bad.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
+    write_test_video(inputs / "a.mp4", num_frames=2, size=(8, 8))
+    write_test_video(inputs / "b.mkv", num_frames=2, size=(8, 8))
+    assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out")]) == 1  # the default student
+    err = capsys.readouterr().err
+    assert "skipped" in err and "0bad.mp4 is not a readable video" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4", "b.mkv"]
+    assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "ffv1"), "--codec", "ffv1"]) == 1
+    assert sorted(p.name for p in (tmp_path / "ffv1").iterdir()) == ["a.mkv", "b.mkv"]
+    assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "png"), "--codec", "png"]) == 1
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["a", "b"]
+    assert len(list((tmp_path / "png" / "a").glob("*.png"))) == 2
+
+
+def test_bad_device_missing_model_and_ignored_flags_are_one_line(tmp_path, capsys):
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
+    out = tmp_path / "out.mp4"
+    for device in ("tpu", "meta"):
+        assert main(["upscale", str(src), "-o", str(out), "--device", device]) == 2
+        assert f"unknown --device '{device}'" in capsys.readouterr().err
+    assert main(["demo", "-o", str(tmp_path / "demo"), "--device", "tpu"]) == 2
+    assert not (tmp_path / "demo").exists()
+    assert main(["upscale", str(src), "-o", str(out), "--model", str(tmp_path / "missing")]) == 2
+    assert "missing does not exist" in capsys.readouterr().err
+    assert main(["export", "--format", "onnx", "-o", str(tmp_path / "s.onnx"), "--model", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and "convert-star" not in err
+    assert not out.exists()
+    # diffusion-only flags with the student: a one-line warning, without Python's source line (a real
+    # process: pytest would capture the warning)
+    result = subprocess.run([sys.executable, "-m", "star_vsr", "upscale", str(src), "-o", str(out), "--steps", "5"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and out.exists()
+    assert "star-vsr upscale: warning: --steps only apply to diffusion models" in result.stderr
+    assert "warnings.warn" not in result.stderr
+
+
+def test_degrade_crops_so_the_lr_file_is_exactly_a_scale_th(tmp_path, capsys):
+    """4:2:0 video stores even sizes only: the HR crop is a multiple of 2 x scale, so no LR padding."""
+    from PIL import Image
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((47, 63, 3), 40 * i, np.uint8)).save(frames / f"{i:03d}.png")
+    assert main(["degrade", str(frames), "-o", str(tmp_path / "lr.mp4")]) == 0
+    out = capsys.readouterr().out
+    assert "cropping 63x47 to 56x40" in out and "wrote" in out and "(14x10," in out
+    info = probe_video(tmp_path / "lr.mp4")
+    assert (info.width, info.height) == (14, 10)
+    assert main(["degrade", str(frames), "-o", str(tmp_path / "lr.mkv"), "--codec", "ffv1"]) == 0
+    info = probe_video(tmp_path / "lr.mkv")
+    assert (info.width, info.height) == (15, 11)
+
+
+def test_evaluate_names_a_scale_that_crops_everything(tmp_path, capsys):
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
+    assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--scale", "500"]) == 2
+    assert "scale 500 crops 500 pixels on every side" in capsys.readouterr().err

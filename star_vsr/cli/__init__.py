@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module with ``register(subparsers)`` (adds its parser and sets
 ``func``) and imports heavy libraries only inside its ``run`` function, so ``--help`` stays fast.
-Errors meant for the user (``StarVSRError``) print one clear line and exit with status 2.
+Errors meant for the user (``StarVSRError``) print one clear line and exit with status 2; an
+operating-system error that escapes (a disk that fills up mid-way, ...) prints one line and exits
+with status 1. Warnings print as one line each, without Python's source line.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from typing import Optional, Sequence
 
 from .. import __version__
@@ -41,6 +44,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 1
+    format_warning = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"star-vsr {args.command}: warning: {message}\n"
     try:
         result = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
@@ -53,6 +58,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # stdout piped into a program that stopped reading (`| head`)
         _silence_stdout()
         return 1
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"star-vsr {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
+    finally:
+        warnings.formatwarning = format_warning
     return int(result or 0)
 
 

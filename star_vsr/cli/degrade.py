@@ -42,27 +42,32 @@ def run(args: argparse.Namespace) -> int:
 
     from ..degradations import DegradationConfig, RealWorldDegradation
     from ..io import VideoWriter, open_video, probe_video
+    from ..outputs import check_writable
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise InputError(f"{output} already exists; pass --overwrite to replace it")
+    check_writable(output)
     info = probe_video(args.input)
-    crop_h, crop_w = info.height - info.height % args.scale, info.width - info.width % args.scale
-    if crop_h == 0 or crop_w == 0:
-        raise InputError(f"{args.input} is {info.width}x{info.height}, too small to downscale by {args.scale}")
-    if (crop_h, crop_w) != (info.height, info.width):
-        print(f"note: cropping {info.width}x{info.height} to {crop_w}x{crop_h} (a multiple of the scale)")
-
     degradation = RealWorldDegradation(DegradationConfig.preset(args.preset), args.scale)
     generator = torch.Generator().manual_seed(args.seed)
     params = degradation.sample_params(generator)
-    if args.print_params:
-        print(params)
-    segment = max(1, min(MAX_SEGMENT_FRAMES, SEGMENT_BYTES // (crop_h * crop_w * 3 * 4)))
     audio = args.input if info.has_audio and not info.is_image_folder else None
     with open_video(args.input) as reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf,
                                                        audio_from=audio, progress=True,
                                                        total_frames=info.num_frames) as writer:
+        # HR sizes: multiples of the scale times what the output format stores unpadded (2 for 4:2:0),
+        # so the LR file has exactly 1 / scale of the HR size that `star-vsr evaluate` compares with
+        multiple_h, multiple_w = args.scale * writer.size_multiple[0], args.scale * writer.size_multiple[1]
+        crop_h, crop_w = info.height - info.height % multiple_h, info.width - info.width % multiple_w
+        if crop_h == 0 or crop_w == 0:
+            raise InputError(f"{args.input} is {info.width}x{info.height}, too small to downscale by {args.scale}")
+        if (crop_h, crop_w) != (info.height, info.width):
+            print(f"note: cropping {info.width}x{info.height} to {crop_w}x{crop_h} (a multiple of "
+                  f"{multiple_w}x{multiple_h}: the scale times the output format's block)")
+        if args.print_params:
+            print(params)
+        segment = max(1, min(MAX_SEGMENT_FRAMES, SEGMENT_BYTES // (crop_h * crop_w * 3 * 4)))
         for frames in reader.iter_chunks(segment):  # (k, h, w, 3) uint8
             hr = torch.from_numpy(frames[:, :crop_h, :crop_w]).permute(0, 3, 1, 2).float() / 255
             lr = degradation.apply(hr, params, generator)  # (k, 3, h/s, w/s) on 8-bit levels

@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ..frames import frames_to_uint8
     from ..io import VideoWriter
     from ..metrics import evaluate_clip
+    from ..outputs import check_writable
     from ..upscale import load_upscaler
 
     if args.frames < 2:
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     existing = [name for name in OUTPUT_NAMES if (output / name).exists()]
     if existing and not args.overwrite:
         raise InputError(f"{output} already holds {', '.join(existing)}; pass --overwrite or choose another -o")
-    output.mkdir(parents=True, exist_ok=True)
+    check_writable(output / OUTPUT_NAMES[0])
 
     # 1. A clip filmed from the photo, degraded x4
     clip = photo_clip(args.photo, args.frames, DEMO_SIZE, degradation=args.degradation, seed=args.seed)
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     sr = pipe(lq, upscale=scale, output_type="pt").frames[0].float().clamp(0, 1).cpu()  # (n, 3, H, W)
     seconds = time.perf_counter() - started
     bicubic = bicubic_upscale(lq, scale)
+    output.mkdir(parents=True, exist_ok=True)  # only now: a bad --model or --device leaves no folder
 
     videos = {"input": frames_to_uint8(lq), "bicubic": frames_to_uint8(bicubic), "student": frames_to_uint8(sr),
               "ground_truth": frames_to_uint8(gt)}

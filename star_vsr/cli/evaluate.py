@@ -68,7 +68,10 @@ def _finite(value):
 
 def run(args: argparse.Namespace) -> int:
     from ..metrics import evaluate_videos
+    from ..outputs import check_writable
 
+    if args.json:
+        check_writable(args.json)  # before the metrics, not after
     clips = pair_clips(Path(args.pred), Path(args.gt))
     results: dict[str, dict[str, float]] = {}
     for name, pred, gt in clips:

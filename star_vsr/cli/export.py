@@ -35,15 +35,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export_student, verify_export
+    from ..outputs import check_writable
     from ..upscale import pipeline_class_name
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise InputError(f"{output} already exists; pass --overwrite to replace it")
+    check_writable(output)
     if args.model is None:
         from ..student import default_student_folder
 
         args.model = str(default_student_folder())
+    if not Path(args.model).is_dir():
+        raise InputError(f"--model {args.model} is not a folder; it takes a student pipeline folder "
+                         "(StarStudentPipeline.save_pretrained), or leave it out for the shipped student")
     name = pipeline_class_name(args.model)
     if name != "StarStudentPipeline":
         raise InputError(f"{args.model} holds a {name}; only student pipelines can be exported")

@@ -4,18 +4,29 @@
 student pipeline. Frames stream from the input to the output; the output keeps the input's frame
 rate and audio and appears only when complete. ``upscale-batch`` skips outputs that already
 exist, so an interrupted batch resumes where it stopped, and under
-``accelerate launch --num_processes N`` it splits the videos across the processes.
+``accelerate launch --num_processes N`` it splits the videos across the processes; a video it
+cannot read is reported and skipped, the others are upscaled, and the exit status is 1. Its
+outputs keep the input names, with the container suffix the codec needs (``.mkv`` for FFV1,
+``.mp4`` for an ``.avi`` input) and PNG frames in a folder named after the video.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import CorruptVideoError, InputError, UnsupportedVideoError
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+
+#: The diffusion-only options and their defaults (a student run warns about any other value).
+DIFFUSION_DEFAULTS: dict[str, Any] = {
+    "seed": 0, "steps": 15, "prompt": "a good video", "guidance_scale": 7.5, "noise_level": 900,
+    "chunk_frames": 32, "chunk_overlap": 8, "tile_size": None, "tile_overlap": 128, "color_fix": "adain",
+}
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -27,17 +38,23 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                        help="weight precision (auto: fp16 on CUDA, fp32 on CPU)")
     sr = parser.add_argument_group("super-resolution")
     sr.add_argument("--upscale", type=float, default=4, help="scale factor (default 4)")
-    sr.add_argument("--seed", type=int, default=0, help="random seed (diffusion models)")
-    diffusion = parser.add_argument_group("diffusion model options (StarVSR pipelines)")
-    diffusion.add_argument("--steps", type=int, default=15, help="denoising steps (default 15)")
-    diffusion.add_argument("--prompt", default="a good video", help="caption of the video")
-    diffusion.add_argument("--guidance-scale", type=float, default=7.5)
-    diffusion.add_argument("--noise-level", type=int, default=900, help="SDEdit start (1..1000, default 900)")
-    diffusion.add_argument("--chunk-frames", type=int, default=32, help="frames per temporal chunk")
-    diffusion.add_argument("--chunk-overlap", type=int, default=8, help="frames shared by neighbouring chunks")
-    diffusion.add_argument("--tile-size", type=int, default=None, help="spatial tile in output pixels")
-    diffusion.add_argument("--tile-overlap", type=int, default=128, help="output pixels shared by tiles")
-    diffusion.add_argument("--color-fix", default="adain", choices=("adain", "wavelet", "none"))
+    defaults = DIFFUSION_DEFAULTS
+    sr.add_argument("--seed", type=int, default=defaults["seed"], help="random seed (diffusion models)")
+    diffusion = parser.add_argument_group("diffusion model options (StarVSR pipelines; a student ignores them)")
+    diffusion.add_argument("--steps", type=int, default=defaults["steps"], help="denoising steps (default 15)")
+    diffusion.add_argument("--prompt", default=defaults["prompt"], help="caption of the video")
+    diffusion.add_argument("--guidance-scale", type=float, default=defaults["guidance_scale"])
+    diffusion.add_argument("--noise-level", type=int, default=defaults["noise_level"],
+                           help="SDEdit start (1..1000, default 900)")
+    diffusion.add_argument("--chunk-frames", type=int, default=defaults["chunk_frames"],
+                           help="frames per temporal chunk")
+    diffusion.add_argument("--chunk-overlap", type=int, default=defaults["chunk_overlap"],
+                           help="frames shared by neighbouring chunks")
+    diffusion.add_argument("--tile-size", type=int, default=defaults["tile_size"],
+                           help="spatial tile in output pixels")
+    diffusion.add_argument("--tile-overlap", type=int, default=defaults["tile_overlap"],
+                           help="output pixels shared by tiles")
+    diffusion.add_argument("--color-fix", default=defaults["color_fix"], choices=("adain", "wavelet", "none"))
     out = parser.add_argument_group("output")
     out.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
                      help="output codec (default: from the output name; H.264 for .mp4)")
@@ -57,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch = subparsers.add_parser("upscale-batch", help="upscale every video of a folder (resumable, multi-GPU)",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     batch.add_argument("input_dir", help="folder of input videos")
-    batch.add_argument("-o", "--output-dir", required=True, help="folder for the outputs (same file names)")
+    batch.add_argument("-o", "--output-dir", required=True,
+                       help="folder for the outputs (the input names; see the codec note above)")
     _add_common(batch)
     batch.set_defaults(func=run_batch)
 
@@ -67,7 +85,12 @@ def pipeline_kwargs(pipe: Any, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     kwargs: dict[str, Any] = {"upscale": args.upscale}
-    if type(pipe).__name__ == "StarVSRPipeline":
+    if type(pipe).__name__ != "StarVSRPipeline":
+        ignored = [f"--{dest.replace('_', '-')}" for dest, default in DIFFUSION_DEFAULTS.items()
+                   if getattr(args, dest) != default]
+        if ignored:
+            warnings.warn(f"{', '.join(ignored)} only apply to diffusion models; the student ignores them")
+    else:
         kwargs.update(
             num_inference_steps=args.steps, prompt=args.prompt, guidance_scale=args.guidance_scale,
             noise_level=args.noise_level, chunk_frames=args.chunk_frames, chunk_overlap=args.chunk_overlap,
@@ -78,8 +101,11 @@ def pipeline_kwargs(pipe: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace, device: Any = None) -> Any:
+    from diffusers.utils import logging as diffusers_logging
+
     from ..upscale import load_upscaler
 
+    diffusers_logging.disable_progress_bar()  # "Loading pipeline components" on every run
     if args.model is None:
         from ..student import default_student_folder
 
@@ -89,11 +115,13 @@ def _load(args: argparse.Namespace, device: Any = None) -> Any:
 
 def run_single(args: argparse.Namespace) -> int:
     from ..frames import FileFrameSource
+    from ..outputs import check_writable
     from ..upscale import upscale_video
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise InputError(f"{output} already exists; pass --overwrite to replace it")
+    check_writable(output)
     FileFrameSource(args.input)  # a missing or corrupt input fails here, before a model is loaded
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
@@ -107,6 +135,8 @@ def run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
+    from ..io import output_name
+    from ..outputs import check_writable
     from ..upscale import upscale_video
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
@@ -115,19 +145,30 @@ def run_batch(args: argparse.Namespace) -> int:
     videos = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:
         raise InputError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {input_dir}")
+    outputs = {video: output_dir / output_name(video.name, args.codec) for video in videos}
+    check_writable(outputs[videos[0]])
     output_dir.mkdir(parents=True, exist_ok=True)
     # on machines without a GPU (or under `accelerate launch --cpu`) processes talk over gloo
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
-    todo = [v for v in videos if not (output_dir / v.name).exists()]
+    todo = [v for v in videos if not outputs[v].exists()]
     if state.is_main_process:
         print(f"{len(videos) - len(todo)} of {len(videos)} videos already done; {len(todo)} to go "
               f"on {state.num_processes} process(es)")
     with state.split_between_processes(todo) as mine:
         pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
+        failed = []
         for video in mine:
-            upscale_video(pipe, video, output_dir / video.name, codec=args.codec, crf=args.crf,
-                          keep_audio=not args.no_audio, progress=state.is_local_main_process,
-                          **pipeline_kwargs(pipe, args))
-            print(f"[process {state.process_index}] wrote {output_dir / video.name}")
+            try:
+                upscale_video(pipe, video, outputs[video], codec=args.codec, crf=args.crf,
+                              keep_audio=not args.no_audio, progress=state.is_local_main_process,
+                              **pipeline_kwargs(pipe, args))
+            except (CorruptVideoError, UnsupportedVideoError) as error:  # this video, not the batch
+                print(f"[process {state.process_index}] skipped {video}: {error}", file=sys.stderr)
+                failed.append(video)
+                continue
+            print(f"[process {state.process_index}] wrote {outputs[video]}")
     state.wait_for_everyone()
-    return 0
+    if failed:
+        print(f"[process {state.process_index}] {len(failed)} video(s) could not be read and were skipped: "
+              f"{', '.join(v.name for v in failed)}", file=sys.stderr)
+    return 1 if failed else 0

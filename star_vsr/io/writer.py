@@ -31,7 +31,7 @@ import numpy as np
 from av.container import OutputContainer
 from tqdm.auto import tqdm
 
-from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError
+from star_vsr.errors import CorruptVideoError, InputError, OutputError, StarVSRError, UnsupportedVideoError
 from star_vsr.io.probe import as_frame_rate, check_exists, open_container, probe_video
 
 logger = logging.getLogger(__name__)
@@ -86,11 +86,23 @@ CODECS: tuple[str, ...] = (*VIDEO_CODECS, "png")
 
 
 def _remove(path: Path) -> None:
-    """Delete a temporary file or folder if it exists."""
+    """Delete a temporary file or folder if it exists (best effort: cleaning up after a failed
+    write must not hide the error that made it fail, e.g. on a read-only disk)."""
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _output_error(path: Path, error: OSError) -> Exception:
+    """``error`` (permission, read-only or full disk, ...) as a one-line ``OutputError`` about
+    ``path``; star-vsr's own errors pass unchanged."""
+    if isinstance(error, StarVSRError):
+        return error
+    return OutputError(f"cannot write {path}: {error.strerror or error}")
 
 
 class _AudioCopy:
@@ -265,6 +277,20 @@ class _PngSink:
         """Nothing open: the folder is removed by the writer."""
 
 
+def output_name(name: str, codec: str | None = None) -> str:
+    """The output name for an input named ``name`` written with ``codec`` (None: H.264).
+
+    The same name when the codec's containers include its suffix, else the first of them
+    (``a.avi`` -> ``a.mp4`` for H.264, ``a.mp4`` -> ``a.mkv`` for FFV1); for PNG frames the
+    stem, a folder name (``a.mp4`` -> ``a``).
+    """
+    path = Path(name)
+    if codec == "png":
+        return path.stem
+    suffixes = VIDEO_CODECS[codec or "h264"].suffixes
+    return path.name if path.suffix.lower() in suffixes else path.stem + suffixes[0]
+
+
 def _resolve_codec(path: Path, codec: str | None) -> str:
     """The codec to write `path` with, checked against the path's kind and suffix."""
     if codec is None:
@@ -392,7 +418,10 @@ class VideoWriter:
             raise InputError(
                 f"{self.path} already holds files; write the PNG frames to a new or empty folder"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise _output_error(self.path, error) from None
         self.frames_written = 0
         self.frame_size: tuple[int, int] | None = None  # (h, w) of the frames given
         self._block = _chroma_block(self.pix_fmt)
@@ -400,19 +429,29 @@ class VideoWriter:
             self.path.parent / f".{self.path.name}.{secrets.token_hex(4)}.tmp{self.path.suffix}"
         )
         self._cleanup = weakref.finalize(self, _remove, self._temp)  # also if never closed
-        if self.codec == "png":
-            self._sink: _EncodedSink | _PngSink = _PngSink(self._temp)
-        else:
-            spec = VIDEO_CODECS[self.codec]
-            self._sink = _EncodedSink(
-                self._temp, spec, self.frame_rate, self.crf, self.pix_fmt, audio_source
-            )
+        try:
+            if self.codec == "png":
+                self._sink: _EncodedSink | _PngSink = _PngSink(self._temp)
+            else:
+                spec = VIDEO_CODECS[self.codec]
+                self._sink = _EncodedSink(
+                    self._temp, spec, self.frame_rate, self.crf, self.pix_fmt, audio_source
+                )
+        except OSError as error:
+            self._cleanup()
+            raise _output_error(self.path, error) from None
         self._state = "open"  # then "closed" or "aborted"
         # the bar starts with the first frame, so an error before any frame prints only its message
         self._bar_settings = dict(
             total=total_frames, unit="frame", desc=self.path.name, disable=not progress
         )
         self._bar: tqdm | None = None
+
+    @property
+    def size_multiple(self) -> tuple[int, int]:
+        """(h, w) that frame sizes must be multiples of to be stored without padding (2 x 2 for
+        4:2:0 video, 1 x 1 for FFV1 and PNG)."""
+        return self._block
 
     def _check_audio_source(self, audio_from: str | Path | None) -> Path | None:
         """`audio_from` if it has audio to copy, else None."""
@@ -484,6 +523,9 @@ class VideoWriter:
                 if self._bar is None:
                     self._bar = tqdm(**self._bar_settings)
                 self._bar.update(1)
+        except OSError as error:
+            self.abort()
+            raise _output_error(self.path, error) from None
         except BaseException:
             self.abort()
             raise
@@ -499,6 +541,9 @@ class VideoWriter:
             if self.codec == "png" and self.path.is_dir():
                 self.path.rmdir()  # an empty folder (checked in __init__) gives way
             os.replace(self._temp, self.path)
+        except OSError as error:
+            self.abort()
+            raise _output_error(self.path, error) from None
         except BaseException:
             self.abort()
             raise

@@ -48,6 +48,10 @@ def evaluate_clip(
     check_same_shape(pred_frames, gt_frames, "pred_frames", "gt_frames")
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
         raise InputError(f"scale must be an integer >= 1, got {scale!r}.")
+    height, width = gt_frames.shape[1:3]
+    if 2 * scale >= min(height, width):
+        raise InputError(f"scale {scale} crops {scale} pixels on every side (crop border = scale), which removes "
+                         f"the whole {width}x{height} frame; is the scale right?")
     if warp and len(pred_frames) < 2:
         raise InputError(
             f"The warping error needs at least 2 frames but the clip has {len(pred_frames)}; "

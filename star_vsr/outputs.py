@@ -1,0 +1,36 @@
+"""Checks run on output paths before any work, so an unwritable output fails in a second, not
+after an hour of upscaling.
+
+Nothing is created by the check: the folders of an output are made only when it is written.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+from .errors import OutputError
+
+
+def check_writable(path: Union[str, Path]) -> Path:
+    """Raise ``OutputError`` unless a file (or folder) named ``path`` can be made.
+
+    The nearest existing folder above ``path`` must be a folder (not a file) in which a scratch
+    file can be created; the scratch file is deleted at once. Missing folders in between are
+    fine: writers make them. Returns ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"cannot write {path}: {ancestor} is a file, not a folder")
+    try:
+        handle, scratch = tempfile.mkstemp(dir=ancestor, prefix=".star-vsr-write-check.")
+        os.close(handle)
+        os.unlink(scratch)
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error} ({ancestor})") from None
+    return path
