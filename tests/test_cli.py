@@ -345,6 +345,16 @@ def test_degrade_crops_so_the_lr_file_is_exactly_a_scale_th(tmp_path, capsys):
     assert main(["degrade", str(frames), "-o", str(tmp_path / "lr.mkv"), "--codec", "ffv1"]) == 0
     info = probe_video(tmp_path / "lr.mkv")
     assert (info.width, info.height) == (15, 11)
+    # upscaled, it is compared with the top-left 56x40 of the original: --crop-gt
+    assert main(["upscale", str(tmp_path / "lr.mp4"), "-o", str(tmp_path / "sr.mp4")]) == 0
+    evaluate = ["evaluate", "--pred", str(tmp_path / "sr.mp4"), "--gt", str(frames), "--no-warp"]
+    capsys.readouterr()
+    assert main(evaluate) == 2
+    assert "pass --crop-gt" in capsys.readouterr().err
+    assert main([*evaluate, "--crop-gt"]) == 0
+    assert "PSNR-Y" in capsys.readouterr().out
+    assert main(["evaluate", "--pred", str(tmp_path / "lr.mp4"), "--gt", str(frames), "--crop-gt"]) == 2
+    assert "--crop-gt" not in capsys.readouterr().err  # 14x10 against 63x47: not a degrade crop
 
 
 def test_evaluate_names_a_scale_that_crops_everything(tmp_path, capsys):

@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.input} is {info.width}x{info.height}, too small to downscale by {args.scale}")
         if (crop_h, crop_w) != (info.height, info.width):
             print(f"note: cropping {info.width}x{info.height} to {crop_w}x{crop_h} (a multiple of "
-                  f"{multiple_w}x{multiple_h}: the scale times the output format's block)")
+                  f"{multiple_w}x{multiple_h}: the scale times the output format's block); evaluate "
+                  f"results against {args.input} with `star-vsr evaluate --crop-gt`")
         if args.print_params:
             print(params)
         segment = max(1, min(MAX_SEGMENT_FRAMES, SEGMENT_BYTES // (crop_h * crop_w * 3 * 4)))

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gt", required=True, help="ground-truth video, image folder, or folder of videos")
     parser.add_argument("--scale", type=int, default=4, help="border crop in pixels (the SR scale; default 4)")
     parser.add_argument("--no-warp", action="store_true", help="skip the warping error (faster)")
+    parser.add_argument("--crop-gt", action="store_true",
+                        help="crop the ground truth to the prediction's size (top-left) when it is larger by less "
+                             "than 2 x --scale pixels: what `star-vsr degrade` cuts off")
     parser.add_argument("--json", metavar="FILE", help="also write per-clip and mean results as JSON")
     parser.set_defaults(func=run)
 
@@ -75,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     clips = pair_clips(Path(args.pred), Path(args.gt))
     results: dict[str, dict[str, float]] = {}
     for name, pred, gt in clips:
-        results[name] = evaluate_videos(str(pred), str(gt), scale=args.scale, warp=not args.no_warp, progress=True)
+        results[name] = evaluate_videos(str(pred), str(gt), scale=args.scale, warp=not args.no_warp, progress=True,
+                                        crop_gt=args.crop_gt)
     keys = [k for k in results[clips[0][0]] if k != "frames"]
     mean = {k: sum(r[k] for r in results.values()) / len(results) for k in keys}
     table = dict(results)

@@ -79,11 +79,15 @@ def evaluate_videos(
     warp: bool = True,
     chunk_size: int = 16,
     progress: bool = False,
+    crop_gt: bool = False,
 ) -> dict[str, float]:
     """:func:`evaluate_clip` for two video files (or image folders), streamed ``chunk_size`` frames at a time.
 
     Returns the same keys as :func:`evaluate_clip` (clip means over frames, E*warp over frame
-    pairs) plus ``"frames"``; memory stays at two chunks whatever the video length.
+    pairs) plus ``"frames"``; memory stays at two chunks whatever the video length. With
+    ``crop_gt``, a ground truth larger than the prediction by less than ``2 * scale`` pixels in
+    each dimension is cropped to its top-left corner of the prediction's size: what ``star-vsr
+    degrade`` cuts off to make the sizes multiples of the scale (times 2 for 4:2:0 video).
 
     Raises:
         InputError: the two videos differ in frame count or frame size (both named).
@@ -94,9 +98,13 @@ def evaluate_videos(
     if pred_info.num_frames != gt_info.num_frames:
         raise InputError(f"{pred_path} has {pred_info.num_frames} frames but {gt_path} has {gt_info.num_frames}; "
                          "evaluate needs the prediction and ground truth frame for frame.")
-    if (pred_info.width, pred_info.height) != (gt_info.width, gt_info.height):
+    extra_w, extra_h = gt_info.width - pred_info.width, gt_info.height - pred_info.height
+    croppable = 0 <= extra_w < 2 * scale and 0 <= extra_h < 2 * scale
+    if (extra_w or extra_h) and not (crop_gt and croppable):
+        hint = (" If the input was made by `star-vsr degrade`, which crops the ground truth to a multiple of the "
+                "scale, pass --crop-gt (crop_gt=True)." if croppable else "")
         raise InputError(f"{pred_path} is {pred_info.width}x{pred_info.height} but {gt_path} is "
-                         f"{gt_info.width}x{gt_info.height}; the prediction must have the ground truth's size.")
+                         f"{gt_info.width}x{gt_info.height}; the prediction must have the ground truth's size.{hint}")
     warp = warp and gt_info.num_frames >= 2
     sums = {key: 0.0 for key in FIDELITY_KEYS}
     warp_sum, pairs, frames = 0.0, 0, 0
@@ -104,6 +112,7 @@ def evaluate_videos(
     bar = tqdm(total=gt_info.num_frames, desc="evaluate", unit="frame", disable=not progress)
     with open_video(pred_path) as pred_reader, open_video(gt_path) as gt_reader:
         for pred, gt in zip(pred_reader.iter_chunks(chunk_size), gt_reader.iter_chunks(chunk_size)):
+            gt = gt[:, :pred_info.height, :pred_info.width]  # (k, h, w, 3): crop_gt's top-left corner
             scores = evaluate_clip(pred, gt, scale=scale, warp=False)
             for key in FIDELITY_KEYS:
                 sums[key] += scores[key] * len(gt)
