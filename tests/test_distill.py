@@ -328,6 +328,19 @@ def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):
     assert item["teacher"].shape == item["gt"].shape == (2, 3, 32, 32) and item["teacher_features"] == {}
     assert 0 <= item["teacher"].min() and item["teacher"].max() <= 1
 
+    # the README's STAR recipe: configs/distill_student.yaml trains on this cache as it is
+    sys.path.insert(0, str(REPO / "training"))
+    try:
+        import distill_student
+    finally:
+        sys.path.pop(0)
+    args = distill_student.parse_args([
+        "--config", str(REPO / "configs" / "distill_student.yaml"), "--train_cache", str(tmp_path / "cache"),
+        "--output_dir", str(tmp_path / "student"), "--student_preset", "tiny", "--max_train_steps", "2",
+        "--validation_steps", "0", "--report_to", "none", "--dataloader_num_workers", "0"])
+    summary = distill_student.main(args)
+    assert summary["steps"] == 2 and set(summary["last_losses"]) >= {"loss/teacher_charbonnier", "loss/gt_charbonnier"}
+
 
 # --------------------------------------------------------------------------- training
 
