@@ -25,8 +25,9 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from star_vsr.errors import DeviceError, InputError, MissingWeightsError
+from star_vsr.errors import DeviceError, InputError
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output
+from star_vsr.model_folder import check_pipeline_folder
 from star_vsr.models.student import MAX_SCALE, MIN_SCALE, StarStudentModel, output_size
 
 #: LR frames read, upscaled and handed to ``frame_sink`` at once.
@@ -132,9 +133,7 @@ class StarStudentPipeline(DiffusionPipeline):
                         **kwargs: Any) -> "StarStudentPipeline":
         """Load a folder written by ``save_pretrained`` (e.g. by ``star-vsr distill``). Never downloads."""
         folder = Path(pretrained_model_name_or_path)
-        if not (folder / "model_index.json").is_file():
-            raise MissingWeightsError(f"no student pipeline at {folder} (model_index.json not found).\n"
-                                      + MISSING_STUDENT_HELP)
+        check_pipeline_folder(folder, "student", MISSING_STUDENT_HELP)
         kwargs["local_files_only"] = True
         return super().from_pretrained(folder, **kwargs)
 

@@ -27,8 +27,9 @@ from diffusers.utils import BaseOutput
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
-from star_vsr.errors import DeviceError, InputError, MissingWeightsError
+from star_vsr.errors import DeviceError, InputError
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
+from star_vsr.model_folder import check_pipeline_folder
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize
@@ -92,9 +93,7 @@ class StarVSRPipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any) -> "StarVSRPipeline":
         """Load a pipeline folder written by ``save_pretrained`` or ``star-vsr convert-star``. Never downloads."""
         folder = Path(pretrained_model_name_or_path)
-        if not (folder / "model_index.json").is_file():
-            raise MissingWeightsError(f"no StarVSR pipeline at {folder} (model_index.json not found).\n"
-                                      + MISSING_WEIGHTS_HELP)
+        check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP)
         kwargs.setdefault("local_files_only", True)
         return super().from_pretrained(folder, **kwargs)
 
@@ -113,7 +112,7 @@ class StarVSRPipeline(DiffusionPipeline):
     def _check_device_dtype(self, device: torch.device) -> None:
         if device.type == "cpu" and torch.float16 in (self.unet.dtype, self.controlnet.dtype, self.vae.dtype):
             raise DeviceError("float16 weights need a GPU; on the CPU load the pipeline with "
-                              "torch_dtype=torch.bfloat16 or torch.float32.")
+                              "dtype=torch.bfloat16 or torch.float32.")
 
     # ---------------------------------------------------------------- inputs
     def check_inputs(self, source: FrameSource, upscale: float, num_inference_steps: int, guidance_rescale: float,

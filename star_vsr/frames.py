@@ -7,6 +7,7 @@ decoded again on each pass (PyAV streaming), so a long video never sits in memor
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
@@ -20,11 +21,33 @@ from .errors import InputError
 VideoInput = Union[str, Path, torch.Tensor, np.ndarray, Sequence]
 
 
+#: How far outside [0, 1] float frames may stray (resampling overshoot) before they are refused.
+VALUE_TOLERANCE = 0.05
+
+
+def check_unit_range(frames: torch.Tensor, what: str = "video tensors") -> None:
+    """Raise ``InputError`` unless ``frames`` is a floating-point tensor with finite values in
+    [0, 1] (give or take ``VALUE_TOLERANCE``): 0..255 values, integer types and NaN are refused,
+    not turned into a white or broken video."""
+    if not frames.is_floating_point():
+        hint = "divide uint8 frames by 255" if frames.dtype == torch.uint8 else "convert them with .float()"
+        raise InputError(f"{what} must be float in [0, 1], got {frames.dtype}; {hint}")
+    if frames.numel() == 0:
+        return
+    low, high = (v.item() for v in frames.detach().float().aminmax())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InputError(f"{what} hold NaN or infinite values")
+    if low < -VALUE_TOLERANCE or high > 1 + VALUE_TOLERANCE:
+        hint = "; they look like 0..255 values: divide by 255" if high > 2 else ""
+        raise InputError(f"{what} must have values in [0, 1], got {low:.3g} to {high:.3g}{hint}")
+
+
 def _to_tensor(frame: object) -> torch.Tensor:
     """One frame (PIL image, uint8 (h, w, 3) array, or float (3, h, w) tensor) -> float (3, h, w)."""
     if isinstance(frame, torch.Tensor):
         if frame.ndim != 3 or frame.shape[0] != 3:
             raise InputError(f"tensor frames must be (3, h, w), got {tuple(frame.shape)}")
+        check_unit_range(frame, "tensor frames")
         return frame.float()
     array = np.asarray(frame)
     if array.ndim == 2:
@@ -32,8 +55,11 @@ def _to_tensor(frame: object) -> torch.Tensor:
     if array.ndim != 3 or array.shape[-1] not in (3, 4):
         raise InputError(f"image frames must be (h, w, 3) RGB, got an array of shape {array.shape}")
     array = array[..., :3]
-    scale = 255.0 if array.dtype == np.uint8 else 1.0
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / scale
+    if array.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255.0
+    frame_tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+    check_unit_range(frame_tensor, "image frames that are not uint8")
+    return frame_tensor.float()
 
 
 class FrameSource(ABC):
@@ -69,8 +95,9 @@ class TensorFrameSource(FrameSource):
         if frames.ndim != 4 or frames.shape[1] != 3:
             raise InputError(f"video tensors must be (frames, 3, h, w) or (1, frames, 3, h, w) with values in "
                              f"[0, 1]; got shape {tuple(frames.shape)}")
-        if frames.dtype == torch.uint8:
-            raise InputError("video tensors must be float in [0, 1]; divide uint8 frames by 255")
+        if frames.shape[0] == 0:
+            raise InputError("the video has no frames")
+        check_unit_range(frames)
         self.frames = frames
         self.num_frames, _, self.height, self.width = frames.shape
 

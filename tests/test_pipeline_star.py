@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -231,6 +232,40 @@ def test_bad_video_tensors_are_clear_errors(pipe, bad):
 def test_missing_weights_folder_says_what_to_download(tmp_path):
     with pytest.raises(MissingWeightsError, match="convert-star"):
         StarVSRPipeline.from_pretrained(tmp_path / "nothing-here")
+
+
+def test_an_incomplete_folder_names_the_missing_part(tmp_path):
+    """A half-copied download: the component and the help, not diffusers' "no file named ....bin"."""
+    import shutil
+
+    from star_vsr.testing import tiny_star_pipeline
+
+    folder = tmp_path / "star"
+    tiny_star_pipeline(seed=0).save_pretrained(folder)
+    for weights in (folder / "vae").glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(MissingWeightsError, match=r"vae has a config.json but no weights(.|\n)*convert-star"):
+        StarVSRPipeline.from_pretrained(folder)
+    shutil.rmtree(folder / "vae")
+    with pytest.raises(MissingWeightsError, match=r"lists 'vae', but .*vae is missing"):
+        StarVSRPipeline.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.rand(2, 3, 8, 12) * 255, "look like 0..255 values: divide by 255"),
+    (torch.full((2, 3, 8, 12), float("nan")), "NaN"),
+    (torch.ones(2, 3, 8, 12, dtype=torch.int64), "must be float"),
+    (torch.rand(0, 3, 8, 12), "no frames"),
+    ([torch.rand(3, 8, 12) - 2], r"values in \[0, 1\]"),
+    (np.random.default_rng(0).random((2, 8, 12, 3)) * 255, "divide by 255"),
+])
+def test_video_values_outside_the_unit_range_are_refused(bad, match):
+    """Every pipeline reads its input through star_vsr.frames.as_frame_source."""
+    from star_vsr.frames import as_frame_source
+
+    with pytest.raises(InputError, match=match):
+        list(as_frame_source(bad).iter_chunks(4))
+    assert as_frame_source(torch.rand(2, 3, 8, 12) * 1.02).num_frames == 2  # resampling overshoot is fine
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only guards")

@@ -167,6 +167,13 @@ def test_odd_frame_sizes(model):
     assert torch.isfinite(out.sample).all()
 
 
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 64), (4, 4), (3, 8), (8, 2)])
+def test_tiny_frames(model, h, w):
+    """Pyramid levels of one pixel (the flow's central differences used to break below 5x5 frames)."""
+    out = model(clip(n=2, h=h, w=w), scale=4)
+    assert out.sample.shape == (1, 2, 3, 4 * h, 4 * w) and torch.isfinite(out.sample).all()
+
+
 @pytest.mark.parametrize("scale", [0.5, 4.5, 8])
 def test_unsupported_scale_is_an_input_error(model, scale):
     with pytest.raises(InputError, match="unsupported scale"):

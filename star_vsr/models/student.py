@@ -299,8 +299,9 @@ def lucas_kanade_flow(frame: torch.Tensor, previous_frame: torch.Tensor, window:
         for _ in range(FLOW_ITERATIONS):
             warped = backward_warp(p, flow)  # (b, 1, h_l, w_l)
             mean = (warped + c) / 2
-            gx = F.pad(mean[..., 2:] - mean[..., :-2], (1, 1)) / 2  # central differences, 0 at the border
-            gy = F.pad(mean[..., 2:, :] - mean[..., :-2, :], (0, 0, 1, 1)) / 2
+            # central differences, 0 at the border (the crop keeps a 1-pixel-wide level 1 pixel wide)
+            gx = F.pad(mean[..., 2:] - mean[..., :-2], (1, 1))[..., :mean.shape[-1]] / 2
+            gy = F.pad(mean[..., 2:, :] - mean[..., :-2, :], (0, 0, 1, 1))[..., :mean.shape[-2], :] / 2
             gt = warped - c
             sums = box_mean(torch.cat([gx * gx, gy * gy, gx * gy, gx * gt, gy * gt], dim=1), window)  # (b, 5, h_l, w_l)
             sxx, syy, sxy, sxt, syt = sums.unbind(1)
