@@ -486,3 +486,19 @@ def test_scale_range_trains_only_the_scale_modulation_against_resized_ground_tru
                 ["--scale_range", "1.5", "3.5", "--loss_teacher_charbonnier", "1"]):
         with pytest.raises(SystemExit):
             training_args(None, tmp_path / "bad", *gt_only, *bad)
+
+
+def test_bad_paths_are_argparse_errors_before_anything_is_written(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cases = {
+        "config file": ["--config", str(tmp_path / "nope.yaml")],
+        "is a file, not a folder": ["--output_dir", str(blocker / "out")],
+        "is not a teacher cache": ["--train_cache", str(tmp_path / "no-cache")],
+        "is not a checkpoint folder": ["--resume_from_checkpoint", str(tmp_path / "no-checkpoint")],
+    }
+    for message, extra in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            training_args(None, tmp_path / "out", *extra)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

@@ -45,7 +45,9 @@ from tqdm.auto import tqdm
 from star_vsr.distill.cache import TeacherCache
 from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
+from star_vsr.errors import OutputError
 from star_vsr.models.student import StarStudentModel
+from star_vsr.outputs import check_writable
 
 logger = get_logger(__name__)
 
@@ -150,6 +152,8 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(input_args)
     if known.config is not None:
+        if not Path(known.config).is_file():
+            parser.error(f"config file {known.config} does not exist")
         values = yaml.safe_load(Path(known.config).read_text()) or {}
         flags = {action.dest for action in parser._actions}
         unknown = sorted(set(values) - flags)
@@ -159,6 +163,16 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     args = parser.parse_args(input_args)
     if args.train_batch_size < 1 or args.max_train_steps < 1 or args.gradient_accumulation_steps < 1:
         parser.error("train_batch_size, max_train_steps and gradient_accumulation_steps must be >= 1")
+    try:
+        check_writable(Path(args.output_dir) / SUMMARY_NAME)
+    except OutputError as error:
+        parser.error(str(error))
+    if args.train_cache is not None and not Path(args.train_cache, "manifest.json").is_file():
+        parser.error(f"--train_cache {args.train_cache} is not a teacher cache (no manifest.json); make one with "
+                     "`star-vsr distill cache-teacher`")
+    resume = args.resume_from_checkpoint
+    if resume not in (None, "latest") and not Path(resume).is_dir():
+        parser.error(f"--resume_from_checkpoint {resume} is not a checkpoint folder (or use 'latest')")
     if args.scale_range is not None:
         low, high = args.scale_range
         if not 1 <= low <= high <= args.scale:

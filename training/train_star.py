@@ -63,6 +63,7 @@ from star_vsr.errors import InputError, StarVSRError
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
 from star_vsr.metrics import psnr_clip, ssim_clip
 from star_vsr.metrics.fidelity import SSIM_WINDOW
+from star_vsr.outputs import check_writable
 from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.text import tokenize
@@ -235,6 +236,7 @@ def check_args(args: argparse.Namespace) -> None:
                          "--tiny_model true")
     if args.dataset == "video" and args.train_data is None:
         raise InputError("--dataset video needs --train_data (a folder of videos, or a CSV/JSON clip list)")
+    check_writable(Path(args.output_dir) / CONFIG_FILE)  # a file where the folder should be, a read-only disk
     for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps",
                  "num_frames", "vae_batch_size"):
         if getattr(args, name) < 1:
@@ -614,9 +616,6 @@ def main(args: argparse.Namespace) -> None:
     set_seed(args.seed)  # global RNGs: LoRA initialisation, dropout
     if args.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(vars(args), sort_keys=False), encoding="utf-8")
 
     # 1. Models: frozen VAE / text encoder / UNet in the mixed-precision dtype; trainable parts in float32
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
@@ -632,6 +631,9 @@ def main(args: argparse.Namespace) -> None:
     dataset = build_dataset(args)
     if len(dataset) < args.train_batch_size:
         raise InputError(f"the dataset has {len(dataset)} items, fewer than --train_batch_size {args.train_batch_size}")
+    if accelerator.is_main_process:  # only now: a run refused above leaves no folder behind
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(vars(args), sort_keys=False), encoding="utf-8")
     sampler = EpochShuffleSampler(len(dataset), seed=args.seed)
     dataloader = DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, drop_last=True,
                             num_workers=args.dataloader_num_workers,
