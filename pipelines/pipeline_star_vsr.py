@@ -312,6 +312,9 @@ class StarVSRPipeline(DiffusionPipeline):
         """
         # 1. Check inputs
         source = as_frame_source(video)
+        if not isinstance(prompt, str) or not (negative_prompt is None or isinstance(negative_prompt, str)):
+            raise InputError(f"prompt must be a string and negative_prompt a string or None, got "
+                             f"{type(prompt).__name__} and {type(negative_prompt).__name__}")
         self.check_inputs(source, upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
                           chunk_overlap, tile_size, tile_overlap, color_fix, output_type, decode_chunk_size,
                           callback_on_step_end_tensor_inputs)

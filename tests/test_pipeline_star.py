@@ -217,6 +217,7 @@ def test_path_input(pipe, tmp_path):
     (dict(output_type="gif"), "output_type"),
     (dict(guidance_rescale=2.0), "guidance_rescale"),
     (dict(noise_level=0), "noise_level"),
+    (dict(prompt=None), "prompt must be a string"),
 ])
 def test_bad_arguments_are_clear_errors(pipe, kwargs, match):
     with pytest.raises(InputError, match=match):

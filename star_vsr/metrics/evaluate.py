@@ -48,10 +48,7 @@ def evaluate_clip(
     check_same_shape(pred_frames, gt_frames, "pred_frames", "gt_frames")
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
         raise InputError(f"scale must be an integer >= 1, got {scale!r}.")
-    height, width = gt_frames.shape[1:3]
-    if 2 * scale >= min(height, width):
-        raise InputError(f"scale {scale} crops {scale} pixels on every side (crop border = scale), which removes "
-                         f"the whole {width}x{height} frame; is the scale right?")
+    _check_crop(scale, *gt_frames.shape[1:3])
     if warp and len(pred_frames) < 2:
         raise InputError(
             f"The warping error needs at least 2 frames but the clip has {len(pred_frames)}; "
@@ -70,6 +67,12 @@ def evaluate_clip(
     if warp:
         results[WARP_KEY] = warping_error(pred_frames, flow_frames=gt_frames, progress=progress)
     return results
+
+
+def _check_crop(scale: int, height: int, width: int) -> None:
+    if 2 * scale >= min(height, width):
+        raise InputError(f"scale {scale} crops {scale} pixels on every side (crop border = scale), which removes "
+                         f"the whole {width}x{height} frame; is the scale right?")
 
 
 def evaluate_videos(
@@ -105,6 +108,7 @@ def evaluate_videos(
                 "scale, pass --crop-gt (crop_gt=True)." if croppable else "")
         raise InputError(f"{pred_path} is {pred_info.width}x{pred_info.height} but {gt_path} is "
                          f"{gt_info.width}x{gt_info.height}; the prediction must have the ground truth's size.{hint}")
+    _check_crop(scale, pred_info.height, pred_info.width)  # before the progress bar starts
     warp = warp and gt_info.num_frames >= 2
     sums = {key: 0.0 for key in FIDELITY_KEYS}
     warp_sum, pairs, frames = 0.0, 0, 0
