@@ -319,8 +319,8 @@ def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):
     tiny_star_pipeline(seed=0).save_pretrained(folder)
     argv = ["distill", "cache-teacher", "--teacher", str(folder), "--motion-clips", "2", "--num-frames", "2",
             "--crop-size", "32", "-o", str(tmp_path / "cache"), "--steps", "2", "--device", "cpu"]
-    assert cli_main(argv + ["--features", "hr_features"]) == 2
-    assert "exposes no feature taps" in capsys.readouterr().err
+    assert cli_main(argv + ["--features", "lr_features"]) == 2
+    assert "has no feature taps ['lr_features']; it has ['hr_features']" in capsys.readouterr().err
     assert cli_main(argv) == 0
     cache = TeacherCache(tmp_path / "cache")
     assert len(cache) == 2 and cache.manifest.teacher["kind"] == "star_vsr"
@@ -340,6 +340,22 @@ def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):
         "--validation_steps", "0", "--report_to", "none", "--dataloader_num_workers", "0"])
     summary = distill_student.main(args)
     assert summary["steps"] == 2 and set(summary["last_losses"]) >= {"loss/teacher_charbonnier", "loss/gt_charbonnier"}
+
+    # its feature tap (the VAE decoder's last up-block output at HR, hooked in decode order) feeds the
+    # space, time and feature terms
+    argv = [*argv[:argv.index("-o")], "-o", str(tmp_path / "cache-features"), *argv[argv.index("-o") + 2:]]
+    assert cli_main(argv + ["--features", "hr_features"]) == 0
+    featured = TeacherCache(tmp_path / "cache-features")
+    taps = featured[1]["teacher_features"]["hr_features"]  # (n, c, H, W)
+    assert taps.shape[0] == 2 and taps.shape[-2:] == (32, 32) and taps.shape[1] == featured.feature_channels["hr_features"]
+    assert torch.equal(featured[1]["teacher"], item["teacher"])  # the hook does not change the output
+    args = distill_student.parse_args([
+        "--config", str(REPO / "configs" / "distill_student.yaml"), "--train_cache", str(tmp_path / "cache-features"),
+        "--output_dir", str(tmp_path / "student-features"), "--student_preset", "tiny", "--max_train_steps", "2",
+        "--validation_steps", "0", "--report_to", "none", "--dataloader_num_workers", "0",
+        "--loss_space", "0.05", "--loss_time", "0.05", "--loss_feature", "0.05", "--feature_names", "hr_features"])
+    summary = distill_student.main(args)
+    assert {"loss/space", "loss/time", "loss/feature"} <= set(summary["last_losses"])
 
 
 # --------------------------------------------------------------------------- training

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cache.add_argument("--num-frames", type=int, default=8, help="frames per clip (default 8)")
     cache.add_argument("--upscale", type=int, default=4, help="scale factor (default 4)")
     cache.add_argument("--features", nargs="+", default=(), metavar="NAME",
-                       help="teacher feature taps to store (student teachers), e.g. hr_features")
+                       help="teacher feature taps to store, e.g. hr_features (a student teacher: any of its taps; "
+                            "STAR: hr_features, its VAE decoder's last up-block output, large)")
     motion = cache.add_argument_group("motion clips (--motion-clips)")
     motion.add_argument("--crop-size", type=int, default=64, help="HR crop side (default 64)")
     motion.add_argument("--degradation", default="medium", help="degradation preset (default medium)")

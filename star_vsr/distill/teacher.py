@@ -7,7 +7,8 @@ CPU, ready for the teacher cache.
 
 :func:`load_teacher` accepts
 
-- a folder saved by ``StarVSRPipeline.save_pretrained`` (the STAR diffusion teacher; no features),
+- a folder saved by ``StarVSRPipeline.save_pretrained`` (the STAR diffusion teacher; one feature tap,
+  ``hr_features``: its VAE decoder's last up-block output),
 - a folder saved by ``StarStudentPipeline.save_pretrained`` (e.g. a large student distilled into a
   smaller one; its feature taps are available),
 - a loaded pipeline or ``StarStudentModel``,
@@ -148,8 +149,19 @@ class StudentTeacher(Teacher):
         return self._finish(lq, output.sample[0], features)
 
 
+#: Feature taps of the diffusion teacher, by name.
+DIFFUSION_FEATURES = {
+    "hr_features": "the VAE decoder's last up-block output (n, c, H, W) at the output resolution, before its "
+                   "output conv (c = 128 for Stable Video Diffusion's VAE: about 65 MB per 5-frame 160x160 clip)",
+}
+
+
 class DiffusionTeacher(Teacher):
-    """A ``StarVSRPipeline`` as the teacher (slow: run it once into a cache). It exposes no features.
+    """A ``StarVSRPipeline`` as the teacher (slow: run it once into a cache).
+
+    Its feature tap ``hr_features`` (:data:`DIFFUSION_FEATURES`) is read with a forward hook on the
+    VAE decoder's last up block: the pipeline blends overlapping windows in latent space and
+    decodes every frame once, in order, so the hooked outputs are the clip's frames in order.
 
     Each clip is denoised with a generator seeded by ``seed + index``, so a clip's output does not
     depend on which clips ran before it (an interrupted cache resumes with identical results).
@@ -161,12 +173,17 @@ class DiffusionTeacher(Teacher):
         seed: base seed.
         source: where the pipeline came from (for the manifest).
         call_kwargs: further ``pipe(...)`` arguments (guidance_scale, noise_level, tile_size, ...).
+        features: feature taps to return (names from :data:`DIFFUSION_FEATURES`).
     """
 
     def __init__(self, pipe: Any, scale: int = 4, num_inference_steps: int = DEFAULT_TEACHER_STEPS, seed: int = 0,
-                 source: Optional[str] = None, **call_kwargs: Any) -> None:
+                 source: Optional[str] = None, features: Sequence[str] = (), **call_kwargs: Any) -> None:
+        unknown = sorted(set(features) - set(DIFFUSION_FEATURES))
+        if unknown:
+            raise InputError(f"the StarVSR diffusion teacher has no feature taps {unknown}; it has "
+                             f"{sorted(DIFFUSION_FEATURES)}")
         self.pipe, self.scale, self.num_inference_steps, self.seed = pipe, int(scale), num_inference_steps, seed
-        self.source, self.call_kwargs = source, call_kwargs
+        self.source, self.call_kwargs, self.feature_names = source, call_kwargs, tuple(features)
         pipe.set_progress_bar_config(disable=True)
 
     def describe(self) -> dict[str, Any]:
@@ -180,9 +197,20 @@ class DiffusionTeacher(Teacher):
         if caption:
             kwargs["prompt"] = caption
         generator = torch.Generator().manual_seed(self.seed + index)
-        frames = self.pipe(lq, upscale=self.scale, num_inference_steps=self.num_inference_steps,
-                           generator=generator, output_type="pt", **kwargs).frames  # (1, n, 3, H, W)
-        return self._finish(lq, frames[0], {})
+        decoded: list[torch.Tensor] = []  # the last up block's output of each decode call, (k, c, H_canvas, W_canvas)
+        hook = None
+        if self.feature_names:
+            hook = self.pipe.vae.decoder.up_blocks[-1].register_forward_hook(
+                lambda module, args, output: decoded.append(output.detach().float().cpu()))
+        try:
+            frames = self.pipe(lq, upscale=self.scale, num_inference_steps=self.num_inference_steps,
+                               generator=generator, output_type="pt", **kwargs).frames  # (1, n, 3, H, W)
+        finally:
+            if hook is not None:
+                hook.remove()
+        height, width = frames.shape[-2:]
+        features = {"hr_features": torch.cat(decoded)[..., :height, :width]} if self.feature_names else {}
+        return self._finish(lq, frames[0], features)
 
 
 def load_teacher(source: Any, *, scale: int = 4, features: Sequence[str] = (), device: str = "auto",
@@ -194,7 +222,7 @@ def load_teacher(source: Any, *, scale: int = 4, features: Sequence[str] = (), d
         source: a model folder (StarVSR or student pipeline), a loaded pipeline, a
             ``StarStudentModel``, a :class:`Teacher`, or a callable video-to-video function.
         scale: upscaling factor (a student's own scale is used when ``scale`` matches it).
-        features: feature taps to return (student teachers only).
+        features: feature taps to return (student and diffusion teachers).
         device, dtype: where and in what precision a folder is loaded (see ``star_vsr.upscale``).
         num_inference_steps, seed, pipeline_kwargs: diffusion teacher settings.
 
@@ -211,10 +239,8 @@ def load_teacher(source: Any, *, scale: int = 4, features: Sequence[str] = (), d
         source = load_upscaler(source, device=device, dtype=dtype)
     kind = type(source).__name__
     if kind == "StarVSRPipeline":
-        if features:
-            raise InputError(f"a StarVSR diffusion teacher exposes no feature taps; drop --features {list(features)}")
         return DiffusionTeacher(source, scale=scale, num_inference_steps=num_inference_steps, seed=seed,
-                                source=name, **pipeline_kwargs)
+                                source=name, features=features, **pipeline_kwargs)
     if kind == "StarStudentPipeline":
         source = source.student
         kind = type(source).__name__
