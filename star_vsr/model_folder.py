@@ -17,9 +17,11 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str) -> None:
     has a ``model_index.json`` and every component folder it lists that holds a model
     (``config.json``) also holds its weights. ``kind`` names the pipeline in the message."""
     index = folder / "model_index.json"
+    if not folder.exists():
+        raise MissingWeightsError(f"{folder} does not exist: no {kind} pipeline there.\n{help_text}")
     if not index.is_file():
-        where = "does not exist" if not folder.exists() else "has no model_index.json"
-        raise MissingWeightsError(f"no {kind} pipeline at {folder}: the folder {where}.\n{help_text}")
+        raise MissingWeightsError(f"{folder} has no model_index.json: it is not a {kind} pipeline folder.\n"
+                                  f"{help_text}")
     components = [name for name, value in json.loads(index.read_text()).items()
                   if not name.startswith("_") and isinstance(value, list) and value[0] is not None]
     for name in components:

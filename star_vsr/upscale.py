@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from .errors import DeviceError, InputError, MissingWeightsError
+from .errors import DeviceError, InputError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -46,19 +46,12 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def pipeline_class_name(folder: Union[str, Path]) -> str:
     """``_class_name`` recorded in a pipeline folder's model_index.json."""
-    index = Path(folder) / "model_index.json"
-    if not Path(folder).exists():
-        from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP
+    from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP
 
-        raise MissingWeightsError(f"{folder} does not exist. A model is a folder saved by save_pretrained "
-                                  "(a student or a StarVSR pipeline; leave --model out for the shipped "
-                                  "student). For STAR's diffusion model:\n" + MISSING_WEIGHTS_HELP)
-    if not index.is_file():
-        from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP
+    from .model_folder import check_pipeline_folder
 
-        raise MissingWeightsError(f"{folder} is not a star-vsr model folder (no model_index.json).\n"
-                                  + MISSING_WEIGHTS_HELP)
-    return json.loads(index.read_text())["_class_name"]
+    check_pipeline_folder(Path(folder), "star-vsr (student or StarVSR)", MISSING_WEIGHTS_HELP)
+    return json.loads((Path(folder) / "model_index.json").read_text())["_class_name"]
 
 
 def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: str = "auto") -> Any:

@@ -42,7 +42,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from star_vsr.distill.cache import TeacherCache
+from star_vsr.distill.cache import MANIFEST_NAME, TeacherCache
 from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
 from star_vsr.errors import OutputError
@@ -167,7 +167,7 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
         check_writable(Path(args.output_dir) / SUMMARY_NAME)
     except OutputError as error:
         parser.error(str(error))
-    if args.train_cache is not None and not Path(args.train_cache, "manifest.json").is_file():
+    if args.train_cache is not None and not Path(args.train_cache, MANIFEST_NAME).is_file():
         parser.error(f"--train_cache {args.train_cache} is not a teacher cache (no manifest.json); make one with "
                      "`star-vsr distill cache-teacher`")
     resume = args.resume_from_checkpoint
