@@ -19,10 +19,10 @@ from star_vsr.data import (
     ImageMotionDataset,
     VideoClipDataset,
     list_clip_sources,
-    skimage_photos,
 )
 from star_vsr.data.video_clips import sample_frame_indices
 from star_vsr.errors import InputError, VideoNotFoundError
+from star_vsr.evalset import TRAINING_PHOTO_NAMES, evaluation_photos, training_photos
 from star_vsr.io.synthetic import write_test_video
 
 FRAMES = 4
@@ -52,18 +52,19 @@ def same_item(a: dict, b: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def photos() -> list[np.ndarray]:
-    return skimage_photos()
+    return training_photos(channel_orders=False)
 
 
 # --- scikit-image photos and motion clips --------------------------------------------------------
 
 
-def test_skimage_photos_are_bundled_rgb_photographs(photos):
-    assert len(photos) >= 6
-    for photo in photos:
+def test_default_motion_photos_are_the_training_photos_never_the_evaluation_ones():
+    default = ImageMotionDataset(length=1).images
+    evaluation = evaluation_photos()
+    assert len(default) == len(TRAINING_PHOTO_NAMES)
+    for photo in default:
         assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[2] == 3
-        assert min(photo.shape[:2]) >= 256
-    assert len(skimage_photos(min_size=450)) < len(photos)
+        assert not any(photo.shape == held_out.shape and np.array_equal(photo, held_out) for held_out in evaluation)
 
 
 def test_motion_clip_items_shapes_ranges_and_hint(photos):
@@ -265,3 +266,35 @@ def test_dataloader_workers_give_the_same_items_and_sampler_is_seeded(photos):
     sampler.set_epoch(1)
     assert list(sampler) != first
     assert list(EpochShuffleSampler(4, shuffle=False)) == [0, 1, 2, 3]
+
+
+def test_random_patches_are_aligned_seeded_and_checked():
+    from star_vsr.data.patches import RandomPatchDataset
+
+    class Clips:
+        epoch = 0
+
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, index: int) -> dict:
+            gt = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(index))
+            return {"gt": gt, "hint": gt.clone(), "lq": F.avg_pool2d(gt, 4), "caption": ""}
+
+    clips = Clips()
+    patches = RandomPatchDataset(clips, patch_size=16, scale=4, seed=0)
+    positions = set()
+    for index in range(3):
+        item = patches[index]
+        assert item["gt"].shape == (2, 3, 16, 16) and item["lq"].shape == (2, 3, 4, 4)
+        assert torch.allclose(F.avg_pool2d(item["gt"], 4), item["lq"], atol=1e-6)  # LR and HR patches aligned
+        assert torch.equal(item["hint"], item["gt"])
+        assert torch.equal(patches[index]["lq"], item["lq"])  # same (seed, epoch, index), same patch
+        positions.add(tuple(item["lq"][0, 0, 0].tolist()))
+    assert len(positions) == 3
+    clips.epoch = 1
+    assert not torch.equal(patches[0]["lq"], RandomPatchDataset(Clips(), 16, 4, seed=0)[0]["lq"])
+    with pytest.raises(InputError, match="multiple of the scale"):
+        RandomPatchDataset(clips, patch_size=10, scale=4)
+    with pytest.raises(InputError, match="smaller than"):
+        RandomPatchDataset(clips, patch_size=64, scale=4)[0]

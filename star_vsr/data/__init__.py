@@ -2,7 +2,8 @@
 
 - ``VideoClipDataset``: random clips of videos / frame folders / CSV or JSON clip lists.
 - ``ImageMotionDataset``: clips filmed from still photos by a smooth random camera move
-  (``skimage_photos()`` gives scikit-image's bundled photographs, nothing downloaded).
+  (by default scikit-image's bundled photographs except the evaluation ones,
+  ``star_vsr.evalset.training_photos``; nothing downloaded).
 - ``EpochShuffleSampler``: a shuffle that depends only on (seed, epoch), for exact resumption.
 
 Both datasets return dicts with ``"gt"`` (n, 3, H, W), ``"lq"`` (n, 3, H/s, W/s), ``"hint"``
@@ -11,14 +12,13 @@ e depends only on (seed, e, i), whatever the DataLoader workers.
 """
 
 from star_vsr.data.base import BadSampleError, BadSampleWarning, ClipPairDataset
-from star_vsr.data.image_motion import SKIMAGE_PHOTO_NAMES, ImageMotionDataset, skimage_photos
+from star_vsr.data.image_motion import ImageMotionDataset
 from star_vsr.data.pairs import NO_DEGRADATION, make_pair, resolve_degradation
 from star_vsr.data.sampler import EpochShuffleSampler
 from star_vsr.data.video_clips import VIDEO_EXTENSIONS, ClipSource, VideoClipDataset, list_clip_sources
 
 __all__ = [
     "NO_DEGRADATION",
-    "SKIMAGE_PHOTO_NAMES",
     "VIDEO_EXTENSIONS",
     "BadSampleError",
     "BadSampleWarning",
@@ -30,5 +30,4 @@ __all__ = [
     "list_clip_sources",
     "make_pair",
     "resolve_degradation",
-    "skimage_photos",
 ]

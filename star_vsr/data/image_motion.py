@@ -28,37 +28,9 @@ from PIL import Image, UnidentifiedImageError
 from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize
 from star_vsr.data.pairs import DegradationSpec
 from star_vsr.errors import InputError
-
-#: scikit-image photographs that ship inside its wheel (no pooch download); RGB, natural scenes.
-SKIMAGE_PHOTO_NAMES: tuple[str, ...] = (
-    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-    "stereo_motorcycle",
-)
-#: Default smallest side (pixels) of a photo that ``skimage_photos`` keeps.
-MIN_PHOTO_SIDE = 256
+from star_vsr.evalset import training_photos
 
 ImageLike = Union[np.ndarray, str, Path]
-
-
-def skimage_photos(min_size: int = MIN_PHOTO_SIDE) -> list[np.ndarray]:
-    """scikit-image's bundled RGB photographs whose smaller side is at least ``min_size`` pixels.
-
-    Nothing is downloaded: only images stored inside the scikit-image wheel are used
-    (``SKIMAGE_PHOTO_NAMES``; the left view of ``stereo_motorcycle``).
-
-    Returns:
-        uint8 arrays (h, w, 3), in the order of ``SKIMAGE_PHOTO_NAMES``.
-    """
-    import skimage.data
-
-    photos = []
-    for name in SKIMAGE_PHOTO_NAMES:
-        image = getattr(skimage.data, name)()
-        if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
-            image = image[0]
-        if image.ndim == 3 and image.shape[2] == 3 and min(image.shape[:2]) >= min_size:
-            photos.append(np.ascontiguousarray(image, dtype=np.uint8))
-    return photos
 
 
 def _as_rgb(image: np.ndarray, where: str) -> np.ndarray:
@@ -106,7 +78,9 @@ class ImageMotionDataset(ClipPairDataset):
 
     Parameters:
         images (*optional*): uint8 arrays (h, w, 3) (grey and RGBA are converted) or image file paths
-            (read when used; unreadable ones are skipped). Default: ``skimage_photos()``.
+            (read when used; unreadable ones are skipped). Default: the training photographs
+            (``star_vsr.evalset.training_photos(channel_orders=False)``: scikit-image's bundled photos
+            except the evaluation set's).
         num_frames (`int`, defaults to 8): frames per clip.
         crop_size (`int` or `(h, w)`, defaults to 64): HR frame size, divisible by ``scale``.
         scale (`int`, defaults to 4): HR / LR size ratio (2, 3, 4).
@@ -134,7 +108,7 @@ class ImageMotionDataset(ClipPairDataset):
                  caption: str = "", caption_dropout: float = 0.0, max_pan: float = 0.5,
                  zoom_range: tuple[float, float] = (0.9, 1.1), max_rotation: float = 3.0,
                  window_scale_range: tuple[float, float] = (1.0, 2.0), flip_and_rotate: bool = False) -> None:
-        images = skimage_photos() if images is None else list(images)
+        images = training_photos(channel_orders=False) if images is None else list(images)
         self.images = [image if isinstance(image, (str, Path)) else _as_rgb(image, f"images[{i}]")
                        for i, image in enumerate(images)]
         super().__init__(len(self.images), num_frames, crop_size, scale, degradation, caption_dropout, seed, length)
