@@ -400,7 +400,6 @@ def test_short_distillation_run_reduces_the_student_teacher_distance(tmp_path, t
     after = teacher_distance(StarStudentPipeline.from_pretrained(tmp_path / "run").student, cache)
     terms = {"loss/teacher_charbonnier", "loss/gt_charbonnier", "loss/space", "loss/time", "loss/feature"}
     assert summary["steps"] == 20 and set(summary["last_losses"]) >= terms
-    print(before, after)
     assert after < 0.5 * before
 
 
@@ -511,7 +510,7 @@ def test_bad_paths_are_argparse_errors_before_anything_is_written(tmp_path, caps
         "config file": ["--config", str(tmp_path / "nope.yaml")],
         "is a file, not a folder": ["--output_dir", str(blocker / "out")],
         "is not a teacher cache": ["--train_cache", str(tmp_path / "no-cache")],
-        "is not a checkpoint folder": ["--resume_from_checkpoint", str(tmp_path / "no-checkpoint")],
+        "is not a checkpoint-<step> folder": ["--resume_from_checkpoint", str(tmp_path / "no-checkpoint")],
     }
     for message, extra in cases.items():
         with pytest.raises(SystemExit) as exit_info:

@@ -15,9 +15,9 @@ distillation, VGG perceptual); a weight of 0 switches a term off.
 
 The run writes ``checkpoint-<step>/`` folders every ``--checkpointing_steps`` (resume exactly with
 ``--resume_from_checkpoint latest``), validates on the evaluation clips of ``star_vsr.evalset``
-every ``--validation_steps`` (PSNR-Y / SSIM-Y of the student and of bicubic, logged to
-TensorBoard), and finally saves a ``StarStudentPipeline`` in ``--output_dir`` with a
-``training_summary.json``.
+every ``--validation_steps`` (the student's PSNR-Y / SSIM-Y and a bicubic | student | ground-truth
+image go to the tracker; bicubic's scores, computed once, to the log and the summary), and finally
+saves a ``StarStudentPipeline`` in ``--output_dir`` with a ``training_summary.json``.
 """
 
 from __future__ import annotations
@@ -27,14 +27,12 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
@@ -48,6 +46,8 @@ from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_referen
 from star_vsr.errors import OutputError
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
+from star_vsr.training_run import (CHECKPOINT_PREFIX, checkpoint_folders, checkpoint_step, parse_with_config,
+                                   prune_checkpoints)
 
 logger = get_logger(__name__)
 
@@ -148,19 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Flags over YAML defaults over built-in defaults."""
     parser = build_parser()
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(input_args)
-    if known.config is not None:
-        if not Path(known.config).is_file():
-            parser.error(f"config file {known.config} does not exist")
-        values = yaml.safe_load(Path(known.config).read_text()) or {}
-        flags = {action.dest for action in parser._actions}
-        unknown = sorted(set(values) - flags)
-        if unknown:
-            parser.error(f"{known.config}: unknown keys {unknown}")
-        parser.set_defaults(**values)
-    args = parser.parse_args(input_args)
+    args = parse_with_config(parser, input_args)
     if args.train_batch_size < 1 or args.max_train_steps < 1 or args.gradient_accumulation_steps < 1:
         parser.error("train_batch_size, max_train_steps and gradient_accumulation_steps must be >= 1")
     try:
@@ -171,8 +159,8 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
         parser.error(f"--train_cache {args.train_cache} is not a teacher cache (no manifest.json); make one with "
                      "`star-vsr distill cache-teacher`")
     resume = args.resume_from_checkpoint
-    if resume not in (None, "latest") and not Path(resume).is_dir():
-        parser.error(f"--resume_from_checkpoint {resume} is not a checkpoint folder (or use 'latest')")
+    if resume not in (None, "latest") and Path(resume) not in checkpoint_folders(Path(resume).parent):
+        parser.error(f"--resume_from_checkpoint {resume} is not a {CHECKPOINT_PREFIX}<step> folder (or use 'latest')")
     if args.scale_range is not None:
         low, high = args.scale_range
         if not 1 <= low <= high <= args.scale:
@@ -327,18 +315,8 @@ def find_checkpoint(output_dir: str, name: str) -> Optional[Path]:
     """The checkpoint folder ``name`` ("latest": the highest step in ``output_dir``), or None."""
     if name != "latest":
         return Path(name)
-    found = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return found[-1] if found else None
-
-
-def prune_checkpoints(output_dir: str, limit: Optional[int]) -> None:
-    """Delete the oldest checkpoints so that at most ``limit - 1`` remain before a new one is saved."""
-    if limit is None:
-        return
-    found = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    for old in found[:max(len(found) - limit + 1, 0)]:
-        logger.info(f"removing old checkpoint {old}")
-        shutil.rmtree(old)
+    folders = checkpoint_folders(Path(output_dir))
+    return folders[-1] if folders else None
 
 
 # --------------------------------------------------------------------------- main
@@ -456,7 +434,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         else:
             accelerator.print(f"resuming from {path}")
             accelerator.load_state(str(path))
-            global_step = int(path.name.split("-")[1])
+            global_step = checkpoint_step(path)
             first_epoch = global_step // updates_per_epoch
             resume_step = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
 
@@ -509,8 +487,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             last_logs = logs
 
             if accelerator.is_main_process and global_step % args.checkpointing_steps == 0:
-                prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
-                accelerator.save_state(os.path.join(args.output_dir, f"checkpoint-{global_step}"))
+                for old in prune_checkpoints(Path(args.output_dir), args.checkpoints_total_limit):
+                    logger.info(f"removed old checkpoint {old}")
+                accelerator.save_state(os.path.join(args.output_dir, f"{CHECKPOINT_PREFIX}{global_step}"))
             if validation_clips and global_step % args.validation_steps == 0:
                 last_validation = run_validation(accelerator, student, validation_clips, validation_scale(args),
                                                  global_step, ema)

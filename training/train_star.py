@@ -39,7 +39,6 @@ import argparse
 import json
 import logging
 import math
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -67,6 +66,8 @@ from star_vsr.outputs import check_writable
 from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.text import tokenize
+from star_vsr.training_run import (CHECKPOINT_PREFIX, checkpoint_folders, checkpoint_step, parse_with_config,
+                                   prune_checkpoints)
 
 logger = get_logger(__name__)
 
@@ -82,8 +83,6 @@ TRAIN_LOG_FILE = "train_log.jsonl"
 CONFIG_FILE = "train_config.yaml"
 #: Folder of validation frame strips.
 VALIDATION_FOLDER = "validation"
-#: Prefix of Accelerate checkpoint folders (``checkpoint-<global step>``).
-CHECKPOINT_PREFIX = "checkpoint-"
 
 
 # =============================================================================== configuration
@@ -210,21 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Settings from ``--config`` (YAML) overridden by command-line flags, checked."""
-    parser = build_parser()
-    known, _ = parser.parse_known_args(argv)
-    if known.config is not None:
-        config_path = Path(known.config)
-        if not config_path.is_file():
-            parser.error(f"config file {config_path} does not exist")
-        settings = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        if not isinstance(settings, dict):
-            parser.error(f"{config_path} must hold a mapping of settings")
-        valid = {action.dest for action in parser._actions} - {"help", "config"}
-        unknown = sorted(set(settings) - valid)
-        if unknown:
-            parser.error(f"{config_path}: unknown settings {unknown}; see --help for the valid ones")
-        parser.set_defaults(**settings)
-    args = parser.parse_args(argv)
+    args = parse_with_config(build_parser(), argv)
     check_args(args)
     return args
 
@@ -550,14 +535,6 @@ def save_final_pipeline(args: argparse.Namespace, components: dict[str, Any], de
     pipe.save_pretrained(str(output_dir))
 
 
-def checkpoint_folders(output_dir: Path) -> list[Path]:
-    """``checkpoint-<step>`` folders of a run, oldest first."""
-    if not output_dir.is_dir():
-        return []
-    folders = [p for p in output_dir.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)]
-    return sorted(folders, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
-
-
 def register_checkpoint_hooks(accelerator: Accelerator) -> None:
     """Save the ControlNet in diffusers format and the trainable UNet parameters in each checkpoint."""
 
@@ -597,7 +574,7 @@ def resolve_resume(args: argparse.Namespace) -> Optional[Path]:
         folders = checkpoint_folders(Path(args.output_dir))
         return folders[-1] if folders else None
     path = Path(args.resume_from_checkpoint)
-    if not path.is_dir() or not path.name.startswith(CHECKPOINT_PREFIX):
+    if path not in checkpoint_folders(path.parent):
         raise InputError(f"--resume_from_checkpoint {path} is not a {CHECKPOINT_PREFIX}<step> folder; "
                          "give one, or 'latest'")
     return path
@@ -659,7 +636,7 @@ def main(args: argparse.Namespace) -> None:
     if resume_path is not None:
         accelerator.print(f"Resuming from {resume_path}")
         accelerator.load_state(str(resume_path))
-        global_step = int(resume_path.name[len(CHECKPOINT_PREFIX):])
+        global_step = checkpoint_step(resume_path)
     elif args.resume_from_checkpoint is not None:
         accelerator.print(f"No checkpoint in {output_dir}; starting a new run")
     first_epoch = global_step // updates_per_epoch
@@ -744,10 +721,8 @@ def truncate_log(log_file: Path, global_step: int) -> None:
 def save_checkpoint(args: argparse.Namespace, accelerator: Accelerator, global_step: int) -> None:
     """Accelerate checkpoint ``checkpoint-<step>`` (all processes take part; older ones pruned first)."""
     output_dir = Path(args.output_dir)
-    if accelerator.is_main_process and args.checkpoints_total_limit is not None:
-        folders = checkpoint_folders(output_dir)
-        for folder in folders[: max(0, len(folders) - args.checkpoints_total_limit + 1)]:
-            shutil.rmtree(folder)
+    if accelerator.is_main_process:
+        prune_checkpoints(output_dir, args.checkpoints_total_limit)
     accelerator.wait_for_everyone()
     path = output_dir / f"{CHECKPOINT_PREFIX}{global_step}"
     accelerator.save_state(str(path))
