@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 # no torch at import time: the OpenMP wait policy must be set before PyTorch and ncnn load
-from star_vsr.cli.benchmark import load_ncnn, measure, run_bicubic, run_ncnn, run_student, set_omp_wait_policy
+from star_vsr.benchmarking import load_ncnn, measure, run_bicubic, run_ncnn, run_student, set_omp_wait_policy
 
 #: The issue's target: student throughput over ncnn's, end to end.
 TARGET_RATIO = 2.0

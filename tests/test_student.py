@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 
@@ -63,6 +62,8 @@ def test_presets_record_their_name_and_grow_in_size():
     assert sizes == sorted(sizes) and len(set(sizes)) == 3
     assert StarStudentModel.from_preset("tiny", num_blocks=5).config.preset == "custom"
     assert StarStudentModel.from_preset("tiny", scale=2).config.preset == "tiny"
+    # the constructor's defaults are not the `small` preset (dense blocks), so they are not labelled as one
+    assert StarStudentModel().config.preset == "custom"
     with pytest.raises(InputError, match="unknown student preset"):
         StarStudentModel.from_preset("huge")
     with pytest.raises(InputError, match="upsample_scales"):
@@ -387,7 +388,7 @@ def test_save_and_load_round_trip(pipe, tmp_path):
 
 
 def test_missing_folder_is_a_missing_weights_error(tmp_path):
-    with pytest.raises(MissingWeightsError, match="star-vsr distill"):
+    with pytest.raises(MissingWeightsError, match="training/distill_student.py"):
         StarStudentPipeline.from_pretrained(tmp_path / "nothing")
 
 
@@ -469,7 +470,7 @@ def test_benchmark_command_reports_ratios(tmp_path, capsys):
 def test_benchmark_ncnn_needs_its_packages(monkeypatch):
     import importlib.util
 
-    from star_vsr.cli.benchmark import ncnn_model_files
+    from star_vsr.benchmarking import ncnn_model_files
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(InputError, match="pip install ncnn"):
@@ -482,7 +483,7 @@ def test_benchmark_rejects_bad_arguments():
 
 
 def test_omp_wait_policy_is_only_set_before_torch_loads(monkeypatch):
-    from star_vsr.cli.benchmark import set_omp_wait_policy
+    from star_vsr.benchmarking import set_omp_wait_policy
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert set_omp_wait_policy("passive") == "ACTIVE (from the environment)"
