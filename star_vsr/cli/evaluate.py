@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ..errors import InputError, VideoNotFoundError
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
 COLUMNS = (("psnr_y", "PSNR-Y", "{:.3f}"), ("ssim_y", "SSIM-Y", "{:.4f}"), ("ewarp", "E*warp", "{:.3f}"))
 
 
@@ -34,19 +33,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _is_video_folder(path: Path) -> bool:
-    return path.is_dir() and any(p.suffix.lower() in VIDEO_SUFFIXES for p in path.iterdir())
+    from ..io import VIDEO_EXTENSIONS
+
+    return path.is_dir() and any(p.suffix.lower() in VIDEO_EXTENSIONS for p in path.iterdir())
 
 
 def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     """(name, pred, gt) for a single pair or for two folders of videos matched by stem."""
+    from ..io import VIDEO_EXTENSIONS
+
     for path in (pred, gt):
         if not path.exists():
             raise VideoNotFoundError(f"{path} does not exist")
     if _is_video_folder(gt):
-        gt_videos = {p.stem: p for p in sorted(gt.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES}
+        gt_videos = {p.stem: p for p in sorted(gt.iterdir()) if p.suffix.lower() in VIDEO_EXTENSIONS}
         if not pred.is_dir():
             raise InputError(f"--gt {gt} is a folder of videos, so --pred must be one too")
-        pred_videos = {p.stem: p for p in sorted(pred.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES}
+        pred_videos = {p.stem: p for p in sorted(pred.iterdir()) if p.suffix.lower() in VIDEO_EXTENSIONS}
         missing = sorted(set(gt_videos) - set(pred_videos))
         if missing:
             raise InputError(f"no prediction in {pred} for: {', '.join(missing)}")

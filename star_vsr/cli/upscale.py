@@ -20,8 +20,6 @@ from typing import Any
 
 from ..errors import CorruptVideoError, InputError, UnsupportedVideoError
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
-
 #: The diffusion-only options and their defaults (a student run warns about any other value).
 DIFFUSION_DEFAULTS: dict[str, Any] = {
     "seed": 0, "steps": 15, "prompt": "a good video", "guidance_scale": 7.5, "noise_level": 900,
@@ -135,16 +133,16 @@ def run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
-    from ..io import output_name
+    from ..io import VIDEO_EXTENSIONS, output_name
     from ..outputs import check_writable
     from ..upscale import upscale_video
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():
         raise InputError(f"{input_dir} is not a folder of videos")
-    videos = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    videos = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     if not videos:
-        raise InputError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {input_dir}")
+        raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {input_dir}")
     outputs = {video: output_dir / output_name(video.name, args.codec) for video in videos}
     check_writable(outputs[videos[0]])
     output_dir.mkdir(parents=True, exist_ok=True)

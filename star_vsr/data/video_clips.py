@@ -32,11 +32,8 @@ from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize
 from star_vsr.data.pairs import DegradationSpec
 from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError
 from star_vsr.io import probe_video, read_frames
-from star_vsr.io.probe import IMAGE_EXTENSIONS, VideoInfo, natural_sort_key
+from star_vsr.io.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoInfo, natural_sort_key
 
-#: File suffixes (lower case) taken as videos when scanning a folder.
-VIDEO_EXTENSIONS: frozenset[str] = frozenset(
-    {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"})
 #: Suffix of a caption file next to a clip (``clip.mp4`` -> ``clip.txt``).
 CAPTION_SUFFIX = ".txt"
 #: Errors of the readers that make a source unusable (rather than revealing a bug).
@@ -132,7 +129,7 @@ def list_clip_sources(source: Union[str, Path, Sequence[Any]]) -> list[ClipSourc
         sources = [_entry(item, Path.cwd(), "clip list") for item in source]
     if not sources:
         raise InputError(f"no training clips found in {source}: expected video files "
-                         f"({', '.join(sorted(VIDEO_EXTENSIONS))}) "
+                         f"({', '.join(VIDEO_EXTENSIONS)}) "
                          "or folders of PNG/JPEG frames")
     return sources
 

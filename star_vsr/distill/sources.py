@@ -13,10 +13,8 @@ from typing import Any, Optional, Union
 import torch
 
 from ..errors import InputError
-from ..io import probe_video, read_frames
+from ..io import VIDEO_EXTENSIONS, probe_video, read_frames
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
-"""File suffixes read as videos; sub-folders are read as frame folders."""
 
 
 def _as_tensor(frames: Any) -> torch.Tensor:
@@ -31,7 +29,7 @@ class VideoFolderClips:
     last whole window of a longer video are left out.
 
     Parameters:
-        folder: folder of LR videos (files with :data:`VIDEO_SUFFIXES`) and/or frame folders.
+        folder: folder of LR videos (files with :data:`VIDEO_EXTENSIONS`) and/or frame folders.
         num_frames: frames per clip; None for whole videos.
         gt_folder: folder holding, under the same names, the HR ground truth of every video
             (same frame count, ``scale`` times the size).
@@ -47,9 +45,9 @@ class VideoFolderClips:
             raise InputError(f"num_frames must be >= 1, got {num_frames}")
         self.num_frames, self.scale = num_frames, scale
         self.gt_folder = Path(gt_folder) if gt_folder is not None else None
-        videos = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES or p.is_dir())
+        videos = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS or p.is_dir())
         if not videos:
-            raise InputError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) or frame folders in {self.folder}")
+            raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or frame folders in {self.folder}")
         self.windows: list[tuple[Path, int, int]] = []  # (video, start, stop)
         for video in videos:
             info = probe_video(video)

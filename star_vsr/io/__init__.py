@@ -3,12 +3,13 @@
 Frames at this boundary are ``numpy.uint8`` RGB arrays shaped (h, w, 3), stacks (n, h, w, 3).
 """
 
-from star_vsr.io.probe import VideoInfo, probe_video
+from star_vsr.io.probe import VIDEO_EXTENSIONS, VideoInfo, probe_video
 from star_vsr.io.reader import VideoReader, open_video, read_frames
 from star_vsr.io.writer import CODECS, VideoWriter, output_name
 
 __all__ = [
     "CODECS",
+    "VIDEO_EXTENSIONS",
     "VideoInfo",
     "VideoReader",
     "VideoWriter",

@@ -24,6 +24,10 @@ from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg"})
 """File suffixes (lower case) that count as frames of an image-folder video."""
 
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts",
+                                     ".flv", ".wmv")
+"""File suffixes (lower case) taken as videos when a command or dataset scans a folder."""
+
 DEFAULT_FOLDER_FPS: Fraction = Fraction(30)
 """Frame rate given to image folders, which carry none. Pass ``folder_fps`` to change it."""
 
