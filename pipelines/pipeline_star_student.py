@@ -28,7 +28,7 @@ from diffusers.utils import BaseOutput
 from star_vsr.errors import DeviceError, InputError
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output
 from star_vsr.model_folder import check_pipeline_folder
-from star_vsr.models.student import MAX_SCALE, MIN_SCALE, StarStudentModel, output_size
+from star_vsr.models.student import StarStudentModel, output_size
 
 #: LR frames read, upscaled and handed to ``frame_sink`` at once.
 DEFAULT_CHUNK_SIZE = 8
@@ -36,9 +36,11 @@ DEFAULT_CHUNK_SIZE = 8
 CUDA_GRAPH_WARMUP_STEPS = 3
 
 MISSING_STUDENT_HELP = """\
-A student pipeline folder holds model_index.json and student/ (config + weights). Make one by
-distilling STAR with `star-vsr distill` (it saves such a folder), then pass it to
-StarStudentPipeline.from_pretrained / `star-vsr upscale --model`. For speed tests without weights,
+A student pipeline folder holds model_index.json and student/ (config + weights). Train one with
+`accelerate launch training/distill_student.py --config configs/distill_student.yaml` (its output
+folder is such a folder; README, "The student"), then pass it to
+StarStudentPipeline.from_pretrained / `star-vsr upscale --model`. Without --model, `star-vsr upscale`
+uses the student that ships inside the package. For speed tests without weights,
 star_vsr.student.build_student_pipeline(preset) makes a randomly initialised student."""
 
 
@@ -89,11 +91,6 @@ class CudaGraphStep:
         with torch.no_grad(), torch.cuda.graph(self.graph):
             self.sr, *self.next_state = student.step_tensors(self.frame, *self.state.tensors(), scale)
 
-    def reset(self) -> None:
-        """Start a new stream (zero state)."""
-        for buffer in self.state.tensors():
-            buffer.zero_()
-
     def __call__(self, lr_frame: torch.Tensor) -> torch.Tensor:
         """(1, 3, h, w) on the graph's device -> sr (1, 3, H, W), a fresh tensor."""
         self.frame.copy_(lr_frame)
@@ -131,7 +128,7 @@ class StarStudentPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike],
                         **kwargs: Any) -> "StarStudentPipeline":
-        """Load a folder written by ``save_pretrained`` (e.g. by ``star-vsr distill``). Never downloads."""
+        """Load a folder written by ``save_pretrained`` (e.g. by ``training/distill_student.py``). Never downloads."""
         folder = Path(pretrained_model_name_or_path)
         check_pipeline_folder(folder, "student", MISSING_STUDENT_HELP)
         kwargs["local_files_only"] = True
@@ -166,10 +163,8 @@ class StarStudentPipeline(DiffusionPipeline):
                               "dtype=torch.bfloat16 or torch.float32.")
 
     # ---------------------------------------------------------------- inputs
-    def check_inputs(self, source: FrameSource, upscale: float, output_type: str, chunk_size: int) -> None:
-        top = min(MAX_SCALE, max(self.student.upsample_scales))
-        if not MIN_SCALE <= float(upscale) <= top:
-            raise InputError(f"unsupported scale {upscale}: the student upscales by {MIN_SCALE:g} to {top:g}")
+    def check_inputs(self, upscale: float, output_type: str, chunk_size: int) -> None:
+        self.student.check_scale(upscale)
         if output_type not in ("pt", "np", "pil"):
             raise InputError(f"output_type must be 'pt', 'np' or 'pil', got {output_type!r}")
         if chunk_size < 1:
@@ -202,7 +197,7 @@ class StarStudentPipeline(DiffusionPipeline):
         """
         # 1. Check inputs
         source = as_frame_source(video)
-        self.check_inputs(source, upscale, output_type, chunk_size)
+        self.check_inputs(upscale, output_type, chunk_size)
         device = self._execution_device
         self._check_device_dtype(device)
         dtype = self.student.dtype

@@ -23,6 +23,8 @@ from .errors import InputError
 if TYPE_CHECKING:
     import torch
 
+    from .data.image_motion import ImageMotionDataset
+
 EVAL_PHOTO_NAMES: tuple[str, ...] = ("coffee", "rocket", "camera")
 """scikit-image photographs of the evaluation set: a still life, an outdoor scene, a portrait (grey)."""
 
@@ -99,7 +101,7 @@ def training_photos(channel_orders: bool = True) -> list[np.ndarray]:
 
 
 def motion_clips(photos: list[np.ndarray], num_clips: int, num_frames: int, size: Union[int, tuple[int, int]],
-                 scale: int = EVAL_SCALE, degradation: Any = EVAL_DEGRADATION, seed: int = 0):
+                 scale: int = EVAL_SCALE, degradation: Any = EVAL_DEGRADATION, seed: int = 0) -> "ImageMotionDataset":
     """An ``ImageMotionDataset`` of ``num_clips`` clips; clip i films photo ``i % len(photos)``.
 
     Items are dicts with ``"gt"`` (n, 3, H, W), ``"lq"`` (n, 3, H / scale, W / scale) float in [0, 1].
@@ -111,7 +113,7 @@ def motion_clips(photos: list[np.ndarray], num_clips: int, num_frames: int, size
 
 
 def training_motion_clips(num_clips: int, num_frames: int = 8, crop_size: int = 64, scale: int = EVAL_SCALE,
-                          degradation: Any = EVAL_DEGRADATION, seed: int = 0):
+                          degradation: Any = EVAL_DEGRADATION, seed: int = 0) -> "ImageMotionDataset":
     """Training clips filmed from :func:`training_photos` (see :func:`motion_clips`)."""
     return motion_clips(training_photos(), num_clips, num_frames, crop_size, scale, degradation, seed)
 

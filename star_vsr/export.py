@@ -72,7 +72,7 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     model = copy.deepcopy(student).to(device="cpu").float().eval()
     model.to(memory_format=torch.contiguous_format)
     step = StarStudentStep(model, scale).eval()
-    model._check_scale(step.scale)
+    model.check_scale(step.scale)
     inputs = example_inputs(model, height, width)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

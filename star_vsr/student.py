@@ -8,11 +8,14 @@ well it does: ``star_vsr/weights/MODEL_CARD.md``) is installed at
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import star_vsr
 
 from .errors import MissingWeightsError
+
+if TYPE_CHECKING:
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
 
 #: Folder name of the default student under ``star_vsr/weights``.
 DEFAULT_STUDENT_NAME = "student-default"
@@ -33,7 +36,8 @@ def default_student_folder() -> Path:
     return folder
 
 
-def build_student_pipeline(preset: str = "small", seed: int = 0, bilinear_start: bool = False, **config: Any):
+def build_student_pipeline(preset: str = "small", seed: int = 0, bilinear_start: bool = False,
+                           **config: Any) -> "StarStudentPipeline":
     """A ``StarStudentPipeline`` with a fresh student of ``preset``, weights drawn from ``seed``.
 
     Random weights give noise-like pictures; ``bilinear_start`` zeroes the output convs so the

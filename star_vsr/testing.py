@@ -8,7 +8,7 @@ them to exercise code paths, shapes, memory and speed, never quality.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers import AutoencoderKLTemporalDecoder
@@ -17,6 +17,9 @@ from transformers import CLIPTextModel
 from .models import StarVSRControlNetModel, StarVSRUNetModel
 from .scheduling import make_star_scheduler
 from .text import build_openclip_tokenizer, openclip_vit_h14_text_config
+
+if TYPE_CHECKING:
+    from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 
 #: Width of the tiny text encoder (= cross-attention width of the tiny UNet).
 TINY_TEXT_WIDTH = 16
@@ -75,7 +78,7 @@ def tiny_star_components(seed: int = 0, trained_controlnet: bool = True) -> dict
     }
 
 
-def tiny_star_pipeline(seed: int = 0, trained_controlnet: bool = True):
+def tiny_star_pipeline(seed: int = 0, trained_controlnet: bool = True) -> "StarVSRPipeline":
     """A complete ``StarVSRPipeline`` from tiny random components (no files, no network)."""
     from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 

@@ -65,7 +65,7 @@ def test_converted_text_encoder_equals_openclip_penultimate_layer(openclip_tower
     ids = open_clip.tokenize(PROMPTS[:3])
     with torch.no_grad():
         reference = star_embedding(openclip_tower, ids)
-    state_dict = {f"visual.proj": torch.zeros(2), "logit_scale": torch.ones(()), **openclip_tower.state_dict()}
+    state_dict = {"visual.proj": torch.zeros(2), "logit_scale": torch.ones(()), **openclip_tower.state_dict()}
     model = CLIPTextModel(text_config_from_openclip(state_dict, heads=2)).eval()
     assert model.config.num_hidden_layers == 2  # penultimate of 3
     load_text_encoder_weights(model, convert_openclip_text_encoder(state_dict))

@@ -248,7 +248,7 @@ def load_teacher(source: Any, *, scale: int = 4, features: Sequence[str] = (), d
         return StudentTeacher(source, scale=scale, features=features, source=name)
     if callable(source):
         if features:
-            raise InputError("feature taps can only be chosen for student teachers; a callable teacher returns "
-                             "whatever features it returns")
+            raise InputError("feature taps can only be chosen for student and StarVSR teachers; a callable teacher "
+                             "returns whatever features it returns")
         return CallableTeacher(source, scale=scale)
     raise InputError(f"cannot use a {kind} as a teacher: give a model folder, a pipeline or a callable")

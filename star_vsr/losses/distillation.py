@@ -213,21 +213,16 @@ class VGGPerceptualLoss(nn.Module):
     Parameters:
         weights_path: path of the weights file.
         layers: names from :data:`VGG19_LAYERS`.
-        layer_weights: one weight per layer (default: all 1).
     """
 
-    def __init__(self, weights_path: Union[str, Path], layers: Sequence[str] = DEFAULT_VGG_LAYERS,
-                 layer_weights: Optional[Sequence[float]] = None) -> None:
+    def __init__(self, weights_path: Union[str, Path], layers: Sequence[str] = DEFAULT_VGG_LAYERS) -> None:
         super().__init__()
         from torchvision.models.vgg import cfgs, make_layers
 
         unknown = [name for name in layers if name not in VGG19_LAYERS]
         if not layers or unknown:
             raise InputError(f"VGG layers must be a non-empty list from {', '.join(VGG19_LAYERS)}; got {list(layers)}")
-        if layer_weights is not None and len(layer_weights) != len(layers):
-            raise InputError(f"give one weight per VGG layer: {len(layers)} layers, {len(layer_weights)} weights")
         self.layers = tuple(layers)
-        self.layer_weights = tuple(float(w) for w in (layer_weights or [1.0] * len(layers)))
         depth = max(VGG19_LAYERS[name] for name in self.layers) + 1
         self.features = make_layers(cfgs["E"])[:depth]  # VGG-19 convolutions, ReLUs and pools
         self.features.load_state_dict(_load_vgg_features(weights_path, self.features))
@@ -251,14 +246,14 @@ class VGGPerceptualLoss(nn.Module):
         return [taps[name] for name in self.layers]
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Args: pred and target (..., 3, h, w) in [0, 1]. Returns the weighted sum of per-layer L1."""
+        """Args: pred and target (..., 3, h, w) in [0, 1]. Returns the sum of per-layer L1 distances."""
         if pred.shape != target.shape or pred.shape[-3] != 3:
             raise InputError(f"perceptual loss needs equal (..., 3, h, w) shapes, got {tuple(pred.shape)} "
                              f"and {tuple(target.shape)}")
         pred_taps = self._taps(pred.reshape(-1, *pred.shape[-3:]))
         with torch.no_grad():
             target_taps = self._taps(target.reshape(-1, *target.shape[-3:]).to(pred.dtype))
-        return sum(w * F.l1_loss(p, t) for w, p, t in zip(self.layer_weights, pred_taps, target_taps, strict=True))
+        return sum(F.l1_loss(p, t) for p, t in zip(pred_taps, target_taps, strict=True))
 
 
 def _load_vgg_features(weights_path: Union[str, Path], features: nn.Sequential) -> dict[str, torch.Tensor]:

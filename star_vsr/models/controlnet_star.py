@@ -10,7 +10,7 @@ ControlNet leaves the UNet's prediction unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config

@@ -12,18 +12,16 @@ that order so released weights mean the same thing here.
 Where the gate sits relative to the block's LayerNorm matters. The released checkpoints gate
 *before* the LayerNorm: the gate is one positive scalar per token, and a LayerNorm over
 channels divides that scalar out again (up to its epsilon), so the module barely acts.
-``placement="after_norm"`` gates the normalised tokens instead, so the gate reaches the
-attention. ``placement="before_norm"`` reproduces the released behaviour.
+``liem_placement="after_norm"`` (the models' default) gates the normalised tokens instead, so the
+gate reaches the attention. ``liem_placement="before_norm"`` reproduces the released behaviour
+(``convert-star`` sets it for released checkpoints).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
-LIEMPlacement = Literal["after_norm", "before_norm"]
 LIEM_PLACEMENTS: tuple[str, ...] = ("after_norm", "before_norm")
 
 #: Kernel of the spatial gate's convolution (STAR uses a 7x7 window, as CBAM does).

@@ -48,8 +48,8 @@ class TemporalConvBlock(nn.Module):
 class ResBlock(nn.Module):
     """Residual block conditioned on the timestep embedding, followed by a temporal convolution.
 
-    h = conv(SiLU(GN(x))) + Linear(SiLU(emb)); h = conv0(Dropout(SiLU(GN(h)))); y = skip(x) + h;
-    then ``TemporalConvBlock``. ``conv0`` starts at zero.
+    h = conv1(SiLU(GN(x))) + Linear(SiLU(emb)); h = conv2(Dropout(SiLU(GN(h)))); y = skip(x) + h;
+    then ``TemporalConvBlock``. ``conv2`` (the second conv) starts at zero.
     """
 
     def __init__(self, in_channels: int, out_channels: int, temb_channels: int, norm_num_groups: int,

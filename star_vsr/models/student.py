@@ -91,7 +91,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -169,13 +169,9 @@ class StarStudentState:
     previous_frame: torch.Tensor
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The state as a tuple (for export and CUDA graphs), in the order of ``from_tensors``."""
+        """The state as a tuple (for export and CUDA graphs): (hidden, previous_features, previous_frame),
+        the order of the fields (``StarStudentState(*tensors)`` rebuilds it)."""
         return self.hidden, self.previous_features, self.previous_frame
-
-    @classmethod
-    def from_tensors(cls, hidden: torch.Tensor, previous_features: torch.Tensor,
-                     previous_frame: torch.Tensor) -> "StarStudentState":
-        return cls(hidden=hidden, previous_features=previous_features, previous_frame=previous_frame)
 
     def detach(self) -> "StarStudentState":
         """Cut the graph (truncated back-propagation through time)."""
@@ -376,8 +372,9 @@ class StarStudentModel(ModelMixin, ConfigMixin):
 
     Parameters:
         scale (`int`, defaults to 4): the scale used when a call does not name one.
-        preset (`str`, defaults to "small"): the size preset this config came from (informational;
-            the architecture is given by the arguments below; "custom" when they were changed).
+        preset (`str`, defaults to "custom"): the size preset this config came from (informational;
+            the architecture is given by the arguments below; ``from_preset`` sets it, and labels a
+            model "custom" when overrides changed it).
         clean_channels (`int`, defaults to 32): width of the cleaning front end (at half resolution).
         num_clean_blocks (`int`, defaults to 2): residual blocks of the front end.
         clean_feature_channels (`int`, defaults to 16): clean features handed to the propagation.
@@ -398,7 +395,7 @@ class StarStudentModel(ModelMixin, ConfigMixin):
     def __init__(
         self,
         scale: int = 4,
-        preset: str = DEFAULT_PRESET,
+        preset: str = "custom",
         clean_channels: int = 32,
         num_clean_blocks: int = 2,
         clean_feature_channels: int = 16,
@@ -416,7 +413,7 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         self.upsample_scales = tuple(sorted(set(scales)))
         if flow_window < 1 or flow_window % 2 == 0:
             raise InputError(f"flow_window must be an odd number >= 1, got {flow_window}")
-        self._check_scale(scale)
+        self.check_scale(scale)
         # 1. cleaning front end
         self.clean = CleaningFrontEnd(clean_channels, num_clean_blocks, clean_feature_channels, residual_block)
         # 2. alignment: flow to the previous frame, motion-compensated recursive filter
@@ -435,7 +432,7 @@ class StarStudentModel(ModelMixin, ConfigMixin):
 
     # ---------------------------------------------------------------- construction
     @classmethod
-    def from_preset(cls, name: str = DEFAULT_PRESET, **overrides) -> "StarStudentModel":
+    def from_preset(cls, name: str = DEFAULT_PRESET, **overrides: Any) -> "StarStudentModel":
         """A fresh model of preset ``name`` ("tiny", "small", "base"); ``overrides`` change config keys."""
         if name not in STUDENT_PRESETS:
             raise InputError(f"unknown student preset {name!r}; choose one of {', '.join(STUDENT_PRESETS)}")
@@ -504,7 +501,8 @@ class StarStudentModel(ModelMixin, ConfigMixin):
                                 previous_frame=zeros(3))
 
     # ---------------------------------------------------------------- scale
-    def _check_scale(self, scale: Optional[float]) -> float:
+    def check_scale(self, scale: Optional[float]) -> float:
+        """``scale`` as a float (the config's scale for None); InputError outside [MIN_SCALE, top head]."""
         scale = float(self.config.scale if scale is None else scale)
         top = max(self.upsample_scales)
         if not MIN_SCALE <= scale <= min(MAX_SCALE, top):
@@ -612,7 +610,7 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         Returns:
             (sr_frame (b, 3, H, W) not clamped, the state for the next frame).
         """
-        sr, state, _ = self._step(lr_frame, state, self._check_scale(scale), return_features=False)
+        sr, state, _ = self._step(lr_frame, state, self.check_scale(scale), return_features=False)
         return sr, state
 
     def step_tensors(self, lr_frame: torch.Tensor, hidden: torch.Tensor, previous_features: torch.Tensor,
@@ -638,7 +636,7 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         """
         if lr.ndim != 5 or lr.shape[2] != 3:
             raise InputError(f"lr must be (batch, frames, 3, h, w), got {tuple(lr.shape)}")
-        scale = self._check_scale(scale)
+        scale = self.check_scale(scale)
         b, n, _, h, w = lr.shape
         if state is None:
             state = self.init_state(b, h, w, device=lr.device)
@@ -675,7 +673,7 @@ def bilinear_subpixel_kernel(r: int, device: Optional[torch.device] = None,
 def count_flops(model: StarStudentModel, height: int = 180, width: int = 320, scale: Optional[float] = None) -> int:
     """Floating-point operations (2 x multiply-accumulates of convs and linears) of one ``step``.
 
-    Counted with ``torch.utils.flop_counter`` on a float32 frame of ``height`` x ``width``.
+    Counted with ``torch.utils.flop_counter`` on a frame of ``height`` x ``width`` in the model's dtype.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
