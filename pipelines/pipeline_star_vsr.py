@@ -15,6 +15,7 @@ find this out-of-tree class).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,53 @@ To get STAR weights:
 then run:
   star-vsr convert-star --checkpoint light_deg.pt --openclip open_clip_pytorch_model.bin --vae <vae folder> -o ./star-light
 and pass `./star-light` to StarVSRPipeline.from_pretrained / `star-vsr upscale --model`."""
+
+
+def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, guidance_rescale: float = 0.2,
+                             noise_level: int = 900, chunk_frames: int = 32, chunk_overlap: int = 8,
+                             tile_size: Optional[int] = None, tile_overlap: int = 128,
+                             color_fix: Optional[str] = "adain", decode_chunk_size: int = 3,
+                             timesteps: Optional[Sequence[int]] = None) -> None:
+    """Raise ``InputError`` for sampling arguments that no model accepts (types, ranges, orders).
+
+    Checks that need the model (the smallest tile) are ``StarVSRPipeline.check_inputs``'; the command
+    line runs this one before loading a model, so a typo does not wait for the weights to load.
+    """
+    integers = {"num_inference_steps": num_inference_steps, "noise_level": noise_level, "chunk_frames": chunk_frames,
+                "chunk_overlap": chunk_overlap, "tile_overlap": tile_overlap, "decode_chunk_size": decode_chunk_size,
+                **({} if tile_size is None else {"tile_size": tile_size})}
+    for name, value in integers.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise InputError(f"{name} must be an integer, got {value!r}")
+    for name, value in (("upscale", upscale), ("guidance_rescale", guidance_rescale)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise InputError(f"{name} must be a finite number, got {value!r}")
+    if not MIN_UPSCALE <= float(upscale) <= MAX_UPSCALE:
+        raise InputError(f"unsupported scale {upscale}: upscale must be between {MIN_UPSCALE:g} and "
+                         f"{MAX_UPSCALE:g} (STAR was trained at 4)")
+    if num_inference_steps < 1:
+        raise InputError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+    if not 0.0 <= guidance_rescale <= 1.0:
+        raise InputError(f"guidance_rescale must be in [0, 1], got {guidance_rescale}")
+    if not 1 <= noise_level <= NUM_TRAIN_TIMESTEPS:
+        raise InputError(f"noise_level must be in [1, {NUM_TRAIN_TIMESTEPS}], got {noise_level}")
+    if chunk_frames < 1 or not 0 <= chunk_overlap < chunk_frames:
+        raise InputError(f"need chunk_frames >= 1 and 0 <= chunk_overlap < chunk_frames, got "
+                         f"chunk_frames={chunk_frames}, chunk_overlap={chunk_overlap}")
+    if tile_size is not None and not 0 <= tile_overlap < tile_size:
+        raise InputError(f"need 0 <= tile_overlap < tile_size, got tile_size={tile_size}, tile_overlap={tile_overlap} "
+                         "(lower tile_overlap for small tiles)")
+    if color_fix is not None and color_fix not in COLOR_FIX_MODES:
+        raise InputError(f"color_fix must be one of {COLOR_FIX_MODES} or None, got {color_fix!r}")
+    if decode_chunk_size < 1:
+        raise InputError(f"decode_chunk_size must be >= 1, got {decode_chunk_size}")
+    if timesteps is not None:
+        steps = list(timesteps)
+        if not steps or any(isinstance(t, bool) or not isinstance(t, numbers.Integral) for t in steps) \
+                or not all(0 <= t < NUM_TRAIN_TIMESTEPS for t in steps) \
+                or any(a <= b for a, b in zip(steps, steps[1:])):
+            raise InputError(f"timesteps must be a non-empty, strictly decreasing list of integers in "
+                             f"[0, {NUM_TRAIN_TIMESTEPS - 1}], got {steps}")
 
 
 @dataclass
@@ -93,7 +141,7 @@ class StarVSRPipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any) -> "StarVSRPipeline":
         """Load a pipeline folder written by ``save_pretrained`` or ``star-vsr convert-star``. Never downloads."""
         folder = Path(pretrained_model_name_or_path)
-        check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP)
+        check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls.__name__)
         kwargs.setdefault("local_files_only", True)
         return super().from_pretrained(folder, **kwargs)
 
@@ -118,30 +166,18 @@ class StarVSRPipeline(DiffusionPipeline):
     def check_inputs(self, source: FrameSource, upscale: float, num_inference_steps: int, guidance_rescale: float,
                      noise_level: int, chunk_frames: int, chunk_overlap: int, tile_size: Optional[int],
                      tile_overlap: int, color_fix: Optional[str], output_type: str, decode_chunk_size: int,
-                     callback_on_step_end_tensor_inputs: Sequence[str]) -> None:
-        if not MIN_UPSCALE <= float(upscale) <= MAX_UPSCALE:
-            raise InputError(f"unsupported scale {upscale}: upscale must be between {MIN_UPSCALE:g} and "
-                             f"{MAX_UPSCALE:g} (STAR was trained at 4)")
-        if num_inference_steps < 1:
-            raise InputError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
-        if not 0.0 <= guidance_rescale <= 1.0:
-            raise InputError(f"guidance_rescale must be in [0, 1], got {guidance_rescale}")
-        if not 1 <= noise_level <= NUM_TRAIN_TIMESTEPS:
-            raise InputError(f"noise_level must be in [1, {NUM_TRAIN_TIMESTEPS}], got {noise_level}")
-        if chunk_frames < 1 or not 0 <= chunk_overlap < chunk_frames:
-            raise InputError(f"need chunk_frames >= 1 and 0 <= chunk_overlap < chunk_frames, got "
-                             f"chunk_frames={chunk_frames}, chunk_overlap={chunk_overlap}")
+                     callback_on_step_end_tensor_inputs: Sequence[str], timesteps: Optional[Sequence[int]] = None,
+                     frame_sink: Optional[Callable] = None) -> None:
+        check_sampling_arguments(upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
+                                 chunk_overlap, tile_size, tile_overlap, color_fix, decode_chunk_size, timesteps)
         if tile_size is not None:
             min_tile = 2 * self.vae_scale_factor * 2 ** self.unet.num_downsamples
-            if tile_size < min_tile or not 0 <= tile_overlap < tile_size:
-                raise InputError(f"need tile_size >= {min_tile} output pixels and 0 <= tile_overlap < tile_size, "
-                                 f"got tile_size={tile_size}, tile_overlap={tile_overlap}")
-        if color_fix is not None and color_fix not in COLOR_FIX_MODES:
-            raise InputError(f"color_fix must be one of {COLOR_FIX_MODES} or None, got {color_fix!r}")
+            if tile_size < min_tile:
+                raise InputError(f"tile_size must be >= {min_tile} output pixels for this model, got {tile_size}")
         if output_type not in ("pt", "np", "pil", "latent"):
             raise InputError(f"output_type must be 'pt', 'np', 'pil' or 'latent', got {output_type!r}")
-        if decode_chunk_size < 1:
-            raise InputError(f"decode_chunk_size must be >= 1, got {decode_chunk_size}")
+        if frame_sink is not None and output_type == "latent":
+            raise InputError("frame_sink receives decoded frames; it cannot be used with output_type='latent'")
         unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
         if unknown:
             raise InputError(f"callback_on_step_end_tensor_inputs {unknown} not in {self._callback_tensor_inputs}")
@@ -317,7 +353,7 @@ class StarVSRPipeline(DiffusionPipeline):
                              f"{type(prompt).__name__} and {type(negative_prompt).__name__}")
         self.check_inputs(source, upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
                           chunk_overlap, tile_size, tile_overlap, color_fix, output_type, decode_chunk_size,
-                          callback_on_step_end_tensor_inputs)
+                          callback_on_step_end_tensor_inputs, timesteps, frame_sink)
         device = self._execution_device
         self._check_device_dtype(device)
         do_cfg = guidance_scale > 1.0
@@ -339,8 +375,8 @@ class StarVSRPipeline(DiffusionPipeline):
         if timesteps is None:
             timesteps = star_timesteps(noise_level, num_inference_steps, timestep_spacing)
         self.scheduler.set_timesteps(timesteps=list(timesteps))
-        base_seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator)) if generator is not None \
-            else int(torch.seed())
+        # one draw from ``generator``, or from the global RNG (so torch.manual_seed makes runs repeatable)
+        base_seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
         noise = FrameNoise(base_seed)
         order = "synchronous" if callback_on_step_end is not None else "wavefront"
         sampler = WindowedSampler(windows, self.scheduler, noise, order=order)

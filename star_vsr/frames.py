@@ -50,6 +50,8 @@ def _to_tensor(frame: object) -> torch.Tensor:
         check_unit_range(frame, "tensor frames")
         return frame.float()
     array = np.asarray(frame)
+    if not array.flags.writeable:  # PIL images give read-only views, which torch.from_numpy warns about
+        array = array.copy()
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] not in (3, 4):

@@ -5,25 +5,41 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
-from .errors import MissingWeightsError
+from .errors import InputError, MissingWeightsError
 
 #: File name endings of model weights (single files, shards and shard indexes) in a component folder.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".index.json")
 
 
-def check_pipeline_folder(folder: Path, kind: str, help_text: str) -> None:
-    """Raise ``MissingWeightsError`` (naming the missing part, then ``help_text``) unless ``folder``
-    has a ``model_index.json`` and every component folder it lists that holds a model
-    (``config.json``) also holds its weights. ``kind`` names the pipeline in the message."""
+def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_class: Optional[str] = None) -> str:
+    """The pipeline class named by ``folder``'s ``model_index.json``, once the folder is checked.
+
+    Raises ``MissingWeightsError`` (naming the missing or broken part, then ``help_text``) unless
+    ``folder`` has a readable ``model_index.json`` and every component folder it lists that holds a
+    model (``config.json``) also holds its weights; ``InputError`` when ``expected_class`` is given
+    and the folder holds another pipeline. ``kind`` names the pipeline in the messages.
+    """
     index = folder / "model_index.json"
     if not folder.exists():
         raise MissingWeightsError(f"{folder} does not exist: no {kind} pipeline there.\n{help_text}")
     if not index.is_file():
         raise MissingWeightsError(f"{folder} has no model_index.json: it is not a {kind} pipeline folder.\n"
                                   f"{help_text}")
-    components = [name for name, value in json.loads(index.read_text()).items()
-                  if not name.startswith("_") and isinstance(value, list) and value[0] is not None]
+    try:
+        entries = json.loads(index.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise MissingWeightsError(f"{index} is not valid JSON ({error}; an incomplete copy?).\n{help_text}") from None
+    if not isinstance(entries, dict) or not isinstance(entries.get("_class_name"), str):
+        raise MissingWeightsError(f"{index} does not name a pipeline class (_class_name); it is not a {kind} "
+                                  f"pipeline folder.\n{help_text}")
+    class_name = entries["_class_name"]
+    if expected_class is not None and class_name != expected_class:
+        raise InputError(f"{folder} holds a {class_name}, not a {expected_class}: load it with "
+                         f"{class_name}.from_pretrained, or with star_vsr.upscale.load_upscaler (any star-vsr folder)")
+    components = [name for name, value in entries.items()
+                  if not name.startswith("_") and isinstance(value, list) and value and value[0] is not None]
     for name in components:
         part = folder / name
         if not part.is_dir():
@@ -32,3 +48,4 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str) -> None:
         if (part / "config.json").is_file() and not any(f.name.endswith(WEIGHT_SUFFIXES) for f in part.iterdir()):
             raise MissingWeightsError(f"{part} has a config.json but no weights (*.safetensors or *.bin; an "
                                       f"incomplete copy?).\n{help_text}")
+    return class_name

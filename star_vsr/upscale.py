@@ -7,7 +7,6 @@ it into an atomically written video that keeps the source's frame rate and audio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -50,8 +49,7 @@ def pipeline_class_name(folder: Union[str, Path]) -> str:
 
     from .model_folder import check_pipeline_folder
 
-    check_pipeline_folder(Path(folder), "star-vsr (student or StarVSR)", MISSING_WEIGHTS_HELP)
-    return json.loads((Path(folder) / "model_index.json").read_text())["_class_name"]
+    return check_pipeline_folder(Path(folder), "star-vsr (student or StarVSR)", MISSING_WEIGHTS_HELP)
 
 
 def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: str = "auto") -> Any:

@@ -46,6 +46,16 @@ def test_deterministic_with_generator(pipe):
     assert not torch.equal(a, run(pipe, clip, seed=2))
 
 
+def test_without_a_generator_the_global_seed_decides_and_is_not_reseeded(pipe):
+    clip = video(n=2)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        frames = pipe(clip, num_inference_steps=STEPS).frames
+        runs.append((frames, torch.rand(3)))  # the caller's own draws after the call
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
 def test_output_types(pipe):
     clip = video(n=2)
     np_frames = run(pipe, clip, output_type="np")
@@ -218,6 +228,17 @@ def test_path_input(pipe, tmp_path):
     (dict(guidance_rescale=2.0), "guidance_rescale"),
     (dict(noise_level=0), "noise_level"),
     (dict(prompt=None), "prompt must be a string"),
+    (dict(tile_size=32, tile_overlap=64), "lower tile_overlap"),
+    (dict(tile_size=4, tile_overlap=0), "tile_size must be >= 8 output pixels for this model"),
+    (dict(num_inference_steps=1.5), "num_inference_steps must be an integer"),
+    (dict(num_inference_steps="2"), "num_inference_steps must be an integer"),
+    (dict(upscale="4"), "upscale must be a finite number"),
+    (dict(upscale=float("nan")), "upscale must be a finite number"),
+    (dict(timesteps=[]), "timesteps must be"),
+    (dict(timesteps=[200, 500]), "timesteps must be"),
+    (dict(timesteps=[1500, 200]), "timesteps must be"),
+    (dict(timesteps=[500, 500]), "timesteps must be"),
+    (dict(output_type="latent", frame_sink=print), "frame_sink"),
 ])
 def test_bad_arguments_are_clear_errors(pipe, kwargs, match):
     with pytest.raises(InputError, match=match):
@@ -250,6 +271,17 @@ def test_an_incomplete_folder_names_the_missing_part(tmp_path):
     shutil.rmtree(folder / "vae")
     with pytest.raises(MissingWeightsError, match=r"lists 'vae', but .*vae is missing"):
         StarVSRPipeline.from_pretrained(folder)
+    (folder / "model_index.json").write_text("{")
+    with pytest.raises(MissingWeightsError, match=r"model_index.json is not valid JSON"):
+        StarVSRPipeline.from_pretrained(folder)
+
+
+def test_a_student_folder_is_named_as_such(tmp_path):
+    from star_vsr.student import build_student_pipeline
+
+    build_student_pipeline("tiny").save_pretrained(tmp_path / "student")
+    with pytest.raises(InputError, match="holds a StarStudentPipeline, not a StarVSRPipeline"):
+        StarVSRPipeline.from_pretrained(tmp_path / "student")
 
 
 @pytest.mark.parametrize("bad, match", [

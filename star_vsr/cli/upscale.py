@@ -41,18 +41,20 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     diffusion = parser.add_argument_group("diffusion model options (StarVSR pipelines; a student ignores them)")
     diffusion.add_argument("--steps", type=int, default=defaults["steps"], help="denoising steps (default 15)")
     diffusion.add_argument("--prompt", default=defaults["prompt"], help="caption of the video")
-    diffusion.add_argument("--guidance-scale", type=float, default=defaults["guidance_scale"])
+    diffusion.add_argument("--guidance-scale", type=float, default=defaults["guidance_scale"],
+                           help="classifier-free guidance weight (default 7.5; 1 turns it off)")
     diffusion.add_argument("--noise-level", type=int, default=defaults["noise_level"],
                            help="SDEdit start (1..1000, default 900)")
     diffusion.add_argument("--chunk-frames", type=int, default=defaults["chunk_frames"],
-                           help="frames per temporal chunk")
+                           help="frames per temporal chunk (default 32)")
     diffusion.add_argument("--chunk-overlap", type=int, default=defaults["chunk_overlap"],
-                           help="frames shared by neighbouring chunks")
+                           help="frames shared by neighbouring chunks (default 8)")
     diffusion.add_argument("--tile-size", type=int, default=defaults["tile_size"],
-                           help="spatial tile in output pixels")
+                           help="spatial tile in output pixels (default: whole frames)")
     diffusion.add_argument("--tile-overlap", type=int, default=defaults["tile_overlap"],
-                           help="output pixels shared by tiles")
-    diffusion.add_argument("--color-fix", default=defaults["color_fix"], choices=("adain", "wavelet", "none"))
+                           help="output pixels shared by tiles (default 128; lower it for tiles under 256)")
+    diffusion.add_argument("--color-fix", default=defaults["color_fix"], choices=("adain", "wavelet", "none"),
+                           help="colour correction against the input (default adain, as STAR)")
     out = parser.add_argument_group("output")
     out.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
                      help="output codec (default: from the output name; H.264 for .mp4)")
@@ -78,12 +80,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch.set_defaults(func=run_batch)
 
 
-def pipeline_kwargs(pipe: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Call arguments for ``pipe`` from the command line options that apply to it."""
+def pipeline_kwargs(class_name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Call arguments for a pipeline of class ``class_name`` from the command line options that apply to it."""
     import torch
 
     kwargs: dict[str, Any] = {"upscale": args.upscale}
-    if type(pipe).__name__ != "StarVSRPipeline":
+    if class_name != "StarVSRPipeline":
         ignored = [f"--{dest.replace('_', '-')}" for dest, default in DIFFUSION_DEFAULTS.items()
                    if getattr(args, dest) != default]
         if ignored:
@@ -101,13 +103,21 @@ def pipeline_kwargs(pipe: Any, args: argparse.Namespace) -> dict[str, Any]:
 def _load(args: argparse.Namespace, device: Any = None) -> Any:
     from diffusers.utils import logging as diffusers_logging
 
-    from ..upscale import load_upscaler
+    from ..upscale import load_upscaler, pipeline_class_name
 
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components" on every run
     if args.model is None:
         from ..student import default_student_folder
 
         args.model = str(default_student_folder())
+    if pipeline_class_name(args.model) == "StarVSRPipeline":  # check the options before the weights load
+        from ..pipelines.pipeline_star_vsr import check_sampling_arguments
+
+        kwargs = pipeline_kwargs("StarVSRPipeline", args)
+        check_sampling_arguments(kwargs["upscale"], kwargs["num_inference_steps"], noise_level=kwargs["noise_level"],
+                                 chunk_frames=kwargs["chunk_frames"], chunk_overlap=kwargs["chunk_overlap"],
+                                 tile_size=kwargs["tile_size"], tile_overlap=kwargs["tile_overlap"],
+                                 color_fix=kwargs["color_fix"])
     return load_upscaler(args.model, device=str(device) if device is not None else args.device, dtype=args.dtype)
 
 
@@ -123,7 +133,7 @@ def run_single(args: argparse.Namespace) -> int:
     FileFrameSource(args.input)  # a missing or corrupt input fails here, before a model is loaded
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
-                  **pipeline_kwargs(pipe, args))
+                  **pipeline_kwargs(type(pipe).__name__, args))
     print(f"wrote {output}")
     return 0
 
@@ -159,7 +169,7 @@ def run_batch(args: argparse.Namespace) -> int:
             try:
                 upscale_video(pipe, video, outputs[video], codec=args.codec, crf=args.crf,
                               keep_audio=not args.no_audio, progress=state.is_local_main_process,
-                              **pipeline_kwargs(pipe, args))
+                              **pipeline_kwargs(type(pipe).__name__, args))
             except (CorruptVideoError, UnsupportedVideoError) as error:  # this video, not the batch
                 print(f"[process {state.process_index}] skipped {video}: {error}", file=sys.stderr)
                 failed.append(video)
