@@ -8,9 +8,10 @@ output folder (Accelerate states), resumable with ``--resume_from_checkpoint lat
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import yaml
 
@@ -20,8 +21,10 @@ CHECKPOINT_PREFIX = "checkpoint-"
 def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse ``argv`` with the settings of ``--config`` (YAML mapping, keys = flag names) as defaults.
 
-    A missing file, a file that is not a mapping and unknown keys are ``parser.error`` s (exit 2, one
-    line naming the file), so a typo in a config cannot silently fall back to a default.
+    A missing file, a file that is not a mapping, unknown keys and values that the flag would not
+    accept (``max_train_steps: 1.5``, a scalar where the flag takes a list, a value outside its
+    choices) are ``parser.error`` s (exit 2, one line naming the file and key), so a typo in a
+    config cannot silently fall back to a default or reach the training loop.
     """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
@@ -36,12 +39,52 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
             parser.error(f"{path} is not valid YAML: {str(error).splitlines()[0]}")
         if not isinstance(settings, dict):
             parser.error(f"{path} must hold a mapping of settings (name: value)")
-        valid = {action.dest for action in parser._actions} - {"help", "config"}
-        unknown = sorted(set(settings) - valid)
+        actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
+        unknown = sorted(set(settings) - set(actions))
         if unknown:
             parser.error(f"{path}: unknown settings {unknown}; see --help for the valid ones")
-        parser.set_defaults(**settings)
+        parser.set_defaults(**{key: _setting(parser, actions[key], value, path) for key, value in settings.items()})
     return parser.parse_args(argv)
+
+
+def _setting(parser: argparse.ArgumentParser, action: argparse.Action, value: Any, path: Path) -> Any:
+    """A YAML value as the flag would have parsed it (argparse converts only string defaults)."""
+    where = f"{path}: {action.dest}"
+    if value is None:
+        return None
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            parser.error(f"{where} must be true or false, got {value!r}")
+        return value
+    takes_list = action.nargs in ("+", "*") or isinstance(action.nargs, int)
+    if takes_list:
+        if not isinstance(value, list) or (action.nargs == "+" and not value) \
+                or (isinstance(action.nargs, int) and len(value) != action.nargs):
+            count = action.nargs if isinstance(action.nargs, int) else "one or more"
+            parser.error(f"{where} must be a list of {count} values, got {value!r}")
+        items = [_converted(parser, action, item, where) for item in value]
+    else:
+        items = [_converted(parser, action, value, where)]
+    if action.choices is not None:
+        for item in items:
+            if item not in action.choices:
+                parser.error(f"{where} must be one of {', '.join(map(str, action.choices))}, got {item!r}")
+    return items if takes_list else items[0]
+
+
+def _converted(parser: argparse.ArgumentParser, action: argparse.Action, value: Any, where: str) -> Any:
+    """One value through the flag's ``type``, as its command-line text (mappings and lists as JSON, which
+    the flags that take structured values read, and plain types refuse)."""
+    if action.type is None or value is None:
+        return value
+    if isinstance(value, bool) and action.type in (int, float):
+        parser.error(f"{where} must be a number, got {value!r}")
+    try:
+        text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        return action.type(text)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        kind = getattr(action.type, "__name__", "a valid value")
+        parser.error(f"{where} must be {kind}, got {value!r}")
 
 
 def checkpoint_step(folder: Path) -> int:

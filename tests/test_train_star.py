@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,50 @@ def test_config_file_and_command_line_overrides(tmp_path):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--dataset", "video"])
 
 
+@pytest.mark.parametrize("flags, match", [
+    (["--learning_rate", "-1"], "learning_rate > 0"),
+    (["--lr_warmup_steps", "-3"], "lr_warmup_steps >= 0"),
+    (["--crop_size", "[32, 32, 3]"], "crop_size must be a positive integer or"),
+    (["--crop_size", "-32"], "crop_size must be a positive integer or"),
+    (["--frame_interval", "[3, 1]"], "frame_interval"),
+    (["--dfl_num_frames", "10"], "dfl_num_frames must be between 1 and --num_frames"),
+    (["--validation_num_inference_steps", "0"], "validation_num_inference_steps"),
+    (["--resume_from_checkpoint", "/nope"], "is not a checkpoint-<step> folder"),
+])
+def test_bad_settings_are_refused_before_the_run_writes_anything(tmp_path, flags, match):
+    with pytest.raises(InputError, match=match):
+        train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"), *flags])
+    assert not (tmp_path / "run").exists()
+
+
+def test_settings_argparse_refuses(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_star.parse_args(["--config", str(TINY_CONFIG), "--lr_scheduler", "foo"])
+    assert "invalid choice: 'foo'" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY_CONFIG.read_text() + "num_frames: [2]\n")
+    with pytest.raises(SystemExit):
+        train_star.parse_args(["--config", str(bad)])
+    assert "num_frames must be int, got [2]" in capsys.readouterr().err
+
+
+def test_training_data_without_a_usable_clip_is_refused_before_the_run_writes_anything(tmp_path):
+    write_test_video(tmp_path / "small.mp4", num_frames=2, size=(8, 8))
+    args = train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"),
+                                  "--dataset", "video", "--train_data", str(tmp_path / "small.mp4"), "--crop_size",
+                                  "16", "--num_frames", "2", "--validation_steps", "0", "--report_to", "none"])
+    with pytest.warns(UserWarning, match="smaller than the crop"), pytest.raises(InputError, match="no usable source"):
+        train_star.main(args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_fp16_needs_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("fp16 training is allowed with a GPU; this checks the CPU refusal")
+    with pytest.raises(InputError, match="fp16 needs a CUDA GPU"):
+        train_star.parse_args(["--config", str(TINY_CONFIG), "--mixed_precision", "fp16"])
+
+
 # --- launched runs -------------------------------------------------------------------------------
 
 
@@ -145,6 +190,20 @@ def test_lora_round_trip_fused_unet_equals_base_plus_adapter(runs):
         before = untrained(sample, t, text).sample
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(actual, before, atol=1e-6)
+
+
+def test_resume_refuses_a_finished_run_and_other_trainable_settings(runs, tmp_path):
+    done = runs["resumed"]  # checkpoint-4 of a 4-step run
+    with pytest.raises(InputError, match="at step 4, not before --max_train_steps 4: nothing to train"):
+        train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(done), "--max_train_steps", "4",
+                               "--resume_from_checkpoint", "latest", *LORA])
+    run = tmp_path / "run"
+    shutil.copytree(done / "checkpoint-4", run / "checkpoint-4")
+    args = train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(run), *FAST, *LORA,
+                                  "--max_train_steps", "6", "--resume_from_checkpoint", "latest",
+                                  "--train_unet_liem", "false", "--validation_steps", "0", "--report_to", "none"])
+    with pytest.raises(InputError, match="that this run keeps frozen"):
+        train_star.main(args)
 
 
 def test_resume_is_exact(runs):

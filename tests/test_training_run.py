@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
@@ -14,14 +15,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None)
     p.add_argument("--learning_rate", type=float, default=1.0)
     p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--layers", nargs="+", default=["a"])
+    p.add_argument("--scale_range", type=float, nargs=2, default=None)
+    p.add_argument("--flip", action="store_true")
+    p.add_argument("--mode", default="x", choices=("x", "y"))
+    p.add_argument("--overrides", type=json.loads, default={})
     return p
 
 
 def test_config_values_are_defaults_that_flags_override(tmp_path):
     config = tmp_path / "run.yaml"
-    config.write_text("learning_rate: 0.5\nscale: 2\n")
+    config.write_text("learning_rate: 5e-4\nscale: 2\nlayers: [b, c]\nscale_range: [1, 4]\nflip: true\n"
+                      "overrides: {blocks: 6}\n")
     args = parse_with_config(parser(), ["--config", str(config), "--scale", "3"])
-    assert args.learning_rate == 0.5 and args.scale == 3
+    assert args.learning_rate == 5e-4 and args.scale == 3  # YAML reads 5e-4 as text; the flag's type makes it a float
+    assert args.layers == ["b", "c"] and args.scale_range == [1.0, 4.0] and args.flip is True
+    assert args.overrides == {"blocks": 6}
     assert parse_with_config(parser(), []).learning_rate == 1.0
 
 
@@ -29,6 +38,13 @@ def test_config_values_are_defaults_that_flags_override(tmp_path):
     ("learnig_rate: 0.5\n", "unknown settings ['learnig_rate']"),
     ("- 1\n- 2\n", "must hold a mapping"),
     ("scale: [1\n", "is not valid YAML"),
+    ("scale: 1.5\n", "scale must be int, got 1.5"),
+    ("scale: [2]\n", "scale must be int, got [2]"),
+    ("learning_rate: true\n", "learning_rate must be a number"),
+    ("layers: b\n", "layers must be a list of one or more values"),
+    ("scale_range: [1, 2, 3]\n", "scale_range must be a list of 2 values"),
+    ("flip: 1\n", "flip must be true or false"),
+    ("mode: z\n", "mode must be one of x, y, got 'z'"),
 ])
 def test_bad_configs_are_one_line_argument_errors(tmp_path, capsys, text, message):
     config = tmp_path / "run.yaml"

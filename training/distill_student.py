@@ -36,7 +36,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
-from diffusers.optimization import get_scheduler
+from diffusers.optimization import SchedulerType, get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max_train_steps", type=int, default=1000)
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
     train.add_argument("--learning_rate", type=float, default=5e-4)
-    train.add_argument("--lr_scheduler", default="cosine",
-                       help='"constant", "constant_with_warmup", "linear", "cosine", ...')
+    train.add_argument("--lr_scheduler", default="cosine", choices=tuple(kind.value for kind in SchedulerType),
+                       help="diffusers.optimization schedule")
     train.add_argument("--lr_warmup_steps", type=int, default=50)
     train.add_argument("--adam_beta1", type=float, default=0.9)
     train.add_argument("--adam_beta2", type=float, default=0.99)
@@ -151,6 +151,11 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     args = parse_with_config(parser, input_args)
     if args.train_batch_size < 1 or args.max_train_steps < 1 or args.gradient_accumulation_steps < 1:
         parser.error("train_batch_size, max_train_steps and gradient_accumulation_steps must be >= 1")
+    if not args.learning_rate > 0 or args.lr_warmup_steps < 0:
+        parser.error(f"need --learning_rate > 0 and --lr_warmup_steps >= 0, got {args.learning_rate} and "
+                     f"{args.lr_warmup_steps}")
+    if args.mixed_precision == "fp16" and not torch.cuda.is_available():
+        parser.error("--mixed_precision fp16 needs a CUDA GPU; on the CPU use bf16 or no")
     try:
         check_writable(Path(args.output_dir) / SUMMARY_NAME)
     except OutputError as error:
@@ -161,6 +166,10 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     resume = args.resume_from_checkpoint
     if resume not in (None, "latest") and Path(resume) not in checkpoint_folders(Path(resume).parent):
         parser.error(f"--resume_from_checkpoint {resume} is not a {CHECKPOINT_PREFIX}<step> folder (or use 'latest')")
+    found = find_checkpoint(args.output_dir, resume) if resume is not None else None
+    if found is not None and checkpoint_step(found) >= args.max_train_steps:
+        parser.error(f"{found} is at step {checkpoint_step(found)}, not before --max_train_steps "
+                     f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
     if args.scale_range is not None:
         low, high = args.scale_range
         if not 1 <= low <= high <= args.scale:

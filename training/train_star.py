@@ -49,7 +49,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
-from diffusers.optimization import get_scheduler
+from diffusers.optimization import SchedulerType, get_scheduler
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per step.")
     optim.add_argument("--learning_rate", type=float, default=5e-5, help="AdamW learning rate.")
     optim.add_argument("--lr_scheduler", type=str, default="constant_with_warmup",
-                       help="diffusers.optimization schedule: constant, constant_with_warmup, linear, cosine, ...")
+                       choices=tuple(kind.value for kind in SchedulerType), help="diffusers.optimization schedule.")
     optim.add_argument("--lr_warmup_steps", type=int, default=0, help="Warm-up steps.")
     optim.add_argument("--adam_beta1", type=float, default=0.9)
     optim.add_argument("--adam_beta2", type=float, default=0.999)
@@ -234,6 +234,36 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError("both --v_loss_weight and --dfl_beta are 0: there would be nothing to train")
     if args.mixed_precision not in (None, "no", "fp16", "bf16"):
         raise InputError(f"--mixed_precision must be no, fp16 or bf16, got {args.mixed_precision!r}")
+    if args.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise InputError("--mixed_precision fp16 needs a CUDA GPU; on the CPU use bf16 or no")
+    if not args.learning_rate > 0 or args.lr_warmup_steps < 0:
+        raise InputError(f"need --learning_rate > 0 and --lr_warmup_steps >= 0, got {args.learning_rate} and "
+                         f"{args.lr_warmup_steps}")
+    for name, optional in (("crop_size", False), ("dfl_crop_size", True)):
+        value = getattr(args, name)
+        if not (value is None and optional) and not _is_size(value):
+            raise InputError(f"--{name} must be a positive integer or [height, width] of positive integers, "
+                             f"got {value!r}")
+    interval = args.frame_interval
+    if not (_is_size(interval) and (isinstance(interval, int) or interval[0] <= interval[1])):
+        raise InputError(f"--frame_interval must be a positive integer or [min, max] with min <= max, got {interval!r}")
+    if args.dfl_num_frames is not None and not 1 <= args.dfl_num_frames <= args.num_frames:
+        raise InputError(f"--dfl_num_frames must be between 1 and --num_frames ({args.num_frames}) or null, got "
+                         f"{args.dfl_num_frames}")
+    if args.validation_steps and args.validation_num_inference_steps < 1:
+        raise InputError(f"--validation_num_inference_steps must be >= 1, got {args.validation_num_inference_steps}")
+    resume = resolve_resume(args)
+    if resume is not None and checkpoint_step(resume) >= args.max_train_steps:
+        raise InputError(f"{resume} is at step {checkpoint_step(resume)}, not before --max_train_steps "
+                         f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
+
+
+def _is_size(value: Any) -> bool:
+    """A positive int, or a list of two positive ints (YAML gives lists)."""
+    def positive(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    return positive(value) or (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(positive, value)))
 
 
 def flat_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -558,9 +588,11 @@ def register_checkpoint_hooks(accelerator: Accelerator) -> None:
                 raise InputError(f"{input_dir}: UNet parameters {result.unexpected_keys[:3]} do not exist in this "
                                  "model; resume with the same lora_rank / train_unet_liem settings")
             trained = {n for n, p in model.unet.named_parameters() if p.requires_grad}
-            if trained - set(state):
-                raise InputError(f"{input_dir} lacks trained UNet parameters {sorted(trained - set(state))[:3]}; "
-                                 "resume with the same lora_rank / train_unet_liem settings")
+            if trained != set(state):
+                lacking, extra = sorted(trained - set(state)), sorted(set(state) - trained)
+                what = (f"lacks trained UNet parameters {lacking[:3]}" if lacking else
+                        f"trained UNet parameters {extra[:3]} that this run keeps frozen")
+                raise InputError(f"{input_dir} {what}; resume with the same lora_rank / train_unet_liem settings")
 
     accelerator.register_save_state_pre_hook(save_model_hook)
     accelerator.register_load_state_pre_hook(load_model_hook)
@@ -588,6 +620,9 @@ def main(args: argparse.Namespace) -> None:
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir),
                                             logging_dir=str(output_dir / args.logging_dir)))
+    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":  # e.g. from `accelerate config`
+        raise InputError("mixed precision fp16 (from the Accelerate config) needs a CUDA GPU; pass "
+                         "--mixed_precision bf16 or no on the CPU")
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)
     set_seed(args.seed)  # global RNGs: LoRA initialisation, dropout
@@ -608,14 +643,17 @@ def main(args: argparse.Namespace) -> None:
     dataset = build_dataset(args)
     if len(dataset) < args.train_batch_size:
         raise InputError(f"the dataset has {len(dataset)} items, fewer than --train_batch_size {args.train_batch_size}")
-    if accelerator.is_main_process:  # only now: a run refused above leaves no folder behind
+    val_sample = validation_sample(args, dataset) if args.validation_steps and accelerator.is_main_process else None
+    if accelerator.is_main_process:
+        if val_sample is None or args.validation_video is not None:
+            dataset[0]  # a dataset without one usable clip fails here, not in the first step
+        # only now: a run refused above leaves no folder behind
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(vars(args), sort_keys=False), encoding="utf-8")
     sampler = EpochShuffleSampler(len(dataset), seed=args.seed)
     dataloader = DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, drop_last=True,
                             num_workers=args.dataloader_num_workers,
                             generator=torch.Generator().manual_seed(args.seed))
-    val_sample = validation_sample(args, dataset) if args.validation_steps and accelerator.is_main_process else None
 
     # 3. Optimizer and schedule
     params = [p for p in denoiser.parameters() if p.requires_grad]
