@@ -12,9 +12,11 @@ The output folder loads with ``StarVSRPipeline.from_pretrained(folder)`` and
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError, MissingWeightsError
 
@@ -28,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, help="pipeline folder to write")
     parser.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"),
                         help="precision of the saved weights (default fp16, as released)")
-    parser.add_argument("--unet-config", help="JSON file with a StarVSRUNetModel config for checkpoints of "
-                                              "another size (default: the released architecture)")
+    parser.add_argument("--unet-config", help="JSON file with the StarVSRUNetModel config keys in which a "
+                                              "checkpoint of another size differs from the released "
+                                              "architecture (default: the released architecture)")
     parser.set_defaults(func=run)
 
 
@@ -55,32 +58,63 @@ def _load_vae(folder: Path, dtype):
     raise MissingWeightsError(f"no AutoencoderKLTemporalDecoder weights in {folder}: {'; '.join(errors)}")
 
 
+def _unet_config(path: Path, released: dict[str, Any]) -> dict[str, Any]:
+    """The released UNet config with the keys of the JSON file at ``path`` replaced."""
+    from ..models import StarVSRUNetModel
+
+    try:
+        changes = json.loads(_require(path, "the --unet-config file").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"--unet-config {path} is not valid JSON: {error}") from None
+    if not isinstance(changes, dict):
+        raise InputError(f"--unet-config {path} must hold a JSON object of StarVSRUNetModel config keys")
+    valid = set(inspect.signature(StarVSRUNetModel.__init__).parameters) - {"self"}
+    unknown = sorted(k for k in changes if k not in valid and not k.startswith("_"))
+    if unknown:
+        raise InputError(f"--unet-config {path}: unknown StarVSRUNetModel keys {unknown}; valid: {sorted(valid)}")
+    return {**released, **{k: v for k, v in changes.items() if not k.startswith("_")}}
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    """A state dict read without copying it into memory where the file format allows (mmap)."""
+    import torch
+
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # the legacy (non-zip) format
+    except Exception as error:  # torch raises many types for a corrupt or foreign file
+        raise InputError(f"cannot read {path} as a PyTorch checkpoint: {str(error).splitlines()[0]}") from error
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..conversion import convert_star_checkpoint, load_openclip_text_encoder, released_unet_config
     from ..models import StarVSRControlNetModel, StarVSRUNetModel
+    from ..outputs import check_writable
     from ..pipelines.pipeline_star_vsr import StarVSRPipeline
     from ..scheduling import make_star_scheduler
     from ..text import build_openclip_tokenizer
     from ..upscale import DTYPES
 
-    checkpoint = _require(Path(args.checkpoint), "the STAR checkpoint")
-    openclip = _require(Path(args.openclip), "the OpenCLIP checkpoint")
-    vae_folder = _require(Path(args.vae), "the SVD VAE folder")
     output = Path(args.output)
     if output.exists():
         raise InputError(f"{output} already exists; choose another --output or remove it")
+    check_writable(output)
+    checkpoint = _require(Path(args.checkpoint), "the STAR checkpoint")
+    openclip = _require(Path(args.openclip), "the OpenCLIP checkpoint")
+    vae_folder = _require(Path(args.vae), "the SVD VAE folder")
     dtype = DTYPES[args.dtype]
 
     unet_config = released_unet_config()
     if args.unet_config:
-        unet_config = {**json.loads(Path(args.unet_config).read_text()), "liem_placement": "before_norm"}
+        unet_config = {**_unet_config(Path(args.unet_config), unet_config), "liem_placement": "before_norm"}
     print(f"reading {checkpoint}")
-    try:
-        state_dict = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # torch raises many types for a corrupt or foreign file
-        raise InputError(f"cannot read {checkpoint} as a PyTorch checkpoint: {error}") from error
+    state_dict = _load_checkpoint(checkpoint)
     converted = convert_star_checkpoint(state_dict, unet_config)
     with torch.device("meta"):
         unet = StarVSRUNetModel.from_config(unet_config)

@@ -224,11 +224,21 @@ def convert_star_checkpoint(state_dict: Mapping[str, torch.Tensor],
     problems = []
     if unmapped:
         problems.append(f"{len(unmapped)} checkpoint tensors have no destination (is this a STAR I2VGen-XL "
-                        f"checkpoint with this structure?): {sorted(unmapped)}")
+                        f"checkpoint with this structure?): {_first(sorted(unmapped))}")
     if missing:
-        problems.append(f"{len(missing)} model parameters are not in the checkpoint: {sorted(missing)}")
+        problems.append(f"{len(missing)} model parameters are not in the checkpoint: {_first(sorted(missing))}")
     if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches: {mismatched}")
+        problems.append(f"{len(mismatched)} shape mismatches: {_first(mismatched)}")
     if problems:
         raise InputError("cannot convert the STAR checkpoint:\n" + "\n".join(problems))
     return out
+
+
+#: Names listed per kind of conversion problem (a checkpoint of another model has thousands).
+LISTED_NAMES = 5
+
+
+def _first(names: list[str]) -> str:
+    """The first ``LISTED_NAMES`` names, and how many more there are."""
+    more = len(names) - LISTED_NAMES
+    return ", ".join(names[:LISTED_NAMES]) + (f", ... ({more} more)" if more > 0 else "")
