@@ -262,6 +262,12 @@ def test_cache_resumes_without_recomputing_finished_shards(tmp_path):
     cache = build_teacher_cache(CallableTeacher(resumed, SCALE, name="teacher"), clips, tmp_path, clips_per_shard=2)
     assert resumed.calls == 4  # clips 2..5 only
     assert len(cache) == 6 and "gt" not in cache[0]
+    # a run that fails before its first shard leaves no cache (and no folder it made)
+    dead = FailingTeacher()
+    dead.calls = 3  # fails on its first clip
+    with pytest.raises(Interrupt):
+        build_teacher_cache(CallableTeacher(dead, SCALE, name="teacher"), clips, tmp_path / "new", clips_per_shard=2)
+    assert not (tmp_path / "new").exists()
     # other settings in the same folder are refused unless overwritten
     with pytest.raises(InputError, match="other settings"):
         build_teacher_cache(CallableTeacher(resumed, SCALE, name="teacher"), clips, tmp_path, clips_per_shard=3)
@@ -321,6 +327,9 @@ def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):
             "--crop-size", "32", "-o", str(tmp_path / "cache"), "--steps", "2", "--device", "cpu"]
     assert cli_main(argv + ["--features", "lr_features"]) == 2
     assert "has no feature taps ['lr_features']; it has ['hr_features']" in capsys.readouterr().err
+    assert cli_main(argv[:-4] + ["--steps", "0", "--device", "cpu"]) == 2
+    assert "num_inference_steps >= 1 (--steps)" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # a refused run leaves no cache that would block the corrected one
     assert cli_main(argv) == 0
     cache = TeacherCache(tmp_path / "cache")
     assert len(cache) == 2 and cache.manifest.teacher["kind"] == "star_vsr"

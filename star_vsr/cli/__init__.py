@@ -39,6 +39,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # OpenMP threads (PyTorch, ncnn) spin while waiting by default; on a shared or busy CPU that
     # tripled the student's step time in our measurements. Must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # transformers' "Loading weights" bar on every model load is noise next to our own progress bars
+    # (read when transformers loads, so before any command imports it)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:

@@ -85,8 +85,12 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def run_cache_teacher(args: argparse.Namespace) -> int:
+    from diffusers.utils import logging as diffusers_logging
+
     from ..distill.cache import build_teacher_cache
     from ..distill.teacher import load_teacher
+
+    diffusers_logging.disable_progress_bar()  # "Loading pipeline components"; the cache has its own bar
 
     clips, description = clip_source(args)
     teacher = load_teacher(args.teacher, scale=args.upscale, features=args.features, device=args.device,

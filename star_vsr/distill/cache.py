@@ -155,15 +155,34 @@ def build_teacher_cache(
     if len(clips) < 1:
         raise InputError("there are no clips to cache")
     folder = Path(output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     first = clips[0]
     if "lq" not in first:
         raise InputError(f"cache clips must be dicts with an 'lq' tensor; got keys {sorted(first)}")
     manifest = CacheManifest(num_clips=len(clips), clips_per_shard=clips_per_shard, dtype=dtype,
                              teacher=_as_json(teacher.describe()) if teacher is not None else None,
                              source=_as_json(dict(source or {})), has_gt="gt" in first)
+    new_folder = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
     manifest = _resume_or_start(folder, manifest, overwrite)
-    storage = STORAGE_DTYPES[dtype]
+    try:
+        _fill_shards(teacher, clips, folder, manifest, progress)
+    except BaseException:
+        if not any(folder.glob("shard-*.safetensors")):  # nothing cached: leave no cache behind
+            (folder / MANIFEST_NAME).unlink(missing_ok=True)
+            for temp in folder.glob(".shard-*.tmp"):
+                temp.unlink()
+            if new_folder and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    manifest.complete = True
+    manifest.save(folder)
+    return TeacherCache(folder)
+
+
+def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]], folder: Path,
+                 manifest: CacheManifest, progress: bool) -> None:
+    """Write every shard that is not in ``folder`` yet, saving the manifest after each."""
+    storage = STORAGE_DTYPES[manifest.dtype]
     done = sum(len(manifest.shard_clips(s)) for s in range(manifest.num_shards) if _shard_path(folder, s).is_file())
     bar = tqdm(total=manifest.num_clips, initial=done, unit="clip", desc="teacher cache", disable=not progress)
     for shard in range(manifest.num_shards):
@@ -185,9 +204,6 @@ def build_teacher_cache(
         manifest.wall_time_s += time.perf_counter() - started
         manifest.save(folder)
     bar.close()
-    manifest.complete = True
-    manifest.save(folder)
-    return TeacherCache(folder)
 
 
 def _shard_path(folder: Path, shard: int) -> Path:
@@ -195,12 +211,15 @@ def _shard_path(folder: Path, shard: int) -> Path:
 
 
 def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> CacheManifest:
-    """Reuse a matching cache in ``folder`` (keeping its progress), or start it afresh."""
+    """Reuse a matching cache in ``folder`` (keeping its progress), or start it afresh.
+
+    A cache with other settings is replaced only with ``overwrite``, or when it holds no shard yet
+    (a run that stopped before caching anything has nothing to lose)."""
     if (folder / MANIFEST_NAME).is_file():
         existing = CacheManifest.load(folder)
         if existing.settings() == manifest.settings():
             return existing
-        if not overwrite:
+        if not overwrite and any(folder.glob("shard-*.safetensors")):
             changed = [k for k, v in manifest.settings().items() if existing.settings()[k] != v]
             raise InputError(f"{folder} already holds a teacher cache built with other settings ({', '.join(changed)} "
                              "differ); choose another folder, or overwrite it")

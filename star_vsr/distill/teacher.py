@@ -182,6 +182,8 @@ class DiffusionTeacher(Teacher):
         if unknown:
             raise InputError(f"the StarVSR diffusion teacher has no feature taps {unknown}; it has "
                              f"{sorted(DIFFUSION_FEATURES)}")
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise InputError(f"the diffusion teacher needs num_inference_steps >= 1 (--steps), got {num_inference_steps}")
         self.pipe, self.scale, self.num_inference_steps, self.seed = pipe, int(scale), num_inference_steps, seed
         self.source, self.call_kwargs, self.feature_names = source, call_kwargs, tuple(features)
         pipe.set_progress_bar_config(disable=True)
