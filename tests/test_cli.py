@@ -88,6 +88,37 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     assert scores["mean"]["psnr_y"] > 30 and 0 <= scores["mean"]["ewarp"] < 5
 
 
+def test_evaluate_adds_learned_metrics_and_names_missing_weights(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    import star_vsr.metrics.learned as learned
+
+    gt = write_test_video(tmp_path / "gt.mkv", num_frames=4, size=(16, 16), seed=0, codec="ffv1")
+    pred = write_test_video(tmp_path / "pred.mkv", num_frames=4, size=(16, 16), seed=1, codec="ffv1")
+    out_json = tmp_path / "scores.json"
+    args = ["evaluate", "--pred", str(pred), "--gt", str(gt), "--scale", "2", "--json", str(out_json)]
+    # no weight files: the files and where they go are named before any work, nothing is written
+    assert main(args + ["--metrics", "lpips", "--weights-dir", str(tmp_path / "weights")]) == 2
+    err = capsys.readouterr().err
+    assert "alexnet-owt-7be5be79.pth" in err and "LPIPS_v0.1_alex-df73285e.pth" in err and not out_json.exists()
+    assert main(args + ["--metrics", "dover"]) == 2
+    assert "DOVER is not part of pyiqa" in capsys.readouterr().err
+
+    class MeanAbsoluteError:  # stands in for a pyiqa network: the frames reach it, its mean is reported
+        name, full_reference = "mae", True
+
+        def score_frame(self, p, g):
+            return float(np.abs(p.astype(np.float64) - g).mean())
+
+    monkeypatch.setattr(learned, "load_learned_metric", lambda name, weights_dir=None: MeanAbsoluteError())
+    assert main(args + ["--metrics", "mae"]) == 0
+    assert "MAE" in capsys.readouterr().out
+    from star_vsr.io import read_frames
+
+    expected = np.abs(read_frames(pred, range(4)).astype(np.float64) - read_frames(gt, range(4))).mean()
+    assert json.loads(out_json.read_text())["mean"]["mae"] == pytest.approx(expected)
+
+
 def test_evaluate_size_mismatch_is_an_error(tmp_path, capsys):
     a = write_test_video(tmp_path / "a.mp4", num_frames=3, size=(32, 32))
     b = write_test_video(tmp_path / "b.mp4", num_frames=3, size=(16, 16))
@@ -131,6 +162,25 @@ def test_upscale_bad_scale_leaves_no_output(tmp_path, tiny_star_folder, capsys):
     assert not out.exists() and not list(tmp_path.glob(".*"))
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--steps", "0"], "num_inference_steps must be >= 1"),
+    (["--chunk-frames", "4", "--chunk-overlap", "4"], "chunk_overlap < chunk_frames"),
+    (["--tile-size", "32"], "lower tile_overlap"),
+    (["--noise-level", "0"], "noise_level must be in [1, 1000]"),
+])
+def test_diffusion_options_are_checked_before_the_model_loads(tmp_path, tiny_star_folder, capsys, monkeypatch,
+                                                              flags, message):
+    import star_vsr.upscale
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before its options were checked")
+
+    monkeypatch.setattr(star_vsr.upscale, "load_upscaler", no_loading)
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4"), "--model", str(tiny_star_folder), *flags]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out.mp4").exists()
+
+
 def test_upscale_batch_resumes(tmp_path, tiny_star_folder, capsys):
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
@@ -168,7 +218,9 @@ def test_convert_star_end_to_end(tmp_path, capsys):
 
     components = tiny_star_components(seed=3)
     unet, controlnet = components["unet"], components["controlnet"]
-    torch.save({"state_dict": _reference_format_checkpoint(unet, controlnet)}, tmp_path / "light_deg.pt")
+    # the legacy (pre-zip) format, which cannot be memory-mapped: read without mmap
+    torch.save({"state_dict": _reference_format_checkpoint(unet, controlnet)}, tmp_path / "light_deg.pt",
+               _use_new_zipfile_serialization=False)
     tower = _build_text_tower(8, CLIPTextCfg(context_length=77, vocab_size=49408, width=TINY_TEXT_WIDTH,
                                              heads=2, layers=3))
     torch.save(tower.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
@@ -179,6 +231,16 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     args = ["convert-star", "--checkpoint", str(tmp_path / "light_deg.pt"), "--openclip",
             str(tmp_path / "open_clip_pytorch_model.bin"), "--vae", str(tmp_path / "vae"), "-o", str(out),
             "--dtype", "fp32", "--unet-config", str(tmp_path / "unet.json")]
+    # a wrong --unet-config: one line, nothing written
+    for text, message in (("{", "is not valid JSON"), ('{"bogus": 1}', "unknown StarVSRUNetModel keys ['bogus']"),
+                          ("[1]", "must hold a JSON object")):
+        (tmp_path / "bad.json").write_text(text)
+        assert main(args[:-1] + [str(tmp_path / "bad.json")]) == 2
+        assert message in capsys.readouterr().err and not out.exists()
+    # the released architecture does not fit this tiny checkpoint: counts and a few names, not thousands
+    assert main(args[:-2]) == 2
+    err = capsys.readouterr().err
+    assert "model parameters are not in the checkpoint" in err and "more)" in err and len(err) < 3000
     assert main(args) == 0
     pipe = StarVSRPipeline.from_pretrained(out)
     assert pipe.unet.config.liem_placement == "before_norm"

@@ -2,7 +2,8 @@
 
 ``--pred`` and ``--gt`` are two videos (files or image folders) or two folders of videos matched
 by file name (without extension). PSNR/SSIM crop ``--scale`` pixels at every border; E*warp warps
-the prediction with optical flow estimated on the ground truth.
+the prediction with optical flow estimated on the ground truth. ``--metrics lpips,dists,...`` adds
+learned metrics (pyiqa, from weight files already on disk; nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import InputError, VideoNotFoundError
 
@@ -29,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="crop the ground truth to the prediction's size (top-left) when it is larger by less "
                              "than 2 x --scale pixels: what `star-vsr degrade` cuts off")
     parser.add_argument("--json", metavar="FILE", help="also write per-clip and mean results as JSON")
+    parser.add_argument("--metrics", default="", metavar="NAMES",
+                        help="learned metrics to add, comma-separated: lpips, lpips-vgg, dists (full-reference), "
+                             "musiq, clipiqa (no-reference); needs pyiqa and local weight files (README)")
+    parser.add_argument("--weights-dir", metavar="DIR",
+                        help="folder with the learned metrics' weight files (default: torch's hub folder, "
+                             "where pyiqa keeps them)")
     parser.set_defaults(func=run)
 
 
@@ -57,8 +65,8 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     return [(gt.stem, pred, gt)]
 
 
-def format_table(rows: dict[str, dict[str, float]]) -> str:
-    keys = [c for c in COLUMNS if any(c[0] in r for r in rows.values())]
+def format_table(rows: dict[str, dict[str, float]], learned: Sequence[str] = ()) -> str:
+    keys = [c for c in COLUMNS if any(c[0] in r for r in rows.values())] + [(n, n.upper(), "{:.4f}") for n in learned]
     name_width = max(len("clip"), *(len(n) for n in rows))
     lines = [f"{'clip':<{name_width}}  " + "  ".join(f"{title:>8}" for _, title, _ in keys)]
     for name, row in rows.items():
@@ -79,16 +87,21 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         check_writable(args.json)  # before the metrics, not after
     clips = pair_clips(Path(args.pred), Path(args.gt))
+    learned = []
+    for metric_name in (n.strip() for n in args.metrics.split(",") if n.strip()):
+        from ..metrics.learned import load_learned_metric  # pyiqa and torch only when asked for
+
+        learned.append(load_learned_metric(metric_name, args.weights_dir))  # missing weights: named before any work
     results: dict[str, dict[str, float]] = {}
     for name, pred, gt in clips:
         results[name] = evaluate_videos(str(pred), str(gt), scale=args.scale, warp=not args.no_warp, progress=True,
-                                        crop_gt=args.crop_gt)
+                                        crop_gt=args.crop_gt, learned=learned)
     keys = [k for k in results[clips[0][0]] if k != "frames"]
     mean = {k: sum(r[k] for r in results.values()) / len(results) for k in keys}
     table = dict(results)
     if len(results) > 1:
         table["mean"] = mean
-    print(format_table(table))
+    print(format_table(table, [m.name for m in learned]))
     if args.json:
         tmp = f"{args.json}.tmp"
         with open(tmp, "w") as handle:  # identical frames give PSNR = inf, written as null (strict JSON)

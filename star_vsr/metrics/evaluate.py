@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Sequence
+
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -9,6 +11,9 @@ from star_vsr.errors import InputError
 from star_vsr.metrics.fidelity import psnr, ssim
 from star_vsr.metrics.inputs import check_frames, check_same_shape
 from star_vsr.metrics.warping import warping_error
+
+if TYPE_CHECKING:
+    from star_vsr.metrics.learned import LearnedMetric
 
 #: Keys of :func:`evaluate_clip`'s result, in the order papers print them.
 FIDELITY_KEYS: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
@@ -83,6 +88,7 @@ def evaluate_videos(
     chunk_size: int = 16,
     progress: bool = False,
     crop_gt: bool = False,
+    learned: Sequence[LearnedMetric] = (),
 ) -> dict[str, float]:
     """:func:`evaluate_clip` for two video files (or image folders), streamed ``chunk_size`` frames at a time.
 
@@ -90,7 +96,9 @@ def evaluate_videos(
     pairs) plus ``"frames"``; memory stays at two chunks whatever the video length. With
     ``crop_gt``, a ground truth larger than the prediction by less than ``2 * scale`` pixels in
     each dimension is cropped to its top-left corner of the prediction's size: what ``star-vsr
-    degrade`` cuts off to make the sizes multiples of the scale (times 2 for 4:2:0 video).
+    degrade`` cuts off to make the sizes multiples of the scale (times 2 for 4:2:0 video). Each of
+    the ``learned`` metrics (:func:`~star_vsr.metrics.learned.load_learned_metric`) adds the mean of
+    its per-frame scores under its name (whole frames; full-reference ones against the ground truth).
 
     Raises:
         InputError: the two videos differ in frame count or frame size (both named).
@@ -120,6 +128,9 @@ def evaluate_videos(
             scores = evaluate_clip(pred, gt, scale=scale, warp=False)
             for key in FIDELITY_KEYS:
                 sums[key] += scores[key] * len(gt)
+            for metric in learned:
+                sums[metric.name] = sums.get(metric.name, 0.0) + sum(
+                    metric.score_frame(p, g if metric.full_reference else None) for p, g in zip(pred, gt))
             if warp:
                 pred_pairs = pred if previous is None else np.concatenate([previous[0][None], pred])
                 gt_pairs = gt if previous is None else np.concatenate([previous[1][None], gt])

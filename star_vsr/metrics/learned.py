@@ -227,7 +227,7 @@ def resolve_weight_files(name: str, weights_dir: str | Path | None = None) -> di
             f"The {spec.name} metric needs weight files that are not in {root}:\n"
             + "\n".join(lines)
             + "\nstar-vsr never downloads weights itself. Put the files there, or pass the "
-            "weights directory that holds them (weights_dir / --weights-dir)."
+            "weights directory that holds them (weights_dir, or `star-vsr evaluate --weights-dir`)."
         )
     return resolved
 
