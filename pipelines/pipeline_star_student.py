@@ -130,7 +130,7 @@ class StarStudentPipeline(DiffusionPipeline):
                         **kwargs: Any) -> "StarStudentPipeline":
         """Load a folder written by ``save_pretrained`` (e.g. by ``training/distill_student.py``). Never downloads."""
         folder = Path(pretrained_model_name_or_path)
-        check_pipeline_folder(folder, "student", MISSING_STUDENT_HELP, expected_class=cls.__name__)
+        check_pipeline_folder(folder, "student", MISSING_STUDENT_HELP, expected_class=cls)
         kwargs["local_files_only"] = True
         return super().from_pretrained(folder, **kwargs)
 

@@ -141,7 +141,7 @@ class StarVSRPipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any) -> "StarVSRPipeline":
         """Load a pipeline folder written by ``save_pretrained`` or ``star-vsr convert-star``. Never downloads."""
         folder = Path(pretrained_model_name_or_path)
-        check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls.__name__)
+        check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls)
         kwargs.setdefault("local_files_only", True)
         return super().from_pretrained(folder, **kwargs)
 

@@ -49,17 +49,15 @@ def _to_tensor(frame: object) -> torch.Tensor:
             raise InputError(f"tensor frames must be (3, h, w), got {tuple(frame.shape)}")
         check_unit_range(frame, "tensor frames")
         return frame.float()
-    array = np.asarray(frame)
-    if not array.flags.writeable:  # PIL images give read-only views, which torch.from_numpy warns about
-        array = array.copy()
+    array = np.asarray(frame)  # PIL images give read-only views: converted by copies below, not shared
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] not in (3, 4):
         raise InputError(f"image frames must be (h, w, 3) RGB, got an array of shape {array.shape}")
     array = array[..., :3]
     if array.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255.0
-    frame_tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+        return torch.from_numpy(array.astype(np.float32)).permute(2, 0, 1) / 255.0
+    frame_tensor = torch.from_numpy(np.array(array)).permute(2, 0, 1)
     check_unit_range(frame_tensor, "image frames that are not uint8")
     return frame_tensor.float()
 

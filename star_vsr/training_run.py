@@ -15,6 +15,8 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
+from .errors import InputError
+
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
@@ -75,8 +77,12 @@ def _setting(parser: argparse.ArgumentParser, action: argparse.Action, value: An
 def _converted(parser: argparse.ArgumentParser, action: argparse.Action, value: Any, where: str) -> Any:
     """One value through the flag's ``type``, as its command-line text (mappings and lists as JSON, which
     the flags that take structured values read, and plain types refuse)."""
-    if action.type is None or value is None:
+    if value is None:
         return value
+    if action.type is None:  # a plain string flag
+        if isinstance(value, (dict, list)):
+            parser.error(f"{where} must be a single value, got {value!r}")
+        return value if isinstance(value, str) else str(value)
     if isinstance(value, bool) and action.type in (int, float):
         parser.error(f"{where} must be a number, got {value!r}")
     try:
@@ -114,3 +120,40 @@ def prune_checkpoints(output_dir: Path, limit: Optional[int]) -> list[Path]:
     for folder in old:
         shutil.rmtree(folder)
     return old
+
+
+def resume_checkpoint(output_dir: Path, resume: Optional[str]) -> Optional[Path]:
+    """The checkpoint ``--resume_from_checkpoint`` names, or None to start fresh.
+
+    ``None`` starts fresh; ``"latest"`` is the newest checkpoint in ``output_dir`` (None when there
+    is none yet, so a first run and its restarts share one command line); anything else must be a
+    ``checkpoint-<step>`` folder (``InputError`` otherwise).
+    """
+    if resume is None:
+        return None
+    if resume == "latest":
+        folders = checkpoint_folders(Path(output_dir))
+        return folders[-1] if folders else None
+    path = Path(resume)
+    if path not in checkpoint_folders(path.parent):
+        raise InputError(f"--resume_from_checkpoint {path} is not a {CHECKPOINT_PREFIX}<step> folder; give one, "
+                         "or 'latest'")
+    return path
+
+
+def check_run_settings(args: argparse.Namespace) -> None:
+    """``InputError`` for settings both training scripts share that cannot work: the learning rate and
+    warm-up, fp16 without a GPU, and a checkpoint to resume that is already at ``max_train_steps``."""
+    import torch
+
+    if not args.learning_rate > 0 or args.lr_warmup_steps < 0:
+        raise InputError(f"need --learning_rate > 0 and --lr_warmup_steps >= 0, got {args.learning_rate} and "
+                         f"{args.lr_warmup_steps}")
+    has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or (
+        hasattr(torch, "xpu") and torch.xpu.is_available())
+    if args.mixed_precision == "fp16" and not has_gpu:
+        raise InputError("--mixed_precision fp16 needs a GPU; on the CPU use bf16 or no")
+    resume = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    if resume is not None and checkpoint_step(resume) >= args.max_train_steps:
+        raise InputError(f"{resume} is at step {checkpoint_step(resume)}, not before --max_train_steps "
+                         f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")

@@ -179,6 +179,9 @@ def test_diffusion_options_are_checked_before_the_model_loads(tmp_path, tiny_sta
     src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
     assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4"), "--model", str(tiny_star_folder), *flags]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "out.mp4").exists()
+    assert main(["upscale-batch", str(tmp_path), "-o", str(tmp_path / "out"), "--model", str(tiny_star_folder),
+                 *flags]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_upscale_batch_resumes(tmp_path, tiny_star_folder, capsys):

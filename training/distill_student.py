@@ -43,11 +43,11 @@ from tqdm.auto import tqdm
 from star_vsr.distill.cache import MANIFEST_NAME, TeacherCache
 from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
-from star_vsr.errors import OutputError
+from star_vsr.errors import InputError, OutputError
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
-from star_vsr.training_run import (CHECKPOINT_PREFIX, checkpoint_folders, checkpoint_step, parse_with_config,
-                                   prune_checkpoints)
+from star_vsr.training_run import (CHECKPOINT_PREFIX, check_run_settings, checkpoint_step, parse_with_config,
+                                   prune_checkpoints, resume_checkpoint)
 
 logger = get_logger(__name__)
 
@@ -151,11 +151,6 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     args = parse_with_config(parser, input_args)
     if args.train_batch_size < 1 or args.max_train_steps < 1 or args.gradient_accumulation_steps < 1:
         parser.error("train_batch_size, max_train_steps and gradient_accumulation_steps must be >= 1")
-    if not args.learning_rate > 0 or args.lr_warmup_steps < 0:
-        parser.error(f"need --learning_rate > 0 and --lr_warmup_steps >= 0, got {args.learning_rate} and "
-                     f"{args.lr_warmup_steps}")
-    if args.mixed_precision == "fp16" and not torch.cuda.is_available():
-        parser.error("--mixed_precision fp16 needs a CUDA GPU; on the CPU use bf16 or no")
     try:
         check_writable(Path(args.output_dir) / SUMMARY_NAME)
     except OutputError as error:
@@ -163,13 +158,10 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     if args.train_cache is not None and not Path(args.train_cache, MANIFEST_NAME).is_file():
         parser.error(f"--train_cache {args.train_cache} is not a teacher cache (no manifest.json); make one with "
                      "`star-vsr distill cache-teacher`")
-    resume = args.resume_from_checkpoint
-    if resume not in (None, "latest") and Path(resume) not in checkpoint_folders(Path(resume).parent):
-        parser.error(f"--resume_from_checkpoint {resume} is not a {CHECKPOINT_PREFIX}<step> folder (or use 'latest')")
-    found = find_checkpoint(args.output_dir, resume) if resume is not None else None
-    if found is not None and checkpoint_step(found) >= args.max_train_steps:
-        parser.error(f"{found} is at step {checkpoint_step(found)}, not before --max_train_steps "
-                     f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
+    try:
+        check_run_settings(args)  # learning rate, fp16 without a GPU, the checkpoint to resume
+    except InputError as error:
+        parser.error(str(error))
     if args.scale_range is not None:
         low, high = args.scale_range
         if not 1 <= low <= high <= args.scale:
@@ -320,14 +312,6 @@ class TrainingClock:
         self.previous_s, self.started = float(state["elapsed_s"]), time.perf_counter()
 
 
-def find_checkpoint(output_dir: str, name: str) -> Optional[Path]:
-    """The checkpoint folder ``name`` ("latest": the highest step in ``output_dir``), or None."""
-    if name != "latest":
-        return Path(name)
-    folders = checkpoint_folders(Path(output_dir))
-    return folders[-1] if folders else None
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -437,7 +421,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     # 5. Resume
     global_step, first_epoch, resume_step = 0, 0, 0
     if args.resume_from_checkpoint:
-        path = find_checkpoint(args.output_dir, args.resume_from_checkpoint)
+        path = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
         if path is None:
             accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
         else:

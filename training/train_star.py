@@ -57,7 +57,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipDataset
-from star_vsr.data.base import ClipPairDataset
+from star_vsr.data.base import ClipPairDataset, as_size
 from star_vsr.errors import InputError, StarVSRError
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
 from star_vsr.metrics import psnr_clip, ssim_clip
@@ -66,8 +66,8 @@ from star_vsr.outputs import check_writable
 from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.text import tokenize
-from star_vsr.training_run import (CHECKPOINT_PREFIX, checkpoint_folders, checkpoint_step, parse_with_config,
-                                   prune_checkpoints)
+from star_vsr.training_run import (CHECKPOINT_PREFIX, check_run_settings, checkpoint_step, parse_with_config,
+                                   prune_checkpoints, resume_checkpoint)
 
 logger = get_logger(__name__)
 
@@ -234,36 +234,14 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError("both --v_loss_weight and --dfl_beta are 0: there would be nothing to train")
     if args.mixed_precision not in (None, "no", "fp16", "bf16"):
         raise InputError(f"--mixed_precision must be no, fp16 or bf16, got {args.mixed_precision!r}")
-    if args.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise InputError("--mixed_precision fp16 needs a CUDA GPU; on the CPU use bf16 or no")
-    if not args.learning_rate > 0 or args.lr_warmup_steps < 0:
-        raise InputError(f"need --learning_rate > 0 and --lr_warmup_steps >= 0, got {args.learning_rate} and "
-                         f"{args.lr_warmup_steps}")
-    for name, optional in (("crop_size", False), ("dfl_crop_size", True)):
-        value = getattr(args, name)
-        if not (value is None and optional) and not _is_size(value):
-            raise InputError(f"--{name} must be a positive integer or [height, width] of positive integers, "
-                             f"got {value!r}")
-    interval = args.frame_interval
-    if not (_is_size(interval) and (isinstance(interval, int) or interval[0] <= interval[1])):
-        raise InputError(f"--frame_interval must be a positive integer or [min, max] with min <= max, got {interval!r}")
-    if args.dfl_num_frames is not None and not 1 <= args.dfl_num_frames <= args.num_frames:
-        raise InputError(f"--dfl_num_frames must be between 1 and --num_frames ({args.num_frames}) or null, got "
-                         f"{args.dfl_num_frames}")
+    as_size(args.crop_size, "--crop_size")
+    if args.dfl_crop_size is not None:
+        as_size(args.dfl_crop_size, "--dfl_crop_size")
+    if args.dfl_num_frames is not None and args.dfl_num_frames < 1:  # more than a clip has: the whole clip
+        raise InputError(f"--dfl_num_frames must be >= 1 or null, got {args.dfl_num_frames}")
     if args.validation_steps and args.validation_num_inference_steps < 1:
         raise InputError(f"--validation_num_inference_steps must be >= 1, got {args.validation_num_inference_steps}")
-    resume = resolve_resume(args)
-    if resume is not None and checkpoint_step(resume) >= args.max_train_steps:
-        raise InputError(f"{resume} is at step {checkpoint_step(resume)}, not before --max_train_steps "
-                         f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
-
-
-def _is_size(value: Any) -> bool:
-    """A positive int, or a list of two positive ints (YAML gives lists)."""
-    def positive(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-    return positive(value) or (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(positive, value)))
+    check_run_settings(args)
 
 
 def flat_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -416,7 +394,7 @@ def validation_sample(args: argparse.Namespace, dataset: ClipPairDataset) -> dic
 
 def check_crop_size(args: argparse.Namespace, unet: StarVSRUNetModel, vae_scale_factor: int) -> None:
     """The HR crop must give latents the UNet accepts (see ``StarVSRUNetModel.valid_latent_size``)."""
-    crop_h, crop_w = (args.crop_size,) * 2 if isinstance(args.crop_size, int) else tuple(args.crop_size)
+    crop_h, crop_w = as_size(args.crop_size, "--crop_size")
     if crop_h % vae_scale_factor or crop_w % vae_scale_factor:
         raise InputError(f"--crop_size {args.crop_size} must be a multiple of the VAE factor {vae_scale_factor}")
     latent = (crop_h // vae_scale_factor, crop_w // vae_scale_factor)
@@ -598,20 +576,6 @@ def register_checkpoint_hooks(accelerator: Accelerator) -> None:
     accelerator.register_load_state_pre_hook(load_model_hook)
 
 
-def resolve_resume(args: argparse.Namespace) -> Optional[Path]:
-    """The checkpoint folder to resume from (None: start fresh)."""
-    if args.resume_from_checkpoint is None:
-        return None
-    if args.resume_from_checkpoint == "latest":
-        folders = checkpoint_folders(Path(args.output_dir))
-        return folders[-1] if folders else None
-    path = Path(args.resume_from_checkpoint)
-    if path not in checkpoint_folders(path.parent):
-        raise InputError(f"--resume_from_checkpoint {path} is not a {CHECKPOINT_PREFIX}<step> folder; "
-                         "give one, or 'latest'")
-    return path
-
-
 # =============================================================================== main
 def main(args: argparse.Namespace) -> None:
     output_dir = Path(args.output_dir)
@@ -620,7 +584,7 @@ def main(args: argparse.Namespace) -> None:
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir),
                                             logging_dir=str(output_dir / args.logging_dir)))
-    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":  # e.g. from `accelerate config`
+    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":  # fp16 from `accelerate config`
         raise InputError("mixed precision fp16 (from the Accelerate config) needs a CUDA GPU; pass "
                          "--mixed_precision bf16 or no on the CPU")
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
@@ -670,7 +634,7 @@ def main(args: argparse.Namespace) -> None:
 
     # 4. Resume
     global_step = 0
-    resume_path = resolve_resume(args)
+    resume_path = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     if resume_path is not None:
         accelerator.print(f"Resuming from {resume_path}")
         accelerator.load_state(str(resume_path))

@@ -89,14 +89,13 @@ def load_benchmark_student(model: Optional[str], preset: Optional[str], dtype: s
     from ..student import build_student_pipeline, default_student_folder
     from ..upscale import load_upscaler
 
-    if preset is None:
+    if preset is None and model is None:
         try:
-            folder = model or str(default_student_folder())
-            return load_upscaler(folder, device="cpu", dtype=dtype), f"student from {folder}"
-        except MissingWeightsError:
-            if model is not None:
-                raise
+            model = str(default_student_folder())
+        except MissingWeightsError:  # no shipped student: time the same network with random weights
             preset = "small"
+    if preset is None:
+        return load_upscaler(model, device="cpu", dtype=dtype), f"student from {model}"
     pipe = build_student_pipeline(preset, bilinear_start=True)
     if dtype == "bf16":
         torch.nn.Module.to(pipe.student, torch.bfloat16)  # ModelMixin.to warns about fp32 modules it does not have

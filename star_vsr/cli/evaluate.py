@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.json)  # before the metrics, not after
     clips = pair_clips(Path(args.pred), Path(args.gt))
     learned = []
-    for metric_name in (n.strip() for n in args.metrics.split(",") if n.strip()):
+    for metric_name in dict.fromkeys(n.strip().lower() for n in args.metrics.split(",") if n.strip()):
         from ..metrics.learned import load_learned_metric  # pyiqa and torch only when asked for
 
         learned.append(load_learned_metric(metric_name, args.weights_dir))  # missing weights: named before any work

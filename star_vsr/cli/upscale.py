@@ -52,7 +52,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     diffusion.add_argument("--tile-size", type=int, default=defaults["tile_size"],
                            help="spatial tile in output pixels (default: whole frames)")
     diffusion.add_argument("--tile-overlap", type=int, default=defaults["tile_overlap"],
-                           help="output pixels shared by tiles (default 128; lower it for tiles under 256)")
+                           help="output pixels shared by tiles (default 128; must be less than --tile-size)")
     diffusion.add_argument("--color-fix", default=defaults["color_fix"], choices=("adain", "wavelet", "none"),
                            help="colour correction against the input (default adain, as STAR)")
     out = parser.add_argument_group("output")
@@ -103,22 +103,29 @@ def pipeline_kwargs(class_name: str, args: argparse.Namespace) -> dict[str, Any]
 def _load(args: argparse.Namespace, device: Any = None) -> Any:
     from diffusers.utils import logging as diffusers_logging
 
-    from ..upscale import load_upscaler, pipeline_class_name
+    from ..upscale import load_upscaler
 
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components" on every run
+    return load_upscaler(args.model, device=str(device) if device is not None else args.device, dtype=args.dtype)
+
+
+def check_model_options(args: argparse.Namespace) -> None:
+    """Resolve ``--model`` (the shipped student by default) and check the diffusion options a StarVSR
+    folder will get, before any output is made and before the weights load."""
+    import inspect
+
+    from ..upscale import pipeline_class_name
+
     if args.model is None:
         from ..student import default_student_folder
 
         args.model = str(default_student_folder())
-    if pipeline_class_name(args.model) == "StarVSRPipeline":  # check the options before the weights load
+    if pipeline_class_name(args.model) == "StarVSRPipeline":
         from ..pipelines.pipeline_star_vsr import check_sampling_arguments
 
-        kwargs = pipeline_kwargs("StarVSRPipeline", args)
-        check_sampling_arguments(kwargs["upscale"], kwargs["num_inference_steps"], noise_level=kwargs["noise_level"],
-                                 chunk_frames=kwargs["chunk_frames"], chunk_overlap=kwargs["chunk_overlap"],
-                                 tile_size=kwargs["tile_size"], tile_overlap=kwargs["tile_overlap"],
-                                 color_fix=kwargs["color_fix"])
-    return load_upscaler(args.model, device=str(device) if device is not None else args.device, dtype=args.dtype)
+        checked = set(inspect.signature(check_sampling_arguments).parameters)
+        check_sampling_arguments(**{k: v for k, v in pipeline_kwargs("StarVSRPipeline", args).items()
+                                    if k in checked})
 
 
 def run_single(args: argparse.Namespace) -> int:
@@ -131,6 +138,7 @@ def run_single(args: argparse.Namespace) -> int:
         raise InputError(f"{output} already exists; pass --overwrite to replace it")
     check_writable(output)
     FileFrameSource(args.input)  # a missing or corrupt input fails here, before a model is loaded
+    check_model_options(args)
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
                   **pipeline_kwargs(type(pipe).__name__, args))
@@ -155,6 +163,7 @@ def run_batch(args: argparse.Namespace) -> int:
         raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {input_dir}")
     outputs = {video: output_dir / output_name(video.name, args.codec) for video in videos}
     check_writable(outputs[videos[0]])
+    check_model_options(args)
     output_dir.mkdir(parents=True, exist_ok=True)
     # on machines without a GPU (or under `accelerate launch --cpu`) processes talk over gloo
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())

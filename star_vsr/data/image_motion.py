@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize
 from star_vsr.data.pairs import DegradationSpec
 from star_vsr.errors import InputError
-from star_vsr.evalset import training_photos
+from star_vsr.evalset import COLOUR_TRAINING_PHOTO_NAMES, load_photo
 
 ImageLike = Union[np.ndarray, str, Path]
 
@@ -78,8 +78,8 @@ class ImageMotionDataset(ClipPairDataset):
 
     Parameters:
         images (*optional*): uint8 arrays (h, w, 3) (grey and RGBA are converted) or image file paths
-            (read when used; unreadable ones are skipped). Default: the training photographs
-            (``star_vsr.evalset.training_photos(channel_orders=False)``: scikit-image's bundled photos
+            (read when used; unreadable ones are skipped). Default: the colour training photographs
+            (``star_vsr.evalset.COLOUR_TRAINING_PHOTO_NAMES``: scikit-image's bundled colour photos
             except the evaluation set's).
         num_frames (`int`, defaults to 8): frames per clip.
         crop_size (`int` or `(h, w)`, defaults to 64): HR frame size, divisible by ``scale``.
@@ -108,7 +108,7 @@ class ImageMotionDataset(ClipPairDataset):
                  caption: str = "", caption_dropout: float = 0.0, max_pan: float = 0.5,
                  zoom_range: tuple[float, float] = (0.9, 1.1), max_rotation: float = 3.0,
                  window_scale_range: tuple[float, float] = (1.0, 2.0), flip_and_rotate: bool = False) -> None:
-        images = training_photos(channel_orders=False) if images is None else list(images)
+        images = [load_photo(name) for name in COLOUR_TRAINING_PHOTO_NAMES] if images is None else list(images)
         self.images = [image if isinstance(image, (str, Path)) else _as_rgb(image, f"images[{i}]")
                        for i, image in enumerate(images)]
         super().__init__(len(self.images), num_frames, crop_size, scale, degradation, caption_dropout, seed, length)

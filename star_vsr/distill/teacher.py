@@ -17,6 +17,7 @@ CPU, ready for the teacher cache.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,8 +183,11 @@ class DiffusionTeacher(Teacher):
         if unknown:
             raise InputError(f"the StarVSR diffusion teacher has no feature taps {unknown}; it has "
                              f"{sorted(DIFFUSION_FEATURES)}")
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise InputError(f"the diffusion teacher needs num_inference_steps >= 1 (--steps), got {num_inference_steps}")
+        from star_vsr.pipelines.pipeline_star_vsr import check_sampling_arguments
+
+        sampling = set(inspect.signature(check_sampling_arguments).parameters)
+        check_sampling_arguments(upscale=scale, num_inference_steps=num_inference_steps,  # before any clip is cached
+                                 **{k: v for k, v in call_kwargs.items() if k in sampling})
         self.pipe, self.scale, self.num_inference_steps, self.seed = pipe, int(scale), num_inference_steps, seed
         self.source, self.call_kwargs, self.feature_names = source, call_kwargs, tuple(features)
         pipe.set_progress_bar_config(disable=True)
