@@ -11,16 +11,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "StarVSRPipeline": "star_vsr.pipelines.pipeline_star_vsr",
-    "StarVSRPipelineOutput": "star_vsr.pipelines.pipeline_star_vsr",
-    "StarStudentPipeline": "star_vsr.pipelines.pipeline_star_student",
-}
+#: Pipelines re-exported from ``star_vsr.pipelines`` (which imports each on first use).
+_PIPELINES = ("StarVSRPipeline", "StarVSRPipelineOutput", "StarStudentPipeline", "StarStudentPipelineOutput")
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *_PIPELINES]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _PIPELINES:
+        return getattr(importlib.import_module("star_vsr.pipelines"), name)
     raise AttributeError(f"module 'star_vsr' has no attribute {name!r}")

@@ -114,9 +114,9 @@ def ncnn_model_files(scale: int) -> tuple[Path, Path]:
 
 def load_ncnn(scale: int, threads: int) -> Any:
     """``ncnn.Net`` of realesr-animevideov3 x``scale`` on the CPU, ``threads`` threads, ncnn's other defaults."""
+    param, weights = ncnn_model_files(scale)  # InputError (the CLI skips ncnn) when ncnn is not installed
     import ncnn
 
-    param, weights = ncnn_model_files(scale)
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
     net.opt.num_threads = threads

@@ -84,7 +84,8 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "PSNR-Y" in table and "mean" in table
     scores = json.loads(out_json.read_text())
-    assert set(scores["clips"]) == {"a", "b"}
+    assert set(scores["clips"]) == {"a", "b"} and scores["clips"]["a"]["frames"] == 5  # a count, not 5.0
+    assert isinstance(scores["clips"]["a"]["frames"], int)
     assert scores["mean"]["psnr_y"] > 30 and 0 <= scores["mean"]["ewarp"] < 5
 
 

@@ -194,6 +194,11 @@ def test_video_files_decord_and_captions_from_lists(tmp_path):
     json_sources = list_clip_sources(tmp_path / "list.json")
     assert [(s.path, s.caption) for s in json_sources] == [(tmp_path / "other.mkv", "from json"),
                                                             (tmp_path / "clip.mp4", None)]
+    (tmp_path / "excel.csv").write_text("\ufeffpath,caption\nclip.mp4,saved by Excel\n", encoding="utf-8")  # a BOM
+    assert [s.caption for s in list_clip_sources(tmp_path / "excel.csv")] == ["saved by Excel"]
+    (tmp_path / "empty.json").write_text("[]")
+    with pytest.raises(InputError, match="lists no clips"):
+        list_clip_sources(tmp_path / "empty.json")
     (tmp_path / "bad.csv").write_text("file\nclip.mp4\n")
     with pytest.raises(InputError, match="'path' column"):
         list_clip_sources(tmp_path / "bad.csv")

@@ -118,6 +118,8 @@ def test_same_seed_is_bit_identical_and_generator_equals_int_seed() -> None:
         assert torch.equal(a, b)
         degradation = RealWorldDegradation(DegradationConfig.preset(preset), scale=4)
         assert torch.equal(a, degradation(hr, torch.Generator().manual_seed(11)))
+    with pytest.raises(InputError, match="seed must fit in 64 bits"):
+        degrade_clip(hr, 4, "light", seed=2 ** 70)
 
 
 def test_different_seeds_give_different_outputs() -> None:

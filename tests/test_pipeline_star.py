@@ -251,6 +251,16 @@ def test_bad_video_tensors_are_clear_errors(pipe, bad):
         run(pipe, bad)
 
 
+def test_pipelines_import_from_the_package_and_its_pipelines_module():
+    import star_vsr
+    import star_vsr.pipelines as pipelines
+
+    assert star_vsr.StarVSRPipeline is pipelines.StarVSRPipeline is StarVSRPipeline
+    assert star_vsr.StarStudentPipeline is pipelines.StarStudentPipeline
+    with pytest.raises(AttributeError):
+        pipelines.NoSuchPipeline
+
+
 def test_missing_weights_folder_says_what_to_download(tmp_path):
     with pytest.raises(MissingWeightsError, match="convert-star"):
         StarVSRPipeline.from_pretrained(tmp_path / "nothing-here")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -475,6 +477,26 @@ def test_benchmark_ncnn_needs_its_packages(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(InputError, match="pip install ncnn"):
         ncnn_model_files(4)
+
+
+def test_benchmark_without_ncnn_skips_it_with_a_note(monkeypatch, capsys):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ncnn" else real_find_spec(name, *a))
+    monkeypatch.setitem(sys.modules, "ncnn", None)  # `import ncnn` fails as if it were not installed
+    assert main(["benchmark", "--size", "32x18", "--frames", "2", "--repeats", "1", "--methods", "bicubic,ncnn"]) == 0
+    assert "ncnn: skipped (the ncnn baseline needs the ncnn package" in capsys.readouterr().out
+
+
+def test_benchmark_omp_wait_policy_flag_applies(tmp_path):
+    """In a fresh process (the policy must be set before torch loads): the flag, not the CLI's own default."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    report = tmp_path / "bench.json"
+    subprocess.run([sys.executable, "-m", "star_vsr", "benchmark", "--size", "32x18", "--frames", "2", "--repeats",
+                    "1", "--methods", "bicubic", "--omp-wait-policy", "active", "--json", str(report)],
+                   env=env, check=True, capture_output=True, timeout=300)
+    assert json.loads(report.read_text())["omp_wait_policy"] == "ACTIVE"
 
 
 def test_benchmark_rejects_bad_arguments():

@@ -21,6 +21,9 @@ from ..errors import StarVSRError
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = ("upscale", "degrade", "evaluate", "info", "convert", "benchmark", "export", "distill", "demo")
+#: Commands that load model folders: diffusers' "Loading pipeline components" bar is switched off for
+#: them (``benchmark`` does it itself, after setting the OpenMP policy: importing diffusers loads torch).
+MODEL_COMMANDS = ("upscale", "upscale-batch", "export", "distill", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,19 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    # OpenMP threads (PyTorch, ncnn) spin while waiting by default; on a shared or busy CPU that
-    # tripled the student's step time in our measurements. Must be set before torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # transformers' "Loading weights" bar on every model load is noise next to our own progress bars
-    # (read when transformers loads, so before any command imports it)
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    parser = build_parser()
+    parser = build_parser()  # imports no torch, transformers or diffusers: the settings below still apply
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 1
-    format_warning = warnings.formatwarning
-    warnings.formatwarning = lambda message, *_, **__: f"star-vsr {args.command}: warning: {message}\n"
+    # OpenMP threads (PyTorch, ncnn) spin while waiting by default; on a shared or busy CPU that
+    # tripled the student's step time in our measurements. Must be set before torch loads.
+    # `benchmark` sets it from its own --omp-wait-policy.
+    if args.command != "benchmark":
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # transformers' "Loading weights" bar on every model load is noise next to our own progress bars
+    # (read when transformers loads, so before any command imports it)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if args.command in MODEL_COMMANDS:
+        quiet_model_loading()
+    show_warning = warnings.showwarning
+    warnings.showwarning = lambda message, *_, **__: _print_above_bars(f"star-vsr {args.command}: warning: {message}")
     try:
         result = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
@@ -66,8 +73,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"star-vsr {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     finally:
-        warnings.formatwarning = format_warning
+        warnings.showwarning = show_warning
     return int(result or 0)
+
+
+def quiet_model_loading() -> None:
+    """No diffusers "Loading pipeline components" bar (our commands draw their own progress)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
+
+
+def _print_above_bars(line: str) -> None:
+    """One line on stderr, above any progress bar that is being drawn (not into it)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def _silence_stdout() -> None:

@@ -61,20 +61,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("benchmark", help="end-to-end speed of the student vs bicubic and Real-ESRGAN ncnn",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", help="LR video to upscale (default: a synthetic clip of --frames at --size)")
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames of the synthetic clip")
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames of the synthetic clip (default 30)")
     parser.add_argument("--size", default=DEFAULT_SIZE, help="WIDTHxHEIGHT of the synthetic clip (default 320x180)")
     parser.add_argument("--upscale", type=float, default=4, help="scale factor (default 4)")
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model", help="student pipeline folder (default: the shipped student, else --preset)")
     model.add_argument("--preset", choices=("tiny", "small", "base"),
                        help="time a randomly initialised student of this size instead of trained weights")
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="student weights on the CPU")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="student weights on the CPU (default fp32)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch and ncnn (default 2)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed rounds per method (best is reported)")
-    parser.add_argument("--codec", default="h264", choices=("h264", "h265", "ffv1"), help="output codec")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds per method, the best is reported (default 3)")
+    parser.add_argument("--codec", default="h264", choices=("h264", "h265", "ffv1"), help="output codec (default h264)")
     parser.add_argument("--methods", default="student,bicubic,ncnn",
-                        help="comma-separated subset of student, bicubic, ncnn (ncnn is skipped with a note "
-                             "when not installed)")
+                        help="comma-separated subset of student, bicubic, ncnn (default all three; ncnn is "
+                             "skipped with a note when not installed)")
     parser.add_argument("--omp-wait-policy", default="passive", choices=("passive", "active", "default"),
                         help="OMP_WAIT_POLICY for PyTorch and ncnn unless already set (default passive; see above)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -88,7 +88,9 @@ def load_benchmark_student(model: Optional[str], preset: Optional[str], dtype: s
     from ..errors import MissingWeightsError
     from ..student import build_student_pipeline, default_student_folder
     from ..upscale import load_upscaler
+    from . import quiet_model_loading
 
+    quiet_model_loading()
     if preset is None and model is None:
         try:
             model = str(default_student_folder())

@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", help="clean (HR) video file or image folder")
     parser.add_argument("-o", "--output", required=True, help="degraded (LR) video to write")
     parser.add_argument("--scale", type=int, default=4, choices=(2, 3, 4), help="downscale factor (default 4)")
-    parser.add_argument("--preset", default="medium", choices=("light", "medium", "heavy"))
+    parser.add_argument("--preset", default="medium", choices=("light", "medium", "heavy"),
+                        help="degradation strength (default medium)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
                         help="container codec of the written file (default: from the output name)")

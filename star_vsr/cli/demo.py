@@ -38,8 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--photo", default=EVAL_PHOTO_NAMES[0], choices=EVAL_PHOTO_NAMES + TRAINING_PHOTO_NAMES,
                         help=f"scikit-image photo to film (default {EVAL_PHOTO_NAMES[0]}, not used in training)")
     parser.add_argument("--frames", type=int, default=16, help="frames of the clip (default 16)")
-    parser.add_argument("--degradation", default="medium", choices=("light", "medium", "heavy"))
-    parser.add_argument("--seed", type=int, default=0, help="seed of the camera move and degradation")
+    parser.add_argument("--degradation", default="medium", choices=("light", "medium", "heavy"),
+                        help="degradation preset (default medium)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the camera move and degradation (default 0)")
     parser.add_argument("--model", help="model folder (default: the student that ships with star-vsr)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
     parser.add_argument("--overwrite", action="store_true", help="replace files of an earlier demo")

@@ -43,13 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     motion.add_argument("--seed", type=int, default=0, help="data seed, also the diffusion teacher's seed")
     diffusion = cache.add_argument_group("diffusion teacher (StarVSR pipelines)")
     diffusion.add_argument("--steps", type=int, default=15, help="denoising steps (default 15)")
-    diffusion.add_argument("--guidance-scale", type=float, default=7.5)
+    diffusion.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance (default 7.5)")
     store = cache.add_argument_group("storage")
     store.add_argument("--clips-per-shard", type=int, default=4, help="clips per safetensors shard (default 4)")
-    store.add_argument("--storage-dtype", default="float16", choices=("float16", "float32", "bfloat16"))
+    store.add_argument("--storage-dtype", default="float16", choices=("float16", "float32", "bfloat16"),
+                       help="precision of the stored clips and features (default float16)")
     store.add_argument("--overwrite", action="store_true", help="replace a cache built with other settings")
     cache.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
-    cache.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="teacher precision")
+    cache.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                       help="teacher precision (default auto: fp16 on CUDA, fp32 on the CPU)")
     cache.set_defaults(func=run_cache_teacher)
     distill.set_defaults(func=lambda args: _missing_command(distill))
 
@@ -85,12 +87,8 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def run_cache_teacher(args: argparse.Namespace) -> int:
-    from diffusers.utils import logging as diffusers_logging
-
     from ..distill.cache import build_teacher_cache
     from ..distill.teacher import load_teacher
-
-    diffusers_logging.disable_progress_bar()  # "Loading pipeline components"; the cache has its own bar
 
     clips, description = clip_source(args)
     teacher = load_teacher(args.teacher, scale=args.upscale, features=args.features, device=args.device,

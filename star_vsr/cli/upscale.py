@@ -101,11 +101,8 @@ def pipeline_kwargs(class_name: str, args: argparse.Namespace) -> dict[str, Any]
 
 
 def _load(args: argparse.Namespace, device: Any = None) -> Any:
-    from diffusers.utils import logging as diffusers_logging
-
     from ..upscale import load_upscaler
 
-    diffusers_logging.disable_progress_bar()  # "Loading pipeline components" on every run
     return load_upscaler(args.model, device=str(device) if device is not None else args.device, dtype=args.dtype)
 
 

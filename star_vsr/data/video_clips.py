@@ -89,7 +89,7 @@ def _entry(item: Any, root: Path, where: str) -> ClipSource:
 
 def _read_list_file(file: Path) -> list[ClipSource]:
     if file.suffix.lower() == ".csv":
-        with file.open(newline="", encoding="utf-8") as handle:
+        with file.open(newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's "CSV UTF-8" starts with a BOM
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or "path" not in reader.fieldnames:
                 raise InputError(f"{file}: a clip list in CSV needs a 'path' column (and optionally 'caption'); "
@@ -98,7 +98,7 @@ def _read_list_file(file: Path) -> list[ClipSource]:
                     for row in reader]
     else:
         try:
-            rows = json.loads(file.read_text(encoding="utf-8"))
+            rows = json.loads(file.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as error:
             raise InputError(f"{file} is not valid JSON ({error})") from error
         if not isinstance(rows, list):
@@ -127,6 +127,8 @@ def list_clip_sources(source: Union[str, Path, Sequence[Any]]) -> list[ClipSourc
             sources = [ClipSource(path, _read_caption_file(path))]
     else:
         sources = [_entry(item, Path.cwd(), "clip list") for item in source]
+    if not sources and isinstance(source, (str, Path)) and Path(source).suffix.lower() in (".csv", ".json"):
+        raise InputError(f"the clip list {source} lists no clips")
     if not sources:
         raise InputError(f"no training clips found in {source}: expected video files "
                          f"({', '.join(VIDEO_EXTENSIONS)}) "

@@ -174,6 +174,8 @@ def make_generator(seed: int | torch.Generator) -> torch.Generator:
         return seed
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InputError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}.")
+    if not -2 ** 63 <= int(seed) < 2 ** 64:
+        raise InputError(f"seed must fit in 64 bits, got {seed}.")
     return torch.Generator().manual_seed(int(seed))
 
 

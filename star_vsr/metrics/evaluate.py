@@ -113,7 +113,7 @@ def evaluate_videos(
     croppable = 0 <= extra_w < 2 * scale and 0 <= extra_h < 2 * scale
     if (extra_w or extra_h) and not (crop_gt and croppable):
         hint = (" If the input was made by `star-vsr degrade`, which crops the ground truth to a multiple of the "
-                "scale, pass --crop-gt (crop_gt=True)." if croppable else "")
+                "scale (times 2 for 4:2:0 video), pass --crop-gt (crop_gt=True)." if croppable else "")
         raise InputError(f"{pred_path} is {pred_info.width}x{pred_info.height} but {gt_path} is "
                          f"{gt_info.width}x{gt_info.height}; the prediction must have the ground truth's size.{hint}")
     _check_crop(scale, pred_info.height, pred_info.width)  # before the progress bar starts
@@ -144,5 +144,5 @@ def evaluate_videos(
     results = {key: total / frames for key, total in sums.items()}
     if warp:
         results[WARP_KEY] = warp_sum / pairs
-    results["frames"] = float(frames)
+    results["frames"] = frames  # a count (int)
     return results
