@@ -14,6 +14,7 @@ find this out-of-tree class).
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import os
@@ -98,6 +99,13 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
                 or any(a <= b for a, b in zip(steps, steps[1:])):
             raise InputError(f"timesteps must be a non-empty, strictly decreasing list of integers in "
                              f"[0, {NUM_TRAIN_TIMESTEPS - 1}], got {steps}")
+
+
+def check_sampling_kwargs(kwargs: dict[str, Any]) -> None:
+    """``check_sampling_arguments`` on the entries of a ``pipe(...)`` keyword dict that it checks (others,
+    such as ``prompt`` or ``generator``, are left to the call)."""
+    checked = set(inspect.signature(check_sampling_arguments).parameters)
+    check_sampling_arguments(**{k: v for k, v in kwargs.items() if k in checked})
 
 
 @dataclass

@@ -132,10 +132,12 @@ def test_training_data_without_a_usable_clip_is_refused_before_the_run_writes_an
 
 
 def test_fp16_needs_a_gpu(tmp_path):
-    if torch.cuda.is_available() or torch.backends.mps.is_available():
-        pytest.skip("fp16 training is allowed with a GPU; this checks the CPU refusal")
+    argv = ["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"), "--mixed_precision", "fp16"]
+    if torch.cuda.is_available() or torch.backends.mps.is_available():  # a GPU machine: fp16 is accepted
+        assert train_star.parse_args(argv).mixed_precision == "fp16"
+        return
     with pytest.raises(InputError, match="fp16 needs a GPU"):
-        train_star.parse_args(["--config", str(TINY_CONFIG), "--mixed_precision", "fp16"])
+        train_star.parse_args(argv)
 
 
 # --- launched runs -------------------------------------------------------------------------------

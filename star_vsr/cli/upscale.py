@@ -109,8 +109,6 @@ def _load(args: argparse.Namespace, device: Any = None) -> Any:
 def check_model_options(args: argparse.Namespace) -> None:
     """Resolve ``--model`` (the shipped student by default) and check the diffusion options a StarVSR
     folder will get, before any output is made and before the weights load."""
-    import inspect
-
     from ..upscale import pipeline_class_name
 
     if args.model is None:
@@ -118,11 +116,9 @@ def check_model_options(args: argparse.Namespace) -> None:
 
         args.model = str(default_student_folder())
     if pipeline_class_name(args.model) == "StarVSRPipeline":
-        from ..pipelines.pipeline_star_vsr import check_sampling_arguments
+        from ..pipelines.pipeline_star_vsr import check_sampling_kwargs
 
-        checked = set(inspect.signature(check_sampling_arguments).parameters)
-        check_sampling_arguments(**{k: v for k, v in pipeline_kwargs("StarVSRPipeline", args).items()
-                                    if k in checked})
+        check_sampling_kwargs(pipeline_kwargs("StarVSRPipeline", args))
 
 
 def run_single(args: argparse.Namespace) -> int:

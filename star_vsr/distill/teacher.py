@@ -17,7 +17,6 @@ CPU, ready for the teacher cache.
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,11 +182,9 @@ class DiffusionTeacher(Teacher):
         if unknown:
             raise InputError(f"the StarVSR diffusion teacher has no feature taps {unknown}; it has "
                              f"{sorted(DIFFUSION_FEATURES)}")
-        from star_vsr.pipelines.pipeline_star_vsr import check_sampling_arguments
+        from star_vsr.pipelines.pipeline_star_vsr import check_sampling_kwargs
 
-        sampling = set(inspect.signature(check_sampling_arguments).parameters)
-        check_sampling_arguments(upscale=scale, num_inference_steps=num_inference_steps,  # before any clip is cached
-                                 **{k: v for k, v in call_kwargs.items() if k in sampling})
+        check_sampling_kwargs({**call_kwargs, "upscale": scale, "num_inference_steps": num_inference_steps})
         self.pipe, self.scale, self.num_inference_steps, self.seed = pipe, int(scale), num_inference_steps, seed
         self.source, self.call_kwargs, self.feature_names = source, call_kwargs, tuple(features)
         pipe.set_progress_bar_config(disable=True)
