@@ -26,9 +26,9 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from star_vsr.errors import DeviceError, InputError
-from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output
+from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
 from star_vsr.model_folder import check_pipeline_folder
-from star_vsr.models.student import StarStudentModel, output_size
+from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
 
 #: LR frames read, upscaled and handed to ``frame_sink`` at once.
 DEFAULT_CHUNK_SIZE = 8
@@ -59,6 +59,8 @@ class StarStudentPipelineOutput(BaseOutput):
 
 #: ``student.step_tensors``: (lr_frame, *state, scale) -> (sr_frame, *next_state)
 StepFunction = Callable[..., tuple[torch.Tensor, ...]]
+#: ``state_sink(frames_done, state)``: frames of the video upscaled so far and the state after them
+StateSink = Callable[[int, StarStudentState], None]
 
 
 class CudaGraphStep:
@@ -163,12 +165,23 @@ class StarStudentPipeline(DiffusionPipeline):
                               "dtype=torch.bfloat16 or torch.float32.")
 
     # ---------------------------------------------------------------- inputs
-    def check_inputs(self, upscale: float, output_type: str, chunk_size: int) -> None:
+    def check_inputs(self, upscale: float, output_type: str, chunk_size: int, start_frame: int = 0,
+                     state: Optional[StarStudentState] = None, height: int = 0, width: int = 0) -> None:
         self.student.check_scale(upscale)
         if output_type not in ("pt", "np", "pil"):
             raise InputError(f"output_type must be 'pt', 'np' or 'pil', got {output_type!r}")
         if chunk_size < 1:
             raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
+        if isinstance(start_frame, bool) or not isinstance(start_frame, int) or start_frame < 0:
+            raise InputError(f"start_frame must be an integer >= 0, got {start_frame!r}")
+        if start_frame and state is None:
+            raise InputError("start_frame needs the state after those frames (state=, as state_sink gave it)")
+        if state is not None:
+            expected = self.student.init_state(1, height, width, device="meta").tensors()
+            shapes = [tuple(t.shape) for t in state.tensors()]
+            if shapes != [tuple(t.shape) for t in expected]:
+                raise InputError(f"the state does not fit this student and a {width}x{height} video: its tensors "
+                                 f"are {shapes}, expected {[tuple(t.shape) for t in expected]}")
 
     # ---------------------------------------------------------------- main
     @torch.no_grad()
@@ -181,6 +194,9 @@ class StarStudentPipeline(DiffusionPipeline):
         frame_sink: Optional[Callable[[torch.Tensor], None]] = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         use_cuda_graph: bool = False,
+        state: Optional[StarStudentState] = None,
+        start_frame: int = 0,
+        state_sink: Optional[StateSink] = None,
     ) -> Union[StarStudentPipelineOutput, tuple]:
         r"""Upscale a video frame by frame.
 
@@ -194,10 +210,19 @@ class StarStudentPipeline(DiffusionPipeline):
                 instead of collecting frames; memory then stays flat in the video's length.
             chunk_size: frames read and handed to ``frame_sink`` at once.
             use_cuda_graph: replay the step as a CUDA graph (CUDA only).
+            state: the recurrent state to start from instead of zeros: one that ``state_sink`` was given,
+                with ``start_frame`` the frame count it came with. Going on from there gives the frames
+                an uninterrupted run gives.
+            start_frame: frames at the start of ``video`` that ``state`` has seen; they are decoded and
+                dropped, not upscaled, and the output starts with frame ``start_frame``.
+            state_sink: called after each chunk with the number of frames of ``video`` done so far
+                (``start_frame`` included) and the state after them, e.g. to save a checkpoint. The
+                state's tensors may change after the call returns (CUDA graphs reuse them): copy them to
+                keep them.
         """
         # 1. Check inputs
         source = as_frame_source(video)
-        self.check_inputs(upscale, output_type, chunk_size)
+        self.check_inputs(upscale, output_type, chunk_size, start_frame, state, source.height, source.width)
         device = self._execution_device
         self._check_device_dtype(device)
         dtype = self.student.dtype
@@ -206,25 +231,36 @@ class StarStudentPipeline(DiffusionPipeline):
         # 2. The step function and the initial state
         graph = CudaGraphStep(self.student, source.height, source.width, upscale) if use_cuda_graph else None
         step = self._compiled_step or self.student.step_tensors
-        state = self.student.init_state(1, source.height, source.width, device=device, dtype=dtype).tensors()
+        if state is None:
+            tensors = self.student.init_state(1, source.height, source.width, device=device, dtype=dtype).tensors()
+        else:
+            tensors = tuple(t.to(device=device, dtype=dtype) for t in state.tensors())
+        if graph is not None:
+            for buffer, tensor in zip(graph.state.tensors(), tensors):
+                buffer.copy_(tensor)
+            tensors = graph.state.tensors()  # the graph's buffers, updated in place by each replay
 
         # 3. Stream: read a chunk, step through its frames, hand it on
-        collected = []
+        collected, done = [], start_frame
         with self.progress_bar(total=source.num_frames) as progress:
-            for lr in source.iter_chunks(chunk_size):  # (k, 3, h, w) in [0, 1], host
+            progress.n = progress.last_print_n = start_frame  # tqdm's `initial`: no burst in the rate
+            for lr in skip_frames(source.iter_chunks(chunk_size), start_frame):  # (k, 3, h, w) in [0, 1], host
                 lr = lr.to(device=device, dtype=dtype)
                 frames = []
                 for i in range(lr.shape[0]):
                     if graph is not None:
                         sr = graph(lr[i:i + 1])
                     else:
-                        sr, *state = step(lr[i:i + 1], *state, upscale)
+                        sr, *tensors = step(lr[i:i + 1], *tensors, upscale)
                     frames.append(sr.clamp_(0, 1))  # (1, 3, H, W)
                 chunk = torch.cat(frames).float().cpu()  # (k, 3, H, W)
                 if frame_sink is not None:
                     frame_sink(chunk)
                 else:
                     collected.append(chunk)
+                done += lr.shape[0]
+                if state_sink is not None:
+                    state_sink(done, StarStudentState(*tensors))
                 progress.update(lr.shape[0])
 
         # 4. Output

@@ -194,6 +194,17 @@ class SequentialFrames:
         return torch.cat(parts)
 
 
+def skip_frames(chunks: Iterator[torch.Tensor], count: int) -> Iterator[torch.Tensor]:
+    """``chunks`` (k, 3, h, w) without their first ``count`` frames (decoded and dropped: exact for any codec,
+    where seeking lands on key frames)."""
+    for chunk in chunks:
+        if count >= len(chunk):
+            count -= len(chunk)
+            continue
+        yield chunk[count:]
+        count = 0
+
+
 def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
     """(k, 3, H, W) float frames in [0, 1] -> (k, H, W, 3) uint8 RGB, rounded and clamped, as written to video.
 

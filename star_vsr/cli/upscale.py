@@ -8,6 +8,11 @@ exist, so an interrupted batch resumes where it stopped, and under
 cannot read is reported and skipped, the others are upscaled, and the exit status is 1. Its
 outputs keep the input names, with the container suffix the codec needs (``.mkv`` for FFV1,
 ``.mp4`` for an ``.avi`` input) and PNG frames in a folder named after the video.
+
+With a student model a run saves its progress every minute (in a hidden ``.NAME.partial`` folder
+next to the output): after Ctrl-C, a crash or a full disk, the same command goes on from there with
+the frames an uninterrupted run computes (a lossless codec stores the very same video; H.264/H.265
+start a key frame where the run went on). ``--restart`` throws the saved progress away.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                      help="output codec (default: from the output name; H.264 for .mp4)")
     out.add_argument("--crf", type=int, default=None, help="x264/x265 quality (lower is better)")
     out.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
+    out.add_argument("--restart", action="store_true",
+                     help="discard the progress an interrupted run of this output saved, instead of going on")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -134,7 +141,7 @@ def run_single(args: argparse.Namespace) -> int:
     check_model_options(args)
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
-                  **pipeline_kwargs(type(pipe).__name__, args))
+                  restart=args.restart, **pipeline_kwargs(type(pipe).__name__, args))
     print(f"wrote {output}")
     return 0
 
@@ -171,6 +178,7 @@ def run_batch(args: argparse.Namespace) -> int:
             try:
                 upscale_video(pipe, video, outputs[video], codec=args.codec, crf=args.crf,
                               keep_audio=not args.no_audio, progress=state.is_local_main_process,
+                              restart=args.restart,
                               **pipeline_kwargs(type(pipe).__name__, args))
             except (CorruptVideoError, UnsupportedVideoError) as error:  # this video, not the batch
                 print(f"[process {state.process_index}] skipped {video}: {error}", file=sys.stderr)

@@ -385,6 +385,8 @@ class VideoWriter:
         pix_fmt: Encoder pixel format (e.g. "yuv444p" for h264); None for the codec default.
         progress: Show a tqdm bar of frames written.
         total_frames: Expected frame count, only for the progress bar.
+        label: What warnings call the output (default: `path`; a segment of a longer output names
+            that output).
 
     Frame sizes that the pixel format cannot hold (odd sizes for yuv420p) are padded by edge
     replication on the right/bottom, with a warning; see the module docstring.
@@ -407,8 +409,10 @@ class VideoWriter:
         pix_fmt: str | None = None,
         progress: bool = False,
         total_frames: int | None = None,
+        label: str | Path | None = None,
     ) -> None:
         self.path = Path(path)
+        self.label = str(label or self.path)
         self.frame_rate = as_frame_rate(fps)
         self.codec = _resolve_codec(self.path, codec)
         self.crf = _check_crf(self.codec, crf)
@@ -462,7 +466,7 @@ class VideoWriter:
             return None
         if self.codec == "png":
             warnings.warn(
-                f"{self.path}: PNG frames cannot hold audio; "
+                f"{self.label}: PNG frames cannot hold audio; "
                 f"the audio of {info.path} is not copied",
                 stacklevel=3,
             )
@@ -501,7 +505,7 @@ class VideoWriter:
             return frame
         if self.frames_written == 0:
             warnings.warn(
-                f"{self.path}: {self.pix_fmt} needs sizes divisible by "
+                f"{self.label}: {self.pix_fmt} needs sizes divisible by "
                 f"{self._block[1]}x{self._block[0]}; {width}x{height} frames are padded to "
                 f"{width + pad_w}x{height + pad_h} by repeating the last column/row",
                 stacklevel=3,

@@ -1,0 +1,216 @@
+"""Videos written in segments and joined at the end, so that a long write can stop and go on.
+
+`SegmentedVideoWriter` writes frames into numbered segment files in a work folder. `commit()`
+closes the open segment: each committed segment is a complete file that survives a crash or a
+Ctrl-C. `finish()` joins the segments into the output, atomically (a hidden temporary file renamed
+onto the final name, as `VideoWriter` does), adding the source's audio. Encoded segments are joined
+by copying their packets (no second encode, no quality loss); a PNG output's segments are folders
+of frames, joined by linking (or copying) the files under their final numbers.
+
+H.264/H.265 segments are .mp4 (the container keeps the decode timestamps that B-frames need; .mkv
+drops them), FFV1 segments .mkv. Every segment starts with a key frame, and segments encoded with
+the same settings and frame size carry identical codec headers, which the join checks.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import warnings
+from fractions import Fraction
+from pathlib import Path
+from typing import Sequence
+
+import av
+import numpy as np
+from tqdm.auto import tqdm
+
+from star_vsr.errors import CorruptVideoError, InputError
+from star_vsr.io.probe import as_frame_rate, open_container, probe_video
+from star_vsr.io.writer import PNG_NAME, VideoWriter, _AudioCopy, _check_crf, _output_error, _remove, _resolve_codec
+
+#: File (or folder, for PNG) name of segment i in the work folder; the suffix follows the codec.
+SEGMENT_NAME = "segment_{:06d}{}"
+SEGMENT_SUFFIXES = {"h264": ".mp4", "h265": ".mp4", "ffv1": ".mkv", "png": ""}
+
+
+class SegmentedVideoWriter:
+    """Writes frames to a video file or PNG folder through segments that can be committed.
+
+    Args:
+        path: The output, as for `VideoWriter` (its suffix chooses the container).
+        fps: Frame rate (a Fraction is kept exactly).
+        work_dir: Folder for the segments (made when the first segment opens).
+        segments: (name, frame count) of segments committed earlier in `work_dir`, in order: a
+            stopped write goes on after them.
+        codec, crf, audio_from: As for `VideoWriter`; the audio is added when the segments are
+            joined.
+        progress: Show one tqdm bar of frames over all segments.
+        total_frames: Expected frame count of the whole output, only for the progress bar.
+
+    Raises:
+        UnsupportedVideoError, InputError: As `VideoWriter` for the codec, crf and output path.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float | Fraction,
+        work_dir: str | Path,
+        segments: Sequence[tuple[str, int]] = (),
+        *,
+        codec: str | None = None,
+        crf: int | None = None,
+        audio_from: str | Path | None = None,
+        progress: bool = False,
+        total_frames: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.work_dir = Path(work_dir)
+        self.frame_rate = as_frame_rate(fps)
+        self.codec = _resolve_codec(self.path, codec)
+        self.crf = _check_crf(self.codec, crf)
+        self.audio_from = audio_from
+        if self.codec == "png" and self.path.is_dir() and any(self.path.iterdir()):
+            raise InputError(f"{self.path} already holds files; write the PNG frames to a new or empty folder")
+        self.segments: list[tuple[str, int]] = [(str(name), int(count)) for name, count in segments]
+        self._writer: VideoWriter | None = None
+        self._bar_settings = dict(total=total_frames, unit="frame", desc=self.path.name, disable=not progress)
+        self._bar: tqdm | None = None  # opens with the first frame, counting the committed ones
+
+    @property
+    def frames_committed(self) -> int:
+        """Frames in the committed segments."""
+        return sum(count for _, count in self.segments)
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append one frame (h, w, 3) or a stack (n, h, w, 3) of uint8 RGB frames to the open segment."""
+        if self._writer is None:
+            name = SEGMENT_NAME.format(len(self.segments), SEGMENT_SUFFIXES[self.codec])
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            self._writer = VideoWriter(self.work_dir / name, self.frame_rate, codec=self.codec, crf=self.crf,
+                                       label=self.path)
+        if self._bar is None:
+            self._bar = tqdm(initial=self.frames_committed, **self._bar_settings)
+        with warnings.catch_warnings():
+            if self.segments:  # the frame-size warning was given with the first segment
+                warnings.simplefilter("ignore")
+            self._writer.write(frames)
+        self._bar.update(len(frames) if frames.ndim == 4 else 1)
+
+    def commit(self) -> tuple[str, int] | None:
+        """Close the open segment and return its (name, frame count); None when it has no frames."""
+        writer, self._writer = self._writer, None
+        if writer is None or writer.frames_written == 0:
+            if writer is not None:
+                writer.abort()
+            return None
+        writer.close()
+        self.segments.append((writer.path.name, writer.frames_written))
+        return self.segments[-1]
+
+    def abort(self) -> None:
+        """Throw away the open segment (committed ones stay in the work folder)."""
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        self._close_bar()
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def finish(self) -> Path:
+        """Commit the open segment and join all segments into `path`; the work folder is left as it is."""
+        self.commit()
+        self._close_bar()
+        if not self.segments:
+            raise InputError(f"no frames were written to {self.path}; nothing was saved")
+        files = [self.work_dir / name for name, _ in self.segments]
+        counts = [count for _, count in self.segments]
+        temp = self.path.parent / f".{self.path.name}.{secrets.token_hex(4)}.tmp{self.path.suffix}"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.codec == "png":
+                _join_frame_folders(temp, files)
+                if self.path.is_dir():
+                    self.path.rmdir()  # an empty folder (checked in __init__) gives way
+            else:
+                has_audio = self.audio_from is not None and probe_video(self.audio_from).has_audio
+                _join_encoded(temp, files, counts, self.frame_rate, self.audio_from if has_audio else None)
+            os.replace(temp, self.path)
+        except OSError as error:
+            _remove(temp)
+            raise _output_error(self.path, error) from None
+        except BaseException:
+            _remove(temp)
+            raise
+        return self.path
+
+
+def _join_frame_folders(temp: Path, folders: Sequence[Path]) -> None:
+    """PNG frames of `folders`, in order, into the new folder `temp` as one numbered sequence."""
+    temp.mkdir()
+    index = 0
+    for folder in folders:
+        for frame in sorted(folder.glob("frame_*.png")):
+            target = temp / PNG_NAME.format(index)
+            try:
+                os.link(frame, target)  # the segment keeps its file until the join has succeeded
+            except OSError:
+                shutil.copyfile(frame, target)
+            index += 1
+
+
+def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], frame_rate: Fraction,
+                  audio_from: Path | None) -> None:
+    """Copy the video packets of the segment `files` (`counts` frames each) into one container `temp`.
+
+    Each packet's timestamps are turned into frame numbers (exact: every segment has the same
+    frame rate) and shifted by the frames of the segments before it; the output counts in ticks of
+    1 / frame rate. Audio from `audio_from` is interleaved as `VideoWriter` does it.
+    """
+    tick = 1 / frame_rate
+    output = av.open(str(temp), mode="w")
+    audio: _AudioCopy | None = None
+    try:
+        stream, headers, offset = None, None, 0
+        for file, expected in zip(files, counts):
+            segment = open_container(file)
+            try:
+                source = segment.streams.video[0]
+                if stream is None:
+                    stream, headers = output.add_stream_from_template(source), source.codec_context.extradata
+                    stream.time_base = tick
+                    if audio_from is not None:
+                        audio = _AudioCopy(audio_from, output)
+                elif source.codec_context.extradata != headers:
+                    raise CorruptVideoError(f"{file} was encoded with other codec settings than the segments "
+                                            f"before it and cannot be joined to them")
+                count = 0
+                for packet in segment.demux(source):
+                    if packet.size == 0 or packet.pts is None:
+                        continue  # the demuxer's end-of-stream packet
+                    dts = packet.pts if packet.dts is None else packet.dts  # intra-only streams in .mkv
+                    pts_frame = round(packet.pts * source.time_base * frame_rate)
+                    dts_frame = round(dts * source.time_base * frame_rate)
+                    packet.stream, packet.time_base = stream, tick
+                    packet.pts, packet.dts, packet.duration = offset + pts_frame, offset + dts_frame, 1
+                    output.mux(packet)
+                    count += 1
+                    if audio is not None:
+                        audio.mux_until((offset + count) * tick)
+            finally:
+                segment.close()
+            if count != expected:
+                raise CorruptVideoError(f"{file} holds {count} frames where {expected} were written; the segment "
+                                        f"is damaged")
+            offset += count
+        if audio is not None:
+            audio.finish()
+            audio = None
+    finally:
+        if audio is not None:
+            audio.close()
+        output.close()

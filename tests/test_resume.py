@@ -1,0 +1,205 @@
+"""Resumable upscaling: segmented writing, the student pipeline's start state, and ``upscale_video``
+going on after a stopped run with the frames an uninterrupted run writes."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from star_vsr.cli import main
+from star_vsr.errors import CorruptVideoError, InputError
+from star_vsr.io import open_video, probe_video
+from star_vsr.io.segments import SegmentedVideoWriter
+from star_vsr.io.synthetic import synthetic_frames, write_test_video
+from star_vsr.models.student import StarStudentState
+from star_vsr.student import build_student_pipeline
+from star_vsr.upscale import MANIFEST, partial_folder, upscale_video
+
+
+def read_all(path) -> np.ndarray:
+    with open_video(path) as reader:
+        return np.stack(list(reader))  # (n, h, w, 3)
+
+
+@pytest.fixture()
+def pipe():
+    p = build_student_pipeline("tiny", seed=0)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+class StopAfter:
+    """Wraps ``student.step_tensors``: counts the steps and raises KeyboardInterrupt at step ``stop``."""
+
+    def __init__(self, pipe, stop=None):
+        self.step, self.stop, self.calls = pipe.student.step_tensors, stop, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        if self.stop is not None and self.calls == self.stop:
+            raise KeyboardInterrupt
+        return self.step(*args)
+
+
+# ---------------------------------------------------------------- segmented writer
+@pytest.mark.parametrize("codec, name", [("ffv1", "out.mkv"), ("png", "frames")])
+def test_segments_join_into_exactly_the_frames_written(tmp_path, codec, name):
+    frames = synthetic_frames(9, size=(16, 24))
+    writer = SegmentedVideoWriter(tmp_path / name, 25, tmp_path / "work", codec=codec)
+    for part in (frames[:4], frames[4:7], frames[7:]):
+        writer.write(part)
+        writer.commit()
+    assert [count for _, count in writer.segments] == [4, 3, 2]
+    writer.finish()
+    assert np.array_equal(read_all(tmp_path / name), frames)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_h264_segments_keep_frame_rate_and_audio(tmp_path):
+    source = write_test_video(tmp_path / "in.mp4", 12, size=(16, 24), fps=Fraction(30000, 1001), audio=True)
+    frames = read_all(source)
+    writer = SegmentedVideoWriter(tmp_path / "out.mp4", Fraction(30000, 1001), tmp_path / "work", audio_from=source)
+    for part in (frames[:5], frames[5:]):
+        writer.write(part)
+        writer.commit()
+    writer.finish()
+    info = probe_video(tmp_path / "out.mp4")
+    assert (info.num_frames, info.frame_rate, info.has_audio) == (12, Fraction(30000, 1001), True)
+    joined = read_all(tmp_path / "out.mp4")
+    assert joined.shape == frames.shape and np.abs(joined.astype(int) - frames).mean() < 3
+
+
+def test_a_new_writer_goes_on_after_committed_segments(tmp_path):
+    frames = synthetic_frames(7, size=(16, 24))
+    first = SegmentedVideoWriter(tmp_path / "out.mkv", 25, tmp_path / "work", codec="ffv1")
+    first.write(frames[:3])
+    first.commit()
+    first.write(frames[3:5])  # not committed: lost when the run stops
+    first.abort()
+    second = SegmentedVideoWriter(tmp_path / "out.mkv", 25, tmp_path / "work", first.segments, codec="ffv1")
+    assert second.frames_committed == 3
+    second.write(frames[3:])
+    second.finish()
+    assert np.array_equal(read_all(tmp_path / "out.mkv"), frames)
+
+
+def test_segments_of_other_codec_settings_are_not_joined(tmp_path):
+    writer = SegmentedVideoWriter(tmp_path / "out.mp4", 25, tmp_path / "work")
+    writer.write(synthetic_frames(2, size=(16, 24)))
+    writer.commit()
+    writer.write(synthetic_frames(2, size=(32, 24)))  # another frame size: other codec headers
+    with pytest.raises(CorruptVideoError, match="other codec settings"):
+        writer.finish()
+    assert not (tmp_path / "out.mp4").exists()
+
+
+# ---------------------------------------------------------------- pipeline: start state
+def test_pipeline_started_from_a_saved_state_gives_the_rest_of_the_uninterrupted_run(pipe):
+    lr = torch.rand(7, 3, 10, 12, generator=torch.Generator().manual_seed(0))
+    full = pipe(lr, chunk_size=3).frames  # (1, 7, 3, 40, 48)
+    saved = {}
+
+    def keep(done, state):
+        saved[done] = StarStudentState(*(t.clone() for t in state.tensors()))
+
+    pipe(lr, chunk_size=3, frame_sink=lambda chunk: None, state_sink=keep)
+    assert sorted(saved) == [3, 6, 7]
+    rest = pipe(lr, chunk_size=2, state=saved[3], start_frame=3).frames
+    assert torch.equal(rest, full[:, 3:])
+    with pytest.raises(InputError, match="start_frame needs the state"):
+        pipe(lr, start_frame=3)
+    with pytest.raises(InputError, match="does not fit"):
+        pipe(lr[:, :, :8], state=saved[3], start_frame=3)
+
+
+# ---------------------------------------------------------------- upscale_video: stop and go on
+def test_a_stopped_upscale_goes_on_and_writes_what_an_uninterrupted_run_writes(pipe, tmp_path, monkeypatch):
+    source = write_test_video(tmp_path / "in.mp4", 11, size=(12, 16))
+    upscale_video(pipe, source, tmp_path / "whole.mkv", codec="ffv1", progress=False, chunk_size=2)
+
+    output = tmp_path / "out.mkv"
+    stopper = StopAfter(pipe, stop=8)
+    monkeypatch.setattr(pipe.student, "step_tensors", stopper)
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(pipe, source, output, codec="ffv1", progress=False, chunk_size=2, checkpoint_seconds=0)
+    work = partial_folder(output)
+    manifest = json.loads((work / MANIFEST).read_text())
+    assert manifest["frames"] == 6 and not output.exists()  # checkpoints after every chunk of 2
+
+    counter = StopAfter(pipe)
+    monkeypatch.setattr(pipe.student, "step_tensors", counter)
+    upscale_video(pipe, source, output, codec="ffv1", progress=False, chunk_size=2, checkpoint_seconds=0)
+    assert counter.calls == 11 - 6  # went on from frame 6 instead of starting over
+    assert np.array_equal(read_all(output), read_all(tmp_path / "whole.mkv"))
+    assert not work.exists()
+
+
+def test_a_run_stopped_before_its_first_checkpoint_leaves_nothing(pipe, tmp_path, monkeypatch):
+    source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16))
+    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(pipe, source, tmp_path / "out.mp4", progress=False, chunk_size=2)  # checkpoints every 60 s
+    assert [p.name for p in tmp_path.iterdir()] == ["in.mp4"]
+
+
+def stopped_run(pipe, tmp_path, monkeypatch):
+    """(input, output) of an x4 run of 6 frames stopped at frame 4 with a checkpoint after frame 2."""
+    source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16))
+    output = tmp_path / "out.mp4"
+    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
+    monkeypatch.undo()
+    assert json.loads((partial_folder(output) / MANIFEST).read_text())["frames"] == 2
+    return source, output
+
+
+def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, tmp_path, monkeypatch):
+    source, output = stopped_run(pipe, tmp_path, monkeypatch)
+    with pytest.raises(InputError, match=r"other settings: upscale 4.0 -> 2.0.*--restart"):
+        upscale_video(pipe, source, output, progress=False, upscale=2)
+    assert partial_folder(output).is_dir()
+    other = build_student_pipeline("tiny", seed=1)
+    other.set_progress_bar_config(disable=True)
+    with pytest.raises(InputError, match="student_weights"):
+        upscale_video(other, source, output, progress=False)
+    upscale_video(pipe, source, output, progress=False, upscale=2, restart=True)
+    assert probe_video(output).height == 24 and not partial_folder(output).exists()
+
+
+def test_damaged_saved_work_is_an_input_error(pipe, tmp_path, monkeypatch):
+    source, output = stopped_run(pipe, tmp_path, monkeypatch)
+    (partial_folder(output) / MANIFEST).write_text("{")
+    with pytest.raises(InputError, match="damaged.*--restart"):
+        upscale_video(pipe, source, output, progress=False)
+
+
+def test_cli_upscale_says_how_to_go_on_and_restart_starts_over(pipe, tmp_path, monkeypatch, capsys):
+    import star_vsr.upscale
+
+    pipe.save_pretrained(tmp_path / "student")
+    source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16))
+    output = tmp_path / "out.mp4"
+    args = ["upscale", str(source), "-o", str(output), "--model", str(tmp_path / "student")]
+    original_call = type(pipe).__call__
+
+    def stop_after_first_chunk(self, *a, state_sink=None, **kw):
+        def sink(done, state):
+            state_sink(done, state)
+            raise KeyboardInterrupt
+
+        return original_call(self, *a, state_sink=sink, **kw)
+
+    monkeypatch.setattr(star_vsr.upscale, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(type(pipe), "__call__", stop_after_first_chunk)
+    assert main(args) == 130
+    assert "Run the same command again" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main([*args, "--upscale", "2"]) == 2
+    assert "--restart" in capsys.readouterr().err
+    assert main([*args, "--upscale", "2", "--restart"]) == 0
+    assert probe_video(output).height == 24 and not partial_folder(output).exists()
