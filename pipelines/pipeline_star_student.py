@@ -25,7 +25,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from star_vsr.errors import DeviceError, InputError
+from star_vsr.errors import DeviceError, InputError, explain_out_of_memory
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
 from star_vsr.model_folder import check_pipeline_folder
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
@@ -34,6 +34,9 @@ from star_vsr.models.student import StarStudentModel, StarStudentState, output_s
 DEFAULT_CHUNK_SIZE = 8
 #: Eager steps run on a side stream before a CUDA graph is captured (cuDNN picks its kernels).
 CUDA_GRAPH_WARMUP_STEPS = 3
+#: What to change when a run does not fit in memory (the student's memory grows with the frame size).
+MEMORY_ADVICE = ("upscale by a smaller factor (upscale=2, --upscale 2), on the CPU (--device cpu), whose memory is "
+                 "usually larger, or a smaller video")
 
 MISSING_STUDENT_HELP = """\
 A student pipeline folder holds model_index.json and student/ (config + weights). Train one with
@@ -185,6 +188,7 @@ class StarStudentPipeline(DiffusionPipeline):
 
     # ---------------------------------------------------------------- main
     @torch.no_grad()
+    @explain_out_of_memory("upscaling with the student", MEMORY_ADVICE)
     def __call__(
         self,
         video: Union[VideoInput, FrameSource],

@@ -29,7 +29,7 @@ from diffusers.utils import BaseOutput
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
-from star_vsr.errors import DeviceError, InputError
+from star_vsr.errors import DeviceError, InputError, explain_out_of_memory
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
 from star_vsr.model_folder import check_pipeline_folder
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
@@ -42,6 +42,10 @@ from star_vsr.window_sampler import FrameNoise, WindowedSampler
 MIN_UPSCALE, MAX_UPSCALE = 1.0, 8.0
 #: LR frames upsampled and VAE-encoded at once when building the hint.
 HINT_ENCODE_BATCH = 4
+#: What to change when a run does not fit in memory (memory per setting: benchmarks/pipeline_cost.py).
+MEMORY_ADVICE = ("use spatial tiles (tile_size=512; star-vsr upscale --tile-size 512), fewer frames per temporal "
+                 "chunk (chunk_frames=16, --chunk-frames 16), decode_chunk_size=1, half-precision weights on a GPU "
+                 "(--dtype fp16), or pipe.enable_model_cpu_offload()")
 
 MISSING_WEIGHTS_HELP = """\
 To get STAR weights:
@@ -295,6 +299,7 @@ class StarVSRPipeline(DiffusionPipeline):
 
     # ---------------------------------------------------------------- main
     @torch.no_grad()
+    @explain_out_of_memory("upscaling with the StarVSR pipeline", MEMORY_ADVICE)
     def __call__(
         self,
         video: Union[VideoInput, FrameSource],

@@ -6,6 +6,10 @@ traceback; anything else that escapes is a bug.
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
+from typing import Iterator
+
 
 class StarVSRError(Exception):
     """Base class for errors whose message is meant for the user."""
@@ -37,3 +41,37 @@ class DeviceError(StarVSRError, RuntimeError):
 
 class OutputError(StarVSRError, OSError):
     """An output cannot be written: a read-only or full disk, no permission, a file where a folder must be."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is PyTorch running out of memory: ``torch.OutOfMemoryError`` (CUDA, XPU), the
+    CPU allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends."""
+    if isinstance(error, StarVSRError):  # already explained
+        return False
+    if type(error).__name__ == "OutOfMemoryError":
+        return True
+    message = str(error).lower()
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in message or "out of memory" in message)
+
+
+def _amount(message: str) -> str:
+    """The allocation that failed, from PyTorch's message ("2.00 GiB"; the CPU allocator gives bytes)."""
+    found = re.search(r"allocate ([\d.]+ ?[KMGT]i?B|\d+ bytes)", message, re.IGNORECASE)
+    if found is None:
+        return ""
+    amount = found.group(1)
+    if amount.endswith("bytes"):
+        amount = f"{int(amount.split()[0]) / 2 ** 30:.2f} GiB"
+    return f" (it asked for {amount} more)"
+
+
+@contextmanager
+def explain_out_of_memory(doing: str, advice: str) -> Iterator[None]:
+    """Turn an out-of-memory error raised inside into a one-line ``DeviceError`` that says what ran out
+    of memory and what to change (``advice``). Works as a decorator too."""
+    try:
+        yield
+    except RuntimeError as error:
+        if not is_out_of_memory(error):
+            raise
+        raise DeviceError(f"out of memory while {doing}{_amount(str(error))}; {advice}") from error

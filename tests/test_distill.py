@@ -16,7 +16,7 @@ from star_vsr.cli import main as cli_main
 from star_vsr.distill.cache import TeacherCache, build_teacher_cache
 from star_vsr.distill.convlstm import ConvLSTM
 from star_vsr.distill.teacher import CallableTeacher, StudentTeacher, load_teacher
-from star_vsr.errors import InputError, MissingWeightsError
+from star_vsr.errors import DeviceError, InputError, MissingWeightsError
 from star_vsr.losses.distillation import (
     VGG19_LAYERS,
     DistillationCriterion,
@@ -526,3 +526,14 @@ def test_bad_paths_are_argparse_errors_before_anything_is_written(tmp_path, caps
             training_args(None, tmp_path / "out", *extra)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_training_out_of_memory_says_what_to_lower(train_cache, tmp_path, monkeypatch):
+    def allocate_too_much(*args, **kwargs):
+        return torch.empty(2 ** 46, dtype=torch.uint8)  # 64 TiB: the CPU allocator refuses
+
+    script, args = training_args(train_cache, tmp_path / "out", "--validation_steps", "0", "--report_to", "none")
+    monkeypatch.setattr(StarStudentModel, "forward", allocate_too_much)
+    with pytest.raises(DeviceError, match=r"out of memory while distilling \(it asked for 65536.00 GiB more\); "
+                                          r"lower --train_batch_size"):
+        script.main(args)

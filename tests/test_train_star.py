@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from torch.utils.data import default_collate
 
 from star_vsr import StarVSRPipeline
-from star_vsr.errors import InputError
+from star_vsr.errors import DeviceError, InputError
 from star_vsr.io.synthetic import write_test_video
 from star_vsr.models import StarVSRControlNetModel
 from star_vsr.testing import tiny_star_components
@@ -129,6 +129,18 @@ def test_training_data_without_a_usable_clip_is_refused_before_the_run_writes_an
     with pytest.warns(UserWarning, match="smaller than the crop"), pytest.raises(InputError, match="no usable source"):
         train_star.main(args)
     assert not (tmp_path / "run").exists()
+
+
+def test_out_of_memory_says_what_to_lower(tmp_path, monkeypatch):
+    def allocate_too_much(*args, **kwargs):
+        return torch.empty(2 ** 46, dtype=torch.uint8)  # 64 TiB: the CPU allocator refuses
+
+    args = train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"), *FAST,
+                                  "--validation_steps", "0", "--report_to", "none"])
+    monkeypatch.setattr(StarVSRControlNetModel, "forward", allocate_too_much)
+    with pytest.raises(DeviceError, match=r"out of memory while training \(it asked for 65536.00 GiB more\); lower "
+                                          r"--train_batch_size, --num_frames or --crop_size"):
+        train_star.main(args)
 
 
 def test_fp16_needs_a_gpu(tmp_path):

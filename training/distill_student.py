@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -43,7 +44,7 @@ from tqdm.auto import tqdm
 from star_vsr.distill.cache import MANIFEST_NAME, TeacherCache
 from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
-from star_vsr.errors import InputError, OutputError
+from star_vsr.errors import InputError, OutputError, StarVSRError, explain_out_of_memory
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.training_run import (CHECKPOINT_PREFIX, check_run_settings, checkpoint_step, parse_with_config,
@@ -315,6 +316,8 @@ class TrainingClock:
 # --------------------------------------------------------------------------- main
 
 
+@explain_out_of_memory("distilling", "lower --train_batch_size, --motion_num_frames or --motion_crop_size (a teacher "
+                       "cache: cache shorter or smaller clips), or train with --mixed_precision bf16 on a GPU")
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Train; returns the summary also written to ``output_dir/training_summary.json``."""
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
@@ -543,4 +546,7 @@ def run_validation(accelerator: Accelerator, student: Any, clips: list[dict[str,
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except StarVSRError as error:
+        sys.exit(f"error: {error}")

@@ -58,7 +58,7 @@ from tqdm.auto import tqdm
 
 from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipDataset
 from star_vsr.data.base import ClipPairDataset, as_size
-from star_vsr.errors import InputError, StarVSRError
+from star_vsr.errors import InputError, StarVSRError, explain_out_of_memory
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
 from star_vsr.metrics import psnr_clip, ssim_clip
 from star_vsr.metrics.fidelity import SSIM_WINDOW
@@ -577,6 +577,8 @@ def register_checkpoint_hooks(accelerator: Accelerator) -> None:
 
 
 # =============================================================================== main
+@explain_out_of_memory("training", "lower --train_batch_size, --num_frames or --crop_size, turn on "
+                       "--gradient_checkpointing, or train with --mixed_precision fp16 / bf16 on a GPU")
 def main(args: argparse.Namespace) -> None:
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(

@@ -17,7 +17,7 @@ import warnings
 from typing import Optional, Sequence
 
 from .. import __version__
-from ..errors import StarVSRError
+from ..errors import StarVSRError, explain_out_of_memory
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = ("upscale", "degrade", "evaluate", "info", "convert", "benchmark", "export", "distill", "demo")
@@ -57,7 +57,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     show_warning = warnings.showwarning
     warnings.showwarning = lambda message, *_, **__: _print_above_bars(f"star-vsr {args.command}: warning: {message}")
     try:
-        result = args.func(args)
+        with explain_out_of_memory(f"running star-vsr {args.command}", "try a shorter or smaller input, or a "
+                                   "machine with more memory"):  # the pipelines give advice of their own
+            result = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
     except StarVSRError as error:
         print(f"star-vsr {args.command}: error: {error}", file=sys.stderr)

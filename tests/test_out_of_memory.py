@@ -1,0 +1,93 @@
+"""Running out of memory is a one-line ``DeviceError`` that says what ran out and what to change.
+
+The failures here are real: the CPU allocator asked for 64 TiB (``allocate_too_much``), not a
+hand-made exception, except for the CUDA message, which a CPU cannot produce.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from star_vsr.cli import main
+from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, is_out_of_memory
+from star_vsr.io.synthetic import write_test_video
+from star_vsr.student import build_student_pipeline
+from star_vsr.testing import tiny_star_pipeline
+from star_vsr.upscale import MANIFEST, partial_folder
+
+
+def allocate_too_much(*args, **kwargs):
+    return torch.empty(2 ** 46, dtype=torch.uint8)  # 64 TiB: the allocator refuses
+
+
+def test_out_of_memory_errors_are_recognised():
+    with pytest.raises(RuntimeError) as cpu:
+        allocate_too_much()
+    assert is_out_of_memory(cpu.value)
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ..."))
+    assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1.2 GB, ...)"))
+    assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not is_out_of_memory(DeviceError("out of memory while upscaling; use tiles"))  # explained already
+    with pytest.raises(DeviceError, match=r"out of memory while testing \(it asked for 2.00 GiB more\); do less"):
+        with explain_out_of_memory("testing", "do less"):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
+    with pytest.raises(RuntimeError, match="shapes"):  # other errors pass unchanged
+        with explain_out_of_memory("testing", "do less"):
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+
+def test_student_pipeline_explains_out_of_memory(monkeypatch):
+    pipe = build_student_pipeline("tiny")
+    pipe.set_progress_bar_config(disable=True)
+    monkeypatch.setattr(pipe.student, "step_tensors", allocate_too_much)
+    with pytest.raises(DeviceError, match=r"while upscaling with the student \(it asked for 65536.00 GiB more\); "
+                                          r"upscale by a smaller factor"):
+        pipe(torch.rand(2, 3, 8, 8))
+
+
+def test_star_pipeline_explains_out_of_memory(monkeypatch):
+    pipe = tiny_star_pipeline(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    monkeypatch.setattr(pipe.unet, "forward", allocate_too_much)
+    with pytest.raises(DeviceError, match=r"while upscaling with the StarVSR pipeline.*tile_size=512.*chunk_frames"):
+        pipe(torch.rand(2, 3, 8, 8), num_inference_steps=1)
+
+
+def test_cli_upscale_out_of_memory_is_one_line_and_keeps_saved_work(tmp_path, monkeypatch, capsys):
+    import star_vsr.upscale
+    from star_vsr.models.student import StarStudentModel
+
+    build_student_pipeline("tiny").save_pretrained(tmp_path / "student")
+    source = write_test_video(tmp_path / "in.mp4", 12, size=(12, 16))
+    output = tmp_path / "out.mp4"
+    real_step, steps = StarStudentModel.step_tensors, []
+
+    def step_until_frame_10(self, *args):
+        steps.append(1)
+        return allocate_too_much() if len(steps) == 10 else real_step(self, *args)
+
+    monkeypatch.setattr(StarStudentModel, "step_tensors", step_until_frame_10)
+    monkeypatch.setattr(star_vsr.upscale, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after each chunk of 8
+    assert main(["upscale", str(source), "-o", str(output), "--model", str(tmp_path / "student")]) == 2
+    err = capsys.readouterr().err
+    assert "error: out of memory while upscaling with the student" in err and "Traceback" not in err
+    assert "Run the same command again" in err and not output.exists()
+    assert json.loads((partial_folder(output) / MANIFEST).read_text())["frames"] == 8
+
+
+def test_cli_out_of_memory_outside_the_pipelines_is_one_line(tmp_path, monkeypatch, capsys):
+    import star_vsr.cli.degrade
+
+    source = write_test_video(tmp_path / "in.mp4", 3, size=(16, 16))
+    monkeypatch.setattr(star_vsr.cli.degrade, "run", lambda args: allocate_too_much())  # read by register()
+    assert main(["degrade", str(source), "-o", str(tmp_path / "out.mp4")]) == 2
+    assert "error: out of memory while running star-vsr degrade" in capsys.readouterr().err
+
+
+def test_not_out_of_memory_errors_keep_their_type():
+    with pytest.raises(InputError):
+        with explain_out_of_memory("testing", "do less"):
+            raise InputError("bad")
