@@ -153,7 +153,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
     from ..io import VIDEO_EXTENSIONS, output_name
     from ..outputs import check_writable
-    from ..upscale import upscale_video
+    from ..upscale import MANIFEST, partial_folder, upscale_video
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():
@@ -169,8 +169,9 @@ def run_batch(args: argparse.Namespace) -> int:
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
     todo = [v for v in videos if not outputs[v].exists()]
     if state.is_main_process:
+        partly = sum((partial_folder(outputs[v]) / MANIFEST).is_file() for v in todo) if not args.restart else 0
         print(f"{len(videos) - len(todo)} of {len(videos)} videos already done; {len(todo)} to go "
-              f"on {state.num_processes} process(es)")
+              f"on {state.num_processes} process(es)" + (f", {partly} of them partly done" if partly else ""))
     with state.split_between_processes(todo) as mine:
         pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
         failed = []

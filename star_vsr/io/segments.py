@@ -169,14 +169,19 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], fram
 
     Each packet's timestamps are turned into frame numbers (exact: every segment has the same
     frame rate) and shifted by the frames of the segments before it; the output counts in ticks of
-    1 / frame rate. Audio from `audio_from` is interleaved as `VideoWriter` does it.
+    1 / frame rate. Decode timestamps must rise across segments, but the encoder's B-frame delay
+    (how far the first decode timestamp lies before the first frame) depends on a segment's length
+    (a 2-frame segment has none, a long one 2 frames with x264's defaults), so every segment's decode
+    timestamps are moved back to the largest delay of all. Audio from `audio_from` is interleaved as
+    `VideoWriter` does it.
     """
+    delays = [_decode_delay(file, frame_rate) for file in files]
     tick = 1 / frame_rate
     output = av.open(str(temp), mode="w")
     audio: _AudioCopy | None = None
     try:
         stream, headers, offset = None, None, 0
-        for file, expected in zip(files, counts):
+        for file, expected, delay in zip(files, counts, delays):
             segment = open_container(file)
             try:
                 source = segment.streams.video[0]
@@ -194,7 +199,7 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], fram
                         continue  # the demuxer's end-of-stream packet
                     dts = packet.pts if packet.dts is None else packet.dts  # intra-only streams in .mkv
                     pts_frame = round(packet.pts * source.time_base * frame_rate)
-                    dts_frame = round(dts * source.time_base * frame_rate)
+                    dts_frame = round(dts * source.time_base * frame_rate) - (max(delays) - delay)
                     packet.stream, packet.time_base = stream, tick
                     packet.pts, packet.dts, packet.duration = offset + pts_frame, offset + dts_frame, 1
                     output.mux(packet)
@@ -214,3 +219,17 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], fram
         if audio is not None:
             audio.close()
         output.close()
+
+
+def _decode_delay(file: Path, frame_rate: Fraction) -> int:
+    """Frames by which the first decode timestamp of segment `file` precedes its first frame (0 without B-frames)."""
+    segment = open_container(file)
+    try:
+        source = segment.streams.video[0]
+        for packet in segment.demux(source):
+            if packet.size and packet.pts is not None:
+                dts = packet.pts if packet.dts is None else packet.dts
+                return max(0, -round(dts * source.time_base * frame_rate))
+        return 0
+    finally:
+        segment.close()
