@@ -35,8 +35,9 @@ DEFAULT_CHUNK_SIZE = 8
 #: Eager steps run on a side stream before a CUDA graph is captured (cuDNN picks its kernels).
 CUDA_GRAPH_WARMUP_STEPS = 3
 #: What to change when a run does not fit in memory (the student's memory grows with the frame size).
-MEMORY_ADVICE = ("upscale by a smaller factor (upscale=2, --upscale 2), on the CPU (--device cpu), whose memory is "
-                 "usually larger, or a smaller video")
+MEMORY_ADVICE = ("free some memory, or upscale a smaller video or by a smaller factor (upscale=2, --upscale 2; a "
+                 "run that saved progress then needs --restart); from a GPU, the CPU (--device cpu) usually has "
+                 "more memory")
 
 MISSING_STUDENT_HELP = """\
 A student pipeline folder holds model_index.json and student/ (config + weights). Train one with

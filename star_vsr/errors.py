@@ -39,30 +39,36 @@ class DeviceError(StarVSRError, RuntimeError):
     """A GPU-only option was requested where no GPU is available, or the device ran out of memory."""
 
 
+class OutputBusyError(StarVSRError):
+    """Another star-vsr run is writing the same output."""
+
+
 class OutputError(StarVSRError, OSError):
     """An output cannot be written: a read-only or full disk, no permission, a file where a folder must be."""
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is PyTorch running out of memory: ``torch.OutOfMemoryError`` (CUDA, XPU), the
-    CPU allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends."""
+    """Whether ``error`` is running out of memory: ``torch.OutOfMemoryError`` (CUDA, XPU), the CPU
+    allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends, and
+    Python's ``MemoryError`` (also raised by PyAV and safetensors)."""
     if isinstance(error, StarVSRError):  # already explained
         return False
-    if type(error).__name__ == "OutOfMemoryError":
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return True
     message = str(error).lower()
     return isinstance(error, RuntimeError) and ("can't allocate memory" in message or "out of memory" in message)
 
 
 def _amount(message: str) -> str:
-    """The allocation that failed, from PyTorch's message ("2.00 GiB"; the CPU allocator gives bytes)."""
+    """The allocation that failed, from PyTorch's message ("2.00 GiB"; the CPU allocator gives bytes): one
+    allocation, not all the memory the run would need."""
     found = re.search(r"allocate ([\d.]+ ?[KMGT]i?B|\d+ bytes)", message, re.IGNORECASE)
     if found is None:
         return ""
     amount = found.group(1)
     if amount.endswith("bytes"):
         amount = f"{int(amount.split()[0]) / 2 ** 30:.2f} GiB"
-    return f" (it asked for {amount} more)"
+    return f" (allocating {amount} failed)"
 
 
 @contextmanager
@@ -71,7 +77,7 @@ def explain_out_of_memory(doing: str, advice: str) -> Iterator[None]:
     of memory and what to change (``advice``). Works as a decorator too."""
     try:
         yield
-    except RuntimeError as error:
+    except (RuntimeError, MemoryError) as error:
         if not is_out_of_memory(error):
             raise
         raise DeviceError(f"out of memory while {doing}{_amount(str(error))}; {advice}") from error

@@ -534,6 +534,6 @@ def test_training_out_of_memory_says_what_to_lower(train_cache, tmp_path, monkey
 
     script, args = training_args(train_cache, tmp_path / "out", "--validation_steps", "0", "--report_to", "none")
     monkeypatch.setattr(StarStudentModel, "forward", allocate_too_much)
-    with pytest.raises(DeviceError, match=r"out of memory while distilling \(it asked for 65536.00 GiB more\); "
+    with pytest.raises(DeviceError, match=r"out of memory while distilling \(allocating 65536.00 GiB failed\); "
                                           r"lower --train_batch_size"):
         script.main(args)

@@ -29,9 +29,10 @@ def test_out_of_memory_errors_are_recognised():
     assert is_out_of_memory(cpu.value)
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ..."))
     assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1.2 GB, ...)"))
+    assert is_out_of_memory(MemoryError("Cannot allocate memory (os error 12)"))  # safetensors, PyAV's av.MemoryError
     assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not is_out_of_memory(DeviceError("out of memory while upscaling; use tiles"))  # explained already
-    with pytest.raises(DeviceError, match=r"out of memory while testing \(it asked for 2.00 GiB more\); do less"):
+    with pytest.raises(DeviceError, match=r"out of memory while testing \(allocating 2.00 GiB failed\); do less"):
         with explain_out_of_memory("testing", "do less"):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
     with pytest.raises(RuntimeError, match="shapes"):  # other errors pass unchanged
@@ -43,8 +44,8 @@ def test_student_pipeline_explains_out_of_memory(monkeypatch):
     pipe = build_student_pipeline("tiny")
     pipe.set_progress_bar_config(disable=True)
     monkeypatch.setattr(pipe.student, "step_tensors", allocate_too_much)
-    with pytest.raises(DeviceError, match=r"while upscaling with the student \(it asked for 65536.00 GiB more\); "
-                                          r"upscale by a smaller factor"):
+    with pytest.raises(DeviceError, match=r"while upscaling with the student \(allocating 65536.00 GiB failed\); "
+                                          r"free some memory, or upscale a smaller video"):
         pipe(torch.rand(2, 3, 8, 8))
 
 
@@ -57,7 +58,7 @@ def test_star_pipeline_explains_out_of_memory(monkeypatch):
 
 
 def test_cli_upscale_out_of_memory_is_one_line_and_keeps_saved_work(tmp_path, monkeypatch, capsys):
-    import star_vsr.upscale
+    import star_vsr.resume
     from star_vsr.models.student import StarStudentModel
 
     build_student_pipeline("tiny").save_pretrained(tmp_path / "student")
@@ -70,7 +71,7 @@ def test_cli_upscale_out_of_memory_is_one_line_and_keeps_saved_work(tmp_path, mo
         return allocate_too_much() if len(steps) == 10 else real_step(self, *args)
 
     monkeypatch.setattr(StarStudentModel, "step_tensors", step_until_frame_10)
-    monkeypatch.setattr(star_vsr.upscale, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after each chunk of 8
+    monkeypatch.setattr(star_vsr.resume, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after each chunk of 8
     assert main(["upscale", str(source), "-o", str(output), "--model", str(tmp_path / "student")]) == 2
     err = capsys.readouterr().err
     assert "error: out of memory while upscaling with the student" in err and "Traceback" not in err

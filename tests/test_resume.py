@@ -4,6 +4,8 @@ going on after a stopped run with the frames an uninterrupted run writes."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from fractions import Fraction
 
 import av
@@ -12,7 +14,7 @@ import pytest
 import torch
 
 from star_vsr.cli import main
-from star_vsr.errors import CorruptVideoError, InputError
+from star_vsr.errors import CorruptVideoError, InputError, OutputBusyError, OutputError
 from star_vsr.io import open_video, probe_video
 from star_vsr.io.segments import SegmentedVideoWriter
 from star_vsr.io.synthetic import synthetic_frames, write_test_video
@@ -169,7 +171,7 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
     assert partial_folder(output).is_dir()
     other = build_student_pipeline("tiny", seed=1)
     other.set_progress_bar_config(disable=True)
-    with pytest.raises(InputError, match="student_weights"):
+    with pytest.raises(InputError, match="other settings: other student weights"):
         upscale_video(other, source, output, progress=False)
     upscale_video(pipe, source, output, progress=False, upscale=2, restart=True)
     assert probe_video(output).height == 24 and not partial_folder(output).exists()
@@ -182,8 +184,9 @@ def test_damaged_saved_work_is_an_input_error(pipe, tmp_path, monkeypatch):
         upscale_video(pipe, source, output, progress=False)
 
 
-def test_cli_upscale_says_how_to_go_on_and_restart_starts_over(pipe, tmp_path, monkeypatch, capsys):
-    import star_vsr.upscale
+def test_cli_upscale_stopped_by_sigterm_says_how_to_go_on_and_restart_starts_over(pipe, tmp_path, monkeypatch,
+                                                                                  capsys):
+    import star_vsr.resume
 
     pipe.save_pretrained(tmp_path / "student")
     source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16))
@@ -194,11 +197,11 @@ def test_cli_upscale_says_how_to_go_on_and_restart_starts_over(pipe, tmp_path, m
     def stop_after_first_chunk(self, *a, state_sink=None, **kw):
         def sink(done, state):
             state_sink(done, state)
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or `docker stop` do
 
         return original_call(self, *a, state_sink=sink, **kw)
 
-    monkeypatch.setattr(star_vsr.upscale, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(star_vsr.resume, "CHECKPOINT_SECONDS", 0.0)
     monkeypatch.setattr(type(pipe), "__call__", stop_after_first_chunk)
     assert main(args) == 130
     assert "Run the same command again" in capsys.readouterr().err
@@ -222,3 +225,70 @@ def test_upscale_batch_goes_on_with_a_partly_done_video(pipe, tmp_path, monkeypa
     assert "0 of 2 videos already done; 2 to go on 1 process(es), 1 of them partly done" in capsys.readouterr().out
     assert [probe_video(outputs / f"v{i}.mp4").num_frames for i in range(2)] == [6, 6]
     assert not partial_folder(outputs / "v1.mp4").exists()
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(pipe, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    source, output = stopped_run(pipe, tmp_path, monkeypatch)  # a checkpoint after frame 2
+    work = partial_folder(output)
+    real_save = safetensors.torch.save_file
+
+    def disk_fills_up(tensors, filename, metadata=None):
+        real_save(tensors, filename, metadata=metadata)  # a half-written state file is left ...
+        raise OSError(28, "No space left on device")  # ... when the disk fills up
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_fills_up)
+    with pytest.raises(OutputError, match="No space left on device.*free some space"):
+        upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
+    manifest = json.loads((work / MANIFEST).read_text())
+    assert manifest["frames"] == 2 and sorted(p.name for p in work.iterdir()) == sorted(
+        [MANIFEST, manifest["state"], *(name for name, _ in manifest["segments"])])
+    monkeypatch.undo()
+    upscale_video(pipe, source, output, progress=False)
+    assert probe_video(output).num_frames == 6 and not work.exists()
+
+
+def test_a_damaged_segment_is_found_before_any_frame_is_upscaled(pipe, tmp_path, monkeypatch):
+    source, output = stopped_run(pipe, tmp_path, monkeypatch)
+    work = partial_folder(output)
+    segment = work / json.loads((work / MANIFEST).read_text())["segments"][0][0]
+    segment.write_bytes(segment.read_bytes()[:300])  # truncated
+    counter = StopAfter(pipe)
+    monkeypatch.setattr(pipe.student, "step_tensors", counter)
+    with pytest.raises(InputError, match=r"segment segment_000000.mp4 is damaged.*--restart"):
+        upscale_video(pipe, source, output, progress=False)
+    assert counter.calls == 0 and (work / MANIFEST).is_file()
+
+
+def test_a_failed_join_keeps_every_frame_and_the_next_run_only_joins(pipe, tmp_path, monkeypatch):
+    import star_vsr.io.segments
+
+    source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16))
+    output = tmp_path / "out.mp4"
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(star_vsr.io.segments, "_join_encoded", full_disk)
+    with pytest.raises(OutputError, match="No space left"):
+        upscale_video(pipe, source, output, progress=False, chunk_size=2)
+    manifest = json.loads((partial_folder(output) / MANIFEST).read_text())
+    assert (manifest["frames"], manifest["state"]) == (6, None)  # all frames done, no state needed
+    monkeypatch.undo()
+    counter = StopAfter(pipe)
+    monkeypatch.setattr(pipe.student, "step_tensors", counter)
+    upscale_video(pipe, source, output, progress=False)
+    assert counter.calls == 0 and probe_video(output).num_frames == 6 and not partial_folder(output).exists()
+
+
+def test_two_runs_on_one_output_do_not_mix(pipe, tmp_path):
+    from star_vsr.resume import _locked
+
+    source = write_test_video(tmp_path / "in.mp4", 3, size=(12, 16))
+    output = tmp_path / "out.mp4"
+    with _locked(partial_folder(output), output):  # another run is writing out.mp4
+        with pytest.raises(OutputBusyError, match="another star-vsr run is writing"):
+            upscale_video(pipe, source, output, progress=False)
+    upscale_video(pipe, source, output, progress=False)
+    assert probe_video(output).num_frames == 3

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
 from typing import Optional, Sequence
 
@@ -54,6 +56,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if args.command in MODEL_COMMANDS:
         quiet_model_loading()
+    # `kill`, `docker stop` and job schedulers send SIGTERM: stop as after Ctrl-C (temporary files removed,
+    # a resumable upscale says what it saved)
+    terminate = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+        else None
     show_warning = warnings.showwarning
     warnings.showwarning = lambda message, *_, **__: _print_above_bars(f"star-vsr {args.command}: warning: {message}")
     try:
@@ -76,7 +82,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     finally:
         warnings.showwarning = show_warning
+        if terminate is not None:
+            signal.signal(signal.SIGTERM, terminate)
     return int(result or 0)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def quiet_model_loading() -> None:

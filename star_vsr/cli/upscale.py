@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorruptVideoError, InputError, UnsupportedVideoError
+from ..errors import CorruptVideoError, InputError, OutputBusyError, UnsupportedVideoError
 
 #: The diffusion-only options and their defaults (a student run warns about any other value).
 DIFFUSION_DEFAULTS: dict[str, Any] = {
@@ -184,6 +184,9 @@ def run_batch(args: argparse.Namespace) -> int:
             except (CorruptVideoError, UnsupportedVideoError) as error:  # this video, not the batch
                 print(f"[process {state.process_index}] skipped {video}: {error}", file=sys.stderr)
                 failed.append(video)
+                continue
+            except OutputBusyError as error:  # a second batch on the same folder shares the work
+                print(f"[process {state.process_index}] skipped {video}: {error}", file=sys.stderr)
                 continue
             print(f"[process {state.process_index}] wrote {outputs[video]}")
     state.wait_for_everyone()

@@ -1,0 +1,306 @@
+"""Resumable upscaling with a student: the saved progress of a run, and the run that uses it.
+
+While a student upscales a file, every ``CHECKPOINT_SECONDS`` the frames written so far are
+committed as a segment (``star_vsr.io.segments``) and the recurrent state after them is saved, in
+``partial_folder(output)``:
+
+    .out.mp4.partial/
+        progress.json                 settings, frames done, state file, segments (replaced atomically)
+        state_000001440.safetensors   StarStudentState after frame 1440
+        segment_000000.mp4 ...        the committed segments
+
+``progress.json`` is written last, after the files it names are on disk, so a crash at any point
+leaves the previous checkpoint whole. The same command goes on from the last checkpoint; the
+student then computes the frames an uninterrupted run computes. When every frame is done, the
+manifest is saved once more without a state (only the join is left), then the segments are joined
+into the output and the folder is removed. A lock on the folder keeps two runs off one output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import CorruptVideoError, InputError, OutputBusyError, OutputError, UnsupportedVideoError
+from .models.student import StarStudentState
+
+#: Seconds of upscaling between checkpoints: at most this much work is lost when a run stops.
+CHECKPOINT_SECONDS = 60.0
+#: The manifest of a ``partial_folder`` and the name of the state file after N frames.
+MANIFEST = "progress.json"
+STATE_NAME = "state_{:09d}.safetensors"
+STATE_FIELDS = tuple(field.name for field in dataclasses.fields(StarStudentState))
+#: How a changed setting is named when saved progress cannot be used (None: "name old -> new").
+SETTING_CHANGES = {"input_files": "the input file changed (size or modification time)",
+                   "student_weights": "other student weights"}
+
+
+def partial_folder(output_path: str | Path) -> Path:
+    """The hidden folder next to ``output_path`` where an unfinished resumable run keeps its work."""
+    output = Path(output_path)
+    return output.parent / f".{output.name}.partial"
+
+
+def upscale_resumable(pipe: Any, source: Any, output: Path, fps: Any, *, codec: Optional[str], crf: Optional[int],
+                      audio: Optional[str], progress: bool, restart: bool, checkpoint_seconds: float,
+                      **pipeline_kwargs: Any) -> Path:
+    """``star_vsr.upscale.upscale_video`` for a ``StarStudentPipeline``, saving progress as it goes."""
+    from .frames import frames_to_uint8
+    from .io.segments import SegmentedVideoWriter
+
+    work = partial_folder(output)
+    writer = SegmentedVideoWriter(output, fps, work, codec=codec, crf=crf, audio_from=audio, progress=progress,
+                                  total_frames=source.num_frames)  # checks codec and crf before anything is made
+    upscale = float(pipeline_kwargs.get("upscale", 4))
+    settings = run_settings(pipe, source.path, writer.codec, writer.crf, audio, upscale)
+    with _locked(work, output):
+        if restart:
+            _clear(work)
+        saved = load_checkpoint(work, settings, pipe.student.fuse.weight.device)
+        state, start, complete = None, 0, False
+        if saved is not None:
+            writer.segments, state, start = saved
+            complete = state is None
+            _say(progress, f"{output}: going on after frame {start} of {source.num_frames} (saved in {work} by an "
+                           f"earlier run; --restart starts over)")
+        last_checkpoint, latest = time.monotonic(), None
+
+        def frame_sink(frames: torch.Tensor) -> None:  # (k, 3, H, W) in [0, 1]
+            writer.write(frames_to_uint8(frames))
+
+        def state_sink(frames_done: int, state: StarStudentState) -> None:
+            nonlocal last_checkpoint, latest
+            latest = frames_done
+            if time.monotonic() - last_checkpoint >= checkpoint_seconds:
+                writer.commit()
+                save_checkpoint(work, settings, writer.segments, frames_done, state)
+                last_checkpoint = time.monotonic()
+
+        try:
+            if not complete:
+                pipe(source, frame_sink=frame_sink, state=state, start_frame=start, state_sink=state_sink,
+                     **pipeline_kwargs)
+            writer.commit()
+            if latest is not None:  # every frame is done: only the join is left
+                save_checkpoint(work, settings, writer.segments, latest, None)
+        except (InputError, CorruptVideoError, UnsupportedVideoError):  # the input's fault: going on fails again
+            writer.abort()
+            _clear(work)
+            raise
+        except BaseException:
+            writer.abort()
+            _stopped(work, output, progress)
+            raise
+        try:
+            writer.finish()
+        except BaseException:
+            _stopped(work, output, progress)
+            raise
+        shutil.rmtree(work, ignore_errors=True)
+    return output
+
+
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        tqdm.write(message, file=sys.stderr)
+
+
+def _stopped(work: Path, output: Path, progress: bool) -> None:
+    """After a failure: say what is saved and how to go on, or remove the folder when nothing is."""
+    if not (work / MANIFEST).is_file():
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    frames = json.loads((work / MANIFEST).read_text())["frames"]
+    _say(progress, f"{output}: stopped; {frames} frames are saved in {work}. Run the same command again (same "
+                   f"settings) to go on from there; --restart starts over")
+
+
+@contextmanager
+def _locked(work: Path, output: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``work`` (made if missing); ``OutputBusyError`` if another run holds it.
+
+    Without ``fcntl`` (Windows) nothing is locked.
+    """
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot write {output}: {error.strerror or error}") from None
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    handle = os.open(work, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputBusyError(f"another star-vsr run is writing {output} (its progress is in {work}); let it "
+                                  f"finish or stop it first") from None
+        yield
+    finally:
+        os.close(handle)
+
+
+def _clear(work: Path) -> None:
+    """Empty ``work`` (the folder itself stays: it holds the lock)."""
+    for path in work.iterdir() if work.is_dir() else ():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], audio: Optional[str],
+                 upscale: float) -> dict[str, Any]:
+    """What a saved run must share with this one to go on from it."""
+    student = pipe.student
+    weights = hashlib.sha256()
+    for name, tensor in student.state_dict().items():
+        weights.update(name.encode())
+        weights.update(tensor.detach().float().cpu().numpy().tobytes())
+    return {"input": str(Path(input_path).resolve()), "input_files": _fingerprint(Path(input_path)),
+            "student_weights": weights.hexdigest()[:16], "dtype": str(student.dtype).removeprefix("torch."),
+            "upscale": upscale, "codec": codec, "crf": crf, "audio": audio is not None}
+
+
+def _fingerprint(path: Path) -> list[int]:
+    """[bytes, latest modification time in ns, files] of an input file or image folder."""
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    stats = [f.stat() for f in files]
+    return [sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0), len(stats)]
+
+
+def _fsync(path: Path) -> None:
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def save_checkpoint(work: Path, settings: dict[str, Any], segments: list[tuple[str, int]], frames: int,
+                    state: Optional[StarStudentState]) -> None:
+    """Save the state after ``frames`` frames (None: all frames are done), then the manifest naming it and
+    the committed segments, each on disk before the manifest is replaced; then delete what it no longer names.
+
+    Raises:
+        OutputError: the disk is full or not writable (the previous checkpoint stays whole).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    if frames != sum(count for _, count in segments):
+        raise RuntimeError(f"checkpoint of {frames} frames with {segments} committed")  # a bug, not the user's
+    name = None if state is None else STATE_NAME.format(frames)
+    manifest = {"settings": settings, "frames": frames, "state": name, "segments": segments}
+    temp = work / (MANIFEST + ".tmp")
+    try:
+        for segment, _ in segments[-1:]:
+            if (work / segment).is_file():
+                _fsync(work / segment)
+        if state is not None:
+            tensors, layout = {}, {}
+            for field, tensor in zip(STATE_FIELDS, state.tensors()):
+                tensors[field] = tensor.detach().cpu().contiguous()
+                channels_last = tensor.is_contiguous(memory_format=torch.channels_last)
+                layout[field] = str(channels_last and not tensor.is_contiguous())
+            save_file(tensors, str(work / name), metadata=layout)
+            _fsync(work / name)
+        temp.write_text(json.dumps(manifest, indent=1))
+        _fsync(temp)
+        os.replace(temp, work / MANIFEST)
+    except (OSError, SafetensorError) as error:
+        for partial in (temp, *([work / name] if name else [])):
+            partial.unlink(missing_ok=True)
+        if (work / MANIFEST).is_file():  # the segment just committed is of no use without its state: free its space
+            _remove_unlisted(work, json.loads((work / MANIFEST).read_text()))
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise OutputError(f"cannot save the progress of the run in {work} ({reason}); free some space and run the "
+                          f"same command again to go on from the previous checkpoint") from None
+    _remove_unlisted(work, manifest)
+
+
+def _remove_unlisted(work: Path, manifest: dict[str, Any]) -> None:
+    """Delete what the manifest does not name (older states, a segment or temporary file of a run that stopped)."""
+    keep = {MANIFEST, manifest["state"], *(name for name, _ in manifest["segments"])}
+    for path in work.iterdir():
+        if path.name not in keep:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
+                    ) -> Optional[tuple[list[tuple[str, int]], Optional[StarStudentState], int]]:
+    """(segments, state, frames) saved in ``work`` for a run with ``settings``; None when nothing is saved
+    (leftovers of a run that stopped before its first checkpoint are removed). A None state: every frame
+    is done, only the join is left.
+
+    Raises:
+        InputError: the saved run had other settings, or its files are damaged.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    if not (work / MANIFEST).is_file():
+        _clear(work)
+        return None
+    fix = f"delete {work} or pass --restart (Python: restart=True) to start over"
+    try:
+        manifest = json.loads((work / MANIFEST).read_text())
+        saved_settings, frames, segments = manifest["settings"], int(manifest["frames"]), manifest["segments"]
+        tensors, layout = None, {}
+        if manifest["state"] is not None:
+            with safe_open(str(work / manifest["state"]), framework="pt") as file:
+                layout = file.metadata() or {}
+                tensors = [file.get_tensor(field) for field in STATE_FIELDS]
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
+        raise InputError(f"{work} holds an unfinished run whose files are damaged ({error}); {fix}") from None
+    changed = [key for key in settings if saved_settings.get(key) != settings[key]]
+    if changed:
+        details = ", ".join(SETTING_CHANGES.get(key) or f"{key} {saved_settings.get(key)!r} -> {settings[key]!r}"
+                            for key in changed)
+        raise InputError(f"{work} holds an unfinished run ({frames} frames done) with other settings: {details}; "
+                         f"run with the earlier settings to go on, or {fix}")
+    segments = [(str(name), int(count)) for name, count in segments]
+    _check_segments(work, segments, fix)
+    _remove_unlisted(work, manifest)
+    if tensors is None:
+        return segments, None, frames
+    state = StarStudentState(*(
+        t.to(device).contiguous(memory_format=torch.channels_last) if layout.get(field) == "True" else t.to(device)
+        for field, t in zip(STATE_FIELDS, tensors)))
+    return segments, state, frames
+
+
+def _check_segments(work: Path, segments: list[tuple[str, int]], fix: str) -> None:
+    """``InputError`` unless every saved segment is there, holds its frames and has the first one's codec headers."""
+    from .io.probe import open_container
+
+    headers = None
+    for name, count in segments:
+        path = work / name
+        try:
+            if path.is_dir():  # PNG frames
+                found = len(list(path.glob("frame_*.png")))
+            else:
+                with open_container(path) as container:
+                    stream = container.streams.video[0]
+                    found = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+                    if headers is None:
+                        headers = stream.codec_context.extradata
+                    elif stream.codec_context.extradata != headers:
+                        found = -1
+        except (OSError, ValueError, IndexError) as error:  # missing, CorruptVideoError, no video stream
+            raise InputError(f"{work} holds an unfinished run whose segment {name} is damaged ({error}); "
+                             f"{fix}") from None
+        if found != count:
+            what = "other codec headers" if found < 0 else f"{found} of its {count} frames"
+            raise InputError(f"{work} holds an unfinished run whose segment {name} is damaged ({what}); {fix}")
