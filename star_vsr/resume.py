@@ -2,7 +2,8 @@
 
 While a student upscales a file, every ``CHECKPOINT_SECONDS`` the frames written so far are
 committed as a segment (``star_vsr.io.segments``) and the recurrent state after them is saved, in
-``partial_folder(output)``:
+``partial_folder(output)`` (also when the run is stopped by Ctrl-C or SIGTERM, after the last
+finished chunk):
 
     .out.mp4.partial/
         progress.json                 settings, frames done, state file, segments (replaced atomically)
@@ -74,14 +75,15 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, fps: Any, *, codec: 
             complete = state is None
             _say(progress, f"{output}: going on after frame {start} of {source.num_frames} (saved in {work} by an "
                            f"earlier run; --restart starts over)")
-        last_checkpoint, latest = time.monotonic(), None
+        last_checkpoint, latest = time.monotonic(), None  # latest: (frames done, a copy of the state after them)
 
         def frame_sink(frames: torch.Tensor) -> None:  # (k, 3, H, W) in [0, 1]
             writer.write(frames_to_uint8(frames))
 
         def state_sink(frames_done: int, state: StarStudentState) -> None:
             nonlocal last_checkpoint, latest
-            latest = frames_done
+            # copied: CUDA graphs update their state in place (a few MB per chunk, next to seconds of upscaling)
+            latest = frames_done, StarStudentState(*(t.clone() for t in state.tensors()))
             if time.monotonic() - last_checkpoint >= checkpoint_seconds:
                 writer.commit()
                 save_checkpoint(work, settings, writer.segments, frames_done, state)
@@ -93,10 +95,15 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, fps: Any, *, codec: 
                      **pipeline_kwargs)
             writer.commit()
             if latest is not None:  # every frame is done: only the join is left
-                save_checkpoint(work, settings, writer.segments, latest, None)
+                save_checkpoint(work, settings, writer.segments, latest[0], None)
         except (InputError, CorruptVideoError, UnsupportedVideoError):  # the input's fault: going on fails again
             writer.abort()
             _clear(work)
+            raise
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the frames of the chunks finished since the checkpoint
+            _checkpoint_on_interrupt(writer, work, settings, latest)
+            writer.abort()
+            _stopped(work, output, progress)
             raise
         except BaseException:
             writer.abort()
@@ -109,6 +116,20 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, fps: Any, *, codec: 
             raise
         shutil.rmtree(work, ignore_errors=True)
     return output
+
+
+def _checkpoint_on_interrupt(writer: Any, work: Path, settings: dict[str, Any],
+                             latest: Optional[tuple[int, StarStudentState]]) -> None:
+    """Commit the open segment and save ``latest`` if the segment holds exactly the frames of the chunks
+    finished so far (the interrupt did not land in the middle of writing a chunk). A second interrupt, or
+    a failure, while saving leaves the previous checkpoint, which is replaced only once all is on disk."""
+    if latest is None or writer.frames_written != latest[0] or latest[0] == writer.frames_committed:
+        return
+    try:
+        writer.commit()
+        save_checkpoint(work, settings, writer.segments, *latest)
+    except BaseException:  # the caller re-raises the interrupt that brought us here, not this
+        pass
 
 
 def _say(enabled: bool, message: str) -> None:

@@ -144,9 +144,24 @@ def test_a_stopped_upscale_goes_on_and_writes_what_an_uninterrupted_run_writes(p
     assert not work.exists()
 
 
-def test_a_run_stopped_before_its_first_checkpoint_leaves_nothing(pipe, tmp_path, monkeypatch):
+def test_ctrl_c_saves_the_chunks_finished_since_the_last_checkpoint(pipe, tmp_path, monkeypatch):
+    source = write_test_video(tmp_path / "in.mp4", 11, size=(12, 16))
+    upscale_video(pipe, source, tmp_path / "whole.mkv", codec="ffv1", progress=False, chunk_size=2)
+    output = tmp_path / "out.mkv"
+    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=8))
+    with pytest.raises(KeyboardInterrupt):  # no periodic checkpoint in this short run
+        upscale_video(pipe, source, output, codec="ffv1", progress=False, chunk_size=2, checkpoint_seconds=1e9)
+    assert json.loads((partial_folder(output) / MANIFEST).read_text())["frames"] == 6  # 3 chunks finished
+    counter = StopAfter(pipe)
+    monkeypatch.setattr(pipe.student, "step_tensors", counter)
+    upscale_video(pipe, source, output, codec="ffv1", progress=False, chunk_size=2)
+    assert counter.calls == 11 - 6
+    assert np.array_equal(read_all(output), read_all(tmp_path / "whole.mkv"))
+
+
+def test_a_run_stopped_within_its_first_chunk_leaves_nothing(pipe, tmp_path, monkeypatch):
     source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16))
-    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
+    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=2))
     with pytest.raises(KeyboardInterrupt):
         upscale_video(pipe, source, tmp_path / "out.mp4", progress=False, chunk_size=2)  # checkpoints every 60 s
     assert [p.name for p in tmp_path.iterdir()] == ["in.mp4"]

@@ -84,6 +84,12 @@ class SegmentedVideoWriter:
         """Frames in the committed segments."""
         return sum(count for _, count in self.segments)
 
+    @property
+    def frames_written(self) -> int:
+        """Frames in the committed segments and in the open one (0 for an open one that an error aborted)."""
+        writer = self._writer
+        return self.frames_committed + (writer.frames_written if writer is not None and writer.is_open else 0)
+
     def write(self, frames: np.ndarray) -> None:
         """Append one frame (h, w, 3) or a stack (n, h, w, 3) of uint8 RGB frames to the open segment."""
         if self._writer is None:
@@ -102,9 +108,9 @@ class SegmentedVideoWriter:
     def commit(self) -> tuple[str, int] | None:
         """Close the open segment and return its (name, frame count); None when it has no frames."""
         writer, self._writer = self._writer, None
-        if writer is None or writer.frames_written == 0:
+        if writer is None or not writer.is_open or writer.frames_written == 0:
             if writer is not None:
-                writer.abort()
+                writer.abort()  # nothing written, or an error aborted it already: no segment
             return None
         writer.close()
         self.segments.append((writer.path.name, writer.frames_written))

@@ -452,6 +452,11 @@ class VideoWriter:
         self._bar: tqdm | None = None
 
     @property
+    def is_open(self) -> bool:
+        """Whether frames can still be written (not closed, and not aborted by an error)."""
+        return self._state == "open"
+
+    @property
     def size_multiple(self) -> tuple[int, int]:
         """(h, w) that frame sizes must be multiples of to be stored without padding (2 x 2 for
         4:2:0 video, 1 x 1 for FFV1 and PNG)."""
