@@ -221,9 +221,9 @@ class StarStudentPipeline(DiffusionPipeline):
             start_frame: frames at the start of ``video`` that ``state`` has seen; they are decoded and
                 dropped, not upscaled, and the output starts with frame ``start_frame``.
             state_sink: called after each chunk with the number of frames of ``video`` done so far
-                (``start_frame`` included) and the state after them, e.g. to save a checkpoint. The
-                state's tensors may change after the call returns (CUDA graphs reuse them): copy them to
-                keep them.
+                (``start_frame`` included) and the state after them, e.g. to save a checkpoint; the
+                state is the caller's to keep (later steps make new tensors; a CUDA graph's state
+                buffers, which change in place, are copied).
         """
         # 1. Check inputs
         source = as_frame_source(video)
@@ -265,7 +265,8 @@ class StarStudentPipeline(DiffusionPipeline):
                     collected.append(chunk)
                 done += lr.shape[0]
                 if state_sink is not None:
-                    state_sink(done, StarStudentState(*tensors))
+                    kept = tensors if graph is None else tuple(t.clone() for t in tensors)
+                    state_sink(done, StarStudentState(*kept))
                 progress.update(lr.shape[0])
 
         # 4. Output

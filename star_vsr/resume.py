@@ -75,15 +75,14 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, fps: Any, *, codec: 
             complete = state is None
             _say(progress, f"{output}: going on after frame {start} of {source.num_frames} (saved in {work} by an "
                            f"earlier run; --restart starts over)")
-        last_checkpoint, latest = time.monotonic(), None  # latest: (frames done, a copy of the state after them)
+        last_checkpoint, latest = time.monotonic(), None  # latest: (frames done, the state after them)
 
         def frame_sink(frames: torch.Tensor) -> None:  # (k, 3, H, W) in [0, 1]
             writer.write(frames_to_uint8(frames))
 
         def state_sink(frames_done: int, state: StarStudentState) -> None:
             nonlocal last_checkpoint, latest
-            # copied: CUDA graphs update their state in place (a few MB per chunk, next to seconds of upscaling)
-            latest = frames_done, StarStudentState(*(t.clone() for t in state.tensors()))
+            latest = frames_done, state
             if time.monotonic() - last_checkpoint >= checkpoint_seconds:
                 writer.commit()
                 save_checkpoint(work, settings, writer.segments, frames_done, state)
@@ -174,10 +173,11 @@ def _locked(work: Path, output: Path) -> Iterator[None]:
         os.close(handle)
 
 
-def _clear(work: Path) -> None:
-    """Empty ``work`` (the folder itself stays: it holds the lock)."""
+def _clear(work: Path, keep: frozenset[str] = frozenset()) -> None:
+    """Delete everything in ``work`` but the names in ``keep`` (the folder itself stays: it holds the lock)."""
     for path in work.iterdir() if work.is_dir() else ():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if path.name not in keep:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], audio: Optional[str],
@@ -252,10 +252,7 @@ def save_checkpoint(work: Path, settings: dict[str, Any], segments: list[tuple[s
 
 def _remove_unlisted(work: Path, manifest: dict[str, Any]) -> None:
     """Delete what the manifest does not name (older states, a segment or temporary file of a run that stopped)."""
-    keep = {MANIFEST, manifest["state"], *(name for name, _ in manifest["segments"])}
-    for path in work.iterdir():
-        if path.name not in keep:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    _clear(work, frozenset({MANIFEST, manifest["state"], *(name for name, _ in manifest["segments"])}))
 
 
 def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device

@@ -96,13 +96,13 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     source = FileFrameSource(input_path)
     info_fps = _frame_rate(input_path)
     audio = str(input_path) if keep_audio and Path(input_path).is_file() else None
-    work = partial_folder(output_path)
     pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step")
     if isinstance(pipe, StarStudentPipeline):
         every = resume.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
         return resume.upscale_resumable(pipe, source, Path(output_path), info_fps, codec=codec, crf=crf, audio=audio,
                                         progress=progress, restart=restart, checkpoint_seconds=every,
                                         **pipeline_kwargs)
+    work = partial_folder(output_path)  # a student run's saved progress, which this pipeline cannot use
     if restart:
         shutil.rmtree(work, ignore_errors=True)
     if (work / MANIFEST).is_file():

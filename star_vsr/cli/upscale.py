@@ -154,7 +154,8 @@ def run_batch(args: argparse.Namespace) -> int:
 
     from ..io import VIDEO_EXTENSIONS, output_name
     from ..outputs import check_writable
-    from ..upscale import MANIFEST, partial_folder, upscale_video
+    from ..resume import MANIFEST, partial_folder
+    from ..upscale import upscale_video
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():

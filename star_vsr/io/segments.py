@@ -15,7 +15,6 @@ the same settings and frame size carry identical codec headers, which the join c
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import warnings
 from fractions import Fraction
@@ -28,7 +27,8 @@ from tqdm.auto import tqdm
 
 from star_vsr.errors import CorruptVideoError, InputError
 from star_vsr.io.probe import as_frame_rate, open_container, probe_video
-from star_vsr.io.writer import PNG_NAME, VideoWriter, _AudioCopy, _check_crf, _output_error, _remove, _resolve_codec
+from star_vsr.io.writer import (PNG_NAME, VideoWriter, _AudioCopy, _check_crf, _output_error, _remove, _resolve_codec,
+                                check_png_folder, move_into_place, temporary_path)
 
 #: File (or folder, for PNG) name of segment i in the work folder; the suffix follows the codec.
 SEGMENT_NAME = "segment_{:06d}{}"
@@ -72,8 +72,7 @@ class SegmentedVideoWriter:
         self.codec = _resolve_codec(self.path, codec)
         self.crf = _check_crf(self.codec, crf)
         self.audio_from = audio_from
-        if self.codec == "png" and self.path.is_dir() and any(self.path.iterdir()):
-            raise InputError(f"{self.path} already holds files; write the PNG frames to a new or empty folder")
+        check_png_folder(self.path, self.codec)
         self.segments: list[tuple[str, int]] = [(str(name), int(count)) for name, count in segments]
         self._writer: VideoWriter | None = None
         self._bar_settings = dict(total=total_frames, unit="frame", desc=self.path.name, disable=not progress)
@@ -135,17 +134,15 @@ class SegmentedVideoWriter:
             raise InputError(f"no frames were written to {self.path}; nothing was saved")
         files = [self.work_dir / name for name, _ in self.segments]
         counts = [count for _, count in self.segments]
-        temp = self.path.parent / f".{self.path.name}.{secrets.token_hex(4)}.tmp{self.path.suffix}"
+        temp = temporary_path(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.codec == "png":
                 _join_frame_folders(temp, files)
-                if self.path.is_dir():
-                    self.path.rmdir()  # an empty folder (checked in __init__) gives way
             else:
                 has_audio = self.audio_from is not None and probe_video(self.audio_from).has_audio
                 _join_encoded(temp, files, counts, self.frame_rate, self.audio_from if has_audio else None)
-            os.replace(temp, self.path)
+            move_into_place(temp, self.path)
         except OSError as error:
             _remove(temp)
             raise _output_error(self.path, error) from None

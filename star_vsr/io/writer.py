@@ -97,6 +97,24 @@ def _remove(path: Path) -> None:
             pass
 
 
+def temporary_path(path: Path) -> Path:
+    """A hidden, unique name next to `path` to write it under until it is complete."""
+    return path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}"
+
+
+def check_png_folder(path: Path, codec: str) -> None:
+    """`InputError` if PNG frames would go into a folder that already holds files."""
+    if codec == "png" and path.is_dir() and any(path.iterdir()):
+        raise InputError(f"{path} already holds files; write the PNG frames to a new or empty folder")
+
+
+def move_into_place(temp: Path, path: Path) -> None:
+    """Rename the complete output `temp` onto `path` (an empty folder there gives way to a PNG folder)."""
+    if temp.is_dir() and path.is_dir():
+        path.rmdir()  # empty: checked by check_png_folder before writing
+    os.replace(temp, path)
+
+
 def _output_error(path: Path, error: OSError) -> Exception:
     """``error`` (permission, read-only or full disk, ...) as a one-line ``OutputError`` about
     ``path``; star-vsr's own errors pass unchanged."""
@@ -418,10 +436,7 @@ class VideoWriter:
         self.crf = _check_crf(self.codec, crf)
         self.pix_fmt = _check_pix_fmt(self.codec, pix_fmt)
         audio_source = self._check_audio_source(audio_from)
-        if self.codec == "png" and self.path.is_dir() and any(self.path.iterdir()):
-            raise InputError(
-                f"{self.path} already holds files; write the PNG frames to a new or empty folder"
-            )
+        check_png_folder(self.path, self.codec)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -429,9 +444,7 @@ class VideoWriter:
         self.frames_written = 0
         self.frame_size: tuple[int, int] | None = None  # (h, w) of the frames given
         self._block = _chroma_block(self.pix_fmt)
-        self._temp = (
-            self.path.parent / f".{self.path.name}.{secrets.token_hex(4)}.tmp{self.path.suffix}"
-        )
+        self._temp = temporary_path(self.path)
         self._cleanup = weakref.finalize(self, _remove, self._temp)  # also if never closed
         try:
             if self.codec == "png":
@@ -547,9 +560,7 @@ class VideoWriter:
             if self.frames_written == 0:
                 raise InputError(f"no frames were written to {self.path}; nothing was saved")
             self._sink.finish()
-            if self.codec == "png" and self.path.is_dir():
-                self.path.rmdir()  # an empty folder (checked in __init__) gives way
-            os.replace(self._temp, self.path)
+            move_into_place(self._temp, self.path)
         except OSError as error:
             self.abort()
             raise _output_error(self.path, error) from None
