@@ -44,7 +44,11 @@ def test_info(tmp_path, capsys):
     assert main(["info", str(video), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["num_frames"], info["width"], info["height"], info["has_audio"]) == (7, 32, 24, True)
-    assert info["fps"] == pytest.approx(25)
+    assert info["fps"] == pytest.approx(25) and info["orientation"] == "none"
+    phone = write_test_video(tmp_path / "phone.mp4", num_frames=2, size=(24, 32), rotation=-90)
+    assert main(["info", str(phone)]) == 0
+    table = capsys.readouterr().out
+    assert "24x32" in table and "rotated 90 degrees clockwise (read upright)" in table
 
 
 @pytest.mark.parametrize("unbuffered", ["", "1"])

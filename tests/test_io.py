@@ -52,16 +52,20 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-class _NoDecodeContainer:
-    """Wraps a PyAV container and fails the test if anything decodes through it."""
+class _CountingContainer:
+    """Wraps a PyAV container and counts the frames decoded through it."""
 
-    def __init__(self, container: av.container.InputContainer) -> None:
+    def __init__(self, container: av.container.InputContainer, decoded: list[int]) -> None:
         self._container = container
+        self._decoded = decoded
 
     def __getattr__(self, name: str):
-        if name == "decode":
-            raise AssertionError("probe_video decoded frames")
         return getattr(self._container, name)
+
+    def decode(self, *args, **kwargs):
+        for frame in self._container.decode(*args, **kwargs):
+            self._decoded.append(1)
+            yield frame
 
     def demux(self, *args, **kwargs):
         for packet in self._container.demux(*args, **kwargs):
@@ -85,25 +89,24 @@ class _NoDecodePacket:
 
 
 @pytest.fixture
-def no_decode(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Make every av.open return a container that refuses to decode; records opened paths."""
-    opened: list[str] = []
+def decoded_frames(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make every av.open count the frames decoded through it; one entry per frame."""
+    decoded: list[int] = []
     real_open = av.open
 
     def spy_open(file, *args, **kwargs):
-        opened.append(str(file))
-        return _NoDecodeContainer(real_open(file, *args, **kwargs))
+        return _CountingContainer(real_open(file, *args, **kwargs), decoded)
 
     monkeypatch.setattr(av, "open", spy_open)
-    return opened
+    return decoded
 
 
 # ----------------------------------------------------------------------------- probe
 
 
-def test_probe_reads_metadata_without_decoding(videos, no_decode):
+def test_probe_reads_metadata_decoding_only_the_first_frame(videos, decoded_frames):
     info = probe_video(videos["ntsc_audio"])
-    assert no_decode == [str(videos["ntsc_audio"])]
+    assert len(decoded_frames) == 1  # for its display matrix
     assert info.num_frames == NUM_FRAMES
     assert info.frame_rate == NTSC and info.fps == pytest.approx(30000 / 1001, abs=1e-9)
     assert (info.height, info.width) == SIZE
@@ -113,12 +116,54 @@ def test_probe_reads_metadata_without_decoding(videos, no_decode):
     assert not info.is_image_folder
 
 
-def test_probe_counts_packets_when_container_has_no_frame_count(videos, no_decode):
+def test_probe_counts_packets_when_container_has_no_frame_count(videos, decoded_frames):
     with av.open(str(videos["mkv"])) as container:
         assert container.streams.video[0].frames == 0  # Matroska stores no frame count
     info = probe_video(videos["mkv"])
+    assert len(decoded_frames) == 1
     assert info.num_frames == 12
     assert info.frame_rate == 24 and not info.has_audio and info.audio_codec is None
+
+
+@pytest.mark.parametrize(
+    ("rotation", "hflip", "vflip", "marker", "described"),
+    [
+        (0, False, False, "top-left", "none"),
+        (-90, False, False, "top-right", "rotated 90 degrees clockwise"),  # a phone held upright
+        (90, False, False, "bottom-left", "rotated 90 degrees counter-clockwise"),
+        (180, False, False, "bottom-right", "rotated 180 degrees"),
+        (0, True, False, "top-right", "mirrored left-right"),
+        (0, False, True, "bottom-left", "mirrored upside down"),
+        (90, True, False, "bottom-right", "anti-transposed"),
+        (90, False, True, "top-left", "transposed"),
+    ],
+)
+def test_frames_are_read_upright_by_the_display_matrix(tmp_path, rotation, hflip, vflip, marker, described):
+    """A 64x32 frame with a white 16x8 block in its top-left corner, stored with a display
+    matrix: frames, sizes and random access all come out as a player shows them."""
+    stored = np.zeros((4, 32, 64, 3), np.uint8)
+    stored[:, :8, :16] = 255
+    path = tmp_path / "turned.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=24, options={"crf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv444p"
+        stream.set_display_rotation(rotation, hflip=hflip, vflip=vflip)
+        for frame in stored:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    turned = abs(rotation) == 90
+    info = probe_video(path)
+    assert (info.width, info.height) == ((32, 64) if turned else (64, 32))
+    assert info.orientation.describe().startswith(described)
+    with open_video(path) as reader:
+        frames = np.stack(list(reader))
+    assert frames.shape == (4, info.height, info.width, 3)
+    rows, cols = np.nonzero(frames[0, :, :, 0] > 128)
+    block_h, block_w = (16, 8) if turned else (8, 16)
+    top = 0 if marker.startswith("top") else info.height - block_h
+    left = 0 if marker.endswith("left") else info.width - block_w
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (top, top + block_h - 1, left, left + block_w - 1)
+    np.testing.assert_array_equal(read_frames(path, [3, 1], backend="pyav"), frames[[3, 1]])
 
 
 def test_as_frame_rate_snaps_floats_to_ntsc_fractions():

@@ -407,6 +407,12 @@ def test_upscale_video_with_a_saved_student(pipe, tmp_path):
     info = probe_video(tmp_path / "out.mp4")
     assert (info.num_frames, info.height, info.width) == (5, 36, 48)
 
+    # portrait phone footage: landscape frames stored with "turn 90 degrees clockwise"
+    phone = write_test_video(tmp_path / "phone.mp4", 3, size=(12, 16), rotation=-90)
+    upscale_video(loaded, phone, tmp_path / "phone_x2.mp4", progress=False, upscale=2)
+    info = probe_video(tmp_path / "phone_x2.mp4")
+    assert (info.num_frames, info.height, info.width) == (3, 32, 24) and info.orientation.is_identity
+
 
 # ---------------------------------------------------------------- devices
 def test_float16_on_the_cpu_is_a_device_error():

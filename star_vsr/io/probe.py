@@ -2,24 +2,34 @@
 
 A "video" is either a container file (anything FFmpeg demuxes: .mp4, .mkv, .mov, .avi, ...)
 or a folder of PNG/JPEG frames, sorted naturally (``frame2.png`` before ``frame10.png``).
-Probing reads container headers only; when a container stores no frame count (Matroska,
-for one), the video packets are counted by demuxing, which reads the file but decodes
-nothing.
+Probing reads container headers, plus the first frame of a file for its display matrix
+(phone videos store portrait footage as landscape frames with "rotate by 90 degrees"); when a
+container stores no frame count (Matroska, for one), the video packets are counted by
+demuxing, which reads the file but decodes nothing more.
+
+Sizes are display sizes: the reader turns frames upright as players (and FFmpeg's command
+line) do, so a portrait phone video is read as portrait frames.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 from av.container import InputContainer
+from av.sidedata.sidedata import Type as SideDataType
 from av.video.stream import VideoStream
 from PIL import Image, UnidentifiedImageError
 
 from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg"})
 """File suffixes (lower case) that count as frames of an image-folder video."""
@@ -47,6 +57,70 @@ _PIL_MODE_TO_PIX_FMT = {
 
 
 @dataclass(frozen=True)
+class DisplayOrientation:
+    """How a decoded frame is turned to be shown upright, from the container's display matrix.
+
+    The eight right-angle cases (four rotations, each optionally mirrored) as three steps
+    applied in order: swap rows and columns (`transpose`), mirror left-right (`flip_x`), turn
+    upside down (`flip_y`). All False is the identity.
+    """
+
+    transpose: bool = False
+    flip_x: bool = False
+    flip_y: bool = False
+
+    @classmethod
+    def from_display_matrix(cls, matrix: bytes) -> DisplayOrientation | None:
+        """The orientation that FFmpeg's display matrix `matrix` describes, or None if no
+        right angle does.
+
+        `matrix` is FFmpeg's 3x3 int32 matrix ``[a b u; c d v; x y w]`` (16.16 fixed point),
+        which maps a stored pixel (x, y) to the displayed ``(a x + c y, b x + d y)`` plus a
+        shift: with b = c = 0 the axes stay and negative a / d mirror them; with a = d = 0
+        the axes swap and negative c / b mirror the new x / y.
+        """
+        a, b, _, c, d = struct.unpack("<9i", matrix)[:5]
+        if a and d and not b and not c:
+            return cls(transpose=False, flip_x=a < 0, flip_y=d < 0)
+        if b and c and not a and not d:
+            return cls(transpose=True, flip_x=c < 0, flip_y=b < 0)
+        return None
+
+    @property
+    def is_identity(self) -> bool:
+        return not (self.transpose or self.flip_x or self.flip_y)
+
+    def display_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of a `width` x `height` stored frame once turned upright."""
+        return (height, width) if self.transpose else (width, height)
+
+    def apply(self, frames: np.ndarray) -> np.ndarray:
+        """Turn stored frames upright: (..., h, w, c) -> (..., h', w', c), contiguous."""
+        if self.is_identity:
+            return frames
+        if self.transpose:
+            frames = np.swapaxes(frames, -3, -2)
+        if self.flip_x:
+            frames = frames[..., :, ::-1, :]
+        if self.flip_y:
+            frames = frames[..., ::-1, :, :]
+        return np.ascontiguousarray(frames)
+
+    def describe(self) -> str:
+        """In words, as `star-vsr info` prints it: "rotated 90 degrees clockwise"."""
+        return {
+            (False, False, False): "none",
+            (False, True, True): "rotated 180 degrees",
+            (True, True, False): "rotated 90 degrees clockwise",
+            (True, False, True): "rotated 90 degrees counter-clockwise",
+            (False, True, False): "mirrored left-right",
+            (False, False, True): "mirrored upside down",
+            (True, False, False): "transposed (rotated 90 degrees clockwise, mirrored)",
+            (True, True, True): "anti-transposed (rotated 90 degrees counter-clockwise, mirrored)",
+        }[(self.transpose, self.flip_x, self.flip_y)]
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     """What a video is, known without decoding it.
 
@@ -65,6 +139,8 @@ class VideoInfo:
         audio_codec: Codec of the first audio stream, or None.
         is_image_folder: True for a folder of PNG/JPEG frames.
         frame_rate: The exact frame rate (30000/1001 for 29.97 fps); pass it to `VideoWriter`.
+        orientation: How the reader turns stored frames upright (the container's display
+            matrix); `width` and `height` are already the upright size.
     """
 
     path: Path
@@ -79,6 +155,7 @@ class VideoInfo:
     audio_codec: str | None
     is_image_folder: bool
     frame_rate: Fraction
+    orientation: DisplayOrientation = field(default_factory=DisplayOrientation)
 
 
 def as_frame_rate(fps: float | int | Fraction) -> Fraction:
@@ -184,6 +261,33 @@ def _count_packets(container: InputContainer, stream: VideoStream, path: Path) -
         ) from error
 
 
+def _read_orientation(path: Path) -> DisplayOrientation:
+    """Display orientation of a video file, from the display matrix FFmpeg attaches to its
+    first decoded frame (PyAV does not expose the stream's copy). Identity when there is none,
+    or when the first frame does not decode (the reader then reports the damage)."""
+    with open_container(path) as container:
+        stream = find_video_stream(container, path)
+        try:
+            frame = next(iter(container.decode(stream)), None)
+        except av.FFmpegError:
+            return DisplayOrientation()
+    matrix = next(
+        (bytes(data) for data in (frame.side_data if frame is not None else ())
+         if data.type == SideDataType.DISPLAYMATRIX),
+        None,
+    )
+    if matrix is None or len(matrix) != 36:
+        return DisplayOrientation()
+    orientation = DisplayOrientation.from_display_matrix(matrix)
+    if orientation is None:
+        logger.warning(
+            "%s asks to be shown rotated by %d degrees, not a multiple of 90; its frames are "
+            "read as stored", path, frame.rotation,
+        )
+        return DisplayOrientation()
+    return orientation
+
+
 def _probe_container(path: Path) -> VideoInfo:
     with open_container(path) as container:
         stream = find_video_stream(container, path)
@@ -208,6 +312,8 @@ def _probe_container(path: Path) -> VideoInfo:
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
         )
+    orientation = _read_orientation(path)
+    width, height = orientation.display_size(width, height)
     return VideoInfo(
         path=path,
         num_frames=num_frames,
@@ -221,6 +327,7 @@ def _probe_container(path: Path) -> VideoInfo:
         audio_codec=audio[0].codec_context.name if audio else None,
         is_image_folder=False,
         frame_rate=frame_rate,
+        orientation=orientation,
     )
 
 
@@ -253,8 +360,9 @@ def probe_video(
 ) -> VideoInfo:
     """Frame count, frame rate, size, codec and audio of a video file or frame folder.
 
-    Nothing is decoded: headers give everything, and a missing frame count is found by
-    counting packets. For a folder, the size comes from the first image's header.
+    Headers give nearly everything: a missing frame count is found by counting packets, and
+    the display matrix (how to turn frames upright) comes with the first decoded frame. The
+    size is the upright size. For a folder, the size comes from the first image's header.
 
     Args:
         path: Video file, or folder of PNG/JPEG frames.

@@ -1,7 +1,7 @@
 """Reading videos: streamed frame by frame (`open_video`) or at chosen indices (`read_frames`).
 
-Every frame comes out as a ``numpy.uint8`` RGB array shaped (h, w, 3); stacks are
-(n, h, w, 3). Video files are streamed with PyAV, so a video of any length is never held in
+Every frame comes out as a ``numpy.uint8`` RGB array shaped (h, w, 3), upright (turned by
+the container's display matrix, as players show it); stacks are (n, h, w, 3). Video files are streamed with PyAV, so a video of any length is never held in
 memory; a folder of PNG/JPEG frames reads through the same interface. Random access for
 training uses decord when it is installed and falls back to PyAV seeking otherwise.
 
@@ -102,6 +102,11 @@ class VideoReader(ABC):
         self.close()
 
 
+def _to_rgb(frame: av.VideoFrame, info: VideoInfo) -> np.ndarray:
+    """A decoded frame as upright (h, w, 3) uint8 RGB."""
+    return info.orientation.apply(frame.to_ndarray(format="rgb24"))
+
+
 def _decode(container: InputContainer, stream: VideoStream, path: Path) -> Iterator[av.VideoFrame]:
     """`container.decode(stream)`, raising `CorruptVideoError` when FFmpeg fails mid-stream."""
     frames = container.decode(stream)
@@ -135,7 +140,7 @@ class PyAVVideoReader(VideoReader):
         try:
             stream = find_video_stream(container, path)
             for frame in _decode(container, stream, path):
-                yield frame.to_ndarray(format="rgb24")  # (h, w, 3)
+                yield _to_rgb(frame, self.info)  # (h, w, 3)
                 count += 1
                 if self.closed:
                     return
@@ -244,7 +249,7 @@ def _seek_and_decode(
             )
         if position != target:
             raise _IrregularTimestampsError
-        found[target] = frame.to_ndarray(format="rgb24")  # (h, w, 3)
+        found[target] = _to_rgb(frame, info)  # (h, w, 3)
     return found
 
 
@@ -256,7 +261,7 @@ def _decode_sequentially(info: VideoInfo, wanted: list[int]) -> dict[int, np.nda
         stream = find_video_stream(container, info.path)
         for index, frame in enumerate(_decode(container, stream, info.path)):
             if index in wanted_set:
-                found[index] = frame.to_ndarray(format="rgb24")  # (h, w, 3)
+                found[index] = _to_rgb(frame, info)  # (h, w, 3)
             if index == wanted[-1]:
                 return found
     raise CorruptVideoError(
@@ -283,7 +288,7 @@ def _read_frames_decord(info: VideoInfo, indices: list[int]) -> np.ndarray:
     import decord  # optional: not built for every platform
 
     reader = decord.VideoReader(str(info.path), ctx=decord.cpu(0))
-    frames = reader.get_batch(indices).asnumpy()  # (k, h, w, 3)
+    frames = info.orientation.apply(reader.get_batch(indices).asnumpy())  # (k, h, w, 3)
     if frames.shape != (len(indices), info.height, info.width, 3) or frames.dtype != np.uint8:
         raise ValueError(f"decord returned frames shaped {frames.shape} ({frames.dtype})")
     return frames

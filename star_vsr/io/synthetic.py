@@ -110,6 +110,7 @@ def write_test_video(
     *,
     audio_codec: str = "aac",
     gop_size: int | None = None,
+    rotation: int = 0,
 ) -> Path:
     """Write `synthetic_frames(num_frames, size, seed)` as a real video file with PyAV.
 
@@ -124,6 +125,9 @@ def write_test_video(
         audio_codec: FFmpeg encoder of the audio track ("aac"; e.g. "pcm_mulaw" in .mov to
             get audio that .mp4 cannot hold).
         gop_size: Frames between keyframes (None: the encoder's default).
+        rotation: Display rotation stored in the container, counter-clockwise degrees (a
+            phone held upright records -90: landscape frames shown turned clockwise); the
+            frames themselves are stored as given.
 
     Returns:
         `path` as a Path.
@@ -142,6 +146,8 @@ def write_test_video(
         video = container.add_stream(encoder, rate=frame_rate, options=options)
         video.height, video.width = size
         video.pix_fmt = pix_fmt
+        if rotation:
+            video.set_display_rotation(rotation)
         sound = (
             container.add_stream(audio_codec, rate=AUDIO_SAMPLE_RATE, layout="mono")
             if audio
