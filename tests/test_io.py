@@ -250,6 +250,50 @@ def test_h265_round_trip(tmp_path):
         assert psnr(np.stack(list(reader)), frames) > MIN_PSNR_DB
 
 
+COLOUR = np.array([200, 40, 60])  # a red far enough from grey that the BT.601 / BT.709 matrices differ by ~15 levels
+
+
+@pytest.mark.parametrize(("codec", "name", "pix_fmt"), [("h264", "a.mp4", None), ("h265", "b.mp4", None),
+                                                      ("h264", "c.mkv", "yuv444p")])
+def test_yuv_output_is_converted_and_tagged_as_bt709(tmp_path, codec, name, pix_fmt):
+    """Players read untagged HD video as BT.709; the writer converts with that matrix and says so."""
+    from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
+
+    with VideoWriter(tmp_path / name, fps=24, codec=codec, pix_fmt=pix_fmt) as writer:
+        writer.write(np.broadcast_to(COLOUR.astype(np.uint8), (2, 32, 32, 3)))
+    with av.open(str(tmp_path / name)) as container:
+        context = container.streams.video[0].codec_context
+        tags = (context.colorspace, context.color_range, context.color_primaries, context.color_trc)
+        frame = next(container.decode(video=0))
+        as_bt709 = frame.reformat(format="rgb24", src_colorspace=Colorspace.ITU709,
+                                  src_color_range=ColorRange.MPEG).to_ndarray()  # (32, 32, 3)
+    assert tags == (Colorspace.ITU709, ColorRange.MPEG, ColorPrimaries.BT709, ColorTrc.BT709)
+    assert np.abs(as_bt709[16, 16].astype(int) - COLOUR).max() <= 3
+    with open_video(tmp_path / name) as reader:
+        assert np.abs(next(iter(reader))[16, 16].astype(int) - COLOUR).max() <= 3
+
+
+@pytest.mark.parametrize(("matrix", "colour_range", "pix_fmt"), [("ITU601", "MPEG", "yuv420p"),
+                                                                 ("ITU709", "JPEG", "yuvj420p")])
+def test_reader_decodes_by_the_input_colour_tags(tmp_path, matrix, colour_range, pix_fmt):
+    """BT.601 limited range (SD camcorders) and BT.709 full range (MJPEG, some phones)."""
+    from av.video.reformatter import ColorRange, Colorspace
+
+    path = tmp_path / "tagged.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=24, options={"crf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 32, 32, pix_fmt
+        context = stream.codec_context
+        context.colorspace, context.color_range = Colorspace[matrix], ColorRange[colour_range]
+        frame = av.VideoFrame.from_ndarray(np.broadcast_to(COLOUR.astype(np.uint8), (32, 32, 3)).copy(), "rgb24")
+        frame = frame.reformat(format=pix_fmt, dst_colorspace=Colorspace[matrix],
+                               dst_color_range=ColorRange[colour_range])
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with open_video(path) as reader:
+        assert np.abs(next(iter(reader))[16, 16].astype(int) - COLOUR).max() <= 3
+
+
 def test_crf_changes_quality(tmp_path):
     frames = synthetic_frames(NUM_FRAMES, SIZE, seed=5)
     quality = {}

@@ -8,6 +8,10 @@ Odd frame sizes: H.264/H.265 store 4:2:0 chroma (yuv420p), which needs even widt
 height. Such frames are padded on the right/bottom edge by repeating the last column/row,
 so a 63x47 input is written as 64x48 (with one warning). FFV1 and PNG keep any size.
 
+Colour: YUV output is converted with the BT.709 matrix in limited range and tagged as BT.709
+(matrix, primaries, transfer), as HD video is. Untagged, players guess BT.709 for HD sizes
+while FFmpeg's converter defaults to BT.601, which shifted reds and greens visibly.
+
 Encoding runs inside `write`. x264 already encodes in its own threads; handing frames to a
 background Python thread as well was measured (star-vsr upscale path, 320x180 -> 1280x720 on
 2 cores) and gained nothing: the model and x264 together keep both cores busy.
@@ -29,6 +33,7 @@ import av
 import cv2
 import numpy as np
 from av.container import OutputContainer
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 from tqdm.auto import tqdm
 
 from star_vsr.errors import CorruptVideoError, InputError, OutputError, StarVSRError, UnsupportedVideoError
@@ -233,6 +238,11 @@ class _EncodedSink:
             self._codec.encoder, rate=self._frame_rate, options=options
         )
         stream.width, stream.height, stream.pix_fmt = width, height, self._pix_fmt
+        self._yuv = not av.VideoFormat(self._pix_fmt).is_rgb
+        if self._yuv:  # tags written into the bitstream (VUI) and the container
+            context = stream.codec_context
+            context.colorspace, context.color_range = Colorspace.ITU709, ColorRange.MPEG
+            context.color_primaries, context.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
         # time base 1/fps: frame i has pts i, so 30000/1001 fps stays exact
         stream.codec_context.time_base = 1 / self._frame_rate
         if self._codec.encoder == "libx265" and self._container.format.name in ("mp4", "mov"):
@@ -246,6 +256,10 @@ class _EncodedSink:
         if self._stream is None:
             self._start(*frame.shape[:2])
         video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        if self._yuv:
+            video_frame = video_frame.reformat(
+                format=self._pix_fmt, dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
+            )
         video_frame.pts = self._count
         self._container.mux(self._stream.encode(video_frame))
         self._count += 1
