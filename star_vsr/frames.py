@@ -134,7 +134,7 @@ class FileFrameSource(FrameSource):
         from .io import probe_video
 
         self.path = Path(path)
-        info = probe_video(self.path)
+        self.info = info = probe_video(self.path)
         self.num_frames, self.height, self.width = info.num_frames, info.height, info.width
         if self.num_frames < 1:
             raise InputError(f"{self.path}: the video has no frames")

@@ -53,7 +53,7 @@ def partial_folder(output_path: str | Path) -> Path:
     return output.parent / f".{output.name}.partial"
 
 
-def upscale_resumable(pipe: Any, source: Any, output: Path, fps: Any, *, codec: Optional[str], crf: Optional[int],
+def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec: Optional[str], crf: Optional[int],
                       audio: Optional[str], progress: bool, restart: bool, checkpoint_seconds: float,
                       **pipeline_kwargs: Any) -> Path:
     """``star_vsr.upscale.upscale_video`` for a ``StarStudentPipeline``, saving progress as it goes."""
@@ -61,8 +61,8 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, fps: Any, *, codec: 
     from .io.segments import SegmentedVideoWriter
 
     work = partial_folder(output)
-    writer = SegmentedVideoWriter(output, fps, work, codec=codec, crf=crf, audio_from=audio, progress=progress,
-                                  total_frames=source.num_frames)  # checks codec and crf before anything is made
+    writer = SegmentedVideoWriter(output, info.frame_rate, work, codec=codec, crf=crf, audio_from=audio,
+                                  progress=progress, total_frames=source.num_frames, pixel_aspect=info.pixel_aspect)  # checks codec and crf before anything is made
     upscale = float(pipeline_kwargs.get("upscale", 4))
     settings = run_settings(pipe, source.path, writer.codec, writer.crf, audio, upscale)
     with _locked(work, output):

@@ -94,12 +94,12 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     from .frames import FileFrameSource, frames_to_uint8
 
     source = FileFrameSource(input_path)
-    info_fps = _frame_rate(input_path)
+    info = source.info
     audio = str(input_path) if keep_audio and Path(input_path).is_file() else None
     pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step")
     if isinstance(pipe, StarStudentPipeline):
         every = resume.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
-        return resume.upscale_resumable(pipe, source, Path(output_path), info_fps, codec=codec, crf=crf, audio=audio,
+        return resume.upscale_resumable(pipe, source, Path(output_path), info, codec=codec, crf=crf, audio=audio,
                                         progress=progress, restart=restart, checkpoint_seconds=every,
                                         **pipeline_kwargs)
     work = partial_folder(output_path)  # a student run's saved progress, which this pipeline cannot use
@@ -110,8 +110,8 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
                          f"pass --restart (restart=True) to discard it")
     from .io import VideoWriter
 
-    with VideoWriter(output_path, info_fps, codec=codec, crf=crf, audio_from=audio, progress=progress,
-                     total_frames=source.num_frames) as writer:
+    with VideoWriter(output_path, info.frame_rate, codec=codec, crf=crf, audio_from=audio, progress=progress,
+                     total_frames=source.num_frames, pixel_aspect=info.pixel_aspect) as writer:
 
         def sink(frames: torch.Tensor) -> None:  # (k, 3, H, W) in [0, 1]
             writer.write(frames_to_uint8(frames))
@@ -119,8 +119,3 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
         pipe(source, frame_sink=sink, **pipeline_kwargs)
     return Path(output_path)
 
-
-def _frame_rate(path: Union[str, Path]):
-    from .io import probe_video
-
-    return probe_video(path).frame_rate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -307,6 +308,14 @@ def test_degrade_is_deterministic_coherent_and_keeps_audio(tmp_path):
     with open_video(a) as ra, open_video(b) as rb, open_video(c) as rc:
         fa, fb, fc = next(ra.iter_chunks(6)), next(rb.iter_chunks(6)), next(rc.iter_chunks(6))
     assert np.array_equal(fa, fb) and not np.array_equal(fa, fc)
+
+
+def test_degrade_keeps_the_pixel_aspect_ratio(tmp_path, capsys):
+    hr = write_test_video(tmp_path / "dvd.mp4", num_frames=2, size=(32, 48), pixel_aspect=Fraction(8, 9))
+    assert main(["info", str(hr)]) == 0
+    assert "8:9 (shown as 43x32)" in capsys.readouterr().out
+    assert main(["degrade", str(hr), "-o", str(tmp_path / "lr.mp4"), "--scale", "2"]) == 0
+    assert probe_video(tmp_path / "lr.mp4").pixel_aspect == Fraction(8, 9)
 
 
 def test_degrade_refuses_existing_output(tmp_path, capsys):

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -412,6 +413,14 @@ def test_upscale_video_with_a_saved_student(pipe, tmp_path):
     upscale_video(loaded, phone, tmp_path / "phone_x2.mp4", progress=False, upscale=2)
     info = probe_video(tmp_path / "phone_x2.mp4")
     assert (info.num_frames, info.height, info.width) == (3, 32, 24) and info.orientation.is_identity
+
+    # anamorphic (widescreen DVD) video keeps its pixel shape, so it is still shown 16:9
+    dvd = write_test_video(tmp_path / "dvd.mkv", 3, size=(12, 16), pixel_aspect=Fraction(32, 27))
+    assert probe_video(dvd).pixel_aspect == Fraction(32, 27)
+    upscale_video(loaded, dvd, tmp_path / "dvd_x2.mp4", progress=False, upscale=2)
+    assert probe_video(tmp_path / "dvd_x2.mp4").pixel_aspect == Fraction(32, 27)
+    turned = write_test_video(tmp_path / "turned.mp4", 3, size=(12, 16), rotation=-90, pixel_aspect=Fraction(4, 3))
+    assert probe_video(turned).pixel_aspect == Fraction(3, 4)  # of the upright frames
 
 
 # ---------------------------------------------------------------- devices

@@ -141,6 +141,8 @@ class VideoInfo:
         frame_rate: The exact frame rate (30000/1001 for 29.97 fps); pass it to `VideoWriter`.
         orientation: How the reader turns stored frames upright (the container's display
             matrix); `width` and `height` are already the upright size.
+        pixel_aspect: Width / height of one pixel as shown (sample aspect ratio; 32/27 for
+            widescreen NTSC DVD video at 720x480), of the upright frames; 1 for square pixels.
     """
 
     path: Path
@@ -156,6 +158,7 @@ class VideoInfo:
     is_image_folder: bool
     frame_rate: Fraction
     orientation: DisplayOrientation = field(default_factory=DisplayOrientation)
+    pixel_aspect: Fraction = Fraction(1)
 
 
 def as_frame_rate(fps: float | int | Fraction) -> Fraction:
@@ -301,6 +304,7 @@ def _probe_container(path: Path) -> VideoInfo:
         codec = stream.codec_context.name
         pix_fmt = stream.codec_context.pix_fmt or "unknown"
         width, height = stream.codec_context.width, stream.codec_context.height
+        pixel_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
         if stream.duration is not None and stream.time_base is not None:
             duration_s = float(stream.duration * stream.time_base)
         elif container.duration is not None:
@@ -314,6 +318,8 @@ def _probe_container(path: Path) -> VideoInfo:
         )
     orientation = _read_orientation(path)
     width, height = orientation.display_size(width, height)
+    if orientation.transpose:
+        pixel_aspect = 1 / pixel_aspect
     return VideoInfo(
         path=path,
         num_frames=num_frames,
@@ -328,6 +334,7 @@ def _probe_container(path: Path) -> VideoInfo:
         is_image_folder=False,
         frame_rate=frame_rate,
         orientation=orientation,
+        pixel_aspect=Fraction(pixel_aspect),
     )
 
 

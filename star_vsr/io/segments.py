@@ -48,6 +48,7 @@ class SegmentedVideoWriter:
             joined.
         progress: Show one tqdm bar of frames over all segments.
         total_frames: Expected frame count of the whole output, only for the progress bar.
+        pixel_aspect: Width / height of a pixel as shown (see `VideoWriter`).
 
     Raises:
         UnsupportedVideoError, InputError: As `VideoWriter` for the codec, crf and output path.
@@ -65,9 +66,11 @@ class SegmentedVideoWriter:
         audio_from: str | Path | None = None,
         progress: bool = False,
         total_frames: int | None = None,
+        pixel_aspect: Fraction | float = Fraction(1),
     ) -> None:
         self.path = Path(path)
         self.work_dir = Path(work_dir)
+        self.pixel_aspect = pixel_aspect
         self.frame_rate = as_frame_rate(fps)
         self.codec = _resolve_codec(self.path, codec)
         self.crf = _check_crf(self.codec, crf)
@@ -95,7 +98,7 @@ class SegmentedVideoWriter:
             name = SEGMENT_NAME.format(len(self.segments), SEGMENT_SUFFIXES[self.codec])
             self.work_dir.mkdir(parents=True, exist_ok=True)
             self._writer = VideoWriter(self.work_dir / name, self.frame_rate, codec=self.codec, crf=self.crf,
-                                       label=self.path)
+                                       label=self.path, pixel_aspect=self.pixel_aspect)
         if self._bar is None:
             self._bar = tqdm(initial=self.frames_committed, **self._bar_settings)
         with warnings.catch_warnings():

@@ -111,6 +111,7 @@ def write_test_video(
     audio_codec: str = "aac",
     gop_size: int | None = None,
     rotation: int = 0,
+    pixel_aspect: Fraction = Fraction(1),
 ) -> Path:
     """Write `synthetic_frames(num_frames, size, seed)` as a real video file with PyAV.
 
@@ -128,6 +129,7 @@ def write_test_video(
         rotation: Display rotation stored in the container, counter-clockwise degrees (a
             phone held upright records -90: landscape frames shown turned clockwise); the
             frames themselves are stored as given.
+        pixel_aspect: Sample aspect ratio stored (width / height of a pixel as shown).
 
     Returns:
         `path` as a Path.
@@ -148,6 +150,8 @@ def write_test_video(
         video.pix_fmt = pix_fmt
         if rotation:
             video.set_display_rotation(rotation)
+        if pixel_aspect != 1:
+            video.sample_aspect_ratio = video.codec_context.sample_aspect_ratio = pixel_aspect
         sound = (
             container.add_stream(audio_codec, rate=AUDIO_SAMPLE_RATE, layout="mono")
             if audio

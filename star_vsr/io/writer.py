@@ -222,8 +222,10 @@ class _EncodedSink:
         crf: int | None,
         pix_fmt: str,
         audio_from: Path | None,
+        pixel_aspect: Fraction,
     ) -> None:
         self._codec, self._frame_rate, self._crf, self._pix_fmt = codec, frame_rate, crf, pix_fmt
+        self._pixel_aspect = pixel_aspect
         self._audio_from = audio_from
         self._container = av.open(str(temp), mode="w")
         self._stream: av.VideoStream | None = None
@@ -238,6 +240,8 @@ class _EncodedSink:
             self._codec.encoder, rate=self._frame_rate, options=options
         )
         stream.width, stream.height, stream.pix_fmt = width, height, self._pix_fmt
+        if self._pixel_aspect != 1:  # in the bitstream and in the container
+            stream.codec_context.sample_aspect_ratio = stream.sample_aspect_ratio = self._pixel_aspect
         self._yuv = not av.VideoFormat(self._pix_fmt).is_rgb
         if self._yuv:  # tags written into the bitstream (VUI) and the container
             context = stream.codec_context
@@ -384,6 +388,14 @@ def _check_pix_fmt(codec: str, pix_fmt: str | None) -> str:
     return pix_fmt
 
 
+def _check_pixel_aspect(pixel_aspect: Fraction | float) -> Fraction:
+    """`pixel_aspect` as a Fraction (floats snap to a denominator of at most 1000)."""
+    if isinstance(pixel_aspect, bool) or not isinstance(pixel_aspect, (int, float, Fraction)) \
+            or not 0 < pixel_aspect < float("inf"):
+        raise InputError(f"pixel_aspect must be a positive number, got {pixel_aspect!r}")
+    return Fraction(pixel_aspect).limit_denominator(1000)
+
+
 def _chroma_block(pix_fmt: str) -> tuple[int, int]:
     """(height, width) multiple that frames need for `pix_fmt`: (2, 2) for yuv420p, (1, 1) RGB."""
     probe_size = 64  # any size divisible by the largest subsampling factor (4, yuv410p)
@@ -419,6 +431,8 @@ class VideoWriter:
         total_frames: Expected frame count, only for the progress bar.
         label: What warnings call the output (default: `path`; a segment of a longer output names
             that output).
+        pixel_aspect: Width / height of a pixel as shown, stored in the output (`VideoInfo.
+            pixel_aspect` of the input keeps anamorphic video's shape); PNG frames cannot hold it.
 
     Frame sizes that the pixel format cannot hold (odd sizes for yuv420p) are padded by edge
     replication on the right/bottom, with a warning; see the module docstring.
@@ -442,9 +456,11 @@ class VideoWriter:
         progress: bool = False,
         total_frames: int | None = None,
         label: str | Path | None = None,
+        pixel_aspect: Fraction | float = Fraction(1),
     ) -> None:
         self.path = Path(path)
         self.label = str(label or self.path)
+        self.pixel_aspect = _check_pixel_aspect(pixel_aspect)
         self.frame_rate = as_frame_rate(fps)
         self.codec = _resolve_codec(self.path, codec)
         self.crf = _check_crf(self.codec, crf)
@@ -466,7 +482,8 @@ class VideoWriter:
             else:
                 spec = VIDEO_CODECS[self.codec]
                 self._sink = _EncodedSink(
-                    self._temp, spec, self.frame_rate, self.crf, self.pix_fmt, audio_source
+                    self._temp, spec, self.frame_rate, self.crf, self.pix_fmt, audio_source,
+                    self.pixel_aspect,
                 )
         except OSError as error:
             self._cleanup()
