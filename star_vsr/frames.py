@@ -128,13 +128,21 @@ class ListFrameSource(FrameSource):
 
 
 class FileFrameSource(FrameSource):
-    """A video file or image folder, decoded again on every pass (see ``star_vsr.io``)."""
+    """A video file or image folder, decoded again on every pass (see ``star_vsr.io``).
 
-    def __init__(self, path: Union[str, Path]) -> None:
+    ``deinterlace`` as ``star_vsr.io.open_video``'s; the default, "auto", deinterlaces video flagged
+    interlaced, whose woven fields a super-resolution model would sharpen into combs.
+    """
+
+    def __init__(self, path: Union[str, Path], deinterlace: Union[bool, str] = "auto") -> None:
         from .io import probe_video
 
+        if deinterlace not in (True, False, "auto"):
+            raise InputError(f"deinterlace must be True, False or 'auto', got {deinterlace!r}")
         self.path = Path(path)
         self.info = info = probe_video(self.path)
+        self.deinterlace = deinterlace
+        self.deinterlaced = not info.is_image_folder and (deinterlace is True or (deinterlace == "auto" and info.interlaced))
         self.num_frames, self.height, self.width = info.num_frames, info.height, info.width
         if self.num_frames < 1:
             raise InputError(f"{self.path}: the video has no frames")
@@ -142,7 +150,7 @@ class FileFrameSource(FrameSource):
     def iter_chunks(self, chunk_size: int) -> Iterator[torch.Tensor]:
         from .io import open_video
 
-        with open_video(self.path) as reader:
+        with open_video(self.path, deinterlace=self.deinterlace) as reader:
             for chunk in reader.iter_chunks(chunk_size):  # (k, h, w, 3) uint8
                 yield torch.from_numpy(chunk).permute(0, 3, 1, 2).float() / 255.0
 

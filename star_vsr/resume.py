@@ -64,7 +64,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     writer = SegmentedVideoWriter(output, info.frame_rate, work, codec=codec, crf=crf, audio_from=audio,
                                   progress=progress, total_frames=source.num_frames, pixel_aspect=info.pixel_aspect)  # checks codec and crf before anything is made
     upscale = float(pipeline_kwargs.get("upscale", 4))
-    settings = run_settings(pipe, source.path, writer.codec, writer.crf, audio, upscale)
+    settings = run_settings(pipe, source.path, writer.codec, writer.crf, audio, upscale, source.deinterlaced)
     with _locked(work, output):
         if restart:
             _clear(work)
@@ -181,7 +181,7 @@ def _clear(work: Path, keep: frozenset[str] = frozenset()) -> None:
 
 
 def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], audio: Optional[str],
-                 upscale: float) -> dict[str, Any]:
+                 upscale: float, deinterlaced: bool) -> dict[str, Any]:
     """What a saved run must share with this one to go on from it."""
     student = pipe.student
     weights = hashlib.sha256()
@@ -190,7 +190,7 @@ def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], au
         weights.update(tensor.detach().float().cpu().numpy().tobytes())
     return {"input": str(Path(input_path).resolve()), "input_files": _fingerprint(Path(input_path)),
             "student_weights": weights.hexdigest()[:16], "dtype": str(student.dtype).removeprefix("torch."),
-            "upscale": upscale, "codec": codec, "crf": crf, "audio": audio is not None}
+            "upscale": upscale, "codec": codec, "crf": crf, "audio": audio is not None, "deinterlaced": deinterlaced}
 
 
 def _fingerprint(path: Path) -> list[int]:

@@ -73,7 +73,7 @@ def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: str = "
 def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[str, Path], *,
                   codec: Optional[str] = None, crf: Optional[int] = None, keep_audio: bool = True,
                   progress: bool = True, restart: bool = False, checkpoint_seconds: Optional[float] = None,
-                  **pipeline_kwargs: Any) -> Path:
+                  deinterlace: Union[bool, str] = "auto", **pipeline_kwargs: Any) -> Path:
     """Run ``pipe`` over a video file or image folder and write the result.
 
     Frames stream from the input through the pipeline into the output, which appears under
@@ -88,12 +88,15 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     the output is the same, bit for bit; H.264/H.265 get a key frame at every checkpoint); ``restart``
     discards the saved work instead. A saved run with other settings (input, weights, scale, codec,
     ...) is an ``InputError`` that names them. The diffusion pipeline is not resumable.
+
+    ``deinterlace`` (True, False, "auto": when the input is flagged interlaced) passes the frames
+    through FFmpeg's bwdif first (``star_vsr.io.open_video``).
     """
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
 
     from .frames import FileFrameSource, frames_to_uint8
 
-    source = FileFrameSource(input_path)
+    source = FileFrameSource(input_path, deinterlace=deinterlace)
     info = source.info
     audio = str(input_path) if keep_audio and Path(input_path).is_file() else None
     pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step")

@@ -318,6 +318,26 @@ def test_degrade_keeps_the_pixel_aspect_ratio(tmp_path, capsys):
     assert probe_video(tmp_path / "lr.mp4").pixel_aspect == Fraction(8, 9)
 
 
+def test_interlaced_input_is_deinterlaced_with_a_note_unless_turned_off(tmp_path, capsys):
+    from star_vsr.io.synthetic import combing, write_interlaced_test_video
+
+    source = write_interlaced_test_video(tmp_path / "tv.mp4")
+    assert main(["info", str(source)]) == 0
+    assert "interlaced (upscale and degrade deinterlace it)" in capsys.readouterr().out
+    combs = {}
+    for choice in ("auto", "off"):
+        out = tmp_path / f"{choice}.mkv"
+        assert main(["upscale", str(source), "-o", str(out), "--upscale", "2", "--codec", "ffv1",
+                     "--deinterlace", choice]) == 0
+        assert ("is interlaced; deinterlacing it" in capsys.readouterr().out) == (choice == "auto")
+        with open_video(out) as reader:
+            frames = np.stack(list(reader))
+        assert frames.shape == (6, 96, 128, 3)
+        combs[choice] = combing(frames)
+    assert combs["auto"] < 0.5 * combs["off"]
+    assert main(["degrade", str(source), "-o", str(tmp_path / "lr.mkv"), "--scale", "2", "--codec", "ffv1"]) == 0
+
+
 def test_degrade_refuses_existing_output(tmp_path, capsys):
     hr = write_test_video(tmp_path / "hr.mp4", num_frames=2, size=(16, 16))
     assert main(["degrade", str(hr), "-o", str(hr)]) == 2

@@ -16,7 +16,7 @@ from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError
 from star_vsr.io import VideoWriter, open_video, probe_video, read_frames
 from star_vsr.io import reader as reader_module
 from star_vsr.io.probe import as_frame_rate, natural_sort_key
-from star_vsr.io.synthetic import synthetic_frames, write_test_video
+from star_vsr.io.synthetic import combing, synthetic_frames, write_interlaced_test_video, write_test_video
 
 NUM_FRAMES = 10
 SIZE = (48, 64)  # (h, w)
@@ -164,6 +164,21 @@ def test_frames_are_read_upright_by_the_display_matrix(tmp_path, rotation, hflip
     left = 0 if marker.endswith("left") else info.width - block_w
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (top, top + block_h - 1, left, left + block_w - 1)
     np.testing.assert_array_equal(read_frames(path, [3, 1], backend="pyav"), frames[[3, 1]])
+
+
+def test_interlaced_video_is_deinterlaced_on_request(tmp_path, videos):
+    path = write_interlaced_test_video(tmp_path / "interlaced.mp4")
+    assert probe_video(path).interlaced and not probe_video(videos["silent"]).interlaced
+    with open_video(path) as reader:
+        woven = np.stack(list(reader))  # (6, 48, 64, 3)
+    with open_video(path, deinterlace="auto") as reader:
+        deinterlaced = np.stack(list(reader))
+    assert deinterlaced.shape == woven.shape  # one frame out per frame in
+    assert combing(deinterlaced) < 0.5 * combing(woven)
+    with open_video(videos["silent"], deinterlace="auto") as auto, open_video(videos["silent"]) as plain:
+        np.testing.assert_array_equal(np.stack(list(auto)), np.stack(list(plain)))  # progressive: untouched
+    with pytest.raises(InputError, match="deinterlace"):
+        open_video(path, deinterlace="yes")
 
 
 def test_as_frame_rate_snaps_floats_to_ntsc_fractions():

@@ -183,6 +183,8 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
     source, output = stopped_run(pipe, tmp_path, monkeypatch)
     with pytest.raises(InputError, match=r"other settings: upscale 4.0 -> 2.0.*--restart"):
         upscale_video(pipe, source, output, progress=False, upscale=2)
+    with pytest.raises(InputError, match=r"other settings: deinterlaced False -> True"):
+        upscale_video(pipe, source, output, progress=False, deinterlace=True)
     assert partial_folder(output).is_dir()
     other = build_student_pipeline("tiny", seed=1)
     other.set_progress_bar_config(disable=True)

@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
                         help="container codec of the written file (default: from the output name)")
     parser.add_argument("--crf", type=int, default=None, help="x264/x265 quality of the written file")
+    parser.add_argument("--deinterlace", default="auto", choices=("auto", "on", "off"),
+                        help="deinterlace the input first with FFmpeg's bwdif (auto: when it is flagged interlaced)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--print-params", action="store_true", help="print the drawn degradation parameters")
     parser.set_defaults(func=run)
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..degradations import DegradationConfig, RealWorldDegradation
-    from ..io import VideoWriter, open_video, probe_video
+    from ..io import VideoWriter, deinterlace_choice, open_video, probe_video
     from ..outputs import check_writable
 
     output = Path(args.output)
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     params = degradation.sample_params(generator)
     audio = args.input if info.has_audio and not info.is_image_folder else None
-    with open_video(args.input) as reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf,
+    with open_video(args.input, deinterlace=deinterlace_choice(args.deinterlace)) as reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf,
                                                        audio_from=audio, progress=True, total_frames=info.num_frames,
                                                        pixel_aspect=info.pixel_aspect) as writer:
         # HR sizes: multiples of the scale times what the output format stores unpadded (2 for 4:2:0),

@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
         "orientation": info.orientation.describe() + ("" if info.orientation.is_identity else " (read upright)"),
         "pixel aspect": f"{info.pixel_aspect.numerator}:{info.pixel_aspect.denominator}"
                         + ("" if info.pixel_aspect == 1 else f" (shown as {round(info.width * info.pixel_aspect)}x{info.height})"),
+        "scan": "interlaced (upscale and degrade deinterlace it)" if info.interlaced else "progressive",
         "duration": f"{info.duration_s:.2f} s",
         "codec": "image sequence" if info.is_image_folder else info.codec,
         "pixel format": info.pix_fmt,
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
             "duration_s": info.duration_s, "codec": info.codec, "pix_fmt": info.pix_fmt,
             "has_audio": info.has_audio, "audio_codec": info.audio_codec, "is_image_folder": info.is_image_folder,
             "orientation": info.orientation.describe(), "pixel_aspect": str(info.pixel_aspect),
+            "interlaced": info.interlaced,
         }, indent=2))
     else:
         width = max(map(len, rows))

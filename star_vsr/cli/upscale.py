@@ -61,6 +61,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                            help="output pixels shared by tiles (default 128; must be less than --tile-size)")
     diffusion.add_argument("--color-fix", default=defaults["color_fix"], choices=("adain", "wavelet", "none"),
                            help="colour correction against the input (default adain, as STAR)")
+    parser.add_argument("--deinterlace", default="auto", choices=("auto", "on", "off"),
+                        help="run interlaced input through FFmpeg's bwdif deinterlacer first (auto: when the "
+                             "video is flagged interlaced; on: always, for footage flagged wrongly)")
     out = parser.add_argument_group("output")
     out.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
                      help="output codec (default: from the output name; H.264 for .mp4)")
@@ -131,6 +134,7 @@ def check_model_options(args: argparse.Namespace) -> None:
 
 def run_single(args: argparse.Namespace) -> int:
     from ..frames import FileFrameSource
+    from ..io import deinterlace_choice
     from ..outputs import check_writable
     from ..upscale import upscale_video
 
@@ -138,11 +142,14 @@ def run_single(args: argparse.Namespace) -> int:
     if output.exists() and not args.overwrite:
         raise InputError(f"{output} already exists; pass --overwrite to replace it")
     check_writable(output)
-    FileFrameSource(args.input)  # a missing or corrupt input fails here, before a model is loaded
+    deinterlace = deinterlace_choice(args.deinterlace)
+    source = FileFrameSource(args.input, deinterlace)  # a missing or corrupt input fails here, before a model loads
+    if source.deinterlaced and deinterlace == "auto":
+        print(f"note: {args.input} is interlaced; deinterlacing it (bwdif) first, --deinterlace off keeps the fields")
     check_model_options(args)
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
-                  restart=args.restart, **pipeline_kwargs(type(pipe).__name__, args))
+                  restart=args.restart, deinterlace=deinterlace, **pipeline_kwargs(type(pipe).__name__, args))
     print(f"wrote {output}")
     return 0
 
@@ -152,7 +159,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
-    from ..io import VIDEO_EXTENSIONS, output_name
+    from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name
     from ..outputs import check_writable
     from ..resume import MANIFEST, partial_folder
     from ..upscale import upscale_video
@@ -181,7 +188,7 @@ def run_batch(args: argparse.Namespace) -> int:
             try:
                 upscale_video(pipe, video, outputs[video], codec=args.codec, crf=args.crf,
                               keep_audio=not args.no_audio, progress=state.is_local_main_process,
-                              restart=args.restart,
+                              restart=args.restart, deinterlace=deinterlace_choice(args.deinterlace),
                               **pipeline_kwargs(type(pipe).__name__, args))
             except (CorruptVideoError, UnsupportedVideoError) as error:  # this video, not the batch
                 print(f"[process {state.process_index}] skipped {video}: {error}", file=sys.stderr)

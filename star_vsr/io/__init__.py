@@ -4,7 +4,7 @@ Frames at this boundary are ``numpy.uint8`` RGB arrays shaped (h, w, 3), stacks 
 """
 
 from star_vsr.io.probe import VIDEO_EXTENSIONS, VideoInfo, probe_video
-from star_vsr.io.reader import VideoReader, open_video, read_frames
+from star_vsr.io.reader import VideoReader, deinterlace_choice, open_video, read_frames
 from star_vsr.io.writer import CODECS, VideoWriter, output_name
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "VideoInfo",
     "VideoReader",
     "VideoWriter",
+    "deinterlace_choice",
     "open_video",
     "output_name",
     "probe_video",

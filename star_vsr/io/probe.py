@@ -143,6 +143,8 @@ class VideoInfo:
             matrix); `width` and `height` are already the upright size.
         pixel_aspect: Width / height of one pixel as shown (sample aspect ratio; 32/27 for
             widescreen NTSC DVD video at 720x480), of the upright frames; 1 for square pixels.
+        interlaced: The first frame is flagged interlaced (two fields of different instants
+            woven together: DVD, broadcast and camcorder footage); see `open_video(deinterlace=)`.
     """
 
     path: Path
@@ -159,6 +161,7 @@ class VideoInfo:
     frame_rate: Fraction
     orientation: DisplayOrientation = field(default_factory=DisplayOrientation)
     pixel_aspect: Fraction = Fraction(1)
+    interlaced: bool = False
 
 
 def as_frame_rate(fps: float | int | Fraction) -> Fraction:
@@ -264,19 +267,24 @@ def _count_packets(container: InputContainer, stream: VideoStream, path: Path) -
         ) from error
 
 
-def _read_orientation(path: Path) -> DisplayOrientation:
-    """Display orientation of a video file, from the display matrix FFmpeg attaches to its
-    first decoded frame (PyAV does not expose the stream's copy). Identity when there is none,
-    or when the first frame does not decode (the reader then reports the damage)."""
+def _read_first_frame(path: Path) -> tuple[DisplayOrientation, bool]:
+    """(orientation, interlaced) of a video file, from its first decoded frame: FFmpeg attaches
+    the display matrix to it (PyAV does not expose the stream's copy) and flags it interlaced.
+    (identity, False) when the first frame does not decode (the reader then reports the damage)."""
     with open_container(path) as container:
         stream = find_video_stream(container, path)
         try:
             frame = next(iter(container.decode(stream)), None)
         except av.FFmpegError:
-            return DisplayOrientation()
+            frame = None
+    if frame is None:
+        return DisplayOrientation(), False
+    return _orientation(frame, path), bool(frame.interlaced_frame)
+
+
+def _orientation(frame: av.VideoFrame, path: Path) -> DisplayOrientation:
     matrix = next(
-        (bytes(data) for data in (frame.side_data if frame is not None else ())
-         if data.type == SideDataType.DISPLAYMATRIX),
+        (bytes(data) for data in frame.side_data if data.type == SideDataType.DISPLAYMATRIX),
         None,
     )
     if matrix is None or len(matrix) != 36:
@@ -316,7 +324,7 @@ def _probe_container(path: Path) -> VideoInfo:
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
         )
-    orientation = _read_orientation(path)
+    orientation, interlaced = _read_first_frame(path)
     width, height = orientation.display_size(width, height)
     if orientation.transpose:
         pixel_aspect = 1 / pixel_aspect
@@ -335,6 +343,7 @@ def _probe_container(path: Path) -> VideoInfo:
         frame_rate=frame_rate,
         orientation=orientation,
         pixel_aspect=Fraction(pixel_aspect),
+        interlaced=interlaced,
     )
 
 

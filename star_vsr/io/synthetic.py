@@ -174,3 +174,25 @@ def write_test_video(
             container.mux(sound.encode(tone))  # the encoder splits it into codec-sized frames
             container.mux(sound.encode(None))
     return path
+
+
+def write_interlaced_test_video(path: str | Path, num_frames: int = 6) -> Path:
+    """A bar moving 4 pixels per frame, its even rows (top field) 2 pixels behind the odd ones,
+    as an interlaced camera records it; 64x48 H.264 at 25 fps flagged top field first."""
+    path = Path(path)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"x264-params": "tff=1", "crf": "10"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(num_frames):
+            frame = np.full((48, 64, 3), 30, np.uint8)
+            frame[0::2, 10 + 4 * index:22 + 4 * index] = 220
+            frame[1::2, 12 + 4 * index:24 + 4 * index] = 220
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def combing(frames: np.ndarray) -> float:
+    """Mean absolute difference between vertically neighbouring rows of (n, h, w, 3) frames:
+    high where fields of different instants are woven together."""
+    return float(np.abs(np.diff(frames.astype(np.int32), axis=1)).mean())
