@@ -142,7 +142,8 @@ class FileFrameSource(FrameSource):
         self.path = Path(path)
         self.info = info = probe_video(self.path)
         self.deinterlace = deinterlace
-        self.deinterlaced = not info.is_image_folder and (deinterlace is True or (deinterlace == "auto" and info.interlaced))
+        self.deinterlaced = not info.is_image_folder and (
+            deinterlace is True or (deinterlace == "auto" and info.interlaced))
         self.num_frames, self.height, self.width = info.num_frames, info.height, info.width
         if self.num_frames < 1:
             raise InputError(f"{self.path}: the video has no frames")

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError
+from star_vsr.errors import CorruptVideoError, InputError, OutputError, UnsupportedVideoError, VideoNotFoundError
 from star_vsr.io import VideoWriter, open_video, probe_video, read_frames
 from star_vsr.io import reader as reader_module
 from star_vsr.io.probe import as_frame_rate, natural_sort_key
@@ -492,6 +492,13 @@ def test_failed_write_aborts_and_leaves_no_file(tmp_path, name):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InputError, match="aborted"):
         writer.write(synthetic_frames(1, SIZE))
+
+
+def test_write_errors_name_the_output_a_segment_belongs_to(tmp_path):
+    """A resumable run writes segments in a hidden folder; its errors name the user's output."""
+    (tmp_path / "blocker").write_text("")
+    with pytest.raises(OutputError, match=r"cannot write \S*out\.mp4: "):
+        VideoWriter(tmp_path / "blocker" / "segment_0000.mp4", 24, label=tmp_path / "out.mp4")
 
 
 def test_closing_without_frames_saves_nothing(tmp_path):

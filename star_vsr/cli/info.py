@@ -18,14 +18,15 @@ def run(args: argparse.Namespace) -> int:
     from ..io import probe_video
 
     info = probe_video(args.video)
+    aspect = info.pixel_aspect
     rows = {
         "path": str(info.path),
         "frames": info.num_frames,
         "fps": f"{info.fps:.3f} ({info.frame_rate})",
         "size": f"{info.width}x{info.height}",
         "orientation": info.orientation.describe() + ("" if info.orientation.is_identity else " (read upright)"),
-        "pixel aspect": f"{info.pixel_aspect.numerator}:{info.pixel_aspect.denominator}"
-                        + ("" if info.pixel_aspect == 1 else f" (shown as {round(info.width * info.pixel_aspect)}x{info.height})"),
+        "pixel aspect": f"{aspect.numerator}:{aspect.denominator}"
+                        + ("" if aspect == 1 else f" (shown as {round(info.width * aspect)}x{info.height})"),
         "scan": "interlaced (upscale and degrade deinterlace it)" if info.interlaced else "progressive",
         "duration": f"{info.duration_s:.2f} s",
         "codec": "image sequence" if info.is_image_folder else info.codec,

@@ -1,8 +1,10 @@
 """Reading videos: streamed frame by frame (`open_video`) or at chosen indices (`read_frames`).
 
 Every frame comes out as a ``numpy.uint8`` RGB array shaped (h, w, 3), upright (turned by
-the container's display matrix, as players show it); stacks are (n, h, w, 3). Video files are streamed with PyAV, so a video of any length is never held in
-memory; a folder of PNG/JPEG frames reads through the same interface. Random access for
+the container's display matrix, as players show it), colours decoded by the stream's BT.601 /
+BT.709 and range tags; stacks are (n, h, w, 3). Video files are streamed with PyAV, so a video
+of any length is never held in memory; a folder of PNG/JPEG frames reads through the same
+interface. Random access for
 training uses decord when it is installed and falls back to PyAV seeking otherwise.
 
 Decoding keeps PyAV's default slice threading: frame threading would be faster on large

@@ -120,7 +120,7 @@ def move_into_place(temp: Path, path: Path) -> None:
     os.replace(temp, path)
 
 
-def _output_error(path: Path, error: OSError) -> Exception:
+def _output_error(path: str | Path, error: OSError) -> Exception:
     """``error`` (permission, read-only or full disk, ...) as a one-line ``OutputError`` about
     ``path``; star-vsr's own errors pass unchanged."""
     if isinstance(error, StarVSRError):
@@ -470,7 +470,7 @@ class VideoWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise _output_error(self.path, error) from None
+            raise _output_error(self.label, error) from None
         self.frames_written = 0
         self.frame_size: tuple[int, int] | None = None  # (h, w) of the frames given
         self._block = _chroma_block(self.pix_fmt)
@@ -487,7 +487,7 @@ class VideoWriter:
                 )
         except OSError as error:
             self._cleanup()
-            raise _output_error(self.path, error) from None
+            raise _output_error(self.label, error) from None
         self._state = "open"  # then "closed" or "aborted"
         # the bar starts with the first frame, so an error before any frame prints only its message
         self._bar_settings = dict(
@@ -578,7 +578,7 @@ class VideoWriter:
                 self._bar.update(1)
         except OSError as error:
             self.abort()
-            raise _output_error(self.path, error) from None
+            raise _output_error(self.label, error) from None
         except BaseException:
             self.abort()
             raise
@@ -594,7 +594,7 @@ class VideoWriter:
             move_into_place(self._temp, self.path)
         except OSError as error:
             self.abort()
-            raise _output_error(self.path, error) from None
+            raise _output_error(self.label, error) from None
         except BaseException:
             self.abort()
             raise
