@@ -47,6 +47,17 @@ SETTING_CHANGES = {"input_files": "the input file changed (size or modification 
                    "student_weights": "other student weights"}
 
 
+def other_unfinished_runs(output_path: str | Path) -> list[tuple[Path, int]]:
+    """(folder, bytes) of the saved progress of *other* outputs in ``output_path``'s folder: runs that were
+    stopped and never finished (their folders stay until that output is written or they are deleted)."""
+    own = partial_folder(output_path)
+    found = []
+    for folder in sorted(own.parent.glob(".*.partial")):
+        if folder != own and (folder / MANIFEST).is_file():
+            found.append((folder, sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())))
+    return found
+
+
 def partial_folder(output_path: str | Path) -> Path:
     """The hidden folder next to ``output_path`` where an unfinished resumable run keeps its work."""
     output = Path(output_path)

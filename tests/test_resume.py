@@ -229,6 +229,16 @@ def test_cli_upscale_stopped_by_sigterm_says_how_to_go_on_and_restart_starts_ove
     assert probe_video(output).height == 24 and not partial_folder(output).exists()
 
 
+def test_cli_upscale_points_to_saved_progress_of_other_outputs(pipe, tmp_path, monkeypatch, capsys):
+    source, output = stopped_run(pipe, tmp_path, monkeypatch)  # saved progress of out.mp4
+    pipe.save_pretrained(tmp_path / "student")
+    assert main(["upscale", str(source), "-o", str(tmp_path / "renamed.mp4"), "--model", str(tmp_path / "student")]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {partial_folder(output)} holds" in out and "unfinished run to another output" in out
+    assert main(["upscale", str(source), "-o", str(output), "--model", str(tmp_path / "student")]) == 0
+    assert "note:" not in capsys.readouterr().out  # finishing it removed it
+
+
 def test_upscale_batch_goes_on_with_a_partly_done_video(pipe, tmp_path, monkeypatch, capsys):
     pipe.save_pretrained(tmp_path / "student")
     inputs, outputs = tmp_path / "in", tmp_path / "out"

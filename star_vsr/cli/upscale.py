@@ -136,6 +136,7 @@ def run_single(args: argparse.Namespace) -> int:
     from ..frames import FileFrameSource
     from ..io import deinterlace_choice
     from ..outputs import check_writable
+    from ..resume import other_unfinished_runs
     from ..upscale import upscale_video
 
     output = Path(args.output)
@@ -151,6 +152,9 @@ def run_single(args: argparse.Namespace) -> int:
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
                   restart=args.restart, deinterlace=deinterlace, **pipeline_kwargs(type(pipe).__name__, args))
     print(f"wrote {output}")
+    for folder, size in other_unfinished_runs(output):
+        print(f"note: {folder} holds {size / 2 ** 20:.1f} MB saved by an unfinished run to another output (stopped, "
+              f"or still running); run that command again to finish it, or delete the folder")
     return 0
 
 
