@@ -464,6 +464,32 @@ def test_audio_the_container_cannot_hold_is_transcoded_to_aac(tmp_path):
     assert samples == pytest.approx(NUM_FRAMES / 30 * 48_000, rel=0.1)  # AAC pads by up to a frame
 
 
+@pytest.mark.parametrize("audio_codec", ["pcm_s16le", "adpcm_ima_wav"])
+def test_camera_avi_audio_without_a_channel_layout_goes_into_mp4_as_aac(tmp_path, audio_codec):
+    """Old cameras write MJPEG/H.264 + PCM in AVI, which stores no channel layout ("1 channels"):
+    the .mp4 muxer failed on it when closing the file, and the AAC encoder refused the layout."""
+    from star_vsr.io.segments import SegmentedVideoWriter
+
+    source = write_test_video(tmp_path / "camera.avi", NUM_FRAMES, SIZE, audio=True, audio_codec=audio_codec)
+    with av.open(str(source)) as container:
+        assert container.streams.audio[0].layout.name == "1 channels"
+    with VideoWriter(tmp_path / "out.mp4", 30, audio_from=source) as writer:
+        writer.write(synthetic_frames(NUM_FRAMES, SIZE))
+    with VideoWriter(tmp_path / "out.mkv", 30, audio_from=source) as writer:  # Matroska holds it as it is
+        writer.write(synthetic_frames(NUM_FRAMES, SIZE))
+    segmented = SegmentedVideoWriter(tmp_path / "joined.mp4", 30, tmp_path / "work", audio_from=source)
+    segmented.write(synthetic_frames(NUM_FRAMES, SIZE))
+    segmented.commit()
+    segmented.finish()
+    expected_mkv = "aac" if audio_codec.startswith("adpcm") else audio_codec  # ADPCM: no Matroska mapping
+    assert [probe_video(tmp_path / name).audio_codec for name in ("out.mp4", "out.mkv", "joined.mp4")] == [
+        "aac", expected_mkv, "aac"]
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams.audio[0].layout.name == "mono"
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+    assert samples == pytest.approx(NUM_FRAMES / 30 * 48_000, rel=0.1)
+
+
 def test_png_output_warns_that_audio_is_dropped(tmp_path, videos):
     with pytest.warns(UserWarning, match="cannot hold audio"):
         writer = VideoWriter(tmp_path / "frames", 30, audio_from=videos["ntsc_audio"])

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from star_vsr.errors import CorruptVideoError, InputError
 from star_vsr.io.probe import as_frame_rate, open_container, probe_video
 from star_vsr.io.writer import (PNG_NAME, VideoWriter, _AudioCopy, _check_crf, _output_error, _remove, _resolve_codec,
-                                check_png_folder, move_into_place, temporary_path)
+                                check_audio, check_png_folder, finish_error, move_into_place, temporary_path)
 
 #: File (or folder, for PNG) name of segment i in the work folder; the suffix follows the codec.
 SEGMENT_NAME = "segment_{:06d}{}"
@@ -75,6 +75,8 @@ class SegmentedVideoWriter:
         self.codec = _resolve_codec(self.path, codec)
         self.crf = _check_crf(self.codec, crf)
         self.audio_from = audio_from
+        if audio_from is not None and self.codec != "png" and probe_video(audio_from).has_audio:
+            check_audio(Path(audio_from), self.path.suffix)  # before any segment: the audio joins at the end
         check_png_folder(self.path, self.codec)
         self.segments: list[tuple[str, int]] = [(str(name), int(count)) for name, count in segments]
         self._writer: VideoWriter | None = None
@@ -149,6 +151,9 @@ class SegmentedVideoWriter:
         except OSError as error:
             _remove(temp)
             raise _output_error(self.path, error) from None
+        except av.FFmpegError as error:
+            _remove(temp)
+            raise finish_error(self.path, error) from None
         except BaseException:
             _remove(temp)
             raise

@@ -120,6 +120,35 @@ def move_into_place(temp: Path, path: Path) -> None:
     os.replace(temp, path)
 
 
+def check_audio(source: Path, suffix: str) -> None:
+    """Raise `UnsupportedVideoError` now, before hours of upscaling, if the audio of `source`
+    cannot go into a `suffix` file: a few packets are copied (or re-encoded) into memory."""
+    import io
+
+    if suffix.lower() not in _MUXERS:
+        return
+    try:
+        with av.open(io.BytesIO(), mode="w", format=_MUXERS[suffix.lower()]) as output:
+            audio = _AudioCopy(source, output)
+            try:
+                audio.mux_until(Fraction(AUDIO_TRIAL_SECONDS))
+                if audio.transcode:
+                    output.mux(audio._stream.encode(None))
+            finally:
+                audio.close()
+    except (av.FFmpegError, ValueError) as error:
+        raise UnsupportedVideoError(
+            f"{source}: its audio cannot be written to a {suffix} file ({error}); pass --no-audio "
+            f"(keep_audio=False), or write .mkv"
+        ) from error
+
+
+def finish_error(path: str | Path, error: av.FFmpegError) -> OutputError:
+    """FFmpeg refusing to finish ``path`` (a muxer's trailer, an encoder's flush) as one line."""
+    return OutputError(f"cannot finish {path}: FFmpeg failed ({error}); try another output container (.mkv), "
+                       f"or --no-audio if the input's audio is unusual")
+
+
 def _output_error(path: str | Path, error: OSError) -> Exception:
     """``error`` (permission, read-only or full disk, ...) as a one-line ``OutputError`` about
     ``path``; star-vsr's own errors pass unchanged."""
@@ -128,12 +157,33 @@ def _output_error(path: str | Path, error: OSError) -> Exception:
     return OutputError(f"cannot write {path}: {error.strerror or error}")
 
 
+_NAMED_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+"""FFmpeg's default layout per channel count, for audio stored without one (PCM in AVI/MKV)."""
+
+AUDIO_TRIAL_SECONDS = 2
+"""Seconds of audio that `check_audio` writes into memory before any frame is upscaled."""
+
+_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # output suffix -> FFmpeg muxer
+
+
+def _must_transcode(audio: av.audio.stream.AudioStream, output: OutputContainer) -> bool:
+    """Whether `audio` is re-encoded rather than copied into `output`: codecs the container
+    cannot hold, PCM in .mp4 (players other than FFmpeg's do not play it) and channels without
+    a named layout in .mp4/.mov (their muxer fails on those when it writes the trailer)."""
+    name = audio.codec_context.name
+    mp4_family = output.format.name in ("mp4", "mov") or "mp4" in output.format.name.split(",")
+    unnamed = audio.layout.name.endswith("channels")
+    return (name not in output.supported_codecs or (mp4_family and unnamed)
+            or (name.startswith("pcm_") and output.format.name.split(",")[0] == "mp4"))
+
+
 class _AudioCopy:
     """Carries the first audio stream of a source video into an output container.
 
     Packets are copied as they are (remuxed) when the output container accepts the codec,
-    else decoded and re-encoded as `AUDIO_FALLBACK_CODEC`. Timestamps are shifted by the
-    source's video start time, so audio stays in sync with video written from frame 0.
+    else decoded and re-encoded as `AUDIO_FALLBACK_CODEC` (`_must_transcode`). Timestamps are
+    shifted by the source's video start time, so audio stays in sync with video written from
+    frame 0.
     """
 
     def __init__(self, source: Path, output: OutputContainer) -> None:
@@ -146,7 +196,7 @@ class _AudioCopy:
             videos[0].start_time * videos[0].time_base if videos and videos[0].start_time else 0
         )
         self._shift = round(start_s / in_audio.time_base)  # in ticks of in_audio.time_base
-        self.transcode = in_audio.codec_context.name not in output.supported_codecs
+        self.transcode = _must_transcode(in_audio, output)
         if not self.transcode:
             try:
                 self._stream = output.add_stream_from_template(in_audio)
@@ -159,9 +209,10 @@ class _AudioCopy:
                 in_audio.codec_context.name,
                 AUDIO_FALLBACK_CODEC,
             )
-            self._stream = output.add_stream(
-                AUDIO_FALLBACK_CODEC, rate=in_audio.rate, layout=in_audio.layout.name
-            )
+            layout = in_audio.layout.name
+            if layout.endswith("channels"):  # "2 channels": no named layout; the encoder wants one
+                layout = _NAMED_LAYOUTS.get(in_audio.channels, layout)
+            self._stream = output.add_stream(AUDIO_FALLBACK_CODEC, rate=in_audio.rate, layout=layout)
         self._packets = self._input.demux(in_audio)
         self._pending: av.Packet | None = None
 
@@ -520,6 +571,7 @@ class VideoWriter:
                 stacklevel=3,
             )
             return None
+        check_audio(info.path, self.path.suffix)
         return info.path
 
     def _check_frames(self, frames: np.ndarray) -> np.ndarray:
@@ -595,6 +647,9 @@ class VideoWriter:
         except OSError as error:
             self.abort()
             raise _output_error(self.label, error) from None
+        except av.FFmpegError as error:
+            self.abort()
+            raise finish_error(self.label, error) from None
         except BaseException:
             self.abort()
             raise
