@@ -11,7 +11,19 @@ import tempfile
 from pathlib import Path
 from typing import Union
 
-from .errors import OutputError
+from .errors import InputError, OutputError
+
+
+def check_new_output(path: Union[str, Path], overwrite: bool, source: Union[str, Path]) -> Path:
+    """The checks of a command that writes ``path`` from ``source``: ``InputError`` if ``path`` exists
+    and ``overwrite`` is False, or if it is ``source`` itself (even with ``overwrite``: the input would
+    be gone before it was read); then ``check_writable``."""
+    path = Path(path)
+    if path.exists() and Path(source).exists() and os.path.samefile(path, source):
+        raise InputError(f"the output {path} is the input; write to another name")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; pass --overwrite to replace it")
+    return check_writable(path)
 
 
 def check_writable(path: Union[str, Path]) -> Path:

@@ -145,8 +145,9 @@ def test_upscale_with_diffusion_model_keeps_fps_and_audio(tmp_path, tiny_star_fo
 
 def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys):
     src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
-    assert main(["upscale", str(src), "-o", str(src), "--model", str(tmp_path)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    (tmp_path / "done.mp4").write_bytes(b"earlier")
+    assert main(["upscale", str(src), "-o", str(tmp_path / "done.mp4"), "--model", str(tmp_path)]) == 2
+    assert "already exists" in capsys.readouterr().err and (tmp_path / "done.mp4").read_bytes() == b"earlier"
     assert main(["upscale", str(src), "-o", str(tmp_path / "o.mp4"), "--model", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert "convert-star" in err and not (tmp_path / "o.mp4").exists()
@@ -338,10 +339,35 @@ def test_interlaced_input_is_deinterlaced_with_a_note_unless_turned_off(tmp_path
     assert main(["degrade", str(source), "-o", str(tmp_path / "lr.mkv"), "--scale", "2", "--codec", "ffv1"]) == 0
 
 
+def test_output_that_is_the_input_is_refused_even_with_overwrite(tmp_path, capsys):
+    source = write_test_video(tmp_path / "clip.mp4", num_frames=2, size=(16, 16))
+    before = source.read_bytes()
+    for command in (["upscale", str(source), "-o", str(tmp_path / "." / "clip.mp4"), "--overwrite"],
+                    ["degrade", str(source), "-o", str(source), "--overwrite", "--scale", "2"]):
+        assert main(command) == 2
+        assert "is the input; write to another name" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+def test_an_unexpected_ffmpeg_error_is_one_line(tmp_path, capsys, monkeypatch):
+    import av
+
+    import star_vsr.cli.info as info_command
+
+    def fail(args):
+        raise av.error.ArgumentError(22, "Invalid argument")
+
+    monkeypatch.setattr(info_command, "run", fail)
+    assert main(["info", str(tmp_path / "x.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("star-vsr info: error: FFmpeg failed:") and "Traceback" not in err
+
+
 def test_degrade_refuses_existing_output(tmp_path, capsys):
     hr = write_test_video(tmp_path / "hr.mp4", num_frames=2, size=(16, 16))
-    assert main(["degrade", str(hr), "-o", str(hr)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    (tmp_path / "lr.mp4").write_bytes(b"earlier")
+    assert main(["degrade", str(hr), "-o", str(tmp_path / "lr.mp4")]) == 2
+    assert "already exists" in capsys.readouterr().err and (tmp_path / "lr.mp4").read_bytes() == b"earlier"
 
 
 def test_unwritable_outputs_fail_before_any_work(tmp_path, capsys, monkeypatch):

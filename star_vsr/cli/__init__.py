@@ -80,6 +80,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         where = f"{error.filename}: " if error.filename else ""
         print(f"star-vsr {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
+    except Exception as error:  # FFmpeg (PyAV) failing where star-vsr did not expect it: one line too
+        if not type(error).__module__.startswith("av."):
+            raise
+        print(f"star-vsr {args.command}: error: FFmpeg failed: {error}", file=sys.stderr)
+        return 2
     finally:
         warnings.showwarning = show_warning
         if terminate is not None:

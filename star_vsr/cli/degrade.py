@@ -12,7 +12,6 @@ the same frames.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import InputError
 
@@ -45,12 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..degradations import DegradationConfig, RealWorldDegradation
     from ..io import VideoWriter, deinterlace_choice, open_video, probe_video
-    from ..outputs import check_writable
+    from ..outputs import check_new_output
 
-    output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise InputError(f"{output} already exists; pass --overwrite to replace it")
-    check_writable(output)
+    output = check_new_output(args.output, args.overwrite, args.input)
     info = probe_video(args.input)
     degradation = RealWorldDegradation(DegradationConfig.preset(args.preset), args.scale)
     generator = torch.Generator().manual_seed(args.seed)

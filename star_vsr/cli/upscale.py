@@ -135,14 +135,11 @@ def check_model_options(args: argparse.Namespace) -> None:
 def run_single(args: argparse.Namespace) -> int:
     from ..frames import FileFrameSource
     from ..io import deinterlace_choice
-    from ..outputs import check_writable
+    from ..outputs import check_new_output
     from ..resume import other_unfinished_runs
     from ..upscale import upscale_video
 
-    output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise InputError(f"{output} already exists; pass --overwrite to replace it")
-    check_writable(output)
+    output = check_new_output(args.output, args.overwrite, args.input)
     deinterlace = deinterlace_choice(args.deinterlace)
     source = FileFrameSource(args.input, deinterlace)  # a missing or corrupt input fails here, before a model loads
     if source.deinterlaced and deinterlace == "auto":
