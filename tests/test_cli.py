@@ -420,14 +420,17 @@ def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(t
     (inputs / "0bad.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
     write_test_video(inputs / "a.mp4", num_frames=2, size=(8, 8))
     write_test_video(inputs / "b.mkv", num_frames=2, size=(8, 8))
+    write_test_video(inputs / "b.avi", num_frames=3, size=(8, 8))  # b.mkv's name with H.264 and FFV1
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out")]) == 1  # the default student
-    err = capsys.readouterr().err
-    assert "skipped" in err and "0bad.mp4 is not a readable video" in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4", "b.mkv"]
+    captured = capsys.readouterr()
+    assert "skipped" in captured.err and "0bad.mp4 is not a readable video" in captured.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4", "b.mkv", "b.mp4"]
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "ffv1"), "--codec", "ffv1"]) == 1
-    assert sorted(p.name for p in (tmp_path / "ffv1").iterdir()) == ["a.mkv", "b.mkv"]
+    assert "note: b.avi is written as b_avi.mkv (b.mkv is another video's output)" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "ffv1").iterdir()) == ["a.mkv", "b.mkv", "b_avi.mkv"]
+    assert probe_video(tmp_path / "ffv1" / "b_avi.mkv").num_frames == 3
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "png"), "--codec", "png"]) == 1
-    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["a", "b"]
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["a", "b_avi", "b_mkv"]
     assert len(list((tmp_path / "png" / "a").glob("*.png"))) == 2
 
 

@@ -160,7 +160,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
-    from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name
+    from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
     from ..outputs import check_writable
     from ..resume import MANIFEST, partial_folder
     from ..upscale import upscale_video
@@ -171,7 +171,12 @@ def run_batch(args: argparse.Namespace) -> int:
     videos = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     if not videos:
         raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {input_dir}")
-    outputs = {video: output_dir / output_name(video.name, args.codec) for video in videos}
+    names = output_names([video.name for video in videos], args.codec)
+    outputs = {video: output_dir / names[video.name] for video in videos}
+    for video in videos:
+        if names[video.name] != output_name(video.name, args.codec):
+            print(f"note: {video.name} is written as {names[video.name]} ({output_name(video.name, args.codec)} is "
+                  f"another video's output)")
     check_writable(outputs[videos[0]])
     check_model_options(args)
     output_dir.mkdir(parents=True, exist_ok=True)

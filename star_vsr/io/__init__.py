@@ -5,7 +5,7 @@ Frames at this boundary are ``numpy.uint8`` RGB arrays shaped (h, w, 3), stacks 
 
 from star_vsr.io.probe import VIDEO_EXTENSIONS, VideoInfo, probe_video
 from star_vsr.io.reader import VideoReader, deinterlace_choice, open_video, read_frames
-from star_vsr.io.writer import CODECS, VideoWriter, output_name
+from star_vsr.io.writer import CODECS, VideoWriter, output_name, output_names
 
 __all__ = [
     "CODECS",
@@ -16,6 +16,7 @@ __all__ = [
     "deinterlace_choice",
     "open_video",
     "output_name",
+    "output_names",
     "probe_video",
     "read_frames",
 ]

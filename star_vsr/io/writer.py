@@ -378,6 +378,25 @@ def output_name(name: str, codec: str | None = None) -> str:
     return path.name if path.suffix.lower() in suffixes else path.stem + suffixes[0]
 
 
+def output_names(names: list[str], codec: str | None = None) -> dict[str, str]:
+    """`output_name` of each input name, made unique: where several inputs would get one output
+    name (``clip.avi`` and ``clip.mp4`` both give ``clip.mp4``), an input whose own name it is keeps
+    it and the others carry their suffix in the stem (``clip_avi.mp4``). `InputError` if names
+    still clash."""
+    wanted = {name: output_name(name, codec) for name in names}
+    taken = list(wanted.values())
+    unique = {}
+    for name, out in wanted.items():
+        if taken.count(out) > 1 and out != name:
+            path = Path(name)
+            out = output_name(f"{path.stem}_{path.suffix[1:].lower()}{path.suffix}", codec)
+        unique[name] = out
+    clashes = sorted(name for name, out in unique.items() if list(unique.values()).count(out) > 1)
+    if clashes:
+        raise InputError(f"{', '.join(clashes)} would be written to one output name; rename one of them")
+    return unique
+
+
 def _resolve_codec(path: Path, codec: str | None) -> str:
     """The codec to write `path` with, checked against the path's kind and suffix."""
     if codec is None:
