@@ -109,7 +109,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                 save_checkpoint(work, settings, writer.segments, latest[0], None)
         except (InputError, CorruptVideoError, UnsupportedVideoError):  # the input's fault: going on fails again
             writer.abort()
-            _clear(work)
+            shutil.rmtree(work, ignore_errors=True)
             raise
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the frames of the chunks finished since the checkpoint
             _checkpoint_on_interrupt(writer, work, settings, latest)

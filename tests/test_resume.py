@@ -9,6 +9,7 @@ import signal
 from fractions import Fraction
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -192,6 +193,21 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
         upscale_video(other, source, output, progress=False)
     upscale_video(pipe, source, output, progress=False, upscale=2, restart=True)
     assert probe_video(output).height == 24 and not partial_folder(output).exists()
+
+
+def test_a_bad_scale_or_input_leaves_no_partial_folder(pipe, tmp_path):
+    source = write_test_video(tmp_path / "in.mp4", 3, size=(12, 16))
+    for scale in (8, 0, float("nan")):
+        with pytest.raises(InputError):
+            upscale_video(pipe, source, tmp_path / "out.mp4", progress=False, upscale=scale)
+        assert not partial_folder(tmp_path / "out.mp4").exists() and not (tmp_path / "out.mp4").exists()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, size in enumerate([(12, 16), (12, 16), (14, 16)]):  # a frame of another size, mid-way
+        cv2.imwrite(str(frames / f"{index}.png"), np.zeros((*size, 3), np.uint8))
+    with pytest.raises(InputError, match="one size"):
+        upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False, chunk_size=1)
+    assert not partial_folder(tmp_path / "seq.mp4").exists()
 
 
 def test_damaged_saved_work_is_an_input_error(pipe, tmp_path, monkeypatch):
