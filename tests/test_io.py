@@ -91,6 +91,9 @@ class _NoDecodePacket:
 @pytest.fixture
 def decoded_frames(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Make every av.open count the frames decoded through it; one entry per frame."""
+    from star_vsr.io.probe import _probe_cached
+
+    _probe_cached.cache_clear()  # probe the files again, not from an earlier test's results
     decoded: list[int] = []
     real_open = av.open
 
@@ -179,6 +182,58 @@ def test_interlaced_video_is_deinterlaced_on_request(tmp_path, videos):
         np.testing.assert_array_equal(np.stack(list(auto)), np.stack(list(plain)))  # progressive: untouched
     with pytest.raises(InputError, match="deinterlace"):
         open_video(path, deinterlace="yes")
+
+
+def write_timed_video(path: Path, times_ms: list[int], transfer=None, options=None, codec="libx264") -> Path:
+    """Frames shown at `times_ms` (time base 1 ms), at 25 fps nominal; `transfer`: a ColorTrc tag."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=25, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        if transfer is not None:
+            stream.codec_context.color_trc = transfer
+        for index, (time_ms, frame) in enumerate(zip(times_ms, synthetic_frames(len(times_ms), (32, 32)))):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts = time_ms
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_variable_frame_rate_is_measured_and_noted(tmp_path, suffix):
+    """A screen recording's frames: 40 ms apart, then gaps of 200 ms."""
+    steady = probe_video(write_timed_video(tmp_path / f"steady{suffix}", [40 * i for i in range(12)]))
+    assert steady.timing_error_s == 0 and steady.caveats() == []
+    times = [0, 40, 80, 120, 320, 360, 560, 600, 640, 840, 1000, 1160]
+    info = probe_video(write_timed_video(tmp_path / f"vfr{suffix}", times))
+    expected = max(abs(t / 1000 - i / float(info.frame_rate)) for i, t in enumerate(times))
+    assert info.num_frames == 12 and info.timing_error_s == pytest.approx(expected, abs=1e-3) and expected > 0.2
+    (caveat,) = info.caveats()
+    assert "variable frame rate" in caveat and f"{expected:.2f} s" in caveat
+
+
+def test_hdr_transfer_is_noted(tmp_path):
+    from av.video.reformatter import ColorTrc
+
+    info = probe_video(write_timed_video(tmp_path / "hlg.mp4", [0, 40], transfer=ColorTrc.ARIB_STD_B67))
+    assert info.hdr == "HLG" and "is HDR (HLG)" in info.caveats()[0]
+    assert probe_video(write_timed_video(tmp_path / "pq.mp4", [0, 40], transfer=ColorTrc.SMPTE2084)).hdr == "PQ"
+
+
+def test_avi_frame_count_skips_the_empty_packets_of_packed_b_frames(tmp_path):
+    """MPEG-4 Part 2 in AVI with B-frames (DivX / Xvid style) stores empty placeholder packets that the
+    header counts as frames: the reader warned of truncation on healthy files."""
+    path = write_timed_video(tmp_path / "xvid.avi", [40 * i for i in range(9)], options={"bf": "2"},
+                             codec="mpeg4")
+    with av.open(str(path)) as container:
+        header_count = container.streams.video[0].frames
+    info = probe_video(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "decoded 8 frames but its header announced 9"
+        with open_video(path) as reader:
+            assert len(list(reader)) == info.num_frames
+    assert info.num_frames <= header_count
 
 
 def test_as_frame_rate_snaps_floats_to_ntsc_fractions():

@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     output = check_new_output(args.output, args.overwrite, args.input)
     info = probe_video(args.input)
+    for caveat in info.caveats():
+        print(f"note: {caveat}")
     degradation = RealWorldDegradation(DegradationConfig.preset(args.preset), args.scale)
     generator = torch.Generator().manual_seed(args.seed)
     params = degradation.sample_params(generator)

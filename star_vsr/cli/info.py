@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
         "pixel aspect": f"{aspect.numerator}:{aspect.denominator}"
                         + ("" if aspect == 1 else f" (shown as {round(info.width * aspect)}x{info.height})"),
         "scan": "interlaced (upscale and degrade deinterlace it)" if info.interlaced else "progressive",
+        "timing": "constant frame rate" if info.timing_error_s <= 1.5 / info.fps else
+                  f"variable frame rate (frames up to {info.timing_error_s:.2f} s off a constant rate)",
+        "dynamic range": f"HDR ({info.hdr})" if info.hdr else "SDR",
         "duration": f"{info.duration_s:.2f} s",
         "codec": "image sequence" if info.is_image_folder else info.codec,
         "pixel format": info.pix_fmt,
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             "duration_s": info.duration_s, "codec": info.codec, "pix_fmt": info.pix_fmt,
             "has_audio": info.has_audio, "audio_codec": info.audio_codec, "is_image_folder": info.is_image_folder,
             "orientation": info.orientation.describe(), "pixel_aspect": str(info.pixel_aspect),
-            "interlaced": info.interlaced,
+            "interlaced": info.interlaced, "timing_error_s": info.timing_error_s, "hdr": info.hdr,
         }, indent=2))
     else:
         width = max(map(len, rows))

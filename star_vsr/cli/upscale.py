@@ -144,6 +144,8 @@ def run_single(args: argparse.Namespace) -> int:
     source = FileFrameSource(args.input, deinterlace)  # a missing or corrupt input fails here, before a model loads
     if source.deinterlaced and deinterlace == "auto":
         print(f"note: {args.input} is interlaced; deinterlacing it (bwdif) first, --deinterlace off keeps the fields")
+    for caveat in source.info.caveats():
+        print(f"note: {caveat}")
     check_model_options(args)
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,

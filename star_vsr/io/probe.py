@@ -2,10 +2,11 @@
 
 A "video" is either a container file (anything FFmpeg demuxes: .mp4, .mkv, .mov, .avi, ...)
 or a folder of PNG/JPEG frames, sorted naturally (``frame2.png`` before ``frame10.png``).
-Probing reads container headers, plus the first frame of a file for its display matrix
-(phone videos store portrait footage as landscape frames with "rotate by 90 degrees"); when a
-container stores no frame count (Matroska, for one), the video packets are counted by
-demuxing, which reads the file but decodes nothing more.
+Probing reads container headers, the timestamps of every video packet (demuxing reads the file
+but decodes nothing: the frame count, which headers leave out (Matroska) or overstate (AVI with
+packed B-frames), and how far a variable frame rate strays from a constant one), and the first
+frame of a file for its display matrix (phone videos store portrait footage as landscape frames
+with "rotate by 90 degrees"). Results are cached per file version.
 
 Sizes are display sizes: the reader turns frames upright as players (and FFmpeg's command
 line) do, so a portrait phone video is read as portrait frames.
@@ -13,6 +14,7 @@ line) do, so a portrait phone video is read as portrait frames.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import struct
@@ -24,6 +26,7 @@ import av
 import numpy as np
 from av.container import InputContainer
 from av.sidedata.sidedata import Type as SideDataType
+from av.video.reformatter import ColorTrc
 from av.video.stream import VideoStream
 from PIL import Image, UnidentifiedImageError
 
@@ -37,6 +40,8 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg"})
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts",
                                      ".flv", ".wmv")
 """File suffixes (lower case) taken as videos when a command or dataset scans a folder."""
+
+_HDR_TRANSFERS = {ColorTrc.SMPTE2084: "PQ", ColorTrc.ARIB_STD_B67: "HLG"}  # transfer tag -> HDR system
 
 DEFAULT_FOLDER_FPS: Fraction = Fraction(30)
 """Frame rate given to image folders, which carry none. Pass ``folder_fps`` to change it."""
@@ -145,6 +150,11 @@ class VideoInfo:
             widescreen NTSC DVD video at 720x480), of the upright frames; 1 for square pixels.
         interlaced: The first frame is flagged interlaced (two fields of different instants
             woven together: DVD, broadcast and camcorder footage); see `open_video(deinterlace=)`.
+        timing_error_s: How far (seconds) the latest frame is from where a constant `frame_rate`
+            puts it, ``max |t_i - t_0 - i / fps|`` over the frame timestamps: 0 for constant-rate
+            video, large for variable-rate recordings (screen captures, some phones), whose
+            output at a constant rate drifts from the audio by as much. 0 where unknown.
+        hdr: "PQ" or "HLG" for high-dynamic-range video (its transfer tag), else None.
     """
 
     path: Path
@@ -162,6 +172,25 @@ class VideoInfo:
     orientation: DisplayOrientation = field(default_factory=DisplayOrientation)
     pixel_aspect: Fraction = Fraction(1)
     interlaced: bool = False
+    timing_error_s: float = 0.0
+    hdr: str | None = None
+
+    def caveats(self) -> list[str]:
+        """What a user should know before this video is upscaled or degraded, one sentence each."""
+        notes = []
+        if self.timing_error_s > 1.5 / self.fps:
+            notes.append(
+                f"{self.path} has a variable frame rate: the output shows its {self.num_frames} frames at a constant "
+                f"{self.fps:.3f} fps, up to {self.timing_error_s:.2f} s away from their times in the input (audio "
+                f"drifts as much); to keep the timing, convert it to a constant rate first (ffmpeg -i IN "
+                f"-fps_mode cfr -r {self.fps:.3f} OUT.mp4)"
+            )
+        if self.hdr is not None:
+            notes.append(
+                f"{self.path} is HDR ({self.hdr}); star-vsr works on 8-bit SDR frames and writes a BT.709 SDR "
+                f"file, so the output looks flat and pale; tone-map it to SDR first for true colours"
+            )
+        return notes
 
 
 def as_frame_rate(fps: float | int | Fraction) -> Fraction:
@@ -257,14 +286,36 @@ def find_video_stream(container: InputContainer, path: Path) -> VideoStream:
     return stream
 
 
-def _count_packets(container: InputContainer, stream: VideoStream, path: Path) -> int:
-    """Number of non-empty packets of `stream`: one per frame, found by demuxing only."""
+def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path) -> list[int]:
+    """Sorted presentation timestamps (in `stream.time_base`) of the non-empty packets of `stream`,
+    one per frame: demuxing reads the file but decodes nothing. (An MP4's index would give decode
+    timestamps only, which B-frames reorder.)"""
     try:
-        return sum(1 for packet in container.demux(stream) if packet.size > 0)
+        return sorted(
+            packet.pts if packet.pts is not None else packet.dts
+            for packet in container.demux(stream)
+            if packet.size > 0 and (packet.pts is not None or packet.dts is not None)
+        )
     except av.FFmpegError as error:
         raise CorruptVideoError(
             f"{path}: the file is damaged, reading its packets failed ({error})"
         ) from error
+
+
+def _index_beyond_file(stream: VideoStream, path: Path) -> bool:
+    """Whether the container's index places frames past the end of the file (it was cut short)."""
+    index = stream.index_entries
+    if index is None or len(index) == 0:
+        return False
+    return max(entry.pos + entry.size for entry in index) > path.stat().st_size
+
+
+def _timing_error(timestamps: list[int], time_base: Fraction, frame_rate: Fraction) -> float:
+    """``max |t_i - t_0 - i / frame_rate|`` in seconds (`VideoInfo.timing_error_s`)."""
+    if not timestamps or time_base is None:
+        return 0.0
+    first = timestamps[0]
+    return float(max(abs((t - first) * time_base - Fraction(i) / frame_rate) for i, t in enumerate(timestamps)))
 
 
 def _read_first_frame(path: Path) -> tuple[DisplayOrientation, bool]:
@@ -313,13 +364,18 @@ def _probe_container(path: Path) -> VideoInfo:
         pix_fmt = stream.codec_context.pix_fmt or "unknown"
         width, height = stream.codec_context.width, stream.codec_context.height
         pixel_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
+        hdr = _HDR_TRANSFERS.get(stream.codec_context.color_trc)
         if stream.duration is not None and stream.time_base is not None:
             duration_s = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             duration_s = container.duration / av.time_base
         else:
             duration_s = None
-        num_frames = stream.frames if stream.frames > 0 else _count_packets(container, stream, path)
+        timestamps = _frame_timestamps(container, stream, path)
+        # one frame per packet: a header count can include empty packets (packed B-frames in AVI);
+        # but a file cut short keeps the header's count, so that the reader reports it
+        num_frames = stream.frames if _index_beyond_file(stream, path) else len(timestamps)
+        timing_error_s = _timing_error(timestamps, stream.time_base, frame_rate)
     if num_frames == 0 or width == 0 or height == 0:
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
@@ -344,6 +400,8 @@ def _probe_container(path: Path) -> VideoInfo:
         orientation=orientation,
         pixel_aspect=Fraction(pixel_aspect),
         interlaced=interlaced,
+        timing_error_s=timing_error_s,
+        hdr=hdr,
     )
 
 
@@ -376,9 +434,10 @@ def probe_video(
 ) -> VideoInfo:
     """Frame count, frame rate, size, codec and audio of a video file or frame folder.
 
-    Headers give nearly everything: a missing frame count is found by counting packets, and
-    the display matrix (how to turn frames upright) comes with the first decoded frame. The
-    size is the upright size. For a folder, the size comes from the first image's header.
+    Headers give most of it; the frame count and timing come from the packets' timestamps
+    (demuxed, not decoded), and the display matrix (how to turn frames upright) comes with the
+    first decoded frame. The size is the upright size. For a folder, the size comes from the
+    first image's header. Cached per (path, size, modification time).
 
     Args:
         path: Video file, or folder of PNG/JPEG frames.
@@ -391,6 +450,13 @@ def probe_video(
         InputError: `path` is a folder without frame images.
     """
     path = check_exists(path)
-    if path.is_dir():
-        return _probe_folder(path, as_frame_rate(folder_fps))
-    return _probe_container(path)
+    stat = path.stat()
+    return _probe_cached(path, stat.st_size, stat.st_mtime_ns, as_frame_rate(folder_fps))
+
+
+@functools.lru_cache(maxsize=64)
+def _probe_cached(path: Path, size: int, mtime_ns: int, folder_fps: Fraction) -> VideoInfo:
+    """Probing, once per file version: a command probes its input several times (reader, writer,
+    resume), and probing can read the whole file (packet timestamps)."""
+    del size, mtime_ns  # part of the cache key only
+    return _probe_folder(path, folder_fps) if path.is_dir() else _probe_container(path)
