@@ -16,7 +16,8 @@ from star_vsr.errors import CorruptVideoError, InputError, OutputError, Unsuppor
 from star_vsr.io import VideoWriter, open_video, probe_video, read_frames
 from star_vsr.io import reader as reader_module
 from star_vsr.io.probe import as_frame_rate, natural_sort_key
-from star_vsr.io.synthetic import combing, synthetic_frames, write_interlaced_test_video, write_test_video
+from star_vsr.io.synthetic import (VFR_TEST_TIMES_MS, combing, frame_times_ms, synthetic_frames,
+                                   write_interlaced_test_video, write_test_video, write_timed_test_video)
 
 NUM_FRAMES = 10
 SIZE = (48, 64)  # (h, w)
@@ -184,47 +185,50 @@ def test_interlaced_video_is_deinterlaced_on_request(tmp_path, videos):
         open_video(path, deinterlace="yes")
 
 
-def write_timed_video(path: Path, times_ms: list[int], transfer=None, options=None, codec="libx264") -> Path:
-    """Frames shown at `times_ms` (time base 1 ms), at 25 fps nominal; `transfer`: a ColorTrc tag."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=25, options=options or {})
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 1000)
-        if transfer is not None:
-            stream.codec_context.color_trc = transfer
-        for index, (time_ms, frame) in enumerate(zip(times_ms, synthetic_frames(len(times_ms), (32, 32)))):
-            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            video_frame.pts = time_ms
-            container.mux(stream.encode(video_frame))
-        container.mux(stream.encode(None))
-    return path
-
-
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
 def test_variable_frame_rate_is_measured_and_noted(tmp_path, suffix):
     """A screen recording's frames: 40 ms apart, then gaps of 200 ms."""
-    steady = probe_video(write_timed_video(tmp_path / f"steady{suffix}", [40 * i for i in range(12)]))
+    steady = probe_video(write_timed_test_video(tmp_path / f"steady{suffix}", [40 * i for i in range(12)]))
     assert steady.timing_error_s == 0 and steady.caveats() == []
-    times = [0, 40, 80, 120, 320, 360, 560, 600, 640, 840, 1000, 1160]
-    info = probe_video(write_timed_video(tmp_path / f"vfr{suffix}", times))
-    expected = max(abs(t / 1000 - i / float(info.frame_rate)) for i, t in enumerate(times))
+    info = probe_video(write_timed_test_video(tmp_path / f"vfr{suffix}", VFR_TEST_TIMES_MS))
+    expected = max(abs(t / 1000 - i / float(info.frame_rate)) for i, t in enumerate(VFR_TEST_TIMES_MS))
     assert info.num_frames == 12 and info.timing_error_s == pytest.approx(expected, abs=1e-3) and expected > 0.2
-    (caveat,) = info.caveats()
-    assert "variable frame rate" in caveat and f"{expected:.2f} s" in caveat
+    assert info.frame_times == tuple(Fraction(t, 1000) for t in VFR_TEST_TIMES_MS) and info.caveats() == []
+
+
+@pytest.mark.parametrize(("codec", "name"), [("h264", "a.mp4"), ("h264", "b.mkv"), ("ffv1", "c.mkv")])
+def test_writers_keep_the_times_of_variable_rate_frames(tmp_path, codec, name):
+    """Each frame where the input showed it, plain and through joined segments (a resumable run)."""
+    from star_vsr.io.segments import SegmentedVideoWriter
+
+    info = probe_video(write_timed_test_video(tmp_path / "vfr.mkv", VFR_TEST_TIMES_MS))
+    frames = synthetic_frames(12, (16, 16))
+    with VideoWriter(tmp_path / name, info.frame_rate, codec=codec, frame_times=info.frame_times) as writer:
+        writer.write(frames)
+    segmented = SegmentedVideoWriter(tmp_path / f"joined_{name}", info.frame_rate, tmp_path / "work", codec=codec,
+                                     frame_times=info.frame_times)
+    for part in (frames[:5], frames[5:]):
+        segmented.write(part)
+        segmented.commit()
+    segmented.finish()
+    assert frame_times_ms(tmp_path / name) == VFR_TEST_TIMES_MS
+    assert frame_times_ms(tmp_path / f"joined_{name}") == VFR_TEST_TIMES_MS
+    with open_video(tmp_path / f"joined_{name}") as reader:
+        assert len(list(reader)) == 12
 
 
 def test_hdr_transfer_is_noted(tmp_path):
     from av.video.reformatter import ColorTrc
 
-    info = probe_video(write_timed_video(tmp_path / "hlg.mp4", [0, 40], transfer=ColorTrc.ARIB_STD_B67))
+    info = probe_video(write_timed_test_video(tmp_path / "hlg.mp4", [0, 40], transfer=ColorTrc.ARIB_STD_B67))
     assert info.hdr == "HLG" and "is HDR (HLG)" in info.caveats()[0]
-    assert probe_video(write_timed_video(tmp_path / "pq.mp4", [0, 40], transfer=ColorTrc.SMPTE2084)).hdr == "PQ"
+    assert probe_video(write_timed_test_video(tmp_path / "pq.mp4", [0, 40], transfer=ColorTrc.SMPTE2084)).hdr == "PQ"
 
 
 def test_avi_frame_count_skips_the_empty_packets_of_packed_b_frames(tmp_path):
     """MPEG-4 Part 2 in AVI with B-frames (DivX / Xvid style) stores empty placeholder packets that the
     header counts as frames: the reader warned of truncation on healthy files."""
-    path = write_timed_video(tmp_path / "xvid.avi", [40 * i for i in range(9)], options={"bf": "2"},
+    path = write_timed_test_video(tmp_path / "xvid.avi", [40 * i for i in range(9)], options={"bf": "2"},
                              codec="mpeg4")
     with av.open(str(path)) as container:
         header_count = container.streams.video[0].frames

@@ -422,6 +422,13 @@ def test_upscale_video_with_a_saved_student(pipe, tmp_path):
     turned = write_test_video(tmp_path / "turned.mp4", 3, size=(12, 16), rotation=-90, pixel_aspect=Fraction(4, 3))
     assert probe_video(turned).pixel_aspect == Fraction(3, 4)  # of the upright frames
 
+    # a variable-rate recording keeps each frame's time
+    from star_vsr.io.synthetic import VFR_TEST_TIMES_MS, frame_times_ms, write_timed_test_video
+
+    vfr = write_timed_test_video(tmp_path / "vfr.mp4", VFR_TEST_TIMES_MS)
+    upscale_video(loaded, vfr, tmp_path / "vfr_x2.mp4", progress=False, upscale=2, chunk_size=5)
+    assert frame_times_ms(tmp_path / "vfr_x2.mp4") == VFR_TEST_TIMES_MS
+
 
 # ---------------------------------------------------------------- devices
 def test_float16_on_the_cpu_is_a_device_error():

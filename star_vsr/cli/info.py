@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
                         + ("" if aspect == 1 else f" (shown as {round(info.width * aspect)}x{info.height})"),
         "scan": "interlaced (upscale and degrade deinterlace it)" if info.interlaced else "progressive",
         "timing": "constant frame rate" if info.timing_error_s <= 1.5 / info.fps else
-                  f"variable frame rate (frames up to {info.timing_error_s:.2f} s off a constant rate)",
+                  f"variable frame rate (frames up to {info.timing_error_s:.2f} s off a constant rate; outputs keep "
+                  f"each frame's time)",
         "dynamic range": f"HDR ({info.hdr})" if info.hdr else "SDR",
         "duration": f"{info.duration_s:.2f} s",
         "codec": "image sequence" if info.is_image_folder else info.codec,

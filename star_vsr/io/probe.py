@@ -152,8 +152,11 @@ class VideoInfo:
             woven together: DVD, broadcast and camcorder footage); see `open_video(deinterlace=)`.
         timing_error_s: How far (seconds) the latest frame is from where a constant `frame_rate`
             puts it, ``max |t_i - t_0 - i / fps|`` over the frame timestamps: 0 for constant-rate
-            video, large for variable-rate recordings (screen captures, some phones), whose
-            output at a constant rate drifts from the audio by as much. 0 where unknown.
+            video, large for variable-rate recordings (screen captures, some phones). 0 where
+            unknown.
+        frame_times: For variable-rate video (`timing_error_s` over 1.5 frames), each frame's
+            time in seconds from the first, which writers keep (`VideoWriter(frame_times=)`); None
+            for constant-rate video, where frame i is at i / `frame_rate`.
         hdr: "PQ" or "HLG" for high-dynamic-range video (its transfer tag), else None.
     """
 
@@ -174,16 +177,16 @@ class VideoInfo:
     interlaced: bool = False
     timing_error_s: float = 0.0
     hdr: str | None = None
+    frame_times: tuple[Fraction, ...] | None = field(default=None, repr=False)
 
     def caveats(self) -> list[str]:
         """What a user should know before this video is upscaled or degraded, one sentence each."""
         notes = []
-        if self.timing_error_s > 1.5 / self.fps:
+        if self.timing_error_s > 1.5 / self.fps and self.frame_times is None:
             notes.append(
-                f"{self.path} has a variable frame rate: the output shows its {self.num_frames} frames at a constant "
-                f"{self.fps:.3f} fps, up to {self.timing_error_s:.2f} s away from their times in the input (audio "
-                f"drifts as much); to keep the timing, convert it to a constant rate first (ffmpeg -i IN "
-                f"-fps_mode cfr -r {self.fps:.3f} OUT.mp4)"
+                f"{self.path} has a variable frame rate but its frame times are unknown (its header promises "
+                f"more frames than it holds): the output shows its frames at a constant {self.fps:.3f} fps, up "
+                f"to {self.timing_error_s:.2f} s away from their times in the input"
             )
         if self.hdr is not None:
             notes.append(
@@ -376,6 +379,9 @@ def _probe_container(path: Path) -> VideoInfo:
         # but a file cut short keeps the header's count, so that the reader reports it
         num_frames = stream.frames if _index_beyond_file(stream, path) else len(timestamps)
         timing_error_s = _timing_error(timestamps, stream.time_base, frame_rate)
+        frame_times = None
+        if timing_error_s > 1.5 / frame_rate and len(timestamps) == num_frames:
+            frame_times = tuple((t - timestamps[0]) * stream.time_base for t in timestamps)
     if num_frames == 0 or width == 0 or height == 0:
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
@@ -402,6 +408,7 @@ def _probe_container(path: Path) -> VideoInfo:
         interlaced=interlaced,
         timing_error_s=timing_error_s,
         hdr=hdr,
+        frame_times=frame_times,
     )
 
 

@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 
 from star_vsr.errors import CorruptVideoError, InputError
 from star_vsr.io.probe import as_frame_rate, open_container, probe_video
-from star_vsr.io.writer import (PNG_NAME, VideoWriter, _AudioCopy, _check_crf, _output_error, _remove, _resolve_codec,
-                                check_audio, check_png_folder, finish_error, move_into_place, temporary_path)
+from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _AudioCopy, _check_crf, _output_error, _remove,
+                                _resolve_codec, check_audio, check_png_folder, finish_error, move_into_place,
+                                temporary_path)
 
 #: File (or folder, for PNG) name of segment i in the work folder; the suffix follows the codec.
 SEGMENT_NAME = "segment_{:06d}{}"
@@ -49,6 +50,8 @@ class SegmentedVideoWriter:
         progress: Show one tqdm bar of frames over all segments.
         total_frames: Expected frame count of the whole output, only for the progress bar.
         pixel_aspect: Width / height of a pixel as shown (see `VideoWriter`).
+        frame_times: Each frame's time for variable-rate output (see `VideoWriter`): segments
+            count frames at 1 / fps, and the join gives them these times.
 
     Raises:
         UnsupportedVideoError, InputError: As `VideoWriter` for the codec, crf and output path.
@@ -67,11 +70,13 @@ class SegmentedVideoWriter:
         progress: bool = False,
         total_frames: int | None = None,
         pixel_aspect: Fraction | float = Fraction(1),
+        frame_times: Sequence[Fraction] | None = None,
     ) -> None:
         self.path = Path(path)
         self.work_dir = Path(work_dir)
         self.pixel_aspect = pixel_aspect
         self.frame_rate = as_frame_rate(fps)
+        self.clock = FrameClock(self.frame_rate, frame_times)
         self.codec = _resolve_codec(self.path, codec)
         self.crf = _check_crf(self.codec, crf)
         self.audio_from = audio_from
@@ -146,7 +151,7 @@ class SegmentedVideoWriter:
                 _join_frame_folders(temp, files)
             else:
                 has_audio = self.audio_from is not None and probe_video(self.audio_from).has_audio
-                _join_encoded(temp, files, counts, self.frame_rate, self.audio_from if has_audio else None)
+                _join_encoded(temp, files, counts, self.clock, self.audio_from if has_audio else None)
             move_into_place(temp, self.path)
         except OSError as error:
             _remove(temp)
@@ -174,20 +179,21 @@ def _join_frame_folders(temp: Path, folders: Sequence[Path]) -> None:
             index += 1
 
 
-def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], frame_rate: Fraction,
+def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], clock: FrameClock,
                   audio_from: Path | None) -> None:
     """Copy the video packets of the segment `files` (`counts` frames each) into one container `temp`.
 
     Each packet's timestamps are turned into frame numbers (exact: every segment has the same
-    frame rate) and shifted by the frames of the segments before it; the output counts in ticks of
-    1 / frame rate. Decode timestamps must rise across segments, but the encoder's B-frame delay
-    (how far the first decode timestamp lies before the first frame) depends on a segment's length
-    (a 2-frame segment has none, a long one 2 frames with x264's defaults), so every segment's decode
-    timestamps are moved back to the largest delay of all. Audio from `audio_from` is interleaved as
+    frame rate) and shifted by the frames of the segments before it; `clock` turns frame numbers
+    into the output's timestamps (ticks of 1 / frame rate, or each frame's own time). Decode
+    timestamps must rise across segments, but the encoder's B-frame delay (how far the first decode
+    timestamp lies before the first frame) depends on a segment's length (a 2-frame segment has
+    none, a long one 2 frames with x264's defaults), so every segment's decode timestamps are moved
+    back to the largest delay of all. Audio from `audio_from` is interleaved as
     `VideoWriter` does it.
     """
+    frame_rate = clock.frame_rate
     delays = [_decode_delay(file, frame_rate) for file in files]
-    tick = 1 / frame_rate
     output = av.open(str(temp), mode="w")
     audio: _AudioCopy | None = None
     try:
@@ -198,7 +204,7 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], fram
                 source = segment.streams.video[0]
                 if stream is None:
                     stream, headers = output.add_stream_from_template(source), source.codec_context.extradata
-                    stream.time_base = tick
+                    stream.time_base = clock.time_base
                     if audio_from is not None:
                         audio = _AudioCopy(audio_from, output)
                 elif source.codec_context.extradata != headers:
@@ -211,12 +217,12 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], fram
                     dts = packet.pts if packet.dts is None else packet.dts  # intra-only streams in .mkv
                     pts_frame = round(packet.pts * source.time_base * frame_rate)
                     dts_frame = round(dts * source.time_base * frame_rate) - (max(delays) - delay)
-                    packet.stream, packet.time_base = stream, tick
-                    packet.pts, packet.dts, packet.duration = offset + pts_frame, offset + dts_frame, 1
+                    packet.stream = stream
+                    clock.retime(packet, offset + pts_frame, offset + dts_frame)
                     output.mux(packet)
                     count += 1
                     if audio is not None:
-                        audio.mux_until((offset + count) * tick)
+                        audio.mux_until(clock.seconds(offset + count))
             finally:
                 segment.close()
             if count != expected:

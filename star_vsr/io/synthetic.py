@@ -196,3 +196,33 @@ def combing(frames: np.ndarray) -> float:
     """Mean absolute difference between vertically neighbouring rows of (n, h, w, 3) frames:
     high where fields of different instants are woven together."""
     return float(np.abs(np.diff(frames.astype(np.int32), axis=1)).mean())
+
+
+VFR_TEST_TIMES_MS = [0, 40, 80, 120, 320, 360, 560, 600, 640, 840, 1000, 1160]  # 25 fps with gaps of 200 ms
+
+
+def write_timed_test_video(path: str | Path, times_ms: list[int], transfer: int | None = None,
+                           options: dict[str, str] | None = None, codec: str = "libx264") -> Path:
+    """32x32 frames shown at `times_ms` (time base 1 ms), 25 fps nominal, with encoder `codec`
+    and its `options`; `transfer`: a colour transfer tag (`av.video.reformatter.ColorTrc`)."""
+    path = Path(path)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=25, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        if transfer is not None:
+            stream.codec_context.color_trc = transfer
+        for time_ms, frame in zip(times_ms, synthetic_frames(len(times_ms), (32, 32))):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts = time_ms
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def frame_times_ms(path: str | Path) -> list[int]:
+    """Presentation times (ms, from the first frame) of the video packets of `path`, sorted."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = sorted(float(p.pts * stream.time_base) for p in container.demux(stream) if p.size)
+    return [round(1000 * (t - times[0])) for t in times]

@@ -25,6 +25,7 @@ import secrets
 import shutil
 import warnings
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -262,6 +263,44 @@ class _AudioCopy:
         self._input.close()
 
 
+class FrameClock:
+    """When frame k of an output is shown: k / `frame_rate`, or `frame_times[k]` for variable-rate
+    video (`VideoInfo.frame_times`), extrapolated at 1 / `frame_rate` outside the list (encoders
+    give decode timestamps before frame 0 when they reorder frames).
+
+    Encoders always count frames (pts = k at time base 1 / frame_rate); `retime` moves their
+    packets onto this clock when muxing, so variable-rate output keeps each input frame's time.
+    """
+
+    VFR_TIME_BASE = Fraction(1, 90000)  # MPEG's 90 kHz clock
+
+    def __init__(self, frame_rate: Fraction, frame_times: Sequence[Fraction] | None = None) -> None:
+        self.frame_rate = frame_rate
+        self.frame_times = None if frame_times is None else [Fraction(t) for t in frame_times]
+        self.time_base = 1 / frame_rate if self.frame_times is None else self.VFR_TIME_BASE
+
+    def seconds(self, k: int) -> Fraction:
+        """Time of frame k in seconds."""
+        times = self.frame_times
+        if times is None or not times:
+            return k / self.frame_rate
+        if k < 0:
+            return times[0] + k / self.frame_rate
+        if k >= len(times):
+            return times[-1] + (k - len(times) + 1) / self.frame_rate
+        return times[k]
+
+    def ticks(self, k: int) -> int:
+        """Time of frame k in `time_base` units."""
+        return k if self.frame_times is None else round(self.seconds(k) / self.time_base)
+
+    def retime(self, packet: av.Packet, pts_frame: int, dts_frame: int) -> None:
+        """Give `packet` (frame `pts_frame`, decoded at frame `dts_frame`) this clock's timestamps."""
+        packet.time_base = self.time_base
+        packet.pts, packet.dts = self.ticks(pts_frame), self.ticks(dts_frame)
+        packet.duration = self.ticks(pts_frame + 1) - self.ticks(pts_frame)
+
+
 class _EncodedSink:
     """Encodes frames into one container file with PyAV (video stream set up on the first frame)."""
 
@@ -274,9 +313,10 @@ class _EncodedSink:
         pix_fmt: str,
         audio_from: Path | None,
         pixel_aspect: Fraction,
+        clock: FrameClock,
     ) -> None:
         self._codec, self._frame_rate, self._crf, self._pix_fmt = codec, frame_rate, crf, pix_fmt
-        self._pixel_aspect = pixel_aspect
+        self._pixel_aspect, self._clock = pixel_aspect, clock
         self._audio_from = audio_from
         self._container = av.open(str(temp), mode="w")
         self._stream: av.VideoStream | None = None
@@ -300,6 +340,8 @@ class _EncodedSink:
             context.color_primaries, context.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
         # time base 1/fps: frame i has pts i, so 30000/1001 fps stays exact
         stream.codec_context.time_base = 1 / self._frame_rate
+        if self._clock.frame_times is not None:
+            stream.time_base = self._clock.time_base  # the container's; packets are retimed onto it
         if self._codec.encoder == "libx265" and self._container.format.name in ("mp4", "mov"):
             stream.codec_tag = "hvc1"  # the H.265 tag Apple players require in .mp4/.mov
         self._stream = stream
@@ -316,14 +358,20 @@ class _EncodedSink:
                 format=self._pix_fmt, dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
             )
         video_frame.pts = self._count
-        self._container.mux(self._stream.encode(video_frame))
+        self._mux(self._stream.encode(video_frame))
         self._count += 1
         if self._audio is not None:
-            self._audio.mux_until(self._count / self._frame_rate)
+            self._audio.mux_until(self._clock.seconds(self._count))
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        if self._clock.frame_times is not None:
+            for packet in packets:  # pts / dts count frames (time base 1 / fps)
+                self._clock.retime(packet, packet.pts, packet.pts if packet.dts is None else packet.dts)
+        self._container.mux(packets)
 
     def finish(self) -> None:
         """Flush the encoder, finish the audio, write the container trailer."""
-        self._container.mux(self._stream.encode(None))
+        self._mux(self._stream.encode(None))
         if self._audio is not None:
             self._audio.finish()
         self._container.close()
@@ -503,6 +551,8 @@ class VideoWriter:
             that output).
         pixel_aspect: Width / height of a pixel as shown, stored in the output (`VideoInfo.
             pixel_aspect` of the input keeps anamorphic video's shape); PNG frames cannot hold it.
+        frame_times: Each frame's time in seconds for variable-rate output (`VideoInfo.
+            frame_times` of the input keeps its timing and audio sync); None: frame i at i / fps.
 
     Frame sizes that the pixel format cannot hold (odd sizes for yuv420p) are padded by edge
     replication on the right/bottom, with a warning; see the module docstring.
@@ -527,6 +577,7 @@ class VideoWriter:
         total_frames: int | None = None,
         label: str | Path | None = None,
         pixel_aspect: Fraction | float = Fraction(1),
+        frame_times: Sequence[Fraction] | None = None,
     ) -> None:
         self.path = Path(path)
         self.label = str(label or self.path)
@@ -553,7 +604,7 @@ class VideoWriter:
                 spec = VIDEO_CODECS[self.codec]
                 self._sink = _EncodedSink(
                     self._temp, spec, self.frame_rate, self.crf, self.pix_fmt, audio_source,
-                    self.pixel_aspect,
+                    self.pixel_aspect, FrameClock(self.frame_rate, frame_times),
                 )
         except OSError as error:
             self._cleanup()
