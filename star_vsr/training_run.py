@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
+import sys
+import threading
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -18,6 +21,14 @@ import yaml
 from .errors import InputError
 
 CHECKPOINT_PREFIX = "checkpoint-"
+
+
+class SettingsParser(argparse.ArgumentParser):
+    """The training scripts' parser: an error is one line, without the usage block (dozens of lines
+    of flags, above which ``accelerate launch`` then prints its own traceback, buried the message)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -109,17 +120,67 @@ def checkpoint_folders(output_dir: Path) -> list[Path]:
 
 
 def prune_checkpoints(output_dir: Path, limit: Optional[int]) -> list[Path]:
-    """Delete the oldest checkpoints so that at most ``limit - 1`` remain before a new one is saved.
+    """Delete the oldest checkpoints so that at most ``limit`` remain (after a new one was saved).
 
     Returns the deleted folders (none when ``limit`` is None).
     """
     if limit is None:
         return []
     folders = checkpoint_folders(output_dir)
-    old = folders[:max(len(folders) - limit + 1, 0)]
+    old = folders[:max(len(folders) - limit, 0)]
     for folder in old:
         shutil.rmtree(folder)
     return old
+
+
+def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Optional[int]) -> Path:
+    """``accelerator.save_state`` into ``checkpoint-<step>``, atomically; every process must call it.
+
+    The state is written into a hidden ``.checkpoint-<step>.partial`` folder, renamed once complete, and
+    only then are the oldest checkpoints pruned to ``limit``: a run killed while saving (Ctrl-C twice,
+    out of memory, a full disk) leaves the previous checkpoints whole, and ``latest`` never finds a
+    half-written one.
+    """
+    output_dir = Path(output_dir)
+    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
+    temp = output_dir / f".{final.name}.partial"
+    if accelerator.is_main_process:
+        shutil.rmtree(temp, ignore_errors=True)  # left by a run killed while saving
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():  # a step saved again after going back to an earlier checkpoint
+            shutil.rmtree(final)
+        temp.rename(final)
+        prune_checkpoints(output_dir, limit)
+    accelerator.wait_for_everyone()
+    return final
+
+
+#: Files in an output folder that mark a training run (with its ``checkpoint-<step>`` folders).
+RUN_FILES = ("train_config.yaml", "train_log.jsonl", "model_index.json", "training_summary.json")
+
+
+def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -> None:
+    """``InputError`` when ``output_dir`` holds a run and this one neither goes on from it
+    (``--resume_from_checkpoint``) nor replaces it (``--overwrite_output_dir``): training over an old
+    run mixed their checkpoints, and ``latest`` could later resume the old one."""
+    output_dir = Path(output_dir)
+    if resume is not None or not output_dir.is_dir():
+        return
+    found = [p.name for p in checkpoint_folders(output_dir)] + [n for n in RUN_FILES if (output_dir / n).exists()]
+    if found and not overwrite:
+        raise InputError(f"{output_dir} holds a run ({', '.join(found[:4])}); go on with --resume_from_checkpoint "
+                         f"latest, choose another --output_dir, or pass --overwrite_output_dir to start over")
+
+
+def clear_old_run(output_dir: Path) -> None:
+    """For ``--overwrite_output_dir`` (main process only): delete the old run's checkpoints and step log,
+    which a new run would otherwise mix with its own; its other files are replaced as the run writes them."""
+    for folder in checkpoint_folders(Path(output_dir)):
+        shutil.rmtree(folder)
+    (Path(output_dir) / "train_log.jsonl").unlink(missing_ok=True)
 
 
 def resume_checkpoint(output_dir: Path, resume: Optional[str]) -> Optional[Path]:
@@ -141,9 +202,58 @@ def resume_checkpoint(output_dir: Path, resume: Optional[str]) -> Optional[Path]
     return path
 
 
+class StopRequest:
+    """Ctrl-C or SIGTERM during training, turned into a clean stop at the end of an optimizer step.
+
+    The first signal only sets `requested`; the loop calls `agreed` after every optimizer step (where
+    model, optimizer and schedule are consistent) and, when it is True, saves a checkpoint and stops.
+    A second signal stops at once (KeyboardInterrupt). Under several processes `agreed` is the
+    maximum over them, so all stop at the same step (a save needs them all). Use as a context
+    manager; outside the main thread (no signal handlers) it never stops anything.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step and saving a checkpoint (press Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    def agreed(self, accelerator: Any) -> bool:
+        """Whether any process was asked to stop (a collective call: every process must make it)."""
+        if accelerator.num_processes == 1:
+            return self.requested
+        import torch
+
+        flag = torch.tensor([float(self.requested)], device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
+def stopped_message(output_dir: Path, step: int) -> str:
+    """What a run stopped by `StopRequest` prints: where its state is and how to go on."""
+    return (f"stopped at step {step}; saved {Path(output_dir) / f'{CHECKPOINT_PREFIX}{step}'}. Go on with the same "
+            f"command plus --resume_from_checkpoint latest")
+
+
 def check_run_settings(args: argparse.Namespace) -> None:
     """``InputError`` for settings both training scripts share that cannot work: the learning rate and
-    warm-up, fp16 without a GPU, and a checkpoint to resume that is already at ``max_train_steps``."""
+    warm-up, fp16 without a GPU, an output folder holding another run (``check_output_dir``), and a
+    checkpoint to resume that is already at ``max_train_steps``."""
     import torch
 
     if not args.learning_rate > 0 or args.lr_warmup_steps < 0:
@@ -153,6 +263,7 @@ def check_run_settings(args: argparse.Namespace) -> None:
         hasattr(torch, "xpu") and torch.xpu.is_available())
     if args.mixed_precision == "fp16" and not has_gpu:
         raise InputError("--mixed_precision fp16 needs a GPU; on the CPU use bf16 or no")
+    check_output_dir(args.output_dir, args.resume_from_checkpoint, args.overwrite_output_dir)
     resume = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     if resume is not None and checkpoint_step(resume) >= args.max_train_steps:
         raise InputError(f"{resume} is at step {checkpoint_step(resume)}, not before --max_train_steps "

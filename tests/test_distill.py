@@ -237,6 +237,18 @@ def test_cache_round_trip(tmp_path, dtype):
         assert item["caption"] == f"clip {index}" and item["index"] == index
 
 
+def test_a_damaged_shard_is_named_and_computed_again(tmp_path):
+    clips = random_clips(4)
+    counting = CountingTeacher()
+    build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
+    shard = tmp_path / "shard-00001.safetensors"
+    shard.write_bytes(shard.read_bytes()[:1000])  # a bad copy
+    with pytest.raises(InputError, match=r"shard-00001.safetensors is damaged.*cache-teacher. again"):
+        TeacherCache(tmp_path)[3]
+    cache = build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
+    assert counting.calls == 4 + 2 and torch.equal(cache[3]["lq"], clips[3]["lq"].half().float())  # float16 storage
+
+
 def test_cache_resumes_without_recomputing_finished_shards(tmp_path):
     clips = random_clips(6, gt=False)
 
@@ -441,6 +453,73 @@ def test_accelerate_launch_checkpoints_and_resumes_exactly(tmp_path, train_cache
     assert sorted(p.name for p in interrupted.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
 
 
+def test_ctrl_c_saves_a_checkpoint_at_the_end_of_the_step_and_a_rerun_refuses_the_folder(tmp_path, train_cache,
+                                                                                       monkeypatch, capsys):
+    """A real SIGINT in the middle of step 2 (from inside the optimizer step): the run finishes that step,
+    saves checkpoint-2 (no periodic checkpoint is due) and exits 130; resuming gives the uninterrupted run."""
+    import signal
+
+    from star_vsr.errors import InputError
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    script, args = training_args(train_cache, tmp_path / "straight", "--report_to", "none", "--validation_steps", "0",
+                                 "--checkpointing_steps", "1000", "--max_train_steps", "4")
+    script.main(args)
+    real_step, calls = torch.optim.AdamW.step, []
+
+    def step_then_ctrl_c(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C while the optimizer works on step 2
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_ctrl_c)
+    _, args = training_args(train_cache, tmp_path / "run", "--report_to", "none", "--validation_steps", "0",
+                            "--checkpointing_steps", "1000", "--max_train_steps", "4")
+    with pytest.raises(SystemExit) as stop:
+        script.main(args)
+    monkeypatch.undo()
+    assert stop.value.code == 130 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert "stopped at step 2" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "run").glob("checkpoint-*")] == ["checkpoint-2"]
+    assert not list((tmp_path / "run").glob(".checkpoint-*"))
+    with pytest.raises(InputError, match="holds a run.*--resume_from_checkpoint latest.*--overwrite_output_dir"):
+        script.check_run_settings(args)  # the same command again, without --resume_from_checkpoint
+    _, resume = training_args(train_cache, tmp_path / "run", "--report_to", "none", "--validation_steps", "0",
+                              "--checkpointing_steps", "1000", "--max_train_steps", "4",
+                              "--resume_from_checkpoint", "latest")
+    assert script.main(resume)["steps"] == 4
+    straight = StarStudentPipeline.from_pretrained(tmp_path / "straight").student.state_dict()
+    resumed = StarStudentPipeline.from_pretrained(tmp_path / "run").student.state_dict()
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-5, msg=name)
+
+
+def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp_path, train_cache):
+    from star_vsr.errors import InputError
+
+    script, args = training_args(train_cache, tmp_path / "a", "--scale", "2", "--report_to", "none")
+    with pytest.raises(InputError, match=r"holds x4 clips, but --scale is 2; pass --scale 4"):
+        script.main(args)
+    _, args = training_args(train_cache, tmp_path / "b", "--student_overrides", '{"num_blockz": 3}')
+    with pytest.raises(InputError, match="--student_overrides .*num_blockz"):
+        script.main(args)
+
+
+def test_clips_of_different_lengths_share_a_batch_cut_to_the_shortest():
+    sys.path.insert(0, str(REPO / "training"))
+    try:
+        from distill_student import collate_clips
+    finally:
+        sys.path.pop(0)
+    items = [{"lq": torch.rand(n, 3, 4, 4), "gt": torch.rand(n, 3, 8, 8),
+              "teacher_features": {"hr_features": torch.rand(n, 6, 8, 8)}} for n in (2, 4)]
+    batch = collate_clips(items)
+    assert batch["lq"].shape == (2, 2, 3, 4, 4) and batch["gt"].shape == (2, 2, 3, 8, 8)
+    assert batch["teacher_features"]["hr_features"].shape == (2, 2, 6, 8, 8)
+    assert torch.equal(batch["lq"][1], items[1]["lq"][:2])
+
+
 def test_saved_student_holds_the_averaged_weights(tmp_path, train_cache):
     """With ``--ema_decay`` the saved student is the moving average, not the last step's weights."""
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
@@ -474,7 +553,7 @@ def test_training_one_head_leaves_every_other_scale_unchanged(tmp_path):
     assert "_name_or_path" not in json.loads((tmp_path / "x2" / "student" / "config.json").read_text())
 
     _, bad = training_args(None, tmp_path / "bad", "--init_from", str(start), "--trainable", "upsampler.2", *gt_only)
-    with pytest.raises(ValueError, match=r"name no student parameter; its modules: .*upsamplers\.2"):
+    with pytest.raises(InputError, match=r"name no student parameter; its modules: .*upsamplers\.2"):
         script.main(bad)
     assert not (tmp_path / "bad").exists()  # refused before anything was written
 

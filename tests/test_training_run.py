@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
-from star_vsr.training_run import checkpoint_folders, checkpoint_step, parse_with_config, prune_checkpoints
+from star_vsr.errors import InputError
+from star_vsr.training_run import (check_output_dir, checkpoint_folders, checkpoint_step, parse_with_config,
+                                   prune_checkpoints, resume_checkpoint, save_checkpoint)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -64,6 +67,53 @@ def test_checkpoints_are_ordered_by_step_and_pruned_oldest_first(tmp_path):
     assert [p.name for p in checkpoint_folders(tmp_path)] == ["checkpoint-9", "checkpoint-10", "checkpoint-100"]
     assert checkpoint_step(tmp_path / "checkpoint-100") == 100
     assert prune_checkpoints(tmp_path, None) == []
-    assert [p.name for p in prune_checkpoints(tmp_path, 2)] == ["checkpoint-9", "checkpoint-10"]
-    assert [p.name for p in checkpoint_folders(tmp_path)] == ["checkpoint-100"]
+    assert [p.name for p in prune_checkpoints(tmp_path, 2)] == ["checkpoint-9"]
+    assert [p.name for p in checkpoint_folders(tmp_path)] == ["checkpoint-10", "checkpoint-100"]
     assert (tmp_path / "checkpoint-final").is_dir() and checkpoint_folders(tmp_path / "missing") == []
+
+
+class _OneProcess:
+    """What `save_checkpoint` uses of an Accelerator, for one process; `save_state` writes two files,
+    and fails between them when `fail` is set (a kill or a full disk while saving)."""
+
+    is_main_process, num_processes = True, 1
+
+    def __init__(self) -> None:
+        self.fail = False
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+    def save_state(self, folder: str) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "model.safetensors").write_text("weights")
+        if self.fail:
+            raise OSError(28, "No space left on device")
+        (Path(folder) / "optimizer.bin").write_text("optimizer")
+
+
+def test_checkpoints_are_saved_whole_or_not_at_all(tmp_path):
+    accelerator = _OneProcess()
+    for step in (2, 4, 6):
+        save_checkpoint(accelerator, tmp_path, step, limit=2)
+    assert [p.name for p in checkpoint_folders(tmp_path)] == ["checkpoint-4", "checkpoint-6"]
+    accelerator.fail = True
+    with pytest.raises(OSError):
+        save_checkpoint(accelerator, tmp_path, 8, limit=2)
+    # the half-written state is hidden, nothing was pruned, and `latest` is the last whole checkpoint
+    assert [p.name for p in checkpoint_folders(tmp_path)] == ["checkpoint-4", "checkpoint-6"]
+    assert resume_checkpoint(tmp_path, "latest") == tmp_path / "checkpoint-6"
+    accelerator.fail = False
+    save_checkpoint(accelerator, tmp_path, 8, limit=2)  # clears the leftover
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-6", "checkpoint-8"]
+    assert (tmp_path / "checkpoint-8" / "optimizer.bin").is_file()
+
+
+def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tmp_path):
+    check_output_dir(tmp_path / "new", None, False)
+    check_output_dir(tmp_path, None, False)  # an empty (or unrelated) folder is fine
+    (tmp_path / "train_log.jsonl").write_text("")
+    with pytest.raises(InputError, match="holds a run .train_log.jsonl.*--resume_from_checkpoint latest"):
+        check_output_dir(tmp_path, None, False)
+    check_output_dir(tmp_path, "latest", False)
+    check_output_dir(tmp_path, None, True)

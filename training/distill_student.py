@@ -47,8 +47,8 @@ from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_referen
 from star_vsr.errors import InputError, OutputError, StarVSRError, explain_out_of_memory
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
-from star_vsr.training_run import (CHECKPOINT_PREFIX, check_run_settings, checkpoint_step, parse_with_config,
-                                   prune_checkpoints, resume_checkpoint)
+from star_vsr.training_run import (SettingsParser, StopRequest, check_run_settings, checkpoint_step, clear_old_run,
+                                   parse_with_config, resume_checkpoint, save_checkpoint, stopped_message)
 
 logger = get_logger(__name__)
 
@@ -62,8 +62,8 @@ SUMMARY_NAME = "training_summary.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = SettingsParser(description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", default=None, help="YAML file of defaults for the flags below")
 
     student = parser.add_argument_group("student")
@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--checkpointing_steps", type=int, default=500)
     out.add_argument("--checkpoints_total_limit", type=int, default=None)
     out.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint folder or "latest"')
+    out.add_argument("--overwrite_output_dir", action="store_true",
+                     help="start over in an output_dir that holds a run (its checkpoints and log are deleted)")
     out.add_argument("--validation_steps", type=int, default=250, help="0 disables validation")
     out.add_argument("--num_validation_clips", type=int, default=2)
     out.add_argument("--validation_frames", type=int, default=6)
@@ -201,13 +203,22 @@ def loss_config(args: argparse.Namespace) -> DistillationLossConfig:
 
 
 def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the tensors the losses use: lq (b, n, 3, h, w), teacher / gt (b, n, 3, H, W), features."""
-    batch: dict[str, Any] = {"lq": torch.stack([item["lq"] for item in items])}
+    """Stack the tensors the losses use: lq (b, n, 3, h, w), teacher / gt (b, n, 3, H, W), features.
+
+    Clips of different lengths (a cache keeps a video shorter than ``--num-frames`` as one shorter clip)
+    are cut to the shortest: n is the fewest frames in the batch.
+    """
+    n = min(len(item["lq"]) for item in items)
+    sizes = {tuple(item["lq"].shape[-2:]) for item in items}
+    if len(sizes) > 1:
+        raise InputError(f"clips of sizes {sorted(sizes)} cannot share a batch; use --train_batch_size 1, or "
+                         "build the cache with one --crop-size")
+    batch: dict[str, Any] = {"lq": torch.stack([item["lq"][:n] for item in items])}
     for key in ("teacher", "gt"):
         if key in items[0]:
-            batch[key] = torch.stack([item[key] for item in items])
+            batch[key] = torch.stack([item[key][:n] for item in items])
     names = items[0].get("teacher_features", {})
-    batch["teacher_features"] = {name: torch.stack([item["teacher_features"][name] for item in items])
+    batch["teacher_features"] = {name: torch.stack([item["teacher_features"][name][:n] for item in items])
                                  for name in names}
     return batch
 
@@ -217,16 +228,20 @@ def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> t
     if args.train_cache is not None:
         cache = TeacherCache(args.train_cache)
         if losses.needs_teacher and not cache.has_teacher:
-            raise ValueError(f"{args.train_cache} holds no teacher outputs, but the teacher loss terms are on")
+            raise InputError(f"{args.train_cache} holds no teacher outputs, but the teacher loss terms are on")
         if losses.needs_gt and not cache.manifest.has_gt:
-            raise ValueError(f"{args.train_cache} holds no ground truth, but the ground-truth loss terms are on")
+            raise InputError(f"{args.train_cache} holds no ground truth, but the ground-truth loss terms are on")
+        cached_scale = (cache.manifest.teacher or {}).get("scale", cache.manifest.source.get("scale"))
+        if cached_scale is not None and float(cached_scale) != float(args.scale):
+            raise InputError(f"{args.train_cache} holds x{cached_scale:g} clips, but --scale is {args.scale}; "
+                             f"pass --scale {cached_scale:g}, or build a cache at x{args.scale}")
         missing = [n for n in losses.teacher_feature_names if n not in cache.feature_channels]
         if missing:
-            raise ValueError(f"{args.train_cache} holds teacher features {sorted(cache.feature_channels)}, not "
+            raise InputError(f"{args.train_cache} holds teacher features {sorted(cache.feature_channels)}, not "
                              f"{missing}; rebuild it with --features {' '.join(losses.teacher_feature_names)}")
         return cache, cache.feature_channels
     if losses.needs_teacher:
-        raise ValueError("the teacher loss terms need --train_cache (a teacher cache); on-the-fly motion clips "
+        raise InputError("the teacher loss terms need --train_cache (a teacher cache); on-the-fly motion clips "
                          "have ground truth only")
     from star_vsr.data import ImageMotionDataset
 
@@ -259,7 +274,7 @@ def select_trainable(student: torch.nn.Module, prefixes: Optional[Sequence[str]]
     unmatched = [prefix for prefix in prefixes if not any(covers(prefix, name) for name in named)]
     if unmatched:
         modules = sorted({name.rsplit(".", 1)[0] for name in named})
-        raise ValueError(f"--trainable {unmatched} name no student parameter; its modules: {', '.join(modules)}")
+        raise InputError(f"--trainable {unmatched} name no student parameter; its modules: {', '.join(modules)}")
     for name, param in named.items():
         param.requires_grad_(any(covers(prefix, name) for prefix in prefixes))
     return [param for param in named.values() if param.requires_grad]
@@ -351,7 +366,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         student = StarStudentModel.from_config({k: v for k, v in loaded.config.items() if not k.startswith("_")})
         student.load_state_dict(loaded.state_dict())
     else:
-        student = StarStudentModel.from_preset(args.student_preset, scale=args.scale, **args.student_overrides)
+        try:
+            student = StarStudentModel.from_preset(args.student_preset, scale=args.scale, **args.student_overrides)
+        except TypeError as error:  # an override that is no argument of StarStudentModel
+            raise InputError(f"--student_overrides {json.dumps(args.student_overrides)}: {error}") from None
         # zero output convs: training starts from exact bilinear upsampling, not from the random
         # residual a fresh network adds (which left students below bicubic in our runs)
         student.reset_parameters(torch.Generator().manual_seed(args.seed), bilinear_start=True)
@@ -408,6 +426,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if accelerator.is_main_process:
         # made only now: a bad setting caught above (data, --trainable) leaves no empty output folder
         os.makedirs(args.output_dir, exist_ok=True)
+        if args.overwrite_output_dir and args.resume_from_checkpoint is None:
+            clear_old_run(Path(args.output_dir))
         tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
         accelerator.init_trackers("distill_student", config=tracker_config)
 
@@ -444,55 +464,60 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     last_validation: dict[str, float] = {}
 
     # 6. Training loop
-    for epoch in range(first_epoch, num_train_epochs):
-        train_dataloader.set_epoch(epoch)  # the shuffling order of this epoch
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)  # fresh camera moves and degradations for on-the-fly clips
-        batches = (accelerator.skip_first_batches(train_dataloader, resume_step)
-                   if epoch == first_epoch and resume_step else train_dataloader)
-        for batch in batches:
-            with accelerator.accumulate(student):
-                step_scale, gt = args.scale, batch.get("gt")  # gt (b, n, 3, H, W)
-                if args.scale_range is not None:
-                    step_scale = draw_scale(args.seed, global_step, args.scale_range)
-                    gt = rescaled_reference(gt.flatten(0, 1), batch["lq"].shape[-2:], step_scale).unflatten(
-                        0, gt.shape[:2])
-                output = student(batch["lq"], scale=step_scale, return_features=needs_features)
-                total, terms = criterion(output.sample, output.features, batch.get("teacher"),
-                                         batch["teacher_features"], gt)
-                accelerator.backward(total)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(trainable + criterion_params, args.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad()
+    with StopRequest() as stop:
+        for epoch in range(first_epoch, num_train_epochs):
+            train_dataloader.set_epoch(epoch)  # the shuffling order of this epoch
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)  # fresh camera moves and degradations for on-the-fly clips
+            batches = (accelerator.skip_first_batches(train_dataloader, resume_step)
+                       if epoch == first_epoch and resume_step else train_dataloader)
+            for batch in batches:
+                with accelerator.accumulate(student):
+                    step_scale, gt = args.scale, batch.get("gt")  # gt (b, n, 3, H, W)
+                    if args.scale_range is not None:
+                        step_scale = draw_scale(args.seed, global_step, args.scale_range)
+                        gt = rescaled_reference(gt.flatten(0, 1), batch["lq"].shape[-2:], step_scale).unflatten(
+                            0, gt.shape[:2])
+                    output = student(batch["lq"], scale=step_scale, return_features=needs_features)
+                    total, terms = criterion(output.sample, output.features, batch.get("teacher"),
+                                             batch["teacher_features"], gt)
+                    accelerator.backward(total)
+                    if accelerator.sync_gradients and args.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(trainable + criterion_params, args.max_grad_norm)
+                    optimizer.step()
+                    lr_scheduler.step()
+                    optimizer.zero_grad()
 
-            if not accelerator.sync_gradients:
-                continue
-            if ema is not None:
-                ema.step(accelerator.unwrap_model(student).parameters())
-            global_step += 1
-            progress_bar.update(1)
-            logs = {f"loss/{name}": accelerator.reduce(value.detach(), "mean").item() for name, value in terms.items()}
-            logs["loss/total"] = accelerator.reduce(total.detach(), "mean").item()
-            logs["lr"] = lr_scheduler.get_last_lr()[0]
-            if time_loss is not None:
-                logs["time_convlstm_frozen"] = float(time_loss.observe(logs["loss/time"]))
-            progress_bar.set_postfix(loss=f"{logs['loss/total']:.4f}")
-            accelerator.log(logs, step=global_step)
-            last_logs = logs
+                if not accelerator.sync_gradients:
+                    continue
+                if ema is not None:
+                    ema.step(accelerator.unwrap_model(student).parameters())
+                global_step += 1
+                progress_bar.update(1)
+                logs = {f"loss/{name}": accelerator.reduce(value.detach(), "mean").item() for name, value in terms.items()}
+                logs["loss/total"] = accelerator.reduce(total.detach(), "mean").item()
+                logs["lr"] = lr_scheduler.get_last_lr()[0]
+                if time_loss is not None:
+                    logs["time_convlstm_frozen"] = float(time_loss.observe(logs["loss/time"]))
+                progress_bar.set_postfix(loss=f"{logs['loss/total']:.4f}")
+                accelerator.log(logs, step=global_step)
+                last_logs = logs
 
-            if accelerator.is_main_process and global_step % args.checkpointing_steps == 0:
-                for old in prune_checkpoints(Path(args.output_dir), args.checkpoints_total_limit):
-                    logger.info(f"removed old checkpoint {old}")
-                accelerator.save_state(os.path.join(args.output_dir, f"{CHECKPOINT_PREFIX}{global_step}"))
-            if validation_clips and global_step % args.validation_steps == 0:
-                last_validation = run_validation(accelerator, student, validation_clips, validation_scale(args),
-                                                 global_step, ema)
+                stopping = stop.agreed(accelerator)  # Ctrl-C / SIGTERM: stop here, with a checkpoint
+                if global_step % args.checkpointing_steps == 0 or stopping:
+                    save_checkpoint(accelerator, Path(args.output_dir), global_step, args.checkpoints_total_limit)
+                if stopping:
+                    progress_bar.close()
+                    accelerator.print(stopped_message(Path(args.output_dir), global_step))
+                    accelerator.end_training()
+                    sys.exit(130)
+                if validation_clips and global_step % args.validation_steps == 0:
+                    last_validation = run_validation(accelerator, student, validation_clips, validation_scale(args),
+                                                     global_step, ema)
+                if global_step >= args.max_train_steps:
+                    break
             if global_step >= args.max_train_steps:
                 break
-        if global_step >= args.max_train_steps:
-            break
 
     # 7. Save the pipeline
     accelerator.wait_for_everyone()

@@ -20,8 +20,10 @@ What it does (STAR, Xie et al. 2025, Sec. 3):
    the LR clip upsampled to the HR size (the hint), which the VAE encodes for the ControlNet.
 3. Minimises ``w_v * L_v + b(t) * L_DF`` (``star_vsr.losses.StarDiffusionLoss``): the v-prediction
    MSE plus the dynamic frequency loss on VAE-decoded clean estimates, decoded *with* gradient.
-4. Saves Accelerate checkpoints every ``checkpointing_steps`` (``--resume_from_checkpoint latest``
-   continues exactly where a run stopped), validates every ``validation_steps`` (PSNR/SSIM and
+4. Saves Accelerate checkpoints every ``checkpointing_steps``, and at the end of the current step on
+   Ctrl-C or SIGTERM (each written whole before it replaces anything; ``--resume_from_checkpoint
+   latest`` continues exactly where a run stopped; an output folder holding another run is refused
+   unless ``--overwrite_output_dir``), validates every ``validation_steps`` (PSNR/SSIM and
    frames in TensorBoard and ``output_dir/validation``), logs every step to TensorBoard and to
    ``output_dir/train_log.jsonl``, and finally writes a complete pipeline folder to ``output_dir``:
    ``StarVSRPipeline.from_pretrained(output_dir)`` loads the trained ControlNet, the trained LIEM
@@ -66,8 +68,9 @@ from star_vsr.outputs import check_writable
 from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.text import tokenize
-from star_vsr.training_run import (CHECKPOINT_PREFIX, check_run_settings, checkpoint_step, parse_with_config,
-                                   prune_checkpoints, resume_checkpoint)
+from star_vsr.training_run import (SettingsParser, StopRequest, check_run_settings, checkpoint_step,
+                                   clear_old_run, parse_with_config, resume_checkpoint, save_checkpoint,
+                                   stopped_message)
 
 logger = get_logger(__name__)
 
@@ -112,8 +115,8 @@ def _yaml_value(value: str) -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     """Every setting of a run; a YAML ``--config`` provides defaults, flags override them."""
-    parser = argparse.ArgumentParser(description="Train StarVSR's ControlNet + LIEM (+ UNet LoRA) with Accelerate.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = SettingsParser(description="Train StarVSR's ControlNet + LIEM (+ UNet LoRA) with Accelerate.",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", type=str, default=None, help="YAML file of settings (keys = the flags below).")
 
     model = parser.add_argument_group("model")
@@ -194,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoints_total_limit", type=_optional(int), default=None, help="Keep at most N checkpoints.")
     run.add_argument("--resume_from_checkpoint", type=_optional(str), default=None,
                      help="A checkpoint folder, or 'latest' (the newest in output_dir).")
+    run.add_argument("--overwrite_output_dir", action="store_true",
+                     help="Start over in an output_dir that holds a run (its checkpoints and log are deleted).")
     run.add_argument("--validation_steps", type=int, default=500, help="Validate every N steps (0: never).")
     run.add_argument("--validation_video", type=_optional(str), default=None,
                      help="HR video for validation (degraded with a fixed seed); default: training item 0.")
@@ -615,6 +620,8 @@ def main(args: argparse.Namespace) -> None:
             dataset[0]  # a dataset without one usable clip fails here, not in the first step
         # only now: a run refused above leaves no folder behind
         output_dir.mkdir(parents=True, exist_ok=True)
+        if args.overwrite_output_dir and args.resume_from_checkpoint is None:
+            clear_old_run(output_dir)
         (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(vars(args), sort_keys=False), encoding="utf-8")
     sampler = EpochShuffleSampler(len(dataset), seed=args.seed)
     dataloader = DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, drop_last=True,
@@ -657,52 +664,59 @@ def main(args: argparse.Namespace) -> None:
     running: dict[str, list[float]] = {}
 
     # 5. Training loop
-    for epoch in range(first_epoch, num_epochs):
-        dataset.set_epoch(epoch)
-        dataloader.set_epoch(epoch)
-        skip = batches_done if epoch == first_epoch else 0
-        loader = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
-        loader.set_epoch(epoch)
-        for batch_index, batch in enumerate(loader, start=skip):
-            generator = make_generator(args.seed, accelerator.process_index, epoch, batch_index)
-            with accelerator.accumulate(denoiser):
-                out = training_losses(denoiser, vae, text_encoder, tokenizer, objective, batch, generator,
-                                      weight_dtype, args.vae_batch_size, args.vae_latents == "sample")
-                accelerator.backward(out.loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(params, args.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            values = {"loss": out.loss, "loss_v": out.loss_v, "loss_dfl": out.loss_dfl, "loss_low": out.loss_low,
-                      "loss_high": out.loss_high,
-                      "num_skipped": batch["num_skipped"].sum().float().to(out.loss.device)}
-            for key, value in values.items():
-                reduction = "sum" if key == "num_skipped" else "mean"
-                running.setdefault(key, []).append(accelerator.reduce(value.detach().float(), reduction).item())
-            if not accelerator.sync_gradients:
-                continue
+    with StopRequest() as stop:
+        for epoch in range(first_epoch, num_epochs):
+            dataset.set_epoch(epoch)
+            dataloader.set_epoch(epoch)
+            skip = batches_done if epoch == first_epoch else 0
+            loader = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
+            loader.set_epoch(epoch)
+            for batch_index, batch in enumerate(loader, start=skip):
+                generator = make_generator(args.seed, accelerator.process_index, epoch, batch_index)
+                with accelerator.accumulate(denoiser):
+                    out = training_losses(denoiser, vae, text_encoder, tokenizer, objective, batch, generator,
+                                          weight_dtype, args.vae_batch_size, args.vae_latents == "sample")
+                    accelerator.backward(out.loss)
+                    if accelerator.sync_gradients and args.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                    optimizer.step()
+                    lr_scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                values = {"loss": out.loss, "loss_v": out.loss_v, "loss_dfl": out.loss_dfl, "loss_low": out.loss_low,
+                          "loss_high": out.loss_high,
+                          "num_skipped": batch["num_skipped"].sum().float().to(out.loss.device)}
+                for key, value in values.items():
+                    reduction = "sum" if key == "num_skipped" else "mean"
+                    running.setdefault(key, []).append(accelerator.reduce(value.detach().float(), reduction).item())
+                if not accelerator.sync_gradients:
+                    continue
 
-            # one optimizer step done
-            global_step += 1
-            progress.update(1)
-            logs = {k: float(np.sum(v)) if k == "num_skipped" else float(np.mean(v)) for k, v in running.items()}
-            logs["lr"] = lr_scheduler.get_last_lr()[0]
-            running = {}
-            progress.set_postfix(loss=f"{logs['loss']:.4f}")
-            accelerator.log(logs, step=global_step)
-            if accelerator.is_main_process:
-                with log_file.open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps({"step": global_step, **logs}) + "\n")
-            if global_step % args.checkpointing_steps == 0:
-                save_checkpoint(args, accelerator, global_step)
-            if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
-                metrics = run_validation(args, accelerator, components, denoiser, val_sample, global_step)
-                logger.info(f"step {global_step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+                # one optimizer step done
+                global_step += 1
+                progress.update(1)
+                logs = {k: float(np.sum(v)) if k == "num_skipped" else float(np.mean(v)) for k, v in running.items()}
+                logs["lr"] = lr_scheduler.get_last_lr()[0]
+                running = {}
+                progress.set_postfix(loss=f"{logs['loss']:.4f}")
+                accelerator.log(logs, step=global_step)
+                if accelerator.is_main_process:
+                    with log_file.open("a", encoding="utf-8") as handle:
+                        handle.write(json.dumps({"step": global_step, **logs}) + "\n")
+                stopping = stop.agreed(accelerator)  # Ctrl-C / SIGTERM: stop here, with a checkpoint
+                if global_step % args.checkpointing_steps == 0 or stopping:
+                    save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
+                if stopping:
+                    progress.close()
+                    accelerator.print(stopped_message(output_dir, global_step))
+                    accelerator.end_training()
+                    sys.exit(130)
+                if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
+                    metrics = run_validation(args, accelerator, components, denoiser, val_sample, global_step)
+                    logger.info(f"step {global_step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+                if global_step >= args.max_train_steps:
+                    break
             if global_step >= args.max_train_steps:
                 break
-        if global_step >= args.max_train_steps:
-            break
     progress.close()
 
     # 6. Final weights: a complete pipeline folder
@@ -720,17 +734,6 @@ def truncate_log(log_file: Path, global_step: int) -> None:
     lines = log_file.read_text(encoding="utf-8").splitlines()
     kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= global_step]
     log_file.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-
-
-def save_checkpoint(args: argparse.Namespace, accelerator: Accelerator, global_step: int) -> None:
-    """Accelerate checkpoint ``checkpoint-<step>`` (all processes take part; older ones pruned first)."""
-    output_dir = Path(args.output_dir)
-    if accelerator.is_main_process:
-        prune_checkpoints(output_dir, args.checkpoints_total_limit)
-    accelerator.wait_for_everyone()
-    path = output_dir / f"{CHECKPOINT_PREFIX}{global_step}"
-    accelerator.save_state(str(path))
-    logger.info(f"Saved checkpoint {path}")
 
 
 if __name__ == "__main__":

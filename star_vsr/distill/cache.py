@@ -183,6 +183,11 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
                  manifest: CacheManifest, progress: bool) -> None:
     """Write every shard that is not in ``folder`` yet, saving the manifest after each."""
     storage = STORAGE_DTYPES[manifest.dtype]
+    for shard in range(manifest.num_shards):  # damaged since it was written (a bad copy, a disk error): redo it
+        path = _shard_path(folder, shard)
+        if path.is_file() and not _shard_is_readable(path):
+            tqdm.write(f"{path} is damaged; computing it again")
+            path.unlink()
     done = sum(len(manifest.shard_clips(s)) for s in range(manifest.num_shards) if _shard_path(folder, s).is_file())
     bar = tqdm(total=manifest.num_clips, initial=done, unit="clip", desc="teacher cache", disable=not progress)
     for shard in range(manifest.num_shards):
@@ -210,6 +215,16 @@ def _shard_path(folder: Path, shard: int) -> Path:
     return folder / SHARD_NAME.format(shard)
 
 
+def _shard_is_readable(path: Path) -> bool:
+    """Whether the shard's header parses and its tensors lie inside the file (reads the header only)."""
+    try:
+        with safe_open(str(path), framework="pt") as shard:
+            shard.keys()
+        return True
+    except Exception:  # safetensors raises SafetensorError, OSError, ...
+        return False
+
+
 def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> CacheManifest:
     """Reuse a matching cache in ``folder`` (keeping its progress), or start it afresh.
 
@@ -222,14 +237,14 @@ def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> 
         if not overwrite and any(folder.glob("shard-*.safetensors")):
             changed = [k for k, v in manifest.settings().items() if existing.settings()[k] != v]
             raise InputError(f"{folder} already holds a teacher cache built with other settings ({', '.join(changed)} "
-                             "differ); choose another folder, or overwrite it")
+                             "differ); choose another folder, or pass --overwrite (overwrite=True) to replace it")
         for path in folder.glob("shard-*.safetensors"):
             path.unlink()
         (folder / MANIFEST_NAME).unlink()
     elif any(folder.glob("shard-*.safetensors")):
         if not overwrite:
-            raise InputError(f"{folder} holds shard files but no {MANIFEST_NAME}; choose another folder, or "
-                             "overwrite it")
+            raise InputError(f"{folder} holds shard files but no {MANIFEST_NAME}; choose another folder, or pass "
+                             "--overwrite (overwrite=True) to replace them")
         for path in folder.glob("shard-*.safetensors"):
             path.unlink()
     manifest.save(folder)
@@ -298,11 +313,15 @@ class TeacherCache(Dataset):
             raise IndexError(f"clip {item} is out of range for a cache of {len(self)} clips")
         index = self._indices[item]
         path = _shard_path(self.folder, index // self.manifest.clips_per_shard)
-        with safe_open(str(path), framework="pt") as shard:
-            captions = json.loads((shard.metadata() or {}).get("captions", "{}"))
-            prefix = f"{index}/"
-            keys = [k for k in shard.keys() if k.startswith(prefix)]
-            tensors = {k[len(prefix):]: shard.get_tensor(k).float() for k in keys}
+        try:
+            with safe_open(str(path), framework="pt") as shard:
+                captions = json.loads((shard.metadata() or {}).get("captions", "{}"))
+                prefix = f"{index}/"
+                keys = [k for k in shard.keys() if k.startswith(prefix)]
+                tensors = {k[len(prefix):]: shard.get_tensor(k).float() for k in keys}
+        except Exception as error:  # SafetensorError, OSError, JSONDecodeError: a damaged file
+            raise InputError(f"{path} is damaged ({error}); run `star-vsr distill cache-teacher` again with the "
+                             f"same settings: it computes damaged shards again") from None
         item_dict: dict[str, Any] = {
             "lq": tensors["lq"], "index": index, "caption": captions.get(str(index), ""),
             "teacher_features": {k[len("features/"):]: v for k, v in tensors.items() if k.startswith("features/")},
