@@ -247,6 +247,19 @@ def test_convert_star_end_to_end(tmp_path, capsys):
         (tmp_path / "bad.json").write_text(text)
         assert main(args[:-1] + [str(tmp_path / "bad.json")]) == 2
         assert message in capsys.readouterr().err and not out.exists()
+    # partial downloads and a mix-up: one line naming the file, nothing written
+    (tmp_path / "empty.pt").write_bytes(b"")
+    clip_bytes = (tmp_path / "open_clip_pytorch_model.bin").read_bytes()
+    (tmp_path / "cut.bin").write_bytes(clip_bytes[: len(clip_bytes) // 2])
+    for flag, name, message in (("--checkpoint", "empty.pt", "empty.pt as a PyTorch checkpoint"),
+                                ("--openclip", "cut.bin", "cut.bin as a PyTorch checkpoint"),
+                                ("--vae", "empty.pt", "is a file; give the folder")):
+        bad = list(args)
+        bad[bad.index(flag) + 1] = str(tmp_path / name)
+        assert main(bad) == 2
+        err = capsys.readouterr().err
+        assert message in err and ("is the download complete" in err or flag == "--vae"), err
+        assert "Traceback" not in err and not out.exists()
     # the released architecture does not fit this tiny checkpoint: counts and a few names, not thousands
     assert main(args[:-2]) == 2
     err = capsys.readouterr().err

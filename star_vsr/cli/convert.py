@@ -53,7 +53,7 @@ def _load_vae(folder: Path, dtype):
         try:
             return AutoencoderKLTemporalDecoder.from_pretrained(folder, variant=variant, dtype=dtype,
                                                                 local_files_only=True)
-        except (OSError, ValueError) as error:  # no weights file for this variant
+        except (OSError, ValueError, KeyError) as error:  # no (or a damaged) weights file for this variant
             errors.append(str(error).splitlines()[0])
     raise MissingWeightsError(f"no AutoencoderKLTemporalDecoder weights in {folder}: {'; '.join(errors)}")
 
@@ -87,13 +87,15 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
                 raise
             return torch.load(path, map_location="cpu", weights_only=True)  # the legacy (non-zip) format
     except Exception as error:  # torch raises many types for a corrupt or foreign file
-        raise InputError(f"cannot read {path} as a PyTorch checkpoint: {str(error).splitlines()[0]}") from error
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]  # an empty file: no message at all
+        raise InputError(f"cannot read {path} as a PyTorch checkpoint ({first_line}); is the download complete?") \
+            from error
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..conversion import convert_star_checkpoint, load_openclip_text_encoder, released_unet_config
+    from ..conversion import convert_star_checkpoint, openclip_text_encoder, released_unet_config
     from ..models import StarVSRControlNetModel, StarVSRUNetModel
     from ..outputs import check_writable
     from ..pipelines.pipeline_star_vsr import StarVSRPipeline
@@ -108,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = _require(Path(args.checkpoint), "the STAR checkpoint")
     openclip = _require(Path(args.openclip), "the OpenCLIP checkpoint")
     vae_folder = _require(Path(args.vae), "the SVD VAE folder")
+    if not vae_folder.is_dir():
+        raise InputError(f"--vae {vae_folder} is a file; give the folder that holds the VAE's config.json and "
+                         "weights (stable-video-diffusion-img2vid-xt/vae)")
     dtype = DTYPES[args.dtype]
 
     unet_config = released_unet_config()
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     del state_dict, converted
 
     print(f"reading {openclip}")
-    text_encoder = load_openclip_text_encoder(str(openclip)).to(dtype)
+    text_encoder = openclip_text_encoder(_load_checkpoint(openclip)).to(dtype)
     if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
         raise InputError(f"the text encoder is {text_encoder.config.hidden_size} wide but the UNet expects "
                          f"{unet.config.cross_attention_dim}-d text (is {openclip} OpenCLIP ViT-H-14?)")

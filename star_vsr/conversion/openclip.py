@@ -113,7 +113,11 @@ def load_text_encoder_weights(model: CLIPTextModel, converted: Mapping[str, torc
 
 def load_openclip_text_encoder(path: str, heads: Optional[int] = None) -> CLIPTextModel:
     """Read an OpenCLIP checkpoint file and return the penultimate-layer ``CLIPTextModel`` (float32)."""
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    return openclip_text_encoder(torch.load(path, map_location="cpu", weights_only=True), heads)
+
+
+def openclip_text_encoder(state_dict: Mapping[str, torch.Tensor], heads: Optional[int] = None) -> CLIPTextModel:
+    """The penultimate-layer ``CLIPTextModel`` (float32) of OpenCLIP weights already read."""
     model = CLIPTextModel(text_config_from_openclip(state_dict, heads=heads))
     load_text_encoder_weights(model, convert_openclip_text_encoder(state_dict))
     return model.eval()
