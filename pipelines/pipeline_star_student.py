@@ -27,7 +27,7 @@ from diffusers.utils import BaseOutput
 
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
-from star_vsr.model_folder import check_pipeline_folder
+from star_vsr.model_folder import check_pipeline_folder, load_checked
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
 
 #: LR frames read, upscaled and handed to ``frame_sink`` at once.
@@ -138,7 +138,8 @@ class StarStudentPipeline(DiffusionPipeline):
         folder = Path(pretrained_model_name_or_path)
         check_pipeline_folder(folder, "student", MISSING_STUDENT_HELP, expected_class=cls)
         kwargs["local_files_only"] = True
-        return super().from_pretrained(folder, **kwargs)
+        return load_checked(folder, "student", MISSING_STUDENT_HELP,
+                            lambda: super(StarStudentPipeline, cls).from_pretrained(folder, **kwargs))
 
     def enable_torch_compile(self, mode: Optional[str] = None, dynamic: bool = False) -> None:
         """Run each step through ``torch.compile`` (opt-in; the first frames pay the compilation).

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
-from .errors import InputError, MissingWeightsError
+from .errors import InputError, MissingWeightsError, StarVSRError, is_out_of_memory
+
+T = TypeVar("T")
 
 #: File name endings of model weights (single files, shards and shard indexes) in a component folder.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".index.json")
@@ -49,4 +51,23 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
         if (part / "config.json").is_file() and not any(f.name.endswith(WEIGHT_SUFFIXES) for f in part.iterdir()):
             raise MissingWeightsError(f"{part} has a config.json but no weights (*.safetensors or *.bin; an "
                                       f"incomplete copy?).\n{help_text}")
+        if name == "tokenizer" and not ((part / "tokenizer.json").is_file()
+                                        or ((part / "vocab.json").is_file() and (part / "merges.txt").is_file())):
+            # without its vocabulary a CLIP tokenizer still loads, with 2 tokens, and garbles every prompt
+            raise MissingWeightsError(f"{part} holds no vocabulary (tokenizer.json, or vocab.json + merges.txt; an "
+                                      f"incomplete copy?).\n{help_text}")
     return class_name
+
+
+def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T]) -> T:
+    """``load()`` (a ``from_pretrained`` of a folder ``check_pipeline_folder`` passed), with the loaders'
+    errors on damaged files (truncated weights, broken JSON, a config that does not fit its weights) as
+    a ``MissingWeightsError`` naming the folder, the loader's reason and ``help_text``."""
+    try:
+        return load()
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        if isinstance(error, StarVSRError) or is_out_of_memory(error):
+            raise
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise MissingWeightsError(f"the {kind} pipeline at {folder} could not be loaded ({reason}); the folder is "
+                                  f"damaged or incomplete: copy or convert it again.\n{help_text}") from error

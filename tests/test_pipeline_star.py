@@ -286,6 +286,34 @@ def test_an_incomplete_folder_names_the_missing_part(tmp_path):
         StarVSRPipeline.from_pretrained(folder)
 
 
+def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
+    """Truncated weights, a broken config, a lost scheduler config or tokenizer vocabulary (which loaded
+    as a 2-token tokenizer that garbled every prompt): one error naming the folder, the reason, the help."""
+    import shutil
+
+    from star_vsr.testing import tiny_star_pipeline
+
+    good = tmp_path / "good"
+    tiny_star_pipeline(seed=0).save_pretrained(good)
+
+    def truncate_unet(folder):
+        weights = next((folder / "unet").glob("*.safetensors"))
+        weights.write_bytes(weights.read_bytes()[:500])
+
+    damages = {
+        "truncated": (truncate_unet, "could not be loaded .Unable to load weights"),
+        "bad_json": (lambda f: (f / "unet" / "config.json").write_text("{"), "could not be loaded .*not a valid JSON"),
+        "no_scheduler": (lambda f: (f / "scheduler" / "scheduler_config.json").unlink(), "scheduler_config.json"),
+        "no_vocabulary": (lambda f: (f / "tokenizer" / "tokenizer.json").unlink(), "tokenizer holds no vocabulary"),
+    }
+    for name, (damage, reason) in damages.items():
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        damage(folder)
+        with pytest.raises(MissingWeightsError, match=rf"{reason}(.|\n)*convert-star"):
+            StarVSRPipeline.from_pretrained(folder)
+
+
 def test_a_student_folder_is_named_as_such(tmp_path):
     from star_vsr.student import build_student_pipeline
 
