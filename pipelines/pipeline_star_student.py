@@ -175,8 +175,8 @@ class StarStudentPipeline(DiffusionPipeline):
         self.student.check_scale(upscale)
         if output_type not in ("pt", "np", "pil"):
             raise InputError(f"output_type must be 'pt', 'np' or 'pil', got {output_type!r}")
-        if chunk_size < 1:
-            raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InputError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
         if isinstance(start_frame, bool) or not isinstance(start_frame, int) or start_frame < 0:
             raise InputError(f"start_frame must be an integer >= 0, got {start_frame!r}")
         if start_frame and state is None:

@@ -321,7 +321,7 @@ class StarVSRPipeline(DiffusionPipeline):
         tile_overlap: int = 128,
         color_fix: Optional[str] = "adain",
         decode_chunk_size: int = 3,
-        generator: Optional[torch.Generator] = None,
+        generator: Union[torch.Generator, list[torch.Generator], None] = None,
         latents: Optional[torch.Tensor] = None,
         output_type: str = "pt",
         return_dict: bool = True,
@@ -390,6 +390,11 @@ class StarVSRPipeline(DiffusionPipeline):
             timesteps = star_timesteps(noise_level, num_inference_steps, timestep_spacing)
         self.scheduler.set_timesteps(timesteps=list(timesteps))
         # one draw from ``generator``, or from the global RNG (so torch.manual_seed makes runs repeatable)
+        if isinstance(generator, (list, tuple)) and len(generator) == 1:
+            generator = generator[0]  # diffusers' one-generator-per-video list, for our one video
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise InputError(f"generator must be a torch.Generator (torch.Generator().manual_seed(0)) or a list of "
+                             f"one, got {generator!r}")
         base_seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
         noise = FrameNoise(base_seed)
         order = "synchronous" if callback_on_step_end is not None else "wavefront"

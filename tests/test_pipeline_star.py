@@ -44,6 +44,10 @@ def test_deterministic_with_generator(pipe):
     a, b = run(pipe, clip, seed=1), run(pipe, clip, seed=1)
     assert torch.equal(a, b)
     assert not torch.equal(a, run(pipe, clip, seed=2))
+    # diffusers' list form, one generator per video
+    assert torch.equal(a, pipe(clip, generator=[torch.Generator().manual_seed(1)], num_inference_steps=STEPS).frames)
+    with pytest.raises(InputError, match="generator must be a torch.Generator"):
+        pipe(clip, generator=0, num_inference_steps=STEPS)
 
 
 def test_without_a_generator_the_global_seed_decides_and_is_not_reseeded(pipe):

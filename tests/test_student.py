@@ -367,8 +367,12 @@ def test_pipeline_input_errors(pipe):
         pipe(lr, upscale=5)
     with pytest.raises(InputError, match="output_type"):
         pipe(lr, output_type="latent")
-    with pytest.raises(InputError, match="chunk_size"):
-        pipe(lr, chunk_size=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(InputError, match="chunk_size"):
+            pipe(lr, chunk_size=bad)
+    for bad in ("2", True, float("nan")):  # StarVSRPipeline refuses these too
+        with pytest.raises(InputError, match="scale must be a finite number"):
+            pipe(lr, upscale=bad)
 
 
 def test_save_and_load_round_trip(pipe, tmp_path):

@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
@@ -504,6 +505,9 @@ class StarStudentModel(ModelMixin, ConfigMixin):
     # ---------------------------------------------------------------- scale
     def check_scale(self, scale: Optional[float]) -> float:
         """``scale`` as a float (the config's scale for None); InputError outside [MIN_SCALE, top head]."""
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
+                                  or not math.isfinite(scale)):
+            raise InputError(f"the scale must be a finite number, got {scale!r}")
         scale = float(self.config.scale if scale is None else scale)
         top = max(self.upsample_scales)
         if not MIN_SCALE <= scale <= min(MAX_SCALE, top):
