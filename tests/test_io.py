@@ -240,6 +240,30 @@ def test_avi_frame_count_skips_the_empty_packets_of_packed_b_frames(tmp_path):
     assert info.num_frames <= header_count
 
 
+def test_extra_audio_tracks_are_noted_and_codecs_have_their_own_names(tmp_path, videos):
+    source = videos["ntsc_audio"]
+    doubled = tmp_path / "two_tracks.mkv"
+    with av.open(str(source)) as inp, av.open(str(doubled), "w") as out:
+        streams = {inp.streams.video[0]: out.add_stream_from_template(inp.streams.video[0])}
+        tracks = [out.add_stream_from_template(inp.streams.audio[0]) for _ in range(2)]
+        for packet in inp.demux():
+            if packet.size == 0:
+                continue
+            if packet.stream.type == "audio":
+                for track in tracks:
+                    copy = av.Packet(bytes(packet))
+                    copy.pts, copy.dts, copy.time_base, copy.stream = packet.pts, packet.dts, packet.time_base, track
+                    out.mux(copy)
+            else:
+                packet.stream = streams[packet.stream]
+                out.mux(packet)
+    info = probe_video(doubled)
+    assert info.audio_streams == 2 and "has 2 audio tracks; the output keeps the first" in info.caveats()[0]
+    assert probe_video(source).caveats() == []
+    mp3 = write_test_video(tmp_path / "mp3.mkv", 4, SIZE, audio=True, audio_codec="mp3")
+    assert probe_video(mp3).audio_codec == "mp3"  # the codec, not FFmpeg's decoder "mp3float"
+
+
 def test_as_frame_rate_snaps_floats_to_ntsc_fractions():
     assert as_frame_rate(30000 / 1001) == NTSC
     assert as_frame_rate(24000 / 1001) == Fraction(24000, 1001)

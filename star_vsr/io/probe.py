@@ -158,6 +158,7 @@ class VideoInfo:
             time in seconds from the first, which writers keep (`VideoWriter(frame_times=)`); None
             for constant-rate video, where frame i is at i / `frame_rate`.
         hdr: "PQ" or "HLG" for high-dynamic-range video (its transfer tag), else None.
+        audio_streams, subtitle_streams: How many there are (outputs carry the first audio stream).
     """
 
     path: Path
@@ -178,6 +179,8 @@ class VideoInfo:
     timing_error_s: float = 0.0
     hdr: str | None = None
     frame_times: tuple[Fraction, ...] | None = field(default=None, repr=False)
+    audio_streams: int = 0
+    subtitle_streams: int = 0
 
     def caveats(self) -> list[str]:
         """What a user should know before this video is upscaled or degraded, one sentence each."""
@@ -188,6 +191,10 @@ class VideoInfo:
                 f"more frames than it holds): the output shows its frames at a constant {self.fps:.3f} fps, up "
                 f"to {self.timing_error_s:.2f} s away from their times in the input"
             )
+        if self.audio_streams > 1:
+            notes.append(f"{self.path} has {self.audio_streams} audio tracks; the output keeps the first")
+        if self.subtitle_streams:
+            notes.append(f"{self.path} has {self.subtitle_streams} subtitle track(s), which the output does not keep")
         if self.hdr is not None:
             notes.append(
                 f"{self.path} is HDR ({self.hdr}); star-vsr works on 8-bit SDR frames and writes a BT.709 SDR "
@@ -362,7 +369,7 @@ def _probe_container(path: Path) -> VideoInfo:
                 f"{path}: the video stream has no frame rate; re-encode it with a fixed rate"
             )
         frame_rate = Fraction(rate.numerator, rate.denominator)
-        audio = container.streams.audio
+        audio, subtitles = container.streams.audio, container.streams.subtitles
         codec = stream.codec_context.name
         pix_fmt = stream.codec_context.pix_fmt or "unknown"
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -400,7 +407,9 @@ def _probe_container(path: Path) -> VideoInfo:
         pix_fmt=pix_fmt,
         duration_s=duration_s if duration_s is not None else float(num_frames / frame_rate),
         has_audio=len(audio) > 0,
-        audio_codec=audio[0].codec_context.name if audio else None,
+        audio_codec=audio[0].codec_context.codec.canonical_name if audio else None,  # "mp3", not "mp3float"
+        audio_streams=len(audio),
+        subtitle_streams=len(subtitles),
         is_image_folder=False,
         frame_rate=frame_rate,
         orientation=orientation,
