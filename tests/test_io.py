@@ -768,6 +768,9 @@ def test_text_file_renamed_mp4_is_corrupt(tmp_path):
     for call in (probe_video, open_video, lambda path: read_frames(path, [0])):
         with pytest.raises(CorruptVideoError, match=r"notes\.mp4 is not a readable video"):
             call(fake)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(CorruptVideoError, match=r"empty\.mp4 is empty \(0 bytes\)"):
+        probe_video(tmp_path / "empty.mp4")
 
 
 def test_truncated_mp4_without_index_is_corrupt(tmp_path, videos):

@@ -261,6 +261,8 @@ def check_exists(path: str | Path) -> Path:
 def open_container(path: Path) -> InputContainer:
     """Open a video file with PyAV, turning FFmpeg's errors into star-vsr errors."""
     path = check_exists(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise CorruptVideoError(f"{path} is empty (0 bytes); a download or copy that never finished?")
     try:
         return av.open(str(path), mode="r")
     except av.PermissionError as error:
