@@ -235,6 +235,39 @@ def test_resume_is_exact(runs):
                         resumed / "checkpoint-4" / "unet_trainable.safetensors")
 
 
+def test_ctrl_c_saves_a_checkpoint_where_the_step_ends_and_resuming_is_exact(tmp_path, monkeypatch, capsys):
+    """A real SIGINT inside step 2's optimizer update: the step completes, checkpoint-2 is saved (none is
+    due), the run exits 130 saying how to go on; resumed, losses and weights equal the uninterrupted run's."""
+    import signal
+
+    def args_for(output_dir, *extra):
+        return train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(output_dir), *FAST,
+                                      "--max_train_steps", "4", "--checkpointing_steps", "1000",
+                                      "--validation_steps", "0", "--report_to", "none", *extra])
+
+    train_star.main(args_for(tmp_path / "straight"))
+    real_step, calls = torch.optim.AdamW.step, []
+
+    def step_then_ctrl_c(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_ctrl_c)
+    with pytest.raises(SystemExit) as stop:
+        train_star.main(args_for(tmp_path / "run"))
+    monkeypatch.undo()
+    assert stop.value.code == 130 and "stopped at step 2" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "run").glob("checkpoint-*")] == ["checkpoint-2"]
+    with pytest.raises(InputError, match="holds a run"):
+        args_for(tmp_path / "run")  # the same command without --resume_from_checkpoint
+    train_star.main(args_for(tmp_path / "run", "--resume_from_checkpoint", "latest"))
+    assert read_log(tmp_path / "run") == read_log(tmp_path / "straight")
+    assert_same_weights(tmp_path / "straight" / "controlnet" / "diffusion_pytorch_model.safetensors",
+                        tmp_path / "run" / "controlnet" / "diffusion_pytorch_model.safetensors")
+
+
 # --- learning ------------------------------------------------------------------------------------
 
 
