@@ -73,16 +73,18 @@ class _VideoCodec:
     suffixes: tuple[str, ...]  # containers that hold it
     default_crf: int | None  # None: lossless, no CRF
     options: tuple[tuple[str, str], ...] = ()  # extra encoder options
+    reorder_delay: int = 0  # frames the decoder holds back (B-frame pyramid: 2 with x264's / x265's defaults)
 
 
 VIDEO_CODECS: dict[str, _VideoCodec] = {
-    "h264": _VideoCodec("libx264", "yuv420p", (".mp4", ".mkv", ".mov"), H264_DEFAULT_CRF),
+    "h264": _VideoCodec("libx264", "yuv420p", (".mp4", ".mkv", ".mov"), H264_DEFAULT_CRF, reorder_delay=2),
     "h265": _VideoCodec(
         "libx265",
         "yuv420p",
         (".mp4", ".mkv", ".mov"),
         H265_DEFAULT_CRF,
         (("x265-params", "log-level=error"),),
+        reorder_delay=2,
     ),
     # bgr0: 8-bit RGB, so RGB frames round-trip exactly (FFV1 has no 8-bit planar RGB)
     "ffv1": _VideoCodec("ffv1", "bgr0", (".mkv",), None),
@@ -322,6 +324,8 @@ class _EncodedSink:
         self._stream: av.VideoStream | None = None
         self._audio: _AudioCopy | None = None
         self._count = 0
+        self._own_dts: bool | None = None  # whether _mux replaces the encoder's decode timestamps
+        self._packets_muxed = 0
 
     def _start(self, height: int, width: int) -> None:
         options = dict(self._codec.options)
@@ -364,8 +368,17 @@ class _EncodedSink:
             self._audio.mux_until(self._clock.seconds(self._count))
 
     def _mux(self, packets: list[av.Packet]) -> None:
-        if self._clock.frame_times is not None:
-            for packet in packets:  # pts / dts count frames (time base 1 / fps)
+        for packet in packets:  # pts / dts count frames (time base 1 / fps)
+            delay = self._codec.reorder_delay
+            if self._own_dts is None and packet.pts is not None:
+                # x265 now and then hands out garbage decode timestamps (-62551903713508, or one frame after
+                # the frame is shown) for short clips, which .mp4 refuses when it closes ("pts/dts pair
+                # unsupported"); then the k-th packet decodes at k - (frames the decoder holds back)
+                self._own_dts = packet.dts is None or not packet.pts - delay <= packet.dts <= packet.pts
+            if self._own_dts:
+                packet.dts = self._packets_muxed - delay
+            self._packets_muxed += 1
+            if self._clock.frame_times is not None:
                 self._clock.retime(packet, packet.pts, packet.pts if packet.dts is None else packet.dts)
         self._container.mux(packets)
 
