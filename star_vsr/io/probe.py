@@ -298,10 +298,19 @@ def find_video_stream(container: InputContainer, path: Path) -> VideoStream:
     return stream
 
 
+def _indexed_timestamps(stream: VideoStream) -> list[int] | None:
+    """Sorted decode timestamps of every frame from the container's index (MP4 / MOV: nothing read),
+    or None when the index does not list one entry per frame. Decode timestamps are spaced like the
+    presentation ones in constant-rate video; a variable rate shows up in them too, only less exactly."""
+    index = stream.index_entries
+    if stream.frames <= 0 or index is None or len(index) != stream.frames:
+        return None
+    return sorted(entry.timestamp for entry in index)
+
+
 def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path) -> list[int]:
     """Sorted presentation timestamps (in `stream.time_base`) of the non-empty packets of `stream`,
-    one per frame: demuxing reads the file but decodes nothing. (An MP4's index would give decode
-    timestamps only, which B-frames reorder.)"""
+    one per frame: demuxing reads the file but decodes nothing."""
     try:
         return sorted(
             packet.pts if packet.pts is not None else packet.dts
@@ -383,7 +392,10 @@ def _probe_container(path: Path) -> VideoInfo:
             duration_s = container.duration / av.time_base
         else:
             duration_s = None
-        timestamps = _frame_timestamps(container, stream, path)
+        # a full index (MP4 / MOV) answers without reading the file, unless the frame rate varies
+        timestamps = _indexed_timestamps(stream)
+        if timestamps is None or _timing_error(timestamps, stream.time_base, frame_rate) > 1.5 / frame_rate:
+            timestamps = _frame_timestamps(container, stream, path)
         # one frame per packet: a header count can include empty packets (packed B-frames in AVI);
         # but a file cut short keeps the header's count, so that the reader reports it
         num_frames = stream.frames if _index_beyond_file(stream, path) else len(timestamps)
