@@ -349,6 +349,11 @@ def test_interlaced_input_is_deinterlaced_with_a_note_unless_turned_off(tmp_path
         assert frames.shape == (6, 96, 128, 3)
         combs[choice] = combing(frames)
     assert combs["auto"] < 0.5 * combs["off"]
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    (batch / "tv.mp4").write_bytes(source.read_bytes())
+    assert main(["upscale-batch", str(batch), "-o", str(tmp_path / "batch_out"), "--upscale", "2"]) == 0
+    assert "] note: " in (out := capsys.readouterr().out) and "tv.mp4 is interlaced; deinterlacing it" in out
     assert main(["degrade", str(source), "-o", str(tmp_path / "lr.mkv"), "--scale", "2", "--codec", "ffv1"]) == 0
 
 
@@ -444,6 +449,8 @@ def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(t
     assert probe_video(tmp_path / "ffv1" / "b_avi.mkv").num_frames == 3
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "png"), "--codec", "png"]) == 1
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["a", "b_avi", "b_mkv"]
+    assert main(["upscale-batch", str(inputs), "-o", str(inputs / ".")]) == 2
+    assert "is the input folder" in capsys.readouterr().err
     assert len(list((tmp_path / "png" / "a").glob("*.png"))) == 2
 
 

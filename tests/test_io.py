@@ -213,6 +213,9 @@ def test_writers_keep_the_times_of_variable_rate_frames(tmp_path, codec, name):
         segmented.commit()
     segmented.finish()
     assert frame_times_ms(tmp_path / name) == VFR_TEST_TIMES_MS
+    # read back: the same times, and a rate near the frames' (not a guess from Matroska's 1 ms time base: 1000)
+    again = probe_video(tmp_path / name)
+    assert again.frame_times == info.frame_times and 5 < float(again.frame_rate) <= 25
     assert frame_times_ms(tmp_path / f"joined_{name}") == VFR_TEST_TIMES_MS
     with open_video(tmp_path / f"joined_{name}") as reader:
         assert len(list(reader)) == 12
@@ -421,6 +424,28 @@ def test_short_h265_clips_close_every_time(tmp_path):
     for index in range(40):
         with VideoWriter(tmp_path / f"{index}.mp4", 24, codec="h265") as writer:
             writer.write(synthetic_frames(2, (32, 32)))
+
+
+@pytest.mark.parametrize(("size", "matrix"), [((720, 1280), "ITU709"), ((360, 640), "ITU601")])
+def test_untagged_video_is_read_as_players_show_it(tmp_path, size, matrix):
+    """Untagged HD is BT.709 to players (mpv, VLC, browsers), untagged SD BT.601."""
+    from av.video.reformatter import ColorRange, Colorspace
+
+    path = tmp_path / "untagged.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=24, options={"crf": "0"})
+        stream.height, stream.width = size
+        stream.pix_fmt = "yuv444p"
+        rgb = np.broadcast_to(COLOUR.astype(np.uint8), (*size, 3)).copy()
+        frame = av.VideoFrame.from_ndarray(rgb, "rgb24").reformat(
+            format="yuv444p", dst_colorspace=Colorspace[matrix], dst_color_range=ColorRange.MPEG)
+        frame.colorspace = 2  # untagged
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with av.open(str(path)) as container:
+        assert next(container.decode(video=0)).colorspace == 2
+    with open_video(path) as reader:
+        assert np.abs(next(iter(reader))[size[0] // 2, size[1] // 2].astype(int) - COLOUR).max() <= 3
 
 
 def test_crf_changes_quality(tmp_path):
@@ -829,6 +854,7 @@ def test_truncated_mp4_fails_mid_stream_with_a_clear_error(tmp_path, videos):
     truncated = tmp_path / "cut.mp4"
     truncated.write_bytes(data[: len(data) // 2])
     assert probe_video(truncated).num_frames == 30  # the header still promises every frame
+    assert probe_video(truncated).timing_error_s == 0  # its gaps are lost frames, not a variable rate
     with (
         open_video(truncated) as reader,
         pytest.raises(CorruptVideoError, match=r"cut.mp4: decoding failed after \d+ frames"),

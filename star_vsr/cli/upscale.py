@@ -19,6 +19,7 @@ progress away.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -133,7 +134,6 @@ def check_model_options(args: argparse.Namespace) -> None:
 
 
 def run_single(args: argparse.Namespace) -> int:
-    from ..frames import FileFrameSource
     from ..io import deinterlace_choice
     from ..outputs import check_new_output
     from ..resume import other_unfinished_runs
@@ -141,11 +141,8 @@ def run_single(args: argparse.Namespace) -> int:
 
     output = check_new_output(args.output, args.overwrite, args.input)
     deinterlace = deinterlace_choice(args.deinterlace)
-    source = FileFrameSource(args.input, deinterlace)  # a missing or corrupt input fails here, before a model loads
-    if source.deinterlaced and deinterlace == "auto":
-        print(f"note: {args.input} is interlaced; deinterlacing it (bwdif) first, --deinterlace off keeps the fields")
-    for caveat in source.info.caveats():
-        print(f"note: {caveat}")
+    for note in input_notes(args.input, deinterlace):  # a missing or corrupt input fails here, before a model loads
+        print(f"note: {note}")
     check_model_options(args)
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
@@ -155,6 +152,16 @@ def run_single(args: argparse.Namespace) -> int:
         print(f"note: {folder} holds {size / 2 ** 20:.1f} MB saved by an unfinished run to another output (stopped, "
               f"or still running); run that command again to finish it, or delete the folder")
     return 0
+
+
+def input_notes(path: str | Path, deinterlace: bool | str) -> list[str]:
+    """What to tell a user about an input before upscaling it: deinterlacing, then `VideoInfo.caveats`."""
+    from ..frames import FileFrameSource
+
+    source = FileFrameSource(path, deinterlace)
+    notes = [f"{path} is interlaced; deinterlacing it (bwdif) first, --deinterlace off keeps the fields"] \
+        if source.deinterlaced and deinterlace == "auto" else []
+    return notes + source.info.caveats()
 
 
 def run_batch(args: argparse.Namespace) -> int:
@@ -170,6 +177,9 @@ def run_batch(args: argparse.Namespace) -> int:
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():
         raise InputError(f"{input_dir} is not a folder of videos")
+    if output_dir.exists() and os.path.samefile(input_dir, output_dir):
+        raise InputError(f"the output folder {output_dir} is the input folder: its videos would count as done and "
+                         f"the outputs would mix with the inputs; choose another --output-dir")
     videos = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     if not videos:
         raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {input_dir}")
@@ -194,6 +204,8 @@ def run_batch(args: argparse.Namespace) -> int:
         failed = []
         for video in mine:
             try:
+                for note in input_notes(video, deinterlace_choice(args.deinterlace)):
+                    print(f"[process {state.process_index}] note: {note}")
                 upscale_video(pipe, video, outputs[video], codec=args.codec, crf=args.crf,
                               keep_audio=not args.no_audio, progress=state.is_local_main_process,
                               restart=args.restart, deinterlace=deinterlace_choice(args.deinterlace),

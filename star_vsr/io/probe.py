@@ -398,8 +398,15 @@ def _probe_container(path: Path) -> VideoInfo:
             timestamps = _frame_timestamps(container, stream, path)
         # one frame per packet: a header count can include empty packets (packed B-frames in AVI);
         # but a file cut short keeps the header's count, so that the reader reports it
-        num_frames = stream.frames if _index_beyond_file(stream, path) else len(timestamps)
-        timing_error_s = _timing_error(timestamps, stream.time_base, frame_rate)
+        truncated = _index_beyond_file(stream, path)
+        num_frames = stream.frames if truncated else len(timestamps)
+        if stream.average_rate is None and len(timestamps) > 1 and timestamps[-1] > timestamps[0]:
+            # no rate in the header (Matroska of variable-rate video): the mean rate of the frames, not
+            # the guess from the time base (1000 fps for Matroska's milliseconds)
+            frame_rate = as_frame_rate(float((len(timestamps) - 1) / ((timestamps[-1] - timestamps[0])
+                                                                        * stream.time_base)))
+        # a file cut short lost frames from the middle of a B-frame group: its gaps are no variable rate
+        timing_error_s = 0.0 if truncated else _timing_error(timestamps, stream.time_base, frame_rate)
         frame_times = None
         if timing_error_s > 1.5 / frame_rate and len(timestamps) == num_frames:
             frame_times = tuple((t - timestamps[0]) * stream.time_base for t in timestamps)

@@ -29,6 +29,7 @@ import av
 import cv2
 import numpy as np
 from av.container import InputContainer
+from av.video.reformatter import ColorRange, Colorspace
 from av.video.stream import VideoStream
 
 from star_vsr.errors import CorruptVideoError, InputError
@@ -109,8 +110,19 @@ class VideoReader(ABC):
         self.close()
 
 
+_UNTAGGED = 2  # FFmpeg's AVCOL_SPC_UNSPECIFIED (PyAV's Colorspace enum has no member for it)
+
+
 def _to_rgb(frame: av.VideoFrame, info: VideoInfo) -> np.ndarray:
-    """A decoded frame as upright (h, w, 3) uint8 RGB."""
+    """A decoded frame as upright (h, w, 3) uint8 RGB.
+
+    YUV is converted by the frame's colour tags; untagged HD (wider than 1279 or taller than 576
+    pixels) as BT.709, as players show it (FFmpeg's converter would take BT.601), SD as BT.601.
+    """
+    if (frame.colorspace == _UNTAGGED and (frame.width >= 1280 or frame.height > 576)
+            and not frame.format.is_rgb):
+        frame = frame.reformat(format="rgb24", src_colorspace=Colorspace.ITU709,
+                               src_color_range=frame.color_range or ColorRange.MPEG)
     return info.orientation.apply(frame.to_ndarray(format="rgb24"))
 
 

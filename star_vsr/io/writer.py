@@ -160,7 +160,7 @@ def _output_error(path: str | Path, error: OSError) -> Exception:
     return OutputError(f"cannot write {path}: {error.strerror or error}")
 
 
-_NAMED_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+_NAMED_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 """FFmpeg's default layout per channel count, for audio stored without one (PCM in AVI/MKV)."""
 
 AUDIO_TRIAL_SECONDS = 2
