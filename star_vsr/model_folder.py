@@ -65,8 +65,10 @@ def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T])
     a ``MissingWeightsError`` naming the folder, the loader's reason and ``help_text``."""
     try:
         return load()
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
+    except (OSError, ValueError) as error:  # diffusers: OSError for unreadable files, ValueError for shapes
         if isinstance(error, StarVSRError) or is_out_of_memory(error):
+            raise
+        if isinstance(error, ValueError) and "shape" not in str(error):  # a bad argument, not a bad file
             raise
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise MissingWeightsError(f"the {kind} pipeline at {folder} could not be loaded ({reason}); the folder is "

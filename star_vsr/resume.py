@@ -42,6 +42,8 @@ CHECKPOINT_SECONDS = 60.0
 MANIFEST = "progress.json"
 STATE_NAME = "state_{:09d}.safetensors"
 STATE_FIELDS = tuple(field.name for field in dataclasses.fields(StarStudentState))
+#: Settings that saved progress from earlier versions lacks, and the value it was made with.
+SETTING_DEFAULTS = {"deinterlaced": False}
 #: How a changed setting is named when saved progress cannot be used (None: "name old -> new").
 SETTING_CHANGES = {"input_files": "the input file changed (size or modification time)",
                    "student_weights": "other student weights"}
@@ -294,7 +296,7 @@ def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
                 tensors = [file.get_tensor(field) for field in STATE_FIELDS]
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
         raise InputError(f"{work} holds an unfinished run whose files are damaged ({error}); {fix}") from None
-    changed = [key for key in settings if saved_settings.get(key) != settings[key]]
+    changed = [key for key in settings if saved_settings.get(key, SETTING_DEFAULTS.get(key)) != settings[key]]
     if changed:
         details = ", ".join(SETTING_CHANGES.get(key) or f"{key} {saved_settings.get(key)!r} -> {settings[key]!r}"
                             for key in changed)

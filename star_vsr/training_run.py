@@ -150,16 +150,26 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
     accelerator.save_state(str(temp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if final.exists():  # a step saved again after going back to an earlier checkpoint
-            shutil.rmtree(final)
+        # checkpoints after this step belong to a run that went on from an earlier one: abandoned, and
+        # `latest` must not go back to them (nor pruning keep them over this one)
+        later = [folder for folder in checkpoint_folders(output_dir) if checkpoint_step(folder) >= step]
+        old = []
+        for folder in later:  # out of the way first, deleted once the new one is in place
+            aside = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(aside, ignore_errors=True)
+            folder.rename(aside)
+            old.append(aside)
         temp.rename(final)
+        for aside in old:
+            shutil.rmtree(aside, ignore_errors=True)
         prune_checkpoints(output_dir, limit)
     accelerator.wait_for_everyone()
     return final
 
 
-#: Files in an output folder that mark a training run (with its ``checkpoint-<step>`` folders).
-RUN_FILES = ("train_config.yaml", "train_log.jsonl", "model_index.json", "training_summary.json")
+#: Files in an output folder that mark a training run that got somewhere (with its ``checkpoint-<step>``
+#: folders); ``train_config.yaml`` alone is a run that failed before its first step, safe to start over.
+RUN_FILES = ("model_index.json", "training_summary.json")
 
 
 def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -> None:
@@ -170,6 +180,9 @@ def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -
     if resume is not None or not output_dir.is_dir():
         return
     found = [p.name for p in checkpoint_folders(output_dir)] + [n for n in RUN_FILES if (output_dir / n).exists()]
+    log = output_dir / "train_log.jsonl"
+    if log.is_file() and log.stat().st_size > 0:
+        found.append(log.name)
     if found and not overwrite:
         raise InputError(f"{output_dir} holds a run ({', '.join(found[:4])}); go on with --resume_from_checkpoint "
                          f"latest, choose another --output_dir, or pass --overwrite_output_dir to start over")

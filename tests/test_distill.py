@@ -520,6 +520,25 @@ def test_clips_of_different_lengths_share_a_batch_cut_to_the_shortest():
     assert torch.equal(batch["lq"][1], items[1]["lq"][:2])
 
 
+def test_ctrl_c_in_the_last_step_finishes_the_run(tmp_path, train_cache, monkeypatch):
+    """Stopping after the last step would leave a checkpoint at max_train_steps that no command finishes."""
+    import signal
+
+    script, args = training_args(train_cache, tmp_path / "run", "--report_to", "none", "--validation_steps", "0",
+                                 "--checkpointing_steps", "1000", "--max_train_steps", "2")
+    real_step, calls = torch.optim.AdamW.step, []
+
+    def step_then_ctrl_c(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_ctrl_c)
+    assert script.main(args)["steps"] == 2
+    assert (tmp_path / "run" / "model_index.json").is_file()
+
+
 def test_saved_student_holds_the_averaged_weights(tmp_path, train_cache):
     """With ``--ema_decay`` the saved student is the moving average, not the last step's weights."""
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline

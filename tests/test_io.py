@@ -186,6 +186,17 @@ def test_interlaced_video_is_deinterlaced_on_request(tmp_path, videos):
         open_video(path, deinterlace="yes")
 
 
+def test_frames_given_one_time_are_written_a_tick_apart(tmp_path):
+    """Two input frames at one timestamp (or out of order) stopped the .mp4 muxer; they go 1/90000 s apart."""
+    times = [Fraction(0), Fraction(1, 25), Fraction(1, 25), Fraction(3, 25)]
+    with VideoWriter(tmp_path / "dup.mp4", 25, frame_times=times) as writer:
+        writer.write(synthetic_frames(4, SIZE))
+    with av.open(str(tmp_path / "dup.mp4")) as container:
+        stream = container.streams.video[0]
+        shown = sorted(p.pts * stream.time_base for p in container.demux(stream) if p.size)
+    assert all(b > a for a, b in zip(shown, shown[1:])) and shown[2] - shown[1] < Fraction(1, 1000)
+
+
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
 def test_variable_frame_rate_is_measured_and_noted(tmp_path, suffix):
     """A screen recording's frames: 40 ms apart, then gaps of 200 ms."""
@@ -266,6 +277,28 @@ def test_extra_audio_tracks_are_noted_and_codecs_have_their_own_names(tmp_path, 
     assert probe_video(source).caveats() == []
     mp3 = write_test_video(tmp_path / "mp3.mkv", 4, SIZE, audio=True, audio_codec="mp3")
     assert probe_video(mp3).audio_codec == "mp3"  # the codec, not FFmpeg's decoder "mp3float"
+
+
+def test_deinterlacing_follows_a_change_of_frame_size(tmp_path):
+    """A broadcast recording switching from SD to HD mid-stream: the filter graph is rebuilt, not cropping."""
+
+    def interlaced_ts(path, height):
+        with av.open(str(path), "w", format="mpegts") as container:
+            stream = container.add_stream("libx264", rate=25, options={"x264-params": "tff=1"})
+            stream.width, stream.height, stream.pix_fmt = 64, height, "yuv420p"
+            for index in range(4):
+                frame = np.full((height, 64, 3), 60, np.uint8)
+                frame[0::2, 10 + 4 * index:20 + 4 * index] = 220
+                frame[1::2, 12 + 4 * index:22 + 4 * index] = 220
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode(None))
+        return path.read_bytes()
+
+    joined = tmp_path / "switch.ts"
+    joined.write_bytes(interlaced_ts(tmp_path / "sd.ts", 48) + interlaced_ts(tmp_path / "hd.ts", 96))
+    with open_video(joined, deinterlace=True) as reader:
+        frames = list(reader)
+    assert [f.shape[0] for f in frames] == [48] * 4 + [96] * 4 and combing(np.stack(frames[4:])) < 5
 
 
 def test_as_frame_rate_snaps_floats_to_ntsc_fractions():

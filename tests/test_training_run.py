@@ -107,12 +107,20 @@ def test_checkpoints_are_saved_whole_or_not_at_all(tmp_path):
     save_checkpoint(accelerator, tmp_path, 8, limit=2)  # clears the leftover
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-6", "checkpoint-8"]
     assert (tmp_path / "checkpoint-8" / "optimizer.bin").is_file()
+    # gone on from checkpoint-6 (--resume_from_checkpoint .../checkpoint-6): checkpoint-8 is of the abandoned
+    # run; the new step-7 state replaces it for `latest`, and pruning never drops the new one
+    save_checkpoint(accelerator, tmp_path, 7, limit=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-7"]
+    assert resume_checkpoint(tmp_path, "latest") == tmp_path / "checkpoint-7"
 
 
 def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tmp_path):
     check_output_dir(tmp_path / "new", None, False)
     check_output_dir(tmp_path, None, False)  # an empty (or unrelated) folder is fine
+    (tmp_path / "train_config.yaml").write_text("")  # a run that failed before its first step
     (tmp_path / "train_log.jsonl").write_text("")
+    check_output_dir(tmp_path, None, False)
+    (tmp_path / "train_log.jsonl").write_text('{"step": 1}\n')
     with pytest.raises(InputError, match="holds a run .train_log.jsonl.*--resume_from_checkpoint latest"):
         check_output_dir(tmp_path, None, False)
     check_output_dir(tmp_path, "latest", False)

@@ -503,7 +503,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 accelerator.log(logs, step=global_step)
                 last_logs = logs
 
-                stopping = stop.agreed(accelerator)  # Ctrl-C / SIGTERM: stop here, with a checkpoint
+                # Ctrl-C / SIGTERM: stop here with a checkpoint (after the last step: finish as usual)
+                stopping = stop.agreed(accelerator) and global_step < args.max_train_steps
                 if global_step % args.checkpointing_steps == 0 or stopping:
                     save_checkpoint(accelerator, Path(args.output_dir), global_step, args.checkpoints_total_limit)
                 if stopping:

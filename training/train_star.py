@@ -702,7 +702,8 @@ def main(args: argparse.Namespace) -> None:
                 if accelerator.is_main_process:
                     with log_file.open("a", encoding="utf-8") as handle:
                         handle.write(json.dumps({"step": global_step, **logs}) + "\n")
-                stopping = stop.agreed(accelerator)  # Ctrl-C / SIGTERM: stop here, with a checkpoint
+                # Ctrl-C / SIGTERM: stop here with a checkpoint (after the last step: finish as usual)
+                stopping = stop.agreed(accelerator) and global_step < args.max_train_steps
                 if global_step % args.checkpointing_steps == 0 or stopping:
                     save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
                 if stopping:

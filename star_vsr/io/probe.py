@@ -185,12 +185,6 @@ class VideoInfo:
     def caveats(self) -> list[str]:
         """What a user should know before this video is upscaled or degraded, one sentence each."""
         notes = []
-        if self.timing_error_s > 1.5 / self.fps and self.frame_times is None:
-            notes.append(
-                f"{self.path} has a variable frame rate but its frame times are unknown (its header promises "
-                f"more frames than it holds): the output shows its frames at a constant {self.fps:.3f} fps, up "
-                f"to {self.timing_error_s:.2f} s away from their times in the input"
-            )
         if self.audio_streams > 1:
             notes.append(f"{self.path} has {self.audio_streams} audio tracks; the output keeps the first")
         if self.subtitle_streams:
@@ -305,7 +299,7 @@ def _indexed_timestamps(stream: VideoStream) -> list[int] | None:
     index = stream.index_entries
     if stream.frames <= 0 or index is None or len(index) != stream.frames:
         return None
-    return sorted(entry.timestamp for entry in index)
+    return sorted(entry.timestamp for entry in index if not entry.is_discard)  # not an edit list's pre-roll
 
 
 def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path) -> list[int]:
@@ -314,8 +308,8 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
     try:
         return sorted(
             packet.pts if packet.pts is not None else packet.dts
-            for packet in container.demux(stream)
-            if packet.size > 0 and (packet.pts is not None or packet.dts is not None)
+            for packet in container.demux(stream)  # not the pre-roll an edit list discards (a trimmed copy)
+            if packet.size > 0 and not packet.is_discard and (packet.pts is not None or packet.dts is not None)
         )
     except av.FFmpegError as error:
         raise CorruptVideoError(
@@ -474,7 +468,7 @@ def probe_video(
     Headers give most of it; the frame count and timing come from the packets' timestamps
     (demuxed, not decoded), and the display matrix (how to turn frames upright) comes with the
     first decoded frame. The size is the upright size. For a folder, the size comes from the
-    first image's header. Cached per (path, size, modification time).
+    first image's header. Files are cached per (path, size, times, inode); folders are not.
 
     Args:
         path: Video file, or folder of PNG/JPEG frames.
@@ -487,13 +481,15 @@ def probe_video(
         InputError: `path` is a folder without frame images.
     """
     path = check_exists(path)
+    if path.is_dir():  # not cached: frames rewritten in place leave the folder's times as they were
+        return _probe_folder(path, as_frame_rate(folder_fps))
     stat = path.stat()
-    return _probe_cached(path, stat.st_size, stat.st_mtime_ns, as_frame_rate(folder_fps))
+    return _probe_cached(path, (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino))
 
 
-@functools.lru_cache(maxsize=64)
-def _probe_cached(path: Path, size: int, mtime_ns: int, folder_fps: Fraction) -> VideoInfo:
-    """Probing, once per file version: a command probes its input several times (reader, writer,
-    resume), and probing can read the whole file (packet timestamps)."""
-    del size, mtime_ns  # part of the cache key only
-    return _probe_folder(path, folder_fps) if path.is_dir() else _probe_container(path)
+@functools.lru_cache(maxsize=16)
+def _probe_cached(path: Path, version: tuple[int, int, int, int]) -> VideoInfo:
+    """Probing a file once per version (size, times, inode: a file replaced by renaming is another): a
+    command probes its input several times (reader, writer, resume), and probing can read the file."""
+    del version  # part of the cache key only
+    return _probe_container(path)

@@ -144,13 +144,11 @@ def _decode(container: InputContainer, stream: VideoStream, path: Path) -> Itera
         yield frame
 
 
-def _deinterlace(
-    frames: Iterator[av.VideoFrame], stream: VideoStream, every_frame: bool
-) -> Iterator[av.VideoFrame]:
-    """`frames` through `DEINTERLACER`: the same number of frames, one frame behind (the
-    filter looks at the next frame's fields). `every_frame`: also frames not flagged interlaced."""
+def _deinterlacer_graph(frame: av.VideoFrame, stream: VideoStream, every_frame: bool) -> av.filter.Graph:
+    """A configured buffer -> `DEINTERLACER` -> sink graph for frames shaped like `frame`."""
     graph = av.filter.Graph()
-    source = graph.add_buffer(template=stream)
+    source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                              time_base=stream.time_base)
     deinterlacer = graph.add(
         DEINTERLACER, f"mode=send_frame:parity=auto:deint={'all' if every_frame else 'interlaced'}"
     )
@@ -158,8 +156,20 @@ def _deinterlace(
     source.link_to(deinterlacer)
     deinterlacer.link_to(sink)
     graph.configure()
+    return graph
 
-    def ready() -> Iterator[av.VideoFrame]:
+
+def _deinterlace(
+    frames: Iterator[av.VideoFrame], stream: VideoStream, every_frame: bool
+) -> Iterator[av.VideoFrame]:
+    """`frames` through `DEINTERLACER`: the same number of frames, one frame behind (the
+    filter looks at the next frame's fields). `every_frame`: also frames not flagged interlaced.
+    A stream that changes size or pixel format (a broadcast switching SD / HD) gets a new graph
+    from that frame on, after the old one is flushed: FFmpeg's buffer source would keep the old
+    geometry and crop or scramble the new frames."""
+    graph, shape = None, None
+
+    def drain() -> Iterator[av.VideoFrame]:
         while True:
             try:
                 yield graph.vpull()
@@ -167,10 +177,17 @@ def _deinterlace(
                 return
 
     for frame in frames:
+        if (frame.width, frame.height, frame.format.name) != shape:
+            if graph is not None:
+                graph.vpush(None)
+                yield from drain()
+            graph, shape = _deinterlacer_graph(frame, stream, every_frame), (frame.width, frame.height,
+                                                                            frame.format.name)
         graph.vpush(frame)
-        yield from ready()
-    graph.vpush(None)
-    yield from ready()
+        yield from drain()
+    if graph is not None:
+        graph.vpush(None)
+        yield from drain()
 
 
 class PyAVVideoReader(VideoReader):

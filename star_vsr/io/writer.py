@@ -161,7 +161,8 @@ def _output_error(path: str | Path, error: OSError) -> Exception:
 
 
 _NAMED_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
-"""FFmpeg's default layout per channel count, for audio stored without one (PCM in AVI/MKV)."""
+"""The layout given to audio stored without one (PCM in AVI/MKV), per channel count: no LFE channel
+for 3 or 4 channels (FFmpeg's own default for 3 is 2.1, whose third channel AAC low-passes away)."""
 
 AUDIO_TRIAL_SECONDS = 2
 """Seconds of audio that `check_audio` writes into memory before any frame is upscaled."""
@@ -280,6 +281,10 @@ class FrameClock:
         self.frame_rate = frame_rate
         self.frame_times = None if frame_times is None else [Fraction(t) for t in frame_times]
         self.time_base = 1 / frame_rate if self.frame_times is None else self.VFR_TIME_BASE
+        if self.frame_times:  # two frames at one time (or out of order) would stop the .mp4 muxer: 1 tick apart
+            tick = self.VFR_TIME_BASE
+            for k in range(1, len(self.frame_times)):
+                self.frame_times[k] = max(self.frame_times[k], round(self.frame_times[k - 1] / tick) * tick + tick)
 
     def seconds(self, k: int) -> Fraction:
         """Time of frame k in seconds."""
