@@ -85,3 +85,19 @@ def tiny_star_pipeline(seed: int = 0, trained_controlnet: bool = True) -> "StarV
     pipe = StarVSRPipeline(**tiny_star_components(seed, trained_controlnet))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def ctrl_c_in_optimizer_step(monkeypatch: Any, step: int) -> None:
+    """Make the ``step``-th ``torch.optim.AdamW.step`` call raise a real SIGINT before it updates, as a
+    Ctrl-C in the middle of that training step would (``monkeypatch``: pytest's fixture)."""
+    import signal
+
+    real_step, calls = torch.optim.AdamW.step, []
+
+    def step_then_ctrl_c(self: torch.optim.AdamW, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == step:
+            signal.raise_signal(signal.SIGINT)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_ctrl_c)

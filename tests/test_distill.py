@@ -28,6 +28,7 @@ from star_vsr.losses.distillation import (
     space_distillation_loss,
 )
 from star_vsr.models.student import StarStudentModel
+from star_vsr.testing import ctrl_c_in_optimizer_step
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE = 4
@@ -465,15 +466,7 @@ def test_ctrl_c_saves_a_checkpoint_at_the_end_of_the_step_and_a_rerun_refuses_th
     script, args = training_args(train_cache, tmp_path / "straight", "--report_to", "none", "--validation_steps", "0",
                                  "--checkpointing_steps", "1000", "--max_train_steps", "4")
     script.main(args)
-    real_step, calls = torch.optim.AdamW.step, []
-
-    def step_then_ctrl_c(self, *a, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            signal.raise_signal(signal.SIGINT)  # Ctrl-C while the optimizer works on step 2
-        return real_step(self, *a, **kw)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_ctrl_c)
+    ctrl_c_in_optimizer_step(monkeypatch, 2)  # Ctrl-C while the optimizer works on step 2
     _, args = training_args(train_cache, tmp_path / "run", "--report_to", "none", "--validation_steps", "0",
                             "--checkpointing_steps", "1000", "--max_train_steps", "4")
     with pytest.raises(SystemExit) as stop:
@@ -522,19 +515,9 @@ def test_clips_of_different_lengths_share_a_batch_cut_to_the_shortest():
 
 def test_ctrl_c_in_the_last_step_finishes_the_run(tmp_path, train_cache, monkeypatch):
     """Stopping after the last step would leave a checkpoint at max_train_steps that no command finishes."""
-    import signal
-
     script, args = training_args(train_cache, tmp_path / "run", "--report_to", "none", "--validation_steps", "0",
                                  "--checkpointing_steps", "1000", "--max_train_steps", "2")
-    real_step, calls = torch.optim.AdamW.step, []
-
-    def step_then_ctrl_c(self, *a, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            signal.raise_signal(signal.SIGINT)
-        return real_step(self, *a, **kw)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_ctrl_c)
+    ctrl_c_in_optimizer_step(monkeypatch, 2)  # Ctrl-C while the optimizer works on step 2
     assert script.main(args)["steps"] == 2
     assert (tmp_path / "run" / "model_index.json").is_file()
 

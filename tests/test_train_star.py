@@ -20,7 +20,7 @@ from star_vsr import StarVSRPipeline
 from star_vsr.errors import DeviceError, InputError
 from star_vsr.io.synthetic import write_test_video
 from star_vsr.models import StarVSRControlNetModel
-from star_vsr.testing import tiny_star_components
+from star_vsr.testing import ctrl_c_in_optimizer_step, tiny_star_components
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_star.py"
@@ -238,23 +238,13 @@ def test_resume_is_exact(runs):
 def test_ctrl_c_saves_a_checkpoint_where_the_step_ends_and_resuming_is_exact(tmp_path, monkeypatch, capsys):
     """A real SIGINT inside step 2's optimizer update: the step completes, checkpoint-2 is saved (none is
     due), the run exits 130 saying how to go on; resumed, losses and weights equal the uninterrupted run's."""
-    import signal
-
     def args_for(output_dir, *extra):
         return train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(output_dir), *FAST,
                                       "--max_train_steps", "4", "--checkpointing_steps", "1000",
                                       "--validation_steps", "0", "--report_to", "none", *extra])
 
     train_star.main(args_for(tmp_path / "straight"))
-    real_step, calls = torch.optim.AdamW.step, []
-
-    def step_then_ctrl_c(self, *a, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            signal.raise_signal(signal.SIGINT)
-        return real_step(self, *a, **kw)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_ctrl_c)
+    ctrl_c_in_optimizer_step(monkeypatch, 2)  # Ctrl-C while the optimizer works on step 2
     with pytest.raises(SystemExit) as stop:
         train_star.main(args_for(tmp_path / "run"))
     monkeypatch.undo()
