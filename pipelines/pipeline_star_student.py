@@ -28,6 +28,7 @@ from diffusers.utils import BaseOutput
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
 from star_vsr.model_folder import check_pipeline_folder, load_checked
+from star_vsr.outputs import give_default_mode
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
 
 #: LR frames read, upscaled and handed to ``frame_sink`` at once.
@@ -140,6 +141,11 @@ class StarStudentPipeline(DiffusionPipeline):
         kwargs["local_files_only"] = True
         return load_checked(folder, "student", MISSING_STUDENT_HELP,
                             lambda: super(StarStudentPipeline, cls).from_pretrained(folder, **kwargs))
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
+        """``DiffusionPipeline.save_pretrained``; the weight files get the umask's mode (``give_default_mode``)."""
+        super().save_pretrained(save_directory, **kwargs)
+        give_default_mode(save_directory)
 
     def enable_torch_compile(self, mode: Optional[str] = None, dynamic: bool = False) -> None:
         """Run each step through ``torch.compile`` (opt-in; the first frames pay the compilation).

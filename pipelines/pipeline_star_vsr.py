@@ -32,6 +32,7 @@ from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
 from star_vsr.model_folder import check_pipeline_folder, load_checked
+from star_vsr.outputs import give_default_mode
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize
@@ -157,6 +158,11 @@ class StarVSRPipeline(DiffusionPipeline):
         kwargs.setdefault("local_files_only", True)
         return load_checked(folder, "StarVSR", MISSING_WEIGHTS_HELP,
                             lambda: super(StarVSRPipeline, cls).from_pretrained(folder, **kwargs))
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
+        """``DiffusionPipeline.save_pretrained``; the weight files get the umask's mode (``give_default_mode``)."""
+        super().save_pretrained(save_directory, **kwargs)
+        give_default_mode(save_directory)
 
     def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda") -> None:
         """Keep each model on the CPU until it runs (GPU only)."""

@@ -1,7 +1,7 @@
 """Checks run on output paths before any work, so an unwritable output fails in a second, not
-after an hour of upscaling.
+after an hour of upscaling; and the permissions of saved safetensors files.
 
-Nothing is created by the check: the folders of an output are made only when it is written.
+Nothing is created by the checks: the folders of an output are made only when it is written.
 """
 
 from __future__ import annotations
@@ -46,3 +46,22 @@ def check_writable(path: Union[str, Path]) -> Path:
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error} ({ancestor})") from None
     return path
+
+
+def give_default_mode(path: Union[str, Path]) -> None:
+    """Give the ``.safetensors`` file ``path``, or those in the folder tree ``path``, that are readable by
+    their owner only (mode 0600) the mode any new file gets: ``0o666 & ~umask`` (``-rw-r--r--`` under
+    umask 022).
+
+    safetensors 0.8 writes through a temporary file, which is created with mode 0600, and renames it into
+    place (safetensors issue #782), so saved models, checkpoints and caches were unreadable by other
+    users, unlike the ``config.json`` beside them. Every writer of safetensors files in star-vsr calls
+    this once it has saved.
+    """
+    path = Path(path)
+    files = [path] if path.is_file() else path.rglob("*.safetensors")
+    umask = os.umask(0)  # reading the umask means setting it: put it back at once
+    os.umask(umask)
+    for file in files:
+        if file.is_file() and file.stat().st_mode & 0o777 == 0o600:
+            os.chmod(file, 0o666 & ~umask)

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from .errors import CorruptVideoError, InputError, OutputBusyError, OutputError, UnsupportedVideoError
 from .models.student import StarStudentState
+from .outputs import give_default_mode
 
 #: Seconds of upscaling between checkpoints: at most this much work is lost when a run stops.
 CHECKPOINT_SECONDS = 60.0
@@ -250,6 +251,7 @@ def save_checkpoint(work: Path, settings: dict[str, Any], segments: list[tuple[s
                 channels_last = tensor.is_contiguous(memory_format=torch.channels_last)
                 layout[field] = str(channels_last and not tensor.is_contiguous())
             save_file(tensors, str(work / name), metadata=layout)
+            give_default_mode(work / name)
             _fsync(work / name)
         temp.write_text(json.dumps(manifest, indent=1))
         _fsync(temp)

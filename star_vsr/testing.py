@@ -8,7 +8,8 @@ them to exercise code paths, shapes, memory and speed, never quality.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
 from diffusers import AutoencoderKLTemporalDecoder
@@ -101,3 +102,8 @@ def ctrl_c_in_optimizer_step(monkeypatch: Any, step: int) -> None:
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", step_then_ctrl_c)
+
+
+def safetensors_modes(folder: Union[str, Path]) -> set[int]:
+    """The permission bits of every ``.safetensors`` file under ``folder`` (an empty set: none there)."""
+    return {path.stat().st_mode & 0o777 for path in Path(folder).rglob("*.safetensors")}

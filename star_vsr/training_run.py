@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from .errors import InputError
+from .outputs import give_default_mode
 
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -150,6 +151,7 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
     accelerator.save_state(str(temp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        give_default_mode(temp)
         # checkpoints after this step belong to a run that went on from an earlier one: abandoned, and
         # `latest` must not go back to them (nor pruning keep them over this one)
         later = [folder for folder in checkpoint_folders(output_dir) if checkpoint_step(folder) >= step]

@@ -28,7 +28,7 @@ from star_vsr.losses.distillation import (
     space_distillation_loss,
 )
 from star_vsr.models.student import StarStudentModel
-from star_vsr.testing import ctrl_c_in_optimizer_step
+from star_vsr.testing import ctrl_c_in_optimizer_step, safetensors_modes
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE = 4
@@ -217,13 +217,14 @@ def test_teacher_adapters_return_cpu_float_clips():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_cache_round_trip(tmp_path, dtype):
+def test_cache_round_trip(tmp_path, dtype, umask_022):
     clips = random_clips(5)
     counting = CountingTeacher()
     cache = build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path / "cache", clips_per_shard=2,
                                 dtype=dtype, source={"kind": "random"})
     assert counting.calls == 5 and len(cache) == 5 and cache.manifest.complete
     assert len(list((tmp_path / "cache").glob("shard-*.safetensors"))) == 3
+    assert safetensors_modes(tmp_path / "cache") == {umask_022}
     assert cache.feature_channels == {"hr_features": 6}
     reopened = TeacherCache(tmp_path / "cache")
     storage = getattr(torch, dtype)
@@ -425,7 +426,7 @@ def test_short_distillation_run_reduces_the_student_teacher_distance(tmp_path, t
     assert after < 0.5 * before
 
 
-def test_accelerate_launch_checkpoints_and_resumes_exactly(tmp_path, train_cache):
+def test_accelerate_launch_checkpoints_and_resumes_exactly(tmp_path, train_cache, umask_022):
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
 
     # the reference: 6 uninterrupted steps, in-process
@@ -452,6 +453,9 @@ def test_accelerate_launch_checkpoints_and_resumes_exactly(tmp_path, train_cache
         # once the student's Lucas-Kanade solve, which divides by small determinants, amplifies them)
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-5, msg=name)
     assert sorted(p.name for p in interrupted.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    # checkpoints (Accelerate's and the hook's weights) and the final student, launched and in-process
+    assert safetensors_modes(interrupted / "checkpoint-3") == {umask_022}
+    assert safetensors_modes(interrupted) == safetensors_modes(tmp_path / "straight") == {umask_022}
 
 
 def test_ctrl_c_saves_a_checkpoint_at_the_end_of_the_step_and_a_rerun_refuses_the_folder(tmp_path, train_cache,

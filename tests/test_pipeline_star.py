@@ -9,7 +9,7 @@ import torch
 from star_vsr import StarVSRPipeline
 from star_vsr.color_fix import adain_color_fix, wavelet_color_fix
 from star_vsr.errors import DeviceError, InputError, MissingWeightsError
-from star_vsr.testing import tiny_star_pipeline
+from star_vsr.testing import safetensors_modes, tiny_star_pipeline
 from star_vsr.tiling import blend_weights, window_starts
 
 STEPS = 2
@@ -72,8 +72,9 @@ def test_output_types(pipe):
     assert isinstance(tuple_out, tuple) and tuple_out[0].shape == (1, 2, 3, 32, 48)
 
 
-def test_save_load_round_trip(pipe, tmp_path):
+def test_save_load_round_trip(pipe, tmp_path, umask_022):
     pipe.save_pretrained(tmp_path / "star")
+    assert safetensors_modes(tmp_path / "star") == {umask_022}  # every component's weights, not 0600
     loaded = StarVSRPipeline.from_pretrained(tmp_path / "star")
     loaded.set_progress_bar_config(disable=True)
     clip = video(n=3)
@@ -274,7 +275,7 @@ def test_an_incomplete_folder_names_the_missing_part(tmp_path):
     """A half-copied download: the component and the help, not diffusers' "no file named ....bin"."""
     import shutil
 
-    from star_vsr.testing import tiny_star_pipeline
+    from star_vsr.testing import safetensors_modes, tiny_star_pipeline
 
     folder = tmp_path / "star"
     tiny_star_pipeline(seed=0).save_pretrained(folder)
@@ -295,7 +296,7 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
     as a 2-token tokenizer that garbled every prompt): one error naming the folder, the reason, the help."""
     import shutil
 
-    from star_vsr.testing import tiny_star_pipeline
+    from star_vsr.testing import safetensors_modes, tiny_star_pipeline
 
     good = tmp_path / "good"
     tiny_star_pipeline(seed=0).save_pretrained(good)

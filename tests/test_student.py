@@ -31,6 +31,7 @@ from star_vsr.models.student import (
 )
 from star_vsr.pipelines.pipeline_star_student import CudaGraphStep, StarStudentPipeline
 from star_vsr.student import build_student_pipeline, default_student_folder
+from star_vsr.testing import safetensors_modes
 
 
 def tiny_student(seed: int = 0, dtype: torch.dtype = torch.float32, block: str = "dense") -> StarStudentModel:
@@ -375,8 +376,9 @@ def test_pipeline_input_errors(pipe):
             pipe(lr, upscale=bad)
 
 
-def test_save_and_load_round_trip(pipe, tmp_path):
+def test_save_and_load_round_trip(pipe, tmp_path, umask_022):
     pipe.save_pretrained(tmp_path / "student")
+    assert safetensors_modes(tmp_path / "student") == {umask_022}  # readable like config.json, not 0600
     index = json.loads((tmp_path / "student" / "model_index.json").read_text())
     assert index["_class_name"] == "StarStudentPipeline"
     assert index["student"] == ["star_vsr.models.student", "StarStudentModel"]

@@ -64,7 +64,7 @@ from star_vsr.errors import InputError, StarVSRError, explain_out_of_memory
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
 from star_vsr.metrics import psnr_clip, ssim_clip
 from star_vsr.metrics.fidelity import SSIM_WINDOW
-from star_vsr.outputs import check_writable
+from star_vsr.outputs import check_writable, give_default_mode
 from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.text import tokenize
@@ -541,6 +541,7 @@ def save_final_pipeline(args: argparse.Namespace, components: dict[str, Any], de
         lora_config.save_pretrained(str(lora_dir))
         state = {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
         save_file(state, str(lora_dir / "adapter_model.safetensors"))
+        give_default_mode(lora_dir)
         unet = merge_unet_lora(unet.float())
     pipe = StarVSRPipeline(vae=components["vae"].float(), text_encoder=components["text_encoder"].float(),
                            tokenizer=components["tokenizer"], unet=unet.float(), controlnet=controlnet.float(),

@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import InputError
+from ..outputs import give_default_mode
 from .teacher import Teacher
 
 CACHE_FORMAT_VERSION = 1
@@ -205,6 +206,7 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
             bar.update(1)
         temp = path.with_name(f".{path.name}.tmp")
         save_file(tensors, str(temp), metadata={"captions": json.dumps(captions)})
+        give_default_mode(temp)
         os.replace(temp, path)
         manifest.wall_time_s += time.perf_counter() - started
         manifest.save(folder)

@@ -1,0 +1,31 @@
+"""Output checks and the permissions of saved safetensors files (star_vsr.outputs)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from safetensors.torch import save_file
+
+from star_vsr.outputs import give_default_mode
+from star_vsr.testing import safetensors_modes
+
+
+def test_safetensors_files_get_the_mode_of_other_new_files(tmp_path, umask_022):
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "a.safetensors"))
+    (tmp_path / "sub").mkdir()
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "sub" / "b.safetensors"))
+    kept = tmp_path / "sub" / "kept.safetensors"  # a mode someone chose stays
+    save_file({"w": torch.zeros(2)}, str(kept))
+    os.chmod(kept, 0o640)
+    private = tmp_path / "notes.txt"  # only safetensors files are touched
+    private.write_text("x")
+    os.chmod(private, 0o600)
+    give_default_mode(tmp_path)
+    assert (tmp_path / "a.safetensors").stat().st_mode & 0o777 == umask_022
+    assert (tmp_path / "sub" / "b.safetensors").stat().st_mode & 0o777 == umask_022
+    assert kept.stat().st_mode & 0o777 == 0o640 and private.stat().st_mode & 0o777 == 0o600
+    single = tmp_path / "single.safetensors"
+    save_file({"w": torch.zeros(2)}, str(single))
+    give_default_mode(single)  # one file
+    assert safetensors_modes(tmp_path) == {umask_022, 0o640}
