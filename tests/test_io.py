@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from star_vsr.cli import main as cli_main
 from star_vsr.errors import CorruptVideoError, InputError, OutputError, UnsupportedVideoError, VideoNotFoundError
 from star_vsr.io import VideoWriter, open_video, probe_video, read_frames
 from star_vsr.io import reader as reader_module
@@ -895,6 +896,24 @@ def test_truncated_mp4_fails_mid_stream_with_a_clear_error(tmp_path, videos):
         list(reader)
     with pytest.raises(CorruptVideoError, match=r"cut\.mp4"):
         read_frames(truncated, [29], backend="pyav")
+
+
+def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):
+    whole = write_test_video(tmp_path / "whole.mkv", 60, size=(32, 48), audio=True)
+    assert probe_video(whole).missing_s == 0 and probe_video(whole).caveats() == []
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.6)])  # Matroska has no index up front: nothing says how many frames
+    info = probe_video(cut)
+    assert 15 <= info.num_frames <= 45
+    assert info.duration_s + info.missing_s == pytest.approx(2.0) and info.missing_s > 0.5
+    assert info.duration_s == pytest.approx(info.num_frames / 30, abs=0.1)  # what its frames cover
+    [note] = info.caveats()
+    assert note.startswith(f"{cut} looks cut short") and "header lists 2.00 s" in note
+    with open_video(cut) as reader:
+        assert len(list(reader)) == info.num_frames  # the frames it holds read without an error
+    assert cli_main(["info", str(cut)]) == 0
+    assert "(its header lists 2.00 s: cut short?)" in capsys.readouterr().out
 
 
 def test_audio_only_file_is_not_a_video(tmp_path):

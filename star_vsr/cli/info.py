@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
                   f"variable frame rate (frames up to {info.timing_error_s:.2f} s off a constant rate; outputs keep "
                   f"each frame's time)",
         "dynamic range": f"HDR ({info.hdr})" if info.hdr else "SDR",
-        "duration": f"{info.duration_s:.2f} s",
+        "duration": f"{info.duration_s:.2f} s" + (f" (its header lists {info.duration_s + info.missing_s:.2f} s: "
+                                                  f"cut short?)" if info.missing_s else ""),
         "codec": "image sequence" if info.is_image_folder else info.codec,
         "pixel format": info.pix_fmt,
         "audio": info.audio_codec if info.has_audio else "none",
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
             "has_audio": info.has_audio, "audio_codec": info.audio_codec, "is_image_folder": info.is_image_folder,
             "orientation": info.orientation.describe(), "pixel_aspect": str(info.pixel_aspect),
             "interlaced": info.interlaced, "timing_error_s": info.timing_error_s, "hdr": info.hdr,
+            "missing_s": info.missing_s,
         }, indent=2))
     else:
         width = max(map(len, rows))

@@ -50,6 +50,11 @@ MAX_FPS_DENOMINATOR = 1001
 """Largest denominator kept when a float frame rate becomes a Fraction: NTSC rates are
 n * 1000/1001 (29.97 = 30000/1001), and every common rate has a denominator of at most 1001."""
 
+CUT_SHORT_S = 0.5
+"""Seconds of video a Matroska header may list beyond the last frame before the file counts as cut short
+(`VideoInfo.missing_s`); the last frame's own duration is within it, unless a variable-rate recording
+holds its last frame longer (then a note too many, nothing worse)."""
+
 # FFmpeg pixel-format names for the Pillow modes an image folder may hold.
 _PIL_MODE_TO_PIX_FMT = {
     "RGB": "rgb24",
@@ -159,6 +164,10 @@ class VideoInfo:
             for constant-rate video, where frame i is at i / `frame_rate`.
         hdr: "PQ" or "HLG" for high-dynamic-range video (its transfer tag), else None.
         audio_streams, subtitle_streams: How many there are (outputs carry the first audio stream).
+        missing_s: Seconds of video that the file's header lists after its last frame: a Matroska file
+            cut short (an interrupted download, copy or recording; its frames are a playable start, which
+            is read); 0 otherwise. `duration_s` is then what the frames cover. (An MP4 cut short keeps
+            its index's frame count instead, and reading it fails where the data ends.)
     """
 
     path: Path
@@ -181,6 +190,7 @@ class VideoInfo:
     frame_times: tuple[Fraction, ...] | None = field(default=None, repr=False)
     audio_streams: int = 0
     subtitle_streams: int = 0
+    missing_s: float = 0.0
 
     def caveats(self) -> list[str]:
         """What a user should know before this video is upscaled or degraded, one sentence each."""
@@ -189,6 +199,12 @@ class VideoInfo:
             notes.append(f"{self.path} has {self.audio_streams} audio tracks; the output keeps the first")
         if self.subtitle_streams:
             notes.append(f"{self.path} has {self.subtitle_streams} subtitle track(s), which the output does not keep")
+        if self.missing_s:
+            notes.append(
+                f"{self.path} looks cut short (an interrupted download, copy or recording?): its header lists "
+                f"{self.duration_s + self.missing_s:.2f} s of video, its frames end at {self.duration_s:.2f} s; "
+                f"only its {self.num_frames} frames are read"
+            )
         if self.hdr is not None:
             notes.append(
                 f"{self.path} is HDR ({self.hdr}); star-vsr works on 8-bit SDR frames and writes a BT.709 SDR "
@@ -325,6 +341,16 @@ def _index_beyond_file(stream: VideoStream, path: Path) -> bool:
     return max(entry.pos + entry.size for entry in index) > path.stat().st_size
 
 
+def _listed_duration(stream: VideoStream) -> float | None:
+    """Seconds of the video track by its Matroska ``DURATION`` tag ("01:02:03.456000000", which FFmpeg
+    and mkvmerge write per track), or None without one."""
+    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", (stream.metadata.get("DURATION") or "").strip())
+    if match is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 def _timing_error(timestamps: list[int], time_base: Fraction, frame_rate: Fraction) -> float:
     """``max |t_i - t_0 - i / frame_rate|`` in seconds (`VideoInfo.timing_error_s`)."""
     if not timestamps or time_base is None:
@@ -404,6 +430,12 @@ def _probe_container(path: Path) -> VideoInfo:
         frame_times = None
         if timing_error_s > 1.5 / frame_rate and len(timestamps) == num_frames:
             frame_times = tuple((t - timestamps[0]) * stream.time_base for t in timestamps)
+        # a Matroska file cut short: its track's duration tag (written with the header) outlasts its frames
+        listed, missing_s = _listed_duration(stream), 0.0
+        if listed is not None and timestamps and not truncated:
+            covered = float((timestamps[-1] - timestamps[0]) * stream.time_base + 1 / frame_rate)
+            if listed - covered > CUT_SHORT_S:
+                duration_s, missing_s = covered, listed - covered
     if num_frames == 0 or width == 0 or height == 0:
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
@@ -433,6 +465,7 @@ def _probe_container(path: Path) -> VideoInfo:
         timing_error_s=timing_error_s,
         hdr=hdr,
         frame_times=frame_times,
+        missing_s=missing_s,
     )
 
 
