@@ -28,8 +28,8 @@ from diffusers.utils import BaseOutput
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
 from star_vsr.model_folder import check_pipeline_folder, load_checked
-from star_vsr.outputs import give_default_mode
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
+from star_vsr.outputs import give_default_mode
 
 #: LR frames read, upscaled and handed to ``frame_sink`` at once.
 DEFAULT_CHUNK_SIZE = 8

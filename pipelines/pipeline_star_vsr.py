@@ -32,8 +32,8 @@ from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
 from star_vsr.model_folder import check_pipeline_folder, load_checked
-from star_vsr.outputs import give_default_mode
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
+from star_vsr.outputs import give_default_mode
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize
 from star_vsr.tiling import blend_weights
