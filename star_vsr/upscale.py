@@ -36,10 +36,27 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """"auto" is float16 on CUDA and float32 on the CPU; float16 on the CPU is refused."""
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Xeon of the 4th generation, Sapphire Rapids, and later),
+    on which PyTorch's oneDNN runs bfloat16 convolutions."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)  # PyTorch 2.x; absent: assume none
+    return bool(check()) if check is not None else False
+
+
+def resolve_dtype(dtype: str, device: torch.device, student: bool = False) -> torch.dtype:
+    """The weights' dtype for ``dtype`` ("auto", "fp32", "fp16", "bf16") on ``device``.
+
+    "auto" is float16 on CUDA; on the CPU it is bfloat16 for a ``student`` where the CPU has AMX, else
+    float32. Measured on a 2-core Xeon with AMX (2026-12-02, 320x180 x4, 2 threads): the shipped
+    student's step took 52 ms in bfloat16 against 77-81 ms in float32, with the same quality on the
+    evaluation set (+0.457 against +0.454 dB over bicubic, E*warp 0.442x against 0.441x); CPUs with
+    AVX-512 BF16 but no AMX ran bfloat16 slower than float32 (``star_vsr.models.student``'s
+    docstring), so they keep float32, as does the diffusion pipeline. float16 on the CPU is refused.
+    """
     if dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if student and cpu_has_amx() else torch.float32
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
     if DTYPES[dtype] == torch.float16 and device.type == "cpu":
@@ -59,8 +76,8 @@ def pipeline_class_name(folder: Union[str, Path]) -> str:
 def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: str = "auto") -> Any:
     """Load the pipeline saved in ``folder`` onto ``device`` with weights in ``dtype``."""
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
     name = pipeline_class_name(folder)
+    torch_dtype = resolve_dtype(dtype, torch_device, student=name == "StarStudentPipeline")
     if name == "StarVSRPipeline":
         from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline as cls
     elif name == "StarStudentPipeline":

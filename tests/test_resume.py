@@ -248,10 +248,11 @@ def test_cli_upscale_stopped_by_sigterm_says_how_to_go_on_and_restart_starts_ove
 def test_cli_upscale_points_to_saved_progress_of_other_outputs(pipe, tmp_path, monkeypatch, capsys):
     source, output = stopped_run(pipe, tmp_path, monkeypatch)  # saved progress of out.mp4
     pipe.save_pretrained(tmp_path / "student")
-    assert main(["upscale", str(source), "-o", str(tmp_path / "renamed.mp4"), "--model", str(tmp_path / "student")]) == 0
+    model = ["--model", str(tmp_path / "student"), "--dtype", "fp32"]  # as the stopped run (auto is bf16 with AMX)
+    assert main(["upscale", str(source), "-o", str(tmp_path / "renamed.mp4"), *model]) == 0
     out = capsys.readouterr().out
     assert f"note: {partial_folder(output)} holds" in out and "unfinished run to another output" in out
-    assert main(["upscale", str(source), "-o", str(output), "--model", str(tmp_path / "student")]) == 0
+    assert main(["upscale", str(source), "-o", str(output), *model]) == 0
     assert "note:" not in capsys.readouterr().out  # finishing it removed it
 
 
@@ -264,7 +265,9 @@ def test_upscale_batch_goes_on_with_a_partly_done_video(pipe, tmp_path, monkeypa
     monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
     with pytest.raises(KeyboardInterrupt):  # a batch stopped in the middle of v1
         upscale_video(pipe, inputs / "v1.mp4", outputs / "v1.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
-    assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tmp_path / "student")]) == 0
+    # --dtype as the stopped run (auto is bf16 on CPUs with AMX)
+    assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tmp_path / "student"),
+                 "--dtype", "fp32"]) == 0
     assert "0 of 2 videos already done; 2 to go on 1 process(es), 1 of them partly done" in capsys.readouterr().out
     assert [probe_video(outputs / f"v{i}.mp4").num_frames for i in range(2)] == [6, 6]
     assert not partial_folder(outputs / "v1.mp4").exists()

@@ -427,6 +427,21 @@ def test_missing_folder_is_a_missing_weights_error(tmp_path):
         StarStudentPipeline.from_pretrained(tmp_path / "nothing")
 
 
+def test_auto_dtype_is_bfloat16_for_a_student_on_a_cpu_with_amx(pipe, tmp_path, monkeypatch):
+    import star_vsr.upscale as upscale_module
+
+    pipe.save_pretrained(tmp_path / "student")
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for amx in (True, False):
+        monkeypatch.setattr(upscale_module, "cpu_has_amx", lambda: amx)
+        want = torch.bfloat16 if amx else torch.float32
+        assert upscale_module.resolve_dtype("auto", cpu, student=True) == want
+        assert upscale_module.load_upscaler(tmp_path / "student", device="cpu").student.dtype == want
+        assert upscale_module.resolve_dtype("auto", cpu) == torch.float32  # the diffusion pipeline
+        assert upscale_module.resolve_dtype("fp32", cpu, student=True) == torch.float32  # asked for
+        assert upscale_module.resolve_dtype("auto", cuda, student=True) == torch.float16
+
+
 def test_upscale_video_with_a_saved_student(pipe, tmp_path):
     from star_vsr.io import probe_video
     from star_vsr.io.synthetic import write_test_video

@@ -68,7 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--model", help="student pipeline folder (default: the shipped student, else --preset)")
     model.add_argument("--preset", choices=("tiny", "small", "base"),
                        help="time a randomly initialised student of this size instead of trained weights")
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="student weights on the CPU (default fp32)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="student weights on the CPU (default auto, as star-vsr upscale: bf16 where the CPU "
+                             "has AMX, else fp32)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch and ncnn (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per method, the best is reported (default 3)")
     parser.add_argument("--codec", default="h264", choices=("h264", "h265", "ffv1"), help="output codec (default h264)")
@@ -82,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_benchmark_student(model: Optional[str], preset: Optional[str], dtype: str) -> tuple[Any, str]:
-    """The student pipeline to time on the CPU and a description of it."""
+    """The student pipeline to time on the CPU (``dtype`` "fp32" or "bf16") and a description of it."""
     import torch
 
     from ..errors import MissingWeightsError
@@ -110,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..io import probe_video
     from ..io.synthetic import write_test_video
+    from ..upscale import resolve_dtype
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - {"student", "bicubic", "ncnn"}
@@ -131,10 +134,12 @@ def run(args: argparse.Namespace) -> int:
               f"OMP_WAIT_POLICY {policy}")
 
         runners: dict[str, Callable[[Path], tuple[int, int]]] = {}
+        dtype = "bf16" if resolve_dtype(args.dtype, torch.device("cpu"), student=True) == torch.bfloat16 else "fp32"
         if "student" in methods:
-            pipe, description = load_benchmark_student(args.model, args.preset, args.dtype)
+            pipe, description = load_benchmark_student(args.model, args.preset, dtype)
             pipe.set_progress_bar_config(disable=True)
-            print(f"student: {description}, {args.dtype}")
+            print(f"student: {description}, {dtype}" + (" (auto: this CPU has AMX)" if args.dtype == "auto" and
+                                                        dtype == "bf16" else ""))
             runners["student"] = lambda out: run_student(pipe, input_path, out, args.upscale, args.codec)
         if "bicubic" in methods:
             runners["bicubic"] = lambda out: run_bicubic(input_path, out, args.upscale, args.codec)
@@ -157,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
                           "cpu_ms_per_frame": t.cpu_ms_per_frame} for name, t in timings.items()}
         payload = {"input": str(args.input or "synthetic"), "size": [info.height, info.width],
                    "frames": info.num_frames, "upscale": args.upscale, "threads": args.threads,
-                   "dtype": args.dtype, "codec": args.codec, "load_average": [load_before, load_after],
+                   "dtype": dtype, "codec": args.codec, "load_average": [load_before, load_after],
                    "omp_wait_policy": policy,
                    "results": results}
         if "student" in timings:

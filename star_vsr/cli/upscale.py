@@ -40,7 +40,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                                        "(default: the student that ships with star-vsr)")
     model.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     model.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                       help="weight precision (auto: fp16 on CUDA, fp32 on CPU)")
+                       help="weight precision (auto: fp16 on CUDA; on the CPU bf16 for a student where the "
+                            "CPU has AMX, else fp32)")
     sr = parser.add_argument_group("super-resolution")
     sr.add_argument("--upscale", type=float, default=4, help="scale factor (default 4)")
     defaults = DIFFUSION_DEFAULTS

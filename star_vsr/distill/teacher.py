@@ -237,8 +237,10 @@ def load_teacher(source: Any, *, scale: int = 4, features: Sequence[str] = (), d
         return source
     name = str(source) if isinstance(source, (str, Path)) else None
     if isinstance(source, (str, Path)):
-        from ..upscale import load_upscaler
+        from ..upscale import load_upscaler, resolve_device
 
+        if dtype == "auto" and resolve_device(device).type == "cpu":
+            dtype = "fp32"  # training targets: not the bfloat16 that upscaling picks on CPUs with AMX
         source = load_upscaler(source, device=device, dtype=dtype)
     kind = type(source).__name__
     if kind == "StarVSRPipeline":

@@ -68,8 +68,10 @@ preset     parameters  GFLOPs per 720p out  float32 ms  bfloat16 ms
 
 (FLOPs = 2 x multiply-accumulates of the convolutions and linears, counted by ``count_flops``
 with ``torch.utils.flop_counter``; interpolation, pixel shuffle, activations and the Lucas-Kanade
-flow are not counted; the Lucas-Kanade flow always runs in float32, and bfloat16 pays off only on a
-CPU with AMX.) With dense residual blocks ``small`` has 224,912 parameters and 17.7 GFLOPs and
+flow are not counted; the Lucas-Kanade flow and the warps always run in float32, and bfloat16 pays
+off only on a CPU with AMX: on a 2-core Xeon with AMX on 2026-12-02 the same command gave 59.8 / 80.4
+/ 184.0 ms in float32 and 34.3 / 54.4 / 91.8 ms in bfloat16, which is why ``--dtype auto`` picks
+bfloat16 for students there, ``star_vsr.upscale.resolve_dtype``.) With dense residual blocks ``small`` has 224,912 parameters and 17.7 GFLOPs and
 ``base`` 847,752 and 76.5; those dense presets took 47.7 / 94.0 / 261.6 ms in float32 and 33.0 / 52.4
 / 96.4 ms in bfloat16 on an earlier machine, 82.7 / 136.8 / 372.9 and 76.6 / 213.5 / 663.3 ms on this
 one on another day.
