@@ -58,12 +58,16 @@ def end_to_end(args: argparse.Namespace) -> dict:
     from star_vsr.io.synthetic import write_test_video
     from star_vsr.models.student import DEFAULT_PRESET
     from star_vsr.student import build_student_pipeline
+    from star_vsr.upscale import resolve_dtype
 
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="student-speed-") as tmp:
         workdir = Path(tmp)
         clip = write_test_video(workdir / "input.mp4", args.frames, size=(LR_HEIGHT, LR_WIDTH))
         runners = {}
+        if args.dtype == "auto":
+            chosen = resolve_dtype("auto", torch.device("cpu"), student=True)
+            args.dtype = "bf16" if chosen == torch.bfloat16 else "fp32"
         for preset in args.presets:
             pipe = build_student_pipeline(preset, bilinear_start=True)
             if args.dtype == "bf16":
@@ -160,7 +164,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="rounds per method (best is reported)")
     parser.add_argument("--presets", nargs="+", default=["tiny", "small"], choices=("tiny", "small", "base"))
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="student weights (end to end)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="student weights end to end (auto, as star-vsr upscale: bf16 where the CPU has AMX, "
+                             "else fp32)")
     parser.add_argument("--model-only", action="store_true", help="time one step per preset instead")
     parser.add_argument("--ops", action="store_true", help="time single convolutions instead")
     parser.add_argument("--omp-wait-policy", default="passive", choices=("passive", "active", "default"),

@@ -143,9 +143,11 @@ class StarStudentPipeline(DiffusionPipeline):
                             lambda: super(StarStudentPipeline, cls).from_pretrained(folder, **kwargs))
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
-        """``DiffusionPipeline.save_pretrained``; the weight files get the umask's mode (``give_default_mode``)."""
+        """``DiffusionPipeline.save_pretrained``; the weight files it wrote get the umask's mode
+        (``give_default_mode``)."""
         super().save_pretrained(save_directory, **kwargs)
-        give_default_mode(save_directory)
+        for name in self.components:  # the folders this save wrote, not others in save_directory
+            give_default_mode(Path(save_directory) / name)
 
     def enable_torch_compile(self, mode: Optional[str] = None, dynamic: bool = False) -> None:
         """Run each step through ``torch.compile`` (opt-in; the first frames pay the compilation).

@@ -160,9 +160,11 @@ class StarVSRPipeline(DiffusionPipeline):
                             lambda: super(StarVSRPipeline, cls).from_pretrained(folder, **kwargs))
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
-        """``DiffusionPipeline.save_pretrained``; the weight files get the umask's mode (``give_default_mode``)."""
+        """``DiffusionPipeline.save_pretrained``; the weight files it wrote get the umask's mode
+        (``give_default_mode``)."""
         super().save_pretrained(save_directory, **kwargs)
-        give_default_mode(save_directory)
+        for name in self.components:  # the folders this save wrote, not others in save_directory
+            give_default_mode(Path(save_directory) / name)
 
     def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda") -> None:
         """Keep each model on the CPU until it runs (GPU only)."""

@@ -56,12 +56,28 @@ def give_default_mode(path: Union[str, Path]) -> None:
     safetensors 0.8 writes through a temporary file, which is created with mode 0600, and renames it into
     place (safetensors issue #782), so saved models, checkpoints and caches were unreadable by other
     users, unlike the ``config.json`` beside them. Every writer of safetensors files in star-vsr calls
-    this once it has saved.
+    this on what it has just saved. Files it may not change (another user's) are left as they are.
     """
     path = Path(path)
     files = [path] if path.is_file() else path.rglob("*.safetensors")
-    umask = os.umask(0)  # reading the umask means setting it: put it back at once
-    os.umask(umask)
+    mode = 0o666 & ~_umask()
     for file in files:
-        if file.is_file() and file.stat().st_mode & 0o777 == 0o600:
-            os.chmod(file, 0o666 & ~umask)
+        try:
+            if file.is_file() and file.stat().st_mode & 0o777 == 0o600:
+                os.chmod(file, mode)
+        except OSError:
+            continue
+
+
+def _umask() -> int:
+    """The process umask: Linux reports it in /proc/self/status; elsewhere reading it means setting it for
+    an instant (to the common 022, not to 0, in case another thread creates a file meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

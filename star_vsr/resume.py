@@ -50,6 +50,15 @@ SETTING_CHANGES = {"input_files": "the input file changed (size or modification 
                    "student_weights": "other student weights"}
 
 
+def _setting_change(key: str, saved: Any, now: Any) -> str:
+    """How setting ``key`` of a saved run differs from this run's, for the user."""
+    if key == "dtype":
+        flag = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(saved, saved)
+        return (f"the student ran in {saved} then, in {now} now (--dtype auto picks bf16 for students on CPUs "
+                f"with AMX); pass --dtype {flag} to go on in {saved}")
+    return SETTING_CHANGES.get(key) or f"{key} {saved!r} -> {now!r}"
+
+
 def other_unfinished_runs(output_path: str | Path) -> list[tuple[Path, int]]:
     """(folder, bytes) of the saved progress of *other* outputs in ``output_path``'s folder: runs that were
     stopped and never finished (their folders stay until that output is written or they are deleted)."""
@@ -299,9 +308,10 @@ def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
         raise InputError(f"{work} holds an unfinished run whose files are damaged ({error}); {fix}") from None
     changed = [key for key in settings if saved_settings.get(key, SETTING_DEFAULTS.get(key)) != settings[key]]
+    if "dtype" in changed:  # the weights' fingerprint is of the rounded weights: it changes with the dtype
+        changed = [key for key in changed if key != "student_weights"]
     if changed:
-        details = ", ".join(SETTING_CHANGES.get(key) or f"{key} {saved_settings.get(key)!r} -> {settings[key]!r}"
-                            for key in changed)
+        details = ", ".join(_setting_change(key, saved_settings.get(key), settings[key]) for key in changed)
         raise InputError(f"{work} holds an unfinished run ({frames} frames done) with other settings: {details}; "
                          f"run with the earlier settings to go on, or {fix}")
     segments = [(str(name), int(count)) for name, count in segments]

@@ -37,10 +37,11 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles (Intel Xeon of the 4th generation, Sapphire Rapids, and later),
-    on which PyTorch's oneDNN runs bfloat16 convolutions."""
-    check = getattr(torch.cpu, "_is_amx_tile_supported", None)  # PyTorch 2.x; absent: assume none
-    return bool(check()) if check is not None else False
+    """Whether this CPU has AMX tiles (Intel Xeon of the 4th generation, Sapphire Rapids, and later) that
+    this process may use (the kernel must grant them), on which PyTorch's oneDNN runs bfloat16 convolutions."""
+    supported = getattr(torch.cpu, "_is_amx_tile_supported", None)  # PyTorch 2.x; absent: assume none
+    enable = getattr(torch.cpu, "_init_amx", None)
+    return bool(supported is not None and enable is not None and supported() and enable())
 
 
 def resolve_dtype(dtype: str, device: torch.device, student: bool = False) -> torch.dtype:
@@ -56,7 +57,7 @@ def resolve_dtype(dtype: str, device: torch.device, student: bool = False) -> to
     if dtype == "auto":
         if device.type == "cuda":
             return torch.float16
-        return torch.bfloat16 if student and cpu_has_amx() else torch.float32
+        return torch.bfloat16 if student and device.type == "cpu" and cpu_has_amx() else torch.float32
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
     if DTYPES[dtype] == torch.float16 and device.type == "cpu":

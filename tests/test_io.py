@@ -901,6 +901,16 @@ def test_truncated_mp4_fails_mid_stream_with_a_clear_error(tmp_path, videos):
 def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):
     whole = write_test_video(tmp_path / "whole.mkv", 60, size=(32, 48), audio=True)
     assert probe_video(whole).missing_s == 0 and probe_video(whole).caveats() == []
+    late = tmp_path / "late.mkv"  # whole, its video starting at 3 s (kept timestamps): the tag says 4 s, its end
+    with av.open(str(late), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 48, 3), 8 * i, np.uint8), format="rgb24")
+            frame.pts = 90 + i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    assert probe_video(late).missing_s == 0 and probe_video(late).num_frames == 30
     data = whole.read_bytes()
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: int(len(data) * 0.6)])  # Matroska has no index up front: nothing says how many frames

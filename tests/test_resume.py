@@ -191,6 +191,13 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
     other.set_progress_bar_config(disable=True)
     with pytest.raises(InputError, match="other settings: other student weights"):
         upscale_video(other, source, output, progress=False)
+    bf16 = build_student_pipeline("tiny", seed=0)  # the same weights in bfloat16 (--dtype auto on CPUs with AMX)
+    torch.nn.Module.to(bf16.student, torch.bfloat16)
+    bf16.set_progress_bar_config(disable=True)
+    with pytest.raises(InputError, match=r"other settings: the student ran in float32 then, in bfloat16 now "
+                                         r".*; pass --dtype fp32 to go on in float32; run") as refused:
+        upscale_video(bf16, source, output, progress=False)
+    assert "other student weights" not in str(refused.value)  # their fingerprint changes with the dtype
     upscale_video(pipe, source, output, progress=False, upscale=2, restart=True)
     assert probe_video(output).height == 24 and not partial_folder(output).exists()
 

@@ -403,8 +403,13 @@ def test_pipeline_input_errors(pipe):
 
 
 def test_save_and_load_round_trip(pipe, tmp_path, umask_022):
+    (tmp_path / "student").mkdir()
+    private = tmp_path / "student" / "notes.safetensors"  # not the save's: left as it is
+    private.write_bytes(b"")
+    private.chmod(0o600)
     pipe.save_pretrained(tmp_path / "student")
-    assert safetensors_modes(tmp_path / "student") == {umask_022}  # readable like config.json, not 0600
+    assert safetensors_modes(tmp_path / "student" / "student") == {umask_022}  # readable like config.json, not 0600
+    assert private.stat().st_mode & 0o777 == 0o600
     index = json.loads((tmp_path / "student" / "model_index.json").read_text())
     assert index["_class_name"] == "StarStudentPipeline"
     assert index["student"] == ["star_vsr.models.student", "StarStudentModel"]

@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the camera move and degradation (default 0)")
     parser.add_argument("--model", help="model folder (default: the student that ships with star-vsr)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                        help="weight precision, as star-vsr upscale --dtype (auto: fp16 on CUDA; on the CPU bf16 for "
+                             "a student where the CPU has AMX, else fp32)")
     parser.add_argument("--overwrite", action="store_true", help="replace files of an earlier demo")
     parser.set_defaults(func=run)
 
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         from ..student import default_student_folder
 
         args.model = str(default_student_folder())
-    pipe = load_upscaler(args.model, device=args.device)
+    pipe = load_upscaler(args.model, device=args.device, dtype=args.dtype)
     pipe.set_progress_bar_config(disable=True)
     started = time.perf_counter()
     sr = pipe(lq, upscale=scale, output_type="pt").frames[0].float().clamp(0, 1).cpu()  # (n, 3, H, W)

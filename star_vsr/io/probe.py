@@ -51,9 +51,9 @@ MAX_FPS_DENOMINATOR = 1001
 n * 1000/1001 (29.97 = 30000/1001), and every common rate has a denominator of at most 1001."""
 
 CUT_SHORT_S = 0.5
-"""Seconds of video a Matroska header may list beyond the last frame before the file counts as cut short
-(`VideoInfo.missing_s`); the last frame's own duration is within it, unless a variable-rate recording
-holds its last frame longer (then a note too many, nothing worse)."""
+"""Seconds a Matroska header may place the video's end past the end of its last frame before the file
+counts as cut short (`VideoInfo.missing_s`); a variable-rate recording that holds its last frame longer
+gets a note too many, nothing worse."""
 
 # FFmpeg pixel-format names for the Pillow modes an image folder may hold.
 _PIL_MODE_TO_PIX_FMT = {
@@ -165,9 +165,10 @@ class VideoInfo:
         hdr: "PQ" or "HLG" for high-dynamic-range video (its transfer tag), else None.
         audio_streams, subtitle_streams: How many there are (outputs carry the first audio stream).
         missing_s: Seconds of video that the file's header lists after its last frame: a Matroska file
-            cut short (an interrupted download, copy or recording; its frames are a playable start, which
-            is read); 0 otherwise. `duration_s` is then what the frames cover. (An MP4 cut short keeps
-            its index's frame count instead, and reading it fails where the data ends.)
+            cut short (an interrupted download or copy; its frames are a playable start, which is read;
+            a recording that was never finished has no such header and goes unnoticed); 0 otherwise.
+            `duration_s` is then what the frames cover. (An MP4 cut short keeps its index's frame
+            count instead, and reading it fails where the data ends.)
     """
 
     path: Path
@@ -201,7 +202,7 @@ class VideoInfo:
             notes.append(f"{self.path} has {self.subtitle_streams} subtitle track(s), which the output does not keep")
         if self.missing_s:
             notes.append(
-                f"{self.path} looks cut short (an interrupted download, copy or recording?): its header lists "
+                f"{self.path} looks cut short (an interrupted download or copy?): its header lists "
                 f"{self.duration_s + self.missing_s:.2f} s of video, its frames end at {self.duration_s:.2f} s; "
                 f"only its {self.num_frames} frames are read"
             )
@@ -341,10 +342,13 @@ def _index_beyond_file(stream: VideoStream, path: Path) -> bool:
     return max(entry.pos + entry.size for entry in index) > path.stat().st_size
 
 
-def _listed_duration(stream: VideoStream) -> float | None:
-    """Seconds of the video track by its Matroska ``DURATION`` tag ("01:02:03.456000000", which FFmpeg
-    and mkvmerge write per track), or None without one."""
-    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", (stream.metadata.get("DURATION") or "").strip())
+def _listed_end(stream: VideoStream) -> float | None:
+    """Where the video track ends (seconds on its own clock) by its Matroska ``DURATION`` tag
+    ("01:02:03.456000000"; "DURATION-eng" from older mkvmerge), which FFmpeg and mkvmerge write per
+    track when they finish a file: the end of its last frame, so a track that starts at 3 s and lasts
+    2 s says 5 s. None without one."""
+    value = next((v for k, v in stream.metadata.items() if k.upper().split("-")[0] == "DURATION"), "")
+    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", value.strip())
     if match is None:
         return None
     hours, minutes, seconds = match.groups()
@@ -430,12 +434,14 @@ def _probe_container(path: Path) -> VideoInfo:
         frame_times = None
         if timing_error_s > 1.5 / frame_rate and len(timestamps) == num_frames:
             frame_times = tuple((t - timestamps[0]) * stream.time_base for t in timestamps)
-        # a Matroska file cut short: its track's duration tag (written with the header) outlasts its frames
-        listed, missing_s = _listed_duration(stream), 0.0
-        if listed is not None and timestamps and not truncated:
-            covered = float((timestamps[-1] - timestamps[0]) * stream.time_base + 1 / frame_rate)
-            if listed - covered > CUT_SHORT_S:
-                duration_s, missing_s = covered, listed - covered
+        # a Matroska file cut short: its track's end in the duration tag (written when the file was finished,
+        # with the header) lies past its last frame
+        listed_end, missing_s = _listed_end(stream), 0.0
+        if listed_end is not None and timestamps and not truncated:
+            end = float(timestamps[-1] * stream.time_base + 1 / frame_rate)
+            if listed_end - end > CUT_SHORT_S:
+                duration_s = float((timestamps[-1] - timestamps[0]) * stream.time_base + 1 / frame_rate)
+                missing_s = listed_end - end
     if num_frames == 0 or width == 0 or height == 0:
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
