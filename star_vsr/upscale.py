@@ -8,6 +8,7 @@ it saves checkpoints as it goes (``star_vsr.resume``), so a stopped run goes on 
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -38,9 +39,13 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def cpu_has_amx() -> bool:
     """Whether this CPU has AMX tiles (Intel Xeon of the 4th generation, Sapphire Rapids, and later) that
-    this process may use (the kernel must grant them), on which PyTorch's oneDNN runs bfloat16 convolutions."""
+    this process may use (the kernel must grant them, and ``ONEDNN_MAX_CPU_ISA`` must not keep oneDNN
+    below them), on which PyTorch's oneDNN runs bfloat16 convolutions."""
     supported = getattr(torch.cpu, "_is_amx_tile_supported", None)  # PyTorch 2.x; absent: assume none
     enable = getattr(torch.cpu, "_init_amx", None)
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()  # oneDNN told to stay below AMX?
+    if limit not in ("ALL", "DEFAULT") and "AMX" not in limit:
+        return False
     return bool(supported is not None and enable is not None and supported() and enable())
 
 
@@ -50,9 +55,11 @@ def resolve_dtype(dtype: str, device: torch.device, student: bool = False) -> to
     "auto" is float16 on CUDA; on the CPU it is bfloat16 for a ``student`` where the CPU has AMX, else
     float32. Measured on a 2-core Xeon with AMX (2026-12-02, 320x180 x4, 2 threads): the shipped
     student's step took 52 ms in bfloat16 against 77-81 ms in float32, with the same quality on the
-    evaluation set (+0.457 against +0.454 dB over bicubic, E*warp 0.442x against 0.441x); CPUs with
-    AVX-512 BF16 but no AMX ran bfloat16 slower than float32 (``star_vsr.models.student``'s
-    docstring), so they keep float32, as does the diffusion pipeline. float16 on the CPU is refused.
+    evaluation set (+0.457 against +0.454 dB over bicubic, E*warp 0.442x against 0.441x). Without AMX
+    bfloat16 is slower: the same machine with oneDNN kept off AMX (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``,
+    which ``cpu_has_amx`` honours) took 94 ms against 80 ms, and a CPU with AVX-512 BF16 but no AMX was
+    slower too (``star_vsr.models.student``'s docstring); so those keep float32, as does the diffusion
+    pipeline. float16 on the CPU is refused.
     """
     if dtype == "auto":
         if device.type == "cuda":

@@ -445,6 +445,9 @@ def test_auto_dtype_is_bfloat16_for_a_student_on_a_cpu_with_amx(pipe, tmp_path, 
         assert upscale_module.resolve_dtype("auto", cpu) == torch.float32  # the diffusion pipeline
         assert upscale_module.resolve_dtype("fp32", cpu, student=True) == torch.float32  # asked for
         assert upscale_module.resolve_dtype("auto", cuda, student=True) == torch.float16
+    monkeypatch.undo()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # oneDNN kept off AMX: bfloat16 would be slower
+    assert not upscale_module.cpu_has_amx()
 
 
 def test_upscale_video_with_a_saved_student(pipe, tmp_path):
