@@ -450,7 +450,15 @@ def test_garbage_decode_timestamps_from_the_encoder_are_replaced(tmp_path, monke
     with VideoWriter(tmp_path / "garbage.mp4", 24, codec=codec) as writer:
         writer.write(frames)
     with open_video(tmp_path / "plain.mp4") as plain, open_video(tmp_path / "garbage.mp4") as fixed:
-        np.testing.assert_array_equal(np.stack(list(fixed)), np.stack(list(plain)))
+        plain, fixed = np.stack(list(plain)), np.stack(list(fixed))
+    # the same frames in the same order, each as close to its source frame as the plain file's (not the same
+    # bits: x264's AVX-512 rate control gives another stream now and then, see star_vsr.degradations.codec)
+    assert fixed.shape == plain.shape == frames.shape
+    assert probe_video(tmp_path / "garbage.mp4").timing_error_s == probe_video(tmp_path / "plain.mp4").timing_error_s
+    for i, frame in enumerate(frames):
+        errors = [np.abs(fixed[i].astype(int) - source.astype(int)).mean() for source in frames]
+        assert np.argmin(errors) == i, i
+        assert errors[i] <= np.abs(plain[i].astype(int) - frame.astype(int)).mean() + 0.5, i
 
 
 def test_short_h265_clips_close_every_time(tmp_path):
