@@ -71,8 +71,8 @@ with ``torch.utils.flop_counter``; interpolation, pixel shuffle, activations and
 flow are not counted; the Lucas-Kanade flow and the warps always run in float32, and bfloat16 pays
 off only on a CPU with AMX: on a 2-core Xeon with AMX on 2026-12-02 the same command gave 59.8 / 80.4
 / 184.0 ms in float32 and 34.3 / 54.4 / 91.8 ms in bfloat16, which is why ``--dtype auto`` picks
-bfloat16 for students there, ``star_vsr.upscale.resolve_dtype``.) With dense residual blocks ``small`` has 224,912 parameters and 17.7 GFLOPs and
-``base`` 847,752 and 76.5; those dense presets took 47.7 / 94.0 / 261.6 ms in float32 and 33.0 / 52.4
+bfloat16 for students there, ``star_vsr.upscale.resolve_dtype``.) With dense residual blocks ``small`` has
+224,912 parameters and 17.7 GFLOPs and ``base`` 847,752 and 76.5; those dense presets took 47.7 / 94.0 / 261.6 ms in float32 and 33.0 / 52.4
 / 96.4 ms in bfloat16 on an earlier machine, 82.7 / 136.8 / 372.9 and 76.6 / 213.5 / 663.3 ms on this
 one on another day.
 End to end (decode, model, encode 1280x720 H.264) the dense ``small`` ran 2.2-2.3x faster than
