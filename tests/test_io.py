@@ -488,6 +488,10 @@ def test_untagged_video_is_read_as_players_show_it(tmp_path, size, matrix):
         assert next(container.decode(video=0)).colorspace == 2
     with open_video(path) as reader:
         assert np.abs(next(iter(reader))[size[0] // 2, size[1] // 2].astype(int) - COLOUR).max() <= 3
+    # training's random access too: decord takes BT.601 for untagged HD (here 185, 20, 60), so it is skipped
+    assert probe_video(path).untagged_hd == (size[1] >= 1280)
+    centre = read_frames(path, [0], backend="auto")[0, size[0] // 2, size[1] // 2]
+    assert np.abs(centre.astype(int) - COLOUR).max() <= 3
 
 
 def test_crf_changes_quality(tmp_path):

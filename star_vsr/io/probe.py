@@ -43,6 +43,9 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".
 
 _HDR_TRANSFERS = {ColorTrc.SMPTE2084: "PQ", ColorTrc.ARIB_STD_B67: "HLG"}  # transfer tag -> HDR system
 
+UNTAGGED_COLORSPACE = 2
+"""FFmpeg's AVCOL_SPC_UNSPECIFIED (PyAV's Colorspace enum has no member for it)."""
+
 DEFAULT_FOLDER_FPS: Fraction = Fraction(30)
 """Frame rate given to image folders, which carry none. Pass ``folder_fps`` to change it."""
 
@@ -169,6 +172,9 @@ class VideoInfo:
             a recording that was never finished has no such header and goes unnoticed); 0 otherwise.
             `duration_s` is then what the frames cover. (An MP4 cut short keeps its index's frame
             count instead, and reading it fails where the data ends.)
+        untagged_hd: The stream has no colour matrix tag and HD frames (wider than 1279 or taller than
+            576 pixels), so it is read as BT.709, as players show it; decord would take BT.601, so
+            `read_frames` reads such files with PyAV.
     """
 
     path: Path
@@ -192,6 +198,7 @@ class VideoInfo:
     audio_streams: int = 0
     subtitle_streams: int = 0
     missing_s: float = 0.0
+    untagged_hd: bool = False
 
     def caveats(self) -> list[str]:
         """What a user should know before this video is upscaled or degraded, one sentence each."""
@@ -410,6 +417,8 @@ def _probe_container(path: Path) -> VideoInfo:
         width, height = stream.codec_context.width, stream.codec_context.height
         pixel_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
         hdr = _HDR_TRANSFERS.get(stream.codec_context.color_trc)
+        untagged_hd = (stream.codec_context.colorspace == UNTAGGED_COLORSPACE and (width >= 1280 or height > 576)
+                       and pix_fmt in av.video.format.names and not av.VideoFormat(pix_fmt).is_rgb)
         if stream.duration is not None and stream.time_base is not None:
             duration_s = float(stream.duration * stream.time_base)
         elif container.duration is not None:
@@ -472,6 +481,7 @@ def _probe_container(path: Path) -> VideoInfo:
         hdr=hdr,
         frame_times=frame_times,
         missing_s=missing_s,
+        untagged_hd=untagged_hd,
     )
 
 

@@ -35,6 +35,7 @@ from av.video.stream import VideoStream
 from star_vsr.errors import CorruptVideoError, InputError
 from star_vsr.io.probe import (
     DEFAULT_FOLDER_FPS,
+    UNTAGGED_COLORSPACE,
     VideoInfo,
     find_video_stream,
     list_image_files,
@@ -110,16 +111,13 @@ class VideoReader(ABC):
         self.close()
 
 
-_UNTAGGED = 2  # FFmpeg's AVCOL_SPC_UNSPECIFIED (PyAV's Colorspace enum has no member for it)
-
-
 def _to_rgb(frame: av.VideoFrame, info: VideoInfo) -> np.ndarray:
     """A decoded frame as upright (h, w, 3) uint8 RGB.
 
     YUV is converted by the frame's colour tags; untagged HD (wider than 1279 or taller than 576
     pixels) as BT.709, as players show it (FFmpeg's converter would take BT.601), SD as BT.601.
     """
-    if (frame.colorspace == _UNTAGGED and (frame.width >= 1280 or frame.height > 576)
+    if (frame.colorspace == UNTAGGED_COLORSPACE and (frame.width >= 1280 or frame.height > 576)
             and not frame.format.is_rgb):
         frame = frame.reformat(format="rgb24", src_colorspace=Colorspace.ITU709,
                                src_color_range=frame.color_range or ColorRange.MPEG)
@@ -419,7 +417,8 @@ def read_frames(
         indices: k frame indices in ``0 .. num_frames - 1``.
         backend: "decord" (fast random access), "pyav" (seek to the keyframe before each
             far-away frame, decode on), or "auto": decord, and PyAV when decord is not
-            installed or fails on this file.
+            installed, fails on this file, or would read its colours unlike the rest of star-vsr
+            (untagged HD video, `VideoInfo.untagged_hd`: decord takes BT.601, players BT.709).
         folder_fps: Frame rate assumed for a frame folder (only used by its `probe_video`).
 
     Raises:
@@ -435,7 +434,7 @@ def read_frames(
     if info.is_image_folder:
         files = list_image_files(info.path)
         return np.stack([_load_image(files[index], info) for index in wanted])  # (k, h, w, 3)
-    if backend != "pyav":
+    if backend == "decord" or (backend == "auto" and not info.untagged_hd):
         try:
             return _read_frames_decord(info, wanted)
         except ImportError as error:
