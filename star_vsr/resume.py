@@ -87,7 +87,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     # checks codec and crf before anything is made
     writer = SegmentedVideoWriter(output, info.frame_rate, work, codec=codec, crf=crf, audio_from=audio,
                                   progress=progress, total_frames=source.num_frames, pixel_aspect=info.pixel_aspect,
-                                  frame_times=info.frame_times)
+                                  frame_times=info.timeline)
     upscale = float(pipeline_kwargs.get("upscale", 4))
     settings = run_settings(pipe, source.path, writer.codec, writer.crf, audio, upscale, source.deinterlaced)
     with _locked(work, output):

@@ -141,7 +141,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
 
     with VideoWriter(output_path, info.frame_rate, codec=codec, crf=crf, audio_from=audio, progress=progress,
                      total_frames=source.num_frames, pixel_aspect=info.pixel_aspect,
-                     frame_times=info.frame_times) as writer:
+                     frame_times=info.timeline) as writer:
 
         def sink(frames: torch.Tensor) -> None:  # (k, 3, H, W) in [0, 1]
             writer.write(frames_to_uint8(frames))

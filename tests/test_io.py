@@ -935,7 +935,26 @@ def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):
     with open_video(cut) as reader:
         assert len(list(reader)) == info.num_frames  # the frames it holds read without an error
     assert cli_main(["info", str(cut)]) == 0
-    assert "(its header lists 2.00 s: cut short?)" in capsys.readouterr().out
+    assert "(its header lists 2.00 s: cut short, or a last frame held long?)" in capsys.readouterr().out
+
+
+def test_a_last_frame_held_long_keeps_its_length(tmp_path):
+    from PIL import Image
+
+    gif = tmp_path / "anim.gif"  # 0.1 s, 0.1 s, then the last picture for 2 s, as GIFs often end
+    pictures = [Image.fromarray(np.full((32, 48, 3), grey, np.uint8)) for grey in (30, 120, 220)]
+    pictures[0].save(gif, save_all=True, append_images=pictures[1:], duration=[100, 100, 2000], loop=0)
+    info = probe_video(gif)
+    assert info.frame_times == (0, Fraction(1, 10), Fraction(1, 5)) and info.last_frame_s == 2
+    assert info.timeline == (0, Fraction(1, 10), Fraction(1, 5), Fraction(11, 5))
+    with open_video(gif) as reader, VideoWriter(tmp_path / "out.mp4", info.frame_rate,
+                                                frame_times=info.timeline) as writer:
+        writer.write(np.stack(list(reader)))
+    assert probe_video(tmp_path / "out.mp4").duration_s == pytest.approx(2.2)  # it was 0.93 s: 1 / mean rate
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        stream = container.streams.video[0]
+        last = max((p for p in container.demux(stream) if p.size), key=lambda p: p.pts)
+        assert last.duration * stream.time_base == 2
 
 
 def test_audio_only_file_is_not_a_video(tmp_path):

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     reader = open_video(args.input, deinterlace=deinterlace_choice(args.deinterlace))
     with reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf, audio_from=audio,
                              progress=True, total_frames=info.num_frames, pixel_aspect=info.pixel_aspect,
-                             frame_times=info.frame_times) as writer:
+                             frame_times=info.timeline) as writer:
         # HR sizes: multiples of the scale times what the output format stores unpadded (2 for 4:2:0),
         # so the LR file has exactly 1 / scale of the HR size that `star-vsr evaluate` compares with
         multiple_h, multiple_w = args.scale * writer.size_multiple[0], args.scale * writer.size_multiple[1]

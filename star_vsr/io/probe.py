@@ -169,12 +169,15 @@ class VideoInfo:
         audio_streams, subtitle_streams: How many there are (outputs carry the first audio stream).
         missing_s: Seconds of video that the file's header lists after its last frame: a Matroska file
             cut short (an interrupted download or copy; its frames are a playable start, which is read;
-            a recording that was never finished has no such header and goes unnoticed); 0 otherwise.
+            a recording that was never finished has no such header and goes unnoticed), or one whose
+            last frame is held that long (Matroska keeps no frame durations); 0 otherwise.
             `duration_s` is then what the frames cover. (An MP4 cut short keeps its index's frame
             count instead, and reading it fails where the data ends.)
         untagged_hd: The stream has no colour matrix tag and HD frames (wider than 1279 or taller than
             576 pixels), so it is read as BT.709, as players show it; decord would take BT.601, so
             `read_frames` reads such files with PyAV.
+        last_frame_s: For variable-rate video, how long its last frame is shown (its packet's
+            duration: a GIF holding its last picture for 2 s says 2 s), when the file says; else None.
     """
 
     path: Path
@@ -199,6 +202,16 @@ class VideoInfo:
     subtitle_streams: int = 0
     missing_s: float = 0.0
     untagged_hd: bool = False
+    last_frame_s: Fraction | None = None
+
+    @property
+    def timeline(self) -> tuple[Fraction, ...] | None:
+        """What writers take as ``frame_times`` to keep this video's timing: `frame_times`, then the
+        time its last frame stops being shown when that is known (`last_frame_s`); None for
+        constant-rate video."""
+        if self.frame_times is None or self.last_frame_s is None:
+            return self.frame_times
+        return (*self.frame_times, self.frame_times[-1] + self.last_frame_s)
 
     def caveats(self) -> list[str]:
         """What a user should know before this video is upscaled or degraded, one sentence each."""
@@ -210,8 +223,9 @@ class VideoInfo:
         if self.missing_s:
             notes.append(
                 f"{self.path} looks cut short (an interrupted download or copy?): its header lists "
-                f"{self.duration_s + self.missing_s:.2f} s of video, its frames end at {self.duration_s:.2f} s; "
-                f"only its {self.num_frames} frames are read"
+                f"{self.duration_s + self.missing_s:.2f} s of video, its frames end at {self.duration_s:.2f} s "
+                f"(unless it holds its last frame for {self.missing_s:.2f} s, as videos made from GIFs can); only its "
+                f"{self.num_frames} frames are read"
             )
         if self.hdr is not None:
             notes.append(
@@ -326,15 +340,19 @@ def _indexed_timestamps(stream: VideoStream) -> list[int] | None:
     return sorted(entry.timestamp for entry in index if not entry.is_discard)  # not an edit list's pre-roll
 
 
-def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path) -> list[int]:
-    """Sorted presentation timestamps (in `stream.time_base`) of the non-empty packets of `stream`,
-    one per frame: demuxing reads the file but decodes nothing."""
+def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path) -> tuple[list[int], int]:
+    """(sorted presentation timestamps of the non-empty packets of `stream`, one per frame; when the
+    last-shown frame stops being shown: its timestamp plus its packet's duration, which GIFs and MP4s
+    give and many Matroska files leave at 0), in `stream.time_base`. Demuxing reads the file but
+    decodes nothing."""
     try:
-        return sorted(
-            packet.pts if packet.pts is not None else packet.dts
+        times = [
+            (packet.pts if packet.pts is not None else packet.dts, packet.duration or 0)
             for packet in container.demux(stream)  # not the pre-roll an edit list discards (a trimmed copy)
             if packet.size > 0 and not packet.is_discard and (packet.pts is not None or packet.dts is not None)
-        )
+        ]
+        times.sort()
+        return [t for t, _ in times], (sum(times[-1]) if times else 0)
     except av.FFmpegError as error:
         raise CorruptVideoError(
             f"{path}: the file is damaged, reading its packets failed ({error})"
@@ -426,9 +444,9 @@ def _probe_container(path: Path) -> VideoInfo:
         else:
             duration_s = None
         # a full index (MP4 / MOV) answers without reading the file, unless the frame rate varies
-        timestamps = _indexed_timestamps(stream)
+        timestamps, end = _indexed_timestamps(stream), None
         if timestamps is None or _timing_error(timestamps, stream.time_base, frame_rate) > 1.5 / frame_rate:
-            timestamps = _frame_timestamps(container, stream, path)
+            timestamps, end = _frame_timestamps(container, stream, path)
         # one frame per packet: a header count can include empty packets (packed B-frames in AVI);
         # but a file cut short keeps the header's count, so that the reader reports it
         truncated = _index_beyond_file(stream, path)
@@ -440,9 +458,11 @@ def _probe_container(path: Path) -> VideoInfo:
                                                                         * stream.time_base)))
         # a file cut short lost frames from the middle of a B-frame group: its gaps are no variable rate
         timing_error_s = 0.0 if truncated else _timing_error(timestamps, stream.time_base, frame_rate)
-        frame_times = None
+        frame_times = last_frame_s = None
         if timing_error_s > 1.5 / frame_rate and len(timestamps) == num_frames:
             frame_times = tuple((t - timestamps[0]) * stream.time_base for t in timestamps)
+            if end is not None and end > timestamps[-1]:
+                last_frame_s = (end - timestamps[-1]) * stream.time_base
         # a Matroska file cut short: its track's end in the duration tag (written when the file was finished,
         # with the header) lies past its last frame
         listed_end, missing_s = _listed_end(stream), 0.0
@@ -482,6 +502,7 @@ def _probe_container(path: Path) -> VideoInfo:
         frame_times=frame_times,
         missing_s=missing_s,
         untagged_hd=untagged_hd,
+        last_frame_s=last_frame_s,
     )
 
 

@@ -569,8 +569,9 @@ class VideoWriter:
             that output).
         pixel_aspect: Width / height of a pixel as shown, stored in the output (`VideoInfo.
             pixel_aspect` of the input keeps anamorphic video's shape); PNG frames cannot hold it.
-        frame_times: Each frame's time in seconds for variable-rate output (`VideoInfo.
-            frame_times` of the input keeps its timing and audio sync); None: frame i at i / fps.
+        frame_times: Each frame's time in seconds for variable-rate output (`VideoInfo.timeline` of
+            the input keeps its timing and audio sync); one entry more than frames written is when the
+            last frame stops being shown (else it lasts 1 / fps). None: frame i at i / fps.
 
     Frame sizes that the pixel format cannot hold (odd sizes for yuv420p) are padded by edge
     replication on the right/bottom, with a warning; see the module docstring.
