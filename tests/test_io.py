@@ -955,6 +955,33 @@ def test_a_last_frame_held_long_keeps_its_length(tmp_path):
         stream = container.streams.video[0]
         last = max((p for p in container.demux(stream) if p.size), key=lambda p: p.pts)
         assert last.duration * stream.time_base == 2
+    # read back (three frames: decode timestamps alone would look constant-rate) and written again, as .mkv too
+    out = probe_video(tmp_path / "out.mp4")
+    for name in ("again.mkv", "again.mp4"):
+        with open_video(tmp_path / "out.mp4") as reader, VideoWriter(tmp_path / name, out.frame_rate,
+                                                                     frame_times=out.timeline) as writer:
+            writer.write(np.stack(list(reader)))
+    for name in ("out.mp4", "again.mkv", "again.mp4"):
+        again = probe_video(tmp_path / name)
+        assert again.timeline == info.timeline and again.missing_s == 0 and again.caveats() == [], name
+
+
+def test_a_last_frame_followed_by_b_frames_in_decode_order_has_no_known_length(tmp_path):
+    # the last-shown frame is decoded before two B-frames: its MP4 duration is a decode-order gap (0.04 s)
+    times_ms = [40 * k if k < 15 else 600 + 100 * (k - 15) for k in range(31)]  # variable rate
+    path = tmp_path / "b.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"x264-params": "b-adapt=0:bframes=2:scenecut=0"})
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        for k, ms in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(synthetic_frames(1, (64, 64), seed=k)[0], format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    info = probe_video(path)
+    assert info.frame_times[-1] == Fraction(21, 10) and info.last_frame_s is None and info.timeline == info.frame_times
 
 
 def test_audio_only_file_is_not_a_video(tmp_path):

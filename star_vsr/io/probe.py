@@ -53,10 +53,16 @@ MAX_FPS_DENOMINATOR = 1001
 """Largest denominator kept when a float frame rate becomes a Fraction: NTSC rates are
 n * 1000/1001 (29.97 = 30000/1001), and every common rate has a denominator of at most 1001."""
 
+SHORT_FILE_FRAMES = 5
+"""Files of at most this many frames have their packets demuxed even when an index lists them: the
+decode timestamps of the frames an encoder holds back (2 for x264 / x265, a few more for others) lie
+before the first frame, evenly spaced by the writer, so in a file that short they hide a variable rate."""
+
 CUT_SHORT_S = 0.5
 """Seconds a Matroska header may place the video's end past the end of its last frame before the file
-counts as cut short (`VideoInfo.missing_s`); a variable-rate recording that holds its last frame longer
-gets a note too many, nothing worse."""
+counts as cut short (`VideoInfo.missing_s`). The last frame ends where its packet's duration says, else
+1 / fps after it starts: a file that holds its last frame longer without giving packet durations gets a
+note too many (which says it may be that) and a `duration_s` that ends with that frame."""
 
 # FFmpeg pixel-format names for the Pillow modes an image folder may hold.
 _PIL_MODE_TO_PIX_FMT = {
@@ -163,21 +169,22 @@ class VideoInfo:
             video, large for variable-rate recordings (screen captures, some phones). 0 where
             unknown.
         frame_times: For variable-rate video (`timing_error_s` over 1.5 frames), each frame's
-            time in seconds from the first, which writers keep (`VideoWriter(frame_times=)`); None
-            for constant-rate video, where frame i is at i / `frame_rate`.
+            time in seconds from the first; None for constant-rate video, where frame i is at
+            i / `frame_rate`. Writers keep them from `timeline` (`VideoWriter(frame_times=)`).
         hdr: "PQ" or "HLG" for high-dynamic-range video (its transfer tag), else None.
         audio_streams, subtitle_streams: How many there are (outputs carry the first audio stream).
         missing_s: Seconds of video that the file's header lists after its last frame: a Matroska file
             cut short (an interrupted download or copy; its frames are a playable start, which is read;
             a recording that was never finished has no such header and goes unnoticed), or one whose
-            last frame is held that long (Matroska keeps no frame durations); 0 otherwise.
+            last frame is held that long without its packet saying so; 0 otherwise.
             `duration_s` is then what the frames cover. (An MP4 cut short keeps its index's frame
             count instead, and reading it fails where the data ends.)
         untagged_hd: The stream has no colour matrix tag and HD frames (wider than 1279 or taller than
             576 pixels), so it is read as BT.709, as players show it; decord would take BT.601, so
             `read_frames` reads such files with PyAV.
         last_frame_s: For variable-rate video, how long its last frame is shown (its packet's
-            duration: a GIF holding its last picture for 2 s says 2 s), when the file says; else None.
+            duration: a GIF holding its last picture for 2 s says 2 s), when the file says so (the
+            last-shown frame is also the last decoded one and its packet has a duration); else None.
     """
 
     path: Path
@@ -340,23 +347,29 @@ def _indexed_timestamps(stream: VideoStream) -> list[int] | None:
     return sorted(entry.timestamp for entry in index if not entry.is_discard)  # not an edit list's pre-roll
 
 
-def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path) -> tuple[list[int], int]:
+def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path) -> tuple[list[int], int | None]:
     """(sorted presentation timestamps of the non-empty packets of `stream`, one per frame; when the
-    last-shown frame stops being shown: its timestamp plus its packet's duration, which GIFs and MP4s
-    give and many Matroska files leave at 0), in `stream.time_base`. Demuxing reads the file but
-    decodes nothing."""
+    last-shown frame stops being shown, or None when the file does not say), in `stream.time_base`.
+    Demuxing reads the file but decodes nothing.
+
+    The end is the last-shown frame's timestamp plus its packet's duration, trusted only when that
+    packet is also the last one decoded: with B-frames after it, a container's duration is the gap to
+    the next decode timestamp (MP4), not how long the frame is shown."""
     try:
-        times = [
+        packets = [
             (packet.pts if packet.pts is not None else packet.dts, packet.duration or 0)
             for packet in container.demux(stream)  # not the pre-roll an edit list discards (a trimmed copy)
             if packet.size > 0 and not packet.is_discard and (packet.pts is not None or packet.dts is not None)
         ]
-        times.sort()
-        return [t for t, _ in times], (sum(times[-1]) if times else 0)
     except av.FFmpegError as error:
         raise CorruptVideoError(
             f"{path}: the file is damaged, reading its packets failed ({error})"
         ) from error
+    timestamps = sorted(t for t, _ in packets)
+    end = None
+    if packets and packets[-1][0] == timestamps[-1] and packets[-1][1] > 0:  # decoded last, shown last
+        end = packets[-1][0] + packets[-1][1]
+    return timestamps, end
 
 
 def _index_beyond_file(stream: VideoStream, path: Path) -> bool:
@@ -443,9 +456,11 @@ def _probe_container(path: Path) -> VideoInfo:
             duration_s = container.duration / av.time_base
         else:
             duration_s = None
-        # a full index (MP4 / MOV) answers without reading the file, unless the frame rate varies
+        # a full index (MP4 / MOV) answers without reading the file, unless the frame rate varies or the
+        # file is very short (SHORT_FILE_FRAMES)
         timestamps, end = _indexed_timestamps(stream), None
-        if timestamps is None or _timing_error(timestamps, stream.time_base, frame_rate) > 1.5 / frame_rate:
+        if (timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES
+                or _timing_error(timestamps, stream.time_base, frame_rate) > 1.5 / frame_rate):
             timestamps, end = _frame_timestamps(container, stream, path)
         # one frame per packet: a header count can include empty packets (packed B-frames in AVI);
         # but a file cut short keeps the header's count, so that the reader reports it
@@ -467,10 +482,11 @@ def _probe_container(path: Path) -> VideoInfo:
         # with the header) lies past its last frame
         listed_end, missing_s = _listed_end(stream), 0.0
         if listed_end is not None and timestamps and not truncated:
-            end = float(timestamps[-1] * stream.time_base + 1 / frame_rate)
-            if listed_end - end > CUT_SHORT_S:
-                duration_s = float((timestamps[-1] - timestamps[0]) * stream.time_base + 1 / frame_rate)
-                missing_s = listed_end - end
+            last_end = float(end * stream.time_base if end is not None else timestamps[-1] * stream.time_base
+                             + 1 / frame_rate)  # the end of the last frame: its duration, else 1 / fps
+            if listed_end - last_end > CUT_SHORT_S:
+                duration_s = last_end - float(timestamps[0] * stream.time_base)
+                missing_s = listed_end - last_end
     if num_frames == 0 or width == 0 or height == 0:
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"

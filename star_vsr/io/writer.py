@@ -268,8 +268,9 @@ class _AudioCopy:
 
 class FrameClock:
     """When frame k of an output is shown: k / `frame_rate`, or `frame_times[k]` for variable-rate
-    video (`VideoInfo.frame_times`), extrapolated at 1 / `frame_rate` outside the list (encoders
-    give decode timestamps before frame 0 when they reorder frames).
+    video (`VideoInfo.timeline`: one entry more than frames is when the last frame stops being
+    shown), extrapolated at 1 / `frame_rate` outside the list (encoders give decode timestamps
+    before frame 0 when they reorder frames).
 
     Encoders always count frames (pts = k at time base 1 / frame_rate); `retime` moves their
     packets onto this clock when muxing, so variable-rate output keeps each input frame's time.
