@@ -58,16 +58,14 @@ def end_to_end(args: argparse.Namespace) -> dict:
     from star_vsr.io.synthetic import write_test_video
     from star_vsr.models.student import DEFAULT_PRESET
     from star_vsr.student import build_student_pipeline
-    from star_vsr.upscale import resolve_dtype
+    from star_vsr.upscale import DTYPE_FLAGS, resolve_dtype
 
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="student-speed-") as tmp:
         workdir = Path(tmp)
         clip = write_test_video(workdir / "input.mp4", args.frames, size=(LR_HEIGHT, LR_WIDTH))
         runners = {}
-        if args.dtype == "auto":
-            chosen = resolve_dtype("auto", torch.device("cpu"), student=True)
-            args.dtype = "bf16" if chosen == torch.bfloat16 else "fp32"
+        args.dtype = DTYPE_FLAGS[resolve_dtype(args.dtype, torch.device("cpu"), student=True)]
         for preset in args.presets:
             pipe = build_student_pipeline(preset, bilinear_start=True)
             if args.dtype == "bf16":

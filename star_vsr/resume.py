@@ -53,9 +53,11 @@ SETTING_CHANGES = {"input_files": "the input file changed (size or modification 
 def _setting_change(key: str, saved: Any, now: Any) -> str:
     """How setting ``key`` of a saved run differs from this run's, for the user."""
     if key == "dtype":
-        flag = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(saved, saved)
-        return (f"the student ran in {saved} then, in {now} now (--dtype auto picks bf16 for students on CPUs "
-                f"with AMX); pass --dtype {flag} to go on in {saved}")
+        from .upscale import DTYPE_FLAGS
+
+        flag = DTYPE_FLAGS.get(getattr(torch, str(saved), None), saved)
+        why = " (--dtype auto picks bf16 for students on CPUs with AMX)" if "bfloat16" in (saved, now) else ""
+        return f"the student ran in {saved} then, in {now} now{why}; pass --dtype {flag} to go on in {saved}"
     return SETTING_CHANGES.get(key) or f"{key} {saved!r} -> {now!r}"
 
 

@@ -20,6 +20,8 @@ from .errors import DeviceError, InputError
 from .resume import MANIFEST, partial_folder
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: The ``--dtype`` value of each weight dtype.
+DTYPE_FLAGS = {dtype: flag for flag, dtype in DTYPES.items()}
 
 
 def resolve_device(device: str = "auto") -> torch.device:

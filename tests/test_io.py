@@ -935,7 +935,7 @@ def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):
     with open_video(cut) as reader:
         assert len(list(reader)) == info.num_frames  # the frames it holds read without an error
     assert cli_main(["info", str(cut)]) == 0
-    assert "(its header lists 2.00 s: cut short, or a last frame held long?)" in capsys.readouterr().out
+    assert "(its header lists 2.00 s: cut short, or a last frame held longer?)" in capsys.readouterr().out
 
 
 def test_a_last_frame_held_long_keeps_its_length(tmp_path):

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..io import probe_video
     from ..io.synthetic import write_test_video
-    from ..upscale import resolve_dtype
+    from ..upscale import DTYPE_FLAGS, resolve_dtype
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - {"student", "bicubic", "ncnn"}
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
               f"OMP_WAIT_POLICY {policy}")
 
         runners: dict[str, Callable[[Path], tuple[int, int]]] = {}
-        dtype = "bf16" if resolve_dtype(args.dtype, torch.device("cpu"), student=True) == torch.bfloat16 else "fp32"
+        dtype = DTYPE_FLAGS[resolve_dtype(args.dtype, torch.device("cpu"), student=True)]
         if "student" in methods:
             pipe, description = load_benchmark_student(args.model, args.preset, dtype)
             pipe.set_progress_bar_config(disable=True)

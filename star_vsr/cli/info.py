@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
                   f"each frame's time)",
         "dynamic range": f"HDR ({info.hdr})" if info.hdr else "SDR",
         "duration": f"{info.duration_s:.2f} s" + (f" (its header lists {info.duration_s + info.missing_s:.2f} s: "
-                                                  f"cut short, or a last frame held long?)" if info.missing_s else ""),
+                                                  f"cut short, or a last frame held longer?)" if info.missing_s else ""),
         "codec": "image sequence" if info.is_image_folder else info.codec,
         "pixel format": info.pix_fmt,
         "audio": info.audio_codec if info.has_audio else "none",

@@ -226,7 +226,8 @@ def load_teacher(source: Any, *, scale: int = 4, features: Sequence[str] = (), d
             ``StarStudentModel``, a :class:`Teacher`, or a callable video-to-video function.
         scale: upscaling factor (a student's own scale is used when ``scale`` matches it).
         features: feature taps to return (student and diffusion teachers).
-        device, dtype: where and in what precision a folder is loaded (see ``star_vsr.upscale``).
+        device, dtype: where and in what precision a folder is loaded ("auto": float16 on CUDA, float32 on
+            the CPU even for a student, as its outputs are training targets; ``star_vsr.upscale.resolve_dtype``).
         num_inference_steps, seed, pipeline_kwargs: diffusion teacher settings.
 
     Raises:

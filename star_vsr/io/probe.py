@@ -46,6 +46,12 @@ _HDR_TRANSFERS = {ColorTrc.SMPTE2084: "PQ", ColorTrc.ARIB_STD_B67: "HLG"}  # tra
 UNTAGGED_COLORSPACE = 2
 """FFmpeg's AVCOL_SPC_UNSPECIFIED (PyAV's Colorspace enum has no member for it)."""
 
+
+def is_untagged_hd(colorspace: int, width: int, height: int, is_rgb: bool) -> bool:
+    """Whether YUV frames without a colour matrix tag are HD (wider than 1279 or taller than 576 pixels,
+    stored size): players show them as BT.709, where FFmpeg's converter (and decord) take BT.601."""
+    return colorspace == UNTAGGED_COLORSPACE and (width >= 1280 or height > 576) and not is_rgb
+
 DEFAULT_FOLDER_FPS: Fraction = Fraction(30)
 """Frame rate given to image folders, which carry none. Pass ``folder_fps`` to change it."""
 
@@ -176,7 +182,7 @@ class VideoInfo:
         missing_s: Seconds of video that the file's header lists after its last frame: a Matroska file
             cut short (an interrupted download or copy; its frames are a playable start, which is read;
             a recording that was never finished has no such header and goes unnoticed), or one whose
-            last frame is held that long without its packet saying so; 0 otherwise.
+            last frame is held that much longer without its packet saying so; 0 otherwise.
             `duration_s` is then what the frames cover. (An MP4 cut short keeps its index's frame
             count instead, and reading it fails where the data ends.)
         untagged_hd: The stream has no colour matrix tag and HD frames (wider than 1279 or taller than
@@ -230,9 +236,9 @@ class VideoInfo:
         if self.missing_s:
             notes.append(
                 f"{self.path} looks cut short (an interrupted download or copy?): its header lists "
-                f"{self.duration_s + self.missing_s:.2f} s of video, its frames end at {self.duration_s:.2f} s "
-                f"(unless it holds its last frame for {self.missing_s:.2f} s, as videos made from GIFs can); only its "
-                f"{self.num_frames} frames are read"
+                f"{self.duration_s + self.missing_s:.2f} s of video, its frames cover {self.duration_s:.2f} s; only "
+                f"its {self.num_frames} frames are read (if it is whole, its last frame is held "
+                f"{self.missing_s:.2f} s longer, as in videos made from GIFs)"
             )
         if self.hdr is not None:
             notes.append(
@@ -448,8 +454,8 @@ def _probe_container(path: Path) -> VideoInfo:
         width, height = stream.codec_context.width, stream.codec_context.height
         pixel_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
         hdr = _HDR_TRANSFERS.get(stream.codec_context.color_trc)
-        untagged_hd = (stream.codec_context.colorspace == UNTAGGED_COLORSPACE and (width >= 1280 or height > 576)
-                       and pix_fmt in av.video.format.names and not av.VideoFormat(pix_fmt).is_rgb)
+        untagged_hd = pix_fmt in av.video.format.names and is_untagged_hd(
+            stream.codec_context.colorspace, width, height, av.VideoFormat(pix_fmt).is_rgb)
         if stream.duration is not None and stream.time_base is not None:
             duration_s = float(stream.duration * stream.time_base)
         elif container.duration is not None:

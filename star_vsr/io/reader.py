@@ -35,9 +35,9 @@ from av.video.stream import VideoStream
 from star_vsr.errors import CorruptVideoError, InputError
 from star_vsr.io.probe import (
     DEFAULT_FOLDER_FPS,
-    UNTAGGED_COLORSPACE,
     VideoInfo,
     find_video_stream,
+    is_untagged_hd,
     list_image_files,
     open_container,
     probe_video,
@@ -117,8 +117,7 @@ def _to_rgb(frame: av.VideoFrame, info: VideoInfo) -> np.ndarray:
     YUV is converted by the frame's colour tags; untagged HD (wider than 1279 or taller than 576
     pixels) as BT.709, as players show it (FFmpeg's converter would take BT.601), SD as BT.601.
     """
-    if (frame.colorspace == UNTAGGED_COLORSPACE and (frame.width >= 1280 or frame.height > 576)
-            and not frame.format.is_rgb):
+    if is_untagged_hd(frame.colorspace, frame.width, frame.height, frame.format.is_rgb):
         frame = frame.reformat(format="rgb24", src_colorspace=Colorspace.ITU709,
                                src_color_range=frame.color_range or ColorRange.MPEG)
     return info.orientation.apply(frame.to_ndarray(format="rgb24"))

@@ -78,8 +78,8 @@ one on another day.
 End to end (decode, model, encode 1280x720 H.264) the dense ``small`` ran 2.2-2.3x faster than
 Real-ESRGAN's ``realesr-animevideov3`` in ncnn on the same 2 cores of the earlier machine and
 1.87-2.48x on this one (seventeen runs on four days, three under 2x); the separable ``small`` (the
-default student) 2.06-2.70x in ten runs on 2026-12-01 and 2.03-2.31x in six on 2026-12-02, none
-under 2x; see
+default student) 2.06-2.70x in ten runs on 2026-12-01 and 2.03-2.58x in nine on 2026-12-02 before
+04:00 UTC, none under 2x, 1.92-2.53x in ten later that day (five under 2x; MODEL_CARD.md); see
 ``benchmarks/student_speed.py``.
 
 Feature taps for distillation (``return_features=True``), each (b, n, c, h_f, w_f):
