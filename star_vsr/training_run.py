@@ -258,6 +258,20 @@ class StopRequest:
         flag = torch.tensor([float(self.requested)], device=accelerator.device)
         return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
 
+    def checkpoint_or_stop(self, accelerator: Any, output_dir: Path, step: int, max_steps: int, every: int,
+                           limit: Optional[int], progress: Any) -> None:
+        """After optimizer step ``step`` (every process): save ``checkpoint-<step>`` every ``every`` steps,
+        and on a stop request (`agreed`) before the last step, which finishes as usual, save it, close the
+        ``progress`` bar, say how to go on and exit with 130."""
+        stopping = self.agreed(accelerator) and step < max_steps
+        if step % every == 0 or stopping:
+            save_checkpoint(accelerator, output_dir, step, limit)
+        if stopping:
+            progress.close()
+            accelerator.print(stopped_message(output_dir, step))
+            accelerator.end_training()
+            sys.exit(130)
+
 
 def stopped_message(output_dir: Path, step: int) -> str:
     """What a run stopped by `StopRequest` prints: where its state is and how to go on."""

@@ -48,7 +48,7 @@ from star_vsr.errors import InputError, OutputError, StarVSRError, explain_out_o
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.training_run import (SettingsParser, StopRequest, check_run_settings, checkpoint_step, clear_old_run,
-                                   parse_with_config, resume_checkpoint, save_checkpoint, stopped_message)
+                                   parse_with_config, resume_checkpoint)
 
 logger = get_logger(__name__)
 
@@ -503,15 +503,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 accelerator.log(logs, step=global_step)
                 last_logs = logs
 
-                # Ctrl-C / SIGTERM: stop here with a checkpoint (after the last step: finish as usual)
-                stopping = stop.agreed(accelerator) and global_step < args.max_train_steps
-                if global_step % args.checkpointing_steps == 0 or stopping:
-                    save_checkpoint(accelerator, Path(args.output_dir), global_step, args.checkpoints_total_limit)
-                if stopping:
-                    progress_bar.close()
-                    accelerator.print(stopped_message(Path(args.output_dir), global_step))
-                    accelerator.end_training()
-                    sys.exit(130)
+                stop.checkpoint_or_stop(accelerator, Path(args.output_dir), global_step, args.max_train_steps,
+                                        args.checkpointing_steps, args.checkpoints_total_limit, progress_bar)
                 if validation_clips and global_step % args.validation_steps == 0:
                     last_validation = run_validation(accelerator, student, validation_clips, validation_scale(args),
                                                      global_step, ema)

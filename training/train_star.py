@@ -69,8 +69,7 @@ from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetMode
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.text import tokenize
 from star_vsr.training_run import (SettingsParser, StopRequest, check_run_settings, checkpoint_step,
-                                   clear_old_run, parse_with_config, resume_checkpoint, save_checkpoint,
-                                   stopped_message)
+                                   clear_old_run, parse_with_config, resume_checkpoint)
 
 logger = get_logger(__name__)
 
@@ -703,15 +702,8 @@ def main(args: argparse.Namespace) -> None:
                 if accelerator.is_main_process:
                     with log_file.open("a", encoding="utf-8") as handle:
                         handle.write(json.dumps({"step": global_step, **logs}) + "\n")
-                # Ctrl-C / SIGTERM: stop here with a checkpoint (after the last step: finish as usual)
-                stopping = stop.agreed(accelerator) and global_step < args.max_train_steps
-                if global_step % args.checkpointing_steps == 0 or stopping:
-                    save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
-                if stopping:
-                    progress.close()
-                    accelerator.print(stopped_message(output_dir, global_step))
-                    accelerator.end_training()
-                    sys.exit(130)
+                stop.checkpoint_or_stop(accelerator, output_dir, global_step, args.max_train_steps,
+                                        args.checkpointing_steps, args.checkpoints_total_limit, progress)
                 if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
                     metrics = run_validation(args, accelerator, components, denoiser, val_sample, global_step)
                     logger.info(f"step {global_step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))

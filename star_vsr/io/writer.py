@@ -25,6 +25,7 @@ import secrets
 import shutil
 import warnings
 import weakref
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -451,14 +452,15 @@ def output_names(names: list[str], codec: str | None = None) -> dict[str, str]:
     it and the others carry their suffix in the stem (``clip_avi.mp4``). `InputError` if names
     still clash."""
     wanted = {name: output_name(name, codec) for name in names}
-    taken = list(wanted.values())
+    taken = Counter(wanted.values())
     unique = {}
     for name, out in wanted.items():
-        if taken.count(out) > 1 and out != name:
+        if taken[out] > 1 and out != name:
             path = Path(name)
             out = output_name(f"{path.stem}_{path.suffix[1:].lower()}{path.suffix}", codec)
         unique[name] = out
-    clashes = sorted(name for name, out in unique.items() if list(unique.values()).count(out) > 1)
+    given = Counter(unique.values())
+    clashes = sorted(name for name, out in unique.items() if given[out] > 1)
     if clashes:
         raise InputError(f"{', '.join(clashes)} would be written to one output name; rename one of them")
     return unique
