@@ -1033,3 +1033,19 @@ def test_frames_to_uint8_rounds_clamps_and_puts_channels_last():
     assert out.dtype == np.uint8 and out.shape == (3, 5, 7, 3) and out.flags.c_contiguous
     np.testing.assert_array_equal(out, expected)
     assert list(out[0, 0, :4, 0]) == [0, 2, 254, 255]  # rounded, not truncated
+
+
+@pytest.mark.parametrize("codec, name", [("h264", "out.mkv"), ("ffv1", "out.mkv"), ("png", "frames")])
+def test_a_pixel_aspect_the_output_cannot_store_is_warned_about(tmp_path, codec, name):
+    frames = np.zeros((2, 16, 24, 3), np.uint8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with VideoWriter(tmp_path / name, 25, codec=codec, pixel_aspect=Fraction(32, 27)) as writer:
+            writer.write(frames)
+    lost = [str(w.message) for w in caught if "pixel aspect" in str(w.message)]
+    if codec == "h264":  # stored in the bitstream: kept, no warning
+        assert not lost and probe_video(tmp_path / name).pixel_aspect == Fraction(32, 27)
+        return
+    assert len(lost) == 1 and "32:27" in lost[0] and "24x16" in lost[0] and "28x16" in lost[0], lost
+    if codec == "ffv1":  # the warning is true: the file says square pixels (update both if PyAV learns to store it)
+        assert probe_video(tmp_path / name).pixel_aspect == 1

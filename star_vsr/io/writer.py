@@ -342,7 +342,7 @@ class _EncodedSink:
             self._codec.encoder, rate=self._frame_rate, options=options
         )
         stream.width, stream.height, stream.pix_fmt = width, height, self._pix_fmt
-        if self._pixel_aspect != 1:  # in the bitstream and in the container
+        if self._pixel_aspect != 1:  # in the bitstream (H.264/H.265) and in MP4/MOV headers, not Matroska's
             stream.codec_context.sample_aspect_ratio = stream.sample_aspect_ratio = self._pixel_aspect
         self._yuv = not av.VideoFormat(self._pix_fmt).is_rgb
         if self._yuv:  # tags written into the bitstream (VUI) and the container
@@ -571,7 +571,8 @@ class VideoWriter:
         label: What warnings call the output (default: `path`; a segment of a longer output names
             that output).
         pixel_aspect: Width / height of a pixel as shown, stored in the output (`VideoInfo.
-            pixel_aspect` of the input keeps anamorphic video's shape); PNG frames cannot hold it.
+            pixel_aspect` of the input keeps anamorphic video's shape); PNG frames and FFV1 in
+            Matroska cannot hold it (a warning says so).
         frame_times: Each frame's time in seconds for variable-rate output (`VideoInfo.timeline` of
             the input keeps its timing and audio sync); one entry more than frames written is when the
             last frame stops being shown (else it lasts 1 / fps). None: frame i at i / fps.
@@ -683,12 +684,28 @@ class VideoWriter:
         size = stack.shape[1:3]
         if self.frame_size is None:
             self.frame_size = size
+            self._warn_lost_pixel_aspect(*size)
         elif size != self.frame_size:
             raise InputError(
                 f"frame size changed from {self.frame_size[1]}x{self.frame_size[0]} "
                 f"to {size[1]}x{size[0]}; every frame of {self.path} must have one size"
             )
         return stack
+
+    def _warn_lost_pixel_aspect(self, height: int, width: int) -> None:
+        """Warn when the output cannot store a pixel aspect other than 1: PNG has no field for it, and
+        Matroska takes it from the stream header, which PyAV cannot set (H.264/H.265 carry it in their
+        bitstream, so only FFV1 loses it)."""
+        if self.pixel_aspect == 1 or self.codec not in ("ffv1", "png"):
+            return
+        what = "PNG frames" if self.codec == "png" else "FFV1 video in Matroska, as written by star-vsr,"
+        aspect = self.pixel_aspect
+        warnings.warn(
+            f"{self.label}: {what} cannot store the pixel aspect ratio {aspect.numerator}:{aspect.denominator}; "
+            f"players will show the {width}x{height} frames at that size instead of "
+            f"{round(width * aspect)}x{height}. --codec h264 or h265 keeps it",
+            stacklevel=4,
+        )
 
     def _pad(self, frame: np.ndarray) -> np.ndarray:
         """Pad (h, w, 3) on the bottom/right by edge replication to the pixel format's block."""
