@@ -37,7 +37,7 @@ from star_vsr.outputs import give_default_mode
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize
 from star_vsr.tiling import blend_weights
-from star_vsr.window_sampler import FrameNoise, WindowedSampler
+from star_vsr.window_sampler import FrameNoise, SamplerState, WindowedSampler
 
 #: Scales the pipeline accepts; STAR was trained at x4 and works best there.
 MIN_UPSCALE, MAX_UPSCALE = 1.0, 8.0
@@ -205,6 +205,26 @@ class StarVSRPipeline(DiffusionPipeline):
         if min(source.height, source.width) < 2:
             raise InputError(f"frames of {source.width}x{source.height} are too small to upscale")
 
+    @staticmethod
+    def _check_state(state: Optional[SamplerState], start_frame: int, state_sink: Optional[Callable],
+                     callback_on_step_end: Optional[Callable], output_type: str) -> bool:
+        """Check the stop-and-resume arguments of a call; whether it resumes from ``state``."""
+        if isinstance(start_frame, bool) or not isinstance(start_frame, int) or start_frame < 0:
+            raise InputError(f"start_frame must be an integer >= 0, got {start_frame!r}")
+        if state is None and start_frame:
+            raise InputError("start_frame needs the state after those frames (state=, as state_sink gave it)")
+        if state is None and state_sink is None:
+            return False
+        if callback_on_step_end is not None or output_type == "latent":
+            raise InputError("state and state_sink work with decoded frames and no callback_on_step_end")
+        if state is None:
+            return False
+        if not isinstance(state, SamplerState) or "frames_done" not in state.metadata:
+            raise InputError(f"state must be a SamplerState that state_sink gave, got {type(state).__name__}")
+        if state.metadata["frames_done"] != start_frame:
+            raise InputError(f"the state was taken after frame {state.metadata['frames_done']}, not {start_frame}")
+        return True
+
     def encode_prompt(self, prompt: str, negative_prompt: Optional[str], do_classifier_free_guidance: bool,
                       device: torch.device) -> torch.Tensor:
         """Text embeddings (1 or 2, 77, d): [negative, positive] when guidance is on."""
@@ -336,6 +356,9 @@ class StarVSRPipeline(DiffusionPipeline):
         callback_on_step_end: Optional[Callable[["StarVSRPipeline", int, int, dict], dict]] = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         frame_sink: Optional[Callable[[torch.Tensor], None]] = None,
+        state: Optional[SamplerState] = None,
+        start_frame: int = 0,
+        state_sink: Optional[Callable[[int, SamplerState], None]] = None,
     ) -> Union[StarVSRPipelineOutput, tuple]:
         r"""Upscale a video.
 
@@ -367,6 +390,17 @@ class StarVSRPipeline(DiffusionPipeline):
             callback_on_step_end: ``fn(pipe, step, timestep, {"latents": ...}) -> dict`` after each step.
             callback_on_step_end_tensor_inputs: tensors passed to the callback.
             frame_sink: if given, called with each decoded chunk (k, 3, H, W) instead of collecting frames.
+            state: where an earlier call over the same video with the same arguments stood, as
+                ``state_sink`` gave it, with ``start_frame`` the frame count it came with: the call goes on
+                from there and returns (or sinks) frames ``start_frame`` onwards, the values the
+                uninterrupted call computes. ``generator`` is not used then (the state holds the seed).
+            start_frame: frames of the video done when ``state`` was taken.
+            state_sink: called after every window evaluation and every chunk handed to
+                ``frame_sink`` with the number of frames decoded so far and the state
+                (``SamplerState``: tensors and JSON-able metadata) to go on from there, e.g. to save a
+                checkpoint (``star_vsr.resume``). Its tensors are the sampler's
+                own, which later steps replace rather than change; save them before the next step
+                if they must outlive it.
         """
         # 1. Check inputs
         source = as_frame_source(video)
@@ -403,15 +437,24 @@ class StarVSRPipeline(DiffusionPipeline):
         if generator is not None and not isinstance(generator, torch.Generator):
             raise InputError(f"generator must be a torch.Generator (torch.Generator().manual_seed(0)) or a list of "
                              f"one, got {generator!r}")
-        base_seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+        resuming = self._check_state(state, start_frame, state_sink, callback_on_step_end, output_type)
+        base_seed = int(state.metadata["base_seed"]) if resuming else \
+            int(torch.randint(0, 2 ** 62, (1,), generator=generator))
         noise = FrameNoise(base_seed)
         order = "synchronous" if callback_on_step_end is not None else "wavefront"
         sampler = WindowedSampler(windows, self.scheduler, noise, order=order)
         first_t = self.scheduler.timesteps[:1]
+        run_layout = {"frames": source.num_frames, "latent_shape": list(latent_shape),
+                      "out_size": list(geometry["out_size"])}
+        if resuming:
+            if state.metadata.get("run") != run_layout:
+                raise InputError(f"the saved state does not fit this call: it was taken for {state.metadata.get('run')}, "
+                                 f"this call has {run_layout} (frames, latent shape, output size)")
+            sampler.load_state_dict(state)
 
         # 5. Frames entering the sampler: hint latents of the upsampled LR frames (SDEdit start:
         #    the hint noised to the first timestep), streamed from the input in order
-        hint_frames = SequentialFrames(source)
+        hint_frames = SequentialFrames(source, start=int(state.metadata["hint_frames"]) if resuming else 0)
 
         def prepare(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
             eps = noise.draw(start, stop, latent_shape)
@@ -426,12 +469,15 @@ class StarVSRPipeline(DiffusionPipeline):
                                        controlnet_conditioning_scale, device)
 
         # 6. Frames leaving the sampler: decoded a few at a time, colour-fixed, streamed or collected
-        color_frames = SequentialFrames(source)
+        color_frames = SequentialFrames(source, start=start_frame)
         pending: list[torch.Tensor] = []  # finished latents not yet decoded
+        if resuming and "decode_queue" in state.tensors:
+            pending.append(state.tensors["decode_queue"])
         collected: list[torch.Tensor] = []
 
         def emit(chunk: torch.Tensor) -> None:
             (frame_sink if frame_sink is not None else collected.append)(chunk)
+            hand_out_state()
 
         def finish(start: int, stop: int, final: torch.Tensor) -> None:
             if output_type == "latent":
@@ -445,6 +491,15 @@ class StarVSRPipeline(DiffusionPipeline):
                 emit(self.decode_frames(chunk, color_frames.take(len(chunk)), geometry["out_size"], color_fix,
                                         device))
 
+        def hand_out_state() -> None:  # after every window evaluation and every decoded chunk
+            if state_sink is None:
+                return
+            snapshot = sampler.state_dict()
+            if pending:
+                snapshot.tensors["decode_queue"] = torch.cat(pending) if len(pending) > 1 else pending[0]
+            snapshot.metadata.update(run=run_layout, hint_frames=hint_frames.position, frames_done=color_frames.position)
+            state_sink(color_frames.position, snapshot)
+
         def on_step_end(i: int, t: torch.Tensor) -> None:
             available = {"latents": sampler.gather_latents()}
             outputs = callback_on_step_end(self, i, t, {k: available[k] for k in callback_on_step_end_tensor_inputs})
@@ -455,12 +510,15 @@ class StarVSRPipeline(DiffusionPipeline):
         with self.progress_bar(total=len(timesteps) * len(windows) * len(geometry["rows"]) *
                                len(geometry["cols"])) as bar:
             tiles = len(geometry["rows"]) * len(geometry["cols"])
+            bar.update(sampler.evaluations_done() * tiles)  # a resumed run's earlier work
             sampler.run(prepare, denoise, finish, on_step_end=on_step_end if callback_on_step_end else None,
-                        progress=lambda: bar.update(tiles))
+                        progress=lambda: bar.update(tiles), after_window=hand_out_state)
 
         if output_type == "latent":
             frames: Any = torch.cat(collected)[None]
         else:
+            if not collected:  # resumed from a state taken after the last frame: nothing left
+                collected.append(torch.empty(0, 3, *geometry["out_size"]))
             frames = frames_to_output(collected, output_type) if frame_sink is None else None
         self.maybe_free_model_hooks()
         if not return_dict:

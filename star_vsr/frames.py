@@ -178,13 +178,13 @@ class SequentialFrames:
     """Hands out consecutive frames of a source on demand: ``take(k)`` returns the next k frames.
 
     Used for the passes over the input that follow the denoising front (hint encoding, colour
-    correction) without holding the clip in memory.
+    correction) without holding the clip in memory; ``start`` skips the frames before it (a resumed run).
     """
 
-    def __init__(self, source: FrameSource, chunk_size: int = 8) -> None:
-        self._chunks = source.iter_chunks(chunk_size)
+    def __init__(self, source: FrameSource, chunk_size: int = 8, start: int = 0) -> None:
+        self._chunks = skip_frames(source.iter_chunks(chunk_size), start)  # frames before `start`: decoded, dropped
         self._buffer: Optional[torch.Tensor] = None
-        self.position = 0
+        self.position = start
 
     def take(self, count: int) -> torch.Tensor:
         """The next ``count`` frames (count, 3, h, w); raises InputError if the source runs out."""

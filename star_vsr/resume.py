@@ -1,18 +1,23 @@
-"""Resumable upscaling with a student: the saved progress of a run, and the run that uses it.
+"""Resumable upscaling: the saved progress of a run, and the run that uses it.
 
-While a student upscales a file, every ``CHECKPOINT_SECONDS`` the frames written so far are
-committed as a segment (``star_vsr.io.segments``) and the recurrent state after them is saved, in
-``partial_folder(output)`` (also when the run is stopped by Ctrl-C or SIGTERM, after the last
-finished chunk):
+While a pipeline upscales a file, every ``CHECKPOINT_SECONDS`` the frames written so far are
+committed as a segment (``star_vsr.io.segments``) and the pipeline's state is saved, in
+``partial_folder(output)`` (also when the run is stopped by Ctrl-C or SIGTERM, from the last
+point a state was handed out: a student's last finished chunk, the diffusion pipeline's last
+window evaluation or decoded chunk). A student's state is its recurrent state after the frames
+written; the diffusion pipeline's is its sampler's (``star_vsr.window_sampler.SamplerState``: the
+latents of the frames still being denoised, their scheduler histories and random streams, the
+finished latents waiting for the VAE), so a stopped diffusion run keeps the denoising it did on
+frames not yet written:
 
     .out.mp4.partial/
         progress.json                 settings, frames done, state file, segments (replaced atomically)
-        state_000001440.safetensors   StarStudentState after frame 1440
+        state_000001440.safetensors   the state after frame 1440
         segment_000000.mp4 ...        the committed segments
 
 ``progress.json`` is written last, after the files it names are on disk, so a crash at any point
 leaves the previous checkpoint whole. The same command goes on from the last checkpoint; the
-student then computes the frames an uninterrupted run computes. When every frame is done, the
+pipeline then computes the frames an uninterrupted run computes. When every frame is done, the
 manifest is saved once more without a state (only the join is left), then the segments are joined
 into the output and the folder is removed. A lock on the folder keeps two runs off one output.
 """
@@ -24,7 +29,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,29 +42,45 @@ from tqdm.auto import tqdm
 
 from .errors import CorruptVideoError, InputError, OutputBusyError, OutputError, UnsupportedVideoError
 from .models.student import StarStudentState
+from .window_sampler import SamplerState
 from .outputs import give_default_mode
 
-#: Seconds of upscaling between checkpoints: at most this much work is lost when a run stops.
+#: Seconds of upscaling between checkpoints: at most this much work is lost when a run stops (more when
+#: saving takes long: a checkpoint waits at least ``SAVE_TIME_FACTOR`` times as long as the last save took).
 CHECKPOINT_SECONDS = 60.0
+SAVE_TIME_FACTOR = 10.0
 #: The manifest of a ``partial_folder`` and the name of the state file after N frames.
 MANIFEST = "progress.json"
 STATE_NAME = "state_{:09d}.safetensors"
 STATE_FIELDS = tuple(field.name for field in dataclasses.fields(StarStudentState))
 #: Settings that saved progress from earlier versions lacks, and the value it was made with.
-SETTING_DEFAULTS = {"deinterlaced": False}
+SETTING_DEFAULTS = {"deinterlaced": False, "pipeline": "StarStudentPipeline"}
 #: How a changed setting is named when saved progress cannot be used (None: "name old -> new").
 SETTING_CHANGES = {"input_files": "the input file changed (size or modification time)",
-                   "student_weights": "other student weights"}
+                   "student_weights": "other student weights", "weights": "other model weights"}
+#: Values of the diffusion pipeline's call that a saved run must share (``upscale`` is a setting of its own).
+DIFFUSION_SETTINGS = ("prompt", "negative_prompt", "positive_prompt", "num_inference_steps", "timesteps",
+                      "timestep_spacing", "guidance_scale", "guidance_rescale", "noise_level",
+                      "controlnet_conditioning_scale", "chunk_frames", "chunk_overlap", "tile_size", "tile_overlap",
+                      "color_fix", "decode_chunk_size")
+#: Values of each weight tensor of a diffusion model that its fingerprint reads (all of a student's).
+FINGERPRINT_SAMPLES = 4096
 
 
-def _setting_change(key: str, saved: Any, now: Any) -> str:
-    """How setting ``key`` of a saved run differs from this run's, for the user."""
+def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
+    """How setting ``key`` of a saved run differs from this run's (of a ``pipeline``), for the user."""
+    if key == "pipeline":
+        return f"it was made by a {saved}, this run is a {now}"
     if key == "dtype":
         from .upscale import DTYPE_FLAGS
 
         flag = DTYPE_FLAGS.get(getattr(torch, str(saved), None), saved)
         why = " (--dtype auto picks bf16 for students on CPUs with AMX)" if "bfloat16" in (saved, now) else ""
-        return f"the student ran in {saved} then, in {now} now{why}; pass --dtype {flag} to go on in {saved}"
+        model = "student" if pipeline == "StarStudentPipeline" else "model"
+        return f"the {model} ran in {saved} then, in {now} now{why}; pass --dtype {flag} to go on in {saved}"
+    if key == "call" and isinstance(saved, dict):  # the diffusion options: name each one that changed
+        return ", ".join(f"{name} {saved.get(name)!r} -> {now.get(name)!r}"
+                         for name in sorted({*saved, *now}) if saved.get(name) != now.get(name))
     return SETTING_CHANGES.get(key) or f"{key} {saved!r} -> {now!r}"
 
 
@@ -81,7 +104,7 @@ def partial_folder(output_path: str | Path) -> Path:
 def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec: Optional[str], crf: Optional[int],
                       audio: Optional[str], progress: bool, restart: bool, checkpoint_seconds: float,
                       **pipeline_kwargs: Any) -> Path:
-    """``star_vsr.upscale.upscale_video`` for a ``StarStudentPipeline``, saving progress as it goes."""
+    """``star_vsr.upscale.upscale_video``, saving progress as it goes (a student or a diffusion pipeline)."""
     from .frames import frames_to_uint8
     from .io.segments import SegmentedVideoWriter
 
@@ -90,35 +113,48 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     writer = SegmentedVideoWriter(output, info.frame_rate, work, codec=codec, crf=crf, audio_from=audio,
                                   progress=progress, total_frames=source.num_frames, pixel_aspect=info.pixel_aspect,
                                   frame_times=info.timeline)
-    upscale = float(pipeline_kwargs.get("upscale", 4))
-    settings = run_settings(pipe, source.path, writer.codec, writer.crf, audio, upscale, source.deinterlaced)
+    settings = run_settings(pipe, source.path, writer.codec, writer.crf, audio, source.deinterlaced, pipeline_kwargs)
     with _locked(work, output):
         if restart:
             _clear(work)
-        saved = load_checkpoint(work, settings, pipe.student.fuse.weight.device)
+        saved = load_checkpoint(work, settings, _device(pipe))
         state, start, complete = None, 0, False
         if saved is not None:
             writer.segments, state, start = saved
             complete = state is None
             _say(progress, f"{output}: going on after frame {start} of {source.num_frames} (saved in {work} by an "
                            f"earlier run; --restart starts over)")
-        last_checkpoint, latest = time.monotonic(), None  # latest: (frames done, the state after them)
+        # latest: (frames done, the state after them) last handed out, and whether it is the one on disk.
+        # Frames wait in `waiting` for the state after them, and both go to the writer and `latest` with
+        # Ctrl-C held back, so that on Ctrl-C the writer holds exactly the frames of `latest`.
+        latest, latest_saved, waiting = None, False, []
+        next_checkpoint = time.monotonic() + checkpoint_seconds
 
         def frame_sink(frames: torch.Tensor) -> None:  # (k, 3, H, W) in [0, 1]
-            writer.write(frames_to_uint8(frames))
+            waiting.append(frames_to_uint8(frames))
 
-        def state_sink(frames_done: int, state: StarStudentState) -> None:
-            nonlocal last_checkpoint, latest
-            latest = frames_done, state
-            if time.monotonic() - last_checkpoint >= checkpoint_seconds:
+        def write_waiting() -> None:
+            for frames in waiting:
+                writer.write(frames)
+            waiting.clear()
+
+        def state_sink(frames_done: int, state: Any) -> None:
+            nonlocal latest, latest_saved, next_checkpoint
+            with interrupts_held():
+                write_waiting()
+                latest, latest_saved = (frames_done, state), False
+            if time.monotonic() >= next_checkpoint:
+                began = time.monotonic()
                 writer.commit()
                 save_checkpoint(work, settings, writer.segments, frames_done, state)
-                last_checkpoint = time.monotonic()
+                latest_saved, took = True, time.monotonic() - began
+                next_checkpoint = time.monotonic() + max(checkpoint_seconds, SAVE_TIME_FACTOR * took)
 
         try:
             if not complete:
                 pipe(source, frame_sink=frame_sink, state=state, start_frame=start, state_sink=state_sink,
                      **pipeline_kwargs)
+            write_waiting()  # (none: both pipelines hand out a state after their last frames)
             writer.commit()
             if latest is not None:  # every frame is done: only the join is left
                 save_checkpoint(work, settings, writer.segments, latest[0], None)
@@ -126,8 +162,9 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
             writer.abort()
             shutil.rmtree(work, ignore_errors=True)
             raise
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the frames of the chunks finished since the checkpoint
-            _checkpoint_on_interrupt(writer, work, settings, latest)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what was done since the checkpoint
+            if not latest_saved:
+                _checkpoint_on_interrupt(writer, work, settings, latest)
             writer.abort()
             _stopped(work, output, progress)
             raise
@@ -144,18 +181,45 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     return output
 
 
-def _checkpoint_on_interrupt(writer: Any, work: Path, settings: dict[str, Any],
-                             latest: Optional[tuple[int, StarStudentState]]) -> None:
-    """Commit the open segment and save ``latest`` if the segment holds exactly the frames of the chunks
-    finished so far (the interrupt did not land in the middle of writing a chunk). A second interrupt, or
-    a failure, while saving leaves the previous checkpoint, which is replaced only once all is on disk."""
-    if latest is None or writer.frames_written != latest[0] or latest[0] == writer.frames_committed:
+def _device(pipe: Any) -> torch.device:
+    """Where a pipeline's saved state goes back to: a student's device (the diffusion sampler keeps its state
+    in host memory)."""
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    return pipe.student.fuse.weight.device if isinstance(pipe, StarStudentPipeline) else torch.device("cpu")
+
+
+def _checkpoint_on_interrupt(writer: Any, work: Path, settings: dict[str, Any], latest: Optional[tuple[int, Any]]
+                             ) -> None:
+    """Commit the open segment and save ``latest`` (a state not yet on disk) if the writer holds exactly the
+    frames it was handed out with (``upscale_resumable`` makes sure of it). A second interrupt, or a failure,
+    while saving leaves the previous checkpoint, which is replaced only once all is on disk."""
+    if latest is None or writer.frames_written != latest[0]:
         return
     try:
         writer.commit()
         save_checkpoint(work, settings, writer.segments, *latest)
     except BaseException:  # the caller re-raises the interrupt that brought us here, not this
         pass
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back until the block ends, then raise KeyboardInterrupt (outside the main
+    thread, where signals cannot be handled, nothing is held; an ignored signal stays ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _say(enabled: bool, message: str) -> None:
@@ -208,16 +272,41 @@ def _clear(work: Path, keep: frozenset[str] = frozenset()) -> None:
 
 
 def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], audio: Optional[str],
-                 upscale: float, deinterlaced: bool) -> dict[str, Any]:
-    """What a saved run must share with this one to go on from it."""
-    student = pipe.student
+                 deinterlaced: bool, pipeline_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a saved run must share with this one to go on from it: input, output format, model and call."""
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    settings = {"input": str(Path(input_path).resolve()), "input_files": _fingerprint(Path(input_path)),
+                "pipeline": type(pipe).__name__, "upscale": float(pipeline_kwargs.get("upscale", 4)),
+                "codec": codec, "crf": crf, "audio": audio is not None, "deinterlaced": deinterlaced}
+    if isinstance(pipe, StarStudentPipeline):
+        return {**settings, "student_weights": weights_fingerprint([pipe.student]),
+                "dtype": str(pipe.student.dtype).removeprefix("torch.")}
+    generator = pipeline_kwargs.get("generator")
+    if isinstance(generator, (list, tuple)) and len(generator) == 1:
+        generator = generator[0]
+    call = {key: pipeline_kwargs[key] for key in DIFFUSION_SETTINGS if key in pipeline_kwargs}
+    return {**settings, "weights": weights_fingerprint([pipe.unet, pipe.controlnet, pipe.vae, pipe.text_encoder],
+                                                       FINGERPRINT_SAMPLES),
+            "dtype": str(pipe.unet.dtype).removeprefix("torch."), "call": json.loads(json.dumps(call, default=str)),
+            "seed": generator.initial_seed() if isinstance(generator, torch.Generator) else None}
+
+
+def weights_fingerprint(modules: list[torch.nn.Module], samples: Optional[int] = None) -> str:
+    """A hash of the modules' weights (names and values, in float32): of every value, or with ``samples``
+    of ``samples`` evenly spaced values of each tensor and its shape (a multi-gigabyte diffusion model
+    is not read whole at every start; another checkpoint differs in nearly all of them)."""
     weights = hashlib.sha256()
-    for name, tensor in student.state_dict().items():
-        weights.update(name.encode())
-        weights.update(tensor.detach().float().cpu().numpy().tobytes())
-    return {"input": str(Path(input_path).resolve()), "input_files": _fingerprint(Path(input_path)),
-            "student_weights": weights.hexdigest()[:16], "dtype": str(student.dtype).removeprefix("torch."),
-            "upscale": upscale, "codec": codec, "crf": crf, "audio": audio is not None, "deinterlaced": deinterlaced}
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            weights.update(name.encode())
+            values = tensor.detach().reshape(-1)
+            if samples is not None:
+                weights.update(str(tuple(tensor.shape)).encode())
+                if values.numel() > samples:
+                    values = values[torch.linspace(0, values.numel() - 1, samples, device=values.device).long()]
+            weights.update(values.float().cpu().numpy().tobytes())
+    return weights.hexdigest()[:16]
 
 
 def _fingerprint(path: Path) -> list[int]:
@@ -235,8 +324,46 @@ def _fsync(path: Path) -> None:
         os.close(handle)
 
 
+def _state_file(state: Any) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A ``StarStudentState`` or ``SamplerState`` as the tensors and string metadata of a safetensors file
+    (host memory, contiguous, none sharing memory with another). Which tensors were channels-last is
+    noted, and ``_state_from_file`` restores it: convolutions may round differently in the other layout."""
+    if isinstance(state, SamplerState):
+        tensors, channels_last, seen = {}, [], set()
+        for name, tensor in state.tensors.items():
+            if _is_channels_last(tensor):
+                channels_last.append(name)
+            tensor = tensor.detach().cpu().contiguous()
+            pointer = tensor.untyped_storage().data_ptr()
+            tensors[name] = tensor.clone() if pointer in seen else tensor
+            seen.add(pointer)
+        return tensors, {"sampler": json.dumps(state.metadata), "channels_last": json.dumps(channels_last)}
+    tensors, layout = {}, {}
+    for field, tensor in zip(STATE_FIELDS, state.tensors()):
+        tensors[field] = tensor.detach().cpu().contiguous()
+        layout[field] = str(_is_channels_last(tensor))
+    return tensors, layout
+
+
+def _is_channels_last(tensor: torch.Tensor) -> bool:
+    """Whether a tensor is laid out channels-last (and not also contiguous, as tensors of one pixel are)."""
+    return tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last) \
+        and not tensor.is_contiguous()
+
+
+def _state_from_file(tensors: dict[str, torch.Tensor], metadata: dict[str, str], device: torch.device) -> Any:
+    """The state ``_state_file`` saved: a ``SamplerState`` (host memory) or a ``StarStudentState`` on ``device``."""
+    if "sampler" in metadata:
+        for name in json.loads(metadata.get("channels_last", "[]")):
+            tensors[name] = tensors[name].contiguous(memory_format=torch.channels_last)
+        return SamplerState(tensors, json.loads(metadata["sampler"]))
+    return StarStudentState(*(
+        tensors[field].to(device).contiguous(memory_format=torch.channels_last) if metadata.get(field) == "True"
+        else tensors[field].to(device) for field in STATE_FIELDS))
+
+
 def save_checkpoint(work: Path, settings: dict[str, Any], segments: list[tuple[str, int]], frames: int,
-                    state: Optional[StarStudentState]) -> None:
+                    state: Optional[Any]) -> None:
     """Save the state after ``frames`` frames (None: all frames are done), then the manifest naming it and
     the committed segments, each on disk before the manifest is replaced; then delete what it no longer names.
 
@@ -256,12 +383,8 @@ def save_checkpoint(work: Path, settings: dict[str, Any], segments: list[tuple[s
             if (work / segment).is_file():
                 _fsync(work / segment)
         if state is not None:
-            tensors, layout = {}, {}
-            for field, tensor in zip(STATE_FIELDS, state.tensors()):
-                tensors[field] = tensor.detach().cpu().contiguous()
-                channels_last = tensor.is_contiguous(memory_format=torch.channels_last)
-                layout[field] = str(channels_last and not tensor.is_contiguous())
-            save_file(tensors, str(work / name), metadata=layout)
+            tensors, metadata = _state_file(state)
+            save_file(tensors, str(work / name), metadata=metadata)
             give_default_mode(work / name)
             _fsync(work / name)
         temp.write_text(json.dumps(manifest, indent=1))
@@ -284,7 +407,7 @@ def _remove_unlisted(work: Path, manifest: dict[str, Any]) -> None:
 
 
 def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
-                    ) -> Optional[tuple[list[tuple[str, int]], Optional[StarStudentState], int]]:
+                    ) -> Optional[tuple[list[tuple[str, int]], Optional[Any], int]]:
     """(segments, state, frames) saved in ``work`` for a run with ``settings``; None when nothing is saved
     (leftovers of a run that stopped before its first checkpoint are removed). A None state: every frame
     is done, only the join is left.
@@ -302,18 +425,21 @@ def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
     try:
         manifest = json.loads((work / MANIFEST).read_text())
         saved_settings, frames, segments = manifest["settings"], int(manifest["frames"]), manifest["segments"]
-        tensors, layout = None, {}
+        tensors, metadata = None, {}
         if manifest["state"] is not None:
             with safe_open(str(work / manifest["state"]), framework="pt") as file:
-                layout = file.metadata() or {}
-                tensors = [file.get_tensor(field) for field in STATE_FIELDS]
+                metadata = file.metadata() or {}
+                tensors = {name: file.get_tensor(name) for name in file.keys()}
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
         raise InputError(f"{work} holds an unfinished run whose files are damaged ({error}); {fix}") from None
     changed = [key for key in settings if saved_settings.get(key, SETTING_DEFAULTS.get(key)) != settings[key]]
+    if "pipeline" in changed:  # another kind of model: its other settings do not compare
+        changed = ["pipeline"]
     if "dtype" in changed:  # the weights' fingerprint is of the rounded weights: it changes with the dtype
-        changed = [key for key in changed if key != "student_weights"]
+        changed = [key for key in changed if key not in ("student_weights", "weights")]
     if changed:
-        details = ", ".join(_setting_change(key, saved_settings.get(key), settings[key]) for key in changed)
+        details = ", ".join(_setting_change(key, saved_settings.get(key, SETTING_DEFAULTS.get(key)), settings[key],
+                                            settings["pipeline"]) for key in changed)
         raise InputError(f"{work} holds an unfinished run ({frames} frames done) with other settings: {details}; "
                          f"run with the earlier settings to go on, or {fix}")
     segments = [(str(name), int(count)) for name, count in segments]
@@ -321,9 +447,10 @@ def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
     _remove_unlisted(work, manifest)
     if tensors is None:
         return segments, None, frames
-    state = StarStudentState(*(
-        t.to(device).contiguous(memory_format=torch.channels_last) if layout.get(field) == "True" else t.to(device)
-        for field, t in zip(STATE_FIELDS, tensors)))
+    try:
+        state = _state_from_file(tensors, metadata, device)
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{work} holds an unfinished run whose state is damaged ({error!r}); {fix}") from None
     return segments, state, frames
 
 

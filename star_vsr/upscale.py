@@ -2,14 +2,13 @@
 
 ``load_upscaler`` opens a model folder (a ``StarVSRPipeline`` or a ``StarStudentPipeline``, told
 apart by its ``model_index.json``) on the right device; ``upscale_video`` streams a file through
-it into an atomically written video that keeps the source's frame rate and audio. With a student
-it saves checkpoints as it goes (``star_vsr.resume``), so a stopped run goes on where it stopped.
+it into an atomically written video that keeps the source's frame rate and audio, saving
+checkpoints as it goes (``star_vsr.resume``), so a stopped run goes on where it stopped.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -17,7 +16,7 @@ import torch
 
 from . import resume
 from .errors import DeviceError, InputError
-from .resume import MANIFEST, partial_folder
+from .resume import MANIFEST, partial_folder  # noqa: F401 (part of this module's interface)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: The ``--dtype`` value of each weight dtype.
@@ -108,46 +107,24 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     ``output_path`` only when everything succeeded (and keeps the input's fps and audio).
     ``pipeline_kwargs`` go to the pipeline call (``upscale``, ``num_inference_steps``, ...).
 
-    With a student pipeline the run is resumable (``star_vsr.resume``): every ``checkpoint_seconds``
-    (None: ``star_vsr.resume.CHECKPOINT_SECONDS``) it commits the
-    frames written so far as a segment and saves the recurrent state after them in
-    ``partial_folder(output_path)``. If the run stops (Ctrl-C, a crash, a full disk), the same call
-    goes on from the last checkpoint with the frames an uninterrupted run computes (with FFV1 or PNG
-    the output is the same, bit for bit; H.264/H.265 get a key frame at every checkpoint); ``restart``
-    discards the saved work instead. A saved run with other settings (input, weights, scale, codec,
-    ...) is an ``InputError`` that names them. The diffusion pipeline is not resumable.
+    The run is resumable (``star_vsr.resume``), with a student or a diffusion pipeline: every
+    ``checkpoint_seconds`` (None: ``star_vsr.resume.CHECKPOINT_SECONDS``) it commits the frames
+    written so far as a segment and saves the pipeline's state in ``partial_folder(output_path)`` (a
+    student's recurrent state; the diffusion sampler's latents still being denoised, so its work on
+    frames not yet written is kept too). If the run stops (Ctrl-C, a crash, a full disk), the same
+    call goes on from the last checkpoint with the frames an uninterrupted run computes (with FFV1 or
+    PNG the output is the same, bit for bit; H.264/H.265 get a key frame at every checkpoint);
+    ``restart`` discards the saved work instead. A saved run with other settings (input, weights,
+    scale, codec, diffusion options, seed, ...) is an ``InputError`` that names them.
 
     ``deinterlace`` (True, False, "auto": when the input is flagged interlaced) passes the frames
     through FFmpeg's bwdif first (``star_vsr.io.open_video``).
     """
-    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
-
-    from .frames import FileFrameSource, frames_to_uint8
+    from .frames import FileFrameSource
 
     source = FileFrameSource(input_path, deinterlace=deinterlace)
-    info = source.info
     audio = str(input_path) if keep_audio and Path(input_path).is_file() else None
     pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step")
-    if isinstance(pipe, StarStudentPipeline):
-        every = resume.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
-        return resume.upscale_resumable(pipe, source, Path(output_path), info, codec=codec, crf=crf, audio=audio,
-                                        progress=progress, restart=restart, checkpoint_seconds=every,
-                                        **pipeline_kwargs)
-    work = partial_folder(output_path)  # a student run's saved progress, which this pipeline cannot use
-    if restart:
-        shutil.rmtree(work, ignore_errors=True)
-    if (work / MANIFEST).is_file():
-        raise InputError(f"{work} holds an unfinished run of a student model to {output_path}; "
-                         f"pass --restart (restart=True) to discard it")
-    from .io import VideoWriter
-
-    with VideoWriter(output_path, info.frame_rate, codec=codec, crf=crf, audio_from=audio, progress=progress,
-                     total_frames=source.num_frames, pixel_aspect=info.pixel_aspect,
-                     frame_times=info.timeline) as writer:
-
-        def sink(frames: torch.Tensor) -> None:  # (k, 3, H, W) in [0, 1]
-            writer.write(frames_to_uint8(frames))
-
-        pipe(source, frame_sink=sink, **pipeline_kwargs)
-    return Path(output_path)
-
+    every = resume.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
+    return resume.upscale_resumable(pipe, source, Path(output_path), source.info, codec=codec, crf=crf, audio=audio,
+                                    progress=progress, restart=restart, checkpoint_seconds=every, **pipeline_kwargs)

@@ -345,3 +345,96 @@ def test_two_runs_on_one_output_do_not_mix(pipe, tmp_path):
             upscale_video(pipe, source, output, progress=False)
     upscale_video(pipe, source, output, progress=False)
     assert probe_video(output).num_frames == 3
+
+
+# ---------------------------------------------------------------- the diffusion pipeline
+@pytest.fixture(scope="module")
+def star():
+    from star_vsr.testing import tiny_star_pipeline
+
+    p = tiny_star_pipeline(seed=0)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def star_kwargs(seed=0, steps=2):
+    """A tiny StarVSR call: 9 frames in 4 windows of 4 frames overlapping by 2, ``steps`` steps each."""
+    return dict(num_inference_steps=steps, chunk_frames=4, chunk_overlap=2, decode_chunk_size=2,
+                generator=torch.Generator().manual_seed(seed))
+
+
+class StopWindow:
+    """Wraps ``StarVSRPipeline.denoise_window``: counts window evaluations, KeyboardInterrupt at call ``stop``."""
+
+    def __init__(self, pipe, stop=None):
+        self.denoise, self.stop, self.calls = pipe.denoise_window, stop, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        if self.stop is not None and self.calls == self.stop:
+            raise KeyboardInterrupt
+        return self.denoise(*args)
+
+
+@pytest.mark.parametrize("every, stop, saved_frames", [(0, 6, 2), (1e9, 3, 0)])
+def test_a_stopped_diffusion_upscale_goes_on_and_writes_what_an_uninterrupted_run_writes(
+        star, tmp_path, monkeypatch, every, stop, saved_frames):
+    """Periodic checkpoints (every=0: after each window) or only the one Ctrl-C saves (before any frame is
+    finished: the denoising done so far is kept all the same)."""
+    source = write_test_video(tmp_path / "in.mp4", 9, size=(8, 12))
+    upscale_video(star, source, tmp_path / "whole.mkv", codec="ffv1", progress=False, **star_kwargs())
+    output = tmp_path / "out.mkv"
+    monkeypatch.setattr(star, "denoise_window", StopWindow(star, stop=stop))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(star, source, output, codec="ffv1", progress=False, checkpoint_seconds=every, **star_kwargs())
+    manifest = json.loads((partial_folder(output) / MANIFEST).read_text())
+    assert manifest["frames"] == saved_frames and manifest["state"] and not output.exists()
+    counter = StopWindow(star)
+    monkeypatch.setattr(star, "denoise_window", counter)
+    upscale_video(star, source, output, codec="ffv1", progress=False, **star_kwargs())
+    assert counter.calls == 4 * 2 - (stop - 1)  # 8 window evaluations in all; those done before the stop are kept
+    assert np.array_equal(read_all(output), read_all(tmp_path / "whole.mkv"))
+    assert not partial_folder(output).exists()
+
+
+def test_a_saved_diffusion_run_names_what_changed(star, pipe, tmp_path, monkeypatch):
+    source = write_test_video(tmp_path / "in.mp4", 9, size=(8, 12))
+    output = tmp_path / "out.mp4"
+    monkeypatch.setattr(star, "denoise_window", StopWindow(star, stop=5))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(star, source, output, progress=False, checkpoint_seconds=0, **star_kwargs())
+    monkeypatch.undo()
+    with pytest.raises(InputError, match=r"other settings: num_inference_steps 2 -> 3; run with the earlier"):
+        upscale_video(star, source, output, progress=False, **star_kwargs(steps=3))
+    with pytest.raises(InputError, match=r"other settings: seed 0 -> 1;"):
+        upscale_video(star, source, output, progress=False, **star_kwargs(seed=1))
+    with pytest.raises(InputError, match=r"other settings: it was made by a StarVSRPipeline, this run is a "
+                                         r"StarStudentPipeline;"):
+        upscale_video(pipe, source, output, progress=False)
+    counter = StopWindow(star)
+    monkeypatch.setattr(star, "denoise_window", counter)
+    upscale_video(star, source, output, progress=False, **star_kwargs())
+    assert counter.calls == 8 - 4 and probe_video(output).num_frames == 9
+
+
+def test_ctrl_c_while_frames_are_written_saves_them_with_the_state_after_them(star, tmp_path, monkeypatch):
+    from star_vsr.io.segments import SegmentedVideoWriter
+
+    source = write_test_video(tmp_path / "in.mp4", 9, size=(8, 12))
+    upscale_video(star, source, tmp_path / "whole.mkv", codec="ffv1", progress=False, **star_kwargs())
+    write, calls = SegmentedVideoWriter.write, []
+
+    def write_and_ctrl_c(self, frames):
+        calls.append(len(frames))
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of writing the second chunk
+        write(self, frames)
+
+    monkeypatch.setattr(SegmentedVideoWriter, "write", write_and_ctrl_c)
+    output = tmp_path / "out.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(star, source, output, codec="ffv1", progress=False, checkpoint_seconds=1e9, **star_kwargs())
+    assert json.loads((partial_folder(output) / MANIFEST).read_text())["frames"] == sum(calls) == 4
+    monkeypatch.undo()
+    upscale_video(star, source, output, codec="ffv1", progress=False, **star_kwargs())
+    assert np.array_equal(read_all(output), read_all(tmp_path / "whole.mkv"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from star_vsr.errors import InputError
 from star_vsr.scheduling import make_star_scheduler, star_timesteps
 from star_vsr.tiling import blend_weights
 from star_vsr.window_sampler import FrameNoise, WindowedSampler
@@ -67,3 +68,46 @@ def test_single_window_single_frame():
 def test_unknown_order():
     with pytest.raises(ValueError):
         WindowedSampler(blend_weights(4, 4, 0), make_star_scheduler(), FrameNoise(0), order="random")
+
+
+def test_a_sampler_resumed_from_any_state_finishes_exactly_as_the_uninterrupted_one():
+    steps, windows = 3, blend_weights(14, 5, 2)
+
+    def make():
+        scheduler = make_star_scheduler()
+        scheduler.set_timesteps(timesteps=star_timesteps(900, steps))
+        return WindowedSampler(windows, scheduler, FrameNoise(7))
+
+    entered, calls = [], []
+
+    def prepare(start, stop):
+        entered.append(start)
+        x = torch.arange(start, stop, dtype=torch.float32)[:, None, None, None].expand(-1, 2, 3, 3) / 14
+        return x.clone(), x.clone() + 0.5
+
+    def denoise(x, hint, t):  # depends on the whole window, like a real model
+        calls.append(1)
+        return 0.5 * x - 0.3 * hint + 0.1 * x.mean() + 0.001 * float(t)
+
+    whole, states, sampler = {}, [], make()
+    sampler.run(prepare, denoise, lambda start, stop, x: whole.update({start: x}),
+                after_window=lambda: states.append((sampler.evaluations_done(), sampler.state_dict())))
+    total = len(windows) * steps
+    assert len(calls) == total and [done for done, _ in states] == list(range(1, total + 1))
+    assert any(state.metadata["finished"] for _, state in states[:total // 2])  # frames leave mid-way
+    for done, state in states[::3]:
+        entered.clear(), calls.clear()
+        rest, resumed = {}, make()
+        resumed.load_state_dict(state)
+        assert resumed.evaluations_done() == done
+        resumed.run(prepare, denoise, lambda start, stop, x: rest.update({start: x}))
+        assert len(calls) == total - done  # only what was left is evaluated
+        waiting = [s.start for s, entry in zip(resumed.segments, state.metadata["segments"])
+                   if entry["level"] == 0 and "scheduler" not in entry]
+        assert entered == waiting  # frames that had entered are not prepared again
+        finished = [s.start for s in resumed.segments][:state.metadata["finished"]]
+        assert sorted(rest) == [start for start in sorted(whole) if start not in finished]
+        assert all(torch.equal(rest[start], whole[start]) for start in rest)
+    other = WindowedSampler(blend_weights(14, 6, 2), make().scheduler, FrameNoise(7))
+    with pytest.raises(InputError, match="other temporal windows"):
+        other.load_state_dict(states[0][1])
