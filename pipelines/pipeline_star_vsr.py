@@ -510,7 +510,7 @@ class StarVSRPipeline(DiffusionPipeline):
         with self.progress_bar(total=len(timesteps) * len(windows) * len(geometry["rows"]) *
                                len(geometry["cols"])) as bar:
             tiles = len(geometry["rows"]) * len(geometry["cols"])
-            bar.update(sampler.evaluations_done() * tiles)  # a resumed run's earlier work
+            bar.n = bar.last_print_n = sampler.evaluations_done() * tiles  # a resumed run's earlier work (no rate burst)
             sampler.run(prepare, denoise, finish, on_step_end=on_step_end if callback_on_step_end else None,
                         progress=lambda: bar.update(tiles), after_window=hand_out_state)
 

@@ -63,6 +63,11 @@ DIFFUSION_SETTINGS = ("prompt", "negative_prompt", "positive_prompt", "num_infer
                       "timestep_spacing", "guidance_scale", "guidance_rescale", "noise_level",
                       "controlnet_conditioning_scale", "chunk_frames", "chunk_overlap", "tile_size", "tile_overlap",
                       "color_fix", "decode_chunk_size")
+#: The ``star-vsr upscale`` option of each diffusion setting, named with it when it changed.
+DIFFUSION_FLAGS = {"prompt": "--prompt", "num_inference_steps": "--steps", "guidance_scale": "--guidance-scale",
+                   "noise_level": "--noise-level", "chunk_frames": "--chunk-frames", "chunk_overlap": "--chunk-overlap",
+                   "tile_size": "--tile-size", "tile_overlap": "--tile-overlap", "color_fix": "--color-fix",
+                   "seed": "--seed"}
 #: Values of each weight tensor of a diffusion model that its fingerprint reads (all of a student's).
 FINGERPRINT_SAMPLES = 4096
 
@@ -79,8 +84,10 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
         model = "student" if pipeline == "StarStudentPipeline" else "model"
         return f"the {model} ran in {saved} then, in {now} now{why}; pass --dtype {flag} to go on in {saved}"
     if key == "call" and isinstance(saved, dict):  # the diffusion options: name each one that changed
-        return ", ".join(f"{name} {saved.get(name)!r} -> {now.get(name)!r}"
+        return ", ".join(_setting_change(name, saved.get(name), now.get(name), pipeline)
                          for name in sorted({*saved, *now}) if saved.get(name) != now.get(name))
+    if key in DIFFUSION_FLAGS:
+        return f"{key} ({DIFFUSION_FLAGS[key]}) {saved!r} -> {now!r}"
     return SETTING_CHANGES.get(key) or f"{key} {saved!r} -> {now!r}"
 
 

@@ -404,9 +404,9 @@ def test_a_saved_diffusion_run_names_what_changed(star, pipe, tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         upscale_video(star, source, output, progress=False, checkpoint_seconds=0, **star_kwargs())
     monkeypatch.undo()
-    with pytest.raises(InputError, match=r"other settings: num_inference_steps 2 -> 3; run with the earlier"):
+    with pytest.raises(InputError, match=r"other settings: num_inference_steps \(--steps\) 2 -> 3; run with the earlier"):
         upscale_video(star, source, output, progress=False, **star_kwargs(steps=3))
-    with pytest.raises(InputError, match=r"other settings: seed 0 -> 1;"):
+    with pytest.raises(InputError, match=r"other settings: seed \(--seed\) 0 -> 1;"):
         upscale_video(star, source, output, progress=False, **star_kwargs(seed=1))
     with pytest.raises(InputError, match=r"other settings: it was made by a StarVSRPipeline, this run is a "
                                          r"StarStudentPipeline;"):

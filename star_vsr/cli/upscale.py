@@ -9,11 +9,12 @@ cannot read is reported and skipped, the others are upscaled, and the exit statu
 outputs keep the input names, with the container suffix the codec needs (``.mkv`` for FFV1,
 ``.mp4`` for an ``.avi`` input) and PNG frames in a folder named after the video.
 
-With a student model a run saves its progress every minute and when stopped by Ctrl-C (in a hidden
-``.NAME.partial`` folder next to the output): after that, a crash or a full disk, the same command
-goes on from there with the frames an uninterrupted run computes (a lossless codec stores the very
-same video; H.264/H.265 start a key frame where the run went on). ``--restart`` throws the saved
-progress away.
+A run saves its progress every minute and when stopped by Ctrl-C (in a hidden ``.NAME.partial``
+folder next to the output): after that, a crash or a full disk, the same command goes on from there
+with the frames an uninterrupted run computes (a lossless codec stores the very same video;
+H.264/H.265 start a key frame where the run went on). A diffusion model's saved progress includes
+the denoising done on frames not yet written; going on needs the same diffusion options and
+``--seed``. ``--restart`` throws the saved progress away.
 """
 
 from __future__ import annotations
