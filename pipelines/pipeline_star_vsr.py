@@ -29,7 +29,7 @@ from diffusers.utils import BaseOutput
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
-from star_vsr.errors import DeviceError, InputError, explain_out_of_memory
+from star_vsr.errors import DeviceError, InputError, explain_out_of_memory_of_call
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
 from star_vsr.model_folder import check_pipeline_folder, load_checked
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
@@ -43,10 +43,8 @@ from star_vsr.window_sampler import FrameNoise, SamplerState, WindowedSampler
 MIN_UPSCALE, MAX_UPSCALE = 1.0, 8.0
 #: LR frames upsampled and VAE-encoded at once when building the hint.
 HINT_ENCODE_BATCH = 4
-#: What to change when a run does not fit in memory (memory per setting: benchmarks/pipeline_cost.py).
-MEMORY_ADVICE = ("use spatial tiles (tile_size=512; star-vsr upscale --tile-size 512), fewer frames per temporal "
-                 "chunk (chunk_frames=16, --chunk-frames 16), decode_chunk_size=1, half-precision weights on a GPU "
-                 "(--dtype fp16), or pipe.enable_model_cpu_offload()")
+#: The smallest tile (output pixels) and temporal chunk that out-of-memory advice goes down to.
+MIN_ADVISED_TILE, MIN_ADVISED_CHUNK = 128, 4
 
 MISSING_WEIGHTS_HELP = """\
 To get STAR weights:
@@ -326,9 +324,40 @@ class StarVSRPipeline(DiffusionPipeline):
         frames = ((frames.float() + 1) / 2).clamp(0, 1)[..., :out_size[0], :out_size[1]]
         return apply_color_fix(frames, lr.to(device), color_fix).cpu()
 
+    def memory_advice(self, tile_size: Optional[int], tile_overlap: int, chunk_frames: int, chunk_overlap: int,
+                      decode_chunk_size: int) -> str:
+        """What to change when a call with these settings ran out of memory: halve the spatial tile and the
+        temporal chunk this call used (memory per setting: benchmarks/pipeline_cost.py), decode one frame
+        at a time, then half precision and CPU offload where the weights are on a GPU in full precision."""
+        steps = []
+        if tile_size is None:
+            steps.append("spatial tiles (tile_size=512; star-vsr upscale --tile-size 512)")
+        elif tile_size > MIN_ADVISED_TILE:
+            tile = max(MIN_ADVISED_TILE, tile_size // 2)
+            overlap = f", tile_overlap={tile // 4} (--tile-overlap {tile // 4})" if tile_overlap >= tile else ""
+            steps.append(f"smaller tiles than {tile_size} (tile_size={tile}, --tile-size {tile}{overlap})")
+        if chunk_frames > MIN_ADVISED_CHUNK:
+            chunk = max(MIN_ADVISED_CHUNK, chunk_frames // 2)
+            overlap = f", chunk_overlap={chunk // 4} (--chunk-overlap {chunk // 4})" if chunk_overlap >= chunk else ""
+            steps.append(f"fewer frames per temporal chunk than {chunk_frames} (chunk_frames={chunk}, "
+                         f"--chunk-frames {chunk}{overlap})")
+        if decode_chunk_size > 1:
+            steps.append("decode_chunk_size=1")
+        offloaded = bool(getattr(self, "_all_hooks", None))  # enable_model_cpu_offload() is on
+        on_gpu = offloaded or self.unet.device.type == "cuda"
+        if on_gpu and self.unet.dtype == torch.float32:
+            steps.append("half-precision weights (--dtype fp16)")
+        if on_gpu and not offloaded:
+            steps.append("pipe.enable_model_cpu_offload() (in Python)")
+        if not steps:
+            return "even the smallest tiles and chunks do not fit: free memory or use a device with more"
+        return "try " + ", ".join(steps[:-1]) + (" or " if len(steps) > 1 else "") + steps[-1] + \
+            " (a run that saved progress then needs --restart)"
+
     # ---------------------------------------------------------------- main
     @torch.no_grad()
-    @explain_out_of_memory("upscaling with the StarVSR pipeline", MEMORY_ADVICE)
+    @explain_out_of_memory_of_call("upscaling with the StarVSR pipeline", lambda pipe, call: pipe.memory_advice(**{
+        key: call[key] for key in ("tile_size", "tile_overlap", "chunk_frames", "chunk_overlap", "decode_chunk_size")}))
     def __call__(
         self,
         video: Union[VideoInput, FrameSource],

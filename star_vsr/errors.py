@@ -6,9 +6,13 @@ traceback; anything else that escapes is a bug.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Callable, Iterator, TypeVar
+
+Method = TypeVar("Method", bound=Callable[..., Any])
 
 
 class StarVSRError(Exception):
@@ -81,3 +85,25 @@ def explain_out_of_memory(doing: str, advice: str) -> Iterator[None]:
         if not is_out_of_memory(error):
             raise
         raise DeviceError(f"out of memory while {doing}{_amount(str(error))}; {advice}") from error
+
+
+def explain_out_of_memory_of_call(doing: str, advice: Callable[[Any, dict[str, Any]], str]) -> Callable[[Method], Method]:
+    """``explain_out_of_memory`` as a method decorator whose advice is written when memory runs out, by
+    ``advice(self, arguments)`` from the call's arguments (defaults filled in), so that it can name the
+    values this call used and smaller ones to try."""
+    def decorate(method: Method) -> Method:
+        signature = inspect.signature(method)
+
+        @functools.wraps(method)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except (RuntimeError, MemoryError) as error:
+                if not is_out_of_memory(error):
+                    raise
+                bound = signature.bind(self, *args, **kwargs)
+                bound.apply_defaults()
+                raise DeviceError(f"out of memory while {doing}{_amount(str(error))}; "
+                                  f"{advice(self, bound.arguments)}") from error
+        return call  # type: ignore[return-value]
+    return decorate

@@ -470,13 +470,14 @@ def test_ctrl_c_saves_a_checkpoint_at_the_end_of_the_step_and_a_rerun_refuses_th
     script, args = training_args(train_cache, tmp_path / "straight", "--report_to", "none", "--validation_steps", "0",
                                  "--checkpointing_steps", "1000", "--max_train_steps", "4")
     script.main(args)
+    handler = signal.getsignal(signal.SIGINT)  # Python's, or SIG_IGN under a shell's background job
     ctrl_c_in_optimizer_step(monkeypatch, 2)  # Ctrl-C while the optimizer works on step 2
     _, args = training_args(train_cache, tmp_path / "run", "--report_to", "none", "--validation_steps", "0",
                             "--checkpointing_steps", "1000", "--max_train_steps", "4")
     with pytest.raises(SystemExit) as stop:
         script.main(args)
     monkeypatch.undo()
-    assert stop.value.code == 130 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert stop.value.code == 130 and signal.getsignal(signal.SIGINT) is handler  # put back
     assert "stopped at step 2" in capsys.readouterr().out
     assert [p.name for p in (tmp_path / "run").glob("checkpoint-*")] == ["checkpoint-2"]
     assert not list((tmp_path / "run").glob(".checkpoint-*"))

@@ -53,8 +53,24 @@ def test_star_pipeline_explains_out_of_memory(monkeypatch):
     pipe = tiny_star_pipeline(seed=0)
     pipe.set_progress_bar_config(disable=True)
     monkeypatch.setattr(pipe.unet, "forward", allocate_too_much)
-    with pytest.raises(DeviceError, match=r"while upscaling with the StarVSR pipeline.*tile_size=512.*chunk_frames"):
+    with pytest.raises(DeviceError, match=r"while upscaling with the StarVSR pipeline \(allocating 65536.00 GiB "
+                                          r"failed\); try spatial tiles \(tile_size=512; star-vsr upscale --tile-size "
+                                          r"512\), fewer frames per temporal chunk than 32 \(chunk_frames=16, "
+                                          r"--chunk-frames 16\) or decode_chunk_size=1 \(a run"):
         pipe(torch.rand(2, 3, 8, 8), num_inference_steps=1)
+    # the advice starts from what the call used (positional arguments too)
+    with pytest.raises(DeviceError, match=r"try smaller tiles than 256 \(tile_size=128, --tile-size 128, "
+                                          r"tile_overlap=32 \(--tile-overlap 32\)\), fewer frames per temporal chunk "
+                                          r"than 8 \(chunk_frames=4, --chunk-frames 4, chunk_overlap=1 "
+                                          r"\(--chunk-overlap 1\)\) or decode_chunk_size=1"):
+        pipe(torch.rand(2, 3, 8, 8), "a prompt", num_inference_steps=1, tile_size=256, chunk_frames=8,
+             chunk_overlap=4)
+    with pytest.raises(DeviceError, match=r"even the smallest tiles and chunks do not fit"):
+        pipe(torch.rand(2, 3, 8, 8), num_inference_steps=1, tile_size=128, tile_overlap=32, chunk_frames=4,
+             chunk_overlap=1, decode_chunk_size=1)
+    monkeypatch.setattr(pipe, "_all_hooks", [object()], raising=False)  # as after enable_model_cpu_offload()
+    advice = pipe.memory_advice(128, 32, 4, 1, 1)
+    assert advice.startswith("try half-precision weights (--dtype fp16)") and "offload" not in advice
 
 
 def test_cli_upscale_out_of_memory_is_one_line_and_keeps_saved_work(tmp_path, monkeypatch, capsys):

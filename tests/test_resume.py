@@ -432,8 +432,13 @@ def test_ctrl_c_while_frames_are_written_saves_them_with_the_state_after_them(st
 
     monkeypatch.setattr(SegmentedVideoWriter, "write", write_and_ctrl_c)
     output = tmp_path / "out.mkv"
-    with pytest.raises(KeyboardInterrupt):
-        upscale_video(star, source, output, codec="ffv1", progress=False, checkpoint_seconds=1e9, **star_kwargs())
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal (not SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            upscale_video(star, source, output, codec="ffv1", progress=False, checkpoint_seconds=1e9,
+                          **star_kwargs())
+    finally:
+        signal.signal(signal.SIGINT, handler)
     assert json.loads((partial_folder(output) / MANIFEST).read_text())["frames"] == sum(calls) == 4
     monkeypatch.undo()
     upscale_video(star, source, output, codec="ffv1", progress=False, **star_kwargs())
