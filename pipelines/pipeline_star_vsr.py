@@ -513,7 +513,10 @@ class StarVSRPipeline(DiffusionPipeline):
                 collected.append(final)
                 return
             pending.append(final)
-            while sum(len(p) for p in pending) >= decode_chunk_size or (stop == source.num_frames and pending):
+            decode_pending(last=stop == source.num_frames)
+
+        def decode_pending(last: bool) -> None:  # whole decode chunks of `pending`; all of it after the `last` frame
+            while sum(len(p) for p in pending) >= decode_chunk_size or (last and pending):
                 queue = torch.cat(pending)
                 chunk, rest = queue[:decode_chunk_size], queue[decode_chunk_size:]
                 pending[:] = [rest] if len(rest) else []
@@ -535,6 +538,9 @@ class StarVSRPipeline(DiffusionPipeline):
             if outputs and "latents" in outputs:
                 sampler.scatter_latents(outputs["latents"])
 
+        if resuming and sampler.finished:  # a state taken between two decoded chunks: go on decoding
+            decode_pending(last=sampler.segments[sampler.finished - 1].stop == source.num_frames)
+
         # 7. Denoise: every window's prediction is blended into its frames at every step
         with self.progress_bar(total=len(timesteps) * len(windows) * len(geometry["rows"]) *
                                len(geometry["cols"])) as bar:
@@ -546,6 +552,8 @@ class StarVSRPipeline(DiffusionPipeline):
         if output_type == "latent":
             frames: Any = torch.cat(collected)[None]
         else:
+            if color_frames.position != source.num_frames:  # a bug, not the user's: say so rather than lose frames
+                raise RuntimeError(f"{color_frames.position} of {source.num_frames} frames were decoded")
             if not collected:  # resumed from a state taken after the last frame: nothing left
                 collected.append(torch.empty(0, 3, *geometry["out_size"]))
             frames = frames_to_output(collected, output_type) if frame_sink is None else None

@@ -115,6 +115,12 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     from .frames import frames_to_uint8
     from .io.segments import SegmentedVideoWriter
 
+    refused = [key for key in ("callback_on_step_end", "output_type", "frame_sink", "state", "start_frame",
+                               "state_sink") if pipeline_kwargs.get(key) is not None]
+    if refused:  # before any saved progress is touched
+        raise InputError(f"upscale_video writes decoded frames and saves the run's state itself; {', '.join(refused)} "
+                         f"cannot be passed to it (call the pipeline directly for those)")
+
     work = partial_folder(output)
     # checks codec and crf before anything is made
     writer = SegmentedVideoWriter(output, info.frame_rate, work, codec=codec, crf=crf, audio_from=audio,
@@ -219,7 +225,8 @@ def interrupts_held() -> Iterator[None]:
         return
     caught: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN}
+                for sig in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(sig) not in (signal.SIG_IGN, None)}  # None: set outside Python; left alone
     try:
         yield
     finally:
@@ -310,8 +317,8 @@ def weights_fingerprint(modules: list[torch.nn.Module], samples: Optional[int] =
             values = tensor.detach().reshape(-1)
             if samples is not None:
                 weights.update(str(tuple(tensor.shape)).encode())
-                if values.numel() > samples:
-                    values = values[torch.linspace(0, values.numel() - 1, samples, device=values.device).long()]
+                if values.numel() > samples:  # integer positions: float32 ones round past the end above 2^24
+                    values = values[torch.arange(samples, device=values.device) * (values.numel() - 1) // (samples - 1)]
             weights.update(values.float().cpu().numpy().tobytes())
     return weights.hexdigest()[:16]
 

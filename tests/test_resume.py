@@ -443,3 +443,27 @@ def test_ctrl_c_while_frames_are_written_saves_them_with_the_state_after_them(st
     monkeypatch.undo()
     upscale_video(star, source, output, codec="ffv1", progress=False, **star_kwargs())
     assert np.array_equal(read_all(output), read_all(tmp_path / "whole.mkv"))
+
+
+def test_the_sampled_weights_fingerprint_reads_tensors_past_float32_positions():
+    from star_vsr.resume import weights_fingerprint
+
+    embedding = torch.nn.Embedding(49408, 340)  # 16.8 M values > 2 ** 24, like OpenCLIP's 49408 x 1024 tokens
+    before = weights_fingerprint([embedding], samples=4096)
+    with torch.no_grad():
+        embedding.weight[-1, -1] += 1  # the last value is one of the samples
+    assert weights_fingerprint([embedding], samples=4096) != before
+
+
+def test_upscale_video_refuses_pipeline_arguments_it_sets_itself_before_touching_saved_work(star, tmp_path,
+                                                                                            monkeypatch):
+    source = write_test_video(tmp_path / "in.mp4", 9, size=(8, 12))
+    output = tmp_path / "out.mp4"
+    monkeypatch.setattr(star, "denoise_window", StopWindow(star, stop=5))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(star, source, output, progress=False, checkpoint_seconds=0, **star_kwargs())
+    monkeypatch.undo()
+    for extra in (dict(callback_on_step_end=lambda *args: {}), dict(output_type="latent")):
+        with pytest.raises(InputError, match="cannot be passed to it"):
+            upscale_video(star, source, output, progress=False, **star_kwargs(), **extra)
+    assert (partial_folder(output) / MANIFEST).is_file()  # still there to go on from
