@@ -1049,3 +1049,19 @@ def test_a_pixel_aspect_the_output_cannot_store_is_warned_about(tmp_path, codec,
     assert len(lost) == 1 and "32:27" in lost[0] and "24x16" in lost[0] and "28x16" in lost[0], lost
     if codec == "ffv1":  # the warning is true: the file says square pixels (update both if PyAV learns to store it)
         assert probe_video(tmp_path / name).pixel_aspect == 1
+
+
+def test_a_frame_rate_ffmpeg_estimated_gives_way_to_the_one_the_whole_timeline_fits():
+    """A long 30 fps FFV1 .mkv joined from segments (no default duration in the track) was probed at
+    30000/1001 by FFmpeg from its first large packets; its millisecond timestamps say 30."""
+    from star_vsr.io.probe import timeline_rate
+
+    ms = Fraction(1, 1000)
+    at_30 = [round(i * 1000 / 30) for i in range(300)]  # 0, 33, 67, 100, ... 9967
+    at_ntsc = [round(i * 1001000 / 30000) for i in range(300)]
+    assert timeline_rate(at_30, ms, Fraction(30000, 1001)) == 30
+    assert timeline_rate(at_ntsc, ms, Fraction(30000, 1001)) == Fraction(30000, 1001)  # right already: kept
+    assert timeline_rate(at_ntsc, ms, Fraction(30)) == Fraction(30000, 1001)
+    assert timeline_rate(at_30[:5], ms, Fraction(30000, 1001)) == Fraction(30000, 1001)  # fits 5 frames: kept
+    assert timeline_rate([0, 40, 80, 200, 240, 400], ms, Fraction(25)) == 25  # variable rate: no rate fits, kept
+    assert timeline_rate([0, 90000 * 600], Fraction(1, 90000), Fraction(24)) == 24  # two frames: nothing to fit

@@ -21,6 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Sequence
 
 import av
 import numpy as np
@@ -263,6 +264,33 @@ def as_frame_rate(fps: float | int | Fraction) -> Fraction:
     return Fraction(fps)
 
 
+def timeline_rate(timestamps: Sequence[int], time_base: Fraction, rate: Fraction) -> Fraction:
+    """``rate``, unless it places some frame of the sorted ``timestamps`` (ticks of ``time_base``) more than a
+    tick away and a whole rate near their mean (N or N x 1000/1001 fps) places every one within a tick.
+
+    FFmpeg estimates the rate of a stream whose container lists none from its first packets; with
+    millisecond timestamps (33, 34, 33 ms ...) and few packets probed (large frames), 30 fps can come out
+    as 30000/1001, 10 ms off after 300 frames, which the frame times show.
+    """
+    if len(timestamps) < 3 or timestamps[-1] <= timestamps[0]:
+        return rate
+    tick, first = Fraction(time_base), timestamps[0]
+    ticks = np.asarray(timestamps, dtype=np.int64) - first
+    index = np.arange(len(timestamps), dtype=np.int64)
+
+    def fits(candidate: Fraction) -> bool:  # |t * tick - i / candidate| <= tick, in integers (x q b for p/q, a/b)
+        p, q, a, b = tick.numerator, tick.denominator, candidate.numerator, candidate.denominator
+        return bool(np.all(np.abs(ticks * (p * a) - index * (q * b)) <= p * a))
+
+    if fits(rate):
+        return rate
+    mean = (len(timestamps) - 1) / ((timestamps[-1] - first) * tick)
+    for candidate in (Fraction(round(mean)), Fraction(round(mean * Fraction(1001, 1000)) * 1000, 1001)):
+        if candidate > 0 and fits(candidate):
+            return candidate
+    return rate
+
+
 def natural_sort_key(name: str) -> tuple[str | int, ...]:
     """Sort key that orders digit runs by value: "frame2.png" < "frame10.png".
 
@@ -471,6 +499,7 @@ def _probe_container(path: Path) -> VideoInfo:
         # a full index (MP4 / MOV) answers without reading the file, unless the frame rate varies or the
         # file is very short (SHORT_FILE_FRAMES)
         timestamps, end = _indexed_timestamps(stream), None
+        indexed = timestamps is not None
         if (timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES
                 or _timing_error(timestamps, stream.time_base, frame_rate) > 1.5 / frame_rate):
             timestamps, end = _frame_timestamps(container, stream, path)
@@ -483,6 +512,13 @@ def _probe_container(path: Path) -> VideoInfo:
             # the guess from the time base (1000 fps for Matroska's milliseconds)
             frame_rate = as_frame_rate(float((len(timestamps) - 1) / ((timestamps[-1] - timestamps[0])
                                                                         * stream.time_base)))
+        elif not indexed and not truncated:
+            # a rate FFmpeg estimated from the first packets (Matroska without a default duration: 30000/1001
+            # for a long 30 fps FFV1 file with millisecond timestamps) gives way to one that the whole timeline fits
+            # (the end of the last frame, where known, counts as one more frame time: a held last frame is no
+            # constant rate)
+            frame_rate = timeline_rate([*timestamps, *([end] if end is not None else [])], stream.time_base,
+                                       frame_rate)
         # a file cut short lost frames from the middle of a B-frame group: its gaps are no variable rate
         timing_error_s = 0.0 if truncated else _timing_error(timestamps, stream.time_base, frame_rate)
         frame_times = last_frame_s = None
