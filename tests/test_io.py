@@ -1065,3 +1065,12 @@ def test_a_frame_rate_ffmpeg_estimated_gives_way_to_the_one_the_whole_timeline_f
     assert timeline_rate(at_30[:5], ms, Fraction(30000, 1001)) == Fraction(30000, 1001)  # fits 5 frames: kept
     assert timeline_rate([0, 40, 80, 200, 240, 400], ms, Fraction(25)) == 25  # variable rate: no rate fits, kept
     assert timeline_rate([0, 90000 * 600], Fraction(1, 90000), Fraction(24)) == 24  # two frames: nothing to fit
+
+
+def test_png_frames_are_not_written_into_a_folder_named_like_a_video(tmp_path):
+    with pytest.raises(InputError, match=r"named like a video file; give a folder name \(.*out\)"):
+        VideoWriter(tmp_path / "out.mp4", 25, codec="png")
+    assert not (tmp_path / "out.mp4").exists()
+    with VideoWriter(tmp_path / "frames.v1", 25, codec="png") as writer:  # other dotted names stay folder names
+        writer.write(np.zeros((1, 8, 8, 3), np.uint8))
+    assert (tmp_path / "frames.v1").is_dir()

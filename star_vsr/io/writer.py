@@ -39,7 +39,7 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 from tqdm.auto import tqdm
 
 from star_vsr.errors import CorruptVideoError, InputError, OutputError, StarVSRError, UnsupportedVideoError
-from star_vsr.io.probe import as_frame_rate, check_exists, open_container, probe_video
+from star_vsr.io.probe import VIDEO_EXTENSIONS, as_frame_rate, check_exists, open_container, probe_video
 
 logger = logging.getLogger(__name__)
 
@@ -478,6 +478,11 @@ def _resolve_codec(path: Path, codec: str | None) -> str:
         if path.exists() and not path.is_dir():
             raise InputError(
                 f"{path} is a file; a PNG sequence is written into a folder, give a folder path"
+            )
+        if path.suffix.lower() in VIDEO_EXTENSIONS and not path.is_dir():
+            raise InputError(
+                f"PNG frames go into a folder, and {path} is named like a video file; give a folder "
+                f"name ({path.with_suffix('')}) or a video codec for it"
             )
         return codec
     if path.is_dir():
