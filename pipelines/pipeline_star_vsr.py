@@ -529,7 +529,8 @@ class StarVSRPipeline(DiffusionPipeline):
             snapshot = sampler.state_dict()
             if pending:
                 snapshot.tensors["decode_queue"] = torch.cat(pending) if len(pending) > 1 else pending[0]
-            snapshot.metadata.update(run=run_layout, hint_frames=hint_frames.position, frames_done=color_frames.position)
+            snapshot.metadata.update(run=run_layout, hint_frames=hint_frames.position, frames_done=color_frames.position,
+                                     evaluations=[sampler.evaluations_done(), len(windows) * len(timesteps)])
             state_sink(color_frames.position, snapshot)
 
         def on_step_end(i: int, t: torch.Tensor) -> None:

@@ -135,8 +135,10 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
         if saved is not None:
             writer.segments, state, start = saved
             complete = state is None
-            _say(progress, f"{output}: going on after frame {start} of {source.num_frames} (saved in {work} by an "
-                           f"earlier run; --restart starts over)")
+            done = (f", {state.metadata['evaluations'][0]} of {state.metadata['evaluations'][1]} window steps done"
+                    if isinstance(state, SamplerState) and "evaluations" in state.metadata else "")
+            _say(progress, f"{output}: going on after frame {start} of {source.num_frames}{done} (saved in {work} by "
+                           f"an earlier run; --restart starts over)")
         # latest: (frames done, the state after them) last handed out, and whether it is the one on disk.
         # Frames wait in `waiting` for the state after them, and both go to the writer and `latest` with
         # Ctrl-C held back, so that on Ctrl-C the writer holds exactly the frames of `latest`.
@@ -246,9 +248,19 @@ def _stopped(work: Path, output: Path, progress: bool) -> None:
     if not (work / MANIFEST).is_file():
         shutil.rmtree(work, ignore_errors=True)
         return
-    frames = json.loads((work / MANIFEST).read_text())["frames"]
-    _say(progress, f"{output}: stopped; {frames} frames are saved in {work}. Run the same command again (same "
+    manifest = json.loads((work / MANIFEST).read_text())
+    _say(progress, f"{output}: stopped; {_saved_work(manifest)} saved in {work}. Run the same command again (same "
                    f"settings) to go on from there; --restart starts over")
+
+
+def _saved_work(manifest: dict[str, Any]) -> str:
+    """What a manifest holds, for the user: the frames written, and for a diffusion run the share of the model
+    evaluations done (frames being denoised keep theirs)."""
+    frames = f"{manifest['frames']} frames"
+    if manifest.get("evaluations"):
+        done, total = manifest["evaluations"]
+        return f"{frames} and {done / total:.0%} of the denoising ({done} of {total} window steps) are"
+    return f"{frames} are"
 
 
 @contextmanager
@@ -391,6 +403,8 @@ def save_checkpoint(work: Path, settings: dict[str, Any], segments: list[tuple[s
         raise RuntimeError(f"checkpoint of {frames} frames with {segments} committed")  # a bug, not the user's
     name = None if state is None else STATE_NAME.format(frames)
     manifest = {"settings": settings, "frames": frames, "state": name, "segments": segments}
+    if isinstance(state, SamplerState) and "evaluations" in state.metadata:
+        manifest["evaluations"] = state.metadata["evaluations"]
     temp = work / (MANIFEST + ".tmp")
     try:
         for segment, _ in segments[-1:]:

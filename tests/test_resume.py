@@ -389,6 +389,7 @@ def test_a_stopped_diffusion_upscale_goes_on_and_writes_what_an_uninterrupted_ru
         upscale_video(star, source, output, codec="ffv1", progress=False, checkpoint_seconds=every, **star_kwargs())
     manifest = json.loads((partial_folder(output) / MANIFEST).read_text())
     assert manifest["frames"] == saved_frames and manifest["state"] and not output.exists()
+    assert manifest["evaluations"] == [stop - 1, 8]  # what the stop message reports (next test)
     counter = StopWindow(star)
     monkeypatch.setattr(star, "denoise_window", counter)
     upscale_video(star, source, output, codec="ffv1", progress=False, **star_kwargs())
@@ -467,3 +468,15 @@ def test_upscale_video_refuses_pipeline_arguments_it_sets_itself_before_touching
         with pytest.raises(InputError, match="cannot be passed to it"):
             upscale_video(star, source, output, progress=False, **star_kwargs(), **extra)
     assert (partial_folder(output) / MANIFEST).is_file()  # still there to go on from
+
+
+def test_a_stopped_diffusion_run_says_how_much_denoising_is_saved(star, tmp_path, monkeypatch, capsys):
+    source = write_test_video(tmp_path / "in.mp4", 9, size=(8, 12))
+    output = tmp_path / "out.mp4"
+    monkeypatch.setattr(star, "denoise_window", StopWindow(star, stop=4))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(star, source, output, progress=True, checkpoint_seconds=1e9, **star_kwargs())
+    assert "stopped; 0 frames and 38% of the denoising (3 of 8 window steps) are saved in" in capsys.readouterr().err
+    monkeypatch.undo()
+    upscale_video(star, source, output, progress=True, **star_kwargs())
+    assert "going on after frame 0 of 9, 3 of 8 window steps done" in capsys.readouterr().err
