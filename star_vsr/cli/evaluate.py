@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import InputError, VideoNotFoundError
+from ..errors import InputError, MissingWeightsError, VideoNotFoundError
 
 COLUMNS = (("psnr_y", "PSNR-Y", "{:.3f}"), ("ssim_y", "SSIM-Y", "{:.4f}"), ("ewarp", "E*warp", "{:.3f}"))
 
@@ -87,11 +87,16 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         check_writable(args.json)  # before the metrics, not after
     clips = pair_clips(Path(args.pred), Path(args.gt))
-    learned = []
+    learned, missing = [], []
     for metric_name in dict.fromkeys(n.strip().lower() for n in args.metrics.split(",") if n.strip()):
         from ..metrics.learned import load_learned_metric  # pyiqa and torch only when asked for
 
-        learned.append(load_learned_metric(metric_name, args.weights_dir))  # missing weights: named before any work
+        try:
+            learned.append(load_learned_metric(metric_name, args.weights_dir))
+        except MissingWeightsError as error:  # checked before the network loads; every metric's files named at once
+            missing.append(str(error))
+    if missing:
+        raise MissingWeightsError("\n".join(missing))
     results: dict[str, dict[str, float]] = {}
     for name, pred, gt in clips:
         results[name] = evaluate_videos(str(pred), str(gt), scale=args.scale, warp=not args.no_warp, progress=True,
