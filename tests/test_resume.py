@@ -398,13 +398,19 @@ def test_a_stopped_diffusion_upscale_goes_on_and_writes_what_an_uninterrupted_ru
     assert not partial_folder(output).exists()
 
 
-def test_a_saved_diffusion_run_names_what_changed(star, pipe, tmp_path, monkeypatch):
+def stopped_star_run(star, tmp_path, monkeypatch, stop, checkpoint_seconds=0.0, progress=False):
+    """(input, output) of a 9-frame StarVSR run (``star_kwargs``) stopped by Ctrl-C at window evaluation ``stop``."""
     source = write_test_video(tmp_path / "in.mp4", 9, size=(8, 12))
     output = tmp_path / "out.mp4"
-    monkeypatch.setattr(star, "denoise_window", StopWindow(star, stop=5))
+    monkeypatch.setattr(star, "denoise_window", StopWindow(star, stop=stop))
     with pytest.raises(KeyboardInterrupt):
-        upscale_video(star, source, output, progress=False, checkpoint_seconds=0, **star_kwargs())
+        upscale_video(star, source, output, progress=progress, checkpoint_seconds=checkpoint_seconds, **star_kwargs())
     monkeypatch.undo()
+    return source, output
+
+
+def test_a_saved_diffusion_run_names_what_changed(star, pipe, tmp_path, monkeypatch):
+    source, output = stopped_star_run(star, tmp_path, monkeypatch, stop=5)
     with pytest.raises(InputError, match=r"other settings: num_inference_steps \(--steps\) 2 -> 3; run with the earlier"):
         upscale_video(star, source, output, progress=False, **star_kwargs(steps=3))
     with pytest.raises(InputError, match=r"other settings: seed \(--seed\) 0 -> 1;"):
@@ -458,12 +464,7 @@ def test_the_sampled_weights_fingerprint_reads_tensors_past_float32_positions():
 
 def test_upscale_video_refuses_pipeline_arguments_it_sets_itself_before_touching_saved_work(star, tmp_path,
                                                                                             monkeypatch):
-    source = write_test_video(tmp_path / "in.mp4", 9, size=(8, 12))
-    output = tmp_path / "out.mp4"
-    monkeypatch.setattr(star, "denoise_window", StopWindow(star, stop=5))
-    with pytest.raises(KeyboardInterrupt):
-        upscale_video(star, source, output, progress=False, checkpoint_seconds=0, **star_kwargs())
-    monkeypatch.undo()
+    source, output = stopped_star_run(star, tmp_path, monkeypatch, stop=5)
     for extra in (dict(callback_on_step_end=lambda *args: {}), dict(output_type="latent")):
         with pytest.raises(InputError, match="cannot be passed to it"):
             upscale_video(star, source, output, progress=False, **star_kwargs(), **extra)
@@ -471,12 +472,7 @@ def test_upscale_video_refuses_pipeline_arguments_it_sets_itself_before_touching
 
 
 def test_a_stopped_diffusion_run_says_how_much_denoising_is_saved(star, tmp_path, monkeypatch, capsys):
-    source = write_test_video(tmp_path / "in.mp4", 9, size=(8, 12))
-    output = tmp_path / "out.mp4"
-    monkeypatch.setattr(star, "denoise_window", StopWindow(star, stop=4))
-    with pytest.raises(KeyboardInterrupt):
-        upscale_video(star, source, output, progress=True, checkpoint_seconds=1e9, **star_kwargs())
+    source, output = stopped_star_run(star, tmp_path, monkeypatch, stop=4, checkpoint_seconds=1e9, progress=True)
     assert "stopped; 0 frames and 38% of the denoising (3 of 8 window steps) are saved in" in capsys.readouterr().err
-    monkeypatch.undo()
     upscale_video(star, source, output, progress=True, **star_kwargs())
     assert "going on after frame 0 of 9, 3 of 8 window steps done" in capsys.readouterr().err
