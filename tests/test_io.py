@@ -1065,6 +1065,9 @@ def test_a_frame_rate_ffmpeg_estimated_gives_way_to_the_one_the_whole_timeline_f
     assert timeline_rate(at_30[:5], ms, Fraction(30000, 1001)) == Fraction(30000, 1001)  # fits 5 frames: kept
     assert timeline_rate([0, 40, 80, 200, 240, 400], ms, Fraction(25)) == 25  # variable rate: no rate fits, kept
     assert timeline_rate([0, 90000 * 600], Fraction(1, 90000), Fraction(24)) == 24  # two frames: nothing to fit
+    nanoseconds = [round(i * 10 ** 9 * 1001 / 30000) for i in range(200_000)]  # beyond int64 in the check
+    assert timeline_rate(nanoseconds, Fraction(1, 10 ** 9), Fraction(59999, 2000)) == Fraction(30000, 1001)
+    assert timeline_rate(at_30, ms, as_frame_rate(299 / 9.967)) == 30  # a mean rate of rounded milliseconds
 
 
 def test_png_frames_are_not_written_into_a_folder_named_like_a_video(tmp_path):

@@ -266,7 +266,8 @@ def as_frame_rate(fps: float | int | Fraction) -> Fraction:
 
 def timeline_rate(timestamps: Sequence[int], time_base: Fraction, rate: Fraction) -> Fraction:
     """``rate``, unless it places some frame of the sorted ``timestamps`` (ticks of ``time_base``) more than a
-    tick away and a whole rate near their mean (N or N x 1000/1001 fps) places every one within a tick.
+    tick away, or is not of the form N or N x 1000/1001 fps (a mean of rounded timestamps: 29909/997), and
+    such a rate near their mean places every one within a tick.
 
     FFmpeg estimates the rate of a stream whose container lists none from its first packets; with
     millisecond timestamps (33, 34, 33 ms ...) and few packets probed (large frames), 30 fps can come out
@@ -275,14 +276,18 @@ def timeline_rate(timestamps: Sequence[int], time_base: Fraction, rate: Fraction
     if len(timestamps) < 3 or timestamps[-1] <= timestamps[0]:
         return rate
     tick, first = Fraction(time_base), timestamps[0]
-    ticks = np.asarray(timestamps, dtype=np.int64) - first
+    ticks = np.asarray([t - first for t in timestamps], dtype=np.int64)
     index = np.arange(len(timestamps), dtype=np.int64)
 
     def fits(candidate: Fraction) -> bool:  # |t * tick - i / candidate| <= tick, in integers (x q b for p/q, a/b)
         p, q, a, b = tick.numerator, tick.denominator, candidate.numerator, candidate.denominator
+        largest = max(int(ticks[-1]) * p * a, (len(timestamps) - 1) * q * b)
+        if largest >= 2 ** 62:  # beyond int64 (nanosecond ticks, odd rates): Python's integers, slower
+            return all(abs((t - first) * p * a - i * q * b) <= p * a for i, t in enumerate(timestamps))
         return bool(np.all(np.abs(ticks * (p * a) - index * (q * b)) <= p * a))
 
-    if fits(rate):
+    rate_fits = fits(rate)
+    if rate_fits and rate.denominator in (1, 1001):
         return rate
     mean = (len(timestamps) - 1) / ((timestamps[-1] - first) * tick)
     for candidate in (Fraction(round(mean)), Fraction(round(mean * Fraction(1001, 1000)) * 1000, 1001)):
@@ -512,11 +517,11 @@ def _probe_container(path: Path) -> VideoInfo:
             # the guess from the time base (1000 fps for Matroska's milliseconds)
             frame_rate = as_frame_rate(float((len(timestamps) - 1) / ((timestamps[-1] - timestamps[0])
                                                                         * stream.time_base)))
-        elif not indexed and not truncated:
+        if not indexed and not truncated:
             # a rate FFmpeg estimated from the first packets (Matroska without a default duration: 30000/1001
-            # for a long 30 fps FFV1 file with millisecond timestamps) gives way to one that the whole timeline fits
-            # (the end of the last frame, where known, counts as one more frame time: a held last frame is no
-            # constant rate)
+            # for a long 30 fps FFV1 file with millisecond timestamps), or the mean just above (29.999 fps from
+            # rounded milliseconds), gives way to one that the whole timeline fits (the end of the last frame,
+            # where known, counts as one more frame time: a held last frame is no constant rate)
             frame_rate = timeline_rate([*timestamps, *([end] if end is not None else [])], stream.time_base,
                                        frame_rate)
         # a file cut short lost frames from the middle of a B-frame group: its gaps are no variable rate
