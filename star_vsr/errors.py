@@ -76,15 +76,17 @@ def _amount(message: str) -> str:
 
 
 @contextmanager
-def explain_out_of_memory(doing: str, advice: str) -> Iterator[None]:
+def explain_out_of_memory(doing: str, advice: str | Callable[[], str]) -> Iterator[None]:
     """Turn an out-of-memory error raised inside into a one-line ``DeviceError`` that says what ran out
-    of memory and what to change (``advice``). Works as a decorator too."""
+    of memory and what to change (``advice``, or what ``advice()`` says when memory ran out). Works as a
+    decorator too."""
     try:
         yield
     except (RuntimeError, MemoryError) as error:
         if not is_out_of_memory(error):
             raise
-        raise DeviceError(f"out of memory while {doing}{_amount(str(error))}; {advice}") from error
+        text = advice() if callable(advice) else advice
+        raise DeviceError(f"out of memory while {doing}{_amount(str(error))}; {text}") from error
 
 
 def explain_out_of_memory_of_call(doing: str, advice: Callable[[Any, dict[str, Any]], str]) -> Callable[[Method], Method]:
@@ -96,14 +98,12 @@ def explain_out_of_memory_of_call(doing: str, advice: Callable[[Any, dict[str, A
 
         @functools.wraps(method)
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return method(self, *args, **kwargs)
-            except (RuntimeError, MemoryError) as error:
-                if not is_out_of_memory(error):
-                    raise
+            def advice_for_call() -> str:
                 bound = signature.bind(self, *args, **kwargs)
                 bound.apply_defaults()
-                raise DeviceError(f"out of memory while {doing}{_amount(str(error))}; "
-                                  f"{advice(self, bound.arguments)}") from error
+                return advice(self, bound.arguments)
+
+            with explain_out_of_memory(doing, advice_for_call):
+                return method(self, *args, **kwargs)
         return call  # type: ignore[return-value]
     return decorate

@@ -276,18 +276,11 @@ def timeline_rate(timestamps: Sequence[int], time_base: Fraction, rate: Fraction
     if len(timestamps) < 3 or timestamps[-1] <= timestamps[0]:
         return rate
     tick, first = Fraction(time_base), timestamps[0]
-    ticks = np.asarray([t - first for t in timestamps], dtype=np.int64)
-    index = np.arange(len(timestamps), dtype=np.int64)
 
-    def fits(candidate: Fraction) -> bool:  # |t * tick - i / candidate| <= tick, in integers (x q b for p/q, a/b)
-        p, q, a, b = tick.numerator, tick.denominator, candidate.numerator, candidate.denominator
-        largest = max(int(ticks[-1]) * p * a, (len(timestamps) - 1) * q * b)
-        if largest >= 2 ** 62:  # beyond int64 (nanosecond ticks, odd rates): Python's integers, slower
-            return all(abs((t - first) * p * a - i * q * b) <= p * a for i, t in enumerate(timestamps))
-        return bool(np.all(np.abs(ticks * (p * a) - index * (q * b)) <= p * a))
+    def fits(candidate: Fraction) -> bool:  # every frame within a tick (_timing_error is exact, in integers)
+        return _timing_error(timestamps, tick, candidate) <= float(tick) * (1 + 1e-9)
 
-    rate_fits = fits(rate)
-    if rate_fits and rate.denominator in (1, 1001):
+    if rate.denominator in (1, 1001) and fits(rate):
         return rate
     mean = (len(timestamps) - 1) / ((timestamps[-1] - first) * tick)
     for candidate in (Fraction(round(mean)), Fraction(round(mean * Fraction(1001, 1000)) * 1000, 1001)):
@@ -432,7 +425,7 @@ def _listed_end(stream: VideoStream) -> float | None:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def _timing_error(timestamps: list[int], time_base: Fraction, frame_rate: Fraction) -> float:
+def _timing_error(timestamps: Sequence[int], time_base: Fraction, frame_rate: Fraction) -> float:
     """``max |t_i - t_0 - i / frame_rate|`` in seconds (`VideoInfo.timing_error_s`), exactly, in integers:
     with time base a/b and rate c/d each term is ``|(t_i - t_0) a c - i d b| / (b c)`` (Fraction arithmetic
     took about a second for a two-hour video, and probing runs it up to twice)."""
