@@ -85,6 +85,27 @@ def test_deterministic_and_batch_independent(pair):
     torch.testing.assert_close(a[1:], single, atol=1e-5, rtol=1e-5)
 
 
+def test_attention_in_batch_slices_gives_the_same_prediction(pair, monkeypatch):
+    """A real window has more attention sequences than a CUDA kernel call takes (one per latent pixel in the
+    temporal transformers); slicing the batch must not change the result."""
+    from star_vsr.models import attention
+
+    unet, controlnet = pair
+    x, t, ctx, hint = inputs(b=2)
+    calls = []
+    original = attention.Attention._attend
+    monkeypatch.setattr(attention.Attention, "_attend", lambda self, q, k, v: calls.append(q.shape[0]) or
+                        original(self, q, k, v))
+    with torch.no_grad():
+        whole = predict(unet, controlnet, x, t, ctx, hint)
+        assert max(calls) == 2 * 6 * 8  # the temporal transformers' sequences: batch x latent pixels
+        calls.clear()
+        monkeypatch.setattr(attention, "MAX_ATTENTION_BATCH", 5)
+        sliced = predict(unet, controlnet, x, t, ctx, hint)
+    assert max(calls) == 5 and 96 % 5 in calls  # every call within the limit, the last slice the remainder
+    torch.testing.assert_close(sliced, whole, atol=1e-6, rtol=1e-6)
+
+
 def test_save_load_round_trip(pair, tmp_path):
     unet, controlnet = pair
     unet.save_pretrained(tmp_path / "unet")

@@ -21,6 +21,11 @@ from .liem import LIEM_PLACEMENTS, SpatialLIEM, TemporalLIEM
 TRANSFORMER_GROUP_NORM_EPS = 1e-6
 #: Hidden width of the feed-forward network relative to the model width.
 FEED_FORWARD_MULT = 4
+#: Most attention sequences passed to one kernel call. A temporal transformer attends over the frames of
+#: every latent pixel, so a 480p x4 window holds 2 x 240 x 432 = 207,360 sequences; CUDA kernels put the
+#: batch on a grid axis limited to 65,535 blocks and fail with "invalid configuration argument" beyond it
+#: (xformers issue 845, PyTorch issues 142228 and 146704). STAR's own attention slices at 16,384 too.
+MAX_ATTENTION_BATCH = 16384
 
 
 def _xformers_available() -> bool:
@@ -71,14 +76,21 @@ class Attention(nn.Module):
         q = self.to_q(x).view(b, -1, self.heads, self.head_dim)  # (b, t, heads, d)
         k = self.to_k(context).view(b, -1, self.heads, self.head_dim)
         v = self.to_v(context).view(b, -1, self.heads, self.head_dim)
-        if self.use_xformers and x.is_cuda:
+        if b > MAX_ATTENTION_BATCH:  # slices of the batch: sequences are independent
+            out = torch.cat([self._attend(q[i:i + MAX_ATTENTION_BATCH], k[i:i + MAX_ATTENTION_BATCH],
+                                          v[i:i + MAX_ATTENTION_BATCH]) for i in range(0, b, MAX_ATTENTION_BATCH)])
+        else:
+            out = self._attend(q, k, v)
+        return self.to_out(out.reshape(b, -1, self.heads * self.head_dim))
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d)) v per sequence and head: (b, t, heads, d) each -> (b, t, heads, d)."""
+        if self.use_xformers and q.is_cuda:
             import xformers.ops
 
-            out = xformers.ops.memory_efficient_attention(q, k, v, op=self.xformers_op)  # (b, t, heads, d)
-        else:
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-            out = out.transpose(1, 2)  # (b, t, heads, d)
-        return self.to_out(out.reshape(b, -1, self.heads * self.head_dim))
+            return xformers.ops.memory_efficient_attention(q, k, v, op=self.xformers_op)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return out.transpose(1, 2)
 
 
 class GEGLU(nn.Module):
