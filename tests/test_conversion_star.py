@@ -57,6 +57,15 @@ def test_unmapped_and_missing_keys_are_listed(released_meta_state_dict):
     assert "unet.conv_out.weight" in message
 
 
+def test_leftover_tensors_are_left_out_with_a_warning(released_meta_state_dict):
+    """STAR loads its checkpoint with strict=False, so a released file may hold tensors of modules its code no
+    longer builds (VEnhancer's y_embedder); with every parameter present they are skipped, not fatal."""
+    sd = {**released_meta_state_dict, "VideoControlNet.y_embedder.y_proj.fc1.weight": torch.empty(4, 4, device="meta")}
+    with pytest.warns(UserWarning, match=r"1 checkpoint tensors have no destination: VideoControlNet\.y_embedder"):
+        converted = convert_star_checkpoint(sd)
+    assert len(converted["unet"]) + len(converted["controlnet"]) == len(released_meta_state_dict)
+
+
 def test_state_dict_wrapper_and_module_prefix_are_accepted(released_meta_state_dict):
     wrapped = {"state_dict": {f"module.{k}": v for k, v in released_meta_state_dict.items()}}
     converted = convert_star_checkpoint(wrapped)

@@ -13,6 +13,7 @@ without loading 8 GB.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Iterator, Mapping, Optional
 
 import torch
@@ -201,8 +202,12 @@ def convert_star_checkpoint(state_dict: Mapping[str, torch.Tensor],
         and ``StarVSRControlNetModel.from_unet(unet)``.
 
     Raises:
-        InputError: listing the released tensors with no destination, the destination parameters the
-            checkpoint does not provide, and any shape mismatch.
+        InputError: when the checkpoint lacks a model parameter or has one of another shape, listing
+            those and any tensors with no destination.
+
+    Warns:
+        UserWarning: naming tensors with no destination in a checkpoint that has every parameter
+            (leftovers STAR's own loader ignores with ``strict=False``); they are left out.
     """
     unet_config = released_unet_config() if unet_config is None else unet_config
     state_dict = _strip_wrappers(state_dict)
@@ -221,16 +226,17 @@ def convert_star_checkpoint(state_dict: Mapping[str, torch.Tensor],
                               f"{tuple(expected[component][our_name])}")
         out[component][our_name] = converted
     missing = [f"{component}.{k}" for component in out for k in expected[component] if k not in out[component]]
-    problems = []
-    if unmapped:
-        problems.append(f"{len(unmapped)} checkpoint tensors have no destination (is this a STAR I2VGen-XL "
-                        f"checkpoint with this structure?): {_first(sorted(unmapped))}")
+    unused = (f"{len(unmapped)} checkpoint tensors have no destination: {_first(sorted(unmapped))}"
+              if unmapped else "")
+    problems = [unused + " (is this a STAR I2VGen-XL checkpoint with this structure?)"] if unmapped else []
     if missing:
         problems.append(f"{len(missing)} model parameters are not in the checkpoint: {_first(sorted(missing))}")
     if mismatched:
         problems.append(f"{len(mismatched)} shape mismatches: {_first(mismatched)}")
-    if problems:
+    if missing or mismatched:
         raise InputError("cannot convert the STAR checkpoint:\n" + "\n".join(problems))
+    if unmapped:  # every parameter found: leftovers STAR's own loader skips too (load_state_dict(strict=False))
+        warnings.warn(f"{unused}; they are not part of the model and were left out, as STAR's loader does")
     return out
 
 
