@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
+import logging.handlers
 import subprocess
 import sys
 from fractions import Fraction
@@ -232,8 +235,9 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     components = tiny_star_components(seed=3)
     unet, controlnet = components["unet"], components["controlnet"]
     # the legacy (pre-zip) format, which cannot be memory-mapped: read without mmap
-    torch.save({"state_dict": _reference_format_checkpoint(unet, controlnet)}, tmp_path / "light_deg.pt",
-               _use_new_zipfile_serialization=False)
+    # with a Python object beside the weights, as training scripts save their arguments
+    torch.save({"state_dict": _reference_format_checkpoint(unet, controlnet), "args": argparse.Namespace(lr=1e-5)},
+               tmp_path / "light_deg.pt", _use_new_zipfile_serialization=False)
     tower = _build_text_tower(8, CLIPTextCfg(context_length=77, vocab_size=49408, width=TINY_TEXT_WIDTH,
                                              heads=2, layers=3))
     torch.save(tower.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
@@ -243,7 +247,12 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     out = tmp_path / "star-tiny"
     args = ["convert-star", "--checkpoint", str(tmp_path / "light_deg.pt"), "--openclip",
             str(tmp_path / "open_clip_pytorch_model.bin"), "--vae", str(tmp_path / "vae"), "-o", str(out),
-            "--dtype", "fp32", "--unet-config", str(tmp_path / "unet.json")]
+            "--dtype", "fp32", "--trust-checkpoint", "--unet-config", str(tmp_path / "unet.json")]
+    # by default such a file is refused (unpickling it can run code), naming the object and the flag
+    assert main([a for a in args if a != "--trust-checkpoint"]) == 2
+    err = capsys.readouterr().err
+    assert "holds Python objects besides tensors (argparse.Namespace)" in err and "--trust-checkpoint" in err
+    assert not out.exists()
     # a wrong --unet-config: one line, nothing written
     for text, message in (("{", "is not valid JSON"), ('{"bogus": 1}', "unknown StarVSRUNetModel keys ['bogus']"),
                           ("[1]", "must hold a JSON object")):
@@ -277,6 +286,28 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     assert frames.shape == (1, 2, 3, 32, 32)
     assert main(args) == 2  # output exists now
     assert "already exists" in capsys.readouterr().err
+
+
+def test_convert_star_reads_an_fp16_only_vae_folder_without_error_logs(tmp_path):
+    """SVD's VAE folder may hold only diffusion_pytorch_model.fp16.safetensors; asking diffusers for the plain
+    file first logged 'An error occurred ...' before the fallback, which read as a failed conversion."""
+    from star_vsr.cli.convert import _load_vae
+    from star_vsr.testing import tiny_vae
+
+    reference = tiny_vae().to(torch.float16)
+    reference.save_pretrained(tmp_path / "vae", variant="fp16")
+    errors = logging.handlers.BufferingHandler(capacity=100)
+    errors.setLevel(logging.ERROR)
+    diffusers_logger = logging.getLogger("diffusers")  # it does not propagate to the root logger (pytest's caplog)
+    diffusers_logger.addHandler(errors)
+    try:
+        vae = _load_vae(tmp_path / "vae", torch.float32)
+    finally:
+        diffusers_logger.removeHandler(errors)
+    assert vae.dtype == torch.float32
+    for k, v in reference.state_dict().items():
+        assert torch.equal(vae.state_dict()[k], v.float()), k
+    assert not [r.getMessage() for r in errors.buffer]
 
 
 def test_convert_star_missing_file_says_what_to_download(tmp_path, capsys):

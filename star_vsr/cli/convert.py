@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, help="pipeline folder to write")
     parser.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"),
                         help="precision of the saved weights (default fp16, as released)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="read checkpoints that hold Python objects besides tensors (full unpickling, which "
+                             "can run code from the file: only for files from the STAR / OpenCLIP releases). "
+                             "By default only tensors and plain containers are read")
     parser.add_argument("--unet-config", help="JSON file with the StarVSRUNetModel config keys in which a "
                                               "checkpoint of another size differs from the released "
                                               "architecture (default: the released architecture)")
@@ -47,7 +52,9 @@ def _require(path: Path, what: str) -> Path:
 def _load_vae(folder: Path, dtype):
     from diffusers import AutoencoderKLTemporalDecoder
 
-    variants = [None] + (["fp16"] if any(folder.glob("*.fp16.*")) else [])
+    # the fp16 variant first where there is one (SVD's repository ships both): diffusers logs an ERROR for a
+    # variant it does not find before falling back, which would read as a failed conversion
+    variants = (["fp16"] if any(folder.glob("*.fp16.*")) else []) + [None]
     errors = []
     for variant in variants:
         try:
@@ -75,21 +82,40 @@ def _unet_config(path: Path, released: dict[str, Any]) -> dict[str, Any]:
     return {**released, **{k: v for k, v in changes.items() if not k.startswith("_")}}
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    """A state dict read without copying it into memory where the file format allows (mmap)."""
+def _load_checkpoint(path: Path, trust: bool = False) -> dict[str, Any]:
+    """A state dict read without copying it into memory where the file format allows (mmap).
+
+    Only tensors and plain containers are unpickled unless ``trust`` (``--trust-checkpoint``): a checkpoint
+    saved with other Python objects in it (training arguments, say) is refused with a message naming the flag.
+    """
+    import pickle
+
     import torch
 
     try:
         try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return torch.load(path, map_location="cpu", weights_only=not trust, mmap=True)
         except RuntimeError as error:
             if "mmap" not in str(error):
                 raise
-            return torch.load(path, map_location="cpu", weights_only=True)  # the legacy (non-zip) format
+            return torch.load(path, map_location="cpu", weights_only=not trust)  # the legacy (non-zip) format
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))  # torch's restricted unpickler
+        if trust or not found:  # a damaged or foreign file; torch's first line would advise weights_only=False
+            detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
+            raise InputError(f"cannot read {path} as a PyTorch checkpoint "
+                             f"({detail.group(1) if detail else _first_line(error)}); is the download complete?") \
+                from error
+        raise InputError(f"{path} holds Python objects besides tensors ({found.group(1)}), which star-vsr does not "
+                         "unpickle by default (unpickling can run code from the file). If the file comes from "
+                         "the STAR or OpenCLIP release, add --trust-checkpoint.") from error
     except Exception as error:  # torch raises many types for a corrupt or foreign file
-        first_line = (str(error).splitlines() or [type(error).__name__])[0]  # an empty file: no message at all
-        raise InputError(f"cannot read {path} as a PyTorch checkpoint ({first_line}); is the download complete?") \
-            from error
+        raise InputError(f"cannot read {path} as a PyTorch checkpoint ({_first_line(error)}); "
+                         "is the download complete?") from error
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]  # an empty file: no message at all
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     if args.unet_config:
         unet_config = {**_unet_config(Path(args.unet_config), unet_config), "liem_placement": "before_norm"}
     print(f"reading {checkpoint}")
-    state_dict = _load_checkpoint(checkpoint)
+    state_dict = _load_checkpoint(checkpoint, args.trust_checkpoint)
     converted = convert_star_checkpoint(state_dict, unet_config)
     with torch.device("meta"):
         unet = StarVSRUNetModel.from_config(unet_config)
@@ -129,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     del state_dict, converted
 
     print(f"reading {openclip}")
-    text_encoder = openclip_text_encoder(_load_checkpoint(openclip)).to(dtype)
+    text_encoder = openclip_text_encoder(_load_checkpoint(openclip, args.trust_checkpoint)).to(dtype)
     if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
         raise InputError(f"the text encoder is {text_encoder.config.hidden_size} wide but the UNet expects "
                          f"{unet.config.cross_attention_dim}-d text (is {openclip} OpenCLIP ViT-H-14?)")
