@@ -268,14 +268,25 @@ class StarVSRPipeline(DiffusionPipeline):
         """
         f = self.vae_scale_factor
         pad_h, pad_w = canvas[0] * f - out_size[0], canvas[1] * f - out_size[1]
+        # a float16 VAE whose config asks for it (force_upcast, SVD's) encodes in float32, as diffusers' SVD
+        # pipeline and STAR do: its encoder's activations can overflow float16. Decoding stays in float16.
+        upcast = self.vae.dtype == torch.float16 and bool(self.vae.config.get("force_upcast", True))
+        dtype = torch.float32 if upcast else self.vae.dtype
+        encoder = (self.vae.encoder, self.vae.quant_conv)
         latents = []
-        for i in range(0, len(lr), HINT_ENCODE_BATCH):
-            x = lr[i:i + HINT_ENCODE_BATCH].to(device=device, dtype=self.vae.dtype) * 2 - 1
-            x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")  # (b, 3, canvas_h*f, canvas_w*f)
-            posterior = self.vae.encode(x).latent_dist
-            z = posterior.mean + posterior.std * eps[i:i + HINT_ENCODE_BATCH].to(device, posterior.mean.dtype)
-            latents.append((z * self.vae.config.scaling_factor).float().cpu())
+        try:
+            for module in encoder if upcast else ():
+                module.to(torch.float32)
+            for i in range(0, len(lr), HINT_ENCODE_BATCH):
+                x = lr[i:i + HINT_ENCODE_BATCH].to(device=device, dtype=dtype) * 2 - 1
+                x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
+                x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")  # (b, 3, canvas_h*f, canvas_w*f)
+                posterior = self.vae.encode(x).latent_dist
+                z = posterior.mean + posterior.std * eps[i:i + HINT_ENCODE_BATCH].to(device, posterior.mean.dtype)
+                latents.append((z * self.vae.config.scaling_factor).float().cpu())
+        finally:
+            for module in encoder if upcast else ():
+                module.to(torch.float16)
         return torch.cat(latents)
 
     # ---------------------------------------------------------------- one window

@@ -361,6 +361,28 @@ def test_bfloat16_runs_on_cpu():
     assert out.shape == (1, 2, 3, 32, 48) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("force_upcast", [True, False])
+def test_float16_vae_encodes_in_float32_when_its_config_asks(force_upcast):
+    """SVD's VAE config sets force_upcast: its encoder may overflow float16, so the hint is encoded in float32
+    (as diffusers' SVD pipeline and STAR do) and the VAE is float16 again afterwards. Run on the CPU by calling
+    encode_hint directly (the pipeline refuses float16 weights on the CPU)."""
+    half = tiny_star_pipeline(seed=0)
+    half.vae.to(torch.float16).register_to_config(force_upcast=force_upcast)
+    full = tiny_star_pipeline(seed=0)
+    full.vae.load_state_dict({k: v.float() for k, v in half.vae.state_dict().items()})  # the same rounded weights
+    seen = []
+    half.vae.encoder.conv_in.register_forward_hook(lambda module, args, output: seen.append(args[0].dtype))
+    lr = video(n=3)
+    eps = torch.randn(3, 4, 8, 12, generator=torch.Generator().manual_seed(1))
+    hint = half.encode_hint(lr, (32, 48), (8, 12), eps, torch.device("cpu"))
+    assert {p.dtype for p in half.vae.parameters()} == {torch.float16}
+    if force_upcast:
+        assert seen == [torch.float32]
+        assert torch.equal(hint, full.encode_hint(lr, (32, 48), (8, 12), eps, torch.device("cpu")))
+    else:
+        assert seen == [torch.float16] and hint.dtype == torch.float32
+
+
 def test_wavefront_and_synchronous_orders_give_identical_frames(pipe):
     clip = video(n=7)
     wavefront = run(pipe, clip, num_inference_steps=3, chunk_frames=3, chunk_overlap=1)
