@@ -154,8 +154,13 @@ class StarVSRPipeline(DiffusionPipeline):
         folder = Path(pretrained_model_name_or_path)
         check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls)
         kwargs.setdefault("local_files_only", True)
-        return load_checked(folder, "StarVSR", MISSING_WEIGHTS_HELP,
+        pipe = load_checked(folder, "StarVSR", MISSING_WEIGHTS_HELP,
                             lambda: super(StarVSRPipeline, cls).from_pretrained(folder, **kwargs))
+        if "dtype" not in kwargs and "torch_dtype" not in kwargs and pipe.text_encoder.dtype != pipe.unet.dtype:
+            # with no dtype, diffusers loads its models in float32 but transformers keeps the saved float16
+            # of a converted folder's text encoder: one precision for the whole pipeline, the UNet's
+            pipe.text_encoder.to(pipe.unet.dtype)
+        return pipe
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
         """``DiffusionPipeline.save_pretrained``; the weight files it wrote get the umask's mode

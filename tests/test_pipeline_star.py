@@ -266,6 +266,16 @@ def test_pipelines_import_from_the_package_and_its_pipelines_module():
         pipelines.NoSuchPipeline
 
 
+def test_folder_saved_in_float16_loads_in_one_precision(tmp_path):
+    """convert-star saves float16; loaded with no dtype, diffusers' models come in float32 and transformers'
+    text encoder would stay float16."""
+    tiny_star_pipeline(seed=0).to(torch.float16).save_pretrained(tmp_path / "star")
+    loaded = StarVSRPipeline.from_pretrained(tmp_path / "star")
+    assert {m.dtype for m in (loaded.unet, loaded.controlnet, loaded.vae, loaded.text_encoder)} == {torch.float32}
+    loaded = StarVSRPipeline.from_pretrained(tmp_path / "star", dtype=torch.bfloat16)
+    assert {m.dtype for m in (loaded.unet, loaded.controlnet, loaded.vae, loaded.text_encoder)} == {torch.bfloat16}
+
+
 def test_missing_weights_folder_says_what_to_download(tmp_path):
     with pytest.raises(MissingWeightsError, match="convert-star"):
         StarVSRPipeline.from_pretrained(tmp_path / "nothing-here")
