@@ -29,9 +29,7 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import CorruptVideoError, InputError, OutputBusyError, OutputError, UnsupportedVideoError
+from .interrupts import interrupts_held, raise_if_interrupted
 from .models.student import StarStudentState
 from .window_sampler import SamplerState
 from .outputs import give_default_mode
@@ -155,6 +154,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
 
         def state_sink(frames_done: int, state: Any) -> None:
             nonlocal latest, latest_saved, next_checkpoint
+            raise_if_interrupted()  # before these frames are written: the state before them is `latest`
             with interrupts_held():
                 write_waiting()
                 latest, latest_saved = (frames_done, state), False
@@ -216,26 +216,6 @@ def _checkpoint_on_interrupt(writer: Any, work: Path, settings: dict[str, Any], 
         save_checkpoint(work, settings, writer.segments, *latest)
     except BaseException:  # the caller re-raises the interrupt that brought us here, not this
         pass
-
-
-@contextmanager
-def interrupts_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM back until the block ends, then raise KeyboardInterrupt (outside the main
-    thread, where signals cannot be handled, nothing is held; an ignored signal stays ignored)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)
-                if signal.getsignal(sig) not in (signal.SIG_IGN, None)}  # None: set outside Python; left alone
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if caught:
-        raise KeyboardInterrupt
 
 
 def _say(enabled: bool, message: str) -> None:

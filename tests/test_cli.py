@@ -6,8 +6,11 @@ import argparse
 import json
 import logging
 import logging.handlers
+import os
+import signal
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -544,3 +547,59 @@ def test_evaluate_names_a_scale_that_crops_everything(tmp_path, capsys):
     assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--scale", "500"]) == 2
     err = capsys.readouterr().err
     assert "scale 500 crops 500 pixels on every side" in err and "%|" not in err  # no progress bar first
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C handled as in a terminal, also where the tests run as a shell's background job (SIG_IGN)."""
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
+def test_an_interrupt_lost_in_a_destructor_still_stops_the_upscale(tmp_path, capsys, monkeypatch, ctrl_c_raises):
+    """Python drops a KeyboardInterrupt raised while a destructor runs ("Exception ignored in ..."); a run that
+    went on to write the whole output and exit 0 after Ctrl-C was seen by a user. The next chunk stops it."""
+    from star_vsr import frames
+
+    source = write_test_video(tmp_path / "in.mp4", 24, size=(16, 16))
+    to_uint8, calls = frames.frames_to_uint8, []
+
+    def convert_and_lose_a_ctrl_c(chunk):
+        calls.append(len(chunk))
+        if len(calls) == 1:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the handler runs here
+            except KeyboardInterrupt:
+                pass  # as Python does with one raised in a destructor
+        return to_uint8(chunk)
+
+    monkeypatch.setattr(frames, "frames_to_uint8", convert_and_lose_a_ctrl_c)
+    output = tmp_path / "out.mp4"
+    assert main(["upscale", str(source), "-o", str(output)]) == 130
+    assert "interrupted" in capsys.readouterr().err and not output.exists()
+    assert calls == [8]  # stopped before the next chunk
+    monkeypatch.undo()
+    assert main(["upscale", str(source), "-o", str(output)]) == 0 and probe_video(output).num_frames == 24
+
+
+def test_ctrl_c_while_libraries_load_is_one_line(tmp_path, capsys, monkeypatch, ctrl_c_raises):
+    """Importing diffusers takes seconds; Ctrl-C there printed a 40-line traceback, and once a RuntimeError
+    from diffusers' lazy imports that wraps the interrupt."""
+    from star_vsr import cli, interrupts
+
+    source = write_test_video(tmp_path / "in.mp4", 2, size=(16, 16))
+
+    def import_torn_by_ctrl_c():
+        try:
+            interrupts.request_interrupt()
+        except KeyboardInterrupt:
+            raise RuntimeError("Failed to import diffusers.pipelines.onnx_utils because of the following error")
+
+    for loading in (interrupts.request_interrupt, import_torn_by_ctrl_c):
+        monkeypatch.setattr(cli, "quiet_model_loading", loading)
+        assert main(["upscale", str(source), "-o", str(tmp_path / "out.mp4")]) == 130
+        err = capsys.readouterr().err
+        assert err.strip() == "star-vsr upscale: interrupted", err
+

@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 
 from .. import __version__
 from ..errors import StarVSRError, explain_out_of_memory
+from ..interrupts import clear_interrupt, interrupt_requested, raise_if_interrupted, request_interrupt
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = ("upscale", "degrade", "evaluate", "info", "convert", "benchmark", "export", "distill", "demo")
@@ -54,24 +55,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # transformers' "Loading weights" bar on every model load is noise next to our own progress bars
     # (read when transformers loads, so before any command imports it)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if args.command in MODEL_COMMANDS:
-        quiet_model_loading()
-    # `kill`, `docker stop` and job schedulers send SIGTERM: stop as after Ctrl-C (temporary files removed,
-    # a resumable upscale says what it saved)
-    terminate = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
-        else None
+    # Ctrl-C, and SIGTERM from `kill`, `docker stop` and job schedulers: stop with one line (temporary files
+    # removed, a resumable upscale says what it saved), also when the KeyboardInterrupt is lost (interrupts.py)
+    handlers = _catch_interrupts()
+    result = None
     show_warning = warnings.showwarning
     warnings.showwarning = lambda message, *_, **__: _print_above_bars(f"star-vsr {args.command}: warning: {message}")
     try:
+        if args.command in MODEL_COMMANDS:
+            quiet_model_loading()  # imports diffusers: seconds in which Ctrl-C must give no traceback either
         with explain_out_of_memory(f"running star-vsr {args.command}", "try a shorter or smaller input, or a "
                                    "machine with more memory"):  # the pipelines give advice of their own
             result = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
+        raise_if_interrupted()  # an interrupt whose KeyboardInterrupt was lost after the command's last check
     except StarVSRError as error:
         print(f"star-vsr {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"star-vsr {args.command}: interrupted", file=sys.stderr)
+        done = " after the command had finished its work" if result is not None else ""
+        print(f"star-vsr {args.command}: interrupted{done}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # stdout piped into a program that stopped reading (`| head`)
         _silence_stdout()
@@ -81,19 +84,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"star-vsr {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     except Exception as error:  # FFmpeg (PyAV) failing where star-vsr did not expect it: one line too
+        if interrupt_requested():  # a library torn by the interrupt (diffusers' lazy imports wrap it)
+            print(f"star-vsr {args.command}: interrupted", file=sys.stderr)
+            return 130
         if not type(error).__module__.startswith("av."):
             raise
         print(f"star-vsr {args.command}: error: FFmpeg failed: {error}", file=sys.stderr)
         return 2
     finally:
         warnings.showwarning = show_warning
-        if terminate is not None:
-            signal.signal(signal.SIGTERM, terminate)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        clear_interrupt()  # in-process callers (tests, notebooks) start the next call afresh
     return int(result or 0)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def _catch_interrupts() -> dict[int, object]:
+    """Route SIGINT and SIGTERM to ``interrupts.request_interrupt``; returns the handlers to put back. Outside
+    the main thread signals cannot be handled; a signal ignored (SIG_IGN, as for a shell's background job) or
+    handled outside Python stays so."""
+    clear_interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+            handlers[sig] = signal.signal(sig, request_interrupt)
+    return handlers
 
 
 def quiet_model_loading() -> None:

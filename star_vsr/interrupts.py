@@ -1,0 +1,62 @@
+"""Ctrl-C and SIGTERM in long jobs: a flag that survives a lost KeyboardInterrupt, and holding interrupts back.
+
+The CLI installs ``request_interrupt`` for both signals. It raises KeyboardInterrupt as Python's own handler
+does, and also sets a flag: a KeyboardInterrupt raised while a destructor runs (garbage collection can run one
+anywhere) is printed as "Exception ignored in ... KeyboardInterrupt" and lost, and the job would go on to the
+end. Long jobs call ``raise_if_interrupted`` between units of work, and the CLI reads the flag when a command
+returns. Light on purpose (no torch): the CLI imports it before any command loads its libraries.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+#: Whether Ctrl-C or SIGTERM arrived (``request_interrupt``) since the last ``clear_interrupt``.
+_interrupt_requested = False
+
+
+def request_interrupt(signum: int = signal.SIGINT, frame: object = None) -> None:
+    """Signal handler: remember the interrupt and raise KeyboardInterrupt."""
+    global _interrupt_requested
+    _interrupt_requested = True
+    raise KeyboardInterrupt
+
+
+def interrupt_requested() -> bool:
+    """Whether ``request_interrupt`` ran since the last ``clear_interrupt``."""
+    return _interrupt_requested
+
+
+def clear_interrupt() -> None:
+    """Forget an earlier interrupt (the CLI does at the start and the end of each command)."""
+    global _interrupt_requested
+    _interrupt_requested = False
+
+
+def raise_if_interrupted() -> None:
+    """KeyboardInterrupt if an interrupt arrived whose own KeyboardInterrupt was lost (see above)."""
+    if _interrupt_requested:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back until the block ends, then raise KeyboardInterrupt (outside the main
+    thread, where signals cannot be handled, nothing is held; an ignored signal stays ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(sig) not in (signal.SIG_IGN, None)}  # None: set outside Python; left alone
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise KeyboardInterrupt  # not lost (raised here, not in a handler); the flag stays the CLI's alone
