@@ -1015,6 +1015,17 @@ def test_folders_without_frames_are_input_errors(tmp_path):
         probe_video(tmp_path)
 
 
+def test_a_folder_of_videos_is_not_read_as_frames(tmp_path):
+    """A folder of videos with one stray picture was upscaled as a 1-frame video, with no word."""
+    for name in ("a.mp4", "b.mkv"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(InputError, match=r"holds 2 videos \(a\.mp4, b\.mkv\); .*upscale-batch"):
+        probe_video(tmp_path)
+    cv2.imwrite(str(tmp_path / "cover.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(InputError, match=r"holds 2 videos \(a\.mp4, b\.mkv\) and 1 frame image; "):
+        open_video(tmp_path)
+
+
 def test_unreadable_image_is_corrupt(tmp_path):
     (tmp_path / "0001.png").write_bytes(b"not a png")
     with pytest.raises(CorruptVideoError, match=r"0001\.png is not a readable image"):

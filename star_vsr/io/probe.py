@@ -311,6 +311,15 @@ def list_image_files(folder: Path) -> list[Path]:
         and not entry.name.startswith(".")
         and entry.suffix.lower() in IMAGE_EXTENSIONS
     ]
+    videos = sorted(entry.name for entry in folder.iterdir() if entry.is_file() and not entry.name.startswith(".")
+                    and entry.suffix.lower() in VIDEO_EXTENSIONS)
+    if videos:  # a folder of videos with a stray picture read as a 1-frame video, silently
+        images = f" and {len(files)} frame image{'s' if len(files) != 1 else ''}" if files else ""
+        raise InputError(
+            f"{folder} holds {len(videos)} video{'s' if len(videos) != 1 else ''} ({', '.join(videos[:3])}"
+            f"{', ...' if len(videos) > 3 else ''}){images}; give one video file, `star-vsr upscale-batch "
+            f"{folder} -o FOLDER` for all its videos, or a folder that holds only the frames of one video"
+        )
     if not files:
         raise InputError(
             f"{folder} is a folder but holds no {'/'.join(sorted(IMAGE_EXTENSIONS))} frames; "
