@@ -437,6 +437,19 @@ def test_missing_pyiqa_says_how_to_install(lpips_weights, monkeypatch):
         load_learned_metric("lpips", weights_dir=lpips_weights["root"])
 
 
+@pytest.mark.parametrize("content", [b"junk text", b""])
+def test_damaged_weight_file_is_one_clear_error(lpips_weights, no_network, tmp_path, content):
+    """A junk or empty file under the expected name raised pyiqa's UnpicklingError as a traceback."""
+    import shutil
+
+    root = tmp_path / "weights"
+    shutil.copytree(lpips_weights["root"], root)
+    _weight_path(root, "lpips", "LPIPS_v0.1_alex-df73285e.pth").write_bytes(content)
+    with pytest.raises(InputError, match=r"cannot load the lpips weights \(.+\): one of its files is damaged [\s\S]*"
+                                         r"LPIPS_v0\.1_alex-df73285e\.pth \(from https://"):
+        load_learned_metric("lpips", weights_dir=root)
+
+
 def test_lpips_loads_local_weights_offline(lpips_weights, no_network):
     hub_dir_before = torch.hub.get_dir()
     metric = load_learned_metric("lpips", weights_dir=lpips_weights["root"])

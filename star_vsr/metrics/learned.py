@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,6 +403,13 @@ def load_learned_metric(
             f"pyiqa could not import a package the {spec.name} metric needs ({error}). "
             f"Install pyiqa ({INSTALL_HINT}); for CLIP-IQA also `pip install "
             "openai-clip` (it imports pkg_resources, which needs setuptools<81)."
+        ) from error
+    except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError) as error:  # torch.load, load_state_dict
+        files = "\n".join(f"  - {paths[weight.filename]} (from {weight.url})" for weight in spec.files)
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise InputError(
+            f"cannot load the {spec.name} weights ({first_line}): one of its files is damaged or is another "
+            f"download. Download them again:\n{files}"
         ) from error
     finally:
         if pyiqa_output.getvalue():
