@@ -681,6 +681,23 @@ def test_png_output_warns_that_audio_is_dropped(tmp_path, videos):
     writer.abort()
 
 
+def test_png_output_through_the_resumable_writer_warns_of_lost_audio_and_frame_rate(tmp_path, videos):
+    """upscale writes through SegmentedVideoWriter, which said nothing of the audio PNG frames drop; PNG frames
+    also hold no frame rate (a folder reads back at 30 fps). Found by a fresh-user walkthrough."""
+    from star_vsr.io.segments import SegmentedVideoWriter
+
+    with pytest.warns(UserWarning, match="cannot hold audio; the audio of .* is not copied"):
+        writer = SegmentedVideoWriter(tmp_path / "frames", 24, tmp_path / "work", audio_from=videos["ntsc_audio"])
+    with pytest.warns(UserWarning, match="PNG frames store no frame rate; .* at 30 fps, not this video's 24"):
+        writer.write(np.zeros((2, 8, 8, 3), np.uint8))
+    writer.abort()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 30 fps: nothing is lost
+        writer = VideoWriter(tmp_path / "frames30", 30)
+        writer.write(np.zeros((2, 8, 8, 3), np.uint8))
+        writer.abort()
+
+
 # ----------------------------------------------------------------------------- atomic output
 
 

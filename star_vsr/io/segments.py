@@ -29,7 +29,7 @@ from star_vsr.errors import CorruptVideoError, InputError
 from star_vsr.io.probe import as_frame_rate, open_container, probe_video
 from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _AudioCopy, _check_crf, _output_error, _remove,
                                 _resolve_codec, check_audio, check_png_folder, finish_error, move_into_place,
-                                temporary_path)
+                                temporary_path, warn_png_drops_audio)
 
 #: File (or folder, for PNG) name of segment i in the work folder; the suffix follows the codec.
 SEGMENT_NAME = "segment_{:06d}{}"
@@ -80,8 +80,11 @@ class SegmentedVideoWriter:
         self.codec = _resolve_codec(self.path, codec)
         self.crf = _check_crf(self.codec, crf)
         self.audio_from = audio_from
-        if audio_from is not None and self.codec != "png" and probe_video(audio_from).has_audio:
-            check_audio(Path(audio_from), self.path.suffix)  # before any segment: the audio joins at the end
+        if audio_from is not None and probe_video(audio_from).has_audio:
+            if self.codec == "png":
+                warn_png_drops_audio(str(self.path), Path(audio_from), stacklevel=2)
+            else:
+                check_audio(Path(audio_from), self.path.suffix)  # before any segment: the audio joins at the end
         check_png_folder(self.path, self.codec)
         self.segments: list[tuple[str, int]] = [(str(name), int(count)) for name, count in segments]
         self._writer: VideoWriter | None = None

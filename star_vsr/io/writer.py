@@ -39,7 +39,8 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 from tqdm.auto import tqdm
 
 from star_vsr.errors import CorruptVideoError, InputError, OutputError, StarVSRError, UnsupportedVideoError
-from star_vsr.io.probe import VIDEO_EXTENSIONS, as_frame_rate, check_exists, open_container, probe_video
+from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VIDEO_EXTENSIONS, as_frame_rate, check_exists, open_container,
+                               probe_video)
 
 logger = logging.getLogger(__name__)
 
@@ -532,6 +533,15 @@ def _check_pix_fmt(codec: str, pix_fmt: str | None) -> str:
     return pix_fmt
 
 
+def warn_png_drops_audio(label: str, audio_path: Path, stacklevel: int) -> None:
+    """PNG frames cannot hold audio: say that ``audio_path``'s audio is not copied."""
+    warnings.warn(
+        f"{label}: PNG frames cannot hold audio; the audio of {audio_path} is not copied. "
+        "--codec h264, h265 or ffv1 keeps it",
+        stacklevel=stacklevel,
+    )
+
+
 def _check_pixel_aspect(pixel_aspect: Fraction | float) -> Fraction:
     """`pixel_aspect` as a Fraction (floats snap to a denominator of at most 1000)."""
     if isinstance(pixel_aspect, bool) or not isinstance(pixel_aspect, (int, float, Fraction)) \
@@ -663,11 +673,7 @@ class VideoWriter:
         if not info.has_audio:
             return None
         if self.codec == "png":
-            warnings.warn(
-                f"{self.label}: PNG frames cannot hold audio; "
-                f"the audio of {info.path} is not copied",
-                stacklevel=3,
-            )
+            warn_png_drops_audio(self.label, info.path, stacklevel=4)
             return None
         check_audio(info.path, self.path.suffix)
         return info.path
@@ -690,6 +696,7 @@ class VideoWriter:
         if self.frame_size is None:
             self.frame_size = size
             self._warn_lost_pixel_aspect(*size)
+            self._warn_lost_frame_rate()
         elif size != self.frame_size:
             raise InputError(
                 f"frame size changed from {self.frame_size[1]}x{self.frame_size[0]} "
@@ -709,6 +716,18 @@ class VideoWriter:
             f"{self.label}: {what} cannot store the pixel aspect ratio {aspect.numerator}:{aspect.denominator}; "
             f"players will show the {width}x{height} frames at that size instead of "
             f"{round(width * aspect)}x{height}. --codec h264 or h265 keeps it",
+            stacklevel=4,
+        )
+
+    def _warn_lost_frame_rate(self) -> None:
+        """Warn when PNG frames, which store no frame rate, are written for video of another rate than the one
+        frame folders are read at."""
+        if self.codec != "png" or self.frame_rate == DEFAULT_FOLDER_FPS:
+            return
+        warnings.warn(
+            f"{self.label}: PNG frames store no frame rate; star-vsr reads a folder of frames at "
+            f"{float(DEFAULT_FOLDER_FPS):g} fps, not this video's {float(self.frame_rate):.6g}. "
+            "--codec h264, h265 or ffv1 keeps it",
             stacklevel=4,
         )
 
