@@ -85,5 +85,19 @@ def test_export_command(tmp_path, capsys):
     assert output.is_file()
     assert "largest |onnx - PyTorch|" in capsys.readouterr().out
     assert main(args) == 2  # exists, no --overwrite
-    assert main(args + ["--overwrite", "--format", "torchscript"]) == 0
+    capsys.readouterr()
+    # the format follows the file name, and a name of the other format is refused (an ONNX file named .pt was
+    # written without a word)
+    assert main(args + ["--overwrite", "--format", "torchscript"]) == 2
+    assert "student.onnx is the name of an ONNX file but --format is torchscript; name it student.pt" in capsys.readouterr().err
+    size = ["--height", "10", "--width", "14"]
+    assert main(["export", "--model", str(folder), "-o", str(tmp_path / "student.pt")] + size) == 0
+    assert "(torchscript, 14x10 LR frames)" in capsys.readouterr().out
+    assert main(["export", "--model", str(folder), "-o", str(tmp_path / "student.bin")] + size) == 2
+    assert "pass --format onnx or torchscript" in capsys.readouterr().err
+    # a folder that is no pipeline: the student's help, not how to get STAR's weights
+    (tmp_path / "empty").mkdir()
+    assert main(["export", "--model", str(tmp_path / "empty"), "-o", str(tmp_path / "y.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "not a student pipeline folder" in err and "distill_student" in err and "convert-star" not in err
     assert main(["export", "--model", str(tmp_path / "none"), "--format", "onnx", "-o", str(tmp_path / "y.onnx")]) == 2

@@ -17,13 +17,33 @@ from ..errors import InputError
 
 #: Largest |exported - PyTorch| that ``--verify`` accepts (float32 arithmetic reordered).
 VERIFY_TOLERANCE = 1e-3
+#: What each format is written as, and the file name suffixes that name it.
+EXPORT_FORMATS = ("onnx", "torchscript")
+FORMAT_SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".ts")}
+ARTICLED = {"onnx": "an ONNX", "torchscript": "a TorchScript"}
+
+
+def export_format(output: Path, format: str | None) -> str:
+    """``format``, or the one ``output``'s suffix names; an InputError when they disagree or neither says."""
+    named = [name for name, suffixes in FORMAT_SUFFIXES.items() if output.suffix.lower() in suffixes]
+    if format is None:
+        if not named:
+            raise InputError(f"cannot tell the format from the name {output.name}; pass --format onnx or "
+                             "torchscript, or name the file .onnx or .pt")
+        return named[0]
+    if named and named[0] != format:
+        raise InputError(f"{output.name} is the name of {ARTICLED[named[0]]} file but --format is {format}; "
+                         f"name it {output.with_suffix(FORMAT_SUFFIXES[format][0]).name}")
+    return format
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="export the student to ONNX or TorchScript", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="student pipeline folder (default: the student that ships with star-vsr)")
-    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    parser.add_argument("--format", choices=EXPORT_FORMATS,
+                        help="onnx (for onnxruntime, TensorRT, ...) or torchscript (torch.jit.load); default: from "
+                             "the output name, .onnx for onnx, .pt / .pth / .ts for torchscript")
     parser.add_argument("-o", "--output", required=True, help="output file (e.g. student.onnx, student.pt)")
     parser.add_argument("--height", type=int, default=180, help="LR frame height the export is made for (default 180)")
     parser.add_argument("--width", type=int, default=320, help="LR frame width the export is made for (default 320)")
@@ -36,9 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..export import export_student, verify_export
     from ..outputs import check_writable
-    from ..upscale import pipeline_class_name
 
     output = Path(args.output)
+    args.format = export_format(output, args.format)
     if output.exists() and not args.overwrite:
         raise InputError(f"{output} already exists; pass --overwrite to replace it")
     check_writable(output)
@@ -49,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.model).is_dir():
         raise InputError(f"--model {args.model} is not a folder; it takes a student pipeline folder "
                          "(StarStudentPipeline.save_pretrained), or leave it out for the shipped student")
-    name = pipeline_class_name(args.model)
+    from star_vsr.pipelines.pipeline_star_student import MISSING_STUDENT_HELP
+
+    from ..model_folder import check_pipeline_folder
+
+    name = check_pipeline_folder(Path(args.model), "student", MISSING_STUDENT_HELP)  # STAR's help would not fit
     if name != "StarStudentPipeline":
         raise InputError(f"{args.model} holds a {name}; only student pipelines can be exported")
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
