@@ -266,7 +266,7 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     (tmp_path / "empty.pt").write_bytes(b"")
     clip_bytes = (tmp_path / "open_clip_pytorch_model.bin").read_bytes()
     (tmp_path / "cut.bin").write_bytes(clip_bytes[: len(clip_bytes) // 2])
-    for flag, name, message in (("--checkpoint", "empty.pt", "empty.pt as a PyTorch checkpoint"),
+    for flag, name, message in (("--checkpoint", "empty.pt", "empty.pt is empty"),
                                 ("--openclip", "cut.bin", "cut.bin as a PyTorch checkpoint"),
                                 ("--vae", "empty.pt", "is a file; give the folder")):
         bad = list(args)
@@ -320,14 +320,37 @@ def test_convert_star_missing_file_says_what_to_download(tmp_path, capsys):
     assert "SherryX/STAR" in err and "light_deg.pt" in err
 
 
-def test_convert_star_corrupt_checkpoint(tmp_path, capsys):
+def test_convert_star_corrupt_checkpoint(tmp_path, capsys, monkeypatch):
+    from star_vsr.cli import convert
+
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    (tmp_path / "clip.bin").write_bytes(b"x")
+    (tmp_path / "clip.bin").write_bytes(b"")
     (tmp_path / "vae").mkdir()
-    assert main(["convert-star", "--checkpoint", str(tmp_path / "bad.pt"), "--openclip", str(tmp_path / "clip.bin"),
-                 "--vae", str(tmp_path / "vae"), "-o", str(tmp_path / "o")]) == 2
-    assert "bad.pt" in capsys.readouterr().err
+    args = ["convert-star", "--checkpoint", str(tmp_path / "bad.pt"), "--openclip", str(tmp_path / "clip.bin"),
+            "--vae", str(tmp_path / "vae"), "-o", str(tmp_path / "o")]
+    # the small inputs are checked before the (multi-gigabyte) checkpoint is read
+    read = []
+    load = convert._load_checkpoint
+    monkeypatch.setattr(convert, "_load_checkpoint", lambda *a: read.append(a) or load(*a))
+    assert main(args) == 2
+    assert "holds no config.json and diffusion_pytorch_model" in capsys.readouterr().err and not read
+    (tmp_path / "vae" / "config.json").write_text("{}")
+    (tmp_path / "vae" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"")
+    assert main(args) == 2
+    assert "--openclip" in capsys.readouterr().err and not read
+    (tmp_path / "clip.bin").write_bytes(b"x")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "bad.pt" in err and len(read) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_checkpoint_error_without_words_names_its_type():
+    from star_vsr.cli.convert import _first_line
+
+    assert _first_line(KeyError(174812789)) == "KeyError 174812789"
+    assert _first_line(EOFError()) == "EOFError"
+    assert _first_line(RuntimeError("Invalid magic number; corrupt file?")) == "Invalid magic number; corrupt file?"
 
 
 def test_upscale_batch_splits_videos_across_processes(tmp_path, tiny_star_folder):

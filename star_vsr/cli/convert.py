@@ -115,7 +115,9 @@ def _load_checkpoint(path: Path, trust: bool = False) -> dict[str, Any]:
 
 
 def _first_line(error: Exception) -> str:
-    return (str(error).splitlines() or [type(error).__name__])[0]  # an empty file: no message at all
+    """The first line of ``error``'s message, after its type where the message has no words (a bare key)."""
+    line = (str(error).splitlines() or [""])[0]  # an empty file: no message at all
+    return line if re.search(r"[A-Za-z]{2}", line) else f"{type(error).__name__} {line}".strip()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,7 +140,14 @@ def run(args: argparse.Namespace) -> int:
     vae_folder = _require(Path(args.vae), "the SVD VAE folder")
     if not vae_folder.is_dir():
         raise InputError(f"--vae {vae_folder} is a file; give the folder that holds the VAE's config.json and "
-                         "weights (stable-video-diffusion-img2vid-xt/vae)")
+                         "weights (stabilityai/stable-video-diffusion-img2vid, subfolder vae)")
+    # the small files first: a wrong one should not wait behind reading a multi-gigabyte checkpoint
+    if not (vae_folder / "config.json").is_file() or not any(vae_folder.glob("diffusion_pytorch_model*")):
+        raise MissingWeightsError(f"--vae {vae_folder} holds no config.json and diffusion_pytorch_model[.fp16]"
+                                  ".safetensors; download the vae folder of stabilityai/stable-video-diffusion-img2vid")
+    for path, flag in ((checkpoint, "--checkpoint"), (openclip, "--openclip")):
+        if path.is_file() and path.stat().st_size == 0:
+            raise InputError(f"{flag} {path} is empty; is the download complete?")
     dtype = DTYPES[args.dtype]
 
     unet_config = released_unet_config()
