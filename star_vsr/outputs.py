@@ -21,6 +21,8 @@ def check_new_output(path: Union[str, Path], overwrite: bool, source: Union[str,
     path = Path(path)
     if path.exists() and Path(source).exists() and os.path.samefile(path, source):
         raise InputError(f"the output {path} is the input; write to another name")
+    if path.is_dir() and any(path.iterdir()):  # --overwrite replaces files; a folder's contents are not removed
+        raise InputError(f"{path} is a folder that already holds files; write to a new or empty folder")
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists; pass --overwrite to replace it")
     return check_writable(path)

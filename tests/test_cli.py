@@ -157,6 +157,13 @@ def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys
     (tmp_path / "done.mp4").write_bytes(b"earlier")
     assert main(["upscale", str(src), "-o", str(tmp_path / "done.mp4"), "--model", str(tmp_path)]) == 2
     assert "already exists" in capsys.readouterr().err and (tmp_path / "done.mp4").read_bytes() == b"earlier"
+    # a folder with files: --overwrite would not help (it replaces files), so it is not offered
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "keep.txt").write_text("x")
+    for overwrite in ([], ["--overwrite"]):
+        assert main(["upscale", str(src), "-o", str(tmp_path / "frames")] + overwrite) == 2
+        err = capsys.readouterr().err
+        assert "is a folder that already holds files; write to a new or empty folder" in err and "--overwrite" not in err
     assert main(["upscale", str(src), "-o", str(tmp_path / "o.mp4"), "--model", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert "convert-star" in err and not (tmp_path / "o.mp4").exists()
