@@ -41,6 +41,16 @@ def test_help_lists_commands(capsys):
         assert command in out
 
 
+@pytest.mark.parametrize("command", [["upscale"], ["upscale-batch"], ["degrade"], ["evaluate"], ["convert-star"],
+                                     ["benchmark"], ["export"], ["demo"], ["distill", "cache-teacher"]])
+def test_help_is_plain_text(command, capsys):
+    """The module docstrings that describe the commands are reStructuredText; --help showed their ``marks``."""
+    with pytest.raises(SystemExit):
+        main(command + ["--help"])
+    out = capsys.readouterr().out
+    assert "usage: star-vsr" in out and "``" not in out
+
+
 def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "star_vsr", "info", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "VIDEO" in result.stdout.upper()
@@ -540,7 +550,7 @@ def test_bad_device_missing_model_and_ignored_flags_are_one_line(tmp_path, capsy
     result = subprocess.run([sys.executable, "-m", "star_vsr", "upscale", str(src), "-o", str(out), "--steps", "5"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and out.exists()
-    assert "star-vsr upscale: warning: --steps only apply to diffusion models" in result.stderr
+    assert "star-vsr upscale: warning: --steps only applies to diffusion models" in result.stderr
     assert "warnings.warn" not in result.stderr
 
 

@@ -426,6 +426,19 @@ def test_short_distillation_run_reduces_the_student_teacher_distance(tmp_path, t
     assert after < 0.5 * before
 
 
+def test_a_stopped_cache_build_says_what_is_saved_and_how_to_go_on(tmp_path, capsys):
+    class CtrlCTeacher(CountingTeacher):
+        def __call__(self, lq):
+            if self.calls == 3:  # Ctrl-C on the 4th clip, inside shard 1
+                raise KeyboardInterrupt
+            return super().__call__(lq)
+
+    with pytest.raises(KeyboardInterrupt):
+        build_teacher_cache(CallableTeacher(CtrlCTeacher(), SCALE, name="teacher"), random_clips(6, gt=False),
+                            tmp_path, clips_per_shard=2, progress=True)
+    assert "stopped; 2 of 6 clips are saved. Run the same command again to go on" in capsys.readouterr().err
+
+
 def test_accelerate_launch_checkpoints_and_resumes_exactly(tmp_path, train_cache, umask_022):
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
 

@@ -38,7 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    _plain_text(parser)
     return parser
+
+
+def _plain_text(parser: argparse.ArgumentParser) -> None:
+    """Drop the reStructuredText literal marks (````star-vsr upscale````) of the module docstrings that serve
+    as command descriptions, here and in every sub-command, so ``--help`` reads as plain text."""
+    if parser.description:
+        parser.description = parser.description.replace("``", "")
+    for action in parser._actions:
+        if action.help:
+            action.help = action.help.replace("``", "")
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _plain_text(sub)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -39,8 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "STAR: hr_features, its VAE decoder's last up-block output, large)")
     motion = cache.add_argument_group("motion clips (--motion-clips)")
     motion.add_argument("--crop-size", type=int, default=64, help="HR crop side (default 64)")
-    motion.add_argument("--degradation", default="medium", help="degradation preset (default medium)")
-    motion.add_argument("--seed", type=int, default=0, help="data seed, also the diffusion teacher's seed")
+    motion.add_argument("--degradation", default="medium", choices=("light", "medium", "heavy"),
+                        help="degradation preset (default medium)")
+    motion.add_argument("--seed", type=int, default=0, help="data seed, also the diffusion teacher's seed (default 0)")
     diffusion = cache.add_argument_group("diffusion teacher (StarVSR pipelines)")
     diffusion.add_argument("--steps", type=int, default=15, help="denoising steps (default 15)")
     diffusion.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance (default 7.5)")

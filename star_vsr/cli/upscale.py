@@ -46,10 +46,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     sr = parser.add_argument_group("super-resolution")
     sr.add_argument("--upscale", type=float, default=4, help="scale factor (default 4)")
     defaults = DIFFUSION_DEFAULTS
-    sr.add_argument("--seed", type=int, default=defaults["seed"], help="random seed (diffusion models)")
+    sr.add_argument("--seed", type=int, default=defaults["seed"], help=f"random seed (diffusion models; default {defaults['seed']})")
     diffusion = parser.add_argument_group("diffusion model options (StarVSR pipelines; a student ignores them)")
     diffusion.add_argument("--steps", type=int, default=defaults["steps"], help="denoising steps (default 15)")
-    diffusion.add_argument("--prompt", default=defaults["prompt"], help="caption of the video")
+    diffusion.add_argument("--prompt", default=defaults["prompt"],
+                           help=f"caption of the video (default {defaults['prompt']!r}; STAR's quality phrases are "
+                                "appended to it)")
     diffusion.add_argument("--guidance-scale", type=float, default=defaults["guidance_scale"],
                            help="classifier-free guidance weight (default 7.5; 1 turns it off)")
     diffusion.add_argument("--noise-level", type=int, default=defaults["noise_level"],
@@ -70,7 +72,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
                      help="output codec (default: from the output name; H.264 for .mp4)")
-    out.add_argument("--crf", type=int, default=None, help="x264/x265 quality (lower is better)")
+    out.add_argument("--crf", type=int, default=None, help="x264/x265 quality, lower is better (default 18 for h264, 24 for h265)")
     out.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
     out.add_argument("--restart", action="store_true",
                      help="discard the progress an interrupted run of this output saved, instead of going on")
@@ -103,7 +105,8 @@ def pipeline_kwargs(class_name: str, args: argparse.Namespace) -> dict[str, Any]
         ignored = [f"--{dest.replace('_', '-')}" for dest, default in DIFFUSION_DEFAULTS.items()
                    if getattr(args, dest) != default]
         if ignored:
-            warnings.warn(f"{', '.join(ignored)} only apply to diffusion models; the student ignores them")
+            verb = "applies" if len(ignored) == 1 else "apply"
+            warnings.warn(f"{', '.join(ignored)} only {verb} to diffusion models; the student ignores them")
     else:
         kwargs.update(
             num_inference_steps=args.steps, prompt=args.prompt, guidance_scale=args.guidance_scale,

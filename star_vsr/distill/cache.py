@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -167,13 +168,18 @@ def build_teacher_cache(
     manifest = _resume_or_start(folder, manifest, overwrite)
     try:
         _fill_shards(teacher, clips, folder, manifest, progress)
-    except BaseException:
-        if not any(folder.glob("shard-*.safetensors")):  # nothing cached: leave no cache behind
+    except BaseException as error:
+        saved = [s for s in range(manifest.num_shards) if _shard_path(folder, s).is_file()]
+        if not saved:  # nothing cached: leave no cache behind
             (folder / MANIFEST_NAME).unlink(missing_ok=True)
             for temp in folder.glob(".shard-*.tmp"):
                 temp.unlink()
             if new_folder and not any(folder.iterdir()):
                 folder.rmdir()
+        elif progress and isinstance(error, KeyboardInterrupt):
+            clips_saved = sum(len(manifest.shard_clips(s)) for s in saved)
+            tqdm.write(f"{folder}: stopped; {clips_saved} of {manifest.num_clips} clips are saved. Run the same "
+                       "command again to go on from there", file=sys.stderr)
         raise
     manifest.complete = True
     manifest.save(folder)
