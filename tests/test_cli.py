@@ -108,6 +108,12 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     assert set(scores["clips"]) == {"a", "b"} and scores["clips"]["a"]["frames"] == 5  # a count, not 5.0
     assert isinstance(scores["clips"]["a"]["frames"], int)
     assert scores["mean"]["psnr_y"] > 30 and 0 <= scores["mean"]["ewarp"] < 5
+    # an existing JSON file is kept unless --overwrite, as every command's outputs are
+    args = ["evaluate", "--pred", str(pred_dir / "a.mkv"), "--gt", str(gt_dir / "a.mp4"), "--json", str(out_json)]
+    assert main(args) == 2
+    assert "scores.json already exists; pass --overwrite" in capsys.readouterr().err
+    assert set(json.loads(out_json.read_text())["clips"]) == {"a", "b"}
+    assert main(args + ["--overwrite"]) == 0 and len(json.loads(out_json.read_text())["clips"]) == 1
 
 
 def test_evaluate_adds_learned_metrics_and_names_missing_weights(tmp_path, capsys, monkeypatch):

@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="crop the ground truth to the prediction's size (top-left) when it is larger by less "
                              "than 2 x --scale pixels: what `star-vsr degrade` cuts off")
     parser.add_argument("--json", metavar="FILE", help="also write per-clip and mean results as JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--metrics", default="", metavar="NAMES",
                         help="learned metrics to add, comma-separated: lpips, lpips-vgg, dists (full-reference), "
                              "musiq, clipiqa (no-reference); needs pyiqa and local weight files (README)")
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from ..outputs import check_writable
 
     if args.json:
+        if Path(args.json).exists() and not args.overwrite:  # as every command that writes a file
+            raise InputError(f"{args.json} already exists; pass --overwrite to replace it")
         check_writable(args.json)  # before the metrics, not after
     clips = pair_clips(Path(args.pred), Path(args.gt))
     learned, missing = [], []
