@@ -777,6 +777,10 @@ def test_writer_rejects_unsupported_options(tmp_path):
         UnsupportedVideoError, match=r"ffv1 video cannot be written to a \.mp4 file"
     ):
         VideoWriter(tmp_path / "out.mp4", 30, codec="ffv1")
+    # with no codec named, the message is about the name, not about the default codec
+    with pytest.raises(UnsupportedVideoError, match=r"does not write \.webm files .* name the output \.mkv / \.mov "
+                                                    r"/ \.mp4 \(H\.264 by default"):
+        VideoWriter(tmp_path / "out.webm", 30)
     with pytest.raises(UnsupportedVideoError, match="cannot encode pix_fmt 'rgb48le'"):
         VideoWriter(tmp_path / "out.mp4", 30, pix_fmt="rgb48le")
     with pytest.raises(InputError, match="crf applies to h264/h265 only"):

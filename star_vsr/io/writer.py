@@ -469,6 +469,7 @@ def output_names(names: list[str], codec: str | None = None) -> dict[str, str]:
 
 def _resolve_codec(path: Path, codec: str | None) -> str:
     """The codec to write `path` with, checked against the path's kind and suffix."""
+    from_name = codec is None
     if codec is None:
         codec = "png" if path.is_dir() or not path.suffix else "h264"
     if codec not in CODECS:
@@ -492,6 +493,12 @@ def _resolve_codec(path: Path, codec: str | None) -> str:
             "(or use codec='png' for a frame folder)"
         )
     suffixes = VIDEO_CODECS[codec].suffixes
+    known = sorted({suffix for spec in VIDEO_CODECS.values() for suffix in spec.suffixes})
+    if from_name and path.suffix.lower() not in known:  # no --codec given: do not blame the default one
+        raise UnsupportedVideoError(
+            f"star-vsr does not write {path.suffix} files ({path}); name the output {' / '.join(known)} "
+            "(H.264 by default; --codec h265 or ffv1), or a folder for PNG frames"
+        )
     if path.suffix.lower() not in suffixes:
         raise UnsupportedVideoError(
             f"{codec} video cannot be written to a {path.suffix or 'suffix-less'} file ({path}); "
