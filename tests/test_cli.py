@@ -185,6 +185,12 @@ def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys
     assert "convert-star" in err and not (tmp_path / "o.mp4").exists()
 
 
+def test_an_output_name_without_suffix_says_it_is_png_frames(tmp_path, capsys):
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out")]) == 0
+    assert f"wrote {tmp_path / 'out'} (a folder of 2 PNG frames)" in capsys.readouterr().out
+
+
 def test_upscale_checks_the_input_before_loading_a_model(tmp_path, capsys):
     """A missing input is reported as such, not hidden behind the (slow) model loading or its errors."""
     out = tmp_path / "o.mp4"

@@ -152,7 +152,8 @@ def run_single(args: argparse.Namespace) -> int:
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
                   restart=args.restart, deinterlace=deinterlace, **pipeline_kwargs(type(pipe).__name__, args))
-    print(f"wrote {output}")
+    kind = f" (a folder of {sum(1 for _ in output.glob('*.png'))} PNG frames)" if output.is_dir() else ""
+    print(f"wrote {output}{kind}")  # -o NAME without a suffix writes frames: say so
     for folder, size in other_unfinished_runs(output):
         print(f"note: {folder} holds {size / 2 ** 20:.1f} MB saved by an unfinished run to another output (stopped, "
               f"or still running); run that command again to finish it, or delete the folder")
