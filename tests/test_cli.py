@@ -150,6 +150,13 @@ def test_evaluate_adds_learned_metrics_and_names_missing_weights(tmp_path, capsy
     assert json.loads(out_json.read_text())["mean"]["mae"] == pytest.approx(expected)
 
 
+def test_evaluate_refuses_a_bad_scale_before_drawing_a_bar(tmp_path, capsys):
+    src = write_test_video(tmp_path / "a.mp4", num_frames=2, size=(8, 8))
+    assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--scale", "0"]) == 2
+    assert capsys.readouterr().err == "star-vsr evaluate: error: --scale must be an integer >= 1 (the border crop in " \
+                                      "pixels), got 0\n"
+
+
 def test_evaluate_size_mismatch_is_an_error(tmp_path, capsys):
     a = write_test_video(tmp_path / "a.mp4", num_frames=3, size=(32, 32))
     b = write_test_video(tmp_path / "b.mp4", num_frames=3, size=(16, 16))

@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import evaluate_videos
     from ..outputs import check_writable
 
+    if args.scale < 1:  # before any progress bar is drawn (the metrics check it too, per clip)
+        raise InputError(f"--scale must be an integer >= 1 (the border crop in pixels), got {args.scale}")
     if args.json:
         if Path(args.json).exists() and not args.overwrite:  # as every command that writes a file
             raise InputError(f"{args.json} already exists; pass --overwrite to replace it")
