@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
@@ -131,16 +132,24 @@ class FileFrameSource(FrameSource):
     """A video file or image folder, decoded again on every pass (see ``star_vsr.io``).
 
     ``deinterlace`` as ``star_vsr.io.open_video``'s; the default, "auto", deinterlaces video flagged
-    interlaced, whose woven fields a super-resolution model would sharpen into combs.
+    interlaced, whose woven fields a super-resolution model would sharpen into combs. ``folder_fps``: the
+    frame rate of an image folder, which stores none (None: ``star_vsr.io.probe.DEFAULT_FOLDER_FPS``); a
+    video file keeps its own, and giving one for a file is an ``InputError``.
     """
 
-    def __init__(self, path: Union[str, Path], deinterlace: Union[bool, str] = "auto") -> None:
+    def __init__(self, path: Union[str, Path], deinterlace: Union[bool, str] = "auto",
+                 folder_fps: Optional[Union[float, Fraction]] = None) -> None:
         from .io import probe_video
+        from .io.probe import DEFAULT_FOLDER_FPS
 
         if deinterlace not in (True, False, "auto"):
             raise InputError(f"deinterlace must be True, False or 'auto', got {deinterlace!r}")
         self.path = Path(path)
-        self.info = info = probe_video(self.path)
+        self.folder_fps = DEFAULT_FOLDER_FPS if folder_fps is None else folder_fps
+        self.info = info = probe_video(self.path, folder_fps=self.folder_fps)
+        if folder_fps is not None and not info.is_image_folder:
+            raise InputError(f"a frame rate (--fps) is for a folder of frames, which stores none; {self.path} is a "
+                             f"video file with its own ({info.fps:.6g} fps)")
         self.deinterlace = deinterlace
         self.deinterlaced = not info.is_image_folder and (
             deinterlace is True or (deinterlace == "auto" and info.interlaced))
@@ -151,7 +160,7 @@ class FileFrameSource(FrameSource):
     def iter_chunks(self, chunk_size: int) -> Iterator[torch.Tensor]:
         from .io import open_video
 
-        with open_video(self.path, deinterlace=self.deinterlace) as reader:
+        with open_video(self.path, deinterlace=self.deinterlace, folder_fps=self.folder_fps) as reader:
             for chunk in reader.iter_chunks(chunk_size):  # (k, h, w, 3) uint8
                 yield torch.from_numpy(chunk).permute(0, 3, 1, 2).float() / 255.0
 

@@ -53,7 +53,7 @@ MANIFEST = "progress.json"
 STATE_NAME = "state_{:09d}.safetensors"
 STATE_FIELDS = tuple(field.name for field in dataclasses.fields(StarStudentState))
 #: Settings that saved progress from earlier versions lacks, and the value it was made with.
-SETTING_DEFAULTS = {"deinterlaced": False, "pipeline": "StarStudentPipeline"}
+SETTING_DEFAULTS = {"deinterlaced": False, "pipeline": "StarStudentPipeline", "frame_rate": "30"}
 #: How a changed setting is named when saved progress cannot be used (None: "name old -> new").
 SETTING_CHANGES = {"input_files": "the input file changed (size or modification time)",
                    "student_weights": "other student weights", "weights": "other model weights"}
@@ -87,6 +87,8 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
                          for name in sorted({*saved, *now}) if saved.get(name) != now.get(name))
     if key in DIFFUSION_FLAGS:
         return f"{key} ({DIFFUSION_FLAGS[key]}) {saved!r} -> {now!r}"
+    if key == "frame_rate":
+        return f"the frame folder's rate (--fps) {saved} -> {now} fps"
     return SETTING_CHANGES.get(key) or f"{key} {saved!r} -> {now!r}"
 
 
@@ -126,6 +128,8 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                                   progress=progress, total_frames=source.num_frames, pixel_aspect=info.pixel_aspect,
                                   frame_times=info.timeline)
     settings = run_settings(pipe, source.path, writer.codec, writer.crf, audio, source.deinterlaced, pipeline_kwargs)
+    if info.is_image_folder:  # a folder stores no rate: the run's (--fps) is a setting; a file's is in its bytes
+        settings["frame_rate"] = str(info.frame_rate)
     with _locked(work, output):
         if restart:
             _clear(work)

@@ -9,6 +9,7 @@ checkpoints as it goes (``star_vsr.resume``), so a stopped run goes on where it 
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -100,7 +101,8 @@ def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: str = "
 def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[str, Path], *,
                   codec: Optional[str] = None, crf: Optional[int] = None, keep_audio: bool = True,
                   progress: bool = True, restart: bool = False, checkpoint_seconds: Optional[float] = None,
-                  deinterlace: Union[bool, str] = "auto", **pipeline_kwargs: Any) -> Path:
+                  deinterlace: Union[bool, str] = "auto", folder_fps: Optional[Union[float, Fraction]] = None,
+                  **pipeline_kwargs: Any) -> Path:
     """Run ``pipe`` over a video file or image folder and write the result.
 
     Frames stream from the input through the pipeline into the output, which appears under
@@ -118,11 +120,12 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     scale, codec, diffusion options, seed, ...) is an ``InputError`` that names them.
 
     ``deinterlace`` (True, False, "auto": when the input is flagged interlaced) passes the frames
-    through FFmpeg's bwdif first (``star_vsr.io.open_video``).
+    through FFmpeg's bwdif first (``star_vsr.io.open_video``). ``folder_fps``: the frame rate of an image folder
+    input, which stores none (default 30); a video file keeps its own (giving one is an ``InputError``).
     """
     from .frames import FileFrameSource
 
-    source = FileFrameSource(input_path, deinterlace=deinterlace)
+    source = FileFrameSource(input_path, deinterlace=deinterlace, folder_fps=folder_fps)
     audio = str(input_path) if keep_audio and Path(input_path).is_file() else None
     pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step")
     every = resume.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from star_vsr.cli import main
 from star_vsr.io import open_video, probe_video
@@ -196,6 +197,35 @@ def test_an_output_name_without_suffix_says_it_is_png_frames(tmp_path, capsys):
     src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
     assert main(["upscale", str(src), "-o", str(tmp_path / "out")]) == 0
     assert f"wrote {tmp_path / 'out'} (a folder of 2 PNG frames)" in capsys.readouterr().out
+
+
+def test_a_frame_folder_input_plays_at_30_fps_unless_fps_is_given(tmp_path, capsys, monkeypatch):
+    from star_vsr import resume
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(frames / f"{i:03d}.png")
+    assert main(["upscale", str(frames), "-o", str(tmp_path / "a.mp4")]) == 0
+    assert "is a folder of frames, which stores no frame rate: the output plays it at 30 fps (--fps sets it)" \
+        in capsys.readouterr().out
+    assert probe_video(tmp_path / "a.mp4").frame_rate == 30
+    assert main(["upscale", str(frames), "-o", str(tmp_path / "b.mp4"), "--fps", "23.976"]) == 0
+    assert "--fps sets it" not in capsys.readouterr().out
+    assert probe_video(tmp_path / "b.mp4").frame_rate == Fraction(24000, 1001)
+    # a video file has its own rate
+    assert main(["upscale", str(tmp_path / "a.mp4"), "-o", str(tmp_path / "c.mp4"), "--fps", "24"]) == 2
+    assert "is a video file with its own (30 fps)" in capsys.readouterr().err
+    # the rate of a stopped run is one of its settings
+    monkeypatch.setattr(resume, "CHECKPOINT_SECONDS", 0)
+    stop = resume.save_checkpoint
+    monkeypatch.setattr(resume, "save_checkpoint", lambda *a: (stop(*a), (_ for _ in ()).throw(KeyboardInterrupt)))
+    assert main(["upscale", str(frames), "-o", str(tmp_path / "d.mp4"), "--fps", "24"]) == 130
+    monkeypatch.undo()
+    assert main(["upscale", str(frames), "-o", str(tmp_path / "d.mp4"), "--fps", "25"]) == 2
+    assert "the frame folder's rate (--fps) 24 -> 25 fps" in capsys.readouterr().err
+    assert main(["upscale", str(frames), "-o", str(tmp_path / "d.mp4"), "--fps", "24"]) == 0
+    assert probe_video(tmp_path / "d.mp4").num_frames == 6
 
 
 def test_upscale_checks_the_input_before_loading_a_model(tmp_path, capsys):

@@ -23,6 +23,7 @@ import argparse
 import os
 import sys
 import warnings
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     single.add_argument("input", help="input video file or image folder")
     single.add_argument("-o", "--output", required=True, help="output video file (or folder for PNG frames)")
     single.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    single.add_argument("--fps", type=frame_rate_argument, default=None,
+                        help="frame rate of an image-folder input, which stores none (default 30; 24000/1001 or "
+                             "23.976 for NTSC film); a video file keeps its own")
     _add_common(single)
     single.set_defaults(func=run_single)
 
@@ -94,6 +98,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="folder for the outputs (the input names; see the codec note above)")
     _add_common(batch)
     batch.set_defaults(func=run_batch)
+
+
+def frame_rate_argument(text: str) -> Fraction:
+    """``--fps``: a number or a fraction ("24000/1001"); a decimal within 0.001 fps of an NTSC rate
+    (N x 1000/1001: 23.976, 29.97, 59.94) is taken as that rate, as a user writing it means."""
+    try:
+        rate = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a frame rate: {text!r} (a number such as 25 or 23.976, or "
+                                         "24000/1001)") from None
+    if rate <= 0:
+        raise argparse.ArgumentTypeError(f"the frame rate must be positive, got {text}")
+    ntsc = Fraction(round(rate * Fraction(1001, 1000)) * 1000, 1001)
+    return ntsc if "/" not in text and rate.denominator != 1 and abs(ntsc - rate) < Fraction(1, 1000) else rate
 
 
 def pipeline_kwargs(class_name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -146,12 +164,14 @@ def run_single(args: argparse.Namespace) -> int:
 
     output = check_new_output(args.output, args.overwrite, args.input)
     deinterlace = deinterlace_choice(args.deinterlace)
-    for note in input_notes(args.input, deinterlace):  # a missing or corrupt input fails here, before a model loads
+    # a missing or corrupt input fails here, before a model loads
+    for note in input_notes(args.input, deinterlace, args.fps):
         print(f"note: {note}")
     check_model_options(args)
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
-                  restart=args.restart, deinterlace=deinterlace, **pipeline_kwargs(type(pipe).__name__, args))
+                  restart=args.restart, deinterlace=deinterlace, folder_fps=args.fps,
+                  **pipeline_kwargs(type(pipe).__name__, args))
     kind = f" (a folder of {sum(1 for _ in output.glob('*.png'))} PNG frames)" if output.is_dir() else ""
     print(f"wrote {output}{kind}")  # -o NAME without a suffix writes frames: say so
     for folder, size in other_unfinished_runs(output):
@@ -160,13 +180,17 @@ def run_single(args: argparse.Namespace) -> int:
     return 0
 
 
-def input_notes(path: str | Path, deinterlace: bool | str) -> list[str]:
-    """What to tell a user about an input before upscaling it: deinterlacing, then `VideoInfo.caveats`."""
+def input_notes(path: str | Path, deinterlace: bool | str, folder_fps: Fraction | None = None) -> list[str]:
+    """What to tell a user about an input before upscaling it: deinterlacing, the rate given to a frame folder,
+    then `VideoInfo.caveats`."""
     from ..frames import FileFrameSource
 
-    source = FileFrameSource(path, deinterlace)
+    source = FileFrameSource(path, deinterlace, folder_fps)
     notes = [f"{path} is interlaced; deinterlacing it (bwdif) first, --deinterlace off keeps the fields"] \
         if source.deinterlaced and deinterlace == "auto" else []
+    if source.info.is_image_folder and folder_fps is None:
+        notes.append(f"{path} is a folder of frames, which stores no frame rate: the output plays it at "
+                     f"{source.info.fps:g} fps (--fps sets it)")
     return notes + source.info.caveats()
 
 
