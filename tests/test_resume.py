@@ -50,6 +50,7 @@ class StopAfter:
 
 
 # ---------------------------------------------------------------- segmented writer
+@pytest.mark.filterwarnings("ignore:.*PNG frames store no frame rate")  # 25 fps for both codecs
 @pytest.mark.parametrize("codec, name", [("ffv1", "out.mkv"), ("png", "frames")])
 def test_segments_join_into_exactly_the_frames_written(tmp_path, codec, name):
     frames = synthetic_frames(9, size=(16, 24))
