@@ -156,9 +156,10 @@ class StarVSRPipeline(DiffusionPipeline):
         kwargs.setdefault("local_files_only", True)
         pipe = load_checked(folder, "StarVSR", MISSING_WEIGHTS_HELP,
                             lambda: super(StarVSRPipeline, cls).from_pretrained(folder, **kwargs))
-        if "dtype" not in kwargs and "torch_dtype" not in kwargs and pipe.text_encoder.dtype != pipe.unet.dtype:
+        if not {"dtype", "torch_dtype", "text_encoder"} & set(kwargs) and pipe.text_encoder.dtype != pipe.unet.dtype:
             # with no dtype, diffusers loads its models in float32 but transformers keeps the saved float16
-            # of a converted folder's text encoder: one precision for the whole pipeline, the UNet's
+            # of a converted folder's text encoder: one precision for the whole pipeline, the UNet's (a text
+            # encoder passed in is the caller's and stays as it is)
             pipe.text_encoder.to(pipe.unet.dtype)
         return pipe
 

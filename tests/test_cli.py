@@ -377,6 +377,14 @@ def test_convert_star_reads_an_fp16_only_vae_folder_without_error_logs(tmp_path)
     for k, v in reference.state_dict().items():
         assert torch.equal(vae.state_dict()[k], v.float()), k
     assert not [r.getMessage() for r in errors.buffer]
+    # with both variants, the one of the precision asked for: a float32 conversion is not rounded to fp16
+    full = tiny_vae()
+    full.save_pretrained(tmp_path / "vae")
+    for dtype, source in ((torch.float32, full), (torch.float16, reference)):
+        vae = _load_vae(tmp_path / "vae", dtype)
+        assert vae.dtype == dtype
+        for k, v in source.state_dict().items():
+            assert torch.equal(vae.state_dict()[k], v.to(dtype)), k
 
 
 def test_convert_star_missing_file_says_what_to_download(tmp_path, capsys):

@@ -686,11 +686,18 @@ def test_png_output_through_the_resumable_writer_warns_of_lost_audio_and_frame_r
     also hold no frame rate (a folder reads back at 30 fps). Found by a fresh-user walkthrough."""
     from star_vsr.io.segments import SegmentedVideoWriter
 
-    with pytest.warns(UserWarning, match="cannot hold audio; the audio of .* is not copied"):
-        writer = SegmentedVideoWriter(tmp_path / "frames", 24, tmp_path / "work", audio_from=videos["ntsc_audio"])
-    with pytest.warns(UserWarning, match="PNG frames store no frame rate; .* at 30 fps, not this video's 24"):
-        writer.write(np.zeros((2, 8, 8, 3), np.uint8))
-    writer.abort()
+    for segments in ([], [("segment_000000", 2)]):  # a fresh run, and one going on from saved segments
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            writer = SegmentedVideoWriter(tmp_path / "frames", 24, tmp_path / "work", segments,
+                                          audio_from=videos["ntsc_audio"])
+            writer.write(np.zeros((2, 8, 8, 3), np.uint8))
+            writer.abort()
+        messages = [str(w.message) for w in caught]
+        assert len(messages) == 2, messages
+        assert "cannot hold audio; the audio of" in messages[0]
+        assert "PNG frames store no frame rate; star-vsr reads a folder of frames at 30 fps, not this video's 24 " \
+               "(upscale --fps sets it)" in messages[1]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 30 fps: nothing is lost
         writer = VideoWriter(tmp_path / "frames30", 30)

@@ -450,6 +450,15 @@ def test_damaged_weight_file_is_one_clear_error(lpips_weights, no_network, tmp_p
         load_learned_metric("lpips", weights_dir=root)
 
 
+def test_out_of_memory_while_a_metric_loads_is_not_called_a_damaged_file(lpips_weights, no_network, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    monkeypatch.setattr(torch.nn.Module, "to", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        load_learned_metric("lpips", weights_dir=lpips_weights["root"])
+
+
 def test_lpips_loads_local_weights_offline(lpips_weights, no_network):
     hub_dir_before = torch.hub.get_dir()
     metric = load_learned_metric("lpips", weights_dir=lpips_weights["root"])

@@ -80,6 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--omp-wait-policy", default="passive", choices=("passive", "active", "default"),
                         help="OMP_WAIT_POLICY for PyTorch and ncnn unless already set (default passive; see above)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.set_defaults(func=run)
 
 
@@ -120,6 +121,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--methods takes student, bicubic and ncnn; got {args.methods!r}")
     if args.repeats < 1 or args.threads < 1 or args.frames < 1:
         raise InputError("--repeats, --threads and --frames must be >= 1")
+    if args.json:  # before minutes of timing
+        from ..outputs import check_writable
+
+        if Path(args.json).exists() and not args.overwrite:  # as every command that writes a file
+            raise InputError(f"{args.json} already exists; pass --overwrite to replace it")
+        check_writable(args.json)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="star-vsr-bench-") as tmp:
         workdir = Path(tmp)

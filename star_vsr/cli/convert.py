@@ -50,11 +50,16 @@ def _require(path: Path, what: str) -> Path:
 
 
 def _load_vae(folder: Path, dtype):
+    import torch
     from diffusers import AutoencoderKLTemporalDecoder
 
-    # the fp16 variant first where there is one (SVD's repository ships both): diffusers logs an ERROR for a
-    # variant it does not find before falling back, which would read as a failed conversion
-    variants = (["fp16"] if any(folder.glob("*.fp16.*")) else []) + [None]
+    # SVD's repository ships a float32 and an fp16 variant: read the one of the precision asked for, and only
+    # variants that are there (diffusers logs an ERROR for a missing one before falling back, which would read
+    # as a failed conversion)
+    have = {"fp16": any(folder.glob("diffusion_pytorch_model.fp16.*")),
+            None: any((folder / f"diffusion_pytorch_model.{ext}").is_file() for ext in ("safetensors", "bin"))}
+    order = ["fp16", None] if dtype == torch.float16 or not have[None] else [None, "fp16"]
+    variants = [variant for variant in order if have[variant]] or [None]
     errors = []
     for variant in variants:
         try:

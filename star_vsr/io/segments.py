@@ -29,7 +29,7 @@ from star_vsr.errors import CorruptVideoError, InputError
 from star_vsr.io.probe import as_frame_rate, open_container, probe_video
 from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _AudioCopy, _check_crf, _output_error, _remove,
                                 _resolve_codec, check_audio, check_png_folder, finish_error, move_into_place,
-                                temporary_path, warn_png_drops_audio)
+                                temporary_path, warn_png_drops_audio, warn_png_drops_frame_rate)
 
 #: File (or folder, for PNG) name of segment i in the work folder; the suffix follows the codec.
 SEGMENT_NAME = "segment_{:06d}{}"
@@ -85,6 +85,8 @@ class SegmentedVideoWriter:
                 warn_png_drops_audio(str(self.path), Path(audio_from), stacklevel=2)
             else:
                 check_audio(Path(audio_from), self.path.suffix)  # before any segment: the audio joins at the end
+        if self.codec == "png":  # here, not per segment: a resumed run writes its first frames to a later segment
+            warn_png_drops_frame_rate(str(self.path), self.frame_rate, stacklevel=2)
         check_png_folder(self.path, self.codec)
         self.segments: list[tuple[str, int]] = [(str(name), int(count)) for name, count in segments]
         self._writer: VideoWriter | None = None
@@ -112,6 +114,7 @@ class SegmentedVideoWriter:
         if self._bar is None:
             self._bar = tqdm(initial=self.frames_committed, **self._bar_settings)
         with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*PNG frames store no frame rate")  # given by __init__
             if self.segments:  # the frame-size warning was given with the first segment
                 warnings.simplefilter("ignore")
             self._writer.write(frames)

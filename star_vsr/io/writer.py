@@ -497,7 +497,7 @@ def _resolve_codec(path: Path, codec: str | None) -> str:
     if from_name and path.suffix.lower() not in known:  # no --codec given: do not blame the default one
         raise UnsupportedVideoError(
             f"star-vsr does not write {path.suffix} files ({path}); name the output {' / '.join(known)} "
-            "(H.264 by default; --codec h265 or ffv1), or a folder for PNG frames"
+            "(H.264 by default; --codec h265 or ffv1), or give a name without a suffix for a folder of PNG frames"
         )
     if path.suffix.lower() not in suffixes:
         raise UnsupportedVideoError(
@@ -544,6 +544,18 @@ def warn_png_drops_audio(label: str, audio_path: Path, stacklevel: int) -> None:
     """PNG frames cannot hold audio: say that ``audio_path``'s audio is not copied."""
     warnings.warn(
         f"{label}: PNG frames cannot hold audio; the audio of {audio_path} is not copied. "
+        "--codec h264, h265 or ffv1 keeps it",
+        stacklevel=stacklevel,
+    )
+
+
+def warn_png_drops_frame_rate(label: str, frame_rate: Fraction, stacklevel: int) -> None:
+    """PNG frames store no frame rate: warn when ``frame_rate`` is not the one a folder of frames is read at."""
+    if frame_rate == DEFAULT_FOLDER_FPS:
+        return
+    warnings.warn(
+        f"{label}: PNG frames store no frame rate; star-vsr reads a folder of frames at "
+        f"{float(DEFAULT_FOLDER_FPS):g} fps, not this video's {float(frame_rate):.6g} (upscale --fps sets it). "
         "--codec h264, h265 or ffv1 keeps it",
         stacklevel=stacklevel,
     )
@@ -727,16 +739,8 @@ class VideoWriter:
         )
 
     def _warn_lost_frame_rate(self) -> None:
-        """Warn when PNG frames, which store no frame rate, are written for video of another rate than the one
-        frame folders are read at."""
-        if self.codec != "png" or self.frame_rate == DEFAULT_FOLDER_FPS:
-            return
-        warnings.warn(
-            f"{self.label}: PNG frames store no frame rate; star-vsr reads a folder of frames at "
-            f"{float(DEFAULT_FOLDER_FPS):g} fps, not this video's {float(self.frame_rate):.6g}. "
-            "--codec h264, h265 or ffv1 keeps it",
-            stacklevel=4,
-        )
+        if self.codec == "png":
+            warn_png_drops_frame_rate(self.label, self.frame_rate, stacklevel=5)
 
     def _pad(self, frame: np.ndarray) -> np.ndarray:
         """Pad (h, w, 3) on the bottom/right by edge replication to the pixel format's block."""

@@ -233,6 +233,22 @@ def resolve_weight_files(name: str, weights_dir: str | Path | None = None) -> di
     return resolved
 
 
+#: Messages of torch.load / load_state_dict failures that mean a weight file is not what it should be.
+DAMAGED_WEIGHTS_MESSAGES = ("PytorchStreamReader", "Error(s) in loading state_dict", "size mismatch",
+                            "invalid load key", "Invalid magic number", "Weights only load failed", "Ran out of input")
+
+
+def _is_damaged_weights_error(error: BaseException) -> bool:
+    """Whether ``error``, raised while a metric network was built, says one of its weight files is damaged or is
+    another file (an unpickling error, a truncated file, tensors that do not fit), not that memory or the device
+    failed."""
+    import torch
+
+    if isinstance(error, torch.OutOfMemoryError):
+        return False
+    return isinstance(error, (pickle.UnpicklingError, EOFError)) or any(m in str(error) for m in DAMAGED_WEIGHTS_MESSAGES)
+
+
 def _refuse_download(url: str, destination: Any, *args: Any, **kwargs: Any) -> None:
     """Stand-in for every download function while a metric is built: downloading is an error."""
     raise MissingWeightsError(
@@ -404,7 +420,9 @@ def load_learned_metric(
             f"Install pyiqa ({INSTALL_HINT}); for CLIP-IQA also `pip install "
             "openai-clip` (it imports pkg_resources, which needs setuptools<81)."
         ) from error
-    except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError) as error:  # torch.load, load_state_dict
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        if not _is_damaged_weights_error(error):  # out of memory, a bad device, ...: not the files' fault
+            raise
         files = "\n".join(f"  - {paths[weight.filename]} (from {weight.url})" for weight in spec.files)
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InputError(
