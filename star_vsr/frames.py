@@ -8,6 +8,7 @@ decoded again on each pass (PyAV streaming), so a long video never sits in memor
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from fractions import Fraction
 from pathlib import Path
@@ -31,7 +32,8 @@ def check_unit_range(frames: torch.Tensor, what: str = "video tensors") -> None:
     [0, 1] (give or take ``VALUE_TOLERANCE``): 0..255 values, integer types and NaN are refused,
     not turned into a white or broken video."""
     if not frames.is_floating_point():
-        hint = "divide uint8 frames by 255" if frames.dtype == torch.uint8 else "convert them with .float()"
+        hint = {torch.uint8: "divide uint8 frames by 255", torch.uint16: "divide uint16 frames by 65535"}.get(
+            frames.dtype, "convert them to float in [0, 1]")
         raise InputError(f"{what} must be float in [0, 1], got {frames.dtype}; {hint}")
     if frames.numel() == 0:
         return
@@ -39,28 +41,46 @@ def check_unit_range(frames: torch.Tensor, what: str = "video tensors") -> None:
     if not (math.isfinite(low) and math.isfinite(high)):
         raise InputError(f"{what} hold NaN or infinite values")
     if low < -VALUE_TOLERANCE or high > 1 + VALUE_TOLERANCE:
-        hint = "; they look like 0..255 values: divide by 255" if high > 2 else ""
+        hint = ("; they look like 16-bit values: divide by 65535" if high > 256 else
+                "; they look like 0..255 values: divide by 255" if high > 2 else "")
         raise InputError(f"{what} must have values in [0, 1], got {low:.3g} to {high:.3g}{hint}")
 
 
 def _to_tensor(frame: object) -> torch.Tensor:
-    """One frame (PIL image, uint8 (h, w, 3) array, or float (3, h, w) tensor) -> float (3, h, w)."""
+    """One frame (PIL image, uint8 or uint16 (h, w, 3) array, or float (3, h, w) tensor) -> float (3, h, w)."""
     if isinstance(frame, torch.Tensor):
         if frame.ndim != 3 or frame.shape[0] != 3:
             raise InputError(f"tensor frames must be (3, h, w), got {tuple(frame.shape)}")
         check_unit_range(frame, "tensor frames")
         return frame.float()
+    if isinstance(frame, PIL.Image.Image):
+        frame = _pil_as_array(frame)
     array = np.asarray(frame)  # PIL images give read-only views: converted by copies below, not shared
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] not in (3, 4):
         raise InputError(f"image frames must be (h, w, 3) RGB, got an array of shape {array.shape}")
     array = array[..., :3]
-    if array.dtype == np.uint8:
-        return torch.from_numpy(array.astype(np.float32)).permute(2, 0, 1) / 255.0
+    if array.dtype in (np.uint8, np.uint16):  # 8- and 16-bit images: their whole range is [0, 1]
+        return torch.from_numpy(array.astype(np.float32)).permute(2, 0, 1) / float(np.iinfo(array.dtype).max)
     frame_tensor = torch.from_numpy(np.array(array)).permute(2, 0, 1)
     check_unit_range(frame_tensor, "image frames that are not uint8")
     return frame_tensor.float()
+
+
+def _pil_as_array(image: PIL.Image.Image) -> np.ndarray:
+    """A PIL image as (h, w, 3) uint8 RGB or, for 16-bit grey (mode "I;16", "I"), (h, w) float in [0, 1].
+
+    Palette ("P"), CMYK, YCbCr, LAB, HSV and grey-with-alpha images are converted to RGB by PIL; read as
+    arrays they would be palette indices or other colour spaces. An alpha channel is dropped with a warning.
+    """
+    if image.mode.startswith("I"):  # 16/32-bit integer grey: PIL's RGB conversion clips it to 0..255
+        values = np.asarray(image).astype(np.float32)
+        return values / (65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0)
+    if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
+        warnings.warn(f"the transparency of a frame in PIL mode {image.mode} is dropped (frames are RGB; "
+                      "composite it onto a background first to choose one)")
+    return np.asarray(image if image.mode in ("RGB", "L") else image.convert("RGB"))
 
 
 class FrameSource(ABC):

@@ -344,6 +344,8 @@ def test_a_student_folder_is_named_as_such(tmp_path):
     (torch.rand(0, 3, 8, 12), "no frames"),
     ([torch.rand(3, 8, 12) - 2], r"values in \[0, 1\]"),
     (np.random.default_rng(0).random((2, 8, 12, 3)) * 255, "divide by 255"),
+    (torch.rand(2, 3, 8, 12) * 65535, "look like 16-bit values: divide by 65535"),
+    (torch.zeros(2, 3, 8, 12, dtype=torch.uint16), "divide uint16 frames by 65535"),
 ])
 def test_video_values_outside_the_unit_range_are_refused(bad, match):
     """Every pipeline reads its input through star_vsr.frames.as_frame_source."""
@@ -352,6 +354,39 @@ def test_video_values_outside_the_unit_range_are_refused(bad, match):
     with pytest.raises(InputError, match=match):
         list(as_frame_source(bad).iter_chunks(4))
     assert as_frame_source(torch.rand(2, 3, 8, 12) * 1.02).num_frames == 2  # resampling overshoot is fine
+
+
+@pytest.mark.parametrize("mode", ["P", "CMYK", "YCbCr", "RGBA", "LA", "L"])
+def test_pil_frames_of_any_mode_are_read_as_rgb(mode):
+    """In-memory PIL frames were read with np.asarray: palette indices as grey, CMYK and YCbCr as RGB."""
+    import warnings
+
+    from PIL import Image
+
+    from star_vsr.frames import as_frame_source
+
+    red = Image.new("RGB", (4, 4), (255, 0, 0)).convert(mode)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pixel = next(as_frame_source([red]).iter_chunks(1))[0, :, 0, 0]
+    expected = [0.299] * 3 if mode in ("L", "LA") else [1.0, 0.0, 0.0]  # BT.601 grey of red
+    torch.testing.assert_close(pixel, torch.tensor(expected), atol=0.01, rtol=0)
+    assert any("transparency" in str(w.message) for w in caught) == (mode in ("RGBA", "LA"))
+
+
+def test_16_bit_grey_pil_frames_use_their_whole_range():
+    from PIL import Image
+
+    from star_vsr.frames import as_frame_source
+
+    grey = Image.fromarray(np.full((4, 4), 32768, np.uint16))
+    assert grey.mode.startswith("I")
+    pixel = next(as_frame_source([grey]).iter_chunks(1))[0, :, 0, 0]
+    torch.testing.assert_close(pixel, torch.full((3,), 32768 / 65535))
+    colour = np.zeros((4, 4, 3), np.uint16)
+    colour[..., 0] = 65535  # a uint16 RGB array (cv2.imread(..., IMREAD_UNCHANGED) of a 16-bit PNG)
+    pixel = next(as_frame_source([colour]).iter_chunks(1))[0, :, 0, 0]
+    torch.testing.assert_close(pixel, torch.tensor([1.0, 0.0, 0.0]))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only guards")
