@@ -56,7 +56,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
         actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
         unknown = sorted(set(settings) - set(actions))
         if unknown:
-            parser.error(f"{path}: unknown settings {unknown}; see --help for the valid ones")
+            parser.error(f"{path}: unknown settings {unknown}; --help lists the valid ones")
         parser.set_defaults(**{key: _setting(parser, actions[key], value, path) for key, value in settings.items()})
     return parser.parse_args(argv)
 
@@ -177,14 +177,24 @@ RUN_FILES = ("model_index.json", "training_summary.json")
 def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -> None:
     """``InputError`` when ``output_dir`` holds a run and this one neither goes on from it
     (``--resume_from_checkpoint``) nor replaces it (``--overwrite_output_dir``): training over an old
-    run mixed their checkpoints, and ``latest`` could later resume the old one."""
+    run mixed their checkpoints, and ``latest`` could later resume the old one. Also when ``latest`` is asked
+    for in a folder that holds a trained model but no checkpoint (a finished run saves its model, not always a
+    checkpoint): it would start over and replace that model."""
     output_dir = Path(output_dir)
-    if resume is not None or not output_dir.is_dir():
+    if not output_dir.is_dir():
         return
-    found = [p.name for p in checkpoint_folders(output_dir)] + [n for n in RUN_FILES if (output_dir / n).exists()]
+    checkpoints = checkpoint_folders(output_dir)
+    model = [n for n in RUN_FILES if (output_dir / n).exists()]
+    found = [p.name for p in checkpoints] + model
     log = output_dir / "train_log.jsonl"
     if log.is_file() and log.stat().st_size > 0:
         found.append(log.name)
+    if resume is not None:
+        if resume == "latest" and model and not checkpoints and not overwrite:  # "starting a new run" replaced it
+            raise InputError(f"{output_dir} holds a trained model ({', '.join(model)}) but no checkpoint to go on "
+                             f"from (checkpoints are saved every --checkpointing_steps); choose another --output_dir, "
+                             f"or pass --overwrite_output_dir to start over")
+        return
     if found and not overwrite:
         raise InputError(f"{output_dir} holds a run ({', '.join(found[:4])}); go on with --resume_from_checkpoint "
                          f"latest, choose another --output_dir, or pass --overwrite_output_dir to start over")

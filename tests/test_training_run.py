@@ -123,5 +123,13 @@ def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tm
     (tmp_path / "train_log.jsonl").write_text('{"step": 1}\n')
     with pytest.raises(InputError, match="holds a run .train_log.jsonl.*--resume_from_checkpoint latest"):
         check_output_dir(tmp_path, None, False)
-    check_output_dir(tmp_path, "latest", False)
+    check_output_dir(tmp_path, "latest", False)  # stopped before its first checkpoint: starts over
     check_output_dir(tmp_path, None, True)
+    # a finished run without a checkpoint (its last step was not a multiple of --checkpointing_steps): `latest`
+    # started a new run and replaced the trained model
+    (tmp_path / "model_index.json").write_text("{}")
+    with pytest.raises(InputError, match="holds a trained model .model_index.json. but no checkpoint to go on from"):
+        check_output_dir(tmp_path, "latest", False)
+    check_output_dir(tmp_path, "latest", True)
+    (tmp_path / "checkpoint-4").mkdir()
+    check_output_dir(tmp_path, "latest", False)
