@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -131,9 +132,11 @@ def test_time_loss_freezes_below_threshold_and_stays_frozen(tmp_path):
     assert restored.is_frozen and not any(p.requires_grad for p in restored.parameters())
 
 
-@pytest.mark.parametrize("term", ["teacher_charbonnier", "gt_charbonnier", "space", "time", "feature", "perceptual"])
+@pytest.mark.parametrize("term", ["teacher_charbonnier", "gt_charbonnier", "gt_log_mse", "space", "time", "feature",
+                                  "perceptual"])
 def test_every_loss_term_sends_gradient_to_the_student(term, vgg_weights):
-    weights = dict(teacher_charbonnier=0.0, gt_charbonnier=0.0, space=0.0, time=0.0, feature=0.0, perceptual=0.0)
+    weights = dict(teacher_charbonnier=0.0, gt_charbonnier=0.0, gt_log_mse=0.0, space=0.0, time=0.0, feature=0.0,
+                   perceptual=0.0)
     weights[term] = 1.0
     config = DistillationLossConfig(**weights, perceptual_weights_path=str(vgg_weights),
                                     perceptual_layers=("relu1_2", "relu2_1"))
@@ -146,7 +149,7 @@ def test_every_loss_term_sends_gradient_to_the_student(term, vgg_weights):
     output = student(lq, return_features=True)
     gt = torch.rand_like(target.sample)
     total, terms = criterion(output.sample, output.features, target.sample, target.features, gt)
-    assert set(terms) == {term} and total.item() > 0
+    assert set(terms) == {term} and math.isfinite(total.item()) and (total.item() > 0 or term == "gt_log_mse")
     total.backward()
     grads = [p.grad for p in student.parameters() if p.grad is not None]
     assert grads and sum(g.abs().sum() for g in grads) > 0
@@ -155,6 +158,23 @@ def test_every_loss_term_sends_gradient_to_the_student(term, vgg_weights):
         student_width = student.feature_channels["hr_features"]
         assert student_width != TEACHER_HR_CHANNELS
         assert adapter.weight.shape == (TEACHER_HR_CHANNELS, student_width, 1, 1) and adapter.weight.grad.abs().sum() > 0
+
+
+def test_log_mse_loss_is_minus_a_tenth_of_the_mean_frame_psnr():
+    from star_vsr.losses import log_mse_loss
+
+    gt = torch.rand(2, 3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    noise = torch.tensor([0.01, 0.1, 0.03, 0.2, 0.05, 0.02])[:, None, None, None].reshape(2, 3, 1, 1, 1)
+    pred = gt + noise * torch.randn(gt.shape, generator=torch.Generator().manual_seed(1))
+    psnr = -10 * torch.log10(((pred - gt) ** 2).mean(dim=(2, 3, 4)))  # (b, n), peak 1
+    torch.testing.assert_close(log_mse_loss(pred, gt), -psnr.mean() / 10)
+    # each frame's gradient is scaled by 1 / its MSE: the cleanest frame's is the largest per unit error
+    pred.requires_grad_(True)
+    log_mse_loss(pred, gt).backward()
+    per_error = (pred.grad / (pred - gt)).detach().mean(dim=(2, 3, 4)).flatten()
+    assert per_error.argmax() == 0 and per_error.argmin() == 3
+    with pytest.raises(InputError, match="equal shapes"):
+        log_mse_loss(pred, gt[:, :2])
 
 
 def test_criterion_explains_missing_inputs():

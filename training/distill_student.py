@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     loss = parser.add_argument_group("loss terms (weight 0 = off)")
     loss.add_argument("--loss_teacher_charbonnier", type=float, default=1.0, help="Charbonnier to the teacher")
     loss.add_argument("--loss_gt_charbonnier", type=float, default=0.0, help="Charbonnier to the ground truth")
+    loss.add_argument("--loss_gt_log_mse", type=float, default=0.0,
+                      help="log10 of each frame's MSE to the ground truth, averaged (minus a tenth of the mean "
+                           "per-frame PSNR; star_vsr.losses.distillation.log_mse_loss)")
     loss.add_argument("--loss_space", type=float, default=0.0, help="attention-map space distillation")
     loss.add_argument("--loss_time", type=float, default=0.0, help="ConvLSTM time distillation")
     loss.add_argument("--loss_feature", type=float, default=0.0, help="feature L1 through 1x1 adapters")
@@ -192,6 +195,7 @@ def validation_scale(args: argparse.Namespace) -> float:
 def loss_config(args: argparse.Namespace) -> DistillationLossConfig:
     return DistillationLossConfig(
         teacher_charbonnier=args.loss_teacher_charbonnier, gt_charbonnier=args.loss_gt_charbonnier,
+        gt_log_mse=args.loss_gt_log_mse,
         space=args.loss_space, time=args.loss_time, feature=args.loss_feature, perceptual=args.loss_perceptual,
         space_features=args.space_features, time_features=args.time_features, feature_names=args.feature_names,
         charbonnier_eps=args.charbonnier_eps, time_hidden_channels=args.time_hidden_channels,

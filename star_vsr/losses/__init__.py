@@ -25,7 +25,7 @@ __all__ = [
     "radial_low_pass_mask",
 ]
 
-# Distillation losses (``distillation.py``): Charbonnier, Space-Time Distillation (attention maps,
+# Distillation losses (``distillation.py``): Charbonnier, log-MSE (mean PSNR), Space-Time Distillation (attention maps,
 # shared ConvLSTM), feature L1 through 1x1 adapters, VGG perceptual from a local file.
 from star_vsr.losses.distillation import (  # noqa: E402
     DistillationCriterion,
@@ -35,6 +35,7 @@ from star_vsr.losses.distillation import (  # noqa: E402
     VGGPerceptualLoss,
     attention_map,
     charbonnier_loss,
+    log_mse_loss,
     space_distillation_loss,
 )
 
@@ -46,5 +47,6 @@ __all__ += [
     "VGGPerceptualLoss",
     "attention_map",
     "charbonnier_loss",
+    "log_mse_loss",
     "space_distillation_loss",
 ]

@@ -70,6 +70,24 @@ def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = CHAR
     return torch.sqrt((pred - target.to(pred.dtype)) ** 2 + eps * eps).mean()
 
 
+#: Added to each frame's mean squared error before its logarithm (a perfect frame would give log 0).
+LOG_MSE_FLOOR = 1e-10
+
+
+def log_mse_loss(pred: torch.Tensor, target: torch.Tensor, floor: float = LOG_MSE_FLOOR) -> torch.Tensor:
+    """Mean over frames of ``log10(MSE_t)``, each frame's mean squared error over its channels and pixels.
+
+    With values in [0, 1], ``PSNR_t = -10 log10(MSE_t)``, so this is minus a tenth of the mean per-frame PSNR
+    (on RGB), the average an evaluation reports. Its gradient weights each frame by ``1 / MSE_t``: a clean
+    frame's small errors count as much, in dB, as a noisy frame's large ones, where a Charbonnier (or L2)
+    loss is ruled by the frames with the largest errors. ``pred`` and ``target``: same shape (..., c, H, W).
+    """
+    if pred.shape != target.shape:
+        raise InputError(f"log_mse_loss needs equal shapes, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    per_frame = ((pred.float() - target.float()) ** 2).flatten(start_dim=-3).mean(dim=-1)  # (...)
+    return torch.log10(per_frame + floor).mean()
+
+
 # --------------------------------------------------------------------------- space distillation
 
 
@@ -289,6 +307,8 @@ class DistillationLossConfig:
     Parameters:
         teacher_charbonnier: weight of Charbonnier(student SR, teacher SR).
         gt_charbonnier: weight of Charbonnier(student SR, ground truth).
+        gt_log_mse: weight of ``log_mse_loss``(student SR, ground truth): minus a tenth of the mean
+            per-frame PSNR.
         space: weight of the attention-map space distillation loss.
         time: weight of the ConvLSTM time distillation loss.
         feature: weight of the feature L1 loss.
@@ -305,6 +325,7 @@ class DistillationLossConfig:
 
     teacher_charbonnier: float = 1.0
     gt_charbonnier: float = 0.0
+    gt_log_mse: float = 0.0
     space: float = 0.0
     time: float = 0.0
     feature: float = 0.0
@@ -321,7 +342,7 @@ class DistillationLossConfig:
     perceptual_target: str = "gt"
 
     def __post_init__(self) -> None:
-        for name in ("teacher_charbonnier", "gt_charbonnier", "space", "time", "feature", "perceptual"):
+        for name in ("teacher_charbonnier", "gt_charbonnier", "gt_log_mse", "space", "time", "feature", "perceptual"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise InputError(f"loss weight {name} must be a finite number >= 0, got {value!r}")
@@ -334,8 +355,8 @@ class DistillationLossConfig:
 
     @property
     def total_weight(self) -> float:
-        return (self.teacher_charbonnier + self.gt_charbonnier + self.space + self.time + self.feature
-                + self.perceptual)
+        return (self.teacher_charbonnier + self.gt_charbonnier + self.gt_log_mse + self.space + self.time
+                + self.feature + self.perceptual)
 
     @property
     def needs_teacher(self) -> bool:
@@ -345,7 +366,7 @@ class DistillationLossConfig:
 
     @property
     def needs_gt(self) -> bool:
-        return self.gt_charbonnier > 0 or (self.perceptual > 0 and self.perceptual_target == "gt")
+        return self.gt_charbonnier > 0 or self.gt_log_mse > 0 or (self.perceptual > 0 and self.perceptual_target == "gt")
 
     @property
     def teacher_feature_names(self) -> tuple[str, ...]:
@@ -423,6 +444,8 @@ class DistillationCriterion(nn.Module):
             terms["teacher_charbonnier"] = charbonnier_loss(student_sr, teacher_sr, c.charbonnier_eps)
         if c.gt_charbonnier > 0:
             terms["gt_charbonnier"] = charbonnier_loss(student_sr, gt, c.charbonnier_eps)
+        if c.gt_log_mse > 0:
+            terms["gt_log_mse"] = log_mse_loss(student_sr, gt)
         if c.space > 0:
             terms["space"] = torch.stack([space_distillation_loss(student_features[n], teacher_features[n])
                                           for n in c.space_features]).mean()
@@ -435,6 +458,7 @@ class DistillationCriterion(nn.Module):
             target = gt if c.perceptual_target == "gt" else teacher_sr
             terms["perceptual"] = self.perceptual_loss(student_sr, target)
         weights = {"teacher_charbonnier": c.teacher_charbonnier, "gt_charbonnier": c.gt_charbonnier,
-                   "space": c.space, "time": c.time, "feature": c.feature, "perceptual": c.perceptual}
+                   "gt_log_mse": c.gt_log_mse, "space": c.space, "time": c.time, "feature": c.feature,
+                   "perceptual": c.perceptual}
         total = sum(weights[name] * value for name, value in terms.items())
         return total, terms
