@@ -278,10 +278,10 @@ class StarVSRPipeline(DiffusionPipeline):
         # pipeline and STAR do: its encoder's activations can overflow float16. Decoding stays in float16.
         upcast = self.vae.dtype == torch.float16 and bool(self.vae.config.get("force_upcast", True))
         dtype = torch.float32 if upcast else self.vae.dtype
-        encoder = (self.vae.encoder, self.vae.quant_conv)
+        upcast_modules = (self.vae.encoder, self.vae.quant_conv) if upcast else ()
         latents = []
         try:
-            for module in encoder if upcast else ():
+            for module in upcast_modules:
                 module.to(torch.float32)
             for i in range(0, len(lr), HINT_ENCODE_BATCH):
                 x = lr[i:i + HINT_ENCODE_BATCH].to(device=device, dtype=dtype) * 2 - 1
@@ -291,7 +291,7 @@ class StarVSRPipeline(DiffusionPipeline):
                 z = posterior.mean + posterior.std * eps[i:i + HINT_ENCODE_BATCH].to(device, posterior.mean.dtype)
                 latents.append((z * self.vae.config.scaling_factor).float().cpu())
         finally:
-            for module in encoder if upcast else ():
+            for module in upcast_modules:
                 module.to(torch.float16)
         return torch.cat(latents)
 
@@ -546,7 +546,8 @@ class StarVSRPipeline(DiffusionPipeline):
             snapshot = sampler.state_dict()
             if pending:
                 snapshot.tensors["decode_queue"] = torch.cat(pending) if len(pending) > 1 else pending[0]
-            snapshot.metadata.update(run=run_layout, hint_frames=hint_frames.position, frames_done=color_frames.position,
+            snapshot.metadata.update(run=run_layout, hint_frames=hint_frames.position,
+                                     frames_done=color_frames.position,
                                      evaluations=[sampler.evaluations_done(), len(windows) * len(timesteps)])
             state_sink(color_frames.position, snapshot)
 

@@ -89,7 +89,8 @@ def explain_out_of_memory(doing: str, advice: str | Callable[[], str]) -> Iterat
         raise DeviceError(f"out of memory while {doing}{_amount(str(error))}; {text}") from error
 
 
-def explain_out_of_memory_of_call(doing: str, advice: Callable[[Any, dict[str, Any]], str]) -> Callable[[Method], Method]:
+def explain_out_of_memory_of_call(doing: str, advice: Callable[[Any, dict[str, Any]], str]
+                                  ) -> Callable[[Method], Method]:
     """``explain_out_of_memory`` as a method decorator whose advice is written when memory runs out, by
     ``advice(self, arguments)`` from the call's arguments (defaults filled in), so that it can name the
     values this call used and smaller ones to try."""

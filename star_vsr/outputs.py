@@ -14,12 +14,12 @@ from typing import Union
 from .errors import InputError, OutputError
 
 
-def check_new_output(path: Union[str, Path], overwrite: bool, source: Union[str, Path]) -> Path:
-    """The checks of a command that writes ``path`` from ``source``: ``InputError`` if ``path`` exists
-    and ``overwrite`` is False, or if it is ``source`` itself (even with ``overwrite``: the input would
-    be gone before it was read); then ``check_writable``."""
+def check_new_output(path: Union[str, Path], overwrite: bool, source: Union[str, Path, None] = None) -> Path:
+    """The checks of a command that writes ``path`` (from ``source``, if it reads one): ``InputError`` if
+    ``path`` exists and ``overwrite`` is False, or if it is ``source`` itself (even with ``overwrite``: the
+    input would be gone before it was read); then ``check_writable``."""
     path = Path(path)
-    if path.exists() and Path(source).exists() and os.path.samefile(path, source):
+    if source is not None and path.exists() and Path(source).exists() and os.path.samefile(path, source):
         raise InputError(f"the output {path} is the input; write to another name")
     if path.is_dir() and any(path.iterdir()):  # --overwrite replaces files; a folder's contents are not removed
         raise InputError(f"{path} is a folder that already holds files; write to a new or empty folder")

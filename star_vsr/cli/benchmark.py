@@ -122,11 +122,9 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.threads < 1 or args.frames < 1:
         raise InputError("--repeats, --threads and --frames must be >= 1")
     if args.json:  # before minutes of timing
-        from ..outputs import check_writable
+        from ..outputs import check_new_output
 
-        if Path(args.json).exists() and not args.overwrite:  # as every command that writes a file
-            raise InputError(f"{args.json} already exists; pass --overwrite to replace it")
-        check_writable(args.json)
+        check_new_output(args.json, args.overwrite)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="star-vsr-bench-") as tmp:
         workdir = Path(tmp)

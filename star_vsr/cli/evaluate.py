@@ -83,14 +83,12 @@ def _finite(value):
 
 def run(args: argparse.Namespace) -> int:
     from ..metrics import evaluate_videos
-    from ..outputs import check_writable
+    from ..outputs import check_new_output
 
     if args.scale < 1:  # before any progress bar is drawn (the metrics check it too, per clip)
         raise InputError(f"--scale must be an integer >= 1 (the border crop in pixels), got {args.scale}")
     if args.json:
-        if Path(args.json).exists() and not args.overwrite:  # as every command that writes a file
-            raise InputError(f"{args.json} already exists; pass --overwrite to replace it")
-        check_writable(args.json)  # before the metrics, not after
+        check_new_output(args.json, args.overwrite)  # before the metrics, not after
     clips = pair_clips(Path(args.pred), Path(args.gt))
     learned, missing = [], []
     for metric_name in dict.fromkeys(n.strip().lower() for n in args.metrics.split(",") if n.strip()):

@@ -55,13 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export_student, verify_export
-    from ..outputs import check_writable
+    from ..outputs import check_new_output
 
     output = Path(args.output)
     args.format = export_format(output, args.format)
-    if output.exists() and not args.overwrite:
-        raise InputError(f"{output} already exists; pass --overwrite to replace it")
-    check_writable(output)
+    check_new_output(output, args.overwrite)
     if args.model is None:
         from ..student import default_student_folder
 

@@ -47,7 +47,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     sr = parser.add_argument_group("super-resolution")
     sr.add_argument("--upscale", type=float, default=4, help="scale factor (default 4)")
     defaults = DIFFUSION_DEFAULTS
-    sr.add_argument("--seed", type=int, default=defaults["seed"], help=f"random seed (diffusion models; default {defaults['seed']})")
+    sr.add_argument("--seed", type=int, default=defaults["seed"],
+                    help=f"random seed (diffusion models; default {defaults['seed']})")
     diffusion = parser.add_argument_group("diffusion model options (StarVSR pipelines; a student ignores them)")
     diffusion.add_argument("--steps", type=int, default=defaults["steps"], help="denoising steps (default 15)")
     diffusion.add_argument("--prompt", default=defaults["prompt"],
@@ -73,7 +74,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
                      help="output codec (default: from the output name; H.264 for .mp4)")
-    out.add_argument("--crf", type=int, default=None, help="x264/x265 quality, lower is better (default 18 for h264, 24 for h265)")
+    out.add_argument("--crf", type=int, default=None,
+                     help="x264/x265 quality, lower is better (default 18 for h264, 24 for h265)")
     out.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
     out.add_argument("--restart", action="store_true",
                      help="discard the progress an interrupted run of this output saved, instead of going on")

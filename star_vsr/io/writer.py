@@ -715,7 +715,8 @@ class VideoWriter:
         if self.frame_size is None:
             self.frame_size = size
             self._warn_lost_pixel_aspect(*size)
-            self._warn_lost_frame_rate()
+            if self.codec == "png":
+                warn_png_drops_frame_rate(self.label, self.frame_rate, stacklevel=4)
         elif size != self.frame_size:
             raise InputError(
                 f"frame size changed from {self.frame_size[1]}x{self.frame_size[0]} "
@@ -737,10 +738,6 @@ class VideoWriter:
             f"{round(width * aspect)}x{height}. --codec h264 or h265 keeps it",
             stacklevel=4,
         )
-
-    def _warn_lost_frame_rate(self) -> None:
-        if self.codec == "png":
-            warn_png_drops_frame_rate(self.label, self.frame_rate, stacklevel=5)
 
     def _pad(self, frame: np.ndarray) -> np.ndarray:
         """Pad (h, w, 3) on the bottom/right by edge replication to the pixel format's block."""

@@ -25,8 +25,8 @@ __all__ = [
     "radial_low_pass_mask",
 ]
 
-# Distillation losses (``distillation.py``): Charbonnier, log-MSE (mean PSNR), Space-Time Distillation (attention maps,
-# shared ConvLSTM), feature L1 through 1x1 adapters, VGG perceptual from a local file.
+# Distillation losses (``distillation.py``): Charbonnier, log-MSE (mean PSNR), Space-Time Distillation
+# (attention maps, shared ConvLSTM), feature L1 through 1x1 adapters, VGG perceptual from a local file.
 from star_vsr.losses.distillation import (  # noqa: E402
     DistillationCriterion,
     DistillationLossConfig,

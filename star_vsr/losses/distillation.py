@@ -366,7 +366,8 @@ class DistillationLossConfig:
 
     @property
     def needs_gt(self) -> bool:
-        return self.gt_charbonnier > 0 or self.gt_log_mse > 0 or (self.perceptual > 0 and self.perceptual_target == "gt")
+        return (self.gt_charbonnier > 0 or self.gt_log_mse > 0
+                or (self.perceptual > 0 and self.perceptual_target == "gt"))
 
     @property
     def teacher_feature_names(self) -> tuple[str, ...]:

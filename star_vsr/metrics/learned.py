@@ -246,7 +246,8 @@ def _is_damaged_weights_error(error: BaseException) -> bool:
 
     if isinstance(error, torch.OutOfMemoryError):
         return False
-    return isinstance(error, (pickle.UnpicklingError, EOFError)) or any(m in str(error) for m in DAMAGED_WEIGHTS_MESSAGES)
+    return (isinstance(error, (pickle.UnpicklingError, EOFError))
+            or any(message in str(error) for message in DAMAGED_WEIGHTS_MESSAGES))
 
 
 def _refuse_download(url: str, destination: Any, *args: Any, **kwargs: Any) -> None:
