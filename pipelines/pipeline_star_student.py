@@ -211,6 +211,7 @@ class StarStudentPipeline(DiffusionPipeline):
         state: Optional[StarStudentState] = None,
         start_frame: int = 0,
         state_sink: Optional[StateSink] = None,
+        generator: Union[torch.Generator, list[torch.Generator], None] = None,
     ) -> Union[StarStudentPipelineOutput, tuple]:
         r"""Upscale a video frame by frame.
 
@@ -233,6 +234,9 @@ class StarStudentPipeline(DiffusionPipeline):
                 (``start_frame`` included) and the state after them, e.g. to save a checkpoint; the
                 state is the caller's to keep (later steps make new tensors; a CUDA graph's state
                 buffers, which change in place, are copied).
+            generator: not used: the student draws no random numbers, so its output is the same with any
+                generator or none. Accepted, as ``StarVSRPipeline`` takes it, so that code can call either
+                pipeline with the same arguments.
         """
         # 1. Check inputs
         source = as_frame_source(video)

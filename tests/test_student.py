@@ -388,6 +388,14 @@ def test_pipeline_output_types_sink_and_tuple(pipe):
     assert pipe(uint8, upscale=2).frames.shape == pt.shape
 
 
+def test_pipeline_accepts_and_ignores_a_generator_as_the_diffusion_pipeline_takes(pipe):
+    """Code written for StarVSRPipeline passes generator=; the deterministic student accepts it and ignores it."""
+    lr = clip(n=2)[0]
+    plain = pipe(lr, upscale=2).frames
+    for generator in (torch.Generator().manual_seed(0), [torch.Generator().manual_seed(1)], None):
+        torch.testing.assert_close(pipe(lr, upscale=2, generator=generator).frames, plain, rtol=0, atol=0)
+
+
 def test_pipeline_input_errors(pipe):
     lr = clip(n=1)[0]
     with pytest.raises(InputError, match="unsupported scale"):
