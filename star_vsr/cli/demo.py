@@ -2,11 +2,12 @@
 
 A short clip is filmed from a photograph bundled with scikit-image (a smooth camera move),
 degraded with the project's real-world chain (``medium`` preset: blur, noise, JPEG, resizing and
-H.264 compression of the whole clip) and downscaled x4; the student upscales it. The output
-folder receives the videos ``input.mp4`` (the degraded LR clip), ``bicubic.mp4``,
+H.264 compression of the whole clip) and downscaled x4; the student (or the ``--model``) upscales it.
+The output folder receives the videos ``input.mp4`` (the degraded LR clip), ``bicubic.mp4``,
 ``student.mp4`` and ``ground_truth.mp4``, a side-by-side ``comparison.png`` of the middle frame
 (input / bicubic / student / ground truth) and ``metrics.json`` (PSNR-Y, SSIM-Y, E*warp of
-bicubic and of the student against the ground truth).
+bicubic and of the student against the ground truth). A StarVSR diffusion ``--model`` is labelled
+``diffusion`` instead of ``student`` everywhere (``diffusion.mp4``, its panel, its metrics row).
 
 The default photo is one of the evaluation photos, never seen in training.
 """
@@ -29,6 +30,10 @@ LABEL_HEIGHT = 14
 """Pixels of the caption strip above each panel of the comparison image."""
 
 OUTPUT_NAMES = ("input.mp4", "bicubic.mp4", "student.mp4", "ground_truth.mp4", "comparison.png", "metrics.json")
+"""Files a demo with a student writes (one with a diffusion model: ``output_names("diffusion")``)."""
+
+MODEL_LABELS = {"StarStudentPipeline": "student", "StarVSRPipeline": "diffusion"}
+"""What the demo calls the model of each pipeline class (file name, panel caption, metrics row)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "a student where the CPU has AMX, else fp32)")
     parser.add_argument("--overwrite", action="store_true", help="replace files of an earlier demo")
     parser.set_defaults(func=run)
+
+
+def output_names(label: str) -> tuple[str, ...]:
+    """The files a demo writes when its model is labelled ``label`` ("student", "diffusion")."""
+    return tuple(f"{label}.mp4" if name == "student.mp4" else name for name in OUTPUT_NAMES)
 
 
 def comparison_image(panels: list[tuple[str, Any]]) -> Any:
@@ -79,15 +89,21 @@ def run(args: argparse.Namespace) -> int:
     from ..io import VideoWriter
     from ..metrics import evaluate_clip
     from ..outputs import check_writable
-    from ..upscale import load_upscaler
+    from ..upscale import load_upscaler, pipeline_class_name
 
     if args.frames < 2:
         raise InputError(f"--frames must be at least 2 (the warping error compares frames), got {args.frames}")
+    if args.model is None:
+        from ..student import default_student_folder
+
+        args.model = str(default_student_folder())
+    label = MODEL_LABELS.get(pipeline_class_name(args.model), "model")  # load_upscaler refuses other classes
+    names = output_names(label)
     output = Path(args.output)
-    existing = [name for name in OUTPUT_NAMES if (output / name).exists()]
+    existing = [name for name in names if (output / name).exists()]
     if existing and not args.overwrite:
         raise InputError(f"{output} already holds {', '.join(existing)}; pass --overwrite or choose another -o")
-    check_writable(output / OUTPUT_NAMES[0])
+    check_writable(output / names[0])
 
     # 1. A clip filmed from the photo, degraded x4
     clip = photo_clip(args.photo, args.frames, DEMO_SIZE, degradation=args.degradation, seed=args.seed)
@@ -95,10 +111,6 @@ def run(args: argparse.Namespace) -> int:
     scale = gt.shape[-1] // lq.shape[-1]
 
     # 2. Upscale with bicubic and with the model
-    if args.model is None:
-        from ..student import default_student_folder
-
-        args.model = str(default_student_folder())
     pipe = load_upscaler(args.model, device=args.device, dtype=args.dtype)
     pipe.set_progress_bar_config(disable=True)
     started = time.perf_counter()
@@ -107,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     bicubic = bicubic_upscale(lq, scale)
     output.mkdir(parents=True, exist_ok=True)  # only now: a bad --model or --device leaves no folder
 
-    videos = {"input": frames_to_uint8(lq), "bicubic": frames_to_uint8(bicubic), "student": frames_to_uint8(sr),
+    videos = {"input": frames_to_uint8(lq), "bicubic": frames_to_uint8(bicubic), label: frames_to_uint8(sr),
               "ground_truth": frames_to_uint8(gt)}
 
     # 3. Videos, comparison image, metrics
@@ -117,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
     middle = args.frames // 2
     nearest = np.repeat(np.repeat(videos["input"][middle], scale, axis=0), scale, axis=1)
     comparison_image([("input (nearest)", nearest), ("bicubic", videos["bicubic"][middle]),
-                      ("student", videos["student"][middle]),
+                      (label, videos[label][middle]),
                       ("ground truth", videos["ground_truth"][middle])]).save(output / "comparison.png")
     metrics = {name: evaluate_clip(videos[name], videos["ground_truth"], scale=scale)
-               for name in ("bicubic", "student")}
+               for name in ("bicubic", label)}
     report = {"photo": args.photo, "frames": args.frames, "lr_size": list(lq.shape[-2:]), "scale": scale,
               "degradation": args.degradation, "seed": args.seed, "model": str(args.model),
               "model_seconds": round(seconds, 3), "metrics": metrics}
@@ -131,5 +143,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'':10}  {'PSNR-Y':>8}  {'SSIM-Y':>8}  {'E*warp':>8}")
     for name, row in metrics.items():
         print(f"{name:10}  {row['psnr_y']:8.3f}  {row['ssim_y']:8.4f}  {row['ewarp']:8.3f}")
-    print(f"wrote {', '.join(OUTPUT_NAMES)} to {output}")
+    print(f"wrote {', '.join(names)} to {output}")
     return 0
