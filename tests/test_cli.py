@@ -280,6 +280,32 @@ def test_upscale_batch_resumes(tmp_path, tiny_star_folder, capsys):
     assert probe_video(outputs / "v0.mp4").width == 32 and probe_video(outputs / "v2.mp4").num_frames == 2
 
 
+def test_upscale_batch_overwrite_redoes_finished_outputs(tmp_path, capsys):
+    """--overwrite, as upscale's: outputs that exist are upscaled again and replaced when complete; an input
+    that cannot be read leaves its old output as it was, and no temporary file behind."""
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    outputs.mkdir()
+    write_test_video(inputs / "a.mp4", num_frames=2, size=(8, 8))
+    (inputs / "bad.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
+    for name in ("a.mp4", "bad.mp4"):
+        (outputs / name).write_bytes(b"finished earlier")
+    args = ["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2"]  # the shipped student
+    assert main(args) == 0 and "2 of 2 videos already done; 0 to go" in capsys.readouterr().out
+    assert main([*args, "--overwrite"]) == 1  # bad.mp4 cannot be read
+    captured = capsys.readouterr()
+    assert "2 of 2 videos already done (--overwrite: redone); 2 to go" in captured.out
+    assert "skipped" in captured.err and "bad.mp4 is not a readable video" in captured.err
+    assert probe_video(outputs / "a.mp4").width == 16
+    assert (outputs / "bad.mp4").read_bytes() == b"finished earlier"
+    assert sorted(p.name for p in outputs.iterdir()) == ["a.mp4", "bad.mp4"]
+    # PNG outputs are folders, which --overwrite does not empty (as upscale's): refused before any work
+    (outputs / "frames").mkdir()
+    assert main([*args, "--codec", "png", "-o", str(outputs / "frames")]) == 1  # bad.mp4 again
+    assert main([*args, "--codec", "png", "-o", str(outputs / "frames"), "--overwrite"]) == 2
+    assert "is a folder that already holds files" in capsys.readouterr().err
+
+
 def _reference_format_checkpoint(unet, controlnet) -> dict[str, torch.Tensor]:
     """Rename star-vsr weights back to STAR's released key names (the inverse of the converter)."""
     from star_vsr.conversion.star_checkpoint import star_key_mapping

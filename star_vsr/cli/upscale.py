@@ -3,7 +3,7 @@
 ``--model`` is a folder with a StarVSR diffusion pipeline (``star-vsr convert-star``) or a
 student pipeline. Frames stream from the input to the output; the output keeps the input's frame
 rate and audio and appears only when complete. ``upscale-batch`` skips outputs that already
-exist, so an interrupted batch resumes where it stopped, and under
+exist (``--overwrite`` redoes them), so an interrupted batch resumes where it stopped, and under
 ``accelerate launch --num_processes N`` it splits the videos across the processes; a video it
 cannot read is reported and skipped, the others are upscaled, and the exit status is 1. Its
 outputs keep the input names, with the container suffix the codec needs (``.mkv`` for FFV1,
@@ -98,6 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("input_dir", help="folder of input videos")
     batch.add_argument("-o", "--output-dir", required=True,
                        help="folder for the outputs (the input names; see the codec note above)")
+    batch.add_argument("--overwrite", action="store_true",
+                       help="redo videos whose output exists, replacing each output when its new one is complete "
+                            "(default: skip them)")
     _add_common(batch)
     batch.set_defaults(func=run_batch)
 
@@ -202,7 +205,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from accelerate.utils import parse_flag_from_env
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
-    from ..outputs import check_writable
+    from ..outputs import check_new_output, check_writable
     from ..resume import MANIFEST, partial_folder
     from ..upscale import upscale_video
 
@@ -222,15 +225,20 @@ def run_batch(args: argparse.Namespace) -> int:
             print(f"note: {video.name} is written as {names[video.name]} ({output_name(video.name, args.codec)} is "
                   f"another video's output)")
     check_writable(outputs[videos[0]])
+    if args.overwrite:  # as `upscale --overwrite`, for every output, before any work
+        for video in videos:
+            check_new_output(outputs[video], overwrite=True, source=video)
     check_model_options(args)
     output_dir.mkdir(parents=True, exist_ok=True)
     # on machines without a GPU (or under `accelerate launch --cpu`) processes talk over gloo
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
-    todo = [v for v in videos if not outputs[v].exists()]
+    todo = videos if args.overwrite else [v for v in videos if not outputs[v].exists()]
     if state.is_main_process:
         partly = sum((partial_folder(outputs[v]) / MANIFEST).is_file() for v in todo) if not args.restart else 0
-        print(f"{len(videos) - len(todo)} of {len(videos)} videos already done; {len(todo)} to go "
-              f"on {state.num_processes} process(es)" + (f", {partly} of them partly done" if partly else ""))
+        done = sum(outputs[v].exists() for v in videos)
+        status = f"{done} of {len(videos)} videos already done" + (" (--overwrite: redone)" if args.overwrite else "")
+        print(f"{status}; {len(todo)} to go on {state.num_processes} process(es)"
+              + (f", {partly} of them partly done" if partly else ""))
     with state.split_between_processes(todo) as mine:
         pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
         failed = []
