@@ -25,7 +25,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from star_vsr.errors import DeviceError, InputError, explain_out_of_memory
+from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, option
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
 from star_vsr.model_folder import check_pipeline_folder, load_checked
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
@@ -35,10 +35,6 @@ from star_vsr.outputs import give_default_mode
 DEFAULT_CHUNK_SIZE = 8
 #: Eager steps run on a side stream before a CUDA graph is captured (cuDNN picks its kernels).
 CUDA_GRAPH_WARMUP_STEPS = 3
-#: What to change when a run does not fit in memory (the student's memory grows with the frame size).
-MEMORY_ADVICE = ("free some memory, or upscale a smaller video or by a smaller factor (upscale=2, --upscale 2; a "
-                 "run that saved progress then needs --restart); from a GPU, the CPU (--device cpu) usually has "
-                 "more memory")
 
 MISSING_STUDENT_HELP = """\
 A student pipeline folder holds model_index.json and student/ (config + weights). Train one with
@@ -47,6 +43,15 @@ folder is such a folder; README, "The student"), then pass it to
 StarStudentPipeline.from_pretrained / `star-vsr upscale --model`. Without --model, `star-vsr upscale`
 uses the student that ships inside the package. For speed tests without weights,
 star_vsr.student.build_student_pipeline(preset) makes a randomly initialised student."""
+
+
+def memory_advice() -> str:
+    """What to change when a run does not fit in memory (the student's memory grows with the frame size), naming
+    command-line flags or Python arguments (``star_vsr.errors.option``)."""
+    smaller, restart = option("upscale=2", "--upscale 2"), option("restart=True", "--restart")
+    cpu = option("pipe.to('cpu')", "--device cpu")
+    return (f"free some memory, or upscale a smaller video or by a smaller factor ({smaller}; a run that saved "
+            f"progress then needs {restart}); from a GPU, the CPU ({cpu}) usually has more memory")
 
 
 @dataclass
@@ -198,7 +203,7 @@ class StarStudentPipeline(DiffusionPipeline):
 
     # ---------------------------------------------------------------- main
     @torch.no_grad()
-    @explain_out_of_memory("upscaling with the student", MEMORY_ADVICE)
+    @explain_out_of_memory("upscaling with the student", memory_advice)
     def __call__(
         self,
         video: Union[VideoInput, FrameSource],

@@ -51,6 +51,27 @@ class OutputError(StarVSRError, OSError):
     """An output cannot be written: a read-only or full disk, no permission, a file where a folder must be."""
 
 
+_cli_wording = False
+
+
+@contextmanager
+def cli_wording() -> Iterator[None]:
+    """Messages made inside name command-line flags (``--restart``) where those of the Python API name its
+    arguments (``restart=True``): the ``star-vsr`` command runs its work inside (see ``option``)."""
+    global _cli_wording
+    previous, _cli_wording = _cli_wording, True
+    try:
+        yield
+    finally:
+        _cli_wording = previous
+
+
+def option(argument: str, flag: str) -> str:
+    """How a message names a setting the user can change: ``flag`` (``"--restart"``) when it is made inside
+    ``cli_wording``, else the Python ``argument`` (``"restart=True"``)."""
+    return flag if _cli_wording else argument
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` is running out of memory: ``torch.OutOfMemoryError`` (CUDA, XPU), the CPU
     allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends, and

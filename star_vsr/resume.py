@@ -38,7 +38,7 @@ from typing import Any, Iterator, Optional
 import torch
 from tqdm.auto import tqdm
 
-from .errors import CorruptVideoError, InputError, OutputBusyError, OutputError, UnsupportedVideoError
+from .errors import CorruptVideoError, InputError, OutputBusyError, OutputError, UnsupportedVideoError, option
 from .interrupts import interrupts_held, raise_if_interrupted
 from .models.student import StarStudentState
 from .window_sampler import SamplerState
@@ -62,11 +62,6 @@ DIFFUSION_SETTINGS = ("prompt", "negative_prompt", "positive_prompt", "num_infer
                       "timestep_spacing", "guidance_scale", "guidance_rescale", "noise_level",
                       "controlnet_conditioning_scale", "chunk_frames", "chunk_overlap", "tile_size", "tile_overlap",
                       "color_fix", "decode_chunk_size")
-#: The ``star-vsr upscale`` option of each diffusion setting, named with it when it changed.
-DIFFUSION_FLAGS = {"prompt": "--prompt", "num_inference_steps": "--steps", "guidance_scale": "--guidance-scale",
-                   "noise_level": "--noise-level", "chunk_frames": "--chunk-frames", "chunk_overlap": "--chunk-overlap",
-                   "tile_size": "--tile-size", "tile_overlap": "--tile-overlap", "color_fix": "--color-fix",
-                   "seed": "--seed"}
 #: Values of each weight tensor of a diffusion model that its fingerprint reads (all of a student's).
 FINGERPRINT_SAMPLES = 4096
 
@@ -79,16 +74,21 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
         from .upscale import DTYPE_FLAGS
 
         flag = DTYPE_FLAGS.get(getattr(torch, str(saved), None), saved)
-        why = " (--dtype auto picks bf16 for students on CPUs with AMX)" if "bfloat16" in (saved, now) else ""
+        auto = option("dtype='auto'", "--dtype auto")
+        why = f" ({auto} picks bf16 for students on CPUs with AMX)" if "bfloat16" in (saved, now) else ""
         model = "student" if pipeline == "StarStudentPipeline" else "model"
-        return f"the {model} ran in {saved} then, in {now} now{why}; pass --dtype {flag} to go on in {saved}"
+        load = option(f"load the model with load_upscaler(..., dtype={flag!r})", f"pass --dtype {flag}")
+        return f"the {model} ran in {saved} then, in {now} now{why}; {load} to go on in {saved}"
     if key == "call" and isinstance(saved, dict):  # the diffusion options: name each one that changed
         return ", ".join(_setting_change(name, saved.get(name), now.get(name), pipeline)
                          for name in sorted({*saved, *now}) if saved.get(name) != now.get(name))
-    if key in DIFFUSION_FLAGS:
-        return f"{key} ({DIFFUSION_FLAGS[key]}) {saved!r} -> {now!r}"
+    from star_vsr.pipelines.pipeline_star_vsr import ARGUMENT_FLAGS
+
+    flags = {**ARGUMENT_FLAGS, "seed": "--seed"}
+    if key in flags:  # the diffusion options: "chunk_overlap" in Python, "--chunk-overlap" on the command line
+        return f"{option(key, flags[key])} {saved!r} -> {now!r}"
     if key == "frame_rate":
-        return f"the frame folder's rate (--fps) {saved} -> {now} fps"
+        return f"the frame folder's rate ({option('folder_fps', '--fps')}) {saved} -> {now} fps"
     return SETTING_CHANGES.get(key) or f"{key} {saved!r} -> {now!r}"
 
 
@@ -141,7 +141,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
             done = (f", {state.metadata['evaluations'][0]} of {state.metadata['evaluations'][1]} window steps done"
                     if isinstance(state, SamplerState) and "evaluations" in state.metadata else "")
             _say(progress, f"{output}: going on after frame {start} of {source.num_frames}{done} (saved in {work} by "
-                           f"an earlier run; --restart starts over)")
+                           f"an earlier run; {option('restart=True', '--restart')} starts over)")
         # latest: (frames done, the state after them) last handed out, and whether it is the one on disk.
         # Frames wait in `waiting` for the state after them, and both go to the writer and `latest` with
         # Ctrl-C held back, so that on Ctrl-C the writer holds exactly the frames of `latest`.
@@ -233,8 +233,9 @@ def _stopped(work: Path, output: Path, progress: bool) -> None:
         shutil.rmtree(work, ignore_errors=True)
         return
     manifest = json.loads((work / MANIFEST).read_text())
-    _say(progress, f"{output}: stopped; {_saved_work(manifest)} saved in {work}. Run the same command again (same "
-                   f"settings) to go on from there; --restart starts over")
+    again = option("Call again", "Run the same command again")
+    _say(progress, f"{output}: stopped; {_saved_work(manifest)} saved in {work}. {again} (same settings) to go on "
+                   f"from there; {option('restart=True', '--restart')} starts over")
 
 
 def _saved_work(manifest: dict[str, Any]) -> str:
@@ -433,7 +434,7 @@ def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
     if not (work / MANIFEST).is_file():
         _clear(work)
         return None
-    fix = f"delete {work} or pass --restart (Python: restart=True) to start over"
+    fix = f"delete {work} or pass {option('restart=True', '--restart')} to start over"
     try:
         manifest = json.loads((work / MANIFEST).read_text())
         saved_settings, frames, segments = manifest["settings"], int(manifest["frames"]), manifest["segments"]

@@ -245,10 +245,11 @@ def test_upscale_bad_scale_leaves_no_output(tmp_path, tiny_star_folder, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--steps", "0"], "num_inference_steps must be >= 1"),
-    (["--chunk-frames", "4", "--chunk-overlap", "4"], "chunk_overlap < chunk_frames"),
-    (["--tile-size", "32"], "lower tile_overlap"),
-    (["--noise-level", "0"], "noise_level must be in [1, 1000]"),
+    (["--steps", "0"], "error: --steps must be >= 1"),  # the flags, not the pipeline's argument names
+    (["--chunk-frames", "4", "--chunk-overlap", "4"], "0 <= --chunk-overlap < --chunk-frames, got --chunk-frames 4, "
+                                                      "--chunk-overlap 4"),
+    (["--tile-size", "32"], "lower --tile-overlap"),
+    (["--noise-level", "0"], "error: --noise-level must be in [1, 1000]"),
 ])
 def test_diffusion_options_are_checked_before_the_model_loads(tmp_path, tiny_star_folder, capsys, monkeypatch,
                                                               flags, message):
@@ -658,7 +659,8 @@ def test_degrade_crops_so_the_lr_file_is_exactly_a_scale_th(tmp_path, capsys):
     evaluate = ["evaluate", "--pred", str(tmp_path / "sr.mp4"), "--gt", str(frames), "--no-warp"]
     capsys.readouterr()
     assert main(evaluate) == 2
-    assert "pass --crop-gt" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pass --crop-gt." in err and "crop_gt=True" not in err  # the flag, not the Python argument
     assert main([*evaluate, "--crop-gt"]) == 0
     assert "PSNR-Y" in capsys.readouterr().out
     assert main(["evaluate", "--pred", str(tmp_path / "lr.mp4"), "--gt", str(frames), "--crop-gt"]) == 2

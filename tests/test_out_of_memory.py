@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from star_vsr.cli import main
-from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, is_out_of_memory
+from star_vsr.errors import DeviceError, InputError, cli_wording, explain_out_of_memory, is_out_of_memory
 from star_vsr.io.synthetic import write_test_video
 from star_vsr.student import build_student_pipeline
 from star_vsr.testing import tiny_star_pipeline
@@ -54,15 +54,14 @@ def test_star_pipeline_explains_out_of_memory(monkeypatch):
     pipe.set_progress_bar_config(disable=True)
     monkeypatch.setattr(pipe.unet, "forward", allocate_too_much)
     with pytest.raises(DeviceError, match=r"while upscaling with the StarVSR pipeline \(allocating 65536.00 GiB "
-                                          r"failed\); try spatial tiles \(tile_size=512; star-vsr upscale --tile-size "
-                                          r"512\), fewer frames per temporal chunk than 32 \(chunk_frames=16, "
-                                          r"--chunk-frames 16\) or decode_chunk_size=1 \(a run"):
+                                          r"failed\); try spatial tiles \(tile_size=512\), fewer frames per "
+                                          r"temporal chunk than 32 \(chunk_frames=16\) or decode_chunk_size=1 \(a "
+                                          r"run that saved progress then needs restart=True\)"):
         pipe(torch.rand(2, 3, 8, 8), num_inference_steps=1)
     # the advice starts from what the call used (positional arguments too)
-    with pytest.raises(DeviceError, match=r"try smaller tiles than 256 \(tile_size=128, --tile-size 128, "
-                                          r"tile_overlap=32 \(--tile-overlap 32\)\), fewer frames per temporal chunk "
-                                          r"than 8 \(chunk_frames=4, --chunk-frames 4, chunk_overlap=1 "
-                                          r"\(--chunk-overlap 1\)\) or decode_chunk_size=1"):
+    with pytest.raises(DeviceError, match=r"try smaller tiles than 256 \(tile_size=128, tile_overlap=32\), fewer "
+                                          r"frames per temporal chunk than 8 \(chunk_frames=4, chunk_overlap=1\) or "
+                                          r"decode_chunk_size=1"):
         pipe(torch.rand(2, 3, 8, 8), "a prompt", num_inference_steps=1, tile_size=256, chunk_frames=8,
              chunk_overlap=4)
     with pytest.raises(DeviceError, match=r"even the smallest tiles and chunks do not fit"):
@@ -70,7 +69,26 @@ def test_star_pipeline_explains_out_of_memory(monkeypatch):
              chunk_overlap=1, decode_chunk_size=1)
     monkeypatch.setattr(pipe, "_all_hooks", [object()], raising=False)  # as after enable_model_cpu_offload()
     advice = pipe.memory_advice(128, 32, 4, 1, 1)
-    assert advice.startswith("try half-precision weights (--dtype fp16)") and "offload" not in advice
+    assert advice.startswith("try half-precision weights (dtype=torch.float16)") and "offload" not in advice
+
+
+def test_out_of_memory_advice_names_flags_on_the_command_line_and_arguments_in_python():
+    """The command line's user is told --tile-size 512, the Python user tile_size=512; neither both, and the
+    command line is not offered what only Python has (decode_chunk_size, CPU offload)."""
+    from star_vsr.pipelines.pipeline_star_student import memory_advice
+
+    pipe = tiny_star_pipeline(seed=0)
+    python = pipe.memory_advice(256, 128, 8, 4, 3)
+    assert "tile_size=128, tile_overlap=32" in python and "decode_chunk_size=1" in python
+    assert "--" not in python and "restart=True" in python
+    with cli_wording():
+        cli = pipe.memory_advice(256, 128, 8, 4, 3)
+        student = memory_advice()
+    assert cli == ("try smaller tiles than 256 (--tile-size 128, --tile-overlap 32) or fewer frames per temporal "
+                   "chunk than 8 (--chunk-frames 4, --chunk-overlap 1) (a run that saved progress then needs "
+                   "--restart)")
+    assert "(--upscale 2;" in student and "--restart" in student and "(--device cpu)" in student
+    assert "=" not in student and "upscale=2" in memory_advice() and "--" not in memory_advice()
 
 
 def test_cli_upscale_out_of_memory_is_one_line_and_keeps_saved_work(tmp_path, monkeypatch, capsys):

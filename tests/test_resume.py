@@ -183,7 +183,7 @@ def stopped_run(pipe, tmp_path, monkeypatch):
 
 def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, tmp_path, monkeypatch):
     source, output = stopped_run(pipe, tmp_path, monkeypatch)
-    with pytest.raises(InputError, match=r"other settings: upscale 4.0 -> 2.0.*--restart"):
+    with pytest.raises(InputError, match=r"other settings: upscale 4.0 -> 2.0.*pass restart=True to start over"):
         upscale_video(pipe, source, output, progress=False, upscale=2)
     with pytest.raises(InputError, match=r"other settings: deinterlaced False -> True"):
         upscale_video(pipe, source, output, progress=False, deinterlace=True)
@@ -196,7 +196,8 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
     torch.nn.Module.to(bf16.student, torch.bfloat16)
     bf16.set_progress_bar_config(disable=True)
     with pytest.raises(InputError, match=r"other settings: the student ran in float32 then, in bfloat16 now "
-                                         r".*; pass --dtype fp32 to go on in float32; run") as refused:
+                                         r".*; load the model with load_upscaler\(\.\.\., dtype='fp32'\) to go on "
+                                         r"in float32; run") as refused:
         upscale_video(bf16, source, output, progress=False)
     assert "other student weights" not in str(refused.value)  # their fingerprint changes with the dtype
     upscale_video(pipe, source, output, progress=False, upscale=2, restart=True)
@@ -221,7 +222,7 @@ def test_a_bad_scale_or_input_leaves_no_partial_folder(pipe, tmp_path):
 def test_damaged_saved_work_is_an_input_error(pipe, tmp_path, monkeypatch):
     source, output = stopped_run(pipe, tmp_path, monkeypatch)
     (partial_folder(output) / MANIFEST).write_text("{")
-    with pytest.raises(InputError, match="damaged.*--restart"):
+    with pytest.raises(InputError, match="damaged.*restart=True"):
         upscale_video(pipe, source, output, progress=False)
 
 
@@ -248,7 +249,9 @@ def test_cli_upscale_stopped_by_sigterm_says_how_to_go_on_and_restart_starts_ove
     assert "Run the same command again" in capsys.readouterr().err
     monkeypatch.undo()
     assert main([*args, "--upscale", "2"]) == 2
-    assert "--restart" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the command line's flag, not the Python argument
+    assert "other settings: --upscale 4.0 -> 2.0" in err and "or pass --restart to start over" in err
+    assert "restart=True" not in err and "Python" not in err
     assert main([*args, "--upscale", "2", "--restart"]) == 0
     assert probe_video(output).height == 24 and not partial_folder(output).exists()
 
@@ -310,7 +313,7 @@ def test_a_damaged_segment_is_found_before_any_frame_is_upscaled(pipe, tmp_path,
     segment.write_bytes(segment.read_bytes()[:300])  # truncated
     counter = StopAfter(pipe)
     monkeypatch.setattr(pipe.student, "step_tensors", counter)
-    with pytest.raises(InputError, match=r"segment segment_000000.mp4 is damaged.*--restart"):
+    with pytest.raises(InputError, match=r"segment segment_000000.mp4 is damaged.*restart=True"):
         upscale_video(pipe, source, output, progress=False)
     assert counter.calls == 0 and (work / MANIFEST).is_file()
 
@@ -412,9 +415,9 @@ def stopped_star_run(star, tmp_path, monkeypatch, stop, checkpoint_seconds=0.0, 
 
 def test_a_saved_diffusion_run_names_what_changed(star, pipe, tmp_path, monkeypatch):
     source, output = stopped_star_run(star, tmp_path, monkeypatch, stop=5)
-    with pytest.raises(InputError, match=r"other settings: num_inference_steps \(--steps\) 2 -> 3; run with the earlier"):
+    with pytest.raises(InputError, match=r"other settings: num_inference_steps 2 -> 3; run with the earlier"):
         upscale_video(star, source, output, progress=False, **star_kwargs(steps=3))
-    with pytest.raises(InputError, match=r"other settings: seed \(--seed\) 0 -> 1;"):
+    with pytest.raises(InputError, match=r"other settings: seed 0 -> 1;"):
         upscale_video(star, source, output, progress=False, **star_kwargs(seed=1))
     with pytest.raises(InputError, match=r"other settings: it was made by a StarVSRPipeline, this run is a "
                                          r"StarStudentPipeline;"):

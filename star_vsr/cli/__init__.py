@@ -19,7 +19,7 @@ import warnings
 from typing import Optional, Sequence
 
 from .. import __version__
-from ..errors import StarVSRError, explain_out_of_memory
+from ..errors import StarVSRError, cli_wording, explain_out_of_memory
 from ..interrupts import clear_interrupt, interrupt_requested, raise_if_interrupted, request_interrupt
 
 #: Sub-command modules, in the order ``--help`` lists them.
@@ -78,9 +78,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command in MODEL_COMMANDS:
             quiet_model_loading()  # imports diffusers: seconds in which Ctrl-C must give no traceback either
-        with explain_out_of_memory(f"running star-vsr {args.command}", "try a shorter or smaller input, or a "
-                                   "machine with more memory"):  # the pipelines give advice of their own
-            result = args.func(args)
+        with cli_wording(), explain_out_of_memory(f"running star-vsr {args.command}", "try a shorter or smaller "
+                                                  "input, or a machine with more memory"):  # pipelines: their own
+            result = args.func(args)  # its messages name flags (--restart), not Python arguments (restart=True)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
         raise_if_interrupted()  # an interrupt whose KeyboardInterrupt was lost after the command's last check
     except StarVSRError as error:

@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import InputError
+from ..errors import InputError, option
 from ..outputs import give_default_mode
 from .teacher import Teacher
 
@@ -245,14 +245,15 @@ def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> 
         if not overwrite and any(folder.glob("shard-*.safetensors")):
             changed = [k for k, v in manifest.settings().items() if existing.settings()[k] != v]
             raise InputError(f"{folder} already holds a teacher cache built with other settings ({', '.join(changed)} "
-                             "differ); choose another folder, or pass --overwrite (overwrite=True) to replace it")
+                             f"differ); choose another folder, or pass {option('overwrite=True', '--overwrite')} to "
+                             "replace it")
         for path in folder.glob("shard-*.safetensors"):
             path.unlink()
         (folder / MANIFEST_NAME).unlink()
     elif any(folder.glob("shard-*.safetensors")):
         if not overwrite:
             raise InputError(f"{folder} holds shard files but no {MANIFEST_NAME}; choose another folder, or pass "
-                             "--overwrite (overwrite=True) to replace them")
+                             f"{option('overwrite=True', '--overwrite')} to replace them")
         for path in folder.glob("shard-*.safetensors"):
             path.unlink()
     manifest.save(folder)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from star_vsr.errors import InputError
+from star_vsr.errors import InputError, option
 from star_vsr.metrics.fidelity import psnr, ssim
 from star_vsr.metrics.inputs import check_frames, check_same_shape
 from star_vsr.metrics.warping import warping_error
@@ -113,7 +113,7 @@ def evaluate_videos(
     croppable = 0 <= extra_w < 2 * scale and 0 <= extra_h < 2 * scale
     if (extra_w or extra_h) and not (crop_gt and croppable):
         hint = (" If the input was made by `star-vsr degrade`, which crops the ground truth to a multiple of the "
-                "scale (times 2 for 4:2:0 video), pass --crop-gt (crop_gt=True)." if croppable else "")
+                f"scale (times 2 for 4:2:0 video), pass {option('crop_gt=True', '--crop-gt')}." if croppable else "")
         raise InputError(f"{pred_path} is {pred_info.width}x{pred_info.height} but {gt_path} is "
                          f"{gt_info.width}x{gt_info.height}; the prediction must have the ground truth's size.{hint}")
     _check_crop(scale, pred_info.height, pred_info.width)  # before the progress bar starts
