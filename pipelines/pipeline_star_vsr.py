@@ -36,13 +36,16 @@ from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_late
 from star_vsr.outputs import give_default_mode
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize
-from star_vsr.tiling import blend_weights
+from star_vsr.tiling import blend_weights, default_overlap
 from star_vsr.window_sampler import FrameNoise, SamplerState, WindowedSampler
 
 #: Scales the pipeline accepts; STAR was trained at x4 and works best there.
 MIN_UPSCALE, MAX_UPSCALE = 1.0, 8.0
 #: LR frames upsampled and VAE-encoded at once when building the hint.
 HINT_ENCODE_BATCH = 4
+#: Frames shared by temporal chunks and output pixels shared by spatial tiles when the call gives none, for
+#: chunks and tiles of at least twice that; smaller ones share half their size (``resolve_overlaps``).
+DEFAULT_CHUNK_OVERLAP, DEFAULT_TILE_OVERLAP = 8, 128
 #: The smallest tile (output pixels) and temporal chunk that out-of-memory advice goes down to.
 MIN_ADVISED_TILE, MIN_ADVISED_CHUNK = 128, 4
 #: The ``star-vsr upscale`` flag of each call argument it has, which names the argument in messages to the
@@ -68,9 +71,22 @@ def _named(argument: str) -> str:
     return option(argument, ARGUMENT_FLAGS.get(argument, argument))
 
 
+def resolve_overlaps(chunk_frames: int, chunk_overlap: Optional[int], tile_size: Optional[int],
+                     tile_overlap: Optional[int]) -> tuple[int, int]:
+    """(chunk_overlap, tile_overlap) that a call uses: each one given, or for None one that fits its size
+    (``star_vsr.tiling.default_overlap`` of ``DEFAULT_CHUNK_OVERLAP`` / ``DEFAULT_TILE_OVERLAP``), so that a
+    small ``chunk_frames`` or ``tile_size`` works alone. An overlap given is kept, fitting or not (checked by
+    ``check_sampling_arguments``)."""
+    if chunk_overlap is None:
+        chunk_overlap = default_overlap(chunk_frames, DEFAULT_CHUNK_OVERLAP)
+    if tile_overlap is None:
+        tile_overlap = DEFAULT_TILE_OVERLAP if tile_size is None else default_overlap(tile_size, DEFAULT_TILE_OVERLAP)
+    return chunk_overlap, tile_overlap
+
+
 def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, guidance_rescale: float = 0.2,
-                             noise_level: int = 900, chunk_frames: int = 32, chunk_overlap: int = 8,
-                             tile_size: Optional[int] = None, tile_overlap: int = 128,
+                             noise_level: int = 900, chunk_frames: int = 32, chunk_overlap: Optional[int] = None,
+                             tile_size: Optional[int] = None, tile_overlap: Optional[int] = None,
                              color_fix: Optional[str] = "adain", decode_chunk_size: int = 3,
                              timesteps: Optional[Sequence[int]] = None) -> None:
     """Raise ``InputError`` for sampling arguments that no model accepts (types, ranges, orders).
@@ -78,9 +94,9 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
     Checks that need the model (the smallest tile) are ``StarVSRPipeline.check_inputs``'; the command
     line runs this one before loading a model, so a typo does not wait for the weights to load.
     """
+    given = {"chunk_overlap": chunk_overlap, "tile_overlap": tile_overlap, "tile_size": tile_size}
     integers = {"num_inference_steps": num_inference_steps, "noise_level": noise_level, "chunk_frames": chunk_frames,
-                "chunk_overlap": chunk_overlap, "tile_overlap": tile_overlap, "decode_chunk_size": decode_chunk_size,
-                **({} if tile_size is None else {"tile_size": tile_size})}
+                "decode_chunk_size": decode_chunk_size, **{k: v for k, v in given.items() if v is not None}}
     for name, value in integers.items():
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise InputError(f"{_named(name)} must be an integer, got {value!r}")
@@ -96,7 +112,8 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
         raise InputError(f"guidance_rescale must be in [0, 1], got {guidance_rescale}")
     if not 1 <= noise_level <= NUM_TRAIN_TIMESTEPS:
         raise InputError(f"{_named('noise_level')} must be in [1, {NUM_TRAIN_TIMESTEPS}], got {noise_level}")
-    frames, overlap = _named("chunk_frames"), _named("chunk_overlap")
+    chunk_overlap, tile_overlap = resolve_overlaps(chunk_frames, chunk_overlap, tile_size, tile_overlap)
+    frames, overlap = _named("chunk_frames"), _named("chunk_overlap")  # only an overlap given can fail below
     if chunk_frames < 1 or not 0 <= chunk_overlap < chunk_frames:
         raise InputError(f"need {frames} >= 1 and 0 <= {overlap} < {frames}, got {frames} {chunk_frames}, "
                          f"{overlap} {chunk_overlap}")
@@ -202,8 +219,8 @@ class StarVSRPipeline(DiffusionPipeline):
 
     # ---------------------------------------------------------------- inputs
     def check_inputs(self, source: FrameSource, upscale: float, num_inference_steps: int, guidance_rescale: float,
-                     noise_level: int, chunk_frames: int, chunk_overlap: int, tile_size: Optional[int],
-                     tile_overlap: int, color_fix: Optional[str], output_type: str, decode_chunk_size: int,
+                     noise_level: int, chunk_frames: int, chunk_overlap: Optional[int], tile_size: Optional[int],
+                     tile_overlap: Optional[int], color_fix: Optional[str], output_type: str, decode_chunk_size: int,
                      callback_on_step_end_tensor_inputs: Sequence[str], timesteps: Optional[Sequence[int]] = None,
                      frame_sink: Optional[Callable] = None) -> None:
         check_sampling_arguments(upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
@@ -355,8 +372,8 @@ class StarVSRPipeline(DiffusionPipeline):
         frames = ((frames.float() + 1) / 2).clamp(0, 1)[..., :out_size[0], :out_size[1]]
         return apply_color_fix(frames, lr.to(device), color_fix).cpu()
 
-    def memory_advice(self, tile_size: Optional[int], tile_overlap: int, chunk_frames: int, chunk_overlap: int,
-                      decode_chunk_size: int) -> str:
+    def memory_advice(self, tile_size: Optional[int], tile_overlap: Optional[int], chunk_frames: int,
+                      chunk_overlap: Optional[int], decode_chunk_size: int) -> str:
         """What to change when a call with these settings ran out of memory: halve the spatial tile and the
         temporal chunk this call used (memory per setting: benchmarks/pipeline_cost.py), decode one frame
         at a time, then half precision and CPU offload where the weights are on a GPU in full precision."""
@@ -368,11 +385,11 @@ class StarVSRPipeline(DiffusionPipeline):
             steps.append(f"spatial tiles ({setting('tile_size', 512)})")
         elif tile_size > MIN_ADVISED_TILE:
             tile = max(MIN_ADVISED_TILE, tile_size // 2)
-            overlap = f", {setting('tile_overlap', tile // 4)}" if tile_overlap >= tile else ""
+            overlap = f", {setting('tile_overlap', tile // 4)}" if (tile_overlap or 0) >= tile else ""  # None fits
             steps.append(f"smaller tiles than {tile_size} ({setting('tile_size', tile)}{overlap})")
         if chunk_frames > MIN_ADVISED_CHUNK:
             chunk = max(MIN_ADVISED_CHUNK, chunk_frames // 2)
-            overlap = f", {setting('chunk_overlap', chunk // 4)}" if chunk_overlap >= chunk else ""
+            overlap = f", {setting('chunk_overlap', chunk // 4)}" if (chunk_overlap or 0) >= chunk else ""
             steps.append(f"fewer frames per temporal chunk than {chunk_frames} ({setting('chunk_frames', chunk)}"
                          f"{overlap})")
         if decode_chunk_size > 1:  # Python only, as the offload below: the command line has no flag for it
@@ -408,9 +425,9 @@ class StarVSRPipeline(DiffusionPipeline):
         noise_level: int = 900,
         controlnet_conditioning_scale: float = 1.0,
         chunk_frames: int = 32,
-        chunk_overlap: int = 8,
+        chunk_overlap: Optional[int] = None,
         tile_size: Optional[int] = None,
-        tile_overlap: int = 128,
+        tile_overlap: Optional[int] = None,
         color_fix: Optional[str] = "adain",
         decode_chunk_size: int = 3,
         generator: Union[torch.Generator, list[torch.Generator], None] = None,
@@ -441,9 +458,12 @@ class StarVSRPipeline(DiffusionPipeline):
             noise_level: the LR latents are noised to ``noise_level - 1`` and denoised from there.
             controlnet_conditioning_scale: multiplies the ControlNet residuals.
             chunk_frames: frames per temporal chunk.
-            chunk_overlap: frames shared by neighbouring chunks (blended smoothly at every step).
+            chunk_overlap: frames shared by neighbouring chunks (blended smoothly at every step); None: 8, or
+                half of ``chunk_frames`` when that is less (``resolve_overlaps``). One given must be less than
+                ``chunk_frames``.
             tile_size: spatial tile in output pixels (None: whole frames).
-            tile_overlap: output pixels shared by neighbouring tiles.
+            tile_overlap: output pixels shared by neighbouring tiles; None: 128, or half of ``tile_size`` when
+                that is less. One given must be less than ``tile_size``.
             color_fix: "adain" (STAR's default), "wavelet" or None.
             decode_chunk_size: frames decoded by the temporal VAE at once (STAR: 3).
             generator: ``torch.Generator`` for reproducible noise (hint sampling, start noise, SDE noise).
@@ -474,6 +494,7 @@ class StarVSRPipeline(DiffusionPipeline):
         self.check_inputs(source, upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
                           chunk_overlap, tile_size, tile_overlap, color_fix, output_type, decode_chunk_size,
                           callback_on_step_end_tensor_inputs, timesteps, frame_sink)
+        chunk_overlap, tile_overlap = resolve_overlaps(chunk_frames, chunk_overlap, tile_size, tile_overlap)
         device = self._execution_device
         self._check_device_dtype(device)
         do_cfg = guidance_scale > 1.0

@@ -34,6 +34,13 @@ def window_starts(length: int, size: int, overlap: int) -> list[int]:
     return [round(i * (length - size) / (count - 1)) for i in range(count)]
 
 
+def default_overlap(size: int, default: int) -> int:
+    """The overlap of windows of ``size`` when none was asked for: ``default``, or half of ``size`` where that
+    is less, so that it fits any size (less than ``size`` from 1 up) and a window still advances by at least
+    half its size."""
+    return min(default, size // 2)
+
+
 def _raised_cosine(n: int) -> torch.Tensor:
     """n samples rising from ~0 to ~1 (never exactly 0), sin^2 at the sample centres."""
     return torch.sin(math.pi / 2 * (torch.arange(n, dtype=torch.float64) + 0.5) / n) ** 2

@@ -248,7 +248,7 @@ def test_upscale_bad_scale_leaves_no_output(tmp_path, tiny_star_folder, capsys):
     (["--steps", "0"], "error: --steps must be >= 1"),  # the flags, not the pipeline's argument names
     (["--chunk-frames", "4", "--chunk-overlap", "4"], "0 <= --chunk-overlap < --chunk-frames, got --chunk-frames 4, "
                                                       "--chunk-overlap 4"),
-    (["--tile-size", "32"], "lower --tile-overlap"),
+    (["--tile-size", "32", "--tile-overlap", "32"], "got --tile-size 32, --tile-overlap 32 (lower --tile-overlap"),
     (["--noise-level", "0"], "error: --noise-level must be in [1, 1000]"),
 ])
 def test_diffusion_options_are_checked_before_the_model_loads(tmp_path, tiny_star_folder, capsys, monkeypatch,
@@ -265,6 +265,15 @@ def test_diffusion_options_are_checked_before_the_model_loads(tmp_path, tiny_sta
     assert main(["upscale-batch", str(tmp_path), "-o", str(tmp_path / "out"), "--model", str(tiny_star_folder),
                  *flags]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_upscale_chunk_frames_or_tile_size_alone_works(tmp_path, tiny_star_folder, capsys):
+    """A small --chunk-frames or --tile-size alone gets an overlap that fits (the defaults, 8 and 128, did not)."""
+    src = write_test_video(tmp_path / "in.mp4", num_frames=5, size=(8, 12))
+    out = tmp_path / "out.mp4"
+    assert main(["upscale", str(src), "-o", str(out), "--model", str(tiny_star_folder), "--steps", "1",
+                 "--chunk-frames", "4", "--tile-size", "16"]) == 0
+    assert probe_video(out).num_frames == 5 and "error" not in capsys.readouterr().err
 
 
 def test_upscale_batch_resumes(tmp_path, tiny_star_folder, capsys):

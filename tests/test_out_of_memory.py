@@ -59,7 +59,8 @@ def test_star_pipeline_explains_out_of_memory(monkeypatch):
                                           r"run that saved progress then needs restart=True\)"):
         pipe(torch.rand(2, 3, 8, 8), num_inference_steps=1)
     # the advice starts from what the call used (positional arguments too)
-    with pytest.raises(DeviceError, match=r"try smaller tiles than 256 \(tile_size=128, tile_overlap=32\), fewer "
+    # (a tile overlap not given fits any tile: none is advised; the chunk overlap given, 4, does not fit 4 frames)
+    with pytest.raises(DeviceError, match=r"try smaller tiles than 256 \(tile_size=128\), fewer "
                                           r"frames per temporal chunk than 8 \(chunk_frames=4, chunk_overlap=1\) or "
                                           r"decode_chunk_size=1"):
         pipe(torch.rand(2, 3, 8, 8), "a prompt", num_inference_steps=1, tile_size=256, chunk_frames=8,

@@ -105,6 +105,25 @@ def test_one_chunk_covering_the_clip_equals_unchunked(pipe):
     assert torch.equal(whole, run(pipe, clip, chunk_frames=64, chunk_overlap=8))
 
 
+def test_a_chunk_or_tile_size_alone_gets_an_overlap_that_fits(pipe):
+    """chunk_frames=4 or tile_size=16 alone worked only with an overlap given too (the defaults, 8 frames and 128
+    pixels, did not fit); an overlap not given is now 8 / 128 or half the size when that is less."""
+    clip = video(n=6)
+    small = run(pipe, clip, num_inference_steps=1, chunk_frames=4, tile_size=16)
+    assert torch.equal(small, run(pipe, clip, num_inference_steps=1, chunk_frames=4, chunk_overlap=2, tile_size=16,
+                                  tile_overlap=8))
+    with pytest.raises(InputError, match=r"got chunk_frames 4, chunk_overlap 4"):  # given, it must still fit
+        run(pipe, clip, chunk_frames=4, chunk_overlap=4)
+    with pytest.raises(InputError, match=r"got tile_size 16, tile_overlap 16"):
+        run(pipe, clip, tile_size=16, tile_overlap=16)
+    from star_vsr.pipelines.pipeline_star_vsr import resolve_overlaps
+
+    assert resolve_overlaps(32, None, None, None) == (8, 128)  # the defaults, as before
+    assert resolve_overlaps(4, None, 16, None) == (2, 8)
+    assert resolve_overlaps(20, None, 512, None) == (8, 128)
+    assert resolve_overlaps(4, 3, 16, 15) == (3, 15)  # given: kept
+
+
 @pytest.mark.parametrize("n", range(1, 10))
 def test_every_frame_count_up_to_three_chunks_works(pipe, n):
     out = run(pipe, video(n=n, h=4, w=6), num_inference_steps=1, chunk_frames=3, chunk_overlap=1)

@@ -32,7 +32,7 @@ from ..errors import CorruptVideoError, InputError, OutputBusyError, Unsupported
 #: The diffusion-only options and their defaults (a student run warns about any other value).
 DIFFUSION_DEFAULTS: dict[str, Any] = {
     "seed": 0, "steps": 15, "prompt": "a good video", "guidance_scale": 7.5, "noise_level": 900,
-    "chunk_frames": 32, "chunk_overlap": 8, "tile_size": None, "tile_overlap": 128, "color_fix": "adain",
+    "chunk_frames": 32, "chunk_overlap": None, "tile_size": None, "tile_overlap": None, "color_fix": "adain",
 }
 
 
@@ -61,11 +61,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     diffusion.add_argument("--chunk-frames", type=int, default=defaults["chunk_frames"],
                            help="frames per temporal chunk (default 32)")
     diffusion.add_argument("--chunk-overlap", type=int, default=defaults["chunk_overlap"],
-                           help="frames shared by neighbouring chunks (default 8)")
+                           help="frames shared by neighbouring chunks (default 8, or half of --chunk-frames when "
+                                "that is less; must be less than --chunk-frames)")
     diffusion.add_argument("--tile-size", type=int, default=defaults["tile_size"],
                            help="spatial tile in output pixels (default: whole frames)")
     diffusion.add_argument("--tile-overlap", type=int, default=defaults["tile_overlap"],
-                           help="output pixels shared by tiles (default 128; must be less than --tile-size)")
+                           help="output pixels shared by tiles (default 128, or half of --tile-size when that is "
+                                "less; must be less than --tile-size)")
     diffusion.add_argument("--color-fix", default=defaults["color_fix"], choices=("adain", "wavelet", "none"),
                            help="colour correction against the input (default adain, as STAR)")
     parser.add_argument("--deinterlace", default="auto", choices=("auto", "on", "off"),
@@ -131,10 +133,15 @@ def pipeline_kwargs(class_name: str, args: argparse.Namespace) -> dict[str, Any]
             verb = "applies" if len(ignored) == 1 else "apply"
             warnings.warn(f"{', '.join(ignored)} only {verb} to diffusion models; the student ignores them")
     else:
+        from ..pipelines.pipeline_star_vsr import resolve_overlaps
+
+        # the overlaps as numbers (a saved run records them; runs of earlier versions recorded 8 and 128)
+        chunk_overlap, tile_overlap = resolve_overlaps(args.chunk_frames, args.chunk_overlap, args.tile_size,
+                                                       args.tile_overlap)
         kwargs.update(
             num_inference_steps=args.steps, prompt=args.prompt, guidance_scale=args.guidance_scale,
-            noise_level=args.noise_level, chunk_frames=args.chunk_frames, chunk_overlap=args.chunk_overlap,
-            tile_size=args.tile_size, tile_overlap=args.tile_overlap,
+            noise_level=args.noise_level, chunk_frames=args.chunk_frames, chunk_overlap=chunk_overlap,
+            tile_size=args.tile_size, tile_overlap=tile_overlap,
             color_fix=None if args.color_fix == "none" else args.color_fix,
             generator=torch.Generator().manual_seed(args.seed))
     return kwargs
