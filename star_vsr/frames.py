@@ -18,7 +18,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .errors import InputError
+from .errors import CorruptVideoError, InputError
 
 VideoInput = Union[str, Path, torch.Tensor, np.ndarray, Sequence]
 
@@ -174,6 +174,8 @@ class FileFrameSource(FrameSource):
         self.deinterlaced = not info.is_image_folder and (
             deinterlace is True or (deinterlace == "auto" and info.interlaced))
         self.num_frames, self.height, self.width = info.num_frames, info.height, info.width
+        if info.damage:  # found before any work, not after upscaling every frame that is there
+            raise CorruptVideoError(info.damage)
         if self.num_frames < 1:
             raise InputError(f"{self.path}: the video has no frames")
 

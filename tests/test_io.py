@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from fractions import Fraction
@@ -929,6 +930,9 @@ def test_truncated_mp4_fails_mid_stream_with_a_clear_error(tmp_path, videos):
     truncated.write_bytes(data[: len(data) // 2])
     assert probe_video(truncated).num_frames == 30  # the header still promises every frame
     assert probe_video(truncated).timing_error_s == 0  # its gaps are lost frames, not a variable rate
+    assert probe_video(faststart).frames_cut == 0 and probe_video(faststart).damage is None
+    info = probe_video(truncated)  # found without decoding: the index's offsets lie past the end of the file
+    assert 0 < info.frames_cut < 30 and info.damage.startswith(f"{truncated} is cut short")
     with (
         open_video(truncated) as reader,
         pytest.raises(CorruptVideoError, match=r"cut.mp4: decoding failed after \d+ frames"),
@@ -936,6 +940,37 @@ def test_truncated_mp4_fails_mid_stream_with_a_clear_error(tmp_path, videos):
         list(reader)
     with pytest.raises(CorruptVideoError, match=r"cut\.mp4"):
         read_frames(truncated, [29], backend="pyav")
+
+
+def test_info_and_upscale_report_an_mp4_cut_short_after_its_index(tmp_path, capsys):
+    """A +faststart MP4 (index first) cut in half: `info` reports it as damaged (exit status 1) and `upscale`
+    refuses it with that reason before loading a model, rather than failing mid-way when the data ends."""
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream("libx264", rate=30, options={"crf": "30"})
+        stream.width, stream.height, stream.pix_fmt = 32, 16, "yuv420p"
+        for i in range(20):
+            frame = av.VideoFrame.from_ndarray(np.random.default_rng(i).integers(0, 256, (16, 32, 3), np.uint8),
+                                               format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    data = whole.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # the index comes first: it survives the cut
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    assert cli_main(["info", str(whole)]) == 0
+    assert "damage  none found" in capsys.readouterr().out
+    assert cli_main(["info", str(cut)]) == 1
+    out = capsys.readouterr().out
+    assert f"damage  {cut} is cut short (an interrupted download or copy?): its index lists 20 frames" in out
+    assert cli_main(["info", str(cut), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert 0 < report["frames_cut"] < 20 and "cut short" in report["damage"]
+    assert cli_main(["upscale", str(cut), "-o", str(tmp_path / "up.mp4"), "--model", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {cut} is cut short" in err and "get a complete copy" in err and "does not exist" not in err
+    assert not (tmp_path / "up.mp4").exists()
 
 
 def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):

@@ -1,4 +1,7 @@
-"""``star-vsr info VIDEO``: frames, fps, size, codec and audio of a video, without decoding it."""
+"""``star-vsr info VIDEO``: frames, fps, size, codec and audio of a video, without decoding it.
+
+A file cut short after its index (an MP4 whose download stopped) is reported as damaged ("damage" row), from
+the index's byte offsets against the file's size; its exit status is then 1."""
 
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         "codec": "image sequence" if info.is_image_folder else info.codec,
         "pixel format": info.pix_fmt,
         "audio": info.audio_codec if info.has_audio else "none",
+        "damage": info.damage or "none found (the index fits the file)",
     }
     if args.json:
         print(json.dumps({
@@ -46,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
             "has_audio": info.has_audio, "audio_codec": info.audio_codec, "is_image_folder": info.is_image_folder,
             "orientation": info.orientation.describe(), "pixel_aspect": str(info.pixel_aspect),
             "interlaced": info.interlaced, "timing_error_s": info.timing_error_s, "hdr": info.hdr,
-            "missing_s": info.missing_s,
+            "missing_s": info.missing_s, "frames_cut": info.frames_cut, "damage": info.damage,
         }, indent=2))
     else:
         width = max(map(len, rows))
         for key, value in rows.items():
             print(f"{key:>{width}}  {value}")
-    return 0
+    return 1 if info.damage else 0

@@ -185,7 +185,10 @@ class VideoInfo:
             a recording that was never finished has no such header and goes unnoticed), or one whose
             last frame is held that much longer without its packet saying so; 0 otherwise.
             `duration_s` is then what the frames cover. (An MP4 cut short keeps its index's frame
-            count instead, and reading it fails where the data ends.)
+            count instead, and reading it fails where the data ends: `frames_cut`.)
+        frames_cut: Frames that the container's index (MP4 / MOV) lists past the end of the file: it was cut
+            short after its index was written (an interrupted download or copy of a "faststart" file), and
+            decoding fails where its data ends; 0 otherwise. `damage` says so; upscaling refuses such a file.
         untagged_hd: The stream has no colour matrix tag and HD frames (wider than 1279 or taller than
             576 pixels), so it is read as BT.709, as players show it; decord would take BT.601, so
             `read_frames` reads such files with PyAV.
@@ -215,6 +218,7 @@ class VideoInfo:
     audio_streams: int = 0
     subtitle_streams: int = 0
     missing_s: float = 0.0
+    frames_cut: int = 0
     untagged_hd: bool = False
     last_frame_s: Fraction | None = None
 
@@ -226,6 +230,14 @@ class VideoInfo:
         if self.frame_times is None or self.last_frame_s is None:
             return self.frame_times
         return (*self.frame_times, self.frame_times[-1] + self.last_frame_s)
+
+    @property
+    def damage(self) -> str | None:
+        """Why the file cannot be read whole (`frames_cut`), as a sentence for the user; None when it can."""
+        if not self.frames_cut:
+            return None
+        return (f"{self.path} is cut short (an interrupted download or copy?): its index lists {self.num_frames} "
+                f"frames, but the data of the last {self.frames_cut} is missing from the file; get a complete copy")
 
     def caveats(self) -> list[str]:
         """What a user should know before this video is upscaled or degraded, one sentence each."""
@@ -413,12 +425,14 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
     return timestamps, end
 
 
-def _index_beyond_file(stream: VideoStream, path: Path) -> bool:
-    """Whether the container's index places frames past the end of the file (it was cut short)."""
+def _frames_beyond_file(stream: VideoStream, path: Path) -> int:
+    """How many frames the container's index places past the end of the file (it was cut short): the index's
+    byte offsets and sizes against the file's size, nothing decoded."""
     index = stream.index_entries
     if index is None or len(index) == 0:
-        return False
-    return max(entry.pos + entry.size for entry in index) > path.stat().st_size
+        return 0
+    size = path.stat().st_size
+    return sum(entry.pos + entry.size > size for entry in index if not entry.is_discard)
 
 
 def _listed_end(stream: VideoStream) -> float | None:
@@ -512,7 +526,8 @@ def _probe_container(path: Path) -> VideoInfo:
             timestamps, end = _frame_timestamps(container, stream, path)
         # one frame per packet: a header count can include empty packets (packed B-frames in AVI);
         # but a file cut short keeps the header's count, so that the reader reports it
-        truncated = _index_beyond_file(stream, path)
+        frames_cut = _frames_beyond_file(stream, path)
+        truncated = frames_cut > 0
         num_frames = stream.frames if truncated else len(timestamps)
         if stream.average_rate is None and len(timestamps) > 1 and timestamps[-1] > timestamps[0]:
             # no rate in the header (Matroska of variable-rate video): the mean rate of the frames, not
@@ -572,6 +587,7 @@ def _probe_container(path: Path) -> VideoInfo:
         hdr=hdr,
         frame_times=frame_times,
         missing_s=missing_s,
+        frames_cut=frames_cut,
         untagged_hd=untagged_hd,
         last_frame_s=last_frame_s,
     )
