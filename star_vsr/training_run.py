@@ -2,19 +2,22 @@
 
 ``training/train_star.py`` and ``training/distill_student.py`` both read ``--config FILE.yaml`` as
 defaults that command-line flags override, and both keep ``checkpoint-<step>`` folders in their
-output folder (Accelerate states), resumable with ``--resume_from_checkpoint latest``.
+output folder (Accelerate states), resumable with ``--resume_from_checkpoint latest``. A run records its
+settings in ``train_config.yaml`` when it starts and every resume in ``train_config_resumes.yaml``; a resume
+whose settings would change what is trained is refused (``RESUMABLE_CHANGES`` lists the others).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
@@ -22,11 +25,48 @@ from .errors import InputError
 from .outputs import give_default_mode
 
 CHECKPOINT_PREFIX = "checkpoint-"
+#: The settings a run started with, written into its output folder (and never rewritten by a resume).
+CONFIG_FILE = "train_config.yaml"
+#: One YAML document per resume of the run: the step and checkpoint it went on from, the settings it went on
+#: with, and those that differ from the settings that trained the checkpoint.
+RESUMES_FILE = "train_config_resumes.yaml"
+
+#: Settings a resumed run may change (with a logged warning): they say how often to save, validate and log,
+#: what validation measures, and how memory is spent, not what is trained (validation runs on a forked RNG;
+#: gradient checkpointing recomputes the same values). ``max_train_steps`` is one too, which users raise to
+#: train longer, but only under a schedule that does not depend on it (``FIXED_SCHEDULES``): a decaying one
+#: would continue with another learning rate. Any other changed setting (model, scale, data, degradation,
+#: losses and their weights, learning rate and schedule, batch size, seed, precision...) stops the resumed
+#: run unless ``--allow_changed_settings``.
+RESUMABLE_CHANGES = frozenset({
+    "max_train_steps",
+    "checkpointing_steps", "checkpoints_total_limit",
+    "validation_steps", "validation_video", "validation_prompt", "validation_num_inference_steps",
+    "validation_guidance_scale", "validation_noise_level", "num_validation_clips", "validation_frames",
+    "validation_size",
+    "report_to", "logging_dir", "tracker_project_name",
+    "dataloader_num_workers", "gradient_checkpointing", "vae_gradient_checkpointing",
+    "save_dtype",  # the precision the final model is saved in, once, at the end
+})
+#: Learning-rate schedules (diffusers.optimization) that do not depend on ``max_train_steps``.
+FIXED_SCHEDULES = ("constant", "constant_with_warmup", "piecewise_constant")
+#: Settings that say how to start this process, not what the run is: recorded, never compared.
+RUN_CONTROL_SETTINGS = frozenset({"config", "output_dir", "resume_from_checkpoint", "overwrite_output_dir",
+                                  "allow_changed_settings"})
+
+logger = logging.getLogger(__name__)
 
 
 class SettingsParser(argparse.ArgumentParser):
     """The training scripts' parser: an error is one line, without the usage block (dozens of lines
-    of flags, above which ``accelerate launch`` then prints its own traceback, buried the message)."""
+    of flags, above which ``accelerate launch`` then prints its own traceback, buried the message).
+
+    ``path_settings`` names the settings that are paths, which the run records (and compares) absolute.
+    """
+
+    def __init__(self, *args: Any, path_settings: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path_settings = tuple(path_settings)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -135,7 +175,8 @@ def prune_checkpoints(output_dir: Path, limit: Optional[int]) -> list[Path]:
 
 
 def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Optional[int]) -> Path:
-    """``accelerator.save_state`` into ``checkpoint-<step>``, atomically; every process must call it.
+    """``accelerator.save_state`` into ``checkpoint-<step>``, atomically; every process must call it. The
+    checkpoint also holds the settings of the run that saved it (``CONFIG_FILE``), when the run recorded them.
 
     The state is written into a hidden ``.checkpoint-<step>.partial`` folder, renamed once complete, and
     only then are the oldest checkpoints pruned to ``limit``: a run killed while saving (Ctrl-C twice,
@@ -151,6 +192,9 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
     accelerator.save_state(str(temp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        settings = current_settings(output_dir)
+        if settings is not None:  # what trained this state, whichever run folder it is later resumed from
+            (temp / CONFIG_FILE).write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
         give_default_mode(temp)
         # checkpoints after this step belong to a run that went on from an earlier one: abandoned, and
         # `latest` must not go back to them (nor pruning keep them over this one)
@@ -227,6 +271,157 @@ def resume_checkpoint(output_dir: Path, resume: Optional[str]) -> Optional[Path]
     return path
 
 
+def recorded_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """``args`` as a run records and compares them: plain YAML values, exactly as read back from the file
+    (tuples as lists), and the parser's ``path_settings`` absolute where the path exists."""
+    return _comparable(vars(args), parser)
+
+
+def _comparable(settings: Mapping[str, Any], parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """``settings`` with existing paths resolved, through a YAML round trip."""
+    paths = getattr(parser, "path_settings", ())
+    resolved = {}
+    for name, value in settings.items():
+        if name in paths and isinstance(value, str) and value and Path(value).expanduser().exists():
+            value = str(Path(value).expanduser().resolve())
+        resolved[name] = value
+    return yaml.safe_load(yaml.safe_dump(_plain(resolved), sort_keys=False))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists and paths as strings, recursively (what ``yaml.safe_dump`` writes)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def _read_settings(path: Path) -> list[dict[str, Any]]:
+    """The YAML documents of a settings file (none when it does not exist); ``InputError`` when damaged."""
+    if not path.is_file():
+        return []
+    try:
+        documents = [document for document in yaml.safe_load_all(path.read_text(encoding="utf-8"))
+                     if document is not None]
+        if not all(isinstance(document, dict) for document in documents):
+            raise ValueError("not a mapping of settings")
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"cannot read the settings recorded in {path} ({str(error).splitlines()[0]}); restore "
+                         f"it, or delete it to go on without comparing settings") from None
+    return documents
+
+
+def current_settings(output_dir: Path) -> Optional[dict[str, Any]]:
+    """The settings the run in ``output_dir`` trains with now: those of its last resume, else those it
+    started with; None when it recorded none."""
+    output_dir = Path(output_dir)
+    resumes = _read_settings(output_dir / RESUMES_FILE)
+    if resumes:
+        return resumes[-1].get("settings")
+    started = _read_settings(output_dir / CONFIG_FILE)
+    return started[0] if started else None
+
+
+def checkpoint_settings(checkpoint: Path) -> Optional[dict[str, Any]]:
+    """The settings that trained ``checkpoint``: those it holds, else (a checkpoint saved before checkpoints held
+    them) those of its run folder's last resume before its step, else those the run started with; None when
+    nothing was recorded (a run of an earlier version of ``distill_student.py``)."""
+    checkpoint = Path(checkpoint)
+    own = _read_settings(checkpoint / CONFIG_FILE)
+    if own:
+        return own[0]
+    earlier = [entry for entry in _read_settings(checkpoint.parent / RESUMES_FILE)
+               if entry.get("step", 0) < checkpoint_step(checkpoint)]
+    if earlier:
+        return earlier[-1].get("settings")
+    started = _read_settings(checkpoint.parent / CONFIG_FILE)
+    return started[0] if started else None
+
+
+def changed_settings(saved: Mapping[str, Any], args: argparse.Namespace,
+                     parser: argparse.ArgumentParser) -> list[tuple[str, Any, Any]]:
+    """(name, old, new) for each setting of ``args`` that differs from ``saved`` (settings a run recorded), the
+    ``RUN_CONTROL_SETTINGS`` aside. Both sides are compared as ``recorded_settings`` writes them; a setting
+    that ``saved`` lacks (added to the script since) counts as its default in ``parser``, which must be the
+    script's parser as built, without a ``--config``'s defaults."""
+    now = recorded_settings(args, parser)
+    defaults = vars(parser.parse_args([]))
+    before = _comparable({**defaults, **{name: value for name, value in saved.items() if name in now}}, parser)
+    return [(name, before.get(name), value) for name, value in now.items()
+            if name not in RUN_CONTROL_SETTINGS and before.get(name) != value]
+
+
+def changes_what_is_trained(name: str, args: argparse.Namespace) -> bool:
+    """Whether a resumed run changing setting ``name`` would train something else (see ``RESUMABLE_CHANGES``)."""
+    if name == "max_train_steps":
+        return getattr(args, "lr_scheduler", None) not in FIXED_SCHEDULES
+    return name not in RESUMABLE_CHANGES
+
+
+def _listed(changes: Sequence[tuple[str, Any, Any]], args: argparse.Namespace) -> str:
+    """``name: old -> new, ...`` (values as JSON)."""
+    def shown(value: Any) -> str:
+        return json.dumps(value, default=str)
+
+    items = []
+    for name, old, new in changes:
+        note = ""
+        if name == "max_train_steps" and changes_what_is_trained(name, args):
+            note = f" (the {args.lr_scheduler} learning-rate schedule depends on it)"
+        items.append(f"{name}: {shown(old)} -> {shown(new)}{note}")
+    return ", ".join(items)
+
+
+def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, checkpoint: Path) -> None:
+    """``InputError`` listing each setting that changes what is trained (``changes_what_is_trained``) and
+    differs from the settings that trained ``checkpoint``, unless ``--allow_changed_settings``. Nothing is
+    checked when the run recorded no settings."""
+    saved = checkpoint_settings(checkpoint)
+    if saved is None or args.allow_changed_settings:
+        return
+    changes = [change for change in changed_settings(saved, args, parser) if changes_what_is_trained(change[0], args)]
+    if changes:
+        raise InputError(f"{checkpoint} was trained with other settings: {_listed(changes, args)}. Going on with "
+                         f"them would train another model under the same run: resume with the earlier settings, "
+                         f"start a new run with another --output_dir, or pass --allow_changed_settings to go on "
+                         f"with the new ones (recorded in {RESUMES_FILE})")
+
+
+def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                        checkpoint: Optional[Path]) -> None:
+    """Record the settings of a run in its output folder (main process, once the run has started).
+
+    A new run (``checkpoint`` None) writes them to ``CONFIG_FILE`` and drops the resume history of a run it
+    replaces. A resumed run leaves ``CONFIG_FILE`` as its run started and appends to ``RESUMES_FILE`` the step
+    and checkpoint it goes on from, its settings and those that changed (``name: [old, new]``; null when the
+    run recorded none), and logs a warning naming the changes.
+    """
+    output_dir = Path(args.output_dir)
+    now = recorded_settings(args, parser)
+    if checkpoint is None:
+        (output_dir / RESUMES_FILE).unlink(missing_ok=True)
+        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(now, sort_keys=False), encoding="utf-8")
+        return
+    checkpoint = Path(checkpoint)
+    saved = checkpoint_settings(checkpoint)
+    changes = None if saved is None else changed_settings(saved, args, parser)
+    same_folder = checkpoint.parent.resolve() == output_dir.resolve()
+    entry = {"step": checkpoint_step(checkpoint), "checkpoint": checkpoint.name if same_folder
+             else str(checkpoint.resolve()), "changed": None if changes is None else
+             {name: [old, new] for name, old, new in changes}, "settings": now}
+    with (output_dir / RESUMES_FILE).open("a", encoding="utf-8") as handle:
+        handle.write(yaml.safe_dump(entry, sort_keys=False, explicit_start=True))
+    if changes is None:
+        logger.warning(f"no settings were recorded for {checkpoint} (a run of an earlier version): they cannot be "
+                       f"compared with this run's, which are recorded in {output_dir / RESUMES_FILE}")
+    elif changes:
+        accepted = [name for name, _, _ in changes if changes_what_is_trained(name, args)]
+        forced = f" ({', '.join(accepted)} accepted with --allow_changed_settings)" if accepted else ""
+        logger.warning(f"resuming {checkpoint} with changed settings: {_listed(changes, args)}{forced}; recorded in "
+                       f"{output_dir / RESUMES_FILE} ({CONFIG_FILE} keeps those the run started with)")
+
+
 class StopRequest:
     """Ctrl-C or SIGTERM during training, turned into a clean stop at the end of an optimizer step.
 
@@ -289,10 +484,11 @@ def stopped_message(output_dir: Path, step: int) -> str:
             f"command plus --resume_from_checkpoint latest")
 
 
-def check_run_settings(args: argparse.Namespace) -> None:
+def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """``InputError`` for settings both training scripts share that cannot work: the learning rate and
-    warm-up, fp16 without a GPU, an output folder holding another run (``check_output_dir``), and a
-    checkpoint to resume that is already at ``max_train_steps``."""
+    warm-up, fp16 without a GPU, an output folder holding another run (``check_output_dir``), a
+    checkpoint to resume that is already at ``max_train_steps``, or one trained with settings that change
+    what is trained (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it)."""
     import torch
 
     if not args.learning_rate > 0 or args.lr_warmup_steps < 0:
@@ -307,3 +503,5 @@ def check_run_settings(args: argparse.Namespace) -> None:
     if resume is not None and checkpoint_step(resume) >= args.max_train_steps:
         raise InputError(f"{resume} is at step {checkpoint_step(resume)}, not before --max_train_steps "
                          f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
+    if resume is not None:
+        check_resumed_settings(args, parser, resume)

@@ -12,6 +12,7 @@ from typing import Optional
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from star_vsr.cli import main as cli_main
 from star_vsr.distill.cache import TeacherCache, build_teacher_cache
@@ -479,6 +480,10 @@ def test_accelerate_launch_checkpoints_and_resumes_exactly(tmp_path, train_cache
     assert summary["steps"] == 3 and "psnr_y" in summary["validation"]
     _, resume = training_args(train_cache, interrupted, "--resume_from_checkpoint", "latest", "--report_to", "none")
     assert script.main(resume)["steps"] == 6
+    # the run's settings as it started; the resume's (more steps, no TensorBoard: accepted) recorded apart
+    assert yaml.safe_load((interrupted / "train_config.yaml").read_text())["max_train_steps"] == 3
+    [entry] = yaml.safe_load_all((interrupted / "train_config_resumes.yaml").read_text())
+    assert entry["step"] == 3 and entry["changed"] == {"max_train_steps": [3, 6], "report_to": ["tensorboard", "none"]}
     straight = StarStudentPipeline.from_pretrained(tmp_path / "straight").student.state_dict()
     resumed = StarStudentPipeline.from_pretrained(interrupted).student.state_dict()
     for name, value in straight.items():
@@ -515,10 +520,16 @@ def test_ctrl_c_saves_a_checkpoint_at_the_end_of_the_step_and_a_rerun_refuses_th
     assert [p.name for p in (tmp_path / "run").glob("checkpoint-*")] == ["checkpoint-2"]
     assert not list((tmp_path / "run").glob(".checkpoint-*"))
     with pytest.raises(InputError, match="holds a run.*--resume_from_checkpoint latest.*--overwrite_output_dir"):
-        script.check_run_settings(args)  # the same command again, without --resume_from_checkpoint
-    _, resume = training_args(train_cache, tmp_path / "run", "--report_to", "none", "--validation_steps", "0",
-                              "--checkpointing_steps", "1000", "--max_train_steps", "4",
-                              "--resume_from_checkpoint", "latest")
+        script.check_run_settings(args, script.build_parser())  # the same command again, without resuming
+    resume_flags = ["--report_to", "none", "--validation_steps", "0", "--checkpointing_steps", "1000",
+                    "--max_train_steps", "4", "--resume_from_checkpoint", "latest"]
+    # going on with settings that change what is trained: an argparse error naming each of them
+    with pytest.raises(SystemExit) as refused:
+        training_args(train_cache, tmp_path / "run", *resume_flags, "--learning_rate", "2e-3", "--loss_space", "0")
+    message = capsys.readouterr().err
+    assert refused.value.code == 2 and "checkpoint-2 was trained with other settings: learning_rate: 0.001 -> " \
+        "0.002, loss_space: 0.1 -> 0.0. " in message and "--allow_changed_settings" in message
+    _, resume = training_args(train_cache, tmp_path / "run", *resume_flags)
     assert script.main(resume)["steps"] == 4
     straight = StarStudentPipeline.from_pretrained(tmp_path / "straight").student.state_dict()
     resumed = StarStudentPipeline.from_pretrained(tmp_path / "run").student.state_dict()

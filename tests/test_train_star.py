@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from torch.utils.data import default_collate
 
@@ -214,13 +215,25 @@ def test_resume_refuses_a_finished_run_and_other_trainable_settings(runs, tmp_pa
     with pytest.raises(InputError, match="at step 4, not before --max_train_steps 4: nothing to train"):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(done), "--max_train_steps", "4",
                                "--resume_from_checkpoint", "latest", *LORA])
+    # settings that change what is trained: refused before anything is built, each one named
+    argv = ["--config", str(TINY_CONFIG), "--output_dir", str(done), *FAST, *LORA, "--checkpointing_steps", "2",
+            "--validation_steps", "0", "--max_train_steps", "6", "--resume_from_checkpoint", "latest"]
+    with pytest.raises(InputError, match=r"checkpoint-4 was trained with other settings: learning_rate: 0.001 -> "
+                                         r"0.002, seed: 0 -> 1\. .*another --output_dir.*--allow_changed_settings"):
+        train_star.parse_args([*argv, "--learning_rate", "2e-3", "--seed", "1"])
+    train_star.parse_args([*argv, "--learning_rate", "2e-3", "--seed", "1", "--allow_changed_settings"])
+    train_star.parse_args([*argv, "--checkpointing_steps", "3", "--report_to", "none"])  # no effect on training
     run = tmp_path / "run"
     shutil.copytree(done / "checkpoint-4", run / "checkpoint-4")
-    args = train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(run), *FAST, *LORA,
-                                  "--max_train_steps", "6", "--resume_from_checkpoint", "latest",
-                                  "--train_unet_liem", "false", "--validation_steps", "0", "--report_to", "none"])
+    argv = ["--config", str(TINY_CONFIG), "--output_dir", str(run), *FAST, *LORA, "--max_train_steps", "6",
+            "--resume_from_checkpoint", "latest", "--train_unet_liem", "false", "--validation_steps", "0",
+            "--report_to", "none"]
+    with pytest.raises(InputError, match="other settings: train_unet_liem: true -> false"):
+        train_star.parse_args(argv)
+    # a checkpoint that holds no settings (saved by an earlier version): the weights it holds still must fit
+    (run / "checkpoint-4" / "train_config.yaml").unlink()
     with pytest.raises(InputError, match="that this run keeps frozen"):
-        train_star.main(args)
+        train_star.main(train_star.parse_args(argv))
 
 
 def test_resume_is_exact(runs):
@@ -233,6 +246,19 @@ def test_resume_is_exact(runs):
                         resumed / "unet" / "diffusion_pytorch_model.safetensors")
     assert_same_weights(straight / "checkpoint-4" / "unet_trainable.safetensors",
                         resumed / "checkpoint-4" / "unet_trainable.safetensors")
+
+
+def test_a_resume_keeps_the_settings_the_run_started_with_and_records_its_own(runs):
+    """Run B started with max_train_steps 2 and was resumed with 4 (accepted: it changes no step's training)."""
+    resumed = runs["resumed"]
+    started = yaml.safe_load((resumed / "train_config.yaml").read_text())
+    assert started["max_train_steps"] == 2 and started["output_dir"] == str(resumed.resolve())
+    [entry] = yaml.safe_load_all((resumed / "train_config_resumes.yaml").read_text())
+    assert entry["step"] == 2 and entry["checkpoint"] == "checkpoint-2"
+    assert entry["changed"] == {"max_train_steps": [2, 4]} and entry["settings"]["max_train_steps"] == 4
+    # each checkpoint holds the settings that trained it
+    assert yaml.safe_load((resumed / "checkpoint-2" / "train_config.yaml").read_text()) == started
+    assert yaml.safe_load((resumed / "checkpoint-4" / "train_config.yaml").read_text()) == entry["settings"]
 
 
 def test_ctrl_c_saves_a_checkpoint_where_the_step_ends_and_resuming_is_exact(tmp_path, monkeypatch, capsys):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import pytest
+import yaml
 
 from star_vsr.errors import InputError
-from star_vsr.training_run import (check_output_dir, checkpoint_folders, checkpoint_step, parse_with_config,
-                                   prune_checkpoints, resume_checkpoint, save_checkpoint)
+from star_vsr.training_run import (SettingsParser, changed_settings, check_output_dir, check_run_settings,
+                                   checkpoint_folders, checkpoint_step, parse_with_config, prune_checkpoints,
+                                   record_run_settings, resume_checkpoint, save_checkpoint)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -133,3 +136,132 @@ def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tm
     check_output_dir(tmp_path, "latest", True)
     (tmp_path / "checkpoint-4").mkdir()
     check_output_dir(tmp_path, "latest", False)
+
+
+def run_parser() -> SettingsParser:
+    """The settings a resume compares, as a training script declares them."""
+    p = SettingsParser(path_settings=("config", "train_data", "output_dir"))
+    p.add_argument("--config", default=None)
+    p.add_argument("--train_data", default=None)
+    p.add_argument("--output_dir", default="run")
+    p.add_argument("--learning_rate", type=float, default=1e-3)
+    p.add_argument("--lr_warmup_steps", type=int, default=0)
+    p.add_argument("--lr_scheduler", default="constant")
+    p.add_argument("--mixed_precision", default="no")
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--crop_size", type=json.loads, default=[32, 32])
+    p.add_argument("--max_train_steps", type=int, default=8)
+    p.add_argument("--checkpointing_steps", type=int, default=2)
+    p.add_argument("--report_to", default="tensorboard")
+    p.add_argument("--resume_from_checkpoint", default=None)
+    p.add_argument("--overwrite_output_dir", action="store_true")
+    p.add_argument("--allow_changed_settings", action="store_true")
+    return p
+
+
+def run_args(output_dir: Path, *flags: str) -> argparse.Namespace:
+    """Parsed and checked as the training scripts do (``check_run_settings``)."""
+    args = parse_with_config(run_parser(), ["--output_dir", str(output_dir), *flags])
+    check_run_settings(args, run_parser())
+    return args
+
+
+def started_run(tmp_path: Path, *flags: str) -> Path:
+    """A run folder whose run started with ``flags`` (its settings recorded) and saved checkpoint-2."""
+    output_dir = tmp_path / "run"
+    output_dir.mkdir(parents=True)
+    record_run_settings(run_args(output_dir, *flags), run_parser(), None)
+    save_checkpoint(_OneProcess(), output_dir, 2, limit=None)
+    return output_dir
+
+
+def test_a_resume_with_settings_that_change_what_is_trained_is_refused_naming_each(tmp_path):
+    run = started_run(tmp_path)
+    with pytest.raises(InputError) as refused:
+        run_args(run, "--resume_from_checkpoint", "latest", "--learning_rate", "2e-3", "--scale", "2",
+                 "--checkpointing_steps", "4")
+    message = str(refused.value)
+    assert "was trained with other settings: learning_rate: 0.001 -> 0.002, scale: 4 -> 2." in message
+    assert "checkpointing_steps" not in message  # accepted: it does not change what is trained
+    assert "another --output_dir" in message and "--allow_changed_settings" in message
+    # a schedule that decays over max_train_steps would change course: raising it is refused too
+    with pytest.raises(InputError, match=r'lr_scheduler: "constant" -> "cosine", max_train_steps: 8 -> 9 \(the '
+                                         r'cosine learning-rate schedule depends on it\)\.'):
+        run_args(run, "--resume_from_checkpoint", "latest", "--lr_scheduler", "cosine", "--max_train_steps", "9")
+    cosine = started_run(tmp_path / "cosine", "--lr_scheduler", "cosine")
+    with pytest.raises(InputError, match=r"other settings: max_train_steps: 8 -> 9 \(the cosine"):
+        run_args(cosine, "--resume_from_checkpoint", "latest", "--lr_scheduler", "cosine", "--max_train_steps", "9")
+    # an explicit checkpoint path is compared with the run that saved it
+    with pytest.raises(InputError, match=r"other settings: scale: 4 -> 3\."):
+        run_args(tmp_path / "elsewhere", "--resume_from_checkpoint", str(run / "checkpoint-2"), "--scale", "3")
+
+
+def test_settings_are_compared_like_with_like(tmp_path, monkeypatch):
+    """Paths relative or absolute, values from a YAML file or a flag, a setting the run did not record (added
+    to the script since) at its default: the same settings."""
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    run = started_run(tmp_path, "--train_data", "data", "--learning_rate", "0.0005", "--crop_size", "[16, 24]")
+    saved = yaml.safe_load((run / "train_config.yaml").read_text())
+    assert saved["train_data"] == str(tmp_path / "data") and saved["crop_size"] == [16, 24]
+    del saved["report_to"]
+    (run / "train_config.yaml").write_text(yaml.safe_dump(saved))
+    (run / "checkpoint-2" / "train_config.yaml").unlink()  # a checkpoint saved before they held settings
+    config = tmp_path / "resume.yaml"
+    config.write_text(f"train_data: {tmp_path / 'data'}/\nlearning_rate: 5e-4\ncrop_size: [16, 24]\n")
+    args = run_args(run, "--config", str(config), "--resume_from_checkpoint", "latest")
+    assert changed_settings(saved, args, run_parser()) == []
+    args = run_args(run, "--config", str(config), "--resume_from_checkpoint", "latest", "--report_to", "none")
+    assert changed_settings(saved, args, run_parser()) == [("report_to", "tensorboard", "none")]
+
+
+def test_accepted_changes_are_recorded_apart_and_the_run_keeps_its_starting_settings(tmp_path, caplog):
+    run = started_run(tmp_path)
+    started = (run / "train_config.yaml").read_text()
+    assert yaml.safe_load((run / "checkpoint-2" / "train_config.yaml").read_text()) == yaml.safe_load(started)
+    # settings that do not change what is trained: accepted, with a warning
+    args = run_args(run, "--resume_from_checkpoint", "latest", "--max_train_steps", "12", "--report_to", "none")
+    with caplog.at_level(logging.WARNING, logger="star_vsr.training_run"):
+        record_run_settings(args, run_parser(), run / "checkpoint-2")
+    assert 'changed settings: max_train_steps: 8 -> 12, report_to: "tensorboard" -> "none"' in caplog.text
+    assert (run / "train_config.yaml").read_text() == started  # not rewritten as if the run had used them
+    [entry] = yaml.safe_load_all((run / "train_config_resumes.yaml").read_text())
+    assert entry["step"] == 2 and entry["checkpoint"] == "checkpoint-2"
+    assert entry["changed"] == {"max_train_steps": [8, 12], "report_to": ["tensorboard", "none"]}
+    assert entry["settings"]["max_train_steps"] == 12
+    # checkpoints of the resumed run hold its settings: going on from them compares with those
+    save_checkpoint(_OneProcess(), run, 4, limit=None)
+    args = run_args(run, "--resume_from_checkpoint", "latest", "--max_train_steps", "12", "--report_to", "none",
+                    "--learning_rate", "2e-3", "--allow_changed_settings")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="star_vsr.training_run"):
+        record_run_settings(args, run_parser(), run / "checkpoint-4")
+    assert "changed settings: learning_rate: 0.001 -> 0.002 (learning_rate accepted with --allow_changed_settings)" \
+        in caplog.text
+    entries = list(yaml.safe_load_all((run / "train_config_resumes.yaml").read_text()))
+    assert [e["changed"] for e in entries[1:]] == [{"learning_rate": [0.001, 0.002]}]
+    assert (run / "train_config.yaml").read_text() == started
+    save_checkpoint(_OneProcess(), run, 6, limit=None)
+    # each checkpoint is compared with the settings that trained it; from checkpoints saved before they held
+    # settings, with the run folder's record: its last resume before their step, else its starting settings
+    for own_settings in (True, False):
+        if not own_settings:
+            for step in (2, 4, 6):
+                (run / f"checkpoint-{step}" / "train_config.yaml").unlink()
+        with pytest.raises(InputError, match=r"other settings: learning_rate: 0.002 -> 0.001\."):
+            run_args(run, "--resume_from_checkpoint", str(run / "checkpoint-6"), "--max_train_steps", "12")
+        with pytest.raises(InputError, match=r"other settings: learning_rate: 0.001 -> 0.002\."):
+            run_args(run, "--resume_from_checkpoint", str(run / "checkpoint-4"), "--learning_rate", "2e-3")
+        run_args(run, "--resume_from_checkpoint", str(run / "checkpoint-2"))
+
+
+def test_a_run_that_recorded_no_settings_is_resumed_with_a_warning(tmp_path, caplog):
+    run = tmp_path / "run"
+    (run / "checkpoint-2").mkdir(parents=True)  # an earlier version's run: no settings recorded
+    args = run_args(run, "--resume_from_checkpoint", "latest", "--learning_rate", "2e-3")
+    with caplog.at_level(logging.WARNING, logger="star_vsr.training_run"):
+        record_run_settings(args, run_parser(), run / "checkpoint-2")
+    assert "no settings were recorded for" in caplog.text
+    [entry] = yaml.safe_load_all((run / "train_config_resumes.yaml").read_text())
+    assert entry["changed"] is None and entry["settings"]["learning_rate"] == 2e-3
+    assert not (run / "train_config.yaml").exists()

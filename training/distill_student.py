@@ -13,8 +13,10 @@ photos of ``star_vsr.evalset``). The loss is a weighted sum of the terms of
 ``star_vsr.losses.distillation`` (Charbonnier to teacher / ground truth, space, time and feature
 distillation, VGG perceptual); a weight of 0 switches a term off.
 
-The run writes ``checkpoint-<step>/`` folders every ``--checkpointing_steps`` (resume exactly with
-``--resume_from_checkpoint latest``), validates on the evaluation clips of ``star_vsr.evalset``
+The run records its settings in ``train_config.yaml``, writes ``checkpoint-<step>/`` folders every
+``--checkpointing_steps`` (resume exactly with ``--resume_from_checkpoint latest``; a resume that changes what
+is trained is refused unless ``--allow_changed_settings``, and each resume is recorded in
+``train_config_resumes.yaml``), validates on the evaluation clips of ``star_vsr.evalset``
 every ``--validation_steps`` (the student's PSNR-Y / SSIM-Y and a bicubic | student | ground-truth
 image go to the tracker; bicubic's scores, computed once, to the log and the summary), and finally
 saves a ``StarStudentPipeline`` in ``--output_dir`` with a ``training_summary.json``.
@@ -48,7 +50,7 @@ from star_vsr.errors import InputError, OutputError, StarVSRError, explain_out_o
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.training_run import (SettingsParser, StopRequest, check_run_settings, checkpoint_step, clear_old_run,
-                                   parse_with_config, resume_checkpoint)
+                                   parse_with_config, record_run_settings, resume_checkpoint)
 
 logger = get_logger(__name__)
 
@@ -63,7 +65,9 @@ SUMMARY_NAME = "training_summary.json"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = SettingsParser(description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                            path_settings=("config", "init_from", "train_cache", "perceptual_weights_path",
+                                           "output_dir"))
     parser.add_argument("--config", default=None, help="YAML file of defaults for the flags below")
 
     student = parser.add_argument_group("student")
@@ -138,7 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--output_dir", default="outputs/distill-student")
     out.add_argument("--checkpointing_steps", type=int, default=500)
     out.add_argument("--checkpoints_total_limit", type=int, default=None)
-    out.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint folder or "latest"')
+    out.add_argument("--resume_from_checkpoint", default=None,
+                     help='a checkpoint folder or "latest"; settings that change what is trained must be those that '
+                          "trained it (star_vsr.training_run.RESUMABLE_CHANGES lists the others); every resume is "
+                          "recorded in train_config_resumes.yaml")
+    out.add_argument("--allow_changed_settings", action="store_true",
+                     help="resume even though settings that change what is trained differ from the checkpoint's")
     out.add_argument("--overwrite_output_dir", action="store_true",
                      help="start over in an output_dir that holds a run (its checkpoints and log are deleted)")
     out.add_argument("--validation_steps", type=int, default=250, help="0 disables validation")
@@ -165,7 +174,7 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
         parser.error(f"--train_cache {args.train_cache} is not a teacher cache (no manifest.json); make one with "
                      "`star-vsr distill cache-teacher`")
     try:
-        check_run_settings(args)  # learning rate, fp16 without a GPU, the checkpoint to resume
+        check_run_settings(args, build_parser())  # learning rate, fp16 without a GPU, the checkpoint to resume
     except InputError as error:
         parser.error(str(error))
     if args.scale_range is not None:
@@ -447,16 +456,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     # 5. Resume
     global_step, first_epoch, resume_step = 0, 0, 0
-    if args.resume_from_checkpoint:
-        path = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
-        if path is None:
-            accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
-        else:
-            accelerator.print(f"resuming from {path}")
-            accelerator.load_state(str(path))
-            global_step = checkpoint_step(path)
-            first_epoch = global_step // updates_per_epoch
-            resume_step = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
+    path = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    if path is not None:
+        accelerator.print(f"resuming from {path}")
+        accelerator.load_state(str(path))
+        global_step = checkpoint_step(path)
+        first_epoch = global_step // updates_per_epoch
+        resume_step = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
+    elif args.resume_from_checkpoint:
+        accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
+    if accelerator.is_main_process:
+        record_run_settings(args, build_parser(), path)
 
     logger.info(f"***** distilling: {len(dataset)} clips, {args.max_train_steps} steps of batch "
                 f"{args.train_batch_size} x {accelerator.num_processes} x {args.gradient_accumulation_steps}, "

@@ -22,8 +22,10 @@ What it does (STAR, Xie et al. 2025, Sec. 3):
    MSE plus the dynamic frequency loss on VAE-decoded clean estimates, decoded *with* gradient.
 4. Saves Accelerate checkpoints every ``checkpointing_steps``, and at the end of the current step on
    Ctrl-C or SIGTERM (each written whole before it replaces anything; ``--resume_from_checkpoint
-   latest`` continues exactly where a run stopped; an output folder holding another run is refused
-   unless ``--overwrite_output_dir``), validates every ``validation_steps`` (PSNR/SSIM and
+   latest`` continues exactly where a run stopped, with the settings that trained the checkpoint unless
+   ``--allow_changed_settings``; an output folder holding another run is refused unless
+   ``--overwrite_output_dir``), records its settings in ``train_config.yaml`` (resumes in
+   ``train_config_resumes.yaml``), validates every ``validation_steps`` (PSNR/SSIM and
    frames in TensorBoard and ``output_dir/validation``), logs every step to TensorBoard and to
    ``output_dir/train_log.jsonl``, and finally writes a complete pipeline folder to ``output_dir``:
    ``StarVSRPipeline.from_pretrained(output_dir)`` loads the trained ControlNet, the trained LIEM
@@ -68,8 +70,8 @@ from star_vsr.outputs import check_writable, give_default_mode
 from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.text import tokenize
-from star_vsr.training_run import (SettingsParser, StopRequest, check_run_settings, checkpoint_step,
-                                   clear_old_run, parse_with_config, resume_checkpoint)
+from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, check_run_settings, checkpoint_step,
+                                   clear_old_run, parse_with_config, record_run_settings, resume_checkpoint)
 
 logger = get_logger(__name__)
 
@@ -81,8 +83,6 @@ UNET_TRAINABLE_FILE = "unet_trainable.safetensors"
 LORA_FOLDER = "unet_lora"
 #: Per-step log written next to the checkpoints.
 TRAIN_LOG_FILE = "train_log.jsonl"
-#: Resolved settings of a run, written into ``output_dir``.
-CONFIG_FILE = "train_config.yaml"
 #: Folder of validation frame strips.
 VALIDATION_FOLDER = "validation"
 
@@ -115,7 +115,9 @@ def _yaml_value(value: str) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     """Every setting of a run; a YAML ``--config`` provides defaults, flags override them."""
     parser = SettingsParser(description="Train StarVSR's ControlNet + LIEM (+ UNet LoRA) with Accelerate.",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                            path_settings=("config", "pretrained_model_name_or_path", "controlnet_model_name_or_path",
+                                           "train_data", "validation_video", "output_dir"))
     parser.add_argument("--config", type=str, default=None, help="YAML file of settings (keys = the flags below).")
 
     model = parser.add_argument_group("model")
@@ -195,7 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpointing_steps", type=int, default=500, help="Save a checkpoint every N steps.")
     run.add_argument("--checkpoints_total_limit", type=_optional(int), default=None, help="Keep at most N checkpoints.")
     run.add_argument("--resume_from_checkpoint", type=_optional(str), default=None,
-                     help="A checkpoint folder, or 'latest' (the newest in output_dir).")
+                     help="A checkpoint folder, or 'latest' (the newest in output_dir). Settings that change what "
+                          "is trained must be those that trained it (star_vsr.training_run.RESUMABLE_CHANGES lists "
+                          "the others); every resume is recorded in train_config_resumes.yaml.")
+    run.add_argument("--allow_changed_settings", action="store_true",
+                     help="Resume even though settings that change what is trained differ from the checkpoint's.")
     run.add_argument("--overwrite_output_dir", action="store_true",
                      help="Start over in an output_dir that holds a run (its checkpoints and log are deleted).")
     run.add_argument("--validation_steps", type=int, default=500, help="Validate every N steps (0: never).")
@@ -245,7 +251,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--dfl_num_frames must be >= 1 or null, got {args.dfl_num_frames}")
     if args.validation_steps and args.validation_num_inference_steps < 1:
         raise InputError(f"--validation_num_inference_steps must be >= 1, got {args.validation_num_inference_steps}")
-    check_run_settings(args)
+    check_run_settings(args, build_parser())
 
 
 def flat_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -622,7 +628,6 @@ def main(args: argparse.Namespace) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
         if args.overwrite_output_dir and args.resume_from_checkpoint is None:
             clear_old_run(output_dir)
-        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(vars(args), sort_keys=False), encoding="utf-8")
     sampler = EpochShuffleSampler(len(dataset), seed=args.seed)
     dataloader = DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, drop_last=True,
                             num_workers=args.dataloader_num_workers,
@@ -650,6 +655,8 @@ def main(args: argparse.Namespace) -> None:
         global_step = checkpoint_step(resume_path)
     elif args.resume_from_checkpoint is not None:
         accelerator.print(f"No checkpoint in {output_dir}; starting a new run")
+    if accelerator.is_main_process:
+        record_run_settings(args, build_parser(), resume_path)
     first_epoch = global_step // updates_per_epoch
     batches_done = (global_step - first_epoch * updates_per_epoch) * args.gradient_accumulation_steps
 
