@@ -4,20 +4,24 @@
 defaults that command-line flags override, and both keep ``checkpoint-<step>`` folders in their
 output folder (Accelerate states), resumable with ``--resume_from_checkpoint latest``. A run records its
 settings in ``train_config.yaml`` when it starts and every resume in ``train_config_resumes.yaml``; a resume
-whose settings would change what is trained is refused (``RESUMABLE_CHANGES`` lists the others).
+whose settings would change what is trained is refused (``RESUMABLE_CHANGES`` lists the others). A run
+that starts over in a folder (``--overwrite_output_dir``) first deletes what runs wrote there, and only that
+(``clear_old_run``).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
+import re
 import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import yaml
 
@@ -213,9 +217,11 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
     return final
 
 
+#: Model file a finished run saves in its output folder (``save_pretrained``), naming its component folders.
+MODEL_INDEX = "model_index.json"
 #: Files in an output folder that mark a training run that got somewhere (with its ``checkpoint-<step>``
 #: folders); ``train_config.yaml`` alone is a run that failed before its first step, safe to start over.
-RUN_FILES = ("model_index.json", "training_summary.json")
+RUN_FILES = (MODEL_INDEX, "training_summary.json")
 
 
 def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -> None:
@@ -244,12 +250,86 @@ def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -
                          f"latest, choose another --output_dir, or pass --overwrite_output_dir to start over")
 
 
-def clear_old_run(output_dir: Path) -> None:
-    """For ``--overwrite_output_dir`` (main process only): delete the old run's checkpoints and step log,
-    which a new run would otherwise mix with its own; its other files are replaced as the run writes them."""
-    for folder in checkpoint_folders(Path(output_dir)):
-        shutil.rmtree(folder)
-    (Path(output_dir) / "train_log.jsonl").unlink(missing_ok=True)
+def prepare_output_dir(args: argparse.Namespace, checkpoint: Optional[Path],
+                       run_outputs: Callable[[Mapping[str, Any]], Iterable[str]]) -> None:
+    """Make ``args.output_dir`` (main process only, once the settings are known to work) and, when this run
+    starts over in it, delete what an earlier run wrote there (``clear_old_run``): with
+    ``--overwrite_output_dir``, or ``--resume_from_checkpoint latest`` without a checkpoint to go on from (a run
+    stopped before its first one, whose log, TensorBoard events and validation images would mix with this
+    run's). ``checkpoint`` is the one this run goes on from, if any."""
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if checkpoint is None and (args.overwrite_output_dir or args.resume_from_checkpoint is not None):
+        clear_old_run(args, run_outputs)
+
+
+def clear_old_run(args: argparse.Namespace, run_outputs: Callable[[Mapping[str, Any]], Iterable[str]]) -> list[Path]:
+    """Delete what training runs write into ``args.output_dir`` (main process only), so that a run starting
+    over there does not mix its checkpoints, logs, validation images and model with the old run's. Nothing
+    else is touched: files of the user's in that folder stay, and so does anything outside it.
+
+    Deleted: ``checkpoint-<step>`` folders and the hidden temporaries of a save, ``CONFIG_FILE`` and
+    ``RESUMES_FILE``, the saved model (``MODEL_INDEX`` and the component folders it names), and what the
+    script's ``run_outputs(settings)`` names (glob patterns relative to the folder: its log, TensorBoard
+    folder, validation images...) for this run's settings and for each set the old run recorded (its
+    logging folder may have been another); then the folders this left empty. Returns the deleted paths.
+    """
+    output_dir = Path(args.output_dir)
+    recorded = []
+    for record in (output_dir / CONFIG_FILE, *(folder / CONFIG_FILE for folder in checkpoint_folders(output_dir)),
+                   output_dir / RESUMES_FILE):
+        try:
+            documents = _read_settings(record)
+        except InputError:  # damaged: it goes too, without naming more to delete
+            continue
+        recorded += [document.get("settings") if record.name == RESUMES_FILE else document for document in documents]
+    settings = [vars(args), *({**vars(args), **values} for values in recorded if isinstance(values, dict))]
+    names = [CONFIG_FILE, RESUMES_FILE, *_checkpoint_files(output_dir), *_model_files(output_dir)]
+    patterns = [*map(glob.escape, names), *(pattern for values in settings for pattern in run_outputs(values))]
+    root = output_dir.resolve()
+    deleted = []
+    for pattern in dict.fromkeys(patterns):
+        if Path(pattern).is_absolute():  # an absolute logging folder: inside output_dir, or left alone
+            if not Path(pattern).is_relative_to(root):
+                continue
+            pattern = str(Path(pattern).relative_to(root))
+        for path in sorted(output_dir.glob(pattern)):
+            where = path.parent.resolve() / path.name  # a link is deleted, not followed
+            if where == root or not where.is_relative_to(root) or not (path.exists() or path.is_symlink()):
+                continue
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            deleted.append(path)
+    for path in deleted:  # folders left empty (logs/ of a removed TensorBoard folder, validation/)
+        for parent in path.parents:
+            at = parent.resolve()
+            if at == root or not at.is_relative_to(root) or not parent.is_dir() or any(parent.iterdir()):
+                break
+            parent.rmdir()
+    return deleted
+
+
+def _checkpoint_files(output_dir: Path) -> list[str]:
+    """The ``checkpoint-<step>`` folders, and the hidden ones of a save that did not finish (``save_checkpoint``)."""
+    hidden = re.compile(rf"\.{re.escape(CHECKPOINT_PREFIX)}\d+\.(partial|old)")
+    leftovers = [path.name for path in output_dir.iterdir() if path.is_dir() and hidden.fullmatch(path.name)] \
+        if output_dir.is_dir() else []
+    return [folder.name for folder in checkpoint_folders(output_dir)] + leftovers
+
+
+def _model_files(output_dir: Path) -> list[str]:
+    """``MODEL_INDEX`` and the component folders it names (``save_pretrained`` writes one per component)."""
+    index = output_dir / MODEL_INDEX
+    if not index.is_file():
+        return []
+    try:
+        components = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        components = {}
+    if not isinstance(components, dict):
+        components = {}
+    folders = [name for name, value in components.items() if not name.startswith("_") and isinstance(value, list)
+               and name not in (".", "..") and Path(name).name == name]
+    return [MODEL_INDEX, *folders]
 
 
 def resume_checkpoint(output_dir: Path, resume: Optional[str]) -> Optional[Path]:

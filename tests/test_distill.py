@@ -537,6 +537,26 @@ def test_ctrl_c_saves_a_checkpoint_at_the_end_of_the_step_and_a_rerun_refuses_th
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-5, msg=name)
 
 
+def test_overwrite_output_dir_starts_clean_and_keeps_the_users_files(tmp_path):
+    """A run over one that saved checkpoints, TensorBoard events, a summary and a model: afterwards the folder
+    holds the new run's outputs only (it saves no checkpoint and logs nothing), and the user's file."""
+    out = tmp_path / "run"
+    gt_only = ["--loss_teacher_charbonnier", "0", "--loss_space", "0", "--loss_time", "0", "--loss_feature", "0",
+               "--loss_gt_charbonnier", "1", "--motion_num_frames", "2", "--motion_crop_size", "16",
+               "--motion_length", "4"]
+    script, args = training_args(None, out, *gt_only, "--max_train_steps", "2", "--checkpointing_steps", "1",
+                                 "--validation_steps", "1")
+    script.main(args)
+    assert list(out.glob("checkpoint-*")) and list((out / "logs").rglob("events.out.tfevents.*"))
+    (out / "notes.txt").write_text("mine")
+    _, args = training_args(None, out, *gt_only, "--max_train_steps", "1", "--checkpointing_steps", "1000",
+                            "--validation_steps", "0", "--report_to", "none", "--overwrite_output_dir")
+    assert script.main(args)["steps"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["model_index.json", "notes.txt", "student", "train_config.yaml",
+                                                     "training_summary.json"]
+    assert json.loads((out / "training_summary.json").read_text())["steps"] == 1
+
+
 def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp_path, train_cache):
     from star_vsr.errors import InputError
 

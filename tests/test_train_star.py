@@ -261,6 +261,28 @@ def test_a_resume_keeps_the_settings_the_run_started_with_and_records_its_own(ru
     assert yaml.safe_load((resumed / "checkpoint-4" / "train_config.yaml").read_text()) == entry["settings"]
 
 
+def test_overwrite_output_dir_starts_clean_and_keeps_the_users_files(runs, tmp_path):
+    """--overwrite_output_dir over a finished run (checkpoints, validation images, TensorBoard events, LoRA
+    adapter, model): afterwards the folder holds the new run's outputs only, and the user's file."""
+    out = tmp_path / "run"
+    shutil.copytree(runs["straight"], out)
+    (out / "notes.txt").write_text("mine")
+    old_events = set(out.rglob("events.out.tfevents.*"))
+    assert old_events and (out / "unet_lora").is_dir() and (out / "validation" / "step-000004.png").is_file()
+    train_star.main(train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(out), *FAST,
+                                           "--max_train_steps", "1", "--checkpointing_steps", "1",
+                                           "--validation_steps", "1", "--overwrite_output_dir"]))
+    assert (out / "notes.txt").read_text() == "mine"
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-1"]
+    assert [p.name for p in (out / "validation").iterdir()] == ["step-000001.png"]
+    events = set(out.rglob("events.out.tfevents.*"))
+    assert events and not events & old_events
+    assert [entry["step"] for entry in read_log(out)] == [1]
+    assert not (out / "unet_lora").exists()  # the old run's LoRA adapter; this run has none
+    assert yaml.safe_load((out / "train_config.yaml").read_text())["max_train_steps"] == 1
+    assert not (out / "train_config_resumes.yaml").exists()
+
+
 def test_ctrl_c_saves_a_checkpoint_where_the_step_ends_and_resuming_is_exact(tmp_path, monkeypatch, capsys):
     """A real SIGINT inside step 2's optimizer update: the step completes, checkpoint-2 is saved (none is
     due), the run exits 130 saying how to go on; resumed, losses and weights equal the uninterrupted run's."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ import yaml
 
 from star_vsr.errors import InputError
 from star_vsr.training_run import (SettingsParser, changed_settings, check_output_dir, check_run_settings,
-                                   checkpoint_folders, checkpoint_step, parse_with_config, prune_checkpoints,
-                                   record_run_settings, resume_checkpoint, save_checkpoint)
+                                   checkpoint_folders, checkpoint_step, clear_old_run, parse_with_config,
+                                   prepare_output_dir, prune_checkpoints, record_run_settings, resume_checkpoint,
+                                   save_checkpoint)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -265,3 +267,57 @@ def test_a_run_that_recorded_no_settings_is_resumed_with_a_warning(tmp_path, cap
     [entry] = yaml.safe_load_all((run / "train_config_resumes.yaml").read_text())
     assert entry["changed"] is None and entry["settings"]["learning_rate"] == 2e-3
     assert not (run / "train_config.yaml").exists()
+
+
+def test_starting_over_deletes_what_runs_wrote_and_nothing_else(tmp_path):
+    """--overwrite_output_dir: checkpoints (and a save's leftovers), settings, the model the index names, and the
+    script's own outputs for this run's settings and the old run's (another logging folder) go; the user's
+    files, other TensorBoard runs and anything outside the folder stay."""
+    run = tmp_path / "run"
+    written = ["checkpoint-2/optimizer.bin", ".checkpoint-4.partial/optimizer.bin", "train_config_resumes.yaml",
+               "model_index.json", "vae/config.json", "student/model.safetensors", "train_log.jsonl",
+               "validation/step-000002.png", "logs/train/events.out.tfevents.1", "logs/train/1.5/events.out.tfevents.2",
+               "old_logs/train/events.out.tfevents.3"]
+    users = ["notes.txt", "checkpoint-final/notes.txt", "checkpoint-7", "vae2/config.json", "validation/mine.png",
+             "logs/other/events.out.tfevents.4", "student.txt"]
+    for name in written + users:
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text("x")
+    (run / "train_config.yaml").write_text("logging_dir: old_logs\n")  # the old run logged elsewhere
+    (run / "model_index.json").write_text(json.dumps({"_class_name": "P", "vae": ["diffusers", "AutoencoderKL"],
+                                                      "student": ["star_vsr", "StarStudentModel"]}))
+    outside = tmp_path / "elsewhere" / "train"
+    outside.mkdir(parents=True)
+    (outside / "events.out.tfevents.5").write_text("x")
+
+    def run_outputs(settings):
+        return ["train_log.jsonl", "validation/step-*.png", f"{settings['logging_dir']}/train"]
+
+    args = argparse.Namespace(output_dir=str(run), logging_dir="logs", resume_from_checkpoint=None,
+                              overwrite_output_dir=False)
+    prepare_output_dir(args, None, run_outputs)  # a new run in a folder without a run: nothing deleted
+    assert all((run / name).exists() for name in written + users)
+    args.overwrite_output_dir = True
+    prepare_output_dir(args, None, run_outputs)
+    left = sorted(str(path.relative_to(run)) for path in run.rglob("*") if path.is_file())
+    assert left == sorted(users)
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        ["checkpoint-7", "checkpoint-final", "logs", "notes.txt", "student.txt", "validation", "vae2"])
+    assert (outside / "events.out.tfevents.5").is_file()
+    # a logging folder outside output_dir is never cleared, whatever the settings say
+    args.logging_dir = str(tmp_path / "elsewhere")
+    clear_old_run(args, run_outputs)
+    args.logging_dir = "../elsewhere"
+    clear_old_run(args, run_outputs)
+    assert (outside / "events.out.tfevents.5").is_file()
+    # going on from a checkpoint deletes nothing
+    (run / "checkpoint-2").mkdir()
+    args.resume_from_checkpoint = "latest"
+    prepare_output_dir(args, run / "checkpoint-2", run_outputs)
+    assert (run / "checkpoint-2").is_dir()
+    # `latest` with no checkpoint to go on from (the old run stopped before its first): starts over too
+    shutil.rmtree(run / "checkpoint-2")
+    (run / "train_log.jsonl").write_text('{"step": 1}\n')
+    args.overwrite_output_dir = False
+    prepare_output_dir(args, None, run_outputs)
+    assert not (run / "train_log.jsonl").exists() and (run / "notes.txt").is_file()

@@ -25,6 +25,7 @@ saves a ``StarStudentPipeline`` in ``--output_dir`` with a ``training_summary.js
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -49,8 +50,8 @@ from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_referen
 from star_vsr.errors import InputError, OutputError, StarVSRError, explain_out_of_memory
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
-from star_vsr.training_run import (SettingsParser, StopRequest, check_run_settings, checkpoint_step, clear_old_run,
-                                   parse_with_config, record_run_settings, resume_checkpoint)
+from star_vsr.training_run import (SettingsParser, StopRequest, check_run_settings, checkpoint_step,
+                                   parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint)
 
 logger = get_logger(__name__)
 
@@ -58,6 +59,8 @@ SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 """Precisions the final pipeline can be saved in."""
 
 SUMMARY_NAME = "training_summary.json"
+#: The TensorBoard run (folder inside --logging_dir).
+TRACKER_PROJECT = "distill_student"
 
 
 # --------------------------------------------------------------------------- arguments
@@ -149,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--allow_changed_settings", action="store_true",
                      help="resume even though settings that change what is trained differ from the checkpoint's")
     out.add_argument("--overwrite_output_dir", action="store_true",
-                     help="start over in an output_dir that holds a run (its checkpoints and log are deleted)")
+                     help="start over in an output_dir that holds a run: what runs write there is deleted first "
+                          "(checkpoints, settings, TensorBoard events, summary, the model); other files stay")
     out.add_argument("--validation_steps", type=int, default=250, help="0 disables validation")
     out.add_argument("--num_validation_clips", type=int, default=2)
     out.add_argument("--validation_frames", type=int, default=6)
@@ -186,6 +190,13 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
             parser.error("--scale_range trains against resized ground truth; the teacher's outputs and features "
                          "exist at --scale only: set the teacher loss terms to 0 and a ground-truth term above 0")
     return args
+
+
+def run_outputs(settings: Mapping[str, Any]) -> list[str]:
+    """What a run with ``settings`` writes into ``output_dir`` besides the checkpoints, settings and model of
+    every training run: glob patterns relative to it, which ``--overwrite_output_dir`` deletes
+    (``star_vsr.training_run.clear_old_run``)."""
+    return [SUMMARY_NAME, str(Path(glob.escape(str(settings["logging_dir"]))) / TRACKER_PROJECT)]
 
 
 def draw_scale(seed: int, step: int, scale_range: Sequence[float]) -> float:
@@ -351,6 +362,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
 
     logging_dir = Path(args.output_dir, args.logging_dir)
+    path = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)  # the checkpoint to go on from, or None
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
@@ -438,11 +450,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     num_train_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
     if accelerator.is_main_process:
         # made only now: a bad setting caught above (data, --trainable) leaves no empty output folder
-        os.makedirs(args.output_dir, exist_ok=True)
-        if args.overwrite_output_dir and args.resume_from_checkpoint is None:
-            clear_old_run(Path(args.output_dir))
+        prepare_output_dir(args, path, run_outputs)
         tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
-        accelerator.init_trackers("distill_student", config=tracker_config)
+        accelerator.init_trackers(TRACKER_PROJECT, config=tracker_config)
 
     validation_clips: list[dict[str, Any]] = []
     validation_bicubic: dict[str, float] = {}  # bicubic's scores on the validation clips, computed once
@@ -456,7 +466,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     # 5. Resume
     global_step, first_epoch, resume_step = 0, 0, 0
-    path = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     if path is not None:
         accelerator.print(f"resuming from {path}")
         accelerator.load_state(str(path))

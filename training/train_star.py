@@ -40,12 +40,13 @@ optimizer, scheduler and global RNG states (all saved by Accelerate) needs resto
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetMode
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, check_run_settings, checkpoint_step,
-                                   clear_old_run, parse_with_config, record_run_settings, resume_checkpoint)
+                                   parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint)
 
 logger = get_logger(__name__)
 
@@ -203,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow_changed_settings", action="store_true",
                      help="Resume even though settings that change what is trained differ from the checkpoint's.")
     run.add_argument("--overwrite_output_dir", action="store_true",
-                     help="Start over in an output_dir that holds a run (its checkpoints and log are deleted).")
+                     help="Start over in an output_dir that holds a run: what runs write there is deleted first "
+                          "(checkpoints, settings, log, TensorBoard events, validation images, the model); "
+                          "other files stay.")
     run.add_argument("--validation_steps", type=int, default=500, help="Validate every N steps (0: never).")
     run.add_argument("--validation_video", type=_optional(str), default=None,
                      help="HR video for validation (degraded with a fixed seed); default: training item 0.")
@@ -252,6 +255,14 @@ def check_args(args: argparse.Namespace) -> None:
     if args.validation_steps and args.validation_num_inference_steps < 1:
         raise InputError(f"--validation_num_inference_steps must be >= 1, got {args.validation_num_inference_steps}")
     check_run_settings(args, build_parser())
+
+
+def run_outputs(settings: Mapping[str, Any]) -> list[str]:
+    """What a run with ``settings`` writes into ``output_dir`` besides the checkpoints, settings and model of
+    every training run: glob patterns relative to it, which ``--overwrite_output_dir`` deletes
+    (``star_vsr.training_run.clear_old_run``)."""
+    tensorboard = Path(glob.escape(str(settings["logging_dir"]))) / glob.escape(str(settings["tracker_project_name"]))
+    return [TRAIN_LOG_FILE, f"{VALIDATION_FOLDER}/step-*.png", LORA_FOLDER, str(tensorboard)]
 
 
 def flat_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -592,6 +603,7 @@ def register_checkpoint_hooks(accelerator: Accelerator) -> None:
                        "--gradient_checkpointing, or train with --mixed_precision fp16 / bf16 on a GPU")
 def main(args: argparse.Namespace) -> None:
     output_dir = Path(args.output_dir)
+    resume_path = resume_checkpoint(output_dir, args.resume_from_checkpoint)  # None: a new run
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
@@ -625,9 +637,7 @@ def main(args: argparse.Namespace) -> None:
         if val_sample is None or args.validation_video is not None:
             dataset[0]  # a dataset without one usable clip fails here, not in the first step
         # only now: a run refused above leaves no folder behind
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if args.overwrite_output_dir and args.resume_from_checkpoint is None:
-            clear_old_run(output_dir)
+        prepare_output_dir(args, resume_path, run_outputs)
     sampler = EpochShuffleSampler(len(dataset), seed=args.seed)
     dataloader = DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, drop_last=True,
                             num_workers=args.dataloader_num_workers,
@@ -648,7 +658,6 @@ def main(args: argparse.Namespace) -> None:
 
     # 4. Resume
     global_step = 0
-    resume_path = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     if resume_path is not None:
         accelerator.print(f"Resuming from {resume_path}")
         accelerator.load_state(str(resume_path))
