@@ -196,7 +196,10 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
     accelerator.save_state(str(temp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        settings = current_settings(output_dir)
+        try:
+            settings = current_settings(output_dir)
+        except InputError:  # a damaged record must not cost the checkpoint (nor, waiting, the other processes)
+            settings = None
         if settings is not None:  # what trained this state, whichever run folder it is later resumed from
             (temp / CONFIG_FILE).write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
         give_default_mode(temp)

@@ -321,3 +321,13 @@ def test_starting_over_deletes_what_runs_wrote_and_nothing_else(tmp_path):
     args.overwrite_output_dir = False
     prepare_output_dir(args, None, run_outputs)
     assert not (run / "train_log.jsonl").exists() and (run / "notes.txt").is_file()
+
+
+def test_a_damaged_settings_record_does_not_cost_the_checkpoint(tmp_path):
+    run = started_run(tmp_path)
+    (run / "train_config_resumes.yaml").write_text("step: [2\n")  # edited by hand
+    save_checkpoint(_OneProcess(), run, 4, limit=None)
+    assert (run / "checkpoint-4" / "optimizer.bin").is_file()
+    assert not (run / "checkpoint-4" / "train_config.yaml").exists()
+    with pytest.raises(InputError, match="cannot read the settings recorded in .*train_config_resumes.yaml"):
+        run_args(run, "--resume_from_checkpoint", "latest")
