@@ -363,7 +363,7 @@ def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):
     assert cli_main(argv + ["--features", "lr_features"]) == 2
     assert "has no feature taps ['lr_features']; it has ['hr_features']" in capsys.readouterr().err
     assert cli_main(argv[:-4] + ["--steps", "0", "--device", "cpu"]) == 2
-    assert "num_inference_steps must be >= 1" in capsys.readouterr().err
+    assert "--steps must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()  # a refused run leaves no cache that would block the corrected one
     assert cli_main(argv) == 0
     cache = TeacherCache(tmp_path / "cache")
