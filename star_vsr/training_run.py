@@ -15,6 +15,7 @@ import argparse
 import glob
 import json
 import logging
+import os
 import re
 import shutil
 import signal
@@ -297,8 +298,10 @@ def clear_old_run(args: argparse.Namespace, run_outputs: Callable[[Mapping[str, 
                 continue
             pattern = str(Path(pattern).relative_to(root))
         for path in sorted(output_dir.glob(pattern)):
-            where = path.parent.resolve() / path.name  # a link is deleted, not followed
-            if where == root or not where.is_relative_to(root) or not (path.exists() or path.is_symlink()):
+            # a link is deleted, not followed; "logs/.." (a glob of an odd project name) is the folder itself
+            where = Path(os.path.normpath(path.parent.resolve() / path.name))
+            if path.name in ("", ".", "..") or where == root or not where.is_relative_to(root) \
+                    or not (path.exists() or path.is_symlink()):
                 continue
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
             deleted.append(path)
@@ -309,6 +312,27 @@ def clear_old_run(args: argparse.Namespace, run_outputs: Callable[[Mapping[str, 
                 break
             parent.rmdir()
     return deleted
+
+
+def tensorboard_pattern(logging_dir: Any, project: Any) -> str:
+    """The glob pattern of the TensorBoard folder a run writes (``<logging_dir>/<project>``), for ``run_outputs``."""
+    return str(Path(glob.escape(str(logging_dir))) / glob.escape(str(project)))
+
+
+def check_overwrite_keeps_inputs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``InputError`` when ``--overwrite_output_dir`` would delete an input of the run: a path setting (the
+    model to start from, the data) that is the output folder or lies inside it."""
+    if not args.overwrite_output_dir:
+        return
+    root = Path(args.output_dir).expanduser().resolve()
+    for name in getattr(parser, "path_settings", ()):
+        value = getattr(args, name, None)
+        if name in RUN_CONTROL_SETTINGS or not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser().resolve()
+        if path == root or path.is_relative_to(root):
+            raise InputError(f"--{name} {value} is inside --output_dir {args.output_dir}, which "
+                             f"--overwrite_output_dir would clear first: choose another --output_dir")
 
 
 def _checkpoint_files(output_dir: Path) -> list[str]:
@@ -365,8 +389,9 @@ def _comparable(settings: Mapping[str, Any], parser: argparse.ArgumentParser) ->
     paths = getattr(parser, "path_settings", ())
     resolved = {}
     for name, value in settings.items():
-        if name in paths and isinstance(value, str) and value and Path(value).expanduser().exists():
-            value = str(Path(value).expanduser().resolve())
+        if name in paths and isinstance(value, str) and value:  # absolute whether or not it exists (now)
+            path = Path(value).expanduser()
+            value = str(path.resolve() if path.exists() else path.absolute())
         resolved[name] = value
     return yaml.safe_load(yaml.safe_dump(_plain(resolved), sort_keys=False))
 
@@ -588,3 +613,4 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
                          f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
     if resume is not None:
         check_resumed_settings(args, parser, resume)
+    check_overwrite_keeps_inputs(args, parser)

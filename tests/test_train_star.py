@@ -100,6 +100,9 @@ def test_config_file_and_command_line_overrides(tmp_path):
     (["--dfl_num_frames", "0"], "dfl_num_frames must be >= 1"),
     (["--validation_num_inference_steps", "0"], "validation_num_inference_steps"),
     (["--resume_from_checkpoint", "/nope"], "is not a checkpoint-<step> folder"),
+    (["--tracker_project_name", ".."], "tracker_project_name must be a plain folder name"),
+    (["--tracker_project_name", "."], "tracker_project_name must be a plain folder name"),
+    (["--tracker_project_name", "a/b"], "tracker_project_name must be a plain folder name"),
 ])
 def test_bad_settings_are_refused_when_parsed(tmp_path, flags, match):
     """Refused by parse_args, i.e. before main() builds anything or writes into output_dir."""

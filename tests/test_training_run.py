@@ -323,6 +323,42 @@ def test_starting_over_deletes_what_runs_wrote_and_nothing_else(tmp_path):
     assert not (run / "train_log.jsonl").exists() and (run / "notes.txt").is_file()
 
 
+def test_starting_over_never_deletes_the_folder_itself_or_a_whole_logging_folder(tmp_path):
+    """A pattern that globs to "logs/.." (an odd project name) is the output folder itself, not something a run
+    wrote: left alone (train_star.py also refuses such a --tracker_project_name, and "." or "")."""
+    run = tmp_path / "run"
+    (run / "logs" / "other").mkdir(parents=True)
+    (run / "logs" / "other" / "events.out.tfevents.1").write_text("x")
+    (run / "notes.txt").write_text("x")
+    args = argparse.Namespace(output_dir=str(run), logging_dir="logs", resume_from_checkpoint=None,
+                              overwrite_output_dir=True)
+    clear_old_run(args, lambda settings: [f"{settings['logging_dir']}/.."])
+    assert (run / "notes.txt").is_file() and (run / "logs" / "other" / "events.out.tfevents.1").is_file()
+
+
+def test_overwriting_a_folder_that_holds_an_input_of_the_run_is_refused(tmp_path, monkeypatch):
+    """--overwrite_output_dir clears the folder before training: an input inside it (the model to start from,
+    the data) would be gone, so the run is refused before anything is deleted."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run" / "data").mkdir(parents=True)
+    with pytest.raises(InputError, match="--train_data run/data is inside --output_dir"):
+        run_args(tmp_path / "run", "--overwrite_output_dir", "--train_data", "run/data")
+    with pytest.raises(InputError, match="is inside --output_dir"):
+        run_args(tmp_path / "run", "--overwrite_output_dir", "--train_data", str(tmp_path / "run"))
+    assert (tmp_path / "run" / "data").is_dir()
+    run_args(tmp_path / "run", "--overwrite_output_dir", "--train_data", str(tmp_path / "elsewhere"))
+    run_args(tmp_path / "run", "--train_data", "run/data")  # not overwritten: nothing is deleted
+
+
+def test_a_relative_path_compares_equal_whether_or_not_it_exists(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = started_run(tmp_path, "--train_data", "data")  # recorded while data/ does not exist
+    (tmp_path / "data").mkdir()
+    args = run_args(run, "--train_data", "data", "--resume_from_checkpoint", "latest")  # exists now: the same
+    saved = yaml.safe_load((run / "train_config.yaml").read_text())
+    assert saved["train_data"] == str(tmp_path / "data") and changed_settings(saved, args, run_parser()) == []
+
+
 def test_a_damaged_settings_record_does_not_cost_the_checkpoint(tmp_path):
     run = started_run(tmp_path)
     (run / "train_config_resumes.yaml").write_text("step: [2\n")  # edited by hand

@@ -25,7 +25,6 @@ saves a ``StarStudentPipeline`` in ``--output_dir`` with a ``training_summary.js
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 import math
@@ -51,7 +50,8 @@ from star_vsr.errors import InputError, OutputError, StarVSRError, explain_out_o
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.training_run import (SettingsParser, StopRequest, check_run_settings, checkpoint_step,
-                                   parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint)
+                                   parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint,
+                                   tensorboard_pattern)
 
 logger = get_logger(__name__)
 
@@ -196,7 +196,7 @@ def run_outputs(settings: Mapping[str, Any]) -> list[str]:
     """What a run with ``settings`` writes into ``output_dir`` besides the checkpoints, settings and model of
     every training run: glob patterns relative to it, which ``--overwrite_output_dir`` deletes
     (``star_vsr.training_run.clear_old_run``)."""
-    return [SUMMARY_NAME, str(Path(glob.escape(str(settings["logging_dir"]))) / TRACKER_PROJECT)]
+    return [SUMMARY_NAME, tensorboard_pattern(settings["logging_dir"], TRACKER_PROJECT)]
 
 
 def draw_scale(seed: int, step: int, scale_range: Sequence[float]) -> float:

@@ -40,7 +40,6 @@ optimizer, scheduler and global RNG states (all saved by Accelerate) needs resto
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 import math
@@ -72,7 +71,8 @@ from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetMode
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, check_run_settings, checkpoint_step,
-                                   parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint)
+                                   parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint,
+                                   tensorboard_pattern)
 
 logger = get_logger(__name__)
 
@@ -241,6 +241,9 @@ def check_args(args: argparse.Namespace) -> None:
             raise InputError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.lora_rank < 0:
         raise InputError(f"--lora_rank must be >= 0, got {args.lora_rank}")
+    if args.tracker_project_name in ("", ".", "..") or Path(args.tracker_project_name).name != args.tracker_project_name:
+        raise InputError(f"--tracker_project_name must be a plain folder name (it names the TensorBoard folder "
+                         f"inside --logging_dir), got {args.tracker_project_name!r}")
     if args.validation_steps < 0:
         raise InputError(f"--validation_steps must be >= 0, got {args.validation_steps}")
     if args.v_loss_weight == 0 and args.dfl_beta == 0:
@@ -261,8 +264,8 @@ def run_outputs(settings: Mapping[str, Any]) -> list[str]:
     """What a run with ``settings`` writes into ``output_dir`` besides the checkpoints, settings and model of
     every training run: glob patterns relative to it, which ``--overwrite_output_dir`` deletes
     (``star_vsr.training_run.clear_old_run``)."""
-    tensorboard = Path(glob.escape(str(settings["logging_dir"]))) / glob.escape(str(settings["tracker_project_name"]))
-    return [TRAIN_LOG_FILE, f"{VALIDATION_FOLDER}/step-*.png", LORA_FOLDER, str(tensorboard)]
+    tensorboard = tensorboard_pattern(settings["logging_dir"], settings["tracker_project_name"])
+    return [TRAIN_LOG_FILE, f"{VALIDATION_FOLDER}/step-*.png", LORA_FOLDER, tensorboard]
 
 
 def flat_config(args: argparse.Namespace) -> dict[str, Any]:
