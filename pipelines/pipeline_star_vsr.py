@@ -112,10 +112,13 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
         raise InputError(f"guidance_rescale must be in [0, 1], got {guidance_rescale}")
     if not 1 <= noise_level <= NUM_TRAIN_TIMESTEPS:
         raise InputError(f"{_named('noise_level')} must be in [1, {NUM_TRAIN_TIMESTEPS}], got {noise_level}")
+    for name, size in (("chunk_frames", chunk_frames), ("tile_size", tile_size)):
+        if size is not None and size < 1:  # before an overlap is derived from it
+            raise InputError(f"{_named(name)} must be >= 1, got {size}")
     chunk_overlap, tile_overlap = resolve_overlaps(chunk_frames, chunk_overlap, tile_size, tile_overlap)
     frames, overlap = _named("chunk_frames"), _named("chunk_overlap")  # only an overlap given can fail below
-    if chunk_frames < 1 or not 0 <= chunk_overlap < chunk_frames:
-        raise InputError(f"need {frames} >= 1 and 0 <= {overlap} < {frames}, got {frames} {chunk_frames}, "
+    if not 0 <= chunk_overlap < chunk_frames:
+        raise InputError(f"need 0 <= {overlap} < {frames}, got {frames} {chunk_frames}, "
                          f"{overlap} {chunk_overlap}")
     tile, overlap = _named("tile_size"), _named("tile_overlap")
     if tile_size is not None and not 0 <= tile_overlap < tile_size:

@@ -10,7 +10,7 @@ import functools
 import inspect
 import re
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
@@ -51,25 +51,30 @@ class OutputError(StarVSRError, OSError):
     """An output cannot be written: a read-only or full disk, no permission, a file where a folder must be."""
 
 
-_cli_wording = False
+_cli_flags: Optional[frozenset[str]] = None  # the running ``star-vsr`` command's flags, inside ``cli_wording``
 
 
 @contextmanager
-def cli_wording() -> Iterator[None]:
+def cli_wording(flags: Iterable[str]) -> Iterator[None]:
     """Messages made inside name command-line flags (``--restart``) where those of the Python API name its
-    arguments (``restart=True``): the ``star-vsr`` command runs its work inside (see ``option``)."""
-    global _cli_wording
-    previous, _cli_wording = _cli_wording, True
+    arguments (``restart=True``), for a command whose flags are ``flags``: the ``star-vsr`` command runs its work
+    inside (see ``option``)."""
+    global _cli_flags
+    previous, _cli_flags = _cli_flags, frozenset(flags)
     try:
         yield
     finally:
-        _cli_wording = previous
+        _cli_flags = previous
 
 
 def option(argument: str, flag: str) -> str:
-    """How a message names a setting the user can change: ``flag`` (``"--restart"``) when it is made inside
-    ``cli_wording``, else the Python ``argument`` (``"restart=True"``)."""
-    return flag if _cli_wording else argument
+    """How a message names a setting the user can change: ``flag`` (``"--restart"``, ``"--tile-size 512"``) when
+    it is made inside ``cli_wording`` and the running command has every flag it names, else the Python
+    ``argument`` (``"restart=True"``): a command without that flag (``demo`` has no ``--restart``) must not
+    advise it."""
+    if _cli_flags is None:
+        return argument
+    return flag if all(word in _cli_flags for word in flag.split() if word.startswith("-")) else argument
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -82,7 +82,10 @@ def test_out_of_memory_advice_names_flags_on_the_command_line_and_arguments_in_p
     python = pipe.memory_advice(256, 128, 8, 4, 3)
     assert "tile_size=128, tile_overlap=32" in python and "decode_chunk_size=1" in python
     assert "--" not in python and "restart=True" in python
-    with cli_wording():
+    from star_vsr.cli import _command_flags, build_parser
+
+    parser = build_parser()
+    with cli_wording(_command_flags(parser, parser.parse_args(["upscale", "in.mp4", "-o", "out.mp4"]))):
         cli = pipe.memory_advice(256, 128, 8, 4, 3)
         student = memory_advice()
     assert cli == ("try smaller tiles than 256 (--tile-size 128, --tile-overlap 32) or fewer frames per temporal "
@@ -90,6 +93,14 @@ def test_out_of_memory_advice_names_flags_on_the_command_line_and_arguments_in_p
                    "--restart)")
     assert "(--upscale 2;" in student and "--restart" in student and "(--device cpu)" in student
     assert "=" not in student and "upscale=2" in memory_advice() and "--" not in memory_advice()
+    # a command without those flags is not told to use them: demo has --device but no --upscale or --restart
+    with cli_wording(_command_flags(parser, parser.parse_args(["demo", "-o", "out"]))):
+        demo = memory_advice()
+    assert "(--device cpu)" in demo and "upscale=2" in demo and "restart=True" in demo and "--upscale" not in demo
+    with cli_wording(_command_flags(parser, parser.parse_args(["distill", "cache-teacher", "--teacher", "t", "--data",
+                                                               "d", "-o", "c"]))):
+        cache = pipe.memory_advice(256, 128, 8, 4, 3)
+    assert "--tile-size" not in cache and "tile_size=128" in cache
 
 
 def test_cli_upscale_out_of_memory_is_one_line_and_keeps_saved_work(tmp_path, monkeypatch, capsys):

@@ -247,6 +247,8 @@ def test_path_input(pipe, tmp_path):
     (dict(upscale=0.5), "unsupported scale"),
     (dict(chunk_frames=4, chunk_overlap=4), "chunk_overlap"),
     (dict(tile_size=2), "tile_size"),
+    (dict(tile_size=0), r"^tile_size must be >= 1, got 0$"),  # not an overlap derived from it
+    (dict(chunk_frames=-2), r"^chunk_frames must be >= 1, got -2$"),
     (dict(color_fix="sepia"), "color_fix"),
     (dict(output_type="gif"), "output_type"),
     (dict(guidance_rescale=2.0), "guidance_rescale"),

@@ -55,6 +55,17 @@ def _plain_text(parser: argparse.ArgumentParser) -> None:
                 _plain_text(sub)
 
 
+def _command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The flags of the sub-command ``args`` runs (``distill cache-teacher``'s for it), which its messages may
+    advise (``star_vsr.errors.option``)."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = getattr(args, sub.dest, None) if sub is not None else None
+        if name is None:
+            return list(parser._option_string_actions)
+        parser = sub.choices[name]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()  # imports no torch, transformers or diffusers: the settings below still apply
     args = parser.parse_args(argv)
@@ -78,7 +89,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command in MODEL_COMMANDS:
             quiet_model_loading()  # imports diffusers: seconds in which Ctrl-C must give no traceback either
-        with cli_wording(), explain_out_of_memory(f"running star-vsr {args.command}", "try a shorter or smaller "
+        with cli_wording(_command_flags(parser, args)), explain_out_of_memory(f"running star-vsr {args.command}", "try a shorter or smaller "
                                                   "input, or a machine with more memory"):  # pipelines: their own
             result = args.func(args)  # its messages name flags (--restart), not Python arguments (restart=True)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         "codec": "image sequence" if info.is_image_folder else info.codec,
         "pixel format": info.pix_fmt,
         "audio": info.audio_codec if info.has_audio else "none",
-        "damage": info.damage or "none found (the index fits the file)",
+        "damage": info.damage or ("n/a" if info.is_image_folder else "none found"),
     }
     if args.json:
         print(json.dumps({

@@ -3,7 +3,7 @@
 ``--model`` is a folder with a StarVSR diffusion pipeline (``star-vsr convert-star``) or a
 student pipeline. Frames stream from the input to the output; the output keeps the input's frame
 rate and audio and appears only when complete. ``upscale-batch`` skips outputs that already
-exist (``--overwrite`` redoes them), so an interrupted batch resumes where it stopped, and under
+exist, so an interrupted batch resumes where it stopped (``--overwrite`` redoes them: go on without it), and under
 ``accelerate launch --num_processes N`` it splits the videos across the processes; a video it
 cannot read is reported and skipped, the others are upscaled, and the exit status is 1. Its
 outputs keep the input names, with the container suffix the codec needs (``.mkv`` for FFV1,
@@ -102,7 +102,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="folder for the outputs (the input names; see the codec note above)")
     batch.add_argument("--overwrite", action="store_true",
                        help="redo videos whose output exists, replacing each output when its new one is complete "
-                            "(default: skip them)")
+                            "(default: skip them); to go on with a batch stopped under --overwrite, run it again "
+                            "without --overwrite, or the videos it finished are redone too")
     _add_common(batch)
     batch.set_defaults(func=run_batch)
 
