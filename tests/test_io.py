@@ -913,7 +913,7 @@ def test_truncated_mp4_without_index_is_corrupt(tmp_path, videos):
         probe_video(truncated)
 
 
-def test_truncated_mp4_fails_mid_stream_with_a_clear_error(tmp_path, videos):
+def test_mp4_cut_after_its_index_is_refused_before_decoding(tmp_path, videos):
     # move the index to the front (faststart), so only frame data is cut off
     faststart = tmp_path / "faststart.mp4"
     with (
@@ -933,18 +933,19 @@ def test_truncated_mp4_fails_mid_stream_with_a_clear_error(tmp_path, videos):
     assert probe_video(faststart).frames_cut == 0 and probe_video(faststart).damage is None
     info = probe_video(truncated)  # found without decoding: the index's offsets lie past the end of the file
     assert 0 < info.frames_cut < 30 and info.damage.startswith(f"{truncated} is cut short")
-    with (
-        open_video(truncated) as reader,
-        pytest.raises(CorruptVideoError, match=r"cut.mp4: decoding failed after \d+ frames"),
-    ):
-        list(reader)
-    with pytest.raises(CorruptVideoError, match=r"cut\.mp4"):
-        read_frames(truncated, [29], backend="pyav")
+    with pytest.raises(CorruptVideoError, match=r"cut\.mp4 is cut short"):  # before decoding a frame
+        open_video(truncated)
+    for backend in ("pyav", "auto"):
+        with pytest.raises(CorruptVideoError, match=r"cut\.mp4 is cut short.*\(frame 29 was asked for\)"):
+            read_frames(truncated, [0, 29], backend=backend)
+        intact = read_frames(truncated, [0, 1], backend=backend)  # frames before the cut still read
+        assert np.array_equal(intact, read_frames(faststart, [0, 1], backend=backend))
 
 
-def test_info_and_upscale_report_an_mp4_cut_short_after_its_index(tmp_path, capsys):
-    """A +faststart MP4 (index first) cut in half: `info` reports it as damaged (exit status 1) and `upscale`
-    refuses it with that reason before loading a model, rather than failing mid-way when the data ends."""
+def test_info_upscale_and_degrade_report_an_mp4_cut_short_after_its_index(tmp_path, capsys):
+    """A +faststart MP4 (index first) cut in half: `info` reports it as damaged (exit status 1), `upscale`
+    refuses it with that reason before loading a model and `degrade` before writing a frame, rather than failing
+    mid-way when the data ends."""
     whole = tmp_path / "whole.mp4"
     with av.open(str(whole), "w", options={"movflags": "+faststart"}) as out:
         stream = out.add_stream("libx264", rate=30, options={"crf": "30"})
@@ -971,6 +972,10 @@ def test_info_and_upscale_report_an_mp4_cut_short_after_its_index(tmp_path, caps
     err = capsys.readouterr().err
     assert f"error: {cut} is cut short" in err and "get a complete copy" in err and "does not exist" not in err
     assert not (tmp_path / "up.mp4").exists()
+    assert cli_main(["degrade", str(cut), "-o", str(tmp_path / "lr.mp4")]) == 2  # before writing a frame
+    err = capsys.readouterr().err
+    assert f"error: {cut} is cut short" in err and "get a complete copy" in err
+    assert not list(tmp_path.glob("lr*"))
 
 
 def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):

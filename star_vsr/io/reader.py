@@ -290,11 +290,14 @@ def open_video(
 
     Raises:
         VideoNotFoundError, CorruptVideoError, UnsupportedVideoError, InputError: as
-        `probe_video`. Decoding errors later, during iteration, raise `CorruptVideoError`.
+        `probe_video`; `CorruptVideoError` also for a file cut short after its index
+        (`VideoInfo.damage`). Decoding errors later, during iteration, raise `CorruptVideoError`.
     """
     if deinterlace not in (True, False, "auto"):
         raise InputError(f"deinterlace must be True, False or 'auto', got {deinterlace!r}")
     info = probe_video(path, folder_fps=folder_fps)
+    if info.damage:  # found before any frame is decoded, not where the data ends
+        raise CorruptVideoError(info.damage)
     if info.is_image_folder:
         return ImageFolderReader(info)
     mode = "all" if deinterlace is True else "flagged" if deinterlace == "auto" and info.interlaced else False
@@ -428,6 +431,8 @@ def read_frames(
         raise InputError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
     info = probe_video(path, folder_fps=folder_fps)
     wanted = _check_indices(indices, info)
+    if info.frames_cut and wanted and max(wanted) >= info.num_frames - info.frames_cut:  # frames before the cut read
+        raise CorruptVideoError(f"{info.damage} (frame {max(wanted)} was asked for)")
     if not wanted:
         return np.empty((0, info.height, info.width, 3), dtype=np.uint8)
     if info.is_image_folder:
