@@ -142,7 +142,7 @@ def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tm
 
 def run_parser() -> SettingsParser:
     """The settings a resume compares, as a training script declares them."""
-    p = SettingsParser(path_settings=("config", "train_data", "output_dir"))
+    p = SettingsParser(path_settings=("config", "train_data", "output_dir"), size_settings=("crop_size",))
     p.add_argument("--config", default=None)
     p.add_argument("--train_data", default=None)
     p.add_argument("--output_dir", default="run")
@@ -175,6 +175,14 @@ def started_run(tmp_path: Path, *flags: str) -> Path:
     record_run_settings(run_args(output_dir, *flags), run_parser(), None)
     save_checkpoint(_OneProcess(), output_dir, 2, limit=None)
     return output_dir
+
+
+def test_a_size_given_as_one_int_or_as_its_pair_is_the_same_setting(tmp_path):
+    for started, resumed in (("32", "[32, 32]"), ("[32, 32]", "32")):
+        run = started_run(tmp_path / started, "--crop_size", started)
+        run_args(run, "--resume_from_checkpoint", "latest", "--crop_size", resumed)  # accepted
+        with pytest.raises(InputError, match=r"other settings: crop_size: \[32, 32\] -> \[32, 48\]\."):
+            run_args(run, "--resume_from_checkpoint", "latest", "--crop_size", "[32, 48]")
 
 
 def test_a_resume_with_settings_that_change_what_is_trained_is_refused_naming_each(tmp_path):

@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = SettingsParser(description="Train StarVSR's ControlNet + LIEM (+ UNet LoRA) with Accelerate.",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                             path_settings=("config", "pretrained_model_name_or_path", "controlnet_model_name_or_path",
-                                           "train_data", "validation_video", "output_dir"))
+                                           "train_data", "validation_video", "output_dir"),
+                            size_settings=("crop_size", "dfl_crop_size"))
     parser.add_argument("--config", type=str, default=None, help="YAML file of settings (keys = the flags below).")
 
     model = parser.add_argument_group("model")
