@@ -61,20 +61,27 @@ def test_demo_writes_videos_comparison_and_metrics(tmp_path, tiny_student_folder
     assert cli_main(["demo", "-o", str(out), "--model", str(tiny_student_folder), "--frames", "4"]) == 2
 
 
-def test_demo_labels_a_diffusion_model_as_such(tmp_path, capsys, monkeypatch):
-    """A StarVSR --model is not called "student": its video, panel and metrics row say "diffusion"."""
+def test_demo_labels_a_diffusion_model_as_such(tmp_path, capsys, monkeypatch, tiny_student_folder):
+    """A StarVSR --model is not called "student": its video, panel and metrics row say "diffusion". Over an
+    earlier student demo (--overwrite) it leaves no student.mp4 behind."""
     import star_vsr.cli.demo
     from star_vsr.testing import tiny_star_pipeline
 
     monkeypatch.setattr(star_vsr.cli.demo, "DEMO_SIZE", (32, 48))  # a tiny clip: 15 diffusion steps in seconds
     tiny_star_pipeline(seed=0).save_pretrained(tmp_path / "tiny-star")
     out = tmp_path / "demo"
-    assert cli_main(["demo", "-o", str(out), "--model", str(tmp_path / "tiny-star"), "--frames", "2"]) == 0
+    assert cli_main(["demo", "-o", str(out), "--model", str(tiny_student_folder), "--frames", "2"]) == 0
+    assert cli_main(["demo", "-o", str(out), "--model", str(tmp_path / "tiny-star"), "--frames", "2"]) == 2
+    assert (out / "student.mp4").exists()  # refused: nothing removed
+    capsys.readouterr()
+    assert cli_main(["demo", "-o", str(out), "--model", str(tmp_path / "tiny-star"), "--frames", "2",
+                     "--overwrite"]) == 0
+    printed = capsys.readouterr().out
+    assert "removed the earlier demo's student.mp4" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["input.mp4", "bicubic.mp4", "diffusion.mp4", "ground_truth.mp4", "comparison.png", "metrics.json"])
     assert set(json.loads((out / "metrics.json").read_text())["metrics"]) == {"bicubic", "diffusion"}
-    printed = capsys.readouterr().out
-    assert "\ndiffusion " in printed and "student" not in printed
+    assert "\ndiffusion " in printed and "\nstudent " not in printed
     assert cli_main(["demo", "-o", str(out), "--model", str(tmp_path / "tiny-star"), "--frames", "2"]) == 2
     assert "already holds input.mp4, bicubic.mp4, diffusion.mp4" in capsys.readouterr().err
 

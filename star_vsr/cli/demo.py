@@ -51,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
                         help="weight precision, as star-vsr upscale --dtype (auto: fp16 on CUDA; on the CPU bf16 for "
                              "a student where the CPU has AMX, else fp32)")
-    parser.add_argument("--overwrite", action="store_true", help="replace files of an earlier demo")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier demo's files (its video of another kind of model goes too)")
     parser.set_defaults(func=run)
 
 
@@ -104,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     if existing and not args.overwrite:
         raise InputError(f"{output} already holds {', '.join(existing)}; pass --overwrite or choose another -o")
     check_writable(output / names[0])
+    # the video of an earlier demo's other model, replaced by this one's (not a user's file of that name)
+    stale = [f"{other}.mp4" for other in {*MODEL_LABELS.values(), "model"} - {label}
+             if (output / f"{other}.mp4").exists()] if (output / "metrics.json").exists() else []
 
     # 1. A clip filmed from the photo, degraded x4
     clip = photo_clip(args.photo, args.frames, DEMO_SIZE, degradation=args.degradation, seed=args.seed)
@@ -137,11 +141,14 @@ def run(args: argparse.Namespace) -> int:
               "degradation": args.degradation, "seed": args.seed, "model": str(args.model),
               "model_seconds": round(seconds, 3), "metrics": metrics}
     (output / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    for name in stale:  # only now that this demo is complete
+        (output / name).unlink(missing_ok=True)
 
     print(f"{args.frames} frames of {lq.shape[-1]}x{lq.shape[-2]} -> {sr.shape[-1]}x{sr.shape[-2]} in "
           f"{seconds:.2f} s ({args.frames / seconds:.1f} frames/s)")
     print(f"{'':10}  {'PSNR-Y':>8}  {'SSIM-Y':>8}  {'E*warp':>8}")
     for name, row in metrics.items():
         print(f"{name:10}  {row['psnr_y']:8.3f}  {row['ssim_y']:8.4f}  {row['ewarp']:8.3f}")
-    print(f"wrote {', '.join(names)} to {output}")
+    print(f"wrote {', '.join(names)} to {output}" + (f"; removed the earlier demo's {', '.join(sorted(stale))}"
+                                                     if stale else ""))
     return 0
