@@ -25,7 +25,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, option
+from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, named, option
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
 from star_vsr.model_folder import check_pipeline_folder, load_checked
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
@@ -48,7 +48,7 @@ star_vsr.student.build_student_pipeline(preset) makes a randomly initialised stu
 def memory_advice() -> str:
     """What to change when a run does not fit in memory (the student's memory grows with the frame size), naming
     command-line flags or Python arguments (``star_vsr.errors.option``)."""
-    smaller, restart = option("upscale=2", "--upscale 2"), option("restart=True", "--restart")
+    smaller, restart = named("upscale", 2), option("restart=True", "--restart")
     cpu = option("pipe.to('cpu')", "--device cpu")
     return (f"free some memory, or upscale a smaller video or by a smaller factor ({smaller}; a run that saved "
             f"progress then needs {restart}); from a GPU, the CPU ({cpu}) usually has more memory")

@@ -29,7 +29,7 @@ from diffusers.utils import BaseOutput
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
-from star_vsr.errors import DeviceError, InputError, explain_out_of_memory_of_call, option
+from star_vsr.errors import DeviceError, InputError, explain_out_of_memory_of_call, named, option
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
 from star_vsr.model_folder import check_pipeline_folder, load_checked
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
@@ -48,13 +48,6 @@ HINT_ENCODE_BATCH = 4
 DEFAULT_CHUNK_OVERLAP, DEFAULT_TILE_OVERLAP = 8, 128
 #: The smallest tile (output pixels) and temporal chunk that out-of-memory advice goes down to.
 MIN_ADVISED_TILE, MIN_ADVISED_CHUNK = 128, 4
-#: The ``star-vsr upscale`` flag of each call argument it has, which names the argument in messages to the
-#: command line's users (``star_vsr.errors.option``); ``star_vsr.resume`` names changed settings with them too.
-ARGUMENT_FLAGS = {"upscale": "--upscale", "prompt": "--prompt", "num_inference_steps": "--steps",
-                  "guidance_scale": "--guidance-scale", "noise_level": "--noise-level", "chunk_frames": "--chunk-frames",
-                  "chunk_overlap": "--chunk-overlap", "tile_size": "--tile-size", "tile_overlap": "--tile-overlap",
-                  "color_fix": "--color-fix"}
-
 MISSING_WEIGHTS_HELP = """\
 To get STAR weights:
   1. download the STAR checkpoint `light_deg.pt` (or `heavy_deg.pt`) from the Hugging Face repo SherryX/STAR
@@ -64,11 +57,6 @@ To get STAR weights:
 then run:
   star-vsr convert-star --checkpoint light_deg.pt --openclip open_clip_pytorch_model.bin --vae <vae folder> -o ./star-light
 and pass `./star-light` to StarVSRPipeline.from_pretrained / `star-vsr upscale --model`."""
-
-
-def _named(argument: str) -> str:
-    """``argument`` as a message names it: its ``star-vsr upscale`` flag on the command line (``ARGUMENT_FLAGS``)."""
-    return option(argument, ARGUMENT_FLAGS.get(argument, argument))
 
 
 def resolve_overlaps(chunk_frames: int, chunk_overlap: Optional[int], tile_size: Optional[int],
@@ -99,33 +87,33 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
                 "decode_chunk_size": decode_chunk_size, **{k: v for k, v in given.items() if v is not None}}
     for name, value in integers.items():
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise InputError(f"{_named(name)} must be an integer, got {value!r}")
+            raise InputError(f"{named(name)} must be an integer, got {value!r}")
     for name, value in (("upscale", upscale), ("guidance_rescale", guidance_rescale)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise InputError(f"{_named(name)} must be a finite number, got {value!r}")
+            raise InputError(f"{named(name)} must be a finite number, got {value!r}")
     if not MIN_UPSCALE <= float(upscale) <= MAX_UPSCALE:
-        raise InputError(f"unsupported scale {upscale}: {_named('upscale')} must be between {MIN_UPSCALE:g} and "
+        raise InputError(f"unsupported scale {upscale}: {named('upscale')} must be between {MIN_UPSCALE:g} and "
                          f"{MAX_UPSCALE:g} (STAR was trained at 4)")
     if num_inference_steps < 1:
-        raise InputError(f"{_named('num_inference_steps')} must be >= 1, got {num_inference_steps}")
+        raise InputError(f"{named('num_inference_steps')} must be >= 1, got {num_inference_steps}")
     if not 0.0 <= guidance_rescale <= 1.0:
         raise InputError(f"guidance_rescale must be in [0, 1], got {guidance_rescale}")
     if not 1 <= noise_level <= NUM_TRAIN_TIMESTEPS:
-        raise InputError(f"{_named('noise_level')} must be in [1, {NUM_TRAIN_TIMESTEPS}], got {noise_level}")
+        raise InputError(f"{named('noise_level')} must be in [1, {NUM_TRAIN_TIMESTEPS}], got {noise_level}")
     for name, size in (("chunk_frames", chunk_frames), ("tile_size", tile_size)):
         if size is not None and size < 1:  # before an overlap is derived from it
-            raise InputError(f"{_named(name)} must be >= 1, got {size}")
+            raise InputError(f"{named(name)} must be >= 1, got {size}")
     chunk_overlap, tile_overlap = resolve_overlaps(chunk_frames, chunk_overlap, tile_size, tile_overlap)
-    frames, overlap = _named("chunk_frames"), _named("chunk_overlap")  # only an overlap given can fail below
+    frames, overlap = named("chunk_frames"), named("chunk_overlap")  # only an overlap given can fail below
     if not 0 <= chunk_overlap < chunk_frames:
         raise InputError(f"need 0 <= {overlap} < {frames}, got {frames} {chunk_frames}, "
                          f"{overlap} {chunk_overlap}")
-    tile, overlap = _named("tile_size"), _named("tile_overlap")
+    tile, overlap = named("tile_size"), named("tile_overlap")
     if tile_size is not None and not 0 <= tile_overlap < tile_size:
         raise InputError(f"need 0 <= {overlap} < {tile}, got {tile} {tile_size}, {overlap} {tile_overlap} "
                          f"(lower {overlap} for small tiles)")
     if color_fix is not None and color_fix not in COLOR_FIX_MODES:
-        raise InputError(f"{_named('color_fix')} must be one of {COLOR_FIX_MODES} or None, got {color_fix!r}")
+        raise InputError(f"{named('color_fix')} must be one of {COLOR_FIX_MODES} or None, got {color_fix!r}")
     if decode_chunk_size < 1:
         raise InputError(f"decode_chunk_size must be >= 1, got {decode_chunk_size}")
     if timesteps is not None:
@@ -231,7 +219,7 @@ class StarVSRPipeline(DiffusionPipeline):
         if tile_size is not None:
             min_tile = 2 * self.vae_scale_factor * 2 ** self.unet.num_downsamples
             if tile_size < min_tile:
-                raise InputError(f"{_named('tile_size')} must be >= {min_tile} output pixels for this model, got "
+                raise InputError(f"{named('tile_size')} must be >= {min_tile} output pixels for this model, got "
                                  f"{tile_size}")
         if output_type not in ("pt", "np", "pil", "latent"):
             raise InputError(f"output_type must be 'pt', 'np', 'pil' or 'latent', got {output_type!r}")
@@ -380,20 +368,17 @@ class StarVSRPipeline(DiffusionPipeline):
         """What to change when a call with these settings ran out of memory: halve the spatial tile and the
         temporal chunk this call used (memory per setting: benchmarks/pipeline_cost.py), decode one frame
         at a time, then half precision and CPU offload where the weights are on a GPU in full precision."""
-        def setting(name: str, value: Any) -> str:  # "tile_size=256" in Python, "--tile-size 256" on the command line
-            return option(f"{name}={value}", f"{ARGUMENT_FLAGS[name]} {value}")
-
         steps = []
         if tile_size is None:
-            steps.append(f"spatial tiles ({setting('tile_size', 512)})")
+            steps.append(f"spatial tiles ({named('tile_size', 512)})")
         elif tile_size > MIN_ADVISED_TILE:
             tile = max(MIN_ADVISED_TILE, tile_size // 2)
-            overlap = f", {setting('tile_overlap', tile // 4)}" if (tile_overlap or 0) >= tile else ""  # None fits
-            steps.append(f"smaller tiles than {tile_size} ({setting('tile_size', tile)}{overlap})")
+            overlap = f", {named('tile_overlap', tile // 4)}" if (tile_overlap or 0) >= tile else ""  # None fits
+            steps.append(f"smaller tiles than {tile_size} ({named('tile_size', tile)}{overlap})")
         if chunk_frames > MIN_ADVISED_CHUNK:
             chunk = max(MIN_ADVISED_CHUNK, chunk_frames // 2)
-            overlap = f", {setting('chunk_overlap', chunk // 4)}" if (chunk_overlap or 0) >= chunk else ""
-            steps.append(f"fewer frames per temporal chunk than {chunk_frames} ({setting('chunk_frames', chunk)}"
+            overlap = f", {named('chunk_overlap', chunk // 4)}" if (chunk_overlap or 0) >= chunk else ""
+            steps.append(f"fewer frames per temporal chunk than {chunk_frames} ({named('chunk_frames', chunk)}"
                          f"{overlap})")
         if decode_chunk_size > 1:  # Python only, as the offload below: the command line has no flag for it
             steps.append(option("decode_chunk_size=1", ""))

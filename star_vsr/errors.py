@@ -77,6 +77,21 @@ def option(argument: str, flag: str) -> str:
     return flag if all(word in _cli_flags for word in flag.split() if word.startswith("-")) else argument
 
 
+ARGUMENT_FLAGS = {"upscale": "--upscale", "seed": "--seed", "prompt": "--prompt",
+                  "num_inference_steps": "--steps", "guidance_scale": "--guidance-scale",
+                  "noise_level": "--noise-level", "chunk_frames": "--chunk-frames",
+                  "chunk_overlap": "--chunk-overlap", "tile_size": "--tile-size", "tile_overlap": "--tile-overlap",
+                  "color_fix": "--color-fix"}
+"""The ``star-vsr upscale`` flag of each argument of a pipeline call that has one (``named``)."""
+
+
+def named(argument: str, value: Any = None) -> str:
+    """``option`` for a pipeline call's ``argument`` (``ARGUMENT_FLAGS``), with ``value`` when given:
+    ``"tile_size=512"`` in Python, ``"--tile-size 512"`` on the command line."""
+    flag = ARGUMENT_FLAGS.get(argument, argument)
+    return option(argument, flag) if value is None else option(f"{argument}={value}", f"{flag} {value}")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` is running out of memory: ``torch.OutOfMemoryError`` (CUDA, XPU), the CPU
     allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends, and

@@ -38,7 +38,8 @@ from typing import Any, Iterator, Optional
 import torch
 from tqdm.auto import tqdm
 
-from .errors import CorruptVideoError, InputError, OutputBusyError, OutputError, UnsupportedVideoError, option
+from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, OutputBusyError, OutputError, UnsupportedVideoError,
+                     named, option)
 from .interrupts import interrupts_held, raise_if_interrupted
 from .models.student import StarStudentState
 from .window_sampler import SamplerState
@@ -82,11 +83,8 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
     if key == "call" and isinstance(saved, dict):  # the diffusion options: name each one that changed
         return ", ".join(_setting_change(name, saved.get(name), now.get(name), pipeline)
                          for name in sorted({*saved, *now}) if saved.get(name) != now.get(name))
-    from star_vsr.pipelines.pipeline_star_vsr import ARGUMENT_FLAGS
-
-    flags = {**ARGUMENT_FLAGS, "seed": "--seed"}
-    if key in flags:  # the diffusion options: "chunk_overlap" in Python, "--chunk-overlap" on the command line
-        return f"{option(key, flags[key])} {saved!r} -> {now!r}"
+    if key in ARGUMENT_FLAGS:  # the diffusion options: "chunk_overlap" in Python, "--chunk-overlap" on the command line
+        return f"{named(key)} {saved!r} -> {now!r}"
     if key == "frame_rate":
         return f"the frame folder's rate ({option('folder_fps', '--fps')}) {saved} -> {now} fps"
     return SETTING_CHANGES.get(key) or f"{key} {saved!r} -> {now!r}"

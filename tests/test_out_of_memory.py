@@ -103,6 +103,24 @@ def test_out_of_memory_advice_names_flags_on_the_command_line_and_arguments_in_p
     assert "--tile-size" not in cache and "tile_size=128" in cache
 
 
+def test_every_flag_that_messages_name_is_an_upscale_flag_for_its_argument():
+    """``ARGUMENT_FLAGS`` (how messages name a pipeline call's arguments on the command line) names real flags of
+    ``star-vsr upscale``, each for the call argument of that name."""
+    import inspect
+
+    from star_vsr.cli import build_parser
+    from star_vsr.errors import ARGUMENT_FLAGS
+    from star_vsr.pipelines import StarStudentPipeline, StarVSRPipeline
+
+    parser = build_parser()
+    upscale = parser._subparsers._group_actions[0].choices["upscale"]
+    call_arguments = {*inspect.signature(StarVSRPipeline.__call__).parameters,
+                      *inspect.signature(StarStudentPipeline.__call__).parameters}
+    for argument, flag in ARGUMENT_FLAGS.items():
+        assert flag in upscale._option_string_actions, flag
+        assert argument in call_arguments or argument == "seed", argument  # the seed makes the call's generator
+
+
 def test_cli_upscale_out_of_memory_is_one_line_and_keeps_saved_work(tmp_path, monkeypatch, capsys):
     import star_vsr.resume
     from star_vsr.models.student import StarStudentModel
