@@ -316,6 +316,71 @@ def test_upscale_batch_overwrite_redoes_finished_outputs(tmp_path, capsys):
     assert "is a folder that already holds files" in capsys.readouterr().err
 
 
+def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path, capsys, monkeypatch):
+    """Under --overwrite every output exists from the start; a batch stopped after redoing some, run again the same
+    way, redoes only the others (its ledger says which). Without --overwrite it says how to go on; other settings
+    or --restart redo every video."""
+    import star_vsr.upscale
+    from star_vsr.overwrite_batch import LEDGER_NAME
+
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    outputs.mkdir()
+    for i in range(3):
+        write_test_video(inputs / f"v{i}.mp4", num_frames=2, size=(8, 8), seed=i)
+        (outputs / f"v{i}.mp4").write_bytes(b"finished earlier")
+    calls, stop_at = [], [2]
+    upscale_video = star_vsr.upscale.upscale_video
+
+    def stopping(pipe, video, *args, **kwargs):  # Ctrl-C while the stop_at-th video of a run is upscaled
+        calls.append(Path(video).name)
+        if len(calls) == stop_at[0]:
+            raise KeyboardInterrupt
+        return upscale_video(pipe, video, *args, **kwargs)
+
+    monkeypatch.setattr(star_vsr.upscale, "upscale_video", stopping)
+    args = ["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]  # the shipped student
+    assert main(args) == 130
+    assert calls == ["v0.mp4", "v1.mp4"] and (outputs / LEDGER_NAME).is_file()
+    assert probe_video(outputs / "v0.mp4").width == 16 and (outputs / "v1.mp4").read_bytes() == b"finished earlier"
+    capsys.readouterr()
+    assert main(args[:-1]) == 0  # without --overwrite: every output exists, nothing to do; it says how to go on
+    assert "run it again with --overwrite to go on" in capsys.readouterr().out
+    calls.clear()
+    stop_at[0] = 0
+    assert main(args) == 0
+    assert calls == ["v1.mp4", "v2.mp4"]  # v0 is not redone
+    assert "1 of 3 videos already redone by this batch under --overwrite" in capsys.readouterr().out
+    assert all(probe_video(outputs / f"v{i}.mp4").width == 16 for i in range(3))
+    assert not (outputs / LEDGER_NAME).exists()  # the batch ran to its end
+    # stopped again: --restart, or other settings, redo every video
+    calls.clear()
+    stop_at[0] = 2
+    assert main(args) == 130
+    for again, note in ((["--restart"], None), (["--upscale", "3"], "ran with other settings (upscale)")):
+        calls.clear()
+        stop_at[0] = 3
+        assert main([*args, *again]) == 130
+        assert calls == ["v0.mp4", "v1.mp4", "v2.mp4"]
+        assert note is None or note in capsys.readouterr().out
+
+
+def test_a_damaged_overwrite_ledger_redoes_every_video(tmp_path):
+    from star_vsr.overwrite_batch import OverwriteLedger
+
+    ledger = OverwriteLedger(tmp_path, {"upscale": 2.0, "model": tmp_path})
+    assert ledger.finished() == (set(), None)
+    ledger.start()
+    ledger.add("a.mp4")
+    assert ledger.finished() == ({"a.mp4"}, None)
+    with open(ledger.path, "a") as cut:
+        cut.write('{"do')  # a line cut short by a crash: the lines before it still count
+    assert ledger.finished() == ({"a.mp4"}, None)
+    ledger.path.write_text('{"sett')  # no settings to compare with: every video is redone
+    names, note = ledger.finished()
+    assert names == set() and "cannot read" in note and "redoing every video" in note
+
+
 def _reference_format_checkpoint(unet, controlnet) -> dict[str, torch.Tensor]:
     """Rename star-vsr weights back to STAR's released key names (the inverse of the converter)."""
     from star_vsr.conversion.star_checkpoint import star_key_mapping

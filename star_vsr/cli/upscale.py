@@ -3,7 +3,8 @@
 ``--model`` is a folder with a StarVSR diffusion pipeline (``star-vsr convert-star``) or a
 student pipeline. Frames stream from the input to the output; the output keeps the input's frame
 rate and audio and appears only when complete. ``upscale-batch`` skips outputs that already
-exist, so an interrupted batch resumes where it stopped (``--overwrite`` redoes them: go on without it), and under
+exist, so an interrupted batch resumes where it stopped (``--overwrite`` redoes them; stopped, the same command
+goes on where it stopped, ``star_vsr.overwrite_batch``), and under
 ``accelerate launch --num_processes N`` it splits the videos across the processes; a video it
 cannot read is reported and skipped, the others are upscaled, and the exit status is 1. Its
 outputs keep the input names, with the container suffix the codec needs (``.mkv`` for FFV1,
@@ -102,8 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="folder for the outputs (the input names; see the codec note above)")
     batch.add_argument("--overwrite", action="store_true",
                        help="redo videos whose output exists, replacing each output when its new one is complete "
-                            "(default: skip them); to go on with a batch stopped under --overwrite, run it again "
-                            "without --overwrite, or the videos it finished are redone too")
+                            "(default: skip them); a batch stopped under --overwrite, run again the same way, goes "
+                            "on where it stopped (with --restart or other settings it redoes every video)")
     _add_common(batch)
     batch.set_defaults(func=run_batch)
 
@@ -214,6 +215,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
     from ..outputs import check_new_output, check_writable
+    from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder
     from ..upscale import upscale_video
 
@@ -240,13 +242,30 @@ def run_batch(args: argparse.Namespace) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     # on machines without a GPU (or under `accelerate launch --cpu`) processes talk over gloo
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
-    todo = videos if args.overwrite else [v for v in videos if not outputs[v].exists()]
+    ledger = OverwriteLedger(output_dir, batch_settings(args))  # what a batch under --overwrite has redone
+    if args.overwrite:
+        redone, note = ledger.finished() if not args.restart else (set(), None)
+        todo = [v for v in videos if outputs[v].name not in redone]
+    else:
+        redone, note = set(), None
+        todo = [v for v in videos if not outputs[v].exists()]
+        if ledger.path.is_file():
+            note = ("a batch run here with --overwrite was stopped before it redid every video; run it again with "
+                    "--overwrite to go on (the outputs it had not reached yet are old ones)")
+    state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
     if state.is_main_process:
+        if note:
+            print(f"note: {note}")
+        if args.overwrite and not redone:
+            ledger.start()
         partly = sum((partial_folder(outputs[v]) / MANIFEST).is_file() for v in todo) if not args.restart else 0
         done = sum(outputs[v].exists() for v in videos)
-        status = f"{done} of {len(videos)} videos already done" + (" (--overwrite: redone)" if args.overwrite else "")
+        status = (f"{len(videos) - len(todo)} of {len(videos)} videos already redone by this batch under --overwrite "
+                  f"before it was stopped (--restart redoes them too)" if redone else
+                  f"{done} of {len(videos)} videos already done" + (" (--overwrite: redone)" if args.overwrite else ""))
         print(f"{status}; {len(todo)} to go on {state.num_processes} process(es)"
               + (f", {partly} of them partly done" if partly else ""))
+    state.wait_for_everyone()  # the ledger is there before any process adds to it
     with state.split_between_processes(todo) as mine:
         pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
         failed = []
@@ -265,8 +284,12 @@ def run_batch(args: argparse.Namespace) -> int:
             except OutputBusyError as error:  # a second batch on the same folder shares the work
                 print(f"[process {state.process_index}] skipped {video}: {error}", file=sys.stderr)
                 continue
+            if args.overwrite:
+                ledger.add(outputs[video].name)
             print(f"[process {state.process_index}] wrote {outputs[video]}")
     state.wait_for_everyone()
+    if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above)
+        ledger.remove()
     if failed:
         print(f"[process {state.process_index}] {len(failed)} video(s) could not be read and were skipped: "
               f"{', '.join(v.name for v in failed)}", file=sys.stderr)
