@@ -101,7 +101,15 @@ def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return True
     message = str(error).lower()
-    return isinstance(error, RuntimeError) and ("can't allocate memory" in message or "out of memory" in message)
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in message or "out of memory" in message
+                                                or _is_onednn_refusal(message))
+
+
+def _is_onednn_refusal(message: str) -> bool:
+    """oneDNN's bare "could not create a primitive" (PyTorch's CPU convolutions): what it raises when memory runs
+    out (under ``ulimit -v``) or a tensor is too large for it (pytorch issue 55884), both cured by less work per
+    call. Not "could not create a primitive descriptor" (an unsupported operation)."""
+    return message.strip() == "could not create a primitive"
 
 
 def _amount(message: str) -> str:
@@ -127,7 +135,9 @@ def explain_out_of_memory(doing: str, advice: str | Callable[[], str]) -> Iterat
         if not is_out_of_memory(error):
             raise
         text = advice() if callable(advice) else advice
-        raise DeviceError(f"out of memory while {doing}{_amount(str(error))}; {text}") from error
+        what = ("out of memory, or a frame too large for oneDNN (its 'could not create a primitive'),"
+                if _is_onednn_refusal(str(error).lower()) else "out of memory")
+        raise DeviceError(f"{what} while {doing}{_amount(str(error))}; {text}") from error
 
 
 def explain_out_of_memory_of_call(doing: str, advice: Callable[[Any, dict[str, Any]], str]

@@ -31,6 +31,12 @@ def test_out_of_memory_errors_are_recognised():
     assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1.2 GB, ...)"))
     assert is_out_of_memory(MemoryError("Cannot allocate memory (os error 12)"))  # safetensors, PyAV's av.MemoryError
     assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert is_out_of_memory(RuntimeError("could not create a primitive"))  # oneDNN under `ulimit -v`, huge frames
+    assert not is_out_of_memory(RuntimeError("could not create a primitive descriptor for a matmul primitive"))
+    with pytest.raises(DeviceError, match=r"^out of memory, or a frame too large for oneDNN \(its 'could not create "
+                                          r"a primitive'\), while testing; do less$"):
+        with explain_out_of_memory("testing", "do less"):
+            raise RuntimeError("could not create a primitive")
     assert not is_out_of_memory(DeviceError("out of memory while upscaling; use tiles"))  # explained already
     with pytest.raises(DeviceError, match=r"out of memory while testing \(allocating 2.00 GiB failed\); do less"):
         with explain_out_of_memory("testing", "do less"):
