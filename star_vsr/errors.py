@@ -87,9 +87,13 @@ ARGUMENT_FLAGS = {"upscale": "--upscale", "seed": "--seed", "prompt": "--prompt"
 
 def named(argument: str, value: Any = None) -> str:
     """``option`` for a pipeline call's ``argument`` (``ARGUMENT_FLAGS``), with ``value`` when given:
-    ``"tile_size=512"`` in Python, ``"--tile-size 512"`` on the command line."""
-    flag = ARGUMENT_FLAGS.get(argument, argument)
-    return option(argument, flag) if value is None else option(f"{argument}={value}", f"{flag} {value}")
+    ``"tile_size=512"`` in Python, ``"--tile-size 512"`` on the command line; an argument without a flag is
+    named as in Python everywhere."""
+    python = argument if value is None else f"{argument}={value}"
+    flag = ARGUMENT_FLAGS.get(argument)
+    if flag is None:
+        return python
+    return option(python, flag if value is None else f"{flag} {value}")
 
 
 def is_out_of_memory(error: BaseException) -> bool:

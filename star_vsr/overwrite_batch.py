@@ -2,10 +2,13 @@
 
 Under ``--overwrite`` every output exists from the start (the old ones are replaced one by one), so a stopped
 batch cannot tell the outputs it redid from the old ones it had not reached. It keeps a ledger in the output
-folder (``LEDGER_NAME``, one JSON object per line): first the settings the batch runs with, then the name of
-each output as it is finished. The same command run again skips the outputs the ledger lists; other settings
-(another model, scale, codec...) or ``--restart`` start a new ledger, so every video is redone. The ledger is
-deleted when a batch runs to its end.
+folder (``LEDGER_NAME``, one JSON object per line): first the settings the batch runs with (its input folder
+among them), then each output as it is finished, with the size and time of the input it was made from. The same
+command run again skips the outputs the ledger lists that are still there and whose inputs are unchanged;
+other settings (another model, scale, codec...) or ``--restart`` start a new ledger, so every video is redone.
+The ledger is deleted when a batch runs to its end. Two batches at once on one output folder (which share its
+videos) keep one ledger between them; when either starts or ends a ledger, a stopped batch redoes more videos,
+never fewer.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 LEDGER_NAME = ".star-vsr-overwrite.jsonl"
 """File of the ledger in the output folder (hidden: it is not an output)."""
@@ -26,8 +29,9 @@ class OverwriteLedger:
         self.path = Path(output_dir) / LEDGER_NAME
         self.settings = json.loads(json.dumps(dict(settings), default=str))  # as the file stores them
 
-    def finished(self) -> tuple[set[str], str | None]:
-        """Names of the outputs that a stopped batch of the same settings finished, and a note for the user
+    def finished(self, inputs: Mapping[str, Path]) -> tuple[set[str], str | None]:
+        """Names of the outputs that a stopped batch of the same settings finished, among ``inputs`` (output
+        name -> input file) those still there and made from the same input file as now, and a note for the user
         when the folder holds the ledger of a batch that cannot be continued (other settings, damaged)."""
         if not self.path.is_file():
             return set(), None
@@ -38,10 +42,13 @@ class OverwriteLedger:
             return set(), (f"cannot read {self.path}, the record of a batch stopped under --overwrite; redoing "
                            f"every video")
         if settings != self.settings:
-            changed = sorted(key for key in {*settings, *self.settings} if settings.get(key) != self.settings.get(key))
+            changed = sorted(f"--{key.replace('_', '-')}" for key in {*settings, *self.settings}
+                             if settings.get(key) != self.settings.get(key))
             return set(), (f"the batch stopped here under --overwrite ran with other settings ({', '.join(changed)}); "
                            f"redoing every video")
-        return {name for name in map(_done, lines) if name}, None
+        done = dict(entry for entry in map(_done, lines) if entry)
+        return {name for name, source in inputs.items() if name in done and done[name] == _signature(source)
+                and (self.path.parent / name).exists()}, None
 
     def start(self) -> None:
         """Begin a new record (replacing an old one) holding the settings."""
@@ -49,30 +56,44 @@ class OverwriteLedger:
         temporary.write_text(json.dumps({"settings": self.settings}) + "\n", encoding="utf-8")
         os.replace(temporary, self.path)
 
-    def add(self, name: str) -> None:
-        """Record that output ``name`` is finished (one appended line: processes of a batch may add at once)."""
-        with open(self.path, "a", encoding="utf-8") as ledger:
-            ledger.write(json.dumps({"done": name}) + "\n")
+    def add(self, name: str, source: Path) -> None:
+        """Record that output ``name`` is finished, made from ``source`` (one appended line: processes of a batch
+        may add at once). Nothing when the ledger is gone (another batch on the folder ended and removed it)."""
+        try:
+            ledger = os.open(self.path, os.O_WRONLY | os.O_APPEND)  # not O_CREAT: no ledger without settings
+        except FileNotFoundError:
+            return
+        with os.fdopen(ledger, "w", encoding="utf-8") as file:
+            file.write(json.dumps({"done": name, "input": _signature(source)}) + "\n")
 
     def remove(self) -> None:
         """The batch ran to its end: nothing left to go on with."""
         self.path.unlink(missing_ok=True)
 
 
-def _done(line: str) -> str | None:
-    """The output name a ledger line records; None for a line cut short (a crash while it was written)."""
+def _signature(source: Path) -> list[Any]:
+    """What tells an input file from another one put in its place: its name, size and modification time."""
+    stat = Path(source).stat()
+    return [Path(source).name, stat.st_size, stat.st_mtime_ns]
+
+
+def _done(line: str) -> tuple[str, Any] | None:
+    """(output name, input signature) of a ledger line; None for a line cut short (a crash while it was
+    written)."""
     try:
-        name = json.loads(line)["done"]
+        entry = json.loads(line)
+        return (entry["done"], entry["input"]) if isinstance(entry["done"], str) else None
     except (ValueError, LookupError, TypeError):
         return None
-    return name if isinstance(name, str) else None
 
 
-def batch_settings(args: Any) -> dict[str, Any]:
-    """What decides an ``upscale-batch`` run's outputs: its command-line options but the folders, the
-    ``--overwrite`` / ``--restart`` controls and the device, with the model folder absolute."""
-    ignored = {"input_dir", "output_dir", "overwrite", "restart", "device", "func", "command"}
+def batch_settings(args: Any, ignored: Iterable[str] = ()) -> dict[str, Any]:
+    """What decides an ``upscale-batch`` run's outputs: its command-line options but the output folder, the
+    ``--overwrite`` / ``--restart`` controls, the device and ``ignored`` (options the model ignores), with the
+    input and model folders absolute."""
+    ignored = {"output_dir", "overwrite", "restart", "device", "func", "command", *ignored}
     settings = {key: value for key, value in vars(args).items() if key not in ignored}
-    if settings.get("model"):
-        settings["model"] = str(Path(settings["model"]).resolve())
+    for key in ("input_dir", "model"):
+        if settings.get(key):
+            settings[key] = str(Path(settings[key]).resolve())
     return settings

@@ -67,15 +67,15 @@ class SettingsParser(argparse.ArgumentParser):
     of flags, above which ``accelerate launch`` then prints its own traceback, buried the message).
 
     ``path_settings`` names the settings that are paths, which the run records (and compares) absolute;
-    ``size_settings`` those that are an int or [height, width], which it records as [height, width] (so a
-    resumed run given ``32`` where it started with ``[32, 32]`` does not count as changed).
+    ``pair_settings`` those that are an int or a pair ([height, width], [min, max]), which it records as a pair
+    (so a resumed run given ``32`` where it started with ``[32, 32]`` does not count as changed).
     """
 
-    def __init__(self, *args: Any, path_settings: Sequence[str] = (), size_settings: Sequence[str] = (),
+    def __init__(self, *args: Any, path_settings: Sequence[str] = (), pair_settings: Sequence[str] = (),
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.path_settings = tuple(path_settings)
-        self.size_settings = tuple(size_settings)
+        self.pair_settings = tuple(pair_settings)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -384,19 +384,19 @@ def resume_checkpoint(output_dir: Path, resume: Optional[str]) -> Optional[Path]
 
 def recorded_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
     """``args`` as a run records and compares them: plain YAML values, exactly as read back from the file
-    (tuples as lists), the parser's ``path_settings`` absolute and its ``size_settings`` as [height, width]."""
+    (tuples as lists), the parser's ``path_settings`` absolute and its ``pair_settings`` as pairs."""
     return _comparable(vars(args), parser)
 
 
 def _comparable(settings: Mapping[str, Any], parser: argparse.ArgumentParser) -> dict[str, Any]:
-    """``settings`` with paths absolute and sizes as pairs, through a YAML round trip."""
-    paths, sizes = getattr(parser, "path_settings", ()), getattr(parser, "size_settings", ())
+    """``settings`` with paths absolute and pairs as pairs, through a YAML round trip."""
+    paths, pairs = getattr(parser, "path_settings", ()), getattr(parser, "pair_settings", ())
     resolved = {}
     for name, value in settings.items():
         if name in paths and isinstance(value, str) and value:  # absolute whether or not it exists (now)
             path = Path(value).expanduser()
             value = str(path.resolve() if path.exists() else path.absolute())
-        elif name in sizes and isinstance(value, int) and not isinstance(value, bool):  # 32 -> [32, 32]
+        elif name in pairs and isinstance(value, int) and not isinstance(value, bool):  # 32 -> [32, 32]
             value = [value, value]
         resolved[name] = value
     return yaml.safe_load(yaml.safe_dump(_plain(resolved), sort_keys=False))

@@ -353,11 +353,32 @@ def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path
     assert "1 of 3 videos already redone by this batch under --overwrite" in capsys.readouterr().out
     assert all(probe_video(outputs / f"v{i}.mp4").width == 16 for i in range(3))
     assert not (outputs / LEDGER_NAME).exists()  # the batch ran to its end
+    # a redone output deleted since, or one whose input was replaced, is redone; so is every one of another folder
+    stop_at[0] = 3
+    calls.clear()
+    assert main(args) == 130  # v0 and v1 redone
+    (outputs / "v0.mp4").unlink()
+    write_test_video(inputs / "v1.mp4", num_frames=2, size=(8, 8), seed=7)
+    calls.clear()
+    stop_at[0] = 0
+    assert main(args) == 0 and calls == ["v0.mp4", "v1.mp4", "v2.mp4"]
+    other = tmp_path / "other"
+    other.mkdir()
+    for i in range(3):
+        write_test_video(other / f"v{i}.mp4", num_frames=2, size=(12, 12), seed=i)
+    calls.clear()
+    stop_at[0] = 2
+    assert main(args) == 130
+    calls.clear()
+    stop_at[0] = 0
+    assert main(["upscale-batch", str(other), *args[2:]]) == 0 and calls == ["v0.mp4", "v1.mp4", "v2.mp4"]
+    assert "other settings (--input-dir)" in capsys.readouterr().out
+    assert probe_video(outputs / "v0.mp4").width == 24
     # stopped again: --restart, or other settings, redo every video
     calls.clear()
     stop_at[0] = 2
     assert main(args) == 130
-    for again, note in ((["--restart"], None), (["--upscale", "3"], "ran with other settings (upscale)")):
+    for again, note in ((["--restart"], None), (["--upscale", "3"], "ran with other settings (--upscale)")):
         calls.clear()
         stop_at[0] = 3
         assert main([*args, *again]) == 130
@@ -368,17 +389,27 @@ def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path
 def test_a_damaged_overwrite_ledger_redoes_every_video(tmp_path):
     from star_vsr.overwrite_batch import OverwriteLedger
 
+    source, output = tmp_path / "a.avi", tmp_path / "a.mp4"
+    source.write_bytes(b"input")
+    output.write_bytes(b"output")
     ledger = OverwriteLedger(tmp_path, {"upscale": 2.0, "model": tmp_path})
-    assert ledger.finished() == (set(), None)
+    assert ledger.finished({"a.mp4": source}) == (set(), None)
+    ledger.add("a.mp4", source)  # no ledger started (or another batch removed it): nothing recorded
+    assert not ledger.path.exists()
     ledger.start()
-    ledger.add("a.mp4")
-    assert ledger.finished() == ({"a.mp4"}, None)
+    ledger.add("a.mp4", source)
+    assert ledger.finished({"a.mp4": source}) == ({"a.mp4"}, None)
     with open(ledger.path, "a") as cut:
         cut.write('{"do')  # a line cut short by a crash: the lines before it still count
-    assert ledger.finished() == ({"a.mp4"}, None)
+    assert ledger.finished({"a.mp4": source}) == ({"a.mp4"}, None)
+    source.write_bytes(b"another input")  # replaced since: redone
+    assert ledger.finished({"a.mp4": source}) == (set(), None)
     ledger.path.write_text('{"sett')  # no settings to compare with: every video is redone
-    names, note = ledger.finished()
+    names, note = ledger.finished({"a.mp4": source})
     assert names == set() and "cannot read" in note and "redoing every video" in note
+    OverwriteLedger(tmp_path, {"upscale": 3.0}).start()
+    names, note = OverwriteLedger(tmp_path, {"upscale": 2.0, "model": "elsewhere"}).finished({})
+    assert names == set() and "other settings (--model, --upscale)" in note
 
 
 def _reference_format_checkpoint(unet, controlnet) -> dict[str, torch.Tensor]:

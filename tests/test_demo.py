@@ -86,6 +86,19 @@ def test_demo_labels_a_diffusion_model_as_such(tmp_path, capsys, monkeypatch, ti
     assert "already holds input.mp4, bicubic.mp4, diffusion.mp4" in capsys.readouterr().err
 
 
+def test_demo_overwrite_removes_only_the_model_video_an_earlier_demo_wrote(tmp_path):
+    from star_vsr.cli.demo import earlier_model_videos
+
+    for name in ("student.mp4", "model.mp4", "diffusion.mp4"):
+        (tmp_path / name).write_bytes(b"video")
+    assert earlier_model_videos(tmp_path, "diffusion") == []  # no metrics.json: no demo wrote them
+    (tmp_path / "metrics.json").write_text('{"metrics": {"bicubic": {}, "student": {}}}')
+    assert earlier_model_videos(tmp_path, "diffusion") == ["student.mp4"]  # not model.mp4, a user's file
+    assert earlier_model_videos(tmp_path, "student") == []
+    (tmp_path / "metrics.json").write_text('{"metr')
+    assert earlier_model_videos(tmp_path, "diffusion") == []
+
+
 # --------------------------------------------------------------------------- the shipped student
 
 

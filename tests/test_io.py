@@ -942,6 +942,33 @@ def test_mp4_cut_after_its_index_is_refused_before_decoding(tmp_path, videos):
         assert np.array_equal(intact, read_frames(faststart, [0, 1], backend=backend))
 
 
+def test_frames_of_an_mp4_with_b_frames_cut_after_its_index_read_or_fail_saying_so(tmp_path):
+    """The index counts the frames past the cut in decoding order; with B-frames a frame shown just before them can
+    be stored after the cut too: asked for, it fails with the file's damage, not a bare decoding error."""
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream("libx264", rate=30, options={"crf": "30", "bf": "3", "g": "12"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(30):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rng.integers(0, 256, (48, 64, 3), np.uint8),
+                                                             format="rgb24")))
+        out.mux(stream.encode(None))
+    reference = read_frames(whole, list(range(30)), backend="pyav")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.95)])
+    info = probe_video(cut)
+    assert info.frames_cut > 0
+    outcomes = []
+    for index in range(info.num_frames - info.frames_cut - 4, info.num_frames):
+        try:
+            outcomes.append(np.array_equal(read_frames(cut, [index], backend="pyav")[0], reference[index]))
+        except CorruptVideoError as error:
+            assert str(error).startswith(f"{cut} is cut short") and f"(frame {index} was asked for)" in str(error)
+            outcomes.append("refused")
+    assert outcomes[0] is True and outcomes[-1] == "refused" and False not in outcomes
+
+
 def test_info_upscale_and_degrade_report_an_mp4_cut_short_after_its_index(tmp_path, capsys):
     """A +faststart MP4 (index first) cut in half: `info` reports it as damaged (exit status 1), `upscale`
     refuses it with that reason before loading a model and `degrade` before writing a frame, rather than failing

@@ -125,6 +125,13 @@ def test_every_flag_that_messages_name_is_an_upscale_flag_for_its_argument():
     for argument, flag in ARGUMENT_FLAGS.items():
         assert flag in upscale._option_string_actions, flag
         assert argument in call_arguments or argument == "seed", argument  # the seed makes the call's generator
+    from star_vsr.cli import _command_flags
+    from star_vsr.errors import named
+
+    with cli_wording(_command_flags(parser, parser.parse_args(["upscale", "in.mp4", "-o", "out.mp4"]))):
+        assert (named("tile_size", 512), named("tile_size")) == ("--tile-size 512", "--tile-size")
+        assert named("decode_chunk_size", 1) == "decode_chunk_size=1"  # no flag: as in Python
+    assert (named("tile_size", 512), named("decode_chunk_size")) == ("tile_size=512", "decode_chunk_size")
 
 
 def test_cli_upscale_out_of_memory_is_one_line_and_keeps_saved_work(tmp_path, monkeypatch, capsys):

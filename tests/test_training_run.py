@@ -142,7 +142,7 @@ def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tm
 
 def run_parser() -> SettingsParser:
     """The settings a resume compares, as a training script declares them."""
-    p = SettingsParser(path_settings=("config", "train_data", "output_dir"), size_settings=("crop_size",))
+    p = SettingsParser(path_settings=("config", "train_data", "output_dir"), pair_settings=("crop_size",))
     p.add_argument("--config", default=None)
     p.add_argument("--train_data", default=None)
     p.add_argument("--output_dir", default="run")

@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                             path_settings=("config", "pretrained_model_name_or_path", "controlnet_model_name_or_path",
                                            "train_data", "validation_video", "output_dir"),
-                            size_settings=("crop_size", "dfl_crop_size"))
+                            pair_settings=("crop_size", "dfl_crop_size", "frame_interval"))
     parser.add_argument("--config", type=str, default=None, help="YAML file of settings (keys = the flags below).")
 
     model = parser.add_argument_group("model")

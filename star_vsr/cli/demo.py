@@ -61,6 +61,20 @@ def output_names(label: str) -> tuple[str, ...]:
     return tuple(f"{label}.mp4" if name == "student.mp4" else name for name in OUTPUT_NAMES)
 
 
+def earlier_model_videos(output: Path, label: str) -> list[str]:
+    """The model video of an earlier demo in ``output`` that a demo of a model labelled ``label`` does not write
+    over (``student.mp4`` under a ``diffusion`` demo): the model its ``metrics.json`` names, where that file is
+    there and readable; never a user's file that no demo wrote."""
+    import json
+
+    try:
+        earlier = json.loads((output / "metrics.json").read_text(encoding="utf-8"))["metrics"]
+    except (OSError, ValueError, LookupError, TypeError):
+        return []
+    return [f"{name}.mp4" for name in earlier if name in MODEL_LABELS.values() and name != label
+            and (output / f"{name}.mp4").is_file()] if isinstance(earlier, dict) else []
+
+
 def comparison_image(panels: list[tuple[str, Any]]) -> Any:
     """Panels (label, uint8 (h, w, 3)) side by side under their labels, as a PIL image."""
     import numpy as np
@@ -105,9 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if existing and not args.overwrite:
         raise InputError(f"{output} already holds {', '.join(existing)}; pass --overwrite or choose another -o")
     check_writable(output / names[0])
-    # the video of an earlier demo's other model, replaced by this one's (not a user's file of that name)
-    stale = [f"{other}.mp4" for other in {*MODEL_LABELS.values(), "model"} - {label}
-             if (output / f"{other}.mp4").exists()] if (output / "metrics.json").exists() else []
+    stale = earlier_model_videos(output, label) if args.overwrite else []  # replaced by this demo's
 
     # 1. A clip filmed from the photo, degraded x4
     clip = photo_clip(args.photo, args.frames, DEMO_SIZE, degradation=args.degradation, seed=args.seed)

@@ -217,7 +217,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from ..outputs import check_new_output, check_writable
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder
-    from ..upscale import upscale_video
+    from ..upscale import pipeline_class_name, upscale_video
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():
@@ -242,9 +242,10 @@ def run_batch(args: argparse.Namespace) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     # on machines without a GPU (or under `accelerate launch --cpu`) processes talk over gloo
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
-    ledger = OverwriteLedger(output_dir, batch_settings(args))  # what a batch under --overwrite has redone
-    if args.overwrite:
-        redone, note = ledger.finished() if not args.restart else (set(), None)
+    student = pipeline_class_name(args.model) != "StarVSRPipeline"  # it ignores the diffusion options
+    ledger = OverwriteLedger(output_dir, batch_settings(args, ignored=DIFFUSION_DEFAULTS if student else ()))
+    if args.overwrite:  # go on with a batch stopped under --overwrite: skip what its ledger lists
+        redone, note = ledger.finished({outputs[v].name: v for v in videos}) if not args.restart else (set(), None)
         todo = [v for v in videos if outputs[v].name not in redone]
     else:
         redone, note = set(), None
@@ -285,7 +286,7 @@ def run_batch(args: argparse.Namespace) -> int:
                 print(f"[process {state.process_index}] skipped {video}: {error}", file=sys.stderr)
                 continue
             if args.overwrite:
-                ledger.add(outputs[video].name)
+                ledger.add(outputs[video].name, video)
             print(f"[process {state.process_index}] wrote {outputs[video]}")
     state.wait_for_everyone()
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above)

@@ -185,10 +185,12 @@ class VideoInfo:
             a recording that was never finished has no such header and goes unnoticed), or one whose
             last frame is held that much longer without its packet saying so; 0 otherwise.
             `duration_s` is then what the frames cover. (An MP4 cut short keeps its index's frame
-            count instead, and reading it fails where the data ends: `frames_cut`.)
+            count instead: `frames_cut`.)
         frames_cut: Frames that the container's index (MP4 / MOV) lists past the end of the file: it was cut
             short after its index was written (an interrupted download or copy of a "faststart" file), and
-            decoding fails where its data ends; 0 otherwise. `damage` says so; upscaling refuses such a file.
+            decoding would fail where its data ends; 0 otherwise. `damage` says so; `open_video` refuses such a
+            file, `read_frames` the frames it lacks (counted in decoding order, so with B-frames a few shown
+            before them can be missing too).
         untagged_hd: The stream has no colour matrix tag and HD frames (wider than 1279 or taller than
             576 pixels), so it is read as BT.709, as players show it; decord would take BT.601, so
             `read_frames` reads such files with PyAV.

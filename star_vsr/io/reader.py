@@ -431,7 +431,7 @@ def read_frames(
         raise InputError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
     info = probe_video(path, folder_fps=folder_fps)
     wanted = _check_indices(indices, info)
-    if info.frames_cut and wanted and max(wanted) >= info.num_frames - info.frames_cut:  # frames before the cut read
+    if info.frames_cut and wanted and max(wanted) >= info.num_frames - info.frames_cut:  # earlier ones may read
         raise CorruptVideoError(f"{info.damage} (frame {max(wanted)} was asked for)")
     if not wanted:
         return np.empty((0, info.height, info.width, 3), dtype=np.uint8)
@@ -452,5 +452,10 @@ def read_frames(
                     f"{info.path}: decord cannot read the frames ({error})"
                 ) from error
             logger.debug("%s: decord failed (%s); reading with PyAV", info.path, error)
-    found = _read_frames_pyav(info, sorted(set(wanted)))
+    try:
+        found = _read_frames_pyav(info, sorted(set(wanted)))
+    except CorruptVideoError as error:
+        if info.frames_cut:  # a frame shown before the cut can be stored after it (B-frames: decoding order)
+            raise CorruptVideoError(f"{info.damage} (frame {max(wanted)} was asked for)") from error
+        raise
     return np.stack([found[index] for index in wanted])  # (k, h, w, 3)
