@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import logging.handlers
@@ -573,8 +574,25 @@ def test_upscale_batch_splits_videos_across_processes(tmp_path, tiny_star_folder
     assert result.returncode == 0, result.stderr[-2000:]
     assert "on 2 process(es)" in result.stdout
     writers = {line.split("]")[0] for line in result.stdout.splitlines() if line.startswith("[process")}
-    assert writers == {"[process 0", "[process 1"}
+    assert writers == {"[process 0", "[process 1"}, result.stdout + result.stderr[-3000:]
     assert sorted(p.name for p in outputs.iterdir()) == ["v0.mp4", "v1.mp4", "v2.mp4"]
+
+
+def test_process_lines_are_single_writes():
+    """Processes under `accelerate launch` share one unbuffered stdout; print's separate newline write let another
+    process's line land in between (seen in CI: '[process 0] wrote a[process 1] wrote b' on one line)."""
+    from star_vsr.cli.upscale import process_line
+
+    class Recorder(io.StringIO):
+        writes: list = []
+
+        def write(self, text):
+            self.writes.append(text)
+            return super().write(text)
+
+    out = Recorder()
+    process_line(1, "wrote out/v2.mp4", out)
+    assert out.writes == ["[process 1] wrote out/v2.mp4\n"]
 
 
 def test_degrade_is_deterministic_coherent_and_keeps_audio(tmp_path):

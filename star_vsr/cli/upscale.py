@@ -25,8 +25,9 @@ import os
 import sys
 import warnings
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, TextIO
 
 from ..errors import CorruptVideoError, InputError, OutputBusyError, UnsupportedVideoError
 
@@ -208,6 +209,18 @@ def input_notes(path: str | Path, deinterlace: bool | str, folder_fps: Fraction 
     return notes + source.info.caveats()
 
 
+def process_line(process_index: int, message: str, file: Optional[TextIO] = None) -> None:
+    """Print ``[process i] message`` in one write.
+
+    Under ``accelerate launch`` every process writes unbuffered (PYTHONUNBUFFERED=1) to the same terminal or
+    pipe, and ``print`` writes the text and its newline separately: another process's line could land between
+    them, gluing two lines together. One write of a short line to a pipe is atomic.
+    """
+    file = file or sys.stdout  # (read here: tests and wrappers replace sys.stdout)
+    file.write(f"[process {process_index}] {message}\n")
+    file.flush()
+
+
 def run_batch(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
@@ -230,10 +243,6 @@ def run_batch(args: argparse.Namespace) -> int:
         raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {input_dir}")
     names = output_names([video.name for video in videos], args.codec)
     outputs = {video: output_dir / names[video.name] for video in videos}
-    for video in videos:
-        if names[video.name] != output_name(video.name, args.codec):
-            print(f"note: {video.name} is written as {names[video.name]} ({output_name(video.name, args.codec)} is "
-                  f"another video's output)")
     check_writable(outputs[videos[0]])
     if args.overwrite:  # as `upscale --overwrite`, for every output, before any work
         for video in videos:
@@ -255,6 +264,10 @@ def run_batch(args: argparse.Namespace) -> int:
                     "--overwrite to go on (the outputs it had not reached yet are old ones)")
     state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
     if state.is_main_process:
+        for video in videos:
+            if names[video.name] != output_name(video.name, args.codec):
+                print(f"note: {video.name} is written as {names[video.name]} ({output_name(video.name, args.codec)} "
+                      f"is another video's output)")
         if note:
             print(f"note: {note}")
         if args.overwrite and not redone:
@@ -267,31 +280,32 @@ def run_batch(args: argparse.Namespace) -> int:
         print(f"{status}; {len(todo)} to go on {state.num_processes} process(es)"
               + (f", {partly} of them partly done" if partly else ""))
     state.wait_for_everyone()  # the ledger is there before any process adds to it
+    say = partial(process_line, state.process_index)
     with state.split_between_processes(todo) as mine:
         pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
         failed = []
         for video in mine:
             try:
                 for note in input_notes(video, deinterlace_choice(args.deinterlace)):
-                    print(f"[process {state.process_index}] note: {note}")
+                    say(f"note: {note}")
                 upscale_video(pipe, video, outputs[video], codec=args.codec, crf=args.crf,
                               keep_audio=not args.no_audio, progress=state.is_local_main_process,
                               restart=args.restart, deinterlace=deinterlace_choice(args.deinterlace),
                               **pipeline_kwargs(type(pipe).__name__, args))
             except (CorruptVideoError, UnsupportedVideoError) as error:  # this video, not the batch
-                print(f"[process {state.process_index}] skipped {video}: {error}", file=sys.stderr)
+                say(f"skipped {video}: {error}", sys.stderr)
                 failed.append(video)
                 continue
             except OutputBusyError as error:  # a second batch on the same folder shares the work
-                print(f"[process {state.process_index}] skipped {video}: {error}", file=sys.stderr)
+                say(f"skipped {video}: {error}", sys.stderr)
                 continue
             if args.overwrite:
                 ledger.add(outputs[video].name, video)
-            print(f"[process {state.process_index}] wrote {outputs[video]}")
+            say(f"wrote {outputs[video]}")
     state.wait_for_everyone()
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above)
         ledger.remove()
     if failed:
-        print(f"[process {state.process_index}] {len(failed)} video(s) could not be read and were skipped: "
-              f"{', '.join(v.name for v in failed)}", file=sys.stderr)
+        say(f"{len(failed)} video(s) could not be read and were skipped: {', '.join(v.name for v in failed)}",
+            sys.stderr)
     return 1 if failed else 0
