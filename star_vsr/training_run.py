@@ -543,13 +543,15 @@ class StopRequest:
     model, optimizer and schedule are consistent) and, when it is True, saves a checkpoint and stops.
     A second signal stops at once (KeyboardInterrupt). Under several processes `agreed` is the
     maximum over them, so all stop at the same step (a save needs them all). Use as a context
-    manager; outside the main thread (no signal handlers) it never stops anything.
+    manager; outside the main thread (no signal handlers) it never stops anything. ``announce``: whether
+    this process says so on stderr; Ctrl-C reaches every process of a run, so only the main one does.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
+    def __init__(self, announce: bool = True) -> None:
         self.requested = False
+        self.announce = announce
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "StopRequest":
@@ -565,8 +567,9 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping after this step and saving a checkpoint (press Ctrl-C again to stop at once)",
-              file=sys.stderr, flush=True)
+        if self.announce:
+            print("\nstopping after this step and saving a checkpoint (press Ctrl-C again to stop at once)",
+                  file=sys.stderr, flush=True)
 
     def agreed(self, accelerator: Any) -> bool:
         """Whether any process was asked to stop (a collective call: every process must make it)."""

@@ -375,3 +375,19 @@ def test_a_damaged_settings_record_does_not_cost_the_checkpoint(tmp_path):
     assert not (run / "checkpoint-4" / "train_config.yaml").exists()
     with pytest.raises(InputError, match="cannot read the settings recorded in .*train_config_resumes.yaml"):
         run_args(run, "--resume_from_checkpoint", "latest")
+
+
+@pytest.mark.parametrize("announce", [True, False])
+def test_a_stop_request_is_announced_only_by_the_process_told_to(announce, capsys):
+    """Ctrl-C reaches every process of a multi-process run; each sets its request, only the main one says so."""
+    import os
+    import signal
+
+    from star_vsr.training_run import StopRequest
+
+    with StopRequest(announce=announce) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert ("stopping after this step" in capsys.readouterr().err) == announce

@@ -487,7 +487,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     last_validation: dict[str, float] = {}
 
     # 6. Training loop
-    with StopRequest() as stop:
+    with StopRequest(announce=accelerator.is_main_process) as stop:
         for epoch in range(first_epoch, num_train_epochs):
             train_dataloader.set_epoch(epoch)  # the shuffling order of this epoch
             if hasattr(dataset, "set_epoch"):

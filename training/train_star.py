@@ -684,7 +684,7 @@ def main(args: argparse.Namespace) -> None:
     running: dict[str, list[float]] = {}
 
     # 5. Training loop
-    with StopRequest() as stop:
+    with StopRequest(announce=accelerator.is_main_process) as stop:
         for epoch in range(first_epoch, num_epochs):
             dataset.set_epoch(epoch)
             dataloader.set_epoch(epoch)
