@@ -28,6 +28,19 @@ def check_new_output(path: Union[str, Path], overwrite: bool, source: Union[str,
     return check_writable(path)
 
 
+def write_text_atomic(path: Union[str, Path], text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: through a hidden temporary file beside it, renamed into
+    place (removed if the write fails). Makes the missing folders above ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    try:
+        temp.write_text(text)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def check_writable(path: Union[str, Path]) -> Path:
     """Raise ``OutputError`` unless a file (or folder) named ``path`` can be made.
 

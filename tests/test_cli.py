@@ -118,6 +118,26 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     assert main(args + ["--overwrite"]) == 0 and len(json.loads(out_json.read_text())["clips"]) == 1
 
 
+def test_evaluate_json_goes_into_new_folders_and_never_replaces_a_video_or_a_folder(tmp_path, capsys):
+    gt = write_test_video(tmp_path / "gt.mkv", num_frames=3, size=(16, 16), seed=0, codec="ffv1")
+    pred = write_test_video(tmp_path / "pred.mkv", num_frames=3, size=(16, 16), seed=1, codec="ffv1")
+    before = pred.read_bytes()
+    args = ["evaluate", "--pred", str(pred), "--gt", str(gt), "--scale", "2", "--no-warp"]
+    for target in (pred, gt):  # even with --overwrite: the video it scores would be gone
+        assert main(args + ["--json", str(target), "--overwrite"]) == 2
+        assert f"the output {target} is the input" in capsys.readouterr().err
+    assert pred.read_bytes() == before
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert main(args + ["--json", str(folder), "--overwrite"]) == 2
+    assert "is a folder; name the JSON file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "gt.mkv", "pred.mkv"]  # no stray .tmp
+    nested = tmp_path / "new" / "deeper" / "scores.json"
+    assert main(args + ["--json", str(nested)]) == 0
+    assert json.loads(nested.read_text())["clips"]["gt"]["frames"] == 3
+    assert sorted(p.name for p in nested.parent.iterdir()) == ["scores.json"]
+
+
 def test_evaluate_adds_learned_metrics_and_names_missing_weights(tmp_path, capsys, monkeypatch):
     import numpy as np
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -83,13 +82,17 @@ def _finite(value):
 
 def run(args: argparse.Namespace) -> int:
     from ..metrics import evaluate_videos
-    from ..outputs import check_new_output
+    from ..outputs import check_new_output, write_text_atomic
 
     if args.scale < 1:  # before any progress bar is drawn (the metrics check it too, per clip)
         raise InputError(f"--scale must be an integer >= 1 (the border crop in pixels), got {args.scale}")
-    if args.json:
-        check_new_output(args.json, args.overwrite)  # before the metrics, not after
     clips = pair_clips(Path(args.pred), Path(args.gt))
+    if args.json:  # before the metrics, not after
+        if Path(args.json).is_dir():
+            raise InputError(f"--json {args.json} is a folder; name the JSON file to write")
+        for _, pred, gt in clips:
+            for video in (pred, gt):
+                check_new_output(args.json, args.overwrite, source=video)  # never replaces a video it scores
     learned, missing = [], []
     for metric_name in dict.fromkeys(n.strip().lower() for n in args.metrics.split(",") if n.strip()):
         from ..metrics.learned import load_learned_metric  # pyiqa and torch only when asked for
@@ -110,10 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if len(results) > 1:
         table["mean"] = mean
     print(format_table(table, [m.name for m in learned]))
-    if args.json:
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w") as handle:  # identical frames give PSNR = inf, written as null (strict JSON)
-            json.dump(_finite({"scale": args.scale, "clips": results, "mean": mean}), handle, indent=2,
-                      allow_nan=False)
-        os.replace(tmp, args.json)
+    if args.json:  # identical frames give PSNR = inf, written as null (strict JSON)
+        write_text_atomic(args.json, json.dumps(_finite({"scale": args.scale, "clips": results, "mean": mean}),
+                                                indent=2, allow_nan=False))
     return 0

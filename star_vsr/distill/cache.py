@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import InputError, option
-from ..outputs import give_default_mode
+from ..outputs import give_default_mode, write_text_atomic
 from .teacher import Teacher
 
 CACHE_FORMAT_VERSION = 1
@@ -90,7 +90,7 @@ class CacheManifest:
                 "teacher": self.teacher, "source": self.source, "version": self.version}
 
     def save(self, folder: Path) -> None:
-        _atomic_write_text(folder / MANIFEST_NAME, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        write_text_atomic(folder / MANIFEST_NAME, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, folder: Union[str, Path]) -> "CacheManifest":
@@ -103,12 +103,6 @@ class CacheManifest:
             raise InputError(f"{path} has cache format version {data.get('version')}; this star-vsr reads version "
                              f"{CACHE_FORMAT_VERSION}. Rebuild the cache.")
         return cls(**data)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text)
-    os.replace(temp, path)
 
 
 def _as_json(value: Any) -> Any:
