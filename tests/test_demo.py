@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from star_vsr.cli import main as cli_main
-from star_vsr.cli.demo import DEMO_SIZE, LABEL_HEIGHT, OUTPUT_NAMES
+from star_vsr.cli.demo import DEMO_PHOTO_NAMES, DEMO_SIZE, DEMO_TOO_SMALL_PHOTOS, LABEL_HEIGHT, OUTPUT_NAMES
 from star_vsr.evalset import EVAL_PHOTO_NAMES, TRAINING_PHOTO_NAMES, evaluation_clips
 from star_vsr.io import probe_video, read_frames
 from star_vsr.io.synthetic import write_test_video
@@ -189,3 +189,16 @@ def test_rescaled_reference_and_bicubic_at_any_scale():
     # antialiased: shrinking a one-pixel checkerboard gives flat grey, not an aliased pattern
     board = (torch.arange(48)[:, None] + torch.arange(48)[None]).remainder(2).float().expand(1, 3, 48, 48)
     assert (rescaled_reference(board, (12, 12), 2.5) - 0.5).abs().max() < 0.05
+
+
+def test_demo_offers_exactly_the_photos_its_moving_window_fits():
+    """Every photo ``--photo`` offers films a demo clip; every one it withholds is too small for the window."""
+    from star_vsr.errors import InputError
+    from star_vsr.evalset import photo_clip
+
+    assert set(DEMO_PHOTO_NAMES) | set(DEMO_TOO_SMALL_PHOTOS) == set(EVAL_PHOTO_NAMES + TRAINING_PHOTO_NAMES)
+    for name in DEMO_PHOTO_NAMES:
+        assert photo_clip(name, 2, DEMO_SIZE)["gt"].shape == (2, 3, *DEMO_SIZE)
+    for name in DEMO_TOO_SMALL_PHOTOS:
+        with pytest.warns(UserWarning, match="too small"), pytest.raises(InputError, match="no usable source"):
+            photo_clip(name, 2, DEMO_SIZE)

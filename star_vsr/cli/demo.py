@@ -26,6 +26,13 @@ DEMO_FPS = 24
 DEMO_SIZE = (160, 240)
 """HR (height, width) of the demo clip: 40 x 60 LR pixels at x4."""
 
+DEMO_TOO_SMALL_PHOTOS = ("chelsea", "clock", "coins", "page", "text")
+"""Bundled photos whose shorter side (300 pixels or less) cannot hold the demo's moving 240 x 160 window
+(it needs 321 pixels, rotated and zoomed out); ``--photo`` does not offer them."""
+
+DEMO_PHOTO_NAMES = tuple(name for name in EVAL_PHOTO_NAMES + TRAINING_PHOTO_NAMES if name not in DEMO_TOO_SMALL_PHOTOS)
+"""The photos ``--photo`` offers."""
+
 LABEL_HEIGHT = 14
 """Pixels of the caption strip above each panel of the comparison image."""
 
@@ -40,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="upscale a degraded clip made from a bundled photo and compare",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", default="star-vsr-demo", help="output folder (default: star-vsr-demo)")
-    parser.add_argument("--photo", default=EVAL_PHOTO_NAMES[0], choices=EVAL_PHOTO_NAMES + TRAINING_PHOTO_NAMES,
+    parser.add_argument("--photo", default=EVAL_PHOTO_NAMES[0], choices=DEMO_PHOTO_NAMES,
                         help=f"scikit-image photo to film (default {EVAL_PHOTO_NAMES[0]}, not used in training)")
     parser.add_argument("--frames", type=int, default=16, help="frames of the clip (default 16)")
     parser.add_argument("--degradation", default="medium", choices=("light", "medium", "heavy"),
