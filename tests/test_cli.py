@@ -871,3 +871,17 @@ def test_ctrl_c_while_libraries_load_is_one_line(tmp_path, capsys, monkeypatch, 
         err = capsys.readouterr().err
         assert err.strip() == "star-vsr upscale: interrupted", err
 
+
+
+def test_a_crf_for_a_lossless_codec_is_refused_in_each_interface_s_words(tmp_path, capsys):
+    from star_vsr.errors import InputError
+    from star_vsr.io.writer import VideoWriter
+
+    source = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
+    for command in ("upscale", "degrade"):
+        assert main([command, str(source), "-o", str(tmp_path / f"{command}.mkv"), "--codec", "ffv1",
+                     "--crf", "20"]) == 2
+        assert "ffv1 is lossless, drop --crf" in capsys.readouterr().err
+    with pytest.raises(InputError, match="ffv1 is lossless, leave crf=None"):
+        VideoWriter(tmp_path / "api.mkv", 24, codec="ffv1", crf=20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

@@ -3,8 +3,8 @@
 ``--model`` is a folder with a StarVSR diffusion pipeline (``star-vsr convert-star``) or a
 student pipeline. Frames stream from the input to the output; the output keeps the input's frame
 rate and audio and appears only when complete. ``upscale-batch`` skips outputs that already
-exist, so an interrupted batch resumes where it stopped (``--overwrite`` redoes them; stopped, the same command
-goes on where it stopped, ``star_vsr.overwrite_batch``), and under
+exist, so an interrupted batch resumes where it stopped (``--overwrite`` redoes them, and an interrupted
+``--overwrite`` batch rerun with the same command redoes only those it had not finished), and under
 ``accelerate launch --num_processes N`` it splits the videos across the processes; a video it
 cannot read is reported and skipped, the others are upscaled, and the exit status is 1. Its
 outputs keep the input names, with the container suffix the codec needs (``.mkv`` for FFV1,

@@ -38,7 +38,7 @@ from av.container import OutputContainer
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 from tqdm.auto import tqdm
 
-from star_vsr.errors import CorruptVideoError, InputError, OutputError, StarVSRError, UnsupportedVideoError
+from star_vsr.errors import CorruptVideoError, InputError, OutputError, StarVSRError, UnsupportedVideoError, option
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VIDEO_EXTENSIONS, as_frame_rate, check_exists, open_container,
                                probe_video)
 
@@ -143,8 +143,8 @@ def check_audio(source: Path, suffix: str) -> None:
                 audio.close()
     except (av.FFmpegError, ValueError) as error:
         raise UnsupportedVideoError(
-            f"{source}: its audio cannot be written to a {suffix} file ({error}); pass --no-audio "
-            f"(keep_audio=False), or write .mkv"
+            f"{source}: its audio cannot be written to a {suffix} file ({error}); pass "
+            f"{option('keep_audio=False', '--no-audio')}, or write .mkv"
         ) from error
 
 
@@ -513,7 +513,8 @@ def _check_crf(codec: str, crf: int | None) -> int | None:
     if crf is None:
         return default
     if default is None:
-        raise InputError(f"crf applies to h264/h265 only; {codec} is lossless, leave crf=None")
+        raise InputError(f"crf applies to h264/h265 only; {codec} is lossless, "
+                         f"{option('leave crf=None', 'drop --crf')}")
     if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= MAX_CRF:
         raise InputError(
             f"crf must be an integer in 0..{MAX_CRF} (lower is better quality), got {crf!r}"
