@@ -250,12 +250,27 @@ def _saved_work(manifest: dict[str, Any]) -> str:
 def _locked(work: Path, output: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``work`` (made if missing); ``OutputBusyError`` if another run holds it.
 
-    Without ``fcntl`` (Windows) nothing is locked.
+    Folders above ``work`` that it makes are removed again when the run leaves them empty (it failed
+    before writing anything, e.g. on an unsupported scale). Without ``fcntl`` (Windows) nothing is locked.
     """
+    made = [folder for folder in [work.parent, *work.parent.parents] if not folder.exists()]  # deepest first
     try:
         work.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot write {output}: {error.strerror or error}") from None
+    try:
+        with _flock(work, output):
+            yield
+    finally:
+        for folder in made if not work.exists() else []:
+            try:
+                folder.rmdir()  # only while empty
+            except OSError:
+                break
+
+
+@contextmanager
+def _flock(work: Path, output: Path) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:

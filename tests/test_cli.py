@@ -885,3 +885,13 @@ def test_a_crf_for_a_lossless_codec_is_refused_in_each_interface_s_words(tmp_pat
     with pytest.raises(InputError, match="ffv1 is lossless, leave crf=None"):
         VideoWriter(tmp_path / "api.mkv", 24, codec="ffv1", crf=20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder_it_made(tmp_path, capsys):
+    source = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
+    (tmp_path / "kept").mkdir()
+    for output in (tmp_path / "new" / "deeper" / "x.mp4", tmp_path / "kept" / "x.mp4"):
+        assert main(["upscale", str(source), "-o", str(output), "--upscale", "7"]) == 2
+        assert "unsupported scale 7" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "kept"]  # 'new' is gone, 'kept' stays
+    assert not any((tmp_path / "kept").iterdir())
