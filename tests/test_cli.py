@@ -895,3 +895,16 @@ def test_a_run_that_fails_before_writing_leaves_no_folder_it_made(tmp_path, caps
         assert "unsupported scale 7" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "kept"]  # 'new' is gone, 'kept' stays
     assert not any((tmp_path / "kept").iterdir())
+
+
+@pytest.mark.parametrize("option", [["--dtype", "fp16"], ["--device", "cuda"]])
+def test_upscale_batch_refuses_gpu_options_without_a_gpu_before_making_anything(tmp_path, capsys, monkeypatch,
+                                                                                 option):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_test_video(videos / "a.mp4", num_frames=2, size=(16, 16))
+    assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), *option]) == 2
+    assert "GPU" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -157,15 +157,17 @@ def _load(args: argparse.Namespace, device: Any = None) -> Any:
 
 
 def check_model_options(args: argparse.Namespace) -> None:
-    """Resolve ``--model`` (the shipped student by default) and check the diffusion options a StarVSR
-    folder will get, before any output is made and before the weights load."""
-    from ..upscale import pipeline_class_name
+    """Resolve ``--model`` (the shipped student by default) and check ``--device``, ``--dtype`` and the
+    diffusion options a StarVSR folder will get, before any output is made and before the weights load."""
+    from ..upscale import pipeline_class_name, resolve_device, resolve_dtype
 
     if args.model is None:
         from ..student import default_student_folder
 
         args.model = str(default_student_folder())
-    if pipeline_class_name(args.model) == "StarVSRPipeline":
+    diffusion = pipeline_class_name(args.model) == "StarVSRPipeline"
+    resolve_dtype(args.dtype, resolve_device(args.device), student=not diffusion)  # e.g. fp16 or cuda without a GPU
+    if diffusion:
         from ..pipelines.pipeline_star_vsr import check_sampling_kwargs
 
         check_sampling_kwargs(pipeline_kwargs("StarVSRPipeline", args))
