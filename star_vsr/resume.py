@@ -262,11 +262,12 @@ def _locked(work: Path, output: Path) -> Iterator[None]:
         with _flock(work, output):
             yield
     finally:
-        for folder in made if not work.exists() else []:
-            try:
-                folder.rmdir()  # only while empty
-            except OSError:
-                break
+        if not work.exists():  # the run left no saved progress
+            for folder in made:
+                try:
+                    folder.rmdir()  # only while empty
+                except OSError:
+                    break
 
 
 @contextmanager

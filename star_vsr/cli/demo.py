@@ -30,7 +30,8 @@ DEMO_TOO_SMALL_PHOTOS = ("chelsea", "clock", "coins", "page", "text")
 """Bundled photos whose shorter side (300 pixels or less) cannot hold the demo's moving 240 x 160 window
 (it needs 321 pixels, rotated and zoomed out); ``--photo`` does not offer them."""
 
-DEMO_PHOTO_NAMES = tuple(name for name in EVAL_PHOTO_NAMES + TRAINING_PHOTO_NAMES if name not in DEMO_TOO_SMALL_PHOTOS)
+DEMO_PHOTO_NAMES = tuple(name for name in EVAL_PHOTO_NAMES + TRAINING_PHOTO_NAMES
+                         if name not in DEMO_TOO_SMALL_PHOTOS)
 """The photos ``--photo`` offers."""
 
 LABEL_HEIGHT = 14

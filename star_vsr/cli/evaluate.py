@@ -90,9 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:  # before the metrics, not after
         if Path(args.json).is_dir():
             raise InputError(f"--json {args.json} is a folder; name the JSON file to write")
-        for _, pred, gt in clips:
-            for video in (pred, gt):
-                check_new_output(args.json, args.overwrite, source=video)  # never replaces a video it scores
+        videos = [video for _, pred, gt in clips for video in (pred, gt)]
+        check_new_output(args.json, args.overwrite, source=videos)  # never replaces a video it scores
     learned, missing = [], []
     for metric_name in dict.fromkeys(n.strip().lower() for n in args.metrics.split(",") if n.strip()):
         from ..metrics.learned import load_learned_metric  # pyiqa and torch only when asked for
