@@ -908,3 +908,12 @@ def test_upscale_batch_refuses_gpu_options_without_a_gpu_before_making_anything(
     write_test_video(videos / "a.mp4", num_frames=2, size=(16, 16))
     assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), *option]) == 2
     assert "GPU" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_upscale_batch_refuses_an_unsupported_scale_before_making_anything(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_test_video(videos / "a.mp4", num_frames=2, size=(16, 16))
+    for scale in ("7", "0.5"):
+        assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--upscale", scale]) == 2
+        assert "unsupported scale" in capsys.readouterr().err and not (tmp_path / "out").exists()

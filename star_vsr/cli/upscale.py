@@ -171,6 +171,22 @@ def check_model_options(args: argparse.Namespace) -> None:
         from ..pipelines.pipeline_star_vsr import check_sampling_kwargs
 
         check_sampling_kwargs(pipeline_kwargs("StarVSRPipeline", args))
+    else:
+        check_student_upscale(Path(args.model), args.upscale)
+
+
+def check_student_upscale(folder: Path, upscale: float) -> None:
+    """``--upscale`` against the scales the student in ``folder`` has (its saved config; a config that cannot
+    be read is left to the loading, which names what is wrong)."""
+    import json
+
+    from ..models.student import MAX_SCALE, check_student_scale
+
+    try:
+        config = json.loads((folder / "student" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    check_student_scale(upscale, config.get("upsample_scales") or [MAX_SCALE], config.get("scale", MAX_SCALE))
 
 
 def run_single(args: argparse.Namespace) -> int:

@@ -150,6 +150,20 @@ STUDENT_PRESETS: dict[str, dict[str, Union[int, str]]] = {
 DEFAULT_PRESET = "small"
 
 
+def check_student_scale(scale: Optional[float], upsample_scales: Sequence[int], default: float) -> float:
+    """``scale`` as a float (``default``, the config's scale, for None); ``InputError`` outside
+    [MIN_SCALE, the largest of ``upsample_scales``] (and MAX_SCALE). A module function so that the command
+    line can check ``--upscale`` against a saved config before the weights load."""
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
+                              or not math.isfinite(scale)):
+        raise InputError(f"the scale must be a finite number, got {scale!r}")
+    scale = float(default if scale is None else scale)
+    top = min(MAX_SCALE, max(upsample_scales))
+    if not MIN_SCALE <= scale <= top:
+        raise InputError(f"unsupported scale {scale:g}: the student upscales by {MIN_SCALE:g} to {top:g}")
+    return scale
+
+
 def output_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """HR frame size (H, W) for an LR frame of ``height`` x ``width`` upscaled by ``scale``."""
     return round(int(height) * scale), round(int(width) * scale)
@@ -515,15 +529,7 @@ class StarStudentModel(ModelMixin, ConfigMixin):
     # ---------------------------------------------------------------- scale
     def check_scale(self, scale: Optional[float]) -> float:
         """``scale`` as a float (the config's scale for None); InputError outside [MIN_SCALE, top head]."""
-        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
-                                  or not math.isfinite(scale)):
-            raise InputError(f"the scale must be a finite number, got {scale!r}")
-        scale = float(self.config.scale if scale is None else scale)
-        top = max(self.upsample_scales)
-        if not MIN_SCALE <= scale <= min(MAX_SCALE, top):
-            raise InputError(f"unsupported scale {scale:g}: the student upscales by {MIN_SCALE:g} to "
-                             f"{min(MAX_SCALE, top):g}")
-        return scale
+        return check_student_scale(scale, self.upsample_scales, self.config.scale)
 
     def _has_head(self, scale: float) -> bool:
         """Whether ``scale`` has its own pixel-shuffle head."""
