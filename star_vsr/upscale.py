@@ -127,7 +127,12 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
 
     source = FileFrameSource(input_path, deinterlace=deinterlace, folder_fps=folder_fps)
     audio = str(input_path) if keep_audio and Path(input_path).is_file() else None
-    pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step")
+    # one bar per run: the writer's counts frames (and frames per second); a student's own bar would count the
+    # same frames again, a diffusion pipeline's counts the denoising steps between the frames it hands on
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    pipe.set_progress_bar_config(disable=not progress or isinstance(pipe, StarStudentPipeline), desc="upscale",
+                                 unit="step")
     every = resume.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
     return resume.upscale_resumable(pipe, source, Path(output_path), source.info, codec=codec, crf=crf, audio=audio,
                                     progress=progress, restart=restart, checkpoint_seconds=every, **pipeline_kwargs)

@@ -480,3 +480,11 @@ def test_a_stopped_diffusion_run_says_how_much_denoising_is_saved(star, tmp_path
     assert "stopped; 0 frames and 38% of the denoising (3 of 8 window steps) are saved in" in capsys.readouterr().err
     upscale_video(star, source, output, progress=True, **star_kwargs())
     assert "going on after frame 0 of 9, 3 of 8 window steps done" in capsys.readouterr().err
+
+
+def test_a_student_run_shows_one_progress_bar_with_frames_per_second(tmp_path, capsys, pipe):
+    source = write_test_video(tmp_path / "in.mp4", num_frames=3, size=(16, 16))
+    upscale_video(pipe, source, tmp_path / "out.mkv", codec="ffv1", upscale=2)
+    err = capsys.readouterr().err
+    assert "out.mkv: 100%" in err and "frame/s" in err  # the writer's bar
+    assert "step/s" not in err and "upscale:" not in err  # not the pipeline's too
