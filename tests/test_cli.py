@@ -628,6 +628,32 @@ def test_degrade_is_deterministic_coherent_and_keeps_audio(tmp_path):
     assert np.array_equal(fa, fb) and not np.array_equal(fa, fc)
 
 
+def test_degrade_prints_its_drawn_parameters_as_json(tmp_path, capsys):
+    from star_vsr.degradations import DegradationConfig, RealWorldDegradation
+
+    hr = write_test_video(tmp_path / "hr.mp4", num_frames=2, size=(32, 32))
+    assert main(["degrade", str(hr), "-o", str(tmp_path / "lr.mp4"), "--scale", "2", "--seed", "5",
+                 "--print-params"]) == 0
+    out = capsys.readouterr().out
+    printed = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    drawn = RealWorldDegradation(DegradationConfig.preset("medium"), 2).sample_params(torch.Generator().manual_seed(5))
+    assert printed["first_order"]["jpeg_quality"] == drawn.first_order.jpeg_quality
+    assert printed["first_order"]["kernel"]["kind"] == drawn.first_order.kernel.kind
+
+
+def test_degrade_gives_a_frame_folder_the_rate_of_fps(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(frames / f"{i:03d}.png")
+    assert main(["degrade", str(frames), "-o", str(tmp_path / "a.mp4"), "--scale", "2"]) == 0
+    assert "stores no frame rate: the output plays it at 30 fps (--fps sets it)" in capsys.readouterr().out
+    assert main(["degrade", str(frames), "-o", str(tmp_path / "b.mp4"), "--scale", "2", "--fps", "24000/1001"]) == 0
+    assert probe_video(tmp_path / "b.mp4").frame_rate == Fraction(24000, 1001)
+    assert main(["degrade", str(tmp_path / "b.mp4"), "-o", str(tmp_path / "c.mp4"), "--fps", "25"]) == 2
+    assert "is a video file with its own" in capsys.readouterr().err and not (tmp_path / "c.mp4").exists()
+
+
 def test_degrade_keeps_the_pixel_aspect_ratio(tmp_path, capsys):
     hr = write_test_video(tmp_path / "dvd.mp4", num_frames=2, size=(32, 48), pixel_aspect=Fraction(8, 9))
     assert main(["info", str(hr)]) == 0

@@ -12,8 +12,11 @@ the same frames.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 
 from ..errors import InputError
+from .upscale import add_fps_argument, input_notes
 
 #: Bytes of float32 HR frames processed at once (bounds memory for large frames).
 SEGMENT_BYTES = 256 * 2 ** 20
@@ -36,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--deinterlace", default="auto", choices=("auto", "on", "off"),
                         help="deinterlace the input first with FFmpeg's bwdif (auto: when it is flagged interlaced)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument("--print-params", action="store_true", help="print the drawn degradation parameters")
+    add_fps_argument(parser)
+    parser.add_argument("--print-params", action="store_true",
+                        help="print the drawn degradation parameters (JSON)")
     parser.set_defaults(func=run)
 
 
@@ -48,14 +53,18 @@ def run(args: argparse.Namespace) -> int:
     from ..outputs import check_new_output
 
     output = check_new_output(args.output, args.overwrite, args.input)
-    info = probe_video(args.input)
-    for caveat in info.caveats():
-        print(f"note: {caveat}")
+    deinterlace = deinterlace_choice(args.deinterlace)
+    for note in input_notes(args.input, deinterlace, args.fps):  # a missing, corrupt or empty input fails here
+        print(f"note: {note}")
+    folder_fps = {} if args.fps is None else {"folder_fps": args.fps}
+    info = probe_video(args.input, **folder_fps)
     degradation = RealWorldDegradation(DegradationConfig.preset(args.preset), args.scale)
     generator = torch.Generator().manual_seed(args.seed)
     params = degradation.sample_params(generator)
+    if args.print_params:
+        print(json.dumps(dataclasses.asdict(params), indent=2))
     audio = args.input if info.has_audio and not info.is_image_folder else None
-    reader = open_video(args.input, deinterlace=deinterlace_choice(args.deinterlace))
+    reader = open_video(args.input, deinterlace=deinterlace, **folder_fps)
     with reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf, audio_from=audio,
                              progress=True, total_frames=info.num_frames, pixel_aspect=info.pixel_aspect,
                              frame_times=info.timeline) as writer:
@@ -69,8 +78,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: cropping {info.width}x{info.height} to {crop_w}x{crop_h} (a multiple of "
                   f"{multiple_w}x{multiple_h}: the scale times the output format's block); evaluate "
                   f"results against {args.input} with `star-vsr evaluate --crop-gt`")
-        if args.print_params:
-            print(params)
         segment = max(1, min(MAX_SEGMENT_FRAMES, SEGMENT_BYTES // (crop_h * crop_w * 3 * 4)))
         for frames in reader.iter_chunks(segment):  # (k, h, w, 3) uint8
             hr = torch.from_numpy(frames[:, :crop_h, :crop_w]).permute(0, 3, 1, 2).float() / 255

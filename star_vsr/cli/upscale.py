@@ -91,9 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     single.add_argument("input", help="input video file or image folder")
     single.add_argument("-o", "--output", required=True, help="output video file (or folder for PNG frames)")
     single.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    single.add_argument("--fps", type=frame_rate_argument, default=None,
-                        help="frame rate of an image-folder input, which stores none (default 30; 24000/1001 or "
-                             "23.976 for NTSC film); a video file keeps its own")
+    add_fps_argument(single)
     _add_common(single)
     single.set_defaults(func=run_single)
 
@@ -108,6 +106,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "on where it stopped (with --restart or other settings it redoes every video)")
     _add_common(batch)
     batch.set_defaults(func=run_batch)
+
+
+def add_fps_argument(parser: argparse.ArgumentParser) -> None:
+    """``--fps``, the frame rate of an image-folder input (``upscale`` and ``degrade``)."""
+    parser.add_argument("--fps", type=frame_rate_argument, default=None,
+                        help="frame rate of an image-folder input, which stores none (default 30; 24000/1001 or "
+                             "23.976 for NTSC film); a video file keeps its own")
 
 
 def frame_rate_argument(text: str) -> Fraction:
