@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from fractions import Fraction
@@ -1183,3 +1184,46 @@ def test_png_frames_are_not_written_into_a_folder_named_like_a_video(tmp_path):
     with VideoWriter(tmp_path / "frames.v1", 30, codec="png") as writer:  # other dotted names stay folder names
         writer.write(np.zeros((1, 8, 8, 3), np.uint8))
     assert (tmp_path / "frames.v1").is_dir()
+
+
+def test_a_writer_removes_the_temporary_files_of_killed_writers_of_its_output(tmp_path):
+    import subprocess
+
+    from star_vsr.io.writer import _host
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # its pid names no process now (a reuse within the test would only keep its file)
+    out = tmp_path / "out.mp4"
+    stale = tmp_path / f".out.mp4.{_host()}-{ended.pid}-0a1b2c3d.tmp.mp4"
+    running = tmp_path / f".out.mp4.{_host()}-{os.getpid()}-0a1b2c3d.tmp.mp4"
+    elsewhere = tmp_path / f".out.mp4.another-machine-{ended.pid}-0a1b2c3d.tmp.mp4"
+    other_output = tmp_path / f".other.mp4.{_host()}-{ended.pid}-0a1b2c3d.tmp.mp4"
+    stale_frames = tmp_path / f".frames.{_host()}-{ended.pid}-0a1b2c3d.tmp"
+    for path in (stale, running, elsewhere, other_output):
+        path.write_bytes(b"partial")
+    stale_frames.mkdir()
+    (stale_frames / "000001.png").write_bytes(b"partial")
+    with VideoWriter(out, 25) as writer:
+        writer.write(synthetic_frames(2, size=(16, 16)))
+    with VideoWriter(tmp_path / "frames", 30, codec="png") as writer:
+        writer.write(synthetic_frames(2, size=(16, 16)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["out.mp4", "frames", running.name, elsewhere.name, other_output.name])
+
+
+def test_degrade_killed_while_writing_leaves_nothing_after_the_rerun(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    hr = write_test_video(tmp_path / "hr.mp4", num_frames=240, size=(128, 128))
+    command = [sys.executable, "-m", "star_vsr", "degrade", str(hr), "-o", str(tmp_path / "lr.mp4"), "--scale", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".lr.mp4.*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list(tmp_path.glob(".lr.mp4.*")), "the run ended before it was killed; give it more frames"
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr.mp4", "lr.mp4"]

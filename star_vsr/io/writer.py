@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import warnings
 import weakref
 from collections import Counter
@@ -108,8 +109,48 @@ def _remove(path: Path) -> None:
 
 
 def temporary_path(path: Path) -> Path:
-    """A hidden, unique name next to `path` to write it under until it is complete."""
-    return path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}"
+    """A hidden, unique name next to `path` to write it under until it is complete,
+    ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX``: the writer's machine and process, so that a later writer of
+    `path` can tell (and first removes, `remove_stale_temporaries`) those of a killed run."""
+    remove_stale_temporaries(path)
+    return path.parent / f".{path.name}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}"
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files (or PNG folders) of `path` that writers on this machine whose process has
+    ended left behind (a SIGKILL or a power cut runs no clean-up); returns them. Those of running processes,
+    of other machines sharing the folder, and names of another form are left alone."""
+    prefix, suffix = f".{path.name}.", f".tmp{path.suffix}"
+    try:
+        siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
+    except OSError:  # a missing or unreadable folder holds nothing to remove
+        return []
+    stale = []
+    for sibling in siblings:
+        owner = sibling.name[len(prefix):len(sibling.name) - len(suffix)].rsplit("-", 2)  # HOST, PID, TOKEN
+        if len(owner) == 3 and owner[0] == _host() and owner[1].isdigit() and not _process_alive(int(owner[1])):
+            _remove(sibling)
+            stale.append(sibling)
+    return stale
+
+
+def _host() -> str:
+    """This machine's name, as it may appear in a file name."""
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in socket.gethostname()) or "host"
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (True where that cannot be asked safely: off POSIX,
+    signal 0 would terminate it)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def check_png_folder(path: Path, codec: str) -> None:
