@@ -699,7 +699,13 @@ def test_png_output_through_the_resumable_writer_warns_of_lost_audio_and_frame_r
         assert len(messages) == 2, messages
         assert "cannot hold audio; the audio of" in messages[0]
         assert "PNG frames store no frame rate; star-vsr reads a folder of frames at 30 fps, not this video's 24 " \
-               "(upscale --fps sets it)" in messages[1]
+               "(--fps of upscale or degrade sets it)" in messages[1]
+        # the name has no suffix, which is why it gets frames: a video suffix keeps both (--codec h264 is refused)
+        assert all("An output named frames.mp4 (H.264), or frames.mkv with --codec ffv1" in m for m in messages)
+    with pytest.warns(UserWarning, match="--codec h264, h265 or ffv1 keeps it"):  # PNG asked for by --codec
+        writer = VideoWriter(tmp_path / "frames.d", 24, codec="png")
+        writer.write(np.zeros((2, 8, 8, 3), np.uint8))
+        writer.abort()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 30 fps: nothing is lost
         writer = VideoWriter(tmp_path / "frames30", 30)

@@ -586,7 +586,7 @@ def warn_png_drops_audio(label: str, audio_path: Path, stacklevel: int) -> None:
     """PNG frames cannot hold audio: say that ``audio_path``'s audio is not copied."""
     warnings.warn(
         f"{label}: PNG frames cannot hold audio; the audio of {audio_path} is not copied. "
-        "--codec h264, h265 or ffv1 keeps it",
+        f"{_video_output_hint(label)}",
         stacklevel=stacklevel,
     )
 
@@ -597,10 +597,19 @@ def warn_png_drops_frame_rate(label: str, frame_rate: Fraction, stacklevel: int)
         return
     warnings.warn(
         f"{label}: PNG frames store no frame rate; star-vsr reads a folder of frames at "
-        f"{float(DEFAULT_FOLDER_FPS):g} fps, not this video's {float(frame_rate):.6g} (upscale --fps sets it). "
-        "--codec h264, h265 or ffv1 keeps it",
+        f"{float(DEFAULT_FOLDER_FPS):g} fps, not this video's {float(frame_rate):.6g} (--fps of upscale or degrade "
+        f"sets it). {_video_output_hint(label)}",
         stacklevel=stacklevel,
     )
+
+
+def _video_output_hint(label: str) -> str:
+    """How to write a video file instead of the PNG frames going to ``label``: a video suffix for a name without
+    one (which is why it gets frames; ``--codec h264`` alone is refused there), else another ``--codec``."""
+    path = Path(label)
+    if not path.suffix:
+        return f"An output named {path.name}.mp4 (H.264), or {path.name}.mkv with --codec ffv1 (lossless), keeps it"
+    return "--codec h264, h265 or ffv1 keeps it"
 
 
 def _check_pixel_aspect(pixel_aspect: Fraction | float) -> Fraction:
