@@ -30,6 +30,23 @@ def check_new_output(path: Union[str, Path], overwrite: bool,
     return check_writable(path)
 
 
+def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Union[str, Path]) -> Path:
+    """``check_new_output`` for ``-o`` of a command that writes a video (or PNG frames) made from ``source``.
+
+    An existing folder is an output only for PNG frames, and only when empty and with ``overwrite``; otherwise
+    the user most likely meant the video to go *into* it, so the ``InputError`` names such a file."""
+    path, source = Path(path), Path(source)
+    is_input = source.exists() and path.exists() and os.path.samefile(path, source)
+    if path.is_dir() and not is_input:
+        into = f"to write the video into it, name the file: -o {path / source.stem}.mp4"
+        if any(path.iterdir()):
+            raise InputError(f"{path} is a folder that already holds files; {into} (PNG frames go to a new or empty "
+                             f"folder)")
+        if not overwrite:
+            raise InputError(f"{path} is an existing folder; {into} (or pass --overwrite to write PNG frames into it)")
+    return check_new_output(path, overwrite, source)
+
+
 def write_text_atomic(path: Union[str, Path], text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all: through a hidden temporary file beside it, renamed into
     place (removed if the write fails). Makes the missing folders above ``path``."""

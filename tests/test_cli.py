@@ -208,7 +208,15 @@ def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys
     for overwrite in ([], ["--overwrite"]):
         assert main(["upscale", str(src), "-o", str(tmp_path / "frames")] + overwrite) == 2
         err = capsys.readouterr().err
-        assert "is a folder that already holds files; write to a new or empty folder" in err and "--overwrite" not in err
+        assert "is a folder that already holds files; to write the video into it, name the file: -o " \
+               f"{tmp_path / 'frames' / 'in.mp4'}" in err and "--overwrite" not in err
+    (tmp_path / "empty").mkdir()  # a folder meant to hold the video, or one for PNG frames
+    assert main(["upscale", str(src), "-o", str(tmp_path / "empty")]) == 2
+    assert f"is an existing folder; to write the video into it, name the file: -o {tmp_path / 'empty' / 'in.mp4'} " \
+           "(or pass --overwrite to write PNG frames into it)" in capsys.readouterr().err
+    assert main(["degrade", str(src), "-o", str(tmp_path / "empty"), "--scale", "2"]) == 2
+    assert "is an existing folder; to write the video into it" in capsys.readouterr().err
+    assert not any((tmp_path / "empty").iterdir())
     assert main(["upscale", str(src), "-o", str(tmp_path / "o.mp4"), "--model", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert "convert-star" in err and not (tmp_path / "o.mp4").exists()

@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..degradations import DegradationConfig, RealWorldDegradation
     from ..io import VideoWriter, deinterlace_choice, open_video, probe_video
-    from ..outputs import check_new_output
+    from ..outputs import check_new_video_output
 
-    output = check_new_output(args.output, args.overwrite, args.input)
+    output = check_new_video_output(args.output, args.overwrite, args.input)
     deinterlace = deinterlace_choice(args.deinterlace)
     for note in input_notes(args.input, deinterlace, args.fps):  # a missing, corrupt or empty input fails here
         print(f"note: {note}")

@@ -196,11 +196,11 @@ def check_student_upscale(folder: Path, upscale: float) -> None:
 
 def run_single(args: argparse.Namespace) -> int:
     from ..io import deinterlace_choice
-    from ..outputs import check_new_output
+    from ..outputs import check_new_video_output
     from ..resume import other_unfinished_runs
     from ..upscale import upscale_video
 
-    output = check_new_output(args.output, args.overwrite, args.input)
+    output = check_new_video_output(args.output, args.overwrite, args.input)
     deinterlace = deinterlace_choice(args.deinterlace)
     # a missing or corrupt input fails here, before a model loads
     for note in input_notes(args.input, deinterlace, args.fps):
