@@ -116,6 +116,11 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     assert "scores.json already exists; pass --overwrite" in capsys.readouterr().err
     assert set(json.loads(out_json.read_text())["clips"]) == {"a", "b"}
     assert main(args + ["--overwrite"]) == 0 and len(json.loads(out_json.read_text())["clips"]) == 1
+    # a folder of videos against one video, either way round
+    for pred, gt, message in ((pred_dir, gt_dir / "a.mp4", "--pred {} is a folder of videos, so --gt must be one too"),
+                              (pred_dir / "a.mkv", gt_dir, "--gt {} is a folder of videos, so --pred must be one too")):
+        assert main(["evaluate", "--pred", str(pred), "--gt", str(gt)]) == 2
+        assert message.format(pred_dir if pred.is_dir() else gt_dir) in capsys.readouterr().err
 
 
 def test_evaluate_json_goes_into_new_folders_and_never_replaces_a_video_or_a_folder(tmp_path, capsys):

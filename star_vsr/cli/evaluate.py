@@ -62,6 +62,9 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
         if missing:
             raise InputError(f"no prediction in {pred} for: {', '.join(missing)}")
         return [(name, pred_videos[name], gt_videos[name]) for name in gt_videos]
+    if _is_video_folder(pred):
+        raise InputError(f"--pred {pred} is a folder of videos, so --gt must be one too (videos are paired by name); "
+                         f"for one clip, give --pred the video file in it")
     return [(gt.stem, pred, gt)]
 
 
