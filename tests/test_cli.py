@@ -956,3 +956,15 @@ def test_upscale_batch_refuses_an_unsupported_scale_before_making_anything(tmp_p
     for scale in ("7", "0.5"):
         assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--upscale", scale]) == 2
         assert "unsupported scale" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_upscale_batch_names_the_subfolders_it_skips(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    (videos / "more").mkdir(parents=True)
+    write_test_video(videos / "more" / "b.mp4", num_frames=2, size=(16, 16))
+    assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--upscale", "2"]) == 2
+    assert "no videos" in (err := capsys.readouterr().err) and "subfolders are not searched: more" in err
+    write_test_video(videos / "a.mp4", num_frames=2, size=(16, 16))
+    assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--upscale", "2"]) == 0
+    assert "subfolders of" in (out := capsys.readouterr().out) and "are skipped (more)" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4"]

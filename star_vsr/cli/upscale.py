@@ -232,6 +232,11 @@ def input_notes(path: str | Path, deinterlace: bool | str, folder_fps: Fraction 
     return notes + source.info.caveats()
 
 
+def _listed(names: list[str], most: int = 3) -> str:
+    """``a, b, c and 2 more``."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def process_line(process_index: int, message: str, file: Optional[TextIO] = None) -> None:
     """Print ``[process i] message`` in one write.
 
@@ -261,9 +266,11 @@ def run_batch(args: argparse.Namespace) -> int:
     if output_dir.exists() and os.path.samefile(input_dir, output_dir):
         raise InputError(f"the output folder {output_dir} is the input folder: its videos would count as done and "
                          f"the outputs would mix with the inputs; choose another --output-dir")
-    videos = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+    videos = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    subfolders = sorted(p.name for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not videos:
-        raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {input_dir}")
+        raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {input_dir}"
+                         + (f" (subfolders are not searched: {_listed(subfolders)})" if subfolders else ""))
     names = output_names([video.name for video in videos], args.codec)
     outputs = {video: output_dir / names[video.name] for video in videos}
     check_writable(outputs[videos[0]])
@@ -293,6 +300,9 @@ def run_batch(args: argparse.Namespace) -> int:
                       f"is another video's output)")
         if note:
             print(f"note: {note}")
+        if subfolders:
+            print(f"note: subfolders of {input_dir} are skipped ({_listed(subfolders)}): run upscale-batch on a "
+                  f"subfolder of videos, upscale on a folder of frames")
         if args.overwrite and not redone:
             ledger.start()
         partly = sum((partial_folder(outputs[v]) / MANIFEST).is_file() for v in todo) if not args.restart else 0
