@@ -14,10 +14,12 @@ A runtime streams a video by calling the exported step once per frame.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import warnings
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -76,8 +78,9 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     inputs = example_inputs(model, height, width)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), warnings.catch_warnings():
-        # the export is specialised to this frame size on purpose, which is what these warn about
+    with torch.no_grad(), warnings.catch_warnings(), _quiet_loggers("onnxscript", "onnx_ir"):
+        # the export is specialised to this frame size on purpose, which is what these warn about; the ONNX
+        # optimiser logs every multi-output op (Split) it does not fold, which is no fault of the export
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
         if format == "onnx":
@@ -89,6 +92,20 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
             traced = torch.jit.trace(step, inputs, check_trace=False)
             traced.save(str(path))
     return path
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Only errors from the ``logging`` loggers ``names`` (and their children) inside the block."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _onnx_runner(path: Path):

@@ -76,9 +76,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.model} holds a {name}; only student pipelines can be exported")
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
 
+    from ..models.student import output_size
+
     student = StarStudentPipeline.from_pretrained(args.model).student
     export_student(student, output, args.format, args.height, args.width, args.upscale)
-    print(f"wrote {output} ({args.format}, {args.width}x{args.height} LR frames)")
+    scale = student.check_scale(args.upscale)
+    out_height, out_width = output_size(args.height, args.width, scale)
+    print(f"wrote {output} ({args.format}, {args.width}x{args.height} LR frames -> {out_width}x{out_height}, "
+          f"x{scale:g})")
     if args.verify:
         difference = verify_export(output, student, args.format, args.height, args.width, args.upscale)
         print(f"largest |{args.format} - PyTorch| over 3 streamed frames: {difference:.2e}")
