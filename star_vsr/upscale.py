@@ -81,7 +81,10 @@ def pipeline_class_name(folder: Union[str, Path]) -> str:
 
     from .model_folder import check_pipeline_folder
 
-    return check_pipeline_folder(Path(folder), "star-vsr (student or StarVSR)", MISSING_WEIGHTS_HELP)
+    student_help = ("Without --model, star-vsr upscales with the student that ships inside the package; a student "
+                    "folder of your own is the output folder of training/distill_student.py (README, \"The student\").")
+    return check_pipeline_folder(Path(folder), "star-vsr (student or StarVSR)",
+                                 f"{student_help}\n{MISSING_WEIGHTS_HELP}")
 
 
 def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: str = "auto") -> Any:

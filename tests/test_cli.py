@@ -225,6 +225,7 @@ def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys
     assert main(["upscale", str(src), "-o", str(tmp_path / "o.mp4"), "--model", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert "convert-star" in err and not (tmp_path / "o.mp4").exists()
+    assert "Without --model, star-vsr upscales with the student that ships inside the package" in err
 
 
 def test_an_output_name_without_suffix_says_it_is_png_frames(tmp_path, capsys):
