@@ -3,7 +3,8 @@
 The student (``StarStudentModel``) is online and recurrent, so the pipeline streams a video of any
 length: LR frames are read a chunk at a time, each frame goes through ``student.step`` with the
 state carried over, and finished HR chunks go to ``frame_sink`` (or are collected). With a sink,
-memory stays flat in the video's length.
+memory stays flat in the video's length. At a scene cut (``star_vsr.scene_cuts``) the state starts
+afresh, as at the start of a video, so that the old scene does not bleed into the new one.
 
 Three ways to run a step: eager PyTorch (default; channels_last, any device, float32/bfloat16 on
 the CPU, float16/bfloat16 on CUDA), ``enable_torch_compile()`` (opt-in) and
@@ -15,6 +16,8 @@ cannot find this out-of-tree class).
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import shutil
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_
 from star_vsr.model_folder import check_pipeline_folder, load_checked
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
 from star_vsr.outputs import give_default_mode
+from star_vsr.scene_cuts import SCENE_CUT_THRESHOLD, scene_cuts
 
 #: LR frames read, upscaled and handed to ``frame_sink`` at once.
 DEFAULT_CHUNK_SIZE = 8
@@ -184,8 +188,12 @@ class StarStudentPipeline(DiffusionPipeline):
 
     # ---------------------------------------------------------------- inputs
     def check_inputs(self, upscale: float, output_type: str, chunk_size: int, start_frame: int = 0,
-                     state: Optional[StarStudentState] = None, height: int = 0, width: int = 0) -> None:
+                     state: Optional[StarStudentState] = None, height: int = 0, width: int = 0,
+                     scene_cut_threshold: Optional[float] = SCENE_CUT_THRESHOLD) -> None:
         self.student.check_scale(upscale)
+        if scene_cut_threshold is not None and (isinstance(scene_cut_threshold, bool) or not isinstance(
+                scene_cut_threshold, numbers.Real) or not 0 <= scene_cut_threshold < math.inf):
+            raise InputError(f"scene_cut_threshold must be a number >= 0 or None, got {scene_cut_threshold!r}")
         if output_type not in ("pt", "np", "pil"):
             raise InputError(f"output_type must be 'pt', 'np' or 'pil', got {output_type!r}")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -217,6 +225,7 @@ class StarStudentPipeline(DiffusionPipeline):
         start_frame: int = 0,
         state_sink: Optional[StateSink] = None,
         generator: Union[torch.Generator, list[torch.Generator], None] = None,
+        scene_cut_threshold: Optional[float] = SCENE_CUT_THRESHOLD,
     ) -> Union[StarStudentPipelineOutput, tuple]:
         r"""Upscale a video frame by frame.
 
@@ -242,10 +251,15 @@ class StarStudentPipeline(DiffusionPipeline):
             generator: not used: the student draws no random numbers, so its output is the same with any
                 generator or none. Accepted, as ``StarVSRPipeline`` takes it, so that code can call either
                 pipeline with the same arguments.
+            scene_cut_threshold: a frame whose luma thumbnail differs from the previous frame's by more than
+                this (mean absolute difference in [0, 1], ``star_vsr.scene_cuts``) starts a new scene: the state
+                is reset to zeros first, so the frames after a cut are those the new scene alone gives. None
+                carries the state through every frame.
         """
         # 1. Check inputs
         source = as_frame_source(video)
-        self.check_inputs(upscale, output_type, chunk_size, start_frame, state, source.height, source.width)
+        self.check_inputs(upscale, output_type, chunk_size, start_frame, state, source.height, source.width,
+                          scene_cut_threshold)
         device = self._execution_device
         self._check_device_dtype(device)
         dtype = self.student.dtype
@@ -265,12 +279,28 @@ class StarStudentPipeline(DiffusionPipeline):
 
         # 3. Stream: read a chunk, step through its frames, hand it on
         collected, done = [], start_frame
+        previous, take_previous = None, start_frame > 0  # the LR frame before the chunk, for the scene-cut test
         with self.progress_bar(total=source.num_frames) as progress:
             progress.n = progress.last_print_n = start_frame  # tqdm's `initial`: no burst in the rate
-            for lr in skip_frames(source.iter_chunks(chunk_size), start_frame):  # (k, 3, h, w) in [0, 1], host
+            # resuming, the frame before `start_frame` is decoded too: the scene-cut test of the first frame needs it
+            for lr in skip_frames(source.iter_chunks(chunk_size), max(start_frame - 1, 0)):  # (k, 3, h, w), host
                 lr = lr.to(device=device, dtype=dtype)
+                if take_previous:
+                    previous, lr, take_previous = lr[:1], lr[1:], False
+                    if not len(lr):
+                        continue
+                cuts = [False] * len(lr) if scene_cut_threshold is None else scene_cuts(lr, previous,
+                                                                                         scene_cut_threshold)
+                previous = lr[-1:]
                 frames = []
                 for i in range(lr.shape[0]):
+                    if cuts[i]:  # a new scene: the state before its first frame is that of a new video
+                        if graph is not None:
+                            for buffer in tensors:
+                                buffer.zero_()
+                        else:
+                            tensors = self.student.init_state(1, source.height, source.width, device=device,
+                                                              dtype=dtype).tensors()
                     if graph is not None:
                         sr = graph(lr[i:i + 1])
                     else:

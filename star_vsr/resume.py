@@ -42,6 +42,7 @@ from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, OutputBusyEr
                      named, option)
 from .interrupts import interrupts_held, raise_if_interrupted
 from .models.student import StarStudentState
+from .scene_cuts import SCENE_CUT_THRESHOLD
 from .window_sampler import SamplerState
 from .outputs import give_default_mode
 
@@ -54,7 +55,8 @@ MANIFEST = "progress.json"
 STATE_NAME = "state_{:09d}.safetensors"
 STATE_FIELDS = tuple(field.name for field in dataclasses.fields(StarStudentState))
 #: Settings that saved progress from earlier versions lacks, and the value it was made with.
-SETTING_DEFAULTS = {"deinterlaced": False, "pipeline": "StarStudentPipeline", "frame_rate": "30"}
+SETTING_DEFAULTS = {"deinterlaced": False, "pipeline": "StarStudentPipeline", "frame_rate": "30",
+                    "scene_cut_threshold": SCENE_CUT_THRESHOLD}
 #: How a changed setting is named when saved progress cannot be used (None: "name old -> new").
 SETTING_CHANGES = {"input_files": "the input file changed (size or modification time)",
                    "student_weights": "other student weights", "weights": "other model weights"}
@@ -80,6 +82,11 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
         model = "student" if pipeline == "StarStudentPipeline" else "model"
         load = option(f"load the model with load_upscaler(..., dtype={flag!r})", f"pass --dtype {flag}")
         return f"the {model} ran in {saved} then, in {now} now{why}; {load} to go on in {saved}"
+    if key == "scene_cut_threshold" and None in (saved, now):
+        carry = option("scene_cut_threshold=None", "--no-scene-cut-reset")
+        if saved is None:
+            return f"that run carried the student's state through scene cuts ({carry}), this one resets it at cuts"
+        return f"that run reset the student's state at scene cuts, this one carries it through them ({carry})"
     if key == "call" and isinstance(saved, dict):  # the diffusion options: name each one that changed
         return ", ".join(_setting_change(name, saved.get(name), now.get(name), pipeline)
                          for name in sorted({*saved, *now}) if saved.get(name) != now.get(name))
@@ -306,7 +313,8 @@ def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], au
                 "codec": codec, "crf": crf, "audio": audio is not None, "deinterlaced": deinterlaced}
     if isinstance(pipe, StarStudentPipeline):
         return {**settings, "student_weights": weights_fingerprint([pipe.student]),
-                "dtype": str(pipe.student.dtype).removeprefix("torch.")}
+                "dtype": str(pipe.student.dtype).removeprefix("torch."),
+                "scene_cut_threshold": pipeline_kwargs.get("scene_cut_threshold", SCENE_CUT_THRESHOLD)}
     generator = pipeline_kwargs.get("generator")
     if isinstance(generator, (list, tuple)) and len(generator) == 1:
         generator = generator[0]

@@ -969,3 +969,17 @@ def test_upscale_batch_names_the_subfolders_it_skips(tmp_path, capsys):
     assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--upscale", "2"]) == 0
     assert "subfolders of" in (out := capsys.readouterr().out) and "are skipped (more)" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4"]
+
+
+def test_no_scene_cut_reset_reaches_the_student_and_is_a_warning_for_diffusion_models():
+    from star_vsr.cli import build_parser
+    from star_vsr.cli.upscale import pipeline_kwargs
+
+    parser = build_parser()
+    plain = parser.parse_args(["upscale", "in.mp4", "-o", "out.mp4"])
+    carry = parser.parse_args(["upscale", "in.mp4", "-o", "out.mp4", "--no-scene-cut-reset"])
+    assert "scene_cut_threshold" not in pipeline_kwargs("StarStudentPipeline", plain)  # the pipeline's default
+    assert pipeline_kwargs("StarStudentPipeline", carry)["scene_cut_threshold"] is None
+    with pytest.warns(UserWarning, match="--no-scene-cut-reset only applies to the student"):
+        kwargs = pipeline_kwargs("StarVSRPipeline", carry)
+    assert "scene_cut_threshold" not in kwargs

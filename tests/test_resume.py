@@ -187,6 +187,11 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
         upscale_video(pipe, source, output, progress=False, upscale=2)
     with pytest.raises(InputError, match=r"other settings: deinterlaced False -> True"):
         upscale_video(pipe, source, output, progress=False, deinterlace=True)
+    with pytest.raises(InputError, match=r"other settings: that run reset the student's state at scene cuts, this "
+                                         r"one carries it through them \(scene_cut_threshold=None\)"):
+        upscale_video(pipe, source, output, progress=False, scene_cut_threshold=None)
+    with pytest.raises(InputError, match=r"other settings: scene_cut_threshold 0.1 -> 0.2"):
+        upscale_video(pipe, source, output, progress=False, scene_cut_threshold=0.2)
     assert partial_folder(output).is_dir()
     other = build_student_pipeline("tiny", seed=1)
     other.set_progress_bar_config(disable=True)
@@ -252,6 +257,8 @@ def test_cli_upscale_stopped_by_sigterm_says_how_to_go_on_and_restart_starts_ove
     err = capsys.readouterr().err  # the command line's flag, not the Python argument
     assert "other settings: --upscale 4.0 -> 2.0" in err and "or pass --restart to start over" in err
     assert "restart=True" not in err and "Python" not in err
+    assert main([*args, "--no-scene-cut-reset"]) == 2
+    assert "carries it through them (--no-scene-cut-reset)" in capsys.readouterr().err
     assert main([*args, "--upscale", "2", "--restart"]) == 0
     assert probe_video(output).height == 24 and not partial_folder(output).exists()
 

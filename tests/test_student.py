@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import star_vsr
 from star_vsr.cli import main
 from star_vsr.errors import DeviceError, InputError, MissingWeightsError
-from star_vsr.evalset import evaluation_clips
+from star_vsr.evalset import evaluation_clips, photo_clip
 from star_vsr.models import STUDENT_PRESETS, StarStudentModel
 from star_vsr.models.student import (
     BLEND_INIT_BIAS,
@@ -31,6 +31,7 @@ from star_vsr.models.student import (
     lucas_kanade_flow,
 )
 from star_vsr.pipelines.pipeline_star_student import CudaGraphStep, StarStudentPipeline
+from star_vsr.scene_cuts import frame_differences, scene_cuts
 from star_vsr.student import build_student_pipeline, default_student_folder
 from star_vsr.testing import safetensors_modes
 
@@ -364,11 +365,64 @@ def pipe() -> StarStudentPipeline:
 
 def test_pipeline_matches_the_model_clamped(pipe):
     lr = clip(n=3)
-    frames = pipe(lr[0], upscale=4).frames
+    frames = pipe(lr[0], upscale=4, scene_cut_threshold=None).frames
     with torch.no_grad():
         expected = pipe.student(lr).sample.clamp(0, 1)
     assert frames.shape == (1, 3, 3, 40, 48)
     torch.testing.assert_close(frames, expected)
+    # frames of unrelated noise are each a scene of their own: each is upscaled from a fresh state
+    with torch.no_grad():
+        alone = torch.cat([pipe.student(lr[:, t:t + 1]).sample.clamp(0, 1) for t in range(3)], dim=1)
+    torch.testing.assert_close(pipe(lr[0], upscale=4).frames, alone)
+
+
+def two_scene_video(first: int = 4, second: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """LR frames (n, 3, 32, 32) of two bundled photographs filmed with camera motion: the clip of the first
+    (``first`` frames) cut to the clip of the second (``second`` frames); and the second clip alone."""
+    a = photo_clip("coffee", first, (128, 128), seed=1)["lq"]
+    b = photo_clip("rocket", second, (128, 128), seed=2)["lq"]
+    return torch.cat([a, b]), b
+
+
+def test_scene_cuts_are_found_between_scenes_and_not_within_them():
+    video, _ = two_scene_video()
+    assert scene_cuts(video) == [False, False, False, False, True, False, False, False]
+    assert scene_cuts(video[4:], previous=video[3:4]) == [True, False, False, False]
+    assert scene_cuts(video, threshold=10.0) == [False] * 8
+    differences = frame_differences(video)
+    assert differences[0] == 0 and differences.shape == (8,)
+    assert differences[4] > 2 * differences[torch.arange(8) != 4].max()
+
+
+@pytest.mark.parametrize("chunk_size", [3, 8])
+def test_after_a_scene_cut_the_pipeline_gives_what_the_new_scene_alone_gives(pipe, chunk_size):
+    """The state restarts at the cut: no ghost of the first scene in the second (with the state carried through
+    the cut, the second scene's frames differ)."""
+    video, second = two_scene_video()
+    frames = pipe(video, chunk_size=chunk_size).frames  # (1, 8, 3, 128, 128)
+    alone = pipe(second).frames
+    torch.testing.assert_close(frames[:, 4:], alone, rtol=0, atol=0)
+    carried = pipe(video, chunk_size=chunk_size, scene_cut_threshold=None).frames
+    torch.testing.assert_close(carried[:, :4], frames[:, :4], rtol=0, atol=0)
+    assert (carried[:, 4] - alone[:, 0]).abs().mean() > 1e-3
+
+
+def test_a_run_resumed_just_after_a_cut_still_resets_the_state(pipe):
+    video, second = two_scene_video()
+    states = {}
+    pipe(video, chunk_size=2, frame_sink=lambda chunk: None,
+         state_sink=lambda done, state: states.update({done: state}))
+    for done in (2, 4, 6):  # 4: the frame that starts the new scene is the first one of the resumed run
+        rest = pipe(video, chunk_size=3, state=states[done], start_frame=done).frames
+        torch.testing.assert_close(rest, pipe(video).frames[:, done:], rtol=0, atol=0)
+    torch.testing.assert_close(pipe(video, state=states[4], start_frame=4).frames, pipe(second).frames,
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "0.1", True])
+def test_scene_cut_threshold_is_checked(pipe, bad):
+    with pytest.raises(InputError, match="scene_cut_threshold"):
+        pipe(clip(n=1)[0], scene_cut_threshold=bad)
 
 
 def test_pipeline_output_types_sink_and_tuple(pipe):

@@ -48,6 +48,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                             "CPU has AMX, else fp32)")
     sr = parser.add_argument_group("super-resolution")
     sr.add_argument("--upscale", type=float, default=4, help="scale factor (default 4)")
+    sr.add_argument("--no-scene-cut-reset", action="store_true",
+                    help="student: carry the recurrent state through scene cuts (by default it starts afresh at a "
+                         "cut, so the old scene leaves no ghost in the new one)")
     defaults = DIFFUSION_DEFAULTS
     sr.add_argument("--seed", type=int, default=defaults["seed"],
                     help=f"random seed (diffusion models; default {defaults['seed']})")
@@ -135,12 +138,16 @@ def pipeline_kwargs(class_name: str, args: argparse.Namespace) -> dict[str, Any]
 
     kwargs: dict[str, Any] = {"upscale": args.upscale}
     if class_name != "StarVSRPipeline":
+        if args.no_scene_cut_reset:
+            kwargs["scene_cut_threshold"] = None
         ignored = [f"--{dest.replace('_', '-')}" for dest, default in DIFFUSION_DEFAULTS.items()
                    if getattr(args, dest) != default]
         if ignored:
             verb = "applies" if len(ignored) == 1 else "apply"
             warnings.warn(f"{', '.join(ignored)} only {verb} to diffusion models; the student ignores them")
     else:
+        if args.no_scene_cut_reset:
+            warnings.warn("--no-scene-cut-reset only applies to the student; diffusion models ignore it")
         from ..pipelines.pipeline_star_vsr import resolve_overlaps
 
         # the overlaps as numbers (a saved run records them; runs of earlier versions recorded 8 and 128)
