@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from star_vsr.cli import main
+from star_vsr.cli.upscale import seed_argument
 from star_vsr.io import open_video, probe_video
 from star_vsr.io.synthetic import write_test_video
 
@@ -983,3 +984,28 @@ def test_no_scene_cut_reset_reaches_the_student_and_is_a_warning_for_diffusion_m
     with pytest.warns(UserWarning, match="--no-scene-cut-reset only applies to the student"):
         kwargs = pipeline_kwargs("StarVSRPipeline", carry)
     assert "scene_cut_threshold" not in kwargs
+
+
+@pytest.mark.parametrize("command, flag, value, message", [
+    ("degrade", "--seed", "99999999999999999999", "the seed must be between 0 and 2^63 - 1"),
+    ("demo", "--seed", "-1", "the seed must be between 0 and 2^63 - 1"),
+    ("upscale", "--seed", "x", "not an integer: 'x'"),
+    ("upscale", "--fps", "1e9", "the frame rate must be positive and at most 1000"),
+    ("demo", "--frames", "1000000", "--frames must be between 2 (the warping error compares frames) and 1000"),
+    ("demo", "--frames", "1", "--frames must be between 2"),
+])
+def test_out_of_range_seeds_frame_rates_and_demo_lengths_are_one_line_errors(tmp_path, capsys, command, flag, value,
+                                                                             message):
+    """They were tracebacks from torch / NumPy, or (demo --frames 1000000) ran out of memory."""
+    args = {"degrade": ["degrade", str(tmp_path / "in.mp4"), "-o", str(tmp_path / "out.mp4")],
+            "upscale": ["upscale", str(tmp_path / "in.mp4"), "-o", str(tmp_path / "out.mp4")],
+            "demo": ["demo", "-o", str(tmp_path / "demo")]}[command]
+    try:
+        code = main([*args, flag, value])
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+    assert seed_argument("9223372036854775807") == 2**63 - 1 and seed_argument("0") == 0

@@ -16,7 +16,7 @@ import dataclasses
 import json
 
 from ..errors import InputError
-from .upscale import add_fps_argument, input_notes
+from .upscale import add_fps_argument, input_notes, seed_argument
 
 #: Bytes of float32 HR frames processed at once (bounds memory for large frames).
 SEGMENT_BYTES = 256 * 2 ** 20
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale", type=int, default=4, choices=(2, 3, 4), help="downscale factor (default 4)")
     parser.add_argument("--preset", default="medium", choices=("light", "medium", "heavy"),
                         help="degradation strength (default medium)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_argument, default=0, help="random seed (default 0)")
     parser.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
                         help="container codec of the written file (default: from the output name)")
     parser.add_argument("--crf", type=int, default=None,

@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ..evalset import EVAL_PHOTO_NAMES, TRAINING_PHOTO_NAMES
+from .upscale import seed_argument
 
 DEMO_FPS = 24
 """Frame rate of the demo videos."""
+
+#: The most frames ``--frames`` takes: the demo holds its clips in memory (about 2 MB a frame in all).
+MAX_DEMO_FRAMES = 1000
 
 DEMO_SIZE = (160, 240)
 """HR (height, width) of the demo clip: 40 x 60 LR pixels at x4."""
@@ -53,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", type=int, default=16, help="frames of the clip (default 16)")
     parser.add_argument("--degradation", default="medium", choices=("light", "medium", "heavy"),
                         help="degradation preset (default medium)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the camera move and degradation (default 0)")
+    parser.add_argument("--seed", type=seed_argument, default=0, help="seed of the camera move and degradation (default 0)")
     parser.add_argument("--model", help="model folder (default: the student that ships with star-vsr)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
@@ -114,8 +118,10 @@ def run(args: argparse.Namespace) -> int:
     from ..outputs import check_writable
     from ..upscale import load_upscaler, pipeline_class_name
 
-    if args.frames < 2:
-        raise InputError(f"--frames must be at least 2 (the warping error compares frames), got {args.frames}")
+    if not 2 <= args.frames <= MAX_DEMO_FRAMES:
+        raise InputError(f"--frames must be between 2 (the warping error compares frames) and {MAX_DEMO_FRAMES} (the "
+                         f"demo keeps its four videos in memory; upscale a long video with `star-vsr upscale`), "
+                         f"got {args.frames}")
     if args.model is None:
         from ..student import default_student_folder
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .upscale import seed_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     distill = subparsers.add_parser("distill", help="distillation tools (teacher cache)", description=__doc__,
@@ -41,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     motion.add_argument("--crop-size", type=int, default=64, help="HR crop side (default 64)")
     motion.add_argument("--degradation", default="medium", choices=("light", "medium", "heavy"),
                         help="degradation preset (default medium)")
-    motion.add_argument("--seed", type=int, default=0, help="data seed, also the diffusion teacher's seed (default 0)")
+    motion.add_argument("--seed", type=seed_argument, default=0, help="data seed, also the diffusion teacher's seed (default 0)")
     diffusion = cache.add_argument_group("diffusion teacher (StarVSR pipelines)")
     diffusion.add_argument("--steps", type=int, default=15, help="denoising steps (default 15)")
     diffusion.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance (default 7.5)")

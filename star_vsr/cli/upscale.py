@@ -52,7 +52,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                     help="student: carry the recurrent state through scene cuts (by default it starts afresh at a "
                          "cut, so the old scene leaves no ghost in the new one)")
     defaults = DIFFUSION_DEFAULTS
-    sr.add_argument("--seed", type=int, default=defaults["seed"],
+    sr.add_argument("--seed", type=seed_argument, default=defaults["seed"],
                     help=f"random seed (diffusion models; default {defaults['seed']})")
     diffusion = parser.add_argument_group("diffusion model options (StarVSR pipelines; a student ignores them)")
     diffusion.add_argument("--steps", type=int, default=defaults["steps"], help="denoising steps (default 15)")
@@ -118,6 +118,23 @@ def add_fps_argument(parser: argparse.ArgumentParser) -> None:
                              "23.976 for NTSC film); a video file keeps its own")
 
 
+#: The largest ``--seed``: torch and NumPy take every integer in [0, 2^63).
+MAX_SEED = 2**63 - 1
+#: The highest ``--fps`` taken (video codecs and players go no higher in practice).
+MAX_FRAME_RATE = 1000
+
+
+def seed_argument(text: str) -> int:
+    """``--seed``: an integer in [0, MAX_SEED] (a negative or larger one was a traceback from torch or NumPy)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"the seed must be between 0 and 2^63 - 1 = {MAX_SEED}, got {text}")
+    return seed
+
+
 def frame_rate_argument(text: str) -> Fraction:
     """``--fps``: a number or a fraction ("24000/1001"); a decimal within 0.001 fps of an NTSC rate
     (N x 1000/1001: 23.976, 29.97, 59.94) is taken as that rate, as a user writing it means."""
@@ -126,8 +143,8 @@ def frame_rate_argument(text: str) -> Fraction:
     except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(f"not a frame rate: {text!r} (a number such as 25 or 23.976, or "
                                          "24000/1001)") from None
-    if rate <= 0:
-        raise argparse.ArgumentTypeError(f"the frame rate must be positive, got {text}")
+    if not 0 < rate <= MAX_FRAME_RATE:
+        raise argparse.ArgumentTypeError(f"the frame rate must be positive and at most {MAX_FRAME_RATE}, got {text}")
     ntsc = Fraction(round(rate * Fraction(1001, 1000)) * 1000, 1001)
     return ntsc if "/" not in text and rate.denominator != 1 and abs(ntsc - rate) < Fraction(1, 1000) else rate
 
