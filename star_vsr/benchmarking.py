@@ -158,18 +158,21 @@ def run_ncnn(net: Any, input_path: Path, output: Path, codec: str) -> tuple[int,
 
 # ---------------------------------------------------------------- measuring
 def measure(methods: dict[str, Callable[[Path], tuple[int, int]]], num_frames: int, repeats: int,
-            workdir: Path, report: Callable[[str], None] = print) -> dict[str, Timing]:
-    """Time each method (a function of the output path) for ``repeats`` rounds, taking turns.
+            workdir: Path, report: Callable[[str], None] = print, codec: str = "h264") -> dict[str, Timing]:
+    """Time each method (a function of the output path, a video file of ``codec`` in ``workdir``) for
+    ``repeats`` rounds, taking turns.
 
     Each method first runs once untimed (warm-up: allocations, kernel selection).
     """
+    from .io.writer import output_name
+
     for name, fn in methods.items():
-        fn(workdir / f"warmup-{name}.mp4")
+        fn(workdir / output_name(f"warmup-{name}", codec))
     timings: dict[str, Timing] = {}
     for round_index in range(repeats):
         for name, fn in methods.items():
             start, start_cpu = time.perf_counter(), time.process_time()
-            size = fn(workdir / f"{name}.mp4")
+            size = fn(workdir / output_name(name, codec))
             seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
             if name not in timings:
                 timings[name] = Timing(name, seconds, cpu_seconds, num_frames, size, [])

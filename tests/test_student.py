@@ -614,6 +614,17 @@ def test_benchmark_command_reports_ratios(tmp_path, capsys):
     assert main(args + ["--overwrite"]) == 0 and set(json.loads(report.read_text())["results"]) == {"bicubic"}
 
 
+def test_benchmark_with_ffv1_and_a_report_in_a_new_folder(tmp_path, capsys):
+    """FFV1 needs .mkv files (the runs wrote .mp4 names); --json makes the folders above it (it failed after the
+    whole run)."""
+    report = tmp_path / "new" / "folder" / "bench.json"
+    assert main(["benchmark", "--size", "32x18", "--frames", "2", "--repeats", "1", "--methods", "student,bicubic",
+                 "--preset", "tiny", "--codec", "ffv1", "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["codec"] == "ffv1" and set(result["results"]) == {"student", "bicubic"}
+    assert "codec ffv1" in capsys.readouterr().out
+
+
 def test_benchmark_ncnn_needs_its_packages(monkeypatch):
     import importlib.util
 

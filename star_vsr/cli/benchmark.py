@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..io import probe_video
     from ..io.synthetic import write_test_video
+    from ..outputs import check_new_output, write_text_atomic
     from ..upscale import DTYPE_FLAGS, resolve_dtype
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -122,8 +123,6 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.threads < 1 or args.frames < 1:
         raise InputError("--repeats, --threads and --frames must be >= 1")
     if args.json:  # before minutes of timing
-        from ..outputs import check_new_output
-
         check_new_output(args.json, args.overwrite)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="star-vsr-bench-") as tmp:
@@ -158,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             except InputError as error:
                 print(f"ncnn: skipped ({error})")
         load_before = os.getloadavg()[0]
-        timings = measure(runners, info.num_frames, args.repeats, workdir)
+        timings = measure(runners, info.num_frames, args.repeats, workdir, codec=args.codec)
         load_after = os.getloadavg()[0]
     print(format_results(timings))
     print(f"load average (1 min) before/after: {load_before:.2f} / {load_after:.2f} on {os.cpu_count()} CPUs")
@@ -173,5 +172,5 @@ def run(args: argparse.Namespace) -> int:
         if "student" in timings:
             student_fps = timings["student"].fps
             payload["ratios"] = {name: student_fps / t.fps for name, t in timings.items() if name != "student"}
-        Path(args.json).write_text(json.dumps(payload, indent=2))
+        write_text_atomic(args.json, json.dumps(payload, indent=2) + "\n")  # makes missing folders
     return 0
