@@ -9,20 +9,26 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 from .errors import InputError, OutputError
 
 
 def check_new_output(path: Union[str, Path], overwrite: bool,
-                     source: Union[str, Path, Sequence[Union[str, Path]], None] = None) -> Path:
+                     source: Union[str, Path, Sequence[Union[str, Path]], None] = None,
+                     file_hint: Optional[str] = None) -> Path:
     """The checks of a command that writes ``path`` (from ``source``, one input or several, if it reads any):
     ``InputError`` if ``path`` exists and ``overwrite`` is False, or if it is an input itself (even with
-    ``overwrite``: the input would be gone before it was read); then ``check_writable``."""
+    ``overwrite``: the input would be gone before it was read); then ``check_writable``.
+
+    ``file_hint``: ``path`` is a file, never a folder; an existing folder is an ``InputError`` (with
+    ``overwrite`` too) that ends with this hint, e.g. "name the file: -o out/student.onnx"."""
     path = Path(path)
     sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)
     if path.exists() and any(Path(s).exists() and os.path.samefile(path, s) for s in sources):
         raise InputError(f"the output {path} is the input; write to another name")
+    if file_hint is not None and path.is_dir():
+        raise InputError(f"{path} is a folder; {file_hint}")
     if path.is_dir() and any(path.iterdir()):  # --overwrite replaces files; a folder's contents are not removed
         raise InputError(f"{path} is a folder that already holds files; write to a new or empty folder")
     if path.exists() and not overwrite:

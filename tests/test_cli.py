@@ -136,7 +136,7 @@ def test_evaluate_json_goes_into_new_folders_and_never_replaces_a_video_or_a_fol
     folder = tmp_path / "folder"
     folder.mkdir()
     assert main(args + ["--json", str(folder), "--overwrite"]) == 2
-    assert "is a folder; name the JSON file" in capsys.readouterr().err
+    assert "is a folder; name the file to write: --json" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "gt.mkv", "pred.mkv"]  # no stray .tmp
     nested = tmp_path / "new" / "deeper" / "scores.json"
     assert main(args + ["--json", str(nested)]) == 0

@@ -97,6 +97,16 @@ def test_export_command(tmp_path, capsys):
     assert "(torchscript, 14x10 LR frames -> 56x40, x4)" in capsys.readouterr().out
     assert main(["export", "--model", str(folder), "-o", str(tmp_path / "student.bin")] + size) == 2
     assert "pass --format onnx or torchscript" in capsys.readouterr().err
+    # an existing folder as -o, empty or not, with --overwrite too: refused before any work, naming a file in it
+    # (an empty one gave "Is a directory" after the export; a full one said to write to an empty folder)
+    for name, files in (("empty-out", []), ("full-out", ["a.txt"])):
+        target = tmp_path / name
+        target.mkdir()
+        for file in files:
+            (target / file).write_text("x")
+        assert main(["export", "--model", str(folder), "-o", str(target), "--format", "onnx", "--overwrite"] + size) == 2
+        assert f"{target} is a folder; name the file to write: -o {target / 'student.onnx'}" in capsys.readouterr().err
+        assert sorted(p.name for p in target.iterdir()) == files
     # a folder that is no pipeline: the student's help, not how to get STAR's weights
     (tmp_path / "empty").mkdir()
     assert main(["export", "--model", str(tmp_path / "empty"), "-o", str(tmp_path / "y.onnx")]) == 2

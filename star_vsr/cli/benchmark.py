@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.threads < 1 or args.frames < 1:
         raise InputError("--repeats, --threads and --frames must be >= 1")
     if args.json:  # before minutes of timing
-        check_new_output(args.json, args.overwrite)
+        check_new_output(args.json, args.overwrite,
+                         file_hint=f"name the file to write: --json {Path(args.json) / 'benchmark.json'}")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="star-vsr-bench-") as tmp:
         workdir = Path(tmp)

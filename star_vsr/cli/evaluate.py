@@ -91,10 +91,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--scale must be an integer >= 1 (the border crop in pixels), got {args.scale}")
     clips = pair_clips(Path(args.pred), Path(args.gt))
     if args.json:  # before the metrics, not after
-        if Path(args.json).is_dir():
-            raise InputError(f"--json {args.json} is a folder; name the JSON file to write")
         videos = [video for _, pred, gt in clips for video in (pred, gt)]
-        check_new_output(args.json, args.overwrite, source=videos)  # never replaces a video it scores
+        check_new_output(args.json, args.overwrite, source=videos,  # never replaces a video it scores
+                         file_hint=f"name the file to write: --json {Path(args.json) / 'metrics.json'}")
     learned, missing = [], []
     for metric_name in dict.fromkeys(n.strip().lower() for n in args.metrics.split(",") if n.strip()):
         from ..metrics.learned import load_learned_metric  # pyiqa and torch only when asked for
