@@ -44,7 +44,10 @@ def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Unio
     path, source = Path(path), Path(source)
     is_input = source.exists() and path.exists() and os.path.samefile(path, source)
     if path.is_dir() and not is_input:
-        into = f"to write the video into it, name the file: -o {path / source.stem}.mp4"
+        suggested = path / f"{source.stem}.mp4"
+        if suggested.resolve() == source.resolve():  # `-o .` beside the input: not the input's own name
+            suggested = path / f"{source.stem}-upscaled.mp4"
+        into = f"to write the video into it, name the file: -o {suggested}"
         if any(path.iterdir()):
             raise InputError(f"{path} is a folder that already holds files; {into} (PNG frames go to a new or empty "
                              f"folder)")

@@ -223,6 +223,12 @@ def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys
     assert main(["degrade", str(src), "-o", str(tmp_path / "empty"), "--scale", "2"]) == 2
     assert "is an existing folder; to write the video into it" in capsys.readouterr().err
     assert not any((tmp_path / "empty").iterdir())
+    # the folder of the input: the suggestion is not the input's own name (it was `-o in.mp4`)
+    assert main(["upscale", str(src), "-o", str(tmp_path)]) == 2
+    assert f"name the file: -o {tmp_path / 'in-upscaled.mp4'}" in capsys.readouterr().err
+    for command in ("upscale", "degrade"):  # a missing input is named first, not the unusable -o
+        assert main([command, str(tmp_path / "missing.mp4"), "-o", str(tmp_path)]) == 2
+        assert "missing.mp4 does not exist; check the path" in capsys.readouterr().err
     assert main(["upscale", str(src), "-o", str(tmp_path / "o.mp4"), "--model", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert "convert-star" in err and not (tmp_path / "o.mp4").exists()

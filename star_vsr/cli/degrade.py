@@ -50,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..degradations import DegradationConfig, RealWorldDegradation
     from ..io import VideoWriter, deinterlace_choice, open_video, probe_video
+    from ..io.probe import check_exists
     from ..outputs import check_new_video_output
 
+    check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
     output = check_new_video_output(args.output, args.overwrite, args.input)
     deinterlace = deinterlace_choice(args.deinterlace)
     for note in input_notes(args.input, deinterlace, args.fps):  # a missing, corrupt or empty input fails here

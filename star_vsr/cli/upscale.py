@@ -220,10 +220,12 @@ def check_student_upscale(folder: Path, upscale: float) -> None:
 
 def run_single(args: argparse.Namespace) -> int:
     from ..io import deinterlace_choice
+    from ..io.probe import check_exists
     from ..outputs import check_new_video_output
     from ..resume import other_unfinished_runs
     from ..upscale import upscale_video
 
+    check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
     output = check_new_video_output(args.output, args.overwrite, args.input)
     deinterlace = deinterlace_choice(args.deinterlace)
     # a missing or corrupt input fails here, before a model loads
