@@ -964,6 +964,11 @@ def test_upscale_batch_refuses_an_unsupported_scale_before_making_anything(tmp_p
     for scale in ("7", "0.5"):
         assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--upscale", scale]) == 2
         assert "unsupported scale" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    for options, message in ((["--crf", "99"], "crf must be an integer in 0..51"),
+                             (["--codec", "ffv1", "--crf", "20"], "crf applies to h264/h265 only")):
+        assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), *options]) == 2
+        err = capsys.readouterr().err  # before the folder and the "0 of 1 videos already done" line
+        assert message in err and "already done" not in err and not (tmp_path / "out").exists()
 
 
 def test_upscale_batch_names_the_subfolders_it_skips(tmp_path, capsys):

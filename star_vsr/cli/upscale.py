@@ -281,6 +281,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from accelerate.utils import parse_flag_from_env
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
+    from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder
@@ -303,6 +304,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if args.overwrite:  # as `upscale --overwrite`, for every output, before any work
         for video in videos:
             check_new_output(outputs[video], overwrite=True, source=video)
+    check_crf(args.codec or "h264", args.crf)  # the writers check it per video, after the folder is made
     check_model_options(args)
     output_dir.mkdir(parents=True, exist_ok=True)
     # on machines without a GPU (or under `accelerate launch --cpu`) processes talk over gloo

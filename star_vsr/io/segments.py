@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from star_vsr.errors import CorruptVideoError, InputError
 from star_vsr.io.probe import as_frame_rate, open_container, probe_video
-from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _AudioCopy, _check_crf, _output_error, _remove,
+from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _AudioCopy, check_crf, _output_error, _remove,
                                 _resolve_codec, check_audio, check_png_folder, finish_error, move_into_place,
                                 temporary_path, warn_png_drops_audio, warn_png_drops_frame_rate)
 
@@ -78,7 +78,7 @@ class SegmentedVideoWriter:
         self.frame_rate = as_frame_rate(fps)
         self.clock = FrameClock(self.frame_rate, frame_times)
         self.codec = _resolve_codec(self.path, codec)
-        self.crf = _check_crf(self.codec, crf)
+        self.crf = check_crf(self.codec, crf)
         self.audio_from = audio_from
         if audio_from is not None and probe_video(audio_from).has_audio:
             if self.codec == "png":

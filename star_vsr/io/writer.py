@@ -548,7 +548,7 @@ def _resolve_codec(path: Path, codec: str | None) -> str:
     return codec
 
 
-def _check_crf(codec: str, crf: int | None) -> int | None:
+def check_crf(codec: str, crf: int | None) -> int | None:
     """The CRF to encode with: `crf`, or the codec's default; None for lossless codecs."""
     default = VIDEO_CODECS[codec].default_crf if codec in VIDEO_CODECS else None
     if crf is None:
@@ -692,7 +692,7 @@ class VideoWriter:
         self.pixel_aspect = _check_pixel_aspect(pixel_aspect)
         self.frame_rate = as_frame_rate(fps)
         self.codec = _resolve_codec(self.path, codec)
-        self.crf = _check_crf(self.codec, crf)
+        self.crf = check_crf(self.codec, crf)
         self.pix_fmt = _check_pix_fmt(self.codec, pix_fmt)
         audio_source = self._check_audio_source(audio_from)
         check_png_folder(self.path, self.codec)
