@@ -15,14 +15,17 @@ T = TypeVar("T")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".index.json")
 
 
-def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_class: Optional[type] = None) -> str:
+def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_class: Optional[type] = None,
+                          class_help: Optional[dict[str, str]] = None) -> str:
     """The pipeline class named by ``folder``'s ``model_index.json``, once the folder is checked.
 
     Raises ``MissingWeightsError`` (naming the missing or broken part, then ``help_text``) unless
     ``folder`` has a readable ``model_index.json`` and every component folder it lists that holds a
     model (``config.json``) also holds its weights; ``InputError`` when ``expected_class`` is given
     and the folder holds a pipeline that is neither it nor one of its base classes (a subclass loads
-    its base class's folders, as in diffusers). ``kind`` names the pipeline in the messages.
+    its base class's folders, as in diffusers). ``kind`` names the pipeline in the messages. ``class_help``:
+    the help for a folder whose class is known (class name -> text), used instead of ``help_text`` once the
+    ``model_index.json`` names it (a student folder with a missing part gets the student's help, not STAR's).
     """
     index = folder / "model_index.json"
     if not folder.exists():
@@ -38,6 +41,7 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
         raise MissingWeightsError(f"{index} does not name a pipeline class (_class_name); it is not a {kind} "
                                   f"pipeline folder.\n{help_text}")
     class_name = entries["_class_name"]
+    help_text = (class_help or {}).get(class_name, help_text)
     if expected_class is not None and class_name not in {base.__name__ for base in expected_class.__mro__}:
         raise InputError(f"{folder} holds a {class_name}, not a {expected_class.__name__}: load it with "
                          f"{class_name}.from_pretrained, or with star_vsr.upscale.load_upscaler (any star-vsr folder)")

@@ -77,6 +77,7 @@ def resolve_dtype(dtype: str, device: torch.device, student: bool = False) -> to
 
 def pipeline_class_name(folder: Union[str, Path]) -> str:
     """``_class_name`` recorded in a pipeline folder's model_index.json."""
+    from star_vsr.pipelines.pipeline_star_student import MISSING_STUDENT_HELP
     from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP
 
     from .model_folder import check_pipeline_folder
@@ -84,7 +85,9 @@ def pipeline_class_name(folder: Union[str, Path]) -> str:
     student_help = ("Without --model, star-vsr upscales with the student that ships inside the package; a student "
                     "folder of your own is the output folder of training/distill_student.py (README, \"The student\").")
     return check_pipeline_folder(Path(folder), "star-vsr (student or StarVSR)",
-                                 f"{student_help}\n{MISSING_WEIGHTS_HELP}")
+                                 f"{student_help}\n{MISSING_WEIGHTS_HELP}",
+                                 class_help={"StarStudentPipeline": MISSING_STUDENT_HELP,
+                                             "StarVSRPipeline": MISSING_WEIGHTS_HELP})
 
 
 def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: str = "auto") -> Any:

@@ -502,6 +502,11 @@ def test_convert_star_end_to_end(tmp_path, capsys):
         (tmp_path / "bad.json").write_text(text)
         assert main(args[:-1] + [str(tmp_path / "bad.json")]) == 2
         assert message in capsys.readouterr().err and not out.exists()
+    for path, message in ((tmp_path / "missing.json", "missing.json does not exist"),
+                          (tmp_path / "vae", "vae is a folder; it takes a JSON file")):
+        assert main(args[:-1] + [str(path)]) == 2  # the user's own file: not STAR's download steps
+        err = capsys.readouterr().err
+        assert f"--unet-config {tmp_path}" in err and message in err and "download" not in err and not out.exists()
     # partial downloads and a mix-up: one line naming the file, nothing written
     (tmp_path / "empty.pt").write_bytes(b"")
     clip_bytes = (tmp_path / "open_clip_pytorch_model.bin").read_bytes()
@@ -824,7 +829,8 @@ def test_bad_device_missing_model_and_ignored_flags_are_one_line(tmp_path, capsy
     result = subprocess.run([sys.executable, "-m", "star_vsr", "upscale", str(src), "-o", str(out), "--steps", "5"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and out.exists()
-    assert "star-vsr upscale: warning: --steps only applies to diffusion models" in result.stderr
+    assert "star-vsr upscale: warning: --steps only applies to diffusion models; the student ignores it" \
+        in result.stderr
     assert "warnings.warn" not in result.stderr
 
 
@@ -969,6 +975,10 @@ def test_upscale_batch_refuses_an_unsupported_scale_before_making_anything(tmp_p
         assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), *options]) == 2
         err = capsys.readouterr().err  # before the folder and the "0 of 1 videos already done" line
         assert message in err and "already done" not in err and not (tmp_path / "out").exists()
+    for path, message in ((tmp_path / "missing", "missing does not exist"),
+                          (videos / "a.mp4", "a.mp4 is a file; upscale-batch takes a folder of videos")):
+        assert main(["upscale-batch", str(path), "-o", str(tmp_path / "out")]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_upscale_batch_names_the_subfolders_it_skips(tmp_path, capsys):
@@ -1020,3 +1030,20 @@ def test_out_of_range_seeds_frame_rates_and_demo_lengths_are_one_line_errors(tmp
     assert message in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
     assert seed_argument("9223372036854775807") == 2**63 - 1 and seed_argument("0") == 0
+
+
+def test_a_broken_student_folder_gets_the_students_help_not_stars_download_steps(tmp_path, capsys):
+    from star_vsr.student import build_student_pipeline
+
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
+    folder = tmp_path / "student"
+    build_student_pipeline("tiny").save_pretrained(folder)
+    for weights in (folder / "student").glob("*.safetensors"):
+        weights.unlink()  # an incomplete copy
+    assert main(["upscale", str(src), "-o", str(tmp_path / "o.mp4"), "--model", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "has a config.json but no weights" in err and "A student pipeline folder holds" in err
+    assert "convert-star" not in err and not (tmp_path / "o.mp4").exists()
+    assert main(["benchmark", "--model", str(tmp_path / "nowhere"), "--frames", "1", "--repeats", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere does not exist: no student pipeline there" in err and "convert-star" not in err

@@ -100,6 +100,11 @@ def load_benchmark_student(model: Optional[str], preset: Optional[str], dtype: s
         except MissingWeightsError:  # no shipped student: time the same network with random weights
             preset = "small"
     if preset is None:
+        from star_vsr.pipelines.pipeline_star_student import MISSING_STUDENT_HELP
+
+        from ..model_folder import check_pipeline_folder
+
+        check_pipeline_folder(Path(model), "student", MISSING_STUDENT_HELP)  # benchmark times students only
         return load_upscaler(model, device="cpu", dtype=dtype), f"student from {model}"
     pipe = build_student_pipeline(preset, bilinear_start=True)
     if dtype == "bf16":

@@ -45,7 +45,7 @@ def _require(path: Path, what: str) -> Path:
     if not path.exists():
         from ..pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP
 
-        raise MissingWeightsError(f"{what} not found at {path}.\n{MISSING_WEIGHTS_HELP}")
+        raise MissingWeightsError(f"{what} was not found at {path}.\n{MISSING_WEIGHTS_HELP}")
     return path
 
 
@@ -74,8 +74,11 @@ def _unet_config(path: Path, released: dict[str, Any]) -> dict[str, Any]:
     """The released UNet config with the keys of the JSON file at ``path`` replaced."""
     from ..models import StarVSRUNetModel
 
+    if not path.is_file():  # the user's own file: STAR's download steps would not help
+        raise InputError(f"--unet-config {path} " + ("is a folder; it takes a JSON file" if path.is_dir() else
+                                                       "does not exist"))
     try:
-        changes = json.loads(_require(path, "the --unet-config file").read_text(encoding="utf-8"))
+        changes = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"--unet-config {path} is not valid JSON: {error}") from None
     if not isinstance(changes, dict):

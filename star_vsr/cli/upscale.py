@@ -161,7 +161,8 @@ def pipeline_kwargs(class_name: str, args: argparse.Namespace) -> dict[str, Any]
                    if getattr(args, dest) != default]
         if ignored:
             verb = "applies" if len(ignored) == 1 else "apply"
-            warnings.warn(f"{', '.join(ignored)} only {verb} to diffusion models; the student ignores them")
+            warnings.warn(f"{', '.join(ignored)} only {verb} to diffusion models; the student ignores "
+                          f"{'it' if len(ignored) == 1 else 'them'}")
     else:
         if args.no_scene_cut_reset:
             warnings.warn("--no-scene-cut-reset only applies to the student; diffusion models ignore it")
@@ -289,7 +290,9 @@ def run_batch(args: argparse.Namespace) -> int:
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():
-        raise InputError(f"{input_dir} is not a folder of videos")
+        raise InputError(f"{input_dir} does not exist" if not input_dir.exists() else
+                         f"{input_dir} is a file; upscale-batch takes a folder of videos (star-vsr upscale takes one "
+                         f"video)")
     if output_dir.exists() and os.path.samefile(input_dir, output_dir):
         raise InputError(f"the output folder {output_dir} is the input folder: its videos would count as done and "
                          f"the outputs would mix with the inputs; choose another --output-dir")
