@@ -122,6 +122,15 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
                               (pred_dir / "a.mkv", gt_dir, "--gt {} is a folder of videos, so --pred must be one too")):
         assert main(["evaluate", "--pred", str(pred), "--gt", str(gt)]) == 2
         assert message.format(pred_dir if pred.is_dir() else gt_dir) in capsys.readouterr().err
+    # a prediction without a ground truth is named, not silently left out; two videos of one name are refused
+    # (one of them was picked without a word)
+    write_test_video(pred_dir / "c.mkv", num_frames=5, size=(32, 32), codec="ffv1")
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2", "--no-warp"]) == 0
+    assert f"note: not scored, no ground truth in {gt_dir}: c.mkv" in capsys.readouterr().out
+    write_test_video(gt_dir / "a.mkv", num_frames=5, size=(32, 32), codec="ffv1")
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
+    assert f"--gt {gt_dir} holds videos of the same name (videos are paired by name without the suffix): a.mkv, " \
+           "a.mp4; keep one of each" in capsys.readouterr().err
 
 
 def test_evaluate_json_goes_into_new_folders_and_never_replaces_a_video_or_a_folder(tmp_path, capsys):

@@ -46,21 +46,39 @@ def _is_video_folder(path: Path) -> bool:
     return path.is_dir() and any(p.suffix.lower() in VIDEO_EXTENSIONS for p in path.iterdir())
 
 
-def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
-    """(name, pred, gt) for a single pair or for two folders of videos matched by stem."""
+def videos_by_stem(folder: Path, flag: str) -> dict[str, Path]:
+    """The videos in ``folder`` by file stem (how two folders are paired); ``InputError`` when two share a stem
+    (``a.mp4`` and ``a.mkv``: which one to score would be a guess)."""
     from ..io import VIDEO_EXTENSIONS
 
+    videos: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file():
+            videos.setdefault(path.stem, []).append(path)
+    clashes = {stem: paths for stem, paths in videos.items() if len(paths) > 1}
+    if clashes:
+        listed = "; ".join(", ".join(p.name for p in paths) for paths in clashes.values())
+        raise InputError(f"{flag} {folder} holds videos of the same name (videos are paired by name without the "
+                         f"suffix): {listed}; keep one of each")
+    return {stem: paths[0] for stem, paths in videos.items()}
+
+
+def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
+    """(name, pred, gt) for a single pair or for two folders of videos matched by stem (a prediction without a
+    ground truth is left out with a note)."""
     for path in (pred, gt):
         if not path.exists():
             raise VideoNotFoundError(f"{path} does not exist")
     if _is_video_folder(gt):
-        gt_videos = {p.stem: p for p in sorted(gt.iterdir()) if p.suffix.lower() in VIDEO_EXTENSIONS}
         if not pred.is_dir():
             raise InputError(f"--gt {gt} is a folder of videos, so --pred must be one too")
-        pred_videos = {p.stem: p for p in sorted(pred.iterdir()) if p.suffix.lower() in VIDEO_EXTENSIONS}
+        gt_videos, pred_videos = videos_by_stem(gt, "--gt"), videos_by_stem(pred, "--pred")
         missing = sorted(set(gt_videos) - set(pred_videos))
         if missing:
             raise InputError(f"no prediction in {pred} for: {', '.join(missing)}")
+        extra = sorted(set(pred_videos) - set(gt_videos))
+        if extra:
+            print(f"note: not scored, no ground truth in {gt}: {', '.join(pred_videos[n].name for n in extra)}")
         return [(name, pred_videos[name], gt_videos[name]) for name in gt_videos]
     if _is_video_folder(pred):
         raise InputError(f"--pred {pred} is a folder of videos, so --gt must be one too (videos are paired by name); "
