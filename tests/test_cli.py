@@ -127,6 +127,18 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     write_test_video(pred_dir / "c.mkv", num_frames=5, size=(32, 32), codec="ffv1")
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2", "--no-warp"]) == 0
     assert f"note: not scored, no ground truth in {gt_dir}: c.mkv" in capsys.readouterr().out
+    # a clip of one frame has no E*warp: said in a note, the others' mean is theirs, the table shows "-"
+    (pred_dir / "c.mkv").unlink()
+    write_test_video(pred_dir / "d.mkv", num_frames=1, size=(32, 32), codec="ffv1")
+    write_test_video(gt_dir / "d.mkv", num_frames=1, size=(32, 32), codec="ffv1")
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2", "--json",
+                 str(tmp_path / "d.json")]) == 0
+    out = capsys.readouterr().out
+    assert "note: E*warp needs 2 or more frames; not computed for d (1 frame)" in out
+    assert [line.split()[-1] for line in out.splitlines() if line.startswith("d ")] == ["-"]
+    scores = json.loads((tmp_path / "d.json").read_text())
+    assert "ewarp" not in scores["clips"]["d"]
+    assert scores["mean"]["ewarp"] == pytest.approx((scores["clips"]["a"]["ewarp"] + scores["clips"]["b"]["ewarp"]) / 2)
     write_test_video(gt_dir / "a.mkv", num_frames=5, size=(32, 32), codec="ffv1")
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
     assert f"--gt {gt_dir} holds videos of the same name (videos are paired by name without the suffix): a.mkv, " \

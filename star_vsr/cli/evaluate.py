@@ -91,7 +91,8 @@ def format_table(rows: dict[str, dict[str, float]], learned: Sequence[str] = ())
     name_width = max(len("clip"), *(len(n) for n in rows))
     lines = [f"{'clip':<{name_width}}  " + "  ".join(f"{title:>8}" for _, title, _ in keys)]
     for name, row in rows.items():
-        lines.append(f"{name:<{name_width}}  " + "  ".join(f"{fmt.format(row[k]):>8}" for k, _, fmt in keys))
+        lines.append(f"{name:<{name_width}}  " + "  ".join(f"{fmt.format(row[k]) if k in row else '-':>8}"
+                                                             for k, _, fmt in keys))
     return "\n".join(lines)
 
 
@@ -126,8 +127,11 @@ def run(args: argparse.Namespace) -> int:
     for name, pred, gt in clips:
         results[name] = evaluate_videos(str(pred), str(gt), scale=args.scale, warp=not args.no_warp, progress=True,
                                         crop_gt=args.crop_gt, learned=learned)
-    keys = [k for k in results[clips[0][0]] if k != "frames"]
-    mean = {k: sum(r[k] for r in results.values()) / len(results) for k in keys}
+    single = [name for name, r in results.items() if "ewarp" not in r] if not args.no_warp else []
+    if single:  # E*warp compares consecutive frames
+        print(f"note: E*warp needs 2 or more frames; not computed for {', '.join(single)} (1 frame)")
+    keys = list(dict.fromkeys(k for r in results.values() for k in r if k != "frames"))
+    mean = {k: sum(r[k] for r in results.values() if k in r) / sum(k in r for r in results.values()) for k in keys}
     table = dict(results)
     if len(results) > 1:
         table["mean"] = mean
