@@ -82,6 +82,10 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
         model = "student" if pipeline == "StarStudentPipeline" else "model"
         load = option(f"load the model with load_upscaler(..., dtype={flag!r})", f"pass --dtype {flag}")
         return f"the {model} ran in {saved} then, in {now} now{why}; {load} to go on in {saved}"
+    if key == "audio":
+        drop = option("keep_audio=False", "--no-audio")
+        return (f"that run copied the input's audio, this one drops it ({drop})" if saved else
+                f"that run dropped the input's audio ({drop}), this one copies it")
     if key == "scene_cut_threshold" and None in (saved, now):
         carry = option("scene_cut_threshold=None", "--no-scene-cut-reset")
         if saved is None:

@@ -190,6 +190,9 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
     with pytest.raises(InputError, match=r"other settings: that run reset the student's state at scene cuts, this "
                                          r"one carries it through them \(scene_cut_threshold=None\)"):
         upscale_video(pipe, source, output, progress=False, scene_cut_threshold=None)
+    with pytest.raises(InputError, match=r"other settings: that run copied the input's audio, this one drops it "
+                                         r"\(keep_audio=False\)"):
+        upscale_video(pipe, source, output, progress=False, keep_audio=False)
     with pytest.raises(InputError, match=r"other settings: scene_cut_threshold 0.1 -> 0.2"):
         upscale_video(pipe, source, output, progress=False, scene_cut_threshold=0.2)
     assert partial_folder(output).is_dir()
