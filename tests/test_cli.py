@@ -1068,3 +1068,15 @@ def test_a_broken_student_folder_gets_the_students_help_not_stars_download_steps
     assert main(["benchmark", "--model", str(tmp_path / "nowhere"), "--frames", "1", "--repeats", "1"]) == 2
     err = capsys.readouterr().err
     assert "nowhere does not exist: no student pipeline there" in err and "convert-star" not in err
+
+
+def test_an_existing_output_is_refused_before_torch_and_diffusers_load(tmp_path):
+    """The check took 4 s of imports (diffusers, the models) before it spoke; now it comes first."""
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
+    (tmp_path / "out.mp4").write_bytes(b"earlier")
+    code = ("import sys; from star_vsr.cli import main; "
+            f"code = main(['upscale', {str(src)!r}, '-o', {str(tmp_path / 'out.mp4')!r}]); "
+            "print(code, 'torch' in sys.modules, 'diffusers' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["2", "False", "False"], result.stderr
+    assert "already exists" in result.stderr

@@ -24,9 +24,6 @@ from ..interrupts import clear_interrupt, interrupt_requested, raise_if_interrup
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = ("upscale", "degrade", "evaluate", "info", "convert", "benchmark", "export", "distill", "demo")
-#: Commands that load model folders: diffusers' "Loading pipeline components" bar is switched off for
-#: them (``benchmark`` does it itself, after setting the OpenMP policy: importing diffusers loads torch).
-MODEL_COMMANDS = ("upscale", "upscale-batch", "export", "distill", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,8 +84,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     show_warning = warnings.showwarning
     warnings.showwarning = lambda message, *_, **__: _print_above_bars(f"star-vsr {args.command}: warning: {message}")
     try:
-        if args.command in MODEL_COMMANDS:
-            quiet_model_loading()  # imports diffusers: seconds in which Ctrl-C must give no traceback either
         with cli_wording(_command_flags(parser, args)), explain_out_of_memory(f"running star-vsr {args.command}", "try a shorter or smaller "
                                                   "input, or a machine with more memory"):  # pipelines: their own
             result = args.func(args)  # its messages name flags (--restart), not Python arguments (restart=True)

@@ -141,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
     scale = gt.shape[-1] // lq.shape[-1]
 
     # 2. Upscale with bicubic and with the model
+    from . import quiet_model_loading
+
+    quiet_model_loading()  # here, once the options are checked: importing diffusers takes seconds
     pipe = load_upscaler(args.model, device=args.device, dtype=args.dtype)
     pipe.set_progress_bar_config(disable=True)
     started = time.perf_counter()

@@ -94,6 +94,9 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
     from ..distill.teacher import load_teacher
 
     clips, description = clip_source(args)
+    from . import quiet_model_loading
+
+    quiet_model_loading()
     teacher = load_teacher(args.teacher, scale=args.upscale, features=args.features, device=args.device,
                            dtype=args.dtype, num_inference_steps=args.steps, seed=args.seed,
                            guidance_scale=args.guidance_scale)

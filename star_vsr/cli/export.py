@@ -56,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..export import export_student, verify_export
     from ..outputs import check_new_output
+    from . import quiet_model_loading
 
     output = Path(args.output)
     args.format = export_format(output, args.format)
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..models.student import output_size
 
+    quiet_model_loading()
     student = StarStudentPipeline.from_pretrained(args.model).student
     export_student(student, output, args.format, args.height, args.width, args.upscale)
     scale = student.check_scale(args.upscale)

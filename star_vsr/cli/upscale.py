@@ -182,6 +182,9 @@ def pipeline_kwargs(class_name: str, args: argparse.Namespace) -> dict[str, Any]
 
 def _load(args: argparse.Namespace, device: Any = None) -> Any:
     from ..upscale import load_upscaler
+    from . import quiet_model_loading
+
+    quiet_model_loading()  # here, once the options are checked: importing diffusers takes seconds
 
     return load_upscaler(args.model, device=str(device) if device is not None else args.device, dtype=args.dtype)
 
@@ -223,11 +226,12 @@ def run_single(args: argparse.Namespace) -> int:
     from ..io import deinterlace_choice
     from ..io.probe import check_exists
     from ..outputs import check_new_video_output
+
+    check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
+    output = check_new_video_output(args.output, args.overwrite, args.input)  # before seconds of imports
     from ..resume import other_unfinished_runs
     from ..upscale import upscale_video
 
-    check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
-    output = check_new_video_output(args.output, args.overwrite, args.input)
     deinterlace = deinterlace_choice(args.deinterlace)
     # a missing or corrupt input fails here, before a model loads
     for note in input_notes(args.input, deinterlace, args.fps):
