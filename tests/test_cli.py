@@ -675,6 +675,29 @@ def test_degrade_is_deterministic_coherent_and_keeps_audio(tmp_path):
     assert np.array_equal(fa, fb) and not np.array_equal(fa, fc)
 
 
+def test_degrade_encodes_h264_reproducibly(tmp_path, monkeypatch):
+    """x264's assembly code gave different .mp4 files for the same frames from run to run (a 720p clip: three
+    runs, frames differing by up to 18 levels), so degrade's writer runs it without (X264_REPRODUCIBLE); the
+    upscaler's writer, where the encoder's speed counts, keeps it."""
+    import star_vsr.io.writer as writer_module
+
+    hr = write_test_video(tmp_path / "hr.mp4", num_frames=2, size=(32, 32))
+    options = {}
+    original = writer_module._EncodedSink.__init__
+
+    def spy(self, temp, codec, *args, **kwargs):
+        options[Path(temp).suffix] = dict(codec.options)
+        original(self, temp, codec, *args, **kwargs)
+
+    monkeypatch.setattr(writer_module._EncodedSink, "__init__", spy)
+    assert main(["degrade", str(hr), "-o", str(tmp_path / "lr.mp4"), "--scale", "2"]) == 0
+    assert options.pop(".mp4") == dict(writer_module.X264_REPRODUCIBLE) == {"x264-params": "asm=0"}
+    assert main(["upscale", str(tmp_path / "lr.mp4"), "-o", str(tmp_path / "sr.mp4"), "--upscale", "2"]) == 0
+    assert "x264-params" not in options.pop(".mp4")
+    with open_video(tmp_path / "lr.mp4") as reader:
+        assert next(reader.iter_chunks(2)).shape == (2, 16, 16, 3)
+
+
 def test_degrade_prints_its_drawn_parameters_as_json(tmp_path, capsys):
     from star_vsr.degradations import DegradationConfig, RealWorldDegradation
 

@@ -6,7 +6,7 @@ video-codec compression (libx264 or mpeg4). Long videos are processed in segment
 frames that share the drawn parameters; each segment is compressed as a clip (a keyframe at each
 segment start, like a GOP). The result is written as a video (H.264 for .mp4, lossless FFV1 for
 .mkv with ``--codec ffv1``) with the input's frame rate and audio. Same input and ``--seed`` give
-the same frames.
+the same frames (H.264 is encoded without x264's assembly code for that: with it, runs differed).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     reader = open_video(args.input, deinterlace=deinterlace, **folder_fps)
     with reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf, audio_from=audio,
                              progress=True, total_frames=info.num_frames, pixel_aspect=info.pixel_aspect,
-                             frame_times=info.timeline) as writer:
+                             frame_times=info.timeline, reproducible=True) as writer:
         # HR sizes: multiples of the scale times what the output format stores unpadded (2 for 4:2:0),
         # so the LR file has exactly 1 / scale of the HR size that `star-vsr evaluate` compares with
         multiple_h, multiple_w = args.scale * writer.size_multiple[0], args.scale * writer.size_multiple[1]

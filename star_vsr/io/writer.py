@@ -19,6 +19,7 @@ background Python thread as well was measured (star-vsr upscale path, 320x180 ->
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -78,6 +79,12 @@ class _VideoCodec:
     options: tuple[tuple[str, str], ...] = ()  # extra encoder options
     reorder_delay: int = 0  # frames the decoder holds back (B-frame pyramid: 2 with x264's / x265's defaults)
 
+
+#: libx264 options for `VideoWriter(reproducible=True)`. With its assembly code, x264 (its AVX-512 code; the
+#: degradation chain's in-memory encode found the macroblock-tree rate control) gave different bitstreams for
+#: the same frames from run to run: `star-vsr degrade` of a 720p clip to .mp4, three runs, three files whose
+#: frames differed by up to 18 levels. Without it, four runs out of four were identical (as with mbtree=0).
+X264_REPRODUCIBLE: tuple[tuple[str, str], ...] = (("x264-params", "asm=0"),)
 
 VIDEO_CODECS: dict[str, _VideoCodec] = {
     "h264": _VideoCodec("libx264", "yuv420p", (".mp4", ".mkv", ".mov"), H264_DEFAULT_CRF, reorder_delay=2),
@@ -661,6 +668,9 @@ class VideoWriter:
         frame_times: Each frame's time in seconds for variable-rate output (`VideoInfo.timeline` of
             the input keeps its timing and audio sync); one entry more than frames written is when the
             last frame stops being shown (else it lasts 1 / fps). None: frame i at i / fps.
+        reproducible: make H.264 the same bitstream for the same frames on every run (`X264_REPRODUCIBLE`:
+            x264 without its assembly code, several times slower; for small outputs such as `star-vsr
+            degrade`'s LR videos). FFV1 and PNG always are; H.265 is not guaranteed.
 
     Frame sizes that the pixel format cannot hold (odd sizes for yuv420p) are padded by edge
     replication on the right/bottom, with a warning; see the module docstring.
@@ -686,6 +696,7 @@ class VideoWriter:
         label: str | Path | None = None,
         pixel_aspect: Fraction | float = Fraction(1),
         frame_times: Sequence[Fraction] | None = None,
+        reproducible: bool = False,
     ) -> None:
         self.path = Path(path)
         self.label = str(label or self.path)
@@ -710,6 +721,8 @@ class VideoWriter:
                 self._sink: _EncodedSink | _PngSink = _PngSink(self._temp)
             else:
                 spec = VIDEO_CODECS[self.codec]
+                if reproducible and spec.encoder == "libx264":
+                    spec = dataclasses.replace(spec, options=(*spec.options, *X264_REPRODUCIBLE))
                 self._sink = _EncodedSink(
                     self._temp, spec, self.frame_rate, self.crf, self.pix_fmt, audio_source,
                     self.pixel_aspect, FrameClock(self.frame_rate, frame_times),
