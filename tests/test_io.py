@@ -243,6 +243,26 @@ def test_hdr_transfer_is_noted(tmp_path):
     assert probe_video(write_timed_test_video(tmp_path / "pq.mp4", [0, 40], transfer=ColorTrc.SMPTE2084)).hdr == "PQ"
 
 
+def test_a_10_bit_input_is_noted_as_becoming_8_bit(tmp_path):
+    import av
+
+    path = tmp_path / "ten.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p10le"
+        for _ in range(2):
+            frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(frame.reformat(format="yuv420p10le")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    info = probe_video(path)
+    assert info.pix_fmt == "yuv420p10le"
+    assert info.caveats() == [f"{path} is 10-bit (yuv420p10le); star-vsr works on 8-bit frames, so the output is "
+                              "8-bit (smooth gradients may show bands)"]
+    assert probe_video(write_test_video(tmp_path / "eight.mp4", 2, size=(16, 16))).caveats() == []
+
+
 def test_avi_frame_count_skips_the_empty_packets_of_packed_b_frames(tmp_path):
     """MPEG-4 Part 2 in AVI with B-frames (DivX / Xvid style) stores empty placeholder packets that the
     header counts as frames: the reader warned of truncation on healthy files."""

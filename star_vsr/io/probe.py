@@ -255,12 +255,24 @@ class VideoInfo:
                 f"its {self.num_frames} frames are read (if it is whole, its last frame is held "
                 f"{self.missing_s:.2f} s longer, as in videos made from GIFs)"
             )
+        depth = pixel_bit_depth(self.pix_fmt)
+        if self.hdr is None and depth > 8:
+            notes.append(f"{self.path} is {depth}-bit ({self.pix_fmt}); star-vsr works on 8-bit frames, so the output "
+                         f"is 8-bit (smooth gradients may show bands)")
         if self.hdr is not None:
             notes.append(
                 f"{self.path} is HDR ({self.hdr}); star-vsr works on 8-bit SDR frames and writes a BT.709 SDR "
                 f"file, so the output looks flat and pale; tone-map it to SDR first for true colours"
             )
         return notes
+
+
+def pixel_bit_depth(pix_fmt: str) -> int:
+    """Bits per component of an FFmpeg pixel format ("yuv420p10le" -> 10); 8 for a name FFmpeg does not know
+    (PIL modes of image folders)."""
+    if pix_fmt not in av.video.format.names:
+        return 8
+    return max(component.bits for component in av.VideoFormat(pix_fmt).components)
 
 
 def as_frame_rate(fps: float | int | Fraction) -> Fraction:
