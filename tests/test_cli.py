@@ -118,8 +118,10 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     assert set(json.loads(out_json.read_text())["clips"]) == {"a", "b"}
     assert main(args + ["--overwrite"]) == 0 and len(json.loads(out_json.read_text())["clips"]) == 1
     # a folder of videos against one video, either way round
-    for pred, gt, message in ((pred_dir, gt_dir / "a.mp4", "--pred {} is a folder of videos, so --gt must be one too"),
-                              (pred_dir / "a.mkv", gt_dir, "--gt {} is a folder of videos, so --pred must be one too")):
+    for pred, gt, message in ((pred_dir, gt_dir / "a.mp4", "--pred {} is a folder of clips (videos or frame folders), "
+                                                           "so --gt must be one too"),
+                              (pred_dir / "a.mkv", gt_dir, "--gt {} is a folder of clips (videos or frame folders), "
+                                                           "so --pred must be one too")):
         assert main(["evaluate", "--pred", str(pred), "--gt", str(gt)]) == 2
         assert message.format(pred_dir if pred.is_dir() else gt_dir) in capsys.readouterr().err
     # a prediction without a ground truth is named, not silently left out; two videos of one name are refused
@@ -141,8 +143,47 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     assert scores["mean"]["ewarp"] == pytest.approx((scores["clips"]["a"]["ewarp"] + scores["clips"]["b"]["ewarp"]) / 2)
     write_test_video(gt_dir / "a.mkv", num_frames=5, size=(32, 32), codec="ffv1")
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
-    assert f"--gt {gt_dir} holds videos of the same name (videos are paired by name without the suffix): a.mkv, " \
-           "a.mp4; keep one of each" in capsys.readouterr().err
+    assert f"--gt {gt_dir} holds clips of the same name (videos are paired by name without the suffix, frame " \
+           "folders by their name): a.mkv, a.mp4; keep one of each" in capsys.readouterr().err
+
+
+def _frames_to_folder(video: Path, folder: Path) -> None:
+    folder.mkdir(parents=True)
+    for index, frame in enumerate(open_video(video)):
+        Image.fromarray(frame).save(folder / f"{index:08d}.png")
+
+
+def test_evaluate_pairs_folders_of_frame_folders_with_videos(tmp_path, capsys):
+    # REDS4 / Vid4 ship ground truth as GT/clip/00000000.png and `upscale-batch --codec png` writes
+    # OUT/clip/frame_000000.png: both pair by the folder's name, with each other and with videos
+    videos, gt_dir, pred_dir = tmp_path / "videos", tmp_path / "gt", tmp_path / "pred"
+    videos.mkdir()
+    for name, seed in (("a", 0), ("b", 1)):
+        write_test_video(videos / f"{name}.mkv", num_frames=4, size=(32, 32), seed=seed, codec="ffv1")
+        _frames_to_folder(videos / f"{name}.mkv", gt_dir / name)
+    pred_dir.mkdir()
+    (pred_dir / "a.mkv").write_bytes((videos / "a.mkv").read_bytes())  # a video against a frame folder
+    _frames_to_folder(videos / "b.mkv", pred_dir / "b")  # a frame folder against a frame folder
+    (pred_dir / ".b.partial").mkdir()  # hidden folders (upscale's progress) are not clips
+    out_json = tmp_path / "scores.json"
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2", "--no-warp",
+                 "--json", str(out_json)]) == 0
+    scores = json.loads(out_json.read_text())["clips"]
+    assert set(scores) == {"a", "b"} and scores["a"]["frames"] == scores["b"]["frames"] == 4
+    # lossless both ways, so the very frames: infinite PSNR (JSON null), SSIM 1
+    assert scores["a"]["psnr_y"] is None and scores["b"]["psnr_y"] is None
+    assert scores["a"]["ssim_y"] == pytest.approx(1) and scores["b"]["ssim_y"] == pytest.approx(1)
+    capsys.readouterr()
+    # one frame folder of a clip against a folder of clips is refused, not read as a clip of that name
+    assert main(["evaluate", "--pred", str(pred_dir / "b"), "--gt", str(gt_dir), "--scale", "2"]) == 2
+    assert "so --pred must be one too" in capsys.readouterr().err
+    # a missing prediction is counted and named; a video and a frame folder of one name are refused
+    (pred_dir / "a.mkv").unlink()
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
+    assert f"no prediction in {pred_dir} for 1 of the 2 ground-truth clips in {gt_dir}: a" in capsys.readouterr().err
+    (pred_dir / "b.mkv").write_bytes((videos / "b.mkv").read_bytes())
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
+    assert "b/, b.mkv; keep one of each" in capsys.readouterr().err
 
 
 def test_evaluate_json_goes_into_new_folders_and_never_replaces_a_video_or_a_folder(tmp_path, capsys):

@@ -1,7 +1,8 @@
 """``star-vsr evaluate --pred VIDEO --gt VIDEO``: PSNR-Y, SSIM-Y and E*warp per clip and averaged.
 
-``--pred`` and ``--gt`` are two videos (files or image folders) or two folders of videos matched
-by file name (without extension). PSNR/SSIM crop ``--scale`` pixels at every border; E*warp warps
+``--pred`` and ``--gt`` are two videos (files or image folders) or two folders of clips (video files
+or folders of frames, as REDS4 / Vid4 and ``upscale-batch --codec png`` lay them out) matched by
+name (a video's without its extension). PSNR/SSIM crop ``--scale`` pixels at every border; E*warp warps
 the prediction with optical flow estimated on the ground truth. ``--metrics lpips,dists,...`` adds
 learned metrics (pyiqa, from weight files already on disk; nothing is downloaded).
 """
@@ -22,8 +23,8 @@ COLUMNS = (("psnr_y", "PSNR-Y", "{:.3f}"), ("ssim_y", "SSIM-Y", "{:.4f}"), ("ewa
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="PSNR-Y / SSIM-Y / E*warp of predictions against ground truth",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pred", required=True, help="predicted video, image folder, or folder of videos")
-    parser.add_argument("--gt", required=True, help="ground-truth video, image folder, or folder of videos")
+    parser.add_argument("--pred", required=True, help="predicted video, image folder, or folder of clips (videos or frame folders)")
+    parser.add_argument("--gt", required=True, help="ground-truth video, image folder, or folder of clips (videos or frame folders)")
     parser.add_argument("--scale", type=int, default=4, help="border crop in pixels (the SR scale; default 4)")
     parser.add_argument("--no-warp", action="store_true", help="skip the warping error (faster)")
     parser.add_argument("--crop-gt", action="store_true",
@@ -40,50 +41,72 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _is_video_folder(path: Path) -> bool:
+def _holds_frames(folder: Path) -> bool:
+    from ..io.probe import IMAGE_EXTENSIONS
+
+    return any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+               for p in folder.iterdir())
+
+
+def _clip_entries(folder: Path) -> list[Path]:
+    """The clips directly in ``folder``: video files and subfolders of frame images (the layout of REDS4 / Vid4
+    and of ``upscale-batch --codec png``)."""
     from ..io import VIDEO_EXTENSIONS
 
-    return path.is_dir() and any(p.suffix.lower() in VIDEO_EXTENSIONS for p in path.iterdir())
-
-
-def videos_by_stem(folder: Path, flag: str) -> dict[str, Path]:
-    """The videos in ``folder`` by file stem (how two folders are paired); ``InputError`` when two share a stem
-    (``a.mp4`` and ``a.mkv``: which one to score would be a guess)."""
-    from ..io import VIDEO_EXTENSIONS
-
-    videos: dict[str, list[Path]] = {}
+    entries = []
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file():
-            videos.setdefault(path.stem, []).append(path)
-    clashes = {stem: paths for stem, paths in videos.items() if len(paths) > 1}
+        if path.name.startswith("."):  # upscale's hidden .NAME.partial progress folders among others
+            continue
+        if (path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS) or (path.is_dir() and _holds_frames(path)):
+            entries.append(path)
+    return entries
+
+
+def _is_clip_folder(path: Path) -> bool:
+    """A folder of clips (videos or frame folders), not the frame folder of one clip."""
+    return path.is_dir() and not _holds_frames(path) and bool(_clip_entries(path))
+
+
+def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
+    """The clips in ``folder`` by name: a video's file stem or a frame folder's name (how two folders are
+    paired); ``InputError`` when two share a name (``a.mp4`` and ``a.mkv``, or ``a.mp4`` and a folder ``a``:
+    which one to score would be a guess)."""
+    clips: dict[str, list[Path]] = {}
+    for path in _clip_entries(folder):
+        clips.setdefault(path.stem if path.is_file() else path.name, []).append(path)
+    clashes = {name: paths for name, paths in clips.items() if len(paths) > 1}
     if clashes:
-        listed = "; ".join(", ".join(p.name for p in paths) for paths in clashes.values())
-        raise InputError(f"{flag} {folder} holds videos of the same name (videos are paired by name without the "
-                         f"suffix): {listed}; keep one of each")
-    return {stem: paths[0] for stem, paths in videos.items()}
+        listed = "; ".join(", ".join(p.name + ("/" if p.is_dir() else "") for p in paths)
+                           for paths in clashes.values())
+        raise InputError(f"{flag} {folder} holds clips of the same name (videos are paired by name without the "
+                         f"suffix, frame folders by their name): {listed}; keep one of each")
+    return {name: paths[0] for name, paths in clips.items()}
 
 
 def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
-    """(name, pred, gt) for a single pair or for two folders of videos matched by stem (a prediction without a
-    ground truth is left out with a note)."""
+    """(name, pred, gt) for a single pair or for two folders of clips (videos or frame folders) matched by name
+    (a prediction without a ground truth is left out with a note)."""
     for path in (pred, gt):
         if not path.exists():
             raise VideoNotFoundError(f"{path} does not exist")
-    if _is_video_folder(gt):
-        if not pred.is_dir():
-            raise InputError(f"--gt {gt} is a folder of videos, so --pred must be one too")
-        gt_videos, pred_videos = videos_by_stem(gt, "--gt"), videos_by_stem(pred, "--pred")
-        missing = sorted(set(gt_videos) - set(pred_videos))
+    if _is_clip_folder(gt):
+        if not pred.is_dir() or _holds_frames(pred):
+            raise InputError(f"--gt {gt} is a folder of clips (videos or frame folders), so --pred must be one too")
+        gt_clips, pred_clips = clips_by_name(gt, "--gt"), clips_by_name(pred, "--pred")
+        missing = sorted(set(gt_clips) - set(pred_clips))
         if missing:
-            raise InputError(f"no prediction in {pred} for: {', '.join(missing)}")
-        extra = sorted(set(pred_videos) - set(gt_videos))
+            raise InputError(f"no prediction in {pred} for {len(missing)} of the {len(gt_clips)} ground-truth clips "
+                             f"in {gt}: {', '.join(missing)} (a mean over fewer clips would not compare with other "
+                             f"runs); upscale them or score a --gt folder without them")
+        extra = sorted(set(pred_clips) - set(gt_clips))
         if extra:
-            print(f"note: not scored, no ground truth in {gt}: {', '.join(pred_videos[n].name for n in extra)}")
-        return [(name, pred_videos[name], gt_videos[name]) for name in gt_videos]
-    if _is_video_folder(pred):
-        raise InputError(f"--pred {pred} is a folder of videos, so --gt must be one too (videos are paired by name); "
-                         f"for one clip, give --pred the video file in it")
-    return [(gt.stem, pred, gt)]
+            print(f"note: not scored, no ground truth in {gt}: {', '.join(pred_clips[n].name for n in extra)}")
+        return [(name, pred_clips[name], gt_clips[name]) for name in gt_clips]
+    if _is_clip_folder(pred):
+        raise InputError(f"--pred {pred} is a folder of clips (videos or frame folders), so --gt must be one too "
+                         f"(clips are paired by name); for one clip, give --pred the video file or frame folder in "
+                         f"it")
+    return [(gt.stem if gt.is_file() else gt.name, pred, gt)]
 
 
 def format_table(rows: dict[str, dict[str, float]], learned: Sequence[str] = ()) -> str:
