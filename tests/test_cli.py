@@ -8,6 +8,7 @@ import json
 import logging
 import logging.handlers
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -317,6 +318,10 @@ def test_a_frame_folder_input_plays_at_30_fps_unless_fps_is_given(tmp_path, caps
     assert main(["upscale", str(frames), "-o", str(tmp_path / "b.mp4"), "--fps", "23.976"]) == 0
     assert "--fps sets it" not in capsys.readouterr().out
     assert probe_video(tmp_path / "b.mp4").frame_rate == Fraction(24000, 1001)
+    # PNG frames out store no rate either: nothing to say
+    for codec in ([], ["--codec", "png"]):
+        assert main(["upscale", str(frames), "-o", str(tmp_path / f"png{len(codec)}"), *codec]) == 0
+        assert "--fps sets it" not in capsys.readouterr().out
     # a video file has its own rate
     assert main(["upscale", str(tmp_path / "a.mp4"), "-o", str(tmp_path / "c.mp4"), "--fps", "24"]) == 2
     assert "is a video file with its own (30 fps)" in capsys.readouterr().err
@@ -1071,11 +1076,47 @@ def test_upscale_batch_names_the_subfolders_it_skips(tmp_path, capsys):
     (videos / "more").mkdir(parents=True)
     write_test_video(videos / "more" / "b.mp4", num_frames=2, size=(16, 16))
     assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--upscale", "2"]) == 2
-    assert "no videos" in (err := capsys.readouterr().err) and "subfolders are not searched: more" in err
+    assert "no videos" in (err := capsys.readouterr().err) and "videos inside subfolders are not searched: more" in err
     write_test_video(videos / "a.mp4", num_frames=2, size=(16, 16))
     assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--upscale", "2"]) == 0
-    assert "subfolders of" in (out := capsys.readouterr().out) and "are skipped (more)" in out
+    assert "subfolders of" in (out := capsys.readouterr().out) and "without frame images are skipped (more)" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4"]
+
+
+def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path, capsys):
+    """REDS4 / Vid4 lay clips out as LR/calendar/00000000.png: each frame folder is one video, upscaled as
+    `upscale` upscales a frame folder, and --codec png output pairs with GT/calendar/ in evaluate."""
+    lr, out = tmp_path / "LR", tmp_path / "SR"
+    write_test_video(tmp_path / "a.mkv", num_frames=3, size=(16, 16), codec="ffv1")
+    _frames_to_folder(tmp_path / "a.mkv", lr / "a")
+    _frames_to_folder(tmp_path / "a.mkv", lr / "clip.v2")  # a dot in a folder name is not a suffix
+    (tmp_path / "a.mkv").rename(lr / "a.mkv")  # a video of the same name as a frame folder
+    args = ["upscale-batch", str(lr), "-o", str(out), "--upscale", "2", "--codec", "png"]
+    assert main(args) == 0
+    captured = capsys.readouterr().out
+    assert "0 of 3 videos already done; 3 to go" in captured and "--fps sets it" not in captured  # PNG: no rate
+    assert "note: a.mkv is written as a_mkv (a is another video's output)" in captured  # the folder's own name
+    assert sorted(p.name for p in out.iterdir()) == ["a", "a_mkv", "clip.v2"]
+    single = tmp_path / "single"
+    assert main(["upscale", str(lr / "a"), "-o", str(single), "--upscale", "2"]) == 0
+    for name in ("a", "clip.v2", "a_mkv"):  # each the very frames `upscale` makes of it (PNG, FFV1: lossless)
+        assert [np.asarray(Image.open(f)).tolist() for f in sorted((out / name).iterdir())] == \
+               [np.asarray(Image.open(f)).tolist() for f in sorted(single.iterdir())]
+    # video outputs keep the whole folder name; --fps sets the frame folders' rate, a video keeps its own
+    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2", "--fps", "24"]) == 0
+    assert "--fps sets it" not in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "mp4").iterdir()) == ["a.mkv", "a.mp4", "clip.v2.mp4"]
+    assert probe_video(tmp_path / "mp4" / "clip.v2.mp4").fps == probe_video(tmp_path / "mp4" / "a.mp4").fps == 24
+    assert probe_video(tmp_path / "mp4" / "a.mkv").fps == probe_video(lr / "a.mkv").fps != 24
+    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2"]) == 0
+    assert "3 of 3 videos already done; 0 to go" in capsys.readouterr().out
+    # one frame folder given to upscale-batch: what to run instead
+    assert main(["upscale-batch", str(lr / "a"), "-o", str(tmp_path / "x")]) == 2
+    assert "holds frame images, the frames of one video: upscale it with `star-vsr upscale" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    shutil.rmtree(lr / "a"), shutil.rmtree(lr / "clip.v2")
+    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "x"), "--fps", "24"]) == 2
+    assert "holds only video files, which keep their own" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_no_scene_cut_reset_reaches_the_student_and_is_a_warning_for_diffusion_models():

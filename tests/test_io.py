@@ -1253,3 +1253,18 @@ def test_degrade_killed_while_writing_leaves_nothing_after_the_rerun(tmp_path):
     assert list(tmp_path.glob(".lr.mp4.*")), "the run ended before it was killed; give it more frames"
     assert subprocess.run(command, capture_output=True).returncode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hr.mp4", "lr.mp4"]
+
+
+def test_output_names_of_videos_and_frame_folders():
+    from star_vsr.io import output_name, output_names
+
+    # a video's suffix is dropped or kept as its codec's container needs; a frame folder's name has none to drop
+    assert output_name("a.avi") == "a.mp4" and output_name("a.mp4", "ffv1") == "a.mkv"
+    assert output_name("a.mp4", "png") == "a"
+    assert output_name("clip.v2", folder=True) == "clip.v2.mp4"
+    assert output_name("clip.v2", "png", folder=True) == "clip.v2"
+    assert output_name("clip.v2") == "clip.mp4"  # read as a file, ".v2" would be its suffix
+    # where two inputs want one name, the one whose own name it is keeps it
+    assert output_names(["a", "a.mp4"], folders={"a"}) == {"a": "a_frames.mp4", "a.mp4": "a.mp4"}
+    assert output_names(["a", "a.mp4"], "png", folders={"a"}) == {"a": "a", "a.mp4": "a_mp4"}
+    assert output_names(["a", "a.avi"], folders={"a"}) == {"a": "a_frames.mp4", "a.avi": "a_avi.mp4"}

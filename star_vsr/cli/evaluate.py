@@ -23,8 +23,10 @@ COLUMNS = (("psnr_y", "PSNR-Y", "{:.3f}"), ("ssim_y", "SSIM-Y", "{:.4f}"), ("ewa
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="PSNR-Y / SSIM-Y / E*warp of predictions against ground truth",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pred", required=True, help="predicted video, image folder, or folder of clips (videos or frame folders)")
-    parser.add_argument("--gt", required=True, help="ground-truth video, image folder, or folder of clips (videos or frame folders)")
+    parser.add_argument("--pred", required=True,
+                        help="predicted video, image folder, or folder of clips (videos or frame folders)")
+    parser.add_argument("--gt", required=True,
+                        help="ground-truth video, image folder, or folder of clips (videos or frame folders)")
     parser.add_argument("--scale", type=int, default=4, help="border crop in pixels (the SR scale; default 4)")
     parser.add_argument("--no-warp", action="store_true", help="skip the warping error (faster)")
     parser.add_argument("--crop-gt", action="store_true",
@@ -41,38 +43,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _holds_frames(folder: Path) -> bool:
-    from ..io.probe import IMAGE_EXTENSIONS
-
-    return any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
-               for p in folder.iterdir())
-
-
-def _clip_entries(folder: Path) -> list[Path]:
-    """The clips directly in ``folder``: video files and subfolders of frame images (the layout of REDS4 / Vid4
-    and of ``upscale-batch --codec png``)."""
-    from ..io import VIDEO_EXTENSIONS
-
-    entries = []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith("."):  # upscale's hidden .NAME.partial progress folders among others
-            continue
-        if (path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS) or (path.is_dir() and _holds_frames(path)):
-            entries.append(path)
-    return entries
-
-
 def _is_clip_folder(path: Path) -> bool:
     """A folder of clips (videos or frame folders), not the frame folder of one clip."""
-    return path.is_dir() and not _holds_frames(path) and bool(_clip_entries(path))
+    from ..io.probe import clips_in_folder, holds_frame_images
+
+    return path.is_dir() and not holds_frame_images(path) and bool(clips_in_folder(path))
 
 
 def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
     """The clips in ``folder`` by name: a video's file stem or a frame folder's name (how two folders are
     paired); ``InputError`` when two share a name (``a.mp4`` and ``a.mkv``, or ``a.mp4`` and a folder ``a``:
     which one to score would be a guess)."""
+    from ..io.probe import clips_in_folder
+
     clips: dict[str, list[Path]] = {}
-    for path in _clip_entries(folder):
+    for path in clips_in_folder(folder):
         clips.setdefault(path.stem if path.is_file() else path.name, []).append(path)
     clashes = {name: paths for name, paths in clips.items() if len(paths) > 1}
     if clashes:
@@ -90,7 +75,9 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
         if not path.exists():
             raise VideoNotFoundError(f"{path} does not exist")
     if _is_clip_folder(gt):
-        if not pred.is_dir() or _holds_frames(pred):
+        from ..io.probe import holds_frame_images
+
+        if not pred.is_dir() or holds_frame_images(pred):
             raise InputError(f"--gt {gt} is a folder of clips (videos or frame folders), so --pred must be one too")
         gt_clips, pred_clips = clips_by_name(gt, "--gt"), clips_by_name(pred, "--pred")
         missing = sorted(set(gt_clips) - set(pred_clips))

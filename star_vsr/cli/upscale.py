@@ -8,7 +8,10 @@ exist, so an interrupted batch resumes where it stopped (``--overwrite`` redoes 
 ``accelerate launch --num_processes N`` it splits the videos across the processes; a video it
 cannot read is reported and skipped, the others are upscaled, and the exit status is 1. Its
 outputs keep the input names, with the container suffix the codec needs (``.mkv`` for FFV1,
-``.mp4`` for an ``.avi`` input) and PNG frames in a folder named after the video.
+``.mp4`` for an ``.avi`` input) and PNG frames in a folder named after the video. A subfolder of
+frame images in the batch folder (REDS4 / Vid4's layout: ``LR/calendar/00000000.png``) is one video,
+played at ``--fps`` (default 30): ``--codec png`` writes ``OUT/calendar/``, which ``star-vsr evaluate``
+pairs with ``GT/calendar/`` by name.
 
 A run saves its progress every minute and when stopped by Ctrl-C (in a hidden ``.NAME.partial``
 folder next to the output): after that, a crash or a full disk, the same command goes on from there
@@ -100,19 +103,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     batch = subparsers.add_parser("upscale-batch", help="upscale every video of a folder (resumable, multi-GPU)",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    batch.add_argument("input_dir", help="folder of input videos")
+    batch.add_argument("input_dir", help="folder of input videos and/or folders of frames (one per video)")
     batch.add_argument("-o", "--output-dir", required=True,
                        help="folder for the outputs (the input names; see the codec note above)")
     batch.add_argument("--overwrite", action="store_true",
                        help="redo videos whose output exists, replacing each output when its new one is complete "
                             "(default: skip them); a batch stopped under --overwrite, run again the same way, goes "
                             "on where it stopped (with --restart or other settings it redoes every video)")
+    add_fps_argument(batch)
     _add_common(batch)
     batch.set_defaults(func=run_batch)
 
 
 def add_fps_argument(parser: argparse.ArgumentParser) -> None:
-    """``--fps``, the frame rate of an image-folder input (``upscale`` and ``degrade``)."""
+    """``--fps``, the frame rate of an image-folder input (``upscale``, ``upscale-batch`` and ``degrade``)."""
     parser.add_argument("--fps", type=frame_rate_argument, default=None,
                         help="frame rate of an image-folder input, which stores none (default 30; 24000/1001 or "
                              "23.976 for NTSC film); a video file keeps its own")
@@ -234,7 +238,8 @@ def run_single(args: argparse.Namespace) -> int:
 
     deinterlace = deinterlace_choice(args.deinterlace)
     # a missing or corrupt input fails here, before a model loads
-    for note in input_notes(args.input, deinterlace, args.fps):
+    frames_output = args.codec == "png" or (args.codec is None and (output.is_dir() or not output.suffix))
+    for note in input_notes(args.input, deinterlace, args.fps, frames_output=frames_output):
         print(f"note: {note}")
     check_model_options(args)
     pipe = _load(args)
@@ -249,15 +254,16 @@ def run_single(args: argparse.Namespace) -> int:
     return 0
 
 
-def input_notes(path: str | Path, deinterlace: bool | str, folder_fps: Fraction | None = None) -> list[str]:
-    """What to tell a user about an input before upscaling it: deinterlacing, the rate given to a frame folder,
-    then `VideoInfo.caveats`."""
+def input_notes(path: str | Path, deinterlace: bool | str, folder_fps: Fraction | None = None, *,
+                frames_output: bool = False) -> list[str]:
+    """What to tell a user about an input before upscaling it: deinterlacing, the rate given to a frame folder
+    (unless the output is PNG frames, which store none either), then `VideoInfo.caveats`."""
     from ..frames import FileFrameSource
 
     source = FileFrameSource(path, deinterlace, folder_fps)
     notes = [f"{path} is interlaced; deinterlacing it (bwdif) first, --deinterlace off keeps the fields"] \
         if source.deinterlaced and deinterlace == "auto" else []
-    if source.info.is_image_folder and folder_fps is None:
+    if source.info.is_image_folder and folder_fps is None and not frames_output:
         notes.append(f"{path} is a folder of frames, which stores no frame rate: the output plays it at "
                      f"{source.info.fps:g} fps (--fps sets it)")
     return notes + source.info.caveats()
@@ -286,6 +292,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from accelerate.utils import parse_flag_from_env
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
+    from ..io.probe import clips_in_folder, holds_frame_images
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable
     from ..overwrite_batch import OverwriteLedger, batch_settings
@@ -300,12 +307,22 @@ def run_batch(args: argparse.Namespace) -> int:
     if output_dir.exists() and os.path.samefile(input_dir, output_dir):
         raise InputError(f"the output folder {output_dir} is the input folder: its videos would count as done and "
                          f"the outputs would mix with the inputs; choose another --output-dir")
-    videos = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-    subfolders = sorted(p.name for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if holds_frame_images(input_dir):
+        raise InputError(f"{input_dir} holds frame images, the frames of one video: upscale it with `star-vsr "
+                         f"upscale {input_dir} -o OUTPUT`; upscale-batch takes a folder of videos or of frame folders")
+    # the clips: video files, and subfolders of frames (REDS4 / Vid4's layout), each upscaled as one video
+    videos = clips_in_folder(input_dir)
+    frame_folders = {video.name for video in videos if video.is_dir()}
+    subfolders = sorted(p.name for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+                        and p.name not in frame_folders)
     if not videos:
-        raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {input_dir}"
-                         + (f" (subfolders are not searched: {_listed(subfolders)})" if subfolders else ""))
-    names = output_names([video.name for video in videos], args.codec)
+        raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or folders of frames in {input_dir}"
+                         + (f" (videos inside subfolders are not searched: {_listed(subfolders)})"
+                            if subfolders else ""))
+    if args.fps is not None and not frame_folders:
+        raise InputError(f"--fps is the frame rate of folders of frames, which store none; {input_dir} holds only "
+                         f"video files, which keep their own")
+    names = output_names([video.name for video in videos], args.codec, folders=frame_folders)
     outputs = {video: output_dir / names[video.name] for video in videos}
     check_writable(outputs[videos[0]])
     if args.overwrite:  # as `upscale --overwrite`, for every output, before any work
@@ -330,14 +347,14 @@ def run_batch(args: argparse.Namespace) -> int:
     state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
     if state.is_main_process:
         for video in videos:
-            if names[video.name] != output_name(video.name, args.codec):
-                print(f"note: {video.name} is written as {names[video.name]} ({output_name(video.name, args.codec)} "
-                      f"is another video's output)")
+            wanted = output_name(video.name, args.codec, folder=video.is_dir())
+            if names[video.name] != wanted:
+                print(f"note: {video.name} is written as {names[video.name]} ({wanted} is another video's output)")
         if note:
             print(f"note: {note}")
         if subfolders:
-            print(f"note: subfolders of {input_dir} are skipped ({_listed(subfolders)}): run upscale-batch on a "
-                  f"subfolder of videos, upscale on a folder of frames")
+            print(f"note: subfolders of {input_dir} without frame images are skipped ({_listed(subfolders)}): run "
+                  f"upscale-batch on a subfolder of videos")
         if args.overwrite and not redone:
             ledger.start()
         partly = sum((partial_folder(outputs[v]) / MANIFEST).is_file() for v in todo) if not args.restart else 0
@@ -354,11 +371,14 @@ def run_batch(args: argparse.Namespace) -> int:
         failed = []
         for video in mine:
             try:
-                for note in input_notes(video, deinterlace_choice(args.deinterlace)):
+                folder_fps = args.fps if video.is_dir() else None  # a video file keeps its own rate
+                for note in input_notes(video, deinterlace_choice(args.deinterlace), folder_fps,
+                                        frames_output=args.codec == "png"):
                     say(f"note: {note}")
                 upscale_video(pipe, video, outputs[video], codec=args.codec, crf=args.crf,
                               keep_audio=not args.no_audio, progress=state.is_local_main_process,
                               restart=args.restart, deinterlace=deinterlace_choice(args.deinterlace),
+                              folder_fps=folder_fps,
                               **pipeline_kwargs(type(pipe).__name__, args))
             except (CorruptVideoError, UnsupportedVideoError) as error:  # this video, not the batch
                 say(f"skipped {video}: {error}", sys.stderr)

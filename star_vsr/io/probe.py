@@ -325,6 +325,21 @@ def natural_sort_key(name: str) -> tuple[str | int, ...]:
     return tuple(int(part) if index % 2 else part.lower() for index, part in enumerate(parts))
 
 
+def holds_frame_images(folder: Path) -> bool:
+    """Whether `folder` directly holds PNG/JPEG files (hidden ones aside): the frames of one video."""
+    return any(entry.suffix.lower() in IMAGE_EXTENSIONS and entry.is_file() and not entry.name.startswith(".")
+               for entry in folder.iterdir())
+
+
+def clips_in_folder(folder: Path) -> list[Path]:
+    """The clips directly in `folder`, sorted: video files and subfolders of frame images (the layout of
+    REDS4 / Vid4 and of ``upscale-batch --codec png``). Hidden entries (upscale's ``.NAME.partial``
+    progress folders among them) are not clips."""
+    return [entry for entry in sorted(folder.iterdir()) if not entry.name.startswith(".")
+            and ((entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS)
+                 or (entry.is_dir() and holds_frame_images(entry)))]
+
+
 def list_image_files(folder: Path) -> list[Path]:
     """PNG/JPEG files directly inside `folder`, naturally sorted. Hidden files are skipped.
 

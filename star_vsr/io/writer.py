@@ -28,7 +28,7 @@ import socket
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -481,32 +481,35 @@ class _PngSink:
         """Nothing open: the folder is removed by the writer."""
 
 
-def output_name(name: str, codec: str | None = None) -> str:
+def output_name(name: str, codec: str | None = None, *, folder: bool = False) -> str:
     """The output name for an input named ``name`` written with ``codec`` (None: H.264).
 
     The same name when the codec's containers include its suffix, else the first of them
     (``a.avi`` -> ``a.mp4`` for H.264, ``a.mp4`` -> ``a.mkv`` for FFV1); for PNG frames the
-    stem, a folder name (``a.mp4`` -> ``a``).
+    stem, a folder name (``a.mp4`` -> ``a``). An input that is a ``folder`` of frames has no
+    suffix to drop (``calendar`` -> ``calendar.mp4``, ``clip.v2`` -> ``clip.v2.mp4``; PNG: itself).
     """
     path = Path(name)
+    stem, suffix = (path.name, "") if folder else (path.stem, path.suffix.lower())
     if codec == "png":
-        return path.stem
+        return stem
     suffixes = VIDEO_CODECS[codec or "h264"].suffixes
-    return path.name if path.suffix.lower() in suffixes else path.stem + suffixes[0]
+    return path.name if suffix in suffixes else stem + suffixes[0]
 
 
-def output_names(names: list[str], codec: str | None = None) -> dict[str, str]:
-    """`output_name` of each input name, made unique: where several inputs would get one output
-    name (``clip.avi`` and ``clip.mp4`` both give ``clip.mp4``), an input whose own name it is keeps
-    it and the others carry their suffix in the stem (``clip_avi.mp4``). `InputError` if names
-    still clash."""
-    wanted = {name: output_name(name, codec) for name in names}
+def output_names(names: list[str], codec: str | None = None, folders: Collection[str] = ()) -> dict[str, str]:
+    """`output_name` of each input name (those in ``folders`` are frame folders), made unique: where
+    several inputs would get one output name (``clip.avi`` and ``clip.mp4`` both give ``clip.mp4``),
+    an input whose own name it is keeps it and the others carry their suffix in the stem
+    (``clip_avi.mp4``; a frame folder ``clip``: ``clip_frames.mp4``). `InputError` if names still clash."""
+    wanted = {name: output_name(name, codec, folder=name in folders) for name in names}
     taken = Counter(wanted.values())
     unique = {}
     for name, out in wanted.items():
         if taken[out] > 1 and out != name:
             path = Path(name)
-            out = output_name(f"{path.stem}_{path.suffix[1:].lower()}{path.suffix}", codec)
+            out = (output_name(f"{name}_frames", codec, folder=True) if name in folders else
+                   output_name(f"{path.stem}_{path.suffix[1:].lower()}{path.suffix}", codec))
         unique[name] = out
     given = Counter(unique.values())
     clashes = sorted(name for name, out in unique.items() if given[out] > 1)
