@@ -332,6 +332,8 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     for name, seed in (("a.mp4", 0), ("b.mp4", 1)):
         write_test_video(lr_dir / name, num_frames=6, size=(16, 16), seed=seed)
         write_test_video(gt_dir / name, num_frames=6, size=(64, 64), seed=seed)
+    (lr_dir / ".thumbnails").mkdir(), (lr_dir / "notes").mkdir()  # not clips: skipped, not an error
+    (lr_dir / "notes" / "readme.txt").write_text("shot on a phone")
     cache_dir = tmp_path / "cache"
     argv = ["distill", "cache-teacher", "--teacher", str(folder), "--data", str(lr_dir), "--gt", str(gt_dir),
             "-o", str(cache_dir), "--num-frames", "3", "--features", "hr_features", "--storage-dtype", "float32",

@@ -32,7 +32,7 @@ from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize
 from star_vsr.data.pairs import DegradationSpec
 from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError
 from star_vsr.io import probe_video, read_frames
-from star_vsr.io.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoInfo, natural_sort_key
+from star_vsr.io.probe import VIDEO_EXTENSIONS, VideoInfo, clips_in_folder, holds_frame_images
 
 #: Suffix of a caption file next to a clip (``clip.mp4`` -> ``clip.txt``).
 CAPTION_SUFFIX = ".txt"
@@ -57,20 +57,10 @@ def _read_caption_file(clip: Path) -> Optional[str]:
     return None
 
 
-def _holds_frames(folder: Path) -> bool:
-    return any(entry.is_file() and entry.suffix.lower() in IMAGE_EXTENSIONS for entry in folder.iterdir())
-
-
 def _scan_folder(folder: Path) -> list[ClipSource]:
-    if _holds_frames(folder):
+    if holds_frame_images(folder):
         return [ClipSource(folder, _read_caption_file(folder))]
-    sources = []
-    for entry in sorted(folder.iterdir(), key=lambda e: natural_sort_key(e.name)):
-        if entry.name.startswith("."):
-            continue
-        if (entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS) or (entry.is_dir() and _holds_frames(entry)):
-            sources.append(ClipSource(entry, _read_caption_file(entry)))
-    return sources
+    return [ClipSource(entry, _read_caption_file(entry)) for entry in clips_in_folder(folder)]
 
 
 def _entry(item: Any, root: Path, where: str) -> ClipSource:

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import InputError
 from ..io import VIDEO_EXTENSIONS, probe_video, read_frames
+from ..io.probe import clips_in_folder
 
 
 
@@ -45,7 +46,7 @@ class VideoFolderClips:
             raise InputError(f"num_frames must be >= 1, got {num_frames}")
         self.num_frames, self.scale = num_frames, scale
         self.gt_folder = Path(gt_folder) if gt_folder is not None else None
-        videos = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS or p.is_dir())
+        videos = clips_in_folder(self.folder)  # hidden folders and folders without frames are not clips
         if not videos:
             raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or frame folders in {self.folder}")
         self.windows: list[tuple[Path, int, int]] = []  # (video, start, stop)

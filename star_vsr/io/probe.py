@@ -332,10 +332,11 @@ def holds_frame_images(folder: Path) -> bool:
 
 
 def clips_in_folder(folder: Path) -> list[Path]:
-    """The clips directly in `folder`, sorted: video files and subfolders of frame images (the layout of
-    REDS4 / Vid4 and of ``upscale-batch --codec png``). Hidden entries (upscale's ``.NAME.partial``
-    progress folders among them) are not clips."""
-    return [entry for entry in sorted(folder.iterdir()) if not entry.name.startswith(".")
+    """The clips directly in `folder`, naturally sorted: video files and subfolders of frame images (the
+    layout of REDS4 / Vid4 and of ``upscale-batch --codec png``). Hidden entries (upscale's
+    ``.NAME.partial`` progress folders among them) and folders without frames are not clips."""
+    return [entry for entry in sorted(folder.iterdir(), key=lambda e: natural_sort_key(e.name))
+            if not entry.name.startswith(".")
             and ((entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS)
                  or (entry.is_dir() and holds_frame_images(entry)))]
 
