@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from PIL import Image
 
 from star_vsr.cli import main as cli_main
 from star_vsr.distill.cache import TeacherCache, build_teacher_cache
 from star_vsr.distill.convlstm import ConvLSTM
 from star_vsr.distill.teacher import CallableTeacher, StudentTeacher, load_teacher
 from star_vsr.errors import DeviceError, InputError, MissingWeightsError
+from star_vsr.io import open_video
 from star_vsr.losses.distillation import (
     VGG19_LAYERS,
     DistillationCriterion,
@@ -353,6 +356,21 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     stamps = {p: p.stat().st_mtime_ns for p in cache_dir.glob("shard-*")}
     assert cli_main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in cache_dir.glob("shard-*")} == stamps
+    # ground truth pairs by name, as in evaluate: lossless a.mkv / a frame folder for the LR a.mp4 / b.mp4
+    from star_vsr.distill.sources import VideoFolderClips
+
+    write_test_video(gt_dir / "a.mkv", num_frames=6, size=(64, 64), seed=0, codec="ffv1")
+    (gt_dir / "a.mp4").unlink()
+    (gt_dir / "b").mkdir()
+    for index, frame in enumerate(open_video(gt_dir / "b.mp4")):
+        Image.fromarray(frame).save(gt_dir / "b" / f"{index:08d}.png")
+    (gt_dir / "b.mp4").unlink()
+    clips = VideoFolderClips(lr_dir, num_frames=3, gt_folder=gt_dir)
+    assert {lr.name: gt.name for lr, gt in clips.gt.items()} == {"a.mp4": "a.mkv", "b.mp4": "b"}
+    assert clips[3]["gt"].shape == (3, 3, 64, 64)
+    shutil.rmtree(gt_dir / "b")
+    with pytest.raises(InputError, match=r"no ground truth in .* for 1 of the 2 clips in .*: b\.mp4"):
+        VideoFolderClips(lr_dir, num_frames=3, gt_folder=gt_dir)
 
 
 def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):

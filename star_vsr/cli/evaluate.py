@@ -50,24 +50,6 @@ def _is_clip_folder(path: Path) -> bool:
     return path.is_dir() and not holds_frame_images(path) and bool(clips_in_folder(path))
 
 
-def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
-    """The clips in ``folder`` by name: a video's file stem or a frame folder's name (how two folders are
-    paired); ``InputError`` when two share a name (``a.mp4`` and ``a.mkv``, or ``a.mp4`` and a folder ``a``:
-    which one to score would be a guess)."""
-    from ..io.probe import clips_in_folder
-
-    clips: dict[str, list[Path]] = {}
-    for path in clips_in_folder(folder):
-        clips.setdefault(path.stem if path.is_file() else path.name, []).append(path)
-    clashes = {name: paths for name, paths in clips.items() if len(paths) > 1}
-    if clashes:
-        listed = "; ".join(", ".join(p.name + ("/" if p.is_dir() else "") for p in paths)
-                           for paths in clashes.values())
-        raise InputError(f"{flag} {folder} holds clips of the same name (videos are paired by name without the "
-                         f"suffix, frame folders by their name): {listed}; keep one of each")
-    return {name: paths[0] for name, paths in clips.items()}
-
-
 def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     """(name, pred, gt) for a single pair or for two folders of clips (videos or frame folders) matched by name
     (a prediction without a ground truth is left out with a note)."""
@@ -79,6 +61,8 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
 
         if not pred.is_dir() or holds_frame_images(pred):
             raise InputError(f"--gt {gt} is a folder of clips (videos or frame folders), so --pred must be one too")
+        from ..io.probe import clips_by_name
+
         gt_clips, pred_clips = clips_by_name(gt, "--gt"), clips_by_name(pred, "--pred")
         missing = sorted(set(gt_clips) - set(pred_clips))
         if missing:

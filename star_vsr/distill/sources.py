@@ -14,7 +14,7 @@ import torch
 
 from ..errors import InputError
 from ..io import VIDEO_EXTENSIONS, probe_video, read_frames
-from ..io.probe import clips_in_folder
+from ..io.probe import clips_by_name
 
 
 
@@ -32,8 +32,8 @@ class VideoFolderClips:
     Parameters:
         folder: folder of LR videos (files with :data:`VIDEO_EXTENSIONS`) and/or frame folders.
         num_frames: frames per clip; None for whole videos.
-        gt_folder: folder holding, under the same names, the HR ground truth of every video
-            (same frame count, ``scale`` times the size).
+        gt_folder: folder holding, under the same names (a video's without its suffix), the HR ground truth
+            of every video (same frame count, ``scale`` times the size).
         scale: HR / LR size ratio checked against the ground truth.
     """
 
@@ -46,9 +46,22 @@ class VideoFolderClips:
             raise InputError(f"num_frames must be >= 1, got {num_frames}")
         self.num_frames, self.scale = num_frames, scale
         self.gt_folder = Path(gt_folder) if gt_folder is not None else None
-        videos = clips_in_folder(self.folder)  # hidden folders and folders without frames are not clips
-        if not videos:
+        # hidden folders and folders without frames are not clips; a clip's name is its file's stem or folder's name
+        clips = clips_by_name(self.folder, "--data")
+        if not clips:
             raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or frame folders in {self.folder}")
+        videos = list(clips.values())
+        self.gt: dict[Path, Path] = {}  # LR clip -> its ground truth, the clip of the same name in gt_folder
+        if self.gt_folder is not None:
+            if not self.gt_folder.is_dir():
+                raise InputError(f"--gt {self.gt_folder} is not a folder of ground-truth clips")
+            gt_clips = clips_by_name(self.gt_folder, "--gt")
+            missing = [video.name for name, video in clips.items() if name not in gt_clips]
+            if missing:
+                raise InputError(f"no ground truth in {self.gt_folder} for {len(missing)} of the {len(clips)} clips "
+                                 f"in {self.folder}: {', '.join(missing)} (clips are paired by name: a video's "
+                                 f"without its suffix, a frame folder's)")
+            self.gt = {video: gt_clips[name] for name, video in clips.items()}
         self.windows: list[tuple[Path, int, int]] = []  # (video, start, stop)
         for video in videos:
             info = probe_video(video)
@@ -60,9 +73,7 @@ class VideoFolderClips:
     def _check_gt(self, video: Path, info: Any) -> None:
         if self.gt_folder is None:
             return
-        gt = self.gt_folder / video.name
-        if not gt.exists():
-            raise InputError(f"{video.name} has no ground truth: {gt} does not exist")
+        gt = self.gt[video]
         gt_info = probe_video(gt)
         expected = (info.num_frames, info.height * self.scale, info.width * self.scale)
         if (gt_info.num_frames, gt_info.height, gt_info.width) != expected:
@@ -83,5 +94,5 @@ class VideoFolderClips:
         item: dict[str, Any] = {"lq": _as_tensor(read_frames(video, indices)), "caption": "",
                                 "name": f"{video.name}:{start}"}
         if self.gt_folder is not None:
-            item["gt"] = _as_tensor(read_frames(self.gt_folder / video.name, indices))
+            item["gt"] = _as_tensor(read_frames(self.gt[video], indices))
         return item

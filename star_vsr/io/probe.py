@@ -341,6 +341,22 @@ def clips_in_folder(folder: Path) -> list[Path]:
                  or (entry.is_dir() and holds_frame_images(entry)))]
 
 
+def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
+    """`clips_in_folder` by name: a video's file stem or a frame folder's name (how two folders of clips,
+    LR and ground truth or prediction and ground truth, are paired); `InputError` naming the ``flag`` when two
+    share a name (``a.mp4`` and ``a.mkv``, or ``a.mp4`` and a folder ``a``: which one to take would be a guess)."""
+    clips: dict[str, list[Path]] = {}
+    for path in clips_in_folder(folder):
+        clips.setdefault(path.stem if path.is_file() else path.name, []).append(path)
+    clashes = {name: paths for name, paths in clips.items() if len(paths) > 1}
+    if clashes:
+        listed = "; ".join(", ".join(p.name + ("/" if p.is_dir() else "") for p in paths)
+                           for paths in clashes.values())
+        raise InputError(f"{flag} {folder} holds clips of the same name (videos are paired by name without the "
+                         f"suffix, frame folders by their name): {listed}; keep one of each")
+    return {name: paths[0] for name, paths in clips.items()}
+
+
 def list_image_files(folder: Path) -> list[Path]:
     """PNG/JPEG files directly inside `folder`, naturally sorted. Hidden files are skipped.
 
