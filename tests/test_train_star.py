@@ -135,6 +135,18 @@ def test_training_data_without_a_usable_clip_is_refused_before_the_run_writes_an
     assert not (tmp_path / "run").exists()
 
 
+def test_a_folder_of_videos_for_the_photo_dataset_points_to_dataset_video(tmp_path):
+    (tmp_path / "videos").mkdir()
+    write_test_video(tmp_path / "videos" / "a.mp4", num_frames=2, size=(8, 8))
+    for data, match in ((tmp_path / "videos", r"no \.png/\.jpg photos in .*videos; it holds 1 clip \(videos or "
+                                              r"frame folders\): train on them with --dataset video"),
+                        (tmp_path / "videos" / "a.mp4", "is not a folder; --dataset images takes a folder of photos")):
+        args = train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"),
+                                      "--train_data", str(data)])  # the tiny config's dataset: images
+        with pytest.raises(InputError, match=match):
+            train_star.build_dataset(args)
+
+
 def test_out_of_memory_says_what_to_lower(tmp_path, monkeypatch):
     def allocate_too_much(*args, **kwargs):
         return torch.empty(2 ** 46, dtype=torch.uint8)  # 64 TiB: the CPU allocator refuses
