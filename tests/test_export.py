@@ -120,3 +120,34 @@ def test_onnx_export_at_a_non_integer_scale_logs_nothing(student, tmp_path, capl
     with caplog.at_level(logging.WARNING):
         export_student(student, tmp_path / "student.onnx", "onnx", 12, 16, scale=2.5)
     assert not [r for r in caplog.records if r.name.startswith(("onnxscript", "onnx_ir"))], caplog.text
+
+
+def test_onnx_stream_with_the_readme_scene_cut_reset_equals_the_pipeline(tmp_path):
+    """README's onnxruntime loop zeroes the state where ``star_vsr.scene_cuts`` finds a cut; that is what
+    ``StarStudentPipeline`` does, so the two give the same frames on a clip with a cut (without the reset the
+    frames after it differ)."""
+    import onnxruntime
+
+    from star_vsr.scene_cuts import scene_cuts
+
+    pipe = build_student_pipeline("tiny", seed=0)
+    generator = torch.Generator().manual_seed(0)
+    dark, bright = torch.rand(3, 3, 12, 16, generator=generator) * 0.3, 0.7 + torch.rand(3, 3, 12, 16) * 0.3
+    frames = torch.cat([dark, bright])  # (6, 3, 12, 16), a cut before frame 3
+    expected = pipe(frames, output_type="pt").frames[0]  # (6, 3, 48, 64)
+    path = export_student(pipe.student, tmp_path / "student.onnx", "onnx", 12, 16)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def stream(reset: bool) -> torch.Tensor:
+        zeros = {i.name: np.zeros(i.shape, np.float32) for i in session.get_inputs()[1:]}
+        state, previous, out = zeros, None, []
+        for frame in frames.numpy()[:, None]:  # (1, 3, 12, 16) each, as the README's loop
+            if reset and previous is not None and scene_cuts(torch.from_numpy(frame), torch.from_numpy(previous))[0]:
+                state = zeros
+            sr, *next_state = session.run(None, {"lr_frame": frame, **state})
+            state, previous = dict(zip(state, next_state)), frame
+            out.append(np.clip(sr, 0, 1)[0])
+        return torch.from_numpy(np.stack(out))
+
+    torch.testing.assert_close(stream(reset=True), expected, atol=TOLERANCE, rtol=0)
+    assert (stream(reset=False)[3:] - expected[3:]).abs().max() > 10 * TOLERANCE
