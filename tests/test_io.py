@@ -1137,6 +1137,16 @@ def test_folders_without_frames_are_input_errors(tmp_path):
         probe_video(tmp_path)
 
 
+def test_a_folder_of_frame_folders_names_them_and_upscale_batch(tmp_path):
+    for name in ("calendar", "city"):
+        (tmp_path / name).mkdir()
+        cv2.imwrite(str(tmp_path / name / "00000000.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(InputError, match=r"holds no frame images but 2 folders of frames \(calendar, city\), one "
+                                         r"video each; give one of them \(to upscale them all: `star-vsr upscale-batch .* -o FOLDER`\)"):
+        probe_video(tmp_path)
+    assert probe_video(tmp_path / "city").num_frames == 1
+
+
 def test_a_folder_of_videos_is_not_read_as_frames(tmp_path):
     """A folder of videos with one stray picture was upscaled as a 1-frame video, with no word."""
     for name in ("a.mp4", "b.mkv"):

@@ -369,14 +369,21 @@ def list_image_files(folder: Path) -> list[Path]:
         and not entry.name.startswith(".")
         and entry.suffix.lower() in IMAGE_EXTENSIONS
     ]
-    videos = sorted(entry.name for entry in folder.iterdir() if entry.is_file() and not entry.name.startswith(".")
-                    and entry.suffix.lower() in VIDEO_EXTENSIONS)
+    clips = clips_in_folder(folder)
+    videos = [clip.name for clip in clips if clip.is_file()]
+    frame_folders = [clip.name for clip in clips if clip.is_dir()]
     if videos:  # a folder of videos with a stray picture read as a 1-frame video, silently
         images = f" and {len(files)} frame image{'s' if len(files) != 1 else ''}" if files else ""
         raise InputError(
             f"{folder} holds {len(videos)} video{'s' if len(videos) != 1 else ''} ({', '.join(videos[:3])}"
             f"{', ...' if len(videos) > 3 else ''}){images}; give one video file, `star-vsr upscale-batch "
             f"{folder} -o FOLDER` for all its videos, or a folder that holds only the frames of one video"
+        )
+    if not files and frame_folders:  # REDS4 / Vid4's LR/ (LR/calendar/00000000.png, ...)
+        raise InputError(
+            f"{folder} holds no frame images but {len(frame_folders)} folder{'s' if len(frame_folders) != 1 else ''} "
+            f"of frames ({', '.join(frame_folders[:3])}{', ...' if len(frame_folders) > 3 else ''}), one video each; "
+            f"give one of them (to upscale them all: `star-vsr upscale-batch {folder} -o FOLDER`)"
         )
     if not files:
         raise InputError(
