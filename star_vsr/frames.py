@@ -154,17 +154,21 @@ class FileFrameSource(FrameSource):
     ``deinterlace`` as ``star_vsr.io.open_video``'s; the default, "auto", deinterlaces video flagged
     interlaced, whose woven fields a super-resolution model would sharpen into combs. ``folder_fps``: the
     frame rate of an image folder, which stores none (None: ``star_vsr.io.probe.DEFAULT_FOLDER_FPS``); a
-    video file keeps its own, and giving one for a file is an ``InputError``.
+    video file keeps its own, and giving one for a file is an ``InputError``. ``max_frames``: only the first
+    ``max_frames`` frames (a preview; None or more than there are: all).
     """
 
     def __init__(self, path: Union[str, Path], deinterlace: Union[bool, str] = "auto",
-                 folder_fps: Optional[Union[float, Fraction]] = None) -> None:
+                 folder_fps: Optional[Union[float, Fraction]] = None, max_frames: Optional[int] = None) -> None:
         from .io import probe_video
         from .io.probe import DEFAULT_FOLDER_FPS
 
         if deinterlace not in (True, False, "auto"):
             raise InputError(f"deinterlace must be True, False or 'auto', got {deinterlace!r}")
-        self.path = Path(path)
+        if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int)
+                                       or max_frames < 1):
+            raise InputError(f"max_frames must be a whole number >= 1 (or None for all), got {max_frames!r}")
+        self.path, self.max_frames = Path(path), max_frames
         self.folder_fps = DEFAULT_FOLDER_FPS if folder_fps is None else folder_fps
         self.info = info = probe_video(self.path, folder_fps=self.folder_fps)
         if folder_fps is not None and not info.is_image_folder:
@@ -173,7 +177,8 @@ class FileFrameSource(FrameSource):
         self.deinterlace = deinterlace
         self.deinterlaced = not info.is_image_folder and (
             deinterlace is True or (deinterlace == "auto" and info.interlaced))
-        self.num_frames, self.height, self.width = info.num_frames, info.height, info.width
+        self.num_frames = info.num_frames if max_frames is None else min(info.num_frames, max_frames)
+        self.height, self.width = info.height, info.width
         if info.damage:  # found before any work, not after upscaling every frame that is there
             raise CorruptVideoError(info.damage)
         if self.num_frames < 1:
@@ -182,9 +187,15 @@ class FileFrameSource(FrameSource):
     def iter_chunks(self, chunk_size: int) -> Iterator[torch.Tensor]:
         from .io import open_video
 
+        left = self.max_frames  # None: every frame the decoder gives
         with open_video(self.path, deinterlace=self.deinterlace, folder_fps=self.folder_fps) as reader:
-            for chunk in reader.iter_chunks(chunk_size):  # (k, h, w, 3) uint8
+            for chunk in reader.iter_chunks(chunk_size if left is None else min(chunk_size, left)):  # (k, h, w, 3)
+                if left is not None:
+                    chunk = chunk[:left]
+                    left -= len(chunk)
                 yield torch.from_numpy(chunk).permute(0, 3, 1, 2).float() / 255.0
+                if left == 0:
+                    return
 
 
 def as_frame_source(video: Union[VideoInput, FrameSource]) -> FrameSource:

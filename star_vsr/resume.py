@@ -56,7 +56,7 @@ STATE_NAME = "state_{:09d}.safetensors"
 STATE_FIELDS = tuple(field.name for field in dataclasses.fields(StarStudentState))
 #: Settings that saved progress from earlier versions lacks, and the value it was made with.
 SETTING_DEFAULTS = {"deinterlaced": False, "pipeline": "StarStudentPipeline", "frame_rate": "30",
-                    "scene_cut_threshold": SCENE_CUT_THRESHOLD}
+                    "scene_cut_threshold": SCENE_CUT_THRESHOLD, "max_frames": None}
 #: How a changed setting is named when saved progress cannot be used (None: "name old -> new").
 SETTING_CHANGES = {"input_files": "the input file changed (size or modification time)",
                    "student_weights": "other student weights", "weights": "other model weights"}
@@ -96,6 +96,10 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
                          for name in sorted({*saved, *now}) if saved.get(name) != now.get(name))
     if key in ARGUMENT_FLAGS:  # the diffusion options: "chunk_overlap" in Python, "--chunk-overlap" on the command line
         return f"{named(key)} {saved!r} -> {now!r}"
+    if key == "max_frames":
+        first = option("max_frames", "--max-frames")
+        return (f"that run upscaled {'the first ' + str(saved) if saved else 'all the'} frames, this one "
+                f"{'the first ' + str(now) if now else 'all of them'} ({first})")
     if key == "frame_rate":
         return f"the frame folder's rate ({option('folder_fps', '--fps')}) {saved} -> {now} fps"
     return SETTING_CHANGES.get(key) or f"{key} {saved!r} -> {now!r}"
@@ -133,10 +137,13 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
 
     work = partial_folder(output)
     # checks codec and crf before anything is made
+    cut_short = source.num_frames < info.num_frames  # a preview (max_frames): its audio ends with its last frame
     writer = SegmentedVideoWriter(output, info.frame_rate, work, codec=codec, crf=crf, audio_from=audio,
-                                  progress=progress, total_frames=source.num_frames, pixel_aspect=info.pixel_aspect,
+                                  audio_until_frame=source.num_frames if cut_short else None, progress=progress,
+                                  total_frames=source.num_frames, pixel_aspect=info.pixel_aspect,
                                   frame_times=info.timeline)
     settings = run_settings(pipe, source.path, writer.codec, writer.crf, audio, source.deinterlaced, pipeline_kwargs)
+    settings["max_frames"] = getattr(source, "max_frames", None)  # a preview of the first frames, or None
     if info.is_image_folder:  # a folder stores no rate: the run's (--fps) is a setting; a file's is in its bytes
         settings["frame_rate"] = str(info.frame_rate)
     with _locked(work, output):

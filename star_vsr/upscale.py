@@ -108,7 +108,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
                   codec: Optional[str] = None, crf: Optional[int] = None, keep_audio: bool = True,
                   progress: bool = True, restart: bool = False, checkpoint_seconds: Optional[float] = None,
                   deinterlace: Union[bool, str] = "auto", folder_fps: Optional[Union[float, Fraction]] = None,
-                  **pipeline_kwargs: Any) -> Path:
+                  max_frames: Optional[int] = None, **pipeline_kwargs: Any) -> Path:
     """Run ``pipe`` over a video file or image folder and write the result.
 
     Frames stream from the input through the pipeline into the output, which appears under
@@ -128,10 +128,11 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     ``deinterlace`` (True, False, "auto": when the input is flagged interlaced) passes the frames
     through FFmpeg's bwdif first (``star_vsr.io.open_video``). ``folder_fps``: the frame rate of an image folder
     input, which stores none (default 30); a video file keeps its own (giving one is an ``InputError``).
+    ``max_frames``: upscale only the first ``max_frames`` frames, a preview (the audio is cut where they end).
     """
     from .frames import FileFrameSource
 
-    source = FileFrameSource(input_path, deinterlace=deinterlace, folder_fps=folder_fps)
+    source = FileFrameSource(input_path, deinterlace=deinterlace, folder_fps=folder_fps, max_frames=max_frames)
     audio = str(input_path) if keep_audio and Path(input_path).is_file() else None
     # one bar per run: the writer's counts frames (and frames per second); a student's own bar would count the
     # same frames again, a diffusion pipeline's counts the denoising steps between the frames it hands on

@@ -16,6 +16,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -1185,3 +1186,37 @@ def test_an_existing_output_is_refused_before_torch_and_diffusers_load(tmp_path)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.split() == ["2", "False", "False"], result.stderr
     assert "already exists" in result.stderr
+
+
+def test_max_frames_previews_the_first_frames_with_their_audio(tmp_path, capsys, monkeypatch):
+    """--max-frames N upscales frames 0..N-1 exactly as the whole run does, and the audio ends with them."""
+    from star_vsr import resume
+
+    src = write_test_video(tmp_path / "in.mp4", num_frames=24, size=(16, 16), fps=24, audio=True)
+    assert main(["upscale", str(src), "-o", str(tmp_path / "all.mkv"), "--codec", "ffv1", "--upscale", "2"]) == 0
+    assert main(["upscale", str(src), "-o", str(tmp_path / "first.mkv"), "--codec", "ffv1", "--upscale", "2",
+                 "--max-frames", "6"]) == 0
+    whole, first = (np.stack(list(open_video(tmp_path / name))) for name in ("all.mkv", "first.mkv"))
+    assert len(whole) == 24 and len(first) == 6 and np.array_equal(first, whole[:6])
+    with av.open(str(tmp_path / "first.mkv")) as container:
+        ends = [float((p.pts + p.duration) * p.time_base) for p in container.demux(audio=0) if p.size]
+    assert 0.25 <= max(ends) <= 0.25 + 0.05  # 6 frames at 24 fps; the whole track is 1 s
+    assert probe_video(tmp_path / "all.mkv").has_audio
+    # more frames than there are: all of them; bad values are one line
+    assert main(["upscale", str(src), "-o", str(tmp_path / "more.mp4"), "--max-frames", "100"]) == 0
+    assert probe_video(tmp_path / "more.mp4").num_frames == 24
+    for value in ("0", "-3", "2.5", "x"):
+        with pytest.raises(SystemExit):
+            main(["upscale", str(src), "-o", str(tmp_path / "bad.mp4"), "--max-frames", value])
+        assert "--max-frames" in capsys.readouterr().err and not (tmp_path / "bad.mp4").exists()
+    # a stopped preview goes on only as a preview of as many frames, said in words
+    monkeypatch.setattr(resume, "CHECKPOINT_SECONDS", 0)
+    stop = resume.save_checkpoint
+    monkeypatch.setattr(resume, "save_checkpoint", lambda *a: (stop(*a), (_ for _ in ()).throw(KeyboardInterrupt)))
+    assert main(["upscale", str(src), "-o", str(tmp_path / "stopped.mp4"), "--max-frames", "6"]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["upscale", str(src), "-o", str(tmp_path / "stopped.mp4")]) == 2
+    assert "that run upscaled the first 6 frames, this one all of them (--max-frames)" in capsys.readouterr().err
+    assert main(["upscale", str(src), "-o", str(tmp_path / "stopped.mp4"), "--max-frames", "6"]) == 0
+    assert probe_video(tmp_path / "stopped.mp4").num_frames == 6

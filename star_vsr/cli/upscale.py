@@ -78,6 +78,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                                 "less; must be less than --tile-size)")
     diffusion.add_argument("--color-fix", default=defaults["color_fix"], choices=("adain", "wavelet", "none"),
                            help="colour correction against the input (default adain, as STAR)")
+    parser.add_argument("--max-frames", type=max_frames_argument, default=None, metavar="N",
+                        help="upscale only the first N frames: a preview of the settings before a long run (the "
+                             "audio is cut where they end)")
     parser.add_argument("--deinterlace", default="auto", choices=("auto", "on", "off"),
                         help="run interlaced input through FFmpeg's bwdif deinterlacer first (auto: when the "
                              "video is flagged interlaced; on: always, for footage flagged wrongly)")
@@ -126,6 +129,17 @@ def add_fps_argument(parser: argparse.ArgumentParser) -> None:
 MAX_SEED = 2**63 - 1
 #: The highest ``--fps`` taken (video codecs and players go no higher in practice).
 MAX_FRAME_RATE = 1000
+
+
+def max_frames_argument(text: str) -> int:
+    """``--max-frames``: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
 
 
 def seed_argument(text: str) -> int:
@@ -244,7 +258,7 @@ def run_single(args: argparse.Namespace) -> int:
     check_model_options(args)
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
-                  restart=args.restart, deinterlace=deinterlace, folder_fps=args.fps,
+                  restart=args.restart, deinterlace=deinterlace, folder_fps=args.fps, max_frames=args.max_frames,
                   **pipeline_kwargs(type(pipe).__name__, args))
     kind = f" (a folder of {sum(1 for _ in output.glob('*.png'))} PNG frames)" if output.is_dir() else ""
     print(f"wrote {output}{kind}")  # -o NAME without a suffix writes frames: say so
@@ -378,7 +392,7 @@ def run_batch(args: argparse.Namespace) -> int:
                 upscale_video(pipe, video, outputs[video], codec=args.codec, crf=args.crf,
                               keep_audio=not args.no_audio, progress=state.is_local_main_process,
                               restart=args.restart, deinterlace=deinterlace_choice(args.deinterlace),
-                              folder_fps=folder_fps,
+                              folder_fps=folder_fps, max_frames=args.max_frames,
                               **pipeline_kwargs(type(pipe).__name__, args))
             except (CorruptVideoError, UnsupportedVideoError) as error:  # this video, not the batch
                 say(f"skipped {video}: {error}", sys.stderr)

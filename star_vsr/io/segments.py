@@ -47,6 +47,8 @@ class SegmentedVideoWriter:
             stopped write goes on after them.
         codec, crf, audio_from: As for `VideoWriter`; the audio is added when the segments are
             joined.
+        audio_until_frame: Cut the audio where this frame of the output would start (a preview of
+            the first frames); None keeps the whole track.
         progress: Show one tqdm bar of frames over all segments.
         total_frames: Expected frame count of the whole output, only for the progress bar.
         pixel_aspect: Width / height of a pixel as shown (see `VideoWriter`).
@@ -67,6 +69,7 @@ class SegmentedVideoWriter:
         codec: str | None = None,
         crf: int | None = None,
         audio_from: str | Path | None = None,
+        audio_until_frame: int | None = None,
         progress: bool = False,
         total_frames: int | None = None,
         pixel_aspect: Fraction | float = Fraction(1),
@@ -79,7 +82,7 @@ class SegmentedVideoWriter:
         self.clock = FrameClock(self.frame_rate, frame_times)
         self.codec = _resolve_codec(self.path, codec)
         self.crf = check_crf(self.codec, crf)
-        self.audio_from = audio_from
+        self.audio_from, self.audio_until_frame = audio_from, audio_until_frame
         if audio_from is not None and probe_video(audio_from).has_audio:
             if self.codec == "png":
                 warn_png_drops_audio(str(self.path), Path(audio_from), stacklevel=2)
@@ -157,7 +160,8 @@ class SegmentedVideoWriter:
                 _join_frame_folders(temp, files)
             else:
                 has_audio = self.audio_from is not None and probe_video(self.audio_from).has_audio
-                _join_encoded(temp, files, counts, self.clock, self.audio_from if has_audio else None)
+                _join_encoded(temp, files, counts, self.clock, self.audio_from if has_audio else None,
+                              None if self.audio_until_frame is None else self.clock.seconds(self.audio_until_frame))
             move_into_place(temp, self.path)
         except OSError as error:
             _remove(temp)
@@ -186,7 +190,7 @@ def _join_frame_folders(temp: Path, folders: Sequence[Path]) -> None:
 
 
 def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], clock: FrameClock,
-                  audio_from: Path | None) -> None:
+                  audio_from: Path | None, audio_until_s: Fraction | None = None) -> None:
     """Copy the video packets of the segment `files` (`counts` frames each) into one container `temp`.
 
     Each packet's timestamps are turned into frame numbers (exact: every segment has the same
@@ -196,7 +200,7 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], cloc
     timestamp lies before the first frame) depends on a segment's length (a 2-frame segment has
     none, a long one 2 frames with x264's defaults), so every segment's decode timestamps are moved
     back to the largest delay of all. Audio from `audio_from` is interleaved as
-    `VideoWriter` does it.
+    `VideoWriter` does it, up to `audio_until_s` seconds (None: all of it).
     """
     frame_rate = clock.frame_rate
     delays = [_decode_delay(file, frame_rate) for file in files]
@@ -236,7 +240,7 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], cloc
                                         f"is damaged")
             offset += count
         if audio is not None:
-            audio.finish()
+            audio.finish(audio_until_s)
             audio = None
     finally:
         if audio is not None:

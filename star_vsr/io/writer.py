@@ -305,9 +305,10 @@ class _AudioCopy:
                 packet.stream = self._stream
                 self._output.mux(packet)
 
-    def finish(self) -> None:
-        """Mux the remaining audio (the whole track is kept) and flush the encoder."""
-        self.mux_until(None)
+    def finish(self, until_s: Fraction | None = None) -> None:
+        """Mux the remaining audio (the whole track is kept; with `until_s`, the packets that start before
+        `until_s` seconds: a video cut short) and flush the encoder."""
+        self.mux_until(until_s)
         if self.transcode:
             self._output.mux(self._stream.encode(None))
         self.close()
