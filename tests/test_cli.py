@@ -1202,6 +1202,15 @@ def test_max_frames_previews_the_first_frames_with_their_audio(tmp_path, capsys,
         ends = [float((p.pts + p.duration) * p.time_base) for p in container.demux(audio=0) if p.size]
     assert 0.25 <= max(ends) <= 0.25 + 0.05  # 6 frames at 24 fps; the whole track is 1 s
     assert probe_video(tmp_path / "all.mkv").has_audio
+    # evaluate scores a preview against the first frames when told so (and says how when it is not)
+    evaluate = ["evaluate", "--pred", str(tmp_path / "first.mkv"), "--gt", str(tmp_path / "all.mkv"), "--scale", "2"]
+    assert main(evaluate) == 2
+    assert "first.mkv has 6 frames but" in (err := capsys.readouterr().err) and "pass --max-frames 6" in err
+    assert main([*evaluate, "--max-frames", "6", "--json", str(tmp_path / "s.json")]) == 0
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["max_frames"] == 6 and scores["clips"]["all"]["frames"] == 6
+    assert scores["clips"]["all"]["psnr_y"] is None  # the very frames: infinite PSNR
+    assert main([*evaluate, "--max-frames", "7"]) == 2 and "has 6 frames but" in capsys.readouterr().err
     # more frames than there are: all of them; bad values are one line
     assert main(["upscale", str(src), "-o", str(tmp_path / "more.mp4"), "--max-frames", "100"]) == 0
     assert probe_video(tmp_path / "more.mp4").num_frames == 24

@@ -327,6 +327,25 @@ def test_evaluate_clip_combines_the_metrics(moving_clips):
         evaluate_clip(pred, gt, scale=0)
 
 
+def test_evaluate_videos_max_frames_scores_the_first_frames_across_chunks(moving_clips, tmp_path):
+    from star_vsr.io import VideoWriter
+    from star_vsr.metrics import evaluate_videos
+
+    gt = moving_clips["subpixel"]  # (n, h, w, 3)
+    pred = np.clip(gt + np.random.default_rng(4).normal(0, 5, gt.shape), 0, 255).astype(np.uint8)
+    for name, frames in (("gt.mkv", gt), ("pred.mkv", pred)):
+        with VideoWriter(tmp_path / name, 24, codec="ffv1") as writer:
+            for frame in frames:
+                writer.write(frame)
+    first = CLIP_FRAMES - 2  # 3 of 5, with chunks of 2: the second chunk is cut
+    scores = evaluate_videos(str(tmp_path / "pred.mkv"), str(tmp_path / "gt.mkv"), chunk_size=2, max_frames=first)
+    expected = evaluate_clip(pred[:first], gt[:first], scale=4)
+    assert scores["frames"] == first
+    assert all(scores[key] == pytest.approx(value, abs=1e-9) for key, value in expected.items())
+    with pytest.raises(InputError, match="max_frames must be a whole number"):
+        evaluate_videos(str(tmp_path / "pred.mkv"), str(tmp_path / "gt.mkv"), max_frames=0)
+
+
 # ----------------------------------------------------------------------------------------------
 # Learned metrics: local weights only
 # ----------------------------------------------------------------------------------------------

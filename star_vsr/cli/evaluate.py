@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import InputError, MissingWeightsError, VideoNotFoundError
+from .upscale import max_frames_argument
 
 COLUMNS = (("psnr_y", "PSNR-Y", "{:.3f}"), ("ssim_y", "SSIM-Y", "{:.4f}"), ("ewarp", "E*warp", "{:.3f}"))
 
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--crop-gt", action="store_true",
                         help="crop the ground truth to the prediction's size (top-left) when it is larger by less "
                              "than 2 x --scale pixels: what `star-vsr degrade` cuts off")
+    parser.add_argument("--max-frames", type=max_frames_argument, default=None, metavar="N",
+                        help="score only the first N frames of each clip (predictions made with upscale "
+                             "--max-frames N; default: every frame, and the counts must match)")
     parser.add_argument("--json", metavar="FILE", help="also write per-clip and mean results as JSON")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--metrics", default="", metavar="NAMES",
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, float]] = {}
     for name, pred, gt in clips:
         results[name] = evaluate_videos(str(pred), str(gt), scale=args.scale, warp=not args.no_warp, progress=True,
-                                        crop_gt=args.crop_gt, learned=learned)
+                                        crop_gt=args.crop_gt, learned=learned, max_frames=args.max_frames)
     single = [name for name, r in results.items() if "ewarp" not in r] if not args.no_warp else []
     if single:  # E*warp compares consecutive frames
         print(f"note: E*warp needs 2 or more frames; not computed for {', '.join(single)} (1 frame)")
@@ -131,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         table["mean"] = mean
     print(format_table(table, [m.name for m in learned]))
     if args.json:  # identical frames give PSNR = inf, written as null (strict JSON)
-        write_text_atomic(args.json, json.dumps(_finite({"scale": args.scale, "clips": results, "mean": mean}),
-                                                indent=2, allow_nan=False))
+        summary = {"scale": args.scale, **({"max_frames": args.max_frames} if args.max_frames else {}),
+                   "clips": results, "mean": mean}
+        write_text_atomic(args.json, json.dumps(_finite(summary), indent=2, allow_nan=False))
     return 0

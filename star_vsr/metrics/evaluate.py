@@ -89,6 +89,7 @@ def evaluate_videos(
     progress: bool = False,
     crop_gt: bool = False,
     learned: Sequence[LearnedMetric] = (),
+    max_frames: int | None = None,
 ) -> dict[str, float]:
     """:func:`evaluate_clip` for two video files (or image folders), streamed ``chunk_size`` frames at a time.
 
@@ -99,16 +100,26 @@ def evaluate_videos(
     degrade`` cuts off to make the sizes multiples of the scale (times 2 for 4:2:0 video). Each of
     the ``learned`` metrics (:func:`~star_vsr.metrics.learned.load_learned_metric`) adds the mean of
     its per-frame scores under its name (whole frames; full-reference ones against the ground truth).
+    ``max_frames``: score only the first ``max_frames`` frames of both (a preview made with ``star-vsr
+    upscale --max-frames``); None scores all of them.
 
     Raises:
         InputError: the two videos differ in frame count or frame size (both named).
     """
     from star_vsr.io import open_video, probe_video
 
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
+        raise InputError(f"max_frames must be a whole number >= 1 (or None for all), got {max_frames!r}")
     pred_info, gt_info = probe_video(pred_path), probe_video(gt_path)
-    if pred_info.num_frames != gt_info.num_frames:
+    limit = max_frames or max(pred_info.num_frames, gt_info.num_frames)
+    num_frames = min(pred_info.num_frames, limit)  # frames scored
+    if num_frames != min(gt_info.num_frames, limit):
+        n = pred_info.num_frames
+        preview = (f" If the prediction is a preview of the first {n} frames (upscale --max-frames), pass "
+                   f"{option(f'max_frames={n}', f'--max-frames {n}')}."
+                   if n < gt_info.num_frames and max_frames is None else "")
         raise InputError(f"{pred_path} has {pred_info.num_frames} frames but {gt_path} has {gt_info.num_frames}; "
-                         "evaluate needs the prediction and ground truth frame for frame.")
+                         f"evaluate needs the prediction and ground truth frame for frame.{preview}")
     extra_w, extra_h = gt_info.width - pred_info.width, gt_info.height - pred_info.height
     croppable = 0 <= extra_w < 2 * scale and 0 <= extra_h < 2 * scale
     if (extra_w or extra_h) and not (crop_gt and croppable):
@@ -117,13 +128,16 @@ def evaluate_videos(
         raise InputError(f"{pred_path} is {pred_info.width}x{pred_info.height} but {gt_path} is "
                          f"{gt_info.width}x{gt_info.height}; the prediction must have the ground truth's size.{hint}")
     _check_crop(scale, pred_info.height, pred_info.width)  # before the progress bar starts
-    warp = warp and gt_info.num_frames >= 2
+    warp = warp and num_frames >= 2
     sums = {key: 0.0 for key in FIDELITY_KEYS}
     warp_sum, pairs, frames = 0.0, 0, 0
     previous: tuple[np.ndarray, np.ndarray] | None = None
-    bar = tqdm(total=gt_info.num_frames, desc="evaluate", unit="frame", disable=not progress)
+    bar = tqdm(total=num_frames, desc="evaluate", unit="frame", disable=not progress)
     with open_video(pred_path) as pred_reader, open_video(gt_path) as gt_reader:
         for pred, gt in zip(pred_reader.iter_chunks(chunk_size), gt_reader.iter_chunks(chunk_size)):
+            if frames >= num_frames:
+                break
+            pred, gt = pred[:num_frames - frames], gt[:num_frames - frames]  # max_frames: the last chunk cut
             gt = gt[:, :pred_info.height, :pred_info.width]  # (k, h, w, 3): crop_gt's top-left corner
             scores = evaluate_clip(pred, gt, scale=scale, warp=False)
             for key in FIDELITY_KEYS:
