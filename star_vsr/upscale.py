@@ -104,6 +104,25 @@ def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: str = "
     return cls.from_pretrained(folder, dtype=torch_dtype).to(torch_device)
 
 
+#: Output suffixes written as one image (PIL format names): a one-frame input, or ``max_frames=1``.
+IMAGE_OUTPUTS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def check_image_output(output_path: Union[str, Path], num_frames: int, codec: Optional[str] = None) -> bool:
+    """Whether ``output_path`` is one image (``.png``, ``.jpg``): then the input must come to one frame
+    (``num_frames``, after ``max_frames``), else an ``InputError`` says what to write instead."""
+    output_path = Path(output_path)
+    if output_path.suffix.lower() not in IMAGE_OUTPUTS or output_path.is_dir():
+        return False
+    if codec not in (None, "png"):
+        raise InputError(f"{output_path} is an image name but --codec is {codec}; name a video file for {codec}")
+    if num_frames != 1:
+        raise InputError(f"{output_path} is one image, and the input has {num_frames} frames: pass --max-frames 1 "
+                         f"for its first frame, name a video (.mp4) for all of them, or a folder (no suffix) for "
+                         f"PNG frames")
+    return True
+
+
 def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[str, Path], *,
                   codec: Optional[str] = None, crf: Optional[int] = None, keep_audio: bool = True,
                   progress: bool = True, restart: bool = False, checkpoint_seconds: Optional[float] = None,
@@ -129,10 +148,13 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     through FFmpeg's bwdif first (``star_vsr.io.open_video``). ``folder_fps``: the frame rate of an image folder
     input, which stores none (default 30); a video file keeps its own (giving one is an ``InputError``).
     ``max_frames``: upscale only the first ``max_frames`` frames, a preview (the audio is cut where they end).
+    An output named ``.png`` / ``.jpg`` is one image, of a one-frame input (a photo) or of ``max_frames=1``.
     """
     from .frames import FileFrameSource
 
     source = FileFrameSource(input_path, deinterlace=deinterlace, folder_fps=folder_fps, max_frames=max_frames)
+    if check_image_output(output_path, source.num_frames, codec):
+        return _upscale_to_image(pipe, source, Path(output_path), progress, pipeline_kwargs)
     audio = str(input_path) if keep_audio and Path(input_path).is_file() else None
     # one bar per run: the writer's counts frames (and frames per second); a student's own bar would count the
     # same frames again, a diffusion pipeline's counts the denoising steps between the frames it hands on
@@ -143,3 +165,22 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     every = resume.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
     return resume.upscale_resumable(pipe, source, Path(output_path), source.info, codec=codec, crf=crf, audio=audio,
                                     progress=progress, restart=restart, checkpoint_seconds=every, **pipeline_kwargs)
+
+
+def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, pipeline_kwargs: dict[str, Any]) -> Path:
+    """One frame through ``pipe`` into the image ``output``, written whole or not at all."""
+    from PIL import Image
+
+    from .frames import frames_to_uint8
+
+    pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step")
+    frame = frames_to_uint8(pipe(source, output_type="pt", **pipeline_kwargs).frames[0])[0]  # (H, W, 3) uint8
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temp = output.with_name(f".{output.name}.partial")
+    try:
+        image_format = IMAGE_OUTPUTS[output.suffix.lower()]
+        Image.fromarray(frame).save(temp, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
+        os.replace(temp, output)
+    finally:
+        temp.unlink(missing_ok=True)
+    return output

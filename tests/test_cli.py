@@ -1229,3 +1229,27 @@ def test_max_frames_previews_the_first_frames_with_their_audio(tmp_path, capsys,
     assert "that run upscaled the first 6 frames, this one all of them (--max-frames)" in capsys.readouterr().err
     assert main(["upscale", str(src), "-o", str(tmp_path / "stopped.mp4"), "--max-frames", "6"]) == 0
     assert probe_video(tmp_path / "stopped.mp4").num_frames == 6
+
+
+def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
+    """-o NAME.png / .jpg writes one image: of a photo, or of a video's first frame with --max-frames 1 (the
+    very frame the whole run gives); a longer input is refused before the model loads."""
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8)).save(photo)
+    assert main(["upscale", str(photo), "-o", str(tmp_path / "photo_x2.png"), "--upscale", "2"]) == 0
+    assert main(["upscale", str(photo), "-o", str(tmp_path / "frames"), "--upscale", "2"]) == 0  # PNG frames
+    image = np.asarray(Image.open(tmp_path / "photo_x2.png"))
+    assert image.shape == (24, 40, 3)
+    assert np.array_equal(image, np.asarray(Image.open(next((tmp_path / "frames").iterdir()))))
+    assert main(["upscale", str(photo), "-o", str(tmp_path / "photo_x2.jpg"), "--upscale", "2"]) == 0
+    assert Image.open(tmp_path / "photo_x2.jpg").format == "JPEG"
+    video = write_test_video(tmp_path / "in.mkv", num_frames=4, size=(16, 16), codec="ffv1")
+    assert main(["upscale", str(video), "-o", str(tmp_path / "all.mkv"), "--codec", "ffv1", "--upscale", "2"]) == 0
+    capsys.readouterr()
+    assert main(["upscale", str(video), "-o", str(tmp_path / "first.png"), "--model", str(tmp_path / "none")]) == 2
+    assert "first.png is one image, and the input has 4 frames: pass --max-frames 1" in capsys.readouterr().err
+    assert main(["upscale", str(video), "-o", str(tmp_path / "first.png"), "--max-frames", "1", "--upscale", "2"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "first.png")), next(iter(open_video(tmp_path / "all.mkv"))))
+    assert main(["upscale", str(photo), "-o", str(tmp_path / "x.png"), "--codec", "h264"]) == 2
+    assert "is an image name but --codec is h264" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists() and not list(tmp_path.glob(".*partial*"))

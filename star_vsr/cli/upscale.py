@@ -98,7 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     single = subparsers.add_parser("upscale", help="upscale a video file or image folder", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     single.add_argument("input", help="input video file or image folder")
-    single.add_argument("-o", "--output", required=True, help="output video file (or folder for PNG frames)")
+    single.add_argument("-o", "--output", required=True,
+                        help="output video file (or folder for PNG frames; NAME.png / .jpg: one image, of a photo "
+                             "or with --max-frames 1)")
     single.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_fps_argument(single)
     _add_common(single)
@@ -248,13 +250,19 @@ def run_single(args: argparse.Namespace) -> int:
     check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
     output = check_new_video_output(args.output, args.overwrite, args.input)  # before seconds of imports
     from ..resume import other_unfinished_runs
-    from ..upscale import upscale_video
+    from ..upscale import IMAGE_OUTPUTS, check_image_output, upscale_video
 
     deinterlace = deinterlace_choice(args.deinterlace)
     # a missing or corrupt input fails here, before a model loads
-    frames_output = args.codec == "png" or (args.codec is None and (output.is_dir() or not output.suffix))
+    image = output.suffix.lower() in IMAGE_OUTPUTS and not output.is_dir()
+    frames_output = image or args.codec == "png" or (args.codec is None and (output.is_dir() or not output.suffix))
     for note in input_notes(args.input, deinterlace, args.fps, frames_output=frames_output):
         print(f"note: {note}")
+    if image:  # one image: a photo, or --max-frames 1; said before the model loads
+        from ..io import probe_video
+
+        frames = probe_video(args.input).num_frames
+        check_image_output(output, frames if args.max_frames is None else min(frames, args.max_frames), args.codec)
     check_model_options(args)
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
