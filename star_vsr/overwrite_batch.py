@@ -63,8 +63,9 @@ class OverwriteLedger:
             ledger = os.open(self.path, os.O_WRONLY | os.O_APPEND)  # not O_CREAT: no ledger without settings
         except FileNotFoundError:
             return
-        with os.fdopen(ledger, "w", encoding="utf-8") as file:
-            file.write(json.dumps({"done": name, "input": _signature(source)}) + "\n")
+        with os.fdopen(ledger, "w", encoding="utf-8") as file:  # one write: appends of processes do not mix
+            # the leading newline ends a line a crash cut short, which would swallow this record otherwise
+            file.write("\n" + json.dumps({"done": name, "input": _signature(source)}) + "\n")
 
     def remove(self) -> None:
         """The batch ran to its end: nothing left to go on with."""
@@ -72,9 +73,12 @@ class OverwriteLedger:
 
 
 def _signature(source: Path) -> list[Any]:
-    """What tells an input file from another one put in its place: its name, size and modification time."""
-    stat = Path(source).stat()
-    return [Path(source).name, stat.st_size, stat.st_mtime_ns]
+    """What tells an input from another one put in its place: its name, size and modification time (of a
+    frame folder, its frames' total size and latest time: a frame replaced in place changes no folder time)."""
+    from .resume import _fingerprint
+
+    size, modified, _ = _fingerprint(Path(source))
+    return [Path(source).name, size, modified]
 
 
 def _done(line: str) -> tuple[str, Any] | None:

@@ -512,8 +512,24 @@ def test_a_damaged_overwrite_ledger_redoes_every_video(tmp_path):
     with open(ledger.path, "a") as cut:
         cut.write('{"do')  # a line cut short by a crash: the lines before it still count
     assert ledger.finished({"a.mp4": source}) == ({"a.mp4"}, None)
+    (tmp_path / "b.mp4").write_bytes(b"output")
+    ledger.add("b.mp4", source)  # and the next record, after the rerun, is not swallowed by it
+    assert ledger.finished({"a.mp4": source, "b.mp4": source}) == ({"a.mp4", "b.mp4"}, None)
     source.write_bytes(b"another input")  # replaced since: redone
     assert ledger.finished({"a.mp4": source}) == (set(), None)
+    # a frame folder: a frame replaced in place (the folder's own time unchanged) is another input too
+    frames, out_dir = tmp_path / "clip", tmp_path / "out"
+    frames.mkdir(), out_dir.mkdir()
+    (frames / "0.png").write_bytes(b"frame")
+    (out_dir / "clip.mp4").write_bytes(b"output")
+    folder_ledger = OverwriteLedger(out_dir, {"upscale": 2.0})
+    folder_ledger.start()
+    folder_ledger.add("clip.mp4", frames)
+    assert folder_ledger.finished({"clip.mp4": frames}) == ({"clip.mp4"}, None)
+    folder_time = frames.stat().st_mtime_ns
+    (frames / "0.png").write_bytes(b"other frame")
+    os.utime(frames, ns=(folder_time, folder_time))
+    assert folder_ledger.finished({"clip.mp4": frames}) == (set(), None)
     ledger.path.write_text('{"sett')  # no settings to compare with: every video is redone
     names, note = ledger.finished({"a.mp4": source})
     assert names == set() and "cannot read" in note and "redoing every video" in note
