@@ -1269,3 +1269,39 @@ def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
     assert main(["upscale", str(photo), "-o", str(tmp_path / "x.png"), "--codec", "h264"]) == 2
     assert "is an image name but --codec is h264" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
+    """degrade GT/ -o LR/: every clip (videos and frame folders) as `degrade CLIP --seed clip_seed(...)` makes
+    it; a rerun skips what is there; an unreadable clip is skipped and named; the workflow ends in evaluate."""
+    from star_vsr.cli.degrade import clip_seed
+
+    gt, lr = tmp_path / "GT", tmp_path / "LR"
+    gt.mkdir()
+    write_test_video(gt / "a.mkv", num_frames=3, size=(32, 32), seed=1, codec="ffv1")
+    _frames_to_folder(gt / "a.mkv", gt / "clip")
+    args = ["degrade", str(gt), "-o", str(lr), "--scale", "2", "--codec", "ffv1"]
+    assert main(args) == 0
+    assert "0 of 2 clips already degraded" in capsys.readouterr().out
+    assert sorted(p.name for p in lr.iterdir()) == ["a.mkv", "clip.mkv"]
+    for name, source in (("a.mkv", gt / "a.mkv"), ("clip.mkv", gt / "clip")):
+        single = tmp_path / f"single-{name}"
+        seed = clip_seed(0, source.name)
+        assert main(["degrade", str(source), "-o", str(single), "--scale", "2", "--codec", "ffv1", "--seed",
+                     str(seed)]) == 0
+        assert np.array_equal(np.stack(list(open_video(lr / name))), np.stack(list(open_video(single))))
+    # the same photo's frames, two clips: two seeds, two degradations
+    assert clip_seed(0, "a.mkv") != clip_seed(0, "clip")
+    assert not np.array_equal(np.stack(list(open_video(lr / "a.mkv"))), np.stack(list(open_video(lr / "clip.mkv"))))
+    capsys.readouterr()
+    stamps = {p.name: p.stat().st_mtime_ns for p in lr.iterdir()}
+    (gt / "bad.mp4").write_bytes(b"not a video")
+    assert main(args) == 1  # a.mkv and clip kept, bad.mp4 named
+    captured = capsys.readouterr()
+    assert "2 of 3 clips already degraded" in captured.out and "bad.mp4" in captured.err
+    assert {p.name: p.stat().st_mtime_ns for p in lr.iterdir()} == stamps
+    for output, message in ((tmp_path / "LR.mp4", "LR.mp4 is named like a video file"),
+                            (gt, "is the input folder")):
+        assert main(["degrade", str(gt), "-o", str(output), "--scale", "2"]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "LR.mp4").exists()

@@ -7,6 +7,11 @@ frames that share the drawn parameters; each segment is compressed as a clip (a 
 segment start, like a GOP). The result is written as a video (H.264 for .mp4, lossless FFV1 for
 .mkv with ``--codec ffv1``) with the input's frame rate and audio. Same input and ``--seed`` give
 the same frames (H.264 is encoded without x264's assembly code for that: with it, runs differed).
+
+A folder of clips (videos and frame folders, as REDS4 / Vid4 lay out GT/calendar/*.png) is
+degraded clip by clip into the folder -o, named as upscale-batch names its outputs (--codec png:
+LR/calendar/), each clip with its own seed (--seed plus the CRC-32 of its name); clips already
+there are skipped unless --overwrite, so a stopped run goes on.
 """
 
 from __future__ import annotations
@@ -14,6 +19,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 from .upscale import add_fps_argument, input_notes, seed_argument
@@ -26,8 +36,10 @@ MAX_SEGMENT_FRAMES = 64
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("degrade", help="make a realistic low-quality version of a clean video",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="clean (HR) video file or image folder")
-    parser.add_argument("-o", "--output", required=True, help="degraded (LR) video to write")
+    parser.add_argument("input", help="clean (HR) video file or image folder, or a folder of them (videos and "
+                                      "frame folders; then -o is a folder)")
+    parser.add_argument("-o", "--output", required=True, help="degraded (LR) video to write (a folder for a "
+                                                              "folder of clips)")
     parser.add_argument("--scale", type=int, default=4, choices=(2, 3, 4), help="downscale factor (default 4)")
     parser.add_argument("--preset", default="medium", choices=("light", "medium", "heavy"),
                         help="degradation strength (default medium)")
@@ -45,28 +57,88 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def clip_seed(seed: int, name: str) -> int:
+    """The seed of clip ``name`` in a folder degraded with ``--seed seed``: ``seed`` plus the CRC-32 of the name
+    (mod 2^63), so every clip draws its own degradation and adding or removing clips changes no other one."""
+    return (seed + zlib.crc32(name.encode("utf-8"))) % 2 ** 63
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..io.probe import check_exists, clips_in_folder, holds_frame_images
+
+    source = check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
+    if source.is_dir() and not holds_frame_images(source) and clips_in_folder(source):
+        return _degrade_folder(args, source)
+    from ..outputs import check_new_video_output
+
+    output = check_new_video_output(args.output, args.overwrite, args.input)
+    degrade_clip(args, source, output, args.seed, args.fps)
+    return 0
+
+
+def _degrade_folder(args: argparse.Namespace, folder: Path) -> int:
+    """Every clip (video or frame folder) of ``folder`` into the folder ``-o``, each with its own seed
+    (``clip_seed``); outputs that exist are skipped unless ``--overwrite``, so a stopped run goes on."""
+    from ..errors import CorruptVideoError, UnsupportedVideoError
+    from ..io import output_names
+    from ..io.probe import clips_in_folder
+    from ..io.writer import check_crf
+    from ..outputs import check_new_output, check_writable
+
+    from ..io import VIDEO_EXTENSIONS
+
+    output_dir = Path(args.output)
+    if (output_dir.exists() and not output_dir.is_dir()) or (
+            not output_dir.exists() and output_dir.suffix.lower() in VIDEO_EXTENSIONS):
+        raise InputError(f"{folder} is a folder of clips, so -o must be a folder; {output_dir} is "
+                         f"{'a file' if output_dir.exists() else 'named like a video file'}")
+    if output_dir.exists() and os.path.samefile(folder, output_dir):
+        raise InputError(f"-o {output_dir} is the input folder; choose another folder for the degraded clips")
+    clips = clips_in_folder(folder)
+    names = output_names([clip.name for clip in clips], args.codec, folders={c.name for c in clips if c.is_dir()})
+    outputs = {clip: output_dir / names[clip.name] for clip in clips}
+    check_writable(outputs[clips[0]])
+    check_crf(args.codec or "h264", args.crf)
+    if args.overwrite:
+        for clip in clips:
+            check_new_output(outputs[clip], overwrite=True, source=clip)
+    todo = [clip for clip in clips if args.overwrite or not outputs[clip].exists()]
+    print(f"{len(clips) - len(todo)} of {len(clips)} clips already degraded in {output_dir}; {len(todo)} to go "
+          f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its name)")
+    failed = []
+    for clip in todo:
+        try:
+            degrade_clip(args, clip, outputs[clip], clip_seed(args.seed, clip.name),
+                         args.fps if clip.is_dir() else None)  # a video file keeps its own rate
+        except (CorruptVideoError, UnsupportedVideoError) as error:  # this clip, not the folder
+            print(f"skipped {clip}: {error}", file=sys.stderr)
+            failed.append(clip.name)
+    if failed:
+        print(f"{len(failed)} clip(s) could not be read and were skipped: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def degrade_clip(args: argparse.Namespace, source: Path, output: Path, seed: int, fps: Any = None) -> None:
+    """``source`` (a video or frame folder) degraded with ``args``' preset, scale and codec and ``seed``,
+    written to ``output``; ``fps``: the rate of a frame folder (``--fps``)."""
     import torch
 
     from ..degradations import DegradationConfig, RealWorldDegradation
     from ..io import VideoWriter, deinterlace_choice, open_video, probe_video
-    from ..io.probe import check_exists
-    from ..outputs import check_new_video_output
 
-    check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
-    output = check_new_video_output(args.output, args.overwrite, args.input)
     deinterlace = deinterlace_choice(args.deinterlace)
-    for note in input_notes(args.input, deinterlace, args.fps):  # a missing, corrupt or empty input fails here
+    frames_output = args.codec == "png" or (args.codec is None and (output.is_dir() or not output.suffix))
+    for note in input_notes(source, deinterlace, fps, frames_output=frames_output):  # a corrupt input fails here
         print(f"note: {note}")
-    folder_fps = {} if args.fps is None else {"folder_fps": args.fps}
-    info = probe_video(args.input, **folder_fps)
+    folder_fps = {} if fps is None else {"folder_fps": fps}
+    info = probe_video(source, **folder_fps)
     degradation = RealWorldDegradation(DegradationConfig.preset(args.preset), args.scale)
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(seed)
     params = degradation.sample_params(generator)
     if args.print_params:
         print(json.dumps(dataclasses.asdict(params), indent=2))
-    audio = args.input if info.has_audio and not info.is_image_folder else None
-    reader = open_video(args.input, deinterlace=deinterlace, **folder_fps)
+    audio = source if info.has_audio and not info.is_image_folder else None
+    reader = open_video(source, deinterlace=deinterlace, **folder_fps)
     with reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf, audio_from=audio,
                              progress=True, total_frames=info.num_frames, pixel_aspect=info.pixel_aspect,
                              frame_times=info.timeline, reproducible=True) as writer:
@@ -75,15 +147,14 @@ def run(args: argparse.Namespace) -> int:
         multiple_h, multiple_w = args.scale * writer.size_multiple[0], args.scale * writer.size_multiple[1]
         crop_h, crop_w = info.height - info.height % multiple_h, info.width - info.width % multiple_w
         if crop_h == 0 or crop_w == 0:
-            raise InputError(f"{args.input} is {info.width}x{info.height}, too small to downscale by {args.scale}")
+            raise InputError(f"{source} is {info.width}x{info.height}, too small to downscale by {args.scale}")
         if (crop_h, crop_w) != (info.height, info.width):
             print(f"note: cropping {info.width}x{info.height} to {crop_w}x{crop_h} (a multiple of "
                   f"{multiple_w}x{multiple_h}: the scale times the output format's block); evaluate "
-                  f"results against {args.input} with `star-vsr evaluate --crop-gt`")
+                  f"results against {source} with `star-vsr evaluate --crop-gt`")
         segment = max(1, min(MAX_SEGMENT_FRAMES, SEGMENT_BYTES // (crop_h * crop_w * 3 * 4)))
         for frames in reader.iter_chunks(segment):  # (k, h, w, 3) uint8
             hr = torch.from_numpy(frames[:, :crop_h, :crop_w]).permute(0, 3, 1, 2).float() / 255
             lr = degradation.apply(hr, params, generator)  # (k, 3, h/s, w/s) on 8-bit levels
             writer.write((lr * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy())
-    print(f"wrote {output} ({crop_w // args.scale}x{crop_h // args.scale}, preset {args.preset}, seed {args.seed})")
-    return 0
+    print(f"wrote {output} ({crop_w // args.scale}x{crop_h // args.scale}, preset {args.preset}, seed {seed})")
