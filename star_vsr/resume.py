@@ -319,7 +319,7 @@ def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], au
     """What a saved run must share with this one to go on from it: input, output format, model and call."""
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
 
-    settings = {"input": str(Path(input_path).resolve()), "input_files": _fingerprint(Path(input_path)),
+    settings = {"input": str(Path(input_path).resolve()), "input_files": input_fingerprint(Path(input_path)),
                 "pipeline": type(pipe).__name__, "upscale": float(pipeline_kwargs.get("upscale", 4)),
                 "codec": codec, "crf": crf, "audio": audio is not None, "deinterlaced": deinterlaced}
     if isinstance(pipe, StarStudentPipeline):
@@ -353,7 +353,7 @@ def weights_fingerprint(modules: list[torch.nn.Module], samples: Optional[int] =
     return weights.hexdigest()[:16]
 
 
-def _fingerprint(path: Path) -> list[int]:
+def input_fingerprint(path: Path) -> list[int]:
     """[bytes, latest modification time in ns, files] of an input file or image folder."""
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     stats = [f.stat() for f in files]
