@@ -1305,3 +1305,17 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
         assert main(["degrade", str(gt), "-o", str(output), "--scale", "2"]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "LR.mp4").exists()
+
+
+def test_info_lists_the_clips_of_a_folder(tmp_path, capsys):
+    write_test_video(tmp_path / "a.mp4", num_frames=3, size=(8, 16), fps=24)  # (height, width)
+    _frames_to_folder(tmp_path / "a.mp4", tmp_path / "calendar")
+    assert main(["info", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["clip", "frames", "fps", "size", "codec", "audio", "damage"]
+    assert lines[1].split()[:4] == ["a.mp4", "3", "24.0", "16x8"] and lines[2].split()[:2] == ["calendar/", "3"]
+    assert lines[-1] == "2 clips, 6 frames"
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    assert main(["info", str(tmp_path), "--json"]) == 1  # one unreadable clip: listed, exit status 1
+    clips = json.loads(capsys.readouterr().out)["clips"]
+    assert [c["clip"] for c in clips] == ["a.mp4", "bad.mp4", "calendar/"] and "not a readable video" in clips[1]["error"]

@@ -1,25 +1,32 @@
 """``star-vsr info VIDEO``: frames, fps, size, codec and audio of a video, without decoding it.
 
 A file cut short after its index (an MP4 whose download stopped) is reported as damaged ("damage" row), from
-the index's byte offsets against the file's size; its exit status is then 1."""
+the index's byte offsets against the file's size; its exit status is then 1. A folder of clips (videos and
+frame folders, as REDS4 / Vid4 lay them out) gets one line per clip; an unreadable or damaged clip makes the
+exit status 1."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="show frames, fps, size, codec and audio of a video",
                                    description=__doc__)
-    parser.add_argument("video", help="video file or image folder")
+    parser.add_argument("video", help="video file or image folder, or a folder of them (one line each)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..io import probe_video
+    from ..io.probe import check_exists, clips_in_folder, holds_frame_images
 
+    path = check_exists(args.video)
+    if path.is_dir() and not holds_frame_images(path) and clips_in_folder(path):
+        return _run_folder(path, clips_in_folder(path), args.json)
     info = probe_video(args.video)
     aspect = info.pixel_aspect
     rows = {
@@ -57,3 +64,39 @@ def run(args: argparse.Namespace) -> int:
         for key, value in rows.items():
             print(f"{key:>{width}}  {value}")
     return 1 if info.damage else 0
+
+
+def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
+    """One line (or JSON object) per clip of ``folder``: frames, rate, size, codec, audio, damage."""
+    from ..errors import StarVSRError
+    from ..io import probe_video
+
+    rows, bad = [], 0
+    for clip in clips:
+        name = clip.name + ("/" if clip.is_dir() else "")
+        try:
+            info = probe_video(clip)
+        except StarVSRError as error:  # unreadable: said on its line, the others still listed
+            rows.append({"clip": name, "error": str(error)})
+            bad += 1
+            continue
+        bad += bool(info.damage)
+        rows.append({"clip": name, "frames": info.num_frames, "fps": round(info.fps, 3),
+                     "size": f"{info.width}x{info.height}",
+                     "codec": "image sequence" if info.is_image_folder else info.codec,
+                     "audio": info.audio_codec if info.has_audio else "none",
+                     "damage": info.damage or ("n/a" if info.is_image_folder else "none found")})
+    if as_json:
+        print(json.dumps({"folder": str(folder), "clips": rows}, indent=2))
+        return 1 if bad else 0
+    columns = ("clip", "frames", "fps", "size", "codec", "audio", "damage")
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns[:-1]}
+    print("  ".join(f"{c:<{widths[c]}}" for c in columns[:-1]) + "  damage")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['clip']:<{widths['clip']}}  unreadable: {row['error']}")
+        else:
+            print("  ".join(f"{str(row[c]):<{widths[c]}}" for c in columns[:-1]) + f"  {row['damage']}")
+    frames = sum(r.get("frames", 0) for r in rows)
+    print(f"{len(rows)} clips, {frames} frames" + (f"; {bad} unreadable or damaged" if bad else ""))
+    return 1 if bad else 0
