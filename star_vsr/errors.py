@@ -32,7 +32,8 @@ class CorruptVideoError(StarVSRError, ValueError):
 
 
 class UnsupportedVideoError(StarVSRError, ValueError):
-    """A video uses a codec, container or pixel format that star-vsr cannot handle."""
+    """A video uses a codec, container or pixel format that star-vsr cannot handle (or is a frame folder whose
+    frames differ in size)."""
 
 
 class MissingWeightsError(StarVSRError, FileNotFoundError):

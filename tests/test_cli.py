@@ -1127,6 +1127,13 @@ def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path
     assert probe_video(tmp_path / "mp4" / "a.mkv").fps == probe_video(lr / "a.mkv").fps != 24
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2"]) == 0
     assert "3 of 3 videos already done; 0 to go" in capsys.readouterr().out
+    # a frame folder whose frames differ in size (found mid-way) is skipped and named; the others are done
+    _frames_to_folder(lr / "a.mkv", lr / "mixed")
+    Image.fromarray(np.zeros((20, 16, 3), np.uint8)).save(lr / "mixed" / "00000009.png")
+    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mixed-out"), "--upscale", "2"]) == 1
+    assert "mixed/00000009.png is 16x20 but the first frame" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "mixed-out").iterdir()) == ["a.mkv", "a.mp4", "clip.v2.mp4"]
+    shutil.rmtree(lr / "mixed")
     # one frame folder given to upscale-batch: what to run instead
     assert main(["upscale-batch", str(lr / "a"), "-o", str(tmp_path / "x")]) == 2
     assert "holds frame images, the frames of one video: upscale it with `star-vsr upscale" in capsys.readouterr().err

@@ -631,7 +631,7 @@ def test_jpeg_folder_reads_close_to_the_originals(tmp_path):
 def test_image_folder_with_mixed_sizes_names_the_odd_file(tmp_path):
     cv2.imwrite(str(tmp_path / "1.png"), np.zeros((8, 8, 3), np.uint8))
     cv2.imwrite(str(tmp_path / "2.png"), np.zeros((8, 10, 3), np.uint8))
-    with open_video(tmp_path) as reader, pytest.raises(InputError, match=r"2\.png is 10x8"):
+    with open_video(tmp_path) as reader, pytest.raises(UnsupportedVideoError, match=r"2\.png is 10x8"):
         list(reader)
 
 

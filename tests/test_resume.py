@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from star_vsr.cli import main
-from star_vsr.errors import CorruptVideoError, InputError, OutputBusyError, OutputError
+from star_vsr.errors import CorruptVideoError, InputError, OutputBusyError, OutputError, UnsupportedVideoError
 from star_vsr.io import open_video, probe_video
 from star_vsr.io.segments import SegmentedVideoWriter
 from star_vsr.io.synthetic import synthetic_frames, write_test_video
@@ -222,7 +222,7 @@ def test_a_bad_scale_or_input_leaves_no_partial_folder(pipe, tmp_path):
     frames.mkdir()
     for index, size in enumerate([(12, 16), (12, 16), (14, 16)]):  # a frame of another size, mid-way
         cv2.imwrite(str(frames / f"{index}.png"), np.zeros((*size, 3), np.uint8))
-    with pytest.raises(InputError, match="one size"):
+    with pytest.raises(UnsupportedVideoError, match="one size"):
         upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False, chunk_size=1)
     assert not partial_folder(tmp_path / "seq.mp4").exists()
 

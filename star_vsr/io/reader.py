@@ -32,7 +32,7 @@ from av.container import InputContainer
 from av.video.reformatter import ColorRange, Colorspace
 from av.video.stream import VideoStream
 
-from star_vsr.errors import CorruptVideoError, InputError
+from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError
 from star_vsr.io.probe import (
     DEFAULT_FOLDER_FPS,
     VideoInfo,
@@ -237,8 +237,8 @@ def _load_image(file: Path, info: VideoInfo) -> np.ndarray:
     image = cv2.imread(str(file), _IMREAD_FLAGS)
     if image is None:
         raise CorruptVideoError(f"{file} is not a readable PNG/JPEG image; replace or remove it")
-    if image.shape[:2] != (info.height, info.width):
-        raise InputError(
+    if image.shape[:2] != (info.height, info.width):  # found mid-way: a batch skips this clip, not the rest
+        raise UnsupportedVideoError(
             f"{file} is {image.shape[1]}x{image.shape[0]} but the first frame of {info.path} is "
             f"{info.width}x{info.height}; all frames of a folder must have one size"
         )
