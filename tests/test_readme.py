@@ -29,3 +29,20 @@ def test_ci_runs_the_readme_commands():
 def test_ci_fails_when_pytest_collects_nothing():
     script = (ROOT / ".ci" / "run").read_text()
     assert '"$status" -eq 5' in script and "exit 1" in script
+
+
+def test_the_readme_student_snippet_runs(tmp_path, monkeypatch):
+    """The README's Python example with the shipped student, run as written on a small input.mp4."""
+    import re
+
+    from star_vsr.io import probe_video
+    from star_vsr.io.synthetic import write_test_video
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    (snippet,) = [block for block in blocks if "default_student_folder" in block]
+    monkeypatch.chdir(tmp_path)
+    write_test_video(tmp_path / "input.mp4", num_frames=5, size=(12, 16))
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert tuple(namespace["frames"].shape) == (1, 5, 3, 48, 64)
+    assert probe_video(tmp_path / "output.mp4").num_frames == 5
