@@ -1278,3 +1278,20 @@ def test_output_names_of_videos_and_frame_folders():
     assert output_names(["a", "a.mp4"], folders={"a"}) == {"a": "a_frames.mp4", "a.mp4": "a.mp4"}
     assert output_names(["a", "a.mp4"], "png", folders={"a"}) == {"a": "a", "a.mp4": "a_mp4"}
     assert output_names(["a", "a.avi"], folders={"a"}) == {"a": "a_frames.mp4", "a.avi": "a_avi.mp4"}
+
+
+@pytest.mark.parametrize("tag", [3, 6, 8])
+def test_a_photo_with_exif_orientation_is_read_upright(tmp_path, tag):
+    """FFmpeg 8 attaches a photo's EXIF to its frame as side data of a kind PyAV 18 cannot name; listing the
+    side data raised ValueError ('31 is not a valid Type') for every JPEG/PNG/TIFF carrying EXIF. The frame is
+    now read upright (the display matrix's rotation), as PIL's exif_transpose shows it."""
+    from PIL import Image, ImageOps
+
+    image = Image.fromarray(np.random.default_rng(tag).integers(0, 256, (12, 20, 3), dtype=np.uint8))
+    exif = image.getexif()
+    exif[0x0112] = tag  # 3: turn 180, 6: 90 clockwise, 8: 90 counter-clockwise
+    image.save(tmp_path / "photo.png", exif=exif)
+    frames = read_frames(tmp_path / "photo.png", [0])
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "photo.png")).convert("RGB"))
+    assert np.array_equal(frames[0], upright)
+    assert probe_video(tmp_path / "photo.png").width == upright.shape[1]

@@ -530,9 +530,20 @@ def _read_first_frame(path: Path) -> tuple[DisplayOrientation, bool]:
     return _orientation(frame, path), bool(frame.interlaced_frame)
 
 
+#: The orientation of each right-angle ``VideoFrame.rotation`` (degrees counter-clockwise that the display
+#: matrix turns the frame by; its mirroring, if any, is not in it).
+ROTATIONS = {0: DisplayOrientation(), -90: DisplayOrientation(transpose=True, flip_x=True),
+             90: DisplayOrientation(transpose=True, flip_y=True), 180: DisplayOrientation(flip_x=True, flip_y=True),
+             -180: DisplayOrientation(flip_x=True, flip_y=True)}
+
+
 def _orientation(frame: av.VideoFrame, path: Path) -> DisplayOrientation:
+    try:
+        side_data = frame.side_data
+    except ValueError:  # a side-data kind newer than PyAV's list (FFmpeg 8 attaches a photo's EXIF: kind 31)
+        return _orientation_from_rotation(frame, path)
     matrix = next(
-        (bytes(data) for data in frame.side_data if data.type == SideDataType.DISPLAYMATRIX),
+        (bytes(data) for data in side_data if data.type == SideDataType.DISPLAYMATRIX),
         None,
     )
     if matrix is None or len(matrix) != 36:
@@ -545,6 +556,18 @@ def _orientation(frame: av.VideoFrame, path: Path) -> DisplayOrientation:
         )
         return DisplayOrientation()
     return orientation
+
+
+def _orientation_from_rotation(frame: av.VideoFrame, path: Path) -> DisplayOrientation:
+    """The orientation from the display matrix's rotation alone (PyAV reads it in C, past the side data it
+    cannot list): right for the rotations phones and cameras write, not for a mirrored frame (rare EXIF tags
+    2, 4, 5, 7), which is read unmirrored."""
+    rotation = round(frame.rotation)
+    if rotation not in ROTATIONS:
+        logger.warning("%s asks to be shown rotated by %d degrees, not a multiple of 90; its frames are read as "
+                       "stored", path, rotation)
+        return DisplayOrientation()
+    return ROTATIONS[rotation]
 
 
 def _probe_container(path: Path) -> VideoInfo:
