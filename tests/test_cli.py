@@ -1127,6 +1127,15 @@ def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path
     assert probe_video(tmp_path / "mp4" / "a.mkv").fps == probe_video(lr / "a.mkv").fps != 24
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2"]) == 0
     assert "3 of 3 videos already done; 0 to go" in capsys.readouterr().out
+    # previews (--max-frames) and files cut short count as done, but the batch says so
+    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "prev"), "--upscale", "2", "--max-frames", "2"]) == 0
+    (tmp_path / "prev" / "a.mkv").write_bytes(b"")
+    capsys.readouterr()
+    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "prev"), "--upscale", "2"]) == 0
+    assert "note: 3 existing outputs count as done but hold fewer frames than this run gives (a.mp4 (2 of 3 " \
+           "frames), a.mkv (unreadable), clip.v2.mp4 (2 of 3 frames)): a --max-frames preview" in capsys.readouterr().out
+    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "prev"), "--upscale", "2", "--max-frames", "2"]) == 0
+    assert "note: 1 existing output count" in capsys.readouterr().out  # the previews are what this run gives
     # a frame folder whose frames differ in size (found mid-way) is skipped and named; the others are done
     _frames_to_folder(lr / "a.mkv", lr / "mixed")
     Image.fromarray(np.zeros((20, 16, 3), np.uint8)).save(lr / "mixed" / "00000009.png")

@@ -291,6 +291,36 @@ def input_notes(path: str | Path, deinterlace: bool | str, folder_fps: Fraction 
     return notes + source.info.caveats()
 
 
+def short_outputs(videos: list[Path], outputs: dict[Path, Path], max_frames: Optional[int]) -> list[str]:
+    """``"NAME (k of n frames)"``, ``"NAME (unreadable)"`` or ``"NAME (damaged)"`` for each existing output of ``videos`` that holds
+    fewer frames than upscaling its input (its first ``max_frames``) gives: a batch skips existing outputs, and
+    these would pass for finished ones. PNG outputs count their frame files."""
+    from ..errors import StarVSRError
+    from ..io import probe_video
+
+    short = []
+    for video in videos:
+        output = outputs[video]
+        try:
+            wanted = probe_video(video).num_frames
+        except StarVSRError:  # the input itself: reported when (if ever) it is upscaled
+            continue
+        wanted = wanted if max_frames is None else min(wanted, max_frames)
+        try:
+            info = None if output.is_dir() else probe_video(output)
+        except StarVSRError:
+            info = None
+            short.append(f"{output.name} (unreadable)")
+            continue
+        if info is not None and info.damage:
+            short.append(f"{output.name} (damaged)")
+            continue
+        held = len(list(output.glob("frame_*.png"))) if info is None else info.num_frames
+        if held < wanted:
+            short.append(f"{output.name} ({held} of {wanted} frames)")
+    return short
+
+
 def _listed(names: list[str], most: int = 3) -> str:
     """``a, b, c and 2 more``."""
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
@@ -374,6 +404,12 @@ def run_batch(args: argparse.Namespace) -> int:
                 print(f"note: {video.name} is written as {names[video.name]} ({wanted} is another video's output)")
         if note:
             print(f"note: {note}")
+        if not args.overwrite:  # e.g. a --max-frames preview batch run here before this full one
+            short = short_outputs([v for v in videos if outputs[v].exists()], outputs, args.max_frames)
+            if short:
+                print(f"note: {len(short)} existing output{'s' if len(short) != 1 else ''} count as done but hold "
+                      f"fewer frames than this run gives ({_listed(short, 5)}): a --max-frames preview or another "
+                      f"program's file? delete {'them' if len(short) != 1 else 'it'} or pass --overwrite to redo")
         if subfolders:
             print(f"note: subfolders of {input_dir} without frame images are skipped ({_listed(subfolders)}): run "
                   f"upscale-batch on a subfolder of videos")
