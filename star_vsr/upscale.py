@@ -117,8 +117,8 @@ def check_image_output(output_path: Union[str, Path], num_frames: int, codec: Op
     if codec not in (None, "png"):
         raise InputError(f"{output_path} is an image name but --codec is {codec}; name a video file for {codec}")
     if num_frames != 1:
-        raise InputError(f"{output_path} is one image, and the input has {num_frames} frames: pass --max-frames 1 "
-                         f"for its first frame, name a video (.mp4) for all of them, or a folder (no suffix) for "
+        raise InputError(f"{output_path} is one image, and this run gives {num_frames} frames: pass --max-frames 1 "
+                         f"for the first frame, name a video (.mp4) for all of them, or a folder (no suffix) for "
                          f"PNG frames")
     return True
 

@@ -1279,7 +1279,7 @@ def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
     assert main(["upscale", str(video), "-o", str(tmp_path / "all.mkv"), "--codec", "ffv1", "--upscale", "2"]) == 0
     capsys.readouterr()
     assert main(["upscale", str(video), "-o", str(tmp_path / "first.png"), "--model", str(tmp_path / "none")]) == 2
-    assert "first.png is one image, and the input has 4 frames: pass --max-frames 1" in capsys.readouterr().err
+    assert "first.png is one image, and this run gives 4 frames: pass --max-frames 1" in capsys.readouterr().err
     assert main(["upscale", str(video), "-o", str(tmp_path / "first.png"), "--max-frames", "1", "--upscale", "2"]) == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "first.png")), next(iter(open_video(tmp_path / "all.mkv"))))
     assert main(["upscale", str(photo), "-o", str(tmp_path / "x.png"), "--codec", "h264"]) == 2
@@ -1335,3 +1335,18 @@ def test_info_lists_the_clips_of_a_folder(tmp_path, capsys):
     assert main(["info", str(tmp_path), "--json"]) == 1  # one unreadable clip: listed, exit status 1
     clips = json.loads(capsys.readouterr().out)["clips"]
     assert [c["clip"] for c in clips] == ["a.mp4", "bad.mp4", "calendar/"] and "not a readable video" in clips[1]["error"]
+
+
+def test_evaluate_checks_every_pair_before_scoring_any(tmp_path, capsys, monkeypatch):
+    import star_vsr.metrics
+
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir(), pred_dir.mkdir()
+    for name, size in (("a", (16, 16)), ("b", (16, 16))):
+        write_test_video(gt_dir / f"{name}.mkv", num_frames=3, size=size, codec="ffv1")
+    write_test_video(pred_dir / "a.mkv", num_frames=3, size=(16, 16), codec="ffv1")
+    write_test_video(pred_dir / "b.mkv", num_frames=3, size=(16, 24), codec="ffv1")  # the last pair is wrong
+    scored = []
+    monkeypatch.setattr(star_vsr.metrics, "evaluate_videos", lambda *a, **k: scored.append(a) or {})
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
+    assert "b.mkv is 24x16 but" in capsys.readouterr().err and scored == []

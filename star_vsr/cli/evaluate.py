@@ -102,6 +102,7 @@ def _finite(value):
 
 def run(args: argparse.Namespace) -> int:
     from ..metrics import evaluate_videos
+    from ..metrics.evaluate import check_pair
     from ..outputs import check_new_output, write_text_atomic
 
     if args.scale < 1:  # before any progress bar is drawn (the metrics check it too, per clip)
@@ -121,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
             missing.append(str(error))
     if missing:
         raise MissingWeightsError("\n".join(missing))
+    for _, pred, gt in clips:  # every pair's sizes and frame counts, before minutes of scoring are thrown away
+        check_pair(str(pred), str(gt), scale=args.scale, crop_gt=args.crop_gt, max_frames=args.max_frames)
     results: dict[str, dict[str, float]] = {}
     for name, pred, gt in clips:
         results[name] = evaluate_videos(str(pred), str(gt), scale=args.scale, warp=not args.no_warp, progress=True,

@@ -13,6 +13,7 @@ from star_vsr.metrics.inputs import check_frames, check_same_shape
 from star_vsr.metrics.warping import warping_error
 
 if TYPE_CHECKING:
+    from star_vsr.io import VideoInfo
     from star_vsr.metrics.learned import LearnedMetric
 
 #: Keys of :func:`evaluate_clip`'s result, in the order papers print them.
@@ -80,6 +81,41 @@ def _check_crop(scale: int, height: int, width: int) -> None:
                          f"the whole {width}x{height} frame; is the scale right?")
 
 
+def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = False,
+               max_frames: int | None = None) -> tuple[VideoInfo, VideoInfo, int]:
+    """(prediction's VideoInfo, ground truth's, frames to score) of a pair that :func:`evaluate_videos` can
+    score, from their headers alone (a folder of clips is checked whole before any is scored).
+
+    Raises:
+        InputError: the two videos differ in frame count or frame size (both named), or ``max_frames`` is bad.
+    """
+    from star_vsr.io import probe_video
+
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
+        raise InputError(f"max_frames must be a whole number >= 1 (or None for all), got {max_frames!r}")
+    pred_info, gt_info = probe_video(pred_path), probe_video(gt_path)
+    limit = max_frames or max(pred_info.num_frames, gt_info.num_frames)
+    num_frames = min(pred_info.num_frames, limit)  # frames scored
+    if num_frames != min(gt_info.num_frames, limit):
+        n = pred_info.num_frames
+        if max_frames is None:
+            hint = (f" If the prediction is a preview of the first {n} frames (upscale --max-frames), pass "
+                    f"{option(f'max_frames={n}', f'--max-frames {n}')}." if n < gt_info.num_frames else "")
+        else:
+            hint = f" ({option('max_frames', '--max-frames')} {max_frames} asks for more frames than one of them has.)"
+        raise InputError(f"{pred_path} has {pred_info.num_frames} frames but {gt_path} has {gt_info.num_frames}; "
+                         f"evaluate needs the prediction and ground truth frame for frame.{hint}")
+    extra_w, extra_h = gt_info.width - pred_info.width, gt_info.height - pred_info.height
+    croppable = 0 <= extra_w < 2 * scale and 0 <= extra_h < 2 * scale
+    if (extra_w or extra_h) and not (crop_gt and croppable):
+        hint = (" If the input was made by `star-vsr degrade`, which crops the ground truth to a multiple of the "
+                f"scale (times 2 for 4:2:0 video), pass {option('crop_gt=True', '--crop-gt')}." if croppable else "")
+        raise InputError(f"{pred_path} is {pred_info.width}x{pred_info.height} but {gt_path} is "
+                         f"{gt_info.width}x{gt_info.height}; the prediction must have the ground truth's size.{hint}")
+    _check_crop(scale, pred_info.height, pred_info.width)  # before the progress bar starts
+    return pred_info, gt_info, num_frames
+
+
 def evaluate_videos(
     pred_path: str,
     gt_path: str,
@@ -106,28 +142,9 @@ def evaluate_videos(
     Raises:
         InputError: the two videos differ in frame count or frame size (both named).
     """
-    from star_vsr.io import open_video, probe_video
+    from star_vsr.io import open_video
 
-    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
-        raise InputError(f"max_frames must be a whole number >= 1 (or None for all), got {max_frames!r}")
-    pred_info, gt_info = probe_video(pred_path), probe_video(gt_path)
-    limit = max_frames or max(pred_info.num_frames, gt_info.num_frames)
-    num_frames = min(pred_info.num_frames, limit)  # frames scored
-    if num_frames != min(gt_info.num_frames, limit):
-        n = pred_info.num_frames
-        preview = (f" If the prediction is a preview of the first {n} frames (upscale --max-frames), pass "
-                   f"{option(f'max_frames={n}', f'--max-frames {n}')}."
-                   if n < gt_info.num_frames and max_frames is None else "")
-        raise InputError(f"{pred_path} has {pred_info.num_frames} frames but {gt_path} has {gt_info.num_frames}; "
-                         f"evaluate needs the prediction and ground truth frame for frame.{preview}")
-    extra_w, extra_h = gt_info.width - pred_info.width, gt_info.height - pred_info.height
-    croppable = 0 <= extra_w < 2 * scale and 0 <= extra_h < 2 * scale
-    if (extra_w or extra_h) and not (crop_gt and croppable):
-        hint = (" If the input was made by `star-vsr degrade`, which crops the ground truth to a multiple of the "
-                f"scale (times 2 for 4:2:0 video), pass {option('crop_gt=True', '--crop-gt')}." if croppable else "")
-        raise InputError(f"{pred_path} is {pred_info.width}x{pred_info.height} but {gt_path} is "
-                         f"{gt_info.width}x{gt_info.height}; the prediction must have the ground truth's size.{hint}")
-    _check_crop(scale, pred_info.height, pred_info.width)  # before the progress bar starts
+    pred_info, _, num_frames = check_pair(pred_path, gt_path, scale, crop_gt, max_frames)
     warp = warp and num_frames >= 2
     sums = {key: 0.0 for key in FIDELITY_KEYS}
     warp_sum, pairs, frames = 0.0, 0, 0
