@@ -1273,6 +1273,7 @@ def test_output_names_of_videos_and_frame_folders():
     assert output_name("a.mp4", "png") == "a"
     assert output_name("clip.v2", folder=True) == "clip.v2.mp4"
     assert output_name("clip.v2", "png", folder=True) == "clip.v2"
+    assert output_name("weird.mp4", "png", folder=True) == "weird_mp4"  # a folder named .mp4 is refused as one
     assert output_name("clip.v2") == "clip.mp4"  # read as a file, ".v2" would be its suffix
     # where two inputs want one name, the one whose own name it is keeps it
     assert output_names(["a", "a.mp4"], folders={"a"}) == {"a": "a_frames.mp4", "a.mp4": "a.mp4"}

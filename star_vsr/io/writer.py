@@ -488,12 +488,13 @@ def output_name(name: str, codec: str | None = None, *, folder: bool = False) ->
     The same name when the codec's containers include its suffix, else the first of them
     (``a.avi`` -> ``a.mp4`` for H.264, ``a.mp4`` -> ``a.mkv`` for FFV1); for PNG frames the
     stem, a folder name (``a.mp4`` -> ``a``). An input that is a ``folder`` of frames has no
-    suffix to drop (``calendar`` -> ``calendar.mp4``, ``clip.v2`` -> ``clip.v2.mp4``; PNG: itself).
+    suffix to drop (``calendar`` -> ``calendar.mp4``, ``clip.v2`` -> ``clip.v2.mp4``; PNG: itself, but a
+    folder named like a video, ``clip.mp4``, writes ``clip_mp4``).
     """
     path = Path(name)
     stem, suffix = (path.name, "") if folder else (path.stem, path.suffix.lower())
-    if codec == "png":
-        return stem
+    if codec == "png":  # a folder; named like a video (a frame folder "clip.mp4") it would be refused as one
+        return f"{path.stem}_{path.suffix[1:]}" if folder and path.suffix.lower() in VIDEO_EXTENSIONS else stem
     suffixes = VIDEO_CODECS[codec or "h264"].suffixes
     return path.name if suffix in suffixes else stem + suffixes[0]
 
