@@ -1147,6 +1147,13 @@ def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path
     assert main(["upscale-batch", str(lr / "a"), "-o", str(tmp_path / "x")]) == 2
     assert "holds frame images, the frames of one video: upscale it with `star-vsr upscale" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+    (lr / "a" / "stray.mkv").write_bytes((lr / "a.mkv").read_bytes())  # frames beside a video: neither command
+    assert main(["upscale-batch", str(lr / "a"), "-o", str(tmp_path / "x")]) == 2  # sends the user to the other
+    assert "holds frame images beside videos; move the frames into a folder of their own" in capsys.readouterr().err
+    assert main(["upscale", str(lr / "a"), "-o", str(tmp_path / "x.mp4")]) == 2
+    assert "or move the frame images into a folder of their own, then `star-vsr upscale-batch" in \
+        capsys.readouterr().err
+    (lr / "a" / "stray.mkv").unlink()
     shutil.rmtree(lr / "a"), shutil.rmtree(lr / "clip.v2")
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "x"), "--fps", "24"]) == 2
     assert "holds only video files, which keep their own" in capsys.readouterr().err and not (tmp_path / "x").exists()

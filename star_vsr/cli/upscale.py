@@ -360,6 +360,9 @@ def run_batch(args: argparse.Namespace) -> int:
         raise InputError(f"the output folder {output_dir} is the input folder: its videos would count as done and "
                          f"the outputs would mix with the inputs; choose another --output-dir")
     if holds_frame_images(input_dir):
+        if any(clip.is_file() for clip in clips_in_folder(input_dir)):  # `upscale` sends such a folder here
+            raise InputError(f"{input_dir} holds frame images beside videos; move the frames into a folder of their "
+                             f"own (one per video) and run upscale-batch again")
         raise InputError(f"{input_dir} holds frame images, the frames of one video: upscale it with `star-vsr "
                          f"upscale {input_dir} -o OUTPUT`; upscale-batch takes a folder of videos or of frame folders")
     # the clips: video files, and subfolders of frames (REDS4 / Vid4's layout), each upscaled as one video

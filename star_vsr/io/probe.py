@@ -374,10 +374,13 @@ def list_image_files(folder: Path) -> list[Path]:
     frame_folders = [clip.name for clip in clips if clip.is_dir()]
     if videos:  # a folder of videos with a stray picture read as a 1-frame video, silently
         images = f" and {len(files)} frame image{'s' if len(files) != 1 else ''}" if files else ""
+        also = (f"; or move the frame images into a folder of their own, then `star-vsr upscale-batch {folder} "
+                f"-o FOLDER` for all" if files else f", or `star-vsr upscale-batch {folder} -o FOLDER` for all its "
+                                                      f"videos")
         raise InputError(
             f"{folder} holds {len(videos)} video{'s' if len(videos) != 1 else ''} ({', '.join(videos[:3])}"
-            f"{', ...' if len(videos) > 3 else ''}){images}; give one video file, `star-vsr upscale-batch "
-            f"{folder} -o FOLDER` for all its videos, or a folder that holds only the frames of one video"
+            f"{', ...' if len(videos) > 3 else ''}){images}; give one video file or a folder that holds only the "
+            f"frames of one video{also}"
         )
     if not files and frame_folders:  # REDS4 / Vid4's LR/ (LR/calendar/00000000.png, ...)
         raise InputError(
