@@ -915,6 +915,12 @@ def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(t
     assert main(["upscale-batch", str(inputs), "-o", str(inputs / ".")]) == 2
     assert "is the input folder" in capsys.readouterr().err
     assert len(list((tmp_path / "png" / "a").glob("*.png"))) == 2
+    # every video unreadable: skipped and named, and no empty output folder left as if something were written
+    only_bad = tmp_path / "only-bad"
+    only_bad.mkdir()
+    (only_bad / "0bad.mp4").write_bytes((inputs / "0bad.mp4").read_bytes())
+    assert main(["upscale-batch", str(only_bad), "-o", str(tmp_path / "none")]) == 1
+    assert not (tmp_path / "none").exists()
 
 
 def test_bad_device_missing_model_and_ignored_flags_are_one_line(tmp_path, capsys):
@@ -1324,10 +1330,13 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     assert "2 of 3 clips already degraded" in captured.out and "bad.mp4" in captured.err
     assert {p.name: p.stat().st_mtime_ns for p in lr.iterdir()} == stamps
     for output, message in ((tmp_path / "LR.mp4", "LR.mp4 is named like a video file"),
-                            (gt, "is the input folder")):
+                            (gt, "is the input folder")):  # and --fps for a folder without frame folders below
         assert main(["degrade", str(gt), "-o", str(output), "--scale", "2"]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "LR.mp4").exists()
+    shutil.rmtree(gt / "clip")
+    assert main(["degrade", str(gt), "-o", str(tmp_path / "LR2"), "--fps", "24"]) == 2
+    assert "holds only video files, which keep their own" in capsys.readouterr().err
 
 
 def test_info_lists_the_clips_of_a_folder(tmp_path, capsys):

@@ -95,6 +95,9 @@ def _degrade_folder(args: argparse.Namespace, folder: Path) -> int:
     if output_dir.exists() and os.path.samefile(folder, output_dir):
         raise InputError(f"-o {output_dir} is the input folder; choose another folder for the degraded clips")
     clips = clips_in_folder(folder)
+    if args.fps is not None and not any(clip.is_dir() for clip in clips):  # as upscale-batch
+        raise InputError(f"--fps is the frame rate of folders of frames, which store none; {folder} holds only "
+                         f"video files, which keep their own")
     names = output_names([clip.name for clip in clips], args.codec, folders={c.name for c in clips if c.is_dir()})
     outputs = {clip: output_dir / names[clip.name] for clip in clips}
     check_writable(outputs[clips[0]])

@@ -385,6 +385,7 @@ def run_batch(args: argparse.Namespace) -> int:
             check_new_output(outputs[video], overwrite=True, source=video)
     check_crf(args.codec or "h264", args.crf)  # the writers check it per video, after the folder is made
     check_model_options(args)
+    made_output_dir = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
     # on machines without a GPU (or under `accelerate launch --cpu`) processes talk over gloo
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
@@ -454,6 +455,8 @@ def run_batch(args: argparse.Namespace) -> int:
     state.wait_for_everyone()
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above)
         ledger.remove()
+    if made_output_dir and state.is_main_process and not any(output_dir.iterdir()):
+        output_dir.rmdir()  # every video failed: no empty folder left behind as if something were written
     if failed:
         say(f"{len(failed)} video(s) could not be read and were skipped: {', '.join(v.name for v in failed)}",
             sys.stderr)
