@@ -7,11 +7,19 @@ Nothing is created by the checks: the folders of an output are made only when it
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from .errors import InputError, OutputError
+
+
+def is_frame_output(path: Path) -> bool:
+    """Whether ``path`` is a folder holding only PNG frames as star-vsr names them (``frame_000000.png``, ...):
+    an earlier output, which a new one may replace; any other file in it is the user's, and it is not."""
+    return path.is_dir() and all(entry.is_file() and re.fullmatch(r"frame_\d{6,}\.png", entry.name)
+                                 for entry in path.iterdir())
 
 
 def check_new_output(path: Union[str, Path], overwrite: bool,
@@ -29,7 +37,7 @@ def check_new_output(path: Union[str, Path], overwrite: bool,
         raise InputError(f"the output {path} is the input; write to another name")
     if file_hint is not None and path.is_dir():
         raise InputError(f"{path} is a folder; {file_hint}")
-    if path.is_dir() and any(path.iterdir()):  # --overwrite replaces files; a folder's contents are not removed
+    if path.is_dir() and any(path.iterdir()) and not is_frame_output(path):  # a folder of the user's files: kept
         raise InputError(f"{path} is a folder that already holds files; write to a new or empty folder")
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists; pass --overwrite to replace it")
@@ -48,6 +56,8 @@ def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Unio
         if suggested.resolve() == source.resolve():  # `-o .` beside the input: not the input's own name
             suggested = path / f"{source.stem}-upscaled.mp4"
         into = f"to write the video into it, name the file: -o {suggested}"
+        if is_frame_output(path) and any(path.iterdir()):  # an earlier run's PNG frames: replaced on --overwrite
+            return check_new_output(path, overwrite, source)
         if any(path.iterdir()):
             raise InputError(f"{path} is a folder that already holds files; {into} (PNG frames go to a new or empty "
                              f"folder)")

@@ -419,11 +419,18 @@ def test_upscale_batch_overwrite_redoes_finished_outputs(tmp_path, capsys):
     assert probe_video(outputs / "a.mp4").width == 16
     assert (outputs / "bad.mp4").read_bytes() == b"finished earlier"
     assert sorted(p.name for p in outputs.iterdir()) == ["a.mp4", "bad.mp4"]
-    # PNG outputs are folders, which --overwrite does not empty (as upscale's): refused before any work
+    # PNG outputs are folders: --overwrite replaces one that holds only an earlier run's frames, and refuses,
+    # before any work, one that holds other files too (the user's: never deleted)
     (outputs / "frames").mkdir()
     assert main([*args, "--codec", "png", "-o", str(outputs / "frames")]) == 1  # bad.mp4 again
+    first = (outputs / "frames" / "a" / "frame_000000.png").stat().st_mtime_ns
+    assert main([*args, "--codec", "png", "-o", str(outputs / "frames"), "--overwrite"]) == 1  # bad.mp4 again
+    assert (outputs / "frames" / "a" / "frame_000000.png").stat().st_mtime_ns != first
+    assert sorted(p.name for p in (outputs / "frames").iterdir()) == ["a"]  # nothing left aside
+    (outputs / "frames" / "a" / "notes.txt").write_text("mine")
     assert main([*args, "--codec", "png", "-o", str(outputs / "frames"), "--overwrite"]) == 2
     assert "is a folder that already holds files" in capsys.readouterr().err
+    assert (outputs / "frames" / "a" / "notes.txt").read_text() == "mine"
 
 
 def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path, capsys, monkeypatch):

@@ -590,14 +590,21 @@ def test_png_sequence_write_and_read_is_exact(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["frames"]  # the temporary folder is gone
 
 
-def test_png_codec_fills_an_existing_empty_folder_and_refuses_a_full_one(tmp_path):
+def test_png_codec_fills_an_empty_folder_replaces_earlier_frames_and_refuses_other_files(tmp_path):
     frames = synthetic_frames(3, SIZE)
     (tmp_path / "empty").mkdir()
     with VideoWriter(tmp_path / "empty", 30, codec="png") as writer:
         writer.write(frames)
     assert len(list((tmp_path / "empty").iterdir())) == 3
+    # an earlier output's frames give way to the new ones (the command line asks for --overwrite first)
+    with VideoWriter(tmp_path / "empty", 30, codec="png") as writer:
+        writer.write(frames[:2])
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["frame_000000.png", "frame_000001.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # the old frames are gone, not set aside
+    (tmp_path / "empty" / "notes.txt").write_text("the user's")  # any other file: refused, nothing deleted
     with pytest.raises(InputError, match="already holds files"):
         VideoWriter(tmp_path / "empty", 30, codec="png")
+    assert (tmp_path / "empty" / "notes.txt").exists()
 
 
 def test_image_folder_reads_in_natural_order_and_ignores_other_files(tmp_path):

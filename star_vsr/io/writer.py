@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from star_vsr.errors import CorruptVideoError, InputError, OutputError, StarVSRError, UnsupportedVideoError, option
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VIDEO_EXTENSIONS, as_frame_rate, check_exists, open_container,
                                probe_video)
+from star_vsr.outputs import is_frame_output
 
 logger = logging.getLogger(__name__)
 
@@ -161,15 +162,25 @@ def _process_alive(pid: int) -> bool:
 
 
 def check_png_folder(path: Path, codec: str) -> None:
-    """`InputError` if PNG frames would go into a folder that already holds files."""
-    if codec == "png" and path.is_dir() and any(path.iterdir()):
+    """`InputError` if PNG frames would go into a folder that holds other files than an earlier output's frames."""
+    if codec == "png" and path.is_dir() and any(path.iterdir()) and not is_frame_output(path):
         raise InputError(f"{path} already holds files; write the PNG frames to a new or empty folder")
 
 
 def move_into_place(temp: Path, path: Path) -> None:
-    """Rename the complete output `temp` onto `path` (an empty folder there gives way to a PNG folder)."""
+    """Rename the complete output `temp` onto `path`. A folder there (empty, or an earlier output's frames:
+    `check_png_folder`) gives way to a PNG folder: moved aside, replaced, then deleted, so that `path` holds the
+    old frames or the new ones at every moment."""
     if temp.is_dir() and path.is_dir():
-        path.rmdir()  # empty: checked by check_png_folder before writing
+        old = path.with_name(f".{path.name}.replaced-{secrets.token_hex(4)}")
+        os.replace(path, old)
+        try:
+            os.replace(temp, path)
+        except BaseException:
+            os.replace(old, path)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
     os.replace(temp, path)
 
 
