@@ -1373,3 +1373,17 @@ def test_evaluate_checks_every_pair_before_scoring_any(tmp_path, capsys, monkeyp
     monkeypatch.setattr(star_vsr.metrics, "evaluate_videos", lambda *a, **k: scored.append(a) or {})
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
     assert "b.mkv is 24x16 but" in capsys.readouterr().err and scored == []
+
+
+def test_a_damaged_frame_image_is_one_line_without_opencvs_own(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(2):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(frames / f"{index}.png")
+    png = (frames / "0.png").read_bytes()
+    (frames / "2.png").write_bytes(png[:8] + bytes(len(png) - 8))  # the signature, then zeros
+    env = {key: value for key, value in os.environ.items() if key != "OPENCV_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "star_vsr", "upscale", str(frames), "-o", str(tmp_path / "o.mp4")],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "2.png is not a readable PNG/JPEG image" in result.stderr
+    assert "grfmt_png" not in result.stderr and "[ERROR" not in result.stderr

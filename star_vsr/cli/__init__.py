@@ -77,6 +77,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # transformers' "Loading weights" bar on every model load is noise next to our own progress bars
     # (read when transformers loads, so before any command imports it)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # OpenCV prints its own "[ERROR:0@3.3] global grfmt_png.cpp ..." line for a damaged frame image before the
+    # one-line error that names the file (read when cv2 loads)
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     # Ctrl-C, and SIGTERM from `kill`, `docker stop` and job schedulers: stop with one line (temporary files
     # removed, a resumable upscale says what it saved), also when the KeyboardInterrupt is lost (interrupts.py)
     handlers = _catch_interrupts()
