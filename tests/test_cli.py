@@ -1358,6 +1358,15 @@ def test_info_lists_the_clips_of_a_folder(tmp_path, capsys):
     assert main(["info", str(tmp_path), "--json"]) == 1  # one unreadable clip: listed, exit status 1
     clips = json.loads(capsys.readouterr().out)["clips"]
     assert [c["clip"] for c in clips] == ["a.mp4", "bad.mp4", "calendar/"] and "not a readable video" in clips[1]["error"]
+    # a frame folder's damage shows before an upscale stops on it half-way: another size, a broken image
+    (tmp_path / "bad.mp4").unlink()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "calendar" / "00000009.png")
+    assert main(["info", str(tmp_path / "calendar")]) == 1
+    assert "damage  00000009.png is 4x4, the first frame 16x8" in capsys.readouterr().out
+    png = (tmp_path / "calendar" / "00000000.png").read_bytes()
+    (tmp_path / "calendar" / "00000009.png").write_bytes(png[:-20] + bytes(20))  # the last chunk damaged
+    assert main(["info", str(tmp_path)]) == 1
+    assert "00000009.png is not a readable PNG/JPEG image" in capsys.readouterr().out
 
 
 def test_evaluate_checks_every_pair_before_scoring_any(tmp_path, capsys, monkeypatch):

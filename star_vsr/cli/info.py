@@ -1,7 +1,8 @@
 """``star-vsr info VIDEO``: frames, fps, size, codec and audio of a video, without decoding it.
 
 A file cut short after its index (an MP4 whose download stopped) is reported as damaged ("damage" row), from
-the index's byte offsets against the file's size; its exit status is then 1. A folder of clips (videos and
+the index's byte offsets against the file's size; its exit status is then 1. A folder of frames has each
+image's structure checked (PIL's verify, no decoding) and its size compared with the first frame's. A folder of clips (videos and
 frame folders, as REDS4 / Vid4 lay them out) gets one line per clip; an unreadable or damaged clip makes the
 exit status 1."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Optional
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if path.is_dir() and not holds_frame_images(path) and clips_in_folder(path):
         return _run_folder(path, clips_in_folder(path), args.json)
     info = probe_video(args.video)
+    damage = info.damage or (frame_folder_damage(path) if info.is_image_folder else None)
     aspect = info.pixel_aspect
     rows = {
         "path": str(info.path),
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         "codec": "image sequence" if info.is_image_folder else info.codec,
         "pixel format": info.pix_fmt,
         "audio": info.audio_codec if info.has_audio else "none",
-        "damage": info.damage or ("n/a" if info.is_image_folder else "none found"),
+        "damage": damage or "none found",
     }
     if args.json:
         print(json.dumps({
@@ -57,13 +60,34 @@ def run(args: argparse.Namespace) -> int:
             "has_audio": info.has_audio, "audio_codec": info.audio_codec, "is_image_folder": info.is_image_folder,
             "orientation": info.orientation.describe(), "pixel_aspect": str(info.pixel_aspect),
             "interlaced": info.interlaced, "timing_error_s": info.timing_error_s, "hdr": info.hdr,
-            "missing_s": info.missing_s, "frames_cut": info.frames_cut, "damage": info.damage,
+            "missing_s": info.missing_s, "frames_cut": info.frames_cut, "damage": damage,
         }, indent=2))
     else:
         width = max(map(len, rows))
         for key, value in rows.items():
             print(f"{key:>{width}}  {value}")
-    return 1 if info.damage else 0
+    return 1 if damage else 0
+
+
+def frame_folder_damage(folder: Path) -> Optional[str]:
+    """The first frame image of ``folder`` that cannot be read or has another size than the first (what stops
+    an upscale of it half-way), from the image headers; None when all agree."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ..io.probe import list_image_files
+
+    size = None
+    for file in list_image_files(folder):
+        try:
+            with Image.open(file) as image:
+                image.verify()  # the file's structure (a PNG's chunks and checksums), without decoding pixels
+                frame_size = image.size
+        except (OSError, UnidentifiedImageError, SyntaxError):  # PIL reports a broken PNG chunk as SyntaxError
+            return f"{file.name} is not a readable PNG/JPEG image"
+        if size is not None and frame_size != size:
+            return f"{file.name} is {frame_size[0]}x{frame_size[1]}, the first frame {size[0]}x{size[1]}"
+        size = size or frame_size
+    return None
 
 
 def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
@@ -80,12 +104,13 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
             rows.append({"clip": name, "error": str(error)})
             bad += 1
             continue
-        bad += bool(info.damage)
+        damage = info.damage or (frame_folder_damage(clip) if info.is_image_folder else None)
+        bad += bool(damage)
         rows.append({"clip": name, "frames": info.num_frames, "fps": round(info.fps, 3),
                      "size": f"{info.width}x{info.height}",
                      "codec": "image sequence" if info.is_image_folder else info.codec,
                      "audio": info.audio_codec if info.has_audio else "none",
-                     "damage": info.damage or ("n/a" if info.is_image_folder else "none found")})
+                     "damage": damage or "none found"})
     if as_json:
         print(json.dumps({"folder": str(folder), "clips": rows}, indent=2))
         return 1 if bad else 0
