@@ -152,6 +152,8 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     """
     from .frames import FileFrameSource
 
+    if Path(input_path).exists() and Path(output_path).exists() and os.path.samefile(input_path, output_path):
+        raise InputError(f"the output {output_path} is the input; write to another name")
     source = FileFrameSource(input_path, deinterlace=deinterlace, folder_fps=folder_fps, max_frames=max_frames)
     if check_image_output(output_path, source.num_frames, codec):
         return _upscale_to_image(pipe, source, Path(output_path), progress, pipeline_kwargs)

@@ -1396,3 +1396,11 @@ def test_a_damaged_frame_image_is_one_line_without_opencvs_own(tmp_path):
                             capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "2.png is not a readable PNG/JPEG image" in result.stderr
     assert "grfmt_png" not in result.stderr and "[ERROR" not in result.stderr
+
+
+def test_benchmark_refuses_a_diffusion_folder_in_one_line(tmp_path, capsys, tiny_star_folder):
+    args = ["benchmark", "--frames", "2", "--repeats", "1", "--methods", "student", "--size", "16x16",
+            "--model", str(tiny_star_folder), "--json", str(tmp_path / "b.json")]
+    assert main(args) == 2  # was a TypeError traceback from inside the student's timing loop
+    assert "holds a StarVSRPipeline; benchmark times student pipelines only" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()

@@ -498,3 +498,11 @@ def test_a_student_run_shows_one_progress_bar_with_frames_per_second(tmp_path, c
     err = capsys.readouterr().err
     assert "out.mkv: 100%" in err and "frame/s" in err  # the writer's bar
     assert "step/s" not in err and "upscale:" not in err  # not the pipeline's too
+
+
+def test_upscale_video_refuses_to_write_over_its_input(pipe, tmp_path):
+    source = write_test_video(tmp_path / "in.mp4", 2, size=(12, 16))
+    before = source.read_bytes()
+    with pytest.raises(InputError, match="is the input"):
+        upscale_video(pipe, source, source, progress=False, restart=True)
+    assert source.read_bytes() == before

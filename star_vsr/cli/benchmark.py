@@ -104,7 +104,10 @@ def load_benchmark_student(model: Optional[str], preset: Optional[str], dtype: s
 
         from ..model_folder import check_pipeline_folder
 
-        check_pipeline_folder(Path(model), "student", MISSING_STUDENT_HELP)  # benchmark times students only
+        name = check_pipeline_folder(Path(model), "student", MISSING_STUDENT_HELP)  # benchmark times students only
+        if name != "StarStudentPipeline":  # a diffusion folder failed inside the student's timing loop
+            raise InputError(f"{model} holds a {name}; benchmark times student pipelines only (a diffusion model "
+                             f"takes minutes per frame on a CPU: time it with `star-vsr upscale --max-frames`)")
         return load_upscaler(model, device="cpu", dtype=dtype), f"student from {model}"
     pipe = build_student_pipeline(preset, bilinear_start=True)
     if dtype == "bf16":
