@@ -586,6 +586,10 @@ def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp
     _, args = training_args(train_cache, tmp_path / "b", "--student_overrides", '{"num_blockz": 3}')
     with pytest.raises(InputError, match="--student_overrides .*num_blockz"):
         script.main(args)
+    _, args = training_args(train_cache, tmp_path / "c", "--train_batch_size", "100")  # batches were the cache's size
+    with pytest.raises(InputError, match=r"the dataset has \d+ clips, fewer than --train_batch_size 100"):
+        script.main(args)
+    assert not (tmp_path / "c" / "training_summary.json").exists()
 
 
 def test_clips_of_different_lengths_share_a_batch_cut_to_the_shortest():

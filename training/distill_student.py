@@ -379,8 +379,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     # 1. Data and losses
     losses = loss_config(args)
     dataset, teacher_channels = build_dataset(args, losses)
+    if len(dataset) < args.train_batch_size:  # the batches would be smaller than the run says and records
+        raise InputError(f"the dataset has {len(dataset)} clips, fewer than --train_batch_size {args.train_batch_size}")
     train_dataloader = torch.utils.data.DataLoader(
-        dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=len(dataset) >= args.train_batch_size,
+        dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
         num_workers=args.dataloader_num_workers, collate_fn=collate_clips,
         generator=torch.Generator().manual_seed(args.seed))
 
