@@ -338,6 +338,13 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     (lr_dir / ".thumbnails").mkdir(), (lr_dir / "notes").mkdir()  # not clips: skipped, not an error
     (lr_dir / "notes" / "readme.txt").write_text("shot on a phone")
     cache_dir = tmp_path / "cache"
+    # motion-clip options with --data were ignored without a word; a file as -o was "File exists" (exit 1)
+    base = ["distill", "cache-teacher", "--teacher", str(folder), "--data", str(lr_dir), "--device", "cpu"]
+    assert cli_main([*base, "-o", str(cache_dir), "--crop-size", "16", "--degradation", "heavy"]) == 2
+    assert "--crop-size and --degradation go with --motion-clips" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert cli_main([*base, "-o", str(tmp_path / "afile")]) == 2
+    assert "is a file; the cache is a folder" in capsys.readouterr().err and not cache_dir.exists()
     argv = ["distill", "cache-teacher", "--teacher", str(folder), "--data", str(lr_dir), "--gt", str(gt_dir),
             "-o", str(cache_dir), "--num-frames", "3", "--features", "hr_features", "--storage-dtype", "float32",
             "--clips-per-shard", "1", "--device", "cpu"]

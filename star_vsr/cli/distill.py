@@ -15,6 +15,7 @@ with camera motion and the project's degradation chain, ground truth included.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from .upscale import seed_argument
@@ -40,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="teacher feature taps to store, e.g. hr_features (a student teacher: any of its taps; "
                             "STAR: hr_features, its VAE decoder's last up-block output, large)")
     motion = cache.add_argument_group("motion clips (--motion-clips)")
-    motion.add_argument("--crop-size", type=int, default=64, help="HR crop side (default 64)")
-    motion.add_argument("--degradation", default="medium", choices=("light", "medium", "heavy"),
+    motion.add_argument("--crop-size", type=int, default=None, help="HR crop side (default 64)")
+    motion.add_argument("--degradation", default=None, choices=("light", "medium", "heavy"),
                         help="degradation preset (default medium)")
     motion.add_argument("--seed", type=seed_argument, default=0, help="data seed, also the diffusion teacher's seed (default 0)")
     diffusion = cache.add_argument_group("diffusion teacher (StarVSR pipelines)")
@@ -73,6 +74,12 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if args.data is not None:
         from ..distill.sources import VideoFolderClips
 
+        given = [flag for flag, value in (("--crop-size", args.crop_size), ("--degradation", args.degradation))
+                 if value is not None]
+        if given:  # they were ignored without a word
+            raise InputError(f"{' and '.join(given)} go{'es' if len(given) == 1 else ''} with --motion-clips; the "
+                             f"clips of --data are cached as they are (their own size and degradation)")
+
         clips = VideoFolderClips(args.data, num_frames=args.num_frames, gt_folder=args.gt, scale=args.upscale)
         return clips, clips.describe()
     if args.gt is not None:
@@ -81,11 +88,13 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raise InputError(f"--motion-clips must be >= 1, got {args.motion_clips}")
     from ..evalset import training_motion_clips
 
-    clips = training_motion_clips(num_clips=args.motion_clips, num_frames=args.num_frames, crop_size=args.crop_size,
-                                  scale=args.upscale, degradation=args.degradation, seed=args.seed)
+    crop_size = 64 if args.crop_size is None else args.crop_size
+    degradation = "medium" if args.degradation is None else args.degradation
+    clips = training_motion_clips(num_clips=args.motion_clips, num_frames=args.num_frames, crop_size=crop_size,
+                                  scale=args.upscale, degradation=degradation, seed=args.seed)
     description = {"kind": "motion_clips", "photos": "star_vsr.evalset.training_photos", "clips": args.motion_clips,
-                   "num_frames": args.num_frames, "crop_size": args.crop_size, "scale": args.upscale,
-                   "degradation": args.degradation, "seed": args.seed}
+                   "num_frames": args.num_frames, "crop_size": crop_size, "scale": args.upscale,
+                   "degradation": degradation, "seed": args.seed}
     return clips, description
 
 
@@ -93,6 +102,10 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
     from ..distill.cache import build_teacher_cache
     from ..distill.teacher import load_teacher
 
+    from ..errors import InputError
+
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise InputError(f"-o {args.output} is a file; the cache is a folder (created, or resumed if it exists)")
     clips, description = clip_source(args)
     from . import quiet_model_loading
 
