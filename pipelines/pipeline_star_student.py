@@ -263,7 +263,7 @@ class StarStudentPipeline(DiffusionPipeline):
         device = self._execution_device
         self._check_device_dtype(device)
         dtype = self.student.dtype
-        upscale = float(upscale)
+        upscale = float(self.student.config.scale if upscale is None else upscale)  # None: the student's own
 
         # 2. The step function and the initial state
         graph = CudaGraphStep(self.student, source.height, source.width, upscale) if use_cuda_graph else None

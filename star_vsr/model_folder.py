@@ -30,6 +30,9 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     index = folder / "model_index.json"
     if not folder.exists():
         raise MissingWeightsError(f"{folder} does not exist: no {kind} pipeline there.\n{help_text}")
+    if not folder.is_dir():  # "has no model_index.json" read as if it were a folder
+        raise InputError(f"{folder} is a file; a {kind} pipeline is a folder (model_index.json and one folder per "
+                         f"component)")
     if not index.is_file():
         raise MissingWeightsError(f"{folder} has no model_index.json: it is not a {kind} pipeline folder.\n"
                                   f"{help_text}")

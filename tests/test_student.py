@@ -668,3 +668,18 @@ def test_omp_wait_policy_is_only_set_before_torch_loads(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY")
     assert set_omp_wait_policy("passive").startswith("runtime default (PyTorch was loaded")  # torch is imported here
     assert "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_pipeline_call_without_a_scale_and_loading_a_file_as_a_folder(tmp_path):
+    """upscale=None means the student's own scale (it was a TypeError from float(None)); a file given as the
+    pipeline folder is named a file (it was 'has no model_index.json: it is not a student pipeline folder')."""
+    from star_vsr import StarStudentPipeline
+    from star_vsr.errors import InputError
+
+    pipe = build_student_pipeline("tiny", seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    frames = torch.rand(2, 3, 8, 8)
+    assert torch.equal(pipe(frames, upscale=None).frames, pipe(frames, upscale=pipe.student.config.scale).frames)
+    (tmp_path / "README.md").write_text("not a model")
+    with pytest.raises(InputError, match="README.md is a file; a student pipeline is a folder"):
+        StarStudentPipeline.from_pretrained(tmp_path / "README.md")
