@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .upscale import add_fps_argument, input_notes, seed_argument
+from .upscale import add_fps_argument, check_fps_for_clips, input_notes, seed_argument
 
 #: Bytes of float32 HR frames processed at once (bounds memory for large frames).
 SEGMENT_BYTES = 256 * 2 ** 20
@@ -64,11 +64,12 @@ def clip_seed(seed: int, name: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.probe import check_exists, clips_in_folder, holds_frame_images
+    from ..io.probe import check_exists, clip_collection
 
     source = check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
-    if source.is_dir() and not holds_frame_images(source) and clips_in_folder(source):
-        return _degrade_folder(args, source)
+    clips = clip_collection(source)
+    if clips:
+        return _degrade_folder(args, source, clips)
     from ..outputs import check_new_video_output
 
     output = check_new_video_output(args.output, args.overwrite, args.input)
@@ -76,16 +77,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _degrade_folder(args: argparse.Namespace, folder: Path) -> int:
+def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -> int:
     """Every clip (video or frame folder) of ``folder`` into the folder ``-o``, each with its own seed
     (``clip_seed``); outputs that exist are skipped unless ``--overwrite``, so a stopped run goes on."""
     from ..errors import CorruptVideoError, UnsupportedVideoError
-    from ..io import output_names
-    from ..io.probe import clips_in_folder
+    from ..io import VIDEO_EXTENSIONS, output_names
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable
-
-    from ..io import VIDEO_EXTENSIONS
 
     output_dir = Path(args.output)
     if (output_dir.exists() and not output_dir.is_dir()) or (
@@ -94,10 +92,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path) -> int:
                          f"{'a file' if output_dir.exists() else 'named like a video file'}")
     if output_dir.exists() and os.path.samefile(folder, output_dir):
         raise InputError(f"-o {output_dir} is the input folder; choose another folder for the degraded clips")
-    clips = clips_in_folder(folder)
-    if args.fps is not None and not any(clip.is_dir() for clip in clips):  # as upscale-batch
-        raise InputError(f"--fps is the frame rate of folders of frames, which store none; {folder} holds only "
-                         f"video files, which keep their own")
+    check_fps_for_clips(args.fps, folder, clips)
     names = output_names([clip.name for clip in clips], args.codec, folders={c.name for c in clips if c.is_dir()})
     outputs = {clip: output_dir / names[clip.name] for clip in clips}
     check_writable(outputs[clips[0]])
@@ -128,9 +123,10 @@ def degrade_clip(args: argparse.Namespace, source: Path, output: Path, seed: int
 
     from ..degradations import DegradationConfig, RealWorldDegradation
     from ..io import VideoWriter, deinterlace_choice, open_video, probe_video
+    from ..io.writer import writes_frames
 
     deinterlace = deinterlace_choice(args.deinterlace)
-    frames_output = args.codec == "png" or (args.codec is None and (output.is_dir() or not output.suffix))
+    frames_output = writes_frames(output, args.codec)
     for note in input_notes(source, deinterlace, fps, frames_output=frames_output):  # a corrupt input fails here
         print(f"note: {note}")
     folder_fps = {} if fps is None else {"folder_fps": fps}

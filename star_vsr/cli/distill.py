@@ -101,7 +101,6 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 def run_cache_teacher(args: argparse.Namespace) -> int:
     from ..distill.cache import build_teacher_cache
     from ..distill.teacher import load_teacher
-
     from ..errors import InputError
 
     if Path(args.output).exists() and not Path(args.output).is_dir():

@@ -49,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _is_clip_folder(path: Path) -> bool:
     """A folder of clips (videos or frame folders), not the frame folder of one clip."""
-    from ..io.probe import clips_in_folder, holds_frame_images
+    from ..io.probe import clip_collection
 
-    return path.is_dir() and not holds_frame_images(path) and bool(clips_in_folder(path))
+    return bool(clip_collection(path))
 
 
 def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:

@@ -2,9 +2,9 @@
 
 A file cut short after its index (an MP4 whose download stopped) is reported as damaged ("damage" row), from
 the index's byte offsets against the file's size; its exit status is then 1. A folder of frames has each
-image's structure checked (PIL's verify, no decoding) and its size compared with the first frame's. A folder of clips (videos and
-frame folders, as REDS4 / Vid4 lay them out) gets one line per clip; an unreadable or damaged clip makes the
-exit status 1."""
+image's structure checked (PIL's verify, no decoding) and its size compared with the first frame's. A folder
+of clips (videos and frame folders, as REDS4 / Vid4 lay them out) gets one line per clip; an unreadable or
+damaged clip makes the exit status 1."""
 
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..io import probe_video
-    from ..io.probe import check_exists, clips_in_folder, holds_frame_images
+    from ..io.probe import check_exists, clip_collection
 
     path = check_exists(args.video)
-    if path.is_dir() and not holds_frame_images(path) and clips_in_folder(path):
-        return _run_folder(path, clips_in_folder(path), args.json)
+    clips = clip_collection(path)
+    if clips:
+        return _run_folder(path, clips, args.json)
     info = probe_video(args.video)
     damage = info.damage or (frame_folder_damage(path) if info.is_image_folder else None)
     aspect = info.pixel_aspect

@@ -250,12 +250,13 @@ def run_single(args: argparse.Namespace) -> int:
     check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
     output = check_new_video_output(args.output, args.overwrite, args.input)  # before seconds of imports
     from ..resume import other_unfinished_runs
+    from ..io.writer import writes_frames
     from ..upscale import IMAGE_OUTPUTS, check_image_output, upscale_video
 
     deinterlace = deinterlace_choice(args.deinterlace)
     # a missing or corrupt input fails here, before a model loads
     image = output.suffix.lower() in IMAGE_OUTPUTS and not output.is_dir()
-    frames_output = image or args.codec == "png" or (args.codec is None and (output.is_dir() or not output.suffix))
+    frames_output = image or writes_frames(output, args.codec)
     for note in input_notes(args.input, deinterlace, args.fps, frames_output=frames_output):
         print(f"note: {note}")
     if image:  # one image: a photo, or --max-frames 1; said before the model loads
@@ -276,6 +277,14 @@ def run_single(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_fps_for_clips(fps: Optional[Fraction], folder: Path, clips: list[Path]) -> None:
+    """``InputError`` for ``--fps`` on a folder of clips without a frame folder: video files keep their own rate
+    (``upscale-batch`` and ``degrade`` of a folder)."""
+    if fps is not None and not any(clip.is_dir() for clip in clips):
+        raise InputError(f"--fps is the frame rate of folders of frames, which store none; {folder} holds only "
+                         f"video files, which keep their own")
+
+
 def input_notes(path: str | Path, deinterlace: bool | str, folder_fps: Fraction | None = None, *,
                 frames_output: bool = False) -> list[str]:
     """What to tell a user about an input before upscaling it: deinterlacing, the rate given to a frame folder
@@ -292,9 +301,9 @@ def input_notes(path: str | Path, deinterlace: bool | str, folder_fps: Fraction 
 
 
 def short_outputs(videos: list[Path], outputs: dict[Path, Path], max_frames: Optional[int]) -> list[str]:
-    """``"NAME (k of n frames)"``, ``"NAME (unreadable)"`` or ``"NAME (damaged)"`` for each existing output of ``videos`` that holds
-    fewer frames than upscaling its input (its first ``max_frames``) gives: a batch skips existing outputs, and
-    these would pass for finished ones. PNG outputs count their frame files."""
+    """``"NAME (k of n frames)"``, ``"NAME (unreadable)"`` or ``"NAME (damaged)"`` for each existing output of
+    ``videos`` that holds fewer frames than upscaling its input (its first ``max_frames``) gives: a batch skips
+    existing outputs, and these would pass for finished ones. PNG outputs count their frame files."""
     from ..errors import StarVSRError
     from ..io import probe_video
 
@@ -309,7 +318,6 @@ def short_outputs(videos: list[Path], outputs: dict[Path, Path], max_frames: Opt
         try:
             info = None if output.is_dir() else probe_video(output)
         except StarVSRError:
-            info = None
             short.append(f"{output.name} (unreadable)")
             continue
         if info is not None and info.damage:
@@ -374,9 +382,7 @@ def run_batch(args: argparse.Namespace) -> int:
         raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or folders of frames in {input_dir}"
                          + (f" (videos inside subfolders are not searched: {_listed(subfolders)})"
                             if subfolders else ""))
-    if args.fps is not None and not frame_folders:
-        raise InputError(f"--fps is the frame rate of folders of frames, which store none; {input_dir} holds only "
-                         f"video files, which keep their own")
+    check_fps_for_clips(args.fps, input_dir, videos)
     names = output_names([video.name for video in videos], args.codec, folders=frame_folders)
     outputs = {video: output_dir / names[video.name] for video in videos}
     check_writable(outputs[videos[0]])

@@ -341,6 +341,12 @@ def clips_in_folder(folder: Path) -> list[Path]:
                  or (entry.is_dir() and holds_frame_images(entry)))]
 
 
+def clip_collection(path: Path) -> list[Path]:
+    """The clips of ``path`` when it is a folder of clips (`clips_in_folder`), not the frame folder of one clip
+    or a file; [] otherwise."""
+    return clips_in_folder(path) if path.is_dir() and not holds_frame_images(path) else []
+
+
 def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
     """`clips_in_folder` by name: a video's file stem or a frame folder's name (how two folders of clips,
     LR and ground truth or prediction and ground truth, are paired); `InputError` naming the ``flag`` when two

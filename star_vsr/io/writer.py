@@ -531,11 +531,21 @@ def output_names(names: list[str], codec: str | None = None, folders: Collection
     return unique
 
 
+def writes_frames(path: Path, codec: str | None) -> bool:
+    """Whether `path` written with `codec` (None: from the name) is a folder of PNG frames, which stores no
+    frame rate: ``--codec png``, or no codec and a folder or a name without a suffix."""
+    return (codec or _codec_from_name(path)) == "png"
+
+
+def _codec_from_name(path: Path) -> str:
+    return "png" if path.is_dir() or not path.suffix else "h264"
+
+
 def _resolve_codec(path: Path, codec: str | None) -> str:
     """The codec to write `path` with, checked against the path's kind and suffix."""
     from_name = codec is None
     if codec is None:
-        codec = "png" if path.is_dir() or not path.suffix else "h264"
+        codec = _codec_from_name(path)
     if codec not in CODECS:
         raise UnsupportedVideoError(
             f"codec {codec!r} is not supported; choose one of {', '.join(CODECS)}"
