@@ -172,8 +172,11 @@ class FileFrameSource(FrameSource):
         self.folder_fps = DEFAULT_FOLDER_FPS if folder_fps is None else folder_fps
         self.info = info = probe_video(self.path, folder_fps=self.folder_fps)
         if folder_fps is not None and not info.is_image_folder:
-            raise InputError(f"a frame rate (--fps) is for a folder of frames, which stores none; {self.path} is a "
-                             f"video file with its own ({info.fps:.6g} fps)")
+            from .io.probe import IMAGE_EXTENSIONS
+
+            what = ("a single image, upscaled as one frame (a frame rate changes nothing there)"
+                    if self.path.suffix.lower() in IMAGE_EXTENSIONS else f"a video file with its own ({info.fps:.6g} fps)")
+            raise InputError(f"a frame rate (--fps) is for a folder of frames, which stores none; {self.path} is {what}")
         self.deinterlace = deinterlace
         self.deinterlaced = not info.is_image_folder and (
             deinterlace is True or (deinterlace == "auto" and info.interlaced))

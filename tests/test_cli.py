@@ -1305,6 +1305,8 @@ def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
     assert main(["upscale", str(photo), "-o", str(tmp_path / "x.png"), "--codec", "h264"]) == 2
     assert "is an image name but --codec is h264" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists() and not list(tmp_path.glob(".*partial*"))
+    assert main(["upscale", str(photo), "-o", str(tmp_path / "x.mp4"), "--fps", "24"]) == 2  # not "a video file"
+    assert "photo.png is a single image, upscaled as one frame" in capsys.readouterr().err
 
 
 def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
