@@ -202,6 +202,8 @@ class StarStudentPipeline(DiffusionPipeline):
             raise InputError(f"start_frame must be an integer >= 0, got {start_frame!r}")
         if start_frame and state is None:
             raise InputError("start_frame needs the state after those frames (state=, as state_sink gave it)")
+        if state is not None and not isinstance(state, StarStudentState):
+            raise InputError(f"state must be a StarStudentState that state_sink gave, got {type(state).__name__}")
         if state is not None:
             expected = self.student.init_state(1, height, width, device="meta").tensors()
             shapes = [tuple(t.shape) for t in state.tensors()]
@@ -241,7 +243,10 @@ class StarStudentPipeline(DiffusionPipeline):
             use_cuda_graph: replay the step as a CUDA graph (CUDA only).
             state: the recurrent state to start from instead of zeros: one that ``state_sink`` was given,
                 with ``start_frame`` the frame count it came with. Going on from there gives the frames
-                an uninterrupted run gives.
+                an uninterrupted run gives; so does ``start_frame=0`` with ``video`` the frames that follow
+                (a stream fed in pieces): the scene-cut test of its first frame uses the frame before it,
+                which the state keeps (``StarStudentState.last_lr_frame``; a state without one, e.g. one
+                rebuilt from ``tensors()``, skips that test).
             start_frame: frames at the start of ``video`` that ``state`` has seen; they are decoded and
                 dropped, not upscaled, and the output starts with frame ``start_frame``.
             state_sink: called after each chunk with the number of frames of ``video`` done so far
@@ -260,6 +265,8 @@ class StarStudentPipeline(DiffusionPipeline):
         source = as_frame_source(video)
         self.check_inputs(upscale, output_type, chunk_size, start_frame, state, source.height, source.width,
                           scene_cut_threshold)
+        if start_frame > source.num_frames:
+            raise InputError(f"start_frame {start_frame} is past the end of the video ({source.num_frames} frames)")
         device = self._execution_device
         self._check_device_dtype(device)
         dtype = self.student.dtype
@@ -280,6 +287,8 @@ class StarStudentPipeline(DiffusionPipeline):
         # 3. Stream: read a chunk, step through its frames, hand it on
         collected, done = [], start_frame
         previous, take_previous = None, start_frame > 0  # the LR frame before the chunk, for the scene-cut test
+        if state is not None and not start_frame and state.last_lr_frame is not None:  # a stream fed in pieces
+            previous = state.last_lr_frame.to(device=device, dtype=dtype)
         with self.progress_bar(total=source.num_frames) as progress:
             progress.n = progress.last_print_n = start_frame  # tqdm's `initial`: no burst in the rate
             # resuming, the frame before `start_frame` is decoded too: the scene-cut test of the first frame needs it
@@ -314,10 +323,12 @@ class StarStudentPipeline(DiffusionPipeline):
                 done += lr.shape[0]
                 if state_sink is not None:
                     kept = tensors if graph is None else tuple(t.clone() for t in tensors)
-                    state_sink(done, StarStudentState(*kept))
+                    state_sink(done, StarStudentState(*kept, last_lr_frame=previous.clone()))  # not a view of the chunk
                 progress.update(lr.shape[0])
 
         # 4. Output
+        if not collected:  # resumed from a state taken after the last frame: nothing left
+            collected.append(torch.empty(0, 3, *self.output_size(source.height, source.width, upscale)))
         frames_out = frames_to_output(collected, output_type) if frame_sink is None else None
         if not return_dict:
             return (frames_out,)

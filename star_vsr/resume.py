@@ -24,7 +24,6 @@ into the output and the folder is removed. A lock on the folder keeps two runs o
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -53,7 +52,7 @@ SAVE_TIME_FACTOR = 10.0
 #: The manifest of a ``partial_folder`` and the name of the state file after N frames.
 MANIFEST = "progress.json"
 STATE_NAME = "state_{:09d}.safetensors"
-STATE_FIELDS = tuple(field.name for field in dataclasses.fields(StarStudentState))
+STATE_FIELDS = ("hidden", "previous_features", "previous_frame")  # StarStudentState.tensors(), in order
 #: Settings that saved progress from earlier versions lacks, and the value it was made with.
 SETTING_DEFAULTS = {"deinterlaced": False, "pipeline": "StarStudentPipeline", "frame_rate": "30",
                     "scene_cut_threshold": SCENE_CUT_THRESHOLD, "max_frames": None}

@@ -46,8 +46,8 @@ def frame_differences(frames: torch.Tensor, previous: Optional[torch.Tensor] = N
     """MAFD of each frame of ``frames`` (k, 3, h, w) and the frame before it: (k,) float32.
 
     ``previous`` (1, 3, h, w) is the frame before ``frames[0]``; without one the first difference is 0
-    (not a cut: at the start of a video the state is fresh anyway, and a caller who continues a stream
-    from a saved state with no frame before it keeps that state).
+    (not a cut: at the start of a video the state is fresh anyway; ``StarStudentPipeline`` fed the rest of a
+    stream with a saved state passes the frame that state kept, ``StarStudentState.last_lr_frame``).
     """
     thumbs = luma_thumbnails(frames if previous is None else torch.cat([previous, frames]))  # (k or k+1, s, s)
     differences = (thumbs[1:] - thumbs[:-1]).abs().mean(dim=(1, 2))

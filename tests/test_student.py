@@ -419,6 +419,36 @@ def test_a_run_resumed_just_after_a_cut_still_resets_the_state(pipe):
                                rtol=0, atol=0)
 
 
+def test_a_stream_fed_in_pieces_finds_a_cut_at_the_seam(pipe):
+    """The rest of a stream given with the state (no start_frame, nothing before it): the first frame is tested
+    against the frame the state kept, so a cut at the seam resets the state and a seam inside a scene does
+    not; either way the frames are those of an uninterrupted run. A state rebuilt from its tensors has no
+    such frame and carries through the seam."""
+    video, second = two_scene_video()
+    states = {}
+    whole = pipe(video, chunk_size=3, state_sink=lambda done, state: states.update({done: state})).frames
+    for done in (3, 6):
+        torch.testing.assert_close(pipe(video[done:], state=states[done]).frames, whole[:, done:], rtol=0, atol=0)
+    states = {}
+    pipe(video[:4], state_sink=lambda done, state: states.update({done: state}))
+    torch.testing.assert_close(pipe(video[4:], state=states[4]).frames, pipe(second).frames, rtol=0, atol=0)
+    carried = pipe(video[4:], state=StarStudentState(*states[4].tensors())).frames
+    assert (carried - pipe(second).frames).abs().max() > 1e-3
+
+
+def test_a_state_after_the_last_frame_leaves_nothing_to_do_and_a_bad_state_is_named(pipe):
+    video = clip(n=2)[0]
+    states = {}
+    pipe(video, state_sink=lambda done, state: states.update({done: state}))
+    assert pipe(video, state=states[2], start_frame=2).frames.shape == (1, 0, 3, 40, 48)
+    assert pipe(video, state=states[2], start_frame=2, output_type="np").frames.shape == (1, 0, 40, 48, 3)
+    assert pipe(video, state=states[2], start_frame=2, output_type="pil").frames == [[]]
+    with pytest.raises(InputError, match="start_frame 3 is past the end of the video \\(2 frames\\)"):
+        pipe(video, state=states[2], start_frame=3)
+    with pytest.raises(InputError, match="state must be a StarStudentState that state_sink gave, got dict"):
+        pipe(video, state={"hidden": 1}, start_frame=1)
+
+
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "0.1", True])
 def test_scene_cut_threshold_is_checked(pipe, bad):
     with pytest.raises(InputError, match="scene_cut_threshold"):

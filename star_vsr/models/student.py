@@ -177,6 +177,9 @@ class StarStudentState:
         hidden: the previous frame's ``lr_features`` (b, num_channels, h_p, w_p), zeros at the start.
         previous_features: the previous frame's clean features (b, clean_feature_channels, h_p, w_p).
         previous_frame: the previous frame's temporally filtered clean LR frame (b, 3, h_p, w_p).
+        last_lr_frame: the previous raw LR frame (b, 3, h, w), or None. The model does not use it (it is not
+            one of ``tensors()``); ``StarStudentPipeline`` sets it in the states it hands out, for the
+            scene-cut test of the next frame when the rest of a stream is fed with the state.
 
     ``h_p``, ``w_p`` are the LR height and width rounded up to even (the front end's unshuffle).
     All zeros is the state before the first frame.
@@ -185,6 +188,7 @@ class StarStudentState:
     hidden: torch.Tensor
     previous_features: torch.Tensor
     previous_frame: torch.Tensor
+    last_lr_frame: Optional[torch.Tensor] = None
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The state as a tuple (for export and CUDA graphs): (hidden, previous_features, previous_frame),
