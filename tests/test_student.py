@@ -713,3 +713,22 @@ def test_pipeline_call_without_a_scale_and_loading_a_file_as_a_folder(tmp_path):
     (tmp_path / "README.md").write_text("not a model")
     with pytest.raises(InputError, match="README.md is a file; a student pipeline is a folder"):
         StarStudentPipeline.from_pretrained(tmp_path / "README.md")
+
+
+def test_a_cast_to_a_dtype_prints_no_empty_keep_in_float32_warning():
+    """diffusers 0.42 warns "should be kept in float32: []" on every ``.to(dtype)``; with nothing to keep, it is
+    dropped (star_vsr.models); other warnings of that logger pass."""
+    import logging
+
+    student = build_student_pipeline("tiny", seed=0).student
+    logger, records = logging.getLogger("diffusers.models.modeling_utils"), []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        student.to(torch.bfloat16)
+        logger.warning("There are modules in X that should be kept in float32: ['a'].")
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == ["There are modules in X that should be kept in float32: ['a']."]
+    assert student.dtype == torch.bfloat16
