@@ -76,7 +76,8 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
                              noise_level: int = 900, chunk_frames: int = 32, chunk_overlap: Optional[int] = None,
                              tile_size: Optional[int] = None, tile_overlap: Optional[int] = None,
                              color_fix: Optional[str] = "adain", decode_chunk_size: int = 3,
-                             timesteps: Optional[Sequence[int]] = None) -> None:
+                             timesteps: Optional[Sequence[int]] = None, guidance_scale: float = 7.5,
+                             controlnet_conditioning_scale: float = 1.0) -> None:
     """Raise ``InputError`` for sampling arguments that no model accepts (types, ranges, orders).
 
     Checks that need the model (the smallest tile) are ``StarVSRPipeline.check_inputs``'; the command
@@ -88,7 +89,8 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
     for name, value in integers.items():
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise InputError(f"{named(name)} must be an integer, got {value!r}")
-    for name, value in (("upscale", upscale), ("guidance_rescale", guidance_rescale)):
+    for name, value in (("upscale", upscale), ("guidance_rescale", guidance_rescale),
+                        ("guidance_scale", guidance_scale), ("controlnet_conditioning_scale", controlnet_conditioning_scale)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise InputError(f"{named(name)} must be a finite number, got {value!r}")
     if not MIN_UPSCALE <= float(upscale) <= MAX_UPSCALE:
@@ -213,9 +215,11 @@ class StarVSRPipeline(DiffusionPipeline):
                      noise_level: int, chunk_frames: int, chunk_overlap: Optional[int], tile_size: Optional[int],
                      tile_overlap: Optional[int], color_fix: Optional[str], output_type: str, decode_chunk_size: int,
                      callback_on_step_end_tensor_inputs: Sequence[str], timesteps: Optional[Sequence[int]] = None,
-                     frame_sink: Optional[Callable] = None) -> None:
+                     frame_sink: Optional[Callable] = None, guidance_scale: float = 7.5,
+                     controlnet_conditioning_scale: float = 1.0) -> None:
         check_sampling_arguments(upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
-                                 chunk_overlap, tile_size, tile_overlap, color_fix, decode_chunk_size, timesteps)
+                                 chunk_overlap, tile_size, tile_overlap, color_fix, decode_chunk_size, timesteps,
+                                 guidance_scale, controlnet_conditioning_scale)
         if tile_size is not None:
             min_tile = 2 * self.vae_scale_factor * 2 ** self.unet.num_downsamples
             if tile_size < min_tile:
@@ -481,7 +485,8 @@ class StarVSRPipeline(DiffusionPipeline):
                              f"{type(prompt).__name__} and {type(negative_prompt).__name__}")
         self.check_inputs(source, upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
                           chunk_overlap, tile_size, tile_overlap, color_fix, output_type, decode_chunk_size,
-                          callback_on_step_end_tensor_inputs, timesteps, frame_sink)
+                          callback_on_step_end_tensor_inputs, timesteps, frame_sink, guidance_scale,
+                          controlnet_conditioning_scale)
         chunk_overlap, tile_overlap = resolve_overlaps(chunk_frames, chunk_overlap, tile_size, tile_overlap)
         device = self._execution_device
         self._check_device_dtype(device)
