@@ -165,7 +165,9 @@ def check_student_scale(scale: Optional[float], upsample_scales: Sequence[int], 
 
 
 def output_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """HR frame size (H, W) for an LR frame of ``height`` x ``width`` upscaled by ``scale``."""
+    """HR frame size (H, W) for an LR frame of ``height`` x ``width`` upscaled by ``scale``: each side times
+    ``scale``, rounded to the nearest integer, halves to even (Python's ``round``: 5 x 1.5 -> 8, 3 x 1.5 -> 4),
+    as ``StarVSRPipeline`` rounds."""
     return round(int(height) * scale), round(int(width) * scale)
 
 
