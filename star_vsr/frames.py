@@ -55,6 +55,9 @@ def _to_tensor(frame: object) -> torch.Tensor:
         return frame.float()
     if isinstance(frame, PIL.Image.Image):
         frame = _pil_as_array(frame)
+    if not isinstance(frame, np.ndarray):  # None, a path, a nested list...: not a frame
+        raise InputError(f"each frame of a list must be a PIL image, a numpy array or a tensor, got "
+                         f"{type(frame).__name__} (a video file or frame folder is passed as one path, not a list)")
     array = np.asarray(frame)  # PIL images give read-only views: converted by copies below, not shared
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
@@ -144,7 +147,8 @@ class ListFrameSource(FrameSource):
         for start in range(0, self.num_frames, chunk_size):
             chunk = [_to_tensor(f) for f in self.frames[start:start + chunk_size]]
             if any(c.shape != chunk[0].shape for c in chunk) or chunk[0].shape[1:] != (self.height, self.width):
-                raise InputError("all frames of a video must have the same size")
+                sizes = sorted({f"{c.shape[-1]}x{c.shape[-2]}" for c in chunk} | {f"{self.width}x{self.height}"})
+                raise InputError(f"all frames of a video must have the same size, got {', '.join(sizes)}")
             yield torch.stack(chunk)
 
 

@@ -370,6 +370,10 @@ def test_a_student_folder_is_named_as_such(tmp_path):
     (np.random.default_rng(0).random((2, 8, 12, 3)) * 255, "divide by 255"),
     (torch.rand(2, 3, 8, 12) * 65535, "look like 16-bit values: divide by 65535"),
     (torch.zeros(2, 3, 8, 12, dtype=torch.uint16), "divide uint16 frames by 65535"),
+    ([None], "each frame of a list must be a PIL image, a numpy array or a tensor, got NoneType"),
+    (["a.png"], "got str \\(a video file or frame folder is passed as one path, not a list\\)"),
+    ([np.zeros((8, 12, 3), np.uint8), np.zeros((8, 10, 3), np.uint8)],
+     "all frames of a video must have the same size, got 10x8, 12x8"),
 ])
 def test_video_values_outside_the_unit_range_are_refused(bad, match):
     """Every pipeline reads its input through star_vsr.frames.as_frame_source."""
