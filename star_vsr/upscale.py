@@ -51,8 +51,8 @@ def cpu_has_amx() -> bool:
     return bool(supported is not None and enable is not None and supported() and enable())
 
 
-def resolve_dtype(dtype: str, device: torch.device, student: bool = False) -> torch.dtype:
-    """The weights' dtype for ``dtype`` ("auto", "fp32", "fp16", "bf16") on ``device``.
+def resolve_dtype(dtype: Union[str, torch.dtype], device: torch.device, student: bool = False) -> torch.dtype:
+    """The weights' dtype for ``dtype`` ("auto", "fp32", "fp16", "bf16", or one of those torch dtypes) on ``device``.
 
     "auto" is float16 on CUDA; on the CPU it is bfloat16 for a ``student`` where the CPU has AMX, else
     float32. Measured on a 2-core Xeon with AMX (2026-12-02, 320x180 x4, 2 threads): the ``small``
@@ -64,6 +64,8 @@ def resolve_dtype(dtype: str, device: torch.device, student: bool = False) -> to
     slower too (``star_vsr.models.student``'s docstring); so those keep float32, as does the diffusion
     pipeline. float16 on the CPU is refused.
     """
+    if isinstance(dtype, torch.dtype):  # the Python API's spelling (from_pretrained(..., dtype=torch.bfloat16))
+        dtype = DTYPE_FLAGS.get(dtype, str(dtype))
     if dtype == "auto":
         if device.type == "cuda":
             return torch.float16
@@ -90,8 +92,9 @@ def pipeline_class_name(folder: Union[str, Path]) -> str:
                                              "StarVSRPipeline": MISSING_WEIGHTS_HELP})
 
 
-def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: str = "auto") -> Any:
-    """Load the pipeline saved in ``folder`` onto ``device`` with weights in ``dtype``."""
+def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: Union[str, torch.dtype] = "auto") -> Any:
+    """Load the pipeline saved in ``folder`` onto ``device`` ("auto", "cpu", "cuda", "cuda:1", ...) with weights in
+    ``dtype`` (``resolve_dtype``: "auto", "fp32", "bf16", "fp16" or a torch dtype)."""
     torch_device = resolve_device(device)
     name = pipeline_class_name(folder)
     torch_dtype = resolve_dtype(dtype, torch_device, student=name == "StarStudentPipeline")

@@ -537,6 +537,13 @@ def test_auto_dtype_is_bfloat16_for_a_student_on_a_cpu_with_amx(pipe, tmp_path, 
         assert upscale_module.resolve_dtype("auto", cpu) == torch.float32  # the diffusion pipeline
         assert upscale_module.resolve_dtype("fp32", cpu, student=True) == torch.float32  # asked for
         assert upscale_module.resolve_dtype("auto", cuda, student=True) == torch.float16
+    # the Python API's torch dtypes mean what their flags mean
+    assert upscale_module.load_upscaler(tmp_path / "student", "cpu", torch.bfloat16).student.dtype == torch.bfloat16
+    assert upscale_module.resolve_dtype(torch.float32, cpu, student=True) == torch.float32
+    with pytest.raises(DeviceError, match="fp16 needs a GPU"):
+        upscale_module.resolve_dtype(torch.float16, cpu)
+    with pytest.raises(InputError, match="dtype must be one of auto, fp32, fp16, bf16; got 'torch.int8'"):
+        upscale_module.resolve_dtype(torch.int8, cpu)
     monkeypatch.undo()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # oneDNN kept off AMX: bfloat16 would be slower
     assert not upscale_module.cpu_has_amx()
