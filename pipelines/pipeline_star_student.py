@@ -30,7 +30,7 @@ from diffusers.utils import BaseOutput
 
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, named, option
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
-from star_vsr.model_folder import check_pipeline_folder, load_checked
+from star_vsr.model_folder import check_pipeline_folder, check_save_folder, load_checked
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
 from star_vsr.outputs import give_default_mode
 from star_vsr.scene_cuts import SCENE_CUT_THRESHOLD, scene_cuts
@@ -153,7 +153,8 @@ class StarStudentPipeline(DiffusionPipeline):
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
         """``DiffusionPipeline.save_pretrained``; the weight files it wrote get the umask's mode
-        (``give_default_mode``)."""
+        (``give_default_mode``). A file or another pipeline's folder is refused (``check_save_folder``)."""
+        check_save_folder(Path(save_directory), type(self).__name__)
         super().save_pretrained(save_directory, **kwargs)
         for name in self.components:  # the folders this save wrote, not others in save_directory
             give_default_mode(Path(save_directory) / name)

@@ -31,7 +31,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory_of_call, named, option
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
-from star_vsr.model_folder import check_pipeline_folder, load_checked
+from star_vsr.model_folder import check_pipeline_folder, check_save_folder, load_checked
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.outputs import give_default_mode
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
@@ -188,7 +188,8 @@ class StarVSRPipeline(DiffusionPipeline):
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
         """``DiffusionPipeline.save_pretrained``; the weight files it wrote get the umask's mode
-        (``give_default_mode``)."""
+        (``give_default_mode``). A file or another pipeline's folder is refused (``check_save_folder``)."""
+        check_save_folder(Path(save_directory), type(self).__name__)
         super().save_pretrained(save_directory, **kwargs)
         for name in self.components:  # the folders this save wrote, not others in save_directory
             give_default_mode(Path(save_directory) / name)

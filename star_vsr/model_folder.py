@@ -66,6 +66,22 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     return class_name
 
 
+def check_save_folder(folder: Path, class_name: str) -> None:
+    """``InputError`` before ``save_pretrained`` writes anything when ``folder`` is a file, or a pipeline folder of
+    another class (diffusers would rewrite its ``model_index.json`` and leave the other pipeline's component
+    folders beside this one's: a folder that loads as neither). A folder of the same class is saved over."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"cannot save the pipeline into {folder}: it is a file; a pipeline is saved as a folder")
+    try:
+        entries = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no folder, no index or not JSON: nothing of another pipeline to mix with
+        return
+    other = entries.get("_class_name") if isinstance(entries, dict) else None
+    if isinstance(other, str) and other != class_name:
+        raise InputError(f"cannot save a {class_name} into {folder}: it holds a {other}, whose files would be left "
+                         f"mixed with this one's; save into another folder")
+
+
 def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T]) -> T:
     """``load()`` (a ``from_pretrained`` of a folder ``check_pipeline_folder`` passed), with the loaders'
     errors on damaged files (truncated weights, broken JSON, a config that does not fit its weights) as

@@ -361,6 +361,26 @@ def test_a_student_folder_is_named_as_such(tmp_path):
         StarVSRPipeline.from_pretrained(tmp_path / "student")
 
 
+def test_a_pipeline_is_not_saved_over_another_pipeline_or_a_file(tmp_path):
+    """Saving one kind over the other's folder would leave a folder that loads as neither; a file is no folder."""
+    from star_vsr.student import build_student_pipeline
+
+    student, star = build_student_pipeline("tiny"), tiny_star_pipeline(seed=0)
+    student.save_pretrained(tmp_path / "student")
+    star.save_pretrained(tmp_path / "star")
+    before = sorted(p.name for p in (tmp_path / "star").iterdir())
+    with pytest.raises(InputError, match="cannot save a StarStudentPipeline into .*star: it holds a StarVSRPipeline"):
+        student.save_pretrained(tmp_path / "star")
+    with pytest.raises(InputError, match="cannot save a StarVSRPipeline into .*student: it holds a StarStudentPipeline"):
+        star.save_pretrained(tmp_path / "student")
+    assert sorted(p.name for p in (tmp_path / "star").iterdir()) == before
+    (tmp_path / "clip.mp4").write_bytes(b"video")
+    with pytest.raises(InputError, match="clip.mp4: it is a file"):
+        student.save_pretrained(tmp_path / "clip.mp4")
+    student.save_pretrained(tmp_path / "student")  # over its own kind: saved again
+    StarVSRPipeline.from_pretrained(tmp_path / "star")
+
+
 @pytest.mark.parametrize("bad, match", [
     (torch.rand(2, 3, 8, 12) * 255, "look like 0..255 values: divide by 255"),
     (torch.full((2, 3, 8, 12), float("nan")), "NaN"),
