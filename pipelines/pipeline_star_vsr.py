@@ -442,7 +442,8 @@ class StarVSRPipeline(DiffusionPipeline):
             prompt: caption of the video; STAR's ``positive_prompt`` is appended to it.
             negative_prompt: STAR's negative prompt by default; None for an empty one.
             positive_prompt: suffix appended to ``prompt`` exactly as STAR does (no separator).
-            upscale: output size / input size, between 1 and 8.
+            upscale: output size / input size, between 1 and 8; None: 4, the scale STAR was trained at (as
+                ``StarStudentPipeline`` takes None for its student's own scale).
             num_inference_steps: model evaluations (see ``star_vsr.scheduling.star_timesteps``).
             timesteps: explicit decreasing timesteps; overrides ``num_inference_steps``.
             timestep_spacing: "trailing" or "star_fast" (STAR's released fast schedule with 14 steps).
@@ -481,6 +482,7 @@ class StarVSRPipeline(DiffusionPipeline):
         """
         # 1. Check inputs
         source = as_frame_source(video)
+        upscale = 4 if upscale is None else upscale
         if not isinstance(prompt, str) or not (negative_prompt is None or isinstance(negative_prompt, str)):
             raise InputError(f"prompt must be a string and negative_prompt a string or None, got "
                              f"{type(prompt).__name__} and {type(negative_prompt).__name__}")

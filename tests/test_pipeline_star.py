@@ -274,6 +274,11 @@ def test_bad_arguments_are_clear_errors(pipe, kwargs, match):
         run(pipe, video(n=2), **kwargs)
 
 
+def test_upscale_none_is_star_s_own_scale(pipe):
+    """None is 4, as the student pipeline takes None for its own scale."""
+    torch.testing.assert_close(run(pipe, video(n=2), upscale=None), run(pipe, video(n=2), upscale=4))
+
+
 @pytest.mark.parametrize("bad", [torch.rand(2, 8, 12), torch.rand(2, 4, 8, 12), torch.zeros(2, 3, 8, 12, dtype=torch.uint8)])
 def test_bad_video_tensors_are_clear_errors(pipe, bad):
     with pytest.raises(InputError):
