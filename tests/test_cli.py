@@ -930,6 +930,22 @@ def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(t
     assert not (tmp_path / "none").exists()
 
 
+def test_folders_of_clips_take_camcorder_phone_and_broadcast_containers(tmp_path, capsys):
+    """.3gp (phones), .m2ts (camcorders, Blu-ray), .mxf (broadcast) and .nut were left out of a folder without a
+    word; upscale read each of them alone."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for suffix in (".3gp", ".m2ts", ".mxf", ".nut"):
+        write_test_video(inputs / f"clip{suffix}", num_frames=2, size=(8, 8))
+    assert main(["info", str(inputs)]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"clip{s}" in listed for s in (".3gp", ".m2ts", ".mxf", ".nut"))
+    assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out"), "--upscale", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_3gp.mp4", "clip_m2ts.mp4", "clip_mxf.mp4",
+                                                                    "clip_nut.mp4"]
+    assert probe_video(tmp_path / "out" / "clip_m2ts.mp4").num_frames == 2
+
+
 def test_bad_device_missing_model_and_ignored_flags_are_one_line(tmp_path, capsys):
     src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
     out = tmp_path / "out.mp4"

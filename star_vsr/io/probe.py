@@ -39,7 +39,8 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg"})
 """File suffixes (lower case) that count as frames of an image-folder video."""
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts",
-                                     ".flv", ".wmv")
+                                     ".flv", ".wmv", ".3gp", ".3g2", ".m2ts", ".mts", ".mxf", ".vob", ".ogv",
+                                     ".y4m", ".nut", ".dv", ".asf", ".gif")
 """File suffixes (lower case) taken as videos when a command or dataset scans a folder."""
 
 _HDR_TRANSFERS = {ColorTrc.SMPTE2084: "PQ", ColorTrc.ARIB_STD_B67: "HLG"}  # transfer tag -> HDR system
