@@ -211,6 +211,26 @@ def test_variable_frame_rate_is_measured_and_noted(tmp_path, suffix):
     assert info.frame_times == tuple(Fraction(t, 1000) for t in VFR_TEST_TIMES_MS) and info.caveats() == []
 
 
+def test_a_few_frames_of_uneven_delays_are_variable_rate_and_jitter_is_not(tmp_path, capsys):
+    """An animated GIF's per-frame delays (0.1, 0.2, 0.1 s: a frame 0.11 s off any constant rate, under the 1.5
+    frames once required) keep their times; timestamps jittering by a millisecond stay a constant rate."""
+    from PIL import Image
+
+    from star_vsr.cli import main
+
+    pictures = [Image.fromarray(np.full((16, 16, 3), 50 * i, np.uint8)) for i in range(4)]
+    pictures[0].save(tmp_path / "anim.gif", save_all=True, append_images=pictures[1:], duration=[100, 200, 100, 300])
+    info = probe_video(tmp_path / "anim.gif")
+    assert info.frame_times == (0, Fraction(1, 10), Fraction(3, 10), Fraction(4, 10))
+    assert main(["info", str(tmp_path / "anim.gif")]) == 0
+    assert "variable frame rate" in capsys.readouterr().out
+    with VideoWriter(tmp_path / "anim.mkv", info.frame_rate, codec="ffv1", frame_times=info.frame_times) as writer:
+        writer.write(synthetic_frames(4, (16, 16)))
+    assert frame_times_ms(tmp_path / "anim.mkv") == [0, 100, 300, 400]
+    jitter = probe_video(write_timed_test_video(tmp_path / "jitter.mkv", [0, 40, 81, 120, 160, 201, 240, 279]))
+    assert jitter.frame_times is None and jitter.frame_rate == 25
+
+
 @pytest.mark.parametrize(("codec", "name"), [("h264", "a.mp4"), ("h264", "b.mkv"), ("ffv1", "c.mkv")])
 def test_writers_keep_the_times_of_variable_rate_frames(tmp_path, codec, name):
     """Each frame where the input showed it, plain and through joined segments (a resumable run)."""

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..io import probe_video
-    from ..io.probe import check_exists, clip_collection
+    from ..io.probe import VARIABLE_RATE_FRAMES, check_exists, clip_collection
 
     path = check_exists(args.video)
     clips = clip_collection(path)
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         "pixel aspect": f"{aspect.numerator}:{aspect.denominator}"
                         + ("" if aspect == 1 else f" (shown as {round(info.width * aspect)}x{info.height})"),
         "scan": "interlaced (upscale and degrade deinterlace it)" if info.interlaced else "progressive",
-        "timing": "constant frame rate" if info.timing_error_s <= 1.5 / info.fps else
+        "timing": "constant frame rate" if info.timing_error_s <= VARIABLE_RATE_FRAMES / info.fps else
                   f"variable frame rate (frames up to {info.timing_error_s:.2f} s off a constant rate; outputs keep "
                   f"each frame's time)",
         "dynamic range": f"HDR ({info.hdr})" if info.hdr else "SDR",

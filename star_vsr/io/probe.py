@@ -66,6 +66,11 @@ SHORT_FILE_FRAMES = 5
 decode timestamps of the frames an encoder holds back (2 for x264 / x265, a few more for others) lie
 before the first frame, evenly spaced by the writer, so in a file that short they hide a variable rate."""
 
+VARIABLE_RATE_FRAMES = 0.5
+"""Frame times farther than this many frame periods from a constant rate make a video variable-rate (its frames
+keep their own times): past half a period some frame would be shown in another frame's slot at the constant rate
+(a GIF with 0.1 / 0.2 / 0.1 s delays), while the jitter of rounded timestamps stays far below it."""
+
 CUT_SHORT_S = 0.5
 """Seconds a Matroska header may place the video's end past the end of its last frame before the file
 counts as cut short (`VideoInfo.missing_s`). The last frame ends where its packet's duration says, else
@@ -176,7 +181,7 @@ class VideoInfo:
             puts it, ``max |t_i - t_0 - i / fps|`` over the frame timestamps: 0 for constant-rate
             video, large for variable-rate recordings (screen captures, some phones). 0 where
             unknown.
-        frame_times: For variable-rate video (`timing_error_s` over 1.5 frames), each frame's
+        frame_times: For variable-rate video (`timing_error_s` over `VARIABLE_RATE_FRAMES`), each frame's
             time in seconds from the first; None for constant-rate video, where frame i is at
             i / `frame_rate`. Writers keep them from `timeline` (`VideoWriter(frame_times=)`).
         hdr: "PQ" or "HLG" for high-dynamic-range video (its transfer tag), else None.
@@ -608,7 +613,7 @@ def _probe_container(path: Path) -> VideoInfo:
         timestamps, end = _indexed_timestamps(stream), None
         indexed = timestamps is not None
         if (timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES
-                or _timing_error(timestamps, stream.time_base, frame_rate) > 1.5 / frame_rate):
+                or _timing_error(timestamps, stream.time_base, frame_rate) > VARIABLE_RATE_FRAMES / frame_rate):
             timestamps, end = _frame_timestamps(container, stream, path)
         # one frame per packet: a header count can include empty packets (packed B-frames in AVI);
         # but a file cut short keeps the header's count, so that the reader reports it
@@ -630,7 +635,7 @@ def _probe_container(path: Path) -> VideoInfo:
         # a file cut short lost frames from the middle of a B-frame group: its gaps are no variable rate
         timing_error_s = 0.0 if truncated else _timing_error(timestamps, stream.time_base, frame_rate)
         frame_times = last_frame_s = None
-        if timing_error_s > 1.5 / frame_rate and len(timestamps) == num_frames:
+        if timing_error_s > VARIABLE_RATE_FRAMES / frame_rate and len(timestamps) == num_frames:
             frame_times = tuple((t - timestamps[0]) * stream.time_base for t in timestamps)
             if end is not None and end > timestamps[-1]:
                 last_frame_s = (end - timestamps[-1]) * stream.time_base
