@@ -1384,7 +1384,7 @@ def test_info_lists_the_clips_of_a_folder(tmp_path, capsys):
     png = (tmp_path / "calendar" / "00000000.png").read_bytes()
     (tmp_path / "calendar" / "00000009.png").write_bytes(png[:-20] + bytes(20))  # the last chunk damaged
     assert main(["info", str(tmp_path)]) == 1
-    assert "00000009.png is not a readable PNG/JPEG image" in capsys.readouterr().out
+    assert "00000009.png is not a readable image" in capsys.readouterr().out
 
 
 def test_evaluate_checks_every_pair_before_scoring_any(tmp_path, capsys, monkeypatch):
@@ -1412,7 +1412,7 @@ def test_a_damaged_frame_image_is_one_line_without_opencvs_own(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "OPENCV_LOG_LEVEL"}
     result = subprocess.run([sys.executable, "-m", "star_vsr", "upscale", str(frames), "-o", str(tmp_path / "o.mp4")],
                             capture_output=True, text=True, env=env)
-    assert result.returncode == 2 and "2.png is not a readable PNG/JPEG image" in result.stderr
+    assert result.returncode == 2 and "2.png is not a readable image" in result.stderr
     assert "grfmt_png" not in result.stderr and "[ERROR" not in result.stderr
 
 

@@ -641,6 +641,23 @@ def test_image_folder_reads_in_natural_order_and_ignores_other_files(tmp_path):
     assert np.array_equal(read_frames(tmp_path, [11, 1, 1]), frames[[11, 1, 1]])
 
 
+def test_tiff_bmp_and_webp_frames_are_frames_too(tmp_path):
+    """A frame folder of .tif (scanners, VFX), .bmp and .webp frames beside .png ones: every frame is read, in
+    order, exactly (lossless formats); the .tif frames vanished from the middle of the video before."""
+    from PIL import Image
+
+    frames = synthetic_frames(5, SIZE, seed=11)
+    for index, (frame, suffix) in enumerate(zip(frames, [".png", ".tif", ".png", ".bmp", ".webp"])):
+        Image.fromarray(frame).save(tmp_path / f"{index:03d}{suffix}", **({"lossless": True} if suffix == ".webp" else {}))
+    with open_video(tmp_path) as reader:
+        assert len(reader) == 5 and np.array_equal(np.stack(list(reader)), frames)
+    tiffs = tmp_path / "tiffs"
+    tiffs.mkdir()
+    for index, frame in enumerate(frames[:2]):
+        Image.fromarray(frame).save(tiffs / f"{index}.TIFF")
+    assert probe_video(tiffs).num_frames == 2
+
+
 def test_jpeg_folder_reads_close_to_the_originals(tmp_path):
     frames = synthetic_frames(3, SIZE, seed=10)
     for index, frame in enumerate(frames):

@@ -84,7 +84,7 @@ def frame_folder_damage(folder: Path) -> Optional[str]:
                 image.verify()  # the file's structure (a PNG's chunks and checksums), without decoding pixels
                 frame_size = image.size
         except (OSError, UnidentifiedImageError, SyntaxError):  # PIL reports a broken PNG chunk as SyntaxError
-            return f"{file.name} is not a readable PNG/JPEG image"
+            return f"{file.name} is not a readable image"
         if size is not None and frame_size != size:
             return f"{file.name} is {frame_size[0]}x{frame_size[1]}, the first frame {size[0]}x{size[1]}"
         size = size or frame_size

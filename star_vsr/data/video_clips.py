@@ -3,7 +3,7 @@
 Sources can be given as
 
 - a folder whose entries are video files (``.mp4``, ``.mkv``, ``.mov``, ...) and/or sub-folders of
-  PNG/JPEG frames; a caption for ``clip.mp4`` (or frame folder ``clip/``) is read from ``clip.txt``
+  PNG/JPEG/TIFF/BMP/WebP frames; a caption for ``clip.mp4`` (or frame folder ``clip/``) is read from ``clip.txt``
   next to it when that file exists (a folder that directly holds frames is one source);
 - a CSV file with a ``path`` column and an optional ``caption`` column;
 - a JSON file holding a list of ``{"path": ..., "caption": ...}`` objects (caption optional) or of
@@ -122,7 +122,7 @@ def list_clip_sources(source: Union[str, Path, Sequence[Any]]) -> list[ClipSourc
     if not sources:
         raise InputError(f"no training clips found in {source}: expected video files "
                          f"({', '.join(VIDEO_EXTENSIONS)}) "
-                         "or folders of PNG/JPEG frames")
+                         "or folders of PNG/JPEG/TIFF/BMP/WebP frames")
     return sources
 
 

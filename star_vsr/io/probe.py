@@ -1,7 +1,7 @@
 """Video metadata without decoding: `probe_video` and the helpers the reader shares.
 
 A "video" is either a container file (anything FFmpeg demuxes: .mp4, .mkv, .mov, .avi, ...)
-or a folder of PNG/JPEG frames, sorted naturally (``frame2.png`` before ``frame10.png``).
+or a folder of PNG/JPEG/TIFF/BMP/WebP frames, sorted naturally (``frame2.png`` before ``frame10.png``).
 Probing reads container headers, the timestamps of every video packet (demuxing reads the file
 but decodes nothing: the frame count, which headers leave out (Matroska) or overstate (AVI with
 packed B-frames), and how far a variable frame rate strays from a constant one), and the first
@@ -35,7 +35,7 @@ from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg"})
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
 """File suffixes (lower case) that count as frames of an image-folder video."""
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts",
@@ -169,7 +169,7 @@ class VideoInfo:
         duration_s: Duration in seconds.
         has_audio: Whether the container has an audio stream.
         audio_codec: Codec of the first audio stream, or None.
-        is_image_folder: True for a folder of PNG/JPEG frames.
+        is_image_folder: True for a folder of PNG/JPEG/TIFF/BMP/WebP frames.
         frame_rate: The exact frame rate (30000/1001 for 29.97 fps); pass it to `VideoWriter`.
         orientation: How the reader turns stored frames upright (the container's display
             matrix); `width` and `height` are already the upright size.
@@ -332,7 +332,7 @@ def natural_sort_key(name: str) -> tuple[str | int, ...]:
 
 
 def holds_frame_images(folder: Path) -> bool:
-    """Whether `folder` directly holds PNG/JPEG files (hidden ones aside): the frames of one video."""
+    """Whether `folder` directly holds PNG/JPEG/TIFF/BMP/WebP files (hidden ones aside): the frames of one video."""
     return any(entry.suffix.lower() in IMAGE_EXTENSIONS and entry.is_file() and not entry.name.startswith(".")
                for entry in folder.iterdir())
 
@@ -370,7 +370,7 @@ def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
 
 
 def list_image_files(folder: Path) -> list[Path]:
-    """PNG/JPEG files directly inside `folder`, naturally sorted. Hidden files are skipped.
+    """PNG/JPEG/TIFF/BMP/WebP files directly inside `folder`, naturally sorted. Hidden files are skipped.
 
     Raises `InputError` when there are none.
     """
@@ -719,7 +719,7 @@ def probe_video(
     first image's header. Files are cached per (path, size, times, inode); folders are not.
 
     Args:
-        path: Video file, or folder of PNG/JPEG frames.
+        path: Video file, or folder of PNG/JPEG/TIFF/BMP/WebP frames.
         folder_fps: Frame rate reported for a frame folder (ignored for files).
 
     Raises:

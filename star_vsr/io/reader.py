@@ -3,7 +3,7 @@
 Every frame comes out as a ``numpy.uint8`` RGB array shaped (h, w, 3), upright (turned by
 the container's display matrix, as players show it), colours decoded by the stream's BT.601 /
 BT.709 and range tags; stacks are (n, h, w, 3). Video files are streamed with PyAV, so a video
-of any length is never held in memory; a folder of PNG/JPEG frames reads through the same
+of any length is never held in memory; a folder of PNG/JPEG/TIFF/BMP/WebP frames reads through the same
 interface. Random access for
 training uses decord when it is installed and falls back to PyAV seeking otherwise.
 
@@ -236,7 +236,7 @@ def _load_image(file: Path, info: VideoInfo) -> np.ndarray:
     """One frame of an image folder as (h, w, 3) uint8 RGB (16-bit images are scaled to 8)."""
     image = cv2.imread(str(file), _IMREAD_FLAGS)
     if image is None:
-        raise CorruptVideoError(f"{file} is not a readable PNG/JPEG image; replace or remove it")
+        raise CorruptVideoError(f"{file} is not a readable image; replace or remove it")
     if image.shape[:2] != (info.height, info.width):  # found mid-way: a batch skips this clip, not the rest
         raise UnsupportedVideoError(
             f"{file} is {image.shape[1]}x{image.shape[0]} but the first frame of {info.path} is "
@@ -246,7 +246,7 @@ def _load_image(file: Path, info: VideoInfo) -> np.ndarray:
 
 
 class ImageFolderReader(VideoReader):
-    """Reads a folder of PNG/JPEG frames in natural order (frame2 before frame10)."""
+    """Reads a folder of PNG/JPEG/TIFF/BMP/WebP frames in natural order (frame2 before frame10)."""
 
     def __init__(self, info: VideoInfo) -> None:
         super().__init__(info)
@@ -274,7 +274,7 @@ def open_video(
     folder_fps: float | Fraction = DEFAULT_FOLDER_FPS,
     deinterlace: bool | Literal["auto"] = False,
 ) -> VideoReader:
-    """Open a video file (streamed with PyAV) or a folder of PNG/JPEG frames for reading.
+    """Open a video file (streamed with PyAV) or a folder of PNG/JPEG/TIFF/BMP/WebP frames for reading.
 
     Args:
         path: Video file or frame folder.
