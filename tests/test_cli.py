@@ -1206,7 +1206,9 @@ def test_no_scene_cut_reset_reaches_the_student_and_is_a_warning_for_diffusion_m
     ("degrade", "--seed", "99999999999999999999", "the seed must be between 0 and 2^63 - 1"),
     ("demo", "--seed", "-1", "the seed must be between 0 and 2^63 - 1"),
     ("upscale", "--seed", "x", "not an integer: 'x'"),
-    ("upscale", "--fps", "1e9", "the frame rate must be positive and at most 1000"),
+    ("upscale", "--fps", "1e9", "the frame rate must be between 1/1000 (a frame every 1000 s) and 1000, got 1e9"),
+    ("degrade", "--fps", "0.0001", "the frame rate must be between 1/1000"),  # was "got Fraction(0, 1)"
+    ("upscale", "--fps", "1/100000", "the frame rate must be between 1/1000"),  # was FFmpeg's "Not yet implemented"
     ("demo", "--frames", "1000000", "--frames must be between 2 (the warping error compares frames) and 1000"),
     ("demo", "--frames", "1", "--frames must be between 2"),
 ])

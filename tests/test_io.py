@@ -350,6 +350,9 @@ def test_as_frame_rate_snaps_floats_to_ntsc_fractions():
     assert as_frame_rate(25.0) == 25 and as_frame_rate(NTSC) == NTSC
     with pytest.raises(InputError, match="positive"):
         as_frame_rate(0)
+    with pytest.raises(InputError, match="fps 0.0001 is too low"):  # rounded to 0, then "got Fraction(0, 1)"
+        as_frame_rate(0.0001)
+    assert as_frame_rate(Fraction(1, 10000)) == Fraction(1, 10000)
 
 
 def test_natural_sort_orders_numbers_by_value():

@@ -131,6 +131,9 @@ def add_fps_argument(parser: argparse.ArgumentParser) -> None:
 MAX_SEED = 2**63 - 1
 #: The highest ``--fps`` taken (video codecs and players go no higher in practice).
 MAX_FRAME_RATE = 1000
+#: The lowest ``--fps`` taken: a frame every 1000 s (a time-lapse of one frame every few minutes is far above it;
+#: MP4 and Matroska writers were tested down to it, and below 1/1000 rates rounded to 0 or FFmpeg refused them).
+MIN_FRAME_RATE = Fraction(1, 1000)
 
 
 def max_frames_argument(text: str) -> int:
@@ -163,8 +166,9 @@ def frame_rate_argument(text: str) -> Fraction:
     except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(f"not a frame rate: {text!r} (a number such as 25 or 23.976, or "
                                          "24000/1001)") from None
-    if not 0 < rate <= MAX_FRAME_RATE:
-        raise argparse.ArgumentTypeError(f"the frame rate must be positive and at most {MAX_FRAME_RATE}, got {text}")
+    if not MIN_FRAME_RATE <= rate <= MAX_FRAME_RATE:
+        raise argparse.ArgumentTypeError(f"the frame rate must be between {MIN_FRAME_RATE} (a frame every "
+                                         f"{1 / MIN_FRAME_RATE} s) and {MAX_FRAME_RATE}, got {text}")
     ntsc = Fraction(round(rate * Fraction(1001, 1000)) * 1000, 1001)
     return ntsc if "/" not in text and rate.denominator != 1 and abs(ntsc - rate) < Fraction(1, 1000) else rate
 

@@ -292,7 +292,11 @@ def as_frame_rate(fps: float | int | Fraction) -> Fraction:
     if not (0 < float(fps) < float("inf")):
         raise InputError(f"fps must be positive and finite, got {fps!r}")
     if isinstance(fps, float):
-        return Fraction(fps).limit_denominator(MAX_FPS_DENOMINATOR)
+        rate = Fraction(fps).limit_denominator(MAX_FPS_DENOMINATOR)
+        if rate == 0:  # not "got Fraction(0, 1)" later
+            raise InputError(f"fps {fps!r} is too low: a float rate is kept to a denominator of at most "
+                             f"{MAX_FPS_DENOMINATOR}; give a Fraction for a rate that low")
+        return rate
     return Fraction(fps)
 
 
