@@ -49,6 +49,12 @@ def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Unio
 
     An existing folder is an output only for PNG frames, and only when empty and with ``overwrite``; otherwise
     the user most likely meant the video to go *into* it, so the ``InputError`` names such a file."""
+    from .io import VIDEO_EXTENSIONS
+
+    if str(path).endswith(("/", os.sep)) and not Path(path).is_dir() and Path(path).suffix.lower() in (
+            *VIDEO_EXTENSIONS, ".png", ".jpg", ".jpeg"):  # Path() drops the slash: a file would be written
+        raise InputError(f"-o {path} ends with '/', a folder, but is named like a file; drop the '/' to write "
+                         f"{Path(path).name}, or name a folder without a suffix for PNG frames")
     path, source = Path(path), Path(source)
     is_input = source.exists() and path.exists() and os.path.samefile(path, source)
     if path.is_dir() and not is_input:

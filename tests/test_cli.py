@@ -1323,6 +1323,10 @@ def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
     assert main(["upscale", str(photo), "-o", str(tmp_path / "x.png"), "--codec", "h264"]) == 2
     assert "is an image name but --codec is h264" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists() and not list(tmp_path.glob(".*partial*"))
+    for name in ("slash.mp4/", "slash.png/"):  # Path() drops the '/': a file was written where a folder was meant
+        assert main(["upscale", str(photo), "-o", str(tmp_path) + "/" + name]) == 2
+        assert "ends with '/', a folder, but is named like a file" in capsys.readouterr().err
+        assert not (tmp_path / name.rstrip("/")).exists()
     assert main(["upscale", str(photo), "-o", str(tmp_path / "x.mp4"), "--fps", "24"]) == 2  # not "a video file"
     assert "photo.png is a single image, upscaled as one frame" in capsys.readouterr().err
 
