@@ -902,6 +902,25 @@ def test_a_disk_error_while_writing_is_one_line_and_leaves_nothing(tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 
+def test_a_full_disk_under_png_frames_says_so(tmp_path, capsys, monkeypatch):
+    """PNG frames were written by cv2.imwrite, which reports a full disk as False: 'could not write FILE', no why."""
+    import errno
+    import pathlib
+
+    real = pathlib.Path.write_bytes
+
+    def full(self, data):
+        if self.name.startswith("frame_"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
+    assert main(["upscale", str(src), "-o", str(tmp_path / "frames"), "--codec", "png"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
 def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(tmp_path, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -478,12 +478,11 @@ class _PngSink:
     def write(self, frame: np.ndarray) -> None:
         """Write one (h, w, 3) uint8 RGB frame as the next PNG file."""
         file = self._folder / PNG_NAME.format(self._count)
-        if not cv2.imwrite(
-            str(file),
-            cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
-            [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION],
-        ):
-            raise OSError(f"could not write {file}")
+        encoded, data = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                                     [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+        if not encoded:
+            raise OSError(f"could not encode {file} as PNG")
+        file.write_bytes(data.tobytes())  # Python's write: a full disk raises ENOSPC (cv2.imwrite says only False)
         self._count += 1
 
     def finish(self) -> None:
