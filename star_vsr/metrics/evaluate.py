@@ -108,8 +108,15 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
     extra_w, extra_h = gt_info.width - pred_info.width, gt_info.height - pred_info.height
     croppable = 0 <= extra_w < 2 * scale and 0 <= extra_h < 2 * scale
     if (extra_w or extra_h) and not (crop_gt and croppable):
-        hint = (" If the input was made by `star-vsr degrade`, which crops the ground truth to a multiple of the "
-                f"scale (times 2 for 4:2:0 video), pass {option('crop_gt=True', '--crop-gt')}." if croppable else "")
+        if croppable:
+            hint = (" If the input was made by `star-vsr degrade`, which crops the ground truth to a multiple of the "
+                    f"scale (times 2 for 4:2:0 video), pass {option('crop_gt=True', '--crop-gt')}.")
+        elif crop_gt:  # asked for, and out of its reach: say why it did not apply
+            hint = (f" {option('crop_gt', '--crop-gt')} crops a ground truth larger by less than 2 x the scale "
+                    f"({2 * scale} pixels at {option('scale', '--scale')} {scale}) on each side; this one is "
+                    f"{extra_w} wider and {extra_h} taller.")
+        else:
+            hint = ""
         raise InputError(f"{pred_path} is {pred_info.width}x{pred_info.height} but {gt_path} is "
                          f"{gt_info.width}x{gt_info.height}; the prediction must have the ground truth's size.{hint}")
     _check_crop(scale, pred_info.height, pred_info.width)  # before the progress bar starts
