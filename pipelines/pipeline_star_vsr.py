@@ -90,7 +90,8 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise InputError(f"{named(name)} must be an integer, got {value!r}")
     for name, value in (("upscale", upscale), ("guidance_rescale", guidance_rescale),
-                        ("guidance_scale", guidance_scale), ("controlnet_conditioning_scale", controlnet_conditioning_scale)):
+                        ("guidance_scale", guidance_scale),
+                        ("controlnet_conditioning_scale", controlnet_conditioning_scale)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise InputError(f"{named(name)} must be a finite number, got {value!r}")
     if not MIN_UPSCALE <= float(upscale) <= MAX_UPSCALE:

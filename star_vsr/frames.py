@@ -179,8 +179,10 @@ class FileFrameSource(FrameSource):
             from .io.probe import IMAGE_EXTENSIONS
 
             what = ("a single image, upscaled as one frame (a frame rate changes nothing there)"
-                    if self.path.suffix.lower() in IMAGE_EXTENSIONS else f"a video file with its own ({info.fps:.6g} fps)")
-            raise InputError(f"a frame rate (--fps) is for a folder of frames, which stores none; {self.path} is {what}")
+                    if self.path.suffix.lower() in IMAGE_EXTENSIONS
+                    else f"a video file with its own ({info.fps:.6g} fps)")
+            raise InputError(f"a frame rate (--fps) is for a folder of frames, which stores none; {self.path} is "
+                             f"{what}")
         self.deinterlace = deinterlace
         self.deinterlaced = not info.is_image_folder and (
             deinterlace is True or (deinterlace == "auto" and info.interlaced))

@@ -651,7 +651,8 @@ def test_tiff_bmp_and_webp_frames_are_frames_too(tmp_path):
 
     frames = synthetic_frames(5, SIZE, seed=11)
     for index, (frame, suffix) in enumerate(zip(frames, [".png", ".tif", ".png", ".bmp", ".webp"])):
-        Image.fromarray(frame).save(tmp_path / f"{index:03d}{suffix}", **({"lossless": True} if suffix == ".webp" else {}))
+        options = {"lossless": True} if suffix == ".webp" else {}
+        Image.fromarray(frame).save(tmp_path / f"{index:03d}{suffix}", **options)
     with open_video(tmp_path) as reader:
         assert len(reader) == 5 and np.array_equal(np.stack(list(reader)), frames)
     tiffs = tmp_path / "tiffs"
