@@ -231,6 +231,29 @@ def test_a_few_frames_of_uneven_delays_are_variable_rate_and_jitter_is_not(tmp_p
     assert jitter.frame_times is None and jitter.frame_rate == 25
 
 
+def test_an_mp4_whose_last_frame_is_held_is_read_at_its_frames_rate(tmp_path):
+    """MP4's average rate counts the last frame's duration: 50 frames at 25 fps with the last shown for two periods
+    is 1250/51 fps there, which put late frames 0.98 periods off (a variable rate, since the threshold is half a
+    period; before, a constant 24.5 fps that slowed the video down)."""
+    path = tmp_path / "held.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        packets = []
+        for index, frame in enumerate(synthetic_frames(50, (32, 32))):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts = 40 * index
+            packets += stream.encode(picture)
+        packets += stream.encode(None)
+        max(packets, key=lambda packet: packet.pts).duration = 80
+        for packet in packets:
+            container.mux(packet)
+    info = probe_video(path)
+    assert info.frame_rate == 25 and info.frame_times is None and info.timing_error_s == 0
+
+
 @pytest.mark.parametrize(("codec", "name"), [("h264", "a.mp4"), ("h264", "b.mkv"), ("ffv1", "c.mkv")])
 def test_writers_keep_the_times_of_variable_rate_frames(tmp_path, codec, name):
     """Each frame where the input showed it, plain and through joined segments (a resumable run)."""

@@ -616,6 +616,8 @@ def _probe_container(path: Path) -> VideoInfo:
         # file is very short (SHORT_FILE_FRAMES)
         timestamps, end = _indexed_timestamps(stream), None
         indexed = timestamps is not None
+        if indexed:  # MP4's rate counts the last frame's duration (25 fps with a held last frame: 1250/51 fps)
+            frame_rate = timeline_rate(timestamps, stream.time_base, frame_rate)
         if (timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES
                 or _timing_error(timestamps, stream.time_base, frame_rate) > VARIABLE_RATE_FRAMES / frame_rate):
             timestamps, end = _frame_timestamps(container, stream, path)
