@@ -288,8 +288,9 @@ class StarStudentPipeline(DiffusionPipeline):
         # 3. Stream: read a chunk, step through its frames, hand it on
         collected, done = [], start_frame
         previous, take_previous = None, start_frame > 0  # the LR frame before the chunk, for the scene-cut test
-        if state is not None and not start_frame and state.last_lr_frame is not None:  # a stream fed in pieces
-            previous = state.last_lr_frame.to(device=device, dtype=dtype)
+        last = None if state is None or start_frame else state.last_lr_frame  # a stream fed in pieces
+        if last is not None and tuple(last.shape[-2:]) == (source.height, source.width):  # (not another video's)
+            previous = last.to(device=device, dtype=dtype)
         with self.progress_bar(total=source.num_frames) as progress:
             progress.n = progress.last_print_n = start_frame  # tqdm's `initial`: no burst in the rate
             # resuming, the frame before `start_frame` is decoded too: the scene-cut test of the first frame needs it

@@ -199,7 +199,8 @@ class StarStudentState:
 
     def detach(self) -> "StarStudentState":
         """Cut the graph (truncated back-propagation through time)."""
-        return StarStudentState(*(t.detach() for t in self.tensors()))
+        last = None if self.last_lr_frame is None else self.last_lr_frame.detach()
+        return StarStudentState(*(t.detach() for t in self.tensors()), last_lr_frame=last)
 
 
 @dataclass
