@@ -683,6 +683,11 @@ def test_tiff_bmp_and_webp_frames_are_frames_too(tmp_path):
     for index, frame in enumerate(frames[:2]):
         Image.fromarray(frame).save(tiffs / f"{index}.TIFF")
     assert probe_video(tiffs).num_frames == 2
+    floats = tmp_path / "floats"  # 32-bit samples: OpenCV reads none, which said "not a readable image" mid-way
+    floats.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.float32)).save(floats / "0.tif")
+    with pytest.raises(UnsupportedVideoError, match="0.tif has 32-bit float samples, which star-vsr does not read"):
+        probe_video(floats)
 
 
 def test_jpeg_folder_reads_close_to_the_originals(tmp_path):

@@ -698,6 +698,9 @@ def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
             codec, mode = (image.format or files[0].suffix[1:]).lower(), image.mode
     except (UnidentifiedImageError, OSError) as error:
         raise CorruptVideoError(f"{files[0]} is not a readable image ({error})") from error
+    if codec == "tiff" and mode in ("F", "I"):  # OpenCV, which reads the frames, takes 8- and 16-bit samples only
+        raise UnsupportedVideoError(f"{files[0]} has 32-bit {'float' if mode == 'F' else 'integer'} samples, which "
+                                    f"star-vsr does not read; save the frames as 8- or 16-bit TIFF or PNG")
     return VideoInfo(
         path=folder,
         num_frames=len(files),
