@@ -902,22 +902,22 @@ def test_a_disk_error_while_writing_is_one_line_and_leaves_nothing(tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 
-def test_a_full_disk_under_png_frames_says_so(tmp_path, capsys, monkeypatch):
-    """PNG frames were written by cv2.imwrite, which reports a full disk as False: 'could not write FILE', no why."""
-    import errno
-    import pathlib
+def test_a_full_disk_under_png_frames_says_so(tmp_path):
+    """PNG frames were written by cv2.imwrite, which reports a failed write as False: 'could not write FILE', no why.
+    Files capped at 300 bytes (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG as on a full disk)."""
+    import resource
+    import signal
 
-    real = pathlib.Path.write_bytes
+    src = write_test_video(tmp_path / "in.mp4", num_frames=3, size=(64, 64))
 
-    def full(self, data):
-        if self.name.startswith("frame_"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, data)
+    def cap_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
-    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
-    assert main(["upscale", str(src), "-o", str(tmp_path / "frames"), "--codec", "png"]) == 2
-    assert "No space left on device" in capsys.readouterr().err
+    result = subprocess.run([sys.executable, "-m", "star_vsr", "upscale", str(src), "-o", str(tmp_path / "frames"),
+                             "--codec", "png", "--upscale", "2"], capture_output=True, text=True,
+                            preexec_fn=cap_file_size, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert result.returncode == 2 and "File too large" in result.stderr, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 
