@@ -22,6 +22,23 @@ def is_frame_output(path: Path) -> bool:
                                  for entry in path.iterdir())
 
 
+def check_no_trailing_slash(path: Union[str, Path], hint: str) -> None:
+    """``InputError`` for the name of a file to write given with a trailing '/' (``out.mp4/``), which means a
+    folder, unless that folder exists: ``Path()`` drops the slash, and a file would be written instead."""
+    if str(path).endswith(("/", os.sep)) and not Path(path).is_dir():
+        raise InputError(f"{path} ends with '/', a folder, but names a file; drop the '/' to write "
+                         f"{Path(path).name}, {hint}")
+
+
+def check_video_output_name(path: Union[str, Path]) -> None:
+    """``check_no_trailing_slash`` for an output named like a video or an image (``out.mp4/``); other names with
+    a trailing '/' are folders of PNG frames."""
+    from .io import VIDEO_EXTENSIONS
+
+    if Path(path).suffix.lower() in (*VIDEO_EXTENSIONS, ".png", ".jpg", ".jpeg"):
+        check_no_trailing_slash(path, "or name a folder without a suffix for PNG frames")
+
+
 def check_new_output(path: Union[str, Path], overwrite: bool,
                      source: Union[str, Path, Sequence[Union[str, Path]], None] = None,
                      file_hint: Optional[str] = None) -> Path:
@@ -31,6 +48,8 @@ def check_new_output(path: Union[str, Path], overwrite: bool,
 
     ``file_hint``: ``path`` is a file, never a folder; an existing folder is an ``InputError`` (with
     ``overwrite`` too) that ends with this hint, e.g. "name the file: -o out/student.onnx"."""
+    if file_hint is not None:
+        check_no_trailing_slash(path, f"or {file_hint}")
     path = Path(path)
     sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)
     if path.exists() and any(Path(s).exists() and os.path.samefile(path, s) for s in sources):
@@ -49,12 +68,7 @@ def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Unio
 
     An existing folder is an output only for PNG frames, and only when empty and with ``overwrite``; otherwise
     the user most likely meant the video to go *into* it, so the ``InputError`` names such a file."""
-    from .io import VIDEO_EXTENSIONS
-
-    if str(path).endswith(("/", os.sep)) and not Path(path).is_dir() and Path(path).suffix.lower() in (
-            *VIDEO_EXTENSIONS, ".png", ".jpg", ".jpeg"):  # Path() drops the slash: a file would be written
-        raise InputError(f"-o {path} ends with '/', a folder, but is named like a file; drop the '/' to write "
-                         f"{Path(path).name}, or name a folder without a suffix for PNG frames")
+    check_video_output_name(path)
     path, source = Path(path), Path(source)
     is_input = source.exists() and path.exists() and os.path.samefile(path, source)
     if path.is_dir() and not is_input:

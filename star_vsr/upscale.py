@@ -154,7 +154,9 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     An output named ``.png`` / ``.jpg`` is one image, of a one-frame input (a photo) or of ``max_frames=1``.
     """
     from .frames import FileFrameSource
+    from .outputs import check_video_output_name
 
+    check_video_output_name(output_path)  # "out.mp4/": a file's name given as a folder
     if Path(input_path).exists() and Path(output_path).exists() and os.path.samefile(input_path, output_path):
         raise InputError(f"the output {output_path} is the input; write to another name")
     source = FileFrameSource(input_path, deinterlace=deinterlace, folder_fps=folder_fps, max_frames=max_frames)

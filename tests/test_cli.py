@@ -201,6 +201,8 @@ def test_evaluate_json_goes_into_new_folders_and_never_replaces_a_video_or_a_fol
     folder.mkdir()
     assert main(args + ["--json", str(folder), "--overwrite"]) == 2
     assert "is a folder; name the file to write: --json" in capsys.readouterr().err
+    assert main(args + ["--json", str(tmp_path / "scores.json") + "/"]) == 2  # Path() would drop the '/'
+    assert "scores.json/ ends with '/', a folder, but names a file" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "gt.mkv", "pred.mkv"]  # no stray .tmp
     nested = tmp_path / "new" / "deeper" / "scores.json"
     assert main(args + ["--json", str(nested)]) == 0
@@ -1347,7 +1349,7 @@ def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
     assert not (tmp_path / "x.png").exists() and not list(tmp_path.glob(".*partial*"))
     for name in ("slash.mp4/", "slash.png/"):  # Path() drops the '/': a file was written where a folder was meant
         assert main(["upscale", str(photo), "-o", str(tmp_path) + "/" + name]) == 2
-        assert "ends with '/', a folder, but is named like a file" in capsys.readouterr().err
+        assert "ends with '/', a folder, but names a file" in capsys.readouterr().err
         assert not (tmp_path / name.rstrip("/")).exists()
     assert main(["upscale", str(photo), "-o", str(tmp_path / "x.mp4"), "--fps", "24"]) == 2  # not "a video file"
     assert "photo.png is a single image, upscaled as one frame" in capsys.readouterr().err

@@ -564,6 +564,9 @@ def test_upscale_video_with_a_saved_student(pipe, tmp_path):
     loaded = load_upscaler(tmp_path / "student", device="cpu")
     assert isinstance(loaded, StarStudentPipeline)
     upscale_video(loaded, source, tmp_path / "out.mp4", progress=False, upscale=3)
+    with pytest.raises(InputError, match="ends with '/', a folder, but names a file"):
+        upscale_video(loaded, source, str(tmp_path / "slash.mp4") + "/", progress=False)
+    assert not (tmp_path / "slash.mp4").exists()
     info = probe_video(tmp_path / "out.mp4")
     assert (info.num_frames, info.height, info.width) == (5, 36, 48)
 

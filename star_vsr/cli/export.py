@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     args.format = export_format(output, args.format)
     default_name = "student.onnx" if args.format == "onnx" else "student.pt"
-    check_new_output(output, args.overwrite, file_hint=f"name the file to write: -o {output / default_name}")
+    check_new_output(args.output, args.overwrite, file_hint=f"name the file to write: -o {output / default_name}")
     if args.model is None:
         from ..student import default_student_folder
 
