@@ -378,6 +378,13 @@ def test_as_frame_rate_snaps_floats_to_ntsc_fractions():
     assert as_frame_rate(Fraction(1, 10000)) == Fraction(1, 10000)
 
 
+def test_a_matroska_file_of_a_very_low_rate_probes(tmp_path):
+    """Its mean rate went through as_frame_rate as a float, which refused a rate that rounds to 0 fps."""
+    with VideoWriter(tmp_path / "slow.mkv", Fraction(1, 100000)) as writer:
+        writer.write(synthetic_frames(2, (16, 16)))
+    assert probe_video(tmp_path / "slow.mkv").frame_rate == Fraction(1, 100000)
+
+
 def test_natural_sort_orders_numbers_by_value():
     names = ["frame10.png", "frame2.png", "Frame1.png", "frame2b.png", "a.png"]
     assert sorted(names, key=natural_sort_key) == [

@@ -629,8 +629,8 @@ def _probe_container(path: Path) -> VideoInfo:
         if stream.average_rate is None and len(timestamps) > 1 and timestamps[-1] > timestamps[0]:
             # no rate in the header (Matroska of variable-rate video): the mean rate of the frames, not
             # the guess from the time base (1000 fps for Matroska's milliseconds)
-            frame_rate = as_frame_rate(float((len(timestamps) - 1) / ((timestamps[-1] - timestamps[0])
-                                                                        * stream.time_base)))
+            mean = Fraction(len(timestamps) - 1) / ((timestamps[-1] - timestamps[0]) * stream.time_base)
+            frame_rate = mean.limit_denominator(MAX_FPS_DENOMINATOR) or mean  # (a rate under 1/1001 fps kept whole)
         if not indexed and not truncated:
             # a rate FFmpeg estimated from the first packets (Matroska without a default duration: 30000/1001
             # for a long 30 fps FFV1 file with millisecond timestamps), or the mean just above (29.999 fps from
