@@ -410,7 +410,7 @@ class StarVSRPipeline(DiffusionPipeline):
         prompt: str = "a good video",
         negative_prompt: Optional[str] = STAR_NEGATIVE_PROMPT,
         positive_prompt: str = STAR_POSITIVE_PROMPT,
-        upscale: float = 4,
+        upscale: Optional[float] = 4,
         num_inference_steps: int = 15,
         timesteps: Optional[list[int]] = None,
         timestep_spacing: str = "trailing",

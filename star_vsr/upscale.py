@@ -71,7 +71,8 @@ def resolve_dtype(dtype: Union[str, torch.dtype], device: torch.device, student:
             return torch.float16
         return torch.bfloat16 if student and device.type == "cpu" and cpu_has_amx() else torch.float32
     if dtype not in DTYPES:
-        raise InputError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
+        raise InputError(f"dtype must be one of auto, {', '.join(DTYPES)} (or torch.float32, torch.float16, "
+                         f"torch.bfloat16); got {dtype!r}")
     if DTYPES[dtype] == torch.float16 and device.type == "cpu":
         raise DeviceError("fp16 needs a GPU; on the CPU use bf16 or fp32")
     return DTYPES[dtype]

@@ -1020,7 +1020,7 @@ def test_degrade_crops_so_the_lr_file_is_exactly_a_scale_th(tmp_path, capsys):
     err = capsys.readouterr().err  # 14x10 against 63x47: not a degrade crop, and why --crop-gt did not apply
     assert "pass --crop-gt" not in err
     assert ("--crop-gt crops a ground truth larger by less than 2 x the scale (8 pixels at --scale 4) in width "
-            "and in height; this one is 49 wider and 37 taller.") in err
+            "and in height; this one differs by +49 in width and +37 in height.") in err
 
 
 def test_evaluate_names_a_scale_that_crops_everything(tmp_path, capsys):

@@ -409,6 +409,17 @@ def test_video_values_outside_the_unit_range_are_refused(bad, match):
     assert as_frame_source(torch.rand(2, 3, 8, 12) * 1.02).num_frames == 2  # resampling overshoot is fine
 
 
+def test_array_like_frames_are_frames():
+    """Objects with __array__ (xarray, JAX...) in a list are read as their arrays, as np.asarray reads them."""
+    from star_vsr.frames import as_frame_source
+
+    class ArrayLike:
+        def __array__(self, dtype=None, copy=None):
+            return np.full((8, 12, 3), 255, np.uint8)
+
+    assert next(as_frame_source([ArrayLike()]).iter_chunks(1)).min() == 1.0
+
+
 @pytest.mark.parametrize("mode", ["P", "CMYK", "YCbCr", "RGBA", "LA", "L"])
 def test_pil_frames_of_any_mode_are_read_as_rgb(mode):
     """In-memory PIL frames were read with np.asarray: palette indices as grey, CMYK and YCbCr as RGB."""

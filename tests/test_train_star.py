@@ -138,7 +138,7 @@ def test_training_data_without_a_usable_clip_is_refused_before_the_run_writes_an
 def test_a_folder_of_videos_for_the_photo_dataset_points_to_dataset_video(tmp_path):
     (tmp_path / "videos").mkdir()
     write_test_video(tmp_path / "videos" / "a.mp4", num_frames=2, size=(8, 8))
-    for data, match in ((tmp_path / "videos", r"no \.png/\.jpg photos in .*videos; it holds 1 clip \(videos or "
+    for data, match in ((tmp_path / "videos", r"no photos \(\.bmp/.*\.webp\) in .*videos; it holds 1 clip \(videos or "
                                               r"frame folders\): train on them with --dataset video"),
                         (tmp_path / "videos" / "a.mp4", "is not a folder; --dataset images takes a folder of photos")):
         args = train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"),

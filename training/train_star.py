@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipDataset
 from star_vsr.data.base import ClipPairDataset, as_size
 from star_vsr.errors import InputError, StarVSRError, explain_out_of_memory
-from star_vsr.io.probe import clips_in_folder
+from star_vsr.io.probe import IMAGE_EXTENSIONS, clips_in_folder
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
 from star_vsr.metrics import psnr_clip, ssim_clip
 from star_vsr.metrics.fidelity import SSIM_WINDOW
@@ -401,10 +401,10 @@ def build_dataset(args: argparse.Namespace) -> ClipPairDataset:
             folder = Path(args.train_data)
             if not folder.is_dir():
                 raise InputError(f"--train_data {folder} is not a folder; --dataset images takes a folder of photos")
-            images = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+            images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not images:
                 clips = clips_in_folder(folder)  # the usual mix-up: a folder of training videos
-                raise InputError(f"no .png/.jpg photos in {folder}" + (
+                raise InputError(f"no photos ({'/'.join(sorted(IMAGE_EXTENSIONS))}) in {folder}" + (
                     f"; it holds {len(clips)} clip{'s' if len(clips) != 1 else ''} (videos or frame folders): "
                     f"train on them with --dataset video" if clips else ""))
         return ImageMotionDataset(images, caption=args.default_caption, **common)

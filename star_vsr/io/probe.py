@@ -163,8 +163,8 @@ class VideoInfo:
         fps: Frames per second as a float; `frame_rate` holds the exact value.
         width: Frame width in pixels.
         height: Frame height in pixels.
-        codec: Video codec name as FFmpeg calls it ("h264", "hevc", "ffv1"; "png" or "jpeg"
-            for image folders).
+        codec: Video codec name as FFmpeg calls it ("h264", "hevc", "ffv1"; for image folders the
+            first image's format as PIL names it: "png", "jpeg", "tiff", "bmp", "webp").
         pix_fmt: Pixel format of the stream ("yuv420p"; "rgb24" for RGB images).
         duration_s: Duration in seconds.
         has_audio: Whether the container has an audio stream.

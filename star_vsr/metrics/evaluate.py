@@ -113,8 +113,8 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
                     f"scale (times 2 for 4:2:0 video), pass {option('crop_gt=True', '--crop-gt')}.")
         elif crop_gt:  # asked for, and out of its reach: say why it did not apply
             hint = (f" {option('crop_gt', '--crop-gt')} crops a ground truth larger by less than 2 x the scale "
-                    f"({2 * scale} pixels at {option('scale', '--scale')} {scale}) in width and in height; this one is "
-                    f"{extra_w} wider and {extra_h} taller.")
+                    f"({2 * scale} pixels at {option('scale', '--scale')} {scale}) in width and in height; this one "
+                    f"differs by {extra_w:+d} in width and {extra_h:+d} in height.")
         else:
             hint = ""
         raise InputError(f"{pred_path} is {pred_info.width}x{pred_info.height} but {gt_path} is "
