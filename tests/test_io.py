@@ -461,6 +461,19 @@ def test_h265_round_trip(tmp_path):
         assert psnr(np.stack(list(reader)), frames) > MIN_PSNR_DB
 
 
+def test_h265_names_its_smallest_frame_size(tmp_path):
+    """x265 opens no encoder under 16x16 (after padding odd sizes): a one-line reason, not FFmpeg's
+    'avcodec_open2(...) returned 22'; nothing is left behind."""
+    with pytest.raises(UnsupportedVideoError, match="h265 \\(libx265\\) encodes frames of at least 16x16, and these "
+                                                    "are 16x12; write them with --codec h264 or ffv1"):
+        with VideoWriter(tmp_path / "small.mp4", 25, codec="h265") as writer:
+            writer.write(synthetic_frames(2, (12, 16)))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.warns(UserWarning, match="padded to 16x16"), VideoWriter(tmp_path / "odd.mp4", 25, codec="h265") as w:
+        w.write(synthetic_frames(2, (15, 16)))  # 15 rows pad to 16: x265 takes it
+    assert probe_video(tmp_path / "odd.mp4").num_frames == 2
+
+
 COLOUR = np.array([200, 40, 60])  # a red far enough from grey that the BT.601 / BT.709 matrices differ by ~15 levels
 
 

@@ -79,6 +79,7 @@ class _VideoCodec:
     default_crf: int | None  # None: lossless, no CRF
     options: tuple[tuple[str, str], ...] = ()  # extra encoder options
     reorder_delay: int = 0  # frames the decoder holds back (B-frame pyramid: 2 with x264's / x265's defaults)
+    min_size: int = 1  # smallest width and height the encoder opens with (after padding to the pixel format)
 
 
 #: libx264 options for `VideoWriter(reproducible=True)`. With its assembly code, x264 (its AVX-512 code; the
@@ -96,6 +97,7 @@ VIDEO_CODECS: dict[str, _VideoCodec] = {
         H265_DEFAULT_CRF,
         (("x265-params", "log-level=error"),),
         reorder_delay=2,
+        min_size=16,  # x265 refuses 14x16 and 16x14 (avcodec_open2: "Invalid argument"); 16x16 opens
     ),
     # bgr0: 8-bit RGB, so RGB frames round-trip exactly (FFV1 has no 8-bit planar RGB)
     "ffv1": _VideoCodec("ffv1", "bgr0", (".mkv",), None),
@@ -802,6 +804,12 @@ class VideoWriter:
             )
         size = stack.shape[1:3]
         if self.frame_size is None:
+            smallest = VIDEO_CODECS[self.codec].min_size if self.codec in VIDEO_CODECS else 1
+            padded = (size[0] + -size[0] % self._block[0], size[1] + -size[1] % self._block[1])  # (see _pad)
+            if min(padded) < smallest:  # said before the encoder's "Invalid argument"
+                raise UnsupportedVideoError(f"{self.codec} ({VIDEO_CODECS[self.codec].encoder}) encodes frames of at "
+                                            f"least {smallest}x{smallest}, and these are {size[1]}x{size[0]}; write "
+                                            f"them with --codec h264 or ffv1")
             self.frame_size = size
             self._warn_lost_pixel_aspect(*size)
             if self.codec == "png":
