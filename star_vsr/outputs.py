@@ -54,6 +54,9 @@ def check_new_output(path: Union[str, Path], overwrite: bool,
     sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)
     if path.exists() and any(Path(s).exists() and os.path.samefile(path, s) for s in sources):
         raise InputError(f"the output {path} is the input; write to another name")
+    for folder in (Path(s) for s in sources if Path(s).is_dir()):  # a frame folder: its frames are the input
+        if path.resolve().is_relative_to(folder.resolve()):
+            raise InputError(f"the output {path} is inside the input folder {folder}; write it elsewhere")
     if file_hint is not None and path.is_dir():
         raise InputError(f"{path} is a folder; {file_hint}")
     if path.is_dir() and any(path.iterdir()) and not is_frame_output(path):  # a folder of the user's files: kept

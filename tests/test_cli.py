@@ -202,7 +202,15 @@ def test_evaluate_json_goes_into_new_folders_and_never_replaces_a_video_or_a_fol
     assert main(args + ["--json", str(folder), "--overwrite"]) == 2
     assert "is a folder; name the file to write: --json" in capsys.readouterr().err
     assert main(args + ["--json", str(tmp_path / "scores.json") + "/"]) == 2  # Path() would drop the '/'
-    assert "scores.json/ ends with '/', a folder, but names a file" in capsys.readouterr().err
+    assert "ends with '/'" in capsys.readouterr().err
+    frames = tmp_path / "frames"  # a frame of a frame-folder input, replaced with JSON under --overwrite
+    _frames_to_folder(gt, frames)
+    frame = sorted(frames.iterdir())[0]
+    kept = frame.read_bytes()
+    assert main(["evaluate", "--pred", str(frames), "--gt", str(gt), "--no-warp", "--json", str(frame),
+                 "--overwrite"]) == 2
+    assert f"is inside the input folder {frames}" in capsys.readouterr().err and frame.read_bytes() == kept
+    shutil.rmtree(frames)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "gt.mkv", "pred.mkv"]  # no stray .tmp
     nested = tmp_path / "new" / "deeper" / "scores.json"
     assert main(args + ["--json", str(nested)]) == 0

@@ -700,9 +700,30 @@ def test_benchmark_omp_wait_policy_flag_applies(tmp_path):
     assert json.loads(report.read_text())["omp_wait_policy"] == "ACTIVE"
 
 
-def test_benchmark_rejects_bad_arguments():
+def test_benchmark_rejects_bad_arguments(tmp_path, capsys):
+    from star_vsr.io.synthetic import write_test_video
+
     assert main(["benchmark", "--methods", "student,esrgan"]) == 2
     assert main(["benchmark", "--size", "33x18", "--methods", "bicubic"]) == 2
+    capsys.readouterr()
+    for scale in ("0", "-2", "nan", "5"):  # 0 and -2 were a RuntimeError traceback from the resize
+        assert main(["benchmark", "--methods", "bicubic", "--upscale", scale]) == 2
+        assert "--upscale must be between 1 and 4" in capsys.readouterr().err
+    assert main(["benchmark", "--methods", "ncnn", "--upscale", "2.5"]) == 2  # measured nothing, exit 0
+    assert "nothing would be measured" in capsys.readouterr().err
+    video = write_test_video(tmp_path / "lr.mp4", 3, size=(16, 16))
+    before = video.read_bytes()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "0.png").write_bytes(b"png")
+    for source, json_path, message in ((video, video, "is the input"),  # --overwrite replaced it with JSON
+                                       (frames, frames / "0.png", "is inside the input folder")):
+        assert main(["benchmark", "--methods", "bicubic", "--input", str(source), "--json", str(json_path),
+                     "--overwrite"]) == 2
+        assert message in capsys.readouterr().err
+    assert video.read_bytes() == before and (frames / "0.png").read_bytes() == b"png"
+    assert main(["benchmark", "--methods", "bicubic", "--input", str(video), "--frames", "3"]) == 2
+    assert "--frames describes the synthetic clip; --input" in capsys.readouterr().err
 
 
 def test_omp_wait_policy_is_only_set_before_torch_loads(monkeypatch):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict
@@ -130,8 +131,19 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--methods takes student, bicubic and ncnn; got {args.methods!r}")
     if args.repeats < 1 or args.threads < 1 or args.frames < 1:
         raise InputError("--repeats, --threads and --frames must be >= 1")
+    if not (math.isfinite(args.upscale) and 1 <= args.upscale <= 4):  # (the student's range; ncnn's is 2, 3, 4)
+        raise InputError(f"--upscale must be between 1 and 4, got {args.upscale:g}")
+    if methods == ["ncnn"] and not float(args.upscale).is_integer():
+        raise InputError(f"--methods ncnn at --upscale {args.upscale:g}: realesr-animevideov3 has integer scales "
+                         f"only, so nothing would be measured")
+    if args.input is not None:  # --frames / --size make the synthetic clip; an input video is timed whole
+        given = [flag for flag, value, default in (("--frames", args.frames, DEFAULT_FRAMES),
+                                                   ("--size", args.size, DEFAULT_SIZE)) if value != default]
+        if given:
+            raise InputError(f"{' and '.join(given)} describe{'s' if len(given) == 1 else ''} the synthetic clip; "
+                             f"--input {args.input} is timed as it is (cut or resize it first)")
     if args.json:  # before minutes of timing
-        check_new_output(args.json, args.overwrite,
+        check_new_output(args.json, args.overwrite, source=args.input,  # never replaces the video it times
                          file_hint=f"name the file to write: --json {Path(args.json) / 'benchmark.json'}")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="star-vsr-bench-") as tmp:
