@@ -784,11 +784,20 @@ def test_degrade_prints_its_drawn_parameters_as_json(tmp_path, capsys):
     hr = write_test_video(tmp_path / "hr.mp4", num_frames=2, size=(32, 32))
     assert main(["degrade", str(hr), "-o", str(tmp_path / "lr.mp4"), "--scale", "2", "--seed", "5",
                  "--print-params"]) == 0
-    out = capsys.readouterr().out
-    printed = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)  # the JSON alone on stdout ("wrote ..." made it invalid JSON)
+    assert "wrote" in captured.err
     drawn = RealWorldDegradation(DegradationConfig.preset("medium"), 2).sample_params(torch.Generator().manual_seed(5))
     assert printed["first_order"]["jpeg_quality"] == drawn.first_order.jpeg_quality
     assert printed["first_order"]["kernel"]["kind"] == drawn.first_order.kernel.kind
+    # a folder of clips: one JSON line per clip, naming it
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    hr.rename(clips / "a.mp4")
+    write_test_video(clips / "b.mp4", num_frames=2, size=(32, 32))
+    assert main(["degrade", str(clips), "-o", str(tmp_path / "lr"), "--scale", "2", "--print-params"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["clip"] for line in lines] == ["a.mp4", "b.mp4"] and "first_order" in lines[0]["params"]
 
 
 def test_degrade_gives_a_frame_folder_the_rate_of_fps(tmp_path, capsys):

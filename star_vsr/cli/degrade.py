@@ -53,7 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_fps_argument(parser)
     parser.add_argument("--print-params", action="store_true",
-                        help="print the drawn degradation parameters (JSON)")
+                        help="print the drawn degradation parameters as JSON on standard output (the other "
+                             "messages then go to standard error; for a folder of clips, one line per clip: "
+                             "{\"clip\": NAME, \"params\": {...}})")
     parser.set_defaults(func=run)
 
 
@@ -101,13 +103,13 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         for clip in clips:
             check_new_output(outputs[clip], overwrite=True, source=clip)
     todo = [clip for clip in clips if args.overwrite or not outputs[clip].exists()]
-    print(f"{len(clips) - len(todo)} of {len(clips)} clips already degraded in {output_dir}; {len(todo)} to go "
-          f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its name)")
+    say(args, f"{len(clips) - len(todo)} of {len(clips)} clips already degraded in {output_dir}; {len(todo)} to go "
+              f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its name)")
     failed = []
     for clip in todo:
         try:
             degrade_clip(args, clip, outputs[clip], clip_seed(args.seed, clip.name),
-                         args.fps if clip.is_dir() else None)  # a video file keeps its own rate
+                         args.fps if clip.is_dir() else None, folder=True)  # a video file keeps its own rate
         except (CorruptVideoError, UnsupportedVideoError) as error:  # this clip, not the folder
             print(f"skipped {clip}: {error}", file=sys.stderr)
             failed.append(clip.name)
@@ -116,9 +118,10 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     return 1 if failed else 0
 
 
-def degrade_clip(args: argparse.Namespace, source: Path, output: Path, seed: int, fps: Any = None) -> None:
+def degrade_clip(args: argparse.Namespace, source: Path, output: Path, seed: int, fps: Any = None,
+                 folder: bool = False) -> None:
     """``source`` (a video or frame folder) degraded with ``args``' preset, scale and codec and ``seed``,
-    written to ``output``; ``fps``: the rate of a frame folder (``--fps``)."""
+    written to ``output``; ``fps``: the rate of a frame folder (``--fps``); ``folder``: one clip of a folder."""
     import torch
 
     from ..degradations import DegradationConfig, RealWorldDegradation
@@ -128,14 +131,15 @@ def degrade_clip(args: argparse.Namespace, source: Path, output: Path, seed: int
     deinterlace = deinterlace_choice(args.deinterlace)
     frames_output = writes_frames(output, args.codec)
     for note in input_notes(source, deinterlace, fps, frames_output=frames_output):  # a corrupt input fails here
-        print(f"note: {note}")
+        say(args, f"note: {note}")
     folder_fps = {} if fps is None else {"folder_fps": fps}
     info = probe_video(source, **folder_fps)
     degradation = RealWorldDegradation(DegradationConfig.preset(args.preset), args.scale)
     generator = torch.Generator().manual_seed(seed)
     params = degradation.sample_params(generator)
-    if args.print_params:
-        print(json.dumps(dataclasses.asdict(params), indent=2))
+    if args.print_params:  # JSON alone on stdout: one object, or one line per clip of a folder
+        drawn = dataclasses.asdict(params)
+        print(json.dumps({"clip": source.name, "params": drawn}) if folder else json.dumps(drawn, indent=2))
     audio = source if info.has_audio and not info.is_image_folder else None
     reader = open_video(source, deinterlace=deinterlace, **folder_fps)
     with reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf, audio_from=audio,
@@ -148,12 +152,18 @@ def degrade_clip(args: argparse.Namespace, source: Path, output: Path, seed: int
         if crop_h == 0 or crop_w == 0:
             raise InputError(f"{source} is {info.width}x{info.height}, too small to downscale by {args.scale}")
         if (crop_h, crop_w) != (info.height, info.width):
-            print(f"note: cropping {info.width}x{info.height} to {crop_w}x{crop_h} (a multiple of "
-                  f"{multiple_w}x{multiple_h}: the scale times the output format's block); evaluate "
-                  f"results against {source} with `star-vsr evaluate --crop-gt`")
+            say(args, f"note: cropping {info.width}x{info.height} to {crop_w}x{crop_h} (a multiple of "
+                      f"{multiple_w}x{multiple_h}: the scale times the output format's block); evaluate "
+                      f"results against {source} with `star-vsr evaluate --crop-gt`")
         segment = max(1, min(MAX_SEGMENT_FRAMES, SEGMENT_BYTES // (crop_h * crop_w * 3 * 4)))
         for frames in reader.iter_chunks(segment):  # (k, h, w, 3) uint8
             hr = torch.from_numpy(frames[:, :crop_h, :crop_w]).permute(0, 3, 1, 2).float() / 255
             lr = degradation.apply(hr, params, generator)  # (k, 3, h/s, w/s) on 8-bit levels
             writer.write((lr * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy())
-    print(f"wrote {output} ({crop_w // args.scale}x{crop_h // args.scale}, preset {args.preset}, seed {seed})")
+    say(args, f"wrote {output} ({crop_w // args.scale}x{crop_h // args.scale}, preset {args.preset}, seed {seed})")
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    """A message for the user: on standard output, or on standard error under ``--print-params`` (whose JSON
+    then stands alone on standard output)."""
+    print(text, file=sys.stderr if args.print_params else sys.stdout)
