@@ -1384,7 +1384,7 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     args = ["degrade", str(gt), "-o", str(lr), "--scale", "2", "--codec", "ffv1"]
     assert main(args) == 0
     assert "0 of 2 clips already degraded" in capsys.readouterr().out
-    assert sorted(p.name for p in lr.iterdir()) == ["a.mkv", "clip.mkv"]
+    assert sorted(p.name for p in lr.iterdir()) == [".star-vsr-degrade.json", "a.mkv", "clip.mkv"]
     for name, source in (("a.mkv", gt / "a.mkv"), ("clip.mkv", gt / "clip")):
         single = tmp_path / f"single-{name}"
         seed = clip_seed(0, source.name)
@@ -1406,9 +1406,22 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
         assert main(["degrade", str(gt), "-o", str(output), "--scale", "2"]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "LR.mp4").exists()
+    # a rerun with other settings would mix two kinds of LR clips in one folder: refused, unless --overwrite
+    (gt / "bad.mp4").unlink()
+    assert main([*args[:-4], "--scale", "4", "--codec", "ffv1", "--preset", "heavy"]) == 2
+    assert "holds clips degraded with other settings (--preset medium -> heavy, --scale 2 -> 4)" in \
+        capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in lr.iterdir()} == stamps
+    assert main([*args[:-4], "--scale", "4", "--codec", "ffv1", "--overwrite"]) == 0
+    assert probe_video(lr / "a.mkv").width == 8
     shutil.rmtree(gt / "clip")
     assert main(["degrade", str(gt), "-o", str(tmp_path / "LR2"), "--fps", "24"]) == 2
     assert "holds only video files, which keep their own" in capsys.readouterr().err
+    only_bad = tmp_path / "only-bad"  # every clip unreadable: no output folder left behind
+    only_bad.mkdir()
+    (only_bad / "bad.mp4").write_bytes(b"not a video")
+    assert main(["degrade", str(only_bad), "-o", str(tmp_path / "LR3")]) == 1
+    assert not (tmp_path / "LR3").exists()
 
 
 def test_info_lists_the_clips_of_a_folder(tmp_path, capsys):

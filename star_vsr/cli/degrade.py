@@ -59,6 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+#: The settings a folder of clips was degraded with, kept in the output folder (hidden: not a clip), so that a rerun
+#: with other settings is refused instead of mixing two kinds of LR clips in one folder.
+SETTINGS_NAME = ".star-vsr-degrade.json"
+
+
 def clip_seed(seed: int, name: str) -> int:
     """The seed of clip ``name`` in a folder degraded with ``--seed seed``: ``seed`` plus the CRC-32 of the name
     (mod 2^63), so every clip draws its own degradation and adding or removing clips changes no other one."""
@@ -81,11 +86,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -> int:
     """Every clip (video or frame folder) of ``folder`` into the folder ``-o``, each with its own seed
-    (``clip_seed``); outputs that exist are skipped unless ``--overwrite``, so a stopped run goes on."""
+    (``clip_seed``); outputs that exist are skipped unless ``--overwrite``, so a stopped run goes on. The settings
+    are recorded in ``-o`` (``SETTINGS_NAME``); a rerun with others is refused unless ``--overwrite``."""
     from ..errors import CorruptVideoError, UnsupportedVideoError
     from ..io import VIDEO_EXTENSIONS, output_names
     from ..io.writer import check_crf
-    from ..outputs import check_new_output, check_writable
+    from ..outputs import check_new_output, check_writable, write_text_atomic
 
     output_dir = Path(args.output)
     if (output_dir.exists() and not output_dir.is_dir()) or (
@@ -102,6 +108,21 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     if args.overwrite:
         for clip in clips:
             check_new_output(outputs[clip], overwrite=True, source=clip)
+    settings = {"preset": args.preset, "scale": args.scale, "seed": args.seed, "codec": args.codec, "crf": args.crf,
+                "fps": None if args.fps is None else str(args.fps), "deinterlace": args.deinterlace}
+    record = output_dir / SETTINGS_NAME
+    try:
+        earlier = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet (or a folder degraded before the record existed): nothing to compare
+        earlier = None
+    if isinstance(earlier, dict) and earlier != settings and not args.overwrite:
+        changed = ", ".join(f"--{key} {earlier.get(key)} -> {settings[key]}" for key in settings
+                            if earlier.get(key) != settings[key])
+        raise InputError(f"{output_dir} holds clips degraded with other settings ({changed}); a rerun would mix "
+                         f"them: choose another -o, or pass --overwrite to redo every clip with these settings")
+    made_output_dir = not output_dir.exists()
+    if earlier != settings:  # before any clip: a stopped run keeps it
+        write_text_atomic(record, json.dumps(settings, indent=2) + "\n")
     todo = [clip for clip in clips if args.overwrite or not outputs[clip].exists()]
     say(args, f"{len(clips) - len(todo)} of {len(clips)} clips already degraded in {output_dir}; {len(todo)} to go "
               f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its name)")
@@ -115,6 +136,9 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
             failed.append(clip.name)
     if failed:
         print(f"{len(failed)} clip(s) could not be read and were skipped: {', '.join(failed)}", file=sys.stderr)
+    if made_output_dir and [p.name for p in output_dir.iterdir()] == [SETTINGS_NAME]:  # every clip failed
+        record.unlink()
+        output_dir.rmdir()  # no folder left as if something were written
     return 1 if failed else 0
 
 
