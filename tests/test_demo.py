@@ -56,6 +56,7 @@ def test_demo_writes_videos_comparison_and_metrics(tmp_path, tiny_student_folder
     report = json.loads((out / "metrics.json").read_text())
     assert report["photo"] == EVAL_PHOTO_NAMES[0] and set(report["metrics"]) == {"bicubic", "student"}
     assert {"psnr_y", "ssim_y", "ewarp"} <= set(report["metrics"]["student"])
+    assert report["metrics_of"].startswith("the 8-bit frames before H.264 encoding")  # not the lossy .mp4 files
     assert "frames/s" in capsys.readouterr().out
     # a second run does not silently replace the first
     assert cli_main(["demo", "-o", str(out), "--model", str(tiny_student_folder), "--frames", "4"]) == 2

@@ -6,7 +6,8 @@ H.264 compression of the whole clip) and downscaled x4; the student (or the ``--
 The output folder receives the videos ``input.mp4`` (the degraded LR clip), ``bicubic.mp4``,
 ``student.mp4`` and ``ground_truth.mp4``, a side-by-side ``comparison.png`` of the middle frame
 (input / bicubic / student / ground truth) and ``metrics.json`` (PSNR-Y, SSIM-Y, E*warp of
-bicubic and of the student against the ground truth). A StarVSR diffusion ``--model`` is labelled
+bicubic and of the student against the ground truth, measured on the 8-bit frames before their H.264
+encoding: ``star-vsr evaluate`` on the lossy ``.mp4`` files gives slightly different numbers). A StarVSR diffusion ``--model`` is labelled
 ``diffusion`` instead of ``student`` everywhere (``diffusion.mp4``, its panel, its metrics row).
 
 The default photo is one of the evaluation photos, never seen in training.
@@ -168,14 +169,15 @@ def run(args: argparse.Namespace) -> int:
                for name in ("bicubic", label)}
     report = {"photo": args.photo, "frames": args.frames, "lr_size": list(lq.shape[-2:]), "scale": scale,
               "degradation": args.degradation, "seed": args.seed, "model": str(args.model),
-              "model_seconds": round(seconds, 3), "metrics": metrics}
+              "model_seconds": round(seconds, 3), "metrics": metrics,
+              "metrics_of": "the 8-bit frames before H.264 encoding (evaluate on the .mp4 files differs a little)"}
     (output / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     for name in stale:  # only now that this demo is complete
         (output / name).unlink(missing_ok=True)
 
     print(f"{args.frames} frames of {lq.shape[-1]}x{lq.shape[-2]} -> {sr.shape[-1]}x{sr.shape[-2]} in "
           f"{seconds:.2f} s ({args.frames / seconds:.1f} frames/s)")
-    print(f"{'':10}  {'PSNR-Y':>8}  {'SSIM-Y':>8}  {'E*warp':>8}")
+    print(f"{'':10}  {'PSNR-Y':>8}  {'SSIM-Y':>8}  {'E*warp':>8}   (of the frames before H.264 encoding)")
     for name, row in metrics.items():
         print(f"{name:10}  {row['psnr_y']:8.3f}  {row['ssim_y']:8.4f}  {row['ewarp']:8.3f}")
     print(f"wrote {', '.join(names)} to {output}" + (f"; removed the earlier demo's {', '.join(sorted(stale))}"
