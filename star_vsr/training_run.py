@@ -21,6 +21,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
@@ -536,6 +537,11 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
                        f"{output_dir / RESUMES_FILE} ({CONFIG_FILE} keeps those the run started with)")
 
 
+#: A SIGTERM this soon after the first Ctrl-C is the same request passed on: ``accelerate launch`` (1.16) answers
+#: Ctrl-C by terminating its training process at once, then kills it 5 s later.
+LAUNCHER_ECHO_SECONDS = 2.0
+
+
 class StopRequest:
     """Ctrl-C or SIGTERM during training, turned into a clean stop at the end of an optimizer step.
 
@@ -550,7 +556,7 @@ class StopRequest:
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, announce: bool = True) -> None:
-        self.requested = False
+        self.requested, self._since = False, 0.0
         self.announce = announce
         self._previous: dict[int, Any] = {}
 
@@ -564,9 +570,11 @@ class StopRequest:
             signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGTERM and time.monotonic() - self._since < LAUNCHER_ECHO_SECONDS:
+            return  # the launcher passing on the same Ctrl-C (accelerate 1.16 terminates its child at once)
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self._since = True, time.monotonic()
         if self.announce:
             print("\nstopping after this step and saving a checkpoint (press Ctrl-C again to stop at once)",
                   file=sys.stderr, flush=True)

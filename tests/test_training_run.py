@@ -391,3 +391,24 @@ def test_a_stop_request_is_announced_only_by_the_process_told_to(announce, capsy
         with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
             os.kill(os.getpid(), signal.SIGINT)
     assert ("stopping after this step" in capsys.readouterr().err) == announce
+
+
+def test_the_launchers_sigterm_right_after_ctrl_c_is_the_same_request(monkeypatch):
+    """accelerate launch (1.16) answers Ctrl-C by sending its training process SIGTERM at once (and SIGKILL 5 s
+    later): that SIGTERM stopped the run without its checkpoint. Later, a SIGTERM is a second request."""
+    import os
+    import signal
+
+    from star_vsr import training_run
+    from star_vsr.training_run import StopRequest
+
+    now = [100.0]
+    monkeypatch.setattr(training_run.time, "monotonic", lambda: now[0])
+    with StopRequest(announce=False) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        now[0] += 0.5
+        os.kill(os.getpid(), signal.SIGTERM)  # the launcher's echo: the run goes on to its checkpoint
+        assert stop.requested
+        now[0] += training_run.LAUNCHER_ECHO_SECONDS
+        with pytest.raises(KeyboardInterrupt):  # SIGTERM from elsewhere, later: stop at once
+            os.kill(os.getpid(), signal.SIGTERM)
