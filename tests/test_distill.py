@@ -315,6 +315,18 @@ def test_cache_resumes_without_recomputing_finished_shards(tmp_path):
     assert again.calls == 6 and len(list(tmp_path.glob("shard-*"))) == 2
 
 
+def test_a_cache_is_not_resumed_with_another_teachers_weights_or_precision(tmp_path):
+    """The manifest named the teacher by its path only: new weights (or another --dtype) at the same path went on
+    into the same cache and mixed two teachers. The refusal names the teacher's entries that differ."""
+    clips = random_clips(2)
+    build_teacher_cache(StudentTeacher(tiny_teacher_student(1), SCALE, source="teacher"), clips, tmp_path)
+    for model, changed in ((tiny_teacher_student(2), "teacher.weights"),
+                           (tiny_teacher_student(1).to(torch.bfloat16), "teacher.dtype, teacher.weights")):
+        with pytest.raises(InputError, match=f"other settings \\({changed} differ\\)"):
+            build_teacher_cache(StudentTeacher(model, SCALE, source="teacher"), clips, tmp_path)
+    build_teacher_cache(StudentTeacher(tiny_teacher_student(1), SCALE, source="teacher"), clips, tmp_path)  # same
+
+
 # --------------------------------------------------------------------------- CLI
 
 

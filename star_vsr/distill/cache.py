@@ -227,6 +227,19 @@ def _shard_is_readable(path: Path) -> bool:
         return False
 
 
+def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The settings that differ, a dict-valued one by its entries (``teacher.num_inference_steps``, not
+    ``teacher``)."""
+    changed = []
+    for key in sorted({*old, *new}):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            changed += [f"{key}.{entry}" for entry in sorted({*before, *after}) if before.get(entry) != after.get(entry)]
+        elif before != after:
+            changed.append(key)
+    return changed
+
+
 def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> CacheManifest:
     """Reuse a matching cache in ``folder`` (keeping its progress), or start it afresh.
 
@@ -237,7 +250,7 @@ def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> 
         if existing.settings() == manifest.settings():
             return existing
         if not overwrite and any(folder.glob("shard-*.safetensors")):
-            changed = [k for k, v in manifest.settings().items() if existing.settings()[k] != v]
+            changed = _changed_settings(existing.settings(), manifest.settings())
             raise InputError(f"{folder} already holds a teacher cache built with other settings ({', '.join(changed)} "
                              f"differ); choose another folder, or pass {option('overwrite=True', '--overwrite')} to "
                              "replace it")

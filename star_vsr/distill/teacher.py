@@ -136,9 +136,12 @@ class StudentTeacher(Teacher):
         self.source = source
 
     def describe(self) -> dict[str, Any]:
+        from ..resume import weights_fingerprint
+
         return {"kind": "student", "source": self.source, "scale": self.scale,
                 "config": {k: v for k, v in dict(self.model.config).items() if not k.startswith("_")},
-                "features": list(self.feature_names)}
+                "features": list(self.feature_names), "weights": weights_fingerprint([self.model]),
+                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}
 
     @torch.no_grad()
     def __call__(self, lq: torch.Tensor, *, index: int = 0, caption: Optional[str] = None) -> TeacherOutput:
@@ -190,9 +193,15 @@ class DiffusionTeacher(Teacher):
         pipe.set_progress_bar_config(disable=True)
 
     def describe(self) -> dict[str, Any]:
+        from ..resume import FINGERPRINT_SAMPLES, weights_fingerprint
+
+        pipe = self.pipe  # its weights and precision: a cache resumed after either changed would mix two teachers
         return {"kind": "star_vsr", "source": self.source, "scale": self.scale,
                 "num_inference_steps": self.num_inference_steps, "seed": self.seed,
-                "call_kwargs": {k: v for k, v in self.call_kwargs.items() if isinstance(v, (int, float, str, bool))}}
+                "call_kwargs": {k: v for k, v in self.call_kwargs.items() if isinstance(v, (int, float, str, bool))},
+                "weights": weights_fingerprint([pipe.unet, pipe.controlnet, pipe.vae, pipe.text_encoder],
+                                               FINGERPRINT_SAMPLES),
+                "dtype": str(pipe.unet.dtype).removeprefix("torch.")}
 
     @torch.no_grad()
     def __call__(self, lq: torch.Tensor, *, index: int = 0, caption: Optional[str] = None) -> TeacherOutput:
