@@ -366,6 +366,19 @@ def test_a_student_folder_is_named_as_such(tmp_path):
         StarVSRPipeline.from_pretrained(tmp_path / "student")
 
 
+def test_a_training_checkpoint_given_as_a_pipeline_says_what_it_is(tmp_path):
+    """It got STAR's download guide ("has no model_index.json")."""
+    from star_vsr.upscale import load_upscaler
+
+    checkpoint = tmp_path / "run" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "optimizer.bin").write_bytes(b"state")
+    for load in (StarVSRPipeline.from_pretrained, load_upscaler):
+        with pytest.raises(InputError, match="checkpoint-3 is a training checkpoint .*, not a pipeline folder: a run "
+                                             "writes its pipeline to its output folder .*run"):
+            load(checkpoint)
+
+
 def test_a_pipeline_is_not_saved_over_another_pipeline_or_a_file(tmp_path):
     """Saving one kind over the other's folder would leave a folder that loads as neither; a file is no folder."""
     from star_vsr.student import build_student_pipeline
