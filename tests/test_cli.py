@@ -370,6 +370,7 @@ def test_upscale_bad_scale_leaves_no_output(tmp_path, tiny_star_folder, capsys):
                                                       "--chunk-overlap 4"),
     (["--tile-size", "32", "--tile-overlap", "32"], "got --tile-size 32, --tile-overlap 32 (lower --tile-overlap"),
     (["--noise-level", "0"], "error: --noise-level must be in [1, 1000]"),
+    (["--tile-overlap", "16"], "--tile-overlap 16 goes with --tile-size"),  # was ignored without a word
 ])
 def test_diffusion_options_are_checked_before_the_model_loads(tmp_path, tiny_star_folder, capsys, monkeypatch,
                                                               flags, message):

@@ -227,6 +227,9 @@ def check_model_options(args: argparse.Namespace) -> None:
     if diffusion:
         from ..pipelines.pipeline_star_vsr import check_sampling_kwargs
 
+        if args.tile_overlap is not None and args.tile_size is None:  # whole frames: there is nothing to overlap
+            raise InputError(f"--tile-overlap {args.tile_overlap} goes with --tile-size (without it the frames are "
+                             f"not tiled)")
         check_sampling_kwargs(pipeline_kwargs("StarVSRPipeline", args))
     else:
         check_student_upscale(Path(args.model), args.upscale)
