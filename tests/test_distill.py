@@ -576,6 +576,24 @@ def test_ctrl_c_saves_a_checkpoint_at_the_end_of_the_step_and_a_rerun_refuses_th
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-5, msg=name)
 
 
+def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, capsys):
+    """Only the cache's path was recorded: rebuilt at the same path (another teacher), a resume trained on."""
+    cache = tmp_path / "cache"
+    shutil.copytree(train_cache, cache)
+    script, args = training_args(cache, tmp_path / "run", "--report_to", "none", "--validation_steps", "0",
+                                 "--checkpointing_steps", "1", "--max_train_steps", "1")
+    script.main(args)
+    resume = ["--report_to", "none", "--validation_steps", "0", "--max_train_steps", "2", "--resume_from_checkpoint",
+              "latest"]
+    training_args(cache, tmp_path / "run", *resume)  # the same cache: accepted
+    teacher = load_teacher(tiny_teacher_student(seed=5), features=["hr_features"])
+    build_teacher_cache(teacher, random_clips(8, frames=3, size=8), cache, overwrite=True)
+    with pytest.raises(SystemExit) as refused:
+        training_args(cache, tmp_path / "run", *resume)
+    assert refused.value.code == 2 and "was rebuilt since this run started" in capsys.readouterr().err
+    training_args(cache, tmp_path / "run", *resume, "--allow_changed_settings")  # asked for
+
+
 def test_overwrite_output_dir_starts_clean_and_keeps_the_users_files(tmp_path):
     """A run over one that saved checkpoints, TensorBoard events, a summary and a model: afterwards the folder
     holds the new run's outputs only (it saves no checkpoint and logs nothing), and the user's file."""

@@ -25,6 +25,7 @@ saves a ``StarStudentPipeline`` in ``--output_dir`` with a ``training_summary.js
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -59,6 +60,9 @@ SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 """Precisions the final pipeline can be saved in."""
 
 SUMMARY_NAME = "training_summary.json"
+#: The SHA-256 of the --train_cache manifest a run started on, kept in its output folder: a resume on a cache
+#: rebuilt in place (same path, other teacher or clips) is refused, as one on another path is.
+CACHE_ID_NAME = "train_cache.sha256"
 #: The TensorBoard run (folder inside --logging_dir).
 TRACKER_PROJECT = "distill_student"
 
@@ -181,6 +185,13 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
         check_run_settings(args, build_parser())  # learning rate, fp16 without a GPU, the checkpoint to resume
     except InputError as error:
         parser.error(str(error))
+    started_on = Path(args.output_dir) / CACHE_ID_NAME
+    if (args.train_cache is not None and args.resume_from_checkpoint is not None and started_on.is_file()
+            and resume_checkpoint(args.output_dir, args.resume_from_checkpoint) is not None
+            and started_on.read_text().strip() != cache_id(args.train_cache) and not args.allow_changed_settings):
+        parser.error(f"--train_cache {args.train_cache} was rebuilt since this run started (its manifest differs): "
+                     f"going on would train on other targets; resume with the cache it started on, start a new "
+                     f"--output_dir, or pass --allow_changed_settings")
     if args.scale_range is not None:
         low, high = args.scale_range
         if not 1 <= low <= high <= args.scale:
@@ -192,11 +203,16 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     return args
 
 
+def cache_id(cache: str | Path) -> str:
+    """SHA-256 of a teacher cache's manifest (its teacher, source, clips and shards)."""
+    return hashlib.sha256(Path(cache, MANIFEST_NAME).read_bytes()).hexdigest()
+
+
 def run_outputs(settings: Mapping[str, Any]) -> list[str]:
     """What a run with ``settings`` writes into ``output_dir`` besides the checkpoints, settings and model of
     every training run: glob patterns relative to it, which ``--overwrite_output_dir`` deletes
     (``star_vsr.training_run.clear_old_run``)."""
-    return [SUMMARY_NAME, tensorboard_pattern(settings["logging_dir"], TRACKER_PROJECT)]
+    return [SUMMARY_NAME, CACHE_ID_NAME, tensorboard_pattern(settings["logging_dir"], TRACKER_PROJECT)]
 
 
 def draw_scale(seed: int, step: int, scale_range: Sequence[float]) -> float:
@@ -478,6 +494,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
     if accelerator.is_main_process:
         record_run_settings(args, build_parser(), path)
+        if path is None:  # a new run: the cache it starts on (a resume keeps the record of its start)
+            (Path(args.output_dir) / CACHE_ID_NAME).unlink(missing_ok=True)
+            if args.train_cache is not None:
+                (Path(args.output_dir) / CACHE_ID_NAME).write_text(cache_id(args.train_cache) + "\n")
 
     logger.info(f"***** distilling: {len(dataset)} clips, {args.max_train_steps} steps of batch "
                 f"{args.train_batch_size} x {accelerator.num_processes} x {args.gradient_accumulation_steps}, "
