@@ -94,7 +94,10 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
         return ", ".join(_setting_change(name, saved.get(name), now.get(name), pipeline)
                          for name in sorted({*saved, *now}) if saved.get(name) != now.get(name))
     if key in ARGUMENT_FLAGS:  # the diffusion options: "chunk_overlap" in Python, "--chunk-overlap" on the command line
-        return f"{named(key)} {saved!r} -> {now!r}"
+        def shown(value: Any) -> str:  # as the flag takes it on the command line: --color-fix none, not None
+            return option(repr(value), "none" if value is None else str(value))
+
+        return f"{named(key)} {shown(saved)} -> {shown(now)}"
     if key == "max_frames":
         first = option("max_frames", "--max-frames")
         return (f"that run upscaled {'the first ' + str(saved) if saved else 'all the'} frames, this one "

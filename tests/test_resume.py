@@ -506,3 +506,14 @@ def test_upscale_video_refuses_to_write_over_its_input(pipe, tmp_path):
     with pytest.raises(InputError, match="is the input"):
         upscale_video(pipe, source, source, progress=False, restart=True)
     assert source.read_bytes() == before
+
+
+def test_a_changed_diffusion_option_reads_as_its_flag_takes_it():
+    """`--color-fix none` on a resume read "--color-fix 'adain' -> None" (Python's reprs)."""
+    from star_vsr.errors import cli_wording
+    from star_vsr.resume import _setting_change
+
+    with cli_wording(["--color-fix", "--steps"]):
+        assert _setting_change("color_fix", "adain", None, "StarVSRPipeline") == "--color-fix adain -> none"
+        assert _setting_change("num_inference_steps", 2, 3, "StarVSRPipeline") == "--steps 2 -> 3"
+    assert _setting_change("color_fix", "adain", None, "StarVSRPipeline") == "color_fix 'adain' -> None"
