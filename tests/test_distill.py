@@ -576,6 +576,17 @@ def test_ctrl_c_saves_a_checkpoint_at_the_end_of_the_step_and_a_rerun_refuses_th
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("size, message", [
+    ("16", "--validation_size 16 is too small to score at x4: SSIM needs 11 pixels after a 4-pixel border crop; use "
+           "at least 20"),  # was "SSIM needs frames of at least 11x11 pixels ...; got 8x8" at the first validation
+    ("22", "--validation_size must be a multiple of --scale 4, got 22"),  # was "crop_size (22, 22) must be ..."
+])
+def test_a_validation_size_that_cannot_be_scored_names_the_flag(tmp_path, capsys, size, message):
+    with pytest.raises(SystemExit) as refused:
+        training_args(None, tmp_path / "run", "--validation_size", size)
+    assert refused.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, capsys):
     """Only the cache's path was recorded: rebuilt at the same path (another teacher), a resume trained on."""
     cache = tmp_path / "cache"

@@ -200,6 +200,17 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
         if losses.needs_teacher or not losses.needs_gt:
             parser.error("--scale_range trains against resized ground truth; the teacher's outputs and features "
                          "exist at --scale only: set the teacher loss terms to 0 and a ground-truth term above 0")
+    if args.validation_steps > 0:  # scored with SSIM after a ceil(scale)-pixel border crop (evalset.score_clip)
+        from star_vsr.metrics.fidelity import SSIM_WINDOW
+
+        scale = validation_scale(args)  # the clips are filmed at --scale, HR sides a multiple of it
+        smallest = math.ceil((SSIM_WINDOW + 2 * math.ceil(scale)) / scale) * args.scale
+        if args.validation_size % args.scale:
+            parser.error(f"--validation_size must be a multiple of --scale {args.scale}, got {args.validation_size}")
+        if args.validation_size < smallest:
+            parser.error(f"--validation_size {args.validation_size} is too small to score at x{scale:g}: SSIM needs "
+                         f"{SSIM_WINDOW} pixels after a {math.ceil(scale)}-pixel border crop; use at least {smallest} "
+                         f"(or --validation_steps 0)")
     return args
 
 
