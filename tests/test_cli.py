@@ -108,7 +108,7 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2",
                  "--json", str(out_json)]) == 0
     table = capsys.readouterr().out
-    assert "PSNR-Y" in table and "mean" in table
+    assert "PSNR-Y" in table and "mean" in table and "fps" not in table  # same rates: nothing to note
     scores = json.loads(out_json.read_text())
     assert set(scores["clips"]) == {"a", "b"} and scores["clips"]["a"]["frames"] == 5  # a count, not 5.0
     assert isinstance(scores["clips"]["a"]["frames"], int)
@@ -119,6 +119,10 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     assert "scores.json already exists; pass --overwrite" in capsys.readouterr().err
     assert set(json.loads(out_json.read_text())["clips"]) == {"a", "b"}
     assert main(args + ["--overwrite"]) == 0 and len(json.loads(out_json.read_text())["clips"]) == 1
+    capsys.readouterr()
+    slow = write_test_video(tmp_path / "slow.mkv", num_frames=5, size=(32, 32), seed=0, codec="ffv1", fps=24)
+    assert main(["evaluate", "--pred", str(slow), "--gt", str(gt_dir / "a.mp4"), "--scale", "2"]) == 0
+    assert "slow.mkv plays at 24 fps and" in capsys.readouterr().out  # scored without a word before
     # a folder of videos against one video, either way round
     for pred, gt, message in ((pred_dir, gt_dir / "a.mp4", "--pred {} is a folder of clips (videos or frame folders), "
                                                            "so --gt must be one too"),

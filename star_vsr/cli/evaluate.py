@@ -122,8 +122,12 @@ def run(args: argparse.Namespace) -> int:
             missing.append(str(error))
     if missing:
         raise MissingWeightsError("\n".join(missing))
-    for _, pred, gt in clips:  # every pair's sizes and frame counts, before minutes of scoring are thrown away
-        check_pair(str(pred), str(gt), scale=args.scale, crop_gt=args.crop_gt, max_frames=args.max_frames)
+    for name, pred, gt in clips:  # every pair's sizes and frame counts, before minutes of scoring are thrown away
+        pred_info, gt_info, _ = check_pair(str(pred), str(gt), scale=args.scale, crop_gt=args.crop_gt,
+                                           max_frames=args.max_frames)
+        if pred_info.frame_rate != gt_info.frame_rate and not (pred_info.is_image_folder or gt_info.is_image_folder):
+            print(f"note: {pred} plays at {pred_info.fps:g} fps and {gt} at {gt_info.fps:g}; frames are compared "
+                  f"in order, frame i with frame i")
     results: dict[str, dict[str, float]] = {}
     for name, pred, gt in clips:
         results[name] = evaluate_videos(str(pred), str(gt), scale=args.scale, warp=not args.no_warp, progress=True,
