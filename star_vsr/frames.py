@@ -55,7 +55,7 @@ def _to_tensor(frame: object) -> torch.Tensor:
         return frame.float()
     if isinstance(frame, PIL.Image.Image):
         frame = _pil_as_array(frame)
-    if not isinstance(frame, np.ndarray) and not hasattr(frame, "__array__"):  # None, a path...: not a frame
+    if not hasattr(frame, "__array__"):  # None, a path...: not a frame (arrays and array-likes have it)
         raise InputError(f"each frame of a list must be a PIL image, a numpy array or a tensor, got "
                          f"{type(frame).__name__} (a video file or frame folder is passed as one path, not a list)")
     array = np.asarray(frame)  # PIL images give read-only views: converted by copies below, not shared

@@ -15,6 +15,10 @@ from typing import Optional, Sequence, Union
 from .errors import InputError, OutputError
 
 
+#: Output suffixes written as one image (PIL format names): a one-frame input, or ``max_frames=1``.
+IMAGE_OUTPUTS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
 def is_frame_output(path: Path) -> bool:
     """Whether ``path`` is a folder holding only PNG frames as star-vsr names them (``frame_000000.png``, ...):
     an earlier output, which a new one may replace; any other file in it is the user's, and it is not."""
@@ -35,7 +39,7 @@ def check_video_output_name(path: Union[str, Path]) -> None:
     a trailing '/' are folders of PNG frames."""
     from .io import VIDEO_EXTENSIONS
 
-    if Path(path).suffix.lower() in (*VIDEO_EXTENSIONS, ".png", ".jpg", ".jpeg"):
+    if Path(path).suffix.lower() in (*VIDEO_EXTENSIONS, *IMAGE_OUTPUTS):
         check_no_trailing_slash(path, "or name a folder without a suffix for PNG frames")
 
 

@@ -52,7 +52,7 @@ SAVE_TIME_FACTOR = 10.0
 #: The manifest of a ``partial_folder`` and the name of the state file after N frames.
 MANIFEST = "progress.json"
 STATE_NAME = "state_{:09d}.safetensors"
-STATE_FIELDS = ("hidden", "previous_features", "previous_frame")  # StarStudentState.tensors(), in order
+STATE_FIELDS = StarStudentState.TENSOR_FIELDS
 #: Settings that saved progress from earlier versions lacks, and the value it was made with.
 SETTING_DEFAULTS = {"deinterlaced": False, "pipeline": "StarStudentPipeline", "frame_rate": "30",
                     "scene_cut_threshold": SCENE_CUT_THRESHOLD, "max_frames": None}
@@ -332,10 +332,14 @@ def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], au
     if isinstance(generator, (list, tuple)) and len(generator) == 1:
         generator = generator[0]
     call = {key: pipeline_kwargs[key] for key in DIFFUSION_SETTINGS if key in pipeline_kwargs}
-    return {**settings, "weights": weights_fingerprint([pipe.unet, pipe.controlnet, pipe.vae, pipe.text_encoder],
-                                                       FINGERPRINT_SAMPLES),
+    return {**settings, "weights": diffusion_weights_fingerprint(pipe),
             "dtype": str(pipe.unet.dtype).removeprefix("torch."), "call": json.loads(json.dumps(call, default=str)),
             "seed": generator.initial_seed() if isinstance(generator, torch.Generator) else None}
+
+
+def diffusion_weights_fingerprint(pipe: Any) -> str:
+    """`weights_fingerprint` of a ``StarVSRPipeline``'s models, sampled (``FINGERPRINT_SAMPLES`` values per tensor)."""
+    return weights_fingerprint([pipe.unet, pipe.controlnet, pipe.vae, pipe.text_encoder], FINGERPRINT_SAMPLES)
 
 
 def weights_fingerprint(modules: list[torch.nn.Module], samples: Optional[int] = None) -> str:

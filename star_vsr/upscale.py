@@ -17,6 +17,7 @@ import torch
 
 from . import resume
 from .errors import DeviceError, InputError
+from .outputs import IMAGE_OUTPUTS
 from .resume import MANIFEST, partial_folder  # noqa: F401 (part of this module's interface)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -106,10 +107,6 @@ def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: Union[s
     else:
         raise InputError(f"{folder} holds a {name}, which star-vsr cannot run")
     return cls.from_pretrained(folder, dtype=torch_dtype).to(torch_device)
-
-
-#: Output suffixes written as one image (PIL format names): a one-frame input, or ``max_frames=1``.
-IMAGE_OUTPUTS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 def check_image_output(output_path: Union[str, Path], num_frames: int, codec: Optional[str] = None) -> bool:

@@ -258,7 +258,8 @@ def run_single(args: argparse.Namespace) -> int:
     output = check_new_video_output(args.output, args.overwrite, args.input)  # before seconds of imports
     from ..resume import other_unfinished_runs
     from ..io.writer import writes_frames
-    from ..upscale import IMAGE_OUTPUTS, check_image_output, upscale_video
+    from ..outputs import IMAGE_OUTPUTS
+    from ..upscale import check_image_output, upscale_video
 
     deinterlace = deinterlace_choice(args.deinterlace)
     # a missing or corrupt input fails here, before a model loads

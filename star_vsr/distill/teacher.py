@@ -193,15 +193,14 @@ class DiffusionTeacher(Teacher):
         pipe.set_progress_bar_config(disable=True)
 
     def describe(self) -> dict[str, Any]:
-        from ..resume import FINGERPRINT_SAMPLES, weights_fingerprint
+        from ..resume import diffusion_weights_fingerprint
 
-        pipe = self.pipe  # its weights and precision: a cache resumed after either changed would mix two teachers
+        # its weights and precision: a cache resumed after either changed would mix two teachers
         return {"kind": "star_vsr", "source": self.source, "scale": self.scale,
                 "num_inference_steps": self.num_inference_steps, "seed": self.seed,
                 "call_kwargs": {k: v for k, v in self.call_kwargs.items() if isinstance(v, (int, float, str, bool))},
-                "weights": weights_fingerprint([pipe.unet, pipe.controlnet, pipe.vae, pipe.text_encoder],
-                                               FINGERPRINT_SAMPLES),
-                "dtype": str(pipe.unet.dtype).removeprefix("torch.")}
+                "weights": diffusion_weights_fingerprint(self.pipe),
+                "dtype": str(self.pipe.unet.dtype).removeprefix("torch.")}
 
     @torch.no_grad()
     def __call__(self, lq: torch.Tensor, *, index: int = 0, caption: Optional[str] = None) -> TeacherOutput:

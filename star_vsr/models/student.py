@@ -95,7 +95,7 @@ import inspect
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any, ClassVar, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -191,6 +191,9 @@ class StarStudentState:
     previous_features: torch.Tensor
     previous_frame: torch.Tensor
     last_lr_frame: Optional[torch.Tensor] = None
+
+    #: The fields the model carries, in ``tensors()`` order (``last_lr_frame`` is not one).
+    TENSOR_FIELDS: ClassVar[tuple[str, str, str]] = ("hidden", "previous_features", "previous_frame")
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The state as a tuple (for export and CUDA graphs): (hidden, previous_features, previous_frame),
