@@ -263,6 +263,12 @@ def test_evaluate_refuses_a_bad_scale_before_drawing_a_bar(tmp_path, capsys):
                                       "pixels), got 0\n"
 
 
+def test_evaluate_refuses_weights_dir_without_metrics(tmp_path, capsys):
+    src = write_test_video(tmp_path / "a.mp4", num_frames=2, size=(8, 8))
+    assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--weights-dir", str(tmp_path)]) == 2
+    assert "no --metrics was given" in capsys.readouterr().err  # it was silently ignored
+
+
 def test_evaluate_size_mismatch_is_an_error(tmp_path, capsys):
     a = write_test_video(tmp_path / "a.mp4", num_frames=3, size=(32, 32))
     b = write_test_video(tmp_path / "b.mp4", num_frames=3, size=(16, 16))

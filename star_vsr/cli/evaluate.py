@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.scale < 1:  # before any progress bar is drawn (the metrics check it too, per clip)
         raise InputError(f"--scale must be an integer >= 1 (the border crop in pixels), got {args.scale}")
+    if args.weights_dir and not args.metrics.strip():
+        raise InputError("--weights-dir is where the learned metrics' weight files are, but no --metrics was given "
+                         "(for example --metrics lpips,dists); PSNR-Y, SSIM-Y and E*warp need no weights")
     clips = pair_clips(Path(args.pred), Path(args.gt))
     if args.json:  # before the metrics, not after
         videos = [video for _, pred, gt in clips for video in (pred, gt)]
