@@ -187,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
                           "cpu_ms_per_frame": t.cpu_ms_per_frame} for name, t in timings.items()}
         payload = {"input": str(args.input or "synthetic"), "size": [info.height, info.width],
                    "frames": info.num_frames, "upscale": args.upscale, "threads": args.threads,
-                   "dtype": dtype, "codec": args.codec, "load_average": [load_before, load_after],
+                   "dtype": dtype if "student" in timings else None,  # the student's; bicubic/ncnn have their own
+                   "codec": args.codec, "load_average": [load_before, load_after],
                    "omp_wait_policy": policy,
                    "results": results}
         if "student" in timings:
