@@ -263,6 +263,32 @@ def test_evaluate_refuses_a_bad_scale_before_drawing_a_bar(tmp_path, capsys):
                                       "pixels), got 0\n"
 
 
+def test_a_poster_beside_videos_is_left_out_with_a_note(tmp_path, capsys):
+    """A folder of videos with a picture beside them (a poster, a thumbnail) was refused by degrade, evaluate and
+    info ("frames beside videos") and by upscale-batch; the videos are the clips, the picture is named."""
+    import cv2
+    import numpy as np
+
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for seed, name in enumerate(("a.mkv", "b.mkv")):
+        write_test_video(gt / name, num_frames=3, size=(16, 16), seed=seed, codec="ffv1")
+    cv2.imwrite(str(gt / "poster.jpg"), np.zeros((16, 16, 3), np.uint8))
+    note = f"{gt} holds videos, so the picture beside them is left out (poster.jpg)"
+    assert main(["degrade", str(gt), "-o", str(tmp_path / "lr"), "--scale", "2"]) == 0
+    assert note in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "lr").iterdir() if not p.name.startswith(".")) == ["a.mkv", "b.mkv"]
+    assert main(["evaluate", "--pred", str(gt), "--gt", str(gt), "--no-warp", "--scale", "2"]) == 0
+    out = capsys.readouterr().out
+    assert note in out and out.count(note) == 1 and "\na " in out and "\nb " in out
+    assert main(["info", str(gt), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert note in captured.err and [c["clip"] for c in json.loads(captured.out)["clips"]] == ["a.mkv", "b.mkv"]
+    assert main(["upscale-batch", str(gt), "-o", str(tmp_path / "sr"), "--max-frames", "1"]) == 0
+    assert note in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "sr").iterdir() if not p.name.startswith(".")) == ["a.mkv", "b.mkv"]
+
+
 def test_evaluate_refuses_weights_dir_without_metrics(tmp_path, capsys):
     src = write_test_video(tmp_path / "a.mp4", num_frames=2, size=(8, 8))
     assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--weights-dir", str(tmp_path)]) == 2
@@ -1228,10 +1254,12 @@ def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path
     assert main(["upscale-batch", str(lr / "a"), "-o", str(tmp_path / "x")]) == 2
     assert "holds frame images, the frames of one video: upscale it with `star-vsr upscale" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
-    (lr / "a" / "stray.mkv").write_bytes((lr / "a.mkv").read_bytes())  # frames beside a video: neither command
-    assert main(["upscale-batch", str(lr / "a"), "-o", str(tmp_path / "x")]) == 2  # sends the user to the other
-    assert "holds frame images beside videos; move the frames into a folder of their own" in capsys.readouterr().err
-    assert main(["upscale", str(lr / "a"), "-o", str(tmp_path / "x.mp4")]) == 2
+    (lr / "a" / "stray.mkv").write_bytes((lr / "a.mkv").read_bytes())  # frames beside a video: upscale-batch
+    assert main(["upscale-batch", str(lr / "a"), "-o", str(tmp_path / "y")]) == 0  # takes the video, names the rest
+    assert "holds videos, so the pictures beside them are left out (00000000.png, 00000001.png, 00000002.png)" in \
+        capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "y").iterdir()) == ["stray.mkv"]
+    assert main(["upscale", str(lr / "a"), "-o", str(tmp_path / "x.mp4")]) == 2  # one clip: which one is a guess
     assert "or move the frame images into a folder of their own, then `star-vsr upscale-batch" in \
         capsys.readouterr().err
     (lr / "a" / "stray.mkv").unlink()

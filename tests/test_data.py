@@ -304,3 +304,13 @@ def test_random_patches_are_aligned_seeded_and_checked():
         RandomPatchDataset(clips, patch_size=10, scale=4)
     with pytest.raises(InputError, match="smaller than"):
         RandomPatchDataset(clips, patch_size=64, scale=4)[0]
+
+
+def test_training_folder_of_videos_with_a_poster_lists_the_videos(tmp_path):
+    """A folder of videos with a picture beside them was read as one clip: a frame folder of that picture."""
+    for name in ("a.mp4", "b.mkv"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "poster.png").write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"the picture beside them is left out \(poster\.png\)"):
+        sources = list_clip_sources(tmp_path)
+    assert [s.path.name for s in sources] == ["a.mp4", "b.mkv"]

@@ -61,13 +61,17 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
         if not path.exists():
             raise VideoNotFoundError(f"{path} does not exist")
     if _is_clip_folder(gt):
-        from ..io.probe import holds_frame_images
+        from ..io.probe import is_frame_folder, stray_images_note
 
-        if not pred.is_dir() or holds_frame_images(pred):
+        if not pred.is_dir() or is_frame_folder(pred):
             raise InputError(f"--gt {gt} is a folder of clips (videos or frame folders), so --pred must be one too")
         from ..io.probe import clips_by_name
 
         gt_clips, pred_clips = clips_by_name(gt, "--gt"), clips_by_name(pred, "--pred")
+        for folder in dict.fromkeys((gt, pred)):
+            stray = stray_images_note(folder)
+            if stray:
+                print(f"note: {stray}")
         missing = sorted(set(gt_clips) - set(pred_clips))
         if missing:
             raise InputError(f"no prediction in {pred} for {len(missing)} of the {len(gt_clips)} ground-truth clips "

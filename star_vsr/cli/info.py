@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -96,6 +97,11 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
     from ..errors import StarVSRError
     from ..io import probe_video
 
+    from ..io.probe import stray_images_note
+
+    stray = stray_images_note(folder)
+    if stray:  # beside JSON on standard output, not in it
+        print(f"note: {stray}", file=sys.stderr if as_json else sys.stdout)
     rows, bad = [], 0
     for clip in clips:
         name = clip.name + ("/" if clip.is_dir() else "")

@@ -360,7 +360,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from accelerate.utils import parse_flag_from_env
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
-    from ..io.probe import clips_in_folder, holds_frame_images
+    from ..io.probe import clips_in_folder, is_frame_folder, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable
     from ..overwrite_batch import OverwriteLedger, batch_settings
@@ -375,10 +375,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if output_dir.exists() and os.path.samefile(input_dir, output_dir):
         raise InputError(f"the output folder {output_dir} is the input folder: its videos would count as done and "
                          f"the outputs would mix with the inputs; choose another --output-dir")
-    if holds_frame_images(input_dir):
-        if any(clip.is_file() for clip in clips_in_folder(input_dir)):  # `upscale` sends such a folder here
-            raise InputError(f"{input_dir} holds frame images beside videos; move the frames into a folder of their "
-                             f"own (one per video) and run upscale-batch again")
+    if is_frame_folder(input_dir):
         raise InputError(f"{input_dir} holds frame images, the frames of one video: upscale it with `star-vsr "
                          f"upscale {input_dir} -o OUTPUT`; upscale-batch takes a folder of videos or of frame folders")
     # the clips: video files, and subfolders of frames (REDS4 / Vid4's layout), each upscaled as one video
@@ -428,6 +425,9 @@ def run_batch(args: argparse.Namespace) -> int:
                 print(f"note: {len(short)} existing output{'s' if len(short) != 1 else ''} count as done but hold "
                       f"fewer frames than this run gives ({_listed(short, 5)}): a --max-frames preview or another "
                       f"program's file? delete {'them' if len(short) != 1 else 'it'} or pass --overwrite to redo")
+        stray = stray_images_note(input_dir)
+        if stray:
+            print(f"note: {stray}")
         if subfolders:
             print(f"note: subfolders of {input_dir} without frame images are skipped ({_listed(subfolders)}): run "
                   f"upscale-batch on a subfolder of videos")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
@@ -32,7 +33,7 @@ from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize
 from star_vsr.data.pairs import DegradationSpec
 from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError
 from star_vsr.io import probe_video, read_frames
-from star_vsr.io.probe import VIDEO_EXTENSIONS, VideoInfo, clips_in_folder, holds_frame_images
+from star_vsr.io.probe import VIDEO_EXTENSIONS, VideoInfo, clips_in_folder, is_frame_folder, stray_images_note
 
 #: Suffix of a caption file next to a clip (``clip.mp4`` -> ``clip.txt``).
 CAPTION_SUFFIX = ".txt"
@@ -58,8 +59,11 @@ def _read_caption_file(clip: Path) -> Optional[str]:
 
 
 def _scan_folder(folder: Path) -> list[ClipSource]:
-    if holds_frame_images(folder):
+    if is_frame_folder(folder):
         return [ClipSource(folder, _read_caption_file(folder))]
+    stray = stray_images_note(folder)
+    if stray:
+        warnings.warn(stray, stacklevel=3)
     return [ClipSource(entry, _read_caption_file(entry)) for entry in clips_in_folder(folder)]
 
 

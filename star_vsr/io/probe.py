@@ -341,6 +341,17 @@ def holds_frame_images(folder: Path) -> bool:
                for entry in folder.iterdir())
 
 
+def _holds_video_files(folder: Path) -> bool:
+    return any(entry.suffix.lower() in VIDEO_EXTENSIONS and entry.is_file() and not entry.name.startswith(".")
+               for entry in folder.iterdir())
+
+
+def is_frame_folder(folder: Path) -> bool:
+    """Whether `folder` is the frame folder of one clip: it directly holds frame images and no video file. A
+    folder of videos with a picture beside them (a poster, a thumbnail) is a folder of clips (`stray_images`)."""
+    return folder.is_dir() and holds_frame_images(folder) and not _holds_video_files(folder)
+
+
 def clips_in_folder(folder: Path) -> list[Path]:
     """The clips directly in `folder`, naturally sorted: video files and subfolders of frame images (the
     layout of REDS4 / Vid4 and of ``upscale-batch --codec png``). Hidden entries (upscale's
@@ -348,13 +359,26 @@ def clips_in_folder(folder: Path) -> list[Path]:
     return [entry for entry in sorted(folder.iterdir(), key=lambda e: natural_sort_key(e.name))
             if not entry.name.startswith(".")
             and ((entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS)
-                 or (entry.is_dir() and holds_frame_images(entry)))]
+                 or (entry.is_dir() and is_frame_folder(entry)))]
 
 
 def clip_collection(path: Path) -> list[Path]:
     """The clips of ``path`` when it is a folder of clips (`clips_in_folder`), not the frame folder of one clip
-    or a file; [] otherwise."""
-    return clips_in_folder(path) if path.is_dir() and not holds_frame_images(path) else []
+    (`is_frame_folder`) or a file; [] otherwise."""
+    return clips_in_folder(path) if path.is_dir() and not is_frame_folder(path) else []
+
+
+def stray_images_note(folder: Path) -> str | None:
+    """What the commands that take a folder of clips say of the pictures directly in it (a poster, a
+    thumbnail; `is_frame_folder`): they are not clips and are left out. None when there are none."""
+    images = sorted((entry.name for entry in folder.iterdir() if entry.is_file() and not entry.name.startswith(".")
+                     and entry.suffix.lower() in IMAGE_EXTENSIONS), key=natural_sort_key)
+    if not images:
+        return None
+    listed = ", ".join(images[:3]) + (f", ... ({len(images)} in all)" if len(images) > 3 else "")
+    return (f"{folder} holds videos, so the picture{'s' if len(images) != 1 else ''} beside them "
+            f"{'are' if len(images) != 1 else 'is'} left out ({listed}); the frames of a video go in a folder of "
+            f"their own, one per video")
 
 
 def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
