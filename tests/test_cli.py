@@ -1338,6 +1338,22 @@ def test_an_existing_output_is_refused_before_torch_and_diffusers_load(tmp_path)
     assert "already exists" in result.stderr
 
 
+def test_a_codec_or_audio_the_output_cannot_take_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    """--codec ffv1 -o out.mp4 (or an unknown suffix's codec) was refused by the writer, after the model had
+    loaded: seconds for the student, minutes for a diffusion model."""
+    import star_vsr.cli.upscale as cli_upscale
+
+    def no_model(args):
+        raise AssertionError("the model loaded before the output was checked")
+
+    monkeypatch.setattr(cli_upscale, "_load", no_model)
+    src = write_test_video(tmp_path / "in.mkv", num_frames=2, size=(16, 16), audio=True, audio_codec="pcm_s16le")
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4"), "--codec", "ffv1"]) == 2
+    assert "ffv1" in capsys.readouterr().err and not (tmp_path / "out.mp4").exists()
+    with pytest.raises(AssertionError, match="the model loaded"):  # a fitting output gets as far as the model
+        main(["upscale", str(src), "-o", str(tmp_path / "out.mkv"), "--codec", "ffv1"])
+
+
 def test_max_frames_previews_the_first_frames_with_their_audio(tmp_path, capsys, monkeypatch):
     """--max-frames N upscales frames 0..N-1 exactly as the whole run does, and the audio ends with them."""
     from star_vsr import resume

@@ -767,6 +767,23 @@ def test_audio_the_container_cannot_hold_is_transcoded_to_aac(tmp_path):
     assert samples == pytest.approx(NUM_FRAMES / 30 * 48_000, rel=0.1)  # AAC pads by up to a frame
 
 
+@pytest.mark.parametrize("audio_codec", ["opus", "flac"])
+def test_audio_the_mov_muxer_lists_but_refuses_is_transcoded_with_a_warning(tmp_path, audio_codec):
+    """Opus or FLAC (web downloads in .mkv) into .mov: the muxer lists both but fails in its header, which gave
+    "its audio cannot be written to a .mov file ('<none>' returned 22)"; it is re-encoded, and said so."""
+    source = write_test_video(tmp_path / "web.mkv", NUM_FRAMES, SIZE, audio=True, audio_codec=audio_codec)
+    with pytest.warns(UserWarning, match=rf"its {audio_codec} audio cannot go into a \.mov file as it is, so it is "
+                                         r"re-encoded as AAC"):
+        with VideoWriter(tmp_path / "out.mov", 30, audio_from=source) as writer:
+            writer.write(synthetic_frames(NUM_FRAMES, SIZE))
+    assert probe_video(tmp_path / "out.mov").audio_codec == "aac"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # copied as it is: nothing to say
+        with VideoWriter(tmp_path / "out.mkv", 30, audio_from=source) as writer:
+            writer.write(synthetic_frames(NUM_FRAMES, SIZE))
+    assert probe_video(tmp_path / "out.mkv").audio_codec == audio_codec
+
+
 @pytest.mark.parametrize("audio_codec", ["pcm_s16le", "adpcm_ima_wav"])
 def test_camera_avi_audio_without_a_channel_layout_goes_into_mp4_as_aac(tmp_path, audio_codec):
     """Old cameras write MJPEG/H.264 + PCM in AVI, which stores no channel layout ("1 channels"):

@@ -257,7 +257,7 @@ def run_single(args: argparse.Namespace) -> int:
     check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
     output = check_new_video_output(args.output, args.overwrite, args.input)  # before seconds of imports
     from ..resume import other_unfinished_runs
-    from ..io.writer import writes_frames
+    from ..io.writer import check_video_output, writes_frames
     from ..outputs import IMAGE_OUTPUTS
     from ..upscale import check_image_output, upscale_video
 
@@ -272,6 +272,8 @@ def run_single(args: argparse.Namespace) -> int:
 
         frames = probe_video(args.input).num_frames
         check_image_output(output, frames if args.max_frames is None else min(frames, args.max_frames), args.codec)
+    else:  # the codec against the name, the audio against the container: before the model loads, not after
+        check_video_output(output, args.codec, None if args.no_audio else args.input)
     check_model_options(args)
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,

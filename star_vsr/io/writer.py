@@ -207,6 +207,19 @@ def check_audio(source: Path, suffix: str) -> None:
             f"{source}: its audio cannot be written to a {suffix} file ({error}); pass "
             f"{option('keep_audio=False', '--no-audio')}, or write .mkv"
         ) from error
+    if audio.transcode:  # lossy: said, not only logged (Opus into .mov, PCM into .mp4)
+        warnings.warn(f"{source}: its {audio.source_codec} audio cannot go into a {suffix} file as it is, so it is "
+                      f"re-encoded as {AUDIO_FALLBACK_CODEC.upper()} (a .mkv output keeps it as it is)", stacklevel=2)
+
+
+def check_video_output(path: str | Path, codec: str | None, audio_from: str | Path | None) -> None:
+    """What `VideoWriter` refuses when it opens ``path`` (a codec that does not fit the name, audio the container
+    cannot take), said before a model loads; ``audio_from`` None: no audio is kept."""
+    codec = _resolve_codec(Path(path), codec)
+    if audio_from is not None and codec != "png":
+        info = probe_video(check_exists(audio_from))
+        if info.has_audio:
+            check_audio(info.path, Path(path).suffix)
 
 
 def finish_error(path: str | Path, error: av.FFmpegError) -> OutputError:
@@ -235,13 +248,33 @@ _MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # o
 
 def _must_transcode(audio: av.audio.stream.AudioStream, output: OutputContainer) -> bool:
     """Whether `audio` is re-encoded rather than copied into `output`: codecs the container
-    cannot hold, PCM in .mp4 (players other than FFmpeg's do not play it) and channels without
-    a named layout in .mp4/.mov (their muxer fails on those when it writes the trailer)."""
+    cannot hold, PCM in .mp4 (players other than FFmpeg's do not play it), channels without
+    a named layout in .mp4/.mov (their muxer fails on those when it writes the trailer) and
+    codecs the muxer lists but refuses in its header (Opus and FLAC in .mov)."""
     name = audio.codec_context.name
     mp4_family = output.format.name in ("mp4", "mov") or "mp4" in output.format.name.split(",")
     unnamed = audio.layout.name.endswith("channels")
     return (name not in output.supported_codecs or (mp4_family and unnamed)
-            or (name.startswith("pcm_") and output.format.name.split(",")[0] == "mp4"))
+            or (name.startswith("pcm_") and output.format.name.split(",")[0] == "mp4")
+            or not _header_takes(audio, output.format.name.split(",")[0]))
+
+
+def _header_takes(audio: av.audio.stream.AudioStream, muxer: str) -> bool:
+    """Whether the `muxer` writes a header for `audio` copied as it is (an in-memory trial)."""
+    import io
+
+    trial = av.open(io.BytesIO(), mode="w", format=muxer)
+    try:
+        trial.add_stream_from_template(audio)
+        trial.start_encoding()
+        return True
+    except (av.FFmpegError, ValueError):
+        return False
+    finally:
+        try:
+            trial.close()
+        except (av.FFmpegError, ValueError):
+            pass
 
 
 class _AudioCopy:
@@ -263,6 +296,7 @@ class _AudioCopy:
             videos[0].start_time * videos[0].time_base if videos and videos[0].start_time else 0
         )
         self._shift = round(start_s / in_audio.time_base)  # in ticks of in_audio.time_base
+        self.source_codec = in_audio.codec_context.name
         self.transcode = _must_transcode(in_audio, output)
         if not self.transcode:
             try:
