@@ -18,6 +18,7 @@ import torch
 from . import resume
 from .errors import DeviceError, InputError
 from .outputs import IMAGE_OUTPUTS
+from .progress import bar_options
 from .resume import MANIFEST, partial_folder  # noqa: F401 (part of this module's interface)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -166,7 +167,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
 
     pipe.set_progress_bar_config(disable=not progress or isinstance(pipe, StarStudentPipeline), desc="upscale",
-                                 unit="step")
+                                 unit="step", **bar_options())
     every = resume.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
     return resume.upscale_resumable(pipe, source, Path(output_path), source.info, codec=codec, crf=crf, audio=audio,
                                     progress=progress, restart=restart, checkpoint_seconds=every, **pipeline_kwargs)
@@ -178,7 +179,7 @@ def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, pipe
 
     from .frames import frames_to_uint8
 
-    pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step")
+    pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step", **bar_options())
     frame = frames_to_uint8(pipe(source, output_type="pt", **pipeline_kwargs).frames[0])[0]  # (H, W, 3) uint8
     output.parent.mkdir(parents=True, exist_ok=True)
     temp = output.with_name(f".{output.name}.partial")

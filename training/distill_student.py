@@ -50,6 +50,7 @@ from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_referen
 from star_vsr.errors import InputError, OutputError, StarVSRError, explain_out_of_memory
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
+from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, check_run_settings, checkpoint_step,
                                    parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint,
                                    tensorboard_pattern)
@@ -514,7 +515,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 f"{args.train_batch_size} x {accelerator.num_processes} x {args.gradient_accumulation_steps}, "
                 f"losses {losses}")
     progress_bar = tqdm(range(args.max_train_steps), initial=global_step, desc="steps",
-                        disable=not accelerator.is_local_main_process)
+                        disable=not accelerator.is_local_main_process, **bar_options())
     time_loss = accelerator.unwrap_model(criterion).time_loss
     last_logs: dict[str, float] = {}
     last_validation: dict[str, float] = {}

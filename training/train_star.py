@@ -70,6 +70,7 @@ from star_vsr.metrics.fidelity import SSIM_WINDOW
 from star_vsr.outputs import check_writable, give_default_mode
 from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
+from star_vsr.progress import bar_options
 from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, check_run_settings, checkpoint_step,
                                    parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint,
@@ -686,7 +687,7 @@ def main(args: argparse.Namespace) -> None:
     logger.info(f"{len(dataset)} clips, {num_epochs} epochs, {args.max_train_steps} steps, "
                 f"{sum(p.numel() for p in params):,} trainable parameters")
     progress = tqdm(total=args.max_train_steps, initial=global_step, desc="Steps",
-                    disable=not accelerator.is_local_main_process)
+                    disable=not accelerator.is_local_main_process, **bar_options())
     running: dict[str, list[float]] = {}
 
     # 5. Training loop

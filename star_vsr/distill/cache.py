@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError, option
 from ..outputs import give_default_mode, write_text_atomic
+from ..progress import bar_options
 from .teacher import Teacher
 
 CACHE_FORMAT_VERSION = 1
@@ -190,7 +191,8 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
             tqdm.write(f"{path} is damaged; computing it again")
             path.unlink()
     done = sum(len(manifest.shard_clips(s)) for s in range(manifest.num_shards) if _shard_path(folder, s).is_file())
-    bar = tqdm(total=manifest.num_clips, initial=done, unit="clip", desc="teacher cache", disable=not progress)
+    bar = tqdm(total=manifest.num_clips, initial=done, unit="clip", desc="teacher cache", disable=not progress,
+               **bar_options())
     for shard in range(manifest.num_shards):
         path = _shard_path(folder, shard)
         if path.is_file():

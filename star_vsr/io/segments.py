@@ -30,6 +30,7 @@ from star_vsr.io.probe import as_frame_rate, open_container, probe_video
 from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _AudioCopy, check_crf, _output_error, _remove,
                                 _resolve_codec, check_audio, check_png_folder, finish_error, move_into_place,
                                 temporary_path, warn_png_drops_audio, warn_png_drops_frame_rate)
+from star_vsr.progress import bar_options
 
 #: File (or folder, for PNG) name of segment i in the work folder; the suffix follows the codec.
 SEGMENT_NAME = "segment_{:06d}{}"
@@ -115,7 +116,7 @@ class SegmentedVideoWriter:
             self._writer = VideoWriter(self.work_dir / name, self.frame_rate, codec=self.codec, crf=self.crf,
                                        label=self.path, pixel_aspect=self.pixel_aspect)
         if self._bar is None:
-            self._bar = tqdm(initial=self.frames_committed, **self._bar_settings)
+            self._bar = tqdm(initial=self.frames_committed, **self._bar_settings, **bar_options())
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*PNG frames store no frame rate")  # given by __init__
             if self.segments:  # the frame-size warning was given with the first segment

@@ -44,6 +44,7 @@ from star_vsr.errors import CorruptVideoError, InputError, OutputError, StarVSRE
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VIDEO_EXTENSIONS, as_frame_rate, check_exists, open_container,
                                probe_video)
 from star_vsr.outputs import is_frame_output
+from star_vsr.progress import bar_options
 
 logger = logging.getLogger(__name__)
 
@@ -898,7 +899,7 @@ class VideoWriter:
                 self._sink.write(np.ascontiguousarray(self._pad(frame)))  # (h', w', 3)
                 self.frames_written += 1
                 if self._bar is None:
-                    self._bar = tqdm(**self._bar_settings)
+                    self._bar = tqdm(**self._bar_settings, **bar_options())
                 self._bar.update(1)
         except OSError as error:
             self.abort()

@@ -11,6 +11,7 @@ from star_vsr.errors import InputError, option
 from star_vsr.metrics.fidelity import psnr, ssim
 from star_vsr.metrics.inputs import check_frames, check_same_shape
 from star_vsr.metrics.warping import warping_error
+from star_vsr.progress import bar_options
 
 if TYPE_CHECKING:
     from star_vsr.io import VideoInfo
@@ -63,7 +64,7 @@ def evaluate_clip(
 
     per_frame: dict[str, list[float]] = {key: [] for key in FIDELITY_KEYS}
     for pred, gt in tqdm(
-        zip(pred_frames, gt_frames), total=len(gt_frames), desc="PSNR/SSIM", disable=not progress
+        zip(pred_frames, gt_frames), total=len(gt_frames), desc="PSNR/SSIM", disable=not progress, **bar_options()
     ):
         per_frame["psnr_y"].append(psnr(pred, gt, crop_border=scale, channel="y"))
         per_frame["ssim_y"].append(ssim(pred, gt, crop_border=scale, channel="y"))
@@ -156,7 +157,7 @@ def evaluate_videos(
     sums = {key: 0.0 for key in FIDELITY_KEYS}
     warp_sum, pairs, frames = 0.0, 0, 0
     previous: tuple[np.ndarray, np.ndarray] | None = None
-    bar = tqdm(total=num_frames, desc="evaluate", unit="frame", disable=not progress)
+    bar = tqdm(total=num_frames, desc="evaluate", unit="frame", disable=not progress, **bar_options())
     with open_video(pred_path) as pred_reader, open_video(gt_path) as gt_reader:
         for pred, gt in zip(pred_reader.iter_chunks(chunk_size), gt_reader.iter_chunks(chunk_size)):
             if frames >= num_frames:

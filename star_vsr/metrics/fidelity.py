@@ -35,6 +35,7 @@ from star_vsr.metrics.inputs import (
     check_same_shape,
     to_float255,
 )
+from star_vsr.progress import bar_options
 
 Channel = Literal["y", "rgb"]
 CHANNELS: tuple[str, ...] = ("y", "rgb")
@@ -195,7 +196,7 @@ def _clip_mean(metric: Callable[[np.ndarray, np.ndarray, int, Channel], float], 
     check_frames(pred_frames, "pred_frames", ndim=4)
     check_frames(gt_frames, "gt_frames", ndim=4)
     check_same_shape(pred_frames, gt_frames, "pred_frames", "gt_frames")
-    pairs = tqdm(zip(pred_frames, gt_frames), total=len(gt_frames), desc=name, disable=not progress)
+    pairs = tqdm(zip(pred_frames, gt_frames), total=len(gt_frames), desc=name, disable=not progress, **bar_options())
     return float(np.mean([metric(pred, gt, crop_border, channel) for pred, gt in pairs]))
 
 

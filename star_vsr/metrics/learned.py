@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from star_vsr.errors import InputError, MissingWeightsError
 from star_vsr.metrics.inputs import check_frames, check_same_shape, to_float01
+from star_vsr.progress import bar_options
 
 if TYPE_CHECKING:
     import torch
@@ -375,7 +376,7 @@ class LearnedMetric:
             check_same_shape(pred_frames, gt_frames, "pred_frames", "gt_frames")
         scores = [
             self.score_frame(pred_frames[i], None if gt_frames is None else gt_frames[i])
-            for i in tqdm(range(len(pred_frames)), desc=self.name, disable=not progress)
+            for i in tqdm(range(len(pred_frames)), desc=self.name, disable=not progress, **bar_options())
         ]
         return float(np.mean(scores))
 

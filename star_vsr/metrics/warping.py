@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from star_vsr.errors import InputError
 from star_vsr.metrics.inputs import check_frames, check_same_shape, to_float01, to_uint8
+from star_vsr.progress import bar_options
 
 #: OpenCV DIS preset used for every flow (see the module docstring for why MEDIUM).
 DIS_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
@@ -183,7 +184,7 @@ def warping_error(
         )
 
     errors = []
-    for t in tqdm(range(len(frames) - 1), desc="E*warp", disable=not progress):
+    for t in tqdm(range(len(frames) - 1), desc="E*warp", disable=not progress, **bar_options()):
         flow_forward = estimate_flow(flow_frames[t], flow_frames[t + 1])  # (h, w, 2)
         flow_backward = estimate_flow(flow_frames[t + 1], flow_frames[t])
         mask = non_occlusion_mask(flow_forward, flow_backward)  # (h, w)
