@@ -15,6 +15,7 @@ import argparse
 import glob
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -592,10 +593,12 @@ class StopRequest:
                            limit: Optional[int], progress: Any) -> None:
         """After optimizer step ``step`` (every process): save ``checkpoint-<step>`` every ``every`` steps,
         and on a stop request (`agreed`) before the last step, which finishes as usual, save it, close the
-        ``progress`` bar, say how to go on and exit with 130."""
+        ``progress`` bar, say how to go on and exit with 130. A request that comes during a scheduled save stops
+        the run after it (it trained one more step and saved again)."""
         stopping = self.agreed(accelerator) and step < max_steps
         if step % every == 0 or stopping:
             save_checkpoint(accelerator, output_dir, step, limit)
+            stopping = stopping or (self.agreed(accelerator) and step < max_steps)
         if stopping:
             progress.close()
             accelerator.print(stopped_message(output_dir, step))
@@ -609,6 +612,24 @@ def stopped_message(output_dir: Path, step: int) -> str:
             f"command plus --resume_from_checkpoint latest")
 
 
+def check_number(args: argparse.Namespace, name: str, low: float, high: float = math.inf, *, low_open: bool = False,
+                 high_open: bool = False, optional: bool = False) -> None:
+    """``InputError`` naming ``--name`` unless that setting is a finite number in the range from ``low`` to
+    ``high`` (ends included unless ``low_open`` / ``high_open``); None passes when ``optional``. NaN fails every
+    comparison, so a bare ``value < 0`` check let it through (a NaN loss weight trained on a NaN loss)."""
+    value = getattr(args, name)
+    if value is None and optional:
+        return
+    fits = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (low < value if low_open else low <= value) and (value < high if high_open else value <= high))
+    if not fits:
+        if high == math.inf:
+            wanted = f"a finite number {'>' if low_open else '>='} {low:g}"
+        else:
+            wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise InputError(f"--{name} must be {wanted}{' or null' if optional else ''}, got {value!r}")
+
+
 def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """``InputError`` for settings both training scripts share that cannot work: the learning rate and
     warm-up, fp16 without a GPU, an output folder holding another run (``check_output_dir``), a
@@ -616,9 +637,15 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     what is trained (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it)."""
     import torch
 
-    if not args.learning_rate > 0 or args.lr_warmup_steps < 0:
-        raise InputError(f"need --learning_rate > 0 and --lr_warmup_steps >= 0, got {args.learning_rate} and "
-                         f"{args.lr_warmup_steps}")
+    check_number(args, "learning_rate", 0, low_open=True)
+    check_number(args, "lr_warmup_steps", 0)
+    check_number(args, "adam_beta1", 0, 1, high_open=True)
+    check_number(args, "adam_beta2", 0, 1, high_open=True)
+    check_number(args, "adam_weight_decay", 0)
+    check_number(args, "adam_epsilon", 0, low_open=True)
+    check_number(args, "max_grad_norm", 0)  # 0: no clipping
+    check_number(args, "dataloader_num_workers", 0)
+    check_number(args, "checkpoints_total_limit", 1, optional=True)  # 0 deleted every checkpoint, the last one too
     has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or (
         hasattr(torch, "xpu") and torch.xpu.is_available())
     if args.mixed_precision == "fp16" and not has_gpu:

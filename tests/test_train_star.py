@@ -93,8 +93,32 @@ def test_config_file_and_command_line_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("flags, match", [
-    (["--learning_rate", "-1"], "learning_rate > 0"),
-    (["--lr_warmup_steps", "-3"], "lr_warmup_steps >= 0"),
+    (["--learning_rate", "-1"], "--learning_rate must be a finite number > 0, got -1.0"),
+    (["--learning_rate", "inf"], "--learning_rate must be a finite number > 0, got inf"),
+    (["--lr_warmup_steps", "-3"], "--lr_warmup_steps must be a finite number >= 0"),
+    # the loss: a negative or NaN --dfl_beta turned the frequency loss off without a word, NaN weights trained on
+    # a NaN loss, and the rest were refused only once the model was built, naming no flag
+    (["--dfl_beta", "-1"], r"--dfl_beta must be a finite number >= 0, got -1\.0"),
+    (["--dfl_beta", "nan"], "--dfl_beta must be a finite number >= 0, got nan"),
+    (["--dfl_alpha", "nan"], "--dfl_alpha must be a finite number >= 0"),
+    (["--dfl_alpha", "inf"], "--dfl_alpha must be a finite number >= 0"),
+    (["--v_loss_weight", "nan"], "--v_loss_weight must be a finite number >= 0"),
+    (["--dfl_cutoff", "0"], r"--dfl_cutoff must be in \(0, 0\.707107\] or null"),
+    (["--dfl_cutoff", "2"], r"--dfl_cutoff must be in \(0, 0\.707107\] or null"),
+    (["--caption_dropout", "2"], r"--caption_dropout must be in \[0, 1\]"),
+    (["--dataset_length", "0"], "--dataset_length must be a finite number >= 1 or null"),
+    (["--lora_alpha", "-2"], "--lora_alpha must be a finite number > 0 or null"),
+    # the optimiser and checkpoints (both training scripts): 0 or -1 kept no checkpoint, the last one neither
+    (["--checkpoints_total_limit", "0"], "--checkpoints_total_limit must be a finite number >= 1 or null, got 0"),
+    (["--checkpoints_total_limit", "-1"], "--checkpoints_total_limit must be a finite number >= 1 or null"),
+    (["--adam_beta1", "1.5"], r"--adam_beta1 must be in \[0, 1\)"),
+    (["--max_grad_norm", "-1"], "--max_grad_norm must be a finite number >= 0"),
+    (["--dataloader_num_workers", "-1"], "--dataloader_num_workers must be a finite number >= 0"),
+    # validation: refused at the first validation, after hours of training
+    (["--validation_steps", "1", "--validation_noise_level", "5000"],
+     r"--validation_noise_level must be in \[1, 1000\], got 5000"),
+    (["--validation_steps", "1", "--validation_video", "nonexistent.mp4"],
+     "--validation_video nonexistent.mp4 does not exist"),
     (["--crop_size", "[32, 32, 3]"], r"--crop_size must be an int or \(height, width\)"),
     (["--crop_size", "-32"], "--crop_size must be positive"),
     (["--dfl_num_frames", "0"], "dfl_num_frames must be >= 1"),
@@ -108,6 +132,12 @@ def test_bad_settings_are_refused_when_parsed(tmp_path, flags, match):
     """Refused by parse_args, i.e. before main() builds anything or writes into output_dir."""
     with pytest.raises(InputError, match=match):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"), *flags])
+
+
+def test_validation_settings_are_not_checked_without_validation(tmp_path):
+    args = train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"),
+                                  "--validation_steps", "0", "--validation_noise_level", "5000"])
+    assert args.validation_noise_level == 5000
 
 
 def test_one_frame_clips_need_no_dfl_setting():

@@ -154,6 +154,11 @@ def run_parser() -> SettingsParser:
     p.add_argument("--crop_size", type=json.loads, default=[32, 32])
     p.add_argument("--max_train_steps", type=int, default=8)
     p.add_argument("--checkpointing_steps", type=int, default=2)
+    p.add_argument("--checkpoints_total_limit", type=int, default=None)
+    for name, default in (("adam_beta1", 0.9), ("adam_beta2", 0.99), ("adam_weight_decay", 0.0),
+                          ("adam_epsilon", 1e-8), ("max_grad_norm", 1.0)):
+        p.add_argument(f"--{name}", type=float, default=default)
+    p.add_argument("--dataloader_num_workers", type=int, default=0)
     p.add_argument("--report_to", default="tensorboard")
     p.add_argument("--resume_from_checkpoint", default=None)
     p.add_argument("--overwrite_output_dir", action="store_true")
@@ -391,6 +396,37 @@ def test_a_stop_request_is_announced_only_by_the_process_told_to(announce, capsy
         with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
             os.kill(os.getpid(), signal.SIGINT)
     assert ("stopping after this step" in capsys.readouterr().err) == announce
+
+
+def test_a_stop_requested_during_a_scheduled_save_stops_after_it(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while checkpoint-2 was being saved (a multi-GB save takes minutes) trained step 3 and saved
+    checkpoint-3 before stopping."""
+    from star_vsr import training_run
+    from star_vsr.training_run import StopRequest
+
+    class Bar:
+        def close(self) -> None:
+            pass
+
+    class Accelerator(_OneProcess):
+        def print(self, text: str) -> None:
+            print(text)
+
+        def end_training(self) -> None:
+            pass
+
+    saved = []
+    with StopRequest(announce=False) as stop:
+        def save_then_ctrl_c(accelerator, output_dir, step, limit):
+            saved.append(step)
+            stop.requested = True  # the signal handler's effect, mid-save
+
+        monkeypatch.setattr(training_run, "save_checkpoint", save_then_ctrl_c)
+        stop.checkpoint_or_stop(Accelerator(), tmp_path, 1, max_steps=8, every=2, limit=None, progress=Bar())
+        with pytest.raises(SystemExit) as stopped:
+            stop.checkpoint_or_stop(Accelerator(), tmp_path, 2, max_steps=8, every=2, limit=None, progress=Bar())
+    assert stopped.value.code == 130 and saved == [2]  # no second save
+    assert "stopped at step 2; saved" in capsys.readouterr().out
 
 
 def test_the_launchers_sigterm_right_after_ctrl_c_is_the_same_request(monkeypatch):

@@ -65,16 +65,18 @@ from star_vsr.data.base import ClipPairDataset, as_size
 from star_vsr.errors import InputError, StarVSRError, explain_out_of_memory
 from star_vsr.io.probe import IMAGE_EXTENSIONS, clips_in_folder
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
+from star_vsr.losses.frequency import MAX_CUTOFF
 from star_vsr.metrics import psnr_clip, ssim_clip
 from star_vsr.metrics.fidelity import SSIM_WINDOW
 from star_vsr.outputs import check_writable, give_default_mode
 from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.progress import bar_options
+from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS
 from star_vsr.text import tokenize
-from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, check_run_settings, checkpoint_step,
-                                   parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint,
-                                   tensorboard_pattern)
+from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, check_number, check_run_settings,
+                                   checkpoint_step, parse_with_config, prepare_output_dir, record_run_settings,
+                                   resume_checkpoint, tensorboard_pattern)
 
 logger = get_logger(__name__)
 
@@ -186,10 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--lr_scheduler", type=str, default="constant_with_warmup",
                        choices=tuple(kind.value for kind in SchedulerType), help="diffusers.optimization schedule.")
     optim.add_argument("--lr_warmup_steps", type=int, default=0, help="Warm-up steps.")
-    optim.add_argument("--adam_beta1", type=float, default=0.9)
-    optim.add_argument("--adam_beta2", type=float, default=0.999)
-    optim.add_argument("--adam_weight_decay", type=float, default=1e-2)
-    optim.add_argument("--adam_epsilon", type=float, default=1e-8)
+    optim.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1, in [0, 1).")
+    optim.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2, in [0, 1).")
+    optim.add_argument("--adam_weight_decay", type=float, default=1e-2, help="AdamW weight decay.")
+    optim.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon.")
     optim.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (0: off).")
     optim.add_argument("--mixed_precision", type=_optional(str), default=None,
                        help="'no', 'fp16' or 'bf16' (default: Accelerate's config).")
@@ -214,12 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--validation_video", type=_optional(str), default=None,
                      help="HR video for validation (degraded with a fixed seed); default: training item 0.")
     run.add_argument("--validation_prompt", type=str, default="a good video", help="Prompt when the clip has none.")
-    run.add_argument("--validation_num_inference_steps", type=int, default=15)
-    run.add_argument("--validation_guidance_scale", type=float, default=7.5)
-    run.add_argument("--validation_noise_level", type=int, default=900)
-    run.add_argument("--report_to", choices=("tensorboard", "none"), default="tensorboard")
+    run.add_argument("--validation_num_inference_steps", type=int, default=15, help="Sampling steps of validation.")
+    run.add_argument("--validation_guidance_scale", type=float, default=7.5,
+                     help="Classifier-free guidance scale of validation.")
+    run.add_argument("--validation_noise_level", type=int, default=900,
+                     help=f"Timestep validation starts from, in [1, {NUM_TRAIN_TIMESTEPS}] (StarVSRPipeline's "
+                          f"noise_level).")
+    run.add_argument("--report_to", choices=("tensorboard", "none"), default="tensorboard",
+                     help="Where scalars and validation images are logged (besides train_log.jsonl).")
     run.add_argument("--logging_dir", type=str, default="logs", help="TensorBoard folder inside output_dir.")
-    run.add_argument("--tracker_project_name", type=str, default="train_star")
+    run.add_argument("--tracker_project_name", type=str, default="train_star",
+                     help="TensorBoard run folder inside --logging_dir.")
     return parser
 
 
@@ -260,6 +267,19 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--dfl_num_frames must be >= 1 or null, got {args.dfl_num_frames}")
     if args.validation_steps and args.validation_num_inference_steps < 1:
         raise InputError(f"--validation_num_inference_steps must be >= 1, got {args.validation_num_inference_steps}")
+    # the loss and the data: here, with the flags' names, not when the model is built (a negative --dfl_beta
+    # turned the frequency loss off without a word; NaN weights trained on a NaN loss)
+    for name in ("v_loss_weight", "dfl_beta", "dfl_alpha"):
+        check_number(args, name, 0)
+    check_number(args, "dfl_cutoff", 0, MAX_CUTOFF, low_open=True, optional=True)
+    check_number(args, "caption_dropout", 0, 1)
+    check_number(args, "dataset_length", 1, optional=True)
+    check_number(args, "lora_alpha", 0, low_open=True, optional=True)
+    if args.validation_steps:  # refused at the first validation, hours in
+        check_number(args, "validation_noise_level", 1, NUM_TRAIN_TIMESTEPS)
+        check_number(args, "validation_guidance_scale", 0)
+        if args.validation_video is not None and not Path(args.validation_video).exists():
+            raise InputError(f"--validation_video {args.validation_video} does not exist")
     check_run_settings(args, build_parser())
 
 
