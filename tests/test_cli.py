@@ -658,6 +658,27 @@ def test_convert_star_end_to_end(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and ("is the download complete" in err or flag == "--vae"), err
         assert "Traceback" not in err and not out.exists()
+    # files that load but hold no state dict: one line naming the flag and the file it takes, not a traceback
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    torch.save({1: torch.zeros(2)}, tmp_path / "intkey.pt")
+    torch.save({"foo": torch.zeros(2, 2)}, tmp_path / "wrongkeys.pt")
+    (tmp_path / "adir").mkdir()
+    for flag, name, message in (
+            ("--checkpoint", "list.pt", "list.pt holds a list, not a state dict (parameter names -> tensors); is "
+                                        "it light_deg.pt or heavy_deg.pt?"),
+            ("--checkpoint", "tensor.pt", "tensor.pt holds a Tensor, not a state dict"),
+            ("--checkpoint", "intkey.pt", "intkey.pt holds a mapping whose keys are not all parameter names"),
+            ("--checkpoint", "adir", "adir is a folder; give the file in it (light_deg.pt or heavy_deg.pt)"),
+            ("--openclip", "list.pt", "list.pt holds a list, not a state dict (parameter names -> tensors); is "
+                                      "it open_clip_pytorch_model.bin?"),
+            ("--openclip", "wrongkeys.pt", "wrongkeys.pt: this is not an OpenCLIP")):
+        bad = list(args)
+        bad[bad.index(flag) + 1] = str(tmp_path / name)
+        assert main(bad) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} {tmp_path / name}" in err and message in err, err
+        assert "Traceback" not in err and not out.exists()
     # the released architecture does not fit this tiny checkpoint: counts and a few names, not thousands
     assert main(args[:-2]) == 2
     err = capsys.readouterr().err

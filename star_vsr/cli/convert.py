@@ -41,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+RELEASE_FILES = {"--checkpoint": "light_deg.pt or heavy_deg.pt", "--openclip": "open_clip_pytorch_model.bin"}
+"""The released file each flag takes (``MISSING_WEIGHTS_HELP`` says where to get them)."""
+
+
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
         from ..pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP
@@ -90,12 +94,32 @@ def _unet_config(path: Path, released: dict[str, Any]) -> dict[str, Any]:
     return {**released, **{k: v for k, v in changes.items() if not k.startswith("_")}}
 
 
-def _load_checkpoint(path: Path, trust: bool = False) -> dict[str, Any]:
+def _load_checkpoint(path: Path, trust: bool = False, flag: str = "--checkpoint") -> dict[str, Any]:
     """A state dict read without copying it into memory where the file format allows (mmap).
 
     Only tensors and plain containers are unpickled unless ``trust`` (``--trust-checkpoint``): a checkpoint
     saved with other Python objects in it (training arguments, say) is refused with a message naming the flag.
+    A file that holds something else than a state dict (a list, one tensor, keys that are not names) is refused
+    naming ``flag`` and the released file it takes (`RELEASE_FILES`).
     """
+    return _state_dict(_read_checkpoint(path, trust), path, flag)
+
+
+def _state_dict(loaded: Any, path: Path, flag: str) -> dict[str, Any]:
+    """``loaded`` when it is a state dict (parameter names -> tensors), bare or under ``"state_dict"``."""
+    inner = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else loaded
+    inner = inner if isinstance(inner, dict) else loaded
+    if isinstance(inner, dict) and inner and all(isinstance(key, str) for key in inner):
+        return loaded
+    what = ("nothing" if isinstance(inner, dict) and not inner else
+            "a mapping whose keys are not all parameter names" if isinstance(inner, dict) else
+            f"a {type(inner).__name__}")
+    raise InputError(f"{flag} {path} holds {what}, not a state dict (parameter names -> tensors); is it "
+                     f"{RELEASE_FILES[flag]}?")
+
+
+def _read_checkpoint(path: Path, trust: bool) -> Any:
+    """What ``torch.load`` gives for ``path`` (see `_load_checkpoint`)."""
     import pickle
 
     import torch
@@ -154,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         raise MissingWeightsError(f"--vae {vae_folder} holds no config.json and diffusion_pytorch_model[.fp16]"
                                   ".safetensors; download the vae folder of stabilityai/stable-video-diffusion-img2vid")
     for path, flag in ((checkpoint, "--checkpoint"), (openclip, "--openclip")):
+        if path.is_dir():
+            raise InputError(f"{flag} {path} is a folder; give the file in it ({RELEASE_FILES[flag]})")
         if path.is_file() and path.stat().st_size == 0:
             raise InputError(f"{flag} {path} is empty; is the download complete?")
     dtype = DTYPES[args.dtype]
@@ -162,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     if args.unet_config:
         unet_config = {**_unet_config(Path(args.unet_config), unet_config), "liem_placement": "before_norm"}
     print(f"reading {checkpoint}")
-    state_dict = _load_checkpoint(checkpoint, args.trust_checkpoint)
+    state_dict = _load_checkpoint(checkpoint, args.trust_checkpoint, "--checkpoint")
     converted = convert_star_checkpoint(state_dict, unet_config)
     with torch.device("meta"):
         unet = StarVSRUNetModel.from_config(unet_config)
@@ -172,7 +198,11 @@ def run(args: argparse.Namespace) -> int:
     del state_dict, converted
 
     print(f"reading {openclip}")
-    text_encoder = openclip_text_encoder(_load_checkpoint(openclip, args.trust_checkpoint)).to(dtype)
+    try:
+        text_encoder = openclip_text_encoder(_load_checkpoint(openclip, args.trust_checkpoint, "--openclip")).to(dtype)
+    except InputError as error:  # the converter's message says what is wrong, not in which file
+        raise error if str(openclip) in str(error) else InputError(f"--openclip {openclip}: {error}") from None
+
     if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
         raise InputError(f"the text encoder is {text_encoder.config.hidden_size} wide but the UNet expects "
                          f"{unet.config.cross_attention_dim}-d text (is {openclip} OpenCLIP ViT-H-14?)")
