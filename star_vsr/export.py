@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Iterator, Optional, Union
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .io.writer import temporary_path
 from .models.student import StarStudentModel
 
 #: Export formats ``export_student`` writes.
@@ -78,6 +80,16 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     inputs = example_inputs(model, height, width)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temporary_path(path)  # the file appears whole or not at all (a kill mid-save left a truncated one)
+    try:
+        _save_step(step, inputs, temp, format)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
+
+
+def _save_step(step: "StarStudentStep", inputs: tuple[torch.Tensor, ...], path: Path, format: str) -> None:
     with torch.no_grad(), warnings.catch_warnings(), _quiet_loggers("onnxscript", "onnx_ir"):
         # the export is specialised to this frame size on purpose, which is what these warn about; the ONNX
         # optimiser logs every multi-output op (Split) it does not fold, which is no fault of the export
@@ -91,7 +103,6 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
         else:
             traced = torch.jit.trace(step, inputs, check_trace=False)
             traced.save(str(path))
-    return path
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zipfile
 
 import numpy as np
 import onnx
@@ -68,6 +69,25 @@ def test_export_does_not_change_the_model(student, tmp_path):
     export_student(student, tmp_path / "student.pt", "torchscript", 12, 16)
     assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
     assert student.fuse.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_an_interrupted_export_leaves_no_file(student, tmp_path, monkeypatch):
+    """The file was written in place: a kill or Ctrl-C mid-save left a truncated .onnx (or an empty .pt), which
+    the next run then refused to replace ("already exists")."""
+    class HalfSaved:
+        def save(self, path: str) -> None:
+            with open(path, "wb") as file:
+                file.write(b"PK\x03\x04 half of a TorchScript archive")
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.jit, "trace", lambda *args, **kwargs: HalfSaved())
+    with pytest.raises(KeyboardInterrupt):
+        export_student(student, tmp_path / "student.pt", "torchscript", 12, 16)
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file
+    monkeypatch.undo()
+    export_student(student, tmp_path / "student.pt", "torchscript", 12, 16)
+    assert [p.name for p in tmp_path.iterdir()] == ["student.pt"]
+    assert zipfile.is_zipfile(tmp_path / "student.pt")  # a whole TorchScript archive
 
 
 def test_bad_format_and_scale(student, tmp_path):
