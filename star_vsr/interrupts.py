@@ -17,12 +17,21 @@ from typing import Iterator
 #: Whether Ctrl-C or SIGTERM arrived (``request_interrupt``) since the last ``clear_interrupt``.
 _interrupt_requested = False
 
+#: The last of those signals (also when ``interrupts_held`` caught it), for the exit status; None if none came.
+_last_signal: int | None = None
+
 
 def request_interrupt(signum: int = signal.SIGINT, frame: object = None) -> None:
     """Signal handler: remember the interrupt and raise KeyboardInterrupt."""
-    global _interrupt_requested
-    _interrupt_requested = True
+    global _interrupt_requested, _last_signal
+    _interrupt_requested, _last_signal = True, signum
     raise KeyboardInterrupt
+
+
+def interrupted_exit_status() -> int:
+    """The shell's status for a command stopped by the last signal: 128 + its number (130 for Ctrl-C, 143 for
+    SIGTERM, which process managers and schedulers tell apart); 130 when none was recorded."""
+    return 128 + (signal.SIGINT if _last_signal is None else _last_signal)
 
 
 def interrupt_requested() -> bool:
@@ -32,8 +41,8 @@ def interrupt_requested() -> bool:
 
 def clear_interrupt() -> None:
     """Forget an earlier interrupt (the CLI does at the start and the end of each command)."""
-    global _interrupt_requested
-    _interrupt_requested = False
+    global _interrupt_requested, _last_signal
+    _interrupt_requested, _last_signal = False, None
 
 
 def raise_if_interrupted() -> None:
@@ -59,4 +68,6 @@ def interrupts_held() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if caught:
+        global _last_signal
+        _last_signal = caught[0]
         raise KeyboardInterrupt  # not lost (raised here, not in a handler); the flag stays the CLI's alone

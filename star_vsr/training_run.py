@@ -558,6 +558,7 @@ class StopRequest:
 
     def __init__(self, announce: bool = True) -> None:
         self.requested, self._since = False, 0.0
+        self.signum = signal.SIGINT  # the first stop request's signal: the exit status is 128 + it
         self.announce = announce
         self._previous: dict[int, Any] = {}
 
@@ -575,7 +576,7 @@ class StopRequest:
             return  # the launcher passing on the same Ctrl-C (accelerate 1.16 terminates its child at once)
         if self.requested:
             raise KeyboardInterrupt
-        self.requested, self._since = True, time.monotonic()
+        self.requested, self._since, self.signum = True, time.monotonic(), signum
         if self.announce:
             print("\nstopping after this step and saving a checkpoint (press Ctrl-C again to stop at once)",
                   file=sys.stderr, flush=True)
@@ -593,7 +594,7 @@ class StopRequest:
                            limit: Optional[int], progress: Any) -> None:
         """After optimizer step ``step`` (every process): save ``checkpoint-<step>`` every ``every`` steps,
         and on a stop request (`agreed`) before the last step, which finishes as usual, save it, close the
-        ``progress`` bar, say how to go on and exit with 130. A request that comes during a scheduled save stops
+        ``progress`` bar, say how to go on and exit with 128 + the signal (130: Ctrl-C). A request that comes during a scheduled save stops
         the run after it (it trained one more step and saved again)."""
         stopping = self.agreed(accelerator) and step < max_steps
         if step % every == 0 or stopping:
@@ -603,7 +604,7 @@ class StopRequest:
             progress.close()
             accelerator.print(stopped_message(output_dir, step))
             accelerator.end_training()
-            sys.exit(130)
+            sys.exit(128 + self.signum)  # 130 for Ctrl-C, 143 for SIGTERM
 
 
 def stopped_message(output_dir: Path, step: int) -> str:

@@ -427,6 +427,14 @@ def test_a_stop_requested_during_a_scheduled_save_stops_after_it(tmp_path, monke
             stop.checkpoint_or_stop(Accelerator(), tmp_path, 2, max_steps=8, every=2, limit=None, progress=Bar())
     assert stopped.value.code == 130 and saved == [2]  # no second save
     assert "stopped at step 2; saved" in capsys.readouterr().out
+    import os
+    import signal
+
+    with StopRequest(announce=False) as stop:  # `kill`, a scheduler: 128 + SIGTERM, not Ctrl-C's 130
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(SystemExit) as stopped:
+            stop.checkpoint_or_stop(Accelerator(), tmp_path, 3, max_steps=8, every=2, limit=None, progress=Bar())
+    assert stopped.value.code == 143 and saved == [2, 3]
 
 
 def test_the_launchers_sigterm_right_after_ctrl_c_is_the_same_request(monkeypatch):

@@ -20,7 +20,8 @@ from typing import Optional, Sequence
 
 from .. import __version__
 from ..errors import StarVSRError, cli_wording, explain_out_of_memory
-from ..interrupts import clear_interrupt, interrupt_requested, raise_if_interrupted, request_interrupt
+from ..interrupts import (clear_interrupt, interrupt_requested, interrupted_exit_status, raise_if_interrupted,
+                          request_interrupt)
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = ("upscale", "degrade", "evaluate", "info", "convert", "benchmark", "export", "distill", "demo")
@@ -98,7 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         done = " after the command had finished its work" if result is not None else ""
         print(f"star-vsr {args.command}: interrupted{done}", file=sys.stderr)
-        return 130
+        return interrupted_exit_status()  # 130 for Ctrl-C, 143 for SIGTERM
     except BrokenPipeError:  # stdout piped into a program that stopped reading (`| head`)
         _silence_stdout()
         return 1
@@ -109,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as error:  # FFmpeg (PyAV) failing where star-vsr did not expect it: one line too
         if interrupt_requested():  # a library torn by the interrupt (diffusers' lazy imports wrap it)
             print(f"star-vsr {args.command}: interrupted", file=sys.stderr)
-            return 130
+            return interrupted_exit_status()
         if not type(error).__module__.startswith("av."):
             raise
         print(f"star-vsr {args.command}: error: FFmpeg failed: {error}", file=sys.stderr)
