@@ -759,8 +759,10 @@ def test_audio_the_container_cannot_hold_is_transcoded_to_aac(tmp_path):
         tmp_path / "mulaw.mov", NUM_FRAMES, SIZE, audio=True, audio_codec="pcm_mulaw"
     )
     assert probe_video(source).audio_codec == "pcm_mulaw"
-    with VideoWriter(tmp_path / "out.mp4", 30, audio_from=source) as writer:
-        writer.write(synthetic_frames(NUM_FRAMES, SIZE))
+    with pytest.warns(UserWarning, match=r"its pcm_mulaw audio cannot go into a \.mp4 file as it is, so it is "
+                                         r"re-encoded as AAC$"):  # nor into .mkv: not offered
+        with VideoWriter(tmp_path / "out.mp4", 30, audio_from=source) as writer:
+            writer.write(synthetic_frames(NUM_FRAMES, SIZE))
     assert probe_video(tmp_path / "out.mp4").audio_codec == "aac"
     with av.open(str(tmp_path / "out.mp4")) as container:
         samples = sum(frame.samples for frame in container.decode(audio=0))
@@ -793,11 +795,18 @@ def test_camera_avi_audio_without_a_channel_layout_goes_into_mp4_as_aac(tmp_path
     source = write_test_video(tmp_path / "camera.avi", NUM_FRAMES, SIZE, audio=True, audio_codec=audio_codec)
     with av.open(str(source)) as container:
         assert container.streams.audio[0].layout.name == "1 channels"
-    with VideoWriter(tmp_path / "out.mp4", 30, audio_from=source) as writer:
-        writer.write(synthetic_frames(NUM_FRAMES, SIZE))
-    with VideoWriter(tmp_path / "out.mkv", 30, audio_from=source) as writer:  # Matroska holds it as it is
-        writer.write(synthetic_frames(NUM_FRAMES, SIZE))
-    segmented = SegmentedVideoWriter(tmp_path / "joined.mp4", 30, tmp_path / "work", audio_from=source)
+    with pytest.warns(UserWarning, match=f"its {audio_codec} audio cannot go into a .mp4 file"):
+        with VideoWriter(tmp_path / "out.mp4", 30, audio_from=source) as writer:
+            writer.write(synthetic_frames(NUM_FRAMES, SIZE))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with VideoWriter(tmp_path / "out.mkv", 30, audio_from=source) as writer:  # Matroska holds PCM as it is
+            writer.write(synthetic_frames(NUM_FRAMES, SIZE))
+    # ADPCM has no Matroska mapping either: re-encoded, said, and .mkv is not offered as the way out
+    assert [str(w.message).endswith("re-encoded as AAC") for w in caught] == ([True] if "adpcm" in audio_codec
+                                                                              else [])
+    with pytest.warns(UserWarning, match=f"its {audio_codec} audio cannot go into a .mp4 file"):
+        segmented = SegmentedVideoWriter(tmp_path / "joined.mp4", 30, tmp_path / "work", audio_from=source)
     segmented.write(synthetic_frames(NUM_FRAMES, SIZE))
     segmented.commit()
     segmented.finish()

@@ -209,8 +209,11 @@ def check_audio(source: Path, suffix: str) -> None:
             f"{option('keep_audio=False', '--no-audio')}, or write .mkv"
         ) from error
     if audio.transcode:  # lossy: said, not only logged (Opus into .mov, PCM into .mp4)
+        with av.open(io.BytesIO(), mode="w", format=_MUXERS[".mkv"]) as matroska:
+            kept = suffix.lower() != ".mkv" and audio.source_codec in matroska.supported_codecs
         warnings.warn(f"{source}: its {audio.source_codec} audio cannot go into a {suffix} file as it is, so it is "
-                      f"re-encoded as {AUDIO_FALLBACK_CODEC.upper()} (a .mkv output keeps it as it is)", stacklevel=2)
+                      f"re-encoded as {AUDIO_FALLBACK_CODEC.upper()}" + (" (a .mkv output keeps it as it is)" if kept
+                                                                          else ""), stacklevel=2)
 
 
 def check_video_output(path: str | Path, codec: str | None, audio_from: str | Path | None) -> None:
