@@ -509,7 +509,8 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
     """Record the settings of a run in its output folder (main process, once the run has started).
 
     A new run (``checkpoint`` None) writes them to ``CONFIG_FILE`` and drops the resume history of a run it
-    replaces. A resumed run leaves ``CONFIG_FILE`` as its run started and appends to ``RESUMES_FILE`` the step
+    replaces. A resumed run leaves ``CONFIG_FILE`` as its run started (in a folder without one, resuming another
+    folder's checkpoint, it writes the settings that trained the checkpoint there) and appends to ``RESUMES_FILE`` the step
     and checkpoint it goes on from, its settings and those that changed (``name: [old, new]``; null when the
     run recorded none), and logs a warning naming the changes.
     """
@@ -522,6 +523,10 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
     checkpoint = Path(checkpoint)
     saved = checkpoint_settings(checkpoint)
     changes = None if saved is None else changed_settings(saved, args, parser)
+    if not (output_dir / CONFIG_FILE).is_file():  # another folder's checkpoint resumed into a new one: the
+        # settings that trained it start this folder's record, as the warning below says
+        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(now if saved is None else saved, sort_keys=False),
+                                              encoding="utf-8")
     same_folder = checkpoint.parent.resolve() == output_dir.resolve()
     entry = {"step": checkpoint_step(checkpoint), "checkpoint": checkpoint.name if same_folder
              else str(checkpoint.resolve()), "changed": None if changes is None else

@@ -211,6 +211,21 @@ def test_a_resume_with_settings_that_change_what_is_trained_is_refused_naming_ea
         run_args(tmp_path / "elsewhere", "--resume_from_checkpoint", str(run / "checkpoint-2"), "--scale", "3")
 
 
+def test_resuming_another_folders_checkpoint_starts_the_new_folders_record(tmp_path):
+    """The new folder got no train_config.yaml, although the resume warning said it kept the starting settings."""
+    run = started_run(tmp_path)
+    other = tmp_path / "other"
+    args = run_args(other, "--resume_from_checkpoint", str(run / "checkpoint-2"), "--checkpointing_steps", "4")
+    other.mkdir()
+    record_run_settings(args, run_parser(), run / "checkpoint-2")
+    started = yaml.safe_load((other / "train_config.yaml").read_text())
+    assert started == yaml.safe_load((run / "train_config.yaml").read_text())  # the settings that trained it
+    assert started["checkpointing_steps"] == 2
+    resumes = list(yaml.safe_load_all((other / "train_config_resumes.yaml").read_text()))
+    assert resumes[0]["changed"] == {"checkpointing_steps": [2, 4]}
+    assert resumes[0]["checkpoint"] == str((run / "checkpoint-2").resolve())
+
+
 def test_settings_are_compared_like_with_like(tmp_path, monkeypatch):
     """Paths relative or absolute, values from a YAML file or a flag, a setting the run did not record (added
     to the script since) at its default: the same settings."""
