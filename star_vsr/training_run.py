@@ -523,10 +523,9 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
     checkpoint = Path(checkpoint)
     saved = checkpoint_settings(checkpoint)
     changes = None if saved is None else changed_settings(saved, args, parser)
-    if not (output_dir / CONFIG_FILE).is_file():  # another folder's checkpoint resumed into a new one: the
-        # settings that trained it start this folder's record, as the warning below says
-        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(now if saved is None else saved, sort_keys=False),
-                                              encoding="utf-8")
+    if saved is not None and not (output_dir / CONFIG_FILE).is_file():  # another folder's checkpoint resumed
+        # into a new one: the settings that trained it start this folder's record, as the warning below says
+        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
     same_folder = checkpoint.parent.resolve() == output_dir.resolve()
     entry = {"step": checkpoint_step(checkpoint), "checkpoint": checkpoint.name if same_folder
              else str(checkpoint.resolve()), "changed": None if changes is None else
