@@ -1103,6 +1103,10 @@ def test_evaluate_names_a_scale_that_crops_everything(tmp_path, capsys):
     assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--scale", "500"]) == 2
     err = capsys.readouterr().err
     assert "scale 500 crops 500 pixels on every side" in err and "%|" not in err  # no progress bar first
+    assert main(["evaluate", "--pred", str(src), "--gt", str(src)]) == 2  # 16x16 at scale 4 leaves 8x8
+    err = capsys.readouterr().err
+    assert "SSIM needs frames of at least 11x11 pixels after the 4-pixel border crop" in err and "8x8" in err
+    assert "%|" not in err  # it came after the bar had started
 
 
 @pytest.fixture

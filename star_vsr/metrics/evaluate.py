@@ -8,7 +8,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from star_vsr.errors import InputError, option
-from star_vsr.metrics.fidelity import psnr, ssim
+from star_vsr.metrics.fidelity import SSIM_WINDOW, psnr, ssim
 from star_vsr.metrics.inputs import check_frames, check_same_shape
 from star_vsr.metrics.warping import warping_error
 from star_vsr.progress import bar_options
@@ -80,6 +80,10 @@ def _check_crop(scale: int, height: int, width: int) -> None:
     if 2 * scale >= min(height, width):
         raise InputError(f"scale {scale} crops {scale} pixels on every side (crop border = scale), which removes "
                          f"the whole {width}x{height} frame; is the scale right?")
+    if min(height, width) - 2 * scale < SSIM_WINDOW:  # said before the bar starts, not at the first frame
+        raise InputError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after the {scale}-pixel "
+                         f"border crop (crop border = scale); {width}x{height} frames leave "
+                         f"{width - 2 * scale}x{height - 2 * scale}")
 
 
 def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = False,
