@@ -12,6 +12,7 @@ from star_vsr.models import (
     StarVSRControlNetModel,
     StarVSRUNetModel,
     TemporalLIEM,
+    set_liem_placement,
     valid_latent_size,
 )
 
@@ -183,6 +184,25 @@ def test_released_liem_placement_is_cancelled_by_layernorm_and_after_norm_acts()
     # changing the gate barely moves the output (only through the norm's epsilon).
     assert _liem_sensitivity("before_norm") < 1e-3
     assert _liem_sensitivity("after_norm") > 1e-2
+
+
+def test_set_liem_placement_moves_every_gate_and_is_saved(tmp_path):
+    """Fine-tuning a converted (before_norm) model with acting gates: the same weights, the gates after the norm,
+    as if built so, and the config records it for from_pretrained."""
+    torch.manual_seed(0)
+    released = randomize(StarVSRUNetModel(**{**TINY, "liem_placement": "before_norm"})).eval()
+    built_after = StarVSRUNetModel(**{**TINY, "liem_placement": "after_norm"}).eval()
+    built_after.load_state_dict(released.state_dict())
+    x, t, ctx, _ = inputs()
+    with torch.no_grad():
+        before = released(x, t, ctx).sample
+        set_liem_placement(released, "after_norm")
+        assert torch.equal(released(x, t, ctx).sample, built_after(x, t, ctx).sample)
+        assert not torch.equal(released(x, t, ctx).sample, before)
+    released.save_pretrained(tmp_path / "unet")
+    assert StarVSRUNetModel.from_pretrained(tmp_path / "unet").config.liem_placement == "after_norm"
+    with pytest.raises(ValueError, match="liem_placement"):
+        set_liem_placement(released, "sideways")
 
 
 def test_unknown_liem_placement_rejected():

@@ -134,6 +134,30 @@ def test_bad_settings_are_refused_when_parsed(tmp_path, flags, match):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"), *flags])
 
 
+def test_liem_placement_moves_the_trained_gates_and_warns_where_they_are_cancelled(tmp_path, caplog):
+    """A converted STAR model gates before the LayerNorm, which cancels the gates: fine-tuning from it trained
+    gates that get almost no gradient, although the README said new training gates after the norm."""
+    import logging
+
+    from accelerate import PartialState
+
+    PartialState()  # the script logs through Accelerate, as under main()
+
+    def components(*flags):
+        args = train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"), *flags])
+        with caplog.at_level(logging.WARNING):
+            loaded = train_star.load_components(args)
+        return loaded["controlnet"].config.liem_placement, loaded["unet"].config.liem_placement
+
+    assert components() == ("after_norm", "after_norm") and "cancels them" not in caplog.text  # the tiny model's
+    assert components("--liem_placement", "before_norm") == ("before_norm", "before_norm")
+    assert "the controlnet and unet LIEM gates sit before the LayerNorm" in caplog.text
+    caplog.clear()  # the frozen UNet keeps its own placement when its gates do not train
+    assert components("--liem_placement", "before_norm", "--train_unet_liem", "false") == ("before_norm",
+                                                                                           "after_norm")
+    assert "the controlnet LIEM gates sit before" in caplog.text
+
+
 def test_validation_settings_are_not_checked_without_validation(tmp_path):
     args = train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"),
                                   "--validation_steps", "0", "--validation_noise_level", "5000"])

@@ -69,7 +69,8 @@ from star_vsr.losses.frequency import MAX_CUTOFF
 from star_vsr.metrics import psnr_clip, ssim_clip
 from star_vsr.metrics.fidelity import SSIM_WINDOW
 from star_vsr.outputs import check_writable, give_default_mode
-from star_vsr.models import SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM
+from star_vsr.models import (LIEM_PLACEMENTS, SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM,
+                             set_liem_placement)
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.progress import bar_options
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS
@@ -137,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'pretrained': fine-tune the pipeline's ControlNet; 'unet': a fresh ControlNet copied "
                             "from the UNet encoder with zero-initialised outputs.")
     model.add_argument("--train_unet_liem", type=_bool, default=True, help="Also train the UNet's LIEM gates.")
+    model.add_argument("--liem_placement", choices=("pretrained", *LIEM_PLACEMENTS), default="pretrained",
+                       help="Where the trained LIEM gates (the ControlNet's, and the UNet's under --train_unet_liem) "
+                            "sit: 'pretrained' keeps the loaded models' placement; converted STAR checkpoints "
+                            "gate before the LayerNorm, which cancels the gate (it barely trains), 'after_norm' "
+                            "makes it act.")
     model.add_argument("--lora_rank", type=int, default=0, help="Rank of a LoRA on the UNet attention (0: none).")
     model.add_argument("--lora_alpha", type=_optional(float), default=None, help="LoRA alpha (default: the rank).")
     model.add_argument("--gradient_checkpointing", type=_bool, default=False,
@@ -334,7 +340,25 @@ def load_components(args: argparse.Namespace) -> dict[str, Any]:
         components["controlnet"] = StarVSRControlNetModel.from_pretrained(args.controlnet_model_name_or_path)
     elif args.controlnet_init == "unet":
         components["controlnet"] = StarVSRControlNetModel.from_unet(components["unet"])
+    place_trained_liem_gates(components, args)
     return components
+
+
+def place_trained_liem_gates(components: dict[str, Any], args: argparse.Namespace) -> None:
+    """``--liem_placement`` on the gates that train: the ControlNet's, and the UNet's under ``--train_unet_liem``
+    (the frozen UNet's gates keep the placement they were trained with). A warning when trained gates sit before
+    the LayerNorm, which cancels them (STAR's release, kept by ``--liem_placement pretrained``)."""
+    trained = {"controlnet": components["controlnet"]}
+    if args.train_unet_liem:
+        trained["unet"] = components["unet"]
+    if args.liem_placement != "pretrained":
+        for model in trained.values():
+            set_liem_placement(model, args.liem_placement)
+    cancelled = [name for name, model in trained.items() if model.config.liem_placement == "before_norm"]
+    if cancelled:
+        logger.warning(f"the {' and '.join(cancelled)} LIEM gates sit before the LayerNorm (STAR's released "
+                       f"placement), which cancels them: they barely train; --liem_placement after_norm makes them "
+                       f"act")
 
 
 def liem_parameters(module: nn.Module) -> list[nn.Parameter]:

@@ -14,6 +14,7 @@ class _NoEmptyFloat32ListWarning(logging.Filter):
 
 logging.getLogger("diffusers.models.modeling_utils").addFilter(_NoEmptyFloat32ListWarning())
 
+from .attention import set_liem_placement
 from .controlnet_star import StarVSRControlNetModel, StarVSRControlNetOutput
 from .liem import LIEM_PLACEMENTS, SpatialLIEM, TemporalLIEM
 from .resnet import valid_latent_size
@@ -33,4 +34,5 @@ __all__ = [
     "StarStudentModel",
     "StarStudentOutput",
     "StarStudentState",
+    "set_liem_placement",
 ]

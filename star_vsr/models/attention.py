@@ -233,3 +233,16 @@ class TemporalTransformer(nn.Module):
         tokens = self.proj_out(tokens)  # (b*h*w, n, c)
         out = tokens.reshape(b, h, w, num_frames, c).permute(0, 3, 4, 1, 2).reshape(bn, c, h, w)
         return out + x
+
+
+def set_liem_placement(model: nn.Module, placement: str) -> None:
+    """Move every LIEM gate of ``model`` (a UNet or ControlNet) before or after its LayerNorm (see ``liem.py``),
+    and record it in the model's config so ``save_pretrained`` keeps it. The gates' weights stay as they are:
+    gates trained before the norm (STAR's release), which the norm cancelled, start to act after it."""
+    if placement not in LIEM_PLACEMENTS:
+        raise ValueError(f"liem_placement must be one of {LIEM_PLACEMENTS}, got {placement!r}")
+    for block in model.modules():
+        if isinstance(block, TransformerBlock):
+            block.liem_placement = placement
+    if hasattr(model, "register_to_config"):
+        model.register_to_config(liem_placement=placement)
