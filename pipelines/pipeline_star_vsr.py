@@ -449,7 +449,10 @@ class StarVSRPipeline(DiffusionPipeline):
             timesteps: explicit decreasing timesteps; overrides ``num_inference_steps``.
             timestep_spacing: "trailing" or "star_fast" (STAR's released fast schedule with 14 steps).
             guidance_scale: classifier-free guidance weight (1 disables guidance).
-            guidance_rescale: pulls the guided prediction's std towards the text branch's (0..1).
+            guidance_rescale: pulls the guided prediction's std towards the text branch's (0..1). The stds
+                are those of the frame window being denoised and, with ``tile_size``, of the tile (STAR takes
+                them over its whole untiled chunk), so tiled and untiled results differ a little more than
+                padding alone explains; the blended overlaps hide it.
             noise_level: the LR latents are noised to ``noise_level - 1`` and denoised from there.
             controlnet_conditioning_scale: multiplies the ControlNet residuals.
             chunk_frames: frames per temporal chunk.

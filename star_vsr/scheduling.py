@@ -5,7 +5,8 @@ schedule's log signal-to-noise ratio, shifted for two resolution scales (x2 and 
 interpolated linearly in time between them, then rescaled to zero terminal SNR. With
 ``alpha_t^2 + sigma_t^2 = 1`` (variance preserving):
 
-    logSNR_cos(t)   = -2 log tan(a_min + t (a_max - a_min)),  t in [0, 1] from noisy (1) to clean (0)
+    logSNR_cos(t)   = -2 log tan(a_min + t (a_max - a_min)),  t in [0, 1] from noisy (0) to clean (1);
+                      training timestep k of T uses t = 1 - k / (T - 1)
                       with a_min = atan(exp(-logSNR_min / 2)), a_max = atan(exp(-logSNR_max / 2))
     logSNR_s(t)     = logSNR_cos(t) + 2 log(1 / s)                       (shift for scale s)
     logSNR(t)       = t logSNR_{s_min}(t) + (1 - t) logSNR_{s_max}(t)    (interpolation)

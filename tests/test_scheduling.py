@@ -35,6 +35,24 @@ def test_star_fast_schedule_matches_released_sampler():
                                                     136, 90]
 
 
+@pytest.mark.parametrize("steps, spacing", [(14, "star_fast"), (4, "trailing"), (15, "trailing")])
+def test_the_sampler_is_second_order_but_at_the_first_and_last_step(steps, spacing, monkeypatch):
+    """STAR's sample_dpmpp_2m_sde: first order at the first step (no history) and the last (to sigma 0), second
+    order in between, also under 15 steps (STAR's own "fast" grid has 14), where diffusers' lower_order_final
+    lowers only a third-order step (a review suspected it dropped the second-to-last step to first order)."""
+    scheduler = make_star_scheduler()
+    scheduler.set_timesteps(timesteps=star_timesteps(900, steps, spacing))
+    orders = []
+    for name, order in (("dpm_solver_first_order_update", 1), ("multistep_dpm_solver_second_order_update", 2)):
+        update = getattr(scheduler, name)
+        monkeypatch.setattr(scheduler, name, lambda *a, _u=update, _o=order, **k: orders.append(_o) or _u(*a, **k))
+    latents = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    for t in scheduler.timesteps:
+        latents = scheduler.step(0.1 * latents, t, latents, generator=g).prev_sample
+    assert orders == [1] + [2] * (steps - 2) + [1]
+
+
 def test_trailing_schedule():
     steps = star_timesteps(900, 15)
     assert len(steps) == 15 and steps[0] == 899 and steps == sorted(steps, reverse=True)

@@ -102,7 +102,9 @@ class DynamicFrequencyLoss(nn.Module):
         cutoff (`float`, defaults to 0.125): radius of the radial low-pass filter in cycles per
             pixel (0 < cutoff <= sqrt(2) / 2); use ``0.5 / scale`` for a x``scale`` model.
         distance (`str`, defaults to `"l1"`): ``"l1"`` (mean absolute difference of the band
-            images, as STAR's code) or ``"l2"`` (mean squared difference).
+            images) or ``"l2"`` (mean squared difference). STAR's code instead takes the L1 of the masked
+            FFT coefficients times 0.01, which grows with sqrt(h w): the band images, as in the paper's
+            equations, keep the term's weight against the v-loss independent of the frame size.
 
     ``forward(pred, target, timesteps)`` takes decoded frames (b, n, c, h, w) in any fixed range
     (the training script passes the VAE's [-1, 1]) and the diffusion timesteps (b,), and returns
