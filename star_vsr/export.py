@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import logging
 import os
 import warnings
@@ -58,6 +59,23 @@ def example_inputs(student: StarStudentModel, height: int, width: int) -> tuple[
     return (frame, *student.init_state(1, height, width, device=torch.device("cpu"), dtype=torch.float32).tensors())
 
 
+EXPORT_PACKAGES = {"onnx": ("onnx", "onnxscript"), "onnxruntime": ("onnxruntime",)}
+"""What ``torch.onnx.export`` needs (an export) and what runs the file (``verify``); the ``export`` extra."""
+
+
+def check_export_packages(format: str, verify: bool = False) -> None:
+    """`InputError` naming the install command when an ONNX export (or its check) lacks its packages, which are
+    not star-vsr's own dependencies (TorchScript needs none): torch's exporter failed with a traceback."""
+    if format != "onnx":
+        return
+    wanted = EXPORT_PACKAGES["onnx"] + (EXPORT_PACKAGES["onnxruntime"] if verify else ())
+    missing = [name for name in wanted if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(f"ONNX export needs {' and '.join(missing)}, which star-vsr installs only with its export "
+                         f"extra: pip install \"star-vsr[export]\" (from a clone: pip install -e \".[export]\"); "
+                         f"TorchScript (-o student.pt) needs nothing more")
+
+
 def export_student(student: StarStudentModel, path: Union[str, Path], format: str, height: int, width: int,
                    scale: Optional[float] = None) -> Path:
     """Write the streaming step of ``student`` for ``height`` x ``width`` LR frames to ``path``.
@@ -73,6 +91,7 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     if height < 1 or width < 1:
         raise InputError(f"frame size must be positive, got {width}x{height}")
+    check_export_packages(format)
     model = copy.deepcopy(student).to(device="cpu").float().eval()
     model.to(memory_format=torch.contiguous_format)
     step = StarStudentStep(model, scale).eval()

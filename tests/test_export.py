@@ -90,6 +90,20 @@ def test_an_interrupted_export_leaves_no_file(student, tmp_path, monkeypatch):
     assert zipfile.is_zipfile(tmp_path / "student.pt")  # a whole TorchScript archive
 
 
+def test_onnx_export_without_its_packages_names_the_extra(student, tmp_path, monkeypatch, capsys):
+    """Installed without the export extra, torch's ONNX exporter failed with a traceback (no onnxscript)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
+    with pytest.raises(InputError, match=r'ONNX export needs onnxscript, .*pip install "star-vsr\[export\]"'):
+        export_student(student, tmp_path / "student.onnx", "onnx", 12, 16)
+    export_student(student, tmp_path / "student.pt", "torchscript", 12, 16)  # TorchScript needs none of them
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert main(["export", "-o", str(tmp_path / "s.onnx"), "--verify"]) == 2
+    assert "ONNX export needs onnxscript and onnxruntime" in capsys.readouterr().err
+    assert not (tmp_path / "s.onnx").exists()
+
+
 def test_bad_format_and_scale(student, tmp_path):
     with pytest.raises(InputError, match="format"):
         export_student(student, tmp_path / "x", "tflite", 12, 16)

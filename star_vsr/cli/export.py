@@ -56,12 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_student, verify_export
+    from ..export import check_export_packages, export_student, verify_export
     from ..outputs import check_new_output
     from . import quiet_model_loading
 
     output = Path(args.output)
     args.format = export_format(output, args.format)
+    check_export_packages(args.format, verify=args.verify)  # before the model loads
     default_name = "student.onnx" if args.format == "onnx" else "student.pt"
     check_new_output(args.output, args.overwrite, file_hint=f"name the file to write: -o {output / default_name}")
     if args.model is None:
