@@ -9,11 +9,16 @@ ending in a newline, and the bar's last state when it closes.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any, TextIO
 
 LOG_INTERVAL_S = 30.0
 """Seconds between progress lines written to a file or pipe."""
+
+
+_TERMINAL_CODES = re.compile(r"\r|\x1b\[[0-9;]*[A-Za-z]")
+"""Carriage returns and ANSI escapes: tqdm moves the cursor up to redraw a second bar (a nested one)."""
 
 
 class _LineStream:
@@ -23,7 +28,7 @@ class _LineStream:
         self.stream = stream
 
     def write(self, text: str) -> int:
-        line = text.replace("\r", "").rstrip()
+        line = _TERMINAL_CODES.sub("", text).rstrip()
         if line:  # the redraw itself; tqdm's clearing writes (spaces, a bare newline) are dropped
             self.stream.write(line + "\n")
         return len(text)
@@ -37,6 +42,7 @@ def bar_options(stream: TextIO | None = None) -> dict[str, Any]:
     (default: ``sys.stderr`` as it is now): {} on a terminal, else a line every `LOG_INTERVAL_S` seconds."""
     stream = sys.stderr if stream is None else stream
     isatty = getattr(stream, "isatty", None)
-    if isatty is not None and isatty():
+    if (isatty is not None and isatty()) or "ipykernel" in sys.modules:  # a notebook draws its own widget
         return {}
-    return {"file": _LineStream(stream), "mininterval": LOG_INTERVAL_S, "ascii": True}
+    # miniters=1: tqdm's monitor thread otherwise forces a line every 10 s (its maxinterval) on top
+    return {"file": _LineStream(stream), "mininterval": LOG_INTERVAL_S, "miniters": 1, "ascii": True}

@@ -32,6 +32,19 @@ def test_a_log_file_gets_whole_ascii_lines_not_carriage_returns():
     assert len(lines) == 2  # the start and the end: the updates in between came within LOG_INTERVAL_S
 
 
+def test_a_second_open_bar_writes_no_cursor_codes():
+    """The writer's frame bar opens under the diffusion pipeline's step bar: tqdm moves the cursor up ("\\x1b[A")
+    to redraw the lower one, and each of those came out as a line of its own."""
+    log = io.StringIO()
+    with tqdm(total=2, desc="upscale", **bar_options(log)) as outer:
+        with tqdm(total=3, desc="writer", **bar_options(log)) as inner:
+            inner.update(3)
+        outer.update(2)
+    text = log.getvalue()
+    assert "\x1b" not in text and "\r" not in text
+    assert all(line.startswith(("upscale:", "writer:")) for line in text.splitlines()), text
+
+
 def test_upscale_into_a_log_file_writes_lines(tmp_path, capsys):
     """stderr redirected to a file got a carriage-return redraw of Unicode blocks up to ten times a second."""
     src = write_test_video(tmp_path / "in.mp4", num_frames=3, size=(16, 16))
