@@ -1379,6 +1379,16 @@ def test_a_codec_or_audio_the_output_cannot_take_is_refused_before_the_model_loa
         main(["upscale", str(src), "-o", str(tmp_path / "out.mkv"), "--codec", "ffv1"])
 
 
+def test_an_audio_re_encode_is_said_once(tmp_path):
+    """The CLI checks the audio before the model loads and the writer again when it opens: the warning came
+    twice (default warning filters, as a user runs it)."""
+    src = write_test_video(tmp_path / "web.mkv", num_frames=2, size=(16, 16), audio=True, audio_codec="opus")
+    result = subprocess.run([sys.executable, "-m", "star_vsr", "upscale", str(src), "-o", str(tmp_path / "o.mov")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("re-encoded as AAC") == 1, result.stderr
+
+
 def test_max_frames_previews_the_first_frames_with_their_audio(tmp_path, capsys, monkeypatch):
     """--max-frames N upscales frames 0..N-1 exactly as the whole run does, and the audio ends with them."""
     from star_vsr import resume

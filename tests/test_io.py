@@ -805,7 +805,8 @@ def test_camera_avi_audio_without_a_channel_layout_goes_into_mp4_as_aac(tmp_path
     # ADPCM has no Matroska mapping either: re-encoded, said, and .mkv is not offered as the way out
     assert [str(w.message).endswith("re-encoded as AAC") for w in caught] == ([True] if "adpcm" in audio_codec
                                                                               else [])
-    with pytest.warns(UserWarning, match=f"its {audio_codec} audio cannot go into a .mp4 file"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per source and container in a process, above
         segmented = SegmentedVideoWriter(tmp_path / "joined.mp4", 30, tmp_path / "work", audio_from=source)
     segmented.write(synthetic_frames(NUM_FRAMES, SIZE))
     segmented.commit()
@@ -1278,6 +1279,21 @@ def test_a_folder_of_videos_is_not_read_as_frames(tmp_path):
     cv2.imwrite(str(tmp_path / "cover.png"), np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(InputError, match=r"holds 2 videos \(a\.mp4, b\.mkv\) and 1 frame image; "):
         open_video(tmp_path)
+
+
+def test_a_frame_subfolder_with_a_stray_video_is_still_a_clip(tmp_path):
+    """Such a subfolder was dropped from folders of clips without a word; it is a clip, and reading it names the
+    video (which frames belong to the clip would be a guess)."""
+    from star_vsr.io.probe import clips_in_folder
+
+    clip = tmp_path / "clipA"
+    clip.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(clip / f"{i:03d}.png"), np.zeros((8, 8, 3), np.uint8))
+    (clip / "preview.mp4").write_bytes(b"")
+    assert clips_in_folder(tmp_path) == [clip]
+    with pytest.raises(InputError, match=r"holds 1 video \(preview\.mp4\) and 2 frame images"):
+        probe_video(clip)
 
 
 def test_unreadable_image_is_corrupt(tmp_path):

@@ -208,12 +208,21 @@ def check_audio(source: Path, suffix: str) -> None:
             f"{source}: its audio cannot be written to a {suffix} file ({error}); pass "
             f"{option('keep_audio=False', '--no-audio')}, or write .mkv"
         ) from error
-    if audio.transcode:  # lossy: said, not only logged (Opus into .mov, PCM into .mp4)
+    said = (str(Path(source).resolve()), suffix.lower())
+    if audio.transcode and said not in _REENCODES_SAID:  # lossy: said, not only logged (Opus into .mov, PCM into .mp4)
+        _REENCODES_SAID.add(said)
         with av.open(io.BytesIO(), mode="w", format=_MUXERS[".mkv"]) as matroska:
             kept = suffix.lower() != ".mkv" and audio.source_codec in matroska.supported_codecs
         warnings.warn(f"{source}: its {audio.source_codec} audio cannot go into a {suffix} file as it is, so it is "
                       f"re-encoded as {AUDIO_FALLBACK_CODEC.upper()}" + (" (a .mkv output keeps it as it is)" if kept
                                                                           else ""), stacklevel=2)
+
+
+_REENCODES_SAID: set[tuple[str, str]] = set()
+"""(source, output suffix) pairs whose audio re-encode `check_audio` has warned of in this process: once, although
+the CLI checks before the model loads and the writer again when it opens (Python's own once-per-place filter
+resets whenever a library touches the warning filters)."""
+
 
 
 def check_video_output(path: str | Path, codec: str | None, audio_from: str | Path | None) -> None:
