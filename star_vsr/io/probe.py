@@ -359,7 +359,7 @@ def clips_in_folder(folder: Path) -> list[Path]:
     return [entry for entry in sorted(folder.iterdir(), key=lambda e: natural_sort_key(e.name))
             if not entry.name.startswith(".")
             and ((entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS)
-                 or (entry.is_dir() and is_frame_folder(entry)))]
+                 or (entry.is_dir() and holds_frame_images(entry)))]  # a stray video in it: the reader says so
 
 
 def clip_collection(path: Path) -> list[Path]:
