@@ -17,14 +17,16 @@ from typing import Iterator
 #: Whether Ctrl-C or SIGTERM arrived (``request_interrupt``) since the last ``clear_interrupt``.
 _interrupt_requested = False
 
-#: The last of those signals (also when ``interrupts_held`` caught it), for the exit status; None if none came.
+#: The first of those signals (also when ``interrupts_held`` caught it), for the exit status; None if none came.
 _last_signal: int | None = None
 
 
 def request_interrupt(signum: int = signal.SIGINT, frame: object = None) -> None:
     """Signal handler: remember the interrupt and raise KeyboardInterrupt."""
     global _interrupt_requested, _last_signal
-    _interrupt_requested, _last_signal = True, signum
+    _interrupt_requested = True
+    if _last_signal is None:  # the first one decides the exit status (a Ctrl-C while a SIGTERM's stop saves)
+        _last_signal = signum
     raise KeyboardInterrupt
 
 
@@ -69,5 +71,6 @@ def interrupts_held() -> Iterator[None]:
             signal.signal(sig, handler)
     if caught:
         global _last_signal
-        _last_signal = caught[0]
+        if _last_signal is None:
+            _last_signal = caught[0]
         raise KeyboardInterrupt  # not lost (raised here, not in a handler); the flag stays the CLI's alone

@@ -598,8 +598,8 @@ class StopRequest:
                            limit: Optional[int], progress: Any) -> None:
         """After optimizer step ``step`` (every process): save ``checkpoint-<step>`` every ``every`` steps,
         and on a stop request (`agreed`) before the last step, which finishes as usual, save it, close the
-        ``progress`` bar, say how to go on and exit with 128 + the signal (130: Ctrl-C). A request that comes during a scheduled save stops
-        the run after it (it trained one more step and saved again)."""
+        ``progress`` bar, say how to go on and exit with 128 + the signal (130: Ctrl-C). A request that comes
+        during a scheduled save stops the run right after that save."""
         stopping = self.agreed(accelerator) and step < max_steps
         if step % every == 0 or stopping:
             save_checkpoint(accelerator, output_dir, step, limit)

@@ -205,6 +205,22 @@ def test_set_liem_placement_moves_every_gate_and_is_saved(tmp_path):
         set_liem_placement(released, "sideways")
 
 
+def test_set_liem_placement_reaches_the_config_through_a_wrapper():
+    """A DDP-style wrapper (``.module``): the gates moved but the config, which save_pretrained writes, did not."""
+    torch.manual_seed(0)
+    unet = StarVSRUNetModel(**{**TINY, "liem_placement": "before_norm"})
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, module: torch.nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+    set_liem_placement(Wrapped(unet), "after_norm")
+    assert unet.config.liem_placement == "after_norm"
+    with pytest.raises(ValueError, match="takes a StarVSR UNet or ControlNet"):
+        set_liem_placement(torch.nn.Linear(2, 2), "after_norm")
+
+
 def test_unknown_liem_placement_rejected():
     with pytest.raises(ValueError, match="liem_placement"):
         StarVSRUNetModel(**{**TINY, "liem_placement": "sideways"})

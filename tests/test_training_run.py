@@ -452,6 +452,21 @@ def test_a_stop_requested_during_a_scheduled_save_stops_after_it(tmp_path, monke
     assert stopped.value.code == 143 and saved == [2, 3]
 
 
+def test_the_first_signal_decides_the_exit_status():
+    """SIGTERM stopped an upscale and a Ctrl-C came while it saved: the run exited 130, not 143."""
+    import signal
+
+    from star_vsr import interrupts
+
+    interrupts.clear_interrupt()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.request_interrupt(sig)
+    assert interrupts.interrupted_exit_status() == 143
+    interrupts.clear_interrupt()
+    assert interrupts.interrupted_exit_status() == 130  # none recorded: Ctrl-C's
+
+
 def test_the_launchers_sigterm_right_after_ctrl_c_is_the_same_request(monkeypatch):
     """accelerate launch (1.16) answers Ctrl-C by sending its training process SIGTERM at once (and SIGKILL 5 s
     later): that SIGTERM stopped the run without its checkpoint. Later, a SIGTERM is a second request."""

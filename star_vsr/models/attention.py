@@ -241,8 +241,11 @@ def set_liem_placement(model: nn.Module, placement: str) -> None:
     gates trained before the norm (STAR's release), which the norm cancelled, start to act after it."""
     if placement not in LIEM_PLACEMENTS:
         raise ValueError(f"liem_placement must be one of {LIEM_PLACEMENTS}, got {placement!r}")
+    while not hasattr(model, "register_to_config") and isinstance(getattr(model, "module", None), nn.Module):
+        model = model.module  # DistributedDataParallel and the like: the config is the wrapped model's
+    if not hasattr(model, "register_to_config"):
+        raise ValueError(f"set_liem_placement takes a StarVSR UNet or ControlNet, got {type(model).__name__}")
     for block in model.modules():
         if isinstance(block, TransformerBlock):
             block.liem_placement = placement
-    if hasattr(model, "register_to_config"):
-        model.register_to_config(liem_placement=placement)
+    model.register_to_config(liem_placement=placement)
