@@ -23,11 +23,17 @@ _last_signal: int | None = None
 
 def request_interrupt(signum: int = signal.SIGINT, frame: object = None) -> None:
     """Signal handler: remember the interrupt and raise KeyboardInterrupt."""
-    global _interrupt_requested, _last_signal
+    global _interrupt_requested
     _interrupt_requested = True
-    if _last_signal is None:  # the first one decides the exit status (a Ctrl-C while a SIGTERM's stop saves)
-        _last_signal = signum
+    _remember_signal(signum)
     raise KeyboardInterrupt
+
+
+def _remember_signal(signum: int) -> None:
+    """Keep the first signal: it decides the exit status (a Ctrl-C while a SIGTERM's stop saves changes nothing)."""
+    global _last_signal
+    if _last_signal is None:
+        _last_signal = signum
 
 
 def interrupted_exit_status() -> int:
@@ -70,7 +76,5 @@ def interrupts_held() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if caught:
-        global _last_signal
-        if _last_signal is None:
-            _last_signal = caught[0]
+        _remember_signal(caught[0])
         raise KeyboardInterrupt  # not lost (raised here, not in a handler); the flag stays the CLI's alone

@@ -96,7 +96,6 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
     """One line (or JSON object) per clip of ``folder``: frames, rate, size, codec, audio, damage."""
     from ..errors import StarVSRError
     from ..io import probe_video
-
     from ..io.probe import stray_images_note
 
     stray = stray_images_note(folder)

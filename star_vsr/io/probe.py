@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Iterator, Sequence
 
 import av
 import numpy as np
@@ -335,15 +335,19 @@ def natural_sort_key(name: str) -> tuple[str | int, ...]:
     return tuple(int(part) if index % 2 else part.lower() for index, part in enumerate(parts))
 
 
+def _visible_files(folder: Path, suffixes: Collection[str]) -> Iterator[Path]:
+    """The files directly in `folder` whose suffix (any case) is one of `suffixes`; hidden ones aside."""
+    return (entry for entry in folder.iterdir()
+            if entry.suffix.lower() in suffixes and entry.is_file() and not entry.name.startswith("."))
+
+
 def holds_frame_images(folder: Path) -> bool:
     """Whether `folder` directly holds PNG/JPEG/TIFF/BMP/WebP files (hidden ones aside): the frames of one video."""
-    return any(entry.suffix.lower() in IMAGE_EXTENSIONS and entry.is_file() and not entry.name.startswith(".")
-               for entry in folder.iterdir())
+    return any(_visible_files(folder, IMAGE_EXTENSIONS))
 
 
 def _holds_video_files(folder: Path) -> bool:
-    return any(entry.suffix.lower() in VIDEO_EXTENSIONS and entry.is_file() and not entry.name.startswith(".")
-               for entry in folder.iterdir())
+    return any(_visible_files(folder, VIDEO_EXTENSIONS))
 
 
 def is_frame_folder(folder: Path) -> bool:
@@ -371,8 +375,7 @@ def clip_collection(path: Path) -> list[Path]:
 def stray_images_note(folder: Path) -> str | None:
     """What the commands that take a folder of clips say of the pictures directly in it (a poster, a
     thumbnail; `is_frame_folder`): they are not clips and are left out. None when there are none."""
-    images = sorted((entry.name for entry in folder.iterdir() if entry.is_file() and not entry.name.startswith(".")
-                     and entry.suffix.lower() in IMAGE_EXTENSIONS), key=natural_sort_key)
+    images = sorted((entry.name for entry in _visible_files(folder, IMAGE_EXTENSIONS)), key=natural_sort_key)
     if not images:
         return None
     listed = ", ".join(images[:3]) + (f", ... ({len(images)} in all)" if len(images) > 3 else "")
@@ -402,13 +405,7 @@ def list_image_files(folder: Path) -> list[Path]:
 
     Raises `InputError` when there are none.
     """
-    files = [
-        entry
-        for entry in folder.iterdir()
-        if entry.is_file()
-        and not entry.name.startswith(".")
-        and entry.suffix.lower() in IMAGE_EXTENSIONS
-    ]
+    files = list(_visible_files(folder, IMAGE_EXTENSIONS))
     clips = clips_in_folder(folder)
     videos = [clip.name for clip in clips if clip.is_file()]
     frame_folders = [clip.name for clip in clips if clip.is_dir()]

@@ -20,6 +20,7 @@ background Python thread as well was measured (star-vsr upscale path, 320x180 ->
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 import secrets
@@ -190,8 +191,6 @@ def move_into_place(temp: Path, path: Path) -> None:
 def check_audio(source: Path, suffix: str) -> None:
     """Raise `UnsupportedVideoError` now, before hours of upscaling, if the audio of `source`
     cannot go into a `suffix` file: a few packets are copied (or re-encoded) into memory."""
-    import io
-
     if suffix.lower() not in _MUXERS:
         return
     try:
@@ -222,7 +221,6 @@ _REENCODES_SAID: set[tuple[str, str]] = set()
 """(source, output suffix) pairs whose audio re-encode `check_audio` has warned of in this process: once, although
 the CLI checks before the model loads and the writer again when it opens (Python's own once-per-place filter
 resets whenever a library touches the warning filters)."""
-
 
 
 def check_video_output(path: str | Path, codec: str | None, audio_from: str | Path | None) -> None:
@@ -274,8 +272,6 @@ def _must_transcode(audio: av.audio.stream.AudioStream, output: OutputContainer)
 
 def _header_takes(audio: av.audio.stream.AudioStream, muxer: str) -> bool:
     """Whether the `muxer` writes a header for `audio` copied as it is (an in-memory trial)."""
-    import io
-
     trial = av.open(io.BytesIO(), mode="w", format=muxer)
     try:
         trial.add_stream_from_template(audio)
