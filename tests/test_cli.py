@@ -663,12 +663,14 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")
     torch.save({1: torch.zeros(2)}, tmp_path / "intkey.pt")
     torch.save({"foo": torch.zeros(2, 2)}, tmp_path / "wrongkeys.pt")
+    torch.save({"state_dict": [torch.zeros(2)], "epoch": 3}, tmp_path / "wrappedlist.pt")
     (tmp_path / "adir").mkdir()
     for flag, name, message in (
             ("--checkpoint", "list.pt", "list.pt holds a list, not a state dict (parameter names -> tensors); is "
                                         "it light_deg.pt or heavy_deg.pt?"),
             ("--checkpoint", "tensor.pt", "tensor.pt holds a Tensor, not a state dict"),
             ("--checkpoint", "intkey.pt", "intkey.pt holds a mapping whose keys are not all parameter names"),
+            ("--checkpoint", "wrappedlist.pt", 'wrappedlist.pt holds a list under "state_dict", not a state dict'),
             ("--checkpoint", "adir", "adir is a folder; give the file in it (light_deg.pt or heavy_deg.pt)"),
             ("--openclip", "list.pt", "list.pt holds a list, not a state dict (parameter names -> tensors); is "
                                       "it open_clip_pytorch_model.bin?"),

@@ -107,13 +107,13 @@ def _load_checkpoint(path: Path, trust: bool = False, flag: str = "--checkpoint"
 
 def _state_dict(loaded: Any, path: Path, flag: str) -> dict[str, Any]:
     """``loaded`` when it is a state dict (parameter names -> tensors), bare or under ``"state_dict"``."""
-    inner = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else loaded
-    inner = inner if isinstance(inner, dict) else loaded
+    wrapped = isinstance(loaded, dict) and "state_dict" in loaded  # a training checkpoint: {"state_dict": ...}
+    inner = loaded["state_dict"] if wrapped else loaded
     if isinstance(inner, dict) and inner and all(isinstance(key, str) for key in inner):
         return loaded
     what = ("nothing" if isinstance(inner, dict) and not inner else
             "a mapping whose keys are not all parameter names" if isinstance(inner, dict) else
-            f"a {type(inner).__name__}")
+            f"a {type(inner).__name__}") + (' under "state_dict"' if wrapped else "")
     raise InputError(f"{flag} {path} holds {what}, not a state dict (parameter names -> tensors); is it "
                      f"{RELEASE_FILES[flag]}?")
 
