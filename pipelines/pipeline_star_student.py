@@ -169,7 +169,8 @@ class StarStudentPipeline(DiffusionPipeline):
         thousands of frames, so on a CPU it stays opt-in.
 
         Args:
-            mode: ``torch.compile`` mode (None: its default; "max-autotune-no-cudagraphs" on GPUs).
+            mode: ``torch.compile`` mode (None: torch.compile's default; "max-autotune-no-cudagraphs" is worth
+                trying on GPUs).
             dynamic: compile for changing frame sizes instead of recompiling per size.
         """
         has_compiler = any(shutil.which(c) for c in ("c++", "g++", "clang++"))
@@ -188,9 +189,10 @@ class StarStudentPipeline(DiffusionPipeline):
                               "dtype=torch.bfloat16 or torch.float32.")
 
     # ---------------------------------------------------------------- inputs
-    def check_inputs(self, upscale: float, output_type: str, chunk_size: int, start_frame: int = 0,
+    def check_inputs(self, upscale: Optional[float], output_type: str, chunk_size: int, start_frame: int = 0,
                      state: Optional[StarStudentState] = None, height: int = 0, width: int = 0,
                      scene_cut_threshold: Optional[float] = SCENE_CUT_THRESHOLD) -> None:
+        """Raise ``InputError`` for arguments ``__call__`` cannot run with (``height`` x ``width``: the LR frames')."""
         self.student.check_scale(upscale)
         if scene_cut_threshold is not None and (isinstance(scene_cut_threshold, bool) or not isinstance(
                 scene_cut_threshold, numbers.Real) or not 0 <= scene_cut_threshold < math.inf):
@@ -211,6 +213,10 @@ class StarStudentPipeline(DiffusionPipeline):
             if shapes != [tuple(t.shape) for t in expected]:
                 raise InputError(f"the state does not fit this student and a {width}x{height} video: its tensors "
                                  f"are {shapes}, expected {[tuple(t.shape) for t in expected]}")
+            last = state.last_lr_frame  # the exact size (the tensors are padded to even sizes)
+            if last is not None and tuple(last.shape[-2:]) != (height, width):
+                raise InputError(f"the state comes from a {last.shape[-1]}x{last.shape[-2]} video, not "
+                                 f"{width}x{height}")
 
     # ---------------------------------------------------------------- main
     @torch.no_grad()
@@ -218,7 +224,7 @@ class StarStudentPipeline(DiffusionPipeline):
     def __call__(
         self,
         video: Union[VideoInput, FrameSource],
-        upscale: float = 4,
+        upscale: Optional[float] = None,
         output_type: str = "pt",
         return_dict: bool = True,
         frame_sink: Optional[Callable[[torch.Tensor], None]] = None,
@@ -235,7 +241,8 @@ class StarStudentPipeline(DiffusionPipeline):
         Args:
             video: a path (video file or image folder), a (n, 3, h, w) float tensor in [0, 1], a
                 (n, h, w, 3) uint8 array, or a list of PIL images / arrays.
-            upscale: output size / input size, between 1 and 4 (2, 3 and 4 use pixel shuffle heads).
+            upscale: output size / input size, between 1 and 4 (2, 3 and 4 use pixel shuffle heads); None: the
+                student's own scale (``student.config.scale``, 4 for the bundled student).
             output_type: "pt", "np" or "pil".
             return_dict: return a ``StarStudentPipelineOutput`` rather than a tuple.
             frame_sink: if given, called with each finished chunk (k, 3, H, W) in [0, 1] on the host
@@ -336,7 +343,8 @@ class StarStudentPipeline(DiffusionPipeline):
             return (frames_out,)
         return StarStudentPipelineOutput(frames=frames_out)
 
-    def output_size(self, height: int, width: int, upscale: float = 4) -> tuple[int, int]:
-        """Size (H, W) of the frames this pipeline makes from ``height`` x ``width`` LR frames."""
-        return output_size(height, width, float(upscale))
+    def output_size(self, height: int, width: int, upscale: Optional[float] = None) -> tuple[int, int]:
+        """Size (H, W) of the frames this pipeline makes from ``height`` x ``width`` LR frames (``upscale`` as in
+        ``__call__``; None: the student's own scale)."""
+        return output_size(height, width, float(self.student.config.scale if upscale is None else upscale))
 

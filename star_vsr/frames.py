@@ -8,6 +8,7 @@ decoded again on each pass (PyAV streaming), so a long video never sits in memor
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from abc import ABC, abstractmethod
 from fractions import Fraction
@@ -63,6 +64,9 @@ def _to_tensor(frame: object) -> torch.Tensor:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] not in (3, 4):
         raise InputError(f"image frames must be (h, w, 3) RGB, got an array of shape {array.shape}")
+    if array.shape[-1] == 4:
+        warnings.warn("the alpha channel of an RGBA frame is dropped (frames are RGB; composite it onto a "
+                      "background first to choose one)")
     array = array[..., :3]
     if array.dtype in (np.uint8, np.uint16):  # 8- and 16-bit images: their whole range is [0, 1]
         return torch.from_numpy(array.astype(np.float32)).permute(2, 0, 1) / float(np.iinfo(array.dtype).max)
@@ -76,7 +80,12 @@ def _pil_as_array(image: PIL.Image.Image) -> np.ndarray:
 
     Palette ("P"), CMYK, YCbCr, LAB, HSV and grey-with-alpha images are converted to RGB by PIL; read as
     arrays they would be palette indices or other colour spaces. An alpha channel is dropped with a warning.
+    Float grey (mode "F") is taken as it is, so it must hold values in [0, 1] like float arrays (PIL's RGB
+    conversion would clip it to 0..255 and turn [0, 1] into black). Mode "I" stores no bit depth: it is
+    read as 16-bit when a value exceeds 255, else as 8-bit.
     """
+    if image.mode == "F":
+        return np.asarray(image)
     if image.mode.startswith("I"):  # 16/32-bit integer grey: PIL's RGB conversion clips it to 0..255
         values = np.asarray(image).astype(np.float32)
         return values / (65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0)
@@ -97,18 +106,6 @@ class FrameSource(ABC):
     def iter_chunks(self, chunk_size: int) -> Iterator[torch.Tensor]:
         """Yield consecutive (k, 3, h, w) float32 tensors in [0, 1], k <= chunk_size."""
 
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        """Frames [start, stop) as (stop - start, 3, h, w); a sequential pass for streamed sources."""
-        chunks, position = [], 0
-        for chunk in self.iter_chunks(max(1, stop - start)):
-            lo, hi = max(start - position, 0), min(stop - position, len(chunk))
-            if lo < hi:
-                chunks.append(chunk[lo:hi])
-            position += len(chunk)
-            if position >= stop:
-                break
-        return torch.cat(chunks)
-
 
 class TensorFrameSource(FrameSource):
     """Frames already in memory: a (n, 3, h, w) float tensor in [0, 1]."""
@@ -121,6 +118,7 @@ class TensorFrameSource(FrameSource):
                              f"[0, 1]; got shape {tuple(frames.shape)}")
         if frames.shape[0] == 0:
             raise InputError("the video has no frames")
+        _check_frame_size(frames.shape[-2], frames.shape[-1])
         check_unit_range(frames)
         self.frames = frames
         self.num_frames, _, self.height, self.width = frames.shape
@@ -128,9 +126,6 @@ class TensorFrameSource(FrameSource):
     def iter_chunks(self, chunk_size: int) -> Iterator[torch.Tensor]:
         for start in range(0, self.num_frames, chunk_size):
             yield self.frames[start:start + chunk_size].float().cpu()
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        return self.frames[start:stop].float().cpu()
 
 
 class ListFrameSource(FrameSource):
@@ -140,12 +135,14 @@ class ListFrameSource(FrameSource):
         if len(frames) == 0:
             raise InputError("the video has no frames")
         self.frames = frames
-        first = _to_tensor(frames[0])
-        self.num_frames, (_, self.height, self.width) = len(frames), first.shape
+        self._first = _to_tensor(frames[0])  # (converted once: a conversion may warn)
+        self.num_frames, (_, self.height, self.width) = len(frames), self._first.shape
+        _check_frame_size(self.height, self.width)
 
     def iter_chunks(self, chunk_size: int) -> Iterator[torch.Tensor]:
         for start in range(0, self.num_frames, chunk_size):
-            chunk = [_to_tensor(f) for f in self.frames[start:start + chunk_size]]
+            chunk = [self._first if start + i == 0 else _to_tensor(f)
+                     for i, f in enumerate(self.frames[start:start + chunk_size])]
             if any(c.shape != chunk[0].shape for c in chunk) or chunk[0].shape[1:] != (self.height, self.width):
                 sizes = sorted({f"{c.shape[-1]}x{c.shape[-2]}" for c in chunk} | {f"{self.width}x{self.height}"})
                 raise InputError(f"all frames of a video must have the same size, got {', '.join(sizes)}")
@@ -207,16 +204,26 @@ class FileFrameSource(FrameSource):
                     return
 
 
+def _check_frame_size(height: int, width: int) -> None:
+    """``InputError`` for frames without pixels (a frame of 0 rows or columns)."""
+    if height < 1 or width < 1:
+        raise InputError(f"the frames are {width}x{height}: a frame needs at least one pixel in each direction")
+
+
 def as_frame_source(video: Union[VideoInput, FrameSource]) -> FrameSource:
     """Wrap a path, tensor, array or list of frames as a ``FrameSource``."""
     if isinstance(video, FrameSource):
         return video
-    if isinstance(video, (str, Path)):
+    if isinstance(video, (bytes, bytearray)):
+        raise InputError("a path must be a str or pathlib.Path, not bytes (use os.fsdecode)")
+    if isinstance(video, (str, os.PathLike)):
+        if not os.fspath(video):
+            raise InputError("the video path is empty")
         return FileFrameSource(video)
     if isinstance(video, torch.Tensor):
         return TensorFrameSource(video)
     if isinstance(video, np.ndarray):
-        if video.ndim == 4 and video.shape[-1] == 3:  # (n, h, w, 3)
+        if video.ndim == 4 and video.shape[-1] in (3, 4):  # (n, h, w, 3) RGB or (n, h, w, 4) RGBA
             return ListFrameSource(list(video))
         raise InputError(f"numpy videos must be (frames, h, w, 3), got shape {video.shape}")
     if isinstance(video, Sequence):

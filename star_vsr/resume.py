@@ -321,8 +321,11 @@ def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], au
     """What a saved run must share with this one to go on from it: input, output format, model and call."""
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
 
+    upscale = pipeline_kwargs.get("upscale")
+    if upscale is None:  # the pipeline's default: a student's own scale, the diffusion model's 4
+        upscale = pipe.student.config.scale if isinstance(pipe, StarStudentPipeline) else 4
     settings = {"input": str(Path(input_path).resolve()), "input_files": input_fingerprint(Path(input_path)),
-                "pipeline": type(pipe).__name__, "upscale": float(pipeline_kwargs.get("upscale", 4)),
+                "pipeline": type(pipe).__name__, "upscale": float(upscale),
                 "codec": codec, "crf": crf, "audio": audio is not None, "deinterlaced": deinterlaced}
     if isinstance(pipe, StarStudentPipeline):
         return {**settings, "student_weights": weights_fingerprint([pipe.student]),

@@ -412,6 +412,10 @@ def test_a_pipeline_is_not_saved_over_another_pipeline_or_a_file(tmp_path):
     (["a.png"], "got str \\(a video file or frame folder is passed as one path, not a list\\)"),
     ([np.zeros((8, 12, 3), np.uint8), np.zeros((8, 10, 3), np.uint8)],
      "all frames of a video must have the same size, got 10x8, 12x8"),
+    (torch.rand(2, 3, 0, 5), "the frames are 5x0: a frame needs at least one pixel"),  # not a deep torch error
+    (np.zeros((2, 0, 0, 3), np.uint8), "the frames are 0x0"),
+    ("", "the video path is empty"),  # not the current folder
+    (b"clip.mp4", "not bytes"),  # not a list of ints
 ])
 def test_video_values_outside_the_unit_range_are_refused(bad, match):
     """Every pipeline reads its input through star_vsr.frames.as_frame_source."""
@@ -449,6 +453,40 @@ def test_pil_frames_of_any_mode_are_read_as_rgb(mode):
     expected = [0.299] * 3 if mode in ("L", "LA") else [1.0, 0.0, 0.0]  # BT.601 grey of red
     torch.testing.assert_close(pixel, torch.tensor(expected), atol=0.01, rtol=0)
     assert any("transparency" in str(w.message) for w in caught) == (mode in ("RGBA", "LA"))
+
+
+def test_rgba_arrays_drop_alpha_with_one_warning_per_frame_stacked_or_in_a_list():
+    """A list of RGBA PIL frames warned three times for two frames (the first was read twice); RGBA arrays
+    dropped their alpha without a word in a list and were refused stacked."""
+    import warnings
+
+    from PIL import Image
+
+    from star_vsr.frames import as_frame_source
+
+    rgba = np.zeros((2, 4, 6, 4), np.uint8)
+    rgba[..., 0] = 255
+    for video in (rgba, list(rgba), [Image.fromarray(f) for f in rgba]):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            frames = torch.cat(list(as_frame_source(video).iter_chunks(1)))
+        assert frames.shape == (2, 3, 4, 6) and frames[:, 0].min() == 1 and frames[:, 1:].max() == 0
+        assert len(caught) == 2 and all("alpha" in str(w.message) or "transparency" in str(w.message)
+                                        for w in caught), [str(w.message) for w in caught]
+
+
+def test_float_pil_frames_are_read_as_float_values():
+    """PIL's RGB conversion of a mode "F" image clips it to 0..255, which turned [0, 1] values into black."""
+    from PIL import Image
+
+    from star_vsr.frames import as_frame_source
+
+    grey = Image.fromarray(np.full((4, 6), 0.8, np.float32))
+    assert grey.mode == "F"
+    frame = next(as_frame_source([grey]).iter_chunks(1))
+    torch.testing.assert_close(frame, torch.full((1, 3, 4, 6), 0.8))
+    with pytest.raises(InputError, match="divide by 255"):  # 0..255 floats, as for float arrays
+        list(as_frame_source([Image.fromarray(np.full((4, 6), 200.0, np.float32))]).iter_chunks(1))
 
 
 def test_16_bit_grey_pil_frames_use_their_whole_range():

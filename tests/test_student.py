@@ -435,10 +435,12 @@ def test_a_stream_fed_in_pieces_finds_a_cut_at_the_seam(pipe):
     carried = pipe(video[4:], state=StarStudentState(*states[4].tensors())).frames
     assert (carried - pipe(second).frames).abs().max() > 1e-3
     assert states[4].detach().last_lr_frame is not None
-    # a state of a video one pixel narrower fits the tensors (sides rounded up to even): no test, no torch.cat error
+    # a state of a video one pixel narrower fits the tensors (sides rounded up to even): refused by its frame's
+    # size, not a torch.cat error in the scene-cut test
     states = {}
     pipe(video[:2, :, :, :-1], state_sink=lambda done, state: states.update({done: state}))
-    assert pipe(video[2:], state=states[2]).frames.shape == (1, 6, 3, 128, 128)
+    with pytest.raises(InputError, match="the state comes from a 31x32 video, not 32x32"):
+        pipe(video[2:], state=states[2])
 
 
 def test_a_state_after_the_last_frame_leaves_nothing_to_do_and_a_bad_state_is_named(pipe):
@@ -494,9 +496,20 @@ def test_pipeline_input_errors(pipe):
     for bad in (0, 1.5, True):
         with pytest.raises(InputError, match="chunk_size"):
             pipe(lr, chunk_size=bad)
-    for bad in ("2", True, float("nan")):  # StarVSRPipeline refuses these too
-        with pytest.raises(InputError, match="scale must be a finite number"):
+    for bad, message in (("2", "real number"), (True, "real number"), (torch.tensor(2.0), "real number"),
+                         (float("nan"), "finite number")):  # StarVSRPipeline refuses these too
+        with pytest.raises(InputError, match=f"scale must be a {message}"):
             pipe(lr, upscale=bad)
+
+
+def test_pipeline_upscales_by_its_students_own_scale_by_default():
+    """The signature said ``upscale=4`` while the body and the docs took None for the student's own scale:
+    a student built for x2 upscaled by 4 unless None was passed."""
+    pipe2 = build_student_pipeline("tiny", seed=0, scale=2)
+    pipe2.set_progress_bar_config(disable=True)
+    lr = clip(n=2, h=8, w=8)[0]
+    assert pipe2(lr).frames.shape[-2:] == (16, 16) == pipe2.output_size(8, 8)
+    assert pipe2(lr, upscale=4).frames.shape[-2:] == (32, 32) == pipe2.output_size(8, 8, 4)
 
 
 def test_save_and_load_round_trip(pipe, tmp_path, umask_022):

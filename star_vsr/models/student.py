@@ -30,8 +30,8 @@ with or without a photometric loss on the ground truth, kept predicting a near-c
 (~0.1 px where the camera moved ~1 px per frame). Lucas-Kanade needs no training and its error
 against the known camera motion of the training clips is 0.2-0.3 px.
 
-Residual blocks of depthwise 3x3 + pointwise 1x1 pairs in ``small`` and ``base`` (the default
-student), dense 3x3 convs in ``tiny``; channels_last (``step`` converts its input). Operators were
+Residual blocks of depthwise 3x3 + pointwise 1x1 pairs in ``small`` (the default student) and
+``base``, dense 3x3 convs in ``tiny``; channels_last (``step`` converts its input). Operators were
 chosen by measurement (``benchmarks/student_speed.py --ops``, 320x180 feature map, 2 threads,
 float32, median ms), and the measurement is not stable on the project's shared 2-core machines:
 
@@ -154,8 +154,9 @@ def check_student_scale(scale: Optional[float], upsample_scales: Sequence[int], 
     """``scale`` as a float (``default``, the config's scale, for None); ``InputError`` outside
     [MIN_SCALE, the largest of ``upsample_scales``] (and MAX_SCALE). A module function so that the command
     line can check ``--upscale`` against a saved config before the weights load."""
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
-                              or not math.isfinite(scale)):
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
+        raise InputError(f"the scale must be a real number (int or float), got {type(scale).__name__} {scale!r}")
+    if scale is not None and not math.isfinite(scale):
         raise InputError(f"the scale must be a finite number, got {scale!r}")
     scale = float(default if scale is None else scale)
     top = min(MAX_SCALE, max(upsample_scales))
