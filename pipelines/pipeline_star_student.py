@@ -30,9 +30,8 @@ from diffusers.utils import BaseOutput
 
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, named, option
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
-from star_vsr.model_folder import check_pipeline_folder, check_save_folder, load_checked
+from star_vsr.model_folder import check_pipeline_folder, load_checked, local_load_kwargs, save_pipeline_folder
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
-from star_vsr.outputs import give_default_mode
 from star_vsr.scene_cuts import SCENE_CUT_THRESHOLD, scene_cuts
 
 #: LR frames read, upscaled and handed to ``frame_sink`` at once.
@@ -147,17 +146,15 @@ class StarStudentPipeline(DiffusionPipeline):
         """Load a folder written by ``save_pretrained`` (e.g. by ``training/distill_student.py``). Never downloads."""
         folder = Path(pretrained_model_name_or_path)
         check_pipeline_folder(folder, "student", MISSING_STUDENT_HELP, expected_class=cls)
-        kwargs["local_files_only"] = True
+        kwargs = local_load_kwargs(kwargs)
         return load_checked(folder, "student", MISSING_STUDENT_HELP,
                             lambda: super(StarStudentPipeline, cls).from_pretrained(folder, **kwargs))
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
         """``DiffusionPipeline.save_pretrained``; the weight files it wrote get the umask's mode
         (``give_default_mode``). A file or another pipeline's folder is refused (``check_save_folder``)."""
-        check_save_folder(Path(save_directory), type(self).__name__)
-        super().save_pretrained(save_directory, **kwargs)
-        for name in self.components:  # the folders this save wrote, not others in save_directory
-            give_default_mode(Path(save_directory) / name)
+        save_pipeline_folder(self, save_directory,
+                             lambda: super(StarStudentPipeline, self).save_pretrained(save_directory, **kwargs))
 
     def enable_torch_compile(self, mode: Optional[str] = None, dynamic: bool = False) -> None:
         """Run each step through ``torch.compile`` (opt-in; the first frames pay the compilation).

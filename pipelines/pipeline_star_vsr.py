@@ -31,9 +31,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory_of_call, named, option
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
-from star_vsr.model_folder import check_pipeline_folder, check_save_folder, load_checked
+from star_vsr.model_folder import check_pipeline_folder, load_checked, local_load_kwargs, save_pipeline_folder
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
-from star_vsr.outputs import give_default_mode
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize
 from star_vsr.tiling import blend_weights, default_overlap
@@ -177,7 +176,7 @@ class StarVSRPipeline(DiffusionPipeline):
         """Load a pipeline folder written by ``save_pretrained`` or ``star-vsr convert-star``. Never downloads."""
         folder = Path(pretrained_model_name_or_path)
         check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls)
-        kwargs.setdefault("local_files_only", True)
+        kwargs = local_load_kwargs(kwargs)
         pipe = load_checked(folder, "StarVSR", MISSING_WEIGHTS_HELP,
                             lambda: super(StarVSRPipeline, cls).from_pretrained(folder, **kwargs))
         if not {"dtype", "torch_dtype", "text_encoder"} & set(kwargs) and pipe.text_encoder.dtype != pipe.unet.dtype:
@@ -190,10 +189,8 @@ class StarVSRPipeline(DiffusionPipeline):
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
         """``DiffusionPipeline.save_pretrained``; the weight files it wrote get the umask's mode
         (``give_default_mode``). A file or another pipeline's folder is refused (``check_save_folder``)."""
-        check_save_folder(Path(save_directory), type(self).__name__)
-        super().save_pretrained(save_directory, **kwargs)
-        for name in self.components:  # the folders this save wrote, not others in save_directory
-            give_default_mode(Path(save_directory) / name)
+        save_pipeline_folder(self, save_directory,
+                             lambda: super(StarVSRPipeline, self).save_pretrained(save_directory, **kwargs))
 
     def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda") -> None:
         """Keep each model on the CPU until it runs (GPU only)."""

@@ -1,13 +1,15 @@
 """Checks that a pipeline folder on disk holds what ``from_pretrained`` will read, so a missing or
-half-copied download is reported with what to get and where, not as a loader's traceback."""
+half-copied download is reported with what to get and where, not as a loader's traceback; and the
+loading and saving rules both pipelines share (``local_load_kwargs``, ``save_pipeline_folder``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from .errors import InputError, MissingWeightsError, StarVSRError, is_out_of_memory
+from .outputs import give_default_mode
 
 T = TypeVar("T")
 
@@ -100,3 +102,34 @@ def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T])
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise MissingWeightsError(f"the {kind} pipeline at {folder} could not be loaded ({reason}); the folder is "
                                   f"damaged or incomplete: copy or convert it again.\n{help_text}") from error
+
+
+def local_load_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` of a pipeline's ``from_pretrained`` on a local folder: with ``local_files_only`` (it never
+    downloads), and a ``dtype`` / ``torch_dtype`` given by name ("bf16" or "bfloat16", "fp32" or "float32", "fp16"
+    or "float16", as ``star_vsr.upscale.load_upscaler`` takes them) turned into that torch dtype: diffusers loads
+    float32 for any string, with only a log line."""
+    import torch
+
+    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+             "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    kwargs = {**kwargs, "local_files_only": True}
+    for key in ("dtype", "torch_dtype"):
+        value = kwargs.get(key)
+        if isinstance(value, str):
+            if value not in names:
+                raise InputError(f"{key}={value!r} is not a dtype this project loads: pass torch.float32, "
+                                 f"torch.bfloat16 or torch.float16 (or its name: {', '.join(names)})")
+            kwargs[key] = names[value]
+    return kwargs
+
+
+def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Callable[[], None]) -> None:
+    """``save()`` (diffusers' ``save_pretrained`` of ``pipe`` into ``save_directory``) once ``check_save_folder``
+    passed; then the component folders it wrote, not others in ``save_directory``, get the umask's mode
+    (``give_default_mode``)."""
+    folder = Path(save_directory)
+    check_save_folder(folder, type(pipe).__name__)
+    save()
+    for name in pipe.components:
+        give_default_mode(folder / name)

@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 import torch
 
 from . import resume
-from .errors import DeviceError, InputError
+from .errors import DeviceError, InputError, option
 from .outputs import IMAGE_OUTPUTS
 from .progress import bar_options
 from .resume import MANIFEST, partial_folder  # noqa: F401 (part of this module's interface)
@@ -35,9 +35,10 @@ def resolve_device(device: str = "auto") -> torch.device:
     except RuntimeError:
         resolved = None
     if resolved is None or resolved.type not in ("cpu", "cuda"):
-        raise InputError(f"unknown --device {device!r}: use auto, cpu, cuda or cuda:N")
+        raise InputError(f"unknown {option('device', '--device')} {device!r}: use auto, cpu, cuda or cuda:N")
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"--device {device} needs a CUDA GPU, and none is available; use --device cpu")
+        asked, cpu = option(f"device={device!r}", f"--device {device}"), option("device='cpu'", "--device cpu")
+        raise DeviceError(f"{asked} needs a CUDA GPU, and none is available; use {cpu}")
     return resolved
 
 

@@ -535,6 +535,26 @@ def test_save_and_load_round_trip(pipe, tmp_path, umask_022):
     assert bf16.student.dtype == torch.bfloat16
     assert (bf16(lr).frames - pipe(lr).frames).abs().mean() < 0.05
     assert bf16(lr, upscale=2.5).frames.shape == (1, 2, 3, 25, 30)
+    # a dtype by name, as load_upscaler takes it (diffusers loaded float32 for any string, with a log line)
+    for name, dtype in (("bf16", torch.bfloat16), ("bfloat16", torch.bfloat16), ("fp32", torch.float32)):
+        assert StarStudentPipeline.from_pretrained(tmp_path / "student", dtype=name).student.dtype == dtype, name
+    with pytest.raises(InputError, match="dtype='half' is not a dtype this project loads"):
+        StarStudentPipeline.from_pretrained(tmp_path / "student", dtype="half")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_device_errors_name_the_python_argument_in_python_and_the_flag_in_the_command(tmp_path, capsys):
+    """load_upscaler(device="cuda") said '--device cuda ...; use --device cpu' to Python callers."""
+    from star_vsr.io.synthetic import write_test_video
+    from star_vsr.upscale import load_upscaler
+
+    with pytest.raises(InputError, match="^unknown device 'gpu'"):
+        load_upscaler(default_student_folder(), device="gpu")
+    with pytest.raises(DeviceError, match="^device='cuda' needs a CUDA GPU, and none is available; use device='cpu'"):
+        load_upscaler(default_student_folder(), device="cuda")
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4"), "--device", "cuda"]) == 2
+    assert "--device cuda needs a CUDA GPU, and none is available; use --device cpu" in capsys.readouterr().err
 
 
 def test_missing_folder_is_a_missing_weights_error(tmp_path):
