@@ -216,6 +216,7 @@ class StarVSRPipeline(DiffusionPipeline):
                      callback_on_step_end_tensor_inputs: Sequence[str], timesteps: Optional[Sequence[int]] = None,
                      frame_sink: Optional[Callable] = None, guidance_scale: float = 7.5,
                      controlnet_conditioning_scale: float = 1.0) -> None:
+        """Raise ``InputError`` for arguments ``__call__`` cannot run with, before any model runs."""
         check_sampling_arguments(upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
                                  chunk_overlap, tile_size, tile_overlap, color_fix, decode_chunk_size, timesteps,
                                  guidance_scale, controlnet_conditioning_scale)

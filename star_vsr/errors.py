@@ -1,7 +1,9 @@
-"""Exceptions raised by star-vsr for problems the user can fix.
+"""Exceptions raised by star-vsr for problems the user can fix, and how their messages are worded.
 
 Every message says what was wrong and what to do about it. The CLI prints these without a
-traceback; anything else that escapes is a bug.
+traceback; anything else that escapes is a bug. A message names a setting as the caller spells it
+(``option``, ``named``: ``--tile-size 512`` inside the ``star-vsr`` command, ``tile_size=512`` in Python),
+and an out-of-memory error is turned into one that says what to lower (``explain_out_of_memory``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""What the two training scripts share: YAML settings under the command line, and checkpoint folders.
+"""What the two training scripts share: YAML settings under the command line, checkpoint folders, the checks of
+their settings (``check_number``, ``check_run_settings``) and stopping on a signal after a save (``StopRequest``).
 
 ``training/train_star.py`` and ``training/distill_student.py`` both read ``--config FILE.yaml`` as
 defaults that command-line flags override, and both keep ``checkpoint-<step>`` folders in their

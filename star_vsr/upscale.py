@@ -19,7 +19,6 @@ from . import resume
 from .errors import DeviceError, InputError, option
 from .outputs import IMAGE_OUTPUTS
 from .progress import bar_options
-from .resume import MANIFEST, partial_folder  # noqa: F401 (part of this module's interface)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: The ``--dtype`` value of each weight dtype.

@@ -16,7 +16,7 @@ from star_vsr.errors import DeviceError, InputError, cli_wording, explain_out_of
 from star_vsr.io.synthetic import write_test_video
 from star_vsr.student import build_student_pipeline
 from star_vsr.testing import tiny_star_pipeline
-from star_vsr.upscale import MANIFEST, partial_folder
+from star_vsr.resume import MANIFEST, partial_folder
 
 
 def allocate_too_much(*args, **kwargs):

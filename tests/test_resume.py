@@ -20,8 +20,9 @@ from star_vsr.io import open_video, probe_video
 from star_vsr.io.segments import SegmentedVideoWriter
 from star_vsr.io.synthetic import synthetic_frames, write_test_video
 from star_vsr.models.student import StarStudentState
+from star_vsr.resume import MANIFEST, partial_folder
 from star_vsr.student import build_student_pipeline
-from star_vsr.upscale import MANIFEST, partial_folder, upscale_video
+from star_vsr.upscale import upscale_video
 
 
 def read_all(path) -> np.ndarray:

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from ..outputs import check_new_video_output
 
     output = check_new_video_output(args.output, args.overwrite, args.input)
-    degrade_clip(args, source, output, args.seed, args.fps)
+    _degrade_file(args, source, output, args.seed, args.fps)
     return 0
 
 
@@ -133,7 +133,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     failed = []
     for clip in todo:
         try:
-            degrade_clip(args, clip, outputs[clip], clip_seed(args.seed, clip.name),
+            _degrade_file(args, clip, outputs[clip], clip_seed(args.seed, clip.name),
                          args.fps if clip.is_dir() else None, folder=True)  # a video file keeps its own rate
         except (CorruptVideoError, UnsupportedVideoError) as error:  # this clip, not the folder
             print(f"skipped {clip}: {error}", file=sys.stderr)
@@ -146,7 +146,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     return 1 if failed else 0
 
 
-def degrade_clip(args: argparse.Namespace, source: Path, output: Path, seed: int, fps: Any = None,
+def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: int, fps: Any = None,
                  folder: bool = False) -> None:
     """``source`` (a video or frame folder) degraded with ``args``' preset, scale and codec and ``seed``,
     written to ``output``; ``fps``: the rate of a frame folder (``--fps``); ``folder``: one clip of a folder."""

@@ -58,16 +58,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     sr.add_argument("--seed", type=seed_argument, default=defaults["seed"],
                     help=f"random seed (diffusion models; default {defaults['seed']})")
     diffusion = parser.add_argument_group("diffusion model options (StarVSR pipelines; a student ignores them)")
-    diffusion.add_argument("--steps", type=int, default=defaults["steps"], help="denoising steps (default 15)")
+    diffusion.add_argument("--steps", type=int, default=defaults["steps"], help=f"denoising steps (default {defaults['steps']})")
     diffusion.add_argument("--prompt", default=defaults["prompt"],
                            help=f"caption of the video (default {defaults['prompt']!r}; STAR's quality phrases are "
                                 "appended to it)")
     diffusion.add_argument("--guidance-scale", type=float, default=defaults["guidance_scale"],
-                           help="classifier-free guidance weight (default 7.5; 1 turns it off)")
+                           help=f"classifier-free guidance weight (default {defaults['guidance_scale']:g}; 1 turns it off)")
     diffusion.add_argument("--noise-level", type=int, default=defaults["noise_level"],
-                           help="SDEdit start (1..1000, default 900)")
+                           help=f"SDEdit start (1..1000, default {defaults['noise_level']})")
     diffusion.add_argument("--chunk-frames", type=int, default=defaults["chunk_frames"],
-                           help="frames per temporal chunk (default 32)")
+                           help=f"frames per temporal chunk (default {defaults['chunk_frames']})")
     diffusion.add_argument("--chunk-overlap", type=int, default=defaults["chunk_overlap"],
                            help="frames shared by neighbouring chunks (default 8, or half of --chunk-frames when "
                                 "that is less; must be less than --chunk-frames)")

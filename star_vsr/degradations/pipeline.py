@@ -253,7 +253,7 @@ def degrade_frames(
     preset_or_config: str | DegradationConfig = "medium",
     seed: int = 0,
 ) -> np.ndarray:
-    """Degrade 8-bit frames (the CLI's format): uint8 (n, h, w, 3) RGB -> uint8 LR frames.
+    """Degrade 8-bit frames as decoders give them: uint8 (n, h, w, 3) RGB -> uint8 LR frames.
 
     Args:
         frames: (n, h, w, 3) uint8 RGB frames of one clip; h and w divisible by `scale`.

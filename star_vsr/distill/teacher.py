@@ -232,7 +232,7 @@ def load_teacher(source: Any, *, scale: int = 4, features: Sequence[str] = (), d
     Args:
         source: a model folder (StarVSR or student pipeline), a loaded pipeline, a
             ``StarStudentModel``, a :class:`Teacher`, or a callable video-to-video function.
-        scale: upscaling factor (a student's own scale is used when ``scale`` matches it).
+        scale: upscaling factor of the teacher's outputs (a student teacher runs its head of that scale).
         features: feature taps to return (student and diffusion teachers).
         device, dtype: where and in what precision a folder is loaded ("auto": float16 on CUDA, float32 on
             the CPU even for a student, as its outputs are training targets; ``star_vsr.upscale.resolve_dtype``).

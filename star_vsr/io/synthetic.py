@@ -1,7 +1,8 @@
 """Synthetic test videos: real encoded clips of a moving texture, with an optional tone.
 
-Used by the tests of every part that reads video. The clips are written directly with PyAV
-(not with `VideoWriter`), so tests of the writer compare against an independent encoder.
+Used by the tests of every part that reads video, and by ``star-vsr benchmark`` for its clip. The clips are
+written directly with PyAV (not with `VideoWriter`), so tests of the writer compare against an independent
+encoder.
 """
 
 from __future__ import annotations

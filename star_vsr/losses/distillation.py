@@ -155,6 +155,7 @@ class TimeDistillationLoss(nn.Module):
 
     @property
     def is_frozen(self) -> bool:
+        """Whether the shared ConvLSTM stopped learning (its loss fell below ``freeze_threshold``)."""
         return bool(self.frozen)
 
     def freeze(self) -> None:
@@ -355,6 +356,7 @@ class DistillationLossConfig:
 
     @property
     def total_weight(self) -> float:
+        """Sum of the terms' weights (0: nothing to train on)."""
         return (self.teacher_charbonnier + self.gt_charbonnier + self.gt_log_mse + self.space + self.time
                 + self.feature + self.perceptual)
 
@@ -366,6 +368,7 @@ class DistillationLossConfig:
 
     @property
     def needs_gt(self) -> bool:
+        """Whether any term needs the ground-truth clip."""
         return (self.gt_charbonnier > 0 or self.gt_log_mse > 0
                 or (self.perceptual > 0 and self.perceptual_target == "gt"))
 

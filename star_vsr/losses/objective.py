@@ -87,6 +87,7 @@ class StarDiffusionLoss(nn.Module):
 
     @property
     def num_train_timesteps(self) -> int:
+        """T, the number of diffusion timesteps of the noise schedule (``alphas_cumprod``'s length)."""
         return self.alphas_cumprod.shape[0]
 
     def alpha_sigma(self, timesteps: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:

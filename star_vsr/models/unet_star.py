@@ -102,6 +102,7 @@ class StarVSRUNetModel(ModelMixin, ConfigMixin):
 
     @property
     def num_downsamples(self) -> int:
+        """Resolution halvings from the latent to the coarsest level (one per block but the last)."""
         return len(self.config.block_out_channels) - 1
 
     def valid_latent_size(self, height: int, width: int) -> tuple[int, int]:
