@@ -153,6 +153,7 @@ def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: in
     import torch
 
     from ..degradations import DegradationConfig, RealWorldDegradation
+    from ..degradations.frames import clip_to_frames, frames_to_clip
     from ..io import VideoWriter, deinterlace_choice, open_video, probe_video
     from ..io.writer import writes_frames
 
@@ -185,9 +186,9 @@ def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: in
                       f"results against {source} with `star-vsr evaluate --crop-gt`")
         segment = max(1, min(MAX_SEGMENT_FRAMES, SEGMENT_BYTES // (crop_h * crop_w * 3 * 4)))
         for frames in reader.iter_chunks(segment):  # (k, h, w, 3) uint8
-            hr = torch.from_numpy(frames[:, :crop_h, :crop_w]).permute(0, 3, 1, 2).float() / 255
+            hr = frames_to_clip(frames[:, :crop_h, :crop_w])  # (k, 3, h, w)
             lr = degradation.apply(hr, params, generator)  # (k, 3, h/s, w/s) on 8-bit levels
-            writer.write((lr * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy())
+            writer.write(clip_to_frames(lr))
     say(args, f"wrote {output} ({crop_w // args.scale}x{crop_h // args.scale}, preset {args.preset}, seed {seed})")
 
 

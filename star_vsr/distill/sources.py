@@ -10,17 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import torch
-
+from ..degradations.frames import frames_to_clip
 from ..errors import InputError
 from ..io import VIDEO_EXTENSIONS, probe_video, read_frames
 from ..io.probe import clips_by_name
 
-
-
-def _as_tensor(frames: Any) -> torch.Tensor:
-    """(n, h, w, 3) uint8 -> (n, 3, h, w) float32 in [0, 1]."""
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
 
 
 class VideoFolderClips:
@@ -91,8 +85,8 @@ class VideoFolderClips:
     def __getitem__(self, index: int) -> dict[str, Any]:
         video, start, stop = self.windows[index]
         indices = list(range(start, stop))
-        item: dict[str, Any] = {"lq": _as_tensor(read_frames(video, indices)), "caption": "",
+        item: dict[str, Any] = {"lq": frames_to_clip(read_frames(video, indices)), "caption": "",
                                 "name": f"{video.name}:{start}"}
         if self.gt_folder is not None:
-            item["gt"] = _as_tensor(read_frames(self.gt[video], indices))
+            item["gt"] = frames_to_clip(read_frames(self.gt[video], indices))
         return item
