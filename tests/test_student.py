@@ -355,6 +355,19 @@ def test_state_of_another_size_is_rejected(model):
         model.step(torch.rand(1, 3, 10, 12), state)
 
 
+def test_frames_of_the_wrong_layout_or_dtype_are_rejected(model):
+    """The model-level API refuses what would otherwise run: uint8 frames came out as garbage (0..255 read as
+    [0, 1] values) and a grey or 3-D frame failed deep inside a convolution."""
+    state = model.init_state(1, 8, 8)
+    with pytest.raises(InputError, match=r"floating point in \[0, 1\], got torch.uint8 .*/ 255"):
+        model.step(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), state)
+    with pytest.raises(InputError, match=r"floating point in \[0, 1\], got torch.uint8"):
+        model(torch.zeros(1, 2, 3, 8, 8, dtype=torch.uint8))
+    for frame in (torch.rand(1, 1, 8, 8), torch.rand(3, 8, 8), torch.rand(1, 4, 8, 8)):
+        with pytest.raises(InputError, match=r"must be \(batch, 3, h, w\), got"):
+            model.step(frame, state)
+
+
 # ---------------------------------------------------------------- pipeline
 @pytest.fixture(scope="module")
 def pipe() -> StarStudentPipeline:

@@ -586,6 +586,9 @@ class StarStudentModel(ModelMixin, ConfigMixin):
     # ---------------------------------------------------------------- one frame
     def _step(self, lr_frame: torch.Tensor, state: StarStudentState, scale: float,
               return_features: bool) -> tuple[torch.Tensor, StarStudentState, Optional[dict[str, torch.Tensor]]]:
+        if lr_frame.ndim != 4 or lr_frame.shape[1] != 3:
+            raise InputError(f"a frame batch must be (batch, 3, h, w), got {tuple(lr_frame.shape)}")
+        _check_float_pixels(lr_frame)
         b, _, h, w = lr_frame.shape
         x = lr_frame.to(self.fuse.weight.dtype).contiguous(memory_format=torch.channels_last)  # (b, 3, h, w)
         pad_h, pad_w = h % CLEAN_UNSHUFFLE, w % CLEAN_UNSHUFFLE
@@ -668,6 +671,7 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         """
         if lr.ndim != 5 or lr.shape[2] != 3:
             raise InputError(f"lr must be (batch, frames, 3, h, w), got {tuple(lr.shape)}")
+        _check_float_pixels(lr)
         scale = self.check_scale(scale)
         b, n, _, h, w = lr.shape
         if state is None:
@@ -681,6 +685,14 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         if return_features:
             features = {name: torch.stack([tap[name] for tap in taps], dim=1) for name in self.feature_channels}
         return StarStudentOutput(sample=torch.stack(frames, dim=1), features=features, state=state)
+
+
+def _check_float_pixels(frames: torch.Tensor) -> None:
+    """Refuse integer frames: the model reads pixels as floats in [0, 1], so uint8 frames (0..255) would
+    come out as garbage rather than fail."""
+    if not frames.is_floating_point():
+        raise InputError(f"frames must be floating point in [0, 1], got {frames.dtype} (uint8 frames: "
+                         "frames.float() / 255)")
 
 
 def bilinear_subpixel_kernel(r: int, device: Optional[torch.device] = None,
