@@ -556,6 +556,23 @@ def test_short_h265_clips_close_every_time(tmp_path):
             writer.write(synthetic_frames(2, (32, 32)))
 
 
+def test_narrow_h265_frames_do_not_crash_the_process(tmp_path):
+    """x265 corrupted its heap on frames 34-48 pixels wide (the process aborted after writing 48x32 and 40x24
+    clips: `star-vsr degrade --codec h265 --scale 2` of a 96x64 clip); run in a child so a crash fails the test."""
+    import subprocess
+
+    script = (
+        "import sys; import numpy as np; from star_vsr.io import VideoWriter\n"
+        "for k, (h, w) in enumerate([(32, 48), (24, 40), (100, 36), (32, 48)]):\n"
+        "    with VideoWriter(f'{sys.argv[1]}/{k}.mp4', 25, codec='h265') as writer:\n"
+        "        writer.write(np.random.default_rng(k).integers(0, 256, (10, h, w, 3), dtype=np.uint8))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [read_frames(tmp_path / f"{k}.mp4", range(10)).shape[:3] for k in range(4)] == [
+        (10, 32, 48), (10, 24, 40), (10, 100, 36), (10, 32, 48)]
+
+
 @pytest.mark.parametrize(("size", "matrix"), [((720, 1280), "ITU709"), ((360, 640), "ITU601")])
 def test_untagged_video_is_read_as_players_show_it(tmp_path, size, matrix):
     """Untagged HD is BT.709 to players (mpv, VLC, browsers), untagged SD BT.601."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from star_vsr.errors import InputError
 from star_vsr.io.probe import as_frame_rate
+from star_vsr.io.writer import x265_params
 
 TEXTURE_CELL = 8
 """Pixels per random value of the grey texture before cubic smoothing: coarse enough that
@@ -142,7 +143,7 @@ def write_test_video(
     encoder, pix_fmt = _ENCODERS[codec]
     options = {} if codec == "ffv1" else {"crf": str(TEST_CRF)}
     if codec == "h265":
-        options["x265-params"] = "log-level=error"
+        options["x265-params"] = x265_params(size[1])
     if gop_size is not None:
         options["g"] = str(gop_size)
     with av.open(str(path), mode="w") as container:
