@@ -54,6 +54,11 @@ class OutputError(StarVSRError, OSError):
     """An output cannot be written: a read-only or full disk, no permission, a file where a folder must be."""
 
 
+class OutputExistsError(StarVSRError, FileExistsError):
+    """An output a run was told not to replace (no ``--overwrite``) is there: before the run, or it appeared
+    while the run was writing it (another run or program made it)."""
+
+
 _cli_flags: Optional[frozenset[str]] = None  # the running ``star-vsr`` command's flags, inside ``cli_wording``
 
 

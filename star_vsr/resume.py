@@ -126,7 +126,7 @@ def partial_folder(output_path: str | Path) -> Path:
 
 def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec: Optional[str], crf: Optional[int],
                       audio: Optional[str], progress: bool, restart: bool, checkpoint_seconds: float,
-                      **pipeline_kwargs: Any) -> Path:
+                      overwrite: bool = True, **pipeline_kwargs: Any) -> Path:
     """``star_vsr.upscale.upscale_video``, saving progress as it goes (a student or a diffusion pipeline)."""
     from .frames import frames_to_uint8
     from .io.segments import SegmentedVideoWriter
@@ -143,7 +143,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     writer = SegmentedVideoWriter(output, info.frame_rate, work, codec=codec, crf=crf, audio_from=audio,
                                   audio_until_frame=source.num_frames if cut_short else None, progress=progress,
                                   total_frames=source.num_frames, pixel_aspect=info.pixel_aspect,
-                                  frame_times=info.timeline)
+                                  frame_times=info.timeline, overwrite=overwrite)
     settings = run_settings(pipe, source.path, writer.codec, writer.crf, audio, source.deinterlaced, pipeline_kwargs)
     settings["max_frames"] = getattr(source, "max_frames", None)  # a preview of the first frames, or None
     if info.is_image_folder:  # a folder stores no rate: the run's (--fps) is a setting; a file's is in its bytes
@@ -188,6 +188,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                 next_checkpoint = time.monotonic() + max(checkpoint_seconds, SAVE_TIME_FACTOR * took)
 
         try:
+            writer.start_progress()  # frames arrive a chunk at a time: the rate must count the first chunk's work
             if not complete:
                 pipe(source, frame_sink=frame_sink, state=state, start_frame=start, state_sink=state_sink,
                      **pipeline_kwargs)

@@ -129,7 +129,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
                   codec: Optional[str] = None, crf: Optional[int] = None, keep_audio: bool = True,
                   progress: bool = True, restart: bool = False, checkpoint_seconds: Optional[float] = None,
                   deinterlace: Union[bool, str] = "auto", folder_fps: Optional[Union[float, Fraction]] = None,
-                  max_frames: Optional[int] = None, **pipeline_kwargs: Any) -> Path:
+                  max_frames: Optional[int] = None, overwrite: bool = True, **pipeline_kwargs: Any) -> Path:
     """Run ``pipe`` over a video file or image folder and write the result.
 
     Frames stream from the input through the pipeline into the output, which appears under
@@ -151,16 +151,20 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     input, which stores none (default 30); a video file keeps its own (giving one is an ``InputError``).
     ``max_frames``: upscale only the first ``max_frames`` frames, a preview (the audio is cut where they end).
     An output named ``.png`` / ``.jpg`` is one image, of a one-frame input (a photo) or of ``max_frames=1``.
+    ``overwrite=False``: an ``OutputExistsError`` if ``output_path`` exists, before the run or when it ends (another
+    run or program wrote it meanwhile: it is kept, and a video's saved progress too).
     """
     from .frames import FileFrameSource
+    from .io.writer import check_no_replace
     from .outputs import check_video_output_name
 
     check_video_output_name(output_path)  # "out.mp4/": a file's name given as a folder
     if Path(input_path).exists() and Path(output_path).exists() and os.path.samefile(input_path, output_path):
         raise InputError(f"the output {output_path} is the input; write to another name")
+    check_no_replace(Path(output_path), overwrite)
     source = FileFrameSource(input_path, deinterlace=deinterlace, folder_fps=folder_fps, max_frames=max_frames)
     if check_image_output(output_path, source.num_frames, codec):
-        return _upscale_to_image(pipe, source, Path(output_path), progress, pipeline_kwargs)
+        return _upscale_to_image(pipe, source, Path(output_path), progress, overwrite, pipeline_kwargs)
     audio = str(input_path) if keep_audio and Path(input_path).is_file() else None
     # one bar per run: the writer's counts frames (and frames per second); a student's own bar would count the
     # same frames again, a diffusion pipeline's counts the denoising steps between the frames it hands on
@@ -170,14 +174,17 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
                                  unit="step", **bar_options())
     every = resume.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
     return resume.upscale_resumable(pipe, source, Path(output_path), source.info, codec=codec, crf=crf, audio=audio,
-                                    progress=progress, restart=restart, checkpoint_seconds=every, **pipeline_kwargs)
+                                    progress=progress, restart=restart, checkpoint_seconds=every, overwrite=overwrite,
+                                    **pipeline_kwargs)
 
 
-def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, pipeline_kwargs: dict[str, Any]) -> Path:
+def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, overwrite: bool,
+                      pipeline_kwargs: dict[str, Any]) -> Path:
     """One frame through ``pipe`` into the image ``output``, written whole or not at all."""
     from PIL import Image
 
     from .frames import frames_to_uint8
+    from .io.writer import move_into_place
 
     pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step", **bar_options())
     frame = frames_to_uint8(pipe(source, output_type="pt", **pipeline_kwargs).frames[0])[0]  # (H, W, 3) uint8
@@ -186,7 +193,7 @@ def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, pipe
     try:
         image_format = IMAGE_OUTPUTS[output.suffix.lower()]
         Image.fromarray(frame).save(temp, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
-        os.replace(temp, output)
+        move_into_place(temp, output, overwrite)
     finally:
         temp.unlink(missing_ok=True)
     return output

@@ -858,6 +858,14 @@ def test_degrade_prints_its_drawn_parameters_as_json(tmp_path, capsys):
     assert main(["degrade", str(clips), "-o", str(tmp_path / "lr"), "--scale", "2", "--print-params"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["clip"] for line in lines] == ["a.mp4", "b.mp4"] and "first_order" in lines[0]["params"]
+    # a clip that cannot be read gets no line: it was skipped, not degraded with those parameters
+    (clips / "c").mkdir()  # frames of two sizes: found while reading, after the parameters were drawn
+    for index, size in enumerate([(32, 32), (32, 32), (24, 32)]):
+        Image.new("RGB", size).save(clips / "c" / f"{index:03d}.png")
+    assert main(["degrade", str(clips), "-o", str(tmp_path / "lr2"), "--scale", "2", "--print-params"]) == 1
+    captured = capsys.readouterr()
+    assert [json.loads(line)["clip"] for line in captured.out.splitlines()] == ["a.mp4", "b.mp4"]
+    assert "skipped" in captured.err and "c:" in captured.err
 
 
 def test_degrade_gives_a_frame_folder_the_rate_of_fps(tmp_path, capsys):
@@ -935,6 +943,71 @@ def test_degrade_refuses_existing_output(tmp_path, capsys):
     (tmp_path / "lr.mp4").write_bytes(b"earlier")
     assert main(["degrade", str(hr), "-o", str(tmp_path / "lr.mp4")]) == 2
     assert "already exists" in capsys.readouterr().err and (tmp_path / "lr.mp4").read_bytes() == b"earlier"
+
+
+def test_degrade_keeps_an_output_that_appears_while_it_runs(tmp_path, capsys, monkeypatch):
+    """Without --overwrite the output was checked only at the start: a file written there meanwhile (by another
+    run) was replaced when this run finished. A folder run skips such a clip and goes on."""
+    from star_vsr.io import VideoWriter
+
+    hr = write_test_video(tmp_path / "hr.mp4", num_frames=3, size=(32, 32))
+    output = tmp_path / "lr.mp4"
+    write = VideoWriter.write
+
+    def write_after_another_run(self, frames):
+        if not output.exists():
+            output.write_bytes(b"another run's")
+        write(self, frames)
+
+    monkeypatch.setattr(VideoWriter, "write", write_after_another_run)
+    assert main(["degrade", str(hr), "-o", str(output), "--scale", "2"]) == 2
+    assert "appeared while this run was writing it" in capsys.readouterr().err
+    assert output.read_bytes() == b"another run's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr.mp4", "lr.mp4"]  # no temporary file left
+    # --overwrite replaces it, as asked
+    assert main(["degrade", str(hr), "-o", str(output), "--scale", "2", "--overwrite"]) == 0
+    assert probe_video(output).num_frames == 3
+    # a folder run: the clip someone else wrote is skipped (kept), the others are degraded
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    hr.rename(clips / "a.mp4")
+    write_test_video(clips / "b.mp4", num_frames=3, size=(32, 32))
+    output = tmp_path / "lr" / "a.mp4"
+    assert main(["degrade", str(clips), "-o", str(tmp_path / "lr"), "--scale", "2"]) == 0
+    assert "skipped" in capsys.readouterr().err
+    assert output.read_bytes() == b"another run's" and probe_video(tmp_path / "lr" / "b.mp4").num_frames == 3
+
+
+def test_progress_bars_start_before_the_first_batch_of_frames(tmp_path, monkeypatch):
+    """degrade and upscale compute frames a segment / chunk at a time; their bars opened with the first frame
+    written, so the rate left out the first batch's work (a 6-frame degrade showed 1,510 frame/s)."""
+    import star_vsr.io.segments as segments_module
+    import star_vsr.io.writer as writer_module
+    from star_vsr.degradations import RealWorldDegradation
+    from star_vsr.models.student import StarStudentModel
+
+    events = []
+
+    def spy(module, name, event):
+        original = getattr(module, name)
+
+        def recorded(*args, **kwargs):
+            events.append(event)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, recorded)
+
+    spy(writer_module, "tqdm", "bar")
+    spy(segments_module, "tqdm", "bar")
+    spy(RealWorldDegradation, "apply", "frames")
+    spy(StarStudentModel, "step_tensors", "frames")
+    spy(StarStudentModel, "step", "frames")
+    hr = write_test_video(tmp_path / "hr.mp4", num_frames=3, size=(32, 32))
+    assert main(["degrade", str(hr), "-o", str(tmp_path / "lr.mp4"), "--scale", "2"]) == 0
+    assert events[:2] == ["bar", "frames"]
+    events.clear()
+    assert main(["upscale", str(tmp_path / "lr.mp4"), "-o", str(tmp_path / "sr.mp4")]) == 0
+    assert events[:2] == ["bar", "frames"]
 
 
 def test_unwritable_outputs_fail_before_any_work(tmp_path, capsys, monkeypatch):

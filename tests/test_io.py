@@ -556,6 +556,43 @@ def test_short_h265_clips_close_every_time(tmp_path):
             writer.write(synthetic_frames(2, (32, 32)))
 
 
+def test_a_writer_told_not_to_overwrite_keeps_what_appears_meanwhile(tmp_path):
+    """overwrite=False: an existing output is refused, and one that appears while the writer runs (another run
+    wrote it) is kept at close, with the writer's own output thrown away; a video file and a PNG folder."""
+    from star_vsr.errors import OutputExistsError
+    from star_vsr.io.segments import SegmentedVideoWriter
+
+    path = tmp_path / "out.mp4"
+    path.write_bytes(b"earlier")
+    with pytest.raises(OutputExistsError, match="already exists"):
+        VideoWriter(path, 25, overwrite=False)
+    path.unlink()
+    writer = VideoWriter(path, 25, overwrite=False)
+    writer.write(synthetic_frames(2, (16, 16)))
+    path.write_bytes(b"another run's")
+    with pytest.raises(OutputExistsError, match="appeared while this run was writing it"):
+        writer.close()
+    assert path.read_bytes() == b"another run's" and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+    folder = tmp_path / "frames"
+    writer = VideoWriter(folder, 30, codec="png", overwrite=False)
+    writer.write(synthetic_frames(2, (16, 16)))
+    folder.mkdir()
+    with pytest.raises(OutputExistsError):  # even an empty folder: it was not there when the run began
+        writer.close()
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out.mp4"]
+    # with nothing in the way the output is written; the segmented writer keeps its segments when refused
+    with VideoWriter(tmp_path / "new.mp4", 25, overwrite=False) as writer:
+        writer.write(synthetic_frames(2, (16, 16)))
+    assert read_frames(tmp_path / "new.mp4", range(2)).shape == (2, 16, 16, 3)
+    work = tmp_path / "work"
+    segmented = SegmentedVideoWriter(tmp_path / "joined.mp4", 25, work, overwrite=False)
+    segmented.write(synthetic_frames(2, (16, 16)))
+    (tmp_path / "joined.mp4").write_bytes(b"another run's")
+    with pytest.raises(OutputExistsError):
+        segmented.finish()
+    assert (tmp_path / "joined.mp4").read_bytes() == b"another run's" and len(list(work.iterdir())) == 1
+
+
 def test_narrow_h265_frames_do_not_crash_the_process(tmp_path):
     """x265 corrupted its heap on frames 34-48 pixels wide (the process aborted after writing 48x32 and 40x24
     clips: `star-vsr degrade --codec h265 --scale 2` of a 96x64 clip); run in a child so a crash fails the test."""

@@ -88,7 +88,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     """Every clip (video or frame folder) of ``folder`` into the folder ``-o``, each with its own seed
     (``clip_seed``); outputs that exist are skipped unless ``--overwrite``, so a stopped run goes on. The settings
     are recorded in ``-o`` (``SETTINGS_NAME``); a rerun with others is refused unless ``--overwrite``."""
-    from ..errors import CorruptVideoError, UnsupportedVideoError
+    from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
     from ..io import VIDEO_EXTENSIONS, output_names
     from ..io.probe import stray_images_note
     from ..io.writer import check_crf
@@ -138,6 +138,8 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         except (CorruptVideoError, UnsupportedVideoError) as error:  # this clip, not the folder
             print(f"skipped {clip}: {error}", file=sys.stderr)
             failed.append(clip.name)
+        except OutputExistsError as error:  # written meanwhile by another run on this folder: done
+            print(f"skipped {clip}: {error}", file=sys.stderr)
     if failed:
         print(f"{len(failed)} clip(s) could not be read and were skipped: {', '.join(failed)}", file=sys.stderr)
     if made_output_dir and [p.name for p in output_dir.iterdir()] == [SETTINGS_NAME]:  # every clip failed
@@ -166,14 +168,11 @@ def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: in
     degradation = RealWorldDegradation(DegradationConfig.preset(args.preset), args.scale)
     generator = torch.Generator().manual_seed(seed)
     params = degradation.sample_params(generator)
-    if args.print_params:  # JSON alone on stdout: one object, or one line per clip of a folder
-        drawn = dataclasses.asdict(params)
-        print(json.dumps({"clip": source.name, "params": drawn}) if folder else json.dumps(drawn, indent=2))
     audio = source if info.has_audio and not info.is_image_folder else None
     reader = open_video(source, deinterlace=deinterlace, **folder_fps)
     with reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf, audio_from=audio,
                              progress=True, total_frames=info.num_frames, pixel_aspect=info.pixel_aspect,
-                             frame_times=info.timeline, reproducible=True) as writer:
+                             frame_times=info.timeline, reproducible=True, overwrite=args.overwrite) as writer:
         # HR sizes: multiples of the scale times what the output format stores unpadded (2 for 4:2:0),
         # so the LR file has exactly 1 / scale of the HR size that `star-vsr evaluate` compares with
         multiple_h, multiple_w = args.scale * writer.size_multiple[0], args.scale * writer.size_multiple[1]
@@ -185,10 +184,14 @@ def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: in
                       f"{multiple_w}x{multiple_h}: the scale times the output format's block); evaluate "
                       f"results against {source} with `star-vsr evaluate --crop-gt`")
         segment = max(1, min(MAX_SEGMENT_FRAMES, SEGMENT_BYTES // (crop_h * crop_w * 3 * 4)))
+        writer.start_progress()  # frames arrive a segment at a time: the rate must count the first one's work
         for frames in reader.iter_chunks(segment):  # (k, h, w, 3) uint8
             hr = frames_to_clip(frames[:, :crop_h, :crop_w])  # (k, 3, h, w)
             lr = degradation.apply(hr, params, generator)  # (k, 3, h/s, w/s) on 8-bit levels
             writer.write(clip_to_frames(lr))
+    if args.print_params:  # JSON alone on stdout: one object, or one line per clip of a folder (those written)
+        drawn = dataclasses.asdict(params)
+        print(json.dumps({"clip": source.name, "params": drawn}) if folder else json.dumps(drawn, indent=2))
     say(args, f"wrote {output} ({crop_w // args.scale}x{crop_h // args.scale}, preset {args.preset}, seed {seed})")
 
 

@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from ..errors import CorruptVideoError, InputError, OutputBusyError, UnsupportedVideoError
+from ..errors import CorruptVideoError, InputError, OutputBusyError, OutputExistsError, UnsupportedVideoError
 
 #: The diffusion-only options and their defaults (a student run warns about any other value).
 DIFFUSION_DEFAULTS: dict[str, Any] = {
@@ -278,7 +278,7 @@ def run_single(args: argparse.Namespace) -> int:
     pipe = _load(args)
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
                   restart=args.restart, deinterlace=deinterlace, folder_fps=args.fps, max_frames=args.max_frames,
-                  **pipeline_kwargs(type(pipe).__name__, args))
+                  overwrite=args.overwrite, **pipeline_kwargs(type(pipe).__name__, args))
     kind = f" (a folder of {sum(1 for _ in output.glob('*.png'))} PNG frames)" if output.is_dir() else ""
     print(f"wrote {output}{kind}")  # -o NAME without a suffix writes frames: say so
     for folder, size in other_unfinished_runs(output):
@@ -456,13 +456,13 @@ def run_batch(args: argparse.Namespace) -> int:
                 upscale_video(pipe, video, outputs[video], codec=args.codec, crf=args.crf,
                               keep_audio=not args.no_audio, progress=state.is_local_main_process,
                               restart=args.restart, deinterlace=deinterlace_choice(args.deinterlace),
-                              folder_fps=folder_fps, max_frames=args.max_frames,
+                              folder_fps=folder_fps, max_frames=args.max_frames, overwrite=args.overwrite,
                               **pipeline_kwargs(type(pipe).__name__, args))
             except (CorruptVideoError, UnsupportedVideoError) as error:  # this video, not the batch
                 say(f"skipped {video}: {error}", sys.stderr)
                 failed.append(video)
                 continue
-            except OutputBusyError as error:  # a second batch on the same folder shares the work
+            except (OutputBusyError, OutputExistsError) as error:  # a second batch on the same folder shares the work
                 say(f"skipped {video}: {error}", sys.stderr)
                 continue
             if args.overwrite:

@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 from star_vsr.errors import CorruptVideoError, InputError
 from star_vsr.io.probe import as_frame_rate, open_container, probe_video
 from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _AudioCopy, check_crf, _output_error, _remove,
-                                _resolve_codec, check_audio, check_png_folder, finish_error, move_into_place,
-                                temporary_path, warn_png_drops_audio, warn_png_drops_frame_rate)
+                                _resolve_codec, check_audio, check_no_replace, check_png_folder, finish_error,
+                                move_into_place, temporary_path, warn_png_drops_audio, warn_png_drops_frame_rate)
 from star_vsr.progress import bar_options
 
 #: File (or folder, for PNG) name of segment i in the work folder; the suffix follows the codec.
@@ -55,6 +55,8 @@ class SegmentedVideoWriter:
         pixel_aspect: Width / height of a pixel as shown (see `VideoWriter`).
         frame_times: Each frame's time for variable-rate output (see `VideoWriter`): segments
             count frames at 1 / fps, and the join gives them these times.
+        overwrite: As for `VideoWriter`: False refuses an existing `path`, and `finish` refuses one that
+            appeared meanwhile (the segments stay in `work_dir`).
 
     Raises:
         UnsupportedVideoError, InputError: As `VideoWriter` for the codec, crf and output path.
@@ -75,8 +77,11 @@ class SegmentedVideoWriter:
         total_frames: int | None = None,
         pixel_aspect: Fraction | float = Fraction(1),
         frame_times: Sequence[Fraction] | None = None,
+        overwrite: bool = True,
     ) -> None:
         self.path = Path(path)
+        self.overwrite = overwrite
+        check_no_replace(self.path, overwrite)
         self.work_dir = Path(work_dir)
         self.pixel_aspect = pixel_aspect
         self.frame_rate = as_frame_rate(fps)
@@ -115,14 +120,18 @@ class SegmentedVideoWriter:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             self._writer = VideoWriter(self.work_dir / name, self.frame_rate, codec=self.codec, crf=self.crf,
                                        label=self.path, pixel_aspect=self.pixel_aspect)
-        if self._bar is None:
-            self._bar = tqdm(initial=self.frames_committed, **self._bar_settings, **bar_options())
+        self.start_progress()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*PNG frames store no frame rate")  # given by __init__
             if self.segments:  # the frame-size warning was given with the first segment
                 warnings.simplefilter("ignore")
             self._writer.write(frames)
         self._bar.update(len(frames) if frames.ndim == 4 else 1)
+
+    def start_progress(self) -> None:
+        """Show the progress bar now (as `VideoWriter.start_progress`), counting the committed frames."""
+        if self._bar is None:
+            self._bar = tqdm(initial=self.frames_committed, **self._bar_settings, **bar_options())
 
     def commit(self) -> tuple[str, int] | None:
         """Close the open segment and return its (name, frame count); None when it has no frames."""
@@ -163,7 +172,7 @@ class SegmentedVideoWriter:
                 has_audio = self.audio_from is not None and probe_video(self.audio_from).has_audio
                 _join_encoded(temp, files, counts, self.clock, self.audio_from if has_audio else None,
                               None if self.audio_until_frame is None else self.clock.seconds(self.audio_until_frame))
-            move_into_place(temp, self.path)
+            move_into_place(temp, self.path, self.overwrite)
         except OSError as error:
             _remove(temp)
             raise _output_error(self.path, error) from None
