@@ -1601,8 +1601,18 @@ def test_info_lists_the_clips_of_a_folder(tmp_path, capsys):
     assert main(["info", str(tmp_path), "--json"]) == 1  # one unreadable clip: listed, exit status 1
     clips = json.loads(capsys.readouterr().out)["clips"]
     assert [c["clip"] for c in clips] == ["a.mp4", "bad.mp4", "calendar/"] and "not a readable video" in clips[1]["error"]
-    # a frame folder's damage shows before an upscale stops on it half-way: another size, a broken image
+    # each clip's object has the fields `info --json` gives a video alone (the folder's had other names and rounding)
+    assert main(["info", str(tmp_path / "a.mp4"), "--json"]) == 0
+    assert clips[0] == {"clip": "a.mp4", **json.loads(capsys.readouterr().out)}
+    assert clips[0]["num_frames"] == 3 and clips[0]["frame_rate"] == "24" and clips[2]["is_image_folder"]
     (tmp_path / "bad.mp4").unlink()
+    (tmp_path / "calendar").rename(tmp_path / "only")
+    assert main(["info", str(tmp_path)]) == 0 and capsys.readouterr().out.splitlines()[-1] == "2 clips, 6 frames"
+    (tmp_path / "a.mp4").unlink()
+    assert main(["info", str(tmp_path)]) == 0 and capsys.readouterr().out.splitlines()[-1] == "1 clip, 3 frames"
+    (tmp_path / "only").rename(tmp_path / "calendar")
+    write_test_video(tmp_path / "a.mp4", num_frames=3, size=(8, 16), fps=24)
+    # a frame folder's damage shows before an upscale stops on it half-way: another size, a broken image
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "calendar" / "00000009.png")
     assert main(["info", str(tmp_path / "calendar")]) == 1
     assert "damage  00000009.png is 4x4, the first frame 16x8" in capsys.readouterr().out

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,20 +55,25 @@ def run(args: argparse.Namespace) -> int:
         "damage": damage or "none found",
     }
     if args.json:
-        print(json.dumps({
-            "path": str(info.path), "num_frames": info.num_frames, "fps": info.fps,
-            "frame_rate": str(info.frame_rate), "width": info.width, "height": info.height,
-            "duration_s": info.duration_s, "codec": info.codec, "pix_fmt": info.pix_fmt,
-            "has_audio": info.has_audio, "audio_codec": info.audio_codec, "is_image_folder": info.is_image_folder,
-            "orientation": info.orientation.describe(), "pixel_aspect": str(info.pixel_aspect),
-            "interlaced": info.interlaced, "timing_error_s": info.timing_error_s, "hdr": info.hdr,
-            "missing_s": info.missing_s, "frames_cut": info.frames_cut, "damage": damage,
-        }, indent=2))
+        print(json.dumps(_json_fields(info, damage), indent=2))
     else:
         width = max(map(len, rows))
         for key, value in rows.items():
             print(f"{key:>{width}}  {value}")
     return 1 if damage else 0
+
+
+def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
+    """What ``--json`` prints of a video (``VideoInfo``): alone, or as one clip of a folder."""
+    return {
+        "path": str(info.path), "num_frames": info.num_frames, "fps": info.fps,
+        "frame_rate": str(info.frame_rate), "width": info.width, "height": info.height,
+        "duration_s": info.duration_s, "codec": info.codec, "pix_fmt": info.pix_fmt,
+        "has_audio": info.has_audio, "audio_codec": info.audio_codec, "is_image_folder": info.is_image_folder,
+        "orientation": info.orientation.describe(), "pixel_aspect": str(info.pixel_aspect),
+        "interlaced": info.interlaced, "timing_error_s": info.timing_error_s, "hdr": info.hdr,
+        "missing_s": info.missing_s, "frames_cut": info.frames_cut, "damage": damage,
+    }
 
 
 def frame_folder_damage(folder: Path) -> Optional[str]:
@@ -101,13 +106,14 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
     stray = stray_images_note(folder)
     if stray:  # beside JSON on standard output, not in it
         print(f"note: {stray}", file=sys.stderr if as_json else sys.stdout)
-    rows, bad = [], 0
+    rows, objects, bad = [], [], 0  # table rows, JSON objects (those of a single video, and the clip's name)
     for clip in clips:
         name = clip.name + ("/" if clip.is_dir() else "")
         try:
             info = probe_video(clip)
         except StarVSRError as error:  # unreadable: said on its line, the others still listed
             rows.append({"clip": name, "error": str(error)})
+            objects.append({"clip": name, "path": str(clip), "error": str(error)})
             bad += 1
             continue
         damage = info.damage or (frame_folder_damage(clip) if info.is_image_folder else None)
@@ -117,8 +123,9 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
                      "codec": "image sequence" if info.is_image_folder else info.codec,
                      "audio": info.audio_codec if info.has_audio else "none",
                      "damage": damage or "none found"})
+        objects.append({"clip": name, **_json_fields(info, damage)})
     if as_json:
-        print(json.dumps({"folder": str(folder), "clips": rows}, indent=2))
+        print(json.dumps({"folder": str(folder), "clips": objects}, indent=2))
         return 1 if bad else 0
     columns = ("clip", "frames", "fps", "size", "codec", "audio", "damage")
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns[:-1]}
@@ -129,5 +136,6 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
         else:
             print("  ".join(f"{str(row[c]):<{widths[c]}}" for c in columns[:-1]) + f"  {row['damage']}")
     frames = sum(r.get("frames", 0) for r in rows)
-    print(f"{len(rows)} clips, {frames} frames" + (f"; {bad} unreadable or damaged" if bad else ""))
+    print(f"{len(rows)} clip{'s' * (len(rows) != 1)}, {frames} frames"
+          + (f"; {bad} unreadable or damaged" if bad else ""))
     return 1 if bad else 0
