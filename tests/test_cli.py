@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from star_vsr.cli import main
-from star_vsr.cli.upscale import seed_argument
+from star_vsr.cli.arguments import seed_argument
 from star_vsr.io import open_video, probe_video
 from star_vsr.io.synthetic import write_test_video
 

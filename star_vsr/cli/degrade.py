@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .upscale import add_fps_argument, check_fps_for_clips, input_notes, seed_argument
+from .arguments import add_fps_argument, check_fps_for_clips, input_notes, seed_argument
 
 #: Bytes of float32 HR frames processed at once (bounds memory for large frames).
 SEGMENT_BYTES = 256 * 2 ** 20

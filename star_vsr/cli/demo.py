@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evalset import EVAL_PHOTO_NAMES, TRAINING_PHOTO_NAMES
-from .upscale import seed_argument
+from .arguments import seed_argument
 
 DEMO_FPS = 24
 """Frame rate of the demo videos."""

@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .upscale import seed_argument
+from .arguments import seed_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

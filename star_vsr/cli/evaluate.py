@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import InputError, MissingWeightsError, VideoNotFoundError
-from .upscale import max_frames_argument
+from .arguments import max_frames_argument
 
 COLUMNS = (("psnr_y", "PSNR-Y", "{:.3f}"), ("ssim_y", "SSIM-Y", "{:.4f}"), ("ewarp", "E*warp", "{:.3f}"))
 

@@ -27,12 +27,12 @@ import argparse
 import os
 import sys
 import warnings
-from fractions import Fraction
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from ..errors import CorruptVideoError, InputError, OutputBusyError, OutputExistsError, UnsupportedVideoError
+from .arguments import add_fps_argument, check_fps_for_clips, input_notes, max_frames_argument, seed_argument
 
 #: The diffusion-only options and their defaults (a student run warns about any other value).
 DIFFUSION_DEFAULTS: dict[str, Any] = {
@@ -118,59 +118,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_fps_argument(batch)
     _add_common(batch)
     batch.set_defaults(func=run_batch)
-
-
-def add_fps_argument(parser: argparse.ArgumentParser) -> None:
-    """``--fps``, the frame rate of an image-folder input (``upscale``, ``upscale-batch`` and ``degrade``)."""
-    parser.add_argument("--fps", type=frame_rate_argument, default=None,
-                        help="frame rate of an image-folder input, which stores none (default 30; 24000/1001 or "
-                             "23.976 for NTSC film); a video file keeps its own")
-
-
-#: The largest ``--seed``: torch and NumPy take every integer in [0, 2^63).
-MAX_SEED = 2**63 - 1
-#: The highest ``--fps`` taken (video codecs and players go no higher in practice).
-MAX_FRAME_RATE = 1000
-#: The lowest ``--fps`` taken: a frame every 1000 s (a time-lapse of one frame every few minutes is far above it;
-#: MP4 and Matroska writers were tested down to it, and below 1/1000 rates rounded to 0 or FFmpeg refused them).
-MIN_FRAME_RATE = Fraction(1, 1000)
-
-
-def max_frames_argument(text: str) -> int:
-    """``--max-frames``: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def seed_argument(text: str) -> int:
-    """``--seed``: an integer in [0, MAX_SEED] (a negative or larger one was a traceback from torch or NumPy)."""
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= seed <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"the seed must be between 0 and 2^63 - 1 = {MAX_SEED}, got {text}")
-    return seed
-
-
-def frame_rate_argument(text: str) -> Fraction:
-    """``--fps``: a number or a fraction ("24000/1001"); a decimal within 0.001 fps of an NTSC rate
-    (N x 1000/1001: 23.976, 29.97, 59.94) is taken as that rate, as a user writing it means."""
-    try:
-        rate = Fraction(text.strip())
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"not a frame rate: {text!r} (a number such as 25 or 23.976, or "
-                                         "24000/1001)") from None
-    if not MIN_FRAME_RATE <= rate <= MAX_FRAME_RATE:
-        raise argparse.ArgumentTypeError(f"the frame rate must be between {MIN_FRAME_RATE} (a frame every "
-                                         f"{1 / MIN_FRAME_RATE} s) and {MAX_FRAME_RATE}, got {text}")
-    ntsc = Fraction(round(rate * Fraction(1001, 1000)) * 1000, 1001)
-    return ntsc if "/" not in text and rate.denominator != 1 and abs(ntsc - rate) < Fraction(1, 1000) else rate
 
 
 def pipeline_kwargs(class_name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -285,29 +232,6 @@ def run_single(args: argparse.Namespace) -> int:
         print(f"note: {folder} holds {size / 2 ** 20:.1f} MB saved by an unfinished run to another output (stopped, "
               f"or still running); run that command again to finish it, or delete the folder")
     return 0
-
-
-def check_fps_for_clips(fps: Optional[Fraction], folder: Path, clips: list[Path]) -> None:
-    """``InputError`` for ``--fps`` on a folder of clips without a frame folder: video files keep their own rate
-    (``upscale-batch`` and ``degrade`` of a folder)."""
-    if fps is not None and not any(clip.is_dir() for clip in clips):
-        raise InputError(f"--fps is the frame rate of folders of frames, which store none; {folder} holds only "
-                         f"video files, which keep their own")
-
-
-def input_notes(path: str | Path, deinterlace: bool | str, folder_fps: Fraction | None = None, *,
-                frames_output: bool = False) -> list[str]:
-    """What to tell a user about an input before upscaling it: deinterlacing, the rate given to a frame folder
-    (unless the output is PNG frames, which store none either), then `VideoInfo.caveats`."""
-    from ..frames import FileFrameSource
-
-    source = FileFrameSource(path, deinterlace, folder_fps)
-    notes = [f"{path} is interlaced; deinterlacing it (bwdif) first, --deinterlace off keeps the fields"] \
-        if source.deinterlaced and deinterlace == "auto" else []
-    if source.info.is_image_folder and folder_fps is None and not frames_output:
-        notes.append(f"{path} is a folder of frames, which stores no frame rate: the output plays it at "
-                     f"{source.info.fps:g} fps (--fps sets it)")
-    return notes + source.info.caveats()
 
 
 def short_outputs(videos: list[Path], outputs: dict[Path, Path], max_frames: Optional[int]) -> list[str]:
