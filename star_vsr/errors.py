@@ -25,6 +25,11 @@ class InputError(StarVSRError, ValueError):
     """A bad argument or input: wrong shape, unsupported scale, invalid option."""
 
 
+class SavedRunError(InputError):
+    """An output's saved progress (its ``.NAME.partial`` folder) cannot be used by this run: it was saved with
+    other settings, or its files are damaged. The message says how to go on or start over."""
+
+
 class VideoNotFoundError(StarVSRError, FileNotFoundError):
     """An input video, image folder or file does not exist."""
 

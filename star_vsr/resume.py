@@ -37,8 +37,8 @@ from typing import Any, Iterator, Optional
 import torch
 from tqdm.auto import tqdm
 
-from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, OutputBusyError, OutputError, UnsupportedVideoError,
-                     named, option)
+from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, OutputBusyError, OutputError, SavedRunError,
+                     UnsupportedVideoError, named, option)
 from .interrupts import interrupts_held, raise_if_interrupted
 from .models.student import StarStudentState
 from .scene_cuts import SCENE_CUT_THRESHOLD
@@ -150,6 +150,13 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
         settings["frame_rate"] = str(info.frame_rate)
     with _locked(work, output):
         if restart:
+            try:
+                thrown = json.loads((work / MANIFEST).read_text())["frames"]
+            except (OSError, ValueError, LookupError, TypeError):  # nothing saved (or damaged: said by nothing)
+                thrown = None
+            if thrown is not None:
+                _say(progress, f"{output}: starting over ({option('restart=True', '--restart')}); the {thrown} "
+                               f"frames an earlier run saved in {work} are thrown away")
             _clear(work)
         saved = load_checkpoint(work, settings, _device(pipe))
         state, start, complete = None, 0, False
@@ -469,7 +476,7 @@ def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
     is done, only the join is left.
 
     Raises:
-        InputError: the saved run had other settings, or its files are damaged.
+        SavedRunError: the saved run had other settings, or its files are damaged.
     """
     from safetensors import SafetensorError
     from safetensors.torch import safe_open
@@ -487,7 +494,7 @@ def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
                 metadata = file.metadata() or {}
                 tensors = {name: file.get_tensor(name) for name in file.keys()}
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
-        raise InputError(f"{work} holds an unfinished run whose files are damaged ({error}); {fix}") from None
+        raise SavedRunError(f"{work} holds an unfinished run whose files are damaged ({error}); {fix}") from None
     changed = [key for key in settings if saved_settings.get(key, SETTING_DEFAULTS.get(key)) != settings[key]]
     if "pipeline" in changed:  # another kind of model: its other settings do not compare
         changed = ["pipeline"]
@@ -496,7 +503,7 @@ def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
     if changed:
         details = ", ".join(_setting_change(key, saved_settings.get(key, SETTING_DEFAULTS.get(key)), settings[key],
                                             settings["pipeline"]) for key in changed)
-        raise InputError(f"{work} holds an unfinished run ({frames} frames done) with other settings: {details}; "
+        raise SavedRunError(f"{work} holds an unfinished run ({frames} frames done) with other settings: {details}; "
                          f"run with the earlier settings to go on, or {fix}")
     segments = [(str(name), int(count)) for name, count in segments]
     _check_segments(work, segments, fix)
@@ -506,7 +513,7 @@ def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
     try:
         state = _state_from_file(tensors, metadata, device)
     except (ValueError, KeyError, TypeError) as error:
-        raise InputError(f"{work} holds an unfinished run whose state is damaged ({error!r}); {fix}") from None
+        raise SavedRunError(f"{work} holds an unfinished run whose state is damaged ({error!r}); {fix}") from None
     return segments, state, frames
 
 
@@ -529,8 +536,8 @@ def _check_segments(work: Path, segments: list[tuple[str, int]], fix: str) -> No
                     elif stream.codec_context.extradata != headers:
                         found = -1
         except (OSError, ValueError, IndexError) as error:  # missing, CorruptVideoError, no video stream
-            raise InputError(f"{work} holds an unfinished run whose segment {name} is damaged ({error}); "
+            raise SavedRunError(f"{work} holds an unfinished run whose segment {name} is damaged ({error}); "
                              f"{fix}") from None
         if found != count:
             what = "other codec headers" if found < 0 else f"{found} of its {count} frames"
-            raise InputError(f"{work} holds an unfinished run whose segment {name} is damaged ({what}); {fix}")
+            raise SavedRunError(f"{work} holds an unfinished run whose segment {name} is damaged ({what}); {fix}")

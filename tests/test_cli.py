@@ -550,6 +550,36 @@ def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path
         assert note is None or note in capsys.readouterr().out
 
 
+def test_two_overwrite_batches_on_one_folder_share_the_work(tmp_path, capsys, monkeypatch):
+    """Two upscale-batch --overwrite started together on one folder each redid every video the other had not
+    been writing at the moment it got there; now a video the other batch has redone (its ledger says so) is
+    skipped, as two plain batches share the work."""
+    import star_vsr.upscale
+    from star_vsr.overwrite_batch import OverwriteLedger
+
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    outputs.mkdir()
+    for i in range(3):
+        write_test_video(inputs / f"v{i}.mp4", num_frames=2, size=(8, 8), seed=i)
+        (outputs / f"v{i}.mp4").write_bytes(b"finished earlier")
+    calls = []
+    upscale_video = star_vsr.upscale.upscale_video
+
+    def other_batch_redoes_v1(pipe, video, *args, **kwargs):
+        calls.append(Path(video).name)
+        if len(calls) == 1:  # meanwhile the other batch finishes v1 and records it
+            OverwriteLedger(outputs, {}).add("v1.mp4", inputs / "v1.mp4")
+        return upscale_video(pipe, video, *args, **kwargs)
+
+    monkeypatch.setattr(star_vsr.upscale, "upscale_video", other_batch_redoes_v1)
+    assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]) == 0
+    assert calls == ["v0.mp4", "v2.mp4"]
+    out = capsys.readouterr().out
+    assert "skipped" in out and "v1.mp4: another upscale-batch --overwrite on" in out and "redid it meanwhile" in out
+    assert all(probe_video(outputs / f"v{i}.mp4").width == 16 for i in (0, 2))
+
+
 def test_a_damaged_overwrite_ledger_redoes_every_video(tmp_path):
     from star_vsr.overwrite_batch import OverwriteLedger
 

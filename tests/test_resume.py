@@ -265,6 +265,8 @@ def test_cli_upscale_stopped_by_sigterm_says_how_to_go_on_and_restart_starts_ove
     assert "carries it through them (--no-scene-cut-reset)" in capsys.readouterr().err
     assert main([*args, "--upscale", "2", "--restart"]) == 0
     assert probe_video(output).height == 24 and not partial_folder(output).exists()
+    err = capsys.readouterr().err  # the saved frames are not thrown away without a word
+    assert "starting over (--restart); the 6 frames an earlier run saved in" in err and "are thrown away" in err
 
 
 def test_cli_upscale_points_to_saved_progress_of_other_outputs(pipe, tmp_path, monkeypatch, capsys):
@@ -293,6 +295,27 @@ def test_upscale_batch_goes_on_with_a_partly_done_video(pipe, tmp_path, monkeypa
     assert "0 of 2 videos already done; 2 to go on 1 process(es), 1 of them partly done" in capsys.readouterr().out
     assert [probe_video(outputs / f"v{i}.mp4").num_frames for i in range(2)] == [6, 6]
     assert not partial_folder(outputs / "v1.mp4").exists()
+
+
+def test_upscale_batch_skips_a_video_whose_saved_progress_has_other_settings(pipe, tmp_path, monkeypatch, capsys):
+    """Saved progress of another --upscale stopped the whole batch at that video (exit 2), after the videos
+    before it were done and before those after it were started; now that video is reported and skipped."""
+    pipe.save_pretrained(tmp_path / "student")
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for i in range(3):
+        write_test_video(inputs / f"v{i}.mp4", 6, size=(12, 16), seed=i)
+    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
+    with pytest.raises(KeyboardInterrupt):  # v1 stopped in a run at x4
+        upscale_video(pipe, inputs / "v1.mp4", outputs / "v1.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
+    monkeypatch.undo()
+    assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tmp_path / "student"),
+                 "--dtype", "fp32", "--upscale", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "skipped" in err and "other settings: --upscale 4.0 -> 2.0" in err and "--restart" in err
+    assert "1 video(s) were skipped (the reasons are above): v1.mp4" in err
+    assert [probe_video(outputs / f"v{i}.mp4").height for i in (0, 2)] == [24, 24]
+    assert not (outputs / "v1.mp4").exists() and partial_folder(outputs / "v1.mp4").exists()  # kept for --upscale 4
 
 
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(pipe, tmp_path, monkeypatch):

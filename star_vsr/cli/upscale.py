@@ -31,7 +31,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from ..errors import CorruptVideoError, InputError, OutputBusyError, OutputExistsError, UnsupportedVideoError
+from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, SavedRunError,
+                      UnsupportedVideoError)
 from .arguments import add_fps_argument, check_fps_for_clips, input_notes, max_frames_argument, seed_argument
 
 #: The diffusion-only options and their defaults (a student run warns about any other value).
@@ -363,7 +364,8 @@ def run_batch(args: argparse.Namespace) -> int:
         done = sum(outputs[v].exists() for v in videos)
         status = (f"{len(videos) - len(todo)} of {len(videos)} videos already redone by this batch under --overwrite "
                   f"before it was stopped (--restart redoes them too)" if redone else
-                  f"{done} of {len(videos)} videos already done" + (" (--overwrite: redone)" if args.overwrite else ""))
+                  f"{done} of {len(videos)} video{'s' * (len(videos) != 1)} already done"
+                  + (" (--overwrite: redone)" if args.overwrite else ""))
         print(f"{status}; {len(todo)} to go on {state.num_processes} process(es)"
               + (f", {partly} of them partly done" if partly else ""))
     state.wait_for_everyone()  # the ledger is there before any process adds to it
@@ -372,6 +374,9 @@ def run_batch(args: argparse.Namespace) -> int:
         pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
         failed = []
         for video in mine:
+            if args.overwrite and outputs[video].name in ledger.finished({outputs[video].name: video})[0]:
+                say(f"skipped {video}: another upscale-batch --overwrite on {output_dir} redid it meanwhile")
+                continue  # two --overwrite batches on one folder share the work, as two plain ones do
             try:
                 folder_fps = args.fps if video.is_dir() else None  # a video file keeps its own rate
                 for note in input_notes(video, deinterlace_choice(args.deinterlace), folder_fps,
@@ -382,7 +387,7 @@ def run_batch(args: argparse.Namespace) -> int:
                               restart=args.restart, deinterlace=deinterlace_choice(args.deinterlace),
                               folder_fps=folder_fps, max_frames=args.max_frames, overwrite=args.overwrite,
                               **pipeline_kwargs(type(pipe).__name__, args))
-            except (CorruptVideoError, UnsupportedVideoError) as error:  # this video, not the batch
+            except (CorruptVideoError, UnsupportedVideoError, SavedRunError) as error:  # this video, not the batch
                 say(f"skipped {video}: {error}", sys.stderr)
                 failed.append(video)
                 continue
@@ -398,6 +403,6 @@ def run_batch(args: argparse.Namespace) -> int:
     if made_output_dir and state.is_main_process and not any(output_dir.iterdir()):
         output_dir.rmdir()  # every video failed: no empty folder left behind as if something were written
     if failed:
-        say(f"{len(failed)} video(s) could not be read and were skipped: {', '.join(v.name for v in failed)}",
+        say(f"{len(failed)} video(s) were skipped (the reasons are above): {', '.join(v.name for v in failed)}",
             sys.stderr)
     return 1 if failed else 0
