@@ -32,7 +32,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Collection, Iterator, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -110,12 +110,23 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
 def other_unfinished_runs(output_path: str | Path) -> list[tuple[Path, int]]:
     """(folder, bytes) of the saved progress of *other* outputs in ``output_path``'s folder: runs that were
     stopped and never finished (their folders stay until that output is written or they are deleted)."""
-    own = partial_folder(output_path)
+    return unfinished_runs(Path(output_path).parent, besides=[partial_folder(output_path)])
+
+
+def unfinished_runs(folder: Path, besides: Collection[Path] = ()) -> list[tuple[Path, int]]:
+    """(folder, bytes) of the saved progress in ``folder`` of outputs whose progress folders are not ``besides``
+    (``upscale-batch``: of outputs it does not write, e.g. an earlier run's with another --codec)."""
     found = []
-    for folder in sorted(own.parent.glob(".*.partial")):
-        if folder != own and (folder / MANIFEST).is_file():
-            found.append((folder, sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())))
+    for work in sorted(Path(folder).glob(".*.partial")):
+        if work not in besides and (work / MANIFEST).is_file():
+            found.append((work, sum(f.stat().st_size for f in work.rglob("*") if f.is_file())))
     return found
+
+
+def unfinished_note(work: Path, size: int) -> str:
+    """What ``upscale`` and ``upscale-batch`` say of the saved progress ``work`` of another output."""
+    return (f"note: {work} holds {size / 2 ** 20:.1f} MB saved by an unfinished run to another output (stopped, or "
+            f"still running); run that command again to finish it, or delete the folder")
 
 
 def partial_folder(output_path: str | Path) -> Path:

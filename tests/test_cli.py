@@ -1364,6 +1364,10 @@ def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path
     assert probe_video(tmp_path / "mp4" / "a.mkv").fps == probe_video(lr / "a.mkv").fps != 24
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2"]) == 0
     assert "3 of 3 videos already done; 0 to go" in capsys.readouterr().out
+    # an .mkv input's output is a.mkv with H.264 and with FFV1: a rerun with the other codec skips it, and says so
+    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2", "--codec", "ffv1"]) == 0
+    assert "note: 1 existing output counts as done but is not ffv1 (a.mkv (h264)); pass --overwrite to redo it " \
+           "with --codec ffv1" in capsys.readouterr().out
     # previews (--max-frames) and files cut short count as done, but the batch says so
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "prev"), "--upscale", "2", "--max-frames", "2"]) == 0
     (tmp_path / "prev" / "a.mkv").write_bytes(b"")

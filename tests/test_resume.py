@@ -297,6 +297,24 @@ def test_upscale_batch_goes_on_with_a_partly_done_video(pipe, tmp_path, monkeypa
     assert not partial_folder(outputs / "v1.mp4").exists()
 
 
+def test_upscale_batch_points_to_saved_progress_of_outputs_it_does_not_write(pipe, tmp_path, monkeypatch, capsys):
+    """A batch stopped with --codec ffv1 (v1.mkv) and run again with H.264 (v1.mp4) left the FFV1 run's saved
+    progress behind without a word."""
+    pipe.save_pretrained(tmp_path / "student")
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    write_test_video(inputs / "v1.mp4", 6, size=(12, 16))
+    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(pipe, inputs / "v1.mp4", outputs / "v1.mkv", codec="ffv1", progress=False, chunk_size=2,
+                      checkpoint_seconds=0)
+    monkeypatch.undo()
+    assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tmp_path / "student")]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {partial_folder(outputs / 'v1.mkv')} holds" in out and "unfinished run to another output" in out
+    assert probe_video(outputs / "v1.mp4").num_frames == 6
+
+
 def test_upscale_batch_skips_a_video_whose_saved_progress_has_other_settings(pipe, tmp_path, monkeypatch, capsys):
     """Saved progress of another --upscale stopped the whole batch at that video (exit 2), after the videos
     before it were done and before those after it were started; now that video is reported and skipped."""

@@ -204,7 +204,7 @@ def run_single(args: argparse.Namespace) -> int:
 
     check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
     output = check_new_video_output(args.output, args.overwrite, args.input)  # before seconds of imports
-    from ..resume import other_unfinished_runs
+    from ..resume import other_unfinished_runs, unfinished_note
     from ..io.writer import check_video_output, writes_frames
     from ..outputs import IMAGE_OUTPUTS
     from ..upscale import check_image_output, upscale_video
@@ -230,9 +230,31 @@ def run_single(args: argparse.Namespace) -> int:
     kind = f" (a folder of {sum(1 for _ in output.glob('*.png'))} PNG frames)" if output.is_dir() else ""
     print(f"wrote {output}{kind}")  # -o NAME without a suffix writes frames: say so
     for folder, size in other_unfinished_runs(output):
-        print(f"note: {folder} holds {size / 2 ** 20:.1f} MB saved by an unfinished run to another output (stopped, "
-              f"or still running); run that command again to finish it, or delete the folder")
+        print(unfinished_note(folder, size))
     return 0
+
+
+#: FFmpeg's name of each --codec's video codec, as probe_video reports an output's.
+_FFMPEG_CODECS = {"h264": "h264", "h265": "hevc", "ffv1": "ffv1"}
+
+
+def other_codec_outputs(outputs: list[Path], codec: Optional[str]) -> list[str]:
+    """``"NAME (h264)"`` for each existing video output in ``outputs`` whose codec is not ``--codec``'s: an
+    .mkv input's output is NAME.mkv with H.264 and with FFV1, so a batch rerun with the other codec skips it."""
+    from ..errors import StarVSRError
+    from ..io import probe_video
+
+    if codec not in _FFMPEG_CODECS:
+        return []
+    found = []
+    for output in outputs:
+        try:
+            held = probe_video(output).codec if output.is_file() else None
+        except StarVSRError:  # unreadable: `short_outputs` says so
+            continue
+        if held is not None and held != _FFMPEG_CODECS[codec]:
+            found.append(f"{output.name} ({held})")
+    return found
 
 
 def short_outputs(videos: list[Path], outputs: dict[Path, Path], max_frames: Optional[int]) -> list[str]:
@@ -291,7 +313,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable
     from ..overwrite_batch import OverwriteLedger, batch_settings
-    from ..resume import MANIFEST, partial_folder
+    from ..resume import MANIFEST, partial_folder, unfinished_note, unfinished_runs
     from ..upscale import pipeline_class_name, upscale_video
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
@@ -349,9 +371,15 @@ def run_batch(args: argparse.Namespace) -> int:
         if not args.overwrite:  # e.g. a --max-frames preview batch run here before this full one
             short = short_outputs([v for v in videos if outputs[v].exists()], outputs, args.max_frames)
             if short:
-                print(f"note: {len(short)} existing output{'s' if len(short) != 1 else ''} count as done but hold "
-                      f"fewer frames than this run gives ({_listed(short, 5)}): a --max-frames preview or another "
-                      f"program's file? delete {'them' if len(short) != 1 else 'it'} or pass --overwrite to redo")
+                print(f"note: {len(short)} existing output{'s count' if len(short) != 1 else ' counts'} as done but "
+                      f"hold{'' if len(short) != 1 else 's'} fewer frames than this run gives ({_listed(short, 5)}): a "
+                      f"--max-frames preview or another program's file? delete {'them' if len(short) != 1 else 'it'} "
+                      f"or pass --overwrite to redo")
+            other = other_codec_outputs([outputs[v] for v in videos if outputs[v].exists()], args.codec)
+            if other:
+                print(f"note: {len(other)} existing output{'s count' if len(other) != 1 else ' counts'} as done but "
+                      f"{'are' if len(other) != 1 else 'is'} not {args.codec} ({_listed(other, 5)}); pass --overwrite "
+                      f"to redo {'them' if len(other) != 1 else 'it'} with --codec {args.codec}")
         stray = stray_images_note(input_dir)
         if stray:
             print(f"note: {stray}")
@@ -400,6 +428,9 @@ def run_batch(args: argparse.Namespace) -> int:
     state.wait_for_everyone()
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above)
         ledger.remove()
+    if state.is_main_process:  # e.g. a run stopped with another --codec, which names the outputs otherwise
+        for folder, size in unfinished_runs(output_dir, besides={partial_folder(o) for o in outputs.values()}):
+            print(unfinished_note(folder, size))
     if made_output_dir and state.is_main_process and not any(output_dir.iterdir()):
         output_dir.rmdir()  # every video failed: no empty folder left behind as if something were written
     if failed:
