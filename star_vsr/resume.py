@@ -514,8 +514,11 @@ def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
     if changed:
         details = ", ".join(_setting_change(key, saved_settings.get(key, SETTING_DEFAULTS.get(key)), settings[key],
                                             settings["pipeline"]) for key in changed)
+        # a changed input cannot be changed back; settings can (a dtype change says how itself)
+        go_on = "" if set(changed) <= {"input", "input_files", "dtype"} else \
+            "run with the earlier settings to go on, or "
         raise SavedRunError(f"{work} holds an unfinished run ({frames} frames done) with other settings: {details}; "
-                         f"run with the earlier settings to go on, or {fix}")
+                            f"{go_on}{fix}")
     segments = [(str(name), int(count)) for name, count in segments]
     _check_segments(work, segments, fix)
     _remove_unlisted(work, manifest)

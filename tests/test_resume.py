@@ -206,9 +206,13 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
     bf16.set_progress_bar_config(disable=True)
     with pytest.raises(InputError, match=r"other settings: the student ran in float32 then, in bfloat16 now "
                                          r".*; load the model with load_upscaler\(\.\.\., dtype='fp32'\) to go on "
-                                         r"in float32; run") as refused:
+                                         r"in float32; delete .* or pass restart=True to start over$") as refused:
         upscale_video(bf16, source, output, progress=False)
     assert "other student weights" not in str(refused.value)  # their fingerprint changes with the dtype
+    write_test_video(source, 6, size=(12, 16), seed=9)  # another input under the same name: no earlier settings
+    with pytest.raises(InputError, match=r"other settings: the input file changed \(size or modification time\); "
+                                         r"delete .* or pass restart=True to start over$"):
+        upscale_video(pipe, source, output, progress=False)
     upscale_video(pipe, source, output, progress=False, upscale=2, restart=True)
     assert probe_video(output).height == 24 and not partial_folder(output).exists()
 
