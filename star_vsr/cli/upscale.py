@@ -6,7 +6,8 @@ rate and audio and appears only when complete. ``upscale-batch`` skips outputs t
 exist, so an interrupted batch resumes where it stopped (``--overwrite`` redoes them, and an interrupted
 ``--overwrite`` batch rerun with the same command redoes only those it had not finished), and under
 ``accelerate launch --num_processes N`` it splits the videos across the processes; a video it
-cannot read is reported and skipped, the others are upscaled, and the exit status is 1. Its
+cannot read (or whose saved progress has other settings) is reported and skipped, the others are upscaled, and
+the exit status is 1. Its
 outputs keep the input names, with the container suffix the codec needs (``.mkv`` for FFV1,
 ``.mp4`` for an ``.avi`` input) and PNG frames in a folder named after the video. A subfolder of
 frame images in the batch folder (REDS4 / Vid4's layout: ``LR/calendar/00000000.png``) is one video,
