@@ -220,9 +220,9 @@ def check_no_replace(path: Path, overwrite: bool) -> None:
 def _move_without_replacing(temp: Path, path: Path) -> None:
     """`move_into_place` without `overwrite`: a hard link, which never replaces a file, where the file system
     has them; a folder by rename, which replaces only an empty folder."""
-    appeared = OutputExistsError(f"{path} appeared while this run was writing it (made by another run or program?); it "
-                           f"was left as it is, and this run's output was not saved there: "
-                           f"{option('pass overwrite=True', 'pass --overwrite')} to replace it")
+    appeared = OutputExistsError(f"{path} appeared while this run was writing it (made by another run or "
+                                 f"program?); it was left as it is, and this run's output was not saved there: "
+                                 f"{option('pass overwrite=True', 'pass --overwrite')} to replace it")
     if path.exists() or path.is_symlink():
         raise appeared
     if temp.is_dir():
