@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         "codec": "image sequence" if info.is_image_folder else info.codec,
         "pixel format": info.pix_fmt,
         "audio": info.audio_codec if info.has_audio else "none",
-        "damage": damage or "none found",
+        "damage": damage or ("none found (image headers checked, frames not decoded)" if info.is_image_folder else
+                             "none found (the index checked against the file's size, frames not decoded)"),
     }
     if args.json:
         print(json.dumps(_json_fields(info, damage), indent=2))
