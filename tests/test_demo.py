@@ -62,6 +62,37 @@ def test_demo_writes_videos_comparison_and_metrics(tmp_path, tiny_student_folder
     assert cli_main(["demo", "-o", str(out), "--model", str(tiny_student_folder), "--frames", "4"]) == 2
 
 
+def test_a_stopped_demo_leaves_the_earlier_demo_whole(tmp_path, tiny_student_folder, monkeypatch):
+    """Ctrl-C while a demo wrote its files left some files of the new run beside the earlier run's (--overwrite),
+    or a few files that made the next demo refuse the folder; now the files are written aside and moved in
+    together."""
+    from star_vsr.io import VideoWriter
+
+    out = tmp_path / "demo"
+    args = ["demo", "-o", str(out), "--model", str(tiny_student_folder)]
+    assert cli_main([*args, "--frames", "2"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    close, closed = VideoWriter.close, []
+
+    def stopped_at_the_third_video(self):
+        close(self)
+        closed.append(self.path.name)
+        if len(closed) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(VideoWriter, "close", stopped_at_the_third_video)
+    assert cli_main([*args, "--frames", "3", "--overwrite"]) == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no hidden leftovers either
+    closed.clear()
+    assert cli_main(["demo", "-o", str(tmp_path / "new"), "--model", str(tiny_student_folder), "--frames", "2"]) == 130
+    assert not (tmp_path / "new").exists()  # nothing that would make the next demo refuse the folder
+    monkeypatch.undo()
+    assert cli_main([*args, "--frames", "3", "--overwrite"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["frames"] == 3 and report["device"] == "cpu" and report["dtype"] in ("float32", "bfloat16")
+    assert probe_video(out / "student.mp4").num_frames == 3
+
+
 def test_demo_labels_a_diffusion_model_as_such(tmp_path, capsys, monkeypatch, tiny_student_folder):
     """A StarVSR --model is not called "student": its video, panel and metrics row say "diffusion". Over an
     earlier student demo (--overwrite) it leaves no student.mp4 behind."""

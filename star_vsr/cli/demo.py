@@ -8,7 +8,8 @@ The output folder receives the videos ``input.mp4`` (the degraded LR clip), ``bi
 (input / bicubic / student / ground truth) and ``metrics.json`` (PSNR-Y, SSIM-Y, E*warp of
 bicubic and of the student against the ground truth, measured on the 8-bit frames before their H.264
 encoding: ``star-vsr evaluate`` on the lossy ``.mp4`` files gives slightly different numbers). A StarVSR diffusion ``--model`` is labelled
-``diffusion`` instead of ``student`` everywhere (``diffusion.mp4``, its panel, its metrics row).
+``diffusion`` instead of ``student`` everywhere (``diffusion.mp4``, its panel, its metrics row). The files
+appear together once the demo is complete: a stopped demo leaves the folder as it was.
 
 The default photo is one of the evaluation photos, never seen in training.
 """
@@ -107,6 +108,9 @@ def comparison_image(panels: list[tuple[str, Any]]) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import os
+    import secrets
+    import shutil
     import time
 
     import numpy as np
@@ -114,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..evalset import bicubic_upscale, photo_clip
     from ..frames import frames_to_uint8
+    from ..interrupts import interrupts_held
     from ..io import VideoWriter
     from ..metrics import evaluate_clip
     from ..outputs import check_writable
@@ -151,29 +156,41 @@ def run(args: argparse.Namespace) -> int:
     sr = pipe(lq, upscale=scale, output_type="pt").frames[0].float().clamp(0, 1).cpu()  # (n, 3, H, W)
     seconds = time.perf_counter() - started
     bicubic = bicubic_upscale(lq, scale)
-    output.mkdir(parents=True, exist_ok=True)  # only now: a bad --model or --device leaves no folder
-
     videos = {"input": frames_to_uint8(lq), "bicubic": frames_to_uint8(bicubic), label: frames_to_uint8(sr),
               "ground_truth": frames_to_uint8(gt)}
-
-    # 3. Videos, comparison image, metrics
-    for name, video in videos.items():
-        with VideoWriter(output / f"{name}.mp4", DEMO_FPS) as writer:
-            writer.write(video)
-    middle = args.frames // 2
-    nearest = np.repeat(np.repeat(videos["input"][middle], scale, axis=0), scale, axis=1)
-    comparison_image([("input (nearest)", nearest), ("bicubic", videos["bicubic"][middle]),
-                      (label, videos[label][middle]),
-                      ("ground truth", videos["ground_truth"][middle])]).save(output / "comparison.png")
     metrics = {name: evaluate_clip(videos[name], videos["ground_truth"], scale=scale)
                for name in ("bicubic", label)}
     report = {"photo": args.photo, "frames": args.frames, "lr_size": list(lq.shape[-2:]), "scale": scale,
               "degradation": args.degradation, "seed": args.seed, "model": str(args.model),
+              "device": str(pipe.device), "dtype": str(pipe.dtype).removeprefix("torch."),
               "model_seconds": round(seconds, 3), "metrics": metrics,
               "metrics_of": "the 8-bit frames before H.264 encoding (evaluate on the .mp4 files differs a little)"}
-    (output / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    for name in stale:  # only now that this demo is complete
-        (output / name).unlink(missing_ok=True)
+
+    # 3. Videos, comparison image, metrics: into a hidden folder first, then moved into -o together, so that a
+    # stopped or failed demo leaves the earlier demo's set (or nothing), never a mix of the two
+    made = not output.exists()
+    output.mkdir(parents=True, exist_ok=True)  # only now: a bad --model or --device leaves no folder
+    staging = output / f".demo-{secrets.token_hex(4)}.partial"
+    try:
+        staging.mkdir()
+        for name, video in videos.items():
+            with VideoWriter(staging / f"{name}.mp4", DEMO_FPS) as writer:
+                writer.write(video)
+        middle = args.frames // 2
+        nearest = np.repeat(np.repeat(videos["input"][middle], scale, axis=0), scale, axis=1)
+        comparison_image([("input (nearest)", nearest), ("bicubic", videos["bicubic"][middle]),
+                          (label, videos[label][middle]),
+                          ("ground truth", videos["ground_truth"][middle])]).save(staging / "comparison.png")
+        (staging / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        with interrupts_held():  # a few renames: all of them, or (Ctrl-C before) none
+            for name in names:
+                os.replace(staging / name, output / name)
+            for name in stale:  # only now that this demo is complete
+                (output / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if made and not any(output.iterdir()):
+            output.rmdir()
 
     print(f"{args.frames} frames of {lq.shape[-1]}x{lq.shape[-2]} -> {sr.shape[-1]}x{sr.shape[-2]} in "
           f"{seconds:.2f} s ({args.frames / seconds:.1f} frames/s)")
