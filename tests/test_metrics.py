@@ -456,9 +456,10 @@ def test_missing_pyiqa_says_how_to_install(lpips_weights, monkeypatch):
         load_learned_metric("lpips", weights_dir=lpips_weights["root"])
 
 
-@pytest.mark.parametrize("content", [b"junk text", b""])
+@pytest.mark.parametrize("content", [b"junk text", b"", b"garbage\n"])
 def test_damaged_weight_file_is_one_clear_error(lpips_weights, no_network, tmp_path, content):
-    """A junk or empty file under the expected name raised pyiqa's UnpicklingError as a traceback."""
+    """A junk or empty file under the expected name raised pyiqa's UnpicklingError as a traceback; one that starts
+    with "g" (a pickle GET opcode) a ValueError from inside torch.load."""
     import shutil
 
     root = tmp_path / "weights"

@@ -30,6 +30,7 @@ import contextlib
 import io
 import logging
 import pickle
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,7 +249,15 @@ def _is_damaged_weights_error(error: BaseException) -> bool:
     if isinstance(error, torch.OutOfMemoryError):
         return False
     return (isinstance(error, (pickle.UnpicklingError, EOFError))
-            or any(message in str(error) for message in DAMAGED_WEIGHTS_MESSAGES))
+            or any(message in str(error) for message in DAMAGED_WEIGHTS_MESSAGES)
+            or _raised_in_torch_load(error))
+
+
+def _raised_in_torch_load(error: BaseException) -> bool:
+    """Whether ``error`` came out of ``torch.load`` reading a file: a text file where a checkpoint should be
+    unpickles as garbage opcodes, e.g. ``ValueError: invalid literal for int()`` for a file starting "garbage"."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return any(Path(frame.filename).parts[-2:] == ("torch", "serialization.py") for frame in frames)
 
 
 def _refuse_download(url: str, destination: Any, *args: Any, **kwargs: Any) -> None:
@@ -422,7 +431,7 @@ def load_learned_metric(
             f"Install pyiqa ({INSTALL_HINT}); for CLIP-IQA also `pip install "
             "openai-clip` (it imports pkg_resources, which needs setuptools<81)."
         ) from error
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as error:
         if not _is_damaged_weights_error(error):  # out of memory, a bad device, ...: not the files' fault
             raise
         files = "\n".join(f"  - {paths[weight.filename]} (from {weight.url})" for weight in spec.files)
