@@ -179,7 +179,8 @@ def test_evaluate_pairs_folders_of_frame_folders_with_videos(tmp_path, capsys):
     # lossless both ways, so the very frames: infinite PSNR (JSON null), SSIM 1
     assert scores["a"]["psnr_y"] is None and scores["b"]["psnr_y"] is None
     assert scores["a"]["ssim_y"] == pytest.approx(1) and scores["b"]["ssim_y"] == pytest.approx(1)
-    capsys.readouterr()
+    assert "note: a, b: frames identical to the ground truth give PSNR-Y inf (null in the JSON)" in \
+        capsys.readouterr().out  # not a bare null
     # one frame folder of a clip against a folder of clips is refused, not read as a clip of that name
     assert main(["evaluate", "--pred", str(pred_dir / "b"), "--gt", str(gt_dir), "--scale", "2"]) == 2
     assert "so --pred must be one too" in capsys.readouterr().err

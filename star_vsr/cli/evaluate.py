@@ -3,7 +3,9 @@
 ``--pred`` and ``--gt`` are two videos (files or image folders) or two folders of clips (video files
 or folders of frames, as REDS4 / Vid4 and ``upscale-batch --codec png`` lay them out) matched by
 name (a video's without its extension). PSNR/SSIM crop ``--scale`` pixels at every border; E*warp warps
-the prediction with optical flow estimated on the ground truth. ``--metrics lpips,dists,...`` adds
+the prediction with optical flow estimated on the ground truth and is reported x 1e3, as papers do (lower is
+better; a clip against itself scores a little above 0, the flow being estimated). A clip whose frames equal the
+ground truth has PSNR-Y inf (null in --json), and so has the mean. ``--metrics lpips,dists,...`` adds
 learned metrics (pyiqa, from weight files already on disk; nothing is downloaded).
 """
 
@@ -142,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
     single = [name for name, r in results.items() if "ewarp" not in r] if not args.no_warp else []
     if single:  # E*warp compares consecutive frames
         print(f"note: E*warp needs 2 or more frames; not computed for {', '.join(single)} (1 frame)")
+    identical = [name for name, r in results.items() if math.isinf(r.get("psnr_y", 0.0))]
+    if identical:
+        print(f"note: {', '.join(identical)}: frames identical to the ground truth give PSNR-Y inf (null in the "
+              f"JSON), and the mean PSNR-Y is inf too")
     keys = list(dict.fromkeys(k for r in results.values() for k in r if k != "frames"))
     mean = {k: sum(r[k] for r in results.values() if k in r) / sum(k in r for r in results.values()) for k in keys}
     table = dict(results)
