@@ -141,6 +141,8 @@ def test_export_command(tmp_path, capsys):
         assert main(["export", "--model", str(folder), "-o", str(target), "--format", "onnx", "--overwrite"] + size) == 2
         assert f"{target} is a folder; name the file to write: -o {target / 'student.onnx'}" in capsys.readouterr().err
         assert sorted(p.name for p in target.iterdir()) == files
+        assert main(["export", "--model", str(folder), "-o", str(target)] + size) == 2  # no --format: the same
+        assert f"{target} is a folder; name the file to write: -o {target / 'student.onnx'}" in capsys.readouterr().err
     assert main(["export", "--model", str(folder), "-o", str(tmp_path / "new.onnx") + "/"] + size) == 2
     assert "new.onnx/ ends with '/', a folder, but names a file" in capsys.readouterr().err
     assert not (tmp_path / "new.onnx").exists()

@@ -29,6 +29,9 @@ def export_format(output: Path, format: str | None) -> str:
     """``format``, or the one ``output``'s suffix names; an InputError when they disagree or neither says."""
     named = [name for name, suffixes in FORMAT_SUFFIXES.items() if output.suffix.lower() in suffixes]
     if format is None:
+        if not named and output.is_dir():
+            raise InputError(f"{output} is a folder; name the file to write: -o {output / 'student.onnx'} (or "
+                             f"student.pt for TorchScript)")
         if not named:
             raise InputError(f"cannot tell the format from the name {output.name}; pass --format onnx or "
                              "torchscript, or name the file .onnx or .pt")
