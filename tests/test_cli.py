@@ -236,6 +236,8 @@ def test_evaluate_adds_learned_metrics_and_names_missing_weights(tmp_path, capsy
     assert main(args + ["--metrics", "lpips", "--weights-dir", str(tmp_path / "weights")]) == 2
     err = capsys.readouterr().err
     assert "alexnet-owt-7be5be79.pth" in err and "LPIPS_v0.1_alex-df73285e.pth" in err and not out_json.exists()
+    assert "(--weights-dir DIR)" in err and "weights_dir" not in err  # the command line's words, not Python's
+    assert main(args + ["--metrics", ","]) == 2 and "names no metric" in capsys.readouterr().err  # not ignored
     assert main(args + ["--metrics", "lpips,dists", "--weights-dir", str(tmp_path / "weights")]) == 2
     err = capsys.readouterr().err  # both metrics' files in one go, not one metric per run
     assert "LPIPS_v0.1_alex-df73285e.pth" in err and "DISTS_weights-f5e65c96.pth" in err

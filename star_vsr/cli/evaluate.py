@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.scale < 1:  # before any progress bar is drawn (the metrics check it too, per clip)
         raise InputError(f"--scale must be an integer >= 1 (the border crop in pixels), got {args.scale}")
+    if args.metrics.strip() and not args.metrics.replace(",", "").strip():  # "--metrics ," named nothing
+        raise InputError(f"--metrics {args.metrics!r} names no metric; give names such as lpips,dists, or leave it out")
     if args.weights_dir and not args.metrics.strip():
         raise InputError("--weights-dir is where the learned metrics' weight files are, but no --metrics was given "
                          "(for example --metrics lpips,dists); PSNR-Y, SSIM-Y and E*warp need no weights")

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from star_vsr.errors import InputError, MissingWeightsError
+from star_vsr.errors import InputError, MissingWeightsError, option
 from star_vsr.metrics.inputs import check_frames, check_same_shape, to_float01
 from star_vsr.progress import bar_options
 
@@ -230,7 +230,7 @@ def resolve_weight_files(name: str, weights_dir: str | Path | None = None) -> di
             f"The {spec.name} metric needs weight files that are not in {root}:\n"
             + "\n".join(lines)
             + "\nstar-vsr never downloads weights itself. Put the files there, or pass the "
-            "weights directory that holds them (weights_dir, or `star-vsr evaluate --weights-dir`)."
+            f"weights directory that holds them ({option('weights_dir=DIR', '--weights-dir DIR')})."
         )
     return resolved
 
