@@ -638,7 +638,7 @@ def check_number(args: argparse.Namespace, name: str, low: float, high: float = 
 
 def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """``InputError`` for settings both training scripts share that cannot work: the learning rate and
-    warm-up, fp16 without a GPU, an output folder holding another run (``check_output_dir``), a
+    warm-up, how often to save and validate, fp16 without a GPU, an output folder holding another run (``check_output_dir``), a
     checkpoint to resume that is already at ``max_train_steps``, or one trained with settings that change
     what is trained (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it)."""
     import torch
@@ -652,6 +652,8 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     check_number(args, "max_grad_norm", 0)  # 0: no clipping
     check_number(args, "dataloader_num_workers", 0)
     check_number(args, "checkpoints_total_limit", 1, optional=True)  # 0 deleted every checkpoint, the last one too
+    check_number(args, "checkpointing_steps", 1)  # 0 failed after the first step (modulo by zero), losing the run
+    check_number(args, "validation_steps", 0)  # 0: never
     has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or (
         hasattr(torch, "xpu") and torch.xpu.is_available())
     if args.mixed_precision == "fp16" and not has_gpu:

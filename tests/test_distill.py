@@ -211,6 +211,13 @@ def test_perceptual_loss_needs_a_local_file(tmp_path, vgg_weights):
         VGGPerceptualLoss(tmp_path / "absent.pth")
     with pytest.raises(MissingWeightsError, match="lacks"):
         VGGPerceptualLoss(vgg_weights, layers=("relu3_1",))  # the file stops before relu3_1
+    for name, content in (("garbage.pth", b"garbage\n"), ("text.safetensors", b"not a tensor file")):
+        (tmp_path / name).write_bytes(content)  # a traceback advising torch.load(weights_only=False) before
+        with pytest.raises(MissingWeightsError, match=f"{name} cannot be read as a VGG-19 state dict .*damaged"):
+            VGGPerceptualLoss(tmp_path / name)
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(MissingWeightsError, match="holds a list, not a VGG-19 state dict"):
+        VGGPerceptualLoss(tmp_path / "list.pth")
     loss = VGGPerceptualLoss(vgg_weights, layers=("relu1_2", "relu2_1"))
     x = torch.rand(2, 3, 16, 16)
     assert loss(x, x).item() == 0 and loss(x, x.flip(-1)).item() > 0
@@ -585,6 +592,23 @@ def test_a_validation_size_that_cannot_be_scored_names_the_flag(tmp_path, capsys
     with pytest.raises(SystemExit) as refused:
         training_args(None, tmp_path / "run", "--validation_size", size)
     assert refused.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--checkpointing_steps", "0"], "--checkpointing_steps must be a finite number >= 1, got 0"),  # was a
+    # ZeroDivisionError after the first step, losing the run
+    (["--validation_steps", "-1"], "--validation_steps must be a finite number >= 0, got -1"),
+    (["--ema_decay", "1.5"], "--ema_decay must be in [0, 1), got 1.5"),  # trained with an extrapolated average
+    (["--ema_decay", "-0.1"], "--ema_decay must be in [0, 1), got -0.1"),  # was taken as off
+    (["--validation_steps", "1", "--num_validation_clips", "0"], "--num_validation_clips must be a finite number >= 1"),
+    (["--validation_steps", "1", "--validation_frames", "0"], "--validation_frames must be a finite number >= 1"),
+])
+def test_settings_that_cannot_run_are_refused_with_their_flag_before_anything_is_made(tmp_path, capsys, flags,
+                                                                                     message):
+    with pytest.raises(SystemExit) as refused:
+        training_args(None, tmp_path / "run", *flags)
+    assert refused.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, capsys):

@@ -155,6 +155,7 @@ def run_parser() -> SettingsParser:
     p.add_argument("--max_train_steps", type=int, default=8)
     p.add_argument("--checkpointing_steps", type=int, default=2)
     p.add_argument("--checkpoints_total_limit", type=int, default=None)
+    p.add_argument("--validation_steps", type=int, default=0)
     for name, default in (("adam_beta1", 0.9), ("adam_beta2", 0.99), ("adam_weight_decay", 0.0),
                           ("adam_epsilon", 1e-8), ("max_grad_norm", 1.0)):
         p.add_argument(f"--{name}", type=float, default=default)

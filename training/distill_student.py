@@ -51,7 +51,7 @@ from star_vsr.errors import InputError, OutputError, StarVSRError, explain_out_o
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
-from star_vsr.training_run import (SettingsParser, StopRequest, check_run_settings, checkpoint_step,
+from star_vsr.training_run import (SettingsParser, StopRequest, check_number, check_run_settings, checkpoint_step,
                                    parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint,
                                    tensorboard_pattern)
 
@@ -184,6 +184,10 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
                      "`star-vsr distill cache-teacher`")
     try:
         check_run_settings(args, build_parser())  # learning rate, fp16 without a GPU, the checkpoint to resume
+        check_number(args, "ema_decay", 0, 1, high_open=True)  # 0: off; 1 would never move, above 1 extrapolates
+        if args.validation_steps > 0:  # here, with the flags' names, before anything is made
+            check_number(args, "num_validation_clips", 1)
+            check_number(args, "validation_frames", 1)
     except InputError as error:
         parser.error(str(error))
     started_on = Path(args.output_dir) / CACHE_ID_NAME

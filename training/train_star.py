@@ -251,8 +251,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.dataset == "video" and args.train_data is None:
         raise InputError("--dataset video needs --train_data (a folder of videos, or a CSV/JSON clip list)")
     check_writable(Path(args.output_dir) / CONFIG_FILE)  # a file where the folder should be, a read-only disk
-    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps",
-                 "num_frames", "vae_batch_size"):
+    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "num_frames", "vae_batch_size"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.lora_rank < 0:
@@ -260,8 +259,6 @@ def check_args(args: argparse.Namespace) -> None:
     if args.tracker_project_name in ("", ".", "..") or Path(args.tracker_project_name).name != args.tracker_project_name:
         raise InputError(f"--tracker_project_name must be a plain folder name (it names the TensorBoard folder "
                          f"inside --logging_dir), got {args.tracker_project_name!r}")
-    if args.validation_steps < 0:
-        raise InputError(f"--validation_steps must be >= 0, got {args.validation_steps}")
     if args.v_loss_weight == 0 and args.dfl_beta == 0:
         raise InputError("both --v_loss_weight and --dfl_beta are 0: there would be nothing to train")
     if args.mixed_precision not in (None, "no", "fp16", "bf16"):

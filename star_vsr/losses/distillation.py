@@ -24,12 +24,14 @@ Clips are (b, n, 3, H, W) float tensors in [0, 1]; features are dicts of (b, n, 
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 
 from ..distill.convlstm import ConvLSTM
@@ -283,12 +285,23 @@ def _load_vgg_features(weights_path: Union[str, Path], features: nn.Sequential) 
             f"VGG-19 weights not found at {path}. The perceptual loss never downloads; save torchvision's "
             "ImageNet VGG-19 state dict there (e.g. torch.save(torchvision.models.vgg19(weights='IMAGENET1K_V1')"
             ".state_dict(), PATH) on a machine with internet) or set the perceptual weight to 0.")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, SafetensorError) as error:
+        if isinstance(error, torch.OutOfMemoryError):
+            raise
+        # torch.load's own advice, weights_only=False, would run whatever code the file holds
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise MissingWeightsError(f"{path} cannot be read as a VGG-19 state dict ({first_line[:200]}): it is "
+                                  f"damaged or another file; save torchvision's ImageNet VGG-19 state dict there "
+                                  f"again") from None
+    if not isinstance(state, dict):
+        raise MissingWeightsError(f"{path} holds a {type(state).__name__}, not a VGG-19 state dict")
     wanted = features.state_dict().keys()
     found = {key: state[f"features.{key}"] for key in wanted if f"features.{key}" in state}
     missing = sorted(set(wanted) - set(found))
