@@ -108,7 +108,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
         actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
         unknown = sorted(set(settings) - set(actions))
         if unknown:
-            parser.error(f"{path}: unknown settings {unknown}; --help lists the valid ones")
+            parser.error(f"{path}: unknown settings {unknown}")  # the parser adds "(see --help)"
         parser.set_defaults(**{key: _setting(parser, actions[key], value, path) for key, value in settings.items()})
     return parser.parse_args(argv)
 

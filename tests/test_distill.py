@@ -364,11 +364,16 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     (tmp_path / "afile").write_text("x")
     assert cli_main([*base, "-o", str(tmp_path / "afile")]) == 2
     assert "is a file; the cache is a folder" in capsys.readouterr().err and not cache_dir.exists()
+    # a folder that is no teacher: said for --teacher, not with upscale's help about --model
+    assert cli_main([*base[:3], str(tmp_path / "nope"), *base[4:], "-o", str(cache_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "no teacher (StarVSR or student) pipeline there" in err and "--teacher is a StarVSR pipeline folder" in err
+    assert "--model" not in err and not cache_dir.exists()
     argv = ["distill", "cache-teacher", "--teacher", str(folder), "--data", str(lr_dir), "--gt", str(gt_dir),
             "-o", str(cache_dir), "--num-frames", "3", "--features", "hr_features", "--storage-dtype", "float32",
             "--clips-per-shard", "1", "--device", "cpu"]
     assert cli_main(argv) == 0
-    assert "4 clips in 4 shards" in capsys.readouterr().out  # two 3-frame windows per video
+    assert "4 clips in 4 shards" in capsys.readouterr().out  # two 3-frame windows per video (one shard: "1 shard")
     cache = TeacherCache(cache_dir)
     assert cache.feature_channels == {"hr_features": TEACHER_HR_CHANNELS} and cache.manifest.has_gt
     item = cache[1]  # a.mp4, frames 3..5

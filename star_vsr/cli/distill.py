@@ -117,6 +117,7 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
                                 progress=True)
     manifest = cache.manifest
     features = ", ".join(f"{k} ({v} ch)" for k, v in manifest.feature_channels.items()) or "none"
-    print(f"wrote {args.output}: {manifest.num_clips} clips in {manifest.num_shards} shards "
-          f"({manifest.wall_time_s:.1f} s of teacher time), features: {features}")
+    shards = f"{manifest.num_shards} shard{'s' * (manifest.num_shards != 1)}"
+    print(f"wrote {args.output}: {manifest.num_clips} clips in {shards} ({manifest.wall_time_s:.1f} s of teacher "
+          f"time), features: {features}")
     return 0

@@ -155,7 +155,8 @@ class StudentTeacher(Teacher):
 #: Feature taps of the diffusion teacher, by name.
 DIFFUSION_FEATURES = {
     "hr_features": "the VAE decoder's last up-block output (n, c, H, W) at the output resolution, before its "
-                   "output conv (c = 128 for Stable Video Diffusion's VAE: about 65 MB per 5-frame 160x160 clip)",
+                   "output conv (c = 128 for Stable Video Diffusion's VAE: about 33 MB per 5-frame 160x160 clip in "
+                   "the cache's default float16, 65 MB in float32)",
 }
 
 
@@ -246,7 +247,14 @@ def load_teacher(source: Any, *, scale: int = 4, features: Sequence[str] = (), d
         return source
     name = str(source) if isinstance(source, (str, Path)) else None
     if isinstance(source, (str, Path)):
+        from ..errors import option
+        from ..model_folder import check_pipeline_folder
         from ..upscale import load_upscaler, resolve_device
+
+        check_pipeline_folder(Path(source), "teacher (StarVSR or student)",  # before load_upscaler's upscale help
+                              f"{option('The teacher', '--teacher')} is a StarVSR pipeline folder (`star-vsr "
+                              f"convert-star` makes one from STAR's released weights) or a student pipeline folder "
+                              f"(the output folder of training/distill_student.py).")
 
         if dtype == "auto" and resolve_device(device).type == "cpu":
             dtype = "fp32"  # training targets: not the bfloat16 that upscaling picks on CPUs with AMX
