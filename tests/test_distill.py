@@ -607,6 +607,8 @@ def test_a_validation_size_that_cannot_be_scored_names_the_flag(tmp_path, capsys
     (["--ema_decay", "-0.1"], "--ema_decay must be in [0, 1), got -0.1"),  # was taken as off
     (["--validation_steps", "1", "--num_validation_clips", "0"], "--num_validation_clips must be a finite number >= 1"),
     (["--validation_steps", "1", "--validation_frames", "0"], "--validation_frames must be a finite number >= 1"),
+    (["--init_from", "some-student", "--student_overrides", '{"num_blocks": 3}'],
+     "--init_from some-student brings its own: drop one of them"),  # the overrides were ignored
 ])
 def test_settings_that_cannot_run_are_refused_with_their_flag_before_anything_is_made(tmp_path, capsys, flags,
                                                                                      message):

@@ -79,10 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default=None, help="YAML file of defaults for the flags below")
 
     student = parser.add_argument_group("student")
-    student.add_argument("--student_preset", default="small", help="StarStudentModel preset: tiny, small or base")
+    student.add_argument("--student_preset", default="small",
+                         help="StarStudentModel preset of a new student: tiny, small or base (not with --init_from, "
+                              "whose student keeps its own)")
     student.add_argument("--student_overrides", type=json.loads, default={},
-                         help="JSON dict of StarStudentModel config changes, e.g. '{\"num_blocks\": 3}'")
-    student.add_argument("--init_from", default=None, help="start from the student of this pipeline folder")
+                         help="JSON dict of StarStudentModel config changes of a new student, e.g. "
+                              "'{\"num_blocks\": 3}' (not with --init_from)")
+    student.add_argument("--init_from", default=None,
+                         help="start from the student of this pipeline folder, architecture and weights (then "
+                              "--student_preset and --student_overrides do not apply)")
     student.add_argument("--scale", type=int, default=4, help="upscaling factor trained")
     student.add_argument("--scale_range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                          help="train at scales drawn uniformly from [LO, HI] (one per step, LO >= 1, HI <= --scale) "
@@ -182,6 +187,9 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     if args.train_cache is not None and not Path(args.train_cache, MANIFEST_NAME).is_file():
         parser.error(f"--train_cache {args.train_cache} is not a teacher cache (no manifest.json); make one with "
                      "`star-vsr distill cache-teacher`")
+    if args.init_from is not None and args.student_overrides:  # they were ignored without a word
+        parser.error(f"--student_overrides {json.dumps(args.student_overrides)} changes the architecture of a new "
+                     f"student, but --init_from {args.init_from} brings its own: drop one of them")
     try:
         check_run_settings(args, build_parser())  # learning rate, fp16 without a GPU, the checkpoint to resume
         check_number(args, "ema_decay", 0, 1, high_open=True)  # 0: off; 1 would never move, above 1 extrapolates
