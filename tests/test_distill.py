@@ -369,6 +369,13 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     err = capsys.readouterr().err
     assert "no teacher (StarVSR or student) pipeline there" in err and "--teacher is a StarVSR pipeline folder" in err
     assert "--model" not in err and not cache_dir.exists()
+    # options that cannot apply are refused before the progress bar starts, not ignored or failed at the first clip
+    for flags, message in ((["--steps", "3"], "--steps sets the diffusion teacher's sampling; "),
+                           (["--upscale", "5"], "unsupported scale 5"), (["--upscale", "0"], "--upscale must be >= 1"),
+                           (["--clips-per-shard", "0"], "--clips-per-shard must be >= 1")):
+        assert cli_main([*base, "-o", str(cache_dir), *flags]) == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and "teacher cache" not in captured.err and not cache_dir.exists()
     argv = ["distill", "cache-teacher", "--teacher", str(folder), "--data", str(lr_dir), "--gt", str(gt_dir),
             "-o", str(cache_dir), "--num-frames", "3", "--features", "hr_features", "--storage-dtype", "float32",
             "--clips-per-shard", "1", "--device", "cpu"]

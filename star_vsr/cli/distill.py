@@ -21,6 +21,10 @@ from typing import Any
 from .arguments import seed_argument
 
 
+#: The diffusion teacher's options and their defaults (a student teacher refuses other values).
+DIFFUSION_TEACHER_DEFAULTS = {"steps": 15, "guidance_scale": 7.5}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     distill = subparsers.add_parser("distill", help="distillation tools (teacher cache)", description=__doc__,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,8 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="degradation preset (default medium)")
     motion.add_argument("--seed", type=seed_argument, default=0, help="data seed, also the diffusion teacher's seed (default 0)")
     diffusion = cache.add_argument_group("diffusion teacher (StarVSR pipelines)")
-    diffusion.add_argument("--steps", type=int, default=15, help="denoising steps (default 15)")
-    diffusion.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance (default 7.5)")
+    diffusion.add_argument("--steps", type=int, default=DIFFUSION_TEACHER_DEFAULTS["steps"],
+                           help=f"denoising steps (default {DIFFUSION_TEACHER_DEFAULTS['steps']})")
+    diffusion.add_argument("--guidance-scale", type=float, default=DIFFUSION_TEACHER_DEFAULTS["guidance_scale"],
+                           help=f"classifier-free guidance (default {DIFFUSION_TEACHER_DEFAULTS['guidance_scale']})")
     store = cache.add_argument_group("storage")
     store.add_argument("--clips-per-shard", type=int, default=4, help="clips per safetensors shard (default 4)")
     store.add_argument("--storage-dtype", default="float16", choices=("float16", "float32", "bfloat16"),
@@ -71,6 +77,10 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
     if args.num_frames < 1:
         raise InputError(f"--num-frames must be >= 1, got {args.num_frames}")
+    if args.upscale < 1:
+        raise InputError(f"--upscale must be >= 1, got {args.upscale}")
+    if args.clips_per_shard < 1:
+        raise InputError(f"--clips-per-shard must be >= 1, got {args.clips_per_shard}")
     if args.data is not None:
         from ..distill.sources import VideoFolderClips
 
@@ -100,7 +110,7 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 def run_cache_teacher(args: argparse.Namespace) -> int:
     from ..distill.cache import build_teacher_cache
-    from ..distill.teacher import load_teacher
+    from ..distill.teacher import DiffusionTeacher, load_teacher
     from ..errors import InputError
 
     if Path(args.output).exists() and not Path(args.output).is_dir():
@@ -112,6 +122,13 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
     teacher = load_teacher(args.teacher, scale=args.upscale, features=args.features, device=args.device,
                            dtype=args.dtype, num_inference_steps=args.steps, seed=args.seed,
                            guidance_scale=args.guidance_scale)
+    if not isinstance(teacher, DiffusionTeacher):  # the diffusion options were ignored without a word
+        given = ["--" + name.replace("_", "-") for name, default in DIFFUSION_TEACHER_DEFAULTS.items()
+                 if getattr(args, name) != default]
+        if given:
+            raise InputError(f"{' and '.join(given)} set{'s' if len(given) == 1 else ''} the diffusion teacher's "
+                             f"sampling; {args.teacher} is a student teacher: drop "
+                             f"{'it' if len(given) == 1 else 'them'}")
     cache = build_teacher_cache(teacher, clips, args.output, clips_per_shard=args.clips_per_shard,
                                 dtype=args.storage_dtype, source=description, overwrite=args.overwrite,
                                 progress=True)

@@ -132,6 +132,8 @@ class StudentTeacher(Teacher):
             raise InputError(f"the student teacher has no feature taps {unknown}; it has {sorted(available)}")
         self.model = model.eval()
         self.scale = int(scale if scale is not None else model.config.scale)
+        if hasattr(model, "check_scale"):  # here, not at the first clip (after the progress bar started)
+            model.check_scale(self.scale)
         self.feature_names = tuple(features)
         self.source = source
 
