@@ -483,6 +483,17 @@ def test_upscale_batch_overwrite_redoes_finished_outputs(tmp_path, capsys):
     assert (outputs / "frames" / "a" / "notes.txt").read_text() == "mine"
 
 
+def _batch_with_finished_outputs(tmp_path: Path) -> tuple[Path, Path]:
+    """Folders in/ with v0..v2.mp4 and out/ with an earlier batch's output of each (a stand-in file)."""
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    outputs.mkdir()
+    for i in range(3):
+        write_test_video(inputs / f"v{i}.mp4", num_frames=2, size=(8, 8), seed=i)
+        (outputs / f"v{i}.mp4").write_bytes(b"finished earlier")
+    return inputs, outputs
+
+
 def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path, capsys, monkeypatch):
     """Under --overwrite every output exists from the start; a batch stopped after redoing some, run again the same
     way, redoes only the others (its ledger says which). Without --overwrite it says how to go on; other settings
@@ -490,12 +501,7 @@ def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path
     import star_vsr.upscale
     from star_vsr.overwrite_batch import LEDGER_NAME
 
-    inputs, outputs = tmp_path / "in", tmp_path / "out"
-    inputs.mkdir()
-    outputs.mkdir()
-    for i in range(3):
-        write_test_video(inputs / f"v{i}.mp4", num_frames=2, size=(8, 8), seed=i)
-        (outputs / f"v{i}.mp4").write_bytes(b"finished earlier")
+    inputs, outputs = _batch_with_finished_outputs(tmp_path)
     calls, stop_at = [], [2]
     upscale_video = star_vsr.upscale.upscale_video
 
@@ -560,12 +566,7 @@ def test_two_overwrite_batches_on_one_folder_share_the_work(tmp_path, capsys, mo
     import star_vsr.upscale
     from star_vsr.overwrite_batch import OverwriteLedger
 
-    inputs, outputs = tmp_path / "in", tmp_path / "out"
-    inputs.mkdir()
-    outputs.mkdir()
-    for i in range(3):
-        write_test_video(inputs / f"v{i}.mp4", num_frames=2, size=(8, 8), seed=i)
-        (outputs / f"v{i}.mp4").write_bytes(b"finished earlier")
+    inputs, outputs = _batch_with_finished_outputs(tmp_path)
     calls = []
     upscale_video = star_vsr.upscale.upscale_video
 

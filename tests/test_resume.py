@@ -7,6 +7,7 @@ import json
 import os
 import signal
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import cv2
@@ -284,15 +285,25 @@ def test_cli_upscale_points_to_saved_progress_of_other_outputs(pipe, tmp_path, m
     assert "note:" not in capsys.readouterr().out  # finishing it removed it
 
 
-def test_upscale_batch_goes_on_with_a_partly_done_video(pipe, tmp_path, monkeypatch, capsys):
+def batch_stopped_in_v1(pipe, tmp_path, monkeypatch, videos: int, output: str = "v1.mp4",
+                        **kwargs) -> tuple[Path, Path]:
+    """Folders in/ (v0.mp4, v1.mp4, ...: ``videos`` of them) and out/, where an upscale of v1 to ``output``
+    (``kwargs``: more of its settings) stopped after 4 frames and saved its progress; the student in student/."""
     pipe.save_pretrained(tmp_path / "student")
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
-    for i in range(2):
+    for i in range(videos):
         write_test_video(inputs / f"v{i}.mp4", 6, size=(12, 16), seed=i)
-    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
-    with pytest.raises(KeyboardInterrupt):  # a batch stopped in the middle of v1
-        upscale_video(pipe, inputs / "v1.mp4", outputs / "v1.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
+    with monkeypatch.context() as patched:
+        patched.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
+        with pytest.raises(KeyboardInterrupt):
+            upscale_video(pipe, inputs / "v1.mp4", outputs / output, progress=False, chunk_size=2,
+                          checkpoint_seconds=0, **kwargs)
+    return inputs, outputs
+
+
+def test_upscale_batch_goes_on_with_a_partly_done_video(pipe, tmp_path, monkeypatch, capsys):
+    inputs, outputs = batch_stopped_in_v1(pipe, tmp_path, monkeypatch, videos=2)
     # --dtype as the stopped run (auto is bf16 on CPUs with AMX)
     assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tmp_path / "student"),
                  "--dtype", "fp32"]) == 0
@@ -304,15 +315,7 @@ def test_upscale_batch_goes_on_with_a_partly_done_video(pipe, tmp_path, monkeypa
 def test_upscale_batch_points_to_saved_progress_of_outputs_it_does_not_write(pipe, tmp_path, monkeypatch, capsys):
     """A batch stopped with --codec ffv1 (v1.mkv) and run again with H.264 (v1.mp4) left the FFV1 run's saved
     progress behind without a word."""
-    pipe.save_pretrained(tmp_path / "student")
-    inputs, outputs = tmp_path / "in", tmp_path / "out"
-    inputs.mkdir()
-    write_test_video(inputs / "v1.mp4", 6, size=(12, 16))
-    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
-    with pytest.raises(KeyboardInterrupt):
-        upscale_video(pipe, inputs / "v1.mp4", outputs / "v1.mkv", codec="ffv1", progress=False, chunk_size=2,
-                      checkpoint_seconds=0)
-    monkeypatch.undo()
+    inputs, outputs = batch_stopped_in_v1(pipe, tmp_path, monkeypatch, videos=2, output="v1.mkv", codec="ffv1")
     assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tmp_path / "student")]) == 0
     out = capsys.readouterr().out
     assert f"note: {partial_folder(outputs / 'v1.mkv')} holds" in out and "unfinished run to another output" in out
@@ -322,15 +325,7 @@ def test_upscale_batch_points_to_saved_progress_of_outputs_it_does_not_write(pip
 def test_upscale_batch_skips_a_video_whose_saved_progress_has_other_settings(pipe, tmp_path, monkeypatch, capsys):
     """Saved progress of another --upscale stopped the whole batch at that video (exit 2), after the videos
     before it were done and before those after it were started; now that video is reported and skipped."""
-    pipe.save_pretrained(tmp_path / "student")
-    inputs, outputs = tmp_path / "in", tmp_path / "out"
-    inputs.mkdir()
-    for i in range(3):
-        write_test_video(inputs / f"v{i}.mp4", 6, size=(12, 16), seed=i)
-    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
-    with pytest.raises(KeyboardInterrupt):  # v1 stopped in a run at x4
-        upscale_video(pipe, inputs / "v1.mp4", outputs / "v1.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
-    monkeypatch.undo()
+    inputs, outputs = batch_stopped_in_v1(pipe, tmp_path, monkeypatch, videos=3)  # v1 stopped in a run at x4
     assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tmp_path / "student"),
                  "--dtype", "fp32", "--upscale", "2"]) == 1
     err = capsys.readouterr().err
