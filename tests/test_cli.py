@@ -1337,7 +1337,12 @@ def test_upscale_batch_names_the_subfolders_it_skips(tmp_path, capsys):
     assert "no videos" in (err := capsys.readouterr().err) and "videos inside subfolders are not searched: more" in err
     write_test_video(videos / "a.mp4", num_frames=2, size=(16, 16))
     assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--upscale", "2"]) == 0
-    assert "subfolders of" in (out := capsys.readouterr().out) and "without frame images are skipped (more)" in out
+    assert "subfolders of" in (out := capsys.readouterr().out) and "without frame images are left out (more)" in out
+    (videos / "empty").mkdir()  # info and degrade name them too (they were left out without a word)
+    assert main(["info", str(videos)]) == 0
+    assert "without frame images are left out (empty, more)" in capsys.readouterr().out
+    assert main(["degrade", str(videos), "-o", str(videos / "lr"), "--scale", "2"]) == 0
+    assert "without frame images are left out (empty, more)" in capsys.readouterr().out  # not its own -o folder
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4"]
 
 

@@ -90,7 +90,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     are recorded in ``-o`` (``SETTINGS_NAME``); a rerun with others is refused unless ``--overwrite``."""
     from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
     from ..io import VIDEO_EXTENSIONS, output_names
-    from ..io.probe import stray_images_note
+    from ..io.probe import other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable, write_text_atomic
 
@@ -125,9 +125,10 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     if earlier != settings:  # before any clip: a stopped run keeps it
         write_text_atomic(record, json.dumps(settings, indent=2) + "\n")
     todo = [clip for clip in clips if args.overwrite or not outputs[clip].exists()]
-    stray = stray_images_note(folder)
-    if stray:
-        say(args, f"note: {stray}")
+    for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips,
+                                                                                        besides=[output_dir]))):
+        if note:
+            say(args, f"note: {note}")
     say(args, f"{len(clips) - len(todo)} of {len(clips)} clips already degraded in {output_dir}; {len(todo)} to go "
               f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its name)")
     failed = []

@@ -102,11 +102,11 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
     """One line (or JSON object) per clip of ``folder``: frames, rate, size, codec, audio, damage."""
     from ..errors import StarVSRError
     from ..io import probe_video
-    from ..io.probe import stray_images_note
+    from ..io.probe import other_subfolders, other_subfolders_note, stray_images_note
 
-    stray = stray_images_note(folder)
-    if stray:  # beside JSON on standard output, not in it
-        print(f"note: {stray}", file=sys.stderr if as_json else sys.stdout)
+    for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips))):
+        if note:  # beside JSON on standard output, not in it
+            print(f"note: {note}", file=sys.stderr if as_json else sys.stdout)
     rows, objects, bad = [], [], 0  # table rows, JSON objects (those of a single video, and the clip's name)
     for clip in clips:
         name = clip.name + ("/" if clip.is_dir() else "")

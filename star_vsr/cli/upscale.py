@@ -310,7 +310,8 @@ def run_batch(args: argparse.Namespace) -> int:
     from accelerate.utils import parse_flag_from_env
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
-    from ..io.probe import clips_in_folder, is_frame_folder, stray_images_note
+    from ..io.probe import (clips_in_folder, is_frame_folder, other_subfolders, other_subfolders_note,
+                            stray_images_note)
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable
     from ..overwrite_batch import OverwriteLedger, batch_settings
@@ -331,8 +332,7 @@ def run_batch(args: argparse.Namespace) -> int:
     # the clips: video files, and subfolders of frames (REDS4 / Vid4's layout), each upscaled as one video
     videos = clips_in_folder(input_dir)
     frame_folders = {video.name for video in videos if video.is_dir()}
-    subfolders = sorted(p.name for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
-                        and p.name not in frame_folders)
+    subfolders = other_subfolders(input_dir, videos, besides=[output_dir])
     if not videos:
         raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or folders of frames in {input_dir}"
                          + (f" (videos inside subfolders are not searched: {_listed(subfolders)})"
@@ -385,8 +385,7 @@ def run_batch(args: argparse.Namespace) -> int:
         if stray:
             print(f"note: {stray}")
         if subfolders:
-            print(f"note: subfolders of {input_dir} without frame images are skipped ({_listed(subfolders)}): run "
-                  f"upscale-batch on a subfolder of videos")
+            print(f"note: {other_subfolders_note(input_dir, subfolders)}")
         if args.overwrite and not redone:
             ledger.start()
         partly = sum((partial_folder(outputs[v]) / MANIFEST).is_file() for v in todo) if not args.restart else 0

@@ -384,6 +384,23 @@ def stray_images_note(folder: Path) -> str | None:
             f"their own, one per video")
 
 
+def other_subfolders(folder: Path, clips: Sequence[Path], besides: Sequence[Path] = ()) -> list[str]:
+    """Names of the visible subfolders of ``folder`` that are not among ``clips`` (no frame images in them: empty,
+    or a folder of videos, whose videos are not searched) nor ``besides`` (e.g. the command's own output folder)."""
+    skip = {Path(p).resolve() for p in (*clips, *besides)}
+    return sorted((p.name for p in folder.iterdir()
+                   if p.is_dir() and not p.name.startswith(".") and p.resolve() not in skip), key=natural_sort_key)
+
+
+def other_subfolders_note(folder: Path, names: Sequence[str]) -> str | None:
+    """What the commands that take a folder of clips say of ``other_subfolders``: left out; None when none."""
+    if not names:
+        return None
+    listed = ", ".join(names[:3]) + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
+    return (f"subfolders of {folder} without frame images are left out ({listed}); the videos inside a subfolder "
+            f"are not searched: give that subfolder itself")
+
+
 def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
     """`clips_in_folder` by name: a video's file stem or a frame folder's name (how two folders of clips,
     LR and ground truth or prediction and ground truth, are paired); `InputError` naming the ``flag`` when two
