@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import pickle
 import re
+import traceback
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -120,6 +123,34 @@ def is_out_of_memory(error: BaseException) -> bool:
     message = str(error).lower()
     return isinstance(error, RuntimeError) and ("can't allocate memory" in message or "out of memory" in message
                                                 or _is_onednn_refusal(message))
+
+
+#: Messages of torch.load / load_state_dict failures that mean a weight file is not what it should be.
+DAMAGED_WEIGHTS_MESSAGES = ("PytorchStreamReader", "Error(s) in loading state_dict", "size mismatch",
+                            "invalid load key", "Invalid magic number", "Weights only load failed", "Ran out of input")
+
+
+def is_damaged_weights_error(error: BaseException) -> bool:
+    """Whether ``error``, raised while weights were read or loaded, says a weight file is damaged or is another
+    file (an unpickling error, a truncated file, tensors that do not fit, anything out of ``torch.load``), not
+    that memory or the device failed."""
+    if is_out_of_memory(error):
+        return False
+    return (isinstance(error, (pickle.UnpicklingError, EOFError))
+            or any(message in str(error) for message in DAMAGED_WEIGHTS_MESSAGES)
+            or _raised_in_torch_load(error))
+
+
+def _raised_in_torch_load(error: BaseException) -> bool:
+    """Whether ``error`` came out of ``torch.load`` reading a file: a text file where a checkpoint should be
+    unpickles as garbage opcodes, e.g. ``ValueError: invalid literal for int()`` for a file starting "garbage"."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return any(Path(frame.filename).parts[-2:] == ("torch", "serialization.py") for frame in frames)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when it has none), for a one-line error."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _is_onednn_refusal(message: str) -> bool:

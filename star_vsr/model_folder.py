@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from .errors import InputError, MissingWeightsError, StarVSRError, is_out_of_memory
+from .errors import InputError, MissingWeightsError, StarVSRError, first_line, is_out_of_memory
 from .outputs import give_default_mode
 
 T = TypeVar("T")
@@ -99,9 +99,8 @@ def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T])
             raise
         if isinstance(error, ValueError) and "shape" not in str(error):  # a bad argument, not a bad file
             raise
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise MissingWeightsError(f"the {kind} pipeline at {folder} could not be loaded ({reason}); the folder is "
-                                  f"damaged or incomplete: copy or convert it again.\n{help_text}") from error
+        raise MissingWeightsError(f"the {kind} pipeline at {folder} could not be loaded ({first_line(error)}); the "
+                                  f"folder is damaged or incomplete: copy or convert it again.\n{help_text}") from error
 
 
 def local_load_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -109,10 +108,9 @@ def local_load_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     downloads), and a ``dtype`` / ``torch_dtype`` given by name ("bf16" or "bfloat16", "fp32" or "float32", "fp16"
     or "float16", as ``star_vsr.upscale.load_upscaler`` takes them) turned into that torch dtype: diffusers loads
     float32 for any string, with only a log line."""
-    import torch
+    from .upscale import DTYPES  # "fp32" -> torch.float32, ...; and each dtype's own name ("float32")
 
-    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-             "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    names = {**DTYPES, **{str(dtype).removeprefix("torch."): dtype for dtype in DTYPES.values()}}
     kwargs = {**kwargs, "local_files_only": True}
     for key in ("dtype", "torch_dtype"):
         value = kwargs.get(key)

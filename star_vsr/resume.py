@@ -551,7 +551,7 @@ def _check_segments(work: Path, segments: list[tuple[str, int]], fix: str) -> No
                         found = -1
         except (OSError, ValueError, IndexError) as error:  # missing, CorruptVideoError, no video stream
             raise SavedRunError(f"{work} holds an unfinished run whose segment {name} is damaged ({error}); "
-                             f"{fix}") from None
+                                f"{fix}") from None
         if found != count:
             what = "other codec headers" if found < 0 else f"{found} of its {count} frames"
             raise SavedRunError(f"{work} holds an unfinished run whose segment {name} is damaged ({what}); {fix}")

@@ -239,33 +239,21 @@ def run_single(args: argparse.Namespace) -> int:
 _FFMPEG_CODECS = {"h264": "h264", "h265": "hevc", "ffv1": "ffv1"}
 
 
-def other_codec_outputs(outputs: list[Path], codec: Optional[str]) -> list[str]:
-    """``"NAME (h264)"`` for each existing video output in ``outputs`` whose codec is not ``--codec``'s: an
-    .mkv input's output is NAME.mkv with H.264 and with FFV1, so a batch rerun with the other codec skips it."""
+def existing_output_notes(videos: list[Path], outputs: dict[Path, Path], max_frames: Optional[int],
+                          codec: Optional[str]) -> tuple[list[str], list[str]]:
+    """What a batch says of the existing outputs of ``videos``, which it skips as done (each probed once):
+
+    - short: ``"NAME (k of n frames)"``, ``"NAME (unreadable)"`` or ``"NAME (damaged)"`` for an output that holds
+      fewer frames than upscaling its input (its first ``max_frames``) gives, which would pass for a finished one
+      (PNG outputs count their frame files);
+    - other codec: ``"NAME (h264)"`` for a video output whose codec is not ``codec``'s (``--codec``; None: not
+      compared): an .mkv input's output is NAME.mkv with H.264 and with FFV1, so a rerun with the other codec
+      skips it.
+    """
     from ..errors import StarVSRError
     from ..io import probe_video
 
-    if codec not in _FFMPEG_CODECS:
-        return []
-    found = []
-    for output in outputs:
-        try:
-            held = probe_video(output).codec if output.is_file() else None
-        except StarVSRError:  # unreadable: `short_outputs` says so
-            continue
-        if held is not None and held != _FFMPEG_CODECS[codec]:
-            found.append(f"{output.name} ({held})")
-    return found
-
-
-def short_outputs(videos: list[Path], outputs: dict[Path, Path], max_frames: Optional[int]) -> list[str]:
-    """``"NAME (k of n frames)"``, ``"NAME (unreadable)"`` or ``"NAME (damaged)"`` for each existing output of
-    ``videos`` that holds fewer frames than upscaling its input (its first ``max_frames``) gives: a batch skips
-    existing outputs, and these would pass for finished ones. PNG outputs count their frame files."""
-    from ..errors import StarVSRError
-    from ..io import probe_video
-
-    short = []
+    short, other_codec = [], []
     for video in videos:
         output = outputs[video]
         try:
@@ -284,7 +272,9 @@ def short_outputs(videos: list[Path], outputs: dict[Path, Path], max_frames: Opt
         held = len(list(output.glob("frame_*.png"))) if info is None else info.num_frames
         if held < wanted:
             short.append(f"{output.name} ({held} of {wanted} frames)")
-    return short
+        if info is not None and codec in _FFMPEG_CODECS and info.codec != _FFMPEG_CODECS[codec]:
+            other_codec.append(f"{output.name} ({info.codec})")
+    return short, other_codec
 
 
 def _listed(names: list[str], most: int = 3) -> str:
@@ -370,13 +360,13 @@ def run_batch(args: argparse.Namespace) -> int:
         if note:
             print(f"note: {note}")
         if not args.overwrite:  # e.g. a --max-frames preview batch run here before this full one
-            short = short_outputs([v for v in videos if outputs[v].exists()], outputs, args.max_frames)
+            short, other = existing_output_notes([v for v in videos if outputs[v].exists()], outputs,
+                                                 args.max_frames, args.codec)
             if short:
                 print(f"note: {len(short)} existing output{'s count' if len(short) != 1 else ' counts'} as done but "
                       f"hold{'' if len(short) != 1 else 's'} fewer frames than this run gives ({_listed(short, 5)}): a "
                       f"--max-frames preview or another program's file? delete {'them' if len(short) != 1 else 'it'} "
                       f"or pass --overwrite to redo")
-            other = other_codec_outputs([outputs[v] for v in videos if outputs[v].exists()], args.codec)
             if other:
                 print(f"note: {len(other)} existing output{'s count' if len(other) != 1 else ' counts'} as done but "
                       f"{'are' if len(other) != 1 else 'is'} not {args.codec} ({_listed(other, 5)}); pass --overwrite "

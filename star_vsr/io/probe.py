@@ -372,15 +372,19 @@ def clip_collection(path: Path) -> list[Path]:
     return clips_in_folder(path) if path.is_dir() and not is_frame_folder(path) else []
 
 
+def _first_names(names: Sequence[str]) -> str:
+    """``a, b, c, ... (7 in all)``: the first three of ``names`` in a note."""
+    return ", ".join(names[:3]) + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
+
+
 def stray_images_note(folder: Path) -> str | None:
     """What the commands that take a folder of clips say of the pictures directly in it (a poster, a
     thumbnail; `is_frame_folder`): they are not clips and are left out. None when there are none."""
     images = sorted((entry.name for entry in _visible_files(folder, IMAGE_EXTENSIONS)), key=natural_sort_key)
     if not images:
         return None
-    listed = ", ".join(images[:3]) + (f", ... ({len(images)} in all)" if len(images) > 3 else "")
     return (f"{folder} holds videos, so the picture{'s' if len(images) != 1 else ''} beside them "
-            f"{'are' if len(images) != 1 else 'is'} left out ({listed}); the frames of a video go in a folder of "
+            f"{'are' if len(images) != 1 else 'is'} left out ({_first_names(images)}); the frames of a video go in a folder of "
             f"their own, one per video")
 
 
@@ -396,8 +400,7 @@ def other_subfolders_note(folder: Path, names: Sequence[str]) -> str | None:
     """What the commands that take a folder of clips say of ``other_subfolders``: left out; None when none."""
     if not names:
         return None
-    listed = ", ".join(names[:3]) + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
-    return (f"subfolders of {folder} without frame images are left out ({listed}); the videos inside a subfolder "
+    return (f"subfolders of {folder} without frame images are left out ({_first_names(names)}); the videos inside a subfolder "
             f"are not searched: give that subfolder itself")
 
 

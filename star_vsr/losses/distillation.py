@@ -24,7 +24,6 @@ Clips are (b, n, 3, H, W) float tensors in [0, 1]; features are dicts of (b, n, 
 from __future__ import annotations
 
 import math
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
@@ -35,7 +34,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from ..distill.convlstm import ConvLSTM
-from ..errors import InputError, MissingWeightsError
+from ..errors import InputError, MissingWeightsError, first_line, is_damaged_weights_error
 
 CHARBONNIER_EPS = 1e-3
 """Charbonnier's epsilon: below ~1e-3 (a quarter of an 8-bit level) errors count quadratically."""
@@ -292,12 +291,10 @@ def _load_vgg_features(weights_path: Union[str, Path], features: nn.Sequential) 
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, SafetensorError) as error:
-        if isinstance(error, torch.OutOfMemoryError):
+    except Exception as error:  # torch.load's own advice, weights_only=False, would run the file's code
+        if not (isinstance(error, SafetensorError) or is_damaged_weights_error(error)):
             raise
-        # torch.load's own advice, weights_only=False, would run whatever code the file holds
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise MissingWeightsError(f"{path} cannot be read as a VGG-19 state dict ({first_line[:200]}): it is "
+        raise MissingWeightsError(f"{path} cannot be read as a VGG-19 state dict ({first_line(error)[:200]}): it is "
                                   f"damaged or another file; save torchvision's ImageNet VGG-19 state dict there "
                                   f"again") from None
     if not isinstance(state, dict):

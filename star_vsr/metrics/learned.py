@@ -30,7 +30,6 @@ import contextlib
 import io
 import logging
 import pickle
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from star_vsr.errors import InputError, MissingWeightsError, option
+from star_vsr.errors import InputError, MissingWeightsError, first_line, is_damaged_weights_error, option
 from star_vsr.metrics.inputs import check_frames, check_same_shape, to_float01
 from star_vsr.progress import bar_options
 
@@ -235,31 +234,6 @@ def resolve_weight_files(name: str, weights_dir: str | Path | None = None) -> di
     return resolved
 
 
-#: Messages of torch.load / load_state_dict failures that mean a weight file is not what it should be.
-DAMAGED_WEIGHTS_MESSAGES = ("PytorchStreamReader", "Error(s) in loading state_dict", "size mismatch",
-                            "invalid load key", "Invalid magic number", "Weights only load failed", "Ran out of input")
-
-
-def _is_damaged_weights_error(error: BaseException) -> bool:
-    """Whether ``error``, raised while a metric network was built, says one of its weight files is damaged or is
-    another file (an unpickling error, a truncated file, tensors that do not fit), not that memory or the device
-    failed."""
-    import torch
-
-    if isinstance(error, torch.OutOfMemoryError):
-        return False
-    return (isinstance(error, (pickle.UnpicklingError, EOFError))
-            or any(message in str(error) for message in DAMAGED_WEIGHTS_MESSAGES)
-            or _raised_in_torch_load(error))
-
-
-def _raised_in_torch_load(error: BaseException) -> bool:
-    """Whether ``error`` came out of ``torch.load`` reading a file: a text file where a checkpoint should be
-    unpickles as garbage opcodes, e.g. ``ValueError: invalid literal for int()`` for a file starting "garbage"."""
-    frames = traceback.extract_tb(error.__traceback__)
-    return any(Path(frame.filename).parts[-2:] == ("torch", "serialization.py") for frame in frames)
-
-
 def _refuse_download(url: str, destination: Any, *args: Any, **kwargs: Any) -> None:
     """Stand-in for every download function while a metric is built: downloading is an error."""
     raise MissingWeightsError(
@@ -432,12 +406,11 @@ def load_learned_metric(
             "openai-clip` (it imports pkg_resources, which needs setuptools<81)."
         ) from error
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as error:
-        if not _is_damaged_weights_error(error):  # out of memory, a bad device, ...: not the files' fault
+        if not is_damaged_weights_error(error):  # out of memory, a bad device, ...: not the files' fault
             raise
         files = "\n".join(f"  - {paths[weight.filename]} (from {weight.url})" for weight in spec.files)
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InputError(
-            f"cannot load the {spec.name} weights ({first_line}): one of its files is damaged or is another "
+            f"cannot load the {spec.name} weights ({first_line(error)}): one of its files is damaged or is another "
             f"download. Download them again:\n{files}"
         ) from error
     finally:
