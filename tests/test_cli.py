@@ -445,7 +445,9 @@ def test_upscale_batch_resumes(tmp_path, tiny_star_folder, capsys):
     (outputs / "v1.mp4").write_bytes(b"finished earlier")  # an output from an interrupted run
     args = ["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tiny_star_folder), "--steps", "1"]
     assert main(args) == 0
-    assert "1 of 3 videos already done" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 of 3 videos already done" in out
+    assert f"wrote {outputs / 'v0.mp4'}" in out.splitlines() and "[process" not in out  # one process: no prefix
     assert (outputs / "v1.mp4").read_bytes() == b"finished earlier"
     assert probe_video(outputs / "v0.mp4").width == 32 and probe_video(outputs / "v2.mp4").num_frames == 2
 
@@ -833,7 +835,8 @@ def test_process_lines_are_single_writes():
 
     out = Recorder()
     process_line(1, "wrote out/v2.mp4", out)
-    assert out.writes == ["[process 1] wrote out/v2.mp4\n"]
+    process_line(None, "wrote out/v3.mp4", out)  # one process: no prefix
+    assert out.writes == ["[process 1] wrote out/v2.mp4\n", "wrote out/v3.mp4\n"]
 
 
 def test_degrade_is_deterministic_coherent_and_keeps_audio(tmp_path):

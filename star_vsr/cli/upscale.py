@@ -282,15 +282,15 @@ def _listed(names: list[str], most: int = 3) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def process_line(process_index: int, message: str, file: Optional[TextIO] = None) -> None:
-    """Print ``[process i] message`` in one write.
+def process_line(process_index: Optional[int], message: str, file: Optional[TextIO] = None) -> None:
+    """Print ``[process i] message`` (``message`` alone when ``process_index`` is None: one process) in one write.
 
     Under ``accelerate launch`` every process writes unbuffered (PYTHONUNBUFFERED=1) to the same terminal or
     pipe, and ``print`` writes the text and its newline separately: another process's line could land between
     them, gluing two lines together. One write of a short line to a pipe is atomic.
     """
     file = file or sys.stdout  # (read here: tests and wrappers replace sys.stdout)
-    file.write(f"[process {process_index}] {message}\n")
+    file.write(("" if process_index is None else f"[process {process_index}] ") + f"{message}\n")
     file.flush()
 
 
@@ -387,7 +387,7 @@ def run_batch(args: argparse.Namespace) -> int:
         print(f"{status}; {len(todo)} to go on {state.num_processes} process(es)"
               + (f", {partly} of them partly done" if partly else ""))
     state.wait_for_everyone()  # the ledger is there before any process adds to it
-    say = partial(process_line, state.process_index)
+    say = partial(process_line, state.process_index if state.num_processes > 1 else None)
     with state.split_between_processes(todo) as mine:
         pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
         failed = []
