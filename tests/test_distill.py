@@ -380,7 +380,11 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
             "-o", str(cache_dir), "--num-frames", "3", "--features", "hr_features", "--storage-dtype", "float32",
             "--clips-per-shard", "1", "--device", "cpu"]
     assert cli_main(argv) == 0
-    assert "4 clips in 4 shards" in capsys.readouterr().out  # two 3-frame windows per video (one shard: "1 shard")
+    captured = capsys.readouterr()
+    assert "4 clips in 4 shards" in captured.out  # two 3-frame windows per video (one shard: "1 shard")
+    assert "note:" not in captured.err  # 6 frames cut into 3-frame windows: nothing shorter, nothing left out
+    assert cli_main([*base, "-o", str(tmp_path / "cache8"), "--num-frames", "8"]) == 0
+    assert "note: 2 of the videos are shorter than --num-frames 8" in capsys.readouterr().err
     cache = TeacherCache(cache_dir)
     assert cache.feature_channels == {"hr_features": TEACHER_HR_CHANNELS} and cache.manifest.has_gt
     item = cache[1]  # a.mp4, frames 3..5
@@ -409,6 +413,14 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     shutil.rmtree(gt_dir / "b")
     with pytest.raises(InputError, match=r"no ground truth in .* for 1 of the 2 clips in .*: b\.mp4"):
         VideoFolderClips(lr_dir, num_frames=3, gt_folder=gt_dir)
+    # what the cut into windows drops is said, not silent: 6-frame videos in 4-frame windows, or shorter than 8
+    assert VideoFolderClips(lr_dir, num_frames=4).note() == ("4 frames after the last whole 4-frame window of a "
+                                                             "video are left out")
+    short = VideoFolderClips(lr_dir, num_frames=8)
+    assert [stop - start for _, start, stop in short.windows] == [6, 6] and short.note() == (
+        "2 of the videos are shorter than --num-frames 8 and give one shorter clip each: a.mp4 (6 frames), "
+        "b.mp4 (6 frames)")
+    assert VideoFolderClips(lr_dir).note() is None  # whole videos
 
 
 def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):

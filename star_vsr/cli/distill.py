@@ -15,6 +15,7 @@ with camera motion and the project's degradation chain, ground truth included.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="make N motion clips from the training photographs instead")
     cache.add_argument("-o", "--output", required=True, help="cache folder (created; resumed if it exists)")
     cache.add_argument("--gt", help="folder of ground-truth HR clips with the same names as in --data")
-    cache.add_argument("--num-frames", type=int, default=8, help="frames per clip (default 8)")
+    cache.add_argument("--num-frames", type=int, default=8,
+                       help="frames per clip (default 8); --data videos are cut into windows of this many "
+                       "frames: a shorter video gives one shorter clip, frames after a video's last whole window "
+                       "are left out (both are noted)")
     cache.add_argument("--upscale", type=int, default=4, help="scale factor (default 4)")
     cache.add_argument("--features", nargs="+", default=(), metavar="NAME",
                        help="teacher feature taps to store, e.g. hr_features (a student teacher: any of its taps; "
@@ -91,6 +95,9 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
                              f"clips of --data are cached as they are (their own size and degradation)")
 
         clips = VideoFolderClips(args.data, num_frames=args.num_frames, gt_folder=args.gt, scale=args.upscale)
+        note = clips.note()
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         return clips, clips.describe()
     if args.gt is not None:
         raise InputError("--gt goes with --data; motion clips carry their own ground truth")

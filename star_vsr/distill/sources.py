@@ -57,12 +57,32 @@ class VideoFolderClips:
                                  f"without its suffix, a frame folder's)")
             self.gt = {video: gt_clips[name] for name, video in clips.items()}
         self.windows: list[tuple[Path, int, int]] = []  # (video, start, stop)
+        self.short: list[tuple[str, int]] = []  # (name, frames) of the videos shorter than num_frames
+        self.frames_left_out = 0  # frames after the last whole window, summed over the videos
         for video in videos:
             info = probe_video(video)
             self._check_gt(video, info)
             length = info.num_frames if num_frames is None else min(num_frames, info.num_frames)
+            if length < (num_frames or 0):
+                self.short.append((video.name, info.num_frames))
             for start in range(0, info.num_frames - length + 1, length):
                 self.windows.append((video, start, start + length))
+            self.frames_left_out += info.num_frames % length
+
+    def note(self) -> Optional[str]:
+        """What the cut into windows changed: shorter clips and frames left out (None when neither)."""
+        parts = []
+        if self.short:
+            listed = ", ".join(f"{name} ({frames} frame{'s' * (frames != 1)})" for name, frames in self.short[:3])
+            more = f" and {len(self.short) - 3} more" if len(self.short) > 3 else ""
+            parts.append(f"{len(self.short)} of the videos {'is' if len(self.short) == 1 else 'are'} shorter than "
+                         f"--num-frames {self.num_frames} and give{'s' * (len(self.short) == 1)} one shorter clip "
+                         f"each: {listed}{more}")
+        if self.frames_left_out:
+            parts.append(f"{self.frames_left_out} frame{'s' * (self.frames_left_out != 1)} after the last whole "
+                         f"{self.num_frames}-frame window of a video {'are' if self.frames_left_out != 1 else 'is'} "
+                         "left out")
+        return "; ".join(parts) or None
 
     def _check_gt(self, video: Path, info: Any) -> None:
         if self.gt_folder is None:
