@@ -70,18 +70,20 @@ def check_new_output(path: Union[str, Path], overwrite: bool,
     return check_writable(path)
 
 
-def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Union[str, Path]) -> Path:
+def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Union[str, Path],
+                           made: str = "upscaled") -> Path:
     """``check_new_output`` for ``-o`` of a command that writes a video (or PNG frames) made from ``source``.
 
     An existing folder is an output only for PNG frames, and only when empty and with ``overwrite``; otherwise
-    the user most likely meant the video to go *into* it, so the ``InputError`` names such a file."""
+    the user most likely meant the video to go *into* it, so the ``InputError`` names such a file (the input's
+    name, or ``<input>-<made>.mp4`` in the input's own folder)."""
     check_video_output_name(path)
     path, source = Path(path), Path(source)
     is_input = source.exists() and path.exists() and os.path.samefile(path, source)
     if path.is_dir() and not is_input:
         suggested = path / f"{source.stem}.mp4"
         if suggested.resolve() == source.resolve():  # `-o .` beside the input: not the input's own name
-            suggested = path / f"{source.stem}-upscaled.mp4"
+            suggested = path / f"{source.stem}-{made}.mp4"
         into = f"to write the video into it, name the file: -o {suggested}"
         if is_frame_output(path) and any(path.iterdir()):  # an earlier run's PNG frames: replaced on --overwrite
             return check_new_output(path, overwrite, source)

@@ -316,7 +316,7 @@ def test_upscale_with_diffusion_model_keeps_fps_and_audio(tmp_path, tiny_star_fo
     assert not list(tmp_path.glob(".*"))  # no temporary leftovers
 
 
-def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys):
+def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys, monkeypatch):
     src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
     (tmp_path / "done.mp4").write_bytes(b"earlier")
     assert main(["upscale", str(src), "-o", str(tmp_path / "done.mp4"), "--model", str(tmp_path)]) == 2
@@ -339,6 +339,17 @@ def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys
     # the folder of the input: the suggestion is not the input's own name (it was `-o in.mp4`)
     assert main(["upscale", str(src), "-o", str(tmp_path)]) == 2
     assert f"name the file: -o {tmp_path / 'in-upscaled.mp4'}" in capsys.readouterr().err
+    assert main(["degrade", str(src), "-o", str(tmp_path)]) == 2  # not "-upscaled"
+    assert f"name the file: -o {tmp_path / 'in-degraded.mp4'}" in capsys.readouterr().err
+    # an empty path (an unset shell variable) was read as the current folder: `demo -o ""` wrote into it
+    monkeypatch.chdir(tmp_path / "empty")
+    for argv in (["upscale", str(src), "-o", ""], ["upscale", "", "-o", "x.mp4"], ["demo", "-o", " "],
+                 ["evaluate", "--pred", str(src), "--gt", str(src), "--json", ""], ["info", ""]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert "an empty path (an unset shell variable?); name a file or folder" in capsys.readouterr().err
+    assert not any((tmp_path / "empty").iterdir())
     for command in ("upscale", "degrade"):  # a missing input is named first, not the unusable -o
         assert main([command, str(tmp_path / "missing.mp4"), "-o", str(tmp_path)]) == 2
         assert "missing.mp4 does not exist; check the path" in capsys.readouterr().err
@@ -947,7 +958,9 @@ def test_interlaced_input_is_deinterlaced_with_a_note_unless_turned_off(tmp_path
     batch.mkdir()
     (batch / "tv.mp4").write_bytes(source.read_bytes())
     assert main(["upscale-batch", str(batch), "-o", str(tmp_path / "batch_out"), "--upscale", "2"]) == 0
-    assert "] note: " in (out := capsys.readouterr().out) and "tv.mp4 is interlaced; deinterlacing it" in out
+    out = capsys.readouterr().out  # the note is the process's line (one process: no "[process 0]" prefix)
+    assert any(line.startswith("note: ") and "tv.mp4 is interlaced; deinterlacing it" in line
+               for line in out.splitlines()), out
     assert main(["degrade", str(source), "-o", str(tmp_path / "lr.mkv"), "--scale", "2", "--codec", "ffv1"]) == 0
 
 

@@ -1,5 +1,5 @@
 """Argument types and input checks that several ``star-vsr`` commands share (``upscale``, ``upscale-batch``,
-``degrade``, ``evaluate``, ``demo``, ``distill``): ``--seed``, ``--fps``, ``--max-frames``, and the notes a
+``degrade``, ``evaluate``, ``demo``, ``distill``): ``--seed``, ``--fps``, ``--max-frames``, paths, and the notes a
 command prints about an input before working on it."""
 
 from __future__ import annotations
@@ -26,6 +26,14 @@ MAX_FRAME_RATE = 1000
 #: The lowest ``--fps`` taken: a frame every 1000 s (a time-lapse of one frame every few minutes is far above it;
 #: MP4 and Matroska writers were tested down to it, and below 1/1000 rates rounded to 0 or FFmpeg refused them).
 MIN_FRAME_RATE = Fraction(1, 1000)
+
+
+def path_argument(text: str) -> str:
+    """A file or folder argument, refused when empty (``-o ""``, or ``-o "$OUT"`` with ``OUT`` unset), which
+    ``Path`` reads as the current folder: an input would be the current folder, an output go into it."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?); name a file or folder")
+    return text
 
 
 def max_frames_argument(text: str) -> int:

@@ -39,6 +39,7 @@ from typing import Any, Callable, Optional
 from ..benchmarking import (NCNN_MODELS, format_results, load_ncnn, measure, run_bicubic, run_ncnn, run_student,
                             set_omp_wait_policy)
 from ..errors import InputError
+from .arguments import path_argument
 
 #: LR frame size of the issue's speed target (width x height): 320x180 -> 1280x720 at x4.
 DEFAULT_SIZE = "320x180"
@@ -61,12 +62,14 @@ def parse_size(text: str) -> tuple[int, int]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("benchmark", help="end-to-end speed of the student vs bicubic and Real-ESRGAN ncnn",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", help="LR video to upscale (default: a synthetic clip of --frames at --size)")
+    parser.add_argument("--input", type=path_argument,
+                        help="LR video to upscale (default: a synthetic clip of --frames at --size)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames of the synthetic clip (default 30)")
     parser.add_argument("--size", default=DEFAULT_SIZE, help="WIDTHxHEIGHT of the synthetic clip (default 320x180)")
     parser.add_argument("--upscale", type=float, default=4, help="scale factor (default 4)")
     model = parser.add_mutually_exclusive_group()
-    model.add_argument("--model", help="student pipeline folder (default: the shipped student, else --preset)")
+    model.add_argument("--model", type=path_argument,
+                       help="student pipeline folder (default: the shipped student, else --preset)")
     model.add_argument("--preset", choices=("tiny", "small", "base"),
                        help="time a randomly initialised student of this size instead of trained weights")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"),
@@ -80,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "skipped with a note when not installed)")
     parser.add_argument("--omp-wait-policy", default="passive", choices=("passive", "active", "default"),
                         help="OMP_WAIT_POLICY for PyTorch and ncnn unless already set (default passive; see above)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--json", type=path_argument, metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.set_defaults(func=run)
 

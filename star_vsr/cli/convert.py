@@ -20,24 +20,26 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, MissingWeightsError
+from .arguments import path_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("convert-star", help="convert STAR's released weights into a pipeline folder",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="STAR light_deg.pt / heavy_deg.pt")
-    parser.add_argument("--openclip", required=True, help="OpenCLIP ViT-H-14 open_clip_pytorch_model.bin")
-    parser.add_argument("--vae", required=True, help="Stable Video Diffusion VAE folder")
-    parser.add_argument("-o", "--output", required=True, help="pipeline folder to write")
+    parser.add_argument("--checkpoint", type=path_argument, required=True, help="STAR light_deg.pt / heavy_deg.pt")
+    parser.add_argument("--openclip", type=path_argument, required=True,
+                        help="OpenCLIP ViT-H-14 open_clip_pytorch_model.bin")
+    parser.add_argument("--vae", type=path_argument, required=True, help="Stable Video Diffusion VAE folder")
+    parser.add_argument("-o", "--output", type=path_argument, required=True, help="pipeline folder to write")
     parser.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"),
                         help="precision of the saved weights (default fp16, as released)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="read checkpoints that hold Python objects besides tensors (full unpickling, which "
                              "can run code from the file: only for files from the STAR / OpenCLIP releases). "
                              "By default only tensors and plain containers are read")
-    parser.add_argument("--unet-config", help="JSON file with the StarVSRUNetModel config keys in which a "
-                                              "checkpoint of another size differs from the released "
-                                              "architecture (default: the released architecture)")
+    parser.add_argument("--unet-config", type=path_argument,
+                        help="JSON file with the StarVSRUNetModel config keys in which a checkpoint of another "
+                             "size differs from the released architecture (default: the released architecture)")
     parser.set_defaults(func=run)
 
 

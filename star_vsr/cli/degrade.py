@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .arguments import add_fps_argument, check_fps_for_clips, input_notes, seed_argument
+from .arguments import add_fps_argument, check_fps_for_clips, input_notes, path_argument, seed_argument
 
 #: Bytes of float32 HR frames processed at once (bounds memory for large frames).
 SEGMENT_BYTES = 256 * 2 ** 20
@@ -36,10 +36,11 @@ MAX_SEGMENT_FRAMES = 64
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("degrade", help="make a realistic low-quality version of a clean video",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="clean (HR) video file or image folder, or a folder of them (videos and "
-                                      "frame folders; then -o is a folder)")
-    parser.add_argument("-o", "--output", required=True, help="degraded (LR) video to write (a folder for a "
-                                                              "folder of clips)")
+    parser.add_argument("input", type=path_argument,
+                        help="clean (HR) video file or image folder, or a folder of them (videos and "
+                             "frame folders; then -o is a folder)")
+    parser.add_argument("-o", "--output", type=path_argument, required=True,
+                        help="degraded (LR) video to write (a folder for a folder of clips)")
     parser.add_argument("--scale", type=int, default=4, choices=(2, 3, 4), help="downscale factor (default 4)")
     parser.add_argument("--preset", default="medium", choices=("light", "medium", "heavy"),
                         help="degradation strength (default medium)")
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         return _degrade_folder(args, source, clips)
     from ..outputs import check_new_video_output
 
-    output = check_new_video_output(args.output, args.overwrite, args.input)
+    output = check_new_video_output(args.output, args.overwrite, args.input, made="degraded")
     _degrade_file(args, source, output, args.seed, args.fps)
     return 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evalset import EVAL_PHOTO_NAMES, TRAINING_PHOTO_NAMES
-from .arguments import seed_argument
+from .arguments import path_argument, seed_argument
 
 DEMO_FPS = 24
 """Frame rate of the demo videos."""
@@ -53,14 +53,16 @@ MODEL_LABELS = {"StarStudentPipeline": "student", "StarVSRPipeline": "diffusion"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="upscale a degraded clip made from a bundled photo and compare",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-o", "--output", default="star-vsr-demo", help="output folder (default: star-vsr-demo)")
+    parser.add_argument("-o", "--output", type=path_argument, default="star-vsr-demo",
+                        help="output folder (default: star-vsr-demo)")
     parser.add_argument("--photo", default=EVAL_PHOTO_NAMES[0], choices=DEMO_PHOTO_NAMES,
                         help=f"scikit-image photo to film (default {EVAL_PHOTO_NAMES[0]}, not used in training)")
     parser.add_argument("--frames", type=int, default=16, help="frames of the clip (default 16)")
     parser.add_argument("--degradation", default="medium", choices=("light", "medium", "heavy"),
                         help="degradation preset (default medium)")
     parser.add_argument("--seed", type=seed_argument, default=0, help="seed of the camera move and degradation (default 0)")
-    parser.add_argument("--model", help="model folder (default: the student that ships with star-vsr)")
+    parser.add_argument("--model", type=path_argument,
+                        help="model folder (default: the student that ships with star-vsr)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
                         help="weight precision, as star-vsr upscale --dtype (auto: fp16 on CUDA; on the CPU bf16 for "

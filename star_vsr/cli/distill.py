@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .arguments import seed_argument
+from .arguments import path_argument, seed_argument
 
 
 #: The diffusion teacher's options and their defaults (a student teacher refuses other values).
@@ -32,14 +32,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = distill.add_subparsers(dest="distill_command", metavar="DISTILL_COMMAND")
     cache = commands.add_parser("cache-teacher", help="run a teacher over clips and store its outputs (resumable)",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cache.add_argument("--teacher", required=True,
+    cache.add_argument("--teacher", type=path_argument, required=True,
                        help="teacher folder: a StarVSR diffusion pipeline or a student pipeline")
     data = cache.add_mutually_exclusive_group(required=True)
-    data.add_argument("--data", help="folder of LR clips (videos or frame folders)")
+    data.add_argument("--data", type=path_argument, help="folder of LR clips (videos or frame folders)")
     data.add_argument("--motion-clips", type=int, metavar="N",
                       help="make N motion clips from the training photographs instead")
-    cache.add_argument("-o", "--output", required=True, help="cache folder (created; resumed if it exists)")
-    cache.add_argument("--gt", help="folder of ground-truth HR clips with the same names as in --data")
+    cache.add_argument("-o", "--output", type=path_argument, required=True,
+                       help="cache folder (created; resumed if it exists)")
+    cache.add_argument("--gt", type=path_argument,
+                       help="folder of ground-truth HR clips with the same names as in --data")
     cache.add_argument("--num-frames", type=int, default=8,
                        help="frames per clip (default 8); --data videos are cut into windows of this many "
                        "frames: a shorter video gives one shorter clip, frames after a video's last whole window "

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import InputError, MissingWeightsError, VideoNotFoundError
-from .arguments import max_frames_argument
+from .arguments import max_frames_argument, path_argument
 
 COLUMNS = (("psnr_y", "PSNR-Y", "{:.3f}"), ("ssim_y", "SSIM-Y", "{:.4f}"), ("ewarp", "E*warp", "{:.3f}"))
 
@@ -26,9 +26,9 @@ COLUMNS = (("psnr_y", "PSNR-Y", "{:.3f}"), ("ssim_y", "SSIM-Y", "{:.4f}"), ("ewa
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="PSNR-Y / SSIM-Y / E*warp of predictions against ground truth",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pred", required=True,
+    parser.add_argument("--pred", type=path_argument, required=True,
                         help="predicted video, image folder, or folder of clips (videos or frame folders)")
-    parser.add_argument("--gt", required=True,
+    parser.add_argument("--gt", type=path_argument, required=True,
                         help="ground-truth video, image folder, or folder of clips (videos or frame folders)")
     parser.add_argument("--scale", type=int, default=4, help="border crop in pixels (the SR scale; default 4)")
     parser.add_argument("--no-warp", action="store_true", help="skip the warping error (faster)")
@@ -38,12 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-frames", type=max_frames_argument, default=None, metavar="N",
                         help="score only the first N frames of each clip (predictions made with upscale "
                              "--max-frames N; default: every frame, and the counts must match)")
-    parser.add_argument("--json", metavar="FILE", help="also write per-clip and mean results as JSON")
+    parser.add_argument("--json", type=path_argument, metavar="FILE",
+                        help="also write per-clip and mean results as JSON")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--metrics", default="", metavar="NAMES",
                         help="learned metrics to add, comma-separated: lpips, lpips-vgg, dists (full-reference), "
                              "musiq, clipiqa (no-reference); needs pyiqa and local weight files (README)")
-    parser.add_argument("--weights-dir", metavar="DIR",
+    parser.add_argument("--weights-dir", type=path_argument, metavar="DIR",
                         help="folder with the learned metrics' weight files (default: torch's hub folder, "
                              "where pyiqa keeps them)")
     parser.set_defaults(func=run)

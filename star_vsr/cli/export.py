@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
+from .arguments import path_argument
 
 #: Largest |exported - PyTorch| that ``--verify`` accepts (float32 arithmetic reordered).
 VERIFY_TOLERANCE = 1e-3
@@ -45,11 +46,13 @@ def export_format(output: Path, format: str | None) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="export the student to ONNX or TorchScript", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="student pipeline folder (default: the student that ships with star-vsr)")
+    parser.add_argument("--model", type=path_argument,
+                        help="student pipeline folder (default: the student that ships with star-vsr)")
     parser.add_argument("--format", choices=EXPORT_FORMATS,
                         help="onnx (for onnxruntime, TensorRT, ...) or torchscript (torch.jit.load); default: from "
                              "the output name, .onnx for onnx, .pt / .pth / .ts for torchscript")
-    parser.add_argument("-o", "--output", required=True, help="output file (e.g. student.onnx, student.pt)")
+    parser.add_argument("-o", "--output", type=path_argument, required=True,
+                        help="output file (e.g. student.onnx, student.pt)")
     parser.add_argument("--height", type=int, default=180, help="LR frame height the export is made for (default 180)")
     parser.add_argument("--width", type=int, default=320, help="LR frame width the export is made for (default 320)")
     parser.add_argument("--upscale", type=float, default=None, help="scale (default: the student's own, 4)")

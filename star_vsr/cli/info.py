@@ -14,11 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from .arguments import path_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="show frames, fps, size, codec and audio of a video",
                                    description=__doc__)
-    parser.add_argument("video", help="video file or image folder, or a folder of them (one line each)")
+    parser.add_argument("video", type=path_argument,
+                        help="video file or image folder, or a folder of them (one line each)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 

@@ -34,7 +34,8 @@ from typing import Any, Optional, TextIO
 
 from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, SavedRunError,
                       UnsupportedVideoError)
-from .arguments import add_fps_argument, check_fps_for_clips, input_notes, max_frames_argument, seed_argument
+from .arguments import (add_fps_argument, check_fps_for_clips, input_notes, max_frames_argument, path_argument,
+                        seed_argument)
 
 #: The diffusion-only options and their defaults (a student run warns about any other value).
 DIFFUSION_DEFAULTS: dict[str, Any] = {
@@ -45,8 +46,9 @@ DIFFUSION_DEFAULTS: dict[str, Any] = {
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
-    model.add_argument("--model", help="model folder: a StarVSR diffusion pipeline or a student pipeline "
-                                       "(default: the student that ships with star-vsr)")
+    model.add_argument("--model", type=path_argument,
+                       help="model folder: a StarVSR diffusion pipeline or a student pipeline "
+                            "(default: the student that ships with star-vsr)")
     model.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     model.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
                        help="weight precision (auto: fp16 on CUDA; on the CPU bf16 for a student where the "
@@ -99,8 +101,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     single = subparsers.add_parser("upscale", help="upscale a video file or image folder", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    single.add_argument("input", help="input video file or image folder")
-    single.add_argument("-o", "--output", required=True,
+    single.add_argument("input", type=path_argument, help="input video file or image folder")
+    single.add_argument("-o", "--output", type=path_argument, required=True,
                         help="output video file (or folder for PNG frames; NAME.png / .jpg: one image, of a photo "
                              "or with --max-frames 1)")
     single.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -110,8 +112,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     batch = subparsers.add_parser("upscale-batch", help="upscale every video of a folder (resumable, multi-GPU)",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    batch.add_argument("input_dir", help="folder of input videos and/or folders of frames (one per video)")
-    batch.add_argument("-o", "--output-dir", required=True,
+    batch.add_argument("input_dir", type=path_argument,
+                       help="folder of input videos and/or folders of frames (one per video)")
+    batch.add_argument("-o", "--output-dir", type=path_argument, required=True,
                        help="folder for the outputs (the input names; see the codec note above)")
     batch.add_argument("--overwrite", action="store_true",
                        help="redo videos whose output exists, replacing each output when its new one is complete "
