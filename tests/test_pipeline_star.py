@@ -314,7 +314,7 @@ def test_an_incomplete_folder_names_the_missing_part(tmp_path):
     """A half-copied download: the component and the help, not diffusers' "no file named ....bin"."""
     import shutil
 
-    from star_vsr.testing import safetensors_modes, tiny_star_pipeline
+    from star_vsr.testing import tiny_star_pipeline
 
     folder = tmp_path / "star"
     tiny_star_pipeline(seed=0).save_pretrained(folder)
@@ -335,7 +335,7 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
     as a 2-token tokenizer that garbled every prompt): one error naming the folder, the reason, the help."""
     import shutil
 
-    from star_vsr.testing import safetensors_modes, tiny_star_pipeline
+    from star_vsr.testing import tiny_star_pipeline
 
     good = tmp_path / "good"
     tiny_star_pipeline(seed=0).save_pretrained(good)
