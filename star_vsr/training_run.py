@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import yaml
 
-from .errors import InputError
+from .errors import InputError, first_line, is_damaged_weights_error, is_out_of_memory
 from .outputs import give_default_mode
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -235,6 +235,66 @@ MODEL_INDEX = "model_index.json"
 RUN_FILES = (MODEL_INDEX, "training_summary.json")
 
 
+def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_processes: int) -> None:
+    """``InputError`` unless an epoch of ``num_items`` clips fills one optimizer step on every process: batches of
+    ``--train_batch_size`` (the last partial one dropped), ``--gradient_accumulation_steps`` of them per step.
+    Fewer items made smaller batches than the run says and records, fewer batches steps that averaged fewer
+    micro-batches than asked for, both without a word."""
+    if num_items < args.train_batch_size:
+        raise InputError(f"the dataset has {num_items} clips, fewer than --train_batch_size {args.train_batch_size}")
+    batches = num_items // (args.train_batch_size * num_processes)  # per process and epoch
+    if batches < args.gradient_accumulation_steps:
+        raise InputError(f"the dataset's {num_items} clips make {batches} batch{'es' * (batches != 1)} of "
+                         f"--train_batch_size {args.train_batch_size} per epoch"
+                         + (f" on each of {num_processes} processes" if num_processes > 1 else "")
+                         + f", fewer than --gradient_accumulation_steps {args.gradient_accumulation_steps}: each step "
+                         f"would average only {batches}; lower --gradient_accumulation_steps or use more clips")
+
+
+def load_checkpoint(accelerator: Any, checkpoint: Path) -> None:
+    """``accelerator.load_state(checkpoint)``; a damaged checkpoint (a truncated or half-copied file: an
+    ``OSError``, a safetensors or ``torch.load`` error) is an ``InputError`` naming it and the checkpoint before
+    it, not a traceback from deep inside Accelerate. Nothing in the run folder is changed."""
+    from safetensors import SafetensorError
+
+    checkpoint = Path(checkpoint)
+    try:
+        accelerator.load_state(str(checkpoint))
+    except InputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - sorted below; anything else is raised as it is
+        if not (isinstance(error, (OSError, SafetensorError)) or is_damaged_weights_error(error)) \
+                or is_out_of_memory(error):
+            raise
+        earlier = [folder for folder in checkpoint_folders(checkpoint.parent)
+                   if checkpoint_step(folder) < checkpoint_step(checkpoint)]
+        then = (f"go on from the one before it with --resume_from_checkpoint {earlier[-1]}, or delete {checkpoint}"
+                if earlier else f"delete {checkpoint}")
+        raise InputError(f"{checkpoint} is damaged and cannot be loaded ({first_line(error)}); {then} (then "
+                         f"`latest` takes the last checkpoint left), or start over with --overwrite_output_dir"
+                         ) from error
+
+
+def apply_run_hyperparameters(optimizer: Any, lr_scheduler: Any, args: argparse.Namespace) -> None:
+    """Give a resumed optimizer and schedule this run's learning rate and AdamW settings.
+
+    ``accelerator.load_state`` restores the optimizer's hyperparameters and the schedule's base learning rate as
+    the checkpoint saved them, so a ``--learning_rate`` (or ``--adam_*``) changed with ``--allow_changed_settings``
+    was recorded as changed but never used. The schedule's shape (warm-up, kind, length) comes from this run's
+    settings already: only its base rate is saved. The rate of the current step is
+    ``learning_rate * lr_lambda(step)``, as the schedule computes it; unchanged settings leave every value as
+    it was (the same expression), so an exact resume stays exact."""
+    optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate's wrappers hold the torch objects
+    scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)
+    for group in optimizer.param_groups:
+        group.update(initial_lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                     weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
+    scheduler.base_lrs = [args.learning_rate] * len(optimizer.param_groups)
+    for group, lr_lambda in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group["lr"] = args.learning_rate * lr_lambda(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
 def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -> None:
     """``InputError`` when ``output_dir`` holds a run and this one neither goes on from it
     (``--resume_from_checkpoint``) nor replaces it (``--overwrite_output_dir``): training over an old
@@ -257,8 +317,10 @@ def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -
                              f"or pass --overwrite_output_dir to start over")
         return
     if found and not overwrite:
-        raise InputError(f"{output_dir} holds a run ({', '.join(found[:4])}); go on with --resume_from_checkpoint "
-                         f"latest, choose another --output_dir, or pass --overwrite_output_dir to start over")
+        # without a checkpoint there is nothing to go on from (`latest` starts over, or is refused beside a model)
+        go_on = "go on with --resume_from_checkpoint latest, " if checkpoints else ""
+        raise InputError(f"{output_dir} holds a run ({', '.join(found[:4])}); {go_on}choose another --output_dir, "
+                         f"or pass --overwrite_output_dir to start over")
 
 
 def prepare_output_dir(args: argparse.Namespace, checkpoint: Optional[Path],

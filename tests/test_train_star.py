@@ -117,6 +117,8 @@ def test_config_file_and_command_line_overrides(tmp_path):
     # validation: refused at the first validation, after hours of training
     (["--validation_steps", "1", "--validation_noise_level", "5000"],
      r"--validation_noise_level must be in \[1, 1000\], got 5000"),
+    (["--validation_steps", "1", "--validation_guidance_scale", "0.5"],
+     r"--validation_guidance_scale must be a finite number >= 1, got 0.5"),
     (["--validation_steps", "1", "--validation_video", "nonexistent.mp4"],
      "--validation_video nonexistent.mp4 does not exist"),
     (["--crop_size", "[32, 32, 3]"], r"--crop_size must be an int or \(height, width\)"),
@@ -185,6 +187,14 @@ def test_training_data_without_a_usable_clip_is_refused_before_the_run_writes_an
                                   "--dataset", "video", "--train_data", str(tmp_path / "small.mp4"), "--crop_size",
                                   "16", "--num_frames", "2", "--validation_steps", "0", "--report_to", "none"])
     with pytest.warns(UserWarning, match="smaller than the crop"), pytest.raises(InputError, match="no usable source"):
+        train_star.main(args)
+    assert not (tmp_path / "run").exists()
+    # the same video as --validation_video (photos to train on): named as that, not as "the training data"
+    args = train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"), "--crop_size",
+                                  "16", "--num_frames", "2", "--validation_steps", "1", "--report_to", "none",
+                                  "--validation_video", str(tmp_path / "small.mp4")])
+    with pytest.raises(InputError, match=r"^--validation_video .*small.mp4 cannot give a validation clip: frames of "
+                                         r"8x8 are smaller than the crop 16x16"):
         train_star.main(args)
     assert not (tmp_path / "run").exists()
 
@@ -315,6 +325,26 @@ def test_resume_is_exact(runs):
                         resumed / "unet" / "diffusion_pytorch_model.safetensors")
     assert_same_weights(straight / "checkpoint-4" / "unet_trainable.safetensors",
                         resumed / "checkpoint-4" / "unet_trainable.safetensors")
+
+
+def test_a_resume_with_allowed_changes_trains_with_them_and_a_damaged_checkpoint_is_named(runs, tmp_path):
+    """--learning_rate changed with --allow_changed_settings was recorded, but the optimizer state of the
+    checkpoint kept the old rate; a truncated checkpoint file was a traceback from inside Accelerate."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["resumed"] / "checkpoint-2", run / "checkpoint-2")
+    argv = ["--config", str(TINY_CONFIG), "--output_dir", str(run), *FAST, *LORA, "--max_train_steps", "3",
+            "--checkpointing_steps", "2", "--resume_from_checkpoint", "latest", "--validation_steps", "0",
+            "--report_to", "none", "--learning_rate", "2e-3", "--allow_changed_settings"]
+    damaged = run / "checkpoint-2" / "controlnet" / "diffusion_pytorch_model.safetensors"
+    whole = damaged.read_bytes()
+    damaged.write_bytes(whole[:1000])
+    with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(.*\); delete .*checkpoint-2 "
+                                         r"\(then `latest` takes the last checkpoint left\)"):
+        train_star.main(train_star.parse_args(argv))
+    damaged.write_bytes(whole)
+    train_star.main(train_star.parse_args(argv))
+    [step] = read_log(run)
+    assert step["step"] == 3 and step["lr"] == pytest.approx(2e-3)  # the constant schedule at the new rate
 
 
 def test_a_resume_keeps_the_settings_the_run_started_with_and_records_its_own(runs):

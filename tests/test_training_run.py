@@ -126,7 +126,8 @@ def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tm
     (tmp_path / "train_log.jsonl").write_text("")
     check_output_dir(tmp_path, None, False)
     (tmp_path / "train_log.jsonl").write_text('{"step": 1}\n')
-    with pytest.raises(InputError, match="holds a run .train_log.jsonl.*--resume_from_checkpoint latest"):
+    with pytest.raises(InputError, match=r"holds a run .train_log.jsonl.; choose another --output_dir, or pass "
+                                         r"--overwrite_output_dir to start over$"):  # no checkpoint to go on from
         check_output_dir(tmp_path, None, False)
     check_output_dir(tmp_path, "latest", False)  # stopped before its first checkpoint: starts over
     check_output_dir(tmp_path, None, True)
@@ -138,6 +139,9 @@ def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tm
     check_output_dir(tmp_path, "latest", True)
     (tmp_path / "checkpoint-4").mkdir()
     check_output_dir(tmp_path, "latest", False)
+    with pytest.raises(InputError, match=r"holds a run .checkpoint-4, model_index.json.*; go on with "
+                                         r"--resume_from_checkpoint latest, choose another --output_dir"):
+        check_output_dir(tmp_path, None, False)
 
 
 def run_parser() -> SettingsParser:
@@ -487,3 +491,52 @@ def test_the_launchers_sigterm_right_after_ctrl_c_is_the_same_request(monkeypatc
         now[0] += training_run.LAUNCHER_ECHO_SECONDS
         with pytest.raises(KeyboardInterrupt):  # SIGTERM from elsewhere, later: stop at once
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_a_resume_trains_at_this_runs_learning_rate(schedule):
+    """load_state restored the checkpoint's learning rate and AdamW settings, so a rate changed with
+    --allow_changed_settings was recorded as changed but not used; unchanged settings stay bit for bit."""
+    import torch
+    from diffusers.optimization import get_scheduler
+
+    from star_vsr.training_run import apply_run_hyperparameters
+
+    def build(lr, beta1=0.9):
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.ones(3))], lr=lr, betas=(beta1, 0.999))
+        return optimizer, get_scheduler(schedule, optimizer, num_warmup_steps=2, num_training_steps=10)
+
+    optimizer, scheduler = build(1e-3)
+    for _ in range(3):
+        optimizer.step(), scheduler.step()
+    saved = optimizer.state_dict(), scheduler.state_dict()
+    for lr, beta1 in ((1e-3, 0.9), (2e-3, 0.5)):
+        resumed, resumed_scheduler = build(lr, beta1)
+        resumed.load_state_dict(saved[0]), resumed_scheduler.load_state_dict(saved[1])
+        assert resumed.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]  # the checkpoint's, whatever lr
+        args = argparse.Namespace(learning_rate=lr, adam_beta1=beta1, adam_beta2=0.999, adam_weight_decay=0.01,
+                                  adam_epsilon=1e-8)
+        apply_run_hyperparameters(resumed, resumed_scheduler, args)
+        factor = resumed_scheduler.lr_lambdas[0](3)
+        assert resumed.param_groups[0]["lr"] == lr * factor and resumed_scheduler.get_last_lr() == [lr * factor]
+        assert resumed.param_groups[0]["betas"] == (beta1, 0.999)
+        if lr == 1e-3:  # the run's own settings: the rate it had
+            assert resumed.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
+        resumed.step(), resumed_scheduler.step()
+        assert resumed.param_groups[0]["lr"] == lr * resumed_scheduler.lr_lambdas[0](4)
+
+
+def test_an_epoch_must_fill_a_step():
+    """2 clips with --gradient_accumulation_steps 3 trained steps of 2 micro-batches without a word."""
+    from star_vsr.training_run import check_batches_per_epoch
+
+    args = argparse.Namespace(train_batch_size=1, gradient_accumulation_steps=3)
+    check_batches_per_epoch(3, args, num_processes=1)
+    with pytest.raises(InputError, match=r"^the dataset's 2 clips make 2 batches of --train_batch_size 1 per epoch, "
+                                         r"fewer than --gradient_accumulation_steps 3: each step would average only 2"):
+        check_batches_per_epoch(2, args, num_processes=1)
+    with pytest.raises(InputError, match=r"make 1 batch of --train_batch_size 1 per epoch on each of 2 processes"):
+        check_batches_per_epoch(3, args, num_processes=2)
+    args.train_batch_size = 4
+    with pytest.raises(InputError, match=r"^the dataset has 3 clips, fewer than --train_batch_size 4$"):
+        check_batches_per_epoch(3, args, num_processes=1)

@@ -51,7 +51,8 @@ from star_vsr.errors import InputError, OutputError, StarVSRError, explain_out_o
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
-from star_vsr.training_run import (SettingsParser, StopRequest, check_number, check_run_settings, checkpoint_step,
+from star_vsr.training_run import (SettingsParser, StopRequest, apply_run_hyperparameters, check_batches_per_epoch,
+                                   check_number, check_run_settings, checkpoint_step, load_checkpoint,
                                    parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint,
                                    tensorboard_pattern)
 
@@ -419,8 +420,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     # 1. Data and losses
     losses = loss_config(args)
     dataset, teacher_channels = build_dataset(args, losses)
-    if len(dataset) < args.train_batch_size:  # the batches would be smaller than the run says and records
-        raise InputError(f"the dataset has {len(dataset)} clips, fewer than --train_batch_size {args.train_batch_size}")
+    check_batches_per_epoch(len(dataset), args, accelerator.num_processes)
     train_dataloader = torch.utils.data.DataLoader(
         dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
         num_workers=args.dataloader_num_workers, collate_fn=collate_clips,
@@ -510,7 +510,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     global_step, first_epoch, resume_step = 0, 0, 0
     if path is not None:
         accelerator.print(f"resuming from {path}")
-        accelerator.load_state(str(path))
+        load_checkpoint(accelerator, path)
+        apply_run_hyperparameters(optimizer, lr_scheduler, args)
         global_step = checkpoint_step(path)
         first_epoch = global_step // updates_per_epoch
         resume_step = (global_step % updates_per_epoch) * args.gradient_accumulation_steps

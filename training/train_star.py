@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -61,7 +62,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipDataset
-from star_vsr.data.base import ClipPairDataset, as_size
+from star_vsr.data.base import BadSampleWarning, ClipPairDataset, as_size
 from star_vsr.errors import InputError, StarVSRError, explain_out_of_memory
 from star_vsr.io.probe import IMAGE_EXTENSIONS, clips_in_folder
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
@@ -75,8 +76,9 @@ from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.progress import bar_options
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS
 from star_vsr.text import tokenize
-from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, check_number, check_run_settings,
-                                   checkpoint_step, parse_with_config, prepare_output_dir, record_run_settings,
+from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, apply_run_hyperparameters,
+                                   check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
+                                   load_checkpoint, parse_with_config, prepare_output_dir, record_run_settings,
                                    resume_checkpoint, tensorboard_pattern)
 
 logger = get_logger(__name__)
@@ -280,7 +282,7 @@ def check_args(args: argparse.Namespace) -> None:
     check_number(args, "lora_alpha", 0, low_open=True, optional=True)
     if args.validation_steps:  # refused at the first validation, hours in
         check_number(args, "validation_noise_level", 1, NUM_TRAIN_TIMESTEPS)
-        check_number(args, "validation_guidance_scale", 0)
+        check_number(args, "validation_guidance_scale", 1)  # 1: no guidance; below 1 the pipeline refuses
         if args.validation_video is not None and not Path(args.validation_video).exists():
             raise InputError(f"--validation_video {args.validation_video} does not exist")
     check_run_settings(args, build_parser())
@@ -460,7 +462,14 @@ def validation_sample(args: argparse.Namespace, dataset: ClipPairDataset) -> dic
         clips = VideoClipDataset([args.validation_video], num_frames=args.num_frames, crop_size=args.crop_size,
                                  scale=args.scale, degradation=args.degradation, random_flip=False,
                                  default_caption=args.default_caption, seed=args.seed)
-        return clips[0]
+        with warnings.catch_warnings():  # the one source is not a training sample to skip: said below
+            warnings.simplefilter("ignore", BadSampleWarning)
+            try:
+                return clips[0]
+            except InputError:
+                reason = next(iter(clips.bad_sources.values()), "unreadable")
+                raise InputError(f"--validation_video {args.validation_video} cannot give a validation clip: "
+                                 f"{reason}") from None
     dataset.set_epoch(0)
     return dataset[0]
 
@@ -682,8 +691,7 @@ def main(args: argparse.Namespace) -> None:
 
     # 2. Data: order fixed by (seed, epoch), samples by (seed, epoch, index)
     dataset = build_dataset(args)
-    if len(dataset) < args.train_batch_size:
-        raise InputError(f"the dataset has {len(dataset)} items, fewer than --train_batch_size {args.train_batch_size}")
+    check_batches_per_epoch(len(dataset), args, accelerator.num_processes)
     val_sample = validation_sample(args, dataset) if args.validation_steps and accelerator.is_main_process else None
     if accelerator.is_main_process:
         if val_sample is None or args.validation_video is not None:
@@ -712,7 +720,8 @@ def main(args: argparse.Namespace) -> None:
     global_step = 0
     if resume_path is not None:
         accelerator.print(f"Resuming from {resume_path}")
-        accelerator.load_state(str(resume_path))
+        load_checkpoint(accelerator, resume_path)
+        apply_run_hyperparameters(optimizer, lr_scheduler, args)
         global_step = checkpoint_step(resume_path)
     elif args.resume_from_checkpoint is not None:
         accelerator.print(f"No checkpoint in {output_dir}; starting a new run")
