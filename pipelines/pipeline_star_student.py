@@ -30,7 +30,8 @@ from diffusers.utils import BaseOutput
 
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, named, option
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
-from star_vsr.model_folder import check_pipeline_folder, load_checked, local_load_kwargs, save_pipeline_folder
+from star_vsr.model_folder import (check_pipeline_folder, check_to_device, load_checked, local_load_kwargs,
+                                   save_pipeline_folder)
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
 from star_vsr.scene_cuts import SCENE_CUT_THRESHOLD, scene_cuts
 
@@ -149,6 +150,11 @@ class StarStudentPipeline(DiffusionPipeline):
         kwargs = local_load_kwargs(kwargs)
         return load_checked(folder, "student", MISSING_STUDENT_HELP,
                             lambda: super(StarStudentPipeline, cls).from_pretrained(folder, **kwargs))
+
+    def to(self, *args: Any, **kwargs: Any) -> "StarStudentPipeline":
+        """``DiffusionPipeline.to``; a CUDA device where no GPU is available is a ``DeviceError``."""
+        check_to_device(args, kwargs)
+        return super().to(*args, **kwargs)
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
         """``DiffusionPipeline.save_pretrained``; the weight files it wrote get the umask's mode
@@ -272,6 +278,9 @@ class StarStudentPipeline(DiffusionPipeline):
                           scene_cut_threshold)
         if start_frame > source.num_frames:
             raise InputError(f"start_frame {start_frame} is past the end of the video ({source.num_frames} frames)")
+        for name, hook in (("frame_sink", frame_sink), ("state_sink", state_sink)):
+            if hook is not None and not callable(hook):  # else a TypeError once the first chunk is done
+                raise InputError(f"{name} must be a callable, got {hook!r}")
         device = self._execution_device
         self._check_device_dtype(device)
         dtype = self.student.dtype

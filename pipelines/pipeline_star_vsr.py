@@ -31,7 +31,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory_of_call, named, option
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
-from star_vsr.model_folder import check_pipeline_folder, load_checked, local_load_kwargs, save_pipeline_folder
+from star_vsr.model_folder import (check_pipeline_folder, check_to_device, load_checked, local_load_kwargs,
+                                   save_pipeline_folder)
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize
@@ -98,6 +99,9 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
                          f"{MAX_UPSCALE:g} (STAR was trained at 4)")
     if num_inference_steps < 1:
         raise InputError(f"{named('num_inference_steps')} must be >= 1, got {num_inference_steps}")
+    if guidance_scale < 1:  # was taken as 1 (guidance off) without a word
+        raise InputError(f"{named('guidance_scale')} must be >= 1 (1 turns classifier-free guidance off), got "
+                         f"{guidance_scale}")
     if not 0.0 <= guidance_rescale <= 1.0:
         raise InputError(f"guidance_rescale must be in [0, 1], got {guidance_rescale}")
     if not 1 <= noise_level <= NUM_TRAIN_TIMESTEPS:
@@ -186,6 +190,11 @@ class StarVSRPipeline(DiffusionPipeline):
             pipe.text_encoder.to(pipe.unet.dtype)
         return pipe
 
+    def to(self, *args: Any, **kwargs: Any) -> "StarVSRPipeline":
+        """``DiffusionPipeline.to``; a CUDA device where no GPU is available is a ``DeviceError``."""
+        check_to_device(args, kwargs)
+        return super().to(*args, **kwargs)
+
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
         """``DiffusionPipeline.save_pretrained``; the weight files it wrote get the umask's mode
         (``give_default_mode``). A file or another pipeline's folder is refused (``check_save_folder``)."""
@@ -227,6 +236,8 @@ class StarVSRPipeline(DiffusionPipeline):
                                  f"{tile_size}")
         if output_type not in ("pt", "np", "pil", "latent"):
             raise InputError(f"output_type must be 'pt', 'np', 'pil' or 'latent', got {output_type!r}")
+        if frame_sink is not None and not callable(frame_sink):  # else a TypeError after all the denoising
+            raise InputError(f"frame_sink must be a callable taking each chunk of frames, got {frame_sink!r}")
         if frame_sink is not None and output_type == "latent":
             raise InputError("frame_sink receives decoded frames; it cannot be used with output_type='latent'")
         unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
@@ -243,6 +254,8 @@ class StarVSRPipeline(DiffusionPipeline):
             raise InputError(f"start_frame must be an integer >= 0, got {start_frame!r}")
         if state is None and start_frame:
             raise InputError("start_frame needs the state after those frames (state=, as state_sink gave it)")
+        if state_sink is not None and not callable(state_sink):  # else a TypeError after the first chunk's work
+            raise InputError(f"state_sink must be a callable, got {state_sink!r}")
         if state is None and state_sink is None:
             return False
         if callback_on_step_end is not None or output_type == "latent":

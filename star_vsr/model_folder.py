@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from .errors import InputError, MissingWeightsError, StarVSRError, first_line, is_out_of_memory
+from .errors import DeviceError, InputError, MissingWeightsError, StarVSRError, first_line, is_out_of_memory
 from .outputs import give_default_mode
 
 T = TypeVar("T")
@@ -92,9 +92,13 @@ def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T])
     """``load()`` (a ``from_pretrained`` of a folder ``check_pipeline_folder`` passed), with the loaders'
     errors on damaged files (truncated weights, broken JSON, a config that does not fit its weights) as
     a ``MissingWeightsError`` naming the folder, the loader's reason and ``help_text``."""
+    from safetensors import SafetensorError
+
     try:
         return load()
-    except (OSError, ValueError) as error:  # diffusers: OSError for unreadable files, ValueError for shapes
+    # diffusers: OSError for unreadable files, ValueError for shapes; transformers (the text encoder) lets
+    # safetensors' own error through for a truncated or zeroed file
+    except (OSError, ValueError, SafetensorError) as error:
         if isinstance(error, StarVSRError) or is_out_of_memory(error):
             raise
         if isinstance(error, ValueError) and "shape" not in str(error):  # a bad argument, not a bad file
@@ -120,6 +124,23 @@ def local_load_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
                                  f"torch.bfloat16 or torch.float16 (or its name: {', '.join(names)})")
             kwargs[key] = names[value]
     return kwargs
+
+
+def check_to_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """``DeviceError`` when a pipeline's ``to(...)`` (``args``, ``kwargs``) asks for a CUDA device and no GPU is
+    available: torch's own error ("Found no NVIDIA driver on your system") comes from deep inside the move."""
+    import torch
+
+    for value in (kwargs.get("device"), *args):
+        if not isinstance(value, (str, torch.device)):  # a dtype, or no device
+            continue
+        try:
+            device = torch.device(value)
+        except RuntimeError:  # not a device name: diffusers' own check reports it
+            continue
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise DeviceError(f"to({str(value)!r}) needs a CUDA GPU, and none is available; the pipeline runs on the "
+                              "CPU as loaded (or pass 'cpu')")
 
 
 def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Callable[[], None]) -> None:

@@ -268,6 +268,10 @@ def test_path_input(pipe, tmp_path):
     (dict(timesteps=[1500, 200]), "timesteps must be"),
     (dict(timesteps=[500, 500]), "timesteps must be"),
     (dict(output_type="latent", frame_sink=print), "frame_sink"),
+    # found only after the denoising (a TypeError), or taken as 1 without a word
+    (dict(frame_sink=5), r"^frame_sink must be a callable taking each chunk of frames, got 5$"),
+    (dict(state_sink="state.pt"), r"^state_sink must be a callable, got 'state.pt'$"),
+    (dict(guidance_scale=0.5), r"^guidance_scale must be >= 1 \(1 turns classifier-free guidance off\), got 0.5$"),
 ])
 def test_bad_arguments_are_clear_errors(pipe, kwargs, match):
     with pytest.raises(InputError, match=match):
@@ -340,12 +344,16 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
     good = tmp_path / "good"
     tiny_star_pipeline(seed=0).save_pretrained(good)
 
-    def truncate_unet(folder):
-        weights = next((folder / "unet").glob("*.safetensors"))
-        weights.write_bytes(weights.read_bytes()[:500])
+    def truncate(component):
+        def damage(folder):
+            weights = next((folder / component).glob("*.safetensors"))
+            weights.write_bytes(weights.read_bytes()[:500])
+        return damage
 
     damages = {
-        "truncated": (truncate_unet, "could not be loaded .Unable to load weights"),
+        "truncated": (truncate("unet"), "could not be loaded .Unable to load weights"),
+        # transformers lets safetensors' own error through (it was a traceback)
+        "truncated_text_encoder": (truncate("text_encoder"), "could not be loaded .Error while deserializing header"),
         "bad_json": (lambda f: (f / "unet" / "config.json").write_text("{"), "could not be loaded .*not a valid JSON"),
         "no_scheduler": (lambda f: (f / "scheduler" / "scheduler_config.json").unlink(), "scheduler_config.json"),
         "no_vocabulary": (lambda f: (f / "tokenizer" / "tokenizer.json").unlink(), "tokenizer holds no vocabulary"),

@@ -513,6 +513,9 @@ def test_pipeline_input_errors(pipe):
                          (float("nan"), "finite number")):  # StarVSRPipeline refuses these too
         with pytest.raises(InputError, match=f"scale must be a {message}"):
             pipe(lr, upscale=bad)
+    for hook in ("frame_sink", "state_sink"):  # a TypeError once the first chunk was done
+        with pytest.raises(InputError, match=rf"^{hook} must be a callable, got 5$"):
+            pipe(lr, **{hook: 5})
 
 
 def test_pipeline_upscales_by_its_students_own_scale_by_default():
@@ -567,6 +570,14 @@ def test_device_errors_name_the_python_argument_in_python_and_the_flag_in_the_co
         load_upscaler(default_student_folder(), device="gpu")
     with pytest.raises(DeviceError, match="^device='cuda' needs a CUDA GPU, and none is available; use device='cpu'"):
         load_upscaler(default_student_folder(), device="cuda")
+    # pipe.to("cuda") raised torch's "Found no NVIDIA driver on your system" from deep inside the move
+    from star_vsr.testing import tiny_star_pipeline
+
+    for pipe in (load_upscaler(default_student_folder(), device="cpu"), tiny_star_pipeline(seed=0)):
+        for args, kwargs in ((("cuda",), {}), ((), {"device": torch.device("cuda", 0)}), (("cuda", torch.float32), {})):
+            with pytest.raises(DeviceError, match=r"^to\('cuda(:0)?'\) needs a CUDA GPU, and none is available"):
+                pipe.to(*args, **kwargs)
+        assert pipe.to("cpu") is pipe and pipe.to(torch.float32) is pipe
     src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
     assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4"), "--device", "cuda"]) == 2
     assert "--device cuda needs a CUDA GPU, and none is available; use --device cpu" in capsys.readouterr().err
