@@ -162,12 +162,16 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     with _locked(work, output):
         if restart:
             try:
-                thrown = json.loads((work / MANIFEST).read_text())["frames"]
+                manifest = json.loads((work / MANIFEST).read_text())
+                thrown = f"the {manifest['frames']} frames"
+                if manifest.get("evaluations"):  # a diffusion run: denoising of frames not yet written
+                    done, total = manifest["evaluations"]
+                    thrown += f" and {done} of {total} window steps"
             except (OSError, ValueError, LookupError, TypeError):  # nothing saved (or damaged: said by nothing)
                 thrown = None
             if thrown is not None:
-                _say(progress, f"{output}: starting over ({option('restart=True', '--restart')}); the {thrown} "
-                               f"frames an earlier run saved in {work} are thrown away")
+                _say(progress, f"{output}: starting over ({option('restart=True', '--restart')}); {thrown} "
+                               f"an earlier run saved in {work} are thrown away")
             _clear(work)
         saved = load_checkpoint(work, settings, _device(pipe))
         state, start, complete = None, 0, False

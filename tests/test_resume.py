@@ -533,6 +533,15 @@ def test_a_stopped_diffusion_run_says_how_much_denoising_is_saved(star, tmp_path
     assert "going on after frame 0 of 9, 3 of 8 window steps done" in capsys.readouterr().err
 
 
+def test_restart_says_the_saved_denoising_is_thrown_away(star, tmp_path, monkeypatch, capsys):
+    """It said only "the 0 frames an earlier run saved ... are thrown away" of a run that had denoised 38 %."""
+    source, output = stopped_star_run(star, tmp_path, monkeypatch, stop=4, checkpoint_seconds=1e9, progress=True)
+    capsys.readouterr()
+    upscale_video(star, source, output, progress=True, restart=True, **star_kwargs())
+    assert "starting over (restart=True); the 0 frames and 3 of 8 window steps an earlier run saved in " \
+           f"{partial_folder(output)} are thrown away" in capsys.readouterr().err
+
+
 def test_a_student_run_shows_one_progress_bar_with_frames_per_second(tmp_path, capsys, pipe):
     source = write_test_video(tmp_path / "in.mp4", num_frames=3, size=(16, 16))
     upscale_video(pipe, source, tmp_path / "out.mkv", codec="ffv1", upscale=2)
