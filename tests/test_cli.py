@@ -1483,6 +1483,13 @@ def test_a_broken_student_folder_gets_the_students_help_not_stars_download_steps
     assert main(["benchmark", "--model", str(tmp_path / "nowhere"), "--frames", "1", "--repeats", "1"]) == 2
     err = capsys.readouterr().err
     assert "nowhere does not exist: no student pipeline there" in err and "convert-star" not in err
+    # each bad count named; student options without the student method were ignored without a word
+    for flags, message in ((["--threads", "0"], "--threads must be >= 1, got 0"),
+                           (["--frames", "-2"], "--frames must be >= 1, got -2"),
+                           (["--methods", "bicubic", "--model", str(folder)], "--model chooses the student, and "
+                            "--methods bicubic times no student: add student to --methods, or drop it")):
+        assert main(["benchmark", "--repeats", "1", *flags]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_an_existing_output_is_refused_before_torch_and_diffusers_load(tmp_path):

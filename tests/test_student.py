@@ -711,8 +711,8 @@ def test_benchmark_command_reports_ratios(tmp_path, capsys):
         result["results"]["student"]["fps"] / result["results"]["bicubic"]["fps"])
     assert "student / bicubic throughput" in capsys.readouterr().out
     # an existing report is kept unless --overwrite, before any timing
-    args = ["benchmark", "--preset", "tiny", "--size", "32x18", "--frames", "3", "--repeats", "1", "--methods",
-            "bicubic", "--json", str(report)]
+    args = ["benchmark", "--size", "32x18", "--frames", "3", "--repeats", "1", "--methods", "bicubic", "--json",
+            str(report)]
     assert main(args) == 2 and "bench.json already exists; pass --overwrite" in capsys.readouterr().err
     assert set(json.loads(report.read_text())["results"]) == {"student", "bicubic"}
     assert main(args + ["--overwrite"]) == 0 and set(json.loads(report.read_text())["results"]) == {"bicubic"}

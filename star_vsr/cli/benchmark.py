@@ -132,8 +132,15 @@ def run(args: argparse.Namespace) -> int:
     unknown = set(methods) - {"student", "bicubic", "ncnn"}
     if unknown or not methods:
         raise InputError(f"--methods takes student, bicubic and ncnn; got {args.methods!r}")
-    if args.repeats < 1 or args.threads < 1 or args.frames < 1:
-        raise InputError("--repeats, --threads and --frames must be >= 1")
+    for flag, value in (("--repeats", args.repeats), ("--threads", args.threads), ("--frames", args.frames)):
+        if value < 1:
+            raise InputError(f"{flag} must be >= 1, got {value}")
+    if "student" not in methods:  # the student options were ignored without a word
+        given = [flag for flag, value in (("--model", args.model), ("--preset", args.preset)) if value is not None]
+        if given:
+            raise InputError(f"{' and '.join(given)} choose{'s' * (len(given) == 1)} the student, and --methods "
+                             f"{args.methods} times no student: add student to --methods, or drop "
+                             f"{'it' if len(given) == 1 else 'them'}")
     if not (math.isfinite(args.upscale) and 1 <= args.upscale <= 4):  # (the student's range; ncnn's is 2, 3, 4)
         raise InputError(f"--upscale must be between 1 and 4, got {args.upscale:g}")
     if methods == ["ncnn"] and not float(args.upscale).is_integer():
