@@ -1489,3 +1489,56 @@ def test_a_photo_with_exif_orientation_is_read_upright(tmp_path, tag):
     upright = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "photo.png")).convert("RGB"))
     assert np.array_equal(frames[0], upright)
     assert probe_video(tmp_path / "photo.png").width == upright.shape[1]
+
+
+def test_an_mp4_cut_inside_its_trailing_audio_is_noted_and_its_broken_packet_left_out(tmp_path):
+    """Every frame whole, the audio after them cut: info said "damage: none found" and upscale copied the cut
+    packet, which no player decodes (black-box review)."""
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "+faststart"}) as out:
+        video = out.add_stream("libx264", rate=24)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        sound = out.add_stream("aac", rate=48000, layout="mono")
+        for index in range(6):  # 0.25 s of video
+            frame = np.full((32, 32, 3), index * 40, np.uint8)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(video.encode(None))
+        tone = np.sin(np.linspace(0, 440 * 2 * np.pi, 48000, dtype=np.float32))[None]  # 1 s of audio
+        samples = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+        samples.sample_rate = 48000
+        out.mux(sound.encode(samples))
+        out.mux(sound.encode(None))
+    with av.open(str(whole)) as container:
+        video_end = max(e.pos + e.size for e in container.streams.video[0].index_entries)
+    size = whole.stat().st_size
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: (video_end + size) // 2])  # past the last frame's data, inside the audio
+    assert not probe_video(whole).audio_cut
+    info = probe_video(cut)
+    assert info.frames_cut == 0 and info.num_frames == 6 and info.audio_cut
+    assert any(note.startswith(f"{cut}: the end of its audio track is missing from the file (cut short?)")
+               for note in info.caveats())
+    output = tmp_path / "out.mp4"
+    with VideoWriter(output, fps=24, audio_from=cut) as writer:
+        writer.write(np.zeros((6, 32, 32, 3), np.uint8))
+    with av.open(str(output)) as container:
+        packets = [packet for packet in container.demux(audio=0) if packet.size]
+        assert packets and all(packet.decode() is not None for packet in packets)  # none that fails to decode
+
+
+def test_a_second_video_stream_is_named(tmp_path):
+    """upscale named extra audio and subtitle tracks it leaves out, but not a second video track."""
+    path = tmp_path / "two.mkv"
+    with av.open(str(path), "w") as out:
+        streams = [out.add_stream("ffv1", rate=24) for _ in range(2)]
+        for stream, (width, height) in zip(streams, ((32, 24), (48, 40))):
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for _ in range(3):
+            for stream in streams:
+                frame = np.zeros((stream.height, stream.width, 3), np.uint8)
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        for stream in streams:
+            out.mux(stream.encode(None))
+    info = probe_video(path)
+    assert (info.video_streams, info.width, info.height) == (2, 32, 24)
+    assert f"{path} has 2 video tracks; star-vsr reads the first (32x24)" in info.caveats()

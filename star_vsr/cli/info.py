@@ -52,9 +52,12 @@ def run(args: argparse.Namespace) -> int:
         "dynamic range": f"HDR ({info.hdr})" if info.hdr else "SDR",
         "duration": f"{info.duration_s:.2f} s" + (f" (its header lists {info.duration_s + info.missing_s:.2f} s: "
                                                   f"cut short, or a last frame held longer?)" if info.missing_s else ""),
-        "codec": "image sequence" if info.is_image_folder else info.codec,
+        "codec": "image sequence" if info.is_image_folder else info.codec + (
+            f" (first of {info.video_streams} video tracks, which star-vsr reads)" if info.video_streams > 1 else ""),
         "pixel format": info.pix_fmt,
-        "audio": info.audio_codec if info.has_audio else "none",
+        "audio": (info.audio_codec + (f" (first of {info.audio_streams} tracks)" if info.audio_streams > 1 else "")
+                  + (" (cut short: the end of the track is missing from the file)" if info.audio_cut else "")
+                  if info.has_audio else "none"),
         "damage": damage or ("none found (image headers checked, frames not decoded)" if info.is_image_folder else
                              "none found (the index checked against the file's size, frames not decoded)"),
     }
@@ -76,7 +79,8 @@ def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
         "has_audio": info.has_audio, "audio_codec": info.audio_codec, "is_image_folder": info.is_image_folder,
         "orientation": info.orientation.describe(), "pixel_aspect": str(info.pixel_aspect),
         "interlaced": info.interlaced, "timing_error_s": info.timing_error_s, "hdr": info.hdr,
-        "missing_s": info.missing_s, "frames_cut": info.frames_cut, "damage": damage,
+        "missing_s": info.missing_s, "frames_cut": info.frames_cut, "video_streams": info.video_streams,
+        "audio_streams": info.audio_streams, "audio_cut": info.audio_cut, "damage": damage,
     }
 
 

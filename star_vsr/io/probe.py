@@ -203,6 +203,10 @@ class VideoInfo:
         last_frame_s: For variable-rate video, how long its last frame is shown (its packet's
             duration: a GIF holding its last picture for 2 s says 2 s), when the file says so (the
             last-shown frame is also the last decoded one and its packet has a duration); else None.
+        video_streams: How many video streams (cover pictures not counted); star-vsr reads the first.
+        audio_cut: The index (MP4 / MOV) of the first audio stream lists packets past the end of the file:
+            the end of the audio is missing (the file was cut short inside the audio that follows the last
+            frame); outputs carry the audio that is there.
     """
 
     path: Path
@@ -229,6 +233,8 @@ class VideoInfo:
     frames_cut: int = 0
     untagged_hd: bool = False
     last_frame_s: Fraction | None = None
+    video_streams: int = 1
+    audio_cut: bool = False
 
     @property
     def timeline(self) -> tuple[Fraction, ...] | None:
@@ -252,6 +258,12 @@ class VideoInfo:
         notes = []
         if self.audio_streams > 1:
             notes.append(f"{self.path} has {self.audio_streams} audio tracks; the output keeps the first")
+        if self.video_streams > 1:
+            notes.append(f"{self.path} has {self.video_streams} video tracks; star-vsr reads the first "
+                         f"({self.width}x{self.height})")
+        if self.audio_cut:
+            notes.append(f"{self.path}: the end of its audio track is missing from the file (cut short?); the "
+                         f"output's audio ends where the file's does")
         if self.subtitle_streams:
             notes.append(f"{self.path} has {self.subtitle_streams} subtitle track(s), which the output does not keep")
         if self.missing_s:
@@ -538,9 +550,9 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
     return timestamps, end
 
 
-def _frames_beyond_file(stream: VideoStream, path: Path) -> int:
-    """How many frames the container's index places past the end of the file (it was cut short): the index's
-    byte offsets and sizes against the file's size, nothing decoded."""
+def _frames_beyond_file(stream: av.stream.Stream, path: Path) -> int:
+    """How many frames (packets) of ``stream`` the container's index places past the end of the file (it was cut
+    short): the index's byte offsets and sizes against the file's size, nothing decoded."""
     index = stream.index_entries
     if index is None or len(index) == 0:
         return 0
@@ -640,6 +652,8 @@ def _probe_container(path: Path) -> VideoInfo:
             )
         frame_rate = Fraction(rate.numerator, rate.denominator)
         audio, subtitles = container.streams.audio, container.streams.subtitles
+        num_videos = sum(not v.disposition & av.stream.Disposition.attached_pic for v in container.streams.video)
+        audio_cut = bool(audio) and _frames_beyond_file(audio[0], path) > 0
         codec = stream.codec_context.name
         pix_fmt = stream.codec_context.pix_fmt or "unknown"
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -716,6 +730,8 @@ def _probe_container(path: Path) -> VideoInfo:
         audio_codec=audio[0].codec_context.codec.canonical_name if audio else None,  # "mp3", not "mp3float"
         audio_streams=len(audio),
         subtitle_streams=len(subtitles),
+        video_streams=num_videos,
+        audio_cut=audio_cut,
         is_image_folder=False,
         frame_rate=frame_rate,
         orientation=orientation,

@@ -387,6 +387,11 @@ class _AudioCopy:
                 ) from error
             if packet is None:
                 return None
+            if packet.is_corrupt:  # cut off by the end of the file (a truncated copy): it would not decode
+                # (`VideoInfo.audio_cut`'s note tells the user before the run; the audio is copied more than once)
+                logger.info("%s: leaving out a damaged audio packet at %.2f s", self.source,
+                            float((packet.pts or 0) * packet.time_base))
+                continue
             if packet.size > 0 and packet.dts is not None:
                 packet.dts -= self._shift
                 if packet.pts is not None:
