@@ -207,7 +207,8 @@ def test_variable_frame_rate_is_measured_and_noted(tmp_path, suffix):
     assert steady.timing_error_s == 0 and steady.caveats() == []
     info = probe_video(write_timed_test_video(tmp_path / f"vfr{suffix}", VFR_TEST_TIMES_MS))
     expected = max(abs(t / 1000 - i / float(info.frame_rate)) for i, t in enumerate(VFR_TEST_TIMES_MS))
-    assert info.num_frames == 12 and info.timing_error_s == pytest.approx(expected, abs=1e-3) and expected > 0.2
+    # (frames about 0.2 s off the rate the file gives)
+    assert info.num_frames == 12 and info.timing_error_s == pytest.approx(expected, abs=1e-3) and expected > 0.15
     assert info.frame_times == tuple(Fraction(t, 1000) for t in VFR_TEST_TIMES_MS) and info.caveats() == []
 
 
@@ -1542,3 +1543,14 @@ def test_a_second_video_stream_is_named(tmp_path):
     info = probe_video(path)
     assert (info.video_streams, info.width, info.height) == (2, 32, 24)
     assert f"{path} has 2 video tracks; star-vsr reads the first (32x24)" in info.caveats()
+
+
+def test_variable_rate_mp4_with_b_frames_reports_its_frames_span(tmp_path):
+    """Its index's decode timestamps are squeezed by the B-frames: info said 18.5 fps and 0.32 s for frames shown
+    over 0.54 s (black-box review); the frames' own times are kept, as they were."""
+    times = [Fraction(t, 1000) for t in (0, 40, 50, 200, 210, 500, 541)]  # six frames and the end of the last
+    with VideoWriter(tmp_path / "vfr.mp4", fps=24, frame_times=times) as writer:
+        writer.write(synthetic_frames(6, (24, 32)))
+    info = probe_video(tmp_path / "vfr.mp4")
+    assert info.frame_times == tuple(times[:-1])
+    assert info.duration_s == pytest.approx(0.541, abs=0.002) and info.fps == pytest.approx(6 / 0.541, rel=0.01)

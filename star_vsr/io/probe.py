@@ -673,18 +673,26 @@ def _probe_container(path: Path) -> VideoInfo:
         indexed = timestamps is not None
         if indexed:  # MP4's rate counts the last frame's duration (25 fps with a held last frame: 1250/51 fps)
             frame_rate = timeline_rate(timestamps, stream.time_base, frame_rate)
-        if (timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES
-                or _timing_error(timestamps, stream.time_base, frame_rate) > VARIABLE_RATE_FRAMES / frame_rate):
+        # a variable rate in the index's decode timestamps: with B-frames they are squeezed together (the first
+        # ones negative), and FFmpeg's rate and the track's duration, which follow them, are off (18.5 fps and
+        # 0.32 s for frames shown over 0.54 s): both are taken from the presentation timestamps below
+        variable_by_index = indexed and (_timing_error(timestamps, stream.time_base, frame_rate)
+                                         > VARIABLE_RATE_FRAMES / frame_rate)
+        if timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES or variable_by_index:
             timestamps, end = _frame_timestamps(container, stream, path)
         # one frame per packet: a header count can include empty packets (packed B-frames in AVI);
         # but a file cut short keeps the header's count, so that the reader reports it
         frames_cut = _frames_beyond_file(stream, path)
         truncated = frames_cut > 0
         num_frames = stream.frames if truncated else len(timestamps)
-        if stream.average_rate is None and len(timestamps) > 1 and timestamps[-1] > timestamps[0]:
+        if ((stream.average_rate is None or (variable_by_index and not truncated)) and len(timestamps) > 1
+                and timestamps[-1] > timestamps[0]):
             # no rate in the header (Matroska of variable-rate video): the mean rate of the frames, not
             # the guess from the time base (1000 fps for Matroska's milliseconds)
-            mean = Fraction(len(timestamps) - 1) / ((timestamps[-1] - timestamps[0]) * stream.time_base)
+            # (from the index: the end of the last frame, where known, counts as one more frame time, as MP4's
+            # own rate counts it: a held last frame stays a variable rate)
+            ends = [*timestamps, *([end] if variable_by_index and end is not None else [])]
+            mean = Fraction(len(ends) - 1) / ((ends[-1] - ends[0]) * stream.time_base)
             frame_rate = mean.limit_denominator(MAX_FPS_DENOMINATOR) or mean  # (a rate under 1/1001 fps kept whole)
         if not indexed and not truncated:
             # a rate FFmpeg estimated from the first packets (Matroska without a default duration: 30000/1001
@@ -693,6 +701,11 @@ def _probe_container(path: Path) -> VideoInfo:
             # where known, counts as one more frame time: a held last frame is no constant rate)
             frame_rate = timeline_rate([*timestamps, *([end] if end is not None else [])], stream.time_base,
                                        frame_rate)
+        if variable_by_index and not truncated:  # from the first frame shown to the end of the last (or to one
+            # mean frame time after it)
+            last_end = (end - timestamps[0]) * stream.time_base if end is not None else (
+                (timestamps[-1] - timestamps[0]) * stream.time_base + 1 / frame_rate)
+            duration_s = float(last_end)
         # a file cut short lost frames from the middle of a B-frame group: its gaps are no variable rate
         timing_error_s = 0.0 if truncated else _timing_error(timestamps, stream.time_base, frame_rate)
         frame_times = last_frame_s = None
