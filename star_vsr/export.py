@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
+import io
 import logging
 import os
 import warnings
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError
+from .errors import InputError, OutputError
 from .io.writer import temporary_path
 from .models.student import StarStudentModel
 
@@ -103,6 +104,10 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     try:
         _save_step(step, inputs, temp, format)
         os.replace(temp, path)
+    except OSError as error:  # a full disk, a read-only folder: said with the file, as other outputs are
+        if isinstance(error, OutputError):
+            raise
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         temp.unlink(missing_ok=True)
     return path
@@ -120,8 +125,30 @@ def _save_step(step: "StarStudentStep", inputs: tuple[torch.Tensor, ...], path: 
                                         external_data=False, verbose=False)
             program.save(str(path))
         else:
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.(script|save)", category=FutureWarning)
             traced = torch.jit.trace(step, inputs, check_trace=False)
-            traced.save(str(path))
+            height, width = inputs[0].shape[-2:]
+            checked = torch.jit.script(_FrameSizeCheck(traced, int(height), int(width)))
+            buffer = io.BytesIO()  # torch.jit.save onto a full disk aborted the process (a C++ exception)
+            torch.jit.save(checked, buffer)
+            path.write_bytes(buffer.getvalue())
+
+
+class _FrameSizeCheck(nn.Module):
+    """The traced step behind a check of the frame size it was traced at: traced, a non-integer scale's output
+    size is a constant, so other sizes came out resized to it without an error (ONNX refuses them itself)."""
+
+    def __init__(self, step: torch.jit.ScriptModule, height: int, width: int) -> None:
+        super().__init__()
+        self.step, self.height, self.width = step, height, width
+
+    def forward(self, lr_frame: torch.Tensor, hidden: torch.Tensor, previous_features: torch.Tensor,
+                previous_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if lr_frame.shape[-2] != self.height or lr_frame.shape[-1] != self.width:
+            raise ValueError("this export takes lr_frame of " + str(self.width) + "x" + str(self.height)
+                             + " pixels, got " + str(lr_frame.shape[-1]) + "x" + str(lr_frame.shape[-2])
+                             + "; export again with --height / --width for that size")
+        return self.step(lr_frame, hidden, previous_features, previous_frame)
 
 
 @contextlib.contextmanager

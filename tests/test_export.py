@@ -74,13 +74,14 @@ def test_export_does_not_change_the_model(student, tmp_path):
 def test_an_interrupted_export_leaves_no_file(student, tmp_path, monkeypatch):
     """The file was written in place: a kill or Ctrl-C mid-save left a truncated .onnx (or an empty .pt), which
     the next run then refused to replace ("already exists")."""
-    class HalfSaved:
-        def save(self, path: str) -> None:
-            with open(path, "wb") as file:
-                file.write(b"PK\x03\x04 half of a TorchScript archive")
-            raise KeyboardInterrupt
+    from pathlib import Path
 
-    monkeypatch.setattr(torch.jit, "trace", lambda *args, **kwargs: HalfSaved())
+    def half_written(path: Path, data: bytes) -> None:  # the archive is written from memory in one call
+        with open(path, "wb") as file:
+            file.write(data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_bytes", half_written)
     with pytest.raises(KeyboardInterrupt):
         export_student(student, tmp_path / "student.pt", "torchscript", 12, 16)
     assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file
@@ -190,3 +191,58 @@ def test_onnx_stream_with_the_readme_scene_cut_reset_equals_the_pipeline(tmp_pat
 
     torch.testing.assert_close(stream(reset=True), expected, atol=TOLERANCE, rtol=0)
     assert (stream(reset=False)[3:] - expected[3:]).abs().max() > 10 * TOLERANCE
+
+
+def test_torchscript_refuses_other_frame_sizes(student, tmp_path):
+    """Traced at a non-integer scale, its output size was a constant: a 64x96 frame came out 48x72 without an
+    error, where ONNX refuses another size itself (black-box review)."""
+    import warnings
+
+    path = export_student(student, tmp_path / "x15.pt", "torchscript", 32, 48, 1.5)
+    assert verify_export(path, student, "torchscript", 32, 48, 1.5, num_frames=2) < TOLERANCE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated in torch 2.14
+        module = torch.jit.load(str(path))
+    state = student.init_state(1, 64, 96, device=torch.device("cpu"), dtype=torch.float32).tensors()
+    with pytest.raises(Exception, match=r"this export takes lr_frame of 48x32 pixels, got 96x64; export again"):
+        module(torch.rand(1, 3, 64, 96), *state)
+
+
+def test_export_failures_leave_nothing_at_the_output(tmp_path, capsys, monkeypatch):
+    """A failed --verify left the unverified file at -o (the next run then needed --overwrite); a full disk under
+    TorchScript aborted the process inside torch.jit.save; running out of memory said to use a smaller input."""
+    import errno
+    from pathlib import Path
+
+    import star_vsr.cli.export as export_cli
+
+    folder = tmp_path / "student"
+    build_student_pipeline("tiny", seed=1).save_pretrained(folder)
+    out = tmp_path / "out"
+    args = ["export", "--model", str(folder), "--height", "8", "--width", "8"]
+    monkeypatch.setattr(export_cli, "VERIFY_TOLERANCE", 0.0)
+    assert main([*args, "-o", str(out / "a.onnx"), "--verify"]) == 2
+    assert f"> 0; nothing was written to {out / 'a.onnx'}" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+    monkeypatch.undo()
+
+    def disk_full(path: Path, data: bytes) -> None:
+        with open(path, "wb") as file:
+            file.write(data[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    assert main([*args, "-o", str(out / "b.pt")]) == 2
+    assert f"cannot write {out / 'b.pt'}: No space left on device" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+    monkeypatch.undo()
+
+    def out_of_memory(*_args, **_kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 111.76 GiB")
+
+    monkeypatch.setattr(export_cli, "export_student", out_of_memory, raising=False)
+    import star_vsr.export
+
+    monkeypatch.setattr(star_vsr.export, "export_student", out_of_memory)
+    assert main([*args, "-o", str(out / "c.onnx")]) == 2
+    assert "lower --height / --width (the export runs the model once at that size)" in capsys.readouterr().err
