@@ -322,6 +322,20 @@ def test_cache_resumes_without_recomputing_finished_shards(tmp_path):
     assert again.calls == 6 and len(list(tmp_path.glob("shard-*"))) == 2
 
 
+def test_a_cache_is_not_built_among_other_files(tmp_path):
+    """-o of a folder of the user's files put the shards and manifest among them (black-box review)."""
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / ".hidden").write_text("")  # a hidden file (.DS_Store) is no reason to refuse
+    teacher = CallableTeacher(CountingTeacher(), SCALE, name="teacher")
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match=r"holds other files \(notes.txt\) and no teacher cache; a cache goes in "
+                                             r"a new or empty folder"):
+            build_teacher_cache(teacher, random_clips(2, gt=False), tmp_path, overwrite=overwrite)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "notes.txt"]
+    (tmp_path / "notes.txt").unlink()
+    build_teacher_cache(teacher, random_clips(2, gt=False), tmp_path)  # only hidden files: taken
+
+
 def test_a_cache_is_not_resumed_with_another_teachers_weights_or_precision(tmp_path):
     """The manifest named the teacher by its path only: new weights (or another --dtype) at the same path went on
     into the same cache and mixed two teachers. The refusal names the teacher's entries that differ."""

@@ -265,6 +265,12 @@ def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> 
                              f"{option('overwrite=True', '--overwrite')} to replace them")
         for path in folder.glob("shard-*.safetensors"):
             path.unlink()
+    else:  # the shards went in among the user's files, and --overwrite would have looked like it replaced them
+        others = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+        if others:
+            listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise InputError(f"{folder} holds other files ({listed}) and no teacher cache; a cache goes in a new or "
+                             f"empty folder")
     manifest.save(folder)
     return manifest
 
