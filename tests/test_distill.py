@@ -765,7 +765,7 @@ def test_training_one_head_leaves_every_other_scale_unchanged(tmp_path):
     assert not (tmp_path / "bad").exists()  # refused before anything was written
 
 
-def test_scale_range_trains_only_the_scale_modulation_against_resized_ground_truth(tmp_path):
+def test_scale_range_trains_only_the_scale_modulation_against_resized_ground_truth(tmp_path, capsys):
     """``--scale_range 1.5 3.5 --trainable scale_modulation``: the FiLM of scales without a head
     learns; the pixel-shuffle heads and everything else stay bit-exact."""
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
@@ -792,10 +792,13 @@ def test_scale_range_trains_only_the_scale_modulation_against_resized_ground_tru
     assert draws == [script.draw_scale(0, step, (1.5, 3.5)) for step in range(200)]
     assert draws != [script.draw_scale(1, step, (1.5, 3.5)) for step in range(200)]
 
-    for bad in (["--scale_range", "2", "5"], ["--scale_range", "3", "2"],
-                ["--scale_range", "1.5", "3.5", "--loss_teacher_charbonnier", "1"]):
-        with pytest.raises(SystemExit):
+    for bad, message in ((["--scale_range", "2", "5"], "--scale_range needs 1 <= LO <= HI <= --scale (4), got 2 5"),
+                         (["--scale_range", "3", "2"], "--scale_range needs 1 <= LO <= HI <= --scale (4), got 3 2"),
+                         (["--scale_range", "1.5", "3.5", "--loss_teacher_charbonnier", "1"],
+                          "--scale_range trains against resized ground truth")):
+        with pytest.raises(SystemExit) as exit_info:
             training_args(None, tmp_path / "bad", *gt_only, *bad)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_bad_paths_are_argparse_errors_before_anything_is_written(tmp_path, capsys):

@@ -145,6 +145,13 @@ def test_v_target_and_x0_estimate_are_consistent(alphas_cumprod):
     x_t = objective.add_noise(x0, eps, t)
     v = objective.velocity(x0, eps, t)
     torch.testing.assert_close(objective.predict_x0(x_t, v, t), x0, atol=1e-5, rtol=0)
+    # the same noising and v as diffusers' own (the sampler's v_prediction): consistency alone would also hold
+    # with both signs of v flipped
+    from diffusers import DDPMScheduler
+
+    reference = DDPMScheduler.from_config(make_star_scheduler().config)
+    torch.testing.assert_close(x_t, reference.add_noise(x0, eps, t), atol=1e-5, rtol=0)
+    torch.testing.assert_close(v, reference.get_velocity(x0, eps, t), atol=1e-5, rtol=0)
     out = objective(v, x0, eps, x_t, t)  # the exact v: zero loss, no frequency term configured
     assert float(out.loss) == pytest.approx(0.0, abs=1e-10) and float(out.loss_dfl) == 0.0
 

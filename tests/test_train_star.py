@@ -76,7 +76,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 # --- settings ------------------------------------------------------------------------------------
 
 
-def test_config_file_and_command_line_overrides(tmp_path):
+def test_config_file_and_command_line_overrides(tmp_path, capsys):
     args = train_star.parse_args(["--config", str(TINY_CONFIG), "--max_train_steps", "3", "--crop_size", "[16, 24]",
                                   "--lora_alpha", "null", "--random_flip", "false", "--learning_rate", "2e-4"])
     assert args.max_train_steps == 3 and args.crop_size == [16, 24] and args.lora_alpha is None
@@ -84,8 +84,9 @@ def test_config_file_and_command_line_overrides(tmp_path):
     assert args.tiny_model is True and args.dataset == "images" and args.num_frames == 4  # from the YAML
     bad = tmp_path / "bad.yaml"
     bad.write_text("tiny_model: true\nlearning_rte: 1.0e-4\n")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         train_star.parse_args(["--config", str(bad)])
+    assert exit_info.value.code == 2 and "unknown settings ['learning_rte']" in capsys.readouterr().err
     with pytest.raises(InputError, match="exactly one"):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--pretrained_model_name_or_path", "somewhere"])
     with pytest.raises(InputError, match="train_data"):

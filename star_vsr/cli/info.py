@@ -18,7 +18,8 @@ from .arguments import path_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("info", help="show frames, fps, size, codec, audio and damage of a video (or of each clip in a folder)",
+    parser = subparsers.add_parser("info", help="show frames, fps, size, codec, audio and damage of a video (or of "
+                                                "each clip in a folder)",
                                    description=__doc__)
     parser.add_argument("video", type=path_argument,
                         help="video file or image folder, or a folder of them (one line each)")
