@@ -375,23 +375,39 @@ class _AudioCopy:
             self._stream = output.add_stream(AUDIO_FALLBACK_CODEC, rate=in_audio.rate, layout=layout)
         self._packets = self._input.demux(in_audio)
         self._pending: av.Packet | None = None
+        self._lookahead: av.Packet | None = None  # read after a damaged packet, to see whether it was the last
+
+    def _read_packet(self) -> av.Packet | None:
+        """The next packet of the source's audio (the one looked ahead at first), or None at the end."""
+        if self._lookahead is not None:
+            packet, self._lookahead = self._lookahead, None
+            return packet
+        return self._demux()
+
+    def _demux(self) -> av.Packet | None:
+        """The next packet the demuxer gives, or None at the end."""
+        try:
+            return next(self._packets, None)
+        except av.FFmpegError as error:
+            raise CorruptVideoError(
+                f"{self.source}: reading its audio failed ({error}); the file is damaged"
+            ) from error
 
     def _next_packet(self) -> av.Packet | None:
         """Next non-empty packet with timestamps shifted, or None at the end."""
         while True:
-            try:
-                packet = next(self._packets, None)
-            except av.FFmpegError as error:
-                raise CorruptVideoError(
-                    f"{self.source}: reading its audio failed ({error}); the file is damaged"
-                ) from error
+            packet = self._read_packet()
             if packet is None:
                 return None
-            if packet.is_corrupt:  # cut off by the end of the file (a truncated copy): it would not decode
-                # (`VideoInfo.audio_cut`'s note tells the user before the run; the audio is copied more than once)
-                logger.info("%s: leaving out a damaged audio packet at %.2f s", self.source,
-                            float((packet.pts or 0) * packet.time_base))
-                continue
+            if packet.is_corrupt:  # the last one cut off by the end of the file (a truncated copy) would not
+                # decode, and is left out (`VideoInfo.audio_cut`'s note tells the user before the run); one in the
+                # middle (a transport-stream glitch) is kept, as players play it
+                self._lookahead = self._demux()
+                while self._lookahead is not None and self._lookahead.size == 0:  # (the demuxer's empty last one)
+                    self._lookahead = self._demux()
+                if self._lookahead is None:
+                    logger.info("%s: leaving out its cut-off last audio packet", self.source)
+                    return None
             if packet.size > 0 and packet.dts is not None:
                 packet.dts -= self._shift
                 if packet.pts is not None:
