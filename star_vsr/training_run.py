@@ -243,6 +243,9 @@ def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_proces
     if num_items < args.train_batch_size:
         raise InputError(f"the dataset has {num_items} clips, fewer than --train_batch_size {args.train_batch_size}")
     batches = num_items // (args.train_batch_size * num_processes)  # per process and epoch
+    if batches == 0:  # (fewer than one batch on each process)
+        raise InputError(f"the dataset has {num_items} clips, fewer than --train_batch_size {args.train_batch_size} "
+                         f"x {num_processes} processes: use more clips, or a smaller batch or fewer processes")
     if batches < args.gradient_accumulation_steps:
         raise InputError(f"the dataset's {num_items} clips make {batches} batch{'es' * (batches != 1)} of "
                          f"--train_batch_size {args.train_batch_size} per epoch"
@@ -263,8 +266,12 @@ def load_checkpoint(accelerator: Any, checkpoint: Path) -> None:
     except InputError:
         raise
     except Exception as error:  # noqa: BLE001 - sorted below; anything else is raised as it is
-        if not (isinstance(error, (OSError, SafetensorError)) or is_damaged_weights_error(error)) \
-                or is_out_of_memory(error):
+        if is_out_of_memory(error) or isinstance(error, (PermissionError, FileNotFoundError)):
+            raise  # not the file's bytes: said as they are
+        if "size mismatch" in str(error) or "Error(s) in loading state_dict" in str(error):
+            raise InputError(f"{checkpoint} does not fit the model of this run ({first_line(error)}); resume with "
+                             f"the settings that trained it") from error
+        if not (isinstance(error, (OSError, SafetensorError)) or is_damaged_weights_error(error)):
             raise
         earlier = [folder for folder in checkpoint_folders(checkpoint.parent)
                    if checkpoint_step(folder) < checkpoint_step(checkpoint)]

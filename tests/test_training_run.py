@@ -540,3 +540,31 @@ def test_an_epoch_must_fill_a_step():
     args.train_batch_size = 4
     with pytest.raises(InputError, match=r"^the dataset has 3 clips, fewer than --train_batch_size 4$"):
         check_batches_per_epoch(3, args, num_processes=1)
+    args.gradient_accumulation_steps = 1  # no whole batch on each process: not "lower accumulation", already 1
+    with pytest.raises(InputError, match=r"^the dataset has 5 clips, fewer than --train_batch_size 4 x 2 processes"):
+        check_batches_per_epoch(5, args, num_processes=2)
+
+
+def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
+    """Only a damaged file is 'damaged; delete it': a shape mismatch (settings changed under
+    --allow_changed_settings) or a permission error leaves the checkpoint alone (review)."""
+    from star_vsr.training_run import load_checkpoint
+
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+
+    class Loader:
+        def __init__(self, error):
+            self.error = error
+
+        def load_state(self, path):
+            raise self.error
+
+    mismatch = RuntimeError("Error(s) in loading state_dict for Net:\n\tsize mismatch for w")
+    with pytest.raises(InputError, match=r"checkpoint-2 does not fit the model of this run \(Error\(s\) in loading "
+                                         r"state_dict for Net:\); resume with the settings that trained it"):
+        load_checkpoint(Loader(mismatch), checkpoint)
+    with pytest.raises(PermissionError):
+        load_checkpoint(Loader(PermissionError(13, "Permission denied")), checkpoint)
+    with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(Unable to load weights"):
+        load_checkpoint(Loader(OSError("Unable to load weights from checkpoint file")), checkpoint)
