@@ -22,7 +22,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -78,7 +78,7 @@ def check_export_packages(format: str, verify: bool = False) -> None:
 
 
 def export_student(student: StarStudentModel, path: Union[str, Path], format: str, height: int, width: int,
-                   scale: Optional[float] = None) -> Path:
+                   scale: Optional[float] = None, check: Optional[Callable[[Path], None]] = None) -> Path:
     """Write the streaming step of ``student`` for ``height`` x ``width`` LR frames to ``path``.
 
     Args:
@@ -87,6 +87,8 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
         format: "onnx" or "torchscript".
         height, width: LR frame size the export is specialised to.
         scale: output / input size (default: the student's ``config.scale``).
+        check: called with the written file before it is moved to ``path`` (``verify_export``); what it raises
+            leaves nothing at ``path``.
     """
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
@@ -103,6 +105,8 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     temp = temporary_path(path)  # the file appears whole or not at all (a kill mid-save left a truncated one)
     try:
         _save_step(step, inputs, temp, format)
+        if check is not None:
+            check(temp)
         os.replace(temp, path)
     except OSError as error:  # a full disk, a read-only folder: said with the file, as other outputs are
         if isinstance(error, OutputError):

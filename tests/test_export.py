@@ -232,9 +232,10 @@ def test_export_failures_leave_nothing_at_the_output(tmp_path, capsys, monkeypat
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Path, "write_bytes", disk_full)
-    assert main([*args, "-o", str(out / "b.pt")]) == 2
-    assert f"cannot write {out / 'b.pt'}: No space left on device" in capsys.readouterr().err
-    assert list(out.iterdir()) == []
+    for verify in ([], ["--verify"]):  # named as -o, not as a hidden temporary file
+        assert main([*args, "-o", str(out / "b.pt"), *verify]) == 2
+        assert f"cannot write {out / 'b.pt'}: No space left on device" in capsys.readouterr().err
+        assert list(out.iterdir()) == []
     monkeypatch.undo()
 
     def out_of_memory(*_args, **_kwargs):

@@ -13,7 +13,6 @@ prints the largest difference.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..errors import InputError
@@ -66,7 +65,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import explain_out_of_memory
     from ..export import check_export_packages, export_student, verify_export
-    from ..io.writer import temporary_path
     from ..outputs import check_new_output
     from . import quiet_model_loading
 
@@ -97,23 +95,17 @@ def run(args: argparse.Namespace) -> int:
     student = StarStudentPipeline.from_pretrained(args.model).student
     scale = student.check_scale(args.upscale)
     out_height, out_width = output_size(args.height, args.width, scale)
-    # verified before it is moved into place: an export that fails --verify (or is stopped during it) is not left
-    # at -o looking like a good one
-    written = temporary_path(output) if args.verify else output
-    try:
-        with explain_out_of_memory(f"exporting the student for {args.width}x{args.height} frames",
-                                   "lower --height / --width (the export runs the model once at that size)"):
-            export_student(student, written, args.format, args.height, args.width, args.upscale)
-            if args.verify:
-                difference = verify_export(written, student, args.format, args.height, args.width, args.upscale)
-                print(f"largest |{args.format} - PyTorch| over 3 streamed frames: {difference:.2e}")
-                if difference > VERIFY_TOLERANCE:
-                    raise InputError(f"the export differs from PyTorch by {difference:.2e} > {VERIFY_TOLERANCE:g}; "
-                                     f"nothing was written to {output}")
-                os.replace(written, output)
-    finally:
-        if written != output:
-            written.unlink(missing_ok=True)
+    def verify(written: Path) -> None:  # before the file is moved into place: a failed one is not left at -o
+        difference = verify_export(written, student, args.format, args.height, args.width, args.upscale)
+        print(f"largest |{args.format} - PyTorch| over 3 streamed frames: {difference:.2e}")
+        if difference > VERIFY_TOLERANCE:
+            raise InputError(f"the export differs from PyTorch by {difference:.2e} > {VERIFY_TOLERANCE:g}; "
+                             f"nothing was written to {output}")
+
+    with explain_out_of_memory(f"exporting the student for {args.width}x{args.height} frames",
+                               "lower --height / --width (the export runs the model once at that size)"):
+        export_student(student, output, args.format, args.height, args.width, args.upscale,
+                       check=verify if args.verify else None)
     print(f"wrote {output} ({args.format}, {args.width}x{args.height} LR frames -> {out_width}x{out_height}, "
           f"x{scale:g})")
     return 0
