@@ -428,11 +428,11 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     with pytest.raises(InputError, match=r"no ground truth in .* for 1 of the 2 clips in .*: b\.mp4"):
         VideoFolderClips(lr_dir, num_frames=3, gt_folder=gt_dir)
     # what the cut into windows drops is said, not silent: 6-frame videos in 4-frame windows, or shorter than 8
-    assert VideoFolderClips(lr_dir, num_frames=4).note() == ("4 frames after the last whole 4-frame window of a "
-                                                             "video are left out")
-    short = VideoFolderClips(lr_dir, num_frames=8)
+    assert VideoFolderClips(lr_dir, num_frames=4).note() == ("4 frames after the last whole 4-frame window of each "
+                                                             "video are left out (counted over the videos)")
+    short = VideoFolderClips(lr_dir, num_frames=8)  # from Python: the argument's name, not the command's flag
     assert [stop - start for _, start, stop in short.windows] == [6, 6] and short.note() == (
-        "2 of the videos are shorter than --num-frames 8 and give one shorter clip each: a.mp4 (6 frames), "
+        "2 of the videos are shorter than num_frames=8 and give one shorter clip each: a.mp4 (6 frames), "
         "b.mp4 (6 frames)")
     assert VideoFolderClips(lr_dir).note() is None  # whole videos
 

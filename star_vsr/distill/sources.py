@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..degradations.frames import frames_to_clip
-from ..errors import InputError
+from ..errors import InputError, option
 from ..io import VIDEO_EXTENSIONS, probe_video, read_frames
 from ..io.probe import clips_by_name
 
@@ -75,13 +75,13 @@ class VideoFolderClips:
         if self.short:
             listed = ", ".join(f"{name} ({frames} frame{'s' * (frames != 1)})" for name, frames in self.short[:3])
             more = f" and {len(self.short) - 3} more" if len(self.short) > 3 else ""
+            limit = option(f"num_frames={self.num_frames}", f"--num-frames {self.num_frames}")
             parts.append(f"{len(self.short)} of the videos {'is' if len(self.short) == 1 else 'are'} shorter than "
-                         f"--num-frames {self.num_frames} and give{'s' * (len(self.short) == 1)} one shorter clip "
-                         f"each: {listed}{more}")
+                         f"{limit} and give{'s' * (len(self.short) == 1)} one shorter clip each: {listed}{more}")
         if self.frames_left_out:
             parts.append(f"{self.frames_left_out} frame{'s' * (self.frames_left_out != 1)} after the last whole "
-                         f"{self.num_frames}-frame window of a video {'are' if self.frames_left_out != 1 else 'is'} "
-                         "left out")
+                         f"{self.num_frames}-frame window of each video {'are' if self.frames_left_out != 1 else 'is'} "
+                         "left out (counted over the videos)")
         return "; ".join(parts) or None
 
     def _check_gt(self, video: Path, info: Any) -> None:
