@@ -254,7 +254,7 @@ def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_proces
                          f"would average only {batches}; lower --gradient_accumulation_steps or use more clips")
 
 
-def load_checkpoint(accelerator: Any, checkpoint: Path) -> None:
+def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
     """``accelerator.load_state(checkpoint)``; a damaged checkpoint (a truncated or half-copied file: an
     ``OSError``, a safetensors or ``torch.load`` error) is an ``InputError`` naming it and the checkpoint before
     it, not a traceback from deep inside Accelerate. Nothing in the run folder is changed."""

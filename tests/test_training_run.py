@@ -548,7 +548,7 @@ def test_an_epoch_must_fill_a_step():
 def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
     """Only a damaged file is 'damaged; delete it': a shape mismatch (settings changed under
     --allow_changed_settings) or a permission error leaves the checkpoint alone (review)."""
-    from star_vsr.training_run import load_checkpoint
+    from star_vsr.training_run import load_training_checkpoint
 
     checkpoint = tmp_path / "checkpoint-2"
     checkpoint.mkdir()
@@ -563,8 +563,8 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
     mismatch = RuntimeError("Error(s) in loading state_dict for Net:\n\tsize mismatch for w")
     with pytest.raises(InputError, match=r"checkpoint-2 does not fit the model of this run \(Error\(s\) in loading "
                                          r"state_dict for Net:\); resume with the settings that trained it"):
-        load_checkpoint(Loader(mismatch), checkpoint)
+        load_training_checkpoint(Loader(mismatch), checkpoint)
     with pytest.raises(PermissionError):
-        load_checkpoint(Loader(PermissionError(13, "Permission denied")), checkpoint)
+        load_training_checkpoint(Loader(PermissionError(13, "Permission denied")), checkpoint)
     with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(Unable to load weights"):
-        load_checkpoint(Loader(OSError("Unable to load weights from checkpoint file")), checkpoint)
+        load_training_checkpoint(Loader(OSError("Unable to load weights from checkpoint file")), checkpoint)

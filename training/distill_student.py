@@ -52,7 +52,7 @@ from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, apply_run_hyperparameters, check_batches_per_epoch,
-                                   check_number, check_run_settings, checkpoint_step, load_checkpoint,
+                                   check_number, check_run_settings, checkpoint_step, load_training_checkpoint,
                                    parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint,
                                    tensorboard_pattern)
 
@@ -510,7 +510,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     global_step, first_epoch, resume_step = 0, 0, 0
     if path is not None:
         accelerator.print(f"resuming from {path}")
-        load_checkpoint(accelerator, path)
+        load_training_checkpoint(accelerator, path)
         apply_run_hyperparameters(optimizer, lr_scheduler, args)
         global_step = checkpoint_step(path)
         first_epoch = global_step // updates_per_epoch

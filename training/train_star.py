@@ -78,7 +78,7 @@ from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS
 from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, apply_run_hyperparameters,
                                    check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
-                                   load_checkpoint, parse_with_config, prepare_output_dir, record_run_settings,
+                                   load_training_checkpoint, parse_with_config, prepare_output_dir, record_run_settings,
                                    resume_checkpoint, tensorboard_pattern)
 
 logger = get_logger(__name__)
@@ -720,7 +720,7 @@ def main(args: argparse.Namespace) -> None:
     global_step = 0
     if resume_path is not None:
         accelerator.print(f"Resuming from {resume_path}")
-        load_checkpoint(accelerator, resume_path)
+        load_training_checkpoint(accelerator, resume_path)
         apply_run_hyperparameters(optimizer, lr_scheduler, args)
         global_step = checkpoint_step(resume_path)
     elif args.resume_from_checkpoint is not None:

@@ -491,17 +491,19 @@ def open_container(path: Path) -> InputContainer:
         ) from error
 
 
+def video_streams(container: InputContainer) -> list[VideoStream]:
+    """The real video streams of `container`: not cover-art pictures (attached to audio files)."""
+    return [stream for stream in container.streams.video
+            if not stream.disposition & av.stream.Disposition.attached_pic]
+
+
 def find_video_stream(container: InputContainer, path: Path) -> VideoStream:
     """First real video stream of `container` (cover-art pictures are skipped).
 
     Raises `CorruptVideoError` when there is none, `UnsupportedVideoError` when FFmpeg has
     no decoder for it.
     """
-    streams = [
-        stream
-        for stream in container.streams.video
-        if not stream.disposition & av.stream.Disposition.attached_pic
-    ]
+    streams = video_streams(container)
     if not streams:
         raise CorruptVideoError(
             f"{path} contains no video stream; give a video file or a frame folder"
@@ -652,7 +654,7 @@ def _probe_container(path: Path) -> VideoInfo:
             )
         frame_rate = Fraction(rate.numerator, rate.denominator)
         audio, subtitles = container.streams.audio, container.streams.subtitles
-        num_videos = sum(not v.disposition & av.stream.Disposition.attached_pic for v in container.streams.video)
+        num_videos = len(video_streams(container))
         audio_cut = bool(audio) and _frames_beyond_file(audio[0], path) > 0
         codec = stream.codec_context.name
         pix_fmt = stream.codec_context.pix_fmt or "unknown"
