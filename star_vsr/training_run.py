@@ -96,6 +96,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)
     if known.config is not None:
+        _refuse_empty_path(parser, "config", known.config)
         path = Path(known.config)
         if not path.is_file():
             parser.error(f"config file {path} does not exist")
@@ -110,7 +111,17 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
         if unknown:
             parser.error(f"{path}: unknown settings {unknown}")  # the parser adds "(see --help)"
         parser.set_defaults(**{key: _setting(parser, actions[key], value, path) for key, value in settings.items()})
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name in getattr(parser, "path_settings", ()):
+        _refuse_empty_path(parser, name, getattr(args, name, None))
+    return args
+
+
+def _refuse_empty_path(parser: argparse.ArgumentParser, name: str, value: Any) -> None:
+    """An empty path setting (``--output_dir ""``, ``--output_dir "$OUT"`` with ``OUT`` unset, ``output_dir: ''``)
+    is an error: ``Path("")`` is the current folder, so the run would have written its checkpoints there."""
+    if isinstance(value, str) and not value.strip():
+        parser.error(f"--{name} is an empty path (an unset shell variable?); name a file or folder")
 
 
 def _setting(parser: argparse.ArgumentParser, action: argparse.Action, value: Any, path: Path) -> Any:

@@ -814,6 +814,12 @@ def test_bad_paths_are_argparse_errors_before_anything_is_written(tmp_path, caps
         with pytest.raises(SystemExit) as exit_info:
             training_args(None, tmp_path / "out", *extra)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, message
+    # an empty path (an unset shell variable) was the current folder: --output_dir "" wrote the run there
+    for flag in ("--output_dir", "--config", "--train_cache"):
+        with pytest.raises(SystemExit) as exit_info:
+            training_args(None, tmp_path / "out", flag, " ")
+        message = f"{flag} is an empty path (an unset shell variable?); name a file or folder"
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err, flag
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 

@@ -89,6 +89,13 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys):
     assert exit_info.value.code == 2 and "unknown settings ['learning_rte']" in capsys.readouterr().err
     with pytest.raises(InputError, match="exactly one"):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--pretrained_model_name_or_path", "somewhere"])
+    # an empty path (an unset shell variable) was no validation / the current folder, without a word
+    for flag in ("--validation_video", "--output_dir", "--controlnet_model_name_or_path", "--train_data"):
+        with pytest.raises(SystemExit) as exit_info:
+            train_star.parse_args(["--config", str(TINY_CONFIG), flag, ""])
+        message = f"{flag} is an empty path (an unset shell variable?); name a file or folder"
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err, flag
+    assert train_star.parse_args(["--config", str(TINY_CONFIG), "--validation_video", "null"]).validation_video is None
     with pytest.raises(InputError, match="train_data"):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--dataset", "video"])
 

@@ -106,10 +106,11 @@ def _bool(value: str) -> bool:
 
 
 def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type that also accepts ``none`` / ``null`` (-> None)."""
+    """An argparse type that also accepts ``none`` / ``null`` (-> None). An empty value is not None: an unset
+    shell variable (``--validation_video "$VIDEO"``) silently turned validation off; it is an error instead."""
 
     def parse(value: str) -> Any:
-        return None if value.strip().lower() in ("none", "null", "") else kind(value)
+        return None if value.strip().lower() in ("none", "null") else kind(value)
 
     parse.__name__ = getattr(kind, "__name__", "value")
     return parse
