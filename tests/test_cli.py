@@ -1721,5 +1721,7 @@ def test_benchmark_refuses_a_diffusion_folder_in_one_line(tmp_path, capsys, tiny
     args = ["benchmark", "--frames", "2", "--repeats", "1", "--methods", "student", "--size", "16x16",
             "--model", str(tiny_star_folder), "--json", str(tmp_path / "b.json")]
     assert main(args) == 2  # was a TypeError traceback from inside the student's timing loop
-    assert "holds a StarVSRPipeline; benchmark times student pipelines only" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "holds a StarVSRPipeline; benchmark times student pipelines only" in captured.err
+    assert "clip:" not in captured.out  # refused before the clip is made and described
     assert not (tmp_path / "b.json").exists()

@@ -156,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
         check_new_output(args.json, args.overwrite, source=args.input,  # never replaces the video it times
                          file_hint=f"name the file to write: --json {Path(args.json) / 'benchmark.json'}")
     torch.set_num_threads(args.threads)
+    dtype = DTYPE_FLAGS[resolve_dtype(args.dtype, torch.device("cpu"), student=True)]
+    if "student" in methods:  # before the clip line: a diffusion folder or a bad --model is refused up front
+        pipe, description = load_benchmark_student(args.model, args.preset, dtype)
+        pipe.set_progress_bar_config(disable=True)
     with tempfile.TemporaryDirectory(prefix="star-vsr-bench-") as tmp:
         workdir = Path(tmp)
         if args.input is None:
@@ -169,10 +173,7 @@ def run(args: argparse.Namespace) -> int:
               f"OMP_WAIT_POLICY {policy}")
 
         runners: dict[str, Callable[[Path], tuple[int, int]]] = {}
-        dtype = DTYPE_FLAGS[resolve_dtype(args.dtype, torch.device("cpu"), student=True)]
         if "student" in methods:
-            pipe, description = load_benchmark_student(args.model, args.preset, dtype)
-            pipe.set_progress_bar_config(disable=True)
             print(f"student: {description}, {dtype}" + (" (auto: this CPU has AMX)" if args.dtype == "auto" and
                                                         dtype == "bf16" else ""))
             runners["student"] = lambda out: run_student(pipe, input_path, out, args.upscale, args.codec)
