@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
 import torch
 
+from star_vsr.errors import InputError, MissingWeightsError
 from star_vsr.models import (
     SpatialLIEM,
     StarVSRControlNetModel,
@@ -131,6 +133,23 @@ def test_save_load_round_trip(pair, tmp_path):
         tuple(unet2.config.block_out_channels) == TINY["block_out_channels"]
 
 
+def test_a_config_that_does_not_fit_its_weights_or_a_missing_folder_is_refused(pair, tmp_path):
+    # an edited config loaded with the new blocks randomly initialised (only a log line): garbage out
+    unet, controlnet = pair
+    for model, kind in ((unet, StarVSRUNetModel), (controlnet, StarVSRControlNetModel)):
+        folder = tmp_path / kind.__name__
+        model.save_pretrained(folder)
+        config = json.loads((folder / "config.json").read_text())
+        config["attention_levels"] = [True, True]  # transformers on the second level too
+        (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(MissingWeightsError, match=r"config.json does not fit the weights \(\d+ parameters of "
+                                                      r"the model are not in the weights \(e.g. "):
+            kind.from_pretrained(folder)
+        # a name that is not a folder was looked up on the Hugging Face Hub (retries, then an OSError)
+        with pytest.raises(MissingWeightsError, match=r"is not a folder: .* \(star-vsr downloads nothing\)"):
+            kind.from_pretrained("someone/star-unet")
+
+
 def test_invalid_latent_size_is_a_clear_error(pair):
     unet, _ = pair
     x = torch.randn(1, 2, 4, 7, 8)  # odd height cannot survive Downsample/Upsample
@@ -146,6 +165,13 @@ def test_invalid_latent_size_is_a_clear_error(pair):
 ])
 def test_valid_latent_size(h, w, levels, expected):
     assert valid_latent_size(h, w, levels) == expected
+
+
+def test_bad_sizes_of_the_helpers_are_input_errors():
+    with pytest.raises(InputError, match="num_downsamples must be a whole number >= 0, got -1"):
+        valid_latent_size(5, 5, -1)  # was (5, 5.0)
+    with pytest.raises(InputError, match="SpatialLIEM: 12 tokens per frame are not a 4x4 grid"):
+        SpatialLIEM()(torch.rand(2, 12, 8), 4, 4)  # was reshape's "shape '[2, 8, 4, 4]' is invalid"
 
 
 def test_gradient_checkpointing_gives_same_gradients(pair):

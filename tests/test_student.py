@@ -363,6 +363,11 @@ def test_frames_of_the_wrong_layout_or_dtype_are_rejected(model):
         model.step(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), state)
     with pytest.raises(InputError, match=r"floating point in \[0, 1\], got torch.uint8"):
         model(torch.zeros(1, 2, 3, 8, 8, dtype=torch.uint8))
+    # float frames in 0..255 came out as values of -1461 to 2380; no frames was torch.stack's error
+    with pytest.raises(InputError, match=r"lr must have values in \[0, 1\], got .* they look like 0..255 values"):
+        model(torch.rand(1, 2, 3, 8, 8) * 255)
+    with pytest.raises(InputError, match=r"lr has no frames \(shape \(1, 0, 3, 8, 8\)\)"):
+        model(torch.rand(1, 0, 3, 8, 8))
     for frame in (torch.rand(1, 1, 8, 8), torch.rand(3, 8, 8), torch.rand(1, 4, 8, 8)):
         with pytest.raises(InputError, match=r"must be \(batch, 3, h, w\), got"):
             model.step(frame, state)
@@ -586,6 +591,24 @@ def test_device_errors_name_the_python_argument_in_python_and_the_flag_in_the_co
 def test_missing_folder_is_a_missing_weights_error(tmp_path):
     with pytest.raises(MissingWeightsError, match="training/distill_student.py"):
         StarStudentPipeline.from_pretrained(tmp_path / "nothing")
+
+
+def test_a_student_whose_config_does_not_fit_its_weights_is_refused(pipe, tmp_path):
+    # an edited num_blocks loaded with two blocks randomly initialised, or two dropped (a log line): garbage out
+    pipe.save_pretrained(tmp_path / "student")
+    config_file = tmp_path / "student" / "student" / "config.json"
+    config = json.loads(config_file.read_text())
+    for change, match in ((2, r"\d+ parameters of the model are not in the weights \(e.g. trunk\."),
+                          (-1, r"\d+ in the weights have no place in the model \(e.g. trunk\.")):
+        config_file.write_text(json.dumps({**config, "num_blocks": config["num_blocks"] + change}))
+        with pytest.raises(MissingWeightsError, match=match):
+            StarStudentPipeline.from_pretrained(tmp_path / "student")
+        with pytest.raises(MissingWeightsError, match="config.json does not fit the weights"):
+            StarStudentModel.from_pretrained(tmp_path / "student", subfolder="student")
+    config_file.write_text(json.dumps(config))
+    model, info = StarStudentModel.from_pretrained(tmp_path / "student", subfolder="student", output_loading_info=True)
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == []
+    assert all(torch.equal(value, model.state_dict()[key]) for key, value in pipe.student.state_dict().items())
 
 
 def test_auto_dtype_is_bfloat16_for_a_student_on_a_cpu_with_amx(pipe, tmp_path, monkeypatch):

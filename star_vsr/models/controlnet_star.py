@@ -18,6 +18,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from .loading import LocalModelMixin
 from .resnet import check_latent_size
 from .unet_blocks import FrameTimestepEmbedding, StarEncoder
 from .unet_star import StarVSRUNetModel
@@ -44,7 +45,7 @@ class StarVSRControlNetOutput(BaseOutput):
     mid_block_res_sample: torch.Tensor
 
 
-class StarVSRControlNetModel(ModelMixin, ConfigMixin):
+class StarVSRControlNetModel(LocalModelMixin, ModelMixin, ConfigMixin):
     r"""Video ControlNet of STAR: UNet-encoder copy + zero-initialised hint conv and 1x1 outputs.
 
     Parameters:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 LIEM_PLACEMENTS: tuple[str, ...] = ("after_norm", "before_norm")
 
 #: Kernel of the spatial gate's convolution (STAR uses a 7x7 window, as CBAM does).
@@ -46,6 +48,8 @@ class SpatialLIEM(nn.Module):
     def forward(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
         # tokens: (b*n, h*w, c)
         bn, hw, c = tokens.shape
+        if hw != height * width:  # was reshape's "shape '[...]' is invalid"
+            raise InputError(f"SpatialLIEM: {hw} tokens per frame are not a {height}x{width} grid")
         image = tokens.transpose(1, 2).reshape(bn, c, height, width)  # (b*n, c, h, w)
         gate = torch.sigmoid(self.conv(_channel_max_mean(image, dim=1)))  # (b*n, 1, h, w)
         return tokens * gate.reshape(bn, hw, 1)

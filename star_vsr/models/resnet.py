@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
+
 #: Number of (GroupNorm, SiLU, Conv3d) stages in a temporal convolution block.
 TEMPORAL_CONV_STAGES = 4
 #: Dropout of the temporal convolution stages 2..4 during training (released model: 0.1).
@@ -115,6 +117,8 @@ def valid_latent_size(height: int, width: int, num_downsamples: int) -> tuple[in
     2**num_downsamples. For the released 4-level UNet that means height = 2 (mod 8) and
     width = 0 (mod 8), e.g. 90 x 160 for a 720 x 1280 frame.
     """
+    if isinstance(num_downsamples, bool) or not isinstance(num_downsamples, int) or num_downsamples < 0:
+        raise InputError(f"num_downsamples must be a whole number >= 0, got {num_downsamples!r}")
 
     def height_ok(h: int) -> bool:
         for _ in range(num_downsamples):

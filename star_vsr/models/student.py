@@ -105,6 +105,8 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from ..errors import InputError
+from ..frames import check_unit_range
+from .loading import LocalModelMixin
 
 #: Output / input size ratios the student accepts.
 MIN_SCALE, MAX_SCALE = 1.0, 4.0
@@ -404,7 +406,7 @@ class ScaleModulation(nn.Module):
         return features * (1 + gamma[..., None, None]) + beta[..., None, None]
 
 
-class StarStudentModel(ModelMixin, ConfigMixin):
+class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
     r"""Compact online recurrent video SR network with a cleaning front end and any scale in [1, 4].
 
     Parameters:
@@ -638,7 +640,8 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         """Upscale one frame of a stream.
 
         Args:
-            lr_frame: (b, 3, h, w) in [0, 1].
+            lr_frame: (b, 3, h, w) in [0, 1] (its values are not checked here, on the streaming path of every
+                frame; ``forward`` and the pipeline check them).
             state: from ``init_state`` for the first frame, then from the previous ``step``.
             scale: output / input size in [1, 4]; None for ``config.scale``.
 
@@ -671,7 +674,10 @@ class StarStudentModel(ModelMixin, ConfigMixin):
         """
         if lr.ndim != 5 or lr.shape[2] != 3:
             raise InputError(f"lr must be (batch, frames, 3, h, w), got {tuple(lr.shape)}")
+        if lr.shape[1] == 0:
+            raise InputError(f"lr has no frames (shape {tuple(lr.shape)})")
         _check_float_pixels(lr)
+        check_unit_range(lr, "lr")  # 0..255 values came out as garbage (one check per clip; step checks the dtype)
         scale = self.check_scale(scale)
         b, n, _, h, w = lr.shape
         if state is None:

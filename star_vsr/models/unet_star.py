@@ -18,6 +18,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from .loading import LocalModelMixin
 from .resnet import check_latent_size, valid_latent_size
 from .unet_blocks import FrameTimestepEmbedding, StarEncoder, UpLevel
 
@@ -33,7 +34,7 @@ class StarVSRUNetOutput(BaseOutput):
     sample: torch.Tensor
 
 
-class StarVSRUNetModel(ModelMixin, ConfigMixin):
+class StarVSRUNetModel(LocalModelMixin, ModelMixin, ConfigMixin):
     r"""Video UNet with spatial/temporal transformers, temporal convolutions and LIEM gates.
 
     Parameters:

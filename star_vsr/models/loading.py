@@ -1,0 +1,43 @@
+"""``from_pretrained`` of this project's models: local folders only, and weights that fit the config exactly.
+
+diffusers' ``ModelMixin.from_pretrained`` asks the Hugging Face Hub for a name that is not a local folder (here
+with no network: five retries, then an ``OSError``), and loads a folder whose ``config.json`` no longer fits its
+weights (a block count edited, files from two models) with only a log line: parameters missing from the file are
+left randomly initialised, extra ones dropped, and the model runs, giving garbage. ``LocalModelMixin`` makes both
+a ``MissingWeightsError``; a change of a tensor's shape was already an error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Union
+
+from ..errors import MissingWeightsError
+
+
+class LocalModelMixin:
+    """Put before ``ModelMixin`` in a model's bases: its ``from_pretrained`` reads a local folder only (nothing
+    is downloaded) and refuses weights that leave a parameter of the config's model unset or that hold parameters
+    it has no place for. ``output_loading_info=True`` still returns ``(model, info)``."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, Path], **kwargs: Any) -> Any:
+        folder = Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
+        if not folder.is_dir():
+            raise MissingWeightsError(f"{folder} is not a folder: {cls.__name__}.from_pretrained loads a folder "
+                                      f"written by save_pretrained (star-vsr downloads nothing)")
+        kwargs["local_files_only"] = True
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path,  # type: ignore[misc]
+                                              output_loading_info=True, **kwargs)
+        missing, unexpected = list(info["missing_keys"]), list(info["unexpected_keys"])
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} parameters of the model are not in the weights (e.g. {missing[0]})")
+            if unexpected:
+                parts.append(f"{len(unexpected)} in the weights have no place in the model (e.g. {unexpected[0]})")
+            raise MissingWeightsError(f"{folder}: config.json does not fit the weights ({'; '.join(parts)}): the "
+                                      f"config was edited or the files come from different models; copy or save "
+                                      f"the folder again")
+        return (model, info) if want_info else model
