@@ -108,6 +108,13 @@ def test_rgb_to_y_is_matlab_bt601_studio_swing():
     y = rgb_to_y(pixels)  # (1, 5)
     np.testing.assert_allclose(y[0], [16.0, 235.0, 16 + 65.481, 16 + 128.553, 16 + 24.966], atol=1e-9)
     np.testing.assert_allclose(rgb_to_y(pixels.astype(np.float32) / 255), y, atol=1e-4)
+    # float frames in [0, 255] gave luma up to 55861; a list or a grayscale frame was numpy's traceback
+    with pytest.raises(InputError, match=r"frame is float with values in \[0, 255\]; float frames must lie in"):
+        rgb_to_y(pixels.astype(np.float64))
+    with pytest.raises(InputError, match="frame must be a numpy array shaped"):
+        rgb_to_y([[0.5, 0.5, 0.5]])
+    with pytest.raises(InputError, match=r"frame must be RGB shaped \(h, w, 3\), got shape \(1, 5, 4\)"):
+        rgb_to_y(np.zeros((1, 5, 4), np.uint8))
 
 
 @pytest.mark.parametrize("name", sorted(PHOTOS))
@@ -197,6 +204,8 @@ def test_bad_inputs_raise_input_error(photo_pairs):
         psnr(pred[..., 0], gt[..., 0])
     with pytest.raises(InputError, match="crop_border"):
         psnr(pred, gt, crop_border=200)
+    with pytest.raises(InputError, match="crop_border must be an integer >= 0, got True"):  # was a 1-pixel crop
+        psnr(pred, gt, crop_border=True)
     with pytest.raises(InputError, match="11x11"):
         ssim(pred[:24, :24], gt[:24, :24], crop_border=8)
     with pytest.raises(InputError, match="channel"):
@@ -255,6 +264,13 @@ def test_non_occlusion_mask_forward_backward_check():
     mask = non_occlusion_mask(split, backward)
     assert not mask[:, width // 2 - 1].any()  # the boundary column is excluded
     assert mask[:, : width // 2 - 2].all()
+
+
+def test_warping_error_of_frames_too_small_for_the_flow_is_an_input_error():
+    frames = np.zeros((3, 11, 40, 3), np.uint8)  # was OpenCV's "(-201:Incorrect size of input array)"
+    with pytest.raises(InputError, match="needs frames of at least 12x12 pixels for its optical flow, got 40x11"):
+        warping_error(frames)
+    assert warping_error(np.zeros((3, 12, 12, 3), np.uint8)) == 0.0
 
 
 def test_static_clip_has_zero_warping_error():

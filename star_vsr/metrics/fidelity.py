@@ -63,7 +63,18 @@ def rgb_to_y(frame: np.ndarray) -> np.ndarray:
 
     Returns:
         (...) ``float64`` luma on the 8-bit scale, in [16, 235]; not rounded.
+
+    Raises:
+        InputError: not a numpy array of RGB pixels, or float values outside [0, 1] (a float frame in [0, 255]
+            gave luma up to 55861).
     """
+    ndim = frame.ndim if isinstance(frame, np.ndarray) and frame.ndim >= 1 else 3
+    check_frames(frame, "frame", ndim=ndim)
+    return _luma(frame)
+
+
+def _luma(frame: np.ndarray) -> np.ndarray:
+    """``rgb_to_y`` of a frame already checked."""
     rgb = to_float255(frame)  # (..., 3) in [0, 255]
     weights = np.asarray(Y_WEIGHTS_BT601, dtype=np.float64) / PIXEL_MAX_8BIT
     return rgb @ weights + Y_OFFSET_BT601
@@ -78,7 +89,7 @@ def _prepare_pair(
     check_same_shape(pred, gt, "pred", "gt")
     if channel not in CHANNELS:
         raise InputError(f"channel must be one of {CHANNELS}, got {channel!r}.")
-    if not isinstance(crop_border, (int, np.integer)) or crop_border < 0:
+    if isinstance(crop_border, bool) or not isinstance(crop_border, (int, np.integer)) or crop_border < 0:
         raise InputError(f"crop_border must be an integer >= 0, got {crop_border!r}.")
     height, width = pred.shape[:2]
     if 2 * crop_border >= min(height, width):
@@ -87,7 +98,7 @@ def _prepare_pair(
             "use a smaller crop_border (usually the SR scale)."
         )
     if channel == "y":
-        pred_c, gt_c = rgb_to_y(pred)[..., None], rgb_to_y(gt)[..., None]  # (h, w, 1)
+        pred_c, gt_c = _luma(pred)[..., None], _luma(gt)[..., None]  # (h, w, 1)
     else:
         pred_c, gt_c = to_float255(pred), to_float255(gt)  # (h, w, 3)
     if crop_border > 0:

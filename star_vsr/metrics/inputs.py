@@ -30,7 +30,7 @@ def check_frames(frames: np.ndarray, name: str, ndim: int) -> None:
         InputError: not a numpy array, wrong rank, not 3 channels, empty, unsupported dtype, or
             floats outside [0, 1] / not finite.
     """
-    layout = "(h, w, 3)" if ndim == 3 else "(n, h, w, 3)"
+    layout = {3: "(h, w, 3)", 4: "(n, h, w, 3)"}.get(ndim, "(..., 3)")
     if not isinstance(frames, np.ndarray):
         raise InputError(f"{name} must be a numpy array shaped {layout}, got {type(frames).__name__}.")
     if frames.ndim != ndim or frames.shape[-1] != 3:

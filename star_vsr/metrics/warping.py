@@ -43,6 +43,8 @@ from star_vsr.progress import bar_options
 
 #: OpenCV DIS preset used for every flow (see the module docstring for why MEDIUM).
 DIS_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+#: Smallest frame height and width DIS estimates a flow on (smaller is a ``cv2.error``).
+MIN_FLOW_SIZE = 12
 #: Forward-backward consistency thresholds of Sundaram et al. 2010 (relative, absolute px^2).
 FB_ALPHA1 = 0.01
 FB_ALPHA2 = 0.5
@@ -170,7 +172,8 @@ def warping_error(
         E*warp x 1e3 (0 for a perfectly consistent clip; lower is better).
 
     Raises:
-        InputError: fewer than 2 frames, a bad frame array, or ``flow_frames`` of another shape.
+        InputError: fewer than 2 frames, frames smaller than ``MIN_FLOW_SIZE`` on a side, a bad frame array, or
+            ``flow_frames`` of another shape.
     """
     check_frames(frames, "frames", ndim=4)
     if flow_frames is None:
@@ -182,6 +185,9 @@ def warping_error(
         raise InputError(
             f"The warping error needs at least 2 frames, got a clip of shape {tuple(frames.shape)}."
         )
+    if min(frames.shape[1:3]) < MIN_FLOW_SIZE:  # was OpenCV's "(-201:Incorrect size of input array)"
+        raise InputError(f"The warping error needs frames of at least {MIN_FLOW_SIZE}x{MIN_FLOW_SIZE} pixels for "
+                         f"its optical flow, got {frames.shape[2]}x{frames.shape[1]}.")
 
     errors = []
     for t in tqdm(range(len(frames) - 1), desc="E*warp", disable=not progress, **bar_options()):
