@@ -19,6 +19,7 @@ from star_vsr.data import (
     ImageMotionDataset,
     VideoClipDataset,
     list_clip_sources,
+    make_pair,
 )
 from star_vsr.data.video_clips import sample_frame_indices
 from star_vsr.errors import InputError, VideoNotFoundError
@@ -83,6 +84,32 @@ def test_motion_clip_items_shapes_ranges_and_hint(photos):
     clean = ImageMotionDataset(photos[:1], num_frames=2, crop_size=32, degradation=None)[0]
     bicubic = F.interpolate(clean["gt"], size=(8, 8), mode="bicubic", antialias=True, align_corners=False)
     torch.testing.assert_close(clean["lq"], (bicubic.clamp(0, 1) * 255).round() / 255)
+
+
+def test_a_bicubic_pair_checks_its_clip_as_the_chain_does():
+    # unchecked: 18x16 at x4 gave a 4x4 LR clip of a misaligned pair; 0..255 floats an all-white LR clip
+    pair = make_pair(torch.rand(2, 3, 16, 12), 4, None, 0)
+    assert pair["lq"].shape == (2, 3, 4, 3) and pair["hint"].shape == (2, 3, 16, 12)
+    for gt, match in ((torch.rand(2, 3, 18, 16), "Frame size 18x16 is not divisible by scale 4; crop the clip to 16"),
+                      (torch.rand(2, 3, 16, 16) * 255, r"gt values must be in \[0, 1\], got \[0"),
+                      ((torch.rand(2, 3, 16, 16) * 255).byte(), "gt must be a float tensor in"),
+                      (torch.rand(3, 16, 16), r"gt must be shaped \(n, 3, h, w\) with n >= 1, got \(3, 16, 16\)")):
+        with pytest.raises(InputError, match=match):
+            make_pair(gt, 4, None, 0)
+    with pytest.raises(InputError, match="scale"):
+        make_pair(torch.rand(2, 3, 16, 16), 5, None, 0)
+
+
+def test_a_negative_seed_or_an_unknown_backend_is_refused_where_it_is_given(photos, tmp_path):
+    # a negative seed failed at the first item with NumPy's "expected non-negative integer"
+    with pytest.raises(InputError, match="seed must be a whole number >= 0, got -1"):
+        ImageMotionDataset(photos[:1], num_frames=2, crop_size=16, seed=-1)
+    with pytest.raises(InputError, match="seed must be a whole number >= 0, got -1"):
+        EpochShuffleSampler(3, seed=-1)
+    # an unknown backend skipped every source as unreadable and blamed the training data
+    video = write_test_video(tmp_path / "a.mp4", 4, size=(16, 16))
+    with pytest.raises(InputError, match="backend must be 'auto', 'decord' or 'pyav', got 'ffmpeg'"):
+        VideoClipDataset(video, num_frames=2, crop_size=16, backend="ffmpeg")
 
 
 def test_motion_clips_are_deterministic_per_seed_index_and_epoch(photos):

@@ -55,6 +55,13 @@ def as_size(size: CropSize, name: str = "crop_size") -> tuple[int, int]:
     return pair
 
 
+def check_seed(seed: int) -> None:
+    """``InputError`` unless ``seed`` is a whole number >= 0: NumPy's seed sequences refuse negative ones, so a
+    negative seed failed at the first item ("expected non-negative integer"), not where it was given."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
+
+
 def sample_seed_sequence(seed: int, epoch: int, index: int, attempt: int = 0) -> np.random.SeedSequence:
     """The SeedSequence of one sample; everything random about the sample derives from it."""
     return np.random.SeedSequence([int(seed), int(epoch), int(index), int(attempt)])
@@ -91,6 +98,7 @@ class ClipPairDataset(Dataset, ABC):
             raise InputError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
         if length is not None and length < 1:
             raise InputError(f"length must be >= 1 or None, got {length}")
+        check_seed(seed)
         self.crop_size = as_size(crop_size)
         self.degradation = resolve_degradation(degradation, scale)
         if self.crop_size[0] % scale or self.crop_size[1] % scale:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from star_vsr.degradations import PRESETS, DegradationConfig, RealWorldDegradation
 from star_vsr.degradations.config import check_scale
 from star_vsr.degradations.frames import quantize
+from star_vsr.degradations.pipeline import check_hr_clip
 from star_vsr.errors import InputError
 
 DegradationSpec = Union[str, DegradationConfig, None]
@@ -59,11 +60,15 @@ def make_pair(gt: torch.Tensor, scale: int, degradation: RealWorldDegradation | 
     Returns:
         ``{"gt": (n, 3, H, W), "lq": (n, 3, H / scale, W / scale), "hint": (n, 3, H, W)}``, float32 in [0, 1].
     """
-    h, w = gt.shape[-2:]
     if degradation is None:
-        lq = F.interpolate(gt, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False)
+        # the chain checks its own input; unchecked, bicubic made misaligned pairs and all-white LR of 0..255 frames
+        check_scale(scale)
+        check_hr_clip(gt, scale, name="gt")
+        lq = F.interpolate(gt, size=(gt.shape[-2] // scale, gt.shape[-1] // scale), mode="bicubic", antialias=True,
+                           align_corners=False)
         lq = quantize(lq)  # (n, 3, h / s, w / s)
     else:
         lq = degradation(gt, seed=seed)  # (n, 3, h / s, w / s)
+    h, w = gt.shape[-2:]
     hint = F.interpolate(lq, size=(h, w), mode="bilinear", align_corners=False)  # (n, 3, H, W)
     return {"gt": gt, "lq": lq, "hint": hint}

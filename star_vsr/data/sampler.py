@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from star_vsr.data.base import check_seed
 from star_vsr.errors import InputError
 
 
@@ -28,6 +29,7 @@ class EpochShuffleSampler(Sampler[int]):
     def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True) -> None:
         if num_samples < 1:
             raise InputError(f"num_samples must be >= 1, got {num_samples}")
+        check_seed(seed)
         self.num_samples = int(num_samples)
         self.seed = int(seed)
         self.shuffle = shuffle

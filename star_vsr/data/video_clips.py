@@ -176,6 +176,8 @@ class VideoClipDataset(ClipPairDataset):
                  scale: int = 4, degradation: DegradationSpec = "medium", frame_interval: FrameInterval = 1,
                  random_flip: bool = True, caption_dropout: float = 0.0, default_caption: str = "", seed: int = 0,
                  length: Optional[int] = None, backend: Literal["auto", "decord", "pyav"] = "auto") -> None:
+        if backend not in ("auto", "decord", "pyav"):  # else every source was skipped as unreadable, blaming the data
+            raise InputError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
         self.sources = list_clip_sources(source)
         super().__init__(len(self.sources), num_frames, crop_size, scale, degradation, caption_dropout, seed, length)
         if isinstance(frame_interval, (int, np.integer)) and not isinstance(frame_interval, bool):

@@ -98,7 +98,7 @@ class RealWorldDegradation:
             (n, 3, h / scale, w / scale) float32 LR clip in [0, 1], on 8-bit levels.
         """
         # 1. Check inputs
-        self._check_clip(hr)
+        check_hr_clip(hr, self.scale)
         h, w = hr.shape[-2:]
         lr_size = (h // self.scale, w // self.scale)
         x = hr.to(torch.float32)  # (n, 3, h, w)
@@ -132,36 +132,39 @@ class RealWorldDegradation:
             x = frames_to_clip(compressed)
         return x
 
-    def _check_clip(self, hr: torch.Tensor) -> None:
-        if not isinstance(hr, torch.Tensor):
-            raise InputError(
-                f"hr must be a torch.Tensor shaped (n, 3, h, w), got {type(hr).__name__}."
-            )
-        if hr.ndim != 4 or hr.shape[1] != 3 or hr.shape[0] < 1:
-            raise InputError(f"hr must be shaped (n, 3, h, w) with n >= 1, got {tuple(hr.shape)}.")
-        if not hr.is_floating_point():
-            raise InputError(
-                f"hr must be a float tensor in [0, 1], got {hr.dtype}; divide uint8 frames by 255."
-            )
-        if hr.device.type != "cpu":
-            raise InputError(
-                f"hr is on {hr.device}; the degradation chain runs on the CPU (JPEG and video "
-                "codec stages), so pass hr.cpu()."
-            )
-        _, _, h, w = hr.shape
-        if h < self.scale or w < self.scale:
-            raise InputError(f"Frame size {h}x{w} is smaller than the scale {self.scale}.")
-        if h % self.scale or w % self.scale:
-            raise InputError(
-                f"Frame size {h}x{w} is not divisible by scale {self.scale}; crop the clip to "
-                f"{h - h % self.scale}x{w - w % self.scale} first."
-            )
-        low, high = hr.aminmax()
-        if not (low >= -RANGE_TOLERANCE and high <= 1 + RANGE_TOLERANCE):  # False for NaN too
-            raise InputError(
-                f"hr values must be in [0, 1], got [{low.item():.4g}, {high.item():.4g}]; "
-                "for [-1, 1] tensors use (hr + 1) / 2."
-            )
+
+def check_hr_clip(hr: torch.Tensor, scale: int, name: str = "hr") -> None:
+    """``InputError`` unless ``hr`` is a CPU float (n, 3, h, w) clip in [0, 1] with h and w divisible by
+    ``scale``: the input of the chain, and of bicubic downsampling (``star_vsr.data.make_pair``)."""
+    if not isinstance(hr, torch.Tensor):
+        raise InputError(
+            f"{name} must be a torch.Tensor shaped (n, 3, h, w), got {type(hr).__name__}."
+        )
+    if hr.ndim != 4 or hr.shape[1] != 3 or hr.shape[0] < 1:
+        raise InputError(f"{name} must be shaped (n, 3, h, w) with n >= 1, got {tuple(hr.shape)}.")
+    if not hr.is_floating_point():
+        raise InputError(
+            f"{name} must be a float tensor in [0, 1], got {hr.dtype}; divide uint8 frames by 255."
+        )
+    if hr.device.type != "cpu":
+        raise InputError(
+            f"{name} is on {hr.device}; the degradation chain runs on the CPU (JPEG and video "
+            f"codec stages), so pass {name}.cpu()."
+        )
+    _, _, h, w = hr.shape
+    if h < scale or w < scale:
+        raise InputError(f"Frame size {h}x{w} is smaller than the scale {scale}.")
+    if h % scale or w % scale:
+        raise InputError(
+            f"Frame size {h}x{w} is not divisible by scale {scale}; crop the clip to "
+            f"{h - h % scale}x{w - w % scale} first."
+        )
+    low, high = hr.aminmax()
+    if not (low >= -RANGE_TOLERANCE and high <= 1 + RANGE_TOLERANCE):  # False for NaN too
+        raise InputError(
+            f"{name} values must be in [0, 1], got [{low.item():.4g}, {high.item():.4g}]; "
+            f"for [-1, 1] tensors use ({name} + 1) / 2."
+        )
 
 
 def make_generator(seed: int | torch.Generator) -> torch.Generator:
