@@ -26,6 +26,7 @@ from star_vsr.losses.distillation import (
     VGG19_LAYERS,
     DistillationCriterion,
     DistillationLossConfig,
+    FeatureDistillationLoss,
     TimeDistillationLoss,
     VGGPerceptualLoss,
     attention_map,
@@ -192,6 +193,17 @@ def test_criterion_explains_missing_inputs():
         DistillationLossConfig(teacher_charbonnier=0.0)
     with pytest.raises(InputError, match="no feature tap"):
         DistillationCriterion(DistillationLossConfig(space=1.0, space_features=("nope",)), student.feature_channels)
+    with pytest.raises(InputError, match=r"space_features must be a list of names, e.g. \['hr_features'\]"):
+        DistillationLossConfig(space=1.0, space_features="hr_features")  # was split into taps 'h', 'r', ...
+    # a missing tap was a bare KeyError, a tap of another width the 1x1 convolution's error
+    loss = FeatureDistillationLoss({"hr_features": 4}, {"hr_features": 8})
+    student_features = {"hr_features": torch.rand(1, 2, 4, 8, 8)}
+    teacher_features = {"hr_features": torch.rand(1, 2, 8, 8, 8)}
+    assert loss(student_features, teacher_features).ndim == 0
+    with pytest.raises(InputError, match=r"the teacher features have no 'hr_features' tap \(they have \['lr'\]\)"):
+        loss(student_features, {"lr": teacher_features["hr_features"]})
+    with pytest.raises(InputError, match="student features have 5 channels, this loss was built for 4"):
+        loss({"hr_features": torch.rand(1, 2, 5, 8, 8)}, teacher_features)
 
 
 @pytest.fixture(scope="module")

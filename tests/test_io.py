@@ -187,6 +187,9 @@ def test_interlaced_video_is_deinterlaced_on_request(tmp_path, videos):
         np.testing.assert_array_equal(np.stack(list(auto)), np.stack(list(plain)))  # progressive: untouched
     with pytest.raises(InputError, match="deinterlace"):
         open_video(path, deinterlace="yes")
+    assert reader_module.deinterlace_choice("on") is True
+    with pytest.raises(InputError, match="deinterlace must be one of auto, on, off, got 'yes'"):  # was a KeyError
+        reader_module.deinterlace_choice("yes")
 
 
 def test_frames_given_one_time_are_written_a_tick_apart(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import skimage.data
 import torch
@@ -127,6 +128,15 @@ def test_l2_distance_and_argument_checks():
         loss(pred, target[..., :-1], torch.zeros(1))
     with pytest.raises(InputError, match="timesteps"):
         loss(pred, target, torch.zeros(2))
+    # NaN made every loss NaN, t_max=1.9 was truncated to 1, a list of timesteps was an AttributeError
+    for kwargs, match in (({"alpha": float("nan")}, "alpha must be a finite number >= 0, got nan"),
+                          ({"beta": -1.0}, "beta must be a finite number >= 0, got -1.0"),
+                          ({"t_max": 1.9}, "t_max must be a whole number >= 1, got 1.9")):
+        with pytest.raises(InputError, match=match):
+            DynamicFrequencyLoss(**kwargs)
+    assert DynamicFrequencyLoss(alpha=np.float32(2), t_max=np.int64(999)).t_max == 999
+    with pytest.raises(InputError, match=r"timesteps must be a torch.Tensor shaped \(1,\), got list"):
+        loss(pred, target, [0])
 
 
 # --- the whole objective -------------------------------------------------------------------------

@@ -265,6 +265,8 @@ DEINTERLACE_CHOICES: dict[str, bool | Literal["auto"]] = {"auto": "auto", "on": 
 
 def deinterlace_choice(value: str) -> bool | Literal["auto"]:
     """``--deinterlace auto|on|off`` as `open_video`'s `deinterlace` argument."""
+    if value not in DEINTERLACE_CHOICES:  # was a KeyError
+        raise InputError(f"deinterlace must be one of {', '.join(DEINTERLACE_CHOICES)}, got {value!r}")
     return DEINTERLACE_CHOICES[value]
 
 

@@ -201,6 +201,7 @@ class FeatureDistillationLoss(nn.Module):
             raise InputError(f"feature distillation needs the same taps in student and teacher; "
                              f"only one side has {missing}")
         self.names = tuple(sorted(student_channels))
+        self.student_channels, self.teacher_channels = dict(student_channels), dict(teacher_channels)
         self.adapters = nn.ModuleDict({
             name: nn.Conv2d(student_channels[name], teacher_channels[name], kernel_size=1)
             for name in self.names if student_channels[name] != teacher_channels[name]
@@ -210,8 +211,17 @@ class FeatureDistillationLoss(nn.Module):
                 teacher_features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         losses = []
         for name in self.names:
+            for side, features in (("student", student_features), ("teacher", teacher_features)):
+                if name not in features:  # was a bare KeyError
+                    raise InputError(f"feature distillation of {name!r}: the {side} features have no {name!r} tap "
+                                     f"(they have {sorted(features)})")
             student, teacher = student_features[name], teacher_features[name].detach()
             _check_pair(student, teacher, f"feature distillation of {name!r}")
+            for side, tensor, width in (("student", student, self.student_channels[name]),
+                                        ("teacher", teacher, self.teacher_channels[name])):
+                if tensor.shape[2] != width:  # was the 1x1 convolution's error
+                    raise InputError(f"feature distillation of {name!r}: {side} features have {tensor.shape[2]} "
+                                     f"channels, this loss was built for {width}")
             if name in self.adapters:
                 b, n = student.shape[:2]
                 student = self.adapters[name](student.flatten(0, 1)).unflatten(0, (b, n))  # (b, n, c_t, h, w)
@@ -358,7 +368,10 @@ class DistillationLossConfig:
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise InputError(f"loss weight {name} must be a finite number >= 0, got {value!r}")
         for name in ("space_features", "time_features", "feature_names", "perceptual_layers"):
-            setattr(self, name, tuple(getattr(self, name)))
+            names = getattr(self, name)  # a string was split into one-letter tap names
+            if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+                raise InputError(f"{name} must be a list of names, e.g. [{names!r}], got {names!r}")
+            setattr(self, name, tuple(names))
         if self.perceptual_target not in ("gt", "teacher"):
             raise InputError(f"perceptual_target must be 'gt' or 'teacher', got {self.perceptual_target!r}")
         if self.total_weight == 0:

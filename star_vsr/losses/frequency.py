@@ -28,6 +28,8 @@ undocumented extra factor 0.01. This module weighs the term exactly as the equat
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -114,12 +116,11 @@ class DynamicFrequencyLoss(nn.Module):
     def __init__(self, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA, t_max: int = DEFAULT_T_MAX,
                  cutoff: float = DEFAULT_CUTOFF, distance: Distance = "l1") -> None:
         super().__init__()
-        if alpha < 0:
-            raise InputError(f"alpha must be >= 0, got {alpha}")
-        if beta < 0:
-            raise InputError(f"beta must be >= 0, got {beta}")
-        if t_max < 1:
-            raise InputError(f"t_max must be >= 1, got {t_max}")
+        for name, value in (("alpha", alpha), ("beta", beta)):  # NaN made every loss NaN
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+                raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
+        if isinstance(t_max, bool) or not isinstance(t_max, numbers.Integral) or t_max < 1:  # 1.9 was truncated to 1
+            raise InputError(f"t_max must be a whole number >= 1, got {t_max!r}")
         if not 0 < cutoff <= MAX_CUTOFF:
             raise InputError(f"cutoff must be in (0, {MAX_CUTOFF:.4f}] cycles per pixel, got {cutoff}")
         if distance not in DISTANCES:
@@ -184,6 +185,9 @@ class DynamicFrequencyLoss(nn.Module):
         """
         if pred.shape != target.shape:
             raise InputError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
+        if not isinstance(timesteps, torch.Tensor):  # a list was an AttributeError
+            raise InputError(f"timesteps must be a torch.Tensor shaped ({pred.shape[0]},), got "
+                             f"{type(timesteps).__name__}")
         if timesteps.ndim != 1 or timesteps.shape[0] != pred.shape[0]:
             raise InputError(f"timesteps must be shaped ({pred.shape[0]},), got {tuple(timesteps.shape)}")
         # the DFT is linear: the bands of (pred - target) are the differences of the bands
