@@ -478,6 +478,17 @@ def test_invalid_order_settings_name_the_field(change: dict, field_name: str) ->
         OrderConfig(**change)
 
 
+def test_ranges_from_yaml_lists_and_numpy_numbers_are_accepted() -> None:
+    # a YAML list and NumPy scalars were refused ("must be a (min, max) tuple of numbers")
+    config = OrderConfig(blur_sigma_range=[0.2, 1.5], jpeg_quality_range=(np.int64(40), 90))
+    assert config.blur_sigma_range == (0.2, 1.5) and config.jpeg_quality_range == (40, 90)
+    assert all(type(v) is int for v in config.jpeg_quality_range)
+    assert RealWorldDegradation(DegradationConfig(), scale=np.int64(4)).scale == 4
+    with pytest.raises(InputError, match=r"second_order must be a OrderConfig, got NoneType \(to leave the second "
+                                         r"order out: second_order_prob=0\)"):
+        DegradationConfig(second_order=None)
+
+
 def test_disabled_stages_are_not_drawn() -> None:
     config = DegradationConfig(
         first_order=OrderConfig(

@@ -14,6 +14,7 @@ clip (see `star_vsr.degradations.params`).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 from star_vsr.errors import InputError
@@ -278,9 +279,10 @@ class DegradationConfig:
             ("codec", CodecConfig),
         ):
             if not isinstance(getattr(self, name), kind):
+                hint = " (to leave the second order out: second_order_prob=0)" if name == "second_order" else ""
                 raise InputError(
                     f"DegradationConfig.{name} must be a {kind.__name__}, "
-                    f"got {type(getattr(self, name)).__name__}."
+                    f"got {type(getattr(self, name)).__name__}{hint}."
                 )
         for name in ("second_order_prob", "final_sinc_prob", "sinc_before_jpeg_prob"):
             _check_probability(self, name)
@@ -348,13 +350,14 @@ class DegradationConfig:
 
 
 def check_scale(scale: int) -> int:
-    """Return `scale` if the chain supports it, else raise `InputError` listing the choices."""
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in SUPPORTED_SCALES:
+    """Return `scale` (as a Python int; a NumPy integer is accepted) if the chain supports it, else raise
+    `InputError` listing the choices."""
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Integral) or scale not in SUPPORTED_SCALES:
         raise InputError(
             f"Unsupported scale {scale!r}; the degradation chain supports "
             f"{', '.join(str(s) for s in SUPPORTED_SCALES)}."
         )
-    return scale
+    return int(scale)
 
 
 # --- validation helpers ----------------------------------------------------------------------
@@ -379,11 +382,13 @@ def _check_range(
     strict: bool = False,
     integer: bool = False,
 ) -> None:
-    """Check a (min, max) pair: min <= max, both within [minimum, maximum] (> minimum if strict)."""
+    """Check a (min, max) pair: min <= max, both within [minimum, maximum] (> minimum if strict).
+
+    A list (as YAML gives) and NumPy numbers are accepted and stored as a tuple of Python numbers."""
     value = getattr(config, name)
-    kind = int if integer else (int, float)
+    kind = numbers.Integral if integer else numbers.Real
     if (
-        not isinstance(value, tuple)
+        not isinstance(value, (tuple, list))
         or len(value) != 2
         or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
     ):
@@ -391,6 +396,8 @@ def _check_range(
         raise InputError(
             f"{_field_name(config, name)}={value!r} must be a (min, max) tuple of {what}."
         )
+    value = tuple(int(v) if isinstance(v, numbers.Integral) else float(v) for v in value)
+    object.__setattr__(config, name, value)
     low, high = value
     if low > high:
         raise InputError(f"{_field_name(config, name)}={value!r} has min > max; swap them.")
