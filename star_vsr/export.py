@@ -19,7 +19,6 @@ import copy
 import importlib.util
 import io
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
@@ -28,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError, OutputError
-from .io.writer import temporary_path
+from .errors import InputError, OutputError, OutputExistsError
+from .io.writer import move_into_place, temporary_path
 from .models.student import StarStudentModel
 
 #: Export formats ``export_student`` writes.
@@ -78,7 +77,8 @@ def check_export_packages(format: str, verify: bool = False) -> None:
 
 
 def export_student(student: StarStudentModel, path: Union[str, Path], format: str, height: int, width: int,
-                   scale: Optional[float] = None, check: Optional[Callable[[Path], None]] = None) -> Path:
+                   scale: Optional[float] = None, check: Optional[Callable[[Path], None]] = None,
+                   overwrite: bool = True) -> Path:
     """Write the streaming step of ``student`` for ``height`` x ``width`` LR frames to ``path``.
 
     Args:
@@ -89,6 +89,8 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
         scale: output / input size (default: the student's ``config.scale``).
         check: called with the written file before it is moved to ``path`` (``verify_export``); what it raises
             leaves nothing at ``path``.
+        overwrite: False: a file at ``path`` when the export is done (another run wrote it meanwhile) is kept and
+            ``OutputExistsError`` raised.
     """
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
@@ -107,9 +109,9 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
         _save_step(step, inputs, temp, format)
         if check is not None:
             check(temp)
-        os.replace(temp, path)
+        move_into_place(temp, path, overwrite)
     except OSError as error:  # a full disk, a read-only folder: said with the file, as other outputs are
-        if isinstance(error, OutputError):
+        if isinstance(error, (OutputError, OutputExistsError)):  # (already said with the file)
             raise
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
     finally:

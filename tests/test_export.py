@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from star_vsr.cli import main
-from star_vsr.errors import InputError
+from star_vsr.errors import InputError, OutputExistsError
 from star_vsr.export import INPUT_NAMES, OUTPUT_NAMES, export_student, verify_export
 from star_vsr.models import StarStudentModel
 from star_vsr.student import build_student_pipeline
@@ -153,6 +153,30 @@ def test_export_command(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a student pipeline folder" in err and "distill_student" in err and "convert-star" not in err
     assert main(["export", "--model", str(tmp_path / "none"), "--format", "onnx", "-o", str(tmp_path / "y.onnx")]) == 2
+    # -o inside the model folder, --overwrite or not, replaced the weights it read (the shipped student too)
+    weights = folder / "student" / "diffusion_pytorch_model.safetensors"
+    before = weights.read_bytes()
+    capsys.readouterr()
+    assert main(["export", "--model", str(folder), "-o", str(weights), "--format", "torchscript", "--overwrite"]
+                + size) == 2
+    assert f"the output {weights} is inside the input folder {folder}; write it elsewhere" in capsys.readouterr().err
+    assert weights.read_bytes() == before
+
+
+def test_an_export_does_not_replace_a_file_that_appeared_meanwhile_without_overwrite(student, tmp_path):
+    """Two exports to one name: the later one replaced the earlier one's file without --overwrite (and said
+    "wrote" for a file that held the other's frame size)."""
+    output = tmp_path / "student.onnx"
+
+    def another_run_writes(written):  # called between the export and its move into place
+        output.write_bytes(b"the other run's export")
+
+    with pytest.raises(OutputExistsError, match="appeared while this run was writing it"):
+        export_student(student, output, "onnx", 12, 16, check=another_run_writes, overwrite=False)
+    assert output.read_bytes() == b"the other run's export"
+    assert [p.name for p in tmp_path.iterdir()] == ["student.onnx"]  # no temporary file left
+    export_student(student, output, "onnx", 12, 16, check=another_run_writes)  # the default replaces it
+    assert output.read_bytes() != b"the other run's export"
 
 
 def test_onnx_export_at_a_non_integer_scale_logs_nothing(student, tmp_path, caplog):

@@ -71,8 +71,6 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     args.format = export_format(output, args.format)
     check_export_packages(args.format, verify=args.verify)  # before the model loads
-    default_name = "student.onnx" if args.format == "onnx" else "student.pt"
-    check_new_output(args.output, args.overwrite, file_hint=f"name the file to write: -o {output / default_name}")
     if args.model is None:
         from ..student import default_student_folder
 
@@ -80,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.model).is_dir():
         raise InputError(f"--model {args.model} is not a folder; it takes a student pipeline folder "
                          "(StarStudentPipeline.save_pretrained), or leave it out for the shipped student")
+    default_name = "student.onnx" if args.format == "onnx" else "student.pt"
+    check_new_output(args.output, args.overwrite, source=args.model,  # -o inside the model replaced its weights
+                     file_hint=f"name the file to write: -o {output / default_name}")
     from star_vsr.pipelines.pipeline_star_student import MISSING_STUDENT_HELP
 
     from ..model_folder import check_pipeline_folder
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     with explain_out_of_memory(f"exporting the student for {args.width}x{args.height} frames",
                                "lower --height / --width (the export runs the model once at that size)"):
         export_student(student, output, args.format, args.height, args.width, args.upscale,
-                       check=verify if args.verify else None)
+                       check=verify if args.verify else None, overwrite=args.overwrite)
     print(f"wrote {output} ({args.format}, {args.width}x{args.height} LR frames -> {out_width}x{out_height}, "
           f"x{scale:g})")
     return 0
