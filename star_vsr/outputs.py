@@ -1,5 +1,6 @@
 """Checks run on output paths before any work, so an unwritable output fails in a second, not
-after an hour of upscaling; and the permissions of saved safetensors files.
+after an hour of upscaling; the lock that keeps two runs from writing one output; and the permissions of
+saved safetensors files.
 
 Nothing is created by the checks: the folders of an output are made only when it is written.
 """
@@ -9,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
-from .errors import InputError, OutputError
+from .errors import InputError, OutputBusyError, OutputError
 
 
 #: Output suffixes written as one image (PIL format names): a one-frame input, or ``max_frames=1``.
@@ -128,6 +130,29 @@ def check_writable(path: Union[str, Path]) -> Path:
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error} ({ancestor})") from None
     return path
+
+
+@contextmanager
+def folder_lock(folder: Path, output: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the existing ``folder`` while this run writes ``output`` (the folder itself, or
+    the file whose progress it holds); ``OutputBusyError`` if another run holds it. The lock goes with the process
+    (a killed run leaves none). Without ``fcntl`` (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            where = "" if Path(folder) == Path(output) else f" (its progress is in {folder})"
+            raise OutputBusyError(f"another star-vsr run is writing {output}{where}; let it finish or stop it "
+                                  f"first") from None
+        yield
+    finally:
+        os.close(handle)
 
 
 def give_default_mode(path: Union[str, Path]) -> None:

@@ -37,13 +37,13 @@ from typing import Any, Collection, Iterator, Optional
 import torch
 from tqdm.auto import tqdm
 
-from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, OutputBusyError, OutputError, SavedRunError,
+from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, OutputError, SavedRunError,
                      UnsupportedVideoError, named, option)
 from .interrupts import interrupts_held, raise_if_interrupted
 from .models.student import StarStudentState
 from .scene_cuts import SCENE_CUT_THRESHOLD
 from .window_sampler import SamplerState
-from .outputs import give_default_mode
+from .outputs import folder_lock, give_default_mode
 
 #: Seconds of upscaling between checkpoints: at most this much work is lost when a run stops (more when
 #: saving takes long: a checkpoint waits at least ``SAVE_TIME_FACTOR`` times as long as the last save took).
@@ -302,7 +302,7 @@ def _locked(work: Path, output: Path) -> Iterator[None]:
     except OSError as error:
         raise OutputError(f"cannot write {output}: {error.strerror or error}") from None
     try:
-        with _flock(work, output):
+        with folder_lock(work, output):
             yield
     finally:
         if not work.exists():  # the run left no saved progress
@@ -311,25 +311,6 @@ def _locked(work: Path, output: Path) -> Iterator[None]:
                     folder.rmdir()  # only while empty
                 except OSError:
                     break
-
-
-@contextmanager
-def _flock(work: Path, output: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    handle = os.open(work, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OutputBusyError(f"another star-vsr run is writing {output} (its progress is in {work}); let it "
-                                  f"finish or stop it first") from None
-        yield
-    finally:
-        os.close(handle)
 
 
 def _clear(work: Path, keep: frozenset[str] = frozenset()) -> None:

@@ -20,7 +20,8 @@ from star_vsr.cli import main as cli_main
 from star_vsr.distill.cache import TeacherCache, build_teacher_cache
 from star_vsr.distill.convlstm import ConvLSTM
 from star_vsr.distill.teacher import CallableTeacher, StudentTeacher, load_teacher
-from star_vsr.errors import DeviceError, InputError, MissingWeightsError
+from star_vsr.errors import DeviceError, InputError, MissingWeightsError, OutputBusyError, OutputError
+from star_vsr.outputs import folder_lock
 from star_vsr.io import open_video
 from star_vsr.losses.distillation import (
     VGG19_LAYERS,
@@ -346,6 +347,22 @@ def test_a_cache_is_not_built_among_other_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "notes.txt"]
     (tmp_path / "notes.txt").unlink()
     build_teacher_cache(teacher, random_clips(2, gt=False), tmp_path)  # only hidden files: taken
+
+
+def test_a_cache_another_run_is_writing_is_refused_and_a_bad_place_is_one_error(tmp_path):
+    """Two runs on one folder both wrote shards under one manifest: a cache marked complete whose shards mixed
+    crop sizes or dtypes (interruption review); a read-only place or a file in the path was mkdir's bare error."""
+    teacher = CallableTeacher(CountingTeacher(), SCALE, name="teacher")
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    with folder_lock(folder, folder):  # as a running build holds it
+        with pytest.raises(OutputBusyError, match=f"another star-vsr run is writing {folder}; let it finish"):
+            build_teacher_cache(teacher, random_clips(2, gt=False), folder)
+    assert list(folder.iterdir()) == []
+    assert len(build_teacher_cache(teacher, random_clips(2, gt=False), folder)) == 2  # once it is let go
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OutputError, match=r"cannot write .*a-file/cache: .*a-file is a file, not a folder"):
+        build_teacher_cache(teacher, random_clips(2, gt=False), tmp_path / "a-file" / "cache")
 
 
 def test_a_cache_is_not_resumed_with_another_teachers_weights_or_precision(tmp_path):

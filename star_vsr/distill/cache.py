@@ -31,8 +31,8 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import InputError, option
-from ..outputs import give_default_mode, write_text_atomic
+from ..errors import InputError, OutputError, option
+from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
 from ..progress import bar_options
 from .teacher import Teacher
 
@@ -159,25 +159,32 @@ def build_teacher_cache(
                              teacher=_as_json(teacher.describe()) if teacher is not None else None,
                              source=_as_json(dict(source or {})), has_gt="gt" in first)
     new_folder = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = _resume_or_start(folder, manifest, overwrite)
+    check_writable(folder)  # a read-only place or a file in the path: "cannot write", not mkdir's bare error
     try:
-        _fill_shards(teacher, clips, folder, manifest, progress)
-    except BaseException as error:
-        saved = [s for s in range(manifest.num_shards) if _shard_path(folder, s).is_file()]
-        if not saved:  # nothing cached: leave no cache behind
-            (folder / MANIFEST_NAME).unlink(missing_ok=True)
-            for temp in folder.glob(".shard-*.tmp"):
-                temp.unlink()
-            if new_folder and not any(folder.iterdir()):
-                folder.rmdir()
-        elif progress and isinstance(error, KeyboardInterrupt):
-            clips_saved = sum(len(manifest.shard_clips(s)) for s in saved)
-            tqdm.write(f"{folder}: stopped; {clips_saved} of {manifest.num_clips} clips are saved. Run the same "
-                       "command again to go on from there", file=sys.stderr)
-        raise
-    manifest.complete = True
-    manifest.save(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot write {folder}: {error.strerror or error}") from None
+    # two runs on one folder each wrote their own shards under one manifest: a cache marked complete that mixed
+    # crop sizes or dtypes
+    with folder_lock(folder, folder):
+        manifest = _resume_or_start(folder, manifest, overwrite)
+        try:
+            _fill_shards(teacher, clips, folder, manifest, progress)
+        except BaseException as error:
+            saved = [s for s in range(manifest.num_shards) if _shard_path(folder, s).is_file()]
+            if not saved:  # nothing cached: leave no cache behind
+                (folder / MANIFEST_NAME).unlink(missing_ok=True)
+                for temp in folder.glob(".shard-*.tmp"):
+                    temp.unlink()
+                if new_folder and not any(folder.iterdir()):
+                    folder.rmdir()
+            elif progress and isinstance(error, KeyboardInterrupt):
+                clips_saved = sum(len(manifest.shard_clips(s)) for s in saved)
+                tqdm.write(f"{folder}: stopped; {clips_saved} of {manifest.num_clips} clips are saved. Run the "
+                           "same command again to go on from there", file=sys.stderr)
+            raise
+        manifest.complete = True
+        manifest.save(folder)
     return TeacherCache(folder)
 
 
