@@ -93,6 +93,28 @@ def test_a_stopped_demo_leaves_the_earlier_demo_whole(tmp_path, tiny_student_fol
     assert probe_video(out / "student.mp4").num_frames == 3
 
 
+def test_a_demo_does_not_replace_files_another_demo_wrote_meanwhile(tmp_path, tiny_student_folder, monkeypatch):
+    """Two demos into one folder: the later one replaced the earlier one's files without --overwrite (the check
+    ran only at the start)."""
+    from star_vsr.io import VideoWriter
+
+    out = tmp_path / "demo"
+    close = VideoWriter.close
+
+    def another_demo_finishes_meanwhile(self):
+        close(self)
+        out.mkdir(exist_ok=True)
+        (out / "metrics.json").write_text("the other demo's")
+
+    monkeypatch.setattr(VideoWriter, "close", another_demo_finishes_meanwhile)
+    args = ["demo", "-o", str(out), "--model", str(tiny_student_folder), "--frames", "2"]
+    assert cli_main(args) == 2
+    assert [p.name for p in out.iterdir()] == ["metrics.json"]  # no hidden staging folder left either
+    assert (out / "metrics.json").read_text() == "the other demo's"
+    assert cli_main([*args, "--overwrite"]) == 0  # replaced when asked
+    assert json.loads((out / "metrics.json").read_text())["frames"] == 2
+
+
 def test_demo_labels_a_diffusion_model_as_such(tmp_path, capsys, monkeypatch, tiny_student_folder):
     """A StarVSR --model is not called "student": its video, panel and metrics row say "diffusion". Over an
     earlier student demo (--overwrite) it leaves no student.mp4 behind."""

@@ -117,13 +117,13 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..errors import InputError
+    from ..errors import InputError, OutputExistsError
     from ..evalset import bicubic_upscale, photo_clip
     from ..frames import frames_to_uint8
     from ..interrupts import interrupts_held
     from ..io import VideoWriter
     from ..metrics import evaluate_clip
-    from ..outputs import check_writable
+    from ..outputs import check_writable, folder_lock
     from ..upscale import load_upscaler, pipeline_class_name
 
     if not 2 <= args.frames <= MAX_DEMO_FRAMES:
@@ -184,7 +184,14 @@ def run(args: argparse.Namespace) -> int:
                           (label, videos[label][middle]),
                           ("ground truth", videos["ground_truth"][middle])]).save(staging / "comparison.png")
         (staging / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-        with interrupts_held():  # a few renames: all of them, or (Ctrl-C before) none
+        # a few renames: all of them, or (Ctrl-C before) none; and not beside another demo's (a second demo into
+        # the same folder replaced the first one's files without --overwrite)
+        with folder_lock(output, output), interrupts_held():
+            appeared = [name for name in names if (output / name).exists()] if not args.overwrite else []
+            if appeared:
+                raise OutputExistsError(f"{output} got {', '.join(appeared)} while this demo ran (another run?); "
+                                        f"they were left as they are and this demo's files not saved: pass "
+                                        f"--overwrite to replace them")
             for name in names:
                 os.replace(staging / name, output / name)
             for name in stale:  # only now that this demo is complete
