@@ -308,6 +308,9 @@ class StarVSRPipeline(DiffusionPipeline):
                     eps: torch.Tensor, device: torch.device) -> torch.Tensor:
         """VAE latents of LR frames upsampled bilinearly to ``out_size`` and edge-padded to the canvas.
 
+        (STAR pads centred with white, value 1; edge padding at the bottom and right puts no white border into
+        the VAE and the model, and only border pixels differ from STAR's outputs.)
+
         ``lr`` (k, 3, h, w) in [0, 1]; ``eps`` (k, c, canvas_h, canvas_w) is the posterior noise
         (STAR samples the VAE posterior). Returns (k, c, canvas_h, canvas_w) float32 on the host.
         """
@@ -458,7 +461,10 @@ class StarVSRPipeline(DiffusionPipeline):
                 ``StarStudentPipeline`` takes None for its student's own scale).
             num_inference_steps: model evaluations (see ``star_vsr.scheduling.star_timesteps``).
             timesteps: explicit decreasing timesteps; overrides ``num_inference_steps``.
-            timestep_spacing: "trailing" or "star_fast" (STAR's released fast schedule with 14 steps).
+            timestep_spacing: "trailing" or "star_fast". STAR's released script samples in "fast" mode: 14 model
+                evaluations at 899, 799, ..., 500, 454, ..., 90, which ``timestep_spacing="star_fast",
+                num_inference_steps=14`` reproduces exactly. The default here, 15 evenly spaced "trailing" steps
+                from 899, is a different grid: pass those two arguments to compare with STAR's outputs.
             guidance_scale: classifier-free guidance weight (1 disables guidance).
             guidance_rescale: pulls the guided prediction's std towards the text branch's (0..1). The stds
                 are those of the frame window being denoised and, with ``tile_size``, of the tile (STAR takes

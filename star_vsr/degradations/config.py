@@ -207,6 +207,13 @@ def second_order_defaults() -> OrderConfig:
 class CodecConfig:
     """Whole-clip video compression, encoded and decoded in memory through PyAV.
 
+    Differs from STAR's ``degrade_video.py`` on purpose, beyond compressing the whole clip (STAR encodes each
+    frame as its own one-frame video, so no inter-frame artefacts): STAR draws libx264, h264 or mpeg4 uniformly
+    at a bitrate of 1e4-1e5 bits per frame (about 0.17-1.7 bits per pixel on a 180x320 LR frame, and less per
+    pixel on larger frames). Here libx264 (the FFmpeg h264 encoder is the same library) is rate-controlled by
+    CRF and mpeg4 by bits per pixel, so the strength does not depend on the frame size; the ``medium`` preset's
+    mpeg4 range (0.08-0.4) compresses harder than STAR's.
+
     Parameters:
         prob: Probability (0..1) that the clip is compressed with a video codec at all.
         codec_probs: Relative weights (>= 0, sum > 0) of the encoders in `CODECS`.

@@ -139,7 +139,9 @@ class TimeDistillationLoss(nn.Module):
     One ConvLSTM is shared by both branches and trained with the student (put this module's
     parameters in the optimizer). Call :meth:`observe` with each step's loss value: once it is
     below ``freeze_threshold`` the ConvLSTM stops learning for good. The ``frozen`` flag is a
-    buffer, so it survives checkpoints.
+    buffer, so it survives checkpoints. A small value can mean that the ConvLSTM collapsed (it is
+    trained on the same L2 and can make it small by itself), not that the student matches the
+    teacher in time: see ``star_vsr.distill.convlstm``.
 
     Parameters:
         hidden_channels: channels of the ConvLSTM state.

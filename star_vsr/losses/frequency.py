@@ -19,9 +19,11 @@ is the Nyquist frequency of a x4 low-resolution frame measured in high-resolutio
 model must synthesise. The two bands are real images that sum to the input.
 
 Two defects of STAR's released training code are fixed here: its "low" mask was built from the
-coefficient *magnitude* (the largest 20 % of coefficients counted as "low", which on natural
-images selects mostly the low frequencies as "high" and vice versa), and its term carried an
-undocumented extra factor 0.01. This module weighs the term exactly as the equations above.
+coefficient *magnitude*, not the frequency (a soft mask ``sigmoid(10 (q - |F|))`` with ``q`` the 80th
+percentile of ``|F|``: the 80 % smallest coefficients count as "low", the largest 20 % as "high"; on
+natural images the largest coefficients are the low frequencies, DC included, so the two bands come out
+mostly swapped), and its term carried an undocumented extra factor 0.01. This module weighs the term
+exactly as the equations above.
 (The third defect, a decode under ``torch.no_grad()``, is the caller's business; see
 ``star_vsr.losses.objective``.)
 """
