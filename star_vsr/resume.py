@@ -523,6 +523,8 @@ def _check_segments(work: Path, segments: list[tuple[str, int]], fix: str) -> No
     headers = None
     for name, count in segments:
         path = work / name
+        if not path.exists():  # (open_container's "check the path of the input video" would blame the input)
+            raise SavedRunError(f"{work} holds an unfinished run whose segment {name} is missing; {fix}")
         try:
             if path.is_dir():  # PNG frames
                 found = len(list(path.glob("frame_*.png")))

@@ -367,6 +367,10 @@ def test_a_damaged_segment_is_found_before_any_frame_is_upscaled(pipe, tmp_path,
     with pytest.raises(InputError, match=r"segment segment_000000.mp4 is damaged.*restart=True"):
         upscale_video(pipe, source, output, progress=False)
     assert counter.calls == 0 and (work / MANIFEST).is_file()
+    segment.unlink()  # said "does not exist; check the path of the input video or frame folder"
+    with pytest.raises(InputError, match=r"segment segment_000000.mp4 is missing; .*restart=True") as error:
+        upscale_video(pipe, source, output, progress=False)
+    assert "input video" not in str(error.value) and counter.calls == 0
 
 
 def test_a_failed_join_keeps_every_frame_and_the_next_run_only_joins(pipe, tmp_path, monkeypatch):

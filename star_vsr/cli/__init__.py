@@ -85,35 +85,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # removed, a resumable upscale says what it saved), also when the KeyboardInterrupt is lost (interrupts.py)
     handlers = _catch_interrupts()
     result = None
+    command = " ".join(filter(None, (args.command, getattr(args, "distill_command", None))))  # "distill cache-teacher"
     show_warning = warnings.showwarning
-    warnings.showwarning = lambda message, *_, **__: _print_above_bars(f"star-vsr {args.command}: warning: {message}")
+    warnings.showwarning = lambda message, *_, **__: _print_above_bars(f"star-vsr {command}: warning: {message}")
     try:
-        with cli_wording(_command_flags(parser, args)), explain_out_of_memory(f"running star-vsr {args.command}", "try a shorter or smaller "
-                                                  "input, or a machine with more memory"):  # pipelines: their own
+        with cli_wording(_command_flags(parser, args)), \
+                explain_out_of_memory(f"running star-vsr {command}",  # pipelines: their own
+                                      "try a shorter or smaller input, or a machine with more memory"):
             result = args.func(args)  # its messages name flags (--restart), not Python arguments (restart=True)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
         raise_if_interrupted()  # an interrupt whose KeyboardInterrupt was lost after the command's last check
     except StarVSRError as error:
-        print(f"star-vsr {args.command}: error: {error}", file=sys.stderr)
+        print(f"star-vsr {command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         done = " after the command had finished its work" if result is not None else ""
-        print(f"star-vsr {args.command}: interrupted{done}", file=sys.stderr)
+        print(f"star-vsr {command}: interrupted{done}", file=sys.stderr)
         return interrupted_exit_status()  # 130 for Ctrl-C, 143 for SIGTERM
     except BrokenPipeError:  # stdout piped into a program that stopped reading (`| head`)
         _silence_stdout()
         return 1
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
-        print(f"star-vsr {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        print(f"star-vsr {command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     except Exception as error:  # FFmpeg (PyAV) failing where star-vsr did not expect it: one line too
         if interrupt_requested():  # a library torn by the interrupt (diffusers' lazy imports wrap it)
-            print(f"star-vsr {args.command}: interrupted", file=sys.stderr)
+            print(f"star-vsr {command}: interrupted", file=sys.stderr)
             return interrupted_exit_status()
         if not type(error).__module__.startswith("av."):
             raise
-        print(f"star-vsr {args.command}: error: FFmpeg failed: {error}", file=sys.stderr)
+        print(f"star-vsr {command}: error: FFmpeg failed: {error}", file=sys.stderr)
         return 2
     finally:
         warnings.showwarning = show_warning

@@ -198,28 +198,28 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
             tqdm.write(f"{path} is damaged; computing it again")
             path.unlink()
     done = sum(len(manifest.shard_clips(s)) for s in range(manifest.num_shards) if _shard_path(folder, s).is_file())
-    bar = tqdm(total=manifest.num_clips, initial=done, unit="clip", desc="teacher cache", disable=not progress,
-               **bar_options())
-    for shard in range(manifest.num_shards):
-        path = _shard_path(folder, shard)
-        if path.is_file():
-            continue
-        started = time.perf_counter()
-        tensors: dict[str, torch.Tensor] = {}
-        captions: dict[str, str] = {}
-        for index in manifest.shard_clips(shard):
-            clip = clips[index]
-            tensors.update(_clip_tensors(clip, index, teacher, manifest, storage))
-            if clip.get("caption"):
-                captions[str(index)] = str(clip["caption"])
-            bar.update(1)
-        temp = path.with_name(f".{path.name}.tmp")
-        save_file(tensors, str(temp), metadata={"captions": json.dumps(captions)})
-        give_default_mode(temp)
-        os.replace(temp, path)
-        manifest.wall_time_s += time.perf_counter() - started
-        manifest.save(folder)
-    bar.close()
+    # closed on the way out of an error too: the bar's last line was drawn after the CLI's "interrupted"
+    with tqdm(total=manifest.num_clips, initial=done, unit="clip", desc="teacher cache", disable=not progress,
+              **bar_options()) as bar:
+        for shard in range(manifest.num_shards):
+            path = _shard_path(folder, shard)
+            if path.is_file():
+                continue
+            started = time.perf_counter()
+            tensors: dict[str, torch.Tensor] = {}
+            captions: dict[str, str] = {}
+            for index in manifest.shard_clips(shard):
+                clip = clips[index]
+                tensors.update(_clip_tensors(clip, index, teacher, manifest, storage))
+                if clip.get("caption"):
+                    captions[str(index)] = str(clip["caption"])
+                bar.update(1)
+            temp = path.with_name(f".{path.name}.tmp")
+            save_file(tensors, str(temp), metadata={"captions": json.dumps(captions)})
+            give_default_mode(temp)
+            os.replace(temp, path)
+            manifest.wall_time_s += time.perf_counter() - started
+            manifest.save(folder)
 
 
 def _shard_path(folder: Path, shard: int) -> Path:

@@ -34,6 +34,8 @@ class VideoFolderClips:
     def __init__(self, folder: Union[str, Path], num_frames: Optional[int] = None,
                  gt_folder: Union[str, Path, None] = None, scale: int = 4) -> None:
         self.folder = Path(folder)
+        if not self.folder.exists():  # (was "is not a folder of videos" too)
+            raise InputError(f"{self.folder} does not exist; it should be a folder of videos")
         if not self.folder.is_dir():
             raise InputError(f"{self.folder} is not a folder of videos")
         if num_frames is not None and num_frames < 1:
