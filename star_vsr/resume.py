@@ -161,17 +161,13 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
         settings["frame_rate"] = str(info.frame_rate)
     with _locked(work, output):
         if restart:
-            try:
-                manifest = json.loads((work / MANIFEST).read_text())
-                thrown = f"the {manifest['frames']} frames"
-                if manifest.get("evaluations"):  # a diffusion run: denoising of frames not yet written
-                    done, total = manifest["evaluations"]
-                    thrown += f" and {done} of {total} window steps"
-            except (OSError, ValueError, LookupError, TypeError):  # nothing saved (or damaged: said by nothing)
+            try:  # a diffusion run: also the denoising of frames not yet written
+                thrown = _saved_work(json.loads((work / MANIFEST).read_text()))  # "6 frames are", as "stopped" says
+            except (OSError, ValueError, LookupError, TypeError, ZeroDivisionError):  # nothing saved (or damaged)
                 thrown = None
             if thrown is not None:
-                _say(progress, f"{output}: starting over ({option('restart=True', '--restart')}); {thrown} "
-                               f"an earlier run saved in {work} are thrown away")
+                _say(progress, f"{output}: starting over ({option('restart=True', '--restart')}); {thrown} thrown "
+                               f"away (an earlier run saved them in {work})")
             _clear(work)
         saved = load_checkpoint(work, settings, _device(pipe))
         state, start, complete = None, 0, False
