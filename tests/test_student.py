@@ -368,6 +368,9 @@ def test_frames_of_the_wrong_layout_or_dtype_are_rejected(model):
         model(torch.rand(1, 2, 3, 8, 8) * 255)
     with pytest.raises(InputError, match=r"lr has no frames \(shape \(1, 0, 3, 8, 8\)\)"):
         model(torch.rand(1, 0, 3, 8, 8))
+    for shape in ((0, 2, 3, 8, 8), (1, 2, 3, 0, 8)):
+        with pytest.raises(InputError, match=r"lr has no pixels"):
+            model(torch.rand(shape))
     for frame in (torch.rand(1, 1, 8, 8), torch.rand(3, 8, 8), torch.rand(1, 4, 8, 8)):
         with pytest.raises(InputError, match=r"must be \(batch, 3, h, w\), got"):
             model.step(frame, state)
@@ -605,7 +608,15 @@ def test_a_student_whose_config_does_not_fit_its_weights_is_refused(pipe, tmp_pa
             StarStudentPipeline.from_pretrained(tmp_path / "student")
         with pytest.raises(MissingWeightsError, match="config.json does not fit the weights"):
             StarStudentModel.from_pretrained(tmp_path / "student", subfolder="student")
+    # a width edit with the flags diffusers' own shape error suggests loaded a partly random model
+    config_file.write_text(json.dumps({**config, "num_channels": config["num_channels"] + 8}))
+    with pytest.raises(MissingWeightsError, match=r"\d+ in the weights have another shape than the model's"):
+        StarStudentModel.from_pretrained(tmp_path / "student", subfolder="student", low_cpu_mem_usage=False,
+                                         ignore_mismatched_sizes=True)
     config_file.write_text(json.dumps(config))
+    # a dtype by name, as the pipelines take it, was ignored (float32, with a log line)
+    assert StarStudentModel.from_pretrained(tmp_path / "student", subfolder="student", dtype="bf16").dtype == \
+        torch.bfloat16
     model, info = StarStudentModel.from_pretrained(tmp_path / "student", subfolder="student", output_loading_info=True)
     assert info["missing_keys"] == [] and info["unexpected_keys"] == []
     assert all(torch.equal(value, model.state_dict()[key]) for key, value in pipe.student.state_dict().items())

@@ -3,8 +3,9 @@
 diffusers' ``ModelMixin.from_pretrained`` asks the Hugging Face Hub for a name that is not a local folder (here
 with no network: five retries, then an ``OSError``), and loads a folder whose ``config.json`` no longer fits its
 weights (a block count edited, files from two models) with only a log line: parameters missing from the file are
-left randomly initialised, extra ones dropped, and the model runs, giving garbage. ``LocalModelMixin`` makes both
-a ``MissingWeightsError``; a change of a tensor's shape was already an error.
+left randomly initialised, extra ones dropped, and the model runs, giving garbage (so does a change of a tensor's
+shape with ``ignore_mismatched_sizes=True``, which diffusers' own error suggests). ``LocalModelMixin`` makes these
+a ``MissingWeightsError``.
 """
 
 from __future__ import annotations
@@ -26,17 +27,23 @@ class LocalModelMixin:
         if not folder.is_dir():
             raise MissingWeightsError(f"{folder} is not a folder: {cls.__name__}.from_pretrained loads a folder "
                                       f"written by save_pretrained (star-vsr downloads nothing)")
-        kwargs["local_files_only"] = True
+        from ..model_folder import local_load_kwargs  # (imports the upscale module: not at import time)
+
+        kwargs = local_load_kwargs(kwargs)  # local_files_only, and a dtype by name ("bf16") as the pipelines take it
         want_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(pretrained_model_name_or_path,  # type: ignore[misc]
                                               output_loading_info=True, **kwargs)
         missing, unexpected = list(info["missing_keys"]), list(info["unexpected_keys"])
-        if missing or unexpected:
+        mismatched = list(info.get("mismatched_keys") or [])  # only with ignore_mismatched_sizes=True
+        if missing or unexpected or mismatched:
             parts = []
             if missing:
                 parts.append(f"{len(missing)} parameters of the model are not in the weights (e.g. {missing[0]})")
             if unexpected:
                 parts.append(f"{len(unexpected)} in the weights have no place in the model (e.g. {unexpected[0]})")
+            if mismatched:
+                parts.append(f"{len(mismatched)} in the weights have another shape than the model's (e.g. "
+                             f"{mismatched[0][0]})")
             raise MissingWeightsError(f"{folder}: config.json does not fit the weights ({'; '.join(parts)}): the "
                                       f"config was edited or the files come from different models; copy or save "
                                       f"the folder again")

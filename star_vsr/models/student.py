@@ -674,8 +674,8 @@ class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
         """
         if lr.ndim != 5 or lr.shape[2] != 3:
             raise InputError(f"lr must be (batch, frames, 3, h, w), got {tuple(lr.shape)}")
-        if lr.shape[1] == 0:
-            raise InputError(f"lr has no frames (shape {tuple(lr.shape)})")
+        if lr.numel() == 0:  # no frames, no batch or no pixels: torch.stack's or a convolution's error
+            raise InputError(f"lr has no {'frames' if lr.shape[1] == 0 else 'pixels'} (shape {tuple(lr.shape)})")
         _check_float_pixels(lr)
         check_unit_range(lr, "lr")  # 0..255 values came out as garbage (one check per clip; step checks the dtype)
         scale = self.check_scale(scale)
