@@ -484,6 +484,17 @@ def test_ranges_from_yaml_lists_and_numpy_numbers_are_accepted() -> None:
     assert config.blur_sigma_range == (0.2, 1.5) and config.jpeg_quality_range == (40, 90)
     assert all(type(v) is int for v in config.jpeg_quality_range)
     assert RealWorldDegradation(DegradationConfig(), scale=np.int64(4)).scale == 4
+    # the other fields too: NumPy probabilities, weights and kernel sides, a list of resize_probs
+    config = OrderConfig(blur_prob=np.float32(0.5), kernel_sizes=[np.int64(7), 9], resize_probs=[0.2, 0.7, 0.1],
+                         kernel_probs={k: np.float32(v) for k, v in OrderConfig().kernel_probs.items()})
+    assert config.blur_prob == 0.5 and config.kernel_sizes == (7, 9) and config.resize_probs == (0.2, 0.7, 0.1)
+    assert all(type(v) is float for v in config.kernel_probs.values())
+    # NaN / inf ranges failed (or saturated the clip) only when a degradation drew them
+    for change in ({"blur_sigma_range": (float("nan"), 3.0)}, {"resize_range": (0.5, float("inf"))}):
+        with pytest.raises(InputError, match="values must be finite"):
+            OrderConfig(**change)
+    with pytest.raises(InputError, match="weights must be numbers"):  # was "must be >= 0 with a positive sum"
+        OrderConfig(kernel_probs={"iso": "1"})
     with pytest.raises(InputError, match=r"second_order must be a OrderConfig, got NoneType \(to leave the second "
                                          r"order out: second_order_prob=0\)"):
         DegradationConfig(second_order=None)

@@ -376,8 +376,9 @@ def _field_name(config: object, name: str) -> str:
 
 def _check_probability(config: object, name: str) -> None:
     value = getattr(config, name)
-    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:  # (a NumPy float too; NaN fails)
         raise InputError(f"{_field_name(config, name)}={value!r} must be a probability in [0, 1].")
+    object.__setattr__(config, name, float(value))
 
 
 def _check_range(
@@ -404,6 +405,8 @@ def _check_range(
             f"{_field_name(config, name)}={value!r} must be a (min, max) tuple of {what}."
         )
     value = tuple(int(v) if isinstance(v, numbers.Integral) else float(v) for v in value)
+    if not all(math.isfinite(v) for v in value):  # NaN or inf failed (or saturated the clip) only when drawn
+        raise InputError(f"{_field_name(config, name)}={value!r}: values must be finite.")
     object.__setattr__(config, name, value)
     low, high = value
     if low > high:
@@ -418,7 +421,8 @@ def _check_range(
 
 
 def _check_weights(config: object, name: str, valid: tuple[str, ...]) -> None:
-    """Check weights: a dict keyed by `valid` names, or for `resize_probs` a tuple in that order."""
+    """Check weights: a dict keyed by `valid` names, or for `resize_probs` a tuple (or list) in that order;
+    stored as Python floats."""
     value = getattr(config, name)
     keyed = name != "resize_probs"
     if keyed and isinstance(value, dict):
@@ -429,17 +433,21 @@ def _check_weights(config: object, name: str, valid: tuple[str, ...]) -> None:
                 f"{', '.join(valid)}."
             )
         weights = list(value.values())
-    elif not keyed and isinstance(value, tuple) and len(value) == len(valid):
+    elif not keyed and isinstance(value, (tuple, list)) and len(value) == len(valid):
         weights = list(value)
     else:
         form = "a dict with keys among" if keyed else "a tuple with one weight for each of"
         raise InputError(
             f"{_field_name(config, name)}={value!r} must be {form} {', '.join(valid)}."
         )
-    if any(not isinstance(w, (int, float)) or w < 0 for w in weights) or sum(weights) <= 0:
+    if not all(isinstance(w, numbers.Real) and not isinstance(w, bool) for w in weights):
+        raise InputError(f"{_field_name(config, name)}={value!r}: weights must be numbers.")
+    if any(not 0 <= w < math.inf for w in weights) or sum(weights) <= 0:  # (NaN fails 0 <= w)
         raise InputError(
-            f"{_field_name(config, name)}={value!r}: weights must be >= 0 with a positive sum."
+            f"{_field_name(config, name)}={value!r}: weights must be finite, >= 0, with a positive sum."
         )
+    normalised = {k: float(w) for k, w in value.items()} if keyed else tuple(float(w) for w in weights)
+    object.__setattr__(config, name, normalised)
 
 
 def _check_choices(config: object, name: str, valid: tuple[str, ...]) -> None:
@@ -454,10 +462,12 @@ def _check_choices(config: object, name: str, valid: tuple[str, ...]) -> None:
 def _check_kernel_sizes(config: object, name: str) -> None:
     value = getattr(config, name)
     if not value or any(
-        not isinstance(k, int) or k % 2 == 0 or not MIN_KERNEL_SIZE <= k <= MAX_KERNEL_SIZE
+        isinstance(k, bool) or not isinstance(k, numbers.Integral) or k % 2 == 0
+        or not MIN_KERNEL_SIZE <= k <= MAX_KERNEL_SIZE
         for k in value
     ):
         raise InputError(
             f"{_field_name(config, name)}={value!r} must be a non-empty tuple of odd kernel sides "
             f"in {MIN_KERNEL_SIZE}..{MAX_KERNEL_SIZE}."
         )
+    object.__setattr__(config, name, tuple(int(k) for k in value))
