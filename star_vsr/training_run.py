@@ -65,6 +65,11 @@ RUN_CONTROL_SETTINGS = frozenset({"config", "output_dir", "resume_from_checkpoin
 logger = logging.getLogger(__name__)
 
 
+#: Path settings of both training scripts that are not recorded with the run's settings (an empty one is refused
+#: all the same: ``--resume_from_checkpoint ""`` was read as ".").
+UNRECORDED_PATH_SETTINGS = ("resume_from_checkpoint", "logging_dir")
+
+
 class SettingsParser(argparse.ArgumentParser):
     """The training scripts' parser: an error is one line, without the usage block (dozens of lines
     of flags, above which ``accelerate launch`` then prints its own traceback, buried the message).
@@ -112,7 +117,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
             parser.error(f"{path}: unknown settings {unknown}")  # the parser adds "(see --help)"
         parser.set_defaults(**{key: _setting(parser, actions[key], value, path) for key, value in settings.items()})
     args = parser.parse_args(argv)
-    for name in getattr(parser, "path_settings", ()):
+    for name in (*getattr(parser, "path_settings", ()), *UNRECORDED_PATH_SETTINGS):
         _refuse_empty_path(parser, name, getattr(args, name, None))
     return args
 

@@ -90,6 +90,8 @@ def test_a_bicubic_pair_checks_its_clip_as_the_chain_does():
     # unchecked: 18x16 at x4 gave a 4x4 LR clip of a misaligned pair; 0..255 floats an all-white LR clip
     pair = make_pair(torch.rand(2, 3, 16, 12), 4, None, 0)
     assert pair["lq"].shape == (2, 3, 4, 3) and pair["hint"].shape == (2, 3, 16, 12)
+    half = make_pair(torch.rand(2, 3, 16, 12).half(), 4, None, 0)  # was "not implemented for 'Half'"
+    assert all(half[key].dtype == torch.float32 for key in ("gt", "lq", "hint"))
     for gt, match in ((torch.rand(2, 3, 18, 16), "Frame size 18x16 is not divisible by scale 4; crop the clip to 16"),
                       (torch.rand(2, 3, 16, 16) * 255, r"gt values must be in \[0, 1\], got \[0"),
                       ((torch.rand(2, 3, 16, 16) * 255).byte(), "gt must be a float tensor in"),
@@ -106,6 +108,7 @@ def test_a_negative_seed_or_an_unknown_backend_is_refused_where_it_is_given(phot
         ImageMotionDataset(photos[:1], num_frames=2, crop_size=16, seed=-1)
     with pytest.raises(InputError, match="seed must be a whole number >= 0, got -1"):
         EpochShuffleSampler(3, seed=-1)
+    assert EpochShuffleSampler(3, seed=1.0).seed == 1  # a whole float, accepted as before
     # an unknown backend skipped every source as unreadable and blamed the training data
     video = write_test_video(tmp_path / "a.mp4", 4, size=(16, 16))
     with pytest.raises(InputError, match="backend must be 'auto', 'decord' or 'pyav', got 'ffmpeg'"):

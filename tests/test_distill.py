@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -197,6 +198,11 @@ def test_criterion_explains_missing_inputs():
         DistillationCriterion(DistillationLossConfig(space=1.0, space_features=("nope",)), student.feature_channels)
     with pytest.raises(InputError, match=r"space_features must be a list of names, e.g. \['hr_features'\]"):
         DistillationLossConfig(space=1.0, space_features="hr_features")  # was split into taps 'h', 'r', ...
+    with pytest.raises(InputError, match=r"space_features must be a list of names, e.g. \['hr_features'\], got None"):
+        DistillationLossConfig(space=1.0, space_features=None)  # a YAML key without a value: was a TypeError
+    with pytest.raises(InputError, match=r"space_features is empty, so its term \(weight 1\) would compare nothing"):
+        DistillationLossConfig(space=1.0, space_features=[])
+    assert DistillationLossConfig(space=np.float32(0.5)).space == 0.5  # a NumPy weight was refused
     # a missing tap was a bare KeyError, a tap of another width the 1x1 convolution's error
     loss = FeatureDistillationLoss({"hr_features": 4}, {"hr_features": 8})
     student_features = {"hr_features": torch.rand(1, 2, 4, 8, 8)}
@@ -853,7 +859,7 @@ def test_bad_paths_are_argparse_errors_before_anything_is_written(tmp_path, caps
             training_args(None, tmp_path / "out", *extra)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, message
     # an empty path (an unset shell variable) was the current folder: --output_dir "" wrote the run there
-    for flag in ("--output_dir", "--config", "--train_cache"):
+    for flag in ("--output_dir", "--config", "--train_cache", "--resume_from_checkpoint", "--logging_dir"):
         with pytest.raises(SystemExit) as exit_info:
             training_args(None, tmp_path / "out", flag, " ")
         message = f"{flag} is an empty path (an unset shell variable?); name a file or folder"

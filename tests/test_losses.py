@@ -135,6 +135,9 @@ def test_l2_distance_and_argument_checks():
         with pytest.raises(InputError, match=match):
             DynamicFrequencyLoss(**kwargs)
     assert DynamicFrequencyLoss(alpha=np.float32(2), t_max=np.int64(999)).t_max == 999
+    assert DynamicFrequencyLoss(t_max=999.0).t_max == 999  # a whole float, accepted as before
+    with pytest.raises(InputError, match="cutoff must be a number of cycles per pixel, got '0.1'"):
+        DynamicFrequencyLoss(cutoff="0.1")
     with pytest.raises(InputError, match=r"timesteps must be a torch.Tensor shaped \(1,\), got list"):
         loss(pred, target, [0])
 

@@ -58,7 +58,8 @@ def as_size(size: CropSize, name: str = "crop_size") -> tuple[int, int]:
 def check_seed(seed: int) -> None:
     """``InputError`` unless ``seed`` is a whole number >= 0: NumPy's seed sequences refuse negative ones, so a
     negative seed failed at the first item ("expected non-negative integer"), not where it was given."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    whole = isinstance(seed, (int, np.integer)) or (isinstance(seed, float) and seed.is_integer())  # 1.0 as before
+    if isinstance(seed, bool) or not whole or seed < 0:
         raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
 
 

@@ -24,6 +24,7 @@ Clips are (b, n, 3, H, W) float tensors in [0, 1]; features are dicts of (b, n, 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
@@ -367,12 +368,18 @@ class DistillationLossConfig:
     def __post_init__(self) -> None:
         for name in ("teacher_charbonnier", "gt_charbonnier", "gt_log_mse", "space", "time", "feature", "perceptual"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:  # (NumPy floats too)
                 raise InputError(f"loss weight {name} must be a finite number >= 0, got {value!r}")
-        for name in ("space_features", "time_features", "feature_names", "perceptual_layers"):
-            names = getattr(self, name)  # a string was split into one-letter tap names
-            if isinstance(names, str) or not all(isinstance(n, str) for n in names):
-                raise InputError(f"{name} must be a list of names, e.g. [{names!r}], got {names!r}")
+            setattr(self, name, float(value))
+        for name, weight in (("space_features", self.space), ("time_features", self.time),
+                             ("feature_names", self.feature), ("perceptual_layers", self.perceptual)):
+            names = getattr(self, name)  # a string was split into one-letter tap names; None was a TypeError
+            if isinstance(names, str) or not isinstance(names, (list, tuple)) \
+                    or not all(isinstance(n, str) for n in names):
+                example = f"[{names!r}]" if isinstance(names, str) else "['hr_features']"
+                raise InputError(f"{name} must be a list of names, e.g. {example}, got {names!r}")
+            if weight > 0 and not names:  # the term compared nothing
+                raise InputError(f"{name} is empty, so its term (weight {weight:g}) would compare nothing")
             setattr(self, name, tuple(names))
         if self.perceptual_target not in ("gt", "teacher"):
             raise InputError(f"perceptual_target must be 'gt' or 'teacher', got {self.perceptual_target!r}")

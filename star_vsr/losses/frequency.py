@@ -121,8 +121,11 @@ class DynamicFrequencyLoss(nn.Module):
         for name, value in (("alpha", alpha), ("beta", beta)):  # NaN made every loss NaN
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
                 raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
-        if isinstance(t_max, bool) or not isinstance(t_max, numbers.Integral) or t_max < 1:  # 1.9 was truncated to 1
+        whole = isinstance(t_max, numbers.Integral) or (isinstance(t_max, float) and t_max.is_integer())
+        if isinstance(t_max, bool) or not whole or t_max < 1:  # 1.9 was truncated to 1
             raise InputError(f"t_max must be a whole number >= 1, got {t_max!r}")
+        if not isinstance(cutoff, numbers.Real):  # a string was a TypeError from the comparison below
+            raise InputError(f"cutoff must be a number of cycles per pixel, got {cutoff!r}")
         if not 0 < cutoff <= MAX_CUTOFF:
             raise InputError(f"cutoff must be in (0, {MAX_CUTOFF:.4f}] cycles per pixel, got {cutoff}")
         if distance not in DISTANCES:
