@@ -267,10 +267,14 @@ def test_non_occlusion_mask_forward_backward_check():
 
 
 def test_warping_error_of_frames_too_small_for_the_flow_is_an_input_error():
-    frames = np.zeros((3, 11, 40, 3), np.uint8)  # was OpenCV's "(-201:Incorrect size of input array)"
-    with pytest.raises(InputError, match="needs frames of at least 12x12 pixels for its optical flow, got 40x11"):
-        warping_error(frames)
-    assert warping_error(np.zeros((3, 12, 12, 3), np.uint8)) == 0.0
+    # 11 pixels on a side was OpenCV's "(-201:Incorrect size of input array)"; 12-15 high and 40 wide killed the
+    # process (segfault inside OpenCV's DIS)
+    for height, width in ((11, 40), (12, 40), (15, 64), (40, 11)):
+        with pytest.raises(InputError, match=f"needs frames at least 16 pixels high and 12 wide for its optical flow, "
+                                             f"got {width}x{height}"):
+            warping_error(np.zeros((3, height, width, 3), np.uint8))
+    assert warping_error(np.zeros((3, 16, 64, 3), np.uint8)) == 0.0
+    assert warping_error(np.zeros((3, 40, 12, 3), np.uint8)) == 0.0
 
 
 def test_static_clip_has_zero_warping_error():

@@ -43,8 +43,9 @@ from star_vsr.progress import bar_options
 
 #: OpenCV DIS preset used for every flow (see the module docstring for why MEDIUM).
 DIS_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
-#: Smallest frame height and width DIS estimates a flow on (smaller is a ``cv2.error``).
-MIN_FLOW_SIZE = 12
+#: Smallest frame height and width DIS estimates a flow on: under 12 on a side is a ``cv2.error``, and OpenCV 5.1
+#: crashes the process (segfault) on frames 12-15 pixels high and about 40 or more wide (probed up to 2000).
+MIN_FLOW_HEIGHT, MIN_FLOW_WIDTH = 16, 12
 #: Forward-backward consistency thresholds of Sundaram et al. 2010 (relative, absolute px^2).
 FB_ALPHA1 = 0.01
 FB_ALPHA2 = 0.5
@@ -172,8 +173,8 @@ def warping_error(
         E*warp x 1e3 (0 for a perfectly consistent clip; lower is better).
 
     Raises:
-        InputError: fewer than 2 frames, frames smaller than ``MIN_FLOW_SIZE`` on a side, a bad frame array, or
-            ``flow_frames`` of another shape.
+        InputError: fewer than 2 frames, frames under ``MIN_FLOW_HEIGHT`` x ``MIN_FLOW_WIDTH`` pixels, a bad frame
+            array, or ``flow_frames`` of another shape.
     """
     check_frames(frames, "frames", ndim=4)
     if flow_frames is None:
@@ -185,9 +186,9 @@ def warping_error(
         raise InputError(
             f"The warping error needs at least 2 frames, got a clip of shape {tuple(frames.shape)}."
         )
-    if min(frames.shape[1:3]) < MIN_FLOW_SIZE:  # was OpenCV's "(-201:Incorrect size of input array)"
-        raise InputError(f"The warping error needs frames of at least {MIN_FLOW_SIZE}x{MIN_FLOW_SIZE} pixels for "
-                         f"its optical flow, got {frames.shape[2]}x{frames.shape[1]}.")
+    if frames.shape[1] < MIN_FLOW_HEIGHT or frames.shape[2] < MIN_FLOW_WIDTH:  # OpenCV's error, or its segfault
+        raise InputError(f"The warping error needs frames at least {MIN_FLOW_HEIGHT} pixels high and "
+                         f"{MIN_FLOW_WIDTH} wide for its optical flow, got {frames.shape[2]}x{frames.shape[1]}.")
 
     errors = []
     for t in tqdm(range(len(frames) - 1), desc="E*warp", disable=not progress, **bar_options()):
