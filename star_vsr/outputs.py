@@ -7,6 +7,7 @@ Nothing is created by the checks: the folders of an output are made only when it
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -132,11 +133,16 @@ def check_writable(path: Union[str, Path]) -> Path:
     return path
 
 
+#: ``flock`` errors of a file system without locks: the run goes on unlocked.
+NO_LOCK_ERRNOS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.ENOTSUP})
+
+
 @contextmanager
-def folder_lock(folder: Path, output: Path) -> Iterator[None]:
+def folder_lock(folder: Path, output: Path, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on the existing ``folder`` while this run writes ``output`` (the folder itself, or
-    the file whose progress it holds); ``OutputBusyError`` if another run holds it. The lock goes with the process
-    (a killed run leaves none). Without ``fcntl`` (Windows) nothing is locked."""
+    the file whose progress it holds); ``OutputBusyError`` if another run holds it, or with ``wait`` wait for it.
+    The lock goes with the process (a killed run leaves none). Without ``fcntl`` (Windows), or on a file system
+    that has no locks (some network and FUSE mounts), nothing is locked, as before the lock existed."""
     try:
         import fcntl
     except ImportError:
@@ -145,11 +151,14 @@ def folder_lock(folder: Path, output: Path) -> Iterator[None]:
     handle = os.open(folder, os.O_RDONLY)
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             where = "" if Path(folder) == Path(output) else f" (its progress is in {folder})"
             raise OutputBusyError(f"another star-vsr run is writing {output}{where}; let it finish or stop it "
                                   f"first") from None
+        except OSError as error:
+            if error.errno not in NO_LOCK_ERRNOS:
+                raise
         yield
     finally:
         os.close(handle)

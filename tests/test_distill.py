@@ -356,7 +356,7 @@ def test_a_cache_is_not_built_among_other_files(tmp_path):
     build_teacher_cache(teacher, random_clips(2, gt=False), tmp_path)  # only hidden files: taken
 
 
-def test_a_cache_another_run_is_writing_is_refused_and_a_bad_place_is_one_error(tmp_path):
+def test_a_cache_another_run_is_writing_is_refused_and_a_bad_place_is_one_error(tmp_path, monkeypatch):
     """Two runs on one folder both wrote shards under one manifest: a cache marked complete whose shards mixed
     crop sizes or dtypes (interruption review); a read-only place or a file in the path was mkdir's bare error."""
     teacher = CallableTeacher(CountingTeacher(), SCALE, name="teacher")
@@ -368,8 +368,20 @@ def test_a_cache_another_run_is_writing_is_refused_and_a_bad_place_is_one_error(
     assert list(folder.iterdir()) == []
     assert len(build_teacher_cache(teacher, random_clips(2, gt=False), folder)) == 2  # once it is let go
     (tmp_path / "a-file").write_text("")
-    with pytest.raises(OutputError, match=r"cannot write .*a-file/cache: .*a-file is a file, not a folder"):
+    with pytest.raises(OutputError, match=r"cannot write .*a-file/cache.*: .*a-file is a file, not a folder"):
         build_teacher_cache(teacher, random_clips(2, gt=False), tmp_path / "a-file" / "cache")
+    # a writable cache folder under a read-only parent resumes (the write check tried the parent)
+    import star_vsr.outputs
+
+    mkstemp = star_vsr.outputs.tempfile.mkstemp
+
+    def read_only_parent(*args, dir=None, **kwargs):
+        if Path(dir) == tmp_path:
+            raise PermissionError(13, "Permission denied")
+        return mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(star_vsr.outputs.tempfile, "mkstemp", read_only_parent)
+    assert len(build_teacher_cache(teacher, random_clips(2, gt=False), folder)) == 2
 
 
 def test_a_cache_is_not_resumed_with_another_teachers_weights_or_precision(tmp_path):
@@ -392,6 +404,22 @@ def save_student_folder(model: StarStudentModel, folder: Path) -> Path:
 
     StarStudentPipeline(student=model).save_pretrained(folder)
     return folder
+
+
+def test_cli_cache_teacher_refuses_a_running_builds_folder_before_loading_the_teacher(tmp_path, capsys,
+                                                                                      monkeypatch):
+    import star_vsr.distill.teacher
+
+    folder = save_student_folder(tiny_teacher_student(), tmp_path / "teacher")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    loads = []
+    monkeypatch.setattr(star_vsr.distill.teacher, "load_teacher", lambda *a, **k: loads.append(a))
+    with folder_lock(cache, cache):  # a build running there
+        assert cli_main(["distill", "cache-teacher", "--teacher", str(folder), "--motion-clips", "2", "--num-frames",
+                         "2", "--crop-size", "16", "-o", str(cache)]) == 2
+    assert f"another star-vsr run is writing {cache}" in capsys.readouterr().err
+    assert loads == []  # (a diffusion teacher takes minutes and GPU memory to load)
 
 
 def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, capsys):

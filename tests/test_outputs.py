@@ -29,3 +29,28 @@ def test_safetensors_files_get_the_mode_of_other_new_files(tmp_path, umask_022):
     save_file({"w": torch.zeros(2)}, str(single))
     give_default_mode(single)  # one file
     assert safetensors_modes(tmp_path) == {umask_022, 0o640}
+
+
+def test_a_folder_lock_refuses_a_second_holder_and_is_skipped_where_the_file_system_has_no_locks(tmp_path,
+                                                                                                   monkeypatch):
+    import errno
+    import fcntl
+
+    import pytest
+
+    from star_vsr.errors import OutputBusyError
+    from star_vsr.outputs import folder_lock
+
+    with folder_lock(tmp_path, tmp_path):
+        with pytest.raises(OutputBusyError, match=f"another star-vsr run is writing {tmp_path}; let it finish"):
+            with folder_lock(tmp_path, tmp_path):
+                pass
+    with folder_lock(tmp_path, tmp_path, wait=True):  # free again (a killed or finished holder leaves none)
+        pass
+
+    def no_locks_here(handle, operation):  # NFS without lockd, some FUSE mounts: commands worked there before
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks_here)
+    with folder_lock(tmp_path, tmp_path):
+        pass

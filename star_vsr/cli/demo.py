@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         (staging / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
         # a few renames: all of them, or (Ctrl-C before) none; and not beside another demo's (a second demo into
         # the same folder replaced the first one's files without --overwrite)
-        with folder_lock(output, output), interrupts_held():
+        with folder_lock(output, output, wait=True), interrupts_held():  # (another demo's renames: a moment)
             appeared = [name for name in names if (output / name).exists()] if not args.overwrite else []
             if appeared:
                 raise OutputExistsError(f"{output} got {', '.join(appeared)} while this demo ran (another run?); "

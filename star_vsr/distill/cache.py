@@ -144,6 +144,8 @@ def build_teacher_cache(
     Raises:
         InputError: bad settings, a clip without ``"lq"``, clips that disagree on having ground
             truth, or an existing cache with other settings (without ``overwrite``).
+        OutputBusyError: another run is building a cache in ``output_dir``.
+        OutputError: ``output_dir`` cannot be written.
     """
     if dtype not in STORAGE_DTYPES:
         raise InputError(f"dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
@@ -159,7 +161,9 @@ def build_teacher_cache(
                              teacher=_as_json(teacher.describe()) if teacher is not None else None,
                              source=_as_json(dict(source or {})), has_gt="gt" in first)
     new_folder = not folder.exists()
-    check_writable(folder)  # a read-only place or a file in the path: "cannot write", not mkdir's bare error
+    # a read-only place or a file in the path: "cannot write", not mkdir's bare error (a scratch file in the folder
+    # itself when it exists: a writable cache under a read-only parent resumes)
+    check_writable(folder / MANIFEST_NAME)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
