@@ -38,7 +38,8 @@ def check_unit_range(frames: torch.Tensor, what: str = "video tensors") -> None:
         raise InputError(f"{what} must be float in [0, 1], got {frames.dtype}; {hint}")
     if frames.numel() == 0:
         return
-    low, high = (v.item() for v in frames.detach().aminmax())  # (no float32 copy of a half video)
+    # (no float32 copy of a half video; one device-to-host transfer for both, as on every training step)
+    low, high = torch.stack(tuple(frames.detach().aminmax())).float().tolist()
     if not (math.isfinite(low) and math.isfinite(high)):
         raise InputError(f"{what} hold NaN or infinite values")
     if low < -VALUE_TOLERANCE or high > 1 + VALUE_TOLERANCE:

@@ -159,8 +159,10 @@ def test_export_command(tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", "--model", str(folder), "-o", str(weights), "--format", "torchscript", "--overwrite"]
                 + size) == 2
-    assert f"the output {weights} is inside the input folder {folder}; write it elsewhere" in capsys.readouterr().err
+    assert f"-o {weights} is a file of the model being exported ({folder}); write the export elsewhere" \
+        in capsys.readouterr().err
     assert weights.read_bytes() == before
+    assert main(["export", "--model", str(folder), "-o", str(folder / "student.pt")] + size) == 0  # a new file: fine
 
 
 def test_an_export_does_not_replace_a_file_that_appeared_meanwhile_without_overwrite(student, tmp_path):

@@ -96,6 +96,7 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys):
         message = f"{flag} is an empty path (an unset shell variable?); name a file or folder"
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, flag
     assert train_star.parse_args(["--config", str(TINY_CONFIG), "--validation_video", "null"]).validation_video is None
+    assert train_star.parse_args(["--config", str(TINY_CONFIG), "--mixed_precision", ""]).mixed_precision is None
     with pytest.raises(InputError, match="train_data"):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--dataset", "video"])
 

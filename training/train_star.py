@@ -105,15 +105,21 @@ def _bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type that also accepts ``none`` / ``null`` (-> None). An empty value is not None: an unset
-    shell variable (``--validation_video "$VIDEO"``) silently turned validation off; it is an error instead."""
+def _optional(kind: Callable[[str], Any], empty_is_none: bool = True) -> Callable[[str], Any]:
+    """An argparse type that also accepts ``none`` / ``null`` (-> None), and an empty value unless
+    ``empty_is_none`` is False: for paths, where an unset shell variable (``--validation_video "$VIDEO"``)
+    silently turned validation off, the empty path is refused instead (``parse_with_config``)."""
+    nones = ("none", "null", "") if empty_is_none else ("none", "null")
 
     def parse(value: str) -> Any:
-        return None if value.strip().lower() in ("none", "null") else kind(value)
+        return None if value.strip().lower() in nones else kind(value)
 
     parse.__name__ = getattr(kind, "__name__", "value")
     return parse
+
+
+#: A path setting that may be none (``none`` / ``null``), never empty.
+_path_or_none = _optional(str, empty_is_none=False)
 
 
 def _yaml_value(value: str) -> Any:
@@ -131,11 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=str, default=None, help="YAML file of settings (keys = the flags below).")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--pretrained_model_name_or_path", type=_optional(str), default=None,
+    model.add_argument("--pretrained_model_name_or_path", type=_path_or_none, default=None,
                        help="StarVSR pipeline folder (model_index.json), e.g. written by `star-vsr convert-star`.")
     model.add_argument("--tiny_model", type=_bool, default=False,
                        help="Build the tiny random test model (star_vsr.testing) instead of loading one.")
-    model.add_argument("--controlnet_model_name_or_path", type=_optional(str), default=None,
+    model.add_argument("--controlnet_model_name_or_path", type=_path_or_none, default=None,
                        help="Start from this ControlNet folder instead of the pipeline's.")
     model.add_argument("--controlnet_init", choices=("pretrained", "unet"), default="pretrained",
                        help="'pretrained': fine-tune the pipeline's ControlNet; 'unet': a fresh ControlNet copied "
@@ -161,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", choices=("video", "images"), default="video",
                       help="'video': VideoClipDataset over train_data; 'images': ImageMotionDataset over the images "
                            "in train_data (a folder) or scikit-image's bundled photos when train_data is null.")
-    data.add_argument("--train_data", type=_optional(str), default=None,
+    data.add_argument("--train_data", type=_path_or_none, default=None,
                       help="Folder of videos / frame folders, CSV or JSON clip list (or a folder of photos).")
     data.add_argument("--num_frames", type=int, default=32, help="Frames per training clip.")
     data.add_argument("--crop_size", type=_yaml_value, default=[720, 1280], help="HR crop: int or [height, width].")
@@ -211,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output_dir", type=str, default="runs/star", help="Checkpoints, logs and the final pipeline.")
     run.add_argument("--checkpointing_steps", type=int, default=500, help="Save a checkpoint every N steps.")
     run.add_argument("--checkpoints_total_limit", type=_optional(int), default=None, help="Keep at most N checkpoints.")
-    run.add_argument("--resume_from_checkpoint", type=_optional(str), default=None,
+    run.add_argument("--resume_from_checkpoint", type=_path_or_none, default=None,
                      help="A checkpoint folder, or 'latest' (the newest in output_dir). Settings that change what "
                           "is trained must be those that trained it (star_vsr.training_run.RESUMABLE_CHANGES lists "
                           "the others); every resume is recorded in train_config_resumes.yaml.")
@@ -222,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(checkpoints, settings, log, TensorBoard events, validation images, the model); "
                           "other files stay.")
     run.add_argument("--validation_steps", type=int, default=500, help="Validate every N steps (0: never).")
-    run.add_argument("--validation_video", type=_optional(str), default=None,
+    run.add_argument("--validation_video", type=_path_or_none, default=None,
                      help="HR video for validation (degraded with a fixed seed); default: training item 0.")
     run.add_argument("--validation_prompt", type=str, default="a good video", help="Prompt when the clip has none.")
     run.add_argument("--validation_num_inference_steps", type=int, default=15, help="Sampling steps of validation.")

@@ -79,8 +79,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--model {args.model} is not a folder; it takes a student pipeline folder "
                          "(StarStudentPipeline.save_pretrained), or leave it out for the shipped student")
     default_name = "student.onnx" if args.format == "onnx" else "student.pt"
-    check_new_output(args.output, args.overwrite, source=args.model,  # -o inside the model replaced its weights
-                     file_hint=f"name the file to write: -o {output / default_name}")
+    check_new_output(args.output, args.overwrite, file_hint=f"name the file to write: -o {output / default_name}")
+    if output.resolve().is_relative_to(Path(args.model).resolve()) and (output.exists() or output.is_symlink()):
+        # with --overwrite it replaced the weights (or config) it was reading, the shipped student's included
+        raise InputError(f"-o {output} is a file of the model being exported ({args.model}); write the export "
+                         f"elsewhere, or to a new name")
     from star_vsr.pipelines.pipeline_star_student import MISSING_STUDENT_HELP
 
     from ..model_folder import check_pipeline_folder

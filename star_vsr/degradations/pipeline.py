@@ -133,9 +133,10 @@ class RealWorldDegradation:
         return x
 
 
-def check_hr_clip(hr: torch.Tensor, scale: int, name: str = "hr") -> None:
-    """``InputError`` unless ``hr`` is a CPU float (n, 3, h, w) clip in [0, 1] with h and w divisible by
-    ``scale``: the input of the chain, and of bicubic downsampling (``star_vsr.data.make_pair``)."""
+def check_hr_clip(hr: torch.Tensor, scale: int, name: str = "hr", cpu_only: bool = True) -> None:
+    """``InputError`` unless ``hr`` is a float (n, 3, h, w) clip in [0, 1] with h and w divisible by ``scale``,
+    on the CPU with ``cpu_only``: the input of the chain, and of bicubic downsampling (``star_vsr.data.make_pair``,
+    which runs on any device)."""
     if not isinstance(hr, torch.Tensor):
         raise InputError(
             f"{name} must be a torch.Tensor shaped (n, 3, h, w), got {type(hr).__name__}."
@@ -146,7 +147,7 @@ def check_hr_clip(hr: torch.Tensor, scale: int, name: str = "hr") -> None:
         raise InputError(
             f"{name} must be a float tensor in [0, 1], got {hr.dtype}; divide uint8 frames by 255."
         )
-    if hr.device.type != "cpu":
+    if cpu_only and hr.device.type != "cpu":
         raise InputError(
             f"{name} is on {hr.device}; the degradation chain runs on the CPU (JPEG and video "
             f"codec stages), so pass {name}.cpu()."
