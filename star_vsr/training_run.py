@@ -124,9 +124,15 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
 
 def _refuse_empty_path(parser: argparse.ArgumentParser, name: str, value: Any) -> None:
     """An empty path setting (``--output_dir ""``, ``--output_dir "$OUT"`` with ``OUT`` unset, ``output_dir: ''``)
-    is an error: ``Path("")`` is the current folder, so the run would have written its checkpoints there."""
-    if isinstance(value, str) and not value.strip():
-        parser.error(f"--{name} is an empty path (an unset shell variable?); name a file or folder")
+    is an error, as for star-vsr's path options (``path_argument``): ``Path("")`` is the current folder, so the run
+    would have written its checkpoints there."""
+    from .cli.arguments import path_argument
+
+    if isinstance(value, str):
+        try:
+            path_argument(value)
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"--{name} is {error}")
 
 
 def _setting(parser: argparse.ArgumentParser, action: argparse.Action, value: Any, path: Path) -> Any:
