@@ -61,15 +61,47 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
         if not part.is_dir():
             raise MissingWeightsError(f"the {kind} pipeline at {folder} lists {name!r}, but {part} is missing "
                                       f"(an incomplete copy?).\n{help_text}")
-        if (part / "config.json").is_file() and not any(f.name.endswith(WEIGHT_SUFFIXES) for f in part.iterdir()):
-            raise MissingWeightsError(f"{part} has a config.json but no weights (*.safetensors or *.bin; an "
-                                      f"incomplete copy?).\n{help_text}")
+        if (part / "config.json").is_file():
+            try:
+                check_model_folder(part, name)
+            except MissingWeightsError as error:
+                raise MissingWeightsError(f"{error}.\n{help_text}") from None
         if name == "tokenizer" and not ((part / "tokenizer.json").is_file()
                                         or ((part / "vocab.json").is_file() and (part / "merges.txt").is_file())):
             # without its vocabulary a CLIP tokenizer still loads, with 2 tokens, and garbles every prompt
             raise MissingWeightsError(f"{part} holds no vocabulary (tokenizer.json, or vocab.json + merges.txt; an "
                                       f"incomplete copy?).\n{help_text}")
     return class_name
+
+
+def check_model_folder(folder: Path, class_name: str) -> None:
+    """``MissingWeightsError`` unless ``folder`` looks like a model folder ``save_pretrained`` wrote (a folder
+    with a ``config.json`` and weights) of a model ``class_name`` names. A pipeline folder (``model_index.json``)
+    is named as one, with the ``subfolder`` that would load the model; diffusers' own errors here name a file it
+    then falls back from ("no file named diffusion_pytorch_model.bin") or a Hub lookup."""
+    if not folder.is_dir():
+        raise MissingWeightsError(f"{folder} is not a folder: {class_name}.from_pretrained loads a folder "
+                                  f"written by save_pretrained (star-vsr downloads nothing)")
+    if not (folder / "config.json").is_file():
+        if (folder / "model_index.json").is_file():
+            parts = [repr(part.name) for part in sorted(folder.iterdir()) if _class_name(part) == class_name]
+            where = (f"pass subfolder={' or '.join(parts)}" if parts else f"it holds no {class_name}")
+            raise MissingWeightsError(f"{folder} is a pipeline folder (model_index.json), not a {class_name} "
+                                      f"folder: load it with its pipeline's from_pretrained, or {where}")
+        raise MissingWeightsError(f"{folder} has no config.json: it is not a folder written by "
+                                  f"{class_name}.save_pretrained (an incomplete copy?)")
+    if not any(file.name.endswith(WEIGHT_SUFFIXES) for file in folder.iterdir()):
+        raise MissingWeightsError(f"{folder} has a config.json but no weights (*.safetensors or *.bin; an "
+                                  f"incomplete copy?)")
+
+
+def _class_name(folder: Path) -> Optional[str]:
+    """The ``_class_name`` in ``folder``'s ``config.json`` (the model ``save_pretrained`` wrote there), if any."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config.get("_class_name") if isinstance(config, dict) else None
 
 
 def check_save_folder(folder: Path, class_name: str) -> None:
@@ -92,19 +124,30 @@ def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T])
     """``load()`` (a ``from_pretrained`` of a folder ``check_pipeline_folder`` passed), with the loaders'
     errors on damaged files (truncated weights, broken JSON, a config that does not fit its weights) as
     a ``MissingWeightsError`` naming the folder, the loader's reason and ``help_text``."""
-    from safetensors import SafetensorError
-
     try:
         return load()
-    # diffusers: OSError for unreadable files, ValueError for shapes; transformers (the text encoder) lets
-    # safetensors' own error through for a truncated or zeroed file
-    except (OSError, ValueError, SafetensorError) as error:
-        if isinstance(error, StarVSRError) or is_out_of_memory(error):
-            raise
-        if isinstance(error, ValueError) and "shape" not in str(error):  # a bad argument, not a bad file
+    except MissingWeightsError as error:  # a model's own check (LocalModelMixin) found a damaged component
+        raise MissingWeightsError(f"{error}\n{help_text}") from error
+    except Exception as error:
+        if not is_damaged_folder_error(error):
             raise
         raise MissingWeightsError(f"the {kind} pipeline at {folder} could not be loaded ({first_line(error)}); the "
                                   f"folder is damaged or incomplete: copy or convert it again.\n{help_text}") from error
+
+
+def is_damaged_folder_error(error: BaseException) -> bool:
+    """Whether ``error``, raised by a ``from_pretrained`` of a local folder, says one of its files is damaged
+    (truncated or zeroed weights, broken JSON, a tensor of another shape) rather than that an argument was bad
+    or memory ran out: diffusers raises ``OSError`` for unreadable files and ``ValueError`` for shapes;
+    transformers (the text encoder) lets safetensors' own error through for a truncated or zeroed file. (A single
+    file read by ``torch.load``: ``errors.is_damaged_weights_error``.)"""
+    from safetensors import SafetensorError
+
+    if isinstance(error, StarVSRError) or is_out_of_memory(error):
+        return False
+    if isinstance(error, ValueError):  # a bad argument, not a bad file, unless it is about a shape
+        return "shape" in str(error)
+    return isinstance(error, (OSError, SafetensorError))
 
 
 def local_load_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:

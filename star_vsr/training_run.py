@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import yaml
 
-from .errors import InputError, first_line, is_damaged_weights_error, is_out_of_memory
+from .errors import InputError, MissingWeightsError, first_line, is_damaged_weights_error, is_out_of_memory
 from .outputs import give_default_mode
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -288,7 +288,9 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
     except InputError:
         raise
     except Exception as error:  # noqa: BLE001 - sorted below; anything else is raised as it is
-        if is_out_of_memory(error) or isinstance(error, (PermissionError, FileNotFoundError)):
+        damaged_model = isinstance(error, MissingWeightsError)  # a model folder in it (LocalModelMixin's check)
+        reason = (error.__cause__ or error) if damaged_model else error  # (not its advice to copy the folder)
+        if not damaged_model and (is_out_of_memory(error) or isinstance(error, (PermissionError, FileNotFoundError))):
             raise  # not the file's bytes: said as they are
         if "size mismatch" in str(error) or "Error(s) in loading state_dict" in str(error):
             raise InputError(f"{checkpoint} does not fit the model of this run ({first_line(error)}); resume with "
@@ -299,7 +301,7 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
                    if checkpoint_step(folder) < checkpoint_step(checkpoint)]
         then = (f"go on from the one before it with --resume_from_checkpoint {earlier[-1]}, or delete {checkpoint}"
                 if earlier else f"delete {checkpoint}")
-        raise InputError(f"{checkpoint} is damaged and cannot be loaded ({first_line(error)}); {then} (then "
+        raise InputError(f"{checkpoint} is damaged and cannot be loaded ({first_line(reason)}); {then} (then "
                          f"`latest` takes the last checkpoint left), or start over with --overwrite_output_dir"
                          ) from error
 

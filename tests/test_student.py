@@ -622,6 +622,45 @@ def test_a_student_whose_config_does_not_fit_its_weights_is_refused(pipe, tmp_pa
     assert all(torch.equal(value, model.state_dict()[key]) for key, value in pipe.student.state_dict().items())
 
 
+def test_a_damaged_model_folder_loaded_directly_is_a_missing_weights_error_naming_the_damage(pipe, tmp_path, capfd):
+    # StarStudentModel.from_pretrained (not the pipeline's) gave diffusers' raw OSErrors: a missing weights file
+    # was reported as "no file named diffusion_pytorch_model.bin" after an "unsafe serialization" warning
+    import shutil
+
+    pipe.student.save_pretrained(tmp_path / "good")
+    weights = tmp_path / "good" / "diffusion_pytorch_model.safetensors"
+    damages = {
+        "no_weights": (lambda f: (f / weights.name).unlink(), r"has a config.json but no weights"),
+        "truncated": (lambda f: (f / weights.name).write_bytes(weights.read_bytes()[:300]),
+                      r": StarStudentModel could not be loaded \(Unable to load weights.*damaged or incomplete"),
+        "no_config": (lambda f: (f / "config.json").unlink(), r"has no config.json: it is not a folder written by "
+                                                               r"StarStudentModel.save_pretrained"),
+        "bad_json": (lambda f: (f / "config.json").write_text("{"), r"could not be loaded \(.*not a valid JSON"),
+    }
+    for name, (damage, match) in damages.items():
+        shutil.copytree(tmp_path / "good", tmp_path / name)
+        damage(tmp_path / name)
+        with pytest.raises(MissingWeightsError, match=match):
+            StarStudentModel.from_pretrained(tmp_path / name)
+    # a pipeline folder is named as one, with the subfolder that holds the model
+    pipe.save_pretrained(tmp_path / "pipeline")
+    with pytest.raises(MissingWeightsError, match=r"is a pipeline folder \(model_index.json\), not a StarStudentModel "
+                                                  r"folder: .* or pass subfolder='student'"):
+        StarStudentModel.from_pretrained(tmp_path / "pipeline")
+    # through the pipeline, a damaged component names itself and what to get
+    shutil.copy(tmp_path / "truncated" / weights.name, tmp_path / "pipeline" / "student" / weights.name)
+    with pytest.raises(MissingWeightsError, match=r"student: StarStudentModel could not be loaded(.|\n)*"
+                                                  r"training/distill_student.py"):
+        StarStudentPipeline.from_pretrained(tmp_path / "pipeline")
+    # an edited config is refused without diffusers' "newly initialized ... TRAIN this model" warning first
+    capfd.readouterr()
+    config = json.loads((tmp_path / "good" / "config.json").read_text())
+    (tmp_path / "good" / "config.json").write_text(json.dumps({**config, "num_blocks": config["num_blocks"] + 1}))
+    with pytest.raises(MissingWeightsError, match="config.json does not fit the weights"):
+        StarStudentModel.from_pretrained(tmp_path / "good")
+    assert "newly initialized" not in capfd.readouterr().err
+
+
 def test_auto_dtype_is_bfloat16_for_a_student_on_a_cpu_with_amx(pipe, tmp_path, monkeypatch):
     import star_vsr.upscale as upscale_module
 

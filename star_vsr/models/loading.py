@@ -10,10 +10,30 @@ a ``MissingWeightsError``.
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
-from ..errors import MissingWeightsError
+from ..errors import MissingWeightsError, first_line
+from ..model_folder import check_model_folder, is_damaged_folder_error, local_load_kwargs
+
+
+@contextmanager
+def _without_weight_mismatch_logs() -> Iterator[None]:
+    """diffusers' warnings that a load left parameters "newly initialized" ("You should probably TRAIN this
+    model") or weights unused, dropped while the block runs: ``LocalModelMixin`` refuses such a load, and the
+    warning printed before that error read as if the model had loaded."""
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Some weights of")
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 class LocalModelMixin:
@@ -24,15 +44,18 @@ class LocalModelMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, Path], **kwargs: Any) -> Any:
         folder = Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
-        if not folder.is_dir():
-            raise MissingWeightsError(f"{folder} is not a folder: {cls.__name__}.from_pretrained loads a folder "
-                                      f"written by save_pretrained (star-vsr downloads nothing)")
-        from ..model_folder import local_load_kwargs  # (imports the upscale module: not at import time)
-
+        check_model_folder(folder, cls.__name__)
         kwargs = local_load_kwargs(kwargs)  # local_files_only, and a dtype by name ("bf16") as the pipelines take it
         want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(pretrained_model_name_or_path,  # type: ignore[misc]
-                                              output_loading_info=True, **kwargs)
+        try:
+            with _without_weight_mismatch_logs():  # refused below, in one message
+                model, info = super().from_pretrained(pretrained_model_name_or_path,  # type: ignore[misc]
+                                                      output_loading_info=True, **kwargs)
+        except Exception as error:
+            if not is_damaged_folder_error(error):
+                raise
+            raise MissingWeightsError(f"{folder}: {cls.__name__} could not be loaded ({first_line(error)}); the "
+                                      f"folder is damaged or incomplete: copy or save it again") from error
         missing, unexpected = list(info["missing_keys"]), list(info["unexpected_keys"])
         mismatched = list(info.get("mismatched_keys") or [])  # only with ignore_mismatched_sizes=True
         if missing or unexpected or mismatched:
