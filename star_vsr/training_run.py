@@ -70,6 +70,24 @@ logger = logging.getLogger(__name__)
 UNRECORDED_PATH_SETTINGS = ("resume_from_checkpoint", "logging_dir")
 
 
+def optional_value(kind: Callable[[str], Any], empty_is_none: bool = True) -> Callable[[str], Any]:
+    """An argparse type that also accepts ``none`` / ``null`` (-> None), and an empty value unless
+    ``empty_is_none`` is False: for paths, where an unset shell variable (``--validation_video "$VIDEO"``)
+    silently turned validation off, the empty path is refused instead (``parse_with_config``). ``none`` is how a
+    command line clears a setting its ``--config`` file gives."""
+    nones = ("none", "null", "") if empty_is_none else ("none", "null")
+
+    def parse(value: str) -> Any:
+        return None if value.strip().lower() in nones else kind(value)
+
+    parse.__name__ = getattr(kind, "__name__", "value")
+    return parse
+
+
+#: A path setting that may be none (``none`` / ``null``), never empty.
+path_or_none = optional_value(str, empty_is_none=False)
+
+
 class SettingsParser(argparse.ArgumentParser):
     """The training scripts' parser: an error is one line, without the usage block (dozens of lines
     of flags, above which ``accelerate launch`` then prints its own traceback, buried the message).

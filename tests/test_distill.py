@@ -895,6 +895,19 @@ def test_bad_paths_are_argparse_errors_before_anything_is_written(tmp_path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
+def test_none_on_the_command_line_clears_an_optional_setting_of_the_config(tmp_path):
+    # `--init_from none` was read as a folder named "none": a config's optional setting could not be cleared
+    config = tmp_path / "run.yaml"
+    config.write_text((REPO / "configs" / "distill_student_tiny.yaml").read_text()
+                      + f"init_from: {tmp_path / 'student'}\nperceptual_weights_path: vgg.pth\nmotion_patch_size: 32\n")
+    cleared = {"--init_from": "none", "--perceptual_weights_path": "null", "--motion_patch_size": "None",
+               "--checkpoints_total_limit": "none", "--resume_from_checkpoint": "none", "--train_cache": "none"}
+    script, _ = training_args(None, tmp_path / "out")
+    args = script.parse_args(["--config", str(config), "--output_dir", str(tmp_path / "out"),
+                              *(item for pair in cleared.items() for item in pair)])
+    assert all(getattr(args, flag[2:]) is None for flag in cleared)
+
+
 def test_training_out_of_memory_says_what_to_lower(train_cache, tmp_path, monkeypatch):
     def allocate_too_much(*args, **kwargs):
         return torch.empty(2 ** 46, dtype=torch.uint8)  # 64 TiB: the CPU allocator refuses

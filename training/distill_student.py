@@ -4,7 +4,8 @@
     accelerate launch training/distill_student.py --config configs/distill_student.yaml [--key value ...]
 
 Every setting is a command-line flag; ``--config`` names a YAML file whose keys (the flag names
-without dashes) become the defaults, and flags given on the command line override them.
+without dashes) become the defaults, and flags given on the command line override them (``none`` clears an
+optional setting: ``--init_from none``).
 
 Data comes from a teacher cache (``star-vsr distill cache-teacher``: LR clips, the teacher's
 outputs and features, optionally ground truth) or, for ground-truth-only training, from motion
@@ -53,8 +54,8 @@ from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, apply_run_hyperparameters, check_batches_per_epoch,
                                    check_number, check_run_settings, checkpoint_step, load_training_checkpoint,
-                                   parse_with_config, prepare_output_dir, record_run_settings, resume_checkpoint,
-                                   tensorboard_pattern)
+                                   optional_value, parse_with_config, path_or_none, prepare_output_dir,
+                                   record_run_settings, resume_checkpoint, tensorboard_pattern)
 
 logger = get_logger(__name__)
 
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     student.add_argument("--student_overrides", type=json.loads, default={},
                          help="JSON dict of StarStudentModel config changes of a new student, e.g. "
                               "'{\"num_blocks\": 3}' (not with --init_from)")
-    student.add_argument("--init_from", default=None,
+    student.add_argument("--init_from", type=path_or_none, default=None,
                          help="start from the student of this pipeline folder, architecture and weights (then "
                               "--student_preset and --student_overrides do not apply)")
     student.add_argument("--scale", type=int, default=4, help="upscaling factor trained")
@@ -100,12 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
                               "head), the rest frozen; default: everything")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--train_cache", default=None,
+    data.add_argument("--train_cache", type=path_or_none, default=None,
                       help="teacher cache folder (star-vsr distill cache-teacher); without it, motion clips are "
                            "made on the fly from the training photos (ground-truth terms only)")
     data.add_argument("--motion_num_frames", type=int, default=8, help="frames per on-the-fly motion clip")
     data.add_argument("--motion_crop_size", type=int, default=64, help="HR crop side of on-the-fly motion clips")
-    data.add_argument("--motion_patch_size", type=int, default=None,
+    data.add_argument("--motion_patch_size", type=optional_value(int), default=None,
                       help="HR side of a random patch cut from each clip after degradation (default: the whole clip)")
     data.add_argument("--motion_degradation", default="medium", help="degradation preset of on-the-fly clips")
     data.add_argument("--motion_flip_and_rotate", action="store_true",
@@ -148,15 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     loss.add_argument("--charbonnier_eps", type=float, default=1e-3)
     loss.add_argument("--time_hidden_channels", type=int, default=8)
     loss.add_argument("--time_freeze_threshold", type=float, default=1e-8)
-    loss.add_argument("--perceptual_weights_path", default=None, help="local torchvision VGG-19 state dict")
+    loss.add_argument("--perceptual_weights_path", type=path_or_none, default=None,
+                      help="local torchvision VGG-19 state dict")
     loss.add_argument("--perceptual_layers", nargs="+", default=["relu2_2", "relu3_4", "relu4_4"])
     loss.add_argument("--perceptual_target", default="gt", choices=("gt", "teacher"))
 
     out = parser.add_argument_group("checkpoints, validation, logging")
     out.add_argument("--output_dir", default="outputs/distill-student")
     out.add_argument("--checkpointing_steps", type=int, default=500)
-    out.add_argument("--checkpoints_total_limit", type=int, default=None)
-    out.add_argument("--resume_from_checkpoint", default=None,
+    out.add_argument("--checkpoints_total_limit", type=optional_value(int), default=None)
+    out.add_argument("--resume_from_checkpoint", type=path_or_none, default=None,
                      help='a checkpoint folder or "latest"; settings that change what is trained must be those that '
                           "trained it (star_vsr.training_run.RESUMABLE_CHANGES lists the others); every resume is "
                           "recorded in train_config_resumes.yaml")

@@ -46,7 +46,7 @@ import math
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -78,8 +78,8 @@ from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS
 from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, apply_run_hyperparameters,
                                    check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
-                                   load_training_checkpoint, parse_with_config, prepare_output_dir, record_run_settings,
-                                   resume_checkpoint, tensorboard_pattern)
+                                   load_training_checkpoint, optional_value, parse_with_config, path_or_none,
+                                   prepare_output_dir, record_run_settings, resume_checkpoint, tensorboard_pattern)
 
 logger = get_logger(__name__)
 
@@ -105,23 +105,6 @@ def _bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-def _optional(kind: Callable[[str], Any], empty_is_none: bool = True) -> Callable[[str], Any]:
-    """An argparse type that also accepts ``none`` / ``null`` (-> None), and an empty value unless
-    ``empty_is_none`` is False: for paths, where an unset shell variable (``--validation_video "$VIDEO"``)
-    silently turned validation off, the empty path is refused instead (``parse_with_config``)."""
-    nones = ("none", "null", "") if empty_is_none else ("none", "null")
-
-    def parse(value: str) -> Any:
-        return None if value.strip().lower() in nones else kind(value)
-
-    parse.__name__ = getattr(kind, "__name__", "value")
-    return parse
-
-
-#: A path setting that may be none (``none`` / ``null``), never empty.
-_path_or_none = _optional(str, empty_is_none=False)
-
-
 def _yaml_value(value: str) -> Any:
     """A command-line value written in YAML: ``32``, ``[720, 1280]``, ``null``."""
     return yaml.safe_load(value)
@@ -137,11 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=str, default=None, help="YAML file of settings (keys = the flags below).")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--pretrained_model_name_or_path", type=_path_or_none, default=None,
+    model.add_argument("--pretrained_model_name_or_path", type=path_or_none, default=None,
                        help="StarVSR pipeline folder (model_index.json), e.g. written by `star-vsr convert-star`.")
     model.add_argument("--tiny_model", type=_bool, default=False,
                        help="Build the tiny random test model (star_vsr.testing) instead of loading one.")
-    model.add_argument("--controlnet_model_name_or_path", type=_path_or_none, default=None,
+    model.add_argument("--controlnet_model_name_or_path", type=path_or_none, default=None,
                        help="Start from this ControlNet folder instead of the pipeline's.")
     model.add_argument("--controlnet_init", choices=("pretrained", "unet"), default="pretrained",
                        help="'pretrained': fine-tune the pipeline's ControlNet; 'unet': a fresh ControlNet copied "
@@ -153,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "gate before the LayerNorm, which cancels the gate (it barely trains), 'after_norm' "
                             "makes it act.")
     model.add_argument("--lora_rank", type=int, default=0, help="Rank of a LoRA on the UNet attention (0: none).")
-    model.add_argument("--lora_alpha", type=_optional(float), default=None, help="LoRA alpha (default: the rank).")
+    model.add_argument("--lora_alpha", type=optional_value(float), default=None,
+                       help="LoRA alpha (default: the rank).")
     model.add_argument("--gradient_checkpointing", type=_bool, default=False,
                        help="Recompute UNet / ControlNet activations in the backward pass to save memory.")
     model.add_argument("--vae_gradient_checkpointing", type=_bool, default=True,
@@ -167,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", choices=("video", "images"), default="video",
                       help="'video': VideoClipDataset over train_data; 'images': ImageMotionDataset over the images "
                            "in train_data (a folder) or scikit-image's bundled photos when train_data is null.")
-    data.add_argument("--train_data", type=_path_or_none, default=None,
+    data.add_argument("--train_data", type=path_or_none, default=None,
                       help="Folder of videos / frame folders, CSV or JSON clip list (or a folder of photos).")
     data.add_argument("--num_frames", type=int, default=32, help="Frames per training clip.")
     data.add_argument("--crop_size", type=_yaml_value, default=[720, 1280], help="HR crop: int or [height, width].")
@@ -177,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--caption_dropout", type=float, default=0.5, help="Probability of an empty caption (CFG).")
     data.add_argument("--default_caption", type=str, default="", help="Caption of clips without one.")
     data.add_argument("--random_flip", type=_bool, default=True, help="Random horizontal flips.")
-    data.add_argument("--dataset_length", type=_optional(int), default=None,
+    data.add_argument("--dataset_length", type=optional_value(int), default=None,
                       help="Items per epoch (default: one per source).")
     data.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
 
@@ -186,10 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     loss.add_argument("--dfl_beta", type=float, default=1.0, help="beta of b(t) = beta (1 - t/t_max); 0 turns the "
                                                                    "frequency loss (and its decode) off.")
     loss.add_argument("--dfl_alpha", type=float, default=2.0, help="alpha of c(t) = (t/t_max)^alpha.")
-    loss.add_argument("--dfl_cutoff", type=_optional(float), default=None,
+    loss.add_argument("--dfl_cutoff", type=optional_value(float), default=None,
                       help="Radial low-pass cutoff in cycles/pixel (default 0.5/scale, the LR Nyquist frequency).")
     loss.add_argument("--dfl_distance", choices=("l1", "l2"), default="l1", help="Distance between band images.")
-    loss.add_argument("--dfl_num_frames", type=_optional(int), default=2,
+    loss.add_argument("--dfl_num_frames", type=optional_value(int), default=2,
                       help="Consecutive frames per clip decoded for the frequency loss (null: all).")
     loss.add_argument("--dfl_crop_size", type=_yaml_value, default=None,
                       help="Random crop (pixels, int or [h, w], multiple of the VAE factor) decoded for the "
@@ -208,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--adam_weight_decay", type=float, default=1e-2, help="AdamW weight decay.")
     optim.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon.")
     optim.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (0: off).")
-    optim.add_argument("--mixed_precision", type=_optional(str), default=None,
+    optim.add_argument("--mixed_precision", type=optional_value(str), default=None,
                        help="'no', 'fp16' or 'bf16' (default: Accelerate's config).")
     optim.add_argument("--allow_tf32", type=_bool, default=False, help="TF32 matmuls on Ampere+ GPUs.")
     optim.add_argument("--seed", type=int, default=0, help="Seed of everything random.")
@@ -216,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("checkpoints, validation, logging")
     run.add_argument("--output_dir", type=str, default="runs/star", help="Checkpoints, logs and the final pipeline.")
     run.add_argument("--checkpointing_steps", type=int, default=500, help="Save a checkpoint every N steps.")
-    run.add_argument("--checkpoints_total_limit", type=_optional(int), default=None, help="Keep at most N checkpoints.")
-    run.add_argument("--resume_from_checkpoint", type=_path_or_none, default=None,
+    run.add_argument("--checkpoints_total_limit", type=optional_value(int), default=None,
+                     help="Keep at most N checkpoints.")
+    run.add_argument("--resume_from_checkpoint", type=path_or_none, default=None,
                      help="A checkpoint folder, or 'latest' (the newest in output_dir). Settings that change what "
                           "is trained must be those that trained it (star_vsr.training_run.RESUMABLE_CHANGES lists "
                           "the others); every resume is recorded in train_config_resumes.yaml.")
@@ -228,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(checkpoints, settings, log, TensorBoard events, validation images, the model); "
                           "other files stay.")
     run.add_argument("--validation_steps", type=int, default=500, help="Validate every N steps (0: never).")
-    run.add_argument("--validation_video", type=_path_or_none, default=None,
+    run.add_argument("--validation_video", type=path_or_none, default=None,
                      help="HR video for validation (degraded with a fixed seed); default: training item 0.")
     run.add_argument("--validation_prompt", type=str, default="a good video", help="Prompt when the clip has none.")
     run.add_argument("--validation_num_inference_steps", type=int, default=15, help="Sampling steps of validation.")
