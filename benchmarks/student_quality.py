@@ -3,8 +3,8 @@
 The evaluation set (``star_vsr.evalset``) films photographs bundled with scikit-image that no
 training run uses, with smooth random camera moves, degraded by the project's real-world chain
 (``medium`` preset) at x4. Each model upscales every clip; the table gives the means over the
-clips (PSNR/SSIM on Y with a ceil(scale)-pixel border crop; E*warp x 1e-3 with flow from the ground
-truth), the PSNR-Y gain over bicubic and the E*warp ratio to bicubic, and checks the project's
+clips (PSNR/SSIM on Y with a ceil(scale)-pixel border crop; E*warp in units of 1e-3, flow from the
+ground truth), the PSNR-Y gain over bicubic and the E*warp ratio to bicubic, and checks the project's
 target for the default student (gain >= 0.7 dB, E*warp <= 1.3 x bicubic; only on the whole evaluation
 set at x4).
 

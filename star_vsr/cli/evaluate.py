@@ -4,8 +4,11 @@
 or folders of frames, as REDS4 / Vid4 and ``upscale-batch --codec png`` lay them out) matched by
 name (a video's without its extension). PSNR/SSIM crop ``--scale`` pixels at every border; E*warp warps
 the prediction with optical flow estimated on the ground truth and is reported x 1e3, as papers do (lower is
-better; a clip against itself scores a little above 0, the flow being estimated). A clip whose frames equal the
-ground truth has PSNR-Y inf (null in --json), and so has the mean. ``--metrics lpips,dists,...`` adds
+better; a clip against itself scores a little above 0, the flow being estimated). Its flow (OpenCV's DIS) and mask
+(pixels whose match leaves the frame are left out) are not those of Lai et al.'s released code
+(star_vsr.metrics.warping): compare methods scored here, not published tables. A clip's PSNR is the mean of its
+frames' (BasicSR's convention), so one frame equal to its ground truth gives the clip PSNR-Y inf (null in --json),
+and so has the mean over clips. ``--metrics lpips,dists,...`` adds
 learned metrics (pyiqa, from weight files already on disk; nothing is downloaded).
 """
 
