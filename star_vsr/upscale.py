@@ -25,6 +25,16 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_FLAGS = {dtype: flag for flag, dtype in DTYPES.items()}
 
 
+def accelerate_on_cpu() -> bool:
+    """``cpu=`` for Accelerate's ``Accelerator`` / ``PartialState``: True without a CUDA GPU, or under
+    ``accelerate launch --cpu``. Without it on a machine with no GPU, Accelerate sets up no process group (gloo)
+    even when launched with several processes: each one then ran the whole job alone (two training runs wrote
+    one output folder, and one crashed)."""
+    from accelerate.utils import parse_flag_from_env
+
+    return parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """"auto" picks CUDA when present, else the CPU; asking for CUDA without a GPU is an error."""
     if device == "auto":

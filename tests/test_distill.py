@@ -652,6 +652,31 @@ def test_accelerate_launch_checkpoints_and_resumes_exactly(tmp_path, train_cache
     assert safetensors_modes(interrupted) == safetensors_modes(tmp_path / "straight") == {umask_022}
 
 
+def test_two_launched_processes_on_a_machine_without_a_gpu_train_one_run_together(tmp_path, train_cache):
+    """`accelerate launch --multi_gpu --num_processes 2` without a GPU: Accelerate set up no process group, so each
+    process trained the whole run alone into the same output folder, and one crashed (a checkpoint folder gone
+    from under it) or both wrote it. Now they are one gloo group: half of every step's batches each."""
+    output = tmp_path / "run"
+
+    def launch(*flags: str) -> str:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   str(REPO / "training" / "distill_student.py"), "--config",
+                   str(REPO / "configs" / "distill_student_tiny.yaml"), "--train_cache", str(train_cache),
+                   "--output_dir", str(output), "--report_to", "none", *flags]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout + result.stderr
+
+    log = launch("--max_train_steps", "3")
+    assert log.count("DistributedType.MULTI_CPU  Backend: gloo") == 2 and log.count("Num processes: 2") == 2
+    assert json.loads((output / "training_summary.json").read_text())["steps"] == 3
+    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-3"]
+    launch("--resume_from_checkpoint", "latest")  # both processes go on from it, to the config's 6 steps
+    assert json.loads((output / "training_summary.json").read_text())["steps"] == 6
+    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+
+
 def test_ctrl_c_saves_a_checkpoint_at_the_end_of_the_step_and_a_rerun_refuses_the_folder(tmp_path, train_cache,
                                                                                        monkeypatch, capsys):
     """A real SIGINT in the middle of step 2 (from inside the optimizer step): the run finishes that step,

@@ -41,13 +41,16 @@ def load_script():
 train_star = load_script()
 
 
-def launch(output_dir: Path, *flags: str) -> None:
-    """``accelerate launch --cpu --num_processes 1 training/train_star.py --config <tiny> ...``."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+def launch(output_dir: Path, *flags: str, processes: int = 1) -> str:
+    """``accelerate launch --cpu --num_processes 1 training/train_star.py --config <tiny> ...`` (the log it printed);
+    ``processes`` 2: ``--multi_gpu --num_processes 2``, as a user of a GPU machine types it."""
+    where = ["--cpu"] if processes == 1 else ["--multi_gpu"]
+    command = [sys.executable, "-m", "accelerate.commands.launch", *where, "--num_processes", str(processes),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
                "--config", str(TINY_CONFIG), "--output_dir", str(output_dir), *FAST, *flags]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result.stdout + result.stderr
 
 
 def read_log(output_dir: Path) -> list[dict]:
@@ -74,6 +77,15 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 # --- settings ------------------------------------------------------------------------------------
+
+
+def test_two_launched_processes_on_a_machine_without_a_gpu_train_one_run_together(tmp_path):
+    # without a GPU Accelerate set up no process group: each process trained the whole run alone, into one folder
+    log = launch(tmp_path / "run", "--max_train_steps", "4", "--checkpointing_steps", "2", "--validation_steps", "0",
+                 "--report_to", "none", processes=2)
+    assert log.count("DistributedType.MULTI_CPU  Backend: gloo") == 2 and log.count("Num processes: 2") == 2
+    assert [step["step"] for step in read_log(tmp_path / "run")] == [1, 2, 3, 4]  # one log, not two runs' lines
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
 
 
 def test_config_file_and_command_line_overrides(tmp_path, capsys):

@@ -80,6 +80,7 @@ from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, app
                                    check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
                                    load_training_checkpoint, optional_value, parse_with_config, path_or_none,
                                    prepare_output_dir, record_run_settings, resume_checkpoint, tensorboard_pattern)
+from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
 
@@ -658,6 +659,7 @@ def main(args: argparse.Namespace) -> None:
     output_dir = Path(args.output_dir)
     resume_path = resume_checkpoint(output_dir, args.resume_from_checkpoint)  # None: a new run
     accelerator = Accelerator(
+        cpu=accelerate_on_cpu(),  # several processes on a machine without a GPU: one gloo group, not lone runs
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir),

@@ -298,9 +298,7 @@ def process_line(process_index: Optional[int], message: str, file: Optional[Text
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    import torch
     from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
     from ..io.probe import (clips_in_folder, is_frame_folder, other_subfolders, other_subfolders_note,
@@ -309,7 +307,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from ..outputs import check_new_output, check_writable
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_note, unfinished_runs
-    from ..upscale import pipeline_class_name, upscale_video
+    from ..upscale import accelerate_on_cpu, pipeline_class_name, upscale_video
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():
@@ -341,8 +339,7 @@ def run_batch(args: argparse.Namespace) -> int:
     check_model_options(args)
     made_output_dir = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
-    # on machines without a GPU (or under `accelerate launch --cpu`) processes talk over gloo
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    state = PartialState(cpu=accelerate_on_cpu())
     student = pipeline_class_name(args.model) != "StarVSRPipeline"  # it ignores the diffusion options
     ledger = OverwriteLedger(output_dir, batch_settings(args, ignored=DIFFUSION_DEFAULTS if student else ()))
     if args.overwrite:  # go on with a batch stopped under --overwrite: skip what its ledger lists
