@@ -5,7 +5,9 @@ with no network: five retries, then an ``OSError``), and loads a folder whose ``
 weights (a block count edited, files from two models) with only a log line: parameters missing from the file are
 left randomly initialised, extra ones dropped, and the model runs, giving garbage (so does a change of a tensor's
 shape with ``ignore_mismatched_sizes=True``, which diffusers' own error suggests). ``LocalModelMixin`` makes these
-a ``MissingWeightsError``.
+a ``MissingWeightsError``, and so a folder without ``config.json`` or weights, a pipeline folder given for one of
+its models, and truncated or unreadable files (diffusers' own errors name a fallback file, "no file named
+diffusion_pytorch_model.bin", or only the file).
 """
 
 from __future__ import annotations
