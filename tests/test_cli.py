@@ -832,6 +832,27 @@ def test_upscale_batch_splits_videos_across_processes(tmp_path, tiny_star_folder
     assert sorted(p.name for p in outputs.iterdir()) == ["v0.mp4", "v1.mp4", "v2.mp4"]
 
 
+def test_commands_that_do_not_split_their_work_refuse_to_run_as_several_processes(tmp_path, monkeypatch, capsys):
+    """Under `accelerate launch --num_processes 2` every process of `degrade` (or cache-teacher, upscale, ...) did the
+    whole job on the same output: twice the work, "appeared while this run was writing it" notes, or the folder
+    lock stopping one process and the launcher then killing the other mid-write."""
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "-m", "star_vsr", "degrade", str(src), "-o", str(tmp_path / "lr.mp4")], capture_output=True, text=True,
+        timeout=300)
+    assert result.returncode != 0 and not (tmp_path / "lr.mp4").exists()
+    message = ("star-vsr degrade: error: this command runs as one process, and accelerate launch started 2 (each "
+               "would do the whole job, writing the same output); run it without accelerate launch (upscale-batch")
+    assert result.stderr.count(message) == 1, result.stderr[-3000:]  # said by the first process only
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["info", str(src)]) == 2 and capsys.readouterr().err == ""
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert main(["info", str(src)]) == 0
+
+
 def test_process_lines_are_single_writes():
     """Processes under `accelerate launch` share one unbuffered stdout; print's separate newline write let another
     process's line land in between (seen in CI: '[process 0] wrote a[process 1] wrote b' on one line)."""
