@@ -601,10 +601,31 @@ def _listed(changes: Sequence[tuple[str, Any, Any]], args: argparse.Namespace) -
     return ", ".join(items)
 
 
+def launched_processes() -> int:
+    """How many processes ``accelerate launch`` (torchrun underneath) started this one among: its ``WORLD_SIZE``
+    (1 when not launched)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def checkpoint_processes(checkpoint: Path) -> int:
+    """How many processes saved ``checkpoint``: Accelerate writes one ``random_states_<i>.pkl`` per process (0: none
+    found). Part of what is trained: each step averages the batches of every process."""
+    return len(list(Path(checkpoint).glob("random_states_*.pkl")))
+
+
 def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, checkpoint: Path) -> None:
     """``InputError`` listing each setting that changes what is trained (``changes_what_is_trained``) and
     differs from the settings that trained ``checkpoint``, unless ``--allow_changed_settings``. Nothing is
     checked when the run recorded no settings."""
+    before, now = checkpoint_processes(checkpoint), launched_processes()
+    if before and before != now and not args.allow_changed_settings:
+        raise InputError(f"{checkpoint} was trained by {before} process{'es' * (before != 1)} and this run has {now}: "
+                         f"each step would average {now} instead of {before} batches of --train_batch_size (another "
+                         f"model); resume with accelerate launch --num_processes {before}, or pass "
+                         f"--allow_changed_settings to go on with {now} (recorded in {RESUMES_FILE})")
     saved = checkpoint_settings(checkpoint)
     if saved is None or args.allow_changed_settings:
         return
@@ -635,6 +656,9 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
     checkpoint = Path(checkpoint)
     saved = checkpoint_settings(checkpoint)
     changes = None if saved is None else changed_settings(saved, args, parser)
+    processes = (checkpoint_processes(checkpoint), launched_processes())
+    if changes is not None and processes[0] and processes[0] != processes[1]:  # (--allow_changed_settings)
+        changes.append(("num_processes", *processes))
     if saved is not None and not (output_dir / CONFIG_FILE).is_file():  # another folder's checkpoint resumed
         # into a new one: the settings that trained it start this folder's record, as the warning below says
         (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")

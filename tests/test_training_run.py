@@ -216,6 +216,25 @@ def test_a_resume_with_settings_that_change_what_is_trained_is_refused_naming_ea
         run_args(tmp_path / "elsewhere", "--resume_from_checkpoint", str(run / "checkpoint-2"), "--scale", "3")
 
 
+def test_a_resume_with_another_number_of_processes_is_refused_unless_allowed(tmp_path, monkeypatch):
+    """A checkpoint of `accelerate launch --num_processes 2` resumed as one process (or the other way) went on
+    silently, each step averaging half the batches it did ('changed: {}' in the record)."""
+    run = started_run(tmp_path)
+    for index in range(2):  # what Accelerate saves per process
+        (run / "checkpoint-2" / f"random_states_{index}.pkl").write_bytes(b"")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)  # not launched: one process
+    with pytest.raises(InputError, match=r"checkpoint-2 was trained by 2 processes and this run has 1: each step "
+                                         r"would average 1 instead of 2 batches .* accelerate launch --num_processes 2"):
+        run_args(run, "--resume_from_checkpoint", "latest")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    run_args(run, "--resume_from_checkpoint", "latest")  # the same number of processes
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    args = run_args(run, "--resume_from_checkpoint", "latest", "--allow_changed_settings")
+    record_run_settings(args, run_parser(), run / "checkpoint-2")
+    [entry] = yaml.safe_load_all((run / "train_config_resumes.yaml").read_text())
+    assert entry["changed"] == {"num_processes": [2, 1]}
+
+
 def test_resuming_another_folders_checkpoint_starts_the_new_folders_record(tmp_path):
     """The new folder got no train_config.yaml, although the resume warning said it kept the starting settings."""
     run = started_run(tmp_path)

@@ -64,21 +64,15 @@ def _command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser = sub.choices[name]
 
 
-def _launched_processes() -> int:
-    """How many processes ``accelerate launch`` (torchrun underneath) started this one among: its ``WORLD_SIZE``."""
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()  # imports no torch, transformers or diffusers: the settings below still apply
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 1
-    processes = _launched_processes()
+    from ..training_run import launched_processes  # (no torch)
+
+    processes = launched_processes()
     if processes > 1 and args.command != "upscale-batch":  # each process would do the whole job, on one output
         if os.environ.get("RANK", "0") == "0":  # said once, not once per process
             print(f"star-vsr {args.command}: error: this command runs as one process, and accelerate launch started "
