@@ -105,7 +105,7 @@ def write_text_atomic(path: Union[str, Path], text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")
     try:
-        temp.write_text(text)
+        temp.write_text(text, encoding="utf-8")
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)

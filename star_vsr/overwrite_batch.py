@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .outputs import write_text_atomic
+
 LEDGER_NAME = ".star-vsr-overwrite.jsonl"
 """File of the ledger in the output folder (hidden: it is not an output)."""
 
@@ -52,9 +54,7 @@ class OverwriteLedger:
 
     def start(self) -> None:
         """Begin a new record (replacing an old one) holding the settings."""
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(json.dumps({"settings": self.settings}) + "\n", encoding="utf-8")
-        os.replace(temporary, self.path)
+        write_text_atomic(self.path, json.dumps({"settings": self.settings}) + "\n")
 
     def add(self, name: str, source: Path) -> None:
         """Record that output ``name`` is finished, made from ``source`` (one appended line: processes of a batch

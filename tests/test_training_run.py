@@ -223,8 +223,9 @@ def test_a_resume_with_another_number_of_processes_is_refused_unless_allowed(tmp
     for index in range(2):  # what Accelerate saves per process
         (run / "checkpoint-2" / f"random_states_{index}.pkl").write_bytes(b"")
     monkeypatch.delenv("WORLD_SIZE", raising=False)  # not launched: one process
-    with pytest.raises(InputError, match=r"checkpoint-2 was trained by 2 processes and this run has 1: each step "
-                                         r"would average 1 instead of 2 batches .* accelerate launch --num_processes 2"):
+    with pytest.raises(InputError, match=r"checkpoint-2 was trained by 2 processes and this run has 1: each "
+                                         r"step would average 1 instead of 2 batches .* accelerate launch "
+                                         r"--num_processes 2"):
         run_args(run, "--resume_from_checkpoint", "latest")
     monkeypatch.setenv("WORLD_SIZE", "2")
     run_args(run, "--resume_from_checkpoint", "latest")  # the same number of processes

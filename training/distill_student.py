@@ -11,8 +11,8 @@ Data comes from a teacher cache (``star-vsr distill cache-teacher``: LR clips, t
 outputs and features, optionally ground truth) or, for ground-truth-only training, from motion
 clips made on the fly from photographs (``star_vsr.data.ImageMotionDataset`` over the training
 photos of ``star_vsr.evalset``). The loss is a weighted sum of the terms of
-``star_vsr.losses.distillation`` (Charbonnier to teacher / ground truth, space, time and feature
-distillation, VGG perceptual); a weight of 0 switches a term off.
+``star_vsr.losses.distillation`` (Charbonnier to teacher / ground truth, log-MSE to the ground truth, space,
+time and feature distillation, VGG perceptual); a weight of 0 switches a term off.
 
 The run records its settings in ``train_config.yaml``, writes ``checkpoint-<step>/`` folders every
 ``--checkpointing_steps`` (resume exactly with ``--resume_from_checkpoint latest``; a resume that changes what

@@ -5,7 +5,7 @@ The file holds one step at a fixed LR frame size and scale (float32): inputs ``l
 for the first frame); outputs ``sr_frame`` (1, 3, H, W) and the next state. A runtime
 streams a video by feeding each frame with the state the previous call returned, and zeros again
 at a scene cut (``star_vsr.scene_cuts.scene_cuts``; ``star-vsr upscale`` does, the step does not:
-README, "Deployment"). ``--verify``
+README, "The student", its Deployment paragraph). ``--verify``
 streams a few random frames through the file (onnxruntime on the CPU for ONNX) and PyTorch and
 prints the largest difference.
 """

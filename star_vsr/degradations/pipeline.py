@@ -67,7 +67,8 @@ class RealWorldDegradation:
         return f"{type(self).__name__}(scale={self.scale}, config={self.config})"
 
     def __call__(self, hr: torch.Tensor, seed: int | torch.Generator) -> torch.Tensor:
-        """Draw parameters from `seed` and degrade `hr`; same seed -> bit-identical output.
+        """Draw parameters from `seed` and degrade `hr`; same seed -> bit-identical output (with the same
+        number of torch threads on the same kind of CPU: see ``star_vsr.cli.degrade``).
 
         Args:
             hr: (n, 3, h, w) float clip in [0, 1] on the CPU; h and w divisible by `scale`.

@@ -2,10 +2,11 @@
 
 A "video" is either a container file (anything FFmpeg demuxes: .mp4, .mkv, .mov, .avi, ...)
 or a folder of PNG/JPEG/TIFF/BMP/WebP frames, sorted naturally (``frame2.png`` before ``frame10.png``).
-Probing reads container headers, the timestamps of every video packet (demuxing reads the file
-but decodes nothing: the frame count, which headers leave out (Matroska) or overstate (AVI with
-packed B-frames), and how far a variable frame rate strays from a constant one), and the first
-frame of a file for its display matrix (phone videos store portrait footage as landscape frames
+Probing reads container headers, the timestamps of every video packet (from the index of an MP4 / MOV,
+which needs no reading of the file unless the frame rate varies or the file is very short; otherwise by
+demuxing, which reads the file but decodes nothing: the frame count, which headers leave out (Matroska)
+or overstate (AVI with packed B-frames), and how far a variable frame rate strays from a constant one),
+and the first frame of a file for its display matrix (phone videos store portrait footage as landscape frames
 with "rotate by 90 degrees"). Results are cached per file version.
 
 Sizes are display sizes: the reader turns frames upright as players (and FFmpeg's command
@@ -158,8 +159,9 @@ class VideoInfo:
 
     Attributes:
         path: The file or image folder.
-        num_frames: Frame count (from the container header, else from counting packets,
-            else the number of images).
+        num_frames: Frame count: the number of video packets (from the index or by demuxing), the
+            container header's count for a file cut short (frames the reader then reports missing), or
+            the number of images.
         fps: Frames per second as a float; `frame_rate` holds the exact value.
         width: Frame width in pixels.
         height: Frame height in pixels.

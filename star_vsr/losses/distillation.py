@@ -4,6 +4,8 @@ Terms (each switched on by a positive weight in :class:`DistillationLossConfig`)
 
 - **Charbonnier** to the teacher's output and, optionally, to the ground truth
   (Lai et al. 2017): ``mean(sqrt((x - y)^2 + eps^2))``.
+- **Log-MSE** to the ground truth (:func:`log_mse_loss`, the loss the shipped student was trained
+  with): the mean over frames of ``log10(MSE_t)``, i.e. minus a tenth of the mean per-frame PSNR.
 - **Space distillation** (Xiao et al., "Space-Time Distillation for Video Super-Resolution",
   CVPR 2021, Eq. 4-5): per-pixel attention maps ``M = sum_c |F_c|^2`` of the teacher's and the
   student's HR features, each normalised per frame, compared with L2. Channel counts may

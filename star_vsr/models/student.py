@@ -32,26 +32,15 @@ against the known camera motion of the training clips is 0.2-0.3 px.
 
 Residual blocks of depthwise 3x3 + pointwise 1x1 pairs in ``small`` (the default student) and
 ``base``, dense 3x3 convs in ``tiny``; channels_last (``step`` converts its input). Operators were
-chosen by measurement (``benchmarks/student_speed.py --ops``, 320x180 feature map, 2 threads,
-float32, median ms), and the measurement is not stable on the project's shared 2-core machines:
-
-- when the architecture was first chosen: dense 3x3 0.9 / 3.0 ms at 16 / 32 channels against 2.1 /
-  4.2 ms for a depthwise 3x3 + pointwise 1x1 pair (5-8x fewer FLOPs, 11-18 GMAC/s), so dense won at
-  the widths of ``tiny`` and ``small``; the pair won only at 64 channels (2.5 vs 11.4 ms);
-- three later runs: dense 0.9-1.3 / 3.0-4.5 ms, the pair 0.5 / 0.9-4.7 ms, so at 16 channels the
-  pair was faster, at 32 channels it varied between runs;
-- three runs on 2026-12-01: dense 1.5 / 4.7 / 15.5-20.3 ms at 16 / 32 / 64 channels, the pair 3.1 /
-  1.7-3.0 / 4.0-14.9 ms. A whole ``small`` step with every residual block (front end and trunk) made of
-  such pairs (an ad-hoc script, random weights, 320x180 x4, alternating rounds) took 90-120 ms against
-  119-162 ms dense: about 25 % faster, with 130,448 instead of 224,912 parameters. Trained with the
-  same recipe it gains +0.454 dB over bicubic on the evaluation set (dense: +0.488, seeds
-  +0.45..+0.49), and end to end (decode, model, encode) it ran at 2.34-2.53x ncnn in four runs where
-  the dense student ran at 1.90-2.03x (alternating runs, ``MODEL_CARD.md``). So ``small`` and
-  ``base`` switched to it (``residual_block="separable"``); ``residual_block="dense"`` still builds
-  the dense layout, e.g. ``student_overrides: {residual_block: dense}`` in a training config.
-
-In the latest run channels_last was 3.5x (32 channels) and 2x (64 channels) faster than NCHW for
-the same dense conv.
+chosen by measurement (``benchmarks/student_speed.py --ops``, 320x180 feature map, 2 threads): on the
+project's shared 2-core machines a dense 3x3 conv beat the depthwise + pointwise pair (5-8x fewer FLOPs)
+at 16-32 channels in some runs and lost in others, while a whole ``small`` step made of pairs was about
+25 % faster than the dense layout (90-120 against 119-162 ms at 320x180 x4, alternating rounds) for
+0.03 dB less gain over bicubic after the same training, so ``small`` and ``base`` use the pairs
+(``residual_block="separable"``; ``"dense"`` still builds the dense layout). channels_last ran the
+same dense conv 2-3.5x faster than NCHW. The measurements, run by run, are in
+``star_vsr/weights/MODEL_CARD.md``; end-to-end speed against Real-ESRGAN in ncnn is in the README
+("Benchmarks") and the model card.
 
 Presets (``STUDENT_PRESETS``), for one 320x180 -> 1280x720 (x4) frame, model only, 2 CPU threads
 (``benchmarks/student_speed.py --model-only --presets tiny small base``, median of 8 steps, on
@@ -75,12 +64,6 @@ bfloat16 for students there, ``star_vsr.upscale.resolve_dtype``.) With dense res
 224,912 parameters and 17.7 GFLOPs and ``base`` 847,752 and 76.5; those dense presets took 47.7 / 94.0 / 261.6 ms in float32 and 33.0 / 52.4
 / 96.4 ms in bfloat16 on an earlier machine, 82.7 / 136.8 / 372.9 and 76.6 / 213.5 / 663.3 ms on this
 one on another day.
-End to end (decode, model, encode 1280x720 H.264) the dense ``small`` ran 2.2-2.3x faster than
-Real-ESRGAN's ``realesr-animevideov3`` in ncnn on the same 2 cores of the earlier machine and
-1.87-2.48x on this one (seventeen runs on four days, three under 2x); the separable ``small`` (the
-default student) 2.06-2.70x in ten runs on 2026-12-01 and 2.03-2.58x in nine on 2026-12-02 before
-04:00 UTC, none under 2x, 1.92-2.53x in ten later that day (five under 2x; MODEL_CARD.md); see
-``benchmarks/student_speed.py``.
 
 Feature taps for distillation (``return_features=True``), each (b, n, c, h_f, w_f):
 ``clean_frame`` (3, LR), ``flow`` (2, LR, the Lucas-Kanade flow), ``filtered_frame`` (3, LR, the
