@@ -31,8 +31,9 @@ import shutil
 import sys
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any, Collection, Iterator, Optional
+from typing import Any, Callable, Collection, Iterator, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -137,8 +138,10 @@ def partial_folder(output_path: str | Path) -> Path:
 
 def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec: Optional[str], crf: Optional[int],
                       audio: Optional[str], progress: bool, restart: bool, checkpoint_seconds: float,
-                      overwrite: bool = True, **pipeline_kwargs: Any) -> Path:
+                      overwrite: bool = True, notes: Optional[Callable[[str], None]] = None,
+                      **pipeline_kwargs: Any) -> Path:
     """``star_vsr.upscale.upscale_video``, saving progress as it goes (a student or a diffusion pipeline)."""
+    say = notes or partial(_say, progress)
     from .frames import frames_to_uint8
     from .io.segments import SegmentedVideoWriter
 
@@ -166,8 +169,8 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
             except (OSError, ValueError, LookupError, TypeError, ZeroDivisionError):  # nothing saved (or damaged)
                 thrown = None
             if thrown is not None:
-                _say(progress, f"{output}: starting over ({option('restart=True', '--restart')}); {thrown} thrown "
-                               f"away (an earlier run saved them in {work})")
+                say(f"{output}: starting over ({option('restart=True', '--restart')}); {thrown} thrown "
+                    f"away (an earlier run saved them in {work})")
             _clear(work)
         saved = load_checkpoint(work, settings, _device(pipe))
         state, start, complete = None, 0, False
@@ -176,8 +179,8 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
             complete = state is None
             done = (f", {state.metadata['evaluations'][0]} of {state.metadata['evaluations'][1]} window steps done"
                     if isinstance(state, SamplerState) and "evaluations" in state.metadata else "")
-            _say(progress, f"{output}: going on after frame {start} of {source.num_frames}{done} (saved in {work} by "
-                           f"an earlier run; {option('restart=True', '--restart')} starts over)")
+            say(f"{output}: going on after frame {start} of {source.num_frames}{done} (saved in {work} by "
+                f"an earlier run; {option('restart=True', '--restart')} starts over)")
         # latest: (frames done, the state after them) last handed out, and whether it is the one on disk.
         # Frames wait in `waiting` for the state after them, and both go to the writer and `latest` with
         # Ctrl-C held back, so that on Ctrl-C the writer holds exactly the frames of `latest`.
@@ -222,16 +225,16 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
             if not latest_saved:
                 _checkpoint_on_interrupt(writer, work, settings, latest)
             writer.abort()
-            _stopped(work, output, progress)
+            _stopped(work, output, say)
             raise
         except BaseException:
             writer.abort()
-            _stopped(work, output, progress)
+            _stopped(work, output, say)
             raise
         try:
             writer.finish()
         except BaseException:
-            _stopped(work, output, progress)
+            _stopped(work, output, say)
             raise
         shutil.rmtree(work, ignore_errors=True)
     return output
@@ -264,15 +267,15 @@ def _say(enabled: bool, message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
 
-def _stopped(work: Path, output: Path, progress: bool) -> None:
+def _stopped(work: Path, output: Path, say: Callable[[str], None]) -> None:
     """After a failure: say what is saved and how to go on, or remove the folder when nothing is."""
     if not (work / MANIFEST).is_file():
         shutil.rmtree(work, ignore_errors=True)
         return
     manifest = json.loads((work / MANIFEST).read_text())
     again = option("Call again", "Run the same command again")
-    _say(progress, f"{output}: stopped; {_saved_work(manifest)} saved in {work}. {again} (same settings) to go on "
-                   f"from there; {option('restart=True', '--restart')} starts over")
+    say(f"{output}: stopped; {_saved_work(manifest)} saved in {work}. {again} (same settings) to go on "
+        f"from there; {option('restart=True', '--restart')} starts over")
 
 
 def _saved_work(manifest: dict[str, Any]) -> str:
@@ -446,8 +449,8 @@ def save_checkpoint(work: Path, settings: dict[str, Any], segments: list[tuple[s
         _fsync(temp)
         os.replace(temp, work / MANIFEST)
     except (OSError, SafetensorError) as error:
-        for partial in (temp, *([work / name] if name else [])):
-            partial.unlink(missing_ok=True)
+        for written in (temp, *([work / name] if name else [])):
+            written.unlink(missing_ok=True)
         if (work / MANIFEST).is_file():  # the segment just committed is of no use without its state: free its space
             _remove_unlisted(work, json.loads((work / MANIFEST).read_text()))
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 
@@ -139,7 +139,8 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
                   codec: Optional[str] = None, crf: Optional[int] = None, keep_audio: bool = True,
                   progress: bool = True, restart: bool = False, checkpoint_seconds: Optional[float] = None,
                   deinterlace: Union[bool, str] = "auto", folder_fps: Optional[Union[float, Fraction]] = None,
-                  max_frames: Optional[int] = None, overwrite: bool = True, **pipeline_kwargs: Any) -> Path:
+                  max_frames: Optional[int] = None, overwrite: bool = True,
+                  notes: Optional[Callable[[str], None]] = None, **pipeline_kwargs: Any) -> Path:
     """Run ``pipe`` over a video file or image folder and write the result.
 
     Frames stream from the input through the pipeline into the output, which appears under
@@ -163,6 +164,8 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     An output named ``.png`` / ``.jpg`` is one image, of a one-frame input (a photo) or of ``max_frames=1``.
     ``overwrite=False``: an ``OutputExistsError`` if ``output_path`` exists, before the run or when it ends (another
     run or program wrote it meanwhile: it is kept, and a video's saved progress too).
+    ``notes``: where the run's notes go ("going on after frame N", "stopped; N frames are saved"), a function
+    of one line; by default they are printed above the progress bar, and only with ``progress``.
     """
     from .frames import FileFrameSource
     from .io.writer import check_no_replace
@@ -185,7 +188,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     every = resume.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
     return resume.upscale_resumable(pipe, source, Path(output_path), source.info, codec=codec, crf=crf, audio=audio,
                                     progress=progress, restart=restart, checkpoint_seconds=every, overwrite=overwrite,
-                                    **pipeline_kwargs)
+                                    notes=notes, **pipeline_kwargs)
 
 
 def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, overwrite: bool,

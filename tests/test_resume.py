@@ -312,6 +312,39 @@ def test_upscale_batch_goes_on_with_a_partly_done_video(pipe, tmp_path, monkeypa
     assert not partial_folder(outputs / "v1.mp4").exists()
 
 
+def test_the_notes_of_a_run_go_where_the_caller_says_also_without_a_progress_bar(pipe, tmp_path, monkeypatch,
+                                                                                capsys):
+    """upscale-batch's processes other than the first run without a progress bar, and so said nothing of what they
+    saved when stopped or went on from ("stopped; 416 frames are saved" missing for their videos)."""
+    source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16))
+    output, notes = tmp_path / "out.mkv", []
+    with monkeypatch.context() as patched:
+        patched.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
+        with pytest.raises(KeyboardInterrupt):
+            upscale_video(pipe, source, output, codec="ffv1", progress=False, chunk_size=2, checkpoint_seconds=0,
+                          notes=notes.append)
+    upscale_video(pipe, source, output, codec="ffv1", progress=False, chunk_size=2, notes=notes.append)
+    assert [note.split(";")[0] for note in notes] == [f"{output}: stopped", f"{output}: going on after frame 2 of 6 "
+                                                                            f"(saved in {partial_folder(output)} by an "
+                                                                            f"earlier run"]
+    assert capsys.readouterr().err == ""  # not printed as well
+
+
+def test_every_process_of_upscale_batch_says_what_it_goes_on_from(pipe, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    inputs, outputs = batch_stopped_in_v1(pipe, tmp_path, monkeypatch, videos=2)  # v1: the second process's
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "star_vsr",
+         "upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tmp_path / "student"), "--dtype", "fp32"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"[process 1] {outputs / 'v1.mp4'}: going on after frame 2 of 6" in result.stderr, result.stderr[-3000:]
+    assert [probe_video(outputs / f"v{i}.mp4").num_frames for i in range(2)] == [6, 6]
+
+
 def test_upscale_batch_points_to_saved_progress_of_outputs_it_does_not_write(pipe, tmp_path, monkeypatch, capsys):
     """A batch stopped with --codec ffv1 (v1.mkv) and run again with H.264 (v1.mp4) left the FFV1 run's saved
     progress behind without a word."""

@@ -402,6 +402,7 @@ def run_batch(args: argparse.Namespace) -> int:
                     say(f"note: {note}")
                 upscale_video(pipe, video, outputs[video], codec=args.codec, crf=args.crf,
                               keep_audio=not args.no_audio, progress=state.is_local_main_process,
+                              notes=None if state.num_processes == 1 else partial(say, file=sys.stderr),
                               restart=args.restart, deinterlace=deinterlace_choice(args.deinterlace),
                               folder_fps=folder_fps, max_frames=args.max_frames, overwrite=args.overwrite,
                               **pipeline_kwargs(type(pipe).__name__, args))
