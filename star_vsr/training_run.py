@@ -104,7 +104,17 @@ class SettingsParser(argparse.ArgumentParser):
         self.pair_settings = tuple(pair_settings)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        # under accelerate launch every process parses the same command line and files: said by the first only
+        first = os.environ.get("RANK", "0") == "0"
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n" if first else None)
+
+
+def script_error(prog: str, error: BaseException) -> str:
+    """The line a training script ``prog`` exits with on ``error`` (a ``StarVSRError`` of its run): ``prog: error:
+    message``, as its argument errors read, with ``[process i]`` first under several processes (each process stops
+    on its own error and says so: one that only a single process hits must not go unsaid)."""
+    where = f"[process {os.environ.get('RANK', '0')}] " if launched_processes() > 1 else ""
+    return f"{where}{prog}: error: {error}"
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -65,6 +65,23 @@ def test_bad_configs_are_one_line_argument_errors(tmp_path, capsys, text, messag
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_a_training_scripts_errors_are_said_once_or_by_the_process_they_stop(monkeypatch, capsys):
+    """Under accelerate launch --num_processes 2 every error was printed by both processes, as a bare 'error: '."""
+    from star_vsr.training_run import script_error
+
+    parser = SettingsParser(prog="distill_student.py")
+    for rank, said in (("0", "distill_student.py: error: bad (see --help)\n"), ("1", "")):
+        monkeypatch.setenv("RANK", rank)  # the same argument error on every process: the first says it
+        with pytest.raises(SystemExit) as exit_info:
+            parser.error("bad")
+        assert exit_info.value.code == 2 and capsys.readouterr().err == said
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a run's error: each process says its own
+    assert script_error("train_star.py", InputError("no data")) == "[process 1] train_star.py: error: no data"
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.delenv("RANK")
+    assert script_error("train_star.py", InputError("no data")) == "train_star.py: error: no data"
+
+
 def test_checkpoints_are_ordered_by_step_and_pruned_oldest_first(tmp_path):
     for name in ("checkpoint-9", "checkpoint-10", "checkpoint-100", "checkpoint-final", "logs"):
         (tmp_path / name).mkdir()

@@ -55,7 +55,7 @@ from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, apply_run_hyperparameters, check_batches_per_epoch,
                                    check_number, check_run_settings, checkpoint_step, load_training_checkpoint,
                                    optional_value, parse_with_config, path_or_none, prepare_output_dir,
-                                   record_run_settings, resume_checkpoint, tensorboard_pattern)
+                                   record_run_settings, resume_checkpoint, script_error, tensorboard_pattern)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -642,4 +642,4 @@ if __name__ == "__main__":
     try:
         main(parse_args())
     except StarVSRError as error:
-        sys.exit(f"error: {error}")
+        sys.exit(script_error(Path(__file__).name, error))
