@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from star_vsr.degradations import PRESETS, DegradationConfig, RealWorldDegradation
 from star_vsr.degradations.config import check_scale
 from star_vsr.degradations.frames import quantize
-from star_vsr.degradations.pipeline import check_hr_clip
+from star_vsr.degradations.chain import check_hr_clip
 from star_vsr.errors import InputError
 
 DegradationSpec = Union[str, DegradationConfig, None]

@@ -9,7 +9,7 @@ to a whole clip with one draw of parameters per clip, then whole-clip video-code
 """
 
 from star_vsr.degradations.config import (
-    CODECS,
+    DEGRADATION_CODECS,
     KERNEL_TYPES,
     PRESETS,
     RESIZE_MODES,
@@ -20,10 +20,10 @@ from star_vsr.degradations.config import (
 )
 from star_vsr.degradations.kernels import KernelSpec
 from star_vsr.degradations.params import CodecParams, DegradationParams, NoiseParams, OrderParams
-from star_vsr.degradations.pipeline import RealWorldDegradation, degrade_clip, degrade_frames
+from star_vsr.degradations.chain import RealWorldDegradation, degrade_clip, degrade_frames
 
 __all__ = [
-    "CODECS",
+    "DEGRADATION_CODECS",
     "KERNEL_TYPES",
     "PRESETS",
     "RESIZE_MODES",

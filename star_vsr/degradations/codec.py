@@ -16,7 +16,7 @@ import io
 import av
 import numpy as np
 
-from star_vsr.degradations.config import CODECS, MAX_X264_CRF, X264_PRESETS
+from star_vsr.degradations.config import DEGRADATION_CODECS, MAX_X264_CRF, X264_PRESETS
 from star_vsr.errors import InputError
 
 CODEC_FRAME_RATE = 25
@@ -134,4 +134,4 @@ def _encoder_settings(
         bit_rate = max(1, round(bits_per_pixel * pixels_per_frame * CODEC_FRAME_RATE))
         buffer_bits = max(1, round(bits_per_pixel * pixels_per_frame * RATE_CONTROL_BUFFER_FRAMES))
         return {"maxrate": str(bit_rate), "bufsize": str(buffer_bits)}, bit_rate
-    raise InputError(f"Unknown codec {codec!r}; use one of {', '.join(CODECS)}.")
+    raise InputError(f"Unknown codec {codec!r}; use one of {', '.join(DEGRADATION_CODECS)}.")

@@ -36,7 +36,7 @@ RESIZE_MODES = ("area", "bilinear", "bicubic")
 RESIZE_DIRECTIONS = ("up", "down", "keep")
 """Order of the three probabilities in `OrderConfig.resize_probs`."""
 
-CODECS = ("libx264", "mpeg4")
+DEGRADATION_CODECS = ("libx264", "mpeg4")
 """Video codecs of the whole-clip compression stage (FFmpeg encoder names, through PyAV)."""
 
 SUPPORTED_SCALES = (2, 3, 4)
@@ -216,7 +216,7 @@ class CodecConfig:
 
     Parameters:
         prob: Probability (0..1) that the clip is compressed with a video codec at all.
-        codec_probs: Relative weights (>= 0, sum > 0) of the encoders in `CODECS`.
+        codec_probs: Relative weights (>= 0, sum > 0) of the encoders in `DEGRADATION_CODECS`.
         x264_crf_range: (min, max) libx264 constant rate factor, integers in 0..51; higher is
             stronger compression (23 is FFmpeg's default).
         x264_preset: libx264 speed preset (one of `X264_PRESETS`).
@@ -234,7 +234,7 @@ class CodecConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "codec_probs", dict(self.codec_probs))
         _check_probability(self, "prob")
-        _check_weights(self, "codec_probs", CODECS)
+        _check_weights(self, "codec_probs", DEGRADATION_CODECS)
         _check_range(self, "x264_crf_range", minimum=0, maximum=MAX_X264_CRF, integer=True)
         if self.x264_preset not in X264_PRESETS:
             raise InputError(

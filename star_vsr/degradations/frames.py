@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..frames import frames_to_uint8
+
 EIGHT_BIT_MAX = 255.0
 """Largest 8-bit level."""
 
@@ -19,9 +21,9 @@ def quantize(clip: torch.Tensor) -> torch.Tensor:
 
 
 def clip_to_frames(clip: torch.Tensor) -> np.ndarray:
-    """(n, 3, h, w) float tensor in [0, 1] -> (n, h, w, 3) uint8 frames (rounded, clamped)."""
-    levels = (clip * EIGHT_BIT_MAX).round_().clamp_(0.0, EIGHT_BIT_MAX)  # (n, 3, h, w)
-    return np.ascontiguousarray(levels.to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    """(n, 3, h, w) float tensor in [0, 1] -> (n, h, w, 3) uint8 frames (rounded, clamped): the conversion
+    the pipelines' outputs take to video, ``star_vsr.frames.frames_to_uint8``."""
+    return frames_to_uint8(clip)
 
 
 def frames_to_clip(frames: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -14,7 +14,7 @@ from typing import TypeVar
 import torch
 
 from star_vsr.degradations.config import (
-    CODECS,
+    DEGRADATION_CODECS,
     KERNEL_TYPES,
     RESIZE_DIRECTIONS,
     SINC_LARGE_KERNEL_SIZE,
@@ -234,7 +234,7 @@ def sample_codec(generator: torch.Generator, config: CodecConfig) -> CodecParams
     """The video codec and its strength, or None (with probability 1 - `config.prob`)."""
     if not _bernoulli(generator, config.prob):
         return None
-    codec = _weighted_choice(generator, config.codec_probs, CODECS)
+    codec = _weighted_choice(generator, config.codec_probs, DEGRADATION_CODECS)
     if codec == "libx264":
         crf = _randint(generator, *config.x264_crf_range)
         return CodecParams(codec, crf, None, config.x264_preset)
