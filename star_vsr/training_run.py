@@ -117,6 +117,25 @@ def script_error(prog: str, error: BaseException) -> str:
     return f"{where}{prog}: error: {error}"
 
 
+def add_checkpoint_arguments(group: Any, default_output_dir: str, run_files: str) -> None:
+    """The flags both training scripts share, on an ``argparse`` argument ``group``: where the run goes
+    (``--output_dir``, default ``default_output_dir``), its checkpoints, resuming, and starting over (deleting
+    ``run_files``, the script's own list of what runs write, named in the help)."""
+    group.add_argument("--output_dir", default=default_output_dir, help="checkpoints, logs and the final model")
+    group.add_argument("--checkpointing_steps", type=int, default=500, help="save a checkpoint every N steps")
+    group.add_argument("--checkpoints_total_limit", type=optional_value(int), default=None,
+                       help="keep at most N checkpoints (none: all)")
+    group.add_argument("--resume_from_checkpoint", type=path_or_none, default=None,
+                       help='a checkpoint folder or "latest" (the newest in output_dir); settings that change what is '
+                            "trained must be those that trained it (star_vsr.training_run.RESUMABLE_CHANGES lists the "
+                            "others); every resume is recorded in train_config_resumes.yaml")
+    group.add_argument("--allow_changed_settings", action="store_true",
+                       help="resume even though settings that change what is trained differ from the checkpoint's")
+    group.add_argument("--overwrite_output_dir", action="store_true",
+                       help=f"start over in an output_dir that holds a run: what runs write there is deleted first "
+                            f"({run_files}); other files stay")
+
+
 def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse ``argv`` with the settings of ``--config`` (YAML mapping, keys = flag names) as defaults.
 

@@ -52,10 +52,11 @@ from star_vsr.errors import InputError, OutputError, StarVSRError, explain_out_o
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
-from star_vsr.training_run import (SettingsParser, StopRequest, apply_run_hyperparameters, check_batches_per_epoch,
-                                   check_number, check_run_settings, checkpoint_step, load_training_checkpoint,
-                                   optional_value, parse_with_config, path_or_none, prepare_output_dir,
-                                   record_run_settings, resume_checkpoint, script_error, tensorboard_pattern)
+from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, apply_run_hyperparameters,
+                                   check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
+                                   load_training_checkpoint, optional_value, parse_with_config, path_or_none,
+                                   prepare_output_dir, record_run_settings, resume_checkpoint, script_error,
+                                   tensorboard_pattern)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -156,18 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     loss.add_argument("--perceptual_target", default="gt", choices=("gt", "teacher"))
 
     out = parser.add_argument_group("checkpoints, validation, logging")
-    out.add_argument("--output_dir", default="outputs/distill-student")
-    out.add_argument("--checkpointing_steps", type=int, default=500)
-    out.add_argument("--checkpoints_total_limit", type=optional_value(int), default=None)
-    out.add_argument("--resume_from_checkpoint", type=path_or_none, default=None,
-                     help='a checkpoint folder or "latest"; settings that change what is trained must be those that '
-                          "trained it (star_vsr.training_run.RESUMABLE_CHANGES lists the others); every resume is "
-                          "recorded in train_config_resumes.yaml")
-    out.add_argument("--allow_changed_settings", action="store_true",
-                     help="resume even though settings that change what is trained differ from the checkpoint's")
-    out.add_argument("--overwrite_output_dir", action="store_true",
-                     help="start over in an output_dir that holds a run: what runs write there is deleted first "
-                          "(checkpoints, settings, TensorBoard events, summary, the model); other files stay")
+    add_checkpoint_arguments(out, "outputs/distill-student",
+                             "checkpoints, settings, TensorBoard events, summary, the model")
     out.add_argument("--validation_steps", type=int, default=250, help="0 disables validation")
     out.add_argument("--num_validation_clips", type=int, default=2)
     out.add_argument("--validation_frames", type=int, default=6)

@@ -76,11 +76,11 @@ from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.progress import bar_options
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS
 from star_vsr.text import tokenize
-from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, apply_run_hyperparameters,
-                                   check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
-                                   load_training_checkpoint, optional_value, parse_with_config, path_or_none,
-                                   prepare_output_dir, record_run_settings, resume_checkpoint, script_error,
-                                   tensorboard_pattern)
+from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add_checkpoint_arguments,
+                                   apply_run_hyperparameters, check_batches_per_epoch, check_number, check_run_settings,
+                                   checkpoint_step, load_training_checkpoint, optional_value, parse_with_config,
+                                   path_or_none, prepare_output_dir, record_run_settings, resume_checkpoint,
+                                   script_error, tensorboard_pattern)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -200,20 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--seed", type=int, default=0, help="Seed of everything random.")
 
     run = parser.add_argument_group("checkpoints, validation, logging")
-    run.add_argument("--output_dir", type=str, default="runs/star", help="Checkpoints, logs and the final pipeline.")
-    run.add_argument("--checkpointing_steps", type=int, default=500, help="Save a checkpoint every N steps.")
-    run.add_argument("--checkpoints_total_limit", type=optional_value(int), default=None,
-                     help="Keep at most N checkpoints.")
-    run.add_argument("--resume_from_checkpoint", type=path_or_none, default=None,
-                     help="A checkpoint folder, or 'latest' (the newest in output_dir). Settings that change what "
-                          "is trained must be those that trained it (star_vsr.training_run.RESUMABLE_CHANGES lists "
-                          "the others); every resume is recorded in train_config_resumes.yaml.")
-    run.add_argument("--allow_changed_settings", action="store_true",
-                     help="Resume even though settings that change what is trained differ from the checkpoint's.")
-    run.add_argument("--overwrite_output_dir", action="store_true",
-                     help="Start over in an output_dir that holds a run: what runs write there is deleted first "
-                          "(checkpoints, settings, log, TensorBoard events, validation images, the model); "
-                          "other files stay.")
+    add_checkpoint_arguments(run, "runs/star", "checkpoints, settings, log, TensorBoard events, validation images, "
+                                               "the model")
     run.add_argument("--validation_steps", type=int, default=500, help="Validate every N steps (0: never).")
     run.add_argument("--validation_video", type=path_or_none, default=None,
                      help="HR video for validation (degraded with a fixed seed); default: training item 0.")
