@@ -169,7 +169,27 @@ class TransformerBlock(nn.Module):
         return self.ff(self.norm3(x)) + x
 
 
-class SpatialTransformer(nn.Module):
+class _TokenTransformer(nn.Module):
+    """What the spatial and the temporal transformer share: GroupNorm, a linear in, ``depth`` transformer blocks
+    of one ``kind`` ("spatial" or "temporal"), a linear out that starts at zero (a fresh transformer adds 0).
+    The subclasses differ in which tokens attend to which (their ``forward``)."""
+
+    def __init__(self, channels: int, heads: int, head_dim: int, kind: str, context_dim: Optional[int],
+                 norm_num_groups: int, liem_placement: str, depth: int, dropout: float) -> None:
+        super().__init__()
+        inner_dim = heads * head_dim
+        self.norm = nn.GroupNorm(norm_num_groups, channels, eps=TRANSFORMER_GROUP_NORM_EPS)
+        self.proj_in = nn.Linear(channels, inner_dim)
+        self.transformer_blocks = nn.ModuleList([
+            TransformerBlock(inner_dim, heads, head_dim, kind, context_dim, liem_placement, dropout)
+            for _ in range(depth)
+        ])
+        self.proj_out = nn.Linear(inner_dim, channels)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+
+class SpatialTransformer(_TokenTransformer):
     """GroupNorm -> linear in -> transformer block(s) over the h*w tokens of a frame -> linear out (+x).
 
     ``proj_out`` starts at zero, so a fresh transformer is the identity.
@@ -177,17 +197,8 @@ class SpatialTransformer(nn.Module):
 
     def __init__(self, channels: int, heads: int, head_dim: int, context_dim: int, norm_num_groups: int,
                  liem_placement: str, depth: int = 1, dropout: float = 0.0) -> None:
-        super().__init__()
-        inner_dim = heads * head_dim
-        self.norm = nn.GroupNorm(norm_num_groups, channels, eps=TRANSFORMER_GROUP_NORM_EPS)
-        self.proj_in = nn.Linear(channels, inner_dim)
-        self.transformer_blocks = nn.ModuleList([
-            TransformerBlock(inner_dim, heads, head_dim, "spatial", context_dim, liem_placement, dropout)
-            for _ in range(depth)
-        ])
-        self.proj_out = nn.Linear(inner_dim, channels)
-        nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
+        super().__init__(channels, heads, head_dim, "spatial", context_dim, norm_num_groups, liem_placement, depth,
+                         dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         # x: (b*n, c, h, w); context: (b*n, tokens, context_dim)
@@ -200,7 +211,7 @@ class SpatialTransformer(nn.Module):
         return tokens.transpose(1, 2).reshape(bn, c, h, w) + x
 
 
-class TemporalTransformer(nn.Module):
+class TemporalTransformer(_TokenTransformer):
     """GroupNorm over (c, n, h, w) -> linear in -> self-attention over the n frames of each pixel -> out (+x).
 
     The GroupNorm statistics span every frame of the clip (or chunk) it sees, as in the released
@@ -209,17 +220,8 @@ class TemporalTransformer(nn.Module):
 
     def __init__(self, channels: int, heads: int, head_dim: int, norm_num_groups: int, liem_placement: str,
                  depth: int = 1, dropout: float = 0.0) -> None:
-        super().__init__()
-        inner_dim = heads * head_dim
-        self.norm = nn.GroupNorm(norm_num_groups, channels, eps=TRANSFORMER_GROUP_NORM_EPS)
-        self.proj_in = nn.Linear(channels, inner_dim)
-        self.transformer_blocks = nn.ModuleList([
-            TransformerBlock(inner_dim, heads, head_dim, "temporal", None, liem_placement, dropout)
-            for _ in range(depth)
-        ])
-        self.proj_out = nn.Linear(inner_dim, channels)
-        nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
+        super().__init__(channels, heads, head_dim, "temporal", None, norm_num_groups, liem_placement, depth,
+                         dropout)
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         # x: (b*n, c, h, w)
