@@ -197,12 +197,12 @@ def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, over
     from PIL import Image
 
     from .frames import frames_to_uint8
-    from .io.writer import move_into_place
+    from .io.writer import move_into_place, temporary_path
 
     pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step", **bar_options())
     frame = frames_to_uint8(pipe(source, output_type="pt", **pipeline_kwargs).frames[0])[0]  # (H, W, 3) uint8
     output.parent.mkdir(parents=True, exist_ok=True)
-    temp = output.with_name(f".{output.name}.partial")
+    temp = temporary_path(output)  # unique to this process (two runs on one output); a killed run's is removed
     try:
         image_format = IMAGE_OUTPUTS[output.suffix.lower()]
         Image.fromarray(frame).save(temp, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))

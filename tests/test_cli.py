@@ -1624,6 +1624,23 @@ def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
     assert "photo.png is a single image, upscaled as one frame" in capsys.readouterr().err
 
 
+def test_an_image_output_is_written_under_a_temporary_name_of_its_own(tmp_path):
+    """The image was written as .NAME.partial, the name of a video's saved progress, shared by two runs on one
+    output (one could move the other's half-written file into place) and left behind by a killed run."""
+    import subprocess
+
+    from star_vsr.io.writer import _host
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8)).save(photo)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    stale = tmp_path / f".out.png.{_host()}-{ended.pid}-0a1b2c3d.tmp.png"  # a killed run's
+    stale.write_bytes(b"partial")
+    assert main(["upscale", str(photo), "-o", str(tmp_path / "out.png"), "--upscale", "2"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "photo.png"]
+
+
 def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     """degrade GT/ -o LR/: every clip (videos and frame folders) as `degrade CLIP --seed clip_seed(...)` makes
     it; a rerun skips what is there; an unreadable clip is skipped and named; the workflow ends in evaluate."""
