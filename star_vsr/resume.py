@@ -172,7 +172,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                 say(f"{output}: starting over ({option('restart=True', '--restart')}); {thrown} thrown "
                     f"away (an earlier run saved them in {work})")
             _clear(work)
-        saved = load_checkpoint(work, settings, _device(pipe))
+        saved = load_progress(work, settings, _device(pipe))
         state, start, complete = None, 0, False
         if saved is not None:
             writer.segments, state, start = saved
@@ -204,7 +204,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
             if time.monotonic() >= next_checkpoint:
                 began = time.monotonic()
                 writer.commit()
-                save_checkpoint(work, settings, writer.segments, frames_done, state)
+                save_progress(work, settings, writer.segments, frames_done, state)
                 latest_saved, took = True, time.monotonic() - began
                 next_checkpoint = time.monotonic() + max(checkpoint_seconds, SAVE_TIME_FACTOR * took)
 
@@ -216,7 +216,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
             write_waiting()  # (none: both pipelines hand out a state after their last frames)
             writer.commit()
             if latest is not None:  # every frame is done: only the join is left
-                save_checkpoint(work, settings, writer.segments, latest[0], None)
+                save_progress(work, settings, writer.segments, latest[0], None)
         except (InputError, CorruptVideoError, UnsupportedVideoError):  # the input's fault: going on fails again
             writer.abort()
             shutil.rmtree(work, ignore_errors=True)
@@ -257,7 +257,7 @@ def _checkpoint_on_interrupt(writer: Any, work: Path, settings: dict[str, Any], 
         return
     try:
         writer.commit()
-        save_checkpoint(work, settings, writer.segments, *latest)
+        save_progress(work, settings, writer.segments, *latest)
     except BaseException:  # the caller re-raises the interrupt that brought us here, not this
         pass
 
@@ -418,7 +418,7 @@ def _state_from_file(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
         else tensors[field].to(device) for field in STATE_FIELDS))
 
 
-def save_checkpoint(work: Path, settings: dict[str, Any], segments: list[tuple[str, int]], frames: int,
+def save_progress(work: Path, settings: dict[str, Any], segments: list[tuple[str, int]], frames: int,
                     state: Optional[Any]) -> None:
     """Save the state after ``frames`` frames (None: all frames are done), then the manifest naming it and
     the committed segments, each on disk before the manifest is replaced; then delete what it no longer names.
@@ -464,7 +464,7 @@ def _remove_unlisted(work: Path, manifest: dict[str, Any]) -> None:
     _clear(work, frozenset({MANIFEST, manifest["state"], *(name for name, _ in manifest["segments"])}))
 
 
-def load_checkpoint(work: Path, settings: dict[str, Any], device: torch.device
+def load_progress(work: Path, settings: dict[str, Any], device: torch.device
                     ) -> Optional[tuple[list[tuple[str, int]], Optional[Any], int]]:
     """(segments, state, frames) saved in ``work`` for a run with ``settings``; None when nothing is saved
     (leftovers of a run that stopped before its first checkpoint are removed). A None state: every frame

@@ -388,8 +388,8 @@ def test_a_frame_folder_input_plays_at_30_fps_unless_fps_is_given(tmp_path, caps
     assert "is a video file with its own (30 fps)" in capsys.readouterr().err
     # the rate of a stopped run is one of its settings
     monkeypatch.setattr(resume, "CHECKPOINT_SECONDS", 0)
-    stop = resume.save_checkpoint
-    monkeypatch.setattr(resume, "save_checkpoint", lambda *a: (stop(*a), (_ for _ in ()).throw(KeyboardInterrupt)))
+    stop = resume.save_progress
+    monkeypatch.setattr(resume, "save_progress", lambda *a: (stop(*a), (_ for _ in ()).throw(KeyboardInterrupt)))
     assert main(["upscale", str(frames), "-o", str(tmp_path / "d.mp4"), "--fps", "24"]) == 130
     monkeypatch.undo()
     assert main(["upscale", str(frames), "-o", str(tmp_path / "d.mp4"), "--fps", "25"]) == 2
@@ -1583,8 +1583,8 @@ def test_max_frames_previews_the_first_frames_with_their_audio(tmp_path, capsys,
         assert "--max-frames" in capsys.readouterr().err and not (tmp_path / "bad.mp4").exists()
     # a stopped preview goes on only as a preview of as many frames, said in words
     monkeypatch.setattr(resume, "CHECKPOINT_SECONDS", 0)
-    stop = resume.save_checkpoint
-    monkeypatch.setattr(resume, "save_checkpoint", lambda *a: (stop(*a), (_ for _ in ()).throw(KeyboardInterrupt)))
+    stop = resume.save_progress
+    monkeypatch.setattr(resume, "save_progress", lambda *a: (stop(*a), (_ for _ in ()).throw(KeyboardInterrupt)))
     assert main(["upscale", str(src), "-o", str(tmp_path / "stopped.mp4"), "--max-frames", "6"]) == 130
     monkeypatch.undo()
     capsys.readouterr()
