@@ -295,6 +295,13 @@ def test_dataloader_workers_give_the_same_items_and_sampler_is_seeded(photos):
     loader = DataLoader(dataset, batch_size=2, num_workers=2, shuffle=False)
     batches = list(loader)
     assert all(torch.equal(batches[i // 2]["lq"][i % 2], in_process[i]["lq"]) for i in range(4))
+    # the same memory layout too: items had channels-last strides (frames decoded as (n, H, W, 3)), which a
+    # loader kept without workers and made contiguous with them, so train_star rounded differently (weights
+    # differed between --dataloader_num_workers 0 and 2)
+    unworked = list(DataLoader(dataset, batch_size=2, num_workers=0, shuffle=False))
+    for key in ("gt", "lq", "hint"):
+        assert all(item[key].is_contiguous() for item in in_process)
+        assert [b[key].stride() for b in unworked] == [b[key].stride() for b in batches], key
 
     sampler = EpochShuffleSampler(10, seed=5)
     first = list(sampler)
@@ -302,6 +309,43 @@ def test_dataloader_workers_give_the_same_items_and_sampler_is_seeded(photos):
     sampler.set_epoch(1)
     assert list(sampler) != first
     assert list(EpochShuffleSampler(4, shuffle=False)) == [0, 1, 2, 3]
+
+
+def test_an_epoch_shorter_than_the_sources_goes_on_through_them():
+    """--dataset_length below the number of videos trained on the first ones only: item i was source i in every
+    epoch, and the rest were never read."""
+    from star_vsr.data.base import ClipPairDataset
+
+    class Recorded(ClipPairDataset):
+        def __init__(self, length):
+            super().__init__(6, 1, 8, 4, None, 0.0, 0, length)
+            self.read = []
+
+        def source_name(self, source):
+            return f"source {source}"
+
+        def load_clip(self, source, rng):
+            self.read.append(source)
+            return np.zeros((1, 8, 8, 3), np.uint8), ""
+
+    short = Recorded(length=4)
+    for epoch in range(3):
+        short.set_epoch(epoch)
+        _ = [short[i] for i in range(4)]
+    assert short.read == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]
+    whole = Recorded(length=None)  # one item per source (or more): item i is source i mod 6, every epoch
+    for epoch in range(2):
+        whole.set_epoch(epoch)
+        _ = [whole[i] for i in range(6)]
+    assert whole.read == [0, 1, 2, 3, 4, 5] * 2
+
+
+def test_make_pair_takes_a_preset_name_as_the_datasets_do():
+    gt = torch.rand(2, 3, 16, 16)
+    pair = make_pair(gt, 4, "medium", 5)  # was "TypeError: 'str' object is not callable"
+    assert pair["lq"].shape == (2, 3, 4, 4) and torch.equal(pair["lq"], make_pair(gt, 4, "medium", 5)["lq"])
+    with pytest.raises(InputError, match="unknown degradation 'meduim'"):
+        make_pair(gt, 4, "meduim", 5)
 
 
 def test_random_patches_are_aligned_seeded_and_checked():

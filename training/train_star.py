@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--default_caption", type=str, default="", help="Caption of clips without one.")
     data.add_argument("--random_flip", type=_bool, default=True, help="Random horizontal flips.")
     data.add_argument("--dataset_length", type=optional_value(int), default=None,
-                      help="Items per epoch (default: one per source).")
+                      help="Items per epoch (default: one per source; fewer than the sources: each epoch goes "
+                           "on through them where the last stopped).")
     data.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
 
     loss = parser.add_argument_group("loss")

@@ -82,7 +82,8 @@ class ClipPairDataset(Dataset, ABC):
         caption_dropout: probability (0..1) that an item's caption is replaced by "" (classifier-free
             guidance training; STAR drops 50 %).
         seed: base seed of every random choice.
-        length: items per epoch (None: one per source).
+        length: items per epoch (None: one per source); fewer than the sources, successive epochs go on
+            through the sources (epoch e starts at source e * length), so every source is used.
 
     Items (``dataset[i]``) are dicts:
         ``"gt"`` (n, 3, H, W), ``"lq"`` (n, 3, H / s, W / s), ``"hint"`` (n, 3, H, W), float32 in [0, 1];
@@ -145,8 +146,11 @@ class ClipPairDataset(Dataset, ABC):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a dataset of {self.length} items")
         attempts = min(self.num_sources, MAX_SUBSTITUTES + 1)
+        # an epoch shorter than the sources goes on through them where the last one stopped, so every source is
+        # used (item i was source i in every epoch: the rest never); otherwise item i is source i mod the sources
+        first = index + (self.epoch * self.length if self.length < self.num_sources else 0)
         for attempt in range(attempts):
-            source = (index + attempt) % self.num_sources
+            source = (first + attempt) % self.num_sources
             clip_seq, caption_seq, degradation_seq = sample_seed_sequence(
                 self.seed, self.epoch, index, attempt).spawn(_STREAMS)
             try:

@@ -29,13 +29,18 @@ def resolve_degradation(degradation: DegradationSpec, scale: int) -> RealWorldDe
     """A ``RealWorldDegradation`` for a preset name or config; None for bicubic-only downsampling.
 
     Args:
-        degradation: a preset name (``"light"``, ``"medium"``, ``"heavy"``), a ``DegradationConfig``,
-            or None / ``"none"`` for plain bicubic downsampling.
+        degradation: a preset name (``"light"``, ``"medium"``, ``"heavy"``), a ``DegradationConfig``, a
+            ``RealWorldDegradation`` of this scale (returned as it is), or None / ``"none"`` for plain bicubic
+            downsampling.
         scale: 2, 3 or 4.
     """
     check_scale(scale)
     if degradation is None or degradation == NO_DEGRADATION:
         return None
+    if isinstance(degradation, RealWorldDegradation):
+        if degradation.scale != scale:
+            raise InputError(f"the degradation is made for scale {degradation.scale}, not {scale}")
+        return degradation
     if isinstance(degradation, str):
         if degradation not in PRESETS:
             raise InputError(f"unknown degradation {degradation!r}: use one of {', '.join(PRESETS)}, "
@@ -47,19 +52,24 @@ def resolve_degradation(degradation: DegradationSpec, scale: int) -> RealWorldDe
                      f"got {type(degradation).__name__}")
 
 
-def make_pair(gt: torch.Tensor, scale: int, degradation: RealWorldDegradation | None, seed: int
+def make_pair(gt: torch.Tensor, scale: int, degradation: DegradationSpec | RealWorldDegradation | None, seed: int
               ) -> dict[str, torch.Tensor]:
     """Degrade an HR clip and build the hint.
 
     Args:
         gt: (n, 3, H, W) float clip in [0, 1] on the CPU, H and W divisible by ``scale``.
         scale: HR / LR size ratio.
-        degradation: the chain, or None for bicubic downsampling (quantised to 8-bit levels).
+        degradation: the chain (``RealWorldDegradation``), a preset name or ``DegradationConfig``
+            (``resolve_degradation``), or None for bicubic downsampling (quantised to 8-bit levels).
         seed: seeds the degradation (the same seed gives the same LR clip).
 
     Returns:
-        ``{"gt": (n, 3, H, W), "lq": (n, 3, H / scale, W / scale), "hint": (n, 3, H, W)}``, float32 in [0, 1].
+        ``{"gt": (n, 3, H, W), "lq": (n, 3, H / scale, W / scale), "hint": (n, 3, H, W)}``, float32 in [0, 1],
+        contiguous: frames decoded as (n, H, W, 3) gave channels-last strides, which a DataLoader kept without
+        workers and made contiguous with them, so the same training rounded differently (train_star's weights
+        differed between 0 and 2 workers).
     """
+    degradation = resolve_degradation(degradation, scale)
     if degradation is None:
         # the chain checks its own input; unchecked, bicubic made misaligned pairs and all-white LR of 0..255 frames
         check_scale(scale)
@@ -72,4 +82,4 @@ def make_pair(gt: torch.Tensor, scale: int, degradation: RealWorldDegradation | 
         lq = degradation(gt, seed=seed)  # (n, 3, h / s, w / s)
     h, w = gt.shape[-2:]
     hint = F.interpolate(lq, size=(h, w), mode="bilinear", align_corners=False)  # (n, 3, H, W)
-    return {"gt": gt, "lq": lq, "hint": hint}
+    return {"gt": gt.contiguous(), "lq": lq.contiguous(), "hint": hint.contiguous()}
