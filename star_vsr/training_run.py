@@ -647,8 +647,9 @@ def checkpoint_processes(checkpoint: Path) -> int:
 
 def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, checkpoint: Path) -> None:
     """``InputError`` listing each setting that changes what is trained (``changes_what_is_trained``) and
-    differs from the settings that trained ``checkpoint``, unless ``--allow_changed_settings``. Nothing is
-    checked when the run recorded no settings."""
+    differs from the settings that trained ``checkpoint``, or naming another number of processes than the one that
+    saved it (``checkpoint_processes``), unless ``--allow_changed_settings``. The settings are not compared when the
+    run recorded none."""
     before, now = checkpoint_processes(checkpoint), launched_processes()
     if before and before != now and not args.allow_changed_settings:
         raise InputError(f"{checkpoint} was trained by {before} process{'es' * (before != 1)} and this run has {now}: "
