@@ -141,9 +141,10 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                       overwrite: bool = True, notes: Optional[Callable[[str], None]] = None,
                       **pipeline_kwargs: Any) -> Path:
     """``star_vsr.upscale.upscale_video``, saving progress as it goes (a student or a diffusion pipeline)."""
-    say = notes or partial(_say, progress)
     from .frames import frames_to_uint8
     from .io.segments import SegmentedVideoWriter
+
+    say = notes or partial(_say, progress)
 
     refused = [key for key in ("callback_on_step_end", "output_type", "frame_sink", "state", "start_frame",
                                "state_sink") if pipeline_kwargs.get(key) is not None]
@@ -419,7 +420,7 @@ def _state_from_file(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
 
 
 def save_progress(work: Path, settings: dict[str, Any], segments: list[tuple[str, int]], frames: int,
-                    state: Optional[Any]) -> None:
+                  state: Optional[Any]) -> None:
     """Save the state after ``frames`` frames (None: all frames are done), then the manifest naming it and
     the committed segments, each on disk before the manifest is replaced; then delete what it no longer names.
 
@@ -465,7 +466,7 @@ def _remove_unlisted(work: Path, manifest: dict[str, Any]) -> None:
 
 
 def load_progress(work: Path, settings: dict[str, Any], device: torch.device
-                    ) -> Optional[tuple[list[tuple[str, int]], Optional[Any], int]]:
+                  ) -> Optional[tuple[list[tuple[str, int]], Optional[Any], int]]:
     """(segments, state, frames) saved in ``work`` for a run with ``settings``; None when nothing is saved
     (leftovers of a run that stopped before its first checkpoint are removed). A None state: every frame
     is done, only the join is left.

@@ -105,8 +105,7 @@ class SettingsParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         # under accelerate launch every process parses the same command line and files: said by the first only
-        first = os.environ.get("RANK", "0") == "0"
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n" if first else None)
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n" if is_first_process() else None)
 
 
 def script_error(prog: str, error: BaseException) -> str:
@@ -628,6 +627,12 @@ def _listed(changes: Sequence[tuple[str, Any, Any]], args: argparse.Namespace) -
             note = f" (the {args.lr_scheduler} learning-rate schedule depends on it)"
         items.append(f"{name}: {shown(old)} -> {shown(new)}{note}")
     return ", ".join(items)
+
+
+def is_first_process() -> bool:
+    """Whether this is the first (or only) process ``accelerate launch`` started: its ``RANK`` is 0 or unset. What
+    every process would say alike (the same command line, the same files) is said by this one only."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def launched_processes() -> int:

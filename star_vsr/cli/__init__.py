@@ -70,11 +70,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 1
-    from ..training_run import launched_processes  # (no torch)
+    from ..training_run import is_first_process, launched_processes  # (no torch)
 
     processes = launched_processes()
     if processes > 1 and args.command != "upscale-batch":  # each process would do the whole job, on one output
-        if os.environ.get("RANK", "0") == "0":  # said once, not once per process
+        if is_first_process():  # said once, not once per process
             print(f"star-vsr {args.command}: error: this command runs as one process, and accelerate launch started "
                   f"{processes} (each would do the whole job, writing the same output); run it without accelerate "
                   f"launch (upscale-batch is the command that splits its videos across processes)", file=sys.stderr)

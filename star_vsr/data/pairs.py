@@ -72,7 +72,7 @@ def make_pair(gt: torch.Tensor, scale: int, degradation: DegradationSpec | RealW
     degradation = resolve_degradation(degradation, scale)
     if degradation is None:
         # the chain checks its own input; unchecked, bicubic made misaligned pairs and all-white LR of 0..255 frames
-        check_scale(scale)
+        # (the scale: by resolve_degradation)
         check_hr_clip(gt, scale, name="gt", cpu_only=False)
         gt = gt.float()  # (bicubic has no float16 CPU kernel; float32 out, as documented)
         lq = F.interpolate(gt, size=(gt.shape[-2] // scale, gt.shape[-1] // scale), mode="bicubic", antialias=True,
