@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, OutputError, OutputExistsError
-from .io.writer import move_into_place, temporary_path
+from .io.atomic import move_into_place, temporary_path
 from .models.student import StarStudentModel
 
 #: Export formats ``export_student`` writes.

@@ -168,7 +168,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     of one line; by default they are printed above the progress bar, and only with ``progress``.
     """
     from .frames import FileFrameSource
-    from .io.writer import check_no_replace
+    from .io.atomic import check_no_replace
     from .outputs import check_video_output_name
 
     check_video_output_name(output_path)  # "out.mp4/": a file's name given as a folder
@@ -197,7 +197,7 @@ def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, over
     from PIL import Image
 
     from .frames import frames_to_uint8
-    from .io.writer import move_into_place, temporary_path
+    from .io.atomic import move_into_place, temporary_path
 
     pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step", **bar_options())
     frame = frames_to_uint8(pipe(source, output_type="pt", **pipeline_kwargs).frames[0])[0]  # (H, W, 3) uint8

@@ -1629,7 +1629,7 @@ def test_an_image_output_is_written_under_a_temporary_name_of_its_own(tmp_path):
     output (one could move the other's half-written file into place) and left behind by a killed run."""
     import subprocess
 
-    from star_vsr.io.writer import _host
+    from star_vsr.io.atomic import _host
 
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8)).save(photo)

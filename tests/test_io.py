@@ -18,7 +18,8 @@ from star_vsr.cli import main as cli_main
 from star_vsr.errors import CorruptVideoError, InputError, OutputError, UnsupportedVideoError, VideoNotFoundError
 from star_vsr.io import VideoWriter, open_video, probe_video, read_frames
 from star_vsr.io import reader as reader_module
-from star_vsr.io.probe import as_frame_rate, natural_sort_key
+from star_vsr.io.folders import natural_sort_key
+from star_vsr.io.probe import as_frame_rate
 from star_vsr.io.synthetic import (VFR_TEST_TIMES_MS, combing, frame_times_ms, synthetic_frames,
                                    write_interlaced_test_video, write_test_video, write_timed_test_video)
 
@@ -1343,7 +1344,7 @@ def test_a_folder_of_videos_is_not_read_as_frames(tmp_path):
 def test_a_frame_subfolder_with_a_stray_video_is_still_a_clip(tmp_path):
     """Such a subfolder was dropped from folders of clips without a word; it is a clip, and reading it names the
     video (which frames belong to the clip would be a guess)."""
-    from star_vsr.io.probe import clips_in_folder
+    from star_vsr.io.folders import clips_in_folder
 
     clip = tmp_path / "clipA"
     clip.mkdir()
@@ -1422,7 +1423,7 @@ def test_png_frames_are_not_written_into_a_folder_named_like_a_video(tmp_path):
 def test_a_writer_removes_the_temporary_files_of_killed_writers_of_its_output(tmp_path):
     import subprocess
 
-    from star_vsr.io.writer import _host
+    from star_vsr.io.atomic import _host
 
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()  # its pid names no process now (a reuse within the test would only keep its file)

@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipDataset
 from star_vsr.data.base import BadSampleWarning, ClipPairDataset, as_size
 from star_vsr.errors import InputError, StarVSRError, explain_out_of_memory
-from star_vsr.io.probe import IMAGE_EXTENSIONS, clips_in_folder
+from star_vsr.io.folders import IMAGE_EXTENSIONS, clips_in_folder
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
 from star_vsr.losses.frequency import MAX_CUTOFF
 from star_vsr.metrics import psnr_clip, ssim_clip

@@ -76,7 +76,8 @@ def clip_seed(seed: int, name: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.probe import check_exists, clip_collection
+    from ..io.folders import clip_collection
+    from ..io.probe import check_exists
 
     source = check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
     clips = clip_collection(source)
@@ -95,7 +96,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     are recorded in ``-o`` (``SETTINGS_NAME``); a rerun with others is refused unless ``--overwrite``."""
     from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
     from ..io import VIDEO_EXTENSIONS, output_names
-    from ..io.probe import other_subfolders, other_subfolders_note, stray_images_note
+    from ..io.folders import other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable, write_text_atomic
 

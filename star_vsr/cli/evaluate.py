@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _is_clip_folder(path: Path) -> bool:
     """A folder of clips (videos or frame folders), not the frame folder of one clip."""
-    from ..io.probe import clip_collection
+    from ..io.folders import clip_collection
 
     return bool(clip_collection(path))
 
@@ -67,11 +67,11 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
         if not path.exists():
             raise VideoNotFoundError(f"{path} does not exist")
     if _is_clip_folder(gt):
-        from ..io.probe import is_frame_folder, stray_images_note
+        from ..io.folders import is_frame_folder, stray_images_note
 
         if not pred.is_dir() or is_frame_folder(pred):
             raise InputError(f"--gt {gt} is a folder of clips (videos or frame folders), so --pred must be one too")
-        from ..io.probe import clips_by_name
+        from ..io.folders import clips_by_name
 
         gt_clips, pred_clips = clips_by_name(gt, "--gt"), clips_by_name(pred, "--pred")
         for folder in dict.fromkeys((gt, pred)):

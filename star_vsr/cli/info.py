@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..io import probe_video
-    from ..io.probe import VARIABLE_RATE_FRAMES, check_exists, clip_collection
+    from ..io.folders import clip_collection
+    from ..io.probe import VARIABLE_RATE_FRAMES, check_exists
 
     path = check_exists(args.video)
     clips = clip_collection(path)
@@ -90,7 +91,7 @@ def frame_folder_damage(folder: Path) -> Optional[str]:
     an upscale of it half-way), from the image headers; None when all agree."""
     from PIL import Image, UnidentifiedImageError
 
-    from ..io.probe import list_image_files
+    from ..io.folders import list_image_files
 
     size = None
     for file in list_image_files(folder):
@@ -110,7 +111,7 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
     """One line (or JSON object) per clip of ``folder``: frames, rate, size, codec, audio, damage."""
     from ..errors import StarVSRError
     from ..io import probe_video
-    from ..io.probe import other_subfolders, other_subfolders_note, stray_images_note
+    from ..io.folders import other_subfolders, other_subfolders_note, stray_images_note
 
     for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips))):
         if note:  # beside JSON on standard output, not in it

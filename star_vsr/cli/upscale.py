@@ -301,8 +301,8 @@ def run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
-    from ..io.probe import (clips_in_folder, is_frame_folder, other_subfolders, other_subfolders_note,
-                            stray_images_note)
+    from ..io.folders import (clips_in_folder, is_frame_folder, other_subfolders, other_subfolders_note,
+                              stray_images_note)
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable
     from ..overwrite_batch import OverwriteLedger, batch_settings

@@ -33,7 +33,8 @@ from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize
 from star_vsr.data.pairs import DegradationSpec
 from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError
 from star_vsr.io import probe_video, read_frames
-from star_vsr.io.probe import VIDEO_EXTENSIONS, VideoInfo, clips_in_folder, is_frame_folder, stray_images_note
+from star_vsr.io.folders import VIDEO_EXTENSIONS, clips_in_folder, is_frame_folder, stray_images_note
+from star_vsr.io.probe import VideoInfo
 
 #: Suffix of a caption file next to a clip (``clip.mp4`` -> ``clip.txt``).
 CAPTION_SUFFIX = ".txt"

@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 from ..degradations.frames import frames_to_clip
 from ..errors import InputError, option
 from ..io import VIDEO_EXTENSIONS, probe_video, read_frames
-from ..io.probe import clips_by_name
+from ..io.folders import clips_by_name
 
 
 

@@ -33,15 +33,9 @@ from av.video.reformatter import ColorRange, Colorspace
 from av.video.stream import VideoStream
 
 from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError
-from star_vsr.io.probe import (
-    DEFAULT_FOLDER_FPS,
-    VideoInfo,
-    find_video_stream,
-    is_untagged_hd,
-    list_image_files,
-    open_container,
-    probe_video,
-)
+from star_vsr.io.folders import list_image_files
+from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, find_video_stream, is_untagged_hd, open_container,
+                               probe_video)
 
 logger = logging.getLogger(__name__)
 

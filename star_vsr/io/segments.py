@@ -26,10 +26,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from star_vsr.errors import CorruptVideoError, InputError
+from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
+from star_vsr.io.audio import AudioCopy, check_audio
 from star_vsr.io.probe import as_frame_rate, open_container, probe_video
-from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _AudioCopy, check_crf, _output_error, _remove,
-                                _resolve_codec, check_audio, check_no_replace, check_png_folder, finish_error,
-                                move_into_place, temporary_path, warn_png_drops_audio, warn_png_drops_frame_rate)
+from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _output_error, _resolve_codec, check_crf,
+                                check_png_folder, finish_error, warn_png_drops_audio, warn_png_drops_frame_rate)
 from star_vsr.progress import bar_options
 
 #: File (or folder, for PNG) name of segment i in the work folder; the suffix follows the codec.
@@ -174,13 +175,13 @@ class SegmentedVideoWriter:
                               None if self.audio_until_frame is None else self.clock.seconds(self.audio_until_frame))
             move_into_place(temp, self.path, self.overwrite)
         except OSError as error:
-            _remove(temp)
+            remove_temporary(temp)
             raise _output_error(self.path, error) from None
         except av.FFmpegError as error:
-            _remove(temp)
+            remove_temporary(temp)
             raise finish_error(self.path, error) from None
         except BaseException:
-            _remove(temp)
+            remove_temporary(temp)
             raise
         return self.path
 
@@ -215,7 +216,7 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], cloc
     frame_rate = clock.frame_rate
     delays = [_decode_delay(file, frame_rate) for file in files]
     output = av.open(str(temp), mode="w")
-    audio: _AudioCopy | None = None
+    audio: AudioCopy | None = None
     try:
         stream, headers, offset = None, None, 0
         for file, expected, delay in zip(files, counts, delays):
@@ -226,7 +227,7 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], cloc
                     stream, headers = output.add_stream_from_template(source), source.codec_context.extradata
                     stream.time_base = clock.time_base
                     if audio_from is not None:
-                        audio = _AudioCopy(audio_from, output)
+                        audio = AudioCopy(audio_from, output)
                 elif source.codec_context.extradata != headers:
                     raise CorruptVideoError(f"{file} was encoded with other codec settings than the segments "
                                             f"before it and cannot be joined to them")

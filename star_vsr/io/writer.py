@@ -1,8 +1,9 @@
 """Writing videos: `VideoWriter` streams frames into an H.264/H.265/FFV1 file or a PNG folder.
 
-Output is atomic: frames go into a hidden temporary file (or folder) next to the final path,
-which is renamed onto the final path only when `close()` succeeds. After any error nothing
-appears under the final name, and a file already there is left untouched.
+Output is atomic (`star_vsr.io.atomic`): frames go into a hidden temporary file (or folder) next to the final
+path, which is renamed onto the final path only when `close()` succeeds. After any error nothing appears under
+the final name, and a file already there is left untouched. The source's audio is carried over by
+`star_vsr.io.audio`.
 
 Odd frame sizes: H.264/H.265 store 4:2:0 chroma (yuv420p), which needs even width and
 height. Such frames are padded on the right/bottom edge by repeating the last column/row,
@@ -20,12 +21,7 @@ background Python thread as well was measured (star-vsr upscale path, 320x180 ->
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
-import os
-import secrets
-import shutil
-import socket
 import warnings
 import weakref
 from collections import Counter
@@ -37,14 +33,14 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from av.container import OutputContainer
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 from tqdm.auto import tqdm
 
-from star_vsr.errors import (CorruptVideoError, InputError, OutputError, OutputExistsError, StarVSRError,
-                             UnsupportedVideoError, option)
-from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VIDEO_EXTENSIONS, as_frame_rate, check_exists, open_container,
-                               probe_video)
+from star_vsr.errors import InputError, OutputError, StarVSRError, UnsupportedVideoError, option
+from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
+from star_vsr.io.audio import AudioCopy, check_audio
+from star_vsr.io.folders import VIDEO_EXTENSIONS
+from star_vsr.io.probe import DEFAULT_FOLDER_FPS, as_frame_rate, check_exists, probe_video
 from star_vsr.outputs import is_frame_output
 from star_vsr.progress import bar_options
 
@@ -67,9 +63,6 @@ only a few percent larger."""
 
 PNG_NAME = "frame_{:06d}.png"
 """File name of frame i (from 0) in a PNG sequence; sorts naturally and lexicographically."""
-
-AUDIO_FALLBACK_CODEC = "aac"
-"""Audio codec used when the source's audio cannot be copied into the output container."""
 
 
 @dataclass(frozen=True)
@@ -123,154 +116,10 @@ CODECS: tuple[str, ...] = (*VIDEO_CODECS, "png")
 """Values accepted for `VideoWriter(codec=...)`."""
 
 
-def _remove(path: Path) -> None:
-    """Delete a temporary file or folder if it exists (best effort: cleaning up after a failed
-    write must not hide the error that made it fail, e.g. on a read-only disk)."""
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
-def temporary_path(path: Path) -> Path:
-    """A hidden, unique name next to `path` to write it under until it is complete,
-    ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX``: the writer's machine and process, so that a later writer of
-    `path` can tell (and first removes, `remove_stale_temporaries`) those of a killed run."""
-    remove_stale_temporaries(path)
-    return path.parent / f".{path.name}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}"
-
-
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove the temporary files (or PNG folders) of `path` that writers on this machine whose process has
-    ended left behind (a SIGKILL or a power cut runs no clean-up); returns them. Those of running processes,
-    of other machines sharing the folder, and names of another form are left alone."""
-    prefix, suffix = f".{path.name}.", f".tmp{path.suffix}"
-    try:
-        siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
-    except OSError:  # a missing or unreadable folder holds nothing to remove
-        return []
-    stale = []
-    for sibling in siblings:
-        owner = sibling.name[len(prefix):len(sibling.name) - len(suffix)].rsplit("-", 2)  # HOST, PID, TOKEN
-        if len(owner) == 3 and owner[0] == _host() and owner[1].isdigit() and not _process_alive(int(owner[1])):
-            _remove(sibling)
-            stale.append(sibling)
-    return stale
-
-
-def _host() -> str:
-    """This machine's name, as it may appear in a file name."""
-    return "".join(c if c.isalnum() or c in ".-" else "_" for c in socket.gethostname()) or "host"
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process `pid` exists on this machine (True where that cannot be asked safely: off POSIX,
-    signal 0 would terminate it)."""
-    if os.name != "posix":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
-
-
 def check_png_folder(path: Path, codec: str) -> None:
     """`InputError` if PNG frames would go into a folder that holds other files than an earlier output's frames."""
     if codec == "png" and path.is_dir() and any(path.iterdir()) and not is_frame_output(path):
         raise InputError(f"{path} already holds files; write the PNG frames to a new or empty folder")
-
-
-def move_into_place(temp: Path, path: Path, overwrite: bool = True) -> None:
-    """Rename the complete output `temp` onto `path`. A folder there (empty, or an earlier output's frames:
-    `check_png_folder`) gives way to a PNG folder: moved aside, replaced, then deleted, so that `path` holds the
-    old frames or the new ones at every moment.
-
-    Without `overwrite`, `OutputExistsError` if anything is at `path` now: a file that appeared there while the
-    output was being written (another run, another program) is kept, not replaced by this one; `temp` is left for
-    the caller to remove."""
-    if not overwrite:
-        _move_without_replacing(temp, path)
-        return
-    if temp.is_dir() and path.is_dir():
-        old = path.with_name(f".{path.name}.replaced-{secrets.token_hex(4)}")
-        os.replace(path, old)
-        try:
-            os.replace(temp, path)
-        except BaseException:
-            os.replace(old, path)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    os.replace(temp, path)
-
-
-def check_no_replace(path: Path, overwrite: bool) -> None:
-    """`OutputExistsError` if `path` exists and `overwrite` is False (a writer told not to replace it)."""
-    if not overwrite and (path.exists() or path.is_symlink()):
-        raise OutputExistsError(f"{path} already exists; {option('pass overwrite=True', 'pass --overwrite')} to "
-                                f"replace it")
-
-
-def _move_without_replacing(temp: Path, path: Path) -> None:
-    """`move_into_place` without `overwrite`: a hard link, which never replaces a file, where the file system
-    has them; a folder by rename, which replaces only an empty folder."""
-    appeared = OutputExistsError(f"{path} appeared while this run was writing it (made by another run or "
-                                 f"program?); it was left as it is, and this run's output was not saved there: "
-                                 f"{option('pass overwrite=True', 'pass --overwrite')} to replace it")
-    if path.exists() or path.is_symlink():
-        raise appeared
-    if temp.is_dir():
-        os.rename(temp, path)
-        return
-    try:
-        os.link(temp, path)
-    except FileExistsError:
-        raise appeared from None
-    except OSError:  # no hard links here (FAT, some network file systems): the check above has to do
-        os.replace(temp, path)
-        return
-    os.unlink(temp)
-
-
-def check_audio(source: Path, suffix: str) -> None:
-    """Raise `UnsupportedVideoError` now, before hours of upscaling, if the audio of `source`
-    cannot go into a `suffix` file: a few packets are copied (or re-encoded) into memory."""
-    if suffix.lower() not in _MUXERS:
-        return
-    try:
-        with av.open(io.BytesIO(), mode="w", format=_MUXERS[suffix.lower()]) as output:
-            audio = _AudioCopy(source, output)
-            try:
-                audio.mux_until(Fraction(AUDIO_TRIAL_SECONDS))
-                if audio.transcode:
-                    output.mux(audio._stream.encode(None))
-            finally:
-                audio.close()
-    except (av.FFmpegError, ValueError) as error:
-        raise UnsupportedVideoError(
-            f"{source}: its audio cannot be written to a {suffix} file ({error}); pass "
-            f"{option('keep_audio=False', '--no-audio')}, or write .mkv"
-        ) from error
-    said = (str(Path(source).resolve()), suffix.lower())
-    if audio.transcode and said not in _REENCODES_SAID:  # lossy: said, not only logged (Opus into .mov, PCM into .mp4)
-        _REENCODES_SAID.add(said)
-        with av.open(io.BytesIO(), mode="w", format=_MUXERS[".mkv"]) as matroska:
-            kept = suffix.lower() != ".mkv" and audio.source_codec in matroska.supported_codecs
-        warnings.warn(f"{source}: its {audio.source_codec} audio cannot go into a {suffix} file as it is, so it is "
-                      f"re-encoded as {AUDIO_FALLBACK_CODEC.upper()}" + (" (a .mkv output keeps it as it is)" if kept
-                                                                          else ""), stacklevel=2)
-
-
-_REENCODES_SAID: set[tuple[str, str]] = set()
-"""(source, output suffix) pairs whose audio re-encode `check_audio` has warned of in this process: once, although
-the CLI checks before the model loads and the writer again when it opens (Python's own once-per-place filter
-resets whenever a library touches the warning filters)."""
 
 
 def check_video_output(path: str | Path, codec: str | None, audio_from: str | Path | None) -> None:
@@ -295,153 +144,6 @@ def _output_error(path: str | Path, error: OSError) -> Exception:
     if isinstance(error, StarVSRError):
         return error
     return OutputError(f"cannot write {path}: {error.strerror or error}")
-
-
-_NAMED_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
-"""The layout given to audio stored without one (PCM in AVI/MKV), per channel count: no LFE channel
-for 3 or 4 channels (FFmpeg's own default for 3 is 2.1, whose third channel AAC low-passes away)."""
-
-AUDIO_TRIAL_SECONDS = 2
-"""Seconds of audio that `check_audio` writes into memory before any frame is upscaled."""
-
-_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # output suffix -> FFmpeg muxer
-
-
-def _must_transcode(audio: av.audio.stream.AudioStream, output: OutputContainer) -> bool:
-    """Whether `audio` is re-encoded rather than copied into `output`: codecs the container
-    cannot hold, PCM in .mp4 (players other than FFmpeg's do not play it), channels without
-    a named layout in .mp4/.mov (their muxer fails on those when it writes the trailer) and
-    codecs the muxer lists but refuses in its header (Opus and FLAC in .mov)."""
-    name = audio.codec_context.name
-    mp4_family = output.format.name in ("mp4", "mov") or "mp4" in output.format.name.split(",")
-    unnamed = audio.layout.name.endswith("channels")
-    return (name not in output.supported_codecs or (mp4_family and unnamed)
-            or (name.startswith("pcm_") and output.format.name.split(",")[0] == "mp4")
-            or not _header_takes(audio, output.format.name.split(",")[0]))
-
-
-def _header_takes(audio: av.audio.stream.AudioStream, muxer: str) -> bool:
-    """Whether the `muxer` writes a header for `audio` copied as it is (an in-memory trial)."""
-    trial = av.open(io.BytesIO(), mode="w", format=muxer)
-    try:
-        trial.add_stream_from_template(audio)
-        trial.start_encoding()
-        return True
-    except (av.FFmpegError, ValueError):
-        return False
-    finally:
-        try:
-            trial.close()
-        except (av.FFmpegError, ValueError):
-            pass
-
-
-class _AudioCopy:
-    """Carries the first audio stream of a source video into an output container.
-
-    Packets are copied as they are (remuxed) when the output container accepts the codec,
-    else decoded and re-encoded as `AUDIO_FALLBACK_CODEC` (`_must_transcode`). Timestamps are
-    shifted by the source's video start time, so audio stays in sync with video written from
-    frame 0.
-    """
-
-    def __init__(self, source: Path, output: OutputContainer) -> None:
-        self.source = source
-        self._output = output
-        self._input = open_container(source)
-        in_audio = self._input.streams.audio[0]
-        videos = self._input.streams.video
-        start_s = (
-            videos[0].start_time * videos[0].time_base if videos and videos[0].start_time else 0
-        )
-        self._shift = round(start_s / in_audio.time_base)  # in ticks of in_audio.time_base
-        self.source_codec = in_audio.codec_context.name
-        self.transcode = _must_transcode(in_audio, output)
-        if not self.transcode:
-            try:
-                self._stream = output.add_stream_from_template(in_audio)
-            except ValueError:  # the muxer refuses the codec after all
-                self.transcode = True
-        if self.transcode:
-            logger.info(
-                "%s: audio %s does not fit the output container; re-encoding it as %s",
-                source,
-                in_audio.codec_context.name,
-                AUDIO_FALLBACK_CODEC,
-            )
-            layout = in_audio.layout.name
-            if layout.endswith("channels"):  # "2 channels": no named layout; the encoder wants one
-                layout = _NAMED_LAYOUTS.get(in_audio.channels, layout)
-            self._stream = output.add_stream(AUDIO_FALLBACK_CODEC, rate=in_audio.rate, layout=layout)
-        self._packets = self._input.demux(in_audio)
-        self._pending: av.Packet | None = None
-        self._lookahead: av.Packet | None = None  # read after a damaged packet, to see whether it was the last
-
-    def _read_packet(self) -> av.Packet | None:
-        """The next packet of the source's audio (the one looked ahead at first), or None at the end."""
-        if self._lookahead is not None:
-            packet, self._lookahead = self._lookahead, None
-            return packet
-        return self._demux()
-
-    def _demux(self) -> av.Packet | None:
-        """The next packet the demuxer gives, or None at the end."""
-        try:
-            return next(self._packets, None)
-        except av.FFmpegError as error:
-            raise CorruptVideoError(
-                f"{self.source}: reading its audio failed ({error}); the file is damaged"
-            ) from error
-
-    def _next_packet(self) -> av.Packet | None:
-        """Next non-empty packet with timestamps shifted, or None at the end."""
-        while True:
-            packet = self._read_packet()
-            if packet is None:
-                return None
-            if packet.is_corrupt:  # the last one cut off by the end of the file (a truncated copy) would not
-                # decode, and is left out (`VideoInfo.audio_cut`'s note tells the user before the run); one in the
-                # middle (a transport-stream glitch) is kept, as players play it
-                self._lookahead = self._demux()
-                while self._lookahead is not None and self._lookahead.size == 0:  # (the demuxer's empty last one)
-                    self._lookahead = self._demux()
-                if self._lookahead is None:
-                    logger.info("%s: leaving out its cut-off last audio packet", self.source)
-                    return None
-            if packet.size > 0 and packet.dts is not None:
-                packet.dts -= self._shift
-                if packet.pts is not None:
-                    packet.pts -= self._shift
-                return packet
-
-    def mux_until(self, time_s: Fraction | None) -> None:
-        """Mux the audio packets that start before `time_s` seconds (all when None)."""
-        while True:
-            packet = self._pending if self._pending is not None else self._next_packet()
-            self._pending = None
-            if packet is None:
-                return
-            timestamp = packet.pts if packet.pts is not None else packet.dts
-            if time_s is not None and timestamp * packet.time_base >= time_s:
-                self._pending = packet
-                return
-            if self.transcode:
-                for frame in packet.decode():
-                    self._output.mux(self._stream.encode(frame))
-            else:
-                packet.stream = self._stream
-                self._output.mux(packet)
-
-    def finish(self, until_s: Fraction | None = None) -> None:
-        """Mux the remaining audio (the whole track is kept; with `until_s`, the packets that start before
-        `until_s` seconds: a video cut short) and flush the encoder."""
-        self.mux_until(until_s)
-        if self.transcode:
-            self._output.mux(self._stream.encode(None))
-        self.close()
-
-    def close(self) -> None:
-        self._input.close()
 
 
 class FrameClock:
@@ -506,7 +208,7 @@ class _EncodedSink:
         self._audio_from = audio_from
         self._container = av.open(str(temp), mode="w")
         self._stream: av.VideoStream | None = None
-        self._audio: _AudioCopy | None = None
+        self._audio: AudioCopy | None = None
         self._count = 0
         self._own_dts: bool | None = None  # whether _mux replaces the encoder's decode timestamps
         self._packets_muxed = 0
@@ -536,7 +238,7 @@ class _EncodedSink:
             stream.codec_tag = "hvc1"  # the H.265 tag Apple players require in .mp4/.mov
         self._stream = stream
         if self._audio_from is not None:
-            self._audio = _AudioCopy(self._audio_from, self._container)
+            self._audio = AudioCopy(self._audio_from, self._container)
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one (h, w, 3) uint8 RGB frame."""
@@ -863,7 +565,7 @@ class VideoWriter:
         self.frame_size: tuple[int, int] | None = None  # (h, w) of the frames given
         self._block = _chroma_block(self.pix_fmt)
         self._temp = temporary_path(self.path)
-        self._cleanup = weakref.finalize(self, _remove, self._temp)  # also if never closed
+        self._cleanup = weakref.finalize(self, remove_temporary, self._temp)  # also if never closed
         try:
             if self.codec == "png":
                 self._sink: _EncodedSink | _PngSink = _PngSink(self._temp)

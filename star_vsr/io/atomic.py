@@ -1,0 +1,126 @@
+"""Atomic outputs: a file or folder is written under a hidden temporary name next to its final path and renamed
+onto that path only once it is complete, so that after any error nothing appears under the final name and a file
+already there is left untouched.
+
+Temporary names carry the writer's machine and process (`temporary_path`), so that a later writer of the same path
+removes those a killed run left behind (`remove_stale_temporaries`) and no others.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+from pathlib import Path
+
+from star_vsr.errors import OutputExistsError, option
+
+
+def remove_temporary(path: Path) -> None:
+    """Delete a temporary file or folder if it exists (best effort: cleaning up after a failed
+    write must not hide the error that made it fail, e.g. on a read-only disk)."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def temporary_path(path: Path) -> Path:
+    """A hidden, unique name next to `path` to write it under until it is complete,
+    ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX``: the writer's machine and process, so that a later writer of
+    `path` can tell (and first removes, `remove_stale_temporaries`) those of a killed run."""
+    remove_stale_temporaries(path)
+    return path.parent / f".{path.name}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}"
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files (or PNG folders) of `path` that writers on this machine whose process has
+    ended left behind (a SIGKILL or a power cut runs no clean-up); returns them. Those of running processes,
+    of other machines sharing the folder, and names of another form are left alone."""
+    prefix, suffix = f".{path.name}.", f".tmp{path.suffix}"
+    try:
+        siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
+    except OSError:  # a missing or unreadable folder holds nothing to remove
+        return []
+    stale = []
+    for sibling in siblings:
+        owner = sibling.name[len(prefix):len(sibling.name) - len(suffix)].rsplit("-", 2)  # HOST, PID, TOKEN
+        if len(owner) == 3 and owner[0] == _host() and owner[1].isdigit() and not _process_alive(int(owner[1])):
+            remove_temporary(sibling)
+            stale.append(sibling)
+    return stale
+
+
+def _host() -> str:
+    """This machine's name, as it may appear in a file name."""
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in socket.gethostname()) or "host"
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (True where that cannot be asked safely: off POSIX,
+    signal 0 would terminate it)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def move_into_place(temp: Path, path: Path, overwrite: bool = True) -> None:
+    """Rename the complete output `temp` onto `path`. A folder there (empty, or an earlier output's frames:
+    `check_png_folder`) gives way to a PNG folder: moved aside, replaced, then deleted, so that `path` holds the
+    old frames or the new ones at every moment.
+
+    Without `overwrite`, `OutputExistsError` if anything is at `path` now: a file that appeared there while the
+    output was being written (another run, another program) is kept, not replaced by this one; `temp` is left for
+    the caller to remove."""
+    if not overwrite:
+        _move_without_replacing(temp, path)
+        return
+    if temp.is_dir() and path.is_dir():
+        old = path.with_name(f".{path.name}.replaced-{secrets.token_hex(4)}")
+        os.replace(path, old)
+        try:
+            os.replace(temp, path)
+        except BaseException:
+            os.replace(old, path)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    os.replace(temp, path)
+
+
+def check_no_replace(path: Path, overwrite: bool) -> None:
+    """`OutputExistsError` if `path` exists and `overwrite` is False (a writer told not to replace it)."""
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise OutputExistsError(f"{path} already exists; {option('pass overwrite=True', 'pass --overwrite')} to "
+                                f"replace it")
+
+
+def _move_without_replacing(temp: Path, path: Path) -> None:
+    """`move_into_place` without `overwrite`: a hard link, which never replaces a file, where the file system
+    has them; a folder by rename, which replaces only an empty folder."""
+    appeared = OutputExistsError(f"{path} appeared while this run was writing it (made by another run or "
+                                 f"program?); it was left as it is, and this run's output was not saved there: "
+                                 f"{option('pass overwrite=True', 'pass --overwrite')} to replace it")
+    if path.exists() or path.is_symlink():
+        raise appeared
+    if temp.is_dir():
+        os.rename(temp, path)
+        return
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise appeared from None
+    except OSError:  # no hard links here (FAT, some network file systems): the check above has to do
+        os.replace(temp, path)
+        return
+    os.unlink(temp)

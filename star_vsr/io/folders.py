@@ -1,0 +1,148 @@
+"""Folders as inputs: a folder of frame images is one clip, a folder of videos and frame folders is a
+collection of clips (what `upscale-batch`, `degrade`, `evaluate`, `info` and the datasets take). Names sort
+naturally (``frame2.png`` before ``frame10.png``); hidden entries are never clips.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Collection, Iterator, Sequence
+
+from star_vsr.errors import InputError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
+"""File suffixes (lower case) that count as frames of an image-folder video."""
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts",
+                                     ".flv", ".wmv", ".3gp", ".3g2", ".m2ts", ".mts", ".mxf", ".vob", ".ogv",
+                                     ".y4m", ".nut", ".dv", ".asf", ".gif")
+"""File suffixes (lower case) taken as videos when a command or dataset scans a folder."""
+
+
+def natural_sort_key(name: str) -> tuple[str | int, ...]:
+    """Sort key that orders digit runs by value: "frame2.png" < "frame10.png".
+
+    Splitting on digit runs alternates text and numbers, so keys compare element by element
+    without ever comparing a str to an int.
+    """
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(part) if index % 2 else part.lower() for index, part in enumerate(parts))
+
+
+def _visible_files(folder: Path, suffixes: Collection[str]) -> Iterator[Path]:
+    """The files directly in `folder` whose suffix (any case) is one of `suffixes`; hidden ones aside."""
+    return (entry for entry in folder.iterdir()
+            if entry.suffix.lower() in suffixes and entry.is_file() and not entry.name.startswith("."))
+
+
+def holds_frame_images(folder: Path) -> bool:
+    """Whether `folder` directly holds PNG/JPEG/TIFF/BMP/WebP files (hidden ones aside): the frames of one video."""
+    return any(_visible_files(folder, IMAGE_EXTENSIONS))
+
+
+def _holds_video_files(folder: Path) -> bool:
+    return any(_visible_files(folder, VIDEO_EXTENSIONS))
+
+
+def is_frame_folder(folder: Path) -> bool:
+    """Whether `folder` is the frame folder of one clip: it directly holds frame images and no video file. A
+    folder of videos with a picture beside them (a poster, a thumbnail) is a folder of clips (`stray_images`)."""
+    return folder.is_dir() and holds_frame_images(folder) and not _holds_video_files(folder)
+
+
+def clips_in_folder(folder: Path) -> list[Path]:
+    """The clips directly in `folder`, naturally sorted: video files and subfolders of frame images (the
+    layout of REDS4 / Vid4 and of ``upscale-batch --codec png``). Hidden entries (upscale's
+    ``.NAME.partial`` progress folders among them) and folders without frames are not clips."""
+    return [entry for entry in sorted(folder.iterdir(), key=lambda e: natural_sort_key(e.name))
+            if not entry.name.startswith(".")
+            and ((entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS)
+                 or (entry.is_dir() and holds_frame_images(entry)))]  # a stray video in it: the reader says so
+
+
+def clip_collection(path: Path) -> list[Path]:
+    """The clips of ``path`` when it is a folder of clips (`clips_in_folder`), not the frame folder of one clip
+    (`is_frame_folder`) or a file; [] otherwise."""
+    return clips_in_folder(path) if path.is_dir() and not is_frame_folder(path) else []
+
+
+def _first_names(names: Sequence[str]) -> str:
+    """``a, b, c, ... (7 in all)``: the first three of ``names`` in a note."""
+    return ", ".join(names[:3]) + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
+
+
+def stray_images_note(folder: Path) -> str | None:
+    """What the commands that take a folder of clips say of the pictures directly in it (a poster, a
+    thumbnail; `is_frame_folder`): they are not clips and are left out. None when there are none."""
+    images = sorted((entry.name for entry in _visible_files(folder, IMAGE_EXTENSIONS)), key=natural_sort_key)
+    if not images:
+        return None
+    return (f"{folder} holds videos, so the picture{'s' if len(images) != 1 else ''} beside them "
+            f"{'are' if len(images) != 1 else 'is'} left out ({_first_names(images)}); the frames of a video go in "
+            f"a folder of their own, one per video")
+
+
+def other_subfolders(folder: Path, clips: Sequence[Path], besides: Sequence[Path] = ()) -> list[str]:
+    """Names of the visible subfolders of ``folder`` that are not among ``clips`` (no frame images in them: empty,
+    or a folder of videos, whose videos are not searched) nor ``besides`` (e.g. the command's own output folder)."""
+    skip = {Path(p).resolve() for p in (*clips, *besides)}
+    return sorted((p.name for p in folder.iterdir()
+                   if p.is_dir() and not p.name.startswith(".") and p.resolve() not in skip), key=natural_sort_key)
+
+
+def other_subfolders_note(folder: Path, names: Sequence[str]) -> str | None:
+    """What the commands that take a folder of clips say of ``other_subfolders``: left out; None when none."""
+    if not names:
+        return None
+    return (f"subfolders of {folder} without frame images are left out ({_first_names(names)}); the videos inside a "
+            f"subfolder are not searched: give that subfolder itself")
+
+
+def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
+    """`clips_in_folder` by name: a video's file stem or a frame folder's name (how two folders of clips,
+    LR and ground truth or prediction and ground truth, are paired); `InputError` naming the ``flag`` when two
+    share a name (``a.mp4`` and ``a.mkv``, or ``a.mp4`` and a folder ``a``: which one to take would be a guess)."""
+    clips: dict[str, list[Path]] = {}
+    for path in clips_in_folder(folder):
+        clips.setdefault(path.stem if path.is_file() else path.name, []).append(path)
+    clashes = {name: paths for name, paths in clips.items() if len(paths) > 1}
+    if clashes:
+        listed = "; ".join(", ".join(p.name + ("/" if p.is_dir() else "") for p in paths)
+                           for paths in clashes.values())
+        raise InputError(f"{flag} {folder} holds clips of the same name (videos are paired by name without the "
+                         f"suffix, frame folders by their name): {listed}; keep one of each")
+    return {name: paths[0] for name, paths in clips.items()}
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """PNG/JPEG/TIFF/BMP/WebP files directly inside `folder`, naturally sorted. Hidden files are skipped.
+
+    Raises `InputError` when there are none.
+    """
+    files = list(_visible_files(folder, IMAGE_EXTENSIONS))
+    clips = clips_in_folder(folder)
+    videos = [clip.name for clip in clips if clip.is_file()]
+    frame_folders = [clip.name for clip in clips if clip.is_dir()]
+    if videos:  # a folder of videos with a stray picture read as a 1-frame video, silently
+        images = f" and {len(files)} frame image{'s' if len(files) != 1 else ''}" if files else ""
+        also = (f"; or move the frame images into a folder of their own, then `star-vsr upscale-batch {folder} "
+                f"-o FOLDER` for all" if files else f", or `star-vsr upscale-batch {folder} -o FOLDER` for all its "
+                                                      f"videos")
+        raise InputError(
+            f"{folder} holds {len(videos)} video{'s' if len(videos) != 1 else ''} ({', '.join(videos[:3])}"
+            f"{', ...' if len(videos) > 3 else ''}){images}; give one video file or a folder that holds only the "
+            f"frames of one video{also}"
+        )
+    if not files and frame_folders:  # REDS4 / Vid4's LR/ (LR/calendar/00000000.png, ...)
+        raise InputError(
+            f"{folder} holds no frame images but {len(frame_folders)} folder{'s' if len(frame_folders) != 1 else ''} "
+            f"of frames ({', '.join(frame_folders[:3])}{', ...' if len(frame_folders) > 3 else ''}), one video each; "
+            f"give one of them (to upscale them all: `star-vsr upscale-batch {folder} -o FOLDER`)"
+        )
+    if not files:
+        raise InputError(
+            f"{folder} is a folder but holds no {'/'.join(sorted(IMAGE_EXTENSIONS))} frames; "
+            "point to a video file or a folder of frame images"
+        )
+    return sorted(files, key=lambda file: natural_sort_key(file.name))
