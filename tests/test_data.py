@@ -20,6 +20,7 @@ from star_vsr.data import (
     VideoClipDataset,
     list_clip_sources,
     make_pair,
+    report_skips,
 )
 from star_vsr.data.video_clips import sample_frame_indices
 from star_vsr.errors import InputError, VideoNotFoundError
@@ -284,6 +285,27 @@ def test_bad_samples_are_skipped_with_a_warning_and_counted(tmp_path, photos):
                                 num_frames=2, crop_size=16, degradation=None)
     with pytest.warns(BadSampleWarning):
         assert [images[i]["num_skipped"] for i in range(3)] == [1, 0, 2]  # 2 -> 0 (broken) -> 1
+
+
+def test_skips_in_dataloader_workers_are_warned_of_once_by_the_training_loop(tmp_path):
+    """A worker's copy of the dataset is made afresh every epoch, so each worker warned of a bad source again every
+    epoch, from a line inside torch; workers now list their skips and the loop says each once (``report_skips``)."""
+    data = tmp_path / "videos"
+    data.mkdir()
+    write_test_video(data / "a_good.mp4", num_frames=8, size=(32, 32))
+    (data / "b_corrupt.mp4").write_bytes(b"this is not a video" * 10)
+    dataset = VideoClipDataset(data, num_frames=FRAMES, crop_size=24, scale=4, degradation=None, length=4)
+    loader = DataLoader(dataset, batch_size=1, num_workers=2)
+    said: set[str] = set()
+    with pytest.warns(BadSampleWarning) as caught:
+        for epoch in range(2):
+            dataset.set_epoch(epoch)
+            for batch in loader:
+                report_skips(batch["unreported_skips"], said)  # the loop's line
+    assert len(caught) == 1 and caught[0].filename == __file__ and said == {str(data / "b_corrupt.mp4")}
+    assert str(caught[0].message).startswith(f"skipping training sample {data / 'b_corrupt.mp4'}: cannot be read")
+    with pytest.warns(BadSampleWarning, match="b_corrupt.mp4: cannot be read"):
+        assert json.loads(dataset[1]["unreported_skips"]) == {}  # the main process warns itself
 
 
 # --- workers and order ---------------------------------------------------------------------------

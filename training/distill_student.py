@@ -45,6 +45,7 @@ from diffusers.optimization import SchedulerType, get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from star_vsr.data.base import report_skips
 from star_vsr.distill.cache import MANIFEST_NAME, TeacherCache
 from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
@@ -262,7 +263,8 @@ def loss_config(args: argparse.Namespace) -> DistillationLossConfig:
 
 
 def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the tensors the losses use: lq (b, n, 3, h, w), teacher / gt (b, n, 3, H, W), features.
+    """Stack the tensors the losses use: lq (b, n, 3, h, w), teacher / gt (b, n, 3, H, W), features; and list the
+    items' ``unreported_skips`` (on-the-fly clips: sources a DataLoader worker skipped, for ``report_skips``).
 
     Clips of different lengths (a cache keeps a video shorter than ``--num-frames`` as one shorter clip)
     are cut to the shortest: n is the fewest frames in the batch.
@@ -272,7 +274,8 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     if len(sizes) > 1:
         raise InputError(f"clips of sizes {sorted(sizes)} cannot share a batch; use --train_batch_size 1, or "
                          "build the cache with one --crop-size")
-    batch: dict[str, Any] = {"lq": torch.stack([item["lq"][:n] for item in items])}
+    batch: dict[str, Any] = {"lq": torch.stack([item["lq"][:n] for item in items]),
+                             "unreported_skips": [item.get("unreported_skips", "{}") for item in items]}
     for key in ("teacher", "gt"):
         if key in items[0]:
             batch[key] = torch.stack([item[key][:n] for item in items])
@@ -527,6 +530,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     time_loss = accelerator.unwrap_model(criterion).time_loss
     last_logs: dict[str, float] = {}
     last_validation: dict[str, float] = {}
+    skips_said: set[str] = set()  # training photos the DataLoader workers skipped, warned of once
 
     # 6. Training loop
     with StopRequest(announce=accelerator.is_main_process) as stop:
@@ -537,6 +541,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             batches = (accelerator.skip_first_batches(train_dataloader, resume_step)
                        if epoch == first_epoch and resume_step else train_dataloader)
             for batch in batches:
+                report_skips(batch["unreported_skips"], skips_said)
                 with accelerator.accumulate(student):
                     step_scale, gt = args.scale, batch.get("gt")  # gt (b, n, 3, H, W)
                     if args.scale_range is not None:

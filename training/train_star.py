@@ -62,7 +62,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipDataset
-from star_vsr.data.base import BadSampleWarning, ClipPairDataset, as_size
+from star_vsr.data.base import BadSampleWarning, ClipPairDataset, as_size, report_skips
 from star_vsr.errors import InputError, StarVSRError, explain_out_of_memory
 from star_vsr.io.folders import IMAGE_EXTENSIONS, clips_in_folder
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
@@ -723,6 +723,7 @@ def main(args: argparse.Namespace) -> None:
     progress = tqdm(total=args.max_train_steps, initial=global_step, desc="Steps",
                     disable=not accelerator.is_local_main_process, **bar_options())
     running: dict[str, list[float]] = {}
+    skips_said: set[str] = set()  # training sources the DataLoader workers skipped, warned of once
 
     # 5. Training loop
     with StopRequest(announce=accelerator.is_main_process) as stop:
@@ -733,6 +734,7 @@ def main(args: argparse.Namespace) -> None:
             loader = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
             loader.set_epoch(epoch)
             for batch_index, batch in enumerate(loader, start=skip):
+                report_skips(batch["unreported_skips"], skips_said)
                 generator = make_generator(args.seed, accelerator.process_index, epoch, batch_index)
                 with accelerator.accumulate(denoiser):
                     out = training_losses(denoiser, vae, text_encoder, tokenizer, objective, batch, generator,

@@ -7,11 +7,11 @@
 - ``EpochShuffleSampler``: a shuffle that depends only on (seed, epoch), for exact resumption.
 
 Both datasets return dicts with ``"gt"`` (n, 3, H, W), ``"lq"`` (n, 3, H/s, W/s), ``"hint"``
-(n, 3, H, W) float32 in [0, 1], ``"caption"``, ``"index"`` and ``"num_skipped"``; item i of epoch
-e depends only on (seed, e, i), whatever the DataLoader workers.
+(n, 3, H, W) float32 in [0, 1], ``"caption"``, ``"index"``, ``"num_skipped"`` and ``"unreported_skips"``
+(``report_skips``); item i of epoch e depends only on (seed, e, i), whatever the DataLoader workers.
 """
 
-from star_vsr.data.base import BadSampleError, BadSampleWarning, ClipPairDataset
+from star_vsr.data.base import BadSampleError, BadSampleWarning, ClipPairDataset, report_skips
 from star_vsr.data.image_motion import ImageMotionDataset
 from star_vsr.data.pairs import NO_DEGRADATION, make_pair, resolve_degradation
 from star_vsr.data.sampler import EpochShuffleSampler
@@ -29,5 +29,6 @@ __all__ = [
     "VideoClipDataset",
     "list_clip_sources",
     "make_pair",
+    "report_skips",
     "resolve_degradation",
 ]

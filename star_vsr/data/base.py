@@ -8,19 +8,23 @@ training run exact. Call ``set_epoch`` to get fresh augmentations each epoch (th
 script does, before each epoch's DataLoader iterator is created).
 
 A source that cannot give a clip (unreadable file, too few frames, frames too small) is skipped
-with a ``BadSampleWarning``: the item is taken from the next source instead (``attempt`` + 1),
+with a ``BadSampleWarning``, once per source: the item is taken from the next source instead (``attempt`` + 1),
 the skip is remembered in ``bad_sources`` (of this process / worker) and counted in the item's
-``"num_skipped"`` so the training loop can log skips from every worker.
+``"num_skipped"`` so the training loop can log skips from every worker. A DataLoader worker does not warn: its
+copy of the dataset is made afresh every epoch, so each worker said it again every epoch, from a line inside
+torch. It lists the skips in the item's ``"unreported_skips"`` instead, and the training loop says them once
+(``report_skips``).
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from abc import ABC, abstractmethod
 from typing import Any, Sequence, Union
 
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from star_vsr.data.pairs import DegradationSpec, make_pair, resolve_degradation
 from star_vsr.degradations.frames import frames_to_clip
@@ -40,6 +44,20 @@ class BadSampleError(Exception):
 
 class BadSampleWarning(UserWarning):
     """A training source was skipped (unreadable, too short or too small)."""
+
+
+def _warn_skip(name: str, reason: str, stacklevel: int) -> None:
+    warnings.warn(f"skipping training sample {name}: {reason}", BadSampleWarning, stacklevel=stacklevel + 1)
+
+
+def report_skips(unreported_skips: Sequence[str], said: set[str]) -> None:
+    """Warn of the sources that DataLoader workers skipped, a batch's ``"unreported_skips"`` (one JSON
+    ``{source: reason}`` per item), each once: ``said`` holds the sources already warned of, and grows."""
+    for entry in unreported_skips:
+        for name, reason in json.loads(entry).items():
+            if name not in said:
+                said.add(name)
+                _warn_skip(name, reason, stacklevel=2)
 
 
 def as_size(size: CropSize, name: str = "crop_size") -> tuple[int, int]:
@@ -87,7 +105,9 @@ class ClipPairDataset(Dataset, ABC):
 
     Items (``dataset[i]``) are dicts:
         ``"gt"`` (n, 3, H, W), ``"lq"`` (n, 3, H / s, W / s), ``"hint"`` (n, 3, H, W), float32 in [0, 1];
-        ``"caption"`` str; ``"index"`` int (i); ``"num_skipped"`` int (bad sources skipped for this item).
+        ``"caption"`` str; ``"index"`` int (i); ``"num_skipped"`` int (bad sources skipped for this item);
+        ``"unreported_skips"`` str, JSON ``{source: reason}`` of those a DataLoader worker skipped (``{}`` in the
+        main process, which warns itself), for the training loop's ``report_skips``.
     """
 
     def __init__(self, num_sources: int, num_frames: int, crop_size: CropSize, scale: int,
@@ -136,10 +156,14 @@ class ClipPairDataset(Dataset, ABC):
             BadSampleError: the source cannot give such a clip (the reason is the message).
         """
 
-    def _skip(self, source: int, reason: str) -> None:
+    def _skip(self, source: int, reason: str, unreported: dict[str, str]) -> None:
+        """Remember that ``source`` was skipped; warn of it (the first time), or in a worker add it to
+        ``unreported``."""
         name = self.source_name(source)
-        if name not in self.bad_sources:
-            warnings.warn(f"skipping training sample {name}: {reason}", BadSampleWarning, stacklevel=3)
+        if get_worker_info() is not None:
+            unreported[name] = reason
+        elif name not in self.bad_sources:
+            _warn_skip(name, reason, stacklevel=3)  # at the line that asked for the item
         self.bad_sources[name] = reason
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -149,6 +173,7 @@ class ClipPairDataset(Dataset, ABC):
         # an epoch shorter than the sources goes on through them where the last one stopped, so every source is
         # used (item i was source i in every epoch: the rest never); otherwise item i is source i mod the sources
         first = index + (self.epoch * self.length if self.length < self.num_sources else 0)
+        unreported: dict[str, str] = {}
         for attempt in range(attempts):
             source = (first + attempt) % self.num_sources
             clip_seq, caption_seq, degradation_seq = sample_seed_sequence(
@@ -156,13 +181,14 @@ class ClipPairDataset(Dataset, ABC):
             try:
                 frames, caption = self.load_clip(source, np.random.default_rng(clip_seq))
             except BadSampleError as error:
-                self._skip(source, str(error))
+                self._skip(source, str(error), unreported)
                 continue
             if np.random.default_rng(caption_seq).random() < self.caption_dropout:
                 caption = ""
             degradation_seed = int(degradation_seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
             pair = make_pair(frames_to_clip(frames), self.scale, self.degradation, degradation_seed)
-            return {**pair, "caption": caption, "index": index, "num_skipped": attempt}
+            return {**pair, "caption": caption, "index": index, "num_skipped": attempt,
+                    "unreported_skips": json.dumps(unreported)}
         reasons = "; ".join(f"{name}: {why}" for name, why in list(self.bad_sources.items())[-3:])
         raise InputError(f"{type(self).__name__}: item {index} found no usable source in {attempts} tries "
                          f"(last problems: {reasons}). Check the training data.")
