@@ -103,7 +103,7 @@ def test_output_shape_range_and_levels_for_each_scale(scale: int) -> None:
 def test_degrade_frames_uint8_round_trip_matches_degrade_clip() -> None:
     hr = panning_clip()
     frames = clip_to_frames(hr)  # (n, h, w, 3) uint8
-    lr_frames = degrade_frames(frames, scale=4, preset_or_config="light", seed=3)
+    lr_frames = degrade_frames(frames, scale=4, config="light", seed=3)
     assert lr_frames.dtype == np.uint8
     assert lr_frames.shape == (FRAMES, HR_SIZE // 4, HR_SIZE // 4, 3)
     expected = degrade_clip(frames_to_clip(frames), 4, DegradationConfig.preset("light"), seed=3)

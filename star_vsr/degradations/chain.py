@@ -223,12 +223,13 @@ def _resize_and_sinc(
     return x
 
 
-def _resolve_config(preset_or_config: str | DegradationConfig | None) -> DegradationConfig:
-    if preset_or_config is None:
+def _resolve_config(config: str | DegradationConfig | None) -> DegradationConfig:
+    """A `DegradationConfig` from a preset name, a config (as it is) or None (the default, medium)."""
+    if config is None:
         return DegradationConfig()
-    if isinstance(preset_or_config, str):
-        return DegradationConfig.preset(preset_or_config)
-    return preset_or_config
+    if isinstance(config, str):
+        return DegradationConfig.preset(config)
+    return config
 
 
 def degrade_clip(
@@ -255,7 +256,7 @@ def degrade_clip(
 def degrade_frames(
     frames: np.ndarray,
     scale: int = 4,
-    preset_or_config: str | DegradationConfig = "medium",
+    config: str | DegradationConfig | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Degrade 8-bit frames as decoders give them: uint8 (n, h, w, 3) RGB -> uint8 LR frames.
@@ -263,7 +264,8 @@ def degrade_frames(
     Args:
         frames: (n, h, w, 3) uint8 RGB frames of one clip; h and w divisible by `scale`.
         scale: 2, 3 or 4.
-        preset_or_config: Preset name or a `DegradationConfig`.
+        config: A `DegradationConfig`, a preset name ("light", "medium", "heavy") or None for
+            the default (medium), as in `degrade_clip`.
         seed: Int seed; the same seed gives identical frames.
 
     Returns:
@@ -278,5 +280,5 @@ def degrade_frames(
         shape = getattr(frames, "shape", None)
         dtype = getattr(frames, "dtype", type(frames).__name__)
         raise InputError(f"frames must be a uint8 array shaped (n, h, w, 3), got {dtype} {shape}.")
-    lr = degrade_clip(frames_to_clip(frames), scale, _resolve_config(preset_or_config), seed)
+    lr = degrade_clip(frames_to_clip(frames), scale, config, seed)
     return clip_to_frames(lr)
