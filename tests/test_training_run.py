@@ -605,3 +605,36 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
         load_training_checkpoint(Loader(PermissionError(13, "Permission denied")), checkpoint)
     with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(Unable to load weights"):
         load_training_checkpoint(Loader(OSError("Unable to load weights from checkpoint file")), checkpoint)
+
+
+@pytest.mark.parametrize("script, config", [("train_star.py", "train_star_tiny.yaml"),
+                                            ("distill_student.py", "distill_student_gt.yaml")])
+@pytest.mark.parametrize("when", ["loading", "setting up"])
+def test_ctrl_c_before_training_starts_is_one_line_not_a_traceback(tmp_path, script, config, when):
+    """Ctrl-C while a training script imports its libraries or builds its run printed a KeyboardInterrupt
+    traceback; now one line and exit status 130. (Should the SIGINT land in the loop, the clean stop after a step
+    also says one line with 130.)"""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(repo / "training" / script), "--config", str(repo / "configs" / config),
+               "--output_dir", str(tmp_path / "run"), "--max_train_steps", "2", "--validation_steps", "0"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    seen = []
+    if when == "loading":
+        time.sleep(0.5)  # torch, diffusers and accelerate take seconds to import
+    else:
+        for line in process.stdout:  # accelerate's state: the run is being built
+            seen.append(line)
+            if "Device:" in line:
+                break
+    process.send_signal(signal.SIGINT)
+    output = "".join(seen) + process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    if when == "setting up":
+        assert f"{script}: interrupted" in output or "stopped at step" in output, output

@@ -39,11 +39,18 @@ optimizer, scheduler and global RNG states (all saved by Accelerate) needs resto
 
 from __future__ import annotations
 
+import signal
+import sys
+
+# Ctrl-C while the libraries below load (seconds): exit 130 without a traceback (a Ctrl-C ignored, as in a shell's
+# background job, stays ignored)
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(128 + signum))
+
 import argparse
 import json
 import logging
 import math
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -80,7 +87,7 @@ from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add
                                    apply_run_hyperparameters, check_batches_per_epoch, check_number, check_run_settings,
                                    checkpoint_step, load_training_checkpoint, optional_value, parse_with_config,
                                    path_or_none, prepare_output_dir, record_run_settings, resume_checkpoint,
-                                   script_error, tensorboard_pattern)
+                                   script_error, script_interrupted, tensorboard_pattern)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -794,7 +801,12 @@ def truncate_log(log_file: Path, global_step: int) -> None:
 
 
 if __name__ == "__main__":
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is a KeyboardInterrupt
     try:
         main(parse_args())
     except StarVSRError as error:
         sys.exit(script_error(Path(__file__).name, error))
+    except KeyboardInterrupt:  # while it sets up, or a second Ctrl-C (the first stops cleanly after a step)
+        print(script_interrupted(Path(__file__).name), file=sys.stderr)
+        sys.exit(130)
