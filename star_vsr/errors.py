@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import pickle
 import re
 import traceback
@@ -110,6 +111,14 @@ def named(argument: str, value: Any = None) -> str:
     if flag is None:
         return python
     return option(python, flag if value is None else f"{flag} {value}")
+
+
+def check_whole_number(name: str, value: Any, low: int) -> None:
+    """``InputError`` unless ``value`` is a whole number >= ``low``: an integer (NumPy's too) or a float without a
+    fraction (``4.0``, as YAML and JSON may give it); ``1.9`` is refused, not truncated, and True is no number."""
+    whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or value < low:
+        raise InputError(f"{name} must be a whole number >= {low}, got {value!r}")
 
 
 def is_out_of_memory(error: BaseException) -> bool:

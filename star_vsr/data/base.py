@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from star_vsr.data.pairs import DegradationSpec, make_pair, resolve_degradation
 from star_vsr.degradations.frames import frames_to_clip
-from star_vsr.errors import InputError
+from star_vsr.errors import InputError, check_whole_number
 
 #: Sources tried for one item before giving up: the requested one and this many neighbours.
 MAX_SUBSTITUTES = 32
@@ -76,9 +76,7 @@ def as_size(size: CropSize, name: str = "crop_size") -> tuple[int, int]:
 def check_seed(seed: int) -> None:
     """``InputError`` unless ``seed`` is a whole number >= 0: NumPy's seed sequences refuse negative ones, so a
     negative seed failed at the first item ("expected non-negative integer"), not where it was given."""
-    whole = isinstance(seed, (int, np.integer)) or (isinstance(seed, float) and seed.is_integer())  # 1.0 as before
-    if isinstance(seed, bool) or not whole or seed < 0:
-        raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
+    check_whole_number("seed", seed, 0)
 
 
 def sample_seed_sequence(seed: int, epoch: int, index: int, attempt: int = 0) -> np.random.SeedSequence:

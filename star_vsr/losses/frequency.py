@@ -38,7 +38,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from star_vsr.errors import InputError
+from star_vsr.errors import InputError, check_whole_number
 
 #: Default t_max: the largest training timestep of STAR's 1000-step schedule.
 DEFAULT_T_MAX = 999
@@ -121,9 +121,7 @@ class DynamicFrequencyLoss(nn.Module):
         for name, value in (("alpha", alpha), ("beta", beta)):  # NaN made every loss NaN
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
                 raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
-        whole = isinstance(t_max, numbers.Integral) or (isinstance(t_max, float) and t_max.is_integer())
-        if isinstance(t_max, bool) or not whole or t_max < 1:  # 1.9 was truncated to 1
-            raise InputError(f"t_max must be a whole number >= 1, got {t_max!r}")
+        check_whole_number("t_max", t_max, 1)  # 1.9 was truncated to 1
         if not isinstance(cutoff, numbers.Real):  # a string was a TypeError from the comparison below
             raise InputError(f"cutoff must be a number of cycles per pixel, got {cutoff!r}")
         if not 0 < cutoff <= MAX_CUTOFF:
