@@ -81,11 +81,36 @@ def optional_value(kind: Callable[[str], Any], empty_is_none: bool = True) -> Ca
         return None if value.strip().lower() in nones else kind(value)
 
     parse.__name__ = getattr(kind, "__name__", "value")
+    parse.accepts_none = True  # type: ignore[attr-defined]  (``parse_with_config`` lets ``null`` through)
     return parse
 
 
 #: A path setting that may be none (``none`` / ``null``), never empty.
 path_or_none = optional_value(str, empty_is_none=False)
+
+
+def bool_value(value: str) -> bool:
+    """An argparse type for on / off settings: ``true`` / ``false``, ``1`` / ``0``, ``yes`` / ``no``, ``on`` /
+    ``off``. Flags that take it with ``nargs="?", const=True`` are on when given alone (``--overwrite_output_dir``)
+    and can still be turned off from the command line when a config file turns them on."""
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+bool_value.__name__ = "true or false"
+
+
+def launcher_precision(mixed_precision: Optional[str]) -> str:
+    """``--mixed_precision``, or when not given the launcher's (``accelerate launch --mixed_precision`` or
+    ``accelerate config``, which reach the script as ``ACCELERATE_MIXED_PRECISION``), else ``no``: the precision the
+    run trains in, recorded and compared on resume as such (a launcher's bf16 was recorded as null)."""
+    if mixed_precision is not None:
+        return mixed_precision
+    return os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
 
 
 class SettingsParser(argparse.ArgumentParser):
@@ -140,41 +165,70 @@ def add_checkpoint_arguments(group: Any, default_output_dir: str, run_files: str
                        help='a checkpoint folder or "latest" (the newest in output_dir); settings that change what is '
                             "trained must be those that trained it (star_vsr.training_run.RESUMABLE_CHANGES lists the "
                             "others); every resume is recorded in train_config_resumes.yaml")
-    group.add_argument("--allow_changed_settings", action="store_true",
+    group.add_argument("--allow_changed_settings", type=bool_value, nargs="?", const=True, default=False,
                        help="resume even though settings that change what is trained differ from the checkpoint's")
-    group.add_argument("--overwrite_output_dir", action="store_true",
+    group.add_argument("--overwrite_output_dir", type=bool_value, nargs="?", const=True, default=False,
                        help=f"start over in an output_dir that holds a run: what runs write there is deleted first "
                             f"({run_files}); other files stay")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in a mapping is an error (PyYAML keeps the last one: a
+    setting edited in one place was silently overridden by its copy further down)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"{key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse ``argv`` with the settings of ``--config`` (YAML mapping, keys = flag names) as defaults.
 
-    A missing file, a file that is not a mapping, unknown keys and values that the flag would not
+    A missing file, a file that is not a mapping, a key given twice, unknown keys and values that the flag would not
     accept (``max_train_steps: 1.5``, a scalar where the flag takes a list, a value outside its
     choices) are ``parser.error`` s (exit 2, one line naming the file and key), so a typo in a
     config cannot silently fall back to a default or reach the training loop.
     """
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    if known.config is not None:
-        _refuse_empty_path(parser, "config", known.config)
-        path = Path(known.config)
+    try:
+        config = pre.parse_known_args(argv)[0].config
+    except argparse.ArgumentError:  # ``--config`` without a file: the script's own parser says so, below
+        config = None
+    if config is not None:
+        _refuse_empty_path(parser, "config", config)
+        path = Path(config)
+        if path.is_dir():
+            parser.error(f"config file {path} is a folder; name a YAML file")
         if not path.is_file():
             parser.error(f"config file {path} does not exist")
         try:
-            settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            settings = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+        except yaml.MarkedYAMLError as error:  # where: PyYAML's message puts it on later lines
+            mark = error.problem_mark or error.context_mark
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            parser.error(f"{path} is not valid YAML{where}: {error.problem or error.context}")
         except (yaml.YAMLError, UnicodeDecodeError) as error:
             parser.error(f"{path} is not valid YAML: {str(error).splitlines()[0]}")
         if not isinstance(settings, dict):
             parser.error(f"{path} must hold a mapping of settings (name: value)")
         actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
-        unknown = sorted(set(settings) - set(actions))
+        unknown = sorted(map(str, set(settings) - set(actions)))  # (a key may be a number: ``1: 2``)
         if unknown:
             parser.error(f"{path}: unknown settings {unknown}")  # the parser adds "(see --help)"
         parser.set_defaults(**{key: _setting(parser, actions[key], value, path) for key, value in settings.items()})
     args = parser.parse_args(argv)
+    for action in parser._actions:  # ``--trainable none``: a list setting cleared from the command line
+        if action.nargs in ("+", "*") and isinstance(getattr(args, action.dest, None), list) \
+                and None in getattr(args, action.dest):
+            if getattr(args, action.dest) != [None]:
+                parser.error(f"--{action.dest} takes none alone, to clear it, or values")
+            setattr(args, action.dest, None)
     for name in (*getattr(parser, "path_settings", ()), *UNRECORDED_PATH_SETTINGS):
         _refuse_empty_path(parser, name, getattr(args, name, None))
     return args
@@ -197,11 +251,15 @@ def _setting(parser: argparse.ArgumentParser, action: argparse.Action, value: An
     """A YAML value as the flag would have parsed it (argparse converts only string defaults)."""
     where = f"{path}: {action.dest}"
     if value is None:
+        if action.default is not None and not getattr(action.type, "accepts_none", False):
+            parser.error(f"{where} needs a value (null or nothing after the colon is not one here)")
         return None
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         if not isinstance(value, bool):
             parser.error(f"{where} must be true or false, got {value!r}")
         return value
+    if isinstance(value, bool) and action.choices is not None and ("yes" if value else "no") in action.choices:
+        return "yes" if value else "no"  # YAML 1.1 reads an unquoted no / off as false: ``mixed_precision: no``
     takes_list = action.nargs in ("+", "*") or isinstance(action.nargs, int)
     if takes_list:
         if not isinstance(value, list) or (action.nargs == "+" and not value) \
@@ -811,10 +869,13 @@ def check_number(args: argparse.Namespace, name: str, low: float, high: float = 
     fits = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             and (low < value if low_open else low <= value) and (value < high if high_open else value <= high))
     if not fits:
+        def shown(bound: float) -> str:  # 4294967295, not 4.29497e+09
+            return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
         if high == math.inf:
-            wanted = f"a finite number {'>' if low_open else '>='} {low:g}"
+            wanted = f"a finite number {'>' if low_open else '>='} {shown(low)}"
         else:
-            wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            wanted = f"in {'(' if low_open else '['}{shown(low)}, {shown(high)}{')' if high_open else ']'}"
         raise InputError(f"--{name} must be {wanted}{' or null' if optional else ''}, got {value!r}")
 
 
@@ -822,7 +883,8 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     """``InputError`` for settings both training scripts share that cannot work: the learning rate and
     warm-up, how often to save and validate, fp16 without a GPU, an output folder holding another run (``check_output_dir``), a
     checkpoint to resume that is already at ``max_train_steps``, or one trained with settings that change
-    what is trained (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it)."""
+    what is trained (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it). Fills in
+    ``--mixed_precision`` from the launcher when it is not given (``launcher_precision``)."""
     import torch
 
     check_number(args, "learning_rate", 0, low_open=True)
@@ -836,6 +898,8 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     check_number(args, "checkpoints_total_limit", 1, optional=True)  # 0 deleted every checkpoint, the last one too
     check_number(args, "checkpointing_steps", 1)  # 0 failed after the first step (modulo by zero), losing the run
     check_number(args, "validation_steps", 0)  # 0: never
+    check_number(args, "seed", 0, 2 ** 32 - 1)  # what torch and NumPy seed with (Accelerate's set_seed refused it)
+    args.mixed_precision = launcher_precision(args.mixed_precision)
     has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or (
         hasattr(torch, "xpu") and torch.xpu.is_available())
     if args.mixed_precision == "fp16" and not has_gpu:

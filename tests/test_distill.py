@@ -739,6 +739,18 @@ def test_a_validation_size_that_cannot_be_scored_names_the_flag(tmp_path, capsys
     (["--validation_steps", "1", "--validation_frames", "0"], "--validation_frames must be a finite number >= 1"),
     (["--init_from", "some-student", "--student_overrides", '{"num_blocks": 3}'],
      "--init_from some-student brings its own: drop one of them"),  # the overrides were ignored
+    # from a black-box test of the configs: the dataset's and the loss's own names, a traceback, a silent run
+    (["--motion_num_frames", "0"], "--motion_num_frames must be a finite number >= 1, got 0"),  # "num_frames"
+    (["--motion_crop_size", "0"], "--motion_crop_size must be a finite number >= 1, got 0"),  # "crop_size"
+    (["--motion_length", "0"], "--motion_length must be a finite number >= 1, got 0"),  # "length"
+    (["--motion_patch_size", "0"], "--motion_patch_size must be a finite number >= 1 or null, got 0"),
+    (["--charbonnier_eps", "-1"], "--charbonnier_eps must be a finite number > 0, got -1.0"),  # trained on it
+    (["--student_overrides", "null"], "--student_overrides must be a JSON object"),  # a TypeError traceback
+    (["--report_to", "tensorbord"], "invalid choice: 'tensorbord'"),  # Accelerate's ValueError traceback
+    (["--seed", "-1"], "--seed must be in [0, 4294967295], got -1"),  # Accelerate's ValueError traceback
+    (["--trainable", "upsamplers.2"], "--trainable upsamplers.2 trains part of a student with the rest frozen, so "
+                                      "the rest must be trained already: pass --init_from"),  # a random student
+    (["--scale_range", "1"], "--scale_range takes two numbers, LO and HI (or none), got 1"),
 ])
 def test_settings_that_cannot_run_are_refused_with_their_flag_before_anything_is_made(tmp_path, capsys, flags,
                                                                                      message):

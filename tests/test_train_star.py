@@ -108,7 +108,10 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys):
         message = f"{flag} is an empty path (an unset shell variable?); name a file or folder"
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, flag
     assert train_star.parse_args(["--config", str(TINY_CONFIG), "--validation_video", "null"]).validation_video is None
-    assert train_star.parse_args(["--config", str(TINY_CONFIG), "--mixed_precision", ""]).mixed_precision is None
+    # not given: the launcher's precision (accelerate launch --mixed_precision; here none), recorded as such
+    assert train_star.parse_args(["--config", str(TINY_CONFIG), "--mixed_precision", ""]).mixed_precision == "no"
+    args = train_star.parse_args(["--config", str(TINY_CONFIG), "--dfl_crop_size", "none", "--random_flip", "no"])
+    assert args.dfl_crop_size is None and args.random_flip is False  # "none" was the string 'none'
     with pytest.raises(InputError, match="train_data"):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--dataset", "video"])
 
@@ -144,6 +147,8 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys):
      "--validation_video nonexistent.mp4 does not exist"),
     (["--crop_size", "[32, 32, 3]"], r"--crop_size must be an int or \(height, width\)"),
     (["--crop_size", "-32"], "--crop_size must be positive"),
+    (["--frame_interval", "[3, 1]"], r"--frame_interval needs 1 <= min <= max, got \[3, 1\]"),  # recorded as it was
+    (["--frame_interval", "none"], r"--frame_interval must be an int or \(min, max\), got None"),
     (["--dfl_num_frames", "0"], "dfl_num_frames must be >= 1"),
     (["--validation_num_inference_steps", "0"], "validation_num_inference_steps"),
     (["--resume_from_checkpoint", "/nope"], "is not a checkpoint-<step> folder"),

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from star_vsr.errors import InputError
-from star_vsr.training_run import (SettingsParser, changed_settings, check_output_dir, check_run_settings,
+from star_vsr.training_run import (SettingsParser, bool_value, changed_settings, check_output_dir, check_run_settings,
                                    checkpoint_folders, checkpoint_step, clear_old_run, parse_with_config,
-                                   prepare_output_dir, prune_checkpoints, record_run_settings, resume_checkpoint,
-                                   save_checkpoint)
+                                   optional_value, prepare_output_dir, prune_checkpoints, record_run_settings,
+                                   resume_checkpoint, save_checkpoint)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -53,6 +53,14 @@ def test_config_values_are_defaults_that_flags_override(tmp_path):
     ("scale_range: [1, 2, 3]\n", "scale_range must be a list of 2 values"),
     ("flip: 1\n", "flip must be true or false"),
     ("mode: z\n", "mode must be one of x, y, got 'z'"),
+    # found by a black-box test of the configs: null where a value is needed was a TypeError traceback later on,
+    # the line of a YAML error was cut off, numeric keys broke the sorting of the unknown ones
+    ("scale: null\n", "scale needs a value (null or nothing after the colon is not one here)"),
+    ("scale:\n", "scale needs a value"),
+    ("layers: null\n", "layers needs a value"),
+    ("a: 1\n  b: [\n", "is not valid YAML (line 2, column 4): mapping values are not allowed here"),
+    ("1: 2\nfoo: 3\n", "unknown settings ['1', 'foo']"),
+    ("scale: 2\nmode: x\nscale: 3\n", "is not valid YAML (line 3, column 1): 'scale' is given twice"),  # 3 won
 ])
 def test_bad_configs_are_one_line_argument_errors(tmp_path, capsys, text, message):
     config = tmp_path / "run.yaml"
@@ -63,6 +71,57 @@ def test_bad_configs_are_one_line_argument_errors(tmp_path, capsys, text, messag
     with pytest.raises(SystemExit):
         parse_with_config(parser(), ["--config", str(tmp_path / "missing.yaml")])
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_config_null_clears_only_settings_that_may_be_none_and_the_command_line_can_undo_a_config(tmp_path, capsys):
+    p = parser()
+    p.add_argument("--trainable", type=optional_value(str), nargs="+", default=None)
+    p.add_argument("--limit", type=optional_value(int), default=5)
+    p.add_argument("--rotate", type=bool_value, nargs="?", const=True, default=False)
+    p.add_argument("--precision", type=optional_value(str), choices=(None, "no", "bf16"), default=None)
+    config = tmp_path / "run.yaml"
+    config.write_text("scale_range: null\nlimit: null\ntrainable: [head]\nrotate: true\nprecision: no\n")
+    args = parse_with_config(p, ["--config", str(config)])
+    assert args.scale_range is None and args.limit is None and args.trainable == ["head"] and args.rotate is True
+    assert args.precision == "no"  # YAML 1.1 reads an unquoted no as false: mixed_precision: no
+    args = parse_with_config(p, ["--config", str(config), "--trainable", "none", "--rotate", "false"])
+    assert args.trainable is None and args.rotate is False  # store_true flags could not be turned off, lists cleared
+    assert parse_with_config(p, ["--rotate"]).rotate is True
+    with pytest.raises(SystemExit):
+        parse_with_config(p, ["--trainable", "head", "none"])
+    assert "--trainable takes none alone" in capsys.readouterr().err
+    for argv, message in ((["--config"], "argument --config: expected one argument"),
+                          (["--config", str(tmp_path)], "is a folder; name a YAML file")):
+        script_parser = SettingsParser(prog="x.py")
+        script_parser.add_argument("--config")
+        with pytest.raises(SystemExit):
+            parse_with_config(script_parser, argv)
+        err = capsys.readouterr().err
+        assert err.startswith("x.py: error: ") and message in err and "usage" not in err, err
+
+
+def test_the_launchers_precision_is_the_runs_and_the_seed_must_fit(tmp_path, monkeypatch):
+    """A precision that ``accelerate launch --mixed_precision bf16`` chose was recorded as null (train_star) or
+    overridden by the script's default no (distill_student); a seed out of range was a traceback from Accelerate."""
+    args = argparse.Namespace(learning_rate=1.0, lr_warmup_steps=0, adam_beta1=0.9, adam_beta2=0.99,
+                              adam_weight_decay=0.0, adam_epsilon=1e-8, max_grad_norm=1.0, dataloader_num_workers=0,
+                              checkpoints_total_limit=None, checkpointing_steps=10, validation_steps=0, seed=0,
+                              mixed_precision=None, output_dir=str(tmp_path / "run"), resume_from_checkpoint=None,
+                              overwrite_output_dir=False, max_train_steps=10)
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    check_run_settings(args, parser())
+    assert args.mixed_precision == "no"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    args.mixed_precision = None
+    check_run_settings(args, parser())
+    assert args.mixed_precision == "bf16"
+    args.mixed_precision = "no"  # the script's own flag wins
+    check_run_settings(args, parser())
+    assert args.mixed_precision == "no"
+    for seed in (-1, 2 ** 32):
+        args.seed = seed
+        with pytest.raises(InputError, match=r"--seed must be in \[0, 4294967295\]"):
+            check_run_settings(args, parser())
 
 
 def test_a_training_scripts_errors_are_said_once_or_by_the_process_they_stop(monkeypatch, capsys):
@@ -181,6 +240,7 @@ def run_parser() -> SettingsParser:
                           ("adam_epsilon", 1e-8), ("max_grad_norm", 1.0)):
         p.add_argument(f"--{name}", type=float, default=default)
     p.add_argument("--dataloader_num_workers", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report_to", default="tensorboard")
     p.add_argument("--resume_from_checkpoint", default=None)
     p.add_argument("--overwrite_output_dir", action="store_true")

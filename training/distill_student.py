@@ -61,10 +61,10 @@ from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, apply_run_hyperparameters,
-                                   check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
-                                   load_training_checkpoint, optional_value, parse_with_config, path_or_none,
-                                   prepare_output_dir, record_run_settings, resume_checkpoint, script_error,
-                                   script_interrupted, tensorboard_pattern)
+                                   bool_value, check_batches_per_epoch, check_number, check_run_settings,
+                                   checkpoint_step, load_training_checkpoint, optional_value, parse_with_config,
+                                   path_or_none, prepare_output_dir, record_run_settings, resume_checkpoint,
+                                   script_error, script_interrupted, tensorboard_pattern)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -101,14 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="start from the student of this pipeline folder, architecture and weights (then "
                               "--student_preset and --student_overrides do not apply)")
     student.add_argument("--scale", type=int, default=4, help="upscaling factor trained")
-    student.add_argument("--scale_range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+    student.add_argument("--scale_range", type=optional_value(float), nargs="+", default=None, metavar=("LO", "HI"),
                          help="train at scales drawn uniformly from [LO, HI] (one per step, LO >= 1, HI <= --scale) "
                               "on clips made at --scale, against their ground truth resized to each scale: the "
                               "scale-aware upsampler of scales without a head (with --trainable scale_modulation); "
                               "ground-truth loss terms only")
-    student.add_argument("--trainable", nargs="+", default=None,
+    student.add_argument("--trainable", type=optional_value(str), nargs="+", default=None,
                          help="train only these student modules (parameter-name prefixes, e.g. upsamplers.3: the x3 "
-                              "head), the rest frozen; default: everything")
+                              "head) of the --init_from student, the rest frozen; default (none): everything")
 
     data = parser.add_argument_group("data")
     data.add_argument("--train_cache", type=path_or_none, default=None,
@@ -119,26 +119,29 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--motion_patch_size", type=optional_value(int), default=None,
                       help="HR side of a random patch cut from each clip after degradation (default: the whole clip)")
     data.add_argument("--motion_degradation", default="medium", help="degradation preset of on-the-fly clips")
-    data.add_argument("--motion_flip_and_rotate", action="store_true",
+    data.add_argument("--motion_flip_and_rotate", type=bool_value, nargs="?", const=True, default=False,
                       help="film each photo in a random one of its eight orientations (90-degree turns, mirror)")
     data.add_argument("--motion_length", type=int, default=1024, help="on-the-fly clips per epoch")
-    data.add_argument("--dataloader_num_workers", type=int, default=0)
+    data.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes")
 
     train = parser.add_argument_group("optimisation")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--train_batch_size", type=int, default=4)
-    train.add_argument("--max_train_steps", type=int, default=1000)
-    train.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    train.add_argument("--learning_rate", type=float, default=5e-4)
+    train.add_argument("--seed", type=int, default=0, help="seed of everything random, in [0, 2^32)")
+    train.add_argument("--train_batch_size", type=int, default=4, help="clips per process per micro-batch")
+    train.add_argument("--max_train_steps", type=int, default=1000, help="optimizer steps")
+    train.add_argument("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per step")
+    train.add_argument("--learning_rate", type=float, default=5e-4, help="AdamW learning rate")
     train.add_argument("--lr_scheduler", default="cosine", choices=tuple(kind.value for kind in SchedulerType),
                        help="diffusers.optimization schedule")
-    train.add_argument("--lr_warmup_steps", type=int, default=50)
-    train.add_argument("--adam_beta1", type=float, default=0.9)
-    train.add_argument("--adam_beta2", type=float, default=0.99)
-    train.add_argument("--adam_weight_decay", type=float, default=0.0)
-    train.add_argument("--adam_epsilon", type=float, default=1e-8)
-    train.add_argument("--max_grad_norm", type=float, default=1.0)
-    train.add_argument("--mixed_precision", default="no", choices=("no", "fp16", "bf16"))
+    train.add_argument("--lr_warmup_steps", type=int, default=50, help="warm-up steps of the schedule")
+    train.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1, in [0, 1)")
+    train.add_argument("--adam_beta2", type=float, default=0.99, help="AdamW beta2, in [0, 1)")
+    train.add_argument("--adam_weight_decay", type=float, default=0.0, help="AdamW weight decay")
+    train.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
+    train.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping (0: off)")
+    train.add_argument("--mixed_precision", type=optional_value(str), choices=(None, "no", "fp16", "bf16"),
+                       default=None, metavar="{no,fp16,bf16}",
+                       help="training precision (default: the launcher's, accelerate launch --mixed_precision or "
+                            "accelerate config, else no)")
     train.add_argument("--ema_decay", type=float, default=0.0,
                        help="exponential moving average of the student's weights (0 = off); validation and the "
                             "saved student use the averaged weights")
@@ -153,27 +156,34 @@ def build_parser() -> argparse.ArgumentParser:
     loss.add_argument("--loss_time", type=float, default=0.0, help="ConvLSTM time distillation")
     loss.add_argument("--loss_feature", type=float, default=0.0, help="feature L1 through 1x1 adapters")
     loss.add_argument("--loss_perceptual", type=float, default=0.0, help="VGG-19 perceptual loss")
-    loss.add_argument("--space_features", nargs="+", default=["hr_features"])
-    loss.add_argument("--time_features", nargs="+", default=["hr_features"])
-    loss.add_argument("--feature_names", nargs="+", default=["hr_features"])
-    loss.add_argument("--charbonnier_eps", type=float, default=1e-3)
-    loss.add_argument("--time_hidden_channels", type=int, default=8)
-    loss.add_argument("--time_freeze_threshold", type=float, default=1e-8)
+    loss.add_argument("--space_features", nargs="+", default=["hr_features"],
+                      help="feature taps whose attention maps --loss_space compares")
+    loss.add_argument("--time_features", nargs="+", default=["hr_features"],
+                      help="feature taps whose sequence the --loss_time ConvLSTM runs over")
+    loss.add_argument("--feature_names", nargs="+", default=["hr_features"],
+                      help="feature taps that --loss_feature compares through 1x1 adapters")
+    loss.add_argument("--charbonnier_eps", type=float, default=1e-3, help="epsilon of the Charbonnier terms (> 0)")
+    loss.add_argument("--time_hidden_channels", type=int, default=8, help="hidden channels of the ConvLSTM")
+    loss.add_argument("--time_freeze_threshold", type=float, default=1e-8,
+                      help="the ConvLSTM freezes once --loss_time falls below this")
     loss.add_argument("--perceptual_weights_path", type=path_or_none, default=None,
                       help="local torchvision VGG-19 state dict")
-    loss.add_argument("--perceptual_layers", nargs="+", default=["relu2_2", "relu3_4", "relu4_4"])
-    loss.add_argument("--perceptual_target", default="gt", choices=("gt", "teacher"))
+    loss.add_argument("--perceptual_layers", nargs="+", default=["relu2_2", "relu3_4", "relu4_4"],
+                      help="VGG-19 layers the perceptual loss compares")
+    loss.add_argument("--perceptual_target", default="gt", choices=("gt", "teacher"),
+                      help="what the perceptual loss compares the student's output with")
 
     out = parser.add_argument_group("checkpoints, validation, logging")
     add_checkpoint_arguments(out, "outputs/distill-student",
                              "checkpoints, settings, TensorBoard events, summary, the model")
     out.add_argument("--validation_steps", type=int, default=250, help="0 disables validation")
-    out.add_argument("--num_validation_clips", type=int, default=2)
-    out.add_argument("--validation_frames", type=int, default=6)
+    out.add_argument("--num_validation_clips", type=int, default=2, help="evaluation clips scored at validation")
+    out.add_argument("--validation_frames", type=int, default=6, help="frames per validation clip")
     out.add_argument("--validation_size", type=int, default=128, help="HR side of validation clips")
     out.add_argument("--logging_dir", default="logs", help="TensorBoard folder, relative to output_dir")
-    out.add_argument("--report_to", default="tensorboard", help='"tensorboard", "all" or "none"')
-    out.add_argument("--save_dtype", default="fp32", choices=tuple(SAVE_DTYPES))
+    out.add_argument("--report_to", default="tensorboard", choices=("tensorboard", "all", "none"),
+                     help="where scalars and validation images are logged")
+    out.add_argument("--save_dtype", default="fp32", choices=tuple(SAVE_DTYPES), help="precision of the saved student")
     return parser
 
 
@@ -190,12 +200,24 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     if args.train_cache is not None and not Path(args.train_cache, MANIFEST_NAME).is_file():
         parser.error(f"--train_cache {args.train_cache} is not a teacher cache (no manifest.json); make one with "
                      "`star-vsr distill cache-teacher`")
+    if not isinstance(args.student_overrides, dict):
+        parser.error(f"--student_overrides must be a JSON object ({{}} for none), got {args.student_overrides!r}")
+    if args.trainable is not None and args.init_from is None:  # trained part of a random student, without a word
+        parser.error(f"--trainable {' '.join(args.trainable)} trains part of a student with the rest frozen, so the "
+                     f"rest must be trained already: pass --init_from (a trained student's pipeline folder)")
+    if args.scale_range is not None and len(args.scale_range) != 2:
+        parser.error(f"--scale_range takes two numbers, LO and HI (or none), got {len(args.scale_range)}")
     if args.init_from is not None and args.student_overrides:  # they were ignored without a word
         parser.error(f"--student_overrides {json.dumps(args.student_overrides)} changes the architecture of a new "
                      f"student, but --init_from {args.init_from} brings its own: drop one of them")
     try:
         check_run_settings(args, build_parser())  # learning rate, fp16 without a GPU, the checkpoint to resume
         check_number(args, "ema_decay", 0, 1, high_open=True)  # 0: off; 1 would never move, above 1 extrapolates
+        # here, with the flags' names (the dataset and the loss named their own arguments, or took -1)
+        for name in ("motion_num_frames", "motion_crop_size", "motion_length", "time_hidden_channels"):
+            check_number(args, name, 1)
+        check_number(args, "motion_patch_size", 1, optional=True)
+        check_number(args, "charbonnier_eps", 0, low_open=True)
         if args.validation_steps > 0:  # here, with the flags' names, before anything is made
             check_number(args, "num_validation_clips", 1)
             check_number(args, "validation_frames", 1)
@@ -310,8 +332,8 @@ def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> t
                              f"{missing}; rebuild it with --features {' '.join(losses.teacher_feature_names)}")
         return cache, cache.feature_channels
     if losses.needs_teacher:
-        raise InputError("the teacher loss terms need --train_cache (a teacher cache); on-the-fly motion clips "
-                         "have ground truth only")
+        raise InputError("the teacher loss terms need --train_cache (a teacher cache: make one with `star-vsr "
+                         "distill cache-teacher`); on-the-fly motion clips have ground truth only")
     from star_vsr.data import ImageMotionDataset
 
     dataset = ImageMotionDataset(images=training_photos(), num_frames=args.motion_num_frames,

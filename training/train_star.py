@@ -70,6 +70,7 @@ from tqdm.auto import tqdm
 
 from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipDataset
 from star_vsr.data.base import BadSampleWarning, ClipPairDataset, as_size, report_skips
+from star_vsr.data.video_clips import as_frame_interval
 from star_vsr.errors import InputError, StarVSRError, explain_out_of_memory
 from star_vsr.io.folders import IMAGE_EXTENSIONS, clips_in_folder
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
@@ -84,10 +85,10 @@ from star_vsr.progress import bar_options
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS
 from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add_checkpoint_arguments,
-                                   apply_run_hyperparameters, check_batches_per_epoch, check_number, check_run_settings,
-                                   checkpoint_step, load_training_checkpoint, optional_value, parse_with_config,
-                                   path_or_none, prepare_output_dir, record_run_settings, resume_checkpoint,
-                                   script_error, script_interrupted, tensorboard_pattern)
+                                   apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
+                                   check_run_settings, checkpoint_step, load_training_checkpoint, optional_value,
+                                   parse_with_config, path_or_none, prepare_output_dir, record_run_settings,
+                                   resume_checkpoint, script_error, script_interrupted, tensorboard_pattern)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -105,18 +106,9 @@ VALIDATION_FOLDER = "validation"
 
 
 # =============================================================================== configuration
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def _yaml_value(value: str) -> Any:
-    """A command-line value written in YAML: ``32``, ``[720, 1280]``, ``null``."""
-    return yaml.safe_load(value)
+    """A command-line value written in YAML: ``32``, ``[720, 1280]``, ``null`` / ``none``."""
+    return None if value.strip().lower() in ("none", "null", "") else yaml.safe_load(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,14 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--pretrained_model_name_or_path", type=path_or_none, default=None,
                        help="StarVSR pipeline folder (model_index.json), e.g. written by `star-vsr convert-star`.")
-    model.add_argument("--tiny_model", type=_bool, default=False,
+    model.add_argument("--tiny_model", type=bool_value, default=False,
                        help="Build the tiny random test model (star_vsr.testing) instead of loading one.")
     model.add_argument("--controlnet_model_name_or_path", type=path_or_none, default=None,
                        help="Start from this ControlNet folder instead of the pipeline's.")
     model.add_argument("--controlnet_init", choices=("pretrained", "unet"), default="pretrained",
                        help="'pretrained': fine-tune the pipeline's ControlNet; 'unet': a fresh ControlNet copied "
                             "from the UNet encoder with zero-initialised outputs.")
-    model.add_argument("--train_unet_liem", type=_bool, default=True, help="Also train the UNet's LIEM gates.")
+    model.add_argument("--train_unet_liem", type=bool_value, default=True, help="Also train the UNet's LIEM gates.")
     model.add_argument("--liem_placement", choices=("pretrained", *LIEM_PLACEMENTS), default="pretrained",
                        help="Where the trained LIEM gates (the ControlNet's, and the UNet's under --train_unet_liem) "
                             "sit: 'pretrained' keeps the loaded models' placement; converted STAR checkpoints "
@@ -147,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--lora_rank", type=int, default=0, help="Rank of a LoRA on the UNet attention (0: none).")
     model.add_argument("--lora_alpha", type=optional_value(float), default=None,
                        help="LoRA alpha (default: the rank).")
-    model.add_argument("--gradient_checkpointing", type=_bool, default=False,
+    model.add_argument("--gradient_checkpointing", type=bool_value, default=False,
                        help="Recompute UNet / ControlNet activations in the backward pass to save memory.")
-    model.add_argument("--vae_gradient_checkpointing", type=_bool, default=True,
+    model.add_argument("--vae_gradient_checkpointing", type=bool_value, default=True,
                        help="Gradient checkpointing in the VAE decoder used by the frequency loss.")
     model.add_argument("--vae_batch_size", type=int, default=8, help="Frames the VAE encodes at once.")
     model.add_argument("--vae_latents", choices=("sample", "mean"), default="sample",
@@ -164,12 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Folder of videos / frame folders, CSV or JSON clip list (or a folder of photos).")
     data.add_argument("--num_frames", type=int, default=32, help="Frames per training clip.")
     data.add_argument("--crop_size", type=_yaml_value, default=[720, 1280], help="HR crop: int or [height, width].")
-    data.add_argument("--frame_interval", type=_yaml_value, default=1, help="Frame step: int or [min, max].")
+    data.add_argument("--frame_interval", type=_yaml_value, default=1,
+                      help="Frame step: int or [min, max] (--dataset video; photos are filmed frame by frame).")
     data.add_argument("--scale", type=int, default=4, help="Upscaling factor (2, 3 or 4).")
     data.add_argument("--degradation", type=str, default="medium", help="'light', 'medium', 'heavy' or 'none'.")
     data.add_argument("--caption_dropout", type=float, default=0.5, help="Probability of an empty caption (CFG).")
     data.add_argument("--default_caption", type=str, default="", help="Caption of clips without one.")
-    data.add_argument("--random_flip", type=_bool, default=True, help="Random horizontal flips.")
+    data.add_argument("--random_flip", type=bool_value, default=True,
+                      help="Random horizontal flips (--dataset video; photos are filmed in random directions).")
     data.add_argument("--dataset_length", type=optional_value(int), default=None,
                       help="Items per epoch (default: one per source; fewer than the sources: each epoch goes "
                            "on through them where the last stopped).")
@@ -202,9 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--adam_weight_decay", type=float, default=1e-2, help="AdamW weight decay.")
     optim.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon.")
     optim.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (0: off).")
-    optim.add_argument("--mixed_precision", type=optional_value(str), default=None,
-                       help="'no', 'fp16' or 'bf16' (default: Accelerate's config).")
-    optim.add_argument("--allow_tf32", type=_bool, default=False, help="TF32 matmuls on Ampere+ GPUs.")
+    optim.add_argument("--mixed_precision", type=optional_value(str), choices=(None, "no", "fp16", "bf16"),
+                       default=None, metavar="{no,fp16,bf16}",
+                       help="Training precision (default: the launcher's, accelerate launch --mixed_precision or "
+                            "accelerate config, else no).")
+    optim.add_argument("--allow_tf32", type=bool_value, default=False, help="TF32 matmuls on Ampere+ GPUs.")
     optim.add_argument("--seed", type=int, default=0, help="Seed of everything random.")
 
     run = parser.add_argument_group("checkpoints, validation, logging")
@@ -253,9 +249,8 @@ def check_args(args: argparse.Namespace) -> None:
                          f"inside --logging_dir), got {args.tracker_project_name!r}")
     if args.v_loss_weight == 0 and args.dfl_beta == 0:
         raise InputError("both --v_loss_weight and --dfl_beta are 0: there would be nothing to train")
-    if args.mixed_precision not in (None, "no", "fp16", "bf16"):
-        raise InputError(f"--mixed_precision must be no, fp16 or bf16, got {args.mixed_precision!r}")
     as_size(args.crop_size, "--crop_size")
+    as_frame_interval(args.frame_interval, "--frame_interval")
     if args.dfl_crop_size is not None:
         as_size(args.dfl_crop_size, "--dfl_crop_size")
     if args.dfl_num_frames is not None and args.dfl_num_frames < 1:  # more than a clip has: the whole clip

@@ -151,6 +151,22 @@ def sample_frame_indices(rng: np.random.Generator, total_frames: int, num_frames
     return [start + k * interval for k in range(num_frames)]
 
 
+def as_frame_interval(frame_interval: FrameInterval, name: str = "frame_interval") -> tuple[int, int]:
+    """``2`` -> (2, 2); ``(min, max)`` -> (min, max): whole numbers with 1 <= min <= max, else ``InputError``."""
+    def whole(value: object) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    if whole(frame_interval):
+        interval = (int(frame_interval), int(frame_interval))
+    elif isinstance(frame_interval, Sequence) and len(frame_interval) == 2 and all(map(whole, frame_interval)):
+        interval = (int(frame_interval[0]), int(frame_interval[1]))
+    else:
+        raise InputError(f"{name} must be an int or (min, max), got {frame_interval!r}")
+    if not 1 <= interval[0] <= interval[1]:
+        raise InputError(f"{name} needs 1 <= min <= max, got {frame_interval!r}")
+    return interval
+
+
 class VideoClipDataset(ClipPairDataset):
     r"""Random HR clips from videos / frame folders, with LR clips degraded on the fly.
 
@@ -181,15 +197,7 @@ class VideoClipDataset(ClipPairDataset):
             raise InputError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
         self.sources = list_clip_sources(source)
         super().__init__(len(self.sources), num_frames, crop_size, scale, degradation, caption_dropout, seed, length)
-        if isinstance(frame_interval, (int, np.integer)) and not isinstance(frame_interval, bool):
-            interval = (int(frame_interval), int(frame_interval))
-        elif isinstance(frame_interval, Sequence) and len(frame_interval) == 2:
-            interval = (int(frame_interval[0]), int(frame_interval[1]))
-        else:
-            raise InputError(f"frame_interval must be an int or (min, max), got {frame_interval!r}")
-        if not 1 <= interval[0] <= interval[1]:
-            raise InputError(f"frame_interval needs 1 <= min <= max, got {frame_interval!r}")
-        self.frame_interval = interval
+        self.frame_interval = as_frame_interval(frame_interval)
         self.random_flip = random_flip
         self.default_caption = default_caption
         self.backend = backend
