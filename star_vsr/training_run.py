@@ -166,8 +166,9 @@ def add_checkpoint_arguments(group: Any, default_output_dir: str, run_files: str
                             "trained must be those that trained it (star_vsr.training_run.RESUMABLE_CHANGES lists the "
                             "others); every resume is recorded in train_config_resumes.yaml")
     group.add_argument("--allow_changed_settings", type=bool_value, nargs="?", const=True, default=False,
+                       metavar="BOOL",
                        help="resume even though settings that change what is trained differ from the checkpoint's")
-    group.add_argument("--overwrite_output_dir", type=bool_value, nargs="?", const=True, default=False,
+    group.add_argument("--overwrite_output_dir", type=bool_value, nargs="?", const=True, default=False, metavar="BOOL",
                        help=f"start over in an output_dir that holds a run: what runs write there is deleted first "
                             f"({run_files}); other files stay")
 

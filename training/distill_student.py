@@ -101,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="start from the student of this pipeline folder, architecture and weights (then "
                               "--student_preset and --student_overrides do not apply)")
     student.add_argument("--scale", type=int, default=4, help="upscaling factor trained")
-    student.add_argument("--scale_range", type=optional_value(float), nargs="+", default=None, metavar=("LO", "HI"),
-                         help="train at scales drawn uniformly from [LO, HI] (one per step, LO >= 1, HI <= --scale) "
+    student.add_argument("--scale_range", type=optional_value(float), nargs="+", default=None, metavar="BOUND",
+                         help="two numbers LO HI (none: off): train at scales drawn uniformly from [LO, HI] (one per "
+                              "step, LO >= 1, HI <= --scale) "
                               "on clips made at --scale, against their ground truth resized to each scale: the "
                               "scale-aware upsampler of scales without a head (with --trainable scale_modulation); "
                               "ground-truth loss terms only")
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--motion_patch_size", type=optional_value(int), default=None,
                       help="HR side of a random patch cut from each clip after degradation (default: the whole clip)")
     data.add_argument("--motion_degradation", default="medium", help="degradation preset of on-the-fly clips")
-    data.add_argument("--motion_flip_and_rotate", type=bool_value, nargs="?", const=True, default=False,
+    data.add_argument("--motion_flip_and_rotate", type=bool_value, nargs="?", const=True, default=False, metavar="BOOL",
                       help="film each photo in a random one of its eight orientations (90-degree turns, mirror)")
     data.add_argument("--motion_length", type=int, default=1024, help="on-the-fly clips per epoch")
     data.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes")
