@@ -201,7 +201,7 @@ def test_settings_argparse_refuses(tmp_path, capsys):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--lr_scheduler", "foo"])
     assert "invalid choice: 'foo'" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
-    bad.write_text(TINY_CONFIG.read_text() + "num_frames: [2]\n")
+    bad.write_text(TINY_CONFIG.read_text().replace("num_frames: 4\n", "num_frames: [2]\n"))
     with pytest.raises(SystemExit):
         train_star.parse_args(["--config", str(bad)])
     assert "num_frames must be int, got [2]" in capsys.readouterr().err
