@@ -133,7 +133,7 @@ class SettingsParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n" if is_first_process() else None)
 
 
-def _process_prefix() -> str:
+def process_prefix() -> str:
     """``[process i] `` under several processes (each one says what stopped it), else nothing."""
     return f"[process {os.environ.get('RANK', '0')}] " if launched_processes() > 1 else ""
 
@@ -142,14 +142,14 @@ def script_error(prog: str, error: BaseException) -> str:
     """The line a training script ``prog`` exits with on ``error`` (a ``StarVSRError`` of its run): ``prog: error:
     message``, as its argument errors read, with ``[process i]`` first under several processes (each process stops
     on its own error and says so: one that only a single process hits must not go unsaid)."""
-    return f"{_process_prefix()}{prog}: error: {error}"
+    return f"{process_prefix()}{prog}: error: {error}"
 
 
 def script_interrupted(prog: str) -> str:
     """The line a training script ``prog`` says when Ctrl-C stops it outside `StopRequest`'s clean stop after a
     step: while it sets up, or a second Ctrl-C (its exit status is 130). Checkpoints are written whole before they
     replace anything, so those saved before are usable."""
-    return (f"{_process_prefix()}{prog}: interrupted; checkpoints saved before are whole (--resume_from_checkpoint "
+    return (f"{process_prefix()}{prog}: interrupted; checkpoints saved before are whole (--resume_from_checkpoint "
             f"latest goes on from the newest)")
 
 

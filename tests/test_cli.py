@@ -853,6 +853,18 @@ def test_commands_that_do_not_split_their_work_refuse_to_run_as_several_processe
     assert main(["info", str(src)]) == 0
 
 
+def test_each_upscale_batch_process_names_itself_in_its_last_line(tmp_path, monkeypatch, capsys):
+    """upscale-batch's processes each end on their own error or interrupt; the lines were the same for all of
+    them ("star-vsr upscale-batch: interrupted" twice), now each says which process it is, as its notes do."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["upscale-batch", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("[process 1] star-vsr upscale-batch: error: ")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert main(["upscale-batch", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("star-vsr upscale-batch: error: ")
+
+
 def test_process_lines_are_single_writes():
     """Processes under `accelerate launch` share one unbuffered stdout; print's separate newline write let another
     process's line land in between (seen in CI: '[process 0] wrote a[process 1] wrote b' on one line)."""

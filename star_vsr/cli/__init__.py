@@ -70,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 1
-    from ..training_run import is_first_process, launched_processes  # (no torch)
+    from ..training_run import is_first_process, launched_processes, process_prefix  # (no torch)
 
     processes = launched_processes()
     if processes > 1 and args.command != "upscale-batch":  # each process would do the whole job, on one output
@@ -95,8 +95,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     handlers = _catch_interrupts()
     result = None
     command = " ".join(filter(None, (args.command, getattr(args, "distill_command", None))))  # "distill cache-teacher"
+    me = f"{process_prefix()}star-vsr {command}"  # upscale-batch's processes each say what stopped them
     show_warning = warnings.showwarning
-    warnings.showwarning = lambda message, *_, **__: _print_above_bars(f"star-vsr {command}: warning: {message}")
+    warnings.showwarning = lambda message, *_, **__: _print_above_bars(f"{me}: warning: {message}")
     try:
         with cli_wording(_command_flags(parser, args)), \
                 explain_out_of_memory(f"running star-vsr {command}",  # pipelines: their own
@@ -105,26 +106,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
         raise_if_interrupted()  # an interrupt whose KeyboardInterrupt was lost after the command's last check
     except StarVSRError as error:
-        print(f"star-vsr {command}: error: {error}", file=sys.stderr)
+        print(f"{me}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         done = " after the command had finished its work" if result is not None else ""
-        print(f"star-vsr {command}: interrupted{done}", file=sys.stderr)
+        print(f"{me}: interrupted{done}", file=sys.stderr)
         return interrupted_exit_status()  # 130 for Ctrl-C, 143 for SIGTERM
     except BrokenPipeError:  # stdout piped into a program that stopped reading (`| head`)
         _silence_stdout()
         return 1
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
-        print(f"star-vsr {command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        print(f"{me}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     except Exception as error:  # FFmpeg (PyAV) failing where star-vsr did not expect it: one line too
         if interrupt_requested():  # a library torn by the interrupt (diffusers' lazy imports wrap it)
-            print(f"star-vsr {command}: interrupted", file=sys.stderr)
+            print(f"{me}: interrupted", file=sys.stderr)
             return interrupted_exit_status()
         if not type(error).__module__.startswith("av."):
             raise
-        print(f"star-vsr {command}: error: FFmpeg failed: {error}", file=sys.stderr)
+        print(f"{me}: error: FFmpeg failed: {error}", file=sys.stderr)
         return 2
     finally:
         warnings.showwarning = show_warning
