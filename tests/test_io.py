@@ -350,8 +350,12 @@ def test_extra_audio_tracks_are_noted_and_codecs_have_their_own_names(tmp_path, 
     assert probe_video(mp3).audio_codec == "mp3"  # the codec, not FFmpeg's decoder "mp3float"
 
 
-def test_deinterlacing_follows_a_change_of_frame_size(tmp_path):
-    """A broadcast recording switching from SD to HD mid-stream: the filter graph is rebuilt, not cropping."""
+@pytest.mark.parametrize("deinterlace", [False, True])
+def test_a_change_of_frame_size_mid_stream_is_refused_by_name(tmp_path, deinterlace):
+    """A broadcast recording switching from SD to HD mid-stream (or two clips joined as .ts): the frames before the
+    change are read, then one clear error. The reader yielded frames of both sizes, on which every command crashed
+    with a traceback (np.stack in iter_chunks, the scene-cut detector, the student's state), found by a black-box
+    test."""
 
     def interlaced_ts(path, height):
         with av.open(str(path), "w", format="mpegts") as container:
@@ -367,9 +371,16 @@ def test_deinterlacing_follows_a_change_of_frame_size(tmp_path):
 
     joined = tmp_path / "switch.ts"
     joined.write_bytes(interlaced_ts(tmp_path / "sd.ts", 48) + interlaced_ts(tmp_path / "hd.ts", 96))
-    with open_video(joined, deinterlace=True) as reader:
-        frames = list(reader)
-    assert [f.shape[0] for f in frames] == [48] * 4 + [96] * 4 and combing(np.stack(frames[4:])) < 5
+    frames = []
+    with open_video(joined, deinterlace=deinterlace) as reader, pytest.raises(UnsupportedVideoError) as refused:
+        for frame in reader:
+            frames.append(frame)
+    assert len(frames) == 4 and (combing(np.stack(frames)) < 5) == deinterlace
+    assert str(refused.value) == (f"{joined}: its frame size changes from 64x48 to 64x96 mid-way; star-vsr needs one "
+                                  f"frame size: cut the video where it changes, or scale it to one size first "
+                                  f"(ffmpeg -i IN -vf scale=64:48 OUT)")
+    assert cli_main(["upscale", str(joined), "-o", str(tmp_path / "out.mp4")]) == 2
+    assert not (tmp_path / "out.mp4").exists()
 
 
 def test_as_frame_rate_snaps_floats_to_ntsc_fractions():

@@ -106,7 +106,7 @@ class VideoReader(ABC):
 
 
 def _to_rgb(frame: av.VideoFrame, info: VideoInfo) -> np.ndarray:
-    """A decoded frame as upright (h, w, 3) uint8 RGB.
+    """A decoded frame as upright (h, w, 3) uint8 RGB; `UnsupportedVideoError` if it is not of the video's size.
 
     YUV is converted by the frame's colour tags; untagged HD (wider than 1279 or taller than 576
     pixels) as BT.709, as players show it (FFmpeg's converter would take BT.601), SD as BT.601.
@@ -114,7 +114,13 @@ def _to_rgb(frame: av.VideoFrame, info: VideoInfo) -> np.ndarray:
     if is_untagged_hd(frame.colorspace, frame.width, frame.height, frame.format.is_rgb):
         frame = frame.reformat(format="rgb24", src_colorspace=Colorspace.ITU709,
                                src_color_range=frame.color_range or ColorRange.MPEG)
-    return info.orientation.apply(frame.to_ndarray(format="rgb24"))
+    rgb = info.orientation.apply(frame.to_ndarray(format="rgb24"))  # (h, w, 3)
+    if rgb.shape[:2] != (info.height, info.width):  # two clips joined (.ts), a stream that switched resolution
+        raise UnsupportedVideoError(
+            f"{info.path}: its frame size changes from {info.width}x{info.height} to {rgb.shape[1]}x{rgb.shape[0]} "
+            f"mid-way; star-vsr needs one frame size: cut the video where it changes, or scale it to one size "
+            f"first (ffmpeg -i IN -vf scale={info.width}:{info.height} OUT)")
+    return rgb
 
 
 def _decode(container: InputContainer, stream: VideoStream, path: Path) -> Iterator[av.VideoFrame]:
