@@ -663,6 +663,21 @@ def test_crf_changes_quality(tmp_path):
     assert quality[0] > quality[40] + 5
 
 
+def test_a_frame_size_the_encoder_refuses_is_one_line_naming_it(tmp_path):
+    """An 8K source at x4 is wider than x264's 16384 pixels: FFmpeg said only "Generic error in an external
+    library" (the CLI printed it as "FFmpeg failed: [Errno 542398533] ..."); h265's smallest-size message offered
+    h264, which cannot write such frames either."""
+    out = tmp_path / "wide.mp4"
+    with pytest.raises(UnsupportedVideoError, match=r"^libx264 cannot encode frames of 16388x2 \(.*\); write them "
+                                                    r"with codec=\"ffv1\" \(any size\), or upscale by less$"):
+        with VideoWriter(out, fps=30) as writer:
+            writer.write(np.zeros((2, 16388, 3), np.uint8))
+    with pytest.raises(UnsupportedVideoError, match="these are 16388x8; write them with --codec ffv1$"):
+        with VideoWriter(out, fps=30, codec="h265") as writer:
+            writer.write(np.zeros((8, 16388, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ffv1_round_trip_is_exact_even_at_odd_size(tmp_path):
     frames = synthetic_frames(NUM_FRAMES, (47, 63), seed=6)
     path = tmp_path / "lossless.mkv"

@@ -78,6 +78,10 @@ class _VideoCodec:
     min_size: int = 1  # smallest width and height the encoder opens with (after padding to the pixel format)
 
 
+X264_MAX_SIZE = 16384
+"""The longest side, in pixels, that libx264 opens an encoder for (16388 fails: "Generic error in an external
+library")."""
+
 #: libx264 options for `VideoWriter(reproducible=True)`. With its assembly code, x264 (its AVX-512 code; the
 #: degradation chain's in-memory encode found the macroblock-tree rate control) gave different bitstreams for
 #: the same frames from run to run: `star-vsr degrade` of a 720p clip to .mp4, three runs, three files whose
@@ -250,7 +254,17 @@ class _EncodedSink:
                 format=self._pix_fmt, dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
             )
         video_frame.pts = self._count
-        self._mux(self._stream.encode(video_frame))
+        try:
+            packets = self._stream.encode(video_frame)
+        except av.FFmpegError as error:
+            if self._count:
+                raise
+            # the encoder opens with the first frame: x264 takes at most X264_MAX_SIZE pixels a side, x265 refuses some long
+            # thin sizes (16x4352, 8192x16), and FFmpeg says only "Generic error in an external library"
+            ffv1, why = option('codec="ffv1"', "--codec ffv1"), error.strerror or error
+            raise UnsupportedVideoError(f"{self._codec.encoder} cannot encode frames of {frame.shape[1]}x{frame.shape[0]} "
+                                        f"({why}); write them with {ffv1} (any size), or upscale by less") from error
+        self._mux(packets)
         self._count += 1
         if self._audio is not None:
             self._audio.mux_until(self._clock.seconds(self._count))
@@ -637,9 +651,10 @@ class VideoWriter:
             smallest = VIDEO_CODECS[self.codec].min_size if self.codec in VIDEO_CODECS else 1
             padded = (size[0] + -size[0] % self._block[0], size[1] + -size[1] % self._block[1])  # (see _pad)
             if min(padded) < smallest:  # said before the encoder's "Invalid argument"
+                others = "h264 or ffv1" if max(padded) <= X264_MAX_SIZE else "ffv1"
                 raise UnsupportedVideoError(f"{self.codec} ({VIDEO_CODECS[self.codec].encoder}) encodes frames of at "
                                             f"least {smallest}x{smallest}, and these are {size[1]}x{size[0]}; write "
-                                            f"them with --codec h264 or ffv1")
+                                            f"them with --codec {others}")
             self.frame_size = size
             self._warn_lost_pixel_aspect(*size)
             if self.codec == "png":
