@@ -259,11 +259,12 @@ class _EncodedSink:
         except av.FFmpegError as error:
             if self._count:
                 raise
-            # the encoder opens with the first frame: x264 takes at most X264_MAX_SIZE pixels a side, x265 refuses some long
-            # thin sizes (16x4352, 8192x16), and FFmpeg says only "Generic error in an external library"
+            # the encoder opens with the first frame: x264 takes at most X264_MAX_SIZE pixels a side, x265 refuses
+            # some long thin sizes (16x4352, 8192x16), and FFmpeg says only "Generic error in an external library"
             ffv1, why = option('codec="ffv1"', "--codec ffv1"), error.strerror or error
-            raise UnsupportedVideoError(f"{self._codec.encoder} cannot encode frames of {frame.shape[1]}x{frame.shape[0]} "
-                                        f"({why}); write them with {ffv1} (any size), or upscale by less") from error
+            height, width = frame.shape[:2]
+            raise UnsupportedVideoError(f"{self._codec.encoder} cannot encode frames of {width}x{height} ({why}); "
+                                        f"write them with {ffv1} (any size), or upscale by less") from error
         self._mux(packets)
         self._count += 1
         if self._audio is not None:
