@@ -128,6 +128,9 @@ def check_image_output(output_path: Union[str, Path], num_frames: int, codec: Op
         return False
     if codec not in (None, "png"):
         raise InputError(f"{output_path} is an image name but --codec is {codec}; name a video file for {codec}")
+    if codec == "png" and IMAGE_OUTPUTS[output_path.suffix.lower()] != "PNG":  # a lossy JPEG, without a word
+        raise InputError(f"{output_path} names a JPEG image (lossy) but --codec is png: name it "
+                         f"{output_path.with_suffix('.png').name} for a lossless image")
     if num_frames != 1:
         raise InputError(f"{output_path} is one image, and this run gives {num_frames} frames: pass --max-frames 1 "
                          f"for the first frame, name a video (.mp4) for all of them, or a folder (no suffix) for "

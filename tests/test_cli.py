@@ -1628,6 +1628,9 @@ def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
     assert main(["upscale", str(photo), "-o", str(tmp_path / "x.png"), "--codec", "h264"]) == 2
     assert "is an image name but --codec is h264" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists() and not list(tmp_path.glob(".*partial*"))
+    assert main(["upscale", str(photo), "-o", str(tmp_path / "x.jpg"), "--codec", "png"]) == 2  # wrote a lossy JPEG
+    assert "x.jpg names a JPEG image (lossy) but --codec is png: name it x.png" in capsys.readouterr().err
+    assert not (tmp_path / "x.jpg").exists()
     for name in ("slash.mp4/", "slash.png/"):  # Path() drops the '/': a file was written where a folder was meant
         assert main(["upscale", str(photo), "-o", str(tmp_path) + "/" + name]) == 2
         assert "ends with '/', a folder, but names a file" in capsys.readouterr().err
