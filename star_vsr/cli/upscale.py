@@ -54,7 +54,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                        help="weight precision (auto: fp16 on CUDA; on the CPU bf16 for a student where the "
                             "CPU has AMX, else fp32)")
     sr = parser.add_argument_group("super-resolution")
-    sr.add_argument("--upscale", type=float, default=4, help="scale factor (default 4)")
+    sr.add_argument("--upscale", type=float, default=4,
+                    help="scale factor (default 4): a student takes 1 to 4, not only whole numbers (each side becomes "
+                         "side x scale rounded to the nearest whole number, halves to even: 7 x 1.5 = 10, 9 x 1.5 "
+                         "= 14); a StarVSR diffusion model 1 to 8 (trained at 4)")
     sr.add_argument("--no-scene-cut-reset", action="store_true",
                     help="student: carry the recurrent state through scene cuts (by default it starts afresh at a "
                          "cut, so the old scene leaves no ghost in the new one)")
