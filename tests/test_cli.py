@@ -1612,7 +1612,11 @@ def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8)).save(photo)
     assert main(["upscale", str(photo), "-o", str(tmp_path / "photo_x2.png"), "--upscale", "2"]) == 0
+    capsys.readouterr()
     assert main(["upscale", str(photo), "-o", str(tmp_path / "frames"), "--upscale", "2"]) == 0  # PNG frames
+    said = capsys.readouterr()  # a photo's frame rate was FFmpeg's made-up 25: "not this video's 25"
+    assert "frame rate" not in said.err and "(a folder of 1 PNG frame)" in said.out, said
+    assert probe_video(photo).frame_rate == 30  # read as a folder of one frame is
     image = np.asarray(Image.open(tmp_path / "photo_x2.png"))
     assert image.shape == (24, 40, 3)
     assert np.array_equal(image, np.asarray(Image.open(next((tmp_path / "frames").iterdir()))))

@@ -234,7 +234,8 @@ def run_single(args: argparse.Namespace) -> int:
     upscale_video(pipe, args.input, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
                   restart=args.restart, deinterlace=deinterlace, folder_fps=args.fps, max_frames=args.max_frames,
                   overwrite=args.overwrite, **pipeline_kwargs(type(pipe).__name__, args))
-    kind = f" (a folder of {sum(1 for _ in output.glob('*.png'))} PNG frames)" if output.is_dir() else ""
+    count = sum(1 for _ in output.glob("*.png")) if output.is_dir() else 0
+    kind = f" (a folder of {count} PNG frame{'s' * (count != 1)})" if output.is_dir() else ""
     print(f"wrote {output}{kind}")  # -o NAME without a suffix writes frames: say so
     for folder, size in other_unfinished_runs(output):
         print(unfinished_note(folder, size))

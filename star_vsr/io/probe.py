@@ -33,7 +33,7 @@ from av.video.stream import VideoStream
 from PIL import Image, UnidentifiedImageError
 
 from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError
-from star_vsr.io.folders import list_image_files
+from star_vsr.io.folders import IMAGE_EXTENSIONS, list_image_files
 
 logger = logging.getLogger(__name__)
 
@@ -595,6 +595,9 @@ def _probe_container(path: Path) -> VideoInfo:
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
         )
+    if num_frames == 1 and path.suffix.lower() in IMAGE_EXTENSIONS:  # a photo: FFmpeg's 25 fps for stills is made
+        # up (written out as PNG frames it was "not this video's 25"); it is read as a folder of one frame is
+        frame_rate, duration_s = DEFAULT_FOLDER_FPS, None
     orientation, interlaced = _read_first_frame(path)
     width, height = orientation.display_size(width, height)
     if orientation.transpose:
