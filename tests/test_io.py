@@ -311,6 +311,23 @@ def test_a_10_bit_input_is_noted_as_becoming_8_bit(tmp_path):
     assert probe_video(write_test_video(tmp_path / "eight.mp4", 2, size=(16, 16))).caveats() == []
 
 
+def test_an_input_with_transparency_is_noted_as_losing_it(tmp_path):
+    """RGBA photos and frame folders lost their alpha channel without a word (frames.py warned only for frames
+    passed in Python), found by a black-box test."""
+    from PIL import Image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    (tmp_path / "frames").mkdir()
+    for path in (tmp_path / "photo.png", tmp_path / "frames" / "0.png"):
+        Image.fromarray(rgba, "RGBA").save(path)
+    for path in (tmp_path / "photo.png", tmp_path / "frames"):
+        assert probe_video(path).caveats() == [f"{path} has an alpha channel (rgba); star-vsr works on RGB frames, "
+                                               f"so its transparency is dropped (composite it onto a background "
+                                               f"first to choose one)"]
+    Image.fromarray(rgba[..., :3], "RGB").save(tmp_path / "opaque.png")
+    assert probe_video(tmp_path / "opaque.png").caveats() == []
+
+
 def test_avi_frame_count_skips_the_empty_packets_of_packed_b_frames(tmp_path):
     """MPEG-4 Part 2 in AVI with B-frames (DivX / Xvid style) stores empty placeholder packets that the
     header counts as frames: the reader warned of truncation on healthy files."""

@@ -268,6 +268,9 @@ class VideoInfo:
                 f"its {self.num_frames} frames are read (if it is whole, its last frame is held "
                 f"{self.missing_s:.2f} s longer, as in videos made from GIFs)"
             )
+        if self.pix_fmt in av.video.format.names and any(c.is_alpha for c in av.VideoFormat(self.pix_fmt).components):
+            notes.append(f"{self.path} has an alpha channel ({self.pix_fmt}); star-vsr works on RGB frames, so its "
+                         f"transparency is dropped (composite it onto a background first to choose one)")
         depth = pixel_bit_depth(self.pix_fmt)
         if self.hdr is None and depth > 8:
             notes.append(f"{self.path} is {depth}-bit ({self.pix_fmt}); star-vsr works on 8-bit frames, so the output "
