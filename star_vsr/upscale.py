@@ -201,13 +201,17 @@ def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, over
 
     from .frames import frames_to_uint8
     from .io.atomic import move_into_place, temporary_path
+    from .io.writer import warn_lost_pixel_aspect
 
     pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step", **bar_options())
     frame = frames_to_uint8(pipe(source, output_type="pt", **pipeline_kwargs).frames[0])[0]  # (H, W, 3) uint8
+    image_format = IMAGE_OUTPUTS[output.suffix.lower()]
+    if source.info.pixel_aspect != 1:  # said for PNG frames, not for one image
+        warn_lost_pixel_aspect(str(output), f"a {image_format} image", source.info.pixel_aspect, *frame.shape[:2],
+                               "A video output (.mp4) keeps it", stacklevel=4)
     output.parent.mkdir(parents=True, exist_ok=True)
     temp = temporary_path(output)  # unique to this process (two runs on one output); a killed run's is removed
     try:
-        image_format = IMAGE_OUTPUTS[output.suffix.lower()]
         Image.fromarray(frame).save(temp, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
         move_into_place(temp, output, overwrite)
     finally:

@@ -970,6 +970,14 @@ def test_degrade_keeps_the_pixel_aspect_ratio(tmp_path, capsys):
     assert probe_video(tmp_path / "lr.mp4").pixel_aspect == Fraction(8, 9)
 
 
+def test_one_image_of_a_video_with_non_square_pixels_says_it_loses_them(tmp_path, capsys):
+    """PNG frames warned that they drop the pixel aspect ratio, one image (-o NAME.png --max-frames 1) did not."""
+    video = write_test_video(tmp_path / "dvd.mp4", num_frames=2, size=(32, 48), pixel_aspect=Fraction(8, 9))
+    assert main(["upscale", str(video), "-o", str(tmp_path / "first.png"), "--max-frames", "1", "--upscale", "2"]) == 0
+    assert (f"{tmp_path / 'first.png'}: a PNG image cannot store the pixel aspect ratio 8:9; players will show the "
+            f"96x64 frames at that size instead of 85x64. A video output (.mp4) keeps it") in capsys.readouterr().err
+
+
 def test_interlaced_input_is_deinterlaced_with_a_note_unless_turned_off(tmp_path, capsys):
     from star_vsr.io.synthetic import combing, write_interlaced_test_video
 

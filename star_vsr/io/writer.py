@@ -470,6 +470,17 @@ def warn_png_drops_frame_rate(label: str, frame_rate: Fraction, stacklevel: int)
     )
 
 
+def warn_lost_pixel_aspect(label: str, what: str, aspect: Fraction, height: int, width: int, keeper: str,
+                           stacklevel: int) -> None:
+    """Warn that ``what`` (PNG frames, an image, ...) cannot store the pixel aspect ratio ``aspect`` of frames of
+    ``width`` x ``height`` stored pixels; ``keeper``: the output that would keep it."""
+    warnings.warn(
+        f"{label}: {what} cannot store the pixel aspect ratio {aspect.numerator}:{aspect.denominator}; players will "
+        f"show the {width}x{height} frames at that size instead of {round(width * aspect)}x{height}. {keeper}",
+        stacklevel=stacklevel,
+    )
+
+
 def _video_output_hint(label: str) -> str:
     """How to write a video file instead of the PNG frames going to ``label``: a video suffix for a name without
     one (which is why it gets frames; ``--codec h264`` alone is refused there), else another ``--codec``."""
@@ -674,13 +685,8 @@ class VideoWriter:
         if self.pixel_aspect == 1 or self.codec not in ("ffv1", "png"):
             return
         what = "PNG frames" if self.codec == "png" else "FFV1 video in Matroska, as written by star-vsr,"
-        aspect = self.pixel_aspect
-        warnings.warn(
-            f"{self.label}: {what} cannot store the pixel aspect ratio {aspect.numerator}:{aspect.denominator}; "
-            f"players will show the {width}x{height} frames at that size instead of "
-            f"{round(width * aspect)}x{height}. --codec h264 or h265 keeps it",
-            stacklevel=4,
-        )
+        warn_lost_pixel_aspect(self.label, what, self.pixel_aspect, height, width, "--codec h264 or h265 keeps it",
+                               stacklevel=5)
 
     def _pad(self, frame: np.ndarray) -> np.ndarray:
         """Pad (h, w, 3) on the bottom/right by edge replication to the pixel format's block."""
