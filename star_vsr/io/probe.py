@@ -72,6 +72,9 @@ counts as cut short (`VideoInfo.missing_s`). The last frame ends where its packe
 note too many (which says it may be that) and a `duration_s` that ends with that frame."""
 
 # FFmpeg pixel-format names for the Pillow modes an image folder may hold.
+_EXIF_ORIENTATION = 0x0112
+"""The EXIF tag of how a photo is turned to be shown upright."""
+
 _PIL_MODE_TO_PIX_FMT = {
     "RGB": "rgb24",
     "RGBA": "rgba",
@@ -111,6 +114,14 @@ class DisplayOrientation:
         if b and c and not a and not d:
             return cls(transpose=True, flip_x=c < 0, flip_y=b < 0)
         return None
+
+    @classmethod
+    def from_exif(cls, orientation: int) -> DisplayOrientation:
+        """The orientation of a photo's EXIF tag 0x0112 (1-8, as cameras and phones write it; anything else:
+        none), which FFmpeg turns into a display matrix for a single JPEG."""
+        return {2: cls(flip_x=True), 3: cls(flip_x=True, flip_y=True), 4: cls(flip_y=True), 5: cls(transpose=True),
+                6: cls(transpose=True, flip_x=True), 7: cls(transpose=True, flip_x=True, flip_y=True),
+                8: cls(transpose=True, flip_y=True)}.get(orientation, cls())
 
     @property
     def is_identity(self) -> bool:
@@ -598,10 +609,13 @@ def _probe_container(path: Path) -> VideoInfo:
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
         )
-    if num_frames == 1 and path.suffix.lower() in IMAGE_EXTENSIONS:  # a photo: FFmpeg's 25 fps for stills is made
-        # up (written out as PNG frames it was "not this video's 25"); it is read as a folder of one frame is
+    photo = num_frames == 1 and path.suffix.lower() in IMAGE_EXTENSIONS
+    if photo:  # FFmpeg's 25 fps for stills is made up (written out as PNG frames it was "not this video's 25"): a
+        # photo is read as a folder of one frame is
         frame_rate, duration_s = DEFAULT_FOLDER_FPS, None
     orientation, interlaced = _read_first_frame(path)
+    if photo:  # FFmpeg's display matrix of a photo loses its EXIF mirroring (orientation 2 read as 180 degrees)
+        orientation = _exif_orientation(path) or orientation
     width, height = orientation.display_size(width, height)
     if orientation.transpose:
         pixel_aspect = 1 / pixel_aspect
@@ -635,6 +649,16 @@ def _probe_container(path: Path) -> VideoInfo:
     )
 
 
+def _exif_orientation(image_file: Path) -> DisplayOrientation | None:
+    """How the photo ``image_file`` is turned upright by its EXIF orientation (what photo viewers and PIL's
+    ``ImageOps.exif_transpose`` do); None when PIL cannot read it."""
+    try:
+        with Image.open(image_file) as image:  # the header only
+            return DisplayOrientation.from_exif(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except (UnidentifiedImageError, OSError):
+        return None
+
+
 def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
     files = list_image_files(folder)
     try:
@@ -643,6 +667,9 @@ def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
             codec, mode = (image.format or files[0].suffix[1:]).lower(), image.mode
     except (UnidentifiedImageError, OSError) as error:
         raise CorruptVideoError(f"{files[0]} is not a readable image ({error})") from error
+    # upright as a single photo is shown and read: every frame turned as the first one's EXIF orientation says
+    orientation = _exif_orientation(files[0]) or DisplayOrientation()
+    width, height = orientation.display_size(width, height)
     if codec == "tiff" and mode in ("F", "I"):  # OpenCV, which reads the frames, takes 8- and 16-bit samples only
         raise UnsupportedVideoError(f"{files[0]} has 32-bit {'float' if mode == 'F' else 'integer'} samples, which "
                                     f"star-vsr does not read; save the frames as 8- or 16-bit TIFF or PNG")
@@ -659,6 +686,7 @@ def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
         audio_codec=None,
         is_image_folder=True,
         frame_rate=folder_fps,
+        orientation=orientation,
     )
 
 

@@ -49,7 +49,8 @@ MAX_DECODE_AHEAD = 12
 one is reached by decoding on; farther ones are reached by seeking to the keyframe before
 them. Decoding a dozen small frames costs about as much as one seek."""
 
-_IMREAD_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # 8-bit RGB, pixels as stored
+_IMREAD_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # 8-bit RGB, pixels as stored (then turned
+# upright as the folder's first frame says, `VideoInfo.orientation`)
 
 
 class VideoReader(ABC):
@@ -237,6 +238,7 @@ def _load_image(file: Path, info: VideoInfo) -> np.ndarray:
     image = cv2.imread(str(file), _IMREAD_FLAGS)
     if image is None:
         raise CorruptVideoError(f"{file} is not a readable image; replace or remove it")
+    image = info.orientation.apply(image)  # upright, as the first frame's EXIF orientation says
     if image.shape[:2] != (info.height, info.width):  # found mid-way: a batch skips this clip, not the rest
         raise UnsupportedVideoError(
             f"{file} is {image.shape[1]}x{image.shape[0]} but the first frame of {info.path} is "
