@@ -333,6 +333,23 @@ def test_photos_and_frame_folders_are_read_upright_by_their_exif_orientation(tmp
     assert np.array_equal(read_frames(tmp_path / "frames", [1])[0], upright)  # random access (training data)
 
 
+def test_a_photo_reads_as_the_same_pixels_alone_and_in_a_folder(tmp_path):
+    """A photo was decoded by FFmpeg and the same file in a folder by OpenCV: a JPEG's frames differed by up to 12
+    levels, a 16-bit grey PNG's by 1 (found by a black-box test). A photo now reads as a folder of one frame."""
+    from PIL import Image
+
+    gradient = np.linspace(0, 255, 24 * 32 * 3).reshape(24, 32, 3).astype(np.uint8)
+    grey16 = (np.arange(24 * 32).reshape(24, 32) * 85).astype(np.uint16)
+    for name, image in (("photo.jpg", Image.fromarray(gradient)), ("grey16.png", Image.fromarray(grey16))):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        image.save(tmp_path / name)
+        image.save(folder / name)
+        alone, in_folder = next(iter(open_video(tmp_path / name))), next(iter(open_video(folder)))
+        assert np.array_equal(alone, in_folder), name
+        assert np.array_equal(read_frames(tmp_path / name, [0])[0], alone), name
+
+
 def test_an_input_with_transparency_is_noted_as_losing_it(tmp_path):
     """RGBA photos and frame folders lost their alpha channel without a word (frames.py warned only for frames
     passed in Python), found by a black-box test."""

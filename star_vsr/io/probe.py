@@ -243,6 +243,11 @@ class VideoInfo:
     audio_cut: bool = False
 
     @property
+    def is_photo(self) -> bool:
+        """A single image file (PNG, JPEG, ...): read as a folder of that one frame is (`is_photo_file`)."""
+        return not self.is_image_folder and is_photo_file(self.path, self.num_frames)
+
+    @property
     def timeline(self) -> tuple[Fraction, ...] | None:
         """What writers take as ``frame_times`` to keep this video's timing: `frame_times`, then the
         time its last frame stops being shown when that is known (`last_frame_s`); None for
@@ -609,7 +614,7 @@ def _probe_container(path: Path) -> VideoInfo:
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
         )
-    photo = num_frames == 1 and path.suffix.lower() in IMAGE_EXTENSIONS
+    photo = is_photo_file(path, num_frames)
     if photo:  # FFmpeg's 25 fps for stills is made up (written out as PNG frames it was "not this video's 25"): a
         # photo is read as a folder of one frame is
         frame_rate, duration_s = DEFAULT_FOLDER_FPS, None
@@ -647,6 +652,14 @@ def _probe_container(path: Path) -> VideoInfo:
         untagged_hd=untagged_hd,
         last_frame_s=last_frame_s,
     )
+
+
+def is_photo_file(path: Path, num_frames: int) -> bool:
+    """Whether a file of ``num_frames`` frames is a photo (one frame, a frame-image suffix), which star-vsr reads
+    as a folder of that one frame: decoded by OpenCV, upright by its EXIF orientation, at `DEFAULT_FOLDER_FPS`.
+    FFmpeg decoded such a JPEG up to 12 levels apart from the same file in a folder, gave it a made-up 25 fps and
+    misread its mirrored EXIF orientations."""
+    return num_frames == 1 and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _exif_orientation(image_file: Path) -> DisplayOrientation | None:

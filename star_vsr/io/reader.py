@@ -247,12 +247,18 @@ def _load_image(file: Path, info: VideoInfo) -> np.ndarray:
     return image  # (h, w, 3)
 
 
+def _image_files(info: VideoInfo) -> list[Path]:
+    """The frame images of a frame folder in natural order, or a photo itself (`VideoInfo.is_photo`)."""
+    return [info.path] if info.is_photo else list_image_files(info.path)
+
+
 class ImageFolderReader(VideoReader):
-    """Reads a folder of PNG/JPEG/TIFF/BMP/WebP frames in natural order (frame2 before frame10)."""
+    """Reads a folder of PNG/JPEG/TIFF/BMP/WebP frames in natural order (frame2 before frame10), or one photo as
+    a folder of that frame (OpenCV decodes both alike)."""
 
     def __init__(self, info: VideoInfo) -> None:
         super().__init__(info)
-        self.files = list_image_files(info.path)
+        self.files = _image_files(info)
 
     def _frames(self) -> Iterator[np.ndarray]:
         for file in self.files:
@@ -302,7 +308,7 @@ def open_video(
     info = probe_video(path, folder_fps=folder_fps)
     if info.damage:  # found before any frame is decoded, not where the data ends
         raise CorruptVideoError(info.damage)
-    if info.is_image_folder:
+    if info.is_image_folder or info.is_photo:
         return ImageFolderReader(info)
     mode = "all" if deinterlace is True else "flagged" if deinterlace == "auto" and info.interlaced else False
     return PyAVVideoReader(info, mode)
@@ -439,8 +445,8 @@ def read_frames(
         raise CorruptVideoError(f"{info.damage} (frame {max(wanted)} was asked for)")
     if not wanted:
         return np.empty((0, info.height, info.width, 3), dtype=np.uint8)
-    if info.is_image_folder:
-        files = list_image_files(info.path)
+    if info.is_image_folder or info.is_photo:
+        files = _image_files(info)
         return np.stack([_load_image(files[index], info) for index in wanted])  # (k, h, w, 3)
     if backend == "decord" or (backend == "auto" and not info.untagged_hd):
         try:
