@@ -581,7 +581,8 @@ def resume_checkpoint(output_dir: Path, resume: Optional[str]) -> Optional[Path]
 
     ``None`` starts fresh; ``"latest"`` is the newest checkpoint in ``output_dir`` (None when there
     is none yet, so a first run and its restarts share one command line); anything else must be a
-    ``checkpoint-<step>`` folder (``InputError`` otherwise).
+    ``checkpoint-<step>`` folder (``InputError`` otherwise), a relative one found from the current folder or else
+    in ``output_dir`` (``checkpoint-2`` as ``ls OUTPUT_DIR`` shows it).
     """
     if resume is None:
         return None
@@ -589,6 +590,12 @@ def resume_checkpoint(output_dir: Path, resume: Optional[str]) -> Optional[Path]
         folders = checkpoint_folders(Path(output_dir))
         return folders[-1] if folders else None
     path = Path(resume)
+    if not path.is_absolute() and not path.exists() and (Path(output_dir) / path).exists():
+        path = Path(output_dir) / path
+    if not path.exists():
+        raise InputError(f"--resume_from_checkpoint {resume} does not exist" + (
+            "" if path.is_absolute() else f" here or in --output_dir {output_dir}") + "; give a "
+            f"{CHECKPOINT_PREFIX}<step> folder, or 'latest'")
     if path not in checkpoint_folders(path.parent):
         raise InputError(f"--resume_from_checkpoint {path} is not a {CHECKPOINT_PREFIX}<step> folder; give one, "
                          "or 'latest'")

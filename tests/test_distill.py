@@ -917,7 +917,9 @@ def test_bad_paths_are_argparse_errors_before_anything_is_written(tmp_path, caps
         "config file": ["--config", str(tmp_path / "nope.yaml")],
         "is a file, not a folder": ["--output_dir", str(blocker / "out")],
         "is not a teacher cache": ["--train_cache", str(tmp_path / "no-cache")],
-        "is not a checkpoint-<step> folder": ["--resume_from_checkpoint", str(tmp_path / "no-checkpoint")],
+        "no-checkpoint does not exist; give a checkpoint-<step> folder": ["--resume_from_checkpoint",
+                                                                          str(tmp_path / "no-checkpoint")],
+        "a-file is not a checkpoint-<step> folder": ["--resume_from_checkpoint", str(blocker)],
     }
     for message, extra in cases.items():
         with pytest.raises(SystemExit) as exit_info:

@@ -151,7 +151,10 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys):
     (["--frame_interval", "none"], r"--frame_interval must be an int or \(min, max\), got None"),
     (["--dfl_num_frames", "0"], "dfl_num_frames must be >= 1"),
     (["--validation_num_inference_steps", "0"], "validation_num_inference_steps"),
-    (["--resume_from_checkpoint", "/nope"], "is not a checkpoint-<step> folder"),
+    (["--resume_from_checkpoint", "/nope"], "--resume_from_checkpoint /nope does not exist; give a checkpoint-<step> "
+                                             "folder, or 'latest'"),
+    (["--resume_from_checkpoint", "checkpoint-2"], "--resume_from_checkpoint checkpoint-2 does not exist here or in "
+                                                   "--output_dir"),
     (["--tracker_project_name", ".."], "tracker_project_name must be a plain folder name"),
     (["--tracker_project_name", "."], "tracker_project_name must be a plain folder name"),
     (["--tracker_project_name", "a/b"], "tracker_project_name must be a plain folder name"),

@@ -698,3 +698,15 @@ def test_ctrl_c_before_training_starts_is_one_line_not_a_traceback(tmp_path, scr
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     if when == "setting up":
         assert f"{script}: interrupted" in output or "stopped at step" in output, output
+
+
+def test_a_relative_checkpoint_is_found_in_the_output_folder(tmp_path, monkeypatch):
+    """``--resume_from_checkpoint checkpoint-2`` (as ``ls OUTPUT_DIR`` shows it) was looked for in the current
+    folder only, and a path that does not exist was called "not a checkpoint-<step> folder"."""
+    run = started_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert resume_checkpoint(run, "checkpoint-2") == run / "checkpoint-2"
+    assert resume_checkpoint(run, "run/checkpoint-2") == Path("run/checkpoint-2")  # from here first
+    with pytest.raises(InputError, match=r"checkpoint-9 does not exist here or in --output_dir .*run; give a "
+                                         r"checkpoint-<step> folder, or 'latest'"):
+        resume_checkpoint(run, "checkpoint-9")
