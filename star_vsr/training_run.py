@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequence
 
 import yaml
 
@@ -180,7 +180,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # <<: *defaults, whose keys this mapping may override
+                continue
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                raise yaml.constructor.ConstructorError(None, None, "a list or mapping cannot be a setting's name",
+                                                        key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"{key!r} is given twice", key_node.start_mark)
             seen.add(key)
@@ -681,6 +686,9 @@ def changed_settings(saved: Mapping[str, Any], args: argparse.Namespace,
     script's parser as built, without a ``--config``'s defaults."""
     now = recorded_settings(args, parser)
     defaults = vars(parser.parse_args([]))
+    saved = dict(saved)
+    if "mixed_precision" in saved and saved["mixed_precision"] is None:  # recorded before the launcher's precision
+        saved["mixed_precision"] = now.get("mixed_precision")  # was filled in (launcher_precision): unknown, as now
     before = _comparable({**defaults, **{name: value for name, value in saved.items() if name in now}}, parser)
     return [(name, before.get(name), value) for name, value in now.items()
             if name not in RUN_CONTROL_SETTINGS and before.get(name) != value]

@@ -306,6 +306,11 @@ def test_skips_in_dataloader_workers_are_warned_of_once_by_the_training_loop(tmp
     assert str(caught[0].message).startswith(f"skipping training sample {data / 'b_corrupt.mp4'}: cannot be read")
     with pytest.warns(BadSampleWarning, match="b_corrupt.mp4: cannot be read"):
         assert json.loads(dataset[1]["unreported_skips"]) == {}  # the main process warns itself
+    # said by the main process first (train_star reads item 0 before the loop): the workers' copies know it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for batch in loader:
+            assert batch["unreported_skips"] == ["{}"]
 
 
 # --- workers and order ---------------------------------------------------------------------------

@@ -365,6 +365,11 @@ def test_an_input_with_transparency_is_noted_as_losing_it(tmp_path):
                                                f"first to choose one)"]
     Image.fromarray(rgba[..., :3], "RGB").save(tmp_path / "opaque.png")
     assert probe_video(tmp_path / "opaque.png").caveats() == []
+    frames = [Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)) for i in range(3)]
+    frames[0].save(tmp_path / "opaque.gif", save_all=True, append_images=frames[1:], duration=100)
+    assert probe_video(tmp_path / "opaque.gif").caveats() == []  # FFmpeg decodes every GIF as bgra
+    Image.fromarray(rgba[..., :3], "RGB").save(tmp_path / "dpi.jpg", dpi=(72, 96))
+    assert probe_video(tmp_path / "dpi.jpg").pixel_aspect == 1  # FFmpeg took the dpi for a pixel aspect of 3:4
 
 
 def test_avi_frame_count_skips_the_empty_packets_of_packed_b_frames(tmp_path):
@@ -724,13 +729,17 @@ def test_a_frame_size_the_encoder_refuses_is_one_line_naming_it(tmp_path):
     library" (the CLI printed it as "FFmpeg failed: [Errno 542398533] ..."); h265's smallest-size message offered
     h264, which cannot write such frames either."""
     out = tmp_path / "wide.mp4"
-    with pytest.raises(UnsupportedVideoError, match=r"^libx264 cannot encode frames of 16388x2 \(.*\); write them "
-                                                    r"with codec=\"ffv1\" \(any size\), or upscale by less$"):
+    with pytest.raises(UnsupportedVideoError, match=r"^h264 \(libx264\) encodes frames of at most 16384 pixels a "
+                                                    r"side, and these are 16388x2; write them with codec=\"ffv1\" "
+                                                    r"\(any size\), or upscale by less$"):
         with VideoWriter(out, fps=30) as writer:
             writer.write(np.zeros((2, 16388, 3), np.uint8))
     with pytest.raises(UnsupportedVideoError, match="these are 16388x8; write them with --codec ffv1$"):
         with VideoWriter(out, fps=30, codec="h265") as writer:
             writer.write(np.zeros((8, 16388, 3), np.uint8))
+    with pytest.raises(UnsupportedVideoError, match=r"^libx265 cannot encode frames of 8192x16 \(.*\); write them"):
+        with VideoWriter(tmp_path / "thin.mkv", fps=30, codec="h265") as writer:  # x265's own refusal, caught
+            writer.write(np.zeros((16, 8192, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []
 
 

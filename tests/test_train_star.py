@@ -88,7 +88,7 @@ def test_two_launched_processes_on_a_machine_without_a_gpu_train_one_run_togethe
     assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
 
 
-def test_config_file_and_command_line_overrides(tmp_path, capsys):
+def test_config_file_and_command_line_overrides(tmp_path, capsys, monkeypatch):
     args = train_star.parse_args(["--config", str(TINY_CONFIG), "--max_train_steps", "3", "--crop_size", "[16, 24]",
                                   "--lora_alpha", "null", "--random_flip", "false", "--learning_rate", "2e-4"])
     assert args.max_train_steps == 3 and args.crop_size == [16, 24] and args.lora_alpha is None
@@ -109,6 +109,7 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys):
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, flag
     assert train_star.parse_args(["--config", str(TINY_CONFIG), "--validation_video", "null"]).validation_video is None
     # not given: the launcher's precision (accelerate launch --mixed_precision; here none), recorded as such
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     assert train_star.parse_args(["--config", str(TINY_CONFIG), "--mixed_precision", ""]).mixed_precision == "no"
     args = train_star.parse_args(["--config", str(TINY_CONFIG), "--dfl_crop_size", "none", "--random_flip", "no"])
     assert args.dfl_crop_size is None and args.random_flip is False  # "none" was the string 'none'

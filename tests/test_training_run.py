@@ -61,6 +61,7 @@ def test_config_values_are_defaults_that_flags_override(tmp_path):
     ("a: 1\n  b: [\n", "is not valid YAML (line 2, column 4): mapping values are not allowed here"),
     ("1: 2\nfoo: 3\n", "unknown settings ['1', 'foo']"),
     ("scale: 2\nmode: x\nscale: 3\n", "is not valid YAML (line 3, column 1): 'scale' is given twice"),  # 3 won
+    ("? [a, b]\n: 1\n", "a list or mapping cannot be a setting's name"),  # a TypeError traceback
 ])
 def test_bad_configs_are_one_line_argument_errors(tmp_path, capsys, text, message):
     config = tmp_path / "run.yaml"
@@ -698,6 +699,32 @@ def test_ctrl_c_before_training_starts_is_one_line_not_a_traceback(tmp_path, scr
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     if when == "setting up":
         assert f"{script}: interrupted" in output or "stopped at step" in output, output
+
+
+def test_yaml_merge_keys_still_work_and_may_be_overridden(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("<<: {scale: 2, mode: y}\nscale: 3\n")  # (the duplicate-key check skips the merge key)
+    args = parse_with_config(parser(), ["--config", str(config)])
+    assert args.scale == 3 and args.mode == "y"
+
+
+def test_a_run_that_recorded_no_precision_resumes_with_the_same_command(tmp_path, monkeypatch):
+    """train_star recorded mixed_precision null before the launcher's precision was filled in; the same command
+    was then refused on resume ("mixed_precision: null -> no")."""
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    run = started_run(tmp_path)
+    record = run / "train_config.yaml"
+    settings = yaml.safe_load(record.read_text())
+    settings["mixed_precision"] = None
+    record.write_text(yaml.safe_dump(settings))
+    for checkpoint_record in run.glob("checkpoint-2/*.yaml"):
+        saved = yaml.safe_load(checkpoint_record.read_text())
+        if isinstance(saved, dict) and "mixed_precision" in saved:
+            saved["mixed_precision"] = None
+            checkpoint_record.write_text(yaml.safe_dump(saved))
+    run_args(run, "--resume_from_checkpoint", "latest")  # accepted
+    with pytest.raises(InputError, match="learning_rate"):  # other changes are still refused
+        run_args(run, "--resume_from_checkpoint", "latest", "--learning_rate", "0.5")
 
 
 def test_a_relative_checkpoint_is_found_in_the_output_folder(tmp_path, monkeypatch):

@@ -55,7 +55,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                             "CPU has AMX, else fp32)")
     sr = parser.add_argument_group("super-resolution")
     sr.add_argument("--upscale", type=float, default=4,
-                    help="scale factor (default 4): a student takes 1 to 4, not only whole numbers (each side becomes "
+                    help="scale factor (default 4): the shipped student takes 1 to 4 (a student up to its largest "
+                         "head), not only whole numbers (each side becomes "
                          "side x scale rounded to the nearest whole number, halves to even: 7 x 1.5 = 10, 9 x 1.5 "
                          "= 14); a StarVSR diffusion model 1 to 8 (trained at 4)")
     sr.add_argument("--no-scene-cut-reset", action="store_true",

@@ -159,7 +159,8 @@ class ClipPairDataset(Dataset, ABC):
         ``unreported``."""
         name = self.source_name(source)
         if get_worker_info() is not None:
-            unreported[name] = reason
+            if name not in self.bad_sources:  # (a worker's copy holds what the main process had said before)
+                unreported[name] = reason
         elif name not in self.bad_sources:
             _warn_skip(name, reason, stacklevel=3)  # at the line that asked for the item
         self.bad_sources[name] = reason

@@ -71,10 +71,10 @@ counts as cut short (`VideoInfo.missing_s`). The last frame ends where its packe
 1 / fps after it starts: a file that holds its last frame longer without giving packet durations gets a
 note too many (which says it may be that) and a `duration_s` that ends with that frame."""
 
-# FFmpeg pixel-format names for the Pillow modes an image folder may hold.
 _EXIF_ORIENTATION = 0x0112
 """The EXIF tag of how a photo is turned to be shown upright."""
 
+# FFmpeg pixel-format names for the Pillow modes an image folder may hold.
 _PIL_MODE_TO_PIX_FMT = {
     "RGB": "rgb24",
     "RGBA": "rgba",
@@ -87,7 +87,8 @@ _PIL_MODE_TO_PIX_FMT = {
 
 @dataclass(frozen=True)
 class DisplayOrientation:
-    """How a decoded frame is turned to be shown upright, from the container's display matrix.
+    """How a decoded frame is turned to be shown upright: from a video's display matrix, or a photo's (and a frame
+    folder's first frame's) EXIF orientation.
 
     The eight right-angle cases (four rotations, each optionally mirrored) as three steps
     applied in order: swap rows and columns (`transpose`), mirror left-right (`flip_x`), turn
@@ -284,7 +285,9 @@ class VideoInfo:
                 f"its {self.num_frames} frames are read (if it is whole, its last frame is held "
                 f"{self.missing_s:.2f} s longer, as in videos made from GIFs)"
             )
-        if self.pix_fmt in av.video.format.names and any(c.is_alpha for c in av.VideoFormat(self.pix_fmt).components):
+        alpha = (self.pix_fmt in av.video.format.names
+                 and any(c.is_alpha for c in av.VideoFormat(self.pix_fmt).components))
+        if alpha and self.codec != "gif":  # FFmpeg decodes every GIF, opaque ones too, as bgra
             notes.append(f"{self.path} has an alpha channel ({self.pix_fmt}); star-vsr works on RGB frames, so its "
                          f"transparency is dropped (composite it onto a background first to choose one)")
         depth = pixel_bit_depth(self.pix_fmt)
@@ -618,9 +621,12 @@ def _probe_container(path: Path) -> VideoInfo:
     if photo:  # FFmpeg's 25 fps for stills is made up (written out as PNG frames it was "not this video's 25"): a
         # photo is read as a folder of one frame is
         frame_rate, duration_s = DEFAULT_FOLDER_FPS, None
-    orientation, interlaced = _read_first_frame(path)
-    if photo:  # FFmpeg's display matrix of a photo loses its EXIF mirroring (orientation 2 read as 180 degrees)
-        orientation = _exif_orientation(path) or orientation
+    if photo:  # read as a folder of one frame: upright by its EXIF orientation (FFmpeg's display matrix of a photo
+        # loses EXIF's mirroring, orientation 2 read as 180 degrees), square pixels (FFmpeg took a JPEG's dpi for
+        # a pixel aspect ratio), never interlaced
+        orientation, interlaced, pixel_aspect = _exif_orientation(path) or DisplayOrientation(), False, 1
+    else:
+        orientation, interlaced = _read_first_frame(path)
     width, height = orientation.display_size(width, height)
     if orientation.transpose:
         pixel_aspect = 1 / pixel_aspect

@@ -162,9 +162,9 @@ def _deinterlace(
 ) -> Iterator[av.VideoFrame]:
     """`frames` through `DEINTERLACER`: the same number of frames, one frame behind (the
     filter looks at the next frame's fields). `every_frame`: also frames not flagged interlaced.
-    A stream that changes size or pixel format (a broadcast switching SD / HD) gets a new graph
-    from that frame on, after the old one is flushed: FFmpeg's buffer source would keep the old
-    geometry and crop or scramble the new frames."""
+    A stream that changes pixel format gets a new graph from that frame on, after the old one is
+    flushed: FFmpeg's buffer source would keep the old format and scramble the new frames (one that
+    changes size is refused by `_to_rgb` at that frame)."""
     graph, shape = None, None
 
     def drain() -> Iterator[av.VideoFrame]:

@@ -76,6 +76,7 @@ class _VideoCodec:
     options: tuple[tuple[str, str], ...] = ()  # extra encoder options
     reorder_delay: int = 0  # frames the decoder holds back (B-frame pyramid: 2 with x264's / x265's defaults)
     min_size: int = 1  # smallest width and height the encoder opens with (after padding to the pixel format)
+    max_size: int | None = None  # longest side it opens with (None: no known limit)
 
 
 X264_MAX_SIZE = 16384
@@ -89,7 +90,8 @@ library")."""
 X264_REPRODUCIBLE: tuple[tuple[str, str], ...] = (("x264-params", "asm=0"),)
 
 VIDEO_CODECS: dict[str, _VideoCodec] = {
-    "h264": _VideoCodec("libx264", "yuv420p", (".mp4", ".mkv", ".mov"), H264_DEFAULT_CRF, reorder_delay=2),
+    "h264": _VideoCodec("libx264", "yuv420p", (".mp4", ".mkv", ".mov"), H264_DEFAULT_CRF, reorder_delay=2,
+                        max_size=X264_MAX_SIZE),
     "h265": _VideoCodec(
         "libx265",
         "yuv420p",
@@ -667,6 +669,12 @@ class VideoWriter:
                 raise UnsupportedVideoError(f"{self.codec} ({VIDEO_CODECS[self.codec].encoder}) encodes frames of at "
                                             f"least {smallest}x{smallest}, and these are {size[1]}x{size[0]}; write "
                                             f"them with --codec {others}")
+            largest = VIDEO_CODECS[self.codec].max_size if self.codec in VIDEO_CODECS else None
+            if largest is not None and max(padded) > largest:  # said before the encoder's "Generic error"
+                ffv1 = option('codec="ffv1"', "--codec ffv1")
+                raise UnsupportedVideoError(f"{self.codec} ({VIDEO_CODECS[self.codec].encoder}) encodes frames of at "
+                                            f"most {largest} pixels a side, and these are {size[1]}x{size[0]}; write "
+                                            f"them with {ffv1} (any size), or upscale by less")
             self.frame_size = size
             self._warn_lost_pixel_aspect(*size)
             if self.codec == "png":
