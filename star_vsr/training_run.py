@@ -192,6 +192,20 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def add_optimizer_arguments(group: Any, adam_beta2: float, adam_weight_decay: float) -> None:
+    """The AdamW, gradient-clipping and precision flags both training scripts share, on an ``argparse`` argument
+    ``group``, with each script's own defaults for ``--adam_beta2`` and ``--adam_weight_decay``."""
+    group.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1, in [0, 1)")
+    group.add_argument("--adam_beta2", type=float, default=adam_beta2, help="AdamW beta2, in [0, 1)")
+    group.add_argument("--adam_weight_decay", type=float, default=adam_weight_decay, help="AdamW weight decay")
+    group.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
+    group.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping (0: off)")
+    group.add_argument("--mixed_precision", type=optional_value(str), choices=(None, "no", "fp16", "bf16"),
+                       default=None, metavar="{no,fp16,bf16}",
+                       help="training precision (default: the launcher's, accelerate launch --mixed_precision or "
+                            "accelerate config, else no)")
+
+
 def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse ``argv`` with the settings of ``--config`` (YAML mapping, keys = flag names) as defaults.
 

@@ -60,11 +60,11 @@ from star_vsr.errors import InputError, OutputError, StarVSRError, explain_out_o
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
-from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, apply_run_hyperparameters,
-                                   bool_value, check_batches_per_epoch, check_number, check_run_settings,
-                                   checkpoint_step, load_training_checkpoint, optional_value, parse_with_config,
-                                   path_or_none, prepare_output_dir, record_run_settings, resume_checkpoint,
-                                   script_error, script_interrupted, tensorboard_pattern)
+from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, add_optimizer_arguments,
+                                   apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
+                                   check_run_settings, checkpoint_step, load_training_checkpoint, optional_value,
+                                   parse_with_config, path_or_none, prepare_output_dir, record_run_settings,
+                                   resume_checkpoint, script_error, script_interrupted, tensorboard_pattern)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -134,15 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr_scheduler", default="cosine", choices=tuple(kind.value for kind in SchedulerType),
                        help="diffusers.optimization schedule")
     train.add_argument("--lr_warmup_steps", type=int, default=50, help="warm-up steps of the schedule")
-    train.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1, in [0, 1)")
-    train.add_argument("--adam_beta2", type=float, default=0.99, help="AdamW beta2, in [0, 1)")
-    train.add_argument("--adam_weight_decay", type=float, default=0.0, help="AdamW weight decay")
-    train.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
-    train.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping (0: off)")
-    train.add_argument("--mixed_precision", type=optional_value(str), choices=(None, "no", "fp16", "bf16"),
-                       default=None, metavar="{no,fp16,bf16}",
-                       help="training precision (default: the launcher's, accelerate launch --mixed_precision or "
-                            "accelerate config, else no)")
+    add_optimizer_arguments(train, adam_beta2=0.99, adam_weight_decay=0.0)
     train.add_argument("--ema_decay", type=float, default=0.0,
                        help="exponential moving average of the student's weights (0 = off); validation and the "
                             "saved student use the averaged weights")

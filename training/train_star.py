@@ -85,10 +85,11 @@ from star_vsr.progress import bar_options
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS
 from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add_checkpoint_arguments,
-                                   apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
-                                   check_run_settings, checkpoint_step, load_training_checkpoint, optional_value,
-                                   parse_with_config, path_or_none, prepare_output_dir, record_run_settings,
-                                   resume_checkpoint, script_error, script_interrupted, tensorboard_pattern)
+                                   add_optimizer_arguments, apply_run_hyperparameters, bool_value,
+                                   check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
+                                   load_training_checkpoint, optional_value, parse_with_config, path_or_none,
+                                   prepare_output_dir, record_run_settings, resume_checkpoint, script_error,
+                                   script_interrupted, tensorboard_pattern)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -191,15 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--lr_scheduler", type=str, default="constant_with_warmup",
                        choices=tuple(kind.value for kind in SchedulerType), help="diffusers.optimization schedule.")
     optim.add_argument("--lr_warmup_steps", type=int, default=0, help="Warm-up steps.")
-    optim.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1, in [0, 1).")
-    optim.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2, in [0, 1).")
-    optim.add_argument("--adam_weight_decay", type=float, default=1e-2, help="AdamW weight decay.")
-    optim.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon.")
-    optim.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (0: off).")
-    optim.add_argument("--mixed_precision", type=optional_value(str), choices=(None, "no", "fp16", "bf16"),
-                       default=None, metavar="{no,fp16,bf16}",
-                       help="Training precision (default: the launcher's, accelerate launch --mixed_precision or "
-                            "accelerate config, else no).")
+    add_optimizer_arguments(optim, adam_beta2=0.999, adam_weight_decay=1e-2)
     optim.add_argument("--allow_tf32", type=bool_value, default=False, help="TF32 matmuls on Ampere+ GPUs.")
     optim.add_argument("--seed", type=int, default=0, help="Seed of everything random.")
 
