@@ -174,10 +174,7 @@ class FileFrameSource(FrameSource):
         self.folder_fps = DEFAULT_FOLDER_FPS if folder_fps is None else folder_fps
         self.info = info = probe_video(self.path, folder_fps=self.folder_fps)
         if folder_fps is not None and not info.is_image_folder:
-            from .io.folders import IMAGE_EXTENSIONS
-
-            what = ("a single image, upscaled as one frame (a frame rate changes nothing there)"
-                    if self.path.suffix.lower() in IMAGE_EXTENSIONS
+            what = ("a single image, upscaled as one frame (a frame rate changes nothing there)" if info.is_photo
                     else f"a video file with its own ({info.fps:.6g} fps)")
             raise InputError(f"a frame rate (--fps) is for a folder of frames, which stores none; {self.path} is "
                              f"{what}")

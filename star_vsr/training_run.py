@@ -153,6 +153,24 @@ def script_interrupted(prog: str) -> str:
             f"latest goes on from the newest)")
 
 
+def run_script(prog: str, run: Callable[[], Any]) -> None:
+    """A training script's ``__main__``: ``run()``, and its end as one line: a ``StarVSRError`` as `script_error`
+    (exit status 1), Ctrl-C outside `StopRequest`'s clean stop (while it sets up, or a second one) as
+    `script_interrupted` (130). Ctrl-C is a KeyboardInterrupt from here on, unless it was ignored at the start (a
+    shell's background job); the script's own first lines turn it into a quiet exit while its libraries load."""
+    from .errors import StarVSRError
+
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        run()
+    except StarVSRError as error:
+        sys.exit(script_error(prog, error))
+    except KeyboardInterrupt:
+        print(script_interrupted(prog), file=sys.stderr)
+        sys.exit(130)
+
+
 def add_checkpoint_arguments(group: Any, default_output_dir: str, run_files: str) -> None:
     """The flags both training scripts share, on an ``argparse`` argument ``group``: where the run goes
     (``--output_dir``, default ``default_output_dir``), its checkpoints, resuming, and starting over (deleting

@@ -56,7 +56,7 @@ from star_vsr.data.base import report_skips
 from star_vsr.distill.cache import MANIFEST_NAME, TeacherCache
 from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
-from star_vsr.errors import InputError, OutputError, StarVSRError, explain_out_of_memory
+from star_vsr.errors import InputError, OutputError, explain_out_of_memory
 from star_vsr.models.student import StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
@@ -64,7 +64,7 @@ from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_a
                                    apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
                                    check_run_settings, checkpoint_step, load_training_checkpoint, optional_value,
                                    parse_with_config, path_or_none, prepare_output_dir, record_run_settings,
-                                   resume_checkpoint, script_error, script_interrupted, tensorboard_pattern)
+                                   resume_checkpoint, run_script, tensorboard_pattern)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -657,12 +657,4 @@ def run_validation(accelerator: Accelerator, student: Any, clips: list[dict[str,
 
 
 if __name__ == "__main__":
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is a KeyboardInterrupt
-    try:
-        main(parse_args())
-    except StarVSRError as error:
-        sys.exit(script_error(Path(__file__).name, error))
-    except KeyboardInterrupt:  # while it sets up, or a second Ctrl-C (the first stops cleanly after a step)
-        print(script_interrupted(Path(__file__).name), file=sys.stderr)
-        sys.exit(130)
+    run_script(Path(__file__).name, lambda: main(parse_args()))

@@ -71,7 +71,7 @@ from tqdm.auto import tqdm
 from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipDataset
 from star_vsr.data.base import BadSampleWarning, ClipPairDataset, as_size, report_skips
 from star_vsr.data.video_clips import as_frame_interval
-from star_vsr.errors import InputError, StarVSRError, explain_out_of_memory
+from star_vsr.errors import InputError, explain_out_of_memory
 from star_vsr.io.folders import IMAGE_EXTENSIONS, clips_in_folder
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
 from star_vsr.losses.frequency import MAX_CUTOFF
@@ -88,8 +88,8 @@ from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add
                                    add_optimizer_arguments, apply_run_hyperparameters, bool_value,
                                    check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
                                    load_training_checkpoint, optional_value, parse_with_config, path_or_none,
-                                   prepare_output_dir, record_run_settings, resume_checkpoint, script_error,
-                                   script_interrupted, tensorboard_pattern)
+                                   prepare_output_dir, record_run_settings, resume_checkpoint, run_script,
+                                   tensorboard_pattern)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -649,8 +649,9 @@ def main(args: argparse.Namespace) -> None:
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir),
                                             logging_dir=str(output_dir / args.logging_dir)))
-    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":  # fp16 from `accelerate config`
-        raise InputError("mixed precision fp16 (from the Accelerate config) needs a CUDA GPU; pass "
+    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":  # accelerate launch --cpu on a
+        # machine with a GPU, which check_run_settings' fp16 check lets through
+        raise InputError("mixed precision fp16 needs a CUDA GPU, and this run is on the CPU; pass "
                          "--mixed_precision bf16 or no on the CPU")
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)
@@ -789,12 +790,4 @@ def truncate_log(log_file: Path, global_step: int) -> None:
 
 
 if __name__ == "__main__":
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is a KeyboardInterrupt
-    try:
-        main(parse_args())
-    except StarVSRError as error:
-        sys.exit(script_error(Path(__file__).name, error))
-    except KeyboardInterrupt:  # while it sets up, or a second Ctrl-C (the first stops cleanly after a step)
-        print(script_interrupted(Path(__file__).name), file=sys.stderr)
-        sys.exit(130)
+    run_script(Path(__file__).name, lambda: main(parse_args()))

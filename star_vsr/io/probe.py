@@ -119,7 +119,7 @@ class DisplayOrientation:
     @classmethod
     def from_exif(cls, orientation: int) -> DisplayOrientation:
         """The orientation of a photo's EXIF tag 0x0112 (1-8, as cameras and phones write it; anything else:
-        none), which FFmpeg turns into a display matrix for a single JPEG."""
+        none)."""
         return {2: cls(flip_x=True), 3: cls(flip_x=True, flip_y=True), 4: cls(flip_y=True), 5: cls(transpose=True),
                 6: cls(transpose=True, flip_x=True), 7: cls(transpose=True, flip_x=True, flip_y=True),
                 8: cls(transpose=True, flip_y=True)}.get(orientation, cls())
@@ -617,13 +617,10 @@ def _probe_container(path: Path) -> VideoInfo:
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
         )
-    photo = is_photo_file(path, num_frames)
-    if photo:  # FFmpeg's 25 fps for stills is made up (written out as PNG frames it was "not this video's 25"): a
-        # photo is read as a folder of one frame is
+    if is_photo_file(path, num_frames):  # read as a folder of one frame: at its rate (FFmpeg's 25 fps for stills is
+        # made up), upright by its EXIF orientation (FFmpeg's display matrix of a photo loses EXIF's mirroring,
+        # orientation 2 read as 180 degrees), square pixels (FFmpeg took a JPEG's dpi for a pixel aspect ratio)
         frame_rate, duration_s = DEFAULT_FOLDER_FPS, None
-    if photo:  # read as a folder of one frame: upright by its EXIF orientation (FFmpeg's display matrix of a photo
-        # loses EXIF's mirroring, orientation 2 read as 180 degrees), square pixels (FFmpeg took a JPEG's dpi for
-        # a pixel aspect ratio), never interlaced
         orientation, interlaced, pixel_aspect = _exif_orientation(path) or DisplayOrientation(), False, 1
     else:
         orientation, interlaced = _read_first_frame(path)
