@@ -113,6 +113,17 @@ def launcher_precision(mixed_precision: Optional[str]) -> str:
     return os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
 
 
+class SettingsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` adds a flag's ``(default: ...)`` only where its own help does not already say the default and
+    the default is a value: not ``(default: None)`` after "default: the launcher's", not ``(default: False)``."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if "default" in help_text or any(action.default is hidden for hidden in (None, False, argparse.SUPPRESS)):
+            return help_text
+        return super()._get_help_string(action) or help_text
+
+
 class SettingsParser(argparse.ArgumentParser):
     """The training scripts' parser: an error is one line, without the usage block (dozens of lines
     of flags, above which ``accelerate launch`` then prints its own traceback, buried the message).
@@ -124,7 +135,7 @@ class SettingsParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, path_settings: Sequence[str] = (), pair_settings: Sequence[str] = (),
                  **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, formatter_class=SettingsHelpFormatter, **kwargs)
         self.path_settings = tuple(path_settings)
         self.pair_settings = tuple(pair_settings)
 

@@ -101,6 +101,20 @@ def test_config_null_clears_only_settings_that_may_be_none_and_the_command_line_
         assert err.startswith("x.py: error: ") and message in err and "usage" not in err, err
 
 
+def test_help_says_each_default_once_and_only_real_ones():
+    """--help printed "(default: None)" after "(default: the launcher's ...)" and "(default: False)" after flags."""
+    p = SettingsParser(prog="x.py")
+    p.add_argument("--precision", default=None, help="precision (default: the launcher's)")
+    p.add_argument("--dir", default=None, help="a folder")
+    p.add_argument("--flag", action="store_true", help="turn it on")
+    p.add_argument("--steps", type=int, default=0, help="steps")
+    p.add_argument("--rate", type=float, default=0.5, help="rate")
+    text = " ".join(p.format_help().split())
+    assert "(default: the launcher's) (default" not in text and "(default: None)" not in text
+    assert "(default: False)" not in text
+    assert "steps (default: 0)" in text and "rate (default: 0.5)" in text  # 0 is a real default, not False
+
+
 def test_the_launchers_precision_is_the_runs_and_the_seed_must_fit(tmp_path, monkeypatch):
     """A precision that ``accelerate launch --mixed_precision bf16`` chose was recorded as null (train_star) or
     overridden by the script's default no (distill_student); a seed out of range was a traceback from Accelerate."""

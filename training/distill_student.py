@@ -85,7 +85,6 @@ TRACKER_PROJECT = "distill_student"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = SettingsParser(description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                             path_settings=("config", "init_from", "train_cache", "perceptual_weights_path",
                                            "output_dir"))
     parser.add_argument("--config", default=None, help="YAML file of defaults for the flags below")

@@ -115,7 +115,6 @@ def _yaml_value(value: str) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     """Every setting of a run; a YAML ``--config`` provides defaults, flags override them."""
     parser = SettingsParser(description="Train StarVSR's ControlNet + LIEM (+ UNet LoRA) with Accelerate.",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                             path_settings=("config", "pretrained_model_name_or_path", "controlnet_model_name_or_path",
                                            "train_data", "validation_video", "output_dir"),
                             pair_settings=("crop_size", "dfl_crop_size", "frame_interval"))
