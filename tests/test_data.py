@@ -22,7 +22,7 @@ from star_vsr.data import (
     make_pair,
     report_skips,
 )
-from star_vsr.data.video_clips import sample_frame_indices
+from star_vsr.data.video_clips import as_frame_interval, sample_frame_indices
 from star_vsr.errors import InputError, VideoNotFoundError
 from star_vsr.evalset import COLOUR_TRAINING_PHOTO_NAMES, evaluation_photos, training_photos
 from star_vsr.io.synthetic import write_test_video
@@ -192,6 +192,15 @@ def test_clip_sampling_indices_interval_and_crop(tmp_path):
     # too long an interval for the video is lowered to fit
     rng = np.random.default_rng(0)
     assert sample_frame_indices(rng, total_frames=7, num_frames=4, frame_interval=(5, 5)) == [0, 2, 4, 6]
+
+
+def test_frame_interval_takes_whole_floats_like_other_counts():
+    """YAML / JSON may give 2.0; the other whole-number settings (check_whole_number) took it, this one refused it."""
+    assert as_frame_interval(2) == as_frame_interval(2.0) == (2, 2)
+    assert as_frame_interval([1.0, np.int64(3)]) == (1, 3)
+    for bad in (1.5, True, [1, 2.5], "2"):
+        with pytest.raises(InputError, match="frame_interval must be an int or"):
+            as_frame_interval(bad)
 
 
 def test_random_flips_and_crops(tmp_path):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import numbers
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,9 +153,11 @@ def sample_frame_indices(rng: np.random.Generator, total_frames: int, num_frames
 
 
 def as_frame_interval(frame_interval: FrameInterval, name: str = "frame_interval") -> tuple[int, int]:
-    """``2`` -> (2, 2); ``(min, max)`` -> (min, max): whole numbers with 1 <= min <= max, else ``InputError``."""
+    """``2`` -> (2, 2); ``(min, max)`` -> (min, max): whole numbers with 1 <= min <= max, else ``InputError``;
+    like ``check_whole_number``, a float without a fraction (``2.0``, as YAML and JSON may give it) counts."""
     def whole(value: object) -> bool:
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        return not isinstance(value, bool) and (isinstance(value, numbers.Integral)
+                                                or (isinstance(value, float) and value.is_integer()))
 
     if whole(frame_interval):
         interval = (int(frame_interval), int(frame_interval))
