@@ -234,6 +234,22 @@ def test_torchscript_refuses_other_frame_sizes(student, tmp_path):
         module(torch.rand(1, 3, 64, 96), *state)
 
 
+@pytest.mark.parametrize("scale", [4, 2.5])  # the integer head (pixel shuffle) and the scale-aware upsampler
+def test_torchscript_step_follows_its_inputs_device(student, tmp_path, scale):
+    """The traced step held torch.arange / torch.eye / torch.full made on the export's device (the CPU) as
+    constants, so the file could not run on a GPU (a CPU grid added to CUDA flow); no device may be baked in."""
+    import warnings
+
+    path = export_student(student, tmp_path / "student.pt", "torchscript", 12, 16, scale)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated in torch 2.14
+        module = torch.jit.load(str(path))
+    code = "\n".join(getattr(submodule, "code", "") for _, submodule in module.named_modules())  # containers: none
+    assert "grid_sampler" in code  # the warp, whose sampling grid was one of them, is in the traced code
+    assert "torch.device(" not in code
+    assert verify_export(path, student, "torchscript", 12, 16, scale, num_frames=3) < TOLERANCE
+
+
 def test_export_failures_leave_nothing_at_the_output(tmp_path, capsys, monkeypatch):
     """A failed --verify left the unverified file at -o (the next run then needed --overwrite); a full disk under
     TorchScript aborted the process inside torch.jit.save; running out of memory said to use a smaller input."""

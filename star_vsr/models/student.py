@@ -337,8 +337,10 @@ def backward_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     b, _, h, w = x.shape
     work = torch.promote_types(x.dtype, torch.float32)
     flow = flow.to(work)
-    ys = torch.arange(h, device=flow.device, dtype=work).view(1, h, 1)
-    xs = torch.arange(w, device=flow.device, dtype=work).view(1, 1, w)
+    # 0, 1, ..., n - 1 from new_ones, not torch.arange(device=...): a traced (TorchScript) step then takes the
+    # device of its input instead of the one it was exported on (exact: integers below 2^24 in float32)
+    ys = flow.new_ones(h).cumsum(0).sub_(1).view(1, h, 1)
+    xs = flow.new_ones(w).cumsum(0).sub_(1).view(1, 1, w)
     # pixel centre coordinates -> [-1, 1] (align_corners=False: pixel i covers [i, i + 1) / size)
     grid_x = (2 * (xs + flow[:, 0]) + 1) / w - 1  # (b, h, w)
     grid_y = (2 * (ys + flow[:, 1]) + 1) / h - 1
@@ -382,9 +384,9 @@ class ScaleModulation(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, 2 * channels))
 
     def forward(self, features: torch.Tensor, scale: float) -> torch.Tensor:  # (b, c, H, W)
-        # built with fills, not from host data, so a CUDA graph can capture it
-        code = torch.cat([torch.full((1, 1), 1.0 / scale, device=features.device, dtype=features.dtype),
-                          torch.full((1, 1), scale / MAX_SCALE, device=features.device, dtype=features.dtype)], dim=1)
+        # built with fills, not from host data, so a CUDA graph can capture it; new_full follows the input's device
+        # and dtype in a traced step too
+        code = torch.cat([features.new_full((1, 1), 1.0 / scale), features.new_full((1, 1), scale / MAX_SCALE)], dim=1)
         gamma, beta = self.mlp(code).chunk(2, dim=1)  # (1, c) each
         return features * (1 + gamma[..., None, None]) + beta[..., None, None]
 
@@ -559,7 +561,7 @@ class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
         h, w = lr_size
         r2 = r * r
         head = F.leaky_relu_(self.upsamplers[str(r)](lr_features)[..., :h, :w], LEAKY_SLOPE)  # (b, c_hr*r2, h, w)
-        eye = torch.eye(r2, device=head.device, dtype=head.dtype)
+        eye = head.new_ones(r2).diag()  # (r2, r2) identity on head's device, in a traced step too
         last = self.conv_last.weight[:, :, 0, 0]  # (3, c_hr)
         weight = (last[:, None, :, None] * eye[None, :, None, :]).reshape(3 * r2, -1, 1, 1)  # kron(W, I_r2)
         bias = self.conv_last.bias[:, None].expand(3, r2).reshape(-1)  # (3*r2,)
