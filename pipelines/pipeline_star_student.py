@@ -157,10 +157,11 @@ class StarStudentPipeline(DiffusionPipeline):
         return super().to(*args, **kwargs)
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
-        """``DiffusionPipeline.save_pretrained``; the weight files it wrote get the umask's mode
-        (``give_default_mode``). A file or another pipeline's folder is refused (``check_save_folder``)."""
+        """``DiffusionPipeline.save_pretrained``, all or nothing: a failed save (a full disk) leaves the folder as it
+        was (``save_pipeline_folder``). The weight files get the umask's mode (``give_default_mode``). A file or
+        another pipeline's folder is refused (``check_save_folder``)."""
         save_pipeline_folder(self, save_directory,
-                             lambda: super(StarStudentPipeline, self).save_pretrained(save_directory, **kwargs))
+                             lambda folder: super(StarStudentPipeline, self).save_pretrained(folder, **kwargs))
 
     def enable_torch_compile(self, mode: Optional[str] = None, dynamic: bool = False) -> None:
         """Run each step through ``torch.compile`` (opt-in; the first frames pay the compilation).

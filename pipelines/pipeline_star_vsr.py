@@ -196,10 +196,11 @@ class StarVSRPipeline(DiffusionPipeline):
         return super().to(*args, **kwargs)
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
-        """``DiffusionPipeline.save_pretrained``; the weight files it wrote get the umask's mode
-        (``give_default_mode``). A file or another pipeline's folder is refused (``check_save_folder``)."""
+        """``DiffusionPipeline.save_pretrained``, all or nothing: a failed save (a full disk) leaves the folder as it
+        was (``save_pipeline_folder``). The weight files get the umask's mode (``give_default_mode``). A file or
+        another pipeline's folder is refused (``check_save_folder``)."""
         save_pipeline_folder(self, save_directory,
-                             lambda: super(StarVSRPipeline, self).save_pretrained(save_directory, **kwargs))
+                             lambda folder: super(StarVSRPipeline, self).save_pretrained(folder, **kwargs))
 
     def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda") -> None:
         """Keep each model on the CPU until it runs (GPU only)."""

@@ -5,10 +5,13 @@ loading and saving rules both pipelines share (``local_load_kwargs``, ``save_pip
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from .errors import DeviceError, InputError, MissingWeightsError, StarVSRError, first_line, is_out_of_memory
+from .errors import (DeviceError, InputError, MissingWeightsError, OutputError, StarVSRError, first_line,
+                     is_out_of_memory)
+from .io.atomic import move_into_place, remove_temporary, temporary_path
 from .outputs import give_default_mode
 
 T = TypeVar("T")
@@ -186,12 +189,33 @@ def check_to_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
                               "CPU as loaded (or pass 'cpu')")
 
 
-def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Callable[[], None]) -> None:
-    """``save()`` (diffusers' ``save_pretrained`` of ``pipe`` into ``save_directory``) once ``check_save_folder``
-    passed; then the component folders it wrote, not others in ``save_directory``, get the umask's mode
-    (``give_default_mode``)."""
+def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Callable[[str], None]) -> None:
+    """``save(folder)`` (diffusers' ``save_pretrained`` of ``pipe``) into a hidden temporary folder once
+    ``check_save_folder`` passed, then the files it wrote moved into ``save_directory``, ``model_index.json`` last.
+
+    A save that fails (a full disk, a read-only folder) leaves ``save_directory`` as it was: saving a larger model
+    over a good folder used to leave the new ``config.json`` beside the old weights, a folder that loads as neither.
+    Other files in ``save_directory`` (a training run's checkpoints) stay. The component folders written get the
+    umask's mode (``give_default_mode``)."""
+    from safetensors import SafetensorError
+
     folder = Path(save_directory)
     check_save_folder(folder, type(pipe).__name__)
-    save()
-    for name in pipe.components:
-        give_default_mode(folder / name)
+    # inside the folder where it exists, so that the moves below are renames on one file system (a symlinked folder)
+    temp = temporary_path(folder / "pipeline" if folder.is_dir() else folder)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        save(str(temp))
+        for name in pipe.components:
+            give_default_mode(temp / name)
+        if not folder.is_dir():
+            os.rename(temp, folder)
+            return
+        for entry in sorted(temp.iterdir(), key=lambda entry: entry.name == "model_index.json"):
+            move_into_place(entry, folder / entry.name)
+    except (OSError, SafetensorError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else first_line(error)
+        raise OutputError(f"cannot save the pipeline into {folder}: {reason}; the folder was left as it "
+                          f"was") from error
+    finally:
+        remove_temporary(temp)

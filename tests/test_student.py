@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import star_vsr
 from star_vsr.cli import main
-from star_vsr.errors import DeviceError, InputError, MissingWeightsError
+from star_vsr.errors import DeviceError, InputError, MissingWeightsError, OutputError
 from star_vsr.evalset import evaluation_clips, photo_clip
 from star_vsr.models import STUDENT_PRESETS, StarStudentModel
 from star_vsr.models.student import (
@@ -534,6 +534,36 @@ def test_pipeline_upscales_by_its_students_own_scale_by_default():
     lr = clip(n=2, h=8, w=8)[0]
     assert pipe2(lr).frames.shape[-2:] == (16, 16) == pipe2.output_size(8, 8)
     assert pipe2(lr, upscale=4).frames.shape[-2:] == (32, 32) == pipe2.output_size(8, 8, 4)
+
+
+def test_a_failed_save_leaves_the_folder_as_it_was(pipe, tmp_path, monkeypatch):
+    """A full disk while saving a larger student over a good folder left the new config.json beside the old
+    weights (a folder that loads as neither) and raised safetensors' own error (black-box review)."""
+    folder = tmp_path / "student"
+    pipe.save_pretrained(folder)
+    (folder / "notes.txt").write_text("mine")
+    before = {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    larger = build_student_pipeline("small", seed=1)
+    save = type(larger.student).save_pretrained
+
+    def disk_full(model, directory, **kwargs):
+        save(model, directory, **kwargs)  # config.json and the weights written, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(larger.student), "save_pretrained", disk_full)
+    with pytest.raises(OutputError, match=r"cannot save the pipeline into .*student: No space left on device; the "
+                                          r"folder was left as it was"):
+        larger.save_pretrained(folder)
+    after = {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    assert after == before and sorted(p.name for p in folder.iterdir()) == ["model_index.json", "notes.txt", "student"]
+    with pytest.raises(OutputError):
+        larger.save_pretrained(tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student"]  # no half-saved folder, no temporary one
+    monkeypatch.undo()
+    larger.save_pretrained(folder)  # saved over: the new student, the user's file kept
+    loaded = StarStudentPipeline.from_pretrained(folder).student
+    assert loaded.config.preset == "small" and (folder / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in folder.iterdir()) == ["model_index.json", "notes.txt", "student"]
 
 
 def test_save_and_load_round_trip(pipe, tmp_path, umask_022):
