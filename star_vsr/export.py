@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, OutputError, OutputExistsError
-from .io.atomic import move_into_place, temporary_path
+from .io.atomic import check_no_replace, move_into_place, temporary_path
 from .models.student import StarStudentModel
 
 #: Export formats ``export_student`` writes.
@@ -97,6 +97,7 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     if height < 1 or width < 1:
         raise InputError(f"frame size must be positive, got {width}x{height}")
     check_export_packages(format)
+    check_no_replace(Path(path), overwrite)  # before the export, not after it (where move_into_place refuses)
     model = copy.deepcopy(student).to(device="cpu").float().eval()
     model.to(memory_format=torch.contiguous_format)
     step = StarStudentStep(model, scale).eval()

@@ -181,6 +181,26 @@ def test_an_export_does_not_replace_a_file_that_appeared_meanwhile_without_overw
     assert output.read_bytes() != b"the other run's export"
 
 
+def test_an_existing_output_or_dangling_link_is_refused_before_the_export(student, tmp_path, monkeypatch, capsys):
+    """-o naming a link to a missing file passed the first check (Path.exists), ran the whole export, then said the
+    file "appeared while this run was writing it"; export_student(overwrite=False) onto a file did the same."""
+    import star_vsr.export as export
+
+    def no_export(*args):
+        raise AssertionError("exported although the output is refused")
+
+    monkeypatch.setattr(export, "_save_step", no_export)
+    (tmp_path / "old.pt").write_bytes(b"kept")
+    with pytest.raises(OutputExistsError, match="old.pt already exists; pass overwrite=True to replace it"):
+        export_student(student, tmp_path / "old.pt", "torchscript", 12, 16, overwrite=False)
+    link = tmp_path / "link.pt"
+    link.symlink_to(tmp_path / "missing" / "student.pt")
+    assert main(["export", "-o", str(link), "--height", "8", "--width", "8"]) == 2
+    assert f"link.pt already exists (a link to {tmp_path / 'missing' / 'student.pt'}, which does not exist); " \
+        "pass --overwrite to replace it" in capsys.readouterr().err
+    assert (tmp_path / "old.pt").read_bytes() == b"kept" and link.is_symlink()
+
+
 def test_onnx_export_at_a_non_integer_scale_logs_nothing(student, tmp_path, caplog):
     """The ONNX optimiser logged 'Skipping constant folding for op Split with multiple outputs.' to the user."""
     with caplog.at_level(logging.WARNING):
