@@ -203,9 +203,9 @@ class StarStudentPipeline(DiffusionPipeline):
             raise InputError(f"scene_cut_threshold must be a number >= 0 or None, got {scene_cut_threshold!r}")
         if output_type not in ("pt", "np", "pil"):
             raise InputError(f"output_type must be 'pt', 'np' or 'pil', got {output_type!r}")
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
             raise InputError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-        if isinstance(start_frame, bool) or not isinstance(start_frame, int) or start_frame < 0:
+        if isinstance(start_frame, bool) or not isinstance(start_frame, numbers.Integral) or start_frame < 0:
             raise InputError(f"start_frame must be an integer >= 0, got {start_frame!r}")
         if start_frame and state is None:
             raise InputError("start_frame needs the state after those frames (state=, as state_sink gave it)")
@@ -277,6 +277,7 @@ class StarStudentPipeline(DiffusionPipeline):
         source = as_frame_source(video)
         self.check_inputs(upscale, output_type, chunk_size, start_frame, state, source.height, source.width,
                           scene_cut_threshold)
+        chunk_size, start_frame = int(chunk_size), int(start_frame)  # NumPy's integers too
         if start_frame > source.num_frames:
             raise InputError(f"start_frame {start_frame} is past the end of the video ({source.num_frames} frames)")
         for name, hook in (("frame_sink", frame_sink), ("state_sink", state_sink)):
@@ -352,6 +353,6 @@ class StarStudentPipeline(DiffusionPipeline):
 
     def output_size(self, height: int, width: int, upscale: Optional[float] = None) -> tuple[int, int]:
         """Size (H, W) of the frames this pipeline makes from ``height`` x ``width`` LR frames (``upscale`` as in
-        ``__call__``; None: the student's own scale)."""
-        return output_size(height, width, float(self.student.config.scale if upscale is None else upscale))
+        ``__call__``; None: the student's own scale, ``check_scale``: a scale it cannot make is an ``InputError``)."""
+        return output_size(height, width, self.student.check_scale(upscale))
 

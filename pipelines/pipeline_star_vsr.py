@@ -251,7 +251,7 @@ class StarVSRPipeline(DiffusionPipeline):
     def _check_state(state: Optional[SamplerState], start_frame: int, state_sink: Optional[Callable],
                      callback_on_step_end: Optional[Callable], output_type: str) -> bool:
         """Check the stop-and-resume arguments of a call; whether it resumes from ``state``."""
-        if isinstance(start_frame, bool) or not isinstance(start_frame, int) or start_frame < 0:
+        if isinstance(start_frame, bool) or not isinstance(start_frame, numbers.Integral) or start_frame < 0:
             raise InputError(f"start_frame must be an integer >= 0, got {start_frame!r}")
         if state is None and start_frame:
             raise InputError("start_frame needs the state after those frames (state=, as state_sink gave it)")
@@ -541,6 +541,7 @@ class StarVSRPipeline(DiffusionPipeline):
             raise InputError(f"generator must be a torch.Generator (torch.Generator().manual_seed(0)) or a list of "
                              f"one, got {generator!r}")
         resuming = self._check_state(state, start_frame, state_sink, callback_on_step_end, output_type)
+        start_frame = int(start_frame)  # NumPy's integers too
         base_seed = int(state.metadata["base_seed"]) if resuming else \
             int(torch.randint(0, 2 ** 62, (1,), generator=generator))
         noise = FrameNoise(base_seed)

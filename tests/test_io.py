@@ -22,6 +22,7 @@ from star_vsr.io.folders import natural_sort_key
 from star_vsr.io.probe import as_frame_rate
 from star_vsr.io.synthetic import (VFR_TEST_TIMES_MS, combing, frame_times_ms, synthetic_frames,
                                    write_interlaced_test_video, write_test_video, write_timed_test_video)
+from star_vsr.io.writer import check_crf
 
 NUM_FRAMES = 10
 SIZE = (48, 64)  # (h, w)
@@ -1095,6 +1096,7 @@ def test_writer_rejects_unsupported_options(tmp_path):
         VideoWriter(tmp_path / "out.mkv", 30, codec="ffv1", crf=10)
     with pytest.raises(InputError, match=r"crf must be an integer in 0\.\.51"):
         VideoWriter(tmp_path / "out.mp4", 30, crf=60)
+    assert check_crf("h264", np.int64(20)) == 20 and type(check_crf("h264", np.int64(20))) is int  # was refused
     with pytest.raises(VideoNotFoundError, match=r"missing\.mp4"):
         VideoWriter(tmp_path / "out.mp4", 30, audio_from=tmp_path / "missing.mp4")
     assert list(tmp_path.iterdir()) == []

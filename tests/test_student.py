@@ -440,6 +440,23 @@ def test_a_run_resumed_just_after_a_cut_still_resets_the_state(pipe):
                                rtol=0, atol=0)
 
 
+def test_numpy_integers_and_scales_near_the_limit(pipe):
+    """chunk_size=np.int64(2) was refused ("must be an integer >= 1, got np.int64(2)") where np.float64 scales are
+    taken; --upscale 4.0000001 was refused as "unsupported scale 4"; output_size answered for a scale the student
+    cannot make (black-box review)."""
+    video = clip(n=4)
+    states = {}
+    whole = pipe(video, chunk_size=np.int64(2), state_sink=lambda done, state: states.update({done: state})).frames
+    torch.testing.assert_close(whole, pipe(video).frames, rtol=0, atol=0)
+    rest = pipe(video, state=states[2], start_frame=np.int64(2)).frames
+    torch.testing.assert_close(rest, whole[:, 2:], rtol=0, atol=0)
+    with pytest.raises(InputError, match=r"unsupported scale 4\.0000001: the student upscales by 1 to 4"):
+        pipe(video, upscale=4.0000001)
+    with pytest.raises(InputError, match="unsupported scale 5: the student upscales by 1 to 4"):
+        pipe.output_size(15, 21, 5)
+    assert pipe.output_size(15, 21, np.float64(2.5)) == (38, 52)
+
+
 def test_a_stream_fed_in_pieces_finds_a_cut_at_the_seam(pipe):
     """The rest of a stream given with the state (no start_frame, nothing before it): the first frame is tested
     against the frame the state kept, so a cut at the seam resets the state and a seam inside a scene does

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 import warnings
 import weakref
 from collections import Counter
@@ -425,11 +426,11 @@ def check_crf(codec: str, crf: int | None) -> int | None:
     if default is None:
         raise InputError(f"crf applies to h264/h265 only; {codec} is lossless, "
                          f"{option('leave crf=None', 'drop --crf')}")
-    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= MAX_CRF:
+    if isinstance(crf, bool) or not isinstance(crf, numbers.Integral) or not 0 <= crf <= MAX_CRF:
         raise InputError(
             f"crf must be an integer in 0..{MAX_CRF} (lower is better quality), got {crf!r}"
         )
-    return crf
+    return int(crf)  # NumPy's integers too
 
 
 def _check_pix_fmt(codec: str, pix_fmt: str | None) -> str:

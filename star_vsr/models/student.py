@@ -146,7 +146,7 @@ def check_student_scale(scale: Optional[float], upsample_scales: Sequence[int], 
     scale = float(default if scale is None else scale)
     top = min(MAX_SCALE, max(upsample_scales))
     if not MIN_SCALE <= scale <= top:
-        raise InputError(f"unsupported scale {scale:g}: the student upscales by {MIN_SCALE:g} to {top:g}")
+        raise InputError(f"unsupported scale {scale:.10g}: the student upscales by {MIN_SCALE:g} to {top:g}")
     return scale
 
 
