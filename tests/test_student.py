@@ -349,10 +349,14 @@ def test_the_state_is_warped_by_the_flow(model64, monkeypatch):
     assert (sr_shifted - sr_unwarped).abs().max() > 1e-3
 
 
-def test_state_of_another_size_is_rejected(model):
+def test_state_of_another_size_or_dtype_is_rejected(model):
     state = model.init_state(1, 8, 8)
     with pytest.raises(InputError, match="init_state"):
         model.step(torch.rand(1, 3, 10, 12), state)
+    # another dtype than the model's was a conv's "Input type (float) and bias type (c10::BFloat16) should be the same"
+    with pytest.raises(InputError, match=r"the state's hidden is torch.float64 on cpu, the model runs in torch.float32 "
+                                         r"on cpu; make one with init_state\(1, 8, 8\)"):
+        model.step(torch.rand(1, 3, 8, 8), model.init_state(1, 8, 8, dtype=torch.float64))
 
 
 def test_frames_of_the_wrong_layout_or_dtype_are_rejected(model):

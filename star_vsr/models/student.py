@@ -585,6 +585,11 @@ class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
             raise InputError(f"the state is for frames of {tuple(state.hidden.shape[-2:])} (batch "
                              f"{state.hidden.shape[0]}), got a frame batch {tuple(lr_frame.shape)}; "
                              f"make one with init_state({b}, {h}, {w})")
+        for name, tensor in zip(StarStudentState.TENSOR_FIELDS, state.tensors()):
+            if tensor.dtype != x.dtype or tensor.device != x.device:  # else a conv's "Input type ... bias type"
+                raise InputError(f"the state's {name} is {tensor.dtype} on {tensor.device}, the model runs in "
+                                 f"{x.dtype} on {x.device}; make one with init_state({b}, {h}, {w}) (the "
+                                 f"model's dtype and device) or convert it")
 
         # 1. Cleaning front end
         clean_frame, clean_features = self.clean(x)  # (b, 3, h_p, w_p), (b, cf, h_p, w_p)
