@@ -9,7 +9,9 @@ size and scale, in float32:
 - outputs: ``sr_frame`` (1, 3, H, W) (not clamped), ``next_hidden``, ``next_previous_features``,
   ``next_previous_frame``, to feed back as the state of the next frame.
 
-A runtime streams a video by calling the exported step once per frame.
+A runtime streams a video by calling the exported step once per frame. The TorchScript module also has
+``initial_state(lr_frame)`` (the zero state, on the frame's device) and refuses frames of another size or
+dtype and states of other shapes (``_CheckedStep``).
 """
 
 from __future__ import annotations
@@ -135,19 +137,25 @@ def _save_step(step: "StarStudentStep", inputs: tuple[torch.Tensor, ...], path: 
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.(script|save)", category=FutureWarning)
             traced = torch.jit.trace(step, inputs, check_trace=False)
             height, width = inputs[0].shape[-2:]
-            checked = torch.jit.script(_FrameSizeCheck(traced, int(height), int(width)))
+            shapes = [list(tensor.shape) for tensor in inputs[1:]]
+            checked = torch.jit.script(_CheckedStep(traced, int(height), int(width), shapes))
             buffer = io.BytesIO()  # torch.jit.save onto a full disk aborted the process (a C++ exception)
             torch.jit.save(checked, buffer)
             path.write_bytes(buffer.getvalue())
 
 
-class _FrameSizeCheck(nn.Module):
-    """The traced step behind a check of the frame size it was traced at: traced, a non-integer scale's output
-    size is a constant, so other sizes came out resized to it without an error (ONNX refuses them itself)."""
+class _CheckedStep(nn.Module):
+    """The traced step behind checks of its inputs, with ``initial_state`` (the zero state of the first frame).
 
-    def __init__(self, step: torch.jit.ScriptModule, height: int, width: int) -> None:
+    Traced, a non-integer scale's output size is a constant, so frames of another size came out resized to it
+    without an error (ONNX refuses them itself); a state of another shape failed deep inside with "The size of
+    tensor a (17) must match ...", and uint8 frames came out as garbage."""
+
+    def __init__(self, step: torch.jit.ScriptModule, height: int, width: int,
+                 state_shapes: list[list[int]]) -> None:
         super().__init__()
         self.step, self.height, self.width = step, height, width
+        self.state_shapes = state_shapes  # hidden, previous_features, previous_frame: [1, c, h_p, w_p] each
 
     def forward(self, lr_frame: torch.Tensor, hidden: torch.Tensor, previous_features: torch.Tensor,
                 previous_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -155,7 +163,21 @@ class _FrameSizeCheck(nn.Module):
             raise ValueError("this export takes lr_frame of " + str(self.width) + "x" + str(self.height)
                              + " pixels, got " + str(lr_frame.shape[-1]) + "x" + str(lr_frame.shape[-2])
                              + "; export again with --height / --width for that size")
+        if lr_frame.dtype != torch.float32:
+            raise ValueError("this export takes float32 frames with values in [0, 1] (uint8 / 255.0)")
+        names = ["hidden", "previous_features", "previous_frame"]
+        for i, tensor in enumerate([hidden, previous_features, previous_frame]):
+            if tensor.shape != self.state_shapes[i]:
+                raise ValueError("this export takes " + names[i] + " of shape " + str(self.state_shapes[i])
+                                 + ", got " + str(tensor.shape) + "; start a stream from initial_state(lr_frame)")
         return self.step(lr_frame, hidden, previous_features, previous_frame)
+
+    @torch.jit.export
+    def initial_state(self, lr_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The state of a stream's first frame (and after a scene cut): zeros, on ``lr_frame``'s device."""
+        return (lr_frame.new_zeros(self.state_shapes[0], dtype=torch.float32),
+                lr_frame.new_zeros(self.state_shapes[1], dtype=torch.float32),
+                lr_frame.new_zeros(self.state_shapes[2], dtype=torch.float32))
 
 
 @contextlib.contextmanager

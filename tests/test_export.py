@@ -252,6 +252,18 @@ def test_torchscript_refuses_other_frame_sizes(student, tmp_path):
     state = student.init_state(1, 64, 96, device=torch.device("cpu"), dtype=torch.float32).tensors()
     with pytest.raises(torch.jit.Error, match=r"this export takes lr_frame of 48x32 pixels, got 96x64; export again"):
         module(torch.rand(1, 3, 64, 96), *state)
+    # the state's shapes were documented only in star_vsr/export.py; another one failed with "The size of tensor a
+    # (17) must match the size of tensor b (18)", and uint8 frames ran and came out as garbage
+    frame = torch.rand(1, 3, 32, 48)
+    initial = module.initial_state(frame)
+    expected = student.init_state(1, 32, 48, device=torch.device("cpu"), dtype=torch.float32).tensors()
+    assert [tuple(t.shape) for t in initial] == [tuple(t.shape) for t in expected]
+    assert all(torch.equal(a, b) for a, b in zip(initial, expected))
+    with pytest.raises(torch.jit.Error, match=r"takes hidden of shape \[1, \d+, 32, 48\], got \[1, \d+, 31, 48\]; "
+                                              r"start a stream from initial_state\(lr_frame\)"):
+        module(frame, initial[0][:, :, 1:], *initial[1:])
+    with pytest.raises(torch.jit.Error, match=r"takes float32 frames with values in \[0, 1\] \(uint8 / 255.0\)"):
+        module((frame * 255).to(torch.uint8), *initial)
 
 
 @pytest.mark.parametrize("scale", [4, 2.5])  # the integer head (pixel shuffle) and the scale-aware upsampler
