@@ -73,7 +73,8 @@ def check_export_packages(format: str, verify: bool = False) -> None:
     wanted = EXPORT_PACKAGES["onnx"] + (EXPORT_PACKAGES["onnxruntime"] if verify else ())
     missing = [name for name in wanted if importlib.util.find_spec(name) is None]
     if missing:
-        raise InputError(f"ONNX export needs {' and '.join(missing)}, which star-vsr installs only with its export "
+        what = "checking an ONNX export (--verify)" if missing == ["onnxruntime"] else "ONNX export"
+        raise InputError(f"{what} needs {' and '.join(missing)}, which star-vsr installs only with its export "
                          f"extra: pip install \"star-vsr[export]\" (from a clone: pip install -e \".[export]\"); "
                          f"TorchScript (-o student.pt) needs nothing more")
 

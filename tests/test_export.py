@@ -103,6 +103,9 @@ def test_onnx_export_without_its_packages_names_the_extra(student, tmp_path, mon
     assert main(["export", "-o", str(tmp_path / "s.onnx"), "--verify"]) == 2
     assert "ONNX export needs onnxscript and onnxruntime" in capsys.readouterr().err
     assert not (tmp_path / "s.onnx").exists()
+    monkeypatch.delitem(sys.modules, "onnxscript")  # only onnxruntime missing: only --verify needs it
+    assert main(["export", "-o", str(tmp_path / "s.onnx"), "--verify"]) == 2
+    assert "checking an ONNX export (--verify) needs onnxruntime" in capsys.readouterr().err
 
 
 def test_bad_format_and_scale(student, tmp_path):
