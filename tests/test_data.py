@@ -296,6 +296,35 @@ def test_bad_samples_are_skipped_with_a_warning_and_counted(tmp_path, photos):
         assert [images[i]["num_skipped"] for i in range(3)] == [1, 0, 2]  # 2 -> 0 (broken) -> 1
 
 
+def test_an_item_tries_every_source_before_it_fails(tmp_path):
+    """Items tried their own source and the next 32: 40 one-frame clips sorted after good ones failed items 4 to 11
+    (a training run died at a random step). Past its neighbours an item draws the sources it tries."""
+    data = tmp_path / "clips"
+    def grey_frames(folder: Path, num_frames: int, level: int) -> None:
+        folder.mkdir(parents=True)
+        for k in range(num_frames):
+            cv2.imwrite(str(folder / f"frame{k}.png"), np.full((16, 16, 3), level, np.uint8))
+
+    for i in range(4):  # frame folders of one grey level each, to tell from an item which one it came from
+        grey_frames(data / f"good_{i}", num_frames=3, level=40 * (i + 1))
+    for i in range(40):
+        grey_frames(data / f"short_{i:02d}", num_frames=1, level=0)
+    dataset = VideoClipDataset(data, num_frames=2, crop_size=8, scale=4, degradation=None)
+    with pytest.warns(BadSampleWarning):
+        items = [dataset[i] for i in range(len(dataset))]  # none fails
+    levels = [round(float(item["gt"].mean()) * 255) for item in items]
+    assert levels[:4] == [40, 80, 120, 160] and [item["num_skipped"] for item in items[:4]] == [0] * 4
+    assert all(item["num_skipped"] >= 1 for item in items[4:])
+    assert levels[-32:] == [40] * 32  # within 32 of the run's end: the next good clip, as before (reproducible)
+    assert len(set(levels[4:12])) > 1  # the 8 that failed: drawn from all sources, not the next good one
+    again = [dataset[i] for i in range(len(dataset))]  # drawn from (seed, epoch, index): the same every time
+    assert all(torch.equal(a["gt"], b["gt"]) and a["num_skipped"] == b["num_skipped"] for a, b in zip(items, again))
+    only_bad = VideoClipDataset([data / f"short_{i:02d}" for i in range(40)], num_frames=2, crop_size=8)
+    with pytest.warns(BadSampleWarning), pytest.raises(InputError, match=r"no usable source among the 40 training "
+                                                                         r"sources \(item 7 tried them all: .*short_07"):
+        only_bad[7]
+
+
 def test_skips_in_dataloader_workers_are_warned_of_once_by_the_training_loop(tmp_path):
     """A worker's copy of the dataset is made afresh every epoch, so each worker warned of a bad source again every
     epoch, from a line inside torch; workers now list their skips and the loop says each once (``report_skips``)."""

@@ -8,8 +8,9 @@ training run exact. Call ``set_epoch`` to get fresh augmentations each epoch (th
 script does, before each epoch's DataLoader iterator is created).
 
 A source that cannot give a clip (unreadable file, too few frames, frames too small) is skipped
-with a ``BadSampleWarning``, once per source: the item is taken from the next source instead (``attempt`` + 1),
-the skip is remembered in ``bad_sources`` (of this process / worker) and counted in the item's
+with a ``BadSampleWarning``, once per source: the item is taken from another source instead (``attempt`` + 1:
+the next ``NEIGHBOURS`` sources in order, then all the others in an order drawn from (seed, epoch, index), so
+that an item fails only when no source gives a clip), the skip is remembered in ``bad_sources`` (of this process / worker) and counted in the item's
 ``"num_skipped"`` so the training loop can log skips from every worker. A DataLoader worker does not warn: its
 copy of the dataset is made afresh every epoch, so each worker said it again every epoch, from a line inside
 torch. It lists the skips in the item's ``"unreported_skips"`` instead, and the training loop says them once
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import warnings
 from abc import ABC, abstractmethod
-from typing import Any, Sequence, Union
+from typing import Any, Iterator, Sequence, Union
 
 import numpy as np
 from torch.utils.data import Dataset, get_worker_info
@@ -30,10 +31,13 @@ from star_vsr.data.pairs import DegradationSpec, make_pair, resolve_degradation
 from star_vsr.degradations.frames import frames_to_clip
 from star_vsr.errors import InputError, check_whole_number
 
-#: Sources tried for one item before giving up: the requested one and this many neighbours.
-MAX_SUBSTITUTES = 32
+#: Sources after its own that an item tries first, in order (as before the rest were tried: an item whose
+#: substitute lies within them is the one earlier versions gave, so the shipped student's training reproduces).
+NEIGHBOURS = 32
 #: Streams spawned from a sample's SeedSequence: clip content, caption dropout, degradation.
 _STREAMS = 3
+#: Spawn key of the SeedSequence (seed, epoch, index) that orders the sources an item tries after its neighbours.
+_SUBSTITUTE_STREAM = 1
 
 CropSize = Union[int, Sequence[int]]
 
@@ -168,19 +172,19 @@ class ClipPairDataset(Dataset, ABC):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a dataset of {self.length} items")
-        attempts = min(self.num_sources, MAX_SUBSTITUTES + 1)
         # an epoch shorter than the sources goes on through them where the last one stopped, so every source is
         # used (item i was source i in every epoch: the rest never); otherwise item i is source i mod the sources
-        first = index + (self.epoch * self.length if self.length < self.num_sources else 0)
+        first = (index + (self.epoch * self.length if self.length < self.num_sources else 0)) % self.num_sources
         unreported: dict[str, str] = {}
-        for attempt in range(attempts):
-            source = (first + attempt) % self.num_sources
+        problems: list[str] = []
+        for attempt, source in enumerate(self._sources_to_try(first, index)):
             clip_seq, caption_seq, degradation_seq = sample_seed_sequence(
                 self.seed, self.epoch, index, attempt).spawn(_STREAMS)
             try:
                 frames, caption = self.load_clip(source, np.random.default_rng(clip_seq))
             except BadSampleError as error:
                 self._skip(source, str(error), unreported)
+                problems.append(f"{self.source_name(source)}: {error}")
                 continue
             if np.random.default_rng(caption_seq).random() < self.caption_dropout:
                 caption = ""
@@ -188,7 +192,21 @@ class ClipPairDataset(Dataset, ABC):
             pair = make_pair(frames_to_clip(frames), self.scale, self.degradation, degradation_seed)
             return {**pair, "caption": caption, "index": index, "num_skipped": attempt,
                     "unreported_skips": json.dumps(unreported)}
-        reasons = "; ".join(f"{name}: {why}" for name, why in list(self.bad_sources.items())[-3:])
-        raise InputError(f"{type(self).__name__}: item {index} found no usable source in {attempts} tries "
-                         f"(last problems: {reasons}). Check the training data.")
+        raise InputError(f"{type(self).__name__}: no usable source among the {self.num_sources} training sources "
+                         f"(item {index} tried them all: {'; '.join(problems[:3])}"
+                         f"{'; ...' if len(problems) > 3 else ''}). Check the training data.")
+
+    def _sources_to_try(self, first: int, index: int) -> Iterator[int]:
+        """Source ``first`` and its ``NEIGHBOURS`` next ones in order, then every other source in a random order
+        drawn from (seed, epoch, index), the same in every process and worker: the item failed after the
+        neighbours, so a run of 33 bad sources stopped a training run at a random step although good ones existed."""
+        neighbours = [(first + step) % self.num_sources for step in range(min(self.num_sources, NEIGHBOURS + 1))]
+        yield from neighbours
+        if len(neighbours) == self.num_sources:
+            return
+        tried = set(neighbours)
+        sequence = np.random.SeedSequence([self.seed, self.epoch, index], spawn_key=(_SUBSTITUTE_STREAM,))
+        for source in np.random.default_rng(sequence).permutation(self.num_sources):
+            if int(source) not in tried:
+                yield int(source)
 
