@@ -263,6 +263,34 @@ def test_caption_dropout_rate(photos):
 # --- bad samples -----------------------------------------------------------------------------
 
 
+def test_photo_datasets_take_a_folder_and_read_photos_as_the_commands_do(tmp_path):
+    """ImageMotionDataset("photos") made one image per character of the name; 16-bit photos came out white (PIL's
+    convert("RGB") clips at 255) and EXIF orientation was ignored, unlike every command's reading of a photo."""
+    from PIL import Image, ImageOps
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    sideways = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8))
+    exif = sideways.getexif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise to show
+    sideways.save(folder / "photo10.png", exif=exif)
+    cv2.imwrite(str(folder / "photo2.png"), np.full((32, 32), 40000, np.uint16))  # 16-bit grey, 61 % of white
+    (folder / "._photo2.png").write_bytes(b"macOS AppleDouble, not a photo")
+    for images in (str(folder), folder):
+        dataset = ImageMotionDataset(images, num_frames=2, crop_size=8, degradation=None)
+        assert [Path(name).name for name in dataset.images] == ["photo2.png", "photo10.png"]  # natural order
+    grey, upright = dataset._image(0), dataset._image(1)
+    assert grey.dtype == np.uint8 and grey.shape == (32, 32, 3) and abs(int(grey[0, 0, 0]) - 156) <= 1
+    assert np.array_equal(upright, np.asarray(ImageOps.exif_transpose(Image.open(folder / "photo10.png"))))
+    assert upright.shape == (40, 24, 3)
+    assert ImageMotionDataset(str(folder / "photo10.png"), num_frames=2, crop_size=8).images == [folder / "photo10.png"]
+    with pytest.raises(VideoNotFoundError, match="does not exist; give a folder of photos"):
+        ImageMotionDataset(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no photos"):
+        ImageMotionDataset(tmp_path / "empty")
+
+
 def test_bad_samples_are_skipped_with_a_warning_and_counted(tmp_path, photos):
     data = tmp_path / "videos"
     data.mkdir()

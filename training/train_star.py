@@ -72,7 +72,7 @@ from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipData
 from star_vsr.data.base import BadSampleWarning, ClipPairDataset, as_size, report_skips
 from star_vsr.data.video_clips import as_frame_interval
 from star_vsr.errors import InputError, explain_out_of_memory
-from star_vsr.io.folders import IMAGE_EXTENSIONS, clips_in_folder
+from star_vsr.io.folders import IMAGE_EXTENSIONS, clips_in_folder, photos_in_folder
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
 from star_vsr.losses.frequency import MAX_CUTOFF
 from star_vsr.metrics import psnr_clip, ssim_clip
@@ -422,7 +422,7 @@ def build_dataset(args: argparse.Namespace) -> ClipPairDataset:
             folder = Path(args.train_data)
             if not folder.is_dir():
                 raise InputError(f"--train_data {folder} is not a folder; --dataset images takes a folder of photos")
-            images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            images = photos_in_folder(folder)
             if not images:
                 clips = clips_in_folder(folder)  # the usual mix-up: a folder of training videos
                 raise InputError(f"no photos ({'/'.join(sorted(IMAGE_EXTENSIONS))}) in {folder}" + (

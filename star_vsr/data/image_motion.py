@@ -18,17 +18,19 @@ interpolation. Everything random is drawn per clip from the item's seed (``ClipP
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize
 from star_vsr.data.pairs import DegradationSpec
-from star_vsr.errors import InputError
+from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError
 from star_vsr.evalset import COLOUR_TRAINING_PHOTO_NAMES, load_photo
+from star_vsr.io import read_frames
+from star_vsr.io.folders import IMAGE_EXTENSIONS, photos_in_folder
 
 ImageLike = Union[np.ndarray, str, Path]
 
@@ -73,12 +75,26 @@ def film(image: np.ndarray, size: tuple[int, int], zoom: float, theta_deg: float
                           borderMode=cv2.BORDER_REFLECT_101)
 
 
+def _photo_files(path: Path) -> list[Path]:
+    """The photos of ``ImageMotionDataset(images=path)``: those of a folder (``photos_in_folder``), or the file."""
+    if not path.exists():
+        raise VideoNotFoundError(f"{path} does not exist; give a folder of photos, a photo or a list of them")
+    if not path.is_dir():
+        return [path]
+    photos = photos_in_folder(path)
+    if not photos:
+        raise InputError(f"no photos ({'/'.join(sorted(IMAGE_EXTENSIONS))}) in {path}")
+    return photos
+
+
 class ImageMotionDataset(ClipPairDataset):
     r"""Clips filmed from still photos with smooth random pan, zoom and roll, degraded on the fly.
 
     Parameters:
         images (*optional*): uint8 arrays (h, w, 3) (grey and RGBA are converted) or image file paths
-            (read when used; unreadable ones are skipped). Default: the colour training photographs
+            (read when used as ``star-vsr upscale`` reads photos: upright by their EXIF orientation, 16-bit
+            scaled to 8; unreadable ones are skipped), or a folder of photos (its visible photo files,
+            naturally sorted) or one photo file. Default: the colour training photographs
             (``star_vsr.evalset.COLOUR_TRAINING_PHOTO_NAMES``: scikit-image's bundled colour photos
             except the evaluation set's).
         num_frames (`int`, defaults to 8): frames per clip.
@@ -103,11 +119,14 @@ class ImageMotionDataset(ClipPairDataset):
     Items: see ``ClipPairDataset``.
     """
 
-    def __init__(self, images: Optional[Sequence[ImageLike]] = None, num_frames: int = 8, crop_size: CropSize = 64,
-                 scale: int = 4, degradation: DegradationSpec = "medium", length: Optional[int] = None, seed: int = 0,
+    def __init__(self, images: Union[Sequence[ImageLike], str, Path, None] = None, num_frames: int = 8,
+                 crop_size: CropSize = 64, scale: int = 4, degradation: DegradationSpec = "medium",
+                 length: Optional[int] = None, seed: int = 0,
                  caption: str = "", caption_dropout: float = 0.0, max_pan: float = 0.5,
                  zoom_range: tuple[float, float] = (0.9, 1.1), max_rotation: float = 3.0,
                  window_scale_range: tuple[float, float] = (1.0, 2.0), flip_and_rotate: bool = False) -> None:
+        if isinstance(images, (str, os.PathLike)):  # a folder or one photo; list() made one name per character
+            images = _photo_files(Path(images))
         images = [load_photo(name) for name in COLOUR_TRAINING_PHOTO_NAMES] if images is None else list(images)
         self.images = [image if isinstance(image, (str, Path)) else _as_rgb(image, f"images[{i}]")
                        for i, image in enumerate(images)]
@@ -133,10 +152,9 @@ class ImageMotionDataset(ClipPairDataset):
         image = self.images[source]
         if not isinstance(image, (str, Path)):
             return image
-        try:
-            with Image.open(image) as file:
-                return np.asarray(file.convert("RGB"))
-        except (OSError, UnidentifiedImageError, ValueError) as error:
+        try:  # as the commands read a photo: PIL's convert("RGB") clipped 16-bit values to white, ignored EXIF
+            return read_frames(image, [0])[0]  # (h, w, 3) uint8
+        except StarVSRError as error:
             raise BadSampleError(f"cannot be read as an image ({error})") from error
 
     def load_clip(self, source: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:

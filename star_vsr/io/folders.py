@@ -115,6 +115,12 @@ def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
     return {name: paths[0] for name, paths in clips.items()}
 
 
+def photos_in_folder(folder: Path) -> list[Path]:
+    """The photos (PNG/JPEG/TIFF/BMP/WebP files) directly inside `folder`, naturally sorted, hidden ones aside
+    (macOS's ``._x.jpg`` are not photos): the sources of a photo dataset."""
+    return sorted(_visible_files(folder, IMAGE_EXTENSIONS), key=lambda entry: natural_sort_key(entry.name))
+
+
 def list_image_files(folder: Path) -> list[Path]:
     """PNG/JPEG/TIFF/BMP/WebP files directly inside `folder`, naturally sorted. Hidden files are skipped.
 
