@@ -248,6 +248,29 @@ def test_video_files_decord_and_captions_from_lists(tmp_path):
         VideoClipDataset(tmp_path, crop_size=18, scale=4)
 
 
+def test_clip_lists_and_captions_as_spreadsheets_and_editors_write_them(tmp_path):
+    """A header "path, caption" or "Caption" dropped every caption silently; a caption file with a BOM gave three
+    garbage tokens per caption; cp1252 files, a JSON path that is no string and a row left empty were tracebacks
+    or a puzzling "got {}" (black-box review)."""
+    (tmp_path / "clip.mp4").write_bytes(b"")  # the lists are read, not the videos
+    (tmp_path / "spaced.csv").write_text("path, Caption\r\n clip.mp4 , a red car \r\n,\r\n\r\n")
+    assert [(s.path.name, s.caption) for s in list_clip_sources(tmp_path / "spaced.csv")] == [("clip.mp4", "a red car")]
+    (tmp_path / "clip.txt").write_text("\ufeffa red car\n", encoding="utf-8")  # Notepad's "UTF-8 with BOM"
+    assert list_clip_sources(tmp_path / "clip.mp4")[0].caption == "a red car"
+    (tmp_path / "clip.txt").write_bytes("caf\xe9 at night".encode("cp1252"))
+    with pytest.raises(InputError, match=r"clip.txt is not UTF-8 text .*; save it as UTF-8"):
+        list_clip_sources(tmp_path / "clip.mp4")
+    (tmp_path / "windows.csv").write_bytes("path,caption\nclip.mp4,caf\xe9\n".encode("cp1252"))
+    with pytest.raises(InputError, match=r"windows.csv is not UTF-8 text .*Excel: CSV UTF-8"):
+        list_clip_sources(tmp_path / "windows.csv")
+    (tmp_path / "no_path.csv").write_text("path,caption\nclip.mp4,one\n,a caption without its clip\n")
+    with pytest.raises(InputError, match=r"no_path.csv, line 3: no path in this row"):
+        list_clip_sources(tmp_path / "no_path.csv")
+    (tmp_path / "list.json").write_text(json.dumps([{"path": ["clip.mp4"]}]))
+    with pytest.raises(InputError, match=r"a clip's path must be a file or folder name, got \['clip.mp4'\]"):
+        list_clip_sources(tmp_path / "list.json")
+
+
 def test_caption_dropout_rate(photos):
     def captions(p: float) -> list[str]:
         dataset = ImageMotionDataset([photos[0][:64, :64]], num_frames=1, crop_size=8, scale=2, degradation=None,
@@ -348,8 +371,8 @@ def test_an_item_tries_every_source_before_it_fails(tmp_path):
     again = [dataset[i] for i in range(len(dataset))]  # drawn from (seed, epoch, index): the same every time
     assert all(torch.equal(a["gt"], b["gt"]) and a["num_skipped"] == b["num_skipped"] for a, b in zip(items, again))
     only_bad = VideoClipDataset([data / f"short_{i:02d}" for i in range(40)], num_frames=2, crop_size=8)
-    with pytest.warns(BadSampleWarning), pytest.raises(InputError, match=r"no usable source among the 40 training "
-                                                                         r"sources \(item 7 tried them all: .*short_07"):
+    message = r"no usable source among the 40 training sources \(item 7 tried them all: .*short_07"
+    with pytest.warns(BadSampleWarning), pytest.raises(InputError, match=message):
         only_bad[7]
 
 

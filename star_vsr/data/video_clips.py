@@ -21,6 +21,7 @@ and the hint (``star_vsr.data.pairs``).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import numbers
 import warnings
@@ -53,10 +54,20 @@ class ClipSource:
     caption: Optional[str] = None
 
 
+def _read_text(file: Path) -> str:
+    """A caption or clip-list file as text: UTF-8, with or without the BOM Notepad and Excel write (which became
+    three tokens of every caption); another encoding is an ``InputError`` saying how to save it."""
+    try:
+        return file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{file} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8 "
+                         f"(Excel: CSV UTF-8; Notepad: UTF-8)") from None
+
+
 def _read_caption_file(clip: Path) -> Optional[str]:
     caption_file = clip.with_suffix(CAPTION_SUFFIX) if clip.is_file() else clip.with_name(clip.name + CAPTION_SUFFIX)
     if caption_file.is_file():
-        return caption_file.read_text(encoding="utf-8").strip()
+        return _read_text(caption_file).strip()
     return None
 
 
@@ -78,6 +89,8 @@ def _entry(item: Any, root: Path, where: str) -> ClipSource:
         path, caption = item["path"], item.get("caption")
     else:
         raise InputError(f"{where}: each clip must be a path or an object with a 'path' key, got {item!r}")
+    if not isinstance(path, (str, Path)) or not str(path).strip():
+        raise InputError(f"{where}: a clip's path must be a file or folder name, got {path!r}")
     path = Path(path)
     caption = None if caption is None else str(caption)
     return ClipSource(path if path.is_absolute() else root / path, caption)
@@ -85,16 +98,23 @@ def _entry(item: Any, root: Path, where: str) -> ClipSource:
 
 def _read_list_file(file: Path) -> list[ClipSource]:
     if file.suffix.lower() == ".csv":
-        with file.open(newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's "CSV UTF-8" starts with a BOM
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or "path" not in reader.fieldnames:
-                raise InputError(f"{file}: a clip list in CSV needs a 'path' column (and optionally 'caption'); "
-                                 f"found columns {reader.fieldnames}")
-            rows = [{k: v for k, v in row.items() if k in ("path", "caption") and v not in (None, "")}
-                    for row in reader]
+        reader = csv.DictReader(io.StringIO(_read_text(file), newline=""))
+        if reader.fieldnames is not None:  # "path, caption" (a space after the comma) and "Caption" name the columns
+            reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
+        if reader.fieldnames is None or "path" not in reader.fieldnames:
+            raise InputError(f"{file}: a clip list in CSV needs a 'path' column (and optionally 'caption'); "
+                             f"found columns {reader.fieldnames}")
+        rows = []
+        for row in reader:
+            values = {k: v.strip() for k, v in row.items() if k in ("path", "caption") and isinstance(v, str)}
+            values = {k: v for k, v in values.items() if v}
+            if "path" in values:
+                rows.append(values)
+            elif any(isinstance(v, str) and v.strip() for v in row.values()):  # rows left empty (",,") are skipped
+                raise InputError(f"{file}, line {reader.line_num}: no path in this row ({row})")
     else:
         try:
-            rows = json.loads(file.read_text(encoding="utf-8-sig"))
+            rows = json.loads(_read_text(file))
         except json.JSONDecodeError as error:
             raise InputError(f"{file} is not valid JSON ({error})") from error
         if not isinstance(rows, list):
