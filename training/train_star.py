@@ -153,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="'video': VideoClipDataset over train_data; 'images': ImageMotionDataset over the images "
                            "in train_data (a folder) or scikit-image's bundled photos when train_data is null.")
     data.add_argument("--train_data", type=path_or_none, default=None,
-                      help="Folder of videos / frame folders, CSV or JSON clip list (or a folder of photos).")
+                      help="Folder of videos / frame folders (captions in clip.txt beside clip.mp4), CSV clip "
+                           "list (columns path,caption) or JSON one ([{\"path\": ..., \"caption\": ...}] or paths), "
+                           "paths relative to the list's folder (or, --dataset images, a folder of photos).")
     data.add_argument("--num_frames", type=int, default=32, help="Frames per training clip.")
     data.add_argument("--crop_size", type=_yaml_value, default=[720, 1280], help="HR crop: int or [height, width].")
     data.add_argument("--frame_interval", type=_yaml_value, default=1,
