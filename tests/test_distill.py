@@ -296,10 +296,39 @@ def test_a_damaged_shard_is_named_and_computed_again(tmp_path):
     build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
     shard = tmp_path / "shard-00001.safetensors"
     shard.write_bytes(shard.read_bytes()[:1000])  # a bad copy
-    with pytest.raises(InputError, match=r"shard-00001.safetensors is damaged.*cache-teacher. again"):
-        TeacherCache(tmp_path)[3]
+    with pytest.raises(InputError, match=r"cannot read shard-00001.safetensors .*cache-teacher. command that built "
+                                         r"it: it computes missing and damaged shards again"):
+        TeacherCache(tmp_path)  # when opened, not at the first batch that reads it (mid-run)
     cache = build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
     assert counting.calls == 4 + 2 and torch.equal(cache[3]["lq"], clips[3]["lq"].half().float())  # float16 storage
+
+
+def test_a_missing_shard_a_damaged_manifest_and_mixed_sizes_are_found_when_the_cache_is_opened(tmp_path):
+    """A complete cache missing a shard (an incomplete copy) trained silently on the rest; a damaged manifest.json
+    was a JSONDecodeError traceback in both tools, which --overwrite did not get past (black-box review)."""
+    clips = random_clips(4) + random_clips(2, size=12, seed=1)
+    counting = CountingTeacher()
+    build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
+    assert TeacherCache(tmp_path).lr_sizes == {(8, 8), (12, 12)}
+    (tmp_path / "shard-00001.safetensors").unlink()
+    with pytest.raises(InputError, match=r"missing or cannot read shard-00001.safetensors \(an incomplete copy\?\)"):
+        TeacherCache(tmp_path)
+    build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)  # the same command
+    assert counting.calls == 6 + 2 and len(TeacherCache(tmp_path)) == 6
+    # clips of two sizes cannot share a batch: refused before training, not at the first mixed batch (hours in)
+    distill_student, args = training_args(tmp_path, tmp_path / "run")
+    with pytest.raises(InputError, match=r"holds clips of 2 sizes \(8x8, 12x12 LR\), which cannot share a batch; pass "
+                                         r"--train_batch_size 1, or build the cache from clips of one size"):
+        distill_student.build_dataset(args, DistillationLossConfig(teacher_charbonnier=1.0))
+    for damage in ('{"num_clips": 4,', json.dumps({**json.loads((tmp_path / "manifest.json").read_text()), "x": 1})):
+        (tmp_path / "manifest.json").write_text(damage)
+        for open_it in (lambda: TeacherCache(tmp_path),
+                        lambda: build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path,
+                                                    clips_per_shard=2)):
+            with pytest.raises(InputError, match=r"manifest.json is damaged .*rebuild the cache.*--overwrite"):
+                open_it()
+    build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2, overwrite=True)
+    assert len(TeacherCache(tmp_path)) == 6
 
 
 def test_cache_resumes_without_recomputing_finished_shards(tmp_path):
@@ -394,6 +423,8 @@ def test_a_cache_is_not_resumed_with_another_teachers_weights_or_precision(tmp_p
         with pytest.raises(InputError, match=f"other settings \\({changed} differ\\)"):
             build_teacher_cache(StudentTeacher(model, SCALE, source="teacher"), clips, tmp_path)
     build_teacher_cache(StudentTeacher(tiny_teacher_student(1), SCALE, source="teacher"), clips, tmp_path)  # same
+    # the same weights by another path (teacher/, absolute) are the same teacher: they were "other settings"
+    build_teacher_cache(StudentTeacher(tiny_teacher_student(1), SCALE, source="/abs/teacher/"), clips, tmp_path)
 
 
 # --------------------------------------------------------------------------- CLI

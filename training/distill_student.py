@@ -283,6 +283,11 @@ def loss_config(args: argparse.Namespace) -> DistillationLossConfig:
 # --------------------------------------------------------------------------- data
 
 
+#: How to make a cache whose clips can share a batch.
+ONE_SIZE_HINT = ("build the cache from clips of one size (cache-teacher --data: videos of one size; --motion-clips: "
+                 "one --crop-size)")
+
+
 def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack the tensors the losses use: lq (b, n, 3, h, w), teacher / gt (b, n, 3, H, W), features; and list the
     items' ``unreported_skips`` (on-the-fly clips: sources a DataLoader worker skipped, for ``report_skips``).
@@ -294,7 +299,7 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     sizes = {tuple(item["lq"].shape[-2:]) for item in items}
     if len(sizes) > 1:
         raise InputError(f"clips of sizes {sorted(sizes)} cannot share a batch; use --train_batch_size 1, or "
-                         "build the cache with one --crop-size")
+                         f"{ONE_SIZE_HINT}")
     batch: dict[str, Any] = {"lq": torch.stack([item["lq"][:n] for item in items]),
                              "unreported_skips": [item.get("unreported_skips", "{}") for item in items]}
     for key in ("teacher", "gt"):
@@ -318,6 +323,11 @@ def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> t
         if cached_scale is not None and float(cached_scale) != float(args.scale):
             raise InputError(f"{args.train_cache} holds x{cached_scale:g} clips, but --scale is {args.scale}; "
                              f"pass --scale {cached_scale:g}, or build a cache at x{args.scale}")
+        if args.train_batch_size > 1 and len(cache.lr_sizes) > 1:  # else refused at the first mixed batch, hours in
+            raise InputError(f"{args.train_cache} holds clips of {len(cache.lr_sizes)} sizes "
+                             f"({', '.join(f'{w}x{h}' for h, w in sorted(cache.lr_sizes)[:4])}"
+                             f"{', ...' if len(cache.lr_sizes) > 4 else ''} LR), which cannot share a batch; pass "
+                             f"--train_batch_size 1, or {ONE_SIZE_HINT}")
         missing = [n for n in losses.teacher_feature_names if n not in cache.feature_channels]
         if missing:
             raise InputError(f"{args.train_cache} holds teacher features {sorted(cache.feature_channels)}, not "

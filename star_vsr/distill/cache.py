@@ -86,9 +86,13 @@ class CacheManifest:
         return range(shard * self.clips_per_shard, min((shard + 1) * self.clips_per_shard, self.num_clips))
 
     def settings(self) -> dict[str, Any]:
-        """The fields that must agree for a rerun to resume this cache."""
+        """The fields that must agree for a rerun to resume this cache. A teacher known by its weights' fingerprint
+        is that, not the path it was given by (``teacher/`` and an absolute path were "other settings")."""
+        teacher = self.teacher
+        if isinstance(teacher, dict) and teacher.get("weights") is not None:
+            teacher = {key: value for key, value in teacher.items() if key != "source"}
         return {"num_clips": self.num_clips, "clips_per_shard": self.clips_per_shard, "dtype": self.dtype,
-                "teacher": self.teacher, "source": self.source, "version": self.version}
+                "teacher": teacher, "source": self.source, "version": self.version}
 
     def save(self, folder: Path) -> None:
         write_text_atomic(folder / MANIFEST_NAME, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
@@ -99,11 +103,24 @@ class CacheManifest:
         if not path.is_file():
             raise InputError(f"{folder} is not a teacher cache (no {MANIFEST_NAME}); build one with "
                              "`star-vsr distill cache-teacher`")
-        data = json.loads(path.read_text())
-        if data.get("version") != CACHE_FORMAT_VERSION:
-            raise InputError(f"{path} has cache format version {data.get('version')}; this star-vsr reads version "
-                             f"{CACHE_FORMAT_VERSION}. Rebuild the cache.")
-        return cls(**data)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:  # ValueError: JSONDecodeError, UnicodeDecodeError
+            raise DamagedManifestError(f"{path} is damaged ({error}); rebuild the cache: `star-vsr distill "
+                                       f"cache-teacher ... --overwrite`") from None
+        if not isinstance(data, dict) or data.get("version") != CACHE_FORMAT_VERSION:
+            version = data.get("version") if isinstance(data, dict) else None
+            raise DamagedManifestError(f"{path} has cache format version {version}; this star-vsr reads version "
+                                       f"{CACHE_FORMAT_VERSION}. Rebuild the cache (cache-teacher --overwrite).")
+        try:
+            return cls(**data)
+        except TypeError as error:  # a key missing or unknown: edited by hand
+            raise DamagedManifestError(f"{path} is damaged ({error}); rebuild the cache: `star-vsr distill "
+                                       f"cache-teacher ... --overwrite`") from None
+
+
+class DamagedManifestError(InputError):
+    """A cache's ``manifest.json`` that cannot be read as this star-vsr writes it (``--overwrite`` replaces it)."""
 
 
 def _as_json(value: Any) -> Any:
@@ -240,6 +257,15 @@ def _shard_is_readable(path: Path) -> bool:
         return False
 
 
+def _lr_sizes(path: Path) -> Optional[set[tuple[int, int]]]:
+    """The (h, w) of the LR clips in a shard, from its header; None when it is missing or its header is damaged."""
+    try:
+        with safe_open(str(path), framework="pt") as shard:
+            return {tuple(shard.get_slice(key).get_shape()[-2:]) for key in shard.keys() if key.endswith("/lq")}
+    except Exception:  # safetensors raises SafetensorError, OSError, ...
+        return None
+
+
 def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The settings that differ, a dict-valued one by its entries (``teacher.num_inference_steps``, not
     ``teacher``)."""
@@ -259,10 +285,15 @@ def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> 
     A cache with other settings is replaced only with ``overwrite``, or when it holds no shard yet
     (a run that stopped before caching anything has nothing to lose)."""
     if (folder / MANIFEST_NAME).is_file():
-        existing = CacheManifest.load(folder)
-        if existing.settings() == manifest.settings():
+        try:
+            existing = CacheManifest.load(folder)
+        except DamagedManifestError:
+            if not overwrite:
+                raise
+            existing = None  # replaced below, with the shards it described
+        if existing is not None and existing.settings() == manifest.settings():
             return existing
-        if not overwrite and any(folder.glob("shard-*.safetensors")):
+        if existing is not None and not overwrite and any(folder.glob("shard-*.safetensors")):
             changed = _changed_settings(existing.settings(), manifest.settings())
             raise InputError(f"{folder} already holds a teacher cache built with other settings ({', '.join(changed)} "
                              f"differ); choose another folder, or pass {option('overwrite=True', '--overwrite')} to "
@@ -329,8 +360,24 @@ class TeacherCache(Dataset):
         if not self.manifest.complete and not allow_incomplete:
             raise InputError(f"the teacher cache in {self.folder} is incomplete; rerun the same "
                              "`star-vsr distill cache-teacher` command to finish it")
-        self._indices = [i for s in range(self.manifest.num_shards) if _shard_path(self.folder, s).is_file()
-                         for i in self.manifest.shard_clips(s)]
+        self._indices: list[int] = []
+        self.lr_sizes: set[tuple[int, int]] = set()  # the (h, w) of the clips' LR frames
+        unreadable = []
+        for shard in range(self.manifest.num_shards):
+            path = _shard_path(self.folder, shard)
+            if not path.is_file() and allow_incomplete:
+                continue
+            sizes = _lr_sizes(path)  # reads the header only: a missing or damaged shard is found now, not mid-run
+            if sizes is None:
+                unreadable.append(path.name)
+                continue
+            self._indices += self.manifest.shard_clips(shard)
+            self.lr_sizes |= sizes
+        if unreadable:
+            listed = ", ".join(unreadable[:3]) + (f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else "")
+            raise InputError(f"the teacher cache in {self.folder} is missing or cannot read {listed} (an incomplete "
+                             f"copy?); rerun the `star-vsr distill cache-teacher` command that built it: it computes "
+                             f"missing and damaged shards again")
 
     @property
     def has_teacher(self) -> bool:
