@@ -10,10 +10,10 @@ script does, before each epoch's DataLoader iterator is created).
 A source that cannot give a clip (unreadable file, too few frames, frames too small) is skipped
 with a ``BadSampleWarning``, once per source: the item is taken from another source instead (``attempt`` + 1:
 the next ``NEIGHBOURS`` sources in order, then all the others in an order drawn from (seed, epoch, index), so
-that an item fails only when no source gives a clip), the skip is remembered in ``bad_sources`` (of this process / worker) and counted in the item's
-``"num_skipped"`` so the training loop can log skips from every worker. A DataLoader worker does not warn: its
-copy of the dataset is made afresh every epoch, so each worker said it again every epoch, from a line inside
-torch. It lists the skips in the item's ``"unreported_skips"`` instead, and the training loop says them once
+that an item fails only when no source gives a clip), the skip is remembered in ``bad_sources`` (of this
+process / worker) and counted in the item's ``"num_skipped"`` so the training loop can log skips from every
+worker. A DataLoader worker does not warn: its copy of the dataset is made afresh every epoch, so each worker
+said it again every epoch, from a line inside torch. It lists the skips in the item's ``"unreported_skips"`` instead, and the training loop says them once
 (``report_skips``).
 """
 
