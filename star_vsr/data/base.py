@@ -13,8 +13,8 @@ the next ``NEIGHBOURS`` sources in order, then all the others in an order drawn 
 that an item fails only when no source gives a clip), the skip is remembered in ``bad_sources`` (of this
 process / worker) and counted in the item's ``"num_skipped"`` so the training loop can log skips from every
 worker. A DataLoader worker does not warn: its copy of the dataset is made afresh every epoch, so each worker
-said it again every epoch, from a line inside torch. It lists the skips in the item's ``"unreported_skips"`` instead, and the training loop says them once
-(``report_skips``).
+said it again every epoch, from a line inside torch. It lists the skips in the item's ``"unreported_skips"``
+instead, and the training loop says them once (``report_skips``).
 """
 
 from __future__ import annotations
