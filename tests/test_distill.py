@@ -451,6 +451,18 @@ def test_cli_cache_teacher_refuses_a_running_builds_folder_before_loading_the_te
                          "2", "--crop-size", "16", "-o", str(cache)]) == 2
     assert f"another star-vsr run is writing {cache}" in capsys.readouterr().err
     assert loads == []  # (a diffusion teacher takes minutes and GPU memory to load)
+    # nor is it loaded for a folder of other files or a cache of other clips, refused after it had loaded
+    args = ["distill", "cache-teacher", "--teacher", str(folder), "--num-frames", "2", "--crop-size", "16"]
+    (cache / "mine.txt").write_text("mine")
+    assert cli_main(args + ["--motion-clips", "2", "-o", str(cache)]) == 2
+    assert "holds other files (mine.txt) and no teacher cache" in capsys.readouterr().err
+    (cache / "mine.txt").unlink()
+    monkeypatch.undo()
+    assert cli_main(args + ["--motion-clips", "2", "-o", str(cache)]) == 0
+    monkeypatch.setattr(star_vsr.distill.teacher, "load_teacher", lambda *a, **k: loads.append(a))
+    assert cli_main(args + ["--motion-clips", "3", "-o", str(cache)]) == 2
+    assert "built with other settings (num_clips, source.clips differ)" in capsys.readouterr().err
+    assert loads == []
 
 
 def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, capsys):

@@ -125,11 +125,13 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise InputError(f"-o {args.output} is a file; the cache is a folder (created, or resumed if it exists)")
     clips, description = clip_source(args)
-    if Path(args.output).is_dir():  # a build already running there: refused before minutes of loading the teacher
+    if Path(args.output).is_dir():  # refused before minutes of loading the teacher: a build already running there,
+        from ..distill.cache import check_cache_folder  # other files, a cache of other clips or storage
         from ..outputs import folder_lock
 
         with folder_lock(Path(args.output), Path(args.output)):
-            pass
+            check_cache_folder(args.output, len(clips), args.clips_per_shard, args.storage_dtype, description,
+                               args.overwrite)
     from . import quiet_model_loading
 
     quiet_model_loading()

@@ -279,40 +279,62 @@ def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
     return changed
 
 
-def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> CacheManifest:
-    """Reuse a matching cache in ``folder`` (keeping its progress), or start it afresh.
+def check_cache_folder(output_dir: Union[str, Path], num_clips: int, clips_per_shard: int, dtype: str,
+                       source: Mapping[str, Any], overwrite: bool) -> None:
+    """The refusals of ``build_teacher_cache`` into ``output_dir`` that need no teacher (a folder of other files, a
+    damaged manifest, a cache of other clips or storage), for a caller to make before loading one (STAR: minutes)."""
+    folder = Path(output_dir)
+    if folder.is_dir():
+        manifest = CacheManifest(num_clips=num_clips, clips_per_shard=clips_per_shard, dtype=dtype, teacher=None,
+                                 source=_as_json(dict(source)))
+        _existing_cache(folder, manifest, overwrite, compare_teacher=False)
 
-    A cache with other settings is replaced only with ``overwrite``, or when it holds no shard yet
-    (a run that stopped before caching anything has nothing to lose)."""
+
+def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
+                    compare_teacher: bool = True) -> Optional[CacheManifest]:
+    """The cache in ``folder`` when it has ``manifest``'s settings (the teacher's too with ``compare_teacher``),
+    else None; ``InputError`` when what ``folder`` holds may not be replaced (see ``_resume_or_start``)."""
+    shards = any(folder.glob("shard-*.safetensors"))
     if (folder / MANIFEST_NAME).is_file():
         try:
             existing = CacheManifest.load(folder)
         except DamagedManifestError:
             if not overwrite:
                 raise
-            existing = None  # replaced below, with the shards it described
-        if existing is not None and existing.settings() == manifest.settings():
+            return None  # replaced, with the shards it described
+        old, new = existing.settings(), manifest.settings()
+        if not compare_teacher:
+            old, new = {**old, "teacher": None}, {**new, "teacher": None}
+        if old == new:
             return existing
-        if existing is not None and not overwrite and any(folder.glob("shard-*.safetensors")):
-            changed = _changed_settings(existing.settings(), manifest.settings())
-            raise InputError(f"{folder} already holds a teacher cache built with other settings ({', '.join(changed)} "
-                             f"differ); choose another folder, or pass {option('overwrite=True', '--overwrite')} to "
-                             "replace it")
-        for path in folder.glob("shard-*.safetensors"):
-            path.unlink()
-        (folder / MANIFEST_NAME).unlink()
-    elif any(folder.glob("shard-*.safetensors")):
+        if not overwrite and shards:
+            raise InputError(f"{folder} already holds a teacher cache built with other settings "
+                             f"({', '.join(_changed_settings(old, new))} differ); choose another folder, or pass "
+                             f"{option('overwrite=True', '--overwrite')} to replace it")
+    elif shards:
         if not overwrite:
             raise InputError(f"{folder} holds shard files but no {MANIFEST_NAME}; choose another folder, or pass "
                              f"{option('overwrite=True', '--overwrite')} to replace them")
-        for path in folder.glob("shard-*.safetensors"):
-            path.unlink()
     else:  # the shards went in among the user's files, and --overwrite would have looked like it replaced them
         others = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
         if others:
             listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
             raise InputError(f"{folder} holds other files ({listed}) and no teacher cache; a cache goes in a new or "
                              f"empty folder")
+    return None
+
+
+def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> CacheManifest:
+    """Reuse a matching cache in ``folder`` (keeping its progress), or start it afresh.
+
+    A cache with other settings is replaced only with ``overwrite``, or when it holds no shard yet
+    (a run that stopped before caching anything has nothing to lose)."""
+    existing = _existing_cache(folder, manifest, overwrite)
+    if existing is not None:
+        return existing
+    for path in folder.glob("shard-*.safetensors"):
+        path.unlink()
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
     manifest.save(folder)
     return manifest
 
