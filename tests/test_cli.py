@@ -292,6 +292,29 @@ def test_a_poster_beside_videos_is_left_out_with_a_note(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "sr").iterdir() if not p.name.startswith(".")) == ["a.mkv", "b.mkv"]
 
 
+def test_an_overview_picture_beside_frame_folders_is_left_out_not_scored_alone(tmp_path, capsys):
+    """A folder of frame folders (REDS4 / Vid4's layout) with an overview picture in it was read as a 1-frame clip:
+    evaluate scored only the picture against the other's picture and exited 0; the frame folders were ignored."""
+    import cv2
+    import numpy as np
+
+    for side in ("gt", "sr"):
+        for seed, clip in enumerate(("calendar", "city")):
+            (tmp_path / side / clip).mkdir(parents=True)
+            for k in range(2):
+                frame = np.random.default_rng(10 * seed + k).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+                cv2.imwrite(str(tmp_path / side / clip / f"{k}.png"), frame)
+        cv2.imwrite(str(tmp_path / side / "overview.png"), np.zeros((16, 16, 3), np.uint8))
+    gt = tmp_path / "gt"
+    assert main(["evaluate", "--pred", str(tmp_path / "sr"), "--gt", str(gt), "--no-warp", "--scale", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"{gt} holds frame folders (clips), so the picture beside them is left out (overview.png)" in out
+    assert "\ncalendar " in out and "\ncity " in out
+    assert main(["upscale", str(gt), "-o", str(tmp_path / "x.mp4")]) == 2
+    assert f"{gt} holds 1 picture (overview.png) and 2 folders of frames (calendar, city), one video each; give one " \
+        "of them" in capsys.readouterr().err
+
+
 def test_evaluate_refuses_weights_dir_without_metrics(tmp_path, capsys):
     src = write_test_video(tmp_path / "a.mp4", num_frames=2, size=(8, 8))
     assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--weights-dir", str(tmp_path)]) == 2

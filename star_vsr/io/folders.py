@@ -45,10 +45,17 @@ def _holds_video_files(folder: Path) -> bool:
     return any(_visible_files(folder, VIDEO_EXTENSIONS))
 
 
+def _holds_frame_folders(folder: Path) -> bool:
+    return any(entry.is_dir() and not entry.name.startswith(".") and holds_frame_images(entry)
+               for entry in folder.iterdir())
+
+
 def is_frame_folder(folder: Path) -> bool:
-    """Whether `folder` is the frame folder of one clip: it directly holds frame images and no video file. A
-    folder of videos with a picture beside them (a poster, a thumbnail) is a folder of clips (`stray_images`)."""
-    return folder.is_dir() and holds_frame_images(folder) and not _holds_video_files(folder)
+    """Whether `folder` is the frame folder of one clip: it directly holds frame images and no video file or
+    frame folder. A folder of clips with a picture beside them (a poster, a thumbnail, an overview) is a folder of
+    clips (`stray_images_note`): with frame folders beside the picture, the picture alone was scored or upscaled."""
+    return (folder.is_dir() and holds_frame_images(folder) and not _holds_video_files(folder)
+            and not _holds_frame_folders(folder))
 
 
 def clips_in_folder(folder: Path) -> list[Path]:
@@ -78,7 +85,8 @@ def stray_images_note(folder: Path) -> str | None:
     images = sorted((entry.name for entry in _visible_files(folder, IMAGE_EXTENSIONS)), key=natural_sort_key)
     if not images:
         return None
-    return (f"{folder} holds videos, so the picture{'s' if len(images) != 1 else ''} beside them "
+    clips = "videos" if _holds_video_files(folder) else "frame folders (clips)"
+    return (f"{folder} holds {clips}, so the picture{'s' if len(images) != 1 else ''} beside them "
             f"{'are' if len(images) != 1 else 'is'} left out ({_first_names(images)}); the frames of a video go in "
             f"a folder of their own, one per video")
 
@@ -140,9 +148,12 @@ def list_image_files(folder: Path) -> list[Path]:
             f"{', ...' if len(videos) > 3 else ''}){images}; give one video file or a folder that holds only the "
             f"frames of one video{also}"
         )
-    if not files and frame_folders:  # REDS4 / Vid4's LR/ (LR/calendar/00000000.png, ...)
+    if frame_folders:  # REDS4 / Vid4's LR/ (LR/calendar/00000000.png, ...), maybe with an overview picture beside
+        names = sorted((file.name for file in files), key=natural_sort_key)
+        pictures = f"{len(files)} picture{'s' if len(files) != 1 else ''} ({_first_names(names)})"
+        beside = f"{pictures} and " if files else "no frame images but "
         raise InputError(
-            f"{folder} holds no frame images but {len(frame_folders)} folder{'s' if len(frame_folders) != 1 else ''} "
+            f"{folder} holds {beside}{len(frame_folders)} folder{'s' if len(frame_folders) != 1 else ''} "
             f"of frames ({', '.join(frame_folders[:3])}{', ...' if len(frame_folders) > 3 else ''}), one video each; "
             f"give one of them (to upscale them all: `star-vsr upscale-batch {folder} -o FOLDER`)"
         )
