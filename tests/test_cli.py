@@ -315,6 +315,33 @@ def test_an_overview_picture_beside_frame_folders_is_left_out_not_scored_alone(t
         "of them" in capsys.readouterr().err
 
 
+def test_evaluate_refuses_a_clip_that_decodes_fewer_frames_than_its_header_lists(tmp_path, capsys):
+    """A video cut without re-encoding (from a frame after a keyframe, as ffmpeg -ss ... -c copy does) lists all its
+    packets but decodes only from its first keyframe on: its 16 frames were scored against the first 16 of 27
+    ground-truth frames (shifted), exit status 0."""
+    import av
+
+    whole = write_test_video(tmp_path / "whole.mp4", num_frames=30, size=(32, 32), gop_size=14)
+    with av.open(str(whole)) as source, av.open(str(tmp_path / "cut.mkv"), "w") as cut:
+        stream = cut.add_stream_from_template(source.streams.video[0])
+        for index, packet in enumerate(p for p in source.demux(source.streams.video[0]) if p.size):
+            if index >= 3:  # packets 3.. : the decoder waits for the keyframe at 14
+                packet.stream = stream
+                cut.mux(packet)
+    import cv2
+
+    from star_vsr.io import read_frames
+
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for index, frame in enumerate(read_frames(whole, list(range(3, 30)))):  # 27 frames: as cut.mkv's header lists
+        cv2.imwrite(str(gt / f"{index:02d}.png"), frame[..., ::-1])
+    assert main(["evaluate", "--pred", str(tmp_path / "cut.mkv"), "--gt", str(gt), "--scale", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "cut.mkv decoded 16 frames but its header lists 27, so its frames cannot be paired with the other " \
+        "clip's" in err, err
+
+
 def test_evaluate_refuses_weights_dir_without_metrics(tmp_path, capsys):
     src = write_test_video(tmp_path / "a.mp4", num_frames=2, size=(8, 8))
     assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--weights-dir", str(tmp_path)]) == 2

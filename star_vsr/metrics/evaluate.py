@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from star_vsr.errors import InputError, option
+from star_vsr.errors import CorruptVideoError, InputError, option
 from star_vsr.metrics.fidelity import SSIM_WINDOW, psnr, ssim
 from star_vsr.metrics.inputs import check_frames, check_same_shape
 from star_vsr.metrics.warping import warping_error
@@ -128,6 +129,13 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
     return pred_info, gt_info, num_frames
 
 
+def _fewer_frames(info: VideoInfo, decoded: int) -> None:
+    """``CorruptVideoError``: the clip of ``info`` gave ``decoded`` frames, fewer than its header lists."""
+    raise CorruptVideoError(f"{info.path} decoded {decoded} frames but its header lists {info.num_frames}, so its "
+                            f"frames cannot be paired with the other clip's; the file is truncated, or was cut "
+                            f"without re-encoding and lost the frames before its first keyframe: make it again")
+
+
 def evaluate_videos(
     pred_path: str,
     gt_path: str,
@@ -156,17 +164,22 @@ def evaluate_videos(
     """
     from star_vsr.io import open_video
 
-    pred_info, _, num_frames = check_pair(pred_path, gt_path, scale, crop_gt, max_frames)
+    pred_info, gt_info, num_frames = check_pair(pred_path, gt_path, scale, crop_gt, max_frames)
     warp = warp and num_frames >= 2
     sums = {key: 0.0 for key in FIDELITY_KEYS}
     warp_sum, pairs, frames = 0.0, 0, 0
     previous: tuple[np.ndarray, np.ndarray] | None = None
     bar = tqdm(total=num_frames, desc="evaluate", unit="frame", disable=not progress, **bar_options())
     with open_video(pred_path) as pred_reader, open_video(gt_path) as gt_reader:
-        for pred, gt in zip(pred_reader.iter_chunks(chunk_size), gt_reader.iter_chunks(chunk_size)):
+        chunks = itertools.zip_longest(pred_reader.iter_chunks(chunk_size), gt_reader.iter_chunks(chunk_size))
+        for pred, gt in chunks:
             if frames >= num_frames:
                 break
-            pred, gt = pred[:num_frames - frames], gt[:num_frames - frames]  # max_frames: the last chunk cut
+            wanted = min(chunk_size, num_frames - frames)
+            for chunk, info in ((pred, pred_info), (gt, gt_info)):
+                if chunk is None or len(chunk) < wanted:  # else frames scored against others, or part of the clip
+                    _fewer_frames(info, frames + (0 if chunk is None else len(chunk)))
+            pred, gt = pred[:wanted], gt[:wanted]  # max_frames: the last chunk cut
             gt = gt[:, :pred_info.height, :pred_info.width]  # (k, h, w, 3): crop_gt's top-left corner
             scores = evaluate_clip(pred, gt, scale=scale, warp=False)
             for key in FIDELITY_KEYS:
@@ -184,6 +197,8 @@ def evaluate_videos(
             frames += len(gt)
             bar.update(len(gt))
     bar.close()
+    if frames < num_frames:  # both ended at once, early
+        _fewer_frames(pred_info, frames)
     results = {key: total / frames for key, total in sums.items()}
     if warp:
         results[WARP_KEY] = warp_sum / pairs
