@@ -68,6 +68,8 @@ def check_new_output(path: Union[str, Path], overwrite: bool,
         raise InputError(f"{path} is a folder; {file_hint}")
     if path.is_dir() and any(path.iterdir()) and not is_frame_output(path):  # a folder of the user's files: kept
         raise InputError(f"{path} is a folder that already holds files; write to a new or empty folder")
+    if path.exists() and not path.is_file() and not path.is_dir():  # --overwrite made /dev/null a regular file
+        raise InputError(f"{path} is a device, pipe or socket, not a file this run can replace; write to a file")
     if (path.exists() or path.is_symlink()) and not overwrite:  # a dangling link too, which the final move refuses
         dangling = "" if path.exists() else f" (a link to {os.readlink(path)}, which does not exist)"
         raise InputError(f"{path} already exists{dangling}; pass --overwrite to replace it")

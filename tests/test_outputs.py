@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
-from star_vsr.outputs import give_default_mode
+from star_vsr.errors import InputError
+from star_vsr.outputs import check_new_output, give_default_mode
 from star_vsr.testing import safetensors_modes
 
 
@@ -54,3 +56,14 @@ def test_a_folder_lock_refuses_a_second_holder_and_is_skipped_where_the_file_sys
     monkeypatch.setattr(fcntl, "flock", no_locks_here)
     with folder_lock(tmp_path, tmp_path):
         pass
+
+
+def test_an_output_that_is_a_device_or_pipe_is_refused_even_with_overwrite(tmp_path):
+    """--json /dev/null --overwrite (or any -o naming a device, a pipe or a socket) renamed a regular file over it:
+    run as root, /dev/null would have become a file."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match="pipe is a device, pipe or socket, not a file this run can replace"):
+            check_new_output(pipe, overwrite)
+    assert not pipe.is_file() and pipe.exists()
