@@ -519,6 +519,9 @@ def test_lpips_loads_local_weights_offline(lpips_weights, no_network):
     assert clip_score == pytest.approx(distance / 2, rel=1e-5)
     with pytest.raises(InputError, match="full-reference"):
         metric.score_frame(gt)
+    # AlexNet's pooling needs 31 pixels a side: a traceback ("Output size is too small") mid-run
+    with pytest.raises(InputError, match="lpips cannot score frames of 30x30: they are too small for its network"):
+        metric.score_frame(gt[:30, :30], gt[:30, :30])
 
 
 def test_dists_and_musiq_load_the_given_files(tmp_path, no_network):

@@ -336,11 +336,17 @@ class LearnedMetric:
             check_same_shape(pred, gt, "pred", "gt")
         elif gt is not None:
             raise InputError(f"{self.name} is a no-reference metric: it takes no ground truth.")
-        with torch.inference_mode():
-            if self.full_reference:
-                score = self.network(self._to_tensor(pred), self._to_tensor(gt))
-            else:
-                score = self.network(self._to_tensor(pred))
+        try:
+            with torch.inference_mode():
+                if self.full_reference:
+                    score = self.network(self._to_tensor(pred), self._to_tensor(gt))
+                else:
+                    score = self.network(self._to_tensor(pred))
+        except RuntimeError as error:  # a pooling layer's "Output size is too small": LPIPS's AlexNet under 31 px
+            if "output size is too small" not in str(error).lower():
+                raise
+            raise InputError(f"{self.name} cannot score frames of {pred.shape[1]}x{pred.shape[0]}: they are too "
+                             f"small for its network; score larger frames, or leave {self.name} out") from None
         return float(score.reshape(-1)[0].item())
 
     def score_clip(
