@@ -342,6 +342,25 @@ def test_evaluate_refuses_a_clip_that_decodes_fewer_frames_than_its_header_lists
         "clip's" in err, err
 
 
+def test_evaluate_refuses_frames_too_small_for_ewarp_before_scoring_any_clip(tmp_path, capsys, monkeypatch):
+    """A clip too small for E*warp's optical flow was found after the clips before it were scored, and thrown away,
+    with a message that did not mention --no-warp (black-box review)."""
+    for side in ("sr", "gt"):
+        (tmp_path / side).mkdir()
+        write_test_video(tmp_path / side / "a.mkv", num_frames=2, size=(24, 24), codec="ffv1")
+        write_test_video(tmp_path / side / "z.mkv", num_frames=2, size=(14, 40), codec="ffv1")
+    import star_vsr.metrics
+
+    scored, original = [], star_vsr.metrics.evaluate_videos
+    monkeypatch.setattr(star_vsr.metrics, "evaluate_videos", lambda *a, **k: scored.append(a) or original(*a, **k))
+    args = ["evaluate", "--pred", str(tmp_path / "sr"), "--gt", str(tmp_path / "gt"), "--scale", "1"]
+    assert main(args) == 2
+    assert "z.mkv: E*warp needs frames at least 16 pixels high and 12 wide for its optical flow, got 40x14; pass " \
+        "--no-warp to score PSNR / SSIM only" in capsys.readouterr().err
+    assert scored == []
+    assert main(args + ["--no-warp"]) == 0
+
+
 def test_evaluate_refuses_weights_dir_without_metrics(tmp_path, capsys):
     src = write_test_video(tmp_path / "a.mp4", num_frames=2, size=(8, 8))
     assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--weights-dir", str(tmp_path)]) == 2

@@ -113,6 +113,7 @@ def _finite(value):
 def run(args: argparse.Namespace) -> int:
     from ..metrics import evaluate_videos
     from ..metrics.evaluate import check_pair
+    from ..metrics.warping import MIN_FLOW_HEIGHT, MIN_FLOW_WIDTH
     from ..outputs import check_new_output, write_text_atomic
 
     if args.scale < 1:  # before any progress bar is drawn (the metrics check it too, per clip)
@@ -138,8 +139,13 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise MissingWeightsError("\n".join(missing))
     for name, pred, gt in clips:  # every pair's sizes and frame counts, before minutes of scoring are thrown away
-        pred_info, gt_info, _ = check_pair(str(pred), str(gt), scale=args.scale, crop_gt=args.crop_gt,
-                                           max_frames=args.max_frames)
+        pred_info, gt_info, num_frames = check_pair(str(pred), str(gt), scale=args.scale, crop_gt=args.crop_gt,
+                                                    max_frames=args.max_frames)
+        if not args.no_warp and num_frames >= 2 and (pred_info.height < MIN_FLOW_HEIGHT
+                                                     or pred_info.width < MIN_FLOW_WIDTH):  # else refused mid-run
+            raise InputError(f"{pred}: E*warp needs frames at least {MIN_FLOW_HEIGHT} pixels high and "
+                             f"{MIN_FLOW_WIDTH} wide for its optical flow, got {pred_info.width}x{pred_info.height}; "
+                             f"pass --no-warp to score PSNR / SSIM only")
         if pred_info.frame_rate != gt_info.frame_rate and not (pred_info.is_image_folder or gt_info.is_image_folder):
             print(f"note: {pred} plays at {pred_info.fps:g} fps and {gt} at {gt_info.fps:g}; frames are compared "
                   f"in order, frame i with frame i")
