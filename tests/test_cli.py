@@ -361,6 +361,19 @@ def test_evaluate_refuses_frames_too_small_for_ewarp_before_scoring_any_clip(tmp
     assert main(args + ["--no-warp"]) == 0
 
 
+def test_a_clip_named_mean_keeps_its_row(tmp_path, capsys):
+    """The average row replaced the row of a clip named 'mean' in the printed table."""
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "sr").mkdir()
+    for seed, name in enumerate(("mean", "walk")):
+        write_test_video(tmp_path / "gt" / f"{name}.mkv", num_frames=2, size=(24, 24), seed=seed, codec="ffv1")
+        write_test_video(tmp_path / "sr" / f"{name}.mkv", num_frames=2, size=(24, 24), seed=seed + 5, codec="ffv1")
+    assert main(["evaluate", "--pred", str(tmp_path / "sr"), "--gt", str(tmp_path / "gt"), "--scale", "2",
+                 "--no-warp"]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == ["mean", "walk", "(mean)"]
+
+
 def test_evaluate_refuses_weights_dir_without_metrics(tmp_path, capsys):
     src = write_test_video(tmp_path / "a.mp4", num_frames=2, size=(8, 8))
     assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--weights-dir", str(tmp_path)]) == 2

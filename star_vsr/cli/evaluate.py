@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     mean = {k: sum(r[k] for r in results.values() if k in r) / sum(k in r for r in results.values()) for k in keys}
     table = dict(results)
     if len(results) > 1:
-        table["mean"] = mean
+        table["(mean)" if "mean" in table else "mean"] = mean  # a clip named mean keeps its row
     print(format_table(table, [m.name for m in learned]))
     if args.json:  # identical frames give PSNR = inf, written as null (strict JSON)
         summary = {"scale": args.scale, **({"max_frames": args.max_frames} if args.max_frames else {}),
