@@ -1455,6 +1455,24 @@ def test_unreadable_image_is_corrupt(tmp_path):
         probe_video(tmp_path)
 
 
+def test_a_cut_short_jpeg_frame_is_corrupt_not_read_half_grey(tmp_path, capfd):
+    """OpenCV read a JPEG cut short by a failed copy with its missing rows grey, saying only "Premature end of JPEG
+    file" without a name, and evaluate scored it (black-box review)."""
+    for index in range(3):
+        frame = np.random.default_rng(index).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / f"{index}.jpg"), frame)
+    whole = (tmp_path / "1.jpg").read_bytes()
+    assert len(read_frames(tmp_path, [0, 1, 2])) == 3
+    (tmp_path / "1.jpg").write_bytes(whole[:len(whole) * 6 // 10])
+    assert len(read_frames(tmp_path, [0, 2])) == 2
+    with pytest.raises(CorruptVideoError, match=r"1\.jpg is cut short \(its JPEG data ends before the end-of-image "
+                                                r"marker"):
+        read_frames(tmp_path, [1])
+    assert "Premature end" not in capfd.readouterr().err
+    (tmp_path / "1.jpg").write_bytes(whole + b"\0" * 100)  # padding after the marker, as some cameras write
+    assert len(read_frames(tmp_path, [1])) == 1
+
+
 def test_frames_to_uint8_rounds_clamps_and_puts_channels_last():
     import torch
 

@@ -233,8 +233,26 @@ class PyAVVideoReader(VideoReader):
         self._containers.clear()
 
 
+#: Bytes at the end of a JPEG file searched for its end-of-image marker (after which some cameras write padding).
+_JPEG_TAIL = 4096
+
+
+def _is_cut_short_jpeg(file: Path) -> bool:
+    """Whether ``file`` is a JPEG without its end-of-image marker (FF D9): cut short by a failed copy. OpenCV reads
+    such a file with the missing rows grey, saying only "Premature end of JPEG file", without its name."""
+    if file.suffix.lower() not in (".jpg", ".jpeg"):
+        return False
+    with file.open("rb") as handle:
+        handle.seek(0, 2)
+        handle.seek(max(0, handle.tell() - _JPEG_TAIL))
+        return b"\xff\xd9" not in handle.read()
+
+
 def _load_image(file: Path, info: VideoInfo) -> np.ndarray:
     """One frame of an image folder as (h, w, 3) uint8 RGB (16-bit images are scaled to 8)."""
+    if _is_cut_short_jpeg(file):  # (before OpenCV, which reads it anyway)
+        raise CorruptVideoError(f"{file} is cut short (its JPEG data ends before the end-of-image marker: a failed "
+                                f"copy?); replace or remove it")
     image = cv2.imread(str(file), _IMREAD_FLAGS)
     if image is None:
         raise CorruptVideoError(f"{file} is not a readable image; replace or remove it")
