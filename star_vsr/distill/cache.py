@@ -215,7 +215,7 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
     storage = STORAGE_DTYPES[manifest.dtype]
     for shard in range(manifest.num_shards):  # damaged since it was written (a bad copy, a disk error): redo it
         path = _shard_path(folder, shard)
-        if path.is_file() and not _shard_is_readable(path):
+        if path.is_file() and _lr_sizes(path) is None:  # its header does not parse
             tqdm.write(f"{path} is damaged; computing it again")
             path.unlink()
     done = sum(len(manifest.shard_clips(s)) for s in range(manifest.num_shards) if _shard_path(folder, s).is_file())
@@ -247,18 +247,9 @@ def _shard_path(folder: Path, shard: int) -> Path:
     return folder / SHARD_NAME.format(shard)
 
 
-def _shard_is_readable(path: Path) -> bool:
-    """Whether the shard's header parses and its tensors lie inside the file (reads the header only)."""
-    try:
-        with safe_open(str(path), framework="pt") as shard:
-            shard.keys()
-        return True
-    except Exception:  # safetensors raises SafetensorError, OSError, ...
-        return False
-
-
 def _lr_sizes(path: Path) -> Optional[set[tuple[int, int]]]:
-    """The (h, w) of the LR clips in a shard, from its header; None when it is missing or its header is damaged."""
+    """The (h, w) of the LR clips in a shard, from its header; None when it is missing or its header is damaged
+    (does not parse, or names tensors outside the file)."""
     try:
         with safe_open(str(path), framework="pt") as shard:
             return {tuple(shard.get_slice(key).get_shape()[-2:]) for key in shard.keys() if key.endswith("/lq")}

@@ -129,9 +129,9 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
     return pred_info, gt_info, num_frames
 
 
-def _fewer_frames(info: VideoInfo, decoded: int) -> None:
-    """``CorruptVideoError``: the clip of ``info`` gave ``decoded`` frames, fewer than its header lists."""
-    raise CorruptVideoError(f"{info.path} decoded {decoded} frames but its header lists {info.num_frames}, so its "
+def _fewer_frames(info: VideoInfo, decoded: int) -> CorruptVideoError:
+    """The error of a clip (``info``) that gave ``decoded`` frames, fewer than its header lists."""
+    return CorruptVideoError(f"{info.path} decoded {decoded} frames but its header lists {info.num_frames}, so its "
                             f"frames cannot be paired with the other clip's; the file is truncated, or was cut "
                             f"without re-encoding and lost the frames before its first keyframe: make it again")
 
@@ -178,7 +178,7 @@ def evaluate_videos(
             wanted = min(chunk_size, num_frames - frames)
             for chunk, info in ((pred, pred_info), (gt, gt_info)):
                 if chunk is None or len(chunk) < wanted:  # else frames scored against others, or part of the clip
-                    _fewer_frames(info, frames + (0 if chunk is None else len(chunk)))
+                    raise _fewer_frames(info, frames + (0 if chunk is None else len(chunk)))
             pred, gt = pred[:wanted], gt[:wanted]  # max_frames: the last chunk cut
             gt = gt[:, :pred_info.height, :pred_info.width]  # (k, h, w, 3): crop_gt's top-left corner
             scores = evaluate_clip(pred, gt, scale=scale, warp=False)
@@ -198,7 +198,7 @@ def evaluate_videos(
             bar.update(len(gt))
     bar.close()
     if frames < num_frames:  # both ended at once, early
-        _fewer_frames(pred_info, frames)
+        raise _fewer_frames(pred_info, frames)
     results = {key: total / frames for key, total in sums.items()}
     if warp:
         results[WARP_KEY] = warp_sum / pairs
