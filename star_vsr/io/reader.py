@@ -237,23 +237,22 @@ class PyAVVideoReader(VideoReader):
 _JPEG_TAIL = 4096
 
 
-def _is_cut_short_jpeg(file: Path) -> bool:
-    """Whether ``file`` is a JPEG without its end-of-image marker (FF D9): cut short by a failed copy. OpenCV reads
-    such a file with the missing rows grey, saying only "Premature end of JPEG file", without its name."""
-    if file.suffix.lower() not in (".jpg", ".jpeg"):
-        return False
-    with file.open("rb") as handle:
-        handle.seek(0, 2)
-        handle.seek(max(0, handle.tell() - _JPEG_TAIL))
-        return b"\xff\xd9" not in handle.read()
+def _is_cut_short_jpeg(file: Path, data: bytes) -> bool:
+    """Whether ``data``, the bytes of ``file``, are a JPEG without its end-of-image marker (FF D9): cut short by a
+    failed copy. OpenCV decodes one with the missing rows grey, saying only "Premature end of JPEG file"."""
+    return file.suffix.lower() in (".jpg", ".jpeg") and b"\xff\xd9" not in data[-_JPEG_TAIL:]
 
 
 def _load_image(file: Path, info: VideoInfo) -> np.ndarray:
     """One frame of an image folder as (h, w, 3) uint8 RGB (16-bit images are scaled to 8)."""
-    if _is_cut_short_jpeg(file):  # (before OpenCV, which reads it anyway)
+    try:
+        data = file.read_bytes()  # read once: checked, then decoded
+    except OSError as error:
+        raise CorruptVideoError(f"{file} is not a readable image ({error.strerror}); replace or remove it") from None
+    if _is_cut_short_jpeg(file, data):
         raise CorruptVideoError(f"{file} is cut short (its JPEG data ends before the end-of-image marker: a failed "
                                 f"copy?); replace or remove it")
-    image = cv2.imread(str(file), _IMREAD_FLAGS)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_FLAGS) if data else None
     if image is None:
         raise CorruptVideoError(f"{file} is not a readable image; replace or remove it")
     image = info.orientation.apply(image)  # upright, as the first frame's EXIF orientation says
