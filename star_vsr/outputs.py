@@ -10,10 +10,11 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, TextIO, Union
 
 from .errors import InputError, OutputBusyError, OutputError
 
@@ -112,6 +113,33 @@ def write_text_atomic(path: Union[str, Path], text: str) -> None:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+#: ``--json -``: the JSON goes to standard output (``star-vsr evaluate ... --json - | jq``); write ``./-`` for a file
+#: named ``-``.
+STDOUT = "-"
+
+
+@contextmanager
+def json_on_stdout(json_path: Optional[str]) -> Iterator[TextIO]:
+    """Yield the stream a ``--json -`` command writes its JSON to: standard output, with everything else it prints
+    (tables, notes) sent to standard error meanwhile, so that standard output holds the JSON alone. With any other
+    ``--json`` (or none) nothing is redirected."""
+    stream = sys.stdout
+    if json_path != STDOUT:
+        yield stream
+        return
+    with redirect_stdout(sys.stderr):
+        yield stream
+
+
+def write_json_output(json_path: str, text: str, stdout: TextIO) -> None:
+    """Write the JSON ``text`` to the ``--json`` file (whole or not at all), or to ``stdout`` for ``--json -``."""
+    if json_path == STDOUT:
+        stdout.write(text if text.endswith("\n") else text + "\n")
+        stdout.flush()
+    else:
+        write_text_atomic(json_path, text)
 
 
 def check_writable(path: Union[str, Path]) -> Path:

@@ -193,6 +193,19 @@ def test_evaluate_pairs_folders_of_frame_folders_with_videos(tmp_path, capsys):
     assert "b/, b.mkv; keep one of each" in capsys.readouterr().err
 
 
+def test_evaluate_json_dash_writes_the_json_alone_to_standard_output(tmp_path, capsys, monkeypatch):
+    """--json - is standard output (| jq), with the table on standard error; it wrote a file named '-'."""
+    gt = write_test_video(tmp_path / "gt.mp4", num_frames=3, size=(32, 32), seed=0)
+    pred = write_test_video(tmp_path / "pred.mkv", num_frames=3, size=(32, 32), seed=0, codec="ffv1")
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--scale", "2", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert list(json.loads(captured.out)["clips"].values())[0]["frames"] == 3  # nothing else on stdout
+    assert "PSNR-Y" in captured.err and not (tmp_path / "-").exists()
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--scale", "2", "--json", "./-"]) == 0
+    assert "PSNR-Y" in capsys.readouterr().out and json.loads((tmp_path / "-").read_text())["scale"] == 2
+
+
 def test_evaluate_json_goes_into_new_folders_and_never_replaces_a_video_or_a_folder(tmp_path, capsys):
     gt = write_test_video(tmp_path / "gt.mkv", num_frames=3, size=(16, 16), seed=0, codec="ffv1")
     pred = write_test_video(tmp_path / "pred.mkv", num_frames=3, size=(16, 16), seed=1, codec="ffv1")

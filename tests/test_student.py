@@ -842,6 +842,15 @@ def test_benchmark_command_reports_ratios(tmp_path, capsys):
     assert main(args + ["--overwrite"]) == 0 and set(json.loads(report.read_text())["results"]) == {"bicubic"}
 
 
+def test_benchmark_json_dash_writes_the_json_alone_to_standard_output(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["benchmark", "--size", "32x18", "--frames", "2", "--repeats", "1", "--methods", "bicubic",
+                 "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert set(json.loads(captured.out)["results"]) == {"bicubic"} and "fps" in captured.err
+    assert list(tmp_path.iterdir()) == []  # no file named '-'
+
+
 def test_benchmark_with_ffv1_and_a_report_in_a_new_folder(tmp_path, capsys):
     """FFV1 needs .mkv files (the runs wrote .mp4 names); --json makes the folders above it (it failed after the
     whole run)."""

@@ -34,7 +34,7 @@ import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TextIO
 
 from ..benchmarking import (NCNN_MODELS, format_results, load_ncnn, measure, run_bicubic, run_ncnn, run_student,
                             set_omp_wait_policy)
@@ -83,7 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "skipped with a note when not installed)")
     parser.add_argument("--omp-wait-policy", default="passive", choices=("passive", "active", "default"),
                         help="OMP_WAIT_POLICY for PyTorch and ncnn unless already set (default passive; see above)")
-    parser.add_argument("--json", type=path_argument, metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--json", type=path_argument, metavar="FILE",
+                        help="also write the results as JSON; - writes them to standard output (the table then goes "
+                             "to standard error)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.set_defaults(func=run)
 
@@ -120,12 +122,19 @@ def load_benchmark_student(model: Optional[str], preset: Optional[str], dtype: s
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..outputs import json_on_stdout
+
+    with json_on_stdout(args.json) as stdout:
+        return _benchmark(args, stdout)
+
+
+def _benchmark(args: argparse.Namespace, stdout: TextIO) -> int:
     policy = set_omp_wait_policy(args.omp_wait_policy)
     import torch
 
     from ..io import probe_video
     from ..io.synthetic import write_test_video
-    from ..outputs import check_new_output, write_text_atomic
+    from ..outputs import STDOUT, check_new_output, write_json_output
     from ..upscale import DTYPE_FLAGS, resolve_dtype
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -152,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise InputError(f"{' and '.join(given)} describe{'s' if len(given) == 1 else ''} the synthetic clip; "
                              f"--input {args.input} is timed as it is (cut or resize it first)")
-    if args.json:  # before minutes of timing
+    if args.json and args.json != STDOUT:  # before minutes of timing
         check_new_output(args.json, args.overwrite, source=args.input,  # never replaces the video it times
                          file_hint=f"name the file to write: --json {Path(args.json) / 'benchmark.json'}")
     torch.set_num_threads(args.threads)
@@ -205,5 +214,5 @@ def run(args: argparse.Namespace) -> int:
         if "student" in timings:
             student_fps = timings["student"].fps
             payload["ratios"] = {name: student_fps / t.fps for name, t in timings.items() if name != "student"}
-        write_text_atomic(args.json, json.dumps(payload, indent=2) + "\n")  # makes missing folders
+        write_json_output(args.json, json.dumps(payload, indent=2) + "\n", stdout)  # makes missing folders
     return 0

@@ -18,7 +18,7 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TextIO
 
 from ..errors import InputError, MissingWeightsError, VideoNotFoundError
 from .arguments import max_frames_argument, path_argument
@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="score only the first N frames of each clip (predictions made with upscale "
                              "--max-frames N; default: every frame, and the counts must match)")
     parser.add_argument("--json", type=path_argument, metavar="FILE",
-                        help="also write per-clip and mean results as JSON")
+                        help="also write per-clip and mean results as JSON; - writes them to standard output "
+                             "(the table then goes to standard error)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--metrics", default="", metavar="NAMES",
                         help="learned metrics to add, comma-separated: lpips, lpips-vgg, dists (full-reference), "
@@ -111,10 +112,17 @@ def _finite(value):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..outputs import json_on_stdout
+
+    with json_on_stdout(args.json) as stdout:
+        return _evaluate(args, stdout)
+
+
+def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     from ..metrics import evaluate_videos
     from ..metrics.evaluate import check_pair
     from ..metrics.warping import MIN_FLOW_HEIGHT, MIN_FLOW_WIDTH
-    from ..outputs import check_new_output, write_text_atomic
+    from ..outputs import STDOUT, check_new_output, write_json_output
 
     if args.scale < 1:  # before any progress bar is drawn (the metrics check it too, per clip)
         raise InputError(f"--scale must be an integer >= 1 (the border crop in pixels), got {args.scale}")
@@ -124,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--weights-dir is where the learned metrics' weight files are, but no --metrics was given "
                          "(for example --metrics lpips,dists); PSNR-Y, SSIM-Y and E*warp need no weights")
     clips = pair_clips(Path(args.pred), Path(args.gt))
-    if args.json:  # before the metrics, not after
+    if args.json and args.json != STDOUT:  # before the metrics, not after
         videos = [video for _, pred, gt in clips for video in (pred, gt)]
         check_new_output(args.json, args.overwrite, source=videos,  # never replaces a video it scores
                          file_hint=f"name the file to write: --json {Path(args.json) / 'metrics.json'}")
@@ -169,5 +177,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:  # identical frames give PSNR = inf, written as null (strict JSON)
         summary = {"scale": args.scale, **({"max_frames": args.max_frames} if args.max_frames else {}),
                    "clips": results, "mean": mean}
-        write_text_atomic(args.json, json.dumps(_finite(summary), indent=2, allow_nan=False))
+        write_json_output(args.json, json.dumps(_finite(summary), indent=2, allow_nan=False), stdout)
     return 0
