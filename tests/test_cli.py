@@ -355,6 +355,36 @@ def test_evaluate_refuses_a_clip_that_decodes_fewer_frames_than_its_header_lists
         "clip's" in err, err
 
 
+def test_evaluate_skips_a_clip_that_fails_midway_and_keeps_the_others(tmp_path, capsys):
+    """A frame that cannot be decoded, found while scoring a folder of clips, threw away every clip scored before it;
+    now that clip is skipped with its reason, the mean is over the others, the JSON lists it and the exit status
+    is 1. One pair alone still fails as before."""
+    import cv2
+
+    from star_vsr.io import read_frames
+
+    for root in ("pred", "gt"):
+        for name, seed in (("a", 0), ("b", 1)):
+            folder = tmp_path / root / name
+            folder.mkdir(parents=True)
+            video = write_test_video(tmp_path / f"{name}.mp4", num_frames=4, size=(32, 32), seed=seed)
+            for index, frame in enumerate(read_frames(video, list(range(4)))):
+                cv2.imwrite(str(folder / f"{index:02d}.png"), frame[..., ::-1])
+    (tmp_path / "pred" / "a" / "02.png").write_bytes(b"not a PNG")  # a later frame: the pairs' checks pass
+    report = tmp_path / "scores.json"
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--scale", "1",
+                 "--json", str(report)]) == 1
+    captured = capsys.readouterr()
+    assert "skipped a: " in captured.err and "02.png" in captured.err, captured.err
+    assert "1 of 2 clips were skipped (the reasons are above), so the mean is over 1: a" in captured.err
+    scores = json.loads(report.read_text())
+    assert set(scores["clips"]) == {"b"} and set(scores["skipped"]) == {"a"}
+    assert scores["mean"]["psnr_y"] == scores["clips"]["b"]["psnr_y"] and "b" in captured.out
+    assert main(["evaluate", "--pred", str(tmp_path / "pred" / "a"), "--gt", str(tmp_path / "gt" / "a"),
+                 "--scale", "1"]) == 2  # one pair: an error, as before
+    assert "02.png" in capsys.readouterr().err
+
+
 def test_evaluate_refuses_frames_too_small_for_ewarp_before_scoring_any_clip(tmp_path, capsys, monkeypatch):
     """A clip too small for E*warp's optical flow was found after the clips before it were scored, and thrown away,
     with a message that did not mention --no-warp (black-box review)."""

@@ -9,7 +9,9 @@ better; a clip against itself scores a little above 0, the flow being estimated)
 (star_vsr.metrics.warping): compare methods scored here, not published tables. A clip's PSNR is the mean of its
 frames' (BasicSR's convention), so one frame equal to its ground truth gives the clip PSNR-Y inf (null in --json),
 and so has the mean over clips. ``--metrics lpips,dists,...`` adds
-learned metrics (pyiqa, from weight files already on disk; nothing is downloaded).
+learned metrics (pyiqa, from weight files already on disk; nothing is downloaded). A clip of a folder that fails to
+decode partway is skipped with its reason: the mean is over the others, --json lists it under "skipped", and the
+exit status is 1.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Sequence, TextIO
 
-from ..errors import InputError, MissingWeightsError, VideoNotFoundError
+from ..errors import (CorruptVideoError, InputError, MissingWeightsError, UnsupportedVideoError,
+                      VideoNotFoundError)
 from .arguments import max_frames_argument, path_argument
 
 COLUMNS = (("psnr_y", "PSNR-Y", "{:.3f}"), ("ssim_y", "SSIM-Y", "{:.4f}"), ("ewarp", "E*warp", "{:.3f}"))
@@ -158,9 +162,19 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
             print(f"note: {pred} plays at {pred_info.fps:g} fps and {gt} at {gt_info.fps:g}; frames are compared "
                   f"in order, frame i with frame i")
     results: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}  # clip name -> why it could not be scored
     for name, pred, gt in clips:
-        results[name] = evaluate_videos(str(pred), str(gt), scale=args.scale, warp=not args.no_warp, progress=True,
-                                        crop_gt=args.crop_gt, learned=learned, max_frames=args.max_frames)
+        try:
+            results[name] = evaluate_videos(str(pred), str(gt), scale=args.scale, warp=not args.no_warp,
+                                            progress=True, crop_gt=args.crop_gt, learned=learned,
+                                            max_frames=args.max_frames)
+        except (CorruptVideoError, UnsupportedVideoError) as error:  # found mid-clip: the other clips still count
+            if len(clips) == 1:
+                raise
+            print(f"skipped {name}: {error}", file=sys.stderr)
+            skipped[name] = str(error)
+    if not results:
+        raise CorruptVideoError(f"no clip could be scored (the reasons are above): {', '.join(skipped)}")
     single = [name for name, r in results.items() if "ewarp" not in r] if not args.no_warp else []
     if single:  # E*warp compares consecutive frames
         print(f"note: E*warp needs 2 or more frames; not computed for {', '.join(single)} (1 frame)")
@@ -174,8 +188,11 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     if len(results) > 1:
         table["(mean)" if "mean" in table else "mean"] = mean  # a clip named mean keeps its row
     print(format_table(table, [m.name for m in learned]))
+    if skipped:
+        print(f"{len(skipped)} of {len(clips)} clips were skipped (the reasons are above), so the mean is over "
+              f"{len(results)}: {', '.join(skipped)}", file=sys.stderr)
     if args.json:  # identical frames give PSNR = inf, written as null (strict JSON)
         summary = {"scale": args.scale, **({"max_frames": args.max_frames} if args.max_frames else {}),
-                   "clips": results, "mean": mean}
+                   "clips": results, "mean": mean, **({"skipped": skipped} if skipped else {})}
         write_json_output(args.json, json.dumps(_finite(summary), indent=2, allow_nan=False), stdout)
-    return 0
+    return 1 if skipped else 0
