@@ -262,6 +262,8 @@ def test_teacher_adapters_return_cpu_float_clips():
         CallableTeacher(lambda lq: lq, scale=SCALE)(torch.rand(2, 3, 8, 8))
     with pytest.raises(InputError, match="no feature taps"):
         load_teacher(tiny_teacher_student(), features=["nope"])
+    twice = load_teacher(tiny_teacher_student(), features=["hr_features", "hr_features"])  # --features a a
+    assert twice.feature_names == ("hr_features",) and twice.describe()["features"] == ["hr_features"]
 
 
 # --------------------------------------------------------------------------- cache
@@ -496,6 +498,7 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     assert "--model" not in err and not cache_dir.exists()
     # options that cannot apply are refused before the progress bar starts, not ignored or failed at the first clip
     for flags, message in ((["--steps", "3"], "--steps sets the diffusion teacher's sampling; "),
+                           (["--seed", "3"], "--seed sets the diffusion teacher's sampling; "),  # draws no clips
                            (["--upscale", "5"], "unsupported scale 5"), (["--upscale", "0"], "--upscale must be >= 1"),
                            (["--clips-per-shard", "0"], "--clips-per-shard must be >= 1")):
         assert cli_main([*base, "-o", str(cache_dir), *flags]) == 2

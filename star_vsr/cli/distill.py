@@ -141,6 +141,7 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
     if not isinstance(teacher, DiffusionTeacher):  # the diffusion options were ignored without a word
         given = ["--" + name.replace("_", "-") for name, default in DIFFUSION_TEACHER_DEFAULTS.items()
                  if getattr(args, name) != default]
+        given += ["--seed"] * (args.data is not None and args.seed != 0)  # draws neither clips nor samples then
         if given:
             raise InputError(f"{' and '.join(given)} set{'s' if len(given) == 1 else ''} the diffusion teacher's "
                              f"sampling; {args.teacher} is a student teacher: drop "

@@ -247,6 +247,7 @@ def load_teacher(source: Any, *, scale: int = 4, features: Sequence[str] = (), d
     """
     if isinstance(source, Teacher):
         return source
+    features = tuple(dict.fromkeys(features))  # a tap named twice is returned (and cached) once
     name = str(source) if isinstance(source, (str, Path)) else None
     if isinstance(source, (str, Path)):
         from ..errors import option
