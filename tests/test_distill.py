@@ -510,7 +510,9 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     assert cli_main(argv) == 0
     captured = capsys.readouterr()
     assert "4 clips in 4 shards" in captured.out  # two 3-frame windows per video (one shard: "1 shard")
-    assert "note:" not in captured.err  # 6 frames cut into 3-frame windows: nothing shorter, nothing left out
+    notes = [line for line in captured.err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: subfolders of {lr_dir} without frame images are left out (notes); the videos inside a "
+                     f"subfolder are not searched: give that subfolder itself"]  # 6 frames cut into 3-frame windows
     assert cli_main([*base, "-o", str(tmp_path / "cache8"), "--num-frames", "8"]) == 0
     assert "note: 2 of the videos are shorter than --num-frames 8" in capsys.readouterr().err
     cache = TeacherCache(cache_dir)
@@ -541,14 +543,25 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     shutil.rmtree(gt_dir / "b")
     with pytest.raises(InputError, match=r"no ground truth in .* for 1 of the 2 clips in .*: b\.mp4"):
         VideoFolderClips(lr_dir, num_frames=3, gt_folder=gt_dir)
+    shutil.rmtree(lr_dir / "notes")  # (its own note, checked above)
     # what the cut into windows drops is said, not silent: 6-frame videos in 4-frame windows, or shorter than 8
-    assert VideoFolderClips(lr_dir, num_frames=4).note() == ("4 frames after the last whole 4-frame window of each "
-                                                             "video are left out (counted over the videos)")
+    assert VideoFolderClips(lr_dir, num_frames=4).notes() == ["4 frames after the last whole 4-frame window of each "
+                                                              "video are left out (counted over the videos)"]
     short = VideoFolderClips(lr_dir, num_frames=8)  # from Python: the argument's name, not the command's flag
-    assert [stop - start for _, start, stop in short.windows] == [6, 6] and short.note() == (
+    assert [stop - start for _, start, stop in short.windows] == [6, 6] and short.notes() == [
         "2 of the videos are shorter than num_frames=8 and give one shorter clip each: a.mp4 (6 frames), "
-        "b.mp4 (6 frames)")
-    assert VideoFolderClips(lr_dir).note() is None  # whole videos
+        "b.mp4 (6 frames)"]
+    assert VideoFolderClips(lr_dir).notes() == []  # whole videos
+    # a subfolder of videos and a picture beside the clips are left out with a note (they were left out silently)
+    (lr_dir / "more").mkdir()
+    write_test_video(lr_dir / "more" / "c.mp4", num_frames=6, size=(16, 16))
+    Image.new("RGB", (16, 16)).save(lr_dir / "poster.png")
+    nested = VideoFolderClips(lr_dir)
+    assert len(nested) == 2 and nested.notes() == [
+        f"{lr_dir} holds videos, so the picture beside them is left out (poster.png); the frames of a video go in a "
+        f"folder of their own, one per video",
+        f"subfolders of {lr_dir} without frame images are left out (more); the videos inside a subfolder are not "
+        f"searched: give that subfolder itself"]
 
 
 def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):

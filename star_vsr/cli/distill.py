@@ -97,8 +97,7 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
                              f"clips of --data are cached as they are (their own size and degradation)")
 
         clips = VideoFolderClips(args.data, num_frames=args.num_frames, gt_folder=args.gt, scale=args.upscale)
-        note = clips.note()
-        if note:
+        for note in clips.notes():
             print(f"note: {note}", file=sys.stderr)
         return clips, clips.describe()
     if args.gt is not None:

@@ -13,8 +13,7 @@ from typing import Any, Optional, Union
 from ..degradations.frames import frames_to_clip
 from ..errors import InputError, option
 from ..io import VIDEO_EXTENSIONS, probe_video, read_frames
-from ..io.folders import clips_by_name
-
+from ..io.folders import clips_by_name, other_subfolders, other_subfolders_note, stray_images_note
 
 
 class VideoFolderClips:
@@ -47,6 +46,10 @@ class VideoFolderClips:
         if not clips:
             raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or frame folders in {self.folder}")
         videos = list(clips.values())
+        self._folder_notes = [note for note in (stray_images_note(self.folder),
+                                                other_subfolders_note(self.folder, other_subfolders(self.folder,
+                                                                                                    videos)))
+                              if note]  # pictures and subfolders of videos beside the clips: left out, said so
         self.gt: dict[Path, Path] = {}  # LR clip -> its ground truth, the clip of the same name in gt_folder
         if self.gt_folder is not None:
             if not self.gt_folder.is_dir():
@@ -71,9 +74,10 @@ class VideoFolderClips:
                 self.windows.append((video, start, start + length))
             self.frames_left_out += info.num_frames % length
 
-    def note(self) -> Optional[str]:
-        """What the cut into windows changed: shorter clips and frames left out (None when neither)."""
-        parts = []
+    def notes(self) -> list[str]:
+        """What was left out of ``folder`` (pictures beside the clips, subfolders without frames) and what the cut
+        into windows changed (shorter clips, frames after the last window): one line each."""
+        parts = list(self._folder_notes)
         if self.short:
             listed = ", ".join(f"{name} ({frames} frame{'s' * (frames != 1)})" for name, frames in self.short[:3])
             more = f" and {len(self.short) - 3} more" if len(self.short) > 3 else ""
@@ -84,7 +88,7 @@ class VideoFolderClips:
             parts.append(f"{self.frames_left_out} frame{'s' * (self.frames_left_out != 1)} after the last whole "
                          f"{self.num_frames}-frame window of each video {'are' if self.frames_left_out != 1 else 'is'} "
                          "left out (counted over the videos)")
-        return "; ".join(parts) or None
+        return parts
 
     def _check_gt(self, video: Path, info: Any) -> None:
         if self.gt_folder is None:
