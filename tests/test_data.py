@@ -269,6 +269,10 @@ def test_clip_lists_and_captions_as_spreadsheets_and_editors_write_them(tmp_path
     (tmp_path / "list.json").write_text(json.dumps([{"path": ["clip.mp4"]}]))
     with pytest.raises(InputError, match=r"a clip's path must be a file or folder name, got \['clip.mp4'\]"):
         list_clip_sources(tmp_path / "list.json")
+    for suffix in (".jsonl", ".tsv", ".txt"):  # read as one video, refused at the first item as a broken video
+        (tmp_path / f"list{suffix}").write_text('{"path": "clip.mp4"}\n')
+        with pytest.raises(InputError, match=rf"list\{suffix} looks like a list of clips, but clip lists are CSV"):
+            list_clip_sources(tmp_path / f"list{suffix}")
 
 
 def test_caption_dropout_rate(photos):

@@ -96,6 +96,11 @@ def _entry(item: Any, root: Path, where: str) -> ClipSource:
     return ClipSource(path if path.is_absolute() else root / path, caption)
 
 
+#: Suffixes of text files that are clip lists in other formats (one JSON object per line, tab-separated, plain
+#: lines): refused by name, not read as a video.
+OTHER_LIST_SUFFIXES = (".jsonl", ".ndjson", ".tsv", ".txt", ".lst", ".list", ".yaml", ".yml")
+
+
 def _read_list_file(file: Path) -> list[ClipSource]:
     if file.suffix.lower() == ".csv":
         reader = csv.DictReader(io.StringIO(_read_text(file), newline=""))
@@ -139,6 +144,10 @@ def list_clip_sources(source: Union[str, Path, Sequence[Any]]) -> list[ClipSourc
             sources = _scan_folder(path)
         elif path.suffix.lower() in (".csv", ".json"):
             sources = _read_list_file(path)
+        elif path.suffix.lower() in OTHER_LIST_SUFFIXES:  # else read as a video, failing at the first item
+            raise InputError(f"{path} looks like a list of clips, but clip lists are CSV (.csv, with a 'path' column "
+                             f"and optionally 'caption') or JSON (.json, a list of paths or of {{\"path\": ..., "
+                             f"\"caption\": ...}} objects); convert it, or give a folder of videos")
         else:
             sources = [ClipSource(path, _read_caption_file(path))]
     else:
