@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--num_frames", type=int, default=32, help="Frames per training clip.")
     data.add_argument("--crop_size", type=_yaml_value, default=[720, 1280], help="HR crop: int or [height, width].")
     data.add_argument("--frame_interval", type=_yaml_value, default=1,
-                      help="Frame step: int or [min, max] (--dataset video; photos are filmed frame by frame).")
+                      help="Frame step: int or [min, max], drawn per clip and lowered for a video too short for "
+                           "--num_frames frames that far apart (--dataset video; photos are filmed frame by frame).")
     data.add_argument("--scale", type=int, default=4, help="Upscaling factor (2, 3 or 4).")
     data.add_argument("--degradation", type=str, default="medium", help="'light', 'medium', 'heavy' or 'none'.")
     data.add_argument("--caption_dropout", type=float, default=0.5, help="Probability of an empty caption (CFG).")
