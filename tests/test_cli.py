@@ -263,8 +263,11 @@ def test_evaluate_adds_learned_metrics_and_names_missing_weights(tmp_path, capsy
         def score_frame(self, p, g):
             return float(np.abs(p.astype(np.float64) - g).mean())
 
-    monkeypatch.setattr(learned, "load_learned_metric", lambda name, weights_dir=None: MeanAbsoluteError())
+    devices = []
+    monkeypatch.setattr(learned, "load_learned_metric",
+                        lambda name, weights_dir=None, device=None: devices.append(device) or MeanAbsoluteError())
     assert main(args + ["--metrics", "mae"]) == 0
+    assert devices == [torch.device("cuda" if torch.cuda.is_available() else "cpu")]  # --device auto (was: CPU)
     assert "MAE" in capsys.readouterr().out
     from star_vsr.io import read_frames
 
@@ -421,6 +424,11 @@ def test_evaluate_refuses_weights_dir_without_metrics(tmp_path, capsys):
     src = write_test_video(tmp_path / "a.mp4", num_frames=2, size=(8, 8))
     assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--weights-dir", str(tmp_path)]) == 2
     assert "no --metrics was given" in capsys.readouterr().err  # it was silently ignored
+    assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--device", "cpu"]) == 2
+    assert "--device cpu places the learned metrics, but no --metrics was given" in capsys.readouterr().err
+    if not torch.cuda.is_available():  # refused before the weights are looked for
+        assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--metrics", "lpips", "--device", "cuda"]) == 2
+        assert "--device cuda needs a CUDA GPU, and none is available" in capsys.readouterr().err
 
 
 def test_evaluate_size_mismatch_is_an_error(tmp_path, capsys):

@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights-dir", type=path_argument, metavar="DIR",
                         help="folder with the learned metrics' weight files (default: torch's hub folder, "
                              "where pyiqa keeps them)")
+    parser.add_argument("--device", default="auto",
+                        help="where the learned --metrics run: auto (CUDA if present), cpu, cuda, cuda:1, ... "
+                             "(PSNR-Y, SSIM-Y and E*warp run on the CPU)")
     parser.set_defaults(func=run)
 
 
@@ -135,6 +138,14 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.weights_dir and not args.metrics.strip():
         raise InputError("--weights-dir is where the learned metrics' weight files are, but no --metrics was given "
                          "(for example --metrics lpips,dists); PSNR-Y, SSIM-Y and E*warp need no weights")
+    if args.device != "auto" and not args.metrics.strip():
+        raise InputError(f"--device {args.device} places the learned metrics, but no --metrics was given; PSNR-Y, "
+                         f"SSIM-Y and E*warp run on the CPU")
+    device = None
+    if args.metrics.strip():
+        from ..upscale import resolve_device  # torch only when asked for
+
+        device = resolve_device(args.device)
     clips = pair_clips(Path(args.pred), Path(args.gt))
     if args.json and args.json != STDOUT:  # before the metrics, not after
         videos = [video for _, pred, gt in clips for video in (pred, gt)]
@@ -145,7 +156,7 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
         from ..metrics.learned import load_learned_metric  # pyiqa and torch only when asked for
 
         try:
-            learned.append(load_learned_metric(metric_name, args.weights_dir))
+            learned.append(load_learned_metric(metric_name, args.weights_dir, device=device))
         except MissingWeightsError as error:  # checked before the network loads; every metric's files named at once
             missing.append(str(error))
     if missing:
