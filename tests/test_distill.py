@@ -564,6 +564,35 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
         f"searched: give that subfolder itself"]
 
 
+def test_a_cache_is_not_resumed_over_videos_replaced_under_the_same_names(tmp_path, capsys):
+    """A video of --data replaced (re-exported, another take) between a stopped build and its rerun was resumed
+    into the same cache, mixing the clips of two sets of files; a cache made before the files were fingerprinted
+    still resumes."""
+    from star_vsr.io.synthetic import write_test_video
+
+    folder = save_student_folder(tiny_teacher_student(), tmp_path / "teacher")
+    lr_dir = tmp_path / "lr"
+    lr_dir.mkdir()
+    for name, seed in (("a.mp4", 0), ("b.mp4", 1)):
+        write_test_video(lr_dir / name, num_frames=4, size=(16, 16), seed=seed)
+    argv = ["distill", "cache-teacher", "--teacher", str(folder), "--data", str(lr_dir), "-o", str(tmp_path / "cache"),
+            "--clips-per-shard", "1", "--device", "cpu"]
+    assert cli_main(argv) == 0
+    shard = tmp_path / "cache" / "shard-00001.safetensors"
+    shard.unlink()  # as if stopped after the first clip
+    manifest_path = tmp_path / "cache" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["complete"] = False
+    manifest_path.write_text(json.dumps(manifest))
+    write_test_video(lr_dir / "b.mp4", num_frames=4, size=(16, 16), seed=7)  # replaced under its name
+    assert cli_main(argv) == 2
+    assert "built with other settings (source.files differ (the clips' files changed since it was started))" \
+        in capsys.readouterr().err and not shard.exists()
+    before = manifest["source"].pop("files")  # written by an earlier star-vsr: resumed as before
+    manifest_path.write_text(json.dumps(manifest))
+    assert cli_main(argv) == 0 and shard.exists() and len(before) == 16
+
+
 def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):
     from star_vsr.testing import tiny_star_pipeline
 

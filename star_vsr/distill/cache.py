@@ -296,11 +296,15 @@ def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
         old, new = existing.settings(), manifest.settings()
         if not compare_teacher:
             old, new = {**old, "teacher": None}, {**new, "teacher": None}
+        if isinstance(old["source"], dict) and "files" not in old["source"]:  # clips' files not fingerprinted yet
+            new = {**new, "source": {key: value for key, value in new["source"].items() if key != "files"}}
         if old == new:
             return existing
         if not overwrite and shards:
+            changed = _changed_settings(old, new)
+            files = " (the clips' files changed since it was started)" if "source.files" in changed else ""
             raise InputError(f"{folder} already holds a teacher cache built with other settings "
-                             f"({', '.join(_changed_settings(old, new))} differ); choose another folder, or pass "
+                             f"({', '.join(changed)} differ{files}); choose another folder, or pass "
                              f"{option('overwrite=True', '--overwrite')} to replace it")
     elif shards:
         if not overwrite:

@@ -7,6 +7,8 @@ Items are dicts ``{"lq": (n, 3, h, w), "gt": (n, 3, H, W) (with a ground-truth f
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -101,9 +103,19 @@ class VideoFolderClips:
                              f"expected {expected[0]} frames of {expected[2]}x{expected[1]} (x{self.scale} of {video})")
 
     def describe(self) -> dict[str, Any]:
-        """JSON description for a cache manifest."""
+        """JSON description for a cache manifest; ``"files"`` fingerprints the clips' files (names, bytes, latest
+        change: ``input_fingerprint``, as ``star-vsr upscale``'s resume does), so that a cache is not resumed over
+        videos replaced under the same names."""
+        from ..resume import input_fingerprint
+
+        digest = hashlib.sha256()
+        for video in dict.fromkeys(video for video, _, _ in self.windows):
+            for path in (video, self.gt.get(video)):
+                if path is not None:
+                    digest.update(json.dumps([path.name, *input_fingerprint(path)]).encode())
         return {"kind": "video_folder", "folder": str(self.folder.resolve()), "num_frames": self.num_frames,
-                "gt_folder": str(self.gt_folder.resolve()) if self.gt_folder else None, "clips": len(self.windows)}
+                "gt_folder": str(self.gt_folder.resolve()) if self.gt_folder else None, "clips": len(self.windows),
+                "files": digest.hexdigest()[:16]}
 
     def __len__(self) -> int:
         return len(self.windows)
