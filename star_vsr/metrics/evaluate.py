@@ -170,7 +170,7 @@ def evaluate_videos(
     warp_sum, pairs, frames = 0.0, 0, 0
     previous: tuple[np.ndarray, np.ndarray] | None = None
     bar = tqdm(total=num_frames, desc="evaluate", unit="frame", disable=not progress, **bar_options())
-    with open_video(pred_path) as pred_reader, open_video(gt_path) as gt_reader:
+    with bar, open_video(pred_path) as pred_reader, open_video(gt_path) as gt_reader:  # bar closed on errors too
         chunks = itertools.zip_longest(pred_reader.iter_chunks(chunk_size), gt_reader.iter_chunks(chunk_size))
         for pred, gt in chunks:
             if frames >= num_frames:
@@ -196,7 +196,6 @@ def evaluate_videos(
                 previous = (pred[-1], gt[-1])
             frames += len(gt)
             bar.update(len(gt))
-    bar.close()
     if frames < num_frames:  # both ended at once, early
         raise _fewer_frames(pred_info, frames)
     results = {key: total / frames for key, total in sums.items()}
