@@ -21,11 +21,16 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 
 from ..errors import (CorruptVideoError, InputError, MissingWeightsError, UnsupportedVideoError,
                       VideoNotFoundError)
 from .arguments import max_frames_argument, path_argument
+
+if TYPE_CHECKING:  # torch and pyiqa load only when learned metrics are asked for
+    import torch
+
+    from ..metrics.learned import LearnedMetric
 
 COLUMNS = (("psnr_y", "PSNR-Y", "{:.3f}"), ("ssim_y", "SSIM-Y", "{:.4f}"), ("ewarp", "E*warp", "{:.3f}"))
 
@@ -125,12 +130,9 @@ def run(args: argparse.Namespace) -> int:
         return _evaluate(args, stdout)
 
 
-def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
-    from ..metrics import evaluate_videos
-    from ..metrics.evaluate import check_pair
-    from ..metrics.warping import MIN_FLOW_HEIGHT, MIN_FLOW_WIDTH
-    from ..outputs import STDOUT, check_new_output, write_json_output
-
+def _check_options(args: argparse.Namespace) -> Optional[torch.device]:
+    """The refusals of options that cannot apply, before any work; the learned metrics' device (None without
+    --metrics)."""
     if args.scale < 1:  # before any progress bar is drawn (the metrics check it too, per clip)
         raise InputError(f"--scale must be an integer >= 1 (the border crop in pixels), got {args.scale}")
     if args.metrics.strip() and not args.metrics.replace(",", "").strip():  # "--metrics ," named nothing
@@ -141,16 +143,15 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.device != "auto" and not args.metrics.strip():
         raise InputError(f"--device {args.device} places the learned metrics, but no --metrics was given; PSNR-Y, "
                          f"SSIM-Y and E*warp run on the CPU")
-    device = None
-    if args.metrics.strip():
-        from ..upscale import resolve_device  # torch only when asked for
+    if not args.metrics.strip():
+        return None
+    from ..upscale import resolve_device  # torch only when asked for
 
-        device = resolve_device(args.device)
-    clips = pair_clips(Path(args.pred), Path(args.gt))
-    if args.json and args.json != STDOUT:  # before the metrics, not after
-        videos = [video for _, pred, gt in clips for video in (pred, gt)]
-        check_new_output(args.json, args.overwrite, source=videos,  # never replaces a video it scores
-                         file_hint=f"name the file to write: --json {Path(args.json) / 'metrics.json'}")
+    return resolve_device(args.device)
+
+
+def _load_learned(args: argparse.Namespace, device: Optional[torch.device]) -> list[LearnedMetric]:
+    """The ``--metrics`` networks; every metric's missing weight files named in one error."""
     learned, missing = [], []
     for metric_name in dict.fromkeys(n.strip().lower() for n in args.metrics.split(",") if n.strip()):
         from ..metrics.learned import load_learned_metric  # pyiqa and torch only when asked for
@@ -161,7 +162,16 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
             missing.append(str(error))
     if missing:
         raise MissingWeightsError("\n".join(missing))
-    for name, pred, gt in clips:  # every pair's sizes and frame counts, before minutes of scoring are thrown away
+    return learned
+
+
+def _check_pairs(args: argparse.Namespace, clips: Sequence[tuple[str, Path, Path]]) -> None:
+    """Every pair's sizes and frame counts, before minutes of scoring are thrown away; a note for each pair whose
+    frame rates differ."""
+    from ..metrics.evaluate import check_pair
+    from ..metrics.warping import MIN_FLOW_HEIGHT, MIN_FLOW_WIDTH
+
+    for name, pred, gt in clips:
         pred_info, gt_info, num_frames = check_pair(str(pred), str(gt), scale=args.scale, crop_gt=args.crop_gt,
                                                     max_frames=args.max_frames)
         if not args.no_warp and num_frames >= 2 and (pred_info.height < MIN_FLOW_HEIGHT
@@ -172,6 +182,20 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
         if pred_info.frame_rate != gt_info.frame_rate and not (pred_info.is_image_folder or gt_info.is_image_folder):
             print(f"note: {pred} plays at {pred_info.fps:g} fps and {gt} at {gt_info.fps:g}; frames are compared "
                   f"in order, frame i with frame i")
+
+
+def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
+    from ..metrics import evaluate_videos
+    from ..outputs import STDOUT, check_new_output, write_json_output
+
+    device = _check_options(args)
+    clips = pair_clips(Path(args.pred), Path(args.gt))
+    if args.json and args.json != STDOUT:  # before the metrics, not after
+        videos = [video for _, pred, gt in clips for video in (pred, gt)]
+        check_new_output(args.json, args.overwrite, source=videos,  # never replaces a video it scores
+                         file_hint=f"name the file to write: --json {Path(args.json) / 'metrics.json'}")
+    learned = _load_learned(args, device)
+    _check_pairs(args, clips)
     results: dict[str, dict[str, float]] = {}
     skipped: dict[str, str] = {}  # clip name -> why it could not be scored
     for name, pred, gt in clips:
