@@ -93,6 +93,9 @@ def test_a_bicubic_pair_checks_its_clip_as_the_chain_does():
     assert pair["lq"].shape == (2, 3, 4, 3) and pair["hint"].shape == (2, 3, 16, 12)
     half = make_pair(torch.rand(2, 3, 16, 12).half(), 4, None, 0)  # was "not implemented for 'Half'"
     assert all(half[key].dtype == torch.float32 for key in ("gt", "lq", "hint"))
+    for dtype in (torch.float16, torch.float64):  # through the chain: gt kept its dtype
+        chained = make_pair(torch.rand(2, 3, 16, 12, dtype=dtype), 4, "light", 0)
+        assert all(chained[key].dtype == torch.float32 for key in ("gt", "lq", "hint"))
     for gt, match in ((torch.rand(2, 3, 18, 16), "Frame size 18x16 is not divisible by scale 4; crop the clip to 16"),
                       (torch.rand(2, 3, 16, 16) * 255, r"gt values must be in \[0, 1\], got \[0"),
                       ((torch.rand(2, 3, 16, 16) * 255).byte(), "gt must be a float tensor in"),

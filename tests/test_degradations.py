@@ -142,6 +142,14 @@ def test_call_is_sample_params_then_apply_and_params_are_loggable() -> None:
     assert torch.equal(lr, degradation(hr, 5))
     # Parameters are a pure function of the generator state.
     assert params == degradation.sample_params(torch.Generator().manual_seed(5))
+    # no generator: the noise came from torch's global RNG (changing with torch.manual_seed), an int a TypeError
+    for bad in (None, 5):
+        with pytest.raises(InputError, match="apply needs a CPU torch.Generator"):
+            degradation.apply(hr, params, bad)
+        with pytest.raises(InputError, match="sample_params needs a CPU torch.Generator"):
+            degradation.sample_params(bad)
+    with pytest.raises(InputError, match="apply needs the DegradationParams that sample_params draws, got dict"):
+        degradation.apply(hr, dataclasses.asdict(params), generator)
 
 
 def test_turning_a_stage_off_leaves_the_other_draws_unchanged() -> None:
@@ -446,7 +454,7 @@ def test_unsupported_scale_lists_the_choices(scale: object) -> None:
         (torch.rand(3, 48, 48), r"\(n, 3, h, w\)"),
         (torch.rand(4, 3, 48, 48) * 2 - 1, r"\[0, 1\]"),
         ((torch.rand(4, 3, 48, 48) * 255).to(torch.uint8), "float"),
-        (torch.full((4, 3, 48, 48), float("nan")), r"\[0, 1\]"),
+        (torch.full((4, 3, 48, 48), float("nan")), "holds NaN or infinite values"),  # not the [-1, 1] hint
         (torch.rand(4, 3, 2, 2), "smaller than the scale 4"),
     ],
 )
@@ -471,6 +479,9 @@ def test_degrade_frames_rejects_float_frames() -> None:
         ({"kernel_probs": {"gaussian": 1.0}}, "kernel_probs"),
         ({"resize_modes": ("nearest",)}, "resize_modes"),
         ({"resize_range": (1.2, 1.5)}, "resize_range"),
+        ({"kernel_sizes": 7}, r"kernel_sizes=7 must be a tuple of values, e\.g\. \(7,\)"),  # was a TypeError
+        ({"resize_modes": "area"}, r"resize_modes='area' must be a tuple"),  # was split into 'a', 'r', 'e', 'a'
+        ({"blur_prob": True}, "blur_prob=True must be a probability"),  # was taken as 1.0
     ],
 )
 def test_invalid_order_settings_name_the_field(change: dict, field_name: str) -> None:

@@ -82,4 +82,4 @@ def make_pair(gt: torch.Tensor, scale: int, degradation: DegradationSpec | RealW
         lq = degradation(gt, seed=seed)  # (n, 3, h / s, w / s)
     h, w = gt.shape[-2:]
     hint = F.interpolate(lq, size=(h, w), mode="bilinear", align_corners=False)  # (n, 3, H, W)
-    return {"gt": gt.contiguous(), "lq": lq.contiguous(), "hint": hint.contiguous()}
+    return {"gt": gt.float().contiguous(), "lq": lq.contiguous(), "hint": hint.contiguous()}  # float32, as documented

@@ -83,7 +83,7 @@ class RealWorldDegradation:
 
     def sample_params(self, generator: torch.Generator) -> DegradationParams:
         """Draw all per-clip random parameters (kernels, factors, noise, qualities, codec)."""
-        return sample_params(self.config, generator)
+        return sample_params(self.config, _checked_generator(generator, "sample_params"))
 
     def apply(
         self, hr: torch.Tensor, params: DegradationParams, generator: torch.Generator
@@ -100,6 +100,9 @@ class RealWorldDegradation:
         """
         # 1. Check inputs
         check_hr_clip(hr, self.scale)
+        generator = _checked_generator(generator, "apply")
+        if not isinstance(params, DegradationParams):
+            raise InputError(f"apply needs the DegradationParams that sample_params draws, got {type(params).__name__}.")
         h, w = hr.shape[-2:]
         lr_size = (h // self.scale, w // self.scale)
         x = hr.to(torch.float32)  # (n, 3, h, w)
@@ -161,12 +164,25 @@ def check_hr_clip(hr: torch.Tensor, scale: int, name: str = "hr", cpu_only: bool
             f"Frame size {h}x{w} is not divisible by scale {scale}; crop the clip to "
             f"{h - h % scale}x{w - w % scale} first."
         )
+    if not bool(hr.isfinite().all()):  # (aminmax gives NaN, and the [-1, 1] hint below would mislead)
+        raise InputError(f"{name} holds NaN or infinite values; check what made it.")
     low, high = hr.aminmax()
-    if not (low >= -RANGE_TOLERANCE and high <= 1 + RANGE_TOLERANCE):  # False for NaN too
+    if not (low >= -RANGE_TOLERANCE and high <= 1 + RANGE_TOLERANCE):
         raise InputError(
             f"{name} values must be in [0, 1], got [{low.item():.4g}, {high.item():.4g}]; "
             f"for [-1, 1] tensors use ({name} + 1) / 2."
         )
+
+
+def _checked_generator(generator: torch.Generator, method: str) -> torch.Generator:
+    """``generator`` when it is a CPU ``torch.Generator``; ``None`` would draw from torch's global RNG (results that
+    change with ``torch.manual_seed``), so anything else is an ``InputError``."""
+    if not isinstance(generator, torch.Generator):
+        raise InputError(
+            f"{method} needs a CPU torch.Generator, got {type(generator).__name__}: pass "
+            f"torch.Generator().manual_seed(seed), or call the degradation with a seed."
+        )
+    return make_generator(generator)
 
 
 def make_generator(seed: int | torch.Generator) -> torch.Generator:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from star_vsr.errors import InputError
@@ -158,8 +159,8 @@ class OrderConfig:
     def __post_init__(self) -> None:
         # Own copies, so a dict shared with the caller cannot change a frozen config later.
         object.__setattr__(self, "kernel_probs", dict(self.kernel_probs))
-        object.__setattr__(self, "kernel_sizes", tuple(self.kernel_sizes))
-        object.__setattr__(self, "resize_modes", tuple(self.resize_modes))
+        _as_tuple(self, "kernel_sizes")
+        _as_tuple(self, "resize_modes")
         for name in (
             "blur_prob",
             "sinc_prob",
@@ -278,8 +279,8 @@ class DegradationConfig:
     codec: CodecConfig = field(default_factory=CodecConfig)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "final_resize_modes", tuple(self.final_resize_modes))
-        object.__setattr__(self, "final_sinc_kernel_sizes", tuple(self.final_sinc_kernel_sizes))
+        _as_tuple(self, "final_resize_modes")
+        _as_tuple(self, "final_sinc_kernel_sizes")
         for name, kind in (
             ("first_order", OrderConfig),
             ("second_order", OrderConfig),
@@ -374,9 +375,18 @@ def _field_name(config: object, name: str) -> str:
     return f"{type(config).__name__}.{name}"
 
 
+def _as_tuple(config: object, name: str) -> None:
+    """Store the field ``name`` as a tuple; a single value (``"area"``, ``7``) is refused naming the field, where
+    ``tuple()`` split a string into letters or raised a TypeError."""
+    value = getattr(config, name)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InputError(f"{_field_name(config, name)}={value!r} must be a tuple of values, e.g. ({value!r},).")
+    object.__setattr__(config, name, tuple(value))
+
+
 def _check_probability(config: object, name: str) -> None:
     value = getattr(config, name)
-    if not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:  # (a NumPy float too; NaN fails)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:  # NaN fails
         raise InputError(f"{_field_name(config, name)}={value!r} must be a probability in [0, 1].")
     object.__setattr__(config, name, float(value))
 
