@@ -102,7 +102,9 @@ class RealWorldDegradation:
         check_hr_clip(hr, self.scale)
         generator = _checked_generator(generator, "apply")
         if not isinstance(params, DegradationParams):
-            raise InputError(f"apply needs the DegradationParams that sample_params draws, got {type(params).__name__}.")
+            raise InputError(
+                f"apply needs the DegradationParams that sample_params draws, got {type(params).__name__}."
+            )
         h, w = hr.shape[-2:]
         lr_size = (h // self.scale, w // self.scale)
         x = hr.to(torch.float32)  # (n, 3, h, w)
