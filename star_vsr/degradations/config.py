@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from star_vsr.errors import InputError
@@ -62,7 +62,8 @@ MAX_JPEG_QUALITY = 100
 """Highest JPEG quality factor (libjpeg scale 1..100)."""
 
 MAX_X264_CRF = 51
-"""Highest libx264 constant rate factor for 8-bit video (0 is lossless, 51 is worst)."""
+"""Highest libx264 constant rate factor for 8-bit video (51 is worst; 0 is lossless in YUV, not quite in RGB
+after the 4:2:0 round trip)."""
 
 X264_PRESETS = (
     "ultrafast",
@@ -158,7 +159,7 @@ class OrderConfig:
 
     def __post_init__(self) -> None:
         # Own copies, so a dict shared with the caller cannot change a frozen config later.
-        object.__setattr__(self, "kernel_probs", dict(self.kernel_probs))
+        _as_dict(self, "kernel_probs")
         _as_tuple(self, "kernel_sizes")
         _as_tuple(self, "resize_modes")
         for name in (
@@ -213,7 +214,10 @@ class CodecConfig:
     at a bitrate of 1e4-1e5 bits per frame (about 0.17-1.7 bits per pixel on a 180x320 LR frame, and less per
     pixel on larger frames). Here libx264 (the FFmpeg h264 encoder is the same library) is rate-controlled by
     CRF and mpeg4 by bits per pixel, so the strength does not depend on the frame size; the ``medium`` preset's
-    mpeg4 range (0.08-0.4) compresses harder than STAR's.
+    mpeg4 range (0.08-0.4) compresses harder than STAR's. Except at the low end: MPEG-4's coarsest quantiser (31)
+    bounds how hard it can compress, and small frames reach that bound first. On 64x64 LR frames (a 256 crop at x4)
+    every target from 0.02 to 0.1 bits per pixel (``heavy``'s whole range) gives the same output; on 128x128 frames
+    the bound is below 0.05. libx264's CRF has no such floor.
 
     Parameters:
         prob: Probability (0..1) that the clip is compressed with a video codec at all.
@@ -223,7 +227,8 @@ class CodecConfig:
         x264_preset: libx264 speed preset (one of `X264_PRESETS`).
         mpeg4_bits_per_pixel_range: (min, max) MPEG-4 Part 2 target bitrate in bits per pixel
             per frame (> 0); the encoder's bitrate is this times width x height x
-            `codec.CODEC_FRAME_RATE`, so the strength does not depend on the frame size.
+            `codec.CODEC_FRAME_RATE`, so the strength does not depend on the frame size (down to the floor
+            above).
     """
 
     prob: float = 1.0
@@ -233,7 +238,7 @@ class CodecConfig:
     mpeg4_bits_per_pixel_range: tuple[float, float] = (0.08, 0.4)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "codec_probs", dict(self.codec_probs))
+        _as_dict(self, "codec_probs")
         _check_probability(self, "prob")
         _check_weights(self, "codec_probs", DEGRADATION_CODECS)
         _check_range(self, "x264_crf_range", minimum=0, maximum=MAX_X264_CRF, integer=True)
@@ -382,6 +387,15 @@ def _as_tuple(config: object, name: str) -> None:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise InputError(f"{_field_name(config, name)}={value!r} must be a tuple of values, e.g. ({value!r},).")
     object.__setattr__(config, name, tuple(value))
+
+
+def _as_dict(config: object, name: str) -> None:
+    """Store the field ``name`` as a dict of its own (a copy); anything but a mapping is refused naming the field,
+    where ``dict()`` raised a TypeError about sequence elements."""
+    value = getattr(config, name)
+    if not isinstance(value, Mapping):
+        raise InputError(f"{_field_name(config, name)}={value!r} must be a dict of weights, e.g. {{'iso': 1.0}}.")
+    object.__setattr__(config, name, dict(value))
 
 
 def _check_probability(config: object, name: str) -> None:
