@@ -917,6 +917,13 @@ def stopped_message(output_dir: Path, step: int) -> str:
             f"command plus --resume_from_checkpoint latest")
 
 
+def finishing_message(checkpoint: Path, max_train_steps: int) -> str:
+    """What a run resumed from a checkpoint at its last step prints: a run stopped (killed, out of disk) after
+    saving that checkpoint but before writing its final model only writes the model from it."""
+    return (f"{checkpoint} is at the last step (--max_train_steps {max_train_steps}): no steps left to train; "
+            f"writing the final model from it")
+
+
 def check_number(args: argparse.Namespace, name: str, low: float, high: float = math.inf, *, low_open: bool = False,
                  high_open: bool = False, optional: bool = False) -> None:
     """``InputError`` naming ``--name`` unless that setting is a finite number in the range from ``low`` to
@@ -940,10 +947,11 @@ def check_number(args: argparse.Namespace, name: str, low: float, high: float = 
 
 def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """``InputError`` for settings both training scripts share that cannot work: the learning rate and
-    warm-up, how often to save and validate, fp16 without a GPU, an output folder holding another run (``check_output_dir``), a
-    checkpoint to resume that is already at ``max_train_steps``, or one trained with settings that change
-    what is trained (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it). Fills in
-    ``--mixed_precision`` from the launcher when it is not given (``launcher_precision``)."""
+    warm-up, how often to save and validate, fp16 without a GPU, an output folder holding another run
+    (``check_output_dir``), a checkpoint to resume that is past ``max_train_steps`` (one at it only writes the
+    final model: ``finishing_message``), or one trained with settings that change what is trained
+    (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it). Fills in ``--mixed_precision``
+    from the launcher when it is not given (``launcher_precision``)."""
     import torch
 
     check_number(args, "learning_rate", 0, low_open=True)
@@ -965,8 +973,8 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
         raise InputError("--mixed_precision fp16 needs a GPU; on the CPU use bf16 or no")
     check_output_dir(args.output_dir, args.resume_from_checkpoint, args.overwrite_output_dir)
     resume = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    if resume is not None and checkpoint_step(resume) >= args.max_train_steps:
-        raise InputError(f"{resume} is at step {checkpoint_step(resume)}, not before --max_train_steps "
+    if resume is not None and checkpoint_step(resume) > args.max_train_steps:
+        raise InputError(f"{resume} is at step {checkpoint_step(resume)}, past --max_train_steps "
                          f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
     if resume is not None:
         check_resumed_settings(args, parser, resume)

@@ -735,6 +735,15 @@ def test_accelerate_launch_checkpoints_and_resumes_exactly(tmp_path, train_cache
         # once the student's Lucas-Kanade solve, which divides by small determinants, amplifies them)
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-5, msg=name)
     assert sorted(p.name for p in interrupted.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    # stopped after checkpoint-6 but before the final student was written: a resume only writes it (was
+    # refused: "nothing to train")
+    shutil.rmtree(interrupted / "student")
+    for name in ("model_index.json", "training_summary.json"):
+        (interrupted / name).unlink()
+    _, finish = training_args(train_cache, interrupted, "--resume_from_checkpoint", "latest", "--report_to", "none")
+    assert script.main(finish)["steps"] == 6
+    finished = StarStudentPipeline.from_pretrained(interrupted).student.state_dict()
+    assert finished.keys() == resumed.keys() and all(torch.equal(finished[k], resumed[k]) for k in resumed)
     # checkpoints (Accelerate's and the hook's weights) and the final student, launched and in-process
     assert safetensors_modes(interrupted / "checkpoint-3") == {umask_022}
     assert safetensors_modes(interrupted) == safetensors_modes(tmp_path / "straight") == {umask_022}

@@ -319,10 +319,10 @@ def test_lora_round_trip_fused_unet_equals_base_plus_adapter(runs):
     assert not torch.allclose(actual, before, atol=1e-6)
 
 
-def test_resume_refuses_a_finished_run_and_other_trainable_settings(runs, tmp_path):
+def test_resume_refuses_a_checkpoint_past_the_end_and_other_trainable_settings(runs, tmp_path):
     done = runs["resumed"]  # checkpoint-4 of a 4-step run
-    with pytest.raises(InputError, match="at step 4, not before --max_train_steps 4: nothing to train"):
-        train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(done), "--max_train_steps", "4",
+    with pytest.raises(InputError, match="at step 4, past --max_train_steps 3: nothing to train"):
+        train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(done), "--max_train_steps", "3",
                                "--resume_from_checkpoint", "latest", *LORA])
     # settings that change what is trained: refused before anything is built, each one named
     argv = ["--config", str(TINY_CONFIG), "--output_dir", str(done), *FAST, *LORA, "--checkpointing_steps", "2",
@@ -355,6 +355,28 @@ def test_resume_is_exact(runs):
                         resumed / "unet" / "diffusion_pytorch_model.safetensors")
     assert_same_weights(straight / "checkpoint-4" / "unet_trainable.safetensors",
                         resumed / "checkpoint-4" / "unet_trainable.safetensors")
+
+
+def test_a_run_stopped_after_its_last_checkpoint_resumes_to_write_its_final_model(runs, tmp_path, capsys):
+    """Killed between saving checkpoint-4 of 4 steps and writing the pipeline: the resume was refused
+    ("nothing to train"), so the run's last steps could only be trained again from an earlier checkpoint."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["resumed"], run)
+    for path in run.iterdir():  # keep what the run had written before its final model
+        if not path.name.startswith(("checkpoint-", "train_config", "train_log", "logs")):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    log_before = read_log(run)
+    train_star.main(train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(run), *FAST, *LORA,
+                                           "--max_train_steps", "4", "--checkpointing_steps", "2",
+                                           "--validation_steps", "0", "--resume_from_checkpoint", "latest"]))
+    assert "checkpoint-4 is at the last step (--max_train_steps 4): no steps left to train" in capsys.readouterr().out
+    assert read_log(run) == log_before  # no step trained again
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    for part in ("controlnet", "unet"):
+        assert_same_weights(runs["straight"] / part / "diffusion_pytorch_model.safetensors",
+                            run / part / "diffusion_pytorch_model.safetensors")
+    assert_same_weights(runs["straight"] / "unet_lora" / "adapter_model.safetensors",
+                        run / "unet_lora" / "adapter_model.safetensors")
 
 
 def test_a_resume_with_allowed_changes_trains_with_them_and_a_damaged_checkpoint_is_named(runs, tmp_path):

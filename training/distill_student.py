@@ -62,9 +62,9 @@ from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, add_optimizer_arguments,
                                    apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
-                                   check_run_settings, checkpoint_step, load_training_checkpoint, optional_value,
-                                   parse_with_config, path_or_none, prepare_output_dir, record_run_settings,
-                                   resume_checkpoint, run_script, tensorboard_pattern)
+                                   check_run_settings, checkpoint_step, finishing_message, load_training_checkpoint,
+                                   optional_value, parse_with_config, path_or_none, prepare_output_dir,
+                                   record_run_settings, resume_checkpoint, run_script, tensorboard_pattern)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -544,6 +544,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         global_step = checkpoint_step(path)
         first_epoch = global_step // updates_per_epoch
         resume_step = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
+        if global_step >= args.max_train_steps:  # stopped after its last checkpoint, before the final model
+            accelerator.print(finishing_message(path, args.max_train_steps))
+            num_train_epochs = first_epoch  # no epoch left to run
     elif args.resume_from_checkpoint:
         accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
     if accelerator.is_main_process:

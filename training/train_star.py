@@ -87,9 +87,9 @@ from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add_checkpoint_arguments,
                                    add_optimizer_arguments, apply_run_hyperparameters, bool_value,
                                    check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
-                                   load_training_checkpoint, optional_value, parse_with_config, path_or_none,
-                                   prepare_output_dir, record_run_settings, resume_checkpoint, run_script,
-                                   tensorboard_pattern)
+                                   finishing_message, load_training_checkpoint, optional_value, parse_with_config,
+                                   path_or_none, prepare_output_dir, record_run_settings, resume_checkpoint,
+                                   run_script, tensorboard_pattern)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -710,6 +710,9 @@ def main(args: argparse.Namespace) -> None:
     if accelerator.is_main_process:
         record_run_settings(args, build_parser(), resume_path)
     first_epoch = global_step // updates_per_epoch
+    if global_step >= args.max_train_steps:  # stopped after its last checkpoint, before the final model was written
+        accelerator.print(finishing_message(resume_path, args.max_train_steps))
+        num_epochs = first_epoch  # no epoch left to run
     batches_done = (global_step - first_epoch * updates_per_epoch) * args.gradient_accumulation_steps
 
     log_file = output_dir / TRAIN_LOG_FILE
