@@ -442,12 +442,18 @@ def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_proces
 
 
 def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
-    """``accelerator.load_state(checkpoint)``; a damaged checkpoint (a truncated or half-copied file: an
-    ``OSError``, a safetensors or ``torch.load`` error) is an ``InputError`` naming it and the checkpoint before
-    it, not a traceback from deep inside Accelerate. Nothing in the run folder is changed."""
+    """``accelerator.load_state(checkpoint)``; a damaged or incomplete checkpoint (a truncated or half-copied
+    file: an ``OSError``, a safetensors or ``torch.load`` error; a file missing) is an ``InputError`` naming it
+    and the checkpoint before it, not a traceback from deep inside Accelerate. A missing
+    ``random_states_<process>.pkl`` counts as incomplete: Accelerate skips it with an info line, and the resumed
+    run would draw other random numbers than the run it continues. Nothing in the run folder is changed."""
     from safetensors import SafetensorError
 
     checkpoint = Path(checkpoint)
+    random_states = checkpoint / f"random_states_{accelerator.process_index}.pkl"
+    if not random_states.is_file():
+        raise damaged_checkpoint(checkpoint, f"{random_states.name}, the random number generators' states, is "
+                                             f"missing; without it the resumed run would not be exact")
     try:
         accelerator.load_state(str(checkpoint))
     except InputError:
@@ -455,6 +461,10 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
     except Exception as error:  # noqa: BLE001 - sorted below; anything else is raised as it is
         damaged_model = isinstance(error, MissingWeightsError)  # a model folder in it (LocalModelMixin's check)
         reason = (error.__cause__ or error) if damaged_model else error  # (not its advice to copy the folder)
+        missing = (isinstance(error, FileNotFoundError) and error.filename is not None
+                   and checkpoint.resolve() in Path(error.filename).resolve().parents)
+        if missing:
+            raise damaged_checkpoint(checkpoint, f"{Path(error.filename).name} is missing") from error
         if not damaged_model and (is_out_of_memory(error) or isinstance(error, (PermissionError, FileNotFoundError))):
             raise  # not the file's bytes: said as they are
         if "size mismatch" in str(error) or "Error(s) in loading state_dict" in str(error):
@@ -462,13 +472,17 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
                              f"the settings that trained it") from error
         if not (isinstance(error, (OSError, SafetensorError)) or is_damaged_weights_error(error)):
             raise
-        earlier = [folder for folder in checkpoint_folders(checkpoint.parent)
-                   if checkpoint_step(folder) < checkpoint_step(checkpoint)]
-        then = (f"go on from the one before it with --resume_from_checkpoint {earlier[-1]}, or delete {checkpoint}"
-                if earlier else f"delete {checkpoint}")
-        raise InputError(f"{checkpoint} is damaged and cannot be loaded ({first_line(reason)}); {then} (then "
-                         f"`latest` takes the last checkpoint left), or start over with --overwrite_output_dir"
-                         ) from error
+        raise damaged_checkpoint(checkpoint, first_line(reason)) from error
+
+
+def damaged_checkpoint(checkpoint: Path, reason: str) -> InputError:
+    """The error for a checkpoint that cannot be loaded for ``reason``: what to go on from instead."""
+    earlier = [folder for folder in checkpoint_folders(checkpoint.parent)
+               if checkpoint_step(folder) < checkpoint_step(checkpoint)]
+    then = (f"go on from the one before it with --resume_from_checkpoint {earlier[-1]}, or delete {checkpoint}"
+            if earlier else f"delete {checkpoint}")
+    return InputError(f"{checkpoint} is damaged and cannot be loaded ({reason}); {then} (then `latest` takes the "
+                      f"last checkpoint left), or start over with --overwrite_output_dir")
 
 
 def apply_run_hyperparameters(optimizer: Any, lr_scheduler: Any, args: argparse.Namespace) -> None:

@@ -394,6 +394,12 @@ def test_a_resume_with_allowed_changes_trains_with_them_and_a_damaged_checkpoint
                                          r"delete .*checkpoint-2 \(then `latest` takes the last checkpoint left\)"):
         train_star.main(train_star.parse_args(argv))
     damaged.write_bytes(whole)
+    for name in ("optimizer.bin", "random_states_0.pkl"):  # a checkpoint copied in part
+        kept = run / "checkpoint-2" / name
+        kept.rename(run / name)
+        with pytest.raises(InputError, match=rf"checkpoint-2 is damaged and cannot be loaded \({name}.* missing"):
+            train_star.main(train_star.parse_args(argv))
+        (run / name).rename(kept)
     train_star.main(train_star.parse_args(argv))
     [step] = read_log(run)
     assert step["step"] == 3 and step["lr"] == pytest.approx(2e-3)  # the constant schedule at the new rate

@@ -664,8 +664,11 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
 
     checkpoint = tmp_path / "checkpoint-2"
     checkpoint.mkdir()
+    (checkpoint / "random_states_0.pkl").write_bytes(b"")
 
     class Loader:
+        process_index = 0
+
         def __init__(self, error):
             self.error = error
 
@@ -680,6 +683,18 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
         load_training_checkpoint(Loader(PermissionError(13, "Permission denied")), checkpoint)
     with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(Unable to load weights"):
         load_training_checkpoint(Loader(OSError("Unable to load weights from checkpoint file")), checkpoint)
+    # a file of the checkpoint missing (was a FileNotFoundError traceback); one outside it is said as it is
+    gone = FileNotFoundError(2, "No such file or directory", str(checkpoint / "optimizer.bin"))
+    with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(optimizer.bin is missing\); "
+                                         r"delete .*checkpoint-2"):
+        load_training_checkpoint(Loader(gone), checkpoint)
+    with pytest.raises(FileNotFoundError):
+        load_training_checkpoint(Loader(FileNotFoundError(2, "No such file", str(tmp_path / "data.mp4"))), checkpoint)
+    # the random states missing: Accelerate went on with other random numbers, the resume silently not exact
+    (checkpoint / "random_states_0.pkl").unlink()
+    with pytest.raises(InputError, match=r"\(random_states_0.pkl, the random number generators' states, is missing; "
+                                         r"without it the resumed run would not be exact\)"):
+        load_training_checkpoint(Loader(AssertionError("load_state must not be called")), checkpoint)
 
 
 @pytest.mark.parametrize("script, config", [("train_star.py", "train_star_tiny.yaml"),
