@@ -135,8 +135,9 @@ def json_on_stdout(json_path: Optional[str]) -> Iterator[TextIO]:
 
 def write_json_output(json_path: str, text: str, stdout: TextIO) -> None:
     """Write the JSON ``text`` to the ``--json`` file (whole or not at all), or to ``stdout`` for ``--json -``."""
+    text = text if text.endswith("\n") else text + "\n"  # a text file's last line ends like the others
     if json_path == STDOUT:
-        stdout.write(text if text.endswith("\n") else text + "\n")
+        stdout.write(text)
         stdout.flush()
     else:
         write_text_atomic(json_path, text)

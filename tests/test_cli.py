@@ -360,18 +360,19 @@ def test_evaluate_refuses_a_clip_that_decodes_fewer_frames_than_its_header_lists
 
 def test_evaluate_skips_a_clip_that_fails_midway_and_keeps_the_others(tmp_path, capsys):
     """A frame that cannot be decoded, found while scoring a folder of clips, threw away every clip scored before it;
-    now that clip is skipped with its reason, the mean is over the others, the JSON lists it and the exit status
-    is 1. One pair alone still fails as before."""
+    now that clip is skipped with its reason, the mean is over the others (its row and the JSON say over how many),
+    the JSON lists it and the exit status is 1. One pair alone still fails as before."""
     import cv2
 
     from star_vsr.io import read_frames
 
     for root in ("pred", "gt"):
-        for name, seed in (("a", 0), ("b", 1)):
+        for name, seed in (("a", 0), ("b", 1), ("c", 2)):
             folder = tmp_path / root / name
             folder.mkdir(parents=True)
             video = write_test_video(tmp_path / f"{name}.mp4", num_frames=4, size=(32, 32), seed=seed)
             for index, frame in enumerate(read_frames(video, list(range(4)))):
+                frame = frame if root == "gt" else cv2.GaussianBlur(frame, (3, 3), 0)  # finite PSNR
                 cv2.imwrite(str(folder / f"{index:02d}.png"), frame[..., ::-1])
     (tmp_path / "pred" / "a" / "02.png").write_bytes(b"not a PNG")  # a later frame: the pairs' checks pass
     report = tmp_path / "scores.json"
@@ -379,10 +380,19 @@ def test_evaluate_skips_a_clip_that_fails_midway_and_keeps_the_others(tmp_path, 
                  "--json", str(report)]) == 1
     captured = capsys.readouterr()
     assert "skipped a: " in captured.err and "02.png" in captured.err, captured.err
-    assert "1 of 2 clips were skipped (the reasons are above), so the mean is over 1: a" in captured.err
-    scores = json.loads(report.read_text())
-    assert set(scores["clips"]) == {"b"} and set(scores["skipped"]) == {"a"}
-    assert scores["mean"]["psnr_y"] == scores["clips"]["b"]["psnr_y"] and "b" in captured.out
+    assert "1 of 3 clips was skipped (the reasons are above), so the mean is over 2: a" in captured.err
+    rows = [line.split("  ")[0] for line in captured.out.splitlines()]
+    assert rows == ["clip", "b", "c", "mean of 2/3"]  # not comparable with a mean over all 3 clips
+    text = report.read_text()
+    scores = json.loads(text)
+    assert text.endswith("}\n")  # a text file's last line ends with a newline
+    assert set(scores["clips"]) == {"b", "c"} and set(scores["skipped"]) == {"a"} and scores["mean_over"] == 2
+    assert scores["mean"]["psnr_y"] == pytest.approx((scores["clips"]["b"]["psnr_y"] + scores["clips"]["c"]["psnr_y"]) / 2)
+    # --json -: the same JSON alone on standard output, the table and the skip on standard error
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--scale", "1",
+                 "--json", "-"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == scores and "mean of 2/3" in captured.err and "skipped a: " in captured.err
     assert main(["evaluate", "--pred", str(tmp_path / "pred" / "a"), "--gt", str(tmp_path / "gt" / "a"),
                  "--scale", "1"]) == 2  # one pair: an error, as before
     assert "02.png" in capsys.readouterr().err

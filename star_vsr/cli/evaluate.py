@@ -10,8 +10,8 @@ better; a clip against itself scores a little above 0, the flow being estimated)
 frames' (BasicSR's convention), so one frame equal to its ground truth gives the clip PSNR-Y inf (null in --json),
 and so has the mean over clips. ``--metrics lpips,dists,...`` adds
 learned metrics (pyiqa, from weight files already on disk; nothing is downloaded). A clip of a folder that fails to
-decode partway is skipped with its reason: the mean is over the others, --json lists it under "skipped", and the
-exit status is 1.
+decode partway is skipped with its reason: the mean is over the others (its row reads "mean of 2/3", the JSON's
+"mean_over" counts them), --json lists it under "skipped", and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -221,13 +221,15 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     mean = {k: sum(r[k] for r in results.values() if k in r) / sum(k in r for r in results.values()) for k in keys}
     table = dict(results)
     if len(results) > 1:
-        table["(mean)" if "mean" in table else "mean"] = mean  # a clip named mean keeps its row
+        label = f"mean of {len(results)}/{len(clips)}" if skipped else "mean"  # not comparable with all clips'
+        table[f"({label})" if label in table else label] = mean  # a clip named mean keeps its row
     print(format_table(table, [m.name for m in learned]))
     if skipped:
-        print(f"{len(skipped)} of {len(clips)} clips were skipped (the reasons are above), so the mean is over "
-              f"{len(results)}: {', '.join(skipped)}", file=sys.stderr)
+        print(f"{len(skipped)} of {len(clips)} clips {'was' if len(skipped) == 1 else 'were'} skipped (the reasons "
+              f"are above), so the mean is over {len(results)}: {', '.join(skipped)}", file=sys.stderr)
     if args.json:  # identical frames give PSNR = inf, written as null (strict JSON)
         summary = {"scale": args.scale, **({"max_frames": args.max_frames} if args.max_frames else {}),
-                   "clips": results, "mean": mean, **({"skipped": skipped} if skipped else {})}
+                   "clips": results, "mean": mean, "mean_over": len(results),
+                   **({"skipped": skipped} if skipped else {})}
         write_json_output(args.json, json.dumps(_finite(summary), indent=2, allow_nan=False), stdout)
     return 1 if skipped else 0
