@@ -482,7 +482,10 @@ def test_degrade_frames_rejects_float_frames() -> None:
         ({"kernel_sizes": 7}, r"kernel_sizes=7 must be a tuple of values, e\.g\. \(7,\)"),  # was a TypeError
         ({"resize_modes": "area"}, r"resize_modes='area' must be a tuple"),  # was split into 'a', 'r', 'e', 'a'
         ({"blur_prob": True}, "blur_prob=True must be a probability"),  # was taken as 1.0
-        ({"kernel_probs": [1, 0, 0, 0, 0, 0]}, r"kernel_probs=\[1, 0, 0, 0, 0, 0\] must be a dict of weights"),
+        ({"kernel_probs": [1, 0, 0, 0, 0, 0]}, r"kernel_probs=\[1, 0, 0, 0, 0, 0\] must be a dict with keys among "
+                                               r"iso, aniso, generalized_iso"),  # the valid keys, not an example
+        ({"kernel_sizes": {7, 9}}, r"kernel_sizes=\{.*\} must be a tuple or list of values \(ordered\), not a set"),
+        ({"resize_modes": frozenset({"area"})}, r"resize_modes=.* not a frozenset"),  # order from PYTHONHASHSEED
     ],
 )
 def test_invalid_order_settings_name_the_field(change: dict, field_name: str) -> None:

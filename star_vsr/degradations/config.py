@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 
 from star_vsr.errors import InputError
@@ -384,18 +384,20 @@ def _as_tuple(config: object, name: str) -> None:
     """Store the field ``name`` as a tuple; a single value (``"area"``, ``7``) is refused naming the field, where
     ``tuple()`` split a string into letters or raised a TypeError."""
     value = getattr(config, name)
+    if isinstance(value, (Set, Mapping)):  # no order: a set's order changes with PYTHONHASHSEED, and with it the draws
+        raise InputError(f"{_field_name(config, name)}={value!r} must be a tuple or list of values (ordered), "
+                         f"not a {type(value).__name__}.")
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise InputError(f"{_field_name(config, name)}={value!r} must be a tuple of values, e.g. ({value!r},).")
     object.__setattr__(config, name, tuple(value))
 
 
 def _as_dict(config: object, name: str) -> None:
-    """Store the field ``name`` as a dict of its own (a copy); anything but a mapping is refused naming the field,
-    where ``dict()`` raised a TypeError about sequence elements."""
+    """Store the mapping in the field ``name`` as a dict of its own (a copy); anything else is left for
+    ``_check_weights`` to refuse, naming the valid keys (``dict()`` raised a TypeError about sequence elements)."""
     value = getattr(config, name)
-    if not isinstance(value, Mapping):
-        raise InputError(f"{_field_name(config, name)}={value!r} must be a dict of weights, e.g. {{'iso': 1.0}}.")
-    object.__setattr__(config, name, dict(value))
+    if isinstance(value, Mapping):
+        object.__setattr__(config, name, dict(value))
 
 
 def _check_probability(config: object, name: str) -> None:
