@@ -591,6 +591,13 @@ def test_a_cache_is_not_resumed_over_videos_replaced_under_the_same_names(tmp_pa
     before = manifest["source"].pop("files")  # written by an earlier star-vsr: resumed as before
     manifest_path.write_text(json.dumps(manifest))
     assert cli_main(argv) == 0 and shard.exists() and len(before) == 16
+    # ... and is fingerprinted from then on: stopped again, a file replaced, the next resume is refused
+    assert json.loads(manifest_path.read_text())["source"]["files"] != before
+    shard.unlink()
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "complete": False}))
+    write_test_video(lr_dir / "b.mp4", num_frames=4, size=(16, 16), seed=8)
+    assert cli_main(argv) == 2 and "source.files differ" in capsys.readouterr().err
 
 
 def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):

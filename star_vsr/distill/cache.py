@@ -326,6 +326,13 @@ def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> 
     (a run that stopped before caching anything has nothing to lose)."""
     existing = _existing_cache(folder, manifest, overwrite)
     if existing is not None:
+        old_source, new_source = existing.source, manifest.source
+        if (not existing.complete and isinstance(old_source, dict) and isinstance(new_source, dict)
+                and "files" not in old_source and "files" in new_source):
+            # made before the clips' files were fingerprinted: from now on a later resume compares them too (a
+            # finished cache stays byte for byte: training runs record its manifest's hash)
+            existing.source = manifest.source
+            existing.save(folder)
         return existing
     for path in folder.glob("shard-*.safetensors"):
         path.unlink()
