@@ -562,6 +562,15 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
         f"folder of their own, one per video",
         f"subfolders of {lr_dir} without frame images are left out (more); the videos inside a subfolder are not "
         f"searched: give that subfolder itself"]
+    # the ground truth and the cache being written, inside --data, are no clips left out: not listed with `more`
+    (lr_dir / "hr").mkdir()
+    for name, seed in (("a.mp4", 0), ("b.mp4", 1)):
+        write_test_video(lr_dir / "hr" / name, num_frames=6, size=(64, 64), seed=seed)
+    capsys.readouterr()
+    assert cli_main([*base, "-o", str(lr_dir / "cache"), "--gt", str(lr_dir / "hr"), "--num-frames", "3"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: subfolders")]
+    assert notes == [f"note: subfolders of {lr_dir} without frame images are left out (more); the videos inside a "
+                     f"subfolder are not searched: give that subfolder itself"]
 
 
 def test_a_cache_is_not_resumed_over_videos_replaced_under_the_same_names(tmp_path, capsys):

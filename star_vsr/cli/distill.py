@@ -96,7 +96,8 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             raise InputError(f"{' and '.join(given)} go{'es' if len(given) == 1 else ''} with --motion-clips; the "
                              f"clips of --data are cached as they are (their own size and degradation)")
 
-        clips = VideoFolderClips(args.data, num_frames=args.num_frames, gt_folder=args.gt, scale=args.upscale)
+        clips = VideoFolderClips(args.data, num_frames=args.num_frames, gt_folder=args.gt, scale=args.upscale,
+                                 besides=[args.output])  # -o inside --data: the cache, not a left-out subfolder
         for note in clips.notes():
             print(f"note: {note}", file=sys.stderr)
         return clips, clips.describe()

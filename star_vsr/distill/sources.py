@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 from ..degradations.frames import frames_to_clip
 from ..errors import InputError, option
@@ -30,10 +30,13 @@ class VideoFolderClips:
         gt_folder: folder holding, under the same names (a video's without its suffix), the HR ground truth
             of every video (same frame count, ``scale`` times the size).
         scale: HR / LR size ratio checked against the ground truth.
+        besides: folders that may sit inside ``folder`` and are no clips (the cache being written); with
+            ``gt_folder``, left out of ``notes()`` without a word.
     """
 
     def __init__(self, folder: Union[str, Path], num_frames: Optional[int] = None,
-                 gt_folder: Union[str, Path, None] = None, scale: int = 4) -> None:
+                 gt_folder: Union[str, Path, None] = None, scale: int = 4,
+                 besides: Sequence[Union[str, Path]] = ()) -> None:
         self.folder = Path(folder)
         if not self.folder.exists():  # (was "is not a folder of videos" too)
             raise InputError(f"{self.folder} does not exist; it should be a folder of videos")
@@ -42,15 +45,16 @@ class VideoFolderClips:
         if num_frames is not None and num_frames < 1:
             raise InputError(f"num_frames must be >= 1, got {num_frames}")
         self.num_frames, self.scale = num_frames, scale
-        self.gt_folder = Path(gt_folder) if gt_folder is not None else None
         # hidden folders and folders without frames are not clips; a clip's name is its file's stem or folder's name
         clips = clips_by_name(self.folder, "--data")
         if not clips:
             raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or frame folders in {self.folder}")
         videos = list(clips.values())
+        self.gt_folder = Path(gt_folder) if gt_folder is not None else None
+        known = [*besides, *([self.gt_folder] if self.gt_folder is not None else [])]  # not left-out clips
+        others = other_subfolders(self.folder, videos, besides=known)
         self._folder_notes = [note for note in (stray_images_note(self.folder),
-                                                other_subfolders_note(self.folder, other_subfolders(self.folder,
-                                                                                                    videos)))
+                                                other_subfolders_note(self.folder, others))
                               if note]  # pictures and subfolders of videos beside the clips: left out, said so
         self.gt: dict[Path, Path] = {}  # LR clip -> its ground truth, the clip of the same name in gt_folder
         if self.gt_folder is not None:
