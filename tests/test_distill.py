@@ -463,7 +463,10 @@ def test_cli_cache_teacher_refuses_a_running_builds_folder_before_loading_the_te
     assert cli_main(args + ["--motion-clips", "2", "-o", str(cache)]) == 0
     monkeypatch.setattr(star_vsr.distill.teacher, "load_teacher", lambda *a, **k: loads.append(a))
     assert cli_main(args + ["--motion-clips", "3", "-o", str(cache)]) == 2
-    assert "built with other settings (num_clips, source.clips differ)" in capsys.readouterr().err
+    # each setting named with the flag that sets it (was source.clips, source.seed alone: the manifest's keys)
+    assert "built with other settings (num_clips, source.clips (--motion-clips) differ)" in capsys.readouterr().err
+    assert cli_main(args + ["--motion-clips", "2", "--seed", "5", "-o", str(cache)]) == 2
+    assert "built with other settings (source.seed (--seed) differ)" in capsys.readouterr().err
     assert loads == []
 
 
@@ -526,8 +529,10 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
                                atol=1e-5, rtol=0)
     # a rerun finds every shard done and rewrites none of them
     stamps = {p: p.stat().st_mtime_ns for p in cache_dir.glob("shard-*")}
+    capsys.readouterr()
     assert cli_main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in cache_dir.glob("shard-*")} == stamps
+    assert f"{cache_dir} was already complete, nothing computed: 4 clips in 4 shards" in capsys.readouterr().out
     # ground truth pairs by name, as in evaluate: lossless a.mkv / a frame folder for the LR a.mp4 / b.mp4
     from star_vsr.distill.sources import VideoFolderClips
 

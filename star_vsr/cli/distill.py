@@ -118,7 +118,7 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def run_cache_teacher(args: argparse.Namespace) -> int:
-    from ..distill.cache import build_teacher_cache
+    from ..distill.cache import MANIFEST_NAME, build_teacher_cache
     from ..distill.teacher import DiffusionTeacher, load_teacher
     from ..errors import InputError
 
@@ -146,12 +146,16 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
             raise InputError(f"{' and '.join(given)} set{'s' if len(given) == 1 else ''} the diffusion teacher's "
                              f"sampling; {args.teacher} is a student teacher: drop "
                              f"{'it' if len(given) == 1 else 'them'}")
+    manifest_file = Path(args.output) / MANIFEST_NAME
+    before = manifest_file.read_bytes() if manifest_file.is_file() else None
     cache = build_teacher_cache(teacher, clips, args.output, clips_per_shard=args.clips_per_shard,
                                 dtype=args.storage_dtype, source=description, overwrite=args.overwrite,
                                 progress=True)
     manifest = cache.manifest
     features = ", ".join(f"{k} ({v} ch)" for k, v in manifest.feature_channels.items()) or "none"
     shards = f"{manifest.num_shards} shard{'s' * (manifest.num_shards != 1)}"
-    print(f"wrote {args.output}: {manifest.num_clips} clips in {shards} ({manifest.wall_time_s:.1f} s of teacher "
-          f"time), features: {features}")
+    done = before is not None and manifest.complete and before == manifest_file.read_bytes()  # nothing computed
+    print(f"{f'{args.output} was already complete, nothing computed' if done else f'wrote {args.output}'}: "
+          f"{manifest.num_clips} clips in {shards} ({manifest.wall_time_s:.1f} s of teacher time), features: "
+          f"{features}")
     return 0

@@ -257,6 +257,17 @@ def _lr_sizes(path: Path) -> Optional[set[tuple[int, int]]]:
         return None
 
 
+#: The ``star-vsr distill cache-teacher`` flag that sets each manifest setting, named beside it when a rerun of
+#: the command is refused for other settings (``source.seed (--seed)``).
+SETTING_FLAGS = {"clips_per_shard": "--clips-per-shard", "dtype": "--storage-dtype",
+                 "source.folder": "--data", "source.gt_folder": "--gt", "source.num_frames": "--num-frames",
+                 "source.clips": "--motion-clips", "source.crop_size": "--crop-size",
+                 "source.degradation": "--degradation", "source.seed": "--seed", "source.scale": "--upscale",
+                 "teacher.source": "--teacher", "teacher.weights": "--teacher", "teacher.features": "--features",
+                 "teacher.dtype": "--dtype", "teacher.scale": "--upscale", "teacher.seed": "--seed",
+                 "teacher.num_inference_steps": "--steps"}
+
+
 def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The settings that differ, a dict-valued one by its entries (``teacher.num_inference_steps``, not
     ``teacher``)."""
@@ -268,6 +279,12 @@ def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
         elif before != after:
             changed.append(key)
     return changed
+
+
+def _with_flag(setting: str) -> str:
+    """``setting`` with the command's flag for it, when a ``star-vsr`` command is running and has that flag."""
+    flag = option(setting, SETTING_FLAGS.get(setting, setting))
+    return setting if flag == setting else f"{setting} ({flag})"
 
 
 def check_cache_folder(output_dir: Union[str, Path], num_clips: int, clips_per_shard: int, dtype: str,
@@ -304,7 +321,7 @@ def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
             changed = _changed_settings(old, new)
             files = " (the clips' files changed since it was started)" if "source.files" in changed else ""
             raise InputError(f"{folder} already holds a teacher cache built with other settings "
-                             f"({', '.join(changed)} differ{files}); choose another folder, or pass "
+                             f"({', '.join(map(_with_flag, changed))} differ{files}); choose another folder, or pass "
                              f"{option('overwrite=True', '--overwrite')} to replace it")
     elif shards:
         if not overwrite:
