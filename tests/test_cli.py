@@ -1851,6 +1851,8 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     assert "holds clips degraded with other settings (--preset medium -> heavy, --scale 2 -> 4)" in \
         capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in lr.iterdir()} == stamps
+    assert main([*args[:-4], "--scale", "2", "--codec", "ffv1", "--fps", "12"]) == 2  # a flag first left out
+    assert "(--fps (not given) -> 12)" in capsys.readouterr().err  # was "--fps None -> 12"
     assert main([*args[:-4], "--scale", "4", "--codec", "ffv1", "--overwrite"]) == 0
     assert probe_video(lr / "a.mkv").width == 8
     shutil.rmtree(gt / "clip")

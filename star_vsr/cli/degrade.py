@@ -123,7 +123,10 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     except (OSError, ValueError):  # none yet (or a folder degraded before the record existed): nothing to compare
         earlier = None
     if isinstance(earlier, dict) and earlier != settings and not args.overwrite:
-        changed = ", ".join(f"--{key} {earlier.get(key)} -> {settings[key]}" for key in settings
+        def shown(value: Any) -> Any:  # None: the flag was left out (its default), which "None" did not say
+            return "(not given)" if value is None else value
+
+        changed = ", ".join(f"--{key} {shown(earlier.get(key))} -> {shown(settings[key])}" for key in settings
                             if earlier.get(key) != settings[key])
         raise InputError(f"{output_dir} holds clips degraded with other settings ({changed}); a rerun would mix "
                          f"them: choose another -o, or pass --overwrite to redo every clip with these settings")
