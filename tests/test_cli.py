@@ -22,6 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
+from star_vsr.batch_record import RECORD_NAME
 from star_vsr.cli import main
 from star_vsr.cli.arguments import seed_argument
 from star_vsr.io import open_video, probe_video
@@ -35,6 +36,11 @@ def tiny_star_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models") / "tiny-star"
     tiny_star_pipeline(seed=0).save_pretrained(folder)
     return folder
+
+
+def outputs_in(folder: Path) -> list[str]:
+    """The names in an ``upscale-batch`` output folder but its record of which settings made each output."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.name != RECORD_NAME)
 
 
 def test_help_lists_commands(capsys):
@@ -624,7 +630,7 @@ def test_upscale_batch_overwrite_redoes_finished_outputs(tmp_path, capsys):
     assert "skipped" in captured.err and "bad.mp4 is not a readable video" in captured.err
     assert probe_video(outputs / "a.mp4").width == 16
     assert (outputs / "bad.mp4").read_bytes() == b"finished earlier"
-    assert sorted(p.name for p in outputs.iterdir()) == ["a.mp4", "bad.mp4"]
+    assert outputs_in(outputs) == ["a.mp4", "bad.mp4"]
     # PNG outputs are folders: --overwrite replaces one that holds only an earlier run's frames, and refuses,
     # before any work, one that holds other files too (the user's: never deleted)
     (outputs / "frames").mkdir()
@@ -632,7 +638,7 @@ def test_upscale_batch_overwrite_redoes_finished_outputs(tmp_path, capsys):
     first = (outputs / "frames" / "a" / "frame_000000.png").stat().st_mtime_ns
     assert main([*args, "--codec", "png", "-o", str(outputs / "frames"), "--overwrite"]) == 1  # bad.mp4 again
     assert (outputs / "frames" / "a" / "frame_000000.png").stat().st_mtime_ns != first
-    assert sorted(p.name for p in (outputs / "frames").iterdir()) == ["a"]  # nothing left aside
+    assert outputs_in(outputs / "frames") == ["a"]  # nothing left aside
     (outputs / "frames" / "a" / "notes.txt").write_text("mine")
     assert main([*args, "--codec", "png", "-o", str(outputs / "frames"), "--overwrite"]) == 2
     assert "is a folder that already holds files" in capsys.readouterr().err
@@ -972,7 +978,7 @@ def test_upscale_batch_splits_videos_across_processes(tmp_path, tiny_star_folder
     assert "on 2 process(es)" in result.stdout
     writers = {line.split("]")[0] for line in result.stdout.splitlines() if line.startswith("[process")}
     assert writers == {"[process 0", "[process 1"}, result.stdout + result.stderr[-3000:]
-    assert sorted(p.name for p in outputs.iterdir()) == ["v0.mp4", "v1.mp4", "v2.mp4"]
+    assert outputs_in(outputs) == ["v0.mp4", "v1.mp4", "v2.mp4"]
 
 
 def test_commands_that_do_not_split_their_work_refuse_to_run_as_several_processes(tmp_path, monkeypatch, capsys):
@@ -1317,13 +1323,13 @@ def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(t
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out")]) == 1  # the default student
     captured = capsys.readouterr()
     assert "skipped" in captured.err and "0bad.mp4 is not a readable video" in captured.err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4", "b.mkv", "b.mp4"]
+    assert outputs_in(tmp_path / "out") == ["a.mp4", "b.mkv", "b.mp4"]
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "ffv1"), "--codec", "ffv1"]) == 1
     assert "note: b.avi is written as b_avi.mkv (b.mkv is another video's output)" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "ffv1").iterdir()) == ["a.mkv", "b.mkv", "b_avi.mkv"]
+    assert outputs_in(tmp_path / "ffv1") == ["a.mkv", "b.mkv", "b_avi.mkv"]
     assert probe_video(tmp_path / "ffv1" / "b_avi.mkv").num_frames == 3
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "png"), "--codec", "png"]) == 1
-    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["a", "b_avi", "b_mkv"]
+    assert outputs_in(tmp_path / "png") == ["a", "b_avi", "b_mkv"]
     assert main(["upscale-batch", str(inputs), "-o", str(inputs / ".")]) == 2
     assert "is the input folder" in capsys.readouterr().err
     assert len(list((tmp_path / "png" / "a").glob("*.png"))) == 2
@@ -1346,8 +1352,7 @@ def test_folders_of_clips_take_camcorder_phone_and_broadcast_containers(tmp_path
     listed = capsys.readouterr().out
     assert all(f"clip{s}" in listed for s in (".3gp", ".m2ts", ".mxf", ".nut"))
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out"), "--upscale", "2"]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_3gp.mp4", "clip_m2ts.mp4", "clip_mxf.mp4",
-                                                                    "clip_nut.mp4"]
+    assert outputs_in(tmp_path / "out") == ["clip_3gp.mp4", "clip_m2ts.mp4", "clip_mxf.mp4", "clip_nut.mp4"]
     assert probe_video(tmp_path / "out" / "clip_m2ts.mp4").num_frames == 2
 
 
@@ -1543,7 +1548,7 @@ def test_upscale_batch_names_the_subfolders_it_skips(tmp_path, capsys):
     assert "without frame images are left out (empty, more)" in capsys.readouterr().out
     assert main(["degrade", str(videos), "-o", str(videos / "lr"), "--scale", "2"]) == 0
     assert "without frame images are left out (empty, more)" in capsys.readouterr().out  # not its own -o folder
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4"]
+    assert outputs_in(tmp_path / "out") == ["a.mp4"]
 
 
 def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path, capsys):
@@ -1559,7 +1564,7 @@ def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path
     captured = capsys.readouterr().out
     assert "0 of 3 videos already done; 3 to go" in captured and "--fps sets it" not in captured  # PNG: no rate
     assert "note: a.mkv is written as a_mkv (a is another video's output)" in captured  # the folder's own name
-    assert sorted(p.name for p in out.iterdir()) == ["a", "a_mkv", "clip.v2"]
+    assert outputs_in(out) == ["a", "a_mkv", "clip.v2"]
     single = tmp_path / "single"
     assert main(["upscale", str(lr / "a"), "-o", str(single), "--upscale", "2"]) == 0
     for name in ("a", "clip.v2", "a_mkv"):  # each the very frames `upscale` makes of it (PNG, FFV1: lossless)
@@ -1568,11 +1573,17 @@ def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path
     # video outputs keep the whole folder name; --fps sets the frame folders' rate, a video keeps its own
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2", "--fps", "24"]) == 0
     assert "--fps sets it" not in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "mp4").iterdir()) == ["a.mkv", "a.mp4", "clip.v2.mp4"]
+    assert outputs_in(tmp_path / "mp4") == ["a.mkv", "a.mp4", "clip.v2.mp4"]
     assert probe_video(tmp_path / "mp4" / "clip.v2.mp4").fps == probe_video(tmp_path / "mp4" / "a.mp4").fps == 24
     assert probe_video(tmp_path / "mp4" / "a.mkv").fps == probe_video(lr / "a.mkv").fps != 24
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2"]) == 0
-    assert "3 of 3 videos already done; 0 to go" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "3 of 3 videos already done; 0 to go" in out_text
+    # ... but they were made with --fps 24: said (it counted them as done without a word)
+    assert "note: 3 existing outputs count as done but were made with other settings (--fps: a.mkv, a.mp4, " \
+           "clip.v2.mp4); pass --overwrite to redo them with these" in out_text
+    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2", "--fps", "24"]) == 0
+    assert "other settings" not in capsys.readouterr().out
     # an .mkv input's output is a.mkv with H.264 and with FFV1: a rerun with the other codec skips it, and says so
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2", "--codec", "ffv1"]) == 0
     assert "note: 1 existing output counts as done but is not ffv1 (a.mkv (h264)); pass --overwrite to redo it " \
@@ -1591,7 +1602,7 @@ def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path
     Image.fromarray(np.zeros((20, 16, 3), np.uint8)).save(lr / "mixed" / "00000009.png")
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mixed-out"), "--upscale", "2"]) == 1
     assert "mixed/00000009.png is 16x20 but the first frame" in capsys.readouterr().err
-    assert sorted(p.name for p in (tmp_path / "mixed-out").iterdir()) == ["a.mkv", "a.mp4", "clip.v2.mp4"]
+    assert outputs_in(tmp_path / "mixed-out") == ["a.mkv", "a.mp4", "clip.v2.mp4"]
     shutil.rmtree(lr / "mixed")
     # one frame folder given to upscale-batch: what to run instead
     assert main(["upscale-batch", str(lr / "a"), "-o", str(tmp_path / "x")]) == 2
@@ -1601,7 +1612,7 @@ def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path
     assert main(["upscale-batch", str(lr / "a"), "-o", str(tmp_path / "y")]) == 0  # takes the video, names the rest
     assert "holds videos, so the pictures beside them are left out (00000000.png, 00000001.png, 00000002.png)" in \
         capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "y").iterdir()) == ["stray.mkv"]
+    assert outputs_in(tmp_path / "y") == ["stray.mkv"]
     assert main(["upscale", str(lr / "a"), "-o", str(tmp_path / "x.mp4")]) == 2  # one clip: which one is a guess
     assert "or move the frame images into a folder of their own, then `star-vsr upscale-batch" in \
         capsys.readouterr().err
@@ -1935,3 +1946,18 @@ def test_benchmark_refuses_a_diffusion_folder_in_one_line(tmp_path, capsys, tiny
     assert "holds a StarVSRPipeline; benchmark times student pipelines only" in captured.err
     assert "clip:" not in captured.out  # refused before the clip is made and described
     assert not (tmp_path / "b.json").exists()
+
+
+def test_batch_record_keeps_the_last_settings_of_each_output_and_passes_over_a_damaged_line(tmp_path):
+    from star_vsr.batch_record import made_with_other_settings, record_output
+
+    assert made_with_other_settings(tmp_path, ["a.mp4"], {"upscale": 4}) == {}  # no record: nothing to say
+    record_output(tmp_path, "a.mp4", {"upscale": 2, "input_dir": "/in"})
+    record_output(tmp_path, "b.mp4", {"upscale": 2, "input_dir": "/in"})
+    with (tmp_path / RECORD_NAME).open("a") as file:
+        file.write('{"output": "b.mp4", "sett')  # a line a crash cut short
+    record_output(tmp_path, "a.mp4", {"upscale": 4, "input_dir": "/in"})  # redone with --overwrite
+    assert made_with_other_settings(tmp_path, ["a.mp4", "b.mp4", "c.mp4"], {"upscale": 4, "input_dir": "/in"}) == {
+        "b.mp4": ["--upscale"]}
+    assert made_with_other_settings(tmp_path, ["a.mp4"], {"upscale": 4, "input_dir": "/other"}) == {
+        "a.mp4": ["the input folder"]}

@@ -310,6 +310,7 @@ def run_batch(args: argparse.Namespace) -> int:
                               stray_images_note)
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable
+    from ..batch_record import made_with_other_settings, record_output
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_note, unfinished_runs
     from ..upscale import accelerate_on_cpu, pipeline_class_name, upscale_video
@@ -376,6 +377,14 @@ def run_batch(args: argparse.Namespace) -> int:
                 print(f"note: {len(other)} existing output{'s count' if len(other) != 1 else ' counts'} as done but "
                       f"{'are' if len(other) != 1 else 'is'} not {args.codec} ({_listed(other, 5)}); pass --overwrite "
                       f"to redo {'them' if len(other) != 1 else 'it'} with --codec {args.codec}")
+            made = made_with_other_settings(output_dir, [outputs[v].name for v in videos if outputs[v].exists()],
+                                            ledger.settings)
+            if made:  # another --model or --upscale into the same folder: "already done" said nothing of it
+                flags = sorted({flag for changed in made.values() for flag in changed})
+                print(f"note: {len(made)} existing output{'s count' if len(made) != 1 else ' counts'} as done but "
+                      f"{'were' if len(made) != 1 else 'was'} made with other settings ({', '.join(flags)}: "
+                      f"{_listed(sorted(made), 5)}); pass --overwrite to redo {'them' if len(made) != 1 else 'it'} "
+                      f"with these")
         stray = stray_images_note(input_dir)
         if stray:
             print(f"note: {stray}")
@@ -420,6 +429,7 @@ def run_batch(args: argparse.Namespace) -> int:
                 continue
             if args.overwrite:
                 ledger.add(outputs[video].name, video)
+            record_output(output_dir, outputs[video].name, ledger.settings)
             say(f"wrote {outputs[video]}")
     state.wait_for_everyone()
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above)

@@ -1,0 +1,59 @@
+"""Which settings made each output of ``star-vsr upscale-batch``, so that a rerun with other ones says so.
+
+``upscale-batch`` counts an output that exists as done: that is how a stopped batch goes on. Run again with
+another ``--model`` or ``--upscale`` into the same folder, it said "3 of 3 videos already done; 0 to go" and
+kept the old outputs without a word. Each finished output now adds a line to ``RECORD_NAME`` in the output
+folder (one JSON object per line, appended: the processes of a batch add at once) with the batch's settings
+(``overwrite_batch.batch_settings``); a rerun notes the existing outputs that other settings made. Outputs made
+before the record existed, or by another program, have no line and get no note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+RECORD_NAME = ".star-vsr-upscale-batch.jsonl"
+"""File of the record in the output folder (hidden: it is not an output)."""
+
+
+def record_output(output_dir: Path, name: str, settings: Mapping[str, Any]) -> None:
+    """Add that output ``name`` in ``output_dir`` was made with ``settings`` (one appended line)."""
+    line = json.dumps({"output": name, "settings": _as_stored(settings)})
+    descriptor = os.open(Path(output_dir) / RECORD_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:  # one write: appends of processes do not mix
+        file.write("\n" + line + "\n")  # the leading newline ends a line a crash cut short
+
+
+def made_with_other_settings(output_dir: Path, names: Iterable[str],
+                             settings: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Among the outputs ``names``, those the record says were last made with other settings than ``settings``:
+    output name -> the flags that differed (``--model``, ``--upscale``). A damaged record line is passed over."""
+    path = Path(output_dir) / RECORD_NAME
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):  # none yet, or unreadable: nothing to compare
+        return {}
+    made: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            if isinstance(entry["output"], str) and isinstance(entry["settings"], dict):
+                made[entry["output"]] = entry["settings"]  # the last line of a name: how it was last made
+        except (ValueError, LookupError, TypeError):
+            continue
+    now = _as_stored(settings)
+    changed = {}
+    for name in names:
+        if name in made and made[name] != now:
+            keys = {*made[name], *now}
+            changed[name] = sorted("the input folder" if key == "input_dir" else f"--{key.replace('_', '-')}"
+                                   for key in keys if made[name].get(key) != now.get(key))
+    return changed
+
+
+def _as_stored(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` as the record stores them (JSON: paths and fractions as strings)."""
+    return json.loads(json.dumps(dict(settings), default=str))
