@@ -1961,3 +1961,19 @@ def test_batch_record_keeps_the_last_settings_of_each_output_and_passes_over_a_d
         "b.mp4": ["--upscale"]}
     assert made_with_other_settings(tmp_path, ["a.mp4"], {"upscale": 4, "input_dir": "/other"}) == {
         "a.mp4": ["the input folder"]}
+
+
+def test_help_states_the_limits_and_defaults_the_commands_check(capsys):
+    """The help left out limits the commands enforce (CRF 0..51, guidance >= 1, demo --frames >= 2), what --codec
+    picks for .mkv, and listed --seed, which only the diffusion models use, among the student's options."""
+    for command in (["upscale"], ["upscale-batch"], ["degrade"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "0..51" in text and ".mp4 or .mkv alike" in text, command
+        if command != ["degrade"]:
+            diffusion = text.split("diffusion model options")[1].split("output:")[0]
+            assert "--seed SEED random seed of the sampling" in diffusion and ">= 1" in diffusion
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "frames of the clip, 2 to 1000" in " ".join(capsys.readouterr().out.split())

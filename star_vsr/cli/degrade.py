@@ -50,9 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="degradation strength (default medium)")
     parser.add_argument("--seed", type=seed_argument, default=0, help="random seed (default 0)")
     parser.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
-                        help="container codec of the written file (default: from the output name)")
+                        help="codec of the written file (default: from the output name: H.264 for a video name, "
+                             ".mp4 or .mkv alike; PNG frames for a folder or a name without a suffix)")
     parser.add_argument("--crf", type=int, default=None,
-                        help="x264/x265 quality of the written file, lower is better (default 18 for h264, 24 for h265)")
+                        help="x264/x265 quality of the written file, 0..51, lower is better (default 18 for h264, 24 "
+                             "for h265)")
     parser.add_argument("--deinterlace", default="auto", choices=("auto", "on", "off"),
                         help="deinterlace the input first with FFmpeg's bwdif (auto: when it is flagged interlaced)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")

@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="output folder (default: star-vsr-demo)")
     parser.add_argument("--photo", default=EVAL_PHOTO_NAMES[0], choices=DEMO_PHOTO_NAMES,
                         help=f"scikit-image photo to film (default {EVAL_PHOTO_NAMES[0]}, not used in training)")
-    parser.add_argument("--frames", type=int, default=16, help="frames of the clip (default 16)")
+    parser.add_argument("--frames", type=int, default=16,
+                        help=f"frames of the clip, 2 to {MAX_DEMO_FRAMES} (default 16)")
     parser.add_argument("--degradation", default="medium", choices=("light", "medium", "heavy"),
                         help="degradation preset (default medium)")
     parser.add_argument("--seed", type=seed_argument, default=0, help="seed of the camera move and degradation (default 0)")

@@ -63,15 +63,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                     help="student: carry the recurrent state through scene cuts (by default it starts afresh at a "
                          "cut, so the old scene leaves no ghost in the new one)")
     defaults = DIFFUSION_DEFAULTS
-    sr.add_argument("--seed", type=seed_argument, default=defaults["seed"],
-                    help=f"random seed (diffusion models; default {defaults['seed']})")
     diffusion = parser.add_argument_group("diffusion model options (StarVSR pipelines; a student ignores them)")
+    diffusion.add_argument("--seed", type=seed_argument, default=defaults["seed"],
+                           help=f"random seed of the sampling (default {defaults['seed']})")
     diffusion.add_argument("--steps", type=int, default=defaults["steps"], help=f"denoising steps (default {defaults['steps']})")
     diffusion.add_argument("--prompt", default=defaults["prompt"],
                            help=f"caption of the video (default {defaults['prompt']!r}; STAR's quality phrases are "
                                 "appended to it)")
     diffusion.add_argument("--guidance-scale", type=float, default=defaults["guidance_scale"],
-                           help=f"classifier-free guidance weight (default {defaults['guidance_scale']:g}; 1 turns it off)")
+                           help=f"classifier-free guidance weight, >= 1 (default {defaults['guidance_scale']:g}; 1 turns "
+                                "it off)")
     diffusion.add_argument("--noise-level", type=int, default=defaults["noise_level"],
                            help=f"SDEdit start (1..1000, default {defaults['noise_level']})")
     diffusion.add_argument("--chunk-frames", type=int, default=defaults["chunk_frames"],
@@ -94,9 +95,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                              "video is flagged interlaced; on: always, for footage flagged wrongly)")
     out = parser.add_argument_group("output")
     out.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
-                     help="output codec (default: from the output name; H.264 for .mp4)")
+                     help="output codec (default: from the output name: H.264 for a video name, .mp4 or .mkv "
+                          "alike; PNG frames for a folder or a name without a suffix); ffv1 needs .mkv")
     out.add_argument("--crf", type=int, default=None,
-                     help="x264/x265 quality, lower is better (default 18 for h264, 24 for h265)")
+                     help="x264/x265 quality, 0..51, lower is better (default 18 for h264, 24 for h265)")
     out.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
     out.add_argument("--restart", action="store_true",
                      help="discard the progress an interrupted run of this output saved, instead of going on")
