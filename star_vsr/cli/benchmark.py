@@ -152,9 +152,11 @@ def _benchmark(args: argparse.Namespace, stdout: TextIO) -> int:
                              f"{'it' if len(given) == 1 else 'them'}")
     if not (math.isfinite(args.upscale) and 1 <= args.upscale <= 4):  # (the student's range; ncnn's is 2, 3, 4)
         raise InputError(f"--upscale must be between 1 and 4, got {args.upscale:g}")
-    if methods == ["ncnn"] and not float(args.upscale).is_integer():
-        raise InputError(f"--methods ncnn at --upscale {args.upscale:g}: realesr-animevideov3 has integer scales "
-                         f"only, so nothing would be measured")
+    ncnn_models = ", ".join(f"x{scale}" for scale in NCNN_MODELS)
+    ncnn_missing = None if args.upscale in NCNN_MODELS else (  # x1 as x2.5: no such model
+        f"realesr-animevideov3 exists for {ncnn_models}, not x{args.upscale:g}")
+    if methods == ["ncnn"] and ncnn_missing:  # x1 printed an empty table and exited 0
+        raise InputError(f"--methods ncnn at --upscale {args.upscale:g}: {ncnn_missing}, so nothing would be measured")
     if args.input is not None:  # --frames / --size make the synthetic clip; an input video is timed whole
         given = [flag for flag, value, default in (("--frames", args.frames, DEFAULT_FRAMES),
                                                    ("--size", args.size, DEFAULT_SIZE)) if value != default]
@@ -190,12 +192,14 @@ def _benchmark(args: argparse.Namespace, stdout: TextIO) -> int:
             runners["bicubic"] = lambda out: run_bicubic(input_path, out, args.upscale, args.codec)
         if "ncnn" in methods:
             try:
-                if not float(args.upscale).is_integer():
-                    raise InputError(f"realesr-animevideov3 has integer scales only, not x{args.upscale:g}")
+                if ncnn_missing:
+                    raise InputError(ncnn_missing)
                 net = load_ncnn(int(args.upscale), args.threads)
                 runners["ncnn"] = lambda out: run_ncnn(net, input_path, out, args.codec)
                 print(f"ncnn: {NCNN_MODELS[int(args.upscale)]}, CPU, {args.threads} threads")
             except InputError as error:
+                if not runners:  # --methods ncnn alone, without the ncnn package: an empty table, exit 0
+                    raise InputError(f"--methods ncnn: {error}, so nothing would be measured") from None
                 print(f"ncnn: skipped ({error})")
         load_before = os.getloadavg()[0]
         timings = measure(runners, info.num_frames, args.repeats, workdir, codec=args.codec)
