@@ -446,7 +446,7 @@ def test_ctrl_c_saves_a_checkpoint_where_the_step_ends_and_resuming_is_exact(tmp
     def args_for(output_dir, *extra):
         return train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(output_dir), *FAST,
                                       "--max_train_steps", "4", "--checkpointing_steps", "1000",
-                                      "--validation_steps", "0", "--report_to", "none", *extra])
+                                      "--validation_steps", "2", "--report_to", "none", *extra])
 
     train_star.main(args_for(tmp_path / "straight"))
     ctrl_c_in_optimizer_step(monkeypatch, 2)  # Ctrl-C while the optimizer works on step 2
@@ -455,9 +455,13 @@ def test_ctrl_c_saves_a_checkpoint_where_the_step_ends_and_resuming_is_exact(tmp
     monkeypatch.undo()
     assert stop.value.code == 130 and "stopped at step 2" in capsys.readouterr().out
     assert [p.name for p in (tmp_path / "run").glob("checkpoint-*")] == ["checkpoint-2"]
+    # step 2 is a validation step: validated before the stop (the resume goes on after it, so it never was)
+    assert [p.name for p in (tmp_path / "run" / "validation").iterdir()] == ["step-000002.png"]
     with pytest.raises(InputError, match="holds a run"):
         args_for(tmp_path / "run")  # the same command without --resume_from_checkpoint
     train_star.main(args_for(tmp_path / "run", "--resume_from_checkpoint", "latest"))
+    assert sorted(p.name for p in (tmp_path / "run" / "validation").iterdir()) == ["step-000002.png",
+                                                                                   "step-000004.png"]
     assert read_log(tmp_path / "run") == read_log(tmp_path / "straight")
     assert_same_weights(tmp_path / "straight" / "controlnet" / "diffusion_pytorch_model.safetensors",
                         tmp_path / "run" / "controlnet" / "diffusion_pytorch_model.safetensors")

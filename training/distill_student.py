@@ -607,11 +607,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 accelerator.log(logs, step=global_step)
                 last_logs = logs
 
-                stop.checkpoint_or_stop(accelerator, Path(args.output_dir), global_step, args.max_train_steps,
-                                        args.checkpointing_steps, args.checkpoints_total_limit, progress_bar)
+                # validation first: a run stopped at this step (which a resume goes on after) still validates it
                 if validation_clips and global_step % args.validation_steps == 0:
                     last_validation = run_validation(accelerator, student, validation_clips, validation_scale(args),
                                                      global_step, ema)
+                stop.checkpoint_or_stop(accelerator, Path(args.output_dir), global_step, args.max_train_steps,
+                                        args.checkpointing_steps, args.checkpoints_total_limit, progress_bar)
                 if global_step >= args.max_train_steps:
                     break
             if global_step >= args.max_train_steps:

@@ -766,11 +766,12 @@ def main(args: argparse.Namespace) -> None:
                 if accelerator.is_main_process:
                     with log_file.open("a", encoding="utf-8") as handle:
                         handle.write(json.dumps({"step": global_step, **logs}) + "\n")
-                stop.checkpoint_or_stop(accelerator, output_dir, global_step, args.max_train_steps,
-                                        args.checkpointing_steps, args.checkpoints_total_limit, progress)
+                # validation first: a run stopped at this step (which a resume goes on after) still validates it
                 if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
                     metrics = run_validation(args, accelerator, components, denoiser, val_sample, global_step)
                     logger.info(f"step {global_step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+                stop.checkpoint_or_stop(accelerator, output_dir, global_step, args.max_train_steps,
+                                        args.checkpointing_steps, args.checkpoints_total_limit, progress)
                 if global_step >= args.max_train_steps:
                     break
             if global_step >= args.max_train_steps:
