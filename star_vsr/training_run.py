@@ -385,8 +385,10 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
     output_dir = Path(output_dir)
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
     temp = output_dir / f".{final.name}.partial"
-    if accelerator.is_main_process:
-        shutil.rmtree(temp, ignore_errors=True)  # left by a run killed while saving
+    if accelerator.is_main_process:  # left by a run killed while saving, at this step or another one
+        for suffix in (".partial", ".old"):
+            for stale in output_dir.glob(f".{CHECKPOINT_PREFIX}*{suffix}"):
+                shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temp))
     accelerator.wait_for_everyone()

@@ -202,6 +202,15 @@ def test_checkpoints_are_saved_whole_or_not_at_all(tmp_path):
     accelerator.fail = False
     save_checkpoint(accelerator, tmp_path, 8, limit=2)  # clears the leftover
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-6", "checkpoint-8"]
+    # one left at another step (stopped while saving, resumed from an earlier checkpoint) stayed for good
+    accelerator.fail = True
+    with pytest.raises(OSError):
+        save_checkpoint(accelerator, tmp_path, 10, limit=2)
+    (tmp_path / ".checkpoint-3.old").mkdir()  # a checkpoint set aside by a save killed before deleting it
+    accelerator.fail = False
+    save_checkpoint(accelerator, tmp_path, 9, limit=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-8", "checkpoint-9"]
+    shutil.rmtree(tmp_path / "checkpoint-9")
     assert (tmp_path / "checkpoint-8" / "optimizer.bin").is_file()
     # gone on from checkpoint-6 (--resume_from_checkpoint .../checkpoint-6): checkpoint-8 is of the abandoned
     # run; the new step-7 state replaces it for `latest`, and pruning never drops the new one
