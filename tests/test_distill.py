@@ -264,6 +264,8 @@ def test_teacher_adapters_return_cpu_float_clips():
         load_teacher(tiny_teacher_student(), features=["nope"])
     twice = load_teacher(tiny_teacher_student(), features=["hr_features", "hr_features"])  # --features a a
     assert twice.feature_names == ("hr_features",) and twice.describe()["features"] == ["hr_features"]
+    built = StudentTeacher(tiny_teacher_student(), features=["hr_features", "hr_features"])  # from Python, too
+    assert built.feature_names == ("hr_features",) and built.describe()["features"] == ["hr_features"]
 
 
 # --------------------------------------------------------------------------- cache

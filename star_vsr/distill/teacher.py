@@ -134,7 +134,7 @@ class StudentTeacher(Teacher):
         self.scale = int(scale if scale is not None else model.config.scale)
         if hasattr(model, "check_scale"):  # here, not at the first clip (after the progress bar started)
             model.check_scale(self.scale)
-        self.feature_names = tuple(features)
+        self.feature_names = tuple(dict.fromkeys(features))  # a tap named twice is returned (and cached) once
         self.source = source
 
     def describe(self) -> dict[str, Any]:
@@ -192,7 +192,8 @@ class DiffusionTeacher(Teacher):
 
         check_sampling_kwargs({**call_kwargs, "upscale": scale, "num_inference_steps": num_inference_steps})
         self.pipe, self.scale, self.num_inference_steps, self.seed = pipe, int(scale), num_inference_steps, seed
-        self.source, self.call_kwargs, self.feature_names = source, call_kwargs, tuple(features)
+        self.source, self.call_kwargs = source, call_kwargs
+        self.feature_names = tuple(dict.fromkeys(features))  # a tap named twice is returned (and cached) once
         pipe.set_progress_bar_config(disable=True)
 
     def describe(self) -> dict[str, Any]:
@@ -247,7 +248,6 @@ def load_teacher(source: Any, *, scale: int = 4, features: Sequence[str] = (), d
     """
     if isinstance(source, Teacher):
         return source
-    features = tuple(dict.fromkeys(features))  # a tap named twice is returned (and cached) once
     name = str(source) if isinstance(source, (str, Path)) else None
     if isinstance(source, (str, Path)):
         from ..errors import option
