@@ -523,6 +523,12 @@ def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -
     if log.is_file() and log.stat().st_size > 0:
         found.append(log.name)
     if resume is not None:
+        checkpoint = resume_checkpoint(output_dir, resume)
+        if (checkpoint is not None and checkpoint.resolve().parent != output_dir.resolve() and found
+                and not overwrite):  # its saves then deleted this folder's later checkpoints as "abandoned"
+            raise InputError(f"{output_dir} holds another run ({', '.join(found[:4])}) than the one of "
+                             f"--resume_from_checkpoint {checkpoint}, and going on here would mix the two; choose a "
+                             f"new --output_dir for it, or pass --overwrite_output_dir to replace the run here")
         if resume == "latest" and model and not checkpoints and not overwrite:  # "starting a new run" replaced it
             raise InputError(f"{output_dir} holds a trained model ({', '.join(model)}) but no checkpoint to go on "
                              f"from (checkpoints are saved every --checkpointing_steps); choose another --output_dir, "
@@ -541,10 +547,13 @@ def prepare_output_dir(args: argparse.Namespace, checkpoint: Optional[Path],
     starts over in it, delete what an earlier run wrote there (``clear_old_run``): with
     ``--overwrite_output_dir``, or ``--resume_from_checkpoint latest`` without a checkpoint to go on from (a run
     stopped before its first one, whose log, TensorBoard events and validation images would mix with this
-    run's). ``checkpoint`` is the one this run goes on from, if any."""
+    run's). ``checkpoint`` is the one this run goes on from, if any; one in another folder, with
+    ``--overwrite_output_dir``, replaces the run in this one too."""
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if checkpoint is None and (args.overwrite_output_dir or args.resume_from_checkpoint is not None):
+    elsewhere = checkpoint is not None and Path(checkpoint).resolve().parent != output_dir.resolve()
+    if (checkpoint is None and (args.overwrite_output_dir or args.resume_from_checkpoint is not None)
+            or elsewhere and args.overwrite_output_dir):  # a run there is replaced by one going on from elsewhere
         clear_old_run(args, run_outputs)
 
 

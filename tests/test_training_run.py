@@ -242,6 +242,17 @@ def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tm
     with pytest.raises(InputError, match=r"holds a run .checkpoint-4, model_index.json.*; go on with "
                                          r"--resume_from_checkpoint latest, choose another --output_dir"):
         check_output_dir(tmp_path, None, False)
+    # going on here from another run's checkpoint mixed the runs, and its first save deleted checkpoint-4 of
+    # this one ("abandoned": later than its step)
+    other = tmp_path / "other" / "checkpoint-2"
+    other.mkdir(parents=True)
+    with pytest.raises(InputError, match=r"holds another run .checkpoint-4, .* than the one of "
+                                         r"--resume_from_checkpoint .*other/checkpoint-2, and going on here would mix "
+                                         r"the two; choose a new --output_dir for it, or pass --overwrite_output_dir"):
+        check_output_dir(tmp_path, str(other), False)
+    check_output_dir(tmp_path, str(other), True)
+    check_output_dir(tmp_path / "new", str(other), False)  # a new folder for it: fine
+    check_output_dir(tmp_path, str(tmp_path / "checkpoint-4"), False)  # one of its own: fine
 
 
 def run_parser() -> SettingsParser:
@@ -475,6 +486,14 @@ def test_starting_over_deletes_what_runs_wrote_and_nothing_else(tmp_path):
     args.overwrite_output_dir = False
     prepare_output_dir(args, None, run_outputs)
     assert not (run / "train_log.jsonl").exists() and (run / "notes.txt").is_file()
+    # going on from another folder's checkpoint with --overwrite_output_dir replaces the run here
+    (run / "checkpoint-4").mkdir()
+    (run / "train_log.jsonl").write_text('{"step": 1}\n')
+    (tmp_path / "other" / "checkpoint-2").mkdir(parents=True)
+    args.overwrite_output_dir = True
+    prepare_output_dir(args, tmp_path / "other" / "checkpoint-2", run_outputs)
+    assert not (run / "checkpoint-4").exists() and not (run / "train_log.jsonl").exists()
+    assert (tmp_path / "other" / "checkpoint-2").is_dir() and (run / "notes.txt").is_file()
 
 
 def test_starting_over_never_deletes_the_folder_itself_or_a_whole_logging_folder(tmp_path):
