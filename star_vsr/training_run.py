@@ -970,11 +970,18 @@ def check_number(args: argparse.Namespace, name: str, low: float, high: float = 
         raise InputError(f"--{name} must be {wanted}{' or null' if optional else ''}, got {value!r}")
 
 
-def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+#: The folder in which each training script's checkpoints hold its model (its save hook writes it there): a
+#: checkpoint without the running script's folder was saved by another script, or is incomplete.
+CHECKPOINT_MODEL_FOLDERS = {"controlnet": "training/train_star.py", "student": "training/distill_student.py"}
+
+
+def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                       model_folder: Optional[str] = None) -> None:
     """``InputError`` for settings both training scripts share that cannot work: the learning rate and
     warm-up, how often to save and validate, fp16 without a GPU, an output folder holding another run
     (``check_output_dir``), a checkpoint to resume that is past ``max_train_steps`` (one at it only writes the
-    final model: ``finishing_message``), or one trained with settings that change what is trained
+    final model: ``finishing_message``), one another script saved (without the script's ``model_folder``, a key of
+    ``CHECKPOINT_MODEL_FOLDERS``), or one trained with settings that change what is trained
     (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it). Fills in ``--mixed_precision``
     from the launcher when it is not given (``launcher_precision``)."""
     import torch
@@ -1001,6 +1008,12 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     if resume is not None and checkpoint_step(resume) > args.max_train_steps:
         raise InputError(f"{resume} is at step {checkpoint_step(resume)}, past --max_train_steps "
                          f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
+    if resume is not None and model_folder is not None and not (resume / model_folder).is_dir():
+        # (was a list of every setting as "changed", or a missing-file error from the loading hook)
+        saved_by = [script for folder, script in CHECKPOINT_MODEL_FOLDERS.items() if (resume / folder).is_dir()]
+        raise InputError(f"{resume} is no checkpoint of {CHECKPOINT_MODEL_FOLDERS[model_folder]}: "
+                         + (f"{saved_by[0]} saved it" if saved_by else f"it holds no {model_folder}/ folder")
+                         + "; resume a checkpoint of this script, or start a new run")
     if resume is not None:
         check_resumed_settings(args, parser, resume)
     check_overwrite_keeps_inputs(args, parser)

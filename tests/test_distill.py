@@ -898,6 +898,21 @@ def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, 
     training_args(cache, tmp_path / "run", *resume, "--allow_changed_settings")  # asked for
 
 
+def test_a_checkpoint_of_the_other_training_script_is_named_so(tmp_path, train_cache, capsys):
+    """train_star.py's checkpoint given to distill_student.py was "trained with other settings" (every one of
+    them); one without a student/ folder failed in the loading hook."""
+    star = tmp_path / "star" / "checkpoint-2"
+    (star / "controlnet").mkdir(parents=True)
+    (star / "train_config.yaml").write_text("learning_rate: 0.0001\npretrained_model_name_or_path: star\n")
+    for checkpoint, message in ((star, "is no checkpoint of training/distill_student.py: training/train_star.py "
+                                       "saved it; resume a checkpoint of this script, or start a new run"),
+                                (tmp_path / "bare" / "checkpoint-2", "it holds no student/ folder")):
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        with pytest.raises(SystemExit):
+            training_args(train_cache, tmp_path / "run", "--resume_from_checkpoint", str(checkpoint))
+        assert message in capsys.readouterr().err
+
+
 def test_overwrite_output_dir_starts_clean_and_keeps_the_users_files(tmp_path):
     """A run over one that saved checkpoints, TensorBoard events, a summary and a model: afterwards the folder
     holds the new run's outputs only (it saves no checkpoint and logs nothing), and the user's file."""

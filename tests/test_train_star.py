@@ -324,6 +324,13 @@ def test_resume_refuses_a_checkpoint_past_the_end_and_other_trainable_settings(r
     with pytest.raises(InputError, match="at step 4, past --max_train_steps 3: nothing to train"):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(done), "--max_train_steps", "3",
                                "--resume_from_checkpoint", "latest", *LORA])
+    # a checkpoint of distill_student.py: named so, not "trained with other settings" (all of them)
+    student_checkpoint = tmp_path / "distill" / "checkpoint-2"
+    (student_checkpoint / "student").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"is no checkpoint of training/train_star.py: training/distill_student.py "
+                                         r"saved it"):
+        train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "new"),
+                               "--resume_from_checkpoint", str(student_checkpoint), *LORA])
     # settings that change what is trained: refused before anything is built, each one named
     argv = ["--config", str(TINY_CONFIG), "--output_dir", str(done), *FAST, *LORA, "--checkpointing_steps", "2",
             "--validation_steps", "0", "--max_train_steps", "6", "--resume_from_checkpoint", "latest"]

@@ -203,7 +203,8 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
         parser.error(f"--student_overrides {json.dumps(args.student_overrides)} changes the architecture of a new "
                      f"student, but --init_from {args.init_from} brings its own: drop one of them")
     try:
-        check_run_settings(args, build_parser())  # learning rate, fp16 without a GPU, the checkpoint to resume
+        # learning rate, fp16 without a GPU, the checkpoint to resume
+        check_run_settings(args, build_parser(), model_folder="student")
         check_number(args, "ema_decay", 0, 1, high_open=True)  # 0: off; 1 would never move, above 1 extrapolates
         # here, with the flags' names (the dataset and the loss named their own arguments, or took -1)
         for name in ("motion_num_frames", "motion_crop_size", "motion_length", "time_hidden_channels"):

@@ -265,7 +265,7 @@ def check_args(args: argparse.Namespace) -> None:
         check_number(args, "validation_guidance_scale", 1)  # 1: no guidance; below 1 the pipeline refuses
         if args.validation_video is not None and not Path(args.validation_video).exists():
             raise InputError(f"--validation_video {args.validation_video} does not exist")
-    check_run_settings(args, build_parser())
+    check_run_settings(args, build_parser(), model_folder="controlnet")
 
 
 def run_outputs(settings: Mapping[str, Any]) -> list[str]:
