@@ -402,6 +402,14 @@ def test_evaluate_skips_a_clip_that_fails_midway_and_keeps_the_others(tmp_path, 
     assert main(["evaluate", "--pred", str(tmp_path / "pred" / "a"), "--gt", str(tmp_path / "gt" / "a"),
                  "--scale", "1"]) == 2  # one pair: an error, as before
     assert "02.png" in capsys.readouterr().err
+    # every clip fails: an error naming them, and no JSON written
+    for name in ("b", "c"):
+        (tmp_path / "pred" / name / "03.png").write_bytes(b"not a PNG")
+    report.unlink()
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--scale", "1",
+                 "--json", str(report)]) == 2
+    assert "no clip could be scored (the reasons are above): a, b, c" in capsys.readouterr().err
+    assert not report.exists()
 
 
 def test_evaluate_refuses_frames_too_small_for_ewarp_before_scoring_any_clip(tmp_path, capsys, monkeypatch):
