@@ -25,20 +25,21 @@ saves a ``StarStudentPipeline`` in ``--output_dir`` with a ``training_summary.js
 
 from __future__ import annotations
 
+import os
 import signal
-import sys
 
 # Ctrl-C while the libraries below load (seconds): exit 130 without a traceback (a Ctrl-C ignored, as in a shell's
 # background job, stays ignored)
 if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(128 + signum))
+    # os._exit, not sys.exit: a SystemExit raised while the handler runs inside a callback (importlib's module-lock
+    # weakref) is printed as "Exception ignored" and the run went on
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))
 
 import argparse
 import hashlib
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
