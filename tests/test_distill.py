@@ -896,6 +896,15 @@ def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, 
         training_args(cache, tmp_path / "run", *resume)
     assert refused.value.code == 2 and "was rebuilt since this run started" in capsys.readouterr().err
     training_args(cache, tmp_path / "run", *resume, "--allow_changed_settings")  # asked for
+    # going on from its checkpoint in a new folder: the record is the checkpoint's run's (none was found there)
+    elsewhere = [*resume[:-1], str(tmp_path / "run" / "checkpoint-1")]
+    with pytest.raises(SystemExit):
+        training_args(cache, tmp_path / "new", *elsewhere)
+    assert "was rebuilt since this run started" in capsys.readouterr().err
+    _, args = training_args(cache, tmp_path / "new", *elsewhere, "--allow_changed_settings")
+    script.main(args)  # the new folder keeps the record of the cache the run started on
+    record = "train_cache.sha256"
+    assert (tmp_path / "new" / record).read_text() == (tmp_path / "run" / record).read_text()
 
 
 def test_a_checkpoint_of_the_other_training_script_is_named_so(tmp_path, train_cache, capsys):

@@ -40,6 +40,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -217,10 +218,14 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
             check_number(args, "validation_frames", 1)
     except InputError as error:
         parser.error(str(error))
-    started_on = Path(args.output_dir) / CACHE_ID_NAME
-    if (args.train_cache is not None and args.resume_from_checkpoint is not None and started_on.is_file()
-            and resume_checkpoint(args.output_dir, args.resume_from_checkpoint) is not None
-            and started_on.read_text().strip() != cache_id(args.train_cache) and not args.allow_changed_settings):
+    resumed = (resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
+               if args.train_cache is not None and args.resume_from_checkpoint is not None else None)
+    # the record of the cache the run started on: in its folder, or (going on in a new folder) the checkpoint's
+    started_on = [record for record in (Path(args.output_dir) / CACHE_ID_NAME,
+                                        *([resumed.parent / CACHE_ID_NAME] if resumed is not None else []))
+                  if record.is_file()]
+    if (resumed is not None and started_on and started_on[0].read_text().strip() != cache_id(args.train_cache)
+            and not args.allow_changed_settings):
         parser.error(f"--train_cache {args.train_cache} was rebuilt since this run started (its manifest differs): "
                      f"going on would train on other targets; resume with the cache it started on, start a new "
                      f"--output_dir, or pass --allow_changed_settings")
@@ -553,10 +558,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
     if accelerator.is_main_process:
         record_run_settings(args, build_parser(), path)
+        record = Path(args.output_dir) / CACHE_ID_NAME
         if path is None:  # a new run: the cache it starts on (a resume keeps the record of its start)
-            (Path(args.output_dir) / CACHE_ID_NAME).unlink(missing_ok=True)
+            record.unlink(missing_ok=True)
             if args.train_cache is not None:
-                (Path(args.output_dir) / CACHE_ID_NAME).write_text(cache_id(args.train_cache) + "\n")
+                record.write_text(cache_id(args.train_cache) + "\n")
+        elif not record.is_file() and (path.parent / CACHE_ID_NAME).is_file():  # gone on in a new folder
+            shutil.copyfile(path.parent / CACHE_ID_NAME, record)
 
     logger.info(f"***** distilling: {len(dataset)} clips, {args.max_train_steps} steps of batch "
                 f"{args.train_batch_size} x {accelerator.num_processes} x {args.gradient_accumulation_steps}, "
