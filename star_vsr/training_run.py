@@ -942,6 +942,13 @@ def stopped_message(output_dir: Path, step: int) -> str:
             f"command plus --resume_from_checkpoint latest")
 
 
+def tracker_init_kwargs(checkpoint: Optional[Path]) -> dict[str, dict[str, Any]]:
+    """``init_kwargs`` for ``accelerator.init_trackers``: a run resumed from the checkpoint at step N has
+    TensorBoard drop the events of steps after N that the stopped run wrote (``SummaryWriter``'s ``purge_step``),
+    so that its curves do not show two values for those steps. A new run: none."""
+    return {} if checkpoint is None else {"tensorboard": {"purge_step": checkpoint_step(checkpoint) + 1}}
+
+
 def finishing_message(checkpoint: Path, max_train_steps: int) -> str:
     """What a run resumed from a checkpoint at its last step prints: a run stopped (killed, out of disk) after
     saving that checkpoint but before writing its final model only writes the model from it."""

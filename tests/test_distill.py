@@ -1100,3 +1100,20 @@ def test_training_out_of_memory_says_what_to_lower(train_cache, tmp_path, monkey
     with pytest.raises(DeviceError, match=r"out of memory while distilling \(allocating 65536.00 GiB failed\); "
                                           r"lower --train_batch_size"):
         script.main(args)
+
+
+def test_a_resume_drops_the_tensorboard_events_the_stopped_run_wrote_after_its_checkpoint(tmp_path, train_cache):
+    """Resumed from checkpoint-2 of a run that got to step 3, TensorBoard showed two values for step 3 (the
+    stopped run's and the resume's); the resume now purges the events after its checkpoint."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    flags = ["--report_to", "tensorboard", "--validation_steps", "0", "--checkpointing_steps", "2",
+             "--max_train_steps", "3"]
+    script, args = training_args(train_cache, run, *flags)
+    script.main(args)  # as if it had been killed after step 3, before checkpoint-4 / the end
+    _, resume = training_args(train_cache, run, *flags, "--resume_from_checkpoint", str(run / "checkpoint-2"))
+    script.main(resume)
+    events = EventAccumulator(str(run / "logs" / "distill_student"))  # the scalars' folder (hparams in subfolders)
+    events.Reload()
+    assert [event.step for event in events.Scalars("loss/total")] == [1, 2, 3]

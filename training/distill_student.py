@@ -66,7 +66,8 @@ from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_a
                                    apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
                                    check_run_settings, checkpoint_step, finishing_message, load_training_checkpoint,
                                    optional_value, parse_with_config, path_or_none, prepare_output_dir,
-                                   record_run_settings, resume_checkpoint, run_script, tensorboard_pattern)
+                                   record_run_settings, resume_checkpoint, run_script, tensorboard_pattern,
+                                   tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -530,7 +531,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         # made only now: a bad setting caught above (data, --trainable) leaves no empty output folder
         prepare_output_dir(args, path, run_outputs)
         tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
-        accelerator.init_trackers(TRACKER_PROJECT, config=tracker_config)
+        accelerator.init_trackers(TRACKER_PROJECT, config=tracker_config, init_kwargs=tracker_init_kwargs(path))
 
     validation_clips: list[dict[str, Any]] = []
     validation_bicubic: dict[str, float] = {}  # bicubic's scores on the validation clips, computed once

@@ -91,7 +91,7 @@ from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add
                                    check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
                                    finishing_message, load_training_checkpoint, optional_value, parse_with_config,
                                    path_or_none, prepare_output_dir, record_run_settings, resume_checkpoint,
-                                   run_script, tensorboard_pattern)
+                                   run_script, tensorboard_pattern, tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -698,7 +698,8 @@ def main(args: argparse.Namespace) -> None:
     updates_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
     num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
     if accelerator.is_main_process:
-        accelerator.init_trackers(args.tracker_project_name, config=flat_config(args))
+        accelerator.init_trackers(args.tracker_project_name, config=flat_config(args),
+                                  init_kwargs=tracker_init_kwargs(resume_path))
 
     # 4. Resume
     global_step = 0
