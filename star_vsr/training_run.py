@@ -166,9 +166,11 @@ def script_interrupted(prog: str) -> str:
 
 def run_script(prog: str, run: Callable[[], Any]) -> None:
     """A training script's ``__main__``: ``run()``, and its end as one line: a ``StarVSRError`` as `script_error`
-    (exit status 1), Ctrl-C outside `StopRequest`'s clean stop (while it sets up, or a second one) as
-    `script_interrupted` (130). Ctrl-C is a KeyboardInterrupt from here on, unless it was ignored at the start (a
-    shell's background job); the script's own first lines turn it into a quiet exit while its libraries load."""
+    (exit status 2, as argparse's errors and ``star-vsr``'s; it was 1, so the two scripts' setting errors exited
+    differently: one script raised them, the other passed them to argparse), Ctrl-C outside `StopRequest`'s clean
+    stop (while it sets up, or a second one) as `script_interrupted` (130). Ctrl-C is a KeyboardInterrupt from
+    here on, unless it was ignored at the start (a shell's background job); the script's own first lines turn it
+    into a quiet exit while its libraries load."""
     from .errors import StarVSRError
 
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
@@ -176,7 +178,8 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
     try:
         run()
     except StarVSRError as error:
-        sys.exit(script_error(prog, error))
+        print(script_error(prog, error), file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print(script_interrupted(prog), file=sys.stderr)
         sys.exit(130)

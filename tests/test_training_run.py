@@ -794,3 +794,20 @@ def test_a_relative_checkpoint_is_found_in_the_output_folder(tmp_path, monkeypat
     with pytest.raises(InputError, match=r"checkpoint-9 does not exist here or in --output_dir .*run; give a "
                                          r"checkpoint-<step> folder, or 'latest'"):
         resume_checkpoint(run, "checkpoint-9")
+
+
+@pytest.mark.parametrize("script, config", [("train_star.py", "train_star_tiny.yaml"),
+                                            ("distill_student.py", "distill_student_gt.yaml")])
+def test_a_setting_that_cannot_work_exits_2_from_either_script(tmp_path, script, config):
+    """train_star.py raised its setting errors (exit 1 through run_script), distill_student.py passed them to
+    argparse (exit 2): the same mistake exited differently. Both now exit 2, as star-vsr does."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(repo / "training" / script), "--config", str(repo / "configs" / config),
+               "--output_dir", str(tmp_path / "run"), "--learning_rate", "0"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{script}: error: --learning_rate must be a finite number > 0, got 0" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
