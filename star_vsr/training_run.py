@@ -455,10 +455,15 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
     from safetensors import SafetensorError
 
     checkpoint = Path(checkpoint)
-    random_states = checkpoint / f"random_states_{accelerator.process_index}.pkl"
-    if not random_states.is_file():
-        raise damaged_checkpoint(checkpoint, f"{random_states.name}, the random number generators' states, is "
-                                             f"missing; without it the resumed run would not be exact")
+    # one file per process that saved it: 0 and any gap are missing (a process beyond them, in a run allowed to
+    # have more processes than saved it, starts its generators afresh, as Accelerate does); the same decision on
+    # every process, which all read the same folder
+    saved = sorted(int(match.group(1)) for path in checkpoint.glob("random_states_*.pkl")
+                   if (match := re.fullmatch(r"random_states_(\d+)\.pkl", path.name)))
+    gaps = [index for index in range(saved[-1] + 1 if saved else 1) if index not in saved]
+    if gaps:
+        raise damaged_checkpoint(checkpoint, f"random_states_{gaps[0]}.pkl, the random number generators' states, "
+                                             f"is missing; without it the resumed run would not be exact")
     try:
         accelerator.load_state(str(checkpoint))
     except InputError:
@@ -466,10 +471,9 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
     except Exception as error:  # noqa: BLE001 - sorted below; anything else is raised as it is
         damaged_model = isinstance(error, MissingWeightsError)  # a model folder in it (LocalModelMixin's check)
         reason = (error.__cause__ or error) if damaged_model else error  # (not its advice to copy the folder)
-        missing = (isinstance(error, FileNotFoundError) and error.filename is not None
-                   and checkpoint.resolve() in Path(error.filename).resolve().parents)
-        if missing:
-            raise damaged_checkpoint(checkpoint, f"{Path(error.filename).name} is missing") from error
+        missing = _missing_file(error, checkpoint)
+        if missing is not None:
+            raise damaged_checkpoint(checkpoint, f"{missing} is missing") from error
         if not damaged_model and (is_out_of_memory(error) or isinstance(error, (PermissionError, FileNotFoundError))):
             raise  # not the file's bytes: said as they are
         if "size mismatch" in str(error) or "Error(s) in loading state_dict" in str(error):
@@ -478,6 +482,23 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
         if not (isinstance(error, (OSError, SafetensorError)) or is_damaged_weights_error(error)):
             raise
         raise damaged_checkpoint(checkpoint, first_line(reason)) from error
+
+
+def _missing_file(error: BaseException, checkpoint: Path) -> Optional[str]:
+    """The name of the file of ``checkpoint`` that ``error`` (a ``FileNotFoundError``) says is missing, or None
+    (not one, or a file elsewhere). safetensors gives no ``filename``, only the message; Accelerate, not finding a
+    model's ``model.safetensors``, asks for ``pytorch_model.bin``: named by the file it saves."""
+    if not isinstance(error, FileNotFoundError) or isinstance(error, MissingWeightsError):  # (a model folder's own)
+        return None
+    named = [error.filename] if error.filename else [  # the checkpoint's path as given or resolved, then a name
+        found for folder in {str(checkpoint), str(checkpoint.resolve())}
+        for found in re.findall(re.escape(folder) + r"/[^\s'\"]+", str(error))]
+    inside = [Path(name) for name in named if checkpoint.resolve() in Path(name).resolve().parents]
+    if not inside:
+        return None
+    name = inside[0].name
+    weights = re.fullmatch(r"pytorch_model(_\d+)?\.bin", name)
+    return f"model{weights.group(1) or ''}.safetensors" if weights else name
 
 
 def damaged_checkpoint(checkpoint: Path, reason: str) -> InputError:
@@ -529,9 +550,12 @@ def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -
         checkpoint = resume_checkpoint(output_dir, resume)
         if (checkpoint is not None and checkpoint.resolve().parent != output_dir.resolve() and found
                 and not overwrite):  # its saves then deleted this folder's later checkpoints as "abandoned"
+            go_on = (f"to go on with the run there (one that went on from {checkpoint} too), pass "
+                     f"--resume_from_checkpoint latest; " if checkpoints else "")
             raise InputError(f"{output_dir} holds another run ({', '.join(found[:4])}) than the one of "
-                             f"--resume_from_checkpoint {checkpoint}, and going on here would mix the two; choose a "
-                             f"new --output_dir for it, or pass --overwrite_output_dir to replace the run here")
+                             f"--resume_from_checkpoint {checkpoint}, and going on here would mix the two; {go_on}to "
+                             f"go on from {checkpoint}, choose a new --output_dir, or pass --overwrite_output_dir to "
+                             f"replace the run here")
         if resume == "latest" and model and not checkpoints and not overwrite:  # "starting a new run" replaced it
             raise InputError(f"{output_dir} holds a trained model ({', '.join(model)}) but no checkpoint to go on "
                              f"from (checkpoints are saved every --checkpointing_steps); choose another --output_dir, "
@@ -952,6 +976,14 @@ def tracker_init_kwargs(checkpoint: Optional[Path]) -> dict[str, dict[str, Any]]
     return {} if checkpoint is None else {"tensorboard": {"purge_step": checkpoint_step(checkpoint) + 1}}
 
 
+def finished_from(checkpoint: Path) -> bool:
+    """Whether the run folder of ``checkpoint`` holds a final model written after it (``MODEL_INDEX`` newer than
+    the checkpoint): a finished run, which resuming from that checkpoint would only write again. A model older
+    than the checkpoint is an earlier end of a run that went on (a resume with more steps) and was stopped."""
+    index = Path(checkpoint).parent / MODEL_INDEX
+    return index.is_file() and index.stat().st_mtime_ns >= Path(checkpoint).stat().st_mtime_ns
+
+
 def finishing_message(checkpoint: Path, max_train_steps: int) -> str:
     """What a run resumed from a checkpoint at its last step prints: a run stopped (killed, out of disk) after
     saving that checkpoint but before writing its final model only writes the model from it."""
@@ -1018,12 +1050,16 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     if resume is not None and checkpoint_step(resume) > args.max_train_steps:
         raise InputError(f"{resume} is at step {checkpoint_step(resume)}, past --max_train_steps "
                          f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
+    if resume is not None and checkpoint_step(resume) == args.max_train_steps and finished_from(resume):
+        raise InputError(f"{resume} is at the last step (--max_train_steps {args.max_train_steps}) and the run wrote "
+                         f"its final model after it: nothing to train (raise --max_train_steps to train on)")
     if resume is not None and model_folder is not None and not (resume / model_folder).is_dir():
         # (was a list of every setting as "changed", or a missing-file error from the loading hook)
         saved_by = [script for folder, script in CHECKPOINT_MODEL_FOLDERS.items() if (resume / folder).is_dir()]
-        raise InputError(f"{resume} is no checkpoint of {CHECKPOINT_MODEL_FOLDERS[model_folder]}: "
-                         + (f"{saved_by[0]} saved it" if saved_by else f"it holds no {model_folder}/ folder")
-                         + "; resume a checkpoint of this script, or start a new run")
+        if not saved_by:  # this script's checkpoint, copied in part
+            raise damaged_checkpoint(resume, f"its {model_folder}/ folder is missing")
+        raise InputError(f"{resume} is no checkpoint of {CHECKPOINT_MODEL_FOLDERS[model_folder]}: {saved_by[0]} saved "
+                         f"it; resume a checkpoint of this script, or start a new run")
     if resume is not None:
         check_resumed_settings(args, parser, resume)
     check_overwrite_keeps_inputs(args, parser)

@@ -915,7 +915,8 @@ def test_a_checkpoint_of_the_other_training_script_is_named_so(tmp_path, train_c
     (star / "train_config.yaml").write_text("learning_rate: 0.0001\npretrained_model_name_or_path: star\n")
     for checkpoint, message in ((star, "is no checkpoint of training/distill_student.py: training/train_star.py "
                                        "saved it; resume a checkpoint of this script, or start a new run"),
-                                (tmp_path / "bare" / "checkpoint-2", "it holds no student/ folder")):
+                                (tmp_path / "bare" / "checkpoint-2",  # its own, copied in part
+                                 "checkpoint-2 is damaged and cannot be loaded (its student/ folder is missing)")):
         checkpoint.mkdir(parents=True, exist_ok=True)
         with pytest.raises(SystemExit):
             training_args(train_cache, tmp_path / "run", "--resume_from_checkpoint", str(checkpoint))

@@ -324,6 +324,11 @@ def test_resume_refuses_a_checkpoint_past_the_end_and_other_trainable_settings(r
     with pytest.raises(InputError, match="at step 4, past --max_train_steps 3: nothing to train"):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(done), "--max_train_steps", "3",
                                "--resume_from_checkpoint", "latest", *LORA])
+    # at the last step of a run that wrote its final model after it: finished, not finished again
+    with pytest.raises(InputError, match=r"checkpoint-4 is at the last step \(--max_train_steps 4\) and the run wrote "
+                                         r"its final model after it: nothing to train"):
+        train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(done), "--max_train_steps", "4",
+                               "--resume_from_checkpoint", "latest", *LORA])
     # a checkpoint of distill_student.py: named so, not "trained with other settings" (all of them)
     student_checkpoint = tmp_path / "distill" / "checkpoint-2"
     (student_checkpoint / "student").mkdir(parents=True)

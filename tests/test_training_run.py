@@ -248,7 +248,9 @@ def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tm
     other.mkdir(parents=True)
     with pytest.raises(InputError, match=r"holds another run .checkpoint-4, .* than the one of "
                                          r"--resume_from_checkpoint .*other/checkpoint-2, and going on here would mix "
-                                         r"the two; choose a new --output_dir for it, or pass --overwrite_output_dir"):
+                                         r"the two; to go on with the run there \(one that went on from .*other/"
+                                         r"checkpoint-2 too\), pass --resume_from_checkpoint latest; to go on from "
+                                         r".*, choose a new --output_dir, or pass --overwrite_output_dir"):
         check_output_dir(tmp_path, str(other), False)
     check_output_dir(tmp_path, str(other), True)
     check_output_dir(tmp_path / "new", str(other), False)  # a new folder for it: fine
@@ -718,7 +720,20 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
         load_training_checkpoint(Loader(gone), checkpoint)
     with pytest.raises(FileNotFoundError):
         load_training_checkpoint(Loader(FileNotFoundError(2, "No such file", str(tmp_path / "data.mp4"))), checkpoint)
+    # safetensors names the file only in its message; Accelerate asks for pytorch_model.bin when model.safetensors
+    # is missing: named by the file it saved
+    for message, name in ((f"No such file or directory: {checkpoint}/unet_trainable.safetensors",
+                           "unet_trainable.safetensors"),
+                          (f"[Errno 2] No such file or directory: '{checkpoint}/pytorch_model_1.bin'",
+                           "model_1.safetensors")):
+        with pytest.raises(InputError, match=rf"cannot be loaded \({name} is missing\)"):
+            load_training_checkpoint(Loader(FileNotFoundError(message)), checkpoint)
     # the random states missing: Accelerate went on with other random numbers, the resume silently not exact
+    (checkpoint / "random_states_2.pkl").write_bytes(b"")  # of 3 processes, the second one's missing
+    with pytest.raises(InputError, match=r"\(random_states_1.pkl, the random number generators' states, is missing; "
+                                         r"without it the resumed run would not be exact\)"):
+        load_training_checkpoint(Loader(AssertionError("load_state must not be called")), checkpoint)
+    (checkpoint / "random_states_2.pkl").unlink()
     (checkpoint / "random_states_0.pkl").unlink()
     with pytest.raises(InputError, match=r"\(random_states_0.pkl, the random number generators' states, is missing; "
                                          r"without it the resumed run would not be exact\)"):
