@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 RECORD_NAME = ".star-vsr-upscale-batch.jsonl"
 """File of the record in the output folder (hidden: it is not an output)."""
@@ -27,10 +27,23 @@ def record_output(output_dir: Path, name: str, settings: Mapping[str, Any]) -> N
         file.write("\n" + line + "\n")  # the leading newline ends a line a crash cut short
 
 
-def made_with_other_settings(output_dir: Path, names: Iterable[str],
-                             settings: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Among the outputs ``names``, those the record says were last made with other settings than ``settings``:
-    output name -> the flags that differed (``--model``, ``--upscale``). A damaged record line is passed over."""
+def output_settings(settings: Mapping[str, Any], source: Path, output: Path) -> dict[str, Any]:
+    """What shapes the output ``output`` of the input ``source`` among a batch's ``settings`` (``batch_settings``),
+    as it takes effect: the codec and CRF a left-out ``--codec`` / ``--crf`` resolve to (typed out, the same
+    encode is no other setting), and ``--fps`` only for a frame folder (a video keeps its own rate)."""
+    from .io.writer import check_crf, writes_frames
+
+    codec = settings.get("codec") or ("png" if writes_frames(Path(output), None) else "h264")
+    effective = {**settings, "codec": codec, "crf": check_crf(codec, settings.get("crf"))}
+    if not Path(source).is_dir():
+        effective.pop("fps", None)
+    return effective
+
+
+def made_with_other_settings(output_dir: Path, current: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Among the outputs ``current`` names (output name -> the settings that would make it now,
+    ``output_settings``), those the record says were last made with other settings: output name -> the flags
+    that differed (``--model``, ``--upscale``). A damaged record line is passed over."""
     path = Path(output_dir) / RECORD_NAME
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -44,9 +57,9 @@ def made_with_other_settings(output_dir: Path, names: Iterable[str],
                 made[entry["output"]] = entry["settings"]  # the last line of a name: how it was last made
         except (ValueError, LookupError, TypeError):
             continue
-    now = _as_stored(settings)
     changed = {}
-    for name in names:
+    for name, settings in current.items():
+        now = _as_stored(settings)
         if name in made and made[name] != now:
             keys = {*made[name], *now}
             changed[name] = sorted("the input folder" if key == "input_dir" else f"--{key.replace('_', '-')}"

@@ -393,7 +393,8 @@ def test_evaluate_skips_a_clip_that_fails_midway_and_keeps_the_others(tmp_path, 
     scores = json.loads(text)
     assert text.endswith("}\n")  # a text file's last line ends with a newline
     assert set(scores["clips"]) == {"b", "c"} and set(scores["skipped"]) == {"a"} and scores["mean_over"] == 2
-    assert scores["mean"]["psnr_y"] == pytest.approx((scores["clips"]["b"]["psnr_y"] + scores["clips"]["c"]["psnr_y"]) / 2)
+    clips = scores["clips"]
+    assert scores["mean"]["psnr_y"] == pytest.approx((clips["b"]["psnr_y"] + clips["c"]["psnr_y"]) / 2)
     # --json -: the same JSON alone on standard output, the table and the skip on standard error
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--scale", "1",
                  "--json", "-"]) == 1
@@ -1587,10 +1588,15 @@ def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2"]) == 0
     out_text = capsys.readouterr().out
     assert "3 of 3 videos already done; 0 to go" in out_text
-    # ... but they were made with --fps 24: said (it counted them as done without a word)
-    assert "note: 3 existing outputs count as done but were made with other settings (--fps: a.mkv, a.mp4, " \
-           "clip.v2.mp4); pass --overwrite to redo them with these" in out_text
+    # ... but the frame folders' were made at --fps 24: said (it counted them as done without a word); a.mkv,
+    # from a video, keeps its own rate whatever --fps says
+    assert "note: 2 existing outputs count as done but were made with other settings (--fps: a.mp4, clip.v2.mp4); " \
+           "pass --overwrite to redo them with these" in out_text
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2", "--fps", "24"]) == 0
+    assert "other settings" not in capsys.readouterr().out
+    # the defaults typed out make the same outputs: no note either
+    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2", "--fps", "24", "--codec",
+                 "h264", "--crf", "18"]) == 0
     assert "other settings" not in capsys.readouterr().out
     # an .mkv input's output is a.mkv with H.264 and with FFV1: a rerun with the other codec skips it, and says so
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "mp4"), "--upscale", "2", "--codec", "ffv1"]) == 0
@@ -1959,15 +1965,15 @@ def test_benchmark_refuses_a_diffusion_folder_in_one_line(tmp_path, capsys, tiny
 def test_batch_record_keeps_the_last_settings_of_each_output_and_passes_over_a_damaged_line(tmp_path):
     from star_vsr.batch_record import made_with_other_settings, record_output
 
-    assert made_with_other_settings(tmp_path, ["a.mp4"], {"upscale": 4}) == {}  # no record: nothing to say
+    assert made_with_other_settings(tmp_path, {"a.mp4": {"upscale": 4}}) == {}  # no record: nothing to say
     record_output(tmp_path, "a.mp4", {"upscale": 2, "input_dir": "/in"})
     record_output(tmp_path, "b.mp4", {"upscale": 2, "input_dir": "/in"})
     with (tmp_path / RECORD_NAME).open("a") as file:
         file.write('{"output": "b.mp4", "sett')  # a line a crash cut short
     record_output(tmp_path, "a.mp4", {"upscale": 4, "input_dir": "/in"})  # redone with --overwrite
-    assert made_with_other_settings(tmp_path, ["a.mp4", "b.mp4", "c.mp4"], {"upscale": 4, "input_dir": "/in"}) == {
-        "b.mp4": ["--upscale"]}
-    assert made_with_other_settings(tmp_path, ["a.mp4"], {"upscale": 4, "input_dir": "/other"}) == {
+    now = {"upscale": 4, "input_dir": "/in"}
+    assert made_with_other_settings(tmp_path, {"a.mp4": now, "b.mp4": now, "c.mp4": now}) == {"b.mp4": ["--upscale"]}
+    assert made_with_other_settings(tmp_path, {"a.mp4": {"upscale": 4, "input_dir": "/other"}}) == {
         "a.mp4": ["the input folder"]}
 
 

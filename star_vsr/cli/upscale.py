@@ -71,8 +71,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                            help=f"caption of the video (default {defaults['prompt']!r}; STAR's quality phrases are "
                                 "appended to it)")
     diffusion.add_argument("--guidance-scale", type=float, default=defaults["guidance_scale"],
-                           help=f"classifier-free guidance weight, >= 1 (default {defaults['guidance_scale']:g}; 1 turns "
-                                "it off)")
+                           help=f"classifier-free guidance weight, >= 1 (default {defaults['guidance_scale']:g}; 1 "
+                                "turns it off)")
     diffusion.add_argument("--noise-level", type=int, default=defaults["noise_level"],
                            help=f"SDEdit start (1..1000, default {defaults['noise_level']})")
     diffusion.add_argument("--chunk-frames", type=int, default=defaults["chunk_frames"],
@@ -312,7 +312,7 @@ def run_batch(args: argparse.Namespace) -> int:
                               stray_images_note)
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable
-    from ..batch_record import made_with_other_settings, record_output
+    from ..batch_record import made_with_other_settings, output_settings, record_output
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_note, unfinished_runs
     from ..upscale import accelerate_on_cpu, pipeline_class_name, upscale_video
@@ -379,8 +379,9 @@ def run_batch(args: argparse.Namespace) -> int:
                 print(f"note: {len(other)} existing output{'s count' if len(other) != 1 else ' counts'} as done but "
                       f"{'are' if len(other) != 1 else 'is'} not {args.codec} ({_listed(other, 5)}); pass --overwrite "
                       f"to redo {'them' if len(other) != 1 else 'it'} with --codec {args.codec}")
-            made = made_with_other_settings(output_dir, [outputs[v].name for v in videos if outputs[v].exists()],
-                                            ledger.settings)
+            now = {outputs[v].name: output_settings(ledger.settings, v, outputs[v])
+                   for v in videos if outputs[v].exists()}
+            made = made_with_other_settings(output_dir, now)
             if made:  # another --model or --upscale into the same folder: "already done" said nothing of it
                 flags = sorted({flag for changed in made.values() for flag in changed})
                 print(f"note: {len(made)} existing output{'s count' if len(made) != 1 else ' counts'} as done but "
@@ -431,7 +432,7 @@ def run_batch(args: argparse.Namespace) -> int:
                 continue
             if args.overwrite:
                 ledger.add(outputs[video].name, video)
-            record_output(output_dir, outputs[video].name, ledger.settings)
+            record_output(output_dir, outputs[video].name, output_settings(ledger.settings, video, outputs[video]))
             say(f"wrote {outputs[video]}")
     state.wait_for_everyone()
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above)
