@@ -30,13 +30,14 @@ def record_output(output_dir: Path, name: str, settings: Mapping[str, Any]) -> N
 def output_settings(settings: Mapping[str, Any], source: Path, output: Path) -> dict[str, Any]:
     """What shapes the output ``output`` of the input ``source`` among a batch's ``settings`` (``batch_settings``),
     as it takes effect: the codec and CRF a left-out ``--codec`` / ``--crf`` resolve to (typed out, the same
-    encode is no other setting), and ``--fps`` only for a frame folder (a video keeps its own rate)."""
+    encode is no other setting), ``--fps`` only for a frame folder (a video keeps its own rate), and
+    ``--deinterlace`` / ``--no-audio`` only for a video (frames have neither fields nor sound)."""
     from .io.writer import check_crf, writes_frames
 
     codec = settings.get("codec") or ("png" if writes_frames(Path(output), None) else "h264")
     effective = {**settings, "codec": codec, "crf": check_crf(codec, settings.get("crf"))}
-    if not Path(source).is_dir():
-        effective.pop("fps", None)
+    for name in (("deinterlace", "no_audio") if Path(source).is_dir() else ("fps",)):
+        effective.pop(name, None)
     return effective
 
 

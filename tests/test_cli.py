@@ -1975,6 +1975,17 @@ def test_batch_record_keeps_the_last_settings_of_each_output_and_passes_over_a_d
     assert made_with_other_settings(tmp_path, {"a.mp4": now, "b.mp4": now, "c.mp4": now}) == {"b.mp4": ["--upscale"]}
     assert made_with_other_settings(tmp_path, {"a.mp4": {"upscale": 4, "input_dir": "/other"}}) == {
         "a.mp4": ["the input folder"]}
+    # what shapes an output as it takes effect: defaults resolved, the flags its kind of input ignores left out
+    from star_vsr.batch_record import output_settings
+
+    video, frames = tmp_path / "v.mp4", tmp_path / "frames"
+    video.write_bytes(b""), frames.mkdir()
+    given = {"codec": None, "crf": None, "fps": "24", "deinterlace": "auto", "no_audio": False, "upscale": 4}
+    assert output_settings(given, video, tmp_path / "out" / "v.mp4") == {"codec": "h264", "crf": 18,
+                                                                          "deinterlace": "auto", "no_audio": False,
+                                                                          "upscale": 4}
+    assert output_settings({**given, "codec": "png"}, frames, tmp_path / "out" / "frames") == {
+        "codec": "png", "crf": None, "fps": "24", "upscale": 4}
 
 
 def test_help_states_the_limits_and_defaults_the_commands_check(capsys):
