@@ -31,12 +31,16 @@ def output_settings(settings: Mapping[str, Any], source: Path, output: Path) -> 
     """What shapes the output ``output`` of the input ``source`` among a batch's ``settings`` (``batch_settings``),
     as it takes effect: the codec and CRF a left-out ``--codec`` / ``--crf`` resolve to (typed out, the same
     encode is no other setting), ``--fps`` only for a frame folder (a video keeps its own rate), and
-    ``--deinterlace`` / ``--no-audio`` only for a video (frames have neither fields nor sound)."""
+    ``--deinterlace`` / ``--no-audio`` only for a video (frames have neither fields nor sound); neither ``--fps``
+    nor ``--no-audio`` for PNG frames written (they store no rate, no sound)."""
     from .io.writer import check_crf, writes_frames
 
     codec = settings.get("codec") or ("png" if writes_frames(Path(output), None) else "h264")
     effective = {**settings, "codec": codec, "crf": check_crf(codec, settings.get("crf"))}
-    for name in (("deinterlace", "no_audio") if Path(source).is_dir() else ("fps",)):
+    ignored = {"deinterlace", "no_audio"} if Path(source).is_dir() else {"fps"}
+    if codec == "png":  # PNG frames store neither a frame rate nor sound
+        ignored |= {"fps", "no_audio"}
+    for name in ignored:
         effective.pop(name, None)
     return effective
 

@@ -1985,7 +1985,9 @@ def test_batch_record_keeps_the_last_settings_of_each_output_and_passes_over_a_d
                                                                           "deinterlace": "auto", "no_audio": False,
                                                                           "upscale": 4}
     assert output_settings({**given, "codec": "png"}, frames, tmp_path / "out" / "frames") == {
-        "codec": "png", "crf": None, "fps": "24", "upscale": 4}
+        "codec": "png", "crf": None, "upscale": 4}  # PNG frames store no rate
+    assert output_settings({**given, "codec": "png"}, video, tmp_path / "out" / "v") == {
+        "codec": "png", "crf": None, "deinterlace": "auto", "upscale": 4}  # nor sound
 
 
 def test_help_states_the_limits_and_defaults_the_commands_check(capsys):
