@@ -30,7 +30,7 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequenc
 import yaml
 
 from .errors import InputError, MissingWeightsError, first_line, is_damaged_weights_error, is_out_of_memory
-from .outputs import give_default_mode
+from .outputs import give_default_mode, write_text_atomic
 
 CHECKPOINT_PREFIX = "checkpoint-"
 #: The settings a run started with, written into its output folder (and never rewritten by a resume).
@@ -402,6 +402,8 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
             settings = None
         if settings is not None:  # what trained this state, whichever run folder it is later resumed from
             (temp / CONFIG_FILE).write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+        # how many processes saved it: the random_states_<i>.pkl a resume needs (a lost last one is not a gap)
+        (temp / PROCESSES_FILE).write_text(f"{accelerator.num_processes}\n", encoding="utf-8")
         give_default_mode(temp)
         # checkpoints after this step belong to a run that went on from an earlier one: abandoned, and
         # `latest` must not go back to them (nor pruning keep them over this one)
@@ -422,6 +424,10 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
 
 #: Model file a finished run saves in its output folder (``save_pretrained``), naming its component folders.
 MODEL_INDEX = "model_index.json"
+#: File in the output folder holding the step the final model was written at (``record_final_step``).
+FINAL_STEP_FILE = "final_step.txt"
+#: File in each checkpoint holding how many processes saved it (``checkpoint_processes``).
+PROCESSES_FILE = "num_processes.txt"
 #: Files in an output folder that mark a training run that got somewhere (with its ``checkpoint-<step>``
 #: folders); ``train_config.yaml`` alone is a run that failed before its first step, safe to start over.
 RUN_FILES = (MODEL_INDEX, "training_summary.json")
@@ -455,12 +461,14 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
     from safetensors import SafetensorError
 
     checkpoint = Path(checkpoint)
-    # one file per process that saved it: 0 and any gap are missing (a process beyond them, in a run allowed to
-    # have more processes than saved it, starts its generators afresh, as Accelerate does); the same decision on
-    # every process, which all read the same folder
+    # one file per process that saved it (a process beyond them, in a run allowed to have more processes than
+    # saved it, starts its generators afresh, as Accelerate does); the same decision on every process, which all
+    # read the same folder. A checkpoint of an earlier version, without PROCESSES_FILE: 0 and any gap
     saved = sorted(int(match.group(1)) for path in checkpoint.glob("random_states_*.pkl")
                    if (match := re.fullmatch(r"random_states_(\d+)\.pkl", path.name)))
-    gaps = [index for index in range(saved[-1] + 1 if saved else 1) if index not in saved]
+    expected = checkpoint_processes(checkpoint) if (checkpoint / PROCESSES_FILE).is_file() else (
+        saved[-1] + 1 if saved else 1)
+    gaps = [index for index in range(max(expected, 1)) if index not in saved]
     if gaps:
         raise damaged_checkpoint(checkpoint, f"random_states_{gaps[0]}.pkl, the random number generators' states, "
                                              f"is missing; without it the resumed run would not be exact")
@@ -589,11 +597,12 @@ def clear_old_run(args: argparse.Namespace, run_outputs: Callable[[Mapping[str, 
     over there does not mix its checkpoints, logs, validation images and model with the old run's. Nothing
     else is touched: files of the user's in that folder stay, and so does anything outside it.
 
-    Deleted: ``checkpoint-<step>`` folders and the hidden temporaries of a save, ``CONFIG_FILE`` and
-    ``RESUMES_FILE``, the saved model (``MODEL_INDEX`` and the component folders it names), and what the
-    script's ``run_outputs(settings)`` names (glob patterns relative to the folder: its log, TensorBoard
-    folder, validation images...) for this run's settings and for each set the old run recorded (its
-    logging folder may have been another); then the folders this left empty. Returns the deleted paths.
+    Deleted: ``checkpoint-<step>`` folders and the hidden temporaries of a save, ``CONFIG_FILE``,
+    ``RESUMES_FILE`` and ``FINAL_STEP_FILE``, the saved model (``MODEL_INDEX`` and the component folders it
+    names), and what the script's ``run_outputs(settings)`` names (glob patterns relative to the folder: its
+    log, TensorBoard folder, validation images...) for this run's settings and for each set the old run
+    recorded (its logging folder may have been another); then the folders this left empty. Returns the deleted
+    paths.
     """
     output_dir = Path(args.output_dir)
     recorded = []
@@ -605,7 +614,7 @@ def clear_old_run(args: argparse.Namespace, run_outputs: Callable[[Mapping[str, 
             continue
         recorded += [document.get("settings") if record.name == RESUMES_FILE else document for document in documents]
     settings = [vars(args), *({**vars(args), **values} for values in recorded if isinstance(values, dict))]
-    names = [CONFIG_FILE, RESUMES_FILE, *_checkpoint_files(output_dir), *_model_files(output_dir)]
+    names = [CONFIG_FILE, RESUMES_FILE, FINAL_STEP_FILE, *_checkpoint_files(output_dir), *_model_files(output_dir)]
     patterns = [*map(glob.escape, names), *(pattern for values in settings for pattern in run_outputs(values))]
     root = output_dir.resolve()
     deleted = []
@@ -826,9 +835,13 @@ def launched_processes() -> int:
 
 
 def checkpoint_processes(checkpoint: Path) -> int:
-    """How many processes saved ``checkpoint``: Accelerate writes one ``random_states_<i>.pkl`` per process (0: none
+    """How many processes saved ``checkpoint``: what ``save_checkpoint`` recorded in ``PROCESSES_FILE``, else (a
+    checkpoint of an earlier version) the ``random_states_<i>.pkl`` Accelerate writes, one per process (0: none
     found). Part of what is trained: each step averages the batches of every process."""
-    return len(list(Path(checkpoint).glob("random_states_*.pkl")))
+    try:
+        return int((Path(checkpoint) / PROCESSES_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return len(list(Path(checkpoint).glob("random_states_*.pkl")))
 
 
 def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, checkpoint: Path) -> None:
@@ -976,12 +989,21 @@ def tracker_init_kwargs(checkpoint: Optional[Path]) -> dict[str, dict[str, Any]]
     return {} if checkpoint is None else {"tensorboard": {"purge_step": checkpoint_step(checkpoint) + 1}}
 
 
+def record_final_step(output_dir: Path, step: int) -> None:
+    """Note, after a run wrote its final model to ``output_dir``, the step it was written at (``finished_from``)."""
+    write_text_atomic(Path(output_dir) / FINAL_STEP_FILE, f"{step}\n")
+
+
 def finished_from(checkpoint: Path) -> bool:
-    """Whether the run folder of ``checkpoint`` holds a final model written after it (``MODEL_INDEX`` newer than
-    the checkpoint): a finished run, which resuming from that checkpoint would only write again. A model older
-    than the checkpoint is an earlier end of a run that went on (a resume with more steps) and was stopped."""
-    index = Path(checkpoint).parent / MODEL_INDEX
-    return index.is_file() and index.stat().st_mtime_ns >= Path(checkpoint).stat().st_mtime_ns
+    """Whether the run folder of ``checkpoint`` holds the final model written at its step (``FINAL_STEP_FILE``):
+    a finished run, which resuming from that checkpoint would only write again. A model of another step (an
+    earlier end of a run that went on and was stopped, or a later one) is not that."""
+    folder = Path(checkpoint).parent
+    try:
+        step = int((folder / FINAL_STEP_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none (stopped before the model, or a run of an earlier version)
+        return False
+    return step == checkpoint_step(checkpoint) and (folder / MODEL_INDEX).is_file()
 
 
 def finishing_message(checkpoint: Path, max_train_steps: int) -> str:

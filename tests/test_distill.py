@@ -905,6 +905,14 @@ def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, 
     script.main(args)  # the new folder keeps the record of the cache the run started on
     record = "train_cache.sha256"
     assert (tmp_path / "new" / record).read_text() == (tmp_path / "run" / record).read_text()
+    # a record in the output folder is another run's when the checkpoint comes from elsewhere: not compared, and
+    # replaced by the checkpoint's run's
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / record).write_text("0" * 64 + "\n")
+    (tmp_path / "run" / record).write_text(script.cache_id(cache) + "\n")  # as if the rebuilt cache were the first
+    _, args = training_args(cache, tmp_path / "old", *elsewhere)  # accepted: the checkpoint's run's record fits
+    script.main(args)
+    assert (tmp_path / "old" / record).read_text() == script.cache_id(cache) + "\n"
 
 
 def test_a_checkpoint_of_the_other_training_script_is_named_so(tmp_path, train_cache, capsys):
@@ -938,8 +946,8 @@ def test_overwrite_output_dir_starts_clean_and_keeps_the_users_files(tmp_path):
     _, args = training_args(None, out, *gt_only, "--max_train_steps", "1", "--checkpointing_steps", "1000",
                             "--validation_steps", "0", "--report_to", "none", "--overwrite_output_dir")
     assert script.main(args)["steps"] == 1
-    assert sorted(p.name for p in out.iterdir()) == ["model_index.json", "notes.txt", "student", "train_config.yaml",
-                                                     "training_summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["final_step.txt", "model_index.json", "notes.txt", "student",
+                                                     "train_config.yaml", "training_summary.json"]
     assert json.loads((out / "training_summary.json").read_text())["steps"] == 1
 
 

@@ -336,6 +336,7 @@ def test_a_resume_with_another_number_of_processes_is_refused_unless_allowed(tmp
     run = started_run(tmp_path)
     for index in range(2):  # what Accelerate saves per process
         (run / "checkpoint-2" / f"random_states_{index}.pkl").write_bytes(b"")
+    (run / "checkpoint-2" / "num_processes.txt").write_text("2\n")  # and save_checkpoint records
     monkeypatch.delenv("WORLD_SIZE", raising=False)  # not launched: one process
     with pytest.raises(InputError, match=r"checkpoint-2 was trained by 2 processes and this run has 1: each "
                                          r"step would average 1 instead of 2 batches .* accelerate launch "
@@ -734,6 +735,10 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
                                          r"without it the resumed run would not be exact\)"):
         load_training_checkpoint(Loader(AssertionError("load_state must not be called")), checkpoint)
     (checkpoint / "random_states_2.pkl").unlink()
+    (checkpoint / "num_processes.txt").write_text("2\n")  # saved by 2 processes: the last one's lost is no gap
+    with pytest.raises(InputError, match=r"\(random_states_1.pkl, the random number generators' states, is missing"):
+        load_training_checkpoint(Loader(AssertionError("load_state must not be called")), checkpoint)
+    (checkpoint / "num_processes.txt").unlink()
     (checkpoint / "random_states_0.pkl").unlink()
     with pytest.raises(InputError, match=r"\(random_states_0.pkl, the random number generators' states, is missing; "
                                          r"without it the resumed run would not be exact\)"):
@@ -826,3 +831,19 @@ def test_a_setting_that_cannot_work_exits_2_from_either_script(tmp_path, script,
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"{script}: error: --learning_rate must be a finite number > 0, got 0" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_run_is_finished_from_a_checkpoint_only_when_its_model_was_written_at_that_step(tmp_path):
+    """The model's age against the checkpoint's said "finished" for an earlier checkpoint of a longer run, and for
+    folders copied without their times; the step the model was written at says it."""
+    from star_vsr.training_run import finished_from, record_final_step
+
+    for step in (1, 2):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    assert not finished_from(tmp_path / "checkpoint-2")  # stopped before its model
+    (tmp_path / "model_index.json").write_text("{}")
+    assert not finished_from(tmp_path / "checkpoint-2")  # a model of an earlier version's run: no step recorded
+    record_final_step(tmp_path, 2)
+    assert finished_from(tmp_path / "checkpoint-2") and not finished_from(tmp_path / "checkpoint-1")
+    record_final_step(tmp_path, 1)  # an earlier end of a run that went on to checkpoint-2 and was stopped
+    assert not finished_from(tmp_path / "checkpoint-2")

@@ -66,8 +66,8 @@ from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_a
                                    apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
                                    check_run_settings, checkpoint_step, finishing_message, load_training_checkpoint,
                                    optional_value, parse_with_config, path_or_none, prepare_output_dir,
-                                   record_run_settings, resume_checkpoint, run_script, tensorboard_pattern,
-                                   tracker_init_kwargs)
+                                   record_final_step, record_run_settings, resume_checkpoint, run_script,
+                                   tensorboard_pattern, tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -221,9 +221,9 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
         parser.error(str(error))
     resumed = (resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
                if args.train_cache is not None and args.resume_from_checkpoint is not None else None)
-    # the record of the cache the run started on: in its folder, or (going on in a new folder) the checkpoint's
-    started_on = [record for record in (Path(args.output_dir) / CACHE_ID_NAME,
-                                        *([resumed.parent / CACHE_ID_NAME] if resumed is not None else []))
+    # the record of the cache the run started on: in the folder of the checkpoint it goes on from (the output
+    # folder, or another one whose run goes on here; a record in the output folder then is another run's)
+    started_on = [record for record in ([resumed.parent / CACHE_ID_NAME] if resumed is not None else [])
                   if record.is_file()]
     if (resumed is not None and started_on and started_on[0].read_text().strip() != cache_id(args.train_cache)
             and not args.allow_changed_settings):
@@ -564,8 +564,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             record.unlink(missing_ok=True)
             if args.train_cache is not None:
                 record.write_text(cache_id(args.train_cache) + "\n")
-        elif not record.is_file() and (path.parent / CACHE_ID_NAME).is_file():  # gone on in a new folder
-            shutil.copyfile(path.parent / CACHE_ID_NAME, record)
+        elif path.parent.resolve() != Path(args.output_dir).resolve():  # gone on from another folder's run
+            record.unlink(missing_ok=True)  # (another run's, if any)
+            if (path.parent / CACHE_ID_NAME).is_file():
+                shutil.copyfile(path.parent / CACHE_ID_NAME, record)
 
     logger.info(f"***** distilling: {len(dataset)} clips, {args.max_train_steps} steps of batch "
                 f"{args.train_batch_size} x {accelerator.num_processes} x {args.gradient_accumulation_steps}, "
@@ -655,6 +657,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                      "flip_and_rotate": args.motion_flip_and_rotate},
         }
         Path(args.output_dir, SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
+        record_final_step(Path(args.output_dir), global_step)
     accelerator.end_training()
     return summary
 

@@ -90,8 +90,8 @@ from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add
                                    add_optimizer_arguments, apply_run_hyperparameters, bool_value,
                                    check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
                                    finishing_message, load_training_checkpoint, optional_value, parse_with_config,
-                                   path_or_none, prepare_output_dir, record_run_settings, resume_checkpoint,
-                                   run_script, tensorboard_pattern, tracker_init_kwargs)
+                                   path_or_none, prepare_output_dir, record_final_step, record_run_settings,
+                                   resume_checkpoint, run_script, tensorboard_pattern, tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -785,6 +785,7 @@ def main(args: argparse.Namespace) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_final_pipeline(args, components, accelerator.unwrap_model(denoiser), lora_config)
+        record_final_step(output_dir, global_step)
         logger.info(f"Saved the trained pipeline to {output_dir}; load it with StarVSRPipeline.from_pretrained")
     accelerator.end_training()
 
