@@ -1006,6 +1006,20 @@ def finished_from(checkpoint: Path) -> bool:
     return step == checkpoint_step(checkpoint) and (folder / MODEL_INDEX).is_file()
 
 
+def resuming_message(checkpoint: Path) -> str:
+    """What a resumed run prints: the checkpoint it goes on from and, when the folder holds later ones (a resume
+    from an earlier checkpoint), that those belong to the branch it leaves: ``latest`` still finds them until
+    this run's first save replaces them (``save_checkpoint``)."""
+    checkpoint = Path(checkpoint)
+    later = [folder.name for folder in checkpoint_folders(checkpoint.parent)
+             if checkpoint_step(folder) > checkpoint_step(checkpoint)]
+    if not later:
+        return f"resuming from {checkpoint}"
+    verb = "is" if len(later) == 1 else "are"
+    return (f"resuming from {checkpoint}; the later {', '.join(later)} of this folder {verb} left behind: deleted "
+            f"at this run's first checkpoint, and until then what `latest` would resume")
+
+
 def finishing_message(checkpoint: Path, max_train_steps: int) -> str:
     """What a run resumed from a checkpoint at its last step prints: a run stopped (killed, out of disk) after
     saving that checkpoint but before writing its final model only writes the model from it."""

@@ -847,3 +847,16 @@ def test_a_run_is_finished_from_a_checkpoint_only_when_its_model_was_written_at_
     assert finished_from(tmp_path / "checkpoint-2") and not finished_from(tmp_path / "checkpoint-1")
     record_final_step(tmp_path, 1)  # an earlier end of a run that went on to checkpoint-2 and was stopped
     assert not finished_from(tmp_path / "checkpoint-2")
+
+
+def test_a_resume_from_an_earlier_checkpoint_says_the_later_ones_are_left_behind(tmp_path):
+    """Gone on from checkpoint-2 of a folder with checkpoint-4 and -6, the run said only "Resuming from": killed
+    before its first save, `latest` then went back to the branch it had left, without a word."""
+    from star_vsr.training_run import resuming_message
+
+    for step in (2, 4, 6):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    assert resuming_message(tmp_path / "checkpoint-6") == f"resuming from {tmp_path / 'checkpoint-6'}"
+    assert resuming_message(tmp_path / "checkpoint-2") == (
+        f"resuming from {tmp_path / 'checkpoint-2'}; the later checkpoint-4, checkpoint-6 of this folder are left "
+        f"behind: deleted at this run's first checkpoint, and until then what `latest` would resume")

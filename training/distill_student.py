@@ -66,8 +66,8 @@ from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_a
                                    apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
                                    check_run_settings, checkpoint_step, finishing_message, load_training_checkpoint,
                                    optional_value, parse_with_config, path_or_none, prepare_output_dir,
-                                   record_final_step, record_run_settings, resume_checkpoint, run_script,
-                                   tensorboard_pattern, tracker_init_kwargs)
+                                   record_final_step, record_run_settings, resume_checkpoint, resuming_message,
+                                   run_script, tensorboard_pattern, tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -546,7 +546,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     # 5. Resume
     global_step, first_epoch, resume_step = 0, 0, 0
     if path is not None:
-        accelerator.print(f"resuming from {path}")
+        accelerator.print(resuming_message(path))
         load_training_checkpoint(accelerator, path)
         apply_run_hyperparameters(optimizer, lr_scheduler, args)
         global_step = checkpoint_step(path)

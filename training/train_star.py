@@ -91,7 +91,8 @@ from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add
                                    check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
                                    finishing_message, load_training_checkpoint, optional_value, parse_with_config,
                                    path_or_none, prepare_output_dir, record_final_step, record_run_settings,
-                                   resume_checkpoint, run_script, tensorboard_pattern, tracker_init_kwargs)
+                                   resume_checkpoint, resuming_message, run_script, tensorboard_pattern,
+                                   tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -704,7 +705,7 @@ def main(args: argparse.Namespace) -> None:
     # 4. Resume
     global_step = 0
     if resume_path is not None:
-        accelerator.print(f"Resuming from {resume_path}")
+        accelerator.print(resuming_message(resume_path))
         load_training_checkpoint(accelerator, resume_path)
         apply_run_hyperparameters(optimizer, lr_scheduler, args)
         global_step = checkpoint_step(resume_path)
