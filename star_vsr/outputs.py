@@ -14,7 +14,7 @@ import sys
 import tempfile
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, TextIO, Union
+from typing import Any, Iterator, Optional, Sequence, TextIO, Union
 
 from .errors import InputError, OutputBusyError, OutputError
 
@@ -131,6 +131,20 @@ def json_on_stdout(json_path: Optional[str]) -> Iterator[TextIO]:
         return
     with redirect_stdout(sys.stderr):
         yield stream
+
+
+def check_json_output(json_path: Optional[str], overwrite: bool, source: Any, file_name: str) -> None:
+    """The checks of a command's ``--json`` file before its work (``check_new_output``: an existing file needs
+    ``--overwrite``, a video it reads, ``source``, is never replaced; a folder is named with ``file_name`` in it).
+    Without a file to replace (no ``--json``, or ``--json -``), ``--overwrite`` is said to do nothing, not
+    ignored without a word."""
+    if json_path and json_path != STDOUT:
+        check_new_output(json_path, overwrite, source=source,
+                         file_hint=f"name the file to write: --json {Path(json_path) / file_name}")
+    elif overwrite:
+        where = "--json - writes to standard output" if json_path else "no --json file is written"
+        print(f"note: --overwrite replaces an existing --json file, and {where}: it does nothing here",
+              file=sys.stderr)
 
 
 def write_json_output(json_path: str, text: str, stdout: TextIO) -> None:

@@ -210,6 +210,14 @@ def test_evaluate_json_dash_writes_the_json_alone_to_standard_output(tmp_path, c
     assert "PSNR-Y" in captured.err and not (tmp_path / "-").exists()
     assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--scale", "2", "--json", "./-"]) == 0
     assert "PSNR-Y" in capsys.readouterr().out and json.loads((tmp_path / "-").read_text())["scale"] == 2
+    # --overwrite with nothing to replace was ignored without a word: said, on standard error
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--scale", "2", "--json", "-", "--overwrite"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["scale"] == 2  # the JSON still alone on standard output
+    assert ("note: --overwrite replaces an existing --json file, and --json - writes to standard output: it does "
+            "nothing here") in captured.err
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--scale", "2", "--overwrite"]) == 0
+    assert "and no --json file is written: it does nothing here" in capsys.readouterr().err
 
 
 def test_evaluate_json_goes_into_new_folders_and_never_replaces_a_video_or_a_folder(tmp_path, capsys):

@@ -134,7 +134,7 @@ def _benchmark(args: argparse.Namespace, stdout: TextIO) -> int:
 
     from ..io import probe_video
     from ..io.synthetic import write_test_video
-    from ..outputs import STDOUT, check_new_output, write_json_output
+    from ..outputs import check_json_output, write_json_output
     from ..upscale import DTYPE_FLAGS, resolve_dtype
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -163,9 +163,7 @@ def _benchmark(args: argparse.Namespace, stdout: TextIO) -> int:
         if given:
             raise InputError(f"{' and '.join(given)} describe{'s' if len(given) == 1 else ''} the synthetic clip; "
                              f"--input {args.input} is timed as it is (cut or resize it first)")
-    if args.json and args.json != STDOUT:  # before minutes of timing
-        check_new_output(args.json, args.overwrite, source=args.input,  # never replaces the video it times
-                         file_hint=f"name the file to write: --json {Path(args.json) / 'benchmark.json'}")
+    check_json_output(args.json, args.overwrite, args.input, "benchmark.json")  # before minutes of timing
     torch.set_num_threads(args.threads)
     dtype = DTYPE_FLAGS[resolve_dtype(args.dtype, torch.device("cpu"), student=True)]
     if "student" in methods:  # before the clip line: a diffusion folder or a bad --model is refused up front

@@ -186,14 +186,12 @@ def _check_pairs(args: argparse.Namespace, clips: Sequence[tuple[str, Path, Path
 
 def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     from ..metrics import evaluate_videos
-    from ..outputs import STDOUT, check_new_output, write_json_output
+    from ..outputs import check_json_output, write_json_output
 
     device = _check_options(args)
     clips = pair_clips(Path(args.pred), Path(args.gt))
-    if args.json and args.json != STDOUT:  # before the metrics, not after
-        videos = [video for _, pred, gt in clips for video in (pred, gt)]
-        check_new_output(args.json, args.overwrite, source=videos,  # never replaces a video it scores
-                         file_hint=f"name the file to write: --json {Path(args.json) / 'metrics.json'}")
+    videos = [video for _, pred, gt in clips for video in (pred, gt)]
+    check_json_output(args.json, args.overwrite, videos, "metrics.json")  # before the metrics, not after
     learned = _load_learned(args, device)
     _check_pairs(args, clips)
     results: dict[str, dict[str, float]] = {}
