@@ -1006,13 +1006,14 @@ def finished_from(checkpoint: Path) -> bool:
     return step == checkpoint_step(checkpoint) and (folder / MODEL_INDEX).is_file()
 
 
-def resuming_message(checkpoint: Path) -> str:
-    """What a resumed run prints: the checkpoint it goes on from and, when the folder holds later ones (a resume
-    from an earlier checkpoint), that those belong to the branch it leaves: ``latest`` still finds them until
-    this run's first save replaces them (``save_checkpoint``)."""
+def resuming_message(checkpoint: Path, output_dir: Path) -> str:
+    """What a resumed run prints: the checkpoint it goes on from and, when ``output_dir`` holds it and later ones
+    (a resume from an earlier checkpoint), that those belong to the branch it leaves: ``latest`` still finds them
+    until this run's first save replaces them (``save_checkpoint``). Another folder's checkpoints stay as they are."""
     checkpoint = Path(checkpoint)
+    here = checkpoint.parent.resolve() == Path(output_dir).resolve()
     later = [folder.name for folder in checkpoint_folders(checkpoint.parent)
-             if checkpoint_step(folder) > checkpoint_step(checkpoint)]
+             if here and checkpoint_step(folder) > checkpoint_step(checkpoint)]
     if not later:
         return f"resuming from {checkpoint}"
     verb = "is" if len(later) == 1 else "are"

@@ -856,7 +856,9 @@ def test_a_resume_from_an_earlier_checkpoint_says_the_later_ones_are_left_behind
 
     for step in (2, 4, 6):
         (tmp_path / f"checkpoint-{step}").mkdir()
-    assert resuming_message(tmp_path / "checkpoint-6") == f"resuming from {tmp_path / 'checkpoint-6'}"
-    assert resuming_message(tmp_path / "checkpoint-2") == (
+    assert resuming_message(tmp_path / "checkpoint-6", tmp_path) == f"resuming from {tmp_path / 'checkpoint-6'}"
+    # going on in another folder leaves this one's checkpoints as they are: nothing to say of them
+    assert resuming_message(tmp_path / "checkpoint-2", tmp_path / "new") == f"resuming from {tmp_path / 'checkpoint-2'}"
+    assert resuming_message(tmp_path / "checkpoint-2", tmp_path) == (
         f"resuming from {tmp_path / 'checkpoint-2'}; the later checkpoint-4, checkpoint-6 of this folder are left "
         f"behind: deleted at this run's first checkpoint, and until then what `latest` would resume")

@@ -546,7 +546,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     # 5. Resume
     global_step, first_epoch, resume_step = 0, 0, 0
     if path is not None:
-        accelerator.print(resuming_message(path))
+        accelerator.print(resuming_message(path, args.output_dir))
         load_training_checkpoint(accelerator, path)
         apply_run_hyperparameters(optimizer, lr_scheduler, args)
         global_step = checkpoint_step(path)

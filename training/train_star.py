@@ -705,7 +705,7 @@ def main(args: argparse.Namespace) -> None:
     # 4. Resume
     global_step = 0
     if resume_path is not None:
-        accelerator.print(resuming_message(resume_path))
+        accelerator.print(resuming_message(resume_path, args.output_dir))
         load_training_checkpoint(accelerator, resume_path)
         apply_run_hyperparameters(optimizer, lr_scheduler, args)
         global_step = checkpoint_step(resume_path)
