@@ -761,10 +761,13 @@ def test_accelerate_launch_checkpoints_and_resumes_exactly(tmp_path, train_cache
     # stopped after checkpoint-6 but before the final student was written: a resume only writes it (was
     # refused: "nothing to train")
     shutil.rmtree(interrupted / "student")
+    losses = json.loads((interrupted / "training_summary.json").read_text())["last_losses"]
     for name in ("model_index.json", "training_summary.json"):
         (interrupted / name).unlink()
     _, finish = training_args(train_cache, interrupted, "--resume_from_checkpoint", "latest", "--report_to", "none")
-    assert script.main(finish)["steps"] == 6
+    finished_summary = script.main(finish)
+    # the summary keeps the last step's losses (the checkpoint holds them; no step ran in this process)
+    assert finished_summary["steps"] == 6 and finished_summary["last_losses"] == losses and losses
     finished = StarStudentPipeline.from_pretrained(interrupted).student.state_dict()
     assert finished.keys() == resumed.keys() and all(torch.equal(finished[k], resumed[k]) for k in resumed)
     # checkpoints (Accelerate's and the hook's weights) and the final student, launched and in-process

@@ -79,6 +79,8 @@ SUMMARY_NAME = "training_summary.json"
 #: The SHA-256 of the --train_cache manifest a run started on, kept in its output folder: a resume on a cache
 #: rebuilt in place (same path, other teacher or clips) is refused, as one on another path is.
 CACHE_ID_NAME = "train_cache.sha256"
+#: File in each checkpoint holding the losses of its step, for the summary of a run finished from it.
+LAST_LOSSES_NAME = "last_losses.json"
 #: The TensorBoard run (folder inside --logging_dir).
 TRACKER_PROJECT = "distill_student"
 
@@ -491,6 +493,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     accelerator.unwrap_model(model).save_pretrained(os.path.join(output_dir, "student"))
                     weights.pop(i)
                     break
+            Path(output_dir, LAST_LOSSES_NAME).write_text(json.dumps(last_logs) + "\n")
 
     def load_model_hook(models: list, input_dir: str) -> None:
         for i, model in enumerate(models):
@@ -576,6 +579,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                         disable=not accelerator.is_local_main_process, **bar_options())
     time_loss = accelerator.unwrap_model(criterion).time_loss
     last_logs: dict[str, float] = {}
+    if path is not None and global_step >= args.max_train_steps and (path / LAST_LOSSES_NAME).is_file():
+        last_logs = json.loads((path / LAST_LOSSES_NAME).read_text())  # finishing: its last step's, for the summary
     last_validation: dict[str, float] = {}
     skips_said: set[str] = set()  # training photos the DataLoader workers skipped, warned of once
 
