@@ -463,12 +463,10 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
     checkpoint = Path(checkpoint)
     # one file per process that saved it (a process beyond them, in a run allowed to have more processes than
     # saved it, starts its generators afresh, as Accelerate does); the same decision on every process, which all
-    # read the same folder. A checkpoint of an earlier version, without PROCESSES_FILE: 0 and any gap
-    saved = sorted(int(match.group(1)) for path in checkpoint.glob("random_states_*.pkl")
-                   if (match := re.fullmatch(r"random_states_(\d+)\.pkl", path.name)))
-    expected = checkpoint_processes(checkpoint) if (checkpoint / PROCESSES_FILE).is_file() else (
-        saved[-1] + 1 if saved else 1)
-    gaps = [index for index in range(max(expected, 1)) if index not in saved]
+    # read the same folder. A checkpoint of an earlier version, counted by its files: 0 and any gap are missing
+    saved = {path.name for path in checkpoint.glob("random_states_*.pkl")}
+    gaps = [index for index in range(max(checkpoint_processes(checkpoint), 1))
+            if f"random_states_{index}.pkl" not in saved]
     if gaps:
         raise damaged_checkpoint(checkpoint, f"random_states_{gaps[0]}.pkl, the random number generators' states, "
                                              f"is missing; without it the resumed run would not be exact")
@@ -507,6 +505,11 @@ def _missing_file(error: BaseException, checkpoint: Path) -> Optional[str]:
     name = inside[0].name
     weights = re.fullmatch(r"pytorch_model(_\d+)?\.bin", name)
     return f"model{weights.group(1) or ''}.safetensors" if weights else name
+
+
+def from_elsewhere(checkpoint: Path, output_dir: Path) -> bool:
+    """Whether ``checkpoint`` is in another folder than ``output_dir``: another run's, which this one goes on from."""
+    return Path(checkpoint).resolve().parent != Path(output_dir).resolve()
 
 
 def damaged_checkpoint(checkpoint: Path, reason: str) -> InputError:
@@ -556,8 +559,8 @@ def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -
         found.append(log.name)
     if resume is not None:
         checkpoint = resume_checkpoint(output_dir, resume)
-        if (checkpoint is not None and checkpoint.resolve().parent != output_dir.resolve() and found
-                and not overwrite):  # its saves then deleted this folder's later checkpoints as "abandoned"
+        # going on here from another folder's run: its saves deleted this folder's later checkpoints ("abandoned")
+        if checkpoint is not None and from_elsewhere(checkpoint, output_dir) and found and not overwrite:
             go_on = (f"to go on with the run there (one that went on from {checkpoint} too), pass "
                      f"--resume_from_checkpoint latest; " if checkpoints else "")
             raise InputError(f"{output_dir} holds another run ({', '.join(found[:4])}) than the one of "
@@ -586,9 +589,9 @@ def prepare_output_dir(args: argparse.Namespace, checkpoint: Optional[Path],
     ``--overwrite_output_dir``, replaces the run in this one too."""
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    elsewhere = checkpoint is not None and Path(checkpoint).resolve().parent != output_dir.resolve()
     if (checkpoint is None and (args.overwrite_output_dir or args.resume_from_checkpoint is not None)
-            or elsewhere and args.overwrite_output_dir):  # a run there is replaced by one going on from elsewhere
+            or checkpoint is not None and from_elsewhere(checkpoint, output_dir) and args.overwrite_output_dir):
+        # (the last case: a run there replaced by one going on from elsewhere)
         clear_old_run(args, run_outputs)
 
 
@@ -1011,9 +1014,8 @@ def resuming_message(checkpoint: Path, output_dir: Path) -> str:
     (a resume from an earlier checkpoint), that those belong to the branch it leaves: ``latest`` still finds them
     until this run's first save replaces them (``save_checkpoint``). Another folder's checkpoints stay as they are."""
     checkpoint = Path(checkpoint)
-    here = checkpoint.parent.resolve() == Path(output_dir).resolve()
     later = [folder.name for folder in checkpoint_folders(checkpoint.parent)
-             if here and checkpoint_step(folder) > checkpoint_step(checkpoint)]
+             if not from_elsewhere(checkpoint, output_dir) and checkpoint_step(folder) > checkpoint_step(checkpoint)]
     if not later:
         return f"resuming from {checkpoint}"
     verb = "is" if len(later) == 1 else "are"
@@ -1084,19 +1086,19 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
         raise InputError("--mixed_precision fp16 needs a GPU; on the CPU use bf16 or no")
     check_output_dir(args.output_dir, args.resume_from_checkpoint, args.overwrite_output_dir)
     resume = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    if resume is not None and checkpoint_step(resume) > args.max_train_steps:
-        raise InputError(f"{resume} is at step {checkpoint_step(resume)}, past --max_train_steps "
-                         f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
-    if resume is not None and checkpoint_step(resume) == args.max_train_steps and finished_from(resume):
-        raise InputError(f"{resume} is at the last step (--max_train_steps {args.max_train_steps}) and the run wrote "
-                         f"its final model after it: nothing to train (raise --max_train_steps to train on)")
-    if resume is not None and model_folder is not None and not (resume / model_folder).is_dir():
-        # (was a list of every setting as "changed", or a missing-file error from the loading hook)
-        saved_by = [script for folder, script in CHECKPOINT_MODEL_FOLDERS.items() if (resume / folder).is_dir()]
-        if not saved_by:  # this script's checkpoint, copied in part
-            raise damaged_checkpoint(resume, f"its {model_folder}/ folder is missing")
-        raise InputError(f"{resume} is no checkpoint of {CHECKPOINT_MODEL_FOLDERS[model_folder]}: {saved_by[0]} saved "
-                         f"it; resume a checkpoint of this script, or start a new run")
     if resume is not None:
+        if checkpoint_step(resume) > args.max_train_steps:
+            raise InputError(f"{resume} is at step {checkpoint_step(resume)}, past --max_train_steps "
+                             f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
+        if checkpoint_step(resume) == args.max_train_steps and finished_from(resume):
+            raise InputError(f"{resume} is at the last step (--max_train_steps {args.max_train_steps}) and the run "
+                             f"wrote its final model after it: nothing to train (raise --max_train_steps to train on)")
+        if model_folder is not None and not (resume / model_folder).is_dir():
+            # (was a list of every setting as "changed", or a missing-file error from the loading hook)
+            saved_by = [script for folder, script in CHECKPOINT_MODEL_FOLDERS.items() if (resume / folder).is_dir()]
+            if not saved_by:  # this script's checkpoint, copied in part
+                raise damaged_checkpoint(resume, f"its {model_folder}/ folder is missing")
+            raise InputError(f"{resume} is no checkpoint of {CHECKPOINT_MODEL_FOLDERS[model_folder]}: {saved_by[0]} "
+                             f"saved it; resume a checkpoint of this script, or start a new run")
         check_resumed_settings(args, parser, resume)
     check_overwrite_keeps_inputs(args, parser)

@@ -64,10 +64,10 @@ from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, add_optimizer_arguments,
                                    apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
-                                   check_run_settings, checkpoint_step, finishing_message, load_training_checkpoint,
-                                   optional_value, parse_with_config, path_or_none, prepare_output_dir,
-                                   record_final_step, record_run_settings, resume_checkpoint, resuming_message,
-                                   run_script, tensorboard_pattern, tracker_init_kwargs)
+                                   check_run_settings, checkpoint_step, finishing_message, from_elsewhere,
+                                   load_training_checkpoint, optional_value, parse_with_config, path_or_none,
+                                   prepare_output_dir, record_final_step, record_run_settings, resume_checkpoint,
+                                   resuming_message, run_script, tensorboard_pattern, tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -225,10 +225,9 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
                if args.train_cache is not None and args.resume_from_checkpoint is not None else None)
     # the record of the cache the run started on: in the folder of the checkpoint it goes on from (the output
     # folder, or another one whose run goes on here; a record in the output folder then is another run's)
-    started_on = [record for record in ([resumed.parent / CACHE_ID_NAME] if resumed is not None else [])
-                  if record.is_file()]
-    if (resumed is not None and started_on and started_on[0].read_text().strip() != cache_id(args.train_cache)
-            and not args.allow_changed_settings):
+    started_on = resumed.parent / CACHE_ID_NAME if resumed is not None else None
+    if (started_on is not None and started_on.is_file()
+            and started_on.read_text().strip() != cache_id(args.train_cache) and not args.allow_changed_settings):
         parser.error(f"--train_cache {args.train_cache} was rebuilt since this run started (its manifest differs): "
                      f"going on would train on other targets; resume with the cache it started on, start a new "
                      f"--output_dir, or pass --allow_changed_settings")
@@ -567,7 +566,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             record.unlink(missing_ok=True)
             if args.train_cache is not None:
                 record.write_text(cache_id(args.train_cache) + "\n")
-        elif path.parent.resolve() != Path(args.output_dir).resolve():  # gone on from another folder's run
+        elif from_elsewhere(path, args.output_dir):  # gone on from another folder's run
             record.unlink(missing_ok=True)  # (another run's, if any)
             if (path.parent / CACHE_ID_NAME).is_file():
                 shutil.copyfile(path.parent / CACHE_ID_NAME, record)
