@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 RECORD_NAME = ".star-vsr-upscale-batch.jsonl"
 """File of the record in the output folder (hidden: it is not an output)."""
@@ -27,16 +27,20 @@ def record_output(output_dir: Path, name: str, settings: Mapping[str, Any]) -> N
         file.write("\n" + line + "\n")  # the leading newline ends a line a crash cut short
 
 
-def output_settings(settings: Mapping[str, Any], source: Path, output: Path) -> dict[str, Any]:
+def output_settings(settings: Mapping[str, Any], source: Path, output: Path,
+                    dtype: Optional[str] = None) -> dict[str, Any]:
     """What shapes the output ``output`` of the input ``source`` among a batch's ``settings`` (``batch_settings``),
     as it takes effect: the codec and CRF a left-out ``--codec`` / ``--crf`` resolve to (typed out, the same
-    encode is no other setting), ``--fps`` only for a frame folder (a video keeps its own rate), and
+    encode is no other setting), ``dtype`` for ``--dtype`` where given (what ``auto`` resolves to on the batch's
+    device: ``fp32`` typed out on a CPU that runs ``auto`` in float32 is no other setting), ``--fps`` only for a frame folder (a video keeps its own rate), and
     ``--deinterlace`` / ``--no-audio`` only for a video (frames have neither fields nor sound); neither ``--fps``
     nor ``--no-audio`` for PNG frames written (they store no rate, no sound)."""
     from .io.writer import check_crf, writes_frames
 
     codec = settings.get("codec") or ("png" if writes_frames(Path(output), None) else "h264")
     effective = {**settings, "codec": codec, "crf": check_crf(codec, settings.get("crf"))}
+    if dtype is not None:
+        effective["dtype"] = dtype
     ignored = {"deinterlace", "no_audio"} if Path(source).is_dir() else {"fps"}
     if codec == "png":  # PNG frames store neither a frame rate nor sound
         ignored |= {"fps", "no_audio"}

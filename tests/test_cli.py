@@ -1970,6 +1970,25 @@ def test_benchmark_refuses_a_diffusion_folder_in_one_line(tmp_path, capsys, tiny
     assert not (tmp_path / "b.json").exists()
 
 
+def test_upscale_batch_record_compares_dtype_as_it_resolves(tmp_path, capsys, monkeypatch):
+    """--dtype auto runs the student in float32 on a CPU without AMX: --dtype fp32 typed out makes the same
+    outputs and gets no note (it was noted as other settings); bf16 is another setting."""
+    import star_vsr.upscale
+
+    monkeypatch.setattr(star_vsr.upscale, "cpu_has_amx", lambda: False)  # "auto" is float32 here
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    write_test_video(inputs / "v.mp4", num_frames=2, size=(16, 16))
+    args = ["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--dtype", "fp32"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 video already done" in out and "other settings" not in out
+    assert main([*args, "--dtype", "bf16"]) == 0
+    assert "was made with other settings (--dtype: v.mp4)" in capsys.readouterr().out
+
+
 def test_batch_record_keeps_the_last_settings_of_each_output_and_passes_over_a_damaged_line(tmp_path):
     from star_vsr.batch_record import made_with_other_settings, record_output
 

@@ -315,7 +315,8 @@ def run_batch(args: argparse.Namespace) -> int:
     from ..batch_record import made_with_other_settings, output_settings, record_output
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_note, unfinished_runs
-    from ..upscale import accelerate_on_cpu, pipeline_class_name, upscale_video
+    from ..upscale import (DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype,
+                           upscale_video)
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():
@@ -350,6 +351,9 @@ def run_batch(args: argparse.Namespace) -> int:
     state = PartialState(cpu=accelerate_on_cpu())
     student = pipeline_class_name(args.model) != "StarVSRPipeline"  # it ignores the diffusion options
     ledger = OverwriteLedger(output_dir, batch_settings(args, ignored=DIFFUSION_DEFAULTS if student else ()))
+    # --dtype as the weights get it here (the record compares that: "auto" and the dtype it resolves to are one)
+    dtype = DTYPE_FLAGS[resolve_dtype(args.dtype, state.device if args.device == "auto" else
+                                      resolve_device(args.device), student=student)]
     if args.overwrite:  # go on with a batch stopped under --overwrite: skip what its ledger lists
         redone, note = ledger.finished({outputs[v].name: v for v in videos}) if not args.restart else (set(), None)
         todo = [v for v in videos if outputs[v].name not in redone]
@@ -379,7 +383,7 @@ def run_batch(args: argparse.Namespace) -> int:
                 print(f"note: {len(other)} existing output{'s count' if len(other) != 1 else ' counts'} as done but "
                       f"{'are' if len(other) != 1 else 'is'} not {args.codec} ({_listed(other, 5)}); pass --overwrite "
                       f"to redo {'them' if len(other) != 1 else 'it'} with --codec {args.codec}")
-            now = {outputs[v].name: output_settings(ledger.settings, v, outputs[v])
+            now = {outputs[v].name: output_settings(ledger.settings, v, outputs[v], dtype)
                    for v in videos if outputs[v].exists()}
             made = made_with_other_settings(output_dir, now)
             if made:  # another --model or --upscale into the same folder: "already done" said nothing of it
@@ -432,7 +436,8 @@ def run_batch(args: argparse.Namespace) -> int:
                 continue
             if args.overwrite:
                 ledger.add(outputs[video].name, video)
-            record_output(output_dir, outputs[video].name, output_settings(ledger.settings, video, outputs[video]))
+            record_output(output_dir, outputs[video].name,
+                          output_settings(ledger.settings, video, outputs[video], dtype))
             say(f"wrote {outputs[video]}")
     state.wait_for_everyone()
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above)
