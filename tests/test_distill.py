@@ -1129,3 +1129,24 @@ def test_a_resume_drops_the_tensorboard_events_the_stopped_run_wrote_after_its_c
     events = EventAccumulator(str(run / "logs" / "distill_student"))  # the scalars' folder (hparams in subfolders)
     events.Reload()
     assert [event.step for event in events.Scalars("loss/total")] == [1, 2, 3]
+
+
+def test_finishing_a_run_from_its_last_checkpoint_does_not_log_that_steps_validation_twice(tmp_path, train_cache):
+    """A run stopped after its last checkpoint (a validation step), finished by a resume: the resume validated
+    that step again for the summary and logged it a second time, next to the stopped run's value."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    flags = ["--report_to", "tensorboard", "--validation_steps", "2", "--checkpointing_steps", "2",
+             "--max_train_steps", "2"]
+    script, args = training_args(train_cache, run, *flags)
+    validation = script.main(args)["validation"]
+    shutil.rmtree(run / "student")  # as if stopped after checkpoint-2, before the final student
+    for name in ("model_index.json", "training_summary.json", "final_step.txt"):
+        (run / name).unlink()
+    _, finish = training_args(train_cache, run, *flags, "--resume_from_checkpoint", "latest")
+    assert script.main(finish)["validation"] == validation and validation  # the summary still has the scores
+    events = EventAccumulator(str(run / "logs" / "distill_student"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("validation/psnr_y")] == [2]
+    assert [event.step for event in events.Images("validation/bicubic_student_gt")] == [2]

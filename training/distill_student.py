@@ -640,8 +640,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if accelerator.is_main_process:
         if validation_clips and (not last_validation or global_step % args.validation_steps):
+            # finishing a run from its checkpoint at a validation step (no step ran here): the stopped run logged
+            # that validation before the checkpoint; scored again for the summary, it is not logged twice
+            logged = not last_validation and global_step % args.validation_steps == 0
             last_validation = run_validation(accelerator, student, validation_clips, validation_scale(args),
-                                             global_step, ema)
+                                             global_step, ema, log=not logged)
         final = accelerator.unwrap_model(student)
         if ema is not None:
             ema.copy_to(final.parameters())
@@ -667,9 +670,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_validation(accelerator: Accelerator, student: Any, clips: list[dict[str, Any]], scale: float,
-                   step: int, ema: Optional[EMAModel] = None) -> dict[str, float]:
+                   step: int, ema: Optional[EMAModel] = None, log: bool = True) -> dict[str, float]:
     """Validate (with the averaged weights when ``ema`` is given), log scalars and a
-    bicubic | student | ground-truth preview, return the scores."""
+    bicubic | student | ground-truth preview (unless not ``log``), return the scores."""
     model = accelerator.unwrap_model(student)
     if ema is not None:
         ema.store(model.parameters())
@@ -679,11 +682,12 @@ def run_validation(accelerator: Accelerator, student: Any, clips: list[dict[str,
     finally:
         if ema is not None:
             ema.restore(model.parameters())
-    accelerator.log({f"validation/{k}": v for k, v in scores.items()}, step=step)
-    for tracker in accelerator.trackers:
-        if tracker.name == "tensorboard":
-            tracker.writer.add_image("validation/bicubic_student_gt", preview, step)
-    logger.info(f"step {step} validation: {scores}")
+    if log:
+        accelerator.log({f"validation/{k}": v for k, v in scores.items()}, step=step)
+        for tracker in accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.writer.add_image("validation/bicubic_student_gt", preview, step)
+        logger.info(f"step {step} validation: {scores}")
     return scores
 
 
