@@ -394,7 +394,8 @@ def test_evaluate_skips_a_clip_that_fails_midway_and_keeps_the_others(tmp_path, 
                  "--json", str(report)]) == 1
     captured = capsys.readouterr()
     assert "skipped a: " in captured.err and "02.png" in captured.err, captured.err
-    assert "1 of 3 clips was skipped (the reasons are above), so the mean is over 2: a" in captured.err
+    # the scored clips named as such (it read "so the mean is over 2: a", a the skipped one)
+    assert "1 of 3 clips was skipped (the reasons are above): a; the mean is over the other 2 (b, c)" in captured.err
     rows = [line.split("  ")[0] for line in captured.out.splitlines()]
     assert rows == ["clip", "b", "c", "mean of 2/3"]  # not comparable with a mean over all 3 clips
     text = report.read_text()
@@ -411,6 +412,12 @@ def test_evaluate_skips_a_clip_that_fails_midway_and_keeps_the_others(tmp_path, 
     assert main(["evaluate", "--pred", str(tmp_path / "pred" / "a"), "--gt", str(tmp_path / "gt" / "a"),
                  "--scale", "1"]) == 2  # one pair: an error, as before
     assert "02.png" in capsys.readouterr().err
+    # one clip left: its mean row too, as the help says (there was none)
+    (tmp_path / "pred" / "b" / "03.png").write_bytes(b"not a PNG")
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--scale", "1"]) == 1
+    captured = capsys.readouterr()
+    assert "2 of 3 clips were skipped (the reasons are above): a, b; the mean is over the other 1 (c)" in captured.err
+    assert [line.split("  ")[0] for line in captured.out.splitlines()] == ["clip", "c", "mean of 1/3"]
     # every clip fails: an error naming them, and no JSON written
     for name in ("b", "c"):
         (tmp_path / "pred" / name / "03.png").write_bytes(b"not a PNG")

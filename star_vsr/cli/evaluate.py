@@ -218,13 +218,14 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     keys = list(dict.fromkeys(k for r in results.values() for k in r if k != "frames"))
     mean = {k: sum(r[k] for r in results.values() if k in r) / sum(k in r for r in results.values()) for k in keys}
     table = dict(results)
-    if len(results) > 1:
+    if len(results) > 1 or skipped:  # a folder's: "mean of 1/2" too, the row a script reads for the folder
         label = f"mean of {len(results)}/{len(clips)}" if skipped else "mean"  # not comparable with all clips'
         table[f"({label})" if label in table else label] = mean  # a clip named mean keeps its row
     print(format_table(table, [m.name for m in learned]))
     if skipped:
         print(f"{len(skipped)} of {len(clips)} clips {'was' if len(skipped) == 1 else 'were'} skipped (the reasons "
-              f"are above), so the mean is over {len(results)}: {', '.join(skipped)}", file=sys.stderr)
+              f"are above): {', '.join(skipped)}; the mean is over the other {len(results)} "
+              f"({', '.join(results)})", file=sys.stderr)
     if args.json:  # identical frames give PSNR = inf, written as null (strict JSON)
         summary = {"scale": args.scale, **({"max_frames": args.max_frames} if args.max_frames else {}),
                    "clips": results, "mean": mean, "mean_over": len(results),
