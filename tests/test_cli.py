@@ -1178,6 +1178,33 @@ def test_interlaced_input_is_deinterlaced_with_a_note_unless_turned_off(tmp_path
     assert main(["degrade", str(source), "-o", str(tmp_path / "lr.mkv"), "--scale", "2", "--codec", "ffv1"]) == 0
 
 
+def test_frames_too_small_to_deinterlace_are_refused_in_one_line_that_says_why(tmp_path, capsys):
+    """bwdif takes frames of 3 columns and 4 lines at least: --deinterlace on with smaller ones read "FFmpeg
+    failed: Invalid argument returned 22"."""
+    narrow = write_test_video(tmp_path / "narrow.mkv", num_frames=3, size=(16, 2), codec="ffv1")  # 2 wide
+    flat = write_test_video(tmp_path / "flat.mkv", num_frames=3, size=(3, 8), codec="ffv1")  # 3 lines
+    for source, size in ((narrow, "2x16"), (flat, "8x3")):
+        for command in (["upscale", str(source), "-o", str(tmp_path / "up.mkv"), "--upscale", "2"],
+                        ["degrade", str(source), "-o", str(tmp_path / "lr.mkv"), "--scale", "2"]):
+            assert main([*command, "--codec", "ffv1", "--deinterlace", "on"]) == 2
+            assert f"has {size} frames, too small to deinterlace (bwdif needs at least 3x4); use --deinterlace off" \
+                in capsys.readouterr().err
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.mkv", "narrow.mkv"]  # nothing left behind
+    smallest = write_test_video(tmp_path / "small.mkv", num_frames=3, size=(4, 3), codec="ffv1")
+    assert main(["upscale", str(smallest), "-o", str(tmp_path / "up.mkv"), "--upscale", "2", "--codec", "ffv1",
+                 "--deinterlace", "on"]) == 0
+    assert probe_video(tmp_path / "up.mkv").width == 6
+    # in a batch, that video is skipped with the reason and the others are upscaled
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    for source in (narrow, smallest):
+        (batch / source.name).write_bytes(source.read_bytes())
+    assert main(["upscale-batch", str(batch), "-o", str(tmp_path / "batch_out"), "--upscale", "2", "--codec", "ffv1",
+                 "--deinterlace", "on"]) == 1
+    assert "narrow.mkv has 2x16 frames, too small to deinterlace" in capsys.readouterr().err
+    assert outputs_in(tmp_path / "batch_out") == ["small.mkv"]
+
+
 def test_output_that_is_the_input_is_refused_even_with_overwrite(tmp_path, capsys):
     source = write_test_video(tmp_path / "clip.mp4", num_frames=2, size=(16, 16))
     before = source.read_bytes()

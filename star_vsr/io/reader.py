@@ -32,7 +32,7 @@ from av.container import InputContainer
 from av.video.reformatter import ColorRange, Colorspace
 from av.video.stream import VideoStream
 
-from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError
+from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, option
 from star_vsr.io.folders import list_image_files
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, find_video_stream, is_untagged_hd, open_container,
                                probe_video)
@@ -43,6 +43,10 @@ DEINTERLACER = "bwdif"
 """FFmpeg filter that deinterlaces: Bob Weaver, motion adaptive (each missing line from the
 other field where nothing moves, interpolated within the field where something does), one
 frame out per frame in (``mode=send_frame``). Sharper edges than yadif at a similar cost."""
+
+MIN_DEINTERLACE_SIZE = (3, 4)
+"""Smallest (width, height) of a stored frame that `DEINTERLACER` takes (FFmpeg's bwdif refuses fewer columns
+or lines)."""
 
 MAX_DECODE_AHEAD = 12
 """`read_frames` with PyAV: a wanted frame at most this many frames after the last decoded
@@ -328,6 +332,12 @@ def open_video(
     if info.is_image_folder or info.is_photo:
         return ImageFolderReader(info)
     mode = "all" if deinterlace is True else "flagged" if deinterlace == "auto" and info.interlaced else False
+    stored_w, stored_h = info.orientation.display_size(info.width, info.height)  # as decoded: the transpose undone
+    if mode and (stored_w < MIN_DEINTERLACE_SIZE[0] or stored_h < MIN_DEINTERLACE_SIZE[1]):
+        # FFmpeg's own refusal reads "FFmpeg failed: Invalid argument", at the first frame
+        raise UnsupportedVideoError(f"{info.path} has {stored_w}x{stored_h} frames, too small to deinterlace "
+                                    f"({DEINTERLACER} needs at least {MIN_DEINTERLACE_SIZE[0]}x"
+                                    f"{MIN_DEINTERLACE_SIZE[1]}); use {option('deinterlace=False', '--deinterlace off')}")
     return PyAVVideoReader(info, mode)
 
 
