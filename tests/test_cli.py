@@ -1205,6 +1205,42 @@ def test_frames_too_small_to_deinterlace_are_refused_in_one_line_that_says_why(t
     assert outputs_in(tmp_path / "batch_out") == ["small.mkv"]
 
 
+def test_folder_runs_name_existing_outputs_of_another_size_or_length(tmp_path, capsys):
+    """upscale-batch and degrade FOLDER count an existing output as done. A file only named like one (the input
+    copied in, another program's) passed without a word in degrade, and in upscale-batch when it had as many
+    frames as the run would give; now its size and frame count are compared with what the run makes."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_test_video(inputs / "a.mp4", num_frames=5, size=(36, 36))
+    write_test_video(inputs / "b.mp4", num_frames=5, size=(36, 36), seed=1)
+    # degrade: its own outputs (36 -> 8 at x4: 4:2:0 crops to 32 first) match; a foreign 1-frame file does not
+    lr = tmp_path / "lr"
+    assert main(["degrade", str(inputs), "-o", str(lr), "--scale", "4"]) == 0
+    capsys.readouterr()
+    assert main(["degrade", str(inputs), "-o", str(lr), "--scale", "4"]) == 0
+    assert "note:" not in capsys.readouterr().out
+    write_test_video(lr / "b.mp4", num_frames=1, size=(36, 36))
+    assert main(["degrade", str(inputs), "-o", str(lr), "--scale", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "note: 1 existing output counts as done but holds fewer frames than this run gives (b.mp4 (1 of 5 " \
+           "frames)): another program's file? delete it or pass --overwrite to redo" in out
+    assert "note: 1 existing output counts as done but is not the size this run makes (b.mp4 (36x36, not 9x9)); " \
+           "pass --overwrite to redo it" in out
+    # upscale-batch: the input copied into the output folder (as many frames: no note before)
+    sr = tmp_path / "sr"
+    assert main(["upscale-batch", str(inputs), "-o", str(sr), "--upscale", "2"]) == 0
+    capsys.readouterr()
+    shutil.copy(inputs / "a.mp4", sr / "a.mp4")
+    assert main(["upscale-batch", str(inputs), "-o", str(sr), "--upscale", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "note: 1 existing output counts as done but is not the size this run makes (a.mp4 (36x36, not 72x72)); " \
+           "pass --overwrite to redo it" in out and "fewer frames" not in out
+    # another --upscale into the same folder: said once, by the flag (not again by the size)
+    assert main(["upscale-batch", str(inputs), "-o", str(sr), "--upscale", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "made with other settings (--upscale: a.mp4, b.mp4)" in out and "not the size" not in out
+
+
 def test_output_that_is_the_input_is_refused_even_with_overwrite(tmp_path, capsys):
     source = write_test_video(tmp_path / "clip.mp4", num_frames=2, size=(16, 16))
     before = source.read_bytes()

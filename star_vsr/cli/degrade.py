@@ -26,11 +26,15 @@ import json
 import os
 import sys
 import zlib
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from .arguments import add_fps_argument, check_fps_for_clips, input_notes, path_argument, seed_argument
+
+if TYPE_CHECKING:
+    from ..io.probe import VideoInfo
 
 #: Bytes of float32 HR frames processed at once (bounds memory for large frames).
 SEGMENT_BYTES = 256 * 2 ** 20
@@ -101,6 +105,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     from ..io.folders import other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable, write_text_atomic
+    from .existing_outputs import check_existing_outputs, existing_output_lines
 
     output_dir = Path(args.output)
     if (output_dir.exists() and not output_dir.is_dir()) or (
@@ -136,6 +141,11 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     if earlier != settings:  # before any clip: a stopped run keeps it
         write_text_atomic(record, json.dumps(settings, indent=2) + "\n")
     todo = [clip for clip in clips if args.overwrite or not outputs[clip].exists()]
+    if not args.overwrite:  # a file in -o only named like an output (another program's, the input copied in)
+        found = check_existing_outputs([clip for clip in clips if clip not in todo], outputs, args.codec,
+                                       partial(_expected_output, args.scale))
+        for line in existing_output_lines(found, args.codec, "another program's file?"):
+            say(args, f"note: {line}")
     for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips,
                                                                                         besides=[output_dir]))):
         if note:
@@ -158,6 +168,12 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         record.unlink()
         output_dir.rmdir()  # no folder left as if something were written
     return 1 if failed else 0
+
+
+def _expected_output(scale: int, info: VideoInfo) -> tuple[int, int, int]:
+    """(frames, width, height) of the clip ``degrade`` makes of an input like ``info``: every frame, each side
+    divided by ``scale`` (less one where a 4:2:0 output crops to an even size: ``SIZE_SLACK``)."""
+    return info.num_frames, info.width // scale, info.height // scale
 
 
 def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: int, fps: Any = None,

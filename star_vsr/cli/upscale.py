@@ -30,12 +30,15 @@ import sys
 import warnings
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, SavedRunError,
                       UnsupportedVideoError)
 from .arguments import (add_fps_argument, check_fps_for_clips, input_notes, max_frames_argument, path_argument,
                         seed_argument)
+
+if TYPE_CHECKING:
+    from ..io.probe import VideoInfo
 
 #: The diffusion-only options and their defaults (a student run warns about any other value).
 DIFFUSION_DEFAULTS: dict[str, Any] = {
@@ -246,50 +249,12 @@ def run_single(args: argparse.Namespace) -> int:
 
 
 #: FFmpeg's name of each --codec's video codec, as probe_video reports an output's.
-_FFMPEG_CODECS = {"h264": "h264", "h265": "hevc", "ffv1": "ffv1"}
+def _expected_output(upscale: float, max_frames: Optional[int], info: VideoInfo) -> tuple[int, int, int]:
+    """(frames, width, height) of the output ``upscale-batch`` makes of an input like ``info``."""
+    from ..models.student import output_size
 
-
-def existing_output_notes(videos: list[Path], outputs: dict[Path, Path], max_frames: Optional[int],
-                          codec: Optional[str]) -> tuple[list[str], list[str]]:
-    """What a batch says of the existing outputs of ``videos``, which it skips as done (each probed once):
-
-    - short: ``"NAME (k of n frames)"``, ``"NAME (unreadable)"`` or ``"NAME (damaged)"`` for an output that holds
-      fewer frames than upscaling its input (its first ``max_frames``) gives, which would pass for a finished one
-      (PNG outputs count their frame files);
-    - other codec: ``"NAME (h264)"`` for a video output whose codec is not ``codec``'s (``--codec``; None: not
-      compared): an .mkv input's output is NAME.mkv with H.264 and with FFV1, so a rerun with the other codec
-      skips it.
-    """
-    from ..errors import StarVSRError
-    from ..io import probe_video
-
-    short, other_codec = [], []
-    for video in videos:
-        output = outputs[video]
-        try:
-            wanted = probe_video(video).num_frames
-        except StarVSRError:  # the input itself: reported when (if ever) it is upscaled
-            continue
-        wanted = wanted if max_frames is None else min(wanted, max_frames)
-        try:
-            info = None if output.is_dir() else probe_video(output)
-        except StarVSRError:
-            short.append(f"{output.name} (unreadable)")
-            continue
-        if info is not None and info.damage:
-            short.append(f"{output.name} (damaged)")
-            continue
-        held = len(list(output.glob("frame_*.png"))) if info is None else info.num_frames
-        if held < wanted:
-            short.append(f"{output.name} ({held} of {wanted} frames)")
-        if info is not None and codec in _FFMPEG_CODECS and info.codec != _FFMPEG_CODECS[codec]:
-            other_codec.append(f"{output.name} ({info.codec})")
-    return short, other_codec
-
-
-def _listed(names: list[str], most: int = 3) -> str:
-    """``a, b, c and 2 more``."""
-    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+    height, width = output_size(info.height, info.width, upscale)  # as both pipelines round
+    return (info.num_frames if max_frames is None else min(info.num_frames, max_frames)), width, height
 
 
 def process_line(process_index: Optional[int], message: str, file: Optional[TextIO] = None) -> None:
@@ -313,6 +278,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_writable
     from ..batch_record import made_with_other_settings, output_settings, record_output
+    from .existing_outputs import check_existing_outputs, existing_output_lines, listed
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_note, unfinished_runs
     from ..upscale import (DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype,
@@ -335,7 +301,7 @@ def run_batch(args: argparse.Namespace) -> int:
     subfolders = other_subfolders(input_dir, videos, besides=[output_dir])
     if not videos:
         raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or folders of frames in {input_dir}"
-                         + (f" (videos inside subfolders are not searched: {_listed(subfolders)})"
+                         + (f" (videos inside subfolders are not searched: {listed(subfolders)})"
                             if subfolders else ""))
     check_fps_for_clips(args.fps, input_dir, videos)
     names = output_names([video.name for video in videos], args.codec, folders=frame_folders)
@@ -372,25 +338,20 @@ def run_batch(args: argparse.Namespace) -> int:
         if note:
             print(f"note: {note}")
         if not args.overwrite:  # e.g. a --max-frames preview batch run here before this full one
-            short, other = existing_output_notes([v for v in videos if outputs[v].exists()], outputs,
-                                                 args.max_frames, args.codec)
-            if short:
-                print(f"note: {len(short)} existing output{'s count' if len(short) != 1 else ' counts'} as done but "
-                      f"hold{'' if len(short) != 1 else 's'} fewer frames than this run gives ({_listed(short, 5)}): a "
-                      f"--max-frames preview or another program's file? delete {'them' if len(short) != 1 else 'it'} "
-                      f"or pass --overwrite to redo")
-            if other:
-                print(f"note: {len(other)} existing output{'s count' if len(other) != 1 else ' counts'} as done but "
-                      f"{'are' if len(other) != 1 else 'is'} not {args.codec} ({_listed(other, 5)}); pass --overwrite "
-                      f"to redo {'them' if len(other) != 1 else 'it'} with --codec {args.codec}")
+            found = check_existing_outputs([v for v in videos if outputs[v].exists()], outputs, args.codec,
+                                           partial(_expected_output, args.upscale, args.max_frames))
             now = {outputs[v].name: output_settings(ledger.settings, v, outputs[v], dtype)
                    for v in videos if outputs[v].exists()}
             made = made_with_other_settings(output_dir, now)
+            for name in made:  # named below with the flag that made them another size
+                found.other_size.pop(name, None)
+            for line in existing_output_lines(found, args.codec, "a --max-frames preview or another program's file?"):
+                print(f"note: {line}")
             if made:  # another --model or --upscale into the same folder: "already done" said nothing of it
                 flags = sorted({flag for changed in made.values() for flag in changed})
                 print(f"note: {len(made)} existing output{'s count' if len(made) != 1 else ' counts'} as done but "
                       f"{'were' if len(made) != 1 else 'was'} made with other settings ({', '.join(flags)}: "
-                      f"{_listed(sorted(made), 5)}); pass --overwrite to redo {'them' if len(made) != 1 else 'it'} "
+                      f"{listed(sorted(made), 5)}); pass --overwrite to redo {'them' if len(made) != 1 else 'it'} "
                       f"with these")
         stray = stray_images_note(input_dir)
         if stray:

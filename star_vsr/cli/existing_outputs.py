@@ -1,0 +1,103 @@
+"""What a folder run (``upscale-batch``, ``degrade FOLDER``) says of the outputs it finds and skips as done.
+
+Both commands count an output that exists as done: that is how a stopped run goes on. A file that only looks
+like an output (another program's, a ``--max-frames`` preview, the input copied in, a run at another scale)
+would then end up in a dataset without a word, so each existing output is probed once and the ones that do
+not match what this run would make are named, with ``--overwrite`` as the way to redo them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional
+
+if TYPE_CHECKING:
+    from ..io.probe import VideoInfo
+
+FFMPEG_CODECS = {"h264": "h264", "h265": "hevc", "ffv1": "ffv1"}
+"""``--codec`` -> the codec name ``probe_video`` reports for a file it wrote."""
+
+SIZE_SLACK = 1
+"""Pixels a side may differ from the expected size and still match: 4:2:0 outputs are padded (``upscale``) or
+cropped (``degrade``) to even sizes, by at most one pixel a side."""
+
+
+@dataclass
+class ExistingOutputs:
+    """Existing outputs that do not match this run: output name -> how."""
+
+    short: dict[str, str] = field(default_factory=dict)  # fewer frames than this run: "1 of 5 frames", "damaged"
+    other_size: dict[str, str] = field(default_factory=dict)  # "64x48, not 256x192"
+    other_codec: dict[str, str] = field(default_factory=dict)  # "h264": not --codec's (an .mkv: h264 or ffv1)
+
+
+def check_existing_outputs(inputs: list[Path], outputs: dict[Path, Path], codec: Optional[str],
+                           expected: Callable[[VideoInfo], tuple[int, int, int]]) -> ExistingOutputs:
+    """Probe the existing output ``outputs[i]`` of each input ``i`` of ``inputs`` against what this run would
+    make of it: ``expected(info of i)`` -> (frames, width, height); sizes within ``SIZE_SLACK``. PNG outputs
+    (folders) count their frame files and are measured by their first. The codec is compared where ``codec``
+    (``--codec``) names one: an .mkv input's output is NAME.mkv with H.264 and with FFV1, so a rerun with the
+    other codec skips it. An input that cannot be probed is left to the run, which reports it if it gets to it."""
+    from PIL import Image
+
+    from ..errors import StarVSRError
+    from ..io import probe_video
+
+    found = ExistingOutputs()
+    for source in inputs:
+        output = outputs[source]
+        try:
+            frames, width, height = expected(probe_video(source))
+        except StarVSRError:  # the input itself: reported when (if ever) it is processed
+            continue
+        try:
+            info = None if output.is_dir() else probe_video(output)
+        except StarVSRError:
+            found.short[output.name] = "unreadable"
+            continue
+        if info is not None and info.damage:
+            found.short[output.name] = "damaged"
+            continue
+        if info is None:  # PNG frames
+            files = sorted(output.glob("frame_*.png"))
+            held, size = len(files), None
+            if files:
+                try:
+                    with Image.open(files[0]) as image:
+                        size = image.size  # (w, h)
+                except OSError:
+                    found.short[output.name] = "unreadable"
+                    continue
+        else:
+            held, size = info.num_frames, (info.width, info.height)
+        if held < frames:
+            found.short[output.name] = f"{held} of {frames} frames"
+        if size is not None and (abs(size[0] - width) > SIZE_SLACK or abs(size[1] - height) > SIZE_SLACK):
+            found.other_size[output.name] = f"{size[0]}x{size[1]}, not {width}x{height}"
+        if info is not None and codec in FFMPEG_CODECS and info.codec != FFMPEG_CODECS[codec]:
+            found.other_codec[output.name] = info.codec
+    return found
+
+
+def existing_output_lines(found: ExistingOutputs, codec: Optional[str], short_hint: str) -> list[str]:
+    """The notes (without ``note: ``) that name ``found``'s outputs; ``short_hint``: what a short output may be
+    (``"a --max-frames preview or another program's file?"``)."""
+    lines = []
+    for named, what, after in (
+            (found.short, "hold{s} fewer frames than this run gives", f": {short_hint} delete {{them}} or pass "
+                                                                       f"--overwrite to redo"),
+            (found.other_size, "{are} not the size this run makes", "; pass --overwrite to redo {them}"),
+            (found.other_codec, f"{{are}} not {codec}", f"; pass --overwrite to redo {{them}} with --codec {codec}")):
+        if named:
+            many = len(named) != 1
+            words = {"s": "" if many else "s", "are": "are" if many else "is", "them": "them" if many else "it"}
+            lines.append(f"{len(named)} existing output{'s count' if many else ' counts'} as done but "
+                         f"{what.format(**words)} ({listed([f'{name} ({how})' for name, how in named.items()], 5)})"
+                         f"{after.format(**words)}")
+    return lines
+
+
+def listed(names: list[str], most: int = 3) -> str:
+    """``a, b, c and 2 more``."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
