@@ -470,6 +470,9 @@ def test_cli_cache_teacher_refuses_a_running_builds_folder_before_loading_the_te
     assert cli_main(args + ["--motion-clips", "2", "--seed", "5", "-o", str(cache)]) == 2
     assert "built with other settings (source.seed (--seed) differ)" in capsys.readouterr().err
     assert loads == []
+    # a crop the scale does not divide: named by the flags (was "crop_size (33, 33) must be divisible by scale 4")
+    assert cli_main([*args[:-1], "33", "--motion-clips", "2", "-o", str(tmp_path / "other")]) == 2
+    assert "--crop-size 33 must be a positive multiple of --upscale 4" in capsys.readouterr().err
 
 
 def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, capsys):
@@ -515,6 +518,7 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     assert cli_main(argv) == 0
     captured = capsys.readouterr()
     assert "4 clips in 4 shards" in captured.out  # two 3-frame windows per video (one shard: "1 shard")
+    assert " s of teacher time)" in captured.out and "(0.0 s" not in captured.out  # "under 0.1 s" when so fast
     notes = [line for line in captured.err.splitlines() if line.startswith("note:")]
     assert notes == [f"note: subfolders of {lr_dir} without frame images are left out (notes); the videos inside a "
                      f"subfolder are not searched: give that subfolder itself"]  # 6 frames cut into 3-frame windows
@@ -535,6 +539,11 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     assert cli_main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in cache_dir.glob("shard-*")} == stamps
     assert f"{cache_dir} was already complete, nothing computed: 4 clips in 4 shards" in capsys.readouterr().out
+    # other windows of --data: its number of clips is the folder's, not --motion-clips (which was named)
+    other = [*argv]
+    other[other.index("--num-frames") + 1] = "2"
+    assert cli_main(other) == 2
+    assert "(num_clips, source.clips (--data), source.num_frames (--num-frames) differ)" in capsys.readouterr().err
     # ground truth pairs by name, as in evaluate: lossless a.mkv / a frame folder for the LR a.mp4 / b.mp4
     from star_vsr.distill.sources import VideoFolderClips
 

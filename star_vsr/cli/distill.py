@@ -107,7 +107,13 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raise InputError(f"--motion-clips must be >= 1, got {args.motion_clips}")
     from ..evalset import training_motion_clips
 
+    from ..degradations.config import check_scale
+
+    check_scale(args.upscale)  # the chain that degrades the clips: 2, 3 or 4
     crop_size = 64 if args.crop_size is None else args.crop_size
+    if crop_size < 1 or crop_size % args.upscale:  # (the dataset's own message names crop_size (33, 33), scale)
+        raise InputError(f"--crop-size {crop_size} must be a positive multiple of --upscale {args.upscale} (the LR "
+                         f"clips are {crop_size} / {args.upscale} pixels a side)")
     degradation = "medium" if args.degradation is None else args.degradation
     clips = training_motion_clips(num_clips=args.motion_clips, num_frames=args.num_frames, crop_size=crop_size,
                                   scale=args.upscale, degradation=degradation, seed=args.seed)
@@ -155,7 +161,8 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
     features = ", ".join(f"{k} ({v} ch)" for k, v in manifest.feature_channels.items()) or "none"
     shards = f"{manifest.num_shards} shard{'s' * (manifest.num_shards != 1)}"
     done = before is not None and manifest.complete and before == manifest_file.read_bytes()  # nothing computed
+    seconds = f"{manifest.wall_time_s:.1f} s" if manifest.wall_time_s >= 0.05 else "under 0.1 s"  # not "0.0 s"
     print(f"{f'{args.output} was already complete, nothing computed' if done else f'wrote {args.output}'}: "
-          f"{manifest.num_clips} clips in {shards} ({manifest.wall_time_s:.1f} s of teacher time), features: "
-          f"{features}")
+          f"{manifest.num_clips} clip{'s' * (manifest.num_clips != 1)} in {shards} ({seconds} of teacher time), "
+          f"features: {features}")
     return 0

@@ -201,7 +201,8 @@ def build_teacher_cache(
                     folder.rmdir()
             elif progress and isinstance(error, KeyboardInterrupt):
                 clips_saved = sum(len(manifest.shard_clips(s)) for s in saved)
-                tqdm.write(f"{folder}: stopped; {clips_saved} of {manifest.num_clips} clips are saved. Run the "
+                tqdm.write(f"{folder}: stopped; {clips_saved} of {manifest.num_clips} clip"
+                           f"{'s' * (manifest.num_clips != 1)} {'are' if clips_saved != 1 else 'is'} saved. Run the "
                            "same command again to go on from there", file=sys.stderr)
             raise
         manifest.complete = True
@@ -281,9 +282,17 @@ def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
     return changed
 
 
-def _with_flag(setting: str) -> str:
-    """``setting`` with the command's flag for it, when a ``star-vsr`` command is running and has that flag."""
-    flag = option(setting, SETTING_FLAGS.get(setting, setting))
+#: ``SETTING_FLAGS`` where the clips come from ``--data``: their number is the folder's (its videos cut into
+#: ``--num-frames`` windows), not ``--motion-clips``.
+FOLDER_SETTING_FLAGS = {**SETTING_FLAGS, "source.clips": "--data"}
+
+
+def _with_flag(setting: str, source: Any = None) -> str:
+    """``setting`` with the command's flag for it, when a ``star-vsr`` command is running and has that flag
+    (``source``: the manifest's clip description, whose kind decides what sets ``source.clips``)."""
+    flags = FOLDER_SETTING_FLAGS if isinstance(source, dict) and source.get("kind") == "video_folder" else \
+        SETTING_FLAGS
+    flag = option(setting, flags.get(setting, setting))
     return setting if flag == setting else f"{setting} ({flag})"
 
 
@@ -321,7 +330,7 @@ def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
             changed = _changed_settings(old, new)
             files = " (the clips' files changed since it was started)" if "source.files" in changed else ""
             raise InputError(f"{folder} already holds a teacher cache built with other settings "
-                             f"({', '.join(map(_with_flag, changed))} differ{files}); choose another folder, or pass "
+                             f"({', '.join(_with_flag(setting, new['source']) for setting in changed)} differ{files}); choose another folder, or pass "
                              f"{option('overwrite=True', '--overwrite')} to replace it")
     elif shards:
         if not overwrite:
