@@ -329,8 +329,9 @@ def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
         if not overwrite and shards:
             changed = _changed_settings(old, new)
             files = " (the clips' files changed since it was started)" if "source.files" in changed else ""
+            named = ", ".join(_with_flag(setting, new["source"]) for setting in changed)
             raise InputError(f"{folder} already holds a teacher cache built with other settings "
-                             f"({', '.join(_with_flag(setting, new['source']) for setting in changed)} differ{files}); choose another folder, or pass "
+                             f"({named} differ{files}); choose another folder, or pass "
                              f"{option('overwrite=True', '--overwrite')} to replace it")
     elif shards:
         if not overwrite:
