@@ -40,9 +40,18 @@ def check_no_trailing_slash(path: Union[str, Path], hint: str) -> None:
 
 def check_video_output_name(path: Union[str, Path]) -> None:
     """``check_no_trailing_slash`` for an output named like a video or an image (``out.mp4/``); other names with
-    a trailing '/' are folders of PNG frames."""
+    a trailing '/' are folders of PNG frames. Names without a suffix are such folders too, so ``-`` (standard
+    output to many tools) and a suffix alone (``.mp4``, a hidden name) are refused: either wrote a folder of PNG
+    frames that the user did not ask for."""
     from .io import VIDEO_EXTENSIONS
 
+    name = Path(path).name
+    if name == "-":
+        raise InputError("the output '-' would be a folder of PNG frames named '-': star-vsr writes files, not "
+                         "standard output; name the output, e.g. out.mp4")
+    if name.lower() in (*VIDEO_EXTENSIONS, *IMAGE_OUTPUTS):
+        raise InputError(f"the output {path} is only a suffix, which names a hidden folder of PNG frames; name the "
+                         f"file, e.g. {Path(path).with_name('out' + name)}")
     if Path(path).suffix.lower() in (*VIDEO_EXTENSIONS, *IMAGE_OUTPUTS):
         check_no_trailing_slash(path, "or name a folder without a suffix for PNG frames")
 

@@ -1893,6 +1893,15 @@ def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
         assert main(["upscale", str(photo), "-o", str(tmp_path) + "/" + name]) == 2
         assert "ends with '/', a folder, but names a file" in capsys.readouterr().err
         assert not (tmp_path / name.rstrip("/")).exists()
+    # '-' and a suffix alone named folders of PNG frames ('-', a hidden '.mp4'), written without a word
+    for command in (["upscale", str(video), "--upscale", "2"], ["degrade", str(video), "--scale", "2"]):
+        for name, message in (("-", "the output '-' would be a folder of PNG frames named '-': star-vsr writes files, "
+                                    "not standard output"),
+                              (".mp4", f"the output {tmp_path / '.mp4'} is only a suffix, which names a hidden folder "
+                                       f"of PNG frames; name the file, e.g. {tmp_path / 'out.mp4'}")):
+            assert main([*command, "-o", name if name == "-" else str(tmp_path / name)]) == 2
+            assert message in capsys.readouterr().err
+            assert not Path(name).exists() and not (tmp_path / name).exists()
     assert main(["upscale", str(photo), "-o", str(tmp_path / "x.mp4"), "--fps", "24"]) == 2  # not "a video file"
     assert "photo.png is a single image, upscaled as one frame" in capsys.readouterr().err
 
