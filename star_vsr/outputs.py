@@ -184,7 +184,9 @@ def check_writable(path: Union[str, Path]) -> Path:
         os.close(handle)
         os.unlink(scratch)
     except OSError as error:
-        raise OutputError(f"cannot write {path}: {error.strerror or error} ({ancestor})") from None
+        # "No such file or directory (/proc)" read as if /proc were missing: say what failed where
+        raise OutputError(f"cannot write {path}: no file can be made in {ancestor} ({error.strerror or error})") \
+            from None
     return path
 
 

@@ -1362,7 +1362,8 @@ def test_unwritable_outputs_fail_before_any_work(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(star_vsr.outputs.tempfile, "mkstemp", refuse)
     assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4")]) == 2
-    assert "cannot write" in capsys.readouterr().err and not (tmp_path / "out.mp4").exists()
+    assert f"cannot write {tmp_path / 'out.mp4'}: no file can be made in {tmp_path} (Permission denied)" in \
+        capsys.readouterr().err and not (tmp_path / "out.mp4").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "in.mp4"]
 
 
