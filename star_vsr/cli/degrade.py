@@ -15,7 +15,8 @@ seen on 1 of 4 seeds of a 96x64 clip, 1 vs 2 threads).
 A folder of clips (videos and frame folders, as REDS4 / Vid4 lay out GT/calendar/*.png) is
 degraded clip by clip into the folder -o, named as upscale-batch names its outputs (--codec png:
 LR/calendar/), each clip with its own seed (--seed plus the CRC-32 of its name); clips already
-there are skipped unless --overwrite, so a stopped run goes on.
+there are skipped unless --overwrite, so a stopped run goes on; one of another size or fewer frames than this
+run makes (another program's file) is named in a note.
 """
 
 from __future__ import annotations

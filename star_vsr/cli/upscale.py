@@ -3,7 +3,8 @@
 ``--model`` is a folder with a StarVSR diffusion pipeline (``star-vsr convert-star``) or a
 student pipeline. Frames stream from the input to the output; the output keeps the input's frame
 rate and audio and appears only when complete. ``upscale-batch`` skips outputs that already
-exist, so an interrupted batch resumes where it stopped (``--overwrite`` redoes them, and an interrupted
+exist, so an interrupted batch resumes where it stopped (one of another size or fewer frames than this run
+makes, or made with other settings, is named in a note; ``--overwrite`` redoes them, and an interrupted
 ``--overwrite`` batch rerun with the same command redoes only those it had not finished), and under
 ``accelerate launch --num_processes N`` it splits the videos across the processes; a video it
 cannot read (or whose saved progress has other settings) is reported and skipped, the others are upscaled, and
