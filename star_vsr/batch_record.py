@@ -32,9 +32,10 @@ def output_settings(settings: Mapping[str, Any], source: Path, output: Path,
     """What shapes the output ``output`` of the input ``source`` among a batch's ``settings`` (``batch_settings``),
     as it takes effect: the codec and CRF a left-out ``--codec`` / ``--crf`` resolve to (typed out, the same
     encode is no other setting), ``dtype`` for ``--dtype`` where given (what ``auto`` resolves to on the batch's
-    device: ``fp32`` typed out on a CPU that runs ``auto`` in float32 is no other setting), ``--fps`` only for a frame folder (a video keeps its own rate), and
-    ``--deinterlace`` / ``--no-audio`` only for a video (frames have neither fields nor sound); neither ``--fps``
-    nor ``--no-audio`` for PNG frames written (they store no rate, no sound)."""
+    device: ``fp32`` typed out on a CPU that runs ``auto`` in float32 is no other setting), ``--fps`` only for a
+    frame folder (a video keeps its own rate), and ``--deinterlace`` / ``--no-audio`` only for a video (frames
+    have neither fields nor sound); neither ``--fps`` nor ``--no-audio`` for PNG frames written (they store no
+    rate, no sound)."""
     from .io.writer import check_crf, writes_frames
 
     codec = settings.get("codec") or ("png" if writes_frames(Path(output), None) else "h264")

@@ -335,9 +335,10 @@ def open_video(
     stored_w, stored_h = info.orientation.display_size(info.width, info.height)  # as decoded: the transpose undone
     if mode and (stored_w < MIN_DEINTERLACE_SIZE[0] or stored_h < MIN_DEINTERLACE_SIZE[1]):
         # FFmpeg's own refusal reads "FFmpeg failed: Invalid argument", at the first frame
+        smallest = f"{MIN_DEINTERLACE_SIZE[0]}x{MIN_DEINTERLACE_SIZE[1]}"
         raise UnsupportedVideoError(f"{info.path} has {stored_w}x{stored_h} frames, too small to deinterlace "
-                                    f"({DEINTERLACER} needs at least {MIN_DEINTERLACE_SIZE[0]}x"
-                                    f"{MIN_DEINTERLACE_SIZE[1]}); use {option('deinterlace=False', '--deinterlace off')}")
+                                    f"({DEINTERLACER} needs at least {smallest}); use "
+                                    f"{option('deinterlace=False', '--deinterlace off')}")
     return PyAVVideoReader(info, mode)
 
 
