@@ -105,9 +105,8 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raise InputError("--gt goes with --data; motion clips carry their own ground truth")
     if args.motion_clips < 1:
         raise InputError(f"--motion-clips must be >= 1, got {args.motion_clips}")
-    from ..evalset import training_motion_clips
-
     from ..degradations.config import check_scale
+    from ..evalset import training_motion_clips
 
     check_scale(args.upscale)  # the chain that degrades the clips: 2, 3 or 4
     crop_size = 64 if args.crop_size is None else args.crop_size

@@ -249,7 +249,6 @@ def run_single(args: argparse.Namespace) -> int:
     return 0
 
 
-#: FFmpeg's name of each --codec's video codec, as probe_video reports an output's.
 def _expected_output(upscale: float, max_frames: Optional[int], info: VideoInfo) -> tuple[int, int, int]:
     """(frames, width, height) of the output ``upscale-batch`` makes of an input like ``info``."""
     from ..models.student import output_size
