@@ -70,6 +70,8 @@ def made_with_other_settings(output_dir: Path, current: Mapping[str, Mapping[str
     changed = {}
     for name, settings in current.items():
         now = _as_stored(settings)
+        if name in made and made[name].get("dtype") == "auto" and "dtype" in now:
+            made[name] = {**made[name], "dtype": now["dtype"]}  # a record from before dtypes were resolved: unknown
         if name in made and made[name] != now:
             keys = {*made[name], *now}
             changed[name] = sorted("the input folder" if key == "input_dir" else f"--{key.replace('_', '-')}"

@@ -1187,9 +1187,18 @@ def test_frames_too_small_to_deinterlace_are_refused_in_one_line_that_says_why(t
         for command in (["upscale", str(source), "-o", str(tmp_path / "up.mkv"), "--upscale", "2"],
                         ["degrade", str(source), "-o", str(tmp_path / "lr.mkv"), "--scale", "2"]):
             assert main([*command, "--codec", "ffv1", "--deinterlace", "on"]) == 2
-            assert f"has {size} frames, too small to deinterlace (bwdif needs at least 3x4); use --deinterlace off" \
+            assert f"has {size} stored frames, too small to deinterlace (bwdif needs at least 3x4 for " \
                 in capsys.readouterr().err
             assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.mkv", "narrow.mkv"]  # nothing left behind
+    # H.264 (4:2:0): the colour planes, half the size, must be 3x4 too (4x4 frames failed as before)
+    for size, ok in (((4, 4), False), ((6, 8), False), ((8, 6), True)):
+        source = write_test_video(tmp_path / "h.mp4", num_frames=3, size=size)
+        assert main(["upscale", str(source), "-o", str(tmp_path / "h_up.mp4"), "--upscale", "2",
+                     "--deinterlace", "on"]) == (0 if ok else 2)
+        err = capsys.readouterr().err
+        assert ok or f"has {size[1]}x{size[0]} stored frames, too small to deinterlace (bwdif needs at least 5x7 " \
+                      f"for yuv420p)" in err, err
+        (tmp_path / "h.mp4").unlink(), (tmp_path / "h_up.mp4").unlink(missing_ok=True)
     smallest = write_test_video(tmp_path / "small.mkv", num_frames=3, size=(4, 3), codec="ffv1")
     assert main(["upscale", str(smallest), "-o", str(tmp_path / "up.mkv"), "--upscale", "2", "--codec", "ffv1",
                  "--deinterlace", "on"]) == 0
@@ -1201,7 +1210,7 @@ def test_frames_too_small_to_deinterlace_are_refused_in_one_line_that_says_why(t
         (batch / source.name).write_bytes(source.read_bytes())
     assert main(["upscale-batch", str(batch), "-o", str(tmp_path / "batch_out"), "--upscale", "2", "--codec", "ffv1",
                  "--deinterlace", "on"]) == 1
-    assert "narrow.mkv has 2x16 frames, too small to deinterlace" in capsys.readouterr().err
+    assert "narrow.mkv has 2x16 stored frames, too small to deinterlace" in capsys.readouterr().err
     assert outputs_in(tmp_path / "batch_out") == ["small.mkv"]
 
 
@@ -2080,6 +2089,9 @@ def test_batch_record_keeps_the_last_settings_of_each_output_and_passes_over_a_d
     record_output(tmp_path, "a.mp4", {"upscale": 4, "input_dir": "/in"})  # redone with --overwrite
     now = {"upscale": 4, "input_dir": "/in"}
     assert made_with_other_settings(tmp_path, {"a.mp4": now, "b.mp4": now, "c.mp4": now}) == {"b.mp4": ["--upscale"]}
+    # a record from before --dtype was resolved ("auto"): no note for the dtype it may have resolved to
+    record_output(tmp_path, "d.mp4", {"upscale": 4, "dtype": "auto"})
+    assert made_with_other_settings(tmp_path, {"d.mp4": {"upscale": 4, "dtype": "fp32"}}) == {}
     assert made_with_other_settings(tmp_path, {"a.mp4": {"upscale": 4, "input_dir": "/other"}}) == {
         "a.mp4": ["the input folder"]}
     # what shapes an output as it takes effect: defaults resolved, the flags its kind of input ignores left out

@@ -333,11 +333,19 @@ def open_video(
         return ImageFolderReader(info)
     mode = "all" if deinterlace is True else "flagged" if deinterlace == "auto" and info.interlaced else False
     stored_w, stored_h = info.orientation.display_size(info.width, info.height)  # as decoded: the transpose undone
-    if mode and (stored_w < MIN_DEINTERLACE_SIZE[0] or stored_h < MIN_DEINTERLACE_SIZE[1]):
+    try:  # the minimum holds for every plane: 4:2:0 colour planes are half as wide and high (rounded up)
+        video_format = av.VideoFormat(info.pix_fmt)
+        plane_w, plane_h = video_format.chroma_width(stored_w), video_format.chroma_height(stored_h)
+        shift_w = (64 // video_format.chroma_width(64)).bit_length() - 1  # log2 of the subsampling: 1 for 4:2:0
+        shift_h = (64 // video_format.chroma_height(64)).bit_length() - 1
+    except (ValueError, TypeError, ZeroDivisionError):  # a format PyAV does not know: the luma plane alone
+        plane_w, plane_h, shift_w, shift_h = stored_w, stored_h, 0, 0
+    min_w, min_h = MIN_DEINTERLACE_SIZE
+    if mode and min(stored_w, plane_w) < min_w or mode and min(stored_h, plane_h) < min_h:
         # FFmpeg's own refusal reads "FFmpeg failed: Invalid argument", at the first frame
-        smallest = f"{MIN_DEINTERLACE_SIZE[0]}x{MIN_DEINTERLACE_SIZE[1]}"
-        raise UnsupportedVideoError(f"{info.path} has {stored_w}x{stored_h} frames, too small to deinterlace "
-                                    f"({DEINTERLACER} needs at least {smallest}); use "
+        smallest = f"{max(min_w, ((min_w - 1) << shift_w) + 1)}x{max(min_h, ((min_h - 1) << shift_h) + 1)}"
+        raise UnsupportedVideoError(f"{info.path} has {stored_w}x{stored_h} stored frames, too small to deinterlace "
+                                    f"({DEINTERLACER} needs at least {smallest} for {info.pix_fmt}); use "
                                     f"{option('deinterlace=False', '--deinterlace off')}")
     return PyAVVideoReader(info, mode)
 
