@@ -359,6 +359,19 @@ def test_state_of_another_size_or_dtype_is_rejected(model):
         model.step(torch.rand(1, 3, 8, 8), model.init_state(1, 8, 8, dtype=torch.float64))
 
 
+
+def test_autocast_runs_a_clip_and_keeps_the_state_in_the_models_dtype(model):
+    """distill_student.py --mixed_precision bf16 failed at its first step: under autocast the state came out in
+    bfloat16 and the second frame's step refused it as another dtype than the model's."""
+    lr = clip(n=3)
+    with torch.no_grad():
+        reference = model(lr).sample
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(lr)
+    assert out.sample.shape == reference.shape
+    assert {t.dtype for t in out.state.tensors()} == {torch.float32}
+    assert (out.sample.float() - reference).abs().mean() < 0.02
+
 def test_frames_of_the_wrong_layout_or_dtype_are_rejected(model):
     """The model-level API refuses what would otherwise run: uint8 frames came out as garbage (0..255 read as
     [0, 1] values) and a grey or 3-D frame failed deep inside a convolution."""

@@ -616,8 +616,10 @@ class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
             base = F.interpolate(base_frame, size=hr_features.shape[-2:], mode="bilinear", align_corners=False)
             sr = self.conv_last(hr_features) + base  # (b, 3, H, W)
 
-        new_state = StarStudentState(hidden=lr_features, previous_features=clean_features,
-                                     previous_frame=filtered_frame)
+        # in the model's dtype, as init_state makes it: under autocast these come out in bf16/fp16, and the
+        # next step would refuse them (the check above)
+        new_state = StarStudentState(hidden=lr_features.to(x.dtype), previous_features=clean_features.to(x.dtype),
+                                     previous_frame=filtered_frame.to(x.dtype))
         taps = None
         if return_features:
             taps = {"clean_frame": clean_frame[..., :h, :w], "flow": flow[..., :h, :w],
