@@ -224,9 +224,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def add_optimizer_arguments(group: Any, adam_beta2: float, adam_weight_decay: float) -> None:
-    """The AdamW, gradient-clipping and precision flags both training scripts share, on an ``argparse`` argument
-    ``group``, with each script's own defaults for ``--adam_beta2`` and ``--adam_weight_decay``."""
+#: The ``diffusers.optimization.get_scheduler`` schedules the training scripts offer: all but ``piecewise_constant``,
+#: whose step rules no flag sets (it failed with a traceback at the start of the run).
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+
+
+def add_optimizer_arguments(group: Any, lr_scheduler: str, lr_warmup_steps: int, adam_beta2: float,
+                            adam_weight_decay: float) -> None:
+    """The learning-rate schedule, AdamW, gradient-clipping and precision flags both training scripts share, on an
+    ``argparse`` argument ``group``, with each script's own defaults for the schedule, its warm-up,
+    ``--adam_beta2`` and ``--adam_weight_decay``."""
+    group.add_argument("--lr_scheduler", default=lr_scheduler, choices=LR_SCHEDULERS,
+                       help="diffusers.optimization schedule (constant has no warm-up: constant_with_warmup has)")
+    group.add_argument("--lr_warmup_steps", type=int, default=lr_warmup_steps, help="warm-up steps of the schedule")
     group.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1, in [0, 1)")
     group.add_argument("--adam_beta2", type=float, default=adam_beta2, help="AdamW beta2, in [0, 1)")
     group.add_argument("--adam_weight_decay", type=float, default=adam_weight_decay, help="AdamW weight decay")
@@ -1069,6 +1079,9 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
 
     check_number(args, "learning_rate", 0, low_open=True)
     check_number(args, "lr_warmup_steps", 0)
+    if args.lr_scheduler == "constant" and args.lr_warmup_steps:  # get_scheduler ignores it without a word
+        raise InputError(f"--lr_scheduler constant has no warm-up, so --lr_warmup_steps {args.lr_warmup_steps} "
+                         f"would be ignored: use --lr_scheduler constant_with_warmup, or --lr_warmup_steps 0")
     check_number(args, "adam_beta1", 0, 1, high_open=True)
     check_number(args, "adam_beta2", 0, 1, high_open=True)
     check_number(args, "adam_weight_decay", 0)

@@ -121,6 +121,9 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys, monkeypatch):
     (["--learning_rate", "-1"], "--learning_rate must be a finite number > 0, got -1.0"),
     (["--learning_rate", "inf"], "--learning_rate must be a finite number > 0, got inf"),
     (["--lr_warmup_steps", "-3"], "--lr_warmup_steps must be a finite number >= 0"),
+    # get_scheduler("constant") ignores the warm-up without a word (the tiny config's schedule is constant)
+    (["--lr_warmup_steps", "5"], "--lr_scheduler constant has no warm-up, so --lr_warmup_steps 5 would be ignored: "
+                                 "use --lr_scheduler constant_with_warmup, or --lr_warmup_steps 0"),
     # the loss: a negative or NaN --dfl_beta turned the frequency loss off without a word, NaN weights trained on
     # a NaN loss, and the rest were refused only once the model was built, naming no flag
     (["--dfl_beta", "-1"], r"--dfl_beta must be a finite number >= 0, got -1\.0"),

@@ -50,7 +50,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
-from diffusers.optimization import SchedulerType, get_scheduler
+from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
@@ -135,10 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max_train_steps", type=int, default=1000, help="optimizer steps")
     train.add_argument("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per step")
     train.add_argument("--learning_rate", type=float, default=5e-4, help="AdamW learning rate")
-    train.add_argument("--lr_scheduler", default="cosine", choices=tuple(kind.value for kind in SchedulerType),
-                       help="diffusers.optimization schedule")
-    train.add_argument("--lr_warmup_steps", type=int, default=50, help="warm-up steps of the schedule")
-    add_optimizer_arguments(train, adam_beta2=0.99, adam_weight_decay=0.0)
+    add_optimizer_arguments(train, lr_scheduler="cosine", lr_warmup_steps=50, adam_beta2=0.99, adam_weight_decay=0.0)
     train.add_argument("--ema_decay", type=float, default=0.0,
                        help="exponential moving average of the student's weights (0 = off); validation and the "
                             "saved student use the averaged weights")

@@ -63,7 +63,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
-from diffusers.optimization import SchedulerType, get_scheduler
+from diffusers.optimization import get_scheduler
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -194,10 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--max_train_steps", type=int, default=15000, help="Optimizer steps.")
     optim.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per step.")
     optim.add_argument("--learning_rate", type=float, default=5e-5, help="AdamW learning rate.")
-    optim.add_argument("--lr_scheduler", type=str, default="constant_with_warmup",
-                       choices=tuple(kind.value for kind in SchedulerType), help="diffusers.optimization schedule.")
-    optim.add_argument("--lr_warmup_steps", type=int, default=0, help="Warm-up steps.")
-    add_optimizer_arguments(optim, adam_beta2=0.999, adam_weight_decay=1e-2)
+    add_optimizer_arguments(optim, lr_scheduler="constant_with_warmup", lr_warmup_steps=0, adam_beta2=0.999,
+                            adam_weight_decay=1e-2)
     optim.add_argument("--allow_tf32", type=bool_value, default=False, help="TF32 matmuls on Ampere+ GPUs.")
     optim.add_argument("--seed", type=int, default=0, help="Seed of everything random.")
 
