@@ -1321,6 +1321,7 @@ def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     assert probe_video(late).missing_s == 0 and probe_video(late).num_frames == 30
+    assert probe_video(late).duration_s == pytest.approx(1.0)  # what it plays for: was 4.00 s, where it ends
     data = whole.read_bytes()
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: int(len(data) * 0.6)])  # Matroska has no index up front: nothing says how many frames
@@ -1333,7 +1334,17 @@ def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):
     with open_video(cut) as reader:
         assert len(list(reader)) == info.num_frames  # the frames it holds read without an error
     assert cli_main(["info", str(cut)]) == 0
-    assert "(its header lists 2.00 s: cut short, or a last frame held longer?)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(its header lists 2.00 s: cut short, or a last frame held longer?)" in out
+    assert "damage  maybe: its frames end " in out and "none found" not in out  # it read "the index checked"
+    # a short clip cut short: 0.29 s of 0.5 s lost was under the old fixed 0.5 s and went without a note
+    short = write_test_video(tmp_path / "short.mkv", 12, size=(32, 48), fps=24)
+    assert probe_video(short).missing_s == 0 and probe_video(short).duration_s == pytest.approx(0.5, abs=0.002)
+    data = short.read_bytes()
+    (tmp_path / "short_cut.mkv").write_bytes(data[: len(data) * 3 // 4])
+    info = probe_video(tmp_path / "short_cut.mkv")
+    assert info.num_frames < 12 and info.missing_s > 0.1
+    assert info.caveats()[0].startswith(f"{tmp_path / 'short_cut.mkv'} looks cut short")
 
 
 def test_a_last_frame_held_long_keeps_its_length(tmp_path):

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
                   + (" (cut short: the end of the track is missing from the file)" if info.audio_cut else "")
                   if info.has_audio else "none"),
         "damage": damage or ("none found (image headers checked, frames not decoded)" if info.is_image_folder else
+                             f"maybe: its frames end {info.missing_s:.2f} s before its header says (see duration)"
+                             if info.missing_s else
                              "none found (the index checked against the file's size, frames not decoded)"),
     }
     if args.json:

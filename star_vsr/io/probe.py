@@ -65,11 +65,12 @@ VARIABLE_RATE_FRAMES = 0.5
 keep their own times): past half a period some frame would be shown in another frame's slot at the constant rate
 (a GIF with 0.1 / 0.2 / 0.1 s delays), while the jitter of rounded timestamps stays far below it."""
 
-CUT_SHORT_S = 0.5
-"""Seconds a Matroska header may place the video's end past the end of its last frame before the file
-counts as cut short (`VideoInfo.missing_s`). The last frame ends where its packet's duration says, else
-1 / fps after it starts: a file that holds its last frame longer without giving packet durations gets a
-note too many (which says it may be that) and a `duration_s` that ends with that frame."""
+CUT_SHORT_FRAMES = 2
+"""Frame periods a Matroska header may place the video's end past the end of its last frame before the file
+counts as cut short (`VideoInfo.missing_s`; it was a fixed 0.5 s, which let a short clip lose half its frames
+without a note). The header's end is exact to the millisecond; the last frame ends where its packet's duration
+says, else 1 / fps after it starts: a file that holds its last frame longer without giving packet durations
+gets a note too many (which says it may be that) and a `duration_s` that ends with that frame."""
 
 _EXIF_ORIENTATION = 0x0112
 """The EXIF tag of how a photo is turned to be shown upright."""
@@ -592,8 +593,10 @@ def _probe_container(path: Path) -> VideoInfo:
             # where known, counts as one more frame time: a held last frame is no constant rate)
             frame_rate = timeline_rate([*timestamps, *([end] if end is not None else [])], stream.time_base,
                                        frame_rate)
-        if variable_by_index and not truncated:  # from the first frame shown to the end of the last (or to one
-            # mean frame time after it)
+        if (variable_by_index or not indexed) and not truncated and timestamps:  # what the frames cover: from
+            # the first frame shown to the end of the last (or to one frame time after it). Not the index's
+            # squeezed decode times, nor a container's duration without an index (Matroska, WebM, AVI, GIF), which
+            # is where it ends: a video from 5 s to 5.25 s said 5.25 s
             last_end = (end - timestamps[0]) * stream.time_base if end is not None else (
                 (timestamps[-1] - timestamps[0]) * stream.time_base + 1 / frame_rate)
             duration_s = float(last_end)
@@ -610,7 +613,7 @@ def _probe_container(path: Path) -> VideoInfo:
         if listed_end is not None and timestamps and not truncated:
             last_end = float(end * stream.time_base if end is not None else timestamps[-1] * stream.time_base
                              + 1 / frame_rate)  # the end of the last frame: its duration, else 1 / fps
-            if listed_end - last_end > CUT_SHORT_S:
+            if listed_end - last_end > CUT_SHORT_FRAMES / frame_rate:
                 duration_s = last_end - float(timestamps[0] * stream.time_base)
                 missing_s = listed_end - last_end
     if num_frames == 0 or width == 0 or height == 0:
