@@ -369,6 +369,20 @@ def test_an_input_with_transparency_is_noted_as_losing_it(tmp_path):
     frames = [Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)) for i in range(3)]
     frames[0].save(tmp_path / "opaque.gif", save_all=True, append_images=frames[1:], duration=100)
     assert probe_video(tmp_path / "opaque.gif").caveats() == []  # FFmpeg decodes every GIF as bgra
+    # VP9 in WebM keeps alpha beside yuv420p (alpha_mode 1), which FFmpeg's own decoder drops: no note before
+    for name, alpha in (("alpha.webm", True), ("opaque.webm", False)):
+        with av.open(str(tmp_path / name), "w") as out:
+            stream = out.add_stream("libvpx-vp9", rate=24)
+            stream.width, stream.height, stream.pix_fmt = 16, 16, "yuva420p" if alpha else "yuv420p"
+            for i in range(2):
+                picture = np.full((16, 16, 4), 128, np.uint8)
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgba")))
+            out.mux(stream.encode(None))
+        info = probe_video(tmp_path / name)
+        assert info.side_alpha is alpha and info.pix_fmt == "yuv420p", name
+        assert info.caveats() == ([f"{tmp_path / name} has an alpha channel (vp9 alpha_mode 1); star-vsr works on "
+                                   f"RGB frames, so its transparency is dropped (composite it onto a background "
+                                   f"first to choose one)"] if alpha else []), name
     Image.fromarray(rgba[..., :3], "RGB").save(tmp_path / "dpi.jpg", dpi=(72, 96))
     assert probe_video(tmp_path / "dpi.jpg").pixel_aspect == 1  # FFmpeg took the dpi for a pixel aspect of 3:4
 

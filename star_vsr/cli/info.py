@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                                                   f"cut short, or a last frame held longer?)" if info.missing_s else ""),
         "codec": "image sequence" if info.is_image_folder else info.codec + (
             f" (first of {info.video_streams} video tracks, which star-vsr reads)" if info.video_streams > 1 else ""),
-        "pixel format": info.pix_fmt,
+        "pixel format": info.pix_fmt + (" + alpha (alpha_mode 1), which is dropped" if info.side_alpha else ""),
         "audio": (info.audio_codec + (f" (first of {info.audio_streams} tracks)" if info.audio_streams > 1 else "")
                   + (" (cut short: the end of the track is missing from the file)" if info.audio_cut else "")
                   if info.has_audio else "none"),
@@ -84,7 +84,8 @@ def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
         "orientation": info.orientation.describe(), "pixel_aspect": str(info.pixel_aspect),
         "interlaced": info.interlaced, "timing_error_s": info.timing_error_s, "hdr": info.hdr,
         "missing_s": info.missing_s, "frames_cut": info.frames_cut, "video_streams": info.video_streams,
-        "audio_streams": info.audio_streams, "audio_cut": info.audio_cut, "damage": damage,
+        "audio_streams": info.audio_streams, "audio_cut": info.audio_cut, "side_alpha": info.side_alpha,
+        "damage": damage,
     }
 
 

@@ -215,6 +215,8 @@ class VideoInfo:
         audio_cut: The index (MP4 / MOV) of the first audio stream lists packets past the end of the file:
             the end of the audio is missing (the file was cut short inside the audio that follows the last
             frame); outputs carry the audio that is there.
+        side_alpha: The stream carries transparency beside its pixel format (VP8 / VP9 in WebM tagged
+            ``alpha_mode`` 1), which FFmpeg's own decoder drops: `pix_fmt` reads yuv420p.
     """
 
     path: Path
@@ -243,6 +245,7 @@ class VideoInfo:
     last_frame_s: Fraction | None = None
     video_streams: int = 1
     audio_cut: bool = False
+    side_alpha: bool = False
 
     @property
     def is_photo(self) -> bool:
@@ -288,8 +291,9 @@ class VideoInfo:
             )
         alpha = (self.pix_fmt in av.video.format.names
                  and any(c.is_alpha for c in av.VideoFormat(self.pix_fmt).components))
-        if alpha and self.codec != "gif":  # FFmpeg decodes every GIF, opaque ones too, as bgra
-            notes.append(f"{self.path} has an alpha channel ({self.pix_fmt}); star-vsr works on RGB frames, so its "
+        if (alpha and self.codec != "gif") or self.side_alpha:  # FFmpeg decodes every GIF, opaque ones too, as bgra
+            kind = f"{self.codec} alpha_mode 1" if self.side_alpha else self.pix_fmt
+            notes.append(f"{self.path} has an alpha channel ({kind}); star-vsr works on RGB frames, so its "
                          f"transparency is dropped (composite it onto a background first to choose one)")
         depth = pixel_bit_depth(self.pix_fmt)
         if self.hdr is None and depth > 8:
@@ -645,6 +649,7 @@ def _probe_container(path: Path) -> VideoInfo:
         subtitle_streams=len(subtitles),
         video_streams=num_videos,
         audio_cut=audio_cut,
+        side_alpha=stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE")) == "1",
         is_image_folder=False,
         frame_rate=frame_rate,
         orientation=orientation,
