@@ -56,6 +56,14 @@ def check_video_output_name(path: Union[str, Path]) -> None:
         check_no_trailing_slash(path, "or name a folder without a suffix for PNG frames")
 
 
+def check_output_folder_name(path: Union[str, Path]) -> None:
+    """``InputError`` for the output folder ``-`` (standard output to many tools), which a batch command would make
+    as a folder named '-' in the working folder."""
+    if Path(path).name == "-":
+        raise InputError("the output folder '-' would be a folder named '-': star-vsr writes files, not standard "
+                         "output; name a folder, e.g. out/")
+
+
 def check_new_output(path: Union[str, Path], overwrite: bool,
                      source: Union[str, Path, Sequence[Union[str, Path]], None] = None,
                      file_hint: Optional[str] = None) -> Path:

@@ -1916,6 +1916,20 @@ def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
     assert "photo.png is a single image, upscaled as one frame" in capsys.readouterr().err
 
 
+def test_batch_commands_refuse_the_output_folder_dash(tmp_path, capsys, monkeypatch):
+    """upscale and degrade refused -o -, but upscale-batch and degrade FOLDER made a folder named '-'."""
+    from star_vsr.io.synthetic import write_test_video
+
+    (tmp_path / "clips").mkdir()
+    write_test_video(tmp_path / "clips" / "a.mp4", 2, size=(16, 16))
+    monkeypatch.chdir(tmp_path)
+    for command in (["upscale-batch", "clips", "--upscale", "2"], ["degrade", "clips", "--scale", "2"]):
+        assert main([*command, "-o", "-"]) == 2
+        assert "the output folder '-' would be a folder named '-': star-vsr writes files, not standard output; " \
+               "name a folder, e.g. out/" in capsys.readouterr().err
+        assert not Path("-").exists()
+
+
 def test_an_image_output_is_written_under_a_temporary_name_of_its_own(tmp_path):
     """The image was written as .NAME.partial, the name of a video's saved progress, shared by two runs on one
     output (one could move the other's half-written file into place) and left behind by a killed run."""

@@ -105,10 +105,11 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     from ..io import VIDEO_EXTENSIONS, output_names
     from ..io.folders import other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
-    from ..outputs import check_new_output, check_writable, write_text_atomic
+    from ..outputs import check_new_output, check_output_folder_name, check_writable, write_text_atomic
     from .existing_outputs import check_existing_outputs, existing_output_lines
 
     output_dir = Path(args.output)
+    check_output_folder_name(output_dir)
     if (output_dir.exists() and not output_dir.is_dir()) or (
             not output_dir.exists() and output_dir.suffix.lower() in VIDEO_EXTENSIONS):
         raise InputError(f"{folder} is a folder of clips, so -o must be a folder; {output_dir} is "

@@ -276,7 +276,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from ..io.folders import (clips_in_folder, is_frame_folder, other_subfolders, other_subfolders_note,
                               stray_images_note)
     from ..io.writer import check_crf
-    from ..outputs import check_new_output, check_writable
+    from ..outputs import check_new_output, check_output_folder_name, check_writable
     from ..batch_record import made_with_other_settings, output_settings, record_output
     from .existing_outputs import check_existing_outputs, existing_output_lines, listed
     from ..overwrite_batch import OverwriteLedger, batch_settings
@@ -285,6 +285,7 @@ def run_batch(args: argparse.Namespace) -> int:
                            upscale_video)
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
+    check_output_folder_name(output_dir)
     if not input_dir.is_dir():
         raise InputError(f"{input_dir} does not exist" if not input_dir.exists() else
                          f"{input_dir} is a file; upscale-batch takes a folder of videos (star-vsr upscale takes one "
