@@ -475,6 +475,21 @@ def test_cli_cache_teacher_refuses_a_running_builds_folder_before_loading_the_te
     assert "--crop-size 33 must be a positive multiple of --upscale 4" in capsys.readouterr().err
 
 
+def test_cache_teacher_default_crop_fits_every_scale():
+    """--upscale 3 without --crop-size was refused: '--crop-size 64 must be a positive multiple of --upscale 3',
+    a flag the user had not given."""
+    import argparse
+
+    from star_vsr.cli.distill import clip_source
+
+    for scale, crop in ((2, 64), (3, 63), (4, 64)):
+        args = argparse.Namespace(num_frames=2, upscale=scale, clips_per_shard=1, data=None, gt=None, motion_clips=1,
+                                  crop_size=None, degradation=None, seed=0)
+        clips, description = clip_source(args)
+        assert description["crop_size"] == crop, scale
+        assert tuple(clips[0]["gt"].shape[-2:]) == (crop, crop) and clips[0]["lq"].shape[-1] == crop // scale
+
+
 def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, capsys):
     from star_vsr.io.synthetic import write_test_video
 

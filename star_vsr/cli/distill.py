@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="teacher feature taps to store, e.g. hr_features (a student teacher: any of its taps; "
                             "STAR: hr_features, its VAE decoder's last up-block output, large)")
     motion = cache.add_argument_group("motion clips (--motion-clips)")
-    motion.add_argument("--crop-size", type=int, default=None, help="HR crop side (default 64)")
+    motion.add_argument("--crop-size", type=int, default=None, help="HR crop side (default 64; 63 at --upscale 3)")
     motion.add_argument("--degradation", default=None, choices=("light", "medium", "heavy"),
                         help="degradation preset (default medium)")
     motion.add_argument("--seed", type=seed_argument, default=0, help="data seed, also the diffusion teacher's seed (default 0)")
@@ -109,7 +109,8 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from ..evalset import training_motion_clips
 
     check_scale(args.upscale)  # the chain that degrades the clips: 2, 3 or 4
-    crop_size = 64 if args.crop_size is None else args.crop_size
+    # default: the largest multiple of the scale up to 64 (64 itself was refused at --upscale 3, naming --crop-size)
+    crop_size = 64 - 64 % args.upscale if args.crop_size is None else args.crop_size
     if crop_size < 1 or crop_size % args.upscale:  # (the dataset's own message names crop_size (33, 33), scale)
         raise InputError(f"--crop-size {crop_size} must be a positive multiple of --upscale {args.upscale} (the LR "
                          f"clips are {crop_size} / {args.upscale} pixels a side)")
