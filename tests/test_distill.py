@@ -757,7 +757,7 @@ def test_a_stopped_cache_build_says_what_is_saved_and_how_to_go_on(tmp_path, cap
     del stopped  # the traceback held the unclosed bar, which drew its last line again when collected: after the
     gc.collect()  # CLI's "interrupted"
     err = capsys.readouterr().err
-    assert "stopped; 2 of 6 clips are saved. Run the same command again to go on" in err
+    assert "stopped; 2 of 6 clips saved. Run the same command again to go on" in err  # not "0 of 1 clip are"
     assert "teacher cache" in err and "teacher cache" not in err.split("stopped; 2 of 6")[1]
 
 

@@ -202,7 +202,7 @@ def build_teacher_cache(
             elif progress and isinstance(error, KeyboardInterrupt):
                 clips_saved = sum(len(manifest.shard_clips(s)) for s in saved)
                 tqdm.write(f"{folder}: stopped; {clips_saved} of {manifest.num_clips} clip"
-                           f"{'s' * (manifest.num_clips != 1)} {'are' if clips_saved != 1 else 'is'} saved. Run the "
+                           f"{'s' * (manifest.num_clips != 1)} saved. Run the "
                            "same command again to go on from there", file=sys.stderr)
             raise
         manifest.complete = True
