@@ -739,7 +739,13 @@ def test_bf16_mixed_precision_trains(tmp_path, train_cache):
     recurrent state came out of autocast in bfloat16 and its second frame was refused."""
     script, args = training_args(train_cache, tmp_path / "run", "--max_train_steps", "2", "--validation_steps", "0",
                                  "--checkpointing_steps", "1000", "--report_to", "none", "--mixed_precision", "bf16")
-    summary = script.main(args)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # the in-process runs before were in float32, and the
+    try:  # state (one per process) refuses another precision
+        summary = script.main(args)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)  # (and the runs after are in float32 again)
     assert summary["steps"] == 2
     assert all(math.isfinite(value) for value in summary["last_losses"].values())
 

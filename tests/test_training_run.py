@@ -118,7 +118,8 @@ def test_help_says_each_default_once_and_only_real_ones():
 def test_the_launchers_precision_is_the_runs_and_the_seed_must_fit(tmp_path, monkeypatch):
     """A precision that ``accelerate launch --mixed_precision bf16`` chose was recorded as null (train_star) or
     overridden by the script's default no (distill_student); a seed out of range was a traceback from Accelerate."""
-    args = argparse.Namespace(learning_rate=1.0, lr_warmup_steps=0, adam_beta1=0.9, adam_beta2=0.99,
+    args = argparse.Namespace(learning_rate=1.0, lr_scheduler="constant_with_warmup", lr_warmup_steps=0,
+                              adam_beta1=0.9, adam_beta2=0.99,
                               adam_weight_decay=0.0, adam_epsilon=1e-8, max_grad_norm=1.0, dataloader_num_workers=0,
                               checkpoints_total_limit=None, checkpointing_steps=10, validation_steps=0, seed=0,
                               mixed_precision=None, output_dir=str(tmp_path / "run"), resume_from_checkpoint=None,
