@@ -315,6 +315,14 @@ def pixel_bit_depth(pix_fmt: str) -> int:
     return max(component.bits for component in av.VideoFormat(pix_fmt).components)
 
 
+def chroma_block(pix_fmt: str) -> tuple[int, int]:
+    """(height, width) of the luma block one colour sample covers in `pix_fmt`: (2, 2) for yuv420p, (1, 1) for RGB.
+    Frames the writer encodes are multiples of it; each colour plane is 1 / block of the frame, rounded up."""
+    probe_size = 64  # any size divisible by the largest subsampling factor (4, yuv410p)
+    video_format = av.VideoFormat(pix_fmt)
+    return probe_size // video_format.chroma_height(probe_size), probe_size // video_format.chroma_width(probe_size)
+
+
 def as_frame_rate(fps: float | int | Fraction) -> Fraction:
     """Exact frame rate from a number: 29.97002997 -> 30000/1001, 25.0 -> 25.
 

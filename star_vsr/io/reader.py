@@ -34,8 +34,8 @@ from av.video.stream import VideoStream
 
 from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, option
 from star_vsr.io.folders import list_image_files
-from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, find_video_stream, is_untagged_hd, open_container,
-                               probe_video)
+from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, chroma_block, find_video_stream, is_untagged_hd,
+                               open_container, probe_video)
 
 logger = logging.getLogger(__name__)
 
@@ -333,20 +333,18 @@ def open_video(
         return ImageFolderReader(info)
     mode = "all" if deinterlace is True else "flagged" if deinterlace == "auto" and info.interlaced else False
     stored_w, stored_h = info.orientation.display_size(info.width, info.height)  # as decoded: the transpose undone
-    try:  # the minimum holds for every plane: 4:2:0 colour planes are half as wide and high (rounded up)
-        video_format = av.VideoFormat(info.pix_fmt)
-        plane_w, plane_h = video_format.chroma_width(stored_w), video_format.chroma_height(stored_h)
-        shift_w = (64 // video_format.chroma_width(64)).bit_length() - 1  # log2 of the subsampling: 1 for 4:2:0
-        shift_h = (64 // video_format.chroma_height(64)).bit_length() - 1
+    try:
+        block_h, block_w = chroma_block(info.pix_fmt)
     except (ValueError, TypeError, ZeroDivisionError):  # a format PyAV does not know: the luma plane alone
-        plane_w, plane_h, shift_w, shift_h = stored_w, stored_h, 0, 0
+        block_h, block_w = 1, 1
+    # the minimum holds for every plane: a colour plane is 1 / block of the frame, rounded up (4:2:0: 5x7)
     min_w, min_h = MIN_DEINTERLACE_SIZE
-    if mode and min(stored_w, plane_w) < min_w or mode and min(stored_h, plane_h) < min_h:
+    smallest_w, smallest_h = max(min_w, (min_w - 1) * block_w + 1), max(min_h, (min_h - 1) * block_h + 1)
+    if mode and (stored_w < smallest_w or stored_h < smallest_h):
         # FFmpeg's own refusal reads "FFmpeg failed: Invalid argument", at the first frame
-        smallest = f"{max(min_w, ((min_w - 1) << shift_w) + 1)}x{max(min_h, ((min_h - 1) << shift_h) + 1)}"
         raise UnsupportedVideoError(f"{info.path} has {stored_w}x{stored_h} stored frames, too small to deinterlace "
-                                    f"({DEINTERLACER} needs at least {smallest} for {info.pix_fmt}); use "
-                                    f"{option('deinterlace=False', '--deinterlace off')}")
+                                    f"({DEINTERLACER} needs at least {smallest_w}x{smallest_h} for {info.pix_fmt}); "
+                                    f"use {option('deinterlace=False', '--deinterlace off')}")
     return PyAVVideoReader(info, mode)
 
 

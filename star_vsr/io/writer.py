@@ -41,7 +41,7 @@ from star_vsr.errors import InputError, OutputError, StarVSRError, UnsupportedVi
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
 from star_vsr.io.audio import AudioCopy, check_audio
 from star_vsr.io.folders import VIDEO_EXTENSIONS
-from star_vsr.io.probe import DEFAULT_FOLDER_FPS, as_frame_rate, check_exists, probe_video
+from star_vsr.io.probe import DEFAULT_FOLDER_FPS, as_frame_rate, check_exists, chroma_block, probe_video
 from star_vsr.outputs import is_frame_output
 from star_vsr.progress import bar_options
 
@@ -501,15 +501,6 @@ def _check_pixel_aspect(pixel_aspect: Fraction | float) -> Fraction:
     return Fraction(pixel_aspect).limit_denominator(1000)
 
 
-def _chroma_block(pix_fmt: str) -> tuple[int, int]:
-    """(height, width) multiple that frames need for `pix_fmt`: (2, 2) for yuv420p, (1, 1) RGB."""
-    probe_size = 64  # any size divisible by the largest subsampling factor (4, yuv410p)
-    video_format = av.VideoFormat(pix_fmt)
-    block_h = probe_size // video_format.chroma_height(probe_size)
-    block_w = probe_size // video_format.chroma_width(probe_size)
-    return block_h, block_w
-
-
 class VideoWriter:
     """Writes frames to a video file or PNG folder, atomically, as a context manager.
 
@@ -592,7 +583,7 @@ class VideoWriter:
             raise _output_error(self.label, error) from None
         self.frames_written = 0
         self.frame_size: tuple[int, int] | None = None  # (h, w) of the frames given
-        self._block = _chroma_block(self.pix_fmt)
+        self._block = chroma_block(self.pix_fmt)
         self._temp = temporary_path(self.path)
         self._cleanup = weakref.finalize(self, remove_temporary, self._temp)  # also if never closed
         try:
