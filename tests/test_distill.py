@@ -431,6 +431,42 @@ def test_a_cache_is_not_resumed_with_another_teachers_weights_or_precision(tmp_p
     build_teacher_cache(StudentTeacher(tiny_teacher_student(1), SCALE, source="/abs/teacher/"), clips, tmp_path)
 
 
+def test_clips_that_are_not_float_frames_of_the_right_size_are_refused_by_index_and_nothing_is_cached(tmp_path):
+    def with_clip(index: int, **changes) -> list[dict]:
+        clips = random_clips(3)
+        clips[index] = {**clips[index], **changes}
+        return clips
+
+    good = random_clips(1)[0]
+    cases = [  # (clips, teacher or None, source, message)
+        (with_clip(2, lq=good["lq"] * 255), None, None, r"clip 2: 'lq' must have values in \[0, 1\].*divide by 255"),
+        (with_clip(1, lq=good["lq"].clone().fill_(float("nan"))), None, None, "clip 1: 'lq' hold NaN"),
+        (with_clip(0, lq=(good["lq"] * 255).byte()), None, None, "clip 0: 'lq' must be float.*divide uint8"),
+        (with_clip(1, lq=good["lq"][:0], gt=good["gt"][:0]), None, None, r"clip 1: 'lq' is empty \(shape \(0, 3"),
+        (with_clip(1, gt=good["gt"].numpy()), None, None, r"clip 1: 'gt' must be a \(n, 3, H, W\) tensor, got ndarray"),
+        (with_clip(2, gt=good["gt"][:, :, :-1]), None, None,
+         r"clip 2: 'gt' is 3 frames of 32x31; it must be 3 frames \(as 'lq'\) of 32x32 \(x4 of 8x8\)"),
+        (with_clip(1, gt=good["gt"][:2]), None, None, "clip 1: 'gt' is 2 frames .* must be 3 frames"),
+        # the scale comes from the teacher, the source, or else the first clip
+        (with_clip(0, gt=torch.rand(3, 3, 16, 16)), None, {"scale": SCALE}, r"clip 0: .* of 32x32 \(x4 of 8x8\)"),
+        (with_clip(0, gt=torch.rand(3, 3, 16, 16)), CallableTeacher(CountingTeacher(), SCALE), None,
+         r"clip 0: .* of 32x32 \(x4 of 8x8\)"),
+        (with_clip(0, gt=torch.rand(3, 3, 16, 15)), None, None, r"clip 0: 'gt' .* of a multiple of 8x8"),
+        (with_clip(2, gt=torch.rand(3, 3, 16, 16)), None, None, r"clip 2: .* of 32x32 \(x4 of 8x8\)"),
+        (random_clips(3), CallableTeacher(lambda lq: torch.full((3, 3, 32, 32), float("nan")), SCALE), None,
+         "clip 0: the teacher's output holds NaN"),
+    ]
+    for clips, teacher, source, message in cases:
+        with pytest.raises(InputError, match=message):
+            build_teacher_cache(teacher, clips, tmp_path / "cache", clips_per_shard=8, source=source)
+        assert not (tmp_path / "cache").exists()
+    with pytest.raises(InputError, match=r"clips_per_shard must be a whole number >= 1, got 2.5"):
+        build_teacher_cache(None, random_clips(3), tmp_path / "cache", clips_per_shard=2.5)
+    # a ground truth at another whole scale than x4 is taken when nothing says x4
+    cache = build_teacher_cache(None, [{"lq": good["lq"], "gt": torch.rand(3, 3, 16, 16)}], tmp_path / "cache")
+    assert cache[0]["gt"].shape == (3, 3, 16, 16)
+
+
 # --------------------------------------------------------------------------- CLI
 
 

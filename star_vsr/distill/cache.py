@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import InputError, OutputError, option
+from ..frames import check_unit_range
 from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
 from ..progress import bar_options
 from .teacher import Teacher
@@ -159,21 +160,30 @@ def build_teacher_cache(
         The finished cache, opened for reading.
 
     Raises:
-        InputError: bad settings, a clip without ``"lq"``, clips that disagree on having ground
-            truth, or an existing cache with other settings (without ``overwrite``).
+        InputError: bad settings, a clip without ``"lq"``, a clip whose ``"lq"`` / ``"gt"`` is not a float
+            tensor in [0, 1] of the shapes above (``"gt"`` ``scale`` times ``"lq"``'s size, the teacher's scale or,
+            without a teacher, ``source["scale"]`` or the first clip's), a teacher output with NaN, clips that
+            disagree on having ground truth, or an existing cache with other settings (without ``overwrite``).
         OutputBusyError: another run is building a cache in ``output_dir``.
         OutputError: ``output_dir`` cannot be written.
     """
     if dtype not in STORAGE_DTYPES:
         raise InputError(f"dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
-    if clips_per_shard < 1:
-        raise InputError(f"clips_per_shard must be >= 1, got {clips_per_shard}")
+    if isinstance(clips_per_shard, bool) or not isinstance(clips_per_shard, int) or clips_per_shard < 1:
+        raise InputError(f"clips_per_shard must be a whole number >= 1, got {clips_per_shard!r}")
     if len(clips) < 1:
         raise InputError("there are no clips to cache")
     folder = Path(output_dir)
     first = clips[0]
     if "lq" not in first:
         raise InputError(f"cache clips must be dicts with an 'lq' tensor; got keys {sorted(first)}")
+    # the HR / LR size ratio every clip's ground truth must have: the teacher's, the source's, or the first clip's
+    scale = teacher.scale if teacher is not None else (source or {}).get("scale")
+    if not isinstance(scale, int) or isinstance(scale, bool):
+        scale = None
+    _check_clip(first, 0, "gt" in first, scale)  # before a folder is made
+    if scale is None and "gt" in first:
+        scale = first["gt"].shape[-2] // first["lq"].shape[-2]
     manifest = CacheManifest(num_clips=len(clips), clips_per_shard=clips_per_shard, dtype=dtype,
                              teacher=_as_json(teacher.describe()) if teacher is not None else None,
                              source=_as_json(dict(source or {})), has_gt="gt" in first)
@@ -190,7 +200,7 @@ def build_teacher_cache(
     with folder_lock(folder, folder):
         manifest = _resume_or_start(folder, manifest, overwrite)
         try:
-            _fill_shards(teacher, clips, folder, manifest, progress)
+            _fill_shards(teacher, clips, folder, manifest, progress, scale)
         except BaseException as error:
             saved = [s for s in range(manifest.num_shards) if _shard_path(folder, s).is_file()]
             if not saved:  # nothing cached: leave no cache behind
@@ -211,8 +221,9 @@ def build_teacher_cache(
 
 
 def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]], folder: Path,
-                 manifest: CacheManifest, progress: bool) -> None:
-    """Write every shard that is not in ``folder`` yet, saving the manifest after each."""
+                 manifest: CacheManifest, progress: bool, scale: Optional[int]) -> None:
+    """Write every shard that is not in ``folder`` yet, saving the manifest after each. ``scale``: the HR / LR
+    size ratio of the ground truth (None: the first clip's)."""
     storage = STORAGE_DTYPES[manifest.dtype]
     for shard in range(manifest.num_shards):  # damaged since it was written (a bad copy, a disk error): redo it
         path = _shard_path(folder, shard)
@@ -232,7 +243,7 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
             captions: dict[str, str] = {}
             for index in manifest.shard_clips(shard):
                 clip = clips[index]
-                tensors.update(_clip_tensors(clip, index, teacher, manifest, storage))
+                tensors.update(_clip_tensors(clip, index, teacher, manifest, storage, scale))
                 if clip.get("caption"):
                     captions[str(index)] = str(clip["caption"])
                 bar.update(1)
@@ -368,20 +379,44 @@ def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> 
     return manifest
 
 
+def _check_clip(clip: Mapping[str, Any], index: int, has_gt: bool, scale: Optional[int]) -> None:
+    """Raise ``InputError``, naming the clip, unless its ``"lq"`` is a float (n >= 1, 3, h, w) tensor in [0, 1] and
+    its ``"gt"`` (when ``has_gt``) one of (n, 3, h * scale, w * scale) (any whole ``scale`` >= 1 when None). Checked
+    before anything is cached: a 0..255 or NaN clip trained a student on nonsense, and a ground truth of the wrong
+    size failed hours later in a loss that did not name the cache."""
+    what = {"lq": "(n, 3, h, w)", "gt": "(n, 3, H, W)"}
+    for key in ("lq", "gt") if has_gt else ("lq",):
+        value = clip[key]
+        if not isinstance(value, torch.Tensor) or value.ndim != 4 or value.shape[1] != 3:
+            raise InputError(f"clip {index}: {key!r} must be a {what[key]} tensor, got "
+                             f"{tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__}")
+        if 0 in value.shape:
+            raise InputError(f"clip {index}: {key!r} is empty (shape {tuple(value.shape)})")
+        check_unit_range(value, f"clip {index}: {key!r}")
+    if has_gt:
+        (n, _, h, w), gt_shape = clip["lq"].shape, tuple(clip["gt"].shape)
+        ratio = gt_shape[2] // h if scale is None else scale
+        if ratio < 1 or gt_shape != (n, 3, h * ratio, w * ratio):
+            size = f"{w * scale}x{h * scale} (x{scale} of {w}x{h})" if scale is not None else f"a multiple of {w}x{h}"
+            raise InputError(f"clip {index}: 'gt' is {gt_shape[0]} frames of {gt_shape[3]}x{gt_shape[2]}; it must be "
+                             f"{n} frames (as 'lq') of {size}")
+
+
 def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher], manifest: CacheManifest,
-                  storage: torch.dtype) -> dict[str, torch.Tensor]:
+                  storage: torch.dtype, scale: Optional[int]) -> dict[str, torch.Tensor]:
     """The tensors stored for one clip, keyed ``"{index}/..."``, in the storage precision."""
-    lq = clip["lq"]
-    if not isinstance(lq, torch.Tensor) or lq.ndim != 4 or lq.shape[1] != 3:
-        raise InputError(f"clip {index}: 'lq' must be a (n, 3, h, w) tensor, got "
-                         f"{tuple(lq.shape) if isinstance(lq, torch.Tensor) else type(lq).__name__}")
     if ("gt" in clip) != manifest.has_gt:
         raise InputError(f"clip {index}: either every clip has ground truth ('gt') or none has")
+    _check_clip(clip, index, manifest.has_gt, scale)
+    lq = clip["lq"]
     tensors = {f"{index}/lq": lq.float()}
     if manifest.has_gt:
         tensors[f"{index}/gt"] = clip["gt"].float()
     if teacher is not None:
         output = teacher(lq.float(), index=index, caption=clip.get("caption"))
+        if not bool(torch.isfinite(output.sr).all()):
+            raise InputError(f"clip {index}: the teacher's output holds NaN or infinite values (in half precision, "
+                             "try the teacher in float32)")
         tensors[f"{index}/teacher"] = output.sr
         channels = {name: int(value.shape[1]) for name, value in output.features.items()}
         if manifest.feature_channels and channels != manifest.feature_channels:
