@@ -1222,7 +1222,8 @@ def test_folder_runs_name_existing_outputs_of_another_size_or_length(tmp_path, c
     inputs.mkdir()
     write_test_video(inputs / "a.mp4", num_frames=5, size=(36, 36))
     write_test_video(inputs / "b.mp4", num_frames=5, size=(36, 36), seed=1)
-    # degrade: its own outputs (36 -> 8 at x4: 4:2:0 crops to 32 first) match; a foreign 1-frame file does not
+    # degrade: its own outputs (36 -> 8 at x4: 4:2:0 crops to 32 first) match; a foreign 1-frame file does not, and
+    # its note names the size degrade writes (8x8, not 36 // 4)
     lr = tmp_path / "lr"
     assert main(["degrade", str(inputs), "-o", str(lr), "--scale", "4"]) == 0
     capsys.readouterr()
@@ -1233,8 +1234,13 @@ def test_folder_runs_name_existing_outputs_of_another_size_or_length(tmp_path, c
     out = capsys.readouterr().out
     assert "note: 1 existing output counts as done but holds fewer frames than this run gives (b.mp4 (1 of 5 " \
            "frames)): another program's file? delete it or pass --overwrite to redo" in out
-    assert "note: 1 existing output counts as done but is not the size this run makes (b.mp4 (36x36, not 9x9)); " \
+    assert "note: 1 existing output counts as done but is not the size this run makes (b.mp4 (36x36, not 8x8)); " \
            "pass --overwrite to redo it" in out
+    from star_vsr.cli.degrade import _expected_output  # the size each output format gets: 4:2:0 crops, RGB not
+
+    info = probe_video(inputs / "a.mp4")
+    formats = ((None, "a.mp4"), ("ffv1", "a.mkv"), (None, "a_frames"), ("png", "a_frames"))
+    assert [_expected_output(4, codec, info, lr / name) for codec, name in formats] == [(5, 8, 8)] + [(5, 9, 9)] * 3
     # upscale-batch: the input copied into the output folder (as many frames: no note before)
     sr = tmp_path / "sr"
     assert main(["upscale-batch", str(inputs), "-o", str(sr), "--upscale", "2"]) == 0

@@ -29,7 +29,7 @@ import sys
 import zlib
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import InputError
 from .arguments import add_fps_argument, check_fps_for_clips, input_notes, path_argument, seed_argument
@@ -145,7 +145,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     todo = [clip for clip in clips if args.overwrite or not outputs[clip].exists()]
     if not args.overwrite:  # a file in -o only named like an output (another program's, the input copied in)
         found = check_existing_outputs([clip for clip in clips if clip not in todo], outputs, args.codec,
-                                       partial(_expected_output, args.scale))
+                                       partial(_expected_output, args.scale, args.codec))
         for line in existing_output_lines(found, args.codec, "another program's file?"):
             say(args, f"note: {line}")
     for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips,
@@ -172,10 +172,21 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     return 1 if failed else 0
 
 
-def _expected_output(scale: int, info: VideoInfo) -> tuple[int, int, int]:
-    """(frames, width, height) of the clip ``degrade`` makes of an input like ``info``: every frame, each side
-    divided by ``scale`` (less one where a 4:2:0 output crops to an even size: ``SIZE_SLACK``)."""
-    return info.num_frames, info.width // scale, info.height // scale
+def _expected_output(scale: int, codec: Optional[str], info: VideoInfo, output: Path) -> tuple[int, int, int]:
+    """(frames, width, height) of the clip ``degrade`` makes of an input like ``info`` into ``output`` with
+    ``codec``: every frame, the input cropped as ``hr_crop`` crops it, divided by ``scale``."""
+    from ..io.writer import output_size_multiple
+
+    crop_h, crop_w = hr_crop(info.height, info.width, scale, output_size_multiple(output, codec))
+    return info.num_frames, crop_w // scale, crop_h // scale
+
+
+def hr_crop(height: int, width: int, scale: int, size_multiple: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) that ``degrade`` crops a ``width`` x ``height`` input to: multiples of the scale times what the output
+    format stores unpadded (``size_multiple``, (h, w): 2 x 2 for 4:2:0), so that the LR file has exactly 1 / scale
+    of the HR size that `star-vsr evaluate` compares with."""
+    multiple_h, multiple_w = scale * size_multiple[0], scale * size_multiple[1]
+    return height - height % multiple_h, width - width % multiple_w
 
 
 def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: int, fps: Any = None,
@@ -203,10 +214,8 @@ def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: in
     with reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf, audio_from=audio,
                              progress=True, total_frames=info.num_frames, pixel_aspect=info.pixel_aspect,
                              frame_times=info.timeline, reproducible=True, overwrite=args.overwrite) as writer:
-        # HR sizes: multiples of the scale times what the output format stores unpadded (2 for 4:2:0),
-        # so the LR file has exactly 1 / scale of the HR size that `star-vsr evaluate` compares with
+        crop_h, crop_w = hr_crop(info.height, info.width, args.scale, writer.size_multiple)
         multiple_h, multiple_w = args.scale * writer.size_multiple[0], args.scale * writer.size_multiple[1]
-        crop_h, crop_w = info.height - info.height % multiple_h, info.width - info.width % multiple_w
         if crop_h == 0 or crop_w == 0:
             raise InputError(f"{source} is {info.width}x{info.height}, too small to downscale by {args.scale}")
         if (crop_h, crop_w) != (info.height, info.width):

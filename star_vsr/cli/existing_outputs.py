@@ -33,9 +33,9 @@ class ExistingOutputs:
 
 
 def check_existing_outputs(inputs: list[Path], outputs: dict[Path, Path], codec: Optional[str],
-                           expected: Callable[[VideoInfo], tuple[int, int, int]]) -> ExistingOutputs:
+                           expected: Callable[[VideoInfo, Path], tuple[int, int, int]]) -> ExistingOutputs:
     """Probe the existing output ``outputs[i]`` of each input ``i`` of ``inputs`` against what this run would
-    make of it: ``expected(info of i)`` -> (frames, width, height); sizes within ``SIZE_SLACK``. PNG outputs
+    make of it: ``expected(info of i, outputs[i])`` -> (frames, width, height); sizes within ``SIZE_SLACK``. PNG outputs
     (folders) count their frame files and are measured by their first. The codec is compared where ``codec``
     (``--codec``) names one: an .mkv input's output is NAME.mkv with H.264 and with FFV1, so a rerun with the
     other codec skips it. An input that cannot be probed is left to the run, which reports it if it gets to it."""
@@ -48,7 +48,7 @@ def check_existing_outputs(inputs: list[Path], outputs: dict[Path, Path], codec:
     for source in inputs:
         output = outputs[source]
         try:
-            frames, width, height = expected(probe_video(source))
+            frames, width, height = expected(probe_video(source), output)
         except StarVSRError:  # the input itself: reported when (if ever) it is processed
             continue
         try:

@@ -249,8 +249,9 @@ def run_single(args: argparse.Namespace) -> int:
     return 0
 
 
-def _expected_output(upscale: float, max_frames: Optional[int], info: VideoInfo) -> tuple[int, int, int]:
-    """(frames, width, height) of the output ``upscale-batch`` makes of an input like ``info``."""
+def _expected_output(upscale: float, max_frames: Optional[int], info: VideoInfo, output: Path) -> tuple[int, int, int]:
+    """(frames, width, height) of the output ``upscale-batch`` makes of an input like ``info`` (whatever
+    ``output``'s format)."""
     from ..models.student import output_size
 
     height, width = output_size(info.height, info.width, upscale)  # as both pipelines round

@@ -378,6 +378,12 @@ def _codec_from_name(path: Path) -> str:
     return "png" if path.is_dir() or not path.suffix else "h264"
 
 
+def output_size_multiple(path: str | Path, codec: str | None) -> tuple[int, int]:
+    """(h, w) that frames written to `path` with `codec` (None: from the name) must be multiples of, before a
+    writer is opened: `VideoWriter.size_multiple` of that writer (2 x 2 for 4:2:0 video, 1 x 1 for FFV1 and PNG)."""
+    return chroma_block(_check_pix_fmt(codec or _codec_from_name(Path(path)), None))
+
+
 def _resolve_codec(path: Path, codec: str | None) -> str:
     """The codec to write `path` with, checked against the path's kind and suffix."""
     from_name = codec is None
