@@ -417,6 +417,11 @@ def test_evaluate_skips_a_clip_that_fails_midway_and_keeps_the_others(tmp_path, 
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--scale", "1"]) == 1
     captured = capsys.readouterr()
     assert "2 of 3 clips were skipped (the reasons are above): a, b; the mean is over the other 1 (c)" in captured.err
+    from star_vsr.cli.evaluate import skipped_line  # a big folder: a few names, not every scored clip's
+
+    assert skipped_line(["x"], [f"clip{i}" for i in range(500)]) == (
+        "1 of 501 clips was skipped (the reasons are above): x; the mean is over the other 500 (clip0, clip1, clip2, "
+        "clip3, clip4 and 495 more)")
     assert [line.split("  ")[0] for line in captured.out.splitlines()] == ["clip", "c", "mean of 1/3"]
     # every clip fails: an error naming them, and no JSON written
     for name in ("b", "c"):

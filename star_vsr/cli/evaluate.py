@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 from ..errors import (CorruptVideoError, InputError, MissingWeightsError, UnsupportedVideoError,
                       VideoNotFoundError)
 from .arguments import max_frames_argument, path_argument
+from .existing_outputs import listed
 
 if TYPE_CHECKING:  # torch and pyiqa load only when learned metrics are asked for
     import torch
@@ -94,11 +95,11 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
         missing = sorted(set(gt_clips) - set(pred_clips))
         if missing:
             raise InputError(f"no prediction in {pred} for {len(missing)} of the {len(gt_clips)} ground-truth clips "
-                             f"in {gt}: {', '.join(missing)} (a mean over fewer clips would not compare with other "
+                             f"in {gt}: {listed(missing, 10)} (a mean over fewer clips would not compare with other "
                              f"runs); upscale them or score a --gt folder without them")
         extra = sorted(set(pred_clips) - set(gt_clips))
         if extra:
-            print(f"note: not scored, no ground truth in {gt}: {', '.join(pred_clips[n].name for n in extra)}")
+            print(f"note: not scored, no ground truth in {gt}: {listed([pred_clips[n].name for n in extra], 10)}")
         return [(name, pred_clips[name], gt_clips[name]) for name in gt_clips]
     if _is_clip_folder(pred):
         raise InputError(f"--pred {pred} is a folder of clips (videos or frame folders), so --gt must be one too "
@@ -121,6 +122,14 @@ def _finite(value):
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
+def skipped_line(skipped: list[str], scored: list[str]) -> str:
+    """The line after the table of a folder run where clips were skipped: how many, which (their reasons are printed
+    as they happen), and which the mean is over (a few names: a folder of 500 clips listed every one)."""
+    total = len(skipped) + len(scored)
+    return (f"{len(skipped)} of {total} clips {'was' if len(skipped) == 1 else 'were'} skipped (the reasons are "
+            f"above): {listed(skipped, 10)}; the mean is over the other {len(scored)} ({listed(scored, 5)})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -223,9 +232,7 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
         table[f"({label})" if label in table else label] = mean  # a clip named mean keeps its row
     print(format_table(table, [m.name for m in learned]))
     if skipped:
-        print(f"{len(skipped)} of {len(clips)} clips {'was' if len(skipped) == 1 else 'were'} skipped (the reasons "
-              f"are above): {', '.join(skipped)}; the mean is over the other {len(results)} "
-              f"({', '.join(results)})", file=sys.stderr)
+        print(skipped_line(list(skipped), list(results)), file=sys.stderr)
     if args.json:  # identical frames give PSNR = inf, written as null (strict JSON)
         summary = {"scale": args.scale, **({"max_frames": args.max_frames} if args.max_frames else {}),
                    "clips": results, "mean": mean, "mean_over": len(results),
