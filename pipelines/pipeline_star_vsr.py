@@ -34,7 +34,7 @@ from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_
 from star_vsr.model_folder import (check_pipeline_folder, check_to_device, load_checked, local_load_kwargs,
                                    save_pipeline_folder)
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
-from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
+from star_vsr.scheduling import DEFAULT_NOISE_LEVEL, NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize
 from star_vsr.tiling import blend_weights, default_overlap
 from star_vsr.window_sampler import FrameNoise, SamplerState, WindowedSampler
@@ -73,7 +73,8 @@ def resolve_overlaps(chunk_frames: int, chunk_overlap: Optional[int], tile_size:
 
 
 def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, guidance_rescale: float = 0.2,
-                             noise_level: int = 900, chunk_frames: int = 32, chunk_overlap: Optional[int] = None,
+                             noise_level: Optional[int] = None, chunk_frames: int = 32,
+                             chunk_overlap: Optional[int] = None,
                              tile_size: Optional[int] = None, tile_overlap: Optional[int] = None,
                              color_fix: Optional[str] = "adain", decode_chunk_size: int = 3,
                              timesteps: Optional[Sequence[int]] = None, guidance_scale: float = 7.5,
@@ -82,9 +83,11 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
 
     Checks that need the model (the smallest tile) are ``StarVSRPipeline.check_inputs``'; the command
     line runs this one before loading a model, so a typo does not wait for the weights to load.
+    ``noise_level`` None: ``DEFAULT_NOISE_LEVEL``, or where ``timesteps`` start.
     """
-    given = {"chunk_overlap": chunk_overlap, "tile_overlap": tile_overlap, "tile_size": tile_size}
-    integers = {"num_inference_steps": num_inference_steps, "noise_level": noise_level, "chunk_frames": chunk_frames,
+    given = {"chunk_overlap": chunk_overlap, "tile_overlap": tile_overlap, "tile_size": tile_size,
+             "noise_level": noise_level}
+    integers = {"num_inference_steps": num_inference_steps, "chunk_frames": chunk_frames,
                 "decode_chunk_size": decode_chunk_size, **{k: v for k, v in given.items() if v is not None}}
     for name, value in integers.items():
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -104,7 +107,7 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
                          f"{guidance_scale}")
     if not 0.0 <= guidance_rescale <= 1.0:
         raise InputError(f"guidance_rescale must be in [0, 1], got {guidance_rescale}")
-    if not 1 <= noise_level <= NUM_TRAIN_TIMESTEPS:
+    if noise_level is not None and not 1 <= noise_level <= NUM_TRAIN_TIMESTEPS:
         raise InputError(f"{named('noise_level')} must be in [1, {NUM_TRAIN_TIMESTEPS}], got {noise_level}")
     for name, size in (("chunk_frames", chunk_frames), ("tile_size", tile_size)):
         if size is not None and size < 1:  # before an overlap is derived from it
@@ -129,6 +132,10 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
                 or any(a <= b for a, b in zip(steps, steps[1:])):
             raise InputError(f"timesteps must be a non-empty, strictly decreasing list of integers in "
                              f"[0, {NUM_TRAIN_TIMESTEPS - 1}], got {steps}")
+        if noise_level is not None and steps[0] != noise_level - 1:  # it was ignored without a word
+            raise InputError(f"noise_level {noise_level} starts sampling at t = {noise_level - 1}, but the timesteps "
+                             f"start at {steps[0]}: with timesteps, leave noise_level out (they start where the "
+                             f"latents are noised to), or start them at noise_level - 1")
 
 
 def check_sampling_kwargs(kwargs: dict[str, Any]) -> None:
@@ -221,7 +228,7 @@ class StarVSRPipeline(DiffusionPipeline):
 
     # ---------------------------------------------------------------- inputs
     def check_inputs(self, source: FrameSource, upscale: float, num_inference_steps: int, guidance_rescale: float,
-                     noise_level: int, chunk_frames: int, chunk_overlap: Optional[int], tile_size: Optional[int],
+                     noise_level: Optional[int], chunk_frames: int, chunk_overlap: Optional[int], tile_size: Optional[int],
                      tile_overlap: Optional[int], color_fix: Optional[str], output_type: str, decode_chunk_size: int,
                      callback_on_step_end_tensor_inputs: Sequence[str], timesteps: Optional[Sequence[int]] = None,
                      frame_sink: Optional[Callable] = None, guidance_scale: float = 7.5,
@@ -431,7 +438,7 @@ class StarVSRPipeline(DiffusionPipeline):
         timestep_spacing: str = "trailing",
         guidance_scale: float = 7.5,
         guidance_rescale: float = 0.2,
-        noise_level: int = 900,
+        noise_level: Optional[int] = None,
         controlnet_conditioning_scale: float = 1.0,
         chunk_frames: int = 32,
         chunk_overlap: Optional[int] = None,
@@ -471,7 +478,8 @@ class StarVSRPipeline(DiffusionPipeline):
                 are those of the frame window being denoised and, with ``tile_size``, of the tile (STAR takes
                 them over its whole untiled chunk), so tiled and untiled results differ a little more than
                 padding alone explains; the blended overlaps hide it.
-            noise_level: the LR latents are noised to ``noise_level - 1`` and denoised from there.
+            noise_level: the LR latents are noised to ``noise_level - 1`` and denoised from there (None:
+                ``DEFAULT_NOISE_LEVEL``, 900; with ``timesteps``, where they start: give it only to match them).
             controlnet_conditioning_scale: multiplies the ControlNet residuals.
             chunk_frames: frames per temporal chunk.
             chunk_overlap: frames shared by neighbouring chunks (blended smoothly at every step); None: 8, or
@@ -532,7 +540,8 @@ class StarVSRPipeline(DiffusionPipeline):
 
         # 4. Timesteps; one random stream per frame, so results do not depend on windows or order
         if timesteps is None:
-            timesteps = star_timesteps(noise_level, num_inference_steps, timestep_spacing)
+            timesteps = star_timesteps(DEFAULT_NOISE_LEVEL if noise_level is None else noise_level,
+                                       num_inference_steps, timestep_spacing)
         self.scheduler.set_timesteps(timesteps=list(timesteps))
         # one draw from ``generator``, or from the global RNG (so torch.manual_seed makes runs repeatable)
         if isinstance(generator, (list, tuple)) and len(generator) == 1:

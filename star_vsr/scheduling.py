@@ -32,6 +32,8 @@ LOGSNR_MIN, LOGSNR_MAX = -15.0, 15.0
 SHIFT_MIN, SHIFT_MAX = 2.0, 4.0
 #: Number of training timesteps.
 NUM_TRAIN_TIMESTEPS = 1000
+#: STAR's SDEdit start: the LR latents are noised to ``DEFAULT_NOISE_LEVEL - 1`` (t = 899) and sampled from there.
+DEFAULT_NOISE_LEVEL = 900
 #: STAR's "fast" sampler spends 4/15 of its grid points above t = 500 and the rest below.
 STAR_FAST_MID_TIMESTEP = 500
 STAR_FAST_HIGH_FRACTION = 4 / 15
@@ -75,7 +77,7 @@ def make_star_scheduler() -> DPMSolverMultistepScheduler:
     )
 
 
-def star_timesteps(noise_level: int = 900, num_inference_steps: int = 15, spacing: str = "trailing") -> list[int]:
+def star_timesteps(noise_level: int = DEFAULT_NOISE_LEVEL, num_inference_steps: int = 15, spacing: str = "trailing") -> list[int]:
     """The timesteps at which STAR evaluates its model, starting from ``noise_level - 1``.
 
     STAR builds a grid of ``num_inference_steps + 1`` points from ``t_start = noise_level - 1``

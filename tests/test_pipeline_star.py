@@ -267,6 +267,9 @@ def test_path_input(pipe, tmp_path):
     (dict(timesteps=[200, 500]), "timesteps must be"),
     (dict(timesteps=[1500, 200]), "timesteps must be"),
     (dict(timesteps=[500, 500]), "timesteps must be"),
+    # noise_level was ignored without a word next to timesteps, which set where sampling starts
+    (dict(timesteps=[500, 200], noise_level=900), r"^noise_level 900 starts sampling at t = 899, but the timesteps "
+                                                  r"start at 500: with timesteps, leave noise_level out"),
     (dict(output_type="latent", frame_sink=print), "frame_sink"),
     # found only after the denoising (a TypeError), or taken as 1 without a word
     (dict(frame_sink=5), r"^frame_sink must be a callable taking each chunk of frames, got 5$"),
@@ -276,6 +279,13 @@ def test_path_input(pipe, tmp_path):
 def test_bad_arguments_are_clear_errors(pipe, kwargs, match):
     with pytest.raises(InputError, match=match):
         run(pipe, video(n=2), **kwargs)
+
+
+def test_noise_level_none_is_900_or_where_the_timesteps_start(pipe):
+    torch.testing.assert_close(run(pipe, video(n=2)), run(pipe, video(n=2), noise_level=900))
+    torch.testing.assert_close(run(pipe, video(n=2), timesteps=[599, 300]),
+                               run(pipe, video(n=2), timesteps=[599, 300], noise_level=600))
+    assert not torch.equal(run(pipe, video(n=2), noise_level=600), run(pipe, video(n=2)))
 
 
 def test_upscale_none_is_star_s_own_scale(pipe):
