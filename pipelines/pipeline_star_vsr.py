@@ -228,7 +228,8 @@ class StarVSRPipeline(DiffusionPipeline):
 
     # ---------------------------------------------------------------- inputs
     def check_inputs(self, source: FrameSource, upscale: float, num_inference_steps: int, guidance_rescale: float,
-                     noise_level: Optional[int], chunk_frames: int, chunk_overlap: Optional[int], tile_size: Optional[int],
+                     noise_level: Optional[int], chunk_frames: int, chunk_overlap: Optional[int],
+                     tile_size: Optional[int],
                      tile_overlap: Optional[int], color_fix: Optional[str], output_type: str, decode_chunk_size: int,
                      callback_on_step_end_tensor_inputs: Sequence[str], timesteps: Optional[Sequence[int]] = None,
                      frame_sink: Optional[Callable] = None, guidance_scale: float = 7.5,

@@ -77,7 +77,8 @@ def make_star_scheduler() -> DPMSolverMultistepScheduler:
     )
 
 
-def star_timesteps(noise_level: int = DEFAULT_NOISE_LEVEL, num_inference_steps: int = 15, spacing: str = "trailing") -> list[int]:
+def star_timesteps(noise_level: int = DEFAULT_NOISE_LEVEL, num_inference_steps: int = 15,
+                   spacing: str = "trailing") -> list[int]:
     """The timesteps at which STAR evaluates its model, starting from ``noise_level - 1``.
 
     STAR builds a grid of ``num_inference_steps + 1`` points from ``t_start = noise_level - 1``
