@@ -136,6 +136,12 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys, monkeypatch):
     (["--caption_dropout", "2"], r"--caption_dropout must be in \[0, 1\]"),
     (["--dataset_length", "0"], "--dataset_length must be a finite number >= 1 or null"),
     (["--lora_alpha", "-2"], "--lora_alpha must be a finite number > 0 or null"),
+    # accepted and without effect: no LoRA to scale, a decoded crop cut down to the frames, a ControlNet not built
+    (["--lora_alpha", "8"], "--lora_alpha 8 is for a LoRA, and --lora_rank 0 trains none: give --lora_rank too"),
+    (["--dfl_crop_size", "[16, 48]"], r"--dfl_crop_size \[16, 48\] is larger than the training crop \(--crop_size "
+                                      r"32\)"),
+    (["--controlnet_init", "unet", "--controlnet_model_name_or_path", "cn"],
+     "--controlnet_init unet builds a new ControlNet from the UNet, --controlnet_model_name_or_path loads one"),
     # the optimiser and checkpoints (both training scripts): 0 or -1 kept no checkpoint, the last one neither
     (["--checkpoints_total_limit", "0"], "--checkpoints_total_limit must be a finite number >= 1 or null, got 0"),
     (["--checkpoints_total_limit", "-1"], "--checkpoints_total_limit must be a finite number >= 1 or null"),

@@ -247,8 +247,6 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError("both --v_loss_weight and --dfl_beta are 0: there would be nothing to train")
     as_size(args.crop_size, "--crop_size")
     as_frame_interval(args.frame_interval, "--frame_interval")
-    if args.dfl_crop_size is not None:
-        as_size(args.dfl_crop_size, "--dfl_crop_size")
     if args.dfl_num_frames is not None and args.dfl_num_frames < 1:  # more than a clip has: the whole clip
         raise InputError(f"--dfl_num_frames must be >= 1 or null, got {args.dfl_num_frames}")
     if args.validation_steps and args.validation_num_inference_steps < 1:
@@ -261,6 +259,19 @@ def check_args(args: argparse.Namespace) -> None:
     check_number(args, "caption_dropout", 0, 1)
     check_number(args, "dataset_length", 1, optional=True)
     check_number(args, "lora_alpha", 0, low_open=True, optional=True)
+    # settings that were accepted and had no effect
+    dfl_crop = None if args.dfl_crop_size is None else as_size(args.dfl_crop_size, "--dfl_crop_size")
+    if dfl_crop is not None and any(d > c for d, c in zip(dfl_crop, as_size(args.crop_size))):
+        raise InputError(f"--dfl_crop_size {args.dfl_crop_size} is larger than the training crop (--crop_size "
+                         f"{args.crop_size}), so the loss would decode whole frames: give at most the crop, or null "
+                         f"for whole frames")
+    if args.lora_alpha is not None and args.lora_rank == 0:
+        raise InputError(f"--lora_alpha {args.lora_alpha:g} is for a LoRA, and --lora_rank 0 trains none: give "
+                         f"--lora_rank too, or leave --lora_alpha out")
+    if args.controlnet_init == "unet" and args.controlnet_model_name_or_path is not None:
+        raise InputError("--controlnet_init unet builds a new ControlNet from the UNet, "
+                         "--controlnet_model_name_or_path loads one: give one of them (--controlnet_init pretrained "
+                         "fine-tunes the loaded one)")
     if args.validation_steps:  # refused at the first validation, hours in
         check_number(args, "validation_noise_level", 1, NUM_TRAIN_TIMESTEPS)
         check_number(args, "validation_guidance_scale", 1)  # 1: no guidance; below 1 the pipeline refuses
