@@ -1035,9 +1035,19 @@ def test_overwrite_output_dir_starts_clean_and_keeps_the_users_files(tmp_path):
     assert json.loads((out / "training_summary.json").read_text())["steps"] == 1
 
 
-def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp_path, train_cache):
+def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp_path, train_cache, capsys):
     from star_vsr.errors import InputError
 
+    # flags no cache could fit are named as such, not by the cache ("rebuild it with --features bogus", or a
+    # --validation_size that is not a multiple of --scale 5)
+    for flags, message in ((["--space_features", "bogus"], "--space_features bogus: the student has no such feature "
+                                                           "tap; its taps are clean_frame, flow, "),
+                           (["--feature_names", "hr_features", "lr_featurez"], "--feature_names lr_featurez: "),
+                           (["--scale", "5"], "unsupported scale 5: --scale must be one of 2, 3, 4")):
+        with pytest.raises(SystemExit) as refused:
+            training_args(train_cache, tmp_path / "z", *flags)
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and message in err and str(train_cache) not in err, err
     script, args = training_args(train_cache, tmp_path / "a", "--scale", "2", "--report_to", "none")
     with pytest.raises(InputError, match=r"holds x4 clips, but --scale is 2; pass --scale 4"):
         script.main(args)

@@ -59,7 +59,8 @@ from star_vsr.distill.cache import MANIFEST_NAME, TeacherCache
 from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
 from star_vsr.errors import InputError, OutputError, explain_out_of_memory
-from star_vsr.models.student import StarStudentModel
+from star_vsr.degradations.config import SUPPORTED_SCALES
+from star_vsr.models.student import FEATURE_TAPS, StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, add_optimizer_arguments,
@@ -213,6 +214,17 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
             check_number(args, name, 1)
         check_number(args, "motion_patch_size", 1, optional=True)
         check_number(args, "charbonnier_eps", 0, low_open=True)
+        # before the cache is opened: its checks named the cache for these ("rebuild it with --features bogus", a
+        # --validation_size that is no multiple of an unsupported --scale)
+        if args.scale not in SUPPORTED_SCALES:
+            raise InputError(f"unsupported scale {args.scale}: --scale must be one of "
+                             f"{', '.join(map(str, SUPPORTED_SCALES))} (the scales the degradation chain makes "
+                             f"clips at)")
+        for flag in ("space_features", "time_features", "feature_names"):
+            unknown = [name for name in getattr(args, flag) if name not in FEATURE_TAPS]
+            if unknown:
+                raise InputError(f"--{flag} {' '.join(unknown)}: the student has no such feature tap; its taps are "
+                                 f"{', '.join(FEATURE_TAPS)}")
         if args.validation_steps > 0:  # here, with the flags' names, before anything is made
             check_number(args, "num_validation_clips", 1)
             check_number(args, "validation_frames", 1)

@@ -93,6 +93,8 @@ from .loading import LocalModelMixin
 
 #: Output / input size ratios the student accepts.
 MIN_SCALE, MAX_SCALE = 1.0, 4.0
+#: Names of the feature taps ``forward(..., return_features=True)`` returns (see the module docstring).
+FEATURE_TAPS = ("clean_frame", "flow", "filtered_frame", "clean_features", "lr_features", "hr_features")
 #: The cleaning front end works on the LR frame pixel-unshuffled by this factor.
 CLEAN_UNSHUFFLE = 2
 #: Negative slope of every LeakyReLU.
@@ -498,14 +500,8 @@ class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
     @property
     def feature_channels(self) -> dict[str, int]:
         """Channels of each feature tap returned by ``forward(..., return_features=True)``."""
-        return {
-            "clean_frame": 3,
-            "flow": 2,
-            "filtered_frame": 3,
-            "clean_features": self.config.clean_feature_channels,
-            "lr_features": self.config.num_channels,
-            "hr_features": self.config.hr_channels,
-        }
+        widths = (3, 2, 3, self.config.clean_feature_channels, self.config.num_channels, self.config.hr_channels)
+        return dict(zip(FEATURE_TAPS, widths))
 
     # ---------------------------------------------------------------- state
     def init_state(self, batch: int, height: int, width: int, device: Optional[torch.device] = None,
