@@ -431,6 +431,27 @@ def test_presets_differ_and_medium_is_the_default() -> None:
     assert light.second_order_prob == 0.0 and heavy.second_order_prob == 1.0
 
 
+def test_configs_hash_and_their_weights_cannot_change_after_validation() -> None:
+    """hash(DegradationConfig()) was a TypeError (its weight dicts), and those dicts could be changed after
+    validation (config.first_order.kernel_probs["iso"] = -1 passed, and the chain drew from it)."""
+    import copy
+    import json
+
+    light, medium, heavy = (DegradationConfig.preset(name) for name in PRESETS)
+    assert hash(medium) == hash(DegradationConfig()) and len({light, medium, heavy, DegradationConfig()}) == 3
+    for weights in (medium.first_order.kernel_probs, medium.codec.codec_probs):
+        for change in (lambda w: w.__setitem__("iso", -1.0), lambda w: w.update(iso=-1.0), lambda w: w.pop("iso"),
+                       lambda w: w.clear()):
+            with pytest.raises(TypeError, match="read-only; make another config with dataclasses.replace"):
+                change(weights)
+    assert medium == DegradationConfig()
+    # still a dict for JSON, copies, pickling and dataclasses' own helpers
+    assert json.loads(json.dumps(dataclasses.asdict(medium)))["codec"]["codec_probs"] == {"libx264": 0.5, "mpeg4": 0.5}
+    assert copy.deepcopy(medium) == pickle.loads(pickle.dumps(medium)) == medium
+    changed = dataclasses.replace(medium.codec, codec_probs={"libx264": 1.0})
+    assert changed.codec_probs == {"libx264": 1.0} and medium.codec.codec_probs == {"libx264": 0.5, "mpeg4": 0.5}
+
+
 def test_unknown_preset_lists_the_choices() -> None:
     with pytest.raises(InputError, match="light, medium, heavy"):
         DegradationConfig.preset("extreme")

@@ -392,9 +392,31 @@ def _as_tuple(config: object, name: str) -> None:
     object.__setattr__(config, name, tuple(value))
 
 
+class ReadOnlyWeights(dict):
+    """A dict that refuses changes and hashes by its items: the weights of a frozen config (a plain dict let
+    ``config.kernel_probs["sinc"] = -1`` through after validation, and made ``hash(DegradationConfig())`` a
+    TypeError). Still a dict for ``json``, ``dataclasses.asdict`` and ``==``."""
+
+    def _read_only(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("the weights of a degradation config are read-only; make another config with "
+                        "dataclasses.replace(config, ...)")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only  # type: ignore
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def __reduce__(self) -> tuple:  # pickle / copy: built from its items, not by item assignment
+        return type(self), (dict(self),)
+
+    def __deepcopy__(self, memo: dict) -> "ReadOnlyWeights":
+        return self  # its keys and values are strings and numbers
+
+
 def _as_dict(config: object, name: str) -> None:
-    """Store the mapping in the field ``name`` as a dict of its own (a copy); anything else is left for
-    ``_check_weights`` to refuse, naming the valid keys (``dict()`` raised a TypeError about sequence elements)."""
+    """Store the mapping in the field ``name`` as a dict of its own (a copy; ``_check_weights`` makes it read-only);
+    anything else is left for ``_check_weights`` to refuse, naming the valid keys (``dict()`` raised a TypeError
+    about sequence elements)."""
     value = getattr(config, name)
     if isinstance(value, Mapping):
         object.__setattr__(config, name, dict(value))
@@ -472,7 +494,7 @@ def _check_weights(config: object, name: str, valid: tuple[str, ...]) -> None:
         raise InputError(
             f"{_field_name(config, name)}={value!r}: weights must be finite, >= 0, with a positive sum."
         )
-    normalised = {k: float(w) for k, w in value.items()} if keyed else tuple(float(w) for w in weights)
+    normalised = ReadOnlyWeights((k, float(w)) for k, w in value.items()) if keyed else tuple(float(w) for w in weights)
     object.__setattr__(config, name, normalised)
 
 
