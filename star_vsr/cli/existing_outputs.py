@@ -90,12 +90,19 @@ def existing_output_lines(found: ExistingOutputs, codec: Optional[str], short_hi
             (found.other_size, "{are} not the size this run makes", "; pass --overwrite to redo {them}"),
             (found.other_codec, f"{{are}} not {codec}", f"; pass --overwrite to redo {{them}} with --codec {codec}")):
         if named:
-            many = len(named) != 1
-            words = {"s": "" if many else "s", "are": "are" if many else "is", "them": "them" if many else "it"}
-            lines.append(f"{len(named)} existing output{'s count' if many else ' counts'} as done but "
-                         f"{what.format(**words)} ({listed([f'{name} ({how})' for name, how in named.items()], 5)})"
-                         f"{after.format(**words)}")
+            lines.append(done_but_line(len(named), what, listed([f"{name} ({how})" for name, how in named.items()], 5),
+                                       after))
     return lines
+
+
+def done_but_line(count: int, what: str, names: str, after: str) -> str:
+    """``N existing outputs count as done but WHAT (NAMES)AFTER``, with ``{s}``, ``{are}``, ``{were}`` and
+    ``{them}`` in ``what`` and ``after`` agreeing with ``count`` ("1 ... is ... it", "2 ... are ... them")."""
+    many = count != 1
+    words = {"s": "" if many else "s", "are": "are" if many else "is", "were": "were" if many else "was",
+             "them": "them" if many else "it"}
+    return (f"{count} existing output{'s count' if many else ' counts'} as done but {what.format(**words)} "
+            f"({names}){after.format(**words)}")
 
 
 def listed(names: list[str], most: int = 3) -> str:

@@ -279,7 +279,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable
     from ..batch_record import made_with_other_settings, output_settings, record_output
-    from .existing_outputs import check_existing_outputs, existing_output_lines, listed
+    from .existing_outputs import check_existing_outputs, done_but_line, existing_output_lines, listed
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_note, unfinished_runs
     from ..upscale import (DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype,
@@ -351,10 +351,10 @@ def run_batch(args: argparse.Namespace) -> int:
                 print(f"note: {line}")
             if made:  # another --model or --upscale into the same folder: "already done" said nothing of it
                 flags = sorted({flag for changed in made.values() for flag in changed})
-                print(f"note: {len(made)} existing output{'s count' if len(made) != 1 else ' counts'} as done but "
-                      f"{'were' if len(made) != 1 else 'was'} made with other settings ({', '.join(flags)}: "
-                      f"{listed(sorted(made), 5)}); pass --overwrite to redo {'them' if len(made) != 1 else 'it'} "
-                      f"with these")
+                line = done_but_line(len(made), "{were} made with other settings",
+                                     f"{', '.join(flags)}: {listed(sorted(made), 5)}",
+                                     "; pass --overwrite to redo {them} with these")
+                print(f"note: {line}")
         stray = stray_images_note(input_dir)
         if stray:
             print(f"note: {stray}")

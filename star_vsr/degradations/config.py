@@ -394,7 +394,7 @@ def _as_tuple(config: object, name: str) -> None:
 
 class ReadOnlyWeights(dict):
     """A dict that refuses changes and hashes by its items: the weights of a frozen config (a plain dict let
-    ``config.kernel_probs["sinc"] = -1`` through after validation, and made ``hash(DegradationConfig())`` a
+    ``config.kernel_probs["iso"] = -1`` through after validation, and made ``hash(DegradationConfig())`` a
     TypeError). Still a dict for ``json``, ``dataclasses.asdict`` and ``==``."""
 
     def _read_only(self, *args: object, **kwargs: object) -> None:
