@@ -433,6 +433,27 @@ def test_evaluate_skips_a_clip_that_fails_midway_and_keeps_the_others(tmp_path, 
     assert not report.exists()
 
 
+def test_evaluate_skips_a_clip_that_cannot_be_opened_and_scores_the_others(tmp_path, capsys):
+    """A clip of a folder that could not be opened at all stopped the whole run before any clip was scored (one that
+    failed midway was already skipped); a pair that does not match (sizes, frame counts) still stops it."""
+    for side in ("sr", "gt"):
+        (tmp_path / side).mkdir()
+        for name, seed in (("a", 0), ("b", 1), ("c", 2)):
+            write_test_video(tmp_path / side / f"{name}.mkv", num_frames=3, size=(16, 16), codec="ffv1",
+                             seed=seed + 10 * (side == "sr"))  # finite PSNR
+    (tmp_path / "sr" / "b.mkv").write_bytes(b"not a video")
+    argv = ["evaluate", "--pred", str(tmp_path / "sr"), "--gt", str(tmp_path / "gt"), "--no-warp"]
+    assert main([*argv, "--scale", "1"]) == 1
+    captured = capsys.readouterr()
+    assert "skipped b: " in captured.err and "b.mkv" in captured.err, captured.err
+    assert "1 of 3 clips was skipped (the reasons are above): b; the mean is over the other 2 (a, c)" in captured.err
+    assert [line.split("  ")[0] for line in captured.out.splitlines()] == ["clip", "a", "c", "mean of 2/3"]
+    write_test_video(tmp_path / "gt" / "c.mkv", num_frames=3, size=(24, 24), codec="ffv1")
+    assert main([*argv, "--scale", "1"]) == 2  # pairs that do not match: an error to fix, not a skip
+    err = capsys.readouterr().err
+    assert "c.mkv" in err and "skipped c" not in err, err
+
+
 def test_evaluate_refuses_frames_too_small_for_ewarp_before_scoring_any_clip(tmp_path, capsys, monkeypatch):
     """A clip too small for E*warp's optical flow was found after the clips before it were scored, and thrown away,
     with a message that did not mention --no-warp (black-box review)."""

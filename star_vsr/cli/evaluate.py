@@ -9,9 +9,9 @@ better; a clip against itself scores a little above 0, the flow being estimated)
 (star_vsr.metrics.warping): compare methods scored here, not published tables. A clip's PSNR is the mean of its
 frames' (BasicSR's convention), so one frame equal to its ground truth gives the clip PSNR-Y inf (null in --json),
 and so has the mean over clips. ``--metrics lpips,dists,...`` adds
-learned metrics (pyiqa, from weight files already on disk; nothing is downloaded). A clip of a folder that fails to
-decode partway is skipped with its reason: the mean is over the others (its row reads "mean of 2/3", the JSON's
-"mean_over" counts them), --json lists it under "skipped", and the exit status is 1.
+learned metrics (pyiqa, from weight files already on disk; nothing is downloaded). A clip of a folder that cannot be
+opened or fails to decode partway is skipped with its reason: the mean is over the others (its row reads "mean of
+2/3", the JSON's "mean_over" counts them), --json lists it under "skipped", and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -174,15 +174,24 @@ def _load_learned(args: argparse.Namespace, device: Optional[torch.device]) -> l
     return learned
 
 
-def _check_pairs(args: argparse.Namespace, clips: Sequence[tuple[str, Path, Path]]) -> None:
+def _check_pairs(args: argparse.Namespace, clips: Sequence[tuple[str, Path, Path]]) -> dict[str, str]:
     """Every pair's sizes and frame counts, before minutes of scoring are thrown away; a note for each pair whose
-    frame rates differ."""
+    frame rates differ. Returns the clips of a folder that cannot be read ({name: why}), printed as skipped: the
+    others are scored, as when a clip fails midway (one such clip stopped the whole folder)."""
     from ..metrics.evaluate import check_pair
     from ..metrics.warping import MIN_FLOW_HEIGHT, MIN_FLOW_WIDTH
 
+    unreadable: dict[str, str] = {}
     for name, pred, gt in clips:
-        pred_info, gt_info, num_frames = check_pair(str(pred), str(gt), scale=args.scale, crop_gt=args.crop_gt,
-                                                    max_frames=args.max_frames)
+        try:
+            pred_info, gt_info, num_frames = check_pair(str(pred), str(gt), scale=args.scale, crop_gt=args.crop_gt,
+                                                        max_frames=args.max_frames)
+        except (CorruptVideoError, UnsupportedVideoError) as error:  # not a wrong --scale: that stops the run
+            if len(clips) == 1:
+                raise
+            print(f"skipped {name}: {error}", file=sys.stderr)
+            unreadable[name] = str(error)
+            continue
         if not args.no_warp and num_frames >= 2 and (pred_info.height < MIN_FLOW_HEIGHT
                                                      or pred_info.width < MIN_FLOW_WIDTH):  # else refused mid-run
             raise InputError(f"{pred}: E*warp needs frames at least {MIN_FLOW_HEIGHT} pixels high and "
@@ -191,6 +200,7 @@ def _check_pairs(args: argparse.Namespace, clips: Sequence[tuple[str, Path, Path
         if pred_info.frame_rate != gt_info.frame_rate and not (pred_info.is_image_folder or gt_info.is_image_folder):
             print(f"note: {pred} plays at {pred_info.fps:g} fps and {gt} at {gt_info.fps:g}; frames are compared "
                   f"in order, frame i with frame i")
+    return unreadable
 
 
 def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -202,10 +212,11 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     videos = [video for _, pred, gt in clips for video in (pred, gt)]
     check_json_output(args.json, args.overwrite, videos, "metrics.json")  # before the metrics, not after
     learned = _load_learned(args, device)
-    _check_pairs(args, clips)
+    skipped = _check_pairs(args, clips)  # clip name -> why it could not be scored
     results: dict[str, dict[str, float]] = {}
-    skipped: dict[str, str] = {}  # clip name -> why it could not be scored
     for name, pred, gt in clips:
+        if name in skipped:
+            continue
         try:
             results[name] = evaluate_videos(str(pred), str(gt), scale=args.scale, warp=not args.no_warp,
                                             progress=True, crop_gt=args.crop_gt, learned=learned,
