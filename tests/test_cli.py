@@ -62,6 +62,21 @@ def test_help_is_plain_text(command, capsys):
     assert "usage: star-vsr" in out and "``" not in out
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["degrade", "in.mp4", "-o", "out.mp4", "--scale", "7"],
+     "star-vsr degrade: error: argument --scale: invalid choice: 7 (choose from 2, 3, 4) (see star-vsr degrade "
+     "--help)"),
+    (["upscale", "in.mp4"], "star-vsr upscale: error: the following arguments are required: -o/--output (see "),
+    (["distill", "cache-teacher", "-o", "x"], "star-vsr distill cache-teacher: error: the following arguments are "),
+])
+def test_a_bad_flag_is_one_line_without_the_usage_block(argv, message, capsys):
+    """argparse printed every flag of the command (15 lines for upscale) above its one-line message."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith(message) and err.count("\n") == 1 and "usage" not in err, err
+
+
 def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "star_vsr", "info", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "VIDEO" in result.stdout.upper()
