@@ -920,6 +920,35 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
                        f"{output_dir / RESUMES_FILE} ({CONFIG_FILE} keeps those the run started with)")
 
 
+def check_same_data(checkpoint: Optional[Path], record_name: str, data_id: str, change: str, allowed: bool) -> None:
+    """``InputError`` when the run that saved ``checkpoint`` started on other data than ``data_id`` (its record
+    ``record_name`` beside the checkpoint differs) and ``allowed`` (``--allow_changed_settings``) is false: a
+    data folder or teacher cache changed under a paused run would go on with other clips at every step. ``change``
+    says what changed, for the message (``--train_data DIR changed since this run started``). A run without a
+    record (a new one, or one of an earlier version) passes."""
+    record = Path(checkpoint).parent / record_name if checkpoint is not None else None
+    if record is not None and record.is_file() and record.read_text().strip() != data_id and not allowed:
+        raise InputError(f"{change}: going on would train on other clips or targets; resume with the data it started "
+                         f"on, start a new --output_dir, or pass --allow_changed_settings")
+
+
+def record_data_id(output_dir: Path, checkpoint: Optional[Path], record_name: str, data_id: Optional[str]) -> None:
+    """Keep ``data_id`` (None: nothing to record) in ``output_dir / record_name`` for ``check_same_data`` (main
+    process, once the run has started): a new run writes it; a resume keeps the record of its start (or copies that
+    of the folder it goes on from), unless its data differs, which ``--allow_changed_settings`` let through: the run
+    goes on with that data, and the next resume compares with it."""
+    record = Path(output_dir) / record_name
+    if checkpoint is None:
+        record.unlink(missing_ok=True)
+    elif from_elsewhere(checkpoint, output_dir):  # gone on from another folder's run
+        record.unlink(missing_ok=True)  # (another run's, if any)
+        if (Path(checkpoint).parent / record_name).is_file():
+            shutil.copyfile(Path(checkpoint).parent / record_name, record)
+    if data_id is not None and (checkpoint is None or record.is_file()) and (
+            not record.is_file() or record.read_text().strip() != data_id):
+        record.write_text(data_id + "\n")
+
+
 #: A SIGTERM this soon after the first Ctrl-C is the same request passed on: ``accelerate launch`` (1.16) answers
 #: Ctrl-C by terminating its training process at once, then kills it 5 s later.
 LAUNCHER_ECHO_SECONDS = 2.0

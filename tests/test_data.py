@@ -219,6 +219,35 @@ def test_random_flips_and_crops(tmp_path):
     assert 4 <= flipped <= 20 and lefts < 24
 
 
+def test_fingerprint_changes_with_the_files_and_captions_a_data_set_reads(tmp_path):
+    """What a resumed training run compares with its start (train_star.py's train_data.sha256)."""
+    import os
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_test_video(clips / "a.mp4", num_frames=3, size=(16, 16))
+
+    def fingerprint(source=clips):
+        return VideoClipDataset(source, num_frames=2, crop_size=8, scale=4, degradation=None).fingerprint()
+
+    first = fingerprint()
+    assert fingerprint() == first and len(first) == 64  # the same files: the same data
+    write_test_video(clips / "b.mp4", num_frames=3, size=(16, 16), seed=1)
+    added = fingerprint()
+    (clips / "b.mp4").unlink()
+    assert added != first and fingerprint() == first
+    os.utime(clips / "a.mp4", ns=(0, 0))  # replaced (another modification time, as a copy over it gives)
+    assert fingerprint() != first
+    listing = tmp_path / "list.json"  # the same file with another caption
+    listing.write_text(json.dumps([{"path": str(clips / "a.mp4"), "caption": "a cat"}]))
+    cat = fingerprint(listing)
+    listing.write_text(json.dumps([{"path": str(clips / "a.mp4"), "caption": "a dog"}]))
+    assert fingerprint(listing) != cat
+    photos = ImageMotionDataset(training_photos()[:2], num_frames=2, crop_size=8, scale=4, degradation=None)
+    assert photos.fingerprint() != ImageMotionDataset(training_photos()[:3], num_frames=2, crop_size=8, scale=4,
+                                                      degradation=None).fingerprint()
+
+
 def test_video_files_decord_and_captions_from_lists(tmp_path):
     write_test_video(tmp_path / "clip.mp4", num_frames=10, size=(32, 48))
     (tmp_path / "clip.txt").write_text("a sliding texture\n")

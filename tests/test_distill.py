@@ -986,9 +986,10 @@ def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, 
         training_args(cache, tmp_path / "new", *elsewhere)
     assert "was rebuilt since this run started" in capsys.readouterr().err
     _, args = training_args(cache, tmp_path / "new", *elsewhere, "--allow_changed_settings")
-    script.main(args)  # the new folder keeps the record of the cache the run started on
+    script.main(args)  # the change let through: the run goes on with that cache, which the next resume compares with
     record = "train_cache.sha256"
-    assert (tmp_path / "new" / record).read_text() == (tmp_path / "run" / record).read_text()
+    assert (tmp_path / "new" / record).read_text() == script.cache_id(cache) + "\n" != (tmp_path / "run" /
+                                                                                         record).read_text()
     # a record in the output folder is another run's when the checkpoint comes from elsewhere: not compared, and
     # replaced by the checkpoint's run's
     (tmp_path / "old").mkdir()

@@ -426,6 +426,40 @@ def test_a_resume_with_allowed_changes_trains_with_them_and_a_damaged_checkpoint
     assert step["step"] == 3 and step["lr"] == pytest.approx(2e-3)  # the constant schedule at the new rate
 
 
+def test_a_resume_on_a_data_folder_with_files_added_is_refused(tmp_path, capsys):
+    """A photo added to --train_data between a stop and the resume changed which clip every later step drew, and the
+    resume went on without a word; the run records its data's fingerprint and a resume compares it."""
+    import skimage.data
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(getattr(skimage.data, name)()[:64, :64]).save(photos / f"{name}.png")
+
+    def run(*extra):
+        train_star.main(train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"),
+                                               *FAST, "--train_data", str(photos), "--checkpointing_steps", "1",
+                                               "--validation_steps", "0", "--report_to", "none", *extra]))
+
+    run("--max_train_steps", "1")
+    assert len((tmp_path / "run" / "train_data.sha256").read_text().strip()) == 64
+    resume = ["--max_train_steps", "2", "--resume_from_checkpoint", "latest"]
+    Image.fromarray(skimage.data.rocket()[:64, :64]).save(photos / "rocket.png")
+    with pytest.raises(InputError, match=rf"--train_data {photos} changed since this run started \(files added, "
+                                         rf"removed or replaced\): going on would train on other clips .* pass "
+                                         rf"--allow_changed_settings"):
+        run(*resume)
+    assert not (tmp_path / "run" / "checkpoint-2").exists()
+    (photos / "rocket.png").unlink()  # the data it started on: goes on
+    run(*resume)
+    assert [entry["step"] for entry in read_log(tmp_path / "run")] == [1, 2]
+    Image.fromarray(skimage.data.rocket()[:64, :64]).save(photos / "rocket.png")
+    run("--max_train_steps", "3", "--resume_from_checkpoint", "latest", "--allow_changed_settings")  # asked for
+    run("--max_train_steps", "4", "--resume_from_checkpoint", "latest")  # the run goes on with the data it took
+    assert [entry["step"] for entry in read_log(tmp_path / "run")] == [1, 2, 3, 4]
+
+
 def test_a_resume_keeps_the_settings_the_run_started_with_and_records_its_own(runs):
     """Run B started with max_train_steps 2 and was resumed with 4 (accepted: it changes no step's training)."""
     resumed = runs["resumed"]

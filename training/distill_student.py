@@ -40,7 +40,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -65,10 +64,11 @@ from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, add_optimizer_arguments,
                                    apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
-                                   check_run_settings, checkpoint_step, finishing_message, from_elsewhere,
+                                   check_run_settings, check_same_data, checkpoint_step, finishing_message,
                                    load_training_checkpoint, optional_value, parse_with_config, path_or_none,
-                                   prepare_output_dir, record_final_step, record_run_settings, resume_checkpoint,
-                                   resuming_message, run_script, tensorboard_pattern, tracker_init_kwargs)
+                                   prepare_output_dir, record_data_id, record_final_step, record_run_settings,
+                                   resume_checkpoint, resuming_message, run_script, tensorboard_pattern,
+                                   tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -230,16 +230,15 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
             check_number(args, "validation_frames", 1)
     except InputError as error:
         parser.error(str(error))
-    resumed = (resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
-               if args.train_cache is not None and args.resume_from_checkpoint is not None else None)
-    # the record of the cache the run started on: in the folder of the checkpoint it goes on from (the output
-    # folder, or another one whose run goes on here; a record in the output folder then is another run's)
-    started_on = resumed.parent / CACHE_ID_NAME if resumed is not None else None
-    if (started_on is not None and started_on.is_file()
-            and started_on.read_text().strip() != cache_id(args.train_cache) and not args.allow_changed_settings):
-        parser.error(f"--train_cache {args.train_cache} was rebuilt since this run started (its manifest differs): "
-                     f"going on would train on other targets; resume with the cache it started on, start a new "
-                     f"--output_dir, or pass --allow_changed_settings")
+    if args.train_cache is not None and args.resume_from_checkpoint is not None:
+        # the record of the cache the run started on: in the folder of the checkpoint it goes on from (the output
+        # folder, or another one whose run goes on here; a record in the output folder then is another run's)
+        try:
+            check_same_data(resume_checkpoint(args.output_dir, args.resume_from_checkpoint), CACHE_ID_NAME,
+                            cache_id(args.train_cache), f"--train_cache {args.train_cache} was rebuilt since this run "
+                            f"started (its manifest differs)", args.allow_changed_settings)
+        except InputError as error:
+            parser.error(str(error))
     if args.scale_range is not None:
         low, high = args.scale_range
         if not 1 <= low <= high <= args.scale:
@@ -570,15 +569,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
     if accelerator.is_main_process:
         record_run_settings(args, build_parser(), path)
-        record = Path(args.output_dir) / CACHE_ID_NAME
-        if path is None:  # a new run: the cache it starts on (a resume keeps the record of its start)
-            record.unlink(missing_ok=True)
-            if args.train_cache is not None:
-                record.write_text(cache_id(args.train_cache) + "\n")
-        elif from_elsewhere(path, args.output_dir):  # gone on from another folder's run
-            record.unlink(missing_ok=True)  # (another run's, if any)
-            if (path.parent / CACHE_ID_NAME).is_file():
-                shutil.copyfile(path.parent / CACHE_ID_NAME, record)
+        record_data_id(Path(args.output_dir), path, CACHE_ID_NAME,
+                       cache_id(args.train_cache) if args.train_cache is not None else None)
 
     logger.info(f"***** distilling: {len(dataset)} clips, {args.max_train_steps} steps of batch "
                 f"{args.train_batch_size} x {accelerator.num_processes} x {args.gradient_accumulation_steps}, "

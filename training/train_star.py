@@ -22,8 +22,8 @@ What it does (STAR, Xie et al. 2025, Sec. 3):
    MSE plus the dynamic frequency loss on VAE-decoded clean estimates, decoded *with* gradient.
 4. Saves Accelerate checkpoints every ``checkpointing_steps``, and at the end of the current step on
    Ctrl-C or SIGTERM (each written whole before it replaces anything; ``--resume_from_checkpoint
-   latest`` continues exactly where a run stopped, with the settings that trained the checkpoint unless
-   ``--allow_changed_settings``; an output folder holding another run is refused unless
+   latest`` continues exactly where a run stopped, with the settings that trained the checkpoint and the data it
+   started on (``train_data.sha256``) unless ``--allow_changed_settings``; an output folder holding another run is refused unless
    ``--overwrite_output_dir``), records its settings in ``train_config.yaml`` (resumes in
    ``train_config_resumes.yaml``), validates every ``validation_steps`` (PSNR/SSIM and
    frames in TensorBoard and ``output_dir/validation``), logs every step to TensorBoard and to
@@ -88,9 +88,10 @@ from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS
 from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add_checkpoint_arguments,
                                    add_optimizer_arguments, apply_run_hyperparameters, bool_value,
-                                   check_batches_per_epoch, check_number, check_run_settings, checkpoint_step,
-                                   finishing_message, load_training_checkpoint, optional_value, parse_with_config,
-                                   path_or_none, prepare_output_dir, record_final_step, record_run_settings,
+                                   check_batches_per_epoch, check_number, check_run_settings, check_same_data,
+                                   checkpoint_step, finishing_message, load_training_checkpoint, optional_value,
+                                   parse_with_config, path_or_none, prepare_output_dir, record_data_id,
+                                   record_final_step, record_run_settings,
                                    resume_checkpoint, resuming_message, run_script, tensorboard_pattern,
                                    tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
@@ -107,6 +108,9 @@ LORA_FOLDER = "unet_lora"
 TRAIN_LOG_FILE = "train_log.jsonl"
 #: Folder of validation frame strips.
 VALIDATION_FOLDER = "validation"
+#: The fingerprint of the training data a run started on (``ClipPairDataset.fingerprint``), kept in its output
+#: folder: a resume on a data folder with files added, removed or replaced is refused (``check_same_data``).
+DATA_ID_NAME = "train_data.sha256"
 
 
 # =============================================================================== configuration
@@ -285,7 +289,7 @@ def run_outputs(settings: Mapping[str, Any]) -> list[str]:
     every training run: glob patterns relative to it, which ``--overwrite_output_dir`` deletes
     (``star_vsr.training_run.clear_old_run``)."""
     tensorboard = tensorboard_pattern(settings["logging_dir"], settings["tracker_project_name"])
-    return [TRAIN_LOG_FILE, f"{VALIDATION_FOLDER}/step-*.png", LORA_FOLDER, tensorboard]
+    return [TRAIN_LOG_FILE, f"{VALIDATION_FOLDER}/step-*.png", LORA_FOLDER, DATA_ID_NAME, tensorboard]
 
 
 def flat_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -685,6 +689,9 @@ def main(args: argparse.Namespace) -> None:
 
     # 2. Data: order fixed by (seed, epoch), samples by (seed, epoch, index)
     dataset = build_dataset(args)
+    data_id = dataset.fingerprint()
+    check_same_data(resume_path, DATA_ID_NAME, data_id, f"--train_data {args.train_data} changed since this run "
+                    f"started (files added, removed or replaced)", args.allow_changed_settings)
     check_batches_per_epoch(len(dataset), args, accelerator.num_processes)
     val_sample = validation_sample(args, dataset) if args.validation_steps and accelerator.is_main_process else None
     if accelerator.is_main_process:
@@ -722,6 +729,7 @@ def main(args: argparse.Namespace) -> None:
         accelerator.print(f"No checkpoint in {output_dir}; starting a new run")
     if accelerator.is_main_process:
         record_run_settings(args, build_parser(), resume_path)
+        record_data_id(output_dir, resume_path, DATA_ID_NAME, data_id)
     first_epoch = global_step // updates_per_epoch
     if global_step >= args.max_train_steps:  # stopped after its last checkpoint, before the final model was written
         accelerator.print(finishing_message(resume_path, args.max_train_steps))

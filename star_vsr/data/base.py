@@ -19,9 +19,11 @@ instead, and the training loop says them once (``report_skips``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, Iterator, Sequence, Union
 
 import numpy as np
@@ -75,6 +77,25 @@ def as_size(size: CropSize, name: str = "crop_size") -> tuple[int, int]:
     if min(pair) < 1:
         raise InputError(f"{name} must be positive, got {size!r}")
     return pair
+
+
+def sources_fingerprint(sources: Sequence[Union[str, Path, np.ndarray]], captions: Sequence[Any] = ()) -> str:
+    """SHA-256 (hex) of a data set's sources in order: for a path (file or frame folder) the path, its bytes,
+    latest modification time and file count (``star_vsr.resume.input_fingerprint``); for an image array its shape
+    and bytes; then ``captions`` (JSON). Files added to, removed from or replaced in a data folder change it, and
+    with them the clip each step of a resumed run draws."""
+    from star_vsr.resume import input_fingerprint
+
+    digest = hashlib.sha256()
+    for source in sources:
+        if isinstance(source, np.ndarray):
+            digest.update(json.dumps(list(source.shape)).encode())
+            digest.update(np.ascontiguousarray(source).tobytes())
+        else:
+            path = Path(source)
+            digest.update(json.dumps([str(path), input_fingerprint(path) if path.exists() else None]).encode())
+    digest.update(json.dumps(list(captions)).encode())
+    return digest.hexdigest()
 
 
 def check_seed(seed: int) -> None:
@@ -146,6 +167,11 @@ class ClipPairDataset(Dataset, ABC):
     @abstractmethod
     def source_name(self, source: int) -> str:
         """A human-readable name (path) of source ``source`` for warnings."""
+
+    def fingerprint(self) -> str:
+        """What the sources are (``sources_fingerprint``; here of the sources' names as paths): a resumed training
+        run compares it with its start's."""
+        return sources_fingerprint([self.source_name(i) for i in range(self.num_sources)])
 
     @abstractmethod
     def load_clip(self, source: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:

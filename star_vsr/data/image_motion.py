@@ -25,7 +25,7 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize
+from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize, sources_fingerprint
 from star_vsr.data.pairs import DegradationSpec
 from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError
 from star_vsr.evalset import COLOUR_TRAINING_PHOTO_NAMES, load_photo
@@ -147,6 +147,9 @@ class ImageMotionDataset(ClipPairDataset):
     def source_name(self, source: int) -> str:
         image = self.images[source]
         return str(image) if isinstance(image, (str, Path)) else f"images[{source}]"
+
+    def fingerprint(self) -> str:
+        return sources_fingerprint(self.images)
 
     def _image(self, source: int) -> np.ndarray:
         image = self.images[source]

@@ -31,7 +31,7 @@ from typing import Any, Literal, Optional, Sequence, Union
 
 import numpy as np
 
-from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize
+from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize, sources_fingerprint
 from star_vsr.data.pairs import DegradationSpec
 from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError
 from star_vsr.io import probe_video, read_frames
@@ -237,6 +237,9 @@ class VideoClipDataset(ClipPairDataset):
 
     def source_name(self, source: int) -> str:
         return str(self.sources[source].path)
+
+    def fingerprint(self) -> str:
+        return sources_fingerprint([s.path for s in self.sources], [s.caption for s in self.sources])
 
     def _probe(self, source: int) -> VideoInfo:
         if source not in self._info:
