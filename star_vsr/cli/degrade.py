@@ -6,11 +6,9 @@ video-codec compression (libx264 or mpeg4). Long videos are processed in segment
 frames that share the drawn parameters; each segment is compressed as a clip (a keyframe at each
 segment start, like a GOP). The result is written as a video (H.264 for .mp4, lossless FFV1 for
 .mkv with ``--codec ffv1``) with the input's frame rate and audio. Same input and ``--seed`` give
-the same frames (H.264 is encoded without x264's assembly code for that: with it, runs differed) with the
-same number of torch threads (OMP_NUM_THREADS) on the same kind of CPU: torch's bilinear and bicubic resizes
-round the last bit differently by thread count, and the Poisson noise sampler, whose draws depend on the
-rate, can turn one such bit into other noise for the rest of the clip (same distribution, other frames;
-seen on 1 of 4 seeds of a 96x64 clip, 1 vs 2 threads).
+the same frames on the same kind of CPU, whatever the number of threads (H.264 is encoded without x264's assembly
+code for that: with it, runs differed; the chain's resizes run on one thread, as torch's resize kernels round the
+last bit differently by thread count and the Poisson noise after them turned that into other frames).
 
 A folder of clips (videos and frame folders, as REDS4 / Vid4 lay out GT/calendar/*.png) is
 degraded clip by clip into the folder -o, named as upscale-batch names its outputs (--codec png:

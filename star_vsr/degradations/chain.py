@@ -37,8 +37,9 @@ class RealWorldDegradation:
 
     Holds no random state, so it pickles into DataLoader workers; every call takes its own seed
     or `torch.Generator`. Runs on the CPU (the JPEG and codec stages are CPU-only) with torch's
-    current thread settings, which it leaves alone; the codec encodes on one thread so that its
-    output does not depend on the machine.
+    current thread settings, except the resizes and the codec, which run on one thread so that the
+    output does not depend on the thread count (torch's resize kernels round the last bit differently by
+    thread count, and the encoders decide differently).
 
     Parameters:
         config: Ranges of every random choice (default: the `medium` preset).
@@ -67,8 +68,8 @@ class RealWorldDegradation:
         return f"{type(self).__name__}(scale={self.scale}, config={self.config})"
 
     def __call__(self, hr: torch.Tensor, seed: int | torch.Generator) -> torch.Tensor:
-        """Draw parameters from `seed` and degrade `hr`; same seed -> bit-identical output (with the same
-        number of torch threads on the same kind of CPU: see ``star_vsr.cli.degrade``).
+        """Draw parameters from `seed` and degrade `hr`; same seed -> bit-identical output (on the same kind
+        of CPU, whatever the number of threads: see ``star_vsr.cli.degrade``).
 
         Args:
             hr: (n, 3, h, w) float clip in [0, 1] on the CPU; h and w divisible by `scale`.

@@ -63,8 +63,16 @@ def resize_clip(clip: torch.Tensor, size: tuple[int, int], mode: str) -> torch.T
         raise InputError(f"Resize target {size} must be at least 1x1 pixels.")
     if tuple(clip.shape[-2:]) == tuple(size):
         return clip
-    if mode == "area":
-        return F.interpolate(clip, size=size, mode="area")
-    if mode in ("bilinear", "bicubic"):
+    if mode not in ("area", "bilinear", "bicubic"):
+        raise InputError(f"Unknown resize mode {mode!r}; use area, bilinear or bicubic.")
+    # On one thread: torch's resize kernels differ in the last bit with the number of threads (how the rows are
+    # split across them; in float64 too), and the Poisson noise and JPEG after a resize turn that into whole levels
+    # (`star-vsr degrade` on 2 threads and on 1 gave clips up to 75 levels apart). A resize is milliseconds.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if mode == "area":
+            return F.interpolate(clip, size=size, mode="area")
         return F.interpolate(clip, size=size, mode=mode, align_corners=False, antialias=False)
-    raise InputError(f"Unknown resize mode {mode!r}; use area, bilinear or bicubic.")
+    finally:
+        torch.set_num_threads(threads)
