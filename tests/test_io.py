@@ -239,8 +239,9 @@ def test_a_few_frames_of_uneven_delays_are_variable_rate_and_jitter_is_not(tmp_p
 
 def test_an_mp4_whose_last_frame_is_held_is_read_at_its_frames_rate(tmp_path):
     """MP4's average rate counts the last frame's duration: 50 frames at 25 fps with the last shown for two periods
-    is 1250/51 fps there, which put late frames 0.98 periods off (a variable rate, since the threshold is half a
-    period; before, a constant 24.5 fps that slowed the video down)."""
+    is 1250/51 fps there, which put late frames 0.98 periods off (before, a constant 24.5 fps that slowed the video
+    down). The frames are at 25 fps, and the held last frame keeps its length, as in Matroska (one period past
+    where 25 fps ends it: a variable rate, the threshold being half a period)."""
     path = tmp_path / "held.mp4"
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=25)
@@ -257,7 +258,8 @@ def test_an_mp4_whose_last_frame_is_held_is_read_at_its_frames_rate(tmp_path):
         for packet in packets:
             container.mux(packet)
     info = probe_video(path)
-    assert info.frame_rate == 25 and info.frame_times is None and info.timing_error_s == 0
+    assert info.frame_rate == 25 and info.frame_times == tuple(Fraction(k, 25) for k in range(50))
+    assert info.last_frame_s == Fraction(2, 25) and info.timing_error_s == pytest.approx(0.04)
 
 
 @pytest.mark.parametrize(("codec", "name"), [("h264", "a.mp4"), ("h264", "b.mkv"), ("ffv1", "c.mkv")])
@@ -452,9 +454,9 @@ def test_a_change_of_frame_size_mid_stream_is_refused_by_name(tmp_path, deinterl
         for frame in reader:
             frames.append(frame)
     assert len(frames) == 4 and (combing(np.stack(frames)) < 5) == deinterlace
-    assert str(refused.value) == (f"{joined}: its frame size changes from 64x48 to 64x96 mid-way; star-vsr needs one "
-                                  f"frame size: cut the video where it changes, or scale it to one size first "
-                                  f"(ffmpeg -i IN -vf scale=64:48 OUT)")
+    assert str(refused.value) == (f"{joined}: its frame size changes from 64x48 to 64x96 at frame 4; star-vsr needs "
+                                  f"one frame size: cut the video where it changes (its first 4 frames are one size), "
+                                  f"or scale it to one size first (ffmpeg -i IN -vf scale=64:48 OUT)")
     assert cli_main(["upscale", str(joined), "-o", str(tmp_path / "out.mp4")]) == 2
     assert not (tmp_path / "out.mp4").exists()
 
@@ -1387,6 +1389,69 @@ def test_a_last_frame_held_long_keeps_its_length(tmp_path):
     for name in ("out.mp4", "again.mkv", "again.mp4"):
         again = probe_video(tmp_path / name)
         assert again.timeline == info.timeline and again.missing_s == 0 and again.caveats() == [], name
+
+
+def test_a_short_video_that_changes_size_has_its_first_frames_size(tmp_path, capsys):
+    """FFmpeg's probe of a short Matroska file whose H.264 stream switches from 48x32 to 64x48 gives the later size,
+    so the error read "changes from 64x48 to 48x32" and --max-frames 6, all 48x32 frames, was refused."""
+    import io
+
+    def raw_h264(width: int, height: int, seed: int) -> bytes:
+        buffer = io.BytesIO()
+        with av.open(buffer, "w", format="h264") as out:
+            stream = out.add_stream("libx264", rate=24, options={"bf": "0"})
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for frame in synthetic_frames(6, (height, width), seed=seed):
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            out.mux(stream.encode(None))
+        return buffer.getvalue()
+
+    (tmp_path / "mid.h264").write_bytes(raw_h264(48, 32, 0) + raw_h264(64, 48, 1))
+    with av.open(str(tmp_path / "mid.h264"), format="h264") as source, av.open(str(tmp_path / "mid.mkv"), "w") as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        stream.time_base = Fraction(1, 1000)
+        for index, packet in enumerate(p for p in source.demux(source.streams.video[0]) if p.size):
+            packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = stream, Fraction(1, 24), \
+                index, index, 1
+            out.mux(packet)
+    info = probe_video(tmp_path / "mid.mkv")
+    assert (info.width, info.height, info.num_frames) == (48, 32, 12)
+    with open_video(tmp_path / "mid.mkv") as reader, pytest.raises(UnsupportedVideoError) as refused:
+        list(reader)
+    assert "its frame size changes from 48x32 to 64x48 at frame 6" in str(refused.value)
+    assert cli_main(["upscale", str(tmp_path / "mid.mkv"), "-o", str(tmp_path / "up.mp4"), "--upscale", "2",
+                     "--max-frames", "6"]) == 0
+    capsys.readouterr()
+    assert (probe_video(tmp_path / "up.mp4").width, probe_video(tmp_path / "up.mp4").num_frames) == (96, 6)
+
+
+def test_a_constant_rate_video_whose_last_frame_is_held_keeps_its_length(tmp_path, capsys):
+    """Six frames at 24 fps, the last held for a second (an end card): read as constant-rate, the output's video
+    ended at 0.25 s, a second before its audio. In MP4 only the track's duration says so (the index's times are
+    evenly spaced), in Matroska the last packet's duration."""
+    for name in ("held.mp4", "held.mkv"):
+        with av.open(str(tmp_path / name), "w") as out:
+            stream = out.add_stream("libx264", rate=24, options={"bf": "0"})
+            stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+            stream.codec_context.time_base = Fraction(1, 24)
+            packets = []
+            for k, frame in enumerate(synthetic_frames(6, (32, 48))):
+                picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                picture.pts = k
+                packets += stream.encode(picture)
+            for packet in [*packets, *stream.encode(None)]:
+                packet.duration = 24 if packet.pts == 5 else 1  # ticks of 1/24 s: the last shown for 1 s
+                out.mux(packet)
+        info = probe_video(tmp_path / name)
+        assert info.timeline[-1] == pytest.approx(29 / 24, abs=0.002) and len(info.timeline) == 7, name
+        assert info.frame_times[:2] == (0, pytest.approx(1 / 24, abs=0.001)) and info.num_frames == 6
+        assert info.duration_s == pytest.approx(29 / 24, abs=0.002)
+    assert cli_main(["upscale", str(tmp_path / "held.mp4"), "-o", str(tmp_path / "up.mp4"), "--upscale", "2"]) == 0
+    capsys.readouterr()
+    with av.open(str(tmp_path / "up.mp4")) as container:
+        stream = container.streams.video[0]
+        assert float(stream.duration * stream.time_base) == pytest.approx(29 / 24, abs=0.002)  # it was 0.25 s
+    assert probe_video(tmp_path / "up.mp4").timeline[-1] == pytest.approx(29 / 24, abs=0.002)
 
 
 def test_a_last_frame_followed_by_b_frames_in_decode_order_has_no_known_length(tmp_path):

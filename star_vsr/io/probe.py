@@ -186,9 +186,9 @@ class VideoInfo:
         interlaced: The first frame is flagged interlaced (two fields of different instants
             woven together: DVD, broadcast and camcorder footage); see `open_video(deinterlace=)`.
         timing_error_s: How far (seconds) the latest frame is from where a constant `frame_rate`
-            puts it, ``max |t_i - t_0 - i / fps|`` over the frame timestamps: 0 for constant-rate
-            video, large for variable-rate recordings (screen captures, some phones). 0 where
-            unknown.
+            puts it, ``max |t_i - t_0 - i / fps|`` over the frame timestamps and the end of the last frame
+            where the file says it: 0 for constant-rate video, large for variable-rate recordings (screen
+            captures, some phones) and for a last frame held longer than the others. 0 where unknown.
         frame_times: For variable-rate video (`timing_error_s` over `VARIABLE_RATE_FRAMES`), each frame's
             time in seconds from the first; None for constant-rate video, where frame i is at
             i / `frame_rate`. Writers keep them from `timeline` (`VideoWriter(frame_times=)`).
@@ -491,10 +491,11 @@ def _timing_error(timestamps: Sequence[int], time_base: Fraction, frame_rate: Fr
     return float(Fraction(worst, time_base.denominator * frame_rate.numerator))
 
 
-def _read_first_frame(path: Path) -> tuple[DisplayOrientation, bool]:
-    """(orientation, interlaced) of a video file, from its first decoded frame: FFmpeg attaches
-    the display matrix to it (PyAV does not expose the stream's copy) and flags it interlaced.
-    (identity, False) when the first frame does not decode (the reader then reports the damage)."""
+def _read_first_frame(path: Path) -> tuple[DisplayOrientation, bool, tuple[int, int] | None]:
+    """(orientation, interlaced, (width, height) as stored) of a video file, from its first decoded frame: FFmpeg
+    attaches the display matrix to it (PyAV does not expose the stream's copy) and flags it interlaced; its size is
+    the video's (a stream that changes size can have the later size in its header, as FFmpeg probes it).
+    (identity, False, None) when the first frame does not decode (the reader then reports the damage)."""
     with open_container(path) as container:
         stream = find_video_stream(container, path)
         try:
@@ -502,8 +503,8 @@ def _read_first_frame(path: Path) -> tuple[DisplayOrientation, bool]:
         except av.FFmpegError:
             frame = None
     if frame is None:
-        return DisplayOrientation(), False
-    return _orientation(frame, path), bool(frame.interlaced_frame)
+        return DisplayOrientation(), False, None
+    return _orientation(frame, path), bool(frame.interlaced_frame), (frame.width, frame.height)
 
 
 #: The orientation of each right-angle ``VideoFrame.rotation`` (degrees counter-clockwise that the display
@@ -582,7 +583,12 @@ def _probe_container(path: Path) -> VideoInfo:
         # 0.32 s for frames shown over 0.54 s): both are taken from the presentation timestamps below
         variable_by_index = indexed and (_timing_error(timestamps, stream.time_base, frame_rate)
                                          > VARIABLE_RATE_FRAMES / frame_rate)
-        if timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES or variable_by_index:
+        # a last frame held longer (an end card, a slideshow's last slide): the index's times are evenly spaced,
+        # only the track's duration says so, and the packets' durations say by how much
+        held_by_index = indexed and stream.duration is not None and stream.time_base is not None and (
+            (stream.duration - (timestamps[-1] - timestamps[0])) * stream.time_base
+            > (1 + VARIABLE_RATE_FRAMES) / frame_rate)
+        if timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES or variable_by_index or held_by_index:
             timestamps, end = _frame_timestamps(container, stream, path)
         # one frame per packet: a header count can include empty packets (packed B-frames in AVI);
         # but a file cut short keeps the header's count, so that the reader reports it
@@ -612,8 +618,11 @@ def _probe_container(path: Path) -> VideoInfo:
             last_end = (end - timestamps[0]) * stream.time_base if end is not None else (
                 (timestamps[-1] - timestamps[0]) * stream.time_base + 1 / frame_rate)
             duration_s = float(last_end)
-        # a file cut short lost frames from the middle of a B-frame group: its gaps are no variable rate
-        timing_error_s = 0.0 if truncated else _timing_error(timestamps, stream.time_base, frame_rate)
+        # a file cut short lost frames from the middle of a B-frame group: its gaps are no variable rate; the end of
+        # the last frame, where known, counts as one more frame time (a last frame held for a second made the
+        # output's video end a second before its audio)
+        timing_error_s = 0.0 if truncated else _timing_error([*timestamps, *([end] if end is not None else [])],
+                                                             stream.time_base, frame_rate)
         frame_times = last_frame_s = None
         if timing_error_s > VARIABLE_RATE_FRAMES / frame_rate and len(timestamps) == num_frames:
             frame_times = tuple((t - timestamps[0]) * stream.time_base for t in timestamps)
@@ -638,7 +647,8 @@ def _probe_container(path: Path) -> VideoInfo:
         frame_rate, duration_s = DEFAULT_FOLDER_FPS, None
         orientation, interlaced, pixel_aspect = _exif_orientation(path) or DisplayOrientation(), False, 1
     else:
-        orientation, interlaced = _read_first_frame(path)
+        orientation, interlaced, first_size = _read_first_frame(path)
+        width, height = first_size or (width, height)
     width, height = orientation.display_size(width, height)
     if orientation.transpose:
         pixel_aspect = 1 / pixel_aspect

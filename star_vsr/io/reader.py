@@ -110,8 +110,9 @@ class VideoReader(ABC):
         self.close()
 
 
-def _to_rgb(frame: av.VideoFrame, info: VideoInfo) -> np.ndarray:
-    """A decoded frame as upright (h, w, 3) uint8 RGB; `UnsupportedVideoError` if it is not of the video's size.
+def _to_rgb(frame: av.VideoFrame, info: VideoInfo, index: int | None = None) -> np.ndarray:
+    """A decoded frame (number `index`, for the message) as upright (h, w, 3) uint8 RGB; `UnsupportedVideoError` if
+    it is not of the video's size (that of its first frame).
 
     YUV is converted by the frame's colour tags; untagged HD (wider than 1279 or taller than 576
     pixels) as BT.709, as players show it (FFmpeg's converter would take BT.601), SD as BT.601.
@@ -123,8 +124,9 @@ def _to_rgb(frame: av.VideoFrame, info: VideoInfo) -> np.ndarray:
     if rgb.shape[:2] != (info.height, info.width):  # two clips joined (.ts), a stream that switched resolution
         raise UnsupportedVideoError(
             f"{info.path}: its frame size changes from {info.width}x{info.height} to {rgb.shape[1]}x{rgb.shape[0]} "
-            f"mid-way; star-vsr needs one frame size: cut the video where it changes, or scale it to one size "
-            f"first (ffmpeg -i IN -vf scale={info.width}:{info.height} OUT)")
+            f"{'mid-way' if index is None else f'at frame {index}'}; star-vsr needs one frame size: cut the video "
+            f"where it changes{'' if index is None else f' (its first {index} frames are one size)'}, or "
+            f"scale it to one size first (ffmpeg -i IN -vf scale={info.width}:{info.height} OUT)")
     return rgb
 
 
@@ -215,7 +217,7 @@ class PyAVVideoReader(VideoReader):
             if self.deinterlace:
                 frames = _deinterlace(frames, stream, every_frame=self.deinterlace == "all")
             for frame in frames:
-                yield _to_rgb(frame, self.info)  # (h, w, 3)
+                yield _to_rgb(frame, self.info, count)  # (h, w, 3)
                 count += 1
                 if self.closed:
                     return
