@@ -1472,6 +1472,31 @@ def test_a_last_frame_followed_by_b_frames_in_decode_order_has_no_known_length(t
     assert info.frame_times[-1] == Fraction(21, 10) and info.last_frame_s is None and info.timeline == info.frame_times
 
 
+def test_audio_that_starts_before_the_first_frame_is_noted(tmp_path):
+    """Audio from 0 s and pictures from 1 s: an .mp4 output dropped the first second of audio without a word."""
+    path = tmp_path / "late.mkv"
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=24)
+        video.width, video.height, video.pix_fmt = 48, 32, "yuv420p"
+        audio = out.add_stream("aac", rate=48000)
+        audio.layout = "mono"
+        for k, frame in enumerate(synthetic_frames(6, (32, 48))):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts = 24 + k  # 1 s in
+            out.mux(video.encode(picture))
+        out.mux(video.encode(None))
+        for start in range(0, 60000, 1024):  # 1.25 s of silence from 0 s
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = 48000, start
+            out.mux(audio.encode(samples))
+        out.mux(audio.encode(None))
+    info = probe_video(path)
+    assert info.audio_lead_s == pytest.approx(1.0, abs=0.03)
+    assert f"{path}: its audio starts 1.00 s before its first frame; an .mp4 or .mov output leaves that audio " \
+           f"out (a .mkv output keeps it)" in info.caveats()
+    assert probe_video(write_test_video(tmp_path / "plain.mp4", 4, audio=True)).audio_lead_s < 0.1  # AAC priming
+
+
 def test_audio_only_file_is_not_a_video(tmp_path):
     path = tmp_path / "sound.m4a"
     with av.open(str(path), "w") as container:

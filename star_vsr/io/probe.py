@@ -59,6 +59,8 @@ SHORT_FILE_FRAMES = 5
 """Files of at most this many frames have their packets demuxed even when an index lists them: the
 decode timestamps of the frames an encoder holds back (2 for x264 / x265, a few more for others) lie
 before the first frame, evenly spaced by the writer, so in a file that short they hide a variable rate."""
+AUDIO_LEAD_NOTE_S = 0.1
+"""Audio that starts more than this many seconds before the first frame gets a note (`VideoInfo.audio_lead_s`)."""
 
 VARIABLE_RATE_FRAMES = 0.5
 """Frame times farther than this many frame periods from a constant rate make a video variable-rate (its frames
@@ -217,6 +219,9 @@ class VideoInfo:
             frame); outputs carry the audio that is there.
         side_alpha: The stream carries transparency beside its pixel format (VP8 / VP9 in WebM tagged
             ``alpha_mode`` 1), which FFmpeg's own decoder drops: `pix_fmt` reads yuv420p.
+        audio_lead_s: Seconds by which the first audio stream starts before the first frame (a recording whose
+            picture starts late): an .mp4 / .mov output leaves that audio out, a .mkv output keeps it; 0 when
+            the audio starts with the video or after it.
     """
 
     path: Path
@@ -246,6 +251,7 @@ class VideoInfo:
     video_streams: int = 1
     audio_cut: bool = False
     side_alpha: bool = False
+    audio_lead_s: float = 0.0
 
     @property
     def is_photo(self) -> bool:
@@ -282,6 +288,9 @@ class VideoInfo:
                          f"output's audio ends where the file's does")
         if self.subtitle_streams:
             notes.append(f"{self.path} has {self.subtitle_streams} subtitle track(s), which the output does not keep")
+        if self.audio_lead_s > AUDIO_LEAD_NOTE_S:  # (an encoder's priming samples start it a few ms early)
+            notes.append(f"{self.path}: its audio starts {self.audio_lead_s:.2f} s before its first frame; an .mp4 "
+                         f"or .mov output leaves that audio out (a .mkv output keeps it)")
         if self.missing_s:
             notes.append(
                 f"{self.path} looks cut short (an interrupted download or copy?): its header lists "
@@ -559,6 +568,10 @@ def _probe_container(path: Path) -> VideoInfo:
         audio, subtitles = container.streams.audio, container.streams.subtitles
         num_videos = len(video_streams(container))
         audio_cut = bool(audio) and _frames_beyond_file(audio[0], path) > 0
+        audio_lead_s = 0.0
+        if audio and None not in (audio[0].start_time, stream.start_time, audio[0].time_base, stream.time_base):
+            audio_lead_s = max(0.0, float(stream.start_time * stream.time_base
+                                          - audio[0].start_time * audio[0].time_base))
         codec = stream.codec_context.name
         pix_fmt = stream.codec_context.pix_fmt or "unknown"
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -668,6 +681,7 @@ def _probe_container(path: Path) -> VideoInfo:
         video_streams=num_videos,
         audio_cut=audio_cut,
         side_alpha=stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE")) == "1",
+        audio_lead_s=audio_lead_s,
         is_image_folder=False,
         frame_rate=frame_rate,
         orientation=orientation,
