@@ -29,11 +29,12 @@ from diffusers.utils import BaseOutput
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
-from star_vsr.errors import DeviceError, InputError, explain_out_of_memory_of_call, named, option
+from star_vsr.errors import DeviceError, InputError, MissingWeightsError, explain_out_of_memory_of_call, named, option
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
-from star_vsr.model_folder import (check_pipeline_folder, check_to_device, load_checked, local_load_kwargs,
-                                   save_pipeline_folder)
+from star_vsr.model_folder import (check_pipeline_folder, check_to_device, check_weights_fit, load_checked,
+                                   local_load_kwargs, save_pipeline_folder)
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
+from star_vsr.models.loading import without_weight_mismatch_logs
 from star_vsr.scheduling import DEFAULT_NOISE_LEVEL, NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize
 from star_vsr.tiling import blend_weights, default_overlap
@@ -188,8 +189,15 @@ class StarVSRPipeline(DiffusionPipeline):
         folder = Path(pretrained_model_name_or_path)
         check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls)
         kwargs = local_load_kwargs(kwargs)
-        pipe = load_checked(folder, "StarVSR", MISSING_WEIGHTS_HELP,
-                            lambda: super(StarVSRPipeline, cls).from_pretrained(folder, **kwargs))
+        with without_weight_mismatch_logs():  # the VAE's and text encoder's: refused below, in one message
+            pipe = load_checked(folder, "StarVSR", MISSING_WEIGHTS_HELP,
+                                lambda: super(StarVSRPipeline, cls).from_pretrained(folder, **kwargs))
+        for name in ("vae", "text_encoder"):  # (the UNet and ControlNet check their own weights)
+            if name not in kwargs:  # loaded from the folder, not passed in
+                try:
+                    check_weights_fit(getattr(pipe, name), folder / name, kwargs.get("variant"))
+                except MissingWeightsError as error:
+                    raise MissingWeightsError(f"{error}\n{MISSING_WEIGHTS_HELP}") from None
         if not {"dtype", "torch_dtype", "text_encoder"} & set(kwargs) and pipe.text_encoder.dtype != pipe.unet.dtype:
             # with no dtype, diffusers loads its models in float32 but transformers keeps the saved float16
             # of a converted folder's text encoder: one precision for the whole pipeline, the UNet's (a text

@@ -123,6 +123,38 @@ def check_save_folder(folder: Path, class_name: str) -> None:
                          f"mixed with this one's; save into another folder")
 
 
+def check_weights_fit(model: Any, folder: Path, variant: Optional[str] = None) -> None:
+    """``MissingWeightsError`` when the weights in ``folder`` (its safetensors files or shard index, of ``variant``)
+    do not hold exactly ``model``'s parameters and buffers: diffusers and transformers load a component whose
+    config.json no longer fits its weights (or weights missing a part) with the missing parameters left random and
+    the extra ones dropped, saying so only in a log line. The project's own models refuse that themselves
+    (``LocalModelMixin``); this covers the others (the VAE, the text encoder). Folders with only ``.bin`` weights
+    are not checked (their keys cannot be listed without loading them)."""
+    from safetensors import safe_open
+
+    suffix = f".{variant}" if variant else ""
+    index = [file for file in folder.glob(f"*{suffix}.safetensors.index.json")
+             if variant or file.name.count(".") == 3]  # (no variant: name.safetensors.index.json)
+    if index:
+        stored = set(json.loads(index[0].read_text(encoding="utf-8")).get("weight_map", {}))
+    else:
+        files = [file for file in folder.glob(f"*{suffix}.safetensors") if variant or file.name.count(".") == 1]
+        if not files:
+            return
+        stored = set()
+        for file in files:
+            with safe_open(str(file), framework="pt") as handle:
+                stored.update(handle.keys())
+    wanted = set(model.state_dict())
+    missing, unexpected = sorted(wanted - stored), sorted(stored - wanted)
+    if missing or unexpected:
+        parts = ([f"{len(missing)} parameters of the model are not in the weights (e.g. {missing[0]})"] if missing
+                 else []) + ([f"{len(unexpected)} in the weights have no place in the model (e.g. {unexpected[0]})"]
+                             if unexpected else [])
+        raise MissingWeightsError(f"{folder}: config.json does not fit the weights ({'; '.join(parts)}): the config "
+                                  f"was edited or the files come from different models; copy or save the folder again")
+
+
 def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T]) -> T:
     """``load()`` (a ``from_pretrained`` of a folder ``check_pipeline_folder`` passed), with the loaders'
     errors on damaged files (truncated weights, broken JSON, a config that does not fit its weights) as

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -360,6 +362,18 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
             weights.write_bytes(weights.read_bytes()[:500])
         return damage
 
+    def edit_config(component, key, value):
+        def damage(folder):
+            config = json.loads((folder / component / "config.json").read_text())
+            (folder / component / "config.json").write_text(json.dumps({**config, key: value}))
+        return damage
+
+    def drop_decoder(folder):
+        from safetensors.torch import load_file, save_file
+
+        weights = next((folder / "vae").glob("*.safetensors"))
+        save_file({k: v for k, v in load_file(weights).items() if not k.startswith("decoder.")}, weights)
+
     damages = {
         "truncated": (truncate("unet"), "could not be loaded .Unable to load weights"),
         # transformers lets safetensors' own error through (it was a traceback)
@@ -367,6 +381,12 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
         "bad_json": (lambda f: (f / "unet" / "config.json").write_text("{"), "could not be loaded .*not a valid JSON"),
         "no_scheduler": (lambda f: (f / "scheduler" / "scheduler_config.json").unlink(), "scheduler_config.json"),
         "no_vocabulary": (lambda f: (f / "tokenizer" / "tokenizer.json").unlink(), "tokenizer holds no vocabulary"),
+        # the VAE and the text encoder loaded such damage with random weights and only a log line
+        "vae_config": (edit_config("vae", "layers_per_block", 2), r"vae: config.json does not fit the weights \(\d+ "
+                                                                  r"parameters of the model are not in the weights"),
+        "text_encoder_config": (edit_config("text_encoder", "num_hidden_layers", 3),
+                                "text_encoder: config.json does not fit the weights"),
+        "vae_without_decoder": (drop_decoder, r"vae: config.json does not fit the weights .*e.g. decoder\."),
     }
     for name, (damage, reason) in damages.items():
         folder = tmp_path / name

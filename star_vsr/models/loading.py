@@ -22,20 +22,23 @@ from ..model_folder import check_model_folder, is_damaged_folder_error, local_lo
 
 
 @contextmanager
-def _without_weight_mismatch_logs() -> Iterator[None]:
+def without_weight_mismatch_logs() -> Iterator[None]:
     """diffusers' warnings that a load left parameters "newly initialized" ("You should probably TRAIN this
-    model") or weights unused, dropped while the block runs: ``LocalModelMixin`` refuses such a load, and the
-    warning printed before that error read as if the model had loaded."""
-    logger = logging.getLogger("diffusers.models.modeling_utils")
+    model") or weights unused, dropped while the block runs: ``LocalModelMixin`` and ``check_weights_fit`` refuse
+    such a load, and the warning printed before that error (every key of a VAE's decoder) read as if the model had
+    loaded."""
+    loggers = [logging.getLogger(name) for name in ("diffusers.models.modeling_utils", "transformers.modeling_utils")]
 
     def keep(record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Some weights of")
+        return not str(record.msg).startswith(("Some weights of", "You should probably TRAIN"))
 
-    logger.addFilter(keep)
+    for logger in loggers:
+        logger.addFilter(keep)
     try:
         yield
     finally:
-        logger.removeFilter(keep)
+        for logger in loggers:
+            logger.removeFilter(keep)
 
 
 class LocalModelMixin:
@@ -50,7 +53,7 @@ class LocalModelMixin:
         kwargs = local_load_kwargs(kwargs)  # local_files_only, and a dtype by name ("bf16") as the pipelines take it
         want_info = kwargs.pop("output_loading_info", False)
         try:
-            with _without_weight_mismatch_logs():  # refused below, in one message
+            with without_weight_mismatch_logs():  # refused below, in one message
                 model, info = super().from_pretrained(pretrained_model_name_or_path,  # type: ignore[misc]
                                                       output_loading_info=True, **kwargs)
         except Exception as error:
