@@ -542,10 +542,13 @@ class StarVSRPipeline(DiffusionPipeline):
         geometry = self.plan_geometry(source, upscale, tile_size, tile_overlap)
         windows = blend_weights(source.num_frames, chunk_frames, min(chunk_overlap, chunk_frames - 1))
         latent_shape = (self.vae.config.latent_channels, *geometry["canvas"])
-        if latents is not None and latents.numel() != source.num_frames * math.prod(latent_shape):
-            raise InputError(f"latents must hold ({source.num_frames}, {', '.join(map(str, latent_shape))}) values, "
-                             f"got shape {tuple(latents.shape)}")
-        start_latents = None if latents is None else latents.reshape(source.num_frames, *latent_shape).float().cpu()
+        expected = (source.num_frames, *latent_shape)  # (n, 4, h, w)
+        if latents is not None and (not isinstance(latents, torch.Tensor) or tuple(latents.shape) not in (
+                expected, (1, *expected))):  # (only the number of values was checked: swapped axes were scrambled)
+            got = f"shape {tuple(latents.shape)}" if isinstance(latents, torch.Tensor) else type(latents).__name__
+            raise InputError(f"latents must be a tensor of shape ({', '.join(map(str, expected))}) or (1, "
+                             f"{', '.join(map(str, expected))}) for this video and upscale, got {got}")
+        start_latents = None if latents is None else latents.reshape(expected).float().cpu()
 
         # 4. Timesteps; one random stream per frame, so results do not depend on windows or order
         if timesteps is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -281,6 +282,23 @@ def test_path_input(pipe, tmp_path):
 def test_bad_arguments_are_clear_errors(pipe, kwargs, match):
     with pytest.raises(InputError, match=match):
         run(pipe, video(n=2), **kwargs)
+
+
+def test_start_latents_must_have_the_documented_shape(pipe):
+    """Only their number of values was checked: latents with swapped axes were reshaped into noise without a word,
+    and a NumPy array was an AttributeError."""
+    clip = video(n=3, h=8, w=12)
+    shape = run(pipe, clip, upscale=2, output_type="latent").shape[1:]  # (n, 4, h, w) of this video at x2
+    start = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(run(pipe, clip, upscale=2, latents=start),
+                               run(pipe, clip, upscale=2, latents=start[None]))
+    n, c, h, w = shape
+    for bad in (start.reshape(n, c, w, h), start.permute(1, 0, 2, 3), start.numpy()):
+        got = f"shape {tuple(bad.shape)}" if isinstance(bad, torch.Tensor) else "ndarray"
+        message = (rf"^latents must be a tensor of shape \({n}, {c}, {h}, {w}\) or \(1, {n}, {c}, {h}, {w}\) for this "
+                   rf"video and upscale, got {re.escape(got)}$")
+        with pytest.raises(InputError, match=message):
+            run(pipe, clip, upscale=2, latents=bad)
 
 
 def test_noise_level_none_is_900_or_where_the_timesteps_start(pipe):
