@@ -39,6 +39,10 @@ from star_vsr.scene_cuts import SCENE_CUT_THRESHOLD, scene_cuts
 DEFAULT_CHUNK_SIZE = 8
 #: Eager steps run on a side stream before a CUDA graph is captured (cuDNN picks its kernels).
 CUDA_GRAPH_WARMUP_STEPS = 3
+#: How far (any pixel, [0, 1] scale) frame ``start_frame - 1`` may be from the last frame a resumed state saw: half
+#: an 8-bit level (the same frame, decoded again, is equal; a state given with another ``start_frame`` went on
+#: from the wrong frame without a word).
+RESUME_FRAME_TOLERANCE = 0.5 / 255
 
 MISSING_STUDENT_HELP = """\
 A student pipeline folder holds model_index.json and student/ (config + weights). Train one with
@@ -313,6 +317,11 @@ class StarStudentPipeline(DiffusionPipeline):
                 lr = lr.to(device=device, dtype=dtype)
                 if take_previous:
                     previous, lr, take_previous = lr[:1], lr[1:], False
+                    seen = None if state is None else state.last_lr_frame
+                    if seen is not None and float((previous - seen.to(previous)).abs().max()) > RESUME_FRAME_TOLERANCE:
+                        raise InputError(f"the state does not go with start_frame={start_frame}: the last frame it "
+                                         f"saw is not frame {start_frame - 1} of this video; pass the frame count "
+                                         f"state_sink gave with it")
                     if not len(lr):
                         continue
                 cuts = [False] * len(lr) if scene_cut_threshold is None else scene_cuts(lr, previous,

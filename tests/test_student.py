@@ -511,6 +511,21 @@ def test_a_state_after_the_last_frame_leaves_nothing_to_do_and_a_bad_state_is_na
         pipe(video, state={"hidden": 1}, start_frame=1)
 
 
+def test_a_state_given_with_another_start_frame_is_refused(pipe):
+    """A state taken after frame 4 given with start_frame=2 went on from the wrong frame, six wrong frames and no
+    error (black-box API test); the frame before start_frame must be the last one the state saw."""
+    video = photo_clip("coffee", 8, (128, 128), seed=1)["lq"]  # one scene: no cut resets the state
+    states = {}
+    whole = pipe(video, chunk_size=4, state_sink=lambda done, state: states.update({done: state})).frames
+    for wrong in (2, 3, 5):
+        with pytest.raises(InputError, match=rf"the state does not go with start_frame={wrong}: the last frame it saw "
+                                             rf"is not frame {wrong - 1} of this video"):
+            pipe(video, state=states[4], start_frame=wrong)
+    torch.testing.assert_close(pipe(video, state=states[4], start_frame=4).frames, whole[:, 4:], rtol=0, atol=0)
+    rebuilt = StarStudentState(*states[4].tensors())  # no frame to compare with: taken as given
+    assert pipe(video, state=rebuilt, start_frame=2).frames.shape[1] == 6
+
+
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "0.1", True])
 def test_scene_cut_threshold_is_checked(pipe, bad):
     with pytest.raises(InputError, match="scene_cut_threshold"):
