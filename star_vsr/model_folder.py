@@ -59,6 +59,9 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
                          f"{class_name}.from_pretrained, or with star_vsr.upscale.load_upscaler (any star-vsr folder)")
     components = [name for name, value in entries.items()
                   if not name.startswith("_") and isinstance(value, list) and value and value[0] is not None]
+    if expected_class is not None:  # diffusers' own errors: a bare ValueError ("expected ['student'], but only
+        # set() were passed", "has no class Nope")
+        _check_index_entries(index, entries, expected_class, help_text)
     for name in components:
         part = folder / name
         if not part.is_dir():
@@ -75,6 +78,31 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
             raise MissingWeightsError(f"{part} holds no vocabulary (tokenizer.json, or vocab.json + merges.txt; an "
                                       f"incomplete copy?).\n{help_text}")
     return class_name
+
+
+def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: type, help_text: str) -> None:
+    """``MissingWeightsError`` unless ``index`` (a ``model_index.json`` read as ``entries``) lists every component
+    that ``expected_class``'s ``__init__`` needs, each as ``[library, class]`` naming a class that can be imported."""
+    import importlib
+    import inspect
+
+    needed = [name for name, parameter in inspect.signature(expected_class.__init__).parameters.items()
+              if name != "self" and parameter.default is inspect.Parameter.empty
+              and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)]
+    for name in needed:
+        value = entries.get(name)
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value)):
+            raise MissingWeightsError(f"{index} does not list the {name!r} component a {expected_class.__name__} "
+                                      f"needs as [library, class] (got {value!r}): the file was edited or is from "
+                                      f"another version.\n{help_text}")
+        library, class_name = value
+        try:
+            found = hasattr(importlib.import_module(library), class_name)
+        except ImportError:
+            found = False
+        if not found:
+            raise MissingWeightsError(f"{index} names {library}.{class_name} for {name!r}, which does not exist: "
+                                      f"the file was edited or is from another version.\n{help_text}")
 
 
 def check_model_folder(folder: Path, class_name: str) -> None:

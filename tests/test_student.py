@@ -675,6 +675,25 @@ def test_missing_folder_is_a_missing_weights_error(tmp_path):
         StarStudentPipeline.from_pretrained(tmp_path / "nothing")
 
 
+def test_a_model_index_without_the_student_or_with_an_unknown_class_is_a_missing_weights_error(pipe, tmp_path):
+    """diffusers' bare ValueError ("expected ['student'], but only set() were passed") before (black-box API test)."""
+    pipe.save_pretrained(tmp_path / "student")
+    index_file = tmp_path / "student" / "model_index.json"
+    index = json.loads(index_file.read_text())
+    for entries, match in (({k: v for k, v in index.items() if k != "student"},
+                            r"does not list the 'student' component a StarStudentPipeline needs as \[library, class\] "
+                            r"\(got None\)(.|\n)*distill_student"),
+                           ({**index, "student": ["star_vsr.models.student", "Nope"]},
+                            r"names star_vsr.models.student.Nope for 'student', which does not exist"),
+                           ({**index, "student": ["star_vsr.no_such_module", "StarStudentModel"]},
+                            r"names star_vsr.no_such_module.StarStudentModel for 'student', which does not exist")):
+        index_file.write_text(json.dumps(entries))
+        with pytest.raises(MissingWeightsError, match=match):
+            StarStudentPipeline.from_pretrained(tmp_path / "student")
+    index_file.write_text(json.dumps(index))
+    assert isinstance(StarStudentPipeline.from_pretrained(tmp_path / "student"), StarStudentPipeline)
+
+
 def test_a_student_whose_config_does_not_fit_its_weights_is_refused(pipe, tmp_path):
     # an edited num_blocks loaded with two blocks randomly initialised, or two dropped (a log line): garbage out
     pipe.save_pretrained(tmp_path / "student")
