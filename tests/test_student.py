@@ -694,6 +694,18 @@ def test_a_model_index_without_the_student_or_with_an_unknown_class_is_a_missing
     assert isinstance(StarStudentPipeline.from_pretrained(tmp_path / "student"), StarStudentPipeline)
 
 
+def test_saving_a_model_into_a_file_is_refused(tmp_path):
+    """diffusers' ModelMixin.save_pretrained only logs "should be a directory" and returns None, saving nothing."""
+    from star_vsr.testing import tiny_star_components
+
+    (tmp_path / "student").write_text("mine")
+    models = (StarStudentModel.from_preset("tiny"), tiny_star_components(seed=0)["unet"])
+    for model in models:
+        with pytest.raises(InputError, match=rf"cannot save the model into {tmp_path / 'student'}: it is a file"):
+            model.save_pretrained(tmp_path / "student")
+    assert (tmp_path / "student").read_text() == "mine"
+
+
 def test_a_student_whose_config_does_not_fit_its_weights_is_refused(pipe, tmp_path):
     # an edited num_blocks loaded with two blocks randomly initialised, or two dropped (a log line): garbage out
     pipe.save_pretrained(tmp_path / "student")

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Union
 
-from ..errors import MissingWeightsError, first_line
+from ..errors import InputError, MissingWeightsError, first_line
 from ..model_folder import check_model_folder, is_damaged_folder_error, local_load_kwargs
 
 
@@ -44,7 +44,14 @@ def without_weight_mismatch_logs() -> Iterator[None]:
 class LocalModelMixin:
     """Put before ``ModelMixin`` in a model's bases: its ``from_pretrained`` reads a local folder only (nothing
     is downloaded) and refuses weights that leave a parameter of the config's model unset or that hold parameters
-    it has no place for. ``output_loading_info=True`` still returns ``(model, info)``."""
+    it has no place for. ``output_loading_info=True`` still returns ``(model, info)``. Its ``save_pretrained``
+    refuses a path that is a file (diffusers only logs that and returns, saving nothing)."""
+
+    def save_pretrained(self, save_directory: Union[str, Path], *args: Any, **kwargs: Any) -> None:
+        if Path(save_directory).exists() and not Path(save_directory).is_dir():
+            raise InputError(f"cannot save the model into {save_directory}: it is a file; a model is saved as a "
+                             f"folder (config.json and weights)")
+        super().save_pretrained(save_directory, *args, **kwargs)  # type: ignore[misc]
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, Path], **kwargs: Any) -> Any:
