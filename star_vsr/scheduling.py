@@ -114,6 +114,12 @@ def star_timesteps(noise_level: int = DEFAULT_NOISE_LEVEL, num_inference_steps: 
     grid = np.clip(grid, 0, t_start)
     kept = grid[:-1] if len(grid) > 1 else grid  # drop the smallest non-zero point
     timesteps = [int(round(t)) for t in kept]
-    # rounding may merge neighbours at very high step counts; diffusers needs strictly decreasing steps
+    # rounding merges neighbours when the steps outnumber the integer timesteps below t_start; diffusers needs
+    # strictly decreasing steps, and running fewer than asked without a word broke the promise of
+    # num_inference_steps model evaluations
     deduplicated = sorted(set(timesteps), reverse=True)
+    if len(deduplicated) < num_inference_steps:
+        raise InputError(f"num_inference_steps {num_inference_steps} does not fit below noise_level {noise_level}: "
+                         f"only {len(deduplicated)} distinct integer timesteps do ({spacing} spacing); lower "
+                         f"num_inference_steps or raise noise_level")
     return deduplicated

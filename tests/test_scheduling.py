@@ -78,3 +78,12 @@ def test_scheduler_runs_from_the_start_point_to_clean():
 def test_bad_schedule_arguments(args):
     with pytest.raises(InputError):
         star_timesteps(*args)
+
+
+def test_more_steps_than_timesteps_below_the_noise_level_is_refused():
+    """5 steps from noise_level 3 ran 3 (rounding merged them) without a word (black-box API test)."""
+    assert len(star_timesteps(900, 899)) == 899 and len(star_timesteps(3, 3)) == 3
+    for args in ((3, 5), (900, 900), (900, 800, "star_fast")):
+        with pytest.raises(InputError, match=rf"num_inference_steps {args[1]} does not fit below noise_level "
+                                             rf"{args[0]}: only \d+ distinct integer timesteps do"):
+            star_timesteps(*args)
