@@ -706,6 +706,25 @@ def test_saving_a_model_into_a_file_is_refused(tmp_path):
     assert (tmp_path / "student").read_text() == "mine"
 
 
+def test_a_folder_saved_as_a_variant_loads_with_it_and_without_it_says_so(pipe, tmp_path):
+    """Loaded without variant=, it was "damaged or incomplete: copy or save it again" (black-box API test)."""
+    from star_vsr import StarVSRPipeline
+    from star_vsr.testing import tiny_star_pipeline
+
+    pipe.save_pretrained(tmp_path / "student", variant="fp16")
+    assert [f.name for f in (tmp_path / "student" / "student").glob("*.safetensors")] == \
+        ["diffusion_pytorch_model.fp16.safetensors"]
+    with pytest.raises(MissingWeightsError, match="holds StarStudentModel weights saved as variant 'fp16' only: load "
+                                                  "it with variant='fp16'"):
+        StarStudentPipeline.from_pretrained(tmp_path / "student")
+    loaded = StarStudentPipeline.from_pretrained(tmp_path / "student", variant="fp16")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.student.state_dict().values(),
+                                                 pipe.student.state_dict().values()))
+    tiny_star_pipeline(seed=0).save_pretrained(tmp_path / "star", variant="fp16")  # the UNet's and ControlNet's too
+    assert (tmp_path / "star" / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    StarVSRPipeline.from_pretrained(tmp_path / "star", variant="fp16")
+
+
 def test_a_student_whose_config_does_not_fit_its_weights_is_refused(pipe, tmp_path):
     # an edited num_blocks loaded with two blocks randomly initialised, or two dropped (a log line): garbage out
     pipe.save_pretrained(tmp_path / "student")

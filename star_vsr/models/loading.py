@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Union
 
+from diffusers import ModelMixin
+
 from ..errors import InputError, MissingWeightsError, first_line
 from ..model_folder import check_model_folder, is_damaged_folder_error, local_load_kwargs
 
@@ -53,6 +55,10 @@ class LocalModelMixin:
                              f"folder (config.json and weights)")
         super().save_pretrained(save_directory, *args, **kwargs)  # type: ignore[misc]
 
+    # a pipeline's save_pretrained passes `variant`, `safe_serialization`, ... only to save methods whose signature
+    # lists them: this one's must read as ModelMixin's (`inspect.signature` follows __wrapped__)
+    save_pretrained.__wrapped__ = ModelMixin.save_pretrained  # type: ignore[attr-defined]
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, Path], **kwargs: Any) -> Any:
         folder = Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
@@ -66,6 +72,11 @@ class LocalModelMixin:
         except Exception as error:
             if not is_damaged_folder_error(error):
                 raise
+            variants = sorted({file.name.split(".")[-2] for file in folder.glob("*.*.safetensors")})
+            if variants and not kwargs.get("variant"):  # saved with save_pretrained(variant=...): not damaged
+                raise MissingWeightsError(f"{folder} holds {cls.__name__} weights saved as variant "
+                                          f"{' / '.join(map(repr, variants))} only: load it with "
+                                          f"variant={variants[0]!r}") from error
             raise MissingWeightsError(f"{folder}: {cls.__name__} could not be loaded ({first_line(error)}); the "
                                       f"folder is damaged or incomplete: copy or save it again") from error
         missing, unexpected = list(info["missing_keys"]), list(info["unexpected_keys"])
