@@ -174,11 +174,17 @@ def check_weights_fit(model: Any, folder: Path, variant: Optional[str] = None) -
             with safe_open(str(file), framework="pt") as handle:
                 stored.update(handle.keys())
     wanted = set(model.state_dict())
-    missing, unexpected = sorted(wanted - stored), sorted(stored - wanted)
-    if missing or unexpected:
-        parts = ([f"{len(missing)} parameters of the model are not in the weights (e.g. {missing[0]})"] if missing
-                 else []) + ([f"{len(unexpected)} in the weights have no place in the model (e.g. {unexpected[0]})"]
-                             if unexpected else [])
+    check_keys_fit(folder, sorted(wanted - stored), sorted(stored - wanted))
+
+
+def check_keys_fit(folder: Path, missing: list[str], unexpected: list[str], mismatched: list[str] = ()) -> None:
+    """``MissingWeightsError`` naming ``folder`` when a load found parameters of the model ``missing`` from its
+    weights, weights ``unexpected`` by the model, or weights of another shape (``mismatched``)."""
+    parts = [f"{len(names)} {what} (e.g. {names[0]})" for names, what in (
+        (missing, "parameters of the model are not in the weights"),
+        (unexpected, "in the weights have no place in the model"),
+        (mismatched, "in the weights have another shape than the model's")) if names]
+    if parts:
         raise MissingWeightsError(f"{folder}: config.json does not fit the weights ({'; '.join(parts)}): the config "
                                   f"was edited or the files come from different models; copy or save the folder again")
 

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Union
 from diffusers import ModelMixin
 
 from ..errors import InputError, MissingWeightsError, first_line
-from ..model_folder import check_model_folder, is_damaged_folder_error, local_load_kwargs
+from ..model_folder import check_keys_fit, check_model_folder, is_damaged_folder_error, local_load_kwargs
 
 
 @contextmanager
@@ -79,18 +79,6 @@ class LocalModelMixin:
                                           f"variant={variants[0]!r}") from error
             raise MissingWeightsError(f"{folder}: {cls.__name__} could not be loaded ({first_line(error)}); the "
                                       f"folder is damaged or incomplete: copy or save it again") from error
-        missing, unexpected = list(info["missing_keys"]), list(info["unexpected_keys"])
-        mismatched = list(info.get("mismatched_keys") or [])  # only with ignore_mismatched_sizes=True
-        if missing or unexpected or mismatched:
-            parts = []
-            if missing:
-                parts.append(f"{len(missing)} parameters of the model are not in the weights (e.g. {missing[0]})")
-            if unexpected:
-                parts.append(f"{len(unexpected)} in the weights have no place in the model (e.g. {unexpected[0]})")
-            if mismatched:
-                parts.append(f"{len(mismatched)} in the weights have another shape than the model's (e.g. "
-                             f"{mismatched[0][0]})")
-            raise MissingWeightsError(f"{folder}: config.json does not fit the weights ({'; '.join(parts)}): the "
-                                      f"config was edited or the files come from different models; copy or save "
-                                      f"the folder again")
+        mismatched = [entry[0] for entry in info.get("mismatched_keys") or []]  # only with ignore_mismatched_sizes
+        check_keys_fit(folder, list(info["missing_keys"]), list(info["unexpected_keys"]), mismatched)
         return (model, info) if want_info else model
