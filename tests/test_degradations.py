@@ -473,6 +473,29 @@ def test_resizing_and_degrading_do_not_depend_on_the_number_of_threads() -> None
     assert all(torch.equal(a, b) for a, b in zip(one, two)) and torch.equal(lr_one, lr_two)
 
 
+def test_hand_built_params_are_checked_when_made() -> None:
+    """Params built by hand (from --print-params JSON, say) with a NaN noise level gave a black clip, a negative
+    resize factor a 1-pixel one and sinc_before_jpeg="no" the True branch, all without an error."""
+    from star_vsr.degradations.params import NoiseParams
+
+    params = sample_with_seed(DegradationConfig.preset("heavy"), 0)
+    noise = NoiseParams("gaussian", False, 5.0)
+    for make, message in (
+            (lambda: dataclasses.replace(noise, level=float("nan")), r"NoiseParams.level must be a finite number >= 0"),
+            (lambda: dataclasses.replace(noise, kind="salt"), "NoiseParams.kind must be one of gaussian, poisson"),
+            (lambda: dataclasses.replace(noise, gray=1), "NoiseParams.gray must be True or False"),
+            (lambda: dataclasses.replace(params.first_order, resize_factor=-1.0),
+             "OrderParams.resize_factor must be a finite number > 0, got -1.0"),
+            (lambda: dataclasses.replace(params.first_order, noise={"kind": "gaussian"}),
+             "OrderParams.noise must be a NoiseParams or None, got dict"),
+            (lambda: dataclasses.replace(params, sinc_before_jpeg="no"),
+             "DegradationParams.sinc_before_jpeg must be True or False, got 'no'"),
+            (lambda: dataclasses.replace(params, second_order={}), "second_order must be an OrderParams or None")):
+        with pytest.raises(InputError, match=message):
+            make()
+    assert dataclasses.replace(params, sinc_before_jpeg=not params.sinc_before_jpeg) != params  # valid ones pass
+
+
 def test_unknown_preset_lists_the_choices() -> None:
     with pytest.raises(InputError, match="light, medium, heavy"):
         DegradationConfig.preset("extreme")

@@ -7,6 +7,8 @@ when the parameters are applied. The dataclasses are small and printable for log
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -23,8 +25,21 @@ from star_vsr.degradations.config import (
     OrderConfig,
 )
 from star_vsr.degradations.kernels import SINC_KIND, KernelSpec
+from star_vsr.errors import InputError
 
 T = TypeVar("T")
+
+#: The noise families an order draws from (`NoiseParams.kind`).
+NOISE_KINDS = ("gaussian", "poisson")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,14 @@ class NoiseParams:
     kind: str
     gray: bool
     level: float
+
+    def __post_init__(self) -> None:
+        # hand-built params (from --print-params JSON, say): a NaN level gave a black clip, without an error
+        _check(self.kind in NOISE_KINDS, f"NoiseParams.kind must be one of {', '.join(NOISE_KINDS)}, got "
+                                         f"{self.kind!r}")
+        _check(_is_number(self.level) and 0 <= self.level < math.inf,
+               f"NoiseParams.level must be a finite number >= 0, got {self.level!r}")
+        _check(isinstance(self.gray, bool), f"NoiseParams.gray must be True or False, got {self.gray!r}")
 
 
 @dataclass(frozen=True)
@@ -61,6 +84,15 @@ class OrderParams:
     resize_mode: str
     noise: NoiseParams | None
     jpeg_quality: int | None
+
+    def __post_init__(self) -> None:
+        # a negative or NaN factor resized to one pixel without an error (the other fields fail where they are used)
+        _check(_is_number(self.resize_factor) and 0 < self.resize_factor < math.inf,
+               f"OrderParams.resize_factor must be a finite number > 0, got {self.resize_factor!r}")
+        _check(self.kernel is None or isinstance(self.kernel, KernelSpec),
+               f"OrderParams.kernel must be a KernelSpec or None, got {type(self.kernel).__name__}")
+        _check(self.noise is None or isinstance(self.noise, NoiseParams),
+               f"OrderParams.noise must be a NoiseParams or None, got {type(self.noise).__name__}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +131,17 @@ class DegradationParams:
     final_sinc: KernelSpec | None
     sinc_before_jpeg: bool
     codec: CodecParams | None
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.first_order, OrderParams),
+               f"DegradationParams.first_order must be an OrderParams, got {type(self.first_order).__name__}")
+        _check(self.second_order is None or isinstance(self.second_order, OrderParams),
+               f"DegradationParams.second_order must be an OrderParams or None, got "
+               f"{type(self.second_order).__name__}")
+        _check(isinstance(self.sinc_before_jpeg, bool),  # "no" was taken as True
+               f"DegradationParams.sinc_before_jpeg must be True or False, got {self.sinc_before_jpeg!r}")
+        _check(self.codec is None or isinstance(self.codec, CodecParams),
+               f"DegradationParams.codec must be a CodecParams or None, got {type(self.codec).__name__}")
 
 
 # --- drawing from a torch.Generator ----------------------------------------------------------
