@@ -31,8 +31,9 @@ def without_weight_mismatch_logs() -> Iterator[None]:
     loaded."""
     loggers = [logging.getLogger(name) for name in ("diffusers.models.modeling_utils", "transformers.modeling_utils")]
 
-    def keep(record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(("Some weights of", "You should probably TRAIN"))
+    def keep(record: logging.LogRecord) -> bool:  # (transformers 5 reports it as a "LOAD REPORT" table)
+        message = str(record.msg)
+        return not (message.startswith(("Some weights of", "You should probably TRAIN")) or "LOAD REPORT" in message)
 
     for logger in loggers:
         logger.addFilter(keep)
