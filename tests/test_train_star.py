@@ -447,7 +447,7 @@ def test_a_resume_on_a_data_folder_with_files_added_is_refused(tmp_path, capsys)
     resume = ["--max_train_steps", "2", "--resume_from_checkpoint", "latest"]
     Image.fromarray(skimage.data.rocket()[:64, :64]).save(photos / "rocket.png")
     with pytest.raises(InputError, match=rf"--train_data {photos} changed since this run started \(files added, "
-                                         rf"removed or replaced\): going on would train on other clips .* pass "
+                                         rf"removed or replaced; .*\): going on would train on other clips .* pass "
                                          rf"--allow_changed_settings"):
         run(*resume)
     assert not (tmp_path / "run" / "checkpoint-2").exists()
