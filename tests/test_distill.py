@@ -1049,10 +1049,12 @@ def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp
             training_args(train_cache, tmp_path / "z", *flags)
         err = capsys.readouterr().err
         assert refused.value.code == 2 and message in err and str(train_cache) not in err, err
-    script, args = training_args(train_cache, tmp_path / "a", "--scale", "2", "--report_to", "none")
-    with pytest.raises(InputError, match=r"holds x4 clips, but --scale is 2; pass --scale 4"):
-        script.main(args)
-    _, args = training_args(train_cache, tmp_path / "b", "--student_overrides", '{"num_blockz": 3}')
+    # the cache's scale, before a --validation_size that is no multiple of --scale 3 (fixing that led to this)
+    for scale in ("2", "3"):
+        with pytest.raises(SystemExit):
+            training_args(train_cache, tmp_path / "a", "--scale", scale, "--report_to", "none")
+        assert f"holds x4 clips, but --scale is {scale}; pass --scale 4" in capsys.readouterr().err
+    script, args = training_args(train_cache, tmp_path / "b", "--student_overrides", '{"num_blockz": 3}')
     with pytest.raises(InputError, match="--student_overrides .*num_blockz"):
         script.main(args)
     _, args = training_args(train_cache, tmp_path / "c", "--train_batch_size", "100")  # batches were the cache's size
@@ -1096,6 +1098,24 @@ def test_saved_student_holds_the_averaged_weights(tmp_path, train_cache):
         saved[decay] = StarStudentPipeline.from_pretrained(tmp_path / decay).student.state_dict()
     # same seed and batches: the raw weights are identical, the saved ones differ by the averaging
     assert any(not torch.equal(saved["0"][k], saved["0.5"][k]) for k in saved["0"])
+
+
+def test_init_from_records_its_students_preset_not_the_ignored_flag(tmp_path, capsys):
+    """--student_preset base with --init_from (a small student) trained the small one and recorded "base"."""
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+    from star_vsr.student import default_student_folder
+
+    preset = json.loads((default_student_folder() / "student" / "config.json").read_text())["preset"]
+    assert preset != "base"
+    _, args = training_args(None, tmp_path / "run", "--init_from", str(default_student_folder()),
+                            "--student_preset", "base")
+    assert args.student_preset == preset
+    assert f"note: --init_from {default_student_folder()} brings its own student (preset {preset}); " \
+           f"--student_preset base does not apply" in capsys.readouterr().err
+    start = tmp_path / "start"
+    StarStudentPipeline(student=tiny_student()).save_pretrained(start)  # the tiny config's own preset: no note
+    _, args = training_args(None, tmp_path / "run2", "--init_from", str(start))
+    assert args.student_preset == "tiny" and "note:" not in capsys.readouterr().err
 
 
 def test_training_one_head_leaves_every_other_scale_unchanged(tmp_path):

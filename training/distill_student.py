@@ -40,6 +40,7 @@ import hashlib
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -54,7 +55,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from star_vsr.data.base import report_skips
-from star_vsr.distill.cache import MANIFEST_NAME, TeacherCache
+from star_vsr.distill.cache import MANIFEST_NAME, CacheManifest, TeacherCache
 from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
 from star_vsr.errors import InputError, OutputError, explain_out_of_memory
@@ -65,10 +66,10 @@ from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, add_optimizer_arguments,
                                    apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
                                    check_run_settings, check_same_data, checkpoint_step, finishing_message,
-                                   load_training_checkpoint, optional_value, parse_with_config, path_or_none,
-                                   prepare_output_dir, record_data_id, record_final_step, record_run_settings,
-                                   resume_checkpoint, resuming_message, run_script, tensorboard_pattern,
-                                   tracker_init_kwargs)
+                                   is_first_process, load_training_checkpoint, optional_value, parse_with_config,
+                                   path_or_none, prepare_output_dir, record_data_id, record_final_step,
+                                   record_run_settings, resume_checkpoint, resuming_message, run_script,
+                                   tensorboard_pattern, tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -205,6 +206,13 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     if args.init_from is not None and args.student_overrides:  # they were ignored without a word
         parser.error(f"--student_overrides {json.dumps(args.student_overrides)} changes the architecture of a new "
                      f"student, but --init_from {args.init_from} brings its own: drop one of them")
+    if args.init_from is not None:  # its student keeps its preset: recorded as that, not as the ignored flag
+        preset = init_from_preset(args.init_from)
+        if preset is not None and preset != args.student_preset:
+            if is_first_process():
+                print(f"note: --init_from {args.init_from} brings its own student (preset {preset}); "
+                      f"--student_preset {args.student_preset} does not apply", file=sys.stderr)
+            args.student_preset = preset
     try:
         # learning rate, fp16 without a GPU, the checkpoint to resume
         check_run_settings(args, build_parser(), model_folder="student")
@@ -220,6 +228,8 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
             raise InputError(f"unsupported scale {args.scale}: --scale must be one of "
                              f"{', '.join(map(str, SUPPORTED_SCALES))} (the scales the degradation chain makes "
                              f"clips at)")
+        if args.train_cache is not None:  # before --validation_size, which must be a multiple of the scale
+            check_cache_scale(CacheManifest.load(args.train_cache), args)
         for flag in ("space_features", "time_features", "feature_names"):
             unknown = [name for name in getattr(args, flag) if name not in FEATURE_TAPS]
             if unknown:
@@ -259,6 +269,25 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
                          f"{SSIM_WINDOW} pixels after a {math.ceil(scale)}-pixel border crop; use at least {smallest} "
                          f"(or --validation_steps 0)")
     return args
+
+
+def check_cache_scale(manifest: CacheManifest, args: argparse.Namespace) -> None:
+    """``InputError`` when the teacher cache ``args.train_cache`` (its ``manifest``) holds clips of another scale
+    than ``--scale``."""
+    cached_scale = (manifest.teacher or {}).get("scale", manifest.source.get("scale"))
+    if cached_scale is not None and float(cached_scale) != float(args.scale):
+        raise InputError(f"{args.train_cache} holds x{cached_scale:g} clips, but --scale is {args.scale}; "
+                         f"pass --scale {cached_scale:g}, or build a cache at x{args.scale}")
+
+
+def init_from_preset(folder: str | Path) -> Optional[str]:
+    """The preset in the config of the student in the pipeline folder ``folder`` (None if unreadable: loading it
+    reports that)."""
+    try:
+        config = json.loads(Path(folder, "student", "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config.get("preset") if isinstance(config, dict) else None
 
 
 def cache_id(cache: str | Path) -> str:
@@ -336,10 +365,7 @@ def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> t
             raise InputError(f"{args.train_cache} holds no teacher outputs, but the teacher loss terms are on")
         if losses.needs_gt and not cache.manifest.has_gt:
             raise InputError(f"{args.train_cache} holds no ground truth, but the ground-truth loss terms are on")
-        cached_scale = (cache.manifest.teacher or {}).get("scale", cache.manifest.source.get("scale"))
-        if cached_scale is not None and float(cached_scale) != float(args.scale):
-            raise InputError(f"{args.train_cache} holds x{cached_scale:g} clips, but --scale is {args.scale}; "
-                             f"pass --scale {cached_scale:g}, or build a cache at x{args.scale}")
+        check_cache_scale(cache.manifest, args)
         if args.train_batch_size > 1 and len(cache.lr_sizes) > 1:  # else refused at the first mixed batch, hours in
             raise InputError(f"{args.train_cache} holds clips of {len(cache.lr_sizes)} sizes "
                              f"({', '.join(f'{w}x{h}' for h, w in sorted(cache.lr_sizes)[:4])}"
