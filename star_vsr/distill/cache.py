@@ -290,6 +290,8 @@ def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
             changed += [f"{key}.{entry}" for entry in sorted({*before, *after}) if before.get(entry) != after.get(entry)]
         elif before != after:
             changed.append(key)
+    if "teacher.dtype" in changed and "teacher.weights" in changed:  # the fingerprint of the same weights cast:
+        changed.remove("teacher.weights")  # naming --teacher too read as if the teacher were another
     return changed
 
 
