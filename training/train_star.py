@@ -23,8 +23,8 @@ What it does (STAR, Xie et al. 2025, Sec. 3):
 4. Saves Accelerate checkpoints every ``checkpointing_steps``, and at the end of the current step on
    Ctrl-C or SIGTERM (each written whole before it replaces anything; ``--resume_from_checkpoint
    latest`` continues exactly where a run stopped, with the settings that trained the checkpoint and the data it
-   started on (``train_data.sha256``) unless ``--allow_changed_settings``; an output folder holding another run is refused unless
-   ``--overwrite_output_dir``), records its settings in ``train_config.yaml`` (resumes in
+   started on (``train_data.sha256``) unless ``--allow_changed_settings``; an output folder holding another run
+   is refused unless ``--overwrite_output_dir``), records its settings in ``train_config.yaml`` (resumes in
    ``train_config_resumes.yaml``), validates every ``validation_steps`` (PSNR/SSIM and
    frames in TensorBoard and ``output_dir/validation``), logs every step to TensorBoard and to
    ``output_dir/train_log.jsonl``, and finally writes a complete pipeline folder to ``output_dir``:
