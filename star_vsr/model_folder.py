@@ -115,7 +115,8 @@ def check_model_folder(folder: Path, class_name: str) -> None:
                                   f"written by save_pretrained (star-vsr downloads nothing)")
     if not (folder / "config.json").is_file():
         if (folder / "model_index.json").is_file():
-            parts = [repr(part.name) for part in sorted(folder.iterdir()) if _class_name(part) == class_name]
+            parts = [repr(part.name) for part in sorted(folder.iterdir())
+                     if saved_config(part).get("_class_name") == class_name]
             where = (f"pass subfolder={' or '.join(parts)}" if parts else f"it holds no {class_name}")
             raise MissingWeightsError(f"{folder} is a pipeline folder (model_index.json), not a {class_name} "
                                       f"folder: load it with its pipeline's from_pretrained, or {where}")
@@ -126,21 +127,28 @@ def check_model_folder(folder: Path, class_name: str) -> None:
                                   f"incomplete copy?)")
 
 
-def _class_name(folder: Path) -> Optional[str]:
-    """The ``_class_name`` in ``folder``'s ``config.json`` (the model ``save_pretrained`` wrote there), if any."""
+def saved_config(folder: Union[str, Path]) -> dict[str, Any]:
+    """The ``config.json`` that ``save_pretrained`` wrote in the model folder ``folder`` ({} when it is missing or
+    unreadable: loading the folder names what is wrong), read without loading the model."""
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = json.loads(Path(folder, "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    return config.get("_class_name") if isinstance(config, dict) else None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def check_save_target(folder: Union[str, Path], kind: str, contents: str = "") -> None:
+    """``InputError`` before a ``save_pretrained`` of a ``kind`` ("model", "pipeline") writes anything when
+    ``folder`` is a file (diffusers' own only logs that for a model, and saves nothing)."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise InputError(f"cannot save the {kind} into {folder}: it is a file; a {kind} is saved as a folder{contents}")
 
 
 def check_save_folder(folder: Path, class_name: str) -> None:
     """``InputError`` before ``save_pretrained`` writes anything when ``folder`` is a file, or a pipeline folder of
     another class (diffusers would rewrite its ``model_index.json`` and leave the other pipeline's component
     folders beside this one's: a folder that loads as neither). A folder of the same class is saved over."""
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"cannot save the pipeline into {folder}: it is a file; a pipeline is saved as a folder")
+    check_save_target(folder, "pipeline")
     try:
         entries = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):  # no folder, no index or not JSON: nothing of another pipeline to mix with

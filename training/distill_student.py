@@ -60,6 +60,7 @@ from star_vsr.losses.distillation import DistillationCriterion, DistillationLoss
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
 from star_vsr.errors import InputError, OutputError, explain_out_of_memory
 from star_vsr.degradations.config import SUPPORTED_SCALES
+from star_vsr.model_folder import saved_config
 from star_vsr.models.student import FEATURE_TAPS, StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
@@ -207,7 +208,7 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
         parser.error(f"--student_overrides {json.dumps(args.student_overrides)} changes the architecture of a new "
                      f"student, but --init_from {args.init_from} brings its own: drop one of them")
     if args.init_from is not None:  # its student keeps its preset: recorded as that, not as the ignored flag
-        preset = init_from_preset(args.init_from)
+        preset = saved_config(Path(args.init_from, "student")).get("preset")  # (None if unreadable: loading says)
         if preset is not None and preset != args.student_preset:
             if is_first_process():
                 print(f"note: --init_from {args.init_from} brings its own student (preset {preset}); "
@@ -278,16 +279,6 @@ def check_cache_scale(manifest: CacheManifest, args: argparse.Namespace) -> None
     if cached_scale is not None and float(cached_scale) != float(args.scale):
         raise InputError(f"{args.train_cache} holds x{cached_scale:g} clips, but --scale is {args.scale}; "
                          f"pass --scale {cached_scale:g}, or build a cache at x{args.scale}")
-
-
-def init_from_preset(folder: str | Path) -> Optional[str]:
-    """The preset in the config of the student in the pipeline folder ``folder`` (None if unreadable: loading it
-    reports that)."""
-    try:
-        config = json.loads(Path(folder, "student", "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return config.get("preset") if isinstance(config, dict) else None
 
 
 def cache_id(cache: str | Path) -> str:

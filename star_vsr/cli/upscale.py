@@ -200,13 +200,11 @@ def check_model_options(args: argparse.Namespace) -> None:
 def check_student_upscale(folder: Path, upscale: float) -> None:
     """``--upscale`` against the scales the student in ``folder`` has (its saved config; a config that cannot
     be read is left to the loading, which names what is wrong)."""
-    import json
-
+    from ..model_folder import saved_config
     from ..models.student import MAX_SCALE, check_student_scale
 
-    try:
-        config = json.loads((folder / "student" / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    config = saved_config(folder / "student")
+    if not config:
         return
     check_student_scale(upscale, config.get("upsample_scales") or [MAX_SCALE], config.get("scale", MAX_SCALE))
 

@@ -19,8 +19,9 @@ from typing import Any, Iterator, Union
 
 from diffusers import ModelMixin
 
-from ..errors import InputError, MissingWeightsError, first_line
-from ..model_folder import check_keys_fit, check_model_folder, is_damaged_folder_error, local_load_kwargs
+from ..errors import MissingWeightsError, first_line
+from ..model_folder import (check_keys_fit, check_model_folder, check_save_target, is_damaged_folder_error,
+                            local_load_kwargs)
 
 
 @contextmanager
@@ -51,9 +52,7 @@ class LocalModelMixin:
     refuses a path that is a file (diffusers only logs that and returns, saving nothing)."""
 
     def save_pretrained(self, save_directory: Union[str, Path], *args: Any, **kwargs: Any) -> None:
-        if Path(save_directory).exists() and not Path(save_directory).is_dir():
-            raise InputError(f"cannot save the model into {save_directory}: it is a file; a model is saved as a "
-                             f"folder (config.json and weights)")
+        check_save_target(save_directory, "model", " (config.json and weights)")
         super().save_pretrained(save_directory, *args, **kwargs)  # type: ignore[misc]
 
     # a pipeline's save_pretrained passes `variant`, `safe_serialization`, ... only to save methods whose signature
