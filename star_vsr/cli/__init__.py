@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 from typing import NoReturn, Optional, Sequence
 
@@ -23,6 +24,9 @@ from ..errors import StarVSRError, cli_wording, explain_out_of_memory
 from ..interrupts import (clear_interrupt, interrupt_requested, interrupted_exit_status, raise_if_interrupted,
                           request_interrupt)
 
+#: Seconds the other processes of a refused ``accelerate launch`` wait before they exit, so that the first one's
+#: message is printed before the launcher ends it.
+OTHER_PROCESS_EXIT_DELAY_S = 2.0
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = ("upscale", "degrade", "evaluate", "info", "convert", "benchmark", "export", "distill", "demo")
 
@@ -86,6 +90,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"star-vsr {args.command}: error: this command runs as one process, and accelerate launch started "
                   f"{processes} (each would do the whole job, writing the same output); run it without accelerate "
                   f"launch (upscale-batch is the command that splits its videos across processes)", file=sys.stderr)
+        else:  # the launcher ends every process once one fails: one that failed first ended the first process before
+            time.sleep(OTHER_PROCESS_EXIT_DELAY_S)  # it said why (a CI run lost the message)
         return 2
     # OpenMP threads (PyTorch, ncnn) spin while waiting by default; on a shared or busy CPU that
     # tripled the student's step time in our measurements. Must be set before torch loads.
