@@ -344,15 +344,23 @@ def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], au
             "seed": generator.initial_seed() if isinstance(generator, torch.Generator) else None}
 
 
+def diffusion_models(pipe: Any) -> list[torch.nn.Module]:
+    """The models of a ``StarVSRPipeline`` whose weights decide its outputs."""
+    return [pipe.unet, pipe.controlnet, pipe.vae, pipe.text_encoder]
+
+
 def diffusion_weights_fingerprint(pipe: Any) -> str:
     """`weights_fingerprint` of a ``StarVSRPipeline``'s models, sampled (``FINGERPRINT_SAMPLES`` values per tensor)."""
-    return weights_fingerprint([pipe.unet, pipe.controlnet, pipe.vae, pipe.text_encoder], FINGERPRINT_SAMPLES)
+    return weights_fingerprint(diffusion_models(pipe), FINGERPRINT_SAMPLES)
 
 
-def weights_fingerprint(modules: list[torch.nn.Module], samples: Optional[int] = None) -> str:
+def weights_fingerprint(modules: list[torch.nn.Module], samples: Optional[int] = None,
+                        cast: Optional[torch.dtype] = None) -> str:
     """A hash of the modules' weights (names and values, in float32): of every value, or with ``samples``
     of ``samples`` evenly spaced values of each tensor and its shape (a multi-gigabyte diffusion model
-    is not read whole at every start; another checkpoint differs in nearly all of them)."""
+    is not read whole at every start; another checkpoint differs in nearly all of them). With ``cast``, of the
+    weights cast to that dtype first: float32 weights' ``cast=torch.bfloat16`` hash is the hash of the same
+    weights loaded in bfloat16."""
     weights = hashlib.sha256()
     for module in modules:
         for name, tensor in module.state_dict().items():
@@ -362,8 +370,24 @@ def weights_fingerprint(modules: list[torch.nn.Module], samples: Optional[int] =
                 weights.update(str(tuple(tensor.shape)).encode())
                 if values.numel() > samples:  # integer positions: float32 ones round past the end above 2^24
                     values = values[torch.arange(samples, device=values.device) * (values.numel() - 1) // (samples - 1)]
+            if cast is not None and values.is_floating_point():
+                values = values.to(cast)
             weights.update(values.float().cpu().numpy().tobytes())
     return weights.hexdigest()[:16]
+
+
+#: The dtypes a float32 teacher's weights are also fingerprinted in (``cast_weights_fingerprints``).
+CAST_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def cast_weights_fingerprints(modules: list[torch.nn.Module], samples: Optional[int] = None) -> dict[str, str]:
+    """``weights_fingerprint(modules, samples, cast)`` by dtype name for each of ``CAST_DTYPES``, when the
+    modules are float32 (empty otherwise: half-precision weights cast back up are not the float32 ones), so that
+    the same weights loaded in another precision are recognised as such."""
+    floats = [p.dtype for module in modules for p in module.parameters() if p.is_floating_point()]
+    if not floats or any(dtype != torch.float32 for dtype in floats):
+        return {}
+    return {str(dtype).removeprefix("torch."): weights_fingerprint(modules, samples, dtype) for dtype in CAST_DTYPES}
 
 
 def input_fingerprint(path: Path) -> list[int]:

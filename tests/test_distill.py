@@ -423,11 +423,19 @@ def test_a_cache_is_not_resumed_with_another_teachers_weights_or_precision(tmp_p
     clips = random_clips(2)
     build_teacher_cache(StudentTeacher(tiny_teacher_student(1), SCALE, source="teacher"), clips, tmp_path)
     # another --dtype of the same teacher: named by its dtype alone (it named --teacher too, the cast weights'
-    # fingerprint differing)
+    # fingerprint differing); other weights in another dtype: both (it named the dtype alone)
     for model, changed in ((tiny_teacher_student(2), "teacher.weights"),
-                           (tiny_teacher_student(1).to(torch.bfloat16), "teacher.dtype")):
+                           (tiny_teacher_student(1).to(torch.bfloat16), "teacher.dtype"),
+                           (tiny_teacher_student(1).to(torch.float16), "teacher.dtype"),
+                           (tiny_teacher_student(2).to(torch.bfloat16), "teacher.dtype, teacher.weights")):
         with pytest.raises(InputError, match=f"other settings \\({changed} differ\\)"):
             build_teacher_cache(StudentTeacher(model, SCALE, source="teacher"), clips, tmp_path)
+    # the other way round: a float32 teacher after a bfloat16 one
+    half = tmp_path / "half"
+    build_teacher_cache(StudentTeacher(tiny_teacher_student(1).to(torch.bfloat16), SCALE), clips, half)
+    for seed, changed in ((1, "teacher.dtype"), (2, "teacher.dtype, teacher.weights")):
+        with pytest.raises(InputError, match=f"other settings \\({changed} differ\\)"):
+            build_teacher_cache(StudentTeacher(tiny_teacher_student(seed), SCALE), clips, half)
     build_teacher_cache(StudentTeacher(tiny_teacher_student(1), SCALE, source="teacher"), clips, tmp_path)  # same
     # the same weights by another path (teacher/, absolute) are the same teacher: they were "other settings"
     build_teacher_cache(StudentTeacher(tiny_teacher_student(1), SCALE, source="/abs/teacher/"), clips, tmp_path)

@@ -88,10 +88,11 @@ class CacheManifest:
 
     def settings(self) -> dict[str, Any]:
         """The fields that must agree for a rerun to resume this cache. A teacher known by its weights' fingerprint
-        is that, not the path it was given by (``teacher/`` and an absolute path were "other settings")."""
+        is that, not the path it was given by (``teacher/`` and an absolute path were "other settings"), nor the
+        fingerprints of its weights cast to other dtypes (``weights_as``: only for naming what differs)."""
         teacher = self.teacher
         if isinstance(teacher, dict) and teacher.get("weights") is not None:
-            teacher = {key: value for key, value in teacher.items() if key != "source"}
+            teacher = {key: value for key, value in teacher.items() if key not in ("source", "weights_as")}
         return {"num_clips": self.num_clips, "clips_per_shard": self.clips_per_shard, "dtype": self.dtype,
                 "teacher": teacher, "source": self.source, "version": self.version}
 
@@ -280,9 +281,11 @@ SETTING_FLAGS = {"clips_per_shard": "--clips-per-shard", "dtype": "--storage-dty
                  "teacher.num_inference_steps": "--steps"}
 
 
-def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any], old_teacher: Any = None,
+                      new_teacher: Any = None) -> list[str]:
     """The settings that differ, a dict-valued one by its entries (``teacher.num_inference_steps``, not
-    ``teacher``)."""
+    ``teacher``). ``teacher.weights`` is left out when only the dtype differs (``_other_weights``, from the
+    manifests' teachers ``old_teacher`` and ``new_teacher``)."""
     changed = []
     for key in sorted({*old, *new}):
         before, after = old.get(key), new.get(key)
@@ -290,9 +293,24 @@ def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
             changed += [f"{key}.{entry}" for entry in sorted({*before, *after}) if before.get(entry) != after.get(entry)]
         elif before != after:
             changed.append(key)
-    if "teacher.dtype" in changed and "teacher.weights" in changed:  # the fingerprint of the same weights cast:
+    if "teacher.dtype" in changed and "teacher.weights" in changed and not _other_weights(old_teacher, new_teacher):
         changed.remove("teacher.weights")  # naming --teacher too read as if the teacher were another
     return changed
+
+
+def _other_weights(old: Any, new: Any) -> bool:
+    """Whether two teacher descriptions of different dtypes hold other weights, not the same ones cast: a float32
+    teacher records the fingerprints of its weights cast to float16 and bfloat16 (``weights_as``), which the
+    same weights loaded in that dtype match. False where that cannot be told (float16 against bfloat16, or a
+    manifest from before ``weights_as``)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return False
+    old_as, new_as = old.get("weights_as") or {}, new.get("weights_as") or {}
+    if new.get("dtype") in old_as:
+        return old_as[new["dtype"]] != new.get("weights")
+    if old.get("dtype") in new_as:
+        return new_as[old["dtype"]] != old.get("weights")
+    return False
 
 
 #: ``SETTING_FLAGS`` where the clips come from ``--data``: their number is the folder's (its videos cut into
@@ -340,7 +358,7 @@ def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
         if old == new:
             return existing
         if not overwrite and shards:
-            changed = _changed_settings(old, new)
+            changed = _changed_settings(old, new, existing.teacher, manifest.teacher)
             files = " (the clips' files changed since it was started)" if "source.files" in changed else ""
             named = ", ".join(_with_flag(setting, new["source"]) for setting in changed)
             raise InputError(f"{folder} already holds a teacher cache built with other settings "

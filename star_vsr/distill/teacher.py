@@ -138,11 +138,12 @@ class StudentTeacher(Teacher):
         self.source = source
 
     def describe(self) -> dict[str, Any]:
-        from ..resume import weights_fingerprint
+        from ..resume import cast_weights_fingerprints, weights_fingerprint
 
         return {"kind": "student", "source": self.source, "scale": self.scale,
                 "config": {k: v for k, v in dict(self.model.config).items() if not k.startswith("_")},
                 "features": list(self.feature_names), "weights": weights_fingerprint([self.model]),
+                "weights_as": cast_weights_fingerprints([self.model]),
                 "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}
 
     @torch.no_grad()
@@ -197,13 +198,15 @@ class DiffusionTeacher(Teacher):
         pipe.set_progress_bar_config(disable=True)
 
     def describe(self) -> dict[str, Any]:
-        from ..resume import diffusion_weights_fingerprint
+        from ..resume import FINGERPRINT_SAMPLES, cast_weights_fingerprints, diffusion_models, \
+            diffusion_weights_fingerprint
 
         # its weights and precision: a cache resumed after either changed would mix two teachers
         return {"kind": "star_vsr", "source": self.source, "scale": self.scale,
                 "num_inference_steps": self.num_inference_steps, "seed": self.seed,
                 "call_kwargs": {k: v for k, v in self.call_kwargs.items() if isinstance(v, (int, float, str, bool))},
                 "weights": diffusion_weights_fingerprint(self.pipe),
+                "weights_as": cast_weights_fingerprints(diffusion_models(self.pipe), FINGERPRINT_SAMPLES),
                 "dtype": str(self.pipe.unet.dtype).removeprefix("torch.")}
 
     @torch.no_grad()
