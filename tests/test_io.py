@@ -612,6 +612,30 @@ def test_reader_decodes_by_the_input_colour_tags(tmp_path, matrix, colour_range,
         assert np.abs(next(iter(reader))[16, 16].astype(int) - COLOUR).max() <= 3
 
 
+@pytest.mark.parametrize("size", [(64, 64), (16, 1280)])  # BT.709-tagged; untagged HD, read as BT.709
+def test_reader_does_not_shift_colours(tmp_path, size):
+    """FFmpeg's default YUV -> RGB conversion rounded down: every video was read 1 to 1.5 levels darker than it
+    was encoded, more in green (review). Lossless H.264 leaves only the 4:2:0 chroma subsampling."""
+    from av.video.reformatter import Colorspace, Interpolation
+
+    frames = synthetic_frames(3, size)  # (3, h, w, 3) uint8, smooth colours
+    path = tmp_path / "lossless.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=24, options={"crf": "0"})
+        stream.height, stream.width, stream.pix_fmt = *size, "yuv420p"
+        if size[1] < 1280:
+            stream.codec_context.colorspace = Colorspace.ITU709
+        for frame in frames:
+            yuv = av.VideoFrame.from_ndarray(frame, "rgb24").reformat(
+                format="yuv420p", dst_colorspace=Colorspace.ITU709,
+                interpolation=Interpolation.BILINEAR | Interpolation.ACCURATE_RND)
+            container.mux(stream.encode(yuv))
+        container.mux(stream.encode(None))
+    with open_video(path) as reader:
+        shift = (np.stack(list(reader)).astype(np.float64) - frames).mean(axis=(0, 1, 2))  # per RGB channel, levels
+    assert np.abs(shift).max() < 0.3, shift
+
+
 @pytest.mark.parametrize("codec", ["h264", "h265"])
 def test_garbage_decode_timestamps_from_the_encoder_are_replaced(tmp_path, monkeypatch, codec):
     """x265 now and then gives decode timestamps like -62551903713508 for short clips, which .mp4 refused

@@ -18,6 +18,7 @@ import numpy as np
 
 from star_vsr.degradations.config import DEGRADATION_CODECS, MAX_X264_CRF, X264_PRESETS
 from star_vsr.errors import InputError
+from star_vsr.io.reader import frame_to_rgb24
 
 CODEC_FRAME_RATE = 25
 """Frames per second written into the stream; only turns bits per pixel into a bitrate."""
@@ -100,7 +101,7 @@ def compress_clip(
     with av.open(buffer, mode="r", format=CONTAINER_FORMAT) as container:
         container.streams.video[0].thread_count = ENCODER_THREADS
         for frame in container.decode(video=0):
-            decoded.append(frame.to_ndarray(format="rgb24"))
+            decoded.append(frame_to_rgb24(frame))  # unbiased: FFmpeg's default conversion darkened every clip
     if len(decoded) != n:
         raise RuntimeError(f"{codec} round trip returned {len(decoded)} frames for {n} inputs.")
     return np.stack(decoded)[:, :h, :w]  # (n, h, w, 3), padding cropped

@@ -29,7 +29,7 @@ import av
 import cv2
 import numpy as np
 from av.container import InputContainer
-from av.video.reformatter import ColorRange, Colorspace
+from av.video.reformatter import ColorRange, Colorspace, Interpolation
 from av.video.stream import VideoStream
 
 from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, option
@@ -110,6 +110,21 @@ class VideoReader(ABC):
         self.close()
 
 
+#: FFmpeg's (swscale's) flags for YUV -> RGB. Its default fast path rounds down: frames came out about 1 to 1.5
+#: levels darker than they were encoded, more in green (a round trip of H.264 at CRF 0 turned RGB (200, 50, 120)
+#: into (199, 48, 118)). Accurate rounding with full chroma interpolation is unbiased (mean error under 0.1 level
+#: on 4:2:0, 4:2:2, NV12 and 10-bit 4:2:0) for about 4 ms more per 720p frame.
+RGB_CONVERSION = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+
+
+def frame_to_rgb24(frame: av.VideoFrame, src_colorspace: Colorspace | None = None,
+                   src_color_range: ColorRange | None = None) -> np.ndarray:
+    """A decoded frame as (h, w, 3) uint8 RGB, converted with `RGB_CONVERSION` (from the frame's colour tags, or
+    the given ones)."""
+    return frame.reformat(format="rgb24", src_colorspace=src_colorspace, src_color_range=src_color_range,
+                          interpolation=RGB_CONVERSION).to_ndarray()
+
+
 def _to_rgb(frame: av.VideoFrame, info: VideoInfo, index: int | None = None) -> np.ndarray:
     """A decoded frame (number `index`, for the message) as upright (h, w, 3) uint8 RGB; `UnsupportedVideoError` if
     it is not of the video's size (that of its first frame).
@@ -118,9 +133,10 @@ def _to_rgb(frame: av.VideoFrame, info: VideoInfo, index: int | None = None) -> 
     pixels) as BT.709, as players show it (FFmpeg's converter would take BT.601), SD as BT.601.
     """
     if is_untagged_hd(frame.colorspace, frame.width, frame.height, frame.format.is_rgb):
-        frame = frame.reformat(format="rgb24", src_colorspace=Colorspace.ITU709,
-                               src_color_range=frame.color_range or ColorRange.MPEG)
-    rgb = info.orientation.apply(frame.to_ndarray(format="rgb24"))  # (h, w, 3)
+        rgb = frame_to_rgb24(frame, Colorspace.ITU709, frame.color_range or ColorRange.MPEG)
+    else:
+        rgb = frame_to_rgb24(frame)
+    rgb = info.orientation.apply(rgb)  # (h, w, 3)
     if rgb.shape[:2] != (info.height, info.width):  # two clips joined (.ts), a stream that switched resolution
         raise UnsupportedVideoError(
             f"{info.path}: its frame size changes from {info.width}x{info.height} to {rgb.shape[1]}x{rgb.shape[0]} "
