@@ -208,8 +208,7 @@ class VideoInfo:
             file, `read_frames` the frames it lacks (counted in decoding order, so with B-frames a few shown
             before them can be missing too).
         untagged_hd: The stream has no colour matrix tag and HD frames (wider than 1279 or taller than
-            576 pixels), so it is read as BT.709, as players show it; decord would take BT.601, so
-            `read_frames` reads such files with PyAV.
+            576 pixels), so it is read as BT.709, as players show it (decord would take BT.601).
         last_frame_s: For variable-rate video, how long its last frame is shown (its packet's
             duration: a GIF holding its last picture for 2 s says 2 s), when the file says so (the
             last-shown frame is also the last decoded one and its packet has a duration); else None.
