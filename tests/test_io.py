@@ -354,6 +354,25 @@ def test_a_photo_reads_as_the_same_pixels_alone_and_in_a_folder(tmp_path):
         assert np.array_equal(read_frames(tmp_path / name, [0])[0], alone), name
 
 
+def test_16_bit_images_are_rounded_to_8_bits_and_noted_as_16_bit(tmp_path):
+    """OpenCV read 16-bit PNG frames by their high byte (v >> 8: half a level darker than rounding, so a correctly
+    rounded prediction scored 56.6 dB against it and a truncated one inf), and `info` called a folder of 16-bit
+    RGB PNGs rgb24, found by a black-box test."""
+    import cv2
+
+    rgb16 = np.random.default_rng(0).integers(0, 65536, (2, 8, 8, 3)).astype(np.uint16)
+    for name, frames in (("rgb", rgb16), ("grey", rgb16[..., :1].repeat(3, axis=-1))):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i, frame in enumerate(frames):
+            cv2.imwrite(str(folder / f"{i}.png"), frame[..., ::-1] if name == "rgb" else frame[..., 0])
+        rounded = ((frames.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257)
+        assert np.array_equal(read_frames(folder, [0, 1]), rounded), name
+        with open_video(folder / "1.png") as reader:  # a photo
+            assert np.array_equal(next(iter(reader)), rounded[1]), name
+        assert any("16-bit" in caveat for caveat in probe_video(folder).caveats()), name
+
+
 def test_an_input_with_transparency_is_noted_as_losing_it(tmp_path):
     """RGBA photos and frame folders lost their alpha channel without a word (frames.py warned only for frames
     passed in Python), found by a black-box test."""

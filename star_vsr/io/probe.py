@@ -714,12 +714,24 @@ def _exif_orientation(image_file: Path) -> DisplayOrientation | None:
         return None
 
 
+def _pil_pix_fmt(image: Image.Image) -> str:
+    """FFmpeg's name of an opened image's pixel format, from its header. PIL opens 16-bit RGB(A) PNG and TIFF in
+    8-bit modes ("RGB"), so the depth is read from the file's raw mode ("RGB;16B"); FFmpeg names a single such
+    file rgb48be, and a folder of them read as rgb24."""
+    args = image.tile[0][3] if image.tile else None
+    raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+    if image.mode in ("RGB", "RGBA") and isinstance(raw, str) and ";16" in raw:
+        return ("rgb48" if image.mode == "RGB" else "rgba64") + ("be" if raw.endswith("B") else "le")
+    return _PIL_MODE_TO_PIX_FMT.get(image.mode, image.mode.lower())
+
+
 def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
     files = list_image_files(folder)
     try:
         with Image.open(files[0]) as image:  # reads the header only
             width, height = image.size
             codec, mode = (image.format or files[0].suffix[1:]).lower(), image.mode
+            pix_fmt = _pil_pix_fmt(image)
     except (UnidentifiedImageError, OSError) as error:
         raise CorruptVideoError(f"{files[0]} is not a readable image ({error})") from error
     # upright as a single photo is shown and read: every frame turned as the first one's EXIF orientation says
@@ -735,7 +747,7 @@ def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
         width=width,
         height=height,
         codec=codec,
-        pix_fmt=_PIL_MODE_TO_PIX_FMT.get(mode, mode.lower()),
+        pix_fmt=pix_fmt,
         duration_s=float(len(files) / folder_fps),
         has_audio=False,
         audio_codec=None,

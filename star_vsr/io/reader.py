@@ -54,8 +54,8 @@ MAX_DECODE_AHEAD = 12
 one is reached by decoding on; farther ones are reached by seeking to the keyframe before
 them. Decoding a dozen small frames costs about as much as one seek."""
 
-_IMREAD_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # 8-bit RGB, pixels as stored (then turned
-# upright as the folder's first frame says, `VideoInfo.orientation`)
+_IMREAD_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION  # RGB of 8 or 16 bits,
+# pixels as stored (then turned upright as the folder's first frame says, `VideoInfo.orientation`)
 
 
 class VideoReader(ABC):
@@ -278,6 +278,8 @@ def _load_image(file: Path, info: VideoInfo) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_FLAGS) if data else None
     if image is None:
         raise CorruptVideoError(f"{file} is not a readable image; replace or remove it")
+    if image.dtype == np.uint16:  # rounded: OpenCV's own 8-bit reading kept the high byte, half a level darker
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257) = round(v * 255 / 65535)
     image = info.orientation.apply(image)  # upright, as the first frame's EXIF orientation says
     if image.shape[:2] != (info.height, info.width):  # found mid-way: a batch skips this clip, not the rest
         raise UnsupportedVideoError(
