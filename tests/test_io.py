@@ -373,6 +373,28 @@ def test_16_bit_images_are_rounded_to_8_bits_and_noted_as_16_bit(tmp_path):
         assert any("16-bit" in caveat for caveat in probe_video(folder).caveats()), name
 
 
+def test_animated_webp_is_refused_as_such_and_a_multi_page_tiff_is_noted(tmp_path, capsys):
+    """An animated WebP (which FFmpeg's decoder does not read) was called a file that "may be truncated", and a
+    multi-page TIFF read as one frame without a word (evaluate then suggested --max-frames 1), found by a black-box
+    test. A still lossless WebP was noted as losing an alpha channel it did not have (FFmpeg decodes it as argb)."""
+    from PIL import Image
+
+    pages = [Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)) for i in range(5)]
+    pages[0].save(tmp_path / "anim.webp", save_all=True, append_images=pages[1:], duration=100, lossless=True)
+    pages[0].save(tmp_path / "multi.tif", save_all=True, append_images=pages[1:])
+    pages[0].save(tmp_path / "still.webp", lossless=True)
+    with pytest.raises(UnsupportedVideoError, match="anim.webp is an animated WEBP image, which star-vsr cannot "
+                                                    "decode; save its frames as a folder of PNG images"):
+        probe_video(tmp_path / "anim.webp")
+    info = probe_video(tmp_path / "multi.tif")
+    assert (info.num_frames, info.pages) == (1, 5) and info.caveats() == [
+        f"{tmp_path / 'multi.tif'} has 5 pages (a multi-page image); star-vsr reads the first as a photo (save the "
+        f"pages as a folder of frames to read them as a video)"]
+    assert probe_video(tmp_path / "still.webp").pages == 1 and probe_video(tmp_path / "still.webp").caveats() == []
+    assert cli_main(["info", str(tmp_path / "multi.tif")]) == 0
+    assert "frames  1 (the first of 5 pages, read as a photo)" in capsys.readouterr().out
+
+
 def test_an_input_with_transparency_is_noted_as_losing_it(tmp_path):
     """RGBA photos and frame folders lost their alpha channel without a word (frames.py warned only for frames
     passed in Python), found by a black-box test."""

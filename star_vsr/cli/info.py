@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     aspect = info.pixel_aspect
     rows = {
         "path": str(info.path),
-        "frames": info.num_frames,
+        "frames": f"{info.num_frames}" + (f" (the first of {info.pages} pages, read as a photo)" if info.pages > 1
+                                         else ""),
         "fps": f"{info.fps:.3f} ({info.frame_rate})",
         "size": f"{info.width}x{info.height}",
         "orientation": info.orientation.describe() + ("" if info.orientation.is_identity else " (read upright)"),
@@ -85,7 +86,7 @@ def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
         "interlaced": info.interlaced, "timing_error_s": info.timing_error_s, "hdr": info.hdr,
         "missing_s": info.missing_s, "frames_cut": info.frames_cut, "video_streams": info.video_streams,
         "audio_streams": info.audio_streams, "audio_cut": info.audio_cut, "side_alpha": info.side_alpha,
-        "damage": damage,
+        "pages": info.pages, "damage": damage,
     }
 
 

@@ -221,6 +221,7 @@ class VideoInfo:
         audio_lead_s: Seconds by which the first audio stream starts before the first frame (a recording whose
             picture starts late): an .mp4 / .mov output leaves that audio out, a .mkv output keeps it; 0 when
             the audio starts with the video or after it.
+        pages: Pages of a photo file (a multi-page TIFF), of which only the first is read; 1 otherwise.
     """
 
     path: Path
@@ -251,6 +252,7 @@ class VideoInfo:
     audio_cut: bool = False
     side_alpha: bool = False
     audio_lead_s: float = 0.0
+    pages: int = 1
 
     @property
     def is_photo(self) -> bool:
@@ -290,6 +292,9 @@ class VideoInfo:
         if self.audio_lead_s > AUDIO_LEAD_NOTE_S:  # (an encoder's priming samples start it a few ms early)
             notes.append(f"{self.path}: its audio starts {self.audio_lead_s:.2f} s before its first frame; an .mp4 "
                          f"or .mov output leaves that audio out (a .mkv output keeps it)")
+        if self.pages > 1:
+            notes.append(f"{self.path} has {self.pages} pages (a multi-page image); star-vsr reads the first as a "
+                         f"photo (save the pages as a folder of frames to read them as a video)")
         if self.missing_s:
             notes.append(
                 f"{self.path} looks cut short (an interrupted download or copy?): its header lists "
@@ -650,14 +655,21 @@ def _probe_container(path: Path) -> VideoInfo:
                 duration_s = last_end - float(timestamps[0] * stream.time_base)
                 missing_s = listed_end - last_end
     if num_frames == 0 or width == 0 or height == 0:
+        if _image_pages(path) > 1:  # FFmpeg's WebP decoder reads still images only
+            raise UnsupportedVideoError(
+                f"{path} is an animated {path.suffix[1:].upper()} image, which star-vsr cannot decode; save its "
+                f"frames as a folder of PNG images (ImageMagick: magick {path.name} frames/%04d.png) or as a video, "
+                f"and give that")
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
         )
+    pages = 1
     if is_photo_file(path, num_frames):  # read as a folder of one frame: at its rate (FFmpeg's 25 fps for stills is
         # made up), upright by its EXIF orientation (FFmpeg's display matrix of a photo loses EXIF's mirroring,
         # orientation 2 read as 180 degrees), square pixels (FFmpeg took a JPEG's dpi for a pixel aspect ratio)
         frame_rate, duration_s = DEFAULT_FOLDER_FPS, None
         orientation, interlaced, pixel_aspect = _exif_orientation(path) or DisplayOrientation(), False, 1
+        pages, pix_fmt = _image_pages(path), _photo_pix_fmt(path) or pix_fmt
     else:
         orientation, interlaced, first_size = _read_first_frame(path)
         width, height = first_size or (width, height)
@@ -693,7 +705,29 @@ def _probe_container(path: Path) -> VideoInfo:
         frames_cut=frames_cut,
         untagged_hd=untagged_hd,
         last_frame_s=last_frame_s,
+        pages=pages,
     )
+
+
+def _image_pages(path: Path) -> int:
+    """How many pages (frames) PIL finds in an image file: more than 1 for a multi-page TIFF or an animated WebP;
+    1 when PIL cannot read it."""
+    try:
+        with Image.open(path) as image:  # the header, and for some formats a scan of the frame index
+            return int(getattr(image, "n_frames", 1))
+    except (UnidentifiedImageError, OSError, ValueError):
+        return 1
+
+
+def _photo_pix_fmt(path: Path) -> str | None:
+    """A photo's pixel format as its frame is read (by OpenCV, like a folder's frames), from its header: FFmpeg
+    names the format it decodes to, argb for every lossless WebP (an alpha channel noted that it had not). None when
+    PIL cannot read it."""
+    try:
+        with Image.open(path) as image:
+            return _pil_pix_fmt(image)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
 
 
 def is_photo_file(path: Path, num_frames: int) -> bool:

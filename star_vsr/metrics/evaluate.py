@@ -109,7 +109,12 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
                     f"{option(f'max_frames={n}', f'--max-frames {n}')}." if n < gt_info.num_frames else "")
         else:
             hint = f" ({option('max_frames', '--max-frames')} {max_frames} asks for more frames than one of them has.)"
-        raise InputError(f"{pred_path} has {pred_info.num_frames} frames but {gt_path} has {gt_info.num_frames}; "
+        pages = next((info for info in (pred_info, gt_info) if info.pages > 1), None)
+        if pages is not None:
+            hint = f" ({pages.path} is a multi-page image, of which star-vsr reads the first page.)"
+        pred_n, gt_n = pred_info.num_frames, gt_info.num_frames
+        raise InputError(f"{pred_path} has {pred_n} frame{'s' * (pred_n != 1)} but {gt_path} has {gt_n} "
+                         f"frame{'s' * (gt_n != 1)}; "
                          f"evaluate needs the prediction and ground truth frame for frame.{hint}")
     extra_w, extra_h = gt_info.width - pred_info.width, gt_info.height - pred_info.height
     croppable = 0 <= extra_w < 2 * scale and 0 <= extra_h < 2 * scale
