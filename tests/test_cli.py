@@ -1174,6 +1174,10 @@ def test_degrade_gives_a_frame_folder_the_rate_of_fps(tmp_path, capsys):
     assert probe_video(tmp_path / "b.mp4").frame_rate == Fraction(24000, 1001)
     assert main(["degrade", str(tmp_path / "b.mp4"), "-o", str(tmp_path / "c.mp4"), "--fps", "25"]) == 2
     assert "is a video file with its own" in capsys.readouterr().err and not (tmp_path / "c.mp4").exists()
+    # --deinterlace on did nothing to a folder (or a photo) without a word (a black-box test)
+    assert main(["degrade", str(frames), "-o", str(tmp_path / "d.mp4"), "--scale", "2", "--deinterlace", "on"]) == 0
+    assert f"note: --deinterlace on does nothing for {frames}: a folder of frames is read as whole pictures" \
+        in capsys.readouterr().out
 
 
 def test_degrade_keeps_the_pixel_aspect_ratio(tmp_path, capsys):

@@ -90,6 +90,9 @@ def input_notes(path: str | Path, deinterlace: bool | str, folder_fps: Fraction 
     source = FileFrameSource(path, deinterlace, folder_fps)
     notes = [f"{path} is interlaced; deinterlacing it (bwdif) first, --deinterlace off keeps the fields"] \
         if source.deinterlaced and deinterlace == "auto" else []
+    if deinterlace is True and (source.info.is_image_folder or source.info.is_photo):  # did nothing, said nothing
+        kind = "photo" if source.info.is_photo else "folder of frames"
+        notes.append(f"--deinterlace on does nothing for {path}: a {kind} is read as whole pictures, not fields")
     if source.info.is_image_folder and folder_fps is None and not frames_output:
         notes.append(f"{path} is a folder of frames, which stores no frame rate: the output plays it at "
                      f"{source.info.fps:g} fps (--fps sets it)")
