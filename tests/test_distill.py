@@ -559,7 +559,7 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     # a missing --data folder was "is not a folder of videos"; messages named only "star-vsr distill"
     assert cli_main([*base[:5], str(tmp_path / "no-data"), *base[6:], "-o", str(cache_dir)]) == 2
     assert f"star-vsr distill cache-teacher: error: {tmp_path / 'no-data'} does not exist; it should be a folder of " \
-           f"videos" in capsys.readouterr().err and not cache_dir.exists()
+           f"videos or frame folders" in capsys.readouterr().err and not cache_dir.exists()  # (as --help says)
     # a folder that is no teacher: said for --teacher, not with upscale's help about --model
     assert cli_main([*base[:3], str(tmp_path / "nope"), *base[4:], "-o", str(cache_dir)]) == 2
     err = capsys.readouterr().err

@@ -39,9 +39,9 @@ class VideoFolderClips:
                  besides: Sequence[Union[str, Path]] = ()) -> None:
         self.folder = Path(folder)
         if not self.folder.exists():  # (was "is not a folder of videos" too)
-            raise InputError(f"{self.folder} does not exist; it should be a folder of videos")
+            raise InputError(f"{self.folder} does not exist; it should be a folder of videos or frame folders")
         if not self.folder.is_dir():
-            raise InputError(f"{self.folder} is not a folder of videos")
+            raise InputError(f"{self.folder} is not a folder of videos or frame folders")
         if num_frames is not None and num_frames < 1:
             raise InputError(f"num_frames must be >= 1, got {num_frames}")
         self.num_frames, self.scale = num_frames, scale
