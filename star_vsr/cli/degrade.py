@@ -12,7 +12,8 @@ last bit differently by thread count and the Poisson noise after them turned tha
 
 A folder of clips (videos and frame folders, as REDS4 / Vid4 lay out GT/calendar/*.png) is
 degraded clip by clip into the folder -o, named as upscale-batch names its outputs (--codec png:
-LR/calendar/), each clip with its own seed (--seed plus the CRC-32 of its name); clips already
+LR/calendar/), each clip with its own seed (--seed plus the CRC-32 of its file or folder name, suffix
+included: calendar.mp4 draws another degradation than calendar.mkv); clips already
 there are skipped unless --overwrite, so a stopped run goes on; one of another size or fewer frames than this
 run makes (another program's file) is named in a note.
 """
@@ -151,7 +152,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         if note:
             say(args, f"note: {note}")
     say(args, f"{len(clips) - len(todo)} of {len(clips)} clips already degraded in {output_dir}; {len(todo)} to go "
-              f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its name)")
+              f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its file or folder name)")
     failed = []
     for clip in todo:
         try:
