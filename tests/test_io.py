@@ -1752,6 +1752,27 @@ def test_a_writer_removes_the_temporary_files_of_killed_writers_of_its_output(tm
         ["out.mp4", "frames", running.name, elsewhere.name, other_output.name])
 
 
+@pytest.mark.parametrize("name", ["a" * 240 + ".mp4", "動画" * 38 + ".mp4"])  # 244 and 232 bytes
+def test_an_output_with_a_long_name_is_written_and_a_killed_writers_temporary_removed(tmp_path, name):
+    """The temporary name (.NAME.HOST-PID-TOKEN.tmp.mp4) of an output named with 226-246 bytes passed the file
+    system's 255: upscale ran to the end, then failed to write, at every rerun (a black-box test). It now carries
+    the name cut and hashed; a killed writer's is still found and removed."""
+    import subprocess
+
+    from star_vsr.io.atomic import _host, _temporary_name, temporary_path
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    out = tmp_path / name
+    assert len(os.fsencode(temporary_path(out).name)) <= 255 and _temporary_name(out).startswith(name[:20])
+    stale = tmp_path / f".{_temporary_name(out)}.{_host()}-{ended.pid}-0a1b2c3d.tmp.mp4"
+    stale.write_bytes(b"partial")
+    with VideoWriter(out, 25) as writer:
+        writer.write(synthetic_frames(2, size=(16, 16)))
+    assert [p.name for p in tmp_path.iterdir()] == [name] and probe_video(out).num_frames == 2
+    assert _temporary_name(tmp_path / "short.mp4") == "short.mp4"
+
+
 def test_degrade_killed_while_writing_leaves_nothing_after_the_rerun(tmp_path):
     import signal
     import subprocess

@@ -8,6 +8,7 @@ removes those a killed run left behind (`remove_stale_temporaries`) and no other
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -29,19 +30,51 @@ def remove_temporary(path: Path) -> None:
             pass
 
 
+#: The longest name most file systems take (ext4, XFS, Btrfs, APFS, NTFS: 255 bytes or UTF-16 units).
+DEFAULT_NAME_MAX = 255
+
+_PID_DIGITS = 7  # Linux's largest pid_max, 4194304
+
+
 def temporary_path(path: Path) -> Path:
     """A hidden, unique name next to `path` to write it under until it is complete,
     ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX``: the writer's machine and process, so that a later writer of
-    `path` can tell (and first removes, `remove_stale_temporaries`) those of a killed run."""
+    `path` can tell (and first removes, `remove_stale_temporaries`) those of a killed run. NAME is `path`'s
+    name, shortened where the whole would be too long a name (`_temporary_name`)."""
     remove_stale_temporaries(path)
-    return path.parent / f".{path.name}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}"
+    return path.parent / f".{_temporary_name(path)}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}"
+
+
+def _temporary_name(path: Path) -> str:
+    """`path`'s name as its temporary names carry it: whole where the longest temporary name fits the folder's
+    limit on a name, else cut and followed by ``~`` and a hash of the whole name (an output named with 240 bytes
+    was upscaled to the end, then could not be written, at every rerun)."""
+    name = os.fsencode(path.name)
+    longest = len(os.fsencode(f"..{_host()}-{'9' * _PID_DIGITS}-{'0' * 8}.tmp{path.suffix}")) + len(name)
+    limit = _name_max(path.parent)
+    if longest <= limit:
+        return path.name
+    digest = hashlib.sha256(name).hexdigest()[:8]
+    keep = max(0, limit - (longest - len(name)) - len(digest) - 1)
+    return f"{name[:keep].decode(errors='ignore')}~{digest}"  # (a character cut in its middle is left out)
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name ``folder``'s file system takes (its nearest existing ancestor's), in bytes."""
+    for ancestor in (folder, *folder.parents):
+        if ancestor.is_dir():
+            try:
+                return int(os.pathconf(ancestor, "PC_NAME_MAX"))
+            except (OSError, ValueError, AttributeError):  # off POSIX, or a file system that does not say
+                return DEFAULT_NAME_MAX
+    return DEFAULT_NAME_MAX
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
     """Remove the temporary files (or PNG folders) of `path` that writers on this machine whose process has
     ended left behind (a SIGKILL or a power cut runs no clean-up); returns them. Those of running processes,
     of other machines sharing the folder, and names of another form are left alone."""
-    prefix, suffix = f".{path.name}.", f".tmp{path.suffix}"
+    prefix, suffix = f".{_temporary_name(path)}.", f".tmp{path.suffix}"
     try:
         siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
     except OSError:  # a missing or unreadable folder holds nothing to remove
