@@ -19,9 +19,11 @@ RECORD_NAME = ".star-vsr-upscale-batch.jsonl"
 """File of the record in the output folder (hidden: it is not an output)."""
 
 
-def record_output(output_dir: Path, name: str, settings: Mapping[str, Any]) -> None:
-    """Add that output ``name`` in ``output_dir`` was made with ``settings`` (one appended line)."""
-    line = json.dumps({"output": name, "settings": _as_stored(settings)})
+def record_output(output_dir: Path, name: str, settings: Mapping[str, Any], source: Optional[str] = None) -> None:
+    """Add that output ``name`` in ``output_dir`` was made with ``settings`` from the input named ``source``
+    (one appended line)."""
+    line = json.dumps({"output": name, "settings": _as_stored(settings),
+                       **({"input": source} if source is not None else {})})
     descriptor = os.open(Path(output_dir) / RECORD_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:  # one write: appends of processes do not mix
         file.write("\n" + line + "\n")  # the leading newline ends a line a crash cut short
@@ -54,19 +56,10 @@ def made_with_other_settings(output_dir: Path, current: Mapping[str, Mapping[str
     """Among the outputs ``current`` names (output name -> the settings that would make it now,
     ``output_settings``), those the record says were last made with other settings: output name -> the flags
     that differed (``--model``, ``--upscale``). A damaged record line is passed over."""
-    path = Path(output_dir) / RECORD_NAME
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):  # none yet, or unreadable: nothing to compare
-        return {}
     made: dict[str, dict[str, Any]] = {}
-    for line in lines:
-        try:
-            entry = json.loads(line)
-            if isinstance(entry["output"], str) and isinstance(entry["settings"], dict):
-                made[entry["output"]] = entry["settings"]  # the last line of a name: how it was last made
-        except (ValueError, LookupError, TypeError):
-            continue
+    for entry in _entries(Path(output_dir) / RECORD_NAME):
+        if isinstance(entry.get("settings"), dict):
+            made[entry["output"]] = entry["settings"]  # the last line of a name: how it was last made
     changed = {}
     for name, settings in current.items():
         now = _as_stored(settings)
@@ -77,6 +70,35 @@ def made_with_other_settings(output_dir: Path, current: Mapping[str, Mapping[str
             changed[name] = sorted("the input folder" if key == "input_dir" else f"--{key.replace('_', '-')}"
                                    for key in keys if made[name].get(key) != now.get(key))
     return changed
+
+
+def recorded_inputs(output_dir: Path) -> dict[str, str]:
+    """The input name each output in ``output_dir``'s record was last made from (output name -> input name), for the
+    outputs recorded with one. Outputs are named from the inputs there are (``clip.mp4`` and a ``clip.mkv`` added
+    later: ``clip_mp4.mkv``), so an input added to a batch folder took over an output another input had made, which
+    then counted as done; the names recorded here stay theirs (``star_vsr.io.output_names``' ``kept``)."""
+    inputs: dict[str, str] = {}
+    for entry in _entries(Path(output_dir) / RECORD_NAME):
+        if isinstance(entry.get("input"), str):
+            inputs[entry["output"]] = entry["input"]
+    return inputs
+
+
+def _entries(path: Path) -> list[dict[str, Any]]:
+    """The record's lines as dicts with an ``"output"`` name (a damaged line is passed over)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):  # none yet, or unreadable
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("output"), str):
+            entries.append(entry)
+    return entries
 
 
 def _as_stored(settings: Mapping[str, Any]) -> dict[str, Any]:

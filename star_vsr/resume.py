@@ -124,6 +124,20 @@ def unfinished_runs(folder: Path, besides: Collection[Path] = ()) -> list[tuple[
     return found
 
 
+def unfinished_inputs(folder: Path) -> dict[str, Path]:
+    """The input (resolved path) of each output in ``folder`` that has saved progress, by output name (a damaged
+    manifest is passed over)."""
+    inputs = {}
+    for work, _ in unfinished_runs(folder):
+        try:
+            source = json.loads((work / MANIFEST).read_text(encoding="utf-8"))["settings"]["input"]
+        except (OSError, ValueError, LookupError, TypeError):
+            continue
+        if isinstance(source, str):
+            inputs[work.name[1:-len(".partial")]] = Path(source)
+    return inputs
+
+
 def unfinished_note(work: Path, size: int) -> str:
     """What ``upscale`` and ``upscale-batch`` say of the saved progress ``work`` of another output."""
     return (f"note: {work} holds {size / 2 ** 20:.1f} MB saved by an unfinished run to another output (stopped, or "

@@ -1473,7 +1473,7 @@ def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(t
     assert "skipped" in captured.err and "0bad.mp4 is not a readable video" in captured.err
     assert outputs_in(tmp_path / "out") == ["a.mp4", "b.mkv", "b.mp4"]
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "ffv1"), "--codec", "ffv1"]) == 1
-    assert "note: b.avi is written as b_avi.mkv (b.mkv is another video's output)" in capsys.readouterr().out
+    assert "note: b.avi is written as b_avi.mkv (b.mkv is the output of the video b.mkv)" in capsys.readouterr().out
     assert outputs_in(tmp_path / "ffv1") == ["a.mkv", "b.mkv", "b_avi.mkv"]
     assert probe_video(tmp_path / "ffv1" / "b_avi.mkv").num_frames == 3
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "png"), "--codec", "png"]) == 1
@@ -1699,6 +1699,31 @@ def test_upscale_batch_names_the_subfolders_it_skips(tmp_path, capsys):
     assert outputs_in(tmp_path / "out") == ["a.mp4"]
 
 
+def test_upscale_batch_keeps_output_names_when_an_input_of_the_same_stem_is_added(tmp_path, capsys):
+    """a.mp4's output a.mkv (--codec ffv1), then a.mkv added to the folder: a.mkv took the name a.mkv, found its
+    output there and counted as done (a.mp4's frames), while a.mp4 was upscaled again as a_mp4.mkv; stopped
+    before that, a.mp4's saved progress went to a.mkv and was refused. And the note named an output no video
+    had (a black-box test)."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    write_test_video(inputs / "a.mp4", num_frames=2, size=(8, 8), seed=1)
+    args = ["upscale-batch", str(inputs), "-o", str(out), "--codec", "ffv1", "--upscale", "2"]
+    assert main(args) == 0
+    write_test_video(inputs / "a.mkv", num_frames=3, size=(8, 8), seed=2, codec="ffv1")
+    assert main(args) == 0
+    captured = capsys.readouterr().out
+    assert "note: a.mkv is written as a_mkv.mkv (a.mkv is the output of the video a.mp4, from an earlier run)" \
+        in captured
+    assert "1 of 2 videos already done; 1 to go" in captured
+    assert outputs_in(out) == ["a.mkv", "a_mkv.mkv"] and probe_video(out / "a_mkv.mkv").num_frames == 3
+    assert probe_video(out / "a.mkv").num_frames == 2  # still a.mp4's
+    # two inputs that want one name that neither has: each is named, not a third output
+    for name in ("b.avi", "b.mp4"):
+        write_test_video(inputs / name, num_frames=2, size=(8, 8))
+    assert main(args) == 0
+    assert "note: b.avi is written as b_avi.mkv (b.mp4 would be written as b.mkv too)" in capsys.readouterr().out
+
+
 def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path, capsys):
     """REDS4 / Vid4 lay clips out as LR/calendar/00000000.png: each frame folder is one video, upscaled as
     `upscale` upscales a frame folder, and --codec png output pairs with GT/calendar/ in evaluate."""
@@ -1711,7 +1736,7 @@ def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path
     assert main(args) == 0
     captured = capsys.readouterr().out
     assert "0 of 3 videos already done; 3 to go" in captured and "--fps sets it" not in captured  # PNG: no rate
-    assert "note: a.mkv is written as a_mkv (a is another video's output)" in captured  # the folder's own name
+    assert "note: a.mkv is written as a_mkv (a is the output of the frame folder a)" in captured  # the folder's
     assert outputs_in(out) == ["a", "a_mkv", "clip.v2"]
     single = tmp_path / "single"
     assert main(["upscale", str(lr / "a"), "-o", str(single), "--upscale", "2"]) == 0

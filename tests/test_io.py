@@ -1805,6 +1805,9 @@ def test_output_names_of_videos_and_frame_folders():
     assert output_names(["a", "a.mp4"], folders={"a"}) == {"a": "a_frames.mp4", "a.mp4": "a.mp4"}
     assert output_names(["a", "a.mp4"], "png", folders={"a"}) == {"a": "a", "a.mp4": "a_mp4"}
     assert output_names(["a", "a.avi"], folders={"a"}) == {"a": "a_frames.mp4", "a.avi": "a_avi.mp4"}
+    # a name an earlier run gave (kept) stays, for the codec that gave it: an input added later does not take it
+    assert output_names(["a.mkv", "a.mp4"], "ffv1", kept={"a.mp4": "a.mkv"}) == {"a.mkv": "a_mkv.mkv", "a.mp4": "a.mkv"}
+    assert output_names(["a.mkv", "a.mp4"], kept={"a.mp4": "a.mkv"}) == {"a.mkv": "a.mkv", "a.mp4": "a.mp4"}
 
 
 @pytest.mark.parametrize("tag", [3, 6, 8])

@@ -31,7 +31,7 @@ import sys
 import warnings
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Collection, Mapping, Optional, TextIO
 
 from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, SavedRunError,
                       UnsupportedVideoError)
@@ -268,6 +268,20 @@ def process_line(process_index: Optional[int], message: str, file: Optional[Text
     file.flush()
 
 
+def _renamed_because(name: str, wanted: Mapping[str, str], names: Mapping[str, str], kept: Mapping[str, str],
+                     folders: Collection[str]) -> str:
+    """Why input ``name`` is not written under its own output name ``wanted[name]`` (``names``: the names given;
+    ``kept``: those kept from earlier runs; ``folders``: the frame folders). It said "clip.mkv is another video's
+    output" where none was."""
+    own = wanted[name]
+    owner = next((other for other, out in names.items() if out == own and other != name), None)
+    if owner is not None:
+        kind = "the frame folder" if owner in folders else "the video"
+        return f"{own} is the output of {kind} {owner}" + (", from an earlier run" if kept.get(owner) == own else "")
+    others = sorted(other for other, out in wanted.items() if out == own and other != name)
+    return f"{' and '.join(others)} would be written as {own} too"
+
+
 def run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
@@ -276,10 +290,10 @@ def run_batch(args: argparse.Namespace) -> int:
                               stray_images_note)
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable
-    from ..batch_record import made_with_other_settings, output_settings, record_output
+    from ..batch_record import made_with_other_settings, output_settings, record_output, recorded_inputs
     from .existing_outputs import check_existing_outputs, done_but_line, existing_output_lines, listed
     from ..overwrite_batch import OverwriteLedger, batch_settings
-    from ..resume import MANIFEST, partial_folder, unfinished_note, unfinished_runs
+    from ..resume import MANIFEST, partial_folder, unfinished_inputs, unfinished_note, unfinished_runs
     from ..upscale import (DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype,
                            upscale_video)
 
@@ -304,7 +318,12 @@ def run_batch(args: argparse.Namespace) -> int:
                          + (f" (videos inside subfolders are not searched: {listed(subfolders)})"
                             if subfolders else ""))
     check_fps_for_clips(args.fps, input_dir, videos)
-    names = output_names([video.name for video in videos], args.codec, folders=frame_folders)
+    # the names earlier runs gave outputs that exist or are partly done stay theirs: an input added later
+    # (clip.mkv beside clip.mp4) took over clip.mp4's output clip.mkv, which then counted as done
+    kept = {source: out for out, source in recorded_inputs(output_dir).items() if (output_dir / out).exists()}
+    kept.update({source.name: out for out, source in unfinished_inputs(output_dir).items()
+                 if source.parent == input_dir.resolve()})
+    names = output_names([video.name for video in videos], args.codec, folders=frame_folders, kept=kept)
     outputs = {video: output_dir / names[video.name] for video in videos}
     check_writable(outputs[videos[0]])
     if args.overwrite:  # as `upscale --overwrite`, for every output, before any work
@@ -331,10 +350,11 @@ def run_batch(args: argparse.Namespace) -> int:
                     "--overwrite to go on (the outputs it had not reached yet are old ones)")
     state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
     if state.is_main_process:
+        wanted = {video.name: output_name(video.name, args.codec, folder=video.is_dir()) for video in videos}
         for video in videos:
-            wanted = output_name(video.name, args.codec, folder=video.is_dir())
-            if names[video.name] != wanted:
-                print(f"note: {video.name} is written as {names[video.name]} ({wanted} is another video's output)")
+            if names[video.name] != wanted[video.name]:
+                print(f"note: {video.name} is written as {names[video.name]} "
+                      f"({_renamed_because(video.name, wanted, names, kept, frame_folders)})")
         if note:
             print(f"note: {note}")
         if not args.overwrite:  # e.g. a --max-frames preview batch run here before this full one
@@ -398,7 +418,7 @@ def run_batch(args: argparse.Namespace) -> int:
             if args.overwrite:
                 ledger.add(outputs[video].name, video)
             record_output(output_dir, outputs[video].name,
-                          output_settings(ledger.settings, video, outputs[video], dtype))
+                          output_settings(ledger.settings, video, outputs[video], dtype), source=video.name)
             say(f"wrote {outputs[video]}")
     state.wait_for_everyone()
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above)

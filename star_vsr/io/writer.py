@@ -26,7 +26,7 @@ import numbers
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -350,16 +350,23 @@ def output_name(name: str, codec: str | None = None, *, folder: bool = False) ->
     return path.name if suffix in suffixes else stem + suffixes[0]
 
 
-def output_names(names: list[str], codec: str | None = None, folders: Collection[str] = ()) -> dict[str, str]:
+def output_names(names: list[str], codec: str | None = None, folders: Collection[str] = (),
+                 kept: Mapping[str, str] | None = None) -> dict[str, str]:
     """`output_name` of each input name (those in ``folders`` are frame folders), made unique: where
     several inputs would get one output name (``clip.avi`` and ``clip.mp4`` both give ``clip.mp4``),
     an input whose own name it is keeps it and the others carry their suffix in the stem
-    (``clip_avi.mp4``; a frame folder ``clip``: ``clip_frames.mp4``). `InputError` if names still clash."""
+    (``clip_avi.mp4``; a frame folder ``clip``: ``clip_frames.mp4``). ``kept``: input name -> an output name an
+    earlier run gave it (of the suffix ``codec`` gives), which it keeps and no other input gets. `InputError` if
+    names still clash."""
     wanted = {name: output_name(name, codec, folder=name in folders) for name in names}
-    taken = Counter(wanted.values())
-    unique = {}
+    unique = {name: out for name, out in (kept or {}).items()
+              if name in wanted and Path(out).suffix == Path(wanted[name]).suffix}
+    reserved = set(unique.values())
+    taken = Counter(out for name, out in wanted.items() if name not in unique)
     for name, out in wanted.items():
-        if taken[out] > 1 and out != name:
+        if name in unique:
+            continue
+        if out in reserved or (taken[out] > 1 and out != name):
             path = Path(name)
             out = (output_name(f"{name}_frames", codec, folder=True) if name in folders else
                    output_name(f"{path.stem}_{path.suffix[1:].lower()}{path.suffix}", codec))
