@@ -1724,6 +1724,20 @@ def test_upscale_batch_keeps_output_names_when_an_input_of_the_same_stem_is_adde
     assert "note: b.avi is written as b_avi.mkv (b.mp4 would be written as b.mkv too)" in capsys.readouterr().out
 
 
+def test_batch_commands_report_a_link_to_a_missing_video_as_skipped(tmp_path, capsys):
+    """A symbolic link whose video is gone (a moved or unmounted disk) was left out without a word, exit 0 (a
+    black-box test); it is now skipped as an unreadable video is: named, exit 1."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_test_video(inputs / "v.mp4", num_frames=2, size=(8, 8))
+    (inputs / "gone.mp4").symlink_to(tmp_path / "moved.mp4")
+    line = f"skipped {inputs / 'gone.mp4'}: it is a link to {tmp_path / 'moved.mp4'}, which does not exist"
+    assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out"), "--upscale", "2"]) == 1
+    assert line in capsys.readouterr().err and outputs_in(tmp_path / "out") == ["v.mp4"]
+    assert main(["degrade", str(inputs), "-o", str(tmp_path / "lr"), "--scale", "2"]) == 1
+    assert line in capsys.readouterr().err and (tmp_path / "lr" / "v.mp4").is_file()
+
+
 def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path, capsys):
     """REDS4 / Vid4 lay clips out as LR/calendar/00000000.png: each frame folder is one video, upscaled as
     `upscale` upscales a frame folder, and --codec png output pairs with GT/calendar/ in evaluate."""

@@ -102,7 +102,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     are recorded in ``-o`` (``SETTINGS_NAME``); a rerun with others is refused unless ``--overwrite``."""
     from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
     from ..io import VIDEO_EXTENSIONS, output_names
-    from ..io.folders import other_subfolders, other_subfolders_note, stray_images_note
+    from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable, write_text_atomic
     from .existing_outputs import check_existing_outputs, existing_output_lines
@@ -154,6 +154,9 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     say(args, f"{len(clips) - len(todo)} of {len(clips)} clips already degraded in {output_dir}; {len(todo)} to go "
               f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its file or folder name)")
     failed = []
+    for link in broken_links(folder):  # they were left out without a word
+        print(broken_link_line(link), file=sys.stderr)
+        failed.append(link.name)
     for clip in todo:
         try:
             _degrade_file(args, clip, outputs[clip], clip_seed(args.seed, clip.name),

@@ -286,8 +286,8 @@ def run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
-    from ..io.folders import (clips_in_folder, is_frame_folder, other_subfolders, other_subfolders_note,
-                              stray_images_note)
+    from ..io.folders import (broken_link_line, broken_links, clips_in_folder, is_frame_folder, other_subfolders,
+                              other_subfolders_note, stray_images_note)
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable
     from ..batch_record import made_with_other_settings, output_settings, record_output, recorded_inputs
@@ -310,7 +310,7 @@ def run_batch(args: argparse.Namespace) -> int:
         raise InputError(f"{input_dir} holds frame images, the frames of one video: upscale it with `star-vsr "
                          f"upscale {input_dir} -o OUTPUT`; upscale-batch takes a folder of videos or of frame folders")
     # the clips: video files, and subfolders of frames (REDS4 / Vid4's layout), each upscaled as one video
-    videos = clips_in_folder(input_dir)
+    videos, broken = clips_in_folder(input_dir), broken_links(input_dir)
     frame_folders = {video.name for video in videos if video.is_dir()}
     subfolders = other_subfolders(input_dir, videos, besides=[output_dir])
     if not videos:
@@ -376,6 +376,8 @@ def run_batch(args: argparse.Namespace) -> int:
         stray = stray_images_note(input_dir)
         if stray:
             print(f"note: {stray}")
+        for link in broken:  # they were left out without a word
+            print(broken_link_line(link), file=sys.stderr)
         if subfolders:
             print(f"note: {other_subfolders_note(input_dir, subfolders)}")
         if args.overwrite and not redone:
@@ -428,6 +430,8 @@ def run_batch(args: argparse.Namespace) -> int:
             print(unfinished_note(folder, size))
     if made_output_dir and state.is_main_process and not any(output_dir.iterdir()):
         output_dir.rmdir()  # every video failed: no empty folder left behind as if something were written
+    if state.is_main_process:
+        failed += broken
     if failed:
         say(f"{len(failed)} video(s) were skipped (the reasons are above): {', '.join(v.name for v in failed)}",
             sys.stderr)

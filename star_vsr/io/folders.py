@@ -5,6 +5,7 @@ naturally (``frame2.png`` before ``frame10.png``); hidden entries are never clip
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Collection, Iterator, Sequence
@@ -66,6 +67,20 @@ def clips_in_folder(folder: Path) -> list[Path]:
             if not entry.name.startswith(".")
             and ((entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS)
                  or (entry.is_dir() and holds_frame_images(entry)))]  # a stray video in it: the reader says so
+
+
+def broken_links(folder: Path) -> list[Path]:
+    """The symbolic links directly in `folder` named like videos whose target does not exist (a moved or unmounted
+    disk): `clips_in_folder` cannot tell what they were, so the batch commands name them as skipped (they were
+    left out without a word). Hidden entries aside."""
+    return [entry for entry in sorted(folder.iterdir(), key=lambda e: natural_sort_key(e.name))
+            if not entry.name.startswith(".") and entry.suffix.lower() in VIDEO_EXTENSIONS
+            and entry.is_symlink() and not entry.exists()]
+
+
+def broken_link_line(link: Path) -> str:
+    """How the batch commands report a broken link to a video (`broken_links`)."""
+    return f"skipped {link}: it is a link to {os.readlink(link)}, which does not exist"
 
 
 def clip_collection(path: Path) -> list[Path]:
