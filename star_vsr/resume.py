@@ -293,6 +293,17 @@ def _stopped(work: Path, output: Path, say: Callable[[str], None]) -> None:
         f"from there; {option('restart=True', '--restart')} starts over")
 
 
+def saved_progress(output_path: str | Path) -> Optional[str]:
+    """"120 frames are saved in DIR" of the saved progress of an output (``_saved_work``), or None without any
+    (or with a damaged manifest, which the run itself reports)."""
+    work = partial_folder(output_path)
+    try:
+        manifest = json.loads((work / MANIFEST).read_text(encoding="utf-8"))
+        return f"{_saved_work(manifest)} saved in {work}"
+    except (OSError, ValueError, LookupError, TypeError, ZeroDivisionError):
+        return None
+
+
 def _saved_work(manifest: dict[str, Any]) -> str:
     """What a manifest holds, for the user: the frames written, and for a diffusion run the share of the model
     evaluations done (frames being denoised keep theirs)."""

@@ -1724,6 +1724,23 @@ def test_upscale_batch_keeps_output_names_when_an_input_of_the_same_stem_is_adde
     assert "note: b.avi is written as b_avi.mkv (b.mp4 would be written as b.mkv too)" in capsys.readouterr().out
 
 
+def test_an_existing_output_with_saved_progress_says_that_overwrite_goes_on(tmp_path, capsys):
+    """After a stopped `upscale --overwrite`, the same command without --overwrite said only "already exists; pass
+    --overwrite to replace it", not that the replacement was partly done (a black-box test)."""
+    video = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
+    output = tmp_path / "out.mp4"
+    output.write_bytes(b"an earlier output")
+    work = tmp_path / ".out.mp4.partial"
+    work.mkdir()
+    (work / "progress.json").write_text(json.dumps({"settings": {}, "frames": 3, "state": None, "segments": []}))
+    assert main(["upscale", str(video), "-o", str(output)]) == 2
+    assert (f"{output} already exists; pass --overwrite to replace it (3 frames are saved in {work} by a stopped "
+            f"run with --overwrite, which goes on from there)") in capsys.readouterr().err
+    (work / "progress.json").unlink()
+    assert main(["upscale", str(video), "-o", str(output)]) == 2
+    assert capsys.readouterr().err.endswith("already exists; pass --overwrite to replace it\n")
+
+
 def test_batch_commands_report_a_link_to_a_missing_video_as_skipped(tmp_path, capsys):
     """A symbolic link whose video is gone (a moved or unmounted disk) was left out without a word, exit 0 (a
     black-box test); it is now skipped as an unreadable video is: named, exit 1."""

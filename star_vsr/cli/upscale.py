@@ -215,7 +215,16 @@ def run_single(args: argparse.Namespace) -> int:
     from ..outputs import check_new_video_output
 
     check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
-    output = check_new_video_output(args.output, args.overwrite, args.input)  # before seconds of imports
+    try:
+        output = check_new_video_output(args.output, args.overwrite, args.input)  # before seconds of imports
+    except InputError as error:
+        from ..resume import saved_progress
+
+        saved = saved_progress(args.output) if Path(args.output).exists() and not args.overwrite else None
+        if saved is None:
+            raise
+        # a run with --overwrite stopped: "already exists; pass --overwrite" did not say that it goes on
+        raise InputError(f"{error} ({saved} by a stopped run with --overwrite, which goes on from there)") from None
     from ..resume import other_unfinished_runs, unfinished_note
     from ..io.writer import check_video_output, writes_frames
     from ..outputs import IMAGE_OUTPUTS
