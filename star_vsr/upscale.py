@@ -69,8 +69,8 @@ def resolve_dtype(dtype: Union[str, torch.dtype], device: torch.device, student:
     "auto" is float16 on CUDA; on the CPU it is bfloat16 for a ``student`` where the CPU has AMX, else
     float32. Measured on a 2-core Xeon with AMX (2026-12-02, 320x180 x4, 2 threads): the ``small``
     student's step took 54 ms in bfloat16 against 80 ms in float32 (``benchmarks/student_speed.py
-    --model-only``), and the shipped student scores the same on the evaluation set in both (+0.622 dB over
-    bicubic in bfloat16, +0.621 in float32, E*warp 0.384x / 0.381x). Without AMX
+    --model-only``), and the shipped student scores about the same on the evaluation set in both (2026-12-05:
+    +0.588 dB over bicubic in bfloat16, +0.596 in float32, E*warp 0.388x / 0.386x). Without AMX
     bfloat16 is slower: the same machine with oneDNN kept off AMX (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``,
     which ``cpu_has_amx`` honours) took 94 ms against 80 ms, and a CPU with AVX-512 BF16 but no AMX was
     slower too (``star_vsr.models.student``'s docstring); so those keep float32, as does the diffusion
