@@ -8,6 +8,7 @@ Nothing is created by the checks: the folders of an output are made only when it
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import sys
@@ -262,3 +263,34 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+#: The manifest in an output's ``partial_folder`` (``star_vsr.resume``).
+PROGRESS_MANIFEST = "progress.json"
+
+
+def partial_folder(output_path: str | Path) -> Path:
+    """The hidden folder next to ``output_path`` where an unfinished resumable run keeps its work."""
+    output = Path(output_path)
+    return output.parent / f".{output.name}.partial"
+
+
+def saved_progress(output_path: str | Path) -> Optional[str]:
+    """"120 frames are saved in DIR" of the saved progress of an output (``saved_work``), or None without any
+    (or with a damaged manifest, which the run itself reports)."""
+    work = partial_folder(output_path)
+    try:
+        manifest = json.loads((work / PROGRESS_MANIFEST).read_text(encoding="utf-8"))
+        return f"{saved_work(manifest)} saved in {work}"
+    except (OSError, ValueError, LookupError, TypeError, ZeroDivisionError):
+        return None
+
+
+def saved_work(manifest: dict[str, Any]) -> str:
+    """What a manifest holds, for the user: the frames written, and for a diffusion run the share of the model
+    evaluations done (frames being denoised keep theirs)."""
+    frames = f"{manifest['frames']} frames"
+    if manifest.get("evaluations"):
+        done, total = manifest["evaluations"]
+        return f"{frames} and {done / total:.0%} of the denoising ({done} of {total} window steps) are"
+    return f"{frames} are"

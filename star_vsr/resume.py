@@ -44,14 +44,14 @@ from .interrupts import interrupts_held, raise_if_interrupted
 from .models.student import StarStudentState
 from .scene_cuts import SCENE_CUT_THRESHOLD
 from .window_sampler import SamplerState
-from .outputs import folder_lock, give_default_mode
+from .outputs import PROGRESS_MANIFEST, folder_lock, give_default_mode, partial_folder, saved_work
 
 #: Seconds of upscaling between checkpoints: at most this much work is lost when a run stops (more when
 #: saving takes long: a checkpoint waits at least ``SAVE_TIME_FACTOR`` times as long as the last save took).
 CHECKPOINT_SECONDS = 60.0
 SAVE_TIME_FACTOR = 10.0
 #: The manifest of a ``partial_folder`` and the name of the state file after N frames.
-MANIFEST = "progress.json"
+MANIFEST = PROGRESS_MANIFEST
 STATE_NAME = "state_{:09d}.safetensors"
 STATE_FIELDS = StarStudentState.TENSOR_FIELDS
 #: Settings that saved progress from earlier versions lacks, and the value it was made with.
@@ -144,12 +144,6 @@ def unfinished_note(work: Path, size: int) -> str:
             f"still running); run that command again to finish it, or delete the folder")
 
 
-def partial_folder(output_path: str | Path) -> Path:
-    """The hidden folder next to ``output_path`` where an unfinished resumable run keeps its work."""
-    output = Path(output_path)
-    return output.parent / f".{output.name}.partial"
-
-
 def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec: Optional[str], crf: Optional[int],
                       audio: Optional[str], progress: bool, restart: bool, checkpoint_seconds: float,
                       overwrite: bool = True, notes: Optional[Callable[[str], None]] = None,
@@ -180,7 +174,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     with _locked(work, output):
         if restart:
             try:  # a diffusion run: also the denoising of frames not yet written
-                thrown = _saved_work(json.loads((work / MANIFEST).read_text()))  # "6 frames are", as "stopped" says
+                thrown = saved_work(json.loads((work / MANIFEST).read_text()))  # "6 frames are", as "stopped" says
             except (OSError, ValueError, LookupError, TypeError, ZeroDivisionError):  # nothing saved (or damaged)
                 thrown = None
             if thrown is not None:
@@ -289,29 +283,8 @@ def _stopped(work: Path, output: Path, say: Callable[[str], None]) -> None:
         return
     manifest = json.loads((work / MANIFEST).read_text())
     again = option("Call again", "Run the same command again")
-    say(f"{output}: stopped; {_saved_work(manifest)} saved in {work}. {again} (same settings) to go on "
+    say(f"{output}: stopped; {saved_work(manifest)} saved in {work}. {again} (same settings) to go on "
         f"from there; {option('restart=True', '--restart')} starts over")
-
-
-def saved_progress(output_path: str | Path) -> Optional[str]:
-    """"120 frames are saved in DIR" of the saved progress of an output (``_saved_work``), or None without any
-    (or with a damaged manifest, which the run itself reports)."""
-    work = partial_folder(output_path)
-    try:
-        manifest = json.loads((work / MANIFEST).read_text(encoding="utf-8"))
-        return f"{_saved_work(manifest)} saved in {work}"
-    except (OSError, ValueError, LookupError, TypeError, ZeroDivisionError):
-        return None
-
-
-def _saved_work(manifest: dict[str, Any]) -> str:
-    """What a manifest holds, for the user: the frames written, and for a diffusion run the share of the model
-    evaluations done (frames being denoised keep theirs)."""
-    frames = f"{manifest['frames']} frames"
-    if manifest.get("evaluations"):
-        done, total = manifest["evaluations"]
-        return f"{frames} and {done / total:.0%} of the denoising ({done} of {total} window steps) are"
-    return f"{frames} are"
 
 
 @contextmanager

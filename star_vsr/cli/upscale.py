@@ -218,7 +218,7 @@ def run_single(args: argparse.Namespace) -> int:
     try:
         output = check_new_video_output(args.output, args.overwrite, args.input)  # before seconds of imports
     except InputError as error:
-        from ..resume import saved_progress
+        from ..outputs import saved_progress
 
         saved = saved_progress(args.output) if Path(args.output).exists() and not args.overwrite else None
         if saved is None:
