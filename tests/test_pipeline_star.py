@@ -400,6 +400,9 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
         "bad_json": (lambda f: (f / "unet" / "config.json").write_text("{"), "could not be loaded .*not a valid JSON"),
         "no_scheduler": (lambda f: (f / "scheduler" / "scheduler_config.json").unlink(), "scheduler_config.json"),
         "no_vocabulary": (lambda f: (f / "tokenizer" / "tokenizer.json").unlink(), "tokenizer holds no vocabulary"),
+        # transformers parses the tokenizer's JSON itself; a broken one was a traceback (a black-box test)
+        "bad_tokenizer_json": (lambda f: (f / "tokenizer" / "tokenizer_config.json").write_text('{\n  "add'),
+                               "could not be loaded .Unterminated string"),
         # the VAE and the text encoder loaded such damage with random weights and only a log line
         "vae_config": (edit_config("vae", "layers_per_block", 2), r"vae: config.json does not fit the weights \(\d+ "
                                                                   r"parameters of the model are not in the weights"),
