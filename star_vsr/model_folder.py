@@ -103,6 +103,11 @@ def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: t
         if not found:
             raise MissingWeightsError(f"{index} names {library}.{class_name} for {name!r}, which does not exist: "
                                       f"the file was edited or is from another version.\n{help_text}")
+        saved = saved_config(index.parent / name).get("_class_name")  # what save_pretrained wrote there
+        if isinstance(saved, str) and saved != class_name:  # diffusers built the named class from the other's
+            # config and failed in its constructor with a traceback ("Must provide the same number of ...")
+            raise MissingWeightsError(f"{index} names {library}.{class_name} for {name!r}, but {name}/config.json "
+                                      f"is a {saved}'s: the file was edited or is from another version.\n{help_text}")
 
 
 def check_model_folder(folder: Path, class_name: str) -> None:

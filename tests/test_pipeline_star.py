@@ -400,6 +400,10 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
         "bad_json": (lambda f: (f / "unet" / "config.json").write_text("{"), "could not be loaded .*not a valid JSON"),
         "no_scheduler": (lambda f: (f / "scheduler" / "scheduler_config.json").unlink(), "scheduler_config.json"),
         "no_vocabulary": (lambda f: (f / "tokenizer" / "tokenizer.json").unlink(), "tokenizer holds no vocabulary"),
+        # a component's class edited to another one: diffusers built it from the other's config (a traceback)
+        "other_unet_class": (lambda f: (f / "model_index.json").write_text(json.dumps(
+            {**json.loads((f / "model_index.json").read_text()), "unet": ["diffusers", "UNet2DConditionModel"]})),
+            "names diffusers.UNet2DConditionModel for 'unet', but unet/config.json is a "),
         # transformers parses the tokenizer's JSON itself; a broken one was a traceback (a black-box test)
         "bad_tokenizer_json": (lambda f: (f / "tokenizer" / "tokenizer_config.json").write_text('{\n  "add'),
                                "could not be loaded .Unterminated string"),
