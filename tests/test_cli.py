@@ -1724,6 +1724,17 @@ def test_upscale_batch_keeps_output_names_when_an_input_of_the_same_stem_is_adde
     assert "note: b.avi is written as b_avi.mkv (b.mp4 would be written as b.mkv too)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("codec", ["ffv1", "h264"])
+def test_a_one_frame_mkv_output_keeps_the_frame_rate(tmp_path, codec):
+    """The segments' join copied packets into a stream without a frame rate: Matroska then stores no default
+    duration, and a 1-frame .mkv read as 1000 fps, 0 s long, "maybe cut short" (a black-box test)."""
+    video = write_test_video(tmp_path / "one.mkv", num_frames=1, size=(16, 16), codec="ffv1")
+    assert main(["upscale", str(video), "-o", str(tmp_path / "out.mkv"), "--codec", codec, "--upscale", "2"]) == 0
+    info = probe_video(tmp_path / "out.mkv")
+    assert (info.frame_rate, info.num_frames, info.missing_s) == (30, 1, 0)
+    assert info.duration_s == pytest.approx(1 / 30, abs=1e-3)
+
+
 def test_an_existing_output_with_saved_progress_says_that_overwrite_goes_on(tmp_path, capsys):
     """After a stopped `upscale --overwrite`, the same command without --overwrite said only "already exists; pass
     --overwrite to replace it", not that the replacement was partly done (a black-box test)."""

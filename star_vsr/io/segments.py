@@ -226,6 +226,8 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], cloc
                 if stream is None:
                     stream, headers = output.add_stream_from_template(source), source.codec_context.extradata
                     stream.time_base = clock.time_base
+                    if clock.frame_times is None:  # constant rate: said in the header (Matroska's default duration:
+                        stream.codec_context.framerate = frame_rate  # without it a 1-frame .mkv read as 1000 fps)
                     if audio_from is not None:
                         audio = AudioCopy(audio_from, output)
                 elif source.codec_context.extradata != headers:
