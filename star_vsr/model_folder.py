@@ -219,13 +219,11 @@ def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T])
 
 def is_damaged_folder_error(error: BaseException) -> bool:
     """Whether ``error``, raised by a ``from_pretrained`` of a local folder, says one of its files is damaged
-    (truncated or zeroed weights, broken JSON, text that is not UTF-8, a tensor of another shape) rather than that an argument was bad
-    or memory ran out: diffusers raises ``OSError`` for unreadable files and ``ValueError`` for shapes;
-    transformers (the text encoder) lets safetensors' own error through for a truncated or zeroed file. (A single
-    file read by ``torch.load``: ``errors.is_damaged_weights_error``.)"""
+    (truncated or zeroed weights, broken JSON, text that is not UTF-8, a tensor of another shape) rather than that
+    an argument was bad or memory ran out: diffusers raises ``OSError`` for unreadable files and ``ValueError`` for
+    shapes; transformers (the text encoder) lets safetensors' own error through for a truncated or zeroed file, and
+    the tokenizer's JSON errors. (A single file read by ``torch.load``: ``errors.is_damaged_weights_error``.)"""
     from safetensors import SafetensorError
-
-    import json
 
     if isinstance(error, StarVSRError) or is_out_of_memory(error):
         return False

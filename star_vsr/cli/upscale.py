@@ -212,14 +212,12 @@ def check_student_upscale(folder: Path, upscale: float) -> None:
 def run_single(args: argparse.Namespace) -> int:
     from ..io import deinterlace_choice
     from ..io.probe import check_exists
-    from ..outputs import check_new_video_output
+    from ..outputs import check_new_video_output, saved_progress
 
     check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
     try:
         output = check_new_video_output(args.output, args.overwrite, args.input)  # before seconds of imports
     except InputError as error:
-        from ..outputs import saved_progress
-
         saved = saved_progress(args.output) if Path(args.output).exists() and not args.overwrite else None
         if saved is None:
             raise

@@ -655,7 +655,7 @@ def _probe_container(path: Path) -> VideoInfo:
                 duration_s = last_end - float(timestamps[0] * stream.time_base)
                 missing_s = listed_end - last_end
     if num_frames == 0 or width == 0 or height == 0:
-        if _image_pages(path) > 1:  # FFmpeg's WebP decoder reads still images only
+        if _image_header(path)[0] > 1:  # FFmpeg's WebP decoder reads still images only
             raise UnsupportedVideoError(
                 f"{path} is an animated {path.suffix[1:].upper()} image, which star-vsr cannot decode; save its "
                 f"frames as a folder of PNG images (ImageMagick: magick {path.name} frames/%04d.png) or as a video, "
@@ -669,7 +669,8 @@ def _probe_container(path: Path) -> VideoInfo:
         # orientation 2 read as 180 degrees), square pixels (FFmpeg took a JPEG's dpi for a pixel aspect ratio)
         frame_rate, duration_s = DEFAULT_FOLDER_FPS, None
         orientation, interlaced, pixel_aspect = _exif_orientation(path) or DisplayOrientation(), False, 1
-        pages, pix_fmt = _image_pages(path), _photo_pix_fmt(path) or pix_fmt
+        pages, photo_pix_fmt = _image_header(path)
+        pix_fmt = photo_pix_fmt or pix_fmt
     else:
         orientation, interlaced, first_size = _read_first_frame(path)
         width, height = first_size or (width, height)
@@ -709,25 +710,16 @@ def _probe_container(path: Path) -> VideoInfo:
     )
 
 
-def _image_pages(path: Path) -> int:
-    """How many pages (frames) PIL finds in an image file: more than 1 for a multi-page TIFF or an animated WebP;
-    1 when PIL cannot read it."""
+def _image_header(path: Path) -> tuple[int, str | None]:
+    """(pages, pixel format) of an image file from PIL's reading of its header: more than 1 page for a multi-page
+    TIFF or an animated WebP; the pixel format as a photo's frame is read (by OpenCV, like a folder's frames), where
+    FFmpeg names the format it decodes to (argb for every lossless WebP: an alpha channel noted that it had not).
+    (1, None) when PIL cannot read it."""
     try:
         with Image.open(path) as image:  # the header, and for some formats a scan of the frame index
-            return int(getattr(image, "n_frames", 1))
+            return int(getattr(image, "n_frames", 1)), _pil_pix_fmt(image)
     except (UnidentifiedImageError, OSError, ValueError):
-        return 1
-
-
-def _photo_pix_fmt(path: Path) -> str | None:
-    """A photo's pixel format as its frame is read (by OpenCV, like a folder's frames), from its header: FFmpeg
-    names the format it decodes to, argb for every lossless WebP (an alpha channel noted that it had not). None when
-    PIL cannot read it."""
-    try:
-        with Image.open(path) as image:
-            return _pil_pix_fmt(image)
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
+        return 1, None
 
 
 def is_photo_file(path: Path, num_frames: int) -> bool:
