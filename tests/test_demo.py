@@ -140,6 +140,34 @@ def test_demo_labels_a_diffusion_model_as_such(tmp_path, capsys, monkeypatch, ti
     assert "already holds input.mp4, bicubic.mp4, diffusion.mp4" in capsys.readouterr().err
 
 
+def test_diffusion_demo_takes_steps_and_samples_from_its_seed(tmp_path, monkeypatch, capsys, tiny_student_folder):
+    """A diffusion --model runs --steps denoising steps from a generator seeded by --seed: the same command gives
+    the same video, another seed another one; a student warns that it ignores --steps."""
+    import star_vsr.cli.demo
+    from star_vsr.testing import tiny_star_pipeline
+
+    monkeypatch.setattr(star_vsr.cli.demo, "DEMO_SIZE", (32, 48))
+    tiny_star_pipeline(seed=0).save_pretrained(tmp_path / "tiny-star")
+    videos = {}
+    for run, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        torch.manual_seed(int(run, 16))  # the global generator differs between runs: the demo must not use it
+        out = tmp_path / run
+        assert cli_main(["demo", "-o", str(out), "--model", str(tmp_path / "tiny-star"), "--frames", "2",
+                         "--steps", "2", "--seed", seed]) == 0
+        assert json.loads((out / "metrics.json").read_text())["steps"] == 2
+        videos[run] = read_frames(out / "diffusion.mp4", [0, 1])
+    assert np.array_equal(videos["a"], videos["b"]) and not np.array_equal(videos["a"], videos["c"])
+    capsys.readouterr()
+    assert cli_main(["demo", "-o", str(tmp_path / "s"), "--model", str(tiny_student_folder), "--frames", "2",
+                     "--steps", "2"]) == 0
+    assert "star-vsr demo: warning: --steps only applies to diffusion models; the student ignores it" \
+        in capsys.readouterr().err
+    assert "steps" not in json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert cli_main(["demo", "-o", str(tmp_path / "z"), "--model", str(tmp_path / "tiny-star"), "--frames", "2",
+                     "--steps", "0"]) == 2
+    assert not (tmp_path / "z").exists()
+
+
 def test_demo_overwrite_removes_only_the_model_video_an_earlier_demo_wrote(tmp_path):
     from star_vsr.cli.demo import earlier_model_videos
 

@@ -9,7 +9,9 @@ The output folder receives the videos ``input.mp4`` (the degraded LR clip), ``bi
 bicubic and of the student against the ground truth, measured on the 8-bit frames before their H.264
 encoding: ``star-vsr evaluate`` on the lossy ``.mp4`` files gives slightly different numbers). A StarVSR diffusion ``--model`` is labelled
 ``diffusion`` instead of ``student`` everywhere (``diffusion.mp4``, its panel, its metrics row). The files
-appear together once the demo is complete: a stopped demo leaves the folder as it was.
+appear together once the demo is complete: a stopped demo leaves the folder as it was. A diffusion model
+samples with ``--steps`` denoising steps (default 15, as ``star-vsr upscale``) from a generator seeded by ``--seed``,
+so the same command gives the same videos.
 
 The default photo is one of the evaluation photos, never seen in training.
 """
@@ -22,6 +24,10 @@ from typing import Any
 
 from ..evalset import EVAL_PHOTO_NAMES, TRAINING_PHOTO_NAMES
 from .arguments import path_argument, seed_argument
+from .upscale import DIFFUSION_DEFAULTS
+
+DIFFUSION_STEPS: int = DIFFUSION_DEFAULTS["steps"]
+"""Denoising steps of a diffusion ``--model`` unless ``--steps`` says otherwise."""
 
 DEMO_FPS = 24
 """Frame rate of the demo videos."""
@@ -61,7 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"frames of the clip, 2 to {MAX_DEMO_FRAMES} (default 16)")
     parser.add_argument("--degradation", default="medium", choices=("light", "medium", "heavy"),
                         help="degradation preset (default medium)")
-    parser.add_argument("--seed", type=seed_argument, default=0, help="seed of the camera move and degradation (default 0)")
+    parser.add_argument("--seed", type=seed_argument, default=0,
+                        help="seed of the camera move, the degradation and a diffusion model's sampling (default 0)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="a diffusion --model's denoising steps (default: as star-vsr upscale, "
+                             f"{DIFFUSION_STEPS}; a student takes none)")
     parser.add_argument("--model", type=path_argument,
                         help="model folder (default: the student that ships with star-vsr)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
@@ -115,8 +125,10 @@ def run(args: argparse.Namespace) -> int:
     import secrets
     import shutil
     import time
+    import warnings
 
     import numpy as np
+    import torch
 
     from ..errors import InputError, OutputExistsError
     from ..evalset import bicubic_upscale, photo_clip
@@ -136,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
 
         args.model = str(default_student_folder())
     label = MODEL_LABELS.get(pipeline_class_name(args.model), "model")  # load_upscaler refuses other classes
+    if args.steps is not None and label != "diffusion":  # as star-vsr upscale's diffusion options
+        warnings.warn("--steps only applies to diffusion models; the student ignores it")
+    elif args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps must be >= 1, got {args.steps}")
     names = output_names(label)
     output = Path(args.output)
     existing = [name for name in names if (output / name).exists()]
@@ -155,8 +171,11 @@ def run(args: argparse.Namespace) -> int:
     quiet_model_loading()  # here, once the options are checked: importing diffusers takes seconds
     pipe = load_upscaler(args.model, device=args.device, dtype=args.dtype)
     pipe.set_progress_bar_config(disable=True)
+    call_kwargs = {} if label != "diffusion" else {  # the sampling seeded, as star-vsr upscale's
+        "num_inference_steps": args.steps or DIFFUSION_STEPS, "generator": torch.Generator().manual_seed(args.seed)}
     started = time.perf_counter()
-    sr = pipe(lq, upscale=scale, output_type="pt").frames[0].float().clamp(0, 1).cpu()  # (n, 3, H, W)
+    sr = pipe(lq, upscale=scale, output_type="pt", **call_kwargs).frames[0]
+    sr = sr.float().clamp(0, 1).cpu()  # (n, 3, H, W)
     seconds = time.perf_counter() - started
     bicubic = bicubic_upscale(lq, scale)
     videos = {"input": frames_to_uint8(lq), "bicubic": frames_to_uint8(bicubic), label: frames_to_uint8(sr),
@@ -165,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
                for name in ("bicubic", label)}
     report = {"photo": args.photo, "frames": args.frames, "lr_size": list(lq.shape[-2:]), "scale": scale,
               "degradation": args.degradation, "seed": args.seed, "model": str(args.model),
+              **({"steps": call_kwargs["num_inference_steps"]} if call_kwargs else {}),
               "device": str(pipe.device), "dtype": str(pipe.dtype).removeprefix("torch."),
               "model_seconds": round(seconds, 3), "metrics": metrics,
               "metrics_of": "the 8-bit frames before H.264 encoding (evaluate on the .mp4 files differs a little)"}
