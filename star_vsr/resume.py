@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -95,8 +96,9 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
         return ", ".join(_setting_change(name, saved.get(name), now.get(name), pipeline)
                          for name in sorted({*saved, *now}) if saved.get(name) != now.get(name))
     if key in ARGUMENT_FLAGS:  # the diffusion options: "chunk_overlap" in Python, "--chunk-overlap" on the command line
-        def shown(value: Any) -> str:  # as the flag takes it on the command line: --color-fix none, not None
-            return option(repr(value), "none" if value is None else str(value))
+        def shown(value: Any) -> str:  # as the flag takes it on the command line: --color-fix none, not None;
+            # --prompt 'a cat', quoted as a shell needs it
+            return option(repr(value), "none" if value is None else shlex.quote(str(value)))
 
         return f"{named(key)} {shown(saved)} -> {shown(now)}"
     if key == "max_frames":

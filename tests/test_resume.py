@@ -603,4 +603,7 @@ def test_a_changed_diffusion_option_reads_as_its_flag_takes_it():
     with cli_wording(["--color-fix", "--steps"]):
         assert _setting_change("color_fix", "adain", None, "StarVSRPipeline") == "--color-fix adain -> none"
         assert _setting_change("num_inference_steps", 2, 3, "StarVSRPipeline") == "--steps 2 -> 3"
+    with cli_wording(["--prompt"]):  # a prompt of several words as the shell takes it again
+        assert _setting_change("prompt", "a good video", "a cat's video", "StarVSRPipeline") == \
+            """--prompt 'a good video' -> 'a cat'"'"'s video'"""
     assert _setting_change("color_fix", "adain", None, "StarVSRPipeline") == "color_fix 'adain' -> None"
