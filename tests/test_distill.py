@@ -701,6 +701,9 @@ def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):
     assert "--steps must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()  # a refused run leaves no cache that would block the corrected one
     assert cli_main(argv) == 0
+    capsys.readouterr()
+    assert cli_main(argv + ["--guidance-scale", "3"]) == 2  # named by its flag (was "teacher.call_kwargs differ")
+    assert "(teacher.call_kwargs.guidance_scale (--guidance-scale) differ)" in capsys.readouterr().err
     cache = TeacherCache(tmp_path / "cache")
     assert len(cache) == 2 and cache.manifest.teacher["kind"] == "star_vsr"
     item = cache[1]

@@ -278,21 +278,21 @@ SETTING_FLAGS = {"clips_per_shard": "--clips-per-shard", "dtype": "--storage-dty
                  "source.degradation": "--degradation", "source.seed": "--seed", "source.scale": "--upscale",
                  "teacher.source": "--teacher", "teacher.weights": "--teacher", "teacher.features": "--features",
                  "teacher.dtype": "--dtype", "teacher.scale": "--upscale", "teacher.seed": "--seed",
-                 "teacher.num_inference_steps": "--steps"}
+                 "teacher.num_inference_steps": "--steps", "teacher.call_kwargs.guidance_scale": "--guidance-scale"}
 
 
 def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any], old_teacher: Any = None,
                       new_teacher: Any = None) -> list[str]:
-    """The settings that differ, a dict-valued one by its entries (``teacher.num_inference_steps``, not
-    ``teacher``). ``teacher.weights`` is left out when only the dtype differs (``_other_weights``, from the
-    manifests' teachers ``old_teacher`` and ``new_teacher``)."""
-    changed = []
-    for key in sorted({*old, *new}):
-        before, after = old.get(key), new.get(key)
+    """The settings that differ, a dict-valued one by its entries, at any depth (``teacher.num_inference_steps``
+    and ``teacher.call_kwargs.guidance_scale``, not ``teacher``). ``teacher.weights`` is left out when only the
+    dtype differs (``_other_weights``, from the manifests' teachers ``old_teacher`` and ``new_teacher``)."""
+    def differing(before: Any, after: Any, key: str) -> list[str]:
         if isinstance(before, dict) and isinstance(after, dict):
-            changed += [f"{key}.{entry}" for entry in sorted({*before, *after}) if before.get(entry) != after.get(entry)]
-        elif before != after:
-            changed.append(key)
+            return [name for entry in sorted({*before, *after}, key=str)
+                    for name in differing(before.get(entry), after.get(entry), f"{key}.{entry}" if key else entry)]
+        return [key] if before != after else []
+
+    changed = differing(dict(old), dict(new), "")
     if "teacher.dtype" in changed and "teacher.weights" in changed and not _other_weights(old_teacher, new_teacher):
         changed.remove("teacher.weights")  # naming --teacher too read as if the teacher were another
     return changed
