@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
@@ -213,8 +214,38 @@ def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T])
     except Exception as error:
         if not is_damaged_folder_error(error):
             raise
-        raise MissingWeightsError(f"the {kind} pipeline at {folder} could not be loaded ({first_line(error)}); the "
+        reason = shape_mismatch_reason(folder, str(error)) or first_line(error)
+        raise MissingWeightsError(f"the {kind} pipeline at {folder} could not be loaded ({reason}); the "
                                   f"folder is damaged or incomplete: copy or convert it again.\n{help_text}") from error
+
+
+#: diffusers' refusal of a weight whose shape is not the one its config.json builds ("Cannot load <path> because
+#: decoder.conv_in.bias expected shape torch.Size([64]), but got torch.Size([32]). If you want to instead ...").
+SHAPE_MISMATCH = re.compile(r"(?P<key>\S+) expected shape torch\.Size\((?P<model>\[[^]]*\])\), but got "
+                            r"torch\.Size\((?P<stored>\[[^]]*\])\)")
+
+
+def shape_mismatch_reason(folder: Path, message: str) -> Optional[str]:
+    """For diffusers' refusal ``message`` of a weight of another shape: which component of the pipeline ``folder``
+    holds it, and the two shapes, instead of diffusers' advice to load with ``ignore_mismatched_sizes=True``
+    (random weights in place of the stored ones). None for other messages."""
+    from safetensors import safe_open
+
+    found = SHAPE_MISMATCH.search(message)
+    if found is None:
+        return None
+    key = found["key"]
+    owners = []
+    for file in sorted(Path(folder).glob("*/*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                if key in handle.keys() and list(handle.get_slice(key).get_shape()) == json.loads(found["stored"]):
+                    owners.append(file.parent.name)
+        except Exception:  # a damaged file of another component: not the one named
+            continue
+    where = f"{owners[0]}: config.json" if len(owners) == 1 else "a component's config.json"
+    return f"{where} does not fit the weights ({key} has shape {found['stored']} in the weights, {found['model']} " \
+           f"in the model)"
 
 
 def is_damaged_folder_error(error: BaseException) -> bool:
