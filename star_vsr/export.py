@@ -101,7 +101,9 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
         raise InputError(f"frame size must be positive, got {width}x{height}")
     check_export_packages(format)
     check_no_replace(Path(path), overwrite)  # before the export, not after it (where move_into_place refuses)
-    model = copy.deepcopy(student).to(device="cpu").float().eval()
+    # no parameter requires grad: the saved TorchScript module's did, so a caller's stream without torch.no_grad()
+    # chained every frame's autograd graph through the state and grew by 185 MiB a 320x180 frame
+    model = copy.deepcopy(student).to(device="cpu").float().eval().requires_grad_(False)
     model.to(memory_format=torch.contiguous_format)
     step = StarStudentStep(model, scale).eval()
     model.check_scale(step.scale)
@@ -160,6 +162,9 @@ class _CheckedStep(nn.Module):
 
     def forward(self, lr_frame: torch.Tensor, hidden: torch.Tensor, previous_features: torch.Tensor,
                 previous_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if lr_frame.dim() != 4 or lr_frame.shape[0] != 1 or lr_frame.shape[1] != 3:
+            raise ValueError("this export takes one RGB frame at a time, lr_frame of shape [1, 3, "
+                             + str(self.height) + ", " + str(self.width) + "], got " + str(lr_frame.shape))
         if lr_frame.shape[-2] != self.height or lr_frame.shape[-1] != self.width:
             raise ValueError("this export takes lr_frame of " + str(self.width) + "x" + str(self.height)
                              + " pixels, got " + str(lr_frame.shape[-1]) + "x" + str(lr_frame.shape[-2])

@@ -267,6 +267,30 @@ def test_torchscript_refuses_other_frame_sizes(student, tmp_path):
         module(frame, initial[0][:, :, 1:], *initial[1:])
     with pytest.raises(torch.jit.Error, match=r"takes float32 frames with values in \[0, 1\] \(uint8 / 255.0\)"):
         module((frame * 255).to(torch.uint8), *initial)
+    # two frames at once failed deep inside ("grid_sampler(): expected grid and input to have same batch size")
+    with pytest.raises(torch.jit.Error, match=r"takes one RGB frame at a time, lr_frame of shape \[1, 3, 32, 48\], "
+                                              r"got \[2, 3, 32, 48\]"):
+        module(torch.rand(2, 3, 32, 48), *initial)
+
+
+def test_a_torchscript_stream_needs_no_torch_no_grad(student, tmp_path):
+    """The saved module's parameters required grad, so the README's loop (no torch.no_grad()) chained every
+    frame's autograd graph through the state: memory grew with every frame (185 MiB a 320x180 frame) and
+    sr.numpy() failed (black-box review)."""
+    import warnings
+
+    path = export_student(student, tmp_path / "student.pt", "torchscript", 12, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated in torch 2.14
+        module = torch.jit.load(str(path))
+    assert not any(parameter.requires_grad for parameter in module.parameters())
+    frame = torch.rand(1, 3, 12, 16)
+    state = module.initial_state(frame)
+    for _ in range(3):
+        sr, *state = module(frame, *state)
+        assert not sr.requires_grad and all(tensor.grad_fn is None for tensor in state)
+    assert sr.numpy().shape == (1, 3, 48, 64)
+    assert all(parameter.requires_grad for parameter in student.parameters())  # the model itself is left as it was
 
 
 @pytest.mark.parametrize("scale", [4, 2.5])  # the integer head (pixel shuffle) and the scale-aware upsampler
