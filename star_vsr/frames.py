@@ -61,6 +61,8 @@ def _to_tensor(frame: object) -> torch.Tensor:
         raise InputError(f"each frame of a list must be a PIL image, a numpy array or a tensor, got "
                          f"{type(frame).__name__} (a video file or frame folder is passed as one path, not a list)")
     array = np.asarray(frame)  # PIL images give read-only views: converted by copies below, not shared
+    if not array.dtype.isnative:  # big-endian ('>u2' from FITS or np.frombuffer): torch takes only native order
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] not in (3, 4):

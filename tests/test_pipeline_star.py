@@ -585,6 +585,19 @@ def test_16_bit_grey_pil_frames_use_their_whole_range():
     torch.testing.assert_close(pixel, torch.tensor([1.0, 0.0, 0.0]))
 
 
+def test_big_endian_arrays_read_as_their_values():
+    """'>u2' / '>f4' arrays (FITS, np.frombuffer(..., '>u2')) failed in torch.from_numpy ("byte order different
+    from the native byte order"; black-box review); now read by value, in both the uint16 and the float path."""
+    from star_vsr.frames import as_frame_source
+
+    levels = np.random.default_rng(0).integers(0, 65536, (2, 5, 7, 3)).astype(np.uint16)
+    native = torch.cat(list(as_frame_source(levels).iter_chunks(2)))
+    torch.testing.assert_close(torch.cat(list(as_frame_source(levels.astype(">u2")).iter_chunks(2))), native)
+    unit = (levels / 65535.0).astype(np.float32)
+    torch.testing.assert_close(torch.cat(list(as_frame_source(unit.astype(">f4")).iter_chunks(2))),
+                               torch.cat(list(as_frame_source(unit).iter_chunks(2))))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only guards")
 def test_gpu_only_options_are_refused_on_cpu(pipe):
     with pytest.raises(DeviceError, match="GPU"):
