@@ -163,11 +163,13 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2", "--json",
                  str(tmp_path / "d.json")]) == 0
     out = capsys.readouterr().out
-    assert "note: E*warp needs 2 or more frames; not computed for d (1 frame)" in out
+    assert "note: E*warp needs 2 or more frames; not computed for d (1 frame); the mean E*warp is over the other 2 " \
+           "clips" in out
     assert [line.split()[-1] for line in out.splitlines() if line.startswith("d ")] == ["-"]
     scores = json.loads((tmp_path / "d.json").read_text())
     assert "ewarp" not in scores["clips"]["d"]
     assert scores["mean"]["ewarp"] == pytest.approx((scores["clips"]["a"]["ewarp"] + scores["clips"]["b"]["ewarp"]) / 2)
+    assert scores["mean_over"] == 3 and scores["ewarp_mean_over"] == 2  # (the mean row read as over all 3)
     write_test_video(gt_dir / "a.mkv", num_frames=5, size=(32, 32), codec="ffv1")
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
     assert f"--gt {gt_dir} holds clips of the same name (videos are paired by name without the suffix, frame " \
