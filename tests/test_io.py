@@ -1434,6 +1434,12 @@ def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(its header lists 2.00 s: cut short, or a last frame held longer?)" in out
     assert "damage  maybe: its frames end " in out and "none found" not in out  # it read "the index checked"
+    folder = tmp_path / "clips"  # a folder's listing said "none found" on its row (black-box review)
+    folder.mkdir()
+    cut.rename(folder / "cut.mkv")
+    assert cli_main(["info", str(folder)]) == 0
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("cut.mkv")]
+    assert row.endswith(f"maybe: its frames end {info.missing_s:.2f} s before its header says")
     # a short clip cut short: 0.29 s of 0.5 s lost was under the old fixed 0.5 s and went without a note
     short = write_test_video(tmp_path / "short.mkv", 12, size=(32, 48), fps=24)
     assert probe_video(short).missing_s == 0 and probe_video(short).duration_s == pytest.approx(0.5, abs=0.002)

@@ -62,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
                   + (" (cut short: the end of the track is missing from the file)" if info.audio_cut else "")
                   if info.has_audio else "none"),
         "damage": damage or ("none found (image headers checked, frames not decoded)" if info.is_image_folder else
-                             f"maybe: its frames end {info.missing_s:.2f} s before its header says (see duration)"
-                             if info.missing_s else
+                             f"{_maybe_cut(info)} (see duration)" if info.missing_s else
                              "none found (the index checked against the file's size, frames not decoded)"),
     }
     if args.json:
@@ -73,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
         for key, value in rows.items():
             print(f"{key:>{width}}  {value}")
     return 1 if damage else 0
+
+
+def _maybe_cut(info: Any) -> str:
+    """The damage column of a video whose frames end before its header's duration (``VideoInfo.missing_s``): cut
+    short, or a last frame held longer, which the file cannot tell apart."""
+    return f"maybe: its frames end {info.missing_s:.2f} s before its header says"
 
 
 def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
@@ -136,7 +141,7 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
                      "size": f"{info.width}x{info.height}",
                      "codec": "image sequence" if info.is_image_folder else info.codec,
                      "audio": info.audio_codec if info.has_audio else "none",
-                     "damage": damage or "none found"})
+                     "damage": damage or (_maybe_cut(info) if info.missing_s else "none found")})
         objects.append({"clip": name, **_json_fields(info, damage)})
     if as_json:
         print(json.dumps({"folder": str(folder), "clips": objects}, indent=2))
