@@ -1434,6 +1434,10 @@ def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(its header lists 2.00 s: cut short, or a last frame held longer?)" in out
     assert "damage  maybe: its frames end " in out and "none found" not in out  # it read "the index checked"
+    # evaluate against the whole file offered only --max-frames, as if the cut file were a preview
+    assert cli_main(["evaluate", "--pred", str(cut), "--gt", str(whole)]) == 2
+    assert f"{cut} looks cut short: its frames end {info.missing_s:.2f} s before its header says (an interrupted " \
+           f"copy or download?). If the prediction is a preview" in capsys.readouterr().err
     folder = tmp_path / "clips"  # a folder's listing said "none found" on its row (black-box review)
     folder.mkdir()
     cut.rename(folder / "cut.mkv")

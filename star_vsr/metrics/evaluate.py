@@ -110,8 +110,12 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
         else:
             hint = f" ({option('max_frames', '--max-frames')} {max_frames} asks for more frames than one of them has.)"
         pages = next((info for info in (pred_info, gt_info) if info.pages > 1), None)
+        cut = next((info for info in (pred_info, gt_info) if info.missing_s), None)
         if pages is not None:
             hint = f" ({pages.path} is a multi-page image, of which star-vsr reads the first page.)"
+        elif cut is not None:  # maybe no preview but a file that lost its end (star-vsr info says so too)
+            hint = (f" {cut.path} looks cut short: its frames end {cut.missing_s:.2f} s before its header says (an "
+                    f"interrupted copy or download?).{hint}")
         pred_n, gt_n = pred_info.num_frames, gt_info.num_frames
         raise InputError(f"{pred_path} has {pred_n} frame{'s' * (pred_n != 1)} but {gt_path} has {gt_n} "
                          f"frame{'s' * (gt_n != 1)}; "
