@@ -174,6 +174,11 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     from .io.atomic import check_no_replace
     from .outputs import check_video_output_name
 
+    for name, path in (("input_path", input_path), ("output_path", output_path)):
+        if not isinstance(path, (str, os.PathLike)):  # frames in memory go to the pipeline call instead
+            raise InputError(f"upscale_video takes {name} as a file or folder path (str or pathlib.Path), got "
+                             f"{type(path).__name__}; to upscale frames in memory call the pipeline: "
+                             f"pipe(frames).frames")
     check_video_output_name(output_path)  # "out.mp4/": a file's name given as a folder
     if Path(input_path).exists() and Path(output_path).exists() and os.path.samefile(input_path, output_path):
         raise InputError(f"the output {output_path} is the input; write to another name")

@@ -587,6 +587,17 @@ def test_a_student_run_shows_one_progress_bar_with_frames_per_second(tmp_path, c
     assert "step/s" not in err and "upscale:" not in err  # not the pipeline's too
 
 
+def test_upscale_video_takes_paths_and_says_where_frames_go(pipe, tmp_path):
+    """An array as the input was a raw TypeError from os.fspath (black-box review)."""
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(InputError, match=r"takes input_path as a file or folder path \(str or pathlib.Path\), got "
+                                         r"ndarray; to upscale frames in memory call the pipeline"):
+        upscale_video(pipe, frames, tmp_path / "out.mp4", progress=False)
+    with pytest.raises(InputError, match="takes output_path as a file or folder path"):
+        upscale_video(pipe, tmp_path / "in.mp4", None, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_upscale_video_refuses_to_write_over_its_input(pipe, tmp_path):
     source = write_test_video(tmp_path / "in.mp4", 2, size=(12, 16))
     before = source.read_bytes()
