@@ -326,7 +326,8 @@ class StarVSRPipeline(DiffusionPipeline):
         """VAE latents of LR frames upsampled bilinearly to ``out_size`` and edge-padded to the canvas.
 
         (STAR pads centred with white, value 1; edge padding at the bottom and right puts no white border into
-        the VAE and the model, and only border pixels differ from STAR's outputs.)
+        the VAE and the model. Outputs differ from STAR's most near the border, but every pixel can shift a little:
+        the group norms and the global spatial attention see the whole padded canvas.)
 
         ``lr`` (k, 3, h, w) in [0, 1]; ``eps`` (k, c, canvas_h, canvas_w) is the posterior noise
         (STAR samples the VAE posterior). Returns (k, c, canvas_h, canvas_w) float32 on the host.
