@@ -307,14 +307,17 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
 
     A save that fails (a full disk, a read-only folder) leaves ``save_directory`` as it was: saving a larger model
     over a good folder used to leave the new ``config.json`` beside the old weights, a folder that loads as neither.
-    Other files in ``save_directory`` (a training run's checkpoints) stay. The component folders written get the
-    umask's mode (``give_default_mode``)."""
+    Over an existing pipeline the old ``model_index.json`` goes before the first component is moved: a run killed
+    between the moves (a training run's final save) leaves a folder that does not load, where it left one that
+    loaded the new ControlNet beside the old UNet without a word. Other files in ``save_directory`` (a training
+    run's checkpoints) stay. The component folders written get the umask's mode (``give_default_mode``)."""
     from safetensors import SafetensorError
 
     folder = Path(save_directory)
     check_save_folder(folder, type(pipe).__name__)
     # inside the folder where it exists, so that the moves below are renames on one file system (a symlinked folder)
     temp = temporary_path(folder / "pipeline" if folder.is_dir() else folder)
+    moving = False  # from the first change to save_directory on, a failure leaves it without model_index.json
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         save(str(temp))
@@ -323,11 +326,14 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
         if not folder.is_dir():
             os.rename(temp, folder)
             return
+        moving = True
+        (folder / "model_index.json").unlink(missing_ok=True)
         for entry in sorted(temp.iterdir(), key=lambda entry: entry.name == "model_index.json"):
             move_into_place(entry, folder / entry.name)
     except (OSError, SafetensorError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else first_line(error)
-        raise OutputError(f"cannot save the pipeline into {folder}: {reason}; the folder was left as it "
-                          f"was") from error
+        left = "it holds part of the new pipeline and no model_index.json: save again" if moving else \
+            "the folder was left as it was"
+        raise OutputError(f"cannot save the pipeline into {folder}: {reason}; {left}") from error
     finally:
         remove_temporary(temp)

@@ -1031,6 +1031,15 @@ def tracker_init_kwargs(checkpoint: Optional[Path]) -> dict[str, dict[str, Any]]
     return {} if checkpoint is None else {"tensorboard": {"purge_step": checkpoint_step(checkpoint) + 1}}
 
 
+def unrecord_final_model(output_dir: Path, *names: str) -> None:
+    """Before a run writes its final model over an earlier one in ``output_dir``: remove ``FINAL_STEP_FILE`` and
+    ``names`` (files written with the model, e.g. its training summary), so that a run killed while it saves
+    leaves no record of the earlier model beside the new one's files (``save_pipeline_folder`` removes the old
+    ``model_index.json`` itself). ``record_final_step`` writes the step again once the model is complete."""
+    for name in (FINAL_STEP_FILE, *names):
+        (Path(output_dir) / name).unlink(missing_ok=True)
+
+
 def record_final_step(output_dir: Path, step: int) -> None:
     """Note, after a run wrote its final model to ``output_dir``, the step it was written at (``finished_from``)."""
     write_text_atomic(Path(output_dir) / FINAL_STEP_FILE, f"{step}\n")

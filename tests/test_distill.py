@@ -1049,6 +1049,33 @@ def test_overwrite_output_dir_starts_clean_and_keeps_the_users_files(tmp_path):
     assert json.loads((out / "training_summary.json").read_text())["steps"] == 1
 
 
+def test_a_run_stopped_while_it_saves_its_final_model_leaves_no_record_of_the_earlier_one(tmp_path, monkeypatch):
+    """A resumed run killed while it wrote its final student over the earlier run's left the new weights beside
+    the earlier run's training_summary.json and final_step.txt (black-box review)."""
+    from star_vsr import StarStudentPipeline
+
+    out = tmp_path / "run"
+    gt_only = ["--loss_teacher_charbonnier", "0", "--loss_space", "0", "--loss_time", "0", "--loss_feature", "0",
+               "--loss_gt_charbonnier", "1", "--motion_num_frames", "2", "--motion_crop_size", "16",
+               "--motion_length", "4", "--lr_scheduler", "constant", "--checkpointing_steps", "1",
+               "--validation_steps", "0", "--report_to", "none"]
+    script, args = training_args(None, out, *gt_only, "--max_train_steps", "1")
+    script.main(args)
+    assert (out / "training_summary.json").is_file() and (out / "final_step.txt").read_text() == "1\n"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StarStudentPipeline, "save_pretrained", killed)
+    _, args = training_args(None, out, *gt_only, "--max_train_steps", "2", "--resume_from_checkpoint", "latest")
+    with pytest.raises(KeyboardInterrupt):
+        script.main(args)
+    assert not (out / "training_summary.json").exists() and not (out / "final_step.txt").exists()
+    monkeypatch.undo()
+    assert script.main(args)["steps"] == 2  # the same command again: the model of step 2, recorded as such
+    assert (out / "final_step.txt").read_text() == "2\n"
+
+
 def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp_path, train_cache, capsys):
     from star_vsr.errors import InputError
 

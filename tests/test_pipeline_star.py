@@ -460,6 +460,37 @@ def test_a_training_checkpoint_given_as_a_pipeline_says_what_it_is(tmp_path):
             load(checkpoint)
 
 
+def test_a_save_stopped_between_its_moves_leaves_a_folder_that_does_not_load(tmp_path, monkeypatch):
+    """A training run killed while its final save moved the components into place left the new ControlNet beside
+    the old UNet under the old model_index.json: a folder that loaded without a word (black-box review)."""
+    import star_vsr.model_folder
+
+    folder = tmp_path / "model"
+    tiny_star_pipeline(seed=0).save_pretrained(folder)
+    new = tiny_star_pipeline(seed=1)
+    move = star_vsr.model_folder.move_into_place
+    moved = []
+
+    def killed_after_one_move(source, target, *args, **kwargs):
+        if moved:
+            raise KeyboardInterrupt
+        moved.append(target.name)
+        move(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(star_vsr.model_folder, "move_into_place", killed_after_one_move)
+    with pytest.raises(KeyboardInterrupt):
+        new.save_pretrained(folder)
+    assert len(moved) == 1 and not (folder / "model_index.json").exists()
+    with pytest.raises(MissingWeightsError, match="model_index.json"):
+        StarVSRPipeline.from_pretrained(folder)
+    monkeypatch.undo()
+    new.save_pretrained(folder)  # saved again: whole
+    loaded = StarVSRPipeline.from_pretrained(folder)
+    for name in ("unet", "controlnet", "vae"):
+        saved, now = getattr(new, name).state_dict(), getattr(loaded, name).state_dict()
+        assert all(torch.equal(saved[key], now[key]) for key in saved), name
+
+
 def test_a_pipeline_is_not_saved_over_another_pipeline_or_a_file(tmp_path):
     """Saving one kind over the other's folder would leave a folder that loads as neither; a file is no folder."""
     from star_vsr.student import build_student_pipeline

@@ -70,7 +70,7 @@ from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_a
                                    is_first_process, load_training_checkpoint, optional_value, parse_with_config,
                                    path_or_none, prepare_output_dir, record_data_id, record_final_step,
                                    record_run_settings, resume_checkpoint, resuming_message, run_script,
-                                   tensorboard_pattern, tracker_init_kwargs)
+                                   tensorboard_pattern, tracker_init_kwargs, unrecord_final_model)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -668,6 +668,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             ema.copy_to(final.parameters())
         if SAVE_DTYPES[args.save_dtype] != torch.float32:
             final = final.to(SAVE_DTYPES[args.save_dtype])
+        # a kill while saving leaves no summary or final_step.txt of an earlier model beside this one
+        unrecord_final_model(Path(args.output_dir), SUMMARY_NAME)
         StarStudentPipeline(student=final).save_pretrained(args.output_dir)
         summary = {
             "steps": global_step, "train_wall_time_s": round(clock.elapsed_s, 1),
