@@ -585,6 +585,22 @@ def test_pipeline_upscales_by_its_students_own_scale_by_default():
     assert pipe2(lr, upscale=4).frames.shape[-2:] == (32, 32) == pipe2.output_size(8, 8, 4)
 
 
+def test_upscale_command_runs_a_student_at_its_own_scale_by_default(tmp_path):
+    """`star-vsr upscale --model X3_STUDENT` ran at x4 (the flag's default) where the pipeline call runs x3
+    (black-box review); --upscale still picks another scale."""
+    from star_vsr.io import probe_video
+    from star_vsr.io.synthetic import write_test_video
+
+    folder = tmp_path / "x3"
+    build_student_pipeline("tiny", seed=0, scale=3, upsample_scales=(2, 3)).save_pretrained(folder)
+    source = write_test_video(tmp_path / "in.mp4", 2, size=(12, 16))
+    assert main(["upscale", str(source), "-o", str(tmp_path / "a.mkv"), "--model", str(folder), "--codec", "ffv1"]) == 0
+    assert (probe_video(tmp_path / "a.mkv").width, probe_video(tmp_path / "a.mkv").height) == (48, 36)
+    assert main(["upscale", str(source), "-o", str(tmp_path / "b.mkv"), "--model", str(folder), "--codec", "ffv1",
+                 "--upscale", "2"]) == 0
+    assert (probe_video(tmp_path / "b.mkv").width, probe_video(tmp_path / "b.mkv").height) == (32, 24)
+
+
 def test_a_failed_save_leaves_the_folder_as_it_was(pipe, tmp_path, monkeypatch):
     """A full disk while saving a larger student over a good folder left the new config.json beside the old
     weights (a folder that loads as neither) and raised safetensors' own error (black-box review)."""

@@ -58,8 +58,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                        help="weight precision (auto: fp16 on CUDA; on the CPU bf16 for a student where the "
                             "CPU has AMX, else fp32)")
     sr = parser.add_argument_group("super-resolution")
-    sr.add_argument("--upscale", type=float, default=4,
-                    help="scale factor (default 4): the shipped student takes 1 to 4 (a student up to its largest "
+    sr.add_argument("--upscale", type=float, default=None,
+                    help="scale factor (default: the model's own, 4 for the shipped student and StarVSR; a student "
+                         "trained with --scale 3, 3): the shipped student takes 1 to 4 (a student up to its largest "
                          "head), not only whole numbers (each side becomes "
                          "side x scale rounded to the nearest whole number, halves to even: 7 x 1.5 = 10, 9 x 1.5 "
                          "= 14); a StarVSR diffusion model 1 to 8 (trained at 4)")
@@ -185,6 +186,8 @@ def check_model_options(args: argparse.Namespace) -> None:
 
         args.model = str(default_student_folder())
     diffusion = pipeline_class_name(args.model) == "StarVSRPipeline"
+    if args.upscale is None:  # the model's own scale, as the pipelines' call takes it (a x3 student ran at x4)
+        args.upscale = 4.0 if diffusion else float(student_scale(Path(args.model)))
     resolve_dtype(args.dtype, resolve_device(args.device), student=not diffusion)  # e.g. fp16 or cuda without a GPU
     if diffusion:
         from ..pipelines.pipeline_star_vsr import check_sampling_kwargs
@@ -195,6 +198,16 @@ def check_model_options(args: argparse.Namespace) -> None:
         check_sampling_kwargs(pipeline_kwargs("StarVSRPipeline", args))
     else:
         check_student_upscale(Path(args.model), args.upscale)
+
+
+def student_scale(folder: Path) -> float:
+    """The scale the student in ``folder`` was trained at (its saved config; 4 where that cannot be read, which the
+    loading then names)."""
+    from ..model_folder import saved_config
+    from ..models.student import MAX_SCALE
+
+    scale = (saved_config(folder / "student") or {}).get("scale", MAX_SCALE)
+    return float(scale) if isinstance(scale, (int, float)) and not isinstance(scale, bool) else MAX_SCALE
 
 
 def check_student_upscale(folder: Path, upscale: float) -> None:
