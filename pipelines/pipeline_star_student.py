@@ -161,9 +161,10 @@ class StarStudentPipeline(DiffusionPipeline):
         return super().to(*args, **kwargs)
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
-        """``DiffusionPipeline.save_pretrained``, all or nothing: a failed save (a full disk) leaves the folder as it
-        was (``save_pipeline_folder``). The weight files get the umask's mode (``give_default_mode``). A file or
-        another pipeline's folder is refused (``check_save_folder``)."""
+        """``DiffusionPipeline.save_pretrained`` into a temporary folder, then moved into place: a save that fails
+        while writing (a full disk) leaves the folder as it was, one stopped while moving leaves a folder that does
+        not load, never a mix of two models (``save_pipeline_folder``). The weight files get the umask's mode
+        (``give_default_mode``). A file or another pipeline's folder is refused (``check_save_folder``)."""
         save_pipeline_folder(self, save_directory,
                              lambda folder: super(StarStudentPipeline, self).save_pretrained(folder, **kwargs))
 

@@ -150,14 +150,36 @@ def check_save_target(folder: Union[str, Path], kind: str, contents: str = "") -
         raise InputError(f"cannot save the {kind} into {folder}: it is a file; a {kind} is saved as a folder{contents}")
 
 
+#: File of a training run's output folder holding the step its final model was saved at (``training_run``).
+FINAL_STEP_FILE = "final_step.txt"
+#: File of ``training/distill_student.py``'s output folder summarising the run that saved its model.
+TRAINING_SUMMARY_FILE = "training_summary.json"
+#: Files beside a saved model that describe it: removed when a save starts replacing that model's components, so
+#: that none describes the earlier model beside the new one's files (a run killed while it saves).
+MODEL_RECORDS = (FINAL_STEP_FILE, TRAINING_SUMMARY_FILE)
+#: What a save replacing a pipeline renames its ``model_index.json`` to until the new components are in place: a
+#: folder whose save was killed midway does not load, and still tells which folders are its components.
+REPLACING_INDEX = ".model_index.json.replacing"
+
+
+def saved_index(folder: Path) -> Optional[Path]:
+    """The ``model_index.json`` of the pipeline saved in ``folder``, or the one a save that stopped midway left as
+    ``REPLACING_INDEX``; None when there is neither."""
+    for name in ("model_index.json", REPLACING_INDEX):
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
+
+
 def check_save_folder(folder: Path, class_name: str) -> None:
     """``InputError`` before ``save_pretrained`` writes anything when ``folder`` is a file, or a pipeline folder of
     another class (diffusers would rewrite its ``model_index.json`` and leave the other pipeline's component
     folders beside this one's: a folder that loads as neither). A folder of the same class is saved over."""
     check_save_target(folder, "pipeline")
+    index = saved_index(folder)
     try:
-        entries = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # no folder, no index or not JSON: nothing of another pipeline to mix with
+        entries = json.loads(index.read_text(encoding="utf-8")) if index is not None else None
+    except (OSError, ValueError):  # no index or not JSON: nothing of another pipeline to mix with
         return
     other = entries.get("_class_name") if isinstance(entries, dict) else None
     if isinstance(other, str) and other != class_name:
@@ -305,12 +327,14 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
     """``save(folder)`` (diffusers' ``save_pretrained`` of ``pipe``) into a hidden temporary folder once
     ``check_save_folder`` passed, then the files it wrote moved into ``save_directory``, ``model_index.json`` last.
 
-    A save that fails (a full disk, a read-only folder) leaves ``save_directory`` as it was: saving a larger model
-    over a good folder used to leave the new ``config.json`` beside the old weights, a folder that loads as neither.
-    Over an existing pipeline the old ``model_index.json`` goes before the first component is moved: a run killed
-    between the moves (a training run's final save) leaves a folder that does not load, where it left one that
-    loaded the new ControlNet beside the old UNet without a word. Other files in ``save_directory`` (a training
-    run's checkpoints) stay. The component folders written get the umask's mode (``give_default_mode``)."""
+    A save that fails before the moves (a full disk, a read-only folder: the long part, writing the weights) leaves
+    ``save_directory`` as it was: saving a larger model over a good folder used to leave the new ``config.json``
+    beside the old weights, a folder that loads as neither. Over an existing pipeline the moves start by renaming
+    its ``model_index.json`` to ``REPLACING_INDEX`` and removing the ``MODEL_RECORDS`` that describe it: a save
+    killed between the moves (a training run's final save) leaves a folder that does not load, where it left one
+    that loaded the new ControlNet beside the old UNet under the old run's records without a word. Other files in
+    ``save_directory`` (a training run's checkpoints) stay. The component folders written get the umask's mode
+    (``give_default_mode``)."""
     from safetensors import SafetensorError
 
     folder = Path(save_directory)
@@ -326,13 +350,17 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
         if not folder.is_dir():
             os.rename(temp, folder)
             return
+        if (folder / "model_index.json").is_file():  # (a save stopped before this one left REPLACING_INDEX)
+            os.replace(folder / "model_index.json", folder / REPLACING_INDEX)
         moving = True
-        (folder / "model_index.json").unlink(missing_ok=True)
+        for name in MODEL_RECORDS:
+            (folder / name).unlink(missing_ok=True)
         for entry in sorted(temp.iterdir(), key=lambda entry: entry.name == "model_index.json"):
             move_into_place(entry, folder / entry.name)
+        (folder / REPLACING_INDEX).unlink(missing_ok=True)
     except (OSError, SafetensorError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else first_line(error)
-        left = "it holds part of the new pipeline and no model_index.json: save again" if moving else \
+        left = "it holds part of the new pipeline and does not load: save again" if moving else \
             "the folder was left as it was"
         raise OutputError(f"cannot save the pipeline into {folder}: {reason}; {left}") from error
     finally:

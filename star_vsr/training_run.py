@@ -30,6 +30,7 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequenc
 import yaml
 
 from .errors import InputError, MissingWeightsError, first_line, is_damaged_weights_error, is_out_of_memory
+from .model_folder import FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, saved_index
 from .outputs import give_default_mode, write_text_atomic
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -434,13 +435,11 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
 
 #: Model file a finished run saves in its output folder (``save_pretrained``), naming its component folders.
 MODEL_INDEX = "model_index.json"
-#: File in the output folder holding the step the final model was written at (``record_final_step``).
-FINAL_STEP_FILE = "final_step.txt"
 #: File in each checkpoint holding how many processes saved it (``checkpoint_processes``).
 PROCESSES_FILE = "num_processes.txt"
 #: Files in an output folder that mark a training run that got somewhere (with its ``checkpoint-<step>``
 #: folders); ``train_config.yaml`` alone is a run that failed before its first step, safe to start over.
-RUN_FILES = (MODEL_INDEX, "training_summary.json")
+RUN_FILES = (MODEL_INDEX, REPLACING_INDEX, TRAINING_SUMMARY_FILE)
 
 
 def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_processes: int) -> None:
@@ -683,9 +682,10 @@ def _checkpoint_files(output_dir: Path) -> list[str]:
 
 
 def _model_files(output_dir: Path) -> list[str]:
-    """``MODEL_INDEX`` and the component folders it names (``save_pretrained`` writes one per component)."""
-    index = output_dir / MODEL_INDEX
-    if not index.is_file():
+    """``MODEL_INDEX`` (or the ``REPLACING_INDEX`` of a save stopped midway) and the component folders it names
+    (``save_pretrained`` writes one per component)."""
+    index = saved_index(output_dir)
+    if index is None:
         return []
     try:
         components = json.loads(index.read_text(encoding="utf-8"))
@@ -695,7 +695,7 @@ def _model_files(output_dir: Path) -> list[str]:
         components = {}
     folders = [name for name, value in components.items() if not name.startswith("_") and isinstance(value, list)
                and name not in (".", "..") and Path(name).name == name]
-    return [MODEL_INDEX, *folders]
+    return [index.name, *folders]
 
 
 def resume_checkpoint(output_dir: Path, resume: Optional[str]) -> Optional[Path]:
@@ -1029,15 +1029,6 @@ def tracker_init_kwargs(checkpoint: Optional[Path]) -> dict[str, dict[str, Any]]
     TensorBoard drop the events of steps after N that the stopped run wrote (``SummaryWriter``'s ``purge_step``),
     so that its curves do not show two values for those steps. A new run: none."""
     return {} if checkpoint is None else {"tensorboard": {"purge_step": checkpoint_step(checkpoint) + 1}}
-
-
-def unrecord_final_model(output_dir: Path, *names: str) -> None:
-    """Before a run writes its final model over an earlier one in ``output_dir``: remove ``FINAL_STEP_FILE`` and
-    ``names`` (files written with the model, e.g. its training summary), so that a run killed while it saves
-    leaves no record of the earlier model beside the new one's files (``save_pipeline_folder`` removes the old
-    ``model_index.json`` itself). ``record_final_step`` writes the step again once the model is complete."""
-    for name in (FINAL_STEP_FILE, *names):
-        (Path(output_dir) / name).unlink(missing_ok=True)
 
 
 def record_final_step(output_dir: Path, step: int) -> None:

@@ -1050,9 +1050,14 @@ def test_overwrite_output_dir_starts_clean_and_keeps_the_users_files(tmp_path):
 
 
 def test_a_run_stopped_while_it_saves_its_final_model_leaves_no_record_of_the_earlier_one(tmp_path, monkeypatch):
-    """A resumed run killed while it wrote its final student over the earlier run's left the new weights beside
-    the earlier run's training_summary.json and final_step.txt (black-box review)."""
-    from star_vsr import StarStudentPipeline
+    """A resumed run killed while it moved its final student into place left the new weights beside the earlier
+    run's training_summary.json and final_step.txt (black-box review). A save that fails while it writes (a full
+    disk) leaves the earlier model and its records as they were; the run folder still knows the model's files."""
+    import star_vsr.model_folder
+    from diffusers import DiffusionPipeline
+
+    from star_vsr.errors import OutputError
+    from star_vsr.training_run import clear_old_run
 
     out = tmp_path / "run"
     gt_only = ["--loss_teacher_charbonnier", "0", "--loss_space", "0", "--loss_time", "0", "--loss_feature", "0",
@@ -1061,19 +1066,35 @@ def test_a_run_stopped_while_it_saves_its_final_model_leaves_no_record_of_the_ea
                "--validation_steps", "0", "--report_to", "none"]
     script, args = training_args(None, out, *gt_only, "--max_train_steps", "1")
     script.main(args)
-    assert (out / "training_summary.json").is_file() and (out / "final_step.txt").read_text() == "1\n"
+    records = {name: (out / name).read_bytes() for name in ("training_summary.json", "final_step.txt")}
+    assert records["final_step.txt"] == b"1\n"
 
-    def killed(*args, **kwargs):
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    _, args = training_args(None, out, *gt_only, "--max_train_steps", "2", "--resume_from_checkpoint", "latest")
+    monkeypatch.setattr(DiffusionPipeline, "save_pretrained", disk_full)  # the pipeline's, not a checkpoint's
+    with pytest.raises(OutputError, match="the folder was left as it was"):
+        script.main(args)
+    assert {name: (out / name).read_bytes() for name in records} == records  # the earlier model's, kept
+    monkeypatch.undo()
+
+    def killed_after_one_move(source, target, *args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(StarStudentPipeline, "save_pretrained", killed)
+    monkeypatch.setattr(star_vsr.model_folder, "move_into_place", killed_after_one_move)
     _, args = training_args(None, out, *gt_only, "--max_train_steps", "2", "--resume_from_checkpoint", "latest")
     with pytest.raises(KeyboardInterrupt):
         script.main(args)
-    assert not (out / "training_summary.json").exists() and not (out / "final_step.txt").exists()
+    assert not any((out / name).exists() for name in (*records, "model_index.json"))
     monkeypatch.undo()
+    _, args = training_args(None, out, *gt_only, "--max_train_steps", "2", "--resume_from_checkpoint", "latest")
     assert script.main(args)["steps"] == 2  # the same command again: the model of step 2, recorded as such
-    assert (out / "final_step.txt").read_text() == "2\n"
+    assert (out / "final_step.txt").read_text() == "2\n" and not (out / ".model_index.json.replacing").exists()
+    # a stopped save's components are still the run's: starting over clears them
+    (out / "model_index.json").rename(out / ".model_index.json.replacing")
+    deleted = {path.name for path in clear_old_run(args, lambda settings: ())}
+    assert {"student", ".model_index.json.replacing"} <= deleted
 
 
 def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp_path, train_cache, capsys):

@@ -461,6 +461,8 @@ def test_a_training_checkpoint_given_as_a_pipeline_says_what_it_is(tmp_path):
 
 
 def test_a_save_stopped_between_its_moves_leaves_a_folder_that_does_not_load(tmp_path, monkeypatch):
+    from star_vsr.student import build_student_pipeline
+
     """A training run killed while its final save moved the components into place left the new ControlNet beside
     the old UNet under the old model_index.json: a folder that loaded without a word (black-box review)."""
     import star_vsr.model_folder
@@ -483,8 +485,13 @@ def test_a_save_stopped_between_its_moves_leaves_a_folder_that_does_not_load(tmp
     assert len(moved) == 1 and not (folder / "model_index.json").exists()
     with pytest.raises(MissingWeightsError, match="model_index.json"):
         StarVSRPipeline.from_pretrained(folder)
+    # the old index, kept aside, still says what the folder's components are: no student is saved among them
+    assert (folder / ".model_index.json.replacing").is_file()
+    with pytest.raises(InputError, match="it holds a StarVSRPipeline"):
+        build_student_pipeline("tiny").save_pretrained(folder)
     monkeypatch.undo()
     new.save_pretrained(folder)  # saved again: whole
+    assert not (folder / ".model_index.json.replacing").exists()
     loaded = StarVSRPipeline.from_pretrained(folder)
     for name in ("unet", "controlnet", "vae"):
         saved, now = getattr(new, name).state_dict(), getattr(loaded, name).state_dict()

@@ -60,7 +60,7 @@ from star_vsr.losses.distillation import DistillationCriterion, DistillationLoss
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
 from star_vsr.errors import InputError, OutputError, explain_out_of_memory
 from star_vsr.degradations.config import SUPPORTED_SCALES
-from star_vsr.model_folder import saved_config
+from star_vsr.model_folder import TRAINING_SUMMARY_FILE, saved_config
 from star_vsr.models.student import FEATURE_TAPS, StarStudentModel
 from star_vsr.outputs import check_writable
 from star_vsr.progress import bar_options
@@ -70,7 +70,7 @@ from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_a
                                    is_first_process, load_training_checkpoint, optional_value, parse_with_config,
                                    path_or_none, prepare_output_dir, record_data_id, record_final_step,
                                    record_run_settings, resume_checkpoint, resuming_message, run_script,
-                                   tensorboard_pattern, tracker_init_kwargs, unrecord_final_model)
+                                   tensorboard_pattern, tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -78,7 +78,7 @@ logger = get_logger(__name__)
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 """Precisions the final pipeline can be saved in."""
 
-SUMMARY_NAME = "training_summary.json"
+SUMMARY_NAME = TRAINING_SUMMARY_FILE  # (a save replacing the model removes it: model_folder.MODEL_RECORDS)
 #: The SHA-256 of the --train_cache manifest a run started on, kept in its output folder: a resume on a cache
 #: rebuilt in place (same path, other teacher or clips) is refused, as one on another path is.
 CACHE_ID_NAME = "train_cache.sha256"
@@ -668,8 +668,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             ema.copy_to(final.parameters())
         if SAVE_DTYPES[args.save_dtype] != torch.float32:
             final = final.to(SAVE_DTYPES[args.save_dtype])
-        # a kill while saving leaves no summary or final_step.txt of an earlier model beside this one
-        unrecord_final_model(Path(args.output_dir), SUMMARY_NAME)
         StarStudentPipeline(student=final).save_pretrained(args.output_dir)
         summary = {
             "steps": global_step, "train_wall_time_s": round(clock.elapsed_s, 1),

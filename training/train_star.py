@@ -92,7 +92,7 @@ from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add
                                    checkpoint_step, finishing_message, load_training_checkpoint, optional_value,
                                    parse_with_config, path_or_none, prepare_output_dir, record_data_id,
                                    record_final_step, record_run_settings, resume_checkpoint, resuming_message,
-                                   run_script, tensorboard_pattern, tracker_init_kwargs, unrecord_final_model)
+                                   run_script, tensorboard_pattern, tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -802,7 +802,6 @@ def main(args: argparse.Namespace) -> None:
     # 6. Final weights: a complete pipeline folder
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        unrecord_final_model(output_dir)  # a kill while saving leaves no final_step.txt of an earlier model
         save_final_pipeline(args, components, accelerator.unwrap_model(denoiser), lora_config)
         record_final_step(output_dir, global_step)
         logger.info(f"Saved the trained pipeline to {output_dir}; load it with StarVSRPipeline.from_pretrained")
