@@ -134,6 +134,7 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     assert set(scores["clips"]) == {"a", "b"} and scores["clips"]["a"]["frames"] == 5  # a count, not 5.0
     assert isinstance(scores["clips"]["a"]["frames"], int)
     assert scores["mean"]["psnr_y"] > 30 and 0 <= scores["mean"]["ewarp"] < 5
+    assert scores["mean_over"] == scores["ewarp_mean_over"] == 2  # (always there with an E*warp mean)
     # an existing JSON file is kept unless --overwrite, as every command's outputs are
     args = ["evaluate", "--pred", str(pred_dir / "a.mkv"), "--gt", str(gt_dir / "a.mp4"), "--json", str(out_json)]
     assert main(args) == 2

@@ -599,6 +599,11 @@ def test_upscale_command_runs_a_student_at_its_own_scale_by_default(tmp_path):
     assert main(["upscale", str(source), "-o", str(tmp_path / "b.mkv"), "--model", str(folder), "--codec", "ffv1",
                  "--upscale", "2"]) == 0
     assert (probe_video(tmp_path / "b.mkv").width, probe_video(tmp_path / "b.mkv").height) == (32, 24)
+    # benchmark times it at its own scale too (it timed x4, and refused a student without that head)
+    assert main(["benchmark", "--model", str(folder), "--size", "16x12", "--frames", "2", "--repeats", "1",
+                 "--methods", "student,bicubic", "--json", str(tmp_path / "bench.json")]) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["upscale"] == 3 and report["results"]["student"]["output_size"] == [36, 48]
 
 
 def test_a_failed_save_leaves_the_folder_as_it_was(pipe, tmp_path, monkeypatch):

@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="LR video to upscale (default: a synthetic clip of --frames at --size)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames of the synthetic clip (default 30)")
     parser.add_argument("--size", default=DEFAULT_SIZE, help="WIDTHxHEIGHT of the synthetic clip (default 320x180)")
-    parser.add_argument("--upscale", type=float, default=4, help="scale factor (default 4)")
+    parser.add_argument("--upscale", type=float, default=None,
+                        help="scale factor (default: the --model student's own, 4 for the shipped one and --preset)")
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model", type=path_argument,
                        help="student pipeline folder (default: the shipped student, else --preset)")
@@ -150,6 +151,10 @@ def _benchmark(args: argparse.Namespace, stdout: TextIO) -> int:
             raise InputError(f"{' and '.join(given)} choose{'s' * (len(given) == 1)} the student, and --methods "
                              f"{args.methods} times no student: add student to --methods, or drop "
                              f"{'it' if len(given) == 1 else 'them'}")
+    if args.upscale is None:  # a x3 student's own scale, as star-vsr upscale takes it (it was timed at x4)
+        from .upscale import student_scale
+
+        args.upscale = student_scale(Path(args.model)) if args.model is not None else 4.0
     if not (math.isfinite(args.upscale) and 1 <= args.upscale <= 4):  # (the student's range; ncnn's is 2, 3, 4)
         raise InputError(f"--upscale must be between 1 and 4, got {args.upscale:g}")
     ncnn_models = ", ".join(f"x{scale}" for scale in NCNN_MODELS)

@@ -11,7 +11,7 @@ encoding: ``star-vsr evaluate`` on the lossy ``.mp4`` files gives slightly diffe
 ``diffusion`` instead of ``student`` everywhere (``diffusion.mp4``, its panel, its metrics row). The files
 appear together once the demo is complete: a stopped demo leaves the folder as it was. A diffusion model
 samples with ``--steps`` denoising steps (default 15, as ``star-vsr upscale``) from a generator seeded by ``--seed``,
-so the same command gives the same videos.
+so the same command on the same device gives the same videos.
 
 The default photo is one of the evaluation photos, never seen in training.
 """

@@ -10,7 +10,7 @@ better; a clip against itself scores a little above 0, the flow being estimated)
 frames' (BasicSR's convention), so one frame equal to its ground truth gives the clip PSNR-Y inf (null in --json),
 and so has the mean over clips. ``--metrics lpips,dists,...`` adds
 learned metrics (pyiqa, from weight files already on disk; nothing is downloaded). A clip of one frame has no E*warp
-(the JSON's "ewarp_mean_over" counts the clips its mean is over). A clip of a folder that cannot be
+(the JSON's "ewarp_mean_over" counts the clips the mean E*warp is over). A clip of a folder that cannot be
 opened or fails to decode partway is skipped with its reason: the mean is over the others (its row reads "mean of
 2/3", the JSON's "mean_over" counts them), --json lists it under "skipped", and the exit status is 1.
 """
@@ -250,7 +250,7 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.json:  # identical frames give PSNR = inf, written as null (strict JSON)
         summary = {"scale": args.scale, **({"max_frames": args.max_frames} if args.max_frames else {}),
                    "clips": results, "mean": mean, "mean_over": len(results),
-                   **({"ewarp_mean_over": warped} if single and warped else {}),
+                   **({"ewarp_mean_over": warped} if "ewarp" in mean else {}),
                    **({"skipped": skipped} if skipped else {})}
         write_json_output(args.json, json.dumps(_finite(summary), indent=2, allow_nan=False), stdout)
     return 1 if skipped else 0
