@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
@@ -154,9 +155,12 @@ def check_save_target(folder: Union[str, Path], kind: str, contents: str = "") -
 FINAL_STEP_FILE = "final_step.txt"
 #: File of ``training/distill_student.py``'s output folder summarising the run that saved its model.
 TRAINING_SUMMARY_FILE = "training_summary.json"
-#: Files beside a saved model that describe it: removed when a save starts replacing that model's components, so
-#: that none describes the earlier model beside the new one's files (a run killed while it saves).
-MODEL_RECORDS = (FINAL_STEP_FILE, TRAINING_SUMMARY_FILE)
+#: Folder of ``training/train_star.py``'s output folder holding the LoRA adapter fused into the saved UNet.
+LORA_FOLDER = "unet_lora"
+#: Files (and the adapter folder) beside a saved model that describe it: removed when a save starts replacing that
+#: model's components, so that none describes the earlier model beside the new one's files (a run killed while
+#: it saves).
+MODEL_RECORDS = (FINAL_STEP_FILE, TRAINING_SUMMARY_FILE, LORA_FOLDER)
 #: What a save replacing a pipeline renames its ``model_index.json`` to until the new components are in place: a
 #: folder whose save was killed midway does not load, and still tells which folders are its components.
 REPLACING_INDEX = ".model_index.json.replacing"
@@ -354,7 +358,8 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
             os.replace(folder / "model_index.json", folder / REPLACING_INDEX)
         moving = True
         for name in MODEL_RECORDS:
-            (folder / name).unlink(missing_ok=True)
+            record = folder / name
+            shutil.rmtree(record) if record.is_dir() and not record.is_symlink() else record.unlink(missing_ok=True)
         for entry in sorted(temp.iterdir(), key=lambda entry: entry.name == "model_index.json"):
             move_into_place(entry, folder / entry.name)
         (folder / REPLACING_INDEX).unlink(missing_ok=True)

@@ -76,6 +76,32 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return {"straight": straight, "resumed": resumed}
 
 
+def test_a_final_save_stopped_midway_leaves_no_adapter_or_step_of_the_earlier_model(tmp_path, runs, monkeypatch):
+    """A resumed LoRA run whose final save stopped midway left the earlier run's unet_lora/ (written first, in
+    place, by the new run or kept from the old) and final_step.txt beside the new components (black-box review
+    and a review of its first fix); the same command again then saves the whole model, adapter and step."""
+    import star_vsr.model_folder
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["resumed"], run)  # finished at step 4, with its adapter
+    assert (run / "unet_lora" / "adapter_model.safetensors").is_file() and (run / "final_step.txt").is_file()
+
+    def killed(source, target, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    argv = ["--config", str(TINY_CONFIG), "--output_dir", str(run), *FAST, *LORA, "--max_train_steps", "6",
+            "--checkpointing_steps", "2", "--validation_steps", "0", "--lr_scheduler", "constant",
+            "--resume_from_checkpoint", "latest", "--allow_changed_settings"]
+    monkeypatch.setattr(star_vsr.model_folder, "move_into_place", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_star.main(train_star.parse_args(argv))
+    assert not any((run / name).exists() for name in ("unet_lora", "final_step.txt", "model_index.json"))
+    monkeypatch.undo()
+    train_star.main(train_star.parse_args(argv))
+    assert (run / "final_step.txt").read_text() == "6\n" and (run / "unet_lora" / "adapter_model.safetensors").is_file()
+    assert not list(run.glob(".*.tmp*")) and StarVSRPipeline.from_pretrained(run) is not None
+
+
 # --- settings ------------------------------------------------------------------------------------
 
 

@@ -53,6 +53,7 @@ import argparse
 import json
 import logging
 import math
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -74,11 +75,13 @@ from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipData
 from star_vsr.data.base import BadSampleWarning, ClipPairDataset, as_size, report_skips
 from star_vsr.data.video_clips import as_frame_interval
 from star_vsr.errors import InputError, explain_out_of_memory
+from star_vsr.io.atomic import remove_temporary, temporary_path
 from star_vsr.io.folders import IMAGE_EXTENSIONS, clips_in_folder, photos_in_folder
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
 from star_vsr.losses.frequency import MAX_CUTOFF
 from star_vsr.metrics import psnr_clip, ssim_clip
 from star_vsr.metrics.fidelity import SSIM_WINDOW
+from star_vsr.model_folder import LORA_FOLDER
 from star_vsr.outputs import check_writable, give_default_mode
 from star_vsr.models import (LIEM_PLACEMENTS, SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM,
                              set_liem_placement)
@@ -101,8 +104,6 @@ logger = get_logger(__name__)
 LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 #: File in each checkpoint with the trainable UNet parameters (LIEM gates, LoRA).
 UNET_TRAINABLE_FILE = "unet_trainable.safetensors"
-#: Folder of the final LoRA adapter (peft format) inside ``output_dir``.
-LORA_FOLDER = "unet_lora"
 #: Per-step log written next to the checkpoints.
 TRAIN_LOG_FILE = "train_log.jsonl"
 #: Folder of validation frame strips.
@@ -601,24 +602,36 @@ def save_final_pipeline(args: argparse.Namespace, components: dict[str, Any], de
                         lora_config: Any) -> None:
     """Write the trained pipeline (float32, LoRA fused into the UNet) to ``output_dir``.
 
-    With a LoRA, the adapter alone (peft format, relative to the untrained UNet) also goes to ``unet_lora/``.
+    With a LoRA, the adapter alone (peft format, relative to the untrained UNet) then goes to ``unet_lora/``, which
+    appears whole (a temporary folder renamed). The pipeline's save removes an earlier run's adapter when it starts
+    replacing that run's model (``model_folder.MODEL_RECORDS``): a run stopped in between leaves no adapter of
+    another model beside this one.
     """
     output_dir = Path(args.output_dir)
     unet, controlnet = denoiser.unet, denoiser.controlnet
+    adapter = None
     if lora_config is not None:
         from peft import get_peft_model_state_dict
 
-        lora_dir = output_dir / LORA_FOLDER
-        lora_dir.mkdir(parents=True, exist_ok=True)
-        lora_config.save_pretrained(str(lora_dir))
-        state = {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
-        save_file(state, str(lora_dir / "adapter_model.safetensors"))
-        give_default_mode(lora_dir)
+        adapter = {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
         unet = merge_unet_lora(unet.float())
     pipe = StarVSRPipeline(vae=components["vae"].float(), text_encoder=components["text_encoder"].float(),
                            tokenizer=components["tokenizer"], unet=unet.float(), controlnet=controlnet.float(),
                            scheduler=components["scheduler"])
     pipe.save_pretrained(str(output_dir))
+    if adapter is not None:
+        lora_dir = output_dir / LORA_FOLDER
+        temp = temporary_path(lora_dir)
+        try:
+            temp.mkdir()
+            lora_config.save_pretrained(str(temp))
+            save_file(adapter, str(temp / "adapter_model.safetensors"))
+            give_default_mode(temp)
+            if lora_dir.is_dir() and not lora_dir.is_symlink():  # (a folder saved over, not replaced by a run)
+                shutil.rmtree(lora_dir)
+            os.rename(temp, lora_dir)
+        finally:
+            remove_temporary(temp)
 
 
 def register_checkpoint_hooks(accelerator: Accelerator) -> None:
