@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, TypeVar, Union
 from .errors import (DeviceError, InputError, MissingWeightsError, OutputError, StarVSRError, first_line,
                      is_out_of_memory)
 from .io.atomic import move_into_place, remove_temporary, temporary_path
-from .outputs import give_default_mode
+from .outputs import MODEL_RECORDS, REPLACING_INDEX, give_default_mode, saved_index
 
 T = TypeVar("T")
 
@@ -149,30 +149,6 @@ def check_save_target(folder: Union[str, Path], kind: str, contents: str = "") -
     ``folder`` is a file (diffusers' own only logs that for a model, and saves nothing)."""
     if Path(folder).exists() and not Path(folder).is_dir():
         raise InputError(f"cannot save the {kind} into {folder}: it is a file; a {kind} is saved as a folder{contents}")
-
-
-#: File of a training run's output folder holding the step its final model was saved at (``training_run``).
-FINAL_STEP_FILE = "final_step.txt"
-#: File of ``training/distill_student.py``'s output folder summarising the run that saved its model.
-TRAINING_SUMMARY_FILE = "training_summary.json"
-#: Folder of ``training/train_star.py``'s output folder holding the LoRA adapter fused into the saved UNet.
-LORA_FOLDER = "unet_lora"
-#: Files (and the adapter folder) beside a saved model that describe it: removed when a save starts replacing that
-#: model's components, so that none describes the earlier model beside the new one's files (a run killed while
-#: it saves).
-MODEL_RECORDS = (FINAL_STEP_FILE, TRAINING_SUMMARY_FILE, LORA_FOLDER)
-#: What a save replacing a pipeline renames its ``model_index.json`` to until the new components are in place: a
-#: folder whose save was killed midway does not load, and still tells which folders are its components.
-REPLACING_INDEX = ".model_index.json.replacing"
-
-
-def saved_index(folder: Path) -> Optional[Path]:
-    """The ``model_index.json`` of the pipeline saved in ``folder``, or the one a save that stopped midway left as
-    ``REPLACING_INDEX``; None when there is neither."""
-    for name in ("model_index.json", REPLACING_INDEX):
-        if (Path(folder) / name).is_file():
-            return Path(folder) / name
-    return None
 
 
 def check_save_folder(folder: Path, class_name: str) -> None:

@@ -1,6 +1,6 @@
 """Checks run on output paths before any work, so an unwritable output fails in a second, not
 after an hour of upscaling; the lock that keeps two runs from writing one output; and the permissions of
-saved safetensors files.
+saved safetensors files; the names of the files that describe a saved model (``MODEL_RECORDS``).
 
 Nothing is created by the checks: the folders of an output are made only when it is written.
 """
@@ -22,6 +22,29 @@ from .errors import InputError, OutputBusyError, OutputError
 
 #: Output suffixes written as one image (PIL format names): a one-frame input, or ``max_frames=1``.
 IMAGE_OUTPUTS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+#: File of a training run's output folder holding the step its final model was saved at (``training_run``).
+FINAL_STEP_FILE = "final_step.txt"
+#: File of ``training/distill_student.py``'s output folder summarising the run that saved its model.
+TRAINING_SUMMARY_FILE = "training_summary.json"
+#: Folder of ``training/train_star.py``'s output folder holding the LoRA adapter fused into the saved UNet.
+LORA_FOLDER = "unet_lora"
+#: Files (and the adapter folder) beside a saved model that describe it: removed when a save starts replacing that
+#: model's components, so that none describes the earlier model beside the new one's files (a run killed while
+#: it saves).
+MODEL_RECORDS = (FINAL_STEP_FILE, TRAINING_SUMMARY_FILE, LORA_FOLDER)
+#: What a save replacing a pipeline renames its ``model_index.json`` to until the new components are in place: a
+#: folder whose save was killed midway does not load, and still tells which folders are its components.
+REPLACING_INDEX = ".model_index.json.replacing"
+
+
+def saved_index(folder: Path) -> Optional[Path]:
+    """The ``model_index.json`` of the pipeline saved in ``folder``, or the one a save that stopped midway left as
+    ``REPLACING_INDEX``; None when there is neither."""
+    for name in ("model_index.json", REPLACING_INDEX):
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
 
 
 def is_frame_output(path: Path) -> bool:

@@ -30,8 +30,8 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequenc
 import yaml
 
 from .errors import InputError, MissingWeightsError, first_line, is_damaged_weights_error, is_out_of_memory
-from .model_folder import FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, saved_index
-from .outputs import give_default_mode, write_text_atomic
+from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, give_default_mode, saved_index,
+                      write_text_atomic)
 
 CHECKPOINT_PREFIX = "checkpoint-"
 #: The settings a run started with, written into its output folder (and never rewritten by a resume).

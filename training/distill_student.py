@@ -60,9 +60,9 @@ from star_vsr.losses.distillation import DistillationCriterion, DistillationLoss
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
 from star_vsr.errors import InputError, OutputError, explain_out_of_memory
 from star_vsr.degradations.config import SUPPORTED_SCALES
-from star_vsr.model_folder import TRAINING_SUMMARY_FILE, saved_config
+from star_vsr.model_folder import saved_config
 from star_vsr.models.student import FEATURE_TAPS, StarStudentModel
-from star_vsr.outputs import check_writable
+from star_vsr.outputs import TRAINING_SUMMARY_FILE, check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, add_optimizer_arguments,
                                    apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
@@ -78,7 +78,7 @@ logger = get_logger(__name__)
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 """Precisions the final pipeline can be saved in."""
 
-SUMMARY_NAME = TRAINING_SUMMARY_FILE  # (a save replacing the model removes it: model_folder.MODEL_RECORDS)
+SUMMARY_NAME = TRAINING_SUMMARY_FILE  # (a save replacing the model removes it: outputs.MODEL_RECORDS)
 #: The SHA-256 of the --train_cache manifest a run started on, kept in its output folder: a resume on a cache
 #: rebuilt in place (same path, other teacher or clips) is refused, as one on another path is.
 CACHE_ID_NAME = "train_cache.sha256"

@@ -81,8 +81,7 @@ from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOut
 from star_vsr.losses.frequency import MAX_CUTOFF
 from star_vsr.metrics import psnr_clip, ssim_clip
 from star_vsr.metrics.fidelity import SSIM_WINDOW
-from star_vsr.model_folder import LORA_FOLDER
-from star_vsr.outputs import check_writable, give_default_mode
+from star_vsr.outputs import LORA_FOLDER, check_writable, give_default_mode
 from star_vsr.models import (LIEM_PLACEMENTS, SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM,
                              set_liem_placement)
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
@@ -604,7 +603,7 @@ def save_final_pipeline(args: argparse.Namespace, components: dict[str, Any], de
 
     With a LoRA, the adapter alone (peft format, relative to the untrained UNet) then goes to ``unet_lora/``, which
     appears whole (a temporary folder renamed). The pipeline's save removes an earlier run's adapter when it starts
-    replacing that run's model (``model_folder.MODEL_RECORDS``): a run stopped in between leaves no adapter of
+    replacing that run's model (``outputs.MODEL_RECORDS``): a run stopped in between leaves no adapter of
     another model beside this one.
     """
     output_dir = Path(args.output_dir)
