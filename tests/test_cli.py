@@ -2122,6 +2122,40 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     assert not (tmp_path / "LR3").exists()
 
 
+def test_a_stopped_overwrite_of_a_degraded_folder_goes_on_without_mixing_settings(tmp_path, capsys, monkeypatch):
+    """`degrade GT -o LR --preset heavy --overwrite` stopped after its first clip, then rerun without --overwrite (as
+    a stopped run is resumed): the other clips, still light, counted as done under the new record, a silent mix
+    (black-box review). They are redone now, and match a run that was never stopped."""
+    import star_vsr.cli.degrade
+
+    gt, lr, fresh = tmp_path / "GT", tmp_path / "LR", tmp_path / "fresh"
+    gt.mkdir()
+    for index, name in enumerate(("a", "b", "c")):
+        write_test_video(gt / f"{name}.mkv", num_frames=2, size=(16, 16), seed=index, codec="ffv1")
+    base = ["degrade", str(gt), "--scale", "2", "--codec", "ffv1"]
+    assert main([*base, "-o", str(lr), "--preset", "light"]) == 0
+    degrade_file = star_vsr.cli.degrade._degrade_file
+    done = []
+
+    def stopped_after_one(*args, **kwargs):
+        if done:
+            raise KeyboardInterrupt
+        done.append(args[1].name)
+        degrade_file(*args, **kwargs)
+
+    monkeypatch.setattr(star_vsr.cli.degrade, "_degrade_file", stopped_after_one)
+    assert main([*base, "-o", str(lr), "--preset", "heavy", "--overwrite"]) == 130  # (Ctrl-C's exit status)
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main([*base, "-o", str(lr), "--preset", "heavy"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 3 clips already degraded" in out and "; 2 of them still hold the earlier settings' clips" in out
+    assert not (lr / ".star-vsr-degrade-pending.json").exists()
+    assert main([*base, "-o", str(fresh), "--preset", "heavy"]) == 0
+    for name in ("a.mkv", "b.mkv", "c.mkv"):
+        assert np.array_equal(np.stack(list(open_video(lr / name))), np.stack(list(open_video(fresh / name)))), name
+
+
 def test_info_lists_the_clips_of_a_folder(tmp_path, capsys):
     write_test_video(tmp_path / "a.mp4", num_frames=3, size=(8, 16), fps=24)  # (height, width)
     _frames_to_folder(tmp_path / "a.mp4", tmp_path / "calendar")

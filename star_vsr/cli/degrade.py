@@ -14,8 +14,9 @@ A folder of clips (videos and frame folders, as REDS4 / Vid4 lay out GT/calendar
 degraded clip by clip into the folder -o, named as upscale-batch names its outputs (--codec png:
 LR/calendar/), each clip with its own seed (--seed plus the CRC-32 of its file or folder name, suffix
 included: calendar.mp4 draws another degradation than calendar.mkv); clips already
-there are skipped unless --overwrite, so a stopped run goes on; one of another size or fewer frames than this
-run makes (another program's file) is named in a note.
+there are skipped unless --overwrite, so a stopped run goes on (a stopped --overwrite run with other settings
+too, with or without --overwrite: the clips it had not redone yet are redone); one of another size or fewer frames
+than this run makes (another program's file) is named in a note.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 #: The settings a folder of clips was degraded with, kept in the output folder (hidden: not a clip), so that a rerun
 #: with other settings is refused instead of mixing two kinds of LR clips in one folder.
 SETTINGS_NAME = ".star-vsr-degrade.json"
+#: File in ``-o`` naming the outputs that still hold clips of the earlier settings while an ``--overwrite`` run with
+#: new ones is unfinished: a stopped one, rerun without ``--overwrite``, redoes them instead of counting them done.
+PENDING_NAME = ".star-vsr-degrade-pending.json"
 
 
 def clip_seed(seed: int, name: str) -> int:
@@ -99,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
 def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -> int:
     """Every clip (video or frame folder) of ``folder`` into the folder ``-o``, each with its own seed
     (``clip_seed``); outputs that exist are skipped unless ``--overwrite``, so a stopped run goes on. The settings
-    are recorded in ``-o`` (``SETTINGS_NAME``); a rerun with others is refused unless ``--overwrite``."""
+    are recorded in ``-o`` (``SETTINGS_NAME``); a rerun with others is refused unless ``--overwrite``, which lists
+    the outputs it has still to redo (``PENDING_NAME``) until it has, so that a stopped one goes on too."""
     from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
     from ..io import VIDEO_EXTENSIONS, output_names
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
@@ -139,9 +144,18 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         raise InputError(f"{output_dir} holds clips degraded with other settings ({changed}); a rerun would mix "
                          f"them: choose another -o, or pass --overwrite to redo every clip with these settings")
     made_output_dir = not output_dir.exists()
+    pending_record = output_dir / PENDING_NAME
+    try:  # outputs a stopped --overwrite run had not yet redone with these settings
+        pending = set(json.loads(pending_record.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        pending = set()
+    if isinstance(earlier, dict) and earlier != settings:  # --overwrite with other settings: every clip there is old
+        pending |= {outputs[clip].name for clip in clips if outputs[clip].exists()}
+    if pending:
+        write_text_atomic(pending_record, json.dumps(sorted(pending)) + "\n")
     if earlier != settings:  # before any clip: a stopped run keeps it
         write_text_atomic(record, json.dumps(settings, indent=2) + "\n")
-    todo = [clip for clip in clips if args.overwrite or not outputs[clip].exists()]
+    todo = [clip for clip in clips if args.overwrite or not outputs[clip].exists() or outputs[clip].name in pending]
     if not args.overwrite:  # a file in -o only named like an output (another program's, the input copied in)
         found = check_existing_outputs([clip for clip in clips if clip not in todo], outputs, args.codec,
                                        partial(_expected_output, args.scale, args.codec))
@@ -151,16 +165,22 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
                                                                                         besides=[output_dir]))):
         if note:
             say(args, f"note: {note}")
+    redo = sum(outputs[clip].name in pending and outputs[clip].exists() for clip in todo) if not args.overwrite else 0
     say(args, f"{len(clips) - len(todo)} of {len(clips)} clips already degraded in {output_dir}; {len(todo)} to go "
-              f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its file or folder name)")
+              f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its file or folder name)"
+              + (f"; {redo} of them still hold the earlier settings' clips, which a stopped --overwrite run had not "
+                 f"redone yet" if redo else ""))
     failed = []
     for link in broken_links(folder):  # they were left out without a word
         print(broken_link_line(link), file=sys.stderr)
         failed.append(link.name)
     for clip in todo:
         try:
-            _degrade_file(args, clip, outputs[clip], clip_seed(args.seed, clip.name),
-                         args.fps if clip.is_dir() else None, folder=True)  # a video file keeps its own rate
+            _degrade_file(args, clip, outputs[clip], clip_seed(args.seed, clip.name),  # a video file keeps its rate
+                         args.fps if clip.is_dir() else None, folder=True, replace=outputs[clip].name in pending)
+            if outputs[clip].name in pending:
+                pending.discard(outputs[clip].name)
+                write_text_atomic(pending_record, json.dumps(sorted(pending)) + "\n")
         except (CorruptVideoError, UnsupportedVideoError) as error:  # this clip, not the folder
             print(f"skipped {clip}: {error}", file=sys.stderr)
             failed.append(clip.name)
@@ -168,6 +188,8 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
             print(f"skipped {clip}: {error}", file=sys.stderr)
     if failed:
         print(f"{len(failed)} clip(s) could not be read and were skipped: {', '.join(failed)}", file=sys.stderr)
+    if not pending:
+        pending_record.unlink(missing_ok=True)
     if made_output_dir and [p.name for p in output_dir.iterdir()] == [SETTINGS_NAME]:  # every clip failed
         record.unlink()
         output_dir.rmdir()  # no folder left as if something were written
@@ -192,9 +214,10 @@ def hr_crop(height: int, width: int, scale: int, size_multiple: tuple[int, int])
 
 
 def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: int, fps: Any = None,
-                 folder: bool = False) -> None:
+                 folder: bool = False, replace: bool = False) -> None:
     """``source`` (a video or frame folder) degraded with ``args``' preset, scale and codec and ``seed``,
-    written to ``output``; ``fps``: the rate of a frame folder (``--fps``); ``folder``: one clip of a folder."""
+    written to ``output``; ``fps``: the rate of a frame folder (``--fps``); ``folder``: one clip of a folder;
+    ``replace``: an existing ``output`` is replaced without ``--overwrite`` (one of earlier settings)."""
     import torch
 
     from ..degradations import DegradationConfig, RealWorldDegradation
@@ -215,7 +238,7 @@ def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: in
     reader = open_video(source, deinterlace=deinterlace, **folder_fps)
     with reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf, audio_from=audio,
                              progress=True, total_frames=info.num_frames, pixel_aspect=info.pixel_aspect,
-                             frame_times=info.timeline, reproducible=True, overwrite=args.overwrite) as writer:
+                             frame_times=info.timeline, reproducible=True, overwrite=args.overwrite or replace) as writer:
         crop_h, crop_w = hr_crop(info.height, info.width, args.scale, writer.size_multiple)
         multiple_h, multiple_w = args.scale * writer.size_multiple[0], args.scale * writer.size_multiple[1]
         if crop_h == 0 or crop_w == 0:
