@@ -1169,8 +1169,8 @@ def test_writer_rejects_unsupported_options(tmp_path):
     ):
         VideoWriter(tmp_path / "out.mp4", 30, codec="ffv1")
     # with no codec named, the message is about the name, not about the default codec
-    with pytest.raises(UnsupportedVideoError, match=r"does not write \.webm files .* name the output \.mkv / \.mov "
-                                                    r"/ \.mp4 \(H\.264 by default"):
+    with pytest.raises(UnsupportedVideoError, match=r"does not write videos as \.webm files .* name the output "
+                                                    r"\.mkv / \.mov / \.mp4 \(H\.264 by default"):
         VideoWriter(tmp_path / "out.webm", 30)
     with pytest.raises(UnsupportedVideoError, match="cannot encode pix_fmt 'rgb48le'"):
         VideoWriter(tmp_path / "out.mp4", 30, pix_fmt="rgb48le")

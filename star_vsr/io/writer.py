@@ -423,7 +423,8 @@ def _resolve_codec(path: Path, codec: str | None) -> str:
     known = sorted({suffix for spec in VIDEO_CODECS.values() for suffix in spec.suffixes})
     if from_name and path.suffix.lower() not in known:  # no --codec given: do not blame the default one
         raise UnsupportedVideoError(
-            f"star-vsr does not write {path.suffix} files ({path}); name the output {' / '.join(known)} "
+            f"star-vsr does not write videos as {path.suffix} files ({path}); name the output "
+            f"{' / '.join(known)} "
             "(H.264 by default; --codec h265 or ffv1), or give a name without a suffix for a folder of PNG frames"
         )
     if path.suffix.lower() not in suffixes:
