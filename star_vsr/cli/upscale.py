@@ -60,8 +60,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     sr = parser.add_argument_group("super-resolution")
     sr.add_argument("--upscale", type=float, default=None,
                     help="scale factor (default: a student's own, 4 for the shipped one, 3 for one trained with "
-                         "--scale 3; 4 for any StarVSR model): the shipped student takes 1 to 4 (a student up to its largest "
-                         "head), not only whole numbers (each side becomes "
+                         "--scale 3; 4 for any StarVSR model): the shipped student takes 1 to 4 (a student up to its "
+                         "largest head), not only whole numbers (each side becomes "
                          "side x scale rounded to the nearest whole number, halves to even: 7 x 1.5 = 10, 9 x 1.5 "
                          "= 14); a StarVSR diffusion model 1 to 8 (trained at 4)")
     sr.add_argument("--no-scene-cut-reset", action="store_true",
