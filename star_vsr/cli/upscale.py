@@ -187,7 +187,7 @@ def check_model_options(args: argparse.Namespace) -> None:
         args.model = str(default_student_folder())
     diffusion = pipeline_class_name(args.model) == "StarVSRPipeline"
     if args.upscale is None:  # the model's own scale, as the pipelines' call takes it (a x3 student ran at x4)
-        args.upscale = 4.0 if diffusion else float(student_scale(Path(args.model)))
+        args.upscale = 4.0 if diffusion else student_scale(Path(args.model))
     resolve_dtype(args.dtype, resolve_device(args.device), student=not diffusion)  # e.g. fp16 or cuda without a GPU
     if diffusion:
         from ..pipelines.pipeline_star_vsr import check_sampling_kwargs
