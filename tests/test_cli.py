@@ -1563,6 +1563,28 @@ def test_degrade_crops_so_the_lr_file_is_exactly_a_scale_th(tmp_path, capsys):
             "and in height; this one differs by +49 in width and +37 in height.") in err
 
 
+def test_degrade_names_the_output_format_when_its_block_is_the_limit(tmp_path, capsys):
+    """A 5x3 clip has room for a x2 LR frame, but not in 4:2:0 H.264 (even sizes only): the error says so and
+    names formats that store any size, where it used to blame the scale alone."""
+    from PIL import Image
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((3, 5, 3), 40 * i, np.uint8)).save(frames / f"{i:03d}.png")
+    assert main(["degrade", str(frames), "-o", str(tmp_path / "lr.mp4"), "--scale", "2"]) == 2
+    err = capsys.readouterr().err
+    assert ("is 5x3, too small to downscale by 2 into " in err and "blocks of 2x2 pixels, so the input needs at "
+            "least 4x4; FFV1 (`-o NAME.mkv --codec ffv1`) and PNG frames (`-o FOLDER`) store any size") in err
+    assert not (tmp_path / "lr.mp4").exists()
+    assert main(["degrade", str(frames), "-o", str(tmp_path / "lr.mkv"), "--codec", "ffv1", "--scale", "2"]) == 0
+    assert (probe_video(tmp_path / "lr.mkv").width, probe_video(tmp_path / "lr.mkv").height) == (2, 1)
+    # smaller than the scale itself: no format helps, and the error does not suggest one
+    assert main(["degrade", str(frames), "-o", str(tmp_path / "lr4.mkv"), "--codec", "ffv1", "--scale", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "is 5x3, too small to downscale by 4\n" in err and "FFV1" not in err
+
+
 def test_evaluate_names_a_scale_that_crops_everything(tmp_path, capsys):
     src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
     assert main(["evaluate", "--pred", str(src), "--gt", str(src), "--scale", "500"]) == 2

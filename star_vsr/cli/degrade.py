@@ -243,6 +243,13 @@ def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: in
         crop_h, crop_w = hr_crop(info.height, info.width, args.scale, writer.size_multiple)
         multiple_h, multiple_w = args.scale * writer.size_multiple[0], args.scale * writer.size_multiple[1]
         if crop_h == 0 or crop_w == 0:
+            block = writer.size_multiple
+            if min(info.height, info.width) >= args.scale and block != (1, 1):  # the format's block is the limit
+                raise InputError(
+                    f"{source} is {info.width}x{info.height}, too small to downscale by {args.scale} into {output}: "
+                    f"its format stores frames in blocks of {block[1]}x{block[0]} pixels, so the input needs at "
+                    f"least {multiple_w}x{multiple_h}; FFV1 (`-o NAME.mkv --codec ffv1`) and PNG frames (`-o FOLDER`) "
+                    f"store any size")
             raise InputError(f"{source} is {info.width}x{info.height}, too small to downscale by {args.scale}")
         if (crop_h, crop_w) != (info.height, info.width):
             say(args, f"note: cropping {info.width}x{info.height} to {crop_w}x{crop_h} (a multiple of "
