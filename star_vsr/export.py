@@ -152,7 +152,7 @@ class _CheckedStep(nn.Module):
 
     Traced, a non-integer scale's output size is a constant, so frames of another size came out resized to it
     without an error (ONNX refuses them itself); a state of another shape failed deep inside with "The size of
-    tensor a (17) must match ...", and uint8 frames came out as garbage."""
+    tensor a (17) must match ...", and uint8 frames, or float ones on 8-bit levels, came out as garbage."""
 
     def __init__(self, step: torch.jit.ScriptModule, height: int, width: int,
                  state_shapes: list[list[int]]) -> None:
@@ -171,6 +171,10 @@ class _CheckedStep(nn.Module):
                              + "; export again with --height / --width for that size")
         if lr_frame.dtype != torch.float32:
             raise ValueError("this export takes float32 frames with values in [0, 1] (uint8 / 255.0)")
+        low, high = float(lr_frame.min()), float(lr_frame.max())
+        if low < -0.5 or high > 1.5:  # 8-bit levels (0-255) or [-1, 1] input came out as garbage
+            raise ValueError("this export takes float32 frames with values in [0, 1] (uint8 / 255.0), got values "
+                             "from about " + str(int(round(low))) + " to " + str(int(round(high))))
         names = ["hidden", "previous_features", "previous_frame"]
         for i, tensor in enumerate([hidden, previous_features, previous_frame]):
             if tensor.shape != self.state_shapes[i]:

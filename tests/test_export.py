@@ -267,6 +267,11 @@ def test_torchscript_refuses_other_frame_sizes(student, tmp_path):
         module(frame, initial[0][:, :, 1:], *initial[1:])
     with pytest.raises(torch.jit.Error, match=r"takes float32 frames with values in \[0, 1\] \(uint8 / 255.0\)"):
         module((frame * 255).to(torch.uint8), *initial)
+    # float frames on 8-bit levels ran and came out as garbage
+    with pytest.raises(torch.jit.Error, match=r"takes float32 frames with values in \[0, 1\] \(uint8 / 255.0\), "
+                                              r"got values from about 0 to 255"):
+        module(torch.cat([torch.zeros(1, 3, 1, 48), torch.full((1, 3, 31, 48), 255.0)], 2), *initial)
+    module(frame.clamp(0.1, 0.9) * 1.2 - 0.1, *initial)  # a bicubic resize's overshoot is not refused
     # two frames at once failed deep inside ("grid_sampler(): expected grid and input to have same batch size")
     with pytest.raises(torch.jit.Error, match=r"takes one RGB frame at a time, lr_frame of shape \[1, 3, 32, 48\], "
                                               r"got \[2, 3, 32, 48\]"):
