@@ -1049,6 +1049,27 @@ def test_upscale_batch_splits_videos_across_processes(tmp_path, tiny_star_folder
     assert outputs_in(outputs) == ["v0.mp4", "v1.mp4", "v2.mp4"]
 
 
+def test_an_idle_process_of_upscale_batch_waits_for_the_others_past_the_default_timeout(tmp_path, tiny_star_folder):
+    """A process with no video left waited at the last barrier for at most the process group's default timeout
+    (30 min with gloo), then died, and the launcher stopped the process still upscaling (black-box review).
+    Here the default is patched down to 1 s; one video on two processes leaves process 1 idle for longer."""
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    write_test_video(inputs / "v0.mp4", num_frames=6, size=(16, 16))
+    script = tmp_path / "short_timeout.py"
+    script.write_text("import runpy, sys\nfrom datetime import timedelta\n"
+                      "import torch.distributed.distributed_c10d as c10d\n"
+                      "c10d.default_pg_timeout = timedelta(seconds=1)\n"
+                      "sys.argv = ['star_vsr', *sys.argv[1:]]\nrunpy.run_module('star_vsr', run_name='__main__')\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
+         "upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tiny_star_folder), "--steps", "3"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Timed out" not in result.stderr and outputs_in(outputs) == ["v0.mp4"]
+
+
 def test_commands_that_do_not_split_their_work_refuse_to_run_as_several_processes(tmp_path, monkeypatch, capsys):
     """Under `accelerate launch --num_processes 2` every process of `degrade` (or cache-teacher, upscale, ...) did the
     whole job on the same output: twice the work, "appeared while this run was writing it" notes, or the folder

@@ -6,7 +6,9 @@ rate and audio and appears only when complete. ``upscale-batch`` skips outputs t
 exist, so an interrupted batch resumes where it stopped (one of another size or fewer frames than this run
 makes, or made with other settings, is named in a note; ``--overwrite`` redoes them, and an interrupted
 ``--overwrite`` batch rerun with the same command redoes only those it had not finished), and under
-``accelerate launch --num_processes N`` it splits the videos across the processes; a video it
+``accelerate launch --multi_gpu --num_processes N -m star_vsr upscale-batch ...`` it splits the videos across
+the N processes (GPUs, or processes on the CPU of a machine without one; without ``--multi_gpu`` the launcher
+starts one); a video it
 cannot read (or whose saved progress has other settings) is reported and skipped, the others are upscaled, and
 the exit status is 1. Its
 outputs keep the input names, with the container suffix the codec needs (``.mkv`` for FFV1,
@@ -29,6 +31,7 @@ import argparse
 import os
 import sys
 import warnings
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Optional, TextIO
@@ -302,6 +305,10 @@ def _renamed_because(name: str, wanted: Mapping[str, str], names: Mapping[str, s
     return f"{' and '.join(others)} would be written as {own} too"
 
 
+#: How long a process of ``upscale-batch`` under ``accelerate launch`` waits for the others at a barrier.
+BARRIER_TIMEOUT = timedelta(days=20)
+
+
 def run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
@@ -353,7 +360,10 @@ def run_batch(args: argparse.Namespace) -> int:
     check_model_options(args)
     made_output_dir = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
-    state = PartialState(cpu=accelerate_on_cpu())
+    # a process whose share is done waits at the last barrier for the others, which can take hours: the process
+    # group's default timeout (30 min with gloo, 10 with NCCL) ended it there, and the launcher then stopped the
+    # others mid-video (gloo counts the timeout in 32-bit milliseconds: under 24.8 days)
+    state = PartialState(cpu=accelerate_on_cpu(), timeout=BARRIER_TIMEOUT)
     student = pipeline_class_name(args.model) != "StarVSRPipeline"  # it ignores the diffusion options
     ledger = OverwriteLedger(output_dir, batch_settings(args, ignored=DIFFUSION_DEFAULTS if student else ()))
     # --dtype as the weights get it here (the record compares that: "auto" and the dtype it resolves to are one)
