@@ -1513,6 +1513,44 @@ def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(t
     assert not (tmp_path / "none").exists()
 
 
+def test_upscale_batch_skips_a_video_removed_while_it_runs(tmp_path, capsys, monkeypatch):
+    """A video deleted after the batch listed it stopped the whole batch ("does not exist", exit 2) and the videos
+    after it were never done; under accelerate the launcher then killed the other process mid-video."""
+    import star_vsr.upscale
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b", "c"):
+        write_test_video(inputs / f"{name}.mp4", num_frames=2, size=(8, 8))
+    real = star_vsr.upscale.upscale_video
+
+    def remove_b_first(pipe, video, output, **kwargs):
+        (inputs / "b.mp4").unlink(missing_ok=True)
+        return real(pipe, video, output, **kwargs)
+
+    monkeypatch.setattr(star_vsr.upscale, "upscale_video", remove_b_first)
+    assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"skipped {inputs / 'b.mp4'}: {inputs / 'b.mp4'} does not exist" in err
+    assert "1 video(s) were skipped (the reasons are above): b.mp4" in err
+    assert outputs_in(tmp_path / "out") == ["a.mp4", "c.mp4"]
+
+
+def test_upscale_batch_refuses_an_output_folder_inside_a_frame_folder_of_the_input(tmp_path, capsys):
+    """-o inside one clip's frame folder wrote the outputs among that clip's frames, then failed on that clip
+    ("holds 3 videos ... and 6 frame images") with the clips after it never done."""
+    inputs = tmp_path / "in"
+    (inputs / "walk").mkdir(parents=True)
+    write_test_video(inputs / "a.mp4", num_frames=2, size=(8, 8))
+    for i in range(2):
+        Image.fromarray(np.full((8, 8, 3), 60 * i, np.uint8)).save(inputs / "walk" / f"{i:03d}.png")
+    for output in (inputs / "walk", inputs / "walk" / "sr"):
+        assert main(["upscale-batch", str(inputs), "-o", str(output)]) == 2
+        assert (f"the output folder {output} is inside {inputs / 'walk'}, the frame folder of one of the input's "
+                f"clips") in capsys.readouterr().err
+    assert sorted(p.name for p in (inputs / "walk").iterdir()) == ["000.png", "001.png"]
+
+
 def test_folders_of_clips_take_camcorder_phone_and_broadcast_containers(tmp_path, capsys):
     """.3gp (phones), .m2ts (camcorders, Blu-ray), .mxf (broadcast) and .nut were left out of a folder without a
     word; upscale read each of them alone."""

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Optional, TextIO
 
 from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, SavedRunError,
-                      UnsupportedVideoError)
+                      UnsupportedVideoError, VideoNotFoundError)
 from .arguments import (add_fps_argument, check_fps_for_clips, input_notes, max_frames_argument, path_argument,
                         seed_argument)
 
@@ -344,6 +344,11 @@ def run_batch(args: argparse.Namespace) -> int:
         raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or folders of frames in {input_dir}"
                          + (f" (videos inside subfolders are not searched: {listed(subfolders)})"
                             if subfolders else ""))
+    for folder in (video for video in videos if video.is_dir()):  # one clip's frames: outputs there mixed with them
+        if output_dir.resolve().is_relative_to(folder.resolve()):
+            raise InputError(f"the output folder {output_dir} is inside {folder}, the frame folder of one of the "
+                             f"input's clips: its outputs would mix with that clip's frames; choose another "
+                             f"--output-dir")
     check_fps_for_clips(args.fps, input_dir, videos)
     # the names earlier runs gave outputs that exist or are partly done stay theirs: an input added later
     # (clip.mkv beside clip.mp4) took over clip.mp4's output clip.mkv, which then counted as done
@@ -440,7 +445,8 @@ def run_batch(args: argparse.Namespace) -> int:
                               restart=args.restart, deinterlace=deinterlace_choice(args.deinterlace),
                               folder_fps=folder_fps, max_frames=args.max_frames, overwrite=args.overwrite,
                               **pipeline_kwargs(type(pipe).__name__, args))
-            except (CorruptVideoError, UnsupportedVideoError, SavedRunError) as error:  # this video, not the batch
+            except (CorruptVideoError, UnsupportedVideoError, SavedRunError, VideoNotFoundError) as error:
+                # this video, not the batch (VideoNotFoundError: removed since the batch listed it)
                 say(f"skipped {video}: {error}", sys.stderr)
                 failed.append(video)
                 continue
