@@ -1903,3 +1903,51 @@ def test_variable_rate_mp4_with_b_frames_reports_its_frames_span(tmp_path):
     info = probe_video(tmp_path / "vfr.mp4")
     assert info.frame_times == tuple(times[:-1])
     assert info.duration_s == pytest.approx(0.541, abs=0.002) and info.fps == pytest.approx(6 / 0.541, rel=0.01)
+
+
+def test_a_transport_stream_cut_inside_a_group_of_pictures_keeps_its_audio_in_sync(tmp_path, capsys):
+    """A .ts recording cut mid-GOP (broadcast captures, a stream cut at any byte): FFmpeg cannot decode the frames
+    before its first key frame. They were counted (the header's 'frames' never came: "the file may be truncated")
+    and the audio was placed from the stream's start, so it lagged the picture by their length (black-box review:
+    1.08 s for 26 frames at 24 fps). A burst of tone at 3.0 s of the recording must stay at its frame."""
+    rate, fps, burst_s = 48000, 10, 3.0
+    whole = tmp_path / "whole.ts"
+    with av.open(str(whole), "w") as container:
+        video = container.add_stream("libx264", rate=fps, options={"g": "20", "bf": "0", "sc_threshold": "0"})
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        audio = container.add_stream("aac", rate=rate, layout="mono")
+        t = np.arange(int(4.0 * rate)) / rate
+        tone = np.where((t >= burst_s) & (t < burst_s + 0.2), 0.5 * np.sin(2 * np.pi * 1000 * t), 0.0)
+        rng = np.random.default_rng(0)
+        for i in range(40):  # key frames at 0 and 2.0 s
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (32, 32, 3), np.uint8), format="rgb24")
+            container.mux(video.encode(frame))
+            chunk = tone[i * rate // fps:(i + 1) * rate // fps].astype(np.float32)[None]
+            samples = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            samples.sample_rate = rate
+            container.mux(audio.encode(samples))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[len(data) // 4 // 188 * 188:])  # from a packet boundary inside the first GOP
+    info = probe_video(cut)
+    assert info.undecodable_lead > 0 and info.num_frames == 20  # frames 20-39 of the recording
+    with open_video(cut) as reader:
+        assert sum(1 for _ in reader) == 20
+    with open_video(whole) as reader:
+        recording = np.stack(list(reader))  # (40, 32, 32, 3)
+    # by index, from the first frame that decodes; an MPEG-TS seek lands on a P-frame, from which nothing decoded
+    # ("ends before frame 25 of 40; the file may be truncated" for the whole recording too)
+    np.testing.assert_array_equal(read_frames(cut, [0, 19]), recording[[20, 39]])
+    np.testing.assert_array_equal(read_frames(whole, [0, 25, 39]), recording[[0, 25, 39]])
+    assert cli_main(["upscale", str(cut), "-o", str(tmp_path / "sr.mp4"), "--upscale", "2"]) == 0
+    err = capsys.readouterr()
+    assert f"its first {info.undecodable_lead} frames cannot be decoded and are left out" in err.out + err.err
+    assert "truncated" not in err.out + err.err
+    assert probe_video(tmp_path / "sr.mp4").num_frames == 20
+    with av.open(str(tmp_path / "sr.mp4")) as output:  # the burst: 1.0 s after frame 0 (the key frame at 2.0 s)
+        samples = np.concatenate([f.to_ndarray()[0] for f in output.decode(audio=0)])
+        start = float(output.streams.audio[0].start_time * output.streams.audio[0].time_base)
+    onset = start + np.argmax(np.abs(samples) > 0.1) / rate
+    assert abs(onset - (burst_s - 2.0)) < 0.05, onset

@@ -15,7 +15,7 @@ import av
 from av.container import OutputContainer
 
 from star_vsr.errors import CorruptVideoError, UnsupportedVideoError, option
-from star_vsr.io.probe import open_container
+from star_vsr.io.probe import find_video_stream, open_container, probe_video, video_streams
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ class AudioCopy:
 
     Packets are copied as they are (remuxed) when the output container accepts the codec,
     else decoded and re-encoded as `AUDIO_FALLBACK_CODEC` (`_must_transcode`). Timestamps are
-    shifted by the source's video start time, so audio stays in sync with video written from
-    frame 0.
+    shifted by the time of the source's frame 0 (the video stream's start, or its first frame that decodes),
+    so audio stays in sync with video written from frame 0.
     """
 
     def __init__(self, source: Path, output: OutputContainer) -> None:
@@ -107,10 +107,11 @@ class AudioCopy:
         self._output = output
         self._input = open_container(source)
         in_audio = self._input.streams.audio[0]
-        videos = self._input.streams.video
-        start_s = (
-            videos[0].start_time * videos[0].time_base if videos and videos[0].start_time else 0
-        )
+        # frame 0's time: the video stream's start, or that of its first frame that decodes (`VideoInfo.start_pts`)
+        video = find_video_stream(self._input, source) if video_streams(self._input) else None
+        start = None if video is None else probe_video(source).start_pts
+        start = video.start_time if video is not None and start is None else start
+        start_s = start * video.time_base if video is not None and start else 0
         self._shift = round(start_s / in_audio.time_base)  # in ticks of in_audio.time_base
         self.source_codec = in_audio.codec_context.name
         self.transcode = _must_transcode(in_audio, output)

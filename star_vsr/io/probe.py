@@ -222,6 +222,12 @@ class VideoInfo:
             picture starts late): an .mp4 / .mov output leaves that audio out, a .mkv output keeps it; 0 when
             the audio starts with the video or after it.
         pages: Pages of a photo file (a multi-page TIFF), of which only the first is read; 1 otherwise.
+        undecodable_lead: Frames at the start of the stream that cannot be decoded, left out (a recording or
+            transport stream that starts inside a group of pictures: its frames before the first key frame
+            reference pictures it does not hold); 0 otherwise. `num_frames` and the timing count from the first
+            frame that decodes.
+        start_pts: The presentation timestamp (in the stream's time base) of that first frame, where
+            `undecodable_lead` > 0; None otherwise, where the stream's start time is the video's start.
     """
 
     path: Path
@@ -253,6 +259,8 @@ class VideoInfo:
     side_alpha: bool = False
     audio_lead_s: float = 0.0
     pages: int = 1
+    start_pts: int | None = None
+    undecodable_lead: int = 0
 
     @property
     def is_photo(self) -> bool:
@@ -292,6 +300,10 @@ class VideoInfo:
         if self.audio_lead_s > AUDIO_LEAD_NOTE_S:  # (an encoder's priming samples start it a few ms early)
             notes.append(f"{self.path}: its audio starts {self.audio_lead_s:.2f} s before its first frame; an .mp4 "
                          f"or .mov output leaves that audio out (a .mkv output keeps it)")
+        if self.undecodable_lead:
+            notes.append(f"{self.path} starts inside a group of pictures (a recording or transport stream cut "
+                         f"mid-stream?): its first {self.undecodable_lead} frames cannot be decoded and are left out; "
+                         f"the video starts at its first key frame, with the audio from there")
         if self.pages > 1:
             notes.append(f"{self.path} has {self.pages} pages (a multi-page image); star-vsr reads the first as a "
                          f"photo (save the pages as a folder of frames to read them as a video)")
@@ -504,11 +516,13 @@ def _timing_error(timestamps: Sequence[int], time_base: Fraction, frame_rate: Fr
     return float(Fraction(worst, time_base.denominator * frame_rate.numerator))
 
 
-def _read_first_frame(path: Path) -> tuple[DisplayOrientation, bool, tuple[int, int] | None]:
-    """(orientation, interlaced, (width, height) as stored) of a video file, from its first decoded frame: FFmpeg
-    attaches the display matrix to it (PyAV does not expose the stream's copy) and flags it interlaced; its size is
-    the video's (a stream that changes size can have the later size in its header, as FFmpeg probes it).
-    (identity, False, None) when the first frame does not decode (the reader then reports the damage)."""
+def _read_first_frame(path: Path) -> tuple[DisplayOrientation, bool, tuple[int, int] | None, int | None]:
+    """(orientation, interlaced, (width, height) as stored, presentation timestamp) of a video file's first decoded
+    frame: FFmpeg attaches the display matrix to it (PyAV does not expose the stream's copy) and flags it interlaced;
+    its size is the video's (a stream that changes size can have the later size in its header, as FFmpeg probes it);
+    its timestamp is where the video starts (frames before it in the stream cannot be decoded: a transport stream
+    cut inside a group of pictures). (identity, False, None, None) when no frame decodes (the reader then reports
+    the damage)."""
     with open_container(path) as container:
         stream = find_video_stream(container, path)
         try:
@@ -516,8 +530,8 @@ def _read_first_frame(path: Path) -> tuple[DisplayOrientation, bool, tuple[int, 
         except av.FFmpegError:
             frame = None
     if frame is None:
-        return DisplayOrientation(), False, None
-    return _orientation(frame, path), bool(frame.interlaced_frame), (frame.width, frame.height)
+        return DisplayOrientation(), False, None, None
+    return _orientation(frame, path), bool(frame.interlaced_frame), (frame.width, frame.height), frame.pts
 
 
 #: The orientation of each right-angle ``VideoFrame.rotation`` (degrees counter-clockwise that the display
@@ -572,10 +586,6 @@ def _probe_container(path: Path) -> VideoInfo:
         audio, subtitles = container.streams.audio, container.streams.subtitles
         num_videos = len(video_streams(container))
         audio_cut = bool(audio) and _frames_beyond_file(audio[0], path) > 0
-        audio_lead_s = 0.0
-        if audio and None not in (audio[0].start_time, stream.start_time, audio[0].time_base, stream.time_base):
-            audio_lead_s = max(0.0, float(stream.start_time * stream.time_base
-                                          - audio[0].start_time * audio[0].time_base))
         codec = stream.codec_context.name
         pix_fmt = stream.codec_context.pix_fmt or "unknown"
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -605,12 +615,30 @@ def _probe_container(path: Path) -> VideoInfo:
         held_by_index = indexed and stream.duration is not None and stream.time_base is not None and (
             (stream.duration - (timestamps[-1] - timestamps[0])) * stream.time_base
             > (1 + VARIABLE_RATE_FRAMES) / frame_rate)
-        if timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES or variable_by_index or held_by_index:
+        presentation = timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES or variable_by_index or \
+            held_by_index  # (an index lists decode timestamps: with B-frames the first ones are negative)
+        if presentation:
             timestamps, end = _frame_timestamps(container, stream, path)
+        photo = is_photo_file(path, len(timestamps))
+        first_frame = (DisplayOrientation(), False, None, None) if photo else _read_first_frame(path)
+        start_pts, leading = first_frame[3], 0
+        if presentation and start_pts is not None and timestamps and start_pts > timestamps[0]:
+            # a recording that starts inside a group of pictures (a transport stream cut anywhere, a broadcast
+            # capture): the frames before its first key frame cannot be decoded. Counted, they made the header's
+            # count announce frames that never came, and the audio, placed from the stream's start, lagged the
+            # picture by their length (1.08 s for 26 frames at 24 fps)
+            leading = sum(t < start_pts for t in timestamps)
+            timestamps = timestamps[leading:]
+        else:
+            start_pts = None
         # one frame per packet: a header count can include empty packets (packed B-frames in AVI);
         # but a file cut short keeps the header's count, so that the reader reports it
         frames_cut = _frames_beyond_file(stream, path)
         truncated = frames_cut > 0
+        video_start = start_pts if start_pts is not None else stream.start_time
+        audio_lead_s = 0.0
+        if audio and None not in (audio[0].start_time, video_start, audio[0].time_base, stream.time_base):
+            audio_lead_s = max(0.0, float(video_start * stream.time_base - audio[0].start_time * audio[0].time_base))
         num_frames = stream.frames if truncated else len(timestamps)
         if ((stream.average_rate is None or (variable_by_index and not truncated)) and len(timestamps) > 1
                 and timestamps[-1] > timestamps[0]):
@@ -672,7 +700,7 @@ def _probe_container(path: Path) -> VideoInfo:
         pages, photo_pix_fmt = _image_header(path)
         pix_fmt = photo_pix_fmt or pix_fmt
     else:
-        orientation, interlaced, first_size = _read_first_frame(path)
+        orientation, interlaced, first_size, _ = first_frame
         width, height = first_size or (width, height)
     width, height = orientation.display_size(width, height)
     if orientation.transpose:
@@ -694,6 +722,8 @@ def _probe_container(path: Path) -> VideoInfo:
         audio_cut=audio_cut,
         side_alpha=stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE")) == "1",
         audio_lead_s=audio_lead_s,
+        start_pts=start_pts,
+        undecodable_lead=leading,
         is_image_folder=False,
         frame_rate=frame_rate,
         orientation=orientation,

@@ -370,20 +370,26 @@ def open_video(
 
 
 class _IrregularTimestampsError(Exception):
-    """Frame timestamps do not map one-to-one onto frame indices (variable frame rate)."""
+    """Frame timestamps do not map one-to-one onto frame indices (variable frame rate), or a seek did not reach
+    the frame: random access gives way to decoding from the start."""
 
 
-def _frame_index(frame: av.VideoFrame, stream: VideoStream, frame_rate: Fraction) -> int:
+def _video_start(stream: VideoStream, info: VideoInfo) -> int:
+    """The presentation timestamp of frame 0: that of the first frame that decodes (`VideoInfo.start_pts`)."""
+    return info.start_pts if info.start_pts is not None else (stream.start_time or 0)
+
+
+def _frame_index(frame: av.VideoFrame, stream: VideoStream, info: VideoInfo) -> int:
     if frame.pts is None:
         raise _IrregularTimestampsError
-    return round((frame.pts - (stream.start_time or 0)) * stream.time_base * frame_rate)
+    return round((frame.pts - _video_start(stream, info)) * stream.time_base * info.frame_rate)
 
 
 def _seek_and_decode(
     container: InputContainer, stream: VideoStream, info: VideoInfo, wanted: list[int]
 ) -> dict[int, np.ndarray]:
     """Frames at the sorted indices `wanted`, seeking to the keyframe before far-away ones."""
-    start = stream.start_time or 0
+    start = _video_start(stream, info)
     found: dict[int, np.ndarray] = {}
     frames: Iterator[av.VideoFrame] | None = None
     position = -1  # index of the last decoded frame
@@ -399,14 +405,14 @@ def _seek_and_decode(
                 ) from error
             frames = _decode(container, stream, info.path)
         for frame in frames:
-            position = _frame_index(frame, stream, info.frame_rate)
+            position = _frame_index(frame, stream, info)
             if position >= target:
                 break
-        else:
-            raise CorruptVideoError(
-                f"{info.path} ends before frame {target} of {info.num_frames}; "
-                "the file may be truncated"
-            )
+        else:  # a truncated file, or a seek that missed: an MPEG-TS seek lands on the packet at that time, key
+            # frame or not, and from a P-frame nothing decodes before the next key frame (frames 25-39 of a
+            # 40-frame .ts with key frames at 0 and 20 came out as "the file may be truncated"); decoding from
+            # the start tells the two apart
+            raise _IrregularTimestampsError
         if position != target:
             raise _IrregularTimestampsError
         found[target] = _to_rgb(frame, info)  # (h, w, 3)
