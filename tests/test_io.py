@@ -1951,3 +1951,28 @@ def test_a_transport_stream_cut_inside_a_group_of_pictures_keeps_its_audio_in_sy
         start = float(output.streams.audio[0].start_time * output.streams.audio[0].time_base)
     onset = start + np.argmax(np.abs(samples) > 0.1) / rate
     assert abs(onset - (burst_s - 2.0)) < 0.05, onset
+
+
+def test_a_raw_h264_stream_is_read_at_ffmpegs_rate_with_a_note(tmp_path, capsys):
+    """A raw .h264 elementary stream (a Raspberry Pi or drone camera's file, `ffmpeg -f h264`) has no container and
+    no timestamps: every command refused it as "a video stream without frames", and folders of clips left it out."""
+    raw = tmp_path / "clips" / "cam.h264"
+    raw.parent.mkdir()
+    frames = synthetic_frames(6, (32, 48), seed=0)  # (6, 32, 48, 3)
+    with av.open(str(raw), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    info = probe_video(raw)
+    assert (info.num_frames, info.frame_rate, info.raw_stream, info.width) == (6, 25, True, 48)
+    assert abs(info.duration_s - 6 / 25) < 1e-9
+    with open_video(raw) as reader:
+        assert psnr(np.stack(list(reader)), frames) > 30
+    assert cli_main(["upscale", str(raw), "-o", str(tmp_path / "sr.mp4"), "--upscale", "2"]) == 0
+    assert "cam.h264 is a raw h264 stream without a container or timestamps: it is read at 25 fps" in \
+        capsys.readouterr().out
+    assert probe_video(tmp_path / "sr.mp4").num_frames == 6
+    assert cli_main(["info", str(raw.parent)]) == 0
+    assert "cam.h264" in capsys.readouterr().out

@@ -17,7 +17,8 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", "
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts",
                                      ".flv", ".wmv", ".3gp", ".3g2", ".m2ts", ".mts", ".mxf", ".vob", ".ogv",
-                                     ".y4m", ".nut", ".dv", ".asf", ".gif")
+                                     ".y4m", ".nut", ".dv", ".asf", ".gif", ".h264", ".264", ".h265", ".265",
+                                     ".hevc")  # (the last five: raw streams, `VideoInfo.raw_stream`)
 """File suffixes (lower case) taken as videos when a command or dataset scans a folder."""
 
 

@@ -228,6 +228,8 @@ class VideoInfo:
             frame that decodes.
         start_pts: The presentation timestamp (in the stream's time base) of that first frame, where
             `undecodable_lead` > 0; None otherwise, where the stream's start time is the video's start.
+        raw_stream: The file is a raw elementary stream (.h264, .h265, .m2v: no container), whose frames carry
+            no timestamps: they are timed at `frame_rate`, which FFmpeg assumes (25 fps) unless the stream says.
     """
 
     path: Path
@@ -261,6 +263,7 @@ class VideoInfo:
     pages: int = 1
     start_pts: int | None = None
     undecodable_lead: int = 0
+    raw_stream: bool = False
 
     @property
     def is_photo(self) -> bool:
@@ -300,6 +303,10 @@ class VideoInfo:
         if self.audio_lead_s > AUDIO_LEAD_NOTE_S:  # (an encoder's priming samples start it a few ms early)
             notes.append(f"{self.path}: its audio starts {self.audio_lead_s:.2f} s before its first frame; an .mp4 "
                          f"or .mov output leaves that audio out (a .mkv output keeps it)")
+        if self.raw_stream:
+            notes.append(f"{self.path} is a raw {self.codec} stream without a container or timestamps: it is read at "
+                         f"{self.fps:g} fps, which FFmpeg assumes; if its rate is another, put it in a container "
+                         f"at that rate first (ffmpeg -r 30 -i {self.path.name} -c copy video.mp4)")
         if self.undecodable_lead:
             notes.append(f"{self.path} starts inside a group of pictures (a recording or transport stream cut "
                          f"mid-stream?): its first {self.undecodable_lead} frames cannot be decoded and are left out; "
@@ -454,7 +461,12 @@ def _indexed_timestamps(stream: VideoStream) -> list[int] | None:
     return sorted(entry.timestamp for entry in index if not entry.is_discard)  # not an edit list's pre-roll
 
 
-def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path) -> tuple[list[int], int | None]:
+#: FFmpeg's demuxers of raw elementary streams: no container, no timestamps (`VideoInfo.raw_stream`).
+RAW_STREAM_FORMATS = frozenset({"h264", "hevc", "mpegvideo", "m4v", "vc1", "cavsvideo", "obu", "vvc"})
+
+
+def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path,
+                      untimed_rate: Fraction | None = None) -> tuple[list[int], int | None]:
     """(sorted presentation timestamps of the non-empty packets of `stream`, one per frame; when the
     last-shown frame stops being shown, or None when the file does not say), in `stream.time_base`.
     Demuxing reads the file but decodes nothing.
@@ -466,12 +478,18 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
         packets = [
             (packet.pts if packet.pts is not None else packet.dts, packet.duration or 0)
             for packet in container.demux(stream)  # not the pre-roll an edit list discards (a trimmed copy)
-            if packet.size > 0 and not packet.is_discard and (packet.pts is not None or packet.dts is not None)
+            if packet.size > 0 and not packet.is_discard
         ]
     except av.FFmpegError as error:
         raise CorruptVideoError(
             f"{path}: the file is damaged, reading its packets failed ({error})"
         ) from error
+    if packets and all(t is None for t, _ in packets) and stream.time_base and untimed_rate:
+        # a raw elementary stream (.h264 / .h265 from a Raspberry Pi or a drone, `ffmpeg -f h264`): no container, no
+        # timestamps, one frame per packet; its frames were "without frames". Timed at `untimed_rate` (FFmpeg's 25)
+        tick = 1 / (untimed_rate * stream.time_base)
+        packets = [(round(i * tick), round(tick)) for i in range(len(packets))]
+    packets = [(t, duration) for t, duration in packets if t is not None]
     timestamps = sorted(t for t, _ in packets)
     end = None
     if packets and packets[-1][0] == timestamps[-1] and packets[-1][1] > 0:  # decoded last, shown last
@@ -587,6 +605,7 @@ def _probe_container(path: Path) -> VideoInfo:
         num_videos = len(video_streams(container))
         audio_cut = bool(audio) and _frames_beyond_file(audio[0], path) > 0
         codec = stream.codec_context.name
+        raw_stream = container.format.name in RAW_STREAM_FORMATS
         pix_fmt = stream.codec_context.pix_fmt or "unknown"
         width, height = stream.codec_context.width, stream.codec_context.height
         pixel_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
@@ -618,7 +637,7 @@ def _probe_container(path: Path) -> VideoInfo:
         presentation = timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES or variable_by_index or \
             held_by_index  # (an index lists decode timestamps: with B-frames the first ones are negative)
         if presentation:
-            timestamps, end = _frame_timestamps(container, stream, path)
+            timestamps, end = _frame_timestamps(container, stream, path, frame_rate)
         photo = is_photo_file(path, len(timestamps))
         first_frame = (DisplayOrientation(), False, None, None) if photo else _read_first_frame(path)
         start_pts, leading = first_frame[3], 0
@@ -722,6 +741,7 @@ def _probe_container(path: Path) -> VideoInfo:
         audio_cut=audio_cut,
         side_alpha=stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE")) == "1",
         audio_lead_s=audio_lead_s,
+        raw_stream=raw_stream,
         start_pts=start_pts,
         undecodable_lead=leading,
         is_image_folder=False,
