@@ -1976,3 +1976,29 @@ def test_a_raw_h264_stream_is_read_at_ffmpegs_rate_with_a_note(tmp_path, capsys)
     assert probe_video(tmp_path / "sr.mp4").num_frames == 6
     assert cli_main(["info", str(raw.parent)]) == 0
     assert "cam.h264" in capsys.readouterr().out
+
+
+def test_each_jpeg_frame_of_a_folder_is_turned_upright_by_its_own_exif_tag(tmp_path):
+    """Every frame took the first frame's EXIF orientation: a folder whose first JPEG alone said "rotate 90" came
+    out with every frame sideways, without a word (black-box review)."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:16, 0:24]  # smooth and lopsided (JPEG keeps it; turned, it differs): (16, 24, 3) each
+    stored = [np.stack([10 * x + 4 * y, 15 * y + i, 200 - 8 * x], -1).astype(np.uint8) for i in range(3)]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, (pixels, tag) in enumerate(zip(stored, (3, 1, 3))):  # 180 degrees, upright, 180 degrees: one size
+        exif = Image.Exif()
+        exif[0x0112] = tag
+        Image.fromarray(pixels).save(folder / f"{i}.jpg", exif=exif, quality=100)
+    with open_video(folder) as reader:
+        frames = list(reader)
+    assert psnr(frames[0], stored[0][::-1, ::-1]) > 25 and psnr(frames[2], stored[2][::-1, ::-1]) > 25
+    assert psnr(frames[1], stored[1]) > 25 > 15 > psnr(frames[1], stored[1][::-1, ::-1])  # as stored, not turned
+    # a sideways frame among upright ones: the size error that names it, not a silently turned video
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored[1]).save(folder / "1.jpg", exif=exif, quality=100)
+    with pytest.raises(UnsupportedVideoError, match=r"1.jpg is 16x24 but the first frame of .* is 24x16"):
+        with open_video(folder) as reader:
+            list(reader)

@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 import av
 import numpy as np
@@ -715,7 +715,7 @@ def _probe_container(path: Path) -> VideoInfo:
         # made up), upright by its EXIF orientation (FFmpeg's display matrix of a photo loses EXIF's mirroring,
         # orientation 2 read as 180 degrees), square pixels (FFmpeg took a JPEG's dpi for a pixel aspect ratio)
         frame_rate, duration_s = DEFAULT_FOLDER_FPS, None
-        orientation, interlaced, pixel_aspect = _exif_orientation(path) or DisplayOrientation(), False, 1
+        orientation, interlaced, pixel_aspect = exif_orientation(path) or DisplayOrientation(), False, 1
         pages, photo_pix_fmt = _image_header(path)
         pix_fmt = photo_pix_fmt or pix_fmt
     else:
@@ -780,9 +780,9 @@ def is_photo_file(path: Path, num_frames: int) -> bool:
     return num_frames == 1 and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _exif_orientation(image_file: Path) -> DisplayOrientation | None:
-    """How the photo ``image_file`` is turned upright by its EXIF orientation (what photo viewers and PIL's
-    ``ImageOps.exif_transpose`` do); None when PIL cannot read it."""
+def exif_orientation(image_file: Path | BinaryIO) -> DisplayOrientation | None:
+    """How the photo ``image_file`` (a path, or its bytes in a file object) is turned upright by its EXIF
+    orientation (what photo viewers and PIL's ``ImageOps.exif_transpose`` do); None when PIL cannot read it."""
     try:
         with Image.open(image_file) as image:  # the header only
             return DisplayOrientation.from_exif(image.getexif().get(_EXIF_ORIENTATION, 1))
@@ -811,7 +811,7 @@ def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
     except (UnidentifiedImageError, OSError) as error:
         raise CorruptVideoError(f"{files[0]} is not a readable image ({error})") from error
     # upright as a single photo is shown and read: every frame turned as the first one's EXIF orientation says
-    orientation = _exif_orientation(files[0]) or DisplayOrientation()
+    orientation = exif_orientation(files[0]) or DisplayOrientation()
     width, height = orientation.display_size(width, height)
     if codec == "tiff" and mode in ("F", "I"):  # OpenCV, which reads the frames, takes 8- and 16-bit samples only
         raise UnsupportedVideoError(f"{files[0]} has 32-bit {'float' if mode == 'F' else 'integer'} samples, which "

@@ -18,6 +18,7 @@ the one shown at time ``i / fps`` after the start of the video stream.
 
 from __future__ import annotations
 
+import io
 import logging
 import warnings
 from abc import ABC, abstractmethod
@@ -35,8 +36,8 @@ from av.video.stream import VideoStream
 
 from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, option
 from star_vsr.io.folders import list_image_files
-from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, chroma_block, find_video_stream, is_untagged_hd,
-                               open_container, probe_video)
+from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, chroma_block, exif_orientation, find_video_stream,
+                               is_untagged_hd, open_container, probe_video)
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +267,10 @@ def _is_cut_short_jpeg(file: Path, data: bytes) -> bool:
     return file.suffix.lower() in (".jpg", ".jpeg") and b"\xff\xd9" not in data[-_JPEG_TAIL:]
 
 
+#: Frame images whose own EXIF orientation is read, from the header (PIL finds a PNG's only by decoding it all).
+_EXIF_FRAME_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff")
+
+
 def _load_image(file: Path, info: VideoInfo) -> np.ndarray:
     """One frame of an image folder as (h, w, 3) uint8 RGB (16-bit images are scaled to 8)."""
     try:
@@ -280,7 +285,11 @@ def _load_image(file: Path, info: VideoInfo) -> np.ndarray:
         raise CorruptVideoError(f"{file} is not a readable image; replace or remove it")
     if image.dtype == np.uint16:  # rounded: OpenCV's own 8-bit reading kept the high byte, half a level darker
         image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257) = round(v * 255 / 65535)
-    image = info.orientation.apply(image)  # upright, as the first frame's EXIF orientation says
+    orientation = info.orientation  # the first frame's EXIF orientation (a photo's own)
+    if file.suffix.lower() in _EXIF_FRAME_SUFFIXES:  # each frame upright by its own: a folder whose first frame
+        # alone was tagged turned every frame by that tag without a word
+        orientation = exif_orientation(io.BytesIO(data)) or orientation
+    image = orientation.apply(image)
     if image.shape[:2] != (info.height, info.width):  # found mid-way: a batch skips this clip, not the rest
         raise UnsupportedVideoError(
             f"{file} is {image.shape[1]}x{image.shape[0]} but the first frame of {info.path} is "
