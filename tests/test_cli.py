@@ -366,7 +366,8 @@ def test_an_overview_picture_beside_frame_folders_is_left_out_not_scored_alone(t
 def test_evaluate_refuses_a_clip_that_decodes_fewer_frames_than_its_header_lists(tmp_path, capsys):
     """A video cut without re-encoding (from a frame after a keyframe, as ffmpeg -ss ... -c copy does) lists all its
     packets but decodes only from its first keyframe on: its 16 frames were scored against the first 16 of 27
-    ground-truth frames (shifted), exit status 0."""
+    ground-truth frames (shifted), exit status 0. The probe now counts the 16 that decode, and the refusal says
+    why the clip has fewer (no --max-frames preview)."""
     import av
 
     whole = write_test_video(tmp_path / "whole.mp4", num_frames=30, size=(32, 32), gop_size=14)
@@ -386,8 +387,9 @@ def test_evaluate_refuses_a_clip_that_decodes_fewer_frames_than_its_header_lists
         cv2.imwrite(str(gt / f"{index:02d}.png"), frame[..., ::-1])
     assert main(["evaluate", "--pred", str(tmp_path / "cut.mkv"), "--gt", str(gt), "--scale", "1"]) == 2
     err = capsys.readouterr().err
-    assert "cut.mkv decoded 16 frames but its header lists 27, so its frames cannot be paired with the other " \
-        "clip's" in err, err
+    assert "cut.mkv has 16 frames but" in err and "gt has 27 frames" in err, err
+    assert ("cut.mkv starts inside a group of pictures: its first 11 frames cannot be decoded, so its frames begin "
+            "later than the other clip's") in err and "--max-frames" not in err, err
 
 
 def test_evaluate_skips_a_clip_that_fails_midway_and_keeps_the_others(tmp_path, capsys):

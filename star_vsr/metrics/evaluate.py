@@ -111,8 +111,13 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
             hint = f" ({option('max_frames', '--max-frames')} {max_frames} asks for more frames than one of them has.)"
         pages = next((info for info in (pred_info, gt_info) if info.pages > 1), None)
         cut = next((info for info in (pred_info, gt_info) if info.missing_s), None)
+        lead = next((info for info in (pred_info, gt_info) if info.undecodable_lead), None)
         if pages is not None:
             hint = f" ({pages.path} is a multi-page image, of which star-vsr reads the first page.)"
+        elif lead is not None:  # cut from a frame after a key frame (ffmpeg -ss ... -c copy): no preview
+            hint = (f" {lead.path} starts inside a group of pictures: its first {lead.undecodable_lead} frames cannot "
+                    f"be decoded, so its frames begin later than the other clip's (cut it at a key frame, or "
+                    f"re-encode the cut).")
         elif cut is not None:  # maybe no preview but a file that lost its end (star-vsr info says so too)
             hint = (f" {cut.path} looks cut short: its frames end {cut.missing_s:.2f} s before its header says (an "
                     f"interrupted copy or download?).{hint}")
