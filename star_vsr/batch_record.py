@@ -66,9 +66,12 @@ def made_with_other_settings(output_dir: Path, current: Mapping[str, Mapping[str
         if name in made and made[name].get("dtype") == "auto" and "dtype" in now:
             made[name] = {**made[name], "dtype": now["dtype"]}  # a record from before dtypes were resolved: unknown
         if name in made and made[name] != now:
-            keys = {*made[name], *now}
+            differ = [key for key in {*made[name], *now} if made[name].get(key) != now.get(key)]
+            # a setting only one of the runs has (the diffusion options, which a student's run does not record) is
+            # no flag the user changed: "--model" says it, where the note named eight flags nobody typed
+            named = [key for key in differ if key in made[name] and key in now] or differ
             changed[name] = sorted("the input folder" if key == "input_dir" else f"--{key.replace('_', '-')}"
-                                   for key in keys if made[name].get(key) != now.get(key))
+                                   for key in named)
     return changed
 
 

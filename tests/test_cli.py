@@ -1327,6 +1327,21 @@ def test_folder_runs_name_existing_outputs_of_another_size_or_length(tmp_path, c
     assert "made with other settings (--upscale: a.mp4, b.mp4)" in out and "not the size" not in out
 
 
+def test_upscale_batch_names_only_the_model_when_a_student_follows_a_diffusion_model(tmp_path, capsys,
+                                                                                    tiny_star_folder):
+    """Outputs of a diffusion model, rerun with the default student: the note named "--chunk-frames, --color-fix,
+    --guidance-scale, --model, --noise-level, --prompt, --seed, --steps", the diffusion options a student's run does
+    not record, where only --model changed (black-box review)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_test_video(inputs / "a.mp4", num_frames=2, size=(8, 8))
+    sr = tmp_path / "sr"
+    assert main(["upscale-batch", str(inputs), "-o", str(sr), "--model", str(tiny_star_folder), "--steps", "1"]) == 0
+    capsys.readouterr()
+    assert main(["upscale-batch", str(inputs), "-o", str(sr)]) == 0
+    assert "made with other settings (--model: a.mp4)" in capsys.readouterr().out
+
+
 def test_output_that_is_the_input_is_refused_even_with_overwrite(tmp_path, capsys):
     source = write_test_video(tmp_path / "clip.mp4", num_frames=2, size=(16, 16))
     before = source.read_bytes()
