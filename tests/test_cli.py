@@ -1342,6 +1342,20 @@ def test_upscale_batch_names_only_the_model_when_a_student_follows_a_diffusion_m
     assert "made with other settings (--model: a.mp4)" in capsys.readouterr().out
 
 
+def test_upscale_batch_notes_a_preview_batch_once(tmp_path, capsys):
+    """Outputs of a --max-frames preview batch got two notes in the full run: "hold fewer frames than this run gives"
+    and "made with other settings (--max-frames ...)" (black-box review)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_test_video(inputs / "a.mp4", num_frames=4, size=(8, 8))
+    sr = tmp_path / "sr"
+    assert main(["upscale-batch", str(inputs), "-o", str(sr), "--codec", "ffv1", "--max-frames", "2"]) == 0
+    capsys.readouterr()
+    assert main(["upscale-batch", str(inputs), "-o", str(sr), "--codec", "ffv1"]) == 0
+    out = capsys.readouterr().out
+    assert "made with other settings (--max-frames: a.mkv)" in out and "fewer frames" not in out, out
+
+
 def test_output_that_is_the_input_is_refused_even_with_overwrite(tmp_path, capsys):
     source = write_test_video(tmp_path / "clip.mp4", num_frames=2, size=(16, 16))
     before = source.read_bytes()
