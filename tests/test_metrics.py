@@ -476,6 +476,22 @@ def test_missing_pyiqa_says_how_to_install(lpips_weights, monkeypatch):
         load_learned_metric("lpips", weights_dir=lpips_weights["root"])
 
 
+def test_a_package_missing_behind_pyiqa_is_named_without_asking_to_install_pyiqa(lpips_weights, monkeypatch):
+    """pyiqa installed, a package one metric needs missing (openai-clip for CLIP-IQA): the error said "Install pyiqa"
+    (README walkthrough)."""
+    import pyiqa
+
+    def missing_clip(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'clip'", name="clip")
+
+    monkeypatch.setattr(pyiqa, "create_metric", missing_clip)
+    with pytest.raises(InputError) as caught:
+        load_learned_metric("lpips", weights_dir=lpips_weights["root"])
+    message = str(caught.value)
+    assert message.startswith("pyiqa could not import clip, which the lpips metric needs") and "pyiqa (" not in message
+    assert "`pip install openai-clip` provides CLIP" in message
+
+
 @pytest.mark.parametrize("content", [b"junk text", b"", b"garbage\n"])
 def test_damaged_weight_file_is_one_clear_error(lpips_weights, no_network, tmp_path, content):
     """A junk or empty file under the expected name raised pyiqa's UnpicklingError as a traceback; one that starts

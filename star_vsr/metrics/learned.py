@@ -406,10 +406,12 @@ def load_learned_metric(
                 spec.pyiqa_name, device=torch_device, **{spec.local_path_argument: local_path}
             )
     except ImportError as error:
+        # pyiqa itself imported (above): what is missing is a package of this metric's ("Install pyiqa" misled)
+        missing = getattr(error, "name", None) or "a package"
+        clip = (" `pip install openai-clip` provides CLIP (it imports pkg_resources, which needs setuptools<81)."
+                if spec.name == "clipiqa" or missing in ("clip", "pkg_resources") else "")
         raise InputError(
-            f"pyiqa could not import a package the {spec.name} metric needs ({error}). "
-            f"Install pyiqa ({INSTALL_HINT}); for CLIP-IQA also `pip install "
-            "openai-clip` (it imports pkg_resources, which needs setuptools<81)."
+            f"pyiqa could not import {missing}, which the {spec.name} metric needs ({error}).{clip}"
         ) from error
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as error:
         if not is_damaged_weights_error(error):  # out of memory, a bad device, ...: not the files' fault
