@@ -22,7 +22,10 @@ folder next to the output): after that, a crash or a full disk, the same command
 with the frames an uninterrupted run computes (a lossless codec stores the very same video;
 H.264/H.265 start a key frame where the run went on). A diffusion model's saved progress includes
 the denoising done on frames not yet written; going on needs the same diffusion options and
-``--seed``. ``--restart`` throws the saved progress away.
+``--seed``, and gives the very same frames only with as many CPU threads as before (its float sums
+differ in the last bits with another count: one process of ``accelerate launch`` runs one thread, so
+a batch stopped under it and resumed without it differs by about a level). ``--restart`` throws the saved
+progress away.
 """
 
 from __future__ import annotations
