@@ -171,6 +171,9 @@ class _CheckedStep(nn.Module):
                              + "; export again with --height / --width for that size")
         if lr_frame.dtype != torch.float32:
             raise ValueError("this export takes float32 frames with values in [0, 1] (uint8 / 255.0)")
+        if not bool(torch.isfinite(lr_frame).all()):  # (NaN passes any comparison; inf has no integer to print)
+            raise ValueError("this export takes float32 frames with values in [0, 1] (uint8 / 255.0), got values "
+                             "that are not finite (inf or NaN)")
         low, high = float(lr_frame.min()), float(lr_frame.max())
         if low < -0.5 or high > 1.5:  # 8-bit levels (0-255) or [-1, 1] input came out as garbage
             raise ValueError("this export takes float32 frames with values in [0, 1] (uint8 / 255.0), got values "

@@ -272,6 +272,9 @@ def test_torchscript_refuses_other_frame_sizes(student, tmp_path):
                                               r"got values from about 0 to 255"):
         module(torch.cat([torch.zeros(1, 3, 1, 48), torch.full((1, 3, 31, 48), 255.0)], 2), *initial)
     module(frame.clamp(0.1, 0.9) * 1.2 - 0.1, *initial)  # a bicubic resize's overshoot is not refused
+    for bad in (float("nan"), float("inf")):  # NaN passed the range check; inf printed as -9223372036854775808
+        with pytest.raises(torch.jit.Error, match=r"got values that are not finite \(inf or NaN\)"):
+            module(torch.cat([frame[:, :, :1] * bad, frame[:, :, 1:]], 2), *initial)
     # two frames at once failed deep inside ("grid_sampler(): expected grid and input to have same batch size")
     with pytest.raises(torch.jit.Error, match=r"takes one RGB frame at a time, lr_frame of shape \[1, 3, 32, 48\], "
                                               r"got \[2, 3, 32, 48\]"):
