@@ -1941,11 +1941,20 @@ def test_a_transport_stream_cut_inside_a_group_of_pictures_keeps_its_audio_in_sy
     # ("ends before frame 25 of 40; the file may be truncated" for the whole recording too)
     np.testing.assert_array_equal(read_frames(cut, [0, 19]), recording[[20, 39]])
     np.testing.assert_array_equal(read_frames(whole, [0, 25, 39]), recording[[0, 25, 39]])
+    # two recordings joined (cat a.ts b.ts, a PTS reset): the second one's lower timestamps are no undecodable lead
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(data + data)
+    assert (probe_video(joined).undecodable_lead, probe_video(joined).num_frames) == (0, 80)
+    with open_video(joined) as reader:
+        assert sum(1 for _ in reader) == 80
     assert cli_main(["upscale", str(cut), "-o", str(tmp_path / "sr.mp4"), "--upscale", "2"]) == 0
     err = capsys.readouterr()
     assert f"its first {info.undecodable_lead} frames cannot be decoded and are left out" in err.out + err.err
     assert "truncated" not in err.out + err.err
     assert probe_video(tmp_path / "sr.mp4").num_frames == 20
+    assert cli_main(["info", str(cut)]) == 0
+    assert f"frames  20 (and {info.undecodable_lead} before the first key frame, which cannot be decoded" in \
+        capsys.readouterr().out
     with av.open(str(tmp_path / "sr.mp4")) as output:  # the burst: 1.0 s after frame 0 (the key frame at 2.0 s)
         samples = np.concatenate([f.to_ndarray()[0] for f in output.decode(audio=0)])
         start = float(output.streams.audio[0].start_time * output.streams.audio[0].time_base)
@@ -1953,9 +1962,11 @@ def test_a_transport_stream_cut_inside_a_group_of_pictures_keeps_its_audio_in_sy
     assert abs(onset - (burst_s - 2.0)) < 0.05, onset
 
 
-def test_a_raw_h264_stream_is_read_at_ffmpegs_rate_with_a_note(tmp_path, capsys):
+def test_a_raw_h264_stream_is_read_at_its_headers_rate_with_a_note(tmp_path, capsys):
     """A raw .h264 elementary stream (a Raspberry Pi or drone camera's file, `ffmpeg -f h264`) has no container and
-    no timestamps: every command refused it as "a video stream without frames", and folders of clips left it out."""
+    no timestamps: every command refused it as "a video stream without frames", and folders of clips left it out.
+    It is read at the rate of its headers (FFmpeg's raw demuxer says 25 fps whatever they say), and by index too
+    (a raw stream cannot seek: "seeking to frame 0 failed (Operation not permitted)")."""
     raw = tmp_path / "clips" / "cam.h264"
     raw.parent.mkdir()
     frames = synthetic_frames(6, (32, 48), seed=0)  # (6, 32, 48, 3)
@@ -1966,16 +1977,21 @@ def test_a_raw_h264_stream_is_read_at_ffmpegs_rate_with_a_note(tmp_path, capsys)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))
     info = probe_video(raw)
-    assert (info.num_frames, info.frame_rate, info.raw_stream, info.width) == (6, 25, True, 48)
-    assert abs(info.duration_s - 6 / 25) < 1e-9
+    assert (info.num_frames, info.frame_rate, info.raw_stream, info.rate_assumed, info.width) == (6, 30, True, False,
+                                                                                                  48)
+    assert abs(info.duration_s - 6 / 30) < 1e-9
     with open_video(raw) as reader:
-        assert psnr(np.stack(list(reader)), frames) > 30
+        decoded = np.stack(list(reader))
+    assert psnr(decoded, frames) > 30
+    np.testing.assert_array_equal(read_frames(raw, [1, 4]), decoded[[1, 4]])
     assert cli_main(["upscale", str(raw), "-o", str(tmp_path / "sr.mp4"), "--upscale", "2"]) == 0
-    assert "cam.h264 is a raw h264 stream without a container or timestamps: it is read at 25 fps" in \
-        capsys.readouterr().out
+    assert "cam.h264 is a raw h264 stream without a container or timestamps: it is read at 30 fps, the rate its " \
+        "headers give" in capsys.readouterr().out
     assert probe_video(tmp_path / "sr.mp4").num_frames == 6
     assert cli_main(["info", str(raw.parent)]) == 0
     assert "cam.h264" in capsys.readouterr().out
+    assert cli_main(["info", str(raw)]) == 0
+    assert "fps  30.000 (30) (a raw stream without timestamps: from its headers)" in capsys.readouterr().out
 
 
 def test_each_jpeg_frame_of_a_folder_is_turned_upright_by_its_own_exif_tag(tmp_path):

@@ -42,8 +42,12 @@ def run(args: argparse.Namespace) -> int:
     rows = {
         "path": str(info.path),
         "frames": f"{info.num_frames}" + (f" (the first of {info.pages} pages, read as a photo)" if info.pages > 1
-                                         else ""),
-        "fps": f"{info.fps:.3f} ({info.frame_rate})",
+                                         else f" (and {info.undecodable_lead} before the first key frame, which "
+                                              f"cannot be decoded: it starts inside a group of pictures)"
+                                         if info.undecodable_lead else ""),
+        "fps": f"{info.fps:.3f} ({info.frame_rate})" + (
+            (" (assumed: a raw stream without timestamps or a rate)" if info.rate_assumed else
+             " (a raw stream without timestamps: from its headers)") if info.raw_stream else ""),
         "size": f"{info.width}x{info.height}",
         "orientation": info.orientation.describe() + ("" if info.orientation.is_identity else " (read upright)"),
         "pixel aspect": f"{aspect.numerator}:{aspect.denominator}"
@@ -91,7 +95,8 @@ def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
         "interlaced": info.interlaced, "timing_error_s": info.timing_error_s, "hdr": info.hdr,
         "missing_s": info.missing_s, "frames_cut": info.frames_cut, "video_streams": info.video_streams,
         "audio_streams": info.audio_streams, "audio_cut": info.audio_cut, "side_alpha": info.side_alpha,
-        "pages": info.pages, "damage": damage,
+        "pages": info.pages, "undecodable_lead": info.undecodable_lead, "raw_stream": info.raw_stream,
+        "rate_assumed": info.rate_assumed, "damage": damage,
     }
 
 

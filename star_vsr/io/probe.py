@@ -15,6 +15,7 @@ line) do, so a portrait phone video is read as portrait frames.
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import re
@@ -229,7 +230,8 @@ class VideoInfo:
         start_pts: The presentation timestamp (in the stream's time base) of that first frame, where
             `undecodable_lead` > 0; None otherwise, where the stream's start time is the video's start.
         raw_stream: The file is a raw elementary stream (.h264, .h265, .m2v: no container), whose frames carry
-            no timestamps: they are timed at `frame_rate`, which FFmpeg assumes (25 fps) unless the stream says.
+            no timestamps: they are timed at `frame_rate`, the rate its headers give (H.264's VUI timing).
+        rate_assumed: A raw stream whose headers give no rate: `frame_rate` is FFmpeg's assumption, 25 fps.
     """
 
     path: Path
@@ -264,6 +266,7 @@ class VideoInfo:
     start_pts: int | None = None
     undecodable_lead: int = 0
     raw_stream: bool = False
+    rate_assumed: bool = False
 
     @property
     def is_photo(self) -> bool:
@@ -304,9 +307,11 @@ class VideoInfo:
             notes.append(f"{self.path}: its audio starts {self.audio_lead_s:.2f} s before its first frame; an .mp4 "
                          f"or .mov output leaves that audio out (a .mkv output keeps it)")
         if self.raw_stream:
+            rate = ("which FFmpeg assumes (its headers give none); if its rate is another, put it in a container "
+                    f"at that rate first (ffmpeg -r 30 -i {self.path.name} -c copy video.mp4)" if self.rate_assumed
+                    else "the rate its headers give")
             notes.append(f"{self.path} is a raw {self.codec} stream without a container or timestamps: it is read at "
-                         f"{self.fps:g} fps, which FFmpeg assumes; if its rate is another, put it in a container "
-                         f"at that rate first (ffmpeg -r 30 -i {self.path.name} -c copy video.mp4)")
+                         f"{self.fps:g} fps, {rate}")
         if self.undecodable_lead:
             notes.append(f"{self.path} starts inside a group of pictures (a recording or transport stream cut "
                          f"mid-stream?): its first {self.undecodable_lead} frames cannot be decoded and are left out; "
@@ -461,14 +466,19 @@ def _indexed_timestamps(stream: VideoStream) -> list[int] | None:
     return sorted(entry.timestamp for entry in index if not entry.is_discard)  # not an edit list's pre-roll
 
 
+#: Packets after the first decodable frame's that can still be shown before it (an open GOP's leading pictures):
+#: H.264's largest reorder depth.
+MAX_REORDER = 16
+
 #: FFmpeg's demuxers of raw elementary streams: no container, no timestamps (`VideoInfo.raw_stream`).
 RAW_STREAM_FORMATS = frozenset({"h264", "hevc", "mpegvideo", "m4v", "vc1", "cavsvideo", "obu", "vvc"})
 
 
 def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path,
-                      untimed_rate: Fraction | None = None) -> tuple[list[int], int | None]:
+                      untimed_rate: Fraction | None = None) -> tuple[list[int], int | None, list[int]]:
     """(sorted presentation timestamps of the non-empty packets of `stream`, one per frame; when the
-    last-shown frame stops being shown, or None when the file does not say), in `stream.time_base`.
+    last-shown frame stops being shown, or None when the file does not say; the timestamps in file order), in
+    `stream.time_base`.
     Demuxing reads the file but decodes nothing.
 
     The end is the last-shown frame's timestamp plus its packet's duration, trusted only when that
@@ -494,7 +504,19 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
     end = None
     if packets and packets[-1][0] == timestamps[-1] and packets[-1][1] > 0:  # decoded last, shown last
         end = packets[-1][0] + packets[-1][1]
-    return timestamps, end
+    return timestamps, end, [t for t, _ in packets]
+
+
+def _undecodable_lead(in_file_order: Sequence[int], start_pts: int) -> list[int]:
+    """The presentation timestamps of the frames before ``start_pts``, the first frame that decodes, among the
+    packets' timestamps ``in_file_order``: those in front of its packet, and those up to `MAX_REORDER` packets
+    after it (an open GOP's leading pictures, which reference the missing group before), shown before it. A
+    timestamp lower than ``start_pts`` further on is a later part whose clock restarted (``cat a.ts b.ts``, a
+    broadcast capture's PTS reset, a multi-cell VOB): those frames decode."""
+    first = next((i for i, t in enumerate(in_file_order) if t == start_pts), None)
+    if first is None:
+        return []
+    return [t for t in in_file_order[:first + 1 + MAX_REORDER] if t < start_pts]
 
 
 def _frames_beyond_file(stream: av.stream.Stream, path: Path) -> int:
@@ -606,6 +628,11 @@ def _probe_container(path: Path) -> VideoInfo:
         audio_cut = bool(audio) and _frames_beyond_file(audio[0], path) > 0
         codec = stream.codec_context.name
         raw_stream = container.format.name in RAW_STREAM_FORMATS
+        rate_assumed = False
+        if raw_stream:  # FFmpeg's raw demuxer says 25 fps whatever the stream's headers (H.264's VUI timing) say
+            header_rate = stream.codec_context.framerate
+            rate_assumed = not header_rate
+            frame_rate = Fraction(header_rate.numerator, header_rate.denominator) if header_rate else frame_rate
         pix_fmt = stream.codec_context.pix_fmt or "unknown"
         width, height = stream.codec_context.width, stream.codec_context.height
         pixel_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
@@ -636,20 +663,28 @@ def _probe_container(path: Path) -> VideoInfo:
             > (1 + VARIABLE_RATE_FRAMES) / frame_rate)
         presentation = timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES or variable_by_index or \
             held_by_index  # (an index lists decode timestamps: with B-frames the first ones are negative)
+        in_file_order: list[int] = []
         if presentation:
-            timestamps, end = _frame_timestamps(container, stream, path, frame_rate)
+            timestamps, end, in_file_order = _frame_timestamps(container, stream, path, frame_rate)
         photo = is_photo_file(path, len(timestamps))
         first_frame = (DisplayOrientation(), False, None, None) if photo else _read_first_frame(path)
-        start_pts, leading = first_frame[3], 0
-        if presentation and start_pts is not None and timestamps and start_pts > timestamps[0]:
+        start_pts = first_frame[3]
+        lead = _undecodable_lead(in_file_order, start_pts) if start_pts is not None else []
+        if lead:
             # a recording that starts inside a group of pictures (a transport stream cut anywhere, a broadcast
             # capture): the frames before its first key frame cannot be decoded. Counted, they made the header's
             # count announce frames that never came, and the audio, placed from the stream's start, lagged the
             # picture by their length (1.08 s for 26 frames at 24 fps)
-            leading = sum(t < start_pts for t in timestamps)
-            timestamps = timestamps[leading:]
+            left_out, kept = collections.Counter(lead), []
+            for t in timestamps:  # sorted: those of the lead out (a restarted clock can repeat one further on)
+                if left_out[t]:
+                    left_out[t] -= 1
+                else:
+                    kept.append(t)
+            timestamps = kept
         else:
             start_pts = None
+        leading = len(lead)
         # one frame per packet: a header count can include empty packets (packed B-frames in AVI);
         # but a file cut short keeps the header's count, so that the reader reports it
         frames_cut = _frames_beyond_file(stream, path)
@@ -742,6 +777,7 @@ def _probe_container(path: Path) -> VideoInfo:
         side_alpha=stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE")) == "1",
         audio_lead_s=audio_lead_s,
         raw_stream=raw_stream,
+        rate_assumed=rate_assumed,
         start_pts=start_pts,
         undecodable_lead=leading,
         is_image_folder=False,

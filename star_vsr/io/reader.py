@@ -407,11 +407,9 @@ def _seek_and_decode(
             timestamp = start + int(target / info.frame_rate / stream.time_base)
             try:
                 container.seek(timestamp, stream=stream, backward=True)
-            except av.FFmpegError as error:
-                raise CorruptVideoError(
-                    f"{info.path}: seeking to frame {target} failed ({error.strerror or error}); "
-                    "the file is damaged or truncated"
-                ) from error
+            except av.FFmpegError:  # a raw stream (.h264) cannot seek ("Operation not permitted"), nor can some
+                # cut files: decoding from the start reads them, or reports the damage
+                raise _IrregularTimestampsError from None
             frames = _decode(container, stream, info.path)
         for frame in frames:
             position = _frame_index(frame, stream, info)
