@@ -2018,3 +2018,23 @@ def test_each_jpeg_frame_of_a_folder_is_turned_upright_by_its_own_exif_tag(tmp_p
     with pytest.raises(UnsupportedVideoError, match=r"1.jpg is 16x24 but the first frame of .* is 24x16"):
         with open_video(folder) as reader:
             list(reader)
+
+
+def test_an_mp4_copied_from_a_frame_after_a_key_frame_counts_the_frames_that_decode(tmp_path):
+    """An MP4 cut without re-encoding (packets from one after a key frame on, as `ffmpeg -ss ... -c copy` without
+    an edit list writes): its index listed 37 frames, 20 decoded ("the file may be truncated"), and reading frame 0
+    by index failed (review of this session's diff). The index's first frame is no key frame: the packets'
+    presentation timestamps find the frames before the first key frame."""
+    whole = write_test_video(tmp_path / "whole.mp4", num_frames=40, size=(32, 32), gop_size=20)
+    cut = tmp_path / "cut.mp4"
+    with av.open(str(whole)) as source, av.open(str(cut), "w") as output:
+        stream = output.add_stream_from_template(source.streams.video[0])
+        for index, packet in enumerate(p for p in source.demux(source.streams.video[0]) if p.size):
+            if index >= 3:  # packets 3.. : the decoder waits for the key frame at 20
+                packet.stream = stream
+                output.mux(packet)
+    info = probe_video(cut)
+    with open_video(cut) as reader:
+        frames = np.stack(list(reader))
+    assert info.undecodable_lead > 0 and info.num_frames == len(frames) == 20
+    np.testing.assert_array_equal(read_frames(cut, [0, 19]), frames[[0, 19]])

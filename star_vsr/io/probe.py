@@ -661,8 +661,12 @@ def _probe_container(path: Path) -> VideoInfo:
         held_by_index = indexed and stream.duration is not None and stream.time_base is not None and (
             (stream.duration - (timestamps[-1] - timestamps[0])) * stream.time_base
             > (1 + VARIABLE_RATE_FRAMES) / frame_rate)
+        # an index lists decode timestamps (with B-frames the first ones are negative); one whose first frame is no
+        # key frame (a copy cut after one without re-encoding) needs the presentation timestamps of its packets to
+        # find the frames before the first key frame, which cannot be decoded (`_undecodable_lead`)
+        cut_inside_gop = indexed and not next((e.is_keyframe for e in stream.index_entries if not e.is_discard), True)
         presentation = timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES or variable_by_index or \
-            held_by_index  # (an index lists decode timestamps: with B-frames the first ones are negative)
+            held_by_index or cut_inside_gop
         in_file_order: list[int] = []
         if presentation:
             timestamps, end, in_file_order = _frame_timestamps(container, stream, path, frame_rate)
