@@ -403,8 +403,8 @@ def run_batch(args: argparse.Namespace) -> int:
             made = made_with_other_settings(output_dir, now)
             for name, flags in made.items():  # named below with the flag that made them another size or length
                 found.other_size.pop(name, None)
-                if "--max-frames" in flags and found.short.get(name) != "damaged":  # a preview: not two notes
-                    found.short.pop(name, None)
+                if "--max-frames" in flags and found.short.get(name, "").endswith(" frames"):  # a preview's "2 of 3
+                    found.short.pop(name)  # frames": not two notes (an unreadable or damaged one keeps its own)
             for line in existing_output_lines(found, args.codec, "a --max-frames preview or another program's file?"):
                 print(f"note: {line}")
             if made:  # another --model or --upscale into the same folder: "already done" said nothing of it
