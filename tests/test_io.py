@@ -1941,12 +1941,23 @@ def test_a_transport_stream_cut_inside_a_group_of_pictures_keeps_its_audio_in_sy
     # ("ends before frame 25 of 40; the file may be truncated" for the whole recording too)
     np.testing.assert_array_equal(read_frames(cut, [0, 19]), recording[[20, 39]])
     np.testing.assert_array_equal(read_frames(whole, [0, 25, 39]), recording[[0, 25, 39]])
-    # two recordings joined (cat a.ts b.ts, a PTS reset): the second one's lower timestamps are no undecodable lead
-    joined = tmp_path / "joined.ts"
-    joined.write_bytes(data + data)
-    assert (probe_video(joined).undecodable_lead, probe_video(joined).num_frames) == (0, 80)
-    with open_video(joined) as reader:
-        assert sum(1 for _ in reader) == 80
+    # two recordings joined (cat a.ts b.ts, a PTS reset): the second one's lower timestamps are no undecodable lead,
+    # also where the first is shorter than the 16 packets after the first key frame that can be leading pictures
+    short = tmp_path / "short.ts"
+    with av.open(str(short), "w") as container:
+        video = container.add_stream("libx264", rate=fps, options={"g": "20", "bf": "0"})
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        for i in range(8):  # shown from 10 s on
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts = 100 + i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+    for joined, frames in ((data + data, 80), (short.read_bytes() + data, 48)):
+        (tmp_path / "joined.ts").write_bytes(joined)
+        info_joined = probe_video(tmp_path / "joined.ts")
+        assert (info_joined.undecodable_lead, info_joined.num_frames) == (0, frames)
+        with open_video(tmp_path / "joined.ts") as reader:
+            assert sum(1 for _ in reader) == frames
     assert cli_main(["upscale", str(cut), "-o", str(tmp_path / "sr.mp4"), "--upscale", "2"]) == 0
     err = capsys.readouterr()
     assert f"its first {info.undecodable_lead} frames cannot be decoded and are left out" in err.out + err.err
@@ -2037,4 +2048,5 @@ def test_an_mp4_copied_from_a_frame_after_a_key_frame_counts_the_frames_that_dec
     with open_video(cut) as reader:
         frames = np.stack(list(reader))
     assert info.undecodable_lead > 0 and info.num_frames == len(frames) == 20
+    assert abs(info.duration_s - 20 / 30) < 1e-6  # what the 20 frames cover, not the index's 37 (1.23 s)
     np.testing.assert_array_equal(read_frames(cut, [0, 19]), frames[[0, 19]])

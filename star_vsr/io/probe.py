@@ -315,7 +315,7 @@ class VideoInfo:
         if self.undecodable_lead:
             notes.append(f"{self.path} starts inside a group of pictures (a recording or transport stream cut "
                          f"mid-stream?): its first {self.undecodable_lead} frames cannot be decoded and are left out; "
-                         f"the video starts at its first key frame, with the audio from there")
+                         f"the video starts at its first key frame")
         if self.pages > 1:
             notes.append(f"{self.path} has {self.pages} pages (a multi-page image); star-vsr reads the first as a "
                          f"photo (save the pages as a folder of frames to read them as a video)")
@@ -470,15 +470,18 @@ def _indexed_timestamps(stream: VideoStream) -> list[int] | None:
 #: H.264's largest reorder depth.
 MAX_REORDER = 16
 
+#: Codecs whose FFmpeg decoder outputs nothing before the first frame it can decode (`_undecodable_lead`).
+LEAD_CODECS = frozenset({"h264", "hevc", "mpeg2video"})
+
 #: FFmpeg's demuxers of raw elementary streams: no container, no timestamps (`VideoInfo.raw_stream`).
 RAW_STREAM_FORMATS = frozenset({"h264", "hevc", "mpegvideo", "m4v", "vc1", "cavsvideo", "obu", "vvc"})
 
 
-def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path,
-                      untimed_rate: Fraction | None = None) -> tuple[list[int], int | None, list[int]]:
+def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path, untimed_rate: Fraction | None = None
+                      ) -> tuple[list[int], int | None, list[tuple[int, bool]]]:
     """(sorted presentation timestamps of the non-empty packets of `stream`, one per frame; when the
-    last-shown frame stops being shown, or None when the file does not say; the timestamps in file order), in
-    `stream.time_base`.
+    last-shown frame stops being shown, or None when the file does not say; (timestamp, key frame) of the packets
+    in file order), in `stream.time_base`.
     Demuxing reads the file but decodes nothing.
 
     The end is the last-shown frame's timestamp plus its packet's duration, trusted only when that
@@ -486,7 +489,7 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
     the next decode timestamp (MP4), not how long the frame is shown."""
     try:
         packets = [
-            (packet.pts if packet.pts is not None else packet.dts, packet.duration or 0)
+            (packet.pts if packet.pts is not None else packet.dts, packet.duration or 0, packet.is_keyframe)
             for packet in container.demux(stream)  # not the pre-roll an edit list discards (a trimmed copy)
             if packet.size > 0 and not packet.is_discard
         ]
@@ -494,29 +497,36 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
         raise CorruptVideoError(
             f"{path}: the file is damaged, reading its packets failed ({error})"
         ) from error
-    if packets and all(t is None for t, _ in packets) and stream.time_base and untimed_rate:
+    if packets and all(t is None for t, _, _ in packets) and stream.time_base and untimed_rate:
         # a raw elementary stream (.h264 / .h265 from a Raspberry Pi or a drone, `ffmpeg -f h264`): no container, no
-        # timestamps, one frame per packet; its frames were "without frames". Timed at `untimed_rate` (FFmpeg's 25)
+        # timestamps, one frame per packet; its frames were "without frames". Timed at `untimed_rate`
         tick = 1 / (untimed_rate * stream.time_base)
-        packets = [(round(i * tick), round(tick)) for i in range(len(packets))]
-    packets = [(t, duration) for t, duration in packets if t is not None]
-    timestamps = sorted(t for t, _ in packets)
+        packets = [(round(i * tick), round(tick), key) for i, (_, _, key) in enumerate(packets)]
+    packets = [packet for packet in packets if packet[0] is not None]
+    timestamps = sorted(t for t, _, _ in packets)
     end = None
     if packets and packets[-1][0] == timestamps[-1] and packets[-1][1] > 0:  # decoded last, shown last
         end = packets[-1][0] + packets[-1][1]
-    return timestamps, end, [t for t, _ in packets]
+    return timestamps, end, [(t, key) for t, _, key in packets]
 
 
-def _undecodable_lead(in_file_order: Sequence[int], start_pts: int) -> list[int]:
+def _undecodable_lead(in_file_order: Sequence[tuple[int, bool]], start_pts: int) -> list[int]:
     """The presentation timestamps of the frames before ``start_pts``, the first frame that decodes, among the
-    packets' timestamps ``in_file_order``: those in front of its packet, and those up to `MAX_REORDER` packets
-    after it (an open GOP's leading pictures, which reference the missing group before), shown before it. A
-    timestamp lower than ``start_pts`` further on is a later part whose clock restarted (``cat a.ts b.ts``, a
-    broadcast capture's PTS reset, a multi-cell VOB): those frames decode."""
-    first = next((i for i, t in enumerate(in_file_order) if t == start_pts), None)
+    packets' (timestamp, key frame) ``in_file_order``: those in front of its packet, and those after it, before
+    the next key frame and at most `MAX_REORDER` on (an open GOP's leading pictures, which reference the missing
+    group before), shown before it. A timestamp lower than ``start_pts`` further on is a later part whose clock
+    restarted (``cat a.ts b.ts``, a broadcast capture's PTS reset, a multi-cell VOB), from its own key frame:
+    those frames decode."""
+    first = next((i for i, (t, _) in enumerate(in_file_order) if t == start_pts), None)
     if first is None:
         return []
-    return [t for t in in_file_order[:first + 1 + MAX_REORDER] if t < start_pts]
+    lead = [t for t, _ in in_file_order[:first] if t < start_pts]
+    for t, key in in_file_order[first + 1:first + 1 + MAX_REORDER]:
+        if key:
+            break
+        if t < start_pts:
+            lead.append(t)
+    return lead
 
 
 def _frames_beyond_file(stream: av.stream.Stream, path: Path) -> int:
@@ -667,13 +677,15 @@ def _probe_container(path: Path) -> VideoInfo:
         cut_inside_gop = indexed and not next((e.is_keyframe for e in stream.index_entries if not e.is_discard), True)
         presentation = timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES or variable_by_index or \
             held_by_index or cut_inside_gop
-        in_file_order: list[int] = []
+        in_file_order: list[tuple[int, bool]] = []
         if presentation:
             timestamps, end, in_file_order = _frame_timestamps(container, stream, path, frame_rate)
         photo = is_photo_file(path, len(timestamps))
         first_frame = (DisplayOrientation(), False, None, None) if photo else _read_first_frame(path)
         start_pts = first_frame[3]
-        lead = _undecodable_lead(in_file_order, start_pts) if start_pts is not None else []
+        # (codecs whose decoder leaves out what it cannot decode; MPEG-4 part 2's shows it against grey, out of
+        # order, so its frames before the first key frame are not missing)
+        lead = _undecodable_lead(in_file_order, start_pts) if start_pts is not None and codec in LEAD_CODECS else []
         if lead:
             # a recording that starts inside a group of pictures (a transport stream cut anywhere, a broadcast
             # capture): the frames before its first key frame cannot be decoded. Counted, they made the header's
@@ -714,7 +726,7 @@ def _probe_container(path: Path) -> VideoInfo:
             # where known, counts as one more frame time: a held last frame is no constant rate)
             frame_rate = timeline_rate([*timestamps, *([end] if end is not None else [])], stream.time_base,
                                        frame_rate)
-        if (variable_by_index or not indexed) and not truncated and timestamps:  # what the frames cover: from
+        if (variable_by_index or not indexed or lead) and not truncated and timestamps:  # what the frames cover: from
             # the first frame shown to the end of the last (or to one frame time after it). Not the index's
             # squeezed decode times, nor a container's duration without an index (Matroska, WebM, AVI, GIF), which
             # is where it ends: a video from 5 s to 5.25 s said 5.25 s
