@@ -726,6 +726,35 @@ def _batch_with_finished_outputs(tmp_path: Path) -> tuple[Path, Path]:
     return inputs, outputs
 
 
+def test_upscale_batch_under_overwrite_that_skipped_a_video_redoes_only_that_one_when_rerun(tmp_path, capsys,
+                                                                                           monkeypatch):
+    """An --overwrite batch that skipped a video (unreadable, or saved progress of other settings) removed its ledger
+    as if it had redone every video, so the rerun redid them all (black-box review)."""
+    import star_vsr.upscale
+    from star_vsr.errors import CorruptVideoError
+    from star_vsr.overwrite_batch import LEDGER_NAME
+
+    inputs, outputs = _batch_with_finished_outputs(tmp_path)
+    calls, broken = [], {"v1.mp4"}
+    upscale_video = star_vsr.upscale.upscale_video
+
+    def v1_unreadable(pipe, video, *args, **kwargs):
+        calls.append(Path(video).name)
+        if Path(video).name in broken:
+            raise CorruptVideoError(f"{video} is not a readable video")
+        return upscale_video(pipe, video, *args, **kwargs)
+
+    monkeypatch.setattr(star_vsr.upscale, "upscale_video", v1_unreadable)
+    args = ["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]
+    assert main(args) == 1 and calls == ["v0.mp4", "v1.mp4", "v2.mp4"]
+    assert "note: 1 video(s) were not redone; run the same command again to redo only them" in capsys.readouterr().out
+    assert (outputs / LEDGER_NAME).is_file()
+    broken.clear()
+    calls.clear()
+    assert main(args) == 0 and calls == ["v1.mp4"]
+    assert not (outputs / LEDGER_NAME).exists()
+
+
 def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path, capsys, monkeypatch):
     """Under --overwrite every output exists from the start; a batch stopped after redoing some, run again the same
     way, redoes only the others (its ledger says which). Without --overwrite it says how to go on; other settings

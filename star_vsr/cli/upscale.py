@@ -5,7 +5,8 @@ student pipeline. Frames stream from the input to the output; the output keeps t
 rate and audio and appears only when complete. ``upscale-batch`` skips outputs that already
 exist, so an interrupted batch resumes where it stopped (one of another size or fewer frames than this run
 makes, or made with other settings, is named in a note; ``--overwrite`` redoes them, and an interrupted
-``--overwrite`` batch rerun with the same command redoes only those it had not finished), and under
+``--overwrite`` batch, or one that skipped videos, rerun with the same command redoes only those it had not
+finished), and under
 ``accelerate launch --multi_gpu --num_processes N -m star_vsr upscale-batch ...`` it splits the videos across
 the N processes (GPUs, or processes on the CPU of a machine without one; without ``--multi_gpu`` the launcher
 starts one); a video it
@@ -314,6 +315,7 @@ BARRIER_TIMEOUT = timedelta(days=20)
 
 def run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
+    from accelerate.utils import gather_object
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
     from ..io.folders import (broken_link_line, broken_links, clips_in_folder, is_frame_folder, other_subfolders,
@@ -463,9 +465,14 @@ def run_batch(args: argparse.Namespace) -> int:
             record_output(output_dir, outputs[video].name,
                           output_settings(ledger.settings, video, outputs[video], dtype), source=video.name)
             say(f"wrote {outputs[video]}")
-    state.wait_for_everyone()
-    if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above)
-        ledger.remove()
+    # every process's skipped videos (the gather waits for all, as a barrier would)
+    skipped = len(failed) if state.num_processes == 1 else sum(gather_object([len(failed)]))
+    if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above) ...
+        if skipped:  # ... but did not redo every video: the ledger stays, so that a rerun redoes only those left
+            print(f"note: {skipped} video(s) were not redone; run the same command again to redo only them (after "
+                  f"fixing what is named above)")
+        else:
+            ledger.remove()
     if state.is_main_process:  # e.g. a run stopped with another --codec, which names the outputs otherwise
         for folder, size in unfinished_runs(output_dir, besides={partial_folder(o) for o in outputs.values()}):
             print(unfinished_note(folder, size))
