@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from star_vsr.batch_record import RECORD_NAME
+from star_vsr.overwrite_batch import LEDGER_NAME
 from star_vsr.cli import main
 from star_vsr.cli.arguments import seed_argument
 from star_vsr.io import open_video, probe_video
@@ -700,7 +701,8 @@ def test_upscale_batch_overwrite_redoes_finished_outputs(tmp_path, capsys):
     assert "skipped" in captured.err and "bad.mp4 is not a readable video" in captured.err
     assert probe_video(outputs / "a.mp4").width == 16
     assert (outputs / "bad.mp4").read_bytes() == b"finished earlier"
-    assert outputs_in(outputs) == ["a.mp4", "bad.mp4"]
+    # no temporary file; the --overwrite ledger stays, as bad.mp4 was not redone (a rerun redoes only it)
+    assert outputs_in(outputs) == [LEDGER_NAME, "a.mp4", "bad.mp4"]
     # PNG outputs are folders: --overwrite replaces one that holds only an earlier run's frames, and refuses,
     # before any work, one that holds other files too (the user's: never deleted)
     (outputs / "frames").mkdir()
@@ -708,7 +710,7 @@ def test_upscale_batch_overwrite_redoes_finished_outputs(tmp_path, capsys):
     first = (outputs / "frames" / "a" / "frame_000000.png").stat().st_mtime_ns
     assert main([*args, "--codec", "png", "-o", str(outputs / "frames"), "--overwrite"]) == 1  # bad.mp4 again
     assert (outputs / "frames" / "a" / "frame_000000.png").stat().st_mtime_ns != first
-    assert outputs_in(outputs / "frames") == ["a"]  # nothing left aside
+    assert outputs_in(outputs / "frames") == [LEDGER_NAME, "a"]  # nothing left aside but the ledger (bad.mp4)
     (outputs / "frames" / "a" / "notes.txt").write_text("mine")
     assert main([*args, "--codec", "png", "-o", str(outputs / "frames"), "--overwrite"]) == 2
     assert "is a folder that already holds files" in capsys.readouterr().err
@@ -732,7 +734,6 @@ def test_upscale_batch_under_overwrite_that_skipped_a_video_redoes_only_that_one
     as if it had redone every video, so the rerun redid them all (black-box review)."""
     import star_vsr.upscale
     from star_vsr.errors import CorruptVideoError
-    from star_vsr.overwrite_batch import LEDGER_NAME
 
     inputs, outputs = _batch_with_finished_outputs(tmp_path)
     calls, broken = [], {"v1.mp4"}
@@ -760,7 +761,6 @@ def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path
     way, redoes only the others (its ledger says which). Without --overwrite it says how to go on; other settings
     or --restart redo every video."""
     import star_vsr.upscale
-    from star_vsr.overwrite_batch import LEDGER_NAME
 
     inputs, outputs = _batch_with_finished_outputs(tmp_path)
     calls, stop_at = [], [2]
