@@ -386,8 +386,8 @@ def run_batch(args: argparse.Namespace) -> int:
         redone, note = set(), None
         todo = [v for v in videos if not outputs[v].exists()]
         if ledger.path.is_file():
-            note = ("a batch run here with --overwrite was stopped before it redid every video; run it again with "
-                    "--overwrite to go on (the outputs it had not reached yet are old ones)")
+            note = ("a batch run here with --overwrite did not redo every video (it was stopped, or skipped some); "
+                    "run it again with --overwrite to go on (the outputs it has not redone are old ones)")
     state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
     if state.is_main_process:
         wanted = {video.name: output_name(video.name, args.codec, folder=video.is_dir()) for video in videos}
