@@ -21,6 +21,7 @@ import copy
 import importlib.util
 import io
 import logging
+import math
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
@@ -171,10 +172,10 @@ class _CheckedStep(nn.Module):
                              + "; export again with --height / --width for that size")
         if lr_frame.dtype != torch.float32:
             raise ValueError("this export takes float32 frames with values in [0, 1] (uint8 / 255.0)")
-        if not bool(torch.isfinite(lr_frame).all()):  # (NaN passes any comparison; inf has no integer to print)
+        low, high = float(lr_frame.min()), float(lr_frame.max())  # (both NaN where any value is)
+        if not (math.isfinite(low) and math.isfinite(high)):  # NaN passes any comparison; inf has no integer
             raise ValueError("this export takes float32 frames with values in [0, 1] (uint8 / 255.0), got values "
                              "that are not finite (inf or NaN)")
-        low, high = float(lr_frame.min()), float(lr_frame.max())
         if low < -0.5 or high > 1.5:  # 8-bit levels (0-255) or [-1, 1] input came out as garbage
             raise ValueError("this export takes float32 frames with values in [0, 1] (uint8 / 255.0), got values "
                              "from about " + str(int(round(low))) + " to " + str(int(round(high))))

@@ -15,7 +15,7 @@ import av
 from av.container import OutputContainer
 
 from star_vsr.errors import CorruptVideoError, UnsupportedVideoError, option
-from star_vsr.io.probe import find_video_stream, open_container, probe_video, video_streams
+from star_vsr.io.probe import find_video_stream, open_container, probe_video, video_start, video_streams
 
 logger = logging.getLogger(__name__)
 
@@ -107,11 +107,8 @@ class AudioCopy:
         self._output = output
         self._input = open_container(source)
         in_audio = self._input.streams.audio[0]
-        # frame 0's time: the video stream's start, or that of its first frame that decodes (`VideoInfo.start_pts`)
         video = find_video_stream(self._input, source) if video_streams(self._input) else None
-        start = None if video is None else probe_video(source).start_pts
-        start = video.start_time if video is not None and start is None else start
-        start_s = start * video.time_base if video is not None and start else 0
+        start_s = video_start(video, probe_video(source)) * video.time_base if video is not None else 0  # frame 0
         self._shift = round(start_s / in_audio.time_base)  # in ticks of in_audio.time_base
         self.source_codec = in_audio.codec_context.name
         self.transcode = _must_transcode(in_audio, output)

@@ -510,6 +510,12 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
     return timestamps, end, [(t, key) for t, _, key in packets]
 
 
+def video_start(stream: VideoStream, info: VideoInfo) -> int:
+    """The presentation timestamp of frame 0 of ``info``'s video ``stream``: that of the first frame that decodes
+    (`VideoInfo.start_pts`), else the stream's start time (0 when it has none)."""
+    return info.start_pts if info.start_pts is not None else (stream.start_time or 0)
+
+
 def _undecodable_lead(in_file_order: Sequence[tuple[int, bool]], start_pts: int) -> list[int]:
     """The presentation timestamps of the frames before ``start_pts``, the first frame that decodes, among the
     packets' (timestamp, key frame) ``in_file_order``: those in front of its packet, and those after it, before
@@ -705,10 +711,10 @@ def _probe_container(path: Path) -> VideoInfo:
         # but a file cut short keeps the header's count, so that the reader reports it
         frames_cut = _frames_beyond_file(stream, path)
         truncated = frames_cut > 0
-        video_start = start_pts if start_pts is not None else stream.start_time
+        first_shown = start_pts if start_pts is not None else stream.start_time
         audio_lead_s = 0.0
-        if audio and None not in (audio[0].start_time, video_start, audio[0].time_base, stream.time_base):
-            audio_lead_s = max(0.0, float(video_start * stream.time_base - audio[0].start_time * audio[0].time_base))
+        if audio and None not in (audio[0].start_time, first_shown, audio[0].time_base, stream.time_base):
+            audio_lead_s = max(0.0, float(first_shown * stream.time_base - audio[0].start_time * audio[0].time_base))
         num_frames = stream.frames if truncated else len(timestamps)
         if ((stream.average_rate is None or (variable_by_index and not truncated)) and len(timestamps) > 1
                 and timestamps[-1] > timestamps[0]):

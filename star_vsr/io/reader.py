@@ -37,7 +37,7 @@ from av.video.stream import VideoStream
 from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, option
 from star_vsr.io.folders import list_image_files
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, chroma_block, exif_orientation, find_video_stream,
-                               is_untagged_hd, open_container, probe_video)
+                               is_untagged_hd, open_container, probe_video, video_start)
 
 logger = logging.getLogger(__name__)
 
@@ -383,22 +383,17 @@ class _IrregularTimestampsError(Exception):
     the frame: random access gives way to decoding from the start."""
 
 
-def _video_start(stream: VideoStream, info: VideoInfo) -> int:
-    """The presentation timestamp of frame 0: that of the first frame that decodes (`VideoInfo.start_pts`)."""
-    return info.start_pts if info.start_pts is not None else (stream.start_time or 0)
-
-
 def _frame_index(frame: av.VideoFrame, stream: VideoStream, info: VideoInfo) -> int:
     if frame.pts is None:
         raise _IrregularTimestampsError
-    return round((frame.pts - _video_start(stream, info)) * stream.time_base * info.frame_rate)
+    return round((frame.pts - video_start(stream, info)) * stream.time_base * info.frame_rate)
 
 
 def _seek_and_decode(
     container: InputContainer, stream: VideoStream, info: VideoInfo, wanted: list[int]
 ) -> dict[int, np.ndarray]:
     """Frames at the sorted indices `wanted`, seeking to the keyframe before far-away ones."""
-    start = _video_start(stream, info)
+    start = video_start(stream, info)
     found: dict[int, np.ndarray] = {}
     frames: Iterator[av.VideoFrame] | None = None
     position = -1  # index of the last decoded frame
