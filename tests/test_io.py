@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -2003,6 +2004,53 @@ def test_a_raw_h264_stream_is_read_at_its_headers_rate_with_a_note(tmp_path, cap
     assert "cam.h264" in capsys.readouterr().out
     assert cli_main(["info", str(raw)]) == 0
     assert "fps  30.000 (30) (a raw stream without timestamps: from its headers)" in capsys.readouterr().out
+
+
+def test_a_raw_h264_stream_cut_inside_a_group_of_pictures_counts_the_frames_that_decode(tmp_path):
+    """A raw .h264 cut anywhere (a camera's stream recorded from the middle, `head -c`): its frames carry no
+    timestamps, so the probe counted every packet, those before the first key frame too, which FFmpeg cannot
+    decode: 33 frames announced, 20 read ("the file may be truncated"), and the output's timing off by 13 frames."""
+    packets = []
+    with av.open(io.BytesIO(), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "20", "bf": "0", "sc_threshold": "0",
+                                                                   "x264-params": "repeat-headers=1"})
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for frame in synthetic_frames(40, (32, 32), seed=0):
+            packets += stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
+        packets += stream.encode(None)
+    assert [i for i, packet in enumerate(packets) if packet.is_keyframe] == [0, 20]
+    cut = tmp_path / "cut.h264"
+    cut.write_bytes(b"".join(bytes(packet) for packet in packets[7:]))  # from the 8th frame of the first group
+    info = probe_video(cut)
+    assert (info.num_frames, info.undecodable_lead) == (20, 13) and abs(info.duration_s - 20 / 25) < 1e-9
+    with open_video(cut) as reader:
+        assert sum(1 for _ in reader) == 20
+    whole = tmp_path / "whole.h264"
+    whole.write_bytes(b"".join(bytes(packet) for packet in packets))
+    assert (probe_video(whole).num_frames, probe_video(whole).undecodable_lead) == (40, 0)
+
+
+def test_an_mpeg_program_stream_with_several_frames_per_packet_counts_them_all(tmp_path):
+    """An MPEG program stream (.mpg, .vob) packs small frames several to a PES packet and times only the first:
+    FFmpeg splits them into untimed packets, which the probe left out. A 40-frame .mpg was "1 frame" ("decoded 40
+    frames but its header announced 1; the file may be truncated") and its duration 0.04 s."""
+    path = tmp_path / "camcorder.mpg"
+    with av.open(str(path), "w", format="mpeg") as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "12", "bf": "3"})
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(40):  # flat frames: a few bytes each
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 5 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with av.open(str(path)) as container:
+        assert sum(packet.pts is None and packet.size > 0 for packet in container.demux(video=0)) > 20
+    info = probe_video(path)
+    assert info.num_frames == 40 and abs(info.duration_s - 40 / 25) < 1e-9 and info.frame_rate == 25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "may be truncated"
+        with open_video(path) as reader:
+            frames = np.stack(list(reader))
+    assert len(frames) == 40 and abs(float(frames[39].mean()) - 195) < 3
 
 
 def test_each_jpeg_frame_of_a_folder_is_turned_upright_by_its_own_exif_tag(tmp_path):

@@ -497,11 +497,14 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
         raise CorruptVideoError(
             f"{path}: the file is damaged, reading its packets failed ({error})"
         ) from error
-    if packets and all(t is None for t, _, _ in packets) and stream.time_base and untimed_rate:
+    if any(t is None for t, _, _ in packets) and stream.time_base and untimed_rate:
         # a raw elementary stream (.h264 / .h265 from a Raspberry Pi or a drone, `ffmpeg -f h264`): no container, no
-        # timestamps, one frame per packet; its frames were "without frames". Timed at `untimed_rate`
+        # timestamps, one frame per packet; its frames were "without frames". Or an MPEG program stream (.mpg, .vob)
+        # whose PES packets hold several small frames, only the first timed: 40 frames counted as 1. Timed at
+        # `untimed_rate`, from the first timestamp there is
+        start = min((t for t, _, _ in packets if t is not None), default=0)
         tick = 1 / (untimed_rate * stream.time_base)
-        packets = [(round(i * tick), round(tick), key) for i, (_, _, key) in enumerate(packets)]
+        packets = [(start + round(i * tick), round(tick), key) for i, (_, _, key) in enumerate(packets)]
     packets = [packet for packet in packets if packet[0] is not None]
     timestamps = sorted(t for t, _, _ in packets)
     end = None
@@ -689,6 +692,9 @@ def _probe_container(path: Path) -> VideoInfo:
         photo = is_photo_file(path, len(timestamps))
         first_frame = (DisplayOrientation(), False, None, None) if photo else _read_first_frame(path)
         start_pts = first_frame[3]
+        if start_pts is None and raw_stream and in_file_order:  # a raw stream's frames carry no timestamps: the
+            # first that decodes is its first key frame (a stream cut anywhere: 20 of 33 frames came)
+            start_pts = next((t for t, key in in_file_order if key), None)
         # (codecs whose decoder leaves out what it cannot decode; MPEG-4 part 2's shows it against grey, out of
         # order, so its frames before the first key frame are not missing)
         lead = _undecodable_lead(in_file_order, start_pts) if start_pts is not None and codec in LEAD_CODECS else []
