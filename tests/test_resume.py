@@ -334,14 +334,21 @@ def test_every_process_of_upscale_batch_says_what_it_goes_on_from(pipe, tmp_path
     import subprocess
     import sys
 
-    inputs, outputs = batch_stopped_in_v1(pipe, tmp_path, monkeypatch, videos=2)  # v1: the second process's
+    inputs, outputs = batch_stopped_in_v1(pipe, tmp_path, monkeypatch, videos=2)
+    for name in ("a.mp4", "b.mp4", "z.mp4"):  # unreadable: a and b the first process's, z the second's, with v1
+        (inputs / name).write_bytes(b"not a video" * 10)
     result = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "star_vsr",
          "upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tmp_path / "student"), "--dtype", "fp32"],
         capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 1, result.stderr[-3000:]
     assert f"[process 1] {outputs / 'v1.mp4'}: going on after frame 2 of 6" in result.stderr, result.stderr[-3000:]
+    assert f"[process 1] skipped {inputs / 'z.mp4'}" in result.stderr
+    assert f"[process 0] skipped {inputs / 'a.mp4'}" in result.stderr
+    # one total of every process's skipped videos (each process counted its own: "[process 0] 2 video(s) ...")
+    assert result.stderr.count("were skipped") == 1, result.stderr[-3000:]
+    assert "\n3 video(s) were skipped (the reasons are above): a.mp4, b.mp4, z.mp4\n" in result.stderr
     assert [probe_video(outputs / f"v{i}.mp4").num_frames for i in range(2)] == [6, 6]
 
 

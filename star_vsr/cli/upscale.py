@@ -465,12 +465,14 @@ def run_batch(args: argparse.Namespace) -> int:
             record_output(output_dir, outputs[video].name,
                           output_settings(ledger.settings, video, outputs[video], dtype), source=video.name)
             say(f"wrote {outputs[video]}")
-    # every process's skipped videos (the gather waits for all, as a barrier would)
-    skipped = len(failed) if state.num_processes == 1 else sum(gather_object([len(failed)]))
+    # every process's skipped videos (the gather waits for all, as a barrier would): one total, not one per process
+    skipped = [v.name for v in failed]
+    if state.num_processes > 1:
+        skipped = [name for names in gather_object([skipped]) for name in names]
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above) ...
         if skipped:  # ... but did not redo every video: the ledger stays, so that a rerun redoes only those left
-            print(f"note: {skipped} video(s) were not redone; run the same command again to redo only them (after "
-                  f"fixing what is named above)")
+            print(f"note: {len(skipped)} video(s) were not redone; run the same command again to redo only them "
+                  f"(after fixing what is named above)")
         else:
             ledger.remove()
     if state.is_main_process:  # e.g. a run stopped with another --codec, which names the outputs otherwise
@@ -478,9 +480,8 @@ def run_batch(args: argparse.Namespace) -> int:
             print(unfinished_note(folder, size))
     if made_output_dir and state.is_main_process and not any(output_dir.iterdir()):
         output_dir.rmdir()  # every video failed: no empty folder left behind as if something were written
-    if state.is_main_process:
-        failed += broken
-    if failed:
-        say(f"{len(failed)} video(s) were skipped (the reasons are above): {', '.join(v.name for v in failed)}",
-            sys.stderr)
-    return 1 if failed else 0
+    skipped += [link.name for link in broken]
+    if skipped and state.is_main_process:
+        print(f"{len(skipped)} video(s) were skipped (the reasons are above): {', '.join(sorted(skipped))}",
+              file=sys.stderr)
+    return 1 if skipped else 0
