@@ -428,6 +428,18 @@ def test_an_input_with_transparency_is_noted_as_losing_it(tmp_path):
         assert info.caveats() == ([f"{tmp_path / name} has an alpha channel (vp9 alpha_mode 1); star-vsr works on "
                                    f"RGB frames, so its transparency is dropped (composite it onto a background "
                                    f"first to choose one)"] if alpha else []), name
+    # a palette PNG's transparent colour (tRNS), which OpenCV reads as that colour: no note before
+    (tmp_path / "palette").mkdir()
+    for path, transparent in ((tmp_path / "pal.png", True), (tmp_path / "palette" / "0.png", True),
+                              (tmp_path / "opaque_pal.png", False)):
+        picture = Image.fromarray(np.eye(8, dtype=np.uint8), "P")
+        picture.putpalette([255, 0, 0, 0, 0, 255])
+        picture.save(path, **({"transparency": 0} if transparent else {}))
+        info = probe_video(path.parent if path.parent.name == "palette" else path)
+        assert info.side_alpha is transparent and info.pix_fmt == "pal8", path
+        assert info.caveats() == ([f"{info.path} has an alpha channel (pal8 with a transparent colour); star-vsr "
+                                   f"works on RGB frames, so its transparency is dropped (composite it onto a "
+                                   f"background first to choose one)"] if transparent else []), path
     Image.fromarray(rgba[..., :3], "RGB").save(tmp_path / "dpi.jpg", dpi=(72, 96))
     assert probe_video(tmp_path / "dpi.jpg").pixel_aspect == 1  # FFmpeg took the dpi for a pixel aspect of 3:4
 

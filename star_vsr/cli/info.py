@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
                                                   f"cut short, or a last frame held longer?)" if info.missing_s else ""),
         "codec": "image sequence" if info.is_image_folder else info.codec + (
             f" (first of {info.video_streams} video tracks, which star-vsr reads)" if info.video_streams > 1 else ""),
-        "pixel format": info.pix_fmt + (" + alpha (alpha_mode 1), which is dropped" if info.side_alpha else ""),
+        "pixel format": info.pix_fmt + (f" + alpha ({info.side_alpha_kind}), which is dropped"
+                                        if info.side_alpha else ""),
         "audio": (info.audio_codec + (f" (first of {info.audio_streams} tracks)" if info.audio_streams > 1 else "")
                   + (" (cut short: the end of the track is missing from the file)" if info.audio_cut else "")
                   if info.has_audio else "none"),

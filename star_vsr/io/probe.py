@@ -218,7 +218,8 @@ class VideoInfo:
             the end of the audio is missing (the file was cut short inside the audio that follows the last
             frame); outputs carry the audio that is there.
         side_alpha: The stream carries transparency beside its pixel format (VP8 / VP9 in WebM tagged
-            ``alpha_mode`` 1), which FFmpeg's own decoder drops: `pix_fmt` reads yuv420p.
+            ``alpha_mode`` 1, which FFmpeg's own decoder drops: `pix_fmt` reads yuv420p; a palette or grey PNG's
+            transparent colour, its tRNS chunk: `pix_fmt` reads pal8 or gray).
         audio_lead_s: Seconds by which the first audio stream starts before the first frame (a recording whose
             picture starts late): an .mp4 / .mov output leaves that audio out, a .mkv output keeps it; 0 when
             the audio starts with the video or after it.
@@ -267,6 +268,11 @@ class VideoInfo:
     undecodable_lead: int = 0
     raw_stream: bool = False
     rate_assumed: bool = False
+
+    @property
+    def side_alpha_kind(self) -> str:
+        """How `side_alpha` is stored: "alpha_mode 1" (VP8 / VP9 in WebM) or "a transparent colour" (an image's)."""
+        return "a transparent colour" if self.is_image_folder or self.is_photo else "alpha_mode 1"
 
     @property
     def is_photo(self) -> bool:
@@ -329,7 +335,11 @@ class VideoInfo:
         alpha = (self.pix_fmt in av.video.format.names
                  and any(c.is_alpha for c in av.VideoFormat(self.pix_fmt).components))
         if (alpha and self.codec != "gif") or self.side_alpha:  # FFmpeg decodes every GIF, opaque ones too, as bgra
-            kind = f"{self.codec} alpha_mode 1" if self.side_alpha else self.pix_fmt
+            kind = self.pix_fmt  # "rgba"; or what carries it beside: "vp9 alpha_mode 1", a palette's colour
+            if self.side_alpha and self.side_alpha_kind == "alpha_mode 1":
+                kind = f"{self.codec} alpha_mode 1"
+            elif self.side_alpha:
+                kind = f"{self.pix_fmt} with a transparent colour"
             notes.append(f"{self.path} has an alpha channel ({kind}); star-vsr works on RGB frames, so its "
                          f"transparency is dropped (composite it onto a background first to choose one)")
         depth = pixel_bit_depth(self.pix_fmt)
@@ -773,13 +783,13 @@ def _probe_container(path: Path) -> VideoInfo:
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
         )
-    pages = 1
+    pages, side_alpha = 1, stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE")) == "1"
     if is_photo_file(path, num_frames):  # read as a folder of one frame: at its rate (FFmpeg's 25 fps for stills is
         # made up), upright by its EXIF orientation (FFmpeg's display matrix of a photo loses EXIF's mirroring,
         # orientation 2 read as 180 degrees), square pixels (FFmpeg took a JPEG's dpi for a pixel aspect ratio)
         frame_rate, duration_s = DEFAULT_FOLDER_FPS, None
         orientation, interlaced, pixel_aspect = exif_orientation(path) or DisplayOrientation(), False, 1
-        pages, photo_pix_fmt = _image_header(path)
+        pages, photo_pix_fmt, side_alpha = _image_header(path)
         pix_fmt = photo_pix_fmt or pix_fmt
     else:
         orientation, interlaced, first_size, _ = first_frame
@@ -802,7 +812,7 @@ def _probe_container(path: Path) -> VideoInfo:
         subtitle_streams=len(subtitles),
         video_streams=num_videos,
         audio_cut=audio_cut,
-        side_alpha=stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE")) == "1",
+        side_alpha=side_alpha,
         audio_lead_s=audio_lead_s,
         raw_stream=raw_stream,
         rate_assumed=rate_assumed,
@@ -824,16 +834,17 @@ def _probe_container(path: Path) -> VideoInfo:
     )
 
 
-def _image_header(path: Path) -> tuple[int, str | None]:
-    """(pages, pixel format) of an image file from PIL's reading of its header: more than 1 page for a multi-page
-    TIFF or an animated WebP; the pixel format as a photo's frame is read (by OpenCV, like a folder's frames), where
-    FFmpeg names the format it decodes to (argb for every lossless WebP: an alpha channel noted that it had not).
-    (1, None) when PIL cannot read it."""
+def _image_header(path: Path) -> tuple[int, str | None, bool]:
+    """(pages, pixel format, a transparent colour) of an image file from PIL's reading of its header: more than 1
+    page for a multi-page TIFF or an animated WebP; the pixel format as a photo's frame is read (by OpenCV, like a
+    folder's frames), where FFmpeg names the format it decodes to (argb for every lossless WebP: an alpha channel
+    noted that it had not); whether a palette or grey PNG marks a colour transparent (its tRNS chunk), which OpenCV
+    reads as that colour. (1, None, False) when PIL cannot read it."""
     try:
         with Image.open(path) as image:  # the header, and for some formats a scan of the frame index
-            return int(getattr(image, "n_frames", 1)), _pil_pix_fmt(image)
+            return int(getattr(image, "n_frames", 1)), _pil_pix_fmt(image), "transparency" in image.info
     except (UnidentifiedImageError, OSError, ValueError):
-        return 1, None
+        return 1, None, False
 
 
 def is_photo_file(path: Path, num_frames: int) -> bool:
@@ -871,7 +882,7 @@ def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
         with Image.open(files[0]) as image:  # reads the header only
             width, height = image.size
             codec, mode = (image.format or files[0].suffix[1:]).lower(), image.mode
-            pix_fmt = _pil_pix_fmt(image)
+            pix_fmt, side_alpha = _pil_pix_fmt(image), "transparency" in image.info  # (`_image_header`)
     except (UnidentifiedImageError, OSError) as error:
         raise CorruptVideoError(f"{files[0]} is not a readable image ({error})") from error
     # upright as a single photo is shown and read: every frame turned as the first one's EXIF orientation says
@@ -894,6 +905,7 @@ def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
         is_image_folder=True,
         frame_rate=folder_fps,
         orientation=orientation,
+        side_alpha=side_alpha,
     )
 
 
