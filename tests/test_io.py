@@ -2042,6 +2042,36 @@ def test_a_raw_h264_stream_cut_inside_a_group_of_pictures_counts_the_frames_that
     assert (probe_video(whole).num_frames, probe_video(whole).undecodable_lead) == (40, 0)
 
 
+def test_an_mp4_of_which_no_frame_decodes_is_refused_with_the_likely_cause(tmp_path):
+    """A copy cut after a key frame without re-encoding, from an MP4 that lists every frame as a key frame (no
+    sync-sample table): FFmpeg's HEVC decoder outputs nothing for it. The probe announced its 17 frames, the reader
+    warned "decoded 0 frames but its header announced 17; the file may be truncated", and upscale ended with "no
+    frames were written"."""
+    with av.open(io.BytesIO(), "w", format="mp4") as container:
+        stream = container.add_stream("libx265", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        packets = []
+        for frame in synthetic_frames(12, (32, 32), seed=0):
+            packets += stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
+        packets += stream.encode(None)
+        extradata = stream.codec_context.extradata
+    path = tmp_path / "cut.mp4"
+    with av.open(str(path), "w") as out:
+        copy = out.add_stream("hevc", rate=25)
+        copy.width, copy.height, copy.pix_fmt, copy.codec_context.extradata = 32, 32, "yuv420p", extradata
+        copy.time_base = packets[0].time_base
+        for packet in packets[3:]:  # from the 4th frame, each flagged a key frame
+            packet.is_keyframe, packet.stream = True, copy
+            out.mux(packet)
+    with av.open(str(path)) as container:
+        assert len(container.streams.video[0].index_entries) == 9 and not list(container.decode(video=0))
+    message = r"cut\.mp4: none of its 9 frames can be decoded: it may be a copy cut without re-encoding that starts"
+    with pytest.raises(CorruptVideoError, match=message):
+        probe_video(path)
+    assert cli_main(["upscale", str(path), "-o", str(tmp_path / "sr.mp4")]) == 2
+    assert not (tmp_path / "sr.mp4").exists()
+
+
 def test_an_mpeg_program_stream_with_several_frames_per_packet_counts_them_all(tmp_path):
     """An MPEG program stream (.mpg, .vob) packs small frames several to a PES packet and times only the first:
     FFmpeg splits them into untimed packets, which the probe left out. A 40-frame .mpg was "1 frame" ("decoded 40

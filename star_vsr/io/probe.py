@@ -585,21 +585,21 @@ def _timing_error(timestamps: Sequence[int], time_base: Fraction, frame_rate: Fr
     return float(Fraction(worst, time_base.denominator * frame_rate.numerator))
 
 
-def _read_first_frame(path: Path) -> tuple[DisplayOrientation, bool, tuple[int, int] | None, int | None]:
+def _read_first_frame(path: Path) -> tuple[DisplayOrientation, bool, tuple[int, int] | None, int | None] | None:
     """(orientation, interlaced, (width, height) as stored, presentation timestamp) of a video file's first decoded
     frame: FFmpeg attaches the display matrix to it (PyAV does not expose the stream's copy) and flags it interlaced;
     its size is the video's (a stream that changes size can have the later size in its header, as FFmpeg probes it);
     its timestamp is where the video starts (frames before it in the stream cannot be decoded: a transport stream
-    cut inside a group of pictures). (identity, False, None, None) when no frame decodes (the reader then reports
-    the damage)."""
+    cut inside a group of pictures). (identity, False, None, None) when decoding fails (the reader then reports
+    the damage); None when the decoder outputs no frame at all."""
     with open_container(path) as container:
         stream = find_video_stream(container, path)
         try:
             frame = next(iter(container.decode(stream)), None)
         except av.FFmpegError:
-            frame = None
+            return DisplayOrientation(), False, None, None
     if frame is None:
-        return DisplayOrientation(), False, None, None
+        return None
     return _orientation(frame, path), bool(frame.interlaced_frame), (frame.width, frame.height), frame.pts
 
 
@@ -701,6 +701,8 @@ def _probe_container(path: Path) -> VideoInfo:
             timestamps, end, in_file_order = _frame_timestamps(container, stream, path, frame_rate)
         photo = is_photo_file(path, len(timestamps))
         first_frame = (DisplayOrientation(), False, None, None) if photo else _read_first_frame(path)
+        nothing_decodes = first_frame is None
+        first_frame = first_frame or (DisplayOrientation(), False, None, None)
         start_pts = first_frame[3]
         if start_pts is None and raw_stream and in_file_order:  # a raw stream's frames carry no timestamps: the
             # first that decodes is its first key frame (a stream cut anywhere: 20 of 33 frames came)
@@ -727,6 +729,14 @@ def _probe_container(path: Path) -> VideoInfo:
         # but a file cut short keeps the header's count, so that the reader reports it
         frames_cut = _frames_beyond_file(stream, path)
         truncated = frames_cut > 0
+        if nothing_decodes and not truncated and timestamps:
+            # a copy cut after a key frame without re-encoding, from an MP4 without a sync-sample table (every
+            # frame listed as a key frame): "decoded 0 frames but its header announced 17; the file may be
+            # truncated", then "no frames were written"
+            raise CorruptVideoError(
+                f"{path}: none of its {len(timestamps)} frames can be decoded: it may be a copy cut without "
+                f"re-encoding that starts after a key frame, or damaged; cut it again from the original at a key "
+                f"frame (or re-encode it), then try again")
         first_shown = start_pts if start_pts is not None else stream.start_time
         audio_lead_s = 0.0
         if audio and None not in (audio[0].start_time, first_shown, audio[0].time_base, stream.time_base):
