@@ -30,8 +30,8 @@ from diffusers.utils import BaseOutput
 
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, named, option
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
-from star_vsr.model_folder import (check_pipeline_folder, check_to_device, load_checked, local_load_kwargs,
-                                   save_pipeline_folder)
+from star_vsr.model_folder import (GpuOffload, check_components, check_pipeline_folder, check_to_device,
+                                   load_checked, local_load_kwargs, save_pipeline_folder)
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
 from star_vsr.scene_cuts import SCENE_CUT_THRESHOLD, scene_cuts
 
@@ -129,7 +129,7 @@ def check_cuda_graph_support(student: StarStudentModel) -> None:
                           f"{student.fuse.weight.device}; call pipe.to('cuda') first")
 
 
-class StarStudentPipeline(DiffusionPipeline):
+class StarStudentPipeline(GpuOffload, DiffusionPipeline):
     r"""Online video super-resolution with a ``StarStudentModel``, streaming any length.
 
     Args:
@@ -139,6 +139,7 @@ class StarStudentPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "student"
 
     def __init__(self, student: StarStudentModel) -> None:
+        check_components("StarStudentPipeline", dict(student=student))
         super().__init__()
         student.to(memory_format=torch.channels_last)  # the fast layout for convs on CPUs and tensor cores
         self.register_modules(student=student)
@@ -150,7 +151,8 @@ class StarStudentPipeline(DiffusionPipeline):
                         **kwargs: Any) -> "StarStudentPipeline":
         """Load a folder written by ``save_pretrained`` (e.g. by ``training/distill_student.py``). Never downloads."""
         folder = Path(pretrained_model_name_or_path)
-        check_pipeline_folder(folder, "student", MISSING_STUDENT_HELP, expected_class=cls)
+        check_pipeline_folder(folder, "student", MISSING_STUDENT_HELP, expected_class=cls,
+                              variant=kwargs.get("variant"))
         kwargs = local_load_kwargs(kwargs)
         return load_checked(folder, "student", MISSING_STUDENT_HELP,
                             lambda: super(StarStudentPipeline, cls).from_pretrained(folder, **kwargs))

@@ -31,8 +31,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
 from star_vsr.errors import DeviceError, InputError, MissingWeightsError, explain_out_of_memory_of_call, named, option
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
-from star_vsr.model_folder import (check_pipeline_folder, check_to_device, check_weights_fit, load_checked,
-                                   local_load_kwargs, save_pipeline_folder)
+from star_vsr.model_folder import (GpuOffload, check_components, check_pipeline_folder, check_to_device,
+                                   check_weights_fit, load_checked, local_load_kwargs, save_pipeline_folder)
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.models.loading import without_weight_mismatch_logs
 from star_vsr.scheduling import DEFAULT_NOISE_LEVEL, NUM_TRAIN_TIMESTEPS, star_timesteps
@@ -159,7 +159,7 @@ class StarVSRPipelineOutput(BaseOutput):
     frames: Any
 
 
-class StarVSRPipeline(DiffusionPipeline):
+class StarVSRPipeline(GpuOffload, DiffusionPipeline):
     r"""STAR video super-resolution: OpenCLIP text, SVD temporal VAE, video UNet + ControlNet with LIEM.
 
     Args:
@@ -177,9 +177,11 @@ class StarVSRPipeline(DiffusionPipeline):
     def __init__(self, vae: AutoencoderKLTemporalDecoder, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
                  unet: StarVSRUNetModel, controlnet: StarVSRControlNetModel,
                  scheduler: DPMSolverMultistepScheduler) -> None:
+        components = dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, controlnet=controlnet,
+                          scheduler=scheduler)
+        check_components("StarVSRPipeline", components)
         super().__init__()
-        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                              controlnet=controlnet, scheduler=scheduler)
+        self.register_modules(**components)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
 
     # ---------------------------------------------------------------- loading and devices
@@ -187,7 +189,8 @@ class StarVSRPipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any) -> "StarVSRPipeline":
         """Load a pipeline folder written by ``save_pretrained`` or ``star-vsr convert-star``. Never downloads."""
         folder = Path(pretrained_model_name_or_path)
-        check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls)
+        check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls,
+                              variant=kwargs.get("variant"))
         kwargs = local_load_kwargs(kwargs)
         with without_weight_mismatch_logs():  # the VAE's and text encoder's: refused below, in one message
             pipe = load_checked(folder, "StarVSR", MISSING_WEIGHTS_HELP,
@@ -217,13 +220,6 @@ class StarVSRPipeline(DiffusionPipeline):
         (``give_default_mode``). A file or another pipeline's folder is refused (``check_save_folder``)."""
         save_pipeline_folder(self, save_directory,
                              lambda folder: super(StarVSRPipeline, self).save_pretrained(folder, **kwargs))
-
-    def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda") -> None:
-        """Keep each model on the CPU until it runs (GPU only)."""
-        if not torch.cuda.is_available():
-            raise DeviceError("enable_model_cpu_offload() moves models to a CUDA GPU when they run; no GPU is "
-                              "available. On the CPU the pipeline already runs in host memory.")
-        super().enable_model_cpu_offload(gpu_id=gpu_id, device=device)
 
     def enable_xformers_memory_efficient_attention(self, attention_op: Optional[Callable] = None) -> None:
         """Switch the UNet and ControlNet to xformers' attention (GPU only; SDPA is the default)."""
@@ -527,6 +523,8 @@ class StarVSRPipeline(DiffusionPipeline):
         if not isinstance(prompt, str) or not (negative_prompt is None or isinstance(negative_prompt, str)):
             raise InputError(f"prompt must be a string and negative_prompt a string or None, got "
                              f"{type(prompt).__name__} and {type(negative_prompt).__name__}")
+        if isinstance(timesteps, torch.Tensor):  # its elements are tensors: "got [tensor(899), tensor(500)]"
+            timesteps = timesteps.tolist()
         self.check_inputs(source, upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
                           chunk_overlap, tile_size, tile_overlap, color_fix, output_type, decode_chunk_size,
                           callback_on_step_end_tensor_inputs, timesteps, frame_sink, guidance_scale,

@@ -23,7 +23,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".index.json")
 
 
 def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_class: Optional[type] = None,
-                          class_help: Optional[dict[str, str]] = None) -> str:
+                          class_help: Optional[dict[str, str]] = None, variant: Optional[str] = None) -> str:
     """The pipeline class named by ``folder``'s ``model_index.json``, once the folder is checked.
 
     Raises ``MissingWeightsError`` (naming the missing or broken part, then ``help_text``) unless
@@ -33,6 +33,7 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     its base class's folders, as in diffusers). ``kind`` names the pipeline in the messages. ``class_help``:
     the help for a folder whose class is known (class name -> text), used instead of ``help_text`` once the
     ``model_index.json`` names it (a student folder with a missing part gets the student's help, not STAR's).
+    ``variant``: the weights' variant the load asks for (``check_variant``).
     """
     index = folder / "model_index.json"
     if not folder.exists():
@@ -74,6 +75,7 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
                 check_model_folder(part, name)
             except MissingWeightsError as error:
                 raise MissingWeightsError(f"{error}.\n{help_text}") from None
+            check_variant(part, saved_config(part).get("_class_name") or name, variant)
         if name == "tokenizer" and not ((part / "tokenizer.json").is_file()
                                         or ((part / "vocab.json").is_file() and (part / "merges.txt").is_file())):
             # without its vocabulary a CLIP tokenizer still loads, with 2 tokens, and garbles every prompt
@@ -132,6 +134,34 @@ def check_model_folder(folder: Path, class_name: str) -> None:
     if not any(file.name.endswith(WEIGHT_SUFFIXES) for file in folder.iterdir()):
         raise MissingWeightsError(f"{folder} has a config.json but no weights (*.safetensors or *.bin; an "
                                   f"incomplete copy?)")
+
+
+#: A weight file's name: the model's file name, maybe a variant, maybe a shard number (model.fp16.safetensors,
+#: diffusion_pytorch_model.fp16-00001-of-00002.safetensors), or a shard index (model.safetensors.index.fp16.json).
+WEIGHT_FILE = re.compile(r"[^.]+(\.(?P<variant>[^.-]+))?(-\d+-of-\d+)?\.(safetensors|bin)"
+                         r"|[^.]+\.(safetensors|bin)\.index(\.(?P<index_variant>[^.]+))?\.json")
+
+
+def weight_variants(folder: Path) -> set[Optional[str]]:
+    """The variants the weights in the model folder ``folder`` were saved as (``save_pretrained(variant=...)``;
+    None: without one)."""
+    names = (WEIGHT_FILE.fullmatch(file.name) for file in folder.iterdir())
+    return {found["variant"] or found["index_variant"] for found in names if found}
+
+
+def check_variant(folder: Path, class_name: str, variant: Optional[str]) -> None:
+    """``MissingWeightsError`` when the model folder ``folder`` (of a ``class_name``) holds weights, but none of
+    ``variant`` (None: saved without one). diffusers' own error named whichever component of a pipeline it loaded
+    first, in an order that changes from run to run: "could not be loaded (no file named
+    diffusion_pytorch_model.bin ...); the folder is damaged" for a folder saved with ``variant="fp16"``."""
+    found = weight_variants(folder)
+    if not found or variant in found:
+        return
+    saved = " / ".join("without a variant" if v is None else f"as variant {v!r}" for v in sorted(found, key=str))
+    named = sorted(v for v in found if v is not None)
+    load = f"load it with variant={named[0]!r}" if named else "load it without variant="
+    asked = f", not as variant {variant!r}" if variant else ""
+    raise MissingWeightsError(f"{folder} holds {class_name} weights saved {saved} only{asked}: {load}")
 
 
 def saved_config(folder: Union[str, Path]) -> dict[str, Any]:
@@ -284,6 +314,42 @@ def local_load_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
                                  f"torch.bfloat16 or torch.float16 (or its name: {', '.join(names)})")
             kwargs[key] = names[value]
     return kwargs
+
+
+def check_components(pipeline: str, components: dict[str, Any]) -> None:
+    """``InputError`` when a component of a ``pipeline`` (its ``__init__``'s ``components``, all required) is None:
+    ``from_pretrained(folder, unet=None)`` failed with an ``AttributeError`` ("'NoneType' object has no attribute
+    'dtype'"), or loaded and failed when called."""
+    missing = [name for name, value in components.items() if value is None]
+    if missing:
+        raise InputError(f"a {pipeline} needs every component, and {', '.join(missing)} "
+                         f"{'is' if len(missing) == 1 else 'are'} None: pass {'it' if len(missing) == 1 else 'them'}, "
+                         f"or leave {'it' if len(missing) == 1 else 'them'} out of from_pretrained to load the "
+                         f"folder's")
+
+
+class GpuOffload:
+    """``enable_model_cpu_offload`` and ``enable_sequential_cpu_offload`` of both pipelines (a base class before
+    ``DiffusionPipeline``): a ``DeviceError`` where no GPU is available, not diffusers' ``RuntimeError`` ("...
+    requires accelerator, but not found")."""
+
+    def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Any = "cuda") -> None:
+        """Keep each model on the CPU until it runs (GPU only)."""
+        _check_offload("enable_model_cpu_offload()")
+        super().enable_model_cpu_offload(gpu_id=gpu_id, device=device)  # type: ignore[misc]
+
+    def enable_sequential_cpu_offload(self, gpu_id: Optional[int] = None, device: Any = "cuda") -> None:
+        """Keep each layer on the CPU until it runs (GPU only; slower than ``enable_model_cpu_offload``)."""
+        _check_offload("enable_sequential_cpu_offload()")
+        super().enable_sequential_cpu_offload(gpu_id=gpu_id, device=device)  # type: ignore[misc]
+
+
+def _check_offload(method: str) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeviceError(f"{method} moves models to a CUDA GPU when they run; no GPU is available. On the CPU the "
+                          f"pipeline already runs in host memory.")
 
 
 def check_to_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -90,8 +90,9 @@ def resolve_dtype(dtype: Union[str, torch.dtype], device: torch.device, student:
     return DTYPES[dtype]
 
 
-def pipeline_class_name(folder: Union[str, Path]) -> str:
-    """``_class_name`` recorded in a pipeline folder's model_index.json."""
+def pipeline_class_name(folder: Union[str, Path], variant: Optional[str] = None) -> str:
+    """``_class_name`` recorded in a pipeline folder's model_index.json, once the folder is checked for a load of
+    ``variant``."""
     from star_vsr.pipelines.pipeline_star_student import MISSING_STUDENT_HELP
     from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP
 
@@ -102,14 +103,16 @@ def pipeline_class_name(folder: Union[str, Path]) -> str:
     return check_pipeline_folder(Path(folder), "star-vsr (student or StarVSR)",
                                  f"{student_help}\n{MISSING_WEIGHTS_HELP}",
                                  class_help={"StarStudentPipeline": MISSING_STUDENT_HELP,
-                                             "StarVSRPipeline": MISSING_WEIGHTS_HELP})
+                                             "StarVSRPipeline": MISSING_WEIGHTS_HELP}, variant=variant)
 
 
-def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: Union[str, torch.dtype] = "auto") -> Any:
+def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: Union[str, torch.dtype] = "auto",
+                  variant: Optional[str] = None) -> Any:
     """Load the pipeline saved in ``folder`` onto ``device`` ("auto", "cpu", "cuda", "cuda:1", ...) with weights in
-    ``dtype`` (``resolve_dtype``: "auto", "fp32", "bf16", "fp16" or a torch dtype)."""
+    ``dtype`` (``resolve_dtype``: "auto", "fp32", "bf16", "fp16" or a torch dtype); ``variant``: of a folder saved
+    with ``save_pretrained(..., variant="fp16")``."""
     torch_device = resolve_device(device)
-    name = pipeline_class_name(folder)
+    name = pipeline_class_name(folder, variant)
     torch_dtype = resolve_dtype(dtype, torch_device, student=name == "StarStudentPipeline")
     if name == "StarVSRPipeline":
         from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline as cls
@@ -117,7 +120,7 @@ def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: Union[s
         from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline as cls
     else:
         raise InputError(f"{folder} holds a {name}, which star-vsr cannot run")
-    return cls.from_pretrained(folder, dtype=torch_dtype).to(torch_device)
+    return cls.from_pretrained(folder, dtype=torch_dtype, variant=variant).to(torch_device)
 
 
 def check_image_output(output_path: Union[str, Path], num_frames: int, codec: Optional[str] = None) -> bool:

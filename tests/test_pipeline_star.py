@@ -307,6 +307,23 @@ def test_noise_level_none_is_900_or_where_the_timesteps_start(pipe):
     torch.testing.assert_close(run(pipe, video(n=2), timesteps=[599, 300]),
                                run(pipe, video(n=2), timesteps=[599, 300], noise_level=600))
     assert not torch.equal(run(pipe, video(n=2), noise_level=600), run(pipe, video(n=2)))
+    # a tensor of them, as a numpy array is taken (refused: "got [tensor(599), tensor(300)]")
+    torch.testing.assert_close(run(pipe, video(n=2), timesteps=torch.tensor([599, 300])),
+                               run(pipe, video(n=2), timesteps=[599, 300]))
+
+
+def test_a_required_component_given_as_none_is_refused_when_loading(pipe, tmp_path):
+    """from_pretrained(folder, unet=None) failed with "'NoneType' object has no attribute 'dtype'", text_encoder=None
+    loaded and failed when called, StarStudentPipeline(student=None) with "... has no attribute 'to'"."""
+    from star_vsr import StarStudentPipeline
+
+    pipe.save_pretrained(tmp_path / "star")
+    for given, named in (({"unet": None}, "unet is None: pass it"),
+                         ({"text_encoder": None, "tokenizer": None}, "text_encoder, tokenizer are None: pass them")):
+        with pytest.raises(InputError, match=f"a StarVSRPipeline needs every component, and {named}, or leave"):
+            StarVSRPipeline.from_pretrained(tmp_path / "star", **given)
+    with pytest.raises(InputError, match="a StarStudentPipeline needs every component, and student is None"):
+        StarStudentPipeline(student=None)
 
 
 def test_upscale_none_is_star_s_own_scale(pipe):
@@ -640,6 +657,11 @@ def test_big_endian_arrays_read_as_their_values():
 def test_gpu_only_options_are_refused_on_cpu(pipe):
     with pytest.raises(DeviceError, match="GPU"):
         pipe.enable_model_cpu_offload()
+    from star_vsr.student import build_student_pipeline
+
+    for offload in (pipe.enable_sequential_cpu_offload, build_student_pipeline("tiny").enable_model_cpu_offload):
+        with pytest.raises(DeviceError, match="no GPU is available"):  # diffusers' RuntimeError: "requires accelerator"
+            offload()
     with pytest.raises(DeviceError):
         pipe.enable_xformers_memory_efficient_attention()
     half = tiny_star_pipeline(seed=0).to(torch.float16)

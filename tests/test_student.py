@@ -731,6 +731,7 @@ def test_a_folder_saved_as_a_variant_loads_with_it_and_without_it_says_so(pipe, 
     """Loaded without variant=, it was "damaged or incomplete: copy or save it again" (black-box API test)."""
     from star_vsr import StarVSRPipeline
     from star_vsr.testing import tiny_star_pipeline
+    from star_vsr.upscale import load_upscaler
 
     pipe.save_pretrained(tmp_path / "student", variant="fp16")
     assert [f.name for f in (tmp_path / "student" / "student").glob("*.safetensors")] == \
@@ -741,9 +742,21 @@ def test_a_folder_saved_as_a_variant_loads_with_it_and_without_it_says_so(pipe, 
     loaded = StarStudentPipeline.from_pretrained(tmp_path / "student", variant="fp16")
     assert all(torch.equal(a, b) for a, b in zip(loaded.student.state_dict().values(),
                                                  pipe.student.state_dict().values()))
+    with pytest.raises(MissingWeightsError, match="saved as variant 'fp16' only, not as variant 'bf16': load it with "
+                                                  "variant='fp16'"):
+        StarStudentPipeline.from_pretrained(tmp_path / "student", variant="bf16")  # diffusers' bare ValueError
+    assert isinstance(load_upscaler(tmp_path / "student", "cpu", "fp32", variant="fp16"), StarStudentPipeline)
     tiny_star_pipeline(seed=0).save_pretrained(tmp_path / "star", variant="fp16")  # the UNet's and ControlNet's too
     assert (tmp_path / "star" / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
     StarVSRPipeline.from_pretrained(tmp_path / "star", variant="fp16")
+    # without variant=, diffusers' error named whichever component it loaded first, in an order that changed from
+    # run to run: on some, "could not be loaded (no file named diffusion_pytorch_model.bin ...); the folder is
+    # damaged or incomplete: copy or convert it again" and the help for downloading STAR's weights
+    for variant, asked in ((None, ""), ("bf16", ", not as variant 'bf16'")):
+        with pytest.raises(MissingWeightsError) as error:
+            StarVSRPipeline.from_pretrained(tmp_path / "star", variant=variant)
+        assert str(error.value) == (f"{tmp_path / 'star' / 'controlnet'} holds StarVSRControlNetModel weights saved "
+                                    f"as variant 'fp16' only{asked}: load it with variant='fp16'")
 
 
 def test_a_student_whose_config_does_not_fit_its_weights_is_refused(pipe, tmp_path):

@@ -20,8 +20,8 @@ from typing import Any, Iterator, Union
 from diffusers import ModelMixin
 
 from ..errors import MissingWeightsError, first_line
-from ..model_folder import (check_keys_fit, check_model_folder, check_save_target, is_damaged_folder_error,
-                            local_load_kwargs)
+from ..model_folder import (check_keys_fit, check_model_folder, check_save_target, check_variant,
+                            is_damaged_folder_error, local_load_kwargs)
 
 
 @contextmanager
@@ -63,6 +63,7 @@ class LocalModelMixin:
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, Path], **kwargs: Any) -> Any:
         folder = Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
         check_model_folder(folder, cls.__name__)
+        check_variant(folder, cls.__name__, kwargs.get("variant"))
         kwargs = local_load_kwargs(kwargs)  # local_files_only, and a dtype by name ("bf16") as the pipelines take it
         want_info = kwargs.pop("output_loading_info", False)
         try:
@@ -72,11 +73,6 @@ class LocalModelMixin:
         except Exception as error:
             if not is_damaged_folder_error(error):
                 raise
-            variants = sorted({file.name.split(".")[-2] for file in folder.glob("*.*.safetensors")})
-            if variants and not kwargs.get("variant"):  # saved with save_pretrained(variant=...): not damaged
-                raise MissingWeightsError(f"{folder} holds {cls.__name__} weights saved as variant "
-                                          f"{' / '.join(map(repr, variants))} only: load it with "
-                                          f"variant={variants[0]!r}") from error
             raise MissingWeightsError(f"{folder}: {cls.__name__} could not be loaded ({first_line(error)}); the "
                                       f"folder is damaged or incomplete: copy or save it again") from error
         mismatched = [entry[0] for entry in info.get("mismatched_keys") or []]  # only with ignore_mismatched_sizes
