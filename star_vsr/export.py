@@ -208,7 +208,8 @@ def _quiet_loggers(*names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _onnx_runner(path: Path):
+def _onnx_runner(path: Path) -> tuple[Callable[..., list[np.ndarray]], tuple[int, int]]:
+    """(a run of the ONNX step at ``path``, the (height, width) of the frames it was exported for)."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -216,10 +217,12 @@ def _onnx_runner(path: Path):
     def run(*inputs: np.ndarray) -> list[np.ndarray]:
         return session.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, inputs)))
 
-    return run
+    height, width = session.get_inputs()[0].shape[-2:]  # [1, 3, h, w]
+    return run, (height, width)
 
 
-def _torchscript_runner(path: Path):
+def _torchscript_runner(path: Path) -> tuple[Callable[..., list[np.ndarray]], tuple[int, int]]:
+    """(a run of the TorchScript step at ``path``, the (height, width) of the frames it was exported for)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.load", category=FutureWarning)
         module = torch.jit.load(str(path), map_location="cpu")
@@ -229,7 +232,7 @@ def _torchscript_runner(path: Path):
             outputs = module(*(torch.from_numpy(x) for x in inputs))
         return [o.numpy() for o in outputs]
 
-    return run
+    return run, (int(module.height), int(module.width))  # (`_CheckedStep`)
 
 
 def verify_export(path: Union[str, Path], student: StarStudentModel, format: str, height: int, width: int,
@@ -241,7 +244,10 @@ def verify_export(path: Union[str, Path], student: StarStudentModel, format: str
     """
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
-    run = _onnx_runner(Path(path)) if format == "onnx" else _torchscript_runner(Path(path))
+    run, exported_size = _onnx_runner(Path(path)) if format == "onnx" else _torchscript_runner(Path(path))
+    if exported_size != (height, width):  # (the export's own refusal, or a TorchScript interpreter traceback)
+        raise InputError(f"{path} was exported for frames of {exported_size[1]}x{exported_size[0]}, not "
+                         f"{width}x{height}: verify it at the size it was exported for")
     model = copy.deepcopy(student).to(device="cpu").float().eval()
     step = StarStudentStep(model, scale)
     generator = torch.Generator().manual_seed(seed)
@@ -253,5 +259,9 @@ def verify_export(path: Union[str, Path], student: StarStudentModel, format: str
             frame = torch.rand(1, 3, height, width, generator=generator)
             sr, *state = step(frame, *state)
             sr_exported, *exported_state = run(frame.numpy(), *exported_state)
+            if sr_exported.shape != sr.shape:  # (numpy's "operands could not be broadcast together")
+                raise InputError(f"{path} gives outputs of {sr_exported.shape[-1]}x{sr_exported.shape[-2]} and the "
+                                 f"student at scale {scale or model.config.scale} of {sr.shape[-1]}x{sr.shape[-2]}: "
+                                 f"verify it with the scale it was exported at")
             worst = max(worst, float(np.abs(sr_exported - sr.numpy()).max()))
     return worst

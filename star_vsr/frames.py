@@ -19,7 +19,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .errors import CorruptVideoError, InputError
+from .errors import CorruptVideoError, InputError, check_whole_number
 
 VideoInput = Union[str, Path, torch.Tensor, np.ndarray, Sequence]
 
@@ -169,9 +169,9 @@ class FileFrameSource(FrameSource):
 
         if deinterlace not in (True, False, "auto"):
             raise InputError(f"deinterlace must be True, False or 'auto', got {deinterlace!r}")
-        if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int)
-                                       or max_frames < 1):
-            raise InputError(f"max_frames must be a whole number >= 1 (or None for all), got {max_frames!r}")
+        if max_frames is not None:  # (NumPy's integers too)
+            check_whole_number("max_frames", max_frames, 1)
+            max_frames = int(max_frames)
         self.path, self.max_frames = Path(path), max_frames
         self.folder_fps = DEFAULT_FOLDER_FPS if folder_fps is None else folder_fps
         self.info = info = probe_video(self.path, folder_fps=self.folder_fps)

@@ -30,6 +30,14 @@ def test_export_matches_pytorch_over_a_stream(student, tmp_path, format, suffix)
     path = export_student(student, tmp_path / f"student{suffix}", format, 12, 16)
     assert path.is_file()
     assert verify_export(path, student, format, 12, 16, num_frames=3) < TOLERANCE
+    # another size or scale than the export's: the TorchScript interpreter's traceback, onnxruntime's, or numpy's
+    # "operands could not be broadcast together with shapes (1,3,32,40) (1,3,16,20)"
+    with pytest.raises(InputError, match=f"student{suffix} was exported for frames of 16x12, not 16x16: verify it "
+                                         f"at the size it was exported for"):
+        verify_export(path, student, format, 16, 16)
+    with pytest.raises(InputError, match=f"student{suffix} gives outputs of 64x48 and the student at scale 2 of "
+                                         f"32x24: verify it with the scale it was exported at"):
+        verify_export(path, student, format, 12, 16, scale=2)
 
 
 def test_onnx_export_of_separable_blocks_matches_pytorch(tmp_path):

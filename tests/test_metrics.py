@@ -20,6 +20,7 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from star_vsr.errors import InputError, MissingWeightsError
+from star_vsr.frames import FileFrameSource
 from star_vsr.metrics import (
     LEARNED_METRICS,
     evaluate_clip,
@@ -364,6 +365,10 @@ def test_evaluate_videos_max_frames_scores_the_first_frames_across_chunks(moving
     assert all(scores[key] == pytest.approx(value, abs=1e-9) for key, value in expected.items())
     with pytest.raises(InputError, match="max_frames must be a whole number"):
         evaluate_videos(str(tmp_path / "pred.mkv"), str(tmp_path / "gt.mkv"), max_frames=0)
+    # a NumPy integer, as crf, chunk_size and upscale take it ("must be a whole number ..., got np.int64(3)")
+    assert evaluate_videos(str(tmp_path / "pred.mkv"), str(tmp_path / "gt.mkv"), max_frames=np.int64(first)) == scores
+    source = FileFrameSource(tmp_path / "pred.mkv", max_frames=np.int64(2))
+    assert source.num_frames == 2 and type(source.max_frames) is int
 
 
 # ----------------------------------------------------------------------------------------------

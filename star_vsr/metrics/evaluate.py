@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from star_vsr.errors import CorruptVideoError, InputError, option
+from star_vsr.errors import CorruptVideoError, InputError, check_whole_number, option
 from star_vsr.metrics.fidelity import SSIM_WINDOW, psnr, ssim
 from star_vsr.metrics.inputs import check_frames, check_same_shape
 from star_vsr.metrics.warping import warping_error
@@ -97,8 +97,9 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
     """
     from star_vsr.io import probe_video
 
-    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
-        raise InputError(f"max_frames must be a whole number >= 1 (or None for all), got {max_frames!r}")
+    if max_frames is not None:  # (NumPy's integers too)
+        check_whole_number("max_frames", max_frames, 1)
+        max_frames = int(max_frames)
     pred_info, gt_info = probe_video(pred_path), probe_video(gt_path)
     limit = max_frames or max(pred_info.num_frames, gt_info.num_frames)
     num_frames = min(pred_info.num_frames, limit)  # frames scored
