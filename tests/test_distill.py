@@ -375,6 +375,35 @@ def test_cache_resumes_without_recomputing_finished_shards(tmp_path):
     assert again.calls == 6 and len(list(tmp_path.glob("shard-*"))) == 2
 
 
+def test_a_callable_teacher_is_known_by_what_it_computes_and_what_it_returns_is_checked(tmp_path):
+    """Two lambdas were one teacher ("<lambda>"): a cache went on, or reopened complete, with another function; a
+    teacher whose features came from its third clip on made a cache whose manifest listed them for every clip; NaN
+    features were cached; a numpy array or a 3-tuple failed with an AttributeError or "too many values to unpack"
+    (black-box API test)."""
+    clips = random_clips(4, gt=False)
+    bicubic = lambda lq: F.interpolate(lq, scale_factor=SCALE, mode="bicubic").clamp(0, 1)  # noqa: E731
+    black = lambda lq: torch.zeros(lq.shape[0], 3, lq.shape[2] * SCALE, lq.shape[3] * SCALE)  # noqa: E731
+    build_teacher_cache(CallableTeacher(bicubic, SCALE), clips, tmp_path / "a", clips_per_shard=2)
+    with pytest.raises(InputError, match=r"other settings \(teacher.code differ\)"):
+        build_teacher_cache(CallableTeacher(black, SCALE), clips, tmp_path / "a", clips_per_shard=2)
+    build_teacher_cache(CallableTeacher(bicubic, SCALE), clips, tmp_path / "a", clips_per_shard=2)  # the same one
+    calls = []
+
+    def late(lq):
+        calls.append(1)
+        return (bicubic(lq), {"f": torch.rand(lq.shape[0], 5, 8, 8)}) if len(calls) > 2 else bicubic(lq)
+
+    with pytest.raises(InputError, match="clip 2: the teacher returned features {'f': 5}, earlier clips none"):
+        build_teacher_cache(CallableTeacher(late, SCALE), clips, tmp_path / "b", clips_per_shard=1)
+    nan = lambda lq: (bicubic(lq), {"f": torch.full((lq.shape[0], 2, 4, 4), float("nan"))})  # noqa: E731
+    for teacher, message in ((nan, "clip 0: the teacher's feature 'f' holds NaN or infinite values"),
+                             (lambda lq: bicubic(lq).numpy(), "returns sr as a torch.Tensor .* got ndarray"),
+                             (lambda lq: (1, 2, 3), r"returns sr or \(sr, dict of features\); got a tuple of 3")):
+        with pytest.raises(InputError, match=message):
+            build_teacher_cache(CallableTeacher(teacher, SCALE), clips, tmp_path / "c", clips_per_shard=1)
+        assert not (tmp_path / "c").exists()
+
+
 def test_a_cache_is_not_built_among_other_files(tmp_path):
     """-o of a folder of the user's files put the shards and manifest among them (black-box review)."""
     (tmp_path / "notes.txt").write_text("mine")
@@ -607,6 +636,11 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     other[other.index("--num-frames") + 1] = "2"
     assert cli_main(other) == 2
     assert "(num_clips, source.clips (--data), source.num_frames (--num-frames) differ)" in capsys.readouterr().err
+    # without --gt: the ground truth's files are in the clips' fingerprint, but no file changed
+    no_gt = [flag for i, flag in enumerate(argv) if "--gt" not in argv[max(i - 1, 0):i + 1]]
+    assert cli_main(no_gt) == 2
+    err = capsys.readouterr().err
+    assert "(source.files, source.gt_folder (--gt) differ)" in err and "the clips' files changed" not in err
     # ground truth pairs by name, as in evaluate: lossless a.mkv / a frame folder for the LR a.mp4 / b.mp4
     from star_vsr.distill.sources import VideoFolderClips
 
@@ -704,6 +738,17 @@ def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):
     capsys.readouterr()
     assert cli_main(argv + ["--guidance-scale", "3"]) == 2  # named by its flag (was "teacher.call_kwargs differ")
     assert "(teacher.call_kwargs.guidance_scale (--guidance-scale) differ)" in capsys.readouterr().err
+    # --features added: "already complete, nothing computed ... features: none", and a stopped cache went on with
+    # them, its first clips without them and its manifest listing them for every clip
+    assert cli_main(argv + ["--features", "hr_features"]) == 2
+    assert "(teacher.features (--features) differ)" in capsys.readouterr().err
+    manifest_path = tmp_path / "cache" / "manifest.json"  # as written before the teacher's taps were recorded
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["teacher"]["features"]
+    manifest_path.write_text(json.dumps(manifest))
+    assert cli_main(argv + ["--features", "hr_features"]) == 2  # its clips' taps (none) stand for them
+    assert "(teacher.features (--features) differ)" in capsys.readouterr().err
+    assert cli_main(argv) == 0 and "2 clips in 1 shard" in capsys.readouterr().out
     cache = TeacherCache(tmp_path / "cache")
     assert len(cache) == 2 and cache.manifest.teacher["kind"] == "star_vsr"
     item = cache[1]

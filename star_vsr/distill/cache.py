@@ -244,7 +244,8 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
             captions: dict[str, str] = {}
             for index in manifest.shard_clips(shard):
                 clip = clips[index]
-                tensors.update(_clip_tensors(clip, index, teacher, manifest, storage, scale))
+                tensors.update(_clip_tensors(clip, index, teacher, manifest, storage, scale, known=done > 0))
+                done += 1
                 if clip.get("caption"):
                     captions[str(index)] = str(clip["caption"])
                 bar.update(1)
@@ -355,11 +356,18 @@ def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
             old, new = {**old, "teacher": None}, {**new, "teacher": None}
         if isinstance(old["source"], dict) and "files" not in old["source"]:  # clips' files not fingerprinted yet
             new = {**new, "source": {key: value for key, value in new["source"].items() if key != "files"}}
+        if isinstance(old["teacher"], dict) and isinstance(new["teacher"], dict):
+            if "features" not in old["teacher"] and "features" in new["teacher"]:
+                # a diffusion teacher's taps were not recorded yet: those its clips hold
+                old = {**old, "teacher": {**old["teacher"], "features": list(existing.feature_channels)}}
+            if "code" not in old["teacher"]:  # a callable teacher's code was not fingerprinted yet
+                new = {**new, "teacher": {k: v for k, v in new["teacher"].items() if k != "code"}}
         if old == new:
             return existing
         if not overwrite and shards:
             changed = _changed_settings(old, new, existing.teacher, manifest.teacher)
-            files = " (the clips' files changed since it was started)" if "source.files" in changed else ""
+            files = " (the clips' files changed since it was started)" if "source.files" in changed and \
+                "source.gt_folder" not in changed else ""  # (the ground truth's files are among them)
             named = ", ".join(_with_flag(setting, new["source"]) for setting in changed)
             raise InputError(f"{folder} already holds a teacher cache built with other settings "
                              f"({named} differ{files}); choose another folder, or pass "
@@ -423,8 +431,9 @@ def _check_clip(clip: Mapping[str, Any], index: int, has_gt: bool, scale: Option
 
 
 def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher], manifest: CacheManifest,
-                  storage: torch.dtype, scale: Optional[int]) -> dict[str, torch.Tensor]:
-    """The tensors stored for one clip, keyed ``"{index}/..."``, in the storage precision."""
+                  storage: torch.dtype, scale: Optional[int], known: bool) -> dict[str, torch.Tensor]:
+    """The tensors stored for one clip, keyed ``"{index}/..."``, in the storage precision. ``known``: clips are
+    stored already, whose teacher features (``manifest.feature_channels``, maybe none) this clip's must match."""
     if ("gt" in clip) != manifest.has_gt:
         raise InputError(f"clip {index}: either every clip has ground truth ('gt') or none has")
     _check_clip(clip, index, manifest.has_gt, scale)
@@ -434,14 +443,17 @@ def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher
         tensors[f"{index}/gt"] = clip["gt"].float()
     if teacher is not None:
         output = teacher(lq.float(), index=index, caption=clip.get("caption"))
-        if not bool(torch.isfinite(output.sr).all()):
-            raise InputError(f"clip {index}: the teacher's output holds NaN or infinite values (in half precision, "
-                             "try the teacher in float32)")
+        for what, value in (("output", output.sr), *((f"feature {k!r}", v) for k, v in output.features.items())):
+            if not bool(torch.isfinite(value).all()):
+                raise InputError(f"clip {index}: the teacher's {what} holds NaN or infinite values (in half "
+                                 f"precision, try the teacher in float32)")
         tensors[f"{index}/teacher"] = output.sr
         channels = {name: int(value.shape[1]) for name, value in output.features.items()}
-        if manifest.feature_channels and channels != manifest.feature_channels:
-            raise InputError(f"clip {index}: the teacher returned features {channels}, earlier clips "
-                             f"{manifest.feature_channels}")
+        if known and channels != manifest.feature_channels:  # (none before, some now: a cache whose first clips
+            # lack the features that its manifest lists)
+            raise InputError(f"clip {index}: the teacher returned features {channels or 'none'}, earlier clips "
+                             f"{manifest.feature_channels or 'none'}; a teacher must return the same ones for every "
+                             f"clip")
         manifest.feature_channels = channels
         tensors.update({f"{index}/features/{name}": value for name, value in output.features.items()})
     return {key: value.to(storage).contiguous() for key, value in tensors.items()}

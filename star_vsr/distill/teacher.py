@@ -17,6 +17,8 @@ CPU, ready for the teacher cache.
 
 from __future__ import annotations
 
+import hashlib
+import types
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +92,9 @@ class CallableTeacher(Teacher):
     Parameters:
         fn: the function (a ``torch.nn.Module`` is run under ``torch.no_grad``).
         scale: its upscaling factor.
-        name: how the manifest names it (default: the function's qualified name).
+        name: how the manifest names it, and so which cache it may resume: the same name is the same teacher
+            (default: the function's qualified name, with a fingerprint of what it computes,
+            ``_callable_fingerprint``: another lambda is another teacher).
         device: device the input is moved to before the call.
     """
 
@@ -100,18 +104,57 @@ class CallableTeacher(Teacher):
             raise InputError(f"a teacher must be callable, got {type(fn).__name__}")
         self.fn, self.scale, self.device = fn, int(scale), torch.device(device)
         self.name = name or getattr(fn, "__qualname__", type(fn).__qualname__)
+        # unnamed, what it computes: two lambdas were one teacher ("<lambda>"), and a cache went on with the other
+        self.code = None if name else _callable_fingerprint(fn)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "callable", "name": self.name, "scale": self.scale}
+        return {"kind": "callable", "name": self.name, "scale": self.scale,
+                **({"code": self.code} if self.code else {})}
 
     @torch.no_grad()
     def __call__(self, lq: torch.Tensor, *, index: int = 0, caption: Optional[str] = None) -> TeacherOutput:
         result = self.fn(lq.to(self.device))
+        if isinstance(result, tuple) and len(result) != 2:  # ("too many values to unpack")
+            raise InputError(f"a callable teacher returns sr or (sr, dict of features); got a tuple of {len(result)}")
         sr, features = result if isinstance(result, tuple) else (result, {})
+        if not isinstance(sr, torch.Tensor):  # ("'numpy.ndarray' object has no attribute 'detach'")
+            raise InputError(f"a callable teacher returns sr as a torch.Tensor (n, 3, H, W); got {type(sr).__name__}")
         if not isinstance(features, Mapping):
             raise InputError(f"a callable teacher returns sr or (sr, dict of features); got {type(features).__name__}")
         self.feature_names = tuple(features)
         return self._finish(lq, sr, features)
+
+
+def _callable_fingerprint(fn: Any, depth: int = 0) -> str:
+    """A hash of what the teacher function ``fn`` computes, stable from run to run: a module's class and weights
+    (``weights_fingerprint``), a function's code (bytecode, constants, names; nested functions' too) and the values
+    it closes over (so fingerprinted; a plain value by its ``repr``), a tensor's values; else its type's name (a
+    ``repr`` with a memory address changes every run). ``depth``: of closures (a function that closes over itself
+    stops there)."""
+    from ..resume import weights_fingerprint
+
+    if isinstance(fn, torch.nn.Module):
+        return f"{type(fn).__qualname__}:{weights_fingerprint([fn])}"
+    if isinstance(fn, torch.Tensor):
+        return hashlib.sha256(fn.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+    code = getattr(fn, "__code__", None)
+    if isinstance(code, types.CodeType) and depth < 4:
+        digest = hashlib.sha256()
+        _code_digest(code, digest)
+        for cell in getattr(fn, "__closure__", None) or ():
+            digest.update(_callable_fingerprint(cell.cell_contents, depth + 1).encode())
+        return digest.hexdigest()[:16]
+    text = repr(fn)
+    return type(fn).__qualname__ if " at 0x" in text else text
+
+
+def _code_digest(code: types.CodeType, digest: Any) -> None:
+    digest.update(code.co_code + repr(code.co_names).encode())
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):  # a nested function (its repr has an address)
+            _code_digest(constant, digest)
+        else:
+            digest.update(repr(constant).encode())
 
 
 class StudentTeacher(Teacher):
@@ -202,7 +245,7 @@ class DiffusionTeacher(Teacher):
             diffusion_weights_fingerprint
 
         # its weights and precision: a cache resumed after either changed would mix two teachers
-        return {"kind": "star_vsr", "source": self.source, "scale": self.scale,
+        return {"kind": "star_vsr", "source": self.source, "scale": self.scale, "features": list(self.feature_names),
                 "num_inference_steps": self.num_inference_steps, "seed": self.seed,
                 "call_kwargs": {k: v for k, v in self.call_kwargs.items() if isinstance(v, (int, float, str, bool))},
                 "weights": diffusion_weights_fingerprint(self.pipe),
