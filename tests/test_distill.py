@@ -810,6 +810,24 @@ def training_args(cache: Optional[Path], output_dir: Path, *extra: str):
     return distill_student, args
 
 
+def test_a_cache_without_what_the_loss_terms_compare_with_names_their_flags(tmp_path):
+    """"holds no ground truth, but the ground-truth loss terms are on" named no flag to turn off (black-box test;
+    the config file, not the command line, had set them)."""
+    no_gt, no_teacher = tmp_path / "no_gt", tmp_path / "no_teacher"
+    build_teacher_cache(load_teacher(tiny_teacher_student()), random_clips(2, gt=False), no_gt)
+    build_teacher_cache(None, random_clips(2), no_teacher)
+    script, args = training_args(no_gt, tmp_path / "run", "--loss_gt_charbonnier", "0.5", "--loss_perceptual", "1")
+    with pytest.raises(InputError, match=r"no_gt holds no ground truth, but ground-truth loss terms are on: "
+                                         r"--loss_gt_charbonnier 0\.5 --loss_perceptual 1; set them to 0, or build"):
+        script.main(args)
+    script, args = training_args(no_teacher, tmp_path / "run", "--loss_time", "0.1")
+    with pytest.raises(InputError, match=r"no_teacher holds no teacher outputs, but teacher loss terms are on: "
+                                         r"--loss_teacher_charbonnier 1 --loss_space 0\.1 --loss_time 0\.1 "
+                                         r"--loss_feature 0\.1; set them to 0"):
+        script.main(args)
+    assert not (tmp_path / "run").exists()
+
+
 def teacher_distance(student: StarStudentModel, cache: TeacherCache) -> float:
     with torch.no_grad():
         return sum(charbonnier_loss(student(item["lq"][None]).sample[0], item["teacher"]).item()
@@ -1246,6 +1264,15 @@ def test_training_one_head_leaves_every_other_scale_unchanged(tmp_path):
     with pytest.raises(InputError, match=r"name no student parameter; its modules: .*upsamplers\.2"):
         script.main(bad)
     assert not (tmp_path / "bad").exists()  # refused before anything was written
+    # modules that take no part at the training's scale (the README's recipes without their --scale or
+    # --scale_range): autograd's "element 0 of tensors does not require grad" at the first step, a folder left
+    for trainable in ("upsamplers.2", "scale_modulation"):
+        _, unused = training_args(None, tmp_path / "bad", "--init_from", str(start), "--trainable", trainable, *gt_only)
+        with pytest.raises(InputError, match=f"--trainable {trainable} takes no part in the student's output at "
+                                             f"--scale 4, so the training would update nothing: a head trains at "
+                                             f"its own scale \\(upsamplers.2: --scale 2, "):
+            script.main(unused)
+        assert not (tmp_path / "bad").exists()
 
 
 def test_scale_range_trains_only_the_scale_modulation_against_resized_ground_truth(tmp_path, capsys):

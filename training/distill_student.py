@@ -348,14 +348,25 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def loss_flags_on(args: argparse.Namespace, target: str) -> str:
+    """The flags of the loss terms that are on and compare with ``target`` ("teacher" or "gt"), with their values."""
+    names = (["loss_teacher_charbonnier", "loss_space", "loss_time", "loss_feature"] if target == "teacher" else
+             ["loss_gt_charbonnier", "loss_gt_log_mse"])
+    names += ["loss_perceptual"] if args.perceptual_target == target else []
+    return " ".join(f"--{name} {getattr(args, name):g}" for name in names if getattr(args, name) > 0)
+
+
 def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> tuple[Any, dict[str, int]]:
     """The training clips and the teacher's feature widths."""
     if args.train_cache is not None:
         cache = TeacherCache(args.train_cache)
         if losses.needs_teacher and not cache.has_teacher:
-            raise InputError(f"{args.train_cache} holds no teacher outputs, but the teacher loss terms are on")
-        if losses.needs_gt and not cache.manifest.has_gt:
-            raise InputError(f"{args.train_cache} holds no ground truth, but the ground-truth loss terms are on")
+            raise InputError(f"{args.train_cache} holds no teacher outputs, but teacher loss terms are on: "
+                             f"{loss_flags_on(args, 'teacher')}; set them to 0, or cache a teacher's outputs")
+        if losses.needs_gt and not cache.manifest.has_gt:  # (named: the config set them, not the command line)
+            raise InputError(f"{args.train_cache} holds no ground truth, but ground-truth loss terms are on: "
+                             f"{loss_flags_on(args, 'gt')}; set them to 0, or build the cache with ground truth "
+                             f"(star-vsr distill cache-teacher --gt, or from --motion-clips)")
         check_cache_scale(cache.manifest, args)
         if args.train_batch_size > 1 and len(cache.lr_sizes) > 1:  # else refused at the first mixed batch, hours in
             raise InputError(f"{args.train_cache} holds clips of {len(cache.lr_sizes)} sizes "
@@ -405,6 +416,30 @@ def select_trainable(student: torch.nn.Module, prefixes: Optional[Sequence[str]]
     for name, param in named.items():
         param.requires_grad_(any(covers(prefix, name) for prefix in prefixes))
     return [param for param in named.values() if param.requires_grad]
+
+
+def check_trainable_used(student: StarStudentModel, prefixes: Optional[Sequence[str]], scale: float,
+                         where: str) -> None:
+    """``InputError`` when a module ``--trainable`` names (``prefixes``) takes no part in the output at the scale the
+    training runs at (``where`` says how it was set): the x2 head at ``--scale 4``, the scale-aware upsampler
+    without ``--scale_range``. Such a run failed at its first step with autograd's "element 0 of tensors does not
+    require grad". Found by one backward pass of a random 2-frame clip (gradients cleared after)."""
+    if not prefixes:
+        return
+    clip = torch.rand(1, 2, 3, 8, 8, generator=torch.Generator().manual_seed(0))  # (b, n, 3, h, w)
+    student.zero_grad(set_to_none=True)
+    output = student(clip, scale=scale).sample.sum()
+    if output.requires_grad:  # (not when no trainable parameter takes part)
+        output.backward()
+    used = {name for name, param in student.named_parameters() if param.grad is not None}
+    student.zero_grad(set_to_none=True)
+    unused = [prefix for prefix in prefixes
+              if not any(name == prefix or name.startswith(prefix + ".") for name in used)]
+    if unused:
+        heads = ", ".join(f"upsamplers.{r}: --scale {r}" for r in student.upsample_scales)
+        raise InputError(f"--trainable {' '.join(unused)} takes no part in the student's output at {where}, so the "
+                         f"training would update nothing: a head trains at its own scale ({heads}), the scale-aware "
+                         f"upsampler (scale_modulation) with --scale_range LO HI")
 
 
 # --------------------------------------------------------------------------- validation
@@ -505,6 +540,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         student.reset_parameters(torch.Generator().manual_seed(args.seed), bilinear_start=True)
     student.train()
     trainable = select_trainable(student, args.trainable)
+    if args.scale_range is None:
+        check_trainable_used(student, args.trainable, args.scale, f"--scale {args.scale:g}")
+    else:  # (the scale of its first step: a draw from the range, not an integer scale with a head of its own)
+        check_trainable_used(student, args.trainable, draw_scale(args.seed, 0, args.scale_range),
+                             f"--scale_range {args.scale_range[0]:g} {args.scale_range[1]:g}")
     criterion = DistillationCriterion(losses, student.feature_channels, teacher_channels or None)
     criterion_params = [p for p in criterion.parameters() if p.requires_grad]
     needs_features = bool(losses.teacher_feature_names)
