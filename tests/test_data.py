@@ -540,3 +540,13 @@ def test_training_folder_of_videos_with_a_poster_lists_the_videos(tmp_path):
     with pytest.warns(UserWarning, match=r"the picture beside them is left out \(poster\.png\)"):
         sources = list_clip_sources(tmp_path)
     assert [s.path.name for s in sources] == ["a.mp4", "b.mkv"]
+    # a subfolder of videos: its videos were left out of the training data without a word (cache-teacher said so)
+    (tmp_path / "poster.png").unlink()
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "c.mp4").write_bytes(b"")
+    (tmp_path / "frames").mkdir()  # a clip, not left out
+    (tmp_path / "frames" / "0.png").write_bytes(b"")
+    with pytest.warns(UserWarning, match=rf"subfolders of {tmp_path} without frame images are left out \(more\); "
+                                         r"the videos inside a subfolder are not searched: give that subfolder itself"):
+        sources = list_clip_sources(tmp_path)
+    assert [s.path.name for s in sources] == ["a.mp4", "b.mkv", "frames"]

@@ -35,7 +35,8 @@ from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize, source
 from star_vsr.data.pairs import DegradationSpec
 from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError
 from star_vsr.io import probe_video, read_frames
-from star_vsr.io.folders import VIDEO_EXTENSIONS, clips_in_folder, is_frame_folder, stray_images_note
+from star_vsr.io.folders import (VIDEO_EXTENSIONS, clips_in_folder, is_frame_folder, other_subfolders,
+                                 other_subfolders_note, stray_images_note)
 from star_vsr.io.probe import VideoInfo
 
 #: Suffix of a caption file next to a clip (``clip.mp4`` -> ``clip.txt``).
@@ -74,10 +75,12 @@ def _read_caption_file(clip: Path) -> Optional[str]:
 def _scan_folder(folder: Path) -> list[ClipSource]:
     if is_frame_folder(folder):
         return [ClipSource(folder, _read_caption_file(folder))]
-    stray = stray_images_note(folder)
-    if stray:
-        warnings.warn(stray, stacklevel=3)
-    return [ClipSource(entry, _read_caption_file(entry)) for entry in clips_in_folder(folder)]
+    clips = clips_in_folder(folder)
+    # (the videos of a subfolder were left out of the training data without a word; cache-teacher said so)
+    for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips))):
+        if note:
+            warnings.warn(note, stacklevel=3)
+    return [ClipSource(entry, _read_caption_file(entry)) for entry in clips]
 
 
 def _entry(item: Any, root: Path, where: str) -> ClipSource:
