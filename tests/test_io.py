@@ -2042,6 +2042,14 @@ def test_a_raw_h264_stream_cut_inside_a_group_of_pictures_counts_the_frames_that
     assert (probe_video(whole).num_frames, probe_video(whole).undecodable_lead) == (40, 0)
 
 
+def test_a_broken_photo_is_called_an_image_not_a_video_stream(tmp_path):
+    """A JPEG of a few bytes was "holds a video stream without frames; the file may be truncated" (black-box test of
+    the training's photo data sets, which name the file and pass the reason on)."""
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8garbage")
+    with pytest.raises(CorruptVideoError, match=r"broken\.jpg is not a readable image: no picture in it decodes"):
+        probe_video(tmp_path / "broken.jpg")
+
+
 def test_an_mp4_of_which_no_frame_decodes_is_refused_with_the_likely_cause(tmp_path):
     """A copy cut after a key frame without re-encoding, from an MP4 that lists every frame as a key frame (no
     sync-sample table): FFmpeg's HEVC decoder outputs nothing for it. The probe announced its 17 frames, the reader

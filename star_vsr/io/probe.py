@@ -790,6 +790,9 @@ def _probe_container(path: Path) -> VideoInfo:
                 f"{path} is an animated {path.suffix[1:].upper()} image, which star-vsr cannot decode; save its "
                 f"frames as a folder of PNG images (ImageMagick: magick {path.name} frames/%04d.png) or as a video, "
                 f"and give that")
+        if path.suffix.lower() in IMAGE_EXTENSIONS:  # not "a video stream" (a JPEG cut short, or no JPEG at all)
+            raise CorruptVideoError(f"{path} is not a readable image: no picture in it decodes; the file may be "
+                                    f"truncated or damaged")
         raise CorruptVideoError(
             f"{path} holds a video stream without frames; the file may be truncated"
         )
