@@ -569,12 +569,18 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         order = "synchronous" if callback_on_step_end is not None else "wavefront"
         sampler = WindowedSampler(windows, self.scheduler, noise, order=order)
         first_t = self.scheduler.timesteps[:1]
+        # what the state's latents depend on besides the windows and timesteps (WindowedSampler checks those): a
+        # resume with other tiles or guidance went on without a word, mixing two computations in one video
         run_layout = {"frames": source.num_frames, "latent_shape": list(latent_shape),
-                      "out_size": list(geometry["out_size"])}
+                      "out_size": list(geometry["out_size"]), "tiles": [tile_size, tile_overlap],
+                      "guidance": [guidance_scale, guidance_rescale, controlnet_conditioning_scale]}
         if resuming:
-            if state.metadata.get("run") != run_layout:
-                raise InputError(f"the saved state does not fit this call: it was taken for {state.metadata.get('run')}, "
-                                 f"this call has {run_layout} (frames, latent shape, output size)")
+            saved = state.metadata.get("run")
+            if not isinstance(saved, dict) or {key: run_layout.get(key) for key in saved} != saved:  # (a state from
+                # before tiles and guidance were recorded is compared on what it has)
+                raise InputError(f"the saved state does not fit this call: it was taken for {saved}, this call has "
+                                 f"{run_layout} (frames, latent shape, output size, tile_size and tile_overlap, "
+                                 f"guidance_scale, guidance_rescale and controlnet_conditioning_scale)")
             sampler.load_state_dict(state)
 
         # 5. Frames entering the sampler: hint latents of the upsampled LR frames (SDEdit start:

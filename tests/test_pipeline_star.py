@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -758,5 +759,12 @@ def test_a_call_resumed_from_any_state_sink_state_gives_the_rest_of_the_uninterr
         run(pipe, video(n=8, h=8, w=12), state=state, start_frame=done, **settings)
     with pytest.raises(InputError, match="other temporal windows"):
         run(pipe, clip, state=state, start_frame=done, **{**settings, "num_inference_steps": 3})
+    # other tiles or guidance: the rest computed otherwise, without a word (black-box API test)
+    for changed in ({"tile_size": None}, {"tile_overlap": 4}, {"guidance_scale": 3.0}):
+        with pytest.raises(InputError, match="does not fit this call.*tile_size and tile_overlap, guidance_scale"):
+            run(pipe, clip, state=state, start_frame=done, **{**settings, **changed})
+    older = copy.deepcopy(state)  # a state saved before tiles and guidance were recorded: compared on what it has
+    older.metadata["run"] = {key: older.metadata["run"][key] for key in ("frames", "latent_shape", "out_size")}
+    assert torch.equal(run(pipe, clip, state=older, start_frame=done, **settings), whole[:, done:])
     with pytest.raises(InputError, match="no callback_on_step_end"):
         run(pipe, clip, state_sink=lambda done, state: None, output_type="latent", **settings)
