@@ -122,7 +122,17 @@ RGB_CONVERSION = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpola
 def frame_to_rgb24(frame: av.VideoFrame, src_colorspace: Colorspace | None = None,
                    src_color_range: ColorRange | None = None) -> np.ndarray:
     """A decoded frame as (h, w, 3) uint8 RGB, converted with `RGB_CONVERSION` (from the frame's colour tags, or
-    the given ones)."""
+    the given ones).
+
+    RGB or grey of more than 8 bits (FFV1's gbrp16le and gray16le, PNG's rgb48be in MOV) goes through 16 bits and
+    is rounded here, v -> round(v * 255 / 65535), as a 16-bit PNG frame is: swscale's own 16 -> 8 bit step divides
+    by 256 and rounds, so levels stored as 257 k came out as k + 1 from k = 128 on (half a level too bright on
+    average, 0.2 dB of PSNR in `evaluate`)."""
+    form = frame.format
+    if (form.is_rgb or len(form.components) <= 2) and not form.has_palette and form.components[0].bits > 8:
+        rgb48 = frame.reformat(format="rgb48le", src_colorspace=src_colorspace, src_color_range=src_color_range,
+                               interpolation=RGB_CONVERSION).to_ndarray()  # (h, w, 3) uint16
+        return ((rgb48.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     return frame.reformat(format="rgb24", src_colorspace=src_colorspace, src_color_range=src_color_range,
                           interpolation=RGB_CONVERSION).to_ndarray()
 
