@@ -10,7 +10,8 @@ clip, either
   unclamped model output: clamp it or convert it to ``uint8`` first).
 
 Nothing is rounded: a float frame ``x`` is compared as ``255 * x``, so the metrics of a float
-frame and of its exact ``uint8`` quantisation agree.
+frame and of its exact ``uint8`` quantisation agree (in float32 and float64; float16 cannot hold
+k / 255 exactly: about 0.01 dB of PSNR off on a photo).
 """
 
 from __future__ import annotations
