@@ -492,6 +492,14 @@ def test_evaluate_refuses_frames_too_small_for_ewarp_before_scoring_any_clip(tmp
         "--no-warp to score PSNR / SSIM only" in capsys.readouterr().err
     assert scored == []
     assert main(args + ["--no-warp"]) == 0
+    # evaluate_videos itself: refused before its first chunk was scored, naming warp=False
+    from star_vsr.errors import InputError
+
+    scored.clear()
+    monkeypatch.setattr(star_vsr.metrics.evaluate, "evaluate_clip", lambda *a, **k: scored.append(a) or 1 / 0)
+    with pytest.raises(InputError, match=r"got 40x14; pass warp=False to score PSNR / SSIM only"):
+        original(str(tmp_path / "sr" / "z.mkv"), str(tmp_path / "gt" / "z.mkv"), scale=1)
+    assert scored == []
 
 
 def test_a_clip_named_mean_keeps_its_row(tmp_path, capsys):

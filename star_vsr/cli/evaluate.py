@@ -180,24 +180,18 @@ def _check_pairs(args: argparse.Namespace, clips: Sequence[tuple[str, Path, Path
     frame rates differ. Returns the clips of a folder that cannot be read ({name: why}), printed as skipped: the
     others are scored, as when a clip fails midway (one such clip stopped the whole folder)."""
     from ..metrics.evaluate import check_pair
-    from ..metrics.warping import MIN_FLOW_HEIGHT, MIN_FLOW_WIDTH
 
     unreadable: dict[str, str] = {}
     for name, pred, gt in clips:
         try:
             pred_info, gt_info, num_frames = check_pair(str(pred), str(gt), scale=args.scale, crop_gt=args.crop_gt,
-                                                        max_frames=args.max_frames)
+                                                        max_frames=args.max_frames, warp=not args.no_warp)
         except (CorruptVideoError, UnsupportedVideoError) as error:  # not a wrong --scale: that stops the run
             if len(clips) == 1:
                 raise
             print(f"skipped {name}: {error}", file=sys.stderr)
             unreadable[name] = str(error)
             continue
-        if not args.no_warp and num_frames >= 2 and (pred_info.height < MIN_FLOW_HEIGHT
-                                                     or pred_info.width < MIN_FLOW_WIDTH):  # else refused mid-run
-            raise InputError(f"{pred}: E*warp needs frames at least {MIN_FLOW_HEIGHT} pixels high and "
-                             f"{MIN_FLOW_WIDTH} wide for its optical flow, got {pred_info.width}x{pred_info.height}; "
-                             f"pass --no-warp to score PSNR / SSIM only")
         if pred_info.frame_rate != gt_info.frame_rate and not (pred_info.is_image_folder or gt_info.is_image_folder):
             print(f"note: {pred} plays at {pred_info.fps:g} fps and {gt} at {gt_info.fps:g}; frames are compared "
                   f"in order, frame i with frame i")

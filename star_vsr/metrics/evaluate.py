@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from star_vsr.errors import CorruptVideoError, InputError, check_whole_number, option
 from star_vsr.metrics.fidelity import SSIM_WINDOW, psnr, ssim
 from star_vsr.metrics.inputs import check_frames, check_same_shape
-from star_vsr.metrics.warping import warping_error
+from star_vsr.metrics.warping import MIN_FLOW_HEIGHT, MIN_FLOW_WIDTH, warping_error
 from star_vsr.progress import bar_options
 
 if TYPE_CHECKING:
@@ -88,12 +88,14 @@ def _check_crop(scale: int, height: int, width: int) -> None:
 
 
 def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = False,
-               max_frames: int | None = None) -> tuple[VideoInfo, VideoInfo, int]:
+               max_frames: int | None = None, warp: bool = False) -> tuple[VideoInfo, VideoInfo, int]:
     """(prediction's VideoInfo, ground truth's, frames to score) of a pair that :func:`evaluate_videos` can
-    score, from their headers alone (a folder of clips is checked whole before any is scored).
+    score, from their headers alone (a folder of clips is checked whole before any is scored); with ``warp``,
+    E*warp too.
 
     Raises:
-        InputError: the two videos differ in frame count or frame size (both named), or ``max_frames`` is bad.
+        InputError: the two videos differ in frame count or frame size (both named), ``max_frames`` is bad, or
+            ``warp`` is asked of frames too small for its optical flow.
     """
     from star_vsr.io import probe_video
 
@@ -141,6 +143,11 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
         raise InputError(f"{pred_path} is {pred_info.width}x{pred_info.height} but {gt_path} is "
                          f"{gt_info.width}x{gt_info.height}; the prediction must have the ground truth's size.{hint}")
     _check_crop(scale, pred_info.height, pred_info.width)  # before the progress bar starts
+    if warp and num_frames >= 2 and (pred_info.height < MIN_FLOW_HEIGHT or pred_info.width < MIN_FLOW_WIDTH):
+        # (refused by warping_error after the first chunk was scored)
+        raise InputError(f"{pred_path}: E*warp needs frames at least {MIN_FLOW_HEIGHT} pixels high and "
+                         f"{MIN_FLOW_WIDTH} wide for its optical flow, got {pred_info.width}x{pred_info.height}; "
+                         f"pass {option('warp=False', '--no-warp')} to score PSNR / SSIM only")
     return pred_info, gt_info, num_frames
 
 
@@ -179,7 +186,7 @@ def evaluate_videos(
     """
     from star_vsr.io import open_video
 
-    pred_info, gt_info, num_frames = check_pair(pred_path, gt_path, scale, crop_gt, max_frames)
+    pred_info, gt_info, num_frames = check_pair(pred_path, gt_path, scale, crop_gt, max_frames, warp)
     warp = warp and num_frames >= 2
     sums = {key: 0.0 for key in FIDELITY_KEYS}
     warp_sum, pairs, frames = 0.0, 0, 0
