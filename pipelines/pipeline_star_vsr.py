@@ -572,8 +572,10 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         # what the state's latents depend on besides the windows and timesteps (WindowedSampler checks those): a
         # resume with other tiles or guidance went on without a word, mixing two computations in one video
         run_layout = {"frames": source.num_frames, "latent_shape": list(latent_shape),
-                      "out_size": list(geometry["out_size"]), "tiles": [tile_size, tile_overlap],
-                      "guidance": [guidance_scale, guidance_rescale, controlnet_conditioning_scale]}
+                      "out_size": list(geometry["out_size"]),  # (plain numbers: the state is saved as JSON)
+                      "tiles": [None if tile_size is None else int(tile_size), int(tile_overlap)],
+                      "guidance": [float(guidance_scale), float(guidance_rescale),
+                                   float(controlnet_conditioning_scale)]}
         if resuming:
             saved = state.metadata.get("run")
             if not isinstance(saved, dict) or {key: run_layout.get(key) for key in saved} != saved:  # (a state from

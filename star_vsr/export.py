@@ -221,8 +221,9 @@ def _onnx_runner(path: Path) -> tuple[Callable[..., list[np.ndarray]], tuple[int
     return run, (height, width)
 
 
-def _torchscript_runner(path: Path) -> tuple[Callable[..., list[np.ndarray]], tuple[int, int]]:
-    """(a run of the TorchScript step at ``path``, the (height, width) of the frames it was exported for)."""
+def _torchscript_runner(path: Path) -> tuple[Callable[..., list[np.ndarray]], tuple[Optional[int], Optional[int]]]:
+    """(a run of the TorchScript step at ``path``, the (height, width) of the frames it was exported for, or
+    (None, None) for an export that does not record them)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.load", category=FutureWarning)
         module = torch.jit.load(str(path), map_location="cpu")
@@ -232,7 +233,8 @@ def _torchscript_runner(path: Path) -> tuple[Callable[..., list[np.ndarray]], tu
             outputs = module(*(torch.from_numpy(x) for x in inputs))
         return [o.numpy() for o in outputs]
 
-    return run, (int(module.height), int(module.width))  # (`_CheckedStep`)
+    # (`_CheckedStep`'s; a file exported before it has no size of its own: the one asked for is taken)
+    return run, (getattr(module, "height", None), getattr(module, "width", None))
 
 
 def verify_export(path: Union[str, Path], student: StarStudentModel, format: str, height: int, width: int,
@@ -245,7 +247,8 @@ def verify_export(path: Union[str, Path], student: StarStudentModel, format: str
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     run, exported_size = _onnx_runner(Path(path)) if format == "onnx" else _torchscript_runner(Path(path))
-    if exported_size != (height, width):  # (the export's own refusal, or a TorchScript interpreter traceback)
+    if None not in exported_size and exported_size != (height, width):  # (the export's own refusal, or a
+        # TorchScript interpreter traceback)
         raise InputError(f"{path} was exported for frames of {exported_size[1]}x{exported_size[0]}, not "
                          f"{width}x{height}: verify it at the size it was exported for")
     model = copy.deepcopy(student).to(device="cpu").float().eval()

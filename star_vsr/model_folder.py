@@ -33,7 +33,9 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     its base class's folders, as in diffusers). ``kind`` names the pipeline in the messages. ``class_help``:
     the help for a folder whose class is known (class name -> text), used instead of ``help_text`` once the
     ``model_index.json`` names it (a student folder with a missing part gets the student's help, not STAR's).
-    ``variant``: the weights' variant the load asks for (``check_variant``).
+    ``variant``: the weights' variant the load asks for (``check_variant``): without one, every model component
+    needs weights saved without one; with one, some component must have it (diffusers loads the others from their
+    weights without a variant).
     """
     index = folder / "model_index.json"
     if not folder.exists():
@@ -75,12 +77,16 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
                 check_model_folder(part, name)
             except MissingWeightsError as error:
                 raise MissingWeightsError(f"{error}.\n{help_text}") from None
-            check_variant(part, saved_config(part).get("_class_name") or name, variant)
+            if variant is None:  # (with a variant, diffusers loads a component that lacks it from its plain weights)
+                check_variant(part, saved_config(part).get("_class_name") or name, None)
         if name == "tokenizer" and not ((part / "tokenizer.json").is_file()
                                         or ((part / "vocab.json").is_file() and (part / "merges.txt").is_file())):
             # without its vocabulary a CLIP tokenizer still loads, with 2 tokens, and garbles every prompt
             raise MissingWeightsError(f"{part} holds no vocabulary (tokenizer.json, or vocab.json + merges.txt; an "
                                       f"incomplete copy?).\n{help_text}")
+    models = [folder / name for name in components if (folder / name / "config.json").is_file()]
+    if variant is not None and models and not any(variant in weight_variants(part) for part in models):
+        check_variant(models[0], saved_config(models[0]).get("_class_name") or models[0].name, variant)
     return class_name
 
 
@@ -333,22 +339,26 @@ class GpuOffload:
     ``DiffusionPipeline``): a ``DeviceError`` where no GPU is available, not diffusers' ``RuntimeError`` ("...
     requires accelerator, but not found")."""
 
-    def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Any = "cuda") -> None:
-        """Keep each model on the CPU until it runs (GPU only)."""
-        _check_offload("enable_model_cpu_offload()")
+    def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Any = None) -> None:
+        """Keep each model on the CPU until it runs on ``device`` (None: the accelerator there is; GPU only)."""
+        _check_offload("enable_model_cpu_offload()", device)
         super().enable_model_cpu_offload(gpu_id=gpu_id, device=device)  # type: ignore[misc]
 
-    def enable_sequential_cpu_offload(self, gpu_id: Optional[int] = None, device: Any = "cuda") -> None:
-        """Keep each layer on the CPU until it runs (GPU only; slower than ``enable_model_cpu_offload``)."""
-        _check_offload("enable_sequential_cpu_offload()")
+    def enable_sequential_cpu_offload(self, gpu_id: Optional[int] = None, device: Any = None) -> None:
+        """Keep each layer on the CPU until it runs on ``device`` (None: the accelerator there is; GPU only; slower
+        than ``enable_model_cpu_offload``)."""
+        _check_offload("enable_sequential_cpu_offload()", device)
         super().enable_sequential_cpu_offload(gpu_id=gpu_id, device=device)  # type: ignore[misc]
 
 
-def _check_offload(method: str) -> None:
+def _check_offload(method: str, device: Any) -> None:
+    """``DeviceError`` unless ``device`` (None: whichever accelerator torch finds) is an accelerator that is there."""
     import torch
 
-    if not torch.cuda.is_available():
-        raise DeviceError(f"{method} moves models to a CUDA GPU when they run; no GPU is available. On the CPU the "
+    kind = torch.device(device).type if device is not None else (
+        torch.accelerator.current_accelerator().type if torch.accelerator.is_available() else None)
+    if kind in (None, "cpu") or (kind == "cuda" and not torch.cuda.is_available()):
+        raise DeviceError(f"{method} moves models to a GPU when they run; no GPU is available. On the CPU the "
                           f"pipeline already runs in host memory.")
 
 

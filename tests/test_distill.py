@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -387,6 +388,19 @@ def test_a_callable_teacher_is_known_by_what_it_computes_and_what_it_returns_is_
     with pytest.raises(InputError, match=r"other settings \(teacher.code differ\)"):
         build_teacher_cache(CallableTeacher(black, SCALE), clips, tmp_path / "a", clips_per_shard=2)
     build_teacher_cache(CallableTeacher(bicubic, SCALE), clips, tmp_path / "a", clips_per_shard=2)  # the same one
+    # the same in every process (a set literal's order follows Python's string hashing: a cache stopped in one
+    # run was "other settings (teacher.code differ)" in the next); default arguments and bfloat16 closures count
+    script = ("from star_vsr.distill.teacher import _callable_fingerprint\n"
+              "def up(x, mode='bicubic'):\n    assert mode in {'bicubic', 'bilinear', 'nearest', 'area'}\n"
+              "    return x\nprint(_callable_fingerprint(up))")
+    prints = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(prints) == 1, prints
+    from star_vsr.distill.teacher import _callable_fingerprint
+
+    weights = torch.rand(3, dtype=torch.bfloat16)
+    assert _callable_fingerprint(lambda x, s=2: x * s) != _callable_fingerprint(lambda x, s=3: x * s)
+    assert _callable_fingerprint(lambda x: x * weights[0]) != _callable_fingerprint(lambda x: x * weights[0] * 1)
     calls = []
 
     def late(lq):

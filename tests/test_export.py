@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import warnings
 import zipfile
 
 import numpy as np
@@ -38,6 +40,19 @@ def test_export_matches_pytorch_over_a_stream(student, tmp_path, format, suffix)
     with pytest.raises(InputError, match=f"student{suffix} gives outputs of 64x48 and the student at scale 2 of "
                                          f"32x24: verify it with the scale it was exported at"):
         verify_export(path, student, format, 12, 16, scale=2)
+
+
+def test_a_torchscript_export_from_before_its_input_checks_is_still_verified(student, tmp_path):
+    """An export without `_CheckedStep` (no recorded size) failed verify_export with "'RecursiveScriptModule' object
+    has no attribute 'height'"."""
+    from star_vsr.export import StarStudentStep, example_inputs
+
+    model = copy.deepcopy(student).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (torch.jit's deprecation and tracer warnings, as export_student's)
+        traced = torch.jit.trace(StarStudentStep(model, None), example_inputs(model, 12, 16), check_trace=False)
+        torch.jit.save(traced, str(tmp_path / "old.pt"))
+    assert verify_export(tmp_path / "old.pt", student, "torchscript", 12, 16, num_frames=2) < TOLERANCE
 
 
 def test_onnx_export_of_separable_blocks_matches_pytorch(tmp_path):

@@ -2105,14 +2105,16 @@ def test_an_mpeg_program_stream_with_several_frames_per_packet_counts_them_all(t
     """An MPEG program stream (.mpg, .vob) packs small frames several to a PES packet and times only the first:
     FFmpeg splits them into untimed packets, which the probe left out. A 40-frame .mpg was "1 frame" ("decoded 40
     frames but its header announced 1; the file may be truncated") and its duration 0.04 s."""
-    path = tmp_path / "camcorder.mpg"
-    with av.open(str(path), "w", format="mpeg") as container:
-        stream = container.add_stream("libx264", rate=25, options={"g": "12", "bf": "3"})
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for i in range(40):  # flat frames: a few bytes each
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 5 * i, np.uint8), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    path, later = tmp_path / "camcorder.mpg", tmp_path / "later.mpg"
+    for file, frames, start_us in ((path, 40, 500_000), (later, 20, 1_300_000)):  # later: its clock starts 20
+        # frames after the other's (FFmpeg's default start, its "preload", is 0.5 s)
+        with av.open(str(file), "w", format="mpeg", options={"preload": str(start_us)}) as container:
+            stream = container.add_stream("libx264", rate=25, options={"g": "12", "bf": "3"})
+            stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+            for i in range(frames):  # flat frames: a few bytes each
+                frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 5 * i, np.uint8), format="rgb24")
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
     with av.open(str(path)) as container:
         assert sum(packet.pts is None and packet.size > 0 for packet in container.demux(video=0)) > 20
     info = probe_video(path)
@@ -2122,6 +2124,13 @@ def test_an_mpeg_program_stream_with_several_frames_per_packet_counts_them_all(t
         with open_video(path) as reader:
             frames = np.stack(list(reader))
     assert len(frames) == 40 and abs(float(frames[39].mean()) - 195) < 3
+    # two such recordings joined (cat a.mpg b.mpg; the clock restarts): the decoder's first timestamp is on
+    # another clock than the ones made up here, which made up a lead of 20 frames that cannot be decoded
+    (tmp_path / "joined.mpg").write_bytes(later.read_bytes() + path.read_bytes())
+    info = probe_video(tmp_path / "joined.mpg")
+    assert (info.num_frames, info.undecodable_lead) == (60, 0)
+    with open_video(tmp_path / "joined.mpg") as reader:
+        assert sum(1 for _ in reader) == 60
 
 
 def test_each_jpeg_frame_of_a_folder_is_turned_upright_by_its_own_exif_tag(tmp_path):

@@ -763,6 +763,11 @@ def test_a_call_resumed_from_any_state_sink_state_gives_the_rest_of_the_uninterr
     for changed in ({"tile_size": None}, {"tile_overlap": 4}, {"guidance_scale": 3.0}):
         with pytest.raises(InputError, match="does not fit this call.*tile_size and tile_overlap, guidance_scale"):
             run(pipe, clip, state=state, start_frame=done, **{**settings, **changed})
+    # NumPy numbers, which the call takes: the state must stay JSON (upscale saves it so)
+    numpy_states = []
+    run(pipe, clip, frame_sink=lambda frames: None, state_sink=lambda done, state: numpy_states.append(state),
+        **{**settings, "tile_size": np.int64(32), "guidance_scale": np.float32(7.5)})
+    json.dumps(numpy_states[-1].metadata)
     older = copy.deepcopy(state)  # a state saved before tiles and guidance were recorded: compared on what it has
     older.metadata["run"] = {key: older.metadata["run"][key] for key in ("frames", "latent_shape", "out_size")}
     assert torch.equal(run(pipe, clip, state=older, start_frame=done, **settings), whole[:, done:])

@@ -171,7 +171,8 @@ def check_hr_clip(hr: torch.Tensor, scale: int, name: str = "hr", cpu_only: bool
         raise InputError(f"{name} holds NaN or infinite values; check what made it.")
     low, high = (value.item() for value in hr.aminmax())
     if not (low >= -RANGE_TOLERANCE and high <= 1 + RANGE_TOLERANCE):
-        hint = ("they look like 16-bit values: divide by 65535" if high > 256 else  # not "(hr + 1) / 2" for 0..255
+        hint = ("they look like 10- to 16-bit levels: divide by the largest level (1023, 4095 or 65535)"
+                if high > 256 else  # not "(hr + 1) / 2" for 0..255
                 "they look like 0..255 values: divide by 255" if high > 2 else
                 f"for [-1, 1] tensors use ({name} + 1) / 2")
         raise InputError(f"{name} values must be in [0, 1], got [{low:.4g}, {high:.4g}]; {hint}.")

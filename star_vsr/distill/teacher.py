@@ -103,13 +103,13 @@ class CallableTeacher(Teacher):
         if not callable(fn):
             raise InputError(f"a teacher must be callable, got {type(fn).__name__}")
         self.fn, self.scale, self.device = fn, int(scale), torch.device(device)
-        self.name = name or getattr(fn, "__qualname__", type(fn).__qualname__)
-        # unnamed, what it computes: two lambdas were one teacher ("<lambda>"), and a cache went on with the other
-        self.code = None if name else _callable_fingerprint(fn)
+        self.name, self.named = name or getattr(fn, "__qualname__", type(fn).__qualname__), name is not None
 
     def describe(self) -> dict[str, Any]:
+        # unnamed, what it computes (now: weights loaded since count): two lambdas were one teacher ("<lambda>"),
+        # and a cache went on with the other
         return {"kind": "callable", "name": self.name, "scale": self.scale,
-                **({"code": self.code} if self.code else {})}
+                **({} if self.named else {"code": _callable_fingerprint(self.fn)})}
 
     @torch.no_grad()
     def __call__(self, lq: torch.Tensor, *, index: int = 0, caption: Optional[str] = None) -> TeacherOutput:
@@ -126,35 +126,41 @@ class CallableTeacher(Teacher):
 
 
 def _callable_fingerprint(fn: Any, depth: int = 0) -> str:
-    """A hash of what the teacher function ``fn`` computes, stable from run to run: a module's class and weights
-    (``weights_fingerprint``), a function's code (bytecode, constants, names; nested functions' too) and the values
-    it closes over (so fingerprinted; a plain value by its ``repr``), a tensor's values; else its type's name (a
-    ``repr`` with a memory address changes every run). ``depth``: of closures (a function that closes over itself
+    """A hash of what the teacher function ``fn`` computes, the same in every process: a module's class and weights
+    (``weights_fingerprint``; a bound method's module's too), a function's code (bytecode, constants, names; nested
+    functions' too), its default arguments and the values it closes over (so fingerprinted), a tensor's values; a
+    plain value by its ``repr`` (sets sorted: their order changes with Python's string hashing), else its type's
+    name (a ``repr`` with a memory address changes every run). Not the globals it reads: a teacher that loads its
+    model from a global is told apart by ``name=``. ``depth``: of nesting (a function that closes over itself
     stops there)."""
     from ..resume import weights_fingerprint
 
+    if depth > 4:
+        return type(fn).__qualname__
     if isinstance(fn, torch.nn.Module):
         return f"{type(fn).__qualname__}:{weights_fingerprint([fn])}"
     if isinstance(fn, torch.Tensor):
-        return hashlib.sha256(fn.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
-    code = getattr(fn, "__code__", None)
-    if isinstance(code, types.CodeType) and depth < 4:
-        digest = hashlib.sha256()
-        _code_digest(code, digest)
-        for cell in getattr(fn, "__closure__", None) or ():
-            digest.update(_callable_fingerprint(cell.cell_contents, depth + 1).encode())
-        return digest.hexdigest()[:16]
+        values = fn.detach().to("cpu", torch.float64).contiguous().numpy().tobytes()  # (bfloat16 has no numpy)
+        return hashlib.sha256(f"{fn.dtype}{tuple(fn.shape)}".encode() + values).hexdigest()[:16]
+    if isinstance(fn, (set, frozenset)):
+        return "{" + ",".join(sorted(_callable_fingerprint(v, depth + 1) for v in fn)) + "}"
+    if isinstance(fn, (tuple, list)):
+        return "(" + ",".join(_callable_fingerprint(v, depth + 1) for v in fn) + ")"
+    if isinstance(fn, dict):
+        return "{" + ",".join(sorted(f"{_callable_fingerprint(k, depth + 1)}:{_callable_fingerprint(v, depth + 1)}"
+                                     for k, v in fn.items())) + "}"
+    if isinstance(fn, types.CodeType):
+        return hashlib.sha256(fn.co_code + repr(fn.co_names).encode() + ",".join(
+            _callable_fingerprint(c, depth + 1) for c in fn.co_consts).encode()).hexdigest()[:16]
+    function = getattr(fn, "__func__", fn)  # a bound method: its function, and what it is bound to
+    code = getattr(function, "__code__", None)
+    if isinstance(code, types.CodeType):
+        cells = [cell.cell_contents for cell in getattr(function, "__closure__", None) or ()]
+        parts = [code, getattr(function, "__defaults__", None), getattr(function, "__kwdefaults__", None), cells,
+                 getattr(fn, "__self__", None)]
+        return hashlib.sha256(",".join(_callable_fingerprint(p, depth + 1) for p in parts).encode()).hexdigest()[:16]
     text = repr(fn)
     return type(fn).__qualname__ if " at 0x" in text else text
-
-
-def _code_digest(code: types.CodeType, digest: Any) -> None:
-    digest.update(code.co_code + repr(code.co_names).encode())
-    for constant in code.co_consts:
-        if isinstance(constant, types.CodeType):  # a nested function (its repr has an address)
-            _code_digest(constant, digest)
-        else:
-            digest.update(repr(constant).encode())
 
 
 class StudentTeacher(Teacher):

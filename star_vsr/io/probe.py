@@ -488,10 +488,11 @@ RAW_STREAM_FORMATS = frozenset({"h264", "hevc", "mpegvideo", "m4v", "vc1", "cavs
 
 
 def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path, untimed_rate: Fraction | None = None
-                      ) -> tuple[list[int], int | None, list[tuple[int, bool]]]:
+                      ) -> tuple[list[int], int | None, list[tuple[int, bool]], bool]:
     """(sorted presentation timestamps of the non-empty packets of `stream`, one per frame; when the
     last-shown frame stops being shown, or None when the file does not say; (timestamp, key frame) of the packets
-    in file order), in `stream.time_base`.
+    in file order; whether those timestamps were made up here, at `untimed_rate` in file order, some packets
+    having none), in `stream.time_base`.
     Demuxing reads the file but decodes nothing.
 
     The end is the last-shown frame's timestamp plus its packet's duration, trusted only when that
@@ -507,7 +508,8 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
         raise CorruptVideoError(
             f"{path}: the file is damaged, reading its packets failed ({error})"
         ) from error
-    if any(t is None for t, _, _ in packets) and stream.time_base and untimed_rate:
+    retimed = any(t is None for t, _, _ in packets) and bool(stream.time_base) and bool(untimed_rate)
+    if retimed:
         # a raw elementary stream (.h264 / .h265 from a Raspberry Pi or a drone, `ffmpeg -f h264`): no container, no
         # timestamps, one frame per packet; its frames were "without frames". Or an MPEG program stream (.mpg, .vob)
         # whose PES packets hold several small frames, only the first timed: 40 frames counted as 1. Timed at
@@ -520,7 +522,7 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
     end = None
     if packets and packets[-1][0] == timestamps[-1] and packets[-1][1] > 0:  # decoded last, shown last
         end = packets[-1][0] + packets[-1][1]
-    return timestamps, end, [(t, key) for t, _, key in packets]
+    return timestamps, end, [(t, key) for t, _, key in packets], retimed
 
 
 def video_start(stream: VideoStream, info: VideoInfo) -> int:
@@ -697,19 +699,22 @@ def _probe_container(path: Path) -> VideoInfo:
         presentation = timestamps is None or len(timestamps) <= SHORT_FILE_FRAMES or variable_by_index or \
             held_by_index or cut_inside_gop
         in_file_order: list[tuple[int, bool]] = []
+        retimed = False
         if presentation:
-            timestamps, end, in_file_order = _frame_timestamps(container, stream, path, frame_rate)
+            timestamps, end, in_file_order, retimed = _frame_timestamps(container, stream, path, frame_rate)
         photo = is_photo_file(path, len(timestamps))
         first_frame = (DisplayOrientation(), False, None, None) if photo else _read_first_frame(path)
         nothing_decodes = first_frame is None
         first_frame = first_frame or (DisplayOrientation(), False, None, None)
-        start_pts = first_frame[3]
-        if start_pts is None and raw_stream and in_file_order:  # a raw stream's frames carry no timestamps: the
-            # first that decodes is its first key frame (a stream cut anywhere: 20 of 33 frames came)
-            start_pts = next((t for t, key in in_file_order if key), None)
+        start_pts = lead_start = first_frame[3]
+        if retimed and in_file_order:  # packets timed here (a raw stream, a program stream's packed frames): the
+            # first frame that decodes is the first key frame's (a raw stream cut anywhere: 20 of 33 frames came);
+            # the decoder's timestamp is on another clock (two program streams joined: a lead of 20 made up)
+            lead_start = next((t for t, key in in_file_order if key), None)
+            start_pts = lead_start if start_pts is None else start_pts
         # (codecs whose decoder leaves out what it cannot decode; MPEG-4 part 2's shows it against grey, out of
         # order, so its frames before the first key frame are not missing)
-        lead = _undecodable_lead(in_file_order, start_pts) if start_pts is not None and codec in LEAD_CODECS else []
+        lead = _undecodable_lead(in_file_order, lead_start) if lead_start is not None and codec in LEAD_CODECS else []
         if lead:
             # a recording that starts inside a group of pictures (a transport stream cut anywhere, a broadcast
             # capture): the frames before its first key frame cannot be decoded. Counted, they made the header's
