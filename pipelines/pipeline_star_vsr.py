@@ -79,7 +79,7 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
                              tile_size: Optional[int] = None, tile_overlap: Optional[int] = None,
                              color_fix: Optional[str] = "adain", decode_chunk_size: int = 3,
                              timesteps: Optional[Sequence[int]] = None, guidance_scale: float = 7.5,
-                             controlnet_conditioning_scale: float = 1.0) -> None:
+                             controlnet_conditioning_scale: float = 1.0, timestep_spacing: str = "trailing") -> None:
     """Raise ``InputError`` for sampling arguments that no model accepts (types, ranges, orders).
 
     Checks that need the model (the smallest tile) are ``StarVSRPipeline.check_inputs``'; the command
@@ -137,6 +137,9 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
             raise InputError(f"noise_level {noise_level} starts sampling at t = {noise_level - 1}, but the timesteps "
                              f"start at {steps[0]}: with timesteps, leave noise_level out (they start where the "
                              f"latents are noised to), or start them at noise_level - 1")
+    else:  # more steps than timesteps below the noise level: refused after the model loaded
+        star_timesteps(DEFAULT_NOISE_LEVEL if noise_level is None else noise_level, num_inference_steps,
+                       timestep_spacing)
 
 
 def check_sampling_kwargs(kwargs: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ import math
 import numpy as np
 from diffusers import DPMSolverMultistepScheduler
 
-from .errors import InputError
+from .errors import InputError, named
 
 #: logSNR range of the cosine schedule before shifting.
 LOGSNR_MIN, LOGSNR_MAX = -15.0, 15.0
@@ -119,7 +119,8 @@ def star_timesteps(noise_level: int = DEFAULT_NOISE_LEVEL, num_inference_steps: 
     # num_inference_steps model evaluations
     deduplicated = sorted(set(timesteps), reverse=True)
     if len(deduplicated) < num_inference_steps:
-        raise InputError(f"num_inference_steps {num_inference_steps} does not fit below noise_level {noise_level}: "
-                         f"only {len(deduplicated)} distinct integer timesteps do ({spacing} spacing); lower "
-                         f"num_inference_steps or raise noise_level")
+        steps, level = named("num_inference_steps"), named("noise_level")  # (--steps on the command line)
+        raise InputError(f"{steps} {num_inference_steps} does not fit below {level} {noise_level}: only "
+                         f"{len(deduplicated)} distinct integer timesteps do ({spacing} spacing); lower {steps} or "
+                         f"raise {level}")
     return deduplicated

@@ -649,6 +649,9 @@ def test_upscale_bad_scale_leaves_no_output(tmp_path, tiny_star_folder, capsys):
     (["--tile-size", "32", "--tile-overlap", "32"], "got --tile-size 32, --tile-overlap 32 (lower --tile-overlap"),
     (["--noise-level", "0"], "error: --noise-level must be in [1, 1000]"),
     (["--tile-overlap", "16"], "--tile-overlap 16 goes with --tile-size"),  # was ignored without a word
+    # found after the model loaded (the frame bar started), named num_inference_steps and noise_level
+    (["--noise-level", "3", "--steps", "10"], "error: --steps 10 does not fit below --noise-level 3: only 3 distinct "
+                                              "integer timesteps do (trailing spacing); lower --steps or raise"),
 ])
 def test_diffusion_options_are_checked_before_the_model_loads(tmp_path, tiny_star_folder, capsys, monkeypatch,
                                                               flags, message):
