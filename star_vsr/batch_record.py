@@ -62,7 +62,9 @@ def made_with_other_settings(output_dir: Path, current: Mapping[str, Mapping[str
             made[entry["output"]] = entry["settings"]  # the last line of a name: how it was last made
     changed = {}
     for name, settings in current.items():
-        now = _as_stored(settings)
+        now = _effective(_as_stored(settings))
+        if name in made:
+            made[name] = _effective(made[name])
         if name in made and made[name].get("dtype") == "auto" and "dtype" in now:
             made[name] = {**made[name], "dtype": now["dtype"]}  # a record from before dtypes were resolved: unknown
         if name in made and made[name] != now:
@@ -102,6 +104,24 @@ def _entries(path: Path) -> list[dict[str, Any]]:
         if isinstance(entry, dict) and isinstance(entry.get("output"), str):
             entries.append(entry)
     return entries
+
+
+def _effective(settings: dict[str, Any]) -> dict[str, Any]:
+    """A diffusion run's settings (they have ``chunk_frames``) as they take effect: the overlaps left out as the
+    call resolves them (``--chunk-frames 4`` alone and with ``--chunk-overlap 2`` are one setting), without the
+    student's ``--no-scene-cut-reset``, which a diffusion model ignores (both were "made with other settings")."""
+    if "chunk_frames" not in settings:
+        return settings
+    from .pipelines.pipeline_star_vsr import resolve_overlaps
+
+    settings = {key: value for key, value in settings.items() if key != "no_scene_cut_reset"}
+    try:
+        settings["chunk_overlap"], settings["tile_overlap"] = resolve_overlaps(
+            settings["chunk_frames"], settings.get("chunk_overlap"), settings.get("tile_size"),
+            settings.get("tile_overlap"))
+    except TypeError:  # a record edited by hand: compared as it is
+        pass
+    return settings
 
 
 def _as_stored(settings: Mapping[str, Any]) -> dict[str, Any]:

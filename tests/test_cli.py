@@ -1380,6 +1380,16 @@ def test_upscale_batch_names_only_the_model_when_a_student_follows_a_diffusion_m
     capsys.readouterr()
     assert main(["upscale-batch", str(inputs), "-o", str(sr)]) == 0
     assert "made with other settings (--model: a.mp4)" in capsys.readouterr().out
+    # the overlap the call resolves typed out, or the student's --no-scene-cut-reset, which the diffusion model
+    # ignores: no other settings (they were "made with other settings (--chunk-overlap ...)")
+    diffusion = ["upscale-batch", str(inputs), "-o", str(tmp_path / "sr2"), "--model", str(tiny_star_folder),
+                 "--steps", "1", "--chunk-frames", "4"]
+    assert main(diffusion) == 0
+    capsys.readouterr()
+    for more in (["--chunk-overlap", "2"], ["--no-scene-cut-reset"], ["--tile-size", "64", "--tile-overlap", "32"]):
+        assert main(diffusion + more) == 0
+        out = capsys.readouterr().out
+        assert ("other settings" in out) == (more[0] == "--tile-size"), (more, out)
 
 
 def test_upscale_batch_notes_a_preview_batch_once(tmp_path, capsys):
