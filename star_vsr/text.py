@@ -88,6 +88,16 @@ def build_openclip_tokenizer(bpe_path: str | Path | None = None) -> CLIPTokenize
                              model_max_length=MAX_TOKENS)
 
 
+def words_left_out(tokenizer: CLIPTokenizer, prompt: str) -> str:
+    """The end of ``prompt`` that ``tokenize`` cuts off (its tokens past the ``MAX_TOKENS`` the text encoder reads,
+    start and end tokens included), as text; "" when it fits."""
+    tokens = tokenizer(html.unescape(html.unescape(prompt)), verbose=False).input_ids  # [start, ..., end] (no
+    # "longer than the specified maximum sequence length" log line)
+    if len(tokens) <= MAX_TOKENS:
+        return ""
+    return tokenizer.decode(tokens[MAX_TOKENS - 1:-1]).strip()
+
+
 def tokenize(tokenizer: CLIPTokenizer, prompts: list[str]) -> torch.Tensor:
     """Token ids (len(prompts), 77) as ``open_clip.tokenize`` makes them: start, BPE, end, zeros."""
     ids = torch.full((len(prompts), MAX_TOKENS), OPENCLIP_PAD_ID, dtype=torch.long)

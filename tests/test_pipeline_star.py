@@ -327,6 +327,17 @@ def test_a_required_component_given_as_none_is_refused_when_loading(pipe, tmp_pa
         StarStudentPipeline(student=None)
 
 
+def test_a_prompt_cut_off_by_the_text_encoder_is_said(pipe, recwarn):
+    """A long prompt was cut at 77 tokens without a word, STAR's appended quality phrases first: two prompts that
+    differed after their 20th word gave the same video (black-box test of upscale --prompt)."""
+    with pytest.warns(UserWarning, match=r"longer than the 77 tokens the text encoder reads; left out: \".*"
+                                         r"perfect without deformations \.\" \(shorten prompt to about \d+ tokens\)"):
+        run(pipe, video(n=1), prompt=" ".join(["word"] * 40))
+    recwarn.clear()
+    run(pipe, video(n=1), prompt="a good video")
+    assert not [w for w in recwarn if "text encoder reads" in str(w.message)]
+
+
 def test_upscale_none_is_star_s_own_scale(pipe):
     """None is 4, as the student pipeline takes None for its own scale."""
     torch.testing.assert_close(run(pipe, video(n=2), upscale=None), run(pipe, video(n=2), upscale=4))

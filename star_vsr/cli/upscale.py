@@ -81,7 +81,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     diffusion.add_argument("--steps", type=int, default=defaults["steps"], help=f"denoising steps (default {defaults['steps']})")
     diffusion.add_argument("--prompt", default=defaults["prompt"],
                            help=f"caption of the video (default {defaults['prompt']!r}; STAR's quality phrases are "
-                                "appended to it)")
+                                "appended to it, and together they fit in the text encoder's 77 tokens: 17 tokens, "
+                                "a dozen words or so, are left to the caption; a longer one is cut, with a warning)")
     diffusion.add_argument("--guidance-scale", type=float, default=defaults["guidance_scale"],
                            help=f"classifier-free guidance weight, >= 1 (default {defaults['guidance_scale']:g}; 1 "
                                 "turns it off)")
