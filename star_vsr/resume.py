@@ -79,8 +79,9 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
 
         flag = DTYPE_FLAGS.get(getattr(torch, str(saved), None), saved)
         auto = option("dtype='auto'", "--dtype auto")
-        why = f" ({auto} picks bf16 for students on CPUs with AMX)" if "bfloat16" in (saved, now) else ""
-        model = "student" if pipeline == "StarStudentPipeline" else "model"
+        student = pipeline == "StarStudentPipeline"  # (auto runs a diffusion model in float32 on the CPU)
+        why = f" ({auto} picks bf16 for students on CPUs with AMX)" if student and "bfloat16" in (saved, now) else ""
+        model = "student" if student else "model"
         load = option(f"load the model with load_upscaler(..., dtype={flag!r})", f"pass --dtype {flag}")
         return f"the {model} ran in {saved} then, in {now} now{why}; {load} to go on in {saved}"
     if key == "audio":
@@ -92,9 +93,18 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
         if saved is None:
             return f"that run carried the student's state through scene cuts ({carry}), this one resets it at cuts"
         return f"that run reset the student's state at scene cuts, this one carries it through them ({carry})"
-    if key == "call" and isinstance(saved, dict):  # the diffusion options: name each one that changed
-        return ", ".join(_setting_change(name, saved.get(name), now.get(name), pipeline)
-                         for name in sorted({*saved, *now}) if saved.get(name) != now.get(name))
+    if key == "call" and isinstance(saved, dict):  # the diffusion options: name each one that changed, but an
+        # overlap that follows its size ("--tile-overlap 128 -> 32, --tile-size none -> 64" for --tile-size 64)
+        differ = {name for name in {*saved, *now} if saved.get(name) != now.get(name)}
+        differ -= {f"{kind}_overlap" for kind, size in (("chunk", "chunk_frames"), ("tile", "tile_size"))
+                   if size in differ}
+        return ", ".join(_setting_change(name, saved.get(name), now.get(name), pipeline) for name in sorted(differ))
+    if key in ("codec", "crf"):  # "codec 'ffv1' -> 'h264'"
+        return f"{option(key, '--' + key)} {'none' if saved is None else saved} -> {'none' if now is None else now}"
+    if key == "deinterlaced":
+        flag = option("deinterlace", "--deinterlace")
+        then, now = ("deinterlaced", "keeps") if saved else ("kept", "deinterlaces")
+        return f"that run {then} the fields, this one {now} them ({flag})"
     if key in ARGUMENT_FLAGS:  # the diffusion options: "chunk_overlap" in Python, "--chunk-overlap" on the command line
         def shown(value: Any) -> str:  # as the flag takes it on the command line: --color-fix none, not None;
             # --prompt 'a cat', quoted as a shell needs it
@@ -520,6 +530,8 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
         changed = ["pipeline"]
     if "dtype" in changed:  # the weights' fingerprint is of the rounded weights: it changes with the dtype
         changed = [key for key in changed if key not in ("student_weights", "weights")]
+    if "codec" in changed:  # the CRF follows the codec ("crf None -> 18" for --codec h264 alone)
+        changed = [key for key in changed if key != "crf"]
     if changed:
         details = ", ".join(_setting_change(key, saved_settings.get(key, SETTING_DEFAULTS.get(key)), settings[key],
                                             settings["pipeline"]) for key in changed)

@@ -187,8 +187,12 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
     source, output = stopped_run(pipe, tmp_path, monkeypatch)
     with pytest.raises(InputError, match=r"other settings: upscale 4.0 -> 2.0.*pass restart=True to start over"):
         upscale_video(pipe, source, output, progress=False, upscale=2)
-    with pytest.raises(InputError, match=r"other settings: deinterlaced False -> True"):
+    # by what they do and the option's name, not "deinterlaced False -> True", "codec 'ffv1' -> 'h264', crf None -> 18"
+    with pytest.raises(InputError, match=r"other settings: that run kept the fields, this one deinterlaces them "
+                                         r"\(deinterlace\); "):
         upscale_video(pipe, source, output, progress=False, deinterlace=True)
+    with pytest.raises(InputError, match=r"other settings: codec h264 -> h265; "):  # (the CRF follows the codec)
+        upscale_video(pipe, source, output, progress=False, codec="h265")
     with pytest.raises(InputError, match=r"other settings: that run reset the student's state at scene cuts, this "
                                          r"one carries it through them \(scene_cut_threshold=None\)"):
         upscale_video(pipe, source, output, progress=False, scene_cut_threshold=None)
@@ -514,6 +518,14 @@ def test_a_saved_diffusion_run_names_what_changed(star, pipe, tmp_path, monkeypa
         upscale_video(star, source, output, progress=False, **star_kwargs(steps=3))
     with pytest.raises(InputError, match=r"other settings: seed 0 -> 1;"):
         upscale_video(star, source, output, progress=False, **star_kwargs(seed=1))
+    # a size alone, not the overlap that follows it ("tile_overlap 128 -> 32, tile_size None -> 64")
+    with pytest.raises(InputError, match=r"other settings: tile_size None -> 64;"):
+        upscale_video(star, source, output, progress=False, **star_kwargs(), tile_size=64)
+    # a diffusion model's dtype: no word of auto's bf16 for students
+    from star_vsr.resume import _setting_change
+
+    assert "auto" not in _setting_change("dtype", "float32", "bfloat16", "StarVSRPipeline")
+    assert "auto" in _setting_change("dtype", "float32", "bfloat16", "StarStudentPipeline")
     with pytest.raises(InputError, match=r"other settings: it was made by a StarVSRPipeline, this run is a "
                                          r"StarStudentPipeline;"):
         upscale_video(pipe, source, output, progress=False)
