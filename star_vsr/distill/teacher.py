@@ -106,8 +106,8 @@ class CallableTeacher(Teacher):
         self.name, self.named = name or getattr(fn, "__qualname__", type(fn).__qualname__), name is not None
 
     def describe(self) -> dict[str, Any]:
-        # unnamed, what it computes (now: weights loaded since count): two lambdas were one teacher ("<lambda>"),
-        # and a cache went on with the other
+        # unnamed, a fingerprint of what it computes, taken now (weights loaded after it was built count): two
+        # lambdas were one teacher ("<lambda>"), and a cache went on with the other
         return {"kind": "callable", "name": self.name, "scale": self.scale,
                 **({} if self.named else {"code": _callable_fingerprint(self.fn)})}
 
