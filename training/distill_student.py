@@ -348,24 +348,19 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def loss_flags_on(args: argparse.Namespace, target: str) -> str:
-    """The flags of the loss terms that are on and compare with ``target`` ("teacher" or "gt"), with their values."""
-    names = (["loss_teacher_charbonnier", "loss_space", "loss_time", "loss_feature"] if target == "teacher" else
-             ["loss_gt_charbonnier", "loss_gt_log_mse"])
-    names += ["loss_perceptual"] if args.perceptual_target == target else []
-    return " ".join(f"--{name} {getattr(args, name):g}" for name in names if getattr(args, name) > 0)
-
-
 def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> tuple[Any, dict[str, int]]:
     """The training clips and the teacher's feature widths."""
     if args.train_cache is not None:
         cache = TeacherCache(args.train_cache)
+        def flags(target: str) -> str:  # named with their values: the config set them, not the command line
+            return " ".join(f"--loss_{name} {getattr(losses, name):g}" for name in losses.terms_on(target))
+
         if losses.needs_teacher and not cache.has_teacher:
             raise InputError(f"{args.train_cache} holds no teacher outputs, but teacher loss terms are on: "
-                             f"{loss_flags_on(args, 'teacher')}; set them to 0, or cache a teacher's outputs")
-        if losses.needs_gt and not cache.manifest.has_gt:  # (named: the config set them, not the command line)
+                             f"{flags('teacher')}; set them to 0, or cache a teacher's outputs")
+        if losses.needs_gt and not cache.manifest.has_gt:
             raise InputError(f"{args.train_cache} holds no ground truth, but ground-truth loss terms are on: "
-                             f"{loss_flags_on(args, 'gt')}; set them to 0, or build the cache with ground truth "
+                             f"{flags('gt')}; set them to 0, or build the cache with ground truth "
                              f"(star-vsr distill cache-teacher --gt, or from --motion-clips)")
         check_cache_scale(cache.manifest, args)
         if args.train_batch_size > 1 and len(cache.lr_sizes) > 1:  # else refused at the first mixed batch, hours in

@@ -394,17 +394,23 @@ class DistillationLossConfig:
         return (self.teacher_charbonnier + self.gt_charbonnier + self.gt_log_mse + self.space + self.time
                 + self.feature + self.perceptual)
 
+    def terms_on(self, target: str) -> list[str]:
+        """The weights (field names) of the switched-on terms that compare with ``target``: "teacher" (its output
+        or features) or "gt" (the ground-truth clip); the perceptual term where ``perceptual_target`` says so."""
+        names = ["teacher_charbonnier", "space", "time", "feature"] if target == "teacher" else \
+            ["gt_charbonnier", "gt_log_mse"]
+        names += ["perceptual"] if self.perceptual_target == target else []
+        return [name for name in names if getattr(self, name) > 0]
+
     @property
     def needs_teacher(self) -> bool:
         """Whether any term needs the teacher's output or features."""
-        return (self.teacher_charbonnier > 0 or self.space > 0 or self.time > 0 or self.feature > 0
-                or (self.perceptual > 0 and self.perceptual_target == "teacher"))
+        return bool(self.terms_on("teacher"))
 
     @property
     def needs_gt(self) -> bool:
         """Whether any term needs the ground-truth clip."""
-        return (self.gt_charbonnier > 0 or self.gt_log_mse > 0
-                or (self.perceptual > 0 and self.perceptual_target == "gt"))
+        return bool(self.terms_on("gt"))
 
     @property
     def teacher_feature_names(self) -> tuple[str, ...]:
