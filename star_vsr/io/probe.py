@@ -335,11 +335,11 @@ class VideoInfo:
         alpha = (self.pix_fmt in av.video.format.names
                  and any(c.is_alpha for c in av.VideoFormat(self.pix_fmt).components))
         if (alpha and self.codec != "gif") or self.side_alpha:  # FFmpeg decodes every GIF, opaque ones too, as bgra
-            kind = self.pix_fmt  # "rgba"; or what carries it beside: "vp9 alpha_mode 1", a palette's colour
-            if self.side_alpha and self.side_alpha_kind == "alpha_mode 1":
-                kind = f"{self.codec} alpha_mode 1"
-            elif self.side_alpha:
-                kind = f"{self.pix_fmt} with a transparent colour"
+            kind = self.pix_fmt  # "rgba"; or what carries it beside: "vp9 alpha_mode 1", "pal8 with a transparent
+            if self.side_alpha:  # colour"
+                image = self.is_image_folder or self.is_photo
+                kind = f"{self.pix_fmt} with {self.side_alpha_kind}" if image else \
+                    f"{self.codec} {self.side_alpha_kind}"
             notes.append(f"{self.path} has an alpha channel ({kind}); star-vsr works on RGB frames, so its "
                          f"transparency is dropped (composite it onto a background first to choose one)")
         depth = pixel_bit_depth(self.pix_fmt)
