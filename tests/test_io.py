@@ -2042,6 +2042,34 @@ def test_a_raw_h264_stream_cut_inside_a_group_of_pictures_counts_the_frames_that
     assert (probe_video(whole).num_frames, probe_video(whole).undecodable_lead) == (40, 0)
 
 
+@pytest.mark.parametrize("codec, muxer, options", [
+    ("libx264", "h264", {"x264-params": "keyint=8:bframes=3:open-gop=1:repeat-headers=1"}),
+    ("libx265", "hevc", {"x265-params": "log-level=error:keyint=8:bframes=3:open-gop=1:repeat-headers=1"})])
+def test_a_raw_stream_cut_inside_an_open_gop_leaves_out_the_leading_pictures_too(tmp_path, codec, muxer, options):
+    """A raw stream of open groups of pictures (x265's default) cut inside one: the B-frames after the first key
+    frame that reference the group before it (H.265's RASL pictures) cannot be decoded either, but, timed in file
+    order, they looked like frames after it: 35 frames announced, 32 decoded ("the file may be truncated")."""
+    packets = []
+    with av.open(io.BytesIO(), "w", format=muxer) as container:
+        stream = container.add_stream(codec, rate=25, options=options)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for frame in synthetic_frames(40, (48, 64), seed=0):
+            packets += [bytes(p) for p in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))]
+        packets += [bytes(p) for p in stream.encode(None)]
+    cut, whole = tmp_path / f"cut.{muxer}", tmp_path / f"whole.{muxer}"
+    cut.write_bytes(b"".join(packets[3:]))
+    whole.write_bytes(b"".join(packets))
+    with av.open(str(cut)) as container:
+        decodable = sum(1 for _ in container.decode(video=0))
+    assert decodable < len(packets) - 3 - 2  # the leading pictures are gone as well as the frames before the key
+    info = probe_video(cut)
+    assert info.num_frames == decodable and info.undecodable_lead == len(packets) - 3 - decodable
+    assert abs(info.duration_s - decodable / 25) < 1e-9
+    with open_video(cut) as reader:
+        assert sum(1 for _ in reader) == decodable
+    assert (probe_video(whole).num_frames, probe_video(whole).undecodable_lead) == (40, 0)
+
+
 @pytest.mark.parametrize("codec, pix_fmt, suffix", [("ffv1", "gbrp16le", ".mkv"), ("ffv1", "gray16le", ".mkv"),
                                                      ("png", "rgb48be", ".mov"), ("ffv1", "gbrp10le", ".mkv")])
 def test_a_16_bit_rgb_or_grey_video_reads_as_its_16_bit_png_frames_do(tmp_path, codec, pix_fmt, suffix):

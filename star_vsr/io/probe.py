@@ -550,6 +550,34 @@ def _undecodable_lead(in_file_order: Sequence[tuple[int, bool]], start_pts: int)
     return lead
 
 
+def _undecoded_in_file_order(path: Path, in_file_order: Sequence[tuple[int, bool]]) -> int:
+    """How many of a stream's first packets, up to its first key frame's leading pictures, decode to nothing:
+    those before the first key frame and, after it in file order, the leading pictures of an open GOP (B-frames
+    that reference the group before the key frame, shown before it; H.264's recovery-point I-frames, H.265's RASL
+    pictures), which FFmpeg's decoder drops. For a stream timed here in file order (`_frame_timestamps`'
+    `retimed`: a raw .h264 / .h265, a program stream's packed frames), whose timestamps cannot tell leading
+    pictures from the frames after them. Decodes at most the first key frame's group or `MAX_REORDER` + 1 frames
+    from it, whichever ends first."""
+    first = next((i for i, (_, key) in enumerate(in_file_order) if key), None)
+    if first is None:
+        return 0
+    later = next((i for i, (_, key) in enumerate(in_file_order) if key and i > first), len(in_file_order))
+    limit, fed, decoded = min(later, first + 1 + MAX_REORDER), 0, 0
+    with open_container(path) as container:
+        stream = find_video_stream(container, path)
+        try:
+            for packet in container.demux(stream):
+                if fed == limit:
+                    break
+                if packet.size > 0 and not packet.is_discard:  # the packets `_frame_timestamps` lists
+                    fed += 1
+                    decoded += len(stream.decode(packet))
+            decoded += len(stream.decode(None))  # the frames the decoder still holds back for reordering
+        except av.FFmpegError:
+            return 0  # damage: the reader reports it
+    return max(0, limit - decoded)
+
+
 def _frames_beyond_file(stream: av.stream.Stream, path: Path) -> int:
     """How many frames (packets) of ``stream`` the container's index places past the end of the file (it was cut
     short): the index's byte offsets and sizes against the file's size, nothing decoded."""
@@ -715,6 +743,14 @@ def _probe_container(path: Path) -> VideoInfo:
         # (codecs whose decoder leaves out what it cannot decode; MPEG-4 part 2's shows it against grey, out of
         # order, so its frames before the first key frame are not missing)
         lead = _undecodable_lead(in_file_order, lead_start) if lead_start is not None and codec in LEAD_CODECS else []
+        if retimed and lead_start is not None and codec in LEAD_CODECS:
+            # an open GOP's leading pictures, timed after its key frame here, which the decoder drops too (a raw
+            # .h265 cut inside a group: 35 frames announced, 32 decoded): timed evenly, the last times go
+            dropped = _undecoded_in_file_order(path, in_file_order) - len(lead)
+            if 0 < dropped < len(timestamps):
+                if end is not None:  # the last frame kept ends as the last one did
+                    end -= timestamps[-1] - timestamps[-1 - dropped]
+                lead += timestamps[-dropped:]
         if lead:
             # a recording that starts inside a group of pictures (a transport stream cut anywhere, a broadcast
             # capture): the frames before its first key frame cannot be decoded. Counted, they made the header's
