@@ -1771,6 +1771,47 @@ def test_an_interrupt_lost_in_a_destructor_still_stops_the_upscale(tmp_path, cap
     assert main(["upscale", str(source), "-o", str(output)]) == 0 and probe_video(output).num_frames == 24
 
 
+def test_ctrl_c_lost_in_a_destructor_stops_a_folder_degrade_with_one_line(tmp_path, capsys, monkeypatch,
+                                                                        ctrl_c_raises):
+    """Ctrl-C during `degrade` of a folder of clips, as a user saw it: lost in a progress bar's destructor ("Exception
+    ignored in: <function tqdm.__del__>" and KeyboardInterrupt's traceback), the run went on through every clip;
+    or, with a bar cut off in its constructor, "interrupted" then "AttributeError: 'tqdm_asyncio' object has no
+    attribute 'pos'"."""
+    from star_vsr.degradations import RealWorldDegradation
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("a", "b"):
+        write_test_video(clips / f"{name}.mp4", 4, size=(32, 32))
+    apply, calls = RealWorldDegradation.apply, []
+
+    class LosesCtrlC:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here, in a destructor: Python prints it and goes on
+
+    class TornBar:
+        def __del__(self):
+            raise AttributeError("'tqdm_asyncio' object has no attribute 'pos'")
+
+    def apply_and_lose_a_ctrl_c(self, *args, **kwargs):
+        calls.append(1)
+        LosesCtrlC()  # destroyed at once, then the bar torn by the interrupt
+        TornBar()
+        return apply(self, *args, **kwargs)
+
+    monkeypatch.setattr(RealWorldDegradation, "apply", apply_and_lose_a_ctrl_c)
+    output = tmp_path / "lr"
+    assert main(["degrade", str(clips), "-o", str(output), "--scale", "2"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "star-vsr degrade: interrupted", err
+    assert "Exception ignored" not in err and "Error" not in err and "Traceback" not in err, err
+    assert calls == [1] and not list(output.glob("*.mp4"))  # stopped before the first clip was written
+    monkeypatch.undo()
+    assert main(["degrade", str(clips), "-o", str(output), "--scale", "2"]) == 0  # the same command goes on
+    assert sorted(p.name for p in output.glob("*.mp4")) == ["a.mp4", "b.mp4"]
+
+
 def test_ctrl_c_while_libraries_load_is_one_line(tmp_path, capsys, monkeypatch, ctrl_c_raises):
     """Importing diffusers takes seconds; Ctrl-C there printed a 40-line traceback, and once a RuntimeError
     from diffusers' lazy imports that wraps the interrupt."""

@@ -10,6 +10,7 @@ with status 1. Warnings print as one line each, without Python's source line.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import signal
@@ -17,7 +18,7 @@ import sys
 import threading
 import time
 import warnings
-from typing import NoReturn, Optional, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
 from .. import __version__
 from ..errors import StarVSRError, cli_wording, explain_out_of_memory
@@ -107,6 +108,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Ctrl-C, and SIGTERM from `kill`, `docker stop` and job schedulers: stop with one line (temporary files
     # removed, a resumable upscale says what it saved), also when the KeyboardInterrupt is lost (interrupts.py)
     handlers = _catch_interrupts()
+    unraisable_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_after_interrupt(unraisable_hook)
     result = None
     command = " ".join(filter(None, (args.command, getattr(args, "distill_command", None))))  # "distill cache-teacher"
     me = f"{process_prefix()}star-vsr {command}"  # upscale-batch's processes each say what stopped them
@@ -145,6 +148,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         warnings.showwarning = show_warning
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+        if interrupt_requested():
+            gc.collect()  # what the interrupt tore, destroyed while its noise is still kept quiet
+        sys.unraisablehook = unraisable_hook
         clear_interrupt()  # in-process callers (tests, notebooks) start the next call afresh
     return int(result or 0)
 
@@ -161,6 +167,18 @@ def _catch_interrupts() -> dict[int, object]:
         if signal.getsignal(sig) not in (signal.SIG_IGN, None):
             handlers[sig] = signal.signal(sig, request_interrupt)
     return handlers
+
+
+def _quiet_after_interrupt(hook: Callable[[Any], object]) -> Callable[[Any], object]:
+    """``sys.unraisablehook`` that passes what ``hook`` would print, except, after Ctrl-C or SIGTERM, the exceptions
+    raised where Python can only print them (a destructor): the interrupt's own KeyboardInterrupt, lost there (the
+    flag keeps it, ``interrupts``), and what it tore (tqdm's "'tqdm_asyncio' object has no attribute 'pos'" from a
+    bar cut off in its constructor). They printed a traceback under "star-vsr degrade: interrupted"."""
+    def quiet(unraisable: Any) -> None:
+        if not interrupt_requested():
+            hook(unraisable)
+
+    return quiet
 
 
 def quiet_model_loading() -> None:

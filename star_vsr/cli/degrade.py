@@ -106,6 +106,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     are recorded in ``-o`` (``SETTINGS_NAME``); a rerun with others is refused unless ``--overwrite``, which lists
     the outputs it has still to redo (``PENDING_NAME``) until it has, so that a stopped one goes on too."""
     from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
+    from ..interrupts import raise_if_interrupted
     from ..io import VIDEO_EXTENSIONS, output_names
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
@@ -175,6 +176,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         print(broken_link_line(link), file=sys.stderr)
         failed.append(link.name)
     for clip in todo:
+        raise_if_interrupted()  # Ctrl-C whose KeyboardInterrupt a progress bar's destructor lost: no next clip
         try:
             _degrade_file(args, clip, outputs[clip], clip_seed(args.seed, clip.name),  # a video file keeps its rate
                          args.fps if clip.is_dir() else None, folder=True, replace=outputs[clip].name in pending)

@@ -35,6 +35,7 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 from av.video.stream import VideoStream
 
 from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, option
+from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.folders import list_image_files
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, chroma_block, exif_orientation, find_video_stream,
                                is_untagged_hd, open_container, probe_video, video_start)
@@ -79,7 +80,15 @@ class VideoReader(ABC):
     def __iter__(self) -> Iterator[np.ndarray]:
         if self.closed:
             raise InputError(f"the reader of {self.info.path} is closed; open the video again")
-        return self._frames()
+        return self._checked(self._frames())
+
+    @staticmethod
+    def _checked(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """``frames``, stopped by an interrupt whose KeyboardInterrupt was lost (``interrupts``): every long job
+        reads frames, so none goes on to the end after Ctrl-C."""
+        for frame in frames:
+            raise_if_interrupted()
+            yield frame
 
     @abstractmethod
     def _frames(self) -> Iterator[np.ndarray]:

@@ -38,6 +38,7 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 from tqdm.auto import tqdm
 
 from star_vsr.errors import InputError, OutputError, StarVSRError, UnsupportedVideoError, option
+from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
 from star_vsr.io.audio import AudioCopy, check_audio
 from star_vsr.io.folders import VIDEO_EXTENSIONS
@@ -729,6 +730,7 @@ class VideoWriter:
         if self._state != "open":
             raise InputError(f"the writer of {self.path} is {self._state}; open a new VideoWriter")
         try:
+            raise_if_interrupted()  # Ctrl-C whose KeyboardInterrupt was lost (``interrupts``): the output is not finished
             for frame in self._check_frames(frames):
                 self._sink.write(np.ascontiguousarray(self._pad(frame)))  # (h', w', 3)
                 self.frames_written += 1
