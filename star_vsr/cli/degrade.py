@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import zlib
+from fractions import Fraction
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -56,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=seed_argument, default=0, help="random seed (default 0)")
     parser.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
                         help="codec of the written file (default: from the output name: H.264 for a video name, "
-                             ".mp4 or .mkv alike; PNG frames for a folder or a name without a suffix)")
+                             ".mp4 or .mkv alike; PNG frames for a folder or a name without a suffix; for a folder "
+                             "of clips, H.264 .mp4 files, frame folders too)")
     parser.add_argument("--crf", type=int, default=None,
                         help="x264/x265 quality of the written file, 0..51, lower is better (default 18 for h264, 24 "
                              "for h265)")
@@ -136,8 +138,10 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         earlier = json.loads(record.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none yet (or a folder degraded before the record existed): nothing to compare
         earlier = None
+    if isinstance(earlier, dict):  # as they take effect: `--codec h264` typed out is no other setting
+        earlier, settings = _effective_settings(earlier), _effective_settings(settings)
     if isinstance(earlier, dict) and earlier != settings and not args.overwrite:
-        def shown(value: Any) -> Any:  # None: the flag was left out (its default), which "None" did not say
+        def shown(value: Any) -> Any:  # None: the flag was left out (a record from before defaults were resolved)
             return "(not given)" if value is None else value
 
         changed = ", ".join(f"--{key} {shown(earlier.get(key))} -> {shown(settings[key])}" for key in settings
@@ -167,7 +171,8 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         if note:
             say(args, f"note: {note}")
     redo = sum(outputs[clip].name in pending and outputs[clip].exists() for clip in todo) if not args.overwrite else 0
-    say(args, f"{len(clips) - len(todo)} of {len(clips)} clips already degraded in {output_dir}; {len(todo)} to go "
+    say(args, f"{len(clips) - len(todo)} of {len(clips)} clip{'s' * (len(clips) != 1)} already degraded in "
+              f"{output_dir}; {len(todo)} to go "
               f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its file or folder name)"
               + (f"; {redo} of them still hold the earlier settings' clips, which a stopped --overwrite run had not "
                  f"redone yet" if redo else ""))
@@ -196,6 +201,26 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         record.unlink()
         output_dir.rmdir()  # no folder left as if something were written
     return 1 if failed else 0
+
+
+def _effective_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A folder's degrade ``settings`` (`SETTINGS_NAME`: the flags as given, None where left out) as they take
+    effect: the codec and CRF a left-out ``--codec`` / ``--crf`` resolve to (H.264 for a folder of clips, its
+    default CRF), ``--fps`` as the rate frame folders are read at (default `DEFAULT_FOLDER_FPS`; a folder of
+    video files only takes no ``--fps``), None for PNG frames written (they store no rate). A rerun that typed
+    out a default was refused as "other settings" (``--codec (not given) -> h264``)."""
+    from ..io.probe import DEFAULT_FOLDER_FPS
+    from ..io.writer import check_crf
+
+    codec = settings.get("codec") or "h264"
+    effective = {**settings, "codec": codec}
+    try:
+        effective["crf"] = check_crf(codec, settings.get("crf"))
+        fps = settings.get("fps")
+        effective["fps"] = None if codec == "png" else str(Fraction(fps if fps is not None else DEFAULT_FOLDER_FPS))
+    except (InputError, TypeError, ValueError):  # a record edited by hand: compared as it is
+        pass
+    return effective
 
 
 def _expected_output(scale: int, codec: Optional[str], info: VideoInfo, output: Path) -> tuple[int, int, int]:
