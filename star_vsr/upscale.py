@@ -123,14 +123,19 @@ def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: Union[s
     return cls.from_pretrained(folder, dtype=torch_dtype, variant=variant).to(torch_device)
 
 
-def check_image_output(output_path: Union[str, Path], num_frames: int, codec: Optional[str] = None) -> bool:
+def check_image_output(output_path: Union[str, Path], num_frames: int, codec: Optional[str] = None,
+                       crf: Optional[int] = None) -> bool:
     """Whether ``output_path`` is one image (``.png``, ``.jpg``): then the input must come to one frame
-    (``num_frames``, after ``max_frames``), else an ``InputError`` says what to write instead."""
+    (``num_frames``, after ``max_frames``), else an ``InputError`` says what to write instead; ``crf``, an x264 /
+    x265 setting, is one too (it was ignored without a word, where PNG frames and FFV1 refuse it)."""
     output_path = Path(output_path)
     if output_path.suffix.lower() not in IMAGE_OUTPUTS or output_path.is_dir():
         return False
     if codec not in (None, "png"):
         raise InputError(f"{output_path} is an image name but --codec is {codec}; name a video file for {codec}")
+    if crf is not None:
+        raise InputError(f"crf applies to h264/h265 only; {output_path} is a "
+                         f"{IMAGE_OUTPUTS[output_path.suffix.lower()]} image, {option('leave crf=None', 'drop --crf')}")
     if codec == "png" and IMAGE_OUTPUTS[output_path.suffix.lower()] != "PNG":  # a lossy JPEG, without a word
         raise InputError(f"{output_path} names a JPEG image (lossy) but --codec is png: name it "
                          f"{output_path.with_suffix('.png').name} for a lossless image")
@@ -187,7 +192,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
         raise InputError(f"the output {output_path} is the input; write to another name")
     check_no_replace(Path(output_path), overwrite)
     source = FileFrameSource(input_path, deinterlace=deinterlace, folder_fps=folder_fps, max_frames=max_frames)
-    if check_image_output(output_path, source.num_frames, codec):
+    if check_image_output(output_path, source.num_frames, codec, crf):
         return _upscale_to_image(pipe, source, Path(output_path), progress, overwrite, pipeline_kwargs)
     audio = str(input_path) if keep_audio and Path(input_path).is_file() else None
     # one bar per run: the writer's counts frames (and frames per second); a student's own bar would count the

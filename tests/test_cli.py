@@ -2226,6 +2226,17 @@ def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
     assert main(["upscale", str(photo), "-o", str(tmp_path / "x.jpg"), "--codec", "png"]) == 2  # wrote a lossy JPEG
     assert "x.jpg names a JPEG image (lossy) but --codec is png: name it x.png" in capsys.readouterr().err
     assert not (tmp_path / "x.jpg").exists()
+    for name, kind in (("x.png", "PNG"), ("x.jpg", "JPEG")):  # ignored without a word, where PNG frames refuse it
+        assert main(["upscale", str(photo), "-o", str(tmp_path / name), "--crf", "20"]) == 2
+        assert f"crf applies to h264/h265 only; {tmp_path / name} is a {kind} image, drop --crf" in \
+            capsys.readouterr().err
+        assert not (tmp_path / name).exists()
+    from star_vsr.errors import InputError
+    from star_vsr.student import default_student_folder
+    from star_vsr.upscale import load_upscaler, upscale_video
+
+    with pytest.raises(InputError, match=r"x.png is a PNG image, leave crf=None"):  # the Python API's words
+        upscale_video(load_upscaler(default_student_folder()), photo, tmp_path / "x.png", crf=20)
     for name in ("slash.mp4/", "slash.png/"):  # Path() drops the '/': a file was written where a folder was meant
         assert main(["upscale", str(photo), "-o", str(tmp_path) + "/" + name]) == 2
         assert "ends with '/', a folder, but names a file" in capsys.readouterr().err

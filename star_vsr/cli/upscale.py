@@ -259,7 +259,8 @@ def run_single(args: argparse.Namespace) -> int:
         from ..io import probe_video
 
         frames = probe_video(args.input).num_frames
-        check_image_output(output, frames if args.max_frames is None else min(frames, args.max_frames), args.codec)
+        check_image_output(output, frames if args.max_frames is None else min(frames, args.max_frames), args.codec,
+                           args.crf)
     else:  # the codec against the name, the audio against the container: before the model loads, not after
         check_video_output(output, args.codec, None if args.no_audio else args.input)
     check_model_options(args)
