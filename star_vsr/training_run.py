@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Collection, Hashable, Iterable, Mapping, Optional, Sequence
 
 import yaml
 
@@ -108,10 +108,16 @@ bool_value.__name__ = "true or false"
 def launcher_precision(mixed_precision: Optional[str]) -> str:
     """``--mixed_precision``, or when not given the launcher's (``accelerate launch --mixed_precision`` or
     ``accelerate config``, which reach the script as ``ACCELERATE_MIXED_PRECISION``), else ``no``: the precision the
-    run trains in, recorded and compared on resume as such (a launcher's bf16 was recorded as null)."""
-    if mixed_precision is not None:
-        return mixed_precision
-    return os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    run trains in, recorded and compared on resume as such (a launcher's bf16 was recorded as null). A launcher's
+    fp16 / bf16 that a given ``--mixed_precision`` (a ``--config`` key too) overrides gets a note: it was dropped
+    without a word (black-box hunt: ``accelerate launch --mixed_precision fp16`` with the tiny config's ``no``)."""
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    if mixed_precision is None:
+        return launcher
+    if launcher != "no" and launcher != mixed_precision and is_first_process():
+        print(f"note: --mixed_precision {mixed_precision} (given to the script or in its --config) overrides the "
+              f"launcher's {launcher}; pass --mixed_precision none to train in the launcher's", file=sys.stderr)
+    return mixed_precision
 
 
 class SettingsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -492,7 +498,10 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
         if not damaged_model and (is_out_of_memory(error) or isinstance(error, (PermissionError, FileNotFoundError))):
             raise  # not the file's bytes: said as they are
         if "size mismatch" in str(error) or "Error(s) in loading state_dict" in str(error):
-            raise InputError(f"{checkpoint} does not fit the model of this run ({first_line(error)}); resume with "
+            # the line that names a weight ("size mismatch for ...: copying a param with shape ..."), not the
+            # header "Error(s) in loading state_dict for StarVSRUNetModel:" alone
+            detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), first_line(error))
+            raise InputError(f"{checkpoint} does not fit the model of this run ({detail}); resume with "
                              f"the settings that trained it") from error
         if not (isinstance(error, (OSError, SafetensorError)) or is_damaged_weights_error(error)):
             raise
@@ -857,11 +866,14 @@ def checkpoint_processes(checkpoint: Path) -> int:
         return len(list(Path(checkpoint).glob("random_states_*.pkl")))
 
 
-def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, checkpoint: Path) -> None:
+def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, checkpoint: Path,
+                           shape_settings: Collection[str] = ()) -> None:
     """``InputError`` listing each setting that changes what is trained (``changes_what_is_trained``) and
     differs from the settings that trained ``checkpoint``, or naming another number of processes than the one that
-    saved it (``checkpoint_processes``), unless ``--allow_changed_settings``. The settings are not compared when the
-    run recorded none."""
+    saved it (``checkpoint_processes``), unless ``--allow_changed_settings``; and, with it too, naming each of
+    ``shape_settings`` that differs: they shape the checkpoint's weights or optimizer state (a LoRA's rank), which
+    cannot be loaded into another shape (the flag, offered for it, then failed with "does not fit the model").
+    The settings are not compared when the run recorded none."""
     before, now = checkpoint_processes(checkpoint), launched_processes()
     if before and before != now and not args.allow_changed_settings:
         raise InputError(f"{checkpoint} was trained by {before} process{'es' * (before != 1)} and this run has {now}: "
@@ -869,9 +881,17 @@ def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentPa
                          f"model); resume with accelerate launch --num_processes {before}, or pass "
                          f"--allow_changed_settings to go on with {now} (recorded in {RESUMES_FILE})")
     saved = checkpoint_settings(checkpoint)
-    if saved is None or args.allow_changed_settings:
+    if saved is None:
         return
     changes = [change for change in changed_settings(saved, args, parser) if changes_what_is_trained(change[0], args)]
+    reshaped = [change for change in changes if change[0] in shape_settings]
+    if reshaped:
+        raise InputError(f"{checkpoint} was trained with other settings that shape its weights: "
+                         f"{_listed(reshaped, args)}. A checkpoint cannot be resumed in another shape: resume with "
+                         f"the earlier {'value' if len(reshaped) == 1 else 'values'}, or start a new run with another "
+                         f"--output_dir")
+    if args.allow_changed_settings:
+        return
     if changes:
         raise InputError(f"{checkpoint} was trained with other settings: {_listed(changes, args)}. Going on with "
                          f"them would train another model under the same run: resume with the earlier settings, "
@@ -1096,13 +1116,14 @@ CHECKPOINT_MODEL_FOLDERS = {"controlnet": "training/train_star.py", "student": "
 
 
 def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
-                       model_folder: Optional[str] = None) -> None:
+                       model_folder: Optional[str] = None, shape_settings: Collection[str] = ()) -> None:
     """``InputError`` for settings both training scripts share that cannot work: the learning rate and
     warm-up, how often to save and validate, fp16 without a GPU, an output folder holding another run
     (``check_output_dir``), a checkpoint to resume that is past ``max_train_steps`` (one at it only writes the
     final model: ``finishing_message``), one another script saved (without the script's ``model_folder``, a key of
     ``CHECKPOINT_MODEL_FOLDERS``), or one trained with settings that change what is trained
-    (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it). Fills in ``--mixed_precision``
+    (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it; ``shape_settings``: those that
+    shape the trained weights or their optimizer state, which no flag lets change). Fills in ``--mixed_precision``
     from the launcher when it is not given (``launcher_precision``)."""
     import torch
 
@@ -1142,5 +1163,5 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
                 raise damaged_checkpoint(resume, f"its {model_folder}/ folder is missing")
             raise InputError(f"{resume} is no checkpoint of {CHECKPOINT_MODEL_FOLDERS[model_folder]}: {saved_by[0]} "
                              f"saved it; resume a checkpoint of this script, or start a new run")
-        check_resumed_settings(args, parser, resume)
+        check_resumed_settings(args, parser, resume, shape_settings)
     check_overwrite_keeps_inputs(args, parser)

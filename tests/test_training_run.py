@@ -707,9 +707,13 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
         def load_state(self, path):
             raise self.error
 
-    mismatch = RuntimeError("Error(s) in loading state_dict for Net:\n\tsize mismatch for w")
-    with pytest.raises(InputError, match=r"checkpoint-2 does not fit the model of this run \(Error\(s\) in loading "
-                                         r"state_dict for Net:\); resume with the settings that trained it"):
+    mismatch = RuntimeError("Error(s) in loading state_dict for Net:\n\tsize mismatch for w: copying a param with "
+                            "shape torch.Size([4, 2]) from checkpoint, the shape in current model is "
+                            "torch.Size([8, 2]).")
+    # the line that names the weight, not the header alone (black-box hunt: "(Error(s) in loading state_dict for ...:)")
+    with pytest.raises(InputError, match=r"checkpoint-2 does not fit the model of this run \(size mismatch for w: "
+                                         r"copying a param with shape torch.Size\(\[4, 2\]\) from checkpoint, the "
+                                         r"shape in current model is torch.Size\(\[8, 2\]\).\); resume with the"):
         load_training_checkpoint(Loader(mismatch), checkpoint)
     with pytest.raises(PermissionError):
         load_training_checkpoint(Loader(PermissionError(13, "Permission denied")), checkpoint)
@@ -863,3 +867,18 @@ def test_a_resume_from_an_earlier_checkpoint_says_the_later_ones_are_left_behind
     assert resuming_message(tmp_path / "checkpoint-2", tmp_path) == (
         f"resuming from {tmp_path / 'checkpoint-2'}; the later checkpoint-4, checkpoint-6 of this folder are left "
         f"behind: deleted at this run's first checkpoint, and until then what `latest` would resume")
+
+
+def test_a_launcher_precision_overridden_by_the_script_s_setting_is_noted(monkeypatch, capsys):
+    """`accelerate launch --mixed_precision fp16 training/train_star.py --config configs/train_star_tiny.yaml`
+    trained in float32 (the config's `mixed_precision: "no"`) without a word (black-box hunt)."""
+    from star_vsr.training_run import launcher_precision
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    assert launcher_precision(None) == "fp16" and capsys.readouterr().err == ""
+    assert launcher_precision("no") == "no"
+    assert "note: --mixed_precision no (given to the script or in its --config) overrides the launcher's fp16; pass " \
+        "--mixed_precision none to train in the launcher's" in capsys.readouterr().err
+    assert launcher_precision("fp16") == "fp16" and capsys.readouterr().err == ""  # the same: nothing to say
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # a plain launch: the script's own choice, silently
+    assert launcher_precision("bf16") == "bf16" and capsys.readouterr().err == ""

@@ -86,6 +86,10 @@ CACHE_ID_NAME = "train_cache.sha256"
 LAST_LOSSES_NAME = "last_losses.json"
 #: The TensorBoard run (folder inside --logging_dir).
 TRACKER_PROJECT = "distill_student"
+#: Settings that shape a checkpoint's weights and optimizer state (the student's layers, the ConvLSTM's width, the
+#: parameters the optimizer holds): a resumed run cannot change them, not even with ``--allow_changed_settings``
+#: (``star_vsr.training_run.check_resumed_settings``).
+SHAPE_SETTINGS = ("student_preset", "student_overrides", "time_hidden_channels", "trainable")
 
 
 # --------------------------------------------------------------------------- arguments
@@ -216,7 +220,7 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
             args.student_preset = preset
     try:
         # learning rate, fp16 without a GPU, the checkpoint to resume
-        check_run_settings(args, build_parser(), model_folder="student")
+        check_run_settings(args, build_parser(), model_folder="student", shape_settings=SHAPE_SETTINGS)
         check_number(args, "ema_decay", 0, 1, high_open=True)  # 0: off; 1 would never move, above 1 extrapolates
         # here, with the flags' names (the dataset and the loss named their own arguments, or took -1)
         for name in ("motion_num_frames", "motion_crop_size", "motion_length", "time_hidden_channels"):
@@ -592,8 +596,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if accelerator.is_main_process:
         # made only now: a bad setting caught above (data, --trainable) leaves no empty output folder
         prepare_output_dir(args, path, run_outputs)
-        tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
-        accelerator.init_trackers(TRACKER_PROJECT, config=tracker_config, init_kwargs=tracker_init_kwargs(path))
 
     validation_clips: list[dict[str, Any]] = []
     validation_bicubic: dict[str, float] = {}  # bicubic's scores on the validation clips, computed once
@@ -619,7 +621,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             num_train_epochs = first_epoch  # no epoch left to run
     elif args.resume_from_checkpoint:
         accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
-    if accelerator.is_main_process:
+    if accelerator.is_main_process:  # after the checkpoint loads: one that does not leaves no tracker run behind
+        tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        accelerator.init_trackers(TRACKER_PROJECT, config=tracker_config, init_kwargs=tracker_init_kwargs(path))
         record_run_settings(args, build_parser(), path)
         record_data_id(Path(args.output_dir), path, CACHE_ID_NAME,
                        cache_id(args.train_cache) if args.train_cache is not None else None)

@@ -99,6 +99,10 @@ from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
 
+#: Settings that shape a checkpoint's weights and optimizer state: a resumed run cannot change them, not even with
+#: ``--allow_changed_settings`` (``star_vsr.training_run.check_resumed_settings``).
+SHAPE_SETTINGS = ("lora_rank",)
+
 #: UNet attention projections that get a LoRA with ``lora_rank > 0``.
 LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 #: File in each checkpoint with the trainable UNet parameters (LIEM gates, LoRA).
@@ -280,7 +284,7 @@ def check_args(args: argparse.Namespace) -> None:
         check_number(args, "validation_guidance_scale", 1)  # 1: no guidance; below 1 the pipeline refuses
         if args.validation_video is not None and not Path(args.validation_video).exists():
             raise InputError(f"--validation_video {args.validation_video} does not exist")
-    check_run_settings(args, build_parser(), model_folder="controlnet")
+    check_run_settings(args, build_parser(), model_folder="controlnet", shape_settings=SHAPE_SETTINGS)
 
 
 def run_outputs(settings: Mapping[str, Any]) -> list[str]:
@@ -726,9 +730,6 @@ def main(args: argparse.Namespace) -> None:
     denoiser, optimizer, dataloader, lr_scheduler = accelerator.prepare(denoiser, optimizer, dataloader, lr_scheduler)
     updates_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
     num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
-    if accelerator.is_main_process:
-        accelerator.init_trackers(args.tracker_project_name, config=flat_config(args),
-                                  init_kwargs=tracker_init_kwargs(resume_path))
 
     # 4. Resume
     global_step = 0
@@ -739,7 +740,9 @@ def main(args: argparse.Namespace) -> None:
         global_step = checkpoint_step(resume_path)
     elif args.resume_from_checkpoint is not None:
         accelerator.print(f"No checkpoint in {output_dir}; starting a new run")
-    if accelerator.is_main_process:
+    if accelerator.is_main_process:  # after the checkpoint loads: one that does not leaves no tracker run behind
+        accelerator.init_trackers(args.tracker_project_name, config=flat_config(args),
+                                  init_kwargs=tracker_init_kwargs(resume_path))
         record_run_settings(args, build_parser(), resume_path)
         record_data_id(output_dir, resume_path, DATA_ID_NAME, data_id)
     first_epoch = global_step // updates_per_epoch
