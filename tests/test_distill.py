@@ -1001,6 +1001,14 @@ def test_ctrl_c_saves_a_checkpoint_at_the_end_of_the_step_and_a_rerun_refuses_th
     message = capsys.readouterr().err
     assert refused.value.code == 2 and "checkpoint-2 was trained with other settings: learning_rate: 0.001 -> " \
         "0.002, loss_space: 0.1 -> 0.0. " in message and "--allow_changed_settings" in message
+    # one that shapes the checkpoint's weights: not even with --allow_changed_settings (the run then failed to load
+    # it: "size mismatch for time_loss.convlstm.cell.gates.weight")
+    with pytest.raises(SystemExit) as refused:
+        training_args(train_cache, tmp_path / "run", *resume_flags, "--time_hidden_channels", "4",
+                      "--allow_changed_settings")
+    message = capsys.readouterr().err
+    assert refused.value.code == 2 and "checkpoint-2 was trained with other settings that shape its weights: " \
+        "time_hidden_channels: " in message and "cannot be resumed in another shape" in message
     _, resume = training_args(train_cache, tmp_path / "run", *resume_flags)
     assert script.main(resume)["steps"] == 4
     straight = StarStudentPipeline.from_pretrained(tmp_path / "straight").student.state_dict()

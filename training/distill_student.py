@@ -86,10 +86,10 @@ CACHE_ID_NAME = "train_cache.sha256"
 LAST_LOSSES_NAME = "last_losses.json"
 #: The TensorBoard run (folder inside --logging_dir).
 TRACKER_PROJECT = "distill_student"
-#: Settings that shape a checkpoint's weights and optimizer state (the student's layers, the ConvLSTM's width, the
-#: parameters the optimizer holds): a resumed run cannot change them, not even with ``--allow_changed_settings``
-#: (``star_vsr.training_run.check_resumed_settings``).
-SHAPE_SETTINGS = ("student_preset", "student_overrides", "time_hidden_channels", "trainable")
+#: Settings that shape a checkpoint's weights and optimizer state (the student's layers, the parameters the
+#: optimizer holds; with ``--loss_time``, the ConvLSTM's width too): a resumed run cannot change them, not even with
+#: ``--allow_changed_settings`` (``star_vsr.training_run.check_resumed_settings``).
+SHAPE_SETTINGS = ("student_preset", "student_overrides", "trainable")
 
 
 # --------------------------------------------------------------------------- arguments
@@ -220,7 +220,8 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
             args.student_preset = preset
     try:
         # learning rate, fp16 without a GPU, the checkpoint to resume
-        check_run_settings(args, build_parser(), model_folder="student", shape_settings=SHAPE_SETTINGS)
+        check_run_settings(args, build_parser(), model_folder="student",
+                           shape_settings=(*SHAPE_SETTINGS, *(("time_hidden_channels",) if args.loss_time else ())))
         check_number(args, "ema_decay", 0, 1, high_open=True)  # 0: off; 1 would never move, above 1 extrapolates
         # here, with the flags' names (the dataset and the loss named their own arguments, or took -1)
         for name in ("motion_num_frames", "motion_crop_size", "motion_length", "time_hidden_channels"):
