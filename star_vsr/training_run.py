@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Collection, Hashable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequence
 
 import yaml
 
@@ -64,6 +64,13 @@ RUN_CONTROL_SETTINGS = frozenset({"config", "output_dir", "resume_from_checkpoin
                                   "allow_changed_settings"})
 
 logger = logging.getLogger(__name__)
+
+#: The most characters of PyTorch's error a checkpoint that does not fit is named with (`load_training_checkpoint`).
+MAX_DETAIL_CHARS = 300
+
+#: A training script's map from its settings (a dict as ``changed_settings`` compares them) to what of them shapes
+#: its checkpoints (setting name -> a value; None where it shapes nothing): ``check_resumed_settings``.
+ShapeOf = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
 #: Path settings of both training scripts that are not recorded with the run's settings (an empty one is refused
@@ -501,6 +508,8 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
             # the line that names a weight ("size mismatch for ...: copying a param with shape ..."), not the
             # header "Error(s) in loading state_dict for StarVSRUNetModel:" alone
             detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), first_line(error))
+            if len(detail) > MAX_DETAIL_CHARS:  # "Unexpected key(s) in state_dict: ..." lists every key
+                detail = detail[:MAX_DETAIL_CHARS] + " ..."
             raise InputError(f"{checkpoint} does not fit the model of this run ({detail}); resume with "
                              f"the settings that trained it") from error
         if not (isinstance(error, (OSError, SafetensorError)) or is_damaged_weights_error(error)):
@@ -810,14 +819,21 @@ def changed_settings(saved: Mapping[str, Any], args: argparse.Namespace,
     ``RUN_CONTROL_SETTINGS`` aside. Both sides are compared as ``recorded_settings`` writes them; a setting
     that ``saved`` lacks (added to the script since) counts as its default in ``parser``, which must be the
     script's parser as built, without a ``--config``'s defaults."""
+    before, now = _compared_settings(saved, args, parser)
+    return [(name, before.get(name), value) for name, value in now.items()
+            if name not in RUN_CONTROL_SETTINGS and before.get(name) != value]
+
+
+def _compared_settings(saved: Mapping[str, Any], args: argparse.Namespace,
+                       parser: argparse.ArgumentParser) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(``saved`` as ``changed_settings`` compares it, the settings of ``args`` as it compares them)."""
     now = recorded_settings(args, parser)
     defaults = vars(parser.parse_args([]))
     saved = dict(saved)
     if "mixed_precision" in saved and saved["mixed_precision"] is None:  # recorded before the launcher's precision
         saved["mixed_precision"] = now.get("mixed_precision")  # was filled in (launcher_precision): unknown, as now
     before = _comparable({**defaults, **{name: value for name, value in saved.items() if name in now}}, parser)
-    return [(name, before.get(name), value) for name, value in now.items()
-            if name not in RUN_CONTROL_SETTINGS and before.get(name) != value]
+    return before, now
 
 
 def changes_what_is_trained(name: str, args: argparse.Namespace) -> bool:
@@ -867,13 +883,14 @@ def checkpoint_processes(checkpoint: Path) -> int:
 
 
 def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, checkpoint: Path,
-                           shape_settings: Collection[str] = ()) -> None:
+                           checkpoint_shape: Optional[ShapeOf] = None) -> None:
     """``InputError`` listing each setting that changes what is trained (``changes_what_is_trained``) and
     differs from the settings that trained ``checkpoint``, or naming another number of processes than the one that
-    saved it (``checkpoint_processes``), unless ``--allow_changed_settings``; and, with it too, naming each of
-    ``shape_settings`` that differs: they shape the checkpoint's weights or optimizer state (a LoRA's rank), which
-    cannot be loaded into another shape (the flag, offered for it, then failed with "does not fit the model").
-    The settings are not compared when the run recorded none."""
+    saved it (``checkpoint_processes``), unless ``--allow_changed_settings``; and, with it too, naming the settings
+    whose change changes ``checkpoint_shape`` (the script's: what of its settings shapes a checkpoint's weights,
+    optimizer state and saved objects): a checkpoint cannot be loaded into another shape (the flag, offered for a
+    LoRA's rank, then failed with "does not fit the model"). The settings are not compared when the run recorded
+    none."""
     before, now = checkpoint_processes(checkpoint), launched_processes()
     if before and before != now and not args.allow_changed_settings:
         raise InputError(f"{checkpoint} was trained by {before} process{'es' * (before != 1)} and this run has {now}: "
@@ -884,12 +901,15 @@ def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentPa
     if saved is None:
         return
     changes = [change for change in changed_settings(saved, args, parser) if changes_what_is_trained(change[0], args)]
-    reshaped = [change for change in changes if change[0] in shape_settings]
+    reshaped = _reshaped(saved, args, parser, checkpoint_shape) if checkpoint_shape is not None else []
     if reshaped:
+        others = [change for change in changes if change[0] not in {name for name, _, _ in reshaped}]
         raise InputError(f"{checkpoint} was trained with other settings that shape its weights: "
                          f"{_listed(reshaped, args)}. A checkpoint cannot be resumed in another shape: resume with "
                          f"the earlier {'value' if len(reshaped) == 1 else 'values'}, or start a new run with another "
-                         f"--output_dir")
+                         f"--output_dir" + (f" (its other changed settings, {_listed(others, args)}, need "
+                                            f"--allow_changed_settings)" if others and not args.allow_changed_settings
+                                            else ""))
     if args.allow_changed_settings:
         return
     if changes:
@@ -897,6 +917,17 @@ def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentPa
                          f"them would train another model under the same run: resume with the earlier settings, "
                          f"start a new run with another --output_dir, or pass --allow_changed_settings to go on "
                          f"with the new ones (recorded in {RESUMES_FILE})")
+
+
+def _reshaped(saved: Mapping[str, Any], args: argparse.Namespace, parser: argparse.ArgumentParser,
+              checkpoint_shape: ShapeOf) -> list[tuple[str, Any, Any]]:
+    """(name, old, new) of the settings that differ from ``saved`` and change ``checkpoint_shape``: those of its keys
+    whose shape differs and whose setting itself changed (``loss_time`` switched off makes the ConvLSTM's width
+    moot too, which is not listed)."""
+    before, now = _compared_settings(saved, args, parser)
+    shape_before, shape_now = checkpoint_shape(before), checkpoint_shape(now)
+    return [(name, before.get(name), now.get(name)) for name in shape_now
+            if shape_before.get(name) != shape_now[name] and before.get(name) != now.get(name)]
 
 
 def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
@@ -1116,14 +1147,14 @@ CHECKPOINT_MODEL_FOLDERS = {"controlnet": "training/train_star.py", "student": "
 
 
 def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
-                       model_folder: Optional[str] = None, shape_settings: Collection[str] = ()) -> None:
+                       model_folder: Optional[str] = None, checkpoint_shape: Optional[ShapeOf] = None) -> None:
     """``InputError`` for settings both training scripts share that cannot work: the learning rate and
     warm-up, how often to save and validate, fp16 without a GPU, an output folder holding another run
     (``check_output_dir``), a checkpoint to resume that is past ``max_train_steps`` (one at it only writes the
     final model: ``finishing_message``), one another script saved (without the script's ``model_folder``, a key of
     ``CHECKPOINT_MODEL_FOLDERS``), or one trained with settings that change what is trained
-    (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it; ``shape_settings``: those that
-    shape the trained weights or their optimizer state, which no flag lets change). Fills in ``--mixed_precision``
+    (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it; ``checkpoint_shape``: what of the
+    settings shapes a checkpoint, which no flag lets change). Fills in ``--mixed_precision``
     from the launcher when it is not given (``launcher_precision``)."""
     import torch
 
@@ -1163,5 +1194,5 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
                 raise damaged_checkpoint(resume, f"its {model_folder}/ folder is missing")
             raise InputError(f"{resume} is no checkpoint of {CHECKPOINT_MODEL_FOLDERS[model_folder]}: {saved_by[0]} "
                              f"saved it; resume a checkpoint of this script, or start a new run")
-        check_resumed_settings(args, parser, resume, shape_settings)
+        check_resumed_settings(args, parser, resume, checkpoint_shape)
     check_overwrite_keeps_inputs(args, parser)

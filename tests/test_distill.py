@@ -1001,14 +1001,23 @@ def test_ctrl_c_saves_a_checkpoint_at_the_end_of_the_step_and_a_rerun_refuses_th
     message = capsys.readouterr().err
     assert refused.value.code == 2 and "checkpoint-2 was trained with other settings: learning_rate: 0.001 -> " \
         "0.002, loss_space: 0.1 -> 0.0. " in message and "--allow_changed_settings" in message
-    # one that shapes the checkpoint's weights: not even with --allow_changed_settings (the run then failed to load
-    # it: "size mismatch for time_loss.convlstm.cell.gates.weight")
-    with pytest.raises(SystemExit) as refused:
-        training_args(train_cache, tmp_path / "run", *resume_flags, "--time_hidden_channels", "4",
-                      "--allow_changed_settings")
-    message = capsys.readouterr().err
-    assert refused.value.code == 2 and "checkpoint-2 was trained with other settings that shape its weights: " \
-        "time_hidden_channels: " in message and "cannot be resumed in another shape" in message
+    # one that shapes the checkpoint: not even with --allow_changed_settings (the run then failed to load it: "size
+    # mismatch for time_loss.convlstm.cell.gates.weight", "Unexpected key(s) in state_dict: feature_loss.adapters...",
+    # a RuntimeError "Number of custom checkpoints ... does not match the number of registered objects")
+    for flag, change in (("--time_hidden_channels", "time_hidden_channels: 8 -> 4"),
+                         ("--loss_time", "loss_time: 0.1 -> 0.0"), ("--loss_feature", "loss_feature: 0.1 -> 0.0"),
+                         ("--ema_decay", "ema_decay: 0.9 -> 0.0")):
+        with pytest.raises(SystemExit) as refused:
+            training_args(train_cache, tmp_path / "run", *resume_flags, flag, "4" if "channels" in flag else "0",
+                          "--allow_changed_settings")
+        message = capsys.readouterr().err
+        assert refused.value.code == 2 and "checkpoint-2 was trained with other settings that shape its weights: " \
+            f"{change}. A checkpoint cannot be resumed in another shape" in message, message
+    # the other changes named too, so that putting the shape back is not refused again for them
+    with pytest.raises(SystemExit):
+        training_args(train_cache, tmp_path / "run", *resume_flags, "--loss_time", "0", "--learning_rate", "2e-3")
+    assert "(its other changed settings, learning_rate: 0.001 -> 0.002, need --allow_changed_settings)" in \
+        capsys.readouterr().err
     _, resume = training_args(train_cache, tmp_path / "run", *resume_flags)
     assert script.main(resume)["steps"] == 4
     straight = StarStudentPipeline.from_pretrained(tmp_path / "straight").student.state_dict()

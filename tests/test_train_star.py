@@ -385,13 +385,15 @@ def test_resume_refuses_a_checkpoint_past_the_end_and_other_trainable_settings(r
                                              r"lora_rank: 2 -> 4\. A checkpoint cannot be resumed in another shape: "
                                              r"resume with the earlier value, or start a new run"):
             train_star.parse_args([*argv, "--lora_rank", "4", *allowed])
+    with pytest.raises(InputError, match=r"other settings that shape its weights: train_unet_liem: true -> false\."):
+        train_star.parse_args([*argv, "--train_unet_liem", "false", "--allow_changed_settings"])
     train_star.parse_args([*argv, "--checkpointing_steps", "3", "--report_to", "none"])  # no effect on training
     run = tmp_path / "run"
     shutil.copytree(done / "checkpoint-4", run / "checkpoint-4")
     argv = ["--config", str(TINY_CONFIG), "--output_dir", str(run), *FAST, *LORA, "--max_train_steps", "6",
             "--resume_from_checkpoint", "latest", "--train_unet_liem", "false", "--validation_steps", "0",
             "--report_to", "none"]
-    with pytest.raises(InputError, match="other settings: train_unet_liem: true -> false"):
+    with pytest.raises(InputError, match="other settings that shape its weights: train_unet_liem: true -> false"):
         train_star.parse_args(argv)
     # a checkpoint that holds no settings (saved by an earlier version): the weights it holds still must fit
     (run / "checkpoint-4" / "train_config.yaml").unlink()

@@ -86,13 +86,21 @@ CACHE_ID_NAME = "train_cache.sha256"
 LAST_LOSSES_NAME = "last_losses.json"
 #: The TensorBoard run (folder inside --logging_dir).
 TRACKER_PROJECT = "distill_student"
-#: Settings that shape a checkpoint's weights and optimizer state (the student's layers, the parameters the
-#: optimizer holds; with ``--loss_time``, the ConvLSTM's width too): a resumed run cannot change them, not even with
-#: ``--allow_changed_settings`` (``star_vsr.training_run.check_resumed_settings``).
-SHAPE_SETTINGS = ("student_preset", "student_overrides", "trainable")
 
 
 # --------------------------------------------------------------------------- arguments
+
+
+def checkpoint_shape(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a run's ``settings`` shapes its checkpoints (the student's layers; the parameters the optimizer holds;
+    the loss terms with weights of their own, the time distillation's ConvLSTM and the feature distillation's 1x1
+    adapters; the weight average, a checkpointed object): a resumed run cannot change it, not even with
+    ``--allow_changed_settings`` (``star_vsr.training_run.check_resumed_settings``)."""
+    time_on, feature_on = bool(settings.get("loss_time")), bool(settings.get("loss_feature"))
+    return {**{name: settings.get(name) for name in ("student_preset", "student_overrides", "trainable")},
+            "loss_time": time_on, "time_hidden_channels": settings.get("time_hidden_channels") if time_on else None,
+            "loss_feature": feature_on, "feature_names": settings.get("feature_names") if feature_on else None,
+            "ema_decay": bool(settings.get("ema_decay"))}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,8 +228,7 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
             args.student_preset = preset
     try:
         # learning rate, fp16 without a GPU, the checkpoint to resume
-        check_run_settings(args, build_parser(), model_folder="student",
-                           shape_settings=(*SHAPE_SETTINGS, *(("time_hidden_channels",) if args.loss_time else ())))
+        check_run_settings(args, build_parser(), model_folder="student", checkpoint_shape=checkpoint_shape)
         check_number(args, "ema_decay", 0, 1, high_open=True)  # 0: off; 1 would never move, above 1 extrapolates
         # here, with the flags' names (the dataset and the loss named their own arguments, or took -1)
         for name in ("motion_num_frames", "motion_crop_size", "motion_length", "time_hidden_channels"):

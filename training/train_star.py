@@ -99,9 +99,13 @@ from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
 
-#: Settings that shape a checkpoint's weights and optimizer state: a resumed run cannot change them, not even with
-#: ``--allow_changed_settings`` (``star_vsr.training_run.check_resumed_settings``).
-SHAPE_SETTINGS = ("lora_rank",)
+
+def checkpoint_shape(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a run's ``settings`` shapes its checkpoints (the model built, the UNet parameters trained and held
+    by the optimizer): a resumed run cannot change it, not even with ``--allow_changed_settings``
+    (``star_vsr.training_run.check_resumed_settings``)."""
+    return {name: settings.get(name) for name in ("tiny_model", "lora_rank", "train_unet_liem")}
+
 
 #: UNet attention projections that get a LoRA with ``lora_rank > 0``.
 LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
@@ -284,7 +288,7 @@ def check_args(args: argparse.Namespace) -> None:
         check_number(args, "validation_guidance_scale", 1)  # 1: no guidance; below 1 the pipeline refuses
         if args.validation_video is not None and not Path(args.validation_video).exists():
             raise InputError(f"--validation_video {args.validation_video} does not exist")
-    check_run_settings(args, build_parser(), model_folder="controlnet", shape_settings=SHAPE_SETTINGS)
+    check_run_settings(args, build_parser(), model_folder="controlnet", checkpoint_shape=checkpoint_shape)
 
 
 def run_outputs(settings: Mapping[str, Any]) -> list[str]:
