@@ -308,6 +308,32 @@ def test_a_damaged_shard_is_named_and_computed_again(tmp_path):
     assert counting.calls == 4 + 2 and torch.equal(cache[3]["lq"], clips[3]["lq"].half().float())  # float16 storage
 
 
+def test_a_shard_whose_values_are_damaged_is_named_and_computed_again(tmp_path):
+    """Bytes damaged under a sound header (NaN where the clip was): training stopped at step 0 with "lr hold NaN or
+    infinite values", naming neither the cache nor the shard (black-box hunt)."""
+    from safetensors.torch import load_file, save_file
+
+    clips = random_clips(4)
+    counting = CountingTeacher()
+    build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
+    shard = tmp_path / "shard-00001.safetensors"
+    tensors = load_file(str(shard))
+    tensors["3/lq"] = torch.full_like(tensors["3/lq"], float("nan"))
+    from safetensors import safe_open
+
+    with safe_open(str(shard), framework="pt") as opened:
+        metadata = opened.metadata()
+    save_file(tensors, str(shard), metadata=metadata)
+    cache = TeacherCache(tmp_path)
+    assert torch.isfinite(cache[2]["lq"]).all()  # the shard's other clip reads
+    with pytest.raises(InputError, match=r"shard-00001.safetensors is damaged: clip 3's lq hold NaN or infinite "
+                                         r"values; delete it and run `star-vsr distill cache-teacher` again"):
+        cache[3]
+    shard.unlink()  # as the message says
+    cache = build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
+    assert counting.calls == 4 + 2 and torch.isfinite(cache[3]["lq"]).all()
+
+
 def test_a_missing_shard_a_damaged_manifest_and_mixed_sizes_are_found_when_the_cache_is_opened(tmp_path):
     """A complete cache missing a shard (an incomplete copy) trained silently on the rest; a damaged manifest.json
     was a JSONDecodeError traceback in both tools, which --overwrite did not get past (black-box review)."""

@@ -522,6 +522,11 @@ class TeacherCache(Dataset):
         except Exception as error:  # SafetensorError, OSError, JSONDecodeError: a damaged file
             raise InputError(f"{path} is damaged ({error}); run `star-vsr distill cache-teacher` again with the "
                              f"same settings: it computes damaged shards again") from None
+        bad = sorted(name for name, tensor in tensors.items() if not torch.isfinite(tensor).all())
+        if bad:  # bytes damaged under a sound header: "lr hold NaN or infinite values" at step 0, naming no file
+            raise InputError(f"{path} is damaged: clip {index}'s {', '.join(bad)} hold NaN or infinite values; delete "
+                             f"it and run `star-vsr distill cache-teacher` again with the same settings: it computes "
+                             f"missing shards again")
         item_dict: dict[str, Any] = {
             "lq": tensors["lq"], "index": index, "caption": captions.get(str(index), ""),
             "teacher_features": {k[len("features/"):]: v for k, v in tensors.items() if k.startswith("features/")},
