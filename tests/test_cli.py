@@ -1771,6 +1771,8 @@ def test_an_interrupt_lost_in_a_destructor_still_stops_the_upscale(tmp_path, cap
     assert main(["upscale", str(source), "-o", str(output)]) == 0 and probe_video(output).num_frames == 24
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # (pytest's own hook, outside the
+# CLI's, turns what would be printed into this warning: as an error the test sees what a user would)
 def test_ctrl_c_lost_in_a_destructor_stops_a_folder_degrade_with_one_line(tmp_path, capsys, monkeypatch,
                                                                         ctrl_c_raises):
     """Ctrl-C during `degrade` of a folder of clips, as a user saw it: lost in a progress bar's destructor ("Exception
@@ -2341,8 +2343,8 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
 
 def test_a_degraded_folder_rerun_that_types_out_the_defaults_goes_on(tmp_path, capsys):
     """`degrade GT/ -o LR/` rerun with `--codec h264`, `--crf 18` or `--fps 30`, the very settings it had used, was
-    refused as "other settings (--codec (not given) -> h264)" (black-box hunt); the outputs are byte for byte
-    the same. Other values are still refused."""
+    refused as "other settings (--codec (not given) -> h264)", though they make the same bytes (black-box hunt).
+    Here they go on with nothing redone; other values are still refused."""
     gt, lr = tmp_path / "GT", tmp_path / "LR"
     gt.mkdir()
     write_test_video(gt / "a.mp4", num_frames=2, size=(16, 16))
@@ -2358,6 +2360,15 @@ def test_a_degraded_folder_rerun_that_types_out_the_defaults_goes_on(tmp_path, c
                           (["--codec", "h265"], "--codec h264 -> h265, --crf 18 -> 24")):
         assert main([*base, *other]) == 2
         assert f"other settings ({change})" in capsys.readouterr().err
+    record = json.loads((lr / ".star-vsr-degrade.json").read_text())
+    assert (record["codec"], record["crf"], record["fps"]) == ("h264", 18, "30")  # as they took effect
+    # --fps is no setting of a folder whose frame folders are gone (review: refused as "--fps 24 -> 30", and
+    # --fps 24 then refused as "holds only video files": no way on but --overwrite)
+    assert main([*base[:3], str(tmp_path / "LR24"), *base[4:], "--fps", "24"]) == 0
+    shutil.rmtree(gt / "frames")
+    write_test_video(gt / "c.mp4", num_frames=2, size=(16, 16), seed=2)
+    assert main([*base[:3], str(tmp_path / "LR24"), *base[4:]]) == 0
+    assert (tmp_path / "LR24" / "c.mp4").is_file()
 
 
 def test_a_stopped_overwrite_of_a_degraded_folder_goes_on_without_mixing_settings(tmp_path, capsys, monkeypatch):

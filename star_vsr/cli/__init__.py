@@ -108,13 +108,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Ctrl-C, and SIGTERM from `kill`, `docker stop` and job schedulers: stop with one line (temporary files
     # removed, a resumable upscale says what it saved), also when the KeyboardInterrupt is lost (interrupts.py)
     handlers = _catch_interrupts()
-    unraisable_hook = sys.unraisablehook
-    sys.unraisablehook = _quiet_after_interrupt(unraisable_hook)
     result = None
     command = " ".join(filter(None, (args.command, getattr(args, "distill_command", None))))  # "distill cache-teacher"
     me = f"{process_prefix()}star-vsr {command}"  # upscale-batch's processes each say what stopped them
     show_warning = warnings.showwarning
     warnings.showwarning = lambda message, *_, **__: _print_above_bars(f"{me}: warning: {message}")
+    stopped: list[bool] = []  # the command stopped by an interrupt (one `interrupts_held` raised again sets no flag)
+    unraisable_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_after_interrupt(unraisable_hook, stopped)
     try:
         with cli_wording(_command_flags(parser, args)), \
                 explain_out_of_memory(f"running star-vsr {command}",  # pipelines: their own
@@ -126,6 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{me}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        stopped.append(True)
         done = " after the command had finished its work" if result is not None else ""
         print(f"{me}: interrupted{done}", file=sys.stderr)
         return interrupted_exit_status()  # 130 for Ctrl-C, 143 for SIGTERM
@@ -138,6 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     except Exception as error:  # FFmpeg (PyAV) failing where star-vsr did not expect it: one line too
         if interrupt_requested():  # a library torn by the interrupt (diffusers' lazy imports wrap it)
+            stopped.append(True)
             print(f"{me}: interrupted", file=sys.stderr)
             return interrupted_exit_status()
         if not type(error).__module__.startswith("av."):
@@ -148,8 +151,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         warnings.showwarning = show_warning
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        if interrupt_requested():
-            gc.collect()  # what the interrupt tore, destroyed while its noise is still kept quiet
+        if stopped:
+            try:
+                gc.collect()  # what the interrupt tore, destroyed while its noise is still kept quiet
+            except KeyboardInterrupt:  # a second Ctrl-C meanwhile: the command has stopped already
+                pass
         sys.unraisablehook = unraisable_hook
         clear_interrupt()  # in-process callers (tests, notebooks) start the next call afresh
     return int(result or 0)
@@ -169,13 +175,14 @@ def _catch_interrupts() -> dict[int, object]:
     return handlers
 
 
-def _quiet_after_interrupt(hook: Callable[[Any], object]) -> Callable[[Any], object]:
-    """``sys.unraisablehook`` that passes what ``hook`` would print, except, after Ctrl-C or SIGTERM, the exceptions
-    raised where Python can only print them (a destructor): the interrupt's own KeyboardInterrupt, lost there (the
-    flag keeps it, ``interrupts``), and what it tore (tqdm's "'tqdm_asyncio' object has no attribute 'pos'" from a
-    bar cut off in its constructor). They printed a traceback under "star-vsr degrade: interrupted"."""
+def _quiet_after_interrupt(hook: Callable[[Any], object], stopped: list[bool]) -> Callable[[Any], object]:
+    """``sys.unraisablehook`` that passes what ``hook`` would print, except, after Ctrl-C or SIGTERM (the flag of
+    ``interrupts``, or ``stopped`` not empty), the exceptions raised where Python can only print them (a
+    destructor): the interrupt's own KeyboardInterrupt, lost there (the flag keeps it), and what it tore (tqdm's
+    "'tqdm_asyncio' object has no attribute 'pos'" from a bar cut off in its constructor). They printed a traceback
+    under "star-vsr degrade: interrupted"."""
     def quiet(unraisable: Any) -> None:
-        if not interrupt_requested():
+        if not (interrupt_requested() or stopped):
             hook(unraisable)
 
     return quiet

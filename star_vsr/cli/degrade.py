@@ -131,22 +131,22 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     if args.overwrite:
         for clip in clips:
             check_new_output(outputs[clip], overwrite=True, source=clip)
-    settings = {"preset": args.preset, "scale": args.scale, "seed": args.seed, "codec": args.codec, "crf": args.crf,
-                "fps": None if args.fps is None else str(args.fps), "deinterlace": args.deinterlace}
+    frame_folders = any(clip.is_dir() for clip in clips)  # (as they take effect: `--codec h264` typed out is the
+    # default, no other setting; --fps is no setting of a folder of video files)
+    settings = _effective_settings({"preset": args.preset, "scale": args.scale, "seed": args.seed, "codec": args.codec,
+                                    "crf": args.crf, "fps": None if args.fps is None else str(args.fps),
+                                    "deinterlace": args.deinterlace}, frame_folders)
     record = output_dir / SETTINGS_NAME
     try:
         earlier = json.loads(record.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none yet (or a folder degraded before the record existed): nothing to compare
         earlier = None
-    if isinstance(earlier, dict):  # as they take effect: `--codec h264` typed out is no other setting
-        earlier, settings = _effective_settings(earlier), _effective_settings(settings)
-    if isinstance(earlier, dict) and earlier != settings and not args.overwrite:
-        def shown(value: Any) -> Any:  # None: the flag was left out (a record from before defaults were resolved)
-            return "(not given)" if value is None else value
-
-        changed = ", ".join(f"--{key} {shown(earlier.get(key))} -> {shown(settings[key])}" for key in settings
-                            if earlier.get(key) != settings[key])
-        raise InputError(f"{output_dir} holds clips degraded with other settings ({changed}); a rerun would mix "
+    earlier = _effective_settings(earlier, frame_folders) if isinstance(earlier, dict) else None
+    changed = [key for key in settings if earlier is not None and None not in (earlier.get(key), settings[key])
+               and earlier.get(key) != settings[key]]  # (None: no effect on one side, e.g. --fps on PNG frames)
+    if changed and not args.overwrite:
+        listed = ", ".join(f"--{key} {earlier[key]} -> {settings[key]}" for key in changed)
+        raise InputError(f"{output_dir} holds clips degraded with other settings ({listed}); a rerun would mix "
                          f"them: choose another -o, or pass --overwrite to redo every clip with these settings")
     made_output_dir = not output_dir.exists()
     pending_record = output_dir / PENDING_NAME
@@ -154,7 +154,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         pending = set(json.loads(pending_record.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         pending = set()
-    if isinstance(earlier, dict) and earlier != settings:  # --overwrite with other settings: every clip there is old
+    if changed:  # --overwrite with other settings: every clip there is old
         pending |= {outputs[clip].name for clip in clips if outputs[clip].exists()}
     if pending:
         write_text_atomic(pending_record, json.dumps(sorted(pending)) + "\n")
@@ -203,12 +203,12 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     return 1 if failed else 0
 
 
-def _effective_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """A folder's degrade ``settings`` (`SETTINGS_NAME`: the flags as given, None where left out) as they take
-    effect: the codec and CRF a left-out ``--codec`` / ``--crf`` resolve to (H.264 for a folder of clips, its
-    default CRF), ``--fps`` as the rate frame folders are read at (default `DEFAULT_FOLDER_FPS`; a folder of
-    video files only takes no ``--fps``), None for PNG frames written (they store no rate). A rerun that typed
-    out a default was refused as "other settings" (``--codec (not given) -> h264``)."""
+def _effective_settings(settings: dict[str, Any], frame_folders: bool) -> dict[str, Any]:
+    """A folder's degrade ``settings`` (the flags as given, None where left out; or `SETTINGS_NAME`'s record of
+    them) as they take effect: the codec and CRF a left-out ``--codec`` / ``--crf`` resolve to (H.264 for a folder
+    of clips, its default CRF), ``--fps`` as the rate ``frame_folders`` are read at (default `DEFAULT_FOLDER_FPS`),
+    None where it has no effect (no frame folder among the clips; PNG frames written, which store no rate). A rerun
+    that typed out a default was refused as "other settings" (``--codec (not given) -> h264``)."""
     from ..io.probe import DEFAULT_FOLDER_FPS
     from ..io.writer import check_crf
 
@@ -217,7 +217,8 @@ def _effective_settings(settings: dict[str, Any]) -> dict[str, Any]:
     try:
         effective["crf"] = check_crf(codec, settings.get("crf"))
         fps = settings.get("fps")
-        effective["fps"] = None if codec == "png" else str(Fraction(fps if fps is not None else DEFAULT_FOLDER_FPS))
+        effective["fps"] = None if codec == "png" or not frame_folders else \
+            str(Fraction(fps if fps is not None else DEFAULT_FOLDER_FPS))
     except (InputError, TypeError, ValueError):  # a record edited by hand: compared as it is
         pass
     return effective

@@ -556,8 +556,9 @@ def _undecoded_in_file_order(path: Path, in_file_order: Sequence[tuple[int, bool
     that reference the group before the key frame, shown before it; H.264's recovery-point I-frames, H.265's RASL
     pictures), which FFmpeg's decoder drops. For a stream timed here in file order (`_frame_timestamps`'
     `retimed`: a raw .h264 / .h265, a program stream's packed frames), whose timestamps cannot tell leading
-    pictures from the frames after them. Decodes at most the first key frame's group or `MAX_REORDER` + 1 frames
-    from it, whichever ends first."""
+    pictures from the frames after them. Feeds the decoder the packets from the start to the end of the first key
+    frame's group or `MAX_REORDER` + 1 packets from it, whichever comes first (those before the key frame it
+    drops undecoded)."""
     first = next((i for i, (_, key) in enumerate(in_file_order) if key), None)
     if first is None:
         return 0
