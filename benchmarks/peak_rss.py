@@ -46,7 +46,10 @@ def measure_lengths(script: str, lengths: list[int], size: tuple[int, int], chil
         for frames in lengths:
             write_test_video(Path(workdir) / f"in_{frames}.mp4", num_frames=frames, size=tuple(size))
             out = subprocess.run([sys.executable, script, "--child", "--frames", str(frames), "--workdir", workdir,
-                                  *child_args], capture_output=True, text=True, check=True)
+                                  *child_args], capture_output=True, text=True)
+            if out.returncode != 0:  # its reason, not "returned non-zero exit status 1" alone
+                raise SystemExit(f"the {frames}-frame run failed (exit status {out.returncode}):\n"
+                                 + "\n".join(out.stderr.strip().splitlines()[-12:]))
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return results
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import weakref
+from typing import Iterable
 from unittest import mock
 
 import torch
@@ -33,16 +34,22 @@ TEXT_TOKENS = 77
 
 
 class PeakLiveBytes(TorchDispatchMode):
-    """Tracks bytes of live tensor storages created inside the mode; ``peak`` is the high-water mark."""
+    """Tracks bytes of live tensor storages created inside the mode; ``peak`` is the high-water mark. Storages
+    of the ``weights`` (the models' parameters and buffers) are not counted: a view of one (``aten.t`` of a
+    linear layer's weight) shares its storage, which the tracker counted as new, live to the end (1.6 GiB of a
+    "weights excluded" peak, a black-box check found)."""
 
-    def __init__(self) -> None:
+    def __init__(self, weights: Iterable[torch.Tensor] = ()) -> None:
         super().__init__()
         self.live = 0
         self.peak = 0
         self._seen: set[int] = set()
+        self._weights = {weight.untyped_storage()._cdata for weight in weights}  # the storages' C identities
 
     def _track(self, tensor: torch.Tensor) -> None:
         storage = tensor.untyped_storage()
+        if storage._cdata in self._weights:
+            return
         key = id(storage)
         if key in self._seen:
             return
@@ -151,7 +158,7 @@ def main() -> None:
         th, tw = (lh, lw) if tile is None else valid_latent_size(tile // VAE_SCALE, tile // VAE_SCALE,
                                                                    unet.num_downsamples)
         th, tw = min(th, lh), min(tw, lw)
-        tracker = PeakLiveBytes()
+        tracker = PeakLiveBytes(t for m in (unet, controlnet) for t in (*m.parameters(), *m.buffers()))
         with fused_attention(), tracker:
             window_forward(unet, controlnet, frames, th, tw, dtype)
         print(f"  {label:<24} latent window {frames}x{th}x{tw}: {tracker.peak / 2 ** 30:7.2f} GiB")

@@ -74,6 +74,8 @@ def score(upscale: Callable[[torch.Tensor, float], torch.Tensor], clips: list[di
           scale: float) -> dict[str, Any]:
     """Per-clip and mean metrics of one method, and its frames per second."""
     per_clip, seconds, frames = {}, 0.0, 0
+    with torch.no_grad():  # untimed: the first call's one-off costs (kernels, allocations) went to the first model
+        upscale(clips[0]["lq"][:2], scale)
     for clip in clips:
         started = time.perf_counter()
         with torch.no_grad():
@@ -142,10 +144,12 @@ def main() -> None:
         clip["gt"] = rescaled_reference(clip["gt"], clip["lq"].shape[-2:], upscale)
     results = {"bicubic": score(bicubic_upscale, clips, upscale)}
     student_dtype = str(resolve_dtype(args.dtype, resolve_device(args.device), student=True)).removeprefix("torch.")
+    students = []  # their rows' names
     for folder in args.model:
         name = Path(folder).name or folder
         name = folder if name in results else name  # two folders of the same name: label them by their paths
         results[name] = score(model_upscaler(folder, args.device, args.dtype), clips, upscale)
+        students.append(name)
     if args.ncnn:
         results["ncnn-animevideov3"] = score(ncnn_upscaler(args.scale, torch.get_num_threads()), clips, upscale)
 
@@ -162,11 +166,13 @@ def main() -> None:
     # the target is defined at x4 on the whole evaluation set
     at_target = args.scale == upscale == EVAL_SCALE and (args.clips, args.frames, args.size) == (
         EVAL_NUM_CLIPS, EVAL_NUM_FRAMES, EVAL_SIZE)
-    for name, result in (list(results.items())[1:] if at_target else []):
+    for name in (students if at_target else []):  # (not the ncnn baseline's row)
+        result = results[name]
         gain, ratio = result["mean"]["psnr_y"] - base["psnr_y"], result["mean"]["ewarp"] / base["ewarp"]
-        verdict = "meets" if gain >= TARGET_PSNR_GAIN_DB and ratio <= TARGET_EWARP_RATIO else "misses"
-        print(f"{name}: {verdict} the target (PSNR-Y gain {gain:+.3f} dB >= {TARGET_PSNR_GAIN_DB}, "
-              f"E*warp ratio {ratio:.3f} <= {TARGET_EWARP_RATIO})")
+        met = gain >= TARGET_PSNR_GAIN_DB, ratio <= TARGET_EWARP_RATIO
+        print(f"{name}: {'meets' if all(met) else 'misses'} the target: PSNR-Y gain {gain:+.3f} dB (needs "
+              f">= +{TARGET_PSNR_GAIN_DB}: {'met' if met[0] else 'missed'}), E*warp ratio {ratio:.3f} (needs <= "
+              f"{TARGET_EWARP_RATIO}: {'met' if met[1] else 'missed'})")
     if args.json:
         settings = {"clips": args.clips, "frames": args.frames, "size": args.size, "scale": args.scale,
                     "upscale": upscale,
