@@ -1085,6 +1085,8 @@ def test_a_validation_size_that_cannot_be_scored_names_the_flag(tmp_path, capsys
     (["--trainable", "upsamplers.2"], "--trainable upsamplers.2 trains part of a student with the rest frozen, so "
                                       "the rest must be trained already: pass --init_from"),  # a random student
     (["--scale_range", "1"], "--scale_range takes two numbers, LO and HI (or none), got 1"),
+    (["--init_from", "no-such-student"], "--init_from no-such-student is no student pipeline folder (it holds no "
+                                         "student/)"),  # found after Accelerate started, in 7 lines of how-to
     (["--lr_scheduler", "piecewise_constant"], "invalid choice: 'piecewise_constant'"),  # no flag sets its rules:
     # a traceback when the schedule was made
     (["--lr_scheduler", "constant", "--lr_warmup_steps", "50"], "--lr_scheduler constant has no warm-up"),  # ignored

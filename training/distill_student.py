@@ -219,6 +219,10 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     if args.init_from is not None and args.student_overrides:  # they were ignored without a word
         parser.error(f"--student_overrides {json.dumps(args.student_overrides)} changes the architecture of a new "
                      f"student, but --init_from {args.init_from} brings its own: drop one of them")
+    if args.init_from is not None and not Path(args.init_from, "student").is_dir():  # (found after Accelerate's
+        # start-up lines, with 6 lines of how to train a student: the one who passed --init_from has one)
+        parser.error(f"--init_from {args.init_from} is no student pipeline folder (it holds no student/): give a "
+                     f"distill_student.py run's output folder, or star_vsr/weights/student-default")
     if args.init_from is not None:  # its student keeps its preset: recorded as that, not as the ignored flag
         preset = saved_config(Path(args.init_from, "student")).get("preset")  # (None if unreadable: loading says)
         if preset is not None and preset != args.student_preset:
