@@ -580,10 +580,7 @@ def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -
         return
     checkpoints = checkpoint_folders(output_dir)
     model = [n for n in RUN_FILES if (output_dir / n).exists()]
-    found = [p.name for p in checkpoints] + model
-    log = output_dir / "train_log.jsonl"
-    if log.is_file() and log.stat().st_size > 0:
-        found.append(log.name)
+    found = _run_found(output_dir)
     if resume is not None:
         checkpoint = resume_checkpoint(output_dir, resume)
         # going on here from another folder's run: its saves deleted this folder's later checkpoints ("abandoned")
@@ -606,17 +603,30 @@ def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -
                          f"or pass --overwrite_output_dir to start over")
 
 
+def _run_found(output_dir: Path) -> list[str]:
+    """What in ``output_dir`` makes it hold a training run: its checkpoints, a saved model (`RUN_FILES`), a
+    training log that is not empty."""
+    found = [p.name for p in checkpoint_folders(output_dir)] + [n for n in RUN_FILES if (output_dir / n).exists()]
+    log = output_dir / "train_log.jsonl"
+    if log.is_file() and log.stat().st_size > 0:
+        found.append(log.name)
+    return found
+
+
 def prepare_output_dir(args: argparse.Namespace, checkpoint: Optional[Path],
                        run_outputs: Callable[[Mapping[str, Any]], Iterable[str]]) -> None:
     """Make ``args.output_dir`` (main process only, once the settings are known to work) and, when this run
     starts over in it, delete what an earlier run wrote there (``clear_old_run``): with
     ``--overwrite_output_dir``, or ``--resume_from_checkpoint latest`` without a checkpoint to go on from (a run
     stopped before its first one, whose log, TensorBoard events and validation images would mix with this
-    run's). ``checkpoint`` is the one this run goes on from, if any; one in another folder, with
-    ``--overwrite_output_dir``, replaces the run in this one too."""
+    run's), or a new run in a folder where one stopped before it had trained a step (its settings record and
+    TensorBoard events were left, and the next run's events joined them). ``checkpoint`` is the one this run goes on
+    from, if any; one in another folder, with ``--overwrite_output_dir``, replaces the run in this one too."""
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if (checkpoint is None and (args.overwrite_output_dir or args.resume_from_checkpoint is not None)
+    stopped_untrained = (output_dir / CONFIG_FILE).is_file() and not _run_found(output_dir)
+    if (checkpoint is None and (args.overwrite_output_dir or args.resume_from_checkpoint is not None
+                                or stopped_untrained)
             or checkpoint is not None and from_elsewhere(checkpoint, output_dir) and args.overwrite_output_dir):
         # (the last case: a run there replaced by one going on from elsewhere)
         clear_old_run(args, run_outputs)

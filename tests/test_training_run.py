@@ -882,3 +882,21 @@ def test_a_launcher_precision_overridden_by_the_script_s_setting_is_noted(monkey
     assert launcher_precision("fp16") == "fp16" and capsys.readouterr().err == ""  # the same: nothing to say
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # a plain launch: the script's own choice, silently
     assert launcher_precision("bf16") == "bf16" and capsys.readouterr().err == ""
+
+
+def test_a_new_run_clears_what_a_run_stopped_before_training_left(tmp_path):
+    """A run that failed at its first step (a damaged cache: black-box hunt) left its settings record and TensorBoard
+    events; the next run in that folder, not refused (no run there), added its events beside them."""
+    run = tmp_path / "run"
+    for name in ("train_config.yaml", "train_cache.sha256", "logs/train/events.out.tfevents.1", "notes.txt"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text("logging_dir: logs\n" if name == "train_config.yaml" else "x")
+
+    def run_outputs(settings):
+        return ["train_cache.sha256", f"{settings['logging_dir']}/train"]
+
+    args = argparse.Namespace(output_dir=str(run), logging_dir="logs", resume_from_checkpoint=None,
+                              overwrite_output_dir=False)
+    check_output_dir(run, None, overwrite=False)  # no run there: a new one may start
+    prepare_output_dir(args, None, run_outputs)
+    assert sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()) == ["notes.txt"]
