@@ -25,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
+from star_vsr.benchmarking import refuse_below
 from star_vsr.conversion import released_unet_config
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.text import openclip_vit_h14_text_config
@@ -125,6 +126,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1280, help="output width")
     parser.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"))
     args = parser.parse_args()
+    refuse_below(parser, args, {"frames": 1, "height": 1, "width": 1})
     diffusers_logging.set_verbosity_error()  # silence the "cast with to()" notice for meta models
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from star_vsr.benchmarking import refuse_below
+
 from peak_rss import measure_lengths, print_table, upscale_and_report
 
 
@@ -35,6 +37,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    refuse_below(parser, args, {"frames": 1, "size": 1, "steps": 1, "chunk_frames": 1})
     if args.child:
         child(args.frames[0], args.steps, args.chunk_frames, args.workdir)
         return

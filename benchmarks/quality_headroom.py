@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from star_vsr.benchmarking import refuse_below
 from star_vsr.evalset import EVAL_SCALE, bicubic_upscale, evaluation_clips, training_motion_clips
 from star_vsr.metrics import rgb_to_y
 
@@ -80,6 +81,9 @@ def main() -> None:
     parser.add_argument("--train-frames", type=int, default=3)
     parser.add_argument("--kernel", type=int, default=5, help="LR neighbourhood side (odd)")
     args = parser.parse_args()
+    refuse_below(parser, args, {"train_clips": 1, "train_frames": 1, "kernel": 1})
+    if args.kernel % 2 == 0:
+        parser.error(f"--kernel must be odd (a neighbourhood centred on the pixel), got {args.kernel}")
     scale = EVAL_SCALE
 
     train = training_motion_clips(args.train_clips, num_frames=args.train_frames, crop_size=160)

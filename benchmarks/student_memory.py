@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from star_vsr.benchmarking import refuse_below
+
 from peak_rss import measure_lengths, print_table, upscale_and_report
 
 #: The issue's bound on peak-memory growth from the shortest to the longest clip.
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    refuse_below(parser, args, {"frames": 1, "size": 1, "threads": 1})
     if args.child:
         child(args.frames[0], args.preset, args.threads, args.workdir, args.dtype)
         return

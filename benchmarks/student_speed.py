@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 # no torch at import time: the OpenMP wait policy must be set before PyTorch and ncnn load
-from star_vsr.benchmarking import load_ncnn, measure, run_bicubic, run_ncnn, run_student, set_omp_wait_policy
+from star_vsr.benchmarking import (load_ncnn, measure, refuse_below, run_bicubic, run_ncnn, run_student,
+                                   set_omp_wait_policy)
 
 #: The issue's target: student throughput over ncnn's, end to end.
 TARGET_RATIO = 2.0
@@ -173,9 +174,7 @@ def main() -> None:
                         help="OMP_WAIT_POLICY for PyTorch and ncnn unless already set (see star-vsr benchmark --help)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
-    for name in ("frames", "threads", "repeats"):  # (tracebacks from deep inside: "need at least one array to stack")
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    refuse_below(parser, args, {"frames": 1, "threads": 1, "repeats": 1})
     policy = set_omp_wait_policy(args.omp_wait_policy)
     import torch
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+from star_vsr.benchmarking import refuse_below
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "configs" / "train_star_tiny.yaml"
 RELEASED_CONFIG = ROOT / "configs" / "train_star_released.yaml"
@@ -166,6 +168,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--child", choices=("dfl", "no-dfl"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    refuse_below(parser, args, {"steps": 1, "repeats": 1, "frames": 1, "height": 1, "width": 1})
     if args.child:
         print(json.dumps(tiny_child(args.steps, args.repeats, args.child == "dfl")))
         return

@@ -7,6 +7,7 @@ ncnn at import time: ``set_omp_wait_policy`` must run before either loads.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import sys
@@ -214,3 +215,14 @@ def set_omp_wait_policy(policy: str) -> str:
         return "runtime default (PyTorch was loaded before the policy could be set)"
     os.environ["OMP_WAIT_POLICY"] = policy.upper()
     return policy.upper()
+
+
+def refuse_below(parser: argparse.ArgumentParser, args: argparse.Namespace, least: dict[str, int]) -> None:
+    """``parser.error`` for the first flag of ``args`` (its ``dest`` -> the least value it takes; a list's every
+    value) below its least value: the benchmark scripts failed deep inside instead ("need at least one array to
+    stack", "set_num_threads expects a positive integer")."""
+    for name, low in least.items():
+        value = getattr(args, name)
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            if item < low:
+                parser.error(f"--{name.replace('_', '-')} must be >= {low}, got {item}")

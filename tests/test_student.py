@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1103,3 +1104,18 @@ def test_a_cast_to_a_dtype_prints_no_empty_keep_in_float32_warning():
         logger.removeHandler(handler)
     assert [r.getMessage() for r in records] == ["There are modules in X that should be kept in float32: ['a']."]
     assert student.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("script, flags, message", [
+    ("student_speed.py", ["--frames", "0"], "--frames must be >= 1, got 0"),  # "need at least one array to stack"
+    ("student_memory.py", ["--frames", "50", "0"], "--frames must be >= 1, got 0"),  # a list's every value
+    ("quality_headroom.py", ["--kernel", "4"], "--kernel must be odd"),  # a matrix shape RuntimeError
+    ("pipeline_cost.py", ["--height", "-64"], "--height must be >= 1, got -64"),  # accepted silently
+])
+def test_benchmark_scripts_refuse_values_they_cannot_run_in_one_line(script, flags, message):
+    """A black-box check of the benchmark scripts: such values failed deep inside, with a traceback."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / script), *flags], capture_output=True, text=True,
+                          cwd=root, timeout=300)
+    assert done.returncode == 2 and f"{script}: error: {message}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
