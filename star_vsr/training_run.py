@@ -829,7 +829,11 @@ def changed_settings(saved: Mapping[str, Any], args: argparse.Namespace,
     ``RUN_CONTROL_SETTINGS`` aside. Both sides are compared as ``recorded_settings`` writes them; a setting
     that ``saved`` lacks (added to the script since) counts as its default in ``parser``, which must be the
     script's parser as built, without a ``--config``'s defaults."""
-    before, now = _compared_settings(saved, args, parser)
+    return _changes(*_compared_settings(saved, args, parser))
+
+
+def _changes(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(name, old, new) for each setting that differs between ``before`` and ``now`` (`_compared_settings`)."""
     return [(name, before.get(name), value) for name, value in now.items()
             if name not in RUN_CONTROL_SETTINGS and before.get(name) != value]
 
@@ -910,8 +914,10 @@ def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentPa
     saved = checkpoint_settings(checkpoint)
     if saved is None:
         return
-    changes = [change for change in changed_settings(saved, args, parser) if changes_what_is_trained(change[0], args)]
-    reshaped = _reshaped(saved, args, parser, checkpoint_shape) if checkpoint_shape is not None else []
+    before_settings, now_settings = _compared_settings(saved, args, parser)
+    changes = [change for change in _changes(before_settings, now_settings)
+               if changes_what_is_trained(change[0], args)]
+    reshaped = _reshaped(before_settings, now_settings, checkpoint_shape) if checkpoint_shape is not None else []
     if reshaped:
         others = [change for change in changes if change[0] not in {name for name, _, _ in reshaped}]
         raise InputError(f"{checkpoint} was trained with other settings that shape its weights: "
@@ -929,12 +935,11 @@ def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentPa
                          f"with the new ones (recorded in {RESUMES_FILE})")
 
 
-def _reshaped(saved: Mapping[str, Any], args: argparse.Namespace, parser: argparse.ArgumentParser,
-              checkpoint_shape: ShapeOf) -> list[tuple[str, Any, Any]]:
-    """(name, old, new) of the settings that differ from ``saved`` and change ``checkpoint_shape``: those of its keys
-    whose shape differs and whose setting itself changed (``loss_time`` switched off makes the ConvLSTM's width
-    moot too, which is not listed)."""
-    before, now = _compared_settings(saved, args, parser)
+def _reshaped(before: Mapping[str, Any], now: Mapping[str, Any], checkpoint_shape: ShapeOf
+              ) -> list[tuple[str, Any, Any]]:
+    """(name, old, new) of the settings that differ between ``before`` and ``now`` (`_compared_settings`) and change
+    ``checkpoint_shape``: those of its keys whose shape differs and whose setting itself changed (``loss_time``
+    switched off makes an unchanged ConvLSTM width moot, which is then not listed)."""
     shape_before, shape_now = checkpoint_shape(before), checkpoint_shape(now)
     return [(name, before.get(name), now.get(name)) for name in shape_now
             if shape_before.get(name) != shape_now[name] and before.get(name) != now.get(name)]

@@ -334,6 +334,38 @@ def test_a_shard_whose_values_are_damaged_is_named_and_computed_again(tmp_path):
     assert counting.calls == 4 + 2 and torch.isfinite(cache[3]["lq"]).all()
 
 
+def test_teacher_values_past_the_storage_range_are_refused_when_the_cache_is_built(tmp_path):
+    """Features above float16's 65504 passed the teacher's finiteness check, were stored as inf, and reading the
+    cache then called the shard damaged, advising a rebuild that stored the same inf (review)."""
+    def loud(lq):
+        sr = F.interpolate(lq, scale_factor=SCALE, mode="bicubic", align_corners=False)
+        return sr, {"hr_features": sr * 1e5}
+
+    with pytest.raises(InputError, match=r"clip 0: features/hr_features exceed the range of float16 storage \(they "
+                                         r"become infinite\); build the cache with --storage-dtype float32"):
+        build_teacher_cache(CallableTeacher(loud, SCALE), random_clips(2), tmp_path / "cache")
+    cache = build_teacher_cache(CallableTeacher(loud, SCALE), random_clips(2), tmp_path / "cache32", dtype="float32")
+    assert torch.isfinite(cache[1]["teacher_features"]["hr_features"]).all()
+
+
+def test_what_shapes_a_distillation_checkpoint(tmp_path):
+    """The settings whose change a checkpoint cannot be resumed through (review): the perceptual loss's VGG is
+    saved with the loss once the loss has weights of its own (time or feature distillation); --trainable's order
+    is not its shape."""
+    script, args = training_args(None, tmp_path / "run")
+    base = {**vars(args), "loss_time": 0.1, "loss_feature": 0.0, "loss_perceptual": 0.0, "trainable": ["a", "b"]}
+
+    def differs(**change):
+        before, after = script.checkpoint_shape(base), script.checkpoint_shape({**base, **change})
+        return sorted(key for key in after if after[key] != before[key])
+
+    assert differs(loss_perceptual=0.1) == ["loss_perceptual", "perceptual_layers"]
+    assert differs(perceptual_layers=["relu1_2"]) == []  # no perceptual loss: no VGG saved
+    assert differs(loss_time=0.0, loss_perceptual=0.1) == ["loss_time", "time_hidden_channels"]  # no loss saved
+    assert differs(trainable=["b", "a"]) == [] and differs(trainable=["a"]) == ["trainable"]
+    assert differs(ema_decay=0.0 if base["ema_decay"] else 0.9) == ["ema_decay"]
+
+
 def test_a_missing_shard_a_damaged_manifest_and_mixed_sizes_are_found_when_the_cache_is_opened(tmp_path):
     """A complete cache missing a shard (an incomplete copy) trained silently on the rest; a damaged manifest.json
     was a JSONDecodeError traceback in both tools, which --overwrite did not get past (black-box review)."""

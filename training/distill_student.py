@@ -92,14 +92,20 @@ TRACKER_PROJECT = "distill_student"
 
 
 def checkpoint_shape(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """What of a run's ``settings`` shapes its checkpoints (the student's layers; the parameters the optimizer holds;
-    the loss terms with weights of their own, the time distillation's ConvLSTM and the feature distillation's 1x1
-    adapters; the weight average, a checkpointed object): a resumed run cannot change it, not even with
-    ``--allow_changed_settings`` (``star_vsr.training_run.check_resumed_settings``)."""
+    """What of a run's ``settings`` shapes its checkpoints (the student's layers; the parameters the optimizer holds,
+    in the student's order whatever the order of ``--trainable``; the loss terms with weights of their own, the time
+    distillation's ConvLSTM and the feature distillation's 1x1 adapters, with which the whole loss is checkpointed,
+    the perceptual loss's VGG layers too; the weight average, a checkpointed object): a resumed run cannot change
+    it, not even with ``--allow_changed_settings`` (``star_vsr.training_run.check_resumed_settings``)."""
     time_on, feature_on = bool(settings.get("loss_time")), bool(settings.get("loss_feature"))
-    return {**{name: settings.get(name) for name in ("student_preset", "student_overrides", "trainable")},
+    saved_loss, perceptual_on = time_on or feature_on, bool(settings.get("loss_perceptual"))
+    trainable = settings.get("trainable")
+    return {"student_preset": settings.get("student_preset"), "student_overrides": settings.get("student_overrides"),
+            "trainable": None if trainable is None else sorted(set(trainable)),
             "loss_time": time_on, "time_hidden_channels": settings.get("time_hidden_channels") if time_on else None,
             "loss_feature": feature_on, "feature_names": settings.get("feature_names") if feature_on else None,
+            "loss_perceptual": perceptual_on and saved_loss,  # (its VGG saved with the loss)
+            "perceptual_layers": settings.get("perceptual_layers") if saved_loss and perceptual_on else None,
             "ema_decay": bool(settings.get("ema_decay"))}
 
 

@@ -151,7 +151,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         warnings.showwarning = show_warning
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        if stopped:
+        if stopped or interrupt_requested():
             try:
                 gc.collect()  # what the interrupt tore, destroyed while its noise is still kept quiet
             except KeyboardInterrupt:  # a second Ctrl-C meanwhile: the command has stopped already

@@ -141,7 +141,9 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         earlier = json.loads(record.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none yet (or a folder degraded before the record existed): nothing to compare
         earlier = None
-    earlier = _effective_settings(earlier, frame_folders) if isinstance(earlier, dict) else None
+    # a record's --fps as written: None where it had no effect then (no frame folder), not the default a frame folder
+    # added since would read at (it was refused as "--fps 30 -> 24" though no clip had been read at 30)
+    earlier = _effective_settings(earlier, None) if isinstance(earlier, dict) else None
     changed = [key for key in settings if earlier is not None and None not in (earlier.get(key), settings[key])
                and earlier.get(key) != settings[key]]  # (None: no effect on one side, e.g. --fps on PNG frames)
     if changed and not args.overwrite:
@@ -158,8 +160,11 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         pending |= {outputs[clip].name for clip in clips if outputs[clip].exists()}
     if pending:
         write_text_atomic(pending_record, json.dumps(sorted(pending)) + "\n")
-    if earlier != settings:  # before any clip: a stopped run keeps it
-        write_text_atomic(record, json.dumps(settings, indent=2) + "\n")
+    if earlier != settings:  # before any clip: a stopped run keeps it (and an --fps that has no effect now keeps
+        # the rate earlier frame folders were read at, which one added later must match)
+        kept = {key: earlier[key] for key in settings if settings[key] is None and earlier and earlier.get(key)
+                and not changed}
+        write_text_atomic(record, json.dumps({**settings, **kept}, indent=2) + "\n")
     todo = [clip for clip in clips if args.overwrite or not outputs[clip].exists() or outputs[clip].name in pending]
     if not args.overwrite:  # a file in -o only named like an output (another program's, the input copied in)
         found = check_existing_outputs([clip for clip in clips if clip not in todo], outputs, args.codec,
@@ -203,12 +208,13 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     return 1 if failed else 0
 
 
-def _effective_settings(settings: dict[str, Any], frame_folders: bool) -> dict[str, Any]:
-    """A folder's degrade ``settings`` (the flags as given, None where left out; or `SETTINGS_NAME`'s record of
-    them) as they take effect: the codec and CRF a left-out ``--codec`` / ``--crf`` resolve to (H.264 for a folder
-    of clips, its default CRF), ``--fps`` as the rate ``frame_folders`` are read at (default `DEFAULT_FOLDER_FPS`),
-    None where it has no effect (no frame folder among the clips; PNG frames written, which store no rate). A rerun
-    that typed out a default was refused as "other settings" (``--codec (not given) -> h264``)."""
+def _effective_settings(settings: dict[str, Any], frame_folders: Optional[bool]) -> dict[str, Any]:
+    """A folder's degrade ``settings`` (the flags as given, None where left out; or, with ``frame_folders`` None,
+    `SETTINGS_NAME`'s record of them, whose ``--fps`` stays as written) as they take effect: the codec and CRF a
+    left-out ``--codec`` / ``--crf`` resolve to (H.264 for a folder of clips, its default CRF), ``--fps`` as the
+    rate ``frame_folders`` are read at (default `DEFAULT_FOLDER_FPS`), None where it has no effect (no frame
+    folder among the clips; PNG frames written, which store no rate). A rerun that typed out a default was refused
+    as "other settings" (``--codec (not given) -> h264``)."""
     from ..io.probe import DEFAULT_FOLDER_FPS
     from ..io.writer import check_crf
 
@@ -217,8 +223,9 @@ def _effective_settings(settings: dict[str, Any], frame_folders: bool) -> dict[s
     try:
         effective["crf"] = check_crf(codec, settings.get("crf"))
         fps = settings.get("fps")
-        effective["fps"] = None if codec == "png" or not frame_folders else \
-            str(Fraction(fps if fps is not None else DEFAULT_FOLDER_FPS))
+        if frame_folders is not None:
+            effective["fps"] = None if codec == "png" or not frame_folders else \
+                str(Fraction(fps if fps is not None else DEFAULT_FOLDER_FPS))
     except (InputError, TypeError, ValueError):  # a record edited by hand: compared as it is
         pass
     return effective

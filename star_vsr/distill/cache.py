@@ -456,7 +456,14 @@ def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher
                              f"clip")
         manifest.feature_channels = channels
         tensors.update({f"{index}/features/{name}": value for name, value in output.features.items()})
-    return {key: value.to(storage).contiguous() for key, value in tensors.items()}
+    stored = {key: value.to(storage).contiguous() for key, value in tensors.items()}
+    beyond = sorted(key for key, value in stored.items() if not bool(torch.isfinite(value).all()))
+    if beyond:  # finite before the cast: values past the storage type's range (float16: 65504) became infinite, and
+        # reading the cache then called the shard damaged
+        raise InputError(f"clip {index}: {', '.join(k.split('/', 1)[1] for k in beyond)} exceed the range of "
+                         f"{str(storage).removeprefix('torch.')} storage (they become infinite); build the cache with "
+                         f"--storage-dtype float32 or bfloat16")
+    return stored
 
 
 class TeacherCache(Dataset):
