@@ -51,6 +51,9 @@ def main() -> None:
     if args.child:
         child(args.frames[0], args.preset, args.threads, args.workdir, args.dtype)
         return
+    if len(set(args.frames)) < 2:  # one length: "growth from 4 to 4 frames: +0.0% (met)" said nothing
+        parser.error(f"--frames takes two lengths or more (the growth from the first to the last is measured), got "
+                     f"{' '.join(map(str, args.frames))}")
 
     import torch
 

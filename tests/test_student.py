@@ -1109,6 +1109,7 @@ def test_a_cast_to_a_dtype_prints_no_empty_keep_in_float32_warning():
 @pytest.mark.parametrize("script, flags, message", [
     ("student_speed.py", ["--frames", "0"], "--frames must be >= 1, got 0"),  # "need at least one array to stack"
     ("student_memory.py", ["--frames", "50", "0"], "--frames must be >= 1, got 0"),  # a list's every value
+    ("student_memory.py", ["--frames", "4"], "--frames takes two lengths or more"),  # "growth ... +0.0% (met)"
     ("quality_headroom.py", ["--kernel", "4"], "--kernel must be odd"),  # a matrix shape RuntimeError
     ("pipeline_cost.py", ["--height", "-64"], "--height must be >= 1, got -64"),  # accepted silently
 ])
