@@ -730,7 +730,7 @@ class VideoWriter:
         if self._state != "open":
             raise InputError(f"the writer of {self.path} is {self._state}; open a new VideoWriter")
         try:
-            raise_if_interrupted()  # Ctrl-C whose KeyboardInterrupt was lost (``interrupts``): the output is not finished
+            raise_if_interrupted()  # Ctrl-C whose KeyboardInterrupt was lost (``interrupts``)
             for frame in self._check_frames(frames):
                 self._sink.write(np.ascontiguousarray(self._pad(frame)))  # (h', w', 3)
                 self.frames_written += 1
