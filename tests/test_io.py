@@ -2022,24 +2022,31 @@ def test_a_raw_h264_stream_cut_inside_a_group_of_pictures_counts_the_frames_that
     """A raw .h264 cut anywhere (a camera's stream recorded from the middle, `head -c`): its frames carry no
     timestamps, so the probe counted every packet, those before the first key frame too, which FFmpeg cannot
     decode: 33 frames announced, 20 read ("the file may be truncated"), and the output's timing off by 13 frames."""
-    packets = []
-    with av.open(io.BytesIO(), "w", format="h264") as container:
-        stream = container.add_stream("libx264", rate=25, options={"g": "20", "bf": "0", "sc_threshold": "0",
-                                                                   "x264-params": "repeat-headers=1"})
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for frame in synthetic_frames(40, (32, 32), seed=0):
-            packets += stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
-        packets += stream.encode(None)
-    assert [i for i, packet in enumerate(packets) if packet.is_keyframe] == [0, 20]
+    packets = raw_stream_packets("libx264", "h264", {"g": "20", "bf": "0", "sc_threshold": "0",
+                                                     "x264-params": "repeat-headers=1"}, (32, 32))
+    assert [i for i, (_, key) in enumerate(packets) if key] == [0, 20]
     cut = tmp_path / "cut.h264"
-    cut.write_bytes(b"".join(bytes(packet) for packet in packets[7:]))  # from the 8th frame of the first group
+    cut.write_bytes(b"".join(data for data, _ in packets[7:]))  # from the 8th frame of the first group
     info = probe_video(cut)
     assert (info.num_frames, info.undecodable_lead) == (20, 13) and abs(info.duration_s - 20 / 25) < 1e-9
     with open_video(cut) as reader:
         assert sum(1 for _ in reader) == 20
     whole = tmp_path / "whole.h264"
-    whole.write_bytes(b"".join(bytes(packet) for packet in packets))
+    whole.write_bytes(b"".join(data for data, _ in packets))
     assert (probe_video(whole).num_frames, probe_video(whole).undecodable_lead) == (40, 0)
+
+
+def raw_stream_packets(codec: str, muxer: str, options: dict[str, str], size: tuple[int, int]
+                       ) -> list[tuple[bytes, bool]]:
+    """(bytes, key frame) of the packets of 40 synthetic frames of ``size`` (h, w) encoded for the raw ``muxer``."""
+    packets = []
+    with av.open(io.BytesIO(), "w", format=muxer) as container:
+        stream = container.add_stream(codec, rate=25, options=options)
+        stream.height, stream.width, stream.pix_fmt = *size, "yuv420p"
+        for frame in [*synthetic_frames(40, size, seed=0), None]:
+            encoded = stream.encode(None if frame is None else av.VideoFrame.from_ndarray(frame, format="rgb24"))
+            packets += [(bytes(packet), packet.is_keyframe) for packet in encoded]
+    return packets
 
 
 @pytest.mark.parametrize("codec, muxer, options", [
@@ -2049,13 +2056,7 @@ def test_a_raw_stream_cut_inside_an_open_gop_leaves_out_the_leading_pictures_too
     """A raw stream of open groups of pictures (x265's default) cut inside one: the B-frames after the first key
     frame that reference the group before it (H.265's RASL pictures) cannot be decoded either, but, timed in file
     order, they looked like frames after it: 35 frames announced, 32 decoded ("the file may be truncated")."""
-    packets = []
-    with av.open(io.BytesIO(), "w", format=muxer) as container:
-        stream = container.add_stream(codec, rate=25, options=options)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for frame in synthetic_frames(40, (48, 64), seed=0):
-            packets += [bytes(p) for p in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))]
-        packets += [bytes(p) for p in stream.encode(None)]
+    packets = [data for data, _ in raw_stream_packets(codec, muxer, options, (48, 64))]
     cut, whole = tmp_path / f"cut.{muxer}", tmp_path / f"whole.{muxer}"
     cut.write_bytes(b"".join(packets[3:]))
     whole.write_bytes(b"".join(packets))
