@@ -951,7 +951,8 @@ def test_benchmark_command_reports_ratios(tmp_path, capsys):
     assert code == 0
     result = json.loads(report.read_text())
     assert set(result["results"]) == {"student", "bicubic"}
-    assert result["results"]["student"]["output_size"] == [72, 128]
+    # sizes read WIDTHxHEIGHT as --size gives them (they were [height, width] lists)
+    assert result["size"] == "32x18" and result["results"]["student"]["output_size"] == "128x72"
     assert result["ratios"]["bicubic"] == pytest.approx(
         result["results"]["student"]["fps"] / result["results"]["bicubic"]["fps"])
     assert "student / bicubic throughput" in capsys.readouterr().out

@@ -210,9 +210,11 @@ def _benchmark(args: argparse.Namespace, stdout: TextIO) -> int:
     print(format_results(timings))
     print(f"load average (1 min) before/after: {load_before:.2f} / {load_after:.2f} on {os.cpu_count()} CPUs")
     if args.json:
-        results = {name: {**asdict(t), "fps": t.fps, "ms_per_frame": t.ms_per_frame,
-                          "cpu_ms_per_frame": t.cpu_ms_per_frame} for name, t in timings.items()}
-        payload = {"input": str(args.input or "synthetic"), "size": [info.height, info.width],
+        # sizes as WIDTHxHEIGHT, as --size, the table and `star-vsr info --json` write them
+        results = {name: {**asdict(t), "output_size": f"{t.output_size[1]}x{t.output_size[0]}", "fps": t.fps,
+                          "ms_per_frame": t.ms_per_frame, "cpu_ms_per_frame": t.cpu_ms_per_frame}
+                   for name, t in timings.items()}
+        payload = {"input": str(args.input or "synthetic"), "size": f"{info.width}x{info.height}",
                    "frames": info.num_frames, "upscale": args.upscale, "threads": args.threads,
                    "dtype": dtype if "student" in timings else None,  # the student's; bicubic/ncnn have their own
                    "codec": args.codec, "load_average": [load_before, load_after],
