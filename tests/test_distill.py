@@ -37,7 +37,7 @@ from star_vsr.losses.distillation import (
     charbonnier_loss,
     space_distillation_loss,
 )
-from star_vsr.models.student import StarStudentModel
+from star_vsr.models.student import STUDENT_PRESETS, StarStudentModel
 from star_vsr.testing import ctrl_c_in_optimizer_step, safetensors_modes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -364,6 +364,12 @@ def test_what_shapes_a_distillation_checkpoint(tmp_path):
     assert differs(loss_time=0.0, loss_perceptual=0.1) == ["loss_time", "time_hidden_channels"]  # no loss saved
     assert differs(trainable=["b", "a"]) == [] and differs(trainable=["a"]) == ["trainable"]
     assert differs(ema_decay=0.0 if base["ema_decay"] else 0.9) == ["ema_decay"]
+    # the student's layers, not how they were spelt: overrides that repeat the preset's values shape nothing (they
+    # were a change not even --allow_changed_settings passed)
+    blocks = STUDENT_PRESETS[base["student_preset"]]["num_blocks"]
+    assert differs(student_overrides={"num_blocks": blocks, "scale": 2}) == []
+    assert differs(student_overrides={"num_blocks": blocks + 1}) == ["student_overrides", "student_preset"]
+    assert differs(student_preset="base") == ["student_overrides", "student_preset"]
 
 
 def test_a_missing_shard_a_damaged_manifest_and_mixed_sizes_are_found_when_the_cache_is_opened(tmp_path):

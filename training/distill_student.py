@@ -61,7 +61,7 @@ from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_referen
 from star_vsr.errors import InputError, OutputError, explain_out_of_memory
 from star_vsr.degradations.config import SUPPORTED_SCALES
 from star_vsr.model_folder import saved_config
-from star_vsr.models.student import FEATURE_TAPS, StarStudentModel
+from star_vsr.models.student import FEATURE_TAPS, StarStudentModel, student_architecture
 from star_vsr.outputs import TRAINING_SUMMARY_FILE, check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, add_optimizer_arguments,
@@ -100,7 +100,11 @@ def checkpoint_shape(settings: Mapping[str, Any]) -> dict[str, Any]:
     time_on, feature_on = bool(settings.get("loss_time")), bool(settings.get("loss_feature"))
     saved_loss, perceptual_on = time_on or feature_on, bool(settings.get("loss_perceptual"))
     trainable = settings.get("trainable")
-    return {"student_preset": settings.get("student_preset"), "student_overrides": settings.get("student_overrides"),
+    # the student's layers as preset and overrides make them (overrides that repeat the preset change nothing)
+    preset, overrides = settings.get("student_preset"), settings.get("student_overrides") or {}
+    architecture = (student_architecture(preset, overrides) if isinstance(overrides, dict) else None) or [
+        preset, overrides]
+    return {"student_preset": architecture, "student_overrides": architecture,
             "trainable": None if trainable is None else sorted(set(trainable)),
             "loss_time": time_on, "time_hidden_channels": settings.get("time_hidden_channels") if time_on else None,
             "loss_feature": feature_on, "feature_names": settings.get("feature_names") if feature_on else None,

@@ -78,7 +78,7 @@ import inspect
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional, Sequence, Union
+from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -150,6 +150,18 @@ def check_student_scale(scale: Optional[float], upsample_scales: Sequence[int], 
     if not MIN_SCALE <= scale <= top:
         raise InputError(f"unsupported scale {scale:.10g}: the student upscales by {MIN_SCALE:g} to {top:g}")
     return scale
+
+
+def student_architecture(preset: str, overrides: Mapping[str, Any]) -> Optional[dict[str, Any]]:
+    """The full architecture of ``StarStudentModel.from_preset(preset, **overrides)``: the constructor's defaults,
+    the preset's keys and ``overrides`` on top (``scale`` and ``preset``, which shape no weight, left out); None for
+    an unknown preset. Overrides that repeat the preset's own values leave it as the preset's."""
+    if preset not in STUDENT_PRESETS:
+        return None
+    defaults = {k: p.default for k, p in inspect.signature(StarStudentModel.__init__).parameters.items()
+                if k != "self"}
+    config = {**defaults, **STUDENT_PRESETS[preset], **overrides}
+    return {k: v for k, v in config.items() if k not in ("scale", "preset")}
 
 
 def output_size(height: int, width: int, scale: float) -> tuple[int, int]:
@@ -463,10 +475,7 @@ class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
         if name not in STUDENT_PRESETS:
             raise InputError(f"unknown student preset {name!r}; choose one of {', '.join(STUDENT_PRESETS)}")
         config = dict(STUDENT_PRESETS[name])
-        # the preset's full architecture: its keys on top of the constructor's defaults (``scale`` is not architecture)
-        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
-        preset_config = {**defaults, **config}
-        changes_architecture = any(k != "scale" and preset_config.get(k) != v for k, v in overrides.items())
+        changes_architecture = student_architecture(name, overrides) != student_architecture(name, {})
         config.update(overrides)
         config.setdefault("preset", "custom" if changes_architecture else name)
         return cls(**config)
