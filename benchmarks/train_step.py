@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from pathlib import Path
 import torch
 
 from star_vsr.benchmarking import refuse_below
+from star_vsr.data.base import as_size
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "configs" / "train_star_tiny.yaml"
@@ -154,7 +156,10 @@ def released_step_flops(frames: int, height: int, width: int) -> tuple[dict[str,
         out.loss.backward()
     counts["backward (ControlNet, UNet input grads, VAE decoder input grads; checkpointed forwards)"] = (
         counter.get_total_flops() - forward_total)
-    settings = {"dfl_num_frames": args.dfl_num_frames, "dfl_crop_size": args.dfl_crop_size,
+    # what the step decodes (a clip has no more frames, no larger frames)
+    decoded = frames if args.dfl_num_frames is None else min(args.dfl_num_frames, frames)
+    crop = None if args.dfl_crop_size is None else [min(c, p) for c, p in zip(as_size(args.dfl_crop_size), pixels)]
+    settings = {"dfl_num_frames": decoded, "dfl_crop_size": crop or "whole frames",
                 "gradient_checkpointing": args.gradient_checkpointing}
     return counts, latent, settings
 
@@ -174,14 +179,15 @@ def main() -> None:
         return
 
     rows = []
+    env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}  # what the training scripts set unless it is set
     for mode in ("no-dfl", "dfl"):
         out = subprocess.run([sys.executable, __file__, "--child", mode, "--steps", str(args.steps),
                               "--repeats", str(args.repeats)],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, env=env)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"tiny config ({TINY_CONFIG.relative_to(ROOT)}), CPU with {rows[0]['threads']} threads, "
-          f"fastest of {args.repeats} x {args.steps} timed steps after {WARMUP_STEPS} warm-up steps, "
-          "one process per row")
+          f"OMP_WAIT_POLICY {env['OMP_WAIT_POLICY']}, fastest of {args.repeats} x {args.steps} timed steps after "
+          f"{WARMUP_STEPS} warm-up steps, one process per row")
     print(f"{'DFL term':>9}  {'steps/s':>8}  {'RSS before steps (MiB)':>23}  {'peak RSS (MiB)':>15}  "
           f"{'data (s/clip)':>14}")
     for r in rows:

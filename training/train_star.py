@@ -48,6 +48,9 @@ if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_
     # os._exit, not sys.exit: a SystemExit raised while the handler runs inside a callback (importlib's module-lock
     # weakref) is printed as "Exception ignored" and the run went on
     signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))
+if __name__ == "__main__":  # OpenMP threads spin while they wait by default: on a shared or busy CPU (and with
+    # several CPU processes) steps ran many times slower; as `star-vsr` does, before torch loads
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
