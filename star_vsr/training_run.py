@@ -886,6 +886,16 @@ def launched_processes() -> int:
         return 1
 
 
+def note_one_process_of_several(what: str) -> None:
+    """Say so when ``accelerate launch --num_processes N`` (N > 1) started this process alone: without
+    ``--multi_gpu`` (or an ``accelerate config`` that sets several processes up) Accelerate 1.16's simple launcher
+    starts one process, and only the ``MASTER_ADDR`` it sets for the others it does not start tells (``what`` then
+    ran as one, twice as long for two, without a word)."""
+    if "ACCELERATE_MIXED_PRECISION" in os.environ and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
+        print(f"note: accelerate launch started one process, not the several its --num_processes asks for (they "
+              f"need --multi_gpu, CPU processes too): {what} runs as one", file=sys.stderr)
+
+
 def checkpoint_processes(checkpoint: Path) -> int:
     """How many processes saved ``checkpoint``: what ``save_checkpoint`` recorded in ``PROCESSES_FILE``, else (a
     checkpoint of an earlier version) the ``random_states_<i>.pkl`` Accelerate writes, one per process (0: none
@@ -1189,6 +1199,7 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     check_number(args, "validation_steps", 0)  # 0: never
     check_number(args, "seed", 0, 2 ** 32 - 1)  # what torch and NumPy seed with (Accelerate's set_seed refused it)
     args.mixed_precision = launcher_precision(args.mixed_precision)
+    note_one_process_of_several("the training")
     has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or (
         hasattr(torch, "xpu") and torch.xpu.is_available())
     if args.mixed_precision == "fp16" and not has_gpu:

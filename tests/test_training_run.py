@@ -884,6 +884,33 @@ def test_a_launcher_precision_overridden_by_the_script_s_setting_is_noted(monkey
     assert launcher_precision("bf16") == "bf16" and capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("command", ["training", "upscale-batch"])
+def test_a_launch_of_several_processes_that_started_one_is_noted(monkeypatch, capsys, tmp_path, command):
+    """`accelerate launch --cpu --num_processes 2` (no --multi_gpu) runs one process, which then did the whole job
+    alone without a word (black-box hunt); the launcher sets MASTER_ADDR for the processes it does not start."""
+    from star_vsr.cli import main
+    from star_vsr.training_run import check_run_settings
+
+    def run() -> str:
+        if command == "upscale-batch":
+            assert main(["upscale-batch", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
+        else:
+            run_args(tmp_path / "run")  # (check_run_settings)
+        return capsys.readouterr().err
+
+    note = "note: accelerate launch started one process, not the several its --num_processes asks for (they need " \
+           "--multi_gpu, CPU processes too)"
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "ACCELERATE_MIXED_PRECISION"):
+        monkeypatch.delenv(name, raising=False)
+    assert note not in run()  # not launched
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert note not in run()  # `accelerate launch` of one process
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    assert note in run()  # --num_processes 2 without --multi_gpu
+    monkeypatch.setenv("WORLD_SIZE", "1")  # (a launch of several processes sets WORLD_SIZE for each)
+    assert note not in run()
+
+
 def test_a_new_run_clears_what_a_run_stopped_before_training_left(tmp_path):
     """A run that failed at its first step (a damaged cache: black-box hunt) left its settings record and TensorBoard
     events; the next run in that folder, not refused (no run there), added its events beside them."""

@@ -83,9 +83,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 1
-    from ..training_run import is_first_process, launched_processes, process_prefix  # (no torch)
+    from ..training_run import is_first_process, launched_processes, note_one_process_of_several, process_prefix
 
-    processes = launched_processes()
+    processes = launched_processes()  # (training_run loads no torch)
+    if args.command == "upscale-batch":
+        note_one_process_of_several("upscale-batch")
     if processes > 1 and args.command != "upscale-batch":  # each process would do the whole job, on one output
         if is_first_process():  # said once, not once per process
             print(f"star-vsr {args.command}: error: this command runs as one process, and accelerate launch started "
