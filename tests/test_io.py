@@ -1000,6 +1000,26 @@ def test_no_audio_when_source_has_none(tmp_path, videos):
     assert not info.has_audio and info.audio_codec is None
 
 
+def test_an_audio_track_without_packets_is_not_carried_over(tmp_path):
+    """A Matroska input listing an AAC track with nothing in it gave a .mkv output an empty audio track (black-box
+    hunt; MP4 and MOV muxers drop such a track themselves)."""
+    source = tmp_path / "empty-audio.mkv"
+    with av.open(str(source), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = SIZE[1], SIZE[0], "yuv420p"
+        container.add_stream("aac", rate=48000)  # listed, never written to
+        for frame in synthetic_frames(4, SIZE):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(video.encode())
+    assert probe_video(source).has_audio
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a PNG output's "audio is not copied" too: there is none)
+        for name in ("out.mkv", "frames"):
+            with VideoWriter(tmp_path / name, 30, audio_from=source) as writer:
+                writer.write(synthetic_frames(4, SIZE))
+    assert not probe_video(tmp_path / "out.mkv").has_audio
+
+
 def test_audio_the_container_cannot_hold_is_transcoded_to_aac(tmp_path):
     source = write_test_video(
         tmp_path / "mulaw.mov", NUM_FRAMES, SIZE, audio=True, audio_codec="pcm_mulaw"

@@ -37,6 +37,18 @@ AUDIO_TRIAL_SECONDS = 2
 _MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # output suffix -> FFmpeg muxer
 
 
+def has_audio_packets(source: Path) -> bool:
+    """Whether the first audio stream of `source` holds any data: a Matroska file can list an audio track with no
+    packet in it, which a .mkv output then carried over as an empty track (MP4 / MOV muxers drop one). Demuxes up
+    to the first audio packet: the whole file only when there is none. An error while reading is left to the copy.
+    """
+    try:
+        with open_container(source) as container:
+            return any(packet.size for packet in container.demux(container.streams.audio[0]))
+    except av.FFmpegError:
+        return True
+
+
 def check_audio(source: Path, suffix: str) -> None:
     """Raise `UnsupportedVideoError` now, before hours of upscaling, if the audio of `source`
     cannot go into a `suffix` file: a few packets are copied (or re-encoded) into memory."""
