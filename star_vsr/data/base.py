@@ -5,7 +5,9 @@ dropout, the degradation) comes from ``numpy.random.SeedSequence([seed, epoch, i
 so a sample depends only on those four numbers: not on the DataLoader's workers, on the order in
 which samples are asked for, or on any global random state. That is what makes a resumed
 training run exact. Call ``set_epoch`` to get fresh augmentations each epoch (the training
-script does, before each epoch's DataLoader iterator is created).
+script does, before each epoch's DataLoader iterator is created; a DataLoader with
+``persistent_workers=True`` keeps its workers' copies of the dataset, which then never see a new epoch:
+the training scripts do not use it).
 
 A source that cannot give a clip (unreadable file, too few frames, frames too small) is skipped
 with a ``BadSampleWarning``, once per source: the item is taken from another source instead (``attempt`` + 1:
@@ -137,12 +139,11 @@ class ClipPairDataset(Dataset, ABC):
                  degradation: DegradationSpec, caption_dropout: float, seed: int, length: int | None) -> None:
         if num_sources < 1:
             raise InputError(f"{type(self).__name__} has no sources to read clips from")
-        if num_frames < 1:
-            raise InputError(f"num_frames must be >= 1, got {num_frames}")
+        check_whole_number("num_frames", num_frames, 1)  # (2.5 was cut to 2 frames)
         if not 0.0 <= caption_dropout <= 1.0:
             raise InputError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
-        if length is not None and length < 1:
-            raise InputError(f"length must be >= 1 or None, got {length}")
+        if length is not None:
+            check_whole_number("length", length, 1)
         check_seed(seed)
         self.crop_size = as_size(crop_size)
         self.degradation = resolve_degradation(degradation, scale)

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from star_vsr.errors import InputError
+from star_vsr.data.base import check_seed
+from star_vsr.errors import InputError, check_whole_number
 
 
 class RandomPatchDataset(Dataset):
@@ -29,8 +30,13 @@ class RandomPatchDataset(Dataset):
     """
 
     def __init__(self, dataset: Any, patch_size: int, scale: int, seed: int = 0) -> None:
+        check_whole_number("patch_size", patch_size, 1)
+        check_seed(seed)
         if patch_size < scale or patch_size % scale:
             raise InputError(f"patch_size must be a positive multiple of the scale {scale}, got {patch_size}")
+        if getattr(dataset, "scale", scale) != scale:  # (its pairs were cut out of line)
+            raise InputError(f"scale {scale} is not the scale of the dataset's pairs ({dataset.scale})")
+        patch_size, seed = int(patch_size), int(seed)
         self.dataset, self.patch_size, self.scale, self.seed = dataset, patch_size, scale, seed
 
     def __len__(self) -> int:

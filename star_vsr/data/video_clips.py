@@ -27,7 +27,7 @@ import numbers
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -35,8 +35,8 @@ from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize, source
 from star_vsr.data.pairs import DegradationSpec
 from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError
 from star_vsr.io import probe_video, read_frames
-from star_vsr.io.folders import (VIDEO_EXTENSIONS, clips_in_folder, is_frame_folder, other_subfolders,
-                                 other_subfolders_note, stray_images_note)
+from star_vsr.io.folders import (VIDEO_EXTENSIONS, broken_link_line, broken_links, clips_in_folder, is_frame_folder,
+                                 other_subfolders, other_subfolders_note, stray_images_note)
 from star_vsr.io.probe import VideoInfo
 
 #: Suffix of a caption file next to a clip (``clip.mp4`` -> ``clip.txt``).
@@ -77,7 +77,8 @@ def _scan_folder(folder: Path) -> list[ClipSource]:
         return [ClipSource(folder, _read_caption_file(folder))]
     clips = clips_in_folder(folder)
     # (the videos of a subfolder were left out of the training data without a word; cache-teacher said so)
-    for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips))):
+    for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips)),
+                 *map(broken_link_line, broken_links(folder))):  # (links were left out without a word)
         if note:
             warnings.warn(note, stacklevel=3)
     return [ClipSource(entry, _read_caption_file(entry)) for entry in clips]
@@ -94,8 +95,10 @@ def _entry(item: Any, root: Path, where: str) -> ClipSource:
         raise InputError(f"{where}: each clip must be a path or an object with a 'path' key, got {item!r}")
     if not isinstance(path, (str, Path)) or not str(path).strip():
         raise InputError(f"{where}: a clip's path must be a file or folder name, got {path!r}")
+    if caption is not None and not isinstance(caption, str):  # (a list became the caption "['a', 'b']")
+        raise InputError(f"{where}: a clip's caption must be text, got {caption!r} for {path}")
     path = Path(path)
-    caption = None if caption is None else str(caption)
+    caption = caption.strip() or None if caption is not None else None  # empty: the default, as in a CSV
     return ClipSource(path if path.is_absolute() else root / path, caption)
 
 
@@ -109,11 +112,18 @@ def _read_list_file(file: Path) -> list[ClipSource]:
         reader = csv.DictReader(io.StringIO(_read_text(file), newline=""))
         if reader.fieldnames is not None:  # "path, caption" (a space after the comma) and "Caption" name the columns
             reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
+            twice = sorted({name for name in reader.fieldnames if reader.fieldnames.count(name) > 1 and name})
+            if twice:  # (the last of them was read without a word)
+                raise InputError(f"{file}: the columns {', '.join(twice)} are named twice; keep one of each")
         if reader.fieldnames is None or "path" not in reader.fieldnames:
             raise InputError(f"{file}: a clip list in CSV needs a 'path' column (and optionally 'caption'); "
                              f"found columns {reader.fieldnames}")
         rows = []
         for row in reader:
+            if any(isinstance(v, str) and v.strip() for v in row.get(None, ())):  # more fields than columns
+                raise InputError(f"{file}, line {reader.line_num}: more fields than columns ({', '.join(row[None])} "
+                                 f"left over); a caption that holds a comma needs quotes: "
+                                 f"clip.mp4,\"a dog, running\"")
             values = {k: v.strip() for k, v in row.items() if k in ("path", "caption") and isinstance(v, str)}
             values = {k: v for k, v in values.items() if v}
             if "path" in values:
@@ -153,6 +163,8 @@ def list_clip_sources(source: Union[str, Path, Sequence[Any]]) -> list[ClipSourc
                              f"\"caption\": ...}} objects); convert it, or give a folder of videos")
         else:
             sources = [ClipSource(path, _read_caption_file(path))]
+    elif isinstance(source, Mapping):  # (its keys were read as file names)
+        raise InputError(f"the training data is one {{'path': ..., 'caption': ...}} object; give a list of them")
     else:
         sources = [_entry(item, Path.cwd(), "clip list") for item in source]
     if not sources and isinstance(source, (str, Path)) and Path(source).suffix.lower() in (".csv", ".json"):
