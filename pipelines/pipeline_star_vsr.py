@@ -120,6 +120,8 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
         raise InputError(f"need 0 <= {overlap} < {frames}, got {frames} {chunk_frames}, "
                          f"{overlap} {chunk_overlap}")
     tile, overlap = named("tile_size"), named("tile_overlap")
+    if tile_size is None and tile_overlap != DEFAULT_TILE_OVERLAP:  # (whole frames: it was ignored without a word)
+        raise InputError(f"{overlap} {tile_overlap} goes with {tile} (without it the frames are not tiled)")
     if tile_size is not None and not 0 <= tile_overlap < tile_size:
         raise InputError(f"need 0 <= {overlap} < {tile}, got {tile} {tile_size}, {overlap} {tile_overlap} "
                          f"(lower {overlap} for small tiles)")
@@ -258,6 +260,9 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
             raise InputError(f"frame_sink must be a callable taking each chunk of frames, got {frame_sink!r}")
         if frame_sink is not None and output_type == "latent":
             raise InputError("frame_sink receives decoded frames; it cannot be used with output_type='latent'")
+        if isinstance(callback_on_step_end_tensor_inputs, str):  # (its letters were each "not in ['latents']")
+            raise InputError(f"callback_on_step_end_tensor_inputs must be a list of names, e.g. "
+                             f"[{callback_on_step_end_tensor_inputs!r}], got {callback_on_step_end_tensor_inputs!r}")
         unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
         if unknown:
             raise InputError(f"callback_on_step_end_tensor_inputs {unknown} not in {self._callback_tensor_inputs}")

@@ -128,7 +128,9 @@ class TensorFrameSource(FrameSource):
 
     def iter_chunks(self, chunk_size: int) -> Iterator[torch.Tensor]:
         for start in range(0, self.num_frames, chunk_size):
-            yield self.frames[start:start + chunk_size].float().cpu()
+            # in the usual memory layout: a permuted (n, h, w, 3) tensor took other convolution kernels, whose
+            # rounding differs (a diffusion model's output moved by 1e-5)
+            yield self.frames[start:start + chunk_size].float().cpu().contiguous()
 
 
 class ListFrameSource(FrameSource):
