@@ -268,6 +268,17 @@ def test_evaluate_json_goes_into_new_folders_and_never_replaces_a_video_or_a_fol
     assert main(args + ["--json", str(nested)]) == 0
     assert json.loads(nested.read_text())["clips"]["gt"]["frames"] == 3
     assert sorted(p.name for p in nested.parent.iterdir()) == ["scores.json"]
+    # a link: --overwrite replaced the link and left its target as it was (--json /dev/stdout --overwrite, as root,
+    # made the system's /dev/stdout a file; black-box hunt); a link to nothing is still replaced
+    link = nested.with_name("link.json")
+    link.symlink_to(nested)
+    assert main(args + ["--json", str(link), "--overwrite"]) == 2
+    assert f"{link} is a link to {nested}: --overwrite would replace the link, not what it points to; write to " \
+        f"{nested} itself, or remove the link" in capsys.readouterr().err
+    assert link.is_symlink() and json.loads(nested.read_text())["clips"]["gt"]["frames"] == 3
+    dangling = nested.with_name("dangling.json")
+    dangling.symlink_to(nested.with_name("gone.json"))
+    assert main(args + ["--json", str(dangling), "--overwrite"]) == 0 and not dangling.is_symlink()
 
 
 def test_evaluate_adds_learned_metrics_and_names_missing_weights(tmp_path, capsys, monkeypatch):
