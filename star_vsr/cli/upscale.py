@@ -471,6 +471,10 @@ def run_batch(args: argparse.Namespace) -> int:
     skipped = [v.name for v in failed]
     if state.num_processes > 1:
         skipped = [name for names in gather_object([skipped]) for name in names]
+        # the last collective: end the process group while Python is whole. Left to the exit, a gloo thread could
+        # drop the gather's last tensors while the interpreter shut down ("terminate called without an active
+        # exception", SIGABRT: the idle process, which exits first, in one CI run), and the launcher stopped the rest
+        state.destroy_process_group()
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above) ...
         if skipped:  # ... but did not redo every video: the ledger stays, so that a rerun redoes only those left
             print(f"note: {len(skipped)} video(s) were not redone; run the same command again to redo only them "
