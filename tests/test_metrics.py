@@ -511,6 +511,23 @@ def test_damaged_weight_file_is_one_clear_error(lpips_weights, no_network, tmp_p
         load_learned_metric("lpips", weights_dir=root)
 
 
+def test_a_weight_file_without_the_metric_s_tensors_is_refused(lpips_weights, tmp_path):
+    """pyiqa loads LPIPS' and DISTS' own files with strict=False: a file of other tensors loaded nothing, and LPIPS
+    scored 0.0000 with its untrained head, exit status 0 (black-box hunt)."""
+    import shutil
+
+    root = tmp_path / "weights"
+    shutil.copytree(lpips_weights["root"], root)
+    heads = dict(lpips_weights["heads"])
+    del heads["lin3.model.1.weight"]
+    heads = {"module." + key: value for key, value in heads.items()}  # (the prefix parallel training adds: fine)
+    torch.save(heads, _weight_path(root, "lpips", "LPIPS_v0.1_alex-df73285e.pth"))
+    with pytest.raises(InputError, match=r"cannot load the lpips weights: .*LPIPS_v0\.1_alex-df73285e\.pth holds no "
+                                         r"lin3\.model\.1\.weight, so it is no LPIPS v0\.1 linear layers for AlexNet "
+                                         r"file \(damaged, or another download\). Download it again: https://"):
+        load_learned_metric("lpips", weights_dir=root)
+
+
 def test_out_of_memory_while_a_metric_loads_is_not_called_a_damaged_file(lpips_weights, no_network, monkeypatch):
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")

@@ -30,7 +30,7 @@ import contextlib
 import io
 import logging
 import pickle
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,6 +96,8 @@ class LearnedMetricSpec:
             ``<weights_dir>/checkpoints`` because star-vsr points torch's hub directory there
             while the network is built.
         local_path_argument: pyiqa's keyword for that file.
+        required_keys: tensors that file must hold, where pyiqa loads it with ``strict=False`` (LPIPS, DISTS):
+            a file without them loaded nothing, and the metric scored with its random initial head.
     """
 
     name: str
@@ -105,6 +107,7 @@ class LearnedMetricSpec:
     files: tuple[WeightFile, ...]
     local_path_file: WeightFile
     local_path_argument: str
+    required_keys: tuple[str, ...] = ()
 
 
 _ALEXNET = WeightFile(
@@ -143,19 +146,21 @@ _MUSIQ_KONIQ = WeightFile(
     f"{PYIQA_WEIGHTS_URL}/musiq_koniq_ckpt-e95806b9.pth",
     "MUSIQ trained on KonIQ-10k",
 )
+#: The linear heads of LPIPS v0.1 (one per backbone stage), as its weight files name them.
+_LPIPS_HEADS = tuple(f"lin{i}.model.1.weight" for i in range(5))
 _CLIP_RN50 = WeightFile("clip", "RN50.pt", CLIP_RN50_URL, "OpenAI CLIP ResNet-50 (CLIP-IQA)")
 
 #: The learned metrics star-vsr offers, by name. Scores: LPIPS and DISTS in [0, 1], lower is
 #: better; MUSIQ (KonIQ-10k) roughly [0, 100] and CLIP-IQA in [0, 1], higher is better.
 LEARNED_METRICS: dict[str, LearnedMetricSpec] = {
     "lpips": LearnedMetricSpec(
-        "lpips", "lpips", True, True, (_ALEXNET, _LPIPS_ALEX), _LPIPS_ALEX, "pretrained_model_path"
+        "lpips", "lpips", True, True, (_ALEXNET, _LPIPS_ALEX), _LPIPS_ALEX, "pretrained_model_path", _LPIPS_HEADS
     ),
     "lpips-vgg": LearnedMetricSpec(
-        "lpips-vgg", "lpips-vgg", True, True, (_VGG16, _LPIPS_VGG), _LPIPS_VGG, "pretrained_model_path"
+        "lpips-vgg", "lpips-vgg", True, True, (_VGG16, _LPIPS_VGG), _LPIPS_VGG, "pretrained_model_path", _LPIPS_HEADS
     ),
     "dists": LearnedMetricSpec(
-        "dists", "dists", True, True, (_VGG16, _DISTS), _DISTS, "pretrained_model_path"
+        "dists", "dists", True, True, (_VGG16, _DISTS), _DISTS, "pretrained_model_path", ("alpha", "beta")
     ),
     "musiq": LearnedMetricSpec(
         "musiq", "musiq", False, False, (_MUSIQ_KONIQ,), _MUSIQ_KONIQ, "pretrained_model_path"
@@ -370,6 +375,28 @@ class LearnedMetric:
         return float(np.mean(scores))
 
 
+def _check_required_keys(spec: LearnedMetricSpec, path: Path) -> None:
+    """``InputError`` if the file at ``path`` lacks ``spec.required_keys`` (pyiqa loads it with ``strict=False``:
+    another file loaded nothing, and LPIPS scored 0.0000 with an untrained head). A file that is no plain tensor
+    file is left to pyiqa's loader, whose error says it is damaged."""
+    import torch
+
+    if not spec.required_keys:
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 (junk, a pickle of objects: pyiqa reads it and says)
+        return
+    keys = {str(k).removeprefix("module.") for k in state} if isinstance(state, Mapping) else set()
+    missing = [key for key in spec.required_keys if key not in keys]
+    if missing:
+        raise InputError(
+            f"cannot load the {spec.name} weights: {path} holds no {', '.join(missing)}, so it is no "
+            f"{spec.local_path_file.description} file (damaged, or another download). Download it again: "
+            f"{spec.local_path_file.url}"
+        )
+
+
 def load_learned_metric(
     name: str, weights_dir: str | Path | None = None, device: str | torch.device = "cpu"
 ) -> LearnedMetric:
@@ -396,6 +423,7 @@ def load_learned_metric(
     spec = get_spec(name)
     root = Path(weights_dir).expanduser() if weights_dir is not None else default_weights_dir()
     paths = resolve_weight_files(spec.name, root)
+    _check_required_keys(spec, paths[spec.local_path_file.filename])
     pyiqa = _import_pyiqa()
     torch_device = torch.device(device)
     local_path = str(paths[spec.local_path_file.filename])
