@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import sys
 import warnings
 from fractions import Fraction
@@ -1471,6 +1472,17 @@ def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):
     assert cli_main(["evaluate", "--pred", str(cut), "--gt", str(whole)]) == 2
     assert f"{cut} looks cut short: its frames end {info.missing_s:.2f} s before its header says (an interrupted " \
            f"copy or download?). If the prediction is a preview" in capsys.readouterr().err
+    # in a folder of clips it is that clip's damage: skipped, the others scored (it stopped the whole folder,
+    # exit status 2, with a --max-frames hint for every clip; black-box hunt)
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    for folder, files in ((pred, (cut, whole)), (gt, (whole, whole))):
+        folder.mkdir()
+        for name, file in zip(("a.mkv", "b.mkv"), files):
+            shutil.copy(file, folder / name)
+    assert cli_main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--no-warp", "--scale", "1"]) == 1
+    captured = capsys.readouterr()
+    assert f"skipped a: {pred / 'a.mkv'} has {info.num_frames} frames but {gt / 'a.mkv'} has 60 frames" in captured.err
+    assert [line.split("  ")[0] for line in captured.out.splitlines()][-3:] == ["clip", "b", "mean of 1/2"]
     folder = tmp_path / "clips"  # a folder's listing said "none found" on its row (black-box review)
     folder.mkdir()
     cut.rename(folder / "cut.mkv")

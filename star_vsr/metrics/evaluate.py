@@ -96,6 +96,8 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
     Raises:
         InputError: the two videos differ in frame count or frame size (both named), ``max_frames`` is bad, or
             ``warp`` is asked of frames too small for its optical flow.
+        CorruptVideoError: they differ in frame count, and one of them is damaged (cut short, or cut inside a group
+            of pictures).
     """
     from star_vsr.io import probe_video
 
@@ -125,9 +127,10 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
             hint = (f" {cut.path} looks cut short: its frames end {cut.missing_s:.2f} s before its header says (an "
                     f"interrupted copy or download?).{hint}")
         pred_n, gt_n = pred_info.num_frames, gt_info.num_frames
-        raise InputError(f"{pred_path} has {pred_n} frame{'s' * (pred_n != 1)} but {gt_path} has {gt_n} "
-                         f"frame{'s' * (gt_n != 1)}; "
-                         f"evaluate needs the prediction and ground truth frame for frame.{hint}")
+        # a file found damaged is the clip's fault, skipped in a folder of clips (it stopped the whole folder)
+        error = CorruptVideoError if pages is None and (lead or cut) is not None else InputError
+        raise error(f"{pred_path} has {pred_n} frame{'s' * (pred_n != 1)} but {gt_path} has {gt_n} "
+                    f"frame{'s' * (gt_n != 1)}; evaluate needs the prediction and ground truth frame for frame.{hint}")
     extra_w, extra_h = gt_info.width - pred_info.width, gt_info.height - pred_info.height
     croppable = 0 <= extra_w < 2 * scale and 0 <= extra_h < 2 * scale
     if (extra_w or extra_h) and not (crop_gt and croppable):
