@@ -2016,6 +2016,15 @@ def test_batch_commands_report_a_link_to_a_missing_video_as_skipped(tmp_path, ca
     assert line in capsys.readouterr().err and outputs_in(tmp_path / "out") == ["v.mp4"]
     assert main(["degrade", str(inputs), "-o", str(tmp_path / "lr"), "--scale", "2"]) == 1
     assert line in capsys.readouterr().err and (tmp_path / "lr" / "v.mp4").is_file()
+    # evaluate and info left it out without a word too (black-box hunt): a ground truth lost is refused (a mean
+    # over fewer clips), a prediction lost named; info lists it as unreadable
+    assert main(["evaluate", "--pred", str(tmp_path / "lr"), "--gt", str(inputs), "--scale", "1", "--no-warp"]) == 2
+    assert f"ground-truth clips in {inputs} are links to files that do not exist: gone.mp4 -> " \
+        f"{tmp_path / 'moved.mp4'}; restore them, or score a --gt folder without them" in capsys.readouterr().err
+    assert main(["info", str(inputs)]) == 1
+    out = capsys.readouterr().out
+    assert f"gone.mp4  unreadable: a link to {tmp_path / 'moved.mp4'}, which does not exist" in out
+    assert "2 clips, 2 frames; 1 unreadable or damaged" in out
 
 
 def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path, capsys):

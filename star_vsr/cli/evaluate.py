@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence, TextIO
@@ -82,7 +83,7 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
         if not path.exists():
             raise VideoNotFoundError(f"{path} does not exist")
     if _is_clip_folder(gt):
-        from ..io.folders import is_frame_folder, stray_images_note
+        from ..io.folders import broken_link_line, broken_links, is_frame_folder, stray_images_note
 
         if not pred.is_dir() or is_frame_folder(pred):
             raise InputError(f"--gt {gt} is a folder of clips (videos or frame folders), so --pred must be one too")
@@ -93,6 +94,13 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
             stray = stray_images_note(folder)
             if stray:
                 print(f"note: {stray}")
+        lost = broken_links(gt)  # a clip the mean leaves out (it was, without a word)
+        if lost:
+            raise InputError(f"ground-truth clips in {gt} are links to files that do not exist: "
+                             f"{listed([f'{link.name} -> {os.readlink(link)}' for link in lost], 10)}; restore "
+                             f"them, or score a --gt folder without them")
+        for link in broken_links(pred):
+            print(broken_link_line(link), file=sys.stderr)
         missing = sorted(set(gt_clips) - set(pred_clips))
         if missing:
             raise InputError(f"no prediction in {pred} for {len(missing)} of the {len(gt_clips)} ground-truth clips "

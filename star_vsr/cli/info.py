@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -126,7 +127,7 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
     """One line (or JSON object) per clip of ``folder``: frames, rate, size, codec, audio, damage."""
     from ..errors import StarVSRError
     from ..io import probe_video
-    from ..io.folders import other_subfolders, other_subfolders_note, stray_images_note
+    from ..io.folders import broken_links, other_subfolders, other_subfolders_note, stray_images_note
 
     for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips))):
         if note:  # beside JSON on standard output, not in it
@@ -149,6 +150,11 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
                      "audio": info.audio_codec if info.has_audio else "none",
                      "damage": damage or (_maybe_cut(info) if info.missing_s else "none found")})
         objects.append({"clip": name, **_json_fields(info, damage)})
+    for link in broken_links(folder):  # (left out without a word)
+        error = f"a link to {os.readlink(link)}, which does not exist"
+        rows.append({"clip": link.name, "error": error})
+        objects.append({"clip": link.name, "path": str(link), "error": error})
+        bad += 1
     if as_json:
         print(json.dumps({"folder": str(folder), "clips": objects}, indent=2))
         return 1 if bad else 0
@@ -161,6 +167,6 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
         else:
             print("  ".join(f"{str(row[c]):<{widths[c]}}" for c in columns[:-1]) + f"  {row['damage']}")
     frames = sum(r.get("frames", 0) for r in rows)
-    print(f"{len(rows)} clip{'s' * (len(rows) != 1)}, {frames} frames"
+    print(f"{len(rows)} clip{'s' * (len(rows) != 1)}, {frames} frame{'s' * (frames != 1)}"
           + (f"; {bad} unreadable or damaged" if bad else ""))
     return 1 if bad else 0

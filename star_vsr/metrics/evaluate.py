@@ -110,8 +110,8 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
     if num_frames != min(gt_info.num_frames, limit):
         n = pred_info.num_frames
         if max_frames is None:
-            hint = (f" If the prediction is a preview of the first {n} frames (upscale --max-frames), pass "
-                    f"{option(f'max_frames={n}', f'--max-frames {n}')}." if n < gt_info.num_frames else "")
+            hint = (f" If the prediction is a preview of the first {n} frame{'s' * (n != 1)} (upscale --max-frames), "
+                    f"pass {option(f'max_frames={n}', f'--max-frames {n}')}." if n < gt_info.num_frames else "")
         else:
             hint = f" ({option('max_frames', '--max-frames')} {max_frames} asks for more frames than one of them has.)"
         pages = next((info for info in (pred_info, gt_info) if info.pages > 1), None)
