@@ -159,6 +159,11 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     write_test_video(pred_dir / "c.mkv", num_frames=5, size=(32, 32), codec="ffv1")
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2", "--no-warp"]) == 0
     assert f"note: not scored, no ground truth in {gt_dir}: c.mkv" in capsys.readouterr().out
+    one = tmp_path / "one"  # a folder of one clip: its mean row too, the row a script reads (it had none)
+    one.mkdir()
+    shutil.copy(gt_dir / "a.mp4", one / "a.mp4")
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(one), "--scale", "2", "--no-warp"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()][-2:] == ["a", "mean"]
     # a clip of one frame has no E*warp: said in a note, the others' mean is theirs, the table shows "-"
     (pred_dir / "c.mkv").unlink()
     write_test_video(pred_dir / "d.mkv", num_frames=1, size=(32, 32), codec="ffv1")

@@ -243,7 +243,8 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     keys = list(dict.fromkeys(k for r in results.values() for k in r if k != "frames"))
     mean = {k: sum(r[k] for r in results.values() if k in r) / sum(k in r for r in results.values()) for k in keys}
     table = dict(results)
-    if len(results) > 1 or skipped:  # a folder's: "mean of 1/2" too, the row a script reads for the folder
+    # a folder's, of one clip too: "mean of 1/2" too, the row a script reads for the folder
+    if len(results) > 1 or skipped or _is_clip_folder(Path(args.gt)):
         label = f"mean of {len(results)}/{len(clips)}" if skipped else "mean"  # not comparable with all clips'
         table[f"({label})" if label in table else label] = mean  # a clip named mean keeps its row
     print(format_table(table, [m.name for m in learned]))
