@@ -48,15 +48,16 @@ def check_unit_range(frames: torch.Tensor, what: str = "video tensors") -> None:
         raise InputError(f"{what} must have values in [0, 1], got {low:.3g} to {high:.3g}{hint}")
 
 
-def _to_tensor(frame: object) -> torch.Tensor:
-    """One frame (PIL image, uint8 or uint16 (h, w, 3) array, or float (3, h, w) tensor) -> float (3, h, w)."""
+def _to_tensor(frame: object, mode_i_16bit: bool = False) -> torch.Tensor:
+    """One frame (PIL image, uint8 or uint16 (h, w, 3) array, or float (3, h, w) tensor) -> float (3, h, w);
+    ``mode_i_16bit``: a PIL image of mode "I" is 16-bit (`_pil_as_array`)."""
     if isinstance(frame, torch.Tensor):
         if frame.ndim != 3 or frame.shape[0] != 3:
             raise InputError(f"tensor frames must be (3, h, w), got {tuple(frame.shape)}")
         check_unit_range(frame, "tensor frames")
         return frame.float()
     if isinstance(frame, PIL.Image.Image):
-        frame = _pil_as_array(frame)
+        frame = _pil_as_array(frame, mode_i_16bit)
     if not hasattr(frame, "__array__"):  # None, a path...: not a frame (arrays and array-likes have it)
         raise InputError(f"each frame of a list must be a PIL image, a numpy array or a tensor, got "
                          f"{type(frame).__name__} (a video file or frame folder is passed as one path, not a list)")
@@ -78,20 +79,22 @@ def _to_tensor(frame: object) -> torch.Tensor:
     return frame_tensor.float()
 
 
-def _pil_as_array(image: PIL.Image.Image) -> np.ndarray:
+def _pil_as_array(image: PIL.Image.Image, mode_i_16bit: bool = False) -> np.ndarray:
     """A PIL image as (h, w, 3) uint8 RGB or, for 16-bit grey (mode "I;16", "I"), (h, w) float in [0, 1].
 
     Palette ("P"), CMYK, YCbCr, LAB, HSV and grey-with-alpha images are converted to RGB by PIL; read as
     arrays they would be palette indices or other colour spaces. An alpha channel is dropped with a warning.
     Float grey (mode "F") is taken as it is, so it must hold values in [0, 1] like float arrays (PIL's RGB
     conversion would clip it to 0..255 and turn [0, 1] into black). Mode "I" stores no bit depth: it is
-    read as 16-bit when a value exceeds 255, else as 8-bit.
+    read as 16-bit with ``mode_i_16bit`` or when a value exceeds 255, else as 8-bit (``ListFrameSource``
+    decides once for a whole video: a dark frame of a 16-bit fade read as 8-bit flashed 257 times too bright).
     """
     if image.mode == "F":
         return np.asarray(image)
     if image.mode.startswith("I"):  # 16/32-bit integer grey: PIL's RGB conversion clips it to 0..255
         values = np.asarray(image).astype(np.float32)
-        return values / (65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0)
+        deep = mode_i_16bit or image.mode.startswith("I;16") or values.max() > 255
+        return values / (65535.0 if deep else 255.0)
     if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
         warnings.warn(f"the transparency of a frame in PIL mode {image.mode} is dropped (frames are RGB; "
                       "composite it onto a background first to choose one)")
@@ -140,13 +143,16 @@ class ListFrameSource(FrameSource):
         if len(frames) == 0:
             raise InputError("the video has no frames")
         self.frames = frames
-        self._first = _to_tensor(frames[0])  # (converted once: a conversion may warn)
+        # mode "I" frames (no bit depth stored) are 16-bit when any of them holds a value above 255
+        self._mode_i_16bit = any(isinstance(f, PIL.Image.Image) and f.mode == "I" and np.asarray(f).max() > 255
+                                 for f in frames)
+        self._first = _to_tensor(frames[0], self._mode_i_16bit)  # (converted once: a conversion may warn)
         self.num_frames, (_, self.height, self.width) = len(frames), self._first.shape
         _check_frame_size(self.height, self.width)
 
     def iter_chunks(self, chunk_size: int) -> Iterator[torch.Tensor]:
         for start in range(0, self.num_frames, chunk_size):
-            chunk = [self._first if start + i == 0 else _to_tensor(f)
+            chunk = [self._first if start + i == 0 else _to_tensor(f, self._mode_i_16bit)
                      for i, f in enumerate(self.frames[start:start + chunk_size])]
             if any(c.shape != chunk[0].shape for c in chunk) or chunk[0].shape[1:] != (self.height, self.width):
                 sizes = sorted({f"{c.shape[-1]}x{c.shape[-2]}" for c in chunk} | {f"{self.width}x{self.height}"})

@@ -665,6 +665,13 @@ def test_16_bit_grey_pil_frames_use_their_whole_range():
     colour[..., 0] = 65535  # a uint16 RGB array (cv2.imread(..., IMREAD_UNCHANGED) of a 16-bit PNG)
     pixel = next(as_frame_source([colour]).iter_chunks(1))[0, :, 0, 0]
     torch.testing.assert_close(pixel, torch.tensor([1.0, 0.0, 0.0]))
+    # mode "I" stores no bit depth: decided once per video (a dark frame of a 16-bit fade, no value above 255,
+    # was read as 8-bit and flashed 257 times too bright; black-box hunt)
+    fade = [Image.fromarray(np.full((4, 4), level, np.int32)) for level in (1000, 200)]
+    assert fade[1].mode == "I"
+    means = next(as_frame_source(fade).iter_chunks(2)).mean((1, 2, 3))
+    torch.testing.assert_close(means, torch.tensor([1000 / 65535, 200 / 65535]))
+    assert next(as_frame_source(fade[1:]).iter_chunks(1)).mean() == pytest.approx(200 / 255)  # alone: 8-bit
 
 
 def test_big_endian_arrays_read_as_their_values():
