@@ -2508,6 +2508,15 @@ def test_info_lists_the_clips_of_a_folder(tmp_path, capsys):
     (tmp_path / "calendar" / "00000009.png").write_bytes(png[:-20] + bytes(20))  # the last chunk damaged
     assert main(["info", str(tmp_path)]) == 1
     assert "00000009.png is not a readable image" in capsys.readouterr().out
+    # sizes compare upright, as frames are read: a frame stored on its side with an EXIF orientation is no damage
+    # (it was "0001.jpg is 64x48, the first frame 48x64", exit status 1; black-box hunt)
+    upright = tmp_path / "upright"
+    upright.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    Image.fromarray(np.zeros((16, 8, 3), np.uint8)).save(upright / "0000.jpg", exif=exif)  # stored 8x16
+    Image.fromarray(np.zeros((8, 16, 3), np.uint8)).save(upright / "0001.jpg")  # stored upright, 16x8
+    assert main(["info", str(upright)]) == 0 and "damage  none found" in capsys.readouterr().out
 
 
 def test_evaluate_checks_every_pair_before_scoring_any(tmp_path, capsys, monkeypatch):

@@ -103,18 +103,22 @@ def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
 
 
 def frame_folder_damage(folder: Path) -> Optional[str]:
-    """The first frame image of ``folder`` that cannot be read or has another size than the first (what stops
-    an upscale of it half-way), from the image headers; None when all agree."""
+    """The first frame image of ``folder`` that cannot be read or has another size than the first once upright by
+    its EXIF orientation, as frames are read (what stops an upscale of it half-way), from the image headers; None
+    when all agree."""
     from PIL import Image, UnidentifiedImageError
 
     from ..io.folders import list_image_files
+    from ..io.probe import exif_orientation
 
     size = None
     for file in list_image_files(folder):
         try:
             with Image.open(file) as image:
                 image.verify()  # the file's structure (a PNG's chunks and checksums), without decoding pixels
-                frame_size = image.size
+                stored = image.size
+            upright = exif_orientation(file)  # (a phone's frame stored on its side was "damage")
+            frame_size = stored if upright is None else upright.display_size(*stored)
         except (OSError, UnidentifiedImageError, SyntaxError):  # PIL reports a broken PNG chunk as SyntaxError
             return f"{file.name} is not a readable image"
         if size is not None and frame_size != size:
