@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -933,6 +934,8 @@ def _reference_format_checkpoint(unet, controlnet) -> dict[str, torch.Tensor]:
 def test_convert_star_end_to_end(tmp_path, capsys):
     from open_clip.model import CLIPTextCfg, _build_text_tower
 
+    from diffusers import AutoencoderKL
+
     from star_vsr import StarVSRPipeline
     from star_vsr.testing import TINY_UNET_CONFIG, TINY_TEXT_WIDTH, tiny_star_components, tiny_vae
 
@@ -940,8 +943,9 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     unet, controlnet = components["unet"], components["controlnet"]
     # the legacy (pre-zip) format, which cannot be memory-mapped: read without mmap
     # with a Python object beside the weights, as training scripts save their arguments
-    torch.save({"state_dict": _reference_format_checkpoint(unet, controlnet), "args": argparse.Namespace(lr=1e-5)},
-               tmp_path / "light_deg.pt", _use_new_zipfile_serialization=False)
+    # (an entry that is no tensor, as a training step count, was an AttributeError traceback: left out, said)
+    torch.save({"state_dict": {**_reference_format_checkpoint(unet, controlnet), "global_step": 7},
+                "args": argparse.Namespace(lr=1e-5)}, tmp_path / "light_deg.pt", _use_new_zipfile_serialization=False)
     tower = _build_text_tower(8, CLIPTextCfg(context_length=77, vocab_size=49408, width=TINY_TEXT_WIDTH,
                                              heads=2, layers=3))
     torch.save(tower.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
@@ -959,7 +963,9 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     assert not out.exists()
     # a wrong --unet-config: one line, nothing written
     for text, message in (("{", "is not valid JSON"), ('{"bogus": 1}', "unknown StarVSRUNetModel keys ['bogus']"),
-                          ("[1]", "must hold a JSON object")):
+                          ("[1]", "must hold a JSON object"),
+                          # (a traceback once the checkpoint was read)
+                          ('{"block_out_channels": "abc"}', "builds no StarVSRUNetModel (TypeError: ")):
         (tmp_path / "bad.json").write_text(text)
         assert main(args[:-1] + [str(tmp_path / "bad.json")]) == 2
         assert message in capsys.readouterr().err and not out.exists()
@@ -987,6 +993,7 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     torch.save({1: torch.zeros(2)}, tmp_path / "intkey.pt")
     torch.save({"foo": torch.zeros(2, 2)}, tmp_path / "wrongkeys.pt")
     torch.save({"state_dict": [torch.zeros(2)], "epoch": 3}, tmp_path / "wrappedlist.pt")
+    torch.save({"model": {"a.weight": torch.zeros(2)}}, tmp_path / "nested.pt")
     (tmp_path / "adir").mkdir()
     for flag, name, message in (
             ("--checkpoint", "list.pt", "list.pt holds a list, not a state dict (parameter names -> tensors); is "
@@ -994,6 +1001,7 @@ def test_convert_star_end_to_end(tmp_path, capsys):
             ("--checkpoint", "tensor.pt", "tensor.pt holds a Tensor, not a state dict"),
             ("--checkpoint", "intkey.pt", "intkey.pt holds a mapping whose keys are not all parameter names"),
             ("--checkpoint", "wrappedlist.pt", 'wrappedlist.pt holds a list under "state_dict", not a state dict'),
+            ("--checkpoint", "nested.pt", "nested.pt holds no tensors (model: dict), not a state dict"),
             ("--checkpoint", "adir", "adir is a folder; give the file in it (light_deg.pt or heavy_deg.pt)"),
             ("--openclip", "list.pt", "list.pt holds a list, not a state dict (parameter names -> tensors); is "
                                       "it open_clip_pytorch_model.bin?"),
@@ -1008,7 +1016,19 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     assert main(args[:-2]) == 2
     err = capsys.readouterr().err
     assert "model parameters are not in the checkpoint" in err and "more)" in err and len(err) < 3000
-    assert main(args) == 0
+    # a VAE of another kind (Stable Diffusion's) loaded in part, then saving failed with a traceback
+    AutoencoderKL(block_out_channels=(8,), norm_num_groups=4).save_pretrained(tmp_path / "sd-vae")
+    assert main([*args[:args.index("--vae") + 1], str(tmp_path / "sd-vae"), *args[args.index("--vae") + 2:]]) == 2
+    assert f"--vae {tmp_path / 'sd-vae'} holds a AutoencoderKL, not Stable Video Diffusion's " \
+        f"AutoencoderKLTemporalDecoder" in capsys.readouterr().err and not out.exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # (said again although earlier runs here said it)
+        assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "1 entries that are not tensors are left out: global_step" in err
+    # the tiny config's own placement (it was replaced without a word)
+    assert "liem_placement 'after_norm' does not apply: a converted STAR checkpoint has STAR's own" in err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
     pipe = StarVSRPipeline.from_pretrained(out)
     assert pipe.unet.config.liem_placement == "before_norm"
     for k, v in unet.state_dict().items():
@@ -1059,6 +1079,7 @@ def test_convert_star_missing_file_says_what_to_download(tmp_path, capsys):
 
 def test_convert_star_corrupt_checkpoint(tmp_path, capsys, monkeypatch):
     from star_vsr.cli import convert
+    from star_vsr.testing import tiny_vae
 
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     (tmp_path / "clip.bin").write_bytes(b"")
@@ -1076,6 +1097,9 @@ def test_convert_star_corrupt_checkpoint(tmp_path, capsys, monkeypatch):
     assert main(args) == 2
     assert "--openclip" in capsys.readouterr().err and not read
     (tmp_path / "clip.bin").write_bytes(b"x")
+    assert main(args) == 2  # the VAE, the smallest download, is read first
+    assert "no AutoencoderKLTemporalDecoder weights in" in capsys.readouterr().err and not read
+    tiny_vae().save_pretrained(tmp_path / "vae")
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "cannot read" in err and "bad.pt" in err and len(read) == 1

@@ -15,7 +15,7 @@ import argparse
 import inspect
 import json
 import re
-import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,15 @@ def _load_vae(folder: Path, dtype):
     import torch
     from diffusers import AutoencoderKLTemporalDecoder
 
+    try:  # another VAE (Stable Diffusion's AutoencoderKL) loaded in part, and saving it failed with a traceback
+        name = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_class_name")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+        raise MissingWeightsError(f"--vae {folder}: its config.json is damaged ({_first_line(error)}); download "
+                                  f"the vae folder of stabilityai/stable-video-diffusion-img2vid again") from None
+    if name not in (None, "AutoencoderKLTemporalDecoder"):
+        raise InputError(f"--vae {folder} holds a {name}, not Stable Video Diffusion's AutoencoderKLTemporalDecoder: "
+                         f"give the vae folder of stabilityai/stable-video-diffusion-img2vid")
+
     # SVD's repository ships a float32 and an fp16 variant: read the one of the precision asked for, and only
     # variants that are there (diffusers logs an ERROR for a missing one before falling back, which would read
     # as a failed conversion)
@@ -69,10 +78,15 @@ def _load_vae(folder: Path, dtype):
     errors = []
     for variant in variants:
         try:
-            return AutoencoderKLTemporalDecoder.from_pretrained(folder, variant=variant, dtype=dtype,
-                                                                local_files_only=True)
+            vae = AutoencoderKLTemporalDecoder.from_pretrained(folder, variant=variant, dtype=dtype,
+                                                               local_files_only=True)
         except (OSError, ValueError, KeyError) as error:  # no (or a damaged) weights file for this variant
             errors.append(str(error).splitlines()[0])
+            continue
+        if any(parameter.is_meta for parameter in vae.parameters()):  # weights of another model: left unloaded
+            raise InputError(f"--vae {folder}: its weights do not fit AutoencoderKLTemporalDecoder (some are "
+                             f"missing); give the vae folder of stabilityai/stable-video-diffusion-img2vid")
+        return vae
     raise MissingWeightsError(f"no AutoencoderKLTemporalDecoder weights in {folder}: {'; '.join(errors)}")
 
 
@@ -91,9 +105,29 @@ def _unet_config(path: Path, released: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"--unet-config {path} must hold a JSON object of StarVSRUNetModel config keys")
     valid = set(inspect.signature(StarVSRUNetModel.__init__).parameters) - {"self"}
     unknown = sorted(k for k in changes if k not in valid and not k.startswith("_"))
+    if changes.get("liem_placement", "before_norm") != "before_norm":  # (replaced without a word)
+        warnings.warn(f"--unet-config {path}: liem_placement {changes['liem_placement']!r} does not apply: a "
+                      f"converted STAR checkpoint has STAR's own, before_norm")
     if unknown:
         raise InputError(f"--unet-config {path}: unknown StarVSRUNetModel keys {unknown}; valid: {sorted(valid)}")
-    return {**released, **{k: v for k, v in changes.items() if not k.startswith("_")}}
+    return {**released, **{k: v for k, v in changes.items() if not k.startswith("_")}, "liem_placement": "before_norm"}
+
+
+def _meta_models(unet_config: dict[str, Any], source: str) -> tuple[Any, Any]:
+    """The UNet and ControlNet of ``unet_config`` on the meta device (no memory), before any checkpoint is read:
+    an ``InputError`` naming ``source`` for a config that builds no model (a traceback after the reading)."""
+    import torch
+
+    from ..models import StarVSRControlNetModel, StarVSRUNetModel
+
+    try:
+        with torch.device("meta"):
+            unet = StarVSRUNetModel.from_config(unet_config)
+            controlnet = StarVSRControlNetModel.from_unet(unet, load_weights_from_unet=False)
+    except (TypeError, ValueError, IndexError, KeyError, AssertionError) as error:
+        raise InputError(f"{source} builds no StarVSRUNetModel ({type(error).__name__}: {_first_line(error)})") \
+            from None
+    return unet, controlnet
 
 
 def _load_checkpoint(path: Path, trust: bool = False, flag: str = "--checkpoint") -> dict[str, Any]:
@@ -109,11 +143,21 @@ def _load_checkpoint(path: Path, trust: bool = False, flag: str = "--checkpoint"
 
 def _state_dict(loaded: Any, path: Path, flag: str) -> dict[str, Any]:
     """``loaded`` when it is a state dict (parameter names -> tensors), bare or under ``"state_dict"``."""
+    import torch
+
     wrapped = isinstance(loaded, dict) and "state_dict" in loaded  # a training checkpoint: {"state_dict": ...}
     inner = loaded["state_dict"] if wrapped else loaded
     if isinstance(inner, dict) and inner and all(isinstance(key, str) for key in inner):
-        return loaded
+        tensors = {key: value for key, value in inner.items() if isinstance(value, torch.Tensor)}
+        others = sorted(key for key in inner if key not in tensors)  # (a traceback where the converter read them)
+        if others and tensors:
+            warnings.warn(f"{flag} {path}: {len(others)} entries that are not tensors are left out: "
+                          f"{', '.join(others[:5])}{', ...' if len(others) > 5 else ''}")
+        if tensors:
+            return tensors
     what = ("nothing" if isinstance(inner, dict) and not inner else
+            f"no tensors ({', '.join(sorted(inner)[:5])}: {type(next(iter(inner.values()))).__name__})"
+            if isinstance(inner, dict) and all(isinstance(key, str) for key in inner) else
             "a mapping whose keys are not all parameter names" if isinstance(inner, dict) else
             f"a {type(inner).__name__}") + (' under "state_dict"' if wrapped else "")
     raise InputError(f"{flag} {path} holds {what}, not a state dict (parameter names -> tensors); is it "
@@ -155,10 +199,8 @@ def _first_line(error: Exception) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..conversion import convert_star_checkpoint, openclip_text_encoder, released_unet_config
-    from ..models import StarVSRControlNetModel, StarVSRUNetModel
+    from ..io.atomic import move_into_place, remove_temporary, temporary_path
     from ..outputs import check_writable
     from ..pipelines.pipeline_star_vsr import StarVSRPipeline
     from ..scheduling import make_star_scheduler
@@ -188,13 +230,13 @@ def run(args: argparse.Namespace) -> int:
 
     unet_config = released_unet_config()
     if args.unet_config:
-        unet_config = {**_unet_config(Path(args.unet_config), unet_config), "liem_placement": "before_norm"}
+        unet_config = _unet_config(Path(args.unet_config), unet_config)
+    unet, controlnet = _meta_models(unet_config, f"--unet-config {args.unet_config}")
+    print(f"reading {vae_folder}")  # the smallest download: a wrong one is said before the others are read
+    vae = _load_vae(vae_folder, dtype)
     print(f"reading {checkpoint}")
     state_dict = _load_checkpoint(checkpoint, args.trust_checkpoint, "--checkpoint")
     converted = convert_star_checkpoint(state_dict, unet_config)
-    with torch.device("meta"):
-        unet = StarVSRUNetModel.from_config(unet_config)
-        controlnet = StarVSRControlNetModel.from_unet(unet, load_weights_from_unet=False)
     unet.load_state_dict({k: v.to(dtype) for k, v in converted["unet"].items()}, strict=True, assign=True)
     controlnet.load_state_dict({k: v.to(dtype) for k, v in converted["controlnet"].items()}, strict=True, assign=True)
     del state_dict, converted
@@ -208,17 +250,14 @@ def run(args: argparse.Namespace) -> int:
     if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
         raise InputError(f"the text encoder is {text_encoder.config.hidden_size} wide but the UNet expects "
                          f"{unet.config.cross_attention_dim}-d text (is {openclip} OpenCLIP ViT-H-14?)")
-    print(f"reading {vae_folder}")
-    vae = _load_vae(vae_folder, dtype)
 
     pipe = StarVSRPipeline(vae=vae, text_encoder=text_encoder, tokenizer=build_openclip_tokenizer(), unet=unet,
                            controlnet=controlnet, scheduler=make_star_scheduler())
-    tmp = output.with_name(f".{output.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_path(output)  # this run's own (two runs of one -o deleted each other's fixed .partial folder)
     try:
         pipe.save_pretrained(tmp)
-        tmp.rename(output)
+        move_into_place(tmp, output, overwrite=False)  # a folder another run finished meanwhile is kept
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_temporary(tmp)
     print(f"wrote {output}: load it with StarVSRPipeline.from_pretrained({str(output)!r})")
     return 0
