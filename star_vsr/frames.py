@@ -207,7 +207,8 @@ class FileFrameSource(FrameSource):
                 if left is not None:
                     chunk = chunk[:left]
                     left -= len(chunk)
-                yield torch.from_numpy(chunk).permute(0, 3, 1, 2).float() / 255.0
+                # contiguous, as the other sources give them (other convolution kernels, other rounding)
+                yield torch.from_numpy(chunk).permute(0, 3, 1, 2).contiguous().float() / 255.0
                 if left == 0:
                     return
 

@@ -110,10 +110,10 @@ def check_new_output(path: Union[str, Path], overwrite: bool,
         raise InputError(f"{path} is a folder; {file_hint}")
     if path.is_dir() and any(path.iterdir()) and not is_frame_output(path):  # a folder of the user's files: kept
         raise InputError(f"{path} is a folder that already holds files; write to a new or empty folder")
-    if overwrite and path.is_symlink() and path.exists():  # the link was replaced, what it points to left as it was
+    if path.is_symlink() and path.exists():  # --overwrite replaced the link and left what it points to as it was
         # (--json /dev/stdout --overwrite made the system's /dev/stdout link a file)
-        raise InputError(f"{path} is a link to {os.readlink(path)}: --overwrite would replace the link, not what it "
-                         f"points to; write to {path.resolve()} itself, or remove the link")
+        raise InputError(f"{path} is a link to {os.readlink(path)}: writing would replace the link, not what it "
+                         f"points to; write to that file itself, or remove the link")
     if path.exists() and not path.is_file() and not path.is_dir():  # --overwrite made /dev/null a regular file
         raise InputError(f"{path} is a device, pipe or socket, not a file this run can replace; write to a file")
     if (path.exists() or path.is_symlink()) and not overwrite:  # a dangling link too, which the final move refuses

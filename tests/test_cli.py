@@ -278,9 +278,10 @@ def test_evaluate_json_goes_into_new_folders_and_never_replaces_a_video_or_a_fol
     # made the system's /dev/stdout a file; black-box hunt); a link to nothing is still replaced
     link = nested.with_name("link.json")
     link.symlink_to(nested)
-    assert main(args + ["--json", str(link), "--overwrite"]) == 2
-    assert f"{link} is a link to {nested}: --overwrite would replace the link, not what it points to; write to " \
-        f"{nested} itself, or remove the link" in capsys.readouterr().err
+    for overwrite in ([], ["--overwrite"]):  # (without --overwrite it said "pass --overwrite", then refused that)
+        assert main(args + ["--json", str(link), *overwrite]) == 2
+        assert f"{link} is a link to {nested}: writing would replace the link, not what it points to; write to " \
+            f"that file itself, or remove the link" in capsys.readouterr().err
     assert link.is_symlink() and json.loads(nested.read_text())["clips"]["gt"]["frames"] == 3
     dangling = nested.with_name("dangling.json")
     dangling.symlink_to(nested.with_name("gone.json"))

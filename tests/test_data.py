@@ -322,6 +322,8 @@ def test_clip_lists_are_read_as_written_or_refused(tmp_path):
     (tmp_path / "twice.csv").write_text("path,Path\nclip.mp4,other.mp4\n")
     with pytest.raises(InputError, match=r"twice.csv: the columns path are named twice; keep one of each"):
         list_clip_sources(tmp_path / "twice.csv")
+    (tmp_path / "notes.csv").write_text("path,notes,notes\nclip.mp4,a,b\n")  # columns it does not read: fine
+    assert [s.path.name for s in list_clip_sources(tmp_path / "notes.csv")] == ["clip.mp4"]
     (tmp_path / "list.json").write_text(json.dumps([{"path": "clip.mp4", "caption": ["a", "b"]}]))
     with pytest.raises(InputError, match=r"a clip's caption must be text, got \['a', 'b'\] for clip.mp4"):
         list_clip_sources(tmp_path / "list.json")
@@ -584,6 +586,11 @@ def test_dataset_arguments_are_checked_where_given(photos):
         with pytest.raises(InputError, match=message):
             ImageMotionDataset(photos[:1], **{"num_frames": 2, "crop_size": 16, **flags})
     assert len(ImageMotionDataset(photos[:1], num_frames=2.0, crop_size=16, length=3.0)) == 3
+    # what worked stays (review): a (n, h, w, 3) stack is n photos, a range may be a NumPy pair
+    stack = np.stack([photos[0][:64, :64]] * 2)
+    assert len(ImageMotionDataset(stack, num_frames=2, crop_size=16, zoom_range=np.array([0.9, 1.1])).images) == 2
+    with pytest.raises(InputError, match=r"zoom_range must be a \(min, max\) pair of numbers, got \('a', 'b'\)"):
+        ImageMotionDataset(photos[:1], num_frames=2, crop_size=16, zoom_range=("a", "b"))
 
 
 def test_training_folder_of_videos_with_a_poster_lists_the_videos(tmp_path):

@@ -367,7 +367,8 @@ def test_what_shapes_a_distillation_checkpoint(tmp_path):
     # the student's layers, not how they were spelt: overrides that repeat the preset's values shape nothing (they
     # were a change not even --allow_changed_settings passed)
     blocks = STUDENT_PRESETS[base["student_preset"]]["num_blocks"]
-    assert differs(student_overrides={"num_blocks": blocks, "scale": 2}) == []
+    assert differs(student_overrides={"num_blocks": blocks, "upsample_scales": [4, 2, 3]}) == []  # JSON: a list
+    assert differs(student_overrides={"flow_window": 9}) == []  # holds no weights
     assert differs(student_overrides={"num_blocks": blocks + 1}) == ["student_overrides", "student_preset"]
     assert differs(student_preset="base") == ["student_overrides", "student_preset"]
 

@@ -1019,6 +1019,9 @@ def test_an_audio_track_without_packets_is_not_carried_over(tmp_path):
             with VideoWriter(tmp_path / name, 30, audio_from=source) as writer:
                 writer.write(synthetic_frames(4, SIZE))
     assert not probe_video(tmp_path / "out.mkv").has_audio
+    # the resumable writer of `upscale` / `upscale-batch` too (review: it kept the empty track)
+    assert cli_main(["upscale", str(source), "-o", str(tmp_path / "up.mkv"), "--upscale", "2"]) == 0
+    assert not probe_video(tmp_path / "up.mkv").has_audio
 
 
 def test_audio_the_container_cannot_hold_is_transcoded_to_aac(tmp_path):

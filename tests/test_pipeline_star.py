@@ -65,15 +65,21 @@ def test_without_a_generator_the_global_seed_decides_and_is_not_reseeded(pipe):
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
 
 
-def test_a_tensor_in_another_memory_layout_gives_the_same_frames(pipe):
+def test_a_tensor_in_another_memory_layout_gives_the_same_frames(pipe, tmp_path):
     """A (n, h, w, 3) uint8 array and the same frames as a permuted float tensor differed by 1.6e-5 (other
-    convolution kernels for the non-contiguous input; black-box hunt). The student's output did not."""
+    convolution kernels for the non-contiguous input; black-box hunt), and a file's frames from the array's by
+    1e-5 (review). The student's output did not."""
     u8 = (video(n=3) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # (n, h, w, 3)
     permuted = u8.permute(0, 3, 1, 2).float() / 255  # (n, 3, h, w), strides of (n, h, w, 3)
     assert not permuted.is_contiguous()
     expected = run(pipe, u8.numpy(), upscale=2)
     assert torch.equal(run(pipe, permuted, upscale=2), expected)
     assert torch.equal(run(pipe, permuted.contiguous(), upscale=2), expected)
+    from PIL import Image
+
+    for i, frame in enumerate(u8.numpy()):  # the same frames as a folder of lossless images
+        Image.fromarray(frame).save(tmp_path / f"{i}.png")
+    assert torch.equal(run(pipe, str(tmp_path), upscale=2), expected)
 
 
 def test_output_types(pipe):

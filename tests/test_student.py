@@ -604,7 +604,7 @@ def test_upscale_command_runs_a_student_at_its_own_scale_by_default(tmp_path):
     assert main(["benchmark", "--model", str(folder), "--size", "16x12", "--frames", "2", "--repeats", "1",
                  "--methods", "student,bicubic", "--json", str(tmp_path / "bench.json")]) == 0
     report = json.loads((tmp_path / "bench.json").read_text())
-    assert report["upscale"] == 3 and report["results"]["student"]["output_size"] == [36, 48]
+    assert report["upscale"] == 3 and report["results"]["student"]["output_size"] == "48x36"
 
 
 def test_a_failed_save_leaves_the_folder_as_it_was(pipe, tmp_path, monkeypatch):

@@ -899,14 +899,17 @@ def test_a_launch_of_several_processes_that_started_one_is_noted(monkeypatch, ca
         return capsys.readouterr().err
 
     note = "note: accelerate launch started one process, not the several its --num_processes asks for (they need " \
-           "--multi_gpu, CPU processes too)"
-    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "ACCELERATE_MIXED_PRECISION"):
+           "--multi_gpu in place of --cpu, which on a machine without a GPU starts CPU processes)"
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "ACCELERATE_MIXED_PRECISION", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     assert note not in run()  # not launched
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
     assert note not in run()  # `accelerate launch` of one process
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     assert note in run()  # --num_processes 2 without --multi_gpu
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")  # an MPI launch (accelerate --mpirun_hostfile) of several
+    assert note not in run()
+    monkeypatch.delenv("OMPI_COMM_WORLD_SIZE")
     monkeypatch.setenv("WORLD_SIZE", "1")  # (a launch of several processes sets WORLD_SIZE for each)
     assert note not in run()
 

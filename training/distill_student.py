@@ -105,8 +105,9 @@ def checkpoint_shape(settings: Mapping[str, Any]) -> dict[str, Any]:
     trainable = settings.get("trainable")
     # the student's layers as preset and overrides make them (overrides that repeat the preset change nothing)
     preset, overrides = settings.get("student_preset"), settings.get("student_overrides") or {}
-    architecture = (student_architecture(preset, overrides) if isinstance(overrides, dict) else None) or [
-        preset, overrides]
+    architecture = (student_architecture(preset, overrides) if isinstance(overrides, dict) else None) or {
+        "preset": preset, "overrides": overrides}
+    architecture.pop("flow_window", None)  # (no weights: a change of it is an ordinary changed setting)
     return {"student_preset": architecture, "student_overrides": architecture,
             "trainable": None if trainable is None else sorted(set(trainable)),
             "loss_time": time_on, "time_hidden_channels": settings.get("time_hidden_channels") if time_on else None,

@@ -127,7 +127,7 @@ class ImageMotionDataset(ClipPairDataset):
                  window_scale_range: tuple[float, float] = (1.0, 2.0), flip_and_rotate: bool = False) -> None:
         if isinstance(images, (str, os.PathLike)):  # a folder or one photo; list() made one name per character
             images = _photo_files(Path(images))
-        if isinstance(images, np.ndarray):
+        if isinstance(images, np.ndarray) and images.ndim <= 3:  # (a (n, h, w, 3) stack is n photos)
             # (one photo's array was read as its rows: hundreds of 1-pixel-high "photos")
             raise InputError(f"images is one array of shape {images.shape}; give a list of pictures ([photo]), a "
                              f"folder or a file name")
@@ -138,7 +138,11 @@ class ImageMotionDataset(ClipPairDataset):
         if not (max_pan >= 0 and max_rotation >= 0 and math.isfinite(max_pan) and math.isfinite(max_rotation)):
             raise InputError(f"max_pan and max_rotation must be finite and >= 0, got {max_pan} and {max_rotation}")
         for name, pair in (("zoom_range", zoom_range), ("window_scale_range", window_scale_range)):
-            if not (isinstance(pair, Sequence) and len(pair) == 2 and all(map(math.isfinite, pair))):
+            try:  # (a tuple, a list, a NumPy array)
+                finite = np.isfinite(np.asarray(pair, dtype=float))
+            except (TypeError, ValueError):
+                finite = np.zeros(0, bool)
+            if finite.shape != (2,) or not finite.all():
                 raise InputError(f"{name} must be a (min, max) pair of numbers, got {pair!r}")
         if not 0 < zoom_range[0] <= zoom_range[1]:
             raise InputError(f"zoom_range needs 0 < min <= max, got {zoom_range}")

@@ -112,7 +112,7 @@ def _read_list_file(file: Path) -> list[ClipSource]:
         reader = csv.DictReader(io.StringIO(_read_text(file), newline=""))
         if reader.fieldnames is not None:  # "path, caption" (a space after the comma) and "Caption" name the columns
             reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
-            twice = sorted({name for name in reader.fieldnames if reader.fieldnames.count(name) > 1 and name})
+            twice = [name for name in ("path", "caption") if reader.fieldnames.count(name) > 1]
             if twice:  # (the last of them was read without a word)
                 raise InputError(f"{file}: the columns {', '.join(twice)} are named twice; keep one of each")
         if reader.fieldnames is None or "path" not in reader.fieldnames:

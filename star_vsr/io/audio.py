@@ -37,16 +37,26 @@ AUDIO_TRIAL_SECONDS = 2
 _MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # output suffix -> FFmpeg muxer
 
 
-def has_audio_packets(source: Path) -> bool:
-    """Whether the first audio stream of `source` holds any data: a Matroska file can list an audio track with no
-    packet in it, which a .mkv output then carried over as an empty track (MP4 / MOV muxers drop one). Demuxes up
-    to the first audio packet: the whole file only when there is none. An error while reading is left to the copy.
-    """
-    try:
-        with open_container(source) as container:
-            return any(packet.size for packet in container.demux(container.streams.audio[0]))
-    except av.FFmpegError:
-        return True
+def carries_audio(source: Path) -> bool:
+    """Whether `source` has audio to carry into an output: an audio stream holding any data (a Matroska file can
+    list an audio track with no packet in it, which a .mkv output then carried over as an empty track; MP4 / MOV
+    muxers drop one). Demuxes up to the first audio packet (the whole file only when there is none), once per
+    version of the file; an error while reading is left to the copy."""
+    if not probe_video(source).has_audio:
+        return False
+    stat = Path(source).stat()
+    key = (str(Path(source).resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _CARRIES_AUDIO:
+        try:
+            with open_container(source) as container:
+                _CARRIES_AUDIO[key] = any(packet.size for packet in container.demux(container.streams.audio[0]))
+        except av.FFmpegError:
+            _CARRIES_AUDIO[key] = True
+    return _CARRIES_AUDIO[key]
+
+
+_CARRIES_AUDIO: dict[tuple[str, int, int], bool] = {}
+"""`carries_audio`'s answers, by (resolved path, modification time, size)."""
 
 
 def check_audio(source: Path, suffix: str) -> None:

@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from star_vsr.errors import CorruptVideoError, InputError
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
-from star_vsr.io.audio import AudioCopy, check_audio
-from star_vsr.io.probe import as_frame_rate, open_container, probe_video
+from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
+from star_vsr.io.probe import as_frame_rate, open_container
 from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _output_error, _resolve_codec, check_crf,
                                 check_png_folder, finish_error, warn_png_drops_audio, warn_png_drops_frame_rate)
 from star_vsr.progress import bar_options
@@ -90,7 +90,7 @@ class SegmentedVideoWriter:
         self.codec = _resolve_codec(self.path, codec)
         self.crf = check_crf(self.codec, crf)
         self.audio_from, self.audio_until_frame = audio_from, audio_until_frame
-        if audio_from is not None and probe_video(audio_from).has_audio:
+        if audio_from is not None and carries_audio(Path(audio_from)):
             if self.codec == "png":
                 warn_png_drops_audio(str(self.path), Path(audio_from), stacklevel=2)
             else:
@@ -170,7 +170,7 @@ class SegmentedVideoWriter:
             if self.codec == "png":
                 _join_frame_folders(temp, files)
             else:
-                has_audio = self.audio_from is not None and probe_video(self.audio_from).has_audio
+                has_audio = self.audio_from is not None and carries_audio(Path(self.audio_from))
                 _join_encoded(temp, files, counts, self.clock, self.audio_from if has_audio else None,
                               None if self.audio_until_frame is None else self.clock.seconds(self.audio_until_frame))
             move_into_place(temp, self.path, self.overwrite)

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from star_vsr.errors import InputError, OutputError, StarVSRError, UnsupportedVideoError, option
 from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
-from star_vsr.io.audio import AudioCopy, check_audio, has_audio_packets
+from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
 from star_vsr.io.folders import VIDEO_EXTENSIONS
 from star_vsr.io.probe import DEFAULT_FOLDER_FPS, as_frame_rate, check_exists, chroma_block, probe_video
 from star_vsr.outputs import is_frame_output
@@ -139,9 +139,8 @@ def check_video_output(path: str | Path, codec: str | None, audio_from: str | Pa
     cannot take), said before a model loads; ``audio_from`` None: no audio is kept."""
     codec = _resolve_codec(Path(path), codec)
     if audio_from is not None and codec != "png":
-        info = probe_video(check_exists(audio_from))
-        if info.has_audio and has_audio_packets(info.path):
-            check_audio(info.path, Path(path).suffix)
+        if carries_audio(check_exists(audio_from)):
+            check_audio(Path(audio_from), Path(path).suffix)
 
 
 def finish_error(path: str | Path, error: av.FFmpegError) -> OutputError:
@@ -648,7 +647,7 @@ class VideoWriter:
         if audio_from is None:
             return None
         info = probe_video(check_exists(audio_from))
-        if not info.has_audio or not has_audio_packets(info.path):  # (an empty track: none)
+        if not carries_audio(info.path):  # (an empty track: none)
             return None
         if self.codec == "png":
             warn_png_drops_audio(self.label, info.path, stacklevel=4)

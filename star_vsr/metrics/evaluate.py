@@ -186,6 +186,7 @@ def evaluate_videos(
 
     Raises:
         InputError: the two videos differ in frame count or frame size (both named).
+        CorruptVideoError: they differ in frame count and one of them is damaged, or a frame fails to decode.
     """
     from star_vsr.io import open_video
 

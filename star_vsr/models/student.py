@@ -161,6 +161,10 @@ def student_architecture(preset: str, overrides: Mapping[str, Any]) -> Optional[
     defaults = {k: p.default for k, p in inspect.signature(StarStudentModel.__init__).parameters.items()
                 if k != "self"}
     config = {**defaults, **STUDENT_PRESETS[preset], **overrides}
+    try:  # as the model keeps them: JSON's [2, 3, 4] is the default (2, 3, 4)
+        config["upsample_scales"] = tuple(sorted({int(r) for r in config["upsample_scales"]}))
+    except (TypeError, ValueError):  # (refused when the model is built)
+        pass
     return {k: v for k, v in config.items() if k not in ("scale", "preset")}
 
 
