@@ -158,6 +158,9 @@ def test_export_command(tmp_path, capsys):
     assert "(torchscript, 14x10 LR frames -> 56x40, x4)" in capsys.readouterr().out
     assert main(["export", "--model", str(folder), "-o", str(tmp_path / "student.bin")] + size) == 2
     assert "pass --format onnx or torchscript" in capsys.readouterr().err
+    # named, before the model loads ("frame size must be positive, got 14x0" after it; black-box hunt)
+    assert main(["export", "--model", str(tmp_path / "nowhere"), "-o", str(tmp_path / "h.pt"), "--height", "0"]) == 2
+    assert "--height must be >= 1, got 0" in capsys.readouterr().err
     # an existing folder as -o, empty or not, with --overwrite too: refused before any work, naming a file in it
     # (an empty one gave "Is a directory" after the export; a full one said to write to an empty folder)
     for name, files in (("empty-out", []), ("full-out", ["a.txt"])):

@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from . import quiet_model_loading
 
     output = Path(args.output)
+    for flag, value in (("--height", args.height), ("--width", args.width)):
+        if value < 1:  # ("frame size must be positive, got 24x0", once the model had loaded)
+            raise InputError(f"{flag} must be >= 1, got {value}")
     args.format = export_format(output, args.format)
     check_export_packages(args.format, verify=args.verify)  # before the model loads
     if args.model is None:
