@@ -1092,8 +1092,10 @@ def test_convert_star_corrupt_checkpoint(tmp_path, capsys, monkeypatch):
     load = convert._load_checkpoint
     monkeypatch.setattr(convert, "_load_checkpoint", lambda *a: read.append(a) or load(*a))
     assert main(args) == 2
-    assert "holds no config.json and diffusion_pytorch_model" in capsys.readouterr().err and not read
+    assert "holds no config.json and no diffusion_pytorch_model" in capsys.readouterr().err and not read
     (tmp_path / "vae" / "config.json").write_text("{}")
+    assert main(args) == 2  # which one is missing
+    assert "vae holds no diffusion_pytorch_model[.fp16].safetensors; download" in capsys.readouterr().err
     (tmp_path / "vae" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"")
     assert main(args) == 2
     assert "--openclip" in capsys.readouterr().err and not read

@@ -218,9 +218,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--vae {vae_folder} is a file; give the folder that holds the VAE's config.json and "
                          "weights (stabilityai/stable-video-diffusion-img2vid, subfolder vae)")
     # the small files first: a wrong one should not wait behind reading a multi-gigabyte checkpoint
-    if not (vae_folder / "config.json").is_file() or not any(vae_folder.glob("diffusion_pytorch_model*")):
-        raise MissingWeightsError(f"--vae {vae_folder} holds no config.json and diffusion_pytorch_model[.fp16]"
-                                  ".safetensors; download the vae folder of stabilityai/stable-video-diffusion-img2vid")
+    missing = [name for name, there in (("config.json", (vae_folder / "config.json").is_file()),
+                                        ("diffusion_pytorch_model[.fp16].safetensors",
+                                         any(vae_folder.glob("diffusion_pytorch_model*")))) if not there]
+    if missing:  # (named which: it said both were missing)
+        raise MissingWeightsError(f"--vae {vae_folder} holds no {' and no '.join(missing)}; download the vae "
+                                  f"folder of stabilityai/stable-video-diffusion-img2vid")
     for path, flag in ((checkpoint, "--checkpoint"), (openclip, "--openclip")):
         if path.is_dir():
             raise InputError(f"{flag} {path} is a folder; give the file in it ({RELEASE_FILES[flag]})")
