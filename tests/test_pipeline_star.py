@@ -799,7 +799,7 @@ def test_a_call_resumed_from_any_state_sink_state_gives_the_rest_of_the_uninterr
     with pytest.raises(InputError, match="other temporal windows"):
         run(pipe, clip, state=state, start_frame=done, **{**settings, "num_inference_steps": 3})
     # other tiles or guidance: the rest computed otherwise, without a word (black-box API test)
-    for changed in ({"tile_size": None}, {"tile_overlap": 4}, {"guidance_scale": 3.0}):
+    for changed in ({"tile_size": None, "tile_overlap": None}, {"tile_overlap": 4}, {"guidance_scale": 3.0}):
         with pytest.raises(InputError, match="does not fit this call.*tile_size and tile_overlap, guidance_scale"):
             run(pipe, clip, state=state, start_frame=done, **{**settings, **changed})
     # NumPy numbers, which the call takes: the state must stay JSON (upscale saves it so)
