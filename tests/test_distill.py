@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import math
@@ -20,7 +21,7 @@ import yaml
 from PIL import Image
 
 from star_vsr.cli import main as cli_main
-from star_vsr.distill.cache import TeacherCache, build_teacher_cache
+from star_vsr.distill.cache import CacheManifest, TeacherCache, build_teacher_cache
 from star_vsr.distill.convlstm import ConvLSTM
 from star_vsr.distill.teacher import CallableTeacher, StudentTeacher, load_teacher
 from star_vsr.errors import DeviceError, InputError, MissingWeightsError, OutputBusyError, OutputError
@@ -390,7 +391,10 @@ def test_a_missing_shard_a_damaged_manifest_and_mixed_sizes_are_found_when_the_c
     with pytest.raises(InputError, match=r"holds clips of 2 sizes \(8x8, 12x12 LR\), which cannot share a batch; pass "
                                          r"--train_batch_size 1, or build the cache from clips of one size"):
         distill_student.build_dataset(args, DistillationLossConfig(teacher_charbonnier=1.0))
-    for damage in ('{"num_clips": 4,', json.dumps({**json.loads((tmp_path / "manifest.json").read_text()), "x": 1})):
+    good = json.loads((tmp_path / "manifest.json").read_text())
+    # (hand edits: a ZeroDivisionError, a TypeError, or a cache of no clips; black-box hunt)
+    for damage in ('{"num_clips": 4,', json.dumps({**good, "x": 1}), json.dumps({**good, "clips_per_shard": 0}),
+                   json.dumps({**good, "num_clips": "5"}), json.dumps({**good, "clips_per_shard": -1})):
         (tmp_path / "manifest.json").write_text(damage)
         for open_it in (lambda: TeacherCache(tmp_path),
                         lambda: build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path,
@@ -399,6 +403,16 @@ def test_a_missing_shard_a_damaged_manifest_and_mixed_sizes_are_found_when_the_c
                 open_it()
     build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2, overwrite=True)
     assert len(TeacherCache(tmp_path)) == 6
+
+
+def test_the_order_of_the_teacher_s_features_is_no_other_setting():
+    """The same --features in another order was refused as "teacher.features (--features) differ" (black-box
+    hunt): the taps are a set."""
+    manifest = CacheManifest(num_clips=2, clips_per_shard=1, dtype="float16", source={"clips": 2},
+                             teacher={"kind": "student", "features": ["lr_features", "hr_features"]})
+    reordered = dataclasses.replace(manifest, teacher={**manifest.teacher, "features": ["hr_features", "lr_features"]})
+    fewer = dataclasses.replace(manifest, teacher={**manifest.teacher, "features": ["hr_features"]})
+    assert reordered.settings() == manifest.settings() != fewer.settings()
 
 
 def test_cache_resumes_without_recomputing_finished_shards(tmp_path):
@@ -744,6 +758,11 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
         "2 of the videos are shorter than num_frames=8 and give one shorter clip each: a.mp4 (6 frames), "
         "b.mp4 (6 frames)"]
     assert VideoFolderClips(lr_dir).notes() == []  # whole videos
+    (gt_dir / "c").mkdir()
+    Image.new("RGB", (16, 16)).save(gt_dir / "c" / "0.png")
+    with pytest.raises(InputError, match=rf"{gt_dir / 'c'} is a frame folder, one clip; --data takes the folder "
+                                         rf"that holds clips \({gt_dir}\)"):  # ("no videos or frame folders in")
+        VideoFolderClips(gt_dir / "c")
     # a subfolder of videos and a picture beside the clips are left out with a note (they were left out silently)
     (lr_dir / "more").mkdir()
     write_test_video(lr_dir / "more" / "c.mp4", num_frames=6, size=(16, 16))

@@ -93,6 +93,8 @@ class CacheManifest:
         teacher = self.teacher
         if isinstance(teacher, dict) and teacher.get("weights") is not None:
             teacher = {key: value for key, value in teacher.items() if key not in ("source", "weights_as")}
+        if isinstance(teacher, dict) and isinstance(teacher.get("features"), list):  # a set: the order of --features
+            teacher = {**teacher, "features": sorted(map(str, teacher["features"]))}  # was "other settings"
         return {"num_clips": self.num_clips, "clips_per_shard": self.clips_per_shard, "dtype": self.dtype,
                 "teacher": teacher, "source": self.source, "version": self.version}
 
@@ -115,10 +117,16 @@ class CacheManifest:
             raise DamagedManifestError(f"{path} has cache format version {version}; this star-vsr reads version "
                                        f"{CACHE_FORMAT_VERSION}. Rebuild the cache (cache-teacher --overwrite).")
         try:
-            return cls(**data)
+            manifest = cls(**data)
         except TypeError as error:  # a key missing or unknown: edited by hand
             raise DamagedManifestError(f"{path} is damaged ({error}); rebuild the cache: `star-vsr distill "
                                        f"cache-teacher ... --overwrite`") from None
+        for name in ("num_clips", "clips_per_shard"):  # (edited by hand: a ZeroDivisionError, or no clips at all)
+            value = getattr(manifest, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DamagedManifestError(f"{path} is damaged ({name} {value!r} is no whole number >= 1); rebuild "
+                                           f"the cache: `star-vsr distill cache-teacher ... --overwrite`")
+        return manifest
 
 
 class DamagedManifestError(InputError):

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence, Union
 from ..degradations.frames import frames_to_clip
 from ..errors import InputError, option
 from ..io import VIDEO_EXTENSIONS, probe_video, read_frames
-from ..io.folders import clips_by_name, other_subfolders, other_subfolders_note, stray_images_note
+from ..io.folders import clips_by_name, is_frame_folder, other_subfolders, other_subfolders_note, stray_images_note
 
 
 class VideoFolderClips:
@@ -47,6 +47,9 @@ class VideoFolderClips:
         self.num_frames, self.scale = num_frames, scale
         # hidden folders and folders without frames are not clips; a clip's name is its file's stem or folder's name
         clips = clips_by_name(self.folder, "--data")
+        if not clips and is_frame_folder(self.folder):  # (it said "no videos or frame folders in" it)
+            raise InputError(f"{self.folder} is a frame folder, one clip; --data takes the folder that holds clips "
+                             f"({self.folder.parent})")
         if not clips:
             raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or frame folders in {self.folder}")
         videos = list(clips.values())
