@@ -1090,6 +1090,17 @@ def test_camera_avi_audio_without_a_channel_layout_goes_into_mp4_as_aac(tmp_path
     assert samples == pytest.approx(NUM_FRAMES / 30 * 48_000, rel=0.1)
 
 
+def test_an_empty_folder_named_like_a_video_is_no_frame_output(tmp_path, videos):
+    """upscale_video(..., "out.mp4") with an empty folder out.mp4/ there wrote PNG frames into it without a word
+    (black-box hunt of the Python API); a codec given as png still writes frames into it."""
+    (tmp_path / "out.mp4").mkdir()
+    with pytest.raises(InputError, match=r"out.mp4 is a folder; codec 'h264' writes a file"):
+        VideoWriter(tmp_path / "out.mp4", 30)
+    with VideoWriter(tmp_path / "out.mp4", 30, codec="png") as writer:
+        writer.write(synthetic_frames(2, SIZE))
+    assert len(list((tmp_path / "out.mp4").glob("*.png"))) == 2
+
+
 def test_png_output_warns_that_audio_is_dropped(tmp_path, videos):
     with pytest.warns(UserWarning, match="cannot hold audio"):
         writer = VideoWriter(tmp_path / "frames", 30, audio_from=videos["ntsc_audio"])

@@ -385,7 +385,10 @@ def writes_frames(path: Path, codec: str | None) -> bool:
 
 
 def _codec_from_name(path: Path) -> str:
-    return "png" if path.is_dir() or not path.suffix else "h264"
+    """PNG frames for a folder or a name without a suffix; H.264 for the rest, a folder named like a video too
+    (`_resolve_codec` refuses that folder: PNG frames went into an empty ``out.mp4/`` without a word)."""
+    named_video = path.suffix.lower() in VIDEO_EXTENSIONS
+    return "png" if (path.is_dir() and not named_video) or not path.suffix else "h264"
 
 
 def output_size_multiple(path: str | Path, codec: str | None) -> tuple[int, int]:
