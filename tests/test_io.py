@@ -1437,6 +1437,14 @@ def test_info_upscale_and_degrade_report_an_mp4_cut_short_after_its_index(tmp_pa
     assert cli_main(["info", str(whole)]) == 0
     assert "damage  none found (the index checked against the file's size, frames not decoded)" in \
         capsys.readouterr().out  # not "none found" alone, which read as "decoded and fine"
+    raw = tmp_path / "raw.y4m"  # no index: it said the index was checked (black-box hunt)
+    with av.open(str(raw), "w") as out:
+        stream = out.add_stream("rawvideo", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 32, 16, "yuv420p"
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((16, 32, 3), np.uint8), format="rgb24")))
+        out.mux(stream.encode(None))
+    assert cli_main(["info", str(raw)]) == 0
+    assert "damage  none found (headers read, no index to check, frames not decoded)" in capsys.readouterr().out
     assert cli_main(["info", str(cut)]) == 1
     out = capsys.readouterr().out
     assert f"damage  {cut} is cut short (an interrupted download or copy?): its index lists 20 frames" in out

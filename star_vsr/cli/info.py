@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                   if info.has_audio else "none"),
         "damage": damage or ("none found (image headers checked, frames not decoded)" if info.is_image_folder else
                              f"{_maybe_cut(info)} (see duration)" if info.missing_s else
-                             "none found (the index checked against the file's size, frames not decoded)"),
+                             f"none found ({_what_was_checked(info.path)}, frames not decoded)"),
     }
     if args.json:
         print(json.dumps(_json_fields(info, damage), indent=2))
@@ -100,6 +100,16 @@ def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
         "pages": info.pages, "undecodable_lead": info.undecodable_lead, "raw_stream": info.raw_stream,
         "rate_assumed": info.rate_assumed, "damage": damage,
     }
+
+
+def _what_was_checked(path: Path) -> str:
+    """What a probe of ``path`` checked for damage: the index against the file's size where the container has one
+    (MP4 / MOV, Matroska's cues), else its headers alone (a cut Y4M or raw stream read "the index checked")."""
+    from ..io.probe import find_video_stream, open_container
+
+    with open_container(path) as container:
+        indexed = bool(find_video_stream(container, path).index_entries)
+    return "the index checked against the file's size" if indexed else "headers read, no index to check"
 
 
 def frame_folder_damage(folder: Path) -> Optional[str]:
