@@ -891,7 +891,8 @@ def note_one_process_of_several(what: str) -> None:
     ``--multi_gpu`` (or an ``accelerate config`` that sets several processes up) Accelerate 1.16's simple launcher
     starts one process, and only the ``MASTER_ADDR`` it sets for the others it does not start tells (``what`` then
     ran as one, twice as long for two, without a word)."""
-    group = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE")  # (torchrun's; MPI launches set MASTER_ADDR too)
+    # (torchrun's; MPI launches, which Accelerate reads the size of, set MASTER_ADDR too)
+    group = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
     if "ACCELERATE_MIXED_PRECISION" in os.environ and "MASTER_ADDR" in os.environ and not any(
             name in os.environ for name in group):
         print(f"note: accelerate launch started one process, not the several its --num_processes asks for (they "

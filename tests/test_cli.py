@@ -965,8 +965,10 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     # a wrong --unet-config: one line, nothing written
     for text, message in (("{", "is not valid JSON"), ('{"bogus": 1}', "unknown StarVSRUNetModel keys ['bogus']"),
                           ("[1]", "must hold a JSON object"),
-                          # (a traceback once the checkpoint was read)
-                          ('{"block_out_channels": "abc"}', "builds no StarVSRUNetModel (TypeError: ")):
+                          # (tracebacks once the checkpoint was read; review: any error of the build)
+                          ('{"block_out_channels": "abc"}', "builds no StarVSRUNetModel (TypeError: "),
+                          ('{"cross_attention_dim": -4}', "builds no StarVSRUNetModel (RuntimeError: "),
+                          ('{"norm_num_groups": 0}', "builds no StarVSRUNetModel (ZeroDivisionError")):
         (tmp_path / "bad.json").write_text(text)
         assert main(args[:-1] + [str(tmp_path / "bad.json")]) == 2
         assert message in capsys.readouterr().err and not out.exists()
@@ -1018,10 +1020,22 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "model parameters are not in the checkpoint" in err and "more)" in err and len(err) < 3000
     # a VAE of another kind (Stable Diffusion's) loaded in part, then saving failed with a traceback
-    AutoencoderKL(block_out_channels=(8,), norm_num_groups=4).save_pretrained(tmp_path / "sd-vae")
+    AutoencoderKL(block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1).save_pretrained(tmp_path / "sd-vae")
     assert main([*args[:args.index("--vae") + 1], str(tmp_path / "sd-vae"), *args[args.index("--vae") + 2:]]) == 2
-    assert f"--vae {tmp_path / 'sd-vae'} holds a AutoencoderKL, not Stable Video Diffusion's " \
+    assert f"--vae {tmp_path / 'sd-vae'} holds the model AutoencoderKL, not Stable Video Diffusion's " \
         f"AutoencoderKLTemporalDecoder" in capsys.readouterr().err and not out.exists()
+    # ... and one that says it is the temporal decoder but holds other weights: refused in one line, not after
+    # diffusers' lists of unused and missing keys (review)
+    config = json.loads((tmp_path / "sd-vae" / "config.json").read_text())
+    (tmp_path / "sd-vae" / "config.json").write_text(json.dumps({**json.loads(
+        (tmp_path / "vae" / "config.json").read_text()), "_class_name": "AutoencoderKLTemporalDecoder"}))
+    assert config["_class_name"] == "AutoencoderKL"
+    assert main([*args[:args.index("--vae") + 1], str(tmp_path / "sd-vae"), *args[args.index("--vae") + 2:]]) == 2
+    err = capsys.readouterr().err
+    assert "its weights do not fit AutoencoderKLTemporalDecoder (some are missing)" in err and len(err) < 400, err
+    # a killed run of an earlier version left a fixed .NAME.partial folder, which this run clears
+    (tmp_path / f".{out.name}.partial").mkdir()
     with warnings.catch_warnings():
         warnings.simplefilter("always")  # (said again although earlier runs here said it)
         assert main(args) == 0

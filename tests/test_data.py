@@ -589,8 +589,9 @@ def test_dataset_arguments_are_checked_where_given(photos):
     # what worked stays (review): a (n, h, w, 3) stack is n photos, a range may be a NumPy pair
     stack = np.stack([photos[0][:64, :64]] * 2)
     assert len(ImageMotionDataset(stack, num_frames=2, crop_size=16, zoom_range=np.array([0.9, 1.1])).images) == 2
-    with pytest.raises(InputError, match=r"zoom_range must be a \(min, max\) pair of numbers, got \('a', 'b'\)"):
-        ImageMotionDataset(photos[:1], num_frames=2, crop_size=16, zoom_range=("a", "b"))
+    for strings in (("a", "b"), ("0.9", "1.1")):  # (the second passed, then failed in a comparison; review)
+        with pytest.raises(InputError, match=r"zoom_range must be a \(min, max\) pair of numbers, got \('"):
+            ImageMotionDataset(photos[:1], num_frames=2, crop_size=16, zoom_range=strings)
 
 
 def test_training_folder_of_videos_with_a_poster_lists_the_videos(tmp_path):

@@ -900,7 +900,8 @@ def test_a_launch_of_several_processes_that_started_one_is_noted(monkeypatch, ca
 
     note = "note: accelerate launch started one process, not the several its --num_processes asks for (they need " \
            "--multi_gpu in place of --cpu, which on a machine without a GPU starts CPU processes)"
-    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "ACCELERATE_MIXED_PRECISION", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "ACCELERATE_MIXED_PRECISION", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE",
+                 "MV2_COMM_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     assert note not in run()  # not launched
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")

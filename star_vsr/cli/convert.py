@@ -12,14 +12,15 @@ The output folder loads with ``StarVSRPipeline.from_pretrained(folder)`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from ..errors import InputError, MissingWeightsError
+from ..errors import InputError, MissingWeightsError, OutputExistsError
 from .arguments import path_argument
 
 
@@ -65,8 +66,8 @@ def _load_vae(folder: Path, dtype):
         raise MissingWeightsError(f"--vae {folder}: its config.json is damaged ({_first_line(error)}); download "
                                   f"the vae folder of stabilityai/stable-video-diffusion-img2vid again") from None
     if name not in (None, "AutoencoderKLTemporalDecoder"):
-        raise InputError(f"--vae {folder} holds a {name}, not Stable Video Diffusion's AutoencoderKLTemporalDecoder: "
-                         f"give the vae folder of stabilityai/stable-video-diffusion-img2vid")
+        raise InputError(f"--vae {folder} holds the model {name}, not Stable Video Diffusion's "
+                         f"AutoencoderKLTemporalDecoder: give the vae folder of stabilityai/stable-video-diffusion-img2vid")
 
     # SVD's repository ships a float32 and an fp16 variant: read the one of the precision asked for, and only
     # variants that are there (diffusers logs an ERROR for a missing one before falling back, which would read
@@ -78,8 +79,9 @@ def _load_vae(folder: Path, dtype):
     errors = []
     for variant in variants:
         try:
-            vae = AutoencoderKLTemporalDecoder.from_pretrained(folder, variant=variant, dtype=dtype,
-                                                               local_files_only=True)
+            with _diffusers_warnings_off():  # (its lists of unused and missing keys, before the one-line error)
+                vae = AutoencoderKLTemporalDecoder.from_pretrained(folder, variant=variant, dtype=dtype,
+                                                                   local_files_only=True)
         except (OSError, ValueError, KeyError) as error:  # no (or a damaged) weights file for this variant
             errors.append(str(error).splitlines()[0])
             continue
@@ -90,8 +92,22 @@ def _load_vae(folder: Path, dtype):
     raise MissingWeightsError(f"no AutoencoderKLTemporalDecoder weights in {folder}: {'; '.join(errors)}")
 
 
+@contextlib.contextmanager
+def _diffusers_warnings_off() -> Iterator[None]:
+    """diffusers' logging at ERROR and above only, for the block."""
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
 def _unet_config(path: Path, released: dict[str, Any]) -> dict[str, Any]:
-    """The released UNet config with the keys of the JSON file at ``path`` replaced."""
+    """The released UNet config with the keys of the JSON file at ``path`` replaced; ``liem_placement`` stays
+    STAR's ``before_norm`` (another one in the file is warned of)."""
     from ..models import StarVSRUNetModel
 
     if not path.is_file():  # the user's own file: STAR's download steps would not help
@@ -105,11 +121,11 @@ def _unet_config(path: Path, released: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"--unet-config {path} must hold a JSON object of StarVSRUNetModel config keys")
     valid = set(inspect.signature(StarVSRUNetModel.__init__).parameters) - {"self"}
     unknown = sorted(k for k in changes if k not in valid and not k.startswith("_"))
+    if unknown:
+        raise InputError(f"--unet-config {path}: unknown StarVSRUNetModel keys {unknown}; valid: {sorted(valid)}")
     if changes.get("liem_placement", "before_norm") != "before_norm":  # (replaced without a word)
         warnings.warn(f"--unet-config {path}: liem_placement {changes['liem_placement']!r} does not apply: a "
                       f"converted STAR checkpoint has STAR's own, before_norm")
-    if unknown:
-        raise InputError(f"--unet-config {path}: unknown StarVSRUNetModel keys {unknown}; valid: {sorted(valid)}")
     return {**released, **{k: v for k, v in changes.items() if not k.startswith("_")}, "liem_placement": "before_norm"}
 
 
@@ -124,7 +140,8 @@ def _meta_models(unet_config: dict[str, Any], source: str) -> tuple[Any, Any]:
         with torch.device("meta"):
             unet = StarVSRUNetModel.from_config(unet_config)
             controlnet = StarVSRControlNetModel.from_unet(unet, load_weights_from_unet=False)
-    except (TypeError, ValueError, IndexError, KeyError, AssertionError) as error:
+    except Exception as error:  # noqa: BLE001 (any failure to build from the user's values: a negative width's
+        # RuntimeError, a ZeroDivisionError for 0 groups, ...)
         raise InputError(f"{source} builds no StarVSRUNetModel ({type(error).__name__}: {_first_line(error)})") \
             from None
     return unet, controlnet
@@ -156,7 +173,7 @@ def _state_dict(loaded: Any, path: Path, flag: str) -> dict[str, Any]:
         if tensors:
             return tensors
     what = ("nothing" if isinstance(inner, dict) and not inner else
-            f"no tensors ({', '.join(sorted(inner)[:5])}: {type(next(iter(inner.values()))).__name__})"
+            f"no tensors ({', '.join(f'{key}: {type(inner[key]).__name__}' for key in sorted(inner)[:5])})"
             if isinstance(inner, dict) and all(isinstance(key, str) for key in inner) else
             "a mapping whose keys are not all parameter names" if isinstance(inner, dict) else
             f"a {type(inner).__name__}") + (' under "state_dict"' if wrapped else "")
@@ -234,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
     unet_config = released_unet_config()
     if args.unet_config:
         unet_config = _unet_config(Path(args.unet_config), unet_config)
-    unet, controlnet = _meta_models(unet_config, f"--unet-config {args.unet_config}")
+    unet, controlnet = _meta_models(unet_config, f"--unet-config {args.unet_config}" if args.unet_config else
+                                    "the released UNet config")
     print(f"reading {vae_folder}")  # the smallest download: a wrong one is said before the others are read
     vae = _load_vae(vae_folder, dtype)
     print(f"reading {checkpoint}")
@@ -257,9 +275,13 @@ def run(args: argparse.Namespace) -> int:
     pipe = StarVSRPipeline(vae=vae, text_encoder=text_encoder, tokenizer=build_openclip_tokenizer(), unet=unet,
                            controlnet=controlnet, scheduler=make_star_scheduler())
     tmp = temporary_path(output)  # this run's own (two runs of one -o deleted each other's fixed .partial folder)
+    remove_temporary(output.with_name(f".{output.name}.partial"))  # what a killed run of an earlier version left
     try:
         pipe.save_pretrained(tmp)
         move_into_place(tmp, output, overwrite=False)  # a folder another run finished meanwhile is kept
+    except OutputExistsError:  # (its message offered an --overwrite this command does not have)
+        raise InputError(f"{output} appeared while this run was writing it (another run?); it was left as it is: "
+                         f"choose another --output or remove it") from None
     finally:
         remove_temporary(tmp)
     print(f"wrote {output}: load it with StarVSRPipeline.from_pretrained({str(output)!r})")

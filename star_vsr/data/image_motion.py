@@ -18,6 +18,7 @@ interpolation. Everything random is drawn per clip from the item's seed (``ClipP
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -138,12 +139,10 @@ class ImageMotionDataset(ClipPairDataset):
         if not (max_pan >= 0 and max_rotation >= 0 and math.isfinite(max_pan) and math.isfinite(max_rotation)):
             raise InputError(f"max_pan and max_rotation must be finite and >= 0, got {max_pan} and {max_rotation}")
         for name, pair in (("zoom_range", zoom_range), ("window_scale_range", window_scale_range)):
-            try:  # (a tuple, a list, a NumPy array)
-                finite = np.isfinite(np.asarray(pair, dtype=float))
-            except (TypeError, ValueError):
-                finite = np.zeros(0, bool)
-            if finite.shape != (2,) or not finite.all():
-                raise InputError(f"{name} must be a (min, max) pair of numbers, got {pair!r}")
+            values = list(pair) if isinstance(pair, (Sequence, np.ndarray)) and not isinstance(pair, str) else []
+            if len(values) != 2 or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in values):
+                raise InputError(f"{name} must be a (min, max) pair of numbers, got {pair!r}")  # (a tuple, a list,
+                # a NumPy array; "0.9" was a TypeError at the comparison below)
         if not 0 < zoom_range[0] <= zoom_range[1]:
             raise InputError(f"zoom_range needs 0 < min <= max, got {zoom_range}")
         if not 1.0 <= window_scale_range[0] <= window_scale_range[1]:

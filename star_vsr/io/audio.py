@@ -44,8 +44,8 @@ def carries_audio(source: Path) -> bool:
     version of the file; an error while reading is left to the copy."""
     if not probe_video(source).has_audio:
         return False
-    stat = Path(source).stat()
-    key = (str(Path(source).resolve()), stat.st_mtime_ns, stat.st_size)
+    stat = Path(source).stat()  # (the version the probe's cache knows a file by)
+    key = (str(Path(source).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
     if key not in _CARRIES_AUDIO:
         try:
             with open_container(source) as container:
@@ -55,8 +55,8 @@ def carries_audio(source: Path) -> bool:
     return _CARRIES_AUDIO[key]
 
 
-_CARRIES_AUDIO: dict[tuple[str, int, int], bool] = {}
-"""`carries_audio`'s answers, by (resolved path, modification time, size)."""
+_CARRIES_AUDIO: dict[tuple[str, int, int, int, int], bool] = {}
+"""`carries_audio`'s answers, by resolved path and version (size, times, inode), as probes are cached."""
 
 
 def check_audio(source: Path, suffix: str) -> None:
