@@ -889,7 +889,6 @@ def test_a_launch_of_several_processes_that_started_one_is_noted(monkeypatch, ca
     """`accelerate launch --cpu --num_processes 2` (no --multi_gpu) runs one process, which then did the whole job
     alone without a word (black-box hunt); the launcher sets MASTER_ADDR for the processes it does not start."""
     from star_vsr.cli import main
-    from star_vsr.training_run import check_run_settings
 
     def run() -> str:
         if command == "upscale-batch":

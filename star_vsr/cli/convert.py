@@ -67,7 +67,8 @@ def _load_vae(folder: Path, dtype):
                                   f"the vae folder of stabilityai/stable-video-diffusion-img2vid again") from None
     if name not in (None, "AutoencoderKLTemporalDecoder"):
         raise InputError(f"--vae {folder} holds the model {name}, not Stable Video Diffusion's "
-                         f"AutoencoderKLTemporalDecoder: give the vae folder of stabilityai/stable-video-diffusion-img2vid")
+                         f"AutoencoderKLTemporalDecoder: give the vae folder of "
+                         f"stabilityai/stable-video-diffusion-img2vid")
 
     # SVD's repository ships a float32 and an fp16 variant: read the one of the precision asked for, and only
     # variants that are there (diffusers logs an ERROR for a missing one before falling back, which would read

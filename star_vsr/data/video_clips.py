@@ -164,7 +164,7 @@ def list_clip_sources(source: Union[str, Path, Sequence[Any]]) -> list[ClipSourc
         else:
             sources = [ClipSource(path, _read_caption_file(path))]
     elif isinstance(source, Mapping):  # (its keys were read as file names)
-        raise InputError(f"the training data is one {{'path': ..., 'caption': ...}} object; give a list of them")
+        raise InputError("the training data is one {'path': ..., 'caption': ...} object; give a list of them")
     else:
         sources = [_entry(item, Path.cwd(), "clip list") for item in source]
     if not sources and isinstance(source, (str, Path)) and Path(source).suffix.lower() in (".csv", ".json"):
