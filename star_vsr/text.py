@@ -22,6 +22,8 @@ from transformers import CLIPTextConfig, CLIPTokenizer
 
 #: Tokens per prompt (OpenCLIP's context length).
 MAX_TOKENS = 77
+#: Tokens of OpenCLIP's BPE tokenizer (the ids the text encoder's embedding must cover).
+TOKENIZER_VOCAB = 49408
 #: Id OpenCLIP pads prompts with.
 OPENCLIP_PAD_ID = 0
 #: OpenCLIP's BPE vocabulary: 256 byte symbols, the same with "</w>", 48,894 merges, 2 specials.
@@ -44,7 +46,7 @@ STAR_NEGATIVE_PROMPT = (
 def openclip_vit_h14_text_config(**overrides: object) -> CLIPTextConfig:
     """``CLIPTextConfig`` of OpenCLIP ViT-H-14's text tower cut at its penultimate layer."""
     config = dict(
-        vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+        vocab_size=TOKENIZER_VOCAB, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
         num_attention_heads=16, max_position_embeddings=MAX_TOKENS, hidden_act="gelu", layer_norm_eps=1e-5,
         projection_dim=1024, bos_token_id=49406, eos_token_id=49407, pad_token_id=0,
     )

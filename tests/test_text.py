@@ -82,6 +82,23 @@ def test_not_an_openclip_checkpoint_is_rejected():
         convert_openclip_text_encoder({"conv.weight": torch.zeros(1)})
 
 
+def test_a_text_tower_that_cannot_serve_the_tokenizer_is_refused_when_converted(openclip_tower):
+    """Converted, then failed at the first upscale (cut embeddings: "Sequence length must be less than
+    max_position_embeddings", an IndexError), or a KeyError / size-mismatch traceback (black-box hunt)."""
+    from star_vsr.conversion import openclip_text_encoder
+
+    good = openclip_tower.state_dict()
+    for damage, message in (({"positional_embedding": good["positional_embedding"][:10]}, "at 10 positions"),
+                            ({"token_embedding.weight": good["token_embedding.weight"][:1000]}, "embeds 1000 tokens"),
+                            ({"token_embedding.weight": torch.zeros(49408, 8)}, "do not fit the model: size mismatch")):
+        with pytest.raises(InputError, match=message):
+            openclip_text_encoder({**good, **damage}, heads=2)
+    one_layer = {k: v for k, v in good.items()
+                 if not k.startswith(("transformer.resblocks.1.", "transformer.resblocks.2."))}
+    with pytest.raises(InputError, match="needs 2 or more text layers"):
+        openclip_text_encoder(one_layer, heads=2)
+
+
 def test_unknown_text_tensor_is_listed(openclip_tower):
     sd = {**openclip_tower.state_dict(), "transformer.resblocks.0.attn.extra.weight": torch.zeros(1)}
     with pytest.raises(InputError, match="attn.extra.weight"):

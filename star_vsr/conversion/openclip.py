@@ -14,7 +14,7 @@ import torch
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from ..errors import InputError
-from ..text import openclip_vit_h14_text_config
+from ..text import MAX_TOKENS, TOKENIZER_VOCAB, openclip_vit_h14_text_config
 
 _LAYER = re.compile(r"^transformer\.resblocks\.(\d+)\.(.+)$")
 _LAYER_PARAMS = {
@@ -91,8 +91,15 @@ def text_config_from_openclip(state_dict: Mapping[str, torch.Tensor], layers_use
     width / 64 (OpenCLIP's convention: 16 heads for ViT-H-14's 1024-wide text tower).
     """
     converted = convert_openclip_text_encoder(state_dict, layers_used)
+    if "encoder.layers.0.mlp.fc1.weight" not in converted or "embeddings.position_embedding.weight" not in converted:
+        raise InputError("this OpenCLIP text tower is incomplete: star-vsr uses its penultimate layer, which needs "
+                         "2 or more text layers and the position embedding")  # (a KeyError)
     vocab, width = converted["embeddings.token_embedding.weight"].shape
     positions = converted["embeddings.position_embedding.weight"].shape[0]
+    if (vocab, positions) != (TOKENIZER_VOCAB, MAX_TOKENS):  # (converted, then failed at the first upscale)
+        raise InputError(f"this OpenCLIP text tower embeds {vocab} tokens at {positions} positions; OpenCLIP's "
+                         f"tokenizer, which star-vsr uses, needs {TOKENIZER_VOCAB} at {MAX_TOKENS} (is the file "
+                         f"damaged, or of another model?)")
     hidden = converted["encoder.layers.0.mlp.fc1.weight"].shape[0]
     layers = 1 + max(int(k.split(".")[2]) for k in converted if k.startswith("encoder.layers."))
     return openclip_vit_h14_text_config(
@@ -104,7 +111,11 @@ def load_text_encoder_weights(model: CLIPTextModel, converted: Mapping[str, torc
     """Load ``convert_openclip_text_encoder`` output into ``model`` strictly (any transformers version)."""
     expected = [k for k in model.state_dict() if not k.endswith("position_ids")]
     prefix = "text_model." if expected and expected[0].startswith("text_model.") else ""
-    result = model.load_state_dict({prefix + k: v for k, v in converted.items()}, strict=False)
+    try:
+        result = model.load_state_dict({prefix + k: v for k, v in converted.items()}, strict=False)
+    except RuntimeError as error:  # tensors of other sizes (a traceback)
+        details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        raise InputError(f"text encoder weights do not fit the model: {'; '.join(details[:2]) or error}") from None
     missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
     if missing or result.unexpected_keys:
         raise InputError(f"text encoder weights do not fit the model: missing {missing}, "
