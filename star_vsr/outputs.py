@@ -88,6 +88,15 @@ def check_output_folder_name(path: Union[str, Path]) -> None:
                          "output; name a folder, e.g. out/")
 
 
+def check_not_a_link(path: Path) -> None:
+    """``InputError`` if ``path`` is a link to something that exists: writing it (a temporary file renamed onto it)
+    replaces the link and leaves what it points to as it was (``--json /dev/stdout --overwrite``, as root, made the
+    system's /dev/stdout link a file). A link to nothing is replaced as any missing output."""
+    if path.is_symlink() and path.exists():
+        raise InputError(f"{path} is a link to {os.readlink(path)}: writing would replace the link, not what it "
+                         f"points to; write to that file itself, or remove the link")
+
+
 def check_new_output(path: Union[str, Path], overwrite: bool,
                      source: Union[str, Path, Sequence[Union[str, Path]], None] = None,
                      file_hint: Optional[str] = None) -> Path:
@@ -110,10 +119,7 @@ def check_new_output(path: Union[str, Path], overwrite: bool,
         raise InputError(f"{path} is a folder; {file_hint}")
     if path.is_dir() and any(path.iterdir()) and not is_frame_output(path):  # a folder of the user's files: kept
         raise InputError(f"{path} is a folder that already holds files; write to a new or empty folder")
-    if path.is_symlink() and path.exists():  # --overwrite replaced the link and left what it points to as it was
-        # (--json /dev/stdout --overwrite made the system's /dev/stdout link a file)
-        raise InputError(f"{path} is a link to {os.readlink(path)}: writing would replace the link, not what it "
-                         f"points to; write to that file itself, or remove the link")
+    check_not_a_link(path)
     if path.exists() and not path.is_file() and not path.is_dir():  # --overwrite made /dev/null a regular file
         raise InputError(f"{path} is a device, pipe or socket, not a file this run can replace; write to a file")
     if (path.exists() or path.is_symlink()) and not overwrite:  # a dangling link too, which the final move refuses

@@ -994,6 +994,17 @@ def test_audio_is_copied_packet_for_packet(tmp_path, videos):
     assert audio_packets(tmp_path / "out.mp4") == audio_packets(source) != []
 
 
+def test_an_output_that_is_a_link_is_refused_also_from_python(tmp_path):
+    """The commands refuse it (check_new_output); VideoWriter / upscale_video(..., overwrite=True) replaced the link
+    with the new file and left what it pointed to as it was (review)."""
+    target = tmp_path / "target.mp4"
+    target.write_bytes(b"kept")
+    (tmp_path / "link.mp4").symlink_to(target)
+    with pytest.raises(InputError, match=r"link.mp4 is a link to .*target.mp4: writing would replace the link"):
+        VideoWriter(tmp_path / "link.mp4", 30, overwrite=True)
+    assert (tmp_path / "link.mp4").is_symlink() and target.read_bytes() == b"kept"
+
+
 def test_no_audio_when_source_has_none(tmp_path, videos):
     with VideoWriter(tmp_path / "out.mkv", 25, audio_from=videos["silent"]) as writer:
         writer.write(synthetic_frames(4, SIZE))

@@ -132,7 +132,11 @@ def move_into_place(temp: Path, path: Path, overwrite: bool = True) -> None:
 
 
 def check_no_replace(path: Path, overwrite: bool) -> None:
-    """`OutputExistsError` if `path` exists and `overwrite` is False (a writer told not to replace it)."""
+    """`OutputExistsError` if `path` exists and `overwrite` is False (a writer told not to replace it); a link to
+    something that exists is refused either way (`star_vsr.outputs.check_not_a_link`)."""
+    from star_vsr.outputs import check_not_a_link
+
+    check_not_a_link(path)  # (the commands refused it; upscale_video(..., overwrite=True) replaced the link)
     if not overwrite and (path.exists() or path.is_symlink()):
         raise OutputExistsError(f"{path} already exists; {option('pass overwrite=True', 'pass --overwrite')} to "
                                 f"replace it")
