@@ -22,7 +22,7 @@ from star_vsr.io import VideoWriter, open_video, probe_video, read_frames
 from star_vsr.io import reader as reader_module
 from star_vsr.io.folders import natural_sort_key
 from star_vsr.io.probe import as_frame_rate
-from star_vsr.io.synthetic import (VFR_TEST_TIMES_MS, combing, frame_times_ms, synthetic_frames,
+from star_vsr.io.synthetic import (VFR_TEST_TIMES_MS, combing, damage_packet, frame_times_ms, synthetic_frames,
                                    write_interlaced_test_video, write_test_video, write_timed_test_video)
 from star_vsr.io.writer import check_crf
 
@@ -1369,6 +1369,23 @@ def test_truncated_mp4_without_index_is_corrupt(tmp_path, videos):
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptVideoError, match=r"truncated\.mp4 is not a readable video"):
         probe_video(truncated)
+
+
+def test_damage_found_by_random_access_is_placed_from_the_first_frame(tmp_path, videos):
+    """read_frames seeks to the key frame before the frames asked for, and a decoding error said how many frames
+    had decoded since that key frame (damage after frame 10 of a 30-frame video with a key frame every 5 read as
+    "after 0 frames"); it counts from the video's first frame, as the streaming reader does."""
+    damaged = damage_packet(shutil.copy(videos["gop_mp4"], tmp_path / "damaged.mp4"), 12)
+    messages = []
+    for read in (lambda: list(open_video(damaged)), lambda: read_frames(damaged, [13])):
+        with pytest.raises(CorruptVideoError, match=r"damaged\.mp4: decoding failed after") as error:
+            read()
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and "after 10 frames (Invalid data" in messages[0]
+    assert read_frames(damaged, [2, 16]).shape[0] == 2  # frames of other GOPs still read
+    damage_packet(shutil.copy(videos["gop_mp4"], tmp_path / "first.mp4"), 3)  # (B-frames: decoded after frame 0)
+    with pytest.raises(CorruptVideoError, match=r"first\.mp4: decoding failed after 1 frame \("):
+        read_frames(tmp_path / "first.mp4", [3])
 
 
 def test_mp4_cut_after_its_index_is_refused_before_decoding(tmp_path, videos):

@@ -178,7 +178,7 @@ def _decode(container: InputContainer, stream: VideoStream, path: Path) -> Itera
             return
         except av.FFmpegError as error:
             raise CorruptVideoError(
-                f"{path}: decoding failed after {count} frames ({error.strerror or error}); "
+                f"{path}: decoding failed after {count} frame{'s' * (count != 1)} ({error.strerror or error}); "
                 "the file is damaged or truncated"
             ) from error
         count += 1
@@ -425,15 +425,18 @@ def _seek_and_decode(
                 # cut files: decoding from the start reads them, or reports the damage
                 raise _IrregularTimestampsError from None
             frames = _decode(container, stream, info.path)
-        for frame in frames:
-            position = _frame_index(frame, stream, info)
-            if position >= target:
-                break
-        else:  # a truncated file, or a seek that missed: an MPEG-TS seek lands on the packet at that time, key
-            # frame or not, and from a P-frame nothing decodes before the next key frame (frames 25-39 of a
-            # 40-frame .ts with key frames at 0 and 20 came out as "the file may be truncated"); decoding from
-            # the start tells the two apart
-            raise _IrregularTimestampsError
+        try:
+            for frame in frames:
+                position = _frame_index(frame, stream, info)
+                if position >= target:
+                    break
+            else:  # a truncated file, or a seek that missed: an MPEG-TS seek lands on the packet at that time, key
+                # frame or not, and from a P-frame nothing decodes before the next key frame (frames 25-39 of a
+                # 40-frame .ts with key frames at 0 and 20 came out as "the file may be truncated"); decoding
+                # from the start tells the two apart
+                raise _IrregularTimestampsError
+        except CorruptVideoError:  # its "after N frames" counts from the key frame sought: decoding from the start
+            raise _IrregularTimestampsError from None  # says where the damage is in the video
         if position != target:
             raise _IrregularTimestampsError
         found[target] = _to_rgb(frame, info)  # (h, w, 3)

@@ -178,6 +178,19 @@ def write_test_video(
     return path
 
 
+def damage_packet(path: str | Path, index: int) -> Path:
+    """Overwrite the bytes of the video packet number `index` (in file order) of `path` with 0xff, its index left
+    intact: damage that probing does not see and decoding fails at."""
+    path = Path(path)
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+    data = bytearray(path.read_bytes())
+    position, size = packets[index]
+    data[position:position + size] = b"\xff" * size
+    path.write_bytes(bytes(data))
+    return path
+
+
 def write_interlaced_test_video(path: str | Path, num_frames: int = 6) -> Path:
     """A bar moving 4 pixels per frame, its even rows (top field) 2 pixels behind the odd ones,
     as an interlaced camera records it; 64x48 H.264 at 25 fps flagged top field first."""
