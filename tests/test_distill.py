@@ -820,6 +820,33 @@ def test_a_cache_is_not_resumed_over_videos_replaced_under_the_same_names(tmp_pa
     assert cli_main(argv) == 2 and "source.files differ" in capsys.readouterr().err
 
 
+def test_clips_damaged_inside_their_data_are_named_before_the_teacher_runs(tmp_path, capsys):
+    """A video of --data damaged inside its frame data (its index intact) failed hours into a run, after the shards
+    before it were written under a fingerprint of the files: repaired, it made the cache one of other clips. Every
+    damaged file is now named at the start, and nothing is cached."""
+    from star_vsr.io.synthetic import damage_packet, write_test_video
+
+    folder = save_student_folder(tiny_teacher_student(), tmp_path / "teacher")
+    lr_dir, gt_dir = tmp_path / "lr", tmp_path / "gt"
+    lr_dir.mkdir(), gt_dir.mkdir()
+    for name, seed in (("a.mp4", 0), ("b.mp4", 1), ("c.mp4", 2)):
+        write_test_video(lr_dir / name, num_frames=10, size=(16, 16), seed=seed, gop_size=5)
+        write_test_video(gt_dir / name, num_frames=10, size=(32, 32), seed=seed, gop_size=5)
+    damage_packet(lr_dir / "b.mp4", 7)
+    damage_packet(gt_dir / "c.mp4", 7)
+    argv = ["distill", "cache-teacher", "--teacher", str(folder), "--data", str(lr_dir), "--gt", str(gt_dir),
+            "--upscale", "2", "--num-frames", "5", "-o", str(tmp_path / "cache"), "--clips-per-shard", "1",
+            "--device", "cpu"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "2 clip files of --data or --gt cannot be decoded; repair or remove them (nothing was cached)" in err
+    assert f"{lr_dir / 'b.mp4'}: decoding failed after" in err and f"{gt_dir / 'c.mp4'}: decoding failed" in err
+    assert not (tmp_path / "cache").exists()
+    write_test_video(lr_dir / "b.mp4", num_frames=10, size=(16, 16), seed=1)
+    write_test_video(gt_dir / "c.mp4", num_frames=10, size=(32, 32), seed=2)
+    assert cli_main(argv) == 0 and TeacherCache(tmp_path / "cache").manifest.num_clips == 6
+
+
 def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):
     from star_vsr.testing import tiny_star_pipeline
 

@@ -138,6 +138,13 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
         with folder_lock(Path(args.output), Path(args.output)):
             check_cache_folder(args.output, len(clips), args.clips_per_shard, args.storage_dtype, description,
                                args.overwrite)
+    if args.data is not None:  # damage inside a file, found before the teacher runs and anything is written
+        problems = clips.undecodable(progress=True)
+        if problems:
+            listed = "\n  ".join(problems)
+            raise InputError(f"{len(problems)} clip file{'s' * (len(problems) != 1)} of --data"
+                             f"{' or --gt' * (args.gt is not None)} cannot be decoded; repair or remove "
+                             f"{'it' if len(problems) == 1 else 'them'} (nothing was cached):\n  {listed}")
     from . import quiet_model_loading
 
     quiet_model_loading()
