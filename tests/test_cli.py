@@ -315,6 +315,9 @@ def test_evaluate_adds_learned_metrics_and_names_missing_weights(tmp_path, capsy
         def score_frame(self, p, g):
             return float(np.abs(p.astype(np.float64) - g).mean())
 
+        def check_frame_size(self, height, width):
+            pass
+
     devices = []
     monkeypatch.setattr(learned, "load_learned_metric",
                         lambda name, weights_dir=None, device=None: devices.append(device) or MeanAbsoluteError())

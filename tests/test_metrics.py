@@ -562,6 +562,31 @@ def test_lpips_loads_local_weights_offline(lpips_weights, no_network):
         metric.score_frame(gt[:30, :30], gt[:30, :30])
 
 
+def test_a_clip_too_small_for_a_learned_metric_is_refused_before_any_clip_is_scored(lpips_weights, tmp_path,
+                                                                                       capsys):
+    """``evaluate --metrics lpips`` on a folder stopped at the first clip too small for AlexNet, after scoring the
+    clips before it (minutes of work on real videos); the sizes are checked with the others, before scoring."""
+    from star_vsr.cli import main
+    from star_vsr.io.synthetic import write_test_video
+
+    metric = load_learned_metric("lpips", weights_dir=lpips_weights["root"])
+    metric.check_frame_size(31, 31)
+    metric.check_frame_size(2000, 1000)  # not tried: large enough for any metric
+    with pytest.raises(InputError, match="lpips cannot score frames of 30x40: they are too small"):
+        metric.check_frame_size(40, 30)
+    for folder in ("pred", "gt"):
+        (tmp_path / folder).mkdir()
+        write_test_video(tmp_path / folder / "a.mkv", num_frames=2, size=(32, 32), codec="ffv1")
+        write_test_video(tmp_path / folder / "b.mkv", num_frames=2, size=(24, 24), codec="ffv1")
+    report = tmp_path / "scores.json"
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--metrics", "lpips",
+                 "--weights-dir", str(lpips_weights["root"]), "--json", str(report)]) == 2
+    captured = capsys.readouterr()
+    assert f"error: {tmp_path / 'pred' / 'b.mkv'}: lpips cannot score frames of 24x24: they are too small" \
+        in captured.err
+    assert "a.mkv" not in captured.err and not captured.out and not report.exists()
+
+
 def test_dists_and_musiq_load_the_given_files(tmp_path, no_network):
     from pyiqa.archs.musiq_arch import MUSIQ
     from torchvision.models import vgg16

@@ -183,10 +183,12 @@ def _load_learned(args: argparse.Namespace, device: Optional[torch.device]) -> l
     return learned
 
 
-def _check_pairs(args: argparse.Namespace, clips: Sequence[tuple[str, Path, Path]]) -> dict[str, str]:
-    """Every pair's sizes and frame counts, before minutes of scoring are thrown away; a note for each pair whose
-    frame rates differ. Returns the clips of a folder that cannot be read ({name: why}), printed as skipped: the
-    others are scored, as when a clip fails midway (one such clip stopped the whole folder)."""
+def _check_pairs(args: argparse.Namespace, clips: Sequence[tuple[str, Path, Path]],
+                 learned: Sequence[LearnedMetric] = ()) -> dict[str, str]:
+    """Every pair's sizes and frame counts (and frame sizes for the ``learned`` metrics), before minutes of scoring
+    are thrown away; a note for each pair whose frame rates differ. Returns the clips of a folder that cannot be
+    read ({name: why}), printed as skipped: the others are scored, as when a clip fails midway (one such clip
+    stopped the whole folder)."""
     from ..metrics.evaluate import check_pair
 
     unreadable: dict[str, str] = {}
@@ -200,6 +202,11 @@ def _check_pairs(args: argparse.Namespace, clips: Sequence[tuple[str, Path, Path
             print(f"skipped {name}: {error}", file=sys.stderr)
             unreadable[name] = str(error)
             continue
+        for metric in learned:  # a clip too small for a network stopped the run when its turn came
+            try:
+                metric.check_frame_size(pred_info.height, pred_info.width)
+            except InputError as error:
+                raise InputError(f"{pred}: {error}") from None
         if pred_info.frame_rate != gt_info.frame_rate and not (pred_info.is_image_folder or gt_info.is_image_folder):
             print(f"note: {pred} plays at {pred_info.fps:g} fps and {gt} at {gt_info.fps:g}; frames are compared "
                   f"in order, frame i with frame i")
@@ -215,7 +222,7 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     videos = [video for _, pred, gt in clips for video in (pred, gt)]
     check_json_output(args.json, args.overwrite, videos, "metrics.json")  # before the metrics, not after
     learned = _load_learned(args, device)
-    skipped = _check_pairs(args, clips)  # clip name -> why it could not be scored
+    skipped = _check_pairs(args, clips, learned)  # clip name -> why it could not be scored
     results: dict[str, dict[str, float]] = {}
     for name, pred, gt in clips:
         if name in skipped:

@@ -285,6 +285,11 @@ def _import_pyiqa() -> Any:
     return pyiqa
 
 
+#: Frames whose short side has this many pixels, the size the metrics' backbones were trained at, are not tried by
+#: `LearnedMetric.check_frame_size` (LPIPS's AlexNet needs 31; a 720p frame through DISTS takes seconds on a CPU).
+NO_SMALLER_THAN = 224
+
+
 class LearnedMetric:
     """A pyiqa metric network scoring star-vsr frames.
 
@@ -353,6 +358,16 @@ class LearnedMetric:
             raise InputError(f"{self.name} cannot score frames of {pred.shape[1]}x{pred.shape[0]}: they are too "
                              f"small for its network; score larger frames, or leave {self.name} out") from None
         return float(score.reshape(-1)[0].item())
+
+    def check_frame_size(self, height: int, width: int) -> None:
+        """``InputError`` if frames of ``height`` x ``width`` are too small for the network (``score_frame``'s
+        refusal), found by scoring one black frame of that size, for a caller to refuse before scoring anything
+        (``star-vsr evaluate`` on a folder: found at the clip that was too small, after the clips before it).
+        Frames whose short side is at least `NO_SMALLER_THAN` pixels are not tried: every metric here takes them."""
+        if min(height, width) >= NO_SMALLER_THAN:
+            return
+        black = np.zeros((height, width, 3), dtype=np.uint8)
+        self.score_frame(black, black if self.full_reference else None)
 
     def score_clip(
         self, pred_frames: np.ndarray, gt_frames: np.ndarray | None = None, progress: bool = False
