@@ -7,6 +7,7 @@ import gc
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -403,6 +404,27 @@ def test_a_missing_shard_a_damaged_manifest_and_mixed_sizes_are_found_when_the_c
                 open_it()
     build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2, overwrite=True)
     assert len(TeacherCache(tmp_path)) == 6
+
+
+def test_a_manifest_that_does_not_match_its_shards_is_refused_when_the_cache_is_opened(tmp_path):
+    """Counts in range but not those of the shards (a manifest edited by hand, or another build's) opened: clips
+    were left out without a word, or training failed mid-run with ``KeyError: 'lq'``."""
+    clips = random_clips(6, gt=False)
+    build_teacher_cache(CallableTeacher(CountingTeacher(), SCALE), clips, tmp_path, clips_per_shard=4)
+    good = json.loads((tmp_path / "manifest.json").read_text())
+    for change, found in (({"num_clips": 5}, "shard-00001.safetensors holds clips 4..5, where the manifest puts "
+                                             "clip 4 with lq, teacher"),
+                          ({"num_clips": 8}, "shard-00001.safetensors holds clips 4..5, where the manifest puts "
+                                             "clips 4..7"),
+                          ({"clips_per_shard": 8}, "shard-00000.safetensors holds clips 0..3, where the manifest "
+                                                   "puts clips 0..5"),
+                          ({"has_gt": True}, "shard-00000.safetensors lacks gt, where the manifest puts clips 0..3 "
+                                             "with lq, teacher, gt")):
+        (tmp_path / "manifest.json").write_text(json.dumps({**good, **change}))
+        with pytest.raises(InputError, match=re.escape(f"does not match its manifest.json: {found}")):
+            TeacherCache(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps(good))
+    assert len(TeacherCache(tmp_path)) == 6 and TeacherCache(tmp_path)[5]["lq"].shape == clips[5]["lq"].shape
 
 
 def test_the_order_of_the_teacher_s_features_is_no_other_setting():

@@ -236,7 +236,7 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
     storage = STORAGE_DTYPES[manifest.dtype]
     for shard in range(manifest.num_shards):  # damaged since it was written (a bad copy, a disk error): redo it
         path = _shard_path(folder, shard)
-        if path.is_file() and _lr_sizes(path) is None:  # its header does not parse
+        if path.is_file() and _shard_shapes(path) is None:  # its header does not parse
             tqdm.write(f"{path} is damaged; computing it again")
             path.unlink()
     done = sum(len(manifest.shard_clips(s)) for s in range(manifest.num_shards) if _shard_path(folder, s).is_file())
@@ -269,12 +269,12 @@ def _shard_path(folder: Path, shard: int) -> Path:
     return folder / SHARD_NAME.format(shard)
 
 
-def _lr_sizes(path: Path) -> Optional[set[tuple[int, int]]]:
-    """The (h, w) of the LR clips in a shard, from its header; None when it is missing or its header is damaged
-    (does not parse, or names tensors outside the file)."""
+def _shard_shapes(path: Path) -> Optional[dict[str, tuple[int, ...]]]:
+    """The shapes of a shard's tensors by key (``"{i}/lq"``: (n, 3, h, w), ...), from its header; None when it is
+    missing or its header is damaged (does not parse, or names tensors outside the file)."""
     try:
         with safe_open(str(path), framework="pt") as shard:
-            return {tuple(shard.get_slice(key).get_shape()[-2:]) for key in shard.keys() if key.endswith("/lq")}
+            return {key: tuple(shard.get_slice(key).get_shape()) for key in shard.keys()}
     except Exception:  # safetensors raises SafetensorError, OSError, ...
         return None
 
@@ -474,6 +474,17 @@ def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher
     return stored
 
 
+def _clip_span(indices: Sequence[int]) -> str:
+    """Clip indices in words: ``"clips 0..3"``, ``"clip 4"``, ``"clips 0, 2"``, ``"no clip"``."""
+    if not indices:
+        return "no clip"
+    if len(indices) == 1:
+        return f"clip {indices[0]}"
+    if list(indices) == list(range(indices[0], indices[-1] + 1)):
+        return f"clips {indices[0]}..{indices[-1]}"
+    return f"clips {', '.join(map(str, indices))}"
+
+
 class TeacherCache(Dataset):
     """A finished teacher cache as a data set of clips (float32 CPU tensors).
 
@@ -500,17 +511,32 @@ class TeacherCache(Dataset):
             path = _shard_path(self.folder, shard)
             if not path.is_file() and allow_incomplete:
                 continue
-            sizes = _lr_sizes(path)  # reads the header only: a missing or damaged shard is found now, not mid-run
-            if sizes is None:
+            shapes = _shard_shapes(path)  # the header only: a missing or damaged shard is found now, not mid-run
+            if shapes is None:
                 unreadable.append(path.name)
                 continue
+            self._check_contents(path, shard, shapes)
             self._indices += self.manifest.shard_clips(shard)
-            self.lr_sizes |= sizes
+            self.lr_sizes |= {shape[-2:] for key, shape in shapes.items() if key.endswith("/lq")}
         if unreadable:
             listed = ", ".join(unreadable[:3]) + (f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else "")
             raise InputError(f"the teacher cache in {self.folder} is missing or cannot read {listed} (an incomplete "
                              f"copy?); rerun the `star-vsr distill cache-teacher` command that built it: it computes "
                              f"missing and damaged shards again")
+
+    def _check_contents(self, path: Path, shard: int, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        """``InputError`` unless the shard holds the clips the manifest puts in it, each with what the manifest says
+        every clip has (a manifest edited by hand, or one of another build beside these shards, opened and then
+        failed mid-run with ``KeyError: 'lq'``, or left clips out without a word)."""
+        expected = self.manifest.shard_clips(shard)
+        held = sorted({int(key.split("/", 1)[0]) for key in shapes if key.split("/", 1)[0].isdigit()})
+        needed = ["lq", *(["teacher"] * self.has_teacher), *(["gt"] * self.manifest.has_gt)]
+        lacking = sorted({name for index in expected for name in needed if f"{index}/{name}" not in shapes})
+        if held != list(expected) or lacking:
+            found = f"holds {_clip_span(held)}" if held != list(expected) else f"lacks {', '.join(lacking)}"
+            raise InputError(f"the teacher cache in {self.folder} does not match its {MANIFEST_NAME}: {path.name} "
+                             f"{found}, where the manifest puts {_clip_span(list(expected))} with "
+                             f"{', '.join(needed)}; rebuild it (`star-vsr distill cache-teacher ... --overwrite`)")
 
     @property
     def has_teacher(self) -> bool:
