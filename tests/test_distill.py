@@ -785,6 +785,9 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     with pytest.raises(InputError, match=rf"{gt_dir / 'c'} is a frame folder, one clip; --data takes the folder "
                                          rf"that holds clips \({gt_dir}\)"):  # ("no videos or frame folders in")
         VideoFolderClips(gt_dir / "c")
+    with pytest.raises(InputError, match=rf"--gt {gt_dir / 'c'} is a frame folder, one clip; --gt takes the folder "
+                                         rf"that holds the ground-truth clips \({gt_dir}\)"):  # ("no ground truth in")
+        VideoFolderClips(lr_dir, gt_folder=gt_dir / "c")
     # a subfolder of videos and a picture beside the clips are left out with a note (they were left out silently)
     (lr_dir / "more").mkdir()
     write_test_video(lr_dir / "more" / "c.mp4", num_frames=6, size=(16, 16))

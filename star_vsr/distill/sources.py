@@ -64,6 +64,9 @@ class VideoFolderClips:
             if not self.gt_folder.is_dir():
                 raise InputError(f"--gt {self.gt_folder} is not a folder of ground-truth clips")
             gt_clips = clips_by_name(self.gt_folder, "--gt")
+            if not gt_clips and is_frame_folder(self.gt_folder):  # (it said "no ground truth in" it)
+                raise InputError(f"--gt {self.gt_folder} is a frame folder, one clip; --gt takes the folder that "
+                                 f"holds the ground-truth clips ({self.gt_folder.parent})")
             missing = [video.name for name, video in clips.items() if name not in gt_clips]
             if missing:
                 raise InputError(f"no ground truth in {self.gt_folder} for {len(missing)} of the {len(clips)} clips "
