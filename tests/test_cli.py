@@ -2443,6 +2443,25 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     assert not (tmp_path / "LR3").exists()
 
 
+def test_a_clip_too_small_to_degrade_is_skipped_and_the_folder_goes_on(tmp_path, capsys):
+    """A clip smaller than the scale (or than the output format's blocks) stopped a folder run there, on every
+    rerun, leaving the clips after it undone; it is skipped and named like an unreadable clip."""
+    gt = tmp_path / "GT"
+    gt.mkdir()
+    write_test_video(gt / "a.mp4", num_frames=2, size=(32, 32), seed=1)
+    write_test_video(gt / "m.mkv", num_frames=2, size=(2, 2), codec="ffv1")  # under the scale
+    write_test_video(gt / "n.mkv", num_frames=2, size=(6, 6), codec="ffv1")  # under 4:2:0's 2x2 blocks at x4
+    write_test_video(gt / "z.mp4", num_frames=2, size=(32, 32), seed=2)
+    assert main(["degrade", str(gt), "-o", str(tmp_path / "LR")]) == 1
+    captured = capsys.readouterr()
+    assert f"skipped {gt / 'm.mkv'}: {gt / 'm.mkv'} is 2x2, too small to downscale by 4\n" in captured.err
+    assert f"skipped {gt / 'n.mkv'}: {gt / 'n.mkv'} is 6x6, too small to downscale by 4 into" in captured.err
+    assert "2 clips could not be degraded and were skipped (the reasons are above): m.mkv, n.mkv" in captured.err
+    assert sorted(p.name for p in (tmp_path / "LR").glob("*.mp*")) == ["a.mp4", "z.mp4"]
+    assert main(["degrade", str(gt / "m.mkv"), "-o", str(tmp_path / "m.mkv")]) == 2  # one file: an error still
+    assert "too small to downscale by 4" in capsys.readouterr().err
+
+
 def test_a_degraded_folder_rerun_that_types_out_the_defaults_goes_on(tmp_path, capsys):
     """`degrade GT/ -o LR/` rerun with `--codec h264`, `--crf 18` or `--fps 30`, the very settings it had used, was
     refused as "other settings (--codec (not given) -> h264)", though they make the same bytes (black-box hunt).

@@ -58,7 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
                         help="codec of the written file (default: from the output name: H.264 for a video name, "
                              ".mp4 or .mkv alike; PNG frames for a folder or a name without a suffix; for a folder "
-                             "of clips, H.264 .mp4 files, frame folders too)")
+                             "of clips, H.264: .mp4, .mkv and .mov clips keep their name, other videos and frame "
+                             "folders become NAME.mp4)")
     parser.add_argument("--crf", type=int, default=None,
                         help="x264/x265 quality of the written file, 0..51, lower is better (default 18 for h264, 24 "
                              "for h265)")
@@ -79,6 +80,11 @@ SETTINGS_NAME = ".star-vsr-degrade.json"
 #: File in ``-o`` naming the outputs that still hold clips of the earlier settings while an ``--overwrite`` run with
 #: new ones is unfinished: a stopped one, rerun without ``--overwrite``, redoes them instead of counting them done.
 PENDING_NAME = ".star-vsr-degrade-pending.json"
+
+
+class ClipTooSmallError(InputError):
+    """A clip too small to degrade at the scale into its output's format: one clip of a folder is skipped, the
+    others go on (it stopped the folder there on every rerun)."""
 
 
 def clip_seed(seed: int, name: str) -> int:
@@ -193,13 +199,14 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
             if outputs[clip].name in pending:
                 pending.discard(outputs[clip].name)
                 write_text_atomic(pending_record, json.dumps(sorted(pending)) + "\n")
-        except (CorruptVideoError, UnsupportedVideoError) as error:  # this clip, not the folder
+        except (CorruptVideoError, UnsupportedVideoError, ClipTooSmallError) as error:  # this clip, not the folder
             print(f"skipped {clip}: {error}", file=sys.stderr)
             failed.append(clip.name)
         except OutputExistsError as error:  # written meanwhile by another run on this folder: done
             print(f"skipped {clip}: {error}", file=sys.stderr)
     if failed:
-        print(f"{len(failed)} clip(s) could not be read and were skipped: {', '.join(failed)}", file=sys.stderr)
+        were = "s could not be degraded and were" if len(failed) != 1 else " could not be degraded and was"
+        print(f"{len(failed)} clip{were} skipped (the reasons are above): {', '.join(failed)}", file=sys.stderr)
     if not pending:
         pending_record.unlink(missing_ok=True)
     if made_output_dir and [p.name for p in output_dir.iterdir()] == [SETTINGS_NAME]:  # every clip failed
@@ -280,12 +287,12 @@ def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: in
         if crop_h == 0 or crop_w == 0:
             block = writer.size_multiple
             if min(info.height, info.width) >= args.scale and block != (1, 1):  # the format's block is the limit
-                raise InputError(
+                raise ClipTooSmallError(
                     f"{source} is {info.width}x{info.height}, too small to downscale by {args.scale} into {output}: "
                     f"its format stores frames in blocks of {block[1]}x{block[0]} pixels, so the input needs at "
                     f"least {multiple_w}x{multiple_h}; FFV1 (`-o NAME.mkv --codec ffv1`) and PNG frames (`-o FOLDER`) "
                     f"store any size")
-            raise InputError(f"{source} is {info.width}x{info.height}, too small to downscale by {args.scale}")
+            raise ClipTooSmallError(f"{source} is {info.width}x{info.height}, too small to downscale by {args.scale}")
         if (crop_h, crop_w) != (info.height, info.width):
             say(args, f"note: cropping {info.width}x{info.height} to {crop_w}x{crop_h} (a multiple of "
                       f"{multiple_w}x{multiple_h}: the scale times the output format's block); evaluate "
