@@ -21,10 +21,14 @@ one costs a few frames of temporal filtering while the state rebuilds.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
+
+from .errors import InputError
 
 #: Consecutive LR frames whose luma thumbnails differ by more than this (mean absolute difference,
 #: pixel values in [0, 1]) are a scene cut.
@@ -33,6 +37,18 @@ SCENE_CUT_THRESHOLD = 0.1
 THUMBNAIL_SIZE = 32
 #: BT.601 luma weights of R, G, B.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def _check_frames(frames: torch.Tensor, what: str, count: Optional[int] = None) -> None:
+    """``InputError`` unless ``frames`` is a float (k, 3, h, w) tensor (of ``count`` frames): uint8 frames were
+    judged on 0..255 (a one-level change, a cut), other shapes failed deep in ``einsum`` or ``cat``. Values are
+    not scanned (the student's per-chunk path; its frames are checked where they come in)."""
+    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[1] != 3 or (
+            count is not None and frames.shape[0] != count):
+        shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+        raise InputError(f"{what} must be {'(k' if count is None else f'({count}'}, 3, h, w) RGB frames, got {shape}")
+    if not frames.is_floating_point():
+        raise InputError(f"{what} must be float in [0, 1], got {frames.dtype}")
 
 
 def luma_thumbnails(frames: torch.Tensor) -> torch.Tensor:
@@ -49,6 +65,14 @@ def frame_differences(frames: torch.Tensor, previous: Optional[torch.Tensor] = N
     (not a cut: at the start of a video the state is fresh anyway; ``StarStudentPipeline`` fed the rest of a
     stream with a saved state passes the frame that state kept, ``StarStudentState.last_lr_frame``).
     """
+    _check_frames(frames, "frames")
+    if previous is not None:
+        _check_frames(previous, "previous", count=1)
+        if previous.shape[2:] != frames.shape[2:]:
+            raise InputError(f"previous is {previous.shape[3]}x{previous.shape[2]}, frames {frames.shape[3]}x"
+                             f"{frames.shape[2]}; the frame before them has their size")
+    if len(frames) == 0:
+        return torch.zeros(0, device=frames.device)
     thumbs = luma_thumbnails(frames if previous is None else torch.cat([previous, frames]))  # (k or k+1, s, s)
     differences = (thumbs[1:] - thumbs[:-1]).abs().mean(dim=(1, 2))
     if previous is None:
@@ -62,4 +86,8 @@ def scene_cuts(frames: torch.Tensor, previous: Optional[torch.Tensor] = None,
 
     One host transfer per call, so that a GPU stream synchronises once per chunk, not once per frame.
     """
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold) \
+            or threshold < 0:
+        raise InputError(f"threshold must be a number >= 0 (a mean absolute difference of [0, 1] luma), got "
+                         f"{threshold!r}")
     return (frame_differences(frames, previous) > threshold).tolist()

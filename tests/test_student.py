@@ -433,6 +433,25 @@ def test_scene_cuts_are_found_between_scenes_and_not_within_them():
     assert differences[4] > 2 * differences[torch.arange(8) != 4].max()
 
 
+def test_scene_cuts_refuse_what_they_would_misjudge():
+    """uint8 frames were judged on 0..255 (a one-level change called a cut), a ``previous`` of two frames gave one
+    difference too many, an empty chunk one difference for no frame, other shapes failed deep in torch."""
+    video, _ = two_scene_video()
+    assert scene_cuts(video[:0]) == [] and frame_differences(video[:0]).shape == (0,)
+    level = torch.full((2, 3, 8, 8), 100, dtype=torch.uint8)
+    level[1] += 1
+    for call, message in ((lambda: scene_cuts(level), r"frames must be float in \[0, 1\], got torch.uint8"),
+                          (lambda: scene_cuts(video[2:], previous=video[:2]), r"previous must be \(1, 3, h, w\)"),
+                          (lambda: scene_cuts(video[:, :2]), r"frames must be \(k, 3, h, w\) RGB frames, got"),
+                          (lambda: scene_cuts(video[0]), r"frames must be \(k, 3, h, w\)"),
+                          (lambda: scene_cuts(video[1:], previous=video[:1, :, :4]), r"previous is .*; the frame "
+                                                                                    r"before them has their size"),
+                          (lambda: scene_cuts(video, threshold=float("nan")), "threshold must be a number >= 0"),
+                          (lambda: scene_cuts(video, threshold=-1), "threshold must be a number >= 0")):
+        with pytest.raises(InputError, match=message):
+            call()
+
+
 @pytest.mark.parametrize("chunk_size", [3, 8])
 def test_after_a_scene_cut_the_pipeline_gives_what_the_new_scene_alone_gives(pipe, chunk_size):
     """The state restarts at the cut: no ghost of the first scene in the second (with the state carried through
