@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from .frames import check_unit_range
 
 #: Added to the variance before the square root (AdaIN).
 ADAIN_EPS = 1e-5
@@ -30,9 +31,22 @@ COLOR_FIX_MODES = ("adain", "wavelet")
 
 
 def _check(target: torch.Tensor, source: torch.Tensor) -> None:
+    """``InputError`` unless both are (k, c, h, w) float frames in [0, 1] with the same k and c and at least one
+    pixel (uint8 or 0..255 frames came out as 0s and 1s, an empty one as a deep interpolate error)."""
     if target.ndim != 4 or source.ndim != 4 or target.shape[:2] != source.shape[:2]:
         raise InputError(f"colour fix needs (frames, channels, h, w) tensors with the same frames and channels; "
                          f"got target {tuple(target.shape)} and source {tuple(source.shape)}")
+    if 0 in target.shape[2:] or 0 in source.shape[2:]:
+        raise InputError(f"colour fix needs frames of at least one pixel; got target {tuple(target.shape)} and "
+                         f"source {tuple(source.shape)}")
+    check_unit_range(target, "colour fix target frames")
+    check_unit_range(source, "colour fix source frames")
+
+
+def _mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """mu and s = sqrt(var + eps) of (k, c, n) over n, each (k, c, 1): the unbiased variance, as STAR's, except of
+    a single pixel (n = 1), whose unbiased variance is NaN (it made the frame NaN): 0 then."""
+    return x.mean(-1, keepdim=True), (x.var(-1, keepdim=True, correction=int(x.shape[-1] > 1)) + ADAIN_EPS).sqrt()
 
 
 def adain_color_fix(target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -40,8 +54,7 @@ def adain_color_fix(target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     _check(target, source)
     t = target.float().flatten(2)  # (k, c, H*W)
     s = source.float().flatten(2)  # (k, c, h*w)
-    t_mean, t_std = t.mean(-1, keepdim=True), (t.var(-1, keepdim=True) + ADAIN_EPS).sqrt()
-    s_mean, s_std = s.mean(-1, keepdim=True), (s.var(-1, keepdim=True) + ADAIN_EPS).sqrt()
+    (t_mean, t_std), (s_mean, s_std) = _mean_std(t), _mean_std(s)
     out = (t - t_mean) / t_std * s_std + s_mean
     return out.reshape(target.shape).clamp(0, 1).to(target.dtype)
 

@@ -217,6 +217,25 @@ def test_color_fix_restores_input_statistics():
     assert (sr.mean((2, 3)) - smooth_lr.mean((2, 3))).abs().max() > 0.2
 
 
+def test_color_fix_refuses_what_it_would_turn_into_garbage():
+    """uint8 or 0..255 frames came out as 0s and 1s, a one-pixel LR frame made AdaIN's output NaN (the unbiased
+    variance of one value), an empty frame failed deep in interpolate."""
+    g = torch.Generator().manual_seed(0)
+    sr, lr = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 4, 4, generator=g)
+    fixed = adain_color_fix(sr[:1], lr[:1, :, :1, :1])
+    assert torch.isfinite(fixed).all()
+    torch.testing.assert_close(fixed.mean((2, 3)), lr[:1, :, 0, 0], atol=1e-3, rtol=0)  # the pixel's colour
+    for fix in (adain_color_fix, wavelet_color_fix):
+        with pytest.raises(InputError, match=r"target frames must be float in \[0, 1\], got torch.uint8"):
+            fix((sr * 255).to(torch.uint8), lr)
+        with pytest.raises(InputError, match=r"source frames must have values in \[0, 1\], got .* divide by 255"):
+            fix(sr, lr * 255)
+        with pytest.raises(InputError, match="hold NaN or infinite values"):
+            fix(sr, torch.full_like(lr, float("inf")))
+        with pytest.raises(InputError, match="colour fix needs frames of at least one pixel"):
+            fix(sr[:, :, :0], lr)
+
+
 def test_pipeline_applies_color_fix(pipe):
     clip = video(n=2)
     out = run(pipe, clip, color_fix="adain")[0]
