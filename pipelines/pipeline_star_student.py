@@ -34,6 +34,7 @@ from star_vsr.model_folder import (GpuOffload, check_components, check_pipeline_
                                    load_checked, local_load_kwargs, save_pipeline_folder)
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
 from star_vsr.scene_cuts import SCENE_CUT_THRESHOLD, scene_cuts
+from star_vsr.student import bundled_student_help, is_bundled_student
 
 #: LR frames read, upscaled and handed to ``frame_sink`` at once.
 DEFAULT_CHUNK_SIZE = 8
@@ -51,6 +52,12 @@ folder is such a folder; README, "The student"), then pass it to
 StarStudentPipeline.from_pretrained / `star-vsr upscale --model`. Without --model, `star-vsr upscale`
 uses the student that ships inside the package. For speed tests without weights,
 star_vsr.student.build_student_pipeline(preset) makes a randomly initialised student."""
+
+
+def missing_student_help(folder: Path) -> str:
+    """What to do about a student folder with a missing or damaged part: `MISSING_STUDENT_HELP`, or, for the
+    student that ships with star-vsr, a reinstall (the other help says to use that one)."""
+    return bundled_student_help(folder) if is_bundled_student(folder) else MISSING_STUDENT_HELP
 
 
 def memory_advice() -> str:
@@ -151,10 +158,10 @@ class StarStudentPipeline(GpuOffload, DiffusionPipeline):
                         **kwargs: Any) -> "StarStudentPipeline":
         """Load a folder written by ``save_pretrained`` (e.g. by ``training/distill_student.py``). Never downloads."""
         folder = Path(pretrained_model_name_or_path)
-        check_pipeline_folder(folder, "student", MISSING_STUDENT_HELP, expected_class=cls,
-                              variant=kwargs.get("variant"))
+        help_text = missing_student_help(folder)
+        check_pipeline_folder(folder, "student", help_text, expected_class=cls, variant=kwargs.get("variant"))
         kwargs = local_load_kwargs(kwargs)
-        return load_checked(folder, "student", MISSING_STUDENT_HELP,
+        return load_checked(folder, "student", help_text,
                             lambda: super(StarStudentPipeline, cls).from_pretrained(folder, **kwargs))
 
     def to(self, *args: Any, **kwargs: Any) -> "StarStudentPipeline":

@@ -84,6 +84,11 @@ def cli_wording(flags: Iterable[str]) -> Iterator[None]:
         _cli_flags = previous
 
 
+def cli_running() -> bool:
+    """Whether a message is made inside ``cli_wording``: for a ``star-vsr`` command, not a Python caller."""
+    return _cli_flags is not None
+
+
 def option(argument: str, flag: str) -> str:
     """How a message names a setting the user can change: ``flag`` (``"--restart"``, ``"--tile-size 512"``) when
     it is made inside ``cli_wording`` and the running command has every flag it names, else the Python

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from .errors import (DeviceError, InputError, MissingWeightsError, OutputError, StarVSRError, first_line,
-                     is_out_of_memory)
+from .errors import (DeviceError, InputError, MissingWeightsError, OutputError, StarVSRError, cli_running,
+                     first_line, is_out_of_memory)
 from .io.atomic import move_into_place, remove_temporary, temporary_path
 from .outputs import MODEL_RECORDS, REPLACING_INDEX, give_default_mode, saved_index
 
@@ -72,13 +72,18 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
         if not part.is_dir():
             raise MissingWeightsError(f"the {kind} pipeline at {folder} lists {name!r}, but {part} is missing "
                                       f"(an incomplete copy?).\n{help_text}")
+        library = entries[name][0] if len(entries[name]) == 2 else None
         if (part / "config.json").is_file():
             try:
-                check_model_folder(part, name)
+                check_model_folder(part, name, TRANSFORMERS_WEIGHTS if library == "transformers" else
+                                   DIFFUSERS_WEIGHTS)
             except MissingWeightsError as error:
                 raise MissingWeightsError(f"{error}.\n{help_text}") from None
             if variant is None:  # (with a variant, diffusers loads a component that lacks it from its plain weights)
                 check_variant(part, saved_config(part).get("_class_name") or name, None)
+        elif any(file.name.endswith(WEIGHT_SUFFIXES) for file in part.iterdir()):  # the loader's error came from
+            # deep inside transformers ("look at the above report", with no report above)
+            raise MissingWeightsError(f"{part} holds weights but no config.json (an incomplete copy?).\n{help_text}")
         if name == "tokenizer" and not ((part / "tokenizer.json").is_file()
                                         or ((part / "vocab.json").is_file() and (part / "merges.txt").is_file())):
             # without its vocabulary a CLIP tokenizer still loads, with 2 tokens, and garbles every prompt
@@ -120,11 +125,18 @@ def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: t
                                       f"is a {saved}'s: the file was edited or is from another version.\n{help_text}")
 
 
-def check_model_folder(folder: Path, class_name: str) -> None:
+#: The names (before any variant, shard number or suffix) of the weight files diffusers' and transformers' models
+#: load; a folder whose weights are named otherwise loads none of them.
+DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model",)
+TRANSFORMERS_WEIGHTS = ("model", "pytorch_model")
+
+
+def check_model_folder(folder: Path, class_name: str, weight_names: tuple[str, ...] = DIFFUSERS_WEIGHTS) -> None:
     """``MissingWeightsError`` unless ``folder`` looks like a model folder ``save_pretrained`` wrote (a folder
-    with a ``config.json`` and weights) of a model ``class_name`` names. A pipeline folder (``model_index.json``)
-    is named as one, with the ``subfolder`` that would load the model; diffusers' own errors here name a file it
-    then falls back from ("no file named diffusion_pytorch_model.bin") or a Hub lookup."""
+    with a ``config.json`` and weights named ``weight_names``, the loader's) of a model ``class_name`` names. A
+    pipeline folder (``model_index.json``) is named as one, with the ``subfolder`` that would load the model;
+    diffusers' own errors here name a file it then falls back from ("no file named diffusion_pytorch_model.bin")
+    or a Hub lookup."""
     if not folder.is_dir():
         raise MissingWeightsError(f"{folder} is not a folder: {class_name}.from_pretrained loads a folder "
                                   f"written by save_pretrained (star-vsr downloads nothing)")
@@ -137,9 +149,14 @@ def check_model_folder(folder: Path, class_name: str) -> None:
                                       f"folder: load it with its pipeline's from_pretrained, or {where}")
         raise MissingWeightsError(f"{folder} has no config.json: it is not a folder written by "
                                   f"{class_name}.save_pretrained (an incomplete copy?)")
-    if not any(file.name.endswith(WEIGHT_SUFFIXES) for file in folder.iterdir()):
+    weights = sorted(file.name for file in folder.iterdir() if file.name.endswith(WEIGHT_SUFFIXES))
+    if not weights:
         raise MissingWeightsError(f"{folder} has a config.json but no weights (*.safetensors or *.bin; an "
                                   f"incomplete copy?)")
+    if not any(re.match(rf"({'|'.join(weight_names)})[.-]", name) for name in weights):  # renamed by hand
+        raise MissingWeightsError(f"{folder} holds weights named {', '.join(weights[:3])}, which from_pretrained "
+                                  f"does not read: it reads {weight_names[0]}.safetensors (or .bin, or shards of it); "
+                                  f"rename the file, or save the model again")
 
 
 #: A weight file's name: the model's file name, maybe a variant, maybe a shard number (model.fp16.safetensors,
@@ -166,6 +183,9 @@ def check_variant(folder: Path, class_name: str, variant: Optional[str]) -> None
     saved = " / ".join("without a variant" if v is None else f"as variant {v!r}" for v in sorted(found, key=str))
     named = sorted(v for v in found if v is not None)
     load = f"load it with variant={named[0]!r}" if named else "load it without variant="
+    if named and cli_running():  # no command has a --variant
+        load = (f"star-vsr commands load weights saved without a variant: save the pipeline again without one (in "
+                f"Python: its from_pretrained(FOLDER, variant={named[0]!r}).save_pretrained(NEW_FOLDER))")
     asked = f", not as variant {variant!r}" if variant else ""
     raise MissingWeightsError(f"{folder} holds {class_name} weights saved {saved} only{asked}: {load}")
 
@@ -204,29 +224,48 @@ def check_save_folder(folder: Path, class_name: str) -> None:
 
 
 def check_weights_fit(model: Any, folder: Path, variant: Optional[str] = None) -> None:
-    """``MissingWeightsError`` when the weights in ``folder`` (its safetensors files or shard index, of ``variant``)
-    do not hold exactly ``model``'s parameters and buffers: diffusers and transformers load a component whose
-    config.json no longer fits its weights (or weights missing a part) with the missing parameters left random and
-    the extra ones dropped, saying so only in a log line. The project's own models refuse that themselves
-    (``LocalModelMixin``); this covers the others (the VAE, the text encoder). Folders with only ``.bin`` weights
-    are not checked (their keys cannot be listed without loading them)."""
+    """``MissingWeightsError`` when the weights in ``folder`` (those ``stored_shapes`` reads, of ``variant``) do
+    not hold exactly ``model``'s parameters and buffers: diffusers and transformers load a component whose
+    config.json no longer fits its weights (or weights missing a part) with the missing parameters left random (or,
+    from ``.bin`` weights, on the meta device) and the extra ones dropped, saying so only in a log line. The
+    project's own models refuse that themselves (``LocalModelMixin``); this covers the others (the VAE, the text
+    encoder)."""
+    stored = stored_shapes(folder, variant)
+    if stored is None:
+        return
+    wanted = set(model.state_dict())
+    check_keys_fit(folder, sorted(wanted - set(stored)), sorted(set(stored) - wanted))
+
+
+def stored_shapes(folder: Path, variant: Optional[str] = None) -> Optional[dict[str, tuple[int, ...]]]:
+    """The shape of every tensor in the weights of the model folder ``folder`` (of ``variant``), as its loader
+    finds them: a shard index, else the ``.safetensors`` files, else the ``.bin`` files (read onto the meta device:
+    no tensor data is read); None when it holds none."""
+    import torch
     from safetensors import safe_open
 
     suffix = f".{variant}" if variant else ""
-    index = [file for file in folder.glob(f"*{suffix}.safetensors.index.json")
-             if variant or file.name.count(".") == 3]  # (no variant: name.safetensors.index.json)
-    if index:
-        stored = set(json.loads(index[0].read_text(encoding="utf-8")).get("weight_map", {}))
-    else:
-        files = [file for file in folder.glob(f"*{suffix}.safetensors") if variant or file.name.count(".") == 1]
+
+    def named(pattern: str, dots: int) -> list[Path]:  # (no variant: exactly the dots of name.safetensors)
+        return sorted(file for file in folder.glob(pattern) if variant or file.name.count(".") == dots)
+
+    for kind in ("safetensors", "bin"):
+        index = named(f"*{suffix}.{kind}.index.json", 3)
+        files = ([folder / name for name in
+                  dict.fromkeys(json.loads(index[0].read_text(encoding="utf-8")).get("weight_map", {}).values())]
+                 if index else named(f"*{suffix}.{kind}", 1))
         if not files:
-            return
-        stored = set()
+            continue
+        shapes: dict[str, tuple[int, ...]] = {}
         for file in files:
-            with safe_open(str(file), framework="pt") as handle:
-                stored.update(handle.keys())
-    wanted = set(model.state_dict())
-    check_keys_fit(folder, sorted(wanted - stored), sorted(stored - wanted))
+            if kind == "safetensors":
+                with safe_open(str(file), framework="pt") as handle:
+                    shapes.update({key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()})
+            else:
+                state = torch.load(file, map_location="meta", weights_only=True)
+                shapes.update({key: tuple(value.shape) for key, value in state.items()})
+        return shapes
+    return None
 
 
 def check_keys_fit(folder: Path, missing: list[str], unexpected: list[str], mismatched: list[str] = ()) -> None:
@@ -243,18 +282,86 @@ def check_keys_fit(folder: Path, missing: list[str], unexpected: list[str], mism
 
 def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T]) -> T:
     """``load()`` (a ``from_pretrained`` of a folder ``check_pipeline_folder`` passed), with the loaders'
-    errors on damaged files (truncated weights, broken JSON, a config that does not fit its weights) as
-    a ``MissingWeightsError`` naming the folder, the loader's reason and ``help_text``."""
+    errors on damaged files (truncated weights, broken JSON, a config that does not fit its weights or builds no
+    model) as a ``MissingWeightsError`` naming the folder, the loader's reason and ``help_text``."""
     try:
         return load()
     except MissingWeightsError as error:  # a model's own check (LocalModelMixin) found a damaged component
         raise MissingWeightsError(f"{error}\n{help_text}") from error
     except Exception as error:
-        if not is_damaged_folder_error(error):
+        if isinstance(error, StarVSRError) or is_out_of_memory(error):
             raise
-        reason = shape_mismatch_reason(folder, str(error)) or first_line(error)
-        raise MissingWeightsError(f"the {kind} pipeline at {folder} could not be loaded ({reason}); the "
-                                  f"folder is damaged or incomplete: copy or convert it again.\n{help_text}") from error
+        fault = shape_mismatch_reason(folder, str(error)) or pipeline_fault(folder)
+        if fault is None and not is_damaged_folder_error(error):
+            raise
+        reason = fault or first_line(error)
+        raise MissingWeightsError(f"the {kind} pipeline at {folder} could not be loaded ({reason}); the folder is "
+                                  f"damaged or incomplete: copy or convert it again.\n{help_text}") from error
+
+
+def pipeline_fault(folder: Path) -> Optional[str]:
+    """What ``component_fault`` finds in the first component of the pipeline ``folder`` (its ``model_index.json``
+    entries) that has a fault, prefixed with the component's name; None when none has."""
+    import importlib
+
+    try:
+        entries = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for name, value in entries.items():
+        if name.startswith("_") or not (isinstance(value, list) and len(value) == 2 and
+                                        all(isinstance(part, str) for part in value)):
+            continue
+        try:
+            cls = getattr(importlib.import_module(value[0]), value[1])
+        except (ImportError, AttributeError):
+            continue
+        fault = component_fault(folder / name, cls) if isinstance(cls, type) else None
+        if fault is not None:
+            return f"{name}/{fault}"
+    return None
+
+
+def component_fault(folder: Path, cls: type) -> Optional[str]:
+    """Why ``cls`` (a diffusers or transformers model, or a diffusers scheduler) cannot be loaded from the folder
+    ``folder``: its config builds no ``cls`` (a size of -32, a count given as "four": the loaders' own errors are
+    ``TypeError`` or ``RuntimeError`` tracebacks from deep in a constructor), or a weight has another shape than the
+    model built from it (transformers' error points at a report that is not shown). None when neither: the fault is
+    elsewhere. The model is built on the meta device: no memory, no weights read."""
+    import torch
+    from diffusers import ModelMixin
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+    config_name = getattr(cls, "config_name", None) or "config.json"
+    if not (folder / config_name).is_file():
+        return None
+    try:
+        if issubclass(cls, SchedulerMixin):  # (its arrays are made on the CPU: small)
+            cls.from_config(cls.load_config(folder))
+            return None
+        with torch.device("meta"):
+            if issubclass(cls, ModelMixin):
+                model = cls.from_config(cls.load_config(folder))
+            elif isinstance(getattr(cls, "config_class", None), type):  # transformers
+                model = cls(cls.config_class.from_pretrained(folder))
+            else:
+                return None
+    except Exception as error:
+        if is_out_of_memory(error) or "meta" in str(error):  # not the config's doing
+            return None
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        reason = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # transformers': "Validation error for
+        return f"{config_name} builds no {cls.__name__}: {reason}"  # field 'x':" and the reason on the next line
+    try:
+        stored = stored_shapes(folder) or {}
+    except Exception:  # an unreadable weight file: the loader's own error names it
+        return None
+    built = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    for key in sorted(built.keys() & stored.keys()):
+        if built[key] != stored[key]:
+            return (f"{config_name} does not fit the weights ({key} has shape {list(stored[key])} in the weights, "
+                    f"{list(built[key])} in the model)")
+    return None
 
 
 #: diffusers' refusal of a weight whose shape is not the one its config.json builds ("Cannot load <path> because
@@ -368,14 +475,15 @@ def check_to_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     import torch
 
     for value in (kwargs.get("device"), *args):
-        if not isinstance(value, (str, torch.device)):  # a dtype, or no device
-            continue
+        if not isinstance(value, (str, torch.device, int)) or isinstance(value, bool):  # a dtype, or no device
+            continue  # (an int is a CUDA device's index)
         try:
             device = torch.device(value)
         except RuntimeError:  # not a device name: diffusers' own check reports it
             continue
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise DeviceError(f"to({str(value)!r}) needs a CUDA GPU, and none is available; the pipeline runs on the "
+            shown = str(value) if isinstance(value, torch.device) else value  # 'cuda', 0
+            raise DeviceError(f"to({shown!r}) needs a CUDA GPU, and none is available; the pipeline runs on the "
                               "CPU as loaded (or pass 'cpu')")
 
 

@@ -27,13 +27,30 @@ def default_student_folder() -> Path:
     Raises:
         MissingWeightsError: the folder (or its model_index.json) is not there.
     """
-    folder = Path(star_vsr.__file__).parent / "weights" / DEFAULT_STUDENT_NAME
+    folder = _bundled_folder()
     if not (folder / "model_index.json").is_file():
-        from star_vsr.pipelines.pipeline_star_student import MISSING_STUDENT_HELP
-
-        raise MissingWeightsError(f"the default student is not installed (expected a pipeline folder at {folder}); "
-                                  f"pass --model FOLDER or put a student there.\n" + MISSING_STUDENT_HELP)
+        raise MissingWeightsError(f"the default student is not installed (expected a pipeline folder at {folder}).\n"
+                                  + bundled_student_help(folder))
     return folder
+
+
+def _bundled_folder() -> Path:
+    return Path(star_vsr.__file__).parent / "weights" / DEFAULT_STUDENT_NAME
+
+
+def is_bundled_student(folder: Path) -> bool:
+    """Whether ``folder`` is the student that ships with star-vsr."""
+    try:
+        return Path(folder).resolve() == _bundled_folder().resolve()
+    except OSError:
+        return False
+
+
+def bundled_student_help(folder: Path) -> str:
+    """What to do when the student that ships with star-vsr (at ``folder``) is missing or damaged."""
+    return (f"{folder} is the student that ships inside the star-vsr package, and its files are missing or damaged: "
+            f"reinstall star-vsr (pip install --force-reinstall --no-deps star-vsr; in a git checkout, `git checkout "
+            f"-- star_vsr/weights`), or pass --model FOLDER to use another student")
 
 
 def build_student_pipeline(preset: str = "small", seed: int = 0, bilinear_start: bool = False,

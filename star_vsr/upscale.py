@@ -93,7 +93,7 @@ def resolve_dtype(dtype: Union[str, torch.dtype], device: torch.device, student:
 def pipeline_class_name(folder: Union[str, Path], variant: Optional[str] = None) -> str:
     """``_class_name`` recorded in a pipeline folder's model_index.json, once the folder is checked for a load of
     ``variant``."""
-    from star_vsr.pipelines.pipeline_star_student import MISSING_STUDENT_HELP
+    from star_vsr.pipelines.pipeline_star_student import missing_student_help
     from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP
 
     from .model_folder import check_pipeline_folder
@@ -102,7 +102,7 @@ def pipeline_class_name(folder: Union[str, Path], variant: Optional[str] = None)
                     "folder of your own is the output folder of training/distill_student.py (README, \"The student\").")
     return check_pipeline_folder(Path(folder), "star-vsr (student or StarVSR)",
                                  f"{student_help}\n{MISSING_WEIGHTS_HELP}",
-                                 class_help={"StarStudentPipeline": MISSING_STUDENT_HELP,
+                                 class_help={"StarStudentPipeline": missing_student_help(Path(folder)),
                                              "StarVSRPipeline": MISSING_WEIGHTS_HELP}, variant=variant)
 
 

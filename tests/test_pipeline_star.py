@@ -462,6 +462,27 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
         weights = next((folder / "vae").glob("*.safetensors"))
         save_file({k: v for k, v in load_file(weights).items() if not k.startswith("decoder.")}, weights)
 
+    def bin_without(component, key_part):  # .bin weights (not checked before), one tensor left out
+        def damage(folder):
+            from safetensors.torch import load_file
+
+            weights = next((folder / component).glob("*.safetensors"))
+            tensors = load_file(weights)
+            tensors.pop(next(key for key in tensors if key_part in key))
+            name = "pytorch_model.bin" if weights.name == "model.safetensors" else "diffusion_pytorch_model.bin"
+            torch.save(tensors, folder / component / name)
+            weights.unlink()
+        return damage
+
+    def widen_text_encoder(folder):
+        config = json.loads((folder / "text_encoder" / "config.json").read_text())
+        (folder / "text_encoder" / "config.json").write_text(json.dumps({**config,
+                                                                         "hidden_size": config["hidden_size"] * 2}))
+
+    def schedule(folder):
+        config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+        (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "num_train_timesteps": -5}))
+
     damages = {
         "truncated": (truncate("unet"), "could not be loaded .Unable to load weights"),
         # transformers lets safetensors' own error through (it was a traceback)
@@ -486,6 +507,31 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
         "vae_channels": (edit_config("vae", "block_out_channels", [32, 64]),
                          r"vae: config.json does not fit the weights \(\S+ has shape \[\d+\S*\] in the weights, "
                          r"\[\d+\S*\] in the model\)"),
+        # .bin weights missing a tensor loaded: the text encoder's left random, the VAE's on the meta device
+        "vae_bin": (bin_without("vae", "decoder.conv_in.bias"), r"vae: config.json does not fit the weights \(1 "
+                                                                r"parameters .*e.g. decoder.conv_in.bias"),
+        "text_encoder_bin": (bin_without("text_encoder", "position_embedding"),
+                             "text_encoder: config.json does not fit the weights .*position_embedding"),
+        # configs that build no model: TypeError / RuntimeError / ValueError tracebacks from deep in a constructor
+        "unet_head_dim": (edit_config("unet", "attention_head_dim", "x"), r"unet: StarVSRUNetModel could not be "
+                                                                          r"loaded \(config.json builds no "
+                                                                          r"StarVSRUNetModel: "),
+        "vae_latents": (edit_config("vae", "latent_channels", "four"),
+                        r"vae/config.json builds no AutoencoderKLTemporalDecoder: "),
+        "text_encoder_layers": (edit_config("text_encoder", "num_hidden_layers", "two"),
+                                r"text_encoder/config.json builds no CLIPTextModel: Validation error for field "
+                                r"'num_hidden_layers': \S"),
+        "scheduler_steps": (schedule, r"scheduler/scheduler_config.json builds no DPMSolverMultistepScheduler: "
+                                      r"Number of samples, -5"),
+        # transformers' error pointed at a report it does not show ("look at the above report")
+        "text_encoder_wider": (widen_text_encoder, r"text_encoder/config.json does not fit the weights \(\S+ has "
+                                                   r"shape \[77, \d+\] in the weights"),
+        "text_encoder_no_config": (lambda f: (f / "text_encoder" / "config.json").unlink(),
+                                   "text_encoder holds weights but no config.json"),
+        # named as the fallback diffusers did not find ("no file named diffusion_pytorch_model.bin")
+        "vae_renamed": (lambda f: (f / "vae" / "diffusion_pytorch_model.safetensors").rename(
+            f / "vae" / "model.safetensors"), "vae holds weights named model.safetensors, which from_pretrained "
+                                              "does not read: it reads diffusion_pytorch_model.safetensors"),
     }
     for name, (damage, reason) in damages.items():
         folder = tmp_path / name

@@ -705,6 +705,8 @@ def test_device_errors_name_the_python_argument_in_python_and_the_flag_in_the_co
         for args, kwargs in ((("cuda",), {}), ((), {"device": torch.device("cuda", 0)}), (("cuda", torch.float32), {})):
             with pytest.raises(DeviceError, match=r"^to\('cuda(:0)?'\) needs a CUDA GPU, and none is available"):
                 pipe.to(*args, **kwargs)
+        with pytest.raises(DeviceError, match=r"^to\(0\) needs a CUDA GPU"):  # a device index (was torch's error)
+            pipe.to(0)
         assert pipe.to("cpu") is pipe and pipe.to(torch.float32) is pipe
     src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
     assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4"), "--device", "cuda"]) == 2
@@ -820,6 +822,12 @@ def test_a_damaged_model_folder_loaded_directly_is_a_missing_weights_error_namin
 
     pipe.student.save_pretrained(tmp_path / "good")
     weights = tmp_path / "good" / "diffusion_pytorch_model.safetensors"
+
+    def edit(key, value):
+        def damage(folder):
+            config = json.loads((folder / "config.json").read_text())
+            (folder / "config.json").write_text(json.dumps({**config, key: value}))
+        return damage
     damages = {
         "no_weights": (lambda f: (f / weights.name).unlink(), r"has a config.json but no weights"),
         "truncated": (lambda f: (f / weights.name).write_bytes(weights.read_bytes()[:300]),
@@ -827,6 +835,14 @@ def test_a_damaged_model_folder_loaded_directly_is_a_missing_weights_error_namin
         "no_config": (lambda f: (f / "config.json").unlink(), r"has no config.json: it is not a folder written by "
                                                                r"StarStudentModel.save_pretrained"),
         "bad_json": (lambda f: (f / "config.json").write_text("{"), r"could not be loaded \(.*not a valid JSON"),
+        # values that build no model: a TypeError or RuntimeError traceback from deep in the constructor
+        "blocks_as_text": (edit("num_blocks", "four"), r"could not be loaded \(config.json builds no "
+                                                       r"StarStudentModel: 'str' object cannot be interpreted"),
+        "negative_width": (edit("num_channels", -32), r"config.json builds no StarStudentModel: Trying to create "
+                                                      r"tensor with negative dimension -32"),
+        # diffusers named its fallback ("no file named diffusion_pytorch_model.bin"), and another folder
+        "renamed": (lambda f: (f / weights.name).rename(f / "model.safetensors"),
+                    r"holds weights named model.safetensors, which from_pretrained does not read"),
     }
     for name, (damage, match) in damages.items():
         shutil.copytree(tmp_path / "good", tmp_path / name)
@@ -850,6 +866,46 @@ def test_a_damaged_model_folder_loaded_directly_is_a_missing_weights_error_namin
     with pytest.raises(MissingWeightsError, match="config.json does not fit the weights"):
         StarStudentModel.from_pretrained(tmp_path / "good")
     assert "newly initialized" not in capfd.readouterr().err
+
+
+def test_the_shipped_student_damaged_says_to_reinstall(tmp_path, monkeypatch, capsys):
+    """Its help said to train a student or use "the student that ships inside the package", the one damaged."""
+    import shutil
+
+    import star_vsr
+    from star_vsr.cli import main
+    from star_vsr.io.synthetic import write_test_video
+    from star_vsr.student import default_student_folder
+
+    package = tmp_path / "star_vsr"
+    shutil.copytree(default_student_folder(), package / "weights" / "student-default")
+    monkeypatch.setattr(star_vsr, "__file__", str(package / "__init__.py"))
+    assert package in default_student_folder().parents  # (the copy's weights are removed, not the package's)
+    (default_student_folder() / "student" / "diffusion_pytorch_model.safetensors").unlink()
+    write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
+    for argv in (["upscale", str(tmp_path / "in.mp4"), "-o", str(tmp_path / "out.mp4")],
+                 ["export", "-o", str(tmp_path / "student.onnx")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is the student that ships inside the star-vsr package, and its files are missing or damaged: " \
+               "reinstall star-vsr" in err and "distill_student.py" not in err
+    with pytest.raises(MissingWeightsError, match="ships inside the star-vsr package"):
+        StarStudentPipeline.from_pretrained(default_student_folder())
+
+
+def test_a_variant_folder_on_the_command_line_is_told_how_to_save_it_without_one(pipe, tmp_path, capsys):
+    """It was told to "load it with variant='fp16'", which no command can."""
+    from star_vsr.cli import main
+    from star_vsr.io.synthetic import write_test_video
+
+    pipe.save_pretrained(tmp_path / "student", variant="fp16")
+    write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
+    assert main(["upscale", str(tmp_path / "in.mp4"), "-o", str(tmp_path / "out.mp4"), "--model",
+                 str(tmp_path / "student")]) == 2
+    assert "star-vsr commands load weights saved without a variant: save the pipeline again without one (in Python: " \
+           "its from_pretrained(FOLDER, variant='fp16').save_pretrained(NEW_FOLDER))" in capsys.readouterr().err
+    with pytest.raises(MissingWeightsError, match="load it with variant='fp16'"):  # Python can
+        StarStudentPipeline.from_pretrained(tmp_path / "student")
 
 
 def test_auto_dtype_is_bfloat16_for_a_student_on_a_cpu_with_amx(pipe, tmp_path, monkeypatch):

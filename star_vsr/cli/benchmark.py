@@ -107,11 +107,12 @@ def load_benchmark_student(model: Optional[str], preset: Optional[str], dtype: s
         except MissingWeightsError:  # no shipped student: time the same network with random weights
             preset = "small"
     if preset is None:
-        from star_vsr.pipelines.pipeline_star_student import MISSING_STUDENT_HELP
+        from star_vsr.pipelines.pipeline_star_student import missing_student_help
 
         from ..model_folder import check_pipeline_folder
 
-        name = check_pipeline_folder(Path(model), "student", MISSING_STUDENT_HELP)  # benchmark times students only
+        # benchmark times students only
+        name = check_pipeline_folder(Path(model), "student", missing_student_help(Path(model)))
         if name != "StarStudentPipeline":  # a diffusion folder failed inside the student's timing loop
             raise InputError(f"{model} holds a {name}; benchmark times student pipelines only (a diffusion model "
                              f"takes minutes per frame on a CPU: time it with `star-vsr upscale --max-frames`)")

@@ -87,11 +87,12 @@ def run(args: argparse.Namespace) -> int:
         # with --overwrite it replaced the weights (or config) it was reading, the shipped student's included
         raise InputError(f"-o {output} is a file of the model being exported ({args.model}); write the export "
                          f"elsewhere, or to a new name")
-    from star_vsr.pipelines.pipeline_star_student import MISSING_STUDENT_HELP
+    from star_vsr.pipelines.pipeline_star_student import missing_student_help
 
     from ..model_folder import check_pipeline_folder
 
-    name = check_pipeline_folder(Path(args.model), "student", MISSING_STUDENT_HELP)  # STAR's help would not fit
+    # (STAR's help would not fit)
+    name = check_pipeline_folder(Path(args.model), "student", missing_student_help(Path(args.model)))
     if name != "StarStudentPipeline":
         raise InputError(f"{args.model} holds a {name}; only student pipelines can be exported")
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline

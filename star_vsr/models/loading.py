@@ -19,8 +19,8 @@ from typing import Any, Iterator, Union
 
 from diffusers import ModelMixin
 
-from ..errors import MissingWeightsError, first_line
-from ..model_folder import (check_keys_fit, check_model_folder, check_save_target, check_variant,
+from ..errors import MissingWeightsError, StarVSRError, first_line, is_out_of_memory
+from ..model_folder import (check_keys_fit, check_model_folder, check_save_target, check_variant, component_fault,
                             is_damaged_folder_error, local_load_kwargs)
 
 
@@ -71,10 +71,13 @@ class LocalModelMixin:
                 model, info = super().from_pretrained(pretrained_model_name_or_path,  # type: ignore[misc]
                                                       output_loading_info=True, **kwargs)
         except Exception as error:
-            if not is_damaged_folder_error(error):
+            if isinstance(error, StarVSRError) or is_out_of_memory(error):
                 raise
-            raise MissingWeightsError(f"{folder}: {cls.__name__} could not be loaded ({first_line(error)}); the "
-                                      f"folder is damaged or incomplete: copy or save it again") from error
+            fault = component_fault(folder, cls)  # a config that builds no model ("four" blocks, -32 channels)
+            if fault is None and not is_damaged_folder_error(error):
+                raise
+            raise MissingWeightsError(f"{folder}: {cls.__name__} could not be loaded ({fault or first_line(error)}); "
+                                      f"the folder is damaged or incomplete: copy or save it again") from error
         mismatched = [entry[0] for entry in info.get("mismatched_keys") or []]  # only with ignore_mismatched_sizes
         check_keys_fit(folder, list(info["missing_keys"]), list(info["unexpected_keys"]), mismatched)
         return (model, info) if want_info else model
