@@ -82,10 +82,18 @@ def check_video_output_name(path: Union[str, Path]) -> None:
 
 def check_output_folder_name(path: Union[str, Path]) -> None:
     """``InputError`` for the output folder ``-`` (standard output to many tools), which a batch command would make
-    as a folder named '-' in the working folder."""
+    as a folder named '-' in the working folder, and for a link that loops or points to nothing."""
     if Path(path).name == "-":
         raise InputError("the output folder '-' would be a folder named '-': star-vsr writes files, not standard "
                          "output; name a folder, e.g. out/")
+    try:
+        Path(path).resolve()
+    except (RuntimeError, OSError):  # a RuntimeError traceback from the first resolve() of it
+        raise InputError(f"the output folder {path} is (or is inside) a link that points back to itself; name "
+                         f"another folder") from None
+    if Path(path).is_symlink() and not Path(path).exists():  # mkdir said "File exists"
+        raise InputError(f"the output folder {path} is a link to {os.readlink(path)}, which does not exist; make "
+                         f"that folder, or name another")
 
 
 def check_not_a_link(path: Path) -> None:

@@ -1663,6 +1663,50 @@ def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(t
     assert not (tmp_path / "none").exists()
 
 
+def test_upscale_batch_whose_model_fails_to_load_leaves_no_output_folder(tmp_path, capsys):
+    """It made the output folder, then failed to load the model and left it empty, as if something were written."""
+    from star_vsr.student import default_student_folder
+
+    model = tmp_path / "student"
+    shutil.copytree(default_student_folder(), model)
+    (model / "student" / "diffusion_pytorch_model.safetensors").rename(model / "student" / "model.safetensors")
+    (tmp_path / "in").mkdir()
+    write_test_video(tmp_path / "in" / "a.mp4", num_frames=2, size=(16, 16))
+    assert main(["upscale-batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(model)]) == 2
+    assert "holds weights named model.safetensors" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()  # one of the user's: kept
+    assert main(["upscale-batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(model)]) == 2
+    assert (tmp_path / "out").is_dir()
+
+
+def test_upscale_batch_refuses_outputs_it_cannot_replace_and_output_links_before_any_work(tmp_path, capsys):
+    """Under --overwrite, a folder where a video goes (or a file where PNG frames go) stopped the batch at that video
+    with exit 2 and the overwrite ledger left behind; -o a link to itself was a RuntimeError traceback, a link to
+    nothing "File exists"."""
+    (tmp_path / "in").mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        write_test_video(tmp_path / "in" / name, num_frames=2, size=(16, 16))
+    out = tmp_path / "out"
+    (out / "b.mp4").mkdir(parents=True)
+    assert main(["upscale-batch", str(tmp_path / "in"), "-o", str(out), "--overwrite"]) == 2
+    assert f"{out / 'b.mp4'} is a folder, where the video of b.mp4 would go: --overwrite replaces outputs, not " \
+           f"other kinds of files" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["b.mp4"]  # nothing written, no ledger
+    (out / "b.mp4").rmdir()
+    (out / "b").write_bytes(b"")
+    assert main(["upscale-batch", str(tmp_path / "in"), "-o", str(out), "--overwrite", "--codec", "png"]) == 2
+    assert f"{out / 'b'} is a file, where the PNG frames of b.mp4 would go" in capsys.readouterr().err
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "dangling").symlink_to("nowhere")
+    for output, message in ((tmp_path / "loop", "is (or is inside) a link that points back to itself"),
+                            (tmp_path / "loop" / "x", "is (or is inside) a link that points back to itself"),
+                            (tmp_path / "dangling", "is a link to nowhere, which does not exist")):
+        for command in ("upscale-batch", "degrade"):
+            assert main([command, str(tmp_path / "in"), "-o", str(output)]) == 2
+            assert f"the output folder {output} {message}" in capsys.readouterr().err
+
+
 def test_upscale_batch_skips_a_video_removed_while_it_runs(tmp_path, capsys, monkeypatch):
     """A video deleted after the batch listed it stopped the whole batch ("does not exist", exit 2) and the videos
     after it were never done; under accelerate the launcher then killed the other process mid-video."""

@@ -316,13 +316,29 @@ BARRIER_TIMEOUT = timedelta(days=20)
 
 
 def run_batch(args: argparse.Namespace) -> int:
+    """``upscale-batch``; an output folder it made is removed when it stops on an error with nothing in it (a model
+    that failed to load left an empty folder behind, as if something had been written)."""
+    output_dir = Path(args.output_dir)
+    made = not output_dir.exists()
+    try:
+        return _run_batch(args)
+    except BaseException:
+        if made and output_dir.is_dir() and not any(output_dir.iterdir()):
+            try:
+                output_dir.rmdir()
+            except OSError:  # another process of the batch wrote in it meanwhile
+                pass
+        raise
+
+
+def _run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
     from ..io.folders import (broken_link_line, broken_links, clips_in_folder, is_frame_folder, other_subfolders,
                               other_subfolders_note, stray_images_note)
-    from ..io.writer import check_crf
+    from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_output_folder_name, check_writable
     from ..batch_record import made_with_other_settings, output_settings, record_output, recorded_inputs
     from .existing_outputs import check_existing_outputs, done_but_line, existing_output_lines, listed
@@ -368,6 +384,13 @@ def run_batch(args: argparse.Namespace) -> int:
     if args.overwrite:  # as `upscale --overwrite`, for every output, before any work
         for video in videos:
             check_new_output(outputs[video], overwrite=True, source=video)
+            frames = writes_frames(outputs[video], args.codec)
+            if outputs[video].exists() and outputs[video].is_dir() != frames:  # the writer refused it mid-batch,
+                # which stopped there (exit 2, the ledger left)
+                raise InputError(f"{outputs[video]} is a {'file' if frames else 'folder'}, where "
+                                 f"{'the PNG frames' if frames else 'the video'} of {video.name} would go: "
+                                 f"--overwrite replaces outputs, not other kinds of files; remove it, or choose "
+                                 f"another --output-dir")
     check_crf(args.codec or "h264", args.crf)  # the writers check it per video, after the folder is made
     check_model_options(args)
     made_output_dir = not output_dir.exists()
