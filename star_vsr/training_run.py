@@ -569,6 +569,10 @@ def apply_run_hyperparameters(optimizer: Any, lr_scheduler: Any, args: argparse.
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
+#: The component folders of both pipelines a training run saves (StarVSR's and the student's).
+PIPELINE_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "controlnet", "scheduler", "student")
+
+
 def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -> None:
     """``InputError`` when ``output_dir`` holds a run and this one neither goes on from it
     (``--resume_from_checkpoint``) nor replaces it (``--overwrite_output_dir``): training over an old
@@ -601,6 +605,12 @@ def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -
         go_on = "go on with --resume_from_checkpoint latest, " if checkpoints else ""
         raise InputError(f"{output_dir} holds a run ({', '.join(found[:4])}); {go_on}choose another --output_dir, "
                          f"or pass --overwrite_output_dir to start over")
+    taken = [f"{name}/" for name in PIPELINE_COMPONENTS
+             if (output_dir / name).is_dir() and any((output_dir / name).iterdir())]
+    if not found and taken:  # the final save replaces these folders whole: the user's files in them were deleted
+        raise InputError(f"{output_dir} holds {', '.join(taken)} (no saved model's: no {MODEL_INDEX}); the trained "
+                         f"pipeline is saved as such folders and would replace {'it' if len(taken) == 1 else 'them'}: "
+                         f"choose another --output_dir")
 
 
 def _run_found(output_dir: Path) -> list[str]:
@@ -1175,6 +1185,20 @@ def check_number(args: argparse.Namespace, name: str, low: float, high: float = 
 CHECKPOINT_MODEL_FOLDERS = {"controlnet": "training/train_star.py", "student": "training/distill_student.py"}
 
 
+def check_overwritten_run_is_this_scripts(output_dir: Path, model_folder: str) -> None:
+    """``InputError`` when ``output_dir`` holds a run of the other training script (its checkpoints' or final
+    model's ``CHECKPOINT_MODEL_FOLDERS`` folder), which ``--overwrite_output_dir`` would replace only in part: it
+    deletes what this script's runs write, and the other's step log, validation images and TensorBoard events
+    stayed among this run's."""
+    places = [output_dir, *checkpoint_folders(output_dir)] if output_dir.is_dir() else []
+    others = {script for folder, script in CHECKPOINT_MODEL_FOLDERS.items()
+              if folder != model_folder and any((place / folder).is_dir() for place in places)}
+    if others:
+        raise InputError(f"{output_dir} holds a run of {sorted(others)[0]}; --overwrite_output_dir replaces runs of "
+                         f"{CHECKPOINT_MODEL_FOLDERS[model_folder]} only (the other script's logs and validation "
+                         f"images would stay among this run's): choose another --output_dir, or delete that one")
+
+
 def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
                        model_folder: Optional[str] = None, checkpoint_shape: Optional[ShapeOf] = None) -> None:
     """``InputError`` for settings both training scripts share that cannot work: the learning rate and
@@ -1209,14 +1233,10 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     if args.mixed_precision == "fp16" and not has_gpu:
         raise InputError("--mixed_precision fp16 needs a GPU; on the CPU use bf16 or no")
     check_output_dir(args.output_dir, args.resume_from_checkpoint, args.overwrite_output_dir)
+    if args.overwrite_output_dir and model_folder is not None:
+        check_overwritten_run_is_this_scripts(Path(args.output_dir), model_folder)
     resume = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     if resume is not None:
-        if checkpoint_step(resume) > args.max_train_steps:
-            raise InputError(f"{resume} is at step {checkpoint_step(resume)}, past --max_train_steps "
-                             f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
-        if checkpoint_step(resume) == args.max_train_steps and finished_from(resume):
-            raise InputError(f"{resume} is at the last step (--max_train_steps {args.max_train_steps}) and the run "
-                             f"wrote its final model after it: nothing to train (raise --max_train_steps to train on)")
         if model_folder is not None and not (resume / model_folder).is_dir():
             # (was a list of every setting as "changed", or a missing-file error from the loading hook)
             saved_by = [script for folder, script in CHECKPOINT_MODEL_FOLDERS.items() if (resume / folder).is_dir()]
@@ -1224,5 +1244,11 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
                 raise damaged_checkpoint(resume, f"its {model_folder}/ folder is missing")
             raise InputError(f"{resume} is no checkpoint of {CHECKPOINT_MODEL_FOLDERS[model_folder]}: {saved_by[0]} "
                              f"saved it; resume a checkpoint of this script, or start a new run")
+        if checkpoint_step(resume) > args.max_train_steps:
+            raise InputError(f"{resume} is at step {checkpoint_step(resume)}, past --max_train_steps "
+                             f"{args.max_train_steps}: nothing to train (raise --max_train_steps to train on)")
+        if checkpoint_step(resume) == args.max_train_steps and finished_from(resume):
+            raise InputError(f"{resume} is at the last step (--max_train_steps {args.max_train_steps}) and the run "
+                             f"wrote its final model after it: nothing to train (raise --max_train_steps to train on)")
         check_resumed_settings(args, parser, resume, checkpoint_shape)
     check_overwrite_keeps_inputs(args, parser)

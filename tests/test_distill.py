@@ -1256,9 +1256,11 @@ def test_a_checkpoint_of_the_other_training_script_is_named_so(tmp_path, train_c
                                 (tmp_path / "bare" / "checkpoint-2",  # its own, copied in part
                                  "checkpoint-2 is damaged and cannot be loaded (its student/ folder is missing)")):
         checkpoint.mkdir(parents=True, exist_ok=True)
-        with pytest.raises(SystemExit):
-            training_args(train_cache, tmp_path / "run", "--resume_from_checkpoint", str(checkpoint))
-        assert message in capsys.readouterr().err
+        # (at --max_train_steps 1, before the step of the other script's checkpoint, it said "nothing to train")
+        for steps in ([], ["--max_train_steps", "1"]):
+            with pytest.raises(SystemExit):
+                training_args(train_cache, tmp_path / "run", "--resume_from_checkpoint", str(checkpoint), *steps)
+            assert message in capsys.readouterr().err
 
 
 def test_overwrite_output_dir_starts_clean_and_keeps_the_users_files(tmp_path):

@@ -258,6 +258,32 @@ def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tm
     check_output_dir(tmp_path, str(tmp_path / "checkpoint-4"), False)  # one of its own: fine
 
 
+def test_component_folders_of_the_users_and_a_run_of_the_other_script_are_refused(tmp_path):
+    """The final save replaces component folders whole: files of the user's in an unet/ of a folder that held no run
+    were deleted without a word. --overwrite_output_dir over the other script's run deleted only what this script
+    writes, and left that run's step log and validation images among the new run's."""
+    from star_vsr.training_run import check_overwritten_run_is_this_scripts
+
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "mine.bin").write_bytes(b"mine")
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match=r"holds unet/ \(no saved model's: no model_index.json\); the trained "
+                                             r"pipeline is saved as such folders and would replace it"):
+            check_output_dir(tmp_path, None, overwrite)
+    (tmp_path / "model_index.json").write_text("{}")  # a saved model's: the run's own, replaced
+    check_output_dir(tmp_path, None, True)
+    star = tmp_path / "star"
+    (star / "checkpoint-2" / "controlnet").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"holds a run of training/train_star.py; --overwrite_output_dir replaces "
+                                         r"runs of training/distill_student.py only"):
+        check_overwritten_run_is_this_scripts(star, "student")
+    check_overwritten_run_is_this_scripts(star, "controlnet")
+    (tmp_path / "distilled" / "student").mkdir(parents=True)  # a finished run's model, no checkpoint
+    with pytest.raises(InputError, match=r"holds a run of training/distill_student.py"):
+        check_overwritten_run_is_this_scripts(tmp_path / "distilled", "controlnet")
+    check_overwritten_run_is_this_scripts(tmp_path / "new", "controlnet")
+
+
 def run_parser() -> SettingsParser:
     """The settings a resume compares, as a training script declares them."""
     p = SettingsParser(path_settings=("config", "train_data", "output_dir"), pair_settings=("crop_size",))
