@@ -514,7 +514,12 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
                              f"the settings that trained it") from error
         if not (isinstance(error, (OSError, SafetensorError)) or is_damaged_weights_error(error)):
             raise
-        raise damaged_checkpoint(checkpoint, first_line(reason)) from error
+        text = first_line(reason)
+        if text.startswith("Weights only load failed"):  # not torch's advice to load it with weights_only=False,
+            # which runs whatever code a pickle holds: what the unpickler found ("Unsupported operand 103")
+            found = str(reason).split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0].strip()
+            text = f"a file of it is no PyTorch state torch.load reads safely ({found or 'unpickling failed'})"
+        raise damaged_checkpoint(checkpoint, text) from error
 
 
 def _missing_file(error: BaseException, checkpoint: Path) -> Optional[str]:

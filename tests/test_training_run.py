@@ -745,6 +745,20 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
         load_training_checkpoint(Loader(PermissionError(13, "Permission denied")), checkpoint)
     with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(Unable to load weights"):
         load_training_checkpoint(Loader(OSError("Unable to load weights from checkpoint file")), checkpoint)
+    # a file that is no pickle torch reads safely: not torch's advice to load it with weights_only=False (which runs
+    # a pickle's code), but what the unpickler found
+    import torch
+
+    (tmp_path / "garbage.bin").write_text("garbage\n")
+    try:
+        torch.load(tmp_path / "garbage.bin", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch's own error, as Accelerate lets it through
+        unpickling = error
+    with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(a file of it is no PyTorch "
+                                         r"state torch.load reads safely \(Unsupported operand 103\)\); "
+                                         r"delete") as raised:
+        load_training_checkpoint(Loader(unpickling), checkpoint)
+    assert "weights_only" not in str(raised.value)
     # a file of the checkpoint missing (was a FileNotFoundError traceback); one outside it is said as it is
     gone = FileNotFoundError(2, "No such file or directory", str(checkpoint / "optimizer.bin"))
     with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(optimizer.bin is missing\); "
