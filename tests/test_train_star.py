@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -141,6 +142,17 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys, monkeypatch):
     assert args.dfl_crop_size is None and args.random_flip is False  # "none" was the string 'none'
     with pytest.raises(InputError, match="train_data"):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--dataset", "video"])
+    # the data settings, refused with the others, not once the model was loaded (a full pipeline's load)
+    (tmp_path / "empty").mkdir()
+    for flags, message in ((["--scale", "5"], f"--scale 5 / --degradation {args.degradation}: Unsupported scale 5"),
+                           (["--degradation", "foo"], f"--scale {args.scale} / --degradation foo: unknown "
+                                                      f"degradation 'foo'"),
+                           (["--train_data", str(tmp_path / "none")], "is not a folder; --dataset images takes"),
+                           (["--train_data", str(tmp_path / "empty")], "no photos"),
+                           (["--dataset", "video", "--train_data", str(tmp_path / "none")],
+                            "none does not exist; --dataset video takes a folder of videos or a CSV/JSON clip list")):
+        with pytest.raises(InputError, match=re.escape(message)):
+            train_star.parse_args(["--config", str(TINY_CONFIG), *flags])
 
 
 @pytest.mark.parametrize("flags, match", [

@@ -76,6 +76,7 @@ from tqdm.auto import tqdm
 
 from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipDataset
 from star_vsr.data.base import BadSampleWarning, ClipPairDataset, as_size, report_skips
+from star_vsr.data.pairs import resolve_degradation
 from star_vsr.data.video_clips import as_frame_interval
 from star_vsr.errors import InputError, explain_out_of_memory
 from star_vsr.io.atomic import remove_temporary, temporary_path
@@ -261,6 +262,16 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError("both --v_loss_weight and --dfl_beta are 0: there would be nothing to train")
     as_size(args.crop_size, "--crop_size")
     as_frame_interval(args.frame_interval, "--frame_interval")
+    # the data: here, not once the model is loaded (a full pipeline's load, on a released-size folder)
+    try:
+        resolve_degradation(args.degradation, args.scale)
+    except InputError as error:
+        raise InputError(f"--scale {args.scale} / --degradation {args.degradation}: {error}") from None
+    if args.dataset == "images" and args.train_data is not None:
+        training_photos(Path(args.train_data))
+    if args.dataset == "video" and not Path(args.train_data).exists():
+        raise InputError(f"--train_data {args.train_data} does not exist; --dataset video takes a folder of videos "
+                         f"or a CSV/JSON clip list")
     if args.dfl_num_frames is not None and args.dfl_num_frames < 1:  # more than a clip has: the whole clip
         raise InputError(f"--dfl_num_frames must be >= 1 or null, got {args.dfl_num_frames}")
     if args.validation_steps and args.validation_num_inference_steps < 1:
@@ -446,20 +457,23 @@ def build_dataset(args: argparse.Namespace) -> ClipPairDataset:
                   degradation=args.degradation, caption_dropout=args.caption_dropout, seed=args.seed,
                   length=args.dataset_length)
     if args.dataset == "images":
-        images = None
-        if args.train_data is not None:
-            folder = Path(args.train_data)
-            if not folder.is_dir():
-                raise InputError(f"--train_data {folder} is not a folder; --dataset images takes a folder of photos")
-            images = photos_in_folder(folder)
-            if not images:
-                clips = clips_in_folder(folder)  # the usual mix-up: a folder of training videos
-                raise InputError(f"no photos ({'/'.join(sorted(IMAGE_EXTENSIONS))}) in {folder}" + (
-                    f"; it holds {len(clips)} clip{'s' if len(clips) != 1 else ''} (videos or frame folders): "
-                    f"train on them with --dataset video" if clips else ""))
+        images = None if args.train_data is None else training_photos(Path(args.train_data))
         return ImageMotionDataset(images, caption=args.default_caption, **common)
     return VideoClipDataset(args.train_data, frame_interval=args.frame_interval, random_flip=args.random_flip,
                             default_caption=args.default_caption, **common)
+
+
+def training_photos(folder: Path) -> list[Path]:
+    """The photos of ``--train_data`` for ``--dataset images``; ``InputError`` when it is no folder of photos."""
+    if not folder.is_dir():
+        raise InputError(f"--train_data {folder} is not a folder; --dataset images takes a folder of photos")
+    images = photos_in_folder(folder)
+    if not images:
+        clips = clips_in_folder(folder)  # the usual mix-up: a folder of training videos
+        raise InputError(f"no photos ({'/'.join(sorted(IMAGE_EXTENSIONS))}) in {folder}" + (
+            f"; it holds {len(clips)} clip{'s' if len(clips) != 1 else ''} (videos or frame folders): "
+            f"train on them with --dataset video" if clips else ""))
+    return images
 
 
 def validation_sample(args: argparse.Namespace, dataset: ClipPairDataset) -> dict[str, Any]:
