@@ -886,6 +886,16 @@ def _listed(changes: Sequence[tuple[str, Any, Any]], args: argparse.Namespace) -
     return ", ".join(items)
 
 
+def note_ignored_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, names: Sequence[str],
+                          why: str) -> None:
+    """A note (first process only) naming the settings of ``names`` that ``args`` sets to other than their defaults,
+    which have no effect ``why`` (e.g. "with --dataset images"): they were dropped without a word. A note, not a
+    refusal: a config written for one kind of data keeps them when the command line switches to another."""
+    given = [f"--{name} {getattr(args, name)}" for name in names if getattr(args, name) != parser.get_default(name)]
+    if given and is_first_process():
+        print(f"note: {', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect {why}", file=sys.stderr)
+
+
 def is_first_process() -> bool:
     """Whether this is the first (or only) process ``accelerate launch`` started: its ``RANK`` is 0 or unset. What
     every process would say alike (the same command line, the same files) is said by this one only."""

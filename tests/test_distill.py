@@ -1263,6 +1263,15 @@ def test_a_checkpoint_of_the_other_training_script_is_named_so(tmp_path, train_c
             assert message in capsys.readouterr().err
 
 
+def test_motion_clip_settings_with_a_cache_are_noted(tmp_path, train_cache, capsys):
+    """--motion_crop_size and the other on-the-fly clip settings had no effect with --train_cache, without a word."""
+    training_args(train_cache, tmp_path / "run", "--motion_crop_size", "128", "--motion_num_frames", "9")
+    assert "note: --motion_num_frames 9, --motion_crop_size 128 have no effect with --train_cache" in \
+        capsys.readouterr().err
+    training_args(train_cache, tmp_path / "run")
+    assert "no effect" not in capsys.readouterr().err
+
+
 def test_overwrite_output_dir_starts_clean_and_keeps_the_users_files(tmp_path):
     """A run over one that saved checkpoints, TensorBoard events, a summary and a model: afterwards the folder
     holds the new run's outputs only (it saves no checkpoint and logs nothing), and the user's file."""

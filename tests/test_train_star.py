@@ -121,6 +121,8 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys, monkeypatch):
     assert args.max_train_steps == 3 and args.crop_size == [16, 24] and args.lora_alpha is None
     assert args.random_flip is False and args.learning_rate == 2e-4
     assert args.tiny_model is True and args.dataset == "images" and args.num_frames == 4  # from the YAML
+    # a setting of video data, with photos: dropped without a word
+    assert "note: --random_flip False has no effect with --dataset images" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("tiny_model: true\nlearning_rte: 1.0e-4\n")
     with pytest.raises(SystemExit) as exit_info:

@@ -70,7 +70,8 @@ from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, add_optimizer_arguments,
                                    apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
                                    check_run_settings, check_same_data, checkpoint_step, finishing_message,
-                                   is_first_process, load_training_checkpoint, optional_value, parse_with_config,
+                                   is_first_process, load_training_checkpoint, note_ignored_settings,
+                                   optional_value, parse_with_config,
                                    path_or_none, prepare_output_dir, record_data_id, record_final_step,
                                    record_run_settings, resume_checkpoint, resuming_message, run_script,
                                    tensorboard_pattern, tracker_init_kwargs)
@@ -259,6 +260,10 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
             raise InputError(f"unsupported scale {args.scale}: --scale must be one of "
                              f"{', '.join(map(str, SUPPORTED_SCALES))} (the scales the degradation chain makes "
                              f"clips at)")
+        if args.train_cache is not None:
+            note_ignored_settings(args, build_parser(), [f"motion_{name}" for name in (
+                "num_frames", "crop_size", "patch_size", "degradation", "flip_and_rotate", "length")],
+                "with --train_cache (they make motion clips on the fly, without a cache)")
         if args.train_cache is not None:  # before --validation_size, which must be a multiple of the scale
             check_cache_scale(CacheManifest.load(args.train_cache), args)
         for flag in ("space_features", "time_features", "feature_names"):

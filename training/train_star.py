@@ -95,8 +95,9 @@ from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add_checkpoint_arguments,
                                    add_optimizer_arguments, apply_run_hyperparameters, bool_value,
                                    check_batches_per_epoch, check_number, check_run_settings, check_same_data,
-                                   checkpoint_step, finishing_message, load_training_checkpoint, optional_value,
-                                   parse_with_config, path_or_none, prepare_output_dir, record_data_id,
+                                   checkpoint_step, finishing_message, load_training_checkpoint,
+                                   note_ignored_settings, optional_value, parse_with_config, path_or_none,
+                                   prepare_output_dir, record_data_id,
                                    record_final_step, record_run_settings, resume_checkpoint, resuming_message,
                                    run_script, tensorboard_pattern, tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
@@ -269,6 +270,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--scale {args.scale} / --degradation {args.degradation}: {error}") from None
     if args.dataset == "images" and args.train_data is not None:
         training_photos(Path(args.train_data))
+    if args.dataset == "images":
+        note_ignored_settings(args, build_parser(), ("frame_interval", "random_flip"),
+                              "with --dataset images (photos are filmed frame by frame, in random directions)")
     if args.dataset == "video" and not Path(args.train_data).exists():
         raise InputError(f"--train_data {args.train_data} does not exist; --dataset video takes a folder of videos "
                          f"or a CSV/JSON clip list")
