@@ -1756,6 +1756,19 @@ def test_unreadable_image_is_corrupt(tmp_path):
         probe_video(tmp_path)
 
 
+def test_a_whole_image_ffmpeg_does_not_decode_is_named_unsupported_not_damaged(tmp_path):
+    """A 32-bit float TIFF (a valid file PIL reads) was "not a readable image ... may be truncated or damaged"."""
+    from PIL import Image
+
+    Image.fromarray(np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(48, 64)).save(tmp_path / "depth.tiff")
+    with pytest.raises(UnsupportedVideoError, match=r"depth\.tiff is an image of a kind star-vsr does not read \(PIL "
+                                                    r"mode F: 32-bit floating point\); save it as an 8- or 16-bit PNG"):
+        probe_video(tmp_path / "depth.tiff")
+    (tmp_path / "bad.png").write_bytes(b"not a png")  # no picture at all: damaged, as before
+    with pytest.raises(CorruptVideoError, match=r"bad\.png is not a readable image: no picture in it decodes"):
+        probe_video(tmp_path / "bad.png")
+
+
 def test_a_cut_short_jpeg_frame_is_corrupt_not_read_half_grey(tmp_path, capfd):
     """OpenCV read a JPEG cut short by a failed copy with its missing rows grey, saying only "Premature end of JPEG
     file" without a name, and evaluate scored it (black-box review)."""

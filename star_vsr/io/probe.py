@@ -833,6 +833,11 @@ def _probe_container(path: Path) -> VideoInfo:
                 f"frames as a folder of PNG images (ImageMagick: magick {path.name} frames/%04d.png) or as a video, "
                 f"and give that")
         if path.suffix.lower() in IMAGE_EXTENSIONS:  # not "a video stream" (a JPEG cut short, or no JPEG at all)
+            mode = _decodable_pil_mode(path)
+            if mode is not None:  # a whole picture of a kind FFmpeg does not decode (a 32-bit float TIFF) was
+                # called "truncated or damaged"
+                raise UnsupportedVideoError(f"{path} is an image of a kind star-vsr does not read (PIL mode {mode}"
+                                            f"{PIL_MODE_NAMES.get(mode, '')}); save it as an 8- or 16-bit PNG")
             raise CorruptVideoError(f"{path} is not a readable image: no picture in it decodes; the file may be "
                                     f"truncated or damaged")
         raise CorruptVideoError(
@@ -900,6 +905,20 @@ def _image_header(path: Path) -> tuple[int, str | None, bool]:
             return int(getattr(image, "n_frames", 1)), _pil_pix_fmt(image), "transparency" in image.info
     except (UnidentifiedImageError, OSError, ValueError):
         return 1, None, False
+
+
+#: What PIL's image modes that FFmpeg does not decode hold.
+PIL_MODE_NAMES = {"F": ": 32-bit floating point", "I": ": 32-bit integers", "I;32": ": 32-bit integers"}
+
+
+def _decodable_pil_mode(path: Path) -> str | None:
+    """The mode of the picture in ``path`` when PIL decodes it whole (a truncated file does not), else None."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.mode
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
 
 
 def is_photo_file(path: Path, num_frames: int) -> bool:
