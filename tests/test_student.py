@@ -843,6 +843,9 @@ def test_a_damaged_model_folder_loaded_directly_is_a_missing_weights_error_namin
         # diffusers named its fallback ("no file named diffusion_pytorch_model.bin"), and another folder
         "renamed": (lambda f: (f / weights.name).rename(f / "model.safetensors"),
                     r"holds weights named model.safetensors, which from_pretrained does not read"),
+        # another model's folder (a UNet's): was "config.json does not fit the weights"
+        "other_model": (edit("_class_name", "StarVSRUNetModel"), r"holds a StarVSRUNetModel, not a StarStudentModel: "
+                                                                 r"load it with StarVSRUNetModel.from_pretrained"),
     }
     for name, (damage, match) in damages.items():
         shutil.copytree(tmp_path / "good", tmp_path / name)

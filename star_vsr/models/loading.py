@@ -21,7 +21,7 @@ from diffusers import ModelMixin
 
 from ..errors import MissingWeightsError, StarVSRError, first_line, is_out_of_memory
 from ..model_folder import (check_keys_fit, check_model_folder, check_save_target, check_variant, component_fault,
-                            is_damaged_folder_error, local_load_kwargs)
+                            is_damaged_folder_error, local_load_kwargs, saved_config)
 
 
 @contextmanager
@@ -63,6 +63,11 @@ class LocalModelMixin:
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, Path], **kwargs: Any) -> Any:
         folder = Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
         check_model_folder(folder, cls.__name__)
+        saved = saved_config(folder).get("_class_name")
+        if isinstance(saved, str) and saved not in {base.__name__ for base in cls.__mro__}:  # was "config.json
+            # does not fit the weights" (a UNet folder given to StarStudentModel)
+            raise MissingWeightsError(f"{folder} holds a {saved}, not a {cls.__name__}: load it with "
+                                      f"{saved}.from_pretrained")
         check_variant(folder, cls.__name__, kwargs.get("variant"))
         kwargs = local_load_kwargs(kwargs)  # local_files_only, and a dtype by name ("bf16") as the pipelines take it
         want_info = kwargs.pop("output_loading_info", False)
