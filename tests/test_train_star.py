@@ -284,10 +284,9 @@ def test_a_folder_of_videos_for_the_photo_dataset_points_to_dataset_video(tmp_pa
     for data, match in ((tmp_path / "videos", r"no photos \(\.bmp/.*\.webp\) in .*videos; it holds 1 clip \(videos or "
                                               r"frame folders\): train on them with --dataset video"),
                         (tmp_path / "videos" / "a.mp4", "is not a folder; --dataset images takes a folder of photos")):
-        args = train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"),
-                                      "--train_data", str(data)])  # the tiny config's dataset: images
-        with pytest.raises(InputError, match=match):
-            train_star.build_dataset(args)
+        with pytest.raises(InputError, match=match):  # with the settings, before the model loads
+            train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"),
+                                   "--train_data", str(data)])  # the tiny config's dataset: images
 
 
 def test_out_of_memory_says_what_to_lower(tmp_path, monkeypatch):
