@@ -452,7 +452,8 @@ def _run_batch(args: argparse.Namespace) -> int:
         partly = sum((partial_folder(outputs[v]) / MANIFEST).is_file() for v in todo) if not args.restart else 0
         done = sum(outputs[v].exists() for v in videos)
         status = (f"{len(videos) - len(todo)} of {len(videos)} videos already redone by this batch under --overwrite "
-                  f"before it was stopped (--restart redoes them too)" if redone else
+                  f"in an earlier run that did not finish it (stopped, or a video skipped; --restart redoes them "
+                  f"too)" if redone else
                   f"{done} of {len(videos)} video{'s' * (len(videos) != 1)} already done"
                   + (" (--overwrite: redone)" if args.overwrite else ""))
         print(f"{status}; {len(todo)} to go on {state.num_processes} process(es)"
