@@ -39,8 +39,8 @@ def _check(target: torch.Tensor, source: torch.Tensor) -> None:
     if 0 in target.shape[2:] or 0 in source.shape[2:]:
         raise InputError(f"colour fix needs frames of at least one pixel; got target {tuple(target.shape)} and "
                          f"source {tuple(source.shape)}")
-    check_unit_range(target, "colour fix target frames")
-    check_unit_range(source, "colour fix source frames")
+    check_unit_range(target, "colour fix target frames (the upscaled frames)")
+    check_unit_range(source, "colour fix source frames (the LR frames)")
 
 
 def _mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
