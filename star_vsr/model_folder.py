@@ -230,24 +230,40 @@ def check_weights_fit(model: Any, folder: Path, variant: Optional[str] = None) -
     from ``.bin`` weights, on the meta device) and the extra ones dropped, saying so only in a log line. The
     project's own models refuse that themselves (``LocalModelMixin``); this covers the others (the VAE, the text
     encoder)."""
-    stored = stored_shapes(folder, variant)
+    from diffusers import ModelMixin
+
+    names = DIFFUSERS_WEIGHTS if isinstance(model, ModelMixin) else TRANSFORMERS_WEIGHTS
+    stored = stored_shapes(folder, variant, names)
     if stored is None:
         return
     wanted = set(model.state_dict())
-    check_keys_fit(folder, sorted(wanted - set(stored)), sorted(set(stored) - wanted))
+    # what the loaders take without a word: keys under the model's old top-level name (transformers 4 saved a CLIP
+    # text encoder's as text_model.*, which transformers 5 maps), non-persistent buffers older files hold (its
+    # position_ids), and the class's own patterns of keys to ignore
+    buffers = {name for name, _ in model.named_buffers()}
+    known = wanted | buffers
+    keys = {key if key in known or key.split(".", 1)[-1] not in known else key.split(".", 1)[-1] for key in stored}
+    ignored = [re.compile(pattern) for pattern in getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ()]
+    unexpected = [key for key in sorted(keys - wanted)
+                  if key not in buffers and not any(pattern.search(key) for pattern in ignored)]
+    check_keys_fit(folder, sorted(wanted - keys), unexpected)
 
 
-def stored_shapes(folder: Path, variant: Optional[str] = None) -> Optional[dict[str, tuple[int, ...]]]:
-    """The shape of every tensor in the weights of the model folder ``folder`` (of ``variant``), as its loader
-    finds them: a shard index, else the ``.safetensors`` files, else the ``.bin`` files (read onto the meta device:
-    no tensor data is read); None when it holds none."""
+def stored_shapes(folder: Path, variant: Optional[str] = None,
+                  names: tuple[str, ...] = DIFFUSERS_WEIGHTS) -> Optional[dict[str, tuple[int, ...]]]:
+    """The shape of every tensor in the weights of the model folder ``folder`` (of ``variant``) that its loader
+    reads (files named ``names``, as `DIFFUSERS_WEIGHTS`): a shard index, else the ``.safetensors`` files, else
+    the ``.bin`` files (read onto the meta device: no tensor data is read); None when it holds none. Other files
+    beside them (a trainer's state) are not read."""
     import torch
     from safetensors import safe_open
 
     suffix = f".{variant}" if variant else ""
+    loaded = re.compile(rf"({'|'.join(map(re.escape, names))})[.-]")
 
     def named(pattern: str, dots: int) -> list[Path]:  # (no variant: exactly the dots of name.safetensors)
-        return sorted(file for file in folder.glob(pattern) if variant or file.name.count(".") == dots)
+        return sorted(file for file in folder.glob(pattern)
+                      if (variant or file.name.count(".") == dots) and loaded.match(file.name))
 
     for kind in ("safetensors", "bin"):
         index = named(f"*{suffix}.{kind}.index.json", 3)
@@ -263,7 +279,7 @@ def stored_shapes(folder: Path, variant: Optional[str] = None) -> Optional[dict[
                     shapes.update({key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()})
             else:
                 state = torch.load(file, map_location="meta", weights_only=True)
-                shapes.update({key: tuple(value.shape) for key, value in state.items()})
+                shapes.update({key: tuple(value.shape) for key, value in state.items() if hasattr(value, "shape")})
         return shapes
     return None
 
@@ -333,19 +349,20 @@ def component_fault(folder: Path, cls: type) -> Optional[str]:
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
     config_name = getattr(cls, "config_name", None) or "config.json"
-    if not (folder / config_name).is_file():
+    diffusers_class = issubclass(cls, (ModelMixin, SchedulerMixin))
+    if not (folder / config_name).is_file() or not (diffusers_class or isinstance(getattr(cls, "config_class", None),
+                                                                                  type)):
+        return None
+    try:  # a file that is no JSON: the loader's own error names it ("not a valid JSON file")
+        config = cls.load_config(folder) if diffusers_class else cls.config_class.get_config_dict(folder)[0]
+    except Exception:  # noqa: BLE001
         return None
     try:
         if issubclass(cls, SchedulerMixin):  # (its arrays are made on the CPU: small)
-            cls.from_config(cls.load_config(folder))
+            cls.from_config(config)
             return None
         with torch.device("meta"):
-            if issubclass(cls, ModelMixin):
-                model = cls.from_config(cls.load_config(folder))
-            elif isinstance(getattr(cls, "config_class", None), type):  # transformers
-                model = cls(cls.config_class.from_pretrained(folder))
-            else:
-                return None
+            model = cls.from_config(config) if diffusers_class else cls(cls.config_class.from_dict(config))
     except Exception as error:
         if is_out_of_memory(error) or "meta" in str(error):  # not the config's doing
             return None
@@ -353,7 +370,7 @@ def component_fault(folder: Path, cls: type) -> Optional[str]:
         reason = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # transformers': "Validation error for
         return f"{config_name} builds no {cls.__name__}: {reason}"  # field 'x':" and the reason on the next line
     try:
-        stored = stored_shapes(folder) or {}
+        stored = stored_shapes(folder, names=DIFFUSERS_WEIGHTS if diffusers_class else TRANSFORMERS_WEIGHTS) or {}
     except Exception:  # an unreadable weight file: the loader's own error names it
         return None
     built = {key: tuple(value.shape) for key, value in model.state_dict().items()}

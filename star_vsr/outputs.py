@@ -87,10 +87,11 @@ def check_output_folder_name(path: Union[str, Path]) -> None:
         raise InputError("the output folder '-' would be a folder named '-': star-vsr writes files, not standard "
                          "output; name a folder, e.g. out/")
     try:
-        Path(path).resolve()
-    except (RuntimeError, OSError):  # a RuntimeError traceback from the first resolve() of it
-        raise InputError(f"the output folder {path} is (or is inside) a link that points back to itself; name "
-                         f"another folder") from None
+        os.stat(path)
+    except OSError as error:  # (Path.resolve() raised a RuntimeError traceback on a loop before Python 3.13)
+        if error.errno == errno.ELOOP:
+            raise InputError(f"the output folder {path} is (or is inside) a link that points back to itself; name "
+                             f"another folder") from None
     if Path(path).is_symlink() and not Path(path).exists():  # mkdir said "File exists"
         raise InputError(f"the output folder {path} is a link to {os.readlink(path)}, which does not exist; make "
                          f"that folder, or name another")

@@ -867,6 +867,10 @@ def test_clips_damaged_inside_their_data_are_named_before_the_teacher_runs(tmp_p
     assert "2 clip files of --data or --gt cannot be decoded; repair or remove them (nothing was cached)" in err
     assert f"{lr_dir / 'b.mp4'}: decoding failed after" in err and f"{gt_dir / 'c.mp4'}: decoding failed" in err
     assert not (tmp_path / "cache").exists()
+    wrong_teacher = [tmp_path / "teachr" if part == str(folder) else part for part in argv]
+    assert cli_main([str(part) for part in wrong_teacher]) == 2  # the teacher's own checks first, not after decoding
+    err = capsys.readouterr().err
+    assert "teachr does not exist" in err and "cannot be decoded" not in err
     write_test_video(lr_dir / "b.mp4", num_frames=10, size=(16, 16), seed=1)
     write_test_video(gt_dir / "c.mp4", num_frames=10, size=(32, 32), seed=2)
     assert cli_main(argv) == 0 and TeacherCache(tmp_path / "cache").manifest.num_clips == 6

@@ -570,8 +570,13 @@ def test_a_clip_too_small_for_a_learned_metric_is_refused_before_any_clip_is_sco
     from star_vsr.io.synthetic import write_test_video
 
     metric = load_learned_metric("lpips", weights_dir=lpips_weights["root"])
+    tried = []
+    score_frame = metric.score_frame
+    metric.score_frame = lambda *frames: tried.append(frames[0].shape) or score_frame(*frames)
     metric.check_frame_size(31, 31)
+    metric.check_frame_size(31, 31)  # a size once: not per clip
     metric.check_frame_size(2000, 1000)  # not tried: large enough for any metric
+    assert tried == [(31, 31, 3)]
     with pytest.raises(InputError, match="lpips cannot score frames of 30x40: they are too small"):
         metric.check_frame_size(40, 30)
     for folder in ("pred", "gt"):

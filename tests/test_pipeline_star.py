@@ -226,9 +226,11 @@ def test_color_fix_refuses_what_it_would_turn_into_garbage():
     assert torch.isfinite(fixed).all()
     torch.testing.assert_close(fixed.mean((2, 3)), lr[:1, :, 0, 0], atol=1e-3, rtol=0)  # the pixel's colour
     for fix in (adain_color_fix, wavelet_color_fix):
-        with pytest.raises(InputError, match=r"target frames must be float in \[0, 1\], got torch.uint8"):
+        with pytest.raises(InputError, match=r"target frames \(the upscaled frames\) must be float in \[0, 1\], got "
+                                             r"torch.uint8"):
             fix((sr * 255).to(torch.uint8), lr)
-        with pytest.raises(InputError, match=r"source frames must have values in \[0, 1\], got .* divide by 255"):
+        with pytest.raises(InputError, match=r"source frames \(the LR frames\) must have values in \[0, 1\], got "
+                                             r".* divide by 255"):
             fix(sr, lr * 255)
         with pytest.raises(InputError, match="hold NaN or infinite values"):
             fix(sr, torch.full_like(lr, float("inf")))
@@ -552,6 +554,33 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
                 logger.removeHandler(collect)
         logged = " ".join(str(record.msg) for record in records)
         assert "Some weights of" not in logged and "LOAD REPORT" not in logged, name
+
+
+def test_text_encoder_weights_of_older_transformers_and_files_beside_them_load(tmp_path):
+    """Checking .bin weights too must not refuse what the loaders take: a transformers 4 text encoder (keys under
+    text_model., a position_ids buffer saved), a trainer's file beside the weights (was an AttributeError)."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from star_vsr.testing import tiny_star_pipeline
+
+    tiny_star_pipeline(seed=0).save_pretrained(tmp_path / "good")
+    folder = tmp_path / "old"
+    shutil.copytree(tmp_path / "good", folder)
+    weights = load_file(folder / "text_encoder" / "model.safetensors")
+    (folder / "text_encoder" / "model.safetensors").unlink()
+    old_style = {**{f"text_model.{key}": value for key, value in weights.items()},
+                 "text_model.embeddings.position_ids": torch.arange(77)[None]}
+    torch.save(old_style, folder / "text_encoder" / "pytorch_model.bin")
+    torch.save({"global_step": 3}, folder / "text_encoder" / "training_state.bin")
+    pipe = StarVSRPipeline.from_pretrained(folder)
+    key = "embeddings.position_embedding.weight"
+    assert torch.equal(pipe.text_encoder.state_dict()[key], weights[key].to(pipe.text_encoder.dtype))
+    old_style.pop(f"text_model.{key}")  # and one missing is still found
+    torch.save(old_style, folder / "text_encoder" / "pytorch_model.bin")
+    with pytest.raises(MissingWeightsError, match=rf"text_encoder: config.json does not fit the weights .*{key}"):
+        StarVSRPipeline.from_pretrained(folder)
 
 
 def test_a_student_folder_is_named_as_such(tmp_path):

@@ -123,6 +123,19 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return clips, description
 
 
+def _complete(folder: Path, overwrite: bool) -> bool:
+    """Whether ``folder`` holds a finished cache this run keeps (its settings were compared already)."""
+    from ..distill.cache import CacheManifest, MANIFEST_NAME
+    from ..errors import InputError
+
+    if overwrite or not (folder / MANIFEST_NAME).is_file():
+        return False
+    try:
+        return CacheManifest.load(folder).complete
+    except InputError:
+        return False
+
+
 def run_cache_teacher(args: argparse.Namespace) -> int:
     from ..distill.cache import MANIFEST_NAME, build_teacher_cache
     from ..distill.teacher import DiffusionTeacher, load_teacher
@@ -138,13 +151,6 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
         with folder_lock(Path(args.output), Path(args.output)):
             check_cache_folder(args.output, len(clips), args.clips_per_shard, args.storage_dtype, description,
                                args.overwrite)
-    if args.data is not None:  # damage inside a file, found before the teacher runs and anything is written
-        problems = clips.undecodable(progress=True)
-        if problems:
-            listed = "\n  ".join(problems)
-            raise InputError(f"{len(problems)} clip file{'s' * (len(problems) != 1)} of --data"
-                             f"{' or --gt' * (args.gt is not None)} cannot be decoded; repair or remove "
-                             f"{'it' if len(problems) == 1 else 'them'} (nothing was cached):\n  {listed}")
     from . import quiet_model_loading
 
     quiet_model_loading()
@@ -161,6 +167,15 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
                              f"{'it' if len(given) == 1 else 'them'}")
     manifest_file = Path(args.output) / MANIFEST_NAME
     before = manifest_file.read_bytes() if manifest_file.is_file() else None
+    if args.data is not None and not _complete(Path(args.output), args.overwrite):
+        # damage inside a file, found before the teacher runs on any clip (after the teacher's own checks: a
+        # mistyped --teacher was named only once every clip had been decoded)
+        problems = clips.undecodable(progress=True)
+        if problems:
+            listed = "\n  ".join(problems)
+            raise InputError(f"{len(problems)} clip file{'s' * (len(problems) != 1)} of --data"
+                             f"{' or --gt' * (args.gt is not None)} cannot be decoded; repair or remove "
+                             f"{'it' if len(problems) == 1 else 'them'} (nothing was cached):\n  {listed}")
     cache = build_teacher_cache(teacher, clips, args.output, clips_per_shard=args.clips_per_shard,
                                 dtype=args.storage_dtype, source=description, overwrite=args.overwrite,
                                 progress=True)

@@ -307,6 +307,7 @@ class LearnedMetric:
         self.spec = spec
         self.network = network
         self.device = device
+        self._sizes_scored: set[tuple[int, int]] = set()  # sizes check_frame_size found the network takes
 
     @property
     def name(self) -> str:
@@ -364,10 +365,11 @@ class LearnedMetric:
         refusal), found by scoring one black frame of that size, for a caller to refuse before scoring anything
         (``star-vsr evaluate`` on a folder: found at the clip that was too small, after the clips before it).
         Frames whose short side is at least `NO_SMALLER_THAN` pixels are not tried: every metric here takes them."""
-        if min(height, width) >= NO_SMALLER_THAN:
+        if min(height, width) >= NO_SMALLER_THAN or (height, width) in self._sizes_scored:
             return
         black = np.zeros((height, width, 3), dtype=np.uint8)
         self.score_frame(black, black if self.full_reference else None)
+        self._sizes_scored.add((height, width))  # (a folder of clips of one size: one pass, not one per clip)
 
     def score_clip(
         self, pred_frames: np.ndarray, gt_frames: np.ndarray | None = None, progress: bool = False
