@@ -322,12 +322,10 @@ def run_batch(args: argparse.Namespace) -> int:
     made = not output_dir.exists()
     try:
         return _run_batch(args)
-    except BaseException:  # (one of several processes: the launcher stops the others, which may be writing there)
-        if made and output_dir.is_dir() and not any(output_dir.iterdir()) and os.environ.get("WORLD_SIZE", "1") == "1":
-            try:
-                output_dir.rmdir()
-            except OSError:  # another process of the batch wrote in it meanwhile
-                pass
+    except BaseException:
+        alone = os.environ.get("WORLD_SIZE", "1") == "1"  # (of several processes, the others may be writing there)
+        if made and alone and output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()
         raise
 
 
