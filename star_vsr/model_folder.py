@@ -237,12 +237,15 @@ def check_weights_fit(model: Any, folder: Path, variant: Optional[str] = None) -
     if stored is None:
         return
     wanted = set(model.state_dict())
-    # what the loaders take without a word: keys under the model's old top-level name (transformers 4 saved a CLIP
-    # text encoder's as text_model.*, which transformers 5 maps), non-persistent buffers older files hold (its
-    # position_ids), and the class's own patterns of keys to ignore
+    # what the loaders take without a word: every key under one old top-level name (transformers 4 saved a CLIP
+    # text encoder's as text_model.*, which transformers 5 maps; not one key renamed, which it leaves random),
+    # non-persistent buffers older files hold (its position_ids), and the class's own patterns of keys to ignore
     buffers = {name for name, _ in model.named_buffers()}
     known = wanted | buffers
-    keys = {key if key in known or key.split(".", 1)[-1] not in known else key.split(".", 1)[-1] for key in stored}
+    keys = set(stored)
+    prefixes = {key.split(".", 1)[0] for key in keys}
+    if not isinstance(model, ModelMixin) and len(prefixes) == 1 and not keys & known and all("." in k for k in keys):
+        keys = {key.split(".", 1)[1] for key in keys}
     ignored = [re.compile(pattern) for pattern in getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ()]
     unexpected = [key for key in sorted(keys - wanted)
                   if key not in buffers and not any(pattern.search(key) for pattern in ignored)]

@@ -864,7 +864,7 @@ def test_clips_damaged_inside_their_data_are_named_before_the_teacher_runs(tmp_p
             "--device", "cpu"]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
-    assert "2 clip files of --data or --gt cannot be decoded; repair or remove them (nothing was cached)" in err
+    assert "2 clip files of --data or --gt cannot be decoded; repair or remove them (this run cached nothing)" in err
     assert f"{lr_dir / 'b.mp4'}: decoding failed after" in err and f"{gt_dir / 'c.mp4'}: decoding failed" in err
     assert not (tmp_path / "cache").exists()
     wrong_teacher = [tmp_path / "teachr" if part == str(folder) else part for part in argv]
@@ -874,6 +874,23 @@ def test_clips_damaged_inside_their_data_are_named_before_the_teacher_runs(tmp_p
     write_test_video(lr_dir / "b.mp4", num_frames=10, size=(16, 16), seed=1)
     write_test_video(gt_dir / "c.mp4", num_frames=10, size=(32, 32), seed=2)
     assert cli_main(argv) == 0 and TeacherCache(tmp_path / "cache").manifest.num_clips == 6
+    # a resumed build decodes the clips it has still to compute: b.mp4's second window (frames 5-9, damaged on disk
+    # since, which the fingerprint of names, sizes and times does not see) when its shard is missing ...
+    stamp = (lr_dir / "b.mp4").stat().st_mtime_ns
+    damage_packet(lr_dir / "b.mp4", 7)
+    os.utime(lr_dir / "b.mp4", ns=(stamp, stamp))
+    (tmp_path / "cache" / "shard-00003.safetensors").unlink()
+    assert cli_main(argv) == 2
+    assert "1 clip file of --data or --gt cannot be decoded; repair or remove it (this run cached nothing)" in \
+        capsys.readouterr().err
+    # ... not the windows already cached (a finished cache reruns without decoding anything)
+    shutil.rmtree(tmp_path / "cache")
+    write_test_video(lr_dir / "b.mp4", num_frames=10, size=(16, 16), seed=1)
+    assert cli_main(argv) == 0
+    stamp = (lr_dir / "b.mp4").stat().st_mtime_ns
+    damage_packet(lr_dir / "b.mp4", 7)
+    os.utime(lr_dir / "b.mp4", ns=(stamp, stamp))
+    assert cli_main(argv) == 0 and "was already complete, nothing computed" in capsys.readouterr().out
 
 
 def test_cli_cache_teacher_from_a_diffusion_pipeline_folder(tmp_path, capsys):

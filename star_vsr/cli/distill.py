@@ -123,17 +123,14 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return clips, description
 
 
-def _complete(folder: Path, overwrite: bool) -> bool:
-    """Whether ``folder`` holds a finished cache this run keeps (its settings were compared already)."""
-    from ..distill.cache import CacheManifest, MANIFEST_NAME
-    from ..errors import InputError
+def _clips_to_compute(folder: Path, num_clips: int, clips_per_shard: int, overwrite: bool) -> list[int]:
+    """The indices of the clips a build into ``folder`` will run the teacher on: all, or, resuming a cache (its
+    settings were compared already), those of the shards not written yet."""
+    from ..distill.cache import MANIFEST_NAME, SHARD_NAME
 
     if overwrite or not (folder / MANIFEST_NAME).is_file():
-        return False
-    try:
-        return CacheManifest.load(folder).complete
-    except InputError:
-        return False
+        return list(range(num_clips))
+    return [index for index in range(num_clips) if not (folder / SHARD_NAME.format(index // clips_per_shard)).is_file()]
 
 
 def run_cache_teacher(args: argparse.Namespace) -> int:
@@ -167,15 +164,15 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
                              f"{'it' if len(given) == 1 else 'them'}")
     manifest_file = Path(args.output) / MANIFEST_NAME
     before = manifest_file.read_bytes() if manifest_file.is_file() else None
-    if args.data is not None and not _complete(Path(args.output), args.overwrite):
-        # damage inside a file, found before the teacher runs on any clip (after the teacher's own checks: a
-        # mistyped --teacher was named only once every clip had been decoded)
-        problems = clips.undecodable(progress=True)
+    if args.data is not None:  # damage inside a file, found before the teacher runs on any clip (after the
+        # teacher's own checks: a mistyped --teacher was named only once every clip had been decoded)
+        todo = _clips_to_compute(Path(args.output), len(clips), args.clips_per_shard, args.overwrite)
+        problems = clips.undecodable(progress=True, indices=todo)
         if problems:
             listed = "\n  ".join(problems)
             raise InputError(f"{len(problems)} clip file{'s' * (len(problems) != 1)} of --data"
                              f"{' or --gt' * (args.gt is not None)} cannot be decoded; repair or remove "
-                             f"{'it' if len(problems) == 1 else 'them'} (nothing was cached):\n  {listed}")
+                             f"{'it' if len(problems) == 1 else 'them'} (this run cached nothing):\n  {listed}")
     cache = build_teacher_cache(teacher, clips, args.output, clips_per_shard=args.clips_per_shard,
                                 dtype=args.storage_dtype, source=description, overwrite=args.overwrite,
                                 progress=True)

@@ -324,8 +324,11 @@ def run_batch(args: argparse.Namespace) -> int:
         return _run_batch(args)
     except BaseException:
         alone = os.environ.get("WORLD_SIZE", "1") == "1"  # (of several processes, the others may be writing there)
-        if made and alone and output_dir.is_dir() and not any(output_dir.iterdir()):
-            output_dir.rmdir()
+        try:
+            if made and alone and output_dir.is_dir() and not any(output_dir.iterdir()):
+                output_dir.rmdir()
+        except OSError:  # (not in place of the error on its way out)
+            pass
         raise
 
 

@@ -112,9 +112,10 @@ class VideoFolderClips:
             raise InputError(f"ground truth {gt} has {gt_info.num_frames} frames of {gt_info.width}x{gt_info.height}; "
                              f"expected {expected[0]} frames of {expected[2]}x{expected[1]} (x{self.scale} of {video})")
 
-    def undecodable(self, progress: bool = False) -> list[str]:
+    def undecodable(self, progress: bool = False, indices: Optional[Sequence[int]] = None) -> list[str]:
         """Why each clip file (and its ground truth) that cannot be decoded up to its last window's last frame
-        cannot, one message per file; empty when all decode.
+        cannot, one message per file; empty when all decode. ``indices``: only the files of these windows (those a
+        resumed build has still to compute).
 
         The index ``probe_video`` reads does not show damage inside the data (a run of zeroed bytes in an MP4),
         which a teacher run met hours in, after the shards before it were written under a fingerprint of the
@@ -126,7 +127,7 @@ class VideoFolderClips:
         from ..progress import bar_options
 
         needed: dict[Path, int] = {}  # file -> frames its windows read
-        for video, _, stop in self.windows:
+        for video, _, stop in self.windows if indices is None else [self.windows[index] for index in indices]:
             for path in (video, self.gt.get(video)):
                 if path is not None:
                     needed[path] = max(needed.get(path, 0), stop)
