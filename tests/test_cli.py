@@ -600,6 +600,13 @@ def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys
         assert exit_info.value.code == 2
         assert "an empty path (an unset shell variable?); name a file or folder" in capsys.readouterr().err
     assert not any((tmp_path / "empty").iterdir())
+    # `--model=~/student` reached the command as "~/student" (the shell expands ~ only at a word's start)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    from star_vsr.student import default_student_folder
+
+    shutil.copytree(default_student_folder(), tmp_path / "student")
+    assert main(["upscale", str(src), "-o", "~/tilde.mp4", "--model=~/student"]) == 0
+    assert (tmp_path / "tilde.mp4").is_file() and not (tmp_path / "empty" / "~").exists()
     for command in ("upscale", "degrade"):  # a missing input is named first, not the unusable -o
         assert main([command, str(tmp_path / "missing.mp4"), "-o", str(tmp_path)]) == 2
         assert "missing.mp4 does not exist; check the path" in capsys.readouterr().err

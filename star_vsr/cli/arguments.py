@@ -5,6 +5,7 @@ command prints about an input before working on it."""
 from __future__ import annotations
 
 import argparse
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional
@@ -30,10 +31,12 @@ MIN_FRAME_RATE = Fraction(1, 1000)
 
 def path_argument(text: str) -> str:
     """A file or folder argument, refused when empty (``-o ""``, or ``-o "$OUT"`` with ``OUT`` unset), which
-    ``Path`` reads as the current folder: an input would be the current folder, an output go into it."""
+    ``Path`` reads as the current folder: an input would be the current folder, an output go into it; a leading
+    ``~`` expanded as the shell does."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path (an unset shell variable?); name a file or folder")
-    return text
+    # the shell expands ~ only at a word's start: `--model=~/student` came as "~/student", "does not exist"
+    return os.path.expanduser(text) if text.startswith("~") else text
 
 
 def max_frames_argument(text: str) -> int:
