@@ -144,6 +144,15 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys, monkeypatch):
     assert args.dfl_crop_size is None and args.random_flip is False  # "none" was the string 'none'
     with pytest.raises(InputError, match="train_data"):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--dataset", "video"])
+    # photos in subfolders of --train_data were left out without a word
+    from PIL import Image
+
+    (tmp_path / "photos" / "more").mkdir(parents=True)
+    for name in ("a.png", "more/b.png"):
+        Image.new("RGB", (64, 64)).save(tmp_path / "photos" / name)
+    train_star.parse_args(["--config", str(TINY_CONFIG), "--train_data", str(tmp_path / "photos")])
+    assert f"note: --train_data {tmp_path / 'photos'}: the photos in its subfolders are not used (only those " \
+           f"directly inside it): more" in capsys.readouterr().err
     # the data settings, refused with the others, not once the model was loaded (a full pipeline's load)
     (tmp_path / "empty").mkdir()
     for flags, message in ((["--scale", "5"], f"--scale 5 / --degradation {args.degradation}: Unsupported scale 5"),

@@ -57,6 +57,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -95,7 +96,7 @@ from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add_checkpoint_arguments,
                                    add_optimizer_arguments, apply_run_hyperparameters, bool_value,
                                    check_batches_per_epoch, check_number, check_run_settings, check_same_data,
-                                   checkpoint_step, finishing_message, load_training_checkpoint,
+                                   checkpoint_step, finishing_message, is_first_process, load_training_checkpoint,
                                    note_ignored_settings, optional_value, parse_with_config, path_or_none,
                                    prepare_output_dir, record_data_id,
                                    record_final_step, record_run_settings, resume_checkpoint, resuming_message,
@@ -270,6 +271,12 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--scale {args.scale} / --degradation {args.degradation}: {error}") from None
     if args.dataset == "images" and args.train_data is not None:
         training_photos(Path(args.train_data))
+        nested = sorted(entry.name for entry in Path(args.train_data).iterdir()
+                        if entry.is_dir() and not entry.name.startswith(".") and photos_in_folder(entry))
+        if nested and is_first_process():  # (their photos were left out without a word)
+            print(f"note: --train_data {args.train_data}: the photos in its subfolders are not used (only those "
+                  f"directly inside it): {', '.join(nested[:3])}{' and more' if len(nested) > 3 else ''}",
+                  file=sys.stderr)
     if args.dataset == "images":
         note_ignored_settings(args, build_parser(), ("frame_interval", "random_flip"),
                               "with --dataset images (photos are filmed frame by frame, in random directions)")
