@@ -86,12 +86,11 @@ def check_output_folder_name(path: Union[str, Path]) -> None:
     if Path(path).name == "-":
         raise InputError("the output folder '-' would be a folder named '-': star-vsr writes files, not standard "
                          "output; name a folder, e.g. out/")
-    try:
-        os.stat(path)
-    except OSError as error:  # (Path.resolve() raised a RuntimeError traceback on a loop before Python 3.13)
-        if error.errno == errno.ELOOP:
-            raise InputError(f"the output folder {path} is (or is inside) a link that points back to itself; name "
-                             f"another folder") from None
+    from .io.folders import is_link_loop
+
+    if is_link_loop(path):  # (a RuntimeError traceback from Path.resolve() before Python 3.13)
+        raise InputError(f"the output folder {path} is (or is inside) a link that points back to itself; name "
+                         f"another folder")
     if Path(path).is_symlink() and not Path(path).exists():  # mkdir said "File exists"
         raise InputError(f"the output folder {path} is a link to {os.readlink(path)}, which does not exist; make "
                          f"that folder, or name another")

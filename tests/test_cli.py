@@ -1715,6 +1715,15 @@ def test_upscale_batch_refuses_outputs_it_cannot_replace_and_output_links_before
         for command in ("upscale-batch", "degrade"):
             assert main([command, str(tmp_path / "in"), "-o", str(output)]) == 2
             assert f"the output folder {output} {message}" in capsys.readouterr().err
+    # as inputs, a link to itself was said to "not exist" (and "a link to self.mp4, which does not exist")
+    assert main(["upscale-batch", str(tmp_path / "loop"), "-o", str(tmp_path / "out2")]) == 2
+    assert f"{tmp_path / 'loop'} is a link that points back to itself" in capsys.readouterr().err
+    assert main(["upscale", str(tmp_path / "loop"), "-o", str(tmp_path / "x.mp4")]) == 2
+    assert f"{tmp_path / 'loop'} is a link that points back to itself; check the path" in capsys.readouterr().err
+    (tmp_path / "in" / "self.mp4").symlink_to("self.mp4")
+    assert main(["upscale-batch", str(tmp_path / "in"), "-o", str(tmp_path / "out3")]) == 1
+    assert f"skipped {tmp_path / 'in' / 'self.mp4'}: it is a link that points back to itself" in \
+        capsys.readouterr().err
 
 
 def test_upscale_batch_skips_a_video_removed_while_it_runs(tmp_path, capsys, monkeypatch):

@@ -337,8 +337,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     from accelerate.utils import gather_object
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
-    from ..io.folders import (broken_link_line, broken_links, clips_in_folder, is_frame_folder, other_subfolders,
-                              other_subfolders_note, stray_images_note)
+    from ..io.folders import (broken_link_line, broken_links, clips_in_folder, is_frame_folder, is_link_loop,
+                              other_subfolders, other_subfolders_note, stray_images_note)
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_output_folder_name, check_writable
     from ..batch_record import made_with_other_settings, output_settings, record_output, recorded_inputs
@@ -351,7 +351,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     check_output_folder_name(output_dir)
     if not input_dir.is_dir():
-        raise InputError(f"{input_dir} does not exist" if not input_dir.exists() else
+        missing = "is a link that points back to itself" if is_link_loop(input_dir) else "does not exist"
+        raise InputError(f"{input_dir} {missing}" if not input_dir.exists() else
                          f"{input_dir} is a file; upscale-batch takes a folder of videos (star-vsr upscale takes one "
                          f"video)")
     if output_dir.exists() and os.path.samefile(input_dir, output_dir):

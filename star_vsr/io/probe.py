@@ -34,7 +34,7 @@ from av.video.stream import VideoStream
 from PIL import Image, UnidentifiedImageError
 
 from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError
-from star_vsr.io.folders import IMAGE_EXTENSIONS, list_image_files
+from star_vsr.io.folders import IMAGE_EXTENSIONS, is_link_loop, list_image_files
 
 logger = logging.getLogger(__name__)
 
@@ -418,9 +418,8 @@ def check_exists(path: str | Path) -> Path:
     """`path` as a Path, or `VideoNotFoundError` when nothing is there."""
     path = Path(path)
     if not path.exists():
-        raise VideoNotFoundError(
-            f"{path} does not exist; check the path of the input video or frame folder"
-        )
+        what = "is a link that points back to itself" if is_link_loop(path) else "does not exist"
+        raise VideoNotFoundError(f"{path} {what}; check the path of the input video or frame folder")
     return path
 
 
