@@ -98,7 +98,6 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
 def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: type, help_text: str) -> None:
     """``MissingWeightsError`` unless ``index`` (a ``model_index.json`` read as ``entries``) lists every component
     that ``expected_class``'s ``__init__`` needs, each as ``[library, class]`` naming a class that can be imported."""
-    import importlib
     import inspect
 
     needed = [name for name, parameter in inspect.signature(expected_class.__init__).parameters.items()
@@ -111,11 +110,7 @@ def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: t
                                       f"needs as [library, class] (got {value!r}): the file was edited or is from "
                                       f"another version.\n{help_text}")
         library, class_name = value
-        try:
-            found = hasattr(importlib.import_module(library), class_name)
-        except ImportError:
-            found = False
-        if not found:
+        if index_entry_class(value) is None:
             raise MissingWeightsError(f"{index} names {library}.{class_name} for {name!r}, which does not exist: "
                                       f"the file was edited or is from another version.\n{help_text}")
         saved = saved_config(index.parent / name).get("_class_name")  # what save_pretrained wrote there
@@ -129,6 +124,19 @@ def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: t
 #: load; a folder whose weights are named otherwise loads none of them.
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model",)
 TRANSFORMERS_WEIGHTS = ("model", "pytorch_model")
+
+
+def index_entry_class(value: Any) -> Any:
+    """What a ``model_index.json`` entry ``[library, class]`` names, imported; None when it is no such pair or names
+    nothing that can be imported."""
+    import importlib
+
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value)):
+        return None
+    try:
+        return getattr(importlib.import_module(value[0]), value[1], None)
+    except ImportError:
+        return None
 
 
 def check_model_folder(folder: Path, class_name: str, weight_names: tuple[str, ...] = DIFFUSERS_WEIGHTS) -> None:
@@ -259,7 +267,6 @@ def stored_shapes(folder: Path, variant: Optional[str] = None,
     the ``.bin`` files (read onto the meta device: no tensor data is read); None when it holds none. Other files
     beside them (a trainer's state) are not read."""
     import torch
-    from safetensors import safe_open
 
     suffix = f".{variant}" if variant else ""
     loaded = re.compile(rf"({'|'.join(map(re.escape, names))})[.-]")
@@ -278,13 +285,20 @@ def stored_shapes(folder: Path, variant: Optional[str] = None,
         shapes: dict[str, tuple[int, ...]] = {}
         for file in files:
             if kind == "safetensors":
-                with safe_open(str(file), framework="pt") as handle:
-                    shapes.update({key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()})
+                shapes.update(safetensors_shapes(file))
             else:
                 state = torch.load(file, map_location="meta", weights_only=True)
                 shapes.update({key: tuple(value.shape) for key, value in state.items() if hasattr(value, "shape")})
         return shapes
     return None
+
+
+def safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in the safetensors ``file``, by key, from its header (no tensor data is read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(file), framework="pt") as handle:
+        return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
 
 
 def check_keys_fit(folder: Path, missing: list[str], unexpected: list[str], mismatched: list[str] = ()) -> None:
@@ -321,20 +335,12 @@ def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T])
 def pipeline_fault(folder: Path) -> Optional[str]:
     """What ``component_fault`` finds in the first component of the pipeline ``folder`` (its ``model_index.json``
     entries) that has a fault, prefixed with the component's name; None when none has."""
-    import importlib
-
     try:
         entries = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     for name, value in entries.items():
-        if name.startswith("_") or not (isinstance(value, list) and len(value) == 2 and
-                                        all(isinstance(part, str) for part in value)):
-            continue
-        try:
-            cls = getattr(importlib.import_module(value[0]), value[1])
-        except (ImportError, AttributeError):
-            continue
+        cls = None if name.startswith("_") else index_entry_class(value)
         fault = component_fault(folder / name, cls) if isinstance(cls, type) else None
         if fault is not None:
             return f"{name}/{fault}"

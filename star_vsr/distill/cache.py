@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError, OutputError, option
 from ..frames import check_unit_range
+from ..model_folder import safetensors_shapes
 from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
 from ..progress import bar_options
 from .teacher import Teacher
@@ -273,8 +274,7 @@ def _shard_shapes(path: Path) -> Optional[dict[str, tuple[int, ...]]]:
     """The shapes of a shard's tensors by key (``"{i}/lq"``: (n, 3, h, w), ...), from its header; None when it is
     missing or its header is damaged (does not parse, or names tensors outside the file)."""
     try:
-        with safe_open(str(path), framework="pt") as shard:
-            return {key: tuple(shard.get_slice(key).get_shape()) for key in shard.keys()}
+        return safetensors_shapes(path)
     except Exception:  # safetensors raises SafetensorError, OSError, ...
         return None
 
