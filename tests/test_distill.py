@@ -883,6 +883,10 @@ def test_clips_damaged_inside_their_data_are_named_before_the_teacher_runs(tmp_p
     assert cli_main(argv) == 2
     assert "1 clip file of --data or --gt cannot be decoded; repair or remove it (this run cached nothing)" in \
         capsys.readouterr().err
+    # ... or when its shard's header is damaged (the run computes that shard again: it was decoded unchecked)
+    (tmp_path / "cache" / "shard-00003.safetensors").write_bytes(b"\xff" * 64)
+    assert cli_main(argv) == 2
+    assert "1 clip file of --data or --gt cannot be decoded" in capsys.readouterr().err
     # ... not the windows already cached (a finished cache reruns without decoding anything)
     shutil.rmtree(tmp_path / "cache")
     write_test_video(lr_dir / "b.mp4", num_frames=10, size=(16, 16), seed=1)

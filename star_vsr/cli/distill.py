@@ -125,12 +125,12 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 def _clips_to_compute(folder: Path, num_clips: int, clips_per_shard: int, overwrite: bool) -> list[int]:
     """The indices of the clips a build into ``folder`` will run the teacher on: all, or, resuming a cache (its
-    settings were compared already), those of the shards not written yet."""
-    from ..distill.cache import MANIFEST_NAME, SHARD_NAME
+    settings were compared already), those of the shards not written yet or whose header is damaged."""
+    from ..distill.cache import MANIFEST_NAME, shard_written
 
     if overwrite or not (folder / MANIFEST_NAME).is_file():
         return list(range(num_clips))
-    return [index for index in range(num_clips) if not (folder / SHARD_NAME.format(index // clips_per_shard)).is_file()]
+    return [index for index in range(num_clips) if not shard_written(folder, index // clips_per_shard)]
 
 
 def run_cache_teacher(args: argparse.Namespace) -> int:

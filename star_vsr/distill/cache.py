@@ -237,7 +237,7 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
     storage = STORAGE_DTYPES[manifest.dtype]
     for shard in range(manifest.num_shards):  # damaged since it was written (a bad copy, a disk error): redo it
         path = _shard_path(folder, shard)
-        if path.is_file() and _shard_shapes(path) is None:  # its header does not parse
+        if path.is_file() and not shard_written(folder, shard):
             tqdm.write(f"{path} is damaged; computing it again")
             path.unlink()
     done = sum(len(manifest.shard_clips(s)) for s in range(manifest.num_shards) if _shard_path(folder, s).is_file())
@@ -268,6 +268,12 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
 
 def _shard_path(folder: Path, shard: int) -> Path:
     return folder / SHARD_NAME.format(shard)
+
+
+def shard_written(folder: Path, shard: int) -> bool:
+    """Whether shard ``shard`` of the cache in ``folder`` is on disk with a header that parses (a build computes
+    the others)."""
+    return _shard_path(folder, shard).is_file() and _shard_shapes(_shard_path(folder, shard)) is not None
 
 
 def _shard_shapes(path: Path) -> Optional[dict[str, tuple[int, ...]]]:
