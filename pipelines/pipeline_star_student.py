@@ -157,7 +157,7 @@ class StarStudentPipeline(GpuOffload, DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike],
                         **kwargs: Any) -> "StarStudentPipeline":
         """Load a folder written by ``save_pretrained`` (e.g. by ``training/distill_student.py``). Never downloads."""
-        folder = Path(pretrained_model_name_or_path)
+        folder = Path(pretrained_model_name_or_path).expanduser()  # "~/student" "did not exist"
         help_text = missing_student_help(folder)
         check_pipeline_folder(folder, "student", help_text, expected_class=cls, variant=kwargs.get("variant"))
         kwargs = local_load_kwargs(kwargs)

@@ -194,7 +194,7 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any) -> "StarVSRPipeline":
         """Load a pipeline folder written by ``save_pretrained`` or ``star-vsr convert-star``. Never downloads."""
-        folder = Path(pretrained_model_name_or_path)
+        folder = Path(pretrained_model_name_or_path).expanduser()  # "~/star-light" "did not exist"
         check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls,
                               variant=kwargs.get("variant"))
         kwargs = local_load_kwargs(kwargs)

@@ -527,7 +527,7 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
     (``give_default_mode``)."""
     from safetensors import SafetensorError
 
-    folder = Path(save_directory)
+    folder = Path(save_directory).expanduser()  # "~/student" was a folder named "~" in the current one
     check_save_folder(folder, type(pipe).__name__)
     # inside the folder where it exists, so that the moves below are renames on one file system (a symlinked folder)
     temp = temporary_path(folder / "pipeline" if folder.is_dir() else folder)

@@ -111,6 +111,7 @@ def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: Union[s
     """Load the pipeline saved in ``folder`` onto ``device`` ("auto", "cpu", "cuda", "cuda:1", ...) with weights in
     ``dtype`` (``resolve_dtype``: "auto", "fp32", "bf16", "fp16" or a torch dtype); ``variant``: of a folder saved
     with ``save_pretrained(..., variant="fp16")``."""
+    folder = Path(folder).expanduser()  # "~/student" as the command line takes it
     torch_device = resolve_device(device)
     name = pipeline_class_name(folder, variant)
     torch_dtype = resolve_dtype(dtype, torch_device, student=name == "StarStudentPipeline")

@@ -103,6 +103,15 @@ def test_save_load_round_trip(pipe, tmp_path, umask_022):
     assert torch.equal(run(pipe, clip), run(loaded, clip))
 
 
+def test_a_home_folder_path_is_expanded(pipe, tmp_path, monkeypatch):
+    """from_pretrained("~/star") said "~/star does not exist"; save_pretrained wrote a folder named "~"."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    pipe.save_pretrained("~/star")
+    assert (tmp_path / "home" / "star" / "model_index.json").is_file() and not (tmp_path / "~").exists()
+    assert isinstance(StarVSRPipeline.from_pretrained("~/star"), StarVSRPipeline)
+
+
 def test_fresh_controlnet_or_zero_scale_leaves_unet_prediction_unchanged():
     fresh = tiny_star_pipeline(seed=0, trained_controlnet=False)
     g = torch.Generator().manual_seed(0)

@@ -686,6 +686,25 @@ def test_save_and_load_round_trip(pipe, tmp_path, umask_022):
         StarStudentPipeline.from_pretrained(tmp_path / "student", dtype="half")
 
 
+def test_home_folder_paths_are_expanded_in_python_as_on_the_command_line(pipe, tmp_path, monkeypatch):
+    """from_pretrained("~/student") said "~/student does not exist", and save_pretrained("~/student") wrote a
+    folder named "~" in the current one."""
+    from star_vsr.upscale import load_upscaler
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    pipe.save_pretrained("~/student")
+    pipe.student.save_pretrained("~/model")
+    assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["model", "student"]
+    assert not (tmp_path / "~").exists()
+    loaded = StarStudentPipeline.from_pretrained("~/student")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.student.state_dict().values(),
+                                                 pipe.student.state_dict().values()))
+    assert StarStudentModel.from_pretrained("~/model").config.preset == pipe.student.config.preset
+    assert StarStudentModel.from_pretrained("~/student", subfolder="student").config.preset == "tiny"
+    assert isinstance(load_upscaler("~/student", device="cpu"), StarStudentPipeline)
+
+
 def test_device_errors_name_the_python_argument_in_python_and_the_flag_in_the_command(tmp_path, capsys,
                                                                                      monkeypatch):
     """load_upscaler(device="cuda") said '--device cuda ...; use --device cpu' to Python callers."""

@@ -52,6 +52,7 @@ class LocalModelMixin:
     refuses a path that is a file (diffusers only logs that and returns, saving nothing)."""
 
     def save_pretrained(self, save_directory: Union[str, Path], *args: Any, **kwargs: Any) -> None:
+        save_directory = Path(save_directory).expanduser()  # "~/student" was a folder named "~" here
         check_save_target(save_directory, "model", " (config.json and weights)")
         super().save_pretrained(save_directory, *args, **kwargs)  # type: ignore[misc]
 
@@ -61,6 +62,7 @@ class LocalModelMixin:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, Path], **kwargs: Any) -> Any:
+        pretrained_model_name_or_path = Path(pretrained_model_name_or_path).expanduser()  # "~/x" "did not exist"
         folder = Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
         check_model_folder(folder, cls.__name__)
         saved = saved_config(folder).get("_class_name")
