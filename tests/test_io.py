@@ -445,6 +445,40 @@ def test_an_input_with_transparency_is_noted_as_losing_it(tmp_path):
     assert probe_video(tmp_path / "dpi.jpg").pixel_aspect == 1  # FFmpeg took the dpi for a pixel aspect of 3:4
 
 
+def test_a_later_frame_with_transparency_or_16_bits_is_noted_once(tmp_path):
+    """A frame folder's alpha channel and bit depth were judged by its first frame alone: an RGBA frame later in
+    the folder lost its transparency without a word."""
+    from PIL import Image
+
+    rgb = np.full((8, 8, 3), 90, np.uint8)
+    (tmp_path / "frames").mkdir()
+    for index in range(5):
+        path = tmp_path / "frames" / f"{index}.png"
+        if index in (2, 4):
+            Image.fromarray(np.dstack([rgb, rgb[..., 0]]), "RGBA").save(path)
+        elif index == 3:
+            cv2.imwrite(str(path), rgb.astype(np.uint16) * 257)
+        else:
+            Image.fromarray(rgb).save(path)
+    info = probe_video(tmp_path / "frames")
+    assert info.caveats() == []  # the first frame: opaque, 8-bit
+    with pytest.warns(UserWarning) as caught, open_video(tmp_path / "frames") as reader:
+        frames = list(reader)
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / 'frames' / '2.png'} has an alpha channel (rgba), which the first frame of "
+        f"{tmp_path / 'frames'} has not; star-vsr works on RGB frames, so its transparency is dropped",
+        f"{tmp_path / 'frames' / '3.png'} is 16-bit (rgb48be), unlike the first frame of {tmp_path / 'frames'}; "
+        f"star-vsr works on 8-bit frames, so it is read as 8-bit"]
+    assert len(frames) == 5 and all(np.array_equal(frame, rgb) for frame in frames)
+    (tmp_path / "frames" / "0.png").unlink()  # the first frame has both: noted by the probe, not again
+    cv2.imwrite(str(tmp_path / "frames" / "1.png"), np.dstack([rgb, rgb[..., 0]]).astype(np.uint16) * 257)
+    assert len(probe_video(tmp_path / "frames").caveats()) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with open_video(tmp_path / "frames") as reader:
+            assert len(list(reader)) == 4
+
+
 def test_avi_frame_count_skips_the_empty_packets_of_packed_b_frames(tmp_path):
     """MPEG-4 Part 2 in AVI with B-frames (DivX / Xvid style) stores empty placeholder packets that the
     header counts as frames: the reader warned of truncation on healthy files."""

@@ -38,7 +38,7 @@ from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError
 from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.folders import list_image_files
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, chroma_block, exif_orientation, find_video_stream,
-                               is_untagged_hd, open_container, probe_video, video_start)
+                               frame_image_notes, is_untagged_hd, open_container, probe_video, video_start)
 
 logger = logging.getLogger(__name__)
 
@@ -331,7 +331,12 @@ class ImageFolderReader(VideoReader):
         self.files = _image_files(info)
 
     def _frames(self) -> Iterator[np.ndarray]:
-        for file in self.files:
+        noted: set[str] = set()  # the first frame's alpha channel or depth is a caveat of the probe, noted before
+        for index, file in enumerate(self.files):
+            for kind, note in (frame_image_notes(file, self.info) if index else {}).items():
+                if kind not in noted:  # once per folder: a later frame's went unsaid
+                    warnings.warn(note, stacklevel=2)
+                    noted.add(kind)
             yield _load_image(file, self.info)
             if self.closed:
                 return
