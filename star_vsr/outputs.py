@@ -80,13 +80,21 @@ def check_video_output_name(path: Union[str, Path]) -> None:
         check_no_trailing_slash(path, "or name a folder without a suffix for PNG frames")
 
 
-def check_output_folder_name(path: Union[str, Path]) -> None:
+def check_output_folder_name(path: Union[str, Path], writes: str) -> None:
     """``InputError`` for the output folder ``-`` (standard output to many tools), which a batch command would make
-    as a folder named '-' in the working folder, and for a link that loops or points to nothing."""
+    as a folder named '-' in the working folder, for a new one named like a video or image file (``-o out.mp4``
+    made a folder ``out.mp4``; ``writes``: what the command puts in it, "the upscaled videos"), and for a link
+    that loops or points to nothing."""
     if Path(path).name == "-":
         raise InputError("the output folder '-' would be a folder named '-': star-vsr writes files, not standard "
                          "output; name a folder, e.g. out/")
-    from .io.folders import is_link_loop
+    from .io.folders import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_link_loop
+
+    suffix = Path(path).suffix.lower()
+    if not os.path.lexists(path) and (suffix in VIDEO_EXTENSIONS or suffix in IMAGE_EXTENSIONS):
+        raise InputError(f"-o {path} is named like {'an image' if suffix in IMAGE_EXTENSIONS else 'a video'} file, "
+                         f"but it is the folder this command writes {writes} into; name a folder, e.g. "
+                         f"{Path(path).with_suffix('')}")
 
     if is_link_loop(path):  # (a RuntimeError traceback from Path.resolve() before Python 3.13)
         raise InputError(f"the output folder {path} is (or is inside) a link that points back to itself; name "

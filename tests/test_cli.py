@@ -1715,6 +1715,10 @@ def test_upscale_batch_refuses_outputs_it_cannot_replace_and_output_links_before
         for command in ("upscale-batch", "degrade"):
             assert main([command, str(tmp_path / "in"), "-o", str(output)]) == 2
             assert f"the output folder {output} {message}" in capsys.readouterr().err
+    assert main(["upscale-batch", str(tmp_path / "in"), "-o", str(tmp_path / "up.mp4")]) == 2  # made a folder up.mp4
+    assert (f"-o {tmp_path / 'up.mp4'} is named like a video file, but it is the folder this command writes the "
+            f"upscaled videos into; name a folder, e.g. {tmp_path / 'up'}" in capsys.readouterr().err)
+    assert not (tmp_path / "up.mp4").exists()
     # as inputs, a link to itself was said to "not exist" (and "a link to self.mp4, which does not exist")
     assert main(["upscale-batch", str(tmp_path / "loop"), "-o", str(tmp_path / "out2")]) == 2
     assert f"{tmp_path / 'loop'} is a link that points back to itself" in capsys.readouterr().err
@@ -2481,7 +2485,7 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "2 of 3 clips already degraded" in captured.out and "bad.mp4" in captured.err
     assert {p.name: p.stat().st_mtime_ns for p in lr.iterdir()} == stamps
-    for output, message in ((tmp_path / "LR.mp4", "LR.mp4 is named like a video file"),
+    for output, message in ((tmp_path / "LR.mp4", "LR.mp4 is named like a video file, but it is the folder"),
                             (gt, "is the input folder")):  # and --fps for a folder without frame folders below
         assert main(["degrade", str(gt), "-o", str(output), "--scale", "2"]) == 2
         assert message in capsys.readouterr().err

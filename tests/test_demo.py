@@ -93,6 +93,28 @@ def test_a_stopped_demo_leaves_the_earlier_demo_whole(tmp_path, tiny_student_fol
     assert probe_video(out / "student.mp4").num_frames == 3
 
 
+def test_a_demo_refuses_a_folder_in_the_way_and_an_output_named_like_a_file(tmp_path, tiny_student_folder, capsys):
+    """--overwrite over a folder named metrics.json moved five new files in, then failed naming the hidden
+    staging path ("...partial/metrics.json: Is a directory"); -o result.mp4 made a folder named result.mp4."""
+    out = tmp_path / "demo"
+    args = ["demo", "-o", str(out), "--model", str(tiny_student_folder), "--frames", "2"]
+    assert cli_main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    (out / "metrics.json").unlink()
+    (out / "metrics.json").mkdir()
+    del before["metrics.json"]
+    assert cli_main([*args, "--overwrite"]) == 2
+    assert (f"{out / 'metrics.json'} is not a file (a folder?), so --overwrite cannot replace it with this demo's "
+            f"metrics.json" in capsys.readouterr().err)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    for name, kind in (("result.mp4", "a video"), ("result.png", "an image")):
+        assert cli_main(["demo", "-o", str(tmp_path / name), "--model", str(tiny_student_folder)]) == 2
+        assert (f"-o {tmp_path / name} is named like {kind} file, but it is the folder this command writes its "
+                f"videos, comparison image and metrics into; name a folder, e.g. {tmp_path / 'result'}"
+                in capsys.readouterr().err)
+        assert not (tmp_path / name).exists()
+
+
 def test_a_demo_does_not_replace_files_another_demo_wrote_meanwhile(tmp_path, tiny_student_folder, monkeypatch):
     """Two demos into one folder: the later one replaced the earlier one's files without --overwrite (the check
     ran only at the start)."""

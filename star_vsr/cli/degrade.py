@@ -115,18 +115,16 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     the outputs it has still to redo (``PENDING_NAME``) until it has, so that a stopped one goes on too."""
     from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
     from ..interrupts import raise_if_interrupted
-    from ..io import VIDEO_EXTENSIONS, output_names
+    from ..io import output_names
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable, write_text_atomic
     from .existing_outputs import check_existing_outputs, existing_output_lines
 
     output_dir = Path(args.output)
-    check_output_folder_name(output_dir)
-    if (output_dir.exists() and not output_dir.is_dir()) or (
-            not output_dir.exists() and output_dir.suffix.lower() in VIDEO_EXTENSIONS):
-        raise InputError(f"{folder} is a folder of clips, so -o must be a folder; {output_dir} is "
-                         f"{'a file' if output_dir.exists() else 'named like a video file'}")
+    check_output_folder_name(output_dir, "the degraded clips")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(f"{folder} is a folder of clips, so -o must be a folder; {output_dir} is a file")
     if output_dir.exists() and os.path.samefile(folder, output_dir):
         raise InputError(f"-o {output_dir} is the input folder; choose another folder for the degraded clips")
     check_fps_for_clips(args.fps, folder, clips)

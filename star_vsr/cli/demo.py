@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from ..interrupts import interrupts_held
     from ..io import VideoWriter
     from ..metrics import evaluate_clip
-    from ..outputs import check_writable, folder_lock
+    from ..outputs import check_output_folder_name, check_writable, folder_lock
     from ..upscale import load_upscaler, pipeline_class_name
 
     if not 2 <= args.frames <= MAX_DEMO_FRAMES:
@@ -154,9 +154,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
     names = output_names(label)
     output = Path(args.output)
+    check_output_folder_name(output, "its videos, comparison image and metrics")
     existing = [name for name in names if (output / name).exists()]
     if existing and not args.overwrite:
         raise InputError(f"{output} already holds {', '.join(existing)}; pass --overwrite or choose another -o")
+    for name in existing:  # found only after the first files had been moved in (--overwrite)
+        if not (output / name).is_file():
+            raise InputError(f"{output / name} is not a file (a folder?), so --overwrite cannot replace it with this "
+                             f"demo's {name}; move it away or choose another -o")
     check_writable(output / names[0])
     stale = earlier_model_videos(output, label) if args.overwrite else []  # replaced by this demo's
 

@@ -349,7 +349,7 @@ def _run_batch(args: argparse.Namespace) -> int:
                            upscale_video)
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
-    check_output_folder_name(output_dir)
+    check_output_folder_name(output_dir, "the upscaled videos")
     if not input_dir.is_dir():
         missing = "is a link that points back to itself" if is_link_loop(input_dir) else "does not exist"
         raise InputError(f"{input_dir} {missing}" if not input_dir.exists() else
