@@ -161,6 +161,10 @@ def test_export_command(tmp_path, capsys):
     # named, before the model loads ("frame size must be positive, got 14x0" after it; black-box hunt)
     assert main(["export", "--model", str(tmp_path / "nowhere"), "-o", str(tmp_path / "h.pt"), "--height", "0"]) == 2
     assert "--height must be >= 1, got 0" in capsys.readouterr().err
+    for flag, value in (("--height", "99999999999999999999"), ("--width", "10000000000")):  # torch tracebacks
+        assert main(["export", "-o", str(tmp_path / "h.onnx"), flag, value]) == 2
+        assert f"{flag} must be <= 16384 (the export runs the model once on a frame of that size), got {value}" in \
+            capsys.readouterr().err
     # an existing folder as -o, empty or not, with --overwrite too: refused before any work, naming a file in it
     # (an empty one gave "Is a directory" after the export; a full one said to write to an empty folder)
     for name, files in (("empty-out", []), ("full-out", ["a.txt"])):
