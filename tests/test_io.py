@@ -1039,6 +1039,30 @@ def test_an_output_that_is_a_link_is_refused_also_from_python(tmp_path):
     assert (tmp_path / "link.mp4").is_symlink() and target.read_bytes() == b"kept"
 
 
+def test_a_dangling_input_link_and_an_unlistable_folder_are_said_so(tmp_path, monkeypatch, capsys):
+    """`info broken.mp4` (a link to nothing) said it "does not exist"; a folder that cannot be listed was a
+    PermissionError from deep inside, exit status 1, which info gives damaged clips (black-box test)."""
+    import os
+
+    from star_vsr.io.probe import check_exists
+
+    (tmp_path / "broken.mp4").symlink_to("nowhere.mp4")
+    with pytest.raises(VideoNotFoundError, match=r"broken.mp4 is a link to nowhere.mp4, which does not exist"):
+        check_exists(tmp_path / "broken.mp4")
+    (tmp_path / "locked").mkdir()
+    scandir = os.scandir
+
+    def permission_denied(path):  # what a folder without read permission gives anyone but root
+        if Path(path) == tmp_path / "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", permission_denied)
+    for command in (["info"], ["upscale", "-o", str(tmp_path / "out.mp4")]):
+        assert cli_main([command[0], str(tmp_path / "locked"), *command[1:]]) == 2
+        assert f"{tmp_path / 'locked'} cannot be read: permission denied" in capsys.readouterr().err
+
+
 def test_no_audio_when_source_has_none(tmp_path, videos):
     with VideoWriter(tmp_path / "out.mkv", 25, audio_from=videos["silent"]) as writer:
         writer.write(synthetic_frames(4, SIZE))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -419,11 +420,19 @@ def timeline_rate(timestamps: Sequence[int], time_base: Fraction, rate: Fraction
 
 
 def check_exists(path: str | Path) -> Path:
-    """`path` as a Path, or `VideoNotFoundError` when nothing is there."""
+    """`path` as a Path, or `VideoNotFoundError` when nothing is there; `InputError` for a folder that cannot be
+    listed (its files' permissions are the readers' to check)."""
     path = Path(path)
     if not path.exists():
-        what = "is a link that points back to itself" if is_link_loop(path) else "does not exist"
+        what = ("is a link that points back to itself" if is_link_loop(path) else
+                f"is a link to {os.readlink(path)}, which does not exist" if path.is_symlink() else "does not exist")
         raise VideoNotFoundError(f"{path} {what}; check the path of the input video or frame folder")
+    if path.is_dir():
+        try:
+            with os.scandir(path) as entries:  # (a PermissionError from deep inside, exit status 1, which info
+                next(entries, None)  # gives damaged clips)
+        except PermissionError:
+            raise InputError(f"{path} cannot be read: permission denied") from None
     return path
 
 
