@@ -584,20 +584,27 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         order = "synchronous" if callback_on_step_end is not None else "wavefront"
         sampler = WindowedSampler(windows, self.scheduler, noise, order=order)
         first_t = self.scheduler.timesteps[:1]
-        # what the state's latents depend on besides the windows and timesteps (WindowedSampler checks those): a
-        # resume with other tiles or guidance went on without a word, mixing two computations in one video
+        # what the state's latents and queued frames depend on besides the windows and timesteps (WindowedSampler
+        # checks those): a resume with other tiles, guidance, prompts or colour fix went on without a word, mixing
+        # two computations in one video
         run_layout = {"frames": source.num_frames, "latent_shape": list(latent_shape),
                       "out_size": list(geometry["out_size"]),  # (plain numbers: the state is saved as JSON)
                       "tiles": [None if tile_size is None else int(tile_size), int(tile_overlap)],
                       "guidance": [float(guidance_scale), float(guidance_rescale),
-                                   float(controlnet_conditioning_scale)]}
+                                   float(controlnet_conditioning_scale)],
+                      "prompts": [prompt + positive_prompt, negative_prompt],
+                      "decoding": [color_fix, int(decode_chunk_size)]}
         if resuming:
             saved = state.metadata.get("run")
             if not isinstance(saved, dict) or {key: run_layout.get(key) for key in saved} != saved:  # (a state from
                 # before tiles and guidance were recorded is compared on what it has)
-                raise InputError(f"the saved state does not fit this call: it was taken for {saved}, this call has "
-                                 f"{run_layout} (frames, latent shape, output size, tile_size and tile_overlap, "
-                                 f"guidance_scale, guidance_rescale and controlnet_conditioning_scale)")
+                differ = sorted(key for key in run_layout if isinstance(saved, dict) and key in saved and
+                                saved[key] != run_layout[key])
+                raise InputError(f"the saved state does not fit this call ({', '.join(differ) or 'no run recorded'} "
+                                 f"differ): it was taken for {saved}, this call has {run_layout} (frames, latent "
+                                 f"shape, output size, tile_size and tile_overlap, guidance_scale, guidance_rescale "
+                                 f"and controlnet_conditioning_scale, prompt with STAR's positive prompt and "
+                                 f"negative_prompt, color_fix and decode_chunk_size)")
             sampler.load_state_dict(state)
 
         # 5. Frames entering the sampler: hint latents of the upsampled LR frames (SDEdit start:

@@ -918,6 +918,11 @@ def test_a_call_resumed_from_any_state_sink_state_gives_the_rest_of_the_uninterr
     for changed in ({"tile_size": None, "tile_overlap": None}, {"tile_overlap": 4}, {"guidance_scale": 3.0}):
         with pytest.raises(InputError, match="does not fit this call.*tile_size and tile_overlap, guidance_scale"):
             run(pipe, clip, state=state, start_frame=done, **{**settings, **changed})
+    # ... and so did other prompts or another colour fix (black-box API test)
+    for changed, differ in (({"prompt": "a cat"}, "prompts"), ({"negative_prompt": None}, "prompts"),
+                            ({"color_fix": None}, "decoding"), ({"decode_chunk_size": 5}, "decoding")):
+        with pytest.raises(InputError, match=rf"does not fit this call \({differ} differ\)"):
+            run(pipe, clip, state=state, start_frame=done, **{**settings, **changed})
     # NumPy numbers, which the call takes: the state must stay JSON (upscale saves it so)
     numpy_states = []
     run(pipe, clip, frame_sink=lambda frames: None, state_sink=lambda done, state: numpy_states.append(state),
