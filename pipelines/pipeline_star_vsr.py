@@ -152,6 +152,19 @@ def check_sampling_kwargs(kwargs: dict[str, Any]) -> None:
     check_sampling_arguments(**{k: v for k, v in kwargs.items() if k in checked})
 
 
+def checked_latents(latents: Any, expected: tuple[int, ...], what: str) -> torch.Tensor:
+    """``latents`` (``expected`` = (n, 4, h, w), or (1, n, 4, h, w)) as float32 on the CPU, where the sampler keeps
+    the clip's latents; ``InputError`` naming ``what`` for another shape (only the number of values was checked:
+    swapped axes were scrambled) or for NaN / infinite values (black or NaN frames, without an error)."""
+    if not isinstance(latents, torch.Tensor) or tuple(latents.shape) not in (expected, (1, *expected)):
+        got = f"shape {tuple(latents.shape)}" if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise InputError(f"{what} must be a tensor of shape ({', '.join(map(str, expected))}) or (1, "
+                         f"{', '.join(map(str, expected))}) for this video and upscale, got {got}")
+    if not torch.isfinite(latents).all():
+        raise InputError(f"{what} hold NaN or infinite values")
+    return latents.reshape(expected).float().cpu()
+
+
 @dataclass
 class StarVSRPipelineOutput(BaseOutput):
     """Output of ``StarVSRPipeline``.
@@ -244,7 +257,8 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
                      tile_overlap: Optional[int], color_fix: Optional[str], output_type: str, decode_chunk_size: int,
                      callback_on_step_end_tensor_inputs: Sequence[str], timesteps: Optional[Sequence[int]] = None,
                      frame_sink: Optional[Callable] = None, guidance_scale: float = 7.5,
-                     controlnet_conditioning_scale: float = 1.0) -> None:
+                     controlnet_conditioning_scale: float = 1.0,
+                     callback_on_step_end: Optional[Callable] = None) -> None:
         """Raise ``InputError`` for arguments ``__call__`` cannot run with, before any model runs."""
         check_sampling_arguments(upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
                                  chunk_overlap, tile_size, tile_overlap, color_fix, decode_chunk_size, timesteps,
@@ -258,6 +272,9 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
             raise InputError(f"output_type must be 'pt', 'np', 'pil' or 'latent', got {output_type!r}")
         if frame_sink is not None and not callable(frame_sink):  # else a TypeError after all the denoising
             raise InputError(f"frame_sink must be a callable taking each chunk of frames, got {frame_sink!r}")
+        if callback_on_step_end is not None and not callable(callback_on_step_end):  # (after the first step)
+            raise InputError(f"callback_on_step_end must be a callable fn(pipe, step, timestep, tensors) -> dict, "
+                             f"got {callback_on_step_end!r}")
         if frame_sink is not None and output_type == "latent":
             raise InputError("frame_sink receives decoded frames; it cannot be used with output_type='latent'")
         if isinstance(callback_on_step_end_tensor_inputs, str):  # (its letters were each "not in ['latents']")
@@ -537,7 +554,7 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         self.check_inputs(source, upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
                           chunk_overlap, tile_size, tile_overlap, color_fix, output_type, decode_chunk_size,
                           callback_on_step_end_tensor_inputs, timesteps, frame_sink, guidance_scale,
-                          controlnet_conditioning_scale)
+                          controlnet_conditioning_scale, callback_on_step_end)
         chunk_overlap, tile_overlap = resolve_overlaps(chunk_frames, chunk_overlap, tile_size, tile_overlap)
         device = self._execution_device
         self._check_device_dtype(device)
@@ -558,12 +575,7 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         windows = blend_weights(source.num_frames, chunk_frames, min(chunk_overlap, chunk_frames - 1))
         latent_shape = (self.vae.config.latent_channels, *geometry["canvas"])
         expected = (source.num_frames, *latent_shape)  # (n, 4, h, w)
-        if latents is not None and (not isinstance(latents, torch.Tensor) or tuple(latents.shape) not in (
-                expected, (1, *expected))):  # (only the number of values was checked: swapped axes were scrambled)
-            got = f"shape {tuple(latents.shape)}" if isinstance(latents, torch.Tensor) else type(latents).__name__
-            raise InputError(f"latents must be a tensor of shape ({', '.join(map(str, expected))}) or (1, "
-                             f"{', '.join(map(str, expected))}) for this video and upscale, got {got}")
-        start_latents = None if latents is None else latents.reshape(expected).float().cpu()
+        start_latents = None if latents is None else checked_latents(latents, expected, "latents")
 
         # 4. Timesteps; one random stream per frame, so results do not depend on windows or order
         if timesteps is None:
@@ -663,8 +675,9 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         def on_step_end(i: int, t: torch.Tensor) -> None:
             available = {"latents": sampler.gather_latents()}
             outputs = callback_on_step_end(self, i, t, {k: available[k] for k in callback_on_step_end_tensor_inputs})
-            if outputs and "latents" in outputs:
-                sampler.scatter_latents(outputs["latents"])
+            if outputs and "latents" in outputs:  # (extra frames were dropped, too few failed inside the ControlNet)
+                sampler.scatter_latents(checked_latents(outputs["latents"], expected,
+                                                        "the latents callback_on_step_end returned"))
 
         if resuming and sampler.finished:  # a state taken between two decoded chunks: go on decoding
             decode_pending(last=sampler.segments[sampler.finished - 1].stop == source.num_frames)

@@ -352,6 +352,24 @@ def test_start_latents_must_have_the_documented_shape(pipe):
                    rf"video and upscale, got {re.escape(got)}$")
         with pytest.raises(InputError, match=message):
             run(pipe, clip, upscale=2, latents=bad)
+    # NaN latents gave NaN (or, as PIL images, black) frames without an error; the shape of those a callback
+    # returns was not checked (extra frames dropped, a (1, n, ...) tensor or too few frames failed in the
+    # ControlNet, a NumPy array was an AttributeError) nor that it is callable (found after a whole step)
+    with pytest.raises(InputError, match=r"^latents hold NaN or infinite values$"):
+        run(pipe, clip, upscale=2, latents=torch.full(shape, float("nan")), color_fix=None)
+    replaced = run(pipe, clip, upscale=2, latents=start, callback_on_step_end=lambda p, i, t, kw: {"latents": start})
+    assert torch.equal(replaced, run(pipe, clip, upscale=2, latents=start,
+                                     callback_on_step_end=lambda p, i, t, kw: {"latents": start[None]}))
+    for bad, got in ((torch.cat([start, start[:1]]), f"shape {(n + 1, c, h, w)}"), (start[:1], f"shape {(1, c, h, w)}"),
+                     (start.numpy(), "ndarray")):
+        with pytest.raises(InputError, match=r"^the latents callback_on_step_end returned must be a tensor of shape "
+                                             rf".* for this video and upscale, got {re.escape(got)}$"):
+            run(pipe, clip, upscale=2, callback_on_step_end=lambda p, i, t, kw: {"latents": bad})
+    with pytest.raises(InputError, match=r"^the latents callback_on_step_end returned hold NaN or infinite values$"):
+        run(pipe, clip, upscale=2, callback_on_step_end=lambda p, i, t, kw: {"latents": kw["latents"] * float("inf")})
+    with pytest.raises(InputError, match=r"^callback_on_step_end must be a callable fn\(pipe, step, timestep, "
+                                         r"tensors\) -> dict, got 5$"):
+        run(pipe, clip, upscale=2, callback_on_step_end=5)
 
 
 def test_noise_level_none_is_900_or_where_the_timesteps_start(pipe):
