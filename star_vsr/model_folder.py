@@ -441,6 +441,8 @@ def local_load_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     downloads), and a ``dtype`` / ``torch_dtype`` given by name ("bf16" or "bfloat16", "fp32" or "float32", "fp16"
     or "float16", as ``star_vsr.upscale.load_upscaler`` takes them) turned into that torch dtype: diffusers loads
     float32 for any string, with only a log line."""
+    import torch
+
     from .upscale import DTYPES  # "fp32" -> torch.float32, ...; and each dtype's own name ("float32")
 
     names = {**DTYPES, **{str(dtype).removeprefix("torch."): dtype for dtype in DTYPES.values()}}
@@ -452,6 +454,9 @@ def local_load_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
                 raise InputError(f"{key}={value!r} is not a dtype this project loads: pass torch.float32, "
                                  f"torch.bfloat16 or torch.float16 (or its name: {', '.join(names)})")
             kwargs[key] = names[value]
+        elif value is not None and not isinstance(value, (torch.dtype, dict)):  # (a dict: one per component)
+            raise InputError(f"{key}={value!r} is not a dtype: pass torch.float32, torch.bfloat16 or torch.float16 "
+                             f"(or its name: {', '.join(names)})")  # (diffusers loaded float32, with a log line)
     return kwargs
 
 

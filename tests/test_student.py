@@ -73,6 +73,12 @@ def test_presets_record_their_name_and_grow_in_size():
     assert StarStudentModel().config.preset == "custom"
     with pytest.raises(InputError, match="unknown student preset"):
         StarStudentModel.from_preset("huge")
+    # widths of 0 or less built a model that failed in its first conv (black-box API test)
+    for name, value, least in (("hr_channels", 0, 1), ("clean_channels", 0, 1), ("clean_feature_channels", 0, 1),
+                               ("num_channels", -1, 1), ("num_blocks", -1, 0), ("num_channels", 8.5, 1)):
+        with pytest.raises(InputError, match=rf"^{name} must be a whole number >= {least}, got {value}$"):
+            StarStudentModel.from_preset("tiny", **{name: value})
+    assert StarStudentModel.from_preset("tiny", num_blocks=0).config.num_blocks == 0
     with pytest.raises(InputError, match="upsample_scales"):
         StarStudentModel(upsample_scales=(2, 5))
 
@@ -684,6 +690,8 @@ def test_save_and_load_round_trip(pipe, tmp_path, umask_022):
         assert StarStudentPipeline.from_pretrained(tmp_path / "student", dtype=name).student.dtype == dtype, name
     with pytest.raises(InputError, match="dtype='half' is not a dtype this project loads"):
         StarStudentPipeline.from_pretrained(tmp_path / "student", dtype="half")
+    with pytest.raises(InputError, match=r"torch_dtype=5 is not a dtype: pass torch.float32"):  # float32, a log line
+        StarStudentPipeline.from_pretrained(tmp_path / "student", torch_dtype=5)
 
 
 def test_home_folder_paths_are_expanded_in_python_as_on_the_command_line(pipe, tmp_path, monkeypatch):
@@ -856,9 +864,10 @@ def test_a_damaged_model_folder_loaded_directly_is_a_missing_weights_error_namin
         "bad_json": (lambda f: (f / "config.json").write_text("{"), r"could not be loaded \(.*not a valid JSON"),
         # values that build no model: a TypeError or RuntimeError traceback from deep in the constructor
         "blocks_as_text": (edit("num_blocks", "four"), r"could not be loaded \(config.json builds no "
-                                                       r"StarStudentModel: 'str' object cannot be interpreted"),
-        "negative_width": (edit("num_channels", -32), r"config.json builds no StarStudentModel: Trying to create "
-                                                      r"tensor with negative dimension -32"),
+                                                       r"StarStudentModel: num_blocks must be a whole number >= 0, "
+                                                       r"got 'four'\)"),
+        "negative_width": (edit("num_channels", -32), r"config.json builds no StarStudentModel: num_channels must be "
+                                                      r"a whole number >= 1, got -32"),
         # diffusers named its fallback ("no file named diffusion_pytorch_model.bin"), and another folder
         "renamed": (lambda f: (f / weights.name).rename(f / "model.safetensors"),
                     r"holds weights named model.safetensors, which from_pretrained does not read"),

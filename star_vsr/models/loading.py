@@ -19,7 +19,7 @@ from typing import Any, Iterator, Union
 
 from diffusers import ModelMixin
 
-from ..errors import MissingWeightsError, StarVSRError, first_line, is_out_of_memory
+from ..errors import InputError, MissingWeightsError, StarVSRError, first_line, is_out_of_memory
 from ..model_folder import (check_keys_fit, check_model_folder, check_save_target, check_variant, component_fault,
                             is_damaged_folder_error, local_load_kwargs, saved_config)
 
@@ -78,8 +78,8 @@ class LocalModelMixin:
                 model, info = super().from_pretrained(pretrained_model_name_or_path,  # type: ignore[misc]
                                                       output_loading_info=True, **kwargs)
         except Exception as error:
-            if isinstance(error, StarVSRError) or is_out_of_memory(error):
-                raise
+            if (isinstance(error, StarVSRError) and not isinstance(error, InputError)) or is_out_of_memory(error):
+                raise  # (an InputError: the model's own check of its config, "num_blocks must be ...")
             fault = component_fault(folder, cls)  # a config that builds no model ("four" blocks, -32 channels)
             if fault is None and not is_damaged_folder_error(error):
                 raise

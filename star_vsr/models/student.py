@@ -449,6 +449,13 @@ class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
         residual_block: str = "dense",
     ) -> None:
         super().__init__()
+        sizes = {"clean_channels": clean_channels, "clean_feature_channels": clean_feature_channels,
+                 "num_channels": num_channels, "hr_channels": hr_channels, "num_clean_blocks": num_clean_blocks,
+                 "num_blocks": num_blocks}
+        for name, value in sizes.items():  # (a width of 0 built, then failed in its first conv: "expected weight to
+            least = 0 if name.startswith("num_") and name.endswith("blocks") else 1  # be at least 1 at dimension 0")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InputError(f"{name} must be a whole number >= {least}, got {value!r}")
         scales = tuple(int(s) for s in upsample_scales)
         if not scales or any(s != r or not 1 <= r <= MAX_SCALE for s, r in zip(upsample_scales, scales)):
             raise InputError(f"upsample_scales must be integers in [1, {MAX_SCALE:g}], got {upsample_scales}")
