@@ -1157,6 +1157,19 @@ def test_camera_avi_audio_without_a_channel_layout_goes_into_mp4_as_aac(tmp_path
         assert container.streams.audio[0].layout.name == "mono"
         samples = sum(frame.samples for frame in container.decode(audio=0))
     assert samples == pytest.approx(NUM_FRAMES / 30 * 48_000, rel=0.1)
+    if audio_codec != "pcm_s16le":
+        return
+    # .mov holds PCM: copied under the layout its one channel means (it was re-encoded as AAC, with a warning
+    # that .mov cannot hold it; so was stereo PCM from Matroska, which stores no layout either)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with VideoWriter(tmp_path / "out.mov", 30, audio_from=source) as writer:
+            writer.write(synthetic_frames(NUM_FRAMES, SIZE))
+    with av.open(str(tmp_path / "out.mov")) as container, av.open(str(source)) as original:
+        assert container.streams.audio[0].codec_context.name == "pcm_s16le"
+        assert container.streams.audio[0].layout.name == "mono"
+        assert [bytes(p) for p in container.demux(audio=0) if p.size] == \
+            [bytes(p) for p in original.demux(audio=0) if p.size]
 
 
 def test_an_empty_folder_named_like_a_video_is_no_frame_output(tmp_path, videos):

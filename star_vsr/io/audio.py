@@ -31,6 +31,10 @@ _NAMED_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1"
 """The layout given to audio stored without one (PCM in AVI/MKV), per channel count: no LFE channel
 for 3 or 4 channels (FFmpeg's own default for 3 is 2.1, whose third channel AAC low-passes away)."""
 
+_COPIED_LAYOUTS = {1: "mono", 2: "stereo"}
+"""The layouts, per channel count, that audio stored without one is copied under (its channels mean nothing
+else)."""
+
 AUDIO_TRIAL_SECONDS = 2
 """Seconds of audio that `check_audio` writes into memory before any frame is upscaled."""
 
@@ -89,11 +93,14 @@ def check_audio(source: Path, suffix: str) -> None:
 def _must_transcode(audio: av.audio.stream.AudioStream, output: OutputContainer) -> bool:
     """Whether `audio` is re-encoded rather than copied into `output`: codecs the container
     cannot hold, PCM in .mp4 (players other than FFmpeg's do not play it), channels without
-    a named layout in .mp4/.mov (their muxer fails on those when it writes the trailer) and
-    codecs the muxer lists but refuses in its header (Opus and FLAC in .mov)."""
+    a named layout in .mp4/.mov (their muxer fails on those when it writes the trailer; in .mov,
+    mono and stereo are copied under that name: PCM from Matroska, which stores no layout, was
+    re-encoded as lossy AAC) and codecs the muxer lists but refuses in its header (Opus and FLAC
+    in .mov)."""
     name = audio.codec_context.name
     mp4_family = output.format.name in ("mp4", "mov") or "mp4" in output.format.name.split(",")
-    unnamed = audio.layout.name.endswith("channels")
+    unnamed = audio.layout.name.endswith("channels") and not (
+        output.format.name.split(",")[0] == "mov" and audio.channels in _COPIED_LAYOUTS)
     return (name not in output.supported_codecs or (mp4_family and unnamed)
             or (name.startswith("pcm_") and output.format.name.split(",")[0] == "mp4")
             or not _header_takes(audio, output.format.name.split(",")[0]))
@@ -139,6 +146,9 @@ class AudioCopy:
                 self._stream = output.add_stream_from_template(in_audio)
             except ValueError:  # the muxer refuses the codec after all
                 self.transcode = True
+            else:
+                if in_audio.layout.name.endswith("channels") and in_audio.channels in _COPIED_LAYOUTS:
+                    self._stream.codec_context.layout = _COPIED_LAYOUTS[in_audio.channels]  # named, for players
         if self.transcode:
             logger.info(
                 "%s: audio %s does not fit the output container; re-encoding it as %s",
