@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 from contextlib import contextmanager, redirect_stdout
@@ -153,6 +154,7 @@ def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Unio
     name, or ``<input>-<made>.mp4`` in the input's own folder)."""
     check_video_output_name(path)
     path, source = Path(path), Path(source)
+    remove_empty_progress(path)
     is_input = source.exists() and path.exists() and os.path.samefile(path, source)
     if path.is_dir() and not is_input:
         suggested = path / f"{source.stem}.mp4"
@@ -322,6 +324,20 @@ def partial_folder(output_path: str | Path) -> Path:
     """The hidden folder next to ``output_path`` where an unfinished resumable run keeps its work."""
     output = Path(output_path)
     return output.parent / f".{output.name}.partial"
+
+
+def remove_empty_progress(output_path: str | Path) -> None:
+    """Remove the progress folder of the existing output ``output_path`` when it holds no saved work (no manifest)
+    and no run holds it: a run killed between moving its output into place and removing that folder left it
+    there, hidden, and a rerun only said the output "already exists"."""
+    output, work = Path(output_path), partial_folder(output_path)
+    if not output.exists() or not work.is_dir() or work.is_symlink() or (work / PROGRESS_MANIFEST).exists():
+        return
+    try:
+        with folder_lock(work, output):
+            shutil.rmtree(work)
+    except (OutputBusyError, OSError):  # another run's, just started (or not ours to remove): left as it is
+        pass
 
 
 def saved_progress(output_path: str | Path) -> Optional[str]:

@@ -237,6 +237,32 @@ def test_a_bad_scale_or_input_leaves_no_partial_folder(pipe, tmp_path):
     assert not partial_folder(tmp_path / "seq.mp4").exists()
 
 
+def test_an_empty_progress_folder_beside_a_finished_output_is_removed_on_a_rerun(pipe, tmp_path, capsys):
+    """A run killed between moving its output into place and removing its progress folder left the hidden folder,
+    and a rerun of the command (or of the batch) only said the output "already exists" (black-box test)."""
+    from star_vsr.outputs import folder_lock
+
+    folder = tmp_path / "student"
+    pipe.save_pretrained(folder)
+    (tmp_path / "in").mkdir()
+    source = write_test_video(tmp_path / "in" / "a.mp4", 3, size=(12, 16))
+    output = tmp_path / "out" / "a.mp4"
+    assert main(["upscale", str(source), "-o", str(output), "--model", str(folder)]) == 0
+    partial_folder(output).mkdir()
+    with folder_lock(partial_folder(output), output):  # a run that has just started over it (--overwrite): kept
+        assert main(["upscale", str(source), "-o", str(output), "--model", str(folder)]) == 2
+    assert partial_folder(output).is_dir()
+    assert main(["upscale", str(source), "-o", str(output), "--model", str(folder)]) == 2
+    assert "already exists" in capsys.readouterr().err and not partial_folder(output).exists()
+    partial_folder(output).mkdir()
+    (partial_folder(output) / MANIFEST).write_text("{}")  # saved work (of an --overwrite run): kept
+    assert main(["upscale", str(source), "-o", str(output), "--model", str(folder)]) == 2
+    assert (partial_folder(output) / MANIFEST).is_file()
+    (partial_folder(output) / MANIFEST).unlink()
+    assert main(["upscale-batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(folder)]) == 0
+    assert "1 of 1 video already done" in capsys.readouterr().out and not partial_folder(output).exists()
+
+
 def test_damaged_saved_work_is_an_input_error(pipe, tmp_path, monkeypatch):
     source, output = stopped_run(pipe, tmp_path, monkeypatch)
     (partial_folder(output) / MANIFEST).write_text("{")
