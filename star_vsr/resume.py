@@ -61,6 +61,8 @@ SETTING_DEFAULTS = {"deinterlaced": False, "pipeline": "StarStudentPipeline", "f
 #: How a changed setting is named when saved progress cannot be used (None: "name old -> new").
 SETTING_CHANGES = {"input_files": "the input file changed (size or modification time)",
                    "student_weights": "other student weights", "weights": "other model weights"}
+#: What a changed ``input_files`` is called when the input is a frame folder.
+FOLDER_CHANGED = "the input folder's frames changed (a frame's size or modification time, or the number of frames)"
 #: Values of the diffusion pipeline's call that a saved run must share (``upscale`` is a setting of its own).
 DIFFUSION_SETTINGS = ("prompt", "negative_prompt", "positive_prompt", "num_inference_steps", "timesteps",
                       "timestep_spacing", "guidance_scale", "guidance_rescale", "noise_level",
@@ -533,12 +535,14 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
     if "codec" in changed:  # the CRF follows the codec ("crf None -> 18" for --codec h264 alone)
         changed = [key for key in changed if key != "crf"]
     if changed:
-        details = ", ".join(_setting_change(key, saved_settings.get(key, SETTING_DEFAULTS.get(key)), settings[key],
+        details = ", ".join(FOLDER_CHANGED if key == "input_files" and Path(settings["input"]).is_dir() else
+                            _setting_change(key, saved_settings.get(key, SETTING_DEFAULTS.get(key)), settings[key],
                                             settings["pipeline"]) for key in changed)
         # a changed input cannot be changed back; settings can (a dtype change says how itself)
         go_on = "" if set(changed) <= {"input", "input_files", "dtype"} else \
             "run with the earlier settings to go on, or "
-        raise SavedRunError(f"{work} holds an unfinished run ({frames} frames done) with other settings: {details}; "
+        other = "of another input" if set(changed) <= {"input", "input_files"} else "with other settings"
+        raise SavedRunError(f"{work} holds an unfinished run ({frames} frames done) {other}: {details}; "
                             f"{go_on}{fix}")
     segments = [(str(name), int(count)) for name, count in segments]
     _check_segments(work, segments, fix)

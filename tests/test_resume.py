@@ -215,11 +215,24 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
         upscale_video(bf16, source, output, progress=False)
     assert "other student weights" not in str(refused.value)  # their fingerprint changes with the dtype
     write_test_video(source, 6, size=(12, 16), seed=9)  # another input under the same name: no earlier settings
-    with pytest.raises(InputError, match=r"other settings: the input file changed \(size or modification time\); "
-                                         r"delete .* or pass restart=True to start over$"):
+    with pytest.raises(InputError, match=r"done\) of another input: the input file changed \(size or modification "
+                                         r"time\); delete .* or pass restart=True to start over$"):
         upscale_video(pipe, source, output, progress=False)
     upscale_video(pipe, source, output, progress=False, upscale=2, restart=True)
     assert probe_video(output).height == 24 and not partial_folder(output).exists()
+    # a frame folder was "the input file changed" too, "with other settings" (black-box test)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, picture in enumerate(synthetic_frames(6, (12, 16))):
+        cv2.imwrite(str(frames / f"{index}.png"), picture)
+    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
+    monkeypatch.undo()
+    cv2.imwrite(str(frames / "3.png"), np.zeros((12, 16, 3), np.uint8))
+    with pytest.raises(InputError, match=r"done\) of another input: the input folder's frames changed \(a frame's "
+                                         r"size or modification time, or the number of frames\); delete"):
+        upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False)
 
 
 def test_a_bad_scale_or_input_leaves_no_partial_folder(pipe, tmp_path):
