@@ -165,6 +165,9 @@ def test_export_command(tmp_path, capsys):
         assert main(["export", "-o", str(tmp_path / "h.onnx"), flag, value]) == 2
         assert f"{flag} must be <= 16384 (the export runs the model once on a frame of that size), got {value}" in \
             capsys.readouterr().err
+    for model, what in ((tmp_path / "nowhere", "does not exist"), (tmp_path / "student.pt", "is not a folder")):
+        assert main(["export", "--model", str(model), "-o", str(tmp_path / "h.onnx")]) == 2  # (both "not a folder")
+        assert f"--model {model} {what}; it takes a student pipeline folder" in capsys.readouterr().err
     # an existing folder as -o, empty or not, with --overwrite too: refused before any work, naming a file in it
     # (an empty one gave "Is a directory" after the export; a full one said to write to an empty folder)
     for name, files in (("empty-out", []), ("full-out", ["a.txt"])):

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
         args.model = str(default_student_folder())
     if not Path(args.model).is_dir():
-        raise InputError(f"--model {args.model} is not a folder; it takes a student pipeline folder "
+        what = "is not a folder" if Path(args.model).exists() else "does not exist"
+        raise InputError(f"--model {args.model} {what}; it takes a student pipeline folder "
                          "(StarStudentPipeline.save_pretrained), or leave it out for the shipped student")
     default_name = "student.onnx" if args.format == "onnx" else "student.pt"
     check_new_output(args.output, args.overwrite, file_hint=f"name the file to write: -o {output / default_name}")
