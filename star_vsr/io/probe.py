@@ -333,7 +333,8 @@ class VideoInfo:
                 f"its {self.num_frames} frames are read (if it is whole, its last frame is held "
                 f"{self.missing_s:.2f} s longer, as in videos made from GIFs)"
             )
-        if (has_alpha(self.pix_fmt) and self.codec != "gif") or self.side_alpha:  # FFmpeg decodes every GIF, opaque ones too, as bgra
+        # (FFmpeg decodes every GIF, opaque ones too, as bgra)
+        if (has_alpha(self.pix_fmt) and self.codec != "gif") or self.side_alpha:
             kind = self.pix_fmt  # "rgba"; or what carries it beside: "vp9 alpha_mode 1", "pal8 with a transparent
             if self.side_alpha:  # colour"
                 image = self.is_image_folder or self.is_photo
@@ -904,25 +905,6 @@ def _probe_container(path: Path) -> VideoInfo:
         last_frame_s=last_frame_s,
         pages=pages,
     )
-
-
-def frame_image_notes(file: Path, folder: VideoInfo) -> dict[str, str]:
-    """What the caveats of ``folder`` (an image folder, judged by its first frame) would have said of the frame
-    image ``file`` had it been the first: ``{"alpha": ..., "depth": ...}``, each only where the first frame does
-    not have it (an alpha channel, more than 8 bits), from the header."""
-    _, pix_fmt, transparent = _image_header(file)
-    if pix_fmt is None:  # not readable by PIL: the decoder says so
-        return {}
-    notes = {}
-    if (has_alpha(pix_fmt) or transparent) and not (has_alpha(folder.pix_fmt) or folder.side_alpha):
-        kind = f"{pix_fmt} with a transparent colour" if transparent else pix_fmt
-        notes["alpha"] = (f"{file} has an alpha channel ({kind}), which the first frame of {folder.path} has not; "
-                          f"star-vsr works on RGB frames, so its transparency is dropped")
-    depth = pixel_bit_depth(pix_fmt)
-    if depth > 8 >= pixel_bit_depth(folder.pix_fmt):
-        notes["depth"] = (f"{file} is {depth}-bit ({pix_fmt}), unlike the first frame of {folder.path}; star-vsr "
-                          f"works on 8-bit frames, so it is read as 8-bit")
-    return notes
 
 
 def _image_header(path: Path) -> tuple[int, str | None, bool]:
