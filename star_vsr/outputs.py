@@ -154,7 +154,7 @@ def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Unio
     name, or ``<input>-<made>.mp4`` in the input's own folder)."""
     check_video_output_name(path)
     path, source = Path(path), Path(source)
-    remove_empty_progress(path)
+    remove_finished_progress(path)
     is_input = source.exists() and path.exists() and os.path.samefile(path, source)
     if path.is_dir() and not is_input:
         suggested = path / f"{source.stem}.mp4"
@@ -255,15 +255,16 @@ NO_LOCK_ERRNOS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.
 
 
 @contextmanager
-def folder_lock(folder: Path, output: Path, wait: bool = False) -> Iterator[None]:
+def folder_lock(folder: Path, output: Path, wait: bool = False) -> Iterator[bool]:
     """Hold an exclusive lock on the existing ``folder`` while this run writes ``output`` (the folder itself, or
     the file whose progress it holds); ``OutputBusyError`` if another run holds it, or with ``wait`` wait for it.
     The lock goes with the process (a killed run leaves none). Without ``fcntl`` (Windows), or on a file system
-    that has no locks (some network and FUSE mounts), nothing is locked, as before the lock existed."""
+    that has no locks (some network and FUSE mounts), nothing is locked, as before the lock existed. Yields
+    whether it locked."""
     try:
         import fcntl
     except ImportError:
-        yield
+        yield False
         return
     handle = os.open(folder, os.O_RDONLY)
     try:
@@ -276,7 +277,10 @@ def folder_lock(folder: Path, output: Path, wait: bool = False) -> Iterator[None
         except OSError as error:
             if error.errno not in NO_LOCK_ERRNOS:
                 raise
-        yield
+            locked = False
+        else:
+            locked = True
+        yield locked
     finally:
         os.close(handle)
 
@@ -326,18 +330,25 @@ def partial_folder(output_path: str | Path) -> Path:
     return output.parent / f".{output.name}.partial"
 
 
-def remove_empty_progress(output_path: str | Path) -> None:
-    """Remove the progress folder of the existing output ``output_path`` when it holds no saved work (no manifest)
-    and no run holds it: a run killed between moving its output into place and removing that folder left it
-    there, hidden, and a rerun only said the output "already exists"."""
+def remove_finished_progress(output_path: str | Path) -> None:
+    """Remove the progress folder of the existing output ``output_path`` when it holds nothing to go on from: no
+    manifest, or the manifest of a run with every frame done (``"state": null``) older than the output, which that
+    run then moved into place. A run killed before it removed the folder left it, hidden; a rerun said the output
+    "already exists", and with --overwrite that its frames were saved "by a stopped run". Only under this
+    process's lock: not while another run holds it, nor where locks do not work (Windows, some network mounts)."""
     output, work = Path(output_path), partial_folder(output_path)
-    if not output.exists() or not work.is_dir() or work.is_symlink() or (work / PROGRESS_MANIFEST).exists():
+    if not output.exists() or not work.is_dir() or work.is_symlink():
         return
+    manifest = work / PROGRESS_MANIFEST
     try:
-        with folder_lock(work, output):
-            shutil.rmtree(work)
-    except (OutputBusyError, OSError):  # another run's, just started (or not ours to remove): left as it is
-        pass
+        if manifest.exists() and not (json.loads(manifest.read_text(encoding="utf-8"))["state"] is None and
+                                      output.stat().st_mtime_ns >= manifest.stat().st_mtime_ns):
+            return  # saved work (of an --overwrite run that did not finish)
+        with folder_lock(work, output) as locked:
+            if locked:
+                shutil.rmtree(work)
+    except (OutputBusyError, OSError, ValueError, LookupError, TypeError):  # another run's, a damaged manifest:
+        pass  # left as it is
 
 
 def saved_progress(output_path: str | Path) -> Optional[str]:

@@ -250,9 +250,14 @@ def test_a_bad_scale_or_input_leaves_no_partial_folder(pipe, tmp_path):
     assert not partial_folder(tmp_path / "seq.mp4").exists()
 
 
-def test_an_empty_progress_folder_beside_a_finished_output_is_removed_on_a_rerun(pipe, tmp_path, capsys):
-    """A run killed between moving its output into place and removing its progress folder left the hidden folder,
-    and a rerun of the command (or of the batch) only said the output "already exists" (black-box test)."""
+def test_a_finished_runs_progress_folder_is_removed_on_a_rerun(pipe, tmp_path, capsys, monkeypatch):
+    """A run killed between moving its output into place and removing its progress folder left the hidden folder
+    (its manifest with every frame done), and a rerun of the command (or of the batch) only said the output
+    "already exists" (with --overwrite: that its frames were saved "by a stopped run"; black-box test, review)."""
+    import errno
+    import fcntl
+    import shutil
+
     from star_vsr.outputs import folder_lock
 
     folder = tmp_path / "student"
@@ -260,18 +265,42 @@ def test_an_empty_progress_folder_beside_a_finished_output_is_removed_on_a_rerun
     (tmp_path / "in").mkdir()
     source = write_test_video(tmp_path / "in" / "a.mp4", 3, size=(12, 16))
     output = tmp_path / "out" / "a.mp4"
-    assert main(["upscale", str(source), "-o", str(output), "--model", str(folder)]) == 0
-    partial_folder(output).mkdir()
+    command = ["upscale", str(source), "-o", str(output), "--model", str(folder)]
+    rmtree = shutil.rmtree
+
+    def killed_before_removing_it(path, *args, **kwargs):
+        if Path(path) == partial_folder(output):
+            raise KeyboardInterrupt
+        return rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", killed_before_removing_it)
+    assert main(command) == 130
+    monkeypatch.undo()
+    assert probe_video(output).num_frames == 3
+    assert json.loads((partial_folder(output) / MANIFEST).read_text())["state"] is None
     with folder_lock(partial_folder(output), output):  # a run that has just started over it (--overwrite): kept
-        assert main(["upscale", str(source), "-o", str(output), "--model", str(folder)]) == 2
+        assert main(command) == 2
     assert partial_folder(output).is_dir()
-    assert main(["upscale", str(source), "-o", str(output), "--model", str(folder)]) == 2
+
+    def no_locks(*args):  # a file system without locks: another run could be writing it
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    assert main(command) == 2 and partial_folder(output).is_dir()
+    monkeypatch.undo()
+    manifest = partial_folder(output) / MANIFEST
+    later = output.stat().st_mtime_ns + 10 ** 9  # all frames done, not yet moved over an older output: kept
+    os.utime(manifest, ns=(later, later))
+    assert main(command) == 2 and manifest.is_file()
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "state": "state_000000002.safetensors"}))
+    os.utime(manifest, ns=(0, 0))  # saved work of a stopped --overwrite run: kept
+    assert main(command) == 2 and manifest.is_file()
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "state": None}))
+    os.utime(manifest, ns=(0, 0))
+    capsys.readouterr()
+    assert main(command) == 2
     assert "already exists" in capsys.readouterr().err and not partial_folder(output).exists()
-    partial_folder(output).mkdir()
-    (partial_folder(output) / MANIFEST).write_text("{}")  # saved work (of an --overwrite run): kept
-    assert main(["upscale", str(source), "-o", str(output), "--model", str(folder)]) == 2
-    assert (partial_folder(output) / MANIFEST).is_file()
-    (partial_folder(output) / MANIFEST).unlink()
+    partial_folder(output).mkdir()  # nothing saved (killed while removing it): removed by a batch too
     assert main(["upscale-batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(folder)]) == 0
     assert "1 of 1 video already done" in capsys.readouterr().out and not partial_folder(output).exists()
 

@@ -340,7 +340,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     from ..io.folders import (broken_link_line, broken_links, clips_in_folder, is_frame_folder, is_link_loop,
                               other_subfolders, other_subfolders_note, stray_images_note)
     from ..io.writer import check_crf, writes_frames
-    from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_empty_progress
+    from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_finished_progress
     from ..batch_record import made_with_other_settings, output_settings, record_output, recorded_inputs
     from .existing_outputs import check_existing_outputs, done_but_line, existing_output_lines, listed
     from ..overwrite_batch import OverwriteLedger, batch_settings
@@ -418,7 +418,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
     if state.is_main_process:
         for video in videos:  # a killed run's empty progress folder beside its finished output
-            remove_empty_progress(outputs[video])
+            remove_finished_progress(outputs[video])
         wanted = {video.name: output_name(video.name, args.codec, folder=video.is_dir()) for video in videos}
         for video in videos:
             if names[video.name] != wanted[video.name]:
