@@ -32,10 +32,14 @@ from torch import nn
 
 from .errors import InputError, OutputError, OutputExistsError
 from .io.atomic import check_no_replace, move_into_place, temporary_path
+from .io.writer import X264_MAX_SIZE
 from .models.student import StarStudentModel
 
 #: Export formats ``export_student`` writes.
 EXPORT_FORMATS = ("onnx", "torchscript")
+#: The largest LR frame side an export is made for: the longest side x264 writes (a student's output is larger
+#: still).
+MAX_EXPORT_SIDE = X264_MAX_SIZE
 #: ONNX opset of exported files.
 ONNX_OPSET = 18
 #: Names of the step's inputs and outputs in exported files.
@@ -100,6 +104,9 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     if height < 1 or width < 1:
         raise InputError(f"frame size must be positive, got {width}x{height}")
+    if max(height, width) > MAX_EXPORT_SIDE:  # (near the 64-bit limit: torch overflow tracebacks)
+        raise InputError(f"frame sides must be at most {MAX_EXPORT_SIDE} (the export runs the model once on a frame "
+                         f"of that size), got {width}x{height}")
     check_export_packages(format)
     check_no_replace(Path(path), overwrite)  # before the export, not after it (where move_into_place refuses)
     # no parameter requires grad: the saved TorchScript module's did, so a caller's stream without torch.no_grad()

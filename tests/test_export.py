@@ -136,6 +136,10 @@ def test_bad_format_and_scale(student, tmp_path):
         export_student(student, tmp_path / "x", "tflite", 12, 16)
     with pytest.raises(InputError, match="unsupported scale"):
         export_student(student, tmp_path / "x.onnx", "onnx", 12, 16, scale=6)
+    # a side near the 64-bit limit was a torch overflow traceback (the command checked its flags; review)
+    with pytest.raises(InputError, match=r"frame sides must be at most 16384 \(the export runs the model once on a "
+                                         r"frame of that size\), got 16x10000000000"):
+        export_student(student, tmp_path / "x.onnx", "onnx", 10 ** 10, 16)
 
 
 def test_export_command(tmp_path, capsys):

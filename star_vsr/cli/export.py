@@ -20,9 +20,6 @@ from .arguments import path_argument
 
 #: Largest |exported - PyTorch| that ``--verify`` accepts (float32 arithmetic reordered).
 VERIFY_TOLERANCE = 1e-3
-#: The largest --height / --width: an LR frame side above any video's (x264 writes sides up to 16384 pixels, and
-#: the export's output is larger still); sizes near the 64-bit limit were torch overflow tracebacks.
-MAX_EXPORT_SIDE = 16384
 #: What each format is written as, and the file name suffixes that name it.
 EXPORT_FORMATS = ("onnx", "torchscript")
 FORMAT_SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".ts")}
@@ -67,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import explain_out_of_memory
-    from ..export import check_export_packages, export_student, verify_export
+    from ..export import MAX_EXPORT_SIDE, check_export_packages, export_student, verify_export
     from ..outputs import check_new_output
     from . import quiet_model_loading
 
@@ -75,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--height", args.height), ("--width", args.width)):
         if value < 1:  # ("frame size must be positive, got 24x0", once the model had loaded)
             raise InputError(f"{flag} must be >= 1, got {value}")
-        if value > MAX_EXPORT_SIDE:  # (20 digits were a torch overflow traceback; 1e10 "Storage size ... overflowed")
+        if value > MAX_EXPORT_SIDE:  # (before the model loads; export_student's own check names no flag)
             raise InputError(f"{flag} must be <= {MAX_EXPORT_SIDE} (the export runs the model once on a frame of "
                              f"that size), got {value}")
     args.format = export_format(output, args.format)
