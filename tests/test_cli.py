@@ -1795,7 +1795,7 @@ def test_bad_device_missing_model_and_ignored_flags_are_one_line(tmp_path, capsy
     assert "missing does not exist" in capsys.readouterr().err
     assert main(["export", "--format", "onnx", "-o", str(tmp_path / "s.onnx"), "--model", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
-    assert "is not a folder" in err and "convert-star" not in err
+    assert "missing does not exist" in err and "convert-star" not in err
     assert not out.exists()
     # diffusion-only flags with the student: a one-line warning, without Python's source line (a real
     # process: pytest would capture the warning)
