@@ -604,19 +604,19 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
                       "tiles": [None if tile_size is None else int(tile_size), int(tile_overlap)],
                       "guidance": [float(guidance_scale), float(guidance_rescale),
                                    float(controlnet_conditioning_scale)],
-                      "prompts": [prompt + positive_prompt, negative_prompt],
-                      "decoding": [color_fix, int(decode_chunk_size)]}
+                      "prompt": prompt, "positive_prompt": positive_prompt, "negative_prompt": negative_prompt,
+                      "color_fix": color_fix, "decode_chunk_size": int(decode_chunk_size)}
         if resuming:
             saved = state.metadata.get("run")
             if not isinstance(saved, dict) or {key: run_layout.get(key) for key in saved} != saved:  # (a state from
                 # before tiles and guidance were recorded is compared on what it has)
-                differ = sorted(key for key in run_layout if isinstance(saved, dict) and key in saved and
-                                saved[key] != run_layout[key])
-                raise InputError(f"the saved state does not fit this call ({', '.join(differ) or 'no run recorded'} "
-                                 f"differ): it was taken for {saved}, this call has {run_layout} (frames, latent "
-                                 f"shape, output size, tile_size and tile_overlap, guidance_scale, guidance_rescale "
-                                 f"and controlnet_conditioning_scale, prompt with STAR's positive prompt and "
-                                 f"negative_prompt, color_fix and decode_chunk_size)")
+                differ = sorted(key for key in saved if saved[key] != run_layout.get(key)) if isinstance(saved, dict) \
+                    else []  # (only these: both records in full ran to 1,650 characters with the prompts)
+                details = "; ".join(f"{key} {saved[key]!r} -> {run_layout.get(key)!r}" for key in differ)
+                raise InputError(f"the saved state does not fit this call ({', '.join(differ)} differ: {details})"
+                                 if differ else "the saved state records no run this call can be compared with")
+                # (the run record: frames, latent shape, output size, tile_size and tile_overlap, guidance_scale,
+                # guidance_rescale and controlnet_conditioning_scale; prompts, color_fix and decode_chunk_size)
             sampler.load_state_dict(state)
 
         # 5. Frames entering the sampler: hint latents of the upsampled LR frames (SDEdit start:

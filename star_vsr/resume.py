@@ -62,7 +62,7 @@ SETTING_DEFAULTS = {"deinterlaced": False, "pipeline": "StarStudentPipeline", "f
 SETTING_CHANGES = {"input_files": "the input file changed (size or modification time)",
                    "student_weights": "other student weights", "weights": "other model weights"}
 #: What a changed ``input_files`` is called when the input is a frame folder.
-FOLDER_CHANGED = "the input folder's frames changed (a frame's size or modification time, or the number of frames)"
+FOLDER_CHANGED = "the input folder's files changed (a file's size or modification time, or the number of files)"
 #: Values of the diffusion pipeline's call that a saved run must share (``upscale`` is a setting of its own).
 DIFFUSION_SETTINGS = ("prompt", "negative_prompt", "positive_prompt", "num_inference_steps", "timesteps",
                       "timestep_spacing", "guidance_scale", "guidance_rescale", "noise_level",
