@@ -102,6 +102,7 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     """
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    path = Path(path).expanduser()  # "~/student.onnx" as the command line takes it
     if height < 1 or width < 1:
         raise InputError(f"frame size must be positive, got {width}x{height}")
     if max(height, width) > MAX_EXPORT_SIDE:  # (near the 64-bit limit: torch overflow tracebacks)

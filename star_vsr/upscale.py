@@ -188,6 +188,8 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
             raise InputError(f"upscale_video takes {name} as a file or folder path (str or pathlib.Path), got "
                              f"{type(path).__name__}; to upscale frames in memory call the pipeline: "
                              f"pipe(frames).frames")
+    # "~/out.mp4" as the command line takes it (it was written to a folder named "~" in the current one)
+    input_path, output_path = os.path.expanduser(input_path), os.path.expanduser(output_path)
     check_video_output_name(output_path)  # "out.mp4/": a file's name given as a folder
     if Path(input_path).exists() and Path(output_path).exists() and os.path.samefile(input_path, output_path):
         raise InputError(f"the output {output_path} is the input; write to another name")

@@ -711,6 +711,18 @@ def test_home_folder_paths_are_expanded_in_python_as_on_the_command_line(pipe, t
     assert StarStudentModel.from_pretrained("~/model").config.preset == pipe.student.config.preset
     assert StarStudentModel.from_pretrained("~/student", subfolder="student").config.preset == "tiny"
     assert isinstance(load_upscaler("~/student", device="cpu"), StarStudentPipeline)
+    # and so do the other Python functions that take paths (review)
+    from star_vsr.export import export_student
+    from star_vsr.io import probe_video
+    from star_vsr.io.synthetic import write_test_video
+    from star_vsr.upscale import upscale_video
+
+    write_test_video(tmp_path / "home" / "in.mp4", 2, size=(8, 8))
+    assert probe_video("~/in.mp4").num_frames == 2
+    upscale_video(pipe, "~/in.mp4", "~/out.mp4", progress=False)
+    export_student(pipe.student, "~/student.pt", "torchscript", 8, 8)
+    assert {"out.mp4", "student.pt"} <= {p.name for p in (tmp_path / "home").iterdir()}
+    assert not (tmp_path / "~").exists()
 
 
 def test_device_errors_name_the_python_argument_in_python_and_the_flag_in_the_command(tmp_path, capsys,

@@ -130,7 +130,8 @@ def _clips_to_compute(folder: Path, num_clips: int, clips_per_shard: int, overwr
 
     if overwrite or not (folder / MANIFEST_NAME).is_file():
         return list(range(num_clips))
-    return [index for index in range(num_clips) if not shard_written(folder, index // clips_per_shard)]
+    written = {shard for shard in range(-(-num_clips // clips_per_shard)) if shard_written(folder, shard)}
+    return [index for index in range(num_clips) if index // clips_per_shard not in written]
 
 
 def run_cache_teacher(args: argparse.Namespace) -> int:

@@ -423,7 +423,7 @@ def timeline_rate(timestamps: Sequence[int], time_base: Fraction, rate: Fraction
 def check_exists(path: str | Path) -> Path:
     """`path` as a Path, or `VideoNotFoundError` when nothing is there; `InputError` for a folder that cannot be
     listed (its files' permissions are the readers' to check)."""
-    path = Path(path)
+    path = Path(path).expanduser()  # "~/clip.mp4" as the command line takes it
     if not path.exists():
         what = ("is a link that points back to itself" if is_link_loop(path) else
                 f"is a link to {os.readlink(path)}, which does not exist" if path.is_symlink() else "does not exist")

@@ -13,6 +13,7 @@ diffusion_pytorch_model.bin", or only the file).
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Union
@@ -52,7 +53,8 @@ class LocalModelMixin:
     refuses a path that is a file (diffusers only logs that and returns, saving nothing)."""
 
     def save_pretrained(self, save_directory: Union[str, Path], *args: Any, **kwargs: Any) -> None:
-        save_directory = Path(save_directory).expanduser()  # "~/student" was a folder named "~" here
+        save_directory = os.path.expanduser(save_directory)  # "~/student" was a folder named "~" here (a str:
+        # diffusers splits it with push_to_hub)
         check_save_target(save_directory, "model", " (config.json and weights)")
         super().save_pretrained(save_directory, *args, **kwargs)  # type: ignore[misc]
 
