@@ -608,15 +608,14 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
                       "color_fix": color_fix, "decode_chunk_size": int(decode_chunk_size)}
         if resuming:
             saved = state.metadata.get("run")
-            if not isinstance(saved, dict) or {key: run_layout.get(key) for key in saved} != saved:  # (a state from
-                # before tiles and guidance were recorded is compared on what it has)
-                differ = sorted(key for key in saved if saved[key] != run_layout.get(key)) if isinstance(saved, dict) \
-                    else []  # (only these: both records in full ran to 1,650 characters with the prompts)
-                details = "; ".join(f"{key} {saved[key]!r} -> {run_layout.get(key)!r}" for key in differ)
-                raise InputError(f"the saved state does not fit this call ({', '.join(differ)} differ: {details})"
-                                 if differ else "the saved state records no run this call can be compared with")
-                # (the run record: frames, latent shape, output size, tile_size and tile_overlap, guidance_scale,
-                # guidance_rescale and controlnet_conditioning_scale; prompts, color_fix and decode_chunk_size)
+            if not isinstance(saved, dict):
+                raise InputError("the saved state records no run this call can be compared with")
+            # compared on the entries both versions record (a state from before tiles, guidance or prompts were
+            # recorded, or one with entries this version does not know: "-> None" was said of those)
+            differ = sorted(key for key in saved if key in run_layout and saved[key] != run_layout[key])
+            if differ:  # (only these: both records in full ran to 1,650 characters with the prompts)
+                details = "; ".join(f"{key} {saved[key]!r} -> {run_layout[key]!r}" for key in differ)
+                raise InputError(f"the saved state does not fit this call ({', '.join(differ)} differ: {details})")
             sampler.load_state_dict(state)
 
         # 5. Frames entering the sampler: hint latents of the upsampled LR frames (SDEdit start:

@@ -331,24 +331,20 @@ def partial_folder(output_path: str | Path) -> Path:
 
 
 def remove_finished_progress(output_path: str | Path) -> None:
-    """Remove the progress folder of the existing output ``output_path`` when it holds nothing to go on from: no
-    manifest, or the manifest of a run with every frame done (``"state": null``) older than the output, which that
-    run then moved into place. A run killed before it removed the folder left it, hidden; a rerun said the output
-    "already exists", and with --overwrite that its frames were saved "by a stopped run". Only under this
-    process's lock: not while another run holds it, nor where locks do not work (Windows, some network mounts)."""
+    """Remove the progress folder of the existing output ``output_path`` when it holds nothing to go on from (no
+    manifest: a finished run removes its manifest first, right after moving its output into place). A run killed
+    while removing the folder left it, hidden, and a rerun said only that the output "already exists". Decided
+    under this process's lock: not while another run holds it, nor where locks do not work (Windows, some network
+    mounts)."""
     output, work = Path(output_path), partial_folder(output_path)
     if not output.exists() or not work.is_dir() or work.is_symlink():
         return
-    manifest = work / PROGRESS_MANIFEST
     try:
-        if manifest.exists() and not (json.loads(manifest.read_text(encoding="utf-8"))["state"] is None and
-                                      output.stat().st_mtime_ns >= manifest.stat().st_mtime_ns):
-            return  # saved work (of an --overwrite run that did not finish)
         with folder_lock(work, output) as locked:
-            if locked:
+            if locked and not (work / PROGRESS_MANIFEST).exists():  # (else saved work: of an --overwrite run)
                 shutil.rmtree(work)
-    except (OutputBusyError, OSError, ValueError, LookupError, TypeError):  # another run's, a damaged manifest:
-        pass  # left as it is
+    except (OutputBusyError, OSError):  # another run's: left as it is
+        pass
 
 
 def saved_progress(output_path: str | Path) -> Optional[str]:

@@ -259,7 +259,8 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
         except BaseException:
             _stopped(work, output, say)
             raise
-        shutil.rmtree(work, ignore_errors=True)
+        (work / MANIFEST).unlink(missing_ok=True)  # first: a folder left by a kill now holds nothing to go on from
+        shutil.rmtree(work, ignore_errors=True)  # (remove_finished_progress removes it on a rerun)
     return output
 
 

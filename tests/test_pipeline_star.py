@@ -951,5 +951,7 @@ def test_a_call_resumed_from_any_state_sink_state_gives_the_rest_of_the_uninterr
     older = copy.deepcopy(state)  # a state saved before tiles and guidance were recorded: compared on what it has
     older.metadata["run"] = {key: older.metadata["run"][key] for key in ("frames", "latent_shape", "out_size")}
     assert torch.equal(run(pipe, clip, state=older, start_frame=done, **settings), whole[:, done:])
+    older.metadata["run"]["prompts"] = ["recorded by another version", None]  # an entry this version does not
+    assert torch.equal(run(pipe, clip, state=older, start_frame=done, **settings), whole[:, done:])  # know ("-> None")
     with pytest.raises(InputError, match="no callback_on_step_end"):
         run(pipe, clip, state_sink=lambda done, state: None, output_type="latent", **settings)

@@ -417,7 +417,7 @@ def _run_batch(args: argparse.Namespace) -> int:
                     "run it again with --overwrite to go on (the outputs it has not redone are old ones)")
     state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
     if state.is_main_process:
-        for video in videos:  # a killed run's empty progress folder beside its finished output
+        for video in videos:  # progress folders a killed run left beside its finished output
             remove_finished_progress(outputs[video])
         wanted = {video.name: output_name(video.name, args.codec, folder=video.is_dir()) for video in videos}
         for video in videos:
