@@ -254,7 +254,8 @@ def verify_export(path: Union[str, Path], student: StarStudentModel, format: str
     """
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
-    run, exported_size = _onnx_runner(Path(path)) if format == "onnx" else _torchscript_runner(Path(path))
+    path = Path(path).expanduser()
+    run, exported_size = _onnx_runner(path) if format == "onnx" else _torchscript_runner(path)
     if None not in exported_size and exported_size != (height, width):  # (the export's own refusal, or a
         # TorchScript interpreter traceback)
         raise InputError(f"{path} was exported for frames of {exported_size[1]}x{exported_size[0]}, not "

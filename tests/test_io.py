@@ -465,8 +465,8 @@ def test_a_later_frame_with_transparency_or_16_bits_is_noted_once(tmp_path, monk
     with pytest.warns(UserWarning) as caught, open_video(tmp_path / "frames") as reader:
         frames = list(reader)
     assert [str(w.message) for w in caught] == [
-        f"{tmp_path / 'frames' / '2.png'} has an alpha channel, which the first frame of {tmp_path / 'frames'} "
-        f"has not; star-vsr works on RGB frames, so its transparency is dropped",
+        f"{tmp_path / 'frames' / '2.png'} has an alpha channel (rgba), which the first frame of "
+        f"{tmp_path / 'frames'} has not; star-vsr works on RGB frames, so its transparency is dropped",
         f"{tmp_path / 'frames' / '3.png'} is 16-bit, unlike the first frame of {tmp_path / 'frames'}; star-vsr "
         f"works on 8-bit frames, so it is read as 8-bit"]
     assert len(frames) == 5 and all(np.array_equal(frame, rgb) for frame in frames)
@@ -476,10 +476,18 @@ def test_a_later_frame_with_transparency_or_16_bits_is_noted_once(tmp_path, monk
         raise SyntaxError("unknown data organization")
 
     with pytest.warns(UserWarning) as caught, open_video(tmp_path / "frames") as reader:  # (probed before)
-        monkeypatch.setattr(reader_module.Image, "open", damaged_header)
+        monkeypatch.setattr(Image, "open", damaged_header)
         assert len(list(reader)) == 5
     assert len(caught) == 1 and "3.png is 16-bit" in str(caught[0].message)
     monkeypatch.undo()
+    # a palette frame's transparent colour is named as the probe names it for a first frame (review)
+    palette = Image.fromarray(np.eye(8, dtype=np.uint8), "P")
+    palette.putpalette([90] * 6)
+    palette.save(tmp_path / "frames" / "2.png", transparency=0)
+    with pytest.warns(UserWarning) as caught, open_video(tmp_path / "frames") as reader:
+        list(reader)
+    assert [str(w.message).removeprefix(f"{tmp_path / 'frames'}/")[:42] for w in caught] == [
+        "2.png has an alpha channel (pal8 with a tr", "3.png is 16-bit, unlike the first frame of"]
     (tmp_path / "frames" / "0.png").unlink()  # the first frame has both: noted by the probe, not again
     cv2.imwrite(str(tmp_path / "frames" / "1.png"), np.dstack([rgb, rgb[..., 0]]).astype(np.uint16) * 257)
     assert len(probe_video(tmp_path / "frames").caveats()) == 2

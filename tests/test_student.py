@@ -712,8 +712,8 @@ def test_home_folder_paths_are_expanded_in_python_as_on_the_command_line(pipe, t
     assert StarStudentModel.from_pretrained("~/student", subfolder="student").config.preset == "tiny"
     assert isinstance(load_upscaler("~/student", device="cpu"), StarStudentPipeline)
     # and so do the other Python functions that take paths (review)
-    from star_vsr.export import export_student
-    from star_vsr.io import probe_video
+    from star_vsr.export import export_student, verify_export
+    from star_vsr.io import VideoWriter, probe_video
     from star_vsr.io.synthetic import write_test_video
     from star_vsr.upscale import upscale_video
 
@@ -721,7 +721,10 @@ def test_home_folder_paths_are_expanded_in_python_as_on_the_command_line(pipe, t
     assert probe_video("~/in.mp4").num_frames == 2
     upscale_video(pipe, "~/in.mp4", "~/out.mp4", progress=False)
     export_student(pipe.student, "~/student.pt", "torchscript", 8, 8)
-    assert {"out.mp4", "student.pt"} <= {p.name for p in (tmp_path / "home").iterdir()}
+    assert verify_export("~/student.pt", pipe.student, "torchscript", 8, 8) < 1e-3
+    with VideoWriter("~/written.mp4", 30) as writer:
+        writer.write(np.zeros((2, 8, 8, 3), np.uint8))
+    assert {"out.mp4", "student.pt", "written.mp4"} <= {p.name for p in (tmp_path / "home").iterdir()}
     assert not (tmp_path / "~").exists()
 
 

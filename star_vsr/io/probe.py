@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import io
 import logging
 import os
 import re
@@ -905,6 +906,20 @@ def _probe_container(path: Path) -> VideoInfo:
         last_frame_s=last_frame_s,
         pages=pages,
     )
+
+
+def image_transparency(data: bytes) -> str | None:
+    """How the image file ``data`` carries transparency, as the caveats name it: its pixel format with an alpha
+    channel ("rgba", "ya8") or "pal8 with a transparent colour" (a palette or grey image's tRNS chunk, which
+    OpenCV reads as that colour); None for an opaque image, or a header PIL cannot read (OpenCV judges damage)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # the header only
+            pix_fmt = _pil_pix_fmt(image)
+            if "transparency" in image.info:
+                return f"{pix_fmt} with a transparent colour"
+            return pix_fmt if has_alpha(pix_fmt) else None
+    except Exception:  # noqa: BLE001 (PIL raises OSError, SyntaxError, TypeError, ... on damaged headers)
+        return None
 
 
 def _image_header(path: Path) -> tuple[int, str | None, bool]:

@@ -30,7 +30,6 @@ from typing import Literal
 import av
 import cv2
 import numpy as np
-from PIL import Image
 from av.container import InputContainer
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 from av.video.stream import VideoStream
@@ -39,7 +38,8 @@ from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError
 from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.folders import list_image_files
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, chroma_block, exif_orientation, find_video_stream,
-                               has_alpha, is_untagged_hd, open_container, pixel_bit_depth, probe_video, video_start)
+                               has_alpha, image_transparency, is_untagged_hd, open_container, pixel_bit_depth,
+                               probe_video, video_start)
 
 logger = logging.getLogger(__name__)
 
@@ -291,9 +291,10 @@ def _is_cut_short_jpeg(file: Path, data: bytes) -> bool:
 _EXIF_FRAME_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff")
 
 
-def _load_image(file: Path, info: VideoInfo, kinds: set[str] | None = None) -> np.ndarray:
+def _load_image(file: Path, info: VideoInfo, kinds: dict[str, str | None] | None = None) -> np.ndarray:
     """One frame of an image folder as (h, w, 3) uint8 RGB (16-bit images are scaled to 8). ``kinds``: gets
-    "depth" for a 16-bit image, and, unless it holds "alpha" already, "alpha" for one with transparency."""
+    ``"depth": "16-bit"`` for a 16-bit image and, unless it holds "alpha" already, ``"alpha"``: how the image
+    carries transparency (`image_transparency`) for one that does."""
     try:
         data = file.read_bytes()  # read once: checked, then decoded
     except OSError as error:
@@ -304,8 +305,12 @@ def _load_image(file: Path, info: VideoInfo, kinds: set[str] | None = None) -> n
     image = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_FLAGS) if data else None
     if image is None:
         raise CorruptVideoError(f"{file} is not a readable image; replace or remove it")
-    if kinds is not None:
-        kinds.update(["depth"] * (image.dtype == np.uint16) + ["alpha"] * ("alpha" not in kinds and _has_alpha(data)))
+    if kinds is not None and image.dtype == np.uint16:
+        kinds["depth"] = "16-bit"
+    if kinds is not None and "alpha" not in kinds:
+        transparency = image_transparency(data)
+        if transparency is not None:
+            kinds["alpha"] = transparency
     if image.dtype == np.uint16:  # rounded: OpenCV's own 8-bit reading kept the high byte, half a level darker
         image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257) = round(v * 255 / 65535)
     orientation = info.orientation  # the first frame's EXIF orientation (a photo's own)
@@ -319,16 +324,6 @@ def _load_image(file: Path, info: VideoInfo, kinds: set[str] | None = None) -> n
             f"{info.width}x{info.height}; all frames of a folder must have one size"
         )
     return image  # (h, w, 3)
-
-
-def _has_alpha(data: bytes) -> bool:
-    """Whether the image file ``data`` has transparency (an alpha channel, or a palette / grey image's transparent
-    colour), from PIL's reading of its header; False where PIL cannot read it (OpenCV decoded it: no note)."""
-    try:
-        with Image.open(io.BytesIO(data)) as picture:
-            return picture.has_transparency_data
-    except Exception:  # noqa: BLE001 (PIL raises OSError, SyntaxError, TypeError, ... on damaged headers)
-        return False
 
 
 def _image_files(info: VideoInfo) -> list[Path]:
@@ -347,19 +342,19 @@ class ImageFolderReader(VideoReader):
     def _frames(self) -> Iterator[np.ndarray]:
         # what the first frame lacks (its alpha channel or depth is a caveat of the probe, noted before), noted
         # once when a later frame has it (it went unsaid)
-        notes = {"alpha": f"has an alpha channel, which the first frame of {self.info.path} has not; star-vsr "
-                          f"works on RGB frames, so its transparency is dropped",
-                 "depth": f"is 16-bit, unlike the first frame of {self.info.path}; star-vsr works on 8-bit frames, "
-                          f"so it is read as 8-bit"}
+        notes = {"alpha": "has an alpha channel ({}), which the first frame of " + str(self.info.path) + " has "
+                          "not; star-vsr works on RGB frames, so its transparency is dropped",
+                 "depth": "is {}, unlike the first frame of " + str(self.info.path) + "; star-vsr works on 8-bit "
+                          "frames, so it is read as 8-bit"}
         if has_alpha(self.info.pix_fmt) or self.info.side_alpha:
             del notes["alpha"]
         if pixel_bit_depth(self.info.pix_fmt) > 8:
             del notes["depth"]
         for index, file in enumerate(self.files):
-            kinds = {kind for kind in ("alpha", "depth") if kind not in notes}  # (alpha: not looked for again)
+            kinds = dict.fromkeys(kind for kind in ("alpha", "depth") if kind not in notes)  # (not looked for again)
             frame = _load_image(file, self.info, kinds if index and notes else None)
-            for kind in kinds & set(notes):
-                warnings.warn(f"{file} {notes.pop(kind)}", stacklevel=2)
+            for kind in set(kinds) & set(notes):
+                warnings.warn(f"{file} {notes.pop(kind).format(kinds[kind])}", stacklevel=2)
             yield frame
             if self.closed:
                 return

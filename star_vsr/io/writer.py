@@ -586,7 +586,7 @@ class VideoWriter:
         reproducible: bool = False,
         overwrite: bool = True,
     ) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser()  # "~/out.mp4" as the command line takes it
         self.label = str(label or self.path)
         self.overwrite = overwrite
         check_no_replace(self.path, overwrite)
