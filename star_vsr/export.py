@@ -109,7 +109,7 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
         raise InputError(f"frame sides must be at most {MAX_EXPORT_SIDE} (the export runs the model once on a frame "
                          f"of that size), got {width}x{height}")
     check_export_packages(format)
-    check_no_replace(Path(path), overwrite)  # before the export, not after it (where move_into_place refuses)
+    check_no_replace(path, overwrite)  # before the export, not after it (where move_into_place refuses)
     # no parameter requires grad: the saved TorchScript module's did, so a caller's stream without torch.no_grad()
     # chained every frame's autograd graph through the state and grew by 185 MiB a 320x180 frame
     model = copy.deepcopy(student).to(device="cpu").float().eval().requires_grad_(False)

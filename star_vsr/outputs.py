@@ -154,7 +154,6 @@ def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Unio
     name, or ``<input>-<made>.mp4`` in the input's own folder)."""
     check_video_output_name(path)
     path, source = Path(path), Path(source)
-    remove_finished_progress(path)
     is_input = source.exists() and path.exists() and os.path.samefile(path, source)
     if path.is_dir() and not is_input:
         suggested = path / f"{source.stem}.mp4"

@@ -233,9 +233,10 @@ def check_student_upscale(folder: Path, upscale: float) -> None:
 def run_single(args: argparse.Namespace) -> int:
     from ..io import deinterlace_choice
     from ..io.probe import check_exists
-    from ..outputs import check_new_video_output, saved_progress
+    from ..outputs import check_new_video_output, remove_finished_progress, saved_progress
 
     check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
+    remove_finished_progress(args.output)  # (upscale is the command that leaves progress folders)
     try:
         output = check_new_video_output(args.output, args.overwrite, args.input)  # before seconds of imports
     except InputError as error:
