@@ -8,9 +8,11 @@ and an out-of-memory error is turned into one that says what to lower (``explain
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import numbers
+import os
 import pickle
 import re
 import traceback
@@ -116,6 +118,28 @@ def named(argument: str, value: Any = None) -> str:
     if flag is None:
         return python
     return option(python, flag if value is None else f"{flag} {value}")
+
+
+def is_link_loop(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is (or lies under) a link that points back to itself: ``os.stat``'s ELOOP (which
+    ``Path.exists()`` reads as "does not exist", and ``Path.resolve()`` raised as a RuntimeError before Python
+    3.13)."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        return error.errno == errno.ELOOP
+    return False
+
+
+def why_missing(path: str | os.PathLike[str]) -> str:
+    """How a message says that nothing is at ``path`` (which ``Path.exists()`` says): "does not exist", or, for
+    a link, "is a link to TARGET, which does not exist" (a moved file, an unmounted disk) or "is a link that points
+    back to itself" (it said "does not exist" of a path the user can see with ``ls``)."""
+    if is_link_loop(path):
+        return "is a link that points back to itself"
+    if os.path.islink(path):
+        return f"is a link to {os.readlink(path)}, which does not exist"
+    return "does not exist"
 
 
 def check_whole_number(name: str, value: Any, low: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
 from .errors import (DeviceError, InputError, MissingWeightsError, OutputError, StarVSRError, cli_running,
-                     first_line, is_out_of_memory)
+                     first_line, is_out_of_memory, why_missing)
 from .io.atomic import move_into_place, remove_temporary, temporary_path
 from .outputs import MODEL_RECORDS, REPLACING_INDEX, give_default_mode, saved_index
 
@@ -39,7 +39,7 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     """
     index = folder / "model_index.json"
     if not folder.exists():
-        raise MissingWeightsError(f"{folder} does not exist: no {kind} pipeline there.\n{help_text}")
+        raise MissingWeightsError(f"{folder} {why_missing(folder)}: no {kind} pipeline there.\n{help_text}")
     if not folder.is_dir():  # "has no model_index.json" read as if it were a folder
         raise InputError(f"{folder} is a file; a {kind} pipeline is a folder (model_index.json and one folder per "
                          f"component)")

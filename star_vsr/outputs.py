@@ -18,7 +18,7 @@ from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, TextIO, Union
 
-from .errors import InputError, OutputBusyError, OutputError
+from .errors import InputError, OutputBusyError, OutputError, is_link_loop, why_missing
 
 
 #: Output suffixes written as one image (PIL format names): a one-frame input, or ``max_frames=1``.
@@ -89,7 +89,7 @@ def check_output_folder_name(path: Union[str, Path], writes: str) -> None:
     if Path(path).name == "-":
         raise InputError("the output folder '-' would be a folder named '-': star-vsr writes files, not standard "
                          "output; name a folder, e.g. out/")
-    from .io.folders import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_link_loop
+    from .io.folders import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
     suffix = Path(path).suffix.lower()
     if not os.path.lexists(path) and (suffix in VIDEO_EXTENSIONS or suffix in IMAGE_EXTENSIONS):
@@ -101,8 +101,7 @@ def check_output_folder_name(path: Union[str, Path], writes: str) -> None:
         raise InputError(f"the output folder {path} is (or is inside) a link that points back to itself; name "
                          f"another folder")
     if Path(path).is_symlink() and not Path(path).exists():  # mkdir said "File exists"
-        raise InputError(f"the output folder {path} is a link to {os.readlink(path)}, which does not exist; make "
-                         f"that folder, or name another")
+        raise InputError(f"the output folder {path} {why_missing(path)}; make that folder, or name another")
 
 
 def check_not_a_link(path: Path) -> None:
@@ -140,8 +139,8 @@ def check_new_output(path: Union[str, Path], overwrite: bool,
     if path.exists() and not path.is_file() and not path.is_dir():  # --overwrite made /dev/null a regular file
         raise InputError(f"{path} is a device, pipe or socket, not a file this run can replace; write to a file")
     if (path.exists() or path.is_symlink()) and not overwrite:  # a dangling link too, which the final move refuses
-        dangling = "" if path.exists() else f" (a link to {os.readlink(path)}, which does not exist)"
-        raise InputError(f"{path} already exists{dangling}; pass --overwrite to replace it")
+        there = "already exists" if path.exists() else why_missing(path)  # a dangling link: what it points to
+        raise InputError(f"{path} {there}; pass --overwrite to replace it")
     return check_writable(path)
 
 

@@ -29,7 +29,8 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequenc
 
 import yaml
 
-from .errors import InputError, MissingWeightsError, first_line, is_damaged_weights_error, is_out_of_memory
+from .errors import (InputError, MissingWeightsError, first_line, is_damaged_weights_error, is_out_of_memory,
+                     why_missing)
 from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, give_default_mode, saved_index,
                       write_text_atomic)
 
@@ -282,7 +283,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
         if path.is_dir():
             parser.error(f"config file {path} is a folder; name a YAML file")
         if not path.is_file():
-            parser.error(f"config file {path} does not exist")
+            parser.error(f"config file {path} {why_missing(path)}")
         try:
             settings = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
         except yaml.MarkedYAMLError as error:  # where: PyYAML's message puts it on later lines
@@ -758,7 +759,7 @@ def resume_checkpoint(output_dir: Path, resume: Optional[str]) -> Optional[Path]
     if not path.is_absolute() and not path.exists() and (Path(output_dir) / path).exists():
         path = Path(output_dir) / path
     if not path.exists():
-        raise InputError(f"--resume_from_checkpoint {resume} does not exist" + (
+        raise InputError(f"--resume_from_checkpoint {resume} {why_missing(path)}" + (
             "" if path.is_absolute() else f" here or in --output_dir {output_dir}") + "; give a "
             f"{CHECKPOINT_PREFIX}<step> folder, or 'latest'")
     if path not in checkpoint_folders(path.parent):

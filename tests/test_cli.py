@@ -2139,8 +2139,40 @@ def test_batch_commands_report_a_link_to_a_missing_video_as_skipped(tmp_path, ca
         f"{tmp_path / 'moved.mp4'}; restore them, or score a --gt folder without them" in capsys.readouterr().err
     assert main(["info", str(inputs)]) == 1
     out = capsys.readouterr().out
-    assert f"gone.mp4  unreadable: a link to {tmp_path / 'moved.mp4'}, which does not exist" in out
+    assert f"gone.mp4  unreadable: gone.mp4 is a link to {tmp_path / 'moved.mp4'}, which does not exist" in out
     assert "2 clips, 2 frames; 1 unreadable or damaged" in out
+    (inputs / "self.mp4").symlink_to("self.mp4")  # info said "a link to self.mp4, which does not exist"
+    assert main(["info", str(inputs)]) == 1
+    assert "self.mp4  unreadable: self.mp4 is a link that points back to itself" in capsys.readouterr().out
+
+
+def test_a_dangling_link_given_as_a_path_is_named_as_a_link(tmp_path, capsys):
+    """Each command said only "X does not exist" of a path the user can see with ``ls``: a link whose target is
+    gone (a moved file, an unmounted disk). ``why_missing`` words it for every command that checks a path."""
+    gone = tmp_path / "moved"
+    for name in ("videos", "clip.mp4", "student", "config.yaml"):
+        (tmp_path / name).symlink_to(gone / name)
+    expected = {name: f"{tmp_path / name} is a link to {gone / name}, which does not exist"
+                for name in ("videos", "clip.mp4", "student", "config.yaml")}
+    for command, name in ((["upscale-batch", str(tmp_path / "videos"), "-o", str(tmp_path / "out")], "videos"),
+                          (["evaluate", "--pred", str(tmp_path / "clip.mp4"), "--gt", str(tmp_path / "clip.mp4")],
+                           "clip.mp4"),
+                          (["export", "--model", str(tmp_path / "student"), "-o", str(tmp_path / "s.pt")], "student"),
+                          (["distill", "cache-teacher", "--teacher", "bicubic", "--data", str(tmp_path / "videos"),
+                            "-o", str(tmp_path / "cache")], "videos"),
+                          (["upscale", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "o.mp4"), "--model",
+                            str(tmp_path / "student")], "clip.mp4")):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert expected[name] in err.replace("--model ", "").replace("--pred ", ""), (command, err)
+    from star_vsr import StarStudentPipeline
+    from star_vsr.errors import MissingWeightsError
+    from star_vsr.training_run import parse_with_config
+    with pytest.raises(MissingWeightsError, match=f"{tmp_path / 'student'} is a link to .*, which does not exist"):
+        StarStudentPipeline.from_pretrained(tmp_path / "student")
+    with pytest.raises(SystemExit):
+        parse_with_config(argparse.ArgumentParser(), ["--config", str(tmp_path / "config.yaml")])
+    assert expected["config.yaml"] in capsys.readouterr().err
 
 
 def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path, capsys):

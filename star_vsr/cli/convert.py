@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import InputError, MissingWeightsError, OutputExistsError
+from ..errors import InputError, MissingWeightsError, OutputExistsError, why_missing
 from .arguments import path_argument
 
 
@@ -113,7 +113,7 @@ def _unet_config(path: Path, released: dict[str, Any]) -> dict[str, Any]:
 
     if not path.is_file():  # the user's own file: STAR's download steps would not help
         raise InputError(f"--unet-config {path} " + ("is a folder; it takes a JSON file" if path.is_dir() else
-                                                       "does not exist"))
+                                                       why_missing(path)))
     try:
         changes = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 
 from ..errors import (CorruptVideoError, InputError, MissingWeightsError, UnsupportedVideoError,
-                      VideoNotFoundError)
+                      VideoNotFoundError, why_missing)
 from .arguments import max_frames_argument, path_argument
 from .existing_outputs import listed
 
@@ -81,7 +81,7 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     (a prediction without a ground truth is left out with a note)."""
     for path in (pred, gt):
         if not path.exists():
-            raise VideoNotFoundError(f"{path} does not exist")
+            raise VideoNotFoundError(f"{path} {why_missing(path)}")
     if _is_clip_folder(gt):
         from ..io.folders import broken_link_line, broken_links, is_frame_folder, stray_images_note
 

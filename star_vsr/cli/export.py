@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, why_missing
 from .arguments import path_argument
 
 #: Largest |exported - PyTorch| that ``--verify`` accepts (float32 arithmetic reordered).
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
         args.model = str(default_student_folder())
     if not Path(args.model).is_dir():
-        what = "is not a folder" if Path(args.model).exists() else "does not exist"
+        what = "is not a folder" if Path(args.model).exists() else why_missing(args.model)
         raise InputError(f"--model {args.model} {what}; it takes a student pipeline folder "
                          "(StarStudentPipeline.save_pretrained), or leave it out for the shipped student")
     default_name = "student.onnx" if args.format == "onnx" else "student.pt"

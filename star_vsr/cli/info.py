@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -139,7 +138,7 @@ def frame_folder_damage(folder: Path) -> Optional[str]:
 
 def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
     """One line (or JSON object) per clip of ``folder``: frames, rate, size, codec, audio, damage."""
-    from ..errors import StarVSRError
+    from ..errors import StarVSRError, why_missing
     from ..io import probe_video
     from ..io.folders import broken_links, other_subfolders, other_subfolders_note, stray_images_note
 
@@ -165,7 +164,7 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
                      "damage": damage or (_maybe_cut(info) if info.missing_s else "none found")})
         objects.append({"clip": name, **_json_fields(info, damage)})
     for link in broken_links(folder):  # (left out without a word)
-        error = f"a link to {os.readlink(link)}, which does not exist"
+        error = f"{link.name} {why_missing(link)}"
         rows.append({"clip": link.name, "error": error})
         objects.append({"clip": link.name, "path": str(link), "error": error})
         bad += 1

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Optional, TextIO
 
 from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, SavedRunError,
-                      UnsupportedVideoError, VideoNotFoundError)
+                      UnsupportedVideoError, VideoNotFoundError, why_missing)
 from .arguments import (add_fps_argument, check_fps_for_clips, input_notes, max_frames_argument, path_argument,
                         seed_argument)
 
@@ -338,7 +338,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     from accelerate.utils import gather_object
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
-    from ..io.folders import (broken_link_line, broken_links, clips_in_folder, is_frame_folder, is_link_loop,
+    from ..io.folders import (broken_link_line, broken_links, clips_in_folder, is_frame_folder,
                               other_subfolders, other_subfolders_note, stray_images_note)
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_finished_progress
@@ -352,8 +352,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     check_output_folder_name(output_dir, "the upscaled videos")
     if not input_dir.is_dir():
-        missing = "is a link that points back to itself" if is_link_loop(input_dir) else "does not exist"
-        raise InputError(f"{input_dir} {missing}" if not input_dir.exists() else
+        raise InputError(f"{input_dir} {why_missing(input_dir)}" if not input_dir.exists() else
                          f"{input_dir} is a file; upscale-batch takes a folder of videos (star-vsr upscale takes one "
                          f"video)")
     if output_dir.exists() and os.path.samefile(input_dir, output_dir):

@@ -28,7 +28,7 @@ import numpy as np
 
 from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize, sources_fingerprint
 from star_vsr.data.pairs import DegradationSpec
-from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError
+from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError, why_missing
 from star_vsr.evalset import COLOUR_TRAINING_PHOTO_NAMES, load_photo
 from star_vsr.io import read_frames
 from star_vsr.io.folders import IMAGE_EXTENSIONS, photos_in_folder
@@ -79,7 +79,7 @@ def film(image: np.ndarray, size: tuple[int, int], zoom: float, theta_deg: float
 def _photo_files(path: Path) -> list[Path]:
     """The photos of ``ImageMotionDataset(images=path)``: those of a folder (``photos_in_folder``), or the file."""
     if not path.exists():
-        raise VideoNotFoundError(f"{path} does not exist; give a folder of photos, a photo or a list of them")
+        raise VideoNotFoundError(f"{path} {why_missing(path)}; give a folder of photos, a photo or a list of them")
     if not path.is_dir():
         return [path]
     photos = photos_in_folder(path)

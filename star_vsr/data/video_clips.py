@@ -33,7 +33,7 @@ import numpy as np
 
 from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize, sources_fingerprint
 from star_vsr.data.pairs import DegradationSpec
-from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError
+from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError, why_missing
 from star_vsr.io import probe_video, read_frames
 from star_vsr.io.folders import (VIDEO_EXTENSIONS, broken_link_line, broken_links, clips_in_folder, is_frame_folder,
                                  other_subfolders, other_subfolders_note, stray_images_note)
@@ -151,7 +151,7 @@ def list_clip_sources(source: Union[str, Path, Sequence[Any]]) -> list[ClipSourc
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
-            raise VideoNotFoundError(f"training data {path} does not exist; give a folder of videos, a CSV/JSON "
+            raise VideoNotFoundError(f"training data {path} {why_missing(path)}; give a folder of videos, a CSV/JSON "
                                      "clip list or a video file")
         if path.is_dir():
             sources = _scan_folder(path)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from ..degradations.frames import frames_to_clip
-from ..errors import CorruptVideoError, InputError, UnsupportedVideoError, option
+from ..errors import CorruptVideoError, InputError, UnsupportedVideoError, option, why_missing
 from ..io import VIDEO_EXTENSIONS, open_video, probe_video, read_frames
 from ..io.folders import clips_by_name, is_frame_folder, other_subfolders, other_subfolders_note, stray_images_note
 
@@ -39,7 +39,8 @@ class VideoFolderClips:
                  besides: Sequence[Union[str, Path]] = ()) -> None:
         self.folder = Path(folder)
         if not self.folder.exists():  # (was "is not a folder of videos" too)
-            raise InputError(f"{self.folder} does not exist; it should be a folder of videos or frame folders")
+            raise InputError(f"{self.folder} {why_missing(self.folder)}; it should be a folder of videos or frame "
+                             f"folders")
         if not self.folder.is_dir():
             raise InputError(f"{self.folder} is not a folder of videos or frame folders")
         if num_frames is not None and num_frames < 1:

@@ -5,13 +5,11 @@ naturally (``frame2.png`` before ``frame10.png``); hidden entries are never clip
 
 from __future__ import annotations
 
-import errno
-import os
 import re
 from pathlib import Path
 from typing import Collection, Iterator, Sequence
 
-from star_vsr.errors import InputError
+from star_vsr.errors import InputError, why_missing
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
 """File suffixes (lower case) that count as frames of an image-folder video."""
@@ -82,20 +80,7 @@ def broken_links(folder: Path) -> list[Path]:
 
 def broken_link_line(link: Path) -> str:
     """How the batch commands report a broken link to a video (`broken_links`)."""
-    if is_link_loop(link):  # (it said "a link to x.mp4, which does not exist" of a link to itself)
-        return f"skipped {link}: it is a link that points back to itself"
-    return f"skipped {link}: it is a link to {os.readlink(link)}, which does not exist"
-
-
-def is_link_loop(path: str | Path) -> bool:
-    """Whether ``path`` is (or lies under) a link that points back to itself: ``os.stat``'s ELOOP (which
-    ``Path.exists()`` reads as "does not exist", and ``Path.resolve()`` raised as a RuntimeError before Python
-    3.13)."""
-    try:
-        os.stat(path)
-    except OSError as error:
-        return error.errno == errno.ELOOP
-    return False
+    return f"skipped {link}: it {why_missing(link)}"
 
 
 def clip_collection(path: Path) -> list[Path]:

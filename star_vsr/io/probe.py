@@ -35,8 +35,8 @@ from av.video.reformatter import ColorTrc
 from av.video.stream import VideoStream
 from PIL import Image, UnidentifiedImageError
 
-from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError
-from star_vsr.io.folders import IMAGE_EXTENSIONS, is_link_loop, list_image_files
+from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError, why_missing
+from star_vsr.io.folders import IMAGE_EXTENSIONS, list_image_files
 
 logger = logging.getLogger(__name__)
 
@@ -426,9 +426,7 @@ def check_exists(path: str | Path) -> Path:
     listed (its files' permissions are the readers' to check)."""
     path = Path(path).expanduser()  # "~/clip.mp4" as the command line takes it
     if not path.exists():
-        what = ("is a link that points back to itself" if is_link_loop(path) else
-                f"is a link to {os.readlink(path)}, which does not exist" if path.is_symlink() else "does not exist")
-        raise VideoNotFoundError(f"{path} {what}; check the path of the input video or frame folder")
+        raise VideoNotFoundError(f"{path} {why_missing(path)}; check the path of the input video or frame folder")
     if path.is_dir():
         try:
             with os.scandir(path) as entries:  # (a PermissionError from deep inside, exit status 1, which info
