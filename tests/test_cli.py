@@ -2681,6 +2681,24 @@ def test_info_lists_the_clips_of_a_folder(tmp_path, capsys):
     assert main(["info", str(upright)]) == 0 and "damage  none found" in capsys.readouterr().out
 
 
+def test_tables_line_up_for_clip_names_in_wide_characters(tmp_path, capsys):
+    """A clip named in Chinese (two terminal columns a character) or with a combining accent pushed every later
+    column of info's and evaluate's tables out of line: widths counted characters."""
+    from star_vsr.cli.columns import text_width
+    from star_vsr.cli.evaluate import format_table
+
+    assert [text_width(t) for t in ("abc", "日本語", "e\u0301t\u00e9", "\uff21")] == [3, 6, 3, 2]
+    names = ("a.mp4", "日本語のビデオ.mp4", "e\u0301te\u0301.mp4")
+    for name in names:
+        write_test_video(tmp_path / name, num_frames=2, size=(8, 8))
+    assert main(["info", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()[:4]
+    starts = {text_width(line[:line.index("2 ")]) for line in lines[1:]}  # where the frames column starts
+    assert starts == {text_width(lines[0][:lines[0].index("frames")])}, lines
+    table = format_table({name: {"psnr_y": 30.0} for name in names}).splitlines()
+    assert len({text_width(line) for line in table}) == 1, table
+
+
 def test_evaluate_checks_every_pair_before_scoring_any(tmp_path, capsys, monkeypatch):
     import star_vsr.metrics
 

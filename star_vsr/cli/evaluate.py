@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 from ..errors import (CorruptVideoError, InputError, MissingWeightsError, UnsupportedVideoError,
                       VideoNotFoundError, why_missing)
 from .arguments import max_frames_argument, path_argument
+from .columns import pad, text_width
 from .existing_outputs import listed
 
 if TYPE_CHECKING:  # torch and pyiqa load only when learned metrics are asked for
@@ -119,10 +120,10 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
 
 def format_table(rows: dict[str, dict[str, float]], learned: Sequence[str] = ()) -> str:
     keys = [c for c in COLUMNS if any(c[0] in r for r in rows.values())] + [(n, n.upper(), "{:.4f}") for n in learned]
-    name_width = max(len("clip"), *(len(n) for n in rows))
+    name_width = max(len("clip"), *(text_width(n) for n in rows))
     lines = [f"{'clip':<{name_width}}  " + "  ".join(f"{title:>8}" for _, title, _ in keys)]
     for name, row in rows.items():
-        lines.append(f"{name:<{name_width}}  " + "  ".join(f"{fmt.format(row[k]) if k in row else '-':>8}"
+        lines.append(f"{pad(name, name_width)}  " + "  ".join(f"{fmt.format(row[k]) if k in row else '-':>8}"
                                                              for k, _, fmt in keys))
     return "\n".join(lines)
 

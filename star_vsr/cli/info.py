@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .arguments import path_argument
+from .columns import pad, text_width
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -172,13 +173,13 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
         print(json.dumps({"folder": str(folder), "clips": objects}, indent=2))
         return 1 if bad else 0
     columns = ("clip", "frames", "fps", "size", "codec", "audio", "damage")
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns[:-1]}
-    print("  ".join(f"{c:<{widths[c]}}" for c in columns[:-1]) + "  damage")
+    widths = {c: max(len(c), *(text_width(str(r.get(c, ""))) for r in rows)) for c in columns[:-1]}
+    print("  ".join(pad(c, widths[c]) for c in columns[:-1]) + "  damage")
     for row in rows:
         if "error" in row:
-            print(f"{row['clip']:<{widths['clip']}}  unreadable: {row['error']}")
+            print(f"{pad(row['clip'], widths['clip'])}  unreadable: {row['error']}")
         else:
-            print("  ".join(f"{str(row[c]):<{widths[c]}}" for c in columns[:-1]) + f"  {row['damage']}")
+            print("  ".join(pad(str(row[c]), widths[c]) for c in columns[:-1]) + f"  {row['damage']}")
     frames = sum(r.get("frames", 0) for r in rows)
     print(f"{len(rows)} clip{'s' * (len(rows) != 1)}, {frames} frame{'s' * (frames != 1)}"
           + (f"; {bad} unreadable or damaged" if bad else ""))
