@@ -165,6 +165,23 @@ def checked_latents(latents: Any, expected: tuple[int, ...], what: str) -> torch
     return latents.reshape(expected).float().cpu()
 
 
+def as_levels(frame: torch.Tensor) -> torch.Tensor:
+    """A (3, h, w) frame in [0, 1] as 8-bit levels (uint8, host): a quarter of float32's size in a saved state."""
+    return (frame.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
+
+def check_same_video(saved: Optional[torch.Tensor], frame: torch.Tensor, index: int) -> None:
+    """``InputError`` unless ``frame`` (frame ``index`` of the video a call resumes on, ``as_levels``) is the last
+    frame the state's hints were made of, ``saved``, within a level: a state of another video of the same length
+    and size went on without a word, its first frames denoised from one clip and the rest from the other. A state
+    saved before this was recorded (no ``saved``) is not checked."""
+    if saved is None:
+        return
+    if saved.shape != frame.shape or int((saved.int() - frame.int()).abs().max()) > 1:
+        raise InputError(f"the state was taken on another video: frame {index} of this one is not the frame it "
+                         f"saw there; resume on the video state_sink gave it for, or start over without state=")
+
+
 @dataclass
 class StarVSRPipelineOutput(BaseOutput):
     """Output of ``StarVSRPipeline``.
@@ -620,12 +637,17 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
 
         # 5. Frames entering the sampler: hint latents of the upsampled LR frames (SDEdit start:
         #    the hint noised to the first timestep), streamed from the input in order
-        hint_frames = SequentialFrames(source, start=int(state.metadata["hint_frames"]) if resuming else 0)
+        hinted = int(state.metadata["hint_frames"]) if resuming else 0
+        hint_frames = SequentialFrames(source, start=max(hinted - 1, 0))
+        last_hint = [as_levels(hint_frames.take(1)[0]) if hinted else None]  # the last LR frame hinted, (3, h, w)
+        if hinted:
+            check_same_video(state.tensors.get("last_hint_frame"), last_hint[0], hinted - 1)
 
         def prepare(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
             eps = noise.draw(start, stop, latent_shape)
-            hint = self.encode_hint(hint_frames.take(stop - start), geometry["out_size"], geometry["canvas"], eps,
-                                    device)
+            lr = hint_frames.take(stop - start)  # (k, 3, h, w)
+            last_hint[0] = as_levels(lr[-1])
+            hint = self.encode_hint(lr, geometry["out_size"], geometry["canvas"], eps, device)
             if start_latents is not None:
                 return start_latents[start:stop].clone(), hint
             return self.scheduler.add_noise(hint, noise.draw(start, stop, latent_shape), first_t), hint
@@ -666,6 +688,8 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
             snapshot = sampler.state_dict()
             if pending:
                 snapshot.tensors["decode_queue"] = torch.cat(pending) if len(pending) > 1 else pending[0]
+            if last_hint[0] is not None:  # what a resume checks its video against (``check_same_video``)
+                snapshot.tensors["last_hint_frame"] = last_hint[0]
             snapshot.metadata.update(run=run_layout, hint_frames=hint_frames.position,
                                      frames_done=color_frames.position,
                                      evaluations=[sampler.evaluations_done(), len(windows) * len(timesteps)])

@@ -930,6 +930,12 @@ def test_a_call_resumed_from_any_state_sink_state_gives_the_rest_of_the_uninterr
         run(pipe, clip, state=state, start_frame=done + 1, **settings)
     with pytest.raises(InputError, match="does not fit this call"):
         run(pipe, video(n=8, h=8, w=12), state=state, start_frame=done, **settings)
+    # another video of the same length and size: its rest was denoised from a state of the first (black-box API)
+    with pytest.raises(InputError, match=r"the state was taken on another video: frame \d+ of this one is not"):
+        run(pipe, video(n=7, h=8, w=12, seed=1), state=state, start_frame=done, **settings)
+    older = copy.deepcopy(state)  # a state saved before the frame was kept: not checked
+    del older.tensors["last_hint_frame"]
+    assert torch.equal(run(pipe, clip, state=older, start_frame=done, **settings), whole[:, done:])
     with pytest.raises(InputError, match="other temporal windows"):
         run(pipe, clip, state=state, start_frame=done, **{**settings, "num_inference_steps": 3})
     # other tiles or guidance: the rest computed otherwise, without a word (black-box API test)
