@@ -535,6 +535,52 @@ def test_a_clip_named_mean_keeps_its_row(tmp_path, capsys):
                  "--no-warp"]) == 0
     rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
     assert rows == ["mean", "walk", "(mean)"]
+    # a clip named "(mean)" beside one named "mean": its row was replaced by the mean's (black-box hunt)
+    (tmp_path / "gt" / "walk.mkv").rename(tmp_path / "gt" / "(mean).mkv")
+    (tmp_path / "sr" / "walk.mkv").rename(tmp_path / "sr" / "(mean).mkv")
+    assert main(["evaluate", "--pred", str(tmp_path / "sr"), "--gt", str(tmp_path / "gt"), "--scale", "2",
+                 "--no-warp"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[0] for line in lines] == ["(mean)", "mean", "((mean))"]
+    assert lines[0].split()[1:] != lines[2].split()[1:]  # the clip's own scores, not the mean's
+
+
+def test_evaluate_names_what_it_leaves_out_and_what_it_cannot_use(tmp_path, capsys, monkeypatch):
+    """Black-box hunt: a ground-truth subfolder of videos was left out of the mean without a word (info and the
+    batch commands say so); ``--gt .`` named its clip ""; a photo against a video was said to "play at 30 fps";
+    a --weights-dir that is a file or missing was told to hold "gt.mp4/pyiqa/..."; a metric title or value wider
+    than 8 characters put its column out of line."""
+    from star_vsr.cli.evaluate import format_table
+
+    gt, sr = tmp_path / "gt", tmp_path / "sr"
+    for folder, seed in ((gt, 0), (sr, 5)):
+        (folder / "more").mkdir(parents=True)
+        write_test_video(folder / "a.mkv", num_frames=2, size=(16, 16), seed=seed, codec="ffv1")
+        write_test_video(folder / "more" / "b.mkv", num_frames=2, size=(16, 16), seed=seed, codec="ffv1")
+    assert main(["evaluate", "--pred", str(sr), "--gt", str(gt), "--no-warp", "--scale", "1"]) == 0
+    out = capsys.readouterr().out
+    for folder in (gt, sr):
+        assert f"note: subfolders of {folder} without frame images are left out (more)" in out
+    _frames_to_folder(gt / "a.mkv", tmp_path / "frames")
+    monkeypatch.chdir(tmp_path / "frames")
+    assert main(["evaluate", "--pred", ".", "--gt", ".", "--no-warp", "--scale", "1", "--json", "-"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["clips"]) == ["frames"]
+    photo = tmp_path / "frames" / "00000000.png"
+    assert main(["evaluate", "--pred", str(photo), "--gt", str(gt / "a.mkv"), "--max-frames", "1",
+                 "--scale", "1"]) == 0
+    assert "plays at" not in capsys.readouterr().out
+    assert main(["info", str(photo)]) == 0
+    assert "(images have no rate: upscale plays them at this one unless --fps says otherwise)" in \
+        capsys.readouterr().out
+    assert main(["evaluate", "--pred", str(sr), "--gt", str(gt), "--metrics", "lpips", "--weights-dir",
+                 str(gt / "a.mkv")]) == 2
+    assert f"--weights-dir {gt / 'a.mkv'} is a file; it takes the folder" in capsys.readouterr().err
+    assert main(["evaluate", "--pred", str(sr), "--gt", str(gt), "--metrics", "lpips", "--weights-dir",
+                 str(tmp_path / "nope")]) == 2  # the files to download still listed, the typo suspected
+    assert f"not in {tmp_path / 'nope'} ({tmp_path / 'nope'} does not exist: a typo, or make that folder):\n" \
+        in capsys.readouterr().err
+    table = format_table({"a": {"psnr_y": 30.0, "ewarp": 12345.6789, "lpips-vgg": 0.5}}, ["lpips-vgg"]).splitlines()
+    assert len({len(line) for line in table}) == 1, table
 
 
 def test_evaluate_refuses_weights_dir_without_metrics(tmp_path, capsys):

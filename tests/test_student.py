@@ -1166,6 +1166,10 @@ def test_benchmark_rejects_bad_arguments(tmp_path, capsys):
     assert video.read_bytes() == before and (frames / "0.png").read_bytes() == b"png"
     assert main(["benchmark", "--methods", "bicubic", "--input", str(video), "--frames", "3"]) == 2
     assert "--frames describes the synthetic clip; --input" in capsys.readouterr().err
+    # the default values given were ignored without a word (black-box hunt)
+    assert main(["benchmark", "--methods", "bicubic", "--input", str(video), "--frames", "30", "--size",
+                 "320x180"]) == 2
+    assert "--frames and --size describe the synthetic clip; --input" in capsys.readouterr().err
 
 
 def test_benchmark_of_ncnn_alone_without_the_ncnn_package_is_refused(monkeypatch, capsys):

@@ -64,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=path_argument,
                         help="LR video to upscale (default: a synthetic clip of --frames at --size)")
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames of the synthetic clip (default 30)")
-    parser.add_argument("--size", default=DEFAULT_SIZE, help="WIDTHxHEIGHT of the synthetic clip (default 320x180)")
+    parser.add_argument("--frames", type=int, help=f"frames of the synthetic clip (default {DEFAULT_FRAMES})")
+    parser.add_argument("--size", help=f"WIDTHxHEIGHT of the synthetic clip (default {DEFAULT_SIZE})")
     parser.add_argument("--upscale", type=float, default=None,
                         help="scale factor (default: the --model student's own, 4 for the shipped one and --preset)")
     model = parser.add_mutually_exclusive_group()
@@ -144,7 +144,7 @@ def _benchmark(args: argparse.Namespace, stdout: TextIO) -> int:
     if unknown or not methods:
         raise InputError(f"--methods takes student, bicubic and ncnn; got {args.methods!r}")
     for flag, value in (("--repeats", args.repeats), ("--threads", args.threads), ("--frames", args.frames)):
-        if value < 1:
+        if value is not None and value < 1:
             raise InputError(f"{flag} must be >= 1, got {value}")
     if "student" not in methods:  # the student options were ignored without a word
         given = [flag for flag, value in (("--model", args.model), ("--preset", args.preset)) if value is not None]
@@ -164,8 +164,7 @@ def _benchmark(args: argparse.Namespace, stdout: TextIO) -> int:
     if methods == ["ncnn"] and ncnn_missing:  # x1 printed an empty table and exited 0
         raise InputError(f"--methods ncnn at --upscale {args.upscale:g}: {ncnn_missing}, so nothing would be measured")
     if args.input is not None:  # --frames / --size make the synthetic clip; an input video is timed whole
-        given = [flag for flag, value, default in (("--frames", args.frames, DEFAULT_FRAMES),
-                                                   ("--size", args.size, DEFAULT_SIZE)) if value != default]
+        given = [flag for flag, value in (("--frames", args.frames), ("--size", args.size)) if value is not None]
         if given:
             raise InputError(f"{' and '.join(given)} describe{'s' if len(given) == 1 else ''} the synthetic clip; "
                              f"--input {args.input} is timed as it is (cut or resize it first)")
@@ -178,8 +177,8 @@ def _benchmark(args: argparse.Namespace, stdout: TextIO) -> int:
     with tempfile.TemporaryDirectory(prefix="star-vsr-bench-") as tmp:
         workdir = Path(tmp)
         if args.input is None:
-            height, width = parse_size(args.size)
-            input_path = write_test_video(workdir / "input.mp4", args.frames, size=(height, width))
+            height, width = parse_size(DEFAULT_SIZE if args.size is None else args.size)
+            input_path = write_test_video(workdir / "input.mp4", args.frames or DEFAULT_FRAMES, size=(height, width))
         else:
             input_path = Path(args.input)
         info = probe_video(input_path)

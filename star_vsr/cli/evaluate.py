@@ -84,17 +84,19 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
         if not path.exists():
             raise VideoNotFoundError(f"{path} {why_missing(path)}")
     if _is_clip_folder(gt):
-        from ..io.folders import broken_link_line, broken_links, is_frame_folder, stray_images_note
+        from ..io.folders import (broken_link_line, broken_links, is_frame_folder, other_subfolders,
+                                  other_subfolders_note, stray_images_note)
 
         if not pred.is_dir() or is_frame_folder(pred):
             raise InputError(f"--gt {gt} is a folder of clips (videos or frame folders), so --pred must be one too")
         from ..io.folders import clips_by_name
 
         gt_clips, pred_clips = clips_by_name(gt, "--gt"), clips_by_name(pred, "--pred")
-        for folder in dict.fromkeys((gt, pred)):
-            stray = stray_images_note(folder)
-            if stray:
-                print(f"note: {stray}")
+        for folder, clips in {gt: gt_clips, pred: pred_clips}.items():  # (a subfolder of videos left out of the
+            for note in (stray_images_note(folder),  # mean without a word; info and the batch commands said so)
+                         other_subfolders_note(folder, other_subfolders(folder, list(clips.values())))):
+                if note:
+                    print(f"note: {note}")
         lost = broken_links(gt)  # a clip the mean leaves out (it was, without a word)
         if lost:
             raise InputError(f"ground-truth clips in {gt} are links to files that do not exist: "
@@ -115,16 +117,18 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
         raise InputError(f"--pred {pred} is a folder of clips (videos or frame folders), so --gt must be one too "
                          f"(clips are paired by name); for one clip, give --pred the video file or frame folder in "
                          f"it")
-    return [(gt.stem if gt.is_file() else gt.name, pred, gt)]
+    named = Path(os.path.abspath(gt))  # "--gt ." was named "" in the table and the JSON
+    return [(named.stem if gt.is_file() else named.name, pred, gt)]
 
 
 def format_table(rows: dict[str, dict[str, float]], learned: Sequence[str] = ()) -> str:
     keys = [c for c in COLUMNS if any(c[0] in r for r in rows.values())] + [(n, n.upper(), "{:.4f}") for n in learned]
+    cells = {name: [fmt.format(row[k]) if k in row else "-" for k, _, fmt in keys] for name, row in rows.items()}
+    widths = [max(8, len(title), *(len(c[i]) for c in cells.values())) for i, (_, title, _) in enumerate(keys)]
     name_width = max(len("clip"), *(text_width(n) for n in rows))
-    lines = [f"{'clip':<{name_width}}  " + "  ".join(f"{title:>8}" for _, title, _ in keys)]
-    for name, row in rows.items():
-        lines.append(f"{pad(name, name_width)}  " + "  ".join(f"{fmt.format(row[k]) if k in row else '-':>8}"
-                                                             for k, _, fmt in keys))
+    lines = [f"{'clip':<{name_width}}  " + "  ".join(f"{t:>{w}}" for (_, t, _), w in zip(keys, widths))]
+    for name, row in cells.items():  # (LPIPS-VGG, 9 letters, and an E*warp of 1000 or more, were out of line)
+        lines.append(f"{pad(name, name_width)}  " + "  ".join(f"{c:>{w}}" for c, w in zip(row, widths)))
     return "\n".join(lines)
 
 
@@ -208,7 +212,8 @@ def _check_pairs(args: argparse.Namespace, clips: Sequence[tuple[str, Path, Path
                 metric.check_frame_size(pred_info.height, pred_info.width)
             except InputError as error:
                 raise InputError(f"{pred}: {error}") from None
-        if pred_info.frame_rate != gt_info.frame_rate and not (pred_info.is_image_folder or gt_info.is_image_folder):
+        images = any(info.is_image_folder or info.is_photo for info in (pred_info, gt_info))  # no rate of their own
+        if pred_info.frame_rate != gt_info.frame_rate and not images:
             print(f"note: {pred} plays at {pred_info.fps:g} fps and {gt} at {gt_info.fps:g}; frames are compared "
                   f"in order, frame i with frame i")
     return unreadable
@@ -254,7 +259,9 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     # a folder's, of one clip too: "mean of 1/2" too, the row a script reads for the folder
     if len(results) > 1 or skipped or _is_clip_folder(Path(args.gt)):
         label = f"mean of {len(results)}/{len(clips)}" if skipped else "mean"  # not comparable with all clips'
-        table[f"({label})" if label in table else label] = mean  # a clip named mean keeps its row
+        while label in table:  # a clip named mean (or "(mean)", which took the mean's place) keeps its row
+            label = f"({label})"
+        table[label] = mean
     print(format_table(table, [m.name for m in learned]))
     if skipped:
         print(skipped_line(list(skipped), list(results)), file=sys.stderr)

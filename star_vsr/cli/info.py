@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
                                          if info.undecodable_lead else ""),
         "fps": f"{info.fps:.3f} ({info.frame_rate})" + (
             (" (assumed: a raw stream without timestamps or a rate)" if info.rate_assumed else
-             " (a raw stream without timestamps: from its headers)") if info.raw_stream else ""),
+             " (a raw stream without timestamps: from its headers)") if info.raw_stream else
+            " (images have no rate: upscale plays them at this one unless --fps says otherwise)"
+            if info.is_image_folder or info.is_photo else ""),
         "size": f"{info.width}x{info.height}",
         "orientation": info.orientation.describe() + ("" if info.orientation.is_identity else " (read upright)"),
         "pixel aspect": f"{aspect.numerator}:{aspect.denominator}"

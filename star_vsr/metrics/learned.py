@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from star_vsr.errors import InputError, MissingWeightsError, first_line, is_damaged_weights_error, option
+from star_vsr.errors import (InputError, MissingWeightsError, first_line, is_damaged_weights_error, option,
+                             why_missing)
 from star_vsr.metrics.inputs import check_frames, check_same_shape, to_float01
 from star_vsr.progress import bar_options
 
@@ -222,6 +223,9 @@ def resolve_weight_files(name: str, weights_dir: str | Path | None = None) -> di
     """
     spec = get_spec(name)
     root = Path(weights_dir).expanduser() if weights_dir is not None else default_weights_dir()
+    if root.exists() and not root.is_dir():  # (it said "save it as gt.mp4/pyiqa/...")
+        raise InputError(f"{option('weights_dir', '--weights-dir')} {root} is a file; it takes the folder that "
+                         f"holds the learned metrics' weight files")
     resolved = {weight.filename: weight.path(root).resolve() for weight in spec.files}
     missing = [weight for weight in spec.files if not resolved[weight.filename].is_file()]
     if missing:
@@ -231,7 +235,8 @@ def resolve_weight_files(name: str, weights_dir: str | Path | None = None) -> di
             for weight in missing
         ]
         raise MissingWeightsError(
-            f"The {spec.name} metric needs weight files that are not in {root}:\n"
+            f"The {spec.name} metric needs weight files that are not in {root}"
+            + ("" if root.is_dir() else f" ({root} {why_missing(root)}: a typo, or make that folder)") + ":\n"
             + "\n".join(lines)
             + "\nstar-vsr never downloads weights itself. Put the files there, or pass the "
             f"weights directory that holds them ({option('weights_dir=DIR', '--weights-dir DIR')})."
