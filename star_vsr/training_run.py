@@ -493,6 +493,8 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
     if gaps:
         raise damaged_checkpoint(checkpoint, f"random_states_{gaps[0]}.pkl, the random number generators' states, "
                                              f"is missing; without it the resumed run would not be exact")
+    for name in sorted(saved):  # every process checks every file: the same decision on all of them
+        _check_random_states(checkpoint, name)
     try:
         accelerator.load_state(str(checkpoint))
     except InputError:
@@ -521,6 +523,30 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
             found = str(reason).split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0].strip()
             text = f"a file of it is no PyTorch state torch.load reads safely ({found or 'unpickling failed'})"
         raise damaged_checkpoint(checkpoint, text) from error
+
+
+#: What Accelerate's ``random_states_<process>.pkl`` holds and ``load_state`` sets (it skips the file when one is
+#: missing, with an info line).
+RANDOM_STATE_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
+
+
+def _check_random_states(checkpoint: Path, name: str) -> None:
+    """``InputError`` (``damaged_checkpoint``) unless ``checkpoint/name`` is a random-states file Accelerate can
+    restore: ``load_state`` catches any error reading it and logs only "Could not load random states", so a
+    truncated file went on with other random numbers, the resume no longer exact, without a word."""
+    from accelerate.utils import load
+
+    try:
+        states = load(checkpoint / name)  # as Accelerate reads it (torch.load, weights only, NumPy's types allowed)
+        lacking = [key for key in RANDOM_STATE_KEYS if not isinstance(states, dict) or key not in states]
+        if lacking:
+            raise ValueError(f"it holds no {lacking[0]}")
+    except Exception as error:  # noqa: BLE001 - whatever Accelerate would have swallowed
+        if is_out_of_memory(error) or isinstance(error, PermissionError):
+            raise
+        raise damaged_checkpoint(checkpoint, f"{name}, the random number generators' states, cannot be read: "
+                                             f"{first_line(error)}; without it the resumed run would not be "
+                                             f"exact") from error
 
 
 def _missing_file(error: BaseException, checkpoint: Path) -> Optional[str]:

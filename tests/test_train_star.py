@@ -613,3 +613,17 @@ def test_overfitting_one_clip_lowers_the_loss(tmp_path):
     before = mean_loss(initial["unet"], initial["controlnet"])
     after = mean_loss(trained.unet, trained.controlnet)
     assert after < 0.7 * before, (before, after)
+
+
+def test_a_log_line_cut_short_does_not_stop_a_resume(tmp_path):
+    """A kill or a full disk during the append of ``train_log.jsonl`` leaves half a line: every resume then stopped
+    on a JSONDecodeError traceback (black-box hunt). The lines of steps after the checkpoint and any that cannot be
+    read are dropped; the others are kept as they were."""
+    log = tmp_path / "train_log.jsonl"
+    whole = ['{"step": 1, "loss": 0.5}', '{"step": 2, "loss": 0.4}', '{"step": 3, "loss": 0.3}']
+    log.write_text("\n".join(whole) + '\n{"step": 4, "loss": 0.2\n\n[1]\n', encoding="utf-8")
+    train_star.truncate_log(log, 2)
+    assert log.read_text(encoding="utf-8") == "".join(line + "\n" for line in whole[:2])
+    log.write_bytes(b'{"step": 1}\n{"step": 2, "note": "\xff')  # not even UTF-8
+    train_star.truncate_log(log, 5)
+    assert log.read_text(encoding="utf-8") == '{"step": 1}\n'

@@ -8,7 +8,9 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from star_vsr.errors import InputError
@@ -722,7 +724,7 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
 
     checkpoint = tmp_path / "checkpoint-2"
     checkpoint.mkdir()
-    (checkpoint / "random_states_0.pkl").write_bytes(b"")
+    write_random_states(checkpoint / "random_states_0.pkl")
 
     class Loader:
         process_index = 0
@@ -775,7 +777,7 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
         with pytest.raises(InputError, match=rf"cannot be loaded \({name} is missing\)"):
             load_training_checkpoint(Loader(FileNotFoundError(message)), checkpoint)
     # the random states missing: Accelerate went on with other random numbers, the resume silently not exact
-    (checkpoint / "random_states_2.pkl").write_bytes(b"")  # of 3 processes, the second one's missing
+    write_random_states(checkpoint / "random_states_2.pkl")  # of 3 processes, the second one's missing
     with pytest.raises(InputError, match=r"\(random_states_1.pkl, the random number generators' states, is missing; "
                                          r"without it the resumed run would not be exact\)"):
         load_training_checkpoint(Loader(AssertionError("load_state must not be called")), checkpoint)
@@ -784,10 +786,29 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
     with pytest.raises(InputError, match=r"\(random_states_1.pkl, the random number generators' states, is missing"):
         load_training_checkpoint(Loader(AssertionError("load_state must not be called")), checkpoint)
     (checkpoint / "num_processes.txt").unlink()
+    # ... and damaged: Accelerate logged "Could not load random states" and went on (black-box hunt)
+    good = (checkpoint / "random_states_0.pkl").read_bytes()
+    for damage, found in ((good[:20], "cannot be read: "), (b"", "cannot be read: "),
+                          (None, "cannot be read: it holds no random_state")):
+        if damage is None:
+            torch.save({"step": 2}, checkpoint / "random_states_0.pkl")
+        else:
+            (checkpoint / "random_states_0.pkl").write_bytes(damage)
+        with pytest.raises(InputError, match=rf"\(random_states_0.pkl, the random number generators' states, "
+                                             rf"{found}.*; without it the resumed run would not be exact\)"):
+            load_training_checkpoint(Loader(AssertionError("load_state must not be called")), checkpoint)
     (checkpoint / "random_states_0.pkl").unlink()
     with pytest.raises(InputError, match=r"\(random_states_0.pkl, the random number generators' states, is missing; "
                                          r"without it the resumed run would not be exact\)"):
         load_training_checkpoint(Loader(AssertionError("load_state must not be called")), checkpoint)
+
+
+def write_random_states(path: Path) -> None:
+    """A ``random_states_<process>.pkl`` as Accelerate saves it (the generators' states it restores)."""
+    import random
+
+    torch.save({"random_state": random.getstate(), "numpy_random_seed": np.random.get_state(),
+                "torch_manual_seed": torch.get_rng_state()}, path)
 
 
 @pytest.mark.parametrize("script, config", [("train_star.py", "train_star_tiny.yaml"),

@@ -856,12 +856,22 @@ def main(args: argparse.Namespace) -> None:
 
 
 def truncate_log(log_file: Path, global_step: int) -> None:
-    """Keep only the log lines of steps up to ``global_step`` (a resumed run re-logs the steps after it)."""
+    """Keep only the log lines of steps up to ``global_step`` (a resumed run re-logs the steps after it), and none
+    that cannot be read: a line cut short by a kill or a full disk made every resume stop on a JSONDecodeError."""
     if not log_file.is_file():
         return
-    lines = log_file.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= global_step]
+    lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    kept = [line for line in lines if (step := _logged_step(line)) is not None and step <= global_step]
     log_file.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+
+def _logged_step(line: str) -> Optional[int]:
+    """The step of a ``train_log.jsonl`` line; None for a line that is not a whole log entry."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):  # (JSONDecodeError is a ValueError)
+        return None
 
 
 if __name__ == "__main__":
