@@ -1028,6 +1028,9 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
         (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(now, sort_keys=False), encoding="utf-8")
         return
     checkpoint = Path(checkpoint)
+    # damaged (a kill during an append): refused now, not appended to and then left out of every checkpoint this
+    # run saves (``save_checkpoint`` reads it), whose resume would be refused later
+    _read_settings(output_dir / RESUMES_FILE)
     saved = checkpoint_settings(checkpoint)
     changes = None if saved is None else changed_settings(saved, args, parser)
     processes = (checkpoint_processes(checkpoint), launched_processes())
@@ -1104,9 +1107,11 @@ class StopRequest:
         self.signum = signal.SIGINT  # the first stop request's signal: the exit status is 128 + it
         self.announce = announce
         self._previous: dict[int, Any] = {}
+        self._pid = os.getpid()
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
+            self._pid = os.getpid()
             self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
@@ -1115,6 +1120,8 @@ class StopRequest:
             signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:  # a DataLoader worker forked with the handler: Ctrl-C reaches it too, and
+            return  # each printed the notice (the training process stops the run, and its workers with it)
         if self.requested and signum == signal.SIGTERM and time.monotonic() - self._since < LAUNCHER_ECHO_SECONDS:
             return  # the launcher passing on the same Ctrl-C (accelerate 1.16 terminates its child at once)
         if self.requested:

@@ -466,6 +466,19 @@ def test_a_run_that_recorded_no_settings_is_resumed_with_a_warning(tmp_path, cap
     assert not (run / "train_config.yaml").exists()
 
 
+def test_a_damaged_resume_record_is_refused_before_it_is_appended_to(tmp_path):
+    """A record cut short by a kill was appended to; every checkpoint the resumed run saved then lacked its
+    settings (``save_checkpoint`` could not read them), and resuming one of those was refused later (black-box
+    hunt). The resume is refused first, the record left as it was."""
+    run = started_run(tmp_path)
+    damaged = "---\nstep: 2\ncheckpoint: checkpoint-2\nsettings: {a: [1, "
+    (run / "train_config_resumes.yaml").write_text(damaged)
+    args = run_args(run, "--resume_from_checkpoint", "latest")
+    with pytest.raises(InputError, match=r"cannot read the settings recorded in .*train_config_resumes.yaml"):
+        record_run_settings(args, run_parser(), run / "checkpoint-2")
+    assert (run / "train_config_resumes.yaml").read_text() == damaged
+
+
 def test_starting_over_deletes_what_runs_wrote_and_nothing_else(tmp_path):
     """--overwrite_output_dir: checkpoints (and a save's leftovers), settings, the model the index names, and the
     script's own outputs for this run's settings and the old run's (another logging folder) go; the user's
@@ -588,6 +601,34 @@ def test_a_stop_request_is_announced_only_by_the_process_told_to(announce, capsy
         with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
             os.kill(os.getpid(), signal.SIGINT)
     assert ("stopping after this step" in capsys.readouterr().err) == announce
+
+
+def test_a_dataloader_worker_forked_with_the_stop_handler_says_nothing():
+    """Ctrl-C reaches the DataLoader workers too, forked with the handler: the notice was printed once per worker
+    (black-box hunt: 4 times with --dataloader_num_workers 3). A worker now leaves the stop to its process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import os, signal, sys, time
+        from star_vsr.training_run import StopRequest
+        with StopRequest() as stop:
+            pid = os.fork()
+            if pid == 0:  # a worker: the handler it inherited
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)
+                os._exit(3 if stop.requested else 0)
+            _, status = os.waitpid(pid, 0)
+            print("worker", os.waitstatus_to_exitcode(status), flush=True)
+            os.kill(os.getpid(), signal.SIGINT)
+            print("main", stop.requested, flush=True)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["worker", "0", "main", "True"], result.stdout + result.stderr
+    assert result.stderr.count("stopping after this step") == 1, result.stderr
 
 
 def test_a_stop_requested_during_a_scheduled_save_stops_after_it(tmp_path, monkeypatch, capsys):
