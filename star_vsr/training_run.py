@@ -358,7 +358,7 @@ def _converted(parser: argparse.ArgumentParser, action: argparse.Action, value: 
     the flags that take structured values read, and plain types refuse)."""
     if value is None:
         return value
-    if action.type is None:  # a plain string flag
+    if action.type in (None, str):  # a plain string flag (``default_caption: [a, b]`` became '["a", "b"]')
         if isinstance(value, (dict, list)):
             parser.error(f"{where} must be a single value, got {value!r}")
         return value if isinstance(value, str) else str(value)

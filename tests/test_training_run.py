@@ -30,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", action="store_true")
     p.add_argument("--mode", default="x", choices=("x", "y"))
     p.add_argument("--overrides", type=json.loads, default={})
+    p.add_argument("--caption", type=str, default="a video")
     return p
 
 
@@ -64,6 +65,9 @@ def test_config_values_are_defaults_that_flags_override(tmp_path):
     ("1: 2\nfoo: 3\n", "unknown settings ['1', 'foo']"),
     ("scale: 2\nmode: x\nscale: 3\n", "is not valid YAML (line 3, column 1): 'scale' is given twice"),  # 3 won
     ("? [a, b]\n: 1\n", "a list or mapping cannot be a setting's name"),  # a TypeError traceback
+    # a flag of type=str took a list or mapping as its JSON text: caption '["a", "b"]' (black-box hunt)
+    ("caption: [a, b]\n", "caption must be a single value, got ['a', 'b']"),
+    ("caption: {a: 1}\n", "caption must be a single value, got {'a': 1}"),
 ])
 def test_bad_configs_are_one_line_argument_errors(tmp_path, capsys, text, message):
     config = tmp_path / "run.yaml"
