@@ -518,6 +518,29 @@ def check_to_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
                               "CPU as loaded (or pass 'cpu')")
 
 
+#: Entries of a ``config.json`` that say who saved it and in which dtype, not which model: compared without them.
+SAVER_KEYS = frozenset({"_diffusers_version", "transformers_version", "_name_or_path", "torch_dtype", "dtype"})
+
+
+def _keep_other_variants(old: Path, new: Path) -> None:
+    """Give the component folder ``new``, about to replace ``old``, the weight files of ``old`` saved as variants it
+    does not hold, when both configs describe the same model: diffusers' ``save_pretrained`` keeps them (an fp16
+    variant saved beside the full-precision weights, as SVD's folders ship), and replacing the whole folder deleted
+    the full-precision weights. Weights of another model would not load with the new ``config.json``: they go.
+    Hard links (a copy across file systems), so that ``old`` is whole until it is replaced."""
+    written = weight_variants(new)
+    if not written or {k: v for k, v in saved_config(old).items() if k not in SAVER_KEYS} != \
+            {k: v for k, v in saved_config(new).items() if k not in SAVER_KEYS}:
+        return
+    for file in old.iterdir():
+        found = WEIGHT_FILE.fullmatch(file.name)
+        if found and (found["variant"] or found["index_variant"]) not in written and not (new / file.name).exists():
+            try:
+                os.link(file, new / file.name)
+            except OSError:
+                shutil.copy2(file, new / file.name)
+
+
 def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Callable[[str], None]) -> None:
     """``save(folder)`` (diffusers' ``save_pretrained`` of ``pipe``) into a hidden temporary folder once
     ``check_save_folder`` passed, then the files it wrote moved into ``save_directory``, ``model_index.json`` last.
@@ -552,6 +575,8 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
             record = folder / name
             shutil.rmtree(record) if record.is_dir() and not record.is_symlink() else record.unlink(missing_ok=True)
         for entry in sorted(temp.iterdir(), key=lambda entry: entry.name == "model_index.json"):
+            if entry.is_dir() and (folder / entry.name).is_dir():
+                _keep_other_variants(folder / entry.name, entry)
             move_into_place(entry, folder / entry.name)
         (folder / REPLACING_INDEX).unlink(missing_ok=True)
     except (OSError, SafetensorError) as error:

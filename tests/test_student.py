@@ -791,6 +791,35 @@ def test_saving_a_model_into_a_file_is_refused(tmp_path):
     assert (tmp_path / "student").read_text() == "mine"
 
 
+def test_a_variant_saved_into_a_pipeline_folder_keeps_the_other_weights(pipe, tmp_path):
+    """``save_pretrained(folder, variant="fp16")`` into a folder of full-precision weights deleted them (each
+    component folder was replaced whole; a black-box hunt), where diffusers keeps both. Other variants stay when
+    the component is the same model (its config.json); weights of another model go, as they would not load."""
+    from star_vsr import StarVSRPipeline
+    from star_vsr.testing import tiny_star_pipeline
+
+    star = tiny_star_pipeline(seed=0)
+    star.save_pretrained(tmp_path / "star")
+    star.to(torch.float16).save_pretrained(tmp_path / "star", variant="fp16")
+    for name, weights in (("unet", "diffusion_pytorch_model"), ("text_encoder", "model")):
+        assert sorted(f.name for f in (tmp_path / "star" / name).glob("*.safetensors")) == \
+            [f"{weights}.fp16.safetensors", f"{weights}.safetensors"]
+    full = StarVSRPipeline.from_pretrained(tmp_path / "star")
+    half = StarVSRPipeline.from_pretrained(tmp_path / "star", variant="fp16")
+    for original, full_weight, half_weight in zip(tiny_star_pipeline(seed=0).unet.state_dict().values(),
+                                                  full.unet.state_dict().values(), half.unet.state_dict().values()):
+        assert torch.equal(original, full_weight) and torch.equal(original.half().float(), half_weight.float())
+    assert any(not torch.equal(a, b.float()) for a, b in zip(full.unet.state_dict().values(),
+                                                             half.unet.state_dict().values()))
+    pipe.save_pretrained(tmp_path / "student")
+    pipe.save_pretrained(tmp_path / "student", variant="bf16")
+    assert len(list((tmp_path / "student" / "student").glob("*.safetensors"))) == 2
+    other = StarStudentPipeline(StarStudentModel.from_preset("tiny", scale=2 if pipe.student.config.scale != 2 else 3))
+    other.save_pretrained(tmp_path / "student")  # another model: the bf16 weights of the old one would not load
+    assert [f.name for f in (tmp_path / "student" / "student").glob("*.safetensors")] == \
+        ["diffusion_pytorch_model.safetensors"]
+
+
 def test_a_folder_saved_as_a_variant_loads_with_it_and_without_it_says_so(pipe, tmp_path):
     """Loaded without variant=, it was "damaged or incomplete: copy or save it again" (black-box API test)."""
     from star_vsr import StarVSRPipeline
