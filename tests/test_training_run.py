@@ -610,8 +610,6 @@ def test_a_stop_request_is_announced_only_by_the_process_told_to(announce, capsy
 def test_a_dataloader_worker_forked_with_the_stop_handler_says_nothing():
     """Ctrl-C reaches the DataLoader workers too, forked with the handler: the notice was printed once per worker
     (black-box hunt: 4 times with --dataloader_num_workers 3). A worker now leaves the stop to its process."""
-    import os
-    import signal
     import subprocess
     import sys
     import textwrap
