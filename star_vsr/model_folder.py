@@ -73,6 +73,10 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
             raise MissingWeightsError(f"the {kind} pipeline at {folder} lists {name!r}, but {part} is missing "
                                       f"(an incomplete copy?).\n{help_text}")
         library = entries[name][0] if len(entries[name]) == 2 else None
+        try:
+            check_settings_files(part)
+        except MissingWeightsError as error:
+            raise MissingWeightsError(f"{error}.\n{help_text}") from None
         if (part / "config.json").is_file():
             try:
                 check_model_folder(part, name, TRANSFORMERS_WEIGHTS if library == "transformers" else
@@ -157,6 +161,7 @@ def check_model_folder(folder: Path, class_name: str, weight_names: tuple[str, .
                                       f"folder: load it with its pipeline's from_pretrained, or {where}")
         raise MissingWeightsError(f"{folder} has no config.json: it is not a folder written by "
                                   f"{class_name}.save_pretrained (an incomplete copy?)")
+    check_settings_files(folder)
     weights = sorted(file.name for file in folder.iterdir() if file.name.endswith(WEIGHT_SUFFIXES))
     if not weights:
         raise MissingWeightsError(f"{folder} has a config.json but no weights (*.safetensors or *.bin; an "
@@ -165,6 +170,29 @@ def check_model_folder(folder: Path, class_name: str, weight_names: tuple[str, .
         raise MissingWeightsError(f"{folder} holds weights named {', '.join(weights[:3])}, which from_pretrained "
                                   f"does not read: it reads {weight_names[0]}.safetensors (or .bin, or shards of it); "
                                   f"rename the file, or save the model again")
+
+
+#: The settings files ``save_pretrained`` writes in a component folder (a model's, the scheduler's, the tokenizer's).
+SETTINGS_FILES = ("config.json", "scheduler_config.json", "tokenizer_config.json")
+
+
+def check_settings_files(folder: Path) -> None:
+    """``MissingWeightsError`` naming the file when one of ``SETTINGS_FILES`` in ``folder`` is not a JSON object.
+    diffusers takes a config that is a JSON string (``"x"``) for the name of a Hub repository and tried to reach
+    huggingface.co five times (50 s offline) before an error about "x"; a damaged tokenizer config's error named no
+    file."""
+    for name in SETTINGS_FILES:
+        file = folder / name
+        if not file.is_file():
+            continue
+        try:
+            settings = json.loads(file.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as error:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
+            raise MissingWeightsError(f"{file} is not valid JSON ({first_line(error)}): the folder is damaged or "
+                                      f"incomplete; copy or save it again") from None
+        if not isinstance(settings, dict):
+            raise MissingWeightsError(f"{file} holds {type(settings).__name__} {json.dumps(settings)[:40]}, not a "
+                                      f"mapping of settings: the folder is damaged; copy or save it again")
 
 
 #: A weight file's name: the model's file name, maybe a variant, maybe a shard number (model.fp16.safetensors,

@@ -463,6 +463,38 @@ def test_an_incomplete_folder_names_the_missing_part(tmp_path):
         StarVSRPipeline.from_pretrained(folder)
 
 
+def test_a_settings_file_that_is_no_json_object_is_named_at_once(tmp_path, monkeypatch):
+    """A config.json or scheduler_config.json holding a JSON string ("x") was taken by diffusers for a Hub
+    repository's name: five tries to reach huggingface.co (50 s offline), then an error about "x"; a damaged
+    tokenizer config's error named no file (black-box hunt)."""
+    import shutil
+
+    import huggingface_hub
+
+    from star_vsr.models import StarVSRUNetModel
+    from star_vsr.testing import tiny_star_pipeline
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("a local folder's load asked the Hub")
+
+    monkeypatch.setattr(huggingface_hub.file_download, "get_hf_file_metadata", no_hub)
+    good = tmp_path / "good"
+    tiny_star_pipeline(seed=0).save_pretrained(good)
+    for name, text, found in (("unet/config.json", '"x"', 'holds str "x", not a mapping of settings'),
+                              ("unet/config.json", "[1]", "holds list [1], not a mapping of settings"),
+                              ("scheduler/scheduler_config.json", '"x"', 'holds str "x", not a mapping'),
+                              ("tokenizer/tokenizer_config.json", '{"a": ', "is not valid JSON (Expecting value")):
+        folder = tmp_path / "damaged"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(good, folder)
+        (folder / name).write_text(text)
+        with pytest.raises(MissingWeightsError, match=rf"^{re.escape(str(folder / name))} {re.escape(found)}"):
+            StarVSRPipeline.from_pretrained(folder)
+        if name.startswith("unet"):
+            with pytest.raises(MissingWeightsError, match=re.escape(found)):
+                StarVSRUNetModel.from_pretrained(folder / "unet")
+
+
 def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
     """Truncated weights, a broken config, a lost scheduler config or tokenizer vocabulary (which loaded
     as a 2-token tokenizer that garbled every prompt): one error naming the folder, the reason, the help."""
@@ -516,7 +548,8 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
         "truncated": (truncate("unet"), "could not be loaded .Unable to load weights"),
         # transformers lets safetensors' own error through (it was a traceback)
         "truncated_text_encoder": (truncate("text_encoder"), "could not be loaded .Error while deserializing header"),
-        "bad_json": (lambda f: (f / "unet" / "config.json").write_text("{"), "could not be loaded .*not a valid JSON"),
+        "bad_json": (lambda f: (f / "unet" / "config.json").write_text("{"),
+                     r"unet/config.json is not valid JSON \(Expecting"),
         "no_scheduler": (lambda f: (f / "scheduler" / "scheduler_config.json").unlink(), "scheduler_config.json"),
         "no_vocabulary": (lambda f: (f / "tokenizer" / "tokenizer.json").unlink(), "tokenizer holds no vocabulary"),
         # a component's class edited to another one: diffusers built it from the other's config (a traceback)
@@ -525,7 +558,7 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
             "names diffusers.UNet2DConditionModel for 'unet', but unet/config.json is a "),
         # transformers parses the tokenizer's JSON itself; a broken one was a traceback (a black-box test)
         "bad_tokenizer_json": (lambda f: (f / "tokenizer" / "tokenizer_config.json").write_text('{\n  "add'),
-                               "could not be loaded .Unterminated string"),
+                               r"tokenizer_config.json is not valid JSON \(Unterminated string"),
         # the VAE and the text encoder loaded such damage with random weights and only a log line
         "vae_config": (edit_config("vae", "layers_per_block", 2), r"vae: config.json does not fit the weights \(\d+ "
                                                                   r"parameters of the model are not in the weights"),
