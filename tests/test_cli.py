@@ -1112,6 +1112,16 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     assert frames.shape == (1, 2, 3, 32, 32)
     assert main(args) == 2  # output exists now
     assert "already exists" in capsys.readouterr().err
+    # a link to nothing: refused before the conversion, not after it as "appeared while this run was writing it"
+    # (black-box hunt)
+    import star_vsr.conversion
+
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(star_vsr.conversion, "convert_star_checkpoint", lambda *a, **k: 1 / 0)
+        assert main([*args[:args.index("-o") + 1], str(tmp_path / "dangling"), *args[args.index("-o") + 2:]]) == 2
+    assert f"dangling is a link to {tmp_path / 'nowhere'}, which does not exist; choose another --output" in \
+        capsys.readouterr().err
 
 
 def test_convert_star_reads_an_fp16_only_vae_folder_without_error_logs(tmp_path):

@@ -226,8 +226,9 @@ def run(args: argparse.Namespace) -> int:
     from ..upscale import DTYPES
 
     output = Path(args.output)
-    if output.exists():
-        raise InputError(f"{output} already exists; choose another --output or remove it")
+    if output.exists() or output.is_symlink():  # a dangling link: refused after the whole conversion, "appeared
+        there = "already exists" if output.exists() else why_missing(output)  # while this run was writing it"
+        raise InputError(f"{output} {there}; choose another --output or remove it")
     check_writable(output)
     checkpoint = _require(Path(args.checkpoint), "the STAR checkpoint")
     openclip = _require(Path(args.openclip), "the OpenCLIP checkpoint")
