@@ -277,6 +277,11 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
                      controlnet_conditioning_scale: float = 1.0,
                      callback_on_step_end: Optional[Callable] = None) -> None:
         """Raise ``InputError`` for arguments ``__call__`` cannot run with, before any model runs."""
+        if not isinstance(self.scheduler, DPMSolverMultistepScheduler):  # (a TypeError from set_timesteps mid-call)
+            raise InputError(f"StarVSRPipeline samples with a DPMSolverMultistepScheduler (STAR's DPM-Solver++ 2M "
+                             f"SDE; the windowed sampler keeps its multistep history per frame), not "
+                             f"{type(self.scheduler).__name__}: set pipe.scheduler = "
+                             f"star_vsr.scheduling.make_star_scheduler()")
         check_sampling_arguments(upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
                                  chunk_overlap, tile_size, tile_overlap, color_fix, decode_chunk_size, timesteps,
                                  guidance_scale, controlnet_conditioning_scale)

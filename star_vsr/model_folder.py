@@ -101,8 +101,15 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
 
 def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: type, help_text: str) -> None:
     """``MissingWeightsError`` unless ``index`` (a ``model_index.json`` read as ``entries``) lists every component
-    that ``expected_class``'s ``__init__`` needs, each as ``[library, class]`` naming a class that can be imported."""
+    that ``expected_class``'s ``__init__`` needs, each as ``[library, class]`` naming a class that can be imported,
+    and, for a model or scheduler, the class (or a subclass of it) that ``__init__`` is annotated with."""
     import inspect
+    import typing
+
+    import torch
+    from diffusers import SchedulerMixin
+
+    needs = typing.get_type_hints(expected_class.__init__)
 
     needed = [name for name, parameter in inspect.signature(expected_class.__init__).parameters.items()
               if name != "self" and parameter.default is inspect.Parameter.empty
@@ -122,6 +129,14 @@ def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: t
             # config and failed in its constructor with a traceback ("Must provide the same number of ...")
             raise MissingWeightsError(f"{index} names {library}.{class_name} for {name!r}, but {name}/config.json "
                                       f"is a {saved}'s: the file was edited or is from another version.\n{help_text}")
+        wanted = needs.get(name)  # a scheduler the sampler cannot drive loaded, then failed mid-call (a traceback:
+        # DDIMScheduler's set_timesteps takes no timesteps=)
+        named = index_entry_class(value)
+        if isinstance(wanted, type) and issubclass(wanted, (torch.nn.Module, SchedulerMixin)) \
+                and isinstance(named, type) and not issubclass(named, wanted):
+            raise MissingWeightsError(f"{index} names {library}.{class_name} for {name!r}, where a "
+                                      f"{expected_class.__name__} needs a {wanted.__name__}: the file was edited or "
+                                      f"is from another version.\n{help_text}")
 
 
 #: The names (before any variant, shard number or suffix) of the weight files diffusers' and transformers' models

@@ -463,6 +463,21 @@ def test_an_incomplete_folder_names_the_missing_part(tmp_path):
         StarVSRPipeline.from_pretrained(folder)
 
 
+def test_a_scheduler_the_sampler_cannot_drive_is_refused_before_any_work(pipe):
+    """``pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)``, the usual diffusers swap, failed
+    inside the call with DDIMScheduler.set_timesteps' TypeError (black-box hunt)."""
+    from diffusers import DDIMScheduler
+
+    kept = pipe.scheduler
+    try:
+        pipe.scheduler = DDIMScheduler.from_config(kept.config)
+        with pytest.raises(InputError, match=r"samples with a DPMSolverMultistepScheduler .*not DDIMScheduler: set "
+                                             r"pipe.scheduler = star_vsr.scheduling.make_star_scheduler\(\)"):
+            run(pipe, video())
+    finally:
+        pipe.scheduler = kept
+
+
 def test_a_settings_file_that_is_no_json_object_is_named_at_once(tmp_path, monkeypatch):
     """A config.json or scheduler_config.json holding a JSON string ("x") was taken by diffusers for a Hub
     repository's name: five tries to reach huggingface.co (50 s offline), then an error about "x"; a damaged
@@ -556,6 +571,11 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
         "other_unet_class": (lambda f: (f / "model_index.json").write_text(json.dumps(
             {**json.loads((f / "model_index.json").read_text()), "unet": ["diffusers", "UNet2DConditionModel"]})),
             "names diffusers.UNet2DConditionModel for 'unet', but unet/config.json is a "),
+        # a scheduler the sampler cannot drive: loaded, then a TypeError traceback mid-call (black-box hunt)
+        "ddim_scheduler": (lambda f: (f / "model_index.json").write_text(json.dumps(
+            {**json.loads((f / "model_index.json").read_text()), "scheduler": ["diffusers", "DDIMScheduler"]})),
+            "names diffusers.DDIMScheduler for 'scheduler', where a StarVSRPipeline needs a "
+            "DPMSolverMultistepScheduler"),
         # transformers parses the tokenizer's JSON itself; a broken one was a traceback (a black-box test)
         "bad_tokenizer_json": (lambda f: (f / "tokenizer" / "tokenizer_config.json").write_text('{\n  "add'),
                                r"tokenizer_config.json is not valid JSON \(Unterminated string"),
