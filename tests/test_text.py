@@ -75,6 +75,13 @@ def test_converted_text_encoder_equals_openclip_penultimate_layer(openclip_tower
     loaded = load_openclip_text_encoder(str(tmp_path / "open_clip_pytorch_model.bin"), heads=2)
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).last_hidden_state, reference, atol=1e-5, rtol=1e-5)
+    # OpenCLIP's own training checkpoint (epoch_1.pt): DDP's "module." inside "state_dict" was "not an OpenCLIP
+    # CLIP checkpoint" (black-box hunt)
+    torch.save({"epoch": 1, "name": "run", "state_dict": {f"module.{k}": v for k, v in state_dict.items()}},
+               tmp_path / "epoch_1.pt")
+    loaded = load_openclip_text_encoder(str(tmp_path / "epoch_1.pt"), heads=2)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).last_hidden_state, reference, atol=1e-5, rtol=1e-5)
 
 
 def test_not_an_openclip_checkpoint_is_rejected():

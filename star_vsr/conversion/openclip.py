@@ -15,6 +15,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from ..errors import InputError
 from ..text import MAX_TOKENS, TOKENIZER_VOCAB, openclip_vit_h14_text_config
+from .star_checkpoint import unwrap_state_dict
 
 _LAYER = re.compile(r"^transformer\.resblocks\.(\d+)\.(.+)$")
 _LAYER_PARAMS = {
@@ -43,8 +44,7 @@ def convert_openclip_text_encoder(state_dict: Mapping[str, torch.Tensor], layers
     Raises:
         InputError: if tensors are neither mapped nor known to be unused, or text weights are missing.
     """
-    if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
-        state_dict = state_dict["state_dict"]
+    state_dict = unwrap_state_dict(state_dict)  # (OpenCLIP's own training checkpoints: "module." in "state_dict")
     num_layers = 1 + max((int(m.group(1)) for k in state_dict if (m := _LAYER.match(k))), default=-1)
     if num_layers == 0 or "token_embedding.weight" not in state_dict:
         raise InputError("this is not an OpenCLIP CLIP checkpoint: no 'token_embedding.weight' / "

@@ -140,12 +140,19 @@ def _convert_tensor(kind: str, ref_module: str, tensor: torch.Tensor) -> torch.T
     return tensor
 
 
-def _strip_wrappers(state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-    """Accept ``{"state_dict": ...}`` files and DataParallel's ``module.`` prefix."""
+#: What ``torch.optim.swa_utils.AveragedModel`` (an EMA or SWA copy) saves beside its ``module.`` weights.
+AVERAGED_MODEL_BUFFERS = ("n_averaged",)
+
+
+def unwrap_state_dict(state_dict: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The weights of a checkpoint file as training code wraps them: ``{"state_dict": ...}`` (Lightning, OpenCLIP's
+    own training checkpoints), the ``module.`` prefix of DataParallel / DistributedDataParallel, and an
+    ``AveragedModel``'s (its ``n_averaged`` count left out: it was "745 tensors have no destination")."""
     if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
         state_dict = state_dict["state_dict"]
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
+    weights = [k for k in state_dict if k not in AVERAGED_MODEL_BUFFERS]
+    if weights and all(k.startswith("module.") for k in weights):
+        state_dict = {k[len("module."):]: state_dict[k] for k in weights}
     return state_dict
 
 
@@ -210,7 +217,7 @@ def convert_star_checkpoint(state_dict: Mapping[str, torch.Tensor],
             (leftovers STAR's own loader ignores with ``strict=False``); they are left out.
     """
     unet_config = released_unet_config() if unet_config is None else unet_config
-    state_dict = _strip_wrappers(state_dict)
+    state_dict = unwrap_state_dict(state_dict)
     mapping = star_key_mapping(unet_config)
     expected = _expected_shapes(unet_config)
     out: dict[str, dict[str, torch.Tensor]] = {"unet": {}, "controlnet": {}}
