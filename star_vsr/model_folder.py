@@ -41,12 +41,16 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     if not folder.exists():
         raise MissingWeightsError(f"{folder} {why_missing(folder)}: no {kind} pipeline there.\n{help_text}")
     if not folder.is_dir():  # "has no model_index.json" read as if it were a folder
+        weights = folder.suffix.lower() in (".pt", ".pth", ".ckpt", ".bin", ".safetensors")  # (STAR's light_deg.pt)
         raise InputError(f"{folder} is a file; a {kind} pipeline is a folder (model_index.json and one folder per "
-                         f"component)")
+                         f"component)" + (f"; a checkpoint file is converted into one first.\n{help_text}"
+                                          if weights else ""))
     if not index.is_file() and any((folder / name).is_file() for name in ("optimizer.bin", "random_states_0.pkl")):
         raise InputError(f"{folder} is a training checkpoint (the trainer's state), not a pipeline folder: a run writes "
                          f"its pipeline to its output folder ({folder.parent}) when it finishes; to finish a stopped "
                          f"run, start its training command again with --resume_from_checkpoint latest")
+    if not index.is_file() and (folder / "config.json").is_file() and (folder.parent / "model_index.json").is_file():
+        raise InputError(f"{folder} is the {folder.name} folder of the pipeline {folder.parent}: pass that folder")
     if not index.is_file():
         raise MissingWeightsError(f"{folder} has no model_index.json: it is not a {kind} pipeline folder.\n"
                                   f"{help_text}")

@@ -697,6 +697,33 @@ def test_a_training_checkpoint_given_as_a_pipeline_says_what_it_is(tmp_path):
             load(checkpoint)
 
 
+def test_a_component_folder_or_a_checkpoint_file_given_as_a_pipeline_says_what_to_pass(tmp_path, capsys):
+    """A pipeline's unet/ got "has no model_index.json" and STAR's download guide, STAR's light_deg.pt "is a file"
+    without a word of converting it, SVD's whole folder as convert-star --vae "download the vae folder" (black-box
+    hunt)."""
+    from star_vsr.cli import main
+    from star_vsr.testing import tiny_star_pipeline
+    from star_vsr.upscale import load_upscaler
+
+    tiny_star_pipeline(seed=0).save_pretrained(tmp_path / "star")
+    for load in (StarVSRPipeline.from_pretrained, load_upscaler):
+        with pytest.raises(InputError, match=rf"^{re.escape(str(tmp_path / 'star' / 'unet'))} is the unet folder of "
+                                             rf"the pipeline {re.escape(str(tmp_path / 'star'))}: pass that folder$"):
+            load(tmp_path / "star" / "unet")
+    (tmp_path / "light_deg.pt").write_bytes(b"weights")
+    with pytest.raises(InputError, match=r"light_deg.pt is a file; a StarVSR pipeline is a folder .*; a checkpoint "
+                                         r"file is converted into one first.\n(.|\n)*star-vsr convert-star"):
+        StarVSRPipeline.from_pretrained(tmp_path / "light_deg.pt")
+    svd = tmp_path / "svd"
+    (svd / "vae").mkdir(parents=True)
+    (svd / "model_index.json").write_text("{}")
+    (svd / "vae" / "config.json").write_text("{}")
+    assert main(["convert-star", "--checkpoint", str(tmp_path / "light_deg.pt"), "--openclip",
+                 str(tmp_path / "light_deg.pt"), "--vae", str(svd), "-o", str(tmp_path / "out")]) == 2
+    assert f"--vae {svd} is the whole Stable Video Diffusion folder; pass its vae folder: --vae {svd / 'vae'}" in \
+        capsys.readouterr().err
+
+
 def test_a_save_stopped_between_its_moves_leaves_a_folder_that_does_not_load(tmp_path, monkeypatch):
     from star_vsr.student import build_student_pipeline
 

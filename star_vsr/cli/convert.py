@@ -240,6 +240,9 @@ def run(args: argparse.Namespace) -> int:
     missing = [name for name, there in (("config.json", (vae_folder / "config.json").is_file()),
                                         ("diffusion_pytorch_model[.fp16].safetensors",
                                          any(vae_folder.glob("diffusion_pytorch_model*")))) if not there]
+    if missing and (vae_folder / "vae" / "config.json").is_file():  # the whole SVD download ("download the vae")
+        raise InputError(f"--vae {vae_folder} is the whole Stable Video Diffusion folder; pass its vae folder: "
+                         f"--vae {vae_folder / 'vae'}")
     if missing:  # (named which: it said both were missing)
         raise MissingWeightsError(f"--vae {vae_folder} holds no {' and no '.join(missing)}; download the vae "
                                   f"folder of stabilityai/stable-video-diffusion-img2vid")
