@@ -189,6 +189,11 @@ def check_model_folder(folder: Path, class_name: str, weight_names: tuple[str, .
         raise MissingWeightsError(f"{folder} holds weights named {', '.join(weights[:3])}, which from_pretrained "
                                   f"does not read: it reads {weight_names[0]}.safetensors (or .bin, or shards of it); "
                                   f"rename the file, or save the model again")
+    shards = [name for name in weights if re.search(r"-\d+-of-\d+\.", name)]
+    if shards and not any(".index" in name and name.endswith(".json") for name in weights):  # (diffusers: "no
+        # file named diffusion_pytorch_model.bin found", of a folder it then called damaged)
+        raise MissingWeightsError(f"{folder} holds weight shards ({shards[0]}, ...) but not their index (*.index.json, "
+                                  f"which names the shard of each weight): an incomplete copy?")
 
 
 #: The settings files ``save_pretrained`` writes in a component folder (a model's, the scheduler's, the tokenizer's).

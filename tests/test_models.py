@@ -250,3 +250,25 @@ def test_set_liem_placement_reaches_the_config_through_a_wrapper():
 def test_unknown_liem_placement_rejected():
     with pytest.raises(ValueError, match="liem_placement"):
         StarVSRUNetModel(**{**TINY, "liem_placement": "sideways"})
+
+
+def test_a_model_folder_of_bin_weights_or_of_shards_without_their_index(tmp_path, caplog):
+    """A folder saved with safe_serialization=False loaded after diffusers logged "An error occurred while trying
+    to fetch ...: no file named diffusion_pytorch_model.safetensors"; shards without their index were "no file
+    named diffusion_pytorch_model.bin found" (black-box hunt)."""
+    import logging
+
+    from star_vsr.testing import tiny_star_components
+
+    unet = tiny_star_components(seed=0)["unet"]
+    unet.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    with caplog.at_level(logging.INFO, logger="diffusers"):
+        loaded = StarVSRUNetModel.from_pretrained(tmp_path / "bin")
+    assert "error" not in caplog.text.lower()
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), unet.state_dict().values()))
+    unet.save_pretrained(tmp_path / "shards", max_shard_size="20KB")
+    for index in (tmp_path / "shards").glob("*.index.json"):
+        index.unlink()
+    with pytest.raises(MissingWeightsError, match=r"shards holds weight shards \(diffusion_pytorch_model-00001-of-"
+                                                  r"\d+.safetensors, ...\) but not their index"):
+        StarVSRUNetModel.from_pretrained(tmp_path / "shards")

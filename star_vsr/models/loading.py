@@ -74,6 +74,8 @@ class LocalModelMixin:
                                       f"{saved}.from_pretrained")
         check_variant(folder, cls.__name__, kwargs.get("variant"))
         kwargs = local_load_kwargs(kwargs)  # local_files_only, and a dtype by name ("bf16") as the pipelines take it
+        if not any(folder.glob("*.safetensors*")):  # .bin weights: diffusers first logged an error that it found no
+            kwargs.setdefault("use_safetensors", False)  # .safetensors, then loaded them
         want_info = kwargs.pop("output_loading_info", False)
         try:
             with without_weight_mismatch_logs():  # refused below, in one message
