@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Collection, Hashable, Iterable, Mapping, Optional, Sequence
 
 import yaml
 
@@ -397,8 +397,17 @@ def prune_checkpoints(output_dir: Path, limit: Optional[int]) -> list[Path]:
     folders = checkpoint_folders(output_dir)
     old = folders[:max(len(folders) - limit, 0)]
     for folder in old:
-        shutil.rmtree(folder)
+        _remove_checkpoint(folder)
     return old
+
+
+def _remove_checkpoint(folder: Path, ignore_errors: bool = False) -> None:
+    """Delete a checkpoint folder; of a link to one (another run's, linked in), the link alone (``rmtree`` refused
+    a link with an OSError, or left it where errors were ignored)."""
+    if folder.is_symlink():
+        folder.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=ignore_errors)
 
 
 def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Optional[int]) -> Path:
@@ -416,7 +425,7 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
     if accelerator.is_main_process:  # left by a run killed while saving, at this step or another one
         for suffix in (".partial", ".old"):
             for stale in output_dir.glob(f".{CHECKPOINT_PREFIX}*{suffix}"):
-                shutil.rmtree(stale, ignore_errors=True)
+                _remove_checkpoint(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temp))
     accelerator.wait_for_everyone()
@@ -436,12 +445,12 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
         old = []
         for folder in later:  # out of the way first, deleted once the new one is in place
             aside = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(aside, ignore_errors=True)
+            _remove_checkpoint(aside, ignore_errors=True)
             folder.rename(aside)
             old.append(aside)
         temp.rename(final)
         for aside in old:
-            shutil.rmtree(aside, ignore_errors=True)
+            _remove_checkpoint(aside, ignore_errors=True)
         prune_checkpoints(output_dir, limit)
     accelerator.wait_for_everyone()
     return final
@@ -567,8 +576,10 @@ def _missing_file(error: BaseException, checkpoint: Path) -> Optional[str]:
 
 
 def from_elsewhere(checkpoint: Path, output_dir: Path) -> bool:
-    """Whether ``checkpoint`` is in another folder than ``output_dir``: another run's, which this one goes on from."""
-    return Path(checkpoint).resolve().parent != Path(output_dir).resolve()
+    """Whether ``checkpoint`` is in another folder than ``output_dir``: another run's, which this one goes on from.
+    A link in ``output_dir`` to a checkpoint elsewhere is in it (``latest`` found it there; it was refused as
+    "another run than the one of --resume_from_checkpoint", with the advice to pass ``latest``)."""
+    return Path(checkpoint).absolute().parent.resolve() != Path(output_dir).resolve()
 
 
 def damaged_checkpoint(checkpoint: Path, reason: str) -> InputError:
@@ -627,6 +638,11 @@ def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -
                              f"--resume_from_checkpoint {checkpoint}, and going on here would mix the two; {go_on}to "
                              f"go on from {checkpoint}, choose a new --output_dir, or pass --overwrite_output_dir to "
                              f"replace the run here")
+        if overwrite and checkpoint is not None and not from_elsewhere(checkpoint, output_dir) and is_first_process():
+            # (the run went on from its checkpoint without a word; a note, not a refusal: one command line that
+            # started the run over may be the one its restarts use)
+            print(f"note: --overwrite_output_dir has no effect: --resume_from_checkpoint {resume} goes on from "
+                  f"{checkpoint} (leave out --resume_from_checkpoint to start over)", file=sys.stderr)
         if resume == "latest" and model and not checkpoints and not overwrite:  # "starting a new run" replaced it
             raise InputError(f"{output_dir} holds a trained model ({', '.join(model)}) but no checkpoint to go on "
                              f"from (checkpoints are saved every --checkpointing_steps); choose another --output_dir, "
@@ -1155,6 +1171,35 @@ class StopRequest:
             accelerator.print(stopped_message(output_dir, step))
             accelerator.end_training()
             sys.exit(128 + self.signum)  # 130 for Ctrl-C, 143 for SIGTERM
+
+
+class StepLosses:
+    """What an optimizer step logs: each value averaged over the step's micro-batches (``--gradient_accumulation_steps``)
+    and over the processes. ``add`` after every micro-batch keeps the local values (no collective call); ``means``,
+    once the optimizer stepped, reduces them and starts the next step. ``summed``: names of values counted rather
+    than averaged (clips the data loader skipped). distill_student logged its last micro-batch's losses alone, and
+    froze the time-distillation ConvLSTM on them."""
+
+    def __init__(self, summed: Collection[str] = ()) -> None:
+        self.summed = frozenset(summed)
+        self._values: dict[str, list[Any]] = {}
+
+    def add(self, values: Mapping[str, Any]) -> None:
+        """One micro-batch's values: scalar tensors."""
+        for name, value in values.items():
+            self._values.setdefault(name, []).append(value.detach().float())
+
+    def means(self, accelerator: Any) -> dict[str, float]:
+        """The step's values by name (a collective call: every process must make it)."""
+        import torch
+
+        logs = {}
+        for name, values in self._values.items():
+            summed = name in self.summed
+            local = torch.stack(values).sum() if summed else torch.stack(values).mean()
+            logs[name] = accelerator.reduce(local, "sum" if summed else "mean").item()
+        self._values = {}
+        return logs
 
 
 def stopped_message(output_dir: Path, step: int) -> str:

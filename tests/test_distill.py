@@ -1000,6 +1000,12 @@ def test_a_cache_without_what_the_loss_terms_compare_with_names_their_flags(tmp_
                                          r"--loss_teacher_charbonnier 1 --loss_space 0\.1 --loss_time 0\.1 "
                                          r"--loss_feature 0\.1; set them to 0"):
         script.main(args)
+    # a cache built without teacher features: the cheaper way out was not named (black-box hunt)
+    script, args = training_args(no_gt, tmp_path / "run", "--loss_gt_charbonnier", "0")
+    with pytest.raises(InputError, match=r"no_gt holds teacher features \[\], not \['hr_features'\]; rebuild it with "
+                                         r"--features hr_features, or train without the feature terms \(--loss_space 0 "
+                                         r"--loss_time 0 --loss_feature 0\)"):
+        script.main(args)
     assert not (tmp_path / "run").exists()
 
 
@@ -1214,6 +1220,9 @@ def test_a_validation_size_that_cannot_be_scored_names_the_flag(tmp_path, capsys
     (["--motion_length", "0"], "--motion_length must be a finite number >= 1, got 0"),  # "length"
     (["--motion_patch_size", "0"], "--motion_patch_size must be a finite number >= 1 or null, got 0"),
     (["--charbonnier_eps", "-1"], "--charbonnier_eps must be a finite number > 0, got -1.0"),  # trained on it
+    # "loss weight teacher_charbonnier must be ...", the loss's name, not the flag's (black-box hunt)
+    (["--loss_teacher_charbonnier", "-1"], "--loss_teacher_charbonnier must be a finite number >= 0, got -1.0"),
+    (["--loss_space", "nan"], "--loss_space must be a finite number >= 0, got nan"),
     (["--student_overrides", "null"], "--student_overrides must be a JSON object"),  # a TypeError traceback
     (["--report_to", "tensorbord"], "invalid choice: 'tensorbord'"),  # Accelerate's ValueError traceback
     (["--seed", "-1"], "--seed must be in [0, 4294967295], got -1"),  # Accelerate's ValueError traceback

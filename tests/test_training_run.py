@@ -1034,3 +1034,57 @@ def test_a_new_run_clears_what_a_run_stopped_before_training_left(tmp_path):
     check_output_dir(run, None, overwrite=False)  # no run there: a new one may start
     prepare_output_dir(args, None, run_outputs)
     assert sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()) == ["notes.txt"]
+
+
+def test_a_step_logs_the_mean_of_its_micro_batches():
+    """With --gradient_accumulation_steps 2, distill_student logged the second micro-batch's losses alone (and
+    froze the time-distillation ConvLSTM on them; black-box hunt). StepLosses averages a step's micro-batches (over
+    processes too: ``reduce``), counts what is counted, and starts afresh after each step."""
+    from star_vsr.training_run import StepLosses
+
+    class TwoProcesses:  # the other process saw twice these values
+        def reduce(self, tensor, reduction):
+            return (tensor + 2 * tensor) / (2 if reduction == "mean" else 1)
+
+    losses = StepLosses(summed=("num_skipped",))
+    losses.add({"loss": torch.tensor(1.0), "num_skipped": torch.tensor(1.0)})
+    losses.add({"loss": torch.tensor(3.0, dtype=torch.float16), "num_skipped": torch.tensor(0.0)})
+    assert losses.means(TwoProcesses()) == {"loss": 3.0, "num_skipped": 3.0}
+    losses.add({"loss": torch.tensor(5.0)})
+    assert losses.means(TwoProcesses()) == {"loss": 7.5}
+
+
+def test_overwrite_beside_a_resume_that_goes_on_here_is_noted(tmp_path, capsys):
+    """--overwrite_output_dir with --resume_from_checkpoint latest went on from the checkpoint without a word
+    (black-box hunt); it is noted as having no effect. Going on from another folder's checkpoint, it still replaces
+    the run here, and without a checkpoint it starts over: no note."""
+    run = started_run(tmp_path)
+    for resume in ("latest", "checkpoint-2"):
+        run_args(run, "--resume_from_checkpoint", resume, "--overwrite_output_dir")
+        assert f"note: --overwrite_output_dir has no effect: --resume_from_checkpoint {resume} goes on from " \
+               f"{run / 'checkpoint-2'} (leave out" in capsys.readouterr().err
+    run_args(tmp_path / "new", "--resume_from_checkpoint", "latest", "--overwrite_output_dir")
+    run_args(tmp_path / "other", "--resume_from_checkpoint", str(run / "checkpoint-2"), "--overwrite_output_dir")
+    assert "no effect" not in capsys.readouterr().err
+
+
+def test_a_checkpoint_linked_into_the_output_folder_is_resumed_there(tmp_path):
+    """A link in --output_dir to another run's checkpoint was refused as "another run than the one of
+    --resume_from_checkpoint ...; pass --resume_from_checkpoint latest", which had been passed (black-box hunt);
+    pruning it with --checkpoints_total_limit raised rmtree's OSError. It is this folder's checkpoint; pruning
+    removes the link, not the other run's checkpoint."""
+    other = started_run(tmp_path / "a")
+    run = tmp_path / "b"
+    run.mkdir()
+    (run / "checkpoint-2").symlink_to(other / "checkpoint-2")
+    args = run_args(run, "--resume_from_checkpoint", "latest", "--checkpoints_total_limit", "1")
+    assert resume_checkpoint(run, args.resume_from_checkpoint) == run / "checkpoint-2"
+    record_run_settings(args, run_parser(), run / "checkpoint-2")
+    assert next(yaml.safe_load_all((run / "train_config_resumes.yaml").read_text()))["checkpoint"] == "checkpoint-2"
+    save_checkpoint(_OneProcess(), run, 4, limit=1)
+    assert [p.name for p in checkpoint_folders(run)] == ["checkpoint-4"] and not (run / "checkpoint-2").is_symlink()
+    assert (other / "checkpoint-2" / "train_config.yaml").is_file()  # the other run's checkpoint is kept
+    (run / "checkpoint-6").symlink_to(other / "checkpoint-2")  # a later one, abandoned by a save at step 6
+    save_checkpoint(_OneProcess(), run, 6, limit=None)
+    assert (run / "checkpoint-6").is_dir() and not (run / "checkpoint-6").is_symlink()
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == [] and (other / "checkpoint-2").is_dir()

@@ -67,7 +67,8 @@ from star_vsr.model_folder import saved_config
 from star_vsr.models.student import FEATURE_TAPS, StarStudentModel, student_architecture
 from star_vsr.outputs import TRAINING_SUMMARY_FILE, check_writable
 from star_vsr.progress import bar_options
-from star_vsr.training_run import (SettingsParser, StopRequest, add_checkpoint_arguments, add_optimizer_arguments,
+from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_checkpoint_arguments,
+                                   add_optimizer_arguments,
                                    apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
                                    check_run_settings, check_same_data, checkpoint_step, finishing_message,
                                    is_first_process, load_training_checkpoint, note_ignored_settings,
@@ -254,6 +255,8 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
             check_number(args, name, 1)
         check_number(args, "motion_patch_size", 1, optional=True)
         check_number(args, "charbonnier_eps", 0, low_open=True)
+        for name in [name for name in vars(args) if name.startswith("loss_")]:  # ("loss weight space must be ...":
+            check_number(args, name, 0)  # the weight as DistillationLosses names it, not the flag or config key)
         # before the cache is opened: its checks named the cache for these ("rebuild it with --features bogus", a
         # --validation_size that is no multiple of an unsupported --scale)
         if args.scale not in SUPPORTED_SCALES:
@@ -405,8 +408,10 @@ def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> t
                              f"--train_batch_size 1, or {ONE_SIZE_HINT}")
         missing = [n for n in losses.teacher_feature_names if n not in cache.feature_channels]
         if missing:
+            off = " ".join(f"--loss_{name} 0" for name in ("space", "time", "feature") if getattr(losses, name))
             raise InputError(f"{args.train_cache} holds teacher features {sorted(cache.feature_channels)}, not "
-                             f"{missing}; rebuild it with --features {' '.join(losses.teacher_feature_names)}")
+                             f"{missing}; rebuild it with --features {' '.join(losses.teacher_feature_names)}, or "
+                             f"train without the feature terms ({off})")
         return cache, cache.feature_channels
     if losses.needs_teacher:
         raise InputError("the teacher loss terms need --train_cache (a teacher cache: make one with `star-vsr "
@@ -669,6 +674,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if path is not None and global_step >= args.max_train_steps and (path / LAST_LOSSES_NAME).is_file():
         last_logs = json.loads((path / LAST_LOSSES_NAME).read_text())  # finishing: its last step's, for the summary
     last_validation: dict[str, float] = {}
+    step_losses = StepLosses()
     skips_said: set[str] = set()  # training photos the DataLoader workers skipped, warned of once
 
     # 6. Training loop
@@ -691,6 +697,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     total, terms = criterion(output.sample, output.features, batch.get("teacher"),
                                              batch["teacher_features"], gt)
                     accelerator.backward(total)
+                    step_losses.add({**{f"loss/{name}": value for name, value in terms.items()}, "loss/total": total})
                     if accelerator.sync_gradients and args.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(trainable + criterion_params, args.max_grad_norm)
                     optimizer.step()
@@ -703,8 +710,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     ema.step(accelerator.unwrap_model(student).parameters())
                 global_step += 1
                 progress_bar.update(1)
-                logs = {f"loss/{name}": accelerator.reduce(value.detach(), "mean").item() for name, value in terms.items()}
-                logs["loss/total"] = accelerator.reduce(total.detach(), "mean").item()
+                logs = step_losses.means(accelerator)  # over the step's micro-batches, not its last one
                 logs["lr"] = lr_scheduler.get_last_lr()[0]
                 if time_loss is not None:
                     logs["time_convlstm_frozen"] = float(time_loss.observe(logs["loss/time"]))

@@ -93,7 +93,7 @@ from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.progress import bar_options
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS
 from star_vsr.text import tokenize
-from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StopRequest, add_checkpoint_arguments,
+from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StepLosses, StopRequest, add_checkpoint_arguments,
                                    add_optimizer_arguments, apply_run_hyperparameters, bool_value,
                                    check_batches_per_epoch, check_number, check_run_settings, check_same_data,
                                    checkpoint_step, finishing_message, is_first_process, load_training_checkpoint,
@@ -791,7 +791,7 @@ def main(args: argparse.Namespace) -> None:
                 f"{sum(p.numel() for p in params):,} trainable parameters")
     progress = tqdm(total=args.max_train_steps, initial=global_step, desc="Steps",
                     disable=not accelerator.is_local_main_process, **bar_options())
-    running: dict[str, list[float]] = {}
+    step_losses = StepLosses(summed=("num_skipped",))
     skips_said: set[str] = set()  # training sources the DataLoader workers skipped, warned of once
 
     # 5. Training loop
@@ -814,21 +814,17 @@ def main(args: argparse.Namespace) -> None:
                     optimizer.step()
                     lr_scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                values = {"loss": out.loss, "loss_v": out.loss_v, "loss_dfl": out.loss_dfl, "loss_low": out.loss_low,
-                          "loss_high": out.loss_high,
-                          "num_skipped": batch["num_skipped"].sum().float().to(out.loss.device)}
-                for key, value in values.items():
-                    reduction = "sum" if key == "num_skipped" else "mean"
-                    running.setdefault(key, []).append(accelerator.reduce(value.detach().float(), reduction).item())
+                step_losses.add({"loss": out.loss, "loss_v": out.loss_v, "loss_dfl": out.loss_dfl,
+                                 "loss_low": out.loss_low, "loss_high": out.loss_high,
+                                 "num_skipped": batch["num_skipped"].sum().float().to(out.loss.device)})
                 if not accelerator.sync_gradients:
                     continue
 
                 # one optimizer step done
                 global_step += 1
                 progress.update(1)
-                logs = {k: float(np.sum(v)) if k == "num_skipped" else float(np.mean(v)) for k, v in running.items()}
+                logs = step_losses.means(accelerator)
                 logs["lr"] = lr_scheduler.get_last_lr()[0]
-                running = {}
                 progress.set_postfix(loss=f"{logs['loss']:.4f}")
                 accelerator.log(logs, step=global_step)
                 if accelerator.is_main_process:
