@@ -9,12 +9,15 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
 from .errors import (DeviceError, InputError, MissingWeightsError, OutputError, StarVSRError, cli_running,
                      first_line, is_out_of_memory, why_missing)
 from .io.atomic import move_into_place, remove_temporary, temporary_path
 from .outputs import MODEL_RECORDS, REPLACING_INDEX, give_default_mode, saved_index
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -103,17 +106,29 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     return class_name
 
 
+def _init_annotations(cls: type) -> dict[str, Any]:
+    """The types ``cls.__init__``'s parameters are annotated with, from the nearest class in its MRO whose
+    annotations resolve: a user's subclass may name a type imported only for type checkers (a NameError)."""
+    import typing
+
+    for base in cls.__mro__:
+        try:
+            return typing.get_type_hints(base.__init__)
+        except (NameError, TypeError):
+            continue
+    return {}
+
+
 def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: type, help_text: str) -> None:
     """``MissingWeightsError`` unless ``index`` (a ``model_index.json`` read as ``entries``) lists every component
     that ``expected_class``'s ``__init__`` needs, each as ``[library, class]`` naming a class that can be imported,
     and, for a model or scheduler, the class (or a subclass of it) that ``__init__`` is annotated with."""
     import inspect
-    import typing
 
     import torch
     from diffusers import SchedulerMixin
 
-    needs = typing.get_type_hints(expected_class.__init__)
+    needs = _init_annotations(expected_class)
 
     needed = [name for name, parameter in inspect.signature(expected_class.__init__).parameters.items()
               if name != "self" and parameter.default is inspect.Parameter.empty
@@ -576,21 +591,66 @@ SAVER_KEYS = frozenset({"_diffusers_version", "transformers_version", "_name_or_
 
 def _keep_other_variants(old: Path, new: Path) -> None:
     """Give the component folder ``new``, about to replace ``old``, the weight files of ``old`` saved as variants it
-    does not hold, when both configs describe the same model: diffusers' ``save_pretrained`` keeps them (an fp16
-    variant saved beside the full-precision weights, as SVD's folders ship), and replacing the whole folder deleted
-    the full-precision weights. Weights of another model would not load with the new ``config.json``: they go.
-    Hard links (a copy across file systems), so that ``old`` is whole until it is replaced."""
+    does not hold, when they are the same weights (``_same_weights``): diffusers' ``save_pretrained`` keeps them (an
+    fp16 variant saved beside the full-precision weights, as SVD's folders ship), and replacing the whole folder
+    deleted the full-precision weights. Those of another model, or of the same model before more training, go: the
+    commands load the plain weights, and would have run the old model without a word. Hard links (a copy across
+    file systems), so that ``old`` is whole until it is replaced."""
     written = weight_variants(new)
     if not written or {k: v for k, v in saved_config(old).items() if k not in SAVER_KEYS} != \
             {k: v for k, v in saved_config(new).items() if k not in SAVER_KEYS}:
         return
-    for file in old.iterdir():
-        found = WEIGHT_FILE.fullmatch(file.name)
-        if found and (found["variant"] or found["index_variant"]) not in written and not (new / file.name).exists():
+    new_rows = _first_rows(new, next(iter(written)))
+    for variant in weight_variants(old) - written:
+        if new_rows is None or not _same_weights(_first_rows(old, variant), new_rows):
+            continue
+        for file in _variant_files(old, variant):
             try:
                 os.link(file, new / file.name)
             except OSError:
                 shutil.copy2(file, new / file.name)
+
+
+def _variant_files(folder: Path, variant: Optional[str]) -> list[Path]:
+    """The weight files (and shard index) of ``folder`` saved as ``variant`` (None: without one)."""
+    return [file for file in folder.iterdir()
+            if (found := WEIGHT_FILE.fullmatch(file.name)) and (found["variant"] or found["index_variant"]) == variant]
+
+
+def _first_rows(folder: Path, variant: Optional[str]) -> Optional[dict[str, torch.Tensor]]:
+    """The first row (along dimension 0) of every weight of ``variant`` in ``folder``, read from safetensors without
+    reading the rest; None for .bin weights (a pickle is read whole)."""
+    from safetensors import safe_open
+
+    files = [file for file in _variant_files(folder, variant) if file.suffix == ".safetensors"]
+    if not files or any(file.suffix == ".bin" for file in _variant_files(folder, variant)):
+        return None
+    rows = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                part = handle.get_slice(key)
+                rows[key] = part[:1] if part.get_shape() else handle.get_tensor(key)
+    return rows
+
+
+def _same_weights(old: Optional[dict[str, torch.Tensor]], new: dict[str, torch.Tensor]) -> bool:
+    """Whether two variants' ``_first_rows`` are of the same weights, each rounded to its dtype: equal within the
+    coarser dtype's precision (a model trained further differs by far more, in nearly every row)."""
+    import torch
+
+    if old is None or old.keys() != new.keys():
+        return False
+    for key, value in old.items():
+        other = new[key]
+        if value.shape != other.shape or not (value.is_floating_point() and other.is_floating_point()):
+            if not torch.equal(value, other):
+                return False
+            continue
+        eps = max(torch.finfo(value.dtype).eps, torch.finfo(other.dtype).eps)
+        if not torch.allclose(value.float(), other.float(), rtol=eps, atol=1e-5):
+            return False
+    return True
 
 
 def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Callable[[str], None]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -814,6 +815,18 @@ def test_a_variant_saved_into_a_pipeline_folder_keeps_the_other_weights(pipe, tm
     pipe.save_pretrained(tmp_path / "student")
     pipe.save_pretrained(tmp_path / "student", variant="bf16")
     assert len(list((tmp_path / "student" / "student").glob("*.safetensors"))) == 2
+    # the same model trained further (review): the other variant is out of date, and commands load the plain
+    # weights, so it goes, either way round
+    trained = copy.deepcopy(pipe)
+    with torch.no_grad():
+        for parameter in trained.student.parameters():
+            parameter.add_(0.5)
+    for variant, other in (("bf16", "diffusion_pytorch_model.safetensors"),
+                           (None, "diffusion_pytorch_model.bf16.safetensors")):
+        pipe.save_pretrained(tmp_path / "student")
+        pipe.save_pretrained(tmp_path / "student", variant="bf16")
+        trained.save_pretrained(tmp_path / "student", variant=variant)
+        assert other not in [f.name for f in (tmp_path / "student" / "student").glob("*.safetensors")]
     other = StarStudentPipeline(StarStudentModel.from_preset("tiny", scale=2 if pipe.student.config.scale != 2 else 3))
     other.save_pretrained(tmp_path / "student")  # another model: the bf16 weights of the old one would not load
     assert [f.name for f in (tmp_path / "student" / "student").glob("*.safetensors")] == \
@@ -1275,3 +1288,17 @@ def test_benchmark_scripts_refuse_values_they_cannot_run_in_one_line(script, fla
                           cwd=root, timeout=300)
     assert done.returncode == 2 and f"{script}: error: {message}" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_subclass_whose_annotations_do_not_resolve_loads_its_folder(pipe, tmp_path):
+    """A pipeline subclass annotating ``__init__`` with a type imported only for type checkers made the folder
+    check's ``get_type_hints`` raise NameError (review)."""
+    namespace: dict = {}
+    exec("from __future__ import annotations\n"
+         "from star_vsr import StarStudentPipeline\n"
+         "class MyStudentPipeline(StarStudentPipeline):\n"
+         "    def __init__(self, student: StarStudentModel) -> None:\n"
+         "        super().__init__(student)\n", namespace)
+    pipe.save_pretrained(tmp_path / "student")
+    loaded = namespace["MyStudentPipeline"].from_pretrained(tmp_path / "student")
+    assert type(loaded).__name__ == "MyStudentPipeline"
