@@ -354,13 +354,14 @@ def _setting(parser: argparse.ArgumentParser, action: argparse.Action, value: An
 
 
 def _converted(parser: argparse.ArgumentParser, action: argparse.Action, value: Any, where: str) -> Any:
-    """One value through the flag's ``type``, as its command-line text (mappings and lists as JSON, which
-    the flags that take structured values read, and plain types refuse)."""
+    """One value through the flag's ``type``, as its command-line text: mappings and lists as JSON for the flags that
+    take structured values (type ``json.loads``, or one marked ``takes_json``), refused for the others."""
     if value is None:
         return value
-    if action.type in (None, str):  # a plain string flag (``default_caption: [a, b]`` became '["a", "b"]')
-        if isinstance(value, (dict, list)):
-            parser.error(f"{where} must be a single value, got {value!r}")
+    takes_json = action.type is json.loads or getattr(action.type, "takes_json", False)
+    if isinstance(value, (dict, list)) and not takes_json:  # (``default_caption: [a, b]`` trained with the caption
+        parser.error(f"{where} must be a single value, got {value!r}")  # '["a", "b"]', a path flag took one too)
+    if action.type is None:  # a plain string flag
         return value if isinstance(value, str) else str(value)
     if isinstance(value, bool) and action.type in (int, float):
         parser.error(f"{where} must be a number, got {value!r}")
@@ -1044,9 +1045,6 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
         (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(now, sort_keys=False), encoding="utf-8")
         return
     checkpoint = Path(checkpoint)
-    # damaged (a kill during an append): refused now, not appended to and then left out of every checkpoint this
-    # run saves (``save_checkpoint`` reads it), whose resume would be refused later
-    _read_settings(output_dir / RESUMES_FILE)
     saved = checkpoint_settings(checkpoint)
     changes = None if saved is None else changed_settings(saved, args, parser)
     processes = (checkpoint_processes(checkpoint), launched_processes())
@@ -1345,4 +1343,7 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
             raise InputError(f"{resume} is at the last step (--max_train_steps {args.max_train_steps}) and the run "
                              f"wrote its final model after it: nothing to train (raise --max_train_steps to train on)")
         check_resumed_settings(args, parser, resume, checkpoint_shape)
+        # damaged (a kill during an append): refused now, on every process and before any model is loaded, not
+        # appended to and then left out of every checkpoint this run saves (``save_checkpoint`` reads it)
+        _read_settings(Path(args.output_dir) / RESUMES_FILE)
     check_overwrite_keeps_inputs(args, parser)

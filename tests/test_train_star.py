@@ -266,7 +266,7 @@ def test_settings_argparse_refuses(tmp_path, capsys):
     bad.write_text(TINY_CONFIG.read_text().replace("num_frames: 4\n", "num_frames: [2]\n"))
     with pytest.raises(SystemExit):
         train_star.parse_args(["--config", str(bad)])
-    assert "num_frames must be int, got [2]" in capsys.readouterr().err
+    assert "num_frames must be a single value, got [2]" in capsys.readouterr().err
 
 
 def test_training_data_without_a_usable_clip_is_refused_before_the_run_writes_anything(tmp_path):

@@ -31,6 +31,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="x", choices=("x", "y"))
     p.add_argument("--overrides", type=json.loads, default={})
     p.add_argument("--caption", type=str, default="a video")
+    p.add_argument("--data", type=optional_value(str, empty_is_none=False), default=None)
     return p
 
 
@@ -50,7 +51,7 @@ def test_config_values_are_defaults_that_flags_override(tmp_path):
     ("- 1\n- 2\n", "must hold a mapping"),
     ("scale: [1\n", "is not valid YAML"),
     ("scale: 1.5\n", "scale must be int, got 1.5"),
-    ("scale: [2]\n", "scale must be int, got [2]"),
+    ("scale: [2]\n", "scale must be a single value, got [2]"),
     ("learning_rate: true\n", "learning_rate must be a number"),
     ("layers: b\n", "layers must be a list of one or more values"),
     ("scale_range: [1, 2, 3]\n", "scale_range must be a list of 2 values"),
@@ -68,6 +69,7 @@ def test_config_values_are_defaults_that_flags_override(tmp_path):
     # a flag of type=str took a list or mapping as its JSON text: caption '["a", "b"]' (black-box hunt)
     ("caption: [a, b]\n", "caption must be a single value, got ['a', 'b']"),
     ("caption: {a: 1}\n", "caption must be a single value, got {'a': 1}"),
+    ("data: [a.mp4, b.mp4]\n", "data must be a single value, got ['a.mp4', 'b.mp4']"),  # a path flag too (review)
 ])
 def test_bad_configs_are_one_line_argument_errors(tmp_path, capsys, text, message):
     config = tmp_path / "run.yaml"
@@ -473,13 +475,13 @@ def test_a_run_that_recorded_no_settings_is_resumed_with_a_warning(tmp_path, cap
 def test_a_damaged_resume_record_is_refused_before_it_is_appended_to(tmp_path):
     """A record cut short by a kill was appended to; every checkpoint the resumed run saved then lacked its
     settings (``save_checkpoint`` could not read them), and resuming one of those was refused later (black-box
-    hunt). The resume is refused first, the record left as it was."""
+    hunt). The resume is refused first, with the settings' checks (on every process, before minutes of loading:
+    review), the record left as it was."""
     run = started_run(tmp_path)
     damaged = "---\nstep: 2\ncheckpoint: checkpoint-2\nsettings: {a: [1, "
     (run / "train_config_resumes.yaml").write_text(damaged)
-    args = run_args(run, "--resume_from_checkpoint", "latest")
     with pytest.raises(InputError, match=r"cannot read the settings recorded in .*train_config_resumes.yaml"):
-        record_run_settings(args, run_parser(), run / "checkpoint-2")
+        run_args(run, "--resume_from_checkpoint", "latest")  # with the settings' checks, before any model loads
     assert (run / "train_config_resumes.yaml").read_text() == damaged
 
 

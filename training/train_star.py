@@ -132,6 +132,9 @@ def _yaml_value(value: str) -> Any:
     return None if value.strip().lower() in ("none", "null", "") else yaml.safe_load(value)
 
 
+_yaml_value.takes_json = True  # type: ignore[attr-defined]  (a config's lists reach it as JSON, which YAML reads)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every setting of a run; a YAML ``--config`` provides defaults, flags override them."""
     parser = SettingsParser(description="Train StarVSR's ControlNet + LIEM (+ UNet LoRA) with Accelerate.",
