@@ -651,7 +651,8 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         def prepare(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
             eps = noise.draw(start, stop, latent_shape)
             lr = hint_frames.take(stop - start)  # (k, 3, h, w)
-            last_hint[0] = as_levels(lr[-1])
+            if state_sink is not None:  # kept for the states handed out
+                last_hint[0] = as_levels(lr[-1])
             hint = self.encode_hint(lr, geometry["out_size"], geometry["canvas"], eps, device)
             if start_latents is not None:
                 return start_latents[start:stop].clone(), hint

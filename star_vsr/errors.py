@@ -132,11 +132,12 @@ def is_link_loop(path: str | os.PathLike[str]) -> bool:
 
 
 def why_missing(path: str | os.PathLike[str]) -> str:
-    """How a message says that nothing is at ``path`` (which ``Path.exists()`` says): "does not exist", or, for
-    a link, "is a link to TARGET, which does not exist" (a moved file, an unmounted disk) or "is a link that points
-    back to itself" (it said "does not exist" of a path the user can see with ``ls``)."""
+    """How a message says that nothing is at ``path`` (when ``Path.exists()`` says so): "does not exist", or, for
+    a link, "is a link to TARGET, which does not exist" (a moved file, an unmounted disk) or "is (inside) a link that
+    points back to itself" (it said "does not exist" of a path the user can see with ``ls``)."""
     if is_link_loop(path):
-        return "is a link that points back to itself"
+        return "is a link that points back to itself" if os.path.islink(path) else \
+            "is inside a link that points back to itself"
     if os.path.islink(path):
         return f"is a link to {os.readlink(path)}, which does not exist"
     return "does not exist"

@@ -226,7 +226,8 @@ def check_settings_files(folder: Path) -> None:
             continue
         try:
             settings = json.loads(file.read_text(encoding="utf-8"))
-        except (ValueError, OSError) as error:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
+        except ValueError as error:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors; an OSError, such as
+            # permission denied, is said as it is: no damage to the file)
             raise MissingWeightsError(f"{file} is not valid JSON ({first_line(error)}): the folder is damaged or "
                                       f"incomplete; copy or save it again") from None
         if not isinstance(settings, dict):

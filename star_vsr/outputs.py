@@ -139,8 +139,8 @@ def check_new_output(path: Union[str, Path], overwrite: bool,
     if path.exists() and not path.is_file() and not path.is_dir():  # --overwrite made /dev/null a regular file
         raise InputError(f"{path} is a device, pipe or socket, not a file this run can replace; write to a file")
     if (path.exists() or path.is_symlink()) and not overwrite:  # a dangling link too, which the final move refuses
-        there = "already exists" if path.exists() else why_missing(path)  # a dangling link: what it points to
-        raise InputError(f"{path} {there}; pass --overwrite to replace it")
+        there = "" if path.exists() else f": it {why_missing(path)}"  # a dangling link: what it points to
+        raise InputError(f"{path} already exists{there}; pass --overwrite to replace it")
     return check_writable(path)
 
 

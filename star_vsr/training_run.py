@@ -282,8 +282,9 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
         path = Path(config)
         if path.is_dir():
             parser.error(f"config file {path} is a folder; name a YAML file")
-        if not path.is_file():
-            parser.error(f"config file {path} {why_missing(path)}")
+        if not path.is_file():  # (a pipe, <(...), is no link to nothing)
+            parser.error(f"config file {path} " + (why_missing(path) if not path.exists() else
+                                                   "is not a regular file; save the settings as a YAML file"))
         try:
             settings = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
         except yaml.MarkedYAMLError as error:  # where: PyYAML's message puts it on later lines
@@ -503,8 +504,9 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
     if gaps:
         raise damaged_checkpoint(checkpoint, f"random_states_{gaps[0]}.pkl, the random number generators' states, "
                                              f"is missing; without it the resumed run would not be exact")
-    for name in sorted(saved):  # every process checks every file: the same decision on all of them
-        _check_random_states(checkpoint, name)
+    for index in range(accelerator.num_processes):  # every process checks the files of all (the same decision on
+        if f"random_states_{index}.pkl" in saved:  # each), those a process of this run reads
+            _check_random_states(checkpoint, f"random_states_{index}.pkl")
     try:
         accelerator.load_state(str(checkpoint))
     except InputError:
@@ -799,12 +801,12 @@ def resume_checkpoint(output_dir: Path, resume: Optional[str]) -> Optional[Path]
         folders = checkpoint_folders(Path(output_dir))
         return folders[-1] if folders else None
     path = Path(resume)
-    if not path.is_absolute() and not path.exists() and (Path(output_dir) / path).exists():
-        path = Path(output_dir) / path
+    if not path.is_absolute() and not os.path.lexists(path) and os.path.lexists(Path(output_dir) / path):
+        path = Path(output_dir) / path  # (a link there to nothing is named as such, not looked for here)
     if not path.exists():
-        raise InputError(f"--resume_from_checkpoint {resume} {why_missing(path)}" + (
-            "" if path.is_absolute() else f" here or in --output_dir {output_dir}") + "; give a "
-            f"{CHECKPOINT_PREFIX}<step> folder, or 'latest'")
+        where = "" if path.is_absolute() or os.path.lexists(path) else f" (here or in --output_dir {output_dir})"
+        raise InputError(f"--resume_from_checkpoint {path}{where} {why_missing(path)}; give a "
+                         f"{CHECKPOINT_PREFIX}<step> folder, or 'latest'")
     if path not in checkpoint_folders(path.parent):
         raise InputError(f"--resume_from_checkpoint {path} is not a {CHECKPOINT_PREFIX}<step> folder; give one, "
                          "or 'latest'")

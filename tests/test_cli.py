@@ -570,6 +570,8 @@ def test_evaluate_names_what_it_leaves_out_and_what_it_cannot_use(tmp_path, caps
                  "--scale", "1"]) == 0
     assert "plays at" not in capsys.readouterr().out
     assert main(["info", str(photo)]) == 0
+    assert "30.000 (30) (a photo: no rate)" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "frames")]) == 0
     assert "(images have no rate: upscale plays them at this one unless --fps says otherwise)" in \
         capsys.readouterr().out
     assert main(["evaluate", "--pred", str(sr), "--gt", str(gt), "--metrics", "lpips", "--weights-dir",
@@ -2195,11 +2197,11 @@ def test_batch_commands_report_a_link_to_a_missing_video_as_skipped(tmp_path, ca
         f"{tmp_path / 'moved.mp4'}; restore them, or score a --gt folder without them" in capsys.readouterr().err
     assert main(["info", str(inputs)]) == 1
     out = capsys.readouterr().out
-    assert f"gone.mp4  unreadable: gone.mp4 is a link to {tmp_path / 'moved.mp4'}, which does not exist" in out
+    assert f"gone.mp4  unreadable: it is a link to {tmp_path / 'moved.mp4'}, which does not exist" in out
     assert "2 clips, 2 frames; 1 unreadable or damaged" in out
     (inputs / "self.mp4").symlink_to("self.mp4")  # info said "a link to self.mp4, which does not exist"
     assert main(["info", str(inputs)]) == 1
-    assert "self.mp4  unreadable: self.mp4 is a link that points back to itself" in capsys.readouterr().out
+    assert "self.mp4  unreadable: it is a link that points back to itself" in capsys.readouterr().out
 
 
 def test_a_dangling_link_given_as_a_path_is_named_as_a_link(tmp_path, capsys):
@@ -2229,6 +2231,28 @@ def test_a_dangling_link_given_as_a_path_is_named_as_a_link(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_with_config(argparse.ArgumentParser(), ["--config", str(tmp_path / "config.yaml")])
     assert expected["config.yaml"] in capsys.readouterr().err
+    # review: a path under a link loop is inside one; a dangling checkpoint link in --output_dir is named as one,
+    # not looked for "here or in --output_dir"; a pipe given as --config is no link to nothing
+    import re
+
+    from star_vsr.errors import InputError, why_missing
+    from star_vsr.training_run import resume_checkpoint
+
+    (tmp_path / "loop").symlink_to("loop")
+    assert why_missing(tmp_path / "loop") == "is a link that points back to itself"
+    assert why_missing(tmp_path / "loop" / "x") == "is inside a link that points back to itself"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint-7").symlink_to(tmp_path / "gone")
+    with pytest.raises(InputError, match=rf"^--resume_from_checkpoint {re.escape(str(tmp_path / 'run' / 'checkpoint-7'))}"
+                                         rf" is a link to .*gone, which does not exist; give a"):
+        resume_checkpoint(tmp_path / "run", "checkpoint-7")
+    with pytest.raises(InputError, match=r"^--resume_from_checkpoint checkpoint-9 \(here or in --output_dir .*run\) "
+                                         r"does not exist; give a"):
+        resume_checkpoint(tmp_path / "run", "checkpoint-9")
+    os.mkfifo(tmp_path / "fifo.yaml")
+    with pytest.raises(SystemExit):
+        parse_with_config(argparse.ArgumentParser(), ["--config", str(tmp_path / "fifo.yaml")])
+    assert "fifo.yaml is not a regular file; save the settings as a YAML file" in capsys.readouterr().err
 
 
 def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path, capsys):

@@ -236,7 +236,7 @@ def test_an_existing_output_or_dangling_link_is_refused_before_the_export(studen
     link = tmp_path / "link.pt"
     link.symlink_to(tmp_path / "missing" / "student.pt")
     assert main(["export", "-o", str(link), "--height", "8", "--width", "8"]) == 2
-    assert f"link.pt is a link to {tmp_path / 'missing' / 'student.pt'}, which does not exist; " \
+    assert f"link.pt already exists: it is a link to {tmp_path / 'missing' / 'student.pt'}, which does not exist; " \
         "pass --overwrite to replace it" in capsys.readouterr().err
     assert (tmp_path / "old.pt").read_bytes() == b"kept" and link.is_symlink()
 

@@ -772,7 +772,7 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
     write_random_states(checkpoint / "random_states_0.pkl")
 
     class Loader:
-        process_index = 0
+        process_index, num_processes = 0, 1
 
         def __init__(self, error):
             self.error = error
@@ -922,7 +922,7 @@ def test_a_relative_checkpoint_is_found_in_the_output_folder(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     assert resume_checkpoint(run, "checkpoint-2") == run / "checkpoint-2"
     assert resume_checkpoint(run, "run/checkpoint-2") == Path("run/checkpoint-2")  # from here first
-    with pytest.raises(InputError, match=r"checkpoint-9 does not exist here or in --output_dir .*run; give a "
+    with pytest.raises(InputError, match=r"checkpoint-9 \(here or in --output_dir .*run\) does not exist; give a "
                                          r"checkpoint-<step> folder, or 'latest'"):
         resume_checkpoint(run, "checkpoint-9")
 

@@ -864,12 +864,11 @@ def truncate_log(log_file: Path, global_step: int) -> None:
     log_file.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
-
 def _logged_step(line: str) -> Optional[int]:
     """The step of a ``train_log.jsonl`` line; None for a line that is not a whole log entry."""
     try:
         return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):  # (JSONDecodeError is a ValueError)
+    except (ValueError, KeyError, TypeError, OverflowError):  # (JSONDecodeError is a ValueError; step Infinity)
         return None
 
 

@@ -113,6 +113,7 @@ def _unet_config(path: Path, released: dict[str, Any]) -> dict[str, Any]:
 
     if not path.is_file():  # the user's own file: STAR's download steps would not help
         raise InputError(f"--unet-config {path} " + ("is a folder; it takes a JSON file" if path.is_dir() else
+                                                       "is not a regular file" if path.exists() else
                                                        why_missing(path)))
     try:
         changes = json.loads(path.read_text(encoding="utf-8"))

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             (" (assumed: a raw stream without timestamps or a rate)" if info.rate_assumed else
              " (a raw stream without timestamps: from its headers)") if info.raw_stream else
             " (images have no rate: upscale plays them at this one unless --fps says otherwise)"
-            if info.is_image_folder or info.is_photo else ""),
+            if info.is_image_folder else " (a photo: no rate)" if info.is_photo else ""),
         "size": f"{info.width}x{info.height}",
         "orientation": info.orientation.describe() + ("" if info.orientation.is_identity else " (read upright)"),
         "pixel aspect": f"{aspect.numerator}:{aspect.denominator}"
@@ -167,7 +167,7 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
                      "damage": damage or (_maybe_cut(info) if info.missing_s else "none found")})
         objects.append({"clip": name, **_json_fields(info, damage)})
     for link in broken_links(folder):  # (left out without a word)
-        error = f"{link.name} {why_missing(link)}"
+        error = f"it {why_missing(link)}"
         rows.append({"clip": link.name, "error": error})
         objects.append({"clip": link.name, "path": str(link), "error": error})
         bad += 1
