@@ -36,7 +36,9 @@ def accelerate_on_cpu() -> bool:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" picks CUDA when present, else the CPU; asking for CUDA without a GPU is an error."""
+    """"auto" picks CUDA when present, else the CPU; asking for CUDA without a GPU is an error. Any case: "CPU"
+    was "unknown", where --metrics names are taken in any case."""
+    device = device.strip().lower() if isinstance(device, str) else device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -1847,6 +1847,8 @@ def test_bad_device_missing_model_and_ignored_flags_are_one_line(tmp_path, capsy
     for device in ("tpu", "meta"):
         assert main(["upscale", str(src), "-o", str(out), "--device", device]) == 2
         assert f"unknown --device '{device}'" in capsys.readouterr().err
+    assert main(["upscale", str(src), "-o", str(tmp_path / "cpu.mp4"), "--device", "CPU", "--upscale", "2"]) == 0
+    capsys.readouterr()  # ("unknown --device 'CPU'", where --metrics names are taken in any case)
     assert main(["demo", "-o", str(tmp_path / "demo"), "--device", "tpu"]) == 2
     assert not (tmp_path / "demo").exists()
     assert main(["upscale", str(src), "-o", str(out), "--model", str(tmp_path / "missing")]) == 2
