@@ -2245,8 +2245,9 @@ def test_a_dangling_link_given_as_a_path_is_named_as_a_link(tmp_path, capsys):
     assert why_missing(tmp_path / "loop" / "x") == "is inside a link that points back to itself"
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint-7").symlink_to(tmp_path / "gone")
-    with pytest.raises(InputError, match=rf"^--resume_from_checkpoint {re.escape(str(tmp_path / 'run' / 'checkpoint-7'))}"
-                                         rf" is a link to .*gone, which does not exist; give a"):
+    linked = re.escape(str(tmp_path / "run" / "checkpoint-7"))
+    with pytest.raises(InputError, match=rf"^--resume_from_checkpoint {linked} is a link to .*gone, which does not "
+                                         rf"exist; give a"):
         resume_checkpoint(tmp_path / "run", "checkpoint-7")
     with pytest.raises(InputError, match=r"^--resume_from_checkpoint checkpoint-9 \(here or in --output_dir .*run\) "
                                          r"does not exist; give a"):
