@@ -1175,10 +1175,10 @@ class StopRequest:
 
 class StepLosses:
     """What an optimizer step logs: each value averaged over the step's micro-batches
-    (``--gradient_accumulation_steps``) and over the processes. ``add`` after every micro-batch keeps the local values (no collective call); ``means``,
-    once the optimizer stepped, reduces them and starts the next step. ``summed``: names of values counted rather
-    than averaged (clips the data loader skipped). distill_student logged its last micro-batch's losses alone, and
-    froze the time-distillation ConvLSTM on them."""
+    (``--gradient_accumulation_steps``) and over the processes. ``add`` after every micro-batch keeps the local
+    values (no collective call); ``means``, once the optimizer stepped, reduces them and starts the next step.
+    ``summed``: names of values counted rather than averaged (clips the data loader skipped). distill_student logged
+    its last micro-batch's losses alone, and froze the time-distillation ConvLSTM on them."""
 
     def __init__(self, summed: Collection[str] = ()) -> None:
         self.summed = frozenset(summed)
