@@ -19,12 +19,13 @@ RECORD_NAME = ".star-vsr-upscale-batch.jsonl"
 """File of the record in the output folder (hidden: it is not an output)."""
 
 
-def record_output(output_dir: Path, name: str, settings: Mapping[str, Any], source: Optional[str] = None) -> None:
+def record_output(output_dir: Path, name: str, settings: Mapping[str, Any], source: Optional[str] = None,
+                  record: str = RECORD_NAME) -> None:
     """Add that output ``name`` in ``output_dir`` was made with ``settings`` from the input named ``source``
-    (one appended line)."""
+    (one appended line of the file ``record``: ``degrade FOLDER`` keeps its own)."""
     line = json.dumps({"output": name, "settings": _as_stored(settings),
                        **({"input": source} if source is not None else {})})
-    descriptor = os.open(Path(output_dir) / RECORD_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    descriptor = os.open(Path(output_dir) / record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:  # one write: appends of processes do not mix
         file.write("\n" + line + "\n")  # the leading newline ends a line a crash cut short
 
@@ -77,13 +78,13 @@ def made_with_other_settings(output_dir: Path, current: Mapping[str, Mapping[str
     return changed
 
 
-def recorded_inputs(output_dir: Path) -> dict[str, str]:
+def recorded_inputs(output_dir: Path, record: str = RECORD_NAME) -> dict[str, str]:
     """The input name each output in ``output_dir``'s record was last made from (output name -> input name), for the
     outputs recorded with one. Outputs are named from the inputs there are (``clip.mp4`` and a ``clip.mkv`` added
     later: ``clip_mp4.mkv``), so an input added to a batch folder took over an output another input had made, which
     then counted as done; the names recorded here stay theirs (``star_vsr.io.output_names``' ``kept``)."""
     inputs: dict[str, str] = {}
-    for entry in _entries(Path(output_dir) / RECORD_NAME):
+    for entry in _entries(Path(output_dir) / record):
         if isinstance(entry.get("input"), str):
             inputs[entry["output"]] = entry["input"]
     return inputs

@@ -2571,6 +2571,30 @@ def test_an_image_output_is_written_under_a_temporary_name_of_its_own(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "photo.png"]
 
 
+def test_a_clip_added_to_a_degraded_folder_does_not_take_over_another_clips_output(tmp_path, capsys):
+    """a.avi degraded to LR/a.mp4; an a.mp4 added to GT/ then counted LR/a.mp4 as its own, done: a.avi's frames
+    under a.mp4's name, which evaluate pairs with GT/a.mp4, and a.avi degraded again as a_avi.mp4 (black-box hunt).
+    The names earlier runs gave stay theirs, as upscale-batch keeps them, and a renamed output is noted."""
+    from star_vsr.cli.degrade import clip_seed
+
+    gt, lr = tmp_path / "GT", tmp_path / "LR"
+    gt.mkdir()
+    write_test_video(gt / "a.avi", num_frames=3, size=(32, 32), seed=1, codec="ffv1")
+    args = ["degrade", str(gt), "-o", str(lr), "--scale", "2", "--codec", "ffv1"]
+    assert main(args) == 0
+    first = np.stack(list(open_video(lr / "a.mkv")))
+    write_test_video(gt / "a.mkv", num_frames=3, size=(32, 32), seed=2, codec="ffv1")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 clips already degraded" in out
+    assert "note: a.mkv is written as a_mkv.mkv (a.mkv is the output of the video a.avi, from an earlier run)" in out
+    assert np.array_equal(np.stack(list(open_video(lr / "a.mkv"))), first)  # a.avi's, kept
+    single = tmp_path / "single.mkv"
+    assert main(["degrade", str(gt / "a.mkv"), "-o", str(single), "--scale", "2", "--codec", "ffv1", "--seed",
+                 str(clip_seed(0, "a.mkv"))]) == 0
+    assert np.array_equal(np.stack(list(open_video(lr / "a_mkv.mkv"))), np.stack(list(open_video(single))))
+
+
 def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     """degrade GT/ -o LR/: every clip (videos and frame folders) as `degrade CLIP --seed clip_seed(...)` makes
     it; a rerun skips what is there; an unreadable clip is skipped and named; the workflow ends in evaluate."""
@@ -2583,7 +2607,8 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     args = ["degrade", str(gt), "-o", str(lr), "--scale", "2", "--codec", "ffv1"]
     assert main(args) == 0
     assert "0 of 2 clips already degraded" in capsys.readouterr().out
-    assert sorted(p.name for p in lr.iterdir()) == [".star-vsr-degrade.json", "a.mkv", "clip.mkv"]
+    assert sorted(p.name for p in lr.iterdir()) == [".star-vsr-degrade-inputs.jsonl", ".star-vsr-degrade.json", "a.mkv",
+                                                    "clip.mkv"]
     for name, source in (("a.mkv", gt / "a.mkv"), ("clip.mkv", gt / "clip")):
         single = tmp_path / f"single-{name}"
         seed = clip_seed(0, source.name)

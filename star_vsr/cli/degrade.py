@@ -80,6 +80,9 @@ SETTINGS_NAME = ".star-vsr-degrade.json"
 #: File in ``-o`` naming the outputs that still hold clips of the earlier settings while an ``--overwrite`` run with
 #: new ones is unfinished: a stopped one, rerun without ``--overwrite``, redoes them instead of counting them done.
 PENDING_NAME = ".star-vsr-degrade-pending.json"
+#: Which clip each output of a folder was made from (``batch_record``'s lines), so that a clip added later does not
+#: take over an output of another (``a.avi``'s ``a.mp4``, counted as done for an ``a.mp4`` added since).
+INPUTS_NAME = ".star-vsr-degrade-inputs.jsonl"
 
 
 class ClipTooSmallError(InputError):
@@ -115,11 +118,12 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     the outputs it has still to redo (``PENDING_NAME``) until it has, so that a stopped one goes on too."""
     from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
     from ..interrupts import raise_if_interrupted
-    from ..io import output_names
+    from ..batch_record import record_output, recorded_inputs
+    from ..io import output_name, output_names
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable, write_text_atomic
-    from .existing_outputs import check_existing_outputs, existing_output_lines
+    from .existing_outputs import check_existing_outputs, existing_output_lines, renamed_because
 
     output_dir = Path(args.output)
     check_output_folder_name(output_dir, "the degraded clips")
@@ -128,7 +132,12 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     if output_dir.exists() and os.path.samefile(folder, output_dir):
         raise InputError(f"-o {output_dir} is the input folder; choose another folder for the degraded clips")
     check_fps_for_clips(args.fps, folder, clips)
-    names = output_names([clip.name for clip in clips], args.codec, folders={c.name for c in clips if c.is_dir()})
+    folders = {clip.name for clip in clips if clip.is_dir()}
+    # the names earlier runs gave outputs that exist stay theirs (an a.mp4 added beside a.avi was paired with
+    # a.avi's output a.mp4, counted as done: a.avi's frames under a.mp4's name)
+    kept = {source: out for out, source in recorded_inputs(output_dir, INPUTS_NAME).items()
+            if (output_dir / out).exists()}
+    names = output_names([clip.name for clip in clips], args.codec, folders=folders, kept=kept)
     outputs = {clip: output_dir / names[clip.name] for clip in clips}
     check_writable(outputs[clips[0]])
     check_crf(args.codec or "h264", args.crf)
@@ -175,6 +184,11 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
                                        partial(_expected_output, args.scale, args.codec))
         for line in existing_output_lines(found, args.codec, "another program's file?"):
             say(args, f"note: {line}")
+    wanted = {clip.name: output_name(clip.name, args.codec, folder=clip.is_dir()) for clip in clips}
+    for clip in clips:  # (said by upscale-batch; degrade renamed without a word)
+        if names[clip.name] != wanted[clip.name]:
+            say(args, f"note: {clip.name} is written as {names[clip.name]} "
+                      f"({renamed_because(clip.name, wanted, names, kept, folders)})")
     for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips,
                                                                                         besides=[output_dir]))):
         if note:
@@ -194,6 +208,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         try:
             _degrade_file(args, clip, outputs[clip], clip_seed(args.seed, clip.name),  # a video file keeps its rate
                          args.fps if clip.is_dir() else None, folder=True, replace=outputs[clip].name in pending)
+            record_output(output_dir, outputs[clip].name, settings, source=clip.name, record=INPUTS_NAME)
             if outputs[clip].name in pending:
                 pending.discard(outputs[clip].name)
                 write_text_atomic(pending_record, json.dumps(sorted(pending)) + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Collection, Mapping, Optional
 
 if TYPE_CHECKING:
     from ..io.probe import VideoInfo
@@ -108,3 +108,17 @@ def done_but_line(count: int, what: str, names: str, after: str) -> str:
 def listed(names: list[str], most: int = 3) -> str:
     """``a, b, c and 2 more``."""
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def renamed_because(name: str, wanted: Mapping[str, str], names: Mapping[str, str], kept: Mapping[str, str],
+                     folders: Collection[str]) -> str:
+    """Why input ``name`` of a folder run is not written under its own output name ``wanted[name]`` (``names``: the
+    names given; ``kept``: those kept from earlier runs; ``folders``: the frame folders). It said "clip.mkv is
+    another video's output" where none was."""
+    own = wanted[name]
+    owner = next((other for other, out in names.items() if out == own and other != name), None)
+    if owner is not None:
+        kind = "the frame folder" if owner in folders else "the video"
+        return f"{own} is the output of {kind} {owner}" + (", from an earlier run" if kept.get(owner) == own else "")
+    others = sorted(other for other, out in wanted.items() if out == own and other != name)
+    return f"{' and '.join(others)} would be written as {own} too"

@@ -38,7 +38,7 @@ import warnings
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection, Mapping, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, SavedRunError,
                       UnsupportedVideoError, VideoNotFoundError, why_missing)
@@ -298,20 +298,6 @@ def process_line(process_index: Optional[int], message: str, file: Optional[Text
     file.flush()
 
 
-def _renamed_because(name: str, wanted: Mapping[str, str], names: Mapping[str, str], kept: Mapping[str, str],
-                     folders: Collection[str]) -> str:
-    """Why input ``name`` is not written under its own output name ``wanted[name]`` (``names``: the names given;
-    ``kept``: those kept from earlier runs; ``folders``: the frame folders). It said "clip.mkv is another video's
-    output" where none was."""
-    own = wanted[name]
-    owner = next((other for other, out in names.items() if out == own and other != name), None)
-    if owner is not None:
-        kind = "the frame folder" if owner in folders else "the video"
-        return f"{own} is the output of {kind} {owner}" + (", from an earlier run" if kept.get(owner) == own else "")
-    others = sorted(other for other, out in wanted.items() if out == own and other != name)
-    return f"{' and '.join(others)} would be written as {own} too"
-
-
 #: How long a process of ``upscale-batch`` under ``accelerate launch`` waits for the others at a barrier.
 BARRIER_TIMEOUT = timedelta(days=20)
 
@@ -343,7 +329,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_finished_progress
     from ..batch_record import made_with_other_settings, output_settings, record_output, recorded_inputs
-    from .existing_outputs import check_existing_outputs, done_but_line, existing_output_lines, listed
+    from .existing_outputs import (check_existing_outputs, done_but_line, existing_output_lines, listed,
+                                   renamed_because)
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_inputs, unfinished_note, unfinished_runs
     from ..upscale import (DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype,
@@ -396,11 +383,12 @@ def _run_batch(args: argparse.Namespace) -> int:
     check_crf(args.codec or "h264", args.crf)  # the writers check it per video, after the folder is made
     check_model_options(args)
     made_output_dir = not output_dir.exists()
-    output_dir.mkdir(parents=True, exist_ok=True)
     # a process whose share is done waits at the last barrier for the others, which can take hours: the process
     # group's default timeout (30 min with gloo, 10 with NCCL) ended it there, and the launcher then stopped the
     # others mid-video (gloo counts the timeout in 32-bit milliseconds: under 24.8 days)
     state = PartialState(cpu=accelerate_on_cpu(), timeout=BARRIER_TIMEOUT)
+    state.wait_for_everyone()  # every process has looked before one makes it: the main one, finding the folder
+    output_dir.mkdir(parents=True, exist_ok=True)  # another had just made, left it behind empty when all failed
     student = pipeline_class_name(args.model) != "StarVSRPipeline"  # it ignores the diffusion options
     ledger = OverwriteLedger(output_dir, batch_settings(args, ignored=DIFFUSION_DEFAULTS if student else ()))
     # --dtype as the weights get it here (the record compares that: "auto" and the dtype it resolves to are one)
@@ -423,7 +411,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         for video in videos:
             if names[video.name] != wanted[video.name]:
                 print(f"note: {video.name} is written as {names[video.name]} "
-                      f"({_renamed_because(video.name, wanted, names, kept, frame_folders)})")
+                      f"({renamed_because(video.name, wanted, names, kept, frame_folders)})")
         if note:
             print(f"note: {note}")
         if not args.overwrite:  # e.g. a --max-frames preview batch run here before this full one
