@@ -571,6 +571,8 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         if not isinstance(prompt, str) or not (negative_prompt is None or isinstance(negative_prompt, str)):
             raise InputError(f"prompt must be a string and negative_prompt a string or None, got "
                              f"{type(prompt).__name__} and {type(negative_prompt).__name__}")
+        if not isinstance(positive_prompt, str):  # (a TypeError from prompt + positive_prompt)
+            raise InputError(f"positive_prompt must be a string (\"\" for none), got {type(positive_prompt).__name__}")
         if isinstance(timesteps, torch.Tensor):  # its elements are tensors: "got [tensor(899), tensor(500)]"
             timesteps = timesteps.tolist()
         self.check_inputs(source, upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,

@@ -306,6 +306,7 @@ def test_path_input(pipe, tmp_path):
     (dict(guidance_rescale=2.0), "guidance_rescale"),
     (dict(noise_level=0), "noise_level"),
     (dict(prompt=None), "prompt must be a string"),
+    (dict(positive_prompt=None), r"positive_prompt must be a string \(\"\" for none\), got NoneType"),  # a TypeError
     (dict(tile_size=32, tile_overlap=64), "lower tile_overlap"),
     (dict(tile_size=4, tile_overlap=0), "tile_size must be >= 8 output pixels for this model"),
     (dict(num_inference_steps=1.5), "num_inference_steps must be an integer"),
