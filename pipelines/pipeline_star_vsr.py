@@ -152,6 +152,15 @@ def check_sampling_kwargs(kwargs: dict[str, Any]) -> None:
     check_sampling_arguments(**{k: v for k, v in kwargs.items() if k in checked})
 
 
+def check_tile_size(tile_size: int, vae_blocks: int, unet_blocks: int) -> None:
+    """``InputError`` unless ``tile_size`` output pixels hold two latent pixels of the UNet's coarsest level for a
+    VAE and a UNet of ``vae_blocks`` and ``unet_blocks`` blocks (from their configs: ``star-vsr upscale`` checks it
+    before the weights load)."""
+    min_tile = 2 * 2 ** (vae_blocks - 1) * 2 ** (unet_blocks - 1)
+    if tile_size < min_tile:
+        raise InputError(f"{named('tile_size')} must be >= {min_tile} output pixels for this model, got {tile_size}")
+
+
 def checked_latents(latents: Any, expected: tuple[int, ...], what: str) -> torch.Tensor:
     """``latents`` (``expected`` = (n, 4, h, w), or (1, n, 4, h, w)) as float32 on the CPU, where the sampler keeps
     the clip's latents; ``InputError`` naming ``what`` for another shape (only the number of values was checked:
@@ -286,10 +295,8 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
                                  chunk_overlap, tile_size, tile_overlap, color_fix, decode_chunk_size, timesteps,
                                  guidance_scale, controlnet_conditioning_scale)
         if tile_size is not None:
-            min_tile = 2 * self.vae_scale_factor * 2 ** self.unet.num_downsamples
-            if tile_size < min_tile:
-                raise InputError(f"{named('tile_size')} must be >= {min_tile} output pixels for this model, got "
-                                 f"{tile_size}")
+            check_tile_size(tile_size, len(self.vae.config.block_out_channels),
+                            len(self.unet.config.block_out_channels))
         if output_type not in ("pt", "np", "pil", "latent"):
             raise InputError(f"output_type must be 'pt', 'np', 'pil' or 'latent', got {output_type!r}")
         if frame_sink is not None and not callable(frame_sink):  # else a TypeError after all the denoising

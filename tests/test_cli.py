@@ -2910,3 +2910,25 @@ def test_help_states_the_limits_and_defaults_the_commands_check(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     assert "frames of the clip, 2 to 1000" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_tile_smaller_than_the_models_smallest_is_refused_before_the_weights_load(tmp_path, capsys, monkeypatch):
+    """--tile-size 4 with a StarVSR folder was refused once its weights had loaded (minutes with STAR's) and
+    upscale-batch had listed its videos (black-box hunt): the smallest tile is read from the configs."""
+    import star_vsr.upscale
+    from star_vsr.testing import tiny_star_pipeline
+
+    tiny_star_pipeline(seed=0).save_pretrained(tmp_path / "tiny")
+    (tmp_path / "in").mkdir()
+    src = write_test_video(tmp_path / "in" / "a.mp4", num_frames=2, size=(8, 8))
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the weights were loaded")
+
+    monkeypatch.setattr(star_vsr.upscale, "load_upscaler", no_load)
+    for command in (["upscale", str(src), "-o", str(tmp_path / "o.mp4")],
+                    ["upscale-batch", str(tmp_path / "in"), "-o", str(tmp_path / "out")]):
+        assert main([*command, "--model", str(tmp_path / "tiny"), "--tile-size", "4"]) == 2
+        captured = capsys.readouterr()
+        assert "--tile-size must be >= 8 output pixels for this model, got 4" in captured.err
+        assert "to go" not in captured.out

@@ -198,12 +198,16 @@ def check_model_options(args: argparse.Namespace) -> None:
         args.upscale = 4.0 if diffusion else student_scale(Path(args.model))
     resolve_dtype(args.dtype, resolve_device(args.device), student=not diffusion)  # e.g. fp16 or cuda without a GPU
     if diffusion:
-        from ..pipelines.pipeline_star_vsr import check_sampling_kwargs
+        from ..model_folder import saved_config
+        from ..pipelines.pipeline_star_vsr import check_sampling_kwargs, check_tile_size
 
         if args.tile_overlap is not None and args.tile_size is None:  # whole frames: there is nothing to overlap
             raise InputError(f"--tile-overlap {args.tile_overlap} goes with --tile-size (without it the frames are "
                              f"not tiled)")
         check_sampling_kwargs(pipeline_kwargs("StarVSRPipeline", args))
+        blocks = [len(saved_config(Path(args.model) / part).get("block_out_channels") or ()) for part in ("vae", "unet")]
+        if args.tile_size is not None and all(blocks):  # (was refused once the weights had loaded)
+            check_tile_size(args.tile_size, *blocks)
     else:
         check_student_upscale(Path(args.model), args.upscale)
 
