@@ -205,7 +205,8 @@ def check_model_options(args: argparse.Namespace) -> None:
             raise InputError(f"--tile-overlap {args.tile_overlap} goes with --tile-size (without it the frames are "
                              f"not tiled)")
         check_sampling_kwargs(pipeline_kwargs("StarVSRPipeline", args))
-        blocks = [len(saved_config(Path(args.model) / part).get("block_out_channels") or ()) for part in ("vae", "unet")]
+        blocks = [len(saved_config(Path(args.model) / part).get("block_out_channels") or ())
+                  for part in ("vae", "unet")]
         if args.tile_size is not None and all(blocks):  # (was refused once the weights had loaded)
             check_tile_size(args.tile_size, *blocks)
     else:
