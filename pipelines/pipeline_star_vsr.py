@@ -35,7 +35,7 @@ from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_
 from star_vsr.model_folder import (GpuOffload, check_components, check_pipeline_folder, check_to_device,
                                    check_weights_fit, load_checked, local_load_kwargs, save_pipeline_folder)
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
-from star_vsr.models.loading import without_weight_mismatch_logs
+from star_vsr.models.loading import without_misleading_load_logs
 from star_vsr.scheduling import DEFAULT_NOISE_LEVEL, NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import MAX_TOKENS, STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize, words_left_out
 from star_vsr.tiling import blend_weights, default_overlap
@@ -237,7 +237,7 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls,
                               variant=kwargs.get("variant"))
         kwargs = local_load_kwargs(kwargs)
-        with without_weight_mismatch_logs():  # the VAE's and text encoder's: refused below, in one message
+        with without_misleading_load_logs():  # the VAE's and text encoder's: refused below, in one message
             pipe = load_checked(folder, "StarVSR", MISSING_WEIGHTS_HELP,
                                 lambda: super(StarVSRPipeline, cls).from_pretrained(folder, **kwargs))
         for name in ("vae", "text_encoder"):  # (the UNet and ControlNet check their own weights)

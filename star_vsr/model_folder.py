@@ -205,8 +205,10 @@ def check_model_folder(folder: Path, class_name: str, weight_names: tuple[str, .
                                   f"does not read: it reads {weight_names[0]}.safetensors (or .bin, or shards of it); "
                                   f"rename the file, or save the model again")
     shards = [name for name in weights if re.search(r"-\d+-of-\d+\.", name)]
-    if shards and not any(".index" in name and name.endswith(".json") for name in weights):  # (diffusers: "no
-        # file named diffusion_pytorch_model.bin found", of a folder it then called damaged)
+    index = [file for file in folder.iterdir()  # (a variant's too: model.safetensors.index.fp16.json)
+             if ".index" in file.name and WEIGHT_FILE.fullmatch(file.name)]
+    if shards and not index:  # (diffusers: "no file named diffusion_pytorch_model.bin found", of a folder it then
+        # called damaged)
         raise MissingWeightsError(f"{folder} holds weight shards ({shards[0]}, ...) but not their index (*.index.json, "
                                   f"which names the shard of each weight): an incomplete copy?")
 
@@ -592,24 +594,29 @@ SAVER_KEYS = frozenset({"_diffusers_version", "transformers_version", "_name_or_
 
 def _keep_other_variants(old: Path, new: Path) -> None:
     """Give the component folder ``new``, about to replace ``old``, the weight files of ``old`` saved as variants it
-    does not hold, when they are the same weights (``_same_weights``): diffusers' ``save_pretrained`` keeps them (an
-    fp16 variant saved beside the full-precision weights, as SVD's folders ship), and replacing the whole folder
-    deleted the full-precision weights. Those of another model, or of the same model before more training, go: the
-    commands load the plain weights, and would have run the old model without a word. Hard links (a copy across
-    file systems), so that ``old`` is whole until it is replaced."""
+    does not hold, when they are of the same model (its ``config.json``), as diffusers' ``save_pretrained`` keeps
+    them: replacing the whole folder deleted the full-precision weights beside an fp16 variant saved later. A
+    variant named after a dtype (``DTYPE_VARIANTS``) must also hold the same weights, rounded (``_same_weights``):
+    the commands load the plain weights, and a model trained further and saved as bf16 left the old ones, run
+    without a word. Others (``ema``) differ by design and stay. Hard links (a copy across file systems), so that
+    ``old`` is whole until it is replaced."""
     written = weight_variants(new)
     if not written or {k: v for k, v in saved_config(old).items() if k not in SAVER_KEYS} != \
             {k: v for k, v in saved_config(new).items() if k not in SAVER_KEYS}:
         return
     new_rows = _first_rows(new, next(iter(written)))
     for variant in weight_variants(old) - written:
-        if new_rows is None or not _same_weights(_first_rows(old, variant), new_rows):
+        if variant in DTYPE_VARIANTS and (new_rows is None or not _same_weights(_first_rows(old, variant), new_rows)):
             continue
         for file in _variant_files(old, variant):
             try:
                 os.link(file, new / file.name)
             except OSError:
                 shutil.copy2(file, new / file.name)
+
+
+#: Variants named after the dtype their weights are stored in (and those without a variant: full precision).
+DTYPE_VARIANTS = frozenset({None, "fp32", "fp16", "bf16", "fp8"})
 
 
 def _variant_files(folder: Path, variant: Optional[str]) -> list[Path]:
@@ -620,18 +627,21 @@ def _variant_files(folder: Path, variant: Optional[str]) -> list[Path]:
 
 def _first_rows(folder: Path, variant: Optional[str]) -> Optional[dict[str, torch.Tensor]]:
     """The first row (along dimension 0) of every weight of ``variant`` in ``folder``, read from safetensors without
-    reading the rest; None for .bin weights (a pickle is read whole)."""
-    from safetensors import safe_open
+    reading the rest; None for .bin weights (a pickle is read whole) and for a damaged file (dropped, not kept)."""
+    from safetensors import SafetensorError, safe_open
 
     files = [file for file in _variant_files(folder, variant) if file.suffix == ".safetensors"]
     if not files or any(file.suffix == ".bin" for file in _variant_files(folder, variant)):
         return None
     rows = {}
-    for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            for key in handle.keys():
-                part = handle.get_slice(key)
-                rows[key] = part[:1] if part.get_shape() else handle.get_tensor(key)
+    try:
+        for file in files:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    part = handle.get_slice(key)
+                    rows[key] = part[:1] if part.get_shape() else handle.get_tensor(key)
+    except (SafetensorError, OSError, ValueError):  # (a save that failed on it left a folder that did not load)
+        return None
     return rows
 
 
@@ -681,6 +691,9 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
         if not folder.is_dir():
             os.rename(temp, folder)
             return
+        for entry in temp.iterdir():  # before save_directory changes: reading them can fail
+            if entry.is_dir() and (folder / entry.name).is_dir():
+                _keep_other_variants(folder / entry.name, entry)
         if (folder / "model_index.json").is_file():  # (a save stopped before this one left REPLACING_INDEX)
             os.replace(folder / "model_index.json", folder / REPLACING_INDEX)
         moving = True
@@ -688,8 +701,6 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
             record = folder / name
             shutil.rmtree(record) if record.is_dir() and not record.is_symlink() else record.unlink(missing_ok=True)
         for entry in sorted(temp.iterdir(), key=lambda entry: entry.name == "model_index.json"):
-            if entry.is_dir() and (folder / entry.name).is_dir():
-                _keep_other_variants(folder / entry.name, entry)
             move_into_place(entry, folder / entry.name)
         (folder / REPLACING_INDEX).unlink(missing_ok=True)
     except (OSError, SafetensorError) as error:

@@ -1346,6 +1346,8 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
                              f"wrote its final model after it: nothing to train (raise --max_train_steps to train on)")
         check_resumed_settings(args, parser, resume, checkpoint_shape)
         # damaged (a kill during an append): refused now, on every process and before any model is loaded, not
-        # appended to and then left out of every checkpoint this run saves (``save_checkpoint`` reads it)
-        _read_settings(Path(args.output_dir) / RESUMES_FILE)
+        # appended to and then left out of every checkpoint this run saves (``save_checkpoint`` reads it); a run
+        # that replaces the one there (another folder's checkpoint, --overwrite_output_dir) deletes it
+        if not (from_elsewhere(resume, Path(args.output_dir)) and args.overwrite_output_dir):
+            _read_settings(Path(args.output_dir) / RESUMES_FILE)
     check_overwrite_keeps_inputs(args, parser)

@@ -1849,6 +1849,9 @@ def test_bad_device_missing_model_and_ignored_flags_are_one_line(tmp_path, capsy
         assert f"unknown --device '{device}'" in capsys.readouterr().err
     assert main(["upscale", str(src), "-o", str(tmp_path / "cpu.mp4"), "--device", "CPU", "--upscale", "2"]) == 0
     capsys.readouterr()  # ("unknown --device 'CPU'", where --metrics names are taken in any case)
+    # as every command compares it: evaluate took --device AUTO for a device given, refused without --metrics
+    assert main(["evaluate", "--pred", str(tmp_path / "cpu.mp4"), "--gt", str(tmp_path / "cpu.mp4"), "--device",
+                 "AUTO", "--no-warp", "--scale", "1"]) == 0
     assert main(["demo", "-o", str(tmp_path / "demo"), "--device", "tpu"]) == 2
     assert not (tmp_path / "demo").exists()
     assert main(["upscale", str(src), "-o", str(out), "--model", str(tmp_path / "missing")]) == 2

@@ -266,6 +266,16 @@ def test_a_model_folder_of_bin_weights_or_of_shards_without_their_index(tmp_path
         loaded = StarVSRUNetModel.from_pretrained(tmp_path / "bin")
     assert "error" not in caplog.text.lower()
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), unet.state_dict().values()))
+    from star_vsr import StarVSRPipeline
+    from star_vsr.testing import tiny_star_pipeline
+
+    tiny_star_pipeline(seed=0).save_pretrained(tmp_path / "pipeline", safe_serialization=False)  # (through the
+    caplog.clear()  # pipeline's loader, which passes use_safetensors=None, and for the VAE, diffusers' own class:
+    with caplog.at_level(logging.INFO, logger="diffusers"):  # the error was logged for each; review)
+        StarVSRPipeline.from_pretrained(tmp_path / "pipeline")
+    assert "error" not in caplog.text.lower()
+    unet.save_pretrained(tmp_path / "variant_shards", variant="fp16", max_shard_size="20KB")  # their index is
+    StarVSRUNetModel.from_pretrained(tmp_path / "variant_shards", variant="fp16")  # *.index.fp16.json (review)
     unet.save_pretrained(tmp_path / "shards", max_shard_size="20KB")
     for index in (tmp_path / "shards").glob("*.index.json"):
         index.unlink()

@@ -828,6 +828,16 @@ def test_a_variant_saved_into_a_pipeline_folder_keeps_the_other_weights(pipe, tm
         pipe.save_pretrained(tmp_path / "student", variant="bf16")
         trained.save_pretrained(tmp_path / "student", variant=variant)
         assert other not in [f.name for f in (tmp_path / "student" / "student").glob("*.safetensors")]
+    # a variant that differs by design (diffusers' ema) stays; a damaged one is dropped, not a failed save that
+    # left the folder without its model_index.json, each save after it failing the same way (review)
+    trained.save_pretrained(tmp_path / "student", variant="ema")
+    pipe.save_pretrained(tmp_path / "student", variant="bf16")
+    damaged = tmp_path / "student" / "student" / "diffusion_pytorch_model.bf16.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    pipe.save_pretrained(tmp_path / "student")
+    assert sorted(f.name for f in (tmp_path / "student" / "student").glob("*.safetensors")) == \
+        ["diffusion_pytorch_model.ema.safetensors", "diffusion_pytorch_model.safetensors"]
+    StarStudentPipeline.from_pretrained(tmp_path / "student")
     other = StarStudentPipeline(StarStudentModel.from_preset("tiny", scale=2 if pipe.student.config.scale != 2 else 3))
     other.save_pretrained(tmp_path / "student")  # another model: the bf16 weights of the old one would not load
     assert [f.name for f in (tmp_path / "student" / "student").glob("*.safetensors")] == \

@@ -483,6 +483,8 @@ def test_a_damaged_resume_record_is_refused_before_it_is_appended_to(tmp_path):
     with pytest.raises(InputError, match=r"cannot read the settings recorded in .*train_config_resumes.yaml"):
         run_args(run, "--resume_from_checkpoint", "latest")  # with the settings' checks, before any model loads
     assert (run / "train_config_resumes.yaml").read_text() == damaged
+    other = started_run(tmp_path / "other")  # a run replacing this one deletes the record: not refused (review)
+    run_args(run, "--resume_from_checkpoint", str(other / "checkpoint-2"), "--overwrite_output_dir")
 
 
 def test_starting_over_deletes_what_runs_wrote_and_nothing_else(tmp_path):

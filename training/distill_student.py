@@ -68,8 +68,8 @@ from star_vsr.models.student import FEATURE_TAPS, StarStudentModel, student_arch
 from star_vsr.outputs import TRAINING_SUMMARY_FILE, check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_checkpoint_arguments,
-                                   add_optimizer_arguments,
-                                   apply_run_hyperparameters, bool_value, check_batches_per_epoch, check_number,
+                                   add_optimizer_arguments, apply_run_hyperparameters, bool_value,
+                                   check_batches_per_epoch, check_number,
                                    check_run_settings, check_same_data, checkpoint_step, finishing_message,
                                    is_first_process, load_training_checkpoint, note_ignored_settings,
                                    optional_value, parse_with_config,

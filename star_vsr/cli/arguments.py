@@ -29,6 +29,12 @@ MAX_FRAME_RATE = 1000
 MIN_FRAME_RATE = Fraction(1, 1000)
 
 
+def device_argument(text: str) -> str:
+    """A ``--device`` as the commands compare it (``auto``, ``cpu``, ``cuda:1``), in any case: ``CPU`` was refused as
+    unknown, and ``AUTO`` was not the ``auto`` that upscale-batch places each process by."""
+    return text.strip().lower()
+
+
 def path_argument(text: str) -> str:
     """A file or folder argument, refused when empty (``-o ""``, or ``-o "$OUT"`` with ``OUT`` unset), which
     ``Path`` reads as the current folder: an input would be the current folder, an output go into it; a leading

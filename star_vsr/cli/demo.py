@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evalset import EVAL_PHOTO_NAMES, TRAINING_PHOTO_NAMES
-from .arguments import path_argument, seed_argument
+from .arguments import device_argument, path_argument, seed_argument
 from .upscale import DIFFUSION_DEFAULTS
 
 DIFFUSION_STEPS: int = DIFFUSION_DEFAULTS["steps"]
@@ -74,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              f"{DIFFUSION_STEPS}; a student takes none)")
     parser.add_argument("--model", type=path_argument,
                         help="model folder (default: the student that ships with star-vsr)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
+    parser.add_argument("--device", default="auto", type=device_argument,
+                        help="auto (CUDA if present), cpu, cuda, ...")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
                         help="weight precision, as star-vsr upscale --dtype (auto: fp16 on CUDA; on the CPU bf16 for "
                              "a student where the CPU has AMX, else fp32)")

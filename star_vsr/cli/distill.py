@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .arguments import path_argument, seed_argument
+from .arguments import device_argument, path_argument, seed_argument
 
 
 #: The diffusion teacher's options and their defaults (a student teacher refuses other values).
@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     store.add_argument("--storage-dtype", default="float16", choices=("float16", "float32", "bfloat16"),
                        help="precision of the stored clips and features (default float16)")
     store.add_argument("--overwrite", action="store_true", help="replace a cache built with other settings")
-    cache.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
+    cache.add_argument("--device", default="auto", type=device_argument,
+                       help="auto (CUDA if present), cpu, cuda, ...")
     cache.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
                        help="teacher precision (default auto: fp16 on CUDA, fp32 on the CPU)")
     cache.set_defaults(func=run_cache_teacher)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 
 from ..errors import (CorruptVideoError, InputError, MissingWeightsError, UnsupportedVideoError,
                       VideoNotFoundError, why_missing)
-from .arguments import max_frames_argument, path_argument
+from .arguments import device_argument, max_frames_argument, path_argument
 from .columns import pad, text_width
 from .existing_outputs import listed
 
@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights-dir", type=path_argument, metavar="DIR",
                         help="folder with the learned metrics' weight files (default: torch's hub folder, "
                              "where pyiqa keeps them)")
-    parser.add_argument("--device", default="auto",
+    parser.add_argument("--device", default="auto", type=device_argument,
                         help="where the learned --metrics run: auto (CUDA if present), cpu, cuda, cuda:1, ... "
                              "(PSNR-Y, SSIM-Y and E*warp run on the CPU)")
     parser.set_defaults(func=run)

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, SavedRunError,
                       UnsupportedVideoError, VideoNotFoundError, why_missing)
-from .arguments import (add_fps_argument, check_fps_for_clips, input_notes, max_frames_argument, path_argument,
-                        seed_argument)
+from .arguments import (add_fps_argument, check_fps_for_clips, device_argument, input_notes, max_frames_argument,
+                        path_argument, seed_argument)
 
 if TYPE_CHECKING:
     from ..io.probe import VideoInfo
@@ -60,7 +60,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--model", type=path_argument,
                        help="model folder: a StarVSR diffusion pipeline or a student pipeline "
                             "(default: the student that ships with star-vsr)")
-    model.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    model.add_argument("--device", default="auto", type=device_argument,
+                       help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     model.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
                        help="weight precision (auto: fp16 on CUDA; on the CPU bf16 for a student where the "
                             "CPU has AMX, else fp32)")

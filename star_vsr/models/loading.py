@@ -25,17 +25,23 @@ from ..model_folder import (check_keys_fit, check_model_folder, check_save_targe
                             is_damaged_folder_error, local_load_kwargs, saved_config)
 
 
+#: How the log lines ``without_misleading_load_logs`` drops begin.
+MISLEADING_LOAD_LOGS = ("Some weights of", "You should probably TRAIN", "An error occurred while trying to fetch",
+                        "Defaulting to unsafe serialization")
+
+
 @contextmanager
-def without_weight_mismatch_logs() -> Iterator[None]:
+def without_misleading_load_logs() -> Iterator[None]:
     """diffusers' warnings that a load left parameters "newly initialized" ("You should probably TRAIN this
     model") or weights unused, dropped while the block runs: ``LocalModelMixin`` and ``check_weights_fit`` refuse
     such a load, and the warning printed before that error (every key of a VAE's decoder) read as if the model had
-    loaded."""
+    loaded. Also its error that a folder of .bin weights has no .safetensors ("An error occurred while trying to
+    fetch ..."), logged before it loads the .bin weights (a failure to load them is an error of its own)."""
     loggers = [logging.getLogger(name) for name in ("diffusers.models.modeling_utils", "transformers.modeling_utils")]
 
     def keep(record: logging.LogRecord) -> bool:  # (transformers 5 reports it as a "LOAD REPORT" table)
         message = str(record.msg)
-        return not (message.startswith(("Some weights of", "You should probably TRAIN")) or "LOAD REPORT" in message)
+        return not (message.startswith(MISLEADING_LOAD_LOGS) or "LOAD REPORT" in message)
 
     for logger in loggers:
         logger.addFilter(keep)
@@ -74,11 +80,11 @@ class LocalModelMixin:
                                       f"{saved}.from_pretrained")
         check_variant(folder, cls.__name__, kwargs.get("variant"))
         kwargs = local_load_kwargs(kwargs)  # local_files_only, and a dtype by name ("bf16") as the pipelines take it
-        if not any(folder.glob("*.safetensors*")):  # .bin weights: diffusers first logged an error that it found no
-            kwargs.setdefault("use_safetensors", False)  # .safetensors, then loaded them
+        if kwargs.get("use_safetensors") is None and not any(folder.glob("*.safetensors*")):  # .bin weights (a
+            kwargs["use_safetensors"] = False  # pipeline's loader passes None): not looked for as .safetensors first
         want_info = kwargs.pop("output_loading_info", False)
         try:
-            with without_weight_mismatch_logs():  # refused below, in one message
+            with without_misleading_load_logs():  # refused below, in one message
                 model, info = super().from_pretrained(pretrained_model_name_or_path,  # type: ignore[misc]
                                                       output_loading_info=True, **kwargs)
         except Exception as error:
