@@ -2596,6 +2596,19 @@ def test_a_clip_added_to_a_degraded_folder_does_not_take_over_another_clips_outp
     assert main(["degrade", str(gt / "a.mkv"), "-o", str(single), "--scale", "2", "--codec", "ffv1", "--seed",
                  str(clip_seed(0, "a.mkv"))]) == 0
     assert np.array_equal(np.stack(list(open_video(lr / "a_mkv.mkv"))), np.stack(list(open_video(single))))
+    # a.avi removed and another a.mkv put in its place: LR/a.mkv, a.avi's, counted as the new a.mkv's (review)
+    (gt / "a.avi").unlink()
+    (lr / "a_mkv.mkv").unlink()
+    assert main(args) == 0
+    assert "1 existing output counts as done but was made from another input (a.mkv of a.avi); pass --overwrite " \
+           "to redo it from this one" in capsys.readouterr().out
+    (tmp_path / "batch").mkdir()  # upscale-batch says the same of its own record
+    write_test_video(tmp_path / "batch" / "a.avi", num_frames=2, size=(8, 8))
+    assert main(["upscale-batch", str(tmp_path / "batch"), "-o", str(tmp_path / "up"), "--upscale", "2"]) == 0
+    (tmp_path / "batch" / "a.avi").rename(tmp_path / "batch" / "a.mp4")
+    assert main(["upscale-batch", str(tmp_path / "batch"), "-o", str(tmp_path / "up"), "--upscale", "2"]) == 0
+    assert "1 existing output counts as done but was made from another input (a.mp4 of a.avi)" in \
+        capsys.readouterr().out
 
 
 def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):

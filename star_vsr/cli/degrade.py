@@ -123,7 +123,8 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable, write_text_atomic
-    from .existing_outputs import check_existing_outputs, existing_output_lines, renamed_because
+    from .existing_outputs import (check_existing_outputs, existing_output_lines, made_from_other_inputs_line,
+                                   renamed_because)
 
     output_dir = Path(args.output)
     check_output_folder_name(output_dir, "the degraded clips")
@@ -135,8 +136,8 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     folders = {clip.name for clip in clips if clip.is_dir()}
     # the names earlier runs gave outputs that exist stay theirs (an a.mp4 added beside a.avi was paired with
     # a.avi's output a.mp4, counted as done: a.avi's frames under a.mp4's name)
-    kept = {source: out for out, source in recorded_inputs(output_dir, INPUTS_NAME).items()
-            if (output_dir / out).exists()}
+    made_from = recorded_inputs(output_dir, INPUTS_NAME)
+    kept = {source: out for out, source in made_from.items() if (output_dir / out).exists()}
     names = output_names([clip.name for clip in clips], args.codec, folders=folders, kept=kept)
     outputs = {clip: output_dir / names[clip.name] for clip in clips}
     check_writable(outputs[clips[0]])
@@ -184,6 +185,10 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
                                        partial(_expected_output, args.scale, args.codec))
         for line in existing_output_lines(found, args.codec, "another program's file?"):
             say(args, f"note: {line}")
+        other = made_from_other_inputs_line({clip.name: outputs[clip].name for clip in clips if clip not in todo},
+                                            made_from)
+        if other:
+            say(args, f"note: {other}")
     wanted = {clip.name: output_name(clip.name, args.codec, folder=clip.is_dir()) for clip in clips}
     for clip in clips:  # (said by upscale-batch; degrade renamed without a word)
         if names[clip.name] != wanted[clip.name]:

@@ -122,3 +122,15 @@ def renamed_because(name: str, wanted: Mapping[str, str], names: Mapping[str, st
         return f"{own} is the output of {kind} {owner}" + (", from an earlier run" if kept.get(owner) == own else "")
     others = sorted(other for other, out in wanted.items() if out == own and other != name)
     return f"{' and '.join(others)} would be written as {own} too"
+
+
+def made_from_other_inputs_line(outputs: Mapping[str, str], recorded: Mapping[str, str]) -> Optional[str]:
+    """``done_but_line`` for the existing outputs (input name -> output name, those counted as done) that the record
+    (output name -> input name, ``batch_record.recorded_inputs``) says another input made: a.avi's a.mkv, with a.avi
+    removed since and another a.mkv added, counted as a.mkv's. None when there are none."""
+    other = sorted(f"{out} of {recorded[out]}" for name, out in outputs.items()
+                   if recorded.get(out) not in (None, name))
+    if not other:
+        return None
+    return done_but_line(len(other), "{were} made from another input", listed(other, 5),
+                         "; pass --overwrite to redo {them} from this one")

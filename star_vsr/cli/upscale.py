@@ -336,7 +336,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_finished_progress
     from ..batch_record import made_with_other_settings, output_settings, record_output, recorded_inputs
     from .existing_outputs import (check_existing_outputs, done_but_line, existing_output_lines, listed,
-                                   renamed_because)
+                                   made_from_other_inputs_line, renamed_because)
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_inputs, unfinished_note, unfinished_runs
     from ..upscale import (DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype,
@@ -370,7 +370,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     check_fps_for_clips(args.fps, input_dir, videos)
     # the names earlier runs gave outputs that exist or are partly done stay theirs: an input added later
     # (clip.mkv beside clip.mp4) took over clip.mp4's output clip.mkv, which then counted as done
-    kept = {source: out for out, source in recorded_inputs(output_dir).items() if (output_dir / out).exists()}
+    made_from = recorded_inputs(output_dir)
+    kept = {source: out for out, source in made_from.items() if (output_dir / out).exists()}
     kept.update({source.name: out for out, source in unfinished_inputs(output_dir).items()
                  if source.parent == input_dir.resolve()})
     names = output_names([video.name for video in videos], args.codec, folders=frame_folders, kept=kept)
@@ -438,6 +439,10 @@ def _run_batch(args: argparse.Namespace) -> int:
                                      f"{', '.join(flags)}: {listed(sorted(made), 5)}",
                                      "; pass --overwrite to redo {them} with these")
                 print(f"note: {line}")
+            other = made_from_other_inputs_line({v.name: outputs[v].name for v in videos if outputs[v].exists()},
+                                                made_from)
+            if other:
+                print(f"note: {other}")
         stray = stray_images_note(input_dir)
         if stray:
             print(f"note: {stray}")
