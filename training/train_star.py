@@ -146,14 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--pretrained_model_name_or_path", type=path_or_none, default=None,
                        help="StarVSR pipeline folder (model_index.json), e.g. written by `star-vsr convert-star`.")
-    model.add_argument("--tiny_model", type=bool_value, default=False,
+    model.add_argument("--tiny_model", type=bool_value, nargs="?", const=True, metavar="BOOL",
+                       default=False,
                        help="Build the tiny random test model (star_vsr.testing) instead of loading one.")
     model.add_argument("--controlnet_model_name_or_path", type=path_or_none, default=None,
                        help="Start from this ControlNet folder instead of the pipeline's.")
     model.add_argument("--controlnet_init", choices=("pretrained", "unet"), default="pretrained",
                        help="'pretrained': fine-tune the pipeline's ControlNet; 'unet': a fresh ControlNet copied "
                             "from the UNet encoder with zero-initialised outputs.")
-    model.add_argument("--train_unet_liem", type=bool_value, default=True, help="Also train the UNet's LIEM gates.")
+    model.add_argument("--train_unet_liem", type=bool_value, nargs="?", const=True, metavar="BOOL",
+                       default=True, help="Also train the UNet's LIEM gates.")
     model.add_argument("--liem_placement", choices=("pretrained", *LIEM_PLACEMENTS), default="pretrained",
                        help="Where the trained LIEM gates (the ControlNet's, and the UNet's under --train_unet_liem) "
                             "sit: 'pretrained' keeps the loaded models' placement; converted STAR checkpoints "
@@ -162,9 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--lora_rank", type=int, default=0, help="Rank of a LoRA on the UNet attention (0: none).")
     model.add_argument("--lora_alpha", type=optional_value(float), default=None,
                        help="LoRA alpha (default: the rank).")
-    model.add_argument("--gradient_checkpointing", type=bool_value, default=False,
+    model.add_argument("--gradient_checkpointing", type=bool_value, nargs="?", const=True, metavar="BOOL",
+                       default=False,
                        help="Recompute UNet / ControlNet activations in the backward pass to save memory.")
-    model.add_argument("--vae_gradient_checkpointing", type=bool_value, default=True,
+    model.add_argument("--vae_gradient_checkpointing", type=bool_value, nargs="?", const=True, metavar="BOOL",
+                       default=True,
                        help="Gradient checkpointing in the VAE decoder used by the frequency loss.")
     model.add_argument("--vae_batch_size", type=int, default=8, help="Frames the VAE encodes at once.")
     model.add_argument("--vae_latents", choices=("sample", "mean"), default="sample",
@@ -188,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--degradation", type=str, default="medium", help="'light', 'medium', 'heavy' or 'none'.")
     data.add_argument("--caption_dropout", type=float, default=0.5, help="Probability of an empty caption (CFG).")
     data.add_argument("--default_caption", type=str, default="", help="Caption of clips without one.")
-    data.add_argument("--random_flip", type=bool_value, default=True,
+    data.add_argument("--random_flip", type=bool_value, nargs="?", const=True, metavar="BOOL",
+                      default=True,
                       help="Random horizontal flips (--dataset video; photos are filmed in random directions).")
     data.add_argument("--dataset_length", type=optional_value(int), default=None,
                       help="Items per epoch (default: one per source; fewer than the sources: each epoch goes "
@@ -216,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--learning_rate", type=float, default=5e-5, help="AdamW learning rate.")
     add_optimizer_arguments(optim, lr_scheduler="constant_with_warmup", lr_warmup_steps=0, adam_beta2=0.999,
                             adam_weight_decay=1e-2)
-    optim.add_argument("--allow_tf32", type=bool_value, default=False, help="TF32 matmuls on Ampere+ GPUs.")
+    optim.add_argument("--allow_tf32", type=bool_value, nargs="?", const=True, metavar="BOOL",
+                       default=False, help="TF32 matmuls on Ampere+ GPUs.")
     optim.add_argument("--seed", type=int, default=0, help="Seed of everything random.")
 
     run = parser.add_argument_group("checkpoints, validation, logging")
@@ -232,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--validation_noise_level", type=int, default=900,
                      help=f"Timestep validation starts from, in [1, {NUM_TRAIN_TIMESTEPS}] (StarVSRPipeline's "
                           f"noise_level).")
-    run.add_argument("--report_to", choices=("tensorboard", "none"), default="tensorboard",
+    run.add_argument("--report_to", choices=("tensorboard", "all", "none"), default="tensorboard",  # (distill's)
                      help="Where scalars and validation images are logged (besides train_log.jsonl).")
     run.add_argument("--logging_dir", type=str, default="logs", help="TensorBoard folder inside output_dir.")
     run.add_argument("--tracker_project_name", type=str, default="train_star",
@@ -628,7 +634,7 @@ def run_validation(args: argparse.Namespace, accelerator: Accelerator, component
     folder = Path(args.output_dir) / VALIDATION_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     Image.fromarray(strip).save(folder / f"step-{step:06d}.png")
-    if args.report_to == "tensorboard":
+    if any(tracker.name == "tensorboard" for tracker in accelerator.trackers):  # (--report_to tensorboard or all)
         writer = accelerator.get_tracker("tensorboard", unwrap=True)
         writer.add_images("validation/hint_output_gt", strip[None], step, dataformats="NHWC")
     accelerator.log(metrics, step=step)

@@ -27,8 +27,8 @@ DIFFUSION_TEACHER_DEFAULTS = {"steps": 15, "guidance_scale": 7.5}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    distill = subparsers.add_parser("distill", help="distillation tools (teacher cache)", description=__doc__,
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    distill = subparsers.add_parser("distill", help="distillation tools (teacher cache)",
+                                    description="distillation tools; see star-vsr distill cache-teacher --help")
     commands = distill.add_subparsers(dest="distill_command", metavar="DISTILL_COMMAND")
     cache = commands.add_parser("cache-teacher", help="run a teacher over clips and store its outputs (resumable)",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

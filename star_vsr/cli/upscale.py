@@ -8,8 +8,8 @@ makes, or made with other settings, is named in a note; ``--overwrite`` redoes t
 ``--overwrite`` batch, or one that skipped videos, rerun with the same command redoes only those it had not
 finished), and under
 ``accelerate launch --multi_gpu --num_processes N -m star_vsr upscale-batch ...`` it splits the videos across
-the N processes (GPUs, or processes on the CPU of a machine without one; without ``--multi_gpu`` the launcher
-starts one); a video it
+the N processes (GPUs, or processes on the CPU of a machine without one; without ``--multi_gpu``, on a machine
+with one GPU or none, the launcher starts one); a video it
 cannot read (or whose saved progress has other settings) is reported and skipped, the others are upscaled, and
 the exit status is 1. Its
 outputs keep the input names, with the container suffix the codec needs (``.mkv`` for FFV1,
@@ -83,7 +83,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     diffusion.add_argument("--prompt", default=defaults["prompt"],
                            help=f"caption of the video (default {defaults['prompt']!r}; STAR's quality phrases are "
                                 "appended to it, and together they fit in the text encoder's 77 tokens: 17 tokens, "
-                                "a dozen words or so, are left to the caption; a longer one is cut, with a warning)")
+                                "a dozen words or so, are left to the caption; a longer one pushes the end of the "
+                                "quality phrases out, with a warning naming what was left out)")
     diffusion.add_argument("--guidance-scale", type=float, default=defaults["guidance_scale"],
                            help=f"classifier-free guidance weight, >= 1 (default {defaults['guidance_scale']:g}; 1 "
                                 "turns it off)")
