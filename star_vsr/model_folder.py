@@ -80,16 +80,16 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
             raise MissingWeightsError(f"the {kind} pipeline at {folder} lists {name!r}, but {part} is missing "
                                       f"(an incomplete copy?).\n{help_text}")
         library = entries[name][0] if len(entries[name]) == 2 else None
-        try:
-            check_settings_files(part)
-        except MissingWeightsError as error:
-            raise MissingWeightsError(f"{error}.\n{help_text}") from None
-        if (part / "config.json").is_file():
-            try:
+        model = (part / "config.json").is_file()
+        try:  # (check_model_folder checks a model's settings files; a scheduler's or tokenizer's are checked here)
+            if model:
                 check_model_folder(part, name, TRANSFORMERS_WEIGHTS if library == "transformers" else
                                    DIFFUSERS_WEIGHTS)
-            except MissingWeightsError as error:
-                raise MissingWeightsError(f"{error}.\n{help_text}") from None
+            else:
+                check_settings_files(part)
+        except MissingWeightsError as error:
+            raise MissingWeightsError(f"{error}.\n{help_text}") from None
+        if model:
             if variant is None:  # (with a variant, diffusers loads a component that lacks it from its plain weights)
                 check_variant(part, saved_config(part).get("_class_name") or name, None)
         elif any(file.name.endswith(WEIGHT_SUFFIXES) for file in part.iterdir()):  # the loader's error came from
@@ -604,8 +604,9 @@ def _keep_other_variants(old: Path, new: Path) -> None:
     if not written or {k: v for k, v in saved_config(old).items() if k not in SAVER_KEYS} != \
             {k: v for k, v in saved_config(new).items() if k not in SAVER_KEYS}:
         return
-    new_rows = _first_rows(new, next(iter(written)))
-    for variant in weight_variants(old) - written:
+    others = weight_variants(old) - written
+    new_rows = _first_rows(new, next(iter(written))) if others & DTYPE_VARIANTS else None  # (read only if compared)
+    for variant in others:
         if variant in DTYPE_VARIANTS and (new_rows is None or not _same_weights(_first_rows(old, variant), new_rows)):
             continue
         for file in _variant_files(old, variant):

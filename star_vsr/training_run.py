@@ -1123,7 +1123,6 @@ class StopRequest:
         self.signum = signal.SIGINT  # the first stop request's signal: the exit status is 128 + it
         self.announce = announce
         self._previous: dict[int, Any] = {}
-        self._pid = os.getpid()
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():

@@ -119,12 +119,12 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
     from ..interrupts import raise_if_interrupted
     from ..batch_record import record_output, recorded_inputs
-    from ..io import output_name, output_names
+    from ..io import output_names
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable, write_text_atomic
     from .existing_outputs import (check_existing_outputs, existing_output_lines, made_from_other_inputs_line,
-                                   renamed_because)
+                                   renamed_lines)
 
     output_dir = Path(args.output)
     check_output_folder_name(output_dir, "the degraded clips")
@@ -189,11 +189,8 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
                                             made_from)
         if other:
             say(args, f"note: {other}")
-    wanted = {clip.name: output_name(clip.name, args.codec, folder=clip.is_dir()) for clip in clips}
-    for clip in clips:  # (said by upscale-batch; degrade renamed without a word)
-        if names[clip.name] != wanted[clip.name]:
-            say(args, f"note: {clip.name} is written as {names[clip.name]} "
-                      f"({renamed_because(clip.name, wanted, names, kept, folders)})")
+    for line in renamed_lines(clips, names, args.codec, kept, folders):  # (degrade renamed without a word)
+        say(args, f"note: {line}")
     for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips,
                                                                                         besides=[output_dir]))):
         if note:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Collection, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Collection, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:
     from ..io.probe import VideoInfo
@@ -110,7 +110,19 @@ def listed(names: list[str], most: int = 3) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def renamed_because(name: str, wanted: Mapping[str, str], names: Mapping[str, str], kept: Mapping[str, str],
+def renamed_lines(inputs: Sequence[Path], names: Mapping[str, str], codec: Optional[str], kept: Mapping[str, str],
+                  folders: Collection[str]) -> list[str]:
+    """``X is written as Y (why)`` for each of a folder run's ``inputs`` not written under its own output name
+    (``names``: the output names given, ``star_vsr.io.output_names``; ``kept``, ``folders``: as it took them)."""
+    from ..io import output_name
+
+    wanted = {path.name: output_name(path.name, codec, folder=path.is_dir()) for path in inputs}
+    return [f"{path.name} is written as {names[path.name]} "
+            f"({_renamed_because(path.name, wanted, names, kept, folders)})"
+            for path in inputs if names[path.name] != wanted[path.name]]
+
+
+def _renamed_because(name: str, wanted: Mapping[str, str], names: Mapping[str, str], kept: Mapping[str, str],
                      folders: Collection[str]) -> str:
     """Why input ``name`` of a folder run is not written under its own output name ``wanted[name]`` (``names``: the
     names given; ``kept``: those kept from earlier runs; ``folders``: the frame folders). It said "clip.mkv is

@@ -207,10 +207,11 @@ def check_model_options(args: argparse.Namespace) -> None:
             raise InputError(f"--tile-overlap {args.tile_overlap} goes with --tile-size (without it the frames are "
                              f"not tiled)")
         check_sampling_kwargs(pipeline_kwargs("StarVSRPipeline", args))
-        blocks = [len(saved_config(Path(args.model) / part).get("block_out_channels") or ())
-                  for part in ("vae", "unet")]
-        if args.tile_size is not None and all(blocks):  # (was refused once the weights had loaded)
-            check_tile_size(args.tile_size, *blocks)
+        if args.tile_size is not None:  # (was refused once the weights had loaded)
+            blocks = [len(saved_config(Path(args.model) / part).get("block_out_channels") or ())
+                      for part in ("vae", "unet")]
+            if all(blocks):  # (unreadable configs: loading names the damage)
+                check_tile_size(args.tile_size, *blocks)
     else:
         check_student_upscale(Path(args.model), args.upscale)
 
@@ -330,14 +331,14 @@ def _run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_name, output_names
+    from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_names
     from ..io.folders import (broken_link_line, broken_links, clips_in_folder, is_frame_folder,
                               other_subfolders, other_subfolders_note, stray_images_note)
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_finished_progress
     from ..batch_record import made_with_other_settings, output_settings, record_output, recorded_inputs
     from .existing_outputs import (check_existing_outputs, done_but_line, existing_output_lines, listed,
-                                   made_from_other_inputs_line, renamed_because)
+                                   made_from_other_inputs_line, renamed_lines)
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_inputs, unfinished_note, unfinished_runs
     from ..upscale import (DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype,
@@ -415,11 +416,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     if state.is_main_process:
         for video in videos:  # progress folders a killed run left beside its finished output
             remove_finished_progress(outputs[video])
-        wanted = {video.name: output_name(video.name, args.codec, folder=video.is_dir()) for video in videos}
-        for video in videos:
-            if names[video.name] != wanted[video.name]:
-                print(f"note: {video.name} is written as {names[video.name]} "
-                      f"({renamed_because(video.name, wanted, names, kept, frame_folders)})")
+        for line in renamed_lines(videos, names, args.codec, kept, frame_folders):
+            print(f"note: {line}")
         if note:
             print(f"note: {note}")
         if not args.overwrite:  # e.g. a --max-frames preview batch run here before this full one

@@ -80,8 +80,6 @@ class LocalModelMixin:
                                       f"{saved}.from_pretrained")
         check_variant(folder, cls.__name__, kwargs.get("variant"))
         kwargs = local_load_kwargs(kwargs)  # local_files_only, and a dtype by name ("bf16") as the pipelines take it
-        if kwargs.get("use_safetensors") is None and not any(folder.glob("*.safetensors*")):  # .bin weights (a
-            kwargs["use_safetensors"] = False  # pipeline's loader passes None): not looked for as .safetensors first
         want_info = kwargs.pop("output_loading_info", False)
         try:
             with without_misleading_load_logs():  # refused below, in one message
