@@ -68,14 +68,22 @@ def made_with_other_settings(output_dir: Path, current: Mapping[str, Mapping[str
             made[name] = _effective(made[name])
         if name in made and made[name].get("dtype") == "auto" and "dtype" in now:
             made[name] = {**made[name], "dtype": now["dtype"]}  # a record from before dtypes were resolved: unknown
-        if name in made and made[name] != now:
-            differ = [key for key in {*made[name], *now} if made[name].get(key) != now.get(key)]
+        differ = changed_settings(made[name], now) if name in made else []
+        if differ:
             # a setting only one of the runs has (the diffusion options, which a student's run does not record) is
             # no flag the user changed: "--model" says it, where the note named eight flags nobody typed
             named = [key for key in differ if key in made[name] and key in now] or differ
             changed[name] = sorted("the input folder" if key == "input_dir" else f"--{key.replace('_', '-')}"
                                    for key in named)
     return changed
+
+
+def changed_settings(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """The settings whose values differ between a recorded run's ``saved`` ones and ``now``'s, sorted. One the record
+    lacks that is None now is no change: an option added since, left at its default (records from before
+    ``--negative-prompt`` existed have none)."""
+    return sorted(key for key in {*saved, *now}
+                  if saved.get(key) != now.get(key) and not (key not in saved and now[key] is None))
 
 
 def recorded_inputs(output_dir: Path, record: str = RECORD_NAME) -> dict[str, str]:

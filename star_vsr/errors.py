@@ -102,7 +102,8 @@ def option(argument: str, flag: str) -> str:
 
 
 ARGUMENT_FLAGS = {"upscale": "--upscale", "seed": "--seed", "prompt": "--prompt",
-                  "num_inference_steps": "--steps", "guidance_scale": "--guidance-scale",
+                  "negative_prompt": "--negative-prompt", "num_inference_steps": "--steps",
+                  "guidance_scale": "--guidance-scale",
                   "noise_level": "--noise-level", "chunk_frames": "--chunk-frames",
                   "chunk_overlap": "--chunk-overlap", "tile_size": "--tile-size", "tile_overlap": "--tile-overlap",
                   "color_fix": "--color-fix"}

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .batch_record import changed_settings
 from .outputs import write_text_atomic
 
 LEDGER_NAME = ".star-vsr-overwrite.jsonl"
@@ -40,12 +41,13 @@ class OverwriteLedger:
         try:
             header, *lines = self.path.read_text(encoding="utf-8").splitlines()
             settings = json.loads(header)["settings"]
+            if not isinstance(settings, dict):
+                raise TypeError("settings edited into a non-object")
         except (OSError, ValueError, LookupError, TypeError):  # damaged
             return set(), (f"cannot read {self.path}, the record of a batch stopped under --overwrite; redoing "
                            f"every video")
-        if settings != self.settings:
-            changed = sorted(f"--{key.replace('_', '-')}" for key in {*settings, *self.settings}
-                             if settings.get(key) != self.settings.get(key))
+        changed = [f"--{key.replace('_', '-')}" for key in changed_settings(settings, self.settings)]
+        if changed:
             return set(), (f"the batch stopped here under --overwrite ran with other settings ({', '.join(changed)}); "
                            f"redoing every video")
         done = dict(entry for entry in map(_done, lines) if entry)

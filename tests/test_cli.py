@@ -614,6 +614,59 @@ def test_upscale_with_diffusion_model_keeps_fps_and_audio(tmp_path, tiny_star_fo
     assert not list(tmp_path.glob(".*"))  # no temporary leftovers
 
 
+def test_negative_prompt_reaches_the_diffusion_model(tmp_path, tiny_star_folder):
+    """There was no flag for it: every CLI run guided away from STAR's negative prompt. Left out it is still STAR's
+    (the same video as typed out); "" guides away from an empty prompt, which gives another video."""
+    from star_vsr.text import STAR_NEGATIVE_PROMPT
+
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
+    videos = {}
+    for name, flags in {"default": [], "star": ["--negative-prompt", STAR_NEGATIVE_PROMPT],
+                        "none": ["--negative-prompt", ""]}.items():
+        out = tmp_path / f"{name}.mkv"
+        assert main(["upscale", str(src), "-o", str(out), "--model", str(tiny_star_folder), "--steps", "1",
+                     "--codec", "ffv1"] + flags) == 0
+        with open_video(out) as reader:
+            videos[name] = np.stack(list(reader))
+    np.testing.assert_array_equal(videos["default"], videos["star"])
+    assert not np.array_equal(videos["default"], videos["none"])
+
+
+def test_negative_prompt_is_a_diffusion_option_the_student_warns_about():
+    from star_vsr.cli import build_parser
+    from star_vsr.cli.upscale import pipeline_kwargs
+
+    args = build_parser().parse_args(["upscale", "in.mp4", "-o", "out.mp4", "--negative-prompt", "blurry"])
+    assert pipeline_kwargs("StarVSRPipeline", args)["negative_prompt"] == "blurry"
+    with pytest.warns(UserWarning, match="--negative-prompt only applies to diffusion models"):
+        assert "negative_prompt" not in pipeline_kwargs("StarStudentPipeline", args)
+
+
+def test_records_from_before_a_new_option_are_the_same_settings(tmp_path):
+    """A batch recorded before ``--negative-prompt`` existed has no entry for it; left at its default (None) now,
+    it is no other setting: a stopped --overwrite batch goes on, and no output is "made with other settings"."""
+    from star_vsr.batch_record import made_with_other_settings, record_output
+    from star_vsr.overwrite_batch import OverwriteLedger
+
+    source, output = tmp_path / "a.avi", tmp_path / "a.mp4"
+    source.write_bytes(b"input")
+    output.write_bytes(b"output")
+    old = {"upscale": 2.0, "prompt": "a good video"}
+    ledger = OverwriteLedger(tmp_path, old)
+    ledger.start()
+    ledger.add("a.mp4", source)
+    now = {**old, "negative_prompt": None}
+    assert OverwriteLedger(tmp_path, now).finished({"a.mp4": source}) == ({"a.mp4"}, None)
+    names, note = OverwriteLedger(tmp_path, {**old, "negative_prompt": "blurry"}).finished({"a.mp4": source})
+    assert names == set() and "other settings (--negative-prompt)" in note
+    record_output(tmp_path, "a.mp4", old)
+    assert made_with_other_settings(tmp_path, {"a.mp4": now}) == {}
+    assert made_with_other_settings(tmp_path, {"a.mp4": {**old, "negative_prompt": ""}}) == {
+        "a.mp4": ["--negative-prompt"]}
+    ledger.path.write_text('{"settings": [1]}\n')  # edited into a non-object: damaged, not a traceback
+    assert "cannot read" in OverwriteLedger(tmp_path, now).finished({"a.mp4": source})[1]
+
+
 def test_upscale_refuses_to_overwrite_and_reports_missing_model(tmp_path, capsys, monkeypatch):
     src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
     (tmp_path / "done.mp4").write_bytes(b"earlier")

@@ -408,6 +408,19 @@ def test_a_prompt_cut_off_by_the_text_encoder_is_said(pipe, recwarn):
     assert not [w for w in recwarn if "text encoder reads" in str(w.message)]
 
 
+def test_a_negative_prompt_cut_off_by_the_text_encoder_is_said(pipe, recwarn):
+    """A user's negative prompt past 77 tokens was cut without a word (``upscale --negative-prompt``); without guidance
+    it is not read, so there is nothing to say."""
+    long = " ".join(["blurry"] * 80)
+    with pytest.warns(UserWarning, match=r"the negative prompt is longer than the 77 tokens the text encoder reads; "
+                                         r"left out: \"blurry"):
+        run(pipe, video(n=1), negative_prompt=long)
+    recwarn.clear()
+    run(pipe, video(n=1), negative_prompt=long, guidance_scale=1.0)
+    run(pipe, video(n=1))  # STAR's own fits
+    assert not [w for w in recwarn if "text encoder reads" in str(w.message)]
+
+
 def test_upscale_none_is_star_s_own_scale(pipe):
     """None is 4, as the student pipeline takes None for its own scale."""
     torch.testing.assert_close(run(pipe, video(n=2), upscale=None), run(pipe, video(n=2), upscale=4))

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 #: The diffusion-only options and their defaults (a student run warns about any other value).
 DIFFUSION_DEFAULTS: dict[str, Any] = {
-    "seed": 0, "steps": 15, "prompt": "a good video", "guidance_scale": 7.5, "noise_level": 900,
+    "seed": 0, "steps": 15, "prompt": "a good video", "negative_prompt": None, "guidance_scale": 7.5, "noise_level": 900,
     "chunk_frames": 32, "chunk_overlap": None, "tile_size": None, "tile_overlap": None, "color_fix": "adain",
 }
 
@@ -85,6 +85,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                                 "appended to it, and together they fit in the text encoder's 77 tokens: 17 tokens, "
                                 "a dozen words or so, are left to the caption; a longer one pushes the end of the "
                                 "quality phrases out, with a warning naming what was left out)")
+    diffusion.add_argument("--negative-prompt", default=defaults["negative_prompt"], metavar="TEXT",
+                           help="what guidance steers away from (default STAR's: painting, cartoon, blurring, "
+                                "worst quality, jpeg artifacts, over-smooth and the like; \"\" for none); read up to "
+                                "the text encoder's 77 tokens, with a warning naming what was left out")
     diffusion.add_argument("--guidance-scale", type=float, default=defaults["guidance_scale"],
                            help=f"classifier-free guidance weight, >= 1 (default {defaults['guidance_scale']:g}; 1 "
                                 "turns it off)")
@@ -164,12 +168,15 @@ def pipeline_kwargs(class_name: str, args: argparse.Namespace) -> dict[str, Any]
         if args.no_scene_cut_reset:
             warnings.warn("--no-scene-cut-reset only applies to the student; diffusion models ignore it")
         from ..pipelines.pipeline_star_vsr import resolve_overlaps
+        from ..text import STAR_NEGATIVE_PROMPT
 
         # the overlaps as numbers (a saved run records them; runs of earlier versions recorded 8 and 128)
         chunk_overlap, tile_overlap = resolve_overlaps(args.chunk_frames, args.chunk_overlap, args.tile_size,
                                                        args.tile_overlap)
         kwargs.update(
-            num_inference_steps=args.steps, prompt=args.prompt, guidance_scale=args.guidance_scale,
+            num_inference_steps=args.steps, prompt=args.prompt,
+            negative_prompt=STAR_NEGATIVE_PROMPT if args.negative_prompt is None else args.negative_prompt,
+            guidance_scale=args.guidance_scale,
             noise_level=args.noise_level, chunk_frames=args.chunk_frames, chunk_overlap=chunk_overlap,
             tile_size=args.tile_size, tile_overlap=tile_overlap,
             color_fix=None if args.color_fix == "none" else args.color_fix,
