@@ -74,6 +74,9 @@ def test_state_dict_wrapper_and_module_prefix_are_accepted(released_meta_state_d
     # hunt); its n_averaged count is no weight
     averaged = {**{f"module.{k}": v for k, v in released_meta_state_dict.items()}, "n_averaged": torch.tensor(5)}
     assert convert_star_checkpoint(averaged)["unet"].keys() == converted["unet"].keys()
+    # an AveragedModel of a DistributedDataParallel model: module.module. (was every tensor "has no destination")
+    nested = {**{f"module.module.{k}": v for k, v in released_meta_state_dict.items()}, "n_averaged": torch.tensor(5)}
+    assert convert_star_checkpoint({"state_dict": nested})["unet"].keys() == converted["unet"].keys()
 
 
 def test_converted_tiny_model_reproduces_reference_output():

@@ -147,12 +147,14 @@ AVERAGED_MODEL_BUFFERS = ("n_averaged",)
 def unwrap_state_dict(state_dict: Mapping[str, Any]) -> Mapping[str, Any]:
     """The weights of a checkpoint file as training code wraps them: ``{"state_dict": ...}`` (Lightning, OpenCLIP's
     own training checkpoints), the ``module.`` prefix of DataParallel / DistributedDataParallel, and an
-    ``AveragedModel``'s (its ``n_averaged`` count left out: it was "745 tensors have no destination")."""
+    ``AveragedModel``'s (its ``n_averaged`` count left out: it was "745 tensors have no destination"), also nested
+    (an ``AveragedModel`` of a DistributedDataParallel model: ``module.module.``)."""
     if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
         state_dict = state_dict["state_dict"]
     weights = [k for k in state_dict if k not in AVERAGED_MODEL_BUFFERS]
-    if weights and all(k.startswith("module.") for k in weights):
+    while weights and all(k.startswith("module.") for k in weights):
         state_dict = {k[len("module."):]: state_dict[k] for k in weights}
+        weights = [k for k in state_dict if k not in AVERAGED_MODEL_BUFFERS]
     return state_dict
 
 
