@@ -231,7 +231,7 @@ class VideoClipDataset(ClipPairDataset):
         default_caption (`str`, defaults to `""`): caption of sources without one.
         seed (`int`, defaults to 0): base seed; item i of epoch e depends only on (seed, e, i).
         length (`int`, *optional*): items per epoch (default: one per source).
-        backend (`str`, defaults to `"auto"`): frame reader, "auto" (decord, else PyAV), "decord" or "pyav".
+        backend (`str`, defaults to `"auto"`): frame reader, "auto", "decord" or "pyav" (``star_vsr.io.read_frames``).
 
     Items: see ``ClipPairDataset``.
     """

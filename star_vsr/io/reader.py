@@ -535,7 +535,8 @@ def read_frames(
     Args:
         path: Video file or frame folder.
         indices: k frame indices in ``0 .. num_frames - 1``.
-        backend: "decord" (fast random access), "pyav" (seek to the keyframe before each
+        backend: "decord" (fast random access; a file decord cannot read is read with PyAV, with a
+            warning), "pyav" (seek to the keyframe before each
             far-away frame, decode on), or "auto": the frames `open_video` streams, read with PyAV, or with
             decord for RGB-coded video (FFV1 RGB, ...) when it is installed and reads the file. decord reads
             YUV video unlike the rest of star-vsr: about 1 to 1.5 levels darker (FFmpeg's default YUV -> RGB
@@ -568,10 +569,10 @@ def read_frames(
                     "backend='decord' needs decord: pip install decord, or use backend='pyav'"
                 ) from error
         except Exception as error:  # decord raises DECORDError, RuntimeError, IndexError, ...
+            # decord fails on files PyAV reads (some widths, rotated video): not "corrupt" unless PyAV fails too
             if backend == "decord":
-                raise CorruptVideoError(
-                    f"{info.path}: decord cannot read the frames ({error})"
-                ) from error
+                warnings.warn(f"{info.path}: decord cannot read the frames ({error}); reading them with PyAV",
+                              stacklevel=2)
             logger.debug("%s: decord failed (%s); reading with PyAV", info.path, error)
     try:
         found = _read_frames_pyav(info, sorted(set(wanted)))
