@@ -364,7 +364,7 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
             canvas_w = tile_w = valid_latent_size(1, need_w, levels)[1]
         else:
             canvas_w = need_w
-        overlap = tile_overlap // f
+        overlap = -(-tile_overlap // f)  # rounded up: an overlap under f output pixels was none (hard seams)
         return {
             "out_size": (out_h, out_w),
             "canvas": (canvas_h, canvas_w),
@@ -547,9 +547,11 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
             chunk_overlap: frames shared by neighbouring chunks (blended smoothly at every step); None: 8, or
                 half of ``chunk_frames`` when that is less (``resolve_overlaps``). One given must be less than
                 ``chunk_frames``.
-            tile_size: spatial tile in output pixels (None: whole frames).
-            tile_overlap: output pixels shared by neighbouring tiles; None: 128, or half of ``tile_size`` when
-                that is less. One given must be less than ``tile_size``.
+            tile_size: spatial tile in output pixels (None: whole frames), taken in whole latent pixels (the
+                VAE's factor, 8 for STAR) and up to the next size the UNet's downsamplings accept (STAR: latent
+                heights 2 mod 8, widths multiples of 8; 512 gives 528 x 512 output pixels).
+            tile_overlap: output pixels shared by neighbouring tiles, rounded up to whole latent pixels; None:
+                128, or half of ``tile_size`` when that is less. One given must be less than ``tile_size``.
             color_fix: "adain" (STAR's default), "wavelet" or None.
             decode_chunk_size: frames decoded by the temporal VAE at once (STAR: 3).
             generator: ``torch.Generator`` for reproducible noise (hint sampling, start noise, SDE noise).

@@ -278,6 +278,18 @@ def test_warping_error_of_frames_too_small_for_the_flow_is_an_input_error():
     assert warping_error(np.zeros((3, 40, 12, 3), np.uint8)) == 0.0
 
 
+def test_estimate_flow_checks_its_frames():
+    """The public flow function checked nothing: [0, 255] floats wrapped into garbage luma, frames of two shapes and
+    small frames were OpenCV tracebacks (or, 12-15 pixels high, a crash of the process)."""
+    frame = data.chelsea()[:32, :48]
+    assert estimate_flow(frame, frame).shape == (32, 48, 2)
+    for source, target, message in ((frame.astype(np.float32), frame, "float frames must lie in"),
+                                    (frame, frame[:16], "source has shape .* but target has shape"),
+                                    (frame[:12], frame[:12], "needs frames at least 16 pixels high")):
+        with pytest.raises(InputError, match=message):
+            estimate_flow(source, target)
+
+
 def test_static_clip_has_zero_warping_error():
     frame = data.chelsea()[:96, :128]
     assert warping_error(np.stack([frame] * 4)) == pytest.approx(0.0, abs=1e-9)
@@ -369,6 +381,12 @@ def test_evaluate_videos_max_frames_scores_the_first_frames_across_chunks(moving
     assert evaluate_videos(str(tmp_path / "pred.mkv"), str(tmp_path / "gt.mkv"), max_frames=np.int64(first)) == scores
     source = FileFrameSource(tmp_path / "pred.mkv", max_frames=np.int64(2))
     assert source.num_frames == 2 and type(source.max_frames) is int
+    # chunk_size too (it was "chunk_size must be a positive integer, got np.int64(2)"), and a bad one is refused
+    # before the files are read
+    assert evaluate_videos(str(tmp_path / "pred.mkv"), str(tmp_path / "gt.mkv"), chunk_size=np.int64(2),
+                           max_frames=first) == scores
+    with pytest.raises(InputError, match="chunk_size must be a whole number >= 1"):
+        evaluate_videos(str(tmp_path / "missing.mkv"), str(tmp_path / "gt.mkv"), chunk_size=0)
 
 
 # ----------------------------------------------------------------------------------------------

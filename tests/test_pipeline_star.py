@@ -136,6 +136,17 @@ def test_one_chunk_covering_the_clip_equals_unchunked(pipe):
     assert torch.equal(whole, run(pipe, clip, chunk_frames=64, chunk_overlap=8))
 
 
+def test_a_tile_overlap_under_the_vae_factor_still_overlaps(pipe):
+    """tile_overlap is in output pixels and was floored to latent pixels: under the VAE's factor (8 for STAR, 2 for
+    the tiny model) it was no overlap at all, with hard seams between the tiles (black-box test)."""
+    from star_vsr.frames import as_frame_source
+
+    source = as_frame_source(torch.rand(2, 3, 8, 8))
+    rows = pipe.plan_geometry(source, 4, 16, 1)["rows"]
+    assert [(a, b) for a, b, _ in rows] == [(a, b) for a, b, _ in pipe.plan_geometry(source, 4, 16, 2)["rows"]]
+    assert rows[1][0] < rows[0][1]  # the second tile starts inside the first
+
+
 def test_a_chunk_or_tile_size_alone_gets_an_overlap_that_fits(pipe):
     """chunk_frames=4 or tile_size=16 alone worked only with an overlap given too (the defaults, 8 frames and 128
     pixels, did not fit); an overlap not given is now 8 / 128 or half the size when that is less."""

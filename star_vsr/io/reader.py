@@ -34,7 +34,7 @@ from av.container import InputContainer
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 from av.video.stream import VideoStream
 
-from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, option
+from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, check_whole_number, option
 from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.folders import list_image_files
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, chroma_block, exif_orientation, find_video_stream,
@@ -100,8 +100,8 @@ class VideoReader(ABC):
 
         The last stack holds the remaining frames and may be shorter.
         """
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise InputError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        check_whole_number("chunk_size", chunk_size, 1)  # (NumPy's integers too)
+        chunk_size = int(chunk_size)
         chunk: list[np.ndarray] = []
         for frame in self:
             chunk.append(frame)

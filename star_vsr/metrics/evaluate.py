@@ -175,7 +175,8 @@ def evaluate_videos(
     """:func:`evaluate_clip` for two video files (or image folders), streamed ``chunk_size`` frames at a time.
 
     Returns the same keys as :func:`evaluate_clip` (clip means over frames, E*warp over frame
-    pairs) plus ``"frames"``; memory stays at two chunks whatever the video length. With
+    pairs; no ``"ewarp"`` for a clip of one frame, which has no pair, where ``evaluate_clip`` refuses it) plus
+    ``"frames"``; memory stays at two chunks whatever the video length. With
     ``crop_gt``, a ground truth larger than the prediction by less than ``2 * scale`` pixels in
     each dimension is cropped to its top-left corner of the prediction's size: what ``star-vsr
     degrade`` cuts off to make the sizes multiples of the scale (times 2 for 4:2:0 video). Each of
@@ -190,6 +191,7 @@ def evaluate_videos(
     """
     from star_vsr.io import open_video
 
+    check_whole_number("chunk_size", chunk_size, 1)  # before the files are probed and opened
     pred_info, gt_info, num_frames = check_pair(pred_path, gt_path, scale, crop_gt, max_frames, warp)
     warp = warp and num_frames >= 2
     sums = {key: 0.0 for key in FIDELITY_KEYS}

@@ -69,15 +69,36 @@ def _gray_uint8(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(to_uint8(frame), cv2.COLOR_RGB2GRAY)
 
 
+def _check_flow_size(height: int, width: int, what: str) -> None:
+    """``InputError`` for frames too small for DIS (``MIN_FLOW_HEIGHT``: OpenCV's error, or its segfault)."""
+    if height < MIN_FLOW_HEIGHT or width < MIN_FLOW_WIDTH:
+        raise InputError(f"{what} needs frames at least {MIN_FLOW_HEIGHT} pixels high and {MIN_FLOW_WIDTH} wide for "
+                         f"its optical flow, got {width}x{height}.")
+
+
 def estimate_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Dense optical flow from ``source`` to ``target`` with OpenCV DIS (``DIS_PRESET``).
 
     Args:
-        source, target: (h, w, 3) RGB frames, ``uint8`` or float in [0, 1].
+        source, target: (h, w, 3) RGB frames of one shape, ``uint8`` or float in [0, 1], at least
+            ``MIN_FLOW_HEIGHT`` x ``MIN_FLOW_WIDTH`` pixels.
 
     Returns:
         (h, w, 2) float32 flow ``F`` in pixels, (dx, dy), with ``source(x) ~ target(x + F(x))``.
+
+    Raises:
+        InputError: a bad frame array (floats in [0, 255] were wrapped into garbage), frames of two shapes, or
+            too small (OpenCV's traceback, or a crash of the process).
     """
+    check_frames(source, "source", ndim=3)
+    check_frames(target, "target", ndim=3)
+    check_same_shape(source, target, "source", "target")
+    _check_flow_size(source.shape[0], source.shape[1], "The optical flow")
+    return _dis_flow(source, target)
+
+
+def _dis_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``estimate_flow`` of frames already checked."""
     dis = cv2.DISOpticalFlow_create(DIS_PRESET)
     return dis.calc(_gray_uint8(source), _gray_uint8(target), None)
 
@@ -194,14 +215,12 @@ def warping_error(
         raise InputError(
             f"The warping error needs at least 2 frames, got a clip of shape {tuple(frames.shape)}."
         )
-    if frames.shape[1] < MIN_FLOW_HEIGHT or frames.shape[2] < MIN_FLOW_WIDTH:  # OpenCV's error, or its segfault
-        raise InputError(f"The warping error needs frames at least {MIN_FLOW_HEIGHT} pixels high and "
-                         f"{MIN_FLOW_WIDTH} wide for its optical flow, got {frames.shape[2]}x{frames.shape[1]}.")
+    _check_flow_size(frames.shape[1], frames.shape[2], "The warping error")
 
     errors = []
     for t in tqdm(range(len(frames) - 1), desc="E*warp", disable=not progress, **bar_options()):
-        flow_forward = estimate_flow(flow_frames[t], flow_frames[t + 1])  # (h, w, 2)
-        flow_backward = estimate_flow(flow_frames[t + 1], flow_frames[t])
+        flow_forward = _dis_flow(flow_frames[t], flow_frames[t + 1])  # (h, w, 2)
+        flow_backward = _dis_flow(flow_frames[t + 1], flow_frames[t])
         mask = non_occlusion_mask(flow_forward, flow_backward)  # (h, w)
         errors.append(pair_warping_error(frames[t], frames[t + 1], flow_forward, mask))
     return float(np.mean(errors) * EWARP_REPORT_SCALE)
