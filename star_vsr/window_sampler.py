@@ -43,6 +43,9 @@ class FrameNoise:
 
     Each frame's stream is consumed in a fixed order by the sampler (hint posterior noise, start
     noise, then one draw per denoising step), so results are independent of how frames are grouped.
+    Frame f's stream is seeded with ``base_seed * 1_000_003 + f``, of which torch's CPU generator keeps the low 32
+    bits: the frames of one video never share a stream; base seeds s and s + 1 share streams only between frames
+    1,000,003 apart (and base seeds 2**32 apart all of them).
     """
 
     def __init__(self, base_seed: int) -> None:
