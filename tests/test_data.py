@@ -289,6 +289,8 @@ def test_clip_lists_and_captions_as_spreadsheets_and_editors_write_them(tmp_path
     assert [(s.path.name, s.caption) for s in list_clip_sources(tmp_path / "spaced.csv")] == [("clip.mp4", "a red car")]
     (tmp_path / "clip.txt").write_text("\ufeffa red car\n", encoding="utf-8")  # Notepad's "UTF-8 with BOM"
     assert list_clip_sources(tmp_path / "clip.mp4")[0].caption == "a red car"
+    (tmp_path / "clip.txt").write_text(" \n")  # empty: the default caption (it was "", where a CSV gives the default)
+    assert list_clip_sources(tmp_path / "clip.mp4")[0].caption is None
     (tmp_path / "clip.txt").write_bytes("caf\xe9 at night".encode("cp1252"))
     with pytest.raises(InputError, match=r"clip.txt is not UTF-8 text .*; save it as UTF-8"):
         list_clip_sources(tmp_path / "clip.mp4")

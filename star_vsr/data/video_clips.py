@@ -68,7 +68,7 @@ def _read_text(file: Path) -> str:
 def _read_caption_file(clip: Path) -> Optional[str]:
     caption_file = clip.with_suffix(CAPTION_SUFFIX) if clip.is_file() else clip.with_name(clip.name + CAPTION_SUFFIX)
     if caption_file.is_file():
-        return _read_text(caption_file).strip()
+        return _read_text(caption_file).strip() or None  # empty: the default caption, as an empty cell of a CSV
     return None
 
 
