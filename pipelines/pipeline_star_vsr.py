@@ -602,8 +602,8 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
                           stacklevel=2)
         left_out = words_left_out(self.tokenizer, negative_prompt or "") if do_cfg else ""
         if left_out:
-            warnings.warn(f"the negative prompt is longer than the {MAX_TOKENS} tokens the text encoder reads; left out: "
-                          f"\"{left_out}\"", stacklevel=2)
+            warnings.warn(f"the negative prompt is longer than the {MAX_TOKENS} tokens the text encoder reads; "
+                          f"left out: \"{left_out}\"", stacklevel=2)
         prompt_embeds = self.encode_prompt(prompt + positive_prompt, negative_prompt, do_cfg, device)
         prompt_embeds = prompt_embeds.to(self.unet.dtype)
 

@@ -50,8 +50,9 @@ if TYPE_CHECKING:
 
 #: The diffusion-only options and their defaults (a student run warns about any other value).
 DIFFUSION_DEFAULTS: dict[str, Any] = {
-    "seed": 0, "steps": 15, "prompt": "a good video", "negative_prompt": None, "guidance_scale": 7.5, "noise_level": 900,
-    "chunk_frames": 32, "chunk_overlap": None, "tile_size": None, "tile_overlap": None, "color_fix": "adain",
+    "seed": 0, "steps": 15, "prompt": "a good video", "negative_prompt": None, "guidance_scale": 7.5,
+    "noise_level": 900, "chunk_frames": 32, "chunk_overlap": None, "tile_size": None, "tile_overlap": None,
+    "color_fix": "adain",
 }
 
 
