@@ -71,6 +71,12 @@ def test_help_is_plain_text(command, capsys):
      "--help)"),
     (["upscale", "in.mp4"], "star-vsr upscale: error: the following arguments are required: -o/--output (see "),
     (["distill", "cache-teacher", "-o", "x"], "star-vsr distill cache-teacher: error: the following arguments are "),
+    # a mistyped flag was said by the top-level parser: "star-vsr: error: ... (see star-vsr --help)"
+    (["export", "-o", "e.pt", "--bogus"], "star-vsr export: error: unrecognized arguments: --bogus (see star-vsr "
+                                          "export --help)"),
+    (["distill", "cache-teacher", "--teacher", "t", "-o", "x", "--data", "d", "y"],
+     "star-vsr distill cache-teacher: error: unrecognized arguments: y (see star-vsr distill cache-teacher --help)"),
+    (["--bogus"], "star-vsr: error: unrecognized arguments: --bogus (see star-vsr --help)"),
 ])
 def test_a_bad_flag_is_one_line_without_the_usage_block(argv, message, capsys):
     """argparse printed every flag of the command (15 lines for upscale) above its one-line message."""

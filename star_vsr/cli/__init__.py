@@ -66,20 +66,26 @@ def _plain_text(parser: argparse.ArgumentParser) -> None:
                 _plain_text(sub)
 
 
-def _command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
-    """The flags of the sub-command ``args`` runs (``distill cache-teacher``'s for it), which its messages may
-    advise (``star_vsr.errors.option``)."""
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the sub-command ``args`` runs (``distill cache-teacher``'s for it; ``parser`` for none)."""
     while True:
         sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
         name = getattr(args, sub.dest, None) if sub is not None else None
         if name is None:
-            return list(parser._option_string_actions)
+            return parser
         parser = sub.choices[name]
+
+
+def _command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The flags of the sub-command ``args`` runs, which its messages may advise (``star_vsr.errors.option``)."""
+    return list(_command_parser(parser, args)._option_string_actions)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()  # imports no torch, transformers or diffusers: the settings below still apply
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the sub-command's parser: it was "star-vsr: error: ... (see star-vsr --help)"
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 1
