@@ -2458,8 +2458,10 @@ def test_a_broken_student_folder_gets_the_students_help_not_stars_download_steps
     # each bad count named; student options without the student method were ignored without a word
     for flags, message in ((["--threads", "0"], "--threads must be >= 1, got 0"),
                            (["--frames", "-2"], "--frames must be >= 1, got -2"),
-                           (["--methods", "bicubic", "--model", str(folder)], "--model chooses the student, and "
-                            "--methods bicubic times no student: add student to --methods, or drop it")):
+                           (["--methods", "bicubic", "--model", str(folder)], "--model applies to the student, and "
+                            "--methods bicubic times no student: add student to --methods, or drop it"),
+                           (["--methods", "bicubic", "--dtype", "bf16"], "--dtype applies to the student, and --methods "
+                            "bicubic times no student")):
         assert main(["benchmark", "--repeats", "1", *flags]) == 2
         assert message in capsys.readouterr().err
 

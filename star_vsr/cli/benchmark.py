@@ -148,9 +148,10 @@ def _benchmark(args: argparse.Namespace, stdout: TextIO) -> int:
             raise InputError(f"{flag} must be >= 1, got {value}")
     if "student" not in methods:  # the student options were ignored without a word
         given = [flag for flag, value in (("--model", args.model), ("--preset", args.preset)) if value is not None]
+        given += ["--dtype"] if args.dtype != "auto" else []
         if given:
-            raise InputError(f"{' and '.join(given)} choose{'s' * (len(given) == 1)} the student, and --methods "
-                             f"{args.methods} times no student: add student to --methods, or drop "
+            raise InputError(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to the student, and "
+                             f"--methods {args.methods} times no student: add student to --methods, or drop "
                              f"{'it' if len(given) == 1 else 'them'}")
     if args.upscale is None:  # a x3 student's own scale, as star-vsr upscale takes it (it was timed at x4)
         from .upscale import student_scale
