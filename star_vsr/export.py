@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, OutputError, OutputExistsError
-from .io.atomic import check_no_replace, move_into_place, temporary_path
+from .io.atomic import check_no_replace, move_into_place, parent_folders, temporary_path
 from .io.writer import X264_MAX_SIZE
 from .models.student import StarStudentModel
 
@@ -118,19 +118,20 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     model.check_scale(step.scale)
     inputs = example_inputs(model, height, width)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = temporary_path(path)  # the file appears whole or not at all (a kill mid-save left a truncated one)
     try:
-        _save_step(step, inputs, temp, format)
-        if check is not None:
-            check(temp)
-        move_into_place(temp, path, overwrite)
+        with parent_folders(path):  # a failed check or a stop leaves no folders made for the file
+            temp = temporary_path(path)  # the file appears whole or not at all (a kill mid-save left a truncated one)
+            try:
+                _save_step(step, inputs, temp, format)
+                if check is not None:
+                    check(temp)
+                move_into_place(temp, path, overwrite)
+            finally:
+                temp.unlink(missing_ok=True)
     except OSError as error:  # a full disk, a read-only folder: said with the file, as other outputs are
         if isinstance(error, (OutputError, OutputExistsError)):  # (already said with the file)
             raise
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
-    finally:
-        temp.unlink(missing_ok=True)
     return path
 
 

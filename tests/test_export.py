@@ -369,6 +369,9 @@ def test_export_failures_leave_nothing_at_the_output(tmp_path, capsys, monkeypat
     monkeypatch.setattr(export_cli, "VERIFY_TOLERANCE", 0.0)
     assert main([*args, "-o", str(out / "a.onnx"), "--verify"]) == 2
     assert f"> 0; nothing was written to {out / 'a.onnx'}" in capsys.readouterr().err
+    assert not out.exists()  # nor the folder made for it (it was left empty, as if something were written)
+    out.mkdir()  # a folder there before the run is kept
+    assert main([*args, "-o", str(out / "deeper" / "a.onnx"), "--verify"]) == 2
     assert list(out.iterdir()) == []
     monkeypatch.undo()
 

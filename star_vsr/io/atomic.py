@@ -8,11 +8,13 @@ removes those a killed run left behind (`remove_stale_temporaries`) and no other
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 from star_vsr.errors import OutputExistsError, option
@@ -28,6 +30,23 @@ def remove_temporary(path: Path) -> None:
             path.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+@contextlib.contextmanager
+def parent_folders(path: Path) -> Iterator[None]:
+    """Make the missing folders above ``path``; when the block raises (a failed check, Ctrl-C), remove those it
+    made while they are empty, so that a write that left no file leaves no empty folders as if it had."""
+    made = [folder for folder in path.parents if not folder.exists()]  # deepest first
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()  # only while empty
+            except OSError:
+                break
+        raise
 
 
 #: The longest name most file systems take (ext4, XFS, Btrfs, APFS, NTFS: 255 bytes or UTF-16 units).
