@@ -115,6 +115,21 @@ def test_a_demo_refuses_a_folder_in_the_way_and_an_output_named_like_a_file(tmp_
         assert not (tmp_path / name).exists()
 
 
+def test_a_demo_refuses_a_student_that_cannot_upscale_x4_before_building_the_clip(tmp_path, capsys, monkeypatch):
+    """A x2 student failed after seconds of building the clip, with "unsupported scale 4: the student upscales by 1
+    to 2" and no word of the demo's x4."""
+    from star_vsr.models.student import StarStudentModel
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    folder = tmp_path / "x2"
+    StarStudentPipeline(StarStudentModel.from_preset("tiny", scale=2, upsample_scales=(2,))).save_pretrained(folder)
+    monkeypatch.setattr("star_vsr.evalset.photo_clip", lambda *args, **kwargs: pytest.fail("the clip was built"))
+    assert cli_main(["demo", "-o", str(tmp_path / "demo"), "--model", str(folder), "--frames", "2"]) == 2
+    assert (f"the demo upscales x4, which {folder} cannot: unsupported scale 4: the student upscales by 1 to 2"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "demo").exists()
+
+
 def test_a_demo_does_not_replace_files_another_demo_wrote_meanwhile(tmp_path, tiny_student_folder, monkeypatch):
     """Two demos into one folder: the later one replaced the earlier one's files without --overwrite (the check
     ran only at the start)."""

@@ -149,6 +149,14 @@ def run(args: argparse.Namespace) -> int:
 
         args.model = str(default_student_folder())
     label = MODEL_LABELS.get(pipeline_class_name(args.model), "model")  # load_upscaler refuses other classes
+    if label == "student":  # (a x2 student failed after the clip was built: "unsupported scale 4")
+        from ..evalset import EVAL_SCALE
+        from .upscale import check_student_upscale
+
+        try:
+            check_student_upscale(Path(args.model), EVAL_SCALE)
+        except InputError as error:
+            raise InputError(f"the demo upscales x{EVAL_SCALE}, which {args.model} cannot: {error}") from None
     if args.steps is not None and label != "diffusion":  # as star-vsr upscale's diffusion options
         warnings.warn("--steps only applies to diffusion models; the student ignores it")
     elif args.steps is not None and args.steps < 1:
