@@ -365,6 +365,12 @@ def test_state_of_another_size_or_dtype_is_rejected(model):
     with pytest.raises(InputError, match=r"the state's hidden is torch.float64 on cpu, the model runs in torch.float32 "
                                          r"on cpu; make one with init_state\(1, 8, 8\)"):
         model.step(torch.rand(1, 3, 8, 8), model.init_state(1, 8, 8, dtype=torch.float64))
+    # another student's state, of the frame's size: torch's "split_with_sizes expects split_sizes to sum exactly..."
+    other = StarStudentModel.from_preset("tiny", num_channels=model.config.num_channels + 2)
+    with pytest.raises(InputError, match=r"the state's hidden is shaped \(1, \d+, 8, 8\), this student needs "
+                                         r"\(1, \d+, 8, 8\) \(another student's state\?\); make one with "
+                                         r"init_state\(1, 8, 8\)"):
+        model.step(torch.rand(1, 3, 8, 8), other.init_state(1, 8, 8))
 
 
 

@@ -601,7 +601,12 @@ class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
             raise InputError(f"the state is for frames of {tuple(state.hidden.shape[-2:])} (batch "
                              f"{state.hidden.shape[0]}), got a frame batch {tuple(lr_frame.shape)}; "
                              f"make one with init_state({b}, {h}, {w})")
-        for name, tensor in zip(StarStudentState.TENSOR_FIELDS, state.tensors()):
+        channels = (self.config.num_channels, self.config.clean_feature_channels, 3)  # TENSOR_FIELDS' order
+        for name, tensor, c in zip(StarStudentState.TENSOR_FIELDS, state.tensors(), channels):
+            if tensor.shape != (b, c, *x.shape[-2:]):  # another student's state: torch's "split_with_sizes expects"
+                raise InputError(f"the state's {name} is shaped {tuple(tensor.shape)}, this student needs "
+                                 f"{(b, c, *x.shape[-2:])} (another student's state?); make one with "
+                                 f"init_state({b}, {h}, {w})")
             if tensor.dtype != x.dtype or tensor.device != x.device:  # else a conv's "Input type ... bias type"
                 raise InputError(f"the state's {name} is {tensor.dtype} on {tensor.device}, the model runs in "
                                  f"{x.dtype} on {x.device}; make one with init_state({b}, {h}, {w}) (the "
