@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError, OutputError, OutputExistsError
+from .errors import InputError, OutputError, OutputExistsError, is_out_of_memory, why_missing
 from .io.atomic import check_no_replace, move_into_place, parent_folders, temporary_path
 from .io.writer import X264_MAX_SIZE
 from .models.student import StarStudentModel
@@ -256,7 +256,19 @@ def verify_export(path: Union[str, Path], student: StarStudentModel, format: str
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     path = Path(path).expanduser()
-    run, exported_size = _onnx_runner(path) if format == "onnx" else _torchscript_runner(path)
+    if not path.is_file():  # (onnxruntime's "NO_SUCHFILE", torch's "open file failed")
+        raise InputError(f"{path} {why_missing(path) if not path.exists() else 'is not a file'}: no exported file "
+                         f"to verify")
+    kinds = {"onnx": "an ONNX", "torchscript": "a TorchScript"}
+    try:
+        run, exported_size = _onnx_runner(path) if format == "onnx" else _torchscript_runner(path)
+    except Exception as error:  # onnxruntime's InvalidProtobuf, torch's "PytorchStreamReader failed reading zip"
+        if is_out_of_memory(error):
+            raise
+        detail = (str(error).strip().splitlines() or ["no detail"])[0]
+        other = kinds["torchscript" if format == "onnx" else "onnx"]
+        raise InputError(f"{path} cannot be loaded as {kinds[format]} export ({type(error).__name__}: {detail}); "
+                         f"is it {other} file, or damaged?") from None
     if None not in exported_size and exported_size != (height, width):  # (the export's own refusal, or a
         # TorchScript interpreter traceback)
         raise InputError(f"{path} was exported for frames of {exported_size[1]}x{exported_size[0]}, not "

@@ -142,6 +142,19 @@ def test_bad_format_and_scale(student, tmp_path):
         export_student(student, tmp_path / "x.onnx", "onnx", 10 ** 10, 16)
 
 
+def test_verify_export_of_a_missing_or_wrong_file_is_an_input_error(student, tmp_path):
+    """onnxruntime's NO_SUCHFILE / InvalidProtobuf and torch's "PytorchStreamReader failed reading zip archive"
+    came out of verify_export as they were (black-box test)."""
+    torchscript = export_student(student, tmp_path / "step.pt", "torchscript", 9, 11)
+    for path, format, message in ((tmp_path / "nope.onnx", "onnx", "nope.onnx does not exist: no exported file"),
+                                  (tmp_path, "torchscript", "is not a file: no exported file to verify"),
+                                  (torchscript, "onnx", r"step.pt cannot be loaded as an ONNX export \(.*\); is it a "
+                                                        r"TorchScript file, or damaged\?")):
+        with pytest.raises(InputError, match=message):
+            verify_export(path, student, format, 9, 11)
+    assert verify_export(torchscript, student, "torchscript", 9, 11) < 1e-3
+
+
 def test_export_command(tmp_path, capsys):
     folder = tmp_path / "student"
     build_student_pipeline("tiny", seed=1).save_pretrained(folder)
