@@ -82,7 +82,8 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
         flag = DTYPE_FLAGS.get(getattr(torch, str(saved), None), saved)
         auto = option("dtype='auto'", "--dtype auto")
         student = pipeline == "StarStudentPipeline"  # (auto runs a diffusion model in float32 on the CPU)
-        why = f" ({auto} picks bf16 for students on CPUs with AMX)" if student and "bfloat16" in (saved, now) else ""
+        why = (f" ({auto}, the default, picks bf16 for students on CPUs with AMX, so the same command can change "
+               f"precision on another machine)") if student and "bfloat16" in (saved, now) else ""
         model = "student" if student else "model"
         load = option(f"load the model with load_upscaler(..., dtype={flag!r})", f"pass --dtype {flag}")
         return f"the {model} ran in {saved} then, in {now} now{why}; {load} to go on in {saved}"
