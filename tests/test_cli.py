@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import io
 import json
@@ -2252,8 +2253,12 @@ def test_batch_commands_report_a_link_to_a_missing_video_as_skipped(tmp_path, ca
     line = f"skipped {inputs / 'gone.mp4'}: it is a link to {tmp_path / 'moved.mp4'}, which does not exist"
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out"), "--upscale", "2"]) == 1
     assert line in capsys.readouterr().err and outputs_in(tmp_path / "out") == ["v.mp4"]
-    assert main(["degrade", str(inputs), "-o", str(tmp_path / "lr"), "--scale", "2"]) == 1
-    assert line in capsys.readouterr().err and (tmp_path / "lr" / "v.mp4").is_file()
+    both = io.StringIO()  # stdout and stderr in the order they are written
+    with contextlib.redirect_stdout(both), contextlib.redirect_stderr(both):
+        assert main(["degrade", str(inputs), "-o", str(tmp_path / "lr"), "--scale", "2"]) == 1
+    assert line in both.getvalue() and (tmp_path / "lr" / "v.mp4").is_file()
+    # said before the count of clips, which leaves it out ("0 of 1 clip ... 1 to go", then "2 clips ... skipped")
+    assert both.getvalue().index(line) < both.getvalue().index("0 of 1 clip already degraded")
     # evaluate and info left it out without a word too (black-box hunt): a ground truth lost is refused (a mean
     # over fewer clips), a prediction lost named; info lists it as unreadable
     assert main(["evaluate", "--pred", str(tmp_path / "lr"), "--gt", str(inputs), "--scale", "1", "--no-warp"]) == 2

@@ -195,16 +195,16 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
                                                                                         besides=[output_dir]))):
         if note:
             say(args, f"note: {note}")
+    failed = []
+    for link in broken_links(folder):  # they were left out without a word; said before the count, which leaves them out
+        print(broken_link_line(link), file=sys.stderr)
+        failed.append(link.name)
     redo = sum(outputs[clip].name in pending and outputs[clip].exists() for clip in todo) if not args.overwrite else 0
     say(args, f"{len(clips) - len(todo)} of {len(clips)} clip{'s' * (len(clips) != 1)} already degraded in "
               f"{output_dir}; {len(todo)} to go "
               f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its file or folder name)"
               + (f"; {redo} of them still hold the earlier settings' clips, which a stopped --overwrite run had not "
                  f"redone yet" if redo else ""))
-    failed = []
-    for link in broken_links(folder):  # they were left out without a word
-        print(broken_link_line(link), file=sys.stderr)
-        failed.append(link.name)
     for clip in todo:
         raise_if_interrupted()  # Ctrl-C whose KeyboardInterrupt a progress bar's destructor lost: no next clip
         try:
