@@ -1634,6 +1634,18 @@ def test_degrade_refuses_existing_output(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err and (tmp_path / "lr.mp4").read_bytes() == b"earlier"
 
 
+def test_degrade_of_a_photo_to_an_image_name_says_what_degrade_writes(tmp_path, capsys):
+    """"star-vsr does not write videos as .png files", where upscale writes NAME.png as one image (black-box)."""
+    from PIL import Image
+
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(tmp_path / "photo.png")
+    assert main(["degrade", str(tmp_path / "photo.png"), "-o", str(tmp_path / "lr.png")]) == 2
+    assert (f"degrade writes a video or a folder of PNG frames, not one PNG image ({tmp_path / 'lr.png'}); name a "
+            f"video (.mp4, .mkv) or a folder without a suffix, e.g. -o {tmp_path / 'lr'}") in capsys.readouterr().err
+    assert main(["degrade", str(tmp_path / "photo.png"), "-o", str(tmp_path / "lr"), "--scale", "2"]) == 0
+    assert [p.suffix for p in (tmp_path / "lr").iterdir()] == [".png"]
+
+
 def test_degrade_keeps_an_output_that_appears_while_it_runs(tmp_path, capsys, monkeypatch):
     """Without --overwrite the output was checked only at the start: a file written there meanwhile (by another
     run) was replaced when this run finished. A folder run skips such a clip and goes on."""

@@ -104,8 +104,14 @@ def run(args: argparse.Namespace) -> int:
     clips = clip_collection(source)
     if clips:
         return _degrade_folder(args, source, clips)
-    from ..outputs import check_new_video_output
+    from ..errors import InputError
+    from ..outputs import IMAGE_OUTPUTS, check_new_video_output
 
+    suffix = Path(args.output).suffix.lower()
+    if suffix in IMAGE_OUTPUTS:  # (was "star-vsr does not write videos as .png files", where upscale writes one)
+        raise InputError(f"degrade writes a video or a folder of PNG frames, not one {IMAGE_OUTPUTS[suffix]} image "
+                         f"({args.output}); name a video (.mp4, .mkv) or a folder without a suffix, e.g. -o "
+                         f"{Path(args.output).with_suffix('')}")
     output = check_new_video_output(args.output, args.overwrite, args.input, made="degraded")
     _degrade_file(args, source, output, args.seed, args.fps)
     return 0
