@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError, OutputError, OutputExistsError, is_out_of_memory, why_missing
+from .errors import InputError, OutputError, OutputExistsError, check_whole_number, is_out_of_memory, why_missing
 from .io.atomic import check_no_replace, move_into_place, parent_folders, temporary_path
 from .io.writer import X264_MAX_SIZE
 from .models.student import StarStudentModel
@@ -103,8 +103,9 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     path = Path(path).expanduser()  # "~/student.onnx" as the command line takes it
-    if height < 1 or width < 1:
-        raise InputError(f"frame size must be positive, got {width}x{height}")
+    for name, side in (("height", height), ("width", width)):  # (9.0 was torch.full's TypeError)
+        check_whole_number(name, side, 1)
+    height, width = int(height), int(width)
     if max(height, width) > MAX_EXPORT_SIDE:  # (near the 64-bit limit: torch overflow tracebacks)
         raise InputError(f"frame sides must be at most {MAX_EXPORT_SIDE} (the export runs the model once on a frame "
                          f"of that size), got {width}x{height}")

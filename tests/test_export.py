@@ -140,6 +140,10 @@ def test_bad_format_and_scale(student, tmp_path):
     with pytest.raises(InputError, match=r"frame sides must be at most 16384 \(the export runs the model once on a "
                                          r"frame of that size\), got 16x10000000000"):
         export_student(student, tmp_path / "x.onnx", "onnx", 10 ** 10, 16)
+    for height, width in ((0, 16), (9.5, 16), ("9", 16)):  # 9.5 and "9" were torch.full's / a comparison's TypeError
+        with pytest.raises(InputError, match=r"(height|width) must be a whole number >= 1"):
+            export_student(student, tmp_path / "x.onnx", "onnx", height, width)
+    assert export_student(student, tmp_path / "y.pt", "torchscript", 9.0, np.int64(11)).is_file()  # as YAML may give
 
 
 def test_verify_export_of_a_missing_or_wrong_file_is_an_input_error(student, tmp_path):

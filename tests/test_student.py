@@ -82,6 +82,9 @@ def test_presets_record_their_name_and_grow_in_size():
     assert StarStudentModel.from_preset("tiny", num_blocks=0).config.num_blocks == 0
     with pytest.raises(InputError, match="upsample_scales"):
         StarStudentModel(upsample_scales=(2, 5))
+    for window in ("15", 14, 0):  # "15" was a TypeError ("'<' not supported between 'str' and 'int'")
+        with pytest.raises(InputError, match=f"flow_window must be an odd number >= 1, got {window!r}"):
+            StarStudentModel.from_preset("tiny", flow_window=window)
 
 
 def test_separable_blocks_are_cheaper_and_marked_custom():
