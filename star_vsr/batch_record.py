@@ -80,10 +80,9 @@ def made_with_other_settings(output_dir: Path, current: Mapping[str, Mapping[str
 
 def changed_settings(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """The settings whose values differ between a recorded run's ``saved`` ones and ``now``'s, sorted. One the record
-    lacks that is None now is no change: an option added since, left at its default (records from before
-    ``--negative-prompt`` existed have none)."""
-    return sorted(key for key in {*saved, *now}
-                  if saved.get(key) != now.get(key) and not (key not in saved and now[key] is None))
+    lacks counts as None: an option added since and left at its default (None; records from before
+    ``--negative-prompt`` have none) is no change."""
+    return sorted(key for key in {*saved, *now} if saved.get(key) != now.get(key))
 
 
 def recorded_inputs(output_dir: Path, record: str = RECORD_NAME) -> dict[str, str]:

@@ -338,6 +338,7 @@ def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], au
                  deinterlaced: bool, pipeline_kwargs: dict[str, Any]) -> dict[str, Any]:
     """What a saved run must share with this one to go on from it: input, output format, model and call."""
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+    from star_vsr.text import STAR_NEGATIVE_PROMPT
 
     upscale = pipeline_kwargs.get("upscale")
     if upscale is None:  # the pipeline's default: a student's own scale, the diffusion model's 4
@@ -353,6 +354,8 @@ def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], au
     if isinstance(generator, (list, tuple)) and len(generator) == 1:
         generator = generator[0]
     call = {key: pipeline_kwargs[key] for key in DIFFUSION_SETTINGS if key in pipeline_kwargs}
+    if call.get("negative_prompt") == STAR_NEGATIVE_PROMPT:  # the default, as runs saved before the CLI passed it
+        del call["negative_prompt"]  # recorded none (they were refused: "negative_prompt None -> 'painting, ...'")
     return {**settings, "weights": diffusion_weights_fingerprint(pipe),
             "dtype": str(pipe.unet.dtype).removeprefix("torch."), "call": json.loads(json.dumps(call, default=str)),
             "seed": generator.initial_seed() if isinstance(generator, torch.Generator) else None}

@@ -639,14 +639,20 @@ def test_negative_prompt_reaches_the_diffusion_model(tmp_path, tiny_star_folder)
     assert not np.array_equal(videos["default"], videos["none"])
 
 
-def test_negative_prompt_is_a_diffusion_option_the_student_warns_about():
+def test_negative_prompt_is_a_diffusion_option_the_student_warns_about(tiny_star_folder):
     from star_vsr.cli import build_parser
-    from star_vsr.cli.upscale import pipeline_kwargs
+    from star_vsr.cli.upscale import check_model_options, pipeline_kwargs
+    from star_vsr.text import STAR_NEGATIVE_PROMPT
 
     args = build_parser().parse_args(["upscale", "in.mp4", "-o", "out.mp4", "--negative-prompt", "blurry"])
     assert pipeline_kwargs("StarVSRPipeline", args)["negative_prompt"] == "blurry"
     with pytest.warns(UserWarning, match="--negative-prompt only applies to diffusion models"):
         assert "negative_prompt" not in pipeline_kwargs("StarStudentPipeline", args)
+    # STAR's own typed out is the default (upscale-batch records then see no other setting)
+    args = build_parser().parse_args(["upscale", "in.mp4", "-o", "out.mp4", "--model", str(tiny_star_folder),
+                                      "--negative-prompt", STAR_NEGATIVE_PROMPT])
+    check_model_options(args)
+    assert args.negative_prompt is None
 
 
 def test_records_from_before_a_new_option_are_the_same_settings(tmp_path):

@@ -23,6 +23,7 @@ from star_vsr.io.synthetic import synthetic_frames, write_test_video
 from star_vsr.models.student import StarStudentState
 from star_vsr.resume import MANIFEST, partial_folder
 from star_vsr.student import build_student_pipeline
+from star_vsr.text import STAR_NEGATIVE_PROMPT
 from star_vsr.upscale import upscale_video
 
 
@@ -589,12 +590,19 @@ def test_a_saved_diffusion_run_names_what_changed(star, pipe, tmp_path, monkeypa
 
     assert "auto" not in _setting_change("dtype", "float32", "bfloat16", "StarVSRPipeline")
     assert "auto" in _setting_change("dtype", "float32", "bfloat16", "StarStudentPipeline")
+    # (it read as if --dtype auto had picked bf16 where --dtype bf16 was typed)
+    assert "the default, picks bf16 for students on CPUs with AMX, so the same command can change precision" in \
+        _setting_change("dtype", "float32", "bfloat16", "StarStudentPipeline")
     with pytest.raises(InputError, match=r"other settings: it was made by a StarVSRPipeline, this run is a "
                                          r"StarStudentPipeline;"):
         upscale_video(pipe, source, output, progress=False)
+    with pytest.raises(InputError, match=r"other settings: negative_prompt None -> 'blurry';"):
+        upscale_video(star, source, output, progress=False, **star_kwargs(), negative_prompt="blurry")
     counter = StopWindow(star)
     monkeypatch.setattr(star, "denoise_window", counter)
-    upscale_video(star, source, output, progress=False, **star_kwargs())
+    # STAR's negative prompt passed (as star-vsr upscale passes it since --negative-prompt) is the default the run
+    # was saved with: it goes on (runs saved before the flag were refused, "negative_prompt None -> 'painting, ...'")
+    upscale_video(star, source, output, progress=False, **star_kwargs(), negative_prompt=STAR_NEGATIVE_PROMPT)
     assert counter.calls == 8 - 4 and probe_video(output).num_frames == 9
 
 

@@ -210,6 +210,10 @@ def check_model_options(args: argparse.Namespace) -> None:
     if diffusion:
         from ..model_folder import saved_config
         from ..pipelines.pipeline_star_vsr import check_sampling_kwargs, check_tile_size
+        from ..text import STAR_NEGATIVE_PROMPT
+
+        if args.negative_prompt == STAR_NEGATIVE_PROMPT:  # typed out, the default: no other setting in batch records
+            args.negative_prompt = None
 
         if args.tile_overlap is not None and args.tile_size is None:  # whole frames: there is nothing to overlap
             raise InputError(f"--tile-overlap {args.tile_overlap} goes with --tile-size (without it the frames are "
