@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -496,6 +497,23 @@ def _read_frames_pyav(info: VideoInfo, wanted: list[int]) -> dict[int, np.ndarra
     return _decode_sequentially(info, wanted)
 
 
+#: Files decord failed on, as (path, size, modification time): read with PyAV from then on (decord fails after
+#: decoding, so each read decoded them twice) and said once (decord's messages start with a time of day, so
+#: Python's once-per-message filter said it on every read of a training run).
+_DECORD_FAILED: set[tuple[str, int, int]] = set()
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    stat = Path(path).stat()
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
+def _decord_reason(error: Exception) -> str:
+    """The first line of decord's error without its ``[hh:mm:ss] file.cc:171: `` prefix."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", first)
+
+
 def _read_frames_decord(info: VideoInfo, indices: list[int]) -> np.ndarray:
     """decord random access, (k, h, w, 3) uint8 RGB in the order of `indices`."""
     import decord  # optional: not built for every platform
@@ -535,8 +553,8 @@ def read_frames(
     Args:
         path: Video file or frame folder.
         indices: k frame indices in ``0 .. num_frames - 1``.
-        backend: "decord" (fast random access; a file decord cannot read is read with PyAV, with a
-            warning), "pyav" (seek to the keyframe before each
+        backend: "decord" (fast random access; a file decord cannot read is read with PyAV from then on,
+            with a warning), "pyav" (seek to the keyframe before each
             far-away frame, decode on), or "auto": the frames `open_video` streams, read with PyAV, or with
             decord for RGB-coded video (FFV1 RGB, ...) when it is installed and reads the file. decord reads
             YUV video unlike the rest of star-vsr: about 1 to 1.5 levels darker (FFmpeg's default YUV -> RGB
@@ -560,7 +578,8 @@ def read_frames(
         files = _image_files(info)
         return np.stack([_load_image(files[index], info) for index in wanted])  # (k, h, w, 3)
     rgb_coded = info.pix_fmt in av.video.format.names and av.VideoFormat(info.pix_fmt).is_rgb
-    if backend == "decord" or (backend == "auto" and rgb_coded):
+    key = _file_key(info.path)
+    if (backend == "decord" or (backend == "auto" and rgb_coded)) and key not in _DECORD_FAILED:
         try:
             return _read_frames_decord(info, wanted)
         except ImportError as error:
@@ -570,9 +589,11 @@ def read_frames(
                 ) from error
         except Exception as error:  # decord raises DECORDError, RuntimeError, IndexError, ...
             # decord fails on files PyAV reads (some widths, rotated video): not "corrupt" unless PyAV fails too
+            _DECORD_FAILED.add(key)
             if backend == "decord":
-                warnings.warn(f"{info.path}: decord cannot read the frames ({error}); reading them with PyAV",
-                              stacklevel=2)
+                warnings.warn(f"{info.path}: decord cannot read the frames ({_decord_reason(error)}); reading "
+                              f"them with PyAV from now on, in star-vsr's colours (decord's are about 1 level "
+                              f"darker)", stacklevel=2)
             logger.debug("%s: decord failed (%s); reading with PyAV", info.path, error)
     try:
         found = _read_frames_pyav(info, sorted(set(wanted)))
