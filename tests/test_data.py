@@ -256,6 +256,13 @@ def test_video_files_decord_and_captions_from_lists(tmp_path):
                                default_caption="default")
     assert [s.path.name for s in dataset.sources] == ["clip.mp4", "other.mkv"]
     assert dataset[0]["caption"] == "a sliding texture" and dataset[1]["caption"] == "default"
+    (tmp_path / "clip.txt").write_text(" \n")  # empty: the default caption (it was "", where a CSV gives the default)
+    dataset = VideoClipDataset(tmp_path, num_frames=FRAMES, crop_size=16, scale=2, degradation="light",
+                               default_caption="default")
+    # the source keeps "" as earlier versions read it: the data's fingerprint, which a resumed training run
+    # compares, is unchanged
+    assert dataset[0]["caption"] == "default" and dataset.sources[0].caption == ""
+    (tmp_path / "clip.txt").write_text("a sliding texture\n")
     assert dataset[0]["gt"].shape == (FRAMES, 3, 16, 16) and dataset[0]["lq"].shape == (FRAMES, 3, 8, 8)
     assert same_item(dataset[0], dataset[0])
 
@@ -289,8 +296,6 @@ def test_clip_lists_and_captions_as_spreadsheets_and_editors_write_them(tmp_path
     assert [(s.path.name, s.caption) for s in list_clip_sources(tmp_path / "spaced.csv")] == [("clip.mp4", "a red car")]
     (tmp_path / "clip.txt").write_text("\ufeffa red car\n", encoding="utf-8")  # Notepad's "UTF-8 with BOM"
     assert list_clip_sources(tmp_path / "clip.mp4")[0].caption == "a red car"
-    (tmp_path / "clip.txt").write_text(" \n")  # empty: the default caption (it was "", where a CSV gives the default)
-    assert list_clip_sources(tmp_path / "clip.mp4")[0].caption is None
     (tmp_path / "clip.txt").write_bytes("caf\xe9 at night".encode("cp1252"))
     with pytest.raises(InputError, match=r"clip.txt is not UTF-8 text .*; save it as UTF-8"):
         list_clip_sources(tmp_path / "clip.mp4")

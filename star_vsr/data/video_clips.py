@@ -68,7 +68,7 @@ def _read_text(file: Path) -> str:
 def _read_caption_file(clip: Path) -> Optional[str]:
     caption_file = clip.with_suffix(CAPTION_SUFFIX) if clip.is_file() else clip.with_name(clip.name + CAPTION_SUFFIX)
     if caption_file.is_file():
-        return _read_text(caption_file).strip() or None  # empty: the default caption, as an empty cell of a CSV
+        return _read_text(caption_file).strip()  # "" (an empty file) means the default caption, at use
     return None
 
 
@@ -281,5 +281,6 @@ class VideoClipDataset(ClipPairDataset):
         frames = frames[:, top:top + crop_h, left:left + crop_w]  # (n, H, W, 3)
         if flip:
             frames = frames[:, :, ::-1]
-        caption = clip.caption if clip.caption is not None else self.default_caption
+        # no caption, or an empty one (an empty caption file; a list's empty cell is None), is the default
+        caption = clip.caption or self.default_caption
         return np.ascontiguousarray(frames), caption
