@@ -84,6 +84,14 @@ def check_export_packages(format: str, verify: bool = False) -> None:
                          f"TorchScript (-o student.pt) needs nothing more")
 
 
+def _frame_size(height: int, width: int) -> tuple[int, int]:
+    """(height, width) as ints: whole numbers >= 1 (9.0 as YAML may give it; 9.5 or "9" was torch.full's
+    TypeError)."""
+    for name, side in (("height", height), ("width", width)):
+        check_whole_number(name, side, 1)
+    return int(height), int(width)
+
+
 def export_student(student: StarStudentModel, path: Union[str, Path], format: str, height: int, width: int,
                    scale: Optional[float] = None, check: Optional[Callable[[Path], None]] = None,
                    overwrite: bool = True) -> Path:
@@ -103,9 +111,7 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     path = Path(path).expanduser()  # "~/student.onnx" as the command line takes it
-    for name, side in (("height", height), ("width", width)):  # (9.0 was torch.full's TypeError)
-        check_whole_number(name, side, 1)
-    height, width = int(height), int(width)
+    height, width = _frame_size(height, width)
     if max(height, width) > MAX_EXPORT_SIDE:  # (near the 64-bit limit: torch overflow tracebacks)
         raise InputError(f"frame sides must be at most {MAX_EXPORT_SIDE} (the export runs the model once on a frame "
                          f"of that size), got {width}x{height}")
@@ -256,6 +262,8 @@ def verify_export(path: Union[str, Path], student: StarStudentModel, format: str
     """
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    height, width = _frame_size(height, width)
+    check_export_packages(format, verify=True)  # (a missing onnxruntime read as a damaged file below)
     path = Path(path).expanduser()
     if not path.is_file():  # (onnxruntime's "NO_SUCHFILE", torch's "open file failed")
         raise InputError(f"{path} {why_missing(path) if not path.exists() else 'is not a file'}: no exported file "

@@ -146,7 +146,7 @@ def test_bad_format_and_scale(student, tmp_path):
     assert export_student(student, tmp_path / "y.pt", "torchscript", 9.0, np.int64(11)).is_file()  # as YAML may give
 
 
-def test_verify_export_of_a_missing_or_wrong_file_is_an_input_error(student, tmp_path):
+def test_verify_export_of_a_missing_or_wrong_file_is_an_input_error(student, tmp_path, monkeypatch):
     """onnxruntime's NO_SUCHFILE / InvalidProtobuf and torch's "PytorchStreamReader failed reading zip archive"
     came out of verify_export as they were (black-box test)."""
     torchscript = export_student(student, tmp_path / "step.pt", "torchscript", 9, 11)
@@ -156,7 +156,14 @@ def test_verify_export_of_a_missing_or_wrong_file_is_an_input_error(student, tmp
                                                         r"TorchScript file, or damaged\?")):
         with pytest.raises(InputError, match=message):
             verify_export(path, student, format, 9, 11)
-    assert verify_export(torchscript, student, "torchscript", 9, 11) < 1e-3
+    assert verify_export(torchscript, student, "torchscript", 9.0, np.int64(11)) < 1e-3  # (9.0: torch.full's error)
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else
+                        find_spec(name, *a))
+    with pytest.raises(InputError, match="needs onnxruntime"):  # it read as a damaged file
+        verify_export(tmp_path / "x.onnx", student, "onnx", 9, 11)
 
 
 def test_export_command(tmp_path, capsys):
