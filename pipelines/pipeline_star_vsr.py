@@ -364,7 +364,9 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
             canvas_w = tile_w = valid_latent_size(1, need_w, levels)[1]
         else:
             canvas_w = need_w
-        overlap = -(-tile_overlap // f)  # rounded up: an overlap under f output pixels was none (hard seams)
+        # whole latent pixels, at least one for an overlap given: under f output pixels it was none (hard seams).
+        # (Not rounded up: other overlaps keep the layout that runs saved by earlier versions resume with.)
+        overlap = max(tile_overlap // f, 1 if tile_overlap > 0 else 0)
         return {
             "out_size": (out_h, out_w),
             "canvas": (canvas_h, canvas_w),
@@ -550,8 +552,9 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
             tile_size: spatial tile in output pixels (None: whole frames), taken in whole latent pixels (the
                 VAE's factor, 8 for STAR) and up to the next size the UNet's downsamplings accept (STAR: latent
                 heights 2 mod 8, widths multiples of 8; 512 gives 528 x 512 output pixels).
-            tile_overlap: output pixels shared by neighbouring tiles, rounded up to whole latent pixels; None:
-                128, or half of ``tile_size`` when that is less. One given must be less than ``tile_size``.
+            tile_overlap: output pixels shared by neighbouring tiles, rounded down to whole latent pixels (at least
+                one for an overlap above 0); None: 128, or half of ``tile_size`` when that is less. One given must
+                be less than ``tile_size``.
             color_fix: "adain" (STAR's default), "wavelet" or None.
             decode_chunk_size: frames decoded by the temporal VAE at once (STAR: 3).
             generator: ``torch.Generator`` for reproducible noise (hint sampling, start noise, SDE noise).

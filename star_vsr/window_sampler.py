@@ -44,8 +44,10 @@ class FrameNoise:
     Each frame's stream is consumed in a fixed order by the sampler (hint posterior noise, start
     noise, then one draw per denoising step), so results are independent of how frames are grouped.
     Frame f's stream is seeded with ``base_seed * 1_000_003 + f``, of which torch's CPU generator keeps the low 32
-    bits: the frames of one video never share a stream; base seeds s and s + 1 share streams only between frames
-    1,000,003 apart (and base seeds 2**32 apart all of them).
+    bits: the frames of one video (under 2**32) never share a stream, but two base seeds share streams between
+    frames a fixed distance apart (s and s + 1: 1,000,003 frames; s and s + 94,489: 2,955 frames), which matters
+    only to runs compared across seeds. A run's noise depends on its base seed alone, which is what resuming and
+    reproducing need.
     """
 
     def __init__(self, base_seed: int) -> None:

@@ -383,8 +383,9 @@ def test_evaluate_videos_max_frames_scores_the_first_frames_across_chunks(moving
     assert source.num_frames == 2 and type(source.max_frames) is int
     # chunk_size too (it was "chunk_size must be a positive integer, got np.int64(2)"), and a bad one is refused
     # before the files are read
-    assert evaluate_videos(str(tmp_path / "pred.mkv"), str(tmp_path / "gt.mkv"), chunk_size=np.int64(2),
-                           max_frames=first) == scores
+    for chunk_size in (np.int64(2), 2.0):
+        assert evaluate_videos(str(tmp_path / "pred.mkv"), str(tmp_path / "gt.mkv"), chunk_size=chunk_size,
+                               max_frames=first) == scores
     with pytest.raises(InputError, match="chunk_size must be a whole number >= 1"):
         evaluate_videos(str(tmp_path / "missing.mkv"), str(tmp_path / "gt.mkv"), chunk_size=0)
 

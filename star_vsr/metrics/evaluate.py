@@ -192,6 +192,7 @@ def evaluate_videos(
     from star_vsr.io import open_video
 
     check_whole_number("chunk_size", chunk_size, 1)  # before the files are probed and opened
+    chunk_size = int(chunk_size)  # (2.0 then failed as a slice index)
     pred_info, gt_info, num_frames = check_pair(pred_path, gt_path, scale, crop_gt, max_frames, warp)
     warp = warp and num_frames >= 2
     sums = {key: 0.0 for key in FIDELITY_KEYS}
