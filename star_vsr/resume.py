@@ -31,7 +31,7 @@ import shlex
 import shutil
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, Optional
@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, OutputError, SavedRunError,
                      UnsupportedVideoError, named, option)
 from .interrupts import interrupts_held, raise_if_interrupted
+from .io.atomic import parent_folders
 from .models.student import StarStudentState
 from .scene_cuts import SCENE_CUT_THRESHOLD
 from .window_sampler import SamplerState
@@ -310,21 +311,14 @@ def _locked(work: Path, output: Path) -> Iterator[None]:
     Folders above ``work`` that it makes are removed again when the run leaves them empty (it failed
     before writing anything, e.g. on an unsupported scale). Without ``fcntl`` (Windows) nothing is locked.
     """
-    made = [folder for folder in [work.parent, *work.parent.parents] if not folder.exists()]  # deepest first
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"cannot write {output}: {error.strerror or error}") from None
-    try:
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(parent_folders(work))  # removed again when the run leaves no saved progress
+            work.mkdir(exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"cannot write {output}: {error.strerror or error}") from None
         with folder_lock(work, output):
             yield
-    finally:
-        if not work.exists():  # the run left no saved progress
-            for folder in made:
-                try:
-                    folder.rmdir()  # only while empty
-                except OSError:
-                    break
 
 
 def _clear(work: Path, keep: frozenset[str] = frozenset()) -> None:

@@ -708,3 +708,22 @@ def test_a_changed_diffusion_option_reads_as_its_flag_takes_it():
         assert _setting_change("prompt", "a good video", "a cat's video", "StarVSRPipeline") == \
             """--prompt 'a good video' -> 'a cat'"'"'s video'"""
     assert _setting_change("color_fix", "adain", None, "StarVSRPipeline") == "color_fix 'adain' -> None"
+
+
+def test_a_run_that_fails_before_writing_removes_the_folders_it_made(pipe, tmp_path, monkeypatch):
+    """Folders made for the output are removed when the run leaves nothing (no output, no saved progress); those
+    there before are kept, and so are the made ones of a run that saved its progress."""
+    source = write_test_video(tmp_path / "in.mp4", 3, size=(8, 12))
+    (tmp_path / "kept").mkdir()
+
+    def fail(*args, **kwargs):
+        assert (tmp_path / "kept" / "new" / "deeper").is_dir()  # made for the run's saved progress
+        raise InputError("refused")
+
+    monkeypatch.setattr(type(pipe), "__call__", fail)
+    with pytest.raises(InputError, match="refused"):
+        upscale_video(pipe, source, tmp_path / "kept" / "new" / "deeper" / "out.mp4", progress=False)
+    assert list((tmp_path / "kept").iterdir()) == []
+    monkeypatch.undo()
+    upscale_video(pipe, source, tmp_path / "kept" / "new" / "out.mp4", progress=False)
+    assert probe_video(tmp_path / "kept" / "new" / "out.mp4").num_frames == 3

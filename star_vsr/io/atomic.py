@@ -34,19 +34,20 @@ def remove_temporary(path: Path) -> None:
 
 @contextlib.contextmanager
 def parent_folders(path: Path) -> Iterator[None]:
-    """Make the missing folders above ``path``; when the block raises (a failed check, Ctrl-C), remove those it
-    made while they are empty, so that a write that left no file leaves no empty folders as if it had."""
+    """Make the missing folders above ``path``; after the block, when nothing is at ``path`` (a write that failed or
+    was stopped, a run that left no saved progress), remove those it made while they are empty, so that no empty
+    folders are left as if something had been written."""
     made = [folder for folder in path.parents if not folder.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield
-    except BaseException:
-        for folder in made:
-            try:
-                folder.rmdir()  # only while empty
-            except OSError:
-                break
-        raise
+    finally:
+        if not (path.exists() or path.is_symlink()):
+            for folder in made:
+                try:
+                    folder.rmdir()  # only while empty
+                except OSError:
+                    break
 
 
 #: The longest name most file systems take (ext4, XFS, Btrfs, APFS, NTFS: 255 bytes or UTF-16 units).
