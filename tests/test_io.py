@@ -1986,6 +1986,27 @@ def test_a_writer_removes_the_temporary_files_of_killed_writers_of_its_output(tm
         ["out.mp4", "frames", running.name, elsewhere.name, other_output.name])
 
 
+def test_a_temporary_made_for_a_temporary_is_one_of_the_output_which_reruns_remove(tmp_path):
+    """convert-star saves its pipeline into a temporary folder, and the save made its own temporary beside it,
+    ``..model.HOST-PID-TOKEN.tmp.HOST-PID-TOKEN.tmp.tmp``: a killed conversion left that copy of the model for good
+    (gigabytes with STAR's weights), since no rerun's clean-up matched the name (black-box test)."""
+    import subprocess
+
+    from star_vsr.io.atomic import temporary_path
+
+    out = tmp_path / "model"
+    nested = temporary_path(temporary_path(out))
+    assert nested.parent == tmp_path and nested.name.startswith(".model.") and nested.name.endswith(".tmp")
+    assert nested.name.count(".tmp") == 1
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    stale = tmp_path / nested.name.replace(f"-{os.getpid()}-", f"-{ended.pid}-")
+    stale.mkdir()
+    (stale / "weights.safetensors").write_bytes(b"partial")
+    temporary_path(out)  # the next writer of the output (a rerun)
+    assert not stale.exists()
+
+
 @pytest.mark.parametrize("name", ["a" * 240 + ".mp4", "動画" * 38 + ".mp4"])  # 244 and 232 bytes
 def test_an_output_with_a_long_name_is_written_and_a_killed_writers_temporary_removed(tmp_path, name):
     """The temporary name (.NAME.HOST-PID-TOKEN.tmp.mp4) of an output named with 226-246 bytes passed the file

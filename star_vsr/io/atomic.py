@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -61,8 +62,21 @@ def temporary_path(path: Path) -> Path:
     ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX``: the writer's machine and process, so that a later writer of
     `path` can tell (and first removes, `remove_stale_temporaries`) those of a killed run. NAME is `path`'s
     name, shortened where the whole would be too long a name (`_temporary_name`)."""
+    path = _output_of_temporary(path)  # a temporary for this process's own temporary is one of the output
     remove_stale_temporaries(path)
     return path.parent / f".{_temporary_name(path)}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}"
+
+
+def _output_of_temporary(path: Path) -> Path:
+    """The output that ``path`` is this process's temporary name of (``.NAME.HOST-PID-TOKEN.tmp.SUFFIX`` ->
+    ``NAME``), else ``path``. ``convert-star`` saves its pipeline into a temporary folder, and the save made its
+    own temporary beside that one, ``..NAME.HOST-PID-TOKEN.tmp.HOST-PID-TOKEN.tmp.tmp``, which a killed run left
+    for good: no rerun's clean-up (``remove_stale_temporaries`` of NAME) matched it."""
+    match = re.fullmatch(rf"\.(.+)\.{re.escape(_host())}-{os.getpid()}-[0-9a-f]{{8}}\.tmp(.*)", path.name, re.DOTALL)
+    if match is None:
+        return path
+    name, suffix = match.groups()  # a long NAME was cut (``_temporary_name``), its suffix with it (and stays cut)
+    return path.with_name(name if name.endswith(suffix) else name + suffix)
 
 
 def _temporary_name(path: Path) -> str:
