@@ -130,6 +130,30 @@ def test_a_demo_refuses_a_student_that_cannot_upscale_x4_before_building_the_cli
     assert not (tmp_path / "demo").exists()
 
 
+def test_a_demo_removes_the_staging_folder_a_killed_demo_left(tmp_path, tiny_student_folder):
+    """A demo killed while writing (SIGKILL runs no clean-up) left its hidden staging folder with partial videos,
+    and every later demo kept it (black-box test); it is named as its process's, and the next demo removes it."""
+    import os
+    import subprocess
+    import sys
+
+    from star_vsr.io.atomic import _host
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    out = tmp_path / "demo"
+    args = ["demo", "-o", str(out), "--model", str(tiny_student_folder), "--frames", "2"]
+    assert cli_main(args) == 0
+    killed = out / f".demo.{_host()}-{ended.pid}-0a1b2c3d.tmp"
+    running = out / f".demo.{_host()}-{os.getpid()}-0a1b2c3d.tmp"  # (another demo, still writing)
+    for staging in (killed, running):
+        staging.mkdir()
+        (staging / "input.mp4").write_bytes(b"partial")
+    assert cli_main([*args, "--overwrite"]) == 0
+    assert not killed.exists() and running.exists()
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(OUTPUT_NAMES)
+
+
 def test_a_demo_does_not_replace_files_another_demo_wrote_meanwhile(tmp_path, tiny_student_folder, monkeypatch):
     """Two demos into one folder: the later one replaced the earlier one's files without --overwrite (the check
     ran only at the start)."""

@@ -123,7 +123,6 @@ def comparison_image(panels: list[tuple[str, Any]]) -> Any:
 def run(args: argparse.Namespace) -> int:
     import json
     import os
-    import secrets
     import shutil
     import time
     import warnings
@@ -136,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from ..frames import frames_to_uint8
     from ..interrupts import interrupts_held
     from ..io import VideoWriter
+    from ..io.atomic import temporary_path
     from ..metrics import evaluate_clip
     from ..outputs import check_output_folder_name, check_writable, folder_lock
     from ..upscale import load_upscaler, pipeline_class_name
@@ -207,7 +207,8 @@ def run(args: argparse.Namespace) -> int:
     # stopped or failed demo leaves the earlier demo's set (or nothing), never a mix of the two
     made = not output.exists()
     output.mkdir(parents=True, exist_ok=True)  # only now: a bad --model or --device leaves no folder
-    staging = output / f".demo-{secrets.token_hex(4)}.partial"
+    # named as this process's (.demo.HOST-PID-TOKEN.tmp), so that the next demo removes one a kill left behind
+    staging = temporary_path(output / "demo")
     try:
         staging.mkdir()
         for name, video in videos.items():
