@@ -2,6 +2,6 @@
 
 import sys
 
-from star_vsr.cli import main
+from star_vsr.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

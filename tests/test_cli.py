@@ -92,6 +92,18 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "VIDEO" in result.stdout.upper()
 
 
+def test_a_signal_after_the_command_has_finished_does_not_fail_the_program(tmp_path):
+    """SIGTERM or Ctrl-C in the second or two Python takes to shut down after "wrote ..." ended the process with
+    status 143 / 130 and no word, its output complete (black-box test): the program ignores them by then."""
+    video = write_test_video(tmp_path / "clip.mp4", num_frames=2, size=(8, 8))
+    script = ("import os, signal\nfrom star_vsr.cli import console_main\n"
+              f"status = console_main(['info', {str(video)!r}])\n"
+              "os.kill(os.getpid(), signal.SIGTERM)  # as during the interpreter's shutdown\n"
+              "os.kill(os.getpid(), signal.SIGINT)\nraise SystemExit(status)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0 and "clip.mp4" in result.stdout, result
+
+
 def test_info(tmp_path, capsys):
     video = write_test_video(tmp_path / "clip.mp4", num_frames=7, size=(24, 32), fps=25, audio=True)
     assert main(["info", str(video), "--json"]) == 0
