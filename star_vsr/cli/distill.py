@@ -64,7 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     store.add_argument("--clips-per-shard", type=int, default=4, help="clips per safetensors shard (default 4)")
     store.add_argument("--storage-dtype", default="float16", choices=("float16", "float32", "bfloat16"),
                        help="precision of the stored clips and features (default float16)")
-    store.add_argument("--overwrite", action="store_true", help="replace a cache built with other settings")
+    store.add_argument("--overwrite", action="store_true",
+                       help="replace a cache built with other settings (its shards are deleted when the new cache "
+                            "starts, not when it is complete: a new run stopped early leaves part of the new cache, "
+                            "which the same command goes on from)")
     cache.add_argument("--device", default="auto", type=device_argument,
                        help="auto (CUDA if present), cpu, cuda, ...")
     cache.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
