@@ -1986,6 +1986,33 @@ def test_a_writer_removes_the_temporary_files_of_killed_writers_of_its_output(tm
         ["out.mp4", "frames", running.name, elsewhere.name, other_output.name])
 
 
+def test_a_folder_output_replaces_the_old_one_in_one_step(tmp_path, monkeypatch):
+    """Replacing a PNG folder took two renames (the old one aside, the new one in): a kill between them left no
+    output, and the old frames under .NAME.replaced-TOKEN, which nothing removed (black-box test). On Linux the two
+    folders are swapped in one step; elsewhere the old frames wait under a temporary name of the output, which the
+    next writer's clean-up removes."""
+    from star_vsr.io import atomic
+
+    def frames(name: str, content: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "000001.png").write_text(content)
+        return folder
+
+    out = frames("out", "old")
+    renames = []
+    replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renames.append((Path(a), Path(b))), replace(a, b))[1])
+    atomic.move_into_place(frames(".new", "new"), out)
+    assert (out / "000001.png").read_text() == "new" and renames == []
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)  # a system without the one-step swap
+    atomic.move_into_place(frames(".newer", "newer"), out)
+    assert (out / "000001.png").read_text() == "newer" and len(renames) == 2
+    assert renames[0][1].name.startswith(".out.") and renames[0][1].name.endswith(".tmp")  # the old frames' name
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
 def test_a_temporary_made_for_a_temporary_is_one_of_the_output_which_reruns_remove(tmp_path):
     """convert-star saves its pipeline into a temporary folder, and the save made its own temporary beside it,
     ``..model.HOST-PID-TOKEN.tmp.HOST-PID-TOKEN.tmp.tmp``: a killed conversion left that copy of the model for good

@@ -9,12 +9,15 @@ removes those a killed run left behind (`remove_stale_temporaries`) and no other
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import os
 import re
 import secrets
 import shutil
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,8 +146,9 @@ def _process_alive(pid: int) -> bool:
 
 def move_into_place(temp: Path, path: Path, overwrite: bool = True) -> None:
     """Rename the complete output `temp` onto `path`. A folder there (empty, or an earlier output's frames:
-    `check_png_folder`) gives way to a PNG folder: moved aside, replaced, then deleted, so that `path` holds the
-    old frames or the new ones at every moment.
+    `check_png_folder`) gives way to a PNG folder: swapped with it in one step where the system can (Linux), then
+    deleted, so that `path` holds the old frames or the new ones at every moment (elsewhere moved aside, replaced,
+    then deleted).
 
     Without `overwrite`, `OutputExistsError` if anything is at `path` now: a file that appeared there while the
     output was being written (another run, another program) is kept, not replaced by this one; `temp` is left for
@@ -153,7 +157,12 @@ def move_into_place(temp: Path, path: Path, overwrite: bool = True) -> None:
         _move_without_replacing(temp, path)
         return
     if temp.is_dir() and path.is_dir():
-        old = path.with_name(f".{path.name}.replaced-{secrets.token_hex(4)}")
+        if _exchange(temp, path):  # one step: path holds the new frames, temp the old ones
+            shutil.rmtree(temp, ignore_errors=True)
+            return
+        # two renames: a kill between them leaves no `path`, and the old frames under a temporary name of it
+        # (they were `.NAME.replaced-TOKEN`, which nothing removed), which the next writer's clean-up removes
+        old = temporary_path(path)
         os.replace(path, old)
         try:
             os.replace(temp, path)
@@ -163,6 +172,27 @@ def move_into_place(temp: Path, path: Path, overwrite: bool = True) -> None:
         shutil.rmtree(old, ignore_errors=True)
         return
     os.replace(temp, path)
+
+
+#: ``renameat2``'s "the directory file descriptor is the working directory" and "swap the two paths".
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths ``a`` and ``b`` in one step (Linux's ``renameat2`` with ``RENAME_EXCHANGE``); False where the
+    system or the file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library without it (glibc before 2.28, other C libraries)
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # an old kernel, a file system without it
+        return False
+    raise OSError(error, os.strerror(error), str(b))
 
 
 def check_no_replace(path: Path, overwrite: bool) -> None:
