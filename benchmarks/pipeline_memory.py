@@ -4,7 +4,7 @@ For each video length this process writes a synthetic H.264 clip and a fresh pro
 to an H.264 file (harness: ``benchmarks/peak_rss.py``) through ``star_vsr.upscale.upscale_video``
 (frames streamed in and out) with the tiny random pipeline of ``star_vsr.testing``, then reports
 its peak RSS (``ru_maxrss``). With streaming in and out, memory should be flat in the number of
-frames: only the clip's latents (a few KiB per frame here) grow.
+frames: only the clip's latents (48 KiB per frame at the default size) grow.
 
     python benchmarks/pipeline_memory.py [--frames 16 64 256] [--size 24 32] [--steps 2]
 """

@@ -598,7 +598,7 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
 
         # 2. Encode the prompt (+ STAR's suffix) and the negative prompt
         left_out = words_left_out(self.tokenizer, prompt + positive_prompt)
-        if left_out:  # cut off without a word, STAR's quality phrases first (they take 58 of the 77 tokens)
+        if left_out:  # cut off without a word, STAR's quality phrases first (they take 55 of the 77 tokens)
             warnings.warn(f"the prompt with STAR's positive prompt appended is longer than the {MAX_TOKENS} tokens the "
                           f"text encoder reads; left out: \"{left_out}\" (shorten {named('prompt')} to about "
                           f"{max(MAX_TOKENS - len(self.tokenizer(positive_prompt).input_ids), 0)} tokens)",

@@ -2,7 +2,8 @@
 
 A short clip is filmed from a photograph bundled with scikit-image (a smooth camera move),
 degraded with the project's real-world chain (``medium`` preset: blur, noise, JPEG, resizing and
-H.264 compression of the whole clip) and downscaled x4; the student (or the ``--model``) upscales it.
+video-codec compression of the whole clip, H.264 or MPEG-4) and downscaled x4; the student (or the
+``--model``) upscales it.
 The output folder receives the videos ``input.mp4`` (the degraded LR clip), ``bicubic.mp4``,
 ``student.mp4`` and ``ground_truth.mp4``, a side-by-side ``comparison.png`` of the middle frame
 (input / bicubic / student / ground truth) and ``metrics.json`` (PSNR-Y, SSIM-Y, E*warp of

@@ -1,4 +1,4 @@
-"""``star-vsr info VIDEO``: frames, fps, size, codec and audio of a video, without decoding it.
+"""``star-vsr info VIDEO``: frames, fps, size, codec and audio of a video, decoding at most its first frames.
 
 A file cut short after its index (an MP4 whose download stopped) is reported as damaged ("damage" row), from
 the index's byte offsets against the file's size; its exit status is then 1. A folder of frames has each

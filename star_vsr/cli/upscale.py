@@ -83,8 +83,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     diffusion.add_argument("--steps", type=int, default=defaults["steps"], help=f"denoising steps (default {defaults['steps']})")
     diffusion.add_argument("--prompt", default=defaults["prompt"],
                            help=f"caption of the video (default {defaults['prompt']!r}; STAR's quality phrases are "
-                                "appended to it, and together they fit in the text encoder's 77 tokens: 17 tokens, "
-                                "a dozen words or so, are left to the caption; a longer one pushes the end of the "
+                                "appended to it, and together they fit in the text encoder's 77 tokens: 22 tokens, "
+                                "15 words or so, are left to the caption; a longer one pushes the end of the "
                                 "quality phrases out, with a warning naming what was left out)")
     diffusion.add_argument("--negative-prompt", default=defaults["negative_prompt"], metavar="TEXT",
                            help="what guidance steers away from (default STAR's: painting, cartoon, blurring, "

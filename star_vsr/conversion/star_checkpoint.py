@@ -3,7 +3,8 @@
 The released file is the state dict of STAR's ``ControlledV2VUNet``: the UNet's parameters at the
 top level and the ControlNet's under ``VideoControlNet.``. ``convert_star_checkpoint`` renames
 every tensor to exactly one parameter of ``StarVSRUNetModel`` or ``StarVSRControlNetModel``;
-anything left over, or missing, raises an error that lists the keys. The only reshape is the
+a missing parameter or a shape mismatch raises an error that lists the keys, and tensors with no
+destination are left out with a warning (STAR's own loader skips them too). The only reshape is the
 temporal transformers' ``proj_in``/``proj_out``, stored as kernel-size-1 ``Conv1d`` weights
 (o, i, 1) in the release and as ``Linear`` weights (o, i) here.
 

@@ -2,8 +2,8 @@
 
 - ``VideoClipDataset``: random clips of videos / frame folders / CSV or JSON clip lists.
 - ``ImageMotionDataset``: clips filmed from still photos by a smooth random camera move
-  (by default scikit-image's bundled photographs except the evaluation ones,
-  ``star_vsr.evalset.training_photos``; nothing downloaded).
+  (by default scikit-image's bundled colour photographs except the evaluation ones,
+  ``star_vsr.evalset.COLOUR_TRAINING_PHOTO_NAMES``; nothing downloaded).
 - ``EpochShuffleSampler``: a shuffle that depends only on (seed, epoch), for exact resumption.
 
 Both datasets return dicts with ``"gt"`` (n, 3, H, W), ``"lq"`` (n, 3, H/s, W/s), ``"hint"``

@@ -13,7 +13,8 @@ Sources can be given as
 Relative paths in a CSV/JSON list are relative to the list's folder.
 
 Each item cuts ``num_frames`` frames at a random start and frame interval out of one source
-(decord random access, PyAV as a fallback; frame folders read only the files needed), crops a
+(``star_vsr.io.read_frames``: PyAV seeks, decord only for RGB-coded video such as FFV1 RGB; frame
+folders read only the files needed), crops a
 random ``crop_size`` window, flips it horizontally half of the time, then builds the LR clip
 and the hint (``star_vsr.data.pairs``).
 """

@@ -23,8 +23,8 @@ The student that STAR is distilled into. It is *online*: output frame t depends 
    LR resolution (the last conv and the bilinear upsampling are folded before one final pixel
    shuffle), which is what makes x4 fast on a CPU.
 
-Why the alignment is not learned: without it the recurrent state barely helped (the shipped
-student gained only ~0.1 dB from frame 0 to frame 9 of a clip, even on clips without motion); a
+Why the alignment is not learned: without it the recurrent state barely helped (an earlier
+student without it gained only ~0.1 dB from frame 0 to frame 9 of a clip, even on clips without motion); a
 small learned flow estimator (two stride-2 convs, a residual block) trained with the student,
 with or without a photometric loss on the ground truth, kept predicting a near-constant flow
 (~0.1 px where the camera moved ~1 px per frame). Lucas-Kanade needs no training and its error
