@@ -2495,8 +2495,8 @@ def test_a_broken_student_folder_gets_the_students_help_not_stars_download_steps
                            (["--frames", "-2"], "--frames must be >= 1, got -2"),
                            (["--methods", "bicubic", "--model", str(folder)], "--model applies to the student, and "
                             "--methods bicubic times no student: add student to --methods, or drop it"),
-                           (["--methods", "bicubic", "--dtype", "bf16"], "--dtype applies to the student, and --methods "
-                            "bicubic times no student")):
+                           (["--methods", "bicubic", "--dtype", "bf16"],
+                            "--dtype applies to the student, and --methods bicubic times no student")):
         assert main(["benchmark", "--repeats", "1", *flags]) == 2
         assert message in capsys.readouterr().err
 
