@@ -109,6 +109,11 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
         flag = option("deinterlace", "--deinterlace")
         then, now = ("deinterlaced", "keeps") if saved else ("kept", "deinterlaces")
         return f"that run {then} the fields, this one {now} them ({flag})"
+    if key == "negative_prompt":  # left out of a call (``_compared_call``): STAR's, the default
+        def prompt(value: Any) -> str:
+            return "STAR's (the default)" if value is None else repr(value) if value else "'' (none)"
+
+        return f"{named(key)} {prompt(saved)} -> {prompt(now)}"
     if key in ARGUMENT_FLAGS:  # the diffusion options: "chunk_overlap" in Python, "--chunk-overlap" on the command line
         def shown(value: Any) -> str:  # as the flag takes it on the command line: --color-fix none, not None;
             # --prompt 'a cat', quoted as a shell needs it
@@ -332,7 +337,6 @@ def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], au
                  deinterlaced: bool, pipeline_kwargs: dict[str, Any]) -> dict[str, Any]:
     """What a saved run must share with this one to go on from it: input, output format, model and call."""
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
-    from star_vsr.text import STAR_NEGATIVE_PROMPT
 
     upscale = pipeline_kwargs.get("upscale")
     if upscale is None:  # the pipeline's default: a student's own scale, the diffusion model's 4
@@ -347,12 +351,23 @@ def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], au
     generator = pipeline_kwargs.get("generator")
     if isinstance(generator, (list, tuple)) and len(generator) == 1:
         generator = generator[0]
-    call = {key: pipeline_kwargs[key] for key in DIFFUSION_SETTINGS if key in pipeline_kwargs}
-    if call.get("negative_prompt") == STAR_NEGATIVE_PROMPT:  # the default, as runs saved before the CLI passed it
-        del call["negative_prompt"]  # recorded none (they were refused: "negative_prompt None -> 'painting, ...'")
+    call = _compared_call({key: pipeline_kwargs[key] for key in DIFFUSION_SETTINGS if key in pipeline_kwargs})
     return {**settings, "weights": diffusion_weights_fingerprint(pipe),
             "dtype": str(pipe.unet.dtype).removeprefix("torch."), "call": json.loads(json.dumps(call, default=str)),
             "seed": generator.initial_seed() if isinstance(generator, torch.Generator) else None}
+
+
+def _compared_call(call: Any) -> Any:
+    """A diffusion run's call (``run_settings``' ``"call"``, this run's or a saved one) as runs compare it: STAR's
+    negative prompt, the pipeline's default, left out (runs that did not pass it recorded none; the command line
+    passes it since ``--negative-prompt``), and None as "" (the pipeline reads both as no negative prompt)."""
+    if not isinstance(call, dict) or "negative_prompt" not in call:
+        return call
+    from star_vsr.text import STAR_NEGATIVE_PROMPT
+
+    negative = call["negative_prompt"] or ""
+    rest = {key: value for key, value in call.items() if key != "negative_prompt"}
+    return rest if negative == STAR_NEGATIVE_PROMPT else {**rest, "negative_prompt": negative}
 
 
 def diffusion_models(pipe: Any) -> list[torch.nn.Module]:
@@ -526,6 +541,8 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
                 tensors = {name: file.get_tensor(name) for name in file.keys()}
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
         raise SavedRunError(f"{work} holds an unfinished run whose files are damaged ({error}); {fix}") from None
+    if "call" in saved_settings:  # (as run_settings writes this run's)
+        saved_settings = {**saved_settings, "call": _compared_call(saved_settings["call"])}
     changed = [key for key in settings if saved_settings.get(key, SETTING_DEFAULTS.get(key)) != settings[key]]
     if "pipeline" in changed:  # another kind of model: its other settings do not compare
         changed = ["pipeline"]

@@ -596,7 +596,17 @@ def test_a_saved_diffusion_run_names_what_changed(star, pipe, tmp_path, monkeypa
     with pytest.raises(InputError, match=r"other settings: it was made by a StarVSRPipeline, this run is a "
                                          r"StarStudentPipeline;"):
         upscale_video(pipe, source, output, progress=False)
-    with pytest.raises(InputError, match=r"other settings: negative_prompt None -> 'blurry';"):
+    with pytest.raises(InputError, match=r"other settings: negative_prompt STAR's \(the default\) -> 'blurry';"):
+        upscale_video(star, source, output, progress=False, **star_kwargs(), negative_prompt="blurry")
+    with pytest.raises(InputError, match=r"other settings: negative_prompt STAR's \(the default\) -> '' \(none\);"):
+        upscale_video(star, source, output, progress=False, **star_kwargs(), negative_prompt=None)  # (no details)
+    # a run that recorded STAR's prompt (passed by a Python caller, or by this version's first command line) goes
+    # on with it left out, and the other way round
+    manifest_path = partial_folder(output) / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest["settings"]["call"]["negative_prompt"] = STAR_NEGATIVE_PROMPT
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=r"negative_prompt STAR's \(the default\) -> 'blurry'"):
         upscale_video(star, source, output, progress=False, **star_kwargs(), negative_prompt="blurry")
     counter = StopWindow(star)
     monkeypatch.setattr(star, "denoise_window", counter)
