@@ -70,12 +70,13 @@ EXPORT_PACKAGES = {"onnx": ("onnx", "onnxscript"), "onnxruntime": ("onnxruntime"
 """What ``torch.onnx.export`` needs (an export) and what runs the file (``verify``); the ``export`` extra."""
 
 
-def check_export_packages(format: str, verify: bool = False) -> None:
-    """`InputError` naming the install command when an ONNX export (or its check) lacks its packages, which are
-    not star-vsr's own dependencies (TorchScript needs none): torch's exporter failed with a traceback."""
+def check_export_packages(format: str, verify: bool = False, export: bool = True) -> None:
+    """`InputError` naming the install command when an ONNX export (or its check, ``verify``; ``export=False``:
+    the check alone, which needs onnxruntime only) lacks its packages, which are not star-vsr's own dependencies
+    (TorchScript needs none): torch's exporter failed with a traceback."""
     if format != "onnx":
         return
-    wanted = EXPORT_PACKAGES["onnx"] + (EXPORT_PACKAGES["onnxruntime"] if verify else ())
+    wanted = (EXPORT_PACKAGES["onnx"] if export else ()) + (EXPORT_PACKAGES["onnxruntime"] if verify else ())
     missing = [name for name in wanted if importlib.util.find_spec(name) is None]
     if missing:
         what = "checking an ONNX export (--verify)" if missing == ["onnxruntime"] else "ONNX export"
@@ -263,7 +264,7 @@ def verify_export(path: Union[str, Path], student: StarStudentModel, format: str
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     height, width = _frame_size(height, width)
-    check_export_packages(format, verify=True)  # (a missing onnxruntime read as a damaged file below)
+    check_export_packages(format, verify=True, export=False)  # (a missing onnxruntime read as a damaged file)
     path = Path(path).expanduser()
     if not path.is_file():  # (onnxruntime's "NO_SUCHFILE", torch's "open file failed")
         raise InputError(f"{path} {why_missing(path) if not path.exists() else 'is not a file'}: no exported file "

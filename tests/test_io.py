@@ -1411,13 +1411,10 @@ def test_read_frames_falls_back_to_pyav_without_decord(videos, monkeypatch):
 def test_read_frames_falls_back_to_pyav_when_decord_fails(videos, monkeypatch):
     import decord
 
-    import star_vsr.io.reader as reader_module
-
     def broken_reader(*args, **kwargs):
         raise decord.DECORDError("cannot open")
 
     expected = read_frames(videos["rgb_mkv"], [12, 5], backend="pyav")
-    monkeypatch.setattr(reader_module, "_DECORD_FAILED", set())  # (other tests read this file with decord)
     monkeypatch.setattr(decord, "VideoReader", broken_reader)
     assert np.array_equal(read_frames(videos["rgb_mkv"], [12, 5]), expected)
 
@@ -1428,8 +1425,6 @@ def test_read_frames_asked_for_decord_reads_a_file_decord_fails_on_with_pyav_sai
     start with a time of day)."""
     import decord
 
-    import star_vsr.io.reader as reader_module
-
     calls = []
 
     def broken_reader(*args, **kwargs):
@@ -1437,7 +1432,6 @@ def test_read_frames_asked_for_decord_reads_a_file_decord_fails_on_with_pyav_sai
         raise decord.DECORDError("[20:00:02] /github/workspace/src/runtime/ndarray.cc:171: Check failed: sizes")
 
     expected = read_frames(videos["rgb_mkv"], [12, 5], backend="pyav")
-    monkeypatch.setattr(reader_module, "_DECORD_FAILED", set())  # (other tests read this file with decord)
     monkeypatch.setattr(decord, "VideoReader", broken_reader)
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
@@ -2000,11 +1994,15 @@ def test_a_folder_output_replaces_the_old_one_in_one_step(tmp_path, monkeypatch)
         return folder
 
     out = frames("out", "old")
+    one_step = atomic._exchange(frames("a", "a"), frames("b", "b"))  # whether this system and file system can
+    assert (tmp_path / "a" / "000001.png").read_text() == ("b" if one_step else "a")  # swapped, or untouched
+    shutil.rmtree(tmp_path / "a"), shutil.rmtree(tmp_path / "b")
     renames = []
     replace = os.replace
     monkeypatch.setattr(os, "replace", lambda a, b: (renames.append((Path(a), Path(b))), replace(a, b))[1])
     atomic.move_into_place(frames(".new", "new"), out)
-    assert (out / "000001.png").read_text() == "new" and renames == []
+    assert (out / "000001.png").read_text() == "new" and len(renames) == (0 if one_step else 2)
+    renames.clear()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)  # a system without the one-step swap
     atomic.move_into_place(frames(".newer", "newer"), out)
@@ -2021,17 +2019,16 @@ def test_a_temporary_made_for_a_temporary_is_one_of_the_output_which_reruns_remo
 
     from star_vsr.io.atomic import temporary_path
 
-    out = tmp_path / "model"
-    nested = temporary_path(temporary_path(out))
-    assert nested.parent == tmp_path and nested.name.startswith(".model.") and nested.name.endswith(".tmp")
-    assert nested.name.count(".tmp") == 1
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    stale = tmp_path / nested.name.replace(f"-{os.getpid()}-", f"-{ended.pid}-")
-    stale.mkdir()
-    (stale / "weights.safetensors").write_bytes(b"partial")
-    temporary_path(out)  # the next writer of the output (a rerun)
-    assert not stale.exists()
+    for out in (tmp_path / "model", tmp_path / ("a" * 240 + ".mp4")):  # (a long name is cut in temporary names)
+        nested = temporary_path(temporary_path(out))
+        assert nested.parent == tmp_path and nested.name.startswith(".") and nested.name.count(".tmp") == 1
+        stale = tmp_path / nested.name.replace(f"-{os.getpid()}-", f"-{ended.pid}-")
+        stale.mkdir()
+        (stale / "weights.safetensors").write_bytes(b"partial")
+        temporary_path(out)  # the next writer of the output (a rerun)
+        assert not stale.exists(), out.name
 
 
 @pytest.mark.parametrize("name", ["a" * 240 + ".mp4", "動画" * 38 + ".mp4"])  # 244 and 232 bytes

@@ -145,6 +145,11 @@ def test_a_tile_overlap_under_the_vae_factor_still_overlaps(pipe):
     rows = pipe.plan_geometry(source, 4, 16, 1)["rows"]
     assert [(a, b) for a, b, _ in rows] == [(a, b) for a, b, _ in pipe.plan_geometry(source, 4, 16, 2)["rows"]]
     assert rows[1][0] < rows[0][1]  # the second tile starts inside the first
+    # overlaps of a whole latent pixel or more keep the layout earlier versions gave them (rounded down), which
+    # their saved runs resume with
+    source = as_frame_source(torch.rand(2, 3, 16, 16))
+    assert [(a, b) for a, b, _ in pipe.plan_geometry(source, 4, 32, 3)["cols"]] == \
+        [(a, b) for a, b, _ in pipe.plan_geometry(source, 4, 32, 2)["cols"]]
 
 
 def test_a_chunk_or_tile_size_alone_gets_an_overlap_that_fits(pipe):

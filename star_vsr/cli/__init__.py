@@ -170,14 +170,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def console_main(argv: Optional[Sequence[str]] = None) -> int:
-    """The ``star-vsr`` program (and ``python -m star_vsr``): ``main``, then SIGINT and SIGTERM ignored while Python
-    shuts down, a second or two with torch loaded. The command has finished by then, and a signal in that time
-    ended the process with status 130 / 143 and no word, its output complete: a job manager recorded a failure,
-    and the retry was refused because the output existed (black-box test)."""
+    """The ``star-vsr`` program (and ``python -m star_vsr``): ``main``, then SIGINT and SIGTERM end the process at
+    once with the command's status while Python shuts down, a second or two with torch loaded. The command has
+    finished by then, and a signal in that time ended the process with status 130 / 143 and no word, its output
+    complete: a job manager recorded a failure, and the retry was refused because the output existed (black-box
+    test)."""
     status = main(argv)
+
+    def exit_now(*_: object) -> None:  # not ignored: a shutdown that hangs (CUDA, other ranks) still stops
+        os._exit(status)  # (main flushed stdout; stderr is written through)
+
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+            signal.signal(sig, exit_now)
     return status
 
 

@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     store.add_argument("--overwrite", action="store_true",
                        help="replace a cache built with other settings (its shards are deleted when the new cache "
                             "starts, not when it is complete: a new run stopped early leaves part of the new cache, "
-                            "which the same command goes on from)")
+                            "which the same command goes on from, or none before its first shard)")
     cache.add_argument("--device", default="auto", type=device_argument,
                        help="auto (CUDA if present), cpu, cuda, ...")
     cache.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),

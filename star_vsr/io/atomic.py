@@ -65,21 +65,19 @@ def temporary_path(path: Path) -> Path:
     ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX``: the writer's machine and process, so that a later writer of
     `path` can tell (and first removes, `remove_stale_temporaries`) those of a killed run. NAME is `path`'s
     name, shortened where the whole would be too long a name (`_temporary_name`)."""
-    path = _output_of_temporary(path)  # a temporary for this process's own temporary is one of the output
-    remove_stale_temporaries(path)
-    return path.parent / f".{_temporary_name(path)}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}"
+    name, suffix = _temporary_parts(path)
+    _remove_stale(path.parent, name, suffix)
+    return path.parent / f".{name}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}"
 
 
-def _output_of_temporary(path: Path) -> Path:
-    """The output that ``path`` is this process's temporary name of (``.NAME.HOST-PID-TOKEN.tmp.SUFFIX`` ->
-    ``NAME``), else ``path``. ``convert-star`` saves its pipeline into a temporary folder, and the save made its
-    own temporary beside that one, ``..NAME.HOST-PID-TOKEN.tmp.HOST-PID-TOKEN.tmp.tmp``, which a killed run left
-    for good: no rerun's clean-up (``remove_stale_temporaries`` of NAME) matched it."""
+def _temporary_parts(path: Path) -> tuple[str, str]:
+    """(NAME, SUFFIX) of ``path``'s temporary names: ``_temporary_name(path)`` and its suffix, or, for a name that is
+    this process's own temporary one (``.NAME.HOST-PID-TOKEN.tmp.SUFFIX``), those of the output it stands for.
+    ``convert-star`` saves its pipeline into a temporary folder, and the save made its own temporary beside that
+    one, ``..NAME.HOST-PID-TOKEN.tmp.HOST-PID-TOKEN.tmp.tmp``, which a killed run left for good: no rerun's clean-up
+    (``remove_stale_temporaries`` of NAME) matched it."""
     match = re.fullmatch(rf"\.(.+)\.{re.escape(_host())}-{os.getpid()}-[0-9a-f]{{8}}\.tmp(.*)", path.name, re.DOTALL)
-    if match is None:
-        return path
-    name, suffix = match.groups()  # a long NAME was cut (``_temporary_name``), its suffix with it (and stays cut)
-    return path.with_name(name if name.endswith(suffix) else name + suffix)
+    return (match.group(1), match.group(2)) if match else (_temporary_name(path), path.suffix)
 
 
 def _temporary_name(path: Path) -> str:
@@ -111,9 +109,14 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     """Remove the temporary files (or PNG folders) of `path` that writers on this machine whose process has
     ended left behind (a SIGKILL or a power cut runs no clean-up); returns them. Those of running processes,
     of other machines sharing the folder, and names of another form are left alone."""
-    prefix, suffix = f".{_temporary_name(path)}.", f".tmp{path.suffix}"
+    return _remove_stale(path.parent, _temporary_name(path), path.suffix)
+
+
+def _remove_stale(folder: Path, name: str, suffix: str) -> list[Path]:
+    """`remove_stale_temporaries` of the temporary names ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX`` in ``folder``."""
+    prefix, suffix = f".{name}.", f".tmp{suffix}"
     try:
-        siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
+        siblings = [p for p in folder.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
     except OSError:  # a missing or unreadable folder holds nothing to remove
         return []
     stale = []
@@ -190,7 +193,8 @@ def _exchange(a: Path, b: Path) -> bool:
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
     error = ctypes.get_errno()
-    if error in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # an old kernel, a file system without it
+    if error in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EPERM):  # an old kernel, a file system without
+        # it, a sandbox's syscall filter (seccomp denies with EPERM; a real permission problem shows in os.replace)
         return False
     raise OSError(error, os.strerror(error), str(b))
 

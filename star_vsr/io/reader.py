@@ -504,7 +504,10 @@ _DECORD_FAILED: set[tuple[str, int, int]] = set()
 
 
 def _file_key(path: Path) -> tuple[str, int, int]:
-    stat = Path(path).stat()
+    try:
+        stat = Path(path).stat()
+    except OSError:  # gone since the probe: decord's or PyAV's error says so
+        return str(path), -1, -1
     return str(path), stat.st_size, stat.st_mtime_ns
 
 
@@ -578,8 +581,8 @@ def read_frames(
         files = _image_files(info)
         return np.stack([_load_image(files[index], info) for index in wanted])  # (k, h, w, 3)
     rgb_coded = info.pix_fmt in av.video.format.names and av.VideoFormat(info.pix_fmt).is_rgb
-    key = _file_key(info.path)
-    if (backend == "decord" or (backend == "auto" and rgb_coded)) and key not in _DECORD_FAILED:
+    key = _file_key(info.path) if backend == "decord" or (backend == "auto" and rgb_coded) else None
+    if key is not None and key not in _DECORD_FAILED:
         try:
             return _read_frames_decord(info, wanted)
         except ImportError as error:
