@@ -175,29 +175,33 @@ def script_interrupted(prog: str) -> str:
     """The line a training script ``prog`` says when Ctrl-C stops it outside `StopRequest`'s clean stop after a
     step: while it sets up, or a second Ctrl-C (its exit status is 130). Checkpoints are written whole before they
     replace anything, so those saved before are usable."""
-    return (f"{process_prefix()}{prog}: interrupted; checkpoints saved before are whole (--resume_from_checkpoint "
-            f"latest goes on from the newest)")
+    return (f"{process_prefix()}{prog}: interrupted; checkpoints saved before, if any, are whole "
+            f"(--resume_from_checkpoint latest goes on from the newest)")
 
 
 def run_script(prog: str, run: Callable[[], Any]) -> None:
     """A training script's ``__main__``: ``run()``, and its end as one line: a ``StarVSRError`` as `script_error`
     (exit status 2, as argparse's errors and ``star-vsr``'s; it was 1, so the two scripts' setting errors exited
-    differently: one script raised them, the other passed them to argparse), Ctrl-C outside `StopRequest`'s clean
-    stop (while it sets up, or a second one) as `script_interrupted` (130). Ctrl-C is a KeyboardInterrupt from
-    here on, unless it was ignored at the start (a shell's background job); the script's own first lines turn it
-    into a quiet exit while its libraries load."""
+    differently: one script raised them, the other passed them to argparse), Ctrl-C or SIGTERM outside
+    `StopRequest`'s clean stop (while it sets up or saves its model, or a second one) as `script_interrupted` (130 /
+    143). Both are a KeyboardInterrupt from here on, unless ignored at the start (a shell's background job); the
+    script's own first lines turn Ctrl-C into a quiet exit while its libraries load."""
     from .errors import StarVSRError
+    from .interrupts import interrupted_exit_status, request_interrupt
 
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM as Ctrl-C (it ended a run setting up or saving its model
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # with no word; `accelerate launch` passes Ctrl-C on as it)
+            signal.signal(sig, request_interrupt)
     try:
         run()
     except StarVSRError as error:
         print(script_error(prog, error), file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # stopping: the launcher's echo of the same Ctrl-C is no second
+            signal.signal(sig, signal.SIG_IGN)  # traceback
         print(script_interrupted(prog), file=sys.stderr)
-        sys.exit(130)
+        sys.exit(interrupted_exit_status())  # 130 for Ctrl-C, 143 for SIGTERM
 
 
 def add_checkpoint_arguments(group: Any, default_output_dir: str, run_files: str) -> None:
@@ -507,6 +511,11 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
     for index in range(accelerator.num_processes):  # every process checks the files of all (the same decision on
         if f"random_states_{index}.pkl" in saved:  # each), those a process of this run reads
             _check_random_states(checkpoint, f"random_states_{index}.pkl")
+    for index in range(len(getattr(accelerator, "_custom_objects", ()))):  # (Accelerate's "Number of custom
+        # checkpoints in folder ... does not match the number of registered objects" traceback)
+        if not (checkpoint / f"custom_checkpoint_{index}.pkl").is_file():
+            raise damaged_checkpoint(checkpoint, f"custom_checkpoint_{index}.pkl, a state the run registered (its "
+                                                 f"training clock, its weight average), is missing")
     try:
         accelerator.load_state(str(checkpoint))
     except InputError:
@@ -1071,14 +1080,17 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
                        f"{output_dir / RESUMES_FILE} ({CONFIG_FILE} keeps those the run started with)")
 
 
-def check_same_data(checkpoint: Optional[Path], record_name: str, data_id: str, change: str, allowed: bool) -> None:
+def check_same_data(checkpoint: Optional[Path], record_name: str, data_id: str, change: str, allowed: bool,
+                    also: Collection[str] = ()) -> None:
     """``InputError`` when the run that saved ``checkpoint`` started on other data than ``data_id`` (its record
-    ``record_name`` beside the checkpoint differs) and ``allowed`` (``--allow_changed_settings``) is false: a
-    data folder or teacher cache changed under a paused run would go on with other clips at every step. ``change``
-    says what changed, for the message (``--train_data DIR changed since this run started``). A run without a
-    record (a new one, or one of an earlier version) passes."""
+    ``record_name`` beside the checkpoint differs, and from each of ``also``: the ids earlier versions recorded of
+    the same data) and ``allowed`` (``--allow_changed_settings``) is false: a data folder or teacher cache changed
+    under a paused run would go on with other clips at every step. ``change`` says what changed, for the message
+    (``--train_data DIR changed since this run started``). A run without a record (a new one, or one of an earlier
+    version) passes."""
     record = Path(checkpoint).parent / record_name if checkpoint is not None else None
-    if record is not None and record.is_file() and record.read_text().strip() != data_id and not allowed:
+    if record is not None and record.is_file() and record.read_text().strip() not in (data_id, *also) \
+            and not allowed:
         raise InputError(f"{change}: going on would train on other clips or targets; resume with the data it started "
                          f"on, start a new --output_dir, or pass --allow_changed_settings")
 
@@ -1143,8 +1155,8 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested, self._since, self.signum = True, time.monotonic(), signum
         if self.announce:
-            print("\nstopping after this step and saving a checkpoint (press Ctrl-C again to stop at once)",
-                  file=sys.stderr, flush=True)
+            print("\nstopping after this step and saving a checkpoint (at the last step: the final model, as "
+                  "usual; press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
     def agreed(self, accelerator: Any) -> bool:
         """Whether any process was asked to stop (a collective call: every process must make it)."""
@@ -1242,7 +1254,8 @@ def resuming_message(checkpoint: Path, output_dir: Path) -> str:
         return f"resuming from {checkpoint}"
     verb = "is" if len(later) == 1 else "are"
     return (f"resuming from {checkpoint}; the later {', '.join(later)} of this folder {verb} left behind: deleted "
-            f"at this run's first checkpoint, and until then what `latest` would resume")
+            f"at this run's first checkpoint, and until then what `latest` would resume (their logged steps are "
+            f"dropped now)")
 
 
 def finishing_message(checkpoint: Path, max_train_steps: int) -> str:

@@ -1105,6 +1105,13 @@ def test_accelerate_launch_checkpoints_and_resumes_exactly(tmp_path, train_cache
     assert finished_summary["steps"] == 6 and finished_summary["last_losses"] == losses and losses
     finished = StarStudentPipeline.from_pretrained(interrupted).student.state_dict()
     assert finished.keys() == resumed.keys() and all(torch.equal(finished[k], resumed[k]) for k in resumed)
+    # its last_losses.json damaged: the summary's losses left empty (a JSONDecodeError left no model; black-box hunt)
+    shutil.rmtree(interrupted / "student")
+    (interrupted / "model_index.json").unlink()
+    (interrupted / "checkpoint-6" / "last_losses.json").write_text("")
+    _, finish = training_args(train_cache, interrupted, "--resume_from_checkpoint", "latest", "--report_to", "none")
+    assert script.main(finish)["last_losses"] == {}
+    assert StarStudentPipeline.from_pretrained(interrupted).student.state_dict().keys() == resumed.keys()
     # checkpoints (Accelerate's and the hook's weights) and the final student, launched and in-process
     assert safetensors_modes(interrupted / "checkpoint-3") == {umask_022}
     assert safetensors_modes(interrupted) == safetensors_modes(tmp_path / "straight") == {umask_022}
@@ -1277,6 +1284,32 @@ def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, 
     _, args = training_args(cache, tmp_path / "old", *elsewhere)  # accepted: the checkpoint's run's record fits
     script.main(args)
     assert (tmp_path / "old" / record).read_text() == script.cache_id(cache) + "\n"
+
+
+def test_a_cache_rebuilt_by_the_same_command_is_the_same_cache(tmp_path, train_cache):
+    """The cache's id hashed its whole manifest, the build's wall time with it: a run paused over a rebuild of the
+    same cache (byte-identical shards) was refused as "rebuilt since this run started" (black-box hunt). A run of an
+    earlier version recorded that id: still accepted."""
+    cache = tmp_path / "cache"
+    shutil.copytree(train_cache, cache)
+    script, args = training_args(cache, tmp_path / "run", "--report_to", "none", "--validation_steps", "0",
+                                 "--checkpointing_steps", "1", "--max_train_steps", "1")
+    script.main(args)
+    resume = ["--report_to", "none", "--validation_steps", "0", "--max_train_steps", "2", "--resume_from_checkpoint",
+              "latest"]
+    record = tmp_path / "run" / "train_cache.sha256"
+    record.write_text(script.earlier_cache_id(cache) + "\n")  # as an earlier version recorded it
+    training_args(cache, tmp_path / "run", *resume)  # accepted
+    before = script.cache_id(cache)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    manifest["wall_time_s"] += 12.5  # rebuilt: another build time, nothing else
+    (cache / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    assert script.cache_id(cache) == before != script.earlier_cache_id(cache)
+    record.write_text(before + "\n")
+    training_args(cache, tmp_path / "run", *resume)  # accepted
+    manifest["teacher"] = {"other": True}  # another teacher: another cache
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    assert script.cache_id(cache) != before
 
 
 def test_a_checkpoint_of_the_other_training_script_is_named_so(tmp_path, train_cache, capsys):

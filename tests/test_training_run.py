@@ -848,6 +848,30 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
     with pytest.raises(InputError, match=r"\(random_states_0.pkl, the random number generators' states, is missing; "
                                          r"without it the resumed run would not be exact\)"):
         load_training_checkpoint(Loader(AssertionError("load_state must not be called")), checkpoint)
+    # a registered state's file missing (distill_student's weight average): Accelerate's "Number of custom
+    # checkpoints in folder ... does not match the number of registered objects" traceback (black-box hunt)
+    write_random_states(checkpoint / "random_states_0.pkl")
+    loader = Loader(AssertionError("load_state must not be called"))
+    loader._custom_objects = ["clock", "weight average"]
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(b"clock")
+    with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(custom_checkpoint_1.pkl, "
+                                         r"a state the run registered .*, is missing\)"):
+        load_training_checkpoint(loader, checkpoint)
+
+
+def test_sigterm_while_a_script_sets_up_or_saves_is_one_line_with_status_143(tmp_path):
+    """Outside the training loop's clean stop (setting up, saving the final model) SIGTERM ended a training script
+    at once with no word, leaving the model's temporary folder behind (black-box hunt); it now stops as Ctrl-C
+    does, with SIGTERM's status."""
+    import subprocess
+    import sys
+
+    script = ("import os, signal\nfrom star_vsr.training_run import run_script\n"
+              "run_script('train.py', lambda: (os.kill(os.getpid(), signal.SIGTERM), signal.pause()))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 143, result
+    assert result.stderr.strip() == "train.py: interrupted; checkpoints saved before, if any, are whole " \
+                                    "(--resume_from_checkpoint latest goes on from the newest)"
 
 
 def write_random_states(path: Path) -> None:

@@ -61,7 +61,7 @@ from star_vsr.data.base import report_skips
 from star_vsr.distill.cache import MANIFEST_NAME, CacheManifest, TeacherCache
 from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
-from star_vsr.errors import InputError, OutputError, explain_out_of_memory
+from star_vsr.errors import InputError, OutputError, explain_out_of_memory, first_line
 from star_vsr.degradations.config import SUPPORTED_SCALES
 from star_vsr.model_folder import saved_config
 from star_vsr.models.student import FEATURE_TAPS, StarStudentModel, student_architecture
@@ -285,7 +285,8 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
         try:
             check_same_data(resume_checkpoint(args.output_dir, args.resume_from_checkpoint), CACHE_ID_NAME,
                             cache_id(args.train_cache), f"--train_cache {args.train_cache} was rebuilt since this run "
-                            f"started (its manifest differs)", args.allow_changed_settings)
+                            f"started (its manifest differs)", args.allow_changed_settings,
+                            also=(earlier_cache_id(args.train_cache),))
         except InputError as error:
             parser.error(str(error))
     if args.scale_range is not None:
@@ -320,7 +321,16 @@ def check_cache_scale(manifest: CacheManifest, args: argparse.Namespace) -> None
 
 
 def cache_id(cache: str | Path) -> str:
-    """SHA-256 of a teacher cache's manifest (its teacher, source, clips and shards)."""
+    """SHA-256 of a teacher cache's manifest (its teacher, source, clips and shards) without the time its build took:
+    the same cache rebuilt by the same command, or built in several runs, has the same id (a run paused over a
+    rebuild was refused: "rebuilt since this run started", where only ``wall_time_s`` differed)."""
+    manifest = json.loads(Path(cache, MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest.pop("wall_time_s", None)
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
+def earlier_cache_id(cache: str | Path) -> str:
+    """``cache_id`` as runs of earlier versions recorded it: the SHA-256 of the manifest's bytes."""
     return hashlib.sha256(Path(cache, MANIFEST_NAME).read_bytes()).hexdigest()
 
 
@@ -671,8 +681,15 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                         disable=not accelerator.is_local_main_process, **bar_options())
     time_loss = accelerator.unwrap_model(criterion).time_loss
     last_logs: dict[str, float] = {}
-    if path is not None and global_step >= args.max_train_steps and (path / LAST_LOSSES_NAME).is_file():
-        last_logs = json.loads((path / LAST_LOSSES_NAME).read_text())  # finishing: its last step's, for the summary
+    if path is not None and global_step >= args.max_train_steps:  # finishing: its last step's, for the summary
+        try:
+            last_logs = json.loads((path / LAST_LOSSES_NAME).read_text())
+            if not isinstance(last_logs, dict):
+                raise ValueError(f"not an object: {last_logs!r:.40}")
+        except (OSError, ValueError) as error:  # (a JSONDecodeError traceback left the folder without a model)
+            last_logs = {}
+            logger.warning(f"{path / LAST_LOSSES_NAME} cannot be read ({first_line(error)}): the summary's "
+                           f"last_losses is left empty")
     last_validation: dict[str, float] = {}
     step_losses = StepLosses()
     skips_said: set[str] = set()  # training photos the DataLoader workers skipped, warned of once
