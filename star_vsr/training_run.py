@@ -187,7 +187,7 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
     143). Both are a KeyboardInterrupt from here on, unless ignored at the start (a shell's background job); the
     script's own first lines turn Ctrl-C into a quiet exit while its libraries load."""
     from .errors import StarVSRError
-    from .interrupts import interrupted_exit_status, request_interrupt
+    from .interrupts import interrupt_requested, request_interrupt
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM as Ctrl-C (it ended a run setting up or saving its model
         if signal.getsignal(sig) is not signal.SIG_IGN:  # with no word; `accelerate launch` passes Ctrl-C on as it)
@@ -197,11 +197,22 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
     except StarVSRError as error:
         print(script_error(prog, error), file=sys.stderr)
         sys.exit(2)
+    except Exception:  # an interrupt a library wrapped in its own error (diffusers' lazy imports do)
+        if not interrupt_requested():
+            raise
+        _stop_interrupted(prog)
     except KeyboardInterrupt:
-        for sig in (signal.SIGINT, signal.SIGTERM):  # stopping: the launcher's echo of the same Ctrl-C is no second
-            signal.signal(sig, signal.SIG_IGN)  # traceback
-        print(script_interrupted(prog), file=sys.stderr)
-        sys.exit(interrupted_exit_status())  # 130 for Ctrl-C, 143 for SIGTERM
+        _stop_interrupted(prog)
+
+
+def _stop_interrupted(prog: str) -> None:
+    """`run_script`'s end on Ctrl-C or SIGTERM: one line, exit status 130 / 143."""
+    from .interrupts import interrupted_exit_status
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stopping: the launcher's echo of the same Ctrl-C is no second
+        signal.signal(sig, signal.SIG_IGN)  # traceback
+    print(script_interrupted(prog), file=sys.stderr)
+    sys.exit(interrupted_exit_status())  # 130 for Ctrl-C, 143 for SIGTERM
 
 
 def add_checkpoint_arguments(group: Any, default_output_dir: str, run_files: str) -> None:
@@ -511,11 +522,7 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
     for index in range(accelerator.num_processes):  # every process checks the files of all (the same decision on
         if f"random_states_{index}.pkl" in saved:  # each), those a process of this run reads
             _check_random_states(checkpoint, f"random_states_{index}.pkl")
-    for index in range(len(getattr(accelerator, "_custom_objects", ()))):  # (Accelerate's "Number of custom
-        # checkpoints in folder ... does not match the number of registered objects" traceback)
-        if not (checkpoint / f"custom_checkpoint_{index}.pkl").is_file():
-            raise damaged_checkpoint(checkpoint, f"custom_checkpoint_{index}.pkl, a state the run registered (its "
-                                                 f"training clock, its weight average), is missing")
+    _check_custom_states(checkpoint, len(getattr(accelerator, "_custom_objects", ())))
     try:
         accelerator.load_state(str(checkpoint))
     except InputError:
@@ -568,6 +575,24 @@ def _check_random_states(checkpoint: Path, name: str) -> None:
         raise damaged_checkpoint(checkpoint, f"{name}, the random number generators' states, cannot be read: "
                                              f"{first_line(error)}; without it the resumed run would not be "
                                              f"exact") from error
+
+
+def _check_custom_states(checkpoint: Path, registered: int) -> None:
+    """``InputError`` unless ``checkpoint`` holds one ``custom_checkpoint_<i>.pkl`` for each of the ``registered``
+    states of this run (the training clock, distill_student's weight average), as Accelerate's ``load_state``
+    requires ("Number of custom checkpoints in folder ... does not match the number of registered objects", a
+    traceback)."""
+    found = {path.name for path in checkpoint.glob("custom_checkpoint_*.pkl")}
+    wanted = {f"custom_checkpoint_{index}.pkl" for index in range(registered)}
+    if found == wanted:
+        return
+    if found < wanted:  # lost, or saved by a run with fewer states: the file says which, not this check
+        missing = min(wanted - found, key=lambda name: int(re.sub(r"\D", "", name)))
+        raise damaged_checkpoint(checkpoint, f"{missing}, a state this run registers, is missing (or the run that "
+                                             f"saved it had fewer: another --ema_decay?)")
+    raise InputError(f"{checkpoint} holds {len(found)} registered states (the training clock, a weight average), "
+                     f"this run registers {registered}: it was saved by a run with other settings (another "
+                     f"--ema_decay?); resume with the settings that trained it")
 
 
 def _missing_file(error: BaseException, checkpoint: Path) -> Optional[str]:
@@ -1151,8 +1176,10 @@ class StopRequest:
             return  # each printed the notice (the training process stops the run, and its workers with it)
         if self.requested and signum == signal.SIGTERM and time.monotonic() - self._since < LAUNCHER_ECHO_SECONDS:
             return  # the launcher passing on the same Ctrl-C (accelerate 1.16 terminates its child at once)
-        if self.requested:
-            raise KeyboardInterrupt
+        if self.requested:  # stop at once, with the first request's status (143 for SIGTERM, SIGTERM; it was 130)
+            from .interrupts import request_interrupt
+
+            request_interrupt(self.signum)  # (raises KeyboardInterrupt)
         self.requested, self._since, self.signum = True, time.monotonic(), signum
         if self.announce:
             print("\nstopping after this step and saving a checkpoint (at the last step: the final model, as "
@@ -1182,6 +1209,15 @@ class StopRequest:
             accelerator.print(stopped_message(output_dir, step))
             accelerator.end_training()
             sys.exit(128 + self.signum)  # 130 for Ctrl-C, 143 for SIGTERM
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """A training ``DataLoader``'s ``worker_init_fn``: Ctrl-C and SIGTERM ignored in its workers, which the training
+    process stops itself (after the step it stops at). ``accelerate launch`` passes Ctrl-C on as SIGTERM to every
+    process below it, the workers too, and a worker killed by it failed the step with torch's "DataLoader worker
+    (pid N) is killed by signal: Terminated" traceback instead of the clean stop with a checkpoint."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 class StepLosses:

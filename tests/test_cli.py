@@ -98,10 +98,13 @@ def test_a_signal_after_the_command_has_finished_does_not_fail_the_program(tmp_p
     video = write_test_video(tmp_path / "clip.mp4", num_frames=2, size=(8, 8))
     script = ("import os, signal\nfrom star_vsr.cli import console_main\n"
               f"status = console_main(['info', {str(video)!r}])\n"
+              # ignored, not handled by Python code: Python resets its handlers early in its finalization, before
+              # the slow part (a handler let SIGTERM through again during the shutdown; review)
+              "print(all(signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM)))\n"
               "os.kill(os.getpid(), signal.SIGTERM)  # as during the interpreter's shutdown\n"
               "os.kill(os.getpid(), signal.SIGINT)\nraise SystemExit(status)\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert result.returncode == 0 and "clip.mp4" in result.stdout, result
+    assert result.returncode == 0 and "clip.mp4" in result.stdout and result.stdout.endswith("True\n"), result
 
 
 def test_info(tmp_path, capsys):

@@ -855,7 +855,13 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
     loader._custom_objects = ["clock", "weight average"]
     (checkpoint / "custom_checkpoint_0.pkl").write_bytes(b"clock")
     with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(custom_checkpoint_1.pkl, "
-                                         r"a state the run registered .*, is missing\)"):
+                                         r"a state this run registers, is missing \(or the run that saved it had "
+                                         r"fewer: another --ema_decay\?\)\)"):
+        load_training_checkpoint(loader, checkpoint)
+    loader._custom_objects = ["clock"]  # more files than states: saved by a run with other settings
+    (checkpoint / "custom_checkpoint_1.pkl").write_bytes(b"weight average")
+    with pytest.raises(InputError, match=r"checkpoint-2 holds 2 registered states .*, this run registers 1: it was "
+                                         r"saved by a run with other settings"):
         load_training_checkpoint(loader, checkpoint)
 
 
@@ -872,6 +878,37 @@ def test_sigterm_while_a_script_sets_up_or_saves_is_one_line_with_status_143(tmp
     assert result.returncode == 143, result
     assert result.stderr.strip() == "train.py: interrupted; checkpoints saved before, if any, are whole " \
                                     "(--resume_from_checkpoint latest goes on from the newest)"
+
+
+def test_a_second_sigterm_stops_at_once_with_sigterm_s_status_and_workers_ignore_the_launchers():
+    """A second signal during training stopped with 130 after SIGTERM, SIGTERM (review); DataLoader workers, which
+    `accelerate launch` sends its SIGTERM too, failed the step with torch's "DataLoader worker is killed by signal"
+    (review): the training DataLoaders' workers ignore Ctrl-C and SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    import torch
+
+    from star_vsr.training_run import ignore_stop_signals
+
+    script = ("import os, signal, time\nimport star_vsr.training_run as t\nt.LAUNCHER_ECHO_SECONDS = 0\n"
+              "def run():\n    with t.StopRequest(announce=False):\n"
+              "        os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.05)\n"
+              "        os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+              "t.run_script('train.py', run)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 143 and "train.py: interrupted" in result.stderr, result
+
+    class Probe(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, index: int) -> bool:
+            return all(signal.getsignal(sig) == signal.SIG_IGN for sig in (signal.SIGINT, signal.SIGTERM))
+
+    loader = torch.utils.data.DataLoader(Probe(), num_workers=1, worker_init_fn=ignore_stop_signals)
+    assert [bool(item) for item in loader] == [True, True]
 
 
 def write_random_states(path: Path) -> None:
@@ -998,7 +1035,8 @@ def test_a_resume_from_an_earlier_checkpoint_says_the_later_ones_are_left_behind
     assert resuming_message(tmp_path / "checkpoint-2", tmp_path / "new") == f"resuming from {tmp_path / 'checkpoint-2'}"
     assert resuming_message(tmp_path / "checkpoint-2", tmp_path) == (
         f"resuming from {tmp_path / 'checkpoint-2'}; the later checkpoint-4, checkpoint-6 of this folder are left "
-        f"behind: deleted at this run's first checkpoint, and until then what `latest` would resume")
+        f"behind: deleted at this run's first checkpoint, and until then what `latest` would resume (their logged "
+        f"steps are dropped now)")
 
 
 def test_a_launcher_precision_overridden_by_the_script_s_setting_is_noted(monkeypatch, capsys):

@@ -71,6 +71,7 @@ from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_
                                    add_optimizer_arguments, apply_run_hyperparameters, bool_value,
                                    check_batches_per_epoch, check_number,
                                    check_run_settings, check_same_data, checkpoint_step, finishing_message,
+                                   ignore_stop_signals,
                                    is_first_process, load_training_checkpoint, note_ignored_settings,
                                    optional_value, parse_with_config,
                                    path_or_none, prepare_output_dir, record_data_id, record_final_step,
@@ -321,12 +322,13 @@ def check_cache_scale(manifest: CacheManifest, args: argparse.Namespace) -> None
 
 
 def cache_id(cache: str | Path) -> str:
-    """SHA-256 of a teacher cache's manifest (its teacher, source, clips and shards) without the time its build took:
-    the same cache rebuilt by the same command, or built in several runs, has the same id (a run paused over a
-    rebuild was refused: "rebuilt since this run started", where only ``wall_time_s`` differed)."""
-    manifest = json.loads(Path(cache, MANIFEST_NAME).read_text(encoding="utf-8"))
-    manifest.pop("wall_time_s", None)
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+    """SHA-256 of what a teacher cache holds: its manifest's settings as a rebuild compares them (teacher, source,
+    clips and shards; ``CacheManifest.settings``), ground truth and feature widths. Not the time its build took,
+    nor the teacher's path as typed or the order of its --features: the same cache rebuilt by the same command was
+    refused as "rebuilt since this run started" (the manifest's bytes were hashed, ``wall_time_s`` with them)."""
+    manifest = CacheManifest.load(cache)
+    held = {**manifest.settings(), "has_gt": manifest.has_gt, "feature_channels": manifest.feature_channels}
+    return hashlib.sha256(json.dumps(held, sort_keys=True).encode()).hexdigest()
 
 
 def earlier_cache_id(cache: str | Path) -> str:
@@ -566,7 +568,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     check_batches_per_epoch(len(dataset), args, accelerator.num_processes)
     train_dataloader = torch.utils.data.DataLoader(
         dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
-        num_workers=args.dataloader_num_workers, collate_fn=collate_clips,
+        num_workers=args.dataloader_num_workers, collate_fn=collate_clips, worker_init_fn=ignore_stop_signals,
         generator=torch.Generator().manual_seed(args.seed))
 
     # 2. Student (seeded initialisation, or a pretrained student) and the criterion's trainable parts
@@ -681,8 +683,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                         disable=not accelerator.is_local_main_process, **bar_options())
     time_loss = accelerator.unwrap_model(criterion).time_loss
     last_logs: dict[str, float] = {}
-    if path is not None and global_step >= args.max_train_steps:  # finishing: its last step's, for the summary
-        try:
+    if path is not None and global_step >= args.max_train_steps and (path / LAST_LOSSES_NAME).exists():
+        try:  # finishing: its last step's, for the summary (checkpoints of earlier versions have none)
             last_logs = json.loads((path / LAST_LOSSES_NAME).read_text())
             if not isinstance(last_logs, dict):
                 raise ValueError(f"not an object: {last_logs!r:.40}")

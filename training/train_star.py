@@ -96,7 +96,8 @@ from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StepLosses, StopRequest, add_checkpoint_arguments,
                                    add_optimizer_arguments, apply_run_hyperparameters, bool_value,
                                    check_batches_per_epoch, check_number, check_run_settings, check_same_data,
-                                   checkpoint_step, finishing_message, is_first_process, load_training_checkpoint,
+                                   checkpoint_step, finishing_message, ignore_stop_signals, is_first_process,
+                                   load_training_checkpoint,
                                    note_ignored_settings, optional_value, parse_with_config, path_or_none,
                                    prepare_output_dir, record_data_id,
                                    record_final_step, record_run_settings, resume_checkpoint, resuming_message,
@@ -758,7 +759,7 @@ def main(args: argparse.Namespace) -> None:
         prepare_output_dir(args, resume_path, run_outputs)
     sampler = EpochShuffleSampler(len(dataset), seed=args.seed)
     dataloader = DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, drop_last=True,
-                            num_workers=args.dataloader_num_workers,
+                            num_workers=args.dataloader_num_workers, worker_init_fn=ignore_stop_signals,
                             generator=torch.Generator().manual_seed(args.seed))
 
     # 3. Optimizer and schedule

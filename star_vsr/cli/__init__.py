@@ -170,20 +170,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def console_main(argv: Optional[Sequence[str]] = None) -> int:
-    """The ``star-vsr`` program (and ``python -m star_vsr``): ``main``, then SIGINT and SIGTERM end the process at
-    once with the command's status while Python shuts down, a second or two with torch loaded. The command has
-    finished by then, and a signal in that time ended the process with status 130 / 143 and no word, its output
-    complete: a job manager recorded a failure, and the retry was refused because the output existed (black-box
-    test)."""
+    """The ``star-vsr`` program (and ``python -m star_vsr``): ``main``, then SIGINT and SIGTERM ignored while Python
+    shuts down, a second or two with torch loaded. The command has finished by then, and a signal in that time
+    ended the process with status 130 / 143 and no word, its output complete: a job manager recorded a failure,
+    and the retry was refused because the output existed (black-box test)."""
     status = main(argv)
-
-    def exit_now(*_: object) -> None:  # not ignored: a shutdown that hangs (CUDA, other ranks) still stops
-        os._exit(status)  # (main flushed stdout; stderr is written through)
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, exit_now)
-    return status
+    if threading.current_thread() is threading.main_thread():  # ignored, not handled: Python resets its own
+        for sig in (signal.SIGINT, signal.SIGTERM):  # handlers early in its finalization (a handler calling
+            signal.signal(sig, signal.SIG_IGN)  # os._exit let SIGTERM through again in 6 of 10 tries); SIGKILL
+    return status  # still stops a shutdown that hangs
 
 
 def _catch_interrupts() -> dict[int, object]:
