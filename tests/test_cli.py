@@ -1017,6 +1017,45 @@ def test_two_overwrite_batches_on_one_folder_share_the_work(tmp_path, capsys, mo
     assert all(probe_video(outputs / f"v{i}.mp4").width == 16 for i in (0, 2))
 
 
+def test_a_video_left_to_another_run_that_does_not_finish_it_is_not_counted_done(tmp_path, capsys, monkeypatch):
+    """A batch skips a video another run is writing; that run killed, the batch exited 0 and, under --overwrite,
+    deleted its ledger, the old output left as if redone (black-box hunt). Not finished when the batch ends, it is
+    named, the ledger stays and the exit status is 1; finished by the other run meanwhile, it is done."""
+    import star_vsr.upscale
+    from star_vsr.errors import OutputBusyError
+    from star_vsr.overwrite_batch import LEDGER_NAME
+
+    inputs, outputs = _batch_with_finished_outputs(tmp_path)
+    upscale_video = star_vsr.upscale.upscale_video
+    other_finishes = []
+
+    def another_run_writes_v1(pipe, video, output, *args, **kwargs):
+        if Path(video).name != "v1.mp4":
+            return upscale_video(pipe, video, output, *args, **kwargs)
+        if other_finishes:
+            Path(output).write_bytes(b"written by the other run")
+        raise OutputBusyError(f"another star-vsr run is writing {output}")
+
+    monkeypatch.setattr(star_vsr.upscale, "upscale_video", another_run_writes_v1)
+    (outputs / "v1.mp4").unlink()  # (a plain batch: v1 is to do)
+    assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert "1 video(s) were left to another run writing them, which has not finished them: v1.mp4" in err
+    assert (outputs / LEDGER_NAME).is_file()  # a rerun goes on with what is left
+    other_finishes.append(True)
+    assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]) == 0
+    assert "left to another run" not in capsys.readouterr().err and not (outputs / LEDGER_NAME).exists()
+
+
+def test_an_overwrite_batch_whose_every_video_fails_leaves_no_folder(tmp_path, capsys):
+    """The folder it made held the ledger alone, as if something had been written (black-box hunt)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "broken.mp4").write_bytes(b"not a video")
+    assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out"), "--overwrite"]) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_damaged_overwrite_ledger_redoes_every_video(tmp_path):
     from star_vsr.overwrite_batch import OverwriteLedger
 

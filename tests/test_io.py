@@ -1895,6 +1895,11 @@ def test_a_cut_short_jpeg_frame_is_corrupt_not_read_half_grey(tmp_path, capfd):
     assert "Premature end" not in capfd.readouterr().err
     (tmp_path / "1.jpg").write_bytes(whole + b"\0" * 100)  # padding after the marker, as some cameras write
     assert len(read_frames(tmp_path, [1])) == 1
+    # a whole PNG named .jpg (OpenCV reads it by its bytes) was "cut short" (black-box hunt)
+    frame = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "png.png"), frame)
+    (tmp_path / "png.png").rename(tmp_path / "1.jpg")
+    assert np.array_equal(read_frames(tmp_path, [1])[0], frame[..., ::-1])
 
 
 def test_frames_to_uint8_rounds_clamps_and_puts_channels_last():

@@ -341,7 +341,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
 def _run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
-    from accelerate.utils import gather_object
+    from accelerate.utils import broadcast_object_list, gather_object
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_names
     from ..io.folders import (broken_link_line, broken_links, clips_in_folder, is_frame_folder,
@@ -424,6 +424,11 @@ def _run_batch(args: argparse.Namespace) -> int:
         if ledger.path.is_file():
             note = ("a batch run here with --overwrite did not redo every video (it was stopped, or skipped some); "
                     "run it again with --overwrite to go on (the outputs it has not redone are old ones)")
+    if state.num_processes > 1:  # the main process's list for all: each process's own look at the folder could
+        # differ (an output another run finished in between), and the split of two lists then left a video to none
+        shared = [[str(video) for video in todo]]
+        broadcast_object_list(shared, from_process=0)
+        todo = [Path(name) for name in shared[0]]
     state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
     if state.is_main_process:
         for video in videos:  # progress folders a killed run left beside its finished output
@@ -476,7 +481,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     say = partial(process_line, state.process_index if state.num_processes > 1 else None)
     with state.split_between_processes(todo) as mine:
         pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
-        failed = []
+        failed, busy = [], []  # busy: outputs left to another run that was writing them
         for video in mine:
             if args.overwrite and outputs[video].name in ledger.finished({outputs[video].name: video})[0]:
                 say(f"skipped {video}: another upscale-batch --overwrite on {output_dir} redid it meanwhile")
@@ -499,6 +504,7 @@ def _run_batch(args: argparse.Namespace) -> int:
                 continue
             except (OutputBusyError, OutputExistsError) as error:  # a second batch on the same folder shares the work
                 say(f"skipped {video}: {error}", sys.stderr)
+                busy.append(outputs[video].name)
                 continue
             if args.overwrite:
                 ledger.add(outputs[video].name, video)
@@ -509,10 +515,18 @@ def _run_batch(args: argparse.Namespace) -> int:
     skipped = [v.name for v in failed]
     if state.num_processes > 1:
         skipped = [name for names in gather_object([skipped]) for name in names]
+        busy = [name for names in gather_object([busy]) for name in names]
         # the last collective: end the process group while Python is whole. Left to the exit, a gloo thread could
         # drop the gather's last tensors while the interpreter shut down ("terminate called without an active
         # exception", SIGABRT: the idle process, which exits first, in one CI run), and the launcher stopped the rest
         state.destroy_process_group()
+    # left to another run that has not finished them (still writing, or stopped): not done by this batch either (it
+    # exited 0 and, under --overwrite, deleted its ledger, the old output left as if redone)
+    busy = sorted(name for name in busy if not (output_dir / name).exists())
+    if busy and state.is_main_process:
+        print(f"note: {len(busy)} video(s) were left to another run writing them, which has not finished them: "
+              f"{listed(busy, 5)}; run this command again once it has ended", file=sys.stderr)
+    skipped += busy
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above) ...
         if skipped:  # ... but did not redo every video: the ledger stays, so that a rerun redoes only those left
             print(f"note: {len(skipped)} video(s) were not redone; run the same command again to redo only them "
@@ -522,8 +536,9 @@ def _run_batch(args: argparse.Namespace) -> int:
     if state.is_main_process:  # e.g. a run stopped with another --codec, which names the outputs otherwise
         for folder, size in unfinished_runs(output_dir, besides={partial_folder(o) for o in outputs.values()}):
             print(unfinished_note(folder, size))
-    if made_output_dir and state.is_main_process and not any(output_dir.iterdir()):
-        output_dir.rmdir()  # every video failed: no empty folder left behind as if something were written
+    if made_output_dir and state.is_main_process and {p.name for p in output_dir.iterdir()} <= {ledger.path.name}:
+        ledger.remove()  # every video failed: no folder left behind as if something were written (under
+        output_dir.rmdir()  # --overwrite it held the ledger alone, which listed nothing redone)
     skipped += [link.name for link in broken]
     if skipped and state.is_main_process:
         print(f"{len(skipped)} video(s) were skipped (the reasons are above): {', '.join(sorted(skipped))}",
