@@ -2102,6 +2102,9 @@ def test_output_names_of_videos_and_frame_folders():
     assert output_names(["a", "a.mp4"], folders={"a"}) == {"a": "a_frames.mp4", "a.mp4": "a.mp4"}
     assert output_names(["a", "a.mp4"], "png", folders={"a"}) == {"a": "a", "a.mp4": "a_mp4"}
     assert output_names(["a", "a.avi"], folders={"a"}) == {"a": "a_frames.mp4", "a.avi": "a_avi.mp4"}
+    # names that differ in their suffix's case alone: both were a_mp4.mkv, refused as a clash (black-box hunt)
+    assert output_names(["a.mp4", "a.MP4"], "ffv1") == {"a.mp4": "a_mp4.mkv", "a.MP4": "a_MP4.mkv"}
+    assert output_names(["a.MP4", "a.avi"], "ffv1") == {"a.MP4": "a_mp4.mkv", "a.avi": "a_avi.mkv"}
     # a name an earlier run gave (kept) stays, for the codec that gave it: an input added later does not take it
     assert output_names(["a.mkv", "a.mp4"], "ffv1", kept={"a.mp4": "a.mkv"}) == {"a.mkv": "a_mkv.mkv", "a.mp4": "a.mkv"}
     assert output_names(["a.mkv", "a.mp4"], kept={"a.mp4": "a.mkv"}) == {"a.mkv": "a.mkv", "a.mp4": "a.mp4"}

@@ -363,13 +363,15 @@ def output_names(names: list[str], codec: str | None = None, folders: Collection
               if name in wanted and Path(out).suffix == Path(wanted[name]).suffix}
     reserved = set(unique.values())
     taken = Counter(out for name, out in wanted.items() if name not in unique)
+    lowered = Counter(name.lower() for name in names)  # clip.mp4 and clip.MP4 keep their suffixes' case
     for name, out in wanted.items():
         if name in unique:
             continue
         if out in reserved or (taken[out] > 1 and out != name):
             path = Path(name)
+            suffix = path.suffix[1:] if lowered[name.lower()] > 1 else path.suffix[1:].lower()
             out = (output_name(f"{name}_frames", codec, folder=True) if name in folders else
-                   output_name(f"{path.stem}_{path.suffix[1:].lower()}{path.suffix}", codec))
+                   output_name(f"{path.stem}_{suffix}{path.suffix}", codec))
         unique[name] = out
     given = Counter(unique.values())
     clashes = sorted(name for name, out in unique.items() if given[out] > 1)
