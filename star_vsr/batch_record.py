@@ -53,6 +53,18 @@ def output_settings(settings: Mapping[str, Any], source: Path, output: Path,
     return effective
 
 
+def ledger_settings(settings: Mapping[str, Any], dtype: str) -> dict[str, Any]:
+    """A batch's ``settings`` (``batch_settings``) as they take effect for all its outputs, for the ``--overwrite``
+    ledger: ``--dtype`` as ``dtype`` (what ``auto`` resolves to), the codec and CRF a left-out ``--codec`` /
+    ``--crf`` resolve to for video outputs, a diffusion run's overlaps as resolved. Typed out, a default was "other
+    settings" to a stopped batch, which then redid every video (black-box hunt)."""
+    from .io.writer import check_crf
+
+    codec = settings.get("codec") or "h264"
+    return _effective({**_as_stored(settings), "dtype": dtype, "codec": codec,
+                       "crf": check_crf(codec, settings.get("crf"))})
+
+
 def made_with_other_settings(output_dir: Path, current: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
     """Among the outputs ``current`` names (output name -> the settings that would make it now,
     ``output_settings``), those the record says were last made with other settings: output name -> the flags

@@ -954,7 +954,12 @@ def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path
     assert "run it again with --overwrite to go on" in capsys.readouterr().out
     calls.clear()
     stop_at[0] = 0
-    assert main(args) == 0
+    # the defaults typed out are the same settings (they were "other settings (--codec, --crf, --dtype)": every
+    # video redone; black-box hunt)
+    from star_vsr.upscale import DTYPE_FLAGS, resolve_dtype
+
+    auto = DTYPE_FLAGS[resolve_dtype("auto", torch.device("cpu"), student=True)]  # fp32, or bf16 on CPUs with AMX
+    assert main([*args, "--codec", "h264", "--crf", "18", "--dtype", auto]) == 0
     assert calls == ["v1.mp4", "v2.mp4"]  # v0 is not redone
     assert "1 of 3 videos already redone by this batch under --overwrite" in capsys.readouterr().out
     assert all(probe_video(outputs / f"v{i}.mp4").width == 16 for i in range(3))

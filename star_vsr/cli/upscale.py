@@ -348,7 +348,8 @@ def _run_batch(args: argparse.Namespace) -> int:
                               other_subfolders, other_subfolders_note, stray_images_note)
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_finished_progress
-    from ..batch_record import made_with_other_settings, output_settings, record_output, recorded_inputs
+    from ..batch_record import (ledger_settings, made_with_other_settings, output_settings, record_output,
+                                recorded_inputs)
     from .existing_outputs import (check_existing_outputs, done_but_line, existing_output_lines, listed,
                                    made_from_other_inputs_line, renamed_lines)
     from ..overwrite_batch import OverwriteLedger, batch_settings
@@ -411,10 +412,11 @@ def _run_batch(args: argparse.Namespace) -> int:
     state.wait_for_everyone()  # every process has looked before one makes it: the main one, finding the folder
     output_dir.mkdir(parents=True, exist_ok=True)  # another had just made, left it behind empty when all failed
     student = pipeline_class_name(args.model) != "StarVSRPipeline"  # it ignores the diffusion options
-    ledger = OverwriteLedger(output_dir, batch_settings(args, ignored=DIFFUSION_DEFAULTS if student else ()))
     # --dtype as the weights get it here (the record compares that: "auto" and the dtype it resolves to are one)
     dtype = DTYPE_FLAGS[resolve_dtype(args.dtype, state.device if args.device == "auto" else
                                       resolve_device(args.device), student=student)]
+    ledger = OverwriteLedger(output_dir, ledger_settings(batch_settings(args, ignored=DIFFUSION_DEFAULTS if student
+                                                                        else ()), dtype))
     if args.overwrite:  # go on with a batch stopped under --overwrite: skip what its ledger lists
         redone, note = ledger.finished({outputs[v].name: v for v in videos}) if not args.restart else (set(), None)
         todo = [v for v in videos if outputs[v].name not in redone]
