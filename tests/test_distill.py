@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import pytest
@@ -1250,8 +1250,9 @@ def test_settings_that_cannot_run_are_refused_with_their_flag_before_anything_is
     assert not (tmp_path / "run").exists()
 
 
-def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, capsys):
-    """Only the cache's path was recorded: rebuilt at the same path (another teacher), a resume trained on."""
+def paused_run_on_a_copy_of(train_cache: Path, tmp_path: Path) -> tuple[Any, Path, list[str]]:
+    """(the script, a copy of ``train_cache``, the flags that resume it) after one step of a run on that copy in
+    ``tmp_path / "run"``."""
     cache = tmp_path / "cache"
     shutil.copytree(train_cache, cache)
     script, args = training_args(cache, tmp_path / "run", "--report_to", "none", "--validation_steps", "0",
@@ -1259,6 +1260,12 @@ def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, 
     script.main(args)
     resume = ["--report_to", "none", "--validation_steps", "0", "--max_train_steps", "2", "--resume_from_checkpoint",
               "latest"]
+    return script, cache, resume
+
+
+def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, capsys):
+    """Only the cache's path was recorded: rebuilt at the same path (another teacher), a resume trained on."""
+    script, cache, resume = paused_run_on_a_copy_of(train_cache, tmp_path)
     training_args(cache, tmp_path / "run", *resume)  # the same cache: accepted
     teacher = load_teacher(tiny_teacher_student(seed=5), features=["hr_features"])
     build_teacher_cache(teacher, random_clips(8, frames=3, size=8), cache, overwrite=True)
@@ -1290,13 +1297,7 @@ def test_a_cache_rebuilt_by_the_same_command_is_the_same_cache(tmp_path, train_c
     """The cache's id hashed its whole manifest, the build's wall time with it: a run paused over a rebuild of the
     same cache (byte-identical shards) was refused as "rebuilt since this run started" (black-box hunt). A run of an
     earlier version recorded that id: still accepted."""
-    cache = tmp_path / "cache"
-    shutil.copytree(train_cache, cache)
-    script, args = training_args(cache, tmp_path / "run", "--report_to", "none", "--validation_steps", "0",
-                                 "--checkpointing_steps", "1", "--max_train_steps", "1")
-    script.main(args)
-    resume = ["--report_to", "none", "--validation_steps", "0", "--max_train_steps", "2", "--resume_from_checkpoint",
-              "latest"]
+    script, cache, resume = paused_run_on_a_copy_of(train_cache, tmp_path)
     record = tmp_path / "run" / "train_cache.sha256"
     record.write_text(script.earlier_cache_id(cache) + "\n")  # as an earlier version recorded it
     training_args(cache, tmp_path / "run", *resume)  # accepted

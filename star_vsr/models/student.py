@@ -461,7 +461,7 @@ class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
             raise InputError(f"upsample_scales must be integers in [1, {MAX_SCALE:g}], got {upsample_scales}")
         self.upsample_scales = tuple(sorted(set(scales)))
         if isinstance(flow_window, bool) or not isinstance(flow_window, int) or flow_window < 1 or flow_window % 2 == 0:
-            raise InputError(f"flow_window must be an odd number >= 1, got {flow_window!r}")  # ints only, as the sizes
+            raise InputError(f"flow_window must be an odd number >= 1, got {flow_window!r}")  # ints only, as above
         self.check_scale(scale)
         # 1. cleaning front end
         self.clean = CleaningFrontEnd(clean_channels, num_clean_blocks, clean_feature_channels, residual_block)
