@@ -631,8 +631,9 @@ def _first_rows(folder: Path, variant: Optional[str]) -> Optional[dict[str, torc
     reading the rest; None for .bin weights (a pickle is read whole) and for a damaged file (dropped, not kept)."""
     from safetensors import SafetensorError, safe_open
 
-    files = [file for file in _variant_files(folder, variant) if file.suffix == ".safetensors"]
-    if not files or any(file.suffix == ".bin" for file in _variant_files(folder, variant)):
+    variant_files = _variant_files(folder, variant)
+    files = [file for file in variant_files if file.suffix == ".safetensors"]
+    if not files or any(file.suffix == ".bin" for file in variant_files):
         return None
     rows = {}
     try:

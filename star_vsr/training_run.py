@@ -1240,11 +1240,14 @@ class StepLosses:
         """The step's values by name (a collective call: every process must make it)."""
         import torch
 
-        logs = {}
-        for name, values in self._values.items():
-            summed = name in self.summed
-            local = torch.stack(values).sum() if summed else torch.stack(values).mean()
-            logs[name] = accelerator.reduce(local, "sum" if summed else "mean").item()
+        reduced: dict[str, float] = {}
+        for reduction in ("mean", "sum"):  # one collective call (and one device sync) per kind, not one per value
+            names = [name for name in self._values if (name in self.summed) == (reduction == "sum")]
+            if names:
+                local = torch.stack([torch.stack(self._values[name]).sum() if reduction == "sum" else
+                                     torch.stack(self._values[name]).mean() for name in names])  # (len(names),)
+                reduced.update(zip(names, accelerator.reduce(local, reduction).tolist()))
+        logs = {name: reduced[name] for name in self._values}  # in the order they were added
         self._values = {}
         return logs
 
