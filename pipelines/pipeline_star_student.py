@@ -28,7 +28,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, named, option
+from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, named, one_generator, option
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
 from star_vsr.model_folder import (GpuOffload, check_components, check_pipeline_folder, check_to_device,
                                    load_checked, local_load_kwargs, save_pipeline_folder)
@@ -280,8 +280,8 @@ class StarStudentPipeline(GpuOffload, DiffusionPipeline):
                 state is the caller's to keep (later steps make new tensors; a CUDA graph's state
                 buffers, which change in place, are copied).
             generator: not used: the student draws no random numbers, so its output is the same with any
-                generator or none. Accepted, as ``StarVSRPipeline`` takes it, so that code can call either
-                pipeline with the same arguments.
+                generator or none. Accepted (and checked) as ``StarVSRPipeline`` takes it, so that code can call
+                either pipeline with the same arguments.
             scene_cut_threshold: a frame whose luma thumbnail differs from the previous frame's by more than
                 this (mean absolute difference in [0, 1], ``star_vsr.scene_cuts``) starts a new scene: the state
                 is reset to zeros first, so the frames after a cut are those the new scene alone gives. None
@@ -292,6 +292,7 @@ class StarStudentPipeline(GpuOffload, DiffusionPipeline):
         self.check_inputs(upscale, output_type, chunk_size, start_frame, state, source.height, source.width,
                           scene_cut_threshold)
         chunk_size, start_frame = int(chunk_size), int(start_frame)  # NumPy's integers too
+        one_generator(generator)  # not used, but refused where StarVSRPipeline refuses it
         if start_frame > source.num_frames:
             raise InputError(f"start_frame {start_frame} is past the end of the video ({source.num_frames} frames)")
         for name, hook in (("frame_sink", frame_sink), ("state_sink", state_sink)):

@@ -26,16 +26,19 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKLTemporalDecoder, DiffusionPipeline, DPMSolverMultistepScheduler
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
-from star_vsr.errors import DeviceError, InputError, MissingWeightsError, explain_out_of_memory_of_call, named, option
+from star_vsr.errors import (DeviceError, InputError, MissingWeightsError, explain_out_of_memory_of_call, named,
+                             one_generator, option)
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
 from star_vsr.model_folder import (GpuOffload, check_components, check_pipeline_folder, check_to_device,
                                    check_weights_fit, load_checked, local_load_kwargs, save_pipeline_folder)
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.models.loading import without_misleading_load_logs
+from star_vsr.resume import tensor_digest
 from star_vsr.scheduling import DEFAULT_NOISE_LEVEL, NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import MAX_TOKENS, STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize, words_left_out
 from star_vsr.tiling import blend_weights, default_overlap
@@ -168,7 +171,10 @@ def checked_latents(latents: Any, expected: tuple[int, ...], what: str) -> torch
     if not isinstance(latents, torch.Tensor) or tuple(latents.shape) not in (expected, (1, *expected)):
         got = f"shape {tuple(latents.shape)}" if isinstance(latents, torch.Tensor) else type(latents).__name__
         raise InputError(f"{what} must be a tensor of shape ({', '.join(map(str, expected))}) or (1, "
-                         f"{', '.join(map(str, expected))}) for this video and upscale, got {got}")
+                         f"{', '.join(map(str, expected))}) for this video, upscale and tile_size (the latent "
+                         f"canvas: the output size in latent pixels, padded to sizes the UNet takes), got {got}")
+    if not latents.is_floating_point():  # (integers were cast without a word)
+        raise InputError(f"{what} must be a floating-point tensor, got {latents.dtype}")
     if not torch.isfinite(latents).all():
         raise InputError(f"{what} hold NaN or infinite values")
     return latents.reshape(expected).float().cpu()
@@ -304,6 +310,11 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         if callback_on_step_end is not None and not callable(callback_on_step_end):  # (after the first step)
             raise InputError(f"callback_on_step_end must be a callable fn(pipe, step, timestep, tensors) -> dict, "
                              f"got {callback_on_step_end!r}")
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):  # (they read and set
+            # pipeline attributes this pipeline has not, e.g. num_timesteps: an AttributeError after the first step)
+            raise InputError(f"diffusers' callback classes ({type(callback_on_step_end).__name__}) work with the "
+                             f"attributes of Stable Diffusion pipelines; pass a function fn(pipe, step, timestep, "
+                             f"tensors) -> dict as callback_on_step_end")
         if frame_sink is not None and output_type == "latent":
             raise InputError("frame_sink receives decoded frames; it cannot be used with output_type='latent'")
         if isinstance(callback_on_step_end_tensor_inputs, str):  # (its letters were each "not in ['latents']")
@@ -559,10 +570,15 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
             decode_chunk_size: frames decoded by the temporal VAE at once (STAR: 3).
             generator: ``torch.Generator`` for reproducible noise (hint sampling, start noise, SDE noise).
             latents: start latents (n, 4, h, w) or (1, n, 4, h, w) at the first timestep; default: the
-                hint latents noised to it.
+                hint latents noised to it. (h, w) is the latent canvas: the output size over the VAE's factor,
+                padded to sizes the UNet takes, per tile with ``tile_size`` (so it depends on ``tile_size``); a
+                call with ``output_type="latent"`` returns latents of that canvas.
             output_type: "pt", "np", "pil" or "latent".
             return_dict: return a ``StarVSRPipelineOutput`` rather than a tuple.
-            callback_on_step_end: ``fn(pipe, step, timestep, {"latents": ...}) -> dict`` after each step.
+            callback_on_step_end: ``fn(pipe, step, timestep, {"latents": ...}) -> dict`` after each step: the
+                whole clip's latents (n, 4, h, w), as returned in the dict or changed in place, go on to the next
+                step. diffusers' callback classes (``PipelineCallback``) are refused: they need attributes of
+                Stable Diffusion pipelines.
             callback_on_step_end_tensor_inputs: tensors passed to the callback.
             frame_sink: if given, called with each decoded chunk (k, 3, H, W) instead of collecting frames.
             state: where an earlier call over the same video with the same arguments stood, as
@@ -591,6 +607,7 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
                           chunk_overlap, tile_size, tile_overlap, color_fix, output_type, decode_chunk_size,
                           callback_on_step_end_tensor_inputs, timesteps, frame_sink, guidance_scale,
                           controlnet_conditioning_scale, callback_on_step_end)
+        generator = one_generator(generator)
         chunk_overlap, tile_overlap = resolve_overlaps(chunk_frames, chunk_overlap, tile_size, tile_overlap)
         device = self._execution_device
         self._check_device_dtype(device)
@@ -623,11 +640,6 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
                                        num_inference_steps, timestep_spacing)
         self.scheduler.set_timesteps(timesteps=list(timesteps))
         # one draw from ``generator``, or from the global RNG (so torch.manual_seed makes runs repeatable)
-        if isinstance(generator, (list, tuple)) and len(generator) == 1:
-            generator = generator[0]  # diffusers' one-generator-per-video list, for our one video
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise InputError(f"generator must be a torch.Generator (torch.Generator().manual_seed(0)) or a list of "
-                             f"one, got {generator!r}")
         resuming = self._check_state(state, start_frame, state_sink, callback_on_step_end, output_type)
         start_frame = int(start_frame)  # NumPy's integers too
         base_seed = int(state.metadata["base_seed"]) if resuming else \
@@ -645,7 +657,10 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
                       "guidance": [float(guidance_scale), float(guidance_rescale),
                                    float(controlnet_conditioning_scale)],
                       "prompt": prompt, "positive_prompt": positive_prompt, "negative_prompt": negative_prompt,
-                      "color_fix": color_fix, "decode_chunk_size": int(decode_chunk_size)}
+                      "color_fix": color_fix, "decode_chunk_size": int(decode_chunk_size),
+                      # frames not yet in the sampler start from them (a resume without them went on from the
+                      # hint); states saved before this was recorded lack it and are not compared on it
+                      "latents": None if start_latents is None else tensor_digest(start_latents)}
         if resuming:
             saved = state.metadata.get("run")
             if not isinstance(saved, dict):
@@ -720,11 +735,13 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
             state_sink(color_frames.position, snapshot)
 
         def on_step_end(i: int, t: torch.Tensor) -> None:
-            available = {"latents": sampler.gather_latents()}
+            available = {"latents": sampler.gather_latents()}  # a copy of the windows' latents, (n, 4, h, w)
             outputs = callback_on_step_end(self, i, t, {k: available[k] for k in callback_on_step_end_tensor_inputs})
             if outputs and "latents" in outputs:  # (extra frames were dropped, too few failed inside the ControlNet)
                 sampler.scatter_latents(checked_latents(outputs["latents"], expected,
                                                         "the latents callback_on_step_end returned"))
+            elif "latents" in callback_on_step_end_tensor_inputs:  # changed in place, as diffusers' pipelines take
+                sampler.scatter_latents(available["latents"])  # it (the copy's changes were lost)
 
         if resuming and sampler.finished:  # a state taken between two decoded chunks: go on decoding
             decode_pending(last=sampler.segments[sampler.finished - 1].stop == source.num_frames)

@@ -152,6 +152,19 @@ def check_whole_number(name: str, value: Any, low: int) -> None:
         raise InputError(f"{name} must be a whole number >= {low}, got {value!r}")
 
 
+def one_generator(generator: Any) -> Any:
+    """``generator`` as one ``torch.Generator`` or None: diffusers' one-per-video list of one is unpacked; anything
+    else is an ``InputError`` (both pipelines take the same values, so code can call either with them)."""
+    import torch
+
+    if isinstance(generator, (list, tuple)) and len(generator) == 1:
+        generator = generator[0]  # diffusers' one-generator-per-video list, for our one video
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise InputError(f"generator must be a torch.Generator (torch.Generator().manual_seed(0)) or a list of "
+                         f"one, got {generator!r}")
+    return generator
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` is running out of memory: ``torch.OutOfMemoryError`` (CUDA, XPU), the CPU
     allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends, and

@@ -402,6 +402,12 @@ def weights_fingerprint(modules: list[torch.nn.Module], samples: Optional[int] =
     return weights.hexdigest()[:16]
 
 
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """A hash of a tensor's dtype, shape and values (in float64: bfloat16 has no NumPy type)."""
+    values = tensor.detach().to("cpu", torch.float64).contiguous().numpy().tobytes()
+    return hashlib.sha256(f"{tensor.dtype}{tuple(tensor.shape)}".encode() + values).hexdigest()[:16]
+
+
 #: The dtypes a float32 teacher's weights are also fingerprinted in (``cast_weights_fingerprints``).
 CAST_DTYPES = (torch.float16, torch.bfloat16)
 

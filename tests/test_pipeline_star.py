@@ -51,8 +51,9 @@ def test_deterministic_with_generator(pipe):
     assert not torch.equal(a, run(pipe, clip, seed=2))
     # diffusers' list form, one generator per video
     assert torch.equal(a, pipe(clip, generator=[torch.Generator().manual_seed(1)], num_inference_steps=STEPS).frames)
-    with pytest.raises(InputError, match="generator must be a torch.Generator"):
-        pipe(clip, generator=0, num_inference_steps=STEPS)
+    for generator in (0, [torch.Generator(), torch.Generator()]):
+        with pytest.raises(InputError, match="generator must be a torch.Generator"):
+            pipe(clip, generator=generator, num_inference_steps=STEPS)
 
 
 def test_without_a_generator_the_global_seed_decides_and_is_not_reseeded(pipe):
@@ -303,6 +304,34 @@ def test_callback_on_step_end_sees_and_can_replace_latents(pipe):
     assert [s[0] for s in steps] == [0, 1, 2] and steps[0][2] == (2, 4, 16, 24)
 
 
+def test_callback_on_step_end_may_change_the_latents_in_place(pipe):
+    """diffusers' pipelines hand the callback their live latents; an in-place change was lost here (the callback
+    sees a copy gathered from the windows)."""
+    clip = video(n=2)
+
+    def zero_in_place(p, i, t, kwargs):
+        kwargs["latents"].zero_()
+
+    zeroed = run(pipe, clip, output_type="latent", callback_on_step_end=zero_in_place)
+    assert torch.equal(zeroed, torch.zeros_like(zeroed))
+    # the callback seeing no latents, or changing nothing, leaves the result as it is
+    plain = run(pipe, clip)
+    assert torch.equal(run(pipe, clip, callback_on_step_end=lambda p, i, t, kw: None), plain)
+    assert torch.equal(run(pipe, clip, callback_on_step_end=lambda p, i, t, kw: kw.clear(),
+                           callback_on_step_end_tensor_inputs=[]), plain)
+
+
+def test_diffusers_callback_classes_are_refused_before_any_step(pipe):
+    """SDCFGCutoffCallback read pipe.num_timesteps: an AttributeError after the first step."""
+    from diffusers.callbacks import MultiPipelineCallbacks, SDCFGCutoffCallback
+
+    cutoff = SDCFGCutoffCallback(cutoff_step_ratio=0.5)
+    for callback in (cutoff, MultiPipelineCallbacks([cutoff])):
+        with pytest.raises(InputError, match=r"^diffusers' callback classes \((SDCFGCutoffCallback|"
+                                             r"MultiPipelineCallbacks)\) .* pass a function"):
+            run(pipe, video(n=1), callback_on_step_end=callback)
+
+
 def test_path_input(pipe, tmp_path):
     from star_vsr.io.synthetic import write_test_video
 
@@ -366,12 +395,14 @@ def test_start_latents_must_have_the_documented_shape(pipe):
     for bad in (start.reshape(n, c, w, h), start.permute(1, 0, 2, 3), start.numpy()):
         got = f"shape {tuple(bad.shape)}" if isinstance(bad, torch.Tensor) else "ndarray"
         message = (rf"^latents must be a tensor of shape \({n}, {c}, {h}, {w}\) or \(1, {n}, {c}, {h}, {w}\) for this "
-                   rf"video and upscale, got {re.escape(got)}$")
+                   rf"video, upscale and tile_size \(the latent canvas: .*\), got {re.escape(got)}$")
         with pytest.raises(InputError, match=message):
             run(pipe, clip, upscale=2, latents=bad)
     # NaN latents gave NaN (or, as PIL images, black) frames without an error; the shape of those a callback
     # returns was not checked (extra frames dropped, a (1, n, ...) tensor or too few frames failed in the
     # ControlNet, a NumPy array was an AttributeError) nor that it is callable (found after a whole step)
+    with pytest.raises(InputError, match=r"^latents must be a floating-point tensor, got torch.int64$"):
+        run(pipe, clip, upscale=2, latents=start.round().long())  # (cast to float without a word)
     with pytest.raises(InputError, match=r"^latents hold NaN or infinite values$"):
         run(pipe, clip, upscale=2, latents=torch.full(shape, float("nan")), color_fix=None)
     replaced = run(pipe, clip, upscale=2, latents=start, callback_on_step_end=lambda p, i, t, kw: {"latents": start})
@@ -380,7 +411,7 @@ def test_start_latents_must_have_the_documented_shape(pipe):
     for bad, got in ((torch.cat([start, start[:1]]), f"shape {(n + 1, c, h, w)}"), (start[:1], f"shape {(1, c, h, w)}"),
                      (start.numpy(), "ndarray")):
         with pytest.raises(InputError, match=r"^the latents callback_on_step_end returned must be a tensor of shape "
-                                             rf".* for this video and upscale, got {re.escape(got)}$"):
+                                             rf".* for this video, upscale and tile_size .*, got {re.escape(got)}$"):
             run(pipe, clip, upscale=2, callback_on_step_end=lambda p, i, t, kw: {"latents": bad})
     with pytest.raises(InputError, match=r"^the latents callback_on_step_end returned hold NaN or infinite values$"):
         run(pipe, clip, upscale=2, callback_on_step_end=lambda p, i, t, kw: {"latents": kw["latents"] * float("inf")})
@@ -1048,6 +1079,21 @@ def test_a_call_resumed_from_any_state_sink_state_gives_the_rest_of_the_uninterr
     assert torch.equal(run(pipe, clip, state=older, start_frame=done, **settings), whole[:, done:])
     with pytest.raises(InputError, match="other temporal windows"):
         run(pipe, clip, state=state, start_frame=done, **{**settings, "num_inference_steps": 3})
+    # start latents: frames not yet in the sampler start from them, so a resume must have the same ones
+    start = torch.randn(run(pipe, clip, output_type="latent", **settings).shape[1:],
+                        generator=torch.Generator().manual_seed(3))
+    given = []
+    whole_given = run(pipe, clip, latents=start, frame_sink=lambda frames: None,
+                      state_sink=lambda done, state: given.append((done, state)), **settings)
+    assert whole_given is None
+    done_given, state_given = given[1]
+    rest = run(pipe, clip, latents=start, state=state_given, start_frame=done_given, **settings)
+    assert torch.equal(rest, run(pipe, clip, latents=start, **settings)[:, done_given:])
+    for latents in (None, start + 1):  # went on from the hint (or other latents) without a word
+        with pytest.raises(InputError, match=r"does not fit this call \(latents differ: latents '[0-9a-f]{16}' -> "):
+            run(pipe, clip, latents=latents, state=state_given, start_frame=done_given, **settings)
+    with pytest.raises(InputError, match=r"does not fit this call \(latents differ: latents None -> '"):
+        run(pipe, clip, latents=start, state=state, start_frame=done, **settings)
     # other tiles or guidance: the rest computed otherwise, without a word (black-box API test)
     for changed in ({"tile_size": None, "tile_overlap": None}, {"tile_overlap": 4}, {"guidance_scale": 3.0}):
         with pytest.raises(InputError, match=r"does not fit this call \((tiles|guidance) differ: \1 \["):

@@ -591,6 +591,9 @@ def test_pipeline_accepts_and_ignores_a_generator_as_the_diffusion_pipeline_take
     plain = pipe(lr, upscale=2).frames
     for generator in (torch.Generator().manual_seed(0), [torch.Generator().manual_seed(1)], None):
         torch.testing.assert_close(pipe(lr, upscale=2, generator=generator).frames, plain, rtol=0, atol=0)
+    for generator in (0, [torch.Generator(), torch.Generator()]):  # passed here, then refused by StarVSRPipeline
+        with pytest.raises(InputError, match=r"^generator must be a torch.Generator"):
+            pipe(lr, upscale=2, generator=generator)
 
 
 def test_pipeline_input_errors(pipe):

@@ -133,15 +133,14 @@ def _callable_fingerprint(fn: Any, depth: int = 0) -> str:
     name (a ``repr`` with a memory address changes every run). Not the globals it reads: a teacher that loads its
     model from a global is told apart by ``name=``. ``depth``: of nesting (a function that closes over itself
     stops there)."""
-    from ..resume import weights_fingerprint
+    from ..resume import tensor_digest, weights_fingerprint
 
     if depth > 4:
         return type(fn).__qualname__
     if isinstance(fn, torch.nn.Module):
         return f"{type(fn).__qualname__}:{weights_fingerprint([fn])}"
     if isinstance(fn, torch.Tensor):
-        values = fn.detach().to("cpu", torch.float64).contiguous().numpy().tobytes()  # (bfloat16 has no numpy)
-        return hashlib.sha256(f"{fn.dtype}{tuple(fn.shape)}".encode() + values).hexdigest()[:16]
+        return tensor_digest(fn)
     if isinstance(fn, (set, frozenset)):
         return "{" + ",".join(sorted(_callable_fingerprint(v, depth + 1) for v in fn)) + "}"
     if isinstance(fn, (tuple, list)):
