@@ -202,8 +202,10 @@ def _raised_in_torch_load(error: BaseException) -> bool:
 
 
 def first_line(error: BaseException) -> str:
-    """The first line of ``error``'s message (its type's name when it has none), for a one-line error."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    """The first line of ``error``'s message (its type's name when it has none), for a one-line error; a line
+    ending in a colon with the one after it ("Error(s) in loading state_dict for LPIPS:" said nothing of why)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
+    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 def _is_onednn_refusal(message: str) -> bool:

@@ -328,6 +328,12 @@ def test_evaluate_adds_learned_metrics_and_names_missing_weights(tmp_path, capsy
     assert main(args + ["--metrics", "lpips,dists", "--weights-dir", str(tmp_path / "weights")]) == 2
     err = capsys.readouterr().err  # both metrics' files in one go, not one metric per run
     assert "LPIPS_v0.1_alex-df73285e.pth" in err and "DISTS_weights-f5e65c96.pth" in err
+    # a file two metrics share is named once, with both; the closing advice said once (was: once per metric)
+    assert main(args + ["--metrics", "lpips-vgg,dists", "--weights-dir", str(tmp_path / "weights")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("star-vsr evaluate: error: The lpips-vgg, dists metrics need weight files that are not in ")
+    assert err.count("vgg16-397923af.pth (") == 1 and "for lpips-vgg, dists): download https://" in err
+    assert err.count("never downloads") == 1
     assert main(args + ["--metrics", "dover"]) == 2
     assert "DOVER is not part of pyiqa" in capsys.readouterr().err
 
@@ -341,8 +347,13 @@ def test_evaluate_adds_learned_metrics_and_names_missing_weights(tmp_path, capsy
             pass
 
     devices = []
+    monkeypatch.setitem(learned.LEARNED_METRICS, "mae", learned.LearnedMetricSpec("mae", "mae", True, True, (),
+                                                                                 None, ""))  # (no files)
     monkeypatch.setattr(learned, "load_learned_metric",
                         lambda name, weights_dir=None, device=None: devices.append(device) or MeanAbsoluteError())
+    # every name is checked before any network loads (real ones take seconds each)
+    assert main(args + ["--metrics", "mae,foo"]) == 2 and not devices
+    assert "Unknown learned metric 'foo'" in capsys.readouterr().err
     assert main(args + ["--metrics", "mae"]) == 0
     assert devices == [torch.device("cuda" if torch.cuda.is_available() else "cpu")]  # --device auto (was: CPU)
     assert "MAE" in capsys.readouterr().out

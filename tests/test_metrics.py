@@ -479,6 +479,16 @@ def test_default_weights_dir_is_the_torch_hub_dir():
     assert learned_module.default_weights_dir() == Path(torch.hub.get_dir())
 
 
+def test_missing_files_in_the_default_folder_say_it_is_the_default(tmp_path, monkeypatch):
+    """The message said "<hub folder> does not exist: a typo, or make that folder" of a folder never typed."""
+    monkeypatch.setattr(learned_module, "default_weights_dir", lambda: tmp_path / "hub")
+    with pytest.raises(MissingWeightsError, match=r"^The musiq metric needs weight files that are not in .*hub \(.*hub, "
+                                                  r"the default: torch's hub folder, does not exist; or pass"):
+        resolve_weight_files("musiq")
+    with pytest.raises(MissingWeightsError, match=r"\(.*typed does not exist: a typo, or make that folder\)"):
+        resolve_weight_files("musiq", tmp_path / "typed")
+
+
 def test_weight_urls_match_torchvision():
     from torchvision.models import AlexNet_Weights, VGG16_Weights
 
@@ -547,6 +557,45 @@ def test_a_weight_file_without_the_metric_s_tensors_is_refused(lpips_weights, tm
         load_learned_metric("lpips", weights_dir=root)
 
 
+@pytest.mark.parametrize("content", [torch.zeros(3), [1, 2]])
+def test_a_weight_file_holding_no_state_dict_is_one_clear_error(lpips_weights, no_network, tmp_path, content):
+    """A backbone file that loads but holds a tensor or a list was a traceback ("Expected state_dict to be
+    dict-like"; MUSIQ's "'Tensor' object has no attribute 'items'") with exit status 1 (black-box hunt)."""
+    import shutil
+
+    root = tmp_path / "weights"
+    shutil.copytree(lpips_weights["root"], root)
+    torch.save(content, _weight_path(root, "lpips", "alexnet-owt-7be5be79.pth"))
+    with pytest.raises(InputError, match=r"cannot load the lpips weights \(.+\): one of its files is damaged [\s\S]*"
+                                         r"alexnet-owt-7be5be79\.pth \(from https://"):
+        load_learned_metric("lpips", weights_dir=root)
+
+
+def test_a_state_dict_that_does_not_fit_says_why(lpips_weights, no_network, tmp_path):
+    """The reason was "Error(s) in loading state_dict for AlexNet:", the line saying which tensor left out."""
+    import shutil
+
+    root = tmp_path / "weights"
+    shutil.copytree(lpips_weights["root"], root)
+    backbone = dict(lpips_weights["backbone"])
+    backbone["features.0.weight"] = backbone["features.0.weight"][:1]
+    torch.save(backbone, _weight_path(root, "lpips", "alexnet-owt-7be5be79.pth"))
+    with pytest.raises(InputError, match=r"^cannot load the lpips weights \(Error\(s\) in loading state_dict for \w+: "
+                                         r"size mismatch for .*features\.0\.weight"):
+        load_learned_metric("lpips", weights_dir=root)
+
+
+def test_a_device_the_metric_cannot_use_is_one_clear_error(lpips_weights):
+    """torch's own RuntimeErrors ("Expected one of cpu, cuda, ..." / "Found no NVIDIA driver") came raw."""
+    from star_vsr.errors import DeviceError
+
+    with pytest.raises(InputError, match=r"^unknown device 'foo': use auto, cpu, cuda or cuda:N$"):
+        load_learned_metric("lpips", weights_dir=lpips_weights["root"], device="foo")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match=r"needs a CUDA GPU, and none is available"):
+            load_learned_metric("lpips", weights_dir=lpips_weights["root"], device="cuda")
+
+
 def test_out_of_memory_while_a_metric_loads_is_not_called_a_damaged_file(lpips_weights, no_network, monkeypatch):
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
@@ -579,6 +628,9 @@ def test_lpips_loads_local_weights_offline(lpips_weights, no_network):
     # AlexNet's pooling needs 31 pixels a side: a traceback ("Output size is too small") mid-run
     with pytest.raises(InputError, match="lpips cannot score frames of 30x30: they are too small for its network"):
         metric.score_frame(gt[:30, :30], gt[:30, :30])
+    # under 11 px AlexNet's first convolution refuses them (a raw RuntimeError: "Kernel size can't be greater")
+    with pytest.raises(InputError, match="lpips cannot score frames of 5x5: they are too small for its network"):
+        metric.check_frame_size(5, 5)
 
 
 def test_a_clip_too_small_for_a_learned_metric_is_refused_before_any_clip_is_scored(lpips_weights, tmp_path,

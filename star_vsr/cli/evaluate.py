@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 
-from ..errors import (CorruptVideoError, InputError, MissingWeightsError, UnsupportedVideoError,
+from ..errors import (CorruptVideoError, InputError, UnsupportedVideoError,
                       VideoNotFoundError, why_missing)
 from .arguments import device_argument, max_frames_argument, path_argument
 from .columns import pad, text_width
@@ -175,17 +175,11 @@ def _check_options(args: argparse.Namespace) -> Optional[torch.device]:
 
 def _load_learned(args: argparse.Namespace, device: Optional[torch.device]) -> list[LearnedMetric]:
     """The ``--metrics`` networks; every metric's missing weight files named in one error."""
-    learned, missing = [], []
-    for metric_name in dict.fromkeys(n.strip().lower() for n in args.metrics.split(",") if n.strip()):
-        from ..metrics.learned import load_learned_metric  # pyiqa and torch only when asked for
+    from ..metrics.learned import check_weight_files, load_learned_metric  # pyiqa and torch only when asked for
 
-        try:
-            learned.append(load_learned_metric(metric_name, args.weights_dir, device=device))
-        except MissingWeightsError as error:  # checked before the network loads; every metric's files named at once
-            missing.append(str(error))
-    if missing:
-        raise MissingWeightsError("\n".join(missing))
-    return learned
+    names = list(dict.fromkeys(n.strip().lower() for n in args.metrics.split(",") if n.strip()))
+    check_weight_files(names, args.weights_dir)  # every name and file, before any network loads
+    return [load_learned_metric(name, args.weights_dir, device=device) for name in names]
 
 
 def _check_pairs(args: argparse.Namespace, clips: Sequence[tuple[str, Path, Path]],
@@ -249,15 +243,17 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     if single:  # E*warp compares consecutive frames
         over = f"; the mean E*warp is over the other {warped} clip{'s' * (warped != 1)}" if warped else ""
         print(f"note: E*warp needs 2 or more frames; not computed for {', '.join(single)} (1 frame){over}")
+    # a folder's, of one clip too: "mean of 1/2" too, the row a script reads for the folder
+    mean_row = len(results) > 1 or bool(skipped) or _is_clip_folder(Path(args.gt))
     identical = [name for name, r in results.items() if math.isinf(r.get("psnr_y", 0.0))]
     if identical:
+        mean_too = ", and the mean PSNR-Y is inf too" if mean_row else ""
         print(f"note: {', '.join(identical)}: frames identical to the ground truth give PSNR-Y inf (null in the "
-              f"JSON), and the mean PSNR-Y is inf too")
+              f"JSON){mean_too}")
     keys = list(dict.fromkeys(k for r in results.values() for k in r if k != "frames"))
     mean = {k: sum(r[k] for r in results.values() if k in r) / sum(k in r for r in results.values()) for k in keys}
     table = dict(results)
-    # a folder's, of one clip too: "mean of 1/2" too, the row a script reads for the folder
-    if len(results) > 1 or skipped or _is_clip_folder(Path(args.gt)):
+    if mean_row:
         label = f"mean of {len(results)}/{len(clips)}" if skipped else "mean"  # not comparable with all clips'
         while label in table:  # a clip named mean (or "(mean)", which took the mean's place) keeps its row
             label = f"({label})"

@@ -30,7 +30,8 @@ import contextlib
 import io
 import logging
 import pickle
-from collections.abc import Iterator, Mapping
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -221,27 +222,48 @@ def resolve_weight_files(name: str, weights_dir: str | Path | None = None) -> di
         MissingWeightsError: one or more files are absent; the message lists, for each, the
             path it must have and the URL to download it from.
     """
-    spec = get_spec(name)
+    check_weight_files([name], weights_dir)
+    root = _weights_root(weights_dir)
+    return {weight.filename: weight.path(root).resolve() for weight in get_spec(name).files}
+
+
+def check_weight_files(names: Sequence[str], weights_dir: str | Path | None = None) -> None:
+    """``InputError`` for an unknown name among ``names`` (before anything loads), ``MissingWeightsError`` naming
+    each file the metrics ``names`` need that ``weights_dir`` (default :func:`default_weights_dir`) lacks, once
+    (LPIPS-VGG and DISTS share a backbone), with the URL to download it from and the path to save it as."""
+    specs = [get_spec(name) for name in names]
+    root = _weights_root(weights_dir)
+    missing: dict[WeightFile, list[str]] = {}  # file -> the metrics that need it
+    for spec in specs:
+        for weight in spec.files:
+            if not weight.path(root).resolve().is_file():
+                missing.setdefault(weight, []).append(spec.name)
+    if not missing:
+        return
+    if root.is_dir():
+        where = ""
+    elif weights_dir is None:
+        where = f" ({root}, the default: torch's hub folder, {why_missing(root)}; or pass the folder that holds them)"
+    else:
+        where = f" ({root} {why_missing(root)}: a typo, or make that folder)"
+    needed = sorted({name for users in missing.values() for name in users}, key=[s.name for s in specs].index)
+    lines = [f"  - {weight.filename} ({weight.description}; for {', '.join(users)}): download {weight.url} and save "
+             f"it as {weight.path(root).resolve()}" for weight, users in missing.items()]
+    raise MissingWeightsError(
+        f"The {', '.join(needed)} metric{'s' * (len(needed) > 1)} need{'s' * (len(needed) == 1)} weight files that "
+        f"are not in {root}{where}:\n" + "\n".join(lines)
+        + "\nstar-vsr never downloads weights itself. Put the files there, or pass the "
+        f"weights directory that holds them ({option('weights_dir=DIR', '--weights-dir DIR')})."
+    )
+
+
+def _weights_root(weights_dir: str | Path | None) -> Path:
+    """The weights directory ``weights_dir`` names (default :func:`default_weights_dir`); ``InputError`` for a file."""
     root = Path(weights_dir).expanduser() if weights_dir is not None else default_weights_dir()
     if root.exists() and not root.is_dir():  # (it said "save it as gt.mp4/pyiqa/...")
         raise InputError(f"{option('weights_dir', '--weights-dir')} {root} is a file; it takes the folder that "
                          f"holds the learned metrics' weight files")
-    resolved = {weight.filename: weight.path(root).resolve() for weight in spec.files}
-    missing = [weight for weight in spec.files if not resolved[weight.filename].is_file()]
-    if missing:
-        lines = [
-            f"  - {weight.filename} ({weight.description}): download {weight.url} "
-            f"and save it as {resolved[weight.filename]}"
-            for weight in missing
-        ]
-        raise MissingWeightsError(
-            f"The {spec.name} metric needs weight files that are not in {root}"
-            + ("" if root.is_dir() else f" ({root} {why_missing(root)}: a typo, or make that folder)") + ":\n"
-            + "\n".join(lines)
-            + "\nstar-vsr never downloads weights itself. Put the files there, or pass the "
-            f"weights directory that holds them ({option('weights_dir=DIR', '--weights-dir DIR')})."
-        )
-    return resolved
+    return root
 
 
 def _refuse_download(url: str, destination: Any, *args: Any, **kwargs: Any) -> None:
@@ -359,8 +381,8 @@ class LearnedMetric:
                 else:
                     score = self.network(self._to_tensor(pred))
         except RuntimeError as error:  # a pooling layer's "Output size is too small": LPIPS's AlexNet under 31 px
-            if "output size is too small" not in str(error).lower():
-                raise
+            if not any(m in str(error).lower() for m in ("output size is too small", "kernel size can't be greater")):
+                raise  # (the second: DISTS's and LPIPS's first convolutions on frames under 7-11 px)
             raise InputError(f"{self.name} cannot score frames of {pred.shape[1]}x{pred.shape[0]}: they are too "
                              f"small for its network; score larger frames, or leave {self.name} out") from None
         return float(score.reshape(-1)[0].item())
@@ -419,6 +441,18 @@ def _check_required_keys(spec: LearnedMetricSpec, path: Path) -> None:
         )
 
 
+#: Functions of pyiqa, torch and openai-clip that put a weight file's contents into a network: an AttributeError,
+#: TypeError or KeyError raised inside them is the file's (a pickled tensor or list where a state dict belongs).
+_WEIGHT_READERS = frozenset({"load_pretrained_network", "clean_state_dict", "load_state_dict", "build_model"})
+
+
+def _raised_reading_weights(error: BaseException) -> bool:
+    """Whether ``error`` says a weight file holds something else than the network's weights (a traceback through
+    one of `_WEIGHT_READERS`): "'Tensor' object has no attribute 'items'" for a file holding one tensor."""
+    return (isinstance(error, (AttributeError, TypeError, KeyError))
+            and any(frame.name in _WEIGHT_READERS for frame in traceback.extract_tb(error.__traceback__)))
+
+
 def load_learned_metric(
     name: str, weights_dir: str | Path | None = None, device: str | torch.device = "cpu"
 ) -> LearnedMetric:
@@ -430,7 +464,7 @@ def load_learned_metric(
             provide DOVER.
         weights_dir: the weights directory (layout in the module docstring); default
             :func:`default_weights_dir`, where pyiqa itself caches the files.
-        device: torch device to run on.
+        device: torch device to run on ("cpu", "cuda", "cuda:N", "auto" or a ``torch.device``).
 
     Returns:
         The ready :class:`LearnedMetric`.
@@ -439,15 +473,16 @@ def load_learned_metric(
         InputError: unknown or unavailable metric, or pyiqa (or a package it needs for this
             metric, such as ``openai-clip`` for CLIP-IQA) cannot be imported.
         MissingWeightsError: a weight file is missing (checked before pyiqa is even imported).
+        DeviceError: ``device`` is CUDA and there is no GPU (an unknown device is an ``InputError``).
     """
-    import torch
+    from star_vsr.upscale import resolve_device
 
     spec = get_spec(name)
-    root = Path(weights_dir).expanduser() if weights_dir is not None else default_weights_dir()
-    paths = resolve_weight_files(spec.name, root)
+    paths = resolve_weight_files(spec.name, weights_dir)
+    root = _weights_root(weights_dir)
     _check_required_keys(spec, paths[spec.local_path_file.filename])
     pyiqa = _import_pyiqa()
-    torch_device = torch.device(device)
+    torch_device = resolve_device(device)  # (torch's errors for "foo" or CUDA without a GPU were raw)
     local_path = str(paths[spec.local_path_file.filename])
     pyiqa_output = io.StringIO()  # pyiqa prints "Loading pretrained model ..." lines
     try:
@@ -463,9 +498,9 @@ def load_learned_metric(
         raise InputError(
             f"pyiqa could not import {missing}, which the {spec.name} metric needs ({error}).{clip}"
         ) from error
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as error:
-        if not is_damaged_weights_error(error):  # out of memory, a bad device, ...: not the files' fault
-            raise
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, AttributeError, TypeError, KeyError) as error:
+        if not (is_damaged_weights_error(error) or _raised_reading_weights(error)):  # out of memory, a bad
+            raise  # device, ...: not the files' fault
         files = "\n".join(f"  - {paths[weight.filename]} (from {weight.url})" for weight in spec.files)
         raise InputError(
             f"cannot load the {spec.name} weights ({first_line(error)}): one of its files is damaged or is another "
