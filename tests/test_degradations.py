@@ -545,6 +545,23 @@ def test_degrade_frames_rejects_float_frames() -> None:
         degrade_frames(np.zeros((2, 16, 16, 3), dtype=np.float32), 4, "light", 0)
 
 
+@pytest.mark.parametrize("spec, message", [
+    (dict(kind="iso", size=7, sigma_x=float("nan"), sigma_y=float("nan"), theta=0.0), r"sigma_x of a iso kernel must "
+                                                                                     r"be a finite number, got nan"),
+    (dict(kind="aniso", size=7, sigma_x=1.0, sigma_y=1.0, theta=float("nan")), "theta of a aniso kernel"),
+    (dict(kind="plateau_iso", size=7, sigma_x=1.0, sigma_y=1.0, theta=0.0), "beta of a plateau_iso kernel .* None"),
+    (dict(kind="iso", size=7), "sigma_x of a iso kernel must be a finite number, got None"),  # (a TypeError)
+    (dict(kind="sinc", size=7, cutoff="1"), "cutoff of a sinc kernel"),
+    (dict(kind="iso", size=7.5, sigma_x=1.0, sigma_y=1.0, theta=0.0), "size must be a whole number"),
+    (dict(kind="gauss", size=7), "Unknown kernel kind 'gauss'"),
+])
+def test_a_kernel_spec_that_makes_no_kernel_is_refused_naming_the_field(spec: dict, message: str) -> None:
+    """A NaN sigma, theta or beta (hand-edited --print-params values) degraded a clip to flat near-black frames
+    without an error (black-box hunt)."""
+    with pytest.raises(InputError, match=r"^(KernelSpec\.)?" + message):
+        KernelSpec(**spec)
+
+
 @pytest.mark.parametrize(
     "change, field_name",
     [
@@ -587,6 +604,8 @@ def test_ranges_from_yaml_lists_and_numpy_numbers_are_accepted() -> None:
             OrderConfig(**change)
     with pytest.raises(InputError, match="weights must be numbers"):  # was "must be >= 0 with a positive sum"
         OrderConfig(kernel_probs={"iso": "1"})
+    with pytest.raises(InputError, match=r"kernel_probs has unknown keys \['1', 'isoo'\]"):  # YAML's `1:` is an int:
+        OrderConfig(kernel_probs={1: 1, "isoo": 1})  # a TypeError sorting it with the strings
     with pytest.raises(InputError, match=r"second_order must be a OrderConfig, got NoneType \(to leave the second "
                                          r"order out: second_order_prob=0\)"):
         DegradationConfig(second_order=None)

@@ -1421,6 +1421,12 @@ def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp
             training_args(train_cache, tmp_path / "z", *flags)
         err = capsys.readouterr().err
         assert refused.value.code == 2 and message in err and str(train_cache) not in err, err
+    # an unknown --motion_degradation was found after the Accelerator's setup, naming no flag (black-box hunt)
+    with pytest.raises(SystemExit) as refused:
+        training_args(None, tmp_path / "m", "--motion_degradation", "Medium")
+    assert refused.value.code == 2
+    assert ("--motion_degradation Medium: unknown degradation 'Medium': use one of light, medium, heavy or 'none' "
+            "(in Python, also a DegradationConfig)") in capsys.readouterr().err
     # the cache's scale, before a --validation_size that is no multiple of --scale 3 (fixing that led to this)
     for scale in ("2", "3"):
         with pytest.raises(SystemExit):

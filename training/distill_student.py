@@ -58,6 +58,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from star_vsr.data.base import report_skips
+from star_vsr.data.pairs import resolve_degradation
 from star_vsr.distill.cache import MANIFEST_NAME, CacheManifest, TeacherCache
 from star_vsr.losses.distillation import DistillationCriterion, DistillationLossConfig
 from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_reference, score_clip, training_photos
@@ -264,7 +265,12 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
             raise InputError(f"unsupported scale {args.scale}: --scale must be one of "
                              f"{', '.join(map(str, SUPPORTED_SCALES))} (the scales the degradation chain makes "
                              f"clips at)")
-        if args.train_cache is not None:
+        if args.train_cache is None:  # (found after the Accelerator's setup, naming no flag)
+            try:
+                resolve_degradation(args.motion_degradation, args.scale)
+            except InputError as error:
+                raise InputError(f"--motion_degradation {args.motion_degradation}: {error}") from None
+        else:
             note_ignored_settings(args, build_parser(), [f"motion_{name}" for name in (
                 "num_frames", "crop_size", "patch_size", "degradation", "flip_and_rotate", "length")],
                 "with --train_cache (they make motion clips on the fly, without a cache)")

@@ -43,8 +43,8 @@ def resolve_degradation(degradation: DegradationSpec, scale: int) -> RealWorldDe
         return degradation
     if isinstance(degradation, str):
         if degradation not in PRESETS:
-            raise InputError(f"unknown degradation {degradation!r}: use one of {', '.join(PRESETS)}, "
-                             f"{NO_DEGRADATION!r} or a DegradationConfig")
+            raise InputError(f"unknown degradation {degradation!r}: use one of {', '.join(PRESETS)} or "
+                             f"{NO_DEGRADATION!r} (in Python, also a DegradationConfig)")
         return RealWorldDegradation(DegradationConfig.preset(degradation), scale)
     if isinstance(degradation, DegradationConfig):
         return RealWorldDegradation(degradation, scale)

@@ -128,7 +128,7 @@ class OrderConfig:
         gaussian_noise_prob: Probability (0..1) that the noise is Gaussian rather than Poisson.
         gaussian_sigma_range: (min, max) Gaussian noise standard deviation, in 8-bit levels
             (0..255 scale; 10 means 10/255 on [0, 1] frames).
-        poisson_scale_range: (min, max) multiplier (> 0) of Poisson (shot) noise whose photon
+        poisson_scale_range: (min, max) multiplier (>= 0; 0: none) of Poisson (shot) noise whose photon
             count is the intensity times `noise.POISSON_COUNTS_AT_WHITE`.
         gray_noise_prob: Probability (0..1) that the noise is the same in all three channels
             (luminance noise) instead of independent per channel (colour noise).
@@ -474,7 +474,7 @@ def _check_weights(config: object, name: str, valid: tuple[str, ...]) -> None:
     value = getattr(config, name)
     keyed = name != "resize_probs"
     if keyed and isinstance(value, dict):
-        unknown = sorted(set(value) - set(valid))
+        unknown = sorted(map(str, set(value) - set(valid)))  # (YAML's 1: as an int: a TypeError sorting it)
         if unknown:
             raise InputError(
                 f"{_field_name(config, name)} has unknown keys {unknown}; valid keys are "

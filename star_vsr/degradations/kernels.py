@@ -18,12 +18,13 @@ Isotropic kinds use ``sigma_y = sigma_x`` and ``theta = 0``. Every kernel here i
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 
 from star_vsr.degradations.config import KERNEL_TYPES
-from star_vsr.errors import InputError
+from star_vsr.errors import InputError, check_whole_number
 
 SINC_KIND = "sinc"
 """`KernelSpec.kind` of a 2-D sinc kernel (the blur families are `config.KERNEL_TYPES`)."""
@@ -53,6 +54,20 @@ class KernelSpec:
     beta: float | None = None
     cutoff: float | None = None
 
+    def __post_init__(self) -> None:
+        """``InputError`` for a spec ``build`` cannot make a kernel of, naming the field: a NaN sigma, theta or beta
+        (hand-edited ``--print-params`` values) gave a flat, near-black clip without an error, a missing sigma a
+        TypeError."""
+        if self.kind not in (SINC_KIND, *KERNEL_TYPES):
+            raise InputError(f"Unknown kernel kind {self.kind!r}; use {SINC_KIND} or one of {', '.join(KERNEL_TYPES)}.")
+        check_whole_number("KernelSpec.size", self.size, 1)
+        fields = ("cutoff",) if self.kind == SINC_KIND else (
+            ("sigma_x", "sigma_y", "theta") + (("beta",) if self.kind.startswith(("generalized", "plateau")) else ()))
+        for name in fields:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise InputError(f"KernelSpec.{name} of a {self.kind} kernel must be a finite number, got {value!r}")
+
     def build(self) -> torch.Tensor:
         """Return the kernel, float32 of shape (size, size), summing to 1."""
         if self.kind == SINC_KIND:
@@ -63,12 +78,7 @@ class KernelSpec:
             return generalized_gaussian_kernel(
                 self.size, self.sigma_x, self.sigma_y, self.theta, self.beta
             )
-        if self.kind in ("plateau_iso", "plateau_aniso"):
-            return plateau_kernel(self.size, self.sigma_x, self.sigma_y, self.theta, self.beta)
-        raise InputError(
-            f"Unknown kernel kind {self.kind!r}; use {SINC_KIND} or one of "
-            f"{', '.join(KERNEL_TYPES)}."
-        )
+        return plateau_kernel(self.size, self.sigma_x, self.sigma_y, self.theta, self.beta)  # (kinds checked)
 
 
 def _offsets(size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -288,8 +288,9 @@ def sample_codec(generator: torch.Generator, config: CodecConfig) -> CodecParams
 def sample_params(config: DegradationConfig, generator: torch.Generator) -> DegradationParams:
     """Draw every random parameter of one clip's degradation from `generator`.
 
-    `generator` advances by the same amount whatever the config, so the noise realisations
-    drawn from it afterwards do not depend on which stages are on.
+    `generator` advances by the same amount whatever the config, so whatever is drawn from it
+    afterwards does not depend on which stages are on. (The noise realisations drawn while the clip is
+    degraded do: the noise stages that are on take their draws from one generator in turn.)
     """
     first, second, final, codec = spawn_streams(generator, 4)
     # 1. Orders
