@@ -391,6 +391,18 @@ def test_codec_round_trip_does_not_shift_colours() -> None:
     assert np.abs(shift).max() < 0.3, shift
 
 
+def test_codec_settings_that_encode_nothing_sensible_are_refused() -> None:
+    """crf=23.7 was taken as 23 without a word, bits_per_pixel=nan a ValueError from int() (black-box hunt)."""
+    frames = synthetic_frames(1, (16, 16))
+    for crf in (23.7, None, True, 52):
+        with pytest.raises(InputError, match=r"^libx264 needs a whole-number CRF in 0\.\.51, got "):
+            compress_clip(frames, "libx264", crf=crf)
+    for bits in (float("nan"), float("inf"), 0, "1"):
+        with pytest.raises(InputError, match=r"^mpeg4 needs bits_per_pixel > 0, got "):
+            compress_clip(frames, "mpeg4", bits_per_pixel=bits)
+    assert compress_clip(frames, "libx264", crf=23.0).shape == frames.shape  # (a YAML number)
+
+
 @pytest.mark.parametrize(
     "codec, setting", [("libx264", {"crf": 30}), ("mpeg4", {"bits_per_pixel": 0.1})]
 )
@@ -606,9 +618,11 @@ def test_ranges_from_yaml_lists_and_numpy_numbers_are_accepted() -> None:
         OrderConfig(kernel_probs={"iso": "1"})
     with pytest.raises(InputError, match=r"kernel_probs has unknown keys \['1', 'isoo'\]"):  # YAML's `1:` is an int:
         OrderConfig(kernel_probs={1: 1, "isoo": 1})  # a TypeError sorting it with the strings
-    with pytest.raises(InputError, match=r"second_order must be a OrderConfig, got NoneType \(to leave the second "
+    with pytest.raises(InputError, match=r"second_order must be an OrderConfig, got NoneType \(to leave the second "
                                          r"order out: second_order_prob=0\)"):
         DegradationConfig(second_order=None)
+    with pytest.raises(InputError, match=r"codec must be a CodecConfig, got dict"):
+        DegradationConfig(codec={})
 
 
 def test_disabled_stages_are_not_drawn() -> None:

@@ -294,7 +294,7 @@ class DegradationConfig:
             if not isinstance(getattr(self, name), kind):
                 hint = " (to leave the second order out: second_order_prob=0)" if name == "second_order" else ""
                 raise InputError(
-                    f"DegradationConfig.{name} must be a {kind.__name__}, "
+                    f"DegradationConfig.{name} must be a{'n' * (kind.__name__[0] in 'AEIOU')} {kind.__name__}, "
                     f"got {type(getattr(self, name)).__name__}{hint}."
                 )
         for name in ("second_order_prob", "final_sinc_prob", "sinc_before_jpeg_prob"):
