@@ -1477,8 +1477,10 @@ def test_truncated_mp4_without_index_is_corrupt(tmp_path, videos):
     assert data.find(b"moov") > data.find(b"mdat")  # the index is written last, so it is cut off
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CorruptVideoError, match=r"truncated\.mp4 is not a readable video"):
-        probe_video(truncated)
+    with pytest.raises(CorruptVideoError, match=r"truncated\.mp4 is cut short \(an interrupted download or copy\?\): "
+                                                r"the file ends inside its 'mdat' box; get a complete copy$"):
+        probe_video(truncated)  # (was: "is not a readable video ...: the file may be truncated, damaged, or not a
+    # video at all")
 
 
 def test_damage_found_by_random_access_is_placed_from_the_first_frame(tmp_path, videos):
@@ -1552,6 +1554,82 @@ def test_frames_of_an_mp4_with_b_frames_cut_after_its_index_read_or_fail_saying_
             assert str(error).startswith(f"{cut} is cut short") and f"(frame {index} was asked for)" in str(error)
             outcomes.append("refused")
     assert outcomes[0] is True and outcomes[-1] == "refused" and False not in outcomes
+
+
+def test_an_mp4_cut_inside_its_index_at_the_end_is_called_cut_short(tmp_path, capsys):
+    """An MP4 with its index (moov) at the end, the usual layout, cut inside it: FFmpeg found 3 of 5 frames and no
+    audio and `info` said "damage none found" (upscale wrote the 3 frames, exit 0), or "contains no video stream",
+    "its video codec cannot be decoded", or a traceback (an audio track without its codec). Cut before it: "not a
+    readable video ... or not a video at all" (black-box hunt)."""
+    from star_vsr.io.probe import iso_box_cut_short
+
+    whole = write_test_video(tmp_path / "whole.mp4", num_frames=5, size=(48, 64), audio=True)
+    data = whole.read_bytes()
+    moov = data.rfind(b"moov") - 4
+    assert data.find(b"mdat") < moov and iso_box_cut_short(whole) is None  # (PyAV writes the index last)
+    for cut_at in (len(data) - 1, len(data) - 600, len(data) - 900, moov + 100, moov + 8):
+        cut = tmp_path / f"cut{cut_at}.mp4"
+        cut.write_bytes(data[:cut_at])
+        assert iso_box_cut_short(cut) == "moov"
+        with pytest.raises(CorruptVideoError, match=rf"^{cut} is cut short \(an interrupted download or copy\?\): the "
+                                                    rf"file ends inside its index \(the 'moov' box\), which says where "
+                                                    rf"its frames are; get a complete copy$"):
+            probe_video(cut)
+    before_index = tmp_path / "before_index.mp4"
+    before_index.write_bytes(data[:moov - 10])
+    assert cli_main(["info", str(before_index)]) == 2
+    assert capsys.readouterr().err.endswith(f"error: {before_index} is cut short (an interrupted download or copy?): "
+                                            f"the file ends inside its 'mdat' box; get a complete copy\n")
+    assert cli_main(["upscale", str(tmp_path / f"cut{len(data) - 900}.mp4"), "-o", str(tmp_path / "up.mp4")]) == 2
+    assert "ends inside its index" in capsys.readouterr().err and not (tmp_path / "up.mp4").exists()
+    other = tmp_path / "not_iso.mp4"  # a file of another kind: left to FFmpeg
+    other.write_bytes(b"\x00\x00\x10\x00RIFF" + bytes(20))
+    assert iso_box_cut_short(other) is None
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with one byte of image data (a decompression bomb's
+    header, or a damaged one)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
+
+
+def test_images_claiming_more_pixels_than_pil_reads_are_one_line_errors(tmp_path, capsys):
+    """PIL's DecompressionBombError (no OSError) escaped every check: `info` of a folder whose frame claims
+    60000x60000 pixels was a traceback, a folder of clips holding one stopped the listing, and `upscale` failed in
+    OpenCV's assertion (black-box hunt)."""
+    from star_vsr.io.probe import MAX_FRAME_PIXELS
+
+    ok = cv2.imencode(".png", np.zeros((16, 16, 3), np.uint8))[1].tobytes()
+    huge_first, huge_second = tmp_path / "clips" / "huge_first", tmp_path / "clips" / "huge_second"
+    for folder, frames in ((huge_first, (_png_claiming(60000, 60000), ok)), (huge_second, (ok, _png_claiming(60000,
+                                                                                                              60000)))):
+        folder.mkdir(parents=True)
+        for i, frame in enumerate(frames):
+            (folder / f"{i:04d}.png").write_bytes(frame)
+    message = (rf"{huge_first / '0000.png'}: its header gives it more pixels than star-vsr reads "
+               rf"\({MAX_FRAME_PIXELS:,} a frame, PIL's limit against decompression bombs\)")
+    with pytest.raises(UnsupportedVideoError, match=f"^{message}"):
+        probe_video(huge_first)
+    assert cli_main(["info", str(huge_second)]) == 1
+    assert f"damage  0001.png has more pixels than star-vsr reads ({MAX_FRAME_PIXELS:,})" in capsys.readouterr().out
+    assert cli_main(["info", str(tmp_path / "clips")]) == 1  # every clip listed
+    out = capsys.readouterr().out
+    assert "huge_first" in out and "huge_second" in out and "more pixels than star-vsr reads" in out
+    assert cli_main(["upscale", str(huge_second), "-o", str(tmp_path / "up.mp4")]) == 2
+    assert "0001.png: its header gives it more pixels than" in capsys.readouterr().err
+    assert not (tmp_path / "up.mp4").exists()
+    from star_vsr.io.probe import check_frame_pixels  # a video's frames, by the size its header gives
+
+    check_frame_pixels(tmp_path / "v.mkv", 16000, 11180)  # (16K is 132 million pixels)
+    with pytest.raises(UnsupportedVideoError, match=r"v\.mkv: its frames are 20000x10000 pixels, more than star-vsr "):
+        check_frame_pixels(tmp_path / "v.mkv", 20000, 10000)
 
 
 def test_info_upscale_and_degrade_report_an_mp4_cut_short_after_its_index(tmp_path, capsys):

@@ -17,7 +17,8 @@ def add_fps_argument(parser: argparse.ArgumentParser) -> None:
     """``--fps``, the frame rate of an image-folder input (``upscale``, ``upscale-batch`` and ``degrade``)."""
     parser.add_argument("--fps", type=frame_rate_argument, default=None,
                         help="frame rate of an image-folder input, which stores none (default 30; 24000/1001 or "
-                             "23.976 for NTSC film); a video file keeps its own")
+                             "23.976 for NTSC film); video files keep their own rate (--fps with one video file as "
+                             "the input is refused)")
 
 
 #: The largest ``--seed``: torch and NumPy take every integer in [0, 2^63).

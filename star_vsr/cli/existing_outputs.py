@@ -66,7 +66,7 @@ def check_existing_outputs(inputs: list[Path], outputs: dict[Path, Path], codec:
                 try:
                     with Image.open(files[0]) as image:
                         size = image.size  # (w, h)
-                except OSError:
+                except (OSError, Image.DecompressionBombError):
                     found.short[output.name] = "unreadable"
                     continue
         else:

@@ -121,7 +121,7 @@ def frame_folder_damage(folder: Path) -> Optional[str]:
     from PIL import Image, UnidentifiedImageError
 
     from ..io.folders import list_image_files
-    from ..io.probe import exif_orientation
+    from ..io.probe import MAX_FRAME_PIXELS, exif_orientation
 
     size = None
     for file in list_image_files(folder):
@@ -133,6 +133,8 @@ def frame_folder_damage(folder: Path) -> Optional[str]:
             frame_size = stored if upright is None else upright.display_size(*stored)
         except (OSError, UnidentifiedImageError, SyntaxError):  # PIL reports a broken PNG chunk as SyntaxError
             return f"{file.name} is not a readable image"
+        except Image.DecompressionBombError:  # (a traceback)
+            return f"{file.name} has more pixels than star-vsr reads ({MAX_FRAME_PIXELS:,})"
         if size is not None and frame_size != size:
             return f"{file.name} is {frame_size[0]}x{frame_size[1]}, the first frame {size[0]}x{size[1]}"
         size = size or frame_size

@@ -446,6 +446,10 @@ def open_container(path: Path) -> InputContainer:
     except av.PermissionError as error:
         raise InputError(f"{path} cannot be read: permission denied") from error
     except av.FFmpegError as error:
+        cut = iso_box_cut_short(path) if path.is_file() else None
+        if cut is not None:  # (an MP4 / MOV cut before its index at the end: "may be truncated, ..., or not a video")
+            raise CorruptVideoError(f"{path} is cut short (an interrupted download or copy?): the file ends inside its "
+                                    f"{cut!r} box; get a complete copy") from error
         raise CorruptVideoError(
             f"{path} is not a readable video ({error.strerror or error}); "
             "the file may be truncated, damaged, or not a video at all"
@@ -686,7 +690,43 @@ def _orientation_from_rotation(frame: av.VideoFrame, path: Path) -> DisplayOrien
     return ROTATIONS[rotation]
 
 
+#: Box types that can start an MP4 / MOV file (ISO base media format; QuickTime's older files start with others).
+ISO_FIRST_BOXES = frozenset({b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"})
+
+
+def iso_box_cut_short(path: Path) -> str | None:
+    """The type of the top-level box ("moov", "mdat", ...) of an MP4 / MOV file that its header says ends past the
+    end of the file (the file was cut short inside it), or None: whole, or no such file. Reads the box headers only
+    (8-16 bytes a box)."""
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        position = 0
+        while position + 8 <= size:
+            file.seek(position)
+            header = file.read(16)
+            box_size, kind = struct.unpack(">I4s", header[:8])
+            if position == 0 and kind not in ISO_FIRST_BOXES:
+                return None
+            if box_size == 1:  # a 64-bit size follows the type
+                if len(header) < 16:
+                    return kind.decode("latin-1")
+                box_size = struct.unpack(">Q", header[8:16])[0]
+            if box_size == 0:  # the last box, to the end of the file
+                return None
+            if box_size < 8:  # no box: left to FFmpeg
+                return None
+            if position + box_size > size:
+                return kind.decode("latin-1")
+            position += box_size
+    return None
+
+
 def _probe_container(path: Path) -> VideoInfo:
+    if iso_box_cut_short(path) == "moov":  # the index of an MP4 / MOV whose index is at its end: FFmpeg found some
+        # frames, or none ("contains no video stream", "its video codec cannot be decoded"), or its audio track
+        # without a codec (a traceback), and called the file whole
+        raise CorruptVideoError(f"{path} is cut short (an interrupted download or copy?): the file ends inside its "
+                                f"index (the 'moov' box), which says where its frames are; get a complete copy")
     with open_container(path) as container:
         stream = find_video_stream(container, path)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -707,6 +747,7 @@ def _probe_container(path: Path) -> VideoInfo:
             frame_rate = Fraction(header_rate.numerator, header_rate.denominator) if header_rate else frame_rate
         pix_fmt = stream.codec_context.pix_fmt or "unknown"
         width, height = stream.codec_context.width, stream.codec_context.height
+        check_frame_pixels(path, width, height)
         pixel_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
         hdr = _HDR_TRANSFERS.get(stream.codec_context.color_trc)
         untagged_hd = pix_fmt in av.video.format.names and is_untagged_hd(
@@ -929,7 +970,7 @@ def _image_header(path: Path) -> tuple[int, str | None, bool]:
     try:
         with Image.open(path) as image:  # the header, and for some formats a scan of the frame index
             return int(getattr(image, "n_frames", 1)), _pil_pix_fmt(image), "transparency" in image.info
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return 1, None, False
 
 
@@ -943,8 +984,27 @@ def _decodable_pil_mode(path: Path) -> str | None:
         with Image.open(path) as image:
             image.load()
             return image.mode
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
+
+
+#: The most pixels a frame may have: PIL's limit against decompression bombs (a 60000x60000 PNG header on a few
+#: bytes), twice its warning level; 11x a 16K frame, far more than any frame star-vsr could upscale.
+MAX_FRAME_PIXELS = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 2 ** 28
+
+
+def check_frame_pixels(path: Path, width: int, height: int) -> None:
+    """``UnsupportedVideoError`` for frames of more than `MAX_FRAME_PIXELS` pixels."""
+    if width * height > MAX_FRAME_PIXELS:
+        raise UnsupportedVideoError(too_large(path, f"{width}x{height}"))
+
+
+def too_large(path: Path, size: str | None = None) -> str:
+    """The message for an image or video whose frames (of ``size``, "WxH", where known) have more than
+    `MAX_FRAME_PIXELS` pixels."""
+    frames = f"its frames are {size} pixels, more" if size else "its header gives it more pixels"
+    return (f"{path}: {frames} than star-vsr reads ({MAX_FRAME_PIXELS:,} a frame, PIL's limit against decompression "
+            f"bombs); scale it down first, or check that the file is what it should be")
 
 
 def is_photo_file(path: Path, num_frames: int) -> bool:
@@ -961,7 +1021,7 @@ def exif_orientation(image_file: Path | BinaryIO) -> DisplayOrientation | None:
     try:
         with Image.open(image_file) as image:  # the header only
             return DisplayOrientation.from_exif(image.getexif().get(_EXIF_ORIENTATION, 1))
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
         return None
 
 
@@ -983,6 +1043,8 @@ def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
             width, height = image.size
             codec, mode = (image.format or files[0].suffix[1:]).lower(), image.mode
             pix_fmt, side_alpha = _pil_pix_fmt(image), "transparency" in image.info  # (`_image_header`)
+    except Image.DecompressionBombError:
+        raise UnsupportedVideoError(too_large(files[0])) from None
     except (UnidentifiedImageError, OSError) as error:
         raise CorruptVideoError(f"{files[0]} is not a readable image ({error})") from error
     # upright as a single photo is shown and read: every frame turned as the first one's EXIF orientation says

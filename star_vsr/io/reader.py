@@ -35,12 +35,13 @@ from av.container import InputContainer
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 from av.video.stream import VideoStream
 
-from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, check_whole_number, option
+from star_vsr.errors import (CorruptVideoError, InputError, UnsupportedVideoError, check_whole_number, first_line,
+                             option)
 from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.folders import list_image_files
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, chroma_block, exif_orientation, find_video_stream,
                                has_alpha, image_transparency, is_untagged_hd, open_container, pixel_bit_depth,
-                               probe_video, video_start)
+                               probe_video, too_large, video_start)
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +305,12 @@ def _load_image(file: Path, info: VideoInfo, kinds: dict[str, str | None] | None
     if _is_cut_short_jpeg(file, data):
         raise CorruptVideoError(f"{file} is cut short (its JPEG data ends before the end-of-image marker: a failed "
                                 f"copy?); replace or remove it")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_FLAGS) if data else None
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_FLAGS) if data else None
+    except cv2.error as error:  # (a traceback) OpenCV's own limit on a header's size: 2^30 pixels
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(error):
+            raise UnsupportedVideoError(too_large(file)) from None
+        raise CorruptVideoError(f"{file} is not a readable image ({first_line(error)}); replace or remove it") from None
     if image is None:
         raise CorruptVideoError(f"{file} is not a readable image; replace or remove it")
     if kinds is not None and image.dtype == np.uint16:
