@@ -90,6 +90,7 @@ def optional_value(kind: Callable[[str], Any], empty_is_none: bool = True) -> Ca
         return None if value.strip().lower() in nones else kind(value)
 
     parse.__name__ = getattr(kind, "__name__", "value")
+    parse.takes_text = kind is str  # type: ignore[attr-defined]  # (``_converted``: YAML's numbers are no text)
     parse.accepts_none = True  # type: ignore[attr-defined]  (``parse_with_config`` lets ``null`` through)
     return parse
 
@@ -377,8 +378,13 @@ def _converted(parser: argparse.ArgumentParser, action: argparse.Action, value: 
     takes_json = action.type is json.loads or getattr(action.type, "takes_json", False)
     if isinstance(value, (dict, list)) and not takes_json:  # (``default_caption: [a, b]`` trained with the caption
         parser.error(f"{where} must be a single value, got {value!r}")  # '["a", "b"]', a path flag took one too)
+    takes_text = action.type in (None, str) or getattr(action.type, "takes_text", False)
+    if takes_text and not isinstance(value, str) and action.choices is None:  # (``default_caption: no`` trained with
+        # the caption "False", ``logging_dir: 2024_12`` logged to 202412, ``default_caption: 010`` gave "8")
+        parser.error(f"{where} takes text, but YAML read the unquoted value as {type(value).__name__} {value!r} (it "
+                     f"reads no, on, 010, 1_000 or 1:30 so): put the text in quotes")
     if action.type is None:  # a plain string flag
-        return value if isinstance(value, str) else str(value)
+        return value
     if isinstance(value, bool) and action.type in (int, float):
         parser.error(f"{where} must be a number, got {value!r}")
     try:

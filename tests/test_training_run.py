@@ -46,6 +46,13 @@ def test_config_values_are_defaults_that_flags_override(tmp_path):
     assert parse_with_config(parser(), []).learning_rate == 1.0
 
 
+def test_quoted_text_that_yaml_would_read_otherwise_is_taken_as_written(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("caption: 'no'\ndata: \"2024_12\"\nlayers: ['010', b]\n")
+    args = parse_with_config(parser(), ["--config", str(config)])
+    assert (args.caption, args.data, args.layers) == ("no", "2024_12", ["010", "b"])
+
+
 @pytest.mark.parametrize("text, message", [
     ("learnig_rate: 0.5\n", "unknown settings ['learnig_rate']"),
     ("- 1\n- 2\n", "must hold a mapping"),
@@ -70,6 +77,12 @@ def test_config_values_are_defaults_that_flags_override(tmp_path):
     ("caption: [a, b]\n", "caption must be a single value, got ['a', 'b']"),
     ("caption: {a: 1}\n", "caption must be a single value, got {'a': 1}"),
     ("data: [a.mp4, b.mp4]\n", "data must be a single value, got ['a.mp4', 'b.mp4']"),  # a path flag too (review)
+    # YAML 1.1 turns unquoted text into other values: caption "False", a log folder 202412, "8" (black-box hunt)
+    ("caption: no\n", "caption takes text, but YAML read the unquoted value as bool False (it reads no, on, 010, "
+                      "1_000 or 1:30 so): put the text in quotes"),
+    ("caption: 010\n", "caption takes text, but YAML read the unquoted value as int 8"),
+    ("data: 2024_12\n", "data takes text, but YAML read the unquoted value as int 202412"),
+    ("layers: [a, 1:30]\n", "layers takes text, but YAML read the unquoted value as int 90"),
 ])
 def test_bad_configs_are_one_line_argument_errors(tmp_path, capsys, text, message):
     config = tmp_path / "run.yaml"
