@@ -277,6 +277,12 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         for model in (self.unet, self.controlnet):
             model.set_use_memory_efficient_attention_xformers(True, attention_op)
 
+    @property
+    def num_timesteps(self) -> int:
+        """Denoising steps of the current (or last) call, as diffusers' pipelines give them to callbacks
+        (``PipelineCallback``'s ``cutoff_step_ratio``)."""
+        return getattr(self, "_num_timesteps", 0)
+
     def _check_device_dtype(self, device: torch.device) -> None:
         if device.type == "cpu" and torch.float16 in (self.unet.dtype, self.controlnet.dtype, self.vae.dtype):
             raise DeviceError("float16 weights need a GPU; on the CPU load the pipeline with "
@@ -310,17 +316,17 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         if callback_on_step_end is not None and not callable(callback_on_step_end):  # (after the first step)
             raise InputError(f"callback_on_step_end must be a callable fn(pipe, step, timestep, tensors) -> dict, "
                              f"got {callback_on_step_end!r}")
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):  # (they read and set
-            # pipeline attributes this pipeline has not, e.g. num_timesteps: an AttributeError after the first step)
-            raise InputError(f"diffusers' callback classes ({type(callback_on_step_end).__name__}) work with the "
-                             f"attributes of Stable Diffusion pipelines; pass a function fn(pipe, step, timestep, "
-                             f"tensors) -> dict as callback_on_step_end")
         if frame_sink is not None and output_type == "latent":
             raise InputError("frame_sink receives decoded frames; it cannot be used with output_type='latent'")
         if isinstance(callback_on_step_end_tensor_inputs, str):  # (its letters were each "not in ['latents']")
             raise InputError(f"callback_on_step_end_tensor_inputs must be a list of names, e.g. "
                              f"[{callback_on_step_end_tensor_inputs!r}], got {callback_on_step_end_tensor_inputs!r}")
         unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if unknown and isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            # (SDCFGCutoffCallback changes prompt_embeds: an AttributeError after the first step)
+            raise InputError(f"{type(callback_on_step_end).__name__} works with {unknown}, which this pipeline does not "
+                             f"hand to callbacks (it hands {self._callback_tensor_inputs}): it is made for other "
+                             f"pipelines")
         if unknown:
             raise InputError(f"callback_on_step_end_tensor_inputs {unknown} not in {self._callback_tensor_inputs}")
         if min(source.height, source.width) < 2:
@@ -577,8 +583,8 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
             return_dict: return a ``StarVSRPipelineOutput`` rather than a tuple.
             callback_on_step_end: ``fn(pipe, step, timestep, {"latents": ...}) -> dict`` after each step: the
                 whole clip's latents (n, 4, h, w), as returned in the dict or changed in place, go on to the next
-                step. diffusers' callback classes (``PipelineCallback``) are refused: they need attributes of
-                Stable Diffusion pipelines.
+                step. A diffusers ``PipelineCallback`` gets its own ``tensor_inputs`` (one made for other pipelines,
+                e.g. ``SDCFGCutoffCallback``, which changes ``prompt_embeds``, is refused).
             callback_on_step_end_tensor_inputs: tensors passed to the callback.
             frame_sink: if given, called with each decoded chunk (k, 3, H, W) instead of collecting frames.
             state: where an earlier call over the same video with the same arguments stood, as
@@ -596,6 +602,8 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
         # 1. Check inputs
         source = as_frame_source(video)
         upscale = 4 if upscale is None else upscale
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):  # as diffusers' pipelines
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs  # take them
         if not isinstance(prompt, str) or not (negative_prompt is None or isinstance(negative_prompt, str)):
             raise InputError(f"prompt must be a string and negative_prompt a string or None, got "
                              f"{type(prompt).__name__} and {type(negative_prompt).__name__}")
@@ -639,6 +647,7 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
             timesteps = star_timesteps(DEFAULT_NOISE_LEVEL if noise_level is None else noise_level,
                                        num_inference_steps, timestep_spacing)
         self.scheduler.set_timesteps(timesteps=list(timesteps))
+        self._num_timesteps = len(self.scheduler.timesteps)  # (`num_timesteps`: diffusers' callbacks read it)
         # one draw from ``generator``, or from the global RNG (so torch.manual_seed makes runs repeatable)
         resuming = self._check_state(state, start_frame, state_sink, callback_on_step_end, output_type)
         start_frame = int(start_frame)  # NumPy's integers too
@@ -741,7 +750,8 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
                 sampler.scatter_latents(checked_latents(outputs["latents"], expected,
                                                         "the latents callback_on_step_end returned"))
             elif "latents" in callback_on_step_end_tensor_inputs:  # changed in place, as diffusers' pipelines take
-                sampler.scatter_latents(available["latents"])  # it (the copy's changes were lost)
+                sampler.scatter_latents(checked_latents(available["latents"], expected,  # it (the copy's changes
+                                                        "the latents callback_on_step_end changed"))  # were lost)
 
         if resuming and sampler.finished:  # a state taken between two decoded chunks: go on decoding
             decode_pending(last=sampler.segments[sampler.finished - 1].stop == source.num_frames)

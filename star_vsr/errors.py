@@ -203,9 +203,17 @@ def _raised_in_torch_load(error: BaseException) -> bool:
 
 def first_line(error: BaseException) -> str:
     """The first line of ``error``'s message (its type's name when it has none), for a one-line error; a line
-    ending in a colon with the one after it ("Error(s) in loading state_dict for LPIPS:" said nothing of why)."""
+    ending in a colon with (the start of) the one after it ("Error(s) in loading state_dict for LPIPS:" said
+    nothing of why)."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
-    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    if not lines[0].endswith(":") or len(lines) == 1:
+        return lines[0]
+    reason = lines[1] if len(lines[1]) <= FIRST_LINE_REASON else lines[1][:FIRST_LINE_REASON - 3] + "..."
+    return f"{lines[0]} {reason}"  # (a state dict's missing keys ran to thousands of characters)
+
+
+#: The most characters `first_line` takes of the line after one ending in a colon.
+FIRST_LINE_REASON = 200
 
 
 def _is_onednn_refusal(message: str) -> bool:

@@ -403,9 +403,12 @@ def weights_fingerprint(modules: list[torch.nn.Module], samples: Optional[int] =
 
 
 def tensor_digest(tensor: torch.Tensor) -> str:
-    """A hash of a tensor's dtype, shape and values (in float64: bfloat16 has no NumPy type)."""
-    values = tensor.detach().to("cpu", torch.float64).contiguous().numpy().tobytes()
-    return hashlib.sha256(f"{tensor.dtype}{tuple(tensor.shape)}".encode() + values).hexdigest()[:16]
+    """A hash of a tensor's dtype, shape and values (in float64: bfloat16 has no NumPy type), one slice of the first
+    dimension at a time (a float64 copy of a whole clip's latents took 2.5 GB at 4K)."""
+    digest = hashlib.sha256(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+    for part in tensor.detach().reshape(1, -1) if tensor.dim() == 0 else tensor.detach():
+        digest.update(part.to("cpu", torch.float64).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 #: The dtypes a float32 teacher's weights are also fingerprinted in (``cast_weights_fingerprints``).

@@ -35,9 +35,10 @@ def accelerate_on_cpu() -> bool:
     return parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: str = "auto", other_types: bool = False) -> torch.device:
     """"auto" picks CUDA when present, else the CPU; asking for CUDA without a GPU is an error. Any case: "CPU"
-    was "unknown", where --metrics names are taken in any case."""
+    was "unknown", where --metrics names are taken in any case. ``other_types``: other devices torch knows
+    ("mps", "xpu") are taken as they are (where the caller's code runs on any device)."""
     device = device.strip().lower() if isinstance(device, str) else device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -45,7 +46,7 @@ def resolve_device(device: str = "auto") -> torch.device:
         resolved = torch.device(device)
     except RuntimeError:
         resolved = None
-    if resolved is None or resolved.type not in ("cpu", "cuda"):
+    if resolved is None or (resolved.type not in ("cpu", "cuda") and not other_types):
         raise InputError(f"unknown {option('device', '--device')} {device!r}: use auto, cpu, cuda or cuda:N")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         asked, cpu = option(f"device={device!r}", f"--device {device}"), option("device='cpu'", "--device cpu")

@@ -397,10 +397,11 @@ def test_codec_settings_that_encode_nothing_sensible_are_refused() -> None:
     for crf in (23.7, None, True, 52):
         with pytest.raises(InputError, match=r"^libx264 needs a whole-number CRF in 0\.\.51, got "):
             compress_clip(frames, "libx264", crf=crf)
-    for bits in (float("nan"), float("inf"), 0, "1"):
+    for bits in (float("nan"), float("inf"), 0, "1", True):
         with pytest.raises(InputError, match=r"^mpeg4 needs bits_per_pixel > 0, got "):
             compress_clip(frames, "mpeg4", bits_per_pixel=bits)
-    assert compress_clip(frames, "libx264", crf=23.0).shape == frames.shape  # (a YAML number)
+    for crf in (23.0, np.float32(23.0), np.int64(23)):  # (a YAML or NumPy number)
+        assert compress_clip(frames, "libx264", crf=crf).shape == frames.shape
 
 
 @pytest.mark.parametrize(
@@ -558,11 +559,11 @@ def test_degrade_frames_rejects_float_frames() -> None:
 
 
 @pytest.mark.parametrize("spec, message", [
-    (dict(kind="iso", size=7, sigma_x=float("nan"), sigma_y=float("nan"), theta=0.0), r"sigma_x of a iso kernel must "
+    (dict(kind="iso", size=7, sigma_x=float("nan"), sigma_y=float("nan"), theta=0.0), r"sigma_x of an iso kernel must "
                                                                                      r"be a finite number, got nan"),
-    (dict(kind="aniso", size=7, sigma_x=1.0, sigma_y=1.0, theta=float("nan")), "theta of a aniso kernel"),
+    (dict(kind="aniso", size=7, sigma_x=1.0, sigma_y=1.0, theta=float("nan")), "theta of an aniso kernel"),
     (dict(kind="plateau_iso", size=7, sigma_x=1.0, sigma_y=1.0, theta=0.0), "beta of a plateau_iso kernel .* None"),
-    (dict(kind="iso", size=7), "sigma_x of a iso kernel must be a finite number, got None"),  # (a TypeError)
+    (dict(kind="iso", size=7), "sigma_x of an iso kernel must be a finite number, got None"),  # (a TypeError)
     (dict(kind="sinc", size=7, cutoff="1"), "cutoff of a sinc kernel"),
     (dict(kind="iso", size=7.5, sigma_x=1.0, sigma_y=1.0, theta=0.0), "size must be a whole number"),
     (dict(kind="gauss", size=7), "Unknown kernel kind 'gauss'"),

@@ -1567,7 +1567,13 @@ def test_an_mp4_cut_inside_its_index_at_the_end_is_called_cut_short(tmp_path, ca
     data = whole.read_bytes()
     moov = data.rfind(b"moov") - 4
     assert data.find(b"mdat") < moov and iso_box_cut_short(whole) is None  # (PyAV writes the index last)
-    for cut_at in (len(data) - 1, len(data) - 600, len(data) - 900, moov + 100, moov + 8):
+    # cut only inside the index's trailing metadata (udta): FFmpeg reads every frame and the audio, as of the whole
+    metadata_cut = tmp_path / "metadata_cut.mp4"
+    metadata_cut.write_bytes(data[:-1])
+    assert data.rfind(b"udta") > data.rfind(b"trak")  # (the index's last box)
+    assert iso_box_cut_short(metadata_cut) is None
+    assert probe_video(metadata_cut).num_frames == 5 and probe_video(metadata_cut).has_audio
+    for cut_at in (len(data) - 600, len(data) - 900, moov + 100, moov + 8):
         cut = tmp_path / f"cut{cut_at}.mp4"
         cut.write_bytes(data[:cut_at])
         assert iso_box_cut_short(cut) == "moov"

@@ -482,8 +482,8 @@ def test_default_weights_dir_is_the_torch_hub_dir():
 def test_missing_files_in_the_default_folder_say_it_is_the_default(tmp_path, monkeypatch):
     """The message said "<hub folder> does not exist: a typo, or make that folder" of a folder never typed."""
     monkeypatch.setattr(learned_module, "default_weights_dir", lambda: tmp_path / "hub")
-    with pytest.raises(MissingWeightsError, match=r"^The musiq metric needs weight files that are not in .*hub \(.*hub, "
-                                                  r"the default: torch's hub folder, does not exist; or pass"):
+    with pytest.raises(MissingWeightsError, match=r"^The musiq metric needs weight files that are not in .*hub \(the "
+                                                  r"default, torch's hub folder, which does not exist; or pass"):
         resolve_weight_files("musiq")
     with pytest.raises(MissingWeightsError, match=r"\(.*typed does not exist: a typo, or make that folder\)"):
         resolve_weight_files("musiq", tmp_path / "typed")
@@ -566,9 +566,15 @@ def test_a_weight_file_holding_no_state_dict_is_one_clear_error(lpips_weights, n
     root = tmp_path / "weights"
     shutil.copytree(lpips_weights["root"], root)
     torch.save(content, _weight_path(root, "lpips", "alexnet-owt-7be5be79.pth"))
-    with pytest.raises(InputError, match=r"cannot load the lpips weights \(.+\): one of its files is damaged [\s\S]*"
-                                         r"alexnet-owt-7be5be79\.pth \(from https://"):
+    kind = type(content).__name__
+    with pytest.raises(InputError, match=rf"^cannot load the lpips weights: .*alexnet-owt-7be5be79\.pth holds a {kind}, "
+                                         r"not a network's tensors, so it is no torchvision AlexNet ImageNet weights "
+                                         r"\(LPIPS backbone\) file \(damaged, or another download\)\. Download it "
+                                         r"again: https://download\.pytorch\.org/models/alexnet-owt-7be5be79\.pth$"):
         load_learned_metric("lpips", weights_dir=root)
+    torch.save(content, _weight_path(tmp_path / "musiq", "musiq", "musiq_koniq_ckpt-e95806b9.pth"))
+    with pytest.raises(InputError, match=rf"^cannot load the musiq weights: .* holds a {kind}, not a network's"):
+        load_learned_metric("musiq", weights_dir=tmp_path / "musiq")
 
 
 def test_a_state_dict_that_does_not_fit_says_why(lpips_weights, no_network, tmp_path):
@@ -585,6 +591,15 @@ def test_a_state_dict_that_does_not_fit_says_why(lpips_weights, no_network, tmp_
         load_learned_metric("lpips", weights_dir=root)
 
 
+def test_first_line_joins_a_line_ending_in_a_colon_with_the_start_of_the_next():
+    from star_vsr.errors import FIRST_LINE_REASON, first_line
+
+    assert first_line(RuntimeError("Error(s) in loading:\n\tsize mismatch\nmore")) == "Error(s) in loading: size mismatch"
+    long = first_line(RuntimeError("Error(s):\n" + "x" * 1000))  # (every missing key: thousands of characters)
+    assert len(long) == len("Error(s): ") + FIRST_LINE_REASON and long.endswith("...")
+    assert first_line(RuntimeError("one: two")) == "one: two" and first_line(EOFError()) == "EOFError"
+
+
 def test_a_device_the_metric_cannot_use_is_one_clear_error(lpips_weights):
     """torch's own RuntimeErrors ("Expected one of cpu, cuda, ..." / "Found no NVIDIA driver") came raw."""
     from star_vsr.errors import DeviceError
@@ -594,6 +609,11 @@ def test_a_device_the_metric_cannot_use_is_one_clear_error(lpips_weights):
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match=r"needs a CUDA GPU, and none is available"):
             load_learned_metric("lpips", weights_dir=lpips_weights["root"], device="cuda")
+    from star_vsr.upscale import resolve_device  # other devices torch knows are the caller's (pyiqa runs on MPS)
+
+    assert resolve_device("MPS", other_types=True) == torch.device("mps")
+    with pytest.raises(InputError, match=r"^unknown device 'mps'"):
+        resolve_device("mps")
 
 
 def test_out_of_memory_while_a_metric_loads_is_not_called_a_damaged_file(lpips_weights, no_network, monkeypatch):

@@ -314,6 +314,8 @@ def test_callback_on_step_end_may_change_the_latents_in_place(pipe):
 
     zeroed = run(pipe, clip, output_type="latent", callback_on_step_end=zero_in_place)
     assert torch.equal(zeroed, torch.zeros_like(zeroed))
+    with pytest.raises(InputError, match=r"^the latents callback_on_step_end changed hold NaN or infinite values$"):
+        run(pipe, clip, callback_on_step_end=lambda p, i, t, kw: [kw["latents"].fill_(float("nan"))] and None)
     # the callback seeing no latents, or changing nothing, leaves the result as it is
     plain = run(pipe, clip)
     assert torch.equal(run(pipe, clip, callback_on_step_end=lambda p, i, t, kw: None), plain)
@@ -321,15 +323,32 @@ def test_callback_on_step_end_may_change_the_latents_in_place(pipe):
                            callback_on_step_end_tensor_inputs=[]), plain)
 
 
-def test_diffusers_callback_classes_are_refused_before_any_step(pipe):
-    """SDCFGCutoffCallback read pipe.num_timesteps: an AttributeError after the first step."""
-    from diffusers.callbacks import MultiPipelineCallbacks, SDCFGCutoffCallback
+def test_diffusers_callback_classes_get_their_tensor_inputs_and_num_timesteps(pipe):
+    """SDCFGCutoffCallback read pipe.num_timesteps and changed prompt_embeds: an AttributeError after the first step
+    (black-box hunt); a PipelineCallback subclass that works with the latents is diffusers' way to write one."""
+    from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback, SDCFGCutoffCallback
 
     cutoff = SDCFGCutoffCallback(cutoff_step_ratio=0.5)
     for callback in (cutoff, MultiPipelineCallbacks([cutoff])):
-        with pytest.raises(InputError, match=r"^diffusers' callback classes \((SDCFGCutoffCallback|"
-                                             r"MultiPipelineCallbacks)\) .* pass a function"):
+        with pytest.raises(InputError, match=r"^(SDCFGCutoffCallback|MultiPipelineCallbacks) works with "
+                                             r"\['prompt_embeds'\], which this pipeline does not hand to callbacks"):
             run(pipe, video(n=1), callback_on_step_end=callback)
+    seen = []
+
+    class Halve(PipelineCallback):
+        tensor_inputs = ["latents"]
+
+        def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+            seen.append((step_index, pipeline.num_timesteps))
+            callback_kwargs["latents"].mul_(0.5)  # in place
+            return callback_kwargs
+
+    clip = video(n=2)
+    halved = run(pipe, clip, output_type="latent", num_inference_steps=3, callback_on_step_end=Halve(),
+                 callback_on_step_end_tensor_inputs=[])  # (the callback's own tensor_inputs count)
+    assert seen == [(0, 3), (1, 3), (2, 3)]
+    assert torch.equal(halved, run(pipe, clip, output_type="latent", num_inference_steps=3,
+                                   callback_on_step_end=lambda p, i, t, kw: {"latents": kw["latents"] * 0.5}))
 
 
 def test_path_input(pipe, tmp_path):

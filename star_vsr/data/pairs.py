@@ -44,7 +44,7 @@ def resolve_degradation(degradation: DegradationSpec, scale: int) -> RealWorldDe
     if isinstance(degradation, str):
         if degradation not in PRESETS:
             raise InputError(f"unknown degradation {degradation!r}: use one of {', '.join(PRESETS)} or "
-                             f"{NO_DEGRADATION!r} (in Python, also a DegradationConfig)")
+                             f"{NO_DEGRADATION!r}")
         return RealWorldDegradation(DegradationConfig.preset(degradation), scale)
     if isinstance(degradation, DegradationConfig):
         return RealWorldDegradation(degradation, scale)

@@ -121,8 +121,8 @@ def _encoder_settings(
     MPEG-4 runs at a constant target bitrate with a `RATE_CONTROL_BUFFER_FRAMES` buffer.
     """
     if codec == "libx264":
-        whole = isinstance(crf, numbers.Integral) or (isinstance(crf, float) and crf.is_integer())
-        if isinstance(crf, bool) or not whole or not 0 <= crf <= MAX_X264_CRF:  # (23.7 was taken as 23)
+        whole = isinstance(crf, numbers.Real) and not isinstance(crf, bool) and float(crf).is_integer()
+        if not whole or not 0 <= crf <= MAX_X264_CRF:  # (23.7 was taken as 23)
             raise InputError(f"libx264 needs a whole-number CRF in 0..{MAX_X264_CRF}, got {crf!r}.")
         options = {"crf": str(int(crf)), "x264-params": X264_PARAMS}
         if x264_preset is not None:
@@ -133,7 +133,8 @@ def _encoder_settings(
             options["preset"] = x264_preset
         return options, None
     if codec == "mpeg4":
-        if not isinstance(bits_per_pixel, numbers.Real) or not 0 < bits_per_pixel < math.inf:  # (NaN: a ValueError)
+        if isinstance(bits_per_pixel, bool) or not isinstance(bits_per_pixel, numbers.Real) \
+                or not 0 < bits_per_pixel < math.inf:  # (NaN: a ValueError from int())
             raise InputError(f"mpeg4 needs bits_per_pixel > 0, got {bits_per_pixel!r}.")
         bit_rate = max(1, round(bits_per_pixel * pixels_per_frame * CODEC_FRAME_RATE))
         buffer_bits = max(1, round(bits_per_pixel * pixels_per_frame * RATE_CONTROL_BUFFER_FRAMES))

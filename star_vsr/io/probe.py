@@ -696,28 +696,50 @@ ISO_FIRST_BOXES = frozenset({b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip
 
 def iso_box_cut_short(path: Path) -> str | None:
     """The type of the top-level box ("moov", "mdat", ...) of an MP4 / MOV file that its header says ends past the
-    end of the file (the file was cut short inside it), or None: whole, or no such file. Reads the box headers only
-    (8-16 bytes a box)."""
-    size = path.stat().st_size
-    with open(path, "rb") as file:
-        position = 0
-        while position + 8 <= size:
-            file.seek(position)
-            header = file.read(16)
-            box_size, kind = struct.unpack(">I4s", header[:8])
-            if position == 0 and kind not in ISO_FIRST_BOXES:
-                return None
-            if box_size == 1:  # a 64-bit size follows the type
-                if len(header) < 16:
-                    return kind.decode("latin-1")
-                box_size = struct.unpack(">Q", header[8:16])[0]
-            if box_size == 0:  # the last box, to the end of the file
-                return None
-            if box_size < 8:  # no box: left to FFmpeg
-                return None
-            if position + box_size > size:
-                return kind.decode("latin-1")
-            position += box_size
+    end of the file (the file was cut short inside it), or None: whole, no such file, or unreadable (left to
+    FFmpeg). Reads the box headers only (8-16 bytes a box). A "moov" (the index) cut only inside its trailing
+    metadata (`ISO_MOOV_EXTRAS`), which FFmpeg reads whole without, counts as whole."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            cut = _box_cut_short(file, 0, size, top=True)
+            if cut is not None and cut[0] == "moov":
+                inner = _box_cut_short(file, cut[1] + cut[2], size, top=False)
+                if inner is not None and inner[0] in ISO_MOOV_EXTRAS:
+                    return None
+            return None if cut is None else cut[0]
+    except (OSError, struct.error):
+        return None
+
+
+#: Boxes at the end of an MP4's index that hold metadata, not where frames are: FFmpeg reads a file whose index is
+#: cut inside them whole (every frame and audio sample).
+ISO_MOOV_EXTRAS = frozenset({"udta", "meta", "free", "skip"})
+
+
+def _box_cut_short(file: BinaryIO, position: int, size: int, top: bool) -> tuple[str, int, int] | None:
+    """(type, start, header length) of the first box from ``position`` of ``file`` that ends past ``size`` bytes,
+    or None; ``top``: the file's top level (whose first box must be one of `ISO_FIRST_BOXES`)."""
+    first = True
+    while position + 8 <= size:
+        file.seek(position)
+        header = file.read(16)
+        if len(header) < 8:  # (the file shrank)
+            return None
+        box_size, kind = struct.unpack(">I4s", header[:8])
+        if (top and first and kind not in ISO_FIRST_BOXES) or not re.fullmatch(rb"[\x20-\x7e\xa9]{4}", kind):
+            return None  # not boxes (or trailing junk)
+        first = False
+        length = 8
+        if box_size == 1:  # a 64-bit size follows the type
+            if len(header) < 16:
+                return kind.decode("latin-1"), position, 8
+            box_size, length = struct.unpack(">Q", header[8:16])[0], 16
+        if box_size == 0 or box_size < length:  # the last box, to the end of the file; or no box (left to FFmpeg)
+            return None
+        if position + box_size > size:
+            return kind.decode("latin-1"), position, length
+        position += box_size
     return None
 
 

@@ -30,7 +30,6 @@ import contextlib
 import io
 import logging
 import pickle
-import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,7 +230,7 @@ def check_weight_files(names: Sequence[str], weights_dir: str | Path | None = No
     """``InputError`` for an unknown name among ``names`` (before anything loads), ``MissingWeightsError`` naming
     each file the metrics ``names`` need that ``weights_dir`` (default :func:`default_weights_dir`) lacks, once
     (LPIPS-VGG and DISTS share a backbone), with the URL to download it from and the path to save it as."""
-    specs = [get_spec(name) for name in names]
+    specs = list(dict.fromkeys(get_spec(name) for name in names))  # ("lpips" and "LPIPS": one)
     root = _weights_root(weights_dir)
     missing: dict[WeightFile, list[str]] = {}  # file -> the metrics that need it
     for spec in specs:
@@ -243,7 +242,7 @@ def check_weight_files(names: Sequence[str], weights_dir: str | Path | None = No
     if root.is_dir():
         where = ""
     elif weights_dir is None:
-        where = f" ({root}, the default: torch's hub folder, {why_missing(root)}; or pass the folder that holds them)"
+        where = f" (the default, torch's hub folder, which {why_missing(root)}; or pass the folder that holds them)"
     else:
         where = f" ({root} {why_missing(root)}: a typo, or make that folder)"
     needed = sorted({name for users in missing.values() for name in users}, key=[s.name for s in specs].index)
@@ -419,38 +418,41 @@ class LearnedMetric:
         return float(np.mean(scores))
 
 
-def _check_required_keys(spec: LearnedMetricSpec, path: Path) -> None:
-    """``InputError`` if the file at ``path`` lacks ``spec.required_keys`` (pyiqa loads it with ``strict=False``:
-    another file loaded nothing, and LPIPS scored 0.0000 with an untrained head). A file that is no plain tensor
-    file is left to pyiqa's loader, whose error says it is damaged."""
+def _check_weight_contents(spec: LearnedMetricSpec, paths: dict[str, Path]) -> None:
+    """``InputError`` for a file of ``spec`` that holds no network's tensors (a tensor or a list where a state dict
+    belongs: a traceback from deep inside pyiqa or torchvision), or, for the metric's own file, lacks
+    ``spec.required_keys`` (pyiqa loads LPIPS' and DISTS' with ``strict=False``: another file loaded nothing, and
+    LPIPS scored 0.0000 with an untrained head). Files are read by memory mapping (the backbones are not read
+    whole); one that cannot be (no plain tensor file, or torch's older format: torchvision's own downloads) is
+    left to pyiqa's loader, whose error says it is damaged, but for that small own file, which is read whole. CLIP's file is a TorchScript archive, read by openai-clip."""
     import torch
 
-    if not spec.required_keys:
-        return
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 (junk, a pickle of objects: pyiqa reads it and says)
-        return
-    keys = {str(k).removeprefix("module.") for k in state} if isinstance(state, Mapping) else set()
-    missing = [key for key in spec.required_keys if key not in keys]
-    if missing:
-        raise InputError(
-            f"cannot load the {spec.name} weights: {path} holds no {', '.join(missing)}, so it is no "
-            f"{spec.local_path_file.description} file (damaged, or another download). Download it again: "
-            f"{spec.local_path_file.url}"
-        )
-
-
-#: Functions of pyiqa, torch and openai-clip that put a weight file's contents into a network: an AttributeError,
-#: TypeError or KeyError raised inside them is the file's (a pickled tensor or list where a state dict belongs).
-_WEIGHT_READERS = frozenset({"load_pretrained_network", "clean_state_dict", "load_state_dict", "build_model"})
-
-
-def _raised_reading_weights(error: BaseException) -> bool:
-    """Whether ``error`` says a weight file holds something else than the network's weights (a traceback through
-    one of `_WEIGHT_READERS`): "'Tensor' object has no attribute 'items'" for a file holding one tensor."""
-    return (isinstance(error, (AttributeError, TypeError, KeyError))
-            and any(frame.name in _WEIGHT_READERS for frame in traceback.extract_tb(error.__traceback__)))
+    for weight in spec.files:
+        if weight.subdir == "clip":
+            continue
+        path = paths[weight.filename]
+        keyed = weight == spec.local_path_file and bool(spec.required_keys)  # (small files: LPIPS' heads, DISTS')
+        state = None
+        for mmap in (True, False) if keyed else (True,):
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+                break
+            except Exception:  # noqa: BLE001 (junk, a pickle of objects, the older format: pyiqa reads it and says)
+                continue
+        if state is None:
+            continue
+        if not isinstance(state, Mapping):
+            raise InputError(f"cannot load the {spec.name} weights: {path} holds a {type(state).__name__}, not a "
+                             f"network's tensors, so it is no {weight.description} file (damaged, or another "
+                             f"download). Download it again: {weight.url}")
+        if not keyed:
+            continue
+        keys = {str(k).removeprefix("module.") for k in state}
+        missing = [key for key in spec.required_keys if key not in keys]
+        if missing:
+            raise InputError(f"cannot load the {spec.name} weights: {path} holds no {', '.join(missing)}, so it is no "
+                             f"{weight.description} file (damaged, or another download). Download it again: "
+                             f"{weight.url}")
 
 
 def load_learned_metric(
@@ -464,7 +466,8 @@ def load_learned_metric(
             provide DOVER.
         weights_dir: the weights directory (layout in the module docstring); default
             :func:`default_weights_dir`, where pyiqa itself caches the files.
-        device: torch device to run on ("cpu", "cuda", "cuda:N", "auto" or a ``torch.device``).
+        device: torch device to run on ("cpu", "cuda", "cuda:N", "auto", another type torch knows such as "mps",
+            or a ``torch.device``).
 
     Returns:
         The ready :class:`LearnedMetric`.
@@ -480,9 +483,10 @@ def load_learned_metric(
     spec = get_spec(name)
     paths = resolve_weight_files(spec.name, weights_dir)
     root = _weights_root(weights_dir)
-    _check_required_keys(spec, paths[spec.local_path_file.filename])
+    _check_weight_contents(spec, paths)
     pyiqa = _import_pyiqa()
-    torch_device = resolve_device(device)  # (torch's errors for "foo" or CUDA without a GPU were raw)
+    torch_device = resolve_device(device, other_types=True)  # (torch's errors for "foo" or CUDA without a GPU were
+    # raw; pyiqa runs on MPS and others too)
     local_path = str(paths[spec.local_path_file.filename])
     pyiqa_output = io.StringIO()  # pyiqa prints "Loading pretrained model ..." lines
     try:
@@ -498,9 +502,9 @@ def load_learned_metric(
         raise InputError(
             f"pyiqa could not import {missing}, which the {spec.name} metric needs ({error}).{clip}"
         ) from error
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, AttributeError, TypeError, KeyError) as error:
-        if not (is_damaged_weights_error(error) or _raised_reading_weights(error)):  # out of memory, a bad
-            raise  # device, ...: not the files' fault
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as error:
+        if not is_damaged_weights_error(error):  # out of memory, a bad device, ...: not the files' fault
+            raise
         files = "\n".join(f"  - {paths[weight.filename]} (from {weight.url})" for weight in spec.files)
         raise InputError(
             f"cannot load the {spec.name} weights ({first_line(error)}): one of its files is damaged or is another "
