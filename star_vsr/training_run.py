@@ -288,11 +288,15 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
     config cannot silently fall back to a default or reach the training loop.
     """
     pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    pre.add_argument("--config", default=None)
+    pre.add_argument("--config", action="append", default=None)
     try:
-        config = pre.parse_known_args(argv)[0].config
+        configs = pre.parse_known_args(argv)[0].config or [None]
     except argparse.ArgumentError:  # ``--config`` without a file: the script's own parser says so, below
-        config = None
+        configs = [None]
+    if len(configs) > 1:  # (the last one was used, the others dropped without a word)
+        parser.error(f"--config is given {len(configs)} times ({', '.join(configs)}); give one config file (flags "
+                     f"override its settings)")
+    config = configs[0]
     if config is not None:
         _refuse_empty_path(parser, "config", config)
         path = Path(config)
@@ -1367,6 +1371,11 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     if args.lr_scheduler == "constant" and args.lr_warmup_steps:  # get_scheduler ignores it without a word
         raise InputError(f"--lr_scheduler constant has no warm-up, so --lr_warmup_steps {args.lr_warmup_steps} "
                          f"would be ignored: use --lr_scheduler constant_with_warmup, or --lr_warmup_steps 0")
+    if args.lr_warmup_steps and args.lr_warmup_steps >= args.max_train_steps and is_first_process():  # (without a
+        # word; a note, not an error: a smoke test of a full config, --max_train_steps 4, is one)
+        print(f"note: --lr_warmup_steps {args.lr_warmup_steps} is not less than --max_train_steps "
+              f"{args.max_train_steps}: the learning rate never leaves its warm-up (lower --lr_warmup_steps for a "
+              f"real run; a few percent of it is usual)", file=sys.stderr)
     check_number(args, "adam_beta1", 0, 1, high_open=True)
     check_number(args, "adam_beta2", 0, 1, high_open=True)
     check_number(args, "adam_weight_decay", 0)

@@ -1250,6 +1250,16 @@ def test_settings_that_cannot_run_are_refused_with_their_flag_before_anything_is
     assert not (tmp_path / "run").exists()
 
 
+def test_a_warm_up_as_long_as_the_run_is_noted(tmp_path, capsys):
+    """The learning rate never left its warm-up, without a word (black-box hunt: the tiny config's 6 steps, a warm-up
+    of 100); a note, not an error: a few steps of a full config are a smoke test."""
+    training_args(None, tmp_path / "run", "--lr_scheduler", "cosine", "--lr_warmup_steps", "100")
+    assert ("note: --lr_warmup_steps 100 is not less than --max_train_steps 6: the learning rate never leaves its "
+            "warm-up") in capsys.readouterr().err
+    training_args(None, tmp_path / "run", "--lr_scheduler", "cosine", "--lr_warmup_steps", "5")
+    assert "warm-up" not in capsys.readouterr().err
+
+
 def paused_run_on_a_copy_of(train_cache: Path, tmp_path: Path) -> tuple[Any, Path, list[str]]:
     """(the script, a copy of ``train_cache``, the flags that resume it) after one step of a run on that copy in
     ``tmp_path / "run"``."""

@@ -46,6 +46,15 @@ def test_config_values_are_defaults_that_flags_override(tmp_path):
     assert parse_with_config(parser(), []).learning_rate == 1.0
 
 
+def test_two_config_files_are_refused(tmp_path, capsys):
+    """--config A --config B used B alone, without a word (black-box hunt)."""
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_text("scale: 2\n")
+    with pytest.raises(SystemExit) as refused:
+        parse_with_config(parser(), ["--config", str(tmp_path / "a.yaml"), "--config", str(tmp_path / "b.yaml")])
+    assert refused.value.code == 2 and "--config is given 2 times" in capsys.readouterr().err
+
+
 def test_quoted_text_that_yaml_would_read_otherwise_is_taken_as_written(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("caption: 'no'\ndata: \"2024_12\"\nlayers: ['010', b]\n")

@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_optimizer_arguments(train, lr_scheduler="cosine", lr_warmup_steps=50, adam_beta2=0.99, adam_weight_decay=0.0)
     train.add_argument("--ema_decay", type=float, default=0.0,
                        help="exponential moving average of the student's weights (0 = off); validation and the "
-                            "saved student use the averaged weights")
+                            "saved student use the averaged weights (a checkpoint-N/ folder's student/ holds the "
+                            "trained ones, and the average beside them, to go on from)")
 
     loss = parser.add_argument_group("loss terms (weight 0 = off)")
     loss.add_argument("--loss_teacher_charbonnier", type=float, default=1.0, help="Charbonnier to the teacher")
