@@ -604,6 +604,8 @@ def test_evaluate_names_what_it_leaves_out_and_what_it_cannot_use(tmp_path, caps
     assert "plays at" not in capsys.readouterr().out
     assert main(["info", str(photo)]) == 0
     assert "30.000 (30) (a photo: no rate)" in capsys.readouterr().out
+    assert main(["info", str(photo), "--json"]) == 0  # (fps 30.0 alone read as a 1-frame video's rate)
+    assert json.loads(capsys.readouterr().out)["is_photo"] is True
     assert main(["info", str(tmp_path / "frames")]) == 0
     assert "(images have no rate: upscale plays them at this one unless --fps says otherwise)" in \
         capsys.readouterr().out

@@ -95,6 +95,7 @@ def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
         "frame_rate": str(info.frame_rate), "width": info.width, "height": info.height,
         "duration_s": info.duration_s, "codec": info.codec, "pix_fmt": info.pix_fmt,
         "has_audio": info.has_audio, "audio_codec": info.audio_codec, "is_image_folder": info.is_image_folder,
+        "is_photo": info.is_photo,  # (no rate of its own: fps is the one a folder of frames is read at)
         "orientation": info.orientation.describe(), "pixel_aspect": str(info.pixel_aspect),
         "interlaced": info.interlaced, "timing_error_s": info.timing_error_s, "hdr": info.hdr,
         "missing_s": info.missing_s, "frames_cut": info.frames_cut, "video_streams": info.video_streams,
