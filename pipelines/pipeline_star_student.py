@@ -30,8 +30,8 @@ from diffusers.utils import BaseOutput
 
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, named, one_generator, option
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
-from star_vsr.model_folder import (GpuOffload, check_components, check_pipeline_folder, check_to_device,
-                                   load_checked, local_load_kwargs, save_pipeline_folder)
+from star_vsr.model_folder import (CheckedPipeline, check_components, check_pipeline_folder,
+                                   load_checked, local_load_kwargs)
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
 from star_vsr.scene_cuts import SCENE_CUT_THRESHOLD, scene_cuts
 from star_vsr.student import bundled_student_help, is_bundled_student
@@ -136,7 +136,7 @@ def check_cuda_graph_support(student: StarStudentModel) -> None:
                           f"{student.fuse.weight.device}; call pipe.to('cuda') first")
 
 
-class StarStudentPipeline(GpuOffload, DiffusionPipeline):
+class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
     r"""Online video super-resolution with a ``StarStudentModel``, streaming any length.
 
     Args:
@@ -163,19 +163,6 @@ class StarStudentPipeline(GpuOffload, DiffusionPipeline):
         kwargs = local_load_kwargs(kwargs)
         return load_checked(folder, "student", help_text,
                             lambda: super(StarStudentPipeline, cls).from_pretrained(folder, **kwargs))
-
-    def to(self, *args: Any, **kwargs: Any) -> "StarStudentPipeline":
-        """``DiffusionPipeline.to``; a CUDA device where no GPU is available is a ``DeviceError``."""
-        check_to_device(args, kwargs)
-        return super().to(*args, **kwargs)
-
-    def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
-        """``DiffusionPipeline.save_pretrained`` into a temporary folder, then moved into place: a save that fails
-        while writing (a full disk) leaves the folder as it was, one stopped while moving leaves a folder that does
-        not load, never a mix of two models (``save_pipeline_folder``). The weight files get the umask's mode
-        (``give_default_mode``). A file or another pipeline's folder is refused (``check_save_folder``)."""
-        save_pipeline_folder(self, save_directory,
-                             lambda folder: super(StarStudentPipeline, self).save_pretrained(folder, **kwargs))
 
     def enable_torch_compile(self, mode: Optional[str] = None, dynamic: bool = False) -> None:
         """Run each step through ``torch.compile`` (opt-in; the first frames pay the compilation).

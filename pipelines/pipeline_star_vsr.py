@@ -34,8 +34,8 @@ from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
 from star_vsr.errors import (DeviceError, InputError, MissingWeightsError, explain_out_of_memory_of_call, named,
                              one_generator, option)
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
-from star_vsr.model_folder import (GpuOffload, check_components, check_pipeline_folder, check_to_device,
-                                   check_weights_fit, load_checked, local_load_kwargs, save_pipeline_folder)
+from star_vsr.model_folder import (CheckedPipeline, check_components, check_pipeline_folder,
+                                   check_weights_fit, load_checked, local_load_kwargs)
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.models.loading import without_misleading_load_logs
 from star_vsr.resume import tensor_digest
@@ -210,7 +210,7 @@ class StarVSRPipelineOutput(BaseOutput):
     frames: Any
 
 
-class StarVSRPipeline(GpuOffload, DiffusionPipeline):
+class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
     r"""STAR video super-resolution: OpenCLIP text, SVD temporal VAE, video UNet + ControlNet with LIEM.
 
     Args:
@@ -258,19 +258,6 @@ class StarVSRPipeline(GpuOffload, DiffusionPipeline):
             # encoder passed in is the caller's and stays as it is)
             pipe.text_encoder.to(pipe.unet.dtype)
         return pipe
-
-    def to(self, *args: Any, **kwargs: Any) -> "StarVSRPipeline":
-        """``DiffusionPipeline.to``; a CUDA device where no GPU is available is a ``DeviceError``."""
-        check_to_device(args, kwargs)
-        return super().to(*args, **kwargs)
-
-    def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
-        """``DiffusionPipeline.save_pretrained`` into a temporary folder, then moved into place: a save that fails
-        while writing (a full disk) leaves the folder as it was, one stopped while moving leaves a folder that does
-        not load, never a mix of two models (``save_pipeline_folder``). The weight files get the umask's mode
-        (``give_default_mode``). A file or another pipeline's folder is refused (``check_save_folder``)."""
-        save_pipeline_folder(self, save_directory,
-                             lambda folder: super(StarVSRPipeline, self).save_pretrained(folder, **kwargs))
 
     def enable_xformers_memory_efficient_attention(self, attention_op: Optional[Callable] = None) -> None:
         """Switch the UNet and ControlNet to xformers' attention (GPU only; SDPA is the default)."""

@@ -1,6 +1,7 @@
 """Checks that a pipeline folder on disk holds what ``from_pretrained`` will read, so a missing or
 half-copied download is reported with what to get and where, not as a loader's traceback; and the
-loading and saving rules both pipelines share (``local_load_kwargs``, ``save_pipeline_folder``)."""
+loading, saving and device rules both pipelines share (``local_load_kwargs``, ``save_pipeline_folder``, their base
+class ``CheckedPipeline``)."""
 
 from __future__ import annotations
 
@@ -542,10 +543,23 @@ def check_components(pipeline: str, components: dict[str, Any]) -> None:
                          f"folder's")
 
 
-class GpuOffload:
-    """``enable_model_cpu_offload`` and ``enable_sequential_cpu_offload`` of both pipelines (a base class before
-    ``DiffusionPipeline``): a ``DeviceError`` where no GPU is available, not diffusers' ``RuntimeError`` ("...
-    requires accelerator, but not found")."""
+class CheckedPipeline:
+    """What both pipelines (a base class before ``DiffusionPipeline``) add to diffusers' ``to``, ``save_pretrained``
+    and CPU offload: a ``DeviceError`` where no GPU is available, not diffusers' ``RuntimeError`` ("... requires
+    accelerator, but not found") or torch's from deep inside a move; a save that never leaves a mix of two models."""
+
+    def to(self, *args: Any, **kwargs: Any) -> Any:
+        """``DiffusionPipeline.to``; a CUDA device where no GPU is available is a ``DeviceError``."""
+        check_to_device(args, kwargs)
+        return super().to(*args, **kwargs)  # type: ignore[misc]
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs: Any) -> None:
+        """``DiffusionPipeline.save_pretrained`` into a temporary folder, then moved into place: a save that fails
+        while writing (a full disk) leaves the folder as it was, one stopped while moving leaves a folder that does
+        not load, never a mix of two models (``save_pipeline_folder``). The weight files get the umask's mode
+        (``give_default_mode``). A file or another pipeline's folder is refused (``check_save_folder``)."""
+        save = super().save_pretrained  # type: ignore[misc]
+        save_pipeline_folder(self, save_directory, lambda folder: save(folder, **kwargs))
 
     def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Any = None) -> None:
         """Keep each model on the CPU until it runs on ``device`` (None: the accelerator there is; GPU only)."""

@@ -3,7 +3,7 @@ onto that path only once it is complete, so that after any error nothing appears
 already there is left untouched.
 
 Temporary names carry the writer's machine and process (`temporary_path`), so that a later writer of the same path
-removes those a killed run left behind (`remove_stale_temporaries`) and no others.
+removes those a killed run left behind (`_remove_stale`) and no others.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ _PID_DIGITS = 7  # Linux's largest pid_max, 4194304
 def temporary_path(path: Path) -> Path:
     """A hidden, unique name next to `path` to write it under until it is complete,
     ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX``: the writer's machine and process, so that a later writer of
-    `path` can tell (and first removes, `remove_stale_temporaries`) those of a killed run. NAME is `path`'s
+    `path` can tell (and first removes, `_remove_stale`) those of a killed run. NAME is `path`'s
     name, shortened where the whole would be too long a name (`_temporary_name`)."""
     name, suffix = _temporary_parts(path)
     _remove_stale(path.parent, name, suffix)
@@ -75,7 +75,7 @@ def _temporary_parts(path: Path) -> tuple[str, str]:
     this process's own temporary one (``.NAME.HOST-PID-TOKEN.tmp.SUFFIX``), those of the output it stands for.
     ``convert-star`` saves its pipeline into a temporary folder, and the save made its own temporary beside that
     one, ``..NAME.HOST-PID-TOKEN.tmp.HOST-PID-TOKEN.tmp.tmp``, which a killed run left for good: no rerun's clean-up
-    (``remove_stale_temporaries`` of NAME) matched it."""
+    (``_remove_stale`` of NAME) matched it."""
     match = re.fullmatch(rf"\.(.+)\.{re.escape(_host())}-{os.getpid()}-[0-9a-f]{{8}}\.tmp(.*)", path.name, re.DOTALL)
     return (match.group(1), match.group(2)) if match else (_temporary_name(path), path.suffix)
 
@@ -105,15 +105,10 @@ def _name_max(folder: Path) -> int:
     return DEFAULT_NAME_MAX
 
 
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove the temporary files (or PNG folders) of `path` that writers on this machine whose process has
-    ended left behind (a SIGKILL or a power cut runs no clean-up); returns them. Those of running processes,
-    of other machines sharing the folder, and names of another form are left alone."""
-    return _remove_stale(path.parent, _temporary_name(path), path.suffix)
-
-
 def _remove_stale(folder: Path, name: str, suffix: str) -> list[Path]:
-    """`remove_stale_temporaries` of the temporary names ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX`` in ``folder``."""
+    """Remove the temporary files (or PNG folders) ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX`` in ``folder`` that writers on
+    this machine whose process has ended left behind (a SIGKILL or a power cut runs no clean-up); returns them.
+    Those of running processes, of other machines sharing the folder, and names of another form are left alone."""
     prefix, suffix = f".{name}.", f".tmp{suffix}"
     try:
         siblings = [p for p in folder.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
