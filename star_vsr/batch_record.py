@@ -19,12 +19,16 @@ RECORD_NAME = ".star-vsr-upscale-batch.jsonl"
 """File of the record in the output folder (hidden: it is not an output)."""
 
 
-def record_output(output_dir: Path, name: str, settings: Mapping[str, Any], source: Optional[str] = None,
+def record_output(output_dir: Path, name: str, settings: Mapping[str, Any], source: Optional[Path] = None,
                   record: str = RECORD_NAME) -> None:
-    """Add that output ``name`` in ``output_dir`` was made with ``settings`` from the input named ``source``
-    (one appended line of the file ``record``: ``degrade FOLDER`` keeps its own)."""
+    """Add that output ``name`` in ``output_dir`` was made with ``settings`` from the input ``source`` (its name and
+    ``input_fingerprint``: size, modification time, files) (one appended line of the file ``record``: ``degrade
+    FOLDER`` keeps its own)."""
+    from .resume import input_fingerprint
+
     line = json.dumps({"output": name, "settings": _as_stored(settings),
-                       **({"input": source} if source is not None else {})})
+                       **({"input": source.name, "input_fingerprint": input_fingerprint(source)}
+                          if source is not None else {})})
     descriptor = os.open(Path(output_dir) / record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:  # one write: appends of processes do not mix
         file.write("\n" + line + "\n")  # the leading newline ends a line a crash cut short
@@ -102,11 +106,30 @@ def recorded_inputs(output_dir: Path, record: str = RECORD_NAME) -> dict[str, st
     outputs recorded with one. Outputs are named from the inputs there are (``clip.mp4`` and a ``clip.mkv`` added
     later: ``clip_mp4.mkv``), so an input added to a batch folder took over an output another input had made, which
     then counted as done; the names recorded here stay theirs (``star_vsr.io.output_names``' ``kept``)."""
-    inputs: dict[str, str] = {}
-    for entry in _entries(Path(output_dir) / record):
-        if isinstance(entry.get("input"), str):
-            inputs[entry["output"]] = entry["input"]
-    return inputs
+    return {out: entry["input"] for out, entry in _last_entries(output_dir, record).items()
+            if isinstance(entry.get("input"), str)}
+
+
+def made_from_changed_inputs(output_dir: Path, outputs: Mapping[Path, str], record: str = RECORD_NAME) -> list[str]:
+    """Among ``outputs`` (input -> the name of its output there, counted as done), those the record says were last
+    made from the same input name but another ``input_fingerprint`` (the input replaced or changed since: a clip
+    of ``degrade --overwrite`` with another preset kept its old upscaled output, scored without a word). Outputs
+    recorded without one (by earlier versions) are not compared."""
+    last = _last_entries(output_dir, record)
+    from .resume import input_fingerprint
+
+    changed = []
+    for source, out in outputs.items():
+        entry = last.get(out, {})
+        if entry.get("input") == source.name and isinstance(entry.get("input_fingerprint"), list) \
+                and entry["input_fingerprint"] != input_fingerprint(source):
+            changed.append(out)
+    return sorted(changed)
+
+
+def _last_entries(output_dir: Path, record: str) -> dict[str, dict[str, Any]]:
+    """The last line of each output name in ``output_dir``'s ``record`` (how it was last made)."""
+    return {entry["output"]: entry for entry in _entries(Path(output_dir) / record)}
 
 
 def _entries(path: Path) -> list[dict[str, Any]]:

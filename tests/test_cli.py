@@ -2761,10 +2761,47 @@ def test_a_clip_added_to_a_degraded_folder_does_not_take_over_another_clips_outp
     (tmp_path / "batch").mkdir()  # upscale-batch says the same of its own record
     write_test_video(tmp_path / "batch" / "a.avi", num_frames=2, size=(8, 8))
     assert main(["upscale-batch", str(tmp_path / "batch"), "-o", str(tmp_path / "up"), "--upscale", "2"]) == 0
+    # an a.mp4 added is written as a_mp4.mp4; with a.avi removed since, that name stays, and the note said why
+    # with no one named: "( would be written as a.mp4 too)" (black-box hunt)
+    write_test_video(tmp_path / "batch" / "a.mp4", num_frames=2, size=(8, 8), seed=5)
+    assert main(["upscale-batch", str(tmp_path / "batch"), "-o", str(tmp_path / "up"), "--upscale", "2"]) == 0
+    capsys.readouterr()
+    (tmp_path / "batch" / "a.avi").unlink()
+    assert main(["upscale-batch", str(tmp_path / "batch"), "-o", str(tmp_path / "up"), "--upscale", "2"]) == 0
+    assert "note: a.mp4 is written as a_mp4.mp4 (the name an earlier run gave its output)" in capsys.readouterr().out
+    (tmp_path / "batch" / "a.mp4").unlink()
+    (tmp_path / "up" / "a_mp4.mp4").unlink()
+    write_test_video(tmp_path / "batch" / "a.avi", num_frames=2, size=(8, 8))
     (tmp_path / "batch" / "a.avi").rename(tmp_path / "batch" / "a.mp4")
     assert main(["upscale-batch", str(tmp_path / "batch"), "-o", str(tmp_path / "up"), "--upscale", "2"]) == 0
     assert "1 existing output counts as done but was made from another input (a.mp4 of a.avi)" in \
         capsys.readouterr().out
+
+
+def test_an_input_replaced_under_its_name_is_noted_by_the_batch_commands(tmp_path, capsys):
+    """GT/a.mkv replaced by another clip (or LR/ redone by `degrade --overwrite --preset heavy`): the reruns of
+    `degrade GT/ -o LR/` and `upscale-batch LR/ -o SR/` said "already done, 0 to go" and kept outputs of the old
+    input, which evaluate then scored without a word (black-box hunt)."""
+    gt, lr, sr = tmp_path / "GT", tmp_path / "LR", tmp_path / "SR"
+    gt.mkdir()
+    for name, seed in (("a.mkv", 1), ("b.mkv", 2)):
+        write_test_video(gt / name, num_frames=2, size=(16, 16), seed=seed, codec="ffv1")
+    degrade = ["degrade", str(gt), "-o", str(lr), "--scale", "2", "--codec", "ffv1"]
+    upscale = ["upscale-batch", str(lr), "-o", str(sr), "--upscale", "2"]
+    assert main(degrade) == 0 and main(upscale) == 0
+    assert main(degrade) == 0 and main(upscale) == 0  # unchanged: no note
+    assert "earlier version" not in capsys.readouterr().out
+    write_test_video(gt / "a.mkv", num_frames=2, size=(16, 16), seed=3, codec="ffv1")  # same name, size, length
+    assert main(degrade) == 0
+    assert ("note: 1 existing output counts as done but was made from an earlier version of its input (changed "
+            "since: size or modification time) (a.mkv); pass --overwrite to redo it") in capsys.readouterr().out
+    assert main(degrade + ["--overwrite"]) == 0 and main(degrade) == 0  # redone: its record is of the new one
+    assert "earlier version" not in capsys.readouterr().out
+    assert main(upscale) == 0  # LR/ was redone since SR/ was made from it
+    assert ("note: 2 existing outputs count as done but were made from an earlier version of their input (changed "
+            "since: size or modification time) (a.mkv, b.mkv); pass --overwrite to redo them") in capsys.readouterr().out
+    assert main(upscale + ["--overwrite"]) == 0 and main(upscale) == 0
+    assert "earlier version" not in capsys.readouterr().out
 
 
 def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):

@@ -124,13 +124,13 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     the outputs it has still to redo (``PENDING_NAME``) until it has, so that a stopped one goes on too."""
     from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
     from ..interrupts import raise_if_interrupted
-    from ..batch_record import record_output, recorded_inputs
+    from ..batch_record import made_from_changed_inputs, record_output, recorded_inputs
     from ..io import output_names
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable, write_text_atomic
-    from .existing_outputs import (check_existing_outputs, existing_output_lines, made_from_other_inputs_line,
-                                   renamed_lines)
+    from .existing_outputs import (check_existing_outputs, existing_output_lines, made_from_changed_inputs_line,
+                                   made_from_other_inputs_line, renamed_lines)
 
     output_dir = Path(args.output)
     check_output_folder_name(output_dir, "the degraded clips")
@@ -191,10 +191,11 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
                                        partial(_expected_output, args.scale, args.codec))
         for line in existing_output_lines(found, args.codec, "another program's file?"):
             say(args, f"note: {line}")
-        other = made_from_other_inputs_line({clip.name: outputs[clip].name for clip in clips if clip not in todo},
-                                            made_from)
-        if other:
-            say(args, f"note: {other}")
+        done = {clip: outputs[clip].name for clip in clips if clip not in todo}
+        for line in (made_from_other_inputs_line({clip.name: out for clip, out in done.items()}, made_from),
+                     made_from_changed_inputs_line(made_from_changed_inputs(output_dir, done, INPUTS_NAME))):
+            if line:
+                say(args, f"note: {line}")
     for line in renamed_lines(clips, names, args.codec, kept, folders):  # (degrade renamed without a word)
         say(args, f"note: {line}")
     for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips,
@@ -216,7 +217,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         try:
             _degrade_file(args, clip, outputs[clip], clip_seed(args.seed, clip.name),  # a video file keeps its rate
                          args.fps if clip.is_dir() else None, folder=True, replace=outputs[clip].name in pending)
-            record_output(output_dir, outputs[clip].name, settings, source=clip.name, record=INPUTS_NAME)
+            record_output(output_dir, outputs[clip].name, settings, source=clip, record=INPUTS_NAME)
             if outputs[clip].name in pending:
                 pending.discard(outputs[clip].name)
                 write_text_atomic(pending_record, json.dumps(sorted(pending)) + "\n")

@@ -100,7 +100,7 @@ def done_but_line(count: int, what: str, names: str, after: str) -> str:
     ``{them}`` in ``what`` and ``after`` agreeing with ``count`` ("1 ... is ... it", "2 ... are ... them")."""
     many = count != 1
     words = {"s": "" if many else "s", "are": "are" if many else "is", "were": "were" if many else "was",
-             "them": "them" if many else "it"}
+             "them": "them" if many else "it", "their": "their" if many else "its"}
     return (f"{count} existing output{'s count' if many else ' counts'} as done but {what.format(**words)} "
             f"({names}){after.format(**words)}")
 
@@ -133,7 +133,18 @@ def _renamed_because(name: str, wanted: Mapping[str, str], names: Mapping[str, s
         kind = "the frame folder" if owner in folders else "the video"
         return f"{own} is the output of {kind} {owner}" + (", from an earlier run" if kept.get(owner) == own else "")
     others = sorted(other for other, out in wanted.items() if out == own and other != name)
+    if not others:  # the name an earlier run gave it while another input had own's (that one removed since)
+        return "the name an earlier run gave its output"  # (it said "( would be written as x.mp4 too)")
     return f"{' and '.join(others)} would be written as {own} too"
+
+
+def made_from_changed_inputs_line(names: list[str]) -> Optional[str]:
+    """``done_but_line`` for the existing outputs ``names`` made from an earlier version of their input
+    (``batch_record.made_from_changed_inputs``); None when there are none."""
+    if not names:
+        return None
+    return done_but_line(len(names), "{were} made from an earlier version of {their} input (changed since: size or "
+                         "modification time)", listed(names, 5), "; pass --overwrite to redo {them}")
 
 
 def made_from_other_inputs_line(outputs: Mapping[str, str], recorded: Mapping[str, str]) -> Optional[str]:

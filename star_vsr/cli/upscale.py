@@ -348,10 +348,10 @@ def _run_batch(args: argparse.Namespace) -> int:
                               other_subfolders, other_subfolders_note, stray_images_note)
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_finished_progress
-    from ..batch_record import (ledger_settings, made_with_other_settings, output_settings, record_output,
-                                recorded_inputs)
+    from ..batch_record import (ledger_settings, made_from_changed_inputs, made_with_other_settings, output_settings,
+                                record_output, recorded_inputs)
     from .existing_outputs import (check_existing_outputs, done_but_line, existing_output_lines, listed,
-                                   made_from_other_inputs_line, renamed_lines)
+                                   made_from_changed_inputs_line, made_from_other_inputs_line, renamed_lines)
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_inputs, unfinished_note, unfinished_runs
     from ..upscale import (DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype,
@@ -457,10 +457,11 @@ def _run_batch(args: argparse.Namespace) -> int:
                                      f"{', '.join(flags)}: {listed(sorted(made), 5)}",
                                      "; pass --overwrite to redo {them} with these")
                 print(f"note: {line}")
-            other = made_from_other_inputs_line({v.name: outputs[v].name for v in videos if outputs[v].exists()},
-                                                made_from)
-            if other:
-                print(f"note: {other}")
+            done = {v: outputs[v].name for v in videos if outputs[v].exists()}
+            for line in (made_from_other_inputs_line({v.name: out for v, out in done.items()}, made_from),
+                         made_from_changed_inputs_line(made_from_changed_inputs(output_dir, done))):
+                if line:
+                    print(f"note: {line}")
         stray = stray_images_note(input_dir)
         if stray:
             print(f"note: {stray}")
@@ -511,7 +512,7 @@ def _run_batch(args: argparse.Namespace) -> int:
             if args.overwrite:
                 ledger.add(outputs[video].name, video)
             record_output(output_dir, outputs[video].name,
-                          output_settings(ledger.settings, video, outputs[video], dtype), source=video.name)
+                          output_settings(ledger.settings, video, outputs[video], dtype), source=video)
             say(f"wrote {outputs[video]}")
     # every process's skipped videos (the gather waits for all, as a barrier would): one total, not one per process
     skipped = [v.name for v in failed]
