@@ -1342,16 +1342,19 @@ CHECKPOINT_MODEL_FOLDERS = {"controlnet": "training/train_star.py", "student": "
 
 def check_overwritten_run_is_this_scripts(output_dir: Path, model_folder: str) -> None:
     """``InputError`` when ``output_dir`` holds a run of the other training script (its checkpoints' or final
-    model's ``CHECKPOINT_MODEL_FOLDERS`` folder), which ``--overwrite_output_dir`` would replace only in part: it
+    model's ``CHECKPOINT_MODEL_FOLDERS`` folder), which this script cannot go on from (it was told to) and
+    ``--overwrite_output_dir`` would replace only in part: it
     deletes what this script's runs write, and the other's step log, validation images and TensorBoard events
     stayed among this run's."""
     places = [output_dir, *checkpoint_folders(output_dir)] if output_dir.is_dir() else []
     others = {script for folder, script in CHECKPOINT_MODEL_FOLDERS.items()
               if folder != model_folder and any((place / folder).is_dir() for place in places)}
     if others:
-        raise InputError(f"{output_dir} holds a run of {sorted(others)[0]}; --overwrite_output_dir replaces runs of "
-                         f"{CHECKPOINT_MODEL_FOLDERS[model_folder]} only (the other script's logs and validation "
-                         f"images would stay among this run's): choose another --output_dir, or delete that one")
+        raise InputError(f"{output_dir} holds a run of {sorted(others)[0]}, which "
+                         f"{CHECKPOINT_MODEL_FOLDERS[model_folder]} cannot go on from; --overwrite_output_dir replaces "
+                         f"runs of {CHECKPOINT_MODEL_FOLDERS[model_folder]} only (the other script's logs and "
+                         f"validation images would stay among this run's): choose another --output_dir, or delete "
+                         f"that one")
 
 
 def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
@@ -1387,14 +1390,21 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     check_number(args, "validation_steps", 0)  # 0: never
     check_number(args, "seed", 0, 2 ** 32 - 1)  # what torch and NumPy seed with (Accelerate's set_seed refused it)
     args.mixed_precision = launcher_precision(args.mixed_precision)
+    if args.report_to != "none":  # a file where the TensorBoard folder goes: a traceback from every process once
+        logs = Path(args.output_dir, args.logging_dir)  # training had set up (black-box hunt)
+        blocker = next((p for p in (logs, *logs.parents) if p.exists() or p.is_symlink()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise InputError(f"--logging_dir {args.logging_dir}: {blocker} is a file, where the TensorBoard folder "
+                             f"would go; choose another --logging_dir")
     note_one_process_of_several("the training")
     has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or (
         hasattr(torch, "xpu") and torch.xpu.is_available())
     if args.mixed_precision == "fp16" and not has_gpu:
         raise InputError("--mixed_precision fp16 needs a GPU; on the CPU use bf16 or no")
-    check_output_dir(args.output_dir, args.resume_from_checkpoint, args.overwrite_output_dir)
-    if args.overwrite_output_dir and model_folder is not None:
+    if model_folder is not None and (args.overwrite_output_dir or args.resume_from_checkpoint is None):
+        # (before the generic "holds a run; go on with --resume_from_checkpoint latest", which was then refused)
         check_overwritten_run_is_this_scripts(Path(args.output_dir), model_folder)
+    check_output_dir(args.output_dir, args.resume_from_checkpoint, args.overwrite_output_dir)
     resume = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     if resume is not None:
         if model_folder is not None and not (resume / model_folder).is_dir():

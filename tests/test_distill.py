@@ -1250,6 +1250,31 @@ def test_settings_that_cannot_run_are_refused_with_their_flag_before_anything_is
     assert not (tmp_path / "run").exists()
 
 
+def test_a_logging_dir_that_is_a_file_is_refused_before_anything_is_made(tmp_path, capsys):
+    """A traceback from init_trackers (NotADirectoryError), from every process of a launch (black-box hunt)."""
+    (tmp_path / "afile").write_text("")
+    for logging_dir in (tmp_path / "afile", tmp_path / "afile" / "logs"):
+        with pytest.raises(SystemExit) as refused:
+            training_args(None, tmp_path / "run", "--logging_dir", str(logging_dir), "--report_to", "tensorboard")
+        assert refused.value.code == 2
+        assert f"--logging_dir {logging_dir}: {tmp_path / 'afile'} is a file, where the TensorBoard folder would go" \
+            in capsys.readouterr().err
+    training_args(None, tmp_path / "run", "--logging_dir", str(tmp_path / "afile"), "--report_to", "none")  # unused
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_holding_the_other_scripts_run_is_named_so_at_once(tmp_path, capsys):
+    """It said "holds a run; go on with --resume_from_checkpoint latest", and that resume was then refused as "no
+    checkpoint of this script" (black-box hunt)."""
+    (tmp_path / "star" / "checkpoint-2" / "controlnet").mkdir(parents=True)
+    (tmp_path / "star" / "checkpoint-2" / "controlnet" / "config.json").write_text("{}")
+    with pytest.raises(SystemExit) as refused:
+        training_args(None, tmp_path / "star")
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "holds a run of training/train_star.py, which training/distill_student.py " \
+        "cannot go on from" in err and "--resume_from_checkpoint latest" not in err
+
+
 def test_a_warm_up_as_long_as_the_run_is_noted(tmp_path, capsys):
     """The learning rate never left its warm-up, without a word (black-box hunt: the tiny config's 6 steps, a warm-up
     of 100); a note, not an error: a few steps of a full config are a smoke test."""

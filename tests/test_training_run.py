@@ -304,8 +304,9 @@ def test_component_folders_of_the_users_and_a_run_of_the_other_script_are_refuse
     check_output_dir(tmp_path, None, True)
     star = tmp_path / "star"
     (star / "checkpoint-2" / "controlnet").mkdir(parents=True)
-    with pytest.raises(InputError, match=r"holds a run of training/train_star.py; --overwrite_output_dir replaces "
-                                         r"runs of training/distill_student.py only"):
+    with pytest.raises(InputError, match=r"holds a run of training/train_star.py, which training/distill_student.py "
+                                         r"cannot go on from; --overwrite_output_dir replaces runs of "
+                                         r"training/distill_student.py only"):
         check_overwritten_run_is_this_scripts(star, "student")
     check_overwritten_run_is_this_scripts(star, "controlnet")
     (tmp_path / "distilled" / "student").mkdir(parents=True)  # a finished run's model, no checkpoint

@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--num_validation_clips", type=int, default=2, help="evaluation clips scored at validation")
     out.add_argument("--validation_frames", type=int, default=6, help="frames per validation clip")
     out.add_argument("--validation_size", type=int, default=128, help="HR side of validation clips")
-    out.add_argument("--logging_dir", default="logs", help="TensorBoard folder, relative to output_dir")
+    out.add_argument("--logging_dir", default="logs", help="TensorBoard folder, relative to output_dir (an "
+                     "absolute path is used as it is)")
     out.add_argument("--report_to", default="tensorboard", choices=("tensorboard", "all", "none"),
                      help="where scalars and validation images are logged")
     out.add_argument("--save_dtype", default="fp32", choices=tuple(SAVE_DTYPES), help="precision of the saved student")

@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
                           f"noise_level).")
     run.add_argument("--report_to", choices=("tensorboard", "all", "none"), default="tensorboard",  # (distill's)
                      help="Where scalars and validation images are logged (besides train_log.jsonl).")
-    run.add_argument("--logging_dir", type=str, default="logs", help="TensorBoard folder inside output_dir.")
+    run.add_argument("--logging_dir", type=str, default="logs",
+                     help="TensorBoard folder, relative to output_dir (an absolute path is used as it is).")
     run.add_argument("--tracker_project_name", type=str, default="train_star",
                      help="TensorBoard run folder inside --logging_dir.")
     return parser
