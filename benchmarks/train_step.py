@@ -79,7 +79,7 @@ def tiny_child(steps: int, repeats: int, dfl: bool) -> dict:
 
     def step(i: int) -> None:
         out = ts.training_losses(denoiser, components["vae"], components["text_encoder"], components["tokenizer"],
-                                 objective, batches[i], ts.make_generator(args.seed, 0, 0, i), torch.float32,
+                                 objective, batches[i], ts.batch_generator(args.seed, 0, 0, i), torch.float32,
                                  args.vae_batch_size, args.vae_latents == "sample")
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)

@@ -4,6 +4,9 @@
 apart by its ``model_index.json``) on the right device; ``upscale_video`` streams a file through
 it into an atomically written video that keeps the source's frame rate and audio, saving
 checkpoints as it goes (``star_vsr.resume``), so a stopped run goes on where it stopped.
+
+It also owns the choice of device and weights' dtype every command and training script makes (``--device``,
+``--dtype``: ``resolve_device``, ``resolve_dtype``, ``cpu_has_amx``, ``accelerate_on_cpu``).
 """
 
 from __future__ import annotations

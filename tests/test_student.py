@@ -1110,6 +1110,9 @@ def test_torch_compile_is_opt_in_and_guarded(monkeypatch):
     with pytest.raises(DeviceError, match="C\\+\\+ compiler"):
         p.enable_torch_compile()
     assert p._compiled_step is None
+    p._compiled_step = p.student.step_tensors  # (as enable_torch_compile leaves it, without compiling here)
+    p.disable_torch_compile()
+    assert p._compiled_step is None
 
 
 # ---------------------------------------------------------------- default student

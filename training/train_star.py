@@ -534,7 +534,7 @@ def check_crop_size(args: argparse.Namespace, unet: StarVSRUNetModel, vae_scale_
                          f"take (it needs {valid[0]}x{valid[1]}); use a crop such as {suggestion}")
 
 
-def make_generator(seed: int, process_index: int, epoch: int, batch_index: int) -> torch.Generator:
+def batch_generator(seed: int, process_index: int, epoch: int, batch_index: int) -> torch.Generator:
     """CPU generator of one micro-batch, seeded from (seed, process, epoch, batch index) only."""
     state = np.random.SeedSequence([seed, process_index, epoch, batch_index]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state >> np.uint64(1)))
@@ -815,7 +815,7 @@ def main(args: argparse.Namespace) -> None:
             loader.set_epoch(epoch)
             for batch_index, batch in enumerate(loader, start=skip):
                 report_skips(batch["unreported_skips"], skips_said)
-                generator = make_generator(args.seed, accelerator.process_index, epoch, batch_index)
+                generator = batch_generator(args.seed, accelerator.process_index, epoch, batch_index)
                 with accelerator.accumulate(denoiser):
                     out = training_losses(denoiser, vae, text_encoder, tokenizer, objective, batch, generator,
                                           weight_dtype, args.vae_batch_size, args.vae_latents == "sample")

@@ -56,7 +56,7 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def _load_vae(folder: Path, dtype):
+def _load_vae(folder: Path, dtype: Any) -> Any:  # (a torch.dtype; the AutoencoderKLTemporalDecoder)
     import torch
     from diffusers import AutoencoderKLTemporalDecoder
 

@@ -53,7 +53,7 @@ class RealWorldDegradation:
         lr = degradation(hr, seed=0)  # or both steps at once
     """
 
-    def __init__(self, config: DegradationConfig | None = None, scale: int = 4):
+    def __init__(self, config: DegradationConfig | None = None, scale: int = 4) -> None:
         if config is None:
             config = DegradationConfig()
         if not isinstance(config, DegradationConfig):

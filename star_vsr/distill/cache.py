@@ -238,7 +238,7 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
     for shard in range(manifest.num_shards):  # damaged since it was written (a bad copy, a disk error): redo it
         path = _shard_path(folder, shard)
         if path.is_file() and not shard_written(folder, shard):
-            tqdm.write(f"{path} is damaged; computing it again")
+            tqdm.write(f"{path} is damaged; computing it again", file=sys.stderr)  # (a note, as the others)
             path.unlink()
     done = sum(len(manifest.shard_clips(s)) for s in range(manifest.num_shards) if _shard_path(folder, s).is_file())
     # closed on the way out of an error too: the bar's last line was drawn after the CLI's "interrupted"

@@ -283,8 +283,8 @@ class PyAVVideoReader(VideoReader):
 _JPEG_TAIL = 4096
 
 
-def _is_cut_short_jpeg(file: Path, data: bytes) -> bool:
-    """Whether ``data``, the bytes of ``file``, are a JPEG (its start-of-image marker FF D8: a PNG named .jpg, which
+def _is_cut_short_jpeg(data: bytes) -> bool:
+    """Whether ``data``, the bytes of an image file, are a JPEG (its start-of-image marker FF D8: a PNG named .jpg, which
     OpenCV reads, was "cut short") without its end-of-image marker (FF D9): cut short by a failed copy. OpenCV
     decodes one with the missing rows grey, saying only "Premature end of JPEG file"."""
     return data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-_JPEG_TAIL:]
@@ -302,7 +302,7 @@ def _load_image(file: Path, info: VideoInfo, kinds: dict[str, str | None] | None
         data = file.read_bytes()  # read once: checked, then decoded
     except OSError as error:
         raise CorruptVideoError(f"{file} is not a readable image ({error.strerror}); replace or remove it") from None
-    if _is_cut_short_jpeg(file, data):
+    if _is_cut_short_jpeg(data):
         raise CorruptVideoError(f"{file} is cut short (its JPEG data ends before the end-of-image marker: a failed "
                                 f"copy?); replace or remove it")
     try:
