@@ -293,6 +293,8 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
         configs = pre.parse_known_args(argv)[0].config or [None]
     except argparse.ArgumentError:  # ``--config`` without a file: the script's own parser says so, below
         configs = [None]
+    for given in configs[1:]:  # (an unset shell variable: said as such)
+        _refuse_empty_path(parser, "config", given)
     if len(configs) > 1:  # (the last one was used, the others dropped without a word)
         parser.error(f"--config is given {len(configs)} times ({', '.join(configs)}); give one config file (flags "
                      f"override its settings)")
