@@ -1392,8 +1392,9 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     check_number(args, "validation_steps", 0)  # 0: never
     check_number(args, "seed", 0, 2 ** 32 - 1)  # what torch and NumPy seed with (Accelerate's set_seed refused it)
     args.mixed_precision = launcher_precision(args.mixed_precision)
-    if args.report_to != "none":  # a file where the TensorBoard folder goes: a traceback from every process once
-        logs = Path(args.output_dir, args.logging_dir)  # training had set up (black-box hunt)
+    if getattr(args, "report_to", "none") != "none" and getattr(args, "logging_dir", None) is not None:  # a file
+        # where the TensorBoard folder goes: a traceback from every process once training had set up (black-box hunt)
+        logs = Path(args.output_dir, args.logging_dir)
         blocker = next((p for p in (logs, *logs.parents) if p.exists() or p.is_symlink()), None)
         if blocker is not None and not blocker.is_dir():
             raise InputError(f"--logging_dir {args.logging_dir}: {blocker} is a file, where the TensorBoard folder "
