@@ -10,28 +10,56 @@ before the record existed, or by another program, have no line and get no note.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from .errors import StarVSRError
+
 RECORD_NAME = ".star-vsr-upscale-batch.jsonl"
 """File of the record in the output folder (hidden: it is not an output)."""
 
 
-def record_output(output_dir: Path, name: str, settings: Mapping[str, Any], source: Optional[Path] = None,
-                  record: str = RECORD_NAME) -> None:
-    """Add that output ``name`` in ``output_dir`` was made with ``settings`` from the input ``source`` (its name and
-    ``input_fingerprint``: size, modification time, files) (one appended line of the file ``record``: ``degrade
+def record_output(output_dir: Path, name: str, settings: Mapping[str, Any], source: Optional[str] = None,
+                  signature: Optional[list[Any]] = None, record: str = RECORD_NAME) -> None:
+    """Add that output ``name`` in ``output_dir`` was made with ``settings`` from the input named ``source``, whose
+    ``input_signature`` was ``signature`` before it was read (one appended line of the file ``record``: ``degrade
     FOLDER`` keeps its own)."""
-    from .resume import input_fingerprint
-
     line = json.dumps({"output": name, "settings": _as_stored(settings),
-                       **({"input": source.name, "input_fingerprint": input_fingerprint(source)}
-                          if source is not None else {})})
+                       **({"input": source} if source is not None else {}),
+                       **({"input_signature": signature} if signature is not None else {})})
     descriptor = os.open(Path(output_dir) / record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:  # one write: appends of processes do not mix
         file.write("\n" + line + "\n")  # the leading newline ends a line a crash cut short
+
+
+#: Bytes read at each end of an input file for its `input_signature`.
+SIGNATURE_BYTES = 2 ** 20
+
+
+def input_signature(source: Path) -> Optional[list[Any]]:
+    """What tells a batch input's content from another's put in its place under its name, without modification
+    times (a copy, a checkout or ``touch`` changes them, and every rerun then called its outputs stale): a file's
+    size and a hash of its first and last MiB; a frame folder's number of frame images and their total size. None
+    when it cannot be read (removed meanwhile)."""
+    from .io.folders import list_image_files
+
+    try:
+        if source.is_dir():
+            files = list_image_files(source)
+            return [len(files), sum(file.stat().st_size for file in files)]
+        size = source.stat().st_size
+        digest = hashlib.sha256()
+        with open(source, "rb") as file:
+            digest.update(file.read(SIGNATURE_BYTES))
+            if size > SIGNATURE_BYTES:
+                file.seek(max(SIGNATURE_BYTES, size - SIGNATURE_BYTES))
+                digest.update(file.read(SIGNATURE_BYTES))
+        return [size, digest.hexdigest()[:16]]
+    except (OSError, StarVSRError):
+        return None
 
 
 def output_settings(settings: Mapping[str, Any], source: Path, output: Path,
@@ -112,18 +140,17 @@ def recorded_inputs(output_dir: Path, record: str = RECORD_NAME) -> dict[str, st
 
 def made_from_changed_inputs(output_dir: Path, outputs: Mapping[Path, str], record: str = RECORD_NAME) -> list[str]:
     """Among ``outputs`` (input -> the name of its output there, counted as done), those the record says were last
-    made from the same input name but another ``input_fingerprint`` (the input replaced or changed since: a clip
+    made from the same input name but another ``input_signature`` (the input replaced or changed since: a clip
     of ``degrade --overwrite`` with another preset kept its old upscaled output, scored without a word). Outputs
     recorded without one (by earlier versions) are not compared."""
     last = _last_entries(output_dir, record)
-    from .resume import input_fingerprint
-
     changed = []
     for source, out in outputs.items():
         entry = last.get(out, {})
-        if entry.get("input") == source.name and isinstance(entry.get("input_fingerprint"), list) \
-                and entry["input_fingerprint"] != input_fingerprint(source):
-            changed.append(out)
+        if entry.get("input") == source.name and isinstance(entry.get("input_signature"), list):
+            now = input_signature(source)
+            if now is not None and now != entry["input_signature"]:
+                changed.append(out)
     return sorted(changed)
 
 

@@ -543,12 +543,15 @@ def check_components(pipeline: str, components: dict[str, Any]) -> None:
                          f"folder's")
 
 
+_Pipeline = TypeVar("_Pipeline", bound="CheckedPipeline")
+
+
 class CheckedPipeline:
     """What both pipelines (a base class before ``DiffusionPipeline``) add to diffusers' ``to``, ``save_pretrained``
     and CPU offload: a ``DeviceError`` where no GPU is available, not diffusers' ``RuntimeError`` ("... requires
     accelerator, but not found") or torch's from deep inside a move; a save that never leaves a mix of two models."""
 
-    def to(self, *args: Any, **kwargs: Any) -> Any:
+    def to(self: _Pipeline, *args: Any, **kwargs: Any) -> _Pipeline:
         """``DiffusionPipeline.to``; a CUDA device where no GPU is available is a ``DeviceError``."""
         check_to_device(args, kwargs)
         return super().to(*args, **kwargs)  # type: ignore[misc]

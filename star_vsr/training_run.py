@@ -293,7 +293,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
         configs = pre.parse_known_args(argv)[0].config or [None]
     except argparse.ArgumentError:  # ``--config`` without a file: the script's own parser says so, below
         configs = [None]
-    for given in configs[1:]:  # (an unset shell variable: said as such)
+    for given in configs if len(configs) > 1 else ():  # (an unset shell variable: said as such)
         _refuse_empty_path(parser, "config", given)
     if len(configs) > 1:  # (the last one was used, the others dropped without a word)
         parser.error(f"--config is given {len(configs)} times ({', '.join(configs)}); give one config file (flags "
@@ -1348,9 +1348,13 @@ def check_overwritten_run_is_this_scripts(output_dir: Path, model_folder: str) -
     ``--overwrite_output_dir`` would replace only in part: it
     deletes what this script's runs write, and the other's step log, validation images and TensorBoard events
     stayed among this run's."""
+    def holds(place: Path, folder: str) -> bool:  # a checkpoint's model folder, or a saved model's (an empty
+        # controlnet/ of the user's is no run: ``check_output_dir`` says what it is)
+        return (place / folder).is_dir() if place != output_dir else (place / folder / "config.json").is_file()
+
     places = [output_dir, *checkpoint_folders(output_dir)] if output_dir.is_dir() else []
     others = {script for folder, script in CHECKPOINT_MODEL_FOLDERS.items()
-              if folder != model_folder and any((place / folder).is_dir() for place in places)}
+              if folder != model_folder and any(holds(place, folder) for place in places)}
     if others:
         raise InputError(f"{output_dir} holds a run of {sorted(others)[0]}, which "
                          f"{CHECKPOINT_MODEL_FOLDERS[model_folder]} cannot go on from; --overwrite_output_dir replaces "
@@ -1397,7 +1401,8 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
         logs = Path(args.output_dir, args.logging_dir)
         blocker = next((p for p in (logs, *logs.parents) if p.exists() or p.is_symlink()), None)
         if blocker is not None and not blocker.is_dir():
-            raise InputError(f"--logging_dir {args.logging_dir}: {blocker} is a file, where the TensorBoard folder "
+            what = "a link to nothing" if blocker.is_symlink() and not blocker.exists() else "a file"
+            raise InputError(f"--logging_dir {args.logging_dir}: {blocker} is {what}, where the TensorBoard folder "
                              f"would go; choose another --logging_dir")
     note_one_process_of_several("the training")
     has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or (

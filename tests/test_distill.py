@@ -1276,8 +1276,8 @@ def test_a_folder_holding_the_other_scripts_run_is_named_so_at_once(tmp_path, ca
 
 
 def test_a_warm_up_as_long_as_the_run_is_noted(tmp_path, capsys):
-    """The learning rate never left its warm-up, without a word (black-box hunt: the tiny config's 6 steps, a warm-up
-    of 100); a note, not an error: a few steps of a full config are a smoke test."""
+    """The learning rate never left its warm-up, without a word (black-box hunt: a cosine schedule's warm-up of 100
+    over the tiny config's 6 steps); a note, not an error: a few steps of a full config are a smoke test."""
     training_args(None, tmp_path / "run", "--lr_scheduler", "cosine", "--lr_warmup_steps", "100")
     assert ("note: --lr_warmup_steps 100 is not less than --max_train_steps 6: the learning rate never leaves its "
             "warm-up") in capsys.readouterr().err

@@ -53,6 +53,9 @@ def test_two_config_files_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as refused:
         parse_with_config(parser(), ["--config", str(tmp_path / "a.yaml"), "--config", str(tmp_path / "b.yaml")])
     assert refused.value.code == 2 and "--config is given 2 times" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_with_config(parser(), ["--config", "", "--config", str(tmp_path / "b.yaml")])
+    assert "--config is an empty path" in capsys.readouterr().err
 
 
 def test_quoted_text_that_yaml_would_read_otherwise_is_taken_as_written(tmp_path):
@@ -309,7 +312,10 @@ def test_component_folders_of_the_users_and_a_run_of_the_other_script_are_refuse
                                          r"training/distill_student.py only"):
         check_overwritten_run_is_this_scripts(star, "student")
     check_overwritten_run_is_this_scripts(star, "controlnet")
+    (tmp_path / "empty" / "student").mkdir(parents=True)  # the user's empty folder: no run (review)
+    check_overwritten_run_is_this_scripts(tmp_path / "empty", "controlnet")
     (tmp_path / "distilled" / "student").mkdir(parents=True)  # a finished run's model, no checkpoint
+    (tmp_path / "distilled" / "student" / "config.json").write_text("{}")
     with pytest.raises(InputError, match=r"holds a run of training/distill_student.py"):
         check_overwritten_run_is_this_scripts(tmp_path / "distilled", "controlnet")
     check_overwritten_run_is_this_scripts(tmp_path / "new", "controlnet")

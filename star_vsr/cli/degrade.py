@@ -124,7 +124,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     the outputs it has still to redo (``PENDING_NAME``) until it has, so that a stopped one goes on too."""
     from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
     from ..interrupts import raise_if_interrupted
-    from ..batch_record import made_from_changed_inputs, record_output, recorded_inputs
+    from ..batch_record import input_signature, made_from_changed_inputs, record_output, recorded_inputs
     from ..io import output_names
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
@@ -215,9 +215,11 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     for clip in todo:
         raise_if_interrupted()  # Ctrl-C whose KeyboardInterrupt a progress bar's destructor lost: no next clip
         try:
+            signature = input_signature(clip)  # (before it is read, as upscale-batch takes it)
             _degrade_file(args, clip, outputs[clip], clip_seed(args.seed, clip.name),  # a video file keeps its rate
                          args.fps if clip.is_dir() else None, folder=True, replace=outputs[clip].name in pending)
-            record_output(output_dir, outputs[clip].name, settings, source=clip, record=INPUTS_NAME)
+            record_output(output_dir, outputs[clip].name, settings, source=clip.name, signature=signature,
+                          record=INPUTS_NAME)
             if outputs[clip].name in pending:
                 pending.discard(outputs[clip].name)
                 write_text_atomic(pending_record, json.dumps(sorted(pending)) + "\n")

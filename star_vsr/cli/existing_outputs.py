@@ -143,8 +143,9 @@ def made_from_changed_inputs_line(names: list[str]) -> Optional[str]:
     (``batch_record.made_from_changed_inputs``); None when there are none."""
     if not names:
         return None
-    return done_but_line(len(names), "{were} made from an earlier version of {their} input (changed since: size or "
-                         "modification time)", listed(names, 5), "; pass --overwrite to redo {them}")
+    return done_but_line(len(names), "{were} made from an earlier version of {their} input (its content has changed "
+                         "since)", listed(names, 5), "; delete {them} and run again to redo {them} (--overwrite redoes "
+                         "every one)")
 
 
 def made_from_other_inputs_line(outputs: Mapping[str, str], recorded: Mapping[str, str]) -> Optional[str]:

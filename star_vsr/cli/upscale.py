@@ -348,8 +348,8 @@ def _run_batch(args: argparse.Namespace) -> int:
                               other_subfolders, other_subfolders_note, stray_images_note)
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_finished_progress
-    from ..batch_record import (ledger_settings, made_from_changed_inputs, made_with_other_settings, output_settings,
-                                record_output, recorded_inputs)
+    from ..batch_record import (input_signature, ledger_settings, made_from_changed_inputs, made_with_other_settings,
+                                output_settings, record_output, recorded_inputs)
     from .existing_outputs import (check_existing_outputs, done_but_line, existing_output_lines, listed,
                                    made_from_changed_inputs_line, made_from_other_inputs_line, renamed_lines)
     from ..overwrite_batch import OverwriteLedger, batch_settings
@@ -489,6 +489,7 @@ def _run_batch(args: argparse.Namespace) -> int:
             if args.overwrite and outputs[video].name in ledger.finished({outputs[video].name: video})[0]:
                 say(f"skipped {video}: another upscale-batch --overwrite on {output_dir} redid it meanwhile")
                 continue  # two --overwrite batches on one folder share the work, as two plain ones do
+            signature = input_signature(video)  # (before it is read: one changed meanwhile is not recorded as new)
             try:
                 folder_fps = args.fps if video.is_dir() else None  # a video file keeps its own rate
                 for note in input_notes(video, deinterlace_choice(args.deinterlace), folder_fps,
@@ -512,7 +513,8 @@ def _run_batch(args: argparse.Namespace) -> int:
             if args.overwrite:
                 ledger.add(outputs[video].name, video)
             record_output(output_dir, outputs[video].name,
-                          output_settings(ledger.settings, video, outputs[video], dtype), source=video)
+                          output_settings(ledger.settings, video, outputs[video], dtype), source=video.name,
+                          signature=signature)
             say(f"wrote {outputs[video]}")
     # every process's skipped videos (the gather waits for all, as a barrier would): one total, not one per process
     skipped = [v.name for v in failed]
