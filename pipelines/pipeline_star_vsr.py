@@ -311,9 +311,9 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
         if unknown and isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             # (SDCFGCutoffCallback changes prompt_embeds: an AttributeError after the first step)
-            raise InputError(f"{type(callback_on_step_end).__name__} works with {unknown}, which this pipeline does not "
-                             f"hand to callbacks (it hands {self._callback_tensor_inputs}): it is made for other "
-                             f"pipelines")
+            raise InputError(f"{type(callback_on_step_end).__name__} works with {unknown}, which this pipeline "
+                             f"does not hand to callbacks (it hands {self._callback_tensor_inputs}): it is made for "
+                             f"other pipelines")
         if unknown:
             raise InputError(f"callback_on_step_end_tensor_inputs {unknown} not in {self._callback_tensor_inputs}")
         if min(source.height, source.width) < 2:

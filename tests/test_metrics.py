@@ -567,9 +567,9 @@ def test_a_weight_file_holding_no_state_dict_is_one_clear_error(lpips_weights, n
     shutil.copytree(lpips_weights["root"], root)
     torch.save(content, _weight_path(root, "lpips", "alexnet-owt-7be5be79.pth"))
     kind = type(content).__name__
-    with pytest.raises(InputError, match=rf"^cannot load the lpips weights: .*alexnet-owt-7be5be79\.pth holds a {kind}, "
-                                         r"not a network's tensors, so it is no torchvision AlexNet ImageNet weights "
-                                         r"\(LPIPS backbone\) file \(damaged, or another download\)\. Download it "
+    with pytest.raises(InputError, match=rf"^cannot load the lpips weights: .*alexnet-owt-7be5be79\.pth holds a "
+                                         rf"{kind}, not a network's tensors, so it is no torchvision AlexNet ImageNet "
+                                         r"weights \(LPIPS backbone\) file \(damaged, or another download\)\. Download it "
                                          r"again: https://download\.pytorch\.org/models/alexnet-owt-7be5be79\.pth$"):
         load_learned_metric("lpips", weights_dir=root)
     torch.save(content, _weight_path(tmp_path / "musiq", "musiq", "musiq_koniq_ckpt-e95806b9.pth"))
@@ -594,7 +594,8 @@ def test_a_state_dict_that_does_not_fit_says_why(lpips_weights, no_network, tmp_
 def test_first_line_joins_a_line_ending_in_a_colon_with_the_start_of_the_next():
     from star_vsr.errors import FIRST_LINE_REASON, first_line
 
-    assert first_line(RuntimeError("Error(s) in loading:\n\tsize mismatch\nmore")) == "Error(s) in loading: size mismatch"
+    joined = first_line(RuntimeError("Error(s) in loading:\n\tsize mismatch\nmore"))
+    assert joined == "Error(s) in loading: size mismatch"
     long = first_line(RuntimeError("Error(s):\n" + "x" * 1000))  # (every missing key: thousands of characters)
     assert len(long) == len("Error(s): ") + FIRST_LINE_REASON and long.endswith("...")
     assert first_line(RuntimeError("one: two")) == "one: two" and first_line(EOFError()) == "EOFError"

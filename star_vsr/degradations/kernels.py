@@ -66,8 +66,9 @@ class KernelSpec:
         for name in fields:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise InputError(f"KernelSpec.{name} of a{'n' * (self.kind[0] in 'aeiou')} {self.kind} kernel must be a "
-                                 f"finite number, got {value!r}")
+                article = "an" if self.kind[0] in "aeiou" else "a"
+                raise InputError(f"KernelSpec.{name} of {article} {self.kind} kernel must be a finite number, got "
+                                 f"{value!r}")
 
     def build(self) -> torch.Tensor:
         """Return the kernel, float32 of shape (size, size), summing to 1."""

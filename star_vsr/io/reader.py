@@ -284,8 +284,8 @@ _JPEG_TAIL = 4096
 
 
 def _is_cut_short_jpeg(data: bytes) -> bool:
-    """Whether ``data``, the bytes of an image file, are a JPEG (its start-of-image marker FF D8: a PNG named .jpg, which
-    OpenCV reads, was "cut short") without its end-of-image marker (FF D9): cut short by a failed copy. OpenCV
+    """Whether ``data``, the bytes of an image file, are a JPEG (its start-of-image marker FF D8: a PNG named .jpg,
+    which OpenCV reads, was "cut short") without its end-of-image marker (FF D9): cut short by a failed copy. OpenCV
     decodes one with the missing rows grey, saying only "Premature end of JPEG file"."""
     return data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-_JPEG_TAIL:]
 

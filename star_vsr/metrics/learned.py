@@ -424,7 +424,8 @@ def _check_weight_contents(spec: LearnedMetricSpec, paths: dict[str, Path]) -> N
     ``spec.required_keys`` (pyiqa loads LPIPS' and DISTS' with ``strict=False``: another file loaded nothing, and
     LPIPS scored 0.0000 with an untrained head). Files are read by memory mapping (the backbones are not read
     whole); one that cannot be (no plain tensor file, or torch's older format: torchvision's own downloads) is
-    left to pyiqa's loader, whose error says it is damaged, but for that small own file, which is read whole. CLIP's file is a TorchScript archive, read by openai-clip."""
+    left to pyiqa's loader, whose error says it is damaged, but for that small own file, which is read whole.
+    CLIP's file is a TorchScript archive, read by openai-clip."""
     import torch
 
     for weight in spec.files:
