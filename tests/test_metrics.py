@@ -569,8 +569,9 @@ def test_a_weight_file_holding_no_state_dict_is_one_clear_error(lpips_weights, n
     kind = type(content).__name__
     with pytest.raises(InputError, match=rf"^cannot load the lpips weights: .*alexnet-owt-7be5be79\.pth holds a "
                                          rf"{kind}, not a network's tensors, so it is no torchvision AlexNet ImageNet "
-                                         r"weights \(LPIPS backbone\) file \(damaged, or another download\)\. Download it "
-                                         r"again: https://download\.pytorch\.org/models/alexnet-owt-7be5be79\.pth$"):
+                                         r"weights \(LPIPS backbone\) file \(damaged, or another download\)\. "
+                                         r"Download it again: https://download\.pytorch\.org/models/"
+                                         r"alexnet-owt-7be5be79\.pth$"):
         load_learned_metric("lpips", weights_dir=root)
     torch.save(content, _weight_path(tmp_path / "musiq", "musiq", "musiq_koniq_ckpt-e95806b9.pth"))
     with pytest.raises(InputError, match=rf"^cannot load the musiq weights: .* holds a {kind}, not a network's"):
