@@ -189,11 +189,13 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     if not args.overwrite:  # a file in -o only named like an output (another program's, the input copied in)
         found = check_existing_outputs([clip for clip in clips if clip not in todo], outputs, args.codec,
                                        partial(_expected_output, args.scale, args.codec))
+        done = {clip: outputs[clip].name for clip in clips if clip not in todo}
+        changed = made_from_changed_inputs(output_dir, done, INPUTS_NAME)
+        found.forget_sizes_of(changed)  # said below: not "another program's file?" of its own output
         for line in existing_output_lines(found, args.codec, "another program's file?"):
             say(args, f"note: {line}")
-        done = {clip: outputs[clip].name for clip in clips if clip not in todo}
         for line in (made_from_other_inputs_line({clip.name: out for clip, out in done.items()}, made_from),
-                     made_from_changed_inputs_line(made_from_changed_inputs(output_dir, done, INPUTS_NAME))):
+                     made_from_changed_inputs_line(changed)):
             if line:
                 say(args, f"note: {line}")
     for line in renamed_lines(clips, names, args.codec, kept, folders):  # (degrade renamed without a word)

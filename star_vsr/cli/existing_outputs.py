@@ -31,6 +31,15 @@ class ExistingOutputs:
     other_size: dict[str, str] = field(default_factory=dict)  # "64x48, not 256x192"
     other_codec: dict[str, str] = field(default_factory=dict)  # "h264": not --codec's (an .mkv: h264 or ffv1)
 
+    def forget_sizes_of(self, names: Collection[str]) -> None:
+        """Leave out the frame counts and sizes of the outputs ``names``, which another note names with why (their
+        input changed since they were made: not "another program's file?" of a run's own output). An unreadable or
+        damaged one keeps its note."""
+        for name in names:
+            self.other_size.pop(name, None)
+            if self.short.get(name, "").endswith(" frames"):
+                self.short.pop(name)
+
 
 def check_existing_outputs(inputs: list[Path], outputs: dict[Path, Path], codec: Optional[str],
                            expected: Callable[[VideoInfo, Path], tuple[int, int, int]]) -> ExistingOutputs:

@@ -449,6 +449,9 @@ def _run_batch(args: argparse.Namespace) -> int:
                 found.other_size.pop(name, None)
                 if "--max-frames" in flags and found.short.get(name, "").endswith(" frames"):  # a preview's "2 of 3
                     found.short.pop(name)  # frames": not two notes (an unreadable or damaged one keeps its own)
+            done = {v: outputs[v].name for v in videos if outputs[v].exists()}
+            changed = made_from_changed_inputs(output_dir, done)
+            found.forget_sizes_of(changed)  # said below, with why
             for line in existing_output_lines(found, args.codec, "a --max-frames preview or another program's file?"):
                 print(f"note: {line}")
             if made:  # another --model or --upscale into the same folder: "already done" said nothing of it
@@ -457,9 +460,8 @@ def _run_batch(args: argparse.Namespace) -> int:
                                      f"{', '.join(flags)}: {listed(sorted(made), 5)}",
                                      "; pass --overwrite to redo {them} with these")
                 print(f"note: {line}")
-            done = {v: outputs[v].name for v in videos if outputs[v].exists()}
             for line in (made_from_other_inputs_line({v.name: out for v, out in done.items()}, made_from),
-                         made_from_changed_inputs_line(made_from_changed_inputs(output_dir, done))):
+                         made_from_changed_inputs_line(changed)):
                 if line:
                     print(f"note: {line}")
         stray = stray_images_note(input_dir)
