@@ -79,10 +79,13 @@ def check_export_packages(format: str, verify: bool = False, export: bool = True
     wanted = (EXPORT_PACKAGES["onnx"] if export else ()) + (EXPORT_PACKAGES["onnxruntime"] if verify else ())
     missing = [name for name in wanted if importlib.util.find_spec(name) is None]
     if missing:
+        from . import __version__
+
         what = "checking an ONNX export (--verify)" if missing == ["onnxruntime"] else "ONNX export"
         raise InputError(f"{what} needs {' and '.join(missing)}, which star-vsr installs only with its export "
-                         f"extra: pip install \"star-vsr[export]\" (from a clone: pip install -e \".[export]\"); "
-                         f"TorchScript (-o student.pt) needs nothing more")
+                         f"extra: in a clone pip install -e \".[export]\", from a wheel pip install "
+                         f"\"star_vsr-{__version__}-py3-none-any.whl[export]\"; TorchScript (-o student.pt) needs "
+                         f"nothing more")
 
 
 def _frame_size(height: int, width: int) -> tuple[int, int]:

@@ -119,7 +119,8 @@ def test_onnx_export_without_its_packages_names_the_extra(student, tmp_path, mon
     import sys
 
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
-    with pytest.raises(InputError, match=r'ONNX export needs onnxscript, .*pip install "star-vsr\[export\]"'):
+    with pytest.raises(InputError, match=r'ONNX export needs onnxscript, .*in a clone pip install -e "\.\[export\]", '
+                                         r'from a wheel pip install "star_vsr-0\.1\.0-py3-none-any\.whl\[export\]"'):
         export_student(student, tmp_path / "student.onnx", "onnx", 12, 16)
     export_student(student, tmp_path / "student.pt", "torchscript", 12, 16)  # TorchScript needs none of them
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
