@@ -154,6 +154,10 @@ def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Unio
     check_video_output_name(path)
     path, source = Path(path), Path(source)
     is_input = source.exists() and path.exists() and os.path.samefile(path, source)
+    if path.is_file() and not path.suffix and not is_input:  # "already exists; pass --overwrite", and then (with
+        # it) "is a file; a PNG sequence is written into a folder": advice that led nowhere (black-box hunt)
+        raise InputError(f"{path} is a file, and a name without a suffix writes PNG frames into a folder: give a "
+                         f"folder path, or a video file name (-o {path}.mp4)")
     if path.is_dir() and not is_input:
         suggested = path / f"{source.stem}.mp4"
         if suggested.resolve() == source.resolve():  # `-o .` beside the input: not the input's own name

@@ -2778,6 +2778,21 @@ def test_a_clip_added_to_a_degraded_folder_does_not_take_over_another_clips_outp
         capsys.readouterr().out
 
 
+def test_a_file_where_png_frames_would_go_says_so_at_once(tmp_path, capsys):
+    """-o out/pf (no suffix: PNG frames) over a file said "already exists; pass --overwrite", and with --overwrite
+    "is a file; a PNG sequence is written into a folder" (black-box hunt)."""
+    video = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
+    (tmp_path / "pf").write_text("mine")
+    for command in (["upscale", str(video), "-o", str(tmp_path / "pf"), "--upscale", "2"],
+                    ["degrade", str(video), "-o", str(tmp_path / "pf"), "--scale", "2"]):
+        for overwrite in ([], ["--overwrite"]):
+            assert main(command + overwrite) == 2
+            assert (f"error: {tmp_path / 'pf'} is a file, and a name without a suffix writes PNG frames into a "
+                    f"folder: give a folder path, or a video file name (-o {tmp_path / 'pf'}.mp4)") in \
+                capsys.readouterr().err
+    assert (tmp_path / "pf").read_text() == "mine"
+
+
 def test_an_input_replaced_under_its_name_is_noted_by_the_batch_commands(tmp_path, capsys):
     """GT/a.mkv replaced by another clip (or LR/ redone by `degrade --overwrite --preset heavy`): the reruns of
     `degrade GT/ -o LR/` and `upscale-batch LR/ -o SR/` said "already done, 0 to go" and kept outputs of the old
