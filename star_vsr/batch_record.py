@@ -35,14 +35,15 @@ def record_output(output_dir: Path, name: str, settings: Mapping[str, Any], sour
         file.write("\n" + line + "\n")  # the leading newline ends a line a crash cut short
 
 
-#: Bytes read at each end of an input file for its `input_signature`.
-SIGNATURE_BYTES = 2 ** 20
+#: Bytes read at each end of an input file for its `input_signature`: its container's headers and index, which
+#: another encode changes (a rerun reads them for every output it counts as done: 2 MiB each was 2 GB over 1000).
+SIGNATURE_BYTES = 2 ** 16
 
 
 def input_signature(source: Path) -> Optional[list[Any]]:
     """What tells a batch input's content from another's put in its place under its name, without modification
     times (a copy, a checkout or ``touch`` changes them, and every rerun then called its outputs stale): a file's
-    size and a hash of its first and last MiB; a frame folder's number of frame images and their total size. None
+    size and a hash of its first and last 64 KiB; a frame folder's number of frame images and their total size. None
     when it cannot be read (removed meanwhile)."""
     from .io.folders import list_image_files
 
