@@ -1881,6 +1881,25 @@ def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(t
     assert not (tmp_path / "none").exists()
 
 
+def test_a_folder_run_with_another_codec_names_the_earlier_run_s_outputs_it_leaves_beside_its_own(tmp_path, capsys):
+    """`upscale-batch --codec ffv1` after an H.264 run wrote a.mkv beside a.mp4 without a word (`degrade --overwrite
+    --codec ffv1` too), and star-vsr evaluate then refused the folder: two clips named a."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_test_video(inputs / "a.mp4", num_frames=2, size=(8, 8))
+    for command, out in ((["upscale-batch"], "up"), (["degrade", "--scale", "2"], "down")):
+        assert main([*command, str(inputs), "-o", str(tmp_path / out)]) == 0
+        assert "earlier run" not in capsys.readouterr().out  # nothing to say of a first run
+        more = ["--overwrite"] if command[0] == "degrade" else []  # (degrade refuses other settings without it)
+        assert main([*command, str(inputs), "-o", str(tmp_path / out), "--codec", "ffv1", *more]) == 0
+        assert ("note: 1 output of an earlier run here (another --codec) stays beside this run's: a.mp4 (of a.mp4, "
+                "now written as a.mkv)") in capsys.readouterr().out
+        assert sorted(path.name for path in (tmp_path / out).glob("a*")) == ["a.mkv", "a.mp4"]
+        (tmp_path / out / "a.mp4").unlink()  # as the note says: nothing more to say
+        assert main([*command, str(inputs), "-o", str(tmp_path / out), "--codec", "ffv1"]) == 0
+        assert "earlier run" not in capsys.readouterr().out
+
+
 def test_upscale_batch_whose_model_fails_to_load_leaves_no_output_folder(tmp_path, capsys):
     """It made the output folder, then failed to load the model and left it empty, as if something were written."""
     from star_vsr.student import default_student_folder

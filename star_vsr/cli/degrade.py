@@ -129,8 +129,8 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable, write_text_atomic
-    from .existing_outputs import (check_existing_outputs, existing_output_lines, made_from_changed_inputs_line,
-                                   made_from_other_inputs_line, renamed_lines)
+    from .existing_outputs import (check_existing_outputs, earlier_names_line, existing_output_lines,
+                                   made_from_changed_inputs_line, made_from_other_inputs_line, renamed_lines)
 
     output_dir = Path(args.output)
     check_output_folder_name(output_dir, "the degraded clips")
@@ -198,8 +198,10 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
                      made_from_changed_inputs_line(changed)):
             if line:
                 say(args, f"note: {line}")
-    for line in renamed_lines(clips, names, args.codec, kept, folders):  # (degrade renamed without a word)
-        say(args, f"note: {line}")
+    for line in (*renamed_lines(clips, names, args.codec, kept, folders),  # (degrade renamed without a word)
+                 earlier_names_line(names, made_from, output_dir)):
+        if line:
+            say(args, f"note: {line}")
     for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips,
                                                                                         besides=[output_dir]))):
         if note:

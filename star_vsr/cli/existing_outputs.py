@@ -167,3 +167,21 @@ def made_from_other_inputs_line(outputs: Mapping[str, str], recorded: Mapping[st
         return None
     return done_but_line(len(other), "{were} made from another input", listed(other, 5),
                          "; pass --overwrite to redo {them} from this one")
+
+
+def earlier_names_line(names: Mapping[str, str], recorded: Mapping[str, str], output_dir: Path) -> Optional[str]:
+    """A note naming the outputs that an earlier run made of this run's inputs under another name and that stay in
+    ``output_dir`` beside this run's (``names``: input name -> this run's output name; ``recorded``: output name ->
+    input name, ``batch_record.recorded_inputs``): a run with ``--codec ffv1`` after one with H.264 wrote a.mkv and
+    left a.mp4 without a word, and ``star-vsr evaluate`` then refused the folder (two clips named a). None when there
+    are none."""
+    mine = set(names.values())
+    left = sorted(f"{out} (of {source}, now written as {names[source]})" for out, source in recorded.items()
+                  if source in names and out not in mine and (output_dir / out).exists())
+    if not left:
+        return None
+    many = len(left) != 1
+    return (f"{len(left)} output{'s' * many} of an earlier run here (another --codec) stay{'s' * (not many)} beside "
+            f"this run's: {listed(left, 5)}; star-vsr evaluate pairs clips by name without the suffix and refuses a "
+            f"folder with two of one name: delete the earlier {'ones' if many else 'one'} once this run is done")
+

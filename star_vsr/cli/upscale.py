@@ -350,8 +350,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_finished_progress
     from ..batch_record import (input_signature, ledger_settings, made_from_changed_inputs, made_with_other_settings,
                                 output_settings, record_output, recorded_inputs)
-    from .existing_outputs import (check_existing_outputs, done_but_line, existing_output_lines, listed,
-                                   made_from_changed_inputs_line, made_from_other_inputs_line, renamed_lines)
+    from .existing_outputs import (check_existing_outputs, done_but_line, earlier_names_line, existing_output_lines,
+                                   listed, made_from_changed_inputs_line, made_from_other_inputs_line, renamed_lines)
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_inputs, unfinished_note, unfinished_runs
     from ..upscale import (DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype,
@@ -435,8 +435,10 @@ def _run_batch(args: argparse.Namespace) -> int:
     if state.is_main_process:
         for video in videos:  # progress folders a killed run left beside its finished output
             remove_finished_progress(outputs[video])
-        for line in renamed_lines(videos, names, args.codec, kept, frame_folders):
-            print(f"note: {line}")
+        for line in (*renamed_lines(videos, names, args.codec, kept, frame_folders),
+                     earlier_names_line(names, made_from, output_dir)):
+            if line:
+                print(f"note: {line}")
         if note:
             print(f"note: {note}")
         if not args.overwrite:  # e.g. a --max-frames preview batch run here before this full one
