@@ -1683,6 +1683,39 @@ def test_info_upscale_and_degrade_report_an_mp4_cut_short_after_its_index(tmp_pa
     assert not list(tmp_path.glob("lr*"))
 
 
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv420p10le"])
+def test_a_y4m_cut_inside_a_frame_is_called_damaged_and_its_whole_frames_read(tmp_path, capsys, pix_fmt):
+    """A Y4M file cut inside its last frame (an interrupted copy, an encoder's pipe stopped) was read as whole with
+    a frame fewer: `info` said "none found" with exit status 0, and upscale wrote the frames before it without a
+    word."""
+    whole = tmp_path / "whole.y4m"
+    with av.open(str(whole), "w", options={"strict": "-1"}) as out:  # (FFmpeg's Y4M muxer: 10 bits are "experimental")
+        stream = out.add_stream("rawvideo", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 18, 10, pix_fmt
+        for i in range(4):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(
+                np.random.default_rng(i).integers(0, 256, (10, 18, 3), np.uint8), format="rgb24")))
+        out.mux(stream.encode(None))
+    data = whole.read_bytes()
+    header = data.index(b"\n") + 1
+    frame = (len(data) - header) // 4  # "FRAME\n" and the planes
+    assert cli_main(["info", str(whole)]) == 0 and not probe_video(whole).last_frame_cut
+    assert "damage  none found" in capsys.readouterr().out
+    for kept in (1, 5, frame - 1):  # bytes of the last frame left: inside its header "FRAME", inside its planes
+        cut = tmp_path / f"cut{kept}.y4m"
+        cut.write_bytes(data[:len(data) - frame + kept])
+        assert probe_video(cut).num_frames == 3 and probe_video(cut).last_frame_cut
+        assert cli_main(["info", str(cut)]) == 1
+        assert "damage  the file is cut short inside a frame" in capsys.readouterr().out
+    assert cli_main(["upscale", str(cut), "-o", str(tmp_path / "up.mkv"), "--codec", "ffv1"]) == 0
+    assert f"note: {cut} is cut short inside a frame" in capsys.readouterr().out
+    assert probe_video(tmp_path / "up.mkv").num_frames == 3
+    # frame headers with parameters: the frame size cannot be told from the header, so no guess
+    tagged = tmp_path / "tagged.y4m"
+    tagged.write_bytes(data[:header] + data[header:].replace(b"FRAME\n", b"FRAME Ip\n"))
+    assert probe_video(tagged).num_frames == 4 and not probe_video(tagged).last_frame_cut
+
+
 def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):
     whole = write_test_video(tmp_path / "whole.mkv", 60, size=(32, 48), audio=True)
     assert probe_video(whole).missing_s == 0 and probe_video(whole).caveats() == []
@@ -2459,6 +2492,21 @@ def test_a_broken_photo_is_called_an_image_not_a_video_stream(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8garbage")
     with pytest.raises(CorruptVideoError, match=r"broken\.jpg is not a readable image: no picture in it decodes"):
         probe_video(tmp_path / "broken.jpg")
+
+
+def test_a_one_frame_video_named_as_an_image_is_refused_with_what_it_is(tmp_path, capsys):
+    """A one-frame H.264 MP4 named .png passed `info` as a photo ("a photo: no rate", exit 0); `upscale` then found
+    no image in it ("not a readable image", after its progress bar). A JPEG named .png is still read as a photo
+    (OpenCV and PIL read images by their content)."""
+    from PIL import Image
+
+    fake = write_test_video(tmp_path / "one.mp4", 1, size=(16, 8)).rename(tmp_path / "fake.png")
+    with pytest.raises(UnsupportedVideoError, match=r"fake\.png is named as a PNG image but is not one: FFmpeg reads "
+                                                    r"it as h264 in a mov file; give it its own suffix"):
+        probe_video(fake)
+    assert cli_main(["info", str(fake)]) == 2 and "is named as a PNG image" in capsys.readouterr().err
+    Image.fromarray(np.full((8, 16, 3), 90, np.uint8)).save(tmp_path / "photo.png", format="JPEG")
+    assert probe_video(tmp_path / "photo.png").is_photo
 
 
 def test_an_mp4_of_which_no_frame_decodes_is_refused_with_the_likely_cause(tmp_path):

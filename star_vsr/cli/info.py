@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if clips:
         return _run_folder(path, clips, args.json)
     info = probe_video(args.video)
-    damage = info.damage or (frame_folder_damage(path) if info.is_image_folder else None)
+    damage = _damage(info)
     aspect = info.pixel_aspect
     rows = {
         "path": str(info.path),
@@ -82,6 +82,16 @@ def run(args: argparse.Namespace) -> int:
     return 1 if damage else 0
 
 
+def _damage(info: Any) -> Optional[str]:
+    """What is damaged in the video ``info`` (``VideoInfo``) describes, as the damage row says it; None when nothing
+    found is."""
+    from ..io.probe import LAST_FRAME_CUT
+
+    if info.last_frame_cut:  # (a Y4M: FFmpeg reads its whole frames, as upscale does, and leaves the part out)
+        return f"the file {LAST_FRAME_CUT}; its {info.num_frames} whole frames are read"
+    return info.damage or (frame_folder_damage(info.path) if info.is_image_folder else None)
+
+
 def _maybe_cut(info: Any) -> str:
     """The damage column of a video whose frames end before its header's duration (``VideoInfo.missing_s``): cut
     short, or a last frame held longer, which the file cannot tell apart."""
@@ -101,7 +111,7 @@ def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
         "missing_s": info.missing_s, "frames_cut": info.frames_cut, "video_streams": info.video_streams,
         "audio_streams": info.audio_streams, "audio_cut": info.audio_cut, "side_alpha": info.side_alpha,
         "pages": info.pages, "undecodable_lead": info.undecodable_lead, "raw_stream": info.raw_stream,
-        "rate_assumed": info.rate_assumed, "damage": damage,
+        "rate_assumed": info.rate_assumed, "last_frame_cut": info.last_frame_cut, "damage": damage,
     }
 
 
@@ -161,7 +171,7 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
             objects.append({"clip": name, "path": str(clip), "error": str(error)})
             bad += 1
             continue
-        damage = info.damage or (frame_folder_damage(clip) if info.is_image_folder else None)
+        damage = _damage(info)
         bad += bool(damage)
         rows.append({"clip": name, "frames": info.num_frames, "fps": round(info.fps, 3),
                      "size": f"{info.width}x{info.height}",

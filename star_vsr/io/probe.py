@@ -235,6 +235,9 @@ class VideoInfo:
         raw_stream: The file is a raw elementary stream (.h264, .h265, .m2v: no container), whose frames carry
             no timestamps: they are timed at `frame_rate`, the rate its headers give (H.264's VUI timing).
         rate_assumed: A raw stream whose headers give no rate: `frame_rate` is FFmpeg's assumption, 25 fps.
+        last_frame_cut: A Y4M file that ends inside a frame (an interrupted copy, or a pipe from an encoder that
+            was stopped): its whole frames are read (`num_frames`), the part of the next one is left out, as
+            FFmpeg does without a word (`y4m_cut_inside_frame`).
     """
 
     path: Path
@@ -270,6 +273,7 @@ class VideoInfo:
     undecodable_lead: int = 0
     raw_stream: bool = False
     rate_assumed: bool = False
+    last_frame_cut: bool = False
 
     @property
     def side_alpha_kind(self) -> str:
@@ -327,6 +331,8 @@ class VideoInfo:
         if self.pages > 1:
             notes.append(f"{self.path} has {self.pages} pages (a multi-page image); star-vsr reads the first as a "
                          f"photo (save the pages as a folder of frames to read them as a video)")
+        if self.last_frame_cut:
+            notes.append(f"{self.path} {LAST_FRAME_CUT}: its {self.num_frames} whole frames are read")
         if self.missing_s:
             notes.append(
                 f"{self.path} looks cut short (an interrupted download or copy?): its header lists "
@@ -743,6 +749,30 @@ def _box_cut_short(file: BinaryIO, position: int, size: int, top: bool) -> tuple
     return None
 
 
+LAST_FRAME_CUT = "is cut short inside a frame (an interrupted copy, or an encoder's pipe stopped?), which is left out"
+"""What `VideoInfo.caveats` and ``star-vsr info`` say of a file whose `VideoInfo.last_frame_cut` is set."""
+
+
+def y4m_cut_inside_frame(path: Path, pix_fmt: str, width: int, height: int) -> bool:
+    """Whether the Y4M file ``path`` (planar ``pix_fmt`` frames of ``width`` x ``height``) ends inside a frame: after
+    its header line, each frame is ``FRAME\\n`` and the frame's planes, so the bytes after the header are a whole
+    number of frames unless the file was cut. False where that cannot be told (a frame header with parameters, a
+    format whose frame size is unknown, an unreadable file: left to FFmpeg)."""
+    try:
+        planes = av.VideoFormat(pix_fmt, width, height).components
+        frame = len(b"FRAME\n") + sum(c.width * c.height * -(-c.bits // 8) for c in planes)  # bytes, with its header
+        with open(path, "rb") as file:
+            header = file.readline(4096)
+            if not header.endswith(b"\n") or file.read(6) != b"FRAME\n":
+                return False
+            whole, part = divmod(os.fstat(file.fileno()).st_size - len(header), frame)
+            file.seek(len(header) + whole * frame)
+            start = file.read(5)  # where the cut frame starts: its header, or the part of it that is there
+            return part > 0 and start == b"FRAME"[:len(start)]  # (else not frames of that size: left to FFmpeg)
+    except (OSError, ValueError):
+        return False
+
+
 def _probe_container(path: Path) -> VideoInfo:
     if iso_box_cut_short(path) == "moov":  # the index of an MP4 / MOV whose index is at its end: FFmpeg found some
         # frames, or none ("contains no video stream", "its video codec cannot be decoded"), or its audio track
@@ -761,7 +791,8 @@ def _probe_container(path: Path) -> VideoInfo:
         num_videos = len(video_streams(container))
         audio_cut = bool(audio) and _frames_beyond_file(audio[0], path) > 0
         codec = stream.codec_context.name
-        raw_stream = container.format.name in RAW_STREAM_FORMATS
+        container_format = container.format.name
+        raw_stream = container_format in RAW_STREAM_FORMATS
         rate_assumed = False
         if raw_stream:  # FFmpeg's raw demuxer says 25 fps whatever the stream's headers (H.264's VUI timing) say
             header_rate = stream.codec_context.framerate
@@ -925,6 +956,12 @@ def _probe_container(path: Path) -> VideoInfo:
         frame_rate, duration_s = DEFAULT_FOLDER_FPS, None
         orientation, interlaced, pixel_aspect = exif_orientation(path) or DisplayOrientation(), False, 1
         pages, photo_pix_fmt, side_alpha = _image_header(path)
+        if photo_pix_fmt is None and not container_format.endswith("_pipe") and container_format != "image2":
+            # (a one-frame H.264 file named .png passed `info` as a photo, then OpenCV found no image in it)
+            raise UnsupportedVideoError(
+                f"{path} is named as a {path.suffix[1:].upper()} image but is not one: FFmpeg reads it as {codec} in "
+                f"a {container_format.split(',')[0]} file; give it its own suffix (a video's: .mp4, .mkv, ...) or "
+                f"convert it to PNG")
         pix_fmt = photo_pix_fmt or pix_fmt
     else:
         orientation, interlaced, first_size, _ = first_frame
@@ -951,6 +988,7 @@ def _probe_container(path: Path) -> VideoInfo:
         audio_lead_s=audio_lead_s,
         raw_stream=raw_stream,
         rate_assumed=rate_assumed,
+        last_frame_cut=container_format == "yuv4mpegpipe" and y4m_cut_inside_frame(path, pix_fmt, width, height),
         start_pts=start_pts,
         undecodable_lead=leading,
         is_image_folder=False,
