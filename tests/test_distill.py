@@ -583,6 +583,11 @@ def test_a_cache_is_not_resumed_with_another_teachers_weights_or_precision(tmp_p
     build_teacher_cache(StudentTeacher(tiny_teacher_student(1), SCALE, source="teacher"), clips, tmp_path)  # same
     # the same weights by another path (teacher/, absolute) are the same teacher: they were "other settings"
     build_teacher_cache(StudentTeacher(tiny_teacher_student(1), SCALE, source="/abs/teacher/"), clips, tmp_path)
+    # another kind of teacher: named by its kind (it listed each of its settings, "teacher.seed (--seed)" among
+    # them, though no --seed was given)
+    bicubic = CallableTeacher(lambda lq: F.interpolate(lq, scale_factor=SCALE, mode="bicubic"), SCALE)
+    with pytest.raises(InputError, match=r"other settings \(teacher.kind differ\)"):
+        build_teacher_cache(bicubic, clips, tmp_path)
 
 
 def test_clips_that_are_not_float_frames_of_the_right_size_are_refused_by_index_and_nothing_is_cached(tmp_path):
@@ -680,6 +685,55 @@ def test_cache_teacher_default_crop_fits_every_scale():
         assert tuple(clips[0]["gt"].shape[-2:]) == (crop, crop) and clips[0]["lq"].shape[-1] == crop // scale
 
 
+def test_clips_too_small_for_a_teacher_or_crops_too_large_for_the_photos_are_refused_before_it_runs(tmp_path,
+                                                                                                   capsys):
+    """A 1-pixel-wide clip failed the diffusion teacher mid-run with "frames of 1x1 are too small to upscale", naming
+    no clip (the shards before it written: removing the clip then made the cache one of other clips), and a student
+    teacher cached it; `--crop-size 1000` gave a warning for each training photo, then "ImageMotionDataset: no usable
+    source ... Check the training data"."""
+    import argparse
+
+    from star_vsr.cli.distill import clip_source
+    from star_vsr.evalset import training_photos
+    from star_vsr.io.synthetic import write_test_video
+
+    folder = save_student_folder(tiny_teacher_student(), tmp_path / "teacher")
+    lr_dir = tmp_path / "lr"
+    (lr_dir / "line").mkdir(parents=True)
+    write_test_video(lr_dir / "a.mp4", num_frames=2, size=(16, 16))
+    for index in range(2):
+        Image.fromarray(np.zeros((1, 3, 3), np.uint8)).save(lr_dir / "line" / f"{index}.png")
+    base = ["distill", "cache-teacher", "--teacher", str(folder), "-o", str(tmp_path / "cache"), "--num-frames", "2"]
+    assert cli_main([*base, "--data", str(lr_dir)]) == 2
+    assert (f"1 clip in {lr_dir} has frames under 2 pixels a side, too small to upscale: line (3x1); remove it"
+            in capsys.readouterr().err)
+    for crop, message in (("4", "--crop-size 4 at --upscale 4 makes LR clips of 1 pixel a side, too small to "
+                                "upscale; use at least 8"),
+                          ("1000", "--crop-size 1000 is too large for the training photographs: moving crops of 1000 "
+                                   "pixels need a photo side of 1572, and the largest photo's shorter side is")):
+        assert cli_main([*base, "--motion-clips", "1", "--crop-size", crop]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "warning" not in err
+    fits = int(err.rsplit("use at most --crop-size ", 1)[1])  # the advice is a crop that works
+    args = argparse.Namespace(num_frames=1, upscale=4, clips_per_shard=1, data=None, gt=None, motion_clips=1,
+                              crop_size=fits, degradation=None, seed=0)
+    assert fits % 4 == 0 and clip_source(args)[0].crop_reach() <= max(min(p.shape[:2]) for p in training_photos())
+    assert not (tmp_path / "cache").exists()
+
+
+def test_an_error_a_teacher_raises_for_one_clip_names_the_clip(tmp_path):
+    """The diffusion teacher's own checks of a clip ("frames of 1x1 are too small to upscale") named no clip among
+    hundreds."""
+    def teacher(lq, **kwargs):
+        if lq.shape[-1] < 4:
+            raise InputError(f"frames of {lq.shape[-1]}x{lq.shape[-2]} are too small to upscale")
+        return torch.nn.functional.interpolate(lq, scale_factor=2)
+
+    clips = [{"lq": torch.rand(2, 3, 8, 8), "name": "a.mp4:0"}, {"lq": torch.rand(2, 3, 2, 2), "name": "z.mkv:0"}]
+    with pytest.raises(InputError, match=r"^clip 1 \(z\.mkv:0\): frames of 2x2 are too small to upscale$"):
+        build_teacher_cache(CallableTeacher(teacher, 2), clips, tmp_path / "cache", clips_per_shard=1)
+
+
 def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, capsys):
     from star_vsr.io.synthetic import write_test_video
 
@@ -712,7 +766,9 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     # options that cannot apply are refused before the progress bar starts, not ignored or failed at the first clip
     for flags, message in ((["--steps", "3"], "--steps sets the diffusion teacher's sampling; "),
                            (["--seed", "3"], "--seed sets the diffusion teacher's sampling; "),  # draws no clips
-                           (["--upscale", "5"], "unsupported scale 5"), (["--upscale", "0"], "--upscale must be >= 1"),
+                           (["--upscale", "5"], "--upscale 5: training/distill_student.py trains students at 2, 3, 4"),
+                           (["--upscale", "1"], "--upscale 1: training/distill_student.py trains"),  # (training refused
+                           # a x1 cache, advising --scale 1, which it refuses too)
                            (["--clips-per-shard", "0"], "--clips-per-shard must be >= 1")):
         assert cli_main([*base, "-o", str(cache_dir), *flags]) == 2
         captured = capsys.readouterr()
@@ -730,7 +786,7 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     assert notes == [f"note: subfolders of {lr_dir} without frame images are left out (notes); the videos inside a "
                      f"subfolder are not searched: give that subfolder itself"]  # 6 frames cut into 3-frame windows
     assert cli_main([*base, "-o", str(tmp_path / "cache8"), "--num-frames", "8"]) == 0
-    assert "note: 2 of the videos are shorter than --num-frames 8" in capsys.readouterr().err
+    assert "note: 2 of the clips are shorter than --num-frames 8" in capsys.readouterr().err
     cache = TeacherCache(cache_dir)
     assert cache.feature_channels == {"hr_features": TEACHER_HR_CHANNELS} and cache.manifest.has_gt
     item = cache[1]  # a.mp4, frames 3..5
@@ -777,7 +833,7 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
                                                               "video are left out (counted over the videos)"]
     short = VideoFolderClips(lr_dir, num_frames=8)  # from Python: the argument's name, not the command's flag
     assert [stop - start for _, start, stop in short.windows] == [6, 6] and short.notes() == [
-        "2 of the videos are shorter than num_frames=8 and give one shorter clip each: a.mp4 (6 frames), "
+        "2 of the clips are shorter than num_frames=8 and give one shorter clip each: a.mp4 (6 frames), "
         "b.mp4 (6 frames)"]
     assert VideoFolderClips(lr_dir).notes() == []  # whole videos
     (gt_dir / "c").mkdir()

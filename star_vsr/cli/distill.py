@@ -15,6 +15,7 @@ with camera motion and the project's degradation chain, ground truth included.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,12 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
     if args.num_frames < 1:
         raise InputError(f"--num-frames must be >= 1, got {args.num_frames}")
-    if args.upscale < 1:
-        raise InputError(f"--upscale must be >= 1, got {args.upscale}")
+    from ..degradations.config import SUPPORTED_SCALES
+
+    if args.upscale not in SUPPORTED_SCALES:  # (x1 built a cache that training then refused, advising --scale 1,
+        # which it refuses too)
+        raise InputError(f"--upscale {args.upscale}: training/distill_student.py trains students at "
+                         f"{', '.join(map(str, SUPPORTED_SCALES))} (its --scale), so a cache is built at one of them")
     if args.clips_per_shard < 1:
         raise InputError(f"--clips-per-shard must be >= 1, got {args.clips_per_shard}")
     if args.data is not None:
@@ -109,18 +114,28 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raise InputError("--gt goes with --data; motion clips carry their own ground truth")
     if args.motion_clips < 1:
         raise InputError(f"--motion-clips must be >= 1, got {args.motion_clips}")
-    from ..degradations.config import check_scale
+    from ..distill.sources import MIN_LR_SIDE
     from ..evalset import training_motion_clips
 
-    check_scale(args.upscale)  # the chain that degrades the clips: 2, 3 or 4
     # default: the largest multiple of the scale up to 64 (64 itself was refused at --upscale 3, naming --crop-size)
     crop_size = 64 - 64 % args.upscale if args.crop_size is None else args.crop_size
     if crop_size < 1 or crop_size % args.upscale:  # (the dataset's own message names crop_size (33, 33), scale)
         raise InputError(f"--crop-size {crop_size} must be a positive multiple of --upscale {args.upscale} (the LR "
                          f"clips are {crop_size} / {args.upscale} pixels a side)")
+    if crop_size < MIN_LR_SIDE * args.upscale:  # (1-pixel clips failed the diffusion teacher, unnamed, mid-run)
+        raise InputError(f"--crop-size {crop_size} at --upscale {args.upscale} makes LR clips of "
+                         f"{crop_size // args.upscale} pixel a side, too small to upscale; use at least "
+                         f"{MIN_LR_SIDE * args.upscale}")
     degradation = "medium" if args.degradation is None else args.degradation
     clips = training_motion_clips(num_clips=args.motion_clips, num_frames=args.num_frames, crop_size=crop_size,
                                   scale=args.upscale, degradation=degradation, seed=args.seed)
+    largest = max(min(photo.shape[:2]) for photo in clips.images)
+    if clips.crop_reach() > largest:  # (a warning for each photo, then "ImageMotionDataset: no usable source ...
+        # Check the training data")
+        fits = int(largest / clips.crop_reach() * crop_size) // args.upscale * args.upscale
+        raise InputError(f"--crop-size {crop_size} is too large for the training photographs: moving crops of "
+                         f"{crop_size} pixels need a photo side of {math.ceil(clips.crop_reach())}, and the "
+                         f"largest photo's shorter side is {largest}; use at most --crop-size {fits}")
     description = {"kind": "motion_clips", "photos": "star_vsr.evalset.training_photos", "clips": args.motion_clips,
                    "num_frames": args.num_frames, "crop_size": crop_size, "scale": args.upscale,
                    "degradation": degradation, "seed": args.seed}

@@ -170,6 +170,12 @@ class ImageMotionDataset(ClipPairDataset):
         except StarVSRError as error:
             raise BadSampleError(f"cannot be read as an image ({error})") from error
 
+    def crop_reach(self) -> float:
+        """The shorter side a photo needs for these clips: the diagonal of the crop window at its widest (the
+        smallest zoom reached along a camera path), in output pixels."""
+        crop_h, crop_w = self.crop_size
+        return math.hypot(crop_h, crop_w) / min(1.0, self.zoom_range[0])
+
     def load_clip(self, source: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         image = self._image(source)
         if self.flip_and_rotate:  # draws from rng only when on: clips without it stay as they were
@@ -177,8 +183,7 @@ class ImageMotionDataset(ClipPairDataset):
             image = np.rot90(image, k=int(orientation % 4))
             image = np.ascontiguousarray(image[:, ::-1] if orientation >= 4 else image)
         crop_h, crop_w = self.crop_size
-        z_min = min(1.0, self.zoom_range[0])  # smallest zoom reached anywhere along the path
-        reach = math.hypot(crop_h, crop_w) / z_min  # window diagonal at the widest moment, output pixels
+        reach = self.crop_reach()
 
         # 1. photo scale: lowered so that the rotated, zoomed-out window fits the photo
         fit = min(image.shape[:2]) / reach

@@ -291,7 +291,8 @@ SETTING_FLAGS = {"clips_per_shard": "--clips-per-shard", "dtype": "--storage-dty
                  "source.folder": "--data", "source.gt_folder": "--gt", "source.num_frames": "--num-frames",
                  "source.clips": "--motion-clips", "source.crop_size": "--crop-size",
                  "source.degradation": "--degradation", "source.seed": "--seed", "source.scale": "--upscale",
-                 "teacher.source": "--teacher", "teacher.weights": "--teacher", "teacher.features": "--features",
+                 "teacher.source": "--teacher", "teacher.weights": "--teacher", "teacher.kind": "--teacher",
+                 "teacher.features": "--features",
                  "teacher.dtype": "--dtype", "teacher.scale": "--upscale", "teacher.seed": "--seed",
                  "teacher.num_inference_steps": "--steps", "teacher.call_kwargs.guidance_scale": "--guidance-scale"}
 
@@ -308,6 +309,9 @@ def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any], old_teache
         return [key] if before != after else []
 
     changed = differing(dict(old), dict(new), "")
+    if "teacher.kind" in changed:  # another kind of teacher (a student's, a diffusion pipeline's): its other
+        # settings differ as a matter of course ("teacher.seed (--seed)" though no --seed was given)
+        changed = [name for name in changed if not name.startswith("teacher.") or name == "teacher.kind"]
     if "teacher.dtype" in changed and "teacher.weights" in changed and not _other_weights(old_teacher, new_teacher):
         changed.remove("teacher.weights")  # naming --teacher too read as if the teacher were another
     return changed
@@ -456,7 +460,12 @@ def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher
     if manifest.has_gt:
         tensors[f"{index}/gt"] = clip["gt"].float()
     if teacher is not None:
-        output = teacher(lq.float(), index=index, caption=clip.get("caption"))
+        try:
+            output = teacher(lq.float(), index=index, caption=clip.get("caption"))
+        except InputError as error:  # the teacher's own checks of a clip: name it (it was "frames of 1x1 are too
+            # small to upscale" of one clip among hundreds)
+            name = f" ({clip['name']})" if clip.get("name") else ""
+            raise InputError(f"clip {index}{name}: {error}") from error
         for what, value in (("output", output.sr), *((f"feature {k!r}", v) for k, v in output.features.items())):
             if not bool(torch.isfinite(value).all()):
                 raise InputError(f"clip {index}: the teacher's {what} holds NaN or infinite values (in half "

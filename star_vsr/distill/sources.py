@@ -18,6 +18,10 @@ from ..io import VIDEO_EXTENSIONS, open_video, probe_video, read_frames
 from ..io.folders import clips_by_name, is_frame_folder, other_subfolders, other_subfolders_note, stray_images_note
 
 
+MIN_LR_SIDE = 2
+"""The smallest side of an LR frame a teacher upscales (a StarVSR pipeline refuses 1-pixel frames)."""
+
+
 class VideoFolderClips:
     """The videos and frame folders of ``folder`` cut into consecutive windows of ``num_frames`` frames.
 
@@ -77,8 +81,11 @@ class VideoFolderClips:
         self.windows: list[tuple[Path, int, int]] = []  # (video, start, stop)
         self.short: list[tuple[str, int]] = []  # (name, frames) of the videos shorter than num_frames
         self.frames_left_out = 0  # frames after the last whole window, summed over the videos
+        tiny = []  # (a 1-pixel-wide clip failed the diffusion teacher hours in, after the shards before it)
         for video in videos:
             info = probe_video(video)
+            if min(info.width, info.height) < MIN_LR_SIDE:
+                tiny.append(f"{video.name} ({info.width}x{info.height})")
             self._check_gt(video, info)
             length = info.num_frames if num_frames is None else min(num_frames, info.num_frames)
             if length < (num_frames or 0):
@@ -86,6 +93,11 @@ class VideoFolderClips:
             for start in range(0, info.num_frames - length + 1, length):
                 self.windows.append((video, start, start + length))
             self.frames_left_out += info.num_frames % length
+        if tiny:
+            raise InputError(f"{len(tiny)} clip{'s' * (len(tiny) != 1)} in {self.folder} {'have' if len(tiny) != 1 else 'has'} "
+                             f"frames under {MIN_LR_SIDE} pixels a side, too small to upscale: {', '.join(tiny[:5])}"
+                             f"{f' and {len(tiny) - 5} more' if len(tiny) > 5 else ''}; remove "
+                             f"{'them' if len(tiny) != 1 else 'it'}")
 
     def notes(self) -> list[str]:
         """What was left out of ``folder`` (pictures beside the clips, subfolders without frames) and what the cut
@@ -95,8 +107,9 @@ class VideoFolderClips:
             listed = ", ".join(f"{name} ({frames} frame{'s' * (frames != 1)})" for name, frames in self.short[:3])
             more = f" and {len(self.short) - 3} more" if len(self.short) > 3 else ""
             limit = option(f"num_frames={self.num_frames}", f"--num-frames {self.num_frames}")
-            parts.append(f"{len(self.short)} of the videos {'is' if len(self.short) == 1 else 'are'} shorter than "
-                         f"{limit} and give{'s' * (len(self.short) == 1)} one shorter clip each: {listed}{more}")
+            one = len(self.short) == 1  # (frame folders too: not "videos"; "gives one shorter clip each" of one)
+            parts.append(f"{len(self.short)} of the clips {'is' if one else 'are'} shorter than {limit} and "
+                         f"give{'s one shorter clip' if one else ' one shorter clip each'}: {listed}{more}")
         if self.frames_left_out:
             parts.append(f"{self.frames_left_out} frame{'s' * (self.frames_left_out != 1)} after the last whole "
                          f"{self.num_frames}-frame window of each video {'are' if self.frames_left_out != 1 else 'is'} "
