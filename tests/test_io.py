@@ -197,6 +197,22 @@ def test_interlaced_video_is_deinterlaced_on_request(tmp_path, videos):
         reader_module.deinterlace_choice("yes")
 
 
+@pytest.mark.parametrize("deinterlace", ["auto", True])
+def test_an_interlaced_video_of_one_frame_is_deinterlaced_too(tmp_path, deinterlace):
+    """bwdif takes a frame's missing lines from its neighbours where nothing moves; a video of one frame is its own
+    neighbour, so it came out as combed as it went in, under "deinterlacing it (bwdif) first"."""
+    lone = write_interlaced_test_video(tmp_path / "one.mp4", 1)
+    with open_video(lone) as reader:
+        woven = np.stack(list(reader))
+    with open_video(lone, deinterlace=deinterlace) as reader:
+        deinterlaced = np.stack(list(reader))
+    assert deinterlaced.shape == woven.shape == (1, 48, 64, 3)
+    assert combing(deinterlaced) < 0.2 * combing(woven)
+    longer = write_interlaced_test_video(tmp_path / "two.mp4", 2)  # two frames: bwdif, as before
+    with open_video(longer, deinterlace=deinterlace) as reader:
+        assert combing(np.stack(list(reader))[:1]) < 0.2 * combing(woven)
+
+
 def test_frames_given_one_time_are_written_a_tick_apart(tmp_path):
     """Two input frames at one timestamp (or out of order) stopped the .mp4 muxer; they go 1/90000 s apart."""
     times = [Fraction(0), Fraction(1, 25), Fraction(1, 25), Fraction(3, 25)]

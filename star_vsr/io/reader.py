@@ -19,6 +19,7 @@ the one shown at time ``i / fps`` after the start of the video stream.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import re
 import warnings
@@ -49,6 +50,11 @@ DEINTERLACER = "bwdif"
 """FFmpeg filter that deinterlaces: Bob Weaver, motion adaptive (each missing line from the
 other field where nothing moves, interpolated within the field where something does), one
 frame out per frame in (``mode=send_frame``). Sharper edges than yadif at a similar cost."""
+
+LONE_FRAME_DEINTERLACER = "estdif"
+"""FFmpeg filter that deinterlaces a video of one frame: Edge Slope Tracing, each missing line interpolated
+within its field along the edges. `DEINTERLACER` takes missing lines from the neighbouring frames where nothing
+moves; a lone frame is its own neighbour, so its other field's lines came back as they were (combed)."""
 
 MIN_DEINTERLACE_SIZE = (3, 4)
 """Smallest (width, height) of a stored frame that `DEINTERLACER` takes (FFmpeg's bwdif refuses fewer columns
@@ -188,14 +194,16 @@ def _decode(container: InputContainer, stream: VideoStream, path: Path) -> Itera
         yield frame
 
 
-def _deinterlacer_graph(frame: av.VideoFrame, stream: VideoStream, every_frame: bool) -> av.filter.Graph:
-    """A configured buffer -> `DEINTERLACER` -> sink graph for frames shaped like `frame`."""
+def _deinterlacer_graph(frame: av.VideoFrame, stream: VideoStream, every_frame: bool,
+                        lone: bool = False) -> av.filter.Graph:
+    """A configured buffer -> `DEINTERLACER` (``lone``: `LONE_FRAME_DEINTERLACER`) -> sink graph for frames shaped
+    like `frame`."""
     graph = av.filter.Graph()
     source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
                               time_base=stream.time_base)
-    deinterlacer = graph.add(
-        DEINTERLACER, f"mode=send_frame:parity=auto:deint={'all' if every_frame else 'interlaced'}"
-    )
+    deint = f"parity=auto:deint={'all' if every_frame else 'interlaced'}"
+    deinterlacer = (graph.add(LONE_FRAME_DEINTERLACER, f"mode=frame:{deint}") if lone else
+                    graph.add(DEINTERLACER, f"mode=send_frame:{deint}"))
     sink = graph.add("buffersink")
     source.link_to(deinterlacer)
     deinterlacer.link_to(sink)
@@ -210,7 +218,8 @@ def _deinterlace(
     filter looks at the next frame's fields). `every_frame`: also frames not flagged interlaced.
     A stream that changes pixel format gets a new graph from that frame on, after the old one is
     flushed: FFmpeg's buffer source would keep the old format and scramble the new frames (one that
-    changes size is refused by `_to_rgb` at that frame)."""
+    changes size is refused by `_to_rgb` at that frame). A stream of one frame goes through
+    `LONE_FRAME_DEINTERLACER` instead."""
     graph, shape = None, None
 
     def drain() -> Iterator[av.VideoFrame]:
@@ -220,13 +229,18 @@ def _deinterlace(
             except (av.BlockingIOError, av.EOFError):
                 return
 
-    for frame in frames:
+    frames = iter(frames)
+    first, second = next(frames, None), next(frames, None)
+    if first is None:
+        return
+    lone = second is None
+    for frame in itertools.chain([first], [] if lone else [second], frames):
         if (frame.width, frame.height, frame.format.name) != shape:
             if graph is not None:
                 graph.vpush(None)
                 yield from drain()
-            graph, shape = _deinterlacer_graph(frame, stream, every_frame), (frame.width, frame.height,
-                                                                            frame.format.name)
+            graph, shape = _deinterlacer_graph(frame, stream, every_frame, lone), (frame.width, frame.height,
+                                                                                  frame.format.name)
         graph.vpush(frame)
         yield from drain()
     if graph is not None:
