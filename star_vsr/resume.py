@@ -116,8 +116,9 @@ def _setting_change(key: str, saved: Any, now: Any, pipeline: str) -> str:
         return f"{named(key)} {prompt(saved)} -> {prompt(now)}"
     if key in ARGUMENT_FLAGS:  # the diffusion options: "chunk_overlap" in Python, "--chunk-overlap" on the command line
         def shown(value: Any) -> str:  # as the flag takes it on the command line: --color-fix none, not None;
-            # --prompt 'a cat', quoted as a shell needs it
-            return option(repr(value), "none" if value is None else shlex.quote(str(value)))
+            # --prompt 'a cat', quoted as a shell needs it; --upscale 2, not 2.0
+            whole = isinstance(value, float) and value.is_integer()
+            return option(repr(value), "none" if value is None else shlex.quote(str(int(value) if whole else value)))
 
         return f"{named(key)} {shown(saved)} -> {shown(now)}"
     if key == "max_frames":
@@ -567,8 +568,9 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
         go_on = "" if set(changed) <= {"input", "input_files", "dtype"} else \
             "run with the earlier settings to go on, or "
         other = "of another input" if set(changed) <= {"input", "input_files"} else "with other settings"
-        raise SavedRunError(f"{work} holds an unfinished run ({frames} frames done) {other}: {details}; "
-                            f"{go_on}{fix}")
+        # what is saved, as "stopped" says it: "(0 frames done)" read as nothing to lose, with half the denoising
+        raise SavedRunError(f"{work} holds an unfinished run {other}: {details}; {go_on}{fix} "
+                            f"({saved_work(manifest)} saved there)")
     segments = [(str(name), int(count)) for name, count in segments]
     _check_segments(work, segments, fix)
     _remove_unlisted(work, manifest)

@@ -212,12 +212,14 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
     bf16.set_progress_bar_config(disable=True)
     with pytest.raises(InputError, match=r"other settings: the student ran in float32 then, in bfloat16 now "
                                          r".*; load the model with load_upscaler\(\.\.\., dtype='fp32'\) to go on "
-                                         r"in float32; delete .* or pass restart=True to start over$") as refused:
+                                         r"in float32; delete .* or pass restart=True to start over \(2 frames are "
+                                         r"saved there\)$") as refused:
         upscale_video(bf16, source, output, progress=False)
     assert "other student weights" not in str(refused.value)  # their fingerprint changes with the dtype
     write_test_video(source, 6, size=(12, 16), seed=9)  # another input under the same name: no earlier settings
-    with pytest.raises(InputError, match=r"done\) of another input: the input file changed \(size or modification "
-                                         r"time\); delete .* or pass restart=True to start over$"):
+    with pytest.raises(InputError, match=r"unfinished run of another input: the input file changed \(size or "
+                                         r"modification time\); delete .* or pass restart=True to start over \(2 "
+                                         r"frames are saved there\)$"):
         upscale_video(pipe, source, output, progress=False)
     upscale_video(pipe, source, output, progress=False, upscale=2, restart=True)
     assert probe_video(output).height == 24 and not partial_folder(output).exists()
@@ -231,7 +233,7 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
         upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
     monkeypatch.undo()
     cv2.imwrite(str(frames / "3.png"), np.zeros((12, 16, 3), np.uint8))
-    with pytest.raises(InputError, match=r"done\) of another input: the input folder's files changed \(a file's "
+    with pytest.raises(InputError, match=r"unfinished run of another input: the input folder's files changed \(a file's "
                                          r"size or modification time, or the number of files\); delete"):
         upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False)
 
@@ -328,11 +330,14 @@ def test_cli_upscale_stopped_by_sigterm_says_how_to_go_on_and_restart_starts_ove
     monkeypatch.setattr(star_vsr.resume, "CHECKPOINT_SECONDS", 0.0)
     monkeypatch.setattr(type(pipe), "__call__", stop_after_first_chunk)
     assert main(args) == 143  # 128 + SIGTERM, as shells and process managers expect (it was 130, Ctrl-C's)
-    assert "Run the same command again" in capsys.readouterr().err
+    stopped = capsys.readouterr().err
+    assert "Run the same command again" in stopped
     monkeypatch.undo()
     assert main([*args, "--upscale", "2"]) == 2
     err = capsys.readouterr().err  # the command line's flag, not the Python argument
-    assert "other settings: --upscale 4.0 -> 2.0" in err and "or pass --restart to start over" in err
+    assert "other settings: --upscale 4 -> 2" in err and "or pass --restart to start over" in err  # (not 4.0 -> 2.0)
+    saved = stopped.split("stopped; ", 1)[1].split(" saved in ", 1)[0]  # "2 frames are"
+    assert f"({saved} saved there)" in err  # as "stopped" says it (it was "(2 frames done)")
     assert "restart=True" not in err and "Python" not in err
     assert main([*args, "--no-scene-cut-reset"]) == 2
     assert "carries it through them (--no-scene-cut-reset)" in capsys.readouterr().err
@@ -437,7 +442,7 @@ def test_upscale_batch_skips_a_video_whose_saved_progress_has_other_settings(pip
     assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tmp_path / "student"),
                  "--dtype", "fp32", "--upscale", "2"]) == 1
     err = capsys.readouterr().err
-    assert "skipped" in err and "other settings: --upscale 4.0 -> 2.0" in err and "--restart" in err
+    assert "skipped" in err and "other settings: --upscale 4 -> 2" in err and "--restart" in err
     assert "1 video(s) were skipped (the reasons are above): v1.mp4" in err
     assert [probe_video(outputs / f"v{i}.mp4").height for i in (0, 2)] == [24, 24]
     assert not (outputs / "v1.mp4").exists() and partial_folder(outputs / "v1.mp4").exists()  # kept for --upscale 4
