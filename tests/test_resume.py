@@ -233,8 +233,8 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
         upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
     monkeypatch.undo()
     cv2.imwrite(str(frames / "3.png"), np.zeros((12, 16, 3), np.uint8))
-    with pytest.raises(InputError, match=r"unfinished run of another input: the input folder's files changed \(a file's "
-                                         r"size or modification time, or the number of files\); delete"):
+    with pytest.raises(InputError, match=r"unfinished run of another input: the input folder's files changed "
+                                         r"\(a file's size or modification time, or the number of files\); delete"):
         upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False)
 
 
