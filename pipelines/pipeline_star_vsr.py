@@ -38,7 +38,7 @@ from star_vsr.model_folder import (CheckedPipeline, check_components, check_pipe
                                    check_weights_fit, load_checked, local_load_kwargs)
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.models.loading import without_misleading_load_logs
-from star_vsr.resume import tensor_digest
+from star_vsr.fingerprints import tensor_digest
 from star_vsr.scheduling import DEFAULT_NOISE_LEVEL, NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import MAX_TOKENS, STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize, words_left_out
 from star_vsr.tiling import blend_weights, default_overlap

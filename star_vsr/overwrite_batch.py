@@ -77,7 +77,7 @@ class OverwriteLedger:
 def _signature(source: Path) -> list[Any]:
     """What tells an input from another one put in its place: its name, size and modification time (of a
     frame folder, its frames' total size and latest time: a frame replaced in place changes no folder time)."""
-    from .resume import input_fingerprint
+    from .fingerprints import input_fingerprint
 
     size, modified, _ = input_fingerprint(Path(source))
     return [Path(source).name, size, modified]

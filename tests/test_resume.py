@@ -650,7 +650,7 @@ def test_ctrl_c_while_frames_are_written_saves_them_with_the_state_after_them(st
 
 
 def test_the_sampled_weights_fingerprint_reads_tensors_past_float32_positions():
-    from star_vsr.resume import weights_fingerprint
+    from star_vsr.fingerprints import weights_fingerprint
 
     embedding = torch.nn.Embedding(49408, 340)  # 16.8 M values > 2 ** 24, like OpenCLIP's 49408 x 1024 tokens
     before = weights_fingerprint([embedding], samples=4096)

@@ -83,10 +83,10 @@ def as_size(size: CropSize, name: str = "crop_size") -> tuple[int, int]:
 
 def sources_fingerprint(sources: Sequence[Union[str, Path, np.ndarray]], captions: Sequence[Any] = ()) -> str:
     """SHA-256 (hex) of a data set's sources in order: for a path (file or frame folder) the path, its bytes,
-    latest modification time and file count (``star_vsr.resume.input_fingerprint``); for an image array its shape
+    latest modification time and file count (``star_vsr.fingerprints.input_fingerprint``); for an image array its shape
     and bytes; then ``captions`` (JSON). Files added to, removed from or replaced in a data folder change it, and
     with them the clip each step of a resumed run draws."""
-    from star_vsr.resume import input_fingerprint
+    from star_vsr.fingerprints import input_fingerprint
 
     digest = hashlib.sha256()
     for source in sources:

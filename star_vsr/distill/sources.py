@@ -165,7 +165,7 @@ class VideoFolderClips:
         """JSON description for a cache manifest; ``"files"`` fingerprints the clips' files (names, bytes, latest
         change: ``input_fingerprint``, as ``star-vsr upscale``'s resume does), so that a cache is not resumed over
         videos replaced under the same names."""
-        from ..resume import input_fingerprint
+        from ..fingerprints import input_fingerprint
 
         digest = hashlib.sha256()
         for video in dict.fromkeys(video for video, _, _ in self.windows):

@@ -133,7 +133,7 @@ def _callable_fingerprint(fn: Any, depth: int = 0) -> str:
     name (a ``repr`` with a memory address changes every run). Not the globals it reads: a teacher that loads its
     model from a global is told apart by ``name=``. ``depth``: of nesting (a function that closes over itself
     stops there)."""
-    from ..resume import tensor_digest, weights_fingerprint
+    from ..fingerprints import tensor_digest, weights_fingerprint
 
     if depth > 4:
         return type(fn).__qualname__
@@ -186,7 +186,7 @@ class StudentTeacher(Teacher):
         self.source = source
 
     def describe(self) -> dict[str, Any]:
-        from ..resume import cast_weights_fingerprints, weights_fingerprint
+        from ..fingerprints import cast_weights_fingerprints, weights_fingerprint
 
         return {"kind": "student", "source": self.source, "scale": self.scale,
                 "config": {k: v for k, v in dict(self.model.config).items() if not k.startswith("_")},
@@ -246,7 +246,7 @@ class DiffusionTeacher(Teacher):
         pipe.set_progress_bar_config(disable=True)
 
     def describe(self) -> dict[str, Any]:
-        from ..resume import FINGERPRINT_SAMPLES, cast_weights_fingerprints, diffusion_models, \
+        from ..fingerprints import FINGERPRINT_SAMPLES, cast_weights_fingerprints, diffusion_models, \
             diffusion_weights_fingerprint
 
         # its weights and precision: a cache resumed after either changed would mix two teachers
