@@ -37,6 +37,8 @@ from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, g
 CHECKPOINT_PREFIX = "checkpoint-"
 #: The settings a run started with, written into its output folder (and never rewritten by a resume).
 CONFIG_FILE = "train_config.yaml"
+#: Per-step log the teacher's training (training/train_star.py) writes next to its checkpoints.
+TRAIN_LOG_FILE = "train_log.jsonl"
 #: One YAML document per resume of the run: the step and checkpoint it went on from, the settings it went on
 #: with, and those that differ from the settings that trained the checkpoint.
 RESUMES_FILE = "train_config_resumes.yaml"
@@ -641,6 +643,36 @@ def damaged_checkpoint(checkpoint: Path, reason: str) -> InputError:
                       f"last checkpoint left), or start over with --overwrite_output_dir")
 
 
+def build_optimizer(params: Sequence[Any], args: argparse.Namespace, num_processes: int) -> tuple[Any, Any]:
+    """AdamW over ``params`` with the ``--learning_rate`` / ``--adam_*`` settings, and the ``--lr_scheduler``
+    schedule with ``--lr_warmup_steps`` of warm-up over ``--max_train_steps``; both in scheduler steps times
+    ``num_processes``, as Accelerate steps a prepared schedule once per process each update."""
+    import torch
+    from diffusers.optimization import get_scheduler
+
+    optimizer = torch.optim.AdamW(list(params), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                                  weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
+    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer,
+                                 num_warmup_steps=args.lr_warmup_steps * num_processes,
+                                 num_training_steps=args.max_train_steps * num_processes)
+    return optimizer, lr_scheduler
+
+
+def resume_training(accelerator: Any, checkpoint: Optional[Path], optimizer: Any, lr_scheduler: Any,
+                    args: argparse.Namespace) -> int:
+    """Load ``checkpoint`` (``resume_checkpoint``'s; None: a new run) into the prepared model, optimizer and
+    schedule, with this run's hyperparameters (``apply_run_hyperparameters``); the step it goes on after (0 for a
+    new run), said on the console either way."""
+    if checkpoint is None:
+        if args.resume_from_checkpoint:
+            accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
+        return 0
+    accelerator.print(resuming_message(checkpoint, args.output_dir))
+    load_training_checkpoint(accelerator, checkpoint)
+    apply_run_hyperparameters(optimizer, lr_scheduler, args)
+    return checkpoint_step(checkpoint)
+
+
 def apply_run_hyperparameters(optimizer: Any, lr_scheduler: Any, args: argparse.Namespace) -> None:
     """Give a resumed optimizer and schedule this run's learning rate and AdamW settings.
 
@@ -714,7 +746,7 @@ def _run_found(output_dir: Path) -> list[str]:
     """What in ``output_dir`` makes it hold a training run: its checkpoints, a saved model (`RUN_FILES`), a
     training log that is not empty."""
     found = [p.name for p in checkpoint_folders(output_dir)] + [n for n in RUN_FILES if (output_dir / n).exists()]
-    log = output_dir / "train_log.jsonl"
+    log = output_dir / TRAIN_LOG_FILE
     if log.is_file() and log.stat().st_size > 0:
         found.append(log.name)
     return found
@@ -1366,8 +1398,9 @@ def check_overwritten_run_is_this_scripts(output_dir: Path, model_folder: str) -
 def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
                        model_folder: Optional[str] = None, checkpoint_shape: Optional[ShapeOf] = None) -> None:
     """``InputError`` for settings both training scripts share that cannot work: the learning rate and
-    warm-up, how often to save and validate, fp16 without a GPU, an output folder holding another run
-    (``check_output_dir``), a checkpoint to resume that is past ``max_train_steps`` (one at it only writes the
+    warm-up, how often to save and validate, fp16 without a GPU, a ``--logging_dir`` where a file is, an output
+    folder holding another run (``check_output_dir``) or inputs that ``--overwrite_output_dir`` would delete
+    (``check_overwrite_keeps_inputs``), a checkpoint to resume that is past ``max_train_steps`` (one at it only writes the
     final model: ``finishing_message``), one another script saved (without the script's ``model_folder``, a key of
     ``CHECKPOINT_MODEL_FOLDERS``), or one trained with settings that change what is trained
     (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it; ``checkpoint_shape``: what of the

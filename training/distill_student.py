@@ -53,7 +53,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
-from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
@@ -69,15 +68,12 @@ from star_vsr.models.student import FEATURE_TAPS, StarStudentModel, student_arch
 from star_vsr.outputs import TRAINING_SUMMARY_FILE, check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_checkpoint_arguments,
-                                   add_optimizer_arguments, apply_run_hyperparameters, bool_value,
-                                   check_batches_per_epoch, check_number,
-                                   check_run_settings, check_same_data, checkpoint_step, finishing_message,
-                                   ignore_stop_signals,
-                                   is_first_process, load_training_checkpoint, note_ignored_settings,
-                                   optional_value, parse_with_config,
-                                   path_or_none, prepare_output_dir, record_data_id, record_final_step,
-                                   record_run_settings, resume_checkpoint, resuming_message, run_script,
-                                   tensorboard_pattern, tracker_init_kwargs)
+                                   add_optimizer_arguments, bool_value, build_optimizer, check_batches_per_epoch,
+                                   check_number, check_run_settings, check_same_data, finishing_message,
+                                   ignore_stop_signals, is_first_process, note_ignored_settings, optional_value,
+                                   parse_with_config, path_or_none, prepare_output_dir, record_data_id,
+                                   record_final_step, record_run_settings, resume_checkpoint, resume_training,
+                                   run_script, tensorboard_pattern, tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -626,12 +622,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     accelerator.register_load_state_pre_hook(load_model_hook)
 
     # 4. Optimiser and schedule
-    optimizer = torch.optim.AdamW(trainable + criterion_params, lr=args.learning_rate,
-                                  betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.adam_weight_decay,
-                                  eps=args.adam_epsilon)
-    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer,
-                                 num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-                                 num_training_steps=args.max_train_steps * accelerator.num_processes)
+    optimizer, lr_scheduler = build_optimizer(trainable + criterion_params, args, accelerator.num_processes)
     if criterion_params:
         student, criterion, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
             student, criterion, optimizer, train_dataloader, lr_scheduler)
@@ -664,19 +655,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         logger.info(f"validation bicubic: {validation_bicubic}")
 
     # 5. Resume
-    global_step, first_epoch, resume_step = 0, 0, 0
+    global_step = resume_training(accelerator, path, optimizer, lr_scheduler, args)
+    first_epoch, resume_step = 0, 0
     if path is not None:
-        accelerator.print(resuming_message(path, args.output_dir))
-        load_training_checkpoint(accelerator, path)
-        apply_run_hyperparameters(optimizer, lr_scheduler, args)
-        global_step = checkpoint_step(path)
         first_epoch = global_step // updates_per_epoch
         resume_step = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
         if global_step >= args.max_train_steps:  # stopped after its last checkpoint, before the final model
             accelerator.print(finishing_message(path, args.max_train_steps))
             num_train_epochs = first_epoch  # no epoch left to run
-    elif args.resume_from_checkpoint:
-        accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
     if accelerator.is_main_process:  # after the checkpoint loads: one that does not leaves no tracker run behind
         tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
         accelerator.init_trackers(TRACKER_PROJECT, config=tracker_config, init_kwargs=tracker_init_kwargs(path))

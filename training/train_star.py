@@ -68,7 +68,6 @@ import yaml
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
-from diffusers.optimization import get_scheduler
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -93,15 +92,13 @@ from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.progress import bar_options
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS
 from star_vsr.text import tokenize
-from star_vsr.training_run import (CONFIG_FILE, SettingsParser, StepLosses, StopRequest, add_checkpoint_arguments,
-                                   add_optimizer_arguments, apply_run_hyperparameters, bool_value,
+from star_vsr.training_run import (CONFIG_FILE, TRAIN_LOG_FILE, SettingsParser, StepLosses, StopRequest,
+                                   add_checkpoint_arguments, add_optimizer_arguments, bool_value, build_optimizer,
                                    check_batches_per_epoch, check_number, check_run_settings, check_same_data,
-                                   checkpoint_step, finishing_message, ignore_stop_signals, is_first_process,
-                                   load_training_checkpoint,
-                                   note_ignored_settings, optional_value, parse_with_config, path_or_none,
-                                   prepare_output_dir, record_data_id,
-                                   record_final_step, record_run_settings, resume_checkpoint, resuming_message,
-                                   run_script, tensorboard_pattern, tracker_init_kwargs)
+                                   finishing_message, ignore_stop_signals, is_first_process, note_ignored_settings,
+                                   optional_value, parse_with_config, path_or_none, prepare_output_dir,
+                                   record_data_id, record_final_step, record_run_settings, resume_checkpoint,
+                                   resume_training, run_script, tensorboard_pattern, tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -118,8 +115,6 @@ def checkpoint_shape(settings: Mapping[str, Any]) -> dict[str, Any]:
 LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 #: File in each checkpoint with the trainable UNet parameters (LIEM gates, LoRA).
 UNET_TRAINABLE_FILE = "unet_trainable.safetensors"
-#: Per-step log written next to the checkpoints.
-TRAIN_LOG_FILE = "train_log.jsonl"
 #: Folder of validation frame strips.
 VALIDATION_FOLDER = "validation"
 #: The fingerprint of the training data a run started on (``ClipPairDataset.fingerprint``), kept in its output
@@ -717,6 +712,9 @@ def register_checkpoint_hooks(accelerator: Accelerator) -> None:
 @explain_out_of_memory("training", "lower --train_batch_size, --num_frames or --crop_size, turn on "
                        "--gradient_checkpointing, or train with --mixed_precision fp16 / bf16 on a GPU")
 def main(args: argparse.Namespace) -> None:
+    """Train the ControlNet and the UNet's LIEM gates (with ``lora_rank > 0`` also a LoRA) on
+    ``w_v * L_v + b(t) * L_DF`` (steps 1-4 of the module docstring): checkpoints, the per-step log and validation
+    strips go to ``args.output_dir``, and at the end the complete pipeline folder."""
     output_dir = Path(args.output_dir)
     resume_path = resume_checkpoint(output_dir, args.resume_from_checkpoint)  # None: a new run
     accelerator = Accelerator(
@@ -765,24 +763,13 @@ def main(args: argparse.Namespace) -> None:
 
     # 3. Optimizer and schedule
     params = [p for p in denoiser.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                  weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
-    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer,
-                                 num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-                                 num_training_steps=args.max_train_steps * accelerator.num_processes)
+    optimizer, lr_scheduler = build_optimizer(params, args, accelerator.num_processes)
     denoiser, optimizer, dataloader, lr_scheduler = accelerator.prepare(denoiser, optimizer, dataloader, lr_scheduler)
     updates_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
     num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
 
     # 4. Resume
-    global_step = 0
-    if resume_path is not None:
-        accelerator.print(resuming_message(resume_path, args.output_dir))
-        load_training_checkpoint(accelerator, resume_path)
-        apply_run_hyperparameters(optimizer, lr_scheduler, args)
-        global_step = checkpoint_step(resume_path)
-    elif args.resume_from_checkpoint is not None:
-        accelerator.print(f"No checkpoint in {output_dir}; starting a new run")
+    global_step = resume_training(accelerator, resume_path, optimizer, lr_scheduler, args)
     if accelerator.is_main_process:  # after the checkpoint loads: one that does not leaves no tracker run behind
         accelerator.init_trackers(args.tracker_project_name, config=flat_config(args),
                                   init_kwargs=tracker_init_kwargs(resume_path))
