@@ -251,6 +251,8 @@ def check_student_upscale(folder: Path, upscale: float) -> None:
 
 
 def run_single(args: argparse.Namespace) -> int:
+    """``star-vsr upscale``: check the input, the output and the model options before any weights load, then
+    ``upscale_video``; the exit status."""
     from ..io import deinterlace_choice
     from ..io.probe import check_exists
     from ..outputs import check_new_video_output, remove_finished_progress, saved_progress
@@ -340,6 +342,8 @@ def run_batch(args: argparse.Namespace) -> int:
 
 
 def _run_batch(args: argparse.Namespace) -> int:
+    """``star-vsr upscale-batch``'s work: check the folders, name the outputs, note what is said of the outputs
+    already there, then upscale the clips not done yet, split across the processes; 1 when a clip was skipped."""
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list, gather_object
 
@@ -486,6 +490,7 @@ def _run_batch(args: argparse.Namespace) -> int:
               + (f", {partly} of them partly done" if partly else ""))
     state.wait_for_everyone()  # the ledger is there before any process adds to it
     say = partial(process_line, state.process_index if state.num_processes > 1 else None)
+    deinterlace = deinterlace_choice(args.deinterlace)
     with state.split_between_processes(todo) as mine:
         pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
         failed, busy = [], []  # busy: outputs left to another run that was writing them
@@ -496,13 +501,13 @@ def _run_batch(args: argparse.Namespace) -> int:
             signature = input_signature(video)  # (before it is read: one changed meanwhile is not recorded as new)
             try:
                 folder_fps = args.fps if video.is_dir() else None  # a video file keeps its own rate
-                for note in input_notes(video, deinterlace_choice(args.deinterlace), folder_fps,
+                for note in input_notes(video, deinterlace, folder_fps,
                                         frames_output=args.codec == "png"):
                     say(f"note: {note}")
                 upscale_video(pipe, video, outputs[video], codec=args.codec, crf=args.crf,
                               keep_audio=not args.no_audio, progress=state.is_local_main_process,
                               notes=None if state.num_processes == 1 else partial(say, file=sys.stderr),
-                              restart=args.restart, deinterlace=deinterlace_choice(args.deinterlace),
+                              restart=args.restart, deinterlace=deinterlace,
                               folder_fps=folder_fps, max_frames=args.max_frames, overwrite=args.overwrite,
                               **pipeline_kwargs(type(pipe).__name__, args))
             except (CorruptVideoError, UnsupportedVideoError, SavedRunError, VideoNotFoundError) as error:

@@ -212,7 +212,7 @@ def build_teacher_cache(
         try:
             _fill_shards(teacher, clips, folder, manifest, progress, scale)
         except BaseException as error:
-            saved = [s for s in range(manifest.num_shards) if _shard_path(folder, s).is_file()]
+            saved = _saved_shards(folder, manifest)
             if not saved:  # nothing cached: leave no cache behind
                 (folder / MANIFEST_NAME).unlink(missing_ok=True)
                 for temp in folder.glob(".shard-*.tmp"):
@@ -240,7 +240,7 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
         if path.is_file() and not shard_written(folder, shard):
             tqdm.write(f"{path} is damaged; computing it again", file=sys.stderr)  # (a note, as the others)
             path.unlink()
-    done = sum(len(manifest.shard_clips(s)) for s in range(manifest.num_shards) if _shard_path(folder, s).is_file())
+    done = sum(len(manifest.shard_clips(s)) for s in _saved_shards(folder, manifest))
     # closed on the way out of an error too: the bar's last line was drawn after the CLI's "interrupted"
     with tqdm(total=manifest.num_clips, initial=done, unit="clip", desc="teacher cache", disable=not progress,
               **bar_options()) as bar:
@@ -268,6 +268,11 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
 
 def _shard_path(folder: Path, shard: int) -> Path:
     return folder / SHARD_NAME.format(shard)
+
+
+def _saved_shards(folder: Path, manifest: CacheManifest) -> list[int]:
+    """The shards of ``manifest`` whose file is in ``folder``."""
+    return [shard for shard in range(manifest.num_shards) if _shard_path(folder, shard).is_file()]
 
 
 def shard_written(folder: Path, shard: int) -> bool:

@@ -774,6 +774,13 @@ def y4m_cut_inside_frame(path: Path, pix_fmt: str, width: int, height: int) -> b
 
 
 def _probe_container(path: Path) -> VideoInfo:
+    """`VideoInfo` of the video file ``path`` from its headers, index and packet timestamps, decoding only its
+    first frame (and a photo's header through PIL).
+
+    Raises:
+        CorruptVideoError: cut short, damaged, or no frame of it decodes.
+        UnsupportedVideoError: a stream or image star-vsr cannot read (no frame rate, an animated WebP, ...).
+    """
     if iso_box_cut_short(path) == "moov":  # the index of an MP4 / MOV whose index is at its end: FFmpeg found some
         # frames, or none ("contains no video stream", "its video codec cannot be decoded"), or its audio track
         # without a codec (a traceback), and called the file whole
@@ -877,6 +884,7 @@ def _probe_container(path: Path) -> VideoInfo:
         # but a file cut short keeps the header's count, so that the reader reports it
         frames_cut = _frames_beyond_file(stream, path)
         truncated = frames_cut > 0
+        with_end = [*timestamps, *([end] if end is not None else [])]  # the end of the last frame, where known
         if nothing_decodes and not truncated and timestamps:
             # a copy cut after a key frame without re-encoding, from an MP4 without a sync-sample table (every
             # frame listed as a key frame): "decoded 0 frames but its header announced 17; the file may be
@@ -904,8 +912,7 @@ def _probe_container(path: Path) -> VideoInfo:
             # for a long 30 fps FFV1 file with millisecond timestamps), or the mean just above (29.999 fps from
             # rounded milliseconds), gives way to one that the whole timeline fits (the end of the last frame,
             # where known, counts as one more frame time: a held last frame is no constant rate)
-            frame_rate = timeline_rate([*timestamps, *([end] if end is not None else [])], stream.time_base,
-                                       frame_rate)
+            frame_rate = timeline_rate(with_end, stream.time_base, frame_rate)
         if (variable_by_index or not indexed or lead) and not truncated and timestamps:  # what the frames cover: from
             # the first frame shown to the end of the last (or to one frame time after it). Not the index's
             # squeezed decode times, nor a container's duration without an index (Matroska, WebM, AVI, GIF), which
@@ -916,8 +923,7 @@ def _probe_container(path: Path) -> VideoInfo:
         # a file cut short lost frames from the middle of a B-frame group: its gaps are no variable rate; the end of
         # the last frame, where known, counts as one more frame time (a last frame held for a second made the
         # output's video end a second before its audio)
-        timing_error_s = 0.0 if truncated else _timing_error([*timestamps, *([end] if end is not None else [])],
-                                                             stream.time_base, frame_rate)
+        timing_error_s = 0.0 if truncated else _timing_error(with_end, stream.time_base, frame_rate)
         frame_times = last_frame_s = None
         if timing_error_s > VARIABLE_RATE_FRAMES / frame_rate and len(timestamps) == num_frames:
             frame_times = tuple((t - timestamps[0]) * stream.time_base for t in timestamps)
