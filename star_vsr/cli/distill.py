@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="frames per clip (default 8); --data videos are cut into windows of this many "
                        "frames: a shorter video gives one shorter clip, frames after a video's last whole window "
                        "are left out (both are noted)")
-    cache.add_argument("--upscale", type=int, default=4, help="scale factor (default 4)")
+    cache.add_argument("--upscale", type=int, default=4,
+                       help="scale factor: 2, 3 or 4, those the student trains at (default 4)")
     cache.add_argument("--features", nargs="+", default=(), metavar="NAME",
                        help="teacher feature taps to store, e.g. hr_features (a student teacher: any of its taps; "
                             "STAR: hr_features, its VAE decoder's last up-block output, large)")
