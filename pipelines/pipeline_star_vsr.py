@@ -33,12 +33,12 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
 from star_vsr.errors import (DeviceError, InputError, MissingWeightsError, explain_out_of_memory_of_call, named,
                              one_generator, option)
+from star_vsr.fingerprints import tensor_digest
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
 from star_vsr.model_folder import (CheckedPipeline, check_components, check_pipeline_folder,
                                    check_weights_fit, load_checked, local_load_kwargs)
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.models.loading import without_misleading_load_logs
-from star_vsr.fingerprints import tensor_digest
 from star_vsr.scheduling import DEFAULT_NOISE_LEVEL, NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import MAX_TOKENS, STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize, words_left_out
 from star_vsr.tiling import blend_weights, default_overlap

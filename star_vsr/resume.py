@@ -480,12 +480,13 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
     try:
         manifest = json.loads((work / MANIFEST).read_text())
         saved_settings, frames, segments = manifest["settings"], int(manifest["frames"]), manifest["segments"]
+        saved = saved_work(manifest)  # (a damaged "evaluations" entry: the damage message, not a traceback)
         tensors, metadata = None, {}
         if manifest["state"] is not None:
             with safe_open(str(work / manifest["state"]), framework="pt") as file:
                 metadata = file.metadata() or {}
                 tensors = {name: file.get_tensor(name) for name in file.keys()}
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError, SafetensorError) as error:
         raise SavedRunError(f"{work} holds an unfinished run whose files are damaged ({error}); {fix}") from None
     if "call" in saved_settings:  # (as run_settings writes this run's)
         saved_settings = {**saved_settings, "call": _compared_call(saved_settings["call"])}
@@ -505,8 +506,7 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
             "run with the earlier settings to go on, or "
         other = "of another input" if set(changed) <= {"input", "input_files"} else "with other settings"
         # what is saved, as "stopped" says it: "(0 frames done)" read as nothing to lose, with half the denoising
-        raise SavedRunError(f"{work} holds an unfinished run {other}: {details}; {go_on}{fix} "
-                            f"({saved_work(manifest)} saved there)")
+        raise SavedRunError(f"{work} holds an unfinished run {other}: {details}; {go_on}{fix} ({saved} saved there)")
     segments = [(str(name), int(count)) for name, count in segments]
     _check_segments(work, segments, fix)
     _remove_unlisted(work, manifest)

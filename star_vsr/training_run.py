@@ -662,7 +662,7 @@ def resume_training(accelerator: Any, checkpoint: Optional[Path], optimizer: Any
                     args: argparse.Namespace) -> int:
     """Load ``checkpoint`` (``resume_checkpoint``'s; None: a new run) into the prepared model, optimizer and
     schedule, with this run's hyperparameters (``apply_run_hyperparameters``); the step it goes on after (0 for a
-    new run), said on the console either way."""
+    new run). Says so on the console when it resumes, or when ``--resume_from_checkpoint latest`` found none."""
     if checkpoint is None:
         if args.resume_from_checkpoint:
             accelerator.print(f"no checkpoint in {args.output_dir}; starting a new run")
@@ -1400,12 +1400,12 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     """``InputError`` for settings both training scripts share that cannot work: the learning rate and
     warm-up, how often to save and validate, fp16 without a GPU, a ``--logging_dir`` where a file is, an output
     folder holding another run (``check_output_dir``) or inputs that ``--overwrite_output_dir`` would delete
-    (``check_overwrite_keeps_inputs``), a checkpoint to resume that is past ``max_train_steps`` (one at it only writes the
-    final model: ``finishing_message``), one another script saved (without the script's ``model_folder``, a key of
-    ``CHECKPOINT_MODEL_FOLDERS``), or one trained with settings that change what is trained
-    (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it; ``checkpoint_shape``: what of the
-    settings shapes a checkpoint, which no flag lets change). Fills in ``--mixed_precision``
-    from the launcher when it is not given (``launcher_precision``)."""
+    (``check_overwrite_keeps_inputs``), a checkpoint to resume that is past ``max_train_steps`` (one at it only
+    writes the final model: ``finishing_message``), one another script saved (without the script's
+    ``model_folder``, a key of ``CHECKPOINT_MODEL_FOLDERS``), or one trained with settings that change what is
+    trained (``check_resumed_settings``; ``parser`` as ``changed_settings`` needs it; ``checkpoint_shape``: what of
+    the settings shapes a checkpoint, which no flag lets change). Fills in ``--mixed_precision`` from the launcher
+    when it is not given (``launcher_precision``)."""
     import torch
 
     check_number(args, "learning_rate", 0, low_open=True)

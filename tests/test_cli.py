@@ -1898,6 +1898,14 @@ def test_a_folder_run_with_another_codec_names_the_earlier_run_s_outputs_it_leav
         (tmp_path / out / "a.mp4").unlink()  # as the note says: nothing more to say
         assert main([*command, str(inputs), "-o", str(tmp_path / out), "--codec", "ffv1"]) == 0
         assert "earlier run" not in capsys.readouterr().out
+    from star_vsr.cli.existing_outputs import earlier_names_line
+
+    for name in ("a.mp4", "b.mp4"):  # two earlier outputs (and one of the record that is gone)
+        (tmp_path / "up" / name).write_bytes(b"")
+    line = earlier_names_line({"a.mp4": "a.mkv", "b.mp4": "b.mkv"}, {"a.mp4": "a.mp4", "b.mp4": "b.mp4",
+                                                                      "c.mp4": "c.mp4"}, tmp_path / "up")
+    assert line.startswith("2 outputs of an earlier run here (another --codec) stay beside this run's: a.mp4 (of "
+                           "a.mp4, now written as a.mkv), b.mp4 (of b.mp4, now written as b.mkv)") and "ones" in line
 
 
 def test_upscale_batch_whose_model_fails_to_load_leaves_no_output_folder(tmp_path, capsys):

@@ -707,18 +707,32 @@ def test_clips_too_small_for_a_teacher_or_crops_too_large_for_the_photos_are_ref
     assert cli_main([*base, "--data", str(lr_dir)]) == 2
     assert (f"1 clip in {lr_dir} has frames under 2 pixels a side, too small to upscale: line (3x1); remove it"
             in capsys.readouterr().err)
+    shutil.copytree(lr_dir / "line", lr_dir / "line2")
+    assert cli_main([*base, "--data", str(lr_dir)]) == 2
+    assert (f"2 clips in {lr_dir} have frames under 2 pixels a side, too small to upscale: line (3x1), line2 (3x1); "
+            f"remove them" in capsys.readouterr().err)
     for crop, message in (("4", "--crop-size 4 at --upscale 4 makes LR clips of 1 pixel a side, too small to "
                                 "upscale; use at least 8"),
                           ("1000", "--crop-size 1000 is too large for the training photographs: moving crops of 1000 "
-                                   "pixels need a photo side of 1572, and the largest photo's shorter side is")):
+                                   "pixels need a photo whose shorter side is at least 1572 pixels, and the largest "
+                                   "photo's is")):
         assert cli_main([*base, "--motion-clips", "1", "--crop-size", crop]) == 2
         err = capsys.readouterr().err
         assert message in err and "warning" not in err
-    fits = int(err.rsplit("use at most --crop-size ", 1)[1])  # the advice is a crop that works
-    args = argparse.Namespace(num_frames=1, upscale=4, clips_per_shard=1, data=None, gt=None, motion_clips=1,
-                              crop_size=fits, degradation=None, seed=0)
-    assert fits % 4 == 0 and clip_source(args)[0].crop_reach() <= max(min(p.shape[:2]) for p in training_photos())
     assert not (tmp_path / "cache").exists()
+    every, largest = map(int, re.search(r"use at most --crop-size (\d+) \(every photo\) or (\d+) \(the largest", err)
+                         .groups())  # the advice: crops that work
+    sides = [min(photo.shape[:2]) for photo in training_photos()]
+    for crop, fitting in ((every, len(sides)), (largest, sides.count(max(sides)))):
+        args = argparse.Namespace(num_frames=1, upscale=4, clips_per_shard=1, data=None, gt=None, motion_clips=1,
+                                  crop_size=crop, degradation=None, seed=0)
+        reach = clip_source(args)[0].crop_reach()
+        assert crop % 4 == 0 and sum(side >= reach for side in sides) == fitting
+    # too large for some photos: one note (it was a warning for each of them), the others make the clips
+    assert cli_main([*base, "--motion-clips", "1", "--crop-size", "200"]) == 0
+    err = capsys.readouterr().err
+    assert (f"note: --crop-size 200 is too large for {sum(side < 315 for side in sides)} of the {len(sides)} training "
+            f"photographs" in err and f"--crop-size {every} or less uses them all" in err and "warning" not in err)
 
 
 def test_an_error_a_teacher_raises_for_one_clip_names_the_clip(tmp_path):

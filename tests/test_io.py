@@ -211,6 +211,10 @@ def test_an_interlaced_video_of_one_frame_is_deinterlaced_too(tmp_path, deinterl
     longer = write_interlaced_test_video(tmp_path / "two.mp4", 2)  # two frames: bwdif, as before
     with open_video(longer, deinterlace=deinterlace) as reader:
         assert combing(np.stack(list(reader))[:1]) < 0.2 * combing(woven)
+    from star_vsr.cli.arguments import input_notes
+
+    assert f"{lone} is interlaced; deinterlacing it (estdif) first" in input_notes(lone, "auto")[0]  # not "(bwdif)"
+    assert f"{longer} is interlaced; deinterlacing it (bwdif) first" in input_notes(longer, "auto")[0]
 
 
 def test_frames_given_one_time_are_written_a_tick_apart(tmp_path):
@@ -2518,7 +2522,7 @@ def test_a_one_frame_video_named_as_an_image_is_refused_with_what_it_is(tmp_path
 
     fake = write_test_video(tmp_path / "one.mp4", 1, size=(16, 8)).rename(tmp_path / "fake.png")
     with pytest.raises(UnsupportedVideoError, match=r"fake\.png is named as a PNG image but is not one: FFmpeg reads "
-                                                    r"it as h264 in a mov file; give it its own suffix"):
+                                                    r"it as h264 in a mov container; give it its own suffix"):
         probe_video(fake)
     assert cli_main(["info", str(fake)]) == 2 and "is named as a PNG image" in capsys.readouterr().err
     Image.fromarray(np.full((8, 16, 3), 90, np.uint8)).save(tmp_path / "photo.png", format="JPEG")

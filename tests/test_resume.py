@@ -305,7 +305,12 @@ def test_a_finished_runs_progress_folder_is_removed_on_a_rerun(pipe, tmp_path, c
 
 def test_damaged_saved_work_is_an_input_error(pipe, tmp_path, monkeypatch):
     source, output = stopped_run(pipe, tmp_path, monkeypatch)
+    manifest = json.loads((partial_folder(output) / MANIFEST).read_text())
     (partial_folder(output) / MANIFEST).write_text("{")
+    with pytest.raises(InputError, match="damaged.*restart=True"):
+        upscale_video(pipe, source, output, progress=False)
+    # a damaged count of the diffusion work done (what a refusal says is saved): the same, not a ZeroDivisionError
+    (partial_folder(output) / MANIFEST).write_text(json.dumps({**manifest, "evaluations": [3, 0]}))
     with pytest.raises(InputError, match="damaged.*restart=True"):
         upscale_video(pipe, source, output, progress=False)
 

@@ -98,7 +98,8 @@ def input_notes(path: str | Path, deinterlace: bool | str, folder_fps: Fraction 
     from ..frames import FileFrameSource
 
     source = FileFrameSource(path, deinterlace, folder_fps)
-    notes = [f"{path} is interlaced; deinterlacing it (bwdif) first, --deinterlace off keeps the fields"] \
+    deinterlacer = "estdif" if source.info.num_frames == 1 else "bwdif"  # (star_vsr.io.reader._deinterlace)
+    notes = [f"{path} is interlaced; deinterlacing it ({deinterlacer}) first, --deinterlace off keeps the fields"] \
         if source.deinterlaced and deinterlace == "auto" else []
     if deinterlace is True and (source.info.is_image_folder or source.info.is_photo):  # did nothing, said nothing
         kind = "photo" if source.info.is_photo else "folder of frames"

@@ -130,17 +130,37 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     degradation = "medium" if args.degradation is None else args.degradation
     clips = training_motion_clips(num_clips=args.motion_clips, num_frames=args.num_frames, crop_size=crop_size,
                                   scale=args.upscale, degradation=degradation, seed=args.seed)
-    largest = max(min(photo.shape[:2]) for photo in clips.images)
-    if clips.crop_reach() > largest:  # (a warning for each photo, then "ImageMotionDataset: no usable source ...
-        # Check the training data")
-        fits = int(largest / clips.crop_reach() * crop_size) // args.upscale * args.upscale
-        raise InputError(f"--crop-size {crop_size} is too large for the training photographs: moving crops of "
-                         f"{crop_size} pixels need a photo side of {math.ceil(clips.crop_reach())}, and the "
-                         f"largest photo's shorter side is {largest}; use at most --crop-size {fits}")
+    _check_crop_fits_photos(clips, crop_size, args.upscale)
     description = {"kind": "motion_clips", "photos": "star_vsr.evalset.training_photos", "clips": args.motion_clips,
                    "num_frames": args.num_frames, "crop_size": crop_size, "scale": args.upscale,
                    "degradation": degradation, "seed": args.seed}
     return clips, description
+
+
+def _check_crop_fits_photos(clips: Any, crop_size: int, scale: int) -> None:
+    """Refuse a ``--crop-size`` too large for every training photograph (``clips``: their ``ImageMotionDataset``),
+    and note one too large for some: a warning for each such photo, then "ImageMotionDataset: no usable source ...
+    Check the training data" when none fitted. Says the crop that fits them all."""
+    from ..errors import InputError
+
+    reach = clips.crop_reach()  # the shorter side a photo needs
+    sides = [min(photo.shape[:2]) for photo in clips.images]
+    too_small = [index for index, side in enumerate(sides) if side < reach]
+    if not too_small:
+        return
+    every = int(min(sides) / reach * crop_size) // scale * scale  # the largest crop (a multiple of the scale) ...
+    largest = int(max(sides) / reach * crop_size) // scale * scale  # ... that every photo / the largest takes
+    need = (f"moving crops of {crop_size} pixels need a photo whose shorter side is at least "
+            f"{math.ceil(reach)} pixels")
+    if len(too_small) == len(sides):
+        raise InputError(f"--crop-size {crop_size} is too large for the training photographs: {need}, and the "
+                         f"largest photo's is {max(sides)}; use at most --crop-size {every} (every photo) or "
+                         f"{largest} (the largest photos alone)")
+    print(f"note: --crop-size {crop_size} is too large for {len(too_small)} of the {len(sides)} training "
+          f"photographs ({need}): the clips are made from the others; --crop-size {every} or less uses them all",
+          file=sys.stderr)
+    for index in too_small:  # said once above, not once for each photo
+        clips.bad_sources[clips.source_name(index)] = f"too small for --crop-size {crop_size}"
 
 
 def _clips_to_compute(folder: Path, num_clips: int, clips_per_shard: int, overwrite: bool) -> list[int]:

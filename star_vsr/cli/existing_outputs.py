@@ -184,4 +184,3 @@ def earlier_names_line(names: Mapping[str, str], recorded: Mapping[str, str], ou
     return (f"{len(left)} output{'s' * many} of an earlier run here (another --codec) stay{'s' * (not many)} beside "
             f"this run's: {listed(left, 5)}; star-vsr evaluate pairs clips by name without the suffix and refuses a "
             f"folder with two of one name: delete the earlier {'ones' if many else 'one'} once this run is done")
-

@@ -94,10 +94,11 @@ class VideoFolderClips:
                 self.windows.append((video, start, start + length))
             self.frames_left_out += info.num_frames % length
         if tiny:
-            raise InputError(f"{len(tiny)} clip{'s' * (len(tiny) != 1)} in {self.folder} {'have' if len(tiny) != 1 else 'has'} "
+            many = len(tiny) != 1
+            raise InputError(f"{len(tiny)} clip{'s' * many} in {self.folder} {'have' if many else 'has'} "
                              f"frames under {MIN_LR_SIDE} pixels a side, too small to upscale: {', '.join(tiny[:5])}"
                              f"{f' and {len(tiny) - 5} more' if len(tiny) > 5 else ''}; remove "
-                             f"{'them' if len(tiny) != 1 else 'it'}")
+                             f"{'them' if many else 'it'}")
 
     def notes(self) -> list[str]:
         """What was left out of ``folder`` (pictures beside the clips, subfolders without frames) and what the cut

@@ -966,8 +966,8 @@ def _probe_container(path: Path) -> VideoInfo:
             # (a one-frame H.264 file named .png passed `info` as a photo, then OpenCV found no image in it)
             raise UnsupportedVideoError(
                 f"{path} is named as a {path.suffix[1:].upper()} image but is not one: FFmpeg reads it as {codec} in "
-                f"a {container_format.split(',')[0]} file; give it its own suffix (a video's: .mp4, .mkv, ...) or "
-                f"convert it to PNG")
+                f"a {container_format.split(',')[0]} container; give it its own suffix (a video's: .mp4, .mkv, ...) "
+                f"or convert it to PNG")
         pix_fmt = photo_pix_fmt or pix_fmt
     else:
         orientation, interlaced, first_size, _ = first_frame
