@@ -964,10 +964,11 @@ def _probe_container(path: Path) -> VideoInfo:
         pages, photo_pix_fmt, side_alpha = _image_header(path)
         if photo_pix_fmt is None and not container_format.endswith("_pipe") and container_format != "image2":
             # (a one-frame H.264 file named .png passed `info` as a photo, then OpenCV found no image in it)
+            container = container_format.split(",")[0]
             raise UnsupportedVideoError(
                 f"{path} is named as a {path.suffix[1:].upper()} image but is not one: FFmpeg reads it as {codec} in "
-                f"a {container_format.split(',')[0]} container; give it its own suffix (a video's: .mp4, .mkv, ...) "
-                f"or convert it to PNG")
+                f"{'an' if container[0] in 'aeiou' else 'a'} {container} container; give it its own suffix (a "
+                f"video's: .mp4, .mkv, ...) or convert it to PNG")
         pix_fmt = photo_pix_fmt or pix_fmt
     else:
         orientation, interlaced, first_size, _ = first_frame
