@@ -65,6 +65,25 @@ class OutputError(StarVSRError, OSError):
     """An output cannot be written: a read-only or full disk, no permission, a file where a folder must be."""
 
 
+#: The ``errno`` values of a write that failed for want of space (a full disk, a quota, a file-size limit): a
+#: failure of the run, exit status 1, where other output errors (no permission, a file in the way) are the
+#: user's settings, exit status 2.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def cannot_write(path: str | os.PathLike[str], error: Exception) -> OutputError:
+    """``error``, from writing ``path``, as a one-line ``OutputError`` that keeps its ``errno`` (read from the text
+    of a safetensors error, "(os error 28)"), so that a full disk exits with status 1. One of star-vsr's own passes
+    unchanged."""
+    if isinstance(error, OutputError):
+        return error
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    output = OutputError(f"cannot write {path}: {reason}")
+    found = re.search(r"os error (\d+)", str(error))
+    output.errno = error.errno if isinstance(error, OSError) else int(found.group(1)) if found else None
+    return output
+
+
 class OutputExistsError(StarVSRError, FileExistsError):
     """An output a run was told not to replace (no ``--overwrite``) is there: before the run, or it appeared
     while the run was writing it (another run or program made it)."""

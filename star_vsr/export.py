@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError, OutputError, OutputExistsError, check_whole_number, is_out_of_memory, why_missing
+from .errors import (InputError, OutputError, OutputExistsError, cannot_write, check_whole_number, is_out_of_memory,
+                     why_missing)
 from .io.atomic import check_no_replace, move_into_place, parent_folders, temporary_path
 from .io.writer import X264_MAX_SIZE
 from .models.student import StarStudentModel
@@ -142,7 +143,7 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     except OSError as error:  # a full disk, a read-only folder: said with the file, as other outputs are
         if isinstance(error, (OutputError, OutputExistsError)):  # (already said with the file)
             raise
-        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
+        raise cannot_write(path, error) from None
     return path
 
 

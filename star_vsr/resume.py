@@ -38,7 +38,7 @@ from typing import Any, Callable, Collection, Iterator, Optional
 import torch
 from tqdm.auto import tqdm
 
-from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, OutputError, SavedRunError,
+from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, OutputError, SavedRunError, cannot_write,
                      UnsupportedVideoError, named, option)
 from .fingerprints import diffusion_weights_fingerprint, input_fingerprint, weights_fingerprint
 from .interrupts import interrupts_held, raise_if_interrupted
@@ -320,7 +320,7 @@ def _locked(work: Path, output: Path) -> Iterator[None]:
             stack.enter_context(parent_folders(work))  # removed again when the run leaves no saved progress
             work.mkdir(exist_ok=True)
         except OSError as error:
-            raise OutputError(f"cannot write {output}: {error.strerror or error}") from None
+            raise cannot_write(output, error) from None
         with folder_lock(work, output):
             yield
 

@@ -1829,7 +1829,8 @@ def test_a_disk_error_while_writing_is_one_line_and_leaves_nothing(tmp_path, cap
 
     monkeypatch.setattr(writer._EncodedSink, "write", full)
     src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
-    assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4")]) == 2
+    # a failure of the run, status 1, as the command line's docstring says (it was 2, a setting error's)
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4")]) == 1
     assert "cannot write" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
@@ -1846,11 +1847,20 @@ def test_a_full_disk_under_png_frames_says_so(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-    result = subprocess.run([sys.executable, "-m", "star_vsr", "upscale", str(src), "-o", str(tmp_path / "frames"),
-                             "--codec", "png", "--upscale", "2"], capture_output=True, text=True,
-                            preexec_fn=cap_file_size, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-    assert result.returncode == 2 and "File too large" in result.stderr, result.stderr
+    def star_vsr(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "star_vsr", *args], capture_output=True, text=True,
+                              preexec_fn=cap_file_size, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+    result = star_vsr("upscale", str(src), "-o", str(tmp_path / "frames"), "--codec", "png", "--upscale", "2")
+    assert result.returncode == 1 and "File too large" in result.stderr, result.stderr  # (it was 2: a setting's)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+    # a write whose error names no file (a JSON report, a record): "a write failed", not a bare "File too large"
+    (tmp_path / "scores.json").write_text("x" * 400)
+    result = star_vsr("evaluate", "--pred", str(src), "--gt", str(src), "--json", str(tmp_path / "scores.json"),
+                      "--overwrite")
+    assert result.returncode == 1 and ("error: a write failed: File too large (a full disk or a file-size limit: "
+                                       "free some space, then run the same command again)") in result.stderr
+    assert (tmp_path / "scores.json").read_text() == "x" * 400  # the earlier report kept
 
 
 def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(tmp_path, capsys):

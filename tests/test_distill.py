@@ -350,6 +350,26 @@ def test_teacher_values_past_the_storage_range_are_refused_when_the_cache_is_bui
     assert torch.isfinite(cache[1]["teacher_features"]["hr_features"]).all()
 
 
+def test_a_full_disk_while_a_shard_is_saved_is_one_line_naming_it(tmp_path, monkeypatch):
+    """safetensors' own error ("Error while serializing: I/O error: File too large (os error 27)") came through as a
+    traceback after hours of a teacher's work: an OutputError naming the shard, with the errno (exit status 1)."""
+    import errno
+
+    from safetensors import SafetensorError
+
+    import star_vsr.distill.cache
+
+    def full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half")
+        raise SafetensorError("Error while serializing: I/O error: File too large (os error 27)")
+
+    monkeypatch.setattr(star_vsr.distill.cache, "save_file", full)
+    with pytest.raises(OutputError, match=r"^cannot write .*shard-00000\.safetensors: Error while serializing: I/O "
+                                          r"error: File too large") as refused:
+        build_teacher_cache(StudentTeacher(tiny_teacher_student(1), SCALE), random_clips(2), tmp_path / "cache")
+    assert refused.value.errno == errno.EFBIG and not (tmp_path / "cache").exists()  # nothing half-written left
+
+
 def test_what_shapes_a_distillation_checkpoint(tmp_path):
     """The settings whose change a checkpoint cannot be resumed through (review): the perceptual loss's VGG is
     saved with the loss once the loss has weights of its own (time or feature distillation); --trainable's order

@@ -410,8 +410,8 @@ def test_export_failures_leave_nothing_at_the_output(tmp_path, capsys, monkeypat
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Path, "write_bytes", disk_full)
-    for verify in ([], ["--verify"]):  # named as -o, not as a hidden temporary file
-        assert main([*args, "-o", str(out / "b.pt"), *verify]) == 2
+    for verify in ([], ["--verify"]):  # named as -o, not as a hidden temporary file; a failure of the run: status 1
+        assert main([*args, "-o", str(out / "b.pt"), *verify]) == 1
         assert f"cannot write {out / 'b.pt'}: No space left on device" in capsys.readouterr().err
         assert list(out.iterdir()) == []
     monkeypatch.undo()

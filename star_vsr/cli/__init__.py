@@ -2,9 +2,9 @@
 
 Each sub-command lives in its own module with ``register(subparsers)`` (adds its parser and sets
 ``func``) and imports heavy libraries only inside its ``run`` function, so ``--help`` stays fast.
-Errors meant for the user (``StarVSRError``) print one clear line and exit with status 2; an
-operating-system error that escapes (a disk that fills up mid-way, ...) prints one line and exits
-with status 1. Warnings print as one line each, without Python's source line.
+Errors meant for the user (``StarVSRError``) print one clear line and exit with status 2; a disk that fills up
+mid-way (named with the file where star-vsr knows it) and an operating-system error that escapes print one line
+and exit with status 1. Warnings print as one line each, without Python's source line.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import warnings
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
 from .. import __version__
-from ..errors import StarVSRError, cli_wording, explain_out_of_memory
+from ..errors import DISK_FULL_ERRNOS, StarVSRError, cli_wording, explain_out_of_memory
 from ..interrupts import (clear_interrupt, interrupt_requested, interrupted_exit_status, raise_if_interrupted,
                           request_interrupt)
 
@@ -133,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise_if_interrupted()  # an interrupt whose KeyboardInterrupt was lost after the command's last check
     except StarVSRError as error:
         print(f"{me}: error: {error}", file=sys.stderr)
-        return 2
+        return 1 if getattr(error, "errno", None) in DISK_FULL_ERRNOS else 2  # (a full disk is no setting error)
     except KeyboardInterrupt:
         stopped.append(True)
         done = " after the command had finished its work" if result is not None else ""
@@ -144,7 +144,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
-        print(f"{me}: error: {where}{error.strerror or error}", file=sys.stderr)
+        full = error.errno in DISK_FULL_ERRNOS and not error.filename  # (a bare "File too large": of what?)
+        print(f"{me}: error: {where}{'a write failed: ' * full}{error.strerror or error}"
+              + (" (a full disk or a file-size limit: free some space, then run the same command again)" * full),
+              file=sys.stderr)
         return 1
     except Exception as error:  # FFmpeg (PyAV) failing where star-vsr did not expect it: one line too
         if interrupt_requested():  # a library torn by the interrupt (diffusers' lazy imports wrap it)

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import InputError, OutputError, option
+from ..errors import InputError, cannot_write, option
 from ..frames import check_unit_range
 from ..model_folder import safetensors_shapes
 from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
@@ -204,7 +204,7 @@ def build_teacher_cache(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise OutputError(f"cannot write {folder}: {error.strerror or error}") from None
+        raise cannot_write(folder, error) from None
     # two runs on one folder each wrote their own shards under one manifest: a cache marked complete that mixed
     # crop sizes or dtypes
     with folder_lock(folder, folder):
@@ -259,9 +259,13 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
                     captions[str(index)] = str(clip["caption"])
                 bar.update(1)
             temp = path.with_name(f".{path.name}.tmp")
-            save_file(tensors, str(temp), metadata={"captions": json.dumps(captions)})
-            give_default_mode(temp)
-            os.replace(temp, path)
+            try:
+                save_file(tensors, str(temp), metadata={"captions": json.dumps(captions)})
+                give_default_mode(temp)
+                os.replace(temp, path)
+            except (OSError, SafetensorError) as error:  # a full disk: one line, not safetensors' traceback
+                temp.unlink(missing_ok=True)
+                raise cannot_write(path, error) from None
             manifest.wall_time_s += time.perf_counter() - started
             manifest.save(folder)
 

@@ -37,7 +37,7 @@ import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc, Interpolation
 from tqdm.auto import tqdm
 
-from star_vsr.errors import InputError, OutputError, StarVSRError, UnsupportedVideoError, option
+from star_vsr.errors import InputError, OutputError, StarVSRError, UnsupportedVideoError, cannot_write, option
 from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
 from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
@@ -152,9 +152,7 @@ def finish_error(path: str | Path, error: av.FFmpegError) -> OutputError:
 def _output_error(path: str | Path, error: OSError) -> Exception:
     """``error`` (permission, read-only or full disk, ...) as a one-line ``OutputError`` about
     ``path``; star-vsr's own errors pass unchanged."""
-    if isinstance(error, StarVSRError):
-        return error
-    return OutputError(f"cannot write {path}: {error.strerror or error}")
+    return error if isinstance(error, StarVSRError) else cannot_write(path, error)
 
 
 class FrameClock:
