@@ -139,8 +139,9 @@ def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 def _check_crop_fits_photos(clips: Any, crop_size: int, scale: int) -> None:
     """Refuse a ``--crop-size`` too large for every training photograph (``clips``: their ``ImageMotionDataset``),
-    and note one too large for some: a warning for each such photo, then "ImageMotionDataset: no usable source ...
-    Check the training data" when none fitted. Says the crop that fits them all."""
+    and say once of one too large for some that those are left out, with the crop that fits them all (the dataset
+    warned of each such photo, and ended in "ImageMotionDataset: no usable source ... Check the training data"
+    when none fitted)."""
     from ..errors import InputError
 
     reach = clips.crop_reach()  # the shorter side a photo needs
