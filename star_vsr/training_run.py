@@ -300,30 +300,8 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
     if len(configs) > 1:  # (the last one was used, the others dropped without a word)
         parser.error(f"--config is given {len(configs)} times ({', '.join(configs)}); give one config file (flags "
                      f"override its settings)")
-    config = configs[0]
-    if config is not None:
-        _refuse_empty_path(parser, "config", config)
-        path = Path(config)
-        if path.is_dir():
-            parser.error(f"config file {path} is a folder; name a YAML file")
-        if not path.is_file():  # (a pipe, <(...), is no link to nothing)
-            parser.error(f"config file {path} " + (why_missing(path) if not path.exists() else
-                                                   "is not a regular file; save the settings as a YAML file"))
-        try:
-            settings = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
-        except yaml.MarkedYAMLError as error:  # where: PyYAML's message puts it on later lines
-            mark = error.problem_mark or error.context_mark
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-            parser.error(f"{path} is not valid YAML{where}: {error.problem or error.context}")
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            parser.error(f"{path} is not valid YAML: {str(error).splitlines()[0]}")
-        if not isinstance(settings, dict):
-            parser.error(f"{path} must hold a mapping of settings (name: value)")
-        actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
-        unknown = sorted(map(str, set(settings) - set(actions)))  # (a key may be a number: ``1: 2``)
-        if unknown:
-            parser.error(f"{path}: unknown settings {unknown}")  # the parser adds "(see --help)"
-        parser.set_defaults(**{key: _setting(parser, actions[key], value, path) for key, value in settings.items()})
+    if configs[0] is not None:
+        parser.set_defaults(**_read_config(parser, configs[0]))
     args = parser.parse_args(argv)
     for action in parser._actions:  # ``--trainable none``: a list setting cleared from the command line
         if action.nargs in ("+", "*") and isinstance(getattr(args, action.dest, None), list) \
@@ -334,6 +312,33 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
     for name in (*getattr(parser, "path_settings", ()), *UNRECORDED_PATH_SETTINGS):
         _refuse_empty_path(parser, name, getattr(args, name, None))
     return args
+
+
+def _read_config(parser: argparse.ArgumentParser, config: str) -> dict[str, Any]:
+    """The settings of the YAML file ``config`` as ``parser``'s defaults (each value as its flag takes it); a file
+    that is missing, no YAML, no mapping, or holds unknown settings is a ``parser.error``."""
+    _refuse_empty_path(parser, "config", config)
+    path = Path(config)
+    if path.is_dir():
+        parser.error(f"config file {path} is a folder; name a YAML file")
+    if not path.is_file():  # (a pipe, <(...), is no link to nothing)
+        parser.error(f"config file {path} " + (why_missing(path) if not path.exists() else
+                                               "is not a regular file; save the settings as a YAML file"))
+    try:
+        settings = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except yaml.MarkedYAMLError as error:  # where: PyYAML's message puts it on later lines
+        mark = error.problem_mark or error.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        parser.error(f"{path} is not valid YAML{where}: {error.problem or error.context}")
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        parser.error(f"{path} is not valid YAML: {str(error).splitlines()[0]}")
+    if not isinstance(settings, dict):
+        parser.error(f"{path} must hold a mapping of settings (name: value)")
+    actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
+    unknown = sorted(map(str, set(settings) - set(actions)))  # (a key may be a number: ``1: 2``)
+    if unknown:
+        parser.error(f"{path}: unknown settings {unknown}")  # the parser adds "(see --help)"
+    return {key: _setting(parser, actions[key], value, path) for key, value in settings.items()}
 
 
 def _refuse_empty_path(parser: argparse.ArgumentParser, name: str, value: Any) -> None:

@@ -308,6 +308,40 @@ def _expected_output(upscale: float, max_frames: Optional[int], info: VideoInfo,
     return (info.num_frames if max_frames is None else min(info.num_frames, max_frames)), width, height
 
 
+def _existing_output_notes(videos: list[Path], outputs: dict[Path, Path], output_dir: Path, args: argparse.Namespace,
+                           settings: dict[str, Any], dtype: str, made_from: dict[str, str]) -> list[str]:
+    """What upscale-batch says (without ``note: ``) of the outputs already in ``output_dir`` that it counts as done
+    but that differ from what this run would make of ``videos``: fewer frames, another size or codec (a
+    ``--max-frames`` preview, another program's file), other settings (the batch record's), made from another
+    input or an earlier version of their input. ``settings``: the run's, as the record keeps them (with
+    ``dtype``); ``made_from``: the record's inputs (``batch_record.recorded_inputs``)."""
+    from ..batch_record import made_from_changed_inputs, made_with_other_settings, output_settings
+    from .existing_outputs import (check_existing_outputs, done_but_line, existing_output_lines, listed,
+                                   made_from_changed_inputs_line, made_from_other_inputs_line)
+
+    done = {video: outputs[video].name for video in videos if outputs[video].exists()}
+    found = check_existing_outputs(list(done), outputs, args.codec,
+                                   partial(_expected_output, args.upscale, args.max_frames))
+    now = {name: output_settings(settings, video, outputs[video], dtype) for video, name in done.items()}
+    made = made_with_other_settings(output_dir, now)
+    for name, flags in made.items():  # named below with the flag that made them another size or length
+        found.other_size.pop(name, None)
+        if "--max-frames" in flags and found.short.get(name, "").endswith(" frames"):  # a preview's "2 of 3
+            found.short.pop(name)  # frames": not two notes (an unreadable or damaged one keeps its own)
+    changed = made_from_changed_inputs(output_dir, done)
+    found.forget_sizes_of(changed)  # said below, with why
+    lines = existing_output_lines(found, args.codec, "a --max-frames preview or another program's file?")
+    if made:  # another --model or --upscale into the same folder: "already done" said nothing of it
+        flags = sorted({flag for changed in made.values() for flag in changed})
+        lines.append(done_but_line(len(made), "{were} made with other settings",
+                                   f"{', '.join(flags)}: {listed(sorted(made), 5)}",
+                                   "; pass --overwrite to redo {them} with these"))
+    lines += [line for line in (made_from_other_inputs_line({video.name: out for video, out in done.items()},
+                                                            made_from),
+                                made_from_changed_inputs_line(changed)) if line]
+    return lines
+
+
 def process_line(process_index: Optional[int], message: str, file: Optional[TextIO] = None) -> None:
     """Print ``[process i] message`` (``message`` alone when ``process_index`` is None: one process) in one write.
 
@@ -352,10 +386,8 @@ def _run_batch(args: argparse.Namespace) -> int:
                               other_subfolders, other_subfolders_note, stray_images_note)
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_finished_progress
-    from ..batch_record import (input_signature, ledger_settings, made_from_changed_inputs, made_with_other_settings,
-                                output_settings, record_output, recorded_inputs)
-    from .existing_outputs import (check_existing_outputs, done_but_line, earlier_names_line, existing_output_lines,
-                                   listed, made_from_changed_inputs_line, made_from_other_inputs_line, renamed_lines)
+    from ..batch_record import input_signature, ledger_settings, output_settings, record_output, recorded_inputs
+    from .existing_outputs import earlier_names_line, listed, renamed_lines
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_inputs, unfinished_note, unfinished_runs
     from ..upscale import (DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype,
@@ -446,30 +478,8 @@ def _run_batch(args: argparse.Namespace) -> int:
         if note:
             print(f"note: {note}")
         if not args.overwrite:  # e.g. a --max-frames preview batch run here before this full one
-            found = check_existing_outputs([v for v in videos if outputs[v].exists()], outputs, args.codec,
-                                           partial(_expected_output, args.upscale, args.max_frames))
-            now = {outputs[v].name: output_settings(ledger.settings, v, outputs[v], dtype)
-                   for v in videos if outputs[v].exists()}
-            made = made_with_other_settings(output_dir, now)
-            for name, flags in made.items():  # named below with the flag that made them another size or length
-                found.other_size.pop(name, None)
-                if "--max-frames" in flags and found.short.get(name, "").endswith(" frames"):  # a preview's "2 of 3
-                    found.short.pop(name)  # frames": not two notes (an unreadable or damaged one keeps its own)
-            done = {v: outputs[v].name for v in videos if outputs[v].exists()}
-            changed = made_from_changed_inputs(output_dir, done)
-            found.forget_sizes_of(changed)  # said below, with why
-            for line in existing_output_lines(found, args.codec, "a --max-frames preview or another program's file?"):
+            for line in _existing_output_notes(videos, outputs, output_dir, args, ledger.settings, dtype, made_from):
                 print(f"note: {line}")
-            if made:  # another --model or --upscale into the same folder: "already done" said nothing of it
-                flags = sorted({flag for changed in made.values() for flag in changed})
-                line = done_but_line(len(made), "{were} made with other settings",
-                                     f"{', '.join(flags)}: {listed(sorted(made), 5)}",
-                                     "; pass --overwrite to redo {them} with these")
-                print(f"note: {line}")
-            for line in (made_from_other_inputs_line({v.name: out for v, out in done.items()}, made_from),
-                         made_from_changed_inputs_line(changed)):
-                if line:
-                    print(f"note: {line}")
         stray = stray_images_note(input_dir)
         if stray:
             print(f"note: {stray}")
