@@ -96,9 +96,10 @@ def input_notes(path: str | Path, deinterlace: bool | str, folder_fps: Fraction 
     """What to tell a user about an input before upscaling it: deinterlacing, the rate given to a frame folder
     (unless the output is PNG frames, which store none either), then `VideoInfo.caveats`."""
     from ..frames import FileFrameSource
+    from ..io.reader import DEINTERLACER, LONE_FRAME_DEINTERLACER
 
     source = FileFrameSource(path, deinterlace, folder_fps)
-    deinterlacer = "estdif" if source.info.num_frames == 1 else "bwdif"  # (star_vsr.io.reader._deinterlace)
+    deinterlacer = LONE_FRAME_DEINTERLACER if source.info.num_frames == 1 else DEINTERLACER
     notes = [f"{path} is interlaced; deinterlacing it ({deinterlacer}) first, --deinterlace off keeps the fields"] \
         if source.deinterlaced and deinterlace == "auto" else []
     if deinterlace is True and (source.info.is_image_folder or source.info.is_photo):  # did nothing, said nothing
