@@ -71,17 +71,42 @@ class OutputError(StarVSRError, OSError):
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
-def cannot_write(path: str | os.PathLike[str], error: Exception) -> OutputError:
-    """``error``, from writing ``path``, as a one-line ``OutputError`` that keeps its ``errno`` (read from the text
-    of a safetensors error, "(os error 28)"), so that a full disk exits with status 1. One of star-vsr's own passes
-    unchanged."""
-    if isinstance(error, OutputError):
-        return error
-    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-    output = OutputError(f"cannot write {path}: {reason}")
+def write_reason(error: Exception) -> str:
+    """Why a write failed, in a few words: an ``OSError``'s own ("No space left on device"), else the first line of
+    the error (a safetensors error: "Error while serializing: I/O error: ... (os error 28)")."""
+    return error.strerror if isinstance(error, OSError) and error.strerror else first_line(error)
+
+
+def write_failed(message: str, error: Exception) -> OutputError:
+    """``message``, about a write that failed with ``error``, as an ``OutputError`` that keeps its ``errno`` (read
+    from the text of a safetensors error, "(os error 28)"), so that a full disk exits with status 1 (`exit_status`)."""
+    output = OutputError(message)
     found = re.search(r"os error (\d+)", str(error))
     output.errno = error.errno if isinstance(error, OSError) else int(found.group(1)) if found else None
     return output
+
+
+def cannot_write(path: str | os.PathLike[str], error: Exception) -> StarVSRError:
+    """``error``, from writing ``path``, as a one-line `write_failed` error. One of star-vsr's own passes
+    unchanged (an ``OutputExistsError`` of a file that appeared meanwhile: already said with the file)."""
+    if isinstance(error, StarVSRError):
+        return error
+    return write_failed(f"cannot write {path}: {write_reason(error)}", error)
+
+
+def exit_status(error: StarVSRError) -> int:
+    """The exit status of a command or training script that stops on ``error``: 1 for a full disk (the run
+    failed: `DISK_FULL_ERRNOS`), 2 for the rest (the user's settings or inputs, as argparse's errors)."""
+    return 1 if getattr(error, "errno", None) in DISK_FULL_ERRNOS else 2
+
+
+def os_error_line(error: OSError) -> str:
+    """An ``OSError`` that escaped a command (not one of star-vsr's own) as one line after "error: ": the file it
+    names, and for a bare "File too large" or "No space left on device" what it means and what to do."""
+    where = f"{error.filename}: " if error.filename else ""
+    full = error.errno in DISK_FULL_ERRNOS and not error.filename  # (a bare "File too large": of what?)
+    return (f"{where}{'a write failed: ' * full}{error.strerror or error}"
+            + " (a full disk or a file-size limit: free some space, then run the same command again)" * full)
 
 
 class OutputExistsError(StarVSRError, FileExistsError):

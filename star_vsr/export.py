@@ -30,8 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import (InputError, OutputError, OutputExistsError, cannot_write, check_whole_number, is_out_of_memory,
-                     why_missing)
+from .errors import InputError, cannot_write, check_whole_number, is_out_of_memory, why_missing
 from .io.atomic import check_no_replace, move_into_place, parent_folders, temporary_path
 from .io.writer import X264_MAX_SIZE
 from .models.student import StarStudentModel
@@ -141,8 +140,6 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
             finally:
                 temp.unlink(missing_ok=True)
     except OSError as error:  # a full disk, a read-only folder: said with the file, as other outputs are
-        if isinstance(error, (OutputError, OutputExistsError)):  # (already said with the file)
-            raise
         raise cannot_write(path, error) from None
     return path
 

@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
-from .errors import (DeviceError, InputError, MissingWeightsError, OutputError, StarVSRError, cli_running,
-                     first_line, is_out_of_memory, why_missing)
+from .errors import (DeviceError, InputError, MissingWeightsError, StarVSRError, cli_running, first_line,
+                     is_out_of_memory, why_missing, write_failed, write_reason)
 from .io.atomic import move_into_place, remove_temporary, temporary_path
 from .outputs import MODEL_RECORDS, REPLACING_INDEX, give_default_mode, saved_index
 
@@ -723,9 +723,8 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
             move_into_place(entry, folder / entry.name)
         (folder / REPLACING_INDEX).unlink(missing_ok=True)
     except (OSError, SafetensorError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else first_line(error)
         left = "it holds part of the new pipeline and does not load: save again" if moving else \
             "the folder was left as it was"
-        raise OutputError(f"cannot save the pipeline into {folder}: {reason}; {left}") from error
+        raise write_failed(f"cannot save the pipeline into {folder}: {write_reason(error)}; {left}", error) from error
     finally:
         remove_temporary(temp)

@@ -38,8 +38,8 @@ from typing import Any, Callable, Collection, Iterator, Optional
 import torch
 from tqdm.auto import tqdm
 
-from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, OutputError, SavedRunError, cannot_write,
-                     UnsupportedVideoError, named, option)
+from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, SavedRunError, cannot_write,
+                     UnsupportedVideoError, named, option, write_failed, write_reason)
 from .fingerprints import diffusion_weights_fingerprint, input_fingerprint, weights_fingerprint
 from .interrupts import interrupts_held, raise_if_interrupted
 from .io.atomic import parent_folders
@@ -450,9 +450,8 @@ def save_progress(work: Path, settings: dict[str, Any], segments: list[tuple[str
             written.unlink(missing_ok=True)
         if (work / MANIFEST).is_file():  # the segment just committed is of no use without its state: free its space
             _remove_unlisted(work, json.loads((work / MANIFEST).read_text()))
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise OutputError(f"cannot save the progress of the run in {work} ({reason}); free some space and run the "
-                          f"same command again to go on from the previous checkpoint") from None
+        raise write_failed(f"cannot save the progress of the run in {work} ({write_reason(error)}); free some space "
+                           f"and run the same command again to go on from the previous checkpoint", error) from None
     _remove_unlisted(work, manifest)
 
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Collection, Hashable, Iterable, Mapping, Optio
 import yaml
 
 from .errors import (InputError, MissingWeightsError, first_line, is_damaged_weights_error, is_out_of_memory,
-                     why_missing)
+                     why_missing, write_failed, write_reason)
 from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, give_default_mode, saved_index,
                       write_text_atomic)
 
@@ -185,11 +185,12 @@ def script_interrupted(prog: str) -> str:
 def run_script(prog: str, run: Callable[[], Any]) -> None:
     """A training script's ``__main__``: ``run()``, and its end as one line: a ``StarVSRError`` as `script_error`
     (exit status 2, as argparse's errors and ``star-vsr``'s; it was 1, so the two scripts' setting errors exited
-    differently: one script raised them, the other passed them to argparse), Ctrl-C or SIGTERM outside
+    differently: one script raised them, the other passed them to argparse; 1 for a full disk, as any other
+    ``OSError``, as ``star-vsr`` says them), Ctrl-C or SIGTERM outside
     `StopRequest`'s clean stop (while it sets up or saves its model, or a second one) as `script_interrupted` (130 /
     143). Both are a KeyboardInterrupt from here on, unless ignored at the start (a shell's background job); the
     script's own first lines turn Ctrl-C into a quiet exit while its libraries load."""
-    from .errors import StarVSRError
+    from .errors import StarVSRError, exit_status, os_error_line
     from .interrupts import interrupt_requested, request_interrupt
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM as Ctrl-C (it ended a run setting up or saving its model
@@ -199,7 +200,12 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
         run()
     except StarVSRError as error:
         print(script_error(prog, error), file=sys.stderr)
-        sys.exit(2)
+        sys.exit(exit_status(error))  # 1 for a full disk
+    except OSError as error:  # a write deep in a library (a full disk): one line, as `star-vsr` says it
+        if interrupt_requested():
+            _stop_interrupted(prog)
+        print(script_error(prog, os_error_line(error)), file=sys.stderr)
+        sys.exit(1)
     except Exception:  # an interrupt a library wrapped in its own error (diffusers' lazy imports do)
         if not interrupt_requested():
             raise
@@ -446,6 +452,20 @@ def _remove_checkpoint(folder: Path, ignore_errors: bool = False) -> None:
         shutil.rmtree(folder, ignore_errors=ignore_errors)
 
 
+def _record_checkpoint_settings(temp: Path, output_dir: Path, processes: int) -> None:
+    """Into the checkpoint being saved (``temp``): the settings of the run that saved it (``CONFIG_FILE``), when
+    the run recorded them, and how many processes saved it (``PROCESSES_FILE``)."""
+    try:
+        settings = current_settings(output_dir)
+    except InputError:  # a damaged record must not cost the checkpoint (nor, waiting, the other processes)
+        settings = None
+    if settings is not None:  # what trained this state, whichever run folder it is later resumed from
+        (temp / CONFIG_FILE).write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+    # how many processes saved it: the random_states_<i>.pkl a resume needs (a lost last one is not a gap)
+    (temp / PROCESSES_FILE).write_text(f"{processes}\n", encoding="utf-8")
+    give_default_mode(temp)
+
+
 def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Optional[int]) -> Path:
     """``accelerator.save_state`` into ``checkpoint-<step>``, atomically; every process must call it. The
     checkpoint also holds the settings of the run that saved it (``CONFIG_FILE``), when the run recorded them.
@@ -455,6 +475,8 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
     out of memory, a full disk) leaves the previous checkpoints whole, and ``latest`` never finds a
     half-written one.
     """
+    from safetensors import SafetensorError
+
     output_dir = Path(output_dir)
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
     temp = output_dir / f".{final.name}.partial"
@@ -463,18 +485,16 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
             for stale in output_dir.glob(f".{CHECKPOINT_PREFIX}*{suffix}"):
                 _remove_checkpoint(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(temp))
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(temp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            _record_checkpoint_settings(temp, output_dir, accelerator.num_processes)
+    except (OSError, SafetensorError) as error:  # a full disk: one line, not safetensors' traceback
+        _remove_checkpoint(temp, ignore_errors=True)
+        raise write_failed(f"cannot save {final.name} in {output_dir} ({write_reason(error)}); checkpoints saved "
+                           f"before, if any, are whole: free some space, then --resume_from_checkpoint latest", error) from None
     if accelerator.is_main_process:
-        try:
-            settings = current_settings(output_dir)
-        except InputError:  # a damaged record must not cost the checkpoint (nor, waiting, the other processes)
-            settings = None
-        if settings is not None:  # what trained this state, whichever run folder it is later resumed from
-            (temp / CONFIG_FILE).write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
-        # how many processes saved it: the random_states_<i>.pkl a resume needs (a lost last one is not a gap)
-        (temp / PROCESSES_FILE).write_text(f"{accelerator.num_processes}\n", encoding="utf-8")
-        give_default_mode(temp)
         # checkpoints after this step belong to a run that went on from an earlier one: abandoned, and
         # `latest` must not go back to them (nor pruning keep them over this one)
         later = [folder for folder in checkpoint_folders(output_dir) if checkpoint_step(folder) >= step]

@@ -465,8 +465,9 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(pipe, tmp_path, 
         raise OSError(28, "No space left on device")  # ... when the disk fills up
 
     monkeypatch.setattr(safetensors.torch, "save_file", disk_fills_up)
-    with pytest.raises(OutputError, match="No space left on device.*free some space"):
+    with pytest.raises(OutputError, match="No space left on device.*free some space") as refused:
         upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
+    assert refused.value.errno == 28  # a full disk: `star-vsr upscale` exits 1, not 2 as for a setting
     manifest = json.loads((work / MANIFEST).read_text())
     assert manifest["frames"] == 2 and sorted(p.name for p in work.iterdir()) == sorted(
         [MANIFEST, manifest["state"], *(name for name, _ in manifest["segments"])])

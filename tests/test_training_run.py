@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import shutil
@@ -13,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from star_vsr.errors import InputError
+from star_vsr.errors import InputError, OutputError
 from star_vsr.training_run import (SettingsParser, bool_value, changed_settings, check_output_dir, check_run_settings,
                                    checkpoint_folders, checkpoint_step, clear_old_run, parse_with_config,
                                    optional_value, prepare_output_dir, prune_checkpoints, record_run_settings,
@@ -251,6 +252,49 @@ def test_checkpoints_are_saved_whole_or_not_at_all(tmp_path):
     save_checkpoint(accelerator, tmp_path, 7, limit=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-7"]
     assert resume_checkpoint(tmp_path, "latest") == tmp_path / "checkpoint-7"
+
+
+def test_a_checkpoint_the_disk_cannot_hold_is_one_line_error_that_keeps_errno_and_leaves_nothing(tmp_path):
+    """A full disk while saving a checkpoint ended distill_student.py with safetensors' traceback, leaving the
+    half-written hidden folder (exit 1 by accident); it is one error naming the checkpoint and how to go on, with the
+    errno that makes the script exit 1 (a failure, not a setting)."""
+    from safetensors import SafetensorError
+
+    class DiskFills(_OneProcess):
+        def save_state(self, folder: str) -> None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / "model.safetensors").write_text("half")
+            raise SafetensorError("Error while serializing: I/O error: File too large (os error 27)")
+
+    save_checkpoint(_OneProcess(), tmp_path, 2, limit=None)
+    with pytest.raises(OutputError, match=r"cannot save checkpoint-4 in .* \(Error while serializing: I/O error: "
+                                          r"File too large \(os error 27\)\); checkpoints saved before, if any, are "
+                                          r"whole: .*--resume_from_checkpoint latest") as refused:
+        save_checkpoint(DiskFills(), tmp_path, 4, limit=None)
+    assert refused.value.errno == errno.EFBIG
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
+
+
+@pytest.mark.parametrize("error, message", [
+    ("OSError(errno.EFBIG, 'File too large')", "a write failed: File too large (a full disk or a file-size limit: "
+                                               "free some space, then run the same command again)"),
+    ("cannot_write('out/model.safetensors', OSError(errno.ENOSPC, 'No space left on device'))",
+     "cannot write out/model.safetensors: No space left on device"),
+    ("InputError('--crop_size 3 is too small')", "--crop_size 3 is too small"),
+])
+def test_a_training_script_stops_on_a_full_disk_with_one_line_and_status_1(error, message):
+    """A full disk while a training script built its model (a library's write) ended it with a traceback; one while
+    saving its final model exited 2, as for a setting, where `star-vsr` exits 1: both are one line and status 1,
+    and a setting error stays status 2."""
+    import subprocess
+    import sys
+
+    script = ("import errno\nfrom star_vsr.errors import InputError, cannot_write\n"
+              "from star_vsr.training_run import run_script\n"
+              f"def run():\n    raise {error}\nrun_script('train.py', run)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stderr.strip() == f"train.py: error: {message}"
+    assert result.returncode == (2 if error.startswith("InputError") else 1)
 
 
 def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tmp_path):

@@ -21,7 +21,7 @@ import warnings
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
 from .. import __version__
-from ..errors import DISK_FULL_ERRNOS, StarVSRError, cli_wording, explain_out_of_memory
+from ..errors import StarVSRError, cli_wording, exit_status, explain_out_of_memory, os_error_line
 from ..interrupts import (clear_interrupt, interrupt_requested, interrupted_exit_status, raise_if_interrupted,
                           request_interrupt)
 
@@ -133,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise_if_interrupted()  # an interrupt whose KeyboardInterrupt was lost after the command's last check
     except StarVSRError as error:
         print(f"{me}: error: {error}", file=sys.stderr)
-        return 1 if getattr(error, "errno", None) in DISK_FULL_ERRNOS else 2  # (a full disk is no setting error)
+        return exit_status(error)
     except KeyboardInterrupt:
         stopped.append(True)
         done = " after the command had finished its work" if result is not None else ""
@@ -143,11 +143,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _silence_stdout()
         return 1
     except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        full = error.errno in DISK_FULL_ERRNOS and not error.filename  # (a bare "File too large": of what?)
-        print(f"{me}: error: {where}{'a write failed: ' * full}{error.strerror or error}"
-              + (" (a full disk or a file-size limit: free some space, then run the same command again)" * full),
-              file=sys.stderr)
+        print(f"{me}: error: {os_error_line(error)}", file=sys.stderr)
         return 1
     except Exception as error:  # FFmpeg (PyAV) failing where star-vsr did not expect it: one line too
         if interrupt_requested():  # a library torn by the interrupt (diffusers' lazy imports wrap it)

@@ -25,11 +25,11 @@ import av
 import numpy as np
 from tqdm.auto import tqdm
 
-from star_vsr.errors import CorruptVideoError, InputError
+from star_vsr.errors import CorruptVideoError, InputError, cannot_write
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
 from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
 from star_vsr.io.probe import as_frame_rate, open_container
-from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _output_error, _resolve_codec, check_crf,
+from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _resolve_codec, check_crf,
                                 check_png_folder, finish_error, warn_png_drops_audio, warn_png_drops_frame_rate)
 from star_vsr.progress import bar_options
 
@@ -176,7 +176,7 @@ class SegmentedVideoWriter:
             move_into_place(temp, self.path, self.overwrite)
         except OSError as error:
             remove_temporary(temp)
-            raise _output_error(self.path, error) from None
+            raise cannot_write(self.path, error) from None
         except av.FFmpegError as error:
             remove_temporary(temp)
             raise finish_error(self.path, error) from None

@@ -37,7 +37,7 @@ import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc, Interpolation
 from tqdm.auto import tqdm
 
-from star_vsr.errors import InputError, OutputError, StarVSRError, UnsupportedVideoError, cannot_write, option
+from star_vsr.errors import InputError, OutputError, UnsupportedVideoError, cannot_write, option
 from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
 from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
@@ -147,12 +147,6 @@ def finish_error(path: str | Path, error: av.FFmpegError) -> OutputError:
     """FFmpeg refusing to finish ``path`` (a muxer's trailer, an encoder's flush) as one line."""
     return OutputError(f"cannot finish {path}: FFmpeg failed ({error}); try another output container (.mkv), "
                        f"or --no-audio if the input's audio is unusual")
-
-
-def _output_error(path: str | Path, error: OSError) -> Exception:
-    """``error`` (permission, read-only or full disk, ...) as a one-line ``OutputError`` about
-    ``path``; star-vsr's own errors pass unchanged."""
-    return error if isinstance(error, StarVSRError) else cannot_write(path, error)
 
 
 class FrameClock:
@@ -600,7 +594,7 @@ class VideoWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise _output_error(self.label, error) from None
+            raise cannot_write(self.label, error) from None
         self.frames_written = 0
         self.frame_size: tuple[int, int] | None = None  # (h, w) of the frames given
         self._block = chroma_block(self.pix_fmt)
@@ -619,7 +613,7 @@ class VideoWriter:
                 )
         except OSError as error:
             self._cleanup()
-            raise _output_error(self.label, error) from None
+            raise cannot_write(self.label, error) from None
         self._state = "open"  # then "closed" or "aborted"
         # the bar starts with the first frame (or `start_progress`), so an error before prints only its message
         self._bar_settings = dict(
@@ -740,7 +734,7 @@ class VideoWriter:
                 self._bar.update(1)
         except OSError as error:
             self.abort()
-            raise _output_error(self.label, error) from None
+            raise cannot_write(self.label, error) from None
         except BaseException:
             self.abort()
             raise
@@ -756,7 +750,7 @@ class VideoWriter:
             move_into_place(self._temp, self.path, self.overwrite)
         except OSError as error:
             self.abort()
-            raise _output_error(self.label, error) from None
+            raise cannot_write(self.label, error) from None
         except av.FFmpegError as error:
             self.abort()
             raise finish_error(self.label, error) from None
