@@ -18,7 +18,7 @@ import re
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
@@ -243,6 +243,11 @@ def _raised_in_torch_load(error: BaseException) -> bool:
     unpickles as garbage opcodes, e.g. ``ValueError: invalid literal for int()`` for a file starting "garbage"."""
     frames = traceback.extract_tb(error.__traceback__)
     return any(Path(frame.filename).parts[-2:] == ("torch", "serialization.py") for frame in frames)
+
+
+def listed(names: Sequence[str], most: int = 3) -> str:
+    """``a, b, c and 2 more``: the first ``most`` of ``names`` in a message."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def first_line(error: BaseException) -> str:

@@ -48,10 +48,25 @@ def saved_index(folder: Path) -> Optional[Path]:
     return None
 
 
+PNG_NAME = "frame_{:06d}.png"
+"""File name of frame i (from 0) in a PNG sequence star-vsr writes; past 999,999 frames, seven digits."""
+_PNG_NAME_PATTERN = re.compile(r"frame_(\d{6,})\.png")
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The PNG frames named `PNG_NAME` in ``folder``, in frame order (a user's ``frame_a.png`` is not one)."""
+    numbered = []
+    for entry in Path(folder).iterdir():
+        match = _PNG_NAME_PATTERN.fullmatch(entry.name)
+        if match:
+            numbered.append((int(match.group(1)), entry))
+    return [entry for _, entry in sorted(numbered)]
+
+
 def is_frame_output(path: Path) -> bool:
-    """Whether ``path`` is a folder holding only PNG frames as star-vsr names them (``frame_000000.png``, ...):
-    an earlier output, which a new one may replace; any other file in it is the user's, and it is not."""
-    return path.is_dir() and all(entry.is_file() and re.fullmatch(r"frame_\d{6,}\.png", entry.name)
+    """Whether ``path`` is a folder holding only PNG frames as star-vsr names them (`PNG_NAME`): an earlier
+    output, which a new one may replace; any other file in it is the user's, and it is not."""
+    return path.is_dir() and all(entry.is_file() and _PNG_NAME_PATTERN.fullmatch(entry.name)
                                  for entry in path.iterdir())
 
 
@@ -353,9 +368,15 @@ def saved_progress(output_path: str | Path) -> Optional[str]:
     """"120 frames are saved in DIR" of the saved progress of an output (``saved_work``), or None without any
     (or with a damaged manifest, which the run itself reports)."""
     work = partial_folder(output_path)
+    saved = saved_work_in(work)
+    return None if saved is None else f"{saved} saved in {work}"
+
+
+def saved_work_in(work: Path) -> Optional[str]:
+    """`saved_work` of the progress folder ``work``'s manifest, or None without one (or with a damaged one, which
+    the run itself reports)."""
     try:
-        manifest = json.loads((work / PROGRESS_MANIFEST).read_text(encoding="utf-8"))
-        return f"{saved_work(manifest)} saved in {work}"
+        return saved_work(json.loads((Path(work) / PROGRESS_MANIFEST).read_text(encoding="utf-8")))
     except (OSError, ValueError, LookupError, TypeError, ZeroDivisionError):
         return None
 

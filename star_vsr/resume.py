@@ -46,7 +46,8 @@ from .io.atomic import parent_folders
 from .models.student import StarStudentState
 from .scene_cuts import SCENE_CUT_THRESHOLD
 from .window_sampler import SamplerState
-from .outputs import PROGRESS_MANIFEST, folder_lock, give_default_mode, partial_folder, saved_work
+from .outputs import (PROGRESS_MANIFEST, folder_lock, frame_files, give_default_mode, partial_folder, saved_work,
+                      saved_work_in)
 
 #: Seconds of upscaling between checkpoints: at most this much work is lost when a run stops (more when
 #: saving takes long: a checkpoint waits at least ``SAVE_TIME_FACTOR`` times as long as the last save took).
@@ -193,10 +194,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
         settings["frame_rate"] = str(info.frame_rate)
     with _locked(work, output):
         if restart:
-            try:  # a diffusion run: also the denoising of frames not yet written
-                thrown = saved_work(json.loads((work / MANIFEST).read_text()))  # "6 frames are", as "stopped" says
-            except (OSError, ValueError, LookupError, TypeError, ZeroDivisionError):  # nothing saved (or damaged)
-                thrown = None
+            thrown = saved_work_in(work)  # "6 frames are", as "stopped" says; a diffusion run: also the denoising
             if thrown is not None:
                 say(f"{output}: starting over ({option('restart=True', '--restart')}); {thrown} thrown "
                     f"away (an earlier run saved them in {work})")
@@ -302,9 +300,9 @@ def _stopped(work: Path, output: Path, say: Callable[[str], None]) -> None:
     if not (work / MANIFEST).is_file():
         shutil.rmtree(work, ignore_errors=True)
         return
-    manifest = json.loads((work / MANIFEST).read_text())
+    saved = saved_work_in(work) or "the frames done before are"  # (damaged: the error raised, not a JSON one here)
     again = option("Call again", "Run the same command again")
-    say(f"{output}: stopped; {saved_work(manifest)} saved in {work}. {again} (same settings) to go on "
+    say(f"{output}: stopped; {saved} saved in {work}. {again} (same settings) to go on "
         f"from there; {option('restart=True', '--restart')} starts over")
 
 
@@ -519,7 +517,7 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
 
 
 def _check_segments(work: Path, segments: list[tuple[str, int]], fix: str) -> None:
-    """``InputError`` unless every saved segment is there, holds its frames and has the first one's codec headers."""
+    """``SavedRunError`` unless every saved segment is there, holds its frames and has the first one's codec headers."""
     from .io.probe import open_container
 
     headers = None
@@ -529,7 +527,7 @@ def _check_segments(work: Path, segments: list[tuple[str, int]], fix: str) -> No
             raise SavedRunError(f"{work} holds an unfinished run whose segment {name} is missing; {fix}")
         try:
             if path.is_dir():  # PNG frames
-                found = len(list(path.glob("frame_*.png")))
+                found = len(frame_files(path))
             else:
                 with open_container(path) as container:
                     stream = container.streams.video[0]

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from star_vsr.errors import InputError
-from star_vsr.outputs import check_new_output, give_default_mode
+from star_vsr.outputs import PNG_NAME, check_new_output, frame_files, give_default_mode, is_frame_output
 from star_vsr.testing import safetensors_modes
 
 
@@ -67,3 +67,15 @@ def test_an_output_that_is_a_device_or_pipe_is_refused_even_with_overwrite(tmp_p
         with pytest.raises(InputError, match="pipe is a device, pipe or socket, not a file this run can replace"):
             check_new_output(pipe, overwrite)
     assert not pipe.is_file() and pipe.exists()
+
+
+def test_frame_files_are_star_vsr_s_png_frames_in_frame_order(tmp_path):
+    """A saved PNG segment was counted, and segments joined, by the glob ``frame_*.png`` in name order: a user's
+    ``frame_a.png`` counted as a frame, and frame 1,000,000 (seven digits) sorted before frame 999,999."""
+    for index in (999_999, 1_000_000, 0, 12):
+        (tmp_path / PNG_NAME.format(index)).write_bytes(b"")
+    assert [p.name for p in frame_files(tmp_path)] == ["frame_000000.png", "frame_000012.png", "frame_999999.png",
+                                                       "frame_1000000.png"]
+    assert is_frame_output(tmp_path)
+    (tmp_path / "frame_a.png").write_bytes(b"")
+    assert len(frame_files(tmp_path)) == 4 and not is_frame_output(tmp_path)

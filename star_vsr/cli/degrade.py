@@ -104,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
     clips = clip_collection(source)
     if clips:
         return _degrade_folder(args, source, clips)
-    from ..errors import InputError
     from ..outputs import IMAGE_OUTPUTS, check_new_video_output
 
     suffix = Path(args.output).suffix.lower()

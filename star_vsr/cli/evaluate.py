@@ -23,13 +23,11 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
 
-from ..errors import (CorruptVideoError, InputError, UnsupportedVideoError,
-                      VideoNotFoundError, why_missing)
+from ..errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError, listed, why_missing
 from .arguments import device_argument, max_frames_argument, path_argument
 from .columns import pad, text_width
-from .existing_outputs import listed
 
 if TYPE_CHECKING:  # torch and pyiqa load only when learned metrics are asked for
     import torch
@@ -122,6 +120,8 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
 
 
 def format_table(rows: dict[str, dict[str, float]], learned: Sequence[str] = ()) -> str:
+    """The table of scores: a line per row (clip, or "mean"), a column per metric in ``rows`` (`COLUMNS`, then the
+    ``learned`` ones), "-" where a row lacks one."""
     keys = [c for c in COLUMNS if any(c[0] in r for r in rows.values())] + [(n, n.upper(), "{:.4f}") for n in learned]
     cells = {name: [fmt.format(row[k]) if k in row else "-" for k, _, fmt in keys] for name, row in rows.items()}
     widths = [max(8, len(title), *(len(c[i]) for c in cells.values())) for i, (_, title, _) in enumerate(keys)]
@@ -132,7 +132,8 @@ def format_table(rows: dict[str, dict[str, float]], learned: Sequence[str] = ())
     return "\n".join(lines)
 
 
-def _finite(value):
+def _finite(value: Any) -> Any:
+    """``value`` (a score or a dict of them, nested) for JSON: NaN and infinities as None (null)."""
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     return value if not isinstance(value, float) or math.isfinite(value) else None

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Collection, Mapping, Optional, Sequence
 
+from ..errors import listed
+
 if TYPE_CHECKING:
     from ..io.probe import VideoInfo
 
@@ -52,6 +54,7 @@ def check_existing_outputs(inputs: list[Path], outputs: dict[Path, Path], codec:
 
     from ..errors import StarVSRError
     from ..io import probe_video
+    from ..outputs import frame_files
 
     found = ExistingOutputs()
     for source in inputs:
@@ -69,7 +72,7 @@ def check_existing_outputs(inputs: list[Path], outputs: dict[Path, Path], codec:
             found.short[output.name] = "damaged"
             continue
         if info is None:  # PNG frames
-            files = sorted(output.glob("frame_*.png"))
+            files = frame_files(output)
             held, size = len(files), None
             if files:
                 try:
@@ -112,11 +115,6 @@ def done_but_line(count: int, what: str, names: str, after: str) -> str:
              "them": "them" if many else "it", "their": "their" if many else "its"}
     return (f"{count} existing output{'s count' if many else ' counts'} as done but {what.format(**words)} "
             f"({names}){after.format(**words)}")
-
-
-def listed(names: list[str], most: int = 3) -> str:
-    """``a, b, c and 2 more``."""
-    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def renamed_lines(inputs: Sequence[Path], names: Mapping[str, str], codec: Optional[str], kept: Mapping[str, str],

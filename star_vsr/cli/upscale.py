@@ -316,7 +316,8 @@ def _existing_output_notes(videos: list[Path], outputs: dict[Path, Path], output
     input or an earlier version of their input. ``settings``: the run's, as the record keeps them (with
     ``dtype``); ``made_from``: the record's inputs (``batch_record.recorded_inputs``)."""
     from ..batch_record import made_from_changed_inputs, made_with_other_settings, output_settings
-    from .existing_outputs import (check_existing_outputs, done_but_line, existing_output_lines, listed,
+    from ..errors import listed
+    from .existing_outputs import (check_existing_outputs, done_but_line, existing_output_lines,
                                    made_from_changed_inputs_line, made_from_other_inputs_line)
 
     done = {video: outputs[video].name for video in videos if outputs[video].exists()}
@@ -387,7 +388,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_finished_progress
     from ..batch_record import input_signature, ledger_settings, output_settings, record_output, recorded_inputs
-    from .existing_outputs import earlier_names_line, listed, renamed_lines
+    from ..errors import listed
+    from .existing_outputs import earlier_names_line, renamed_lines
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_inputs, unfinished_note, unfinished_runs
     from ..upscale import (DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype,

@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import InputError, cannot_write, option
+from ..errors import InputError, cannot_write, listed, option
 from ..frames import check_unit_range
 from ..model_folder import safetensors_shapes
 from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
@@ -406,9 +406,8 @@ def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
     else:  # the shards went in among the user's files, and --overwrite would have looked like it replaced them
         others = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
         if others:
-            listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-            raise InputError(f"{folder} holds other files ({listed}) and no teacher cache; a cache goes in a new or "
-                             f"empty folder")
+            raise InputError(f"{folder} holds other files ({listed(others)}) and no teacher cache; a cache goes in a "
+                             f"new or empty folder")
     return None
 
 
@@ -543,10 +542,9 @@ class TeacherCache(Dataset):
             self._indices += self.manifest.shard_clips(shard)
             self.lr_sizes |= {shape[-2:] for key, shape in shapes.items() if key.endswith("/lq")}
         if unreadable:
-            listed = ", ".join(unreadable[:3]) + (f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else "")
-            raise InputError(f"the teacher cache in {self.folder} is missing or cannot read {listed} (an incomplete "
-                             f"copy?); rerun the `star-vsr distill cache-teacher` command that built it: it computes "
-                             f"missing and damaged shards again")
+            raise InputError(f"the teacher cache in {self.folder} is missing or cannot read {listed(unreadable)} (an "
+                             f"incomplete copy?); rerun the `star-vsr distill cache-teacher` command that built it: it "
+                             f"computes missing and damaged shards again")
 
     def _check_contents(self, path: Path, shard: int, shapes: Mapping[str, tuple[int, ...]]) -> None:
         """``InputError`` unless the shard holds the clips the manifest puts in it, each with what the manifest says

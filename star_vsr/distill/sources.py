@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from ..degradations.frames import frames_to_clip
-from ..errors import CorruptVideoError, InputError, UnsupportedVideoError, option, why_missing
+from ..errors import CorruptVideoError, InputError, UnsupportedVideoError, listed, option, why_missing
 from ..io import VIDEO_EXTENSIONS, open_video, probe_video, read_frames
 from ..io.folders import clips_by_name, is_frame_folder, other_subfolders, other_subfolders_note, stray_images_note
 
@@ -105,12 +105,11 @@ class VideoFolderClips:
         into windows changed (shorter clips, frames after the last window): one line each."""
         parts = list(self._folder_notes)
         if self.short:
-            listed = ", ".join(f"{name} ({frames} frame{'s' * (frames != 1)})" for name, frames in self.short[:3])
-            more = f" and {len(self.short) - 3} more" if len(self.short) > 3 else ""
+            short = listed([f"{name} ({frames} frame{'s' * (frames != 1)})" for name, frames in self.short])
             limit = option(f"num_frames={self.num_frames}", f"--num-frames {self.num_frames}")
             one = len(self.short) == 1  # (frame folders too: not "videos"; "gives one shorter clip each" of one)
             parts.append(f"{len(self.short)} of the clips {'is' if one else 'are'} shorter than {limit} and "
-                         f"give{'s one shorter clip' if one else ' one shorter clip each'}: {listed}{more}")
+                         f"give{'s one shorter clip' if one else ' one shorter clip each'}: {short}")
         if self.frames_left_out:
             parts.append(f"{self.frames_left_out} frame{'s' * (self.frames_left_out != 1)} after the last whole "
                          f"{self.num_frames}-frame window of each video {'are' if self.frames_left_out != 1 else 'is'} "

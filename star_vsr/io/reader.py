@@ -150,9 +150,15 @@ def frame_to_rgb24(frame: av.VideoFrame, src_colorspace: Colorspace | None = Non
     if (form.is_rgb or len(form.components) <= 2) and not form.has_palette and form.components[0].bits > 8:
         rgb48 = frame.reformat(format="rgb48le", src_colorspace=src_colorspace, src_color_range=src_color_range,
                                interpolation=RGB_CONVERSION).to_ndarray()  # (h, w, 3) uint16
-        return ((rgb48.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        return round_16_to_8_bits(rgb48)
     return frame.reformat(format="rgb24", src_colorspace=src_colorspace, src_color_range=src_color_range,
                           interpolation=RGB_CONVERSION).to_ndarray()
+
+
+def round_16_to_8_bits(values: np.ndarray) -> np.ndarray:
+    """16-bit levels (uint16, any shape) as 8-bit ones, rounded: round(v * 255 / 65535) = round(v / 257) (65535 =
+    255 * 257), so that a level stored as 257 k reads as k."""
+    return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
 def _to_rgb(frame: av.VideoFrame, info: VideoInfo, index: int | None = None) -> np.ndarray:
@@ -334,7 +340,7 @@ def _load_image(file: Path, info: VideoInfo, kinds: dict[str, str | None] | None
         if transparency is not None:
             kinds["alpha"] = transparency
     if image.dtype == np.uint16:  # rounded: OpenCV's own 8-bit reading kept the high byte, half a level darker
-        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257) = round(v * 255 / 65535)
+        image = round_16_to_8_bits(image)
     orientation = info.orientation  # the first frame's EXIF orientation (a photo's own)
     if file.suffix.lower() in _EXIF_FRAME_SUFFIXES:  # each frame upright by its own: a folder whose first frame
         # alone was tagged turned every frame by that tag without a word

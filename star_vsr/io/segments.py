@@ -29,8 +29,9 @@ from star_vsr.errors import CorruptVideoError, InputError, cannot_write
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
 from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
 from star_vsr.io.probe import as_frame_rate, open_container
-from star_vsr.io.writer import (PNG_NAME, FrameClock, VideoWriter, _resolve_codec, check_crf,
+from star_vsr.io.writer import (FrameClock, VideoWriter, _resolve_codec, check_crf,
                                 check_png_folder, finish_error, warn_png_drops_audio, warn_png_drops_frame_rate)
+from star_vsr.outputs import PNG_NAME, frame_files
 from star_vsr.progress import bar_options
 
 #: File (or folder, for PNG) name of segment i in the work folder; the suffix follows the codec.
@@ -191,7 +192,7 @@ def _join_frame_folders(temp: Path, folders: Sequence[Path]) -> None:
     temp.mkdir()
     index = 0
     for folder in folders:
-        for frame in sorted(folder.glob("frame_*.png")):
+        for frame in frame_files(folder):
             target = temp / PNG_NAME.format(index)
             try:
                 os.link(frame, target)  # the segment keeps its file until the join has succeeded

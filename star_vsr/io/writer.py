@@ -43,7 +43,7 @@ from star_vsr.io.atomic import check_no_replace, move_into_place, remove_tempora
 from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
 from star_vsr.io.folders import VIDEO_EXTENSIONS
 from star_vsr.io.probe import DEFAULT_FOLDER_FPS, as_frame_rate, check_exists, chroma_block, probe_video
-from star_vsr.outputs import is_frame_output
+from star_vsr.outputs import PNG_NAME, is_frame_output
 from star_vsr.progress import bar_options
 
 logger = logging.getLogger(__name__)
@@ -66,9 +66,6 @@ about 1 ms more per 720p frame). `star_vsr.io.reader.RGB_CONVERSION` is the way 
 PNG_COMPRESSION = 3
 """zlib level of PNG frames (0-9): lossless at every level; 3 is much faster than 9 and
 only a few percent larger."""
-
-PNG_NAME = "frame_{:06d}.png"
-"""File name of frame i (from 0) in a PNG sequence; sorts naturally and lexicographically."""
 
 
 @dataclass(frozen=True)
