@@ -18,7 +18,7 @@ from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, TextIO, Union
 
-from .errors import InputError, OutputBusyError, OutputError, is_link_loop, why_missing
+from .errors import InputError, OutputBusyError, OutputError, cannot_write, is_link_loop, why_missing
 
 
 #: Output suffixes written as one image (PIL format names): a one-frame input, or ``max_frames=1``.
@@ -160,8 +160,9 @@ def check_new_output(path: Union[str, Path], overwrite: bool,
 
 
 def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Union[str, Path],
-                           made: str = "upscaled") -> Path:
-    """``check_new_output`` for ``-o`` of a command that writes a video (or PNG frames) made from ``source``.
+                           made: str = "upscaled", codec: Optional[str] = None) -> Path:
+    """``check_new_output`` for ``-o`` of a command that writes a video (or PNG frames, ``codec`` "png") made from
+    ``source``.
 
     An existing folder is an output only for PNG frames, and only when empty and with ``overwrite``; otherwise
     the user most likely meant the video to go *into* it, so the ``InputError`` names such a file (the input's
@@ -171,8 +172,9 @@ def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Unio
     is_input = source.exists() and path.exists() and os.path.samefile(path, source)
     if path.is_file() and not path.suffix and not is_input:  # "already exists; pass --overwrite", and then (with
         # it) "is a file; a PNG sequence is written into a folder": advice that led nowhere (black-box hunt)
-        raise InputError(f"{path} is a file, and a name without a suffix writes PNG frames into a folder: give a "
-                         f"folder path, or a video file name (-o {path}.mp4)")
+        video = f", or a video file name (-o {path}.mp4)" if codec != "png" else ""  # (--codec png: a folder only)
+        raise InputError(f"{path} is a file, and {'--codec png' if codec == 'png' else 'a name without a suffix'} "
+                         f"writes PNG frames into a folder: give a folder path{video}")
     if path.is_dir() and not is_input:
         suggested = path / f"{source.stem}.mp4"
         if suggested.resolve() == source.resolve():  # `-o .` beside the input: not the input's own name
@@ -190,13 +192,16 @@ def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Unio
 
 def write_text_atomic(path: Union[str, Path], text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all: through a hidden temporary file beside it, renamed into
-    place (removed if the write fails). Makes the missing folders above ``path``."""
+    place (removed if the write fails: an ``OutputError`` naming ``path``). Makes the missing folders above
+    ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         temp.write_text(text, encoding="utf-8")
         os.replace(temp, path)
+    except OSError as error:  # a full disk: said with the file, as other outputs are
+        raise cannot_write(path, error) from None
     finally:
         temp.unlink(missing_ok=True)
 

@@ -12,14 +12,15 @@ It also owns the choice of device and weights' dtype every command and training 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
 
 from . import resume
-from .errors import DeviceError, InputError, option
+from .errors import DeviceError, InputError, cannot_write, option
 from .outputs import IMAGE_OUTPUTS
 from .progress import bar_options
 
@@ -236,6 +237,8 @@ def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, over
     try:
         Image.fromarray(frame).save(temp, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
         move_into_place(temp, output, overwrite)
+    except OSError as error:  # a full disk: said with the file (Pillow's error names none), as other outputs are
+        raise cannot_write(output, error) from None
     finally:
         temp.unlink(missing_ok=True)
     return output

@@ -28,6 +28,7 @@ from PIL import Image
 from star_vsr.batch_record import RECORD_NAME
 from star_vsr.overwrite_batch import LEDGER_NAME
 from star_vsr.cli import main
+from star_vsr.errors import InputError
 from star_vsr.cli.arguments import seed_argument
 from star_vsr.io import open_video, probe_video
 from star_vsr.io.synthetic import write_test_video
@@ -1598,6 +1599,16 @@ def test_frames_too_small_to_deinterlace_are_refused_in_one_line_that_says_why(t
                  "--deinterlace", "on"]) == 1
     assert "narrow.mkv has 2x16 stored frames, too small to deinterlace" in capsys.readouterr().err
     assert outputs_in(tmp_path / "batch_out") == ["small.mkv"]
+    # a video of one frame goes through estdif, which takes 3 lines of any width, whatever its colour planes: 4x4
+    # and 16x4 of H.264 were refused by bwdif's minimum (black-box hunt)
+    for size, ok in (((4, 4), True), ((4, 16), True), ((2, 16), False)):
+        source = write_test_video(tmp_path / "one.mp4", num_frames=1, size=size)
+        assert main(["upscale", str(source), "-o", str(tmp_path / "one_up.mp4"), "--upscale", "2",
+                     "--deinterlace", "on"]) == (0 if ok else 2)
+        err = capsys.readouterr().err
+        assert ok or f"has {size[1]}x{size[0]} stored frames, too small to deinterlace (estdif needs at least 1x3 " \
+                      f"for yuv420p)" in err, err
+        (tmp_path / "one.mp4").unlink(), (tmp_path / "one_up.mp4").unlink(missing_ok=True)
 
 
 def test_folder_runs_name_existing_outputs_of_another_size_or_length(tmp_path, capsys):
@@ -1854,13 +1865,18 @@ def test_a_full_disk_under_png_frames_says_so(tmp_path):
     result = star_vsr("upscale", str(src), "-o", str(tmp_path / "frames"), "--codec", "png", "--upscale", "2")
     assert result.returncode == 1 and "File too large" in result.stderr, result.stderr  # (it was 2: a setting's)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
-    # a write whose error names no file (a JSON report, a record): "a write failed", not a bare "File too large"
+    # writes whose own error names no file (a JSON report, one image by Pillow): "a write failed: File too large"
+    # (a bare "File too large" before that) named neither, though the path was at hand (black-box hunt)
     (tmp_path / "scores.json").write_text("x" * 400)
     result = star_vsr("evaluate", "--pred", str(src), "--gt", str(src), "--json", str(tmp_path / "scores.json"),
                       "--overwrite")
-    assert result.returncode == 1 and ("error: a write failed: File too large (a full disk or a file-size limit: "
-                                       "free some space, then run the same command again)") in result.stderr
+    assert result.returncode == 1 and f"error: cannot write {tmp_path / 'scores.json'}: File too large" in \
+        result.stderr, result.stderr
     assert (tmp_path / "scores.json").read_text() == "x" * 400  # the earlier report kept
+    result = star_vsr("upscale", str(src), "-o", str(tmp_path / "one.png"), "--max-frames", "1", "--upscale", "2")
+    assert result.returncode == 1 and f"error: cannot write {tmp_path / 'one.png'}: File too large" in \
+        result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "scores.json"]
 
 
 def test_upscale_batch_skips_unreadable_videos_and_names_outputs_for_the_codec(tmp_path, capsys):
@@ -2827,6 +2843,10 @@ def test_a_file_where_png_frames_would_go_says_so_at_once(tmp_path, capsys):
             assert (f"error: {tmp_path / 'pf'} is a file, and a name without a suffix writes PNG frames into a "
                     f"folder: give a folder path, or a video file name (-o {tmp_path / 'pf'}.mp4)") in \
                 capsys.readouterr().err
+        # with --codec png, a video name is refused in turn ("PNG frames go into a folder"): a folder only
+        assert main(command + ["--codec", "png"]) == 2
+        assert (f"error: {tmp_path / 'pf'} is a file, and --codec png writes PNG frames into a folder: give a "
+                f"folder path\n") in capsys.readouterr().err
     assert (tmp_path / "pf").read_text() == "mine"
 
 
@@ -2989,6 +3009,25 @@ def test_a_degraded_folder_rerun_that_types_out_the_defaults_goes_on(tmp_path, c
     assert main(["degrade", str(videos), "-o", str(tmp_path / "LRv"), "--scale", "2"]) == 0
     _frames_to_folder(write_test_video(tmp_path / "e.mp4", num_frames=2, size=(16, 16), seed=4), videos / "frames")
     assert main(["degrade", str(videos), "-o", str(tmp_path / "LRv"), "--scale", "2", "--fps", "24"]) == 0
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, InputError])
+def test_a_degraded_folder_run_stopped_in_its_first_clip_leaves_no_output_folder(tmp_path, monkeypatch, stop):
+    """`degrade GT -o LR` stopped in its first clip (Ctrl-C, an error that ends the run) left LR holding only its
+    settings record, as if something had been degraded; a run where every clip failed already removed it."""
+    import star_vsr.cli.degrade
+
+    gt = tmp_path / "GT"
+    gt.mkdir()
+    write_test_video(gt / "a.mkv", num_frames=2, size=(16, 16), codec="ffv1")
+
+    def stopped(*args, **kwargs):
+        raise stop("stopped")
+
+    monkeypatch.setattr(star_vsr.cli.degrade, "_degrade_file", stopped)
+    assert main(["degrade", str(gt), "-o", str(tmp_path / "LR"), "--scale", "2"]) == (130 if stop is KeyboardInterrupt
+                                                                                        else 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["GT"]
 
 
 def test_a_stopped_overwrite_of_a_degraded_folder_goes_on_without_mixing_settings(tmp_path, capsys, monkeypatch):

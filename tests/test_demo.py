@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -91,6 +92,26 @@ def test_a_stopped_demo_leaves_the_earlier_demo_whole(tmp_path, tiny_student_fol
     report = json.loads((out / "metrics.json").read_text())
     assert report["frames"] == 3 and report["device"] == "cpu" and report["dtype"] in ("float32", "bfloat16")
     assert probe_video(out / "student.mp4").num_frames == 3
+
+
+def test_a_full_disk_in_a_demo_names_the_output_folder_and_exits_1(tmp_path, tiny_student_folder, monkeypatch,
+                                                                    capsys):
+    """A full disk while a demo wrote its files named the hidden folder they are made in ("cannot write
+    out/.demo.HOST-PID-TOKEN.tmp/bicubic.mp4"), which the user never sees: it names -o."""
+    from star_vsr.io import VideoWriter
+
+    out = tmp_path / "demo"
+    close = VideoWriter.close
+
+    def disk_full(self):
+        close(self)
+        if self.path.name == "bicubic.mp4":
+            raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(VideoWriter, "close", disk_full)
+    assert cli_main(["demo", "-o", str(out), "--model", str(tiny_student_folder), "--frames", "2"]) == 1
+    assert capsys.readouterr().err.strip() == f"star-vsr demo: error: cannot write the demo into {out}: File too large"
+    assert not out.exists()
 
 
 def test_a_demo_refuses_a_folder_in_the_way_and_an_output_named_like_a_file(tmp_path, tiny_student_folder, capsys):

@@ -2522,16 +2522,16 @@ def test_a_one_frame_video_named_as_an_image_is_refused_with_what_it_is(tmp_path
 
     fake = write_test_video(tmp_path / "one.mp4", 1, size=(16, 8)).rename(tmp_path / "fake.png")
     with pytest.raises(UnsupportedVideoError, match=r"fake\.png is named as a PNG image but is not one: FFmpeg reads "
-                                                    r"it as h264 in a mov container; give it its own suffix"):
+                                                    r"it as h264 in the mov container; give it its own suffix"):
         probe_video(fake)
     assert cli_main(["info", str(fake)]) == 2 and "is named as a PNG image" in capsys.readouterr().err
-    with av.open(str(tmp_path / "one.avi"), "w") as out:  # another container: "an avi container", not "a avi"
+    with av.open(str(tmp_path / "one.avi"), "w") as out:  # another container ("a avi", then "a flv": "the avi")
         stream = out.add_stream("mjpeg", rate=10)
         stream.width, stream.height, stream.pix_fmt = 16, 8, "yuvj420p"
         out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((8, 16, 3), np.uint8), format="rgb24")))
         out.mux(stream.encode(None))
     with pytest.raises(UnsupportedVideoError, match=r"fake\.jpg is named as a JPG image but is not one: FFmpeg reads "
-                                                    r"it as mjpeg in an avi container"):
+                                                    r"it as mjpeg in the avi container"):
         probe_video((tmp_path / "one.avi").rename(tmp_path / "fake.jpg"))
     Image.fromarray(np.full((8, 16, 3), 90, np.uint8)).save(tmp_path / "photo.png", format="JPEG")
     assert probe_video(tmp_path / "photo.png").is_photo

@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"degrade writes a video or a folder of PNG frames, not one {IMAGE_OUTPUTS[suffix]} image "
                          f"({args.output}); name a video (.mp4, .mkv) or a folder without a suffix, e.g. -o "
                          f"{Path(args.output).with_suffix('')}")
-    output = check_new_video_output(args.output, args.overwrite, args.input, made="degraded")
+    output = check_new_video_output(args.output, args.overwrite, args.input, made="degraded",
+                                    codec=args.codec)
     _degrade_file(args, source, output, args.seed, args.fps)
     return 0
 
@@ -121,9 +122,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     (``clip_seed``); outputs that exist are skipped unless ``--overwrite``, so a stopped run goes on. The settings
     are recorded in ``-o`` (``SETTINGS_NAME``); a rerun with others is refused unless ``--overwrite``, which lists
     the outputs it has still to redo (``PENDING_NAME``) until it has, so that a stopped one goes on too."""
-    from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
-    from ..interrupts import raise_if_interrupted
-    from ..batch_record import input_signature, made_from_changed_inputs, record_output, recorded_inputs
+    from ..batch_record import made_from_changed_inputs, recorded_inputs
     from ..io import output_names
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
@@ -215,31 +214,49 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
               f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its file or folder name)"
               + (f"; {redo} of them still hold the earlier settings' clips, which a stopped --overwrite run had not "
                  f"redone yet" if redo else ""))
-    for clip in todo:
+    try:
+        failed += _degrade_clips(args, todo, outputs, settings, pending, pending_record)
+    finally:
+        if made_output_dir and output_dir.is_dir() and [p.name for p in output_dir.iterdir()] == [SETTINGS_NAME]:
+            record.unlink()  # no clip written (every one failed, or the first stopped: Ctrl-C, an error): no folder
+            output_dir.rmdir()  # left as if something were written
+    if failed:
+        were = "s could not be degraded and were" if len(failed) != 1 else " could not be degraded and was"
+        print(f"{len(failed)} clip{were} skipped (the reasons are above): {', '.join(failed)}", file=sys.stderr)
+    if not pending:
+        pending_record.unlink(missing_ok=True)
+    return 1 if failed else 0
+
+
+def _degrade_clips(args: argparse.Namespace, clips: list[Path], outputs: dict[Path, Path], settings: dict[str, Any],
+                   pending: set[str], pending_record: Path) -> list[str]:
+    """`_degrade_file` for each of a folder run's ``clips`` (to do) into ``outputs``, each recorded as made with
+    ``settings`` once written (and struck off ``pending``, the outputs a stopped ``--overwrite`` run had still to
+    redo, kept in ``pending_record``); a clip that cannot be degraded is skipped. Returns the skipped clips' names."""
+    from ..batch_record import input_signature, record_output
+    from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError
+    from ..interrupts import raise_if_interrupted
+    from ..outputs import write_text_atomic
+
+    failed = []
+    for clip in clips:
         raise_if_interrupted()  # Ctrl-C whose KeyboardInterrupt a progress bar's destructor lost: no next clip
+        output = outputs[clip]
         try:
             signature = input_signature(clip)  # (before it is read, as upscale-batch takes it)
-            _degrade_file(args, clip, outputs[clip], clip_seed(args.seed, clip.name),  # a video file keeps its rate
-                         args.fps if clip.is_dir() else None, folder=True, replace=outputs[clip].name in pending)
-            record_output(output_dir, outputs[clip].name, settings, source=clip.name, signature=signature,
+            _degrade_file(args, clip, output, clip_seed(args.seed, clip.name),  # a video file keeps its rate
+                          args.fps if clip.is_dir() else None, folder=True, replace=output.name in pending)
+            record_output(output.parent, output.name, settings, source=clip.name, signature=signature,
                           record=INPUTS_NAME)
-            if outputs[clip].name in pending:
-                pending.discard(outputs[clip].name)
+            if output.name in pending:
+                pending.discard(output.name)
                 write_text_atomic(pending_record, json.dumps(sorted(pending)) + "\n")
         except (CorruptVideoError, UnsupportedVideoError, ClipTooSmallError) as error:  # this clip, not the folder
             print(f"skipped {clip}: {error}", file=sys.stderr)
             failed.append(clip.name)
         except OutputExistsError as error:  # written meanwhile by another run on this folder: done
             print(f"skipped {clip}: {error}", file=sys.stderr)
-    if failed:
-        were = "s could not be degraded and were" if len(failed) != 1 else " could not be degraded and was"
-        print(f"{len(failed)} clip{were} skipped (the reasons are above): {', '.join(failed)}", file=sys.stderr)
-    if not pending:
-        pending_record.unlink(missing_ok=True)
-    if made_output_dir and [p.name for p in output_dir.iterdir()] == [SETTINGS_NAME]:  # every clip failed
-        record.unlink()
-        output_dir.rmdir()  # no folder left as if something were written
-    return 1 if failed else 0
+    return failed
 
 
 def _effective_settings(settings: dict[str, Any], frame_folders: Optional[bool]) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..errors import InputError, OutputExistsError
+    from ..errors import InputError, OutputExistsError, write_failed
     from ..evalset import bicubic_upscale, photo_clip
     from ..frames import frames_to_uint8
     from ..interrupts import interrupts_held
@@ -233,6 +233,10 @@ def run(args: argparse.Namespace) -> int:
                 os.replace(staging / name, output / name)
             for name in stale:  # only now that this demo is complete
                 (output / name).unlink(missing_ok=True)
+    except OSError as error:  # a full disk: said of -o, not of the hidden folder the files were made in
+        if isinstance(error, OutputExistsError) or not getattr(error, "errno", None):
+            raise
+        raise write_failed(f"cannot write the demo into {output}: {os.strerror(error.errno)}", error) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if made and not any(output.iterdir()):

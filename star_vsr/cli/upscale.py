@@ -260,7 +260,8 @@ def run_single(args: argparse.Namespace) -> int:
     check_exists(args.input)  # a missing input is the first thing to say, before anything about -o
     remove_finished_progress(args.output)  # (upscale is the command that leaves progress folders)
     try:
-        output = check_new_video_output(args.output, args.overwrite, args.input)  # before seconds of imports
+        # before seconds of imports
+        output = check_new_video_output(args.output, args.overwrite, args.input, codec=args.codec)
     except InputError as error:
         saved = saved_progress(args.output) if Path(args.output).exists() and not args.overwrite else None
         if saved is None:

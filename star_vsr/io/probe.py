@@ -967,8 +967,7 @@ def _probe_container(path: Path) -> VideoInfo:
             container = container_format.split(",")[0]
             raise UnsupportedVideoError(
                 f"{path} is named as a {path.suffix[1:].upper()} image but is not one: FFmpeg reads it as {codec} in "
-                f"{'an' if container[0] in 'aeiou' else 'a'} {container} container; give it its own suffix (a "
-                f"video's: .mp4, .mkv, ...) or convert it to PNG")
+                f"the {container} container; give it its own suffix (a video's: .mp4, .mkv, ...) or convert it to PNG")
         pix_fmt = photo_pix_fmt or pix_fmt
     else:
         orientation, interlaced, first_size, _ = first_frame

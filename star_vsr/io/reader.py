@@ -58,7 +58,11 @@ moves; a lone frame is its own neighbour, so its other field's lines came back a
 
 MIN_DEINTERLACE_SIZE = (3, 4)
 """Smallest (width, height) of a stored frame that `DEINTERLACER` takes (FFmpeg's bwdif refuses fewer columns
-or lines)."""
+or lines), in every plane."""
+
+MIN_LONE_FRAME_DEINTERLACE_SIZE = (1, 3)
+"""Smallest (width, height) of a stored frame that `LONE_FRAME_DEINTERLACER` takes (FFmpeg's estdif refuses fewer
+than 3 lines of the frame; its colour planes may have fewer)."""
 
 MAX_DECODE_AHEAD = 12
 """`read_frames` with PyAV: a wanted frame at most this many frames after the last decoded
@@ -433,17 +437,19 @@ def open_video(
         return ImageFolderReader(info)
     mode = "all" if deinterlace is True else "flagged" if deinterlace == "auto" and info.interlaced else False
     stored_w, stored_h = info.orientation.display_size(info.width, info.height)  # as decoded: the transpose undone
-    try:
-        block_h, block_w = chroma_block(info.pix_fmt)
-    except (ValueError, TypeError, ZeroDivisionError):  # a format PyAV does not know: the luma plane alone
-        block_h, block_w = 1, 1
-    # the minimum holds for every plane: a colour plane is 1 / block of the frame, rounded up (4:2:0: 5x7)
-    min_w, min_h = MIN_DEINTERLACE_SIZE
-    smallest_w, smallest_h = max(min_w, (min_w - 1) * block_w + 1), max(min_h, (min_h - 1) * block_h + 1)
+    if info.num_frames == 1:  # deinterlaced by `LONE_FRAME_DEINTERLACER`, whose minimum is the frame's alone
+        filter_name, (smallest_w, smallest_h) = LONE_FRAME_DEINTERLACER, MIN_LONE_FRAME_DEINTERLACE_SIZE
+    else:  # the minimum holds for every plane: a colour plane is 1 / block of the frame, rounded up (4:2:0: 5x7)
+        try:
+            block_h, block_w = chroma_block(info.pix_fmt)
+        except (ValueError, TypeError, ZeroDivisionError):  # a format PyAV does not know: the luma plane alone
+            block_h, block_w = 1, 1
+        filter_name, (min_w, min_h) = DEINTERLACER, MIN_DEINTERLACE_SIZE
+        smallest_w, smallest_h = max(min_w, (min_w - 1) * block_w + 1), max(min_h, (min_h - 1) * block_h + 1)
     if mode and (stored_w < smallest_w or stored_h < smallest_h):
         # FFmpeg's own refusal reads "FFmpeg failed: Invalid argument", at the first frame
         raise UnsupportedVideoError(f"{info.path} has {stored_w}x{stored_h} stored frames, too small to deinterlace "
-                                    f"({DEINTERLACER} needs at least {smallest_w}x{smallest_h} for {info.pix_fmt}); "
+                                    f"({filter_name} needs at least {smallest_w}x{smallest_h} for {info.pix_fmt}); "
                                     f"use {option('deinterlace=False', '--deinterlace off')}")
     return PyAVVideoReader(info, mode)
 
