@@ -23,3 +23,8 @@ def __getattr__(name: str) -> Any:
     if name not in _MODULES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    """The module's names with the lazily imported pipelines (tab completion did not offer them)."""
+    return sorted({*globals(), *_MODULES})

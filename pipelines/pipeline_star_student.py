@@ -31,7 +31,7 @@ from diffusers.utils import BaseOutput
 from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, named, one_generator, option
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
 from star_vsr.model_folder import (CheckedPipeline, check_components, check_pipeline_folder,
-                                   load_checked, local_load_kwargs)
+                                   check_weight_format, load_checked, local_load_kwargs)
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
 from star_vsr.scene_cuts import SCENE_CUT_THRESHOLD, scene_cuts
 from star_vsr.student import bundled_student_help, is_bundled_student
@@ -160,6 +160,7 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
         folder = Path(pretrained_model_name_or_path).expanduser()  # "~/student" "did not exist"
         help_text = missing_student_help(folder)
         check_pipeline_folder(folder, "student", help_text, expected_class=cls, variant=kwargs.get("variant"))
+        check_weight_format(folder, kwargs.get("use_safetensors"))
         kwargs = local_load_kwargs(kwargs)
         return load_checked(folder, "student", help_text,
                             lambda: super(StarStudentPipeline, cls).from_pretrained(folder, **kwargs))

@@ -36,7 +36,7 @@ from star_vsr.errors import (DeviceError, InputError, MissingWeightsError, expla
 from star_vsr.fingerprints import tensor_digest
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
 from star_vsr.model_folder import (CheckedPipeline, check_components, check_pipeline_folder,
-                                   check_weights_fit, load_checked, local_load_kwargs)
+                                   check_weight_format, check_weights_fit, load_checked, local_load_kwargs)
 from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel, valid_latent_size
 from star_vsr.models.loading import without_misleading_load_logs
 from star_vsr.scheduling import DEFAULT_NOISE_LEVEL, NUM_TRAIN_TIMESTEPS, star_timesteps
@@ -242,6 +242,7 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         folder = Path(pretrained_model_name_or_path).expanduser()  # "~/star-light" "did not exist"
         check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls,
                               variant=kwargs.get("variant"))
+        check_weight_format(folder, kwargs.get("use_safetensors"))
         kwargs = local_load_kwargs(kwargs)
         with without_misleading_load_logs():  # the VAE's and text encoder's: refused below, in one message
             pipe = load_checked(folder, "StarVSR", MISSING_WEIGHTS_HELP,

@@ -21,3 +21,8 @@ def __getattr__(name: str) -> Any:
     if name in _PIPELINES:
         return getattr(importlib.import_module("star_vsr.pipelines"), name)
     raise AttributeError(f"module 'star_vsr' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names with the lazily imported pipelines (tab completion did not offer them)."""
+    return sorted({*globals(), *_PIPELINES})

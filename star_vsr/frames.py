@@ -19,7 +19,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .errors import CorruptVideoError, InputError, check_whole_number
+from .errors import CorruptVideoError, InputError, check_whole_number, option
 
 VideoInput = Union[str, Path, torch.Tensor, np.ndarray, Sequence]
 
@@ -186,8 +186,8 @@ class FileFrameSource(FrameSource):
         if folder_fps is not None and not info.is_image_folder:
             what = ("a single image, upscaled as one frame (a frame rate changes nothing there)" if info.is_photo
                     else f"a video file with its own ({info.fps:.6g} fps)")
-            raise InputError(f"a frame rate (--fps) is for a folder of frames, which stores none; {self.path} is "
-                             f"{what}")
+            raise InputError(f"a frame rate ({option('folder_fps', '--fps')}) is for a folder of frames, which stores "
+                             f"none; {self.path} is {what}")
         self.deinterlace = deinterlace
         self.deinterlaced = not info.is_image_folder and (
             deinterlace is True or (deinterlace == "auto" and info.interlaced))

@@ -269,14 +269,37 @@ def check_variant(folder: Path, class_name: str, variant: Optional[str]) -> None
     raise MissingWeightsError(f"{folder} holds {class_name} weights saved {saved} only{asked}: {load}")
 
 
+def check_weight_format(folder: Path, use_safetensors: Optional[bool]) -> None:
+    """``InputError`` when ``use_safetensors`` (a ``from_pretrained`` argument: True loads ``.safetensors`` files
+    only, False ``.bin`` files only) rules out every weight file of the model folder ``folder``, or of a model
+    component of the pipeline folder ``folder``. The loaders' own error ("no file named model.safetensors") was
+    read as a damaged folder, with the help on where to download weights."""
+    if use_safetensors is None:
+        return
+    parts = [folder] if (folder / "config.json").is_file() else \
+        sorted(part for part in folder.iterdir() if (part / "config.json").is_file())
+    for part in parts:
+        formats = {"safetensors" if "safetensors" in file.name else "bin" for file in part.iterdir()
+                   if WEIGHT_FILE.fullmatch(file.name)}
+        if formats and ("safetensors" if use_safetensors else "bin") not in formats:
+            held = ".safetensors files" if use_safetensors is False else ".bin (PyTorch pickle) files"
+            raise InputError(f"{part} holds its weights as {held} only, which use_safetensors={use_safetensors} "
+                             f"rules out: load it without use_safetensors")
+
+
 def saved_config(folder: Union[str, Path]) -> dict[str, Any]:
     """The ``config.json`` that ``save_pretrained`` wrote in the model folder ``folder`` ({} when it is missing or
     unreadable: loading the folder names what is wrong), read without loading the model."""
+    return _json_object(Path(folder, "config.json"))
+
+
+def _json_object(path: Optional[Path]) -> dict[str, Any]:
+    """The JSON object in the file ``path``; {} when there is none (no such file, not JSON, not an object)."""
     try:
-        config = json.loads(Path(folder, "config.json").read_text(encoding="utf-8"))
+        found = json.loads(path.read_text(encoding="utf-8")) if path is not None else None
     except (OSError, ValueError):
         return {}
-    return config if isinstance(config, dict) else {}
+    return found if isinstance(found, dict) else {}
 
 
 def check_save_target(folder: Union[str, Path], kind: str, contents: str = "") -> None:
@@ -291,12 +314,7 @@ def check_save_folder(folder: Path, class_name: str) -> None:
     another class (diffusers would rewrite its ``model_index.json`` and leave the other pipeline's component
     folders beside this one's: a folder that loads as neither). A folder of the same class is saved over."""
     check_save_target(folder, "pipeline")
-    index = saved_index(folder)
-    try:
-        entries = json.loads(index.read_text(encoding="utf-8")) if index is not None else None
-    except (OSError, ValueError):  # no index or not JSON: nothing of another pipeline to mix with
-        return
-    other = entries.get("_class_name") if isinstance(entries, dict) else None
+    other = _json_object(saved_index(folder)).get("_class_name")  # (none: nothing of another pipeline to mix with)
     if isinstance(other, str) and other != class_name:
         raise InputError(f"cannot save a {class_name} into {folder}: it holds a {other}, whose files would be left "
                          f"mixed with this one's; save into another folder")
@@ -406,11 +424,7 @@ def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T])
 def pipeline_fault(folder: Path) -> Optional[str]:
     """What ``component_fault`` finds in the first component of the pipeline ``folder`` (its ``model_index.json``
     entries) that has a fault, prefixed with the component's name; None when none has."""
-    try:
-        entries = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    for name, value in entries.items():
+    for name, value in _json_object(folder / "model_index.json").items():
         cls = None if name.startswith("_") else index_entry_class(value)
         fault = component_fault(folder / name, cls) if isinstance(cls, type) else None
         if fault is not None:
@@ -471,18 +485,15 @@ def shape_mismatch_reason(folder: Path, message: str) -> Optional[str]:
     """For diffusers' refusal ``message`` of a weight of another shape: which component of the pipeline ``folder``
     holds it, and the two shapes, instead of diffusers' advice to load with ``ignore_mismatched_sizes=True``
     (random weights in place of the stored ones). None for other messages."""
-    from safetensors import safe_open
-
     found = SHAPE_MISMATCH.search(message)
     if found is None:
         return None
-    key = found["key"]
+    key, stored = found["key"], tuple(json.loads(found["stored"]))
     owners = []
     for file in sorted(Path(folder).glob("*/*.safetensors")):
         try:
-            with safe_open(str(file), framework="pt") as handle:
-                if key in handle.keys() and list(handle.get_slice(key).get_shape()) == json.loads(found["stored"]):
-                    owners.append(file.parent.name)
+            if safetensors_shapes(file).get(key) == stored:
+                owners.append(file.parent.name)
         except Exception:  # a damaged file of another component: not the one named
             continue
     where = f"{owners[0]}: config.json" if len(owners) == 1 else "a component's config.json"

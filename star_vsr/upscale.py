@@ -140,17 +140,18 @@ def check_image_output(output_path: Union[str, Path], num_frames: int, codec: Op
     if output_path.suffix.lower() not in IMAGE_OUTPUTS or output_path.is_dir():
         return False
     if codec not in (None, "png"):
-        raise InputError(f"{output_path} is an image name but --codec is {codec}; name a video file for {codec}")
+        raise InputError(f"{output_path} is an image name but {option('codec', '--codec')} is {codec}; name a video "
+                         f"file for {codec}")
     if crf is not None:
         raise InputError(f"crf applies to h264/h265 only; {output_path} is a "
                          f"{IMAGE_OUTPUTS[output_path.suffix.lower()]} image, {option('leave crf=None', 'drop --crf')}")
     if codec == "png" and IMAGE_OUTPUTS[output_path.suffix.lower()] != "PNG":  # a lossy JPEG, without a word
-        raise InputError(f"{output_path} names a JPEG image (lossy) but --codec is png: name it "
+        raise InputError(f"{output_path} names a JPEG image (lossy) but {option('codec', '--codec')} is png: name it "
                          f"{output_path.with_suffix('.png').name} for a lossless image")
     if num_frames != 1:
-        raise InputError(f"{output_path} is one image, and this run gives {num_frames} frames: pass --max-frames 1 "
-                         f"for the first frame, name a video (.mp4) for all of them, or a folder (no suffix) for "
-                         f"PNG frames")
+        raise InputError(f"{output_path} is one image, and this run gives {num_frames} frames: pass "
+                         f"{option('max_frames=1', '--max-frames 1')} for the first frame, name a video (.mp4) for all "
+                         f"of them, or a folder (no suffix) for PNG frames")
     return True
 
 
@@ -209,12 +210,24 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     # same frames again, a diffusion pipeline's counts the denoising steps between the frames it hands on
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
 
-    pipe.set_progress_bar_config(disable=not progress or isinstance(pipe, StarStudentPipeline), desc="upscale",
-                                 unit="step", **bar_options())
     every = resume.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
-    return resume.upscale_resumable(pipe, source, Path(output_path), source.info, codec=codec, crf=crf, audio=audio,
-                                    progress=progress, restart=restart, checkpoint_seconds=every, overwrite=overwrite,
-                                    notes=notes, **pipeline_kwargs)
+    with _progress_bar_config(pipe, disable=not progress or isinstance(pipe, StarStudentPipeline)):
+        return resume.upscale_resumable(pipe, source, Path(output_path), source.info, codec=codec, crf=crf,
+                                        audio=audio, progress=progress, restart=restart, checkpoint_seconds=every,
+                                        overwrite=overwrite, notes=notes, **pipeline_kwargs)
+
+
+@contextmanager
+def _progress_bar_config(pipe: Any, disable: bool) -> Iterator[None]:
+    """``pipe``'s progress bar for one `upscale_video` run ("upscale", drawn as star-vsr's bars are, or none);
+    the caller's own settings come back after it (diffusers' ``set_progress_bar_config`` replaces them whole:
+    a ``pipe(video)`` after the run had no bar, or one named "upscale")."""
+    own = dict(getattr(pipe, "_progress_bar_config", {}))
+    pipe.set_progress_bar_config(disable=disable, desc="upscale", unit="step", **bar_options())
+    try:
+        yield
+    finally:
+        pipe.set_progress_bar_config(**own)
 
 
 def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, overwrite: bool,
@@ -226,8 +239,8 @@ def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, over
     from .io.atomic import move_into_place, temporary_path
     from .io.writer import warn_lost_pixel_aspect
 
-    pipe.set_progress_bar_config(disable=not progress, desc="upscale", unit="step", **bar_options())
-    frame = frames_to_uint8(pipe(source, output_type="pt", **pipeline_kwargs).frames[0])[0]  # (H, W, 3) uint8
+    with _progress_bar_config(pipe, disable=not progress):
+        frame = frames_to_uint8(pipe(source, output_type="pt", **pipeline_kwargs).frames[0])[0]  # (H, W, 3) uint8
     image_format = IMAGE_OUTPUTS[output.suffix.lower()]
     if source.info.pixel_aspect != 1:  # said for PNG frames, not for one image
         warn_lost_pixel_aspect(str(output), f"a {image_format} image", source.info.pixel_aspect, *frame.shape[:2],

@@ -506,6 +506,8 @@ def test_pipelines_import_from_the_package_and_its_pipelines_module():
     assert star_vsr.StarStudentPipeline is pipelines.StarStudentPipeline
     with pytest.raises(AttributeError):
         pipelines.NoSuchPipeline
+    for module in (star_vsr, pipelines):  # tab completion offers them
+        assert {"StarVSRPipeline", "StarStudentPipeline"} <= set(dir(module))
 
 
 def test_folder_saved_in_float16_loads_in_one_precision(tmp_path):

@@ -742,6 +742,38 @@ def test_home_folder_paths_are_expanded_in_python_as_on_the_command_line(pipe, t
     assert not (tmp_path / "~").exists()
 
 
+def test_upscale_video_s_errors_name_its_python_arguments(pipe, tmp_path):
+    """upscale_video's refusals said "pass --max-frames 1", "--codec is h264", "(--fps)" to Python callers, who
+    have max_frames=, codec= and folder_fps= (black-box hunt)."""
+    from star_vsr.io.synthetic import write_test_video
+    from star_vsr.upscale import upscale_video
+
+    source = write_test_video(tmp_path / "in.mp4", 2, size=(8, 8))
+    with pytest.raises(InputError, match=r"gives 2 frames: pass max_frames=1 for the first frame"):
+        upscale_video(pipe, source, tmp_path / "o.png", progress=False)
+    with pytest.raises(InputError, match=r"o.png is an image name but codec is h264"):
+        upscale_video(pipe, source, tmp_path / "o.png", codec="h264", progress=False)
+    with pytest.raises(InputError, match=r"o.jpg names a JPEG image \(lossy\) but codec is png"):
+        upscale_video(pipe, source, tmp_path / "o.jpg", codec="png", progress=False)
+    with pytest.raises(InputError, match=r"a frame rate \(folder_fps\) is for a folder of frames"):
+        upscale_video(pipe, source, tmp_path / "o.mp4", folder_fps=24, progress=False)
+
+
+@pytest.mark.parametrize("output", ["out.mp4", "out.png"])
+def test_upscale_video_gives_the_pipeline_its_own_progress_bar_settings_back(tmp_path, output):
+    """upscale_video set its own progress bar settings on the caller's pipeline for good (diffusers replaces them
+    whole): a `pipe(video)` after it drew no bar, or one named "upscale" (black-box hunt)."""
+    from star_vsr.io.synthetic import write_test_video
+    from star_vsr.upscale import upscale_video
+
+    write_test_video(tmp_path / "in.mp4", 1, size=(8, 8))
+    fresh, configured = build_student_pipeline("tiny", seed=0), build_student_pipeline("tiny", seed=0)
+    configured.set_progress_bar_config(desc="mine", leave=False)
+    for pipeline, settings in ((fresh, {}), (configured, {"desc": "mine", "leave": False})):
+        upscale_video(pipeline, tmp_path / "in.mp4", tmp_path / output, progress=True)
+        assert getattr(pipeline, "_progress_bar_config", {}) == settings
+
+
 def test_device_errors_name_the_python_argument_in_python_and_the_flag_in_the_command(tmp_path, capsys,
                                                                                      monkeypatch):
     """load_upscaler(device="cuda") said '--device cuda ...; use --device cpu' to Python callers."""
@@ -855,6 +887,31 @@ def test_a_variant_saved_into_a_pipeline_folder_keeps_the_other_weights(pipe, tm
     other.save_pretrained(tmp_path / "student")  # another model: the bf16 weights of the old one would not load
     assert [f.name for f in (tmp_path / "student" / "student").glob("*.safetensors")] == \
         ["diffusion_pytorch_model.safetensors"]
+
+
+def test_use_safetensors_that_rules_out_a_folder_s_weights_says_so(pipe, tmp_path):
+    """use_safetensors=False on a folder of .safetensors weights (or True on .bin ones) was "the folder is damaged
+    or incomplete", with the help on where to download STAR's weights (black-box API test)."""
+    from star_vsr import StarVSRPipeline
+    from star_vsr.testing import tiny_star_pipeline
+
+    pipe.save_pretrained(tmp_path / "student")
+    tiny_star_pipeline(seed=0).save_pretrained(tmp_path / "star", safe_serialization=False)  # (the text encoder's
+    assert (tmp_path / "star" / "unet" / "diffusion_pytorch_model.bin").is_file()  # weights: .safetensors anyway)
+    for load, folder in ((StarStudentPipeline.from_pretrained, "student"),
+                         (StarStudentModel.from_pretrained, "student/student")):
+        with pytest.raises(InputError, match=rf"^{tmp_path / 'student' / 'student'} holds its weights as .safetensors "
+                                             rf"files only, which use_safetensors=False rules out: load it without "
+                                             rf"use_safetensors$"):
+            load(tmp_path / folder, use_safetensors=False)
+        load(tmp_path / folder, use_safetensors=True)
+    with pytest.raises(InputError, match=r"star/controlnet holds its weights as .bin \(PyTorch pickle\) files only, "
+                                         r"which use_safetensors=True rules out"):
+        StarVSRPipeline.from_pretrained(tmp_path / "star", use_safetensors=True)
+    with pytest.raises(InputError, match=r"star/text_encoder holds its weights as .safetensors files only, which "
+                                         r"use_safetensors=False rules out"):
+        StarVSRPipeline.from_pretrained(tmp_path / "star", use_safetensors=False)
+    StarVSRPipeline.from_pretrained(tmp_path / "star")
 
 
 def test_a_folder_saved_as_a_variant_loads_with_it_and_without_it_says_so(pipe, tmp_path):

@@ -21,8 +21,8 @@ from typing import Any, Iterator, Union
 from diffusers import ModelMixin
 
 from ..errors import InputError, MissingWeightsError, StarVSRError, first_line, is_out_of_memory
-from ..model_folder import (check_keys_fit, check_model_folder, check_save_target, check_variant, component_fault,
-                            is_damaged_folder_error, local_load_kwargs, saved_config)
+from ..model_folder import (check_keys_fit, check_model_folder, check_save_target, check_variant, check_weight_format,
+                            component_fault, is_damaged_folder_error, local_load_kwargs, saved_config)
 
 
 #: How the log lines ``without_misleading_load_logs`` drops begin.
@@ -79,6 +79,7 @@ class LocalModelMixin:
             raise MissingWeightsError(f"{folder} holds a {saved}, not a {cls.__name__}: load it with "
                                       f"{saved}.from_pretrained")
         check_variant(folder, cls.__name__, kwargs.get("variant"))
+        check_weight_format(folder, kwargs.get("use_safetensors"))
         kwargs = local_load_kwargs(kwargs)  # local_files_only, and a dtype by name ("bf16") as the pipelines take it
         want_info = kwargs.pop("output_loading_info", False)
         try:
