@@ -58,14 +58,21 @@ def resolve_device(device: str = "auto", other_types: bool = False) -> torch.dev
     return resolved
 
 
+#: oneDNN's ``ONEDNN_MAX_CPU_ISA`` values below AMX (oneDNN ignores a value it does not know, and runs AMX).
+ONEDNN_ISAS_WITHOUT_AMX = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                                     "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512",
+                                     "AVX10_2_512"})
+
+
 def cpu_has_amx() -> bool:
     """Whether this CPU has AMX tiles (Intel Xeon of the 4th generation, Sapphire Rapids, and later) that
-    this process may use (the kernel must grant them, and ``ONEDNN_MAX_CPU_ISA`` must not keep oneDNN
-    below them), on which PyTorch's oneDNN runs bfloat16 convolutions."""
+    this process may use (the kernel must grant them, and oneDNN must not be limited below them: its
+    ``ONEDNN_MAX_CPU_ISA``, or the older ``DNNL_MAX_CPU_ISA`` that it reads when the first is unset, one of
+    `ONEDNN_ISAS_WITHOUT_AMX`), on which PyTorch's oneDNN runs bfloat16 convolutions."""
     supported = getattr(torch.cpu, "_is_amx_tile_supported", None)  # PyTorch 2.x; absent: assume none
     enable = getattr(torch.cpu, "_init_amx", None)
-    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()  # oneDNN told to stay below AMX?
-    if limit not in ("ALL", "DEFAULT") and "AMX" not in limit:
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL"))
+    if limit.strip().upper() in ONEDNN_ISAS_WITHOUT_AMX:  # oneDNN told to stay below AMX
         return False
     return bool(supported is not None and enable is not None and supported() and enable())
 

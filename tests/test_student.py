@@ -1102,6 +1102,28 @@ def test_auto_dtype_is_bfloat16_for_a_student_on_a_cpu_with_amx(pipe, tmp_path, 
     assert not upscale_module.cpu_has_amx()
 
 
+def test_amx_counts_as_off_exactly_where_onednn_is_kept_below_it(monkeypatch):
+    """cpu_has_amx read ONEDNN_MAX_CPU_ISA only: DNNL_MAX_CPU_ISA=AVX512_CORE_BF16, which oneDNN honours as well,
+    left --dtype auto on bfloat16 without AMX (27 % slower than float32 there), and a value oneDNN ignores
+    ("garbage": AMX runs) turned it to float32 (black-box hunt)."""
+    import star_vsr.upscale as upscale_module
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)  # a CPU with AMX, wherever this runs
+    monkeypatch.setattr(torch.cpu, "_init_amx", lambda: True)
+    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(variable, raising=False)
+    assert upscale_module.cpu_has_amx()
+    for variable, value, amx in (("DNNL_MAX_CPU_ISA", "AVX512_CORE_BF16", False), ("DNNL_MAX_CPU_ISA", "avx2", False),
+                                 ("DNNL_MAX_CPU_ISA", "AVX512_CORE_AMX", True), ("ONEDNN_MAX_CPU_ISA", "ALL", True),
+                                 ("ONEDNN_MAX_CPU_ISA", "garbage", True)):
+        with monkeypatch.context() as scoped:
+            scoped.setenv(variable, value)
+            assert upscale_module.cpu_has_amx() == amx, (variable, value)
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # oneDNN: the newer name wins
+    assert upscale_module.cpu_has_amx()
+
+
 def test_upscale_video_with_a_saved_student(pipe, tmp_path):
     from star_vsr.io import probe_video
     from star_vsr.io.synthetic import write_test_video

@@ -25,8 +25,9 @@ H.264/H.265 start a key frame where the run went on). A diffusion model's saved 
 the denoising done on frames not yet written; going on needs the same diffusion options and
 ``--seed``, and gives the very same frames only with as many CPU threads as before (its float sums
 differ in the last bits with another count: one process of ``accelerate launch`` runs one thread, so
-a batch stopped under it and resumed without it differs by about a level). ``--restart`` throws the saved
-progress away.
+a batch stopped under it and resumed without it differs by about a level). A student in bf16 gives the very
+same frames only on the same kind of CPU (bf16 sums differ with the kernels: with and without AMX, by up to two
+levels). ``--restart`` throws the saved progress away.
 """
 
 from __future__ import annotations
