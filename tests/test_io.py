@@ -685,9 +685,9 @@ def test_h265_round_trip(tmp_path):
 
 def test_h265_names_its_smallest_frame_size(tmp_path):
     """x265 opens no encoder under 16x16 (after padding odd sizes): a one-line reason, not FFmpeg's
-    'avcodec_open2(...) returned 22'; nothing is left behind."""
+    'avcodec_open2(...) returned 22'; nothing is left behind. In Python it names codec=, not --codec (review)."""
     with pytest.raises(UnsupportedVideoError, match="h265 \\(libx265\\) encodes frames of at least 16x16, and these "
-                                                    "are 16x12; write them with --codec h264 or ffv1"):
+                                                    "are 16x12; write them with codec=\"h264\" or codec=\"ffv1\""):
         with VideoWriter(tmp_path / "small.mp4", 25, codec="h265") as writer:
             writer.write(synthetic_frames(2, (12, 16)))
     assert list(tmp_path.iterdir()) == []
@@ -903,7 +903,7 @@ def test_a_frame_size_the_encoder_refuses_is_one_line_naming_it(tmp_path):
                                                     r"\(any size\), or upscale by less$"):
         with VideoWriter(out, fps=30) as writer:
             writer.write(np.zeros((2, 16388, 3), np.uint8))
-    with pytest.raises(UnsupportedVideoError, match="these are 16388x8; write them with --codec ffv1$"):
+    with pytest.raises(UnsupportedVideoError, match="these are 16388x8; write them with codec=\"ffv1\"$"):
         with VideoWriter(out, fps=30, codec="h265") as writer:
             writer.write(np.zeros((8, 16388, 3), np.uint8))
     with pytest.raises(UnsupportedVideoError, match=r"^libx265 cannot encode frames of 8192x16 \(.*\); write them"):

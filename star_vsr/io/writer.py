@@ -649,6 +649,22 @@ class VideoWriter:
         check_audio(info.path, self.path.suffix)
         return info.path
 
+    def _check_encodable_size(self, codec: _VideoCodec, size: tuple[int, int]) -> None:
+        """``UnsupportedVideoError`` for frames of ``size`` (h, w) that ``codec``'s encoder refuses, said before
+        its own "Invalid argument" (too small) or "Generic error" (too large), with a codec that takes them."""
+        padded = (size[0] + -size[0] % self._block[0], size[1] + -size[1] % self._block[1])  # (see _pad)
+        if min(padded) < codec.min_size:
+            others = ["h264", "ffv1"] if max(padded) <= X264_MAX_SIZE else ["ffv1"]
+            takes = option(" or ".join(f'codec="{name}"' for name in others), f"--codec {' or '.join(others)}")
+            raise UnsupportedVideoError(
+                f"{self.codec} ({codec.encoder}) encodes frames of at least {codec.min_size}x{codec.min_size}, and "
+                f"these are {size[1]}x{size[0]}; write them with {takes}")
+        if codec.max_size is not None and max(padded) > codec.max_size:
+            ffv1 = option('codec="ffv1"', "--codec ffv1")
+            raise UnsupportedVideoError(
+                f"{self.codec} ({codec.encoder}) encodes frames of at most {codec.max_size} pixels a side, and these "
+                f"are {size[1]}x{size[0]}; write them with {ffv1} (any size), or upscale by less")
+
     def _check_frames(self, frames: np.ndarray) -> np.ndarray:
         """`frames` as a (n, h, w, 3) uint8 stack, or `InputError` naming the problem."""
         if not isinstance(frames, np.ndarray):
@@ -665,19 +681,8 @@ class VideoWriter:
             )
         size = stack.shape[1:3]
         if self.frame_size is None:
-            smallest = VIDEO_CODECS[self.codec].min_size if self.codec in VIDEO_CODECS else 1
-            padded = (size[0] + -size[0] % self._block[0], size[1] + -size[1] % self._block[1])  # (see _pad)
-            if min(padded) < smallest:  # said before the encoder's "Invalid argument"
-                others = "h264 or ffv1" if max(padded) <= X264_MAX_SIZE else "ffv1"
-                raise UnsupportedVideoError(f"{self.codec} ({VIDEO_CODECS[self.codec].encoder}) encodes frames of at "
-                                            f"least {smallest}x{smallest}, and these are {size[1]}x{size[0]}; write "
-                                            f"them with --codec {others}")
-            largest = VIDEO_CODECS[self.codec].max_size if self.codec in VIDEO_CODECS else None
-            if largest is not None and max(padded) > largest:  # said before the encoder's "Generic error"
-                ffv1 = option('codec="ffv1"', "--codec ffv1")
-                raise UnsupportedVideoError(f"{self.codec} ({VIDEO_CODECS[self.codec].encoder}) encodes frames of at "
-                                            f"most {largest} pixels a side, and these are {size[1]}x{size[0]}; write "
-                                            f"them with {ffv1} (any size), or upscale by less")
+            if self.codec in VIDEO_CODECS:
+                self._check_encodable_size(VIDEO_CODECS[self.codec], size)
             self.frame_size = size
             self._warn_lost_pixel_aspect(*size)
             if self.codec == "png":
