@@ -42,22 +42,8 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     weights without a variant).
     """
     index = folder / "model_index.json"
-    if not folder.exists():
-        raise MissingWeightsError(f"{folder} {why_missing(folder)}: no {kind} pipeline there.\n{help_text}")
-    if not folder.is_dir():  # "has no model_index.json" read as if it were a folder
-        weights = folder.suffix.lower() in (".pt", ".pth", ".ckpt", ".bin", ".safetensors")  # (STAR's light_deg.pt)
-        raise InputError(f"{folder} is a file; a {kind} pipeline is a folder (model_index.json and one folder per "
-                         f"component)" + (f"; a checkpoint file is converted into one first.\n{help_text}"
-                                          if weights else ""))
-    if not index.is_file() and any((folder / name).is_file() for name in ("optimizer.bin", "random_states_0.pkl")):
-        raise InputError(f"{folder} is a training checkpoint (the trainer's state), not a pipeline folder: a run writes "
-                         f"its pipeline to its output folder ({folder.parent}) when it finishes; to finish a stopped "
-                         f"run, start its training command again with --resume_from_checkpoint latest")
-    if not index.is_file() and (folder / "config.json").is_file() and (folder.parent / "model_index.json").is_file():
-        raise InputError(f"{folder} is the {folder.name} folder of the pipeline {folder.parent}: pass that folder")
     if not index.is_file():
-        raise MissingWeightsError(f"{folder} has no model_index.json: it is not a {kind} pipeline folder.\n"
-                                  f"{help_text}")
+        _refuse_non_pipeline(folder, kind, help_text)
     try:
         entries = json.loads(index.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -105,6 +91,26 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     if variant is not None and models and not any(variant in weight_variants(part) for part in models):
         check_variant(models[0], saved_config(models[0]).get("_class_name") or models[0].name, variant)
     return class_name
+
+
+def _refuse_non_pipeline(folder: Path, kind: str, help_text: str) -> None:
+    """`check_pipeline_folder`'s error for a ``folder`` without a ``model_index.json``, saying what it is instead:
+    missing, a file (a checkpoint to convert?), a trainer's checkpoint, one component of a pipeline, or else not a
+    ``kind`` pipeline folder."""
+    if not folder.exists():
+        raise MissingWeightsError(f"{folder} {why_missing(folder)}: no {kind} pipeline there.\n{help_text}")
+    if not folder.is_dir():  # "has no model_index.json" read as if it were a folder
+        weights = folder.suffix.lower() in (".pt", ".pth", ".ckpt", ".bin", ".safetensors")  # (STAR's light_deg.pt)
+        raise InputError(f"{folder} is a file; a {kind} pipeline is a folder (model_index.json and one folder per "
+                         f"component)" + (f"; a checkpoint file is converted into one first.\n{help_text}"
+                                          if weights else ""))
+    if any((folder / name).is_file() for name in ("optimizer.bin", "random_states_0.pkl")):
+        raise InputError(f"{folder} is a training checkpoint (the trainer's state), not a pipeline folder: a run "
+                         f"writes its pipeline to its output folder ({folder.parent}) when it finishes; to finish a "
+                         f"stopped run, start its training command again with --resume_from_checkpoint latest")
+    if (folder / "config.json").is_file() and (folder.parent / "model_index.json").is_file():
+        raise InputError(f"{folder} is the {folder.name} folder of the pipeline {folder.parent}: pass that folder")
+    raise MissingWeightsError(f"{folder} has no model_index.json: it is not a {kind} pipeline folder.\n{help_text}")
 
 
 def _init_annotations(cls: type) -> dict[str, Any]:
