@@ -242,7 +242,7 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         folder = Path(pretrained_model_name_or_path).expanduser()  # "~/star-light" "did not exist"
         check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls,
                               variant=kwargs.get("variant"))
-        check_weight_format(folder, kwargs.get("use_safetensors"))
+        check_weight_format(folder, kwargs.get("use_safetensors"), passed=kwargs)
         kwargs = local_load_kwargs(kwargs)
         with without_misleading_load_logs():  # the VAE's and text encoder's: refused below, in one message
             pipe = load_checked(folder, "StarVSR", MISSING_WEIGHTS_HELP,

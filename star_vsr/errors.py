@@ -71,18 +71,42 @@ class OutputError(StarVSRError, OSError):
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
+#: How PyTorch's file writer (``torch.save``: an optimizer's state in a checkpoint) reports a write that came up
+#: short, a full disk or a file-size limit: a ``RuntimeError`` without an errno ("[enforce fail at
+#: inline_container.cc:672] . unexpected pos 704 vs 598").
+TORCH_SHORT_WRITE = re.compile(r"inline_container\.cc.*(unexpected pos|failed writing|file write failed)", re.DOTALL)
+
+
+def is_failed_write(error: BaseException) -> bool:
+    """Whether ``error`` is a write that failed: an ``OSError``, a safetensors error, or PyTorch's short write."""
+    return isinstance(error, OSError) or type(error).__name__ == "SafetensorError" or \
+        (isinstance(error, RuntimeError) and TORCH_SHORT_WRITE.search(str(error)) is not None)
+
+
 def write_reason(error: Exception) -> str:
-    """Why a write failed, in a few words: an ``OSError``'s own ("No space left on device"), else the first line of
-    the error (a safetensors error: "Error while serializing: I/O error: ... (os error 28)")."""
-    return error.strerror if isinstance(error, OSError) and error.strerror else first_line(error)
+    """Why a write failed, in a few words: an ``OSError``'s own ("No space left on device"), PyTorch's short write
+    said as such, else the first line of the error (a safetensors error: "Error while serializing: I/O error: ...
+    (os error 28)")."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if isinstance(error, RuntimeError) and TORCH_SHORT_WRITE.search(str(error)):
+        return "PyTorch wrote less than it had to: a full disk or a file-size limit"
+    return first_line(error)
+
+
+def write_errno(error: BaseException) -> Optional[int]:
+    """The ``errno`` of a failed write: an ``OSError``'s, the one in the text of a safetensors error ("(os error
+    28)"), ENOSPC for PyTorch's short write; None when there is none."""
+    found = re.search(r"os error (\d+)", str(error))
+    return error.errno if isinstance(error, OSError) else int(found.group(1)) if found else \
+        errno.ENOSPC if TORCH_SHORT_WRITE.search(str(error)) else None
 
 
 def write_failed(message: str, error: Exception) -> OutputError:
-    """``message``, about a write that failed with ``error``, as an ``OutputError`` that keeps its ``errno`` (read
-    from the text of a safetensors error, "(os error 28)"), so that a full disk exits with status 1 (`exit_status`)."""
+    """``message``, about a write that failed with ``error``, as an ``OutputError`` that keeps its `write_errno`, so
+    that a full disk exits with status 1 (`exit_status`)."""
     output = OutputError(message)
-    found = re.search(r"os error (\d+)", str(error))
-    output.errno = error.errno if isinstance(error, OSError) else int(found.group(1)) if found else None
+    output.errno = write_errno(error)
     return output
 
 

@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Collection, Optional, TypeVar, Union
 
 from .errors import (DeviceError, InputError, MissingWeightsError, StarVSRError, cli_running, first_line,
                      is_out_of_memory, why_missing, write_failed, write_reason)
@@ -275,15 +275,20 @@ def check_variant(folder: Path, class_name: str, variant: Optional[str]) -> None
     raise MissingWeightsError(f"{folder} holds {class_name} weights saved {saved} only{asked}: {load}")
 
 
-def check_weight_format(folder: Path, use_safetensors: Optional[bool]) -> None:
+def check_weight_format(folder: Path, use_safetensors: Optional[bool], passed: Collection[str] = ()) -> None:
     """``InputError`` when ``use_safetensors`` (a ``from_pretrained`` argument: True loads ``.safetensors`` files
     only, False ``.bin`` files only) rules out every weight file of the model folder ``folder``, or of a model
-    component of the pipeline folder ``folder``. The loaders' own error ("no file named model.safetensors") was
-    read as a damaged folder, with the help on where to download weights."""
+    component of the pipeline folder ``folder`` that is loaded from it (listed in its ``model_index.json``, not
+    ``passed`` to ``from_pretrained``). The loaders' own error ("no file named model.safetensors") was read as a
+    damaged folder, with the help on where to download weights."""
     if use_safetensors is None:
         return
-    parts = [folder] if (folder / "config.json").is_file() else \
-        sorted(part for part in folder.iterdir() if (part / "config.json").is_file())
+    if (folder / "config.json").is_file():
+        parts = [folder]
+    else:
+        entries = _json_object(folder / "model_index.json")
+        parts = [folder / name for name, value in entries.items() if not name.startswith("_") and name not in passed
+                 and isinstance(value, list) and None not in value and (folder / name / "config.json").is_file()]
     for part in parts:
         formats = {"safetensors" if "safetensors" in file.name else "bin" for file in part.iterdir()
                    if WEIGHT_FILE.fullmatch(file.name)}

@@ -14,7 +14,7 @@ import re
 import shutil
 import sys
 import tempfile
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager, redirect_stdout, suppress
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, TextIO, Union
 
@@ -50,7 +50,7 @@ def saved_index(folder: Path) -> Optional[Path]:
 
 PNG_NAME = "frame_{:06d}.png"
 """File name of frame i (from 0) in a PNG sequence star-vsr writes; past 999,999 frames, seven digits."""
-_PNG_NAME_PATTERN = re.compile(r"frame_(\d{6,})\.png")
+_PNG_NAME_PATTERN = re.compile(r"frame_(\d{6,})\.png", re.ASCII)
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -170,8 +170,9 @@ def check_new_video_output(path: Union[str, Path], overwrite: bool, source: Unio
     check_video_output_name(path)
     path, source = Path(path), Path(source)
     is_input = source.exists() and path.exists() and os.path.samefile(path, source)
-    if path.is_file() and not path.suffix and not is_input:  # "already exists; pass --overwrite", and then (with
-        # it) "is a file; a PNG sequence is written into a folder": advice that led nowhere (black-box hunt)
+    if path.is_file() and not path.suffix and not is_input and codec in (None, "png"):  # PNG frames' name: "already
+        # exists; pass --overwrite", and then (with it) "is a file; a PNG sequence is written into a folder": advice
+        # that led nowhere (black-box hunt). A video codec refuses the name itself, later.
         video = f", or a video file name (-o {path}.mp4)" if codec != "png" else ""  # (--codec png: a folder only)
         raise InputError(f"{path} is a file, and {'--codec png' if codec == 'png' else 'a name without a suffix'} "
                          f"writes PNG frames into a folder: give a folder path{video}")
@@ -203,7 +204,8 @@ def write_text_atomic(path: Union[str, Path], text: str) -> None:
     except OSError as error:  # a full disk: said with the file, as other outputs are
         raise cannot_write(path, error) from None
     finally:
-        temp.unlink(missing_ok=True)
+        with suppress(OSError):  # (no folder to hold it: "Not a directory" over the error being raised)
+            temp.unlink(missing_ok=True)
 
 
 #: ``--json -``: the JSON goes to standard output (``star-vsr evaluate ... --json - | jq``); write ``./-`` for a file

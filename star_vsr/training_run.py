@@ -29,8 +29,8 @@ from typing import Any, Callable, Collection, Hashable, Iterable, Mapping, Optio
 
 import yaml
 
-from .errors import (InputError, MissingWeightsError, first_line, is_damaged_weights_error, is_out_of_memory,
-                     why_missing, write_failed, write_reason)
+from .errors import (DISK_FULL_ERRNOS, InputError, MissingWeightsError, first_line, is_damaged_weights_error,
+                     is_failed_write, is_out_of_memory, why_missing, write_errno, write_failed, write_reason)
 from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, give_default_mode, saved_index,
                       write_text_atomic)
 
@@ -185,8 +185,8 @@ def script_interrupted(prog: str) -> str:
 def run_script(prog: str, run: Callable[[], Any]) -> None:
     """A training script's ``__main__``: ``run()``, and its end as one line: a ``StarVSRError`` as `script_error`
     (exit status 2, as argparse's errors and ``star-vsr``'s; it was 1, so the two scripts' setting errors exited
-    differently: one script raised them, the other passed them to argparse; 1 for a full disk, as any other
-    ``OSError``, as ``star-vsr`` says them), Ctrl-C or SIGTERM outside
+    differently: one script raised them, the other passed them to argparse; 1 for a full disk, also where a
+    library's write meets it, said as ``star-vsr`` says it), Ctrl-C or SIGTERM outside
     `StopRequest`'s clean stop (while it sets up or saves its model, or a second one) as `script_interrupted` (130 /
     143). Both are a KeyboardInterrupt from here on, unless ignored at the start (a shell's background job); the
     script's own first lines turn Ctrl-C into a quiet exit while its libraries load."""
@@ -201,15 +201,15 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
     except StarVSRError as error:
         print(script_error(prog, error), file=sys.stderr)
         sys.exit(exit_status(error))  # 1 for a full disk
-    except OSError as error:  # a write deep in a library (a full disk): one line, as `star-vsr` says it
-        if interrupt_requested():
+    except Exception as error:
+        if interrupt_requested():  # an interrupt a library wrapped in its own error (diffusers' lazy imports do)
             _stop_interrupted(prog)
-        print(script_error(prog, os_error_line(error)), file=sys.stderr)
-        sys.exit(1)
-    except Exception:  # an interrupt a library wrapped in its own error (diffusers' lazy imports do)
-        if not interrupt_requested():
+        if not (is_failed_write(error) and write_errno(error) in DISK_FULL_ERRNOS):
             raise
-        _stop_interrupted(prog)
+        # a full disk under a library's write: one line, as `star-vsr` says it
+        line = os_error_line(error) if isinstance(error, OSError) else f"a write failed: {write_reason(error)}"
+        print(script_error(prog, line), file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         _stop_interrupted(prog)
 
@@ -475,8 +475,6 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
     out of memory, a full disk) leaves the previous checkpoints whole, and ``latest`` never finds a
     half-written one.
     """
-    from safetensors import SafetensorError
-
     output_dir = Path(output_dir)
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
     temp = output_dir / f".{final.name}.partial"
@@ -490,10 +488,14 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int, limit: Option
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             _record_checkpoint_settings(temp, output_dir, accelerator.num_processes)
-    except (OSError, SafetensorError) as error:  # a full disk: one line, not safetensors' traceback
-        _remove_checkpoint(temp, ignore_errors=True)
+    except BaseException as error:  # a full disk: one line, not safetensors' or torch.save's traceback
+        if accelerator.is_main_process:  # (under several processes the launcher stops the others)
+            _remove_checkpoint(temp, ignore_errors=True)
+        if not is_failed_write(error):
+            raise
+        go_on = ": free some space, then --resume_from_checkpoint latest" * (write_errno(error) in DISK_FULL_ERRNOS)
         raise write_failed(f"cannot save {final.name} in {output_dir} ({write_reason(error)}); checkpoints saved "
-                           f"before, if any, are whole: free some space, then --resume_from_checkpoint latest", error) from None
+                           f"before, if any, are whole{go_on}", error) from None
     if accelerator.is_main_process:
         # checkpoints after this step belong to a run that went on from an earlier one: abandoned, and
         # `latest` must not go back to them (nor pruning keep them over this one)

@@ -67,12 +67,12 @@ ONEDNN_ISAS_WITHOUT_AMX = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_
 def cpu_has_amx() -> bool:
     """Whether this CPU has AMX tiles (Intel Xeon of the 4th generation, Sapphire Rapids, and later) that
     this process may use (the kernel must grant them, and oneDNN must not be limited below them: its
-    ``ONEDNN_MAX_CPU_ISA``, or the older ``DNNL_MAX_CPU_ISA`` that it reads when the first is unset, one of
-    `ONEDNN_ISAS_WITHOUT_AMX`), on which PyTorch's oneDNN runs bfloat16 convolutions."""
+    ``ONEDNN_MAX_CPU_ISA``, or the older ``DNNL_MAX_CPU_ISA`` that it reads when the first is unset or empty,
+    one of `ONEDNN_ISAS_WITHOUT_AMX`), on which PyTorch's oneDNN runs bfloat16 convolutions."""
     supported = getattr(torch.cpu, "_is_amx_tile_supported", None)  # PyTorch 2.x; absent: assume none
     enable = getattr(torch.cpu, "_init_amx", None)
-    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL"))
-    if limit.strip().upper() in ONEDNN_ISAS_WITHOUT_AMX:  # oneDNN told to stay below AMX
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL"  # (as oneDNN
+    if limit.upper() in ONEDNN_ISAS_WITHOUT_AMX:  # reads them: an empty one is unset) told to stay below AMX
         return False
     return bool(supported is not None and enable is not None and supported() and enable())
 

@@ -2848,10 +2848,13 @@ def test_a_file_where_png_frames_would_go_says_so_at_once(tmp_path, capsys):
             assert (f"error: {tmp_path / 'pf'} is a file, and a name without a suffix writes PNG frames into a "
                     f"folder: give a folder path, or a video file name (-o {tmp_path / 'pf'}.mp4)") in \
                 capsys.readouterr().err
-        # with --codec png, a video name is refused in turn ("PNG frames go into a folder"): a folder only
+        # with --codec png, a video name is refused in turn ("PNG frames go into a folder"): a folder only; a video
+        # codec writes no PNG frames (review): the name's missing suffix is the error
         assert main(command + ["--codec", "png"]) == 2
         assert (f"error: {tmp_path / 'pf'} is a file, and --codec png writes PNG frames into a folder: give a "
                 f"folder path\n") in capsys.readouterr().err
+        assert main(command + ["--codec", "h264", "--overwrite"]) == 2
+        assert "h264 video cannot be written to a suffix-less file" in capsys.readouterr().err
     assert (tmp_path / "pf").read_text() == "mine"
 
 

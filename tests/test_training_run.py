@@ -266,13 +266,23 @@ def test_a_checkpoint_the_disk_cannot_hold_is_one_line_error_that_keeps_errno_an
             (Path(folder) / "model.safetensors").write_text("half")
             raise SafetensorError("Error while serializing: I/O error: File too large (os error 27)")
 
+    class TorchSaveFills(_OneProcess):  # the optimizer's state, by torch.save (accelerate's save_state)
+        def save_state(self, folder: str) -> None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            torch.save({"state": torch.zeros(100_000)}, "/dev/full")
+
     save_checkpoint(_OneProcess(), tmp_path, 2, limit=None)
     with pytest.raises(OutputError, match=r"cannot save checkpoint-4 in .* \(Error while serializing: I/O error: "
                                           r"File too large \(os error 27\)\); checkpoints saved before, if any, are "
-                                          r"whole: .*--resume_from_checkpoint latest") as refused:
+                                          r"whole: free some space, then --resume_from_checkpoint latest$") as refused:
         save_checkpoint(DiskFills(), tmp_path, 4, limit=None)
     assert refused.value.errno == errno.EFBIG
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
+    if Path("/dev/full").exists():
+        with pytest.raises(OutputError, match=r"cannot save checkpoint-4 in .* \(PyTorch wrote less than it had to: a "
+                                              r"full disk or a file-size limit\); .*--resume_from_checkpoint latest$"):
+            save_checkpoint(TorchSaveFills(), tmp_path, 4, limit=None)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
 
 
 @pytest.mark.parametrize("error, message", [
@@ -281,6 +291,8 @@ def test_a_checkpoint_the_disk_cannot_hold_is_one_line_error_that_keeps_errno_an
     ("cannot_write('out/model.safetensors', OSError(errno.ENOSPC, 'No space left on device'))",
      "cannot write out/model.safetensors: No space left on device"),
     ("InputError('--crop_size 3 is too small')", "--crop_size 3 is too small"),
+    ("RuntimeError('[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598')",  # torch.save's
+     "a write failed: PyTorch wrote less than it had to: a full disk or a file-size limit"),
 ])
 def test_a_training_script_stops_on_a_full_disk_with_one_line_and_status_1(error, message):
     """A full disk while a training script built its model (a library's write) ended it with a traceback; one while
@@ -295,6 +307,19 @@ def test_a_training_script_stops_on_a_full_disk_with_one_line_and_status_1(error
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.stderr.strip() == f"train.py: error: {message}"
     assert result.returncode == (2 if error.startswith("InputError") else 1)
+
+
+def test_a_training_script_keeps_the_traceback_of_an_error_that_is_no_full_disk():
+    """run_script says a full disk in one line; other OSErrors (a library's multi-line "Can't load ...", a read)
+    are no setting or disk the user can fix from a line: their traceback stays (review)."""
+    import subprocess
+    import sys
+
+    script = ("from star_vsr.training_run import run_script\n"
+              "def run():\n    raise PermissionError(13, 'Permission denied', 'weights.bin')\n"
+              "run_script('train.py', run)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "train.py: error" not in result.stderr
 
 
 def test_an_output_folder_with_a_run_is_refused_unless_resumed_or_overwritten(tmp_path):

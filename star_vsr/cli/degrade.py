@@ -178,11 +178,10 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         pending |= {outputs[clip].name for clip in clips if outputs[clip].exists()}
     if pending:
         write_text_atomic(pending_record, json.dumps(sorted(pending)) + "\n")
-    if earlier != settings:  # before any clip: a stopped run keeps it (and an --fps that has no effect now keeps
-        # the rate earlier frame folders were read at, which one added later must match)
-        kept = {key: earlier[key] for key in settings if settings[key] is None and earlier and earlier.get(key)
-                and not changed}
-        write_text_atomic(record, json.dumps({**settings, **kept}, indent=2) + "\n")
+    # the settings recorded (written just before the first clip): an --fps that has no effect now keeps the rate
+    # earlier frame folders were read at, which one added later must match
+    recorded = {**settings, **{key: earlier[key] for key in settings if settings[key] is None and earlier
+                               and earlier.get(key) and not changed}}
     todo = [clip for clip in clips if args.overwrite or not outputs[clip].exists() or outputs[clip].name in pending]
     if not args.overwrite:  # a file in -o only named like an output (another program's, the input copied in)
         found = check_existing_outputs([clip for clip in clips if clip not in todo], outputs, args.codec,
@@ -215,6 +214,8 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
               + (f"; {redo} of them still hold the earlier settings' clips, which a stopped --overwrite run had not "
                  f"redone yet" if redo else ""))
     try:
+        if earlier != settings:  # before any clip: a stopped run keeps it
+            write_text_atomic(record, json.dumps(recorded, indent=2) + "\n")
         failed += _degrade_clips(args, todo, outputs, settings, pending, pending_record)
     finally:
         if made_output_dir and output_dir.is_dir() and [p.name for p in output_dir.iterdir()] == [SETTINGS_NAME]:

@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..errors import InputError, OutputExistsError, write_failed
+    from ..errors import DISK_FULL_ERRNOS, InputError, OutputExistsError, write_failed
     from ..evalset import bicubic_upscale, photo_clip
     from ..frames import frames_to_uint8
     from ..interrupts import interrupts_held
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
             for name in stale:  # only now that this demo is complete
                 (output / name).unlink(missing_ok=True)
     except OSError as error:  # a full disk: said of -o, not of the hidden folder the files were made in
-        if isinstance(error, OutputExistsError) or not getattr(error, "errno", None):
+        if error.errno not in DISK_FULL_ERRNOS:  # (star-vsr's own errors name what they are about)
             raise
         raise write_failed(f"cannot write the demo into {output}: {os.strerror(error.errno)}", error) from None
     finally:

@@ -72,7 +72,11 @@ def check_existing_outputs(inputs: list[Path], outputs: dict[Path, Path], codec:
             found.short[output.name] = "damaged"
             continue
         if info is None:  # PNG frames
-            files = frame_files(output)
+            try:
+                files = frame_files(output)
+            except OSError:  # a folder that cannot be listed (or gone meanwhile): not the batch's end
+                found.short[output.name] = "unreadable"
+                continue
             held, size = len(files), None
             if files:
                 try:
