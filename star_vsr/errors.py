@@ -77,10 +77,17 @@ DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 TORCH_SHORT_WRITE = re.compile(r"inline_container\.cc.*(unexpected pos|failed writing|file write failed)", re.DOTALL)
 
 
+#: How the libraries written in Rust (safetensors, tokenizers) name the system's error of a failed write: "File too
+#: large (os error 27)", in an error of their own (tokenizers': a bare ``Exception``).
+RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
 def is_failed_write(error: BaseException) -> bool:
-    """Whether ``error`` is a write that failed: an ``OSError``, a safetensors error, or PyTorch's short write."""
-    return isinstance(error, OSError) or type(error).__name__ == "SafetensorError" or \
-        (isinstance(error, RuntimeError) and TORCH_SHORT_WRITE.search(str(error)) is not None)
+    """Whether ``error`` is a write that failed: an ``OSError``, a safetensors error, a Rust library's error naming
+    an OS error (`RUST_OS_ERROR`), or PyTorch's short write (`TORCH_SHORT_WRITE`)."""
+    return isinstance(error, OSError) or type(error).__name__ == "SafetensorError" or (
+        isinstance(error, Exception) and RUST_OS_ERROR.search(str(error)) is not None) or (
+        isinstance(error, RuntimeError) and TORCH_SHORT_WRITE.search(str(error)) is not None)
 
 
 def write_reason(error: Exception) -> str:
@@ -95,9 +102,9 @@ def write_reason(error: Exception) -> str:
 
 
 def write_errno(error: BaseException) -> Optional[int]:
-    """The ``errno`` of a failed write: an ``OSError``'s, the one in the text of a safetensors error ("(os error
+    """The ``errno`` of a failed write: an ``OSError``'s, the one in the text of a Rust library's error ("(os error
     28)"), ENOSPC for PyTorch's short write; None when there is none."""
-    found = re.search(r"os error (\d+)", str(error))
+    found = RUST_OS_ERROR.search(str(error))
     return error.errno if isinstance(error, OSError) else int(found.group(1)) if found else \
         errno.ENOSPC if TORCH_SHORT_WRITE.search(str(error)) else None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Optional, TypeVar, Union
 
 from .errors import (DeviceError, InputError, MissingWeightsError, StarVSRError, cli_running, first_line,
-                     is_out_of_memory, why_missing, write_failed, write_reason)
+                     is_failed_write, is_out_of_memory, why_missing, write_failed, write_reason)
 from .io.atomic import move_into_place, remove_temporary, temporary_path
 from .outputs import MODEL_RECORDS, REPLACING_INDEX, give_default_mode, saved_index
 
@@ -717,8 +717,6 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
     that loaded the new ControlNet beside the old UNet under the old run's records without a word. Other files in
     ``save_directory`` (a training run's checkpoints) stay. The component folders written get the umask's mode
     (``give_default_mode``)."""
-    from safetensors import SafetensorError
-
     folder = Path(save_directory).expanduser()  # "~/student" was a folder named "~" in the current one
     check_save_folder(folder, type(pipe).__name__)
     # inside the folder where it exists, so that the moves below are renames on one file system (a symlinked folder)
@@ -744,7 +742,9 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
         for entry in sorted(temp.iterdir(), key=lambda entry: entry.name == "model_index.json"):
             move_into_place(entry, folder / entry.name)
         (folder / REPLACING_INDEX).unlink(missing_ok=True)
-    except (OSError, SafetensorError) as error:
+    except Exception as error:  # a full disk under safetensors, tokenizers (a bare Exception), torch.save
+        if not is_failed_write(error):
+            raise
         left = "it holds part of the new pipeline and does not load: save again" if moving else \
             "the folder was left as it was"
         raise write_failed(f"cannot save the pipeline into {folder}: {write_reason(error)}; {left}", error) from error

@@ -370,6 +370,32 @@ def test_a_full_disk_while_a_shard_is_saved_is_one_line_naming_it(tmp_path, monk
     assert refused.value.errno == errno.EFBIG and not (tmp_path / "cache").exists()  # nothing half-written left
 
 
+def test_a_full_disk_between_a_shard_and_the_manifest_leaves_a_cache_that_resumes(tmp_path, monkeypatch):
+    """The disk full (or a kill) after a shard was in place and before the manifest was saved left a manifest that
+    knew none of the teacher's features: every rerun refused the teacher, "returned features {...}, earlier clips
+    none", and only --overwrite got past it (black-box hunt)."""
+    import errno
+
+    from star_vsr.errors import cannot_write
+
+    teacher = load_teacher(tiny_teacher_student(), features=["hr_features"])
+    clips, save = random_clips(4), CacheManifest.save
+
+    def full_once_a_shard_is_written(manifest, folder):
+        if (folder / "shard-00000.safetensors").exists():
+            raise cannot_write(folder / "manifest.json", OSError(errno.ENOSPC, "No space left on device"))
+        save(manifest, folder)
+
+    monkeypatch.setattr(CacheManifest, "save", full_once_a_shard_is_written)
+    with pytest.raises(OutputError, match="No space left on device"):
+        build_teacher_cache(teacher, clips, tmp_path / "cache", clips_per_shard=2)
+    monkeypatch.undo()
+    build_teacher_cache(teacher, clips, tmp_path / "cache", clips_per_shard=2)  # the same command, disk freed
+    build_teacher_cache(teacher, clips, tmp_path / "fresh", clips_per_shard=2)
+    for name in ("shard-00000.safetensors", "shard-00001.safetensors"):
+        assert (tmp_path / "cache" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
+
+
 def test_what_shapes_a_distillation_checkpoint(tmp_path):
     """The settings whose change a checkpoint cannot be resumed through (review): the perceptual loss's VGG is
     saved with the loss once the loss has weights of its own (time or feature distillation); --trainable's order

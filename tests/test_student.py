@@ -645,6 +645,22 @@ def test_upscale_command_runs_a_student_at_its_own_scale_by_default(tmp_path):
     assert report["upscale"] == 3 and report["results"]["student"]["output_size"] == "48x36"
 
 
+def test_a_full_disk_under_a_rust_library_s_own_error_is_a_failed_save(pipe, tmp_path, monkeypatch):
+    """tokenizers reports a full disk as a bare Exception("File too large (os error 27)"): train_star.py's final save
+    ended in its traceback (black-box hunt); it is the save's one-line error, with the errno (exit status 1)."""
+    save = type(pipe.student).save_pretrained
+
+    def tokenizer_like(model, directory, **kwargs):
+        save(model, directory, **kwargs)
+        raise Exception("File too large (os error 27)")
+
+    monkeypatch.setattr(type(pipe.student), "save_pretrained", tokenizer_like)
+    with pytest.raises(OutputError, match=r"^cannot save the pipeline into .*new: File too large \(os error 27\); "
+                                          r"the folder was left as it was$") as refused:
+        pipe.save_pretrained(tmp_path / "new")
+    assert refused.value.errno == 27 and list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_save_leaves_the_folder_as_it_was(pipe, tmp_path, monkeypatch):
     """A full disk while saving a larger student over a good folder left the new config.json beside the old
     weights (a folder that loads as neither) and raised safetensors' own error (black-box review)."""

@@ -258,6 +258,10 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
                 if clip.get("caption"):
                     captions[str(index)] = str(clip["caption"])
                 bar.update(1)
+            # the manifest first: what the shard holds (feature_channels, set by its first clip) must be on disk
+            # before the shard counts as done (a full disk or a kill between the two left a manifest without the
+            # features, and every rerun refused the teacher as returning other features than the earlier clips)
+            manifest.save(folder)
             temp = path.with_name(f".{path.name}.tmp")
             try:
                 save_file(tensors, str(temp), metadata={"captions": json.dumps(captions)})
