@@ -57,6 +57,20 @@ def test_help_lists_commands(capsys):
         assert command in out
 
 
+def test_the_commands_offer_the_codecs_and_deinterlace_modes_the_io_layer_has():
+    """The command line spells its --codec and --deinterlace choices out (it imports no PyAV or OpenCV to build its
+    parser): they must stay those the writer and reader take (code-quality review)."""
+    from star_vsr.cli import build_parser
+    from star_vsr.io.reader import DEINTERLACE_CHOICES
+    from star_vsr.io.writer import CODECS
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in ("upscale", "upscale-batch", "degrade"):
+        flags = {flag: action for action in commands[name]._actions for flag in action.option_strings}
+        assert tuple(flags["--codec"].choices) == CODECS, name
+        assert tuple(flags["--deinterlace"].choices) == tuple(DEINTERLACE_CHOICES), name
+
+
 @pytest.mark.parametrize("command", [["upscale"], ["upscale-batch"], ["degrade"], ["evaluate"], ["convert-star"],
                                      ["benchmark"], ["export"], ["demo"], ["distill", "cache-teacher"]])
 def test_help_is_plain_text(command, capsys):
