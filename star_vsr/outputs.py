@@ -349,9 +349,13 @@ PROGRESS_MANIFEST = "progress.json"
 
 
 def partial_folder(output_path: str | Path) -> Path:
-    """The hidden folder next to ``output_path`` where an unfinished resumable run keeps its work."""
+    """The hidden folder next to ``output_path`` where an unfinished resumable run keeps its work, ``.NAME.partial``
+    (NAME cut to fit, `fitting_name`: an output named with 247 to 255 bytes could not be written, and in a batch
+    its folder's check ended the batch)."""
+    from .io.atomic import fitting_name
+
     output = Path(output_path)
-    return output.parent / f".{output.name}.partial"
+    return output.parent / f".{fitting_name(output, len('..partial'))}.partial"
 
 
 def remove_finished_progress(output_path: str | Path) -> None:

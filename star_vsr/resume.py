@@ -151,11 +151,13 @@ def unfinished_inputs(folder: Path) -> dict[str, Path]:
     inputs = {}
     for work, _ in unfinished_runs(folder):
         try:
-            source = json.loads((work / MANIFEST).read_text(encoding="utf-8"))["settings"]["input"]
+            manifest = json.loads((work / MANIFEST).read_text(encoding="utf-8"))
+            source = manifest["settings"]["input"]
         except (OSError, ValueError, LookupError, TypeError):
             continue
-        if isinstance(source, str):
-            inputs[work.name[1:-len(".partial")]] = Path(source)
+        output = manifest.get("output") or work.name[1:-len(".partial")]  # (a manifest of an earlier version: none)
+        if isinstance(source, str) and isinstance(output, str):
+            inputs[output] = Path(source)
     return inputs
 
 
@@ -231,7 +233,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
             if time.monotonic() >= next_checkpoint:
                 began = time.monotonic()
                 writer.commit()
-                save_progress(work, settings, writer.segments, frames_done, state)
+                save_progress(work, settings, writer.segments, frames_done, state, writer.path.name)
                 latest_saved, took = True, time.monotonic() - began
                 next_checkpoint = time.monotonic() + max(checkpoint_seconds, SAVE_TIME_FACTOR * took)
 
@@ -243,7 +245,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
             write_waiting()  # (none: both pipelines hand out a state after their last frames)
             writer.commit()
             if latest is not None:  # every frame is done: only the join is left
-                save_progress(work, settings, writer.segments, latest[0], None)
+                save_progress(work, settings, writer.segments, latest[0], None, writer.path.name)
         except (InputError, CorruptVideoError, UnsupportedVideoError):  # the input's fault: going on fails again
             writer.abort()
             shutil.rmtree(work, ignore_errors=True)
@@ -285,7 +287,7 @@ def _checkpoint_on_interrupt(writer: Any, work: Path, settings: dict[str, Any], 
         return
     try:
         writer.commit()
-        save_progress(work, settings, writer.segments, *latest)
+        save_progress(work, settings, writer.segments, *latest, writer.path.name)
     except BaseException:  # the caller re-raises the interrupt that brought us here, not this
         pass
 
@@ -414,9 +416,10 @@ def _state_from_file(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
 
 
 def save_progress(work: Path, settings: dict[str, Any], segments: list[tuple[str, int]], frames: int,
-                  state: Optional[Any]) -> None:
+                  state: Optional[Any], output_name: Optional[str] = None) -> None:
     """Save the state after ``frames`` frames (None: all frames are done), then the manifest naming it and
-    the committed segments, each on disk before the manifest is replaced; then delete what it no longer names.
+    the committed segments (and the output, ``output_name``: a long one is cut in ``work``'s name, `partial_folder`),
+    each on disk before the manifest is replaced; then delete what it no longer names.
 
     Raises:
         OutputError: the disk is full or not writable (the previous checkpoint stays whole).
@@ -427,7 +430,8 @@ def save_progress(work: Path, settings: dict[str, Any], segments: list[tuple[str
     if frames != sum(count for _, count in segments):
         raise RuntimeError(f"checkpoint of {frames} frames with {segments} committed")  # a bug, not the user's
     name = None if state is None else STATE_NAME.format(frames)
-    manifest = {"settings": settings, "frames": frames, "state": name, "segments": segments}
+    manifest = {"settings": settings, "frames": frames, "state": name, "segments": segments,
+                **({"output": output_name} if output_name else {})}
     if isinstance(state, SamplerState) and "evaluations" in state.metadata:
         manifest["evaluations"] = state.metadata["evaluations"]
     temp = work / (MANIFEST + ".tmp")

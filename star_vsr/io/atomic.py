@@ -81,16 +81,20 @@ def _temporary_parts(path: Path) -> tuple[str, str]:
 
 
 def _temporary_name(path: Path) -> str:
-    """`path`'s name as its temporary names carry it: whole where the longest temporary name fits the folder's
-    limit on a name, else cut and followed by ``~`` and a hash of the whole name (an output named with 240 bytes
-    was upscaled to the end, then could not be written, at every rerun)."""
+    """`path`'s name as its temporary names carry it (`fitting_name` beside the longest rest of such a name: an
+    output named with 240 bytes was upscaled to the end, then could not be written, at every rerun)."""
+    return fitting_name(path, len(os.fsencode(f"..{_host()}-{'9' * _PID_DIGITS}-{'0' * 8}.tmp{path.suffix}")))
+
+
+def fitting_name(path: Path, extra: int) -> str:
+    """`path`'s name where a name made of it and ``extra`` more bytes must fit the limit on a name of its folder's
+    file system: whole where it fits, else cut and followed by ``~`` and a hash of the whole name."""
     name = os.fsencode(path.name)
-    longest = len(os.fsencode(f"..{_host()}-{'9' * _PID_DIGITS}-{'0' * 8}.tmp{path.suffix}")) + len(name)
     limit = _name_max(path.parent)
-    if longest <= limit:
+    if len(name) + extra <= limit:
         return path.name
     digest = hashlib.sha256(name).hexdigest()[:8]
-    keep = max(0, limit - (longest - len(name)) - len(digest) - 1)
+    keep = max(0, limit - extra - len(digest) - 1)
     return f"{name[:keep].decode(errors='ignore')}~{digest}"  # (a character cut in its middle is left out)
 
 
