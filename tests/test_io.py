@@ -2514,6 +2514,22 @@ def test_a_broken_photo_is_called_an_image_not_a_video_stream(tmp_path):
         probe_video(tmp_path / "broken.jpg")
 
 
+def test_a_pipe_as_input_is_refused_at_once_with_what_it_is(tmp_path):
+    """A FIFO (or /dev/stdin fed by a pipe) was probed, then opened again for its frames: upscale hung until killed,
+    or said the video was damaged (black-box hunt). It is refused before anything reads it."""
+    import subprocess
+
+    fifo = tmp_path / "in.mp4"
+    os.mkfifo(fifo)
+    result = subprocess.run([sys.executable, "-m", "star_vsr", "upscale", str(fifo), "-o", str(tmp_path / "o.mp4")],
+                            capture_output=True, text=True, timeout=120)  # (a hang fails here, not forever)
+    assert result.returncode == 2 and f"error: {fifo} is a pipe (FIFO), not a file: star-vsr reads its input more " \
+                                      f"than once" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+    with pytest.raises(UnsupportedVideoError, match=r"/dev/null is a device, not a file"):
+        probe_video("/dev/null")
+
+
 def test_a_one_frame_video_named_as_an_image_is_refused_with_what_it_is(tmp_path, capsys):
     """A one-frame H.264 MP4 named .png passed `info` as a photo ("a photo: no rate", exit 0); `upscale` then found
     no image in it ("not a readable image", after its progress bar). A JPEG named .png is still read as a photo

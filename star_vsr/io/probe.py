@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -433,6 +434,10 @@ def check_exists(path: str | Path) -> Path:
     path = Path(path).expanduser()  # "~/clip.mp4" as the command line takes it
     if not path.exists():
         raise VideoNotFoundError(f"{path} {why_missing(path)}; check the path of the input video or frame folder")
+    kind = _special_file_kind(path)
+    if kind is not None:  # a pipe was probed, then read again for the frames: it hung, or "is not a readable video"
+        raise UnsupportedVideoError(f"{path} is {kind}, not a file: star-vsr reads its input more than once (to probe "
+                                    f"it, then to decode it); save the video to a file and give that")
     if path.is_dir():
         try:
             with os.scandir(path) as entries:  # (a PermissionError from deep inside, exit status 1, which info
@@ -440,6 +445,17 @@ def check_exists(path: str | Path) -> Path:
         except PermissionError:
             raise InputError(f"{path} cannot be read: permission denied") from None
     return path
+
+
+def _special_file_kind(path: Path) -> str | None:
+    """What ``path`` is when it is neither a file nor a folder ("a pipe (FIFO)": also ``/dev/stdin`` fed by a pipe;
+    "a device", "a socket"); None for a file or a folder."""
+    mode = path.stat().st_mode
+    if stat.S_ISFIFO(mode):
+        return "a pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else None
 
 
 def open_container(path: Path) -> InputContainer:
