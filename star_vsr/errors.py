@@ -57,6 +57,10 @@ class DeviceError(StarVSRError, RuntimeError):
     """A GPU-only option was requested where no GPU is available, or the device ran out of memory."""
 
 
+class RanOutOfMemoryError(DeviceError):
+    """Memory ran out (`explain_out_of_memory`), said with what to lower: a batch skips the input it happened on."""
+
+
 class OutputBusyError(StarVSRError):
     """Another star-vsr run is writing the same output."""
 
@@ -309,7 +313,7 @@ def _amount(message: str) -> str:
     found = re.search(r"allocate ([\d.]+ ?[KMGT]i?B|\d+ bytes)", message, re.IGNORECASE)
     if found is None:
         return ""
-    amount = found.group(1)
+    amount = re.sub(r"\.(?= ?[KMGT])", "", found.group(1))  # (NumPy's "Unable to allocate 187. MiB")
     if amount.endswith("bytes"):
         amount = f"{int(amount.split()[0]) / 2 ** 30:.2f} GiB"
     return f" (allocating {amount} failed)"
@@ -328,7 +332,7 @@ def explain_out_of_memory(doing: str, advice: str | Callable[[], str]) -> Iterat
         text = advice() if callable(advice) else advice
         what = ("out of memory, or a frame too large for oneDNN (its 'could not create a primitive'),"
                 if _is_onednn_refusal(str(error).lower()) else "out of memory")
-        raise DeviceError(f"{what} while {doing}{_amount(str(error))}; {text}") from error
+        raise RanOutOfMemoryError(f"{what} while {doing}{_amount(str(error))}; {text}") from error
 
 
 def explain_out_of_memory_of_call(doing: str, advice: Callable[[Any, dict[str, Any]], str]

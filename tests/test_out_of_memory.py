@@ -156,6 +156,38 @@ def test_cli_upscale_out_of_memory_is_one_line_and_keeps_saved_work(tmp_path, mo
     assert json.loads((partial_folder(output) / MANIFEST).read_text())["frames"] == 8
 
 
+def test_upscale_batch_skips_the_video_memory_ran_out_on_and_goes_on(tmp_path, monkeypatch, capsys):
+    """Memory running out on one video (a 4K one among small ones) ended upscale-batch naming no video, the others
+    never done (black-box hunt): that video is skipped with the reason, as an unreadable one is."""
+    from star_vsr.models.student import StarStudentModel
+
+    build_student_pipeline("tiny").save_pretrained(tmp_path / "student")
+    videos = tmp_path / "in"
+    videos.mkdir()
+    write_test_video(videos / "a.mp4", 2, size=(12, 16))
+    write_test_video(videos / "b.mp4", 2, size=(12, 16))
+    real_step, steps = StarStudentModel.step_tensors, []
+
+    def first_video_too_large(self, *args):
+        steps.append(1)
+        return allocate_too_much() if len(steps) == 1 else real_step(self, *args)
+
+    monkeypatch.setattr(StarStudentModel, "step_tensors", first_video_too_large)
+    assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "student")]) == 1
+    err = capsys.readouterr().err
+    assert f"skipped {videos / 'a.mp4'}: out of memory while upscaling with the student" in err
+    assert "1 video(s) were skipped (the reasons are above): a.mp4" in err
+    assert (tmp_path / "out" / "b.mp4").is_file() and not (tmp_path / "out" / "a.mp4").exists()
+
+
+def test_numpy_s_amount_is_said_without_its_dot():
+    from star_vsr.errors import _amount
+
+    assert _amount("Unable to allocate 187. MiB for an array with shape (2160, 3840, 3)") == \
+        " (allocating 187 MiB failed)"  # it said "187. MiB"
+    assert _amount("Tried to allocate 2.00 GiB") == " (allocating 2.00 GiB failed)"
+
+
 def test_cli_out_of_memory_outside_the_pipelines_is_one_line(tmp_path, monkeypatch, capsys):
     import star_vsr.cli.degrade
 

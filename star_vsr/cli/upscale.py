@@ -10,8 +10,8 @@ finished), and under
 ``accelerate launch --multi_gpu --num_processes N -m star_vsr upscale-batch ...`` it splits the videos across
 the N processes (GPUs, or processes on the CPU of a machine without one; without ``--multi_gpu``, on a machine
 with one GPU or none, the launcher starts one); a video it
-cannot read (or whose saved progress has other settings) is reported and skipped, the others are upscaled, and
-the exit status is 1. Its
+cannot read (or whose saved progress has other settings, or on which memory runs out) is reported and skipped,
+the others are upscaled, and the exit status is 1. Its
 outputs keep the input names, with the container suffix the codec needs (``.mkv`` for FFV1,
 ``.mp4`` for an ``.avi`` input) and PNG frames in a folder named after the video. A subfolder of
 frame images in the batch folder (REDS4 / Vid4's layout: ``LR/calendar/00000000.png``) is one video,
@@ -41,8 +41,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TextIO
 
-from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, SavedRunError,
-                      UnsupportedVideoError, VideoNotFoundError, why_missing)
+from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, RanOutOfMemoryError,
+                      SavedRunError, UnsupportedVideoError, VideoNotFoundError, why_missing)
 from .arguments import (add_fps_argument, check_fps_for_clips, device_argument, input_notes, max_frames_argument,
                         path_argument, seed_argument)
 
@@ -532,6 +532,10 @@ def _run_batch(args: argparse.Namespace) -> int:
             except (OutputBusyError, OutputExistsError) as error:  # a second batch on the same folder shares the work
                 say(f"skipped {video}: {error}", sys.stderr)
                 busy.append(outputs[video].name)
+                continue
+            except RanOutOfMemoryError as error:  # one video too large (it ended the batch, naming no video)
+                say(f"skipped {video}: {error}", sys.stderr)
+                failed.append(video)
                 continue
             if args.overwrite:
                 ledger.add(outputs[video].name, video)
