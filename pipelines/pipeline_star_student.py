@@ -28,7 +28,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from star_vsr.errors import DeviceError, InputError, explain_out_of_memory, named, one_generator, option
+from star_vsr.errors import DeviceError, InputError, explain_out_of_memory_of_call, named, one_generator, option
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
 from star_vsr.model_folder import (CheckedPipeline, check_components, check_pipeline_folder,
                                    check_weight_format, load_checked, local_load_kwargs)
@@ -60,13 +60,17 @@ def missing_student_help(folder: Path) -> str:
     return bundled_student_help(folder) if is_bundled_student(folder) else MISSING_STUDENT_HELP
 
 
-def memory_advice() -> str:
-    """What to change when a run does not fit in memory (the student's memory grows with the frame size), naming
-    command-line flags or Python arguments (``star_vsr.errors.option``)."""
-    smaller, restart = named("upscale", 2), option("restart=True", "--restart")
-    cpu = option("pipe.to('cpu')", "--device cpu")
-    return (f"free some memory, or upscale a smaller video or by a smaller factor ({smaller}; a run that saved "
-            f"progress then needs {restart}); from a GPU, the CPU ({cpu}) usually has more memory")
+def memory_advice(upscale: float, on_gpu: bool = False) -> str:
+    """What to change when a run upscaling by ``upscale`` (on a GPU: ``on_gpu``) does not fit in memory (the
+    student's memory grows with the frame size), naming command-line flags or Python arguments
+    (``star_vsr.errors.option``): a smaller factor only where there is one to offer (it advised --upscale 2 to a
+    run by 2), the CPU only to a GPU run."""
+    restart = option("restart=True", "--restart")
+    factor = f" or by a smaller factor ({named('upscale', 2)}; a run that saved progress then needs {restart})" \
+        if upscale > 2 else ""
+    to_cpu = option("pipe.to('cpu')", "--device cpu")
+    cpu = f"; from a GPU, the CPU ({to_cpu}) usually has more memory" if on_gpu else ""
+    return f"free some memory, or upscale a smaller video{factor}{cpu}"
 
 
 @dataclass
@@ -226,7 +230,8 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
 
     # ---------------------------------------------------------------- main
     @torch.no_grad()
-    @explain_out_of_memory("upscaling with the student", memory_advice)
+    @explain_out_of_memory_of_call("upscaling with the student", lambda pipe, call: memory_advice(
+        pipe.student.config.scale if call["upscale"] is None else call["upscale"], pipe.device.type == "cuda"))
     def __call__(
         self,
         video: Union[VideoInput, FrameSource],

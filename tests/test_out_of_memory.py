@@ -93,16 +93,18 @@ def test_out_of_memory_advice_names_flags_on_the_command_line_and_arguments_in_p
     parser = build_parser()
     with cli_wording(_command_flags(parser, parser.parse_args(["upscale", "in.mp4", "-o", "out.mp4"]))):
         cli = pipe.memory_advice(256, 128, 8, 4, 3)
-        student = memory_advice()
+        student = memory_advice(4, on_gpu=True)
     assert cli == ("try smaller tiles than 256 (--tile-size 128, --tile-overlap 32) or fewer frames per temporal "
                    "chunk than 8 (--chunk-frames 4, --chunk-overlap 1) (a run that saved progress then needs "
                    "--restart)")
     assert "(--upscale 2;" in student and "--restart" in student and "(--device cpu)" in student
-    assert "=" not in student and "upscale=2" in memory_advice() and "--" not in memory_advice()
+    assert "=" not in student and "upscale=2" in memory_advice(4) and "--" not in memory_advice(4)
     # a command without those flags is not told to use them: demo has --device but no --upscale or --restart
     with cli_wording(_command_flags(parser, parser.parse_args(["demo", "-o", "out"]))):
-        demo = memory_advice()
+        demo = memory_advice(4, on_gpu=True)
     assert "(--device cpu)" in demo and "upscale=2" in demo and "restart=True" in demo and "--upscale" not in demo
+    # a run by 2 is not told to upscale by 2, nor a CPU run to use the CPU (black-box hunt)
+    assert memory_advice(2) == "free some memory, or upscale a smaller video"
     with cli_wording(_command_flags(parser, parser.parse_args(["distill", "cache-teacher", "--teacher", "t", "--data",
                                                                "d", "-o", "c"]))):
         cache = pipe.memory_advice(256, 128, 8, 4, 3)
