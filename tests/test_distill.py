@@ -25,7 +25,8 @@ from star_vsr.cli import main as cli_main
 from star_vsr.distill.cache import CacheManifest, TeacherCache, build_teacher_cache
 from star_vsr.distill.convlstm import ConvLSTM
 from star_vsr.distill.teacher import CallableTeacher, StudentTeacher, load_teacher
-from star_vsr.errors import DeviceError, InputError, MissingWeightsError, OutputBusyError, OutputError
+from star_vsr.errors import (DeviceError, InputError, MissingWeightsError, OutputBusyError, OutputError,
+                             RanOutOfMemoryError)
 from star_vsr.outputs import folder_lock
 from star_vsr.io import open_video
 from star_vsr.losses.distillation import (
@@ -394,6 +395,33 @@ def test_a_full_disk_between_a_shard_and_the_manifest_leaves_a_cache_that_resume
     build_teacher_cache(teacher, clips, tmp_path / "fresh", clips_per_shard=2)
     for name in ("shard-00000.safetensors", "shard-00001.safetensors"):
         assert (tmp_path / "cache" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
+
+
+def test_memory_running_out_in_a_diffusion_teacher_is_advised_with_cache_teacher_s_flags(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """cache-teacher passed on the diffusion pipeline's advice, which names its call's arguments: "try spatial
+    tiles (tile_size=512) ... (restart=True)" on a command without such flags (black-box hunt). It names the clip
+    and this command's own; in Python the pipeline's advice stays, after the clip."""
+    from star_vsr.models import StarVSRUNetModel
+    from star_vsr.testing import tiny_star_pipeline
+
+    tiny_star_pipeline(seed=0).save_pretrained(tmp_path / "tiny")
+
+    def allocate_too_much(*args, **kwargs):
+        return torch.empty(2 ** 46, dtype=torch.uint8)  # 64 TiB: the allocator refuses
+
+    monkeypatch.setattr(StarVSRUNetModel, "forward", allocate_too_much)
+    argv = ["distill", "cache-teacher", "--teacher", str(tmp_path / "tiny"), "--motion-clips", "1", "--num-frames",
+            "2", "--crop-size", "32", "--steps", "1", "-o", str(tmp_path / "cache")]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error: clip 0: out of memory in the teacher; try fewer frames per clip (--num-frames 1) or smaller " \
+           "clips (--crop-size, of motion clips), with --overwrite (other settings)" in err, err
+    assert "tile_size" not in err and not (tmp_path / "cache").exists()
+    teacher = load_teacher(str(tmp_path / "tiny"), num_inference_steps=1)
+    with pytest.raises(RanOutOfMemoryError, match=r"^clip 0: out of memory while upscaling with the StarVSR "
+                                                  r"pipeline .*tile_size="):
+        build_teacher_cache(teacher, random_clips(1, size=16), tmp_path / "python")
 
 
 def test_what_shapes_a_distillation_checkpoint(tmp_path):

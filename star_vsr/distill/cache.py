@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import InputError, cannot_write, listed, option
+from ..errors import InputError, RanOutOfMemoryError, cannot_write, cli_running, listed, option
 from ..frames import check_unit_range
 from ..model_folder import safetensors_shapes
 from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
@@ -478,6 +478,15 @@ def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher
             # small to upscale" of one clip among hundreds)
             name = f" ({clip['name']})" if clip.get("name") else ""
             raise InputError(f"clip {index}{name}: {error}") from error
+        except RanOutOfMemoryError as error:  # the pipeline's advice names its call's arguments (tile_size=512),
+            # which `star-vsr distill cache-teacher` has no flags for: this command's own
+            name = f" ({clip['name']})" if clip.get("name") else ""
+            if not cli_running():
+                raise RanOutOfMemoryError(f"clip {index}{name}: {error}") from error
+            frames = int(lq.shape[0])
+            fewer = f"fewer frames per clip (--num-frames {frames // 2}) or " if frames > 1 else ""
+            raise RanOutOfMemoryError(f"clip {index}{name}: out of memory in the teacher; try {fewer}smaller clips "
+                                      f"(--crop-size, of motion clips), with --overwrite (other settings)") from error
         for what, value in (("output", output.sr), *((f"feature {k!r}", v) for k, v in output.features.items())):
             if not bool(torch.isfinite(value).all()):
                 raise InputError(f"clip {index}: the teacher's {what} holds NaN or infinite values (in half "
