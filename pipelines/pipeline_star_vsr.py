@@ -461,10 +461,12 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         return apply_color_fix(frames, lr.to(device), color_fix).cpu()
 
     def memory_advice(self, tile_size: Optional[int], tile_overlap: Optional[int], chunk_frames: int,
-                      chunk_overlap: Optional[int], decode_chunk_size: int) -> str:
+                      chunk_overlap: Optional[int], decode_chunk_size: int, upscale: Optional[float] = None) -> str:
         """What to change when a call with these settings ran out of memory: halve the spatial tile and the
         temporal chunk this call used (memory per setting: benchmarks/pipeline_cost.py), decode one frame
-        at a time, then half precision and CPU offload where the weights are on a GPU in full precision."""
+        at a time, then half precision and CPU offload where the weights are on a GPU in full precision; last, a
+        smaller factor than ``upscale`` (tiles bound the denoising only: the VAE encodes and decodes whole frames
+        of the output's size, and was where a 480x272 clip at x4 ran out, where smaller tiles were advised)."""
         steps = []
         if tile_size is None:
             steps.append(f"spatial tiles ({named('tile_size', 512)})")
@@ -485,6 +487,8 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
             steps.append(f"half-precision weights ({option('dtype=torch.float16', '--dtype fp16')})")
         if on_gpu and not offloaded:
             steps.append(option("pipe.enable_model_cpu_offload()", ""))
+        if upscale is not None and upscale > 2:
+            steps.append(f"a smaller factor ({named('upscale', 2)})")
         steps = [step for step in steps if step]
         if not steps:
             return "even the smallest tiles and chunks do not fit: free memory or use a device with more"
@@ -494,7 +498,8 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
     # ---------------------------------------------------------------- main
     @torch.no_grad()
     @explain_out_of_memory_of_call("upscaling with the StarVSR pipeline", lambda pipe, call: pipe.memory_advice(**{
-        key: call[key] for key in ("tile_size", "tile_overlap", "chunk_frames", "chunk_overlap", "decode_chunk_size")}))
+        key: call[key] for key in ("tile_size", "tile_overlap", "chunk_frames", "chunk_overlap", "decode_chunk_size",
+                                   "upscale")}))
     def __call__(
         self,
         video: Union[VideoInput, FrameSource],

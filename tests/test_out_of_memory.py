@@ -61,17 +61,23 @@ def test_star_pipeline_explains_out_of_memory(monkeypatch):
     monkeypatch.setattr(pipe.unet, "forward", allocate_too_much)
     with pytest.raises(DeviceError, match=r"while upscaling with the StarVSR pipeline \(allocating 65536.00 GiB "
                                           r"failed\); try spatial tiles \(tile_size=512\), fewer frames per "
-                                          r"temporal chunk than 32 \(chunk_frames=16\) or decode_chunk_size=1 \(a "
-                                          r"run that saved progress then needs restart=True\)"):
+                                          r"temporal chunk than 32 \(chunk_frames=16\), decode_chunk_size=1 or a "
+                                          r"smaller factor \(upscale=2\) \(a run that saved progress then needs "
+                                          r"restart=True\)"):
         pipe(torch.rand(2, 3, 8, 8), num_inference_steps=1)
     # the advice starts from what the call used (positional arguments too)
     # (a tile overlap not given fits any tile: none is advised; the chunk overlap given, 4, does not fit 4 frames)
     with pytest.raises(DeviceError, match=r"try smaller tiles than 256 \(tile_size=128\), fewer "
-                                          r"frames per temporal chunk than 8 \(chunk_frames=4, chunk_overlap=1\) or "
-                                          r"decode_chunk_size=1"):
+                                          r"frames per temporal chunk than 8 \(chunk_frames=4, chunk_overlap=1\), "
+                                          r"decode_chunk_size=1 or a smaller factor"):
         pipe(torch.rand(2, 3, 8, 8), "a prompt", num_inference_steps=1, tile_size=256, chunk_frames=8,
              chunk_overlap=4)
     with pytest.raises(DeviceError, match=r"even the smallest tiles and chunks do not fit"):
+        pipe(torch.rand(2, 3, 8, 8), num_inference_steps=1, tile_size=128, tile_overlap=32, chunk_frames=4,
+             chunk_overlap=1, decode_chunk_size=1, upscale=2)
+    # the VAE encodes and decodes whole frames, which tiles do not bound: at x4 a smaller factor is offered too
+    # (black-box hunt: the advice went down smaller tiles and chunks to "even the smallest ... do not fit")
+    with pytest.raises(DeviceError, match=r"\); try a smaller factor \(upscale=2\) \(a run that saved progress"):
         pipe(torch.rand(2, 3, 8, 8), num_inference_steps=1, tile_size=128, tile_overlap=32, chunk_frames=4,
              chunk_overlap=1, decode_chunk_size=1)
     monkeypatch.setattr(pipe, "_all_hooks", [object()], raising=False)  # as after enable_model_cpu_offload()
