@@ -231,7 +231,7 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
     # ---------------------------------------------------------------- main
     @torch.no_grad()
     @explain_out_of_memory_of_call("upscaling with the student", lambda pipe, call: memory_advice(
-        pipe.student.config.scale if call["upscale"] is None else call["upscale"], pipe.device.type == "cuda"))
+        pipe.student.config.scale if call["upscale"] is None else call["upscale"], pipe.device.type != "cpu"))
     def __call__(
         self,
         video: Union[VideoInput, FrameSource],

@@ -89,6 +89,8 @@ RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 def is_failed_write(error: BaseException) -> bool:
     """Whether ``error`` is a write that failed: an ``OSError``, a safetensors error, a Rust library's error naming
     an OS error (`RUST_OS_ERROR`), or PyTorch's short write (`TORCH_SHORT_WRITE`)."""
+    if isinstance(error, StarVSRError):  # already said (an InputError quoting a library's message)
+        return isinstance(error, OSError)
     return isinstance(error, OSError) or type(error).__name__ == "SafetensorError" or (
         isinstance(error, Exception) and RUST_OS_ERROR.search(str(error)) is not None) or (
         isinstance(error, RuntimeError) and TORCH_SHORT_WRITE.search(str(error)) is not None)
@@ -307,10 +309,11 @@ def _is_onednn_refusal(message: str) -> bool:
     return message.strip() == "could not create a primitive"
 
 
-def _amount(message: str) -> str:
-    """The allocation that failed, from PyTorch's message ("2.00 GiB"; the CPU allocator gives bytes): one
-    allocation, not all the memory the run would need."""
-    found = re.search(r"allocate ([\d.]+ ?[KMGT]i?B|\d+ bytes)", message, re.IGNORECASE)
+def memory_amount(error: BaseException | str) -> str:
+    """" (allocating 2.00 GiB failed)": the allocation that failed, from an out-of-memory ``error`` (or its
+    message; the CPU allocator gives bytes): one allocation, not all the memory the run would need; "" when it
+    says none."""
+    found = re.search(r"allocate ([\d.]+ ?[KMGT]i?B|\d+ bytes)", str(error), re.IGNORECASE)
     if found is None:
         return ""
     amount = re.sub(r"\.(?= ?[KMGT])", "", found.group(1))  # (NumPy's "Unable to allocate 187. MiB")
@@ -332,7 +335,7 @@ def explain_out_of_memory(doing: str, advice: str | Callable[[], str]) -> Iterat
         text = advice() if callable(advice) else advice
         what = ("out of memory, or a frame too large for oneDNN (its 'could not create a primitive'),"
                 if _is_onednn_refusal(str(error).lower()) else "out of memory")
-        raise RanOutOfMemoryError(f"{what} while {doing}{_amount(str(error))}; {text}") from error
+        raise RanOutOfMemoryError(f"{what} while {doing}{memory_amount(error)}; {text}") from error
 
 
 def explain_out_of_memory_of_call(doing: str, advice: Callable[[Any, dict[str, Any]], str]

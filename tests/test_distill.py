@@ -415,9 +415,16 @@ def test_memory_running_out_in_a_diffusion_teacher_is_advised_with_cache_teacher
             "2", "--crop-size", "32", "--steps", "1", "-o", str(tmp_path / "cache")]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
-    assert "error: clip 0: out of memory in the teacher; try fewer frames per clip (--num-frames 1) or smaller " \
-           "clips (--crop-size, of motion clips), with --overwrite (other settings)" in err, err
+    assert "error: clip 0: out of memory in the teacher (allocating 65536.00 GiB failed); free some memory and run " \
+           "the same command again (it goes on after the last saved shard), or build a cache of fewer frames per " \
+           "clip (--num-frames 1) or smaller clips in another folder" in err, err
     assert "tile_size" not in err and not (tmp_path / "cache").exists()
+    # a student teacher's said "try a shorter or smaller input", naming no clip (review)
+    student = save_student_folder(tiny_teacher_student(), tmp_path / "student")
+    monkeypatch.setattr(StarStudentModel, "forward", allocate_too_much)
+    assert cli_main([*argv[:3], str(student), *argv[4:-4], "-o", str(tmp_path / "cache")]) == 2  # (no --steps)
+    assert "error: clip 0: out of memory in the teacher (allocating 65536.00 GiB failed); free some memory" in \
+        capsys.readouterr().err
     teacher = load_teacher(str(tmp_path / "tiny"), num_inference_steps=1)
     with pytest.raises(RanOutOfMemoryError, match=r"^clip 0: out of memory while upscaling with the StarVSR "
                                                   r"pipeline .*tile_size="):

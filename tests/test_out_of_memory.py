@@ -186,14 +186,26 @@ def test_upscale_batch_skips_the_video_memory_ran_out_on_and_goes_on(tmp_path, m
     assert f"skipped {videos / 'a.mp4'}: out of memory while upscaling with the student" in err
     assert "1 video(s) were skipped (the reasons are above): a.mp4" in err
     assert (tmp_path / "out" / "b.mp4").is_file() and not (tmp_path / "out" / "a.mp4").exists()
+    # out of the pipeline too (a probe, a saved state's move to the GPU, the segments' join): torch's own error
+    import star_vsr.cli.upscale
+
+    notes = star_vsr.cli.upscale.input_notes
+    monkeypatch.undo()
+    monkeypatch.setattr(star_vsr.cli.upscale, "input_notes",
+                        lambda video, *args, **kwargs: allocate_too_much() if video.name == "a.mp4" else
+                        notes(video, *args, **kwargs))
+    (tmp_path / "out" / "b.mp4").unlink()
+    assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "student")]) == 1
+    assert f"skipped {videos / 'a.mp4'}: out of memory (allocating 65536.00 GiB failed)" in capsys.readouterr().err
+    assert (tmp_path / "out" / "b.mp4").is_file()
 
 
 def test_numpy_s_amount_is_said_without_its_dot():
-    from star_vsr.errors import _amount
+    from star_vsr.errors import memory_amount
 
-    assert _amount("Unable to allocate 187. MiB for an array with shape (2160, 3840, 3)") == \
+    assert memory_amount("Unable to allocate 187. MiB for an array with shape (2160, 3840, 3)") == \
         " (allocating 187 MiB failed)"  # it said "187. MiB"
-    assert _amount("Tried to allocate 2.00 GiB") == " (allocating 2.00 GiB failed)"
+    assert memory_amount("Tried to allocate 2.00 GiB") == " (allocating 2.00 GiB failed)"
 
 
 def test_cli_out_of_memory_outside_the_pipelines_is_one_line(tmp_path, monkeypatch, capsys):

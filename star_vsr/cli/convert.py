@@ -281,7 +281,8 @@ def run(args: argparse.Namespace) -> int:
     pipe = StarVSRPipeline(vae=vae, text_encoder=text_encoder, tokenizer=build_openclip_tokenizer(), unet=unet,
                            controlnet=controlnet, scheduler=make_star_scheduler())
     tmp = temporary_path(output)  # this run's own (two runs of one -o deleted each other's fixed .partial folder)
-    remove_temporary(output.with_name(f".{output.name}.partial"))  # what a killed run of an earlier version left
+    with contextlib.suppress(OSError):  # (a name too long for that folder's name: there is none)
+        remove_temporary(output.with_name(f".{output.name}.partial"))  # what a killed run of an earlier version left
     try:
         pipe.save_pretrained(tmp)
         move_into_place(tmp, output, overwrite=False)  # a folder another run finished meanwhile is kept

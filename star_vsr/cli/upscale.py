@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, RanOutOfMemoryError,
-                      SavedRunError, UnsupportedVideoError, VideoNotFoundError, why_missing)
+                      SavedRunError, UnsupportedVideoError, VideoNotFoundError, is_out_of_memory, memory_amount,
+                      why_missing)
 from .arguments import (add_fps_argument, check_fps_for_clips, device_argument, input_notes, max_frames_argument,
                         path_argument, seed_argument)
 
@@ -533,8 +534,11 @@ def _run_batch(args: argparse.Namespace) -> int:
                 say(f"skipped {video}: {error}", sys.stderr)
                 busy.append(outputs[video].name)
                 continue
-            except RanOutOfMemoryError as error:  # one video too large (it ended the batch, naming no video)
-                say(f"skipped {video}: {error}", sys.stderr)
+            except (RuntimeError, MemoryError) as error:  # memory ran out on one video (it ended the batch, naming
+                if not (isinstance(error, RanOutOfMemoryError) or is_out_of_memory(error)):  # no video): that one
+                    raise  # (out of the pipeline too: a saved state's move to the GPU, the segments' join)
+                reason = error if isinstance(error, RanOutOfMemoryError) else f"out of memory{memory_amount(error)}"
+                say(f"skipped {video}: {reason}", sys.stderr)
                 failed.append(video)
                 continue
             if args.overwrite:

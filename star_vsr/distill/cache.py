@@ -31,7 +31,8 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import InputError, RanOutOfMemoryError, cannot_write, cli_running, listed, option
+from ..errors import (InputError, RanOutOfMemoryError, cannot_write, cli_running, is_out_of_memory, listed,
+                      memory_amount, option)
 from ..frames import check_unit_range
 from ..model_folder import safetensors_shapes
 from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
@@ -176,6 +177,7 @@ def build_teacher_cache(
             disagree on having ground truth, or an existing cache with other settings (without ``overwrite``).
         OutputBusyError: another run is building a cache in ``output_dir``.
         OutputError: ``output_dir`` cannot be written.
+        RanOutOfMemoryError: memory ran out in the teacher (the clip is named; the shards saved before stay).
     """
     if dtype not in STORAGE_DTYPES:
         raise InputError(f"dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
@@ -232,8 +234,8 @@ def build_teacher_cache(
 
 def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]], folder: Path,
                  manifest: CacheManifest, progress: bool, scale: Optional[int]) -> None:
-    """Write every shard that is not in ``folder`` yet, saving the manifest after each. ``scale``: the HR / LR
-    size ratio of the ground truth (None: the first clip's)."""
+    """Write every shard that is not in ``folder`` yet, saving the manifest before and after each. ``scale``: the
+    HR / LR size ratio of the ground truth (None: the first clip's)."""
     storage = STORAGE_DTYPES[manifest.dtype]
     for shard in range(manifest.num_shards):  # damaged since it was written (a bad copy, a disk error): redo it
         path = _shard_path(folder, shard)
@@ -460,6 +462,22 @@ def _check_clip(clip: Mapping[str, Any], index: int, has_gt: bool, scale: Option
                              f"{n} frames (as 'lq') of {size}")
 
 
+def _teacher_out_of_memory(error: BaseException, index: int, clip: Mapping[str, Any]) -> RanOutOfMemoryError:
+    """Memory running out in the teacher on clip ``index``, as one line naming the clip. In Python a diffusion
+    pipeline's advice stays (it names its call's arguments, tile_size=512); ``star-vsr distill cache-teacher`` has
+    no such flags: it says its own (a student teacher's error said only "try a shorter or smaller input")."""
+    name = f" ({clip['name']})" if clip.get("name") else ""
+    if isinstance(error, RanOutOfMemoryError) and not cli_running():
+        return RanOutOfMemoryError(f"clip {index}{name}: {error}")
+    frames = int(clip["lq"].shape[0])
+    fewer = option("shorter or smaller clips", f"fewer frames per clip (--num-frames {frames // 2}) or smaller clips"
+                   if frames > 1 else "smaller clips")
+    cause = error.__cause__ if isinstance(error, RanOutOfMemoryError) and error.__cause__ else error
+    return RanOutOfMemoryError(f"clip {index}{name}: out of memory in the teacher{memory_amount(cause)}; free some "
+                               f"memory and run the same command again (it goes on after the last saved shard), or "
+                               f"build a cache of {fewer} in another folder")
+
+
 def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher], manifest: CacheManifest,
                   storage: torch.dtype, scale: Optional[int], known: bool) -> dict[str, torch.Tensor]:
     """The tensors stored for one clip, keyed ``"{index}/..."``, in the storage precision. ``known``: clips are
@@ -478,15 +496,10 @@ def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher
             # small to upscale" of one clip among hundreds)
             name = f" ({clip['name']})" if clip.get("name") else ""
             raise InputError(f"clip {index}{name}: {error}") from error
-        except RanOutOfMemoryError as error:  # the pipeline's advice names its call's arguments (tile_size=512),
-            # which `star-vsr distill cache-teacher` has no flags for: this command's own
-            name = f" ({clip['name']})" if clip.get("name") else ""
-            if not cli_running():
-                raise RanOutOfMemoryError(f"clip {index}{name}: {error}") from error
-            frames = int(lq.shape[0])
-            fewer = f"fewer frames per clip (--num-frames {frames // 2}) or " if frames > 1 else ""
-            raise RanOutOfMemoryError(f"clip {index}{name}: out of memory in the teacher; try {fewer}smaller clips "
-                                      f"(--crop-size, of motion clips), with --overwrite (other settings)") from error
+        except (RuntimeError, MemoryError) as error:  # memory ran out in the teacher: which clip, and what to do
+            if not (isinstance(error, RanOutOfMemoryError) or is_out_of_memory(error)):
+                raise
+            raise _teacher_out_of_memory(error, index, clip) from error
         for what, value in (("output", output.sr), *((f"feature {k!r}", v) for k, v in output.features.items())):
             if not bool(torch.isfinite(value).all()):
                 raise InputError(f"clip {index}: the teacher's {what} holds NaN or infinite values (in half "

@@ -429,8 +429,9 @@ def timeline_rate(timestamps: Sequence[int], time_base: Fraction, rate: Fraction
 
 
 def check_exists(path: str | Path) -> Path:
-    """`path` as a Path, or `VideoNotFoundError` when nothing is there; `InputError` for a folder that cannot be
-    listed (its files' permissions are the readers' to check)."""
+    """`path` as a Path, or `VideoNotFoundError` when nothing is there; `UnsupportedVideoError` for a pipe, a device
+    or a socket (an input is read more than once); `InputError` for a folder that cannot be listed (its files'
+    permissions are the readers' to check)."""
     path = Path(path).expanduser()  # "~/clip.mp4" as the command line takes it
     if not path.exists():
         raise VideoNotFoundError(f"{path} {why_missing(path)}; check the path of the input video or frame folder")
