@@ -24,8 +24,9 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Collection, Hashable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Collection, Hashable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import yaml
 
@@ -1334,6 +1335,22 @@ def tracker_init_kwargs(checkpoint: Optional[Path]) -> dict[str, dict[str, Any]]
     TensorBoard drop the events of steps after N that the stopped run wrote (``SummaryWriter``'s ``purge_step``),
     so that its curves do not show two values for those steps. A new run: none."""
     return {} if checkpoint is None else {"tensorboard": {"purge_step": checkpoint_step(checkpoint) + 1}}
+
+
+@contextmanager
+def final_model_save() -> Iterator[None]:
+    """Around a training script's save of its final model: a full disk there (``OutputError`` with the errno)
+    also says how to finish the run, as a checkpoint's failed save does (it said only that the folder was left as
+    it was, and the same command was then refused: the folder holds a run)."""
+    from .errors import OutputError
+
+    try:
+        yield
+    except OutputError as error:
+        if error.errno not in DISK_FULL_ERRNOS:
+            raise
+        raise write_failed(f"{error}: free some space, then run it again with --resume_from_checkpoint latest (it "
+                           f"goes on from the newest checkpoint, if any)", error) from None
 
 
 def record_final_step(output_dir: Path, step: int) -> None:

@@ -309,6 +309,24 @@ def test_a_training_script_stops_on_a_full_disk_with_one_line_and_status_1(error
     assert result.returncode == (2 if error.startswith("InputError") else 1)
 
 
+def test_a_full_disk_in_the_final_save_says_how_to_finish_the_run():
+    """A full disk while a training script saved its final model said only "the folder was left as it was"; the
+    same command was then refused (the folder holds a run), and nothing said --resume_from_checkpoint (black-box
+    hunt). Other output errors pass unchanged."""
+    from star_vsr.errors import cannot_write
+    from star_vsr.training_run import final_model_save
+
+    with pytest.raises(OutputError, match=r"^cannot write out/student: File too large: free some space, then run it "
+                                          r"again with --resume_from_checkpoint latest \(it goes on from the newest "
+                                          r"checkpoint, if any\)$") as refused:
+        with final_model_save():
+            raise cannot_write("out/student", OSError(errno.EFBIG, "File too large"))
+    assert refused.value.errno == errno.EFBIG
+    with pytest.raises(OutputError, match=r"^cannot write out/student: Permission denied$"):
+        with final_model_save():
+            raise cannot_write("out/student", PermissionError(errno.EACCES, "Permission denied"))
+
+
 def test_a_training_script_keeps_the_traceback_of_an_error_that_is_no_full_disk():
     """run_script says a full disk in one line; other OSErrors (a library's multi-line "Can't load ...", a read)
     are no setting or disk the user can fix from a line: their traceback stays (review)."""

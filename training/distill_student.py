@@ -69,9 +69,9 @@ from star_vsr.outputs import TRAINING_SUMMARY_FILE, check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_checkpoint_arguments,
                                    add_optimizer_arguments, bool_value, build_optimizer, check_batches_per_epoch,
-                                   check_number, check_run_settings, check_same_data, finishing_message,
-                                   ignore_stop_signals, is_first_process, note_ignored_settings, optional_value,
-                                   parse_with_config, path_or_none, prepare_output_dir, record_data_id,
+                                   check_number, check_run_settings, check_same_data, final_model_save,
+                                   finishing_message, ignore_stop_signals, is_first_process, note_ignored_settings,
+                                   optional_value, parse_with_config, path_or_none, prepare_output_dir, record_data_id,
                                    record_final_step, record_run_settings, resume_checkpoint, resume_training,
                                    run_script, tensorboard_pattern, tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
@@ -757,7 +757,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             ema.copy_to(final.parameters())
         if SAVE_DTYPES[args.save_dtype] != torch.float32:
             final = final.to(SAVE_DTYPES[args.save_dtype])
-        StarStudentPipeline(student=final).save_pretrained(args.output_dir)
+        with final_model_save():
+            StarStudentPipeline(student=final).save_pretrained(args.output_dir)
         summary = {
             "steps": global_step, "train_wall_time_s": round(clock.elapsed_s, 1),
             "processes": accelerator.num_processes, "batch_size": args.train_batch_size,

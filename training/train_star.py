@@ -95,10 +95,11 @@ from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, TRAIN_LOG_FILE, SettingsParser, StepLosses, StopRequest,
                                    add_checkpoint_arguments, add_optimizer_arguments, bool_value, build_optimizer,
                                    check_batches_per_epoch, check_number, check_run_settings, check_same_data,
-                                   finishing_message, ignore_stop_signals, is_first_process, note_ignored_settings,
-                                   optional_value, parse_with_config, path_or_none, prepare_output_dir,
-                                   record_data_id, record_final_step, record_run_settings, resume_checkpoint,
-                                   resume_training, run_script, tensorboard_pattern, tracker_init_kwargs)
+                                   final_model_save, finishing_message, ignore_stop_signals, is_first_process,
+                                   note_ignored_settings, optional_value, parse_with_config, path_or_none,
+                                   prepare_output_dir, record_data_id, record_final_step, record_run_settings,
+                                   resume_checkpoint, resume_training, run_script, tensorboard_pattern,
+                                   tracker_init_kwargs)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -843,7 +844,8 @@ def main(args: argparse.Namespace) -> None:
     # 6. Final weights: a complete pipeline folder
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_final_pipeline(args, components, accelerator.unwrap_model(denoiser), lora_config)
+        with final_model_save():
+            save_final_pipeline(args, components, accelerator.unwrap_model(denoiser), lora_config)
         record_final_step(output_dir, global_step)
         logger.info(f"Saved the trained pipeline to {output_dir}; load it with StarVSRPipeline.from_pretrained")
     accelerator.end_training()
