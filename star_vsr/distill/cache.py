@@ -466,16 +466,20 @@ def _teacher_out_of_memory(error: BaseException, index: int, clip: Mapping[str, 
     """Memory running out in the teacher on clip ``index``, as one line naming the clip. In Python a diffusion
     pipeline's advice stays (it names its call's arguments, tile_size=512); ``star-vsr distill cache-teacher`` has
     no such flags: it says its own (a student teacher's error said only "try a shorter or smaller input")."""
-    name = f" ({clip['name']})" if clip.get("name") else ""
     if isinstance(error, RanOutOfMemoryError) and not cli_running():
-        return RanOutOfMemoryError(f"clip {index}{name}: {error}")
+        return RanOutOfMemoryError(f"{_clip_label(index, clip)}: {error}")
     frames = int(clip["lq"].shape[0])
-    fewer = option("shorter or smaller clips", f"fewer frames per clip (--num-frames {frames // 2}) or smaller clips"
-                   if frames > 1 else "smaller clips")
+    flag = f"fewer frames per clip (--num-frames {frames // 2}) or smaller clips" if frames > 1 else "smaller clips"
     cause = error.__cause__ if isinstance(error, RanOutOfMemoryError) and error.__cause__ else error
-    return RanOutOfMemoryError(f"clip {index}{name}: out of memory in the teacher{memory_amount(cause)}; free some "
-                               f"memory and run the same command again (it goes on after the last saved shard), or "
-                               f"build a cache of {fewer} in another folder")
+    return RanOutOfMemoryError(f"{_clip_label(index, clip)}: out of memory in the teacher{memory_amount(cause)}; "
+                               f"free some memory and run the same command again (it goes on after the last saved "
+                               f"shard), or build a cache of {option('shorter or smaller clips', flag)} in another "
+                               f"folder")
+
+
+def _clip_label(index: int, clip: Mapping[str, Any]) -> str:
+    """"clip 3 (a.mp4)": how a message names clip ``index`` of a build (its name where it has one)."""
+    return f"clip {index} ({clip['name']})" if clip.get("name") else f"clip {index}"
 
 
 def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher], manifest: CacheManifest,
@@ -494,8 +498,7 @@ def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher
             output = teacher(lq.float(), index=index, caption=clip.get("caption"))
         except InputError as error:  # the teacher's own checks of a clip: name it (it was "frames of 1x1 are too
             # small to upscale" of one clip among hundreds)
-            name = f" ({clip['name']})" if clip.get("name") else ""
-            raise InputError(f"clip {index}{name}: {error}") from error
+            raise InputError(f"{_clip_label(index, clip)}: {error}") from error
         except (RuntimeError, MemoryError) as error:  # memory ran out in the teacher: which clip, and what to do
             if not (isinstance(error, RanOutOfMemoryError) or is_out_of_memory(error)):
                 raise
