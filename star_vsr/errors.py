@@ -123,10 +123,12 @@ def write_failed(message: str, error: Exception) -> OutputError:
     return output
 
 
-def cannot_write(path: str | os.PathLike[str], error: Exception) -> StarVSRError:
+def cannot_write(path: str | os.PathLike[str], error: Exception) -> Exception:
     """``error``, from writing ``path``, as a one-line `write_failed` error. One of star-vsr's own passes
-    unchanged (an ``OutputExistsError`` of a file that appeared meanwhile: already said with the file)."""
-    if isinstance(error, StarVSRError):
+    unchanged (an ``OutputExistsError`` of a file that appeared meanwhile: already said with the file), and so does
+    memory running out (`is_out_of_memory`: FFmpeg's "Resource temporarily unavailable" when its encoder could not
+    start its threads), for `explain_out_of_memory` to say with what to lower."""
+    if isinstance(error, StarVSRError) or is_out_of_memory(error):
         return error
     return write_failed(f"cannot write {path}: {write_reason(error)}", error)
 
@@ -246,14 +248,21 @@ def one_generator(generator: Any) -> Any:
     return generator
 
 
+#: An ``OSError`` with one of these is memory running out: FFmpeg's (PyAV's) when it cannot allocate, or cannot
+#: start its codec threads (EAGAIN, e.g. under ``ulimit -v``: their stacks did not fit). Not a failed write.
+MEMORY_ERRNOS = frozenset({errno.ENOMEM, errno.EAGAIN})
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` is running out of memory: ``torch.OutOfMemoryError`` (CUDA, XPU), the CPU
-    allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends, and
-    Python's ``MemoryError`` (also raised by PyAV and safetensors)."""
+    allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends,
+    Python's ``MemoryError`` (also raised by PyAV and safetensors) and an ``OSError`` of `MEMORY_ERRNOS`."""
     if isinstance(error, StarVSRError):  # already explained
         return False
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return True
+    if isinstance(error, OSError):
+        return error.errno in MEMORY_ERRNOS
     message = str(error).lower()
     return isinstance(error, RuntimeError) and ("can't allocate memory" in message or "out of memory" in message
                                                 or _is_onednn_refusal(message))
@@ -322,6 +331,14 @@ def memory_amount(error: BaseException | str) -> str:
     return f" (allocating {amount} failed)"
 
 
+def what_ran_out(error: BaseException) -> str:
+    """"out of memory", for an `is_out_of_memory` ``error``, with what else oneDNN's refusal may mean and an
+    ``OSError``'s own words ("Resource temporarily unavailable": threads that could not start)."""
+    if _is_onednn_refusal(str(error).lower()):
+        return "out of memory, or a frame too large for oneDNN (its 'could not create a primitive')"
+    return f"out of memory ({error.strerror or error})" if isinstance(error, OSError) else "out of memory"
+
+
 @contextmanager
 def explain_out_of_memory(doing: str, advice: str | Callable[[], str]) -> Iterator[None]:
     """Turn an out-of-memory error raised inside into a one-line ``DeviceError`` that says what ran out
@@ -329,13 +346,13 @@ def explain_out_of_memory(doing: str, advice: str | Callable[[], str]) -> Iterat
     decorator too."""
     try:
         yield
-    except (RuntimeError, MemoryError) as error:
+    except (RuntimeError, MemoryError, OSError) as error:
         if not is_out_of_memory(error):
             raise
         text = advice() if callable(advice) else advice
-        what = ("out of memory, or a frame too large for oneDNN (its 'could not create a primitive'),"
-                if _is_onednn_refusal(str(error).lower()) else "out of memory")
-        raise RanOutOfMemoryError(f"{what} while {doing}{memory_amount(error)}; {text}") from error
+        comma = "," if _is_onednn_refusal(str(error).lower()) else ""  # (after its "or ...")
+        raise RanOutOfMemoryError(f"{what_ran_out(error)}{comma} while {doing}{memory_amount(error)}; {text}"
+                                  ) from error
 
 
 def explain_out_of_memory_of_call(doing: str, advice: Callable[[Any, dict[str, Any]], str]

@@ -221,3 +221,33 @@ def test_not_out_of_memory_errors_keep_their_type():
     with pytest.raises(InputError):
         with explain_out_of_memory("testing", "do less"):
             raise InputError("bad")
+
+
+def test_encoder_threads_that_cannot_start_are_out_of_memory_not_a_failed_write(tmp_path, monkeypatch, capsys):
+    """Under a memory cap (``ulimit -v 4500000``) FFmpeg's encoder could not start its threads and PyAV raised
+    ``av.error.BlockingIOError(EAGAIN)``: it was "cannot write out.mp4: Resource temporarily unavailable", as if the
+    disk had failed (black-box hunt). It is memory running out, with what to lower; a batch skips the video."""
+    import errno
+
+    import av
+
+    from star_vsr.io.writer import _EncodedSink
+
+    def threads_cannot_start(self, frame):
+        raise av.error.BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    build_student_pipeline("tiny").save_pretrained(tmp_path / "student")
+    videos = tmp_path / "in"
+    videos.mkdir()
+    source = write_test_video(videos / "a.mp4", 2, size=(12, 16))
+    monkeypatch.setattr(_EncodedSink, "write", threads_cannot_start)
+    assert main(["upscale", str(source), "-o", str(tmp_path / "out.mp4"), "--model", str(tmp_path / "student")]) == 2
+    err = capsys.readouterr().err
+    assert "error: out of memory (Resource temporarily unavailable) while upscaling with the student; free some " \
+           "memory" in err and "cannot write" not in err
+    assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "student")]) == 1
+    err = capsys.readouterr().err
+    assert f"skipped {source}: out of memory (Resource temporarily unavailable) while upscaling" in err
+    assert "1 video(s) were skipped (the reasons are above): a.mp4" in err
+    assert is_out_of_memory(OSError(errno.ENOMEM, "Cannot allocate memory"))
+    assert not is_out_of_memory(OSError(errno.ENOSPC, "No space left on device"))

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, RanOutOfMemoryError,
                       SavedRunError, UnsupportedVideoError, VideoNotFoundError, is_out_of_memory, memory_amount,
-                      why_missing)
+                      what_ran_out, why_missing)
 from .arguments import (add_fps_argument, check_fps_for_clips, device_argument, input_notes, max_frames_argument,
                         path_argument, seed_argument)
 
@@ -534,10 +534,12 @@ def _run_batch(args: argparse.Namespace) -> int:
                 say(f"skipped {video}: {error}", sys.stderr)
                 busy.append(outputs[video].name)
                 continue
-            except (RuntimeError, MemoryError) as error:  # memory ran out on one video (it ended the batch, naming
-                if not (isinstance(error, RanOutOfMemoryError) or is_out_of_memory(error)):  # no video): that one
-                    raise  # (out of the pipeline too: a saved state's move to the GPU, the segments' join)
-                reason = error if isinstance(error, RanOutOfMemoryError) else f"out of memory{memory_amount(error)}"
+            except (RuntimeError, MemoryError, OSError) as error:  # memory ran out on one video (it ended the batch,
+                if not (isinstance(error, RanOutOfMemoryError) or is_out_of_memory(error)):  # naming no video): that
+                    raise  # one (out of the pipeline too: a saved state's move to the GPU, the segments' join, the
+                    # encoder's threads: FFmpeg's EAGAIN)
+                reason = error if isinstance(error, RanOutOfMemoryError) else \
+                    f"{what_ran_out(error)}{memory_amount(error)}"
                 say(f"skipped {video}: {reason}", sys.stderr)
                 failed.append(video)
                 continue
