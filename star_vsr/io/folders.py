@@ -6,6 +6,7 @@ naturally (``frame2.png`` before ``frame10.png``); hidden entries are never clip
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 from typing import Collection, Iterator, Sequence
 
@@ -125,10 +126,12 @@ def other_subfolders_note(folder: Path, names: Sequence[str]) -> str | None:
 def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
     """`clips_in_folder` by name: a video's file stem or a frame folder's name (how two folders of clips,
     LR and ground truth or prediction and ground truth, are paired); `InputError` naming the ``flag`` when two
-    share a name (``a.mp4`` and ``a.mkv``, or ``a.mp4`` and a folder ``a``: which one to take would be a guess)."""
+    share a name (``a.mp4`` and ``a.mkv``, or ``a.mp4`` and a folder ``a``: which one to take would be a guess).
+    Names are keyed in Unicode NFC: ``café`` written on macOS (NFD, ``e`` + a combining accent) and typed elsewhere
+    (NFC) are one name, and did not pair."""
     clips: dict[str, list[Path]] = {}
     for path in clips_in_folder(folder):
-        clips.setdefault(path.stem if path.is_file() else path.name, []).append(path)
+        clips.setdefault(unicodedata.normalize("NFC", path.stem if path.is_file() else path.name), []).append(path)
     clashes = {name: paths for name, paths in clips.items() if len(paths) > 1}
     if clashes:
         listed = "; ".join(", ".join(p.name + ("/" if p.is_dir() else "") for p in paths)
