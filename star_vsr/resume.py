@@ -35,6 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, Optional
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -172,7 +173,6 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                       overwrite: bool = True, notes: Optional[Callable[[str], None]] = None,
                       **pipeline_kwargs: Any) -> Path:
     """``star_vsr.upscale.upscale_video``, saving progress as it goes (a student or a diffusion pipeline)."""
-    from .frames import frames_to_uint8
     from .io.segments import SegmentedVideoWriter
 
     say = notes or partial(_say, progress)
@@ -210,49 +210,19 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                     if isinstance(state, SamplerState) and "evaluations" in state.metadata else "")
             say(f"{output}: going on after frame {start} of {source.num_frames}{done} (saved in {work} by "
                 f"an earlier run; {option('restart=True', '--restart')} starts over)")
-        # latest: (frames done, the state after them) last handed out, and whether it is the one on disk.
-        # Frames wait in `waiting` for the state after them, and both go to the writer and `latest` with
-        # Ctrl-C held back, so that on Ctrl-C the writer holds exactly the frames of `latest`.
-        latest, latest_saved, waiting = None, False, []
-        next_checkpoint = time.monotonic() + checkpoint_seconds
-
-        def frame_sink(frames: torch.Tensor) -> None:  # (k, 3, H, W) in [0, 1]
-            waiting.append(frames_to_uint8(frames))
-
-        def write_waiting() -> None:
-            for frames in waiting:
-                writer.write(frames)
-            waiting.clear()
-
-        def state_sink(frames_done: int, state: Any) -> None:
-            nonlocal latest, latest_saved, next_checkpoint
-            raise_if_interrupted()  # before these frames are written: the state before them is `latest`
-            with interrupts_held():
-                write_waiting()
-                latest, latest_saved = (frames_done, state), False
-            if time.monotonic() >= next_checkpoint:
-                began = time.monotonic()
-                writer.commit()
-                save_progress(work, settings, writer.segments, frames_done, state, writer.path.name)
-                latest_saved, took = True, time.monotonic() - began
-                next_checkpoint = time.monotonic() + max(checkpoint_seconds, SAVE_TIME_FACTOR * took)
-
+        sinks = _CheckpointingSinks(writer, work, settings, checkpoint_seconds)
         try:
             writer.start_progress()  # frames arrive a chunk at a time: the rate must count the first chunk's work
             if not complete:
-                pipe(source, frame_sink=frame_sink, state=state, start_frame=start, state_sink=state_sink,
+                pipe(source, frame_sink=sinks.frame_sink, state=state, start_frame=start, state_sink=sinks.state_sink,
                      **pipeline_kwargs)
-            write_waiting()  # (none: both pipelines hand out a state after their last frames)
-            writer.commit()
-            if latest is not None:  # every frame is done: only the join is left
-                save_progress(work, settings, writer.segments, latest[0], None, writer.path.name)
+            sinks.finish()
         except (InputError, CorruptVideoError, UnsupportedVideoError):  # the input's fault: going on fails again
             writer.abort()
             shutil.rmtree(work, ignore_errors=True)
             raise
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what was done since the checkpoint
-            if not latest_saved:
-                _checkpoint_on_interrupt(writer, work, settings, latest)
+            sinks.checkpoint_on_interrupt()
             writer.abort()
             _stopped(work, output, say)
             raise
@@ -278,18 +248,67 @@ def _device(pipe: Any) -> torch.device:
     return pipe.student.fuse.weight.device if isinstance(pipe, StarStudentPipeline) else torch.device("cpu")
 
 
-def _checkpoint_on_interrupt(writer: Any, work: Path, settings: dict[str, Any], latest: Optional[tuple[int, Any]]
-                             ) -> None:
-    """Commit the open segment and save ``latest`` (a state not yet on disk) if the writer holds exactly the
-    frames it was handed out with (``upscale_resumable`` makes sure of it). A second interrupt, or a failure,
-    while saving leaves the previous checkpoint, which is replaced only once all is on disk."""
-    if latest is None or writer.frames_written != latest[0]:
-        return
-    try:
-        writer.commit()
-        save_progress(work, settings, writer.segments, *latest, writer.path.name)
-    except BaseException:  # the caller re-raises the interrupt that brought us here, not this
-        pass
+class _CheckpointingSinks:
+    """The ``frame_sink`` and ``state_sink`` that ``upscale_resumable`` hands a pipeline: they write its frames to
+    ``writer`` (a ``SegmentedVideoWriter``) and, every ``checkpoint_seconds`` at least, commit the segment and save
+    the state after those frames in ``work``.
+
+    ``latest`` is the (frames done, the state after them) last handed out, ``latest_saved`` whether it is the one on
+    disk. Frames wait in ``waiting`` for the state after them, and both go to the writer and ``latest`` with Ctrl-C
+    held back, so that on Ctrl-C the writer holds exactly the frames of ``latest`` (`checkpoint_on_interrupt`).
+    """
+
+    def __init__(self, writer: Any, work: Path, settings: dict[str, Any], checkpoint_seconds: float) -> None:
+        self.writer, self.work, self.settings, self.every = writer, work, settings, checkpoint_seconds
+        self.latest: Optional[tuple[int, Any]] = None
+        self.latest_saved = False
+        self.waiting: list[np.ndarray] = []  # (k, H, W, 3) uint8 each
+        self.next_checkpoint = time.monotonic() + checkpoint_seconds
+
+    def frame_sink(self, frames: torch.Tensor) -> None:  # (k, 3, H, W) in [0, 1]
+        from .frames import frames_to_uint8
+
+        self.waiting.append(frames_to_uint8(frames))
+
+    def _write_waiting(self) -> None:
+        for frames in self.waiting:
+            self.writer.write(frames)
+        self.waiting.clear()
+
+    def _save(self, frames_done: int, state: Any) -> None:
+        self.writer.commit()
+        save_progress(self.work, self.settings, self.writer.segments, frames_done, state, self.writer.path.name)
+
+    def state_sink(self, frames_done: int, state: Any) -> None:
+        raise_if_interrupted()  # before these frames are written: the state before them is `latest`
+        with interrupts_held():
+            self._write_waiting()
+            self.latest, self.latest_saved = (frames_done, state), False
+        if time.monotonic() >= self.next_checkpoint:
+            began = time.monotonic()
+            self._save(frames_done, state)
+            self.latest_saved, took = True, time.monotonic() - began
+            self.next_checkpoint = time.monotonic() + max(self.every, SAVE_TIME_FACTOR * took)
+
+    def finish(self) -> None:
+        """After the pipeline's last frames: commit them and save a manifest with no state (only the join of the
+        segments is left)."""
+        self._write_waiting()  # (none: both pipelines hand out a state after their last frames)
+        self.writer.commit()
+        if self.latest is not None:
+            save_progress(self.work, self.settings, self.writer.segments, self.latest[0], None,
+                          self.writer.path.name)
+
+    def checkpoint_on_interrupt(self) -> None:
+        """Commit the open segment and save ``latest`` if it is not on disk yet and the writer holds exactly the
+        frames it was handed out with. A second interrupt, or a failure, while saving leaves the previous
+        checkpoint, which is replaced only once all is on disk."""
+        if self.latest_saved or self.latest is None or self.writer.frames_written != self.latest[0]:
+            return
+        try:
+            self._save(*self.latest)
+        except BaseException:  # the caller re-raises the interrupt that brought us here, not this
+            pass
 
 
 def _say(enabled: bool, message: str) -> None:
