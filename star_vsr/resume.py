@@ -189,7 +189,8 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     writer = SegmentedVideoWriter(output, info.frame_rate, work, codec=codec, crf=crf, audio_from=audio,
                                   audio_until_frame=source.num_frames if cut_short else None, progress=progress,
                                   total_frames=source.num_frames, pixel_aspect=info.pixel_aspect,
-                                  frame_times=info.timeline, overwrite=overwrite)
+                                  frame_times=info.timeline, overwrite=overwrite,
+                                  tags_from=None if info.is_image_folder else source.path)
     settings = run_settings(pipe, source.path, writer.codec, writer.crf, audio, source.deinterlaced, pipeline_kwargs)
     settings["max_frames"] = getattr(source, "max_frames", None)  # a preview of the first frames, or None
     if info.is_image_folder:  # a folder stores no rate: the run's (--fps) is a setting; a file's is in its bytes

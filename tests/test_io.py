@@ -2660,3 +2660,37 @@ def test_an_mp4_copied_from_a_frame_after_a_key_frame_counts_the_frames_that_dec
     assert info.undecodable_lead > 0 and info.num_frames == len(frames) == 20
     assert abs(info.duration_s - 20 / 30) < 1e-6  # what the 20 frames cover, not the index's 37 (1.23 s)
     np.testing.assert_array_equal(read_frames(cut, [0, 19]), frames[[0, 19]])
+
+
+def test_outputs_keep_the_source_s_tags_but_not_those_of_its_encoding(tmp_path, capsys):
+    """The title, creation time and the tracks' languages were dropped (black-box hunt: the audio track came out
+    'und', and players choose tracks by language): upscale and degrade keep them, as FFmpeg does by default, but
+    not the source file's muxer, brands or Matroska statistics (a DURATION tag from a .mkv is no tag of an .mp4)."""
+    tags = {"container": {"title": "My Movie", "creation_time": "2020-01-01T00:00:00.000000Z"},
+            "video": {"language": "jpn"}, "audio": {"language": "fra", "title": "Commentary"}}
+    source = write_test_video(tmp_path / "in.mkv", 4, size=(16, 16), audio=True, tags=tags)
+    assert "DURATION" in av.open(str(source)).streams.video[0].metadata  # the muxer's own, not to be copied
+
+    def tags_of(path):
+        with av.open(str(path)) as container:
+            return (dict(container.metadata), dict(container.streams.video[0].metadata),
+                    dict(container.streams.audio[0].metadata) if container.streams.audio else None)
+
+    assert cli_main(["upscale", str(source), "-o", str(tmp_path / "up.mp4")]) == 0
+    assert cli_main(["degrade", str(source), "-o", str(tmp_path / "lr.mkv"), "--scale", "2"]) == 0
+    assert cli_main(["upscale", str(source), "-o", str(tmp_path / "silent.mov"), "--no-audio"]) == 0
+    for output in ("up.mp4", "lr.mkv", "silent.mov"):
+        container, video, audio = tags_of(tmp_path / output)
+        assert container["title"] == "My Movie" and container["creation_time"].startswith("2020-01-01T00:00:00")
+        assert video["language"] == "jpn"
+        if output != "silent.mov":
+            assert audio["language"] == "fra" and "Commentary" in audio.values()  # ("name" in MP4)
+    _, video, _ = tags_of(tmp_path / "up.mp4")
+    assert not {key for key in video if key.upper().startswith("DURATION")}
+    assert tags_of(tmp_path / "silent.mov")[2] is None
+    # a VideoWriter told nothing adds nothing; a frame folder holds no tags
+    with VideoWriter(tmp_path / "plain.mp4", 25) as writer:
+        writer.write(synthetic_frames(2, (16, 16)))
+    assert "title" not in tags_of(tmp_path / "plain.mp4")[0]
+    with VideoWriter(tmp_path / "frames", 30, codec="png", tags_from=source) as writer:
+        writer.write(synthetic_frames(2, (16, 16)))

@@ -29,6 +29,7 @@ from star_vsr.errors import CorruptVideoError, InputError, cannot_write
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
 from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
 from star_vsr.io.probe import as_frame_rate, open_container
+from star_vsr.io.tags import source_tags
 from star_vsr.io.writer import (FrameClock, VideoWriter, _resolve_codec, check_crf,
                                 check_png_folder, finish_error, warn_png_drops_audio, warn_png_drops_frame_rate)
 from star_vsr.outputs import PNG_NAME, frame_files
@@ -59,6 +60,7 @@ class SegmentedVideoWriter:
             count frames at 1 / fps, and the join gives them these times.
         overwrite: As for `VideoWriter`: False refuses an existing `path`, and `finish` refuses one that
             appeared meanwhile (the segments stay in `work_dir`).
+        tags_from: As for `VideoWriter`; the tags are added when the segments are joined.
 
     Raises:
         UnsupportedVideoError, InputError: As `VideoWriter` for the codec, crf and output path.
@@ -80,8 +82,10 @@ class SegmentedVideoWriter:
         pixel_aspect: Fraction | float = Fraction(1),
         frame_times: Sequence[Fraction] | None = None,
         overwrite: bool = True,
+        tags_from: str | Path | None = None,
     ) -> None:
         self.path = Path(path)
+        self.tags_from = tags_from
         self.overwrite = overwrite
         check_no_replace(self.path, overwrite)
         self.work_dir = Path(work_dir)
@@ -173,7 +177,8 @@ class SegmentedVideoWriter:
             else:
                 has_audio = self.audio_from is not None and carries_audio(Path(self.audio_from))
                 _join_encoded(temp, files, counts, self.clock, self.audio_from if has_audio else None,
-                              None if self.audio_until_frame is None else self.clock.seconds(self.audio_until_frame))
+                              None if self.audio_until_frame is None else self.clock.seconds(self.audio_until_frame),
+                              source_tags(Path(self.tags_from)) if self.tags_from is not None else ({}, {}))
             move_into_place(temp, self.path, self.overwrite)
         except OSError as error:
             remove_temporary(temp)
@@ -202,7 +207,8 @@ def _join_frame_folders(temp: Path, folders: Sequence[Path]) -> None:
 
 
 def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], clock: FrameClock,
-                  audio_from: Path | None, audio_until_s: Fraction | None = None) -> None:
+                  audio_from: Path | None, audio_until_s: Fraction | None = None,
+                  tags: tuple[dict[str, str], dict[str, str]] = ({}, {})) -> None:
     """Copy the video packets of the segment `files` (`counts` frames each) into one container `temp`.
 
     Each packet's timestamps are turned into frame numbers (exact: every segment has the same
@@ -212,11 +218,13 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], cloc
     timestamp lies before the first frame) depends on a segment's length (a 2-frame segment has
     none, a long one 2 frames with x264's defaults), so every segment's decode timestamps are moved
     back to the largest delay of all. Audio from `audio_from` is interleaved as
-    `VideoWriter` does it, up to `audio_until_s` seconds (None: all of it).
+    `VideoWriter` does it, up to `audio_until_s` seconds (None: all of it). `tags`: the container's and the
+    video track's metadata tags (`star_vsr.io.tags.source_tags`).
     """
     frame_rate = clock.frame_rate
     delays = [_decode_delay(file, frame_rate) for file in files]
     output = av.open(str(temp), mode="w")
+    output.metadata.update(tags[0])
     audio: AudioCopy | None = None
     try:
         stream, headers, offset = None, None, 0
@@ -227,6 +235,7 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], cloc
                 if stream is None:
                     stream, headers = output.add_stream_from_template(source), source.codec_context.extradata
                     stream.time_base = clock.time_base
+                    stream.metadata.update(tags[1])
                     if clock.frame_times is None:  # constant rate: said in the header (Matroska's default duration:
                         stream.codec_context.framerate = frame_rate  # without it a 1-frame .mkv read as 1000 fps)
                     if audio_from is not None:

@@ -8,6 +8,7 @@ encoder.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 
@@ -114,6 +115,7 @@ def write_test_video(
     gop_size: int | None = None,
     rotation: int = 0,
     pixel_aspect: Fraction = Fraction(1),
+    tags: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Path:
     """Write `synthetic_frames(num_frames, size, seed)` as a real video file with PyAV.
 
@@ -132,6 +134,8 @@ def write_test_video(
             phone held upright records -90: landscape frames shown turned clockwise); the
             frames themselves are stored as given.
         pixel_aspect: Sample aspect ratio stored (width / height of a pixel as shown).
+        tags: Metadata tags of the "container", the "video" and the "audio" track, e.g.
+            ``{"container": {"title": "x"}, "audio": {"language": "fra"}}``.
 
     Returns:
         `path` as a Path.
@@ -146,8 +150,11 @@ def write_test_video(
         options["x265-params"] = x265_params(size[1])
     if gop_size is not None:
         options["g"] = str(gop_size)
+    tags = tags or {}
     with av.open(str(path), mode="w") as container:
+        container.metadata.update(tags.get("container", {}))
         video = container.add_stream(encoder, rate=frame_rate, options=options)
+        video.metadata.update(tags.get("video", {}))
         video.height, video.width = size
         video.pix_fmt = pix_fmt
         if rotation:
@@ -159,6 +166,8 @@ def write_test_video(
             if audio
             else None
         )
+        if sound is not None:
+            sound.metadata.update(tags.get("audio", {}))
         for index, frame in enumerate(synthetic_frames(num_frames, size, seed)):
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
             video_frame.pts = index

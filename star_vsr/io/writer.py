@@ -43,6 +43,7 @@ from star_vsr.io.atomic import check_no_replace, move_into_place, remove_tempora
 from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
 from star_vsr.io.folders import VIDEO_EXTENSIONS
 from star_vsr.io.probe import DEFAULT_FOLDER_FPS, as_frame_rate, check_exists, chroma_block, probe_video
+from star_vsr.io.tags import source_tags
 from star_vsr.outputs import PNG_NAME, is_frame_output
 from star_vsr.progress import bar_options
 
@@ -202,11 +203,14 @@ class _EncodedSink:
         audio_from: Path | None,
         pixel_aspect: Fraction,
         clock: FrameClock,
+        tags: tuple[dict[str, str], dict[str, str]] = ({}, {}),
     ) -> None:
         self._codec, self._frame_rate, self._crf, self._pix_fmt = codec, frame_rate, crf, pix_fmt
         self._pixel_aspect, self._clock = pixel_aspect, clock
         self._audio_from = audio_from
         self._container = av.open(str(temp), mode="w")
+        self._container.metadata.update(tags[0])
+        self._video_tags = tags[1]
         self._stream: av.VideoStream | None = None
         self._audio: AudioCopy | None = None
         self._count = 0
@@ -223,6 +227,7 @@ class _EncodedSink:
             self._codec.encoder, rate=self._frame_rate, options=options
         )
         stream.width, stream.height, stream.pix_fmt = width, height, self._pix_fmt
+        stream.metadata.update(self._video_tags)
         if self._pixel_aspect != 1:  # in the bitstream (H.264/H.265) and in MP4/MOV headers, not Matroska's
             stream.codec_context.sample_aspect_ratio = stream.sample_aspect_ratio = self._pixel_aspect
         self._yuv = not av.VideoFormat(self._pix_fmt).is_rgb
@@ -549,6 +554,8 @@ class VideoWriter:
             degrade`'s LR videos). FFV1 and PNG always are; H.265 is not guaranteed.
         overwrite: replace what is at `path` (default). False: an `OutputExistsError` if `path` exists now, or
             at `close` if something appeared there while writing (it is kept; see `move_into_place`).
+        tags_from: Video whose metadata tags (title, creation time, the video track's language: `star_vsr.io.tags`)
+            the output keeps; PNG folders hold none.
 
     Frame sizes that the pixel format cannot hold (odd sizes for yuv420p) are padded by edge
     replication on the right/bottom, with a warning; see the module docstring.
@@ -576,6 +583,7 @@ class VideoWriter:
         frame_times: Sequence[Fraction] | None = None,
         reproducible: bool = False,
         overwrite: bool = True,
+        tags_from: str | Path | None = None,
     ) -> None:
         self.path = Path(path).expanduser()  # "~/out.mp4" as the command line takes it
         self.label = str(label or self.path)
@@ -587,6 +595,7 @@ class VideoWriter:
         self.crf = check_crf(self.codec, crf)
         self.pix_fmt = _check_pix_fmt(self.codec, pix_fmt)
         audio_source = self._check_audio_source(audio_from)
+        tags = source_tags(Path(tags_from)) if tags_from is not None and self.codec != "png" else ({}, {})
         check_png_folder(self.path, self.codec)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -606,7 +615,7 @@ class VideoWriter:
                     spec = dataclasses.replace(spec, options=(*spec.options, *X264_REPRODUCIBLE))
                 self._sink = _EncodedSink(
                     self._temp, spec, self.frame_rate, self.crf, self.pix_fmt, audio_source,
-                    self.pixel_aspect, FrameClock(self.frame_rate, frame_times),
+                    self.pixel_aspect, FrameClock(self.frame_rate, frame_times), tags,
                 )
         except OSError as error:
             self._cleanup()
