@@ -1091,11 +1091,16 @@ def test_a_video_left_to_another_run_that_does_not_finish_it_is_not_counted_done
         raise OutputBusyError(f"another star-vsr run is writing {output}")
 
     monkeypatch.setattr(star_vsr.upscale, "upscale_video", another_run_writes_v1)
-    (outputs / "v1.mp4").unlink()  # (a plain batch: v1 is to do)
-    assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]) == 1
-    err = capsys.readouterr().err
-    assert "1 video(s) were left to another run writing them, which has not finished them: v1.mp4" in err
-    assert (outputs / LEDGER_NAME).is_file()  # a rerun goes on with what is left
+    for old_output in (True, False):  # under --overwrite the old output is there all along (it was taken for the
+        # new one: a second hunt, two --overwrite batches, one of them killed), or a plain batch's v1 is missing
+        if old_output:
+            os.utime(outputs / "v1.mp4", (time.time() - 3600,) * 2)
+        else:
+            (outputs / "v1.mp4").unlink()
+        assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]) == 1
+        err = capsys.readouterr().err
+        assert "1 video(s) were left to another run writing them, which has not finished them: v1.mp4" in err
+        assert (outputs / LEDGER_NAME).is_file()  # a rerun goes on with what is left
     other_finishes.append(True)
     assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]) == 0
     assert "left to another run" not in capsys.readouterr().err and not (outputs / LEDGER_NAME).exists()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import warnings
 from datetime import timedelta
 from functools import partial
@@ -379,11 +380,21 @@ def run_batch(args: argparse.Namespace) -> int:
         raise
 
 
+def _written_since(path: Path, since: float) -> bool:
+    """Whether a file is at ``path`` whose last change is not older than ``since`` (a ``time.time()``)."""
+    try:
+        return path.stat().st_mtime >= since
+    except OSError:  # not there
+        return False
+
+
 def _run_batch(args: argparse.Namespace) -> int:
     """``star-vsr upscale-batch``'s work: check the folders, name the outputs, note what is said of the outputs
     already there, then upscale the clips not done yet, split across the processes; 1 when a clip was skipped."""
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list, gather_object
+
+    started = time.time()  # (outputs another run finishes meanwhile are newer: `_written_since`)
 
     from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_names
     from ..io.folders import (broken_link_line, broken_links, clips_in_folder, is_frame_folder,
@@ -559,8 +570,9 @@ def _run_batch(args: argparse.Namespace) -> int:
         # exception", SIGABRT: the idle process, which exits first, in one CI run), and the launcher stopped the rest
         state.destroy_process_group()
     # left to another run that has not finished them (still writing, or stopped): not done by this batch either (it
-    # exited 0 and, under --overwrite, deleted its ledger, the old output left as if redone)
-    busy = sorted(name for name in busy if not (output_dir / name).exists())
+    # exited 0 and, under --overwrite, deleted its ledger, the old output left as if redone). Finished: written since
+    # this batch started (under --overwrite the old output is there all along; it was taken for the new one)
+    busy = sorted(name for name in busy if not _written_since(output_dir / name, started))
     if busy and state.is_main_process:
         print(f"note: {len(busy)} video(s) were left to another run writing them, which has not finished them: "
               f"{listed(busy, 5)}; run this command again once it has ended", file=sys.stderr)
