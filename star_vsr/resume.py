@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 
 from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, SavedRunError, cannot_write,
                      UnsupportedVideoError, named, option, write_failed, write_reason)
-from .fingerprints import diffusion_weights_fingerprint, input_fingerprint, weights_fingerprint
+from .fingerprints import (diffusion_weights_fingerprint, folder_files_fingerprint, input_fingerprint,
+                           weights_fingerprint)
 from .interrupts import interrupts_held, raise_if_interrupted
 from .io.atomic import parent_folders
 from .models.student import StarStudentState
@@ -60,12 +61,15 @@ STATE_NAME = "state_{:09d}.safetensors"
 STATE_FIELDS = StarStudentState.TENSOR_FIELDS
 #: Settings that saved progress from earlier versions lacks, and the value it was made with.
 SETTING_DEFAULTS = {"deinterlaced": False, "pipeline": "StarStudentPipeline", "frame_rate": "30",
-                    "scene_cut_threshold": SCENE_CUT_THRESHOLD, "max_frames": None}
+                    "scene_cut_threshold": SCENE_CUT_THRESHOLD, "max_frames": None, "input_folder_files": None}
+#: The settings that tell whether the input is the one a saved run read (`input_settings`).
+INPUT_SETTINGS = ("input_files", "input_folder_files")
 #: How a changed setting is named when saved progress cannot be used (None: "name old -> new").
 SETTING_CHANGES = {"input_files": "the input file changed (size or modification time)",
                    "student_weights": "other student weights", "weights": "other model weights"}
-#: What a changed ``input_files`` is called when the input is a frame folder.
-FOLDER_CHANGED = "the input folder's files changed (a file's size or modification time, or the number of files)"
+#: What a changed ``input_files`` or ``input_folder_files`` is called when the input is a frame folder.
+FOLDER_CHANGED = ("the input folder's files changed (a file's name, size or modification time, or the number of "
+                  "files)")
 #: Values of the diffusion pipeline's call that a saved run must share (``upscale`` is a setting of its own).
 DIFFUSION_SETTINGS = ("prompt", "negative_prompt", "positive_prompt", "num_inference_steps", "timesteps",
                       "timestep_spacing", "guidance_scale", "guidance_rescale", "noise_level",
@@ -218,6 +222,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                 pipe(source, frame_sink=sinks.frame_sink, state=state, start_frame=start, state_sink=sinks.state_sink,
                      **pipeline_kwargs)
             sinks.finish()
+            _check_input_unchanged(Path(source.path), settings)  # (the join reads the audio from it again)
         except (InputError, CorruptVideoError, UnsupportedVideoError):  # the input's fault: going on fails again
             writer.abort()
             shutil.rmtree(work, ignore_errors=True)
@@ -239,6 +244,22 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
         (work / MANIFEST).unlink(missing_ok=True)  # first: a folder left by a kill now holds nothing to go on from
         shutil.rmtree(work, ignore_errors=True)  # (remove_finished_progress removes it on a rerun)
     return output
+
+
+def _check_input_unchanged(input_path: Path, settings: dict[str, Any]) -> None:
+    """``InputError`` if the input is no longer the one this run read (`INPUT_SETTINGS`): replaced, cut or
+    removed while it was being upscaled. The output was written with the frames of the old file and the audio of
+    the new one (black-box hunt: the join reads the audio then)."""
+    try:
+        now = input_settings(input_path)
+    except OSError:
+        now = None
+    if now != {key: settings[key] for key in INPUT_SETTINGS}:
+        what = ("was removed" if now is None else "changed (a file's name, size or modification time, or the "
+                "number of files)" if input_path.is_dir() else "changed (its size or modification time)")
+        raise InputError(f"{input_path} {what} while it was being upscaled, so the frames upscaled are not all of "
+                         f"the file there now; nothing was written (run the same command again to upscale it as it "
+                         f"is now)")
 
 
 def _device(pipe: Any) -> torch.device:
@@ -352,6 +373,13 @@ def _clear(work: Path, keep: frozenset[str] = frozenset()) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+def input_settings(input_path: Path) -> dict[str, Any]:
+    """The `INPUT_SETTINGS` of an input file or frame folder: its `input_fingerprint`, and for a folder each
+    file's too (`folder_files_fingerprint`: frames swapped by renaming them went on from a saved run as if the
+    folder were the same, and the output mixed two frame orders)."""
+    return {"input_files": input_fingerprint(input_path), "input_folder_files": folder_files_fingerprint(input_path)}
+
+
 def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], audio: Optional[str],
                  deinterlaced: bool, pipeline_kwargs: dict[str, Any]) -> dict[str, Any]:
     """What a saved run must share with this one to go on from it: input, output format, model and call."""
@@ -360,7 +388,7 @@ def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], au
     upscale = pipeline_kwargs.get("upscale")
     if upscale is None:  # the pipeline's default: a student's own scale, the diffusion model's 4
         upscale = pipe.student.config.scale if isinstance(pipe, StarStudentPipeline) else 4
-    settings = {"input": str(Path(input_path).resolve()), "input_files": input_fingerprint(Path(input_path)),
+    settings = {"input": str(Path(input_path).resolve()), **input_settings(Path(input_path)),
                 "pipeline": type(pipe).__name__, "upscale": float(upscale),
                 "codec": codec, "crf": crf, "audio": audio is not None, "deinterlaced": deinterlaced}
     if isinstance(pipe, StarStudentPipeline):
@@ -519,13 +547,15 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
     if "codec" in changed:  # the CRF follows the codec ("crf None -> 18" for --codec h264 alone)
         changed = [key for key in changed if key != "crf"]
     if changed:
-        details = ", ".join(FOLDER_CHANGED if key == "input_files" and Path(settings["input"]).is_dir() else
+        if "input_files" in changed and "input_folder_files" in changed:  # (a folder: one FOLDER_CHANGED)
+            changed.remove("input_folder_files")
+        details = ", ".join(FOLDER_CHANGED if key in INPUT_SETTINGS and Path(settings["input"]).is_dir() else
                             _setting_change(key, saved_settings.get(key, SETTING_DEFAULTS.get(key)), settings[key],
                                             settings["pipeline"]) for key in changed)
         # a changed input cannot be changed back; settings can (a dtype change says how itself)
-        go_on = "" if set(changed) <= {"input", "input_files", "dtype"} else \
+        go_on = "" if set(changed) <= {"input", *INPUT_SETTINGS, "dtype"} else \
             "run with the earlier settings to go on, or "
-        other = "of another input" if set(changed) <= {"input", "input_files"} else "with other settings"
+        other = "of another input" if set(changed) <= {"input", *INPUT_SETTINGS} else "with other settings"
         # what is saved, as "stopped" says it: "(0 frames done)" read as nothing to lose, with half the denoising
         raise SavedRunError(f"{work} holds an unfinished run {other}: {details}; {go_on}{fix} ({saved} saved there)")
     segments = [(str(name), int(count)) for name, count in segments]

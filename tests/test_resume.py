@@ -257,10 +257,43 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
     with pytest.raises(KeyboardInterrupt):
         upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
     monkeypatch.undo()
-    cv2.imwrite(str(frames / "3.png"), np.zeros((12, 16, 3), np.uint8))
-    with pytest.raises(InputError, match=r"unfinished run of another input: the input folder's files changed "
-                                         r"\(a file's size or modification time, or the number of files\); delete"):
+    # frames swapped by renaming them: the same sizes, times and count (black-box hunt: it went on, the output
+    # mixing two frame orders)
+    os.rename(frames / "1.png", frames / "tmp.png")
+    os.rename(frames / "2.png", frames / "1.png")
+    os.rename(frames / "tmp.png", frames / "2.png")
+    changed = (r"unfinished run of another input: the input folder's files changed \(a file's name, size or "
+               r"modification time, or the number of files\); delete")
+    with pytest.raises(InputError, match=changed):
         upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False)
+    cv2.imwrite(str(frames / "3.png"), np.zeros((12, 16, 3), np.uint8))
+    with pytest.raises(InputError, match=changed):
+        upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False)
+
+
+@pytest.mark.parametrize("change", ["replaced", "removed"])
+def test_an_input_replaced_while_it_is_upscaled_is_not_joined_with_the_new_file_s_audio(pipe, tmp_path, monkeypatch,
+                                                                                         change):
+    """The input replaced (os.replace) during a run: exit 0, "wrote", the output's frames of the old file and its
+    audio of the new one, which the join reads (black-box hunt). The join checks the input first."""
+    source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16), audio=True)
+    other = write_test_video(tmp_path / "other.mp4", 2, size=(12, 16), audio=True, seed=3)
+    output = tmp_path / "out.mp4"
+    step = pipe.student.step_tensors
+
+    def replace_input_at_step_3(*args):
+        step_replace.append(1)
+        if len(step_replace) == 3:
+            os.replace(other, source) if change == "replaced" else source.unlink()
+        return step(*args)
+
+    step_replace = []
+    monkeypatch.setattr(pipe.student, "step_tensors", replace_input_at_step_3)
+    what = "changed \\(its size or modification time\\)" if change == "replaced" else "was removed"
+    with pytest.raises(InputError, match=f"in.mp4 {what} while it was being upscaled, so the frames upscaled are "
+                                         f"not all of the file there now; nothing was written"):
+        upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
+    assert not output.exists() and not partial_folder(output).exists()
 
 
 def test_a_bad_scale_or_input_leaves_no_partial_folder(pipe, tmp_path):
