@@ -3015,6 +3015,31 @@ def test_a_clip_too_small_to_degrade_is_skipped_and_the_folder_goes_on(tmp_path,
     assert "too small to downscale by 4" in capsys.readouterr().err
 
 
+def test_a_clip_removed_while_its_folder_is_degraded_is_skipped_and_the_folder_goes_on(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """A clip deleted after the folder was listed stopped the run ("does not exist", exit 2), the clips after it
+    never degraded (black-box hunt); it is skipped as upscale-batch skips one."""
+    import star_vsr.cli.degrade
+
+    gt = tmp_path / "GT"
+    gt.mkdir()
+    for name, seed in (("a", 1), ("b", 2), ("c", 3)):
+        write_test_video(gt / f"{name}.mp4", num_frames=2, size=(32, 32), seed=seed)
+    degrade_file = star_vsr.cli.degrade._degrade_file
+
+    def remove_b_while_a_is_degraded(args, clip, *rest, **kwargs):
+        if clip.name == "a.mp4":
+            (gt / "b.mp4").unlink()
+        return degrade_file(args, clip, *rest, **kwargs)
+
+    monkeypatch.setattr(star_vsr.cli.degrade, "_degrade_file", remove_b_while_a_is_degraded)
+    assert main(["degrade", str(gt), "-o", str(tmp_path / "LR")]) == 1
+    err = capsys.readouterr().err
+    assert f"skipped {gt / 'b.mp4'}: {gt / 'b.mp4'} does not exist" in err
+    assert "1 clip could not be degraded and was skipped (the reasons are above): b.mp4" in err
+    assert sorted(p.name for p in (tmp_path / "LR").glob("*.mp4")) == ["a.mp4", "c.mp4"]
+
+
 def test_a_degraded_folder_rerun_that_types_out_the_defaults_goes_on(tmp_path, capsys):
     """`degrade GT/ -o LR/` rerun with `--codec h264`, `--crf 18` or `--fps 30`, the very settings it had used, was
     refused as "other settings (--codec (not given) -> h264)", though they make the same bytes (black-box hunt).
