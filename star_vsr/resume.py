@@ -45,6 +45,7 @@ from .fingerprints import (diffusion_weights_fingerprint, folder_files_fingerpri
                            weights_fingerprint)
 from .interrupts import interrupts_held, raise_if_interrupted
 from .io.atomic import parent_folders
+from .io.audio import is_silent_video
 from .models.student import StarStudentState
 from .scene_cuts import SCENE_CUT_THRESHOLD
 from .window_sampler import SamplerState
@@ -546,6 +547,8 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
         changed = [key for key in changed if key not in ("student_weights", "weights")]
     if "codec" in changed:  # the CRF follows the codec ("crf None -> 18" for --codec h264 alone)
         changed = [key for key in changed if key != "crf"]
+    if "audio" in changed and is_silent_video(Path(settings["input"])):  # --no-audio changes nothing: it was
+        changed.remove("audio")  # "that run copied the input's audio" of a video without any (black-box hunt)
     if changed:
         if "input_files" in changed and "input_folder_files" in changed:  # (a folder: one FOLDER_CHANGED)
             changed.remove("input_folder_files")

@@ -1691,6 +1691,10 @@ def test_folder_runs_name_existing_outputs_of_another_size_or_length(tmp_path, c
     assert main(["upscale-batch", str(inputs), "-o", str(sr), "--upscale", "3"]) == 0
     out = capsys.readouterr().out
     assert "made with other settings (--upscale: a.mp4, b.mp4)" in out and "not the size" not in out
+    # --no-audio for videos without sound changes nothing: no note (it listed them as made "with other settings")
+    assert main(["upscale-batch", str(inputs), "-o", str(sr), "--upscale", "3", "--no-audio"]) == 0
+    out = capsys.readouterr().out
+    assert "no-audio" not in out and "made with other settings (--upscale: a.mp4, b.mp4)" in out
 
 
 def test_upscale_batch_names_only_the_model_when_a_student_follows_a_diffusion_model(tmp_path, capsys,

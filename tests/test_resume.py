@@ -184,6 +184,23 @@ def stopped_run(pipe, tmp_path, monkeypatch):
     return source, output
 
 
+def test_no_audio_is_no_other_setting_for_a_video_without_sound(pipe, tmp_path, monkeypatch):
+    """A silent video's run stopped, then run again with --no-audio: refused as "that run copied the input's audio,
+    this one drops it" (black-box hunt). Without sound to copy it changes nothing: the run goes on."""
+    source, output = stopped_run(pipe, tmp_path, monkeypatch)  # (a video without sound)
+    upscale_video(pipe, source, output, progress=False, keep_audio=False)
+    assert probe_video(output).num_frames == 6 and not partial_folder(output).exists()
+    # with sound it does change the output: refused, as before
+    loud = write_test_video(tmp_path / "loud.mp4", 6, size=(12, 16), audio=True)
+    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(pipe, loud, tmp_path / "loud_out.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
+    monkeypatch.undo()
+    with pytest.raises(InputError, match=r"other settings: that run copied the input's audio, this one drops it "
+                                         r"\(keep_audio=False\)"):
+        upscale_video(pipe, loud, tmp_path / "loud_out.mp4", progress=False, keep_audio=False)
+
+
 def test_an_output_with_a_name_near_the_limit_saves_progress_and_goes_on(pipe, tmp_path, monkeypatch, capsys):
     """An output named with 247 to 255 bytes could not be written: its progress folder, .NAME.partial, is 9 bytes
     longer ("File name too long", naming the hidden folder), and in upscale-batch its check ended the whole batch
@@ -222,9 +239,6 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
     with pytest.raises(InputError, match=r"other settings: that run reset the student's state at scene cuts, this "
                                          r"one carries it through them \(scene_cut_threshold=None\)"):
         upscale_video(pipe, source, output, progress=False, scene_cut_threshold=None)
-    with pytest.raises(InputError, match=r"other settings: that run copied the input's audio, this one drops it "
-                                         r"\(keep_audio=False\)"):
-        upscale_video(pipe, source, output, progress=False, keep_audio=False)
     with pytest.raises(InputError, match=r"other settings: scene_cut_threshold 0.1 -> 0.2"):
         upscale_video(pipe, source, output, progress=False, scene_cut_threshold=0.2)
     assert partial_folder(output).is_dir()

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 from av.container import OutputContainer
 
-from star_vsr.errors import CorruptVideoError, UnsupportedVideoError, option
+from star_vsr.errors import CorruptVideoError, StarVSRError, UnsupportedVideoError, option
 from star_vsr.io.probe import find_video_stream, open_container, probe_video, video_start, video_streams
 from star_vsr.io.tags import content_tags
 
@@ -58,6 +58,15 @@ def carries_audio(source: Path) -> bool:
         except av.FFmpegError:
             _CARRIES_AUDIO[key] = True
     return _CARRIES_AUDIO[key]
+
+
+def is_silent_video(source: Path) -> bool:
+    """Whether ``source`` is a readable video file without sound to copy (`carries_audio`): where ``--no-audio``
+    changes nothing. False for a folder, and for a file gone or damaged since (as if it had sound)."""
+    try:
+        return source.is_file() and not carries_audio(source)
+    except (OSError, StarVSRError):
+        return False
 
 
 _CARRIES_AUDIO: dict[tuple[str, int, int, int, int], bool] = {}
