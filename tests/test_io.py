@@ -317,6 +317,26 @@ def test_hdr_transfer_is_noted(tmp_path):
     assert probe_video(write_timed_test_video(tmp_path / "pq.mp4", [0, 40], transfer=ColorTrc.SMPTE2084)).hdr == "PQ"
 
 
+def test_wide_gamut_colours_are_noted(tmp_path, capsys):
+    """BT.2020 SDR video came out tagged BT.709 with its values as they were, less saturated, without a word
+    (black-box hunt): noted, by upscale's notes and info; HDR (BT.2020 too) keeps its own note alone."""
+    from av.video.reformatter import ColorPrimaries, ColorTrc
+
+    source = write_timed_test_video(tmp_path / "uhd.mp4", [0, 40], primaries=ColorPrimaries.BT2020,
+                                    transfer=ColorTrc.BT2020_10)
+    info = probe_video(source)
+    assert info.wide_gamut and info.hdr is None
+    assert [note for note in info.caveats() if "BT.2020" in note] == [
+        f"{source} has BT.2020 (wide gamut) colours; star-vsr writes BT.709 files without converting them, so the "
+        f"output's colours are less saturated; convert it to BT.709 first for true colours"]
+    assert cli_main(["info", str(source)]) == 0
+    assert "SDR, BT.2020 (wide gamut) colours, which outputs do not keep" in capsys.readouterr().out
+    hlg = probe_video(write_timed_test_video(tmp_path / "hlg.mp4", [0, 40], primaries=ColorPrimaries.BT2020,
+                                             transfer=ColorTrc.ARIB_STD_B67))
+    assert hlg.wide_gamut and ["BT.2020" in note for note in hlg.caveats()] == [False]
+    assert not probe_video(write_timed_test_video(tmp_path / "hd.mp4", [0, 40])).wide_gamut
+
+
 def test_a_10_bit_input_is_noted_as_becoming_8_bit(tmp_path):
     import av
 

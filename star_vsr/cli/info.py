@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         "timing": "constant frame rate" if info.timing_error_s <= VARIABLE_RATE_FRAMES / info.fps else
                   f"variable frame rate (frames up to {info.timing_error_s:.2f} s off a constant rate; outputs keep "
                   f"each frame's time)",
-        "dynamic range": f"HDR ({info.hdr})" if info.hdr else "SDR",
+        "dynamic range": f"HDR ({info.hdr})" if info.hdr else "SDR" + (", BT.2020 (wide gamut) colours, which outputs "
+                                                                       "do not keep" if info.wide_gamut else ""),
         "duration": f"{info.duration_s:.2f} s" + (f" (its header lists {info.duration_s + info.missing_s:.2f} s: "
                                                   f"cut short, or a last frame held longer?)" if info.missing_s else ""),
         "codec": "image sequence" if info.is_image_folder else info.codec + (

@@ -32,7 +32,7 @@ import av
 import numpy as np
 from av.container import InputContainer
 from av.sidedata.sidedata import Type as SideDataType
-from av.video.reformatter import ColorTrc
+from av.video.reformatter import ColorPrimaries, ColorTrc
 from av.video.stream import VideoStream
 from PIL import Image, UnidentifiedImageError
 
@@ -199,6 +199,8 @@ class VideoInfo:
             time in seconds from the first; None for constant-rate video, where frame i is at
             i / `frame_rate`. Writers keep them from `timeline` (`VideoWriter(frame_times=)`).
         hdr: "PQ" or "HLG" for high-dynamic-range video (its transfer tag), else None.
+        wide_gamut: The stream is tagged with BT.2020 colour primaries (UHD's wide gamut). Its values are read as
+            they are and outputs are tagged BT.709, so its colours come out less saturated (`notes` says so).
         audio_streams, subtitle_streams: How many there are (outputs carry the first audio stream).
         missing_s: Seconds of video that the file's header lists after its last frame: a Matroska file
             cut short (an interrupted download or copy; its frames are a playable start, which is read;
@@ -258,6 +260,7 @@ class VideoInfo:
     interlaced: bool = False
     timing_error_s: float = 0.0
     hdr: str | None = None
+    wide_gamut: bool = False
     frame_times: tuple[Fraction, ...] | None = field(default=None, repr=False)
     audio_streams: int = 0
     subtitle_streams: int = 0
@@ -359,6 +362,10 @@ class VideoInfo:
                 f"{self.path} is HDR ({self.hdr}); star-vsr works on 8-bit SDR frames and writes a BT.709 SDR "
                 f"file, so the output looks flat and pale; tone-map it to SDR first for true colours"
             )
+        elif self.wide_gamut:  # (HDR is BT.2020 too: said above)
+            notes.append(f"{self.path} has BT.2020 (wide gamut) colours; star-vsr writes BT.709 files without "
+                         f"converting them, so the output's colours are less saturated; convert it to BT.709 first "
+                         f"for true colours")
         return notes
 
 
@@ -827,6 +834,7 @@ def _probe_container(path: Path) -> VideoInfo:
         check_frame_pixels(path, width, height)
         pixel_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
         hdr = _HDR_TRANSFERS.get(stream.codec_context.color_trc)
+        wide_gamut = stream.codec_context.color_primaries == ColorPrimaries.BT2020
         untagged_hd = pix_fmt in av.video.format.names and is_untagged_hd(
             stream.codec_context.colorspace, width, height, av.VideoFormat(pix_fmt).is_rgb)
         if stream.duration is not None and stream.time_base is not None:
@@ -1021,6 +1029,7 @@ def _probe_container(path: Path) -> VideoInfo:
         interlaced=interlaced,
         timing_error_s=timing_error_s,
         hdr=hdr,
+        wide_gamut=wide_gamut,
         frame_times=frame_times,
         missing_s=missing_s,
         frames_cut=frames_cut,

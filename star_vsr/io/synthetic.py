@@ -226,9 +226,10 @@ VFR_TEST_TIMES_MS = [0, 40, 80, 120, 320, 360, 560, 600, 640, 840, 1000, 1160]  
 
 
 def write_timed_test_video(path: str | Path, times_ms: list[int], transfer: int | None = None,
-                           options: dict[str, str] | None = None, codec: str = "libx264") -> Path:
+                           options: dict[str, str] | None = None, codec: str = "libx264",
+                           primaries: int | None = None) -> Path:
     """32x32 frames shown at `times_ms` (time base 1 ms), 25 fps nominal, with encoder `codec`
-    and its `options`; `transfer`: a colour transfer tag (`av.video.reformatter.ColorTrc`)."""
+    and its `options`; `transfer`, `primaries`: colour tags (`av.video.reformatter.ColorTrc`, `ColorPrimaries`)."""
     path = Path(path)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=25, options=options or {})
@@ -236,6 +237,8 @@ def write_timed_test_video(path: str | Path, times_ms: list[int], transfer: int 
         stream.codec_context.time_base = Fraction(1, 1000)
         if transfer is not None:
             stream.codec_context.color_trc = transfer
+        if primaries is not None:
+            stream.codec_context.color_primaries = primaries
         for time_ms, frame in zip(times_ms, synthetic_frames(len(times_ms), (32, 32))):
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
             video_frame.pts = time_ms
