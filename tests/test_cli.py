@@ -2329,7 +2329,7 @@ def test_a_run_that_fails_before_writing_leaves_no_folder_it_made(tmp_path, caps
     (tmp_path / "kept").mkdir()
     for output in (tmp_path / "new" / "deeper" / "x.mp4", tmp_path / "kept" / "x.mp4"):
         assert main(["upscale", str(source), "-o", str(output), "--upscale", "7"]) == 2
-        assert "unsupported scale 7" in capsys.readouterr().err
+        assert "unsupported --upscale 7" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "kept"]  # 'new' is gone, 'kept' stays
     assert not any((tmp_path / "kept").iterdir())
 
@@ -2353,7 +2353,7 @@ def test_upscale_batch_refuses_an_unsupported_scale_before_making_anything(tmp_p
     write_test_video(videos / "a.mp4", num_frames=2, size=(16, 16))
     for scale in ("7", "0.5"):
         assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--upscale", scale]) == 2
-        assert "unsupported scale" in capsys.readouterr().err and not (tmp_path / "out").exists()
+        assert "unsupported --upscale" in capsys.readouterr().err and not (tmp_path / "out").exists()
     for options, message in ((["--crf", "99"], "crf must be an integer in 0..51"),
                              (["--codec", "ffv1", "--crf", "20"], "crf applies to h264/h265 only")):
         assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), *options]) == 2

@@ -87,7 +87,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, option
 from ..frames import check_unit_range
 from .loading import LocalModelMixin
 
@@ -140,15 +140,18 @@ DEFAULT_PRESET = "small"
 def check_student_scale(scale: Optional[float], upsample_scales: Sequence[int], default: float) -> float:
     """``scale`` as a float (``default``, the config's scale, for None); ``InputError`` outside
     [MIN_SCALE, the largest of ``upsample_scales``] (and MAX_SCALE). A module function so that the command
-    line can check ``--upscale`` against a saved config before the weights load."""
+    line can check ``--upscale`` against a saved config before the weights load (its errors name the flag there,
+    as the diffusion pipeline's do)."""
+    what = option("the scale", "--upscale")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
-        raise InputError(f"the scale must be a real number (int or float), got {type(scale).__name__} {scale!r}")
+        raise InputError(f"{what} must be a real number (int or float), got {type(scale).__name__} {scale!r}")
     if scale is not None and not math.isfinite(scale):
-        raise InputError(f"the scale must be a finite number, got {scale!r}")
+        raise InputError(f"{what} must be a finite number, got {scale!r}")
     scale = float(default if scale is None else scale)
     top = min(MAX_SCALE, max(upsample_scales))
     if not MIN_SCALE <= scale <= top:
-        raise InputError(f"unsupported scale {scale:.10g}: the student upscales by {MIN_SCALE:g} to {top:g}")
+        raise InputError(f"unsupported {option('scale', '--upscale')} {scale:.10g}: the student upscales by "
+                         f"{MIN_SCALE:g} to {top:g}")
     return scale
 
 
