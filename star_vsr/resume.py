@@ -255,12 +255,14 @@ def _check_input_unchanged(input_path: Path, settings: dict[str, Any]) -> None:
         now = input_settings(input_path)
     except OSError:
         now = None
+    if now is None:
+        raise InputError(f"{input_path} was removed while it was being upscaled; nothing was written")
     if now != {key: settings[key] for key in INPUT_SETTINGS}:
-        what = ("was removed" if now is None else "changed (a file's name, size or modification time, or the "
-                "number of files)" if input_path.is_dir() else "changed (its size or modification time)")
-        raise InputError(f"{input_path} {what} while it was being upscaled, so the frames upscaled are not all of "
-                         f"the file there now; nothing was written (run the same command again to upscale it as it "
-                         f"is now)")
+        what = ("a file's name, size or modification time, or the number of files" if input_path.is_dir() else
+                "its size or modification time")
+        raise InputError(f"{input_path} changed ({what}) while it was being upscaled, so the frames upscaled are not "
+                         f"all of the file there now; nothing was written (run the same command again to upscale it "
+                         f"as it is now)")
 
 
 def _device(pipe: Any) -> torch.device:

@@ -303,9 +303,10 @@ def test_an_input_replaced_while_it_is_upscaled_is_not_joined_with_the_new_file_
 
     step_replace = []
     monkeypatch.setattr(pipe.student, "step_tensors", replace_input_at_step_3)
-    what = "changed \\(its size or modification time\\)" if change == "replaced" else "was removed"
-    with pytest.raises(InputError, match=f"in.mp4 {what} while it was being upscaled, so the frames upscaled are "
-                                         f"not all of the file there now; nothing was written"):
+    what = (r"changed \(its size or modification time\) while it was being upscaled, so the frames upscaled are "
+            r"not all of the file there now; nothing was written \(run the same command again" if change == "replaced"
+            else "was removed while it was being upscaled; nothing was written$")
+    with pytest.raises(InputError, match=f"in.mp4 {what}"):
         upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
     assert not output.exists() and not partial_folder(output).exists()
 
