@@ -71,18 +71,17 @@ def cast_weights_fingerprints(modules: list[torch.nn.Module], samples: Optional[
     return {str(dtype).removeprefix("torch."): weights_fingerprint(modules, samples, dtype) for dtype in CAST_DTYPES}
 
 
-def input_fingerprint(path: Path) -> list[int]:
-    """[bytes, latest modification time in ns, files] of an input file or image folder."""
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+def input_fingerprint(path: Path, files: Optional[list[Path]] = None) -> list[int]:
+    """[bytes, latest modification time in ns, files] of an input file or image folder (of its ``files``: default
+    every file in it)."""
+    if files is None:
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     stats = [f.stat() for f in files]
     return [sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0), len(stats)]
 
 
-def folder_files_fingerprint(path: Path) -> Optional[str]:
-    """For an image folder: a hash of each file's name, size and modification time, which frames swapped by
-    renaming them change (`input_fingerprint` sums sizes and takes the latest time: it did not); None for a file."""
-    if not path.is_dir():
-        return None
-    files = sorted(p for p in path.iterdir() if p.is_file())
+def folder_files_fingerprint(files: list[Path]) -> str:
+    """A hash of the name, size and modification time of each of an image folder's ``files``, which frames
+    swapped by renaming them change (`input_fingerprint` sums sizes and takes the latest time: it did not)."""
     entries = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     return hashlib.sha256(repr(entries).encode()).hexdigest()[:16]

@@ -46,6 +46,7 @@ from .fingerprints import (diffusion_weights_fingerprint, folder_files_fingerpri
 from .interrupts import interrupts_held, raise_if_interrupted
 from .io.atomic import parent_folders
 from .io.audio import is_silent_video
+from .io.folders import photos_in_folder
 from .models.student import StarStudentState
 from .scene_cuts import SCENE_CUT_THRESHOLD
 from .window_sampler import SamplerState
@@ -378,9 +379,14 @@ def _clear(work: Path, keep: frozenset[str] = frozenset()) -> None:
 
 def input_settings(input_path: Path) -> dict[str, Any]:
     """The `INPUT_SETTINGS` of an input file or frame folder: its `input_fingerprint`, and for a folder each
-    file's too (`folder_files_fingerprint`: frames swapped by renaming them went on from a saved run as if the
-    folder were the same, and the output mixed two frame orders)."""
-    return {"input_files": input_fingerprint(input_path), "input_folder_files": folder_files_fingerprint(input_path)}
+    frame's too (`folder_files_fingerprint`: frames swapped by renaming them went on from a saved run as if the
+    folder were the same, and the output mixed two frame orders). A folder's are of the frames the reader reads
+    (its visible images), not of other files there (a ``.DS_Store`` a file browser writes, a log)."""
+    if not input_path.is_dir():
+        return {"input_files": input_fingerprint(input_path), "input_folder_files": None}
+    frames = photos_in_folder(input_path)
+    return {"input_files": input_fingerprint(input_path, frames),
+            "input_folder_files": folder_files_fingerprint(frames)}
 
 
 def run_settings(pipe: Any, input_path: Path, codec: str, crf: Optional[int], audio: Optional[str],

@@ -285,6 +285,31 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
         upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False)
 
 
+def test_files_beside_a_folder_s_frames_are_no_change_of_the_input(pipe, tmp_path, monkeypatch):
+    """A file browser's .DS_Store or a notes file written into a frame folder is not a frame: a stopped run goes on,
+    and the check of the input before the join does not refuse the run."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, picture in enumerate(synthetic_frames(6, (12, 16))):
+        cv2.imwrite(str(frames / f"{index}.png"), picture)
+    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
+    monkeypatch.undo()
+    (frames / ".DS_Store").write_bytes(b"\0" * 10)
+    step = pipe.student.step_tensors
+
+    def note_written_meanwhile(*args):
+        (frames / "notes.txt").write_text(f"step {len(calls)}")
+        calls.append(1)
+        return step(*args)
+
+    calls = []
+    monkeypatch.setattr(pipe.student, "step_tensors", note_written_meanwhile)
+    upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False)
+    assert probe_video(tmp_path / "seq.mp4").num_frames == 6 and calls
+
+
 @pytest.mark.parametrize("change", ["replaced", "removed"])
 def test_an_input_replaced_while_it_is_upscaled_is_not_joined_with_the_new_file_s_audio(pipe, tmp_path, monkeypatch,
                                                                                          change):
