@@ -40,7 +40,7 @@ import warnings
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, TextIO
 
 from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, RanOutOfMemoryError,
                       SavedRunError, UnsupportedVideoError, VideoNotFoundError, is_out_of_memory, memory_amount,
@@ -380,6 +380,76 @@ def run_batch(args: argparse.Namespace) -> int:
         raise
 
 
+class _Skipped(NamedTuple):
+    """Why upscale-batch skipped a video: ``reason``, and whether another run was writing its output (``busy``)."""
+
+    reason: object
+    busy: bool = False
+
+
+def _upscale_video_of_batch(pipe: Any, video: Path, output: Path, args: argparse.Namespace, deinterlace: Any,
+                            progress: bool, say: Callable[..., None], several: bool) -> Optional[_Skipped]:
+    """upscale-batch's `upscale_video` of one of its clips into ``output``; None when written, else why the batch
+    skips it and goes on: the clip's own fault, another run writing the output, memory running out on it (which
+    ended the batch, naming no video). ``say`` prints a line (`process_line`); a process of ``several`` says the
+    run's notes with it too, on standard error."""
+    from ..upscale import upscale_video
+
+    try:
+        folder_fps = args.fps if video.is_dir() else None  # a video file keeps its own rate
+        for note in input_notes(video, deinterlace, folder_fps, frames_output=args.codec == "png"):
+            say(f"note: {note}")
+        upscale_video(pipe, video, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
+                      progress=progress, notes=partial(say, file=sys.stderr) if several else None,
+                      restart=args.restart, deinterlace=deinterlace, folder_fps=folder_fps,
+                      max_frames=args.max_frames, overwrite=args.overwrite,
+                      **pipeline_kwargs(type(pipe).__name__, args))
+    except (CorruptVideoError, UnsupportedVideoError, SavedRunError, VideoNotFoundError) as error:
+        return _Skipped(error)  # (VideoNotFoundError: removed since the batch listed it)
+    except (OutputBusyError, OutputExistsError) as error:  # a second batch on the same folder shares the work
+        return _Skipped(error, busy=True)
+    except (RuntimeError, MemoryError, OSError) as error:  # out of the pipeline too: a saved state's move to the
+        if not (isinstance(error, RanOutOfMemoryError) or is_out_of_memory(error)):  # GPU, the segments' join, the
+            raise  # encoder's threads (FFmpeg's EAGAIN)
+        return _Skipped(error if isinstance(error, RanOutOfMemoryError) else
+                        f"{what_ran_out(error)}{memory_amount(error)}")
+    return None
+
+
+def _batch_clips(input_dir: Path, output_dir: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(clips, broken links, subfolders holding no clip) of upscale-batch's ``input_dir``: its video files and
+    subfolders of frames (REDS4 / Vid4's layout), each upscaled as one video; ``InputError`` for folders that cannot
+    be a batch (no folder, a frame folder, no clip, the output folder the input folder or inside a clip's frames)."""
+    from ..errors import listed
+    from ..io import VIDEO_EXTENSIONS
+    from ..io.folders import broken_links, clips_in_folder, is_frame_folder, other_subfolders
+    from ..outputs import check_output_folder_name
+
+    check_output_folder_name(output_dir, "the upscaled videos")
+    if not input_dir.is_dir():
+        raise InputError(f"{input_dir} {why_missing(input_dir)}" if not input_dir.exists() else
+                         f"{input_dir} is a file; upscale-batch takes a folder of videos (star-vsr upscale takes one "
+                         f"video)")
+    if output_dir.exists() and os.path.samefile(input_dir, output_dir):
+        raise InputError(f"the output folder {output_dir} is the input folder: its videos would count as done and "
+                         f"the outputs would mix with the inputs; choose another --output-dir")
+    if is_frame_folder(input_dir):
+        raise InputError(f"{input_dir} holds frame images, the frames of one video: upscale it with `star-vsr "
+                         f"upscale {input_dir} -o OUTPUT`; upscale-batch takes a folder of videos or of frame folders")
+    videos, broken = clips_in_folder(input_dir), broken_links(input_dir)
+    subfolders = other_subfolders(input_dir, videos, besides=[output_dir])
+    if not videos:
+        raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or folders of frames in {input_dir}"
+                         + (f" (videos inside subfolders are not searched: {listed(subfolders)})"
+                            if subfolders else ""))
+    for folder in (video for video in videos if video.is_dir()):  # one clip's frames: outputs there mixed with them
+        if output_dir.resolve().is_relative_to(folder.resolve()):
+            raise InputError(f"the output folder {output_dir} is inside {folder}, the frame folder of one of the "
+                             f"input's clips: its outputs would mix with that clip's frames; choose another "
+                             f"--output-dir")
+    return videos, broken, subfolders
+
+
 def _written_since(path: Path, since: float) -> bool:
     """Whether a file is at ``path`` whose last change is not older than ``since`` (a ``time.time()``)."""
     try:
@@ -396,44 +466,20 @@ def _run_batch(args: argparse.Namespace) -> int:
 
     started = time.time()  # (outputs another run finishes meanwhile are newer: `_written_since`)
 
-    from ..io import VIDEO_EXTENSIONS, deinterlace_choice, output_names
-    from ..io.folders import (broken_link_line, broken_links, clips_in_folder, is_frame_folder,
-                              other_subfolders, other_subfolders_note, stray_images_note)
+    from ..io import deinterlace_choice, output_names
+    from ..io.folders import broken_link_line, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf, writes_frames
-    from ..outputs import check_new_output, check_output_folder_name, check_writable, remove_finished_progress
+    from ..outputs import check_new_output, check_writable, remove_finished_progress
     from ..batch_record import input_signature, ledger_settings, output_settings, record_output, recorded_inputs
     from ..errors import listed
     from .existing_outputs import earlier_names_line, renamed_lines
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_inputs, unfinished_note, unfinished_runs
-    from ..upscale import (DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype,
-                           upscale_video)
+    from ..upscale import DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
-    check_output_folder_name(output_dir, "the upscaled videos")
-    if not input_dir.is_dir():
-        raise InputError(f"{input_dir} {why_missing(input_dir)}" if not input_dir.exists() else
-                         f"{input_dir} is a file; upscale-batch takes a folder of videos (star-vsr upscale takes one "
-                         f"video)")
-    if output_dir.exists() and os.path.samefile(input_dir, output_dir):
-        raise InputError(f"the output folder {output_dir} is the input folder: its videos would count as done and "
-                         f"the outputs would mix with the inputs; choose another --output-dir")
-    if is_frame_folder(input_dir):
-        raise InputError(f"{input_dir} holds frame images, the frames of one video: upscale it with `star-vsr "
-                         f"upscale {input_dir} -o OUTPUT`; upscale-batch takes a folder of videos or of frame folders")
-    # the clips: video files, and subfolders of frames (REDS4 / Vid4's layout), each upscaled as one video
-    videos, broken = clips_in_folder(input_dir), broken_links(input_dir)
+    videos, broken, subfolders = _batch_clips(input_dir, output_dir)
     frame_folders = {video.name for video in videos if video.is_dir()}
-    subfolders = other_subfolders(input_dir, videos, besides=[output_dir])
-    if not videos:
-        raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or folders of frames in {input_dir}"
-                         + (f" (videos inside subfolders are not searched: {listed(subfolders)})"
-                            if subfolders else ""))
-    for folder in (video for video in videos if video.is_dir()):  # one clip's frames: outputs there mixed with them
-        if output_dir.resolve().is_relative_to(folder.resolve()):
-            raise InputError(f"the output folder {output_dir} is inside {folder}, the frame folder of one of the "
-                             f"input's clips: its outputs would mix with that clip's frames; choose another "
-                             f"--output-dir")
     check_fps_for_clips(args.fps, input_dir, videos)
     # the names earlier runs gave outputs that exist or are partly done stay theirs: an input added later
     # (clip.mkv beside clip.mp4) took over clip.mp4's output clip.mkv, which then counted as done
@@ -519,40 +565,20 @@ def _run_batch(args: argparse.Namespace) -> int:
     deinterlace = deinterlace_choice(args.deinterlace)
     with state.split_between_processes(todo) as mine:
         pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
-        failed, busy = [], []  # busy: outputs left to another run that was writing them
+        failed, busy = [], []  # names of the videos skipped; busy: outputs left to another run that was writing them
         for video in mine:
             if args.overwrite and outputs[video].name in ledger.finished({outputs[video].name: video})[0]:
                 say(f"skipped {video}: another upscale-batch --overwrite on {output_dir} redid it meanwhile")
                 continue  # two --overwrite batches on one folder share the work, as two plain ones do
             signature = input_signature(video)  # (before it is read: one changed meanwhile is not recorded as new)
-            try:
-                folder_fps = args.fps if video.is_dir() else None  # a video file keeps its own rate
-                for note in input_notes(video, deinterlace, folder_fps,
-                                        frames_output=args.codec == "png"):
-                    say(f"note: {note}")
-                upscale_video(pipe, video, outputs[video], codec=args.codec, crf=args.crf,
-                              keep_audio=not args.no_audio, progress=state.is_local_main_process,
-                              notes=None if state.num_processes == 1 else partial(say, file=sys.stderr),
-                              restart=args.restart, deinterlace=deinterlace,
-                              folder_fps=folder_fps, max_frames=args.max_frames, overwrite=args.overwrite,
-                              **pipeline_kwargs(type(pipe).__name__, args))
-            except (CorruptVideoError, UnsupportedVideoError, SavedRunError, VideoNotFoundError) as error:
-                # this video, not the batch (VideoNotFoundError: removed since the batch listed it)
-                say(f"skipped {video}: {error}", sys.stderr)
-                failed.append(video)
-                continue
-            except (OutputBusyError, OutputExistsError) as error:  # a second batch on the same folder shares the work
-                say(f"skipped {video}: {error}", sys.stderr)
-                busy.append(outputs[video].name)
-                continue
-            except (RuntimeError, MemoryError, OSError) as error:  # memory ran out on one video (it ended the batch,
-                if not (isinstance(error, RanOutOfMemoryError) or is_out_of_memory(error)):  # naming no video): that
-                    raise  # one (out of the pipeline too: a saved state's move to the GPU, the segments' join, the
-                    # encoder's threads: FFmpeg's EAGAIN)
-                reason = error if isinstance(error, RanOutOfMemoryError) else \
-                    f"{what_ran_out(error)}{memory_amount(error)}"
-                say(f"skipped {video}: {reason}", sys.stderr)
-                failed.append(video)
+            outcome = _upscale_video_of_batch(pipe, video, outputs[video], args, deinterlace,
+                                              state.is_local_main_process, say, several=state.num_processes > 1)
+            if outcome is not None:
+                say(f"skipped {video}: {outcome.reason}", sys.stderr)
+                if outcome.busy:
+                    busy.append(outputs[video].name)
+                else:
+                    failed.append(video.name)
                 continue
             if args.overwrite:
                 ledger.add(outputs[video].name, video)
@@ -561,7 +587,7 @@ def _run_batch(args: argparse.Namespace) -> int:
                           signature=signature)
             say(f"wrote {outputs[video]}")
     # every process's skipped videos (the gather waits for all, as a barrier would): one total, not one per process
-    skipped = [v.name for v in failed]
+    skipped = list(failed)
     if state.num_processes > 1:
         skipped = [name for names in gather_object([skipped]) for name in names]
         busy = [name for names in gather_object([busy]) for name in names]
