@@ -36,6 +36,11 @@ class SavedRunError(InputError):
     other settings, or its files are damaged. The message says how to go on or start over."""
 
 
+class InputChangedError(InputError):
+    """The input file was replaced, cut or removed while it was being upscaled: the audio read from it at the end
+    would not be the audio of the frames upscaled (`star_vsr.resume`). A batch skips that input."""
+
+
 class VideoNotFoundError(StarVSRError, FileNotFoundError):
     """An input video, image folder or file does not exist."""
 

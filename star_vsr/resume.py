@@ -39,7 +39,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputError, SavedRunError, cannot_write,
+from .batch_record import input_signature
+from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputChangedError, InputError, SavedRunError, cannot_write,
                      UnsupportedVideoError, named, option, write_failed, write_reason)
 from .fingerprints import (diffusion_weights_fingerprint, folder_files_fingerprint, input_fingerprint,
                            weights_fingerprint)
@@ -190,6 +191,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                          f"cannot be passed to it (call the pipeline directly for those)")
 
     work = partial_folder(output)
+    signature = input_signature(Path(source.path)) if audio is not None else None  # (`_check_input_unchanged`)
     # checks codec and crf before anything is made
     cut_short = source.num_frames < info.num_frames  # a preview (max_frames): its audio ends with its last frame
     writer = SegmentedVideoWriter(output, info.frame_rate, work, codec=codec, crf=crf, audio_from=audio,
@@ -224,7 +226,8 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                 pipe(source, frame_sink=sinks.frame_sink, state=state, start_frame=start, state_sink=sinks.state_sink,
                      **pipeline_kwargs)
             sinks.finish()
-            _check_input_unchanged(Path(source.path), settings)  # (the join reads the audio from it again)
+            if audio is not None:  # the join reads the audio from it again
+                _check_input_unchanged(Path(source.path), signature)
         except (InputError, CorruptVideoError, UnsupportedVideoError):  # the input's fault: going on fails again
             writer.abort()
             shutil.rmtree(work, ignore_errors=True)
@@ -248,22 +251,19 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     return output
 
 
-def _check_input_unchanged(input_path: Path, settings: dict[str, Any]) -> None:
-    """``InputError`` if the input is no longer the one this run read (`INPUT_SETTINGS`): replaced, cut or
-    removed while it was being upscaled. The output was written with the frames of the old file and the audio of
-    the new one (black-box hunt: the join reads the audio then)."""
-    try:
-        now = input_settings(input_path)
-    except OSError:
-        now = None
+def _check_input_unchanged(input_path: Path, signature: Optional[list[Any]]) -> None:
+    """``InputChangedError`` if the input file's content is no longer the one it had when the run started
+    (``signature``: `star_vsr.batch_record.input_signature`, its size and first and last bytes, not its modification
+    time, which a ``touch`` changes): the join reads its audio again, and an input replaced meanwhile gave an output
+    of the old file's frames and the new file's audio (black-box hunt)."""
+    now = input_signature(input_path)
     if now is None:
-        raise InputError(f"{input_path} was removed while it was being upscaled; nothing was written")
-    if now != {key: settings[key] for key in INPUT_SETTINGS}:
-        what = ("a file's name, size or modification time, or the number of files" if input_path.is_dir() else
-                "its size or modification time")
-        raise InputError(f"{input_path} changed ({what}) while it was being upscaled, so the frames upscaled are not "
-                         f"all of the file there now; nothing was written (run the same command again to upscale it "
-                         f"as it is now)")
+        raise InputChangedError(f"{input_path} was removed (or cannot be read) while it was being upscaled, so its "
+                                f"audio cannot be copied; nothing was written")
+    if now != signature:
+        raise InputChangedError(f"{input_path} changed (its size or bytes) while it was being upscaled, so its audio "
+                                f"is not the audio of the frames upscaled; nothing was written (run the same command "
+                                f"again to upscale it as it is now)")
 
 
 def _device(pipe: Any) -> torch.device:
@@ -548,6 +548,10 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
         raise SavedRunError(f"{work} holds an unfinished run whose files are damaged ({error}); {fix}") from None
     if "call" in saved_settings:  # (as run_settings writes this run's)
         saved_settings = {**saved_settings, "call": _compared_call(saved_settings["call"])}
+    if "input_folder_files" not in saved_settings and settings.get("input_folder_files") is not None:
+        # a frame folder's run saved by an earlier version, whose fingerprint was of every file in the folder and
+        # had no per-frame one: compared its way (every such run was "another input" to this version)
+        settings = {**settings, "input_files": input_fingerprint(Path(settings["input"])), "input_folder_files": None}
     changed = [key for key in settings if saved_settings.get(key, SETTING_DEFAULTS.get(key)) != settings[key]]
     if "pipeline" in changed:  # another kind of model: its other settings do not compare
         changed = ["pipeline"]

@@ -2063,6 +2063,32 @@ def test_upscale_batch_skips_a_video_removed_while_it_runs(tmp_path, capsys, mon
     assert outputs_in(tmp_path / "out") == ["a.mp4", "c.mp4"]
 
 
+def test_upscale_batch_skips_a_video_replaced_while_it_is_upscaled(tmp_path, capsys, monkeypatch):
+    """The check of the input before the join (its audio is read again there) raised an InputError that ended the
+    whole batch (review): the video is skipped, the others done."""
+    from star_vsr.models.student import StarStudentModel
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_test_video(inputs / "a.mp4", num_frames=4, size=(8, 8), audio=True)
+    write_test_video(inputs / "b.mp4", num_frames=2, size=(8, 8), audio=True)
+    other = write_test_video(tmp_path / "other.mp4", num_frames=2, size=(8, 8), audio=True, seed=5)
+    real_step, steps = StarStudentModel.step_tensors, []
+
+    def replace_a_at_step_2(self, *args):
+        steps.append(1)
+        if len(steps) == 2:
+            os.replace(other, inputs / "a.mp4")
+        return real_step(self, *args)
+
+    monkeypatch.setattr(StarStudentModel, "step_tensors", replace_a_at_step_2)
+    assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"skipped {inputs / 'a.mp4'}: {inputs / 'a.mp4'} changed (its size or bytes) while it was being " in err
+    assert "1 video(s) were skipped (the reasons are above): a.mp4" in err
+    assert outputs_in(tmp_path / "out") == ["b.mp4"]
+
+
 def test_upscale_batch_refuses_an_output_folder_inside_a_frame_folder_of_the_input(tmp_path, capsys):
     """-o inside one clip's frame folder wrote the outputs among that clip's frames, then failed on that clip
     ("holds 3 videos ... and 6 frame images") with the clips after it never done."""

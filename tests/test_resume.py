@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from star_vsr.cli import main
-from star_vsr.errors import CorruptVideoError, InputError, OutputBusyError, OutputError, UnsupportedVideoError
+from star_vsr.errors import (CorruptVideoError, InputChangedError, InputError, OutputBusyError, OutputError,
+                             UnsupportedVideoError)
 from star_vsr.io import open_video, probe_video
 from star_vsr.io.segments import SegmentedVideoWriter
 from star_vsr.io.synthetic import synthetic_frames, write_test_video
@@ -286,8 +287,7 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
 
 
 def test_files_beside_a_folder_s_frames_are_no_change_of_the_input(pipe, tmp_path, monkeypatch):
-    """A file browser's .DS_Store or a notes file written into a frame folder is not a frame: a stopped run goes on,
-    and the check of the input before the join does not refuse the run."""
+    """A file browser's .DS_Store or a notes file written into a frame folder is not a frame: a stopped run goes on."""
     frames = tmp_path / "frames"
     frames.mkdir()
     for index, picture in enumerate(synthetic_frames(6, (12, 16))):
@@ -310,28 +310,62 @@ def test_files_beside_a_folder_s_frames_are_no_change_of_the_input(pipe, tmp_pat
     assert probe_video(tmp_path / "seq.mp4").num_frames == 6 and calls
 
 
-@pytest.mark.parametrize("change", ["replaced", "removed"])
+def test_a_frame_folder_s_run_saved_by_an_earlier_version_goes_on(pipe, tmp_path, monkeypatch):
+    """Its settings have no per-frame fingerprint and a folder fingerprint of every file: every such run was
+    "another input: the input folder's files changed" after the update (review)."""
+    from star_vsr.fingerprints import input_fingerprint
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, picture in enumerate(synthetic_frames(6, (12, 16))):
+        cv2.imwrite(str(frames / f"{index}.png"), picture)
+    (frames / "notes.txt").write_text("shot 12")  # (counted then)
+    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
+    monkeypatch.undo()
+    manifest_path = partial_folder(tmp_path / "seq.mp4") / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["settings"]["input_folder_files"]
+    manifest["settings"]["input_files"] = input_fingerprint(frames)  # (every file: the earlier version's)
+    manifest_path.write_text(json.dumps(manifest))
+    upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False)
+    assert probe_video(tmp_path / "seq.mp4").num_frames == 6
+
+
+@pytest.mark.parametrize("change", ["replaced", "removed", "touched"])
 def test_an_input_replaced_while_it_is_upscaled_is_not_joined_with_the_new_file_s_audio(pipe, tmp_path, monkeypatch,
                                                                                          change):
     """The input replaced (os.replace) during a run: exit 0, "wrote", the output's frames of the old file and its
-    audio of the new one, which the join reads (black-box hunt). The join checks the input first."""
+    audio of the new one, which the join reads (black-box hunt). The join checks the input's content first: a
+    `touch` (a sync tool, an indexer) is no change."""
     source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16), audio=True)
     other = write_test_video(tmp_path / "other.mp4", 2, size=(12, 16), audio=True, seed=3)
     output = tmp_path / "out.mp4"
     step = pipe.student.step_tensors
 
-    def replace_input_at_step_3(*args):
-        step_replace.append(1)
-        if len(step_replace) == 3:
-            os.replace(other, source) if change == "replaced" else source.unlink()
+    def change_input_at_step_3(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            if change == "replaced":
+                os.replace(other, source)
+            elif change == "removed":
+                source.unlink()
+            else:
+                os.utime(source, (1e9, 1e9))
         return step(*args)
 
-    step_replace = []
-    monkeypatch.setattr(pipe.student, "step_tensors", replace_input_at_step_3)
-    what = (r"changed \(its size or modification time\) while it was being upscaled, so the frames upscaled are "
-            r"not all of the file there now; nothing was written \(run the same command again" if change == "replaced"
-            else "was removed while it was being upscaled; nothing was written$")
-    with pytest.raises(InputError, match=f"in.mp4 {what}"):
+    calls = []
+    monkeypatch.setattr(pipe.student, "step_tensors", change_input_at_step_3)
+    if change == "touched":
+        upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
+        assert probe_video(output).num_frames == 6 and probe_video(output).has_audio
+        return
+    what = (r"changed \(its size or bytes\) while it was being upscaled, so its audio is not the audio of the frames "
+            r"upscaled; nothing was written \(run the same command again" if change == "replaced" else
+            r"was removed \(or cannot be read\) while it was being upscaled, so its audio cannot be copied; nothing "
+            r"was written$")
+    with pytest.raises(InputChangedError, match=f"in.mp4 {what}"):
         upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
     assert not output.exists() and not partial_folder(output).exists()
 

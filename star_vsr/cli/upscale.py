@@ -42,9 +42,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, TextIO
 
-from ..errors import (CorruptVideoError, InputError, OutputBusyError, OutputExistsError, RanOutOfMemoryError,
-                      SavedRunError, UnsupportedVideoError, VideoNotFoundError, is_out_of_memory, memory_amount,
-                      what_ran_out, why_missing)
+from ..errors import (CorruptVideoError, InputChangedError, InputError, OutputBusyError, OutputExistsError,
+                      RanOutOfMemoryError, SavedRunError, UnsupportedVideoError, VideoNotFoundError, is_out_of_memory,
+                      memory_amount, what_ran_out, why_missing)
 from .arguments import (add_fps_argument, check_fps_for_clips, device_argument, input_notes, max_frames_argument,
                         path_argument, seed_argument)
 
@@ -404,8 +404,8 @@ def _upscale_video_of_batch(pipe: Any, video: Path, output: Path, args: argparse
                       restart=args.restart, deinterlace=deinterlace, folder_fps=folder_fps,
                       max_frames=args.max_frames, overwrite=args.overwrite,
                       **pipeline_kwargs(type(pipe).__name__, args))
-    except (CorruptVideoError, UnsupportedVideoError, SavedRunError, VideoNotFoundError) as error:
-        return _Skipped(error)  # (VideoNotFoundError: removed since the batch listed it)
+    except (CorruptVideoError, UnsupportedVideoError, SavedRunError, VideoNotFoundError, InputChangedError) as error:
+        return _Skipped(error)  # (VideoNotFoundError: removed since the batch listed it; InputChangedError: meanwhile)
     except (OutputBusyError, OutputExistsError) as error:  # a second batch on the same folder shares the work
         return _Skipped(error, busy=True)
     except (RuntimeError, MemoryError, OSError) as error:  # out of the pipeline too: a saved state's move to the
