@@ -70,8 +70,9 @@ def output_settings(settings: Mapping[str, Any], source: Path, output: Path,
     encode is no other setting), ``dtype`` for ``--dtype`` where given (what ``auto`` resolves to on the batch's
     device: ``fp32`` typed out on a CPU that runs ``auto`` in float32 is no other setting), ``--fps`` only for a
     frame folder (a video keeps its own rate), and ``--deinterlace`` / ``--no-audio`` only for a video (frames
-    have neither fields nor sound), ``--no-audio`` only for one with sound; neither ``--fps`` nor ``--no-audio`` for
-    PNG frames written (they store no rate, no sound)."""
+    have neither fields nor sound), ``--no-audio`` as left out for one without sound (where it changes nothing;
+    as False, which records of earlier versions hold there); neither ``--fps`` nor ``--no-audio`` for PNG frames
+    written (they store no rate, no sound)."""
     from .io.audio import is_silent_video
     from .io.writer import check_crf, writes_frames
 
@@ -82,10 +83,10 @@ def output_settings(settings: Mapping[str, Any], source: Path, output: Path,
     ignored = {"deinterlace", "no_audio"} if Path(source).is_dir() else {"fps"}
     if codec == "png":  # PNG frames store neither a frame rate nor sound
         ignored |= {"fps", "no_audio"}
-    if is_silent_video(Path(source)):  # (a batch run again with --no-audio noted a silent video's output as made
-        ignored.add("no_audio")  # "with other settings")
     for name in ignored:
         effective.pop(name, None)
+    if "no_audio" in effective and is_silent_video(Path(source)):  # (a batch run again with --no-audio noted a
+        effective["no_audio"] = False  # silent video's output as made "with other settings")
     return effective
 
 

@@ -1695,6 +1695,11 @@ def test_folder_runs_name_existing_outputs_of_another_size_or_length(tmp_path, c
     assert main(["upscale-batch", str(inputs), "-o", str(sr), "--upscale", "3", "--no-audio"]) == 0
     out = capsys.readouterr().out
     assert "no-audio" not in out and "made with other settings (--upscale: a.mp4, b.mp4)" in out
+    # recorded as earlier versions recorded it without --no-audio, whose records then stay no other setting (review)
+    from star_vsr.batch_record import RECORD_NAME, _entries
+
+    records = [entry["settings"] for entry in _entries(sr / RECORD_NAME) if "settings" in entry]
+    assert records and [settings["no_audio"] for settings in records] == [False] * len(records)
 
 
 def test_upscale_batch_names_only_the_model_when_a_student_follows_a_diffusion_model(tmp_path, capsys,
