@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import warnings
 from datetime import timedelta
 from functools import partial
@@ -450,12 +449,14 @@ def _batch_clips(input_dir: Path, output_dir: Path) -> tuple[list[Path], list[Pa
     return videos, broken, subfolders
 
 
-def _written_since(path: Path, since: float) -> bool:
-    """Whether a file is at ``path`` whose last change is not older than ``since`` (a ``time.time()``)."""
+def _output_stamp(path: Path) -> Optional[tuple[int, int, int]]:
+    """(inode, modification time in ns, size) of the output at ``path``, None when there is none: whether another
+    run replaced it between two looks (not by the clock: a file server's may differ, FAT's keeps 2 s steps)."""
     try:
-        return path.stat().st_mtime >= since
-    except OSError:  # not there
-        return False
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def _run_batch(args: argparse.Namespace) -> int:
@@ -463,8 +464,6 @@ def _run_batch(args: argparse.Namespace) -> int:
     already there, then upscale the clips not done yet, split across the processes; 1 when a clip was skipped."""
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list, gather_object
-
-    started = time.time()  # (outputs another run finishes meanwhile are newer: `_written_since`)
 
     from ..io import deinterlace_choice, output_names
     from ..io.folders import broken_link_line, other_subfolders_note, stray_images_note
@@ -565,18 +564,19 @@ def _run_batch(args: argparse.Namespace) -> int:
     deinterlace = deinterlace_choice(args.deinterlace)
     with state.split_between_processes(todo) as mine:
         pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
-        failed, busy = [], []  # names of the videos skipped; busy: outputs left to another run that was writing them
+        failed, busy = [], []  # names of the videos skipped; busy: (output, `_output_stamp`) left to another run
         for video in mine:
             if args.overwrite and outputs[video].name in ledger.finished({outputs[video].name: video})[0]:
                 say(f"skipped {video}: another upscale-batch --overwrite on {output_dir} redid it meanwhile")
                 continue  # two --overwrite batches on one folder share the work, as two plain ones do
             signature = input_signature(video)  # (before it is read: one changed meanwhile is not recorded as new)
+            stamp = _output_stamp(outputs[video])  # (before: another run's output that appears meanwhile is new)
             outcome = _upscale_video_of_batch(pipe, video, outputs[video], args, deinterlace,
                                               state.is_local_main_process, say, several=state.num_processes > 1)
             if outcome is not None:
                 say(f"skipped {video}: {outcome.reason}", sys.stderr)
                 if outcome.busy:
-                    busy.append(outputs[video].name)
+                    busy.append((outputs[video].name, stamp))
                 else:
                     failed.append(video.name)
                 continue
@@ -596,9 +596,9 @@ def _run_batch(args: argparse.Namespace) -> int:
         # exception", SIGABRT: the idle process, which exits first, in one CI run), and the launcher stopped the rest
         state.destroy_process_group()
     # left to another run that has not finished them (still writing, or stopped): not done by this batch either (it
-    # exited 0 and, under --overwrite, deleted its ledger, the old output left as if redone). Finished: written since
-    # this batch started (under --overwrite the old output is there all along; it was taken for the new one)
-    busy = sorted(name for name in busy if not _written_since(output_dir / name, started))
+    # exited 0 and, under --overwrite, deleted its ledger, the old output left as if redone). Finished: an output
+    # there now that is not the one there when it was skipped (under --overwrite the old one was there all along)
+    busy = sorted(name for name, stamp in busy if _output_stamp(output_dir / name) in (None, stamp))
     if busy and state.is_main_process:
         print(f"note: {len(busy)} video(s) were left to another run writing them, which has not finished them: "
               f"{listed(busy, 5)}; run this command again once it has ended", file=sys.stderr)
