@@ -253,21 +253,22 @@ def one_generator(generator: Any) -> Any:
     return generator
 
 
-#: An ``OSError`` with one of these is memory running out: FFmpeg's (PyAV's) when it cannot allocate, or cannot
-#: start its codec threads (EAGAIN, e.g. under ``ulimit -v``: their stacks did not fit). Not a failed write.
+#: An ``OSError`` with ENOMEM is memory running out; one of FFmpeg's (PyAV's ``av.error``) with EAGAIN too: its codec
+#: threads could not start (e.g. under ``ulimit -v``: their stacks did not fit). Not a failed write. (Python's own
+#: EAGAIN is other things: a full non-blocking pipe, a process limit.)
 MEMORY_ERRNOS = frozenset({errno.ENOMEM, errno.EAGAIN})
 
 
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` is running out of memory: ``torch.OutOfMemoryError`` (CUDA, XPU), the CPU
     allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends,
-    Python's ``MemoryError`` (also raised by PyAV and safetensors) and an ``OSError`` of `MEMORY_ERRNOS`."""
+    Python's ``MemoryError`` (also raised by PyAV and safetensors) and ``OSError``\s of `MEMORY_ERRNOS`."""
     if isinstance(error, StarVSRError):  # already explained
         return False
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return True
     if isinstance(error, OSError):
-        return error.errno in MEMORY_ERRNOS
+        return error.errno == errno.ENOMEM or (error.errno in MEMORY_ERRNOS and type(error).__module__ == "av.error")
     message = str(error).lower()
     return isinstance(error, RuntimeError) and ("can't allocate memory" in message or "out of memory" in message
                                                 or _is_onednn_refusal(message))

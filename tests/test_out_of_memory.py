@@ -251,3 +251,5 @@ def test_encoder_threads_that_cannot_start_are_out_of_memory_not_a_failed_write(
     assert "1 video(s) were skipped (the reasons are above): a.mp4" in err
     assert is_out_of_memory(OSError(errno.ENOMEM, "Cannot allocate memory"))
     assert not is_out_of_memory(OSError(errno.ENOSPC, "No space left on device"))
+    # Python's own EAGAIN is not memory: a full non-blocking pipe (print), a process limit (fork) (review)
+    assert not is_out_of_memory(BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"))
