@@ -262,7 +262,7 @@ MEMORY_ERRNOS = frozenset({errno.ENOMEM, errno.EAGAIN})
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` is running out of memory: ``torch.OutOfMemoryError`` (CUDA, XPU), the CPU
     allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends,
-    Python's ``MemoryError`` (also raised by PyAV and safetensors) and ``OSError``\s of `MEMORY_ERRNOS`."""
+    Python's ``MemoryError`` (also raised by PyAV and safetensors) and the ``OSError`` errors of `MEMORY_ERRNOS`."""
     if isinstance(error, StarVSRError):  # already explained
         return False
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":

@@ -83,5 +83,5 @@ def input_fingerprint(path: Path, files: Optional[list[Path]] = None) -> list[in
 def folder_files_fingerprint(files: list[Path]) -> str:
     """A hash of the name, size and modification time of each of an image folder's ``files``, which frames
     swapped by renaming them change (`input_fingerprint` sums sizes and takes the latest time: it did not)."""
-    entries = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    entries = [(f.name, stat.st_size, stat.st_mtime_ns) for f, stat in ((f, f.stat()) for f in files)]
     return hashlib.sha256(repr(entries).encode()).hexdigest()[:16]

@@ -110,13 +110,18 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
         extra = sorted(set(pred_clips) - set(gt_clips))
         if extra:
             print(f"note: not scored, no ground truth in {gt}: {listed([pred_clips[n].name for n in extra], 10)}")
-        return [(name, pred_clips[name], gt_clips[name]) for name in gt_clips]
+        # named as the ground truth names them (the keys are in NFC: `clips_by_name`)
+        return [(_clip_name(gt_clips[name]), pred_clips[name], gt_clips[name]) for name in gt_clips]
     if _is_clip_folder(pred):
         raise InputError(f"--pred {pred} is a folder of clips (videos or frame folders), so --gt must be one too "
                          f"(clips are paired by name); for one clip, give --pred the video file or frame folder in "
                          f"it")
-    named = Path(os.path.abspath(gt))  # "--gt ." was named "" in the table and the JSON
-    return [(named.stem if gt.is_file() else named.name, pred, gt)]
+    return [(_clip_name(Path(os.path.abspath(gt))), pred, gt)]  # ("--gt ." was named "" in the table and the JSON)
+
+
+def _clip_name(clip: Path) -> str:
+    """How the table and the JSON name a clip: a video's file stem, a frame folder's name."""
+    return clip.stem if clip.is_file() else clip.name
 
 
 def format_table(rows: dict[str, dict[str, float]], learned: Sequence[str] = ()) -> str:

@@ -4,7 +4,8 @@ An upscaled or degraded video keeps the tags of its source as FFmpeg keeps them 
 the container's, the video track's and the copied audio track's (`star_vsr.io.audio`), less those that describe
 the source file's own encoding (its muxer, its MP4 brands and handlers, Matroska's per-track statistics), which
 the output's muxer writes anew. Players pick audio tracks by their language, libraries sort videos by their
-creation time: both were dropped.
+creation time: both were dropped. A camera's ``timecode`` is kept too, as FFmpeg keeps it: an .mp4 / .mov output
+then holds it in a timecode (tmcd) data track of its own.
 """
 
 from __future__ import annotations

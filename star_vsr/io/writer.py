@@ -535,7 +535,7 @@ class VideoWriter:
             `H265_DEFAULT_CRF`), "ffv1" (lossless RGB, .mkv only) or "png" (a folder of
             `PNG_NAME` files). None: "png" when `path` is a folder or has no suffix, else "h264".
         crf: Constant-rate factor for h264/h265, 0..51 (lower is better); None for the default.
-        audio_from: Video whose first audio stream is copied into the output (re-encoded to
+        audio_from: Video whose first audio stream is copied into the output, with its tags (re-encoded to
             AAC if the container cannot hold it). Nothing is added when it has no audio; PNG
             folders cannot hold audio (a warning says so).
         pix_fmt: Encoder pixel format (e.g. "yuv444p" for h264); None for the codec default.
