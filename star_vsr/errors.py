@@ -261,8 +261,10 @@ MEMORY_ERRNOS = frozenset({errno.ENOMEM, errno.EAGAIN})
 
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` is running out of memory: ``torch.OutOfMemoryError`` (CUDA, XPU), the CPU
-    allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends,
-    Python's ``MemoryError`` (also raised by PyAV and safetensors) and the ``OSError`` errors of `MEMORY_ERRNOS`."""
+    allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends, C++'s
+    ``std::bad_alloc`` (a model built under ``ulimit -v``), Python's ``MemoryError`` (also raised by PyAV and
+    safetensors), the ``OSError`` errors of `MEMORY_ERRNOS`, and an error raised from one of these (diffusers' lazy
+    import wraps a ``MemoryError`` in "Failed to import ...")."""
     if isinstance(error, StarVSRError):  # already explained
         return False
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
@@ -270,8 +272,11 @@ def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, OSError):
         return error.errno == errno.ENOMEM or (error.errno in MEMORY_ERRNOS and type(error).__module__ == "av.error")
     message = str(error).lower()
-    return isinstance(error, RuntimeError) and ("can't allocate memory" in message or "out of memory" in message
-                                                or _is_onednn_refusal(message))
+    if isinstance(error, RuntimeError) and ("can't allocate memory" in message or "out of memory" in message
+                                            or "std::bad_alloc" in message or _is_onednn_refusal(message)):
+        return True
+    cause = error.__cause__
+    return cause is not None and cause is not error and is_out_of_memory(cause)
 
 
 #: Messages of torch.load / load_state_dict failures that mean a weight file is not what it should be.

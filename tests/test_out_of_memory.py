@@ -6,6 +6,7 @@ hand-made exception, except for the CUDA message, which a CPU cannot produce.
 
 from __future__ import annotations
 
+import errno
 import json
 
 import pytest
@@ -227,8 +228,6 @@ def test_encoder_threads_that_cannot_start_are_out_of_memory_not_a_failed_write(
     """Under a memory cap (``ulimit -v 4500000``) FFmpeg's encoder could not start its threads and PyAV raised
     ``av.error.BlockingIOError(EAGAIN)``: it was "cannot write out.mp4: Resource temporarily unavailable", as if the
     disk had failed (black-box hunt). It is memory running out, with what to lower; a batch skips the video."""
-    import errno
-
     import av
 
     from star_vsr.io.writer import _EncodedSink
@@ -253,3 +252,41 @@ def test_encoder_threads_that_cannot_start_are_out_of_memory_not_a_failed_write(
     assert not is_out_of_memory(OSError(errno.ENOSPC, "No space left on device"))
     # Python's own EAGAIN is not memory: a full non-blocking pipe (print), a process limit (fork) (review)
     assert not is_out_of_memory(BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"))
+
+
+def test_memory_running_out_in_a_library_s_clothes_is_recognised(tmp_path):
+    """Under ulimit -v (black-box hunt): C++'s std::bad_alloc building the model was "the folder is damaged ...
+    reinstall star-vsr"; diffusers' lazy import wrapped a MemoryError in a RuntimeError (a traceback); FFmpeg's
+    decoder threads that could not start were "decoding failed ...; the file is damaged or truncated"."""
+    from pathlib import Path
+
+    import av
+
+    from star_vsr.errors import CorruptVideoError
+    from star_vsr.io.reader import _decode
+
+    assert is_out_of_memory(RuntimeError("std::bad_alloc"))
+    try:
+        try:
+            raise MemoryError()
+        except MemoryError as error:
+            raise RuntimeError("Failed to import diffusers.pipelines.pipeline_utils because of the following "
+                               "error (look up to see its traceback):") from error
+    except RuntimeError as wrapped:
+        assert is_out_of_memory(wrapped)
+    assert not is_out_of_memory(RuntimeError("Failed to import x").with_traceback(None))
+
+    class Container:
+        def __init__(self, error):
+            self.error = error
+
+        def decode(self, stream):
+            yield "frame 0"
+            raise self.error
+
+    threads = av.error.BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+    with pytest.raises(av.error.BlockingIOError):
+        list(_decode(Container(threads), None, Path("in.mp4")))
+    damaged = av.error.InvalidDataError(errno.EINVAL, "Invalid data found when processing input")
+    with pytest.raises(CorruptVideoError, match="decoding failed after 1 frame .*damaged or truncated"):
+        list(_decode(Container(damaged), None, Path("in.mp4")))
