@@ -329,6 +329,9 @@ def _is_onednn_refusal(message: str) -> bool:
     return message.strip() == "could not create a primitive"
 
 
+_UNIT_POWERS = {"GiB": 30, "MiB": 20, "KiB": 10}
+
+
 def memory_amount(error: BaseException | str) -> str:
     """" (allocating 2.00 GiB failed)": the allocation that failed, from an out-of-memory ``error`` (or its
     message; the CPU allocator gives bytes): one allocation, not all the memory the run would need; "" when it
@@ -337,8 +340,10 @@ def memory_amount(error: BaseException | str) -> str:
     if found is None:
         return ""
     amount = re.sub(r"\.(?= ?[KMGT])", "", found.group(1))  # (NumPy's "Unable to allocate 187. MiB")
-    if amount.endswith("bytes"):
-        amount = f"{int(amount.split()[0]) / 2 ** 30:.2f} GiB"
+    if amount.endswith("bytes"):  # in the largest unit it has one of (it said "0.00 GiB" of 4 MiB)
+        size = int(amount.split()[0])
+        unit = next((unit for unit in ("GiB", "MiB", "KiB") if size >= 2 ** _UNIT_POWERS[unit]), None)
+        amount = f"{size} bytes" if unit is None else f"{size / 2 ** _UNIT_POWERS[unit]:.2f} {unit}"
     return f" (allocating {amount} failed)"
 
 

@@ -207,6 +207,11 @@ def test_numpy_s_amount_is_said_without_its_dot():
     assert memory_amount("Unable to allocate 187. MiB for an array with shape (2160, 3840, 3)") == \
         " (allocating 187 MiB failed)"  # it said "187. MiB"
     assert memory_amount("Tried to allocate 2.00 GiB") == " (allocating 2.00 GiB failed)"
+    # the CPU allocator's bytes in a unit that shows them (it said "0.00 GiB" of 4 MiB: black-box hunt)
+    assert memory_amount("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4194304 bytes.") == \
+        " (allocating 4.00 MiB failed)"
+    assert memory_amount("you tried to allocate 3221225472 bytes") == " (allocating 3.00 GiB failed)"
+    assert memory_amount("you tried to allocate 100 bytes") == " (allocating 100 bytes failed)"
 
 
 def test_cli_out_of_memory_outside_the_pipelines_is_one_line(tmp_path, monkeypatch, capsys):
