@@ -2700,12 +2700,17 @@ def test_outputs_keep_the_source_s_tags_but_not_those_of_its_encoding(tmp_path, 
     assert cli_main(["upscale", str(source), "-o", str(tmp_path / "up.mp4")]) == 0
     assert cli_main(["degrade", str(source), "-o", str(tmp_path / "lr.mkv"), "--scale", "2"]) == 0
     assert cli_main(["upscale", str(source), "-o", str(tmp_path / "silent.mov"), "--no-audio"]) == 0
-    for output in ("up.mp4", "lr.mkv", "silent.mov"):
+    assert cli_main(["upscale", str(tmp_path / "up.mp4"), "-o", str(tmp_path / "again.mkv")]) == 0  # an .mp4 source
+    for output in ("up.mp4", "lr.mkv", "silent.mov", "again.mkv"):
         container, video, audio = tags_of(tmp_path / output)
         assert container["title"] == "My Movie" and container["creation_time"].startswith("2020-01-01T00:00:00")
         assert video["language"] == "jpn"
-        if output != "silent.mov":
-            assert audio["language"] == "fra" and "Commentary" in audio.values()  # ("name" in MP4)
+        if output != "silent.mov":  # (an .mp4 reads a track's title back as "name"; a .mkv keeps "title")
+            assert audio["language"] == "fra" and audio.get("title", audio.get("name")) == "Commentary"
+    assert "NAME" not in tags_of(tmp_path / "again.mkv")[2]  # the .mp4's "name" is the track's title again
+    from star_vsr.io.tags import content_tags
+
+    assert content_tags({"software": "Lavf62", "title": "T"}) == {"title": "T"}  # an .avi's muxer (ISFT)
     _, video, _ = tags_of(tmp_path / "lr.mkv")  # (.mp4 stores none of these anyway)
     assert not {"NUMBER_OF_FRAMES", "_STATISTICS_WRITING_APP"} & set(video)  # the source's statistics, not its
     assert video["DURATION"].startswith("00:00:00.1")  # the muxer's own: 4 frames at 30 fps

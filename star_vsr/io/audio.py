@@ -16,7 +16,7 @@ from av.container import OutputContainer
 
 from star_vsr.errors import CorruptVideoError, StarVSRError, UnsupportedVideoError, option
 from star_vsr.io.probe import find_video_stream, open_container, probe_video, video_start, video_streams
-from star_vsr.io.tags import content_tags
+from star_vsr.io.tags import track_tags
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class AudioCopy:
             if layout.endswith("channels"):  # "2 channels": no named layout; the encoder wants one
                 layout = _NAMED_LAYOUTS.get(in_audio.channels, layout)
             self._stream = output.add_stream(AUDIO_FALLBACK_CODEC, rate=in_audio.rate, layout=layout)
-        self._stream.metadata.update(content_tags(in_audio.metadata))  # its language, which players choose by
+        self._stream.metadata.update(track_tags(in_audio.metadata))  # its language, which players choose by
         self._packets = self._input.demux(in_audio)
         self._pending: av.Packet | None = None
         self._lookahead: av.Packet | None = None  # read after a damaged packet, to see whether it was the last

@@ -18,7 +18,7 @@ from star_vsr.io.probe import find_video_stream, open_container
 #: Tags of a file's encoding, not of its content (lower case). Matroska's statistics tags may carry a language
 #: suffix ("BPS-eng", "DURATION-eng"): the part before "-" is compared.
 ENCODING_TAGS = frozenset({
-    "encoder", "major_brand", "minor_version", "compatible_brands", "handler_name", "vendor_id", "duration",
+    "encoder", "software", "major_brand", "minor_version", "compatible_brands", "handler_name", "vendor_id", "duration",
     "number_of_frames", "number_of_bytes", "bps", "_statistics_writing_app", "_statistics_writing_date_utc",
     "_statistics_tags",
 })
@@ -29,8 +29,19 @@ def content_tags(metadata: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in metadata.items() if key.lower().split("-")[0] not in ENCODING_TAGS}
 
 
+def track_tags(metadata: Mapping[str, str]) -> dict[str, str]:
+    """`content_tags` of a track: with its title under "title", where MP4 / MOV sources give it as "name" (the
+    muxers take a track's title from "title" only: an .mp4's track titles were lost, and became "NAME" tags in
+    a .mkv)."""
+    tags = content_tags(metadata)
+    if "name" in tags and "title" not in tags:
+        tags["title"] = tags.pop("name")
+    return tags
+
+
 def source_tags(source: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """(the container's tags, the video track's tags) of the video file ``source``, as `content_tags`."""
+    """(the container's tags, the video track's tags) of the video file ``source``, as `content_tags` and
+    `track_tags`."""
     with open_container(source) as container:
         video = find_video_stream(container, source)
-        return content_tags(container.metadata), content_tags(video.metadata)
+        return content_tags(container.metadata), track_tags(video.metadata)
