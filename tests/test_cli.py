@@ -280,7 +280,8 @@ def test_evaluate_pairs_names_in_either_unicode_normal_form(tmp_path, capsys):
     # both forms in one folder are two files: which one to take would be a guess
     write_test_video(pred_dir / f"{nfd}.mkv", num_frames=3, size=(32, 32), seed=0, codec="ffv1")
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
-    assert "holds clips of the same name" in capsys.readouterr().err
+    assert "holds clips of the same name" in (err := capsys.readouterr().err)
+    assert "(one name in two Unicode forms, NFC and NFD)" in err  # (the two look alike)
 
 
 def test_evaluate_json_dash_writes_the_json_alone_to_standard_output(tmp_path, capsys, monkeypatch):
