@@ -528,7 +528,9 @@ def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_proces
     """``InputError`` unless an epoch of ``num_items`` clips fills one optimizer step on every process: batches of
     ``--train_batch_size`` (the last partial one dropped), ``--gradient_accumulation_steps`` of them per step.
     Fewer items made smaller batches than the run says and records, fewer batches steps that averaged fewer
-    micro-batches than asked for, both without a word."""
+    micro-batches than asked for, both without a word. Where the steps do not divide an epoch's batches, the last
+    step of each epoch averages the batches left (Accelerate ends the accumulation with the data): a note says so
+    (the first process)."""
     if num_items < args.train_batch_size:
         raise InputError(f"the dataset has {num_items} clips, fewer than --train_batch_size {args.train_batch_size}")
     batches = num_items // (args.train_batch_size * num_processes)  # per process and epoch
@@ -541,6 +543,12 @@ def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_proces
                          + (f" on each of {num_processes} processes" if num_processes > 1 else "")
                          + f", fewer than --gradient_accumulation_steps {args.gradient_accumulation_steps}: each step "
                          f"would average only {batches}; lower --gradient_accumulation_steps or use more clips")
+    left = batches % args.gradient_accumulation_steps
+    if left and is_first_process():
+        print(f"note: an epoch holds {batches} batches of --train_batch_size {args.train_batch_size}"
+              + (" on each process" if num_processes > 1 else "") + f": the last step of each epoch averages "
+              f"{left} of them, not --gradient_accumulation_steps {args.gradient_accumulation_steps} (a smaller, "
+              f"noisier step; a number of clips that makes a multiple of it avoids that)", file=sys.stderr)
 
 
 def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:

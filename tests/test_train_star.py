@@ -106,6 +106,16 @@ def test_a_final_save_stopped_midway_leaves_no_adapter_or_step_of_the_earlier_mo
 # --- settings ------------------------------------------------------------------------------------
 
 
+def test_the_logged_learning_rate_is_the_one_each_step_used(tmp_path):
+    """The log gave the scheduler's rate after each step, i.e. the next step's: 0.0005, 0.001, 0.0005, 0.0 for a
+    warm-up of 2 steps, where the steps used 0, 0.0005, 0.001, 0.0005 (black-box hunt)."""
+    run = tmp_path / "run"
+    train_star.main(train_star.parse_args([
+        "--config", str(TINY_CONFIG), "--output_dir", str(run), *FAST, *LORA, "--max_train_steps", "4",
+        "--validation_steps", "0", "--learning_rate", "1e-3", "--lr_scheduler", "linear", "--lr_warmup_steps", "2"]))
+    assert [step["lr"] for step in read_log(run)] == pytest.approx([0.0, 5e-4, 1e-3, 5e-4])
+
+
 def test_two_launched_processes_on_a_machine_without_a_gpu_train_one_run_together(tmp_path):
     # without a GPU Accelerate set up no process group: each process trained the whole run alone, into one folder
     log = launch(tmp_path / "run", "--max_train_steps", "4", "--checkpointing_steps", "2", "--validation_steps", "0",

@@ -861,12 +861,18 @@ def test_a_resume_trains_at_this_runs_learning_rate(schedule):
         assert resumed.param_groups[0]["lr"] == lr * resumed_scheduler.lr_lambdas[0](4)
 
 
-def test_an_epoch_must_fill_a_step():
-    """2 clips with --gradient_accumulation_steps 3 trained steps of 2 micro-batches without a word."""
+def test_an_epoch_must_fill_a_step(capsys):
+    """2 clips with --gradient_accumulation_steps 3 trained steps of 2 micro-batches without a word; 8 clips, the
+    last step of each epoch (a black-box hunt): a note says so."""
     from star_vsr.training_run import check_batches_per_epoch
 
     args = argparse.Namespace(train_batch_size=1, gradient_accumulation_steps=3)
     check_batches_per_epoch(3, args, num_processes=1)
+    check_batches_per_epoch(6, args, num_processes=1)
+    assert capsys.readouterr().err == ""
+    check_batches_per_epoch(8, args, num_processes=1)
+    assert ("note: an epoch holds 8 batches of --train_batch_size 1: the last step of each epoch averages 2 of them, "
+            "not --gradient_accumulation_steps 3") in capsys.readouterr().err
     with pytest.raises(InputError, match=r"^the dataset's 2 clips make 2 batches of --train_batch_size 1 per epoch, "
                                          r"fewer than --gradient_accumulation_steps 3: each step would average only 2"):
         check_batches_per_epoch(2, args, num_processes=1)

@@ -713,7 +713,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     step_losses.add({**{f"loss/{name}": value for name, value in terms.items()}, "loss/total": total})
                     if accelerator.sync_gradients and args.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(trainable + criterion_params, args.max_grad_norm)
-                    optimizer.step()
+                    step_lr = optimizer.param_groups[0]["lr"]  # the rate this step uses (logged: the scheduler's
+                    optimizer.step()  # get_last_lr() after its step below is the next step's)
                     lr_scheduler.step()
                     optimizer.zero_grad()
 
@@ -724,7 +725,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 global_step += 1
                 progress_bar.update(1)
                 logs = step_losses.means(accelerator)  # over the step's micro-batches, not its last one
-                logs["lr"] = lr_scheduler.get_last_lr()[0]
+                logs["lr"] = step_lr
                 if time_loss is not None:
                     logs["time_convlstm_frozen"] = float(time_loss.observe(logs["loss/time"]))
                 progress_bar.set_postfix(loss=f"{logs['loss/total']:.4f}")

@@ -810,7 +810,8 @@ def main(args: argparse.Namespace) -> None:
                     accelerator.backward(out.loss)
                     if accelerator.sync_gradients and args.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(params, args.max_grad_norm)
-                    optimizer.step()
+                    step_lr = optimizer.param_groups[0]["lr"]  # the rate this step uses (logged: the scheduler's
+                    optimizer.step()  # get_last_lr() after its step below is the next step's)
                     lr_scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                 step_losses.add({"loss": out.loss, "loss_v": out.loss_v, "loss_dfl": out.loss_dfl,
@@ -823,7 +824,7 @@ def main(args: argparse.Namespace) -> None:
                 global_step += 1
                 progress.update(1)
                 logs = step_losses.means(accelerator)
-                logs["lr"] = lr_scheduler.get_last_lr()[0]
+                logs["lr"] = step_lr
                 progress.set_postfix(loss=f"{logs['loss']:.4f}")
                 accelerator.log(logs, step=global_step)
                 if accelerator.is_main_process:
