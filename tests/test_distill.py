@@ -1613,6 +1613,14 @@ def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp
     assert refused.value.code == 2
     assert ("--motion_degradation Medium: unknown degradation 'Medium': use one of light, medium, heavy or 'none' "
             in capsys.readouterr().err)
+    # motion clip sizes the dataset refused at the first step, in LR pixels, by its arguments' names (black-box hunt)
+    for flags, message in ((["--motion_patch_size", "128"], "--motion_patch_size 128 is larger than "
+                                                             "--motion_crop_size 64, the clips it is cut from"),
+                           (["--motion_patch_size", "30"], "--motion_patch_size 30 must be a multiple of --scale 4"),
+                           (["--motion_crop_size", "30"], "--motion_crop_size 30 must be a multiple of --scale 4")):
+        with pytest.raises(SystemExit) as refused:
+            training_args(None, tmp_path / "m", *flags)
+        assert refused.value.code == 2 and message in capsys.readouterr().err
     # the cache's scale, before a --validation_size that is no multiple of --scale 3 (fixing that led to this)
     for scale in ("2", "3"):
         with pytest.raises(SystemExit):

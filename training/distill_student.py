@@ -268,6 +268,7 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
                 resolve_degradation(args.motion_degradation, args.scale)
             except InputError as error:
                 raise InputError(f"--motion_degradation {args.motion_degradation}: {error}") from None
+            check_motion_sizes(args)
         else:
             note_ignored_settings(args, build_parser(), [f"motion_{name}" for name in (
                 "num_frames", "crop_size", "patch_size", "degradation", "flip_and_rotate", "length")],
@@ -400,6 +401,19 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     batch["teacher_features"] = {name: torch.stack([item["teacher_features"][name][:n] for item in items])
                                  for name in names}
     return batch
+
+
+def check_motion_sizes(args: argparse.Namespace) -> None:
+    """``InputError`` naming the flags, in their HR pixels, for on-the-fly motion clip sizes the dataset would refuse
+    after the run started ("crop_size (30, 30) must be divisible by scale 4", "LR clips of 16x16 are smaller than
+    the 32x32 LR patch": its arguments' names, LR pixels, the run's folder already written; a black-box hunt)."""
+    for name in ("motion_crop_size", "motion_patch_size"):
+        size = getattr(args, name)
+        if size is not None and size % args.scale:
+            raise InputError(f"--{name} {size} must be a multiple of --scale {args.scale}")
+    if args.motion_patch_size is not None and args.motion_patch_size > args.motion_crop_size:
+        raise InputError(f"--motion_patch_size {args.motion_patch_size} is larger than --motion_crop_size "
+                         f"{args.motion_crop_size}, the clips it is cut from")
 
 
 def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> tuple[Any, dict[str, int]]:
