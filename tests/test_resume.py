@@ -202,6 +202,22 @@ def test_no_audio_is_no_other_setting_for_a_video_without_sound(pipe, tmp_path, 
         upscale_video(pipe, loud, tmp_path / "loud_out.mp4", progress=False, keep_audio=False)
 
 
+def stopped_frame_folder_run(pipe, tmp_path, monkeypatch, also: dict = None) -> Path:
+    """A frame folder of 6 frames (and the files ``also``: name -> bytes) whose x4 run into seq.mp4 was stopped at
+    frame 4 with a checkpoint after frame 2."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, picture in enumerate(synthetic_frames(6, (12, 16))):
+        cv2.imwrite(str(frames / f"{index}.png"), picture)
+    for name, data in (also or {}).items():
+        (frames / name).write_bytes(data)
+    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
+    monkeypatch.undo()
+    return frames
+
+
 def test_an_output_with_a_name_near_the_limit_saves_progress_and_goes_on(pipe, tmp_path, monkeypatch, capsys):
     """An output named with 247 to 255 bytes could not be written: its progress folder, .NAME.partial, is 9 bytes
     longer ("File name too long", naming the hidden folder), and in upscale-batch its check ended the whole batch
@@ -264,14 +280,7 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
     upscale_video(pipe, source, output, progress=False, upscale=2, restart=True)
     assert probe_video(output).height == 24 and not partial_folder(output).exists()
     # a frame folder was "the input file changed" too, "with other settings" (black-box test)
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for index, picture in enumerate(synthetic_frames(6, (12, 16))):
-        cv2.imwrite(str(frames / f"{index}.png"), picture)
-    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
-    with pytest.raises(KeyboardInterrupt):
-        upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
-    monkeypatch.undo()
+    frames = stopped_frame_folder_run(pipe, tmp_path, monkeypatch)
     # frames swapped by renaming them: the same sizes, times and count (black-box hunt: it went on, the output
     # mixing two frame orders)
     os.rename(frames / "1.png", frames / "tmp.png")
@@ -288,14 +297,7 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
 
 def test_files_beside_a_folder_s_frames_are_no_change_of_the_input(pipe, tmp_path, monkeypatch):
     """A file browser's .DS_Store or a notes file written into a frame folder is not a frame: a stopped run goes on."""
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for index, picture in enumerate(synthetic_frames(6, (12, 16))):
-        cv2.imwrite(str(frames / f"{index}.png"), picture)
-    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
-    with pytest.raises(KeyboardInterrupt):
-        upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
-    monkeypatch.undo()
+    frames = stopped_frame_folder_run(pipe, tmp_path, monkeypatch)
     (frames / ".DS_Store").write_bytes(b"\0" * 10)
     step = pipe.student.step_tensors
 
@@ -315,15 +317,7 @@ def test_a_frame_folder_s_run_saved_by_an_earlier_version_goes_on(pipe, tmp_path
     "another input: the input folder's files changed" after the update (review)."""
     from star_vsr.fingerprints import input_fingerprint
 
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for index, picture in enumerate(synthetic_frames(6, (12, 16))):
-        cv2.imwrite(str(frames / f"{index}.png"), picture)
-    (frames / "notes.txt").write_text("shot 12")  # (counted then)
-    monkeypatch.setattr(pipe.student, "step_tensors", StopAfter(pipe, stop=4))
-    with pytest.raises(KeyboardInterrupt):
-        upscale_video(pipe, frames, tmp_path / "seq.mp4", progress=False, chunk_size=2, checkpoint_seconds=0)
-    monkeypatch.undo()
+    frames = stopped_frame_folder_run(pipe, tmp_path, monkeypatch, also={"notes.txt": b"shot 12"})  # (counted then)
     manifest_path = partial_folder(tmp_path / "seq.mp4") / MANIFEST
     manifest = json.loads(manifest_path.read_text())
     del manifest["settings"]["input_folder_files"]
