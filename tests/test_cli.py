@@ -1107,6 +1107,28 @@ def test_a_video_left_to_another_run_that_does_not_finish_it_is_not_counted_done
     assert "left to another run" not in capsys.readouterr().err and not (outputs / LEDGER_NAME).exists()
 
 
+def test_a_video_another_batch_finished_before_this_one_got_to_it_is_done(tmp_path, capsys, monkeypatch):
+    """Two plain batches on one folder: the other finished v1 while this one was on v0, so this one found v1's output
+    there (OutputExistsError) and, comparing it with itself, called v1 left unfinished, exit 1 (review)."""
+    import star_vsr.upscale
+
+    inputs, outputs = _batch_with_finished_outputs(tmp_path)
+    for i in range(3):
+        (outputs / f"v{i}.mp4").unlink()  # (a plain batch: all three to do)
+    upscale_video = star_vsr.upscale.upscale_video
+
+    def other_batch_finishes_v1_meanwhile(pipe, video, output, *args, **kwargs):
+        if Path(video).name == "v0.mp4":
+            (outputs / "v1.mp4").write_bytes(b"written by the other batch")
+        return upscale_video(pipe, video, output, *args, **kwargs)
+
+    monkeypatch.setattr(star_vsr.upscale, "upscale_video", other_batch_finishes_v1_meanwhile)
+    assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped" in captured.err and "left to another run" not in captured.err
+    assert (outputs / "v1.mp4").read_bytes() == b"written by the other batch"
+
+
 def test_an_overwrite_batch_whose_every_video_fails_leaves_no_folder(tmp_path, capsys):
     """The folder it made held the ledger alone, as if something had been written (black-box hunt)."""
     inputs = tmp_path / "in"

@@ -528,6 +528,9 @@ def _run_batch(args: argparse.Namespace) -> int:
         shared = [[str(video) for video in todo]]
         broadcast_object_list(shared, from_process=0)
         todo = [Path(name) for name in shared[0]]
+    # each output as it is when the batch takes its list (`_output_stamp`): one another run writes from now on is
+    # new at the end (taken when the batch got to it, another batch's output finished before that was not: review)
+    stamps = {video: _output_stamp(outputs[video]) for video in todo}
     state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
     if state.is_main_process:
         for video in videos:  # progress folders a killed run left beside its finished output
@@ -570,13 +573,12 @@ def _run_batch(args: argparse.Namespace) -> int:
                 say(f"skipped {video}: another upscale-batch --overwrite on {output_dir} redid it meanwhile")
                 continue  # two --overwrite batches on one folder share the work, as two plain ones do
             signature = input_signature(video)  # (before it is read: one changed meanwhile is not recorded as new)
-            stamp = _output_stamp(outputs[video])  # (before: another run's output that appears meanwhile is new)
             outcome = _upscale_video_of_batch(pipe, video, outputs[video], args, deinterlace,
                                               state.is_local_main_process, say, several=state.num_processes > 1)
             if outcome is not None:
                 say(f"skipped {video}: {outcome.reason}", sys.stderr)
                 if outcome.busy:
-                    busy.append((outputs[video].name, stamp))
+                    busy.append((outputs[video].name, stamps[video]))
                 else:
                     failed.append(video.name)
                 continue
