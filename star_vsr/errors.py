@@ -263,20 +263,31 @@ def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` is running out of memory: ``torch.OutOfMemoryError`` (CUDA, XPU), the CPU
     allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends, C++'s
     ``std::bad_alloc`` (a model built under ``ulimit -v``), Python's ``MemoryError`` (also raised by PyAV and
-    safetensors), the ``OSError`` errors of `MEMORY_ERRNOS`, and an error raised from one of these (diffusers' lazy
-    import wraps a ``MemoryError`` in "Failed to import ...")."""
-    if isinstance(error, StarVSRError):  # already explained
-        return False
-    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
-        return True
-    if isinstance(error, OSError):
-        return error.errno == errno.ENOMEM or (error.errno in MEMORY_ERRNOS and type(error).__module__ == "av.error")
-    message = str(error).lower()
-    if isinstance(error, RuntimeError) and ("can't allocate memory" in message or "out of memory" in message
-                                            or "std::bad_alloc" in message or _is_onednn_refusal(message)):
-        return True
-    cause = error.__cause__
-    return cause is not None and cause is not error and is_out_of_memory(cause)
+    safetensors), the ``OSError`` errors of `MEMORY_ERRNOS`, and a ``RuntimeError`` raised from one of these
+    (diffusers' lazy import wraps a ``MemoryError`` in "Failed to import ..."): `memory_error`."""
+    return memory_error(error) is not None
+
+
+def memory_error(error: BaseException) -> Optional[BaseException]:
+    """The error that says memory ran out: ``error`` itself, or the one a ``RuntimeError`` was raised from (its
+    ``__cause__`` chain, each error once), whose message has the details (`memory_amount`); None when none does."""
+    seen = set()
+    while error is not None and id(error) not in seen and not isinstance(error, StarVSRError):  # (explained)
+        seen.add(id(error))
+        if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+            return error
+        if isinstance(error, OSError):
+            ran_out = error.errno == errno.ENOMEM or (error.errno in MEMORY_ERRNOS
+                                                      and type(error).__module__ == "av.error")
+            return error if ran_out else None
+        if not isinstance(error, RuntimeError):
+            return None
+        message = str(error).lower()
+        if ("can't allocate memory" in message or "out of memory" in message or "std::bad_alloc" in message
+                or _is_onednn_refusal(message)):
+            return error
+        error = error.__cause__
+    return None
 
 
 #: Messages of torch.load / load_state_dict failures that mean a weight file is not what it should be.
@@ -336,6 +347,8 @@ def memory_amount(error: BaseException | str) -> str:
     """" (allocating 2.00 GiB failed)": the allocation that failed, from an out-of-memory ``error`` (or its
     message; the CPU allocator gives bytes): one allocation, not all the memory the run would need; "" when it
     says none."""
+    if isinstance(error, BaseException):
+        error = memory_error(error) or error  # (the "Tried to allocate" of a wrapped one)
     found = re.search(r"allocate ([\d.]+ ?[KMGT]i?B|\d+ bytes)", str(error), re.IGNORECASE)
     if found is None:
         return ""
@@ -350,6 +363,7 @@ def memory_amount(error: BaseException | str) -> str:
 def what_ran_out(error: BaseException) -> str:
     """"out of memory", for an `is_out_of_memory` ``error``, with what else oneDNN's refusal may mean and an
     ``OSError``'s own words ("Resource temporarily unavailable": threads that could not start)."""
+    error = memory_error(error) or error  # (a wrapped one's)
     if _is_onednn_refusal(str(error).lower()):
         return "out of memory, or a frame too large for oneDNN (its 'could not create a primitive')"
     return f"out of memory ({error.strerror or error})" if isinstance(error, OSError) else "out of memory"
@@ -366,7 +380,7 @@ def explain_out_of_memory(doing: str, advice: str | Callable[[], str]) -> Iterat
         if not is_out_of_memory(error):
             raise
         text = advice() if callable(advice) else advice
-        comma = "," if _is_onednn_refusal(str(error).lower()) else ""  # (after its "or ...")
+        comma = "," if _is_onednn_refusal(str(memory_error(error)).lower()) else ""  # (after its "or ...")
         raise RanOutOfMemoryError(f"{what_ran_out(error)}{comma} while {doing}{memory_amount(error)}; {text}"
                                   ) from error
 

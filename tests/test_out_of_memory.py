@@ -292,6 +292,28 @@ def test_memory_running_out_in_a_library_s_clothes_is_recognised(tmp_path):
     threads = av.error.BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
     with pytest.raises(av.error.BlockingIOError):
         list(_decode(Container(threads), None, Path("in.mp4")))
-    damaged = av.error.InvalidDataError(errno.EINVAL, "Invalid data found when processing input")
-    with pytest.raises(CorruptVideoError, match="decoding failed after 1 frame .*damaged or truncated"):
-        list(_decode(Container(damaged), None, Path("in.mp4")))
+    for damaged in (av.error.InvalidDataError(errno.EINVAL, "Invalid data found when processing input"),
+                    av.error.MemoryError(errno.ENOMEM, "Cannot allocate memory")):  # (a damaged header's absurd size)
+        with pytest.raises(CorruptVideoError, match="decoding failed after 1 frame .*damaged or truncated"):
+            list(_decode(Container(damaged), None, Path("in.mp4")))
+
+
+def test_only_a_runtime_error_s_cause_is_followed_and_its_details_are_said():
+    """(Review) A ValueError raised from a MemoryError is no memory error the handlers catch; a cycle of causes
+    raised RecursionError; a wrapped error's amount and words were lost."""
+    from star_vsr.errors import memory_amount, memory_error
+
+    def raised_from(error, cause):
+        error.__cause__ = cause
+        return error
+
+    assert not is_out_of_memory(raised_from(ValueError("bad"), MemoryError()))
+    first, second = RuntimeError("a"), RuntimeError("b")
+    first.__cause__, second.__cause__ = second, first
+    assert not is_out_of_memory(first)  # (each error once)
+    inner = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
+    wrapped = raised_from(RuntimeError("Failed to import a module"), inner)
+    assert memory_error(wrapped) is inner and memory_amount(wrapped) == " (allocating 2.00 GiB failed)"
+    with pytest.raises(DeviceError, match=r"^out of memory while testing \(allocating 2.00 GiB failed\); do less$"):
+        with explain_out_of_memory("testing", "do less"):
+            raise wrapped

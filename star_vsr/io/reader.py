@@ -18,6 +18,7 @@ the one shown at time ``i / fps`` after the start of the video stream.
 
 from __future__ import annotations
 
+import errno
 import io
 import itertools
 import logging
@@ -37,7 +38,7 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 from av.video.stream import VideoStream
 
 from star_vsr.errors import (CorruptVideoError, InputError, UnsupportedVideoError, check_whole_number, first_line,
-                             is_out_of_memory, option)
+                             option)
 from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.folders import list_image_files
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, chroma_block, exif_orientation, find_video_stream,
@@ -196,8 +197,8 @@ def _decode(container: InputContainer, stream: VideoStream, path: Path) -> Itera
         except StopIteration:
             return
         except av.FFmpegError as error:
-            if is_out_of_memory(error):  # FFmpeg's decoder threads could not start: not the file's fault
-                raise
+            if error.errno == errno.EAGAIN:  # its decoder threads could not start (memory: `is_out_of_memory`), not
+                raise  # the file's fault (ENOMEM stays damage: a damaged header asks for absurd sizes)
             raise CorruptVideoError(
                 f"{path}: decoding failed after {count} frame{'s' * (count != 1)} ({error.strerror or error}); "
                 "the file is damaged or truncated"
