@@ -529,8 +529,8 @@ def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_proces
     ``--train_batch_size`` (the last partial one dropped), ``--gradient_accumulation_steps`` of them per step.
     Fewer items made smaller batches than the run says and records, fewer batches steps that averaged fewer
     micro-batches than asked for, both without a word. Where the steps do not divide an epoch's batches, the last
-    step of each epoch averages the batches left (Accelerate ends the accumulation with the data): a note says so
-    (the first process)."""
+    step of each epoch sums the batches left, each weighted 1 / steps (Accelerate ends the accumulation with the
+    data, and divides every loss by ``--gradient_accumulation_steps``): a note says so (the first process)."""
     if num_items < args.train_batch_size:
         raise InputError(f"the dataset has {num_items} clips, fewer than --train_batch_size {args.train_batch_size}")
     batches = num_items // (args.train_batch_size * num_processes)  # per process and epoch
@@ -546,9 +546,9 @@ def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_proces
     left = batches % args.gradient_accumulation_steps
     if left and is_first_process():
         print(f"note: an epoch holds {batches} batches of --train_batch_size {args.train_batch_size}"
-              + (" on each process" if num_processes > 1 else "") + f": the last step of each epoch averages "
-              f"{left} of them, not --gradient_accumulation_steps {args.gradient_accumulation_steps} (a smaller, "
-              f"noisier step; a number of clips that makes a multiple of it avoids that)", file=sys.stderr)
+              + (" on each process" if num_processes > 1 else "") + f": the last step of each epoch sums {left} of "
+              f"them, each weighted 1/{args.gradient_accumulation_steps} as by --gradient_accumulation_steps (a "
+              f"smaller, noisier step; a number of clips that makes a multiple of it avoids that)", file=sys.stderr)
 
 
 def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:

@@ -871,8 +871,8 @@ def test_an_epoch_must_fill_a_step(capsys):
     check_batches_per_epoch(6, args, num_processes=1)
     assert capsys.readouterr().err == ""
     check_batches_per_epoch(8, args, num_processes=1)
-    assert ("note: an epoch holds 8 batches of --train_batch_size 1: the last step of each epoch averages 2 of them, "
-            "not --gradient_accumulation_steps 3") in capsys.readouterr().err
+    assert ("note: an epoch holds 8 batches of --train_batch_size 1: the last step of each epoch sums 2 of them, "
+            "each weighted 1/3 as by --gradient_accumulation_steps") in capsys.readouterr().err
     with pytest.raises(InputError, match=r"^the dataset's 2 clips make 2 batches of --train_batch_size 1 per epoch, "
                                          r"fewer than --gradient_accumulation_steps 3: each step would average only 2"):
         check_batches_per_epoch(2, args, num_processes=1)

@@ -135,8 +135,8 @@ def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
     clashes = {name: paths for name, paths in clips.items() if len(paths) > 1}
     if clashes:
         listed = "; ".join(", ".join(p.name + ("/" if p.is_dir() else "") for p in paths)
-                           + (" (one name in two Unicode forms, NFC and NFD)" if len({p.stem for p in paths}) > 1
-                              and len({p.suffix for p in paths}) == 1 else "")
+                           + (" (one name in two Unicode forms, NFC and NFD)"
+                              if len({p.stem if p.is_file() else p.name for p in paths}) > 1 else "")
                            for paths in clashes.values())
         raise InputError(f"{flag} {folder} holds clips of the same name (videos are paired by name without the "
                          f"suffix, frame folders by their name): {listed}; keep one of each")
