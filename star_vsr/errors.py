@@ -340,6 +340,7 @@ def _is_onednn_refusal(message: str) -> bool:
     return message.strip() == "could not create a primitive"
 
 
+#: Binary units by their power of two, largest first (`memory_amount`).
 _UNIT_POWERS = {"GiB": 30, "MiB": 20, "KiB": 10}
 
 
@@ -355,8 +356,8 @@ def memory_amount(error: BaseException | str) -> str:
     amount = re.sub(r"\.(?= ?[KMGT])", "", found.group(1))  # (NumPy's "Unable to allocate 187. MiB")
     if amount.endswith("bytes"):  # in the largest unit it has one of (it said "0.00 GiB" of 4 MiB)
         size = int(amount.split()[0])
-        unit = next((unit for unit in ("GiB", "MiB", "KiB") if size >= 2 ** _UNIT_POWERS[unit]), None)
-        amount = f"{size} bytes" if unit is None else f"{size / 2 ** _UNIT_POWERS[unit]:.2f} {unit}"
+        unit = next(((unit, power) for unit, power in _UNIT_POWERS.items() if size >= 2 ** power), None)
+        amount = f"{size} bytes" if unit is None else f"{size / 2 ** unit[1]:.2f} {unit[0]}"
     return f" (allocating {amount} failed)"
 
 

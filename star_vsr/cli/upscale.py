@@ -529,7 +529,8 @@ def _run_batch(args: argparse.Namespace) -> int:
         broadcast_object_list(shared, from_process=0)
         todo = [Path(name) for name in shared[0]]
     # each output as it is when the batch takes its list (`_output_stamp`): one another run writes from now on is
-    # new at the end (taken when the batch got to it, another batch's output finished before that was not: review)
+    # new at the end (stamped only when the batch got to the video, one another batch finished before then looked
+    # unfinished: review)
     stamps = {video: _output_stamp(outputs[video]) for video in todo}
     state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
     if state.is_main_process:
