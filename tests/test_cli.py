@@ -31,7 +31,7 @@ from star_vsr.cli import main
 from star_vsr.errors import InputError
 from star_vsr.cli.arguments import seed_argument
 from star_vsr.io import open_video, probe_video
-from star_vsr.io.synthetic import write_test_video
+from star_vsr.io.synthetic import synthetic_frames, write_test_video
 
 
 @pytest.fixture(scope="module")
@@ -282,6 +282,36 @@ def test_evaluate_pairs_names_in_either_unicode_normal_form(tmp_path, capsys):
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
     assert "holds clips of the same name" in (err := capsys.readouterr().err)
     assert "(one name in two Unicode forms, NFC and NFD)" in err  # (the two look alike)
+
+
+def test_evaluate_says_a_10_bit_clip_is_scored_on_8_bits(tmp_path, capsys):
+    """10-bit video is read rounded to 8 bits, as every input is: 0.03 dB of a 10-bit pair, unsaid (black-box hunt)."""
+    import av
+
+    ten = tmp_path / "ten.mkv"
+    with av.open(str(ten), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p10le"
+        for frame in synthetic_frames(2, (32, 32)):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p10le")
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode(None))
+    eight = write_test_video(tmp_path / "eight.mkv", num_frames=2, size=(32, 32), codec="ffv1")
+    assert main(["evaluate", "--pred", str(eight), "--gt", str(ten), "--scale", "2", "--no-warp"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {ten} is 10-bit (yuv420p10le); it is scored as star-vsr reads every input, rounded to 8 bits" in out
+    assert f"note: {eight} is" not in out
+
+
+def test_evaluate_names_the_rotation_tag_when_sizes_are_swapped(tmp_path, capsys):
+    """A ground truth shown turned by its rotation tag is read upright; a prediction stored unturned was refused as
+    "96x64 but 64x96" without a word of the tag (black-box hunt)."""
+    gt = write_test_video(tmp_path / "gt.mp4", num_frames=2, size=(32, 48), rotation=-90)
+    pred = write_test_video(tmp_path / "pred.mp4", num_frames=2, size=(32, 48))
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--scale", "1", "--no-warp"]) == 2
+    assert (f"{pred} is 48x32 but {gt} is 32x48; the prediction must have the ground truth's size. {gt} is read "
+            f"upright (turned by the rotation tag, as players show it), which swaps width and height.") in \
+        capsys.readouterr().err
 
 
 def test_evaluate_json_dash_writes_the_json_alone_to_standard_output(tmp_path, capsys, monkeypatch):

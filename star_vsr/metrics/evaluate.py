@@ -143,6 +143,12 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
                     f"differs by {extra_w:+d} in width and {extra_h:+d} in height.")
         else:
             hint = ""
+        turned = [path for path, info in ((pred_path, pred_info), (gt_path, gt_info))
+                  if not info.orientation.is_identity]
+        if turned and (pred_info.width, pred_info.height) == (gt_info.height, gt_info.width):  # (black-box hunt)
+            hint += (f" {' and '.join(map(str, turned))} {'is' if len(turned) == 1 else 'are'} read upright (turned "
+                     f"by the rotation tag, as players show {'it' if len(turned) == 1 else 'them'}), which swaps "
+                     f"width and height.")
         raise InputError(f"{pred_path} is {pred_info.width}x{pred_info.height} but {gt_path} is "
                          f"{gt_info.width}x{gt_info.height}; the prediction must have the ground truth's size.{hint}")
     _check_crop(scale, pred_info.height, pred_info.width)  # before the progress bar starts
