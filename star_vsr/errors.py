@@ -270,7 +270,9 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 def memory_error(error: BaseException) -> Optional[BaseException]:
     """The error that says memory ran out: ``error`` itself, or the one a ``RuntimeError`` was raised from (its
-    ``__cause__`` chain, each error once), whose message has the details (`memory_amount`); None when none does."""
+    ``__cause__`` chain, each error once), whose message has the details (`memory_amount`); None when none does.
+    A library's ``ImportError`` "failed to map segment from shared object" is memory too (under ``ulimit -v``,
+    diffusers' lazy import of scipy wrapped it in a RuntimeError: a traceback)."""
     seen = set()
     while error is not None and id(error) not in seen and not isinstance(error, StarVSRError):  # (explained)
         seen.add(id(error))
@@ -280,6 +282,8 @@ def memory_error(error: BaseException) -> Optional[BaseException]:
             ran_out = error.errno == errno.ENOMEM or (error.errno in MEMORY_ERRNOS
                                                       and type(error).__module__ == "av.error")
             return error if ran_out else None
+        if isinstance(error, ImportError):  # the loader could not map a library into memory (its ENOMEM)
+            return error if "failed to map segment from shared object" in str(error) else None
         if not isinstance(error, RuntimeError):
             return None
         message = str(error).lower()

@@ -308,6 +308,9 @@ def test_only_a_runtime_error_s_cause_is_followed_and_its_details_are_said():
         return error
 
     assert not is_out_of_memory(raised_from(ValueError("bad"), MemoryError()))
+    unmapped = ImportError("_core.cpython-311-x86_64-linux-gnu.so: failed to map segment from shared object")
+    assert is_out_of_memory(raised_from(RuntimeError("Failed to import diffusers.pipelines"), unmapped))
+    assert not is_out_of_memory(raised_from(RuntimeError("Failed to import x"), ImportError("No module named x")))
     first, second = RuntimeError("a"), RuntimeError("b")
     first.__cause__, second.__cause__ = second, first
     assert not is_out_of_memory(first)  # (each error once)
