@@ -85,8 +85,8 @@ def output_settings(settings: Mapping[str, Any], source: Path, output: Path,
         ignored |= {"fps", "no_audio"}
     for name in ignored:
         effective.pop(name, None)
-    if "no_audio" in effective and is_silent_video(Path(source)):  # (a batch run again with --no-audio noted a
-        effective["no_audio"] = False  # silent video's output as made "with other settings")
+    if effective.get("no_audio") and is_silent_video(Path(source)):  # (a batch run again with --no-audio noted a
+        effective["no_audio"] = False  # silent video's output as made "with other settings"; probed only then)
     return effective
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
 
 from ..errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError, listed, why_missing
+from ..io.folders import clip_name
 from .arguments import device_argument, max_frames_argument, path_argument
 from .columns import pad, text_width
 
@@ -111,17 +112,12 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
         if extra:
             print(f"note: not scored, no ground truth in {gt}: {listed([pred_clips[n].name for n in extra], 10)}")
         # named as the ground truth names them (the keys are in NFC: `clips_by_name`)
-        return [(_clip_name(gt_clips[name]), pred_clips[name], gt_clips[name]) for name in gt_clips]
+        return [(clip_name(gt_clips[name]), pred_clips[name], gt_clips[name]) for name in gt_clips]
     if _is_clip_folder(pred):
         raise InputError(f"--pred {pred} is a folder of clips (videos or frame folders), so --gt must be one too "
                          f"(clips are paired by name); for one clip, give --pred the video file or frame folder in "
                          f"it")
-    return [(_clip_name(Path(os.path.abspath(gt))), pred, gt)]  # ("--gt ." was named "" in the table and the JSON)
-
-
-def _clip_name(clip: Path) -> str:
-    """How the table and the JSON name a clip: a video's file stem, a frame folder's name."""
-    return clip.stem if clip.is_file() else clip.name
+    return [(clip_name(Path(os.path.abspath(gt))), pred, gt)]  # ("--gt ." was named "" in the table and the JSON)
 
 
 def format_table(rows: dict[str, dict[str, float]], learned: Sequence[str] = ()) -> str:

@@ -123,6 +123,12 @@ def other_subfolders_note(folder: Path, names: Sequence[str]) -> str | None:
             f"subfolder are not searched: give that subfolder itself")
 
 
+def clip_name(clip: Path) -> str:
+    """A clip's name: a video's file stem, a frame folder's name (what pairs clips of two folders, and names them in
+    tables)."""
+    return clip.stem if clip.is_file() else clip.name
+
+
 def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
     """`clips_in_folder` by name: a video's file stem or a frame folder's name (how two folders of clips,
     LR and ground truth or prediction and ground truth, are paired); `InputError` naming the ``flag`` when two
@@ -131,12 +137,12 @@ def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
     (NFC) are one name, and did not pair."""
     clips: dict[str, list[Path]] = {}
     for path in clips_in_folder(folder):
-        clips.setdefault(unicodedata.normalize("NFC", path.stem if path.is_file() else path.name), []).append(path)
+        clips.setdefault(unicodedata.normalize("NFC", clip_name(path)), []).append(path)
     clashes = {name: paths for name, paths in clips.items() if len(paths) > 1}
     if clashes:
         listed = "; ".join(", ".join(p.name + ("/" if p.is_dir() else "") for p in paths)
                            + (" (one name in two Unicode forms, NFC and NFD)"
-                              if len({p.stem if p.is_file() else p.name for p in paths}) > 1 else "")
+                              if len({clip_name(p) for p in paths}) > 1 else "")
                            for paths in clashes.values())
         raise InputError(f"{flag} {folder} holds clips of the same name (videos are paired by name without the "
                          f"suffix, frame folders by their name): {listed}; keep one of each")
