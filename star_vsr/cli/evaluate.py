@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
 
 from ..errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError, listed, why_missing
-from ..io.folders import clip_name
 from .arguments import device_argument, max_frames_argument, path_argument
 from .columns import pad, text_width
 
@@ -79,6 +78,9 @@ def _is_clip_folder(path: Path) -> bool:
 def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     """(name, pred, gt) for a single pair or for two folders of clips (videos or frame folders) matched by name
     (a prediction without a ground truth is left out with a note)."""
+    from ..io.folders import clip_name  # (not at import: the star_vsr.io package loads cv2, which reads
+    # OPENCV_LOG_LEVEL once, before the command sets it)
+
     for path in (pred, gt):
         if not path.exists():
             raise VideoNotFoundError(f"{path} {why_missing(path)}")
