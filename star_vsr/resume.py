@@ -191,7 +191,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                          f"cannot be passed to it (call the pipeline directly for those)")
 
     work = partial_folder(output)
-    signature = input_signature(Path(source.path)) if audio is not None else None  # (`_check_input_unchanged`)
+    read = _InputRead(Path(source.path))  # what the run reads, to tell whether it changed meanwhile
     # checks codec and crf before anything is made
     cut_short = source.num_frames < info.num_frames  # a preview (max_frames): its audio ends with its last frame
     writer = SegmentedVideoWriter(output, info.frame_rate, work, codec=codec, crf=crf, audio_from=audio,
@@ -226,10 +226,11 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                 pipe(source, frame_sink=sinks.frame_sink, state=state, start_frame=start, state_sink=sinks.state_sink,
                      **pipeline_kwargs)
             sinks.finish()
-            if audio is not None:  # the join reads the audio from it again
-                _check_input_unchanged(Path(source.path), signature)
-        except (InputError, CorruptVideoError, UnsupportedVideoError):  # the input's fault: going on fails again
-            writer.abort()
+            read.check_unchanged(audio_read_again=audio is not None)
+        except (InputError, CorruptVideoError, UnsupportedVideoError) as error:  # the input's fault: going on fails
+            writer.abort()  # again
+            if isinstance(error, (CorruptVideoError, UnsupportedVideoError)):
+                read.check_unchanged(audio_read_again=False, error=error)  # "damaged": written over meanwhile?
             shutil.rmtree(work, ignore_errors=True)
             raise
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what was done since the checkpoint
@@ -251,19 +252,46 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     return output
 
 
-def _check_input_unchanged(input_path: Path, signature: Optional[list[Any]]) -> None:
-    """``InputChangedError`` if the input file's content is no longer the one it had when the run started
-    (``signature``: `star_vsr.batch_record.input_signature`, its size and first and last bytes, not its modification
-    time, which a ``touch`` changes): the join reads its audio again, and an input replaced meanwhile gave an output
-    of the old file's frames and the new file's audio (black-box hunt)."""
-    now = input_signature(input_path)
-    if now is None:
-        raise InputChangedError(f"{input_path} was removed (or cannot be read) while it was being upscaled, so its "
-                                f"audio cannot be copied; nothing was written")
-    if now != signature:
-        raise InputChangedError(f"{input_path} changed (its size or bytes) while it was being upscaled, so its audio "
-                                f"is not the audio of the frames upscaled; nothing was written (run the same command "
-                                f"again to upscale it as it is now)")
+class _InputRead:
+    """The input file or frame folder a run reads, as it was when the run started: its content signature
+    (`star_vsr.batch_record.input_signature`: size and first and last bytes, not its modification time, which a
+    ``touch`` changes) and, for a file, which file it is (device and inode)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.signature, self.identity = path, input_signature(path), _identity(path)
+
+    def check_unchanged(self, audio_read_again: bool, error: Optional[BaseException] = None) -> None:
+        """``InputChangedError`` (from ``error``, a decoding error it explains) if the input changed while it was
+        read in a way that spoils the output (black-box hunts): a file written over in place (the reader's open
+        file then yields the new bytes: frames of both files, or "damaged"), a frame folder's frames changed, or,
+        where the join copies the audio (``audio_read_again``: it reads the path again), any change, also a file
+        replaced or removed (the frames were of the old file, the audio of the new)."""
+        if input_signature(self.path) == self.signature:
+            return
+        identity = _identity(self.path)
+        if self.path.is_dir() and identity is not None:
+            why = "its frames were read partly before the change and partly after it"
+        elif identity == self.identity and identity is not None:
+            why = "it was written over in place, so the frames upscaled are partly of the new content"
+        elif audio_read_again and identity is None:
+            raise InputChangedError(f"{self.path} was removed (or cannot be read) while it was being upscaled, so its "
+                                    f"audio cannot be copied; nothing was written") from error
+        elif audio_read_again:
+            why = "the audio the output would copy is not the audio of the frames upscaled"
+        else:  # replaced or removed: the reader's open file held the old content, whose frames are all there
+            return
+        what = "its frames' number or sizes" if self.path.is_dir() else "its size or bytes"
+        raise InputChangedError(f"{self.path} changed ({what}) while it was being upscaled: {why}; nothing was "
+                                f"written (run the same command again to upscale it as it is now)") from error
+
+
+def _identity(path: Path) -> Optional[tuple[int, int]]:
+    """(device, inode) of the file or folder at ``path``; None when nothing can be read there."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _device(pipe: Any) -> torch.device:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from functools import partial
 from fractions import Fraction
 from pathlib import Path
 
@@ -327,12 +328,16 @@ def test_a_frame_folder_s_run_saved_by_an_earlier_version_goes_on(pipe, tmp_path
     assert probe_video(tmp_path / "seq.mp4").num_frames == 6
 
 
-@pytest.mark.parametrize("change", ["replaced", "removed", "touched"])
-def test_an_input_replaced_while_it_is_upscaled_is_not_joined_with_the_new_file_s_audio(pipe, tmp_path, monkeypatch,
-                                                                                         change):
+@pytest.mark.parametrize("change, keep_audio", [("replaced", True), ("removed", True), ("touched", True),
+                                                ("written over", True), ("written over", False),
+                                                ("replaced", False), ("removed", False)])
+def test_an_input_changed_while_it_is_upscaled_gives_no_output_of_two_files(pipe, tmp_path, monkeypatch, change,
+                                                                            keep_audio):
     """The input replaced (os.replace) during a run: exit 0, "wrote", the output's frames of the old file and its
-    audio of the new one, which the join reads (black-box hunt). The join checks the input's content first: a
-    `touch` (a sync tool, an indexer) is no change."""
+    audio of the new one, which the join reads (black-box hunt). Written over in place (the reader's open file then
+    reads the new bytes), also without audio: frames of both files, or "damaged or truncated" (black-box hunt). The
+    input's content is checked before the join: a `touch` (a sync tool, an indexer) is no change, nor is a file
+    replaced or removed where nothing reads it again (no audio: the open file's frames are all the old file's)."""
     source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16), audio=True)
     other = write_test_video(tmp_path / "other.mp4", 2, size=(12, 16), audio=True, seed=3)
     output = tmp_path / "out.mp4"
@@ -345,23 +350,54 @@ def test_an_input_replaced_while_it_is_upscaled_is_not_joined_with_the_new_file_
                 os.replace(other, source)
             elif change == "removed":
                 source.unlink()
+            elif change == "written over":
+                with open(source, "r+b") as file:
+                    file.write(other.read_bytes())
+                    file.truncate()
             else:
                 os.utime(source, (1e9, 1e9))
         return step(*args)
 
     calls = []
     monkeypatch.setattr(pipe.student, "step_tensors", change_input_at_step_3)
-    if change == "touched":
-        upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
-        assert probe_video(output).num_frames == 6 and probe_video(output).has_audio
+    run = partial(upscale_video, pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0,
+                  keep_audio=keep_audio)
+    if change == "touched" or not keep_audio and change != "written over":
+        run()
+        assert probe_video(output).num_frames == 6 and probe_video(output).has_audio == keep_audio
         return
-    what = (r"changed \(its size or bytes\) while it was being upscaled, so its audio is not the audio of the frames "
-            r"upscaled; nothing was written \(run the same command again" if change == "replaced" else
-            r"was removed \(or cannot be read\) while it was being upscaled, so its audio cannot be copied; nothing "
-            r"was written$")
+    what = {"replaced": "changed \\(its size or bytes\\) while it was being upscaled: the audio the output would copy "
+                        "is not the audio of the frames upscaled; nothing was written \\(run the same command again",
+            "written over": "changed \\(its size or bytes\\) while it was being upscaled: it was written over in "
+                            "place, so the frames upscaled are partly of the new content; nothing was written",
+            "removed": "was removed \\(or cannot be read\\) while it was being upscaled, so its audio cannot be "
+                       "copied; nothing was written$"}[change]
     with pytest.raises(InputChangedError, match=f"in.mp4 {what}"):
-        upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
+        run()
     assert not output.exists() and not partial_folder(output).exists()
+
+
+def test_a_frame_folder_whose_frames_change_while_it_is_upscaled_gives_no_output(pipe, tmp_path, monkeypatch):
+    """Frames are read one file at a time: a frame written over mid-run gave an output of frames from before and
+    after the change, with exit 0."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, picture in enumerate(synthetic_frames(6, (12, 16))):
+        cv2.imwrite(str(frames / f"{index}.png"), picture)
+    step = pipe.student.step_tensors
+
+    def change_frame_5_at_step_3(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            cv2.imwrite(str(frames / "5.png"), np.full((12, 16, 3), 7, np.uint8))
+        return step(*args)
+
+    calls = []
+    monkeypatch.setattr(pipe.student, "step_tensors", change_frame_5_at_step_3)
+    with pytest.raises(InputChangedError, match="frames changed \\(its frames' number or sizes\\) while it was being "
+                                                "upscaled: its frames were read partly before the change"):
+        upscale_video(pipe, frames, tmp_path / "seq.mkv", progress=False, chunk_size=2, checkpoint_seconds=0)
+    assert not (tmp_path / "seq.mkv").exists() and not partial_folder(tmp_path / "seq.mkv").exists()
 
 
 def test_a_bad_scale_or_input_leaves_no_partial_folder(pipe, tmp_path):

@@ -60,7 +60,8 @@ class SegmentedVideoWriter:
             count frames at 1 / fps, and the join gives them these times.
         overwrite: As for `VideoWriter`: False refuses an existing `path`, and `finish` refuses one that
             appeared meanwhile (the segments stay in `work_dir`).
-        tags_from: As for `VideoWriter`; the tags are added when the segments are joined.
+        tags_from: As for `VideoWriter`: its tags are read here (the input may be gone or replaced by the time
+            the run ends) and added when the segments are joined.
 
     Raises:
         UnsupportedVideoError, InputError: As `VideoWriter` for the codec, crf and output path.
@@ -85,7 +86,6 @@ class SegmentedVideoWriter:
         tags_from: str | Path | None = None,
     ) -> None:
         self.path = Path(path)
-        self.tags_from = tags_from
         self.overwrite = overwrite
         check_no_replace(self.path, overwrite)
         self.work_dir = Path(work_dir)
@@ -103,6 +103,7 @@ class SegmentedVideoWriter:
         if self.codec == "png":  # here, not per segment: a resumed run writes its first frames to a later segment
             warn_png_drops_frame_rate(str(self.path), self.frame_rate, stacklevel=2)
         check_png_folder(self.path, self.codec)
+        self.tags = source_tags(Path(tags_from)) if tags_from is not None and self.codec != "png" else ({}, {})
         self.segments: list[tuple[str, int]] = [(str(name), int(count)) for name, count in segments]
         self._writer: VideoWriter | None = None
         self._bar_settings = dict(total=total_frames, unit="frame", desc=self.path.name, disable=not progress)
@@ -178,7 +179,7 @@ class SegmentedVideoWriter:
                 has_audio = self.audio_from is not None and carries_audio(Path(self.audio_from))
                 _join_encoded(temp, files, counts, self.clock, self.audio_from if has_audio else None,
                               None if self.audio_until_frame is None else self.clock.seconds(self.audio_until_frame),
-                              source_tags(Path(self.tags_from)) if self.tags_from is not None else ({}, {}))
+                              self.tags)
             move_into_place(temp, self.path, self.overwrite)
         except OSError as error:
             remove_temporary(temp)
