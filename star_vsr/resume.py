@@ -68,7 +68,7 @@ SETTING_DEFAULTS = {"deinterlaced": False, "pipeline": "StarStudentPipeline", "f
 #: The settings that tell whether the input is the one a saved run read (`input_settings`).
 INPUT_SETTINGS = ("input_files", "input_folder_files")
 #: How a changed setting is named when saved progress cannot be used (None: "name old -> new").
-SETTING_CHANGES = {"input_files": "the input file changed (size or modification time)",
+SETTING_CHANGES = {"input_files": "the input file changed (its size or content)",
                    "student_weights": "other student weights", "weights": "other model weights"}
 #: What a changed ``input_files`` or ``input_folder_files`` is called when the input is a frame folder.
 FOLDER_CHANGED = ("the input folder's files changed (a file's name, size or modification time, or the number of "
@@ -410,8 +410,9 @@ def input_settings(input_path: Path) -> dict[str, Any]:
     frame's too (`folder_files_fingerprint`: frames swapped by renaming them went on from a saved run as if the
     folder were the same, and the output mixed two frame orders). A folder's are of the frames the reader reads
     (its visible images), not of other files there (a ``.DS_Store`` a file browser writes, a log)."""
-    if not input_path.is_dir():
-        return {"input_files": input_fingerprint(input_path), "input_folder_files": None}
+    if not input_path.is_dir():  # (with its content's `input_signature`: `_same_content`)
+        return {"input_files": input_fingerprint(input_path), "input_folder_files": None,
+                "input_signature": input_signature(input_path)}
     frames = photos_in_folder(input_path)
     return {"input_files": input_fingerprint(input_path, frames),
             "input_folder_files": folder_files_fingerprint(frames)}
@@ -580,7 +581,10 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
         # a frame folder's run saved by an earlier version, whose fingerprint was of every file in the folder and
         # had no per-frame one: compared its way (every such run was "another input" to this version)
         settings = {**settings, "input_files": input_fingerprint(Path(settings["input"])), "input_folder_files": None}
-    changed = [key for key in settings if saved_settings.get(key, SETTING_DEFAULTS.get(key)) != settings[key]]
+    changed = [key for key in settings if saved_settings.get(key, SETTING_DEFAULTS.get(key)) != settings[key]
+               and key != "input_signature"]
+    if "input_files" in changed and _same_content(saved_settings, settings):
+        changed.remove("input_files")
     if "pipeline" in changed:  # another kind of model: its other settings do not compare
         changed = ["pipeline"]
     if "dtype" in changed:  # the weights' fingerprint is of the rounded weights: it changes with the dtype
@@ -611,6 +615,14 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
     except (ValueError, KeyError, TypeError) as error:
         raise SavedRunError(f"{work} holds an unfinished run whose state is damaged ({error!r}); {fix}") from None
     return segments, state, frames
+
+
+def _same_content(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether an input file whose size or modification time changed since a run was saved has the content it had
+    (the same `input_signature`: size and first and last 64 KiB): a ``touch``, a copy back from a backup or a sync
+    tool changes its time, and the run was refused as "of another input" (black-box hunt). Runs saved by versions
+    before the signature compare the time."""
+    return saved.get("input_signature") is not None and saved["input_signature"] == now.get("input_signature")
 
 
 def _check_segments(work: Path, segments: list[tuple[str, int]], fix: str) -> None:

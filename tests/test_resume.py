@@ -244,6 +244,26 @@ def test_an_output_with_a_name_near_the_limit_saves_progress_and_goes_on(pipe, t
     assert {p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")} == {output.name, "ok.mp4"}
 
 
+def test_a_stopped_run_goes_on_after_its_input_was_only_touched(pipe, tmp_path, monkeypatch):
+    """A `touch` (a sync tool, a copy back from a backup) changes the input's modification time, not its content:
+    the run was refused as "of another input" (black-box hunt), while the join's check took it as no change. Saved
+    runs compare the content's signature; one saved by an earlier version (none) compares the time, as it did."""
+    source, output = stopped_run(pipe, tmp_path, monkeypatch)
+    os.utime(source, (1e9, 1e9))
+    counter = StopAfter(pipe)
+    monkeypatch.setattr(pipe.student, "step_tensors", counter)
+    upscale_video(pipe, source, output, progress=False, chunk_size=2)
+    assert counter.calls == 6 - 2 and probe_video(output).num_frames == 6
+    source, output = stopped_run(pipe, tmp_path, monkeypatch)
+    manifest_path = partial_folder(output) / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["settings"]["input_signature"]
+    manifest_path.write_text(json.dumps(manifest))
+    os.utime(source, (2e9, 2e9))
+    with pytest.raises(InputError, match=r"unfinished run of another input: the input file changed"):
+        upscale_video(pipe, source, output, progress=False)
+
+
 def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, tmp_path, monkeypatch):
     source, output = stopped_run(pipe, tmp_path, monkeypatch)
     with pytest.raises(InputError, match=r"other settings: upscale 4.0 -> 2.0.*pass restart=True to start over"):
@@ -274,8 +294,8 @@ def test_saved_work_with_other_settings_is_named_and_restart_discards_it(pipe, t
         upscale_video(bf16, source, output, progress=False)
     assert "other student weights" not in str(refused.value)  # their fingerprint changes with the dtype
     write_test_video(source, 6, size=(12, 16), seed=9)  # another input under the same name: no earlier settings
-    with pytest.raises(InputError, match=r"unfinished run of another input: the input file changed \(size or "
-                                         r"modification time\); delete .* or pass restart=True to start over \(2 "
+    with pytest.raises(InputError, match=r"unfinished run of another input: the input file changed \(its size or "
+                                         r"content\); delete .* or pass restart=True to start over \(2 "
                                          r"frames are saved there\)$"):
         upscale_video(pipe, source, output, progress=False)
     upscale_video(pipe, source, output, progress=False, upscale=2, restart=True)
