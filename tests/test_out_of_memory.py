@@ -1,7 +1,8 @@
 """Running out of memory is a one-line ``DeviceError`` that says what ran out and what to change.
 
 The failures here are real: the CPU allocator asked for 64 TiB (``allocate_too_much``), not a
-hand-made exception, except for the CUDA message, which a CPU cannot produce.
+hand-made exception, except for the CUDA message, which a CPU cannot produce, and FFmpeg's errors of an encoder
+that could not start (threads, buffers), which only a memory cap gives.
 """
 
 from __future__ import annotations
@@ -257,6 +258,96 @@ def test_encoder_threads_that_cannot_start_are_out_of_memory_not_a_failed_write(
     assert not is_out_of_memory(OSError(errno.ENOSPC, "No space left on device"))
     # Python's own EAGAIN is not memory: a full non-blocking pipe (print), a process limit (fork) (review)
     assert not is_out_of_memory(BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"))
+
+
+def encoder_cannot_start(monkeypatch, only: str = ""):
+    """Make the encoder of outputs whose name contains ``only`` fail on its first frame, where it opens, with the
+    error FFmpeg gave for x264 under a memory cap."""
+    import av
+
+    from star_vsr.io.writer import _EncodedSink
+
+    start = _EncodedSink._start
+
+    class FailingStream:  # the opened stream, whose first encode fails as x264's open did
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __getattr__(self, name):
+            return getattr(self.stream, name)
+
+        def encode(self, frame):
+            raise av.error.ExternalError(542398533, "Generic error in an external library")
+
+    def start_then_fail(self, height, width):
+        start(self, height, width)
+        if only in self._container.name:
+            self._stream = FailingStream(self._stream)
+
+    monkeypatch.setattr(_EncodedSink, "_start", start_then_fail)
+
+
+@pytest.mark.parametrize("codec, name", [("h264", "out.mp4"), ("ffv1", "out.mkv")])
+def test_an_encoder_that_cannot_open_is_not_an_unsupported_size_and_keeps_saved_work(tmp_path, monkeypatch, codec,
+                                                                                     name):
+    """Under a memory cap (``ulimit -v 700000``, 1920x1080 frames) x264 could not open and FFmpeg said only "Generic
+    error in an external library" (here hand-made, as FFmpeg raises it): "libx264 cannot encode frames of 1920x1080",
+    an UnsupportedVideoError, and a resumed run's saved progress was deleted as the input's fault (black-box hunt).
+    x264 takes every size up to 16384 a side (larger ones are refused before): memory; an encoder whose earlier
+    segments of the output it encoded at this size: memory too, and the saved progress stays."""
+    from star_vsr.errors import RanOutOfMemoryError, UnsupportedVideoError
+    from star_vsr.upscale import upscale_video
+
+    pipe = build_student_pipeline("tiny", seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16))
+    output = tmp_path / name
+    step, steps = pipe.student.step_tensors, []
+    encoder_cannot_start(monkeypatch)
+    fresh = (RanOutOfMemoryError, r"^libx264 could not start encoding frames of 64x48, a size it encodes \(Generic "
+                                  r"error in an external library\): most likely memory ran out; free memory \(close "
+                                  r"other programs\), write them with codec=\"ffv1\", or upscale by less$") \
+        if codec == "h264" else (UnsupportedVideoError, r"^ffv1 cannot encode frames of 64x48 \(Generic error")
+    with pytest.raises(fresh[0], match=fresh[1]):
+        upscale_video(pipe, source, output, progress=False, codec=codec)
+    assert not partial_folder(output).exists()
+    monkeypatch.undo()
+
+    def stop_at_step_4(*args):
+        steps.append(1)
+        if len(steps) == 4:
+            raise KeyboardInterrupt
+        return step(*args)
+
+    monkeypatch.setattr(pipe.student, "step_tensors", stop_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(pipe, source, output, progress=False, codec=codec, chunk_size=2, checkpoint_seconds=0)
+    monkeypatch.undo()
+    encoder_cannot_start(monkeypatch)
+    resumed = r"^libx264 could not start encoding frames of 64x48, a size it encodes" if codec == "h264" else \
+        (r"out.mkv: the ffv1 encoder could not start on the next frames \(Generic error in an external library\), "
+         r"though it encoded the earlier ones at this size: most likely memory ran out; free memory \(close other "
+         r"programs\) and run the same command again to go on$")
+    with pytest.raises(RanOutOfMemoryError, match=resumed):
+        upscale_video(pipe, source, output, progress=False, codec=codec, chunk_size=2)
+    assert json.loads((partial_folder(output) / MANIFEST).read_text())["frames"] == 2
+    monkeypatch.undo()
+    upscale_video(pipe, source, output, progress=False, codec=codec, chunk_size=2)
+    assert not partial_folder(output).exists() and output.is_file()
+
+
+def test_degrade_folder_skips_a_clip_whose_encoder_cannot_start(tmp_path, monkeypatch, capsys):
+    """The encoder's failure to start was an UnsupportedVideoError, which `degrade FOLDER` skips; as memory running
+    out it is skipped too, not the end of the folder's run."""
+    gt = tmp_path / "GT"
+    gt.mkdir()
+    for name in ("a.mkv", "b.mkv"):
+        write_test_video(gt / name, num_frames=2, size=(32, 32), codec="ffv1")
+    encoder_cannot_start(monkeypatch, only=".a.mkv.")  # (the output's temporary name)
+    assert main(["degrade", str(gt), "-o", str(tmp_path / "LR"), "--scale", "2", "--codec", "h264"]) == 1
+    err = capsys.readouterr().err
+    assert "a.mkv: libx264 could not start encoding frames of 16x16" in err and "most likely memory ran out" in err
+    assert sorted(p.name for p in (tmp_path / "LR").iterdir() if not p.name.startswith(".")) == ["b.mkv"]
 
 
 def test_memory_running_out_in_a_library_s_clothes_is_recognised(tmp_path):

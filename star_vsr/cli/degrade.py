@@ -235,7 +235,8 @@ def _degrade_clips(args: argparse.Namespace, clips: list[Path], outputs: dict[Pa
     ``settings`` once written (and struck off ``pending``, the outputs a stopped ``--overwrite`` run had still to
     redo, kept in ``pending_record``); a clip that cannot be degraded is skipped. Returns the skipped clips' names."""
     from ..batch_record import input_signature, record_output
-    from ..errors import CorruptVideoError, OutputExistsError, UnsupportedVideoError, VideoNotFoundError
+    from ..errors import (CorruptVideoError, OutputExistsError, RanOutOfMemoryError, UnsupportedVideoError,
+                          VideoNotFoundError)
     from ..interrupts import raise_if_interrupted
     from ..outputs import write_text_atomic
 
@@ -252,8 +253,9 @@ def _degrade_clips(args: argparse.Namespace, clips: list[Path], outputs: dict[Pa
             if output.name in pending:
                 pending.discard(output.name)
                 write_text_atomic(pending_record, json.dumps(sorted(pending)) + "\n")
-        except (CorruptVideoError, UnsupportedVideoError, ClipTooSmallError, VideoNotFoundError) as error:  # this
-            # clip, not the folder (VideoNotFoundError: removed since the folder was listed; it stopped the run)
+        except (CorruptVideoError, UnsupportedVideoError, ClipTooSmallError, VideoNotFoundError,
+                RanOutOfMemoryError) as error:  # this clip, not the folder (VideoNotFoundError: removed since the
+            # folder was listed; it stopped the run. RanOutOfMemoryError: an encoder that could not start)
             print(f"skipped {clip}: {error}", file=sys.stderr)
             failed.append(clip.name)
         except OutputExistsError as error:  # written meanwhile by another run on this folder: done

@@ -25,7 +25,7 @@ import av
 import numpy as np
 from tqdm.auto import tqdm
 
-from star_vsr.errors import CorruptVideoError, InputError, cannot_write
+from star_vsr.errors import CorruptVideoError, InputError, RanOutOfMemoryError, UnsupportedVideoError, cannot_write
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
 from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
 from star_vsr.io.probe import as_frame_rate, open_container
@@ -132,7 +132,16 @@ class SegmentedVideoWriter:
             warnings.filterwarnings("ignore", message=".*PNG frames store no frame rate")  # given by __init__
             if self.segments:  # the frame-size warning was given with the first segment
                 warnings.simplefilter("ignore")
-            self._writer.write(frames)
+            try:
+                self._writer.write(frames)
+            except UnsupportedVideoError as error:  # the encoder did not open: not for this size, if the earlier
+                if not self.segments or self._writer.frames_written:  # segments have it (an unsupported size
+                    raise  # deleted a resumed run's saved progress)
+                why = getattr(error.__cause__, "strerror", None) or error.__cause__ or error  # (FFmpeg's words)
+                raise RanOutOfMemoryError(
+                    f"{self.path}: the {self.codec} encoder could not start on the next frames ({why}), though it "
+                    f"encoded the earlier ones at this size: most likely memory ran out; free memory (close other "
+                    f"programs) and run the same command again to go on") from error
         self._bar.update(len(frames) if frames.ndim == 4 else 1)
 
     def start_progress(self) -> None:

@@ -37,7 +37,8 @@ import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc, Interpolation
 from tqdm.auto import tqdm
 
-from star_vsr.errors import InputError, OutputError, UnsupportedVideoError, cannot_write, option
+from star_vsr.errors import (InputError, OutputError, RanOutOfMemoryError, UnsupportedVideoError, cannot_write,
+                             option)
 from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
 from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
@@ -260,9 +261,15 @@ class _EncodedSink:
             if self._count:
                 raise
             # the encoder opens with the first frame: x264 takes at most X264_MAX_SIZE pixels a side, x265 refuses
-            # some long thin sizes (16x4352, 8192x16), and FFmpeg says only "Generic error in an external library"
+            # some long thin sizes (16x4352, 8192x16), and FFmpeg says only "Generic error in an external library",
+            # also for an encoder that could not allocate its buffers (x264 at 1920x1080 under `ulimit -v 700000`)
             ffv1, why = option('codec="ffv1"', "--codec ffv1"), error.strerror or error
             height, width = frame.shape[:2]
+            if self._codec.max_size is not None:  # (`_start` checked it: this size is not why)
+                raise RanOutOfMemoryError(
+                    f"{self._codec.encoder} could not start encoding frames of {width}x{height}, a size it encodes "
+                    f"({why}): most likely memory ran out; free memory (close other programs), write them with "
+                    f"{ffv1}, or upscale by less") from error
             raise UnsupportedVideoError(f"{self._codec.encoder} cannot encode frames of {width}x{height} ({why}); "
                                         f"write them with {ffv1} (any size), or upscale by less") from error
         self._mux(packets)
