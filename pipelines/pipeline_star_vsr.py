@@ -18,7 +18,6 @@ import inspect
 import math
 import numbers
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
@@ -42,6 +41,7 @@ from star_vsr.models.loading import without_misleading_load_logs
 from star_vsr.scheduling import DEFAULT_NOISE_LEVEL, NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import MAX_TOKENS, STAR_NEGATIVE_PROMPT, STAR_POSITIVE_PROMPT, tokenize, words_left_out
 from star_vsr.tiling import blend_weights, default_overlap
+from star_vsr.user_warnings import warn_user
 from star_vsr.window_sampler import FrameNoise, SamplerState, WindowedSampler
 
 #: Scales the pipeline accepts; STAR was trained at x4 and works best there.
@@ -617,14 +617,13 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         # 2. Encode the prompt (+ STAR's suffix) and the negative prompt
         left_out = words_left_out(self.tokenizer, prompt + positive_prompt)
         if left_out:  # cut off without a word, STAR's quality phrases first (they take 55 of the 77 tokens)
-            warnings.warn(f"the prompt with STAR's positive prompt appended is longer than the {MAX_TOKENS} tokens the "
-                          f"text encoder reads; left out: \"{left_out}\" (shorten {named('prompt')} to about "
-                          f"{max(MAX_TOKENS - len(self.tokenizer(positive_prompt).input_ids), 0)} tokens)",
-                          stacklevel=2)
+            warn_user(f"the prompt with STAR's positive prompt appended is longer than the {MAX_TOKENS} tokens the "
+                      f"text encoder reads; left out: \"{left_out}\" (shorten {named('prompt')} to about "
+                      f"{max(MAX_TOKENS - len(self.tokenizer(positive_prompt).input_ids), 0)} tokens)")
         left_out = words_left_out(self.tokenizer, negative_prompt or "") if do_cfg else ""
         if left_out:
-            warnings.warn(f"the negative prompt is longer than the {MAX_TOKENS} tokens the text encoder reads; "
-                          f"left out: \"{left_out}\"", stacklevel=2)
+            warn_user(f"the negative prompt is longer than the {MAX_TOKENS} tokens the text encoder reads; "
+                      f"left out: \"{left_out}\"")
         prompt_embeds = self.encode_prompt(prompt + positive_prompt, negative_prompt, do_cfg, device)
         prompt_embeds = prompt_embeds.to(self.unet.dtype)
 

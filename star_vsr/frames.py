@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from abc import ABC, abstractmethod
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +19,7 @@ import PIL.Image
 import torch
 
 from .errors import CorruptVideoError, InputError, check_whole_number, option
+from .user_warnings import warn_user
 
 VideoInput = Union[str, Path, torch.Tensor, np.ndarray, Sequence]
 
@@ -69,8 +69,8 @@ def _to_tensor(frame: object, mode_i_16bit: bool = False) -> torch.Tensor:
     if array.ndim != 3 or array.shape[-1] not in (3, 4):
         raise InputError(f"image frames must be (h, w, 3) RGB, got an array of shape {array.shape}")
     if array.shape[-1] == 4:
-        warnings.warn("the alpha channel of an RGBA frame is dropped (frames are RGB; composite it onto a "
-                      "background first to choose one)")
+        warn_user("the alpha channel of an RGBA frame is dropped (frames are RGB; composite it onto a "
+                  "background first to choose one)")
     array = array[..., :3]
     if array.dtype in (np.uint8, np.uint16):  # 8- and 16-bit images: their whole range is [0, 1]
         return torch.from_numpy(array.astype(np.float32)).permute(2, 0, 1) / float(np.iinfo(array.dtype).max)
@@ -96,8 +96,8 @@ def _pil_as_array(image: PIL.Image.Image, mode_i_16bit: bool = False) -> np.ndar
         deep = mode_i_16bit or image.mode.startswith("I;16") or values.max() > 255
         return values / (65535.0 if deep else 255.0)
     if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
-        warnings.warn(f"the transparency of a frame in PIL mode {image.mode} is dropped (frames are RGB; "
-                      "composite it onto a background first to choose one)")
+        warn_user(f"the transparency of a frame in PIL mode {image.mode} is dropped (frames are RGB; "
+                  "composite it onto a background first to choose one)")
     return np.asarray(image if image.mode in ("RGB", "L") else image.convert("RGB"))
 
 

@@ -251,7 +251,7 @@ def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, over
     image_format = IMAGE_OUTPUTS[output.suffix.lower()]
     if source.info.pixel_aspect != 1:  # said for PNG frames, not for one image
         warn_lost_pixel_aspect(str(output), f"a {image_format} image", source.info.pixel_aspect, *frame.shape[:2],
-                               "A video output (.mp4) keeps it", stacklevel=4)
+                               "A video output (.mp4) keeps it")
     output.parent.mkdir(parents=True, exist_ok=True)
     temp = temporary_path(output)  # unique to this process (two runs on one output); a killed run's is removed
     try:

@@ -493,6 +493,21 @@ def test_a_run_resumed_just_after_a_cut_still_resets_the_state(pipe):
                                rtol=0, atol=0)
 
 
+def test_the_warnings_of_a_call_are_the_caller_s_line(pipe):
+    """The RGBA warning was attributed to star_vsr/frames.py (and under torch.no_grad, or through a helper, to other
+    library lines): Python's default filter shows a warning once per location, so every later call's was hidden,
+    and a module filter could not pick it out (black-box hunt). It is the line that called the pipeline."""
+    import warnings
+
+    rgba = [np.zeros((8, 8, 4), np.uint8)] * 2
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            pipe(rgba)
+    assert [(w.filename, "alpha channel of an RGBA frame is dropped" in str(w.message)) for w in said] == \
+        [(__file__, True)] * 2  # (one per frame)
+
+
 def test_numpy_integers_and_scales_near_the_limit(pipe):
     """chunk_size=np.int64(2) was refused ("must be an integer >= 1, got np.int64(2)") where np.float64 scales are
     taken; --upscale 4.0000001 was refused as "unsupported scale 4"; output_size answered for a scale the student

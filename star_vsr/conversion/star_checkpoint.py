@@ -14,12 +14,12 @@ without loading 8 GB.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Iterator, Mapping, Optional
 
 import torch
 
 from ..errors import InputError
+from ..user_warnings import warn_user
 
 #: Prefix of the ControlNet's parameters inside the released checkpoint.
 CONTROLNET_PREFIX = "VideoControlNet."
@@ -246,7 +246,7 @@ def convert_star_checkpoint(state_dict: Mapping[str, torch.Tensor],
     if missing or mismatched:
         raise InputError("cannot convert the STAR checkpoint:\n" + "\n".join(problems))
     if unmapped:  # every parameter found: leftovers STAR's own loader skips too (load_state_dict(strict=False))
-        warnings.warn(f"{unused}; they are not part of the model and were left out, as STAR's loader does")
+        warn_user(f"{unused}; they are not part of the model and were left out, as STAR's loader does")
     return out
 
 

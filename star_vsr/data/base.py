@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Iterator, Sequence, Union
@@ -34,6 +33,7 @@ from torch.utils.data import Dataset, get_worker_info
 from star_vsr.data.pairs import DegradationSpec, make_pair, resolve_degradation
 from star_vsr.degradations.frames import frames_to_clip
 from star_vsr.errors import InputError, check_whole_number
+from star_vsr.user_warnings import warn_user
 
 #: Sources after its own that an item tries first, in order (as before the rest were tried: an item whose
 #: substitute lies within them is the one earlier versions gave, so the shipped student's training reproduces).
@@ -54,8 +54,8 @@ class BadSampleWarning(UserWarning):
     """A training source was skipped (unreadable, too short or too small)."""
 
 
-def _warn_skip(name: str, reason: str, stacklevel: int) -> None:
-    warnings.warn(f"skipping training sample {name}: {reason}", BadSampleWarning, stacklevel=stacklevel + 1)
+def _warn_skip(name: str, reason: str) -> None:
+    warn_user(f"skipping training sample {name}: {reason}", BadSampleWarning)
 
 
 def report_skips(unreported_skips: Sequence[str], said: set[str]) -> None:
@@ -65,7 +65,7 @@ def report_skips(unreported_skips: Sequence[str], said: set[str]) -> None:
         for name, reason in json.loads(entry).items():
             if name not in said:
                 said.add(name)
-                _warn_skip(name, reason, stacklevel=2)
+                _warn_skip(name, reason)
 
 
 def as_size(size: CropSize, name: str = "crop_size") -> tuple[int, int]:
@@ -193,7 +193,7 @@ class ClipPairDataset(Dataset, ABC):
             if name not in self.bad_sources:  # (a worker's copy holds what the main process had said before)
                 unreported[name] = reason
         elif name not in self.bad_sources:
-            _warn_skip(name, reason, stacklevel=3)  # at the line that asked for the item
+            _warn_skip(name, reason)  # (at the line that asked for the item)
         self.bad_sources[name] = reason
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -25,7 +25,6 @@ import csv
 import io
 import json
 import numbers
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Sequence, Union
@@ -39,6 +38,7 @@ from star_vsr.io import probe_video, read_frames
 from star_vsr.io.folders import (VIDEO_EXTENSIONS, broken_link_line, broken_links, clips_in_folder, is_frame_folder,
                                  other_subfolders, other_subfolders_note, stray_images_note)
 from star_vsr.io.probe import VideoInfo
+from star_vsr.user_warnings import warn_user
 
 #: Suffix of a caption file next to a clip (``clip.mp4`` -> ``clip.txt``).
 CAPTION_SUFFIX = ".txt"
@@ -81,7 +81,7 @@ def _scan_folder(folder: Path) -> list[ClipSource]:
     for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips)),
                  *map(broken_link_line, broken_links(folder))):  # (links were left out without a word)
         if note:
-            warnings.warn(note, stacklevel=3)
+            warn_user(note)
     return [ClipSource(entry, _read_caption_file(entry)) for entry in clips]
 
 

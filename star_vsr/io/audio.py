@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from av.container import OutputContainer
 from star_vsr.errors import CorruptVideoError, StarVSRError, UnsupportedVideoError, option
 from star_vsr.io.probe import find_video_stream, open_container, probe_video, video_start, video_streams
 from star_vsr.io.tags import track_tags
+from star_vsr.user_warnings import warn_user
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +95,9 @@ def check_audio(source: Path, suffix: str) -> None:
         _REENCODES_SAID.add(said)
         with av.open(io.BytesIO(), mode="w", format=_MUXERS[".mkv"]) as matroska:
             kept = suffix.lower() != ".mkv" and audio.source_codec in matroska.supported_codecs
-        warnings.warn(f"{source}: its {audio.source_codec} audio cannot go into a {suffix} file as it is, so it is "
-                      f"re-encoded as {AUDIO_FALLBACK_CODEC.upper()}" + (" (a .mkv output keeps it as it is)" if kept
-                                                                          else ""), stacklevel=2)
+        warn_user(f"{source}: its {audio.source_codec} audio cannot go into a {suffix} file as it is, so it is "
+                  f"re-encoded as {AUDIO_FALLBACK_CODEC.upper()}" + (" (a .mkv output keeps it as it is)" if kept
+                                                                      else ""))
 
 
 def _must_transcode(audio: av.audio.stream.AudioStream, output: OutputContainer) -> bool:

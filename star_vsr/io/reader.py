@@ -23,7 +23,6 @@ import io
 import itertools
 import logging
 import re
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
@@ -44,6 +43,7 @@ from star_vsr.io.folders import list_image_files
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, chroma_block, exif_orientation, find_video_stream,
                                has_alpha, image_transparency, is_untagged_hd, open_container, pixel_bit_depth,
                                probe_video, too_large, video_start)
+from star_vsr.user_warnings import warn_user
 
 logger = logging.getLogger(__name__)
 
@@ -292,11 +292,10 @@ class PyAVVideoReader(VideoReader):
             self._containers.discard(container)
             container.close()
         if count != len(self):
-            warnings.warn(
+            warn_user(
                 f"{path}: decoded {count} frames but its header announced {len(self)}; "
                 "the file may be truncated",
                 RuntimeWarning,
-                stacklevel=2,
             )
 
     def close(self) -> None:
@@ -389,7 +388,7 @@ class ImageFolderReader(VideoReader):
             kinds = dict.fromkeys(kind for kind in ("alpha", "depth") if kind not in notes)  # (not looked for again)
             frame = _load_image(file, self.info, kinds if index and notes else None)
             for kind in set(kinds) & set(notes):
-                warnings.warn(f"{file} {notes.pop(kind).format(kinds[kind])}", stacklevel=2)
+                warn_user(f"{file} {notes.pop(kind).format(kinds[kind])}")
             yield frame
             if self.closed:
                 return
@@ -630,9 +629,8 @@ def read_frames(
             # decord fails on files PyAV reads (some widths, rotated video): not "corrupt" unless PyAV fails too
             _DECORD_FAILED.add(key)
             if backend == "decord":
-                warnings.warn(f"{info.path}: decord cannot read the frames ({_decord_reason(error)}); reading "
-                              f"them with PyAV from now on, in star-vsr's colours (decord's are about 1 level "
-                              f"darker)", stacklevel=2)
+                warn_user(f"{info.path}: decord cannot read the frames ({_decord_reason(error)}); reading "
+                          f"them with PyAV from now on, in star-vsr's colours (decord's are about 1 level darker)")
             logger.debug("%s: decord failed (%s); reading with PyAV", info.path, error)
     try:
         found = _read_frames_pyav(info, sorted(set(wanted)))

@@ -97,11 +97,11 @@ class SegmentedVideoWriter:
         self.audio_from, self.audio_until_frame = audio_from, audio_until_frame
         if audio_from is not None and carries_audio(Path(audio_from)):
             if self.codec == "png":
-                warn_png_drops_audio(str(self.path), Path(audio_from), stacklevel=2)
+                warn_png_drops_audio(str(self.path), Path(audio_from))
             else:
                 check_audio(Path(audio_from), self.path.suffix)  # before any segment: the audio joins at the end
         if self.codec == "png":  # here, not per segment: a resumed run writes its first frames to a later segment
-            warn_png_drops_frame_rate(str(self.path), self.frame_rate, stacklevel=2)
+            warn_png_drops_frame_rate(str(self.path), self.frame_rate)
         check_png_folder(self.path, self.codec)
         self.tags = source_tags(Path(tags_from)) if tags_from is not None and self.codec != "png" else ({}, {})
         self.segments: list[tuple[str, int]] = [(str(name), int(count)) for name, count in segments]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import numbers
-import warnings
 import weakref
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
@@ -47,6 +46,7 @@ from star_vsr.io.probe import DEFAULT_FOLDER_FPS, as_frame_rate, check_exists, c
 from star_vsr.io.tags import source_tags
 from star_vsr.outputs import PNG_NAME, is_frame_output
 from star_vsr.progress import bar_options
+from star_vsr.user_warnings import warn_user
 
 logger = logging.getLogger(__name__)
 
@@ -475,36 +475,27 @@ def _check_pix_fmt(codec: str, pix_fmt: str | None) -> str:
     return pix_fmt
 
 
-def warn_png_drops_audio(label: str, audio_path: Path, stacklevel: int) -> None:
+def warn_png_drops_audio(label: str, audio_path: Path) -> None:
     """PNG frames cannot hold audio: say that ``audio_path``'s audio is not copied."""
-    warnings.warn(
-        f"{label}: PNG frames cannot hold audio; the audio of {audio_path} is not copied. "
-        f"{_video_output_hint(label)}",
-        stacklevel=stacklevel,
-    )
+    warn_user(f"{label}: PNG frames cannot hold audio; the audio of {audio_path} is not copied. "
+              f"{_video_output_hint(label)}")
 
 
-def warn_png_drops_frame_rate(label: str, frame_rate: Fraction, stacklevel: int) -> None:
+def warn_png_drops_frame_rate(label: str, frame_rate: Fraction) -> None:
     """PNG frames store no frame rate: warn when ``frame_rate`` is not the one a folder of frames is read at."""
     if frame_rate == DEFAULT_FOLDER_FPS:
         return
-    warnings.warn(
-        f"{label}: PNG frames store no frame rate; star-vsr reads a folder of frames at "
-        f"{float(DEFAULT_FOLDER_FPS):g} fps, not this video's {float(frame_rate):.6g} (--fps of upscale or degrade "
-        f"sets it). {_video_output_hint(label)}",
-        stacklevel=stacklevel,
-    )
+    warn_user(f"{label}: PNG frames store no frame rate; star-vsr reads a folder of frames at "
+              f"{float(DEFAULT_FOLDER_FPS):g} fps, not this video's {float(frame_rate):.6g} (--fps of upscale or "
+              f"degrade sets it). {_video_output_hint(label)}")
 
 
-def warn_lost_pixel_aspect(label: str, what: str, aspect: Fraction, height: int, width: int, keeper: str,
-                           stacklevel: int) -> None:
+def warn_lost_pixel_aspect(label: str, what: str, aspect: Fraction, height: int, width: int, keeper: str) -> None:
     """Warn that ``what`` (PNG frames, an image, ...) cannot store the pixel aspect ratio ``aspect`` of frames of
     ``width`` x ``height`` stored pixels; ``keeper``: the output that would keep it."""
-    warnings.warn(
-        f"{label}: {what} cannot store the pixel aspect ratio {aspect.numerator}:{aspect.denominator}; players will "
-        f"show the {width}x{height} frames at that size instead of {round(width * aspect)}x{height}. {keeper}",
-        stacklevel=stacklevel,
-    )
+    warn_user(f"{label}: {what} cannot store the pixel aspect ratio {aspect.numerator}:{aspect.denominator}; "
+              f"players will show the {width}x{height} frames at that size instead of "
+              f"{round(width * aspect)}x{height}. {keeper}")
 
 
 def _video_output_hint(label: str) -> str:
@@ -660,7 +651,7 @@ class VideoWriter:
         if not carries_audio(info.path):  # (an empty track: none)
             return None
         if self.codec == "png":
-            warn_png_drops_audio(self.label, info.path, stacklevel=4)
+            warn_png_drops_audio(self.label, info.path)
             return None
         check_audio(info.path, self.path.suffix)
         return info.path
@@ -702,7 +693,7 @@ class VideoWriter:
             self.frame_size = size
             self._warn_lost_pixel_aspect(*size)
             if self.codec == "png":
-                warn_png_drops_frame_rate(self.label, self.frame_rate, stacklevel=4)
+                warn_png_drops_frame_rate(self.label, self.frame_rate)
         elif size != self.frame_size:
             raise InputError(
                 f"frame size changed from {self.frame_size[1]}x{self.frame_size[0]} "
@@ -717,8 +708,7 @@ class VideoWriter:
         if self.pixel_aspect == 1 or self.codec not in ("ffv1", "png"):
             return
         what = "PNG frames" if self.codec == "png" else "FFV1 video in Matroska, as written by star-vsr,"
-        warn_lost_pixel_aspect(self.label, what, self.pixel_aspect, height, width, "--codec h264 or h265 keeps it",
-                               stacklevel=5)
+        warn_lost_pixel_aspect(self.label, what, self.pixel_aspect, height, width, "--codec h264 or h265 keeps it")
 
     def _pad(self, frame: np.ndarray) -> np.ndarray:
         """Pad (h, w, 3) on the bottom/right by edge replication to the pixel format's block."""
@@ -727,12 +717,9 @@ class VideoWriter:
         if not (pad_h or pad_w):
             return frame
         if self.frames_written == 0:
-            warnings.warn(
-                f"{self.label}: {self.pix_fmt} needs sizes divisible by "
-                f"{self._block[1]}x{self._block[0]}; {width}x{height} frames are padded to "
-                f"{width + pad_w}x{height + pad_h} by repeating the last column/row",
-                stacklevel=3,
-            )
+            warn_user(f"{self.label}: {self.pix_fmt} needs sizes divisible by {self._block[1]}x{self._block[0]}; "
+                      f"{width}x{height} frames are padded to {width + pad_w}x{height + pad_h} by repeating the last "
+                      f"column/row")
         padding = ((0, pad_h), (0, pad_w), (0, 0))
         return np.pad(frame, padding, mode="edge")  # (h + pad_h, w + pad_w, 3)
 
