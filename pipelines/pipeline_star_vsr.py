@@ -139,6 +139,9 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
                 or any(a <= b for a, b in zip(steps, steps[1:])):
             raise InputError(f"timesteps must be a non-empty, strictly decreasing list of integers in "
                              f"[0, {NUM_TRAIN_TIMESTEPS - 1}], got {steps}")
+        if timestep_spacing != "trailing":  # (the default) ignored without a word, a typo too (black-box hunt)
+            raise InputError(f"timestep_spacing={timestep_spacing!r} spaces the steps num_inference_steps makes; "
+                             f"timesteps are the steps themselves: leave timestep_spacing out")
         if noise_level is not None and steps[0] != noise_level - 1:  # it was ignored without a word
             raise InputError(f"noise_level {noise_level} starts sampling at t = {noise_level - 1}, but the timesteps "
                              f"start at {steps[0]}: with timesteps, leave noise_level out (they start where the "
@@ -284,7 +287,7 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
                      callback_on_step_end_tensor_inputs: Sequence[str], timesteps: Optional[Sequence[int]] = None,
                      frame_sink: Optional[Callable] = None, guidance_scale: float = 7.5,
                      controlnet_conditioning_scale: float = 1.0,
-                     callback_on_step_end: Optional[Callable] = None) -> None:
+                     callback_on_step_end: Optional[Callable] = None, timestep_spacing: str = "trailing") -> None:
         """Raise ``InputError`` for arguments ``__call__`` cannot run with, before any model runs."""
         if not isinstance(self.scheduler, DPMSolverMultistepScheduler):  # (a TypeError from set_timesteps mid-call)
             raise InputError(f"StarVSRPipeline samples with a DPMSolverMultistepScheduler (STAR's DPM-Solver++ 2M "
@@ -293,7 +296,7 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
                              f"star_vsr.scheduling.make_star_scheduler()")
         check_sampling_arguments(upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
                                  chunk_overlap, tile_size, tile_overlap, color_fix, decode_chunk_size, timesteps,
-                                 guidance_scale, controlnet_conditioning_scale)
+                                 guidance_scale, controlnet_conditioning_scale, timestep_spacing)
         if tile_size is not None:
             check_tile_size(tile_size, len(self.vae.config.block_out_channels),
                             len(self.unet.config.block_out_channels))
@@ -607,7 +610,7 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         self.check_inputs(source, upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
                           chunk_overlap, tile_size, tile_overlap, color_fix, output_type, decode_chunk_size,
                           callback_on_step_end_tensor_inputs, timesteps, frame_sink, guidance_scale,
-                          controlnet_conditioning_scale, callback_on_step_end)
+                          controlnet_conditioning_scale, callback_on_step_end, timestep_spacing)
         generator = one_generator(generator)
         chunk_overlap, tile_overlap = resolve_overlaps(chunk_frames, chunk_overlap, tile_size, tile_overlap)
         device = self._execution_device

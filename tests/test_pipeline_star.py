@@ -447,6 +447,11 @@ def test_noise_level_none_is_900_or_where_the_timesteps_start(pipe):
     # a tensor of them, as a numpy array is taken (refused: "got [tensor(599), tensor(300)]")
     torch.testing.assert_close(run(pipe, video(n=2), timesteps=torch.tensor([599, 300])),
                                run(pipe, video(n=2), timesteps=[599, 300]))
+    # a spacing with timesteps spaces nothing: it was taken without a word, a typo too (black-box hunt)
+    for spacing in ("star_fast", "bogus"):
+        with pytest.raises(InputError, match=f"timestep_spacing='{spacing}' spaces the steps num_inference_steps "
+                                             f"makes; timesteps are the steps themselves: leave timestep_spacing out"):
+            run(pipe, video(n=2), timesteps=[599, 300], timestep_spacing=spacing)
 
 
 def test_a_required_component_given_as_none_is_refused_when_loading(pipe, tmp_path):
