@@ -251,7 +251,9 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
 
         Args:
             video: a path (video file or image folder), a (n, 3, h, w) float tensor in [0, 1], a
-                (n, h, w, 3) uint8 array, or a list of PIL images / arrays.
+                (n, h, w, 3) uint8 array, or a list of PIL images / arrays. Files are read at 8 bits (a 10- or
+                16-bit video or image rounded, as ``star_vsr.io`` reads them); arrays, tensors and PIL images keep
+                their precision (a uint16 array or 16-bit image is scaled by 65535).
             upscale: output size / input size, between 1 and 4 (2, 3 and 4 use pixel shuffle heads); None: the
                 student's own scale (``student.config.scale``, 4 for the bundled student).
             output_type: "pt", "np" or "pil".
