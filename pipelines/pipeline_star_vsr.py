@@ -582,7 +582,8 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
             callback_on_step_end: ``fn(pipe, step, timestep, {"latents": ...}) -> dict`` after each step: the
                 whole clip's latents (n, 4, h, w), as returned in the dict or changed in place, go on to the next
                 step. A diffusers ``PipelineCallback`` gets its own ``tensor_inputs`` (one made for other pipelines,
-                e.g. ``SDCFGCutoffCallback``, which changes ``prompt_embeds``, is refused).
+                e.g. ``SDCFGCutoffCallback``, which changes ``prompt_embeds``, is refused). To stop the call,
+                raise an exception from it (setting diffusers' ``pipe._interrupt`` is refused).
             callback_on_step_end_tensor_inputs: tensors passed to the callback.
             frame_sink: if given, called with each decoded chunk (k, 3, H, W) instead of collecting frames.
             state: where an earlier call over the same video with the same arguments stood, as
@@ -743,6 +744,11 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         def on_step_end(i: int, t: torch.Tensor) -> None:
             available = {"latents": sampler.gather_latents()}  # a copy of the windows' latents, (n, 4, h, w)
             outputs = callback_on_step_end(self, i, t, {k: available[k] for k in callback_on_step_end_tensor_inputs})
+            if getattr(self, "_interrupt", False):  # diffusers' pipelines then skip the steps left: ignored here
+                self._interrupt = False  # without a word, every step still ran (black-box hunt)
+                raise InputError("StarVSRPipeline does not stop at pipe._interrupt = True (diffusers' way to skip the "
+                                 "steps left): its windows are at different steps, with no partial video to decode; "
+                                 "raise an exception of your own from callback_on_step_end to stop the call")
             if outputs and "latents" in outputs:  # (extra frames were dropped, too few failed inside the ControlNet)
                 sampler.scatter_latents(checked_latents(outputs["latents"], expected,
                                                         "the latents callback_on_step_end returned"))

@@ -323,6 +323,22 @@ def test_callback_on_step_end_may_change_the_latents_in_place(pipe):
                            callback_on_step_end_tensor_inputs=[]), plain)
 
 
+def test_diffusers_interrupt_flag_is_refused_not_ignored(pipe):
+    """diffusers' pipelines skip the steps left once a callback sets pipe._interrupt; here every step still ran
+    without a word (black-box hunt). It is refused at the step that set it, and the flag does not stay set."""
+    steps = []
+
+    def interrupt_at_step_0(p, i, t, kw):
+        steps.append(i)
+        p._interrupt = True
+        return kw
+
+    with pytest.raises(InputError, match=r"^StarVSRPipeline does not stop at pipe._interrupt = True"):
+        run(pipe, video(n=1), callback_on_step_end=interrupt_at_step_0)
+    assert steps == [0] and not pipe._interrupt
+    run(pipe, video(n=1))
+
+
 def test_diffusers_callback_classes_get_their_tensor_inputs_and_num_timesteps(pipe):
     """SDCFGCutoffCallback read pipe.num_timesteps and changed prompt_embeds: an AttributeError after the first step
     (black-box hunt); a PipelineCallback subclass that works with the latents is diffusers' way to write one."""
