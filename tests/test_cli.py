@@ -55,6 +55,11 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     for command in ("upscale", "upscale-batch", "evaluate", "info", "convert-star"):
         assert command in out
+    # no command is a usage error: status 2 as the README says of setting errors (it was 1), help on stderr
+    for command in ([], ["distill"]):
+        assert main(command) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and "usage: star-vsr" in captured.err
 
 
 def test_the_commands_offer_the_codecs_and_deinterlace_modes_the_io_layer_has():
@@ -3381,7 +3386,13 @@ def test_help_states_the_limits_and_defaults_the_commands_check(capsys):
         with pytest.raises(SystemExit):
             main([*command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
-        assert "0..51" in text and ".mp4 or .mkv alike" in text, command
+        assert "0..51" in text, command
+        # a batch's -o is a folder: "PNG frames for a folder" read as its default (black-box hunt); --fps "with one
+        # video file as the input" is no rule of a folder's
+        assert (".mp4 or .mkv alike" in text) == (command != ["upscale-batch"]), command
+        assert "--fps is refused where the input is only video files" in text, command
+        if command == ["upscale-batch"]:
+            assert "output codec (default H.264: each output keeps its input's name and suffix where" in text
         if command != ["degrade"]:
             diffusion = text.split("diffusion model options")[1].split("output:")[0]
             assert "--seed SEED random seed of the sampling" in diffusion and ">= 1" in diffusion

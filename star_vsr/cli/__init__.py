@@ -86,9 +86,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the sub-command's parser: it was "star-vsr: error: ... (see star-vsr --help)"
         _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 1
+    if getattr(args, "func", None) is None:  # no command: a usage error, status 2 as argparse's own
+        parser.print_help(sys.stderr)
+        return 2
     from ..training_run import is_first_process, launched_processes, note_one_process_of_several, process_prefix
 
     processes = launched_processes()  # (training_run loads no torch)

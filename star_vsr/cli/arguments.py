@@ -16,9 +16,9 @@ from ..errors import InputError
 def add_fps_argument(parser: argparse.ArgumentParser) -> None:
     """``--fps``, the frame rate of an image-folder input (``upscale``, ``upscale-batch`` and ``degrade``)."""
     parser.add_argument("--fps", type=frame_rate_argument, default=None,
-                        help="frame rate of an image-folder input, which stores none (default 30; 24000/1001 or "
-                             "23.976 for NTSC film); video files keep their own rate (--fps with one video file as "
-                             "the input is refused)")
+                        help="frame rate of image-folder inputs, which store none (default 30; 24000/1001 or "
+                             "23.976 for NTSC film); video files keep their own rate (--fps is refused where the "
+                             "input is only video files)")
 
 
 #: The largest ``--seed``: torch and NumPy take every integer in [0, 2^63).

@@ -79,8 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _missing_command(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 1
+    parser.print_help(sys.stderr)
+    return 2  # a usage error, as argparse's own
 
 
 def clip_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:

@@ -58,7 +58,7 @@ DIFFUSION_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, batch: bool) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", type=path_argument,
                        help="model folder: a StarVSR diffusion pipeline or a student pipeline "
@@ -117,7 +117,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                              "video is flagged interlaced; on: always, for footage flagged wrongly)")
     out = parser.add_argument_group("output")
     out.add_argument("--codec", default=None, choices=("h264", "h265", "ffv1", "png"),
-                     help="output codec (default: from the output name: H.264 for a video name, .mp4 or .mkv "
+                     help="output codec (default H.264: each output keeps its input's name and suffix where that "
+                          "suffix holds the codec; see the note above)" if batch else
+                          "output codec (default: from the output name: H.264 for a video name, .mp4 or .mkv "
                           "alike; PNG frames for a folder or a name without a suffix); ffv1 needs .mkv")
     out.add_argument("--crf", type=int, default=None,
                      help="x264/x265 quality, 0..51, lower is better (default 18 for h264, 24 for h265)")
@@ -135,7 +137,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "or with --max-frames 1)")
     single.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_fps_argument(single)
-    _add_common(single)
+    _add_common(single, batch=False)
     single.set_defaults(func=run_single)
 
     batch = subparsers.add_parser("upscale-batch", help="upscale every video of a folder (resumable, multi-GPU)",
@@ -149,7 +151,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "(default: skip them); a batch stopped under --overwrite, run again the same way, goes "
                             "on where it stopped (with --restart or other settings it redoes every video)")
     add_fps_argument(batch)
-    _add_common(batch)
+    _add_common(batch, batch=True)
     batch.set_defaults(func=run_batch)
 
 

@@ -431,7 +431,8 @@ def _resolve_codec(path: Path, codec: str | None) -> str:
         raise UnsupportedVideoError(
             f"star-vsr does not write videos as {path.suffix} files ({path}); name the output "
             f"{' / '.join(known)} "
-            "(H.264 by default; --codec h265 or ffv1), or give a name without a suffix for a folder of PNG frames"
+            "(H.264 by default; --codec h265, or ffv1 for .mkv), or give a name without a suffix for a folder of "
+            "PNG frames"
         )
     if path.suffix.lower() not in suffixes:
         raise UnsupportedVideoError(
