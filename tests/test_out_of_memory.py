@@ -107,7 +107,7 @@ def test_out_of_memory_advice_names_flags_on_the_command_line_and_arguments_in_p
                    "--restart)")
     assert "(--upscale 2;" in student and "--restart" in student and "(--device cpu)" in student
     assert "=" not in student and "upscale=2" in memory_advice(4) and "--" not in memory_advice(4)
-    # a command without those flags is not told to use them: demo has --device but no --upscale or --restart
+    # a command without those flags is not told to use them (the demo gives advice of its own)
     with cli_wording(_command_flags(parser, parser.parse_args(["demo", "-o", "out"]))):
         demo = memory_advice(4, on_gpu=True)
     assert "(--device cpu)" in demo and "upscale=2" in demo and "restart=True" in demo and "--upscale" not in demo
@@ -200,6 +200,20 @@ def test_upscale_batch_skips_the_video_memory_ran_out_on_and_goes_on(tmp_path, m
     assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "student")]) == 1
     assert f"skipped {videos / 'a.mp4'}: out of memory (allocating 65536.00 GiB failed)" in capsys.readouterr().err
     assert (tmp_path / "out" / "b.mp4").is_file()
+
+
+def test_demo_out_of_memory_advises_the_demo_s_own_flags(tmp_path, monkeypatch, capsys):
+    """The demo ran out of memory with the pipeline's advice for a Python call: "a smaller factor (upscale=2; a run
+    that saved progress then needs restart=True)", none of which the demo has (black-box hunt)."""
+    from star_vsr.models.student import StarStudentModel
+
+    monkeypatch.setattr(StarStudentModel, "step_tensors", allocate_too_much)
+    assert main(["demo", "-o", str(tmp_path / "demo"), "--frames", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "error: out of memory while upscaling the demo's clip with the student" in err
+    assert "; free some memory, or pass fewer --frames than 4 (the demo keeps its clips in memory)\n" in err
+    assert "upscale=" not in err and "restart" not in err and "Traceback" not in err
+    assert not (tmp_path / "demo").exists()
 
 
 def test_numpy_s_amount_is_said_without_its_dot():

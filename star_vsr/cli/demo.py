@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..errors import DISK_FULL_ERRNOS, InputError, OutputExistsError, write_failed
+    from ..errors import (DISK_FULL_ERRNOS, InputError, OutputExistsError, RanOutOfMemoryError,
+                          explain_out_of_memory, write_failed)
     from ..evalset import bicubic_upscale, photo_clip
     from ..frames import frames_to_uint8
     from ..interrupts import interrupts_held
@@ -189,7 +190,14 @@ def run(args: argparse.Namespace) -> int:
     call_kwargs = {} if label != "diffusion" else {  # the sampling seeded, as star-vsr upscale's
         "num_inference_steps": args.steps or DIFFUSION_STEPS, "generator": torch.Generator().manual_seed(args.seed)}
     started = time.perf_counter()
-    sr = pipe(lq, upscale=scale, output_type="pt", **call_kwargs).frames[0]
+    try:
+        sr = pipe(lq, upscale=scale, output_type="pt", **call_kwargs).frames[0]
+    except RanOutOfMemoryError as error:  # said with the pipeline's advice, for a call: a smaller video, a smaller
+        # factor (upscale=2), restart=True, none of which the demo has
+        gpu = "; from a GPU, the CPU (--device cpu) usually has more memory" if pipe.device.type != "cpu" else ""
+        with explain_out_of_memory(f"upscaling the demo's clip with the {label}", f"free some memory, or pass "
+                                   f"fewer --frames than {args.frames} (the demo keeps its clips in memory){gpu}"):
+            raise error.__cause__ from None
     sr = sr.float().clamp(0, 1).cpu()  # (n, 3, H, W)
     seconds = time.perf_counter() - started
     bicubic = bicubic_upscale(lq, scale)
