@@ -530,7 +530,8 @@ def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_proces
     Fewer items made smaller batches than the run says and records, fewer batches steps that averaged fewer
     micro-batches than asked for, both without a word. Where the steps do not divide an epoch's batches, the last
     step of each epoch sums the batches left, each weighted 1 / steps (Accelerate ends the accumulation with the
-    data, and divides every loss by ``--gradient_accumulation_steps``): a note says so (the first process)."""
+    data, and divides every loss by ``--gradient_accumulation_steps``): a note says so (the first process) where
+    ``--max_train_steps`` reaches an epoch's end."""
     if num_items < args.train_batch_size:
         raise InputError(f"the dataset has {num_items} clips, fewer than --train_batch_size {args.train_batch_size}")
     batches = num_items // (args.train_batch_size * num_processes)  # per process and epoch
@@ -544,7 +545,9 @@ def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_proces
                          + f", fewer than --gradient_accumulation_steps {args.gradient_accumulation_steps}: each step "
                          f"would average only {batches}; lower --gradient_accumulation_steps or use more clips")
     left = batches % args.gradient_accumulation_steps
-    if left and is_first_process():
+    steps_per_epoch = -(-batches // args.gradient_accumulation_steps)  # (the last one of each epoch partial)
+    if left and args.max_train_steps >= steps_per_epoch and is_first_process():  # (a run that ends before the
+        # epoch does takes no partial step: the note was printed for it too)
         print(f"note: an epoch holds {batches} batches of --train_batch_size {args.train_batch_size}"
               + (" on each process" if num_processes > 1 else "") + f": the last step of each epoch sums {left} of "
               f"them, each weighted 1/{args.gradient_accumulation_steps} as by --gradient_accumulation_steps (a "

@@ -866,13 +866,16 @@ def test_an_epoch_must_fill_a_step(capsys):
     last step of each epoch (a black-box hunt): a note says so."""
     from star_vsr.training_run import check_batches_per_epoch
 
-    args = argparse.Namespace(train_batch_size=1, gradient_accumulation_steps=3)
+    args = argparse.Namespace(train_batch_size=1, gradient_accumulation_steps=3, max_train_steps=3)
     check_batches_per_epoch(3, args, num_processes=1)
     check_batches_per_epoch(6, args, num_processes=1)
     assert capsys.readouterr().err == ""
     check_batches_per_epoch(8, args, num_processes=1)
     assert ("note: an epoch holds 8 batches of --train_batch_size 1: the last step of each epoch sums 2 of them, "
             "each weighted 1/3 as by --gradient_accumulation_steps") in capsys.readouterr().err
+    args.max_train_steps = 2  # a run that ends before the epoch's third, partial step takes none (review)
+    check_batches_per_epoch(8, args, num_processes=1)
+    assert capsys.readouterr().err == ""
     with pytest.raises(InputError, match=r"^the dataset's 2 clips make 2 batches of --train_batch_size 1 per epoch, "
                                          r"fewer than --gradient_accumulation_steps 3: each step would average only 2"):
         check_batches_per_epoch(2, args, num_processes=1)
