@@ -304,6 +304,13 @@ def saved_config(folder: Union[str, Path]) -> dict[str, Any]:
     return _json_object(Path(folder, "config.json"))
 
 
+def saved_pipeline_class(folder: Union[str, Path]) -> Optional[str]:
+    """The pipeline class the ``model_index.json`` of ``folder`` names (None when there is none, or it is unreadable:
+    checking the folder names what is wrong), read without checking its components."""
+    name = _json_object(saved_index(Path(folder))).get("_class_name")
+    return name if isinstance(name, str) else None
+
+
 def _json_object(path: Optional[Path]) -> dict[str, Any]:
     """The JSON object in the file ``path``; {} when there is none (no such file, not JSON, not an object)."""
     try:
@@ -325,8 +332,8 @@ def check_save_folder(folder: Path, class_name: str) -> None:
     another class (diffusers would rewrite its ``model_index.json`` and leave the other pipeline's component
     folders beside this one's: a folder that loads as neither). A folder of the same class is saved over."""
     check_save_target(folder, "pipeline")
-    other = _json_object(saved_index(folder)).get("_class_name")  # (none: nothing of another pipeline to mix with)
-    if isinstance(other, str) and other != class_name:
+    other = saved_pipeline_class(folder)  # (none: nothing of another pipeline to mix with)
+    if other is not None and other != class_name:
         raise InputError(f"cannot save a {class_name} into {folder}: it holds a {other}, whose files would be left "
                          f"mixed with this one's; save into another folder")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import warnings
 import zipfile
 
@@ -222,6 +223,18 @@ def test_export_command(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a student pipeline folder" in err and "distill_student" in err and "convert-star" not in err
     assert main(["export", "--model", str(tmp_path / "none"), "--format", "onnx", "-o", str(tmp_path / "y.onnx")]) == 2
+    # a StarVSR folder, whole or with a part missing: what export takes, not "the student pipeline at ... lists
+    # 'unet', but ... is missing" (black-box hunt)
+    from star_vsr.testing import tiny_star_pipeline
+
+    tiny_star_pipeline(seed=0).save_pretrained(tmp_path / "star")
+    for missing in ("", "unet"):
+        if missing:
+            shutil.rmtree(tmp_path / "star" / missing)
+        capsys.readouterr()
+        assert main(["export", "--model", str(tmp_path / "star"), "-o", str(tmp_path / "y.onnx")]) == 2
+        assert capsys.readouterr().err.endswith(f"{tmp_path / 'star'} holds a StarVSRPipeline; only student "
+                                                f"pipelines can be exported\n")
     # -o inside the model folder, --overwrite or not, replaced the weights it read (the shipped student too)
     weights = folder / "student" / "diffusion_pytorch_model.safetensors"
     before = weights.read_bytes()

@@ -93,12 +93,13 @@ def run(args: argparse.Namespace) -> int:
                          f"elsewhere, or to a new name")
     from star_vsr.pipelines.pipeline_star_student import missing_student_help
 
-    from ..model_folder import check_pipeline_folder
+    from ..model_folder import check_pipeline_folder, saved_pipeline_class
 
-    # (STAR's help would not fit)
-    name = check_pipeline_folder(Path(args.model), "student", missing_student_help(Path(args.model)))
-    if name != "StarStudentPipeline":
-        raise InputError(f"{args.model} holds a {name}; only student pipelines can be exported")
+    recorded = saved_pipeline_class(args.model)  # before its parts are checked: a StarVSR folder with one missing
+    if recorded not in (None, "StarStudentPipeline"):  # was "the student pipeline at ... lists 'unet'"
+        raise InputError(f"{args.model} holds a {recorded}; only student pipelines can be exported")
+    check_pipeline_folder(Path(args.model), "student", missing_student_help(Path(args.model)))  # (STAR's help
+    # would not fit)
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
 
     from ..models.student import output_size
