@@ -3235,7 +3235,7 @@ def test_info_lists_the_clips_of_a_folder(tmp_path, capsys):
     _frames_to_folder(tmp_path / "a.mp4", tmp_path / "calendar")
     assert main(["info", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["clip", "frames", "fps", "size", "codec", "audio", "damage"]
+    assert lines[0].split() == ["clip", "frames", "fps", "size", "codec", "audio", "colours", "damage"]
     assert lines[1].split()[:4] == ["a.mp4", "3", "24.0", "16x8"] and lines[2].split()[:2] == ["calendar/", "3"]
     assert lines[-1] == "2 clips, 6 frames"
     (tmp_path / "bad.mp4").write_bytes(b"not a video")

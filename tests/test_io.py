@@ -335,6 +335,11 @@ def test_wide_gamut_colours_are_noted(tmp_path, capsys):
                                              transfer=ColorTrc.ARIB_STD_B67))
     assert hlg.wide_gamut and ["BT.2020" in note for note in hlg.caveats()] == [False]
     assert not probe_video(write_timed_test_video(tmp_path / "hd.mp4", [0, 40])).wide_gamut
+    capsys.readouterr()
+    assert cli_main(["info", str(tmp_path)]) == 0  # a folder's table too (it showed neither)
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:-1]}
+    assert "  SDR, BT.2020  " in rows["uhd.mp4"] and "  HDR (HLG)  " in rows["hlg.mp4"]
+    assert "  SDR  " in rows["hd.mp4"]
 
 
 def test_a_10_bit_input_is_noted_as_becoming_8_bit(tmp_path):

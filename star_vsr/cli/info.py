@@ -154,7 +154,8 @@ def frame_folder_damage(folder: Path) -> Optional[str]:
 
 
 def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
-    """One line (or JSON object) per clip of ``folder``: frames, rate, size, codec, audio, damage."""
+    """One line (or JSON object) per clip of ``folder``: frames, rate, size, codec, audio, colours (HDR and BT.2020,
+    which outputs do not keep, as ``info VIDEO`` says: the table showed neither), damage."""
     from ..errors import StarVSRError, why_missing
     from ..io import probe_video
     from ..io.folders import broken_links, other_subfolders, other_subfolders_note, stray_images_note
@@ -178,6 +179,7 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
                      "size": f"{info.width}x{info.height}",
                      "codec": "image sequence" if info.is_image_folder else info.codec,
                      "audio": info.audio_codec if info.has_audio else "none",
+                     "colours": f"HDR ({info.hdr})" if info.hdr else "SDR, BT.2020" if info.wide_gamut else "SDR",
                      "damage": damage or (_maybe_cut(info) if info.missing_s else "none found")})
         objects.append({"clip": name, **_json_fields(info, damage)})
     for link in broken_links(folder):  # (left out without a word)
@@ -188,7 +190,7 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
     if as_json:
         print(json.dumps({"folder": str(folder), "clips": objects}, indent=2))
         return 1 if bad else 0
-    columns = ("clip", "frames", "fps", "size", "codec", "audio", "damage")
+    columns = ("clip", "frames", "fps", "size", "codec", "audio", "colours", "damage")
     widths = {c: max(len(c), *(text_width(str(r.get(c, ""))) for r in rows)) for c in columns[:-1]}
     print("  ".join(pad(c, widths[c]) for c in columns[:-1]) + "  damage")
     for row in rows:
