@@ -306,6 +306,16 @@ def test_evaluate_says_a_10_bit_clip_is_scored_on_8_bits(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"note: {ten} is 10-bit (yuv420p10le); it is scored as star-vsr reads every input, rounded to 8 bits" in out
     assert f"note: {eight} is" not in out
+    # an alpha channel, dropped without a word too (black-box hunt)
+    import cv2
+
+    rgba = tmp_path / "rgba.png"
+    cv2.imwrite(str(rgba), np.dstack([synthetic_frames(1, (64, 64))[0], np.full((64, 64), 128, np.uint8)]))
+    cv2.imwrite(str(tmp_path / "rgb.png"), synthetic_frames(1, (64, 64))[0])
+    assert main(["evaluate", "--pred", str(tmp_path / "rgb.png"), "--gt", str(rgba), "--scale", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {rgba} has an alpha channel (rgba); it is scored on its colours alone, as star-vsr reads every " \
+           f"input" in out and "rgb.png has" not in out
 
 
 def test_evaluate_names_the_rotation_tag_when_sizes_are_swapped(tmp_path, capsys):

@@ -220,6 +220,9 @@ def _check_pairs(args: argparse.Namespace, clips: Sequence[tuple[str, Path, Path
             if depth > 8:
                 print(f"note: {path} is {depth}-bit ({info.pix_fmt}); it is scored as star-vsr reads every input, "
                       f"rounded to 8 bits")
+            if info.alpha_kind is not None:  # (dropped without a word, as the bit depth was)
+                print(f"note: {path} has an alpha channel ({info.alpha_kind}); it is scored on its colours alone, "
+                      f"as star-vsr reads every input")
     return unreadable
 
 

@@ -280,6 +280,16 @@ class VideoInfo:
     last_frame_cut: bool = False
 
     @property
+    def alpha_kind(self) -> str | None:
+        """How the frames carry transparency, which star-vsr drops: the pixel format ("rgba"), or what carries it
+        beside ("vp9 alpha_mode 1", "pal8 with a transparent colour"); None when they carry none (FFmpeg decodes
+        every GIF, opaque ones too, as bgra: a GIF's is not counted)."""
+        if self.side_alpha:
+            image = self.is_image_folder or self.is_photo
+            return f"{self.pix_fmt} with {self.side_alpha_kind}" if image else f"{self.codec} {self.side_alpha_kind}"
+        return self.pix_fmt if has_alpha(self.pix_fmt) and self.codec != "gif" else None
+
+    @property
     def side_alpha_kind(self) -> str:
         """How `side_alpha` is stored: "alpha_mode 1" (VP8 / VP9 in WebM) or "a transparent colour" (an image's)."""
         return "a transparent colour" if self.is_image_folder or self.is_photo else "alpha_mode 1"
@@ -344,15 +354,9 @@ class VideoInfo:
                 f"its {self.num_frames} frames are read (if it is whole, its last frame is held "
                 f"{self.missing_s:.2f} s longer, as in videos made from GIFs)"
             )
-        # (FFmpeg decodes every GIF, opaque ones too, as bgra)
-        if (has_alpha(self.pix_fmt) and self.codec != "gif") or self.side_alpha:
-            kind = self.pix_fmt  # "rgba"; or what carries it beside: "vp9 alpha_mode 1", "pal8 with a transparent
-            if self.side_alpha:  # colour"
-                image = self.is_image_folder or self.is_photo
-                kind = f"{self.pix_fmt} with {self.side_alpha_kind}" if image else \
-                    f"{self.codec} {self.side_alpha_kind}"
-            notes.append(f"{self.path} has an alpha channel ({kind}); star-vsr works on RGB frames, so its "
-                         f"transparency is dropped (composite it onto a background first to choose one)")
+        if self.alpha_kind is not None:
+            notes.append(f"{self.path} has an alpha channel ({self.alpha_kind}); star-vsr works on RGB frames, so "
+                         f"its transparency is dropped (composite it onto a background first to choose one)")
         depth = pixel_bit_depth(self.pix_fmt)
         if self.hdr is None and depth > 8:
             notes.append(f"{self.path} is {depth}-bit ({self.pix_fmt}); star-vsr works on 8-bit frames, so the output "
