@@ -70,6 +70,8 @@ INPUT_SETTINGS = ("input_files", "input_folder_files")
 #: How a changed setting is named when saved progress cannot be used (None: "name old -> new").
 SETTING_CHANGES = {"input_files": "the input file changed (its size or content)",
                    "student_weights": "other student weights", "weights": "other model weights"}
+#: What a changed ``input_files`` is called for a run saved without the input's content signature (before it).
+OLD_INPUT_CHANGED = "the input file changed (its size or modification time)"
 #: What a changed ``input_files`` or ``input_folder_files`` is called when the input is a frame folder.
 FOLDER_CHANGED = ("the input folder's files changed (a file's name, size or modification time, or the number of "
                   "files)")
@@ -191,7 +193,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                          f"cannot be passed to it (call the pipeline directly for those)")
 
     work = partial_folder(output)
-    read = _InputRead(Path(source.path))  # what the run reads, to tell whether it changed meanwhile
+    signature = input_signature(Path(source.path))  # the input as the run starts (`_input_changed`)
     # checks codec and crf before anything is made
     cut_short = source.num_frames < info.num_frames  # a preview (max_frames): its audio ends with its last frame
     writer = SegmentedVideoWriter(output, info.frame_rate, work, codec=codec, crf=crf, audio_from=audio,
@@ -226,20 +228,25 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                 pipe(source, frame_sink=sinks.frame_sink, state=state, start_frame=start, state_sink=sinks.state_sink,
                      **pipeline_kwargs)
             sinks.finish()
-            read.check_unchanged(audio_read_again=audio is not None)
-        except (InputError, CorruptVideoError, UnsupportedVideoError) as error:  # the input's fault: going on fails
-            writer.abort()  # again
-            if isinstance(error, (CorruptVideoError, UnsupportedVideoError)):
-                read.check_unchanged(audio_read_again=False, error=error)  # "damaged": written over meanwhile?
-            shutil.rmtree(work, ignore_errors=True)
-            raise
+            changed = _input_changed(Path(source.path), signature, audio is not None)
+            if changed is not None:
+                raise changed
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what was done since the checkpoint
             sinks.checkpoint_on_interrupt()
             writer.abort()
             _stopped(work, output, say)
             raise
-        except BaseException:
+        except BaseException as error:
             writer.abort()
+            # a decoding error, "the video ended after N frames", a missing file: explained by a changed input?
+            changed = None if isinstance(error, InputChangedError) else \
+                _input_changed(Path(source.path), signature, audio is not None)
+            if changed is not None or isinstance(error, (InputError, CorruptVideoError, UnsupportedVideoError)):
+                # the input's fault, or the frames done are of an input that is no more: going on fails again
+                shutil.rmtree(work, ignore_errors=True)
+                if changed is not None:
+                    raise changed from error
+                raise
             _stopped(work, output, say)
             raise
         try:
@@ -252,46 +259,24 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     return output
 
 
-class _InputRead:
-    """The input file or frame folder a run reads, as it was when the run started: its content signature
-    (`star_vsr.batch_record.input_signature`: size and first and last bytes, not its modification time, which a
-    ``touch`` changes) and, for a file, which file it is (device and inode)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.signature, self.identity = path, input_signature(path), _identity(path)
-
-    def check_unchanged(self, audio_read_again: bool, error: Optional[BaseException] = None) -> None:
-        """``InputChangedError`` (from ``error``, a decoding error it explains) if the input changed while it was
-        read in a way that spoils the output (black-box hunts): a file written over in place (the reader's open
-        file then yields the new bytes: frames of both files, or "damaged"), a frame folder's frames changed, or,
-        where the join copies the audio (``audio_read_again``: it reads the path again), any change, also a file
-        replaced or removed (the frames were of the old file, the audio of the new)."""
-        if input_signature(self.path) == self.signature:
-            return
-        identity = _identity(self.path)
-        if self.path.is_dir() and identity is not None:
-            why = "its frames were read partly before the change and partly after it"
-        elif identity == self.identity and identity is not None:
-            why = "it was written over in place, so the frames upscaled are partly of the new content"
-        elif audio_read_again and identity is None:
-            raise InputChangedError(f"{self.path} was removed (or cannot be read) while it was being upscaled, so its "
-                                    f"audio cannot be copied; nothing was written") from error
-        elif audio_read_again:
-            why = "the audio the output would copy is not the audio of the frames upscaled"
-        else:  # replaced or removed: the reader's open file held the old content, whose frames are all there
-            return
-        what = "its frames' number or sizes" if self.path.is_dir() else "its size or bytes"
-        raise InputChangedError(f"{self.path} changed ({what}) while it was being upscaled: {why}; nothing was "
-                                f"written (run the same command again to upscale it as it is now)") from error
-
-
-def _identity(path: Path) -> Optional[tuple[int, int]]:
-    """(device, inode) of the file or folder at ``path``; None when nothing can be read there."""
-    try:
-        stat = path.stat()
-    except OSError:
+def _input_changed(input_path: Path, signature: Optional[list[Any]], audio_copied: bool
+                   ) -> Optional[InputChangedError]:
+    """The ``InputChangedError`` to raise when the input file or frame folder is no longer the one the run started
+    with (``signature``: `star_vsr.batch_record.input_signature`, a file's size and first and last 64 KiB, a
+    folder's frame count and total size; not modification times, which a ``touch`` changes); None when it is.
+    Replaced, written over or cut while it was upscaled, the output mixed the old and the new content with exit 0:
+    frames read after an overwrite in place (or by a pass of the diffusion pipeline that reopens the path), the
+    audio the join copies (black-box hunts, review)."""
+    now = input_signature(input_path)
+    if now == signature:
         return None
-    return stat.st_dev, stat.st_ino
+    if now is None:
+        return InputChangedError(f"{input_path} was removed (or cannot be read) while it was being upscaled"
+                                 f"{', so its audio cannot be copied' if audio_copied else ''}; nothing was written")
+    what = "its frames' number or sizes" if input_path.is_dir() else "its size or bytes"
+    return InputChangedError(f"{input_path} changed ({what}) while it was being upscaled, so the output would mix "
+                             f"the old and the new content; nothing was written (run the same command again to "
+                             f"upscale it as it is now)")
 
 
 def _device(pipe: Any) -> torch.device:
@@ -583,8 +568,11 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
         settings = {**settings, "input_files": input_fingerprint(Path(settings["input"])), "input_folder_files": None}
     changed = [key for key in settings if saved_settings.get(key, SETTING_DEFAULTS.get(key)) != settings[key]
                and key != "input_signature"]
-    if "input_files" in changed and _same_content(saved_settings, settings):
+    same_content = _same_content(saved_settings, settings)
+    if "input_files" in changed and same_content:
         changed.remove("input_files")
+    elif same_content is False and "input_files" not in changed:  # (its time kept: `cp -p`, `rsync -a`)
+        changed.insert(0, "input_files")
     if "pipeline" in changed:  # another kind of model: its other settings do not compare
         changed = ["pipeline"]
     if "dtype" in changed:  # the weights' fingerprint is of the rounded weights: it changes with the dtype
@@ -597,6 +585,7 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
         if "input_files" in changed and "input_folder_files" in changed:  # (a folder: one FOLDER_CHANGED)
             changed.remove("input_folder_files")
         details = ", ".join(FOLDER_CHANGED if key in INPUT_SETTINGS and Path(settings["input"]).is_dir() else
+                            OLD_INPUT_CHANGED if key == "input_files" and same_content is None else
                             _setting_change(key, saved_settings.get(key, SETTING_DEFAULTS.get(key)), settings[key],
                                             settings["pipeline"]) for key in changed)
         # a changed input cannot be changed back; settings can (a dtype change says how itself)
@@ -617,12 +606,15 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
     return segments, state, frames
 
 
-def _same_content(saved: dict[str, Any], now: dict[str, Any]) -> bool:
-    """Whether an input file whose size or modification time changed since a run was saved has the content it had
-    (the same `input_signature`: size and first and last 64 KiB): a ``touch``, a copy back from a backup or a sync
-    tool changes its time, and the run was refused as "of another input" (black-box hunt). Runs saved by versions
-    before the signature compare the time."""
-    return saved.get("input_signature") is not None and saved["input_signature"] == now.get("input_signature")
+def _same_content(saved: dict[str, Any], now: dict[str, Any]) -> Optional[bool]:
+    """Whether an input file has the content it had when a run was saved (the same `input_signature`: size and
+    first and last 64 KiB), whatever its modification time: a ``touch``, a copy back from a backup or a sync tool
+    changes the time, and the run was refused as "of another input" (black-box hunt); a copy that keeps the time
+    (``cp -p``) over other content is a change. None for a frame folder (its frames' names, sizes and times are
+    compared) and for runs saved by versions before the signature (the time is compared)."""
+    if saved.get("input_signature") is None or now.get("input_signature") is None:
+        return None
+    return saved["input_signature"] == now["input_signature"]
 
 
 def _check_segments(work: Path, segments: list[tuple[str, int]], fix: str) -> None:

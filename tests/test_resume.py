@@ -260,7 +260,18 @@ def test_a_stopped_run_goes_on_after_its_input_was_only_touched(pipe, tmp_path, 
     del manifest["settings"]["input_signature"]
     manifest_path.write_text(json.dumps(manifest))
     os.utime(source, (2e9, 2e9))
-    with pytest.raises(InputError, match=r"unfinished run of another input: the input file changed"):
+    with pytest.raises(InputError, match=r"unfinished run of another input: the input file changed \(its size or "
+                                         r"modification time\); delete"):
+        upscale_video(pipe, source, output, progress=False)
+    # other content copied over it with its size and time (`cp -p`): a change, which the time alone missed
+    (tmp_path / "copied").mkdir()
+    source, output = stopped_run(pipe, tmp_path / "copied", monkeypatch)
+    stat, data = source.stat(), bytearray(source.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # (a small file: within its first 64 KiB)
+    source.write_bytes(bytes(data))
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(InputError, match=r"unfinished run of another input: the input file changed \(its size or "
+                                         r"content\); delete"):
         upscale_video(pipe, source, output, progress=False)
 
 
@@ -348,16 +359,34 @@ def test_a_frame_folder_s_run_saved_by_an_earlier_version_goes_on(pipe, tmp_path
     assert probe_video(tmp_path / "seq.mp4").num_frames == 6
 
 
-@pytest.mark.parametrize("change, keep_audio", [("replaced", True), ("removed", True), ("touched", True),
-                                                ("written over", True), ("written over", False),
-                                                ("replaced", False), ("removed", False)])
+CHANGED = (r"changed \(its size or bytes\) while it was being upscaled, so the output would mix the old and the "
+           r"new content; nothing was written \(run the same command again to upscale it as it is now\)$")
+
+
+def change_input(source: Path, other: Path, change: str) -> None:
+    """Change the input file ``source`` as ``change`` says: "replaced" by ``other`` (os.replace, as editors and
+    sync tools save), "removed", "written over" in place with ``other``'s bytes, or "touched"."""
+    if change == "replaced":
+        os.replace(other, source)
+    elif change == "removed":
+        source.unlink()
+    elif change == "written over":
+        with open(source, "r+b") as file:
+            file.write(other.read_bytes())
+            file.truncate()
+    else:
+        os.utime(source, (1e9, 1e9))
+
+
+@pytest.mark.parametrize("change", ["replaced", "removed", "touched", "written over"])
+@pytest.mark.parametrize("keep_audio", [True, False])
 def test_an_input_changed_while_it_is_upscaled_gives_no_output_of_two_files(pipe, tmp_path, monkeypatch, change,
                                                                             keep_audio):
     """The input replaced (os.replace) during a run: exit 0, "wrote", the output's frames of the old file and its
     audio of the new one, which the join reads (black-box hunt). Written over in place (the reader's open file then
     reads the new bytes), also without audio: frames of both files, or "damaged or truncated" (black-box hunt). The
-    input's content is checked before the join: a `touch` (a sync tool, an indexer) is no change, nor is a file
-    replaced or removed where nothing reads it again (no audio: the open file's frames are all the old file's)."""
+    input's content is checked before the join, with or without audio (the diffusion pipeline reopens the path for
+    each pass: review): a `touch` (a sync tool, an indexer) is no change."""
     source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16), audio=True)
     other = write_test_video(tmp_path / "other.mp4", 2, size=(12, 16), audio=True, seed=3)
     output = tmp_path / "out.mp4"
@@ -366,35 +395,50 @@ def test_an_input_changed_while_it_is_upscaled_gives_no_output_of_two_files(pipe
     def change_input_at_step_3(*args):
         calls.append(1)
         if len(calls) == 3:
-            if change == "replaced":
-                os.replace(other, source)
-            elif change == "removed":
-                source.unlink()
-            elif change == "written over":
-                with open(source, "r+b") as file:
-                    file.write(other.read_bytes())
-                    file.truncate()
-            else:
-                os.utime(source, (1e9, 1e9))
+            change_input(source, other, change)
         return step(*args)
 
     calls = []
     monkeypatch.setattr(pipe.student, "step_tensors", change_input_at_step_3)
     run = partial(upscale_video, pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0,
                   keep_audio=keep_audio)
-    if change == "touched" or not keep_audio and change != "written over":
+    if change == "touched":
         run()
         assert probe_video(output).num_frames == 6 and probe_video(output).has_audio == keep_audio
         return
-    what = {"replaced": "changed \\(its size or bytes\\) while it was being upscaled: the audio the output would copy "
-                        "is not the audio of the frames upscaled; nothing was written \\(run the same command again",
-            "written over": "changed \\(its size or bytes\\) while it was being upscaled: it was written over in "
-                            "place, so the frames upscaled are partly of the new content; nothing was written",
-            "removed": "was removed \\(or cannot be read\\) while it was being upscaled, so its audio cannot be "
-                       "copied; nothing was written$"}[change]
+    what = CHANGED if change != "removed" else \
+        r"was removed \(or cannot be read\) while it was being upscaled" + \
+        (", so its audio cannot be copied" if keep_audio else "") + "; nothing was written$"
     with pytest.raises(InputChangedError, match=f"in.mp4 {what}"):
         run()
     assert not output.exists() and not partial_folder(output).exists()
+
+
+def test_a_decoding_error_of_an_input_written_over_says_so_and_keeps_nothing(pipe, tmp_path, monkeypatch):
+    """Written over in place, a longer input failed decoding as "damaged or truncated", and the saved progress was
+    deleted (black-box hunt); said as the change, the saved progress, which was of the old content, was left behind
+    with "nothing was written" and a rerun refused as "of another input" (review)."""
+    source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16))
+    other = write_test_video(tmp_path / "other.mp4", 2, size=(12, 16), seed=3)
+    output = tmp_path / "out.mp4"
+    step = pipe.student.step_tensors
+
+    def written_over_at_step_3_then_damaged(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            change_input(source, other, "written over")
+            raise CorruptVideoError(f"{source} is damaged or truncated")  # as the decoder then says
+        return step(*args)
+
+    calls = []
+    monkeypatch.setattr(pipe.student, "step_tensors", written_over_at_step_3_then_damaged)
+    with pytest.raises(InputChangedError, match=f"in.mp4 {CHANGED}") as refused:
+        upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
+    assert isinstance(refused.value.__cause__, CorruptVideoError)
+    assert not output.exists() and not partial_folder(output).exists()
+    monkeypatch.undo()
+    upscale_video(pipe, source, output, progress=False)  # "run the same command again"
+    assert probe_video(output).num_frames == 2
 
 
 def test_a_frame_folder_whose_frames_change_while_it_is_upscaled_gives_no_output(pipe, tmp_path, monkeypatch):
@@ -415,7 +459,7 @@ def test_a_frame_folder_whose_frames_change_while_it_is_upscaled_gives_no_output
     calls = []
     monkeypatch.setattr(pipe.student, "step_tensors", change_frame_5_at_step_3)
     with pytest.raises(InputChangedError, match="frames changed \\(its frames' number or sizes\\) while it was being "
-                                                "upscaled: its frames were read partly before the change"):
+                                                "upscaled, so the output would mix the old and the new content"):
         upscale_video(pipe, frames, tmp_path / "seq.mkv", progress=False, chunk_size=2, checkpoint_seconds=0)
     assert not (tmp_path / "seq.mkv").exists() and not partial_folder(tmp_path / "seq.mkv").exists()
 
@@ -767,6 +811,25 @@ def stopped_star_run(star, tmp_path, monkeypatch, stop, checkpoint_seconds=0.0, 
         upscale_video(star, source, output, progress=progress, checkpoint_seconds=checkpoint_seconds, **star_kwargs())
     monkeypatch.undo()
     return source, output
+
+
+def test_an_input_replaced_during_a_diffusion_run_is_refused_without_audio_too(star, tmp_path, monkeypatch):
+    """The diffusion pipeline reopens the path for each pass (the hints, the colour correction): an input replaced
+    mid-run without audio to copy gave an output of neither file, with exit 0 (review)."""
+    source = write_test_video(tmp_path / "in.mp4", 9, size=(8, 12))
+    other = write_test_video(tmp_path / "other.mp4", 9, size=(8, 12), seed=3)
+    denoise, calls = star.denoise_window, []
+
+    def replaced_at_the_first_window(*args):
+        if not calls:
+            change_input(source, other, "replaced")
+        calls.append(1)
+        return denoise(*args)
+
+    monkeypatch.setattr(star, "denoise_window", replaced_at_the_first_window)
+    with pytest.raises(InputChangedError, match=f"in.mp4 {CHANGED}"):
+        upscale_video(star, source, tmp_path / "out.mp4", progress=False, keep_audio=False, **star_kwargs())
+    assert not (tmp_path / "out.mp4").exists() and not partial_folder(tmp_path / "out.mp4").exists()
 
 
 def test_a_saved_diffusion_run_names_what_changed(star, pipe, tmp_path, monkeypatch):
