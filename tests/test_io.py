@@ -2687,6 +2687,20 @@ def test_an_mp4_copied_from_a_frame_after_a_key_frame_counts_the_frames_that_dec
     np.testing.assert_array_equal(read_frames(cut, [0, 19]), frames[[0, 19]])
 
 
+def test_tags_that_are_not_utf_8_are_read_not_a_traceback(tmp_path, capsys):
+    """A title in Latin-1 (as some cameras and old muxers write it) made PyAV's av.open raise UnicodeDecodeError: a
+    traceback from info, upscale and every other command (found by a review's test). Such bytes are read as U+FFFD
+    and the video as it is."""
+    source = write_test_video(tmp_path / "in.mp4", 2, size=(16, 16), tags={"container": {"title": "Caf\u00e9"}})
+    data = source.read_bytes()
+    source.write_bytes(data.replace("Caf\u00e9".encode(), b"Caf\xe9 "))  # (the same length: Latin-1, padded)
+    assert probe_video(source).num_frames == 2
+    assert cli_main(["info", str(source)]) == 0 and "Traceback" not in capsys.readouterr().err
+    assert cli_main(["upscale", str(source), "-o", str(tmp_path / "out.mp4")]) == 0
+    with av.open(str(tmp_path / "out.mp4")) as output:
+        assert output.metadata["title"] == "Caf\ufffd "
+
+
 def test_outputs_keep_the_source_s_tags_but_not_those_of_its_encoding(tmp_path, capsys):
     """The title, creation time and the tracks' languages were dropped (black-box hunt: the audio track came out
     'und', and players choose tracks by language): upscale and degrade keep them, as FFmpeg does by default, but

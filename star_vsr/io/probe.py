@@ -475,8 +475,8 @@ def open_container(path: Path) -> InputContainer:
     path = check_exists(path)
     if path.is_file() and path.stat().st_size == 0:
         raise CorruptVideoError(f"{path} is empty (0 bytes); a download or copy that never finished?")
-    try:
-        return av.open(str(path), mode="r")
+    try:  # tags not in UTF-8 (a camera's Latin-1 title) raised UnicodeDecodeError from PyAV: a traceback
+        return av.open(str(path), mode="r", metadata_errors="replace")
     except av.PermissionError as error:
         raise InputError(f"{path} cannot be read: permission denied") from error
     except av.FFmpegError as error:
