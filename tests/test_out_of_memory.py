@@ -301,14 +301,26 @@ def encoder_cannot_start(monkeypatch, only: str = ""):
     monkeypatch.setattr(_EncodedSink, "_start", start_then_fail)
 
 
-@pytest.mark.parametrize("codec, name", [("h264", "out.mp4"), ("ffv1", "out.mkv")])
+ENCODER_FAILED = r"could not start encoding frames of 64x48, a size it encodes \(Generic error in an external " \
+    r"library\): most likely memory ran out; free memory \(close other programs\)"
+
+
+@pytest.mark.parametrize("codec, name, fresh, resumed", [
+    ("h264", "out.mp4", f"^libx264 {ENCODER_FAILED}, or write them with codec=\"ffv1\"$", None),
+    ("ffv1", "out.mkv", f"^ffv1 {ENCODER_FAILED}$", None),  # (not "write them with ffv1")
+    # x265 refuses some sizes and says not which: a size, unless it encoded the earlier segments at it
+    ("h265", "out.mkv", r"^libx265 cannot encode frames of 64x48 \(Generic error in an external library\)",
+     r"out.mkv: the h265 encoder could not start on the next frames \(Generic error in an external library\), "
+     r"though it encoded the earlier ones at this size: most likely memory ran out; free memory \(close other "
+     r"programs\) and run the same command again to go on$")])
 def test_an_encoder_that_cannot_open_is_not_an_unsupported_size_and_keeps_saved_work(tmp_path, monkeypatch, codec,
-                                                                                     name):
+                                                                                     name, fresh, resumed):
     """Under a memory cap (``ulimit -v 700000``, 1920x1080 frames) x264 could not open and FFmpeg said only "Generic
     error in an external library" (here hand-made, as FFmpeg raises it): "libx264 cannot encode frames of 1920x1080",
     an UnsupportedVideoError, and a resumed run's saved progress was deleted as the input's fault (black-box hunt).
-    x264 takes every size up to 16384 a side (larger ones are refused before): memory; an encoder whose earlier
-    segments of the output it encoded at this size: memory too, and the saved progress stays."""
+    x264 takes every size up to 16384 a side (larger ones are refused before), FFV1 any size: memory (review: FFV1
+    was told to use FFV1); an encoder that encoded this output's earlier segments at this size: memory too, and
+    the saved progress stays."""
     from star_vsr.errors import RanOutOfMemoryError, UnsupportedVideoError
     from star_vsr.upscale import upscale_video
 
@@ -318,11 +330,7 @@ def test_an_encoder_that_cannot_open_is_not_an_unsupported_size_and_keeps_saved_
     output = tmp_path / name
     step, steps = pipe.student.step_tensors, []
     encoder_cannot_start(monkeypatch)
-    fresh = (RanOutOfMemoryError, r"^libx264 could not start encoding frames of 64x48, a size it encodes \(Generic "
-                                  r"error in an external library\): most likely memory ran out; free memory \(close "
-                                  r"other programs\), write them with codec=\"ffv1\", or upscale by less$") \
-        if codec == "h264" else (UnsupportedVideoError, r"^ffv1 cannot encode frames of 64x48 \(Generic error")
-    with pytest.raises(fresh[0], match=fresh[1]):
+    with pytest.raises(RanOutOfMemoryError if resumed is None else UnsupportedVideoError, match=fresh):
         upscale_video(pipe, source, output, progress=False, codec=codec)
     assert not partial_folder(output).exists()
     monkeypatch.undo()
@@ -338,11 +346,7 @@ def test_an_encoder_that_cannot_open_is_not_an_unsupported_size_and_keeps_saved_
         upscale_video(pipe, source, output, progress=False, codec=codec, chunk_size=2, checkpoint_seconds=0)
     monkeypatch.undo()
     encoder_cannot_start(monkeypatch)
-    resumed = r"^libx264 could not start encoding frames of 64x48, a size it encodes" if codec == "h264" else \
-        (r"out.mkv: the ffv1 encoder could not start on the next frames \(Generic error in an external library\), "
-         r"though it encoded the earlier ones at this size: most likely memory ran out; free memory \(close other "
-         r"programs\) and run the same command again to go on$")
-    with pytest.raises(RanOutOfMemoryError, match=resumed):
+    with pytest.raises(RanOutOfMemoryError, match=resumed or fresh):
         upscale_video(pipe, source, output, progress=False, codec=codec, chunk_size=2)
     assert json.loads((partial_folder(output) / MANIFEST).read_text())["frames"] == 2
     monkeypatch.undo()

@@ -82,6 +82,7 @@ class _VideoCodec:
     reorder_delay: int = 0  # frames the decoder holds back (B-frame pyramid: 2 with x264's / x265's defaults)
     min_size: int = 1  # smallest width and height the encoder opens with (after padding to the pixel format)
     max_size: int | None = None  # longest side it opens with (None: no known limit)
+    refuses_sizes: bool = False  # opens for some sizes only, and says not which (x265): a failure to open may be that
 
 
 X264_MAX_SIZE = 16384
@@ -105,6 +106,7 @@ VIDEO_CODECS: dict[str, _VideoCodec] = {
         # the x265-params option is set per frame width, `x265_params`
         reorder_delay=2,
         min_size=16,  # x265 refuses 14x16 and 16x14 (avcodec_open2: "Invalid argument"); 16x16 opens
+        refuses_sizes=True,  # some long thin ones too (16x4352, 8192x16)
     ),
     # bgr0: 8-bit RGB, so RGB frames round-trip exactly (FFV1 has no 8-bit planar RGB)
     "ffv1": _VideoCodec("ffv1", "bgr0", (".mkv",), None),
@@ -265,11 +267,11 @@ class _EncodedSink:
             # also for an encoder that could not allocate its buffers (x264 at 1920x1080 under `ulimit -v 700000`)
             ffv1, why = option('codec="ffv1"', "--codec ffv1"), error.strerror or error
             height, width = frame.shape[:2]
-            if self._codec.max_size is not None:  # (`_start` checked it: this size is not why)
+            if not self._codec.refuses_sizes:  # (`_start` checked its limits: this size is not why)
+                other = f", or write them with {ffv1}" if self._codec.encoder != "ffv1" else ""
                 raise RanOutOfMemoryError(
                     f"{self._codec.encoder} could not start encoding frames of {width}x{height}, a size it encodes "
-                    f"({why}): most likely memory ran out; free memory (close other programs), write them with "
-                    f"{ffv1}, or upscale by less") from error
+                    f"({why}): most likely memory ran out; free memory (close other programs){other}") from error
             raise UnsupportedVideoError(f"{self._codec.encoder} cannot encode frames of {width}x{height} ({why}); "
                                         f"write them with {ffv1} (any size), or upscale by less") from error
         self._mux(packets)
