@@ -583,7 +583,8 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
                 whole clip's latents (n, 4, h, w), as returned in the dict or changed in place, go on to the next
                 step. A diffusers ``PipelineCallback`` gets its own ``tensor_inputs`` (one made for other pipelines,
                 e.g. ``SDCFGCutoffCallback``, which changes ``prompt_embeds``, is refused). To stop the call,
-                raise an exception from it (setting diffusers' ``pipe._interrupt`` is refused).
+                raise an exception from it (diffusers' ``pipe._interrupt = True``, from a callback or another
+                thread, is refused at the next window evaluation).
             callback_on_step_end_tensor_inputs: tensors passed to the callback.
             frame_sink: if given, called with each decoded chunk (k, 3, H, W) instead of collecting frames.
             state: where an earlier call over the same video with the same arguments stood, as
@@ -599,6 +600,7 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
                 if they must outlive it.
         """
         # 1. Check inputs
+        self._interrupt = False  # (`denoise`: one set for an earlier call is not this call's)
         source = as_frame_source(video)
         upscale = 4 if upscale is None else upscale
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):  # as diffusers' pipelines
@@ -699,6 +701,11 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
             return self.scheduler.add_noise(hint, noise.draw(start, stop, latent_shape), first_t), hint
 
         def denoise(x: torch.Tensor, hint: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            if self._interrupt:  # set by a callback, or another thread: diffusers' pipelines then skip the steps
+                # left; ignored here, every step still ran without a word (black-box hunt, review)
+                raise InputError("StarVSRPipeline does not stop at pipe._interrupt = True (diffusers' way to skip the "
+                                 "steps left): its windows are at different steps, with no partial video to decode; "
+                                 "raise an exception of your own from callback_on_step_end to stop the call")
             return self.denoise_window(x, hint, t, geometry, prompt_embeds, guidance_scale, guidance_rescale,
                                        controlnet_conditioning_scale, device)
 
@@ -744,11 +751,6 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         def on_step_end(i: int, t: torch.Tensor) -> None:
             available = {"latents": sampler.gather_latents()}  # a copy of the windows' latents, (n, 4, h, w)
             outputs = callback_on_step_end(self, i, t, {k: available[k] for k in callback_on_step_end_tensor_inputs})
-            if getattr(self, "_interrupt", False):  # diffusers' pipelines then skip the steps left: ignored here
-                self._interrupt = False  # without a word, every step still ran (black-box hunt)
-                raise InputError("StarVSRPipeline does not stop at pipe._interrupt = True (diffusers' way to skip the "
-                                 "steps left): its windows are at different steps, with no partial video to decode; "
-                                 "raise an exception of your own from callback_on_step_end to stop the call")
             if outputs and "latents" in outputs:  # (extra frames were dropped, too few failed inside the ControlNet)
                 sampler.scatter_latents(checked_latents(outputs["latents"], expected,
                                                         "the latents callback_on_step_end returned"))
