@@ -15,13 +15,16 @@ import warnings
 
 #: Modules whose frames are passed over: star-vsr's own (its pipelines are ``star_vsr.pipelines``), and those of
 #: the libraries whose wrappers come between a caller and star-vsr (``torch.no_grad``, a DataLoader, diffusers'
-#: ``from_pretrained``, ``contextlib.contextmanager``).
-PASSED_OVER = ("star_vsr", "torch", "diffusers", "contextlib")
+#: ``from_pretrained`` and huggingface_hub's argument checks around it, Accelerate's hooks,
+#: ``contextlib.contextmanager``). Others (a thread's or a process's start) are the caller's code as far as this
+#: goes: the warning is theirs.
+PASSED_OVER = ("star_vsr", "torch", "diffusers", "huggingface_hub", "accelerate", "contextlib")
 
 
 def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn(message, category)`` at the first frame up the stack outside `PASSED_OVER` (the outermost
-    frame when all are inside, as under ``python -m star_vsr``)."""
+    frame when all are inside; the ``star-vsr`` command's are its entry script or ``star_vsr/__main__.py``, run as
+    ``__main__``)."""
     frame, level = sys._getframe(1), 1  # level: warnings.warn's stacklevel - 1 of `frame`
     while frame.f_back is not None and _passed_over(frame.f_globals.get("__name__", "")):
         frame, level = frame.f_back, level + 1

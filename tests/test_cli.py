@@ -3400,7 +3400,7 @@ def test_help_states_the_limits_and_defaults_the_commands_check(capsys):
         # a batch's -o is a folder: "PNG frames for a folder" read as its default (black-box hunt); --fps "with one
         # video file as the input" is no rule of a folder's
         assert (".mp4 or .mkv alike" in text) == (command != ["upscale-batch"]), command
-        assert "--fps is refused where the input is only video files" in text, command
+        assert "--fps is refused where the input is only video files, or one image" in text, command
         if command == ["upscale-batch"]:
             assert "output codec (default H.264: each output keeps its input's name and suffix where" in text
         if command != ["degrade"]:

@@ -18,7 +18,7 @@ def add_fps_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=frame_rate_argument, default=None,
                         help="frame rate of image-folder inputs, which store none (default 30; 24000/1001 or "
                              "23.976 for NTSC film); video files keep their own rate (--fps is refused where the "
-                             "input is only video files)")
+                             "input is only video files, or one image)")
 
 
 #: The largest ``--seed``: torch and NumPy take every integer in [0, 2^63).

@@ -29,7 +29,7 @@ from star_vsr.errors import CorruptVideoError, InputError, RanOutOfMemoryError, 
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
 from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
 from star_vsr.io.probe import as_frame_rate, open_container
-from star_vsr.io.tags import source_tags
+from star_vsr.io.tags import output_tags
 from star_vsr.io.writer import (FrameClock, VideoWriter, _resolve_codec, check_crf,
                                 check_png_folder, finish_error, warn_png_drops_audio, warn_png_drops_frame_rate)
 from star_vsr.outputs import PNG_NAME, frame_files
@@ -103,7 +103,7 @@ class SegmentedVideoWriter:
         if self.codec == "png":  # here, not per segment: a resumed run writes its first frames to a later segment
             warn_png_drops_frame_rate(str(self.path), self.frame_rate)
         check_png_folder(self.path, self.codec)
-        self.tags = source_tags(Path(tags_from)) if tags_from is not None and self.codec != "png" else ({}, {})
+        self.tags = output_tags(tags_from, self.codec)
         self.segments: list[tuple[str, int]] = [(str(name), int(count)) for name, count in segments]
         self._writer: VideoWriter | None = None
         self._bar_settings = dict(total=total_frames, unit="frame", desc=self.path.name, disable=not progress)

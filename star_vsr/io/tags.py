@@ -45,3 +45,9 @@ def source_tags(source: Path) -> tuple[dict[str, str], dict[str, str]]:
     with open_container(source) as container:
         video = find_video_stream(container, source)
         return content_tags(container.metadata), track_tags(video.metadata)
+
+
+def output_tags(tags_from: str | Path | None, codec: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The tags an output of ``codec`` takes from the video file ``tags_from`` (`source_tags`): none for PNG frames,
+    which hold none, or without a source."""
+    return source_tags(Path(tags_from)) if tags_from is not None and codec != "png" else ({}, {})

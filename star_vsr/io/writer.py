@@ -43,7 +43,7 @@ from star_vsr.io.atomic import check_no_replace, move_into_place, remove_tempora
 from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
 from star_vsr.io.folders import VIDEO_EXTENSIONS
 from star_vsr.io.probe import DEFAULT_FOLDER_FPS, as_frame_rate, check_exists, chroma_block, probe_video
-from star_vsr.io.tags import source_tags
+from star_vsr.io.tags import output_tags
 from star_vsr.outputs import PNG_NAME, is_frame_output
 from star_vsr.progress import bar_options
 from star_vsr.user_warnings import warn_user
@@ -596,7 +596,7 @@ class VideoWriter:
         self.crf = check_crf(self.codec, crf)
         self.pix_fmt = _check_pix_fmt(self.codec, pix_fmt)
         audio_source = self._check_audio_source(audio_from)
-        tags = source_tags(Path(tags_from)) if tags_from is not None and self.codec != "png" else ({}, {})
+        tags = output_tags(tags_from, self.codec)
         check_png_folder(self.path, self.codec)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
