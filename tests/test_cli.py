@@ -158,6 +158,41 @@ def test_output_into_a_closed_pipe_is_no_traceback(tmp_path, unbuffered):
     assert done.returncode == 1 and done.stderr == "", done.stderr
 
 
+def test_a_batch_whose_reader_stops_reading_does_every_video(tmp_path):
+    """``upscale-batch IN -o OUT | head -1``: the BrokenPipeError of the first "wrote" line ended the batch after one
+    video, with no word (black-box hunt). What is printed is dropped and every video is done (exit status 1, as
+    for any command whose report was lost)."""
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        write_test_video(folder / name, 2, size=(8, 8))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "star_vsr", "upscale-batch", str(folder), "-o",
+                               str(tmp_path / "out")], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=300)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == \
+        ["a.mp4", "b.mp4", "c.mp4"]
+
+
+def test_a_closed_stdout_or_stderr_drops_what_goes_there(tmp_path, monkeypatch, capsys):
+    """``star-vsr info clip >&-``: an AttributeError traceback (Python has None for a closed stream), after upscale's
+    work was done; ``2>&-``: degrade and evaluate failed with nothing said (their progress bars). What would go
+    there is dropped; the command runs (black-box hunt)."""
+    video = write_test_video(tmp_path / "clip.mp4", 2, size=(16, 16))
+    monkeypatch.setattr(sys, "stdout", None)
+    assert main(["info", str(video)]) == 0
+    monkeypatch.setattr(sys, "stderr", None)
+    assert main(["degrade", str(video), "-o", str(tmp_path / "lr.mp4")]) == 0
+    assert (tmp_path / "lr.mp4").is_file()
+
+
 def test_missing_file_is_one_clear_line(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope.mp4")]) == 2
     err = capsys.readouterr().err

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import warnings
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence, TextIO
 
 from .. import __version__
 from ..errors import StarVSRError, cli_wording, exit_status, explain_out_of_memory, os_error_line
@@ -82,6 +82,9 @@ def _command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    for name in ("stdout", "stderr"):  # closed (`>&-`, `2>&-`): Python has None there, and every command failed
+        if getattr(sys, name) is None:  # on its first line or progress bar (black-box hunt); dropped instead
+            setattr(sys, name, open(os.devnull, "w"))
     parser = build_parser()  # imports no torch, transformers or diffusers: the settings below still apply
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the sub-command's parser: it was "star-vsr: error: ... (see star-vsr --help)"
@@ -124,13 +127,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stopped: list[bool] = []  # the command stopped by an interrupt (one `interrupts_held` raised again sets no flag)
     unraisable_hook = sys.unraisablehook
     sys.unraisablehook = _quiet_after_interrupt(unraisable_hook, stopped)
+    stdout = sys.stdout = _ReaderSafeStdout(sys.stdout)
     try:
         with cli_wording(_command_flags(parser, args)), \
                 explain_out_of_memory(f"running star-vsr {command}",  # pipelines: their own
                                       "try a shorter or smaller input, or a machine with more memory"):
             result = args.func(args)  # its messages name flags (--restart), not Python arguments (restart=True)
-        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
+        stdout.flush()  # a closed pipe shows here, inside the try, not at exit
         raise_if_interrupted()  # an interrupt whose KeyboardInterrupt was lost after the command's last check
+        if stdout.reader_gone:  # what it printed is lost: not a success, as before, but the work was all done
+            return int(result or 0) or 1
     except StarVSRError as error:
         print(f"{me}: error: {error}", file=sys.stderr)
         return exit_status(error)
@@ -139,8 +145,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         done = " after the command had finished its work" if result is not None else ""
         print(f"{me}: interrupted{done}", file=sys.stderr)
         return interrupted_exit_status()  # 130 for Ctrl-C, 143 for SIGTERM
-    except BrokenPipeError:  # stdout piped into a program that stopped reading (`| head`)
-        _silence_stdout()
+    except BrokenPipeError:  # stdout piped into a program that stopped reading (`| head`), as print() says it
+        _silence_stdout()  # past the wrapper (a library's own stream)
         return 1
     except OSError as error:
         print(f"{me}: error: {os_error_line(error)}", file=sys.stderr)
@@ -155,6 +161,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{me}: error: FFmpeg failed: {error}", file=sys.stderr)
         return 2
     finally:
+        sys.stdout = stdout.stream
         warnings.showwarning = show_warning
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
@@ -221,10 +228,43 @@ def _print_above_bars(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so Python's flush at exit does not raise again (Python's docs on SIGPIPE)."""
+class _ReaderSafeStdout:
+    """``sys.stdout`` while a command runs: once its reader has stopped reading (``| head``, a ``tee`` or a terminal
+    that went away), what is written is dropped (``reader_gone``) and the command goes on. A ``BrokenPipeError``
+    out of the first "wrote ..." line ended upscale-batch and degrade FOLDER after one video, without a word
+    (black-box hunt)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.reader_gone = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self) -> None:
+        self.reader_gone = True
+        _silence_stdout(self.stream)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the stream's
+        return getattr(self.stream, name)
+
+
+def _silence_stdout(stream: Optional[TextIO] = None) -> None:
+    """Point stdout (``stream``: default ``sys.stdout``) at /dev/null so Python's flush at exit does not raise again
+    (Python's docs on SIGPIPE)."""
     try:
-        fd = sys.stdout.fileno()
+        fd = (stream or sys.stdout).fileno()
     except (AttributeError, OSError, ValueError):  # not a real file (e.g. captured by a test)
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
