@@ -193,6 +193,24 @@ def test_a_closed_stdout_or_stderr_drops_what_goes_there(tmp_path, monkeypatch, 
     assert (tmp_path / "lr.mp4").is_file()
 
 
+def test_warnings_made_errors_and_stripped_docstrings_are_one_line(tmp_path, capsys):
+    """PYTHONWARNINGS=error turned star-vsr's own warnings into tracebacks; python -OO (PYTHONOPTIMIZE=2) failed
+    with transformers' traceback (it needs docstrings), and every --help lost its description (black-box hunt)."""
+    import warnings
+
+    video = write_test_video(tmp_path / "clip.mp4", 2, size=(8, 8), audio=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["upscale", str(video), "-o", str(tmp_path / "frames")]) == 1
+    err = capsys.readouterr().err
+    assert "error: " in err and "PNG frames cannot hold audio" in err and "-W error / PYTHONWARNINGS made an " \
+        "error" in err and "Traceback" not in err
+    done = subprocess.run([sys.executable, "-OO", "-m", "star_vsr", "info", str(video)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("star-vsr: error: Python runs with docstrings stripped "
+                                                           "(python -OO or PYTHONOPTIMIZE=2)"), done.stderr
+
+
 def test_missing_file_is_one_clear_line(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope.mp4")]) == 2
     err = capsys.readouterr().err

@@ -85,6 +85,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name in ("stdout", "stderr"):  # closed (`>&-`, `2>&-`): Python has None there, and every command failed
         if getattr(sys, name) is None:  # on its first line or progress bar (black-box hunt); dropped instead
             setattr(sys, name, open(os.devnull, "w"))
+    if sys.flags.optimize >= 2:  # transformers failed to import (a traceback), and every --help lost its text
+        print("star-vsr: error: Python runs with docstrings stripped (python -OO or PYTHONOPTIMIZE=2), which "
+              "transformers and diffusers need, as do the commands' help texts; run it without -OO (PYTHONOPTIMIZE=1 "
+              "works)", file=sys.stderr)
+        return 2
     parser = build_parser()  # imports no torch, transformers or diffusers: the settings below still apply
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the sub-command's parser: it was "star-vsr: error: ... (see star-vsr --help)"
@@ -150,6 +155,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     except OSError as error:
         print(f"{me}: error: {os_error_line(error)}", file=sys.stderr)
+        return 1
+    except Warning as warning:  # made an error by PYTHONWARNINGS=error or python -W error: a traceback
+        print(f"{me}: error: {warning} (a warning, which -W error / PYTHONWARNINGS made an error)", file=sys.stderr)
         return 1
     except Exception as error:  # FFmpeg (PyAV) failing where star-vsr did not expect it: one line too
         if interrupt_requested():  # a library torn by the interrupt (diffusers' lazy imports wrap it)
