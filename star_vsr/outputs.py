@@ -195,13 +195,14 @@ def write_text_atomic(path: Union[str, Path], text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all: through a hidden temporary file beside it, renamed into
     place (removed if the write fails: an ``OutputError`` naming ``path``). Makes the missing folders above
     ``path``."""
-    from .io.atomic import fitting_name
+    from .io.atomic import fitting_name, keep_mode
 
     path = Path(path)
     temp = path.with_name(f".{fitting_name(path, len('..tmp'))}.tmp")  # (a name of 251 bytes or more: cut to fit)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temp.write_text(text, encoding="utf-8")
+        keep_mode(temp, path)
         os.replace(temp, path)
     except OSError as error:  # a full disk: said with the file, as other outputs are
         raise cannot_write(path, error) from None

@@ -33,6 +33,27 @@ def test_safetensors_files_get_the_mode_of_other_new_files(tmp_path, umask_022):
     assert safetensors_modes(tmp_path) == {umask_022, 0o640}
 
 
+def test_an_output_replaced_with_overwrite_keeps_its_mode(tmp_path, umask_022, capsys):
+    """A private (0600) output replaced with --overwrite became -rw-r--r-- (the umask's mode), where `cp` onto it
+    keeps its mode (black-box hunt): videos, PNG frame folders, one image and JSON files keep theirs."""
+    from star_vsr.cli import main
+    from star_vsr.io.synthetic import write_test_video
+
+    video = write_test_video(tmp_path / "in.mp4", 2, size=(16, 16))
+    other = write_test_video(tmp_path / "other.mp4", 2, size=(16, 16), seed=1)
+    outputs = {"lr.mp4": ["degrade", str(video), "--scale", "2"], "sr.mp4": ["upscale", str(video)],
+               "frames": ["upscale", str(video)], "one.png": ["upscale", str(video), "--max-frames", "1"],
+               "scores.json": ["evaluate", "--pred", str(other), "--gt", str(video), "--scale", "2"]}
+    for name, command in outputs.items():
+        flag = "--json" if command[0] == "evaluate" else "-o"
+        assert main([*command, flag, str(tmp_path / name)]) == 0, name
+        os.chmod(tmp_path / name, 0o700 if name == "frames" else 0o600)
+        assert main([*command, flag, str(tmp_path / name), "--overwrite"]) == 0, name
+        assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(0o700 if name == "frames" else 0o600), name
+    assert oct(write_test_video(tmp_path / "new.mp4", 1).stat().st_mode & 0o777) == oct(0o644)  # (new: the umask)
+    capsys.readouterr()
+
+
 def test_a_folder_lock_refuses_a_second_holder_and_is_skipped_where_the_file_system_has_no_locks(tmp_path,
                                                                                                    monkeypatch):
     import errno

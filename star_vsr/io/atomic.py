@@ -17,6 +17,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,6 +159,7 @@ def move_into_place(temp: Path, path: Path, overwrite: bool = True) -> None:
     if not overwrite:
         _move_without_replacing(temp, path)
         return
+    keep_mode(temp, path)
     if temp.is_dir() and path.is_dir():
         if _exchange(temp, path):  # one step: path holds the new frames, temp the old ones
             shutil.rmtree(temp, ignore_errors=True)
@@ -174,6 +176,17 @@ def move_into_place(temp: Path, path: Path, overwrite: bool = True) -> None:
         shutil.rmtree(old, ignore_errors=True)
         return
     os.replace(temp, path)
+
+
+def keep_mode(temp: Path, path: Path) -> None:
+    """Give ``temp``, about to replace ``path``, the permissions of the file or folder at ``path`` (none there, or a
+    link: left as the umask made them). An output replaced with --overwrite took the umask's mode: a private
+    (0600) video or JSON file became readable by everyone, where ``cp`` onto it keeps its mode (black-box hunt)."""
+    try:
+        if not path.is_symlink() and path.exists() and path.is_dir() == temp.is_dir():
+            os.chmod(temp, stat.S_IMODE(path.stat().st_mode))
+    except OSError:  # (another user's file: its mode cannot be read, or given)
+        pass
 
 
 #: ``renameat2``'s "the directory file descriptor is the working directory" and "swap the two paths".
