@@ -702,7 +702,7 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
 
         def denoise(x: torch.Tensor, hint: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             if self._interrupt:  # set by a callback, or another thread: diffusers' pipelines then skip the steps
-                # left; ignored here, every step still ran without a word (black-box hunt, review)
+                # left, which this sampler cannot (it was ignored, every step still ran: black-box hunt, review)
                 raise InputError("StarVSRPipeline does not stop at pipe._interrupt = True (diffusers' way to skip the "
                                  "steps left): its windows are at different steps, with no partial video to decode; "
                                  "raise an exception of your own from callback_on_step_end to stop the call")

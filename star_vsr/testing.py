@@ -4,6 +4,8 @@ The components have the real classes and wiring of a full ``StarVSRPipeline`` (O
 tokenizer, CLIP text encoder, SVD temporal VAE, STAR UNet + ControlNet, STAR scheduler) at toy
 widths: 2 attention heads x 8 dims, two levels, a 2x VAE. Their outputs are noise-like, so use
 them to exercise code paths, shapes, memory and speed, never quality.
+
+Two helpers of the tests live here too: ``ctrl_c_in_optimizer_step`` and ``safetensors_modes``.
 """
 
 from __future__ import annotations

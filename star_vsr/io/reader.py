@@ -582,7 +582,6 @@ def read_frames(
     indices: Sequence[int] | np.ndarray,
     *,
     backend: Literal["auto", "decord", "pyav"] = "auto",
-    folder_fps: float | Fraction = DEFAULT_FOLDER_FPS,
 ) -> np.ndarray:
     """Frames at arbitrary indices, for training: (k, h, w, 3) uint8 RGB in the order asked.
 
@@ -598,7 +597,6 @@ def read_frames(
             YUV video unlike the rest of star-vsr: about 1 to 1.5 levels darker (FFmpeg's default YUV -> RGB
             rounding; `RGB_CONVERSION`), and untagged HD video as BT.601 (players show BT.709); about 40 %
             faster on 10-frame windows of 320x180 H.264.
-        folder_fps: Frame rate assumed for a frame folder (only used by its `probe_video`).
 
     Raises:
         InputError: an index is out of range, or backend="decord" without decord installed.
@@ -606,7 +604,7 @@ def read_frames(
     """
     if backend not in ("auto", "decord", "pyav"):
         raise InputError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
-    info = probe_video(path, folder_fps=folder_fps)
+    info = probe_video(path)  # (a frame folder's rate does not matter: frames are picked by index)
     wanted = _check_indices(indices, info)
     if info.frames_cut and wanted and max(wanted) >= info.num_frames - info.frames_cut:  # earlier ones may read
         raise CorruptVideoError(f"{info.damage} (frame {max(wanted)} was asked for)")

@@ -4,6 +4,7 @@
   spatial-frequency bands of decoded frames, ``b(t) * L_DF``.
 - ``StarDiffusionLoss`` (``objective.py``): the whole STAR objective, v-prediction MSE plus the
   frequency term on VAE-decoded clean estimates (decoded with gradient).
+- the distillation terms of the student (``distillation.py``, below).
 """
 
 from star_vsr.losses.frequency import (
