@@ -348,6 +348,15 @@ def _is_onednn_refusal(message: str) -> bool:
 _UNIT_POWERS = {"GiB": 30, "MiB": 20, "KiB": 10}
 
 
+def byte_amount(size: int) -> str:
+    """``size`` bytes in the largest binary unit it has at least one of, as it rounds ("4.00 MiB", not "0.00 GiB";
+    "1.00 MiB" for 1048575 bytes, not "1024.00 KiB"); "512 bytes" under 1 KiB."""
+    for unit, power in _UNIT_POWERS.items():
+        if round(size / 2 ** power, 2) >= 1:
+            return f"{size / 2 ** power:.2f} {unit}"
+    return f"{size} bytes"
+
+
 def memory_amount(error: BaseException | str) -> str:
     """" (allocating 2.00 GiB failed)": the allocation that failed, from an out-of-memory ``error`` (or its
     message; the CPU allocator gives bytes): one allocation, not all the memory the run would need; "" when it
@@ -359,9 +368,7 @@ def memory_amount(error: BaseException | str) -> str:
         return ""
     amount = re.sub(r"\.(?= ?[KMGT])", "", found.group(1))  # (NumPy's "Unable to allocate 187. MiB")
     if amount.endswith("bytes"):  # in the largest unit it has one of (it said "0.00 GiB" of 4 MiB)
-        size = int(amount.split()[0])
-        unit = next(((unit, power) for unit, power in _UNIT_POWERS.items() if size >= 2 ** power), None)
-        amount = f"{size} bytes" if unit is None else f"{size / 2 ** unit[1]:.2f} {unit[0]}"
+        amount = byte_amount(int(amount.split()[0]))
     return f" (allocating {amount} failed)"
 
 

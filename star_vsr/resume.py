@@ -40,8 +40,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .batch_record import input_signature
-from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputChangedError, InputError, SavedRunError, cannot_write,
-                     UnsupportedVideoError, named, option, write_failed, write_reason)
+from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputChangedError, InputError, SavedRunError, byte_amount,
+                     cannot_write, UnsupportedVideoError, named, option, write_failed, write_reason)
 from .fingerprints import (diffusion_weights_fingerprint, folder_files_fingerprint, input_fingerprint,
                            weights_fingerprint)
 from .interrupts import interrupts_held, raise_if_interrupted
@@ -173,7 +173,7 @@ def unfinished_inputs(folder: Path) -> dict[str, Path]:
 
 def unfinished_note(work: Path, size: int) -> str:
     """What ``upscale`` and ``upscale-batch`` say of the saved progress ``work`` of another output."""
-    return (f"note: {work} holds {size / 2 ** 20:.1f} MB saved by an unfinished run to another output (stopped, or "
+    return (f"note: {work} holds {byte_amount(size)} saved by an unfinished run to another output (stopped, or "
             f"still running); run that command again to finish it, or delete the folder")
 
 

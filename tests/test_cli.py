@@ -738,7 +738,10 @@ def test_evaluate_names_what_it_leaves_out_and_what_it_cannot_use(tmp_path, caps
                  "--scale", "1"]) == 0
     assert "plays at" not in capsys.readouterr().out
     assert main(["info", str(photo)]) == 0
-    assert "30.000 (30) (a photo: no rate)" in capsys.readouterr().out
+    out = capsys.readouterr().out  # no rate, and no duration (it said "30.000 (30) (a photo: no rate)", "0.03 s")
+    assert "fps           none (a photo)" in out and "duration      none (a photo)" in out
+    two = write_test_video(tmp_path / "fast.mp4", 2, size=(16, 16), fps=1000)  # 2 ms: it read "0.00 s"
+    assert main(["info", str(two)]) == 0 and "duration      0.002 s" in capsys.readouterr().out
     assert main(["info", str(photo), "--json"]) == 0  # (fps 30.0 alone read as a 1-frame video's rate)
     assert json.loads(capsys.readouterr().out)["is_photo"] is True
     assert main(["info", str(tmp_path / "frames")]) == 0
@@ -1065,7 +1068,7 @@ def test_upscale_batch_under_overwrite_that_skipped_a_video_redoes_only_that_one
     monkeypatch.setattr(star_vsr.upscale, "upscale_video", v1_unreadable)
     args = ["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]
     assert main(args) == 1 and calls == ["v0.mp4", "v1.mp4", "v2.mp4"]
-    assert "note: 1 video(s) were not redone; run the same command again to redo only them" in capsys.readouterr().out
+    assert "note: 1 video was not redone; run the same command again to redo only them" in capsys.readouterr().out
     assert (outputs / LEDGER_NAME).is_file()
     broken.clear()
     calls.clear()
@@ -1198,7 +1201,7 @@ def test_a_video_left_to_another_run_that_does_not_finish_it_is_not_counted_done
             (outputs / "v1.mp4").unlink()
         assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]) == 1
         err = capsys.readouterr().err
-        assert "1 video(s) were left to another run writing them, which has not finished them: v1.mp4" in err
+        assert "1 video was left to another run writing them, which has not finished them: v1.mp4" in err
         assert (outputs / LEDGER_NAME).is_file()  # a rerun goes on with what is left
     other_finishes.append(True)
     assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]) == 0
@@ -1514,7 +1517,7 @@ def test_upscale_batch_splits_videos_across_processes(tmp_path, tiny_star_folder
          "-m", "star_vsr", "upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tiny_star_folder),
          "--steps", "1"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "on 2 process(es)" in result.stdout
+    assert "on 2 processes" in result.stdout
     writers = {line.split("]")[0] for line in result.stdout.splitlines() if line.startswith("[process")}
     assert writers == {"[process 0", "[process 1"}, result.stdout + result.stderr[-3000:]
     assert outputs_in(outputs) == ["v0.mp4", "v1.mp4", "v2.mp4"]
@@ -2185,7 +2188,7 @@ def test_upscale_batch_skips_a_video_removed_while_it_runs(tmp_path, capsys, mon
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert f"skipped {inputs / 'b.mp4'}: {inputs / 'b.mp4'} does not exist" in err
-    assert "1 video(s) were skipped (the reasons are above): b.mp4" in err
+    assert "1 video was skipped (the reasons are above): b.mp4" in err
     assert outputs_in(tmp_path / "out") == ["a.mp4", "c.mp4"]
 
 
@@ -2211,7 +2214,7 @@ def test_upscale_batch_skips_a_video_replaced_while_it_is_upscaled(tmp_path, cap
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert f"skipped {inputs / 'a.mp4'}: {inputs / 'a.mp4'} changed (its size or bytes) while it was being " in err
-    assert "1 video(s) were skipped (the reasons are above): a.mp4" in err
+    assert "1 video was skipped (the reasons are above): a.mp4" in err
     assert outputs_in(tmp_path / "out") == ["b.mp4"]
 
 
@@ -2303,7 +2306,7 @@ def test_degrade_crops_so_the_lr_file_is_exactly_a_scale_th(tmp_path, capsys):
     err = capsys.readouterr().err  # 14x10 against 63x47: not a degrade crop, and why --crop-gt did not apply
     assert "pass --crop-gt" not in err
     assert ("--crop-gt crops a ground truth larger by less than 2 x the scale (8 pixels at --scale 4) in width "
-            "and in height; this one differs by +49 in width and +37 in height.") in err
+            "and in height; this one is larger by 49 in width and 37 in height.") in err
 
 
 def test_degrade_names_the_output_format_when_its_block_is_the_limit(tmp_path, capsys):
@@ -3299,7 +3302,7 @@ def test_info_lists_the_clips_of_a_folder(tmp_path, capsys):
     assert main(["info", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["clip", "frames", "fps", "size", "codec", "audio", "colours", "damage"]
-    assert lines[1].split()[:4] == ["a.mp4", "3", "24.0", "16x8"] and lines[2].split()[:2] == ["calendar/", "3"]
+    assert lines[1].split()[:4] == ["a.mp4", "3", "24.000", "16x8"] and lines[2].split()[:2] == ["calendar/", "3"]
     assert lines[-1] == "2 clips, 6 frames"
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     assert main(["info", str(tmp_path), "--json"]) == 1  # one unreadable clip: listed, exit status 1

@@ -585,6 +585,9 @@ def test_cli_upscale_points_to_saved_progress_of_other_outputs(pipe, tmp_path, m
     assert main(["upscale", str(source), "-o", str(tmp_path / "renamed.mp4"), *model]) == 0
     out = capsys.readouterr().out
     assert f"note: {partial_folder(output)} holds" in out and "unfinished run to another output" in out
+    # in the unit it has one of: a few KiB read "0.0 MB", MiB were labelled "MB" (black-box hunt)
+    size = sum(f.stat().st_size for f in partial_folder(output).rglob("*") if f.is_file())
+    assert size < 2 ** 20 and f"holds {size / 1024:.2f} KiB saved by" in out
     assert main(["upscale", str(source), "-o", str(output), *model]) == 0
     assert "note:" not in capsys.readouterr().out  # finishing it removed it
 
@@ -611,7 +614,7 @@ def test_upscale_batch_goes_on_with_a_partly_done_video(pipe, tmp_path, monkeypa
     # --dtype as the stopped run (auto is bf16 on CPUs with AMX)
     assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tmp_path / "student"),
                  "--dtype", "fp32"]) == 0
-    assert "0 of 2 videos already done; 2 to go on 1 process(es), 1 of them partly done" in capsys.readouterr().out
+    assert "0 of 2 videos already done; 2 to go on 1 process, 1 of them partly done" in capsys.readouterr().out
     assert [probe_video(outputs / f"v{i}.mp4").num_frames for i in range(2)] == [6, 6]
     assert not partial_folder(outputs / "v1.mp4").exists()
 
@@ -652,7 +655,7 @@ def test_every_process_of_upscale_batch_says_what_it_goes_on_from(pipe, tmp_path
     assert f"[process 0] skipped {inputs / 'a.mp4'}" in result.stderr
     # one total of every process's skipped videos (each process counted its own: "[process 0] 2 video(s) ...")
     assert result.stderr.count("were skipped") == 1, result.stderr[-3000:]
-    assert "\n3 video(s) were skipped (the reasons are above): a.mp4, b.mp4, z.mp4\n" in result.stderr
+    assert "\n3 videos were skipped (the reasons are above): a.mp4, b.mp4, z.mp4\n" in result.stderr
     assert [probe_video(outputs / f"v{i}.mp4").num_frames for i in range(2)] == [6, 6]
 
 
@@ -674,7 +677,7 @@ def test_upscale_batch_skips_a_video_whose_saved_progress_has_other_settings(pip
                  "--dtype", "fp32", "--upscale", "2"]) == 1
     err = capsys.readouterr().err
     assert "skipped" in err and "other settings: --upscale 4 -> 2" in err and "--restart" in err
-    assert "1 video(s) were skipped (the reasons are above): v1.mp4" in err
+    assert "1 video was skipped (the reasons are above): v1.mp4" in err
     assert [probe_video(outputs / f"v{i}.mp4").height for i in (0, 2)] == [24, 24]
     assert not (outputs / "v1.mp4").exists() and partial_folder(outputs / "v1.mp4").exists()  # kept for --upscale 4
 

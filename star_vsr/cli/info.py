@@ -46,11 +46,11 @@ def run(args: argparse.Namespace) -> int:
                                          else f" (and {info.undecodable_lead} before the first key frame, which "
                                               f"cannot be decoded: it starts inside a group of pictures)"
                                          if info.undecodable_lead else ""),
-        "fps": f"{info.fps:.3f} ({info.frame_rate})" + (
+        "fps": "none (a photo)" if info.is_photo else f"{info.fps:.3f} ({info.frame_rate})" + (
             (" (assumed: a raw stream without timestamps or a rate)" if info.rate_assumed else
              " (a raw stream without timestamps: from its headers)") if info.raw_stream else
             " (images have no rate: upscale plays them at this one unless --fps says otherwise)"
-            if info.is_image_folder else " (a photo: no rate)" if info.is_photo else ""),
+            if info.is_image_folder else ""),
         "size": f"{info.width}x{info.height}",
         "orientation": info.orientation.describe() + ("" if info.orientation.is_identity else " (read upright)"),
         "pixel aspect": f"{aspect.numerator}:{aspect.denominator}"
@@ -61,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
                   f"each frame's time)",
         "dynamic range": f"HDR ({info.hdr})" if info.hdr else "SDR" + (", BT.2020 (wide gamut) colours, which outputs "
                                                                        "do not keep" if info.wide_gamut else ""),
-        "duration": f"{info.duration_s:.2f} s" + (f" (its header lists {info.duration_s + info.missing_s:.2f} s: "
-                                                  f"cut short, or a last frame held longer?)" if info.missing_s else ""),
+        "duration": "none (a photo)" if info.is_photo else _seconds(info.duration_s) + (
+            f" (its header lists {_seconds(info.duration_s + info.missing_s)}: cut short, or a last frame held "
+            f"longer?)" if info.missing_s else ""),
         "codec": "image sequence" if info.is_image_folder else info.codec + (
             f" (first of {info.video_streams} video tracks, which star-vsr reads)" if info.video_streams > 1 else ""),
         "pixel format": info.pix_fmt + (f" + alpha ({info.side_alpha_kind}), which is dropped"
@@ -83,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
     return 1 if damage else 0
 
 
+def _seconds(seconds: float) -> str:
+    """"2.50 s"; three significant digits under 0.1 s ("0.002 s" of two frames at 1000 fps, which read "0.00 s")."""
+    return f"{seconds:.2f} s" if seconds >= 0.1 or seconds == 0 else f"{seconds:.3g} s"
+
+
 def _damage(info: Any) -> Optional[str]:
     """What is damaged in the video ``info`` (``VideoInfo``) describes, as the damage row says it; None when nothing
     found is."""
@@ -96,7 +102,7 @@ def _damage(info: Any) -> Optional[str]:
 def _maybe_cut(info: Any) -> str:
     """The damage column of a video whose frames end before its header's duration (``VideoInfo.missing_s``): cut
     short, or a last frame held longer, which the file cannot tell apart."""
-    return f"maybe: its frames end {info.missing_s:.2f} s before its header says"
+    return f"maybe: its frames end {_seconds(info.missing_s)} before its header says"
 
 
 def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
@@ -175,7 +181,7 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
             continue
         damage = _damage(info)
         bad += bool(damage)
-        rows.append({"clip": name, "frames": info.num_frames, "fps": round(info.fps, 3),
+        rows.append({"clip": name, "frames": info.num_frames, "fps": f"{info.fps:.3f}",
                      "size": f"{info.width}x{info.height}",
                      "codec": "image sequence" if info.is_image_folder else info.codec,
                      "audio": info.audio_codec if info.has_audio else "none",

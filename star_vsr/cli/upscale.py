@@ -451,6 +451,11 @@ def _batch_clips(input_dir: Path, output_dir: Path) -> tuple[list[Path], list[Pa
     return videos, broken, subfolders
 
 
+def _videos_were(count: int) -> str:
+    """"1 video was", "3 videos were" (it was "1 video(s) were")."""
+    return f"{count} video was" if count == 1 else f"{count} videos were"
+
+
 def _output_stamp(path: Path) -> Optional[tuple[int, int, int]]:
     """(inode, modification time in ns, size) of the output at ``path``, None when there is none: whether another
     run replaced it between two looks (not by the clock: a file server's may differ, FAT's keeps 2 s steps)."""
@@ -563,7 +568,7 @@ def _run_batch(args: argparse.Namespace) -> int:
                   f"too)" if redone else
                   f"{done} of {len(videos)} video{'s' * (len(videos) != 1)} already done"
                   + (" (--overwrite: redone)" if args.overwrite else ""))
-        print(f"{status}; {len(todo)} to go on {state.num_processes} process(es)"
+        print(f"{status}; {len(todo)} to go on {state.num_processes} process{'es' * (state.num_processes != 1)}"
               + (f", {partly} of them partly done" if partly else ""))
     state.wait_for_everyone()  # the ledger is there before any process adds to it
     say = partial(process_line, state.process_index if state.num_processes > 1 else None)
@@ -605,12 +610,12 @@ def _run_batch(args: argparse.Namespace) -> int:
     # there now that is not the one there when it was skipped (under --overwrite the old one was there all along)
     busy = sorted(name for name, stamp in busy if _output_stamp(output_dir / name) in (None, stamp))
     if busy and state.is_main_process:
-        print(f"note: {len(busy)} video(s) were left to another run writing them, which has not finished them: "
+        print(f"note: {_videos_were(len(busy))} left to another run writing them, which has not finished them: "
               f"{listed(busy, 5)}; run this command again once it has ended", file=sys.stderr)
     skipped += busy
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above) ...
         if skipped:  # ... but did not redo every video: the ledger stays, so that a rerun redoes only those left
-            print(f"note: {len(skipped)} video(s) were not redone; run the same command again to redo only them "
+            print(f"note: {_videos_were(len(skipped))} not redone; run the same command again to redo only them "
                   f"(after fixing what is named above)")
         else:
             ledger.remove()
@@ -622,6 +627,6 @@ def _run_batch(args: argparse.Namespace) -> int:
         output_dir.rmdir()  # --overwrite it held the ledger alone, which listed nothing redone)
     skipped += [link.name for link in broken]
     if skipped and state.is_main_process:
-        print(f"{len(skipped)} video(s) were skipped (the reasons are above): {', '.join(sorted(skipped))}",
+        print(f"{_videos_were(len(skipped))} skipped (the reasons are above): {', '.join(sorted(skipped))}",
               file=sys.stderr)
     return 1 if skipped else 0

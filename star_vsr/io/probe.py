@@ -314,7 +314,9 @@ class VideoInfo:
         if not self.frames_cut:
             return None
         return (f"{self.path} is cut short (an interrupted download or copy?): its index lists {self.num_frames} "
-                f"frames, but the data of the last {self.frames_cut} is missing from the file; get a complete copy")
+                f"frames, but the data of the last "
+                f"{'one' if self.frames_cut == 1 else f'{self.frames_cut} frames'} is missing from the file; get a "
+                f"complete copy")
 
     def caveats(self) -> list[str]:
         """What a user should know before this video is upscaled or degraded, one sentence each."""
@@ -328,7 +330,8 @@ class VideoInfo:
             notes.append(f"{self.path}: the end of its audio track is missing from the file (cut short?); the "
                          f"output's audio ends where the file's does")
         if self.subtitle_streams:
-            notes.append(f"{self.path} has {self.subtitle_streams} subtitle track(s), which the output does not keep")
+            tracks = "a subtitle track" if self.subtitle_streams == 1 else f"{self.subtitle_streams} subtitle tracks"
+            notes.append(f"{self.path} has {tracks}, which the output does not keep")
         if self.audio_lead_s > AUDIO_LEAD_NOTE_S:  # (an encoder's priming samples start it a few ms early)
             notes.append(f"{self.path}: its audio starts {self.audio_lead_s:.2f} s before its first frame; an .mp4 "
                          f"or .mov output leaves that audio out (a .mkv output keeps it)")

@@ -87,6 +87,17 @@ def _check_crop(scale: int, height: int, width: int) -> None:
                          f"{width - 2 * scale}x{height - 2 * scale}")
 
 
+def _larger_by(extra_w: int, extra_h: int) -> str:
+    """How the ground truth's size differs from the prediction's (``extra_w``, ``extra_h``: its width and height less
+    the prediction's), in words: "larger by 8 in width and 4 in height", "smaller by 16 in width and 8 in height"
+    (it said "differs by -16", while the sentence spoke of a larger ground truth)."""
+    if extra_w >= 0 and extra_h >= 0:
+        return f"larger by {extra_w} in width and {extra_h} in height"
+    if extra_w <= 0 and extra_h <= 0:
+        return f"smaller by {-extra_w} in width and {-extra_h} in height"
+    return f"{extra_w:+d} in width and {extra_h:+d} in height"
+
+
 def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = False,
                max_frames: int | None = None, warp: bool = False) -> tuple[VideoInfo, VideoInfo, int]:
     """(prediction's VideoInfo, ground truth's, frames to score) of a pair that :func:`evaluate_videos` can
@@ -140,7 +151,7 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
         elif crop_gt:  # asked for, and out of its reach: say why it did not apply
             hint = (f" {option('crop_gt', '--crop-gt')} crops a ground truth larger by less than 2 x the scale "
                     f"({2 * scale} pixels at {option('scale', '--scale')} {scale}) in width and in height; this one "
-                    f"differs by {extra_w:+d} in width and {extra_h:+d} in height.")
+                    f"is {_larger_by(extra_w, extra_h)}.")
         else:
             hint = ""
         turned = [path for path, info in ((pred_path, pred_info), (gt_path, gt_info))
