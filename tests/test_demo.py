@@ -56,6 +56,7 @@ def test_demo_writes_videos_comparison_and_metrics(tmp_path, tiny_student_folder
     assert Image.open(out / "comparison.png").size == (4 * w, h + LABEL_HEIGHT)
     report = json.loads((out / "metrics.json").read_text())
     assert report["photo"] == EVAL_PHOTO_NAMES[0] and set(report["metrics"]) == {"bicubic", "student"}
+    assert report["lr_size"] == f"{w // 4}x{h // 4}"  # WxH as the printed line and benchmark --json (was [h, w])
     assert {"psnr_y", "ssim_y", "ewarp"} <= set(report["metrics"]["student"])
     assert report["metrics_of"].startswith("the 8-bit frames before H.264 encoding")  # not the lossy .mp4 files
     assert "frames/s" in capsys.readouterr().out

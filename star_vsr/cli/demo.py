@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
               "ground_truth": frames_to_uint8(gt)}
     metrics = {name: evaluate_clip(videos[name], videos["ground_truth"], scale=scale)
                for name in ("bicubic", label)}
-    report = {"photo": args.photo, "frames": args.frames, "lr_size": list(lq.shape[-2:]), "scale": scale,
+    report = {"photo": args.photo, "frames": args.frames, "lr_size": f"{lq.shape[-1]}x{lq.shape[-2]}", "scale": scale,
               "degradation": args.degradation, "seed": args.seed, "model": str(args.model),
               **({"steps": call_kwargs["num_inference_steps"]} if call_kwargs else {}),
               "device": str(pipe.device), "dtype": str(pipe.dtype).removeprefix("torch."),
