@@ -105,6 +105,28 @@ def test_attention_map_sums_squares_over_channels_and_normalises():
     assert space_distillation_loss(features[None], torch.cat([features, features], 1)[None]).item() < 1e-12
 
 
+def test_all_zero_features_give_a_zero_gradient_not_nan():
+    """A black frame gives a fresh student all-zero feature taps: sqrt's infinite slope at 0 made the space and time
+    losses' gradients NaN (26 of 36 weights of the tiny student), which clip_grad_norm_ spread to every weight, with
+    the logged loss finite (black-box hunt). Maps of features at 1e-8 or 1e10 are those of any other scale (F^4
+    under- or overflowed float32)."""
+    from star_vsr.student import build_student_pipeline
+
+    features = torch.rand(1, 2, 4, 8, 8)
+    for scale in (1e-8, 1e10):
+        torch.testing.assert_close(attention_map(scale * features), attention_map(features))
+    student = build_student_pipeline("tiny", seed=0).student
+    out = student(torch.zeros(1, 2, 3, 16, 16), return_features=True)  # every feature tap exactly 0
+    assert all(not tap.any() for tap in out.features.values())
+    criterion = DistillationCriterion(DistillationLossConfig(teacher_charbonnier=1, space=1, time=1),
+                                      student.feature_channels)
+    total, _ = criterion(out.sample, out.features, teacher_sr=torch.rand_like(out.sample),
+                         teacher_features={k: torch.rand_like(v) for k, v in out.features.items()})
+    total.backward()
+    grads = [p.grad for p in student.parameters() if p.grad is not None]
+    assert grads and all(grad.isfinite().all() for grad in grads)
+
+
 def test_space_loss_rejects_mismatched_sizes():
     with pytest.raises(InputError, match="height and width"):
         space_distillation_loss(torch.rand(1, 2, 4, 8, 8), torch.rand(1, 2, 4, 4, 4))

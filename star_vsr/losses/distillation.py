@@ -105,12 +105,21 @@ def attention_map(features: torch.Tensor) -> torch.Tensor:
     Args:
         features: (..., c, h, w) features of one or more frames.
 
+    The features are first divided by their largest magnitude in the frame, a constant to the gradient: ``M / rms``
+    does not change with the features' scale, so its gradient is exact, and features of 1e-6 or 1e10 (``F^4``
+    under- or overflowed float32) give the map of any other scale. ``ATTENTION_EPS`` is inside the square root:
+    after it, the forward value of all-zero features was finite but ``sqrt``'s infinite slope at 0 made their
+    gradient NaN, which ``clip_grad_norm_`` spread to every weight (a black frame to a fresh student: black-box
+    hunt).
+
     Returns:
-        (..., 1, h, w) maps with ``mean(M^2) = 1`` per frame (0 for all-zero features).
+        (..., 1, h, w) maps with ``mean(M^2) = 1`` per frame (0, with a zero gradient, for all-zero features).
     """
-    energy = features.float().pow(2).sum(dim=-3, keepdim=True)  # (..., 1, h, w)
-    rms = energy.pow(2).mean(dim=(-2, -1), keepdim=True).sqrt()  # (..., 1, 1, 1)
-    return energy / (rms + ATTENTION_EPS)
+    features = features.float()
+    peak = features.detach().abs().amax(dim=(-3, -2, -1), keepdim=True)  # (..., 1, 1, 1)
+    energy = (features / peak.clamp_min(torch.finfo(torch.float32).tiny)).pow(2).sum(dim=-3, keepdim=True)
+    rms = energy.pow(2).mean(dim=(-2, -1), keepdim=True).add(ATTENTION_EPS ** 2).sqrt()  # (..., 1, 1, 1)
+    return energy / rms  # (..., 1, h, w)
 
 
 def _check_pair(student: torch.Tensor, teacher: torch.Tensor, what: str) -> None:
