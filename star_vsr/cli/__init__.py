@@ -10,6 +10,7 @@ and exit with status 1. Warnings print as one line each, without Python's source
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import importlib
 import os
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 import warnings
-from typing import Any, Callable, NoReturn, Optional, Sequence, TextIO
+from typing import Any, Callable, Iterable, NoReturn, Optional, Sequence, TextIO
 
 from .. import __version__
 from ..errors import StarVSRError, cli_wording, exit_status, explain_out_of_memory, os_error_line
@@ -82,9 +83,16 @@ def _command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    for name in ("stdout", "stderr"):  # closed (`>&-`, `2>&-`): Python has None there, and every command failed
-        if getattr(sys, name) is None:  # on its first line or progress bar (black-box hunt); dropped instead
-            setattr(sys, name, open(os.devnull, "w"))
+    stand_ins = _stand_in_for_closed_streams()
+    try:
+        return _main(argv)
+    finally:
+        for name, stand_in in stand_ins.items():  # (an in-process caller gets its streams back as they were)
+            setattr(sys, name, None)
+            stand_in.close()
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     if sys.flags.optimize >= 2:  # transformers failed to import (a traceback), and every --help lost its text
         print("star-vsr: error: Python runs with docstrings stripped (python -OO or PYTHONOPTIMIZE=2), which "
               "transformers and diffusers need, as do the commands' help texts; run it without -OO (PYTHONOPTIMIZE=1 "
@@ -132,7 +140,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stopped: list[bool] = []  # the command stopped by an interrupt (one `interrupts_held` raised again sets no flag)
     unraisable_hook = sys.unraisablehook
     sys.unraisablehook = _quiet_after_interrupt(unraisable_hook, stopped)
-    stdout = sys.stdout = _ReaderSafeStdout(sys.stdout)
+    stdout = sys.stdout = _ReaderSafeStream(sys.stdout)
+    stderr = sys.stderr = _ReaderSafeStream(sys.stderr)  # (progress bars and notes: `2>&1 | tee log`)
     try:
         with cli_wording(_command_flags(parser, args)), \
                 explain_out_of_memory(f"running star-vsr {command}",  # pipelines: their own
@@ -151,25 +160,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{me}: interrupted{done}", file=sys.stderr)
         return interrupted_exit_status()  # 130 for Ctrl-C, 143 for SIGTERM
     except BrokenPipeError:  # stdout piped into a program that stopped reading (`| head`), as print() says it
-        _silence_stdout()  # past the wrapper (a library's own stream)
+        _point_at_devnull(stdout.stream)  # past the wrapper (a library's own stream)
         return 1
     except OSError as error:
         print(f"{me}: error: {os_error_line(error)}", file=sys.stderr)
-        return 1
-    except Warning as warning:  # made an error by PYTHONWARNINGS=error or python -W error: a traceback
-        print(f"{me}: error: {warning} (a warning, which -W error / PYTHONWARNINGS made an error)", file=sys.stderr)
         return 1
     except Exception as error:  # FFmpeg (PyAV) failing where star-vsr did not expect it: one line too
         if interrupt_requested():  # a library torn by the interrupt (diffusers' lazy imports wrap it)
             stopped.append(True)
             print(f"{me}: interrupted", file=sys.stderr)
             return interrupted_exit_status()
+        if isinstance(error, Warning):  # made an error by a warnings filter (PYTHONWARNINGS=error, -W error): a
+            print(f"{me}: error: {error} (a warning, which the warnings filter makes an error)",  # traceback
+                  file=sys.stderr)
+            return 1
         if not type(error).__module__.startswith("av."):
             raise
         print(f"{me}: error: FFmpeg failed: {error}", file=sys.stderr)
         return 2
     finally:
-        sys.stdout = stdout.stream
+        sys.stdout, sys.stderr = stdout.stream, stderr.stream
         warnings.showwarning = show_warning
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
@@ -236,11 +246,34 @@ def _print_above_bars(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
-class _ReaderSafeStdout:
-    """``sys.stdout`` while a command runs: once its reader has stopped reading (``| head``, a ``tee`` or a terminal
-    that went away), what is written is dropped (``reader_gone``) and the command goes on. A ``BrokenPipeError``
-    out of the first "wrote ..." line ended upscale-batch and degrade FOLDER after one video, without a word
-    (black-box hunt)."""
+def _stand_in_for_closed_streams() -> dict[str, TextIO]:
+    """/dev/null as ``sys.stdout`` / ``sys.stderr`` where Python has None (``>&-``, ``2>&-``; every command failed on
+    its first line or progress bar: black-box hunt), on the stream's own file descriptor when that is closed (else
+    the next file opened, an input or an output, took descriptor 1 or 2, which FFmpeg and torch write their own
+    messages to: review). Returns the stand-ins by name."""
+    stand_ins = {}
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)  # open (a caller's None over a live descriptor): left alone
+            stand_in = open(os.devnull, "w")
+        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+            stand_in = open(fd, "w", closefd=False)
+        stand_ins[name] = stand_in
+        setattr(sys, name, stand_in)
+    return stand_ins
+
+
+class _ReaderSafeStream:
+    """``sys.stdout`` or ``sys.stderr`` while a command runs: once its reader has stopped reading (``| head``, a
+    ``tee`` that ended, ``EIO`` from a terminal that hung up), what is written is dropped (``reader_gone``) and the
+    command goes on. A ``BrokenPipeError`` out of the first "wrote ..." line (or progress bar, ``2>&1 | tee``)
+    ended upscale-batch and degrade FOLDER after one video, without a word (black-box hunt, review)."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream, self.reader_gone = stream, False
@@ -249,30 +282,36 @@ class _ReaderSafeStdout:
         if not self.reader_gone:
             try:
                 return self.stream.write(text)
-            except BrokenPipeError:
-                self._gone()
+            except OSError as error:
+                self._gone_or_raise(error)
         return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
 
     def flush(self) -> None:
         if not self.reader_gone:
             try:
                 self.stream.flush()
-            except BrokenPipeError:
-                self._gone()
+            except OSError as error:
+                self._gone_or_raise(error)
 
-    def _gone(self) -> None:
+    def _gone_or_raise(self, error: OSError) -> None:
+        if not isinstance(error, BrokenPipeError) and error.errno != errno.EIO:  # (a full disk: the error)
+            raise error
         self.reader_gone = True
-        _silence_stdout(self.stream)
+        _point_at_devnull(self.stream)
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the stream's
         return getattr(self.stream, name)
 
 
-def _silence_stdout(stream: Optional[TextIO] = None) -> None:
-    """Point stdout (``stream``: default ``sys.stdout``) at /dev/null so Python's flush at exit does not raise again
+def _point_at_devnull(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null, so that Python's flush at exit does not raise again
     (Python's docs on SIGPIPE)."""
     try:
-        fd = (stream or sys.stdout).fileno()
+        fd = stream.fileno()
     except (AttributeError, OSError, ValueError):  # not a real file (e.g. captured by a test)
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
