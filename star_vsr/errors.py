@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
+from .units import byte_amount
+
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
@@ -342,19 +344,6 @@ def _is_onednn_refusal(message: str) -> bool:
     out (under ``ulimit -v``) or a tensor is too large for it (pytorch issue 55884), both cured by less work per
     call. Not "could not create a primitive descriptor" (an unsupported operation)."""
     return message.strip() == "could not create a primitive"
-
-
-#: Binary units by their power of two, largest first (`memory_amount`).
-_UNIT_POWERS = {"GiB": 30, "MiB": 20, "KiB": 10}
-
-
-def byte_amount(size: int) -> str:
-    """``size`` bytes in the largest binary unit it has at least one of, as it rounds ("4.00 MiB", not "0.00 GiB";
-    "1.00 MiB" for 1048575 bytes, not "1024.00 KiB"); "512 bytes" under 1 KiB."""
-    for unit, power in _UNIT_POWERS.items():
-        if round(size / 2 ** power, 2) >= 1:
-            return f"{size / 2 ** power:.2f} {unit}"
-    return f"{size} bytes"
 
 
 def memory_amount(error: BaseException | str) -> str:

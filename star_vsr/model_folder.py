@@ -722,8 +722,8 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
     its ``model_index.json`` to ``REPLACING_INDEX`` and removing the ``MODEL_RECORDS`` that describe it: a save
     killed between the moves (a training run's final save) leaves a folder that does not load, where it left one
     that loaded the new ControlNet beside the old UNet under the old run's records without a word. Other files in
-    ``save_directory`` (a training run's checkpoints) stay. The component folders written get the umask's mode
-    (``give_default_mode``)."""
+    ``save_directory`` (a training run's checkpoints) stay. The weight files written get the umask's mode
+    (``give_default_mode``); a component folder replaced keeps its own (``move_into_place``)."""
     folder = Path(save_directory).expanduser()  # "~/student" was a folder named "~" in the current one
     check_save_folder(folder, type(pipe).__name__)
     # inside the folder where it exists, so that the moves below are renames on one file system (a symlinked folder)

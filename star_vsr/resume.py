@@ -40,8 +40,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .batch_record import input_signature
-from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputChangedError, InputError, SavedRunError, byte_amount,
-                     cannot_write, UnsupportedVideoError, named, option, write_failed, write_reason)
+from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputChangedError, InputError, SavedRunError, cannot_write,
+                     UnsupportedVideoError, named, option, write_failed, write_reason)
 from .fingerprints import (diffusion_weights_fingerprint, folder_files_fingerprint, input_fingerprint,
                            weights_fingerprint)
 from .interrupts import interrupts_held, raise_if_interrupted
@@ -50,6 +50,7 @@ from .io.audio import is_silent_video
 from .io.folders import photos_in_folder
 from .models.student import StarStudentState
 from .scene_cuts import SCENE_CUT_THRESHOLD
+from .units import byte_amount
 from .window_sampler import SamplerState
 from .outputs import (PROGRESS_MANIFEST, folder_lock, frame_files, give_default_mode, partial_folder, saved_work,
                       saved_work_in)

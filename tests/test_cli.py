@@ -1076,7 +1076,7 @@ def test_upscale_batch_under_overwrite_that_skipped_a_video_redoes_only_that_one
     monkeypatch.setattr(star_vsr.upscale, "upscale_video", v1_unreadable)
     args = ["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]
     assert main(args) == 1 and calls == ["v0.mp4", "v1.mp4", "v2.mp4"]
-    assert "note: 1 video was not redone; run the same command again to redo only them" in capsys.readouterr().out
+    assert "note: 1 video was not redone; run the same command again to redo only it" in capsys.readouterr().out
     assert (outputs / LEDGER_NAME).is_file()
     broken.clear()
     calls.clear()
@@ -1209,7 +1209,7 @@ def test_a_video_left_to_another_run_that_does_not_finish_it_is_not_counted_done
             (outputs / "v1.mp4").unlink()
         assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]) == 1
         err = capsys.readouterr().err
-        assert "1 video was left to another run writing them, which has not finished them: v1.mp4" in err
+        assert "1 video was left to another run writing it, which has not finished it: v1.mp4" in err
         assert (outputs / LEDGER_NAME).is_file()  # a rerun goes on with what is left
     other_finishes.append(True)
     assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]) == 0
@@ -2196,7 +2196,7 @@ def test_upscale_batch_skips_a_video_removed_while_it_runs(tmp_path, capsys, mon
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert f"skipped {inputs / 'b.mp4'}: {inputs / 'b.mp4'} does not exist" in err
-    assert "1 video was skipped (the reasons are above): b.mp4" in err
+    assert "1 video was skipped (the reason is above): b.mp4" in err
     assert outputs_in(tmp_path / "out") == ["a.mp4", "c.mp4"]
 
 
@@ -2222,7 +2222,7 @@ def test_upscale_batch_skips_a_video_replaced_while_it_is_upscaled(tmp_path, cap
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert f"skipped {inputs / 'a.mp4'}: {inputs / 'a.mp4'} changed (its size or bytes) while it was being " in err
-    assert "1 video was skipped (the reasons are above): a.mp4" in err
+    assert "1 video was skipped (the reason is above): a.mp4" in err
     assert outputs_in(tmp_path / "out") == ["b.mp4"]
 
 

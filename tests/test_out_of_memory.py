@@ -186,7 +186,7 @@ def test_upscale_batch_skips_the_video_memory_ran_out_on_and_goes_on(tmp_path, m
     assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "student")]) == 1
     err = capsys.readouterr().err
     assert f"skipped {videos / 'a.mp4'}: out of memory while upscaling with the student" in err
-    assert "1 video was skipped (the reasons are above): a.mp4" in err
+    assert "1 video was skipped (the reason is above): a.mp4" in err
     assert (tmp_path / "out" / "b.mp4").is_file() and not (tmp_path / "out" / "a.mp4").exists()
     # out of the pipeline too (a probe, a saved state's move to the GPU, the segments' join): torch's own error
     import star_vsr.cli.upscale
@@ -218,10 +218,10 @@ def test_demo_out_of_memory_advises_the_demo_s_own_flags(tmp_path, monkeypatch, 
 
 def test_byte_amounts_are_in_the_unit_they_round_to():
     """1048575 bytes read "1024.00 KiB" (the unit was picked before rounding: black-box hunt)."""
-    from star_vsr.errors import byte_amount
+    from star_vsr.units import byte_amount
 
-    assert [byte_amount(n) for n in (0, 1000, 1023, 1024, 1048575, 4 * 2 ** 20, 3 * 2 ** 30)] == [
-        "0 bytes", "1000 bytes", "1.00 KiB", "1.00 KiB", "1.00 MiB", "4.00 MiB", "3.00 GiB"]
+    assert [byte_amount(n) for n in (0, 1, 1000, 1023, 1024, 1048575, 4 * 2 ** 20, 3 * 2 ** 30, 2 * 2 ** 40)] == [
+        "0 bytes", "1 byte", "1000 bytes", "1.00 KiB", "1.00 KiB", "1.00 MiB", "4.00 MiB", "3.00 GiB", "2.00 TiB"]
 
 
 def test_numpy_s_amount_is_said_without_its_dot():
@@ -275,7 +275,7 @@ def test_encoder_threads_that_cannot_start_are_out_of_memory_not_a_failed_write(
     assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "student")]) == 1
     err = capsys.readouterr().err
     assert f"skipped {source}: out of memory (Resource temporarily unavailable) while upscaling" in err
-    assert "1 video was skipped (the reasons are above): a.mp4" in err
+    assert "1 video was skipped (the reason is above): a.mp4" in err
     assert is_out_of_memory(OSError(errno.ENOMEM, "Cannot allocate memory"))
     assert not is_out_of_memory(OSError(errno.ENOSPC, "No space left on device"))
     # Python's own EAGAIN is not memory: a full non-blocking pipe (print), a process limit (fork) (review)

@@ -677,7 +677,7 @@ def test_upscale_batch_skips_a_video_whose_saved_progress_has_other_settings(pip
                  "--dtype", "fp32", "--upscale", "2"]) == 1
     err = capsys.readouterr().err
     assert "skipped" in err and "other settings: --upscale 4 -> 2" in err and "--restart" in err
-    assert "1 video was skipped (the reasons are above): v1.mp4" in err
+    assert "1 video was skipped (the reason is above): v1.mp4" in err
     assert [probe_video(outputs / f"v{i}.mp4").height for i in (0, 2)] == [24, 24]
     assert not (outputs / "v1.mp4").exists() and partial_folder(outputs / "v1.mp4").exists()  # kept for --upscale 4
 

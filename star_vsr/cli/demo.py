@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     from ..frames import frames_to_uint8
     from ..interrupts import interrupts_held
     from ..io import VideoWriter
-    from ..io.atomic import temporary_path
+    from ..io.atomic import keep_mode, temporary_path
     from ..metrics import evaluate_clip
     from ..outputs import check_output_folder_name, check_writable, folder_lock
     from ..upscale import load_upscaler, pipeline_class_name
@@ -238,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
                                         f"they were left as they are and this demo's files not saved: pass "
                                         f"--overwrite to replace them")
             for name in names:
+                keep_mode(staging / name, output / name)  # (--overwrite: as any output replaced)
                 os.replace(staging / name, output / name)
             for name in stale:  # only now that this demo is complete
                 (output / name).unlink(missing_ok=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .arguments import path_argument
+from ..units import seconds_amount
 from .columns import pad, text_width
 
 
@@ -61,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
                   f"each frame's time)",
         "dynamic range": f"HDR ({info.hdr})" if info.hdr else "SDR" + (", BT.2020 (wide gamut) colours, which outputs "
                                                                        "do not keep" if info.wide_gamut else ""),
-        "duration": "none (a photo)" if info.is_photo else _seconds(info.duration_s) + (
-            f" (its header lists {_seconds(info.duration_s + info.missing_s)}: cut short, or a last frame held "
+        "duration": "none (a photo)" if info.is_photo else seconds_amount(info.duration_s) + (
+            f" (its header lists {seconds_amount(info.duration_s + info.missing_s)}: cut short, or a last frame held "
             f"longer?)" if info.missing_s else ""),
         "codec": "image sequence" if info.is_image_folder else info.codec + (
             f" (first of {info.video_streams} video tracks, which star-vsr reads)" if info.video_streams > 1 else ""),
@@ -84,11 +85,6 @@ def run(args: argparse.Namespace) -> int:
     return 1 if damage else 0
 
 
-def _seconds(seconds: float) -> str:
-    """"2.50 s"; three significant digits under 0.1 s ("0.002 s" of two frames at 1000 fps, which read "0.00 s")."""
-    return f"{seconds:.2f} s" if seconds >= 0.1 or seconds == 0 else f"{seconds:.3g} s"
-
-
 def _damage(info: Any) -> Optional[str]:
     """What is damaged in the video ``info`` (``VideoInfo``) describes, as the damage row says it; None when nothing
     found is."""
@@ -102,7 +98,7 @@ def _damage(info: Any) -> Optional[str]:
 def _maybe_cut(info: Any) -> str:
     """The damage column of a video whose frames end before its header's duration (``VideoInfo.missing_s``): cut
     short, or a last frame held longer, which the file cannot tell apart."""
-    return f"maybe: its frames end {_seconds(info.missing_s)} before its header says"
+    return f"maybe: its frames end {seconds_amount(info.missing_s)} before its header says"
 
 
 def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:

@@ -610,12 +610,14 @@ def _run_batch(args: argparse.Namespace) -> int:
     # there now that is not the one there when it was skipped (under --overwrite the old one was there all along)
     busy = sorted(name for name, stamp in busy if _output_stamp(output_dir / name) in (None, stamp))
     if busy and state.is_main_process:
-        print(f"note: {_videos_were(len(busy))} left to another run writing them, which has not finished them: "
+        them = "it" if len(busy) == 1 else "them"
+        print(f"note: {_videos_were(len(busy))} left to another run writing {them}, which has not finished {them}: "
               f"{listed(busy, 5)}; run this command again once it has ended", file=sys.stderr)
     skipped += busy
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above) ...
         if skipped:  # ... but did not redo every video: the ledger stays, so that a rerun redoes only those left
-            print(f"note: {_videos_were(len(skipped))} not redone; run the same command again to redo only them "
+            print(f"note: {_videos_were(len(skipped))} not redone; run the same command again to redo only "
+                  f"{'it' if len(skipped) == 1 else 'them'} "
                   f"(after fixing what is named above)")
         else:
             ledger.remove()
@@ -627,6 +629,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         output_dir.rmdir()  # --overwrite it held the ledger alone, which listed nothing redone)
     skipped += [link.name for link in broken]
     if skipped and state.is_main_process:
-        print(f"{_videos_were(len(skipped))} skipped (the reasons are above): {', '.join(sorted(skipped))}",
+        print(f"{_videos_were(len(skipped))} skipped (the reason{'s are' if len(skipped) > 1 else ' is'} above): "
+              f"{', '.join(sorted(skipped))}",
               file=sys.stderr)
     return 1 if skipped else 0

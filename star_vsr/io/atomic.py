@@ -162,7 +162,7 @@ def move_into_place(temp: Path, path: Path, overwrite: bool = True) -> None:
     keep_mode(temp, path)
     if temp.is_dir() and path.is_dir():
         if _exchange(temp, path):  # one step: path holds the new frames, temp the old ones
-            shutil.rmtree(temp, ignore_errors=True)
+            _remove_folder(temp)
             return
         # two renames: a kill between them leaves no `path`, and the old frames under a temporary name of it
         # (they were `.NAME.replaced-TOKEN`, which nothing removed), which the next writer's clean-up removes
@@ -173,19 +173,33 @@ def move_into_place(temp: Path, path: Path, overwrite: bool = True) -> None:
         except BaseException:
             os.replace(old, path)
             raise
-        shutil.rmtree(old, ignore_errors=True)
+        _remove_folder(old)
         return
     os.replace(temp, path)
 
 
-def keep_mode(temp: Path, path: Path) -> None:
-    """Give ``temp``, about to replace ``path``, the permissions of the file or folder at ``path`` (none there, or a
-    link: left as the umask made them). An output replaced with --overwrite took the umask's mode: a private
-    (0600) video or JSON file became readable by everyone, where ``cp`` onto it keeps its mode (black-box hunt)."""
+def _remove_folder(folder: Path) -> None:
+    """Delete the replaced output ``folder`` (best effort). A read-only one (0555, whose mode the new one kept:
+    `keep_mode`) is made writable first: its files could not be removed, and each --overwrite left one behind."""
     try:
-        if not path.is_symlink() and path.exists() and path.is_dir() == temp.is_dir():
-            os.chmod(temp, stat.S_IMODE(path.stat().st_mode))
-    except OSError:  # (another user's file: its mode cannot be read, or given)
+        os.chmod(folder, stat.S_IMODE(folder.stat().st_mode) | stat.S_IRWXU)
+    except OSError:
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def keep_mode(temp: Path, path: Path) -> None:
+    """Give ``temp``, about to replace ``path``, the read, write and execute permissions of this user's file or
+    folder at ``path`` (none there, a link, or another user's: left as the umask made them, since the new file is
+    this user's, of this user's group, and the old one's group permissions would be given to another group). An
+    output replaced with --overwrite took the umask's mode: a private (0600) video or JSON file became readable by
+    everyone, where ``cp`` onto it keeps its mode (black-box hunt)."""
+    try:
+        old = path.lstat()
+        if stat.S_ISLNK(old.st_mode) or old.st_uid != os.getuid() or stat.S_ISDIR(old.st_mode) != temp.is_dir():
+            return
+        os.chmod(temp, stat.S_IMODE(old.st_mode) & 0o777)
+    except (OSError, AttributeError):  # nothing there; no user ids (Windows)
         pass
 
 

@@ -38,6 +38,7 @@ from PIL import Image, UnidentifiedImageError
 
 from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError, why_missing
 from star_vsr.io.folders import IMAGE_EXTENSIONS, list_image_files
+from star_vsr.units import seconds_amount
 
 logger = logging.getLogger(__name__)
 
@@ -353,9 +354,10 @@ class VideoInfo:
         if self.missing_s:
             notes.append(
                 f"{self.path} looks cut short (an interrupted download or copy?): its header lists "
-                f"{self.duration_s + self.missing_s:.2f} s of video, its frames cover {self.duration_s:.2f} s; only "
-                f"its {self.num_frames} frames are read (if it is whole, its last frame is held "
-                f"{self.missing_s:.2f} s longer, as in videos made from GIFs)"
+                f"{seconds_amount(self.duration_s + self.missing_s)} of video, its frames cover "
+                f"{seconds_amount(self.duration_s)}; only its {self.num_frames} frames are read (if it is whole, its "
+                f"last frame is held "
+                f"{seconds_amount(self.missing_s)} longer, as in videos made from GIFs)"
             )
         if self.alpha_kind is not None:
             notes.append(f"{self.path} has an alpha channel ({self.alpha_kind}); star-vsr works on RGB frames, so "

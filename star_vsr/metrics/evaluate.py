@@ -13,6 +13,7 @@ from star_vsr.metrics.fidelity import SSIM_WINDOW, psnr, ssim
 from star_vsr.metrics.inputs import check_frames, check_same_shape
 from star_vsr.metrics.warping import MIN_FLOW_HEIGHT, MIN_FLOW_WIDTH, warping_error
 from star_vsr.progress import bar_options
+from star_vsr.units import seconds_amount
 
 if TYPE_CHECKING:
     from star_vsr.io import VideoInfo
@@ -89,13 +90,14 @@ def _check_crop(scale: int, height: int, width: int) -> None:
 
 def _larger_by(extra_w: int, extra_h: int) -> str:
     """How the ground truth's size differs from the prediction's (``extra_w``, ``extra_h``: its width and height less
-    the prediction's), in words: "larger by 8 in width and 4 in height", "smaller by 16 in width and 8 in height"
-    (it said "differs by -16", while the sentence spoke of a larger ground truth)."""
+    the prediction's), in words: "larger by 8 in width and 4 in height", "smaller by 16 in width and 8 in height",
+    "8 pixels wider and 4 shorter" (it said "differs by -16", while the sentence spoke of a larger ground truth)."""
     if extra_w >= 0 and extra_h >= 0:
         return f"larger by {extra_w} in width and {extra_h} in height"
     if extra_w <= 0 and extra_h <= 0:
         return f"smaller by {-extra_w} in width and {-extra_h} in height"
-    return f"{extra_w:+d} in width and {extra_h:+d} in height"
+    return (f"{abs(extra_w)} pixels {'wider' if extra_w > 0 else 'narrower'} and {abs(extra_h)} "
+            f"{'taller' if extra_h > 0 else 'shorter'}")
 
 
 def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = False,
@@ -135,7 +137,7 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
                     f"be decoded, so its frames begin later than the other clip's (cut it at a key frame, or "
                     f"re-encode the cut).")
         elif cut is not None:  # maybe no preview but a file that lost its end (star-vsr info says so too)
-            hint = (f" {cut.path} looks cut short: its frames end {cut.missing_s:.2f} s before its header says (an "
+            hint = (f" {cut.path} looks cut short: its frames end {seconds_amount(cut.missing_s)} before its header says (an "
                     f"interrupted copy or download?).{hint}")
         pred_n, gt_n = pred_info.num_frames, gt_info.num_frames
         # a file found damaged is the clip's fault, skipped in a folder of clips (it stopped the whole folder)
