@@ -229,7 +229,8 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                 pipe(source, frame_sink=sinks.frame_sink, state=state, start_frame=start, state_sink=sinks.state_sink,
                      **pipeline_kwargs)
             sinks.finish()
-            changed = _input_changed(Path(source.path), signature, audio is not None)
+            changed = _input_changed(Path(source.path), signature, input_signature(Path(source.path)),
+                                     audio is not None)
             if changed is not None:
                 raise changed
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what was done since the checkpoint
@@ -240,16 +241,18 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
         except BaseException as error:
             writer.abort()
             # a decoding error, "the video ended after N frames", a missing file: explained by a changed input?
-            changed = None if isinstance(error, InputChangedError) else \
-                _input_changed(Path(source.path), signature, audio is not None)
-            if changed is not None or isinstance(error, (InputError, CorruptVideoError, UnsupportedVideoError)):
+            now = input_signature(Path(source.path))
+            changed = _input_changed(Path(source.path), signature, now, audio is not None)
+            if changed is not None and now is None:  # removed, or unreadable now (a network share that went
+                _stopped(work, output, say)  # away): the saved progress stays, for the file put back
+            elif changed is not None or isinstance(error, (InputError, CorruptVideoError, UnsupportedVideoError)):
                 # the input's fault, or the frames done are of an input that is no more: going on fails again
                 shutil.rmtree(work, ignore_errors=True)
-                if changed is not None:
-                    raise changed from error
+            else:
+                _stopped(work, output, say)
+            if changed is None or isinstance(error, InputChangedError):
                 raise
-            _stopped(work, output, say)
-            raise
+            raise changed from error
         try:
             writer.finish()
         except BaseException:
@@ -260,20 +263,20 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
     return output
 
 
-def _input_changed(input_path: Path, signature: Optional[list[Any]], audio_copied: bool
+def _input_changed(input_path: Path, signature: Optional[list[Any]], now: Optional[list[Any]], audio_copied: bool
                    ) -> Optional[InputChangedError]:
     """The ``InputChangedError`` to raise when the input file or frame folder is no longer the one the run started
-    with (``signature``: `star_vsr.batch_record.input_signature`, a file's size and first and last 64 KiB, a
-    folder's frame count and total size; not modification times, which a ``touch`` changes); None when it is.
-    Replaced, written over or cut while it was upscaled, the output mixed the old and the new content with exit 0:
-    frames read after an overwrite in place (or by a pass of the diffusion pipeline that reopens the path), the
+    with (``signature``, and ``now``: `star_vsr.batch_record.input_signature`, a file's size and first and last
+    64 KiB, a folder's frame count and total size; not modification times, which a ``touch`` changes); None when it
+    is. Replaced, written over or cut while it was upscaled, the output mixed the old and the new content with exit
+    0: frames read after an overwrite in place (or by a pass of the diffusion pipeline that reopens the path), the
     audio the join copies (black-box hunts, review)."""
-    now = input_signature(input_path)
     if now == signature:
         return None
     if now is None:
         return InputChangedError(f"{input_path} was removed (or cannot be read) while it was being upscaled"
-                                 f"{', so its audio cannot be copied' if audio_copied else ''}; nothing was written")
+                                 f"{', so its audio cannot be copied' if audio_copied else ''}; nothing was written "
+                                 f"(with it back in place, the same command goes on from what was saved)")
     what = "its frames' number or sizes" if input_path.is_dir() else "its size or bytes"
     return InputChangedError(f"{input_path} changed ({what}) while it was being upscaled, so the output would mix "
                              f"the old and the new content; nothing was written (run the same command again to "

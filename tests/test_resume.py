@@ -389,7 +389,7 @@ def test_an_input_changed_while_it_is_upscaled_gives_no_output_of_two_files(pipe
     each pass: review): a `touch` (a sync tool, an indexer) is no change."""
     source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16), audio=True)
     other = write_test_video(tmp_path / "other.mp4", 2, size=(12, 16), audio=True, seed=3)
-    output = tmp_path / "out.mp4"
+    output, original = tmp_path / "out.mp4", source.read_bytes()
     step = pipe.student.step_tensors
 
     def change_input_at_step_3(*args):
@@ -408,10 +408,17 @@ def test_an_input_changed_while_it_is_upscaled_gives_no_output_of_two_files(pipe
         return
     what = CHANGED if change != "removed" else \
         r"was removed \(or cannot be read\) while it was being upscaled" + \
-        (", so its audio cannot be copied" if keep_audio else "") + "; nothing was written$"
+        (", so its audio cannot be copied" if keep_audio else "") + \
+        r"; nothing was written \(with it back in place, the same command goes on from what was saved\)$"
     with pytest.raises(InputChangedError, match=f"in.mp4 {what}"):
         run()
-    assert not output.exists() and not partial_folder(output).exists()
+    # the frames done of a file removed (or unreadable: a network share gone) stay for it put back (review)
+    assert not output.exists() and partial_folder(output).exists() == (change == "removed")
+    if change == "removed":
+        source.write_bytes(original)  # put back (a copy: its modification time is new)
+        monkeypatch.undo()
+        run()
+        assert probe_video(output).num_frames == 6 and not partial_folder(output).exists()
 
 
 def test_a_decoding_error_of_an_input_written_over_says_so_and_keeps_nothing(pipe, tmp_path, monkeypatch):
