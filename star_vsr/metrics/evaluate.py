@@ -137,8 +137,8 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
                     f"be decoded, so its frames begin later than the other clip's (cut it at a key frame, or "
                     f"re-encode the cut).")
         elif cut is not None:  # maybe no preview but a file that lost its end (star-vsr info says so too)
-            hint = (f" {cut.path} looks cut short: its frames end {seconds_amount(cut.missing_s)} before its header says (an "
-                    f"interrupted copy or download?).{hint}")
+            hint = (f" {cut.path} looks cut short: its frames end {seconds_amount(cut.missing_s)} before its header "
+                    f"says (an interrupted copy or download?).{hint}")
         pred_n, gt_n = pred_info.num_frames, gt_info.num_frames
         # a file found damaged is the clip's fault, skipped in a folder of clips (it stopped the whole folder)
         error = CorruptVideoError if pages is None and (lead or cut) is not None else InputError
