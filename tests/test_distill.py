@@ -333,6 +333,28 @@ def test_a_damaged_shard_is_named_and_computed_again(tmp_path):
     assert counting.calls == 4 + 2 and torch.equal(cache[3]["lq"], clips[3]["lq"].half().float())  # float16 storage
 
 
+def test_a_shard_that_cannot_be_read_now_is_not_deleted_as_damaged(tmp_path, monkeypatch):
+    """A read error of a shard's header (EIO from a disk or a network share gone, no permission, no file handle
+    left) was taken as damage: a rebuild deleted the shard, hours of a diffusion teacher's work, to compute it
+    again (review). The error is raised and the shard stays."""
+    import errno
+
+    import star_vsr.distill.cache as cache_module
+
+    clips = random_clips(4)
+    counting = CountingTeacher()
+    build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
+    before = (tmp_path / "shard-00001.safetensors").read_bytes()
+
+    def read_error(path):
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(cache_module, "safetensors_shapes", read_error)
+    with pytest.raises(OSError, match="Input/output error"):
+        build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
+    assert (tmp_path / "shard-00001.safetensors").read_bytes() == before and counting.calls == 4
+
+
 def test_a_shard_whose_values_are_damaged_is_named_and_computed_again(tmp_path):
     """Bytes damaged under a sound header (NaN where the clip was): training stopped at step 0 with "lr hold NaN or
     infinite values", naming neither the cache nor the shard (black-box hunt)."""

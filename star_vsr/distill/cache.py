@@ -293,10 +293,14 @@ def shard_written(folder: Path, shard: int) -> bool:
 
 def _shard_shapes(path: Path) -> Optional[dict[str, tuple[int, ...]]]:
     """The shapes of a shard's tensors by key (``"{i}/lq"``: (n, 3, h, w), ...), from its header; None when it is
-    missing or its header is damaged (does not parse, or names tensors outside the file)."""
+    missing or its header is damaged (does not parse, or names tensors outside the file). A file that cannot be
+    read now (a disk or network error, no permission, no file handle left) raises: it was taken as damaged, and a
+    build deleted hours of teacher work to compute it again (review)."""
+    from safetensors import SafetensorError
+
     try:
         return safetensors_shapes(path)
-    except Exception:  # safetensors raises SafetensorError, OSError, ...
+    except (SafetensorError, FileNotFoundError, ValueError):  # (ValueError: a header naming odd shapes)
         return None
 
 
