@@ -35,6 +35,7 @@ from star_vsr.model_folder import (CheckedPipeline, check_components, check_pipe
 from star_vsr.models.student import StarStudentModel, StarStudentState, output_size
 from star_vsr.scene_cuts import SCENE_CUT_THRESHOLD, scene_cuts
 from star_vsr.student import bundled_student_help, is_bundled_student
+from star_vsr.units import count_of
 
 #: LR frames read, upscaled and handed to ``frame_sink`` at once.
 DEFAULT_CHUNK_SIZE = 8
@@ -289,7 +290,8 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
         chunk_size, start_frame = int(chunk_size), int(start_frame)  # NumPy's integers too
         one_generator(generator)  # not used, but refused where StarVSRPipeline refuses it
         if start_frame > source.num_frames:
-            raise InputError(f"start_frame {start_frame} is past the end of the video ({source.num_frames} frames)")
+            raise InputError(f"start_frame {start_frame} is past the end of the video "
+                             f"({count_of(source.num_frames, 'frame')})")
         for name, hook in (("frame_sink", frame_sink), ("state_sink", state_sink)):
             if hook is not None and not callable(hook):  # else a TypeError once the first chunk is done
                 raise InputError(f"{name} must be a callable, got {hook!r}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, TextIO, Union
 
 from .errors import InputError, OutputBusyError, OutputError, cannot_write, is_link_loop, why_missing
+from .units import count_of, share_of
 
 
 #: Output suffixes written as one image (PIL format names): a one-frame input, or ``max_frames=1``.
@@ -398,8 +399,8 @@ def saved_work_in(work: Path) -> Optional[str]:
 def saved_work(manifest: dict[str, Any]) -> str:
     """What a manifest holds, for the user: the frames written, and for a diffusion run the share of the model
     evaluations done (frames being denoised keep theirs)."""
-    frames = f"{manifest['frames']} frames"
+    frames = count_of(manifest["frames"], "frame")
     if manifest.get("evaluations"):
         done, total = manifest["evaluations"]
-        return f"{frames} and {done / total:.0%} of the denoising ({done} of {total} window steps) are"
-    return f"{frames} are"
+        return f"{frames} and {share_of(done, total)} of the denoising ({done} of {total} window steps) are"
+    return f"{frames} {'is' if manifest['frames'] == 1 else 'are'}"

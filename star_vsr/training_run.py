@@ -34,6 +34,7 @@ from .errors import (DISK_FULL_ERRNOS, InputError, MissingWeightsError, first_li
                      is_failed_write, is_out_of_memory, why_missing, write_errno, write_failed, write_reason)
 from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, give_default_mode, saved_index,
                       write_text_atomic)
+from .units import count_of
 
 CHECKPOINT_PREFIX = "checkpoint-"
 #: The settings a run started with, written into its output folder (and never rewritten by a resume).
@@ -533,10 +534,12 @@ def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_proces
     data, and divides every loss by ``--gradient_accumulation_steps``): a note says so (the first process) where
     ``--max_train_steps`` reaches an epoch's end."""
     if num_items < args.train_batch_size:
-        raise InputError(f"the dataset has {num_items} clips, fewer than --train_batch_size {args.train_batch_size}")
+        raise InputError(f"the dataset has {count_of(num_items, 'clip')}, fewer than --train_batch_size "
+                         f"{args.train_batch_size}")
     batches = num_items // (args.train_batch_size * num_processes)  # per process and epoch
     if batches == 0:  # (fewer than one batch on each process)
-        raise InputError(f"the dataset has {num_items} clips, fewer than --train_batch_size {args.train_batch_size} "
+        raise InputError(f"the dataset has {count_of(num_items, 'clip')}, fewer than --train_batch_size "
+                         f"{args.train_batch_size} "
                          f"x {num_processes} processes: use more clips, or a smaller batch or fewer processes")
     if batches < args.gradient_accumulation_steps:
         raise InputError(f"the dataset's {num_items} clips make {batches} batch{'es' * (batches != 1)} of "
@@ -1197,7 +1200,7 @@ def check_same_data(checkpoint: Optional[Path], record_name: str, data_id: str, 
     (``--train_data DIR changed since this run started``). A run without a record (a new one, or one of an earlier
     version) passes."""
     record = Path(checkpoint).parent / record_name if checkpoint is not None else None
-    if record is not None and record.is_file() and record.read_text().strip() not in (data_id, *also) \
+    if record is not None and record.is_file() and _read_record(record) not in (data_id, *also) \
             and not allowed:
         raise InputError(f"{change}: going on would train on other clips or targets; resume with the data it started "
                          f"on, start a new --output_dir, or pass --allow_changed_settings")
@@ -1216,8 +1219,17 @@ def record_data_id(output_dir: Path, checkpoint: Optional[Path], record_name: st
         if (Path(checkpoint).parent / record_name).is_file():
             shutil.copyfile(Path(checkpoint).parent / record_name, record)
     if data_id is not None and (checkpoint is None or record.is_file()) and (
-            not record.is_file() or record.read_text().strip() != data_id):
-        record.write_text(data_id + "\n")
+            not record.is_file() or _read_record(record) != data_id):
+        record.write_text(data_id + "\n", encoding="utf-8")
+
+
+def _read_record(record: Path) -> str:
+    """The data id in ``record`` ("" when it is not text: damaged, and so another run's data; a UnicodeDecodeError
+    traceback on resume before: review)."""
+    try:
+        return record.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        return ""
 
 
 #: A SIGTERM this soon after the first Ctrl-C is the same request passed on: ``accelerate launch`` (1.16) answers

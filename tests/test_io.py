@@ -2687,6 +2687,20 @@ def test_an_mp4_copied_from_a_frame_after_a_key_frame_counts_the_frames_that_dec
     np.testing.assert_array_equal(read_frames(cut, [0, 19]), frames[[0, 19]])
 
 
+def test_a_rotation_off_the_right_angles_is_a_warning_a_caller_can_filter(tmp_path):
+    """A display rotation of 45 degrees was a log line (logging.warning), which a Python caller could not filter,
+    catch or turn into an error as it does the other warnings (review)."""
+    import warnings
+
+    source = write_test_video(tmp_path / "tilted.mp4", 2, size=(16, 16), rotation=45)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert probe_video(source).orientation.is_identity
+    assert [(str(w.message), w.filename) for w in said] == [
+        (f"{source} asks to be shown rotated by 45 degrees, not a multiple of 90; its frames are read as stored",
+         __file__)]
+
+
 def test_tags_that_are_not_utf_8_are_read_not_a_traceback(tmp_path, capsys):
     """A title in Latin-1 (as some cameras and old muxers write it) made PyAV's av.open raise UnicodeDecodeError: a
     traceback from info, upscale and every other command (found by a review's test). Such bytes are read as U+FFFD

@@ -216,6 +216,20 @@ def test_demo_out_of_memory_advises_the_demo_s_own_flags(tmp_path, monkeypatch, 
     assert not (tmp_path / "demo").exists()
 
 
+def test_counts_and_shares_read_as_they_are():
+    """"1 frames are saved", "the dataset has 1 clips"; a saved denoising of 1 of 400 steps read "0%", of 399 of 400
+    "100%" (review of this session's neighbours)."""
+    from star_vsr.outputs import saved_work
+    from star_vsr.units import count_of, share_of
+
+    assert [count_of(n, "frame") for n in (0, 1, 2)] == ["0 frames", "1 frame", "2 frames"]
+    assert [share_of(*pair) for pair in ((0, 400), (1, 400), (200, 400), (399, 400), (400, 400))] == [
+        "0%", "<1%", "50%", ">99%", "100%"]
+    assert saved_work({"frames": 1}) == "1 frame is"
+    assert saved_work({"frames": 0, "evaluations": [1, 400]}) == \
+        "0 frames and <1% of the denoising (1 of 400 window steps) are"
+
+
 def test_byte_amounts_are_in_the_unit_they_round_to():
     """1048575 bytes read "1024.00 KiB" (the unit was picked before rounding: black-box hunt)."""
     from star_vsr.units import byte_amount

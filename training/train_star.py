@@ -56,7 +56,6 @@ import argparse
 import json
 import logging
 import math
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -79,7 +78,7 @@ from star_vsr.data.base import BadSampleWarning, ClipPairDataset, as_size, repor
 from star_vsr.data.pairs import resolve_degradation
 from star_vsr.data.video_clips import as_frame_interval
 from star_vsr.errors import InputError, explain_out_of_memory
-from star_vsr.io.atomic import remove_temporary, temporary_path
+from star_vsr.io.atomic import move_into_place, remove_temporary, temporary_path
 from star_vsr.io.folders import IMAGE_EXTENSIONS, clips_in_folder, photos_in_folder
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
 from star_vsr.losses.frequency import MAX_CUTOFF
@@ -669,10 +668,10 @@ def save_final_pipeline(args: argparse.Namespace, components: dict[str, Any], de
             lora_config.save_pretrained(str(temp))
             save_file(adapter, str(temp / "adapter_model.safetensors"))
             give_default_mode(temp)
-            if lora_dir.is_dir() and not lora_dir.is_symlink():  # (a folder saved over, not replaced by a run)
-                shutil.rmtree(lora_dir)
-            os.rename(temp, lora_dir)
-        finally:
+            if lora_dir.is_symlink():  # (a folder saved over is replaced, a link to one is not followed)
+                lora_dir.unlink()
+            move_into_place(temp, lora_dir)  # in one step where it can: a kill between the rmtree and the
+        finally:  # rename it was left with no adapter (review)
             remove_temporary(temp)
 
 

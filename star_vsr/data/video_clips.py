@@ -38,6 +38,7 @@ from star_vsr.io import probe_video, read_frames
 from star_vsr.io.folders import (VIDEO_EXTENSIONS, broken_link_line, broken_links, clips_in_folder, is_frame_folder,
                                  other_subfolders, other_subfolders_note, stray_images_note)
 from star_vsr.io.probe import VideoInfo
+from star_vsr.units import count_of
 from star_vsr.user_warnings import warn_user
 
 #: Suffix of a caption file next to a clip (``clip.mp4`` -> ``clip.txt``).
@@ -188,7 +189,7 @@ def sample_frame_indices(rng: np.random.Generator, total_frames: int, num_frames
         BadSampleError: the video has fewer than ``num_frames`` frames.
     """
     if total_frames < num_frames:
-        raise BadSampleError(f"has {total_frames} frames, a clip needs {num_frames}")
+        raise BadSampleError(f"has {count_of(total_frames, 'frame')}, a clip needs {num_frames}")
     interval = int(rng.integers(frame_interval[0], frame_interval[1] + 1))
     if num_frames > 1:
         interval = max(1, min(interval, (total_frames - 1) // (num_frames - 1)))

@@ -38,7 +38,8 @@ from PIL import Image, UnidentifiedImageError
 
 from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError, why_missing
 from star_vsr.io.folders import IMAGE_EXTENSIONS, list_image_files
-from star_vsr.units import seconds_amount
+from star_vsr.units import count_of, seconds_amount
+from star_vsr.user_warnings import warn_user
 
 logger = logging.getLogger(__name__)
 
@@ -344,7 +345,7 @@ class VideoInfo:
                          f"{self.fps:g} fps, {rate}")
         if self.undecodable_lead:
             notes.append(f"{self.path} starts inside a group of pictures (a recording or transport stream cut "
-                         f"mid-stream?): its first {self.undecodable_lead} frames cannot be decoded and are left out; "
+                         f"mid-stream?): its first {count_of(self.undecodable_lead, 'frame')} cannot be decoded and are left out; "
                          f"the video starts at its first key frame")
         if self.pages > 1:
             notes.append(f"{self.path} has {self.pages} pages (a multi-page image); star-vsr reads the first as a "
@@ -709,10 +710,8 @@ def _orientation(frame: av.VideoFrame, path: Path) -> DisplayOrientation:
         return DisplayOrientation()
     orientation = DisplayOrientation.from_display_matrix(matrix)
     if orientation is None:
-        logger.warning(
-            "%s asks to be shown rotated by %d degrees, not a multiple of 90; its frames are "
-            "read as stored", path, frame.rotation,
-        )
+        warn_user(f"{path} asks to be shown rotated by {frame.rotation:.0f} degrees, not a multiple of 90; its "
+                  f"frames are read as stored")  # (a log line a Python caller could not filter or catch: review)
         return DisplayOrientation()
     return orientation
 
@@ -723,8 +722,8 @@ def _orientation_from_rotation(frame: av.VideoFrame, path: Path) -> DisplayOrien
     2, 4, 5, 7), which is read unmirrored."""
     rotation = round(frame.rotation)
     if rotation not in ROTATIONS:
-        logger.warning("%s asks to be shown rotated by %d degrees, not a multiple of 90; its frames are read as "
-                       "stored", path, rotation)
+        warn_user(f"{path} asks to be shown rotated by {rotation} degrees, not a multiple of 90; its frames are "
+                  f"read as stored")
         return DisplayOrientation()
     return ROTATIONS[rotation]
 

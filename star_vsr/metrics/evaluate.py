@@ -13,7 +13,7 @@ from star_vsr.metrics.fidelity import SSIM_WINDOW, psnr, ssim
 from star_vsr.metrics.inputs import check_frames, check_same_shape
 from star_vsr.metrics.warping import MIN_FLOW_HEIGHT, MIN_FLOW_WIDTH, warping_error
 from star_vsr.progress import bar_options
-from star_vsr.units import seconds_amount
+from star_vsr.units import count_of, seconds_amount
 
 if TYPE_CHECKING:
     from star_vsr.io import VideoInfo
@@ -133,8 +133,8 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
         if pages is not None:
             hint = f" ({pages.path} is a multi-page image, of which star-vsr reads the first page.)"
         elif lead is not None:  # cut from a frame after a key frame (ffmpeg -ss ... -c copy): no preview
-            hint = (f" {lead.path} starts inside a group of pictures: its first {lead.undecodable_lead} frames cannot "
-                    f"be decoded, so its frames begin later than the other clip's (cut it at a key frame, or "
+            hint = (f" {lead.path} starts inside a group of pictures: its first "
+                    f"{count_of(lead.undecodable_lead, 'frame')} cannot be decoded, so its frames begin later than the other clip's (cut it at a key frame, or "
                     f"re-encode the cut).")
         elif cut is not None:  # maybe no preview but a file that lost its end (star-vsr info says so too)
             hint = (f" {cut.path} looks cut short: its frames end {seconds_amount(cut.missing_s)} before its header "
