@@ -459,7 +459,7 @@ def test_memory_running_out_in_a_diffusion_teacher_is_advised_with_cache_teacher
             "2", "--crop-size", "32", "--steps", "1", "-o", str(tmp_path / "cache")]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
-    assert "error: clip 0: out of memory in the teacher (allocating 65536.00 GiB failed); free some memory and run " \
+    assert "error: clip 0: out of memory in the teacher (allocating 64.00 TiB failed); free some memory and run " \
            "the same command again (it goes on after the last saved shard), or build a cache of fewer frames per " \
            "clip (--num-frames 1) or smaller clips in another folder" in err, err
     assert "tile_size" not in err and not (tmp_path / "cache").exists()
@@ -467,7 +467,7 @@ def test_memory_running_out_in_a_diffusion_teacher_is_advised_with_cache_teacher
     student = save_student_folder(tiny_teacher_student(), tmp_path / "student")
     monkeypatch.setattr(StarStudentModel, "forward", allocate_too_much)
     assert cli_main([*argv[:3], str(student), *argv[4:-4], "-o", str(tmp_path / "cache")]) == 2  # (no --steps)
-    assert "error: clip 0: out of memory in the teacher (allocating 65536.00 GiB failed); free some memory" in \
+    assert "error: clip 0: out of memory in the teacher (allocating 64.00 TiB failed); free some memory" in \
         capsys.readouterr().err
     teacher = load_teacher(str(tmp_path / "tiny"), num_inference_steps=1)
     with pytest.raises(RanOutOfMemoryError, match=r"^clip 0: out of memory while upscaling with the StarVSR "
@@ -1846,7 +1846,7 @@ def test_training_out_of_memory_says_what_to_lower(train_cache, tmp_path, monkey
 
     script, args = training_args(train_cache, tmp_path / "out", "--validation_steps", "0", "--report_to", "none")
     monkeypatch.setattr(StarStudentModel, "forward", allocate_too_much)
-    with pytest.raises(DeviceError, match=r"out of memory while distilling \(allocating 65536.00 GiB failed\); "
+    with pytest.raises(DeviceError, match=r"out of memory while distilling \(allocating 64.00 TiB failed\); "
                                           r"lower --train_batch_size"):
         script.main(args)
 

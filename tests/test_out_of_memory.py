@@ -52,7 +52,7 @@ def test_student_pipeline_explains_out_of_memory(monkeypatch):
     pipe = build_student_pipeline("tiny")
     pipe.set_progress_bar_config(disable=True)
     monkeypatch.setattr(pipe.student, "step_tensors", allocate_too_much)
-    with pytest.raises(DeviceError, match=r"while upscaling with the student \(allocating 65536.00 GiB failed\); "
+    with pytest.raises(DeviceError, match=r"while upscaling with the student \(allocating 64.00 TiB failed\); "
                                           r"free some memory, or upscale a smaller video"):
         pipe(torch.rand(2, 3, 8, 8))
 
@@ -61,7 +61,7 @@ def test_star_pipeline_explains_out_of_memory(monkeypatch):
     pipe = tiny_star_pipeline(seed=0)
     pipe.set_progress_bar_config(disable=True)
     monkeypatch.setattr(pipe.unet, "forward", allocate_too_much)
-    with pytest.raises(DeviceError, match=r"while upscaling with the StarVSR pipeline \(allocating 65536.00 GiB "
+    with pytest.raises(DeviceError, match=r"while upscaling with the StarVSR pipeline \(allocating 64.00 TiB "
                                           r"failed\); try spatial tiles \(tile_size=512\), fewer frames per "
                                           r"temporal chunk than 32 \(chunk_frames=16\), decode_chunk_size=1 or a "
                                           r"smaller factor \(upscale=2\) \(a run that saved progress then needs "
@@ -198,7 +198,7 @@ def test_upscale_batch_skips_the_video_memory_ran_out_on_and_goes_on(tmp_path, m
                         notes(video, *args, **kwargs))
     (tmp_path / "out" / "b.mp4").unlink()
     assert main(["upscale-batch", str(videos), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "student")]) == 1
-    assert f"skipped {videos / 'a.mp4'}: out of memory (allocating 65536.00 GiB failed)" in capsys.readouterr().err
+    assert f"skipped {videos / 'a.mp4'}: out of memory (allocating 64.00 TiB failed)" in capsys.readouterr().err
     assert (tmp_path / "out" / "b.mp4").is_file()
 
 
