@@ -68,6 +68,11 @@ class RanOutOfMemoryError(DeviceError):
     """Memory ran out (`explain_out_of_memory`), said with what to lower: a batch skips the input it happened on."""
 
 
+class TrainingDivergedError(StarVSRError):
+    """A training step's loss or gradient is not finite (a learning rate too high): the run stops before the step
+    is applied or saved, with exit status 1 (a failure of the run, not of its settings)."""
+
+
 class OutputBusyError(StarVSRError):
     """Another star-vsr run is writing the same output."""
 
@@ -142,8 +147,10 @@ def cannot_write(path: str | os.PathLike[str], error: Exception) -> Exception:
 
 def exit_status(error: StarVSRError) -> int:
     """The exit status of a command or training script that stops on ``error``: 1 for a full disk (the run
-    failed: `DISK_FULL_ERRNOS`), 2 for the rest (the user's settings or inputs, as argparse's errors)."""
-    return 1 if getattr(error, "errno", None) in DISK_FULL_ERRNOS else 2
+    failed: `DISK_FULL_ERRNOS`) and a training run that diverged, 2 for the rest (the user's settings or inputs, as
+    argparse's errors)."""
+    failed = isinstance(error, TrainingDivergedError) or getattr(error, "errno", None) in DISK_FULL_ERRNOS
+    return 1 if failed else 2
 
 
 def os_error_line(error: OSError) -> str:

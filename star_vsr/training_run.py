@@ -31,7 +31,8 @@ from typing import Any, Callable, Collection, Hashable, Iterable, Iterator, Mapp
 import yaml
 
 from .errors import (DISK_FULL_ERRNOS, InputError, MissingWeightsError, first_line, is_damaged_weights_error,
-                     is_failed_write, is_out_of_memory, why_missing, write_errno, write_failed, write_reason)
+                     is_failed_write, is_out_of_memory, TrainingDivergedError, why_missing, write_errno, write_failed,
+                     write_reason)
 from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, give_default_mode, saved_index,
                       write_text_atomic)
 from .units import count_of
@@ -523,6 +524,23 @@ PROCESSES_FILE = "num_processes.txt"
 #: Files in an output folder that mark a training run that got somewhere (with its ``checkpoint-<step>``
 #: folders); ``train_config.yaml`` alone is a run that failed before its first step, safe to start over.
 RUN_FILES = (MODEL_INDEX, REPLACING_INDEX, TRAINING_SUMMARY_FILE)
+
+
+def check_finite(value: Any, what: str, step: int, checkpointing: bool) -> None:
+    """``TrainingDivergedError`` unless ``value`` (a step's loss, or its gradient norm: a tensor) is finite, before
+    the step is applied: a diverging run (a learning rate too high) trained on with NaN weights, saved them in its
+    checkpoints and final model with exit status 0, or crashed (a NaN flow in the student's warp makes
+    grid_sample's backward segfault in torch 2.14), and a resume from such a checkpoint crashed again (black-box
+    hunt). ``step``: the step it belongs to (1-based); ``checkpointing``: whether the run saves checkpoints."""
+    import torch  # (this module loads no torch: the command line imports it)
+
+    if bool(torch.isfinite(value).all()):
+        return
+    resume = (" and resume from the last checkpoint saved before it, if one was (--resume_from_checkpoint latest "
+              "--allow_changed_settings; it holds no part of this step)" if checkpointing else "")
+    raise TrainingDivergedError(f"training diverged at step {step}: its {what} is {float(value.detach())} (a "
+                                f"learning rate too high?); nothing of the step was applied or saved. Lower "
+                                f"--learning_rate{resume}")
 
 
 def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_processes: int) -> None:

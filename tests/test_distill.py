@@ -1180,6 +1180,28 @@ def training_args(cache: Optional[Path], output_dir: Path, *extra: str):
     return distill_student, args
 
 
+def test_a_diverging_run_stops_before_a_nan_step_is_applied_or_saved(tmp_path, train_cache):
+    """A learning rate far too high: the loss went inf, then NaN; the run saved NaN checkpoints and crashed with a
+    segmentation fault (grid_sample's backward on a NaN flow), and a resume crashed again (black-box hunt). It stops
+    at the step whose loss (or gradient) is not finite, before applying it, with a line that says so; every
+    checkpoint it saved before is finite."""
+    from safetensors.torch import load_file
+
+    from star_vsr.errors import TrainingDivergedError, exit_status
+
+    script, args = training_args(train_cache, tmp_path / "run", "--learning_rate", "1e6", "--max_train_steps", "40",
+                                 "--checkpointing_steps", "1", "--validation_steps", "0", "--report_to", "none",
+                                 "--dataloader_num_workers", "0")
+    with pytest.raises(TrainingDivergedError, match=r"^training diverged at step \d+: its (loss|gradient norm) is "
+                                                     r"(nan|inf) \(a learning rate too high\?\); nothing of the step "
+                                                     r"was applied or saved\. Lower --learning_rate and resume from "
+                                                     r"the last checkpoint saved before it, if one was") as stopped:
+        script.main(args)
+    assert exit_status(stopped.value) == 1
+    weights = list((tmp_path / "run").glob("checkpoint-*/**/*.safetensors"))
+    assert weights and all(tensor.isfinite().all() for file in weights for tensor in load_file(file).values())
+
+
 def test_a_cache_without_what_the_loss_terms_compare_with_names_their_flags(tmp_path):
     """"holds no ground truth, but the ground-truth loss terms are on" named no flag to turn off (black-box test;
     the config file, not the command line, had set them)."""
