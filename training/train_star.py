@@ -602,6 +602,11 @@ def build_objective(args: argparse.Namespace, alphas_cumprod: torch.Tensor, vae_
 
 
 # =============================================================================== validation
+#: The PSNR logged for a validation clip whose frames equal the ground truth (dB): a finite number in the step log
+#: and TensorBoard, far above any real score.
+LOGGED_PSNR_CAP = 100.0
+
+
 def run_validation(args: argparse.Namespace, accelerator: Accelerator, components: dict[str, Any],
                    denoiser: StarDenoiser, sample: dict[str, Any], step: int) -> dict[str, float]:
     """Upscale the validation clip with the current weights; log PSNR/SSIM and a frame strip."""
@@ -622,9 +627,11 @@ def run_validation(args: argparse.Namespace, accelerator: Accelerator, component
     frames = frames[:, :, : gt.shape[-2], : gt.shape[-1]].float().cpu()
     to_np = lambda clip: clip.permute(0, 2, 3, 1).numpy()  # noqa: E731  (n, H, W, 3)
     pred_np, gt_np, border = to_np(frames), to_np(gt), args.scale  # borders of `scale` pixels are not scored
-    metrics = {"val/psnr_y": psnr_clip(pred_np, gt_np, border, "y"),
-               "val/psnr_rgb": psnr_clip(pred_np, gt_np, border, "rgb"),
-               "val/psnr_y_bilinear": psnr_clip(to_np(hint), gt_np, border, "y")}
+    # a frame equal to its ground truth (a flat clip: the bilinear hint of a white one) has an infinite PSNR, which
+    # the step log wrote as JSON's non-standard Infinity and TensorBoard plotted as nothing (black-box hunt)
+    metrics = {"val/psnr_y": min(psnr_clip(pred_np, gt_np, border, "y"), LOGGED_PSNR_CAP),
+               "val/psnr_rgb": min(psnr_clip(pred_np, gt_np, border, "rgb"), LOGGED_PSNR_CAP),
+               "val/psnr_y_bilinear": min(psnr_clip(to_np(hint), gt_np, border, "y"), LOGGED_PSNR_CAP)}
     if min(gt.shape[-2:]) - 2 * border >= SSIM_WINDOW:  # SSIM needs its 11x11 window inside the frame
         metrics["val/ssim_y"] = ssim_clip(pred_np, gt_np, border, "y")
     # frame strip: rows = hint, output, ground truth; columns = frames
