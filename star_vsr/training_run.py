@@ -531,14 +531,16 @@ def check_finite(value: Any, what: str, step: int, checkpointing: bool) -> None:
     the step is applied: a diverging run (a learning rate too high) trained on with NaN weights, saved them in its
     checkpoints and final model with exit status 0, or crashed (a NaN flow in the student's warp makes
     grid_sample's backward segfault in torch 2.14), and a resume from such a checkpoint crashed again (black-box
-    hunt). ``step``: the step it belongs to (1-based); ``checkpointing``: whether the run saves checkpoints."""
+    hunt). ``step``: the step it belongs to (1-based); ``checkpointing``: whether the run saves checkpoints. Not
+    for the gradients of an fp16 run: its loss scaler skips a step whose gradients overflowed, as it should."""
     import torch  # (this module loads no torch: the command line imports it)
 
-    if bool(torch.isfinite(value).all()):
+    if value is None or bool(torch.isfinite(torch.as_tensor(value)).all()):  # (None: a norm a plugin did not give)
         return
+    value = torch.as_tensor(value).detach()
     resume = (" and resume from the last checkpoint saved before it, if one was (--resume_from_checkpoint latest "
               "--allow_changed_settings; it holds no part of this step)" if checkpointing else "")
-    raise TrainingDivergedError(f"training diverged at step {step}: its {what} is {float(value.detach())} (a "
+    raise TrainingDivergedError(f"training diverged at step {step}: its {what} is {float(value)} (a "
                                 f"learning rate too high?); nothing of the step was applied or saved. Lower "
                                 f"--learning_rate{resume}")
 

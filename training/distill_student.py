@@ -730,8 +730,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     accelerator.backward(total)
                     step_losses.add({**{f"loss/{name}": value for name, value in terms.items()}, "loss/total": total})
                     if accelerator.sync_gradients and args.max_grad_norm > 0:
-                        diverged(accelerator.clip_grad_norm_(trainable + criterion_params, args.max_grad_norm),
-                                 "gradient norm")
+                        norm = accelerator.clip_grad_norm_(trainable + criterion_params, args.max_grad_norm)
+                        if accelerator.scaler is None:  # (fp16's scaler skips a step that overflowed: no divergence)
+                            diverged(norm, "gradient norm")
                     step_lr = optimizer.param_groups[0]["lr"]  # the rate this step uses (logged: the scheduler's
                     optimizer.step()  # get_last_lr() after its step below is the next step's)
                     lr_scheduler.step()

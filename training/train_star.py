@@ -819,7 +819,9 @@ def main(args: argparse.Namespace) -> None:
                     diverged(out.loss, "loss")
                     accelerator.backward(out.loss)
                     if accelerator.sync_gradients and args.max_grad_norm > 0:
-                        diverged(accelerator.clip_grad_norm_(params, args.max_grad_norm), "gradient norm")
+                        norm = accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                        if accelerator.scaler is None:  # (fp16's scaler skips a step that overflowed: no divergence)
+                            diverged(norm, "gradient norm")
                     step_lr = optimizer.param_groups[0]["lr"]  # the rate this step uses (logged: the scheduler's
                     optimizer.step()  # get_last_lr() after its step below is the next step's)
                     lr_scheduler.step()
