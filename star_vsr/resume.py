@@ -223,15 +223,16 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
             say(f"{output}: going on after frame {start} of {source.num_frames}{done} (saved in {work} by "
                 f"an earlier run; {option('restart=True', '--restart')} starts over)")
         sinks = _CheckpointingSinks(writer, work, settings, checkpoint_seconds)
+        now = signature  # the input's signature at the last look (`_input_changed`)
         try:
             writer.start_progress()  # frames arrive a chunk at a time: the rate must count the first chunk's work
             if not complete:
                 pipe(source, frame_sink=sinks.frame_sink, state=state, start_frame=start, state_sink=sinks.state_sink,
                      **pipeline_kwargs)
             sinks.finish()
-            changed = _input_changed(Path(source.path), signature, input_signature(Path(source.path)),
-                                     audio is not None)
-            if changed is not None:
+            now = input_signature(Path(source.path))  # (read once: with a share that came back between two
+            changed = _input_changed(Path(source.path), signature, now, audio is not None)  # reads, progress said
+            if changed is not None:  # to be kept was deleted: review)
                 raise changed
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what was done since the checkpoint
             sinks.checkpoint_on_interrupt()
@@ -241,8 +242,11 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
         except BaseException as error:
             writer.abort()
             # a decoding error, "the video ended after N frames", a missing file: explained by a changed input?
-            now = input_signature(Path(source.path))
-            changed = _input_changed(Path(source.path), signature, now, audio is not None)
+            if isinstance(error, InputChangedError):  # (the check above, with the `now` it read)
+                changed = error
+            else:
+                now = input_signature(Path(source.path))
+                changed = _input_changed(Path(source.path), signature, now, audio is not None)
             if changed is not None and now is None:  # removed, or unreadable now (a network share that went
                 _stopped(work, output, say)  # away): the saved progress stays, for the file put back
             elif changed is not None or isinstance(error, (InputError, CorruptVideoError, UnsupportedVideoError)):

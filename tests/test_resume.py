@@ -421,6 +421,28 @@ def test_an_input_changed_while_it_is_upscaled_gives_no_output_of_two_files(pipe
         assert probe_video(output).num_frames == 6 and not partial_folder(output).exists()
 
 
+def test_an_input_unreadable_at_the_join_keeps_its_progress_even_if_it_comes_back(pipe, tmp_path, monkeypatch):
+    """The join's check found the input unreadable (a network share gone) and said the saved progress was kept;
+    the failure path read the input again, found it back, and deleted the progress (review)."""
+    import star_vsr.resume as resume
+
+    source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16))
+    output = tmp_path / "out.mp4"
+    real, reads = resume.input_signature, []
+
+    def gone_at_the_join_only(path):
+        reads.append(1)
+        return None if len(reads) == 3 else real(path)  # (1: the run's start, 2: its settings, 3: the join)
+
+    monkeypatch.setattr(resume, "input_signature", gone_at_the_join_only)
+    with pytest.raises(InputChangedError, match="goes on from what was saved"):
+        upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
+    assert partial_folder(output).exists() and len(reads) == 3
+    monkeypatch.undo()
+    upscale_video(pipe, source, output, progress=False)
+    assert probe_video(output).num_frames == 6
+
+
 def test_a_decoding_error_of_an_input_written_over_says_so_and_keeps_nothing(pipe, tmp_path, monkeypatch):
     """Written over in place, a longer input failed decoding as "damaged or truncated", and the saved progress was
     deleted (black-box hunt); said as the change, the saved progress, which was of the old content, was left behind
