@@ -188,8 +188,8 @@ def script_interrupted(prog: str) -> str:
 def run_script(prog: str, run: Callable[[], Any]) -> None:
     """A training script's ``__main__``: ``run()``, and its end as one line: a ``StarVSRError`` as `script_error`
     (exit status 2, as argparse's errors and ``star-vsr``'s; it was 1, so the two scripts' setting errors exited
-    differently: one script raised them, the other passed them to argparse; 1 for a full disk, also where a
-    library's write meets it, said as ``star-vsr`` says it), Ctrl-C or SIGTERM outside
+    differently: one script raised them, the other passed them to argparse; 1 for a run that diverged and for a full
+    disk, also where a library's write meets it, said as ``star-vsr`` says it), Ctrl-C or SIGTERM outside
     `StopRequest`'s clean stop (while it sets up or saves its model, or a second one) as `script_interrupted` (130 /
     143). Both are a KeyboardInterrupt from here on, unless ignored at the start (a shell's background job); the
     script's own first lines turn Ctrl-C into a quiet exit while its libraries load."""
@@ -203,7 +203,7 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
         run()
     except StarVSRError as error:
         print(script_error(prog, error), file=sys.stderr)
-        sys.exit(exit_status(error))  # 1 for a full disk
+        sys.exit(exit_status(error))  # 1 for a full disk or a run that diverged
     except Exception as error:
         if interrupt_requested():  # an interrupt a library wrapped in its own error (diffusers' lazy imports do)
             _stop_interrupted(prog)
@@ -526,23 +526,44 @@ PROCESSES_FILE = "num_processes.txt"
 RUN_FILES = (MODEL_INDEX, REPLACING_INDEX, TRAINING_SUMMARY_FILE)
 
 
-def check_finite(value: Any, what: str, step: int, checkpointing: bool) -> None:
-    """``TrainingDivergedError`` unless ``value`` (a step's loss, or its gradient norm: a tensor) is finite, before
-    the step is applied: a diverging run (a learning rate too high) trained on with NaN weights, saved them in its
-    checkpoints and final model with exit status 0, or crashed (a NaN flow in the student's warp makes
-    grid_sample's backward segfault in torch 2.14), and a resume from such a checkpoint crashed again (black-box
-    hunt). ``step``: the step it belongs to (1-based); ``checkpointing``: whether the run saves checkpoints. Not
-    for the gradients of an fp16 run: its loss scaler skips a step whose gradients overflowed, as it should."""
+def check_finite(accelerator: Any, value: Any, what: str, step: int, checkpointing: bool) -> None:
+    """``TrainingDivergedError`` unless ``value`` (a step's loss, or its gradient norm) is finite, before the step is
+    applied: a diverging run (a learning rate too high) trained on with NaN weights, saved them in its checkpoints
+    and final model with exit status 0, or crashed (a NaN flow in the student's warp makes grid_sample's backward
+    segfault in torch 2.14), and a resume from such a checkpoint crashed again (black-box hunt). ``step``: the step
+    it belongs to (1-based); ``checkpointing``: whether the run saves checkpoints.
+
+    Not under fp16's loss scaler (``accelerator.scaler``): it skips a step whose loss or gradients overflowed, and
+    lowers its scale, as it should in the first steps of most runs (review). With several processes the check is
+    each process's: the one that finds it stops, and the launcher ends the others. None (a norm a plugin does not
+    give) passes."""
     import torch  # (this module loads no torch: the command line imports it)
 
-    if value is None or bool(torch.isfinite(torch.as_tensor(value)).all()):  # (None: a norm a plugin did not give)
+    if value is None or accelerator.scaler is not None:
         return
     value = torch.as_tensor(value).detach()
+    finite = torch.isfinite(value)
+    if bool(finite.all()):
+        return
     resume = (" and resume from the last checkpoint saved before it, if one was (--resume_from_checkpoint latest "
               "--allow_changed_settings; it holds no part of this step)" if checkpointing else "")
-    raise TrainingDivergedError(f"training diverged at step {step}: its {what} is {float(value)} (a "
-                                f"learning rate too high?); nothing of the step was applied or saved. Lower "
-                                f"--learning_rate{resume}")
+    shown = float(value[~finite].flatten()[0])  # (a tensor of several values: the first that is not finite)
+    raise TrainingDivergedError(f"training diverged at step {step}: its {what} is {shown} (a learning rate too "
+                                f"high?); nothing of the step was applied or saved. Lower --learning_rate{resume}")
+
+
+def gradient_norm(accelerator: Any, parameters: list[Any], max_norm: float) -> Any:
+    """The norm of ``parameters``' gradients (all processes': after the step's all-reduce), clipped to ``max_norm``
+    first where it is above 0 (``--max_grad_norm``); without clipping it was not computed, and a finite loss with
+    non-finite gradients (sqrt or a norm at 0, grid_sample's backward) went into the weights unseen (review)."""
+    if max_norm > 0:
+        return accelerator.clip_grad_norm_(parameters, max_norm)
+    if accelerator.scaler is not None:  # (`check_finite` leaves fp16 to its scaler: no norm to look at)
+        return None
+    import torch
+
+    grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else None
 
 
 def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_processes: int) -> None:

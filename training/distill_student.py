@@ -70,7 +70,7 @@ from star_vsr.outputs import TRAINING_SUMMARY_FILE, check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_checkpoint_arguments,
                                    add_optimizer_arguments, bool_value, build_optimizer, check_batches_per_epoch,
-                                   check_finite,
+                                   check_finite, gradient_norm,
                                    check_number, check_run_settings, check_same_data, final_model_save,
                                    finishing_message, ignore_stop_signals, is_first_process, note_ignored_settings,
                                    optional_value, parse_with_config, path_or_none, prepare_output_dir, record_data_id,
@@ -725,14 +725,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     output = student(batch["lq"], scale=step_scale, return_features=needs_features)
                     total, terms = criterion(output.sample, output.features, batch.get("teacher"),
                                              batch["teacher_features"], gt)
-                    diverged = partial(check_finite, step=global_step + 1, checkpointing=args.checkpointing_steps > 0)
+                    diverged = partial(check_finite, accelerator, step=global_step + 1,
+                                       checkpointing=args.checkpointing_steps > 0)
                     diverged(total, "loss")
                     accelerator.backward(total)
                     step_losses.add({**{f"loss/{name}": value for name, value in terms.items()}, "loss/total": total})
-                    if accelerator.sync_gradients and args.max_grad_norm > 0:
-                        norm = accelerator.clip_grad_norm_(trainable + criterion_params, args.max_grad_norm)
-                        if accelerator.scaler is None:  # (fp16's scaler skips a step that overflowed: no divergence)
-                            diverged(norm, "gradient norm")
+                    if accelerator.sync_gradients:
+                        diverged(gradient_norm(accelerator, trainable + criterion_params, args.max_grad_norm),
+                                 "gradient norm")
                     step_lr = optimizer.param_groups[0]["lr"]  # the rate this step uses (logged: the scheduler's
                     optimizer.step()  # get_last_lr() after its step below is the next step's)
                     lr_scheduler.step()

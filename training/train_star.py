@@ -95,8 +95,8 @@ from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, TRAIN_LOG_FILE, SettingsParser, StepLosses, StopRequest,
                                    add_checkpoint_arguments, add_optimizer_arguments, bool_value, build_optimizer,
                                    check_batches_per_epoch, check_finite, check_number, check_run_settings,
-                                   check_same_data,
-                                   final_model_save, finishing_message, ignore_stop_signals, is_first_process,
+                                   check_same_data, final_model_save, finishing_message, gradient_norm,
+                                   ignore_stop_signals, is_first_process,
                                    note_ignored_settings, optional_value, parse_with_config, path_or_none,
                                    prepare_output_dir, record_data_id, record_final_step, record_run_settings,
                                    resume_checkpoint, resume_training, run_script, tensorboard_pattern,
@@ -815,13 +815,12 @@ def main(args: argparse.Namespace) -> None:
                 with accelerator.accumulate(denoiser):
                     out = training_losses(denoiser, vae, text_encoder, tokenizer, objective, batch, generator,
                                           weight_dtype, args.vae_batch_size, args.vae_latents == "sample")
-                    diverged = partial(check_finite, step=global_step + 1, checkpointing=args.checkpointing_steps > 0)
+                    diverged = partial(check_finite, accelerator, step=global_step + 1,
+                                       checkpointing=args.checkpointing_steps > 0)
                     diverged(out.loss, "loss")
                     accelerator.backward(out.loss)
-                    if accelerator.sync_gradients and args.max_grad_norm > 0:
-                        norm = accelerator.clip_grad_norm_(params, args.max_grad_norm)
-                        if accelerator.scaler is None:  # (fp16's scaler skips a step that overflowed: no divergence)
-                            diverged(norm, "gradient norm")
+                    if accelerator.sync_gradients:
+                        diverged(gradient_norm(accelerator, params, args.max_grad_norm), "gradient norm")
                     step_lr = optimizer.param_groups[0]["lr"]  # the rate this step uses (logged: the scheduler's
                     optimizer.step()  # get_last_lr() after its step below is the next step's)
                     lr_scheduler.step()
