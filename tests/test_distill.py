@@ -353,6 +353,10 @@ def test_a_shard_that_cannot_be_read_now_is_not_deleted_as_damaged(tmp_path, mon
     with pytest.raises(OSError, match="Input/output error"):
         build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
     assert (tmp_path / "shard-00001.safetensors").read_bytes() == before and counting.calls == 4
+    # opened for training: one line, not a traceback nor "damaged" (review)
+    with pytest.raises(InputError, match=r"shard-00000.safetensors cannot be read now \(Input/output error\); it "
+                                         r"was left as it is"):
+        TeacherCache(tmp_path)
 
 
 def test_a_shard_whose_values_are_damaged_is_named_and_computed_again(tmp_path):

@@ -304,6 +304,13 @@ def _shard_shapes(path: Path) -> Optional[dict[str, tuple[int, ...]]]:
         return None
 
 
+def _unreadable_now(path: Path, error: OSError) -> InputError:
+    """The error of a shard that cannot be read now (a disk or network error, no permission, no file handle left):
+    not damage, so not to be computed again."""
+    return InputError(f"{path} cannot be read now ({error.strerror or error}); it was left as it is: check the disk "
+                      f"or share it is on (or its permissions), then run again")
+
+
 #: The ``star-vsr distill cache-teacher`` flag that sets each manifest setting, named beside it when a rerun of
 #: the command is refused for other settings (``source.seed (--seed)``).
 SETTING_FLAGS = {"clips_per_shard": "--clips-per-shard", "dtype": "--storage-dtype",
@@ -567,7 +574,10 @@ class TeacherCache(Dataset):
             path = _shard_path(self.folder, shard)
             if not path.is_file() and allow_incomplete:
                 continue
-            shapes = _shard_shapes(path)  # the header only: a missing or damaged shard is found now, not mid-run
+            try:
+                shapes = _shard_shapes(path)  # the header only: a missing or damaged shard is found now, not mid-run
+            except OSError as error:  # not damage: the file is left as it is
+                raise _unreadable_now(path, error) from None
             if shapes is None:
                 unreadable.append(path.name)
                 continue
@@ -615,7 +625,14 @@ class TeacherCache(Dataset):
                 prefix = f"{index}/"
                 keys = [k for k in shard.keys() if k.startswith(prefix)]
                 tensors = {k[len(prefix):]: shard.get_tensor(k).float() for k in keys}
-        except Exception as error:  # SafetensorError, OSError, JSONDecodeError: a damaged file
+        except OSError as error:
+            if isinstance(error, FileNotFoundError):
+                raise InputError(f"{path} is missing (removed since the cache was opened?); run `star-vsr distill "
+                                 f"cache-teacher` again with the same settings: it computes missing shards again"
+                                 ) from None
+            raise _unreadable_now(path, error) from None  # (EIO, no permission: it was called damaged, and the
+            # rebuild it advised raises the same error: review)
+        except Exception as error:  # SafetensorError, JSONDecodeError: a damaged file
             raise InputError(f"{path} is damaged ({error}); run `star-vsr distill cache-teacher` again with the "
                              f"same settings: it computes damaged shards again") from None
         bad = sorted(name for name, tensor in tensors.items() if not torch.isfinite(tensor).all())
