@@ -19,6 +19,7 @@ import PIL.Image
 import torch
 
 from .errors import CorruptVideoError, InputError, check_whole_number, option
+from .units import count_of
 from .user_warnings import warn_user
 
 VideoInput = Union[str, Path, torch.Tensor, np.ndarray, Sequence]
@@ -261,7 +262,7 @@ class SequentialFrames:
                 try:
                     self._buffer = next(self._chunks)
                 except StopIteration:
-                    raise InputError(f"the video ended after {self.position + have} frames, fewer than its "
+                    raise InputError(f"the video ended after {count_of(self.position + have, 'frame')}, fewer than its "
                                      f"header promised") from None
             part, self._buffer = self._buffer[:count - have], self._buffer[count - have:]
             parts.append(part)

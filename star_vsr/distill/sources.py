@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence, Union
 from ..degradations.frames import frames_to_clip
 from ..errors import CorruptVideoError, InputError, UnsupportedVideoError, listed, option, why_missing
 from ..io import VIDEO_EXTENSIONS, open_video, probe_video, read_frames
+from ..units import count_of
 from ..io.folders import clips_by_name, is_frame_folder, other_subfolders, other_subfolders_note, stray_images_note
 
 
@@ -123,7 +124,8 @@ class VideoFolderClips:
         gt_info = probe_video(gt)
         expected = (info.num_frames, info.height * self.scale, info.width * self.scale)
         if (gt_info.num_frames, gt_info.height, gt_info.width) != expected:
-            raise InputError(f"ground truth {gt} has {gt_info.num_frames} frames of {gt_info.width}x{gt_info.height}; "
+            raise InputError(f"ground truth {gt} has {count_of(gt_info.num_frames, 'frame')} of "
+                             f"{gt_info.width}x{gt_info.height}; "
                              f"expected {expected[0]} frames of {expected[2]}x{expected[1]} (x{self.scale} of {video})")
 
     def undecodable(self, progress: bool = False, indices: Optional[Sequence[int]] = None) -> list[str]:

@@ -345,8 +345,8 @@ class VideoInfo:
                          f"{self.fps:g} fps, {rate}")
         if self.undecodable_lead:
             notes.append(f"{self.path} starts inside a group of pictures (a recording or transport stream cut "
-                         f"mid-stream?): its first {count_of(self.undecodable_lead, 'frame')} cannot be decoded and are left out; "
-                         f"the video starts at its first key frame")
+                         f"mid-stream?): its first {count_of(self.undecodable_lead, 'frame')} cannot be decoded and "
+                         f"are left out; the video starts at its first key frame")
         if self.pages > 1:
             notes.append(f"{self.path} has {self.pages} pages (a multi-page image); star-vsr reads the first as a "
                          f"photo (save the pages as a folder of frames to read them as a video)")
@@ -710,7 +710,7 @@ def _orientation(frame: av.VideoFrame, path: Path) -> DisplayOrientation:
         return DisplayOrientation()
     orientation = DisplayOrientation.from_display_matrix(matrix)
     if orientation is None:
-        warn_user(f"{path} asks to be shown rotated by {frame.rotation:.0f} degrees, not a multiple of 90; its "
+        warn_user(f"{path} asks to be shown rotated by {frame.rotation:g} degrees, not a multiple of 90; its "
                   f"frames are read as stored")  # (a log line a Python caller could not filter or catch: review)
         return DisplayOrientation()
     return orientation

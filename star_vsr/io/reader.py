@@ -43,6 +43,7 @@ from star_vsr.io.folders import list_image_files
 from star_vsr.io.probe import (DEFAULT_FOLDER_FPS, VideoInfo, chroma_block, exif_orientation, find_video_stream,
                                has_alpha, image_transparency, is_untagged_hd, open_container, pixel_bit_depth,
                                probe_video, too_large, video_start)
+from star_vsr.units import count_of
 from star_vsr.user_warnings import warn_user
 
 logger = logging.getLogger(__name__)
@@ -293,7 +294,7 @@ class PyAVVideoReader(VideoReader):
             container.close()
         if count != len(self):
             warn_user(
-                f"{path}: decoded {count} frames but its header announced {len(self)}; "
+                f"{path}: decoded {count_of(count, 'frame')} but its header announced {len(self)}; "
                 "the file may be truncated",
                 RuntimeWarning,
             )

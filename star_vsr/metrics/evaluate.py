@@ -134,8 +134,8 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
             hint = f" ({pages.path} is a multi-page image, of which star-vsr reads the first page.)"
         elif lead is not None:  # cut from a frame after a key frame (ffmpeg -ss ... -c copy): no preview
             hint = (f" {lead.path} starts inside a group of pictures: its first "
-                    f"{count_of(lead.undecodable_lead, 'frame')} cannot be decoded, so its frames begin later than the other clip's (cut it at a key frame, or "
-                    f"re-encode the cut).")
+                    f"{count_of(lead.undecodable_lead, 'frame')} cannot be decoded, so its frames begin later than the "
+                    f"other clip's (cut it at a key frame, or re-encode the cut).")
         elif cut is not None:  # maybe no preview but a file that lost its end (star-vsr info says so too)
             hint = (f" {cut.path} looks cut short: its frames end {seconds_amount(cut.missing_s)} before its header "
                     f"says (an interrupted copy or download?).{hint}")
@@ -175,9 +175,10 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
 
 def _fewer_frames(info: VideoInfo, decoded: int) -> CorruptVideoError:
     """The error of a clip (``info``) that gave ``decoded`` frames, fewer than its header lists."""
-    return CorruptVideoError(f"{info.path} decoded {decoded} frames but its header lists {info.num_frames}, so its "
-                            f"frames cannot be paired with the other clip's; the file is truncated, or was cut "
-                            f"without re-encoding and lost the frames before its first keyframe: make it again")
+    return CorruptVideoError(f"{info.path} decoded {count_of(decoded, 'frame')} but its header lists "
+                            f"{info.num_frames}, so its frames cannot be paired with the other clip's; the file is "
+                            f"truncated, or was cut without re-encoding and lost the frames before its first keyframe: "
+                            f"make it again")
 
 
 def evaluate_videos(
