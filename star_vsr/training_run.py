@@ -173,8 +173,14 @@ def process_prefix() -> str:
 def script_error(prog: str, error: BaseException) -> str:
     """The line a training script ``prog`` exits with on ``error`` (a ``StarVSRError`` of its run): ``prog: error:
     message``, as its argument errors read, with ``[process i]`` first under several processes (each process stops
-    on its own error and says so: one that only a single process hits must not go unsaid)."""
-    return f"{process_prefix()}{prog}: error: {error}"
+    on its own error and says so: one that only a single process hits must not go unsaid). An error a DataLoader
+    worker raised comes back with the worker's traceback in its message ("Caught InputError in DataLoader worker
+    process 0. Original Traceback ..."): its own message is said (the shipped configs load with a worker: review)."""
+    message = str(error)
+    if message.startswith("Caught ") and "\nOriginal Traceback" in message:
+        last = message.rstrip().splitlines()[-1]  # "star_vsr.errors.InputError: the message"
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return f"{process_prefix()}{prog}: error: {message}"
 
 
 def script_interrupted(prog: str) -> str:
@@ -533,14 +539,14 @@ def check_finite(accelerator: Any, value: Any, what: str, step: int, checkpointi
     segfault in torch 2.14), and a resume from such a checkpoint crashed again (black-box hunt). ``step``: the step
     it belongs to (1-based); ``checkpointing``: whether the run saves checkpoints.
 
-    Not under fp16's loss scaler (``accelerator.scaler``): it skips a step whose loss or gradients overflowed, and
-    lowers its scale, as it should in the first steps of most runs (review). With several processes the check is
-    each process's: the one that finds it stops, and the launcher ends the others. None (a norm a plugin does not
-    give) passes."""
+    The gradient norm is not checked under fp16's loss scaler (``accelerator.scaler``): it skips a step whose scaled
+    gradients overflowed, and lowers its scale, as it should in the first steps of most runs (review); the loss,
+    computed before the scaling, is. With several processes the loss check is each process's: the one that finds
+    it stops, and the launcher ends the others. None (a norm a plugin does not give) passes."""
     import torch  # (this module loads no torch: the command line imports it)
 
-    if value is None or accelerator.scaler is not None:
-        return
+    if value is None or (accelerator.scaler is not None and what != "loss"):  # (the loss is unscaled: an fp16
+        return  # forward that overflowed is no overflow the scaler's skip and lower scale cure: review)
     value = torch.as_tensor(value).detach()
     finite = torch.isfinite(value)
     if bool(finite.all()):
@@ -562,8 +568,12 @@ def gradient_norm(accelerator: Any, parameters: list[Any], max_norm: float) -> A
         return None
     import torch
 
-    grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
-    return torch.nn.utils.get_total_norm(grads) if grads else None
+    grads = [parameter.grad.detach() for parameter in parameters if parameter.grad is not None]
+    if not grads:
+        return None
+    device = grads[0].device  # (torch.nn.utils.get_total_norm is torch 2.6's; the project takes 2.4)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(grad, dtype=torch.float32).to(device)
+                                                 for grad in grads]))
 
 
 def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_processes: int) -> None:

@@ -572,9 +572,9 @@ class TeacherCache(Dataset):
         unreadable = []
         for shard in range(self.manifest.num_shards):
             path = _shard_path(self.folder, shard)
-            if not path.is_file() and allow_incomplete:
-                continue
-            try:
+            try:  # (is_file too: a share gone fails at its stat, ESTALE or EIO, which is_file raises)
+                if not path.is_file() and allow_incomplete:
+                    continue
                 shapes = _shard_shapes(path)  # the header only: a missing or damaged shard is found now, not mid-run
             except OSError as error:  # not damage: the file is left as it is
                 raise _unreadable_now(path, error) from None

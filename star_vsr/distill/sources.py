@@ -126,7 +126,8 @@ class VideoFolderClips:
         if (gt_info.num_frames, gt_info.height, gt_info.width) != expected:
             raise InputError(f"ground truth {gt} has {count_of(gt_info.num_frames, 'frame')} of "
                              f"{gt_info.width}x{gt_info.height}; "
-                             f"expected {expected[0]} frames of {expected[2]}x{expected[1]} (x{self.scale} of {video})")
+                             f"expected {count_of(expected[0], 'frame')} of {expected[2]}x{expected[1]} (x{self.scale} "
+                             f"of {video})")
 
     def undecodable(self, progress: bool = False, indices: Optional[Sequence[int]] = None) -> list[str]:
         """Why each clip file (and its ground truth) that cannot be decoded up to its last window's last frame

@@ -19,6 +19,7 @@ import collections
 import functools
 import io
 import logging
+import math
 import os
 import re
 import stat
@@ -709,11 +710,21 @@ def _orientation(frame: av.VideoFrame, path: Path) -> DisplayOrientation:
     if matrix is None or len(matrix) != 36:
         return DisplayOrientation()
     orientation = DisplayOrientation.from_display_matrix(matrix)
-    if orientation is None:
-        warn_user(f"{path} asks to be shown rotated by {frame.rotation:g} degrees, not a multiple of 90; its "
-                  f"frames are read as stored")  # (a log line a Python caller could not filter or catch: review)
+    if orientation is None:  # (a warning, not a log line a Python caller could not filter or catch: review)
+        warn_user(f"{path} asks to be shown through a display matrix that is no turn by a multiple of 90 degrees "
+                  f"({_matrix_angle(matrix)}); its frames are read as stored")
         return DisplayOrientation()
     return orientation
+
+
+def _matrix_angle(matrix: bytes) -> str:
+    """The turn a 3x3 display matrix (16.16 fixed point, row-major) asks for, as a message gives it: "a turn by 45
+    degrees", or "a skew or scale" for one that is no turn (PyAV's rotation truncates to whole degrees: a matrix
+    just off the identity read "rotated by 0 degrees, not a multiple of 90": review)."""
+    a, b = struct.unpack("<2i", matrix[:8])
+    if a == 0 and b == 0:
+        return "a skew or scale"
+    return f"a turn by {0.0 - math.degrees(math.atan2(b, a)):.4g} degrees"  # (as ffprobe and PyAV count it)
 
 
 def _orientation_from_rotation(frame: av.VideoFrame, path: Path) -> DisplayOrientation:
