@@ -1790,6 +1790,9 @@ def test_matroska_cut_short_is_noted_and_its_frames_read(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(its header lists 2.00 s: cut short, or a last frame held longer?)" in out
     assert "damage  maybe: its frames end " in out and "none found" not in out  # it read "the index checked"
+    assert cli_main(["info", str(cut), "--json"]) == 0  # the JSON said "damage": null, nothing more (black-box hunt)
+    fields = json.loads(capsys.readouterr().out)
+    assert fields["damage"] is None and fields["maybe_damage"].startswith("maybe: its frames end ")
     # evaluate against the whole file offered only --max-frames, as if the cut file were a preview
     assert cli_main(["evaluate", "--pred", str(cut), "--gt", str(whole)]) == 2
     assert f"{cut} looks cut short: its frames end {info.missing_s:.2f} s before its header says (an interrupted " \

@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.atomic import keep_mode, temporary_path
     from ..metrics import evaluate_clip
     from ..outputs import check_output_folder_name, check_writable, folder_lock
+    from ..units import seconds_amount
     from ..upscale import load_upscaler, pipeline_class_name
 
     if not 2 <= args.frames <= MAX_DEMO_FRAMES:
@@ -252,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
             output.rmdir()
 
     print(f"{args.frames} frames of {lq.shape[-1]}x{lq.shape[-2]} -> {sr.shape[-1]}x{sr.shape[-2]} in "
-          f"{seconds:.2f} s ({args.frames / seconds:.1f} frames/s)")
+          f"{seconds_amount(seconds)} ({args.frames / seconds:.3g} frames/s)")  # (a slow run read "0.0 frames/s")
     print(f"{'':10}  {'PSNR-Y':>8}  {'SSIM-Y':>8}  {'E*warp':>8}   (of the frames before H.264 encoding)")
     for name, row in metrics.items():
         print(f"{name:10}  {row['psnr_y']:8.3f}  {row['ssim_y']:8.4f}  {row['ewarp']:8.3f}")

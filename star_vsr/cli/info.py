@@ -115,6 +115,10 @@ def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
         "audio_streams": info.audio_streams, "audio_cut": info.audio_cut, "side_alpha": info.side_alpha,
         "pages": info.pages, "undecodable_lead": info.undecodable_lead, "raw_stream": info.raw_stream,
         "rate_assumed": info.rate_assumed, "last_frame_cut": info.last_frame_cut, "damage": damage,
+        # what the table's damage column says of a file that may be cut short (its frames end before its header's
+        # duration): "damage" was null beside it, and a script saw nothing (black-box hunt)
+        "maybe_damage": _maybe_cut(info) if info.missing_s and not damage else None,
+        "wide_gamut": info.wide_gamut,
     }
 
 
