@@ -133,6 +133,20 @@ def test_info(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert (info["num_frames"], info["width"], info["height"], info["has_audio"]) == (7, 32, 24, True)
     assert info["fps"] == pytest.approx(25) and info["orientation"] == "none"
+    assert main(["info", str(video)]) == 0 and "empty track" not in capsys.readouterr().out
+    # a Matroska audio track with no packet is listed by info, left out of outputs: said (black-box hunt)
+    import av
+
+    empty = tmp_path / "empty_audio.mkv"
+    with av.open(str(empty), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "bgr0"
+        container.add_stream("aac", rate=48000)
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8)).reformat(
+            format="bgr0")))
+        container.mux(stream.encode(None))
+    assert main(["info", str(empty)]) == 0
+    assert "aac (an empty track: no sound, which outputs leave out)" in capsys.readouterr().out
     phone = write_test_video(tmp_path / "phone.mp4", num_frames=2, size=(24, 32), rotation=-90)
     assert main(["info", str(phone)]) == 0
     table = capsys.readouterr().out

@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     clips = clip_collection(path)
     if clips:
         return _run_folder(path, clips, args.json)
+    from ..io.audio import carries_audio
+
     info = probe_video(args.video)
     damage = _damage(info)
     aspect = info.pixel_aspect
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
                                         if info.side_alpha else ""),
         "audio": (info.audio_codec + (f" (first of {info.audio_streams} tracks)" if info.audio_streams > 1 else "")
                   + (" (cut short: the end of the track is missing from the file)" if info.audio_cut else "")
+                  + ("" if carries_audio(info.path) else " (an empty track: no sound, which outputs leave out)")
                   if info.has_audio else "none"),
         "damage": damage or ("none found (image headers checked, frames not decoded)" if info.is_image_folder else
                              f"{_maybe_cut(info)} (see duration)" if info.missing_s else
