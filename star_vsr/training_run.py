@@ -561,19 +561,15 @@ def check_finite(accelerator: Any, value: Any, what: str, step: int, checkpointi
 def gradient_norm(accelerator: Any, parameters: list[Any], max_norm: float) -> Any:
     """The norm of ``parameters``' gradients (all processes': after the step's all-reduce), clipped to ``max_norm``
     first where it is above 0 (``--max_grad_norm``); without clipping it was not computed, and a finite loss with
-    non-finite gradients (sqrt or a norm at 0, grid_sample's backward) went into the weights unseen (review)."""
+    non-finite gradients (sqrt or a norm at 0, grid_sample's backward) went into the weights unseen (review): torch's
+    ``clip_grad_norm_`` at an infinite ``max_norm`` gives it and changes no gradient."""
     if max_norm > 0:
         return accelerator.clip_grad_norm_(parameters, max_norm)
     if accelerator.scaler is not None:  # (`check_finite` leaves fp16 to its scaler: no norm to look at)
         return None
     import torch
 
-    grads = [parameter.grad.detach() for parameter in parameters if parameter.grad is not None]
-    if not grads:
-        return None
-    device = grads[0].device  # (torch.nn.utils.get_total_norm is torch 2.6's; the project takes 2.4)
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(grad, dtype=torch.float32).to(device)
-                                                 for grad in grads]))
+    return torch.nn.utils.clip_grad_norm_(parameters, math.inf)
 
 
 def check_batches_per_epoch(num_items: int, args: argparse.Namespace, num_processes: int) -> None:

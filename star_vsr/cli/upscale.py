@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, TextIO
 from ..errors import (CorruptVideoError, InputChangedError, InputError, OutputBusyError, OutputExistsError,
                       RanOutOfMemoryError, SavedRunError, UnsupportedVideoError, VideoNotFoundError, is_out_of_memory,
                       memory_amount, what_ran_out, why_missing)
+from ..units import count_of
 from .arguments import (add_fps_argument, check_fps_for_clips, device_argument, input_notes, max_frames_argument,
                         path_argument, seed_argument)
 
@@ -453,7 +454,7 @@ def _batch_clips(input_dir: Path, output_dir: Path) -> tuple[list[Path], list[Pa
 
 def _videos_were(count: int) -> str:
     """"1 video was", "3 videos were" (it was "1 video(s) were")."""
-    return f"{count} video was" if count == 1 else f"{count} videos were"
+    return f"{count_of(count, 'video')} {'was' if count == 1 else 'were'}"
 
 
 def _output_stamp(path: Path) -> Optional[tuple[int, int, int]]:
@@ -566,9 +567,9 @@ def _run_batch(args: argparse.Namespace) -> int:
         status = (f"{len(videos) - len(todo)} of {len(videos)} videos already redone by this batch under --overwrite "
                   f"in an earlier run that did not finish it (stopped, or a video skipped; --restart redoes them "
                   f"too)" if redone else
-                  f"{done} of {len(videos)} video{'s' * (len(videos) != 1)} already done"
+                  f"{done} of {count_of(len(videos), 'video')} already done"
                   + (" (--overwrite: redone)" if args.overwrite else ""))
-        print(f"{status}; {len(todo)} to go on {state.num_processes} process{'es' * (state.num_processes != 1)}"
+        print(f"{status}; {len(todo)} to go on {count_of(state.num_processes, 'process', 'processes')}"
               + (f", {partly} of them partly done" if partly else ""))
     state.wait_for_everyone()  # the ledger is there before any process adds to it
     say = partial(process_line, state.process_index if state.num_processes > 1 else None)
