@@ -310,6 +310,12 @@ def test_sinc_kernel_is_a_low_pass_filter() -> None:
     torch.testing.assert_close(filtered[1, 0], flat)  # constant images pass unchanged
 
 
+def test_sinc_kernel_with_a_tiny_cutoff_is_a_box_not_nan() -> None:
+    # omega_c^2 underflowed to 0 in float64 and the kernel was 0 / 0 = NaN everywhere.
+    kernel = KernelSpec("sinc", 7, cutoff=1e-200).build()
+    torch.testing.assert_close(kernel, torch.full((7, 7), 1 / 49))
+
+
 # --- noise ------------------------------------------------------------------------------------
 
 

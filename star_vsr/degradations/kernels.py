@@ -149,7 +149,10 @@ def sinc_kernel(size: int, cutoff: float) -> torch.Tensor:
         raise InputError(f"Sinc cutoff must be in (0, pi] radians per pixel, got {cutoff}.")
     x, y = _offsets(size)
     r = torch.sqrt(x**2 + y**2)  # (size, size)
-    centre = torch.full_like(r, cutoff**2 / (4 * math.pi))  # limit of the formula at r = 0
-    safe_r = torch.where(r > 0, r, torch.ones_like(r))
-    ring = cutoff * torch.special.bessel_j1(cutoff * safe_r) / (2 * math.pi * safe_r)
-    return _normalised(torch.where(r > 0, ring, centre))
+    # The formula divided by omega_c^2 (N absorbs it): J1(z) / (2 pi z) with z = omega_c r, whose
+    # limit at z = 0 is 1 / (4 pi). Without the division a tiny cutoff underflows to 0 / 0.
+    z = cutoff * r
+    centre = torch.full_like(r, 1 / (4 * math.pi))
+    safe_z = torch.where(z > 0, z, torch.ones_like(z))
+    ring = torch.special.bessel_j1(safe_z) / (2 * math.pi * safe_z)
+    return _normalised(torch.where(z > 0, ring, centre))
