@@ -239,6 +239,18 @@ def test_missing_file_is_one_clear_line(tmp_path, capsys):
     assert "nope.mp4" in err and "Traceback" not in err
 
 
+
+def test_a_deleted_working_directory_is_named(tmp_path, capsys, monkeypatch):
+    # torch cannot load there, and upscale said "error: No such file or directory" of nothing named
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    monkeypatch.setenv("PWD", str(gone))
+    gone.rmdir()
+    assert main(["degrade", str(tmp_path / "in.mp4"), "-o", "out.mp4"]) == 1
+    err = capsys.readouterr().err
+    assert f"the current directory ({gone}) no longer exists" in err and "cd to an existing" in err
+
 def test_evaluate_pairs_and_json(tmp_path, capsys):
     gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
     gt_dir.mkdir(), pred_dir.mkdir()
