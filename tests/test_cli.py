@@ -76,14 +76,39 @@ def test_the_commands_offer_the_codecs_and_deinterlace_modes_the_io_layer_has():
         assert tuple(flags["--deinterlace"].choices) == tuple(DEINTERLACE_CHOICES), name
 
 
-@pytest.mark.parametrize("command", [["upscale"], ["upscale-batch"], ["degrade"], ["evaluate"], ["convert-star"],
-                                     ["benchmark"], ["export"], ["demo"], ["distill", "cache-teacher"]])
+HELPED_COMMANDS = [["upscale"], ["upscale-batch"], ["degrade"], ["evaluate"], ["info"], ["convert-star"],
+                   ["benchmark"], ["export"], ["demo"], ["distill", "cache-teacher"]]
+
+
+@pytest.mark.parametrize("command", HELPED_COMMANDS)
 def test_help_is_plain_text(command, capsys):
     """The module docstrings that describe the commands are reStructuredText; --help showed their ``marks``."""
     with pytest.raises(SystemExit):
         main(command + ["--help"])
     out = capsys.readouterr().out
     assert "usage: star-vsr" in out and "``" not in out
+
+
+@pytest.mark.parametrize("command", HELPED_COMMANDS)
+def test_help_fits_an_80_column_terminal_and_keeps_every_word(command, capsys, monkeypatch):
+    """The descriptions were printed with their source lines (20 to 116 characters): ragged, and broken mid-word
+    in an 80-column terminal; demo's --photo choices made a line of 156."""
+    from star_vsr.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main(command + ["--help"])
+    out = capsys.readouterr().out
+    usage_end = out.index("\n\n")  # (argparse wraps the usage block itself: a long --storage-dtype {...} choice)
+    assert max(len(line) for line in out[usage_end:].splitlines()) <= 78
+    parser = build_parser()
+    for name in command:
+        parser = parser._subparsers._group_actions[0].choices[name]
+    assert " ".join(parser.description.split()) in " ".join(out.split())
+    if command == ["convert-star"]:  # a table row's wrapped text stays under its text, not under its flag
+        assert "\n  --vae         the Stable Video Diffusion VAE folder\n                (stabilityai/" in out
+    if command == ["benchmark"]:  # and a list item's under its text
+        assert "\n- student: the student pipeline" in out and "\n  randomly initialised" in out
 
 
 @pytest.mark.parametrize("argv, message", [

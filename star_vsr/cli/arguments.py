@@ -6,11 +6,62 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import textwrap
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional
 
 from ..errors import InputError
+
+#: The widest a description's lines are filled, in a wider terminal too (long lines are hard to read).
+HELP_TEXT_WIDTH = 100
+
+
+class ParagraphsHelpFormatter(argparse.HelpFormatter):
+    """The commands' ``--help``: the description (the module docstring) filled paragraph by paragraph to the
+    terminal's width, at most `HELP_TEXT_WIDTH`. Its source lines had become 20 to 116 characters long (argparse's
+    ``RawDescriptionHelpFormatter`` printed them as they were: ragged, and wrapped mid-word in an 80-column
+    terminal). A paragraph is blank-line separated; in one, a line starting with ``- `` is a list item and one
+    starting with spaces a table row (``  --flag  text``): each is filled on its own, its wrapped lines indented
+    under its text; lines indented deeper than a row's start continue it."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        width = min(width, HELP_TEXT_WIDTH)
+        paragraphs = re.split(r"\n(?:[ \t]*\n)+", textwrap.dedent(text).strip("\n"))
+        return "\n\n".join("\n".join(_fill_block(block, width, indent) for block in _blocks(paragraph))
+                             for paragraph in paragraphs)
+
+
+def _blocks(paragraph: str) -> list[list[str]]:
+    """``paragraph``'s lines grouped: prose lines together, each list item or table row with the lines indented
+    under its text."""
+    blocks: list[list[str]] = []
+    for line in paragraph.splitlines():
+        indent = len(line) - len(line.lstrip())
+        hanging = _hanging_indent(blocks[-1][0]) if blocks else -1
+        if (hanging > 0 and indent >= hanging) or (hanging == 0 and indent == 0 and not line.startswith("- ")):
+            blocks[-1].append(line)
+        else:
+            blocks.append([line])
+    return blocks
+
+
+def _hanging_indent(first_line: str) -> int:
+    """The column where the text of a block starting with ``first_line`` starts: 0 for prose, 2 after a list
+    item's ``- ``, and for an indented line (a table row) after its indent, first word and the gap of two or more
+    spaces after that word (or its indent alone, without such a gap)."""
+    if first_line.startswith("- "):
+        return 2
+    row = re.match(r"\s+\S+\s{2,}", first_line)
+    return row.end() if row else len(first_line) - len(first_line.lstrip())
+
+
+def _fill_block(lines: list[str], width: int, indent: str) -> str:
+    hanging = _hanging_indent(lines[0])
+    text = " ".join([lines[0][hanging:]] + [line.strip() for line in lines[1:]])
+    return textwrap.fill(" ".join(text.split()), width, initial_indent=indent + lines[0][:hanging],
+                         subsequent_indent=indent + " " * hanging, break_on_hyphens=False, break_long_words=False)
 
 
 def add_fps_argument(parser: argparse.ArgumentParser) -> None:

@@ -39,7 +39,7 @@ from typing import Any, Callable, Optional, TextIO
 from ..benchmarking import (NCNN_MODELS, format_results, load_ncnn, measure, run_bicubic, run_ncnn, run_student,
                             set_omp_wait_policy)
 from ..errors import InputError
-from .arguments import path_argument
+from .arguments import ParagraphsHelpFormatter, path_argument
 
 #: LR frame size of the issue's speed target (width x height): 320x180 -> 1280x720 at x4.
 DEFAULT_SIZE = "320x180"
@@ -61,7 +61,7 @@ def parse_size(text: str) -> tuple[int, int]:
 # ---------------------------------------------------------------- command
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("benchmark", help="end-to-end speed of the student vs bicubic and Real-ESRGAN ncnn",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=__doc__, formatter_class=ParagraphsHelpFormatter)
     parser.add_argument("--input", type=path_argument,
                         help="LR video to upscale (default: a synthetic clip of --frames at --size)")
     parser.add_argument("--frames", type=int, help=f"frames of the synthetic clip (default {DEFAULT_FRAMES})")

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import InputError, MissingWeightsError, OutputExistsError, why_missing
-from .arguments import path_argument
+from .arguments import ParagraphsHelpFormatter, path_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("convert-star", help="convert STAR's released weights into a pipeline folder",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=__doc__, formatter_class=ParagraphsHelpFormatter)
     parser.add_argument("--checkpoint", type=path_argument, required=True, help="STAR light_deg.pt / heavy_deg.pt")
     parser.add_argument("--openclip", type=path_argument, required=True,
                         help="OpenCLIP ViT-H-14 open_clip_pytorch_model.bin")

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import InputError
-from .arguments import add_fps_argument, check_fps_for_clips, input_notes, path_argument, seed_argument
+from .arguments import (ParagraphsHelpFormatter, add_fps_argument, check_fps_for_clips, input_notes, path_argument,
+                        seed_argument)
 
 if TYPE_CHECKING:
     from ..io.probe import VideoInfo
@@ -45,7 +46,7 @@ MAX_SEGMENT_FRAMES = 64
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("degrade", help="make a realistic low-quality version of a clean video",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=__doc__, formatter_class=ParagraphsHelpFormatter)
     parser.add_argument("input", type=path_argument,
                         help="clean (HR) video file or image folder, or a folder of them (videos and "
                              "frame folders; then -o is a folder)")

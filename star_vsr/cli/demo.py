@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evalset import EVAL_PHOTO_NAMES, TRAINING_PHOTO_NAMES
-from .arguments import device_argument, path_argument, seed_argument
+from .arguments import ParagraphsHelpFormatter, device_argument, path_argument, seed_argument
 from .upscale import DIFFUSION_DEFAULTS
 
 DIFFUSION_STEPS: int = DIFFUSION_DEFAULTS["steps"]
@@ -59,11 +59,14 @@ MODEL_LABELS = {"StarStudentPipeline": "student", "StarVSRPipeline": "diffusion"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="upscale a degraded clip made from a bundled photo and compare",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=__doc__, formatter_class=ParagraphsHelpFormatter)
     parser.add_argument("-o", "--output", type=path_argument, default="star-vsr-demo",
                         help="output folder (default: star-vsr-demo)")
-    parser.add_argument("--photo", default=EVAL_PHOTO_NAMES[0], choices=DEMO_PHOTO_NAMES,
-                        help=f"scikit-image photo to film (default {EVAL_PHOTO_NAMES[0]}, not used in training)")
+    seen = [name for name in DEMO_PHOTO_NAMES if name not in EVAL_PHOTO_NAMES]
+    parser.add_argument("--photo", default=EVAL_PHOTO_NAMES[0], choices=DEMO_PHOTO_NAMES, metavar="PHOTO",
+                        help=f"scikit-image photo to film: {', '.join(EVAL_PHOTO_NAMES)} (default "
+                             f"{EVAL_PHOTO_NAMES[0]}), which training never saw, or one it trained on: "
+                             f"{', '.join(seen)}")
     parser.add_argument("--frames", type=int, default=16,
                         help=f"frames of the clip, 2 to {MAX_DEMO_FRAMES} (default 16)")
     parser.add_argument("--degradation", default="medium", choices=("light", "medium", "heavy"),

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .arguments import device_argument, path_argument, seed_argument
+from .arguments import ParagraphsHelpFormatter, device_argument, path_argument, seed_argument
 
 
 #: The diffusion teacher's options and their defaults (a student teacher refuses other values).
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                     description="distillation tools; see star-vsr distill cache-teacher --help")
     commands = distill.add_subparsers(dest="distill_command", metavar="DISTILL_COMMAND")
     cache = commands.add_parser("cache-teacher", help="run a teacher over clips and store its outputs (resumable)",
-                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                description=__doc__, formatter_class=ParagraphsHelpFormatter)
     cache.add_argument("--teacher", type=path_argument, required=True,
                        help="teacher folder: a StarVSR diffusion pipeline or a student pipeline")
     data = cache.add_mutually_exclusive_group(required=True)

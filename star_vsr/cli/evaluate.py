@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
 
 from ..errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError, listed, why_missing
-from .arguments import device_argument, max_frames_argument, path_argument
+from .arguments import ParagraphsHelpFormatter, device_argument, max_frames_argument, path_argument
 from .columns import pad, text_width
 
 if TYPE_CHECKING:  # torch and pyiqa load only when learned metrics are asked for
@@ -39,7 +39,7 @@ COLUMNS = (("psnr_y", "PSNR-Y", "{:.3f}"), ("ssim_y", "SSIM-Y", "{:.4f}"), ("ewa
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="PSNR-Y / SSIM-Y / E*warp of predictions against ground truth",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=__doc__, formatter_class=ParagraphsHelpFormatter)
     parser.add_argument("--pred", type=path_argument, required=True,
                         help="predicted video, image folder, or folder of clips (videos or frame folders)")
     parser.add_argument("--gt", type=path_argument, required=True,

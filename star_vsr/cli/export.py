@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError, why_missing
-from .arguments import path_argument
+from .arguments import ParagraphsHelpFormatter, path_argument
 
 #: Largest |exported - PyTorch| that ``--verify`` accepts (float32 arithmetic reordered).
 VERIFY_TOLERANCE = 1e-3
@@ -45,7 +45,7 @@ def export_format(output: Path, format: str | None) -> str:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="export the student to ONNX or TorchScript", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=ParagraphsHelpFormatter)
     parser.add_argument("--model", type=path_argument,
                         help="student pipeline folder (default: the student that ships with star-vsr)")
     parser.add_argument("--format", choices=EXPORT_FORMATS,

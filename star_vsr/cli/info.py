@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from .arguments import path_argument
+from .arguments import ParagraphsHelpFormatter, path_argument
 from ..units import seconds_amount
 from .columns import pad, text_width
 
@@ -22,7 +22,7 @@ from .columns import pad, text_width
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="show frames, fps, size, codec, audio and damage of a video (or of "
                                                 "each clip in a folder)",
-                                   description=__doc__)
+                                   description=__doc__, formatter_class=ParagraphsHelpFormatter)
     parser.add_argument("video", type=path_argument,
                         help="video file or image folder, or a folder of them (one line each)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -45,8 +45,8 @@ from ..errors import (CorruptVideoError, InputChangedError, InputError, OutputBu
                       RanOutOfMemoryError, SavedRunError, UnsupportedVideoError, VideoNotFoundError, is_out_of_memory,
                       memory_amount, what_ran_out, why_missing)
 from ..units import count_of
-from .arguments import (add_fps_argument, check_fps_for_clips, device_argument, input_notes, max_frames_argument,
-                        path_argument, seed_argument)
+from .arguments import (ParagraphsHelpFormatter, add_fps_argument, check_fps_for_clips, device_argument, input_notes,
+                        max_frames_argument, path_argument, seed_argument)
 
 if TYPE_CHECKING:
     from ..io.probe import VideoInfo
@@ -131,7 +131,7 @@ def _add_common(parser: argparse.ArgumentParser, batch: bool) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     single = subparsers.add_parser("upscale", help="upscale a video file or image folder", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=ParagraphsHelpFormatter)
     single.add_argument("input", type=path_argument, help="input video file or image folder")
     single.add_argument("-o", "--output", type=path_argument, required=True,
                         help="output video file (or folder for PNG frames; NAME.png / .jpg: one image, of a photo "
@@ -142,7 +142,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     single.set_defaults(func=run_single)
 
     batch = subparsers.add_parser("upscale-batch", help="upscale every video of a folder (resumable, multi-GPU)",
-                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                  description=__doc__, formatter_class=ParagraphsHelpFormatter)
     batch.add_argument("input_dir", type=path_argument,
                        help="folder of input videos and/or folders of frames (one per video)")
     batch.add_argument("-o", "--output-dir", type=path_argument, required=True,
