@@ -441,6 +441,18 @@ def test_evaluate_names_the_rotation_tag_when_sizes_are_swapped(tmp_path, capsys
         capsys.readouterr().err
 
 
+def test_evaluate_says_a_prediction_padded_to_even_sizes_came_from_4_2_0_video(tmp_path, capsys):
+    """An odd-sized upscale to H.264 is padded to even sizes, and evaluate refused it without saying why or what
+    keeps the size (black-box hunt)."""
+    gt = write_test_video(tmp_path / "gt.mkv", num_frames=2, size=(25, 33), codec="ffv1")
+    pred = write_test_video(tmp_path / "pred.mp4", num_frames=2, size=(26, 34))
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--scale", "1", "--no-warp", "--crop-gt"]) == 2
+    assert (f"{pred} is 34x26 but {gt} is 33x25; the prediction must have the ground truth's size. It is the ground "
+            "truth's size padded to even numbers, as 4:2:0 video (H.264, H.265) needs: star-vsr upscale pads an odd "
+            "size by repeating the last column/row; upscale with --codec ffv1 or png to keep the odd size.") in \
+        capsys.readouterr().err
+
+
 def test_evaluate_json_dash_writes_the_json_alone_to_standard_output(tmp_path, capsys, monkeypatch):
     """--json - is standard output (| jq), with the table on standard error; it wrote a file named '-'."""
     gt = write_test_video(tmp_path / "gt.mp4", num_frames=3, size=(32, 32), seed=0)

@@ -720,9 +720,10 @@ class VideoWriter:
         if not (pad_h or pad_w):
             return frame
         if self.frames_written == 0:
+            keeps = option('codec="ffv1" or "png"', "--codec ffv1 or png")
             warn_user(f"{self.label}: {self.pix_fmt} needs sizes divisible by {self._block[1]}x{self._block[0]}; "
                       f"{width}x{height} frames are padded to {width + pad_w}x{height + pad_h} by repeating the last "
-                      f"column/row")
+                      f"column/row ({keeps} keeps {width}x{height})")
         padding = ((0, pad_h), (0, pad_w), (0, 0))
         return np.pad(frame, padding, mode="edge")  # (h + pad_h, w + pad_w, 3)
 
