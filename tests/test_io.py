@@ -966,7 +966,7 @@ def test_odd_size_is_padded_by_edge_replication_with_one_warning(tmp_path):
             writer.write(frames[5:])
     assert [str(w.message) for w in caught if "padded" in str(w.message)] == [
         f"{path}: yuv420p needs sizes divisible by 2x2; 63x47 frames are padded to 64x48 "
-        "by repeating the last column/row"
+        'by repeating the last column/row (codec="ffv1" or "png" keeps 63x47)'
     ]
     with open_video(path) as reader:
         decoded = np.stack(list(reader))  # (n, 48, 64, 3)
@@ -2347,6 +2347,29 @@ def test_a_second_video_stream_is_named(tmp_path):
     info = probe_video(path)
     assert (info.video_streams, info.width, info.height) == (2, 32, 24)
     assert f"{path} has 2 video tracks; star-vsr reads the first (32x24)" in info.caveats()
+
+
+def test_cover_art_is_not_read_as_video_and_is_named(tmp_path):
+    """An attached picture (cover art, an MJPEG stream of one image) is skipped by the reader, and its leaving the
+    output was not said where a subtitle track's was (black-box hunt)."""
+    path = tmp_path / "covered.mp4"
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = 32, 24, "yuv420p"
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 16, 16, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        for index in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 40 * index, np.uint8), format="rgb24")
+            frame.pts = index
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        picture = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 200, np.uint8), format="rgb24")
+        out.mux(cover.encode(picture.reformat(format="yuvj420p")))
+        out.mux(cover.encode(None))
+    info = probe_video(path)
+    assert (info.num_frames, info.width, info.height, info.video_streams, info.cover_pictures) == (3, 32, 24, 1, 1)
+    assert info.caveats() == [f"{path} has cover art (an attached picture), which the output does not keep"]
 
 
 def test_variable_rate_mp4_with_b_frames_reports_its_frames_span(tmp_path):
