@@ -84,6 +84,23 @@ ShapeOf = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 UNRECORDED_PATH_SETTINGS = ("resume_from_checkpoint", "logging_dir")
 
 
+#: The most optimizer steps a run takes (``--max_train_steps``): years of training at a step a second. A number
+#: past sys.maxsize crashed ``distill_student.py``'s progress bar with a traceback, after its folder was made, and
+#: ``train_star.py`` trained without end, a checkpoint after another (black-box hunt).
+MAX_TRAIN_STEPS = 10**9
+
+
+def train_steps(text: str) -> int:
+    """``--max_train_steps``: a whole number of optimizer steps, 1 to `MAX_TRAIN_STEPS`."""
+    try:
+        steps = int(text)
+    except ValueError:
+        steps = None
+    if steps is None or not 1 <= steps <= MAX_TRAIN_STEPS:
+        raise argparse.ArgumentTypeError(f"must be a whole number of steps from 1 to {MAX_TRAIN_STEPS:,}, got {text}")
+    return steps
+
+
 def optional_value(kind: Callable[[str], Any], empty_is_none: bool = True) -> Callable[[str], Any]:
     """An argparse type that also accepts ``none`` / ``null`` (-> None), and an empty value unless
     ``empty_is_none`` is False: for paths, where an unset shell variable (``--validation_video "$VIDEO"``)
@@ -271,6 +288,26 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep)
 
+    def construct_yaml_number(self, node: yaml.ScalarNode) -> Any:
+        """A YAML int or float, except those YAML 1.1 (PyYAML's) reads in a base nobody meant: ``010`` is the octal
+        number 8 and ``1:30`` the base-60 number 90, which ``max_train_steps: 010`` trained for without a word
+        (black-box hunt); they are an error at their line. ``0x10``, ``1_000`` and ``1e-4`` read as written."""
+        text = self.construct_scalar(node)
+        value = (yaml.SafeLoader.construct_yaml_int if node.tag.endswith(":int") else
+                 yaml.SafeLoader.construct_yaml_float)(self, node)
+        digits = text.replace("_", "").lstrip("+-")
+        octal = (node.tag.endswith(":int") and len(digits) > 1 and digits[0] == "0" and digits[1] not in "xXbB"
+                 and int(digits, 10) != abs(value))  # (007 and 00 mean what they say)
+        if octal or ":" in digits:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"YAML reads {text} as the {'octal' if octal else 'base-60'} number {value}; write the "
+                            f"number in decimal, or put text in quotes", node.start_mark)
+        return value
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_number)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.construct_yaml_number)
+
 
 #: The ``diffusers.optimization.get_scheduler`` schedules the training scripts offer: all but ``piecewise_constant``,
 #: whose step rules no flag sets (it failed with a traceback at the start of the run).
@@ -325,7 +362,10 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
                 parser.error(f"--{action.dest} takes none alone, to clear it, or values")
             setattr(args, action.dest, None)
     for name in (*getattr(parser, "path_settings", ()), *UNRECORDED_PATH_SETTINGS):
-        _refuse_empty_path(parser, name, getattr(args, name, None))
+        value = getattr(args, name, None)
+        _refuse_empty_path(parser, name, value)
+        if isinstance(value, str) and value.startswith("~"):  # (a config's value, --output_dir=~/run: no shell
+            setattr(args, name, os.path.expanduser(value))  # expands them; saves went to ~/run and ./~/run both)
     return args
 
 
@@ -333,7 +373,7 @@ def _read_config(parser: argparse.ArgumentParser, config: str) -> dict[str, Any]
     """The settings of the YAML file ``config`` as ``parser``'s defaults (each value as its flag takes it); a file
     that is missing, no YAML, no mapping, or holds unknown settings is a ``parser.error``."""
     _refuse_empty_path(parser, "config", config)
-    path = Path(config)
+    path = Path(config).expanduser()
     if path.is_dir():
         parser.error(f"config file {path} is a folder; name a YAML file")
     if not path.is_file():  # (a pipe, <(...), is no link to nothing)
@@ -408,9 +448,9 @@ def _converted(parser: argparse.ArgumentParser, action: argparse.Action, value: 
         parser.error(f"{where} must be a single value, got {value!r}")  # '["a", "b"]', a path flag took one too)
     takes_text = action.type in (None, str) or getattr(action.type, "takes_text", False)
     if takes_text and not isinstance(value, str) and action.choices is None:  # (``default_caption: no`` trained with
-        # the caption "False", ``logging_dir: 2024_12`` logged to 202412, ``default_caption: 010`` gave "8")
+        # the caption "False", ``logging_dir: 2024_12`` logged to 202412)
         parser.error(f"{where} takes text, but YAML read the unquoted value as {type(value).__name__} {value!r} (it "
-                     f"reads no, on, 010, 1_000 or 1:30 so): put the text in quotes")
+                     f"reads no, on or 1_000 so): put the text in quotes")
     if action.type is None:  # a plain string flag
         return value
     if isinstance(value, bool) and action.type in (int, float):
@@ -418,7 +458,9 @@ def _converted(parser: argparse.ArgumentParser, action: argparse.Action, value: 
     try:
         text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         return action.type(text)
-    except (TypeError, ValueError, argparse.ArgumentTypeError):
+    except argparse.ArgumentTypeError as error:  # the type's own words ("must be ..., got ...")
+        parser.error(f"{where} {error}")
+    except (TypeError, ValueError):
         kind = getattr(action.type, "__name__", "a valid value")
         parser.error(f"{where} must be {kind}, got {value!r}")
 

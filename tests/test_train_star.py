@@ -147,6 +147,16 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys, monkeypatch):
         message = f"{flag} is an empty path (an unset shell variable?); name a file or folder"
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, flag
     assert train_star.parse_args(["--config", str(TINY_CONFIG), "--validation_video", "null"]).validation_video is None
+    # a step count past any run: it trained without end (distill_student.py: a traceback after making its folder)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("max_train_steps: 100000000000000000000000\n")
+    for argv in (["--config", str(TINY_CONFIG), "--max_train_steps", "100000000000000000000000"],
+                 ["--config", str(huge)]):
+        with pytest.raises(SystemExit) as exit_info:
+            train_star.parse_args(argv)
+        err = capsys.readouterr().err  # ("argument --max_train_steps: must ..." or "huge.yaml: max_train_steps must")
+        assert exit_info.value.code == 2 and "max_train_steps" in err
+        assert "must be a whole number of steps from 1 to 1,000,000,000, got 100000000000000000000000" in err
     # not given: the launcher's precision (accelerate launch --mixed_precision; here none), recorded as such
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     assert train_star.parse_args(["--config", str(TINY_CONFIG), "--mixed_precision", ""]).mixed_precision == "no"

@@ -47,6 +47,25 @@ def test_config_values_are_defaults_that_flags_override(tmp_path):
     assert parse_with_config(parser(), []).learning_rate == 1.0
 
 
+def test_a_tilde_in_a_path_setting_is_the_home_folder(tmp_path, monkeypatch):
+    """``output_dir: ~/run`` in a config (or ``--output_dir=~/run``, which no shell expands): the models went to
+    $HOME/run and the checkpoints, logs and settings to a folder named ``~`` in the working directory, whose
+    checkpoints could not be resumed (black-box hunt)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "run.yaml").write_text("output_dir: ~/run\ndata: ~/photos\n")
+    p = SettingsParser(path_settings=("output_dir", "data"))
+    p.add_argument("--config", default=None)
+    p.add_argument("--output_dir", default="out")
+    p.add_argument("--data", default=None)
+    p.add_argument("--resume_from_checkpoint", default=None)
+    p.add_argument("--logging_dir", default="logs")
+    args = parse_with_config(p, ["--config", "~/run.yaml", "--resume_from_checkpoint=~/run/checkpoint-2"])
+    home = str(tmp_path / "home")
+    assert (args.output_dir, args.data) == (f"{home}/run", f"{home}/photos")
+    assert (args.resume_from_checkpoint, args.logging_dir) == (f"{home}/run/checkpoint-2", "logs")
+
+
 def test_two_config_files_are_refused(tmp_path, capsys):
     """--config A --config B used B alone, without a word (black-box hunt)."""
     for name in ("a.yaml", "b.yaml"):
@@ -91,11 +110,15 @@ def test_quoted_text_that_yaml_would_read_otherwise_is_taken_as_written(tmp_path
     ("caption: {a: 1}\n", "caption must be a single value, got {'a': 1}"),
     ("data: [a.mp4, b.mp4]\n", "data must be a single value, got ['a.mp4', 'b.mp4']"),  # a path flag too (review)
     # YAML 1.1 turns unquoted text into other values: caption "False", a log folder 202412, "8" (black-box hunt)
-    ("caption: no\n", "caption takes text, but YAML read the unquoted value as bool False (it reads no, on, 010, "
-                      "1_000 or 1:30 so): put the text in quotes"),
-    ("caption: 010\n", "caption takes text, but YAML read the unquoted value as int 8"),
+    ("caption: no\n", "caption takes text, but YAML read the unquoted value as bool False (it reads no, on or "
+                      "1_000 so): put the text in quotes"),
     ("data: 2024_12\n", "data takes text, but YAML read the unquoted value as int 202412"),
-    ("layers: [a, 1:30]\n", "layers takes text, but YAML read the unquoted value as int 90"),
+    # and numbers in a base nobody meant: max_train_steps: 010 trained 8 steps (black-box hunt)
+    ("caption: 010\n", "is not valid YAML (line 1, column 10): YAML reads 010 as the octal number 8; write the "
+                       "number in decimal, or put text in quotes"),
+    ("steps: 010\n", "is not valid YAML (line 1, column 8): YAML reads 010 as the octal number 8"),
+    ("layers: [a, 1:30]\n", "is not valid YAML (line 1, column 13): YAML reads 1:30 as the base-60 number 90"),
+    ("lr: 1:30.5\n", "is not valid YAML (line 1, column 5): YAML reads 1:30.5 as the base-60 number 90.5"),
 ])
 def test_bad_configs_are_one_line_argument_errors(tmp_path, capsys, text, message):
     config = tmp_path / "run.yaml"

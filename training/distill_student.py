@@ -75,7 +75,7 @@ from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_
                                    finishing_message, ignore_stop_signals, is_first_process, note_ignored_settings,
                                    optional_value, parse_with_config, path_or_none, prepare_output_dir, record_data_id,
                                    record_final_step, record_run_settings, resume_checkpoint, resume_training,
-                                   run_script, tensorboard_pattern, tracker_init_kwargs)
+                                   run_script, tensorboard_pattern, tracker_init_kwargs, train_steps)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = parser.add_argument_group("optimisation")
     train.add_argument("--seed", type=int, default=0, help="seed of everything random, in [0, 2^32)")
     train.add_argument("--train_batch_size", type=int, default=4, help="clips per process per micro-batch")
-    train.add_argument("--max_train_steps", type=int, default=1000, help="optimizer steps")
+    train.add_argument("--max_train_steps", type=train_steps, default=1000, help="optimizer steps")
     train.add_argument("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per step")
     train.add_argument("--learning_rate", type=float, default=5e-4, help="AdamW learning rate")
     add_optimizer_arguments(train, lr_scheduler="cosine", lr_warmup_steps=50, adam_beta2=0.99, adam_weight_decay=0.0)

@@ -100,7 +100,7 @@ from star_vsr.training_run import (CONFIG_FILE, TRAIN_LOG_FILE, SettingsParser, 
                                    note_ignored_settings, optional_value, parse_with_config, path_or_none,
                                    prepare_output_dir, record_data_id, record_final_step, record_run_settings,
                                    resume_checkpoint, resume_training, run_script, tensorboard_pattern,
-                                   tracker_init_kwargs)
+                                   tracker_init_kwargs, train_steps)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--train_batch_size", type=int, default=1, help="Clips per process per micro-batch.")
-    optim.add_argument("--max_train_steps", type=int, default=15000, help="Optimizer steps.")
+    optim.add_argument("--max_train_steps", type=train_steps, default=15000, help="Optimizer steps.")
     optim.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per step.")
     optim.add_argument("--learning_rate", type=float, default=5e-5, help="AdamW learning rate.")
     add_optimizer_arguments(optim, lr_scheduler="constant_with_warmup", lr_warmup_steps=0, adam_beta2=0.999,
