@@ -343,8 +343,10 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
     """
     pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     pre.add_argument("--config", action="append", default=None)
+    pre.add_argument("-h", "--help", action="store_true")
     try:
-        configs = pre.parse_known_args(argv)[0].config or [None]
+        known = pre.parse_known_args(argv)[0]
+        configs = [None] if known.help else known.config or [None]  # (--help printed a broken config's error)
     except argparse.ArgumentError:  # ``--config`` without a file: the script's own parser says so, below
         configs = [None]
     for given in configs if len(configs) > 1 else ():  # (an unset shell variable: said as such)

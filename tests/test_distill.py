@@ -1270,6 +1270,11 @@ def test_a_cache_without_what_the_loss_terms_compare_with_names_their_flags(tmp_
                                          r"--features hr_features, or train without the feature terms \(--loss_space 0 "
                                          r"--loss_time 0 --loss_feature 0\)"):
         script.main(args)
+    # no cache at all (motion clips made on the fly): "the teacher loss terms need --train_cache" named none
+    script, args = training_args(None, tmp_path / "run")
+    with pytest.raises(InputError, match=r"^the teacher loss terms \(--loss_teacher_charbonnier 1, --loss_space 0\.1, "
+                                         r"--loss_time 0\.1, --loss_feature 0\.1\) need --train_cache"):
+        script.main(args)
     assert not (tmp_path / "run").exists()
 
 
@@ -1495,6 +1500,12 @@ def test_a_validation_size_that_cannot_be_scored_names_the_flag(tmp_path, capsys
     (["--loss_teacher_charbonnier", "-1"], "--loss_teacher_charbonnier must be a finite number >= 0, got -1.0"),
     (["--loss_space", "nan"], "--loss_space must be a finite number >= 0, got nan"),
     (["--student_overrides", "null"], "--student_overrides must be a JSON object"),  # a TypeError traceback
+    # after Accelerate's banner: "StarStudentModel.__init__() got an unexpected keyword argument" (black-box hunt)
+    (["--student_overrides", '{"num_block": 3}'], "--student_overrides: num_block is no StarStudentModel setting; "
+                                                  "it has clean_channels, num_clean_blocks, "),
+    (["--student_preset", "huge"], "argument --student_preset: invalid choice: 'huge' (choose from 'tiny', 'small', "
+                                   "'base')"),
+    (["--max_train_steps", "100000000000000000000000"], "must be a whole number of steps from 1 to 1,000,000,000"),
     (["--report_to", "tensorbord"], "invalid choice: 'tensorbord'"),  # Accelerate's ValueError traceback
     (["--seed", "-1"], "--seed must be in [0, 4294967295], got -1"),  # Accelerate's ValueError traceback
     (["--trainable", "upsamplers.2"], "--trainable upsamplers.2 trains part of a student with the rest frozen, so "

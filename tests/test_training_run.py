@@ -66,6 +66,15 @@ def test_a_tilde_in_a_path_setting_is_the_home_folder(tmp_path, monkeypatch):
     assert (args.resume_from_checkpoint, args.logging_dir) == (f"{home}/run/checkpoint-2", "logs")
 
 
+def test_help_is_shown_whatever_the_config_holds(tmp_path, capsys):
+    """--help with a broken --config printed the config's error instead of the help (black-box hunt)."""
+    config = tmp_path / "run.yaml"
+    config.write_text("scale: 2\nscale: 3\n")
+    with pytest.raises(SystemExit) as exit_info:
+        parse_with_config(parser(), ["--config", str(config), "--help"])
+    assert exit_info.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
 def test_two_config_files_are_refused(tmp_path, capsys):
     """--config A --config B used B alone, without a word (black-box hunt)."""
     for name in ("a.yaml", "b.yaml"):

@@ -40,6 +40,7 @@ if __name__ == "__main__":  # OpenMP threads spin while they wait by default: on
 
 import argparse
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -65,7 +66,7 @@ from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_referen
 from star_vsr.errors import InputError, OutputError, explain_out_of_memory, first_line
 from star_vsr.degradations.config import SUPPORTED_SCALES
 from star_vsr.model_folder import saved_config
-from star_vsr.models.student import FEATURE_TAPS, StarStudentModel, student_architecture
+from star_vsr.models.student import FEATURE_TAPS, STUDENT_PRESETS, StarStudentModel, student_architecture
 from star_vsr.outputs import TRAINING_SUMMARY_FILE, check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_checkpoint_arguments,
@@ -126,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default=None, help="YAML file of defaults for the flags below")
 
     student = parser.add_argument_group("student")
-    student.add_argument("--student_preset", default="small",
-                         help="StarStudentModel preset of a new student: tiny, small or base (not with --init_from, "
-                              "whose student keeps its own)")
+    student.add_argument("--student_preset", default="small", choices=tuple(STUDENT_PRESETS),
+                         help="StarStudentModel preset of a new student (not with --init_from, whose student keeps "
+                              "its own)")
     student.add_argument("--student_overrides", type=json.loads, default={},
                          help="JSON dict of StarStudentModel config changes of a new student, e.g. "
                               "'{\"num_blocks\": 3}' (not with --init_from)")
@@ -229,6 +230,11 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
                      "`star-vsr distill cache-teacher`")
     if not isinstance(args.student_overrides, dict):
         parser.error(f"--student_overrides must be a JSON object ({{}} for none), got {args.student_overrides!r}")
+    settings = [name for name in inspect.signature(StarStudentModel).parameters if name not in ("preset", "scale")]
+    unknown = sorted(set(args.student_overrides) - set(settings))
+    if unknown:  # (said after Accelerate's banner, as Python's "unexpected keyword argument 'num_block'")
+        parser.error(f"--student_overrides: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} no "
+                     f"StarStudentModel setting; it has {', '.join(settings)}{' (and --scale)' * ('scale' in unknown)}")
     if args.trainable is not None and args.init_from is None:  # trained part of a random student, without a word
         parser.error(f"--trainable {' '.join(args.trainable)} trains part of a student with the rest frozen, so the "
                      f"rest must be trained already: pass --init_from (a trained student's pipeline folder)")
@@ -446,8 +452,10 @@ def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> t
                              f"train without the feature terms ({off})")
         return cache, cache.feature_channels
     if losses.needs_teacher:
-        raise InputError("the teacher loss terms need --train_cache (a teacher cache: make one with `star-vsr "
-                         "distill cache-teacher`); on-the-fly motion clips have ground truth only")
+        terms = ", ".join(f"--loss_{name} {getattr(losses, name):g}" for name in losses.terms_on("teacher"))
+        raise InputError(f"the teacher loss terms ({terms}) need --train_cache (a teacher cache: make one with "
+                         f"`star-vsr distill cache-teacher`), or set them to 0: on-the-fly motion clips have ground "
+                         f"truth only")
     from star_vsr.data import ImageMotionDataset
 
     dataset = ImageMotionDataset(images=training_photos(), num_frames=args.motion_num_frames,
