@@ -111,6 +111,19 @@ def test_help_fits_an_80_column_terminal_and_keeps_every_word(command, capsys, m
         assert "\n- student: the student pipeline" in out and "\n  randomly initialised" in out
 
 
+def test_the_help_formatter_fills_prose_and_keeps_commands_list_items_and_table_rows_apart():
+    from star_vsr.cli.arguments import ParagraphsHelpFormatter
+
+    text = ("Some prose that goes on\nand on.\n\n"
+            "  star-vsr upscale a.mp4 -o b.mp4\n  star-vsr upscale c.mp4 -o d.mp4\n\n"
+            "- item one that is long enough to wrap when the width is tiny\n  and continues here\n- item two\n\n"
+            "  --flag   the text of a row that is long\n           and continues\n  --other  second row")
+    assert ParagraphsHelpFormatter("prog")._fill_text(text, 40, "") == (
+        "Some prose that goes on and on.\n\n  star-vsr upscale a.mp4 -o b.mp4\n  star-vsr upscale c.mp4 -o d.mp4\n\n"
+        "- item one that is long enough to wrap\n  when the width is tiny and continues\n  here\n- item two\n\n"
+        "  --flag   the text of a row that is\n           long and continues\n  --other  second row")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["degrade", "in.mp4", "-o", "out.mp4", "--scale", "7"],
      "star-vsr degrade: error: argument --scale: invalid choice: 7 (choose from 2, 3, 4) (see star-vsr degrade "

@@ -23,8 +23,8 @@ class ParagraphsHelpFormatter(argparse.HelpFormatter):
     terminal's width, at most `HELP_TEXT_WIDTH`. Its source lines had become 20 to 116 characters long (argparse's
     ``RawDescriptionHelpFormatter`` printed them as they were: ragged, and wrapped mid-word in an 80-column
     terminal). A paragraph is blank-line separated; in one, a line starting with ``- `` is a list item and one
-    starting with spaces a table row (``  --flag  text``): each is filled on its own, its wrapped lines indented
-    under its text; lines indented deeper than a row's start continue it."""
+    starting with spaces a table row (``  --flag  text``) or a command: each is filled on its own, its wrapped lines
+    indented under its text; a line indented that far (and deeper than the row's own start) continues it."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         width = min(width, HELP_TEXT_WIDTH)
@@ -38,13 +38,22 @@ def _blocks(paragraph: str) -> list[list[str]]:
     under its text."""
     blocks: list[list[str]] = []
     for line in paragraph.splitlines():
-        indent = len(line) - len(line.lstrip())
-        hanging = _hanging_indent(blocks[-1][0]) if blocks else -1
-        if (hanging > 0 and indent >= hanging) or (hanging == 0 and indent == 0 and not line.startswith("- ")):
+        indent = _indent(line)
+        if not blocks:
+            blocks.append([line])
+            continue
+        start, hanging = _indent(blocks[-1][0]), _hanging_indent(blocks[-1][0])
+        under_its_text = hanging > 0 and indent >= hanging and indent > start  # (two indented commands: two rows)
+        more_prose = hanging == 0 and indent == 0 and not line.startswith("- ")
+        if under_its_text or more_prose:
             blocks[-1].append(line)
         else:
             blocks.append([line])
     return blocks
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def _hanging_indent(first_line: str) -> int:
@@ -54,7 +63,7 @@ def _hanging_indent(first_line: str) -> int:
     if first_line.startswith("- "):
         return 2
     row = re.match(r"\s+\S+\s{2,}", first_line)
-    return row.end() if row else len(first_line) - len(first_line.lstrip())
+    return row.end() if row else _indent(first_line)
 
 
 def _fill_block(lines: list[str], width: int, indent: str) -> str:
