@@ -144,23 +144,35 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     return path
 
 
+def export_metadata(scale: float, height: int, width: int) -> dict[str, str]:
+    """What an ONNX export records in its ``metadata_props`` (onnxruntime: ``get_modelmeta().custom_metadata_map``):
+    the scale as Python writes the float (``"4.0"``, ``"3.9999999"``: the output size alone does not tell a
+    near-integer scale's resampling from the integer scale's head), the LR frame size and the star-vsr version. A
+    TorchScript export has them as the module's ``scale``, ``height`` and ``width``."""
+    from . import __version__
+
+    return {"star_vsr.scale": repr(float(scale)), "star_vsr.lr_height": str(height),
+            "star_vsr.lr_width": str(width), "star_vsr.version": __version__}
+
+
 def _save_step(step: "StarStudentStep", inputs: tuple[torch.Tensor, ...], path: Path, format: str) -> None:
     with torch.no_grad(), warnings.catch_warnings(), _quiet_loggers("onnxscript", "onnx_ir"):
         # the export is specialised to this frame size on purpose, which is what these warn about; the ONNX
         # optimiser logs every multi-output op (Split) it does not fold, which is no fault of the export
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
+        height, width = inputs[0].shape[-2:]
         if format == "onnx":
             program = torch.onnx.export(step, inputs, dynamo=True, opset_version=ONNX_OPSET,
                                         input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                                         external_data=False, verbose=False)
+            program.model.metadata_props.update(export_metadata(step.scale, int(height), int(width)))
             program.save(str(path))
         else:
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.(script|save)", category=FutureWarning)
             traced = torch.jit.trace(step, inputs, check_trace=False)
-            height, width = inputs[0].shape[-2:]
             shapes = [list(tensor.shape) for tensor in inputs[1:]]
-            checked = torch.jit.script(_CheckedStep(traced, int(height), int(width), shapes))
+            checked = torch.jit.script(_CheckedStep(traced, int(height), int(width), step.scale, shapes))
             buffer = io.BytesIO()  # torch.jit.save onto a full disk aborted the process (a C++ exception)
             torch.jit.save(checked, buffer)
             path.write_bytes(buffer.getvalue())
@@ -173,10 +185,10 @@ class _CheckedStep(nn.Module):
     without an error (ONNX refuses them itself); a state of another shape failed deep inside with "The size of
     tensor a (17) must match ...", and uint8 frames, or float ones on 8-bit levels, came out as garbage."""
 
-    def __init__(self, step: torch.jit.ScriptModule, height: int, width: int,
+    def __init__(self, step: torch.jit.ScriptModule, height: int, width: int, scale: float,
                  state_shapes: list[list[int]]) -> None:
         super().__init__()
-        self.step, self.height, self.width = step, height, width
+        self.step, self.height, self.width, self.scale = step, height, width, scale
         self.state_shapes = state_shapes  # hidden, previous_features, previous_frame: [1, c, h_p, w_p] each
 
     def forward(self, lr_frame: torch.Tensor, hidden: torch.Tensor, previous_features: torch.Tensor,

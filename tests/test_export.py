@@ -69,6 +69,23 @@ def test_onnx_export_at_an_odd_size_and_a_non_integer_scale(student, tmp_path):
     assert verify_export(path, student, "onnx", 11, 13, scale=2.5, num_frames=2) < TOLERANCE
 
 
+def test_exports_record_their_scale_and_frame_size(student, tmp_path):
+    """A deployer could tell the scale only from the output size, which x3.9999999 (resampled) and x4 (the x4 head)
+    share, and the command said "x4" of both (black-box hunt)."""
+    import onnxruntime
+
+    from star_vsr import __version__
+
+    path = export_student(student, tmp_path / "student.onnx", "onnx", 11, 13, scale=2.5)
+    metadata = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+    assert metadata.custom_metadata_map == {"star_vsr.scale": "2.5", "star_vsr.lr_height": "11",
+                                            "star_vsr.lr_width": "13", "star_vsr.version": __version__}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # (torch.jit.load is deprecated)
+        module = torch.jit.load(str(export_student(student, tmp_path / "student.pt", "torchscript", 11, 13)))
+    assert (module.scale, module.height, module.width) == (float(student.config.scale), 11, 13)
+
+
 def test_onnx_graph_names_and_shapes(student, tmp_path):
     import onnxruntime
 
