@@ -53,6 +53,8 @@ HINT_ENCODE_BATCH = 4
 DEFAULT_CHUNK_OVERLAP, DEFAULT_TILE_OVERLAP = 8, 128
 #: The smallest tile (output pixels) and temporal chunk that out-of-memory advice goes down to.
 MIN_ADVISED_TILE, MIN_ADVISED_CHUNK = 128, 4
+#: The tile out-of-memory advice proposes first, for an untiled call on frames larger than it.
+ADVISED_TILE = 512
 MISSING_WEIGHTS_HELP = """\
 To get STAR weights:
   1. download the STAR checkpoint `light_deg.pt` (or `heavy_deg.pt`) from the Hugging Face repo SherryX/STAR
@@ -156,6 +158,16 @@ def check_sampling_kwargs(kwargs: dict[str, Any]) -> None:
     such as ``prompt`` or ``generator``, are left to the call)."""
     checked = set(inspect.signature(check_sampling_arguments).parameters)
     check_sampling_arguments(**{k: v for k, v in kwargs.items() if k in checked})
+
+
+def clip_extent(video: Any, upscale: Optional[float]) -> dict[str, int]:
+    """``num_frames`` and ``output_side`` (the output frame's longer side) of a call's ``video`` for
+    ``memory_advice``: of a ``FrameSource`` (what ``star-vsr upscale`` passes), whose size is known without reading
+    it; other inputs would be converted again, where memory has just run out."""
+    if not isinstance(video, FrameSource):
+        return {}
+    return {"num_frames": video.num_frames,
+            "output_side": math.ceil(max(video.height, video.width) * (4 if upscale is None else upscale))}
 
 
 def check_tile_size(tile_size: int, vae_blocks: int, unet_blocks: int) -> None:
@@ -464,19 +476,28 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         return apply_color_fix(frames, lr.to(device), color_fix).cpu()
 
     def memory_advice(self, tile_size: Optional[int], tile_overlap: Optional[int], chunk_frames: int,
-                      chunk_overlap: Optional[int], decode_chunk_size: int, upscale: Optional[float] = None) -> str:
+                      chunk_overlap: Optional[int], decode_chunk_size: int, upscale: Optional[float] = None,
+                      num_frames: Optional[int] = None, output_side: Optional[int] = None) -> str:
         """What to change when a call with these settings ran out of memory: halve the spatial tile and the
         temporal chunk this call used (memory per setting: benchmarks/pipeline_cost.py), decode one frame
         at a time, then half precision and CPU offload where the weights are on a GPU in full precision; last, a
         smaller factor than ``upscale`` (tiles bound the denoising only: the VAE encodes and decodes whole frames
-        of the output's size, and was where a 480x272 clip at x4 ran out, where smaller tiles were advised)."""
+        of the output's size, and was where a 480x272 clip at x4 ran out, where smaller tiles were advised).
+        ``num_frames`` and ``output_side`` (the output frame's longer side), where known, bound what the call used:
+        a chunk of 32 frames on a 3-frame clip used 3, and a tile of 512 on a 96x64 output used the whole frame,
+        so neither a 16-frame chunk nor 512-pixel tiles would have helped (black-box hunt)."""
         steps = []
+        if tile_size is not None and output_side is not None and tile_size >= output_side:
+            tile_size = None  # one tile of the whole frame: untiled
         if tile_size is None:
-            steps.append(f"spatial tiles ({named('tile_size', 512)})")
+            tile = ADVISED_TILE if output_side is None or output_side > ADVISED_TILE else output_side // 2
+            if tile >= MIN_ADVISED_TILE:
+                steps.append(f"spatial tiles ({named('tile_size', tile)})")
         elif tile_size > MIN_ADVISED_TILE:
             tile = max(MIN_ADVISED_TILE, tile_size // 2)
             overlap = f", {named('tile_overlap', tile // 4)}" if (tile_overlap or 0) >= tile else ""  # None fits
             steps.append(f"smaller tiles than {tile_size} ({named('tile_size', tile)}{overlap})")
+        chunk_frames = min(chunk_frames, num_frames) if num_frames is not None else chunk_frames
         if chunk_frames > MIN_ADVISED_CHUNK:
             chunk = max(MIN_ADVISED_CHUNK, chunk_frames // 2)
             overlap = f", {named('chunk_overlap', chunk // 4)}" if (chunk_overlap or 0) >= chunk else ""
@@ -502,7 +523,7 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
     @torch.no_grad()
     @explain_out_of_memory_of_call("upscaling with the StarVSR pipeline", lambda pipe, call: pipe.memory_advice(**{
         key: call[key] for key in ("tile_size", "tile_overlap", "chunk_frames", "chunk_overlap", "decode_chunk_size",
-                                   "upscale")}))
+                                   "upscale")}, **clip_extent(call["video"], call["upscale"])))
     def __call__(
         self,
         video: Union[VideoInput, FrameSource],

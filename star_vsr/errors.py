@@ -198,6 +198,12 @@ def option(argument: str, flag: str) -> str:
     return flag if all(word in _cli_flags for word in flag.split() if word.startswith("-")) else argument
 
 
+def can_set(argument: str) -> bool:
+    """Whether the user can change pipeline argument ``argument`` here: always in Python, and on the command line
+    where the running command has its flag (``demo`` has ``--steps`` but no ``--noise-level``)."""
+    return _cli_flags is None or ARGUMENT_FLAGS.get(argument) in _cli_flags
+
+
 ARGUMENT_FLAGS = {"upscale": "--upscale", "seed": "--seed", "prompt": "--prompt",
                   "negative_prompt": "--negative-prompt", "num_inference_steps": "--steps",
                   "guidance_scale": "--guidance-scale",

@@ -24,7 +24,7 @@ import math
 import numpy as np
 from diffusers import DPMSolverMultistepScheduler
 
-from .errors import InputError, named
+from .errors import InputError, can_set, named
 
 #: logSNR range of the cosine schedule before shifting.
 LOGSNR_MIN, LOGSNR_MAX = -15.0, 15.0
@@ -119,8 +119,9 @@ def star_timesteps(noise_level: int = DEFAULT_NOISE_LEVEL, num_inference_steps: 
     # num_inference_steps model evaluations
     deduplicated = sorted(set(timesteps), reverse=True)
     if len(deduplicated) < num_inference_steps:
-        steps, level = named("num_inference_steps"), named("noise_level")  # (--steps on the command line)
+        steps = named("num_inference_steps")  # (--steps on the command line)
+        level = named("noise_level") if can_set("noise_level") else "the noise level"  # (demo has no flag for it)
         raise InputError(f"{steps} {num_inference_steps} does not fit below {level} {noise_level}: only "
-                         f"{len(deduplicated)} distinct integer timesteps do ({spacing} spacing); lower {steps} or "
-                         f"raise {level}")
+                         f"{len(deduplicated)} distinct integer timesteps do ({spacing} spacing); lower {steps}"
+                         + f" or raise {level}" * can_set("noise_level"))
     return deduplicated

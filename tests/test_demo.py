@@ -249,6 +249,12 @@ def test_diffusion_demo_takes_steps_and_samples_from_its_seed(tmp_path, monkeypa
     assert cli_main(["demo", "-o", str(tmp_path / "z"), "--model", str(tmp_path / "tiny-star"), "--frames", "2",
                      "--steps", "0"]) == 2
     assert not (tmp_path / "z").exists()
+    # demo has no --noise-level: "lower --steps or raise noise_level" advised what it cannot set (black-box hunt)
+    capsys.readouterr()
+    assert cli_main(["demo", "-o", str(tmp_path / "z"), "--model", str(tmp_path / "tiny-star"), "--frames", "2",
+                     "--steps", "1000"]) == 2
+    assert ("star-vsr demo: error: --steps 1000 does not fit below the noise level 900: only 899 distinct integer "
+            "timesteps do (trailing spacing); lower --steps\n") in capsys.readouterr().err
 
 
 def test_demo_overwrite_removes_only_the_model_video_an_earlier_demo_wrote(tmp_path):

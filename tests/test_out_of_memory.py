@@ -82,6 +82,16 @@ def test_star_pipeline_explains_out_of_memory(monkeypatch):
     with pytest.raises(DeviceError, match=r"\); try a smaller factor \(upscale=2\) \(a run that saved progress"):
         pipe(torch.rand(2, 3, 8, 8), num_inference_steps=1, tile_size=128, tile_overlap=32, chunk_frames=4,
              chunk_overlap=1, decode_chunk_size=1)
+    # a streamed clip (star-vsr upscale's FrameSource) bounds what the call used: a 32-frame chunk of a 3-frame
+    # clip used 3 frames, and 512-pixel tiles of a 96x64 output are the whole frame (black-box hunt: both advised)
+    from star_vsr.frames import TensorFrameSource
+
+    with pytest.raises(DeviceError, match=r"\); try decode_chunk_size=1 or a smaller factor \(upscale=2\) \(a"):
+        pipe(TensorFrameSource(torch.rand(3, 3, 16, 24)), num_inference_steps=1, tile_size=512)
+    assert pipe.memory_advice(None, None, 32, None, 1, 2, num_frames=10, output_side=480).startswith(
+        "try spatial tiles (tile_size=240) or fewer frames per temporal chunk than 10 (chunk_frames=5) (")
+    assert pipe.memory_advice(None, None, 32, None, 1, 4, num_frames=100, output_side=1920).startswith(
+        "try spatial tiles (tile_size=512), fewer frames per temporal chunk than 32 (chunk_frames=16) or a smaller")
     monkeypatch.setattr(pipe, "_all_hooks", [object()], raising=False)  # as after enable_model_cpu_offload()
     advice = pipe.memory_advice(128, 32, 4, 1, 1)
     assert advice.startswith("try half-precision weights (dtype=torch.float16)") and "offload" not in advice
