@@ -238,6 +238,26 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         _stop_interrupted(prog)
+    finally:
+        _end_data_workers()
+
+
+def _end_data_workers() -> None:
+    """End the DataLoader workers a run leaves (its last iterator, held by an error's traceback, never shut them
+    down): Python's exit sends each daemon child SIGTERM and waits for it, and `ignore_stop_signals` makes the
+    workers ignore SIGTERM, so a run whose worker raised (a damaged frame) printed its error and then waited forever
+    (black-box hunt). Killed: the run is over, and nothing of theirs is kept."""
+    import multiprocessing
+
+    children = [child for child in multiprocessing.active_children() if child.daemon]
+    if not children:
+        return
+    if hasattr(signal, "SIGCHLD"):  # torch's handler raises "DataLoader worker (pid N) is killed by signal"
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in children:
+        child.kill()
+    for child in children:
+        child.join(timeout=10)
 
 
 def _stop_interrupted(prog: str) -> None:

@@ -647,3 +647,24 @@ def test_a_log_line_cut_short_does_not_stop_a_resume(tmp_path):
     log.write_bytes(b'{"step": 1}\n{"step": 2, "note": "\xff')  # not even UTF-8
     train_star.truncate_log(log, 5)
     assert log.read_text(encoding="utf-8") == '{"step": 1}\n'
+
+
+def test_a_data_error_in_a_dataloader_worker_ends_the_run_with_its_line(tmp_path):
+    """The only source's last frame is damaged: a worker finds it mid-run. The run printed its one-line error and then
+    waited forever: Python's exit sends the workers SIGTERM, which they ignore (``ignore_stop_signals``), and waits
+    for them (black-box hunt)."""
+    from PIL import Image
+
+    frames = tmp_path / "clip"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(12):
+        Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(frames / f"{index:03d}.png")
+    (frames / "011.png").write_bytes(b"")  # found only when a clip covers it
+    command = [sys.executable, str(SCRIPT), "--config", str(TINY_CONFIG), "--dataset", "video", "--train_data",
+               str(frames), "--output_dir", str(tmp_path / "run"), "--max_train_steps", "40", "--validation_steps",
+               "0", "--checkpointing_steps", "100", "--dataloader_num_workers", "2"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "train_star.py: error: VideoClipDataset: no usable source among the 1 training sources" in result.stderr
+    assert "011.png is not a readable image" in result.stderr and "Traceback" not in result.stderr
