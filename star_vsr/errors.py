@@ -235,6 +235,21 @@ def is_link_loop(path: str | os.PathLike[str]) -> bool:
     return False
 
 
+def working_directory_gone() -> Optional[str]:
+    """None while the working directory exists; else what to say of it. torch cannot load there (oneMKL: "FATAL
+    ERROR: Cannot load libtorch_cpu.so"), and relative paths cannot be found: ``star-vsr upscale`` said "error: No
+    such file or directory" of nothing named. The shell's name for the folder (``$PWD``) is given where nothing is
+    there now (a ``$PWD`` passed on by a program that changed folder since names another, existing one)."""
+    try:
+        os.getcwd()
+        return None
+    except FileNotFoundError:
+        shell_name = os.environ.get("PWD")
+        named = f" ({shell_name})" if shell_name and not os.path.exists(shell_name) else ""
+        return (f"the current directory{named} no longer exists (deleted, moved or unmounted); cd to an existing "
+                f"directory and run the command again")
+
+
 def why_missing(path: str | os.PathLike[str]) -> str:
     """How a message says that nothing is at ``path`` (when ``Path.exists()`` says so): "does not exist", or, for
     a link, "is a link to TARGET, which does not exist" (a moved file, an unmounted disk) or "is (inside) a link that

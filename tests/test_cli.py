@@ -277,7 +277,6 @@ def test_missing_file_is_one_clear_line(tmp_path, capsys):
     assert "nope.mp4" in err and "Traceback" not in err
 
 
-
 def test_a_deleted_working_directory_is_named(tmp_path, capsys, monkeypatch):
     # torch cannot load there, and upscale said "error: No such file or directory" of nothing named
     gone = tmp_path / "gone"
@@ -288,6 +287,12 @@ def test_a_deleted_working_directory_is_named(tmp_path, capsys, monkeypatch):
     assert main(["degrade", str(tmp_path / "in.mp4"), "-o", "out.mp4"]) == 1
     err = capsys.readouterr().err
     assert f"the current directory ({gone}) no longer exists" in err and "cd to an existing" in err
+    video = write_test_video(tmp_path / "in.mp4", num_frames=2)
+    assert main(["info", str(video)]) == 0  # (info loads no torch: it works there with an absolute path)
+    monkeypatch.setenv("PWD", str(tmp_path))  # a $PWD passed on by a program that changed folder since
+    assert main(["degrade", str(video), "-o", "out.mp4"]) == 1
+    assert "error: the current directory no longer exists (deleted" in capsys.readouterr().err
+
 
 def test_evaluate_pairs_and_json(tmp_path, capsys):
     gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
@@ -2547,7 +2552,6 @@ def test_ctrl_c_while_libraries_load_is_one_line(tmp_path, capsys, monkeypatch, 
         assert main(["upscale", str(source), "-o", str(tmp_path / "out.mp4")]) == 130
         err = capsys.readouterr().err
         assert err.strip() == "star-vsr upscale: interrupted", err
-
 
 
 def test_a_crf_for_a_lossless_codec_is_refused_in_each_interface_s_words(tmp_path, capsys):

@@ -37,6 +37,10 @@ if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_
 if __name__ == "__main__":  # OpenMP threads spin while they wait by default: on a shared or busy CPU (and with
     # several CPU processes) steps ran many times slower; as `star-vsr` does, before torch loads
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from star_vsr.errors import working_directory_gone  # (loads no torch, which cannot load in a deleted folder)
+
+    if working_directory_gone():
+        raise SystemExit(f"{os.path.basename(__file__)}: error: {working_directory_gone()}")
 
 import argparse
 import hashlib

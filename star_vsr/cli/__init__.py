@@ -22,7 +22,8 @@ import warnings
 from typing import Any, Callable, Iterable, NoReturn, Optional, Sequence, TextIO
 
 from .. import __version__
-from ..errors import StarVSRError, cli_wording, exit_status, explain_out_of_memory, os_error_line
+from ..errors import (StarVSRError, cli_wording, exit_status, explain_out_of_memory, os_error_line,
+                      working_directory_gone)
 from ..interrupts import (clear_interrupt, interrupt_requested, interrupted_exit_status, raise_if_interrupted,
                           request_interrupt)
 
@@ -105,11 +106,10 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     if getattr(args, "func", None) is None:  # no command: a usage error, status 2 as argparse's own
         parser.print_help(sys.stderr)
         return 2
-    gone = _deleted_working_directory()
-    if gone is not None:  # torch cannot load there (oneMKL: "FATAL ERROR: Cannot load libtorch_cpu.so"), and
-        print(f"star-vsr {args.command}: error: the current directory{gone} no longer exists (deleted, moved or "
-              f"unmounted); cd to an existing directory and run the command again", file=sys.stderr)
-        return 1  # relative paths cannot be found: it said "error: No such file or directory" of nothing named
+    gone = working_directory_gone() if args.command != "info" else None  # (info loads no torch: absolute paths
+    if gone is not None:  # work there)
+        print(f"star-vsr {args.command}: error: {gone}", file=sys.stderr)
+        return 1
     from ..training_run import is_first_process, launched_processes, note_one_process_of_several, process_prefix
 
     processes = launched_processes()  # (training_run loads no torch)
@@ -249,16 +249,6 @@ def _print_above_bars(line: str) -> None:
     from tqdm.auto import tqdm
 
     tqdm.write(line, file=sys.stderr)
-
-
-def _deleted_working_directory() -> Optional[str]:
-    """None while the working directory exists; else " (PATH)", with the shell's name for it, or "" without one."""
-    try:
-        os.getcwd()
-    except FileNotFoundError:
-        shell_name = os.environ.get("PWD")
-        return f" ({shell_name})" if shell_name else ""
-    return None
 
 
 def _stand_in_for_closed_streams() -> dict[str, TextIO]:
