@@ -290,6 +290,11 @@ def add_checkpoint_arguments(group: Any, default_output_dir: str, run_files: str
                             f"({run_files}); other files stay")
 
 
+class _NumberInAnotherBase(yaml.constructor.ConstructorError):
+    """A YAML number written in a base nobody meant (``_UniqueKeyLoader.construct_yaml_number``): valid YAML,
+    refused."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, except that a key given twice in a mapping is an error (PyYAML keeps the last one: a
     setting edited in one place was silently overridden by its copy further down)."""
@@ -311,7 +316,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_yaml_number(self, node: yaml.ScalarNode) -> Any:
         """A YAML int or float, except those YAML 1.1 (PyYAML's) reads in a base nobody meant: ``010`` is the octal
         number 8 and ``1:30`` the base-60 number 90, which ``max_train_steps: 010`` trained for without a word
-        (black-box hunt); they are an error at their line. ``0x10``, ``1_000`` and ``1e-4`` read as written."""
+        (black-box hunt); they are an error at their line. ``0x10`` and ``1_000`` read as written (``1e-4``, which
+        YAML 1.1 reads as text, reaches a number flag as its text)."""
         text = self.construct_scalar(node)
         value = (yaml.SafeLoader.construct_yaml_int if node.tag.endswith(":int") else
                  yaml.SafeLoader.construct_yaml_float)(self, node)
@@ -319,7 +325,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         octal = (node.tag.endswith(":int") and len(digits) > 1 and digits[0] == "0" and digits[1] not in "xXbB"
                  and int(digits, 10) != abs(value))  # (007 and 00 mean what they say)
         if octal or ":" in digits:
-            raise yaml.constructor.ConstructorError(
+            raise _NumberInAnotherBase(
                 None, None, f"YAML reads {text} as the {'octal' if octal else 'base-60'} number {value}; write the "
                             f"number in decimal, or put text in quotes", node.start_mark)
         return value
@@ -327,6 +333,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_number)
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.construct_yaml_number)
+
+
+def yaml_argument(text: str) -> Any:
+    """A command-line value written in YAML (``[720, 1280]``), read as a config's values are (``010`` refused); text
+    that is no YAML is an ``argparse.ArgumentTypeError`` (``--crop_size '[1,'`` was a traceback)."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        what = "" if isinstance(error, _NumberInAnotherBase) else " is not a YAML value:"
+        raise argparse.ArgumentTypeError(f"{text!r}{what} {problem}") from None
 
 
 #: The ``diffusers.optimization.get_scheduler`` schedules the training scripts offer: all but ``piecewise_constant``,
@@ -406,7 +423,8 @@ def _read_config(parser: argparse.ArgumentParser, config: str) -> dict[str, Any]
     except yaml.MarkedYAMLError as error:  # where: PyYAML's message puts it on later lines
         mark = error.problem_mark or error.context_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        parser.error(f"{path} is not valid YAML{where}: {error.problem or error.context}")
+        valid = isinstance(error, _NumberInAnotherBase)  # (valid YAML, but not what the user meant)
+        parser.error(f"{path}{where if valid else ' is not valid YAML' + where}: {error.problem or error.context}")
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         parser.error(f"{path} is not valid YAML: {str(error).splitlines()[0]}")
     if not isinstance(settings, dict):

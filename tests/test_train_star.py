@@ -148,6 +148,12 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys, monkeypatch):
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, flag
     assert train_star.parse_args(["--config", str(TINY_CONFIG), "--validation_video", "null"]).validation_video is None
     # a step count past any run: it trained without end (distill_student.py: a traceback after making its folder)
+    # a YAML value on the command line: read as a config's (010 was 8), and text that is no YAML was a traceback
+    for value, message in (("[0640, 1280]", "'[0640, 1280]' YAML reads 0640 as the octal number 416"),
+                           ("[1,", "'[1,' is not a YAML value: expected the node content")):
+        with pytest.raises(SystemExit) as exit_info:
+            train_star.parse_args(["--config", str(TINY_CONFIG), "--crop_size", value])
+        assert exit_info.value.code == 2 and f"argument --crop_size: {message}" in capsys.readouterr().err
     huge = tmp_path / "huge.yaml"
     huge.write_text("max_train_steps: 100000000000000000000000\n")
     for argv in (["--config", str(TINY_CONFIG), "--max_train_steps", "100000000000000000000000"],

@@ -123,11 +123,11 @@ def test_quoted_text_that_yaml_would_read_otherwise_is_taken_as_written(tmp_path
                       "1_000 so): put the text in quotes"),
     ("data: 2024_12\n", "data takes text, but YAML read the unquoted value as int 202412"),
     # and numbers in a base nobody meant: max_train_steps: 010 trained 8 steps (black-box hunt)
-    ("caption: 010\n", "is not valid YAML (line 1, column 10): YAML reads 010 as the octal number 8; write the "
-                       "number in decimal, or put text in quotes"),
-    ("steps: 010\n", "is not valid YAML (line 1, column 8): YAML reads 010 as the octal number 8"),
-    ("layers: [a, 1:30]\n", "is not valid YAML (line 1, column 13): YAML reads 1:30 as the base-60 number 90"),
-    ("lr: 1:30.5\n", "is not valid YAML (line 1, column 5): YAML reads 1:30.5 as the base-60 number 90.5"),
+    ("caption: 010\n", "run.yaml (line 1, column 10): YAML reads 010 as the octal number 8; write the number in "
+                       "decimal, or put text in quotes"),
+    ("steps: 010\n", "run.yaml (line 1, column 8): YAML reads 010 as the octal number 8"),
+    ("layers: [a, 1:30]\n", "run.yaml (line 1, column 13): YAML reads 1:30 as the base-60 number 90"),
+    ("lr: 1:30.5\n", "run.yaml (line 1, column 5): YAML reads 1:30.5 as the base-60 number 90.5"),
 ])
 def test_bad_configs_are_one_line_argument_errors(tmp_path, capsys, text, message):
     config = tmp_path / "run.yaml"

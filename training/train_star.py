@@ -68,7 +68,6 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
@@ -104,7 +103,7 @@ from star_vsr.training_run import (CONFIG_FILE, TRAIN_LOG_FILE, SettingsParser, 
                                    note_ignored_settings, optional_value, parse_with_config, path_or_none,
                                    prepare_output_dir, record_data_id, record_final_step, record_run_settings,
                                    resume_checkpoint, resume_training, run_script, tensorboard_pattern,
-                                   tracker_init_kwargs, train_steps)
+                                   tracker_init_kwargs, train_steps, yaml_argument)
 from star_vsr.upscale import accelerate_on_cpu
 
 logger = get_logger(__name__)
@@ -131,7 +130,7 @@ DATA_ID_NAME = "train_data.sha256"
 # =============================================================================== configuration
 def _yaml_value(value: str) -> Any:
     """A command-line value written in YAML: ``32``, ``[720, 1280]``, ``null`` / ``none``."""
-    return None if value.strip().lower() in ("none", "null", "") else yaml.safe_load(value)
+    return None if value.strip().lower() in ("none", "null", "") else yaml_argument(value)
 
 
 _yaml_value.takes_json = True  # type: ignore[attr-defined]  (a config's lists reach it as JSON, which YAML reads)
