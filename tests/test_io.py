@@ -966,7 +966,7 @@ def test_odd_size_is_padded_by_edge_replication_with_one_warning(tmp_path):
             writer.write(frames[5:])
     assert [str(w.message) for w in caught if "padded" in str(w.message)] == [
         f"{path}: yuv420p needs sizes divisible by 2x2; 63x47 frames are padded to 64x48 "
-        'by repeating the last column/row (codec="ffv1" or "png" keeps 63x47)'
+        'by repeating the last column/row (codec="ffv1" (a .mkv file) or "png" (a folder) keeps 63x47)'
     ]
     with open_video(path) as reader:
         decoded = np.stack(list(reader))  # (n, 48, 64, 3)

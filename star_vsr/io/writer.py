@@ -720,7 +720,9 @@ class VideoWriter:
         if not (pad_h or pad_w):
             return frame
         if self.frames_written == 0:
-            keeps = option('codec="ffv1" or "png"', "--codec ffv1 or png")
+            stem = Path(self.label).stem
+            keeps = option('codec="ffv1" (a .mkv file) or "png" (a folder)',
+                           f"-o {stem}.mkv --codec ffv1, or PNG frames (-o {stem}),")
             warn_user(f"{self.label}: {self.pix_fmt} needs sizes divisible by {self._block[1]}x{self._block[0]}; "
                       f"{width}x{height} frames are padded to {width + pad_w}x{height + pad_h} by repeating the last "
                       f"column/row ({keeps} keeps {width}x{height})")
