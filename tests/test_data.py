@@ -219,7 +219,7 @@ def test_random_flips_and_crops(tmp_path):
     assert 4 <= flipped <= 20 and lefts < 24
 
 
-def test_fingerprint_changes_with_the_files_and_captions_a_data_set_reads(tmp_path):
+def test_fingerprint_changes_with_the_files_and_captions_a_data_set_reads(tmp_path, monkeypatch):
     """What a resumed training run compares with its start (train_star.py's train_data.sha256)."""
     import os
 
@@ -243,6 +243,16 @@ def test_fingerprint_changes_with_the_files_and_captions_a_data_set_reads(tmp_pa
     cat = fingerprint(listing)
     listing.write_text(json.dumps([{"path": str(clips / "a.mp4"), "caption": "a dog"}]))
     assert fingerprint(listing) != cat
+    # the files, however named: relative to the working folder, absolute, through a link (a resume named the folder
+    # otherwise was refused as changed); earlier runs recorded the names as given, which a resume also accepts
+    os.utime(clips / "a.mp4", ns=(1, 1))
+    absolute = fingerprint()
+    (tmp_path / "link").symlink_to(clips)
+    monkeypatch.chdir(tmp_path)
+    assert fingerprint(Path("clips")) == fingerprint(tmp_path / "link") == absolute
+    as_given = VideoClipDataset(Path("clips"), num_frames=2, crop_size=8, scale=4, degradation=None).fingerprint(
+        as_given=True)
+    assert as_given != absolute and as_given != fingerprint(tmp_path / "link")
     photos = ImageMotionDataset(training_photos()[:2], num_frames=2, crop_size=8, scale=4, degradation=None)
     assert photos.fingerprint() != ImageMotionDataset(training_photos()[:3], num_frames=2, crop_size=8, scale=4,
                                                       degradation=None).fingerprint()

@@ -509,7 +509,7 @@ def test_a_resume_with_allowed_changes_trains_with_them_and_a_damaged_checkpoint
     assert step["step"] == 3 and step["lr"] == pytest.approx(2e-3)  # the constant schedule at the new rate
 
 
-def test_a_resume_on_a_data_folder_with_files_added_is_refused(tmp_path, capsys):
+def test_a_resume_on_a_data_folder_with_files_added_is_refused(tmp_path, capsys, monkeypatch):
     """A photo added to --train_data between a stop and the resume changed which clip every later step drew, and the
     resume went on without a word; the run records its data's fingerprint and a resume compares it."""
     import skimage.data
@@ -520,9 +520,9 @@ def test_a_resume_on_a_data_folder_with_files_added_is_refused(tmp_path, capsys)
     for name in ("astronaut", "coffee"):
         Image.fromarray(getattr(skimage.data, name)()[:64, :64]).save(photos / f"{name}.png")
 
-    def run(*extra):
+    def run(*extra, data=str(photos)):
         train_star.main(train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"),
-                                               *FAST, "--train_data", str(photos), "--checkpointing_steps", "1",
+                                               *FAST, "--train_data", data, "--checkpointing_steps", "1",
                                                "--validation_steps", "0", "--report_to", "none", *extra]))
 
     run("--max_train_steps", "1")
@@ -541,6 +541,12 @@ def test_a_resume_on_a_data_folder_with_files_added_is_refused(tmp_path, capsys)
     run("--max_train_steps", "3", "--resume_from_checkpoint", "latest", "--allow_changed_settings")  # asked for
     run("--max_train_steps", "4", "--resume_from_checkpoint", "latest")  # the run goes on with the data it took
     assert [entry["step"] for entry in read_log(tmp_path / "run")] == [1, 2, 3, 4]
+    # the same folder by another name (relative, or through a link) is the same data: it was refused as changed
+    monkeypatch.chdir(tmp_path)
+    run("--max_train_steps", "5", "--resume_from_checkpoint", "latest", data="photos")
+    (tmp_path / "link").symlink_to(photos)
+    run("--max_train_steps", "6", "--resume_from_checkpoint", "latest", data="link")
+    assert [entry["step"] for entry in read_log(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_resume_keeps_the_settings_the_run_started_with_and_records_its_own(runs):

@@ -760,7 +760,7 @@ def main(args: argparse.Namespace) -> None:
     data_id = dataset.fingerprint()
     check_same_data(resume_path, DATA_ID_NAME, data_id, f"--train_data {args.train_data} changed since this run "
                     f"started (files added, removed or replaced; a copy with new modification times counts)",
-                    args.allow_changed_settings)
+                    args.allow_changed_settings, also=[dataset.fingerprint(as_given=True)])
     check_batches_per_epoch(len(dataset), args, accelerator.num_processes)
     val_sample = validation_sample(args, dataset) if args.validation_steps and accelerator.is_main_process else None
     if accelerator.is_main_process:

@@ -81,11 +81,15 @@ def as_size(size: CropSize, name: str = "crop_size") -> tuple[int, int]:
     return pair
 
 
-def sources_fingerprint(sources: Sequence[Union[str, Path, np.ndarray]], captions: Sequence[Any] = ()) -> str:
-    """SHA-256 (hex) of a data set's sources in order: for a path (file or frame folder) the path, its bytes,
-    latest modification time and file count (``star_vsr.fingerprints.input_fingerprint``); for an image array its shape
-    and bytes; then ``captions`` (JSON). Files added to, removed from or replaced in a data folder change it, and
-    with them the clip each step of a resumed run draws."""
+def sources_fingerprint(sources: Sequence[Union[str, Path, np.ndarray]], captions: Sequence[Any] = (),
+                        as_given: bool = False) -> str:
+    """SHA-256 (hex) of a data set's sources in order: for a path (file or frame folder) the absolute path, its
+    bytes, latest modification time and file count (``star_vsr.fingerprints.input_fingerprint``); for an image array
+    its shape and bytes; then ``captions`` (JSON). Files added to, removed from or replaced in a data folder change
+    it, and with them the clip each step of a resumed run draws. The path is the file's own (absolute, links
+    followed); ``as_given``: as given instead (relative ones to the working folder), as earlier runs recorded it,
+    where a resume with the folder's absolute path, from another working folder or through a link was refused as
+    "files added, removed or replaced" (black-box hunt)."""
     from star_vsr.fingerprints import input_fingerprint
 
     digest = hashlib.sha256()
@@ -95,7 +99,8 @@ def sources_fingerprint(sources: Sequence[Union[str, Path, np.ndarray]], caption
             digest.update(np.ascontiguousarray(source).tobytes())
         else:
             path = Path(source)
-            digest.update(json.dumps([str(path), input_fingerprint(path) if path.exists() else None]).encode())
+            name = str(path) if as_given else str(path.resolve())  # (the files, however named: links followed)
+            digest.update(json.dumps([name, input_fingerprint(path) if path.exists() else None]).encode())
     digest.update(json.dumps(list(captions)).encode())
     return digest.hexdigest()
 
@@ -169,10 +174,10 @@ class ClipPairDataset(Dataset, ABC):
     def source_name(self, source: int) -> str:
         """A human-readable name (path) of source ``source`` for warnings."""
 
-    def fingerprint(self) -> str:
-        """What the sources are (``sources_fingerprint``; here of the sources' names as paths): a resumed training
-        run compares it with its start's."""
-        return sources_fingerprint([self.source_name(i) for i in range(self.num_sources)])
+    def fingerprint(self, as_given: bool = False) -> str:
+        """What the sources are (``sources_fingerprint``, ``as_given`` passed on; here of the sources' names as
+        paths): a resumed training run compares it with its start's."""
+        return sources_fingerprint([self.source_name(i) for i in range(self.num_sources)], as_given=as_given)
 
     @abstractmethod
     def load_clip(self, source: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:

@@ -158,8 +158,8 @@ class ImageMotionDataset(ClipPairDataset):
         image = self.images[source]
         return str(image) if isinstance(image, (str, Path)) else f"images[{source}]"
 
-    def fingerprint(self) -> str:
-        return sources_fingerprint(self.images)
+    def fingerprint(self, as_given: bool = False) -> str:
+        return sources_fingerprint(self.images, as_given=as_given)
 
     def _image(self, source: int) -> np.ndarray:
         image = self.images[source]

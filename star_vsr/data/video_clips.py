@@ -255,8 +255,8 @@ class VideoClipDataset(ClipPairDataset):
     def source_name(self, source: int) -> str:
         return str(self.sources[source].path)
 
-    def fingerprint(self) -> str:
-        return sources_fingerprint([s.path for s in self.sources], [s.caption for s in self.sources])
+    def fingerprint(self, as_given: bool = False) -> str:
+        return sources_fingerprint([s.path for s in self.sources], [s.caption for s in self.sources], as_given)
 
     def _probe(self, source: int) -> VideoInfo:
         if source not in self._info:
