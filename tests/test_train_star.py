@@ -680,3 +680,12 @@ def test_a_data_error_in_a_dataloader_worker_ends_the_run_with_its_line(tmp_path
     assert result.returncode == 2, result.stderr[-3000:]
     assert "train_star.py: error: VideoClipDataset: no usable source among the 1 training sources" in result.stderr
     assert "011.png is not a readable image" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_validation_prompt_is_the_validation_videos_when_it_has_no_caption(tmp_path):
+    """--default_caption gave the --validation_video its caption, so --validation_prompt was never used (black-box
+    hunt)."""
+    video = write_test_video(tmp_path / "val.mp4", num_frames=6, size=(64, 64))
+    args = train_star.parse_args(["--config", str(TINY_CONFIG), "--validation_video", str(video), "--default_caption",
+                                  "a photo", "--crop_size", "32", "--num_frames", "2"])
+    assert train_star.validation_sample(args, None)["caption"] == ""  # run_validation then takes the prompt

@@ -232,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--validation_steps", type=int, default=500, help="Validate every N steps (0: never).")
     run.add_argument("--validation_video", type=path_or_none, default=None,
                      help="HR video for validation (degraded with a fixed seed); default: training item 0.")
-    run.add_argument("--validation_prompt", type=str, default="a good video", help="Prompt when the clip has none.")
+    run.add_argument("--validation_prompt", type=str, default="a good video",
+                     help="Prompt of the --validation_video, and of training item 0 (validated without "
+                          "--validation_video) where it has no caption (--default_caption gives it one).")
     run.add_argument("--validation_num_inference_steps", type=int, default=15, help="Sampling steps of validation.")
     run.add_argument("--validation_guidance_scale", type=float, default=7.5,
                      help="Classifier-free guidance scale of validation.")
@@ -503,7 +505,7 @@ def validation_sample(args: argparse.Namespace, dataset: ClipPairDataset) -> dic
     if args.validation_video is not None:
         clips = VideoClipDataset([args.validation_video], num_frames=args.num_frames, crop_size=args.crop_size,
                                  scale=args.scale, degradation=args.degradation, random_flip=False,
-                                 default_caption=args.default_caption, seed=args.seed)
+                                 seed=args.seed)  # (no --default_caption: --validation_prompt is this clip's)
         with warnings.catch_warnings():  # the one source is not a training sample to skip: said below
             warnings.simplefilter("ignore", BadSampleWarning)
             try:
