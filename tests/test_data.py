@@ -423,6 +423,11 @@ def test_bad_samples_are_skipped_with_a_warning_and_counted(tmp_path, photos):
     only_bad = VideoClipDataset([data / "b_corrupt.mp4", data / "c_short.mp4"], num_frames=FRAMES, crop_size=24)
     with pytest.warns(BadSampleWarning), pytest.raises(InputError, match="no usable source"):
         only_bad[0]
+    # a list's entry that is a folder of clips: the reader advised `star-vsr upscale-batch` (black-box hunt)
+    listed = VideoClipDataset([data, data / "a_good.mp4"], num_frames=FRAMES, crop_size=24, degradation=None)
+    with pytest.warns(BadSampleWarning, match=r"videos: is a folder of clips, where a clip list names one video \(or "
+                                              r"one folder of frames\) an entry; list its clips, or give the folder"):
+        assert listed[0]["num_skipped"] == 1
 
     (tmp_path / "broken.png").write_bytes(b"not a png")
     images = ImageMotionDataset([tmp_path / "broken.png", photos[0], np.zeros((20, 20, 3), np.uint8)],

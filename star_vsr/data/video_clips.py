@@ -266,6 +266,10 @@ class VideoClipDataset(ClipPairDataset):
     def load_clip(self, source: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         clip = self.sources[source]
         crop_h, crop_w = self.crop_size
+        if clip.path.is_dir() and not is_frame_folder(clip.path) and clips_in_folder(clip.path):  # (a list's entry:
+            # the reader's advice was star-vsr upscale-batch)
+            raise BadSampleError("is a folder of clips, where a clip list names one video (or one folder of frames) "
+                                 "an entry; list its clips, or give the folder itself as the training data")
         try:
             info = self._probe(source)
         except _READ_ERRORS as error:
