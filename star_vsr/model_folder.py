@@ -135,6 +135,13 @@ def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: t
     import torch
     from diffusers import SchedulerMixin
 
+    for name, value in entries.items():  # every entry: diffusers imports what any of them names
+        if not name.startswith("_") and isinstance(value, list) and len(value) == 2 \
+                and isinstance(value[0], str) and not trusted_library(value[0]):
+            raise MissingWeightsError(f"{index} names {value[0]}.{value[1]} for {name!r}: star-vsr builds components "
+                                      f"from {', '.join(TRUSTED_LIBRARIES)} only (importing another module runs its "
+                                      f"code, which a downloaded folder must not bring): the file was edited or is "
+                                      f"not a star-vsr model.\n{help_text}")
     needs = _init_annotations(expected_class)
 
     needed = [name for name, parameter in inspect.signature(expected_class.__init__).parameters.items()
@@ -171,12 +178,25 @@ DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model",)
 TRANSFORMERS_WEIGHTS = ("model", "pytorch_model")
 
 
+#: The libraries whose classes a ``model_index.json`` may name. Any other module named there was imported, and so
+#: ran: a downloaded folder's ``["os", ...]``, or a ``payload.py`` inside it, importable from the working folder
+#: (security review); diffusers' ``trust_remote_code`` guards only its own custom pipelines.
+TRUSTED_LIBRARIES = ("star_vsr", "diffusers", "transformers")
+
+
+def trusted_library(library: str) -> bool:
+    """Whether ``library`` (a module path) is one of `TRUSTED_LIBRARIES` or inside one."""
+    return library.split(".")[0] in TRUSTED_LIBRARIES
+
+
 def index_entry_class(value: Any) -> Any:
-    """What a ``model_index.json`` entry ``[library, class]`` names, imported; None when it is no such pair or names
-    nothing that can be imported."""
+    """What a ``model_index.json`` entry ``[library, class]`` names, imported; None when it is no such pair, names
+    a module outside `TRUSTED_LIBRARIES` (not imported) or nothing that can be imported."""
     import importlib
 
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value)):
+        return None
+    if not trusted_library(value[0]):
         return None
     try:
         return getattr(importlib.import_module(value[0]), value[1], None)

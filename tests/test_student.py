@@ -859,6 +859,25 @@ def test_a_model_index_without_the_student_or_with_an_unknown_class_is_a_missing
     assert isinstance(StarStudentPipeline.from_pretrained(tmp_path / "student"), StarStudentPipeline)
 
 
+def test_a_model_index_naming_a_module_outside_star_vsr_diffusers_and_transformers_runs_no_code(pipe, tmp_path,
+                                                                                              monkeypatch):
+    """A downloaded folder's model_index.json named a payload.py inside it, importable from the working folder: the
+    check before loading imported it, running its code (security review). Any entry counts, not only the student."""
+    pipe.save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "student" / "payload.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # (python -m, a notebook: the working folder is importable)
+    index_file = tmp_path / "model" / "model_index.json"
+    index = json.loads(index_file.read_text())
+    for entries in ({**index, "student": ["model.student.payload", "StarStudentModel"]},
+                    {**index, "extra": ["model.student.payload", "Anything"]}):
+        index_file.write_text(json.dumps(entries))
+        with pytest.raises(MissingWeightsError, match=r"names model.student.payload.\w+ for '(student|extra)': "
+                                                      r"star-vsr builds components from star_vsr, diffusers, "
+                                                      r"transformers only \(importing another module runs its code"):
+            StarStudentPipeline.from_pretrained(tmp_path / "model")
+    assert not (tmp_path / "ran").exists()
+
+
 def test_saving_a_model_into_a_file_is_refused(tmp_path):
     """diffusers' ModelMixin.save_pretrained only logs "should be a directory" and returns None, saving nothing."""
     from star_vsr.testing import tiny_star_components
