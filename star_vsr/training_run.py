@@ -767,9 +767,20 @@ def _check_custom_states(checkpoint: Path, registered: int) -> None:
     states of this run (the training clock, distill_student's weight average), as Accelerate's ``load_state``
     requires ("Number of custom checkpoints in folder ... does not match the number of registered objects", a
     traceback)."""
+    from accelerate.utils import load
+
     found = {path.name for path in checkpoint.glob("custom_checkpoint_*.pkl")}
     wanted = {f"custom_checkpoint_{index}.pkl" for index in range(registered)}
     if found == wanted:
+        for name in sorted(found):  # Accelerate's load_state unpickles them whole (weights_only=False): a downloaded
+            try:  # checkpoint's file ran the code it named (security review); read safely first, as random states
+                load(checkpoint / name)  # (torch.load with weights only, NumPy's types allowed)
+            except Exception as error:  # noqa: BLE001 - any failure: load_state must not read it
+                if is_out_of_memory(error) or isinstance(error, PermissionError):
+                    raise
+                raise damaged_checkpoint(checkpoint, f"{name} cannot be read as plain data ({first_line(error)}): it "
+                                                     f"is damaged, or holds Python objects, which loading would run"
+                                         ) from error
         return
     if found < wanted:  # lost, or saved by a run with fewer states: the file says which, not this check
         missing = min(wanted - found, key=lambda name: int(re.sub(r"\D", "", name)))

@@ -6,6 +6,7 @@ import argparse
 import errno
 import json
 import logging
+import pickle
 import shutil
 from pathlib import Path
 
@@ -1020,6 +1021,29 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
     with pytest.raises(InputError, match=r"checkpoint-2 holds 2 registered states .*, this run registers 1: it was "
                                          r"saved by a run with other settings"):
         load_training_checkpoint(loader, checkpoint)
+    # Accelerate unpickles them whole: a downloaded checkpoint's file ran the code it named (security review); one
+    # that is no plain data is refused before load_state, and runs nothing
+    (checkpoint / "custom_checkpoint_1.pkl").unlink()
+    marker = tmp_path / "ran"
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(_RunsCode(str(marker)), protocol=2))
+    with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(custom_checkpoint_0.pkl "
+                                         r"cannot be read as plain data \(.*\): it is damaged, or holds Python "
+                                         r"objects, which loading would run\)"):
+        load_training_checkpoint(loader, checkpoint)
+    assert not marker.exists()
+    torch.save({"step": 2, "epoch": 0}, checkpoint / "custom_checkpoint_0.pkl")  # plain data: loaded
+    with pytest.raises(AssertionError, match="load_state must not be called"):
+        load_training_checkpoint(loader, checkpoint)
+
+
+class _RunsCode:
+    """Unpickled, it creates the file ``path``: what a malicious pickle would do."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
 
 
 def test_sigterm_while_a_script_sets_up_or_saves_is_one_line_with_status_143(tmp_path):
