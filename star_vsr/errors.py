@@ -363,6 +363,17 @@ def first_line(error: BaseException) -> str:
     return f"{lines[0]} {reason}"  # (a state dict's missing keys ran to thousands of characters)
 
 
+def load_failure(error: BaseException) -> str:
+    """What ``torch.load(..., weights_only=True)`` failing with ``error`` found, in a line: for the safe unpickler's
+    refusal what it found ("Unsupported global: GLOBAL posix.system"), not torch's advice to load the file with
+    ``weights_only=False``, which runs whatever code a pickle holds; else ``first_line``."""
+    text = first_line(error)
+    if not text.startswith("Weights only load failed"):
+        return text
+    found = str(error).split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0].strip()
+    return found or "unpickling failed"
+
+
 #: The most characters `first_line` takes of the line after one ending in a colon.
 FIRST_LINE_REASON = 200
 

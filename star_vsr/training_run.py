@@ -31,8 +31,8 @@ from typing import Any, Callable, Collection, Hashable, Iterable, Iterator, Mapp
 import yaml
 
 from .errors import (DISK_FULL_ERRNOS, InputError, MissingWeightsError, first_line, is_damaged_weights_error,
-                     is_failed_write, is_out_of_memory, TrainingDivergedError, why_missing, write_errno, write_failed,
-                     write_reason)
+                     is_failed_write, is_out_of_memory, load_failure, TrainingDivergedError, why_missing, write_errno,
+                     write_failed, write_reason)
 from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, give_default_mode, saved_index,
                       write_text_atomic)
 from .units import count_of
@@ -731,10 +731,8 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
         if not (isinstance(error, (OSError, SafetensorError)) or is_damaged_weights_error(error)):
             raise
         text = first_line(reason)
-        if text.startswith("Weights only load failed"):  # not torch's advice to load it with weights_only=False,
-            # which runs whatever code a pickle holds: what the unpickler found ("Unsupported operand 103")
-            found = str(reason).split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0].strip()
-            text = f"a file of it is no PyTorch state torch.load reads safely ({found or 'unpickling failed'})"
+        if text.startswith("Weights only load failed"):  # not torch's advice to load it with weights_only=False
+            text = f"a file of it is no PyTorch state torch.load reads safely ({load_failure(reason)})"
         raise damaged_checkpoint(checkpoint, text) from error
 
 
@@ -778,9 +776,9 @@ def _check_custom_states(checkpoint: Path, registered: int) -> None:
             except Exception as error:  # noqa: BLE001 - any failure: load_state must not read it
                 if is_out_of_memory(error) or isinstance(error, PermissionError):
                     raise
-                raise damaged_checkpoint(checkpoint, f"{name} cannot be read as plain data ({first_line(error)}): it "
-                                                     f"is damaged, or holds Python objects, which loading would run"
-                                         ) from error
+                raise damaged_checkpoint(checkpoint, f"{name} cannot be read as plain data ({load_failure(error)}): "
+                                                     f"it is damaged, or holds Python objects, which loading would "
+                                                     f"run") from error
         return
     if found < wanted:  # lost, or saved by a run with fewer states: the file says which, not this check
         missing = min(wanted - found, key=lambda name: int(re.sub(r"\D", "", name)))

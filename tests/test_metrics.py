@@ -535,9 +535,40 @@ def test_damaged_weight_file_is_one_clear_error(lpips_weights, no_network, tmp_p
     root = tmp_path / "weights"
     shutil.copytree(lpips_weights["root"], root)
     _weight_path(root, "lpips", "LPIPS_v0.1_alex-df73285e.pth").write_bytes(content)
-    with pytest.raises(InputError, match=r"cannot load the lpips weights \(.+\): one of its files is damaged [\s\S]*"
-                                         r"LPIPS_v0\.1_alex-df73285e\.pth \(from https://"):
+    with pytest.raises(InputError, match=r"cannot load the lpips weights: .*LPIPS_v0\.1_alex-df73285e\.pth cannot be "
+                                         r"read as plain weights \(.+\): it is damaged, or holds Python objects, "
+                                         r"which loading would run\. Download it again: https://"):
         load_learned_metric("lpips", weights_dir=root)
+
+
+def test_a_weight_file_that_would_run_code_is_refused_and_an_older_format_one_loads(lpips_weights, no_network,
+                                                                                   tmp_path):
+    """pyiqa and torchvision load the files with weights_only=False, so a crafted backbone file ran the code it named
+    when the check before them could not read it (security review); torch's older format (torchvision's own
+    downloads) cannot be memory-mapped, and is read whole."""
+    import pickle
+    import shutil
+
+    root = tmp_path / "weights"
+    shutil.copytree(lpips_weights["root"], root)
+    backbone = _weight_path(root, "lpips", "alexnet-owt-7be5be79.pth")
+    torch.save(lpips_weights["backbone"], backbone, _use_new_zipfile_serialization=False)
+    assert load_learned_metric("lpips", weights_dir=root) is not None
+    backbone.write_bytes(pickle.dumps(_RunsCode(str(tmp_path / "ran")), protocol=2))
+    with pytest.raises(InputError, match=r"alexnet-owt-7be5be79\.pth cannot be read as plain weights \(Unsupported "
+                                         r"global: .*\): it is damaged, or holds Python objects"):
+        load_learned_metric("lpips", weights_dir=root)
+    assert not (tmp_path / "ran").exists()
+
+
+class _RunsCode:
+    """Unpickled, it creates the file ``path``: what a malicious pickle would do."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
 
 
 def test_a_weight_file_without_the_metric_s_tensors_is_refused(lpips_weights, tmp_path):

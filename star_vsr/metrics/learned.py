@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from star_vsr.errors import (InputError, MissingWeightsError, first_line, is_damaged_weights_error, option,
-                             why_missing)
+from star_vsr.errors import (InputError, MissingWeightsError, first_line, is_damaged_weights_error,
+                             is_out_of_memory, load_failure, option, why_missing)
 from star_vsr.metrics.inputs import check_frames, check_same_shape, to_float01
 from star_vsr.progress import bar_options
 
@@ -422,10 +422,11 @@ def _check_weight_contents(spec: LearnedMetricSpec, paths: dict[str, Path]) -> N
     """``InputError`` for a file of ``spec`` that holds no network's tensors (a tensor or a list where a state dict
     belongs: a traceback from deep inside pyiqa or torchvision), or, for the metric's own file, lacks
     ``spec.required_keys`` (pyiqa loads LPIPS' and DISTS' with ``strict=False``: another file loaded nothing, and
-    LPIPS scored 0.0000 with an untrained head). Files are read by memory mapping (the backbones are not read
-    whole); one that cannot be (no plain tensor file, or torch's older format: torchvision's own downloads) is
-    left to pyiqa's loader, whose error says it is damaged, but for that small own file, which is read whole.
-    CLIP's file is a TorchScript archive, read by openai-clip."""
+    LPIPS scored 0.0000 with an untrained head). Files are read by memory mapping where they can be (the backbones
+    are not read whole), else whole (torch's older format: torchvision's own downloads), always as plain weights
+    (``weights_only``): one that cannot be read so is refused, since pyiqa and torchvision then load it with
+    ``weights_only=False``, which ran the code a crafted file named (security review). CLIP's file is a TorchScript
+    archive, read by openai-clip."""
     import torch
 
     for weight in spec.files:
@@ -433,15 +434,19 @@ def _check_weight_contents(spec: LearnedMetricSpec, paths: dict[str, Path]) -> N
             continue
         path = paths[weight.filename]
         keyed = weight == spec.local_path_file and bool(spec.required_keys)  # (small files: LPIPS' heads, DISTS')
-        state = None
-        for mmap in (True, False) if keyed else (True,):
+        state, failure = None, None
+        for mmap in (True, False):
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
                 break
-            except Exception:  # noqa: BLE001 (junk, a pickle of objects, the older format: pyiqa reads it and says)
-                continue
+            except Exception as error:  # noqa: BLE001 (junk, a pickle of objects; mmap: the older format)
+                if is_out_of_memory(error):
+                    raise
+                failure = error
         if state is None:
-            continue
+            raise InputError(f"cannot load the {spec.name} weights: {path} cannot be read as plain weights "
+                             f"({load_failure(failure)}): it is damaged, or holds Python objects, which loading would "
+                             f"run. Download it again: {weight.url}")
         if not isinstance(state, Mapping):
             raise InputError(f"cannot load the {spec.name} weights: {path} holds a {type(state).__name__}, not a "
                              f"network's tensors, so it is no {weight.description} file (damaged, or another "
