@@ -168,14 +168,17 @@ class SettingsParser(argparse.ArgumentParser):
 
     ``path_settings`` names the settings that are paths, which the run records (and compares) absolute;
     ``pair_settings`` those that are an int or a pair ([height, width], [min, max]), which it records as a pair
-    (so a resumed run given ``32`` where it started with ``[32, 32]`` does not count as changed).
+    (so a resumed run given ``32`` where it started with ``[32, 32]`` does not count as changed);
+    ``content_settings`` paths that a resume compares by what they hold (``check_same_data``), not by where they
+    are: a copy of the teacher cache a run started on was refused as "other settings" (black-box hunt).
     """
 
     def __init__(self, *args: Any, path_settings: Sequence[str] = (), pair_settings: Sequence[str] = (),
-                 **kwargs: Any) -> None:
+                 content_settings: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, formatter_class=SettingsHelpFormatter, **kwargs)
         self.path_settings = tuple(path_settings)
         self.pair_settings = tuple(pair_settings)
+        self.content_settings = tuple(content_settings)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         # under accelerate launch every process parses the same command line and files: said by the first only
@@ -1166,6 +1169,10 @@ def _compared_settings(saved: Mapping[str, Any], args: argparse.Namespace,
     if "mixed_precision" in saved and saved["mixed_precision"] is None:  # recorded before the launcher's precision
         saved["mixed_precision"] = now.get("mixed_precision")  # was filled in (launcher_precision): unknown, as now
     before = _comparable({**defaults, **{name: value for name, value in saved.items() if name in now}}, parser)
+    for name in getattr(parser, "content_settings", ()):  # compared by what they hold (check_same_data), not by
+        if before.get(name) is not None and now.get(name) is not None:  # their paths; one given or not still is
+            before.pop(name)
+            now.pop(name)
     return before, now
 
 

@@ -1577,17 +1577,20 @@ def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, 
     """Only the cache's path was recorded: rebuilt at the same path (another teacher), a resume trained on."""
     script, cache, resume = paused_run_on_a_copy_of(train_cache, tmp_path)
     training_args(cache, tmp_path / "run", *resume)  # the same cache: accepted
+    shutil.copytree(cache, tmp_path / "copy")  # and a copy of it elsewhere: it was "trained with other settings:
+    training_args(tmp_path / "copy", tmp_path / "run", *resume)  # train_cache: ... -> ..." (black-box hunt)
     teacher = load_teacher(tiny_teacher_student(seed=5), features=["hr_features"])
     build_teacher_cache(teacher, random_clips(8, frames=3, size=8), cache, overwrite=True)
     with pytest.raises(SystemExit) as refused:
         training_args(cache, tmp_path / "run", *resume)
-    assert refused.value.code == 2 and "was rebuilt since this run started" in capsys.readouterr().err
+    assert refused.value.code == 2 and "is not the cache this run started on, or was rebuilt since" in \
+        capsys.readouterr().err
     training_args(cache, tmp_path / "run", *resume, "--allow_changed_settings")  # asked for
     # going on from its checkpoint in a new folder: the record is the checkpoint's run's (none was found there)
     elsewhere = [*resume[:-1], str(tmp_path / "run" / "checkpoint-1")]
     with pytest.raises(SystemExit):
         training_args(cache, tmp_path / "new", *elsewhere)
-    assert "was rebuilt since this run started" in capsys.readouterr().err
+    assert "is not the cache this run started on, or was rebuilt since" in capsys.readouterr().err
     _, args = training_args(cache, tmp_path / "new", *elsewhere, "--allow_changed_settings")
     script.main(args)  # the change let through: the run goes on with that cache, which the next resume compares with
     record = "train_cache.sha256"
@@ -1750,10 +1753,10 @@ def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp
         with pytest.raises(SystemExit):
             training_args(train_cache, tmp_path / "a", "--scale", scale, "--report_to", "none")
         assert f"holds x4 clips, but --scale is {scale}; pass --scale 4" in capsys.readouterr().err
-    script, args = training_args(train_cache, tmp_path / "b", "--student_overrides", '{"num_blockz": 3}')
-    with pytest.raises(InputError, match="--student_overrides .*num_blockz"):
-        script.main(args)
-    _, args = training_args(train_cache, tmp_path / "c", "--train_batch_size", "100")  # batches were the cache's size
+    with pytest.raises(SystemExit):
+        training_args(train_cache, tmp_path / "b", "--student_overrides", '{"num_blockz": 3}')
+    assert "--student_overrides: num_blockz is no StarStudentModel setting" in capsys.readouterr().err
+    script, args = training_args(train_cache, tmp_path / "c", "--train_batch_size", "100")  # batches were the cache's size
     with pytest.raises(InputError, match=r"the dataset has \d+ clips, fewer than --train_batch_size 100"):
         script.main(args)
     assert not (tmp_path / "c" / "training_summary.json").exists()

@@ -127,7 +127,7 @@ def checkpoint_shape(settings: Mapping[str, Any]) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = SettingsParser(description=__doc__.split("\n\n")[0],
                             path_settings=("config", "init_from", "train_cache", "perceptual_weights_path",
-                                           "output_dir"))
+                                           "output_dir"), content_settings=("train_cache",))
     parser.add_argument("--config", default=None, help="YAML file of defaults for the flags below")
 
     student = parser.add_argument_group("student")
@@ -302,8 +302,8 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
         # folder, or another one whose run goes on here; a record in the output folder then is another run's)
         try:
             check_same_data(resume_checkpoint(args.output_dir, args.resume_from_checkpoint), CACHE_ID_NAME,
-                            cache_id(args.train_cache), f"--train_cache {args.train_cache} was rebuilt since this run "
-                            f"started (its manifest differs)", args.allow_changed_settings,
+                            cache_id(args.train_cache), f"--train_cache {args.train_cache} is not the cache this run "
+                            f"started on, or was rebuilt since (its manifest differs)", args.allow_changed_settings,
                             also=(earlier_cache_id(args.train_cache),))
         except InputError as error:
             parser.error(str(error))
