@@ -1756,7 +1756,8 @@ def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp
     with pytest.raises(SystemExit):
         training_args(train_cache, tmp_path / "b", "--student_overrides", '{"num_blockz": 3}')
     assert "--student_overrides: num_blockz is no StarStudentModel setting" in capsys.readouterr().err
-    script, args = training_args(train_cache, tmp_path / "c", "--train_batch_size", "100")  # batches were the cache's size
+    script, args = training_args(train_cache, tmp_path / "c", "--train_batch_size", "100")  # (batches were the
+    # cache's size)
     with pytest.raises(InputError, match=r"the dataset has \d+ clips, fewer than --train_batch_size 100"):
         script.main(args)
     assert not (tmp_path / "c" / "training_summary.json").exists()
