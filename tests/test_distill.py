@@ -972,7 +972,7 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     no_gt = [flag for i, flag in enumerate(argv) if "--gt" not in argv[max(i - 1, 0):i + 1]]
     assert cli_main(no_gt) == 2
     err = capsys.readouterr().err
-    assert "(source.files, source.gt_folder (--gt) differ)" in err and "the clips' files changed" not in err
+    assert "(source.files, source.gt (--gt) differ)" in err and "the clips' files changed" not in err
     # ground truth pairs by name, as in evaluate: lossless a.mkv / a frame folder for the LR a.mp4 / b.mp4
     from star_vsr.distill.sources import VideoFolderClips
 
@@ -1060,6 +1060,45 @@ def test_a_cache_is_not_resumed_over_videos_replaced_under_the_same_names(tmp_pa
     manifest_path.write_text(json.dumps({**manifest, "complete": False}))
     write_test_video(lr_dir / "b.mp4", num_frames=4, size=(16, 16), seed=8)
     assert cli_main(argv) == 2 and "source.files differ" in capsys.readouterr().err
+
+
+def test_a_cache_moved_with_its_clips_resumes_and_frames_swapped_by_name_are_noticed(tmp_path, capsys):
+    """A cache and its data moved (or restored) together were "built with other settings" (their folders' paths),
+    so the only way on was --overwrite, all the teacher work again; frames of a frame folder swapped by renaming
+    them (sizes, count and latest time unchanged) resumed, the recomputed shard mixing old and new clips
+    (black-box hunt)."""
+    from PIL import Image
+
+    teacher = save_student_folder(tiny_teacher_student(), tmp_path / "teacher")
+    clip = tmp_path / "data" / "lr" / "a"
+    clip.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(4):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(clip / f"{index:04d}.png")
+
+    def build(root: Path) -> int:
+        return cli_main(["distill", "cache-teacher", "--teacher", str(teacher), "--data", str(root / "lr"), "-o",
+                         str(root / "cache"), "--num-frames", "2", "--clips-per-shard", "1", "--device", "cpu"])
+
+    def stop_after_the_first_shard(root: Path) -> Path:
+        shard = root / "cache" / "shard-00001.safetensors"
+        shard.unlink()
+        manifest = json.loads((root / "cache" / "manifest.json").read_text())
+        (root / "cache" / "manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+        return shard
+
+    assert build(tmp_path / "data") == 0
+    shutil.copytree(tmp_path / "data", tmp_path / "moved")  # (copy2: the files' times kept, as cp -rp / rsync -a)
+    shard = stop_after_the_first_shard(tmp_path / "moved")
+    assert build(tmp_path / "moved") == 0 and shard.exists()  # resumed where it is now
+    shard = stop_after_the_first_shard(tmp_path / "moved")
+    moved = tmp_path / "moved" / "lr" / "a"
+    (moved / "0000.png").rename(moved / "swap.png")
+    (moved / "0001.png").rename(moved / "0000.png")
+    (moved / "swap.png").rename(moved / "0001.png")
+    capsys.readouterr()
+    assert build(tmp_path / "moved") == 2 and not shard.exists()
+    assert "(source.frames differ (the clips' files changed since it was started))" in capsys.readouterr().err
 
 
 def test_clips_damaged_inside_their_data_are_named_before_the_teacher_runs(tmp_path, capsys):

@@ -88,17 +88,24 @@ class CacheManifest:
         """Indices of the clips stored in shard number ``shard``."""
         return range(shard * self.clips_per_shard, min((shard + 1) * self.clips_per_shard, self.num_clips))
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self, keep_folders: bool = False) -> dict[str, Any]:
         """The fields that must agree for a rerun to resume this cache. A teacher known by its weights' fingerprint
         is that, not the path it was given by (``teacher/`` and an absolute path were "other settings"), nor the
-        fingerprints of its weights cast to other dtypes (``weights_as``: only for naming what differs)."""
+        fingerprints of its weights cast to other dtypes (``weights_as``: only for naming what differs); clips known
+        by their files' fingerprint are those files, not the folders they were found in (``keep_folders``: the
+        folders too, for a manifest whose clips are not fingerprinted)."""
         teacher = self.teacher
         if isinstance(teacher, dict) and teacher.get("weights") is not None:
             teacher = {key: value for key, value in teacher.items() if key not in ("source", "weights_as")}
         if isinstance(teacher, dict) and isinstance(teacher.get("features"), list):  # a set: the order of --features
             teacher = {**teacher, "features": sorted(map(str, teacher["features"]))}  # was "other settings"
+        source = self.source
+        if isinstance(source, dict) and "files" in source and not keep_folders:  # the clips are their files'
+            # names, sizes and times wherever their folders are (a cache moved with its data was "other settings")
+            source = {**{key: value for key, value in source.items() if key not in ("folder", "gt_folder")},
+                      "gt": source.get("gt_folder") is not None}
         return {"num_clips": self.num_clips, "clips_per_shard": self.clips_per_shard, "dtype": self.dtype,
-                "teacher": teacher, "source": self.source, "version": self.version}
+                "teacher": teacher, "source": source, "version": self.version}
 
     def save(self, folder: Path) -> None:
         write_text_atomic(folder / MANIFEST_NAME, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
@@ -314,7 +321,8 @@ def _unreadable_now(path: Path, error: OSError) -> InputError:
 #: The ``star-vsr distill cache-teacher`` flag that sets each manifest setting, named beside it when a rerun of
 #: the command is refused for other settings (``source.seed (--seed)``).
 SETTING_FLAGS = {"clips_per_shard": "--clips-per-shard", "dtype": "--storage-dtype",
-                 "source.folder": "--data", "source.gt_folder": "--gt", "source.num_frames": "--num-frames",
+                 "source.folder": "--data", "source.gt_folder": "--gt", "source.gt": "--gt",
+                 "source.num_frames": "--num-frames",
                  "source.clips": "--motion-clips", "source.crop_size": "--crop-size",
                  "source.degradation": "--degradation", "source.seed": "--seed", "source.scale": "--upscale",
                  "teacher.source": "--teacher", "teacher.weights": "--teacher", "teacher.kind": "--teacher",
@@ -395,11 +403,13 @@ def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
             if not overwrite:
                 raise
             return None  # replaced, with the shards it described
-        old, new = existing.settings(), manifest.settings()
+        unfingerprinted = isinstance(existing.source, dict) and "files" not in existing.source  # (folders then
+        old, new = existing.settings(unfingerprinted), manifest.settings(unfingerprinted)  # say which clips)
         if not compare_teacher:
             old, new = {**old, "teacher": None}, {**new, "teacher": None}
-        if isinstance(old["source"], dict) and "files" not in old["source"]:  # clips' files not fingerprinted yet
-            new = {**new, "source": {key: value for key, value in new["source"].items() if key != "files"}}
+        for key in ("files", "frames"):  # the clips' files, each frame file, not fingerprinted yet
+            if isinstance(old["source"], dict) and isinstance(new["source"], dict) and key not in old["source"]:
+                new = {**new, "source": {name: value for name, value in new["source"].items() if name != key}}
         if isinstance(old["teacher"], dict) and isinstance(new["teacher"], dict):
             if "features" not in old["teacher"] and "features" in new["teacher"]:
                 # a diffusion teacher's taps were not recorded yet: those its clips hold
@@ -410,8 +420,8 @@ def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
             return existing
         if not overwrite and shards:
             changed = _changed_settings(old, new, existing.teacher, manifest.teacher)
-            files = " (the clips' files changed since it was started)" if "source.files" in changed and \
-                "source.gt_folder" not in changed else ""  # (the ground truth's files are among them)
+            files = " (the clips' files changed since it was started)" if {"source.files", "source.frames"} & \
+                set(changed) and "source.gt" not in changed else ""  # (the ground truth's files are among them)
             named = ", ".join(_with_flag(setting, new["source"]) for setting in changed)
             raise InputError(f"{folder} already holds a teacher cache built with other settings "
                              f"({named} differ{files}); choose another folder, or pass "

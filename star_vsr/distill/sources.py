@@ -167,17 +167,24 @@ class VideoFolderClips:
     def describe(self) -> dict[str, Any]:
         """JSON description for a cache manifest; ``"files"`` fingerprints the clips' files (names, bytes, latest
         change: ``input_fingerprint``, as ``star-vsr upscale``'s resume does), so that a cache is not resumed over
-        videos replaced under the same names."""
-        from ..fingerprints import input_fingerprint
+        videos replaced under the same names, and ``"frames"`` (frame folders only) each frame file's name, size and
+        time, so that frames swapped by renaming them are noticed too (a rerun mixed old and new clips)."""
+        from ..fingerprints import folder_files_fingerprint, input_fingerprint
+        from ..io.folders import list_image_files
 
-        digest = hashlib.sha256()
+        digest, frames = hashlib.sha256(), hashlib.sha256()
         for video in dict.fromkeys(video for video, _, _ in self.windows):
             for path in (video, self.gt.get(video)):
                 if path is not None:
                     digest.update(json.dumps([path.name, *input_fingerprint(path)]).encode())
-        return {"kind": "video_folder", "folder": str(self.folder.resolve()), "num_frames": self.num_frames,
-                "gt_folder": str(self.gt_folder.resolve()) if self.gt_folder else None, "clips": len(self.windows),
-                "files": digest.hexdigest()[:16]}
+                    if path.is_dir():  # (frames swapped by renaming keep the sizes, count and latest time)
+                        frames.update(folder_files_fingerprint(list_image_files(path)).encode())
+        description = {"kind": "video_folder", "folder": str(self.folder.resolve()), "num_frames": self.num_frames,
+                       "gt_folder": str(self.gt_folder.resolve()) if self.gt_folder else None,
+                       "clips": len(self.windows), "files": digest.hexdigest()[:16]}
+        if any(video.is_dir() for video, _, _ in self.windows):
+            description["frames"] = frames.hexdigest()[:16]  # (a key only frame folders have: video caches as before)
+        return description
 
     def __len__(self) -> int:
         return len(self.windows)
