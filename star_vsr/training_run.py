@@ -169,16 +169,17 @@ class SettingsParser(argparse.ArgumentParser):
     ``path_settings`` names the settings that are paths, which the run records (and compares) absolute;
     ``pair_settings`` those that are an int or a pair ([height, width], [min, max]), which it records as a pair
     (so a resumed run given ``32`` where it started with ``[32, 32]`` does not count as changed);
-    ``content_settings`` paths that a resume compares by what they hold (``check_same_data``), not by where they
-    are: a copy of the teacher cache a run started on was refused as "other settings" (black-box hunt).
+    ``content_settings`` maps paths that a resume compares by what they hold to the record of it beside the
+    checkpoint (``check_same_data``), where the run wrote one: a copy of the teacher cache a run started on was
+    refused as "other settings" (black-box hunt).
     """
 
     def __init__(self, *args: Any, path_settings: Sequence[str] = (), pair_settings: Sequence[str] = (),
-                 content_settings: Sequence[str] = (), **kwargs: Any) -> None:
+                 content_settings: Optional[Mapping[str, str]] = None, **kwargs: Any) -> None:
         super().__init__(*args, formatter_class=SettingsHelpFormatter, **kwargs)
         self.path_settings = tuple(path_settings)
         self.pair_settings = tuple(pair_settings)
-        self.content_settings = tuple(content_settings)
+        self.content_settings = dict(content_settings or {})
 
     def error(self, message: str) -> None:  # type: ignore[override]
         # under accelerate launch every process parses the same command line and files: said by the first only
@@ -1160,17 +1161,18 @@ def _changes(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[st
             if name not in RUN_CONTROL_SETTINGS and before.get(name) != value]
 
 
-def _compared_settings(saved: Mapping[str, Any], args: argparse.Namespace,
-                       parser: argparse.ArgumentParser) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(``saved`` as ``changed_settings`` compares it, the settings of ``args`` as it compares them)."""
+def _compared_settings(saved: Mapping[str, Any], args: argparse.Namespace, parser: argparse.ArgumentParser,
+                       by_content: Collection[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(``saved`` as ``changed_settings`` compares it, the settings of ``args`` as it compares them), without the
+    settings ``by_content`` names where both give one (a path whose content ``check_same_data`` compares)."""
     now = recorded_settings(args, parser)
     defaults = vars(parser.parse_args([]))
     saved = dict(saved)
     if "mixed_precision" in saved and saved["mixed_precision"] is None:  # recorded before the launcher's precision
         saved["mixed_precision"] = now.get("mixed_precision")  # was filled in (launcher_precision): unknown, as now
     before = _comparable({**defaults, **{name: value for name, value in saved.items() if name in now}}, parser)
-    for name in getattr(parser, "content_settings", ()):  # compared by what they hold (check_same_data), not by
-        if before.get(name) is not None and now.get(name) is not None:  # their paths; one given or not still is
+    for name in by_content:  # (one given or not still is compared)
+        if before.get(name) is not None and now.get(name) is not None:
             before.pop(name)
             now.pop(name)
     return before, now
@@ -1264,7 +1266,9 @@ def check_resumed_settings(args: argparse.Namespace, parser: argparse.ArgumentPa
     saved = checkpoint_settings(checkpoint)
     if saved is None:
         return
-    before_settings, now_settings = _compared_settings(saved, args, parser)
+    by_content = [name for name, record in getattr(parser, "content_settings", {}).items()  # (a run recorded
+                  if (Path(checkpoint).parent / record).is_file()]  # before the record: by its path, as then)
+    before_settings, now_settings = _compared_settings(saved, args, parser, by_content)
     changes = [change for change in _changes(before_settings, now_settings)
                if changes_what_is_trained(change[0], args)]
     reshaped = _reshaped(before_settings, now_settings, checkpoint_shape) if checkpoint_shape is not None else []

@@ -1618,6 +1618,12 @@ def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, 
     training_args(cache, tmp_path / "run", *resume)  # the same cache: accepted
     shutil.copytree(cache, tmp_path / "copy")  # and a copy of it elsewhere: it was "trained with other settings:
     training_args(tmp_path / "copy", tmp_path / "run", *resume)  # train_cache: ... -> ..." (black-box hunt)
+    record = tmp_path / "run" / "train_cache.sha256"
+    record.rename(tmp_path / "kept")  # a run recorded without the cache's id: its path is all there is to compare
+    with pytest.raises(SystemExit):
+        training_args(tmp_path / "copy", tmp_path / "run", *resume)
+    assert "was trained with other settings: train_cache: " in capsys.readouterr().err
+    (tmp_path / "kept").rename(record)
     teacher = load_teacher(tiny_teacher_student(seed=5), features=["hr_features"])
     build_teacher_cache(teacher, random_clips(8, frames=3, size=8), cache, overwrite=True)
     with pytest.raises(SystemExit) as refused:
@@ -1651,13 +1657,22 @@ def test_a_cache_rebuilt_by_the_same_command_is_the_same_cache(tmp_path, train_c
     earlier version recorded that id: still accepted."""
     script, cache, resume = paused_run_on_a_copy_of(train_cache, tmp_path)
     record = tmp_path / "run" / "train_cache.sha256"
-    record.write_text(script.earlier_cache_id(cache) + "\n")  # as an earlier version recorded it
+    record.write_text(script.earlier_cache_ids(cache)[0] + "\n")  # as an earlier version recorded it
     training_args(cache, tmp_path / "run", *resume)  # accepted
-    before = script.cache_id(cache)
+    # clips of --data were known by their folders' paths too: a run recorded so goes on (review)
     manifest = json.loads((cache / "manifest.json").read_text())
+    (cache / "manifest.json").write_text(json.dumps({**manifest, "source": {
+        "kind": "video_folder", "folder": str(tmp_path / "lr"), "gt_folder": None, "num_frames": 3, "clips": 8,
+        "files": "0123456789abcdef"}}))
+    record.write_text(script.earlier_cache_ids(cache)[1] + "\n")
+    assert script.earlier_cache_ids(cache)[1] != script.cache_id(cache)
+    training_args(cache, tmp_path / "run", *resume)  # accepted
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    record.write_text(script.cache_id(cache) + "\n")
+    before = script.cache_id(cache)
     manifest["wall_time_s"] += 12.5  # rebuilt: another build time, nothing else
     (cache / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    assert script.cache_id(cache) == before != script.earlier_cache_id(cache)
+    assert script.cache_id(cache) == before != script.earlier_cache_ids(cache)[0]
     record.write_text(before + "\n")
     training_args(cache, tmp_path / "run", *resume)  # accepted
     manifest["teacher"] = {"other": True}  # another teacher: another cache

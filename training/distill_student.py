@@ -127,7 +127,7 @@ def checkpoint_shape(settings: Mapping[str, Any]) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = SettingsParser(description=__doc__.split("\n\n")[0],
                             path_settings=("config", "init_from", "train_cache", "perceptual_weights_path",
-                                           "output_dir"), content_settings=("train_cache",))
+                                           "output_dir"), content_settings={"train_cache": CACHE_ID_NAME})
     parser.add_argument("--config", default=None, help="YAML file of defaults for the flags below")
 
     student = parser.add_argument_group("student")
@@ -304,7 +304,7 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
             check_same_data(resume_checkpoint(args.output_dir, args.resume_from_checkpoint), CACHE_ID_NAME,
                             cache_id(args.train_cache), f"--train_cache {args.train_cache} is not the cache this run "
                             f"started on, or was rebuilt since (its manifest differs)", args.allow_changed_settings,
-                            also=(earlier_cache_id(args.train_cache),))
+                            also=earlier_cache_ids(args.train_cache))
         except InputError as error:
             parser.error(str(error))
     if args.scale_range is not None:
@@ -338,19 +338,21 @@ def check_cache_scale(manifest: CacheManifest, args: argparse.Namespace) -> None
                          f"pass --scale {cached_scale:g}, or build a cache at x{args.scale}")
 
 
-def cache_id(cache: str | Path) -> str:
+def cache_id(cache: str | Path, keep_folders: bool = False) -> str:
     """SHA-256 of what a teacher cache holds: its manifest's settings as a rebuild compares them (teacher, source,
-    clips and shards; ``CacheManifest.settings``), ground truth and feature widths. Not the time its build took,
-    nor the teacher's path as typed or the order of its --features: the same cache rebuilt by the same command was
-    refused as "rebuilt since this run started" (the manifest's bytes were hashed, ``wall_time_s`` with them)."""
+    clips and shards; ``CacheManifest.settings``, ``keep_folders`` passed on), ground truth and feature widths. Not
+    the time its build took, nor the teacher's path as typed or the order of its --features: the same cache rebuilt
+    by the same command was refused as "rebuilt since this run started" (the manifest's bytes were hashed,
+    ``wall_time_s`` with them)."""
     manifest = CacheManifest.load(cache)
-    held = {**manifest.settings(), "has_gt": manifest.has_gt, "feature_channels": manifest.feature_channels}
+    held = {**manifest.settings(keep_folders), "has_gt": manifest.has_gt, "feature_channels": manifest.feature_channels}
     return hashlib.sha256(json.dumps(held, sort_keys=True).encode()).hexdigest()
 
 
-def earlier_cache_id(cache: str | Path) -> str:
-    """``cache_id`` as runs of earlier versions recorded it: the SHA-256 of the manifest's bytes."""
-    return hashlib.sha256(Path(cache, MANIFEST_NAME).read_bytes()).hexdigest()
+def earlier_cache_ids(cache: str | Path) -> tuple[str, str]:
+    """``cache_id`` as runs of earlier versions recorded it: the SHA-256 of the manifest's bytes, then of its
+    settings with the clips' folders (before clips were known by their files wherever they are)."""
+    return hashlib.sha256(Path(cache, MANIFEST_NAME).read_bytes()).hexdigest(), cache_id(cache, keep_folders=True)
 
 
 def run_outputs(settings: Mapping[str, Any]) -> list[str]:
