@@ -370,8 +370,12 @@ def load_failure(error: BaseException) -> str:
     text = first_line(error)
     if not text.startswith("Weights only load failed"):
         return text
-    found = str(error).split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0].strip()
-    return found or "unpickling failed"
+    message = str(error)
+    if "WeightsUnpickler error:" in message:
+        return message.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0].strip() or "unpickling failed"
+    paragraphs = [part.strip() for part in re.split(r"\n\s*\n", message) if part.strip()][1:]  # (after the advice)
+    found = [part.splitlines()[0] for part in paragraphs if not part.startswith("Check the documentation")]
+    return found[0] if found else "unpickling failed"  # ("unsupported GLOBAL posix.system whose module ...")
 
 
 #: The most characters `first_line` takes of the line after one ending in a colon.

@@ -1031,9 +1031,23 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
                                          r"objects, which loading would run\)"):
         load_training_checkpoint(loader, checkpoint)
     assert not marker.exists()
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(_RunsShell(), protocol=2))
+    with pytest.raises(InputError) as refused:  # torch's advice to load it with weights_only=False is not passed on
+        load_training_checkpoint(loader, checkpoint)
+    message = str(refused.value)
+    assert "(Trying to load unsupported GLOBAL posix.system" in message and "weights_only" not in message
     torch.save({"step": 2, "epoch": 0}, checkpoint / "custom_checkpoint_0.pkl")  # plain data: loaded
     with pytest.raises(AssertionError, match="load_state must not be called"):
         load_training_checkpoint(loader, checkpoint)
+
+
+class _RunsShell:
+    """Unpickled, it runs a shell command (``true``): the usual payload, which torch refuses with another message."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("true",))
 
 
 class _RunsCode:

@@ -37,7 +37,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from ..distill.convlstm import ConvLSTM
-from ..errors import InputError, MissingWeightsError, first_line, is_damaged_weights_error
+from ..errors import InputError, MissingWeightsError, is_damaged_weights_error, load_failure
 
 CHARBONNIER_EPS = 1e-3
 """Charbonnier's epsilon: below ~1e-3 (a quarter of an 8-bit level) errors count quadratically."""
@@ -318,7 +318,7 @@ def _load_vgg_features(weights_path: Union[str, Path], features: nn.Sequential) 
     except Exception as error:  # torch.load's own advice, weights_only=False, would run the file's code
         if not (isinstance(error, SafetensorError) or is_damaged_weights_error(error)):
             raise
-        raise MissingWeightsError(f"{path} cannot be read as a VGG-19 state dict ({first_line(error)[:200]}): it is "
+        raise MissingWeightsError(f"{path} cannot be read as a VGG-19 state dict ({load_failure(error)[:200]}): it is "
                                   f"damaged or another file; save torchvision's ImageNet VGG-19 state dict there "
                                   f"again") from None
     if not isinstance(state, dict):
