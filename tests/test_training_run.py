@@ -1060,6 +1060,26 @@ class _RunsCode:
         return (open, (self.path, "w"))
 
 
+def test_a_run_that_fails_ends_its_worker_processes(tmp_path):
+    """DataLoader workers ignore SIGTERM (``ignore_stop_signals``), which is how Python's exit ends daemon children
+    before it waits for them: a run whose worker raised printed its error and then waited forever (black-box hunt).
+    A daemon child that ignores SIGTERM stands in for the worker here (a real DataLoader's hang depends on when its
+    iterator is collected: tests/test_train_star.py has that case)."""
+    import subprocess
+    import sys
+
+    script = ("import multiprocessing, time\n"
+              "from star_vsr.errors import InputError\n"
+              "from star_vsr.training_run import ignore_stop_signals, run_script\n"
+              "def worker():\n    ignore_stop_signals(0)\n    time.sleep(600)\n"
+              "def run():\n    multiprocessing.Process(target=worker, daemon=True).start()\n    time.sleep(1)\n"
+              "    raise InputError('no usable source')\n"
+              "if __name__ == '__main__':\n    run_script('train.py', run)\n")
+    (tmp_path / "run.py").write_text(script)
+    result = subprocess.run([sys.executable, str(tmp_path / "run.py")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr == "train.py: error: no usable source\n", result
+
+
 def test_sigterm_while_a_script_sets_up_or_saves_is_one_line_with_status_143(tmp_path):
     """Outside the training loop's clean stop (setting up, saving the final model) SIGTERM ended a training script
     at once with no word, leaving the model's temporary folder behind (black-box hunt); it now stops as Ctrl-C
