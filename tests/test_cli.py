@@ -472,6 +472,19 @@ def test_evaluate_says_a_prediction_padded_to_even_sizes_came_from_4_2_0_video(t
         capsys.readouterr().err
 
 
+def test_an_odd_sized_upscale_to_h264_names_the_codecs_that_keep_its_size(tmp_path, capsys):
+    """The advice is followed as written: "--codec ffv1" into an .mp4 and "--codec png" into a file are refused, and
+    upscale-batch's -o is a folder (review)."""
+    video = write_test_video(tmp_path / "odd.mkv", num_frames=2, size=(11, 15), codec="ffv1")
+    assert main(["upscale", str(video), "-o", str(tmp_path / "up.mp4"), "--upscale", "3"]) == 0
+    assert (f"{tmp_path / 'up.mp4'}: yuv420p needs sizes divisible by 2x2; 45x33 frames are padded to 46x34 by "
+            "repeating the last column/row (--codec ffv1 (a .mkv file) or --codec png (a folder of frames) keeps "
+            "45x33)") in capsys.readouterr().err
+    assert main(["upscale", str(video), "-o", str(tmp_path / "up.mkv"), "--upscale", "3", "--codec", "ffv1"]) == 0
+    assert main(["upscale", str(video), "-o", str(tmp_path / "frames"), "--upscale", "3", "--codec", "png"]) == 0
+    assert "padded" not in capsys.readouterr().err
+
+
 def test_evaluate_json_dash_writes_the_json_alone_to_standard_output(tmp_path, capsys, monkeypatch):
     """--json - is standard output (| jq), with the table on standard error; it wrote a file named '-'."""
     gt = write_test_video(tmp_path / "gt.mp4", num_frames=3, size=(32, 32), seed=0)

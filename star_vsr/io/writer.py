@@ -720,9 +720,8 @@ class VideoWriter:
         if not (pad_h or pad_w):
             return frame
         if self.frames_written == 0:
-            stem = Path(self.label).stem
-            keeps = option('codec="ffv1" (a .mkv file) or "png" (a folder)',
-                           f"-o {stem}.mkv --codec ffv1, or PNG frames (-o {stem}),")
+            keeps = option('codec="ffv1" (a .mkv file) or "png" (a folder)',  # (upscale-batch's -o is a folder)
+                           "--codec ffv1 (a .mkv file) or --codec png (a folder of frames)")
             warn_user(f"{self.label}: {self.pix_fmt} needs sizes divisible by {self._block[1]}x{self._block[0]}; "
                       f"{width}x{height} frames are padded to {width + pad_w}x{height + pad_h} by repeating the last "
                       f"column/row ({keeps} keeps {width}x{height})")
