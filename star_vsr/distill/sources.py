@@ -172,18 +172,19 @@ class VideoFolderClips:
         from ..fingerprints import folder_files_fingerprint, input_fingerprint
         from ..io.folders import list_image_files
 
-        digest, frames = hashlib.sha256(), hashlib.sha256()
+        digest, frames, folders = hashlib.sha256(), hashlib.sha256(), False
         for video in dict.fromkeys(video for video, _, _ in self.windows):
             for path in (video, self.gt.get(video)):
                 if path is not None:
                     digest.update(json.dumps([path.name, *input_fingerprint(path)]).encode())
                     if path.is_dir():  # (frames swapped by renaming keep the sizes, count and latest time)
                         frames.update(folder_files_fingerprint(list_image_files(path)).encode())
+                        folders = True
         description = {"kind": "video_folder", "folder": str(self.folder.resolve()), "num_frames": self.num_frames,
                        "gt_folder": str(self.gt_folder.resolve()) if self.gt_folder else None,
                        "clips": len(self.windows), "files": digest.hexdigest()[:16]}
-        if any(video.is_dir() for video, _, _ in self.windows):
-            description["frames"] = frames.hexdigest()[:16]  # (a key only frame folders have: video caches as before)
+        if folders:  # (a key only clips or ground truth in frame folders have: caches of videos as before)
+            description["frames"] = frames.hexdigest()[:16]
         return description
 
     def __len__(self) -> int:
