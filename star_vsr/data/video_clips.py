@@ -251,6 +251,7 @@ class VideoClipDataset(ClipPairDataset):
         self.default_caption = default_caption
         self.backend = backend
         self._info: dict[int, VideoInfo] = {}
+        self._folder_of_clips: dict[int, bool] = {}  # source -> it is a folder of clips, not one clip
 
     def source_name(self, source: int) -> str:
         return str(self.sources[source].path)
@@ -266,8 +267,10 @@ class VideoClipDataset(ClipPairDataset):
     def load_clip(self, source: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         clip = self.sources[source]
         crop_h, crop_w = self.crop_size
-        if clip.path.is_dir() and not is_frame_folder(clip.path) and clips_in_folder(clip.path):  # (a list's entry:
-            # the reader's advice was star-vsr upscale-batch)
+        if source not in self._folder_of_clips:  # (listing a folder of frames three times a sample: once a source)
+            self._folder_of_clips[source] = clip.path.is_dir() and not is_frame_folder(clip.path) \
+                and bool(clips_in_folder(clip.path))
+        if self._folder_of_clips[source]:  # a list's entry (the reader's advice was star-vsr upscale-batch)
             raise BadSampleError("is a folder of clips, where a clip list names one video (or one folder of frames) "
                                  "an entry; list its clips, or give the folder itself as the training data")
         try:
