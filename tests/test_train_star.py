@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -689,3 +690,16 @@ def test_the_validation_prompt_is_the_validation_videos_when_it_has_no_caption(t
     args = train_star.parse_args(["--config", str(TINY_CONFIG), "--validation_video", str(video), "--default_caption",
                                   "a photo", "--crop_size", "32", "--num_frames", "2"])
     assert train_star.validation_sample(args, None)["caption"] == ""  # run_validation then takes the prompt
+
+
+def test_a_deleted_working_directory_is_one_line_before_torch_loads(tmp_path):
+    """torch cannot load in a deleted folder: the script died with oneMKL's "FATAL ERROR: Cannot load
+    libtorch_cpu.so" (review)."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    command = f'cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" "{SCRIPT}" --help'
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PWD": str(gone)})
+    assert result.returncode == 1 and result.stderr == (
+        f"train_star.py: error: the current directory ({gone}) no longer exists (deleted, moved or unmounted); cd to "
+        f"an existing directory and run the command again\n"), result

@@ -39,8 +39,8 @@ if __name__ == "__main__":  # OpenMP threads spin while they wait by default: on
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from star_vsr.errors import working_directory_gone  # (loads no torch, which cannot load in a deleted folder)
 
-    if working_directory_gone():
-        raise SystemExit(f"{os.path.basename(__file__)}: error: {working_directory_gone()}")
+    if working_directory_gone() is not None:
+        raise SystemExit(f"{os.path.basename(__file__)}: error: {working_directory_gone()}")  # (status 1)
 
 import argparse
 import hashlib

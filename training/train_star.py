@@ -53,8 +53,8 @@ if __name__ == "__main__":  # OpenMP threads spin while they wait by default: on
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from star_vsr.errors import working_directory_gone  # (loads no torch, which cannot load in a deleted folder)
 
-    if working_directory_gone():
-        raise SystemExit(f"{os.path.basename(__file__)}: error: {working_directory_gone()}")
+    if working_directory_gone() is not None:
+        raise SystemExit(f"{os.path.basename(__file__)}: error: {working_directory_gone()}")  # (status 1)
 
 import argparse
 import json
@@ -762,7 +762,7 @@ def main(args: argparse.Namespace) -> None:
     data_id = dataset.fingerprint()
     check_same_data(resume_path, DATA_ID_NAME, data_id, f"--train_data {args.train_data} changed since this run "
                     f"started (files added, removed or replaced; a copy with new modification times counts)",
-                    args.allow_changed_settings, also=[dataset.fingerprint(as_given=True)])
+                    args.allow_changed_settings, also=[dataset.fingerprint(as_given=True)] if resume_path else [])
     check_batches_per_epoch(len(dataset), args, accelerator.num_processes)
     val_sample = validation_sample(args, dataset) if args.validation_steps and accelerator.is_main_process else None
     if accelerator.is_main_process:
