@@ -373,6 +373,9 @@ def load_failure(error: BaseException) -> str:
     message = str(error)
     if "WeightsUnpickler error:" in message:
         return message.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0].strip() or "unpickling failed"
+    first = message.split("\n", 1)[0].removeprefix("Weights only load failed.").strip()
+    if not first.startswith("In PyTorch"):  # "Weights only load failed. <why> ..." (a module that failed to import)
+        return first.split(" Re-running `torch.load`", 1)[0] or "unpickling failed"
     paragraphs = [part.strip() for part in re.split(r"\n\s*\n", message) if part.strip()][1:]  # (after the advice)
     found = [part.splitlines()[0] for part in paragraphs if not part.startswith("Check the documentation")]
     return found[0] if found else "unpickling failed"  # ("unsupported GLOBAL posix.system whose module ...")

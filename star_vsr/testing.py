@@ -5,7 +5,8 @@ tokenizer, CLIP text encoder, SVD temporal VAE, STAR UNet + ControlNet, STAR sch
 widths: 2 attention heads x 8 dims, two levels, a 2x VAE. Their outputs are noise-like, so use
 them to exercise code paths, shapes, memory and speed, never quality.
 
-Two helpers of the tests live here too: ``ctrl_c_in_optimizer_step`` and ``safetensors_modes``.
+A few helpers of the tests live here too: ``ctrl_c_in_optimizer_step``, ``safetensors_modes`` and
+``code_running_pickle``.
 """
 
 from __future__ import annotations
@@ -109,3 +110,32 @@ def ctrl_c_in_optimizer_step(monkeypatch: Any, step: int) -> None:
 def safetensors_modes(folder: Union[str, Path]) -> set[int]:
     """The permission bits of every ``.safetensors`` file under ``folder`` (an empty set: none there)."""
     return {path.stat().st_mode & 0o777 for path in Path(folder).rglob("*.safetensors")}
+
+
+class _CreatesFile:
+    """Unpickled, it creates the file ``path`` (``open(path, "w")``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (self.path, "w"))
+
+
+class _RunsShell:
+    """Unpickled, it runs the shell command ``true`` (``os.system``: the usual payload, which torch's safe unpickler
+    refuses with another message than other objects)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        import os
+
+        return (os.system, ("true",))
+
+
+def code_running_pickle(marker: Union[str, Path, None] = None) -> bytes:
+    """A pickle (protocol 2, torch.load's) that runs code when unpickled whole: it creates ``marker`` (which a test
+    then checks is absent), or without one runs a shell command, as a malicious weight file would."""
+    import pickle
+
+    return pickle.dumps(_CreatesFile(str(marker)) if marker is not None else _RunsShell(), protocol=2)
+

@@ -760,7 +760,7 @@ def _check_random_states(checkpoint: Path, name: str) -> None:
         if is_out_of_memory(error) or isinstance(error, PermissionError):
             raise
         raise damaged_checkpoint(checkpoint, f"{name}, the random number generators' states, cannot be read: "
-                                             f"{first_line(error)}; without it the resumed run would not be "
+                                             f"{load_failure(error)}; without it the resumed run would not be "
                                              f"exact") from error
 
 

@@ -32,6 +32,7 @@ from star_vsr.errors import InputError
 from star_vsr.cli.arguments import seed_argument
 from star_vsr.io import open_video, probe_video
 from star_vsr.io.synthetic import synthetic_frames, write_test_video
+from star_vsr.testing import code_running_pickle
 
 
 @pytest.fixture(scope="module")
@@ -1430,6 +1431,11 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "holds Python objects besides tensors (argparse.Namespace)" in err and "--trust-checkpoint" in err
     assert not out.exists()
+    (tmp_path / "evil.pt").write_bytes(code_running_pickle())  # the usual payload: torch words its refusal otherwise,
+    assert main([a if a != str(tmp_path / "light_deg.pt") else str(tmp_path / "evil.pt")  # and its advice to load
+                 for a in args if a != "--trust-checkpoint"]) == 2  # unsafely was passed on (review)
+    err = capsys.readouterr().err
+    assert "holds Python objects besides tensors (posix.system)" in err and "weights_only" not in err
     # a wrong --unet-config: one line, nothing written
     for text, message in (("{", "is not valid JSON"), ('{"bogus": 1}', "unknown StarVSRUNetModel keys ['bogus']"),
                           ("[1]", "must hold a JSON object"),

@@ -546,29 +546,20 @@ def test_a_weight_file_that_would_run_code_is_refused_and_an_older_format_one_lo
     """pyiqa and torchvision load the files with weights_only=False, so a crafted backbone file ran the code it named
     when the check before them could not read it (security review); torch's older format (torchvision's own
     downloads) cannot be memory-mapped, and is read whole."""
-    import pickle
     import shutil
+
+    from star_vsr.testing import code_running_pickle
 
     root = tmp_path / "weights"
     shutil.copytree(lpips_weights["root"], root)
     backbone = _weight_path(root, "lpips", "alexnet-owt-7be5be79.pth")
     torch.save(lpips_weights["backbone"], backbone, _use_new_zipfile_serialization=False)
     assert load_learned_metric("lpips", weights_dir=root) is not None
-    backbone.write_bytes(pickle.dumps(_RunsCode(str(tmp_path / "ran")), protocol=2))
+    backbone.write_bytes(code_running_pickle(tmp_path / "ran"))
     with pytest.raises(InputError, match=r"alexnet-owt-7be5be79\.pth cannot be read as plain weights \(Unsupported "
                                          r"global: .*\): it is damaged, or holds Python objects"):
         load_learned_metric("lpips", weights_dir=root)
     assert not (tmp_path / "ran").exists()
-
-
-class _RunsCode:
-    """Unpickled, it creates the file ``path``: what a malicious pickle would do."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
 
 
 def test_a_weight_file_without_the_metric_s_tensors_is_refused(lpips_weights, tmp_path):

@@ -6,7 +6,6 @@ import argparse
 import errno
 import json
 import logging
-import pickle
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 import yaml
 
 from star_vsr.errors import InputError, OutputError
+from star_vsr.testing import code_running_pickle
 from star_vsr.training_run import (SettingsParser, bool_value, changed_settings, check_output_dir, check_run_settings,
                                    checkpoint_folders, checkpoint_step, clear_old_run, parse_with_config,
                                    optional_value, prepare_output_dir, prune_checkpoints, record_run_settings,
@@ -1025,13 +1025,13 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
     # that is no plain data is refused before load_state, and runs nothing
     (checkpoint / "custom_checkpoint_1.pkl").unlink()
     marker = tmp_path / "ran"
-    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(_RunsCode(str(marker)), protocol=2))
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(code_running_pickle(marker))
     with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(custom_checkpoint_0.pkl "
                                          r"cannot be read as plain data \(.*\): it is damaged, or holds Python "
                                          r"objects, which loading would run\)"):
         load_training_checkpoint(loader, checkpoint)
     assert not marker.exists()
-    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(_RunsShell(), protocol=2))
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(code_running_pickle())
     with pytest.raises(InputError) as refused:  # torch's advice to load it with weights_only=False is not passed on
         load_training_checkpoint(loader, checkpoint)
     message = str(refused.value)
@@ -1041,23 +1041,23 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
         load_training_checkpoint(loader, checkpoint)
 
 
-class _RunsShell:
-    """Unpickled, it runs a shell command (``true``): the usual payload, which torch refuses with another message."""
+def test_load_failure_says_what_the_safe_unpickler_found_never_its_advice_to_load_unsafely(tmp_path):
+    from star_vsr.errors import load_failure
 
-    def __reduce__(self):
-        import os
-
-        return (os.system, ("true",))
-
-
-class _RunsCode:
-    """Unpickled, it creates the file ``path``: what a malicious pickle would do."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
+    found = {}
+    for name, payload in (("shell", code_running_pickle()), ("object", code_running_pickle(tmp_path / "ran")),
+                          ("junk", b"garbage\n")):
+        (tmp_path / name).write_bytes(payload)
+        with pytest.raises(Exception) as failed:
+            torch.load(tmp_path / name, weights_only=True)
+        found[name] = load_failure(failed.value)
+    assert found.pop("object").startswith("Unsupported global: GLOBAL io.open was not an allowed global by default")
+    assert found == {"shell": "Trying to load unsupported GLOBAL posix.system whose module posix is blocked.",
+                     "junk": "Unsupported operand 103"}
+    imported = RuntimeError("Weights only load failed. numpy.core.multiarray must be numpy._core.multiarray to load "
+                            "this file\n In PyTorch 2.6, we changed the default value of ... trusted source.\n")
+    assert load_failure(imported) == "numpy.core.multiarray must be numpy._core.multiarray to load this file"
+    assert not (tmp_path / "ran").exists()
 
 
 def test_a_run_that_fails_ends_its_worker_processes(tmp_path):

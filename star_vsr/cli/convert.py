@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import InputError, MissingWeightsError, OutputExistsError, why_missing
+from ..errors import InputError, MissingWeightsError, OutputExistsError, load_failure, why_missing
 from .arguments import ParagraphsHelpFormatter, path_argument
 
 
@@ -197,12 +197,10 @@ def _read_checkpoint(path: Path, trust: bool) -> Any:
                 raise
             return torch.load(path, map_location="cpu", weights_only=not trust)  # the legacy (non-zip) format
     except pickle.UnpicklingError as error:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))  # torch's restricted unpickler
-        if trust or not found:  # a damaged or foreign file; torch's first line would advise weights_only=False
-            detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
-            raise InputError(f"cannot read {path} as a PyTorch checkpoint "
-                             f"({detail.group(1) if detail else _first_line(error)}); is the download complete?") \
-                from error
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(error))  # (torch's
+        if trust or not found:  # restricted unpickler) a damaged or foreign file; never torch's advice to load it
+            raise InputError(f"cannot read {path} as a PyTorch checkpoint ({load_failure(error)}); is the download "
+                             f"complete?") from error  # with weights_only=False
         raise InputError(f"{path} holds Python objects besides tensors ({found.group(1)}), which star-vsr does not "
                          "unpickle by default (unpickling can run code from the file). If the file comes from "
                          "the STAR or OpenCLIP release, add --trust-checkpoint.") from error
