@@ -99,7 +99,8 @@ def sources_fingerprint(sources: Sequence[Union[str, Path, np.ndarray]], caption
             digest.update(np.ascontiguousarray(source).tobytes())
         else:
             path = Path(source)
-            name = str(path) if as_given else str(path.resolve())  # (the files, however named: links followed)
+            name = str(path) if as_given else str(path.resolve() if path.exists() else path.absolute())  # (the
+            # files, however named: links followed; a link to nothing, or a loop, as named: Path.resolve raised)
             digest.update(json.dumps([name, input_fingerprint(path) if path.exists() else None]).encode())
     digest.update(json.dumps(list(captions)).encode())
     return digest.hexdigest()

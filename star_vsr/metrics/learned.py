@@ -434,19 +434,19 @@ def _check_weight_contents(spec: LearnedMetricSpec, paths: dict[str, Path]) -> N
             continue
         path = paths[weight.filename]
         keyed = weight == spec.local_path_file and bool(spec.required_keys)  # (small files: LPIPS' heads, DISTS')
-        state, failure = None, None
-        for mmap in (True, False):
+        try:
             try:
-                state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-                break
-            except Exception as error:  # noqa: BLE001 (junk, a pickle of objects; mmap: the older format)
-                if is_out_of_memory(error):
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as error:
+                if "mmap" not in str(error):
                     raise
-                failure = error
-        if state is None:
+                state = torch.load(path, map_location="cpu", weights_only=True)  # torch's older format, read whole
+        except Exception as error:  # noqa: BLE001 (junk, a pickle of objects: nothing else may read it)
+            if is_out_of_memory(error):
+                raise
             raise InputError(f"cannot load the {spec.name} weights: {path} cannot be read as plain weights "
-                             f"({load_failure(failure)}): it is damaged, or holds Python objects, which loading would "
-                             f"run. Download it again: {weight.url}")
+                             f"({load_failure(error)}): it is damaged, or holds Python objects, which loading would "
+                             f"run. Download it again: {weight.url}") from error
         if not isinstance(state, Mapping):
             raise InputError(f"cannot load the {spec.name} weights: {path} holds a {type(state).__name__}, not a "
                              f"network's tensors, so it is no {weight.description} file (damaged, or another "
