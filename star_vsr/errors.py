@@ -191,8 +191,8 @@ def cli_running() -> bool:
 def option(argument: str, flag: str) -> str:
     """How a message names a setting the user can change: ``flag`` (``"--restart"``, ``"--tile-size 512"``) when
     it is made inside ``cli_wording`` and the running command has every flag it names, else the Python
-    ``argument`` (``"restart=True"``): a command without that flag (``demo`` has no ``--restart``) must not
-    advise it."""
+    ``argument`` (``"restart=True"``), so that a command without that flag (``demo`` has no ``--restart``) does
+    not advise it as a flag (``can_set`` tells whether to advise it at all)."""
     if _cli_flags is None:
         return argument
     return flag if all(word in _cli_flags for word in flag.split() if word.startswith("-")) else argument

@@ -119,9 +119,9 @@ def star_timesteps(noise_level: int = DEFAULT_NOISE_LEVEL, num_inference_steps: 
     # num_inference_steps model evaluations
     deduplicated = sorted(set(timesteps), reverse=True)
     if len(deduplicated) < num_inference_steps:
-        steps = named("num_inference_steps")  # (--steps on the command line)
-        level = named("noise_level") if can_set("noise_level") else "the noise level"  # (demo has no flag for it)
+        steps, settable = named("num_inference_steps"), can_set("noise_level")  # (demo has no --noise-level)
+        level = named("noise_level") if settable else "the noise level"
+        advice = f"lower {steps}" + (f" or raise {level}" if settable else "")
         raise InputError(f"{steps} {num_inference_steps} does not fit below {level} {noise_level}: only "
-                         f"{len(deduplicated)} distinct integer timesteps do ({spacing} spacing); lower {steps}"
-                         + f" or raise {level}" * can_set("noise_level"))
+                         f"{len(deduplicated)} distinct integer timesteps do ({spacing} spacing); {advice}")
     return deduplicated

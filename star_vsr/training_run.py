@@ -391,7 +391,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
     except argparse.ArgumentError:  # ``--config`` without a file: the script's own parser says so, below
         configs = [None]
     for given in configs if len(configs) > 1 else ():  # (an unset shell variable: said as such)
-        _refuse_empty_path(parser, "config", given)
+        _checked_path(parser, "config", given)
     if len(configs) > 1:  # (the last one was used, the others dropped without a word)
         parser.error(f"--config is given {len(configs)} times ({', '.join(configs)}); give one config file (flags "
                      f"override its settings)")
@@ -404,19 +404,17 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
             if getattr(args, action.dest) != [None]:
                 parser.error(f"--{action.dest} takes none alone, to clear it, or values")
             setattr(args, action.dest, None)
-    for name in (*getattr(parser, "path_settings", ()), *UNRECORDED_PATH_SETTINGS):
-        value = getattr(args, name, None)
-        _refuse_empty_path(parser, name, value)
-        if isinstance(value, str) and value.startswith("~"):  # (a config's value, --output_dir=~/run: no shell
-            setattr(args, name, os.path.expanduser(value))  # expands them; saves went to ~/run and ./~/run both)
+    for name in (*getattr(parser, "path_settings", ()), *UNRECORDED_PATH_SETTINGS):  # ~ expanded too: a config's
+        value = getattr(args, name, None)  # value, --output_dir=~/run (no shell expands them): saves went to ~/run
+        if isinstance(value, str):  # and ./~/run both
+            setattr(args, name, _checked_path(parser, name, value))
     return args
 
 
 def _read_config(parser: argparse.ArgumentParser, config: str) -> dict[str, Any]:
     """The settings of the YAML file ``config`` as ``parser``'s defaults (each value as its flag takes it); a file
     that is missing, no YAML, no mapping, or holds unknown settings is a ``parser.error``."""
-    _refuse_empty_path(parser, "config", config)
-    path = Path(config).expanduser()
+    path = Path(_checked_path(parser, "config", config))
     if path.is_dir():
         parser.error(f"config file {path} is a folder; name a YAML file")
     if not path.is_file():  # (a pipe, <(...), is no link to nothing)
@@ -440,17 +438,17 @@ def _read_config(parser: argparse.ArgumentParser, config: str) -> dict[str, Any]
     return {key: _setting(parser, actions[key], value, path) for key, value in settings.items()}
 
 
-def _refuse_empty_path(parser: argparse.ArgumentParser, name: str, value: Any) -> None:
-    """An empty path setting (``--output_dir ""``, ``--output_dir "$OUT"`` with ``OUT`` unset, ``output_dir: ''``)
-    is an error, as for star-vsr's path options (``path_argument``): ``Path("")`` is the current folder, so the run
-    would have written its checkpoints there."""
+def _checked_path(parser: argparse.ArgumentParser, name: str, value: str) -> str:
+    """Path setting ``value`` as star-vsr's path options take it (``path_argument``): a leading ``~`` expanded, and
+    an empty one (``--output_dir ""``, ``--output_dir "$OUT"`` with ``OUT`` unset, ``output_dir: ''``) an error:
+    ``Path("")`` is the current folder, so the run would have written its checkpoints there."""
     from .cli.arguments import path_argument
 
-    if isinstance(value, str):
-        try:
-            path_argument(value)
-        except argparse.ArgumentTypeError as error:
-            parser.error(f"--{name} is {error}")
+    try:
+        return path_argument(value)
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"--{name} is {error}")
+        raise  # (parser.error exits)
 
 
 def _setting(parser: argparse.ArgumentParser, action: argparse.Action, value: Any, path: Path) -> Any:

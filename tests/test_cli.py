@@ -468,8 +468,8 @@ def test_evaluate_says_a_prediction_padded_to_even_sizes_came_from_4_2_0_video(t
     assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--scale", "1", "--no-warp", "--crop-gt"]) == 2
     assert (f"{pred} is 34x26 but {gt} is 33x25; the prediction must have the ground truth's size. It is the ground "
             "truth's size padded to even numbers, as 4:2:0 video (H.264, H.265) needs: star-vsr upscale pads an odd "
-            "size by repeating the last column/row, and keeps it in a .mkv file with --codec ffv1 or in PNG frames "
-            "(-o FOLDER).") in \
+            "size by repeating the last column/row; --codec ffv1 (a .mkv file) or --codec png (a folder of frames) "
+            "keeps it.") in \
         capsys.readouterr().err
 
 

@@ -1311,8 +1311,8 @@ def test_a_cache_without_what_the_loss_terms_compare_with_names_their_flags(tmp_
         script.main(args)
     # no cache at all (motion clips made on the fly): "the teacher loss terms need --train_cache" named none
     script, args = training_args(None, tmp_path / "run")
-    with pytest.raises(InputError, match=r"^the teacher loss terms \(--loss_teacher_charbonnier 1, --loss_space 0\.1, "
-                                         r"--loss_time 0\.1, --loss_feature 0\.1\) need --train_cache"):
+    with pytest.raises(InputError, match=r"^the teacher loss terms \(--loss_teacher_charbonnier 1 --loss_space 0\.1 "
+                                         r"--loss_time 0\.1 --loss_feature 0\.1\) need --train_cache"):
         script.main(args)
     assert not (tmp_path / "run").exists()
 

@@ -432,11 +432,11 @@ def check_motion_sizes(args: argparse.Namespace) -> None:
 
 def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> tuple[Any, dict[str, int]]:
     """The training clips and the teacher's feature widths."""
+    def flags(target: str) -> str:  # the terms on, named with their values: the config set them, not the command line
+        return " ".join(f"--loss_{name} {getattr(losses, name):g}" for name in losses.terms_on(target))
+
     if args.train_cache is not None:
         cache = TeacherCache(args.train_cache)
-        def flags(target: str) -> str:  # named with their values: the config set them, not the command line
-            return " ".join(f"--loss_{name} {getattr(losses, name):g}" for name in losses.terms_on(target))
-
         if losses.needs_teacher and not cache.has_teacher:
             raise InputError(f"{args.train_cache} holds no teacher outputs, but teacher loss terms are on: "
                              f"{flags('teacher')}; set them to 0, or cache a teacher's outputs")
@@ -458,10 +458,9 @@ def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> t
                              f"train without the feature terms ({off})")
         return cache, cache.feature_channels
     if losses.needs_teacher:
-        terms = ", ".join(f"--loss_{name} {getattr(losses, name):g}" for name in losses.terms_on("teacher"))
-        raise InputError(f"the teacher loss terms ({terms}) need --train_cache (a teacher cache: make one with "
-                         f"`star-vsr distill cache-teacher`), or set them to 0: on-the-fly motion clips have ground "
-                         f"truth only")
+        raise InputError(f"the teacher loss terms ({flags('teacher')}) need --train_cache (a teacher cache: make one "
+                         f"with `star-vsr distill cache-teacher`), or set them to 0: on-the-fly motion clips have "
+                         f"ground truth only")
     from star_vsr.data import ImageMotionDataset
 
     dataset = ImageMotionDataset(images=training_photos(), num_frames=args.motion_num_frames,

@@ -251,7 +251,6 @@ class VideoClipDataset(ClipPairDataset):
         self.default_caption = default_caption
         self.backend = backend
         self._info: dict[int, VideoInfo] = {}
-        self._folder_of_clips: dict[int, bool] = {}  # source -> it is a folder of clips, not one clip
 
     def source_name(self, source: int) -> str:
         return str(self.sources[source].path)
@@ -267,15 +266,13 @@ class VideoClipDataset(ClipPairDataset):
     def load_clip(self, source: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         clip = self.sources[source]
         crop_h, crop_w = self.crop_size
-        if source not in self._folder_of_clips:  # (listing a folder of frames three times a sample: once a source)
-            self._folder_of_clips[source] = clip.path.is_dir() and not is_frame_folder(clip.path) \
-                and bool(clips_in_folder(clip.path))
-        if self._folder_of_clips[source]:  # a list's entry (the reader's advice was star-vsr upscale-batch)
-            raise BadSampleError("is a folder of clips, where a clip list names one video (or one folder of frames) "
-                                 "an entry; list its clips, or give the folder itself as the training data")
         try:
             info = self._probe(source)
         except _READ_ERRORS as error:
+            if clip.path.is_dir() and clips_in_folder(clip.path):  # a list's entry (the reader advised upscale-batch)
+                raise BadSampleError("is a folder of clips, where a clip list names one video (or one folder of "
+                                     "frames) an entry; list its clips, or give the folder itself as the training "
+                                     "data") from error
             raise BadSampleError(f"cannot be read ({error})") from error
         if info.height < crop_h or info.width < crop_w:
             raise BadSampleError(f"frames of {info.width}x{info.height} are smaller than the crop {crop_w}x{crop_h}")

@@ -150,6 +150,10 @@ def finish_error(path: str | Path, error: av.FFmpegError) -> OutputError:
                        f"or --no-audio if the input's audio is unusual")
 
 
+#: The outputs that keep an odd frame size, which 4:2:0 video pads to even (upscale-batch's -o is a folder: no -o).
+ODD_SIZE_CODECS = "--codec ffv1 (a .mkv file) or --codec png (a folder of frames)"
+
+
 class FrameClock:
     """When frame k of an output is shown: k / `frame_rate`, or `frame_times[k]` for variable-rate
     video (`VideoInfo.timeline`: one entry more than frames is when the last frame stops being
@@ -720,8 +724,7 @@ class VideoWriter:
         if not (pad_h or pad_w):
             return frame
         if self.frames_written == 0:
-            keeps = option('codec="ffv1" (a .mkv file) or "png" (a folder)',  # (upscale-batch's -o is a folder)
-                           "--codec ffv1 (a .mkv file) or --codec png (a folder of frames)")
+            keeps = option('codec="ffv1" (a .mkv file) or "png" (a folder)', ODD_SIZE_CODECS)
             warn_user(f"{self.label}: {self.pix_fmt} needs sizes divisible by {self._block[1]}x{self._block[0]}; "
                       f"{width}x{height} frames are padded to {width + pad_w}x{height + pad_h} by repeating the last "
                       f"column/row ({keeps} keeps {width}x{height})")

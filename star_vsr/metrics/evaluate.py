@@ -152,9 +152,11 @@ def check_pair(pred_path: str, gt_path: str, scale: int = 4, crop_gt: bool = Fal
                     f"scale (times 2 for 4:2:0 video), pass {option('crop_gt=True', '--crop-gt')}.")
         elif (pred_info.width, pred_info.height) == (gt_info.width + gt_info.width % 2,
                                                        gt_info.height + gt_info.height % 2):
+            from star_vsr.io.writer import ODD_SIZE_CODECS
+
             hint = (" It is the ground truth's size padded to even numbers, as 4:2:0 video (H.264, H.265) needs: "
-                    "star-vsr upscale pads an odd size by repeating the last column/row, and keeps it in a .mkv file "
-                    "with --codec ffv1 or in PNG frames (-o FOLDER).")
+                    f"star-vsr upscale pads an odd size by repeating the last column/row; {ODD_SIZE_CODECS} keeps "
+                    f"it.")
         elif crop_gt:  # asked for, and out of its reach: say why it did not apply
             hint = (f" {option('crop_gt', '--crop-gt')} crops a ground truth larger by less than 2 x the scale "
                     f"({2 * scale} pixels at {option('scale', '--scale')} {scale}) in width and in height; this one "
