@@ -58,6 +58,13 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
                          f"{class_name}.from_pretrained, or with star_vsr.upscale.load_upscaler (any star-vsr folder)")
     components = [name for name, value in entries.items()
                   if not name.startswith("_") and isinstance(value, list) and value and value[0] is not None]
+    for name in components:  # every entry, before anything imports what it names (diffusers imports them all)
+        library = entries[name][0]
+        if isinstance(library, str) and not trusted_library(library):
+            raise MissingWeightsError(f"{index} names {library}.{entries[name][-1]} for {name!r}: star-vsr builds "
+                                      f"components from {', '.join(TRUSTED_LIBRARIES)} only (importing another "
+                                      f"module runs its code, which a downloaded folder must not bring): the file "
+                                      f"was edited or is not a star-vsr model.\n{help_text}")
     if expected_class is not None:  # diffusers' own errors: a bare ValueError ("expected ['student'], but only
         # set() were passed", "has no class Nope")
         _check_index_entries(index, entries, expected_class, help_text)
@@ -135,13 +142,6 @@ def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: t
     import torch
     from diffusers import SchedulerMixin
 
-    for name, value in entries.items():  # every entry: diffusers imports what any of them names
-        if not name.startswith("_") and isinstance(value, list) and len(value) == 2 \
-                and isinstance(value[0], str) and not trusted_library(value[0]):
-            raise MissingWeightsError(f"{index} names {value[0]}.{value[1]} for {name!r}: star-vsr builds components "
-                                      f"from {', '.join(TRUSTED_LIBRARIES)} only (importing another module runs its "
-                                      f"code, which a downloaded folder must not bring): the file was edited or is "
-                                      f"not a star-vsr model.\n{help_text}")
     needs = _init_annotations(expected_class)
 
     needed = [name for name, parameter in inspect.signature(expected_class.__init__).parameters.items()

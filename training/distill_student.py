@@ -44,7 +44,6 @@ if __name__ == "__main__":  # OpenMP threads spin while they wait by default: on
 
 import argparse
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -70,7 +69,8 @@ from star_vsr.evalset import bicubic_upscale, evaluation_clips, rescaled_referen
 from star_vsr.errors import InputError, OutputError, explain_out_of_memory, first_line
 from star_vsr.degradations.config import SUPPORTED_SCALES
 from star_vsr.model_folder import saved_config
-from star_vsr.models.student import FEATURE_TAPS, STUDENT_PRESETS, StarStudentModel, student_architecture
+from star_vsr.models.student import (FEATURE_TAPS, STUDENT_PRESETS, StarStudentModel, student_architecture,
+                                     student_setting_names)
 from star_vsr.outputs import TRAINING_SUMMARY_FILE, check_writable
 from star_vsr.progress import bar_options
 from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_checkpoint_arguments,
@@ -234,7 +234,7 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
                      "`star-vsr distill cache-teacher`")
     if not isinstance(args.student_overrides, dict):
         parser.error(f"--student_overrides must be a JSON object ({{}} for none), got {args.student_overrides!r}")
-    settings = [name for name in inspect.signature(StarStudentModel).parameters if name not in ("preset", "scale")]
+    settings = student_setting_names()
     unknown = sorted(set(args.student_overrides) - set(settings))
     if unknown:  # (said after Accelerate's banner, as Python's "unexpected keyword argument 'num_block'")
         parser.error(f"--student_overrides: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} no "

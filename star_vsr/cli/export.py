@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                                "lower --height / --width (the export runs the model once at that size)"):
         export_student(student, output, args.format, args.height, args.width, args.upscale,
                        check=verify if args.verify else None, overwrite=args.overwrite)
-    shown = f"{scale:g}" if float(f"{scale:g}") == scale else repr(scale)  # (3.9999999 is no x4: no x4 head)
+    shown = repr(float(scale)).removesuffix(".0")  # (as given: 3.9999999 is no x4, which has its own head)
     print(f"wrote {output} ({args.format}, {args.width}x{args.height} LR frames -> {out_width}x{out_height}, "
           f"x{shown})")
     return 0

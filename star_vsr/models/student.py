@@ -171,6 +171,13 @@ def student_architecture(preset: str, overrides: Mapping[str, Any]) -> Optional[
     return {k: v for k, v in config.items() if k not in ("scale", "preset")}
 
 
+def student_setting_names() -> list[str]:
+    """The ``StarStudentModel`` settings an architecture consists of (``student_overrides`` may change them): its
+    constructor's arguments but ``scale`` and ``preset``, which shape no weight."""
+    return [name for name in inspect.signature(StarStudentModel.__init__).parameters
+            if name not in ("self", "scale", "preset")]
+
+
 def output_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """HR frame size (H, W) for an LR frame of ``height`` x ``width`` upscaled by ``scale``: each side times
     ``scale``, rounded to the nearest integer, halves to even (Python's ``round``: 5 x 1.5 -> 8, 3 x 1.5 -> 4),
