@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -257,6 +258,17 @@ def test_fingerprint_changes_with_the_files_and_captions_a_data_set_reads(tmp_pa
     looped = VideoClipDataset([tmp_path / "loop.mp4", clips / "a.mp4"], num_frames=2, crop_size=8, scale=4,
                               degradation=None)
     assert len(looped.fingerprint()) == 64  # (Path.resolve raises RuntimeError on a loop in Python 3.11)
+    shutil.copytree(clips, tmp_path / "moved")  # moved with their times (cp -a): the same data
+    assert fingerprint(tmp_path / "moved") == absolute
+    frames = tmp_path / "frames" / "clip"  # frames swapped by renaming them: sizes, count, latest time unchanged
+    frames.mkdir(parents=True)
+    for index in range(3):
+        cv2.imwrite(str(frames / f"{index}.png"), np.full((16, 16, 3), 60 * index, np.uint8))
+    before = fingerprint(tmp_path / "frames")
+    (frames / "0.png").rename(frames / "swap.png")
+    (frames / "1.png").rename(frames / "0.png")
+    (frames / "swap.png").rename(frames / "1.png")
+    assert fingerprint(tmp_path / "frames") != before
     photos = ImageMotionDataset(training_photos()[:2], num_frames=2, crop_size=8, scale=4, degradation=None)
     assert photos.fingerprint() != ImageMotionDataset(training_photos()[:3], num_frames=2, crop_size=8, scale=4,
                                                       degradation=None).fingerprint()

@@ -547,7 +547,9 @@ def test_a_resume_on_a_data_folder_with_files_added_is_refused(tmp_path, capsys,
     run("--max_train_steps", "5", "--resume_from_checkpoint", "latest", data="photos")
     (tmp_path / "link").symlink_to(photos)
     run("--max_train_steps", "6", "--resume_from_checkpoint", "latest", data="link")
-    assert [entry["step"] for entry in read_log(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
+    shutil.copytree(photos, tmp_path / "moved")  # moved to another disk with their times (cp -a): the same data
+    run("--max_train_steps", "7", "--resume_from_checkpoint", "latest", data=str(tmp_path / "moved"))
+    assert [entry["step"] for entry in read_log(tmp_path / "run")] == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_a_resume_keeps_the_settings_the_run_started_with_and_records_its_own(runs):

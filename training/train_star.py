@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = SettingsParser(description="Train StarVSR's ControlNet + LIEM (+ UNet LoRA) with Accelerate.",
                             path_settings=("config", "pretrained_model_name_or_path", "controlnet_model_name_or_path",
                                            "train_data", "validation_video", "output_dir"),
-                            pair_settings=("crop_size", "dfl_crop_size", "frame_interval"))
+                            pair_settings=("crop_size", "dfl_crop_size", "frame_interval"),
+                            content_settings={"train_data": DATA_ID_NAME})
     parser.add_argument("--config", type=str, default=None, help="YAML file of settings (keys = the flags below).")
 
     model = parser.add_argument_group("model")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Iterator, Sequence, Union
@@ -83,27 +84,48 @@ def as_size(size: CropSize, name: str = "crop_size") -> tuple[int, int]:
 
 def sources_fingerprint(sources: Sequence[Union[str, Path, np.ndarray]], captions: Sequence[Any] = (),
                         as_given: bool = False) -> str:
-    """SHA-256 (hex) of a data set's sources in order: for a path (file or frame folder) the absolute path, its
-    bytes, latest modification time and file count (``star_vsr.fingerprints.input_fingerprint``); for an image array
-    its shape and bytes; then ``captions`` (JSON). Files added to, removed from or replaced in a data folder change
-    it, and with them the clip each step of a resumed run draws. The path is the file's own (absolute, links
-    followed); ``as_given``: as given instead (relative ones to the working folder), as earlier runs recorded it,
-    where a resume with the folder's absolute path, from another working folder or through a link was refused as
-    "files added, removed or replaced" (black-box hunt)."""
-    from star_vsr.fingerprints import input_fingerprint
+    """SHA-256 (hex) of a data set's sources in order: for a path (file or frame folder) its place among the
+    sources, its bytes, latest modification time and file count (``star_vsr.fingerprints.input_fingerprint``) and,
+    for a frame folder, each frame file's name, size and time (``folder_files_fingerprint``: frames swapped by
+    renaming them); for an image array its shape and bytes; then ``captions`` (JSON). Files added to, removed from
+    or replaced in a data folder change it, and with them the clip each step of a resumed run draws. A path's place
+    is relative to the folder that holds all the sources (links followed), so the same files named otherwise
+    (absolute, from another working folder, through a link) or moved with their folder and their times (``cp -a``)
+    are the same data; a resume of either was refused as "files added, removed or replaced" (black-box hunt).
+    ``as_given``: as earlier runs recorded it, each path as given and no frame files."""
+    from star_vsr.fingerprints import folder_files_fingerprint, input_fingerprint
+    from star_vsr.io.folders import list_image_files
 
+    paths = [Path(source) for source in sources if not isinstance(source, np.ndarray)]
+    places = {} if as_given else _places(paths)
     digest = hashlib.sha256()
     for source in sources:
         if isinstance(source, np.ndarray):
             digest.update(json.dumps(list(source.shape)).encode())
             digest.update(np.ascontiguousarray(source).tobytes())
-        else:
-            path = Path(source)
-            name = str(path) if as_given else str(path.resolve() if path.exists() else path.absolute())  # (the
-            # files, however named: links followed; a link to nothing, or a loop, as named: Path.resolve raised)
-            digest.update(json.dumps([name, input_fingerprint(path) if path.exists() else None]).encode())
+            continue
+        path = Path(source)
+        held = input_fingerprint(path) if path.exists() else None
+        if held is not None and not as_given and path.is_dir():
+            try:
+                held.append(folder_files_fingerprint(list_image_files(path)))
+            except InputError:  # (no frames: read, and skipped, as a bad sample)
+                pass
+        digest.update(json.dumps([str(path) if as_given else places[path], held]).encode())
     digest.update(json.dumps(list(captions)).encode())
     return digest.hexdigest()
+
+
+def _places(paths: Sequence[Path]) -> dict[Path, str]:
+    """Each of ``paths`` relative to the folder that holds them all (links followed; a link to nothing, or a loop,
+    as named, Path.resolve raising on a loop)."""
+    real = {path: path.resolve() if path.exists() else path.absolute() for path in paths}
+    if not real:
+        return {}
+    base = Path(os.path.commonpath(list(real.values())))
+    if base in real.values():  # one source, or one inside another: from the folder above
+        base = base.parent
+    return {path: os.path.relpath(where, base) for path, where in real.items()}
 
 
 def check_seed(seed: int) -> None:
