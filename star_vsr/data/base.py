@@ -120,9 +120,10 @@ def _places(paths: Sequence[Path]) -> dict[Path, str]:
     """Each of ``paths`` relative to the folder that holds them all (links followed; a link to nothing, or a loop,
     as named, Path.resolve raising on a loop)."""
     real = {path: path.resolve() if path.exists() else path.absolute() for path in paths}
-    if not real:
-        return {}
-    base = Path(os.path.commonpath(list(real.values())))
+    try:
+        base = Path(os.path.commonpath(list(real.values())))
+    except ValueError:  # none, or on several Windows drives: absolute
+        return {path: str(where) for path, where in real.items()}
     if base in real.values():  # one source, or one inside another: from the folder above
         base = base.parent
     return {path: os.path.relpath(where, base) for path, where in real.items()}
