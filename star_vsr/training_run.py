@@ -747,40 +747,43 @@ def _check_random_states(checkpoint: Path, name: str) -> None:
     """``InputError`` (``damaged_checkpoint``) unless ``checkpoint/name`` is a random-states file Accelerate can
     restore: ``load_state`` catches any error reading it and logs only "Could not load random states", so a
     truncated file went on with other random numbers, the resume no longer exact, without a word."""
+    def lacking(states: Any) -> Optional[str]:
+        return next((f"it holds no {key}" for key in RANDOM_STATE_KEYS
+                     if not isinstance(states, dict) or key not in states), None)
+
+    _read_state(checkpoint, name, lambda why: f"{name}, the random number generators' states, cannot be read: "
+                                              f"{why}; without it the resumed run would not be exact", lacking)
+
+
+def _read_state(checkpoint: Path, name: str, unreadable: Callable[[str], str],
+                lacking: Callable[[Any], Optional[str]] = lambda state: None) -> None:
+    """``damaged_checkpoint`` with ``unreadable(why)`` unless ``checkpoint/name`` reads as Accelerate's ``load``
+    reads it (torch.load with weights only, NumPy's types allowed) and ``lacking`` finds nothing missing in it;
+    running out of memory and a permission error are raised as they are (not the file's bytes)."""
     from accelerate.utils import load
 
     try:
-        states = load(checkpoint / name)  # as Accelerate reads it (torch.load, weights only, NumPy's types allowed)
-        lacking = [key for key in RANDOM_STATE_KEYS if not isinstance(states, dict) or key not in states]
-        if lacking:
-            raise ValueError(f"it holds no {lacking[0]}")
-    except Exception as error:  # noqa: BLE001 - whatever Accelerate would have swallowed
+        missing = lacking(load(checkpoint / name))
+        if missing:
+            raise ValueError(missing)
+    except Exception as error:  # noqa: BLE001 - whatever Accelerate would have swallowed, or unpickled whole
         if is_out_of_memory(error) or isinstance(error, PermissionError):
             raise
-        raise damaged_checkpoint(checkpoint, f"{name}, the random number generators' states, cannot be read: "
-                                             f"{load_failure(error)}; without it the resumed run would not be "
-                                             f"exact") from error
+        raise damaged_checkpoint(checkpoint, unreadable(load_failure(error))) from error
 
 
 def _check_custom_states(checkpoint: Path, registered: int) -> None:
     """``InputError`` unless ``checkpoint`` holds one ``custom_checkpoint_<i>.pkl`` for each of the ``registered``
     states of this run (the training clock, distill_student's weight average), as Accelerate's ``load_state``
     requires ("Number of custom checkpoints in folder ... does not match the number of registered objects", a
-    traceback)."""
-    from accelerate.utils import load
-
+    traceback), each plain data: ``load_state`` unpickles them whole (weights_only=False), and a downloaded
+    checkpoint's file ran the code it named (security review)."""
     found = {path.name for path in checkpoint.glob("custom_checkpoint_*.pkl")}
     wanted = {f"custom_checkpoint_{index}.pkl" for index in range(registered)}
     if found == wanted:
-        for name in sorted(found):  # Accelerate's load_state unpickles them whole (weights_only=False): a downloaded
-            try:  # checkpoint's file ran the code it named (security review); read safely first, as random states
-                load(checkpoint / name)  # (torch.load with weights only, NumPy's types allowed)
-            except Exception as error:  # noqa: BLE001 - any failure: load_state must not read it
-                if is_out_of_memory(error) or isinstance(error, PermissionError):
-                    raise
-                raise damaged_checkpoint(checkpoint, f"{name} cannot be read as plain data ({load_failure(error)}): "
-                                                     f"it is damaged, or holds Python objects, which loading would "
-                                                     f"run") from error
+        for name in sorted(found):
+            _read_state(checkpoint, name, lambda why: f"{name} cannot be read as plain data ({why}): it is damaged, "
+                                                      f"or holds Python objects, which loading would run")
         return
     if found < wanted:  # lost, or saved by a run with fewer states: the file says which, not this check
         missing = min(wanted - found, key=lambda name: int(re.sub(r"\D", "", name)))
