@@ -1872,6 +1872,19 @@ def test_init_from_records_its_students_preset_not_the_ignored_flag(tmp_path, ca
     assert args.student_preset == "tiny" and "note:" not in capsys.readouterr().err
 
 
+def test_init_from_at_another_scale_says_the_student_keeps_its_default_scale(tmp_path, capsys):
+    """Training the x2 head of an x4 student (the model card's second run) kept x4 as the student's default scale
+    (what ``star-vsr upscale`` runs without --upscale) without a word: the note says so and how to use x2."""
+    from star_vsr.student import default_student_folder
+
+    _, args = training_args(None, tmp_path / "run", "--init_from", str(default_student_folder()), "--scale", "2")
+    assert args.scale == 2
+    assert "note: this run trains the student at x2, but it keeps the default scale of --init_from (x4, what " \
+           "`star-vsr upscale` uses without --upscale); pass --upscale 2 to use the x2 output" in capsys.readouterr().err
+    _, args = training_args(None, tmp_path / "run2", "--init_from", str(default_student_folder()), "--scale", "4")
+    assert "default scale" not in capsys.readouterr().err
+
+
 def test_training_one_head_leaves_every_other_scale_unchanged(tmp_path):
     """``--trainable upsamplers.2``: the x2 head learns from x2 clips, every other weight stays bit-exact."""
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline

@@ -252,12 +252,18 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
         parser.error(f"--init_from {args.init_from} is no student pipeline folder (it holds no student/): give a "
                      f"distill_student.py run's output folder, or star_vsr/weights/student-default")
     if args.init_from is not None:  # its student keeps its preset: recorded as that, not as the ignored flag
-        preset = saved_config(Path(args.init_from, "student")).get("preset")  # (None if unreadable: loading says)
+        saved = saved_config(Path(args.init_from, "student"))  # ({} if unreadable: loading says)
+        preset = saved.get("preset")
         if preset is not None and preset != args.student_preset:
             if is_first_process():
                 print(f"note: --init_from {args.init_from} brings its own student (preset {preset}); "
                       f"--student_preset {args.student_preset} does not apply", file=sys.stderr)
             args.student_preset = preset
+        default_scale = saved.get("scale")  # kept, as the x2 and x3 head runs of the model card want
+        if type(default_scale) in (int, float) and default_scale != args.scale and is_first_process():
+            print(f"note: this run trains the student at x{args.scale}, but it keeps the default scale of --init_from "
+                  f"(x{default_scale:g}, what `star-vsr upscale` uses without --upscale); pass --upscale "
+                  f"{args.scale} to use the x{args.scale} output", file=sys.stderr)
     try:
         # learning rate, fp16 without a GPU, the checkpoint to resume
         check_run_settings(args, build_parser(), model_folder="student", checkpoint_shape=checkpoint_shape)
