@@ -75,8 +75,11 @@ def _to_tensor(frame: object, mode_i_16bit: bool = False) -> torch.Tensor:
     array = array[..., :3]
     if array.dtype in (np.uint8, np.uint16):  # 8- and 16-bit images: their whole range is [0, 1]
         return torch.from_numpy(array.astype(np.float32)).permute(2, 0, 1) / float(np.iinfo(array.dtype).max)
+    if array.dtype.kind not in "biufc":  # objects, strings, dates: torch's own TypeError listed its dtypes
+        raise InputError(f"image frames must hold numbers (uint8, uint16, or float in [0, 1]), got an array of "
+                         f"numpy dtype {array.dtype}")
     frame_tensor = torch.from_numpy(np.array(array)).permute(2, 0, 1)
-    check_unit_range(frame_tensor, "image frames that are not uint8")
+    check_unit_range(frame_tensor, "image frames that are not uint8 or uint16")
     return frame_tensor.float()
 
 

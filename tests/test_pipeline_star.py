@@ -912,6 +912,10 @@ def test_a_pipeline_is_not_saved_over_another_pipeline_or_a_file(tmp_path):
     (np.random.default_rng(0).random((2, 8, 12, 3)) * 255, "divide by 255"),
     (torch.rand(2, 3, 8, 12) * 65535, "look like 16-bit values: divide by 65535"),
     (torch.zeros(2, 3, 8, 12, dtype=torch.uint16), "divide uint16 frames by 65535"),
+    (np.full((2, 8, 12, 3), 0.5, dtype=object), r"must hold numbers \(uint8, uint16, or float in \[0, 1\]\), got an "
+     "array of numpy dtype object"),  # (torch's TypeError, which listed torch's dtypes)
+    ([np.full((8, 12, 3), "0.5")], "got an array of numpy dtype <U3"),
+    ([np.ones((8, 12, 3), np.int16)], "image frames that are not uint8 or uint16 must be float"),
     ([None], "each frame of a list must be a PIL image, a numpy array or a tensor, got NoneType"),
     (["a.png"], "got str \\(a video file or frame folder is passed as one path, not a list\\)"),
     ([np.zeros((8, 12, 3), np.uint8), np.zeros((8, 10, 3), np.uint8)],
