@@ -1528,6 +1528,19 @@ def test_truncated_mp4_without_index_is_corrupt(tmp_path, videos):
     # video at all")
 
 
+def test_an_mp4_whose_media_timescale_is_0_is_corrupt(tmp_path):
+    """A crafted 'mdhd' box with timescale 0 turns every index entry into a discarded one: probing crashed with an
+    IndexError (black-box hunt); the file is refused as damaged instead."""
+    import struct
+
+    write_test_video(tmp_path / "in.mp4", 4, size=(32, 48))
+    data = bytearray((tmp_path / "in.mp4").read_bytes())
+    struct.pack_into(">I", data, data.find(b"mdhd") + 16, 0)  # version/flags, two dates, then the timescale
+    (tmp_path / "ts0.mp4").write_bytes(bytes(data))
+    with pytest.raises(CorruptVideoError, match=r"ts0\.mp4 holds a video stream without frames"):
+        probe_video(tmp_path / "ts0.mp4")
+
+
 def test_damage_found_by_random_access_is_placed_from_the_first_frame(tmp_path, videos):
     """read_frames seeks to the key frame before the frames asked for, and a decoding error said how many frames
     had decoded since that key frame (damage after frame 10 of a 30-frame video with a key frame every 5 read as

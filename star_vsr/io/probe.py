@@ -535,7 +535,8 @@ def _indexed_timestamps(stream: VideoStream) -> list[int] | None:
     index = stream.index_entries
     if stream.frames <= 0 or index is None or len(index) != stream.frames:
         return None
-    return sorted(entry.timestamp for entry in index if not entry.is_discard)  # not an edit list's pre-roll
+    shown = sorted(entry.timestamp for entry in index if not entry.is_discard)  # not an edit list's pre-roll
+    return shown or None  # (every entry discarded: a crafted media timescale of 0, read from the packets then)
 
 
 #: Packets after the first decodable frame's that can still be shown before it (an open GOP's leading pictures):
