@@ -46,7 +46,7 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
         _refuse_non_pipeline(folder, kind, help_text)
     try:
         entries = json.loads(index.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # (JSONDecodeError, UnicodeDecodeError; nesting too deep)
         raise MissingWeightsError(f"{index} is not valid JSON ({error}; an incomplete copy?).\n{help_text}") from None
     if not isinstance(entries, dict) or not isinstance(entries.get("_class_name"), str):
         raise MissingWeightsError(f"{index} does not name a pipeline class (_class_name); it is not a {kind} "
@@ -255,8 +255,8 @@ def check_settings_files(folder: Path) -> None:
             continue
         try:
             settings = json.loads(file.read_text(encoding="utf-8"))
-        except ValueError as error:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors; an OSError, such as
-            # permission denied, is said as it is: no damage to the file)
+        except (ValueError, RecursionError) as error:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors;
+            # RecursionError: arrays nested thousands deep; an OSError, such as permission denied, is said as it is)
             raise MissingWeightsError(f"{file} is not valid JSON ({first_line(error)}): the folder is damaged or "
                                       f"incomplete; copy or save it again") from None
         if not isinstance(settings, dict):
@@ -335,7 +335,7 @@ def _json_object(path: Optional[Path]) -> dict[str, Any]:
     """The JSON object in the file ``path``; {} when there is none (no such file, not JSON, not an object)."""
     try:
         found = json.loads(path.read_text(encoding="utf-8")) if path is not None else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return found if isinstance(found, dict) else {}
 

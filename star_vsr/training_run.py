@@ -429,6 +429,8 @@ def _read_config(parser: argparse.ArgumentParser, config: str) -> dict[str, Any]
         parser.error(f"{path}{where if valid else ' is not valid YAML' + where}: {error.problem or error.context}")
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         parser.error(f"{path} is not valid YAML: {str(error).splitlines()[0]}")
+    except RecursionError:  # (PyYAML composes nested collections recursively: a crafted file, a traceback)
+        parser.error(f"{path} is not a settings file: its collections are nested thousands deep")
     if not isinstance(settings, dict):
         parser.error(f"{path} must hold a mapping of settings (name: value)")
     actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
@@ -1041,7 +1043,7 @@ def _model_files(output_dir: Path) -> list[str]:
         return []
     try:
         components = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         components = {}
     if not isinstance(components, dict):
         components = {}

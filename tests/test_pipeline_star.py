@@ -619,7 +619,12 @@ def test_a_settings_file_that_is_no_json_object_is_named_at_once(tmp_path, monke
     for name, text, found in (("unet/config.json", '"x"', 'holds str "x", not a mapping of settings'),
                               ("unet/config.json", "[1]", "holds list [1], not a mapping of settings"),
                               ("scheduler/scheduler_config.json", '"x"', 'holds str "x", not a mapping'),
-                              ("tokenizer/tokenizer_config.json", '{"a": ', "is not valid JSON (Expecting value")):
+                              ("tokenizer/tokenizer_config.json", '{"a": ', "is not valid JSON (Expecting value"),
+                              # arrays nested 100,000 deep: a RecursionError traceback (black-box hunt)
+                              ("unet/config.json", "[" * 100_000 + "]" * 100_000, "is not valid JSON (maximum "
+                                                                                   "recursion depth exceeded"),
+                              ("model_index.json", "[" * 100_000 + "]" * 100_000, "is not valid JSON (maximum "
+                                                                                  "recursion depth exceeded")):
         folder = tmp_path / "damaged"
         shutil.rmtree(folder, ignore_errors=True)
         shutil.copytree(good, folder)
