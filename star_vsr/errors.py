@@ -347,9 +347,11 @@ def _raised_in_torch_load(error: BaseException) -> bool:
     return any(Path(frame.filename).parts[-2:] == ("torch", "serialization.py") for frame in frames)
 
 
-def listed(names: Sequence[str], most: int = 3) -> str:
-    """``a, b, c and 2 more``: the first ``most`` of ``names`` in a message."""
-    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+def listed(names: Sequence[str], most: int = 3, total: Optional[int] = None) -> str:
+    """``a, b, c and 2 more``: the first ``most`` of ``names`` in a message; ``total``: how many there are in all,
+    when ``names`` holds only the first of them (too many to list)."""
+    total = len(names) if total is None else total
+    return ", ".join(names[:most]) + (f" and {total - most} more" if total > most else "")
 
 
 def first_line(error: BaseException) -> str:

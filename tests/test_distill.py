@@ -574,6 +574,121 @@ def test_a_manifest_that_does_not_match_its_shards_is_refused_when_the_cache_is_
     assert len(TeacherCache(tmp_path)) == 6 and TeacherCache(tmp_path)[5]["lq"].shape == clips[5]["lq"].shape
 
 
+def test_a_manifest_counting_more_shards_than_the_folder_could_hold_is_refused_at_once(tmp_path):
+    """A manifest edited to 10**12 clips hung: opening the cache looked for each of their 5 * 10**11 shards to list
+    the missing ones. They are counted, and the first few named."""
+    import signal
+
+    build_teacher_cache(CallableTeacher(CountingTeacher(), SCALE), random_clips(4), tmp_path, clips_per_shard=2)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "num_clips": 10 ** 12}))
+
+    def hung(signum, frame):
+        raise TimeoutError("opening the cache hung over the shards its manifest counts")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        with pytest.raises(InputError, match=r"missing or cannot read shard-00002.safetensors, shard-00003."
+                                             r"safetensors, shard-00004.safetensors and 499999999995 more \(an "
+                                             r"incomplete copy\?\)"):
+            TeacherCache(tmp_path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"feature_channels": [1, 2]}, "feature_channels [1, 2] is not an object of whole numbers >= 1"),
+    ({"feature_channels": {"hr_features": "6"}}, "feature_channels {'hr_features': '6'} is not an object of whole"),
+    ({"teacher": "x"}, "teacher 'x' is not an object or null"),
+    ({"source": ["x"]}, "source ['x'] is not an object"),
+    ({"has_gt": "yes"}, "has_gt 'yes' is not true or false"),
+    ({"dtype": ["float16"]}, "dtype ['float16'] is not one of float16, float32, bfloat16"),
+])
+def test_a_manifest_field_of_another_type_is_named_as_damage(tmp_path, capsys, change, message):
+    """Fields edited to another type were a TypeError (feature_channels a list) or an AttributeError (teacher a
+    string) in whatever read them first, the training script's check of the cache's scale among them."""
+    build_teacher_cache(CallableTeacher(CountingTeacher(), SCALE), random_clips(2), tmp_path / "cache")
+    manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
+    (tmp_path / "cache" / "manifest.json").write_text(json.dumps({**manifest, **change}))
+    damaged = re.escape(f"manifest.json is damaged ({message}") + r".*; rebuild the cache: .*--overwrite"
+    with pytest.raises(SystemExit) as refused:
+        training_args(tmp_path / "cache", tmp_path / "run")
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and re.search(damaged, err), err
+    with pytest.raises(InputError, match=damaged):
+        TeacherCache(tmp_path / "cache")
+
+
+def rewrite_shard_header(shard: Path, key: Optional[str] = None, shape: Optional[list[int]] = None,
+                         captions: Optional[str] = None) -> None:
+    """Give tensor ``key`` of the safetensors file ``shard`` another ``shape`` (as many values: the file stays valid),
+    or its metadata other ``captions``, keeping the data bytes."""
+    data = shard.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    if key is not None:
+        assert math.prod(shape) == math.prod(header[key]["shape"])
+        header[key]["shape"] = shape
+    if captions is not None:
+        header["__metadata__"]["captions"] = captions
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    shard.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + length:])
+
+
+@pytest.mark.parametrize("key, shape, found", [
+    ("1/lq", [3 * 3 * 8 * 8], "holds 1/lq of shape (576,), not (n, 3, h, w)"),  # (a ValueError in the first batch)
+    ("1/lq", [9, 1, 8, 8], "holds 1/lq of shape (9, 1, 8, 8), not (n, 3, h, w)"),  # (torch.stack's RuntimeError)
+    ("1/teacher", [1, 3, 96, 32], "holds 1/teacher of shape (1, 3, 96, 32), not (3, 3, H, W)"),
+    ("1/gt", [3, 1, 96, 32], "holds 1/gt of shape (3, 1, 96, 32), not (3, 3, H, W)"),
+    ("1/features/hr_features", [3, 2, 96, 32], "holds 1/features/hr_features of shape (3, 2, 96, 32), not "
+                                               "(3, 6, h_f, w_f)"),
+])
+def test_a_shard_tensor_of_another_rank_width_or_length_is_refused_when_the_cache_is_opened(tmp_path, key, shape,
+                                                                                            found):
+    """A shard's header naming a clip's tensor in another layout (rank, channels, frames) opened, and the run then
+    failed in its first batch with a ValueError or torch.stack's RuntimeError, naming neither the cache nor the
+    shard."""
+    build_teacher_cache(CallableTeacher(CountingTeacher(), SCALE), random_clips(2), tmp_path, clips_per_shard=2)
+    rewrite_shard_header(tmp_path / "shard-00000.safetensors", key, shape)
+    with pytest.raises(InputError, match=re.escape(f"does not match its manifest.json: shard-00000.safetensors "
+                                                   f"{found}, where the manifest puts clips 0..1 with lq, teacher, gt, "
+                                                   f"features/hr_features; rebuild it")):
+        TeacherCache(tmp_path)
+
+
+def test_feature_widths_in_the_manifest_other_than_the_shards_are_refused_when_the_cache_is_opened(tmp_path):
+    """A manifest saying 10**9 feature channels where the shards hold 6 opened, and training then tried to allocate
+    a 15 GiB feature adapter ("out of memory ... lower --train_batch_size")."""
+    build_teacher_cache(CallableTeacher(CountingTeacher(), SCALE), random_clips(2), tmp_path, clips_per_shard=2)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "feature_channels": {"hr_features": 10 ** 9}}))
+    with pytest.raises(InputError, match=re.escape("does not match its manifest.json: shard-00000.safetensors holds "
+                                                   "0/features/hr_features of shape (3, 6, 32, 32), not "
+                                                   "(3, 1000000000, h_f, w_f)")):
+        TeacherCache(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "feature_channels": {"lr_features": 6}}))
+    with pytest.raises(InputError, match=r"shard-00000.safetensors lacks features/lr_features, where the manifest "):
+        TeacherCache(tmp_path)
+
+
+def test_shard_captions_that_are_no_json_object_are_a_damaged_shard_computed_again(tmp_path):
+    """Captions in a shard's metadata that were a JSON list opened, and the first clip read then failed mid-run with
+    ``AttributeError: 'list' object has no attribute 'get'``."""
+    clips = random_clips(4)
+    counting = CountingTeacher()
+    build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
+    rewrite_shard_header(tmp_path / "shard-00001.safetensors", captions="[1, 2]")
+    with pytest.raises(InputError, match=r"cannot read shard-00001.safetensors \(an incomplete copy\?\); rerun the "
+                                         r"`star-vsr distill cache-teacher` command that built it: it computes "
+                                         r"missing and damaged shards again"):
+        TeacherCache(tmp_path)
+    cache = build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)  # as it says
+    assert counting.calls == 4 + 2 and cache[3]["caption"] == "clip 3"
+
+
 def test_the_order_of_the_teacher_s_features_is_no_other_setting():
     """The same --features in another order was refused as "teacher.features (--features) differ" (black-box
     hunt): the taps are a set."""

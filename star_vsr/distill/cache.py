@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -50,6 +51,9 @@ DEFAULT_CLIPS_PER_SHARD = 4
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 """Precisions a cache can store its tensors in (float16 halves the size; 8-bit frames survive it exactly
 to within a tenth of a level)."""
+
+LAYOUTS = {"lq": "(n, 3, h, w)", "teacher": "(n, 3, H, W)", "gt": "(n, 3, H, W)"}
+"""The shapes of a clip's stored tensors (its features: (n, c, h_f, w_f), c as ``feature_channels`` says)."""
 
 
 @dataclass
@@ -130,12 +134,43 @@ class CacheManifest:
         except TypeError as error:  # a key missing or unknown: edited by hand
             raise DamagedManifestError(f"{path} is damaged ({error}); rebuild the cache: `star-vsr distill "
                                        f"cache-teacher ... --overwrite`") from None
-        for name in ("num_clips", "clips_per_shard"):  # (edited by hand: a ZeroDivisionError, or no clips at all)
-            value = getattr(manifest, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DamagedManifestError(f"{path} is damaged ({name} {value!r} is no whole number >= 1); rebuild "
-                                           f"the cache: `star-vsr distill cache-teacher ... --overwrite`")
+        wrong = manifest._wrong_field()
+        if wrong:
+            raise DamagedManifestError(f"{path} is damaged ({wrong}); rebuild the cache: `star-vsr distill "
+                                       f"cache-teacher ... --overwrite`")
         return manifest
+
+    def _wrong_field(self) -> Optional[str]:
+        """The first field not of the type this star-vsr writes, in words (``"num_clips '5' is not a whole number >=
+        1"``); None when every one is. Edited by hand, they were a ZeroDivisionError, a cache of no clips, a
+        TypeError or AttributeError in whatever read them first, or a 15 GiB feature adapter."""
+        def whole(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+        def number(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+        def scale(described: Any) -> Any:  # (None, as the absent scale of something that is no object)
+            return described.get("scale") if isinstance(described, dict) else None
+
+        channels = self.feature_channels
+        fields = (("num_clips", self.num_clips, whole(self.num_clips), "a whole number >= 1"),
+                  ("clips_per_shard", self.clips_per_shard, whole(self.clips_per_shard), "a whole number >= 1"),
+                  ("dtype", self.dtype, isinstance(self.dtype, str) and self.dtype in STORAGE_DTYPES,
+                   f"one of {', '.join(STORAGE_DTYPES)}"),
+                  ("teacher", self.teacher, self.teacher is None or isinstance(self.teacher, dict),
+                   "an object or null"),
+                  ("teacher.scale", scale(self.teacher), scale(self.teacher) is None or number(scale(self.teacher)),
+                   "a number"),
+                  ("source", self.source, isinstance(self.source, dict), "an object"),
+                  ("source.scale", scale(self.source), scale(self.source) is None or number(scale(self.source)),
+                   "a number"),
+                  ("has_gt", self.has_gt, isinstance(self.has_gt, bool), "true or false"),
+                  ("feature_channels", channels, isinstance(channels, dict) and all(map(whole, channels.values())),
+                   "an object of whole numbers >= 1"),
+                  ("complete", self.complete, isinstance(self.complete, bool), "true or false"),
+                  ("wall_time_s", self.wall_time_s, number(self.wall_time_s), "a number"))
+        return next((f"{name} {value!r} is not {what}" for name, value, fine, what in fields if not fine), None)
 
 
 class DamagedManifestError(InputError):
@@ -288,8 +323,12 @@ def _shard_path(folder: Path, shard: int) -> Path:
 
 
 def _saved_shards(folder: Path, manifest: CacheManifest) -> list[int]:
-    """The shards of ``manifest`` whose file is in ``folder``."""
-    return [shard for shard in range(manifest.num_shards) if _shard_path(folder, shard).is_file()]
+    """The shards of ``manifest`` whose file is in ``folder``, from a listing of the folder (a look for each shard
+    the manifest counts hung on one edited to 10**12 clips)."""
+    names = {path.name for path in folder.glob("shard-*.safetensors")}
+    numbers = {name[len("shard-"):-len(".safetensors")] for name in names}
+    shards = {int(number) for number in numbers if number.isascii() and number.isdigit()}
+    return sorted(shard for shard in shards if shard < manifest.num_shards and SHARD_NAME.format(shard) in names)
 
 
 def shard_written(folder: Path, shard: int) -> bool:
@@ -300,15 +339,27 @@ def shard_written(folder: Path, shard: int) -> bool:
 
 def _shard_shapes(path: Path) -> Optional[dict[str, tuple[int, ...]]]:
     """The shapes of a shard's tensors by key (``"{i}/lq"``: (n, 3, h, w), ...), from its header; None when it is
-    missing or its header is damaged (does not parse, or names tensors outside the file). A file that cannot be
-    read now (a disk or network error, no permission, no file handle left) raises: it was taken as damaged, and a
-    build deleted hours of teacher work to compute it again (review)."""
+    missing or its header is damaged (does not parse, names tensors outside the file, or holds captions that are no
+    JSON object of strings). A file that cannot be read now (a disk or network error, no permission, no file handle
+    left) raises: it was taken as damaged, and a build deleted hours of teacher work to compute it again (review)."""
     from safetensors import SafetensorError
 
     try:
-        return safetensors_shapes(path)
-    except (SafetensorError, FileNotFoundError, ValueError):  # (ValueError: a header naming odd shapes)
+        shapes = safetensors_shapes(path)
+        with safe_open(str(path), framework="pt") as shard:
+            _captions(shard.metadata())
+        return shapes
+    except (SafetensorError, FileNotFoundError, ValueError):  # (ValueError: a header naming odd shapes, or captions)
         return None
+
+
+def _captions(metadata: Optional[Mapping[str, str]]) -> dict[str, str]:
+    """The captions by clip index in a shard's ``metadata``; ``ValueError`` when they are no JSON object of strings
+    (a list was an AttributeError at the first clip read, mid-run)."""
+    captions = json.loads((metadata or {}).get("captions", "{}"))
+    if not isinstance(captions, dict) or not all(isinstance(caption, str) for caption in captions.values()):
+        raise ValueError(f"its captions are no JSON object of strings: {str(captions)[:40]}")
+    return captions
 
 
 def _unreadable_now(path: Path, error: OSError) -> InputError:
@@ -465,11 +516,10 @@ def _check_clip(clip: Mapping[str, Any], index: int, has_gt: bool, scale: Option
     its ``"gt"`` (when ``has_gt``) one of (n, 3, h * scale, w * scale) (any whole ``scale`` >= 1 when None). Checked
     before anything is cached: a 0..255 or NaN clip trained a student on nonsense, and a ground truth of the wrong
     size failed hours later in a loss that did not name the cache."""
-    what = {"lq": "(n, 3, h, w)", "gt": "(n, 3, H, W)"}
     for key in ("lq", "gt") if has_gt else ("lq",):
         value = clip[key]
         if not isinstance(value, torch.Tensor) or value.ndim != 4 or value.shape[1] != 3:
-            raise InputError(f"clip {index}: {key!r} must be a {what[key]} tensor, got "
+            raise InputError(f"clip {index}: {key!r} must be a {LAYOUTS[key]} tensor, got "
                              f"{tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__}")
         if 0 in value.shape:
             raise InputError(f"clip {index}: {key!r} is empty (shape {tuple(value.shape)})")
@@ -558,6 +608,19 @@ def _clip_span(indices: Sequence[int]) -> str:
     return f"clips {', '.join(map(str, indices))}"
 
 
+def _misshapen(shapes: Mapping[str, tuple[int, ...]], index: int, needed: Mapping[str, int]) -> Optional[str]:
+    """``"holds 3/lq of shape (384,), not (n, 3, h, w)"``: the first of clip ``index``'s tensors ``needed`` (their
+    names, with their widths) in a shard's header ``shapes`` that is not in its layout (:data:`LAYOUTS`; features
+    (n, c, h_f, w_f)) of as many frames as the clip's lq; None when each is."""
+    frames = shapes[f"{index}/lq"][:1]
+    for name, width in needed.items():
+        shape = shapes[f"{index}/{name}"]
+        if len(shape) != 4 or shape[1] != width or shape[:1] != frames or 0 in shape:
+            layout = LAYOUTS.get(name, f"(n, {width}, h_f, w_f)")
+            return f"holds {index}/{name} of shape {shape}, not ({'n' if name == 'lq' else frames[0]}{layout[2:]}"
+    return None
+
+
 class TeacherCache(Dataset):
     """A finished teacher cache as a data set of clips (float32 CPU tensors).
 
@@ -579,39 +642,54 @@ class TeacherCache(Dataset):
                              "`star-vsr distill cache-teacher` command to finish it")
         self._indices: list[int] = []
         self.lr_sizes: set[tuple[int, int]] = set()  # the (h, w) of the clips' LR frames
+        saved = _saved_shards(self.folder, self.manifest)
         unreadable = []
-        for shard in range(self.manifest.num_shards):
+        for shard in saved:
             path = _shard_path(self.folder, shard)
             try:  # (is_file too: a share gone fails at its stat, ESTALE or EIO, which is_file raises)
-                if not path.is_file() and allow_incomplete:
-                    continue
-                shapes = _shard_shapes(path)  # the header only: a missing or damaged shard is found now, not mid-run
+                # the header only: a missing or damaged shard is found now, not mid-run
+                shapes = _shard_shapes(path) if path.is_file() else None
             except OSError as error:  # not damage: the file is left as it is
                 raise _unreadable_now(path, error) from None
             if shapes is None:
-                unreadable.append(path.name)
+                unreadable.append(shard)
                 continue
             self._check_contents(path, shard, shapes)
             self._indices += self.manifest.shard_clips(shard)
             self.lr_sizes |= {shape[-2:] for key, shape in shapes.items() if key.endswith("/lq")}
-        if unreadable:
-            raise InputError(f"the teacher cache in {self.folder} is missing or cannot read {listed(unreadable)} (an "
-                             f"incomplete copy?); rerun the `star-vsr distill cache-teacher` command that built it: it "
-                             f"computes missing and damaged shards again")
+        # the missing counted, the first few named (a manifest edited to 10**12 clips listed all their shards: a hang)
+        missing = 0 if allow_incomplete else self.manifest.num_shards - len(saved)
+        if unreadable or missing:
+            on_disk = set(saved)
+            absent = (shard for shard in range(self.manifest.num_shards) if shard not in on_disk)
+            first = sorted({*unreadable, *(islice(absent, 3) if missing else ())})
+            names = [_shard_path(self.folder, shard).name for shard in first]
+            raise InputError(f"the teacher cache in {self.folder} is missing or cannot read "
+                             f"{listed(names, total=len(unreadable) + missing)} (an incomplete copy?); rerun the "
+                             f"`star-vsr distill cache-teacher` command that built it: it computes missing and damaged "
+                             f"shards again")
 
     def _check_contents(self, path: Path, shard: int, shapes: Mapping[str, tuple[int, ...]]) -> None:
         """``InputError`` unless the shard holds the clips the manifest puts in it, each with what the manifest says
-        every clip has (a manifest edited by hand, or one of another build beside these shards, opened and then
-        failed mid-run with ``KeyError: 'lq'``, or left clips out without a word)."""
-        expected = self.manifest.shard_clips(shard)
+        every clip has, in its layout (see ``_misshapen``). A manifest edited by hand, or one of another build beside
+        these shards, opened and then failed mid-run with ``KeyError: 'lq'``, or left clips out without a word; tensors
+        of another rank or width were a ValueError or RuntimeError in the first batch, and feature widths other than
+        the shards' a 15 GiB feature adapter."""
+        expected = list(self.manifest.shard_clips(shard))
         held = sorted({int(key.split("/", 1)[0]) for key in shapes if key.split("/", 1)[0].isdigit()})
-        needed = ["lq", *(["teacher"] * self.has_teacher), *(["gt"] * self.manifest.has_gt)]
+        needed = {"lq": 3, **{name: 3 for name, kept in (("teacher", self.has_teacher), ("gt", self.manifest.has_gt))
+                              if kept}, **{f"features/{name}": width for name, width in self.feature_channels.items()}}
         lacking = sorted({name for index in expected for name in needed if f"{index}/{name}" not in shapes})
-        if held != list(expected) or lacking:
-            found = f"holds {_clip_span(held)}" if held != list(expected) else f"lacks {', '.join(lacking)}"
+        if held != expected:
+            found = f"holds {_clip_span(held)}"
+        elif lacking:
+            found = f"lacks {', '.join(lacking)}"
+        else:
+            found = next(filter(None, (_misshapen(shapes, index, needed) for index in expected)), None)
+        if found:
             raise InputError(f"the teacher cache in {self.folder} does not match its {MANIFEST_NAME}: {path.name} "
-                             f"{found}, where the manifest puts {_clip_span(list(expected))} with "
-                             f"{', '.join(needed)}; rebuild it (`star-vsr distill cache-teacher ... --overwrite`)")
+                             f"{found}, where the manifest puts {_clip_span(expected)} with {', '.join(needed)}; "
+                             f"rebuild it (`star-vsr distill cache-teacher ... --overwrite`)")
 
     @property
     def has_teacher(self) -> bool:
@@ -631,7 +709,7 @@ class TeacherCache(Dataset):
         path = _shard_path(self.folder, index // self.manifest.clips_per_shard)
         try:
             with safe_open(str(path), framework="pt") as shard:
-                captions = json.loads((shard.metadata() or {}).get("captions", "{}"))
+                captions = _captions(shard.metadata())
                 prefix = f"{index}/"
                 keys = [k for k in shard.keys() if k.startswith(prefix)]
                 tensors = {k[len(prefix):]: shard.get_tensor(k).float() for k in keys}
