@@ -9,8 +9,9 @@ import json
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Collection, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Optional, TypeVar, Union
 
 from .errors import (DeviceError, InputError, MissingWeightsError, StarVSRError, cli_running, first_line,
                      is_failed_write, is_out_of_memory, why_missing, write_failed, write_reason)
@@ -440,12 +441,27 @@ def check_keys_fit(folder: Path, missing: list[str], unexpected: list[str], mism
                                   f"was edited or the files come from different models; copy or save the folder again")
 
 
+@contextmanager
+def default_dtype_kept() -> Iterator[None]:
+    """Put torch's default dtype back as it was on leaving: diffusers builds a model with the load's dtype as the
+    default and puts it back only when that succeeds, so a failed bfloat16 load left every later ``torch.zeros`` of
+    the process (a notebook's, the next test's) in bfloat16."""
+    import torch
+
+    kept = torch.get_default_dtype()
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(kept)
+
+
 def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T]) -> T:
     """``load()`` (a ``from_pretrained`` of a folder ``check_pipeline_folder`` passed), with the loaders'
     errors on damaged files (truncated weights, broken JSON, a config that does not fit its weights or builds no
     model) as a ``MissingWeightsError`` naming the folder, the loader's reason and ``help_text``."""
     try:
-        return load()
+        with default_dtype_kept():
+            return load()
     except MissingWeightsError as error:  # a model's own check (LocalModelMixin) found a damaged component
         raise MissingWeightsError(f"{error}\n{help_text}") from error
     except Exception as error:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 import torch
 
 from . import resume
-from .errors import DeviceError, InputError, cannot_write, option
+from .errors import DeviceError, InputError, cannot_write, explain_out_of_memory, option
 from .outputs import IMAGE_OUTPUTS
 from .progress import bar_options
 
@@ -83,8 +83,8 @@ def resolve_dtype(dtype: Union[str, torch.dtype], device: torch.device, student:
     "auto" is float16 on CUDA; on the CPU it is bfloat16 for a ``student`` where the CPU has AMX, else
     float32. Measured on a 2-core Xeon with AMX (2026-12-02, 320x180 x4, 2 threads): the ``small``
     student's step took 54 ms in bfloat16 against 80 ms in float32 (``benchmarks/student_speed.py
-    --model-only``), and the shipped student scores about the same on the evaluation set in both (2026-12-05:
-    +0.588 dB over bicubic in bfloat16, +0.596 in float32, E*warp 0.388x / 0.386x). Without AMX
+    --model-only``), and the shipped student scores about the same on the evaluation set in both (2026-12-07:
+    +0.590 dB over bicubic in bfloat16, +0.597 in float32, E*warp 0.393x / 0.391x). Without AMX
     bfloat16 is slower: the same machine with oneDNN kept off AMX (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``,
     which ``cpu_has_amx`` honours) took 94 ms against 80 ms, and a CPU with AVX-512 BF16 but no AMX was
     slower too (``star_vsr.models.student``'s docstring); so those keep float32, as does the diffusion
@@ -135,7 +135,14 @@ def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: Union[s
         from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline as cls
     else:
         raise InputError(f"{folder} holds a {name}, which star-vsr cannot run")
-    return cls.from_pretrained(folder, dtype=torch_dtype, variant=variant).to(torch_device)
+    # (its sizes come from the folder's config files: memory running out here is no input's fault, as the
+    # command's own advice said; a scheduler config of 10**10 timesteps asked for 37 GiB: black-box hunt)
+    bf16 = option("dtype='bf16'", "--dtype bf16")
+    half = f"{bf16} halves its weights, or " if torch_dtype == torch.float32 else ""
+    with explain_out_of_memory(f"loading the model in {folder}", f"the model its config.json files describe does not "
+                               f"fit here: {half}use a machine with more memory (a damaged config.json can ask for "
+                               f"far more than its weights hold)"):
+        return cls.from_pretrained(folder, dtype=torch_dtype, variant=variant).to(torch_device)
 
 
 def check_image_output(output_path: Union[str, Path], num_frames: int, codec: Optional[str] = None,

@@ -1056,6 +1056,23 @@ def test_upscale_bad_scale_leaves_no_output(tmp_path, tiny_star_folder, capsys):
     assert not out.exists() and not list(tmp_path.glob(".*"))
 
 
+@pytest.mark.parametrize("scales", ["abc", 4, [None]])
+def test_upscale_with_a_student_config_of_scales_that_are_no_list_of_numbers_names_the_setting(tmp_path, capsys,
+                                                                                              scales):
+    """--upscale was checked against the saved upsample_scales before loading: "abc" or 4 there was a TypeError
+    traceback ("'<' not supported", "'int' object is not iterable"; black-box hunt); the loading names the setting."""
+    from star_vsr.student import build_student_pipeline
+
+    build_student_pipeline("tiny").save_pretrained(tmp_path / "student")
+    config = json.loads((tmp_path / "student" / "student" / "config.json").read_text())
+    (tmp_path / "student" / "student" / "config.json").write_text(json.dumps({**config, "upsample_scales": scales}))
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4"), "--model", str(tmp_path / "student"),
+                 "--upscale", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"upsample_scales must be integers in [1, 4], got {scales!r}" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--steps", "0"], "error: --steps must be >= 1"),  # the flags, not the pipeline's argument names
     (["--chunk-frames", "4", "--chunk-overlap", "4"], "0 <= --chunk-overlap < --chunk-frames, got --chunk-frames 4, "

@@ -261,6 +261,24 @@ def test_numpy_s_amount_is_said_without_its_dot():
     assert memory_amount("you tried to allocate 100 bytes") == " (allocating 100 bytes failed)"
 
 
+def test_memory_running_out_while_a_model_loads_blames_its_size_not_the_input(tmp_path, monkeypatch, capsys):
+    """A crafted scheduler config (10**10 timesteps) or student config made loading allocate GiBs to TiBs, and the
+    error said "try a shorter or smaller input" of a 4-frame clip (black-box hunt)."""
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    build_student_pipeline("tiny").save_pretrained(tmp_path / "student")
+    source = write_test_video(tmp_path / "in.mp4", 4, size=(12, 16))
+    monkeypatch.setattr(StarStudentPipeline, "from_pretrained", allocate_too_much)
+    for dtype, advice in (("fp32", "--dtype bf16 halves its weights, or use a machine"), ("bf16", "use a machine")):
+        assert main(["upscale", str(source), "-o", str(tmp_path / "out.mp4"), "--model", str(tmp_path / "student"),
+                     "--dtype", dtype]) == 2
+        err = capsys.readouterr().err
+        assert f"error: out of memory while loading the model in {tmp_path / 'student'} (allocating 64.00 TiB " \
+               f"failed); the model its config.json files describe does not fit here: {advice}" in err
+        assert "(a damaged config.json can ask for far more than its weights hold)" in err
+        assert "smaller input" not in err and "Traceback" not in err
+
+
 def test_cli_out_of_memory_outside_the_pipelines_is_one_line(tmp_path, monkeypatch, capsys):
     import star_vsr.cli.degrade
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -75,13 +76,22 @@ def test_presets_record_their_name_and_grow_in_size():
     with pytest.raises(InputError, match="unknown student preset"):
         StarStudentModel.from_preset("huge")
     # widths of 0 or less built a model that failed in its first conv (black-box API test)
-    for name, value, least in (("hr_channels", 0, 1), ("clean_channels", 0, 1), ("clean_feature_channels", 0, 1),
-                               ("num_channels", -1, 1), ("num_blocks", -1, 0), ("num_channels", 8.5, 1)):
-        with pytest.raises(InputError, match=rf"^{name} must be a whole number >= {least}, got {value}$"):
+    # and sizes no compact student has (a crafted config.json): 10**9 blocks were built for minutes, 10**6 channels
+    # tried to allocate terabytes ("out of memory ...; try a shorter or smaller input"), before any check
+    for name, value, bounds in (("hr_channels", 0, "1, 1024"), ("clean_channels", 0, "1, 1024"),
+                                ("clean_feature_channels", 0, "1, 1024"), ("num_channels", -1, "1, 1024"),
+                                ("num_blocks", -1, "0, 256"), ("num_channels", 8.5, "1, 1024"),
+                                ("num_blocks", 10**9, "0, 256"), ("num_clean_blocks", 257, "0, 256"),
+                                ("num_channels", 10**6, "1, 1024")):
+        with pytest.raises(InputError, match=rf"^{name} must be a whole number in \[{bounds}\], got {value}$"):
             StarStudentModel.from_preset("tiny", **{name: value})
     assert StarStudentModel.from_preset("tiny", num_blocks=0).config.num_blocks == 0
     with pytest.raises(InputError, match="upsample_scales"):
         StarStudentModel(upsample_scales=(2, 5))
+    for scales in ("abc", 4, [None]):  # TypeError / ValueError tracebacks from int() (black-box hunt)
+        got = re.escape(repr(scales))
+        with pytest.raises(InputError, match=rf"upsample_scales must be integers in \[1, 4\], got {got}"):
+            StarStudentModel(upsample_scales=scales)
     for window in ("15", 14, 0):  # "15" was a TypeError ("'<' not supported between 'str' and 'int'")
         with pytest.raises(InputError, match=f"flow_window must be an odd number >= 1, got {window!r}"):
             StarStudentModel.from_preset("tiny", flow_window=window)
@@ -1036,6 +1046,22 @@ def test_a_student_whose_config_does_not_fit_its_weights_is_refused(pipe, tmp_pa
     assert all(torch.equal(value, model.state_dict()[key]) for key, value in pipe.student.state_dict().items())
 
 
+def test_a_failed_bfloat16_load_leaves_torch_s_default_dtype_as_it_was(pipe, tmp_path):
+    """diffusers sets the load's dtype as torch's default while it builds a model and puts it back only when that
+    succeeds: after a damaged folder's refusal, every float tensor the process made was bfloat16 (a CLI test's
+    refusal broke 21 later tests' precision)."""
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+
+    pipe.save_pretrained(tmp_path / "pipe")
+    config = json.loads((tmp_path / "pipe" / "student" / "config.json").read_text())
+    (tmp_path / "pipe" / "student" / "config.json").write_text(json.dumps({**config, "num_blocks": "four"}))
+    for load in (lambda: StarStudentPipeline.from_pretrained(tmp_path / "pipe", dtype=torch.bfloat16),
+                 lambda: StarStudentModel.from_pretrained(tmp_path / "pipe" / "student", torch_dtype=torch.bfloat16)):
+        with pytest.raises(MissingWeightsError, match="num_blocks must be a whole number"):
+            load()
+        assert torch.get_default_dtype() == torch.float32 and torch.zeros(1).dtype == torch.float32
+
+
 def test_a_damaged_model_folder_loaded_directly_is_a_missing_weights_error_naming_the_damage(pipe, tmp_path, capfd):
     # StarStudentModel.from_pretrained (not the pipeline's) gave diffusers' raw OSErrors: a missing weights file
     # was reported as "no file named diffusion_pytorch_model.bin" after an "unsafe serialization" warning
@@ -1057,11 +1083,15 @@ def test_a_damaged_model_folder_loaded_directly_is_a_missing_weights_error_namin
                                                                r"StarStudentModel.save_pretrained"),
         "bad_json": (lambda f: (f / "config.json").write_text("{"), r"config.json is not valid JSON \(Expecting"),
         # values that build no model: a TypeError or RuntimeError traceback from deep in the constructor
-        "blocks_as_text": (edit("num_blocks", "four"), r"could not be loaded \(config.json builds no "
-                                                       r"StarStudentModel: num_blocks must be a whole number >= 0, "
+        "blocks_as_text": (edit("num_blocks", "four"), r"could not be loaded \(config.json builds no StarStudentModel: "
+                                                       r"num_blocks must be a whole number in \[0, 256\], "
                                                        r"got 'four'\)"),
+        "a_billion_blocks": (edit("num_blocks", 10**9), r"config.json builds no StarStudentModel: num_blocks must be "
+                                                        r"a whole number in \[0, 256\], got 1000000000"),  # minutes
+        "scales_as_text": (edit("upsample_scales", "abc"), r"config.json builds no StarStudentModel: upsample_scales "
+                                                           r"must be integers in \[1, 4\], got 'abc'"),
         "negative_width": (edit("num_channels", -32), r"config.json builds no StarStudentModel: num_channels must be "
-                                                      r"a whole number >= 1, got -32"),
+                                                      r"a whole number in \[1, 1024\], got -32"),
         # diffusers named its fallback ("no file named diffusion_pytorch_model.bin"), and another folder
         "renamed": (lambda f: (f / weights.name).rename(f / "model.safetensors"),
                     r"holds weights named model.safetensors, which from_pretrained does not read"),

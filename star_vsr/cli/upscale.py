@@ -33,6 +33,7 @@ levels). ``--restart`` throws the saved progress away.
 from __future__ import annotations
 
 import argparse
+import numbers
 import os
 import sys
 import warnings
@@ -252,7 +253,10 @@ def check_student_upscale(folder: Path, upscale: float) -> None:
     config = saved_config(folder / "student")
     if not config:
         return
-    check_student_scale(upscale, config.get("upsample_scales") or [MAX_SCALE], config.get("scale", MAX_SCALE))
+    scales, default = config.get("upsample_scales") or [MAX_SCALE], config.get("scale", MAX_SCALE)
+    if not isinstance(scales, list) or not all(isinstance(r, numbers.Real) for r in [*scales, default]):
+        return  # (the loading refuses it: "upsample_scales must be integers", not "'<' not supported")
+    check_student_scale(upscale, scales, default)
 
 
 def run_single(args: argparse.Namespace) -> int:

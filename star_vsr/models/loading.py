@@ -22,7 +22,8 @@ from diffusers import ModelMixin
 
 from ..errors import InputError, MissingWeightsError, StarVSRError, first_line, is_out_of_memory
 from ..model_folder import (check_keys_fit, check_model_folder, check_save_target, check_variant, check_weight_format,
-                            component_fault, is_damaged_folder_error, local_load_kwargs, saved_config)
+                            component_fault, default_dtype_kept, is_damaged_folder_error, local_load_kwargs,
+                            saved_config)
 
 
 #: How the log lines ``without_misleading_load_logs`` drops begin.
@@ -83,7 +84,7 @@ class LocalModelMixin:
         kwargs = local_load_kwargs(kwargs)  # local_files_only, and a dtype by name ("bf16") as the pipelines take it
         want_info = kwargs.pop("output_loading_info", False)
         try:
-            with without_misleading_load_logs():  # refused below, in one message
+            with without_misleading_load_logs(), default_dtype_kept():  # refused below, in one message
                 model, info = super().from_pretrained(pretrained_model_name_or_path,  # type: ignore[misc]
                                                       output_loading_info=True, **kwargs)
         except Exception as error:

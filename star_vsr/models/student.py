@@ -135,6 +135,10 @@ STUDENT_PRESETS: dict[str, dict[str, Union[int, str]]] = {
 }
 #: Preset used when none is named.
 DEFAULT_PRESET = "small"
+#: Largest width and block count a config may ask for, far beyond any compact student ("base": 64 channels, 6
+#: blocks): a damaged or crafted config.json asking for 10**9 blocks built them for minutes, 10**6 channels tried
+#: to allocate terabytes, before its weights were compared with it.
+MAX_CHANNELS, MAX_BLOCKS = 1024, 256
 
 
 def check_student_scale(scale: Optional[float], upsample_scales: Sequence[int], default: float) -> float:
@@ -463,12 +467,16 @@ class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
                  "num_channels": num_channels, "hr_channels": hr_channels, "num_clean_blocks": num_clean_blocks,
                  "num_blocks": num_blocks}
         for name, value in sizes.items():  # (a width of 0 built, then failed in its first conv: "expected weight to
-            least = 0 if name.startswith("num_") and name.endswith("blocks") else 1  # be at least 1 at dimension 0")
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise InputError(f"{name} must be a whole number >= {least}, got {value!r}")
-        scales = tuple(int(s) for s in upsample_scales)
+            blocks = name.startswith("num_") and name.endswith("blocks")  # be at least 1 at dimension 0")
+            least, most = (0, MAX_BLOCKS) if blocks else (1, MAX_CHANNELS)
+            if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+                raise InputError(f"{name} must be a whole number in [{least}, {most}], got {value!r}")
+        try:  # (a string or a number: int("a")'s ValueError, "'int' object is not iterable")
+            scales = tuple(int(s) for s in upsample_scales)
+        except (TypeError, ValueError):
+            scales = ()
         if not scales or any(s != r or not 1 <= r <= MAX_SCALE for s, r in zip(upsample_scales, scales)):
-            raise InputError(f"upsample_scales must be integers in [1, {MAX_SCALE:g}], got {upsample_scales}")
+            raise InputError(f"upsample_scales must be integers in [1, {MAX_SCALE:g}], got {upsample_scales!r}")
         self.upsample_scales = tuple(sorted(set(scales)))
         if isinstance(flow_window, bool) or not isinstance(flow_window, int) or flow_window < 1 or flow_window % 2 == 0:
             raise InputError(f"flow_window must be an odd number >= 1, got {flow_window!r}")  # ints only, as above
