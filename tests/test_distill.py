@@ -621,6 +621,15 @@ def test_a_manifest_field_of_another_type_is_named_as_damage(tmp_path, capsys, c
         TeacherCache(tmp_path / "cache")
 
 
+def test_a_manifest_nested_thousands_deep_is_named_as_damage(tmp_path):
+    """JSON arrays nested 100,000 deep were a RecursionError traceback (black-box hunt)."""
+    build_teacher_cache(CallableTeacher(CountingTeacher(), SCALE), random_clips(2), tmp_path / "cache")
+    (tmp_path / "cache" / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match=r"manifest.json is damaged \(maximum recursion depth exceeded.*; rebuild "
+                                         r"the cache: .*--overwrite"):
+        TeacherCache(tmp_path / "cache")
+
+
 def rewrite_shard_header(shard: Path, key: Optional[str] = None, shape: Optional[list[int]] = None,
                          captions: Optional[str] = None) -> None:
     """Give tensor ``key`` of the safetensors file ``shard`` another ``shape`` (as many values: the file stays valid),
@@ -1994,8 +2003,9 @@ def test_init_from_at_another_scale_says_the_student_keeps_its_default_scale(tmp
 
     _, args = training_args(None, tmp_path / "run", "--init_from", str(default_student_folder()), "--scale", "2")
     assert args.scale == 2
+    err = capsys.readouterr().err
     assert "note: this run trains the student at x2, but it keeps the default scale of --init_from (x4, what " \
-           "`star-vsr upscale` uses without --upscale); pass --upscale 2 to use the x2 output" in capsys.readouterr().err
+           "`star-vsr upscale` uses without --upscale); pass --upscale 2 to use the x2 output" in err
     _, args = training_args(None, tmp_path / "run2", "--init_from", str(default_student_folder()), "--scale", "4")
     assert "default scale" not in capsys.readouterr().err
 

@@ -122,7 +122,7 @@ class CacheManifest:
                              "`star-vsr distill cache-teacher`")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        except (OSError, ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError; nested too deep
             raise DamagedManifestError(f"{path} is damaged ({error}); rebuild the cache: `star-vsr distill "
                                        f"cache-teacher ... --overwrite`") from None
         if not isinstance(data, dict) or data.get("version") != CACHE_FORMAT_VERSION:
