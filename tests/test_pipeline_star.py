@@ -599,6 +599,26 @@ def test_a_scheduler_the_sampler_cannot_drive_is_refused_before_any_work(pipe):
         pipe.scheduler = kept
 
 
+@pytest.mark.parametrize("betas", [dict(beta_end=float("nan")), dict(beta_start=-0.5), dict(beta_end=1.5),
+                                   dict(trained_betas=[float("inf")] * 1000)])
+def test_a_noise_schedule_that_is_no_schedule_is_refused_before_any_work(pipe, betas):
+    """A scheduler_config.json without trained_betas and with beta_end NaN ran every denoising step, then said "colour
+    fix target frames (the upscaled frames) hold NaN" (black-box hunt)."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    kept = pipe.scheduler
+    try:
+        settings = {key: value for key, value in kept.config.items() if not key.startswith("_")}  # (its
+        # _use_default_values: keys from_config takes the defaults of)
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config({**settings, "trained_betas": None, **betas})
+        with pytest.raises(InputError, match=r"the scheduler's noise schedule is no schedule \(its cumulative alphas "
+                                             r"must lie in \(0, 1\]; beta_start .*: its scheduler_config.json is "
+                                             r"damaged; copy the folder again"):
+            run(pipe, video())
+    finally:
+        pipe.scheduler = kept
+
+
 def test_a_settings_file_that_is_no_json_object_is_named_at_once(tmp_path, monkeypatch):
     """A config.json or scheduler_config.json holding a JSON string ("x") was taken by diffusers for a Hub
     repository's name: five tries to reach huggingface.co (50 s offline), then an error about "x"; a damaged
