@@ -1688,6 +1688,11 @@ def test_images_claiming_more_pixels_than_pil_reads_are_one_line_errors(tmp_path
     assert "huge_first" in out and "huge_second" in out and "more pixels than star-vsr reads" in out
     assert cli_main(["upscale", str(huge_second), "-o", str(tmp_path / "up.mp4")]) == 2
     assert "0001.png: its header gives it more pixels than" in capsys.readouterr().err
+    # one image of 20000x20000 (beyond FFmpeg's PNG decoder too) given alone was "not a readable image: no picture
+    # in it decodes; the file may be truncated or damaged" (black-box hunt)
+    (tmp_path / "big.png").write_bytes(_png_claiming(20000, 20000))
+    with pytest.raises(UnsupportedVideoError, match=rf"^{tmp_path / 'big.png'}: its header gives it more pixels"):
+        probe_video(tmp_path / "big.png")
     assert not (tmp_path / "up.mp4").exists()
     from star_vsr.io.probe import check_frame_pixels  # a video's frames, by the size its header gives
 

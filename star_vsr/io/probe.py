@@ -1098,13 +1098,18 @@ PIL_MODE_NAMES = {"F": ": 32-bit floating point", "I": ": 32-bit integers", "I;3
 
 
 def _decodable_pil_mode(path: Path) -> str | None:
-    """The mode of the picture in ``path`` when PIL decodes it whole (a truncated file does not), else None."""
+    """The mode of the picture in ``path`` when PIL decodes it whole (a truncated file does not), else None;
+    ``UnsupportedVideoError`` when its header gives it more than `MAX_FRAME_PIXELS` (a real 20000x20000 PNG, which
+    FFmpeg does not decode either, was called truncated or damaged)."""
     try:
         with Image.open(path) as image:
             image.load()
             return image.mode
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        pass
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
+    raise UnsupportedVideoError(too_large(path))
 
 
 #: The most pixels a frame may have: PIL's limit against decompression bombs (a 60000x60000 PNG header on a few
