@@ -2,9 +2,10 @@
 
 Real-ESRGAN's second-order chain (blur, resize, noise, JPEG, twice, then resize + sinc) with one
 draw of parameters for the whole video, so the degradation is coherent in time, followed by
-video-codec compression (libx264 or mpeg4). Long videos are processed in segments of a few dozen
-frames that share the drawn parameters; each segment is compressed as a clip (a keyframe at each
-segment start, like a GOP). The result is written as a video (H.264 for .mp4, lossless FFV1 for
+video-codec compression (libx264 or mpeg4). Long videos are processed in segments that share the drawn
+parameters, of 64 frames or 256 MiB of float32 HR frames, whichever is fewer (64 at 360p, 24 at 720p,
+10 at 1080p, 2 at 4K); each segment is compressed as a clip (a keyframe at each segment start, like a
+GOP: at 1080p and above a far shorter one than the 32-frame 720p clips of the training configs). The result is written as a video (H.264 for .mp4, lossless FFV1 for
 .mkv with ``--codec ffv1``) with the input's frame rate and audio. Same input and ``--seed`` give
 the same frames on the same kind of CPU, whatever the number of threads (H.264 is encoded without x264's assembly
 code for that: with it, runs differed; the chain's resizes run on one thread, as torch's resize kernels round the

@@ -210,7 +210,9 @@ class CodecConfig:
     """Whole-clip video compression, encoded and decoded in memory through PyAV.
 
     Differs from STAR's ``degrade_video.py`` on purpose, beyond compressing the whole clip (STAR encodes each
-    frame as its own one-frame video, so no inter-frame artefacts): STAR draws libx264, h264 or mpeg4 uniformly
+    frame as its own one-frame video, so no inter-frame artefacts) and once, at the end of the chain (STAR also
+    compresses after the first order's JPEG, at the intermediate size, near the HR one: a second, harder pass at
+    a fraction of a bit per pixel there, which this chain leaves out): STAR draws libx264, h264 or mpeg4 uniformly
     at a bitrate of 1e4-1e5 bits per frame (about 0.17-1.7 bits per pixel on a 180x320 LR frame, and less per
     pixel on larger frames). Here libx264 (the FFmpeg h264 encoder is the same library) is rate-controlled by
     CRF and mpeg4 by bits per pixel, so the strength does not depend on the frame size; the ``medium`` preset's
