@@ -285,6 +285,22 @@ def test_sampled_kernels_use_configured_sizes_and_families() -> None:
     assert {"iso", "aniso", "sinc"} <= seen
 
 
+def test_shape_exponents_are_drawn_as_basicsr_draws_them() -> None:
+    """BasicSR draws beta from [low, 1] or [1, high], half the time each: with the plateau's (1, 2), half the plateau
+    kernels have beta 1, the widest; this drew (1, 2) whole, never 1 (review against BasicSR's degradations.py). The
+    generalized Gaussian's (0.5, 4) is split at 1 both ways."""
+    from star_vsr.degradations.params import _shape_beta
+
+    generator = torch.Generator().manual_seed(0)
+    plateau = np.array([_shape_beta(generator, (1.0, 2.0)) for _ in range(2000)])
+    assert 0.45 < (plateau == 1.0).mean() < 0.55 and plateau.min() == 1.0 and plateau.max() < 2.0
+    assert 0.15 < (plateau > 1.5).mean() < 0.35  # the other half uniform over (1, 2)
+    generalized = np.array([_shape_beta(generator, (0.5, 4.0)) for _ in range(2000)])
+    assert 0.45 < (generalized < 1.0).mean() < 0.55 and generalized.min() >= 0.5 and generalized.max() < 4.0
+    beyond = np.array([_shape_beta(generator, (2.0, 3.0)) for _ in range(200)])  # a range above 1: its low end
+    assert 0.35 < (beyond == 2.0).mean() < 0.65 and beyond.max() < 3.0
+
+
 def test_anisotropic_kernel_spreads_along_its_rotated_axis() -> None:
     def spread(kernel: torch.Tensor) -> tuple[float, float]:
         axis = torch.arange(kernel.shape[0], dtype=torch.float32) - kernel.shape[0] // 2
