@@ -107,6 +107,26 @@ def test_a_bicubic_pair_checks_its_clip_as_the_chain_does():
         make_pair(torch.rand(2, 3, 16, 16), 5, None, 0)
 
 
+def test_sharpened_pairs_degrade_and_return_the_unsharp_masked_clip(photos):
+    """As Real-ESRGAN and STAR train: the HR clip sharpened (BasicSR's USMSharp), the LR clip degraded from it, and
+    the sharpened clip the target (review against their data code: star-vsr trained on the plain clip)."""
+    from star_vsr.degradations.sharpen import unsharp_mask
+
+    gt = torch.from_numpy(photos[0][:32, :32]).permute(2, 0, 1)[None].float().repeat(2, 1, 1, 1) / 255  # (2, 3, 32, 32)
+    sharpened = unsharp_mask(gt)
+    assert (sharpened - gt).abs().mean() > 1 / 255  # a photo has edges to sharpen
+    for degradation in ("light", None):
+        pair = make_pair(gt, 4, degradation, seed=3, sharpen_gt=True)
+        expected = make_pair(sharpened, 4, degradation, seed=3)
+        for key in ("gt", "lq", "hint"):
+            torch.testing.assert_close(pair[key], expected[key], rtol=0, atol=0)
+    with pytest.raises(InputError, match=r"gt values must be in \[0, 1\]"):  # checked before it is sharpened
+        make_pair(gt * 255, 4, None, 0, sharpen_gt=True)
+    plain = ImageMotionDataset(photos[:1], num_frames=2, crop_size=32, degradation=None)[0]
+    sharp = ImageMotionDataset(photos[:1], num_frames=2, crop_size=32, degradation=None, sharpen_gt=True)[0]
+    torch.testing.assert_close(sharp["gt"], unsharp_mask(plain["gt"]), rtol=0, atol=0)
+
+
 def test_a_negative_seed_or_an_unknown_backend_is_refused_where_it_is_given(photos, tmp_path):
     # a negative seed failed at the first item with NumPy's "expected non-negative integer"
     with pytest.raises(InputError, match="seed must be a whole number >= 0, got -1"):

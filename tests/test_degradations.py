@@ -301,6 +301,28 @@ def test_shape_exponents_are_drawn_as_basicsr_draws_them() -> None:
     assert 0.35 < (beyond == 2.0).mean() < 0.65 and beyond.max() < 3.0
 
 
+def test_unsharp_mask_is_basicsr_s_usm_sharp() -> None:
+    """BasicSR's USMSharp, written out with OpenCV (its blur: cv2.getGaussianKernel(51, 0), filter2D's default
+    border, reflect-101): the same to float32 rounding; a flat clip stays as it is, small frames work."""
+    import cv2
+
+    from star_vsr.degradations.sharpen import unsharp_mask
+
+    image = skimage.data.astronaut()[:96, :128].astype(np.float32) / 255  # (h, w, 3)
+    kernel = cv2.getGaussianKernel(51, 0)
+    kernel = kernel @ kernel.T
+    blurred = cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+    residual = image - blurred
+    soft_mask = cv2.filter2D((np.abs(residual) * 255 > 10).astype(np.float32), -1, kernel,
+                             borderType=cv2.BORDER_REFLECT_101)
+    expected = soft_mask * np.clip(image + 0.5 * residual, 0, 1) + (1 - soft_mask) * image
+    sharpened = unsharp_mask(torch.from_numpy(image).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(sharpened, expected, atol=1e-6)
+    assert np.abs(sharpened - image).mean() > 2 / 255
+    flat = torch.full((2, 3, 16, 16), 0.4)  # (smaller than the blur's pad of 25: replicate padding)
+    torch.testing.assert_close(unsharp_mask(flat), flat)
+
+
 def test_anisotropic_kernel_spreads_along_its_rotated_axis() -> None:
     def spread(kernel: torch.Tensor) -> tuple[float, float]:
         axis = torch.arange(kernel.shape[0], dtype=torch.float32) - kernel.shape[0] // 2

@@ -614,6 +614,22 @@ def test_ctrl_c_saves_a_checkpoint_where_the_step_ends_and_resuming_is_exact(tmp
                         tmp_path / "run" / "controlnet" / "diffusion_pytorch_model.safetensors")
 
 
+def test_training_clips_are_sharpened_as_star_trains_with_gt_usm():
+    """STAR (and Real-ESRGAN) degrade the unsharp-masked HR clip and train against it; train_star could only train
+    on the plain clip (review against STAR's data code). The released config sharpens; the default stays off, as
+    runs recorded before the setting existed trained (a resume takes a missing setting as its default)."""
+    from star_vsr.degradations.sharpen import unsharp_mask
+
+    sharp_args = train_star.parse_args(["--config", str(TINY_CONFIG), "--degradation", "none", "--gt_usm"])
+    plain_args = train_star.parse_args(["--config", str(TINY_CONFIG), "--degradation", "none"])
+    assert sharp_args.gt_usm is True and plain_args.gt_usm is False
+    released = yaml.safe_load((REPO / "configs" / "train_star_released.yaml").read_text())
+    assert released["gt_usm"] is True
+    sharp, plain = train_star.build_dataset(sharp_args)[0], train_star.build_dataset(plain_args)[0]
+    torch.testing.assert_close(sharp["gt"], unsharp_mask(plain["gt"]), rtol=0, atol=0)
+    assert not torch.equal(sharp["lq"], plain["lq"])
+
+
 # --- learning ------------------------------------------------------------------------------------
 
 

@@ -192,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "--num_frames frames that far apart (--dataset video; photos are filmed frame by frame).")
     data.add_argument("--scale", type=int, default=4, help="Upscaling factor (2, 3 or 4).")
     data.add_argument("--degradation", type=str, default="medium", help="'light', 'medium', 'heavy' or 'none'.")
+    data.add_argument("--gt_usm", type=bool_value, nargs="?", const=True, metavar="BOOL", default=False,
+                      help="Sharpen the HR clips by unsharp masking and degrade and train against those, as STAR and "
+                           "Real-ESRGAN train (BasicSR's USMSharp: weight 0.5, 51x51 blur, threshold 10 levels; the "
+                           "released config sets it; off by default, as runs recorded before it existed trained).")
     data.add_argument("--caption_dropout", type=float, default=0.5, help="Probability of an empty caption (CFG).")
     data.add_argument("--default_caption", type=str, default="", help="Caption of clips without one.")
     data.add_argument("--random_flip", type=bool_value, nargs="?", const=True, metavar="BOOL",
@@ -480,7 +484,7 @@ def build_dataset(args: argparse.Namespace) -> ClipPairDataset:
     """The training dataset the settings describe."""
     common = dict(num_frames=args.num_frames, crop_size=args.crop_size, scale=args.scale,
                   degradation=args.degradation, caption_dropout=args.caption_dropout, seed=args.seed,
-                  length=args.dataset_length)
+                  length=args.dataset_length, sharpen_gt=args.gt_usm)
     if args.dataset == "images":
         images = None if args.train_data is None else training_photos(Path(args.train_data))
         return ImageMotionDataset(images, caption=args.default_caption, **common)
@@ -506,7 +510,7 @@ def validation_sample(args: argparse.Namespace, dataset: ClipPairDataset) -> dic
     if args.validation_video is not None:
         clips = VideoClipDataset([args.validation_video], num_frames=args.num_frames, crop_size=args.crop_size,
                                  scale=args.scale, degradation=args.degradation, random_flip=False,
-                                 seed=args.seed)  # (no --default_caption: --validation_prompt is this clip's)
+                                 seed=args.seed, sharpen_gt=args.gt_usm)  # (no --default_caption: --validation_prompt is this clip's)
         with warnings.catch_warnings():  # the one source is not a training sample to skip: said below
             warnings.simplefilter("ignore", BadSampleWarning)
             try:

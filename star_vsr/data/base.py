@@ -156,6 +156,7 @@ class ClipPairDataset(Dataset, ABC):
         seed: base seed of every random choice.
         length: items per epoch (None: one per source); fewer than the sources, successive epochs go on
             through the sources (epoch e starts at source e * length), so every source is used.
+        sharpen_gt: train against the HR clip sharpened by unsharp masking, degraded from it (``make_pair``).
 
     Items (``dataset[i]``) are dicts:
         ``"gt"`` (n, 3, H, W), ``"lq"`` (n, 3, H / s, W / s), ``"hint"`` (n, 3, H, W), float32 in [0, 1];
@@ -165,7 +166,8 @@ class ClipPairDataset(Dataset, ABC):
     """
 
     def __init__(self, num_sources: int, num_frames: int, crop_size: CropSize, scale: int,
-                 degradation: DegradationSpec, caption_dropout: float, seed: int, length: int | None) -> None:
+                 degradation: DegradationSpec, caption_dropout: float, seed: int, length: int | None,
+                 sharpen_gt: bool = False) -> None:
         if num_sources < 1:
             raise InputError(f"{type(self).__name__} has no sources to read clips from")
         check_whole_number("num_frames", num_frames, 1)  # (2.5 was cut to 2 frames)
@@ -176,6 +178,7 @@ class ClipPairDataset(Dataset, ABC):
         check_seed(seed)
         self.crop_size = as_size(crop_size)
         self.degradation = resolve_degradation(degradation, scale)
+        self.sharpen_gt = bool(sharpen_gt)
         if self.crop_size[0] % scale or self.crop_size[1] % scale:
             raise InputError(f"crop_size {self.crop_size} must be divisible by scale {scale}")
         self.num_sources = num_sources
@@ -245,7 +248,7 @@ class ClipPairDataset(Dataset, ABC):
             if np.random.default_rng(caption_seq).random() < self.caption_dropout:
                 caption = ""
             degradation_seed = int(degradation_seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-            pair = make_pair(frames_to_clip(frames), self.scale, self.degradation, degradation_seed)
+            pair = make_pair(frames_to_clip(frames), self.scale, self.degradation, degradation_seed, self.sharpen_gt)
             return {**pair, "caption": caption, "index": index, "num_skipped": attempt,
                     "unreported_skips": json.dumps(unreported)}
         raise InputError(f"{type(self).__name__}: no usable source among the {self.num_sources} training sources "

@@ -116,6 +116,8 @@ class ImageMotionDataset(ClipPairDataset):
             drawn uniformly per clip (the photo is shrunk by it first; lowered if the photo is small).
         flip_and_rotate (`bool`, defaults to False): turn the photo by a random multiple of 90 degrees and
             mirror it with probability 1/2 before filming (eight orientations: a training augmentation).
+        sharpen_gt (`bool`, defaults to False): sharpen the HR clip (unsharp masking) and degrade that
+            (``ClipPairDataset``).
 
     Items: see ``ClipPairDataset``.
     """
@@ -125,7 +127,8 @@ class ImageMotionDataset(ClipPairDataset):
                  length: Optional[int] = None, seed: int = 0,
                  caption: str = "", caption_dropout: float = 0.0, max_pan: float = 0.5,
                  zoom_range: tuple[float, float] = (0.9, 1.1), max_rotation: float = 3.0,
-                 window_scale_range: tuple[float, float] = (1.0, 2.0), flip_and_rotate: bool = False) -> None:
+                 window_scale_range: tuple[float, float] = (1.0, 2.0), flip_and_rotate: bool = False,
+                 sharpen_gt: bool = False) -> None:
         if isinstance(images, (str, os.PathLike)):  # a folder or one photo; list() made one name per character
             images = _photo_files(Path(images))
         if isinstance(images, np.ndarray) and images.ndim <= 3:  # (a (n, h, w, 3) stack is n photos)
@@ -135,7 +138,8 @@ class ImageMotionDataset(ClipPairDataset):
         images = [load_photo(name) for name in COLOUR_TRAINING_PHOTO_NAMES] if images is None else list(images)
         self.images = [image if isinstance(image, (str, Path)) else _as_rgb(image, f"images[{i}]")
                        for i, image in enumerate(images)]
-        super().__init__(len(self.images), num_frames, crop_size, scale, degradation, caption_dropout, seed, length)
+        super().__init__(len(self.images), num_frames, crop_size, scale, degradation, caption_dropout, seed, length,
+                         sharpen_gt)
         if not (max_pan >= 0 and max_rotation >= 0 and math.isfinite(max_pan) and math.isfinite(max_rotation)):
             raise InputError(f"max_pan and max_rotation must be finite and >= 0, got {max_pan} and {max_rotation}")
         for name, pair in (("zoom_range", zoom_range), ("window_scale_range", window_scale_range)):

@@ -1,7 +1,8 @@
 """From an HR clip to a training pair: the LR clip and the ControlNet hint STAR conditions on.
 
 ``lq`` is the HR clip degraded by the project's real-world chain (``star_vsr.degradations``),
-or only downsampled (bicubic, antialiased) when no degradation is asked for. ``hint`` is ``lq``
+or only downsampled (bicubic, antialiased) when no degradation is asked for; with ``sharpen_gt`` the HR clip
+is sharpened first (unsharp masking, as Real-ESRGAN and STAR train) and both come from the sharpened one. ``hint`` is ``lq``
 upsampled bilinearly back to the HR size, exactly as ``StarVSRPipeline`` prepares its input
 before the VAE encodes it.
 """
@@ -17,6 +18,7 @@ from star_vsr.degradations import PRESETS, DegradationConfig, RealWorldDegradati
 from star_vsr.degradations.config import check_scale
 from star_vsr.degradations.frames import quantize
 from star_vsr.degradations.chain import check_hr_clip
+from star_vsr.degradations.sharpen import unsharp_mask
 from star_vsr.errors import InputError
 
 DegradationSpec = Union[str, DegradationConfig, None]
@@ -52,8 +54,8 @@ def resolve_degradation(degradation: DegradationSpec, scale: int) -> RealWorldDe
                      f"got {type(degradation).__name__}")
 
 
-def make_pair(gt: torch.Tensor, scale: int, degradation: DegradationSpec | RealWorldDegradation | None, seed: int
-              ) -> dict[str, torch.Tensor]:
+def make_pair(gt: torch.Tensor, scale: int, degradation: DegradationSpec | RealWorldDegradation | None, seed: int,
+              sharpen_gt: bool = False) -> dict[str, torch.Tensor]:
     """Degrade an HR clip and build the hint.
 
     Args:
@@ -62,6 +64,8 @@ def make_pair(gt: torch.Tensor, scale: int, degradation: DegradationSpec | RealW
         degradation: the chain (``RealWorldDegradation``), a preset name or ``DegradationConfig``
             (``resolve_degradation``), or None for bicubic downsampling (quantised to 8-bit levels).
         seed: seeds the degradation (the same seed gives the same LR clip).
+        sharpen_gt: sharpen the HR clip first (``degradations.sharpen.unsharp_mask``) and degrade and return that,
+            as Real-ESRGAN and STAR train.
 
     Returns:
         ``{"gt": (n, 3, H, W), "lq": (n, 3, H / scale, W / scale), "hint": (n, 3, H, W)}``, float32 in [0, 1],
@@ -70,6 +74,9 @@ def make_pair(gt: torch.Tensor, scale: int, degradation: DegradationSpec | RealW
         differed between 0 and 2 workers).
     """
     degradation = resolve_degradation(degradation, scale)
+    if sharpen_gt:
+        check_hr_clip(gt, scale, name="gt", cpu_only=False)  # (before sharpening: 0..255 frames, NaN)
+        gt = unsharp_mask(gt)  # (n, 3, H, W)
     if degradation is None:
         # the chain checks its own input; unchecked, bicubic made misaligned pairs and all-white LR of 0..255 frames
         # (the scale: by resolve_degradation)

@@ -234,6 +234,8 @@ class VideoClipDataset(ClipPairDataset):
         seed (`int`, defaults to 0): base seed; item i of epoch e depends only on (seed, e, i).
         length (`int`, *optional*): items per epoch (default: one per source).
         backend (`str`, defaults to `"auto"`): frame reader, "auto", "decord" or "pyav" (``star_vsr.io.read_frames``).
+        sharpen_gt (`bool`, defaults to False): sharpen the HR clip (unsharp masking) and degrade that
+            (``ClipPairDataset``).
 
     Items: see ``ClipPairDataset``.
     """
@@ -241,11 +243,13 @@ class VideoClipDataset(ClipPairDataset):
     def __init__(self, source: Union[str, Path, Sequence[Any]], num_frames: int = 8, crop_size: CropSize = 256,
                  scale: int = 4, degradation: DegradationSpec = "medium", frame_interval: FrameInterval = 1,
                  random_flip: bool = True, caption_dropout: float = 0.0, default_caption: str = "", seed: int = 0,
-                 length: Optional[int] = None, backend: Literal["auto", "decord", "pyav"] = "auto") -> None:
+                 length: Optional[int] = None, backend: Literal["auto", "decord", "pyav"] = "auto",
+                 sharpen_gt: bool = False) -> None:
         if backend not in ("auto", "decord", "pyav"):  # else every source was skipped as unreadable, blaming the data
             raise InputError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
         self.sources = list_clip_sources(source)
-        super().__init__(len(self.sources), num_frames, crop_size, scale, degradation, caption_dropout, seed, length)
+        super().__init__(len(self.sources), num_frames, crop_size, scale, degradation, caption_dropout, seed, length,
+                         sharpen_gt)
         self.frame_interval = as_frame_interval(frame_interval)
         self.random_flip = random_flip
         self.default_caption = default_caption
