@@ -309,10 +309,11 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         alphas = self.scheduler.alphas_cumprod  # (a NaN beta_end ran every step, then blamed the colour fix)
         if not (torch.isfinite(alphas).all() and (alphas > 0).all() and (alphas <= 1).all()):
             config = self.scheduler.config
+            betas = "none" if config.trained_betas is None else "given"
             raise InputError(f"the scheduler's noise schedule is no schedule (its cumulative alphas must lie in "
                              f"(0, 1]; beta_start {config.beta_start}, beta_end {config.beta_end}, beta_schedule "
-                             f"{config.beta_schedule!r}, trained_betas {'given' if config.trained_betas else 'none'}): "
-                             f"its scheduler_config.json is damaged; copy the folder again"
+                             f"{config.beta_schedule!r}, trained_betas {betas}): "
+                             f"from a folder, its scheduler_config.json is damaged; copy the folder again"
                              f"{option(', or set pipe.scheduler = star_vsr.scheduling.make_star_scheduler()', '')}")
         check_sampling_arguments(upscale, num_inference_steps, guidance_rescale, noise_level, chunk_frames,
                                  chunk_overlap, tile_size, tile_overlap, color_fix, decode_chunk_size, timesteps,

@@ -49,6 +49,9 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
         entries = json.loads(index.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as error:  # (JSONDecodeError, UnicodeDecodeError; nesting too deep)
         raise MissingWeightsError(f"{index} is not valid JSON ({error}; an incomplete copy?).\n{help_text}") from None
+    if nesting_depth(entries) > MAX_SETTINGS_NESTING:  # (a RecursionError in diffusers' copy of it)
+        raise MissingWeightsError(f"{index} nests lists or objects {nesting_depth(entries)} deep; it is damaged "
+                                  f"(an edited or incomplete copy?).\n{help_text}")
     if not isinstance(entries, dict) or not isinstance(entries.get("_class_name"), str):
         raise MissingWeightsError(f"{index} does not name a pipeline class (_class_name); it is not a {kind} "
                                   f"pipeline folder.\n{help_text}")
@@ -244,6 +247,22 @@ def check_model_folder(folder: Path, class_name: str, weight_names: tuple[str, .
 #: The settings files ``save_pretrained`` writes in a component folder (a model's, the scheduler's, the tokenizer's).
 SETTINGS_FILES = ("config.json", "scheduler_config.json", "tokenizer_config.json")
 
+#: The deepest nesting of lists and objects a settings file may have (the saved ones have 3): diffusers copies a
+#: config recursively, and one nested ~600 deep, which JSON still parses, was a RecursionError traceback there.
+MAX_SETTINGS_NESTING = 32
+
+
+def nesting_depth(value: Any) -> int:
+    """How deep lists and dicts nest in the JSON value ``value`` (0 for a number or string), walked without
+    recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
 
 def check_settings_files(folder: Path) -> None:
     """``MissingWeightsError`` naming the file when one of ``SETTINGS_FILES`` in ``folder`` is not a JSON object.
@@ -263,6 +282,9 @@ def check_settings_files(folder: Path) -> None:
         if not isinstance(settings, dict):
             raise MissingWeightsError(f"{file} holds {type(settings).__name__} {json.dumps(settings)[:40]}, not a "
                                       f"mapping of settings: the folder is damaged; copy or save it again")
+        if nesting_depth(settings) > MAX_SETTINGS_NESTING:
+            raise MissingWeightsError(f"{file} nests lists or objects {nesting_depth(settings)} deep (saved settings "
+                                      f"nest a few): the folder is damaged; copy or save it again")
 
 
 #: A weight file's name: the model's file name, maybe a variant, maybe a shard number (model.fp16.safetensors,

@@ -1116,7 +1116,7 @@ def _read_settings(path: Path) -> list[dict[str, Any]]:
                      if document is not None]
         if not all(isinstance(document, dict) for document in documents):
             raise ValueError("not a mapping of settings")
-    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as error:
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as error:  # (nested thousands deep)
         raise InputError(f"cannot read the settings recorded in {path} ({str(error).splitlines()[0]}); restore "
                          f"it, or delete it to go on without comparing settings") from None
     return documents

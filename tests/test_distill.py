@@ -683,19 +683,58 @@ def test_feature_widths_in_the_manifest_other_than_the_shards_are_refused_when_t
         TeacherCache(tmp_path)
 
 
-def test_shard_captions_that_are_no_json_object_are_a_damaged_shard_computed_again(tmp_path):
+@pytest.mark.parametrize("captions", ["[1, 2]", "[" * 100_000 + "]" * 100_000])
+def test_shard_captions_that_are_no_json_object_are_a_damaged_shard_computed_again(tmp_path, captions):
     """Captions in a shard's metadata that were a JSON list opened, and the first clip read then failed mid-run with
-    ``AttributeError: 'list' object has no attribute 'get'``."""
+    ``AttributeError: 'list' object has no attribute 'get'``; nested thousands deep, a RecursionError (review)."""
     clips = random_clips(4)
     counting = CountingTeacher()
     build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
-    rewrite_shard_header(tmp_path / "shard-00001.safetensors", captions="[1, 2]")
+    rewrite_shard_header(tmp_path / "shard-00001.safetensors", captions=captions)
     with pytest.raises(InputError, match=r"cannot read shard-00001.safetensors \(an incomplete copy\?\); rerun the "
                                          r"`star-vsr distill cache-teacher` command that built it: it computes "
                                          r"missing and damaged shards again"):
         TeacherCache(tmp_path)
     cache = build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)  # as it says
     assert counting.calls == 4 + 2 and cache[3]["caption"] == "clip 3"
+
+
+def test_a_source_or_teacher_description_the_manifest_would_not_read_back_is_refused_before_any_work(tmp_path):
+    """A source scale of "4x" (free-form source descriptions are allowed) ran the teacher over every clip and wrote
+    every shard, then the finished cache refused its own manifest, and --overwrite did the same again (review); an
+    empty teacher feature likewise built a cache whose shards were then refused."""
+    counting = CountingTeacher()
+    for source in ({"scale": "4x"}, {"scale": [4]}):
+        with pytest.raises(InputError, match=r"the cache's manifest would not read back: source.scale .* is not a "
+                                             r"number; give a source"):
+            build_teacher_cache(CallableTeacher(counting, SCALE), random_clips(2), tmp_path / "c", source=source)
+        assert counting.calls == 0 and not (tmp_path / "c").exists()
+    build_teacher_cache(CallableTeacher(counting, SCALE), random_clips(2), tmp_path / "c", source={"name": "x y"})
+
+    def empty_feature(lq):
+        return counting(lq)[0], {"f": torch.zeros(len(lq), 1, 0, 0)}
+
+    with pytest.raises(InputError, match=r"teacher feature 'f' must be \(n, c, h, w\) with n = 3 and no side 0, got "
+                                         r"\(3, 1, 0, 0\)"):
+        build_teacher_cache(CallableTeacher(empty_feature, SCALE), random_clips(2), tmp_path / "e")
+
+
+def test_a_cache_folder_that_cannot_be_listed_now_is_not_called_incomplete(tmp_path, monkeypatch):
+    """The shards are found by listing the folder: a listing that fails (a share gone, no permission) is said as
+    that, not as shards missing from "an incomplete copy" (review)."""
+    import errno
+
+    import star_vsr.distill.cache as cache_module
+
+    build_teacher_cache(CallableTeacher(CountingTeacher(), SCALE), random_clips(2), tmp_path, clips_per_shard=1)
+
+    def broken_listing(path):
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(cache_module.os, "listdir", broken_listing)
+    with pytest.raises(InputError, match=r"cannot be read now \(Input/output error\); it was left as it is"):
+        TeacherCache(tmp_path)
+    assert (tmp_path / "manifest.json").is_file()
 
 
 def test_the_order_of_the_teacher_s_features_is_no_other_setting():

@@ -600,7 +600,8 @@ def test_a_scheduler_the_sampler_cannot_drive_is_refused_before_any_work(pipe):
 
 
 @pytest.mark.parametrize("betas", [dict(beta_end=float("nan")), dict(beta_start=-0.5), dict(beta_end=1.5),
-                                   dict(trained_betas=[float("inf")] * 1000)])
+                                   dict(trained_betas=[float("inf")] * 1000),
+                                   dict(trained_betas=np.full(1000, np.nan))])  # (an array: the message's own test)
 def test_a_noise_schedule_that_is_no_schedule_is_refused_before_any_work(pipe, betas):
     """A scheduler_config.json without trained_betas and with beta_end NaN ran every denoising step, then said "colour
     fix target frames (the upscaled frames) hold NaN" (black-box hunt)."""
@@ -612,8 +613,8 @@ def test_a_noise_schedule_that_is_no_schedule_is_refused_before_any_work(pipe, b
         # _use_default_values: keys from_config takes the defaults of)
         pipe.scheduler = DPMSolverMultistepScheduler.from_config({**settings, "trained_betas": None, **betas})
         with pytest.raises(InputError, match=r"the scheduler's noise schedule is no schedule \(its cumulative alphas "
-                                             r"must lie in \(0, 1\]; beta_start .*: its scheduler_config.json is "
-                                             r"damaged; copy the folder again"):
+                                             r"must lie in \(0, 1\]; beta_start .*: from a folder, its "
+                                             r"scheduler_config.json is damaged; copy the folder again"):
             run(pipe, video())
     finally:
         pipe.scheduler = kept
@@ -644,7 +645,12 @@ def test_a_settings_file_that_is_no_json_object_is_named_at_once(tmp_path, monke
                               ("unet/config.json", "[" * 100_000 + "]" * 100_000, "is not valid JSON (maximum "
                                                                                    "recursion depth exceeded"),
                               ("model_index.json", "[" * 100_000 + "]" * 100_000, "is not valid JSON (maximum "
-                                                                                  "recursion depth exceeded")):
+                                                                                  "recursion depth exceeded"),
+                              # 600 deep parses, then diffusers' deepcopy of it was the RecursionError (review)
+                              ("unet/config.json", '{"a": ' + "[" * 600 + "]" * 600 + "}",
+                               "nests lists or objects 601 deep (saved settings nest a few)"),
+                              ("model_index.json", '{"a": ' + "[" * 600 + "]" * 600 + "}",
+                               "nests lists or objects 601 deep; it is damaged")):
         folder = tmp_path / "damaged"
         shutil.rmtree(folder, ignore_errors=True)
         shutil.copytree(good, folder)

@@ -629,6 +629,9 @@ def test_a_damaged_resume_record_is_refused_before_it_is_appended_to(tmp_path):
     hunt). The resume is refused first, with the settings' checks (on every process, before minutes of loading:
     review), the record left as it was."""
     run = started_run(tmp_path)
+    (run / "train_config_resumes.yaml").write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")  # RecursionError (review)
+    with pytest.raises(InputError, match=r"cannot read the settings recorded in .*train_config_resumes.yaml"):
+        run_args(run, "--resume_from_checkpoint", "latest")
     damaged = "---\nstep: 2\ncheckpoint: checkpoint-2\nsettings: {a: [1, "
     (run / "train_config_resumes.yaml").write_text(damaged)
     with pytest.raises(InputError, match=r"cannot read the settings recorded in .*train_config_resumes.yaml"):

@@ -117,7 +117,7 @@ def _unet_config(path: Path, released: dict[str, Any]) -> dict[str, Any]:
                                                        why_missing(path)))
     try:
         changes = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # (JSONDecodeError, UnicodeDecodeError; nested too deep)
         raise InputError(f"--unet-config {path} is not valid JSON: {error}") from None
     if not isinstance(changes, dict):
         raise InputError(f"--unet-config {path} must hold a JSON object of StarVSRUNetModel config keys")

@@ -135,7 +135,7 @@ def _read_list_file(file: Path) -> list[ClipSource]:
     else:
         try:
             rows = json.loads(_read_text(file))
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, RecursionError) as error:  # (RecursionError: nested thousands deep)
             raise InputError(f"{file} is not valid JSON ({error})") from error
         if not isinstance(rows, list):
             raise InputError(f"{file}: a clip list in JSON must be a list of paths or of "

@@ -241,6 +241,10 @@ def build_teacher_cache(
     manifest = CacheManifest(num_clips=len(clips), clips_per_shard=clips_per_shard, dtype=dtype,
                              teacher=_as_json(teacher.describe()) if teacher is not None else None,
                              source=_as_json(dict(source or {})), has_gt="gt" in first)
+    wrong = manifest._wrong_field()  # (a source scale of "4x": every clip computed, then the manifest refused)
+    if wrong:
+        raise InputError(f"the cache's manifest would not read back: {wrong}; give a source (and a teacher's "
+                         f"describe()) whose 'scale', where given, is a number")
     new_folder = not folder.exists()
     # a read-only place or a file in the path: "cannot write", not mkdir's bare error (a scratch file in the folder
     # itself when it exists: a writable cache under a read-only parent resumes)
@@ -256,7 +260,10 @@ def build_teacher_cache(
         try:
             _fill_shards(teacher, clips, folder, manifest, progress, scale)
         except BaseException as error:
-            saved = _saved_shards(folder, manifest)
+            try:
+                saved = _saved_shards(folder, manifest)
+            except OSError:  # (the folder cannot be listed now: left as it is, the error that stopped the build said)
+                raise error
             if not saved:  # nothing cached: leave no cache behind
                 (folder / MANIFEST_NAME).unlink(missing_ok=True)
                 for temp in folder.glob(".shard-*.tmp"):
@@ -324,8 +331,9 @@ def _shard_path(folder: Path, shard: int) -> Path:
 
 def _saved_shards(folder: Path, manifest: CacheManifest) -> list[int]:
     """The shards of ``manifest`` whose file is in ``folder``, from a listing of the folder (a look for each shard
-    the manifest counts hung on one edited to 10**12 clips)."""
-    names = {path.name for path in folder.glob("shard-*.safetensors")}
+    the manifest counts hung on one edited to 10**12 clips); ``OSError`` when it cannot be listed (``glob`` took a
+    folder without read permission for an empty one)."""
+    names = {name for name in os.listdir(folder) if name.startswith("shard-") and name.endswith(".safetensors")}
     numbers = {name[len("shard-"):-len(".safetensors")] for name in names}
     shards = {int(number) for number in numbers if number.isascii() and number.isdigit()}
     return sorted(shard for shard in shards if shard < manifest.num_shards and SHARD_NAME.format(shard) in names)
@@ -356,7 +364,10 @@ def _shard_shapes(path: Path) -> Optional[dict[str, tuple[int, ...]]]:
 def _captions(metadata: Optional[Mapping[str, str]]) -> dict[str, str]:
     """The captions by clip index in a shard's ``metadata``; ``ValueError`` when they are no JSON object of strings
     (a list was an AttributeError at the first clip read, mid-run)."""
-    captions = json.loads((metadata or {}).get("captions", "{}"))
+    try:
+        captions = json.loads((metadata or {}).get("captions", "{}"))
+    except RecursionError:  # (nested thousands deep: damage, computed again like the rest)
+        raise ValueError("its captions are nested thousands deep") from None
     if not isinstance(captions, dict) or not all(isinstance(caption, str) for caption in captions.values()):
         raise ValueError(f"its captions are no JSON object of strings: {str(captions)[:40]}")
     return captions
@@ -642,7 +653,10 @@ class TeacherCache(Dataset):
                              "`star-vsr distill cache-teacher` command to finish it")
         self._indices: list[int] = []
         self.lr_sizes: set[tuple[int, int]] = set()  # the (h, w) of the clips' LR frames
-        saved = _saved_shards(self.folder, self.manifest)
+        try:
+            saved = _saved_shards(self.folder, self.manifest)
+        except OSError as error:  # (no permission to list it, a share gone: not damage)
+            raise _unreadable_now(self.folder, error) from None
         unreadable = []
         for shard in saved:
             path = _shard_path(self.folder, shard)

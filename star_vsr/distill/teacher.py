@@ -80,8 +80,9 @@ class Teacher(ABC):
                              f"{tuple(lq.shape)}; expected {expected} (scale {self.scale})")
         cpu = {name: value.detach().float().cpu() for name, value in features.items()}
         for name, value in cpu.items():
-            if value.ndim != 4 or value.shape[0] != n:
-                raise InputError(f"teacher feature {name!r} must be (n, c, h, w) with n = {n}, "
+            if value.ndim != 4 or value.shape[0] != n or 0 in value.shape:  # (an empty one: the whole cache
+                # built, then its shards refused as out of layout)
+                raise InputError(f"teacher feature {name!r} must be (n, c, h, w) with n = {n} and no side 0, "
                                  f"got {tuple(value.shape)}")
         return TeacherOutput(sr.detach().float().clamp(0, 1).cpu(), cpu)
 
