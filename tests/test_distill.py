@@ -706,7 +706,7 @@ def test_a_source_or_teacher_description_the_manifest_would_not_read_back_is_ref
     counting = CountingTeacher()
     for source in ({"scale": "4x"}, {"scale": [4]}):
         with pytest.raises(InputError, match=r"the cache's manifest would not read back: source.scale .* is not a "
-                                             r"number; give a source"):
+                                             r"number \(the source and the teacher's describe\(\) are stored in it\)"):
             build_teacher_cache(CallableTeacher(counting, SCALE), random_clips(2), tmp_path / "c", source=source)
         assert counting.calls == 0 and not (tmp_path / "c").exists()
     build_teacher_cache(CallableTeacher(counting, SCALE), random_clips(2), tmp_path / "c", source={"name": "x y"})

@@ -192,14 +192,16 @@ def _weighted_choice(
 
 
 def _shape_beta(generator: torch.Generator, beta_range: tuple[float, float]) -> float:
-    """Shape exponent beta, as BasicSR's ``random_bivariate_(generalized_gaussian|plateau)`` draw it: the range
-    is split at 1 and each side drawn half the time, so heavy-tailed (beta < 1) and flat-topped (beta > 1) shapes
-    are equally likely; a side the range does not reach gives its end nearest to 1. With the plateau's (1, 2),
-    half the plateau kernels have beta exactly 1, the widest (this drew (1, 2) whole, and never beta 1)."""
+    """Shape exponent beta, as BasicSR's ``random_bivariate_(generalized_gaussian|plateau)`` draw it: a range
+    that holds 1 is split there and each side drawn half the time, so heavy-tailed (beta < 1) and flat-topped
+    (beta > 1) shapes are equally likely. With the plateau's (1, 2), half the plateau kernels have beta exactly 1,
+    the widest (this drew (1, 2) whole, and never beta 1). A range without 1 is drawn whole (BasicSR's draw would
+    leave it)."""
     low, high = beta_range
-    split = min(max(1.0, low), high)  # 1, or the end of the range nearest to it
+    if not low <= 1.0 <= high:
+        return _uniform(generator, low, high)
     below = _bernoulli(generator, 0.5)
-    return _uniform(generator, low, split) if below else _uniform(generator, split, high)
+    return _uniform(generator, low, 1.0) if below else _uniform(generator, 1.0, high)
 
 
 # --- sampling ---------------------------------------------------------------------------------

@@ -243,8 +243,8 @@ def build_teacher_cache(
                              source=_as_json(dict(source or {})), has_gt="gt" in first)
     wrong = manifest._wrong_field()  # (a source scale of "4x": every clip computed, then the manifest refused)
     if wrong:
-        raise InputError(f"the cache's manifest would not read back: {wrong}; give a source (and a teacher's "
-                         f"describe()) whose 'scale', where given, is a number")
+        raise InputError(f"the cache's manifest would not read back: {wrong} (the source and the teacher's describe() "
+                         f"are stored in it)")
     new_folder = not folder.exists()
     # a read-only place or a file in the path: "cannot write", not mkdir's bare error (a scratch file in the folder
     # itself when it exists: a writable cache under a read-only parent resumes)
@@ -261,9 +261,11 @@ def build_teacher_cache(
             _fill_shards(teacher, clips, folder, manifest, progress, scale)
         except BaseException as error:
             try:
-                saved = _saved_shards(folder, manifest)
+                saved: Optional[list[int]] = _saved_shards(folder, manifest)
             except OSError:  # (the folder cannot be listed now: left as it is, the error that stopped the build said)
-                raise error
+                saved = None
+            if saved is None:
+                raise
             if not saved:  # nothing cached: leave no cache behind
                 (folder / MANIFEST_NAME).unlink(missing_ok=True)
                 for temp in folder.glob(".shard-*.tmp"):
