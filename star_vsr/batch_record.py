@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from .errors import StarVSRError
+from .json_files import loads_json
 
 RECORD_NAME = ".star-vsr-upscale-batch.jsonl"
 """File of the record in the output folder (hidden: it is not an output)."""
@@ -173,7 +174,7 @@ def _entries(path: Path) -> list[dict[str, Any]]:
     entries = []
     for line in lines:
         try:
-            entry = json.loads(line)
+            entry = loads_json(line)
         except ValueError:
             continue
         if isinstance(entry, dict) and isinstance(entry.get("output"), str):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Optional,
 from .errors import (DeviceError, InputError, MissingWeightsError, StarVSRError, cli_running, first_line,
                      is_failed_write, is_out_of_memory, why_missing, write_failed, write_reason)
 from .io.atomic import move_into_place, remove_temporary, temporary_path
+from .json_files import loads_json
 from .outputs import MODEL_RECORDS, REPLACING_INDEX, give_default_mode, saved_index
 
 if TYPE_CHECKING:
@@ -46,11 +47,12 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     if not index.is_file():
         _refuse_non_pipeline(folder, kind, help_text)
     try:
-        entries = json.loads(index.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as error:  # (JSONDecodeError, UnicodeDecodeError; nesting too deep)
+        entries = loads_json(index.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise MissingWeightsError(f"{index} is not valid JSON ({error}; an incomplete copy?).\n{help_text}") from None
-    if nesting_depth(entries) > MAX_SETTINGS_NESTING:  # (a RecursionError in diffusers' copy of it)
-        raise MissingWeightsError(f"{index} nests lists or objects {nesting_depth(entries)} deep; it is damaged "
+    depth = nesting_depth(entries)
+    if depth > MAX_SETTINGS_NESTING:  # (a RecursionError in diffusers' copy of it)
+        raise MissingWeightsError(f"{index} nests lists or objects {depth} deep; it is damaged "
                                   f"(an edited or incomplete copy?).\n{help_text}")
     if not isinstance(entries, dict) or not isinstance(entries.get("_class_name"), str):
         raise MissingWeightsError(f"{index} does not name a pipeline class (_class_name); it is not a {kind} "
@@ -274,16 +276,17 @@ def check_settings_files(folder: Path) -> None:
         if not file.is_file():
             continue
         try:
-            settings = json.loads(file.read_text(encoding="utf-8"))
-        except (ValueError, RecursionError) as error:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors;
-            # RecursionError: arrays nested thousands deep; an OSError, such as permission denied, is said as it is)
+            settings = loads_json(file.read_text(encoding="utf-8"))
+        except ValueError as error:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors; an OSError, such as
+            # permission denied, is said as it is: no damage to the file)
             raise MissingWeightsError(f"{file} is not valid JSON ({first_line(error)}): the folder is damaged or "
                                       f"incomplete; copy or save it again") from None
         if not isinstance(settings, dict):
             raise MissingWeightsError(f"{file} holds {type(settings).__name__} {json.dumps(settings)[:40]}, not a "
                                       f"mapping of settings: the folder is damaged; copy or save it again")
-        if nesting_depth(settings) > MAX_SETTINGS_NESTING:
-            raise MissingWeightsError(f"{file} nests lists or objects {nesting_depth(settings)} deep (saved settings "
+        depth = nesting_depth(settings)
+        if depth > MAX_SETTINGS_NESTING:
+            raise MissingWeightsError(f"{file} nests lists or objects {depth} deep (saved settings "
                                       f"nest a few): the folder is damaged; copy or save it again")
 
 
@@ -357,8 +360,8 @@ def saved_pipeline_class(folder: Union[str, Path]) -> Optional[str]:
 def _json_object(path: Optional[Path]) -> dict[str, Any]:
     """The JSON object in the file ``path``; {} when there is none (no such file, not JSON, not an object)."""
     try:
-        found = json.loads(path.read_text(encoding="utf-8")) if path is not None else None
-    except (OSError, ValueError, RecursionError):
+        found = loads_json(path.read_text(encoding="utf-8")) if path is not None else None
+    except (OSError, ValueError):
         return {}
     return found if isinstance(found, dict) else {}
 
@@ -428,7 +431,7 @@ def stored_shapes(folder: Path, variant: Optional[str] = None,
     for kind in ("safetensors", "bin"):
         index = named(f"*{suffix}.{kind}.index.json", 3)
         files = ([folder / name for name in
-                  dict.fromkeys(json.loads(index[0].read_text(encoding="utf-8")).get("weight_map", {}).values())]
+                  dict.fromkeys(loads_json(index[0].read_text(encoding="utf-8")).get("weight_map", {}).values())]
                  if index else named(f"*{suffix}.{kind}", 1))
         if not files:
             continue

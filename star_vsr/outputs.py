@@ -8,7 +8,6 @@ Nothing is created by the checks: the folders of an output are made only when it
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import shutil
@@ -20,6 +19,7 @@ from typing import Any, Iterator, Optional, Sequence, TextIO, Union
 
 from .errors import InputError, OutputBusyError, OutputError, cannot_write, is_link_loop, why_missing
 from .units import count_of, share_of
+from .json_files import loads_json
 
 
 #: Output suffixes written as one image (PIL format names): a one-frame input, or ``max_frames=1``.
@@ -391,7 +391,7 @@ def saved_work_in(work: Path) -> Optional[str]:
     """`saved_work` of the progress folder ``work``'s manifest, or None without one (or with a damaged one, which
     the run itself reports)."""
     try:
-        return saved_work(json.loads((Path(work) / PROGRESS_MANIFEST).read_text(encoding="utf-8")))
+        return saved_work(loads_json((Path(work) / PROGRESS_MANIFEST).read_text(encoding="utf-8")))
     except (OSError, ValueError, LookupError, TypeError, ZeroDivisionError):
         return None
 

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping
 
 from .batch_record import changed_settings
 from .outputs import write_text_atomic
+from .json_files import loads_json
 
 LEDGER_NAME = ".star-vsr-overwrite.jsonl"
 """File of the ledger in the output folder (hidden: it is not an output)."""
@@ -40,7 +41,7 @@ class OverwriteLedger:
             return set(), None
         try:
             header, *lines = self.path.read_text(encoding="utf-8").splitlines()
-            settings = json.loads(header)["settings"]
+            settings = loads_json(header)["settings"]
             if not isinstance(settings, dict):
                 raise TypeError("settings edited into a non-object")
         except (OSError, ValueError, LookupError, TypeError):  # damaged
@@ -87,7 +88,7 @@ def _done(line: str) -> tuple[str, Any] | None:
     """(output name, input signature) of a ledger line; None for a line cut short (a crash while it was
     written)."""
     try:
-        entry = json.loads(line)
+        entry = loads_json(line)
         return (entry["done"], entry["input"]) if isinstance(entry["done"], str) else None
     except (ValueError, LookupError, TypeError):
         return None

@@ -54,6 +54,7 @@ from .units import byte_amount
 from .window_sampler import SamplerState
 from .outputs import (PROGRESS_MANIFEST, folder_lock, frame_files, give_default_mode, partial_folder, saved_work,
                       saved_work_in)
+from .json_files import loads_json
 
 #: Seconds of upscaling between checkpoints: at most this much work is lost when a run stops (more when
 #: saving takes long: a checkpoint waits at least ``SAVE_TIME_FACTOR`` times as long as the last save took).
@@ -162,7 +163,7 @@ def unfinished_inputs(folder: Path) -> dict[str, Path]:
     inputs = {}
     for work, _ in unfinished_runs(folder):
         try:
-            manifest = json.loads((work / MANIFEST).read_text(encoding="utf-8"))
+            manifest = loads_json((work / MANIFEST).read_text(encoding="utf-8"))
             source = manifest["settings"]["input"]
         except (OSError, ValueError, LookupError, TypeError):
             continue
@@ -530,7 +531,7 @@ def save_progress(work: Path, settings: dict[str, Any], segments: list[tuple[str
         for written in (temp, *([work / name] if name else [])):
             written.unlink(missing_ok=True)
         if (work / MANIFEST).is_file():  # the segment just committed is of no use without its state: free its space
-            _remove_unlisted(work, json.loads((work / MANIFEST).read_text()))
+            _remove_unlisted(work, loads_json((work / MANIFEST).read_text()))
         raise write_failed(f"cannot save the progress of the run in {work} ({write_reason(error)}); free some space "
                            f"and run the same command again to go on from the previous checkpoint", error) from None
     _remove_unlisted(work, manifest)
@@ -558,7 +559,7 @@ def load_progress(work: Path, settings: dict[str, Any], device: torch.device
         return None
     fix = f"delete {work} or pass {option('restart=True', '--restart')} to start over"
     try:
-        manifest = json.loads((work / MANIFEST).read_text())
+        manifest = loads_json((work / MANIFEST).read_text())
         saved_settings, frames, segments = manifest["settings"], int(manifest["frames"]), manifest["segments"]
         saved = saved_work(manifest)  # (a damaged "evaluations" entry: the damage message, not a traceback)
         tensors, metadata = None, {}

@@ -36,6 +36,7 @@ from .errors import (DISK_FULL_ERRNOS, InputError, MissingWeightsError, first_li
 from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, give_default_mode, saved_index,
                       write_text_atomic)
 from .units import count_of
+from .json_files import loads_json
 
 CHECKPOINT_PREFIX = "checkpoint-"
 #: The settings a run started with, written into its output folder (and never rewritten by a resume).
@@ -430,7 +431,7 @@ def _read_config(parser: argparse.ArgumentParser, config: str) -> dict[str, Any]
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         parser.error(f"{path} is not valid YAML: {str(error).splitlines()[0]}")
     except RecursionError:  # (PyYAML composes nested collections recursively: a crafted file, a traceback)
-        parser.error(f"{path} is not a settings file: its collections are nested thousands deep")
+        parser.error(f"{path} is not a settings file: its collections are nested too deep (hundreds of levels)")
     if not isinstance(settings, dict):
         parser.error(f"{path} must hold a mapping of settings (name: value)")
     actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
@@ -1042,8 +1043,8 @@ def _model_files(output_dir: Path) -> list[str]:
     if index is None:
         return []
     try:
-        components = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        components = loads_json(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         components = {}
     if not isinstance(components, dict):
         components = {}
@@ -1116,7 +1117,7 @@ def _read_settings(path: Path) -> list[dict[str, Any]]:
                      if document is not None]
         if not all(isinstance(document, dict) for document in documents):
             raise ValueError("not a mapping of settings")
-    except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as error:  # (nested thousands deep)
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as error:  # (nested too deep)
         raise InputError(f"cannot read the settings recorded in {path} ({str(error).splitlines()[0]}); restore "
                          f"it, or delete it to go on without comparing settings") from None
     return documents

@@ -139,9 +139,9 @@ def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: Union[s
     # command's own advice said; a scheduler config of 10**10 timesteps asked for 37 GiB: black-box hunt)
     bf16 = option("dtype='bf16'", "--dtype bf16")
     half = f"{bf16} halves its weights, or " if torch_dtype == torch.float32 else ""
-    with explain_out_of_memory(f"loading the model in {folder}", f"the model its config.json files describe does not "
-                               f"fit here: {half}use a machine with more memory (a damaged config.json can ask for "
-                               f"far more than its weights hold)"):
+    with explain_out_of_memory(f"loading the model in {folder}", f"the model its config files (config.json, "
+                               f"scheduler_config.json) describe does not fit here: {half}use a machine with more "
+                               f"memory (a damaged config file can ask for far more than its weights hold)"):
         return cls.from_pretrained(folder, dtype=torch_dtype, variant=variant).to(torch_device)
 
 

@@ -625,7 +625,7 @@ def test_a_manifest_nested_thousands_deep_is_named_as_damage(tmp_path):
     """JSON arrays nested 100,000 deep were a RecursionError traceback (black-box hunt)."""
     build_teacher_cache(CallableTeacher(CountingTeacher(), SCALE), random_clips(2), tmp_path / "cache")
     (tmp_path / "cache" / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(InputError, match=r"manifest.json is damaged \(maximum recursion depth exceeded.*; rebuild "
+    with pytest.raises(InputError, match=r"manifest.json is damaged \(nested too deep to read.*; rebuild "
                                          r"the cache: .*--overwrite"):
         TeacherCache(tmp_path / "cache")
 
@@ -686,7 +686,7 @@ def test_feature_widths_in_the_manifest_other_than_the_shards_are_refused_when_t
 @pytest.mark.parametrize("captions", ["[1, 2]", "[" * 100_000 + "]" * 100_000])
 def test_shard_captions_that_are_no_json_object_are_a_damaged_shard_computed_again(tmp_path, captions):
     """Captions in a shard's metadata that were a JSON list opened, and the first clip read then failed mid-run with
-    ``AttributeError: 'list' object has no attribute 'get'``; nested thousands deep, a RecursionError (review)."""
+    ``AttributeError: 'list' object has no attribute 'get'``; nested 100,000 deep, a RecursionError (review)."""
     clips = random_clips(4)
     counting = CountingTeacher()
     build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)

@@ -274,8 +274,9 @@ def test_memory_running_out_while_a_model_loads_blames_its_size_not_the_input(tm
                      "--dtype", dtype]) == 2
         err = capsys.readouterr().err
         assert f"error: out of memory while loading the model in {tmp_path / 'student'} (allocating 64.00 TiB " \
-               f"failed); the model its config.json files describe does not fit here: {advice}" in err
-        assert "(a damaged config.json can ask for far more than its weights hold)" in err
+               f"failed); the model its config files (config.json, scheduler_config.json) describe does not fit " \
+               f"here: {advice}" in err
+        assert "(a damaged config file can ask for far more than its weights hold)" in err
         assert "smaller input" not in err and "Traceback" not in err
 
 

@@ -642,10 +642,10 @@ def test_a_settings_file_that_is_no_json_object_is_named_at_once(tmp_path, monke
                               ("scheduler/scheduler_config.json", '"x"', 'holds str "x", not a mapping'),
                               ("tokenizer/tokenizer_config.json", '{"a": ', "is not valid JSON (Expecting value"),
                               # arrays nested 100,000 deep: a RecursionError traceback (black-box hunt)
-                              ("unet/config.json", "[" * 100_000 + "]" * 100_000, "is not valid JSON (maximum "
-                                                                                   "recursion depth exceeded"),
-                              ("model_index.json", "[" * 100_000 + "]" * 100_000, "is not valid JSON (maximum "
-                                                                                  "recursion depth exceeded"),
+                              ("unet/config.json", "[" * 100_000 + "]" * 100_000, "is not valid JSON (nested too "
+                                                                                   "deep to read"),
+                              ("model_index.json", "[" * 100_000 + "]" * 100_000, "is not valid JSON (nested too "
+                                                                                  "deep to read"),
                               # 600 deep parses, then diffusers' deepcopy of it was the RecursionError (review)
                               ("unet/config.json", '{"a": ' + "[" * 600 + "]" * 600 + "}",
                                "nests lists or objects 601 deep (saved settings nest a few)"),

@@ -88,7 +88,7 @@ def test_presets_record_their_name_and_grow_in_size():
     assert StarStudentModel.from_preset("tiny", num_blocks=0).config.num_blocks == 0
     with pytest.raises(InputError, match="upsample_scales"):
         StarStudentModel(upsample_scales=(2, 5))
-    for scales in ("abc", 4, [None]):  # TypeError / ValueError tracebacks from int() (black-box hunt)
+    for scales in ("abc", 4, [None], [float("inf")]):  # TypeError / ValueError / OverflowError from int() (hunts)
         got = re.escape(repr(scales))
         with pytest.raises(InputError, match=rf"upsample_scales must be integers in \[1, 4\], got {got}"):
             StarStudentModel(upsample_scales=scales)

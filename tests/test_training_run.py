@@ -115,8 +115,8 @@ def test_quoted_text_that_yaml_would_read_otherwise_is_taken_as_written(tmp_path
     ("1: 2\nfoo: 3\n", "unknown settings ['1', 'foo']"),
     ("scale: 2\nmode: x\nscale: 3\n", "is not valid YAML (line 3, column 1): 'scale' is given twice"),  # 3 won
     ("? [a, b]\n: 1\n", "a list or mapping cannot be a setting's name"),  # a TypeError traceback
-    ("scale: " + "[" * 5000 + "]" * 5000 + "\n", "is not a settings file: its collections are nested thousands "
-                                                 "deep"),  # a RecursionError traceback (black-box hunt)
+    ("scale: " + "[" * 5000 + "]" * 5000 + "\n", "is not a settings file: its collections are nested too deep "
+                                                 "(hundreds of levels)"),  # a RecursionError traceback (black-box hunt)
     # a flag of type=str took a list or mapping as its JSON text: caption '["a", "b"]' (black-box hunt)
     ("caption: [a, b]\n", "caption must be a single value, got ['a', 'b']"),
     ("caption: {a: 1}\n", "caption must be a single value, got {'a': 1}"),

@@ -82,6 +82,7 @@ from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_
                                    record_final_step, record_run_settings, resume_checkpoint, resume_training,
                                    run_script, tensorboard_pattern, tracker_init_kwargs, train_steps)
 from star_vsr.upscale import accelerate_on_cpu
+from star_vsr.json_files import loads_json
 
 logger = get_logger(__name__)
 
@@ -714,7 +715,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     last_logs: dict[str, float] = {}
     if path is not None and global_step >= args.max_train_steps and (path / LAST_LOSSES_NAME).exists():
         try:  # finishing: its last step's, for the summary (checkpoints of earlier versions have none)
-            last_logs = json.loads((path / LAST_LOSSES_NAME).read_text())
+            last_logs = loads_json((path / LAST_LOSSES_NAME).read_text())
             if not isinstance(last_logs, dict):
                 raise ValueError(f"not an object: {last_logs!r:.40}")
         except (OSError, ValueError) as error:  # (a JSONDecodeError traceback left the folder without a model)

@@ -510,7 +510,8 @@ def validation_sample(args: argparse.Namespace, dataset: ClipPairDataset) -> dic
     if args.validation_video is not None:
         clips = VideoClipDataset([args.validation_video], num_frames=args.num_frames, crop_size=args.crop_size,
                                  scale=args.scale, degradation=args.degradation, random_flip=False,
-                                 seed=args.seed, sharpen_gt=args.gt_usm)  # (no --default_caption: --validation_prompt is this clip's)
+                                 seed=args.seed, sharpen_gt=args.gt_usm)
+        # (no --default_caption: --validation_prompt is this clip's)
         with warnings.catch_warnings():  # the one source is not a training sample to skip: said below
             warnings.simplefilter("ignore", BadSampleWarning)
             try:

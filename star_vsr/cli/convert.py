@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from ..errors import InputError, MissingWeightsError, OutputExistsError, load_failure, why_missing
 from .arguments import ParagraphsHelpFormatter, path_argument
+from ..json_files import loads_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +62,7 @@ def _load_vae(folder: Path, dtype: Any) -> Any:  # (a torch.dtype; the Autoencod
     from diffusers import AutoencoderKLTemporalDecoder
 
     try:  # another VAE (Stable Diffusion's AutoencoderKL) loaded in part, and saving it failed with a traceback
-        name = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_class_name")
+        name = loads_json((folder / "config.json").read_text(encoding="utf-8")).get("_class_name")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
         raise MissingWeightsError(f"--vae {folder}: its config.json is damaged ({_first_line(error)}); download "
                                   f"the vae folder of stabilityai/stable-video-diffusion-img2vid again") from None
@@ -116,8 +117,8 @@ def _unet_config(path: Path, released: dict[str, Any]) -> dict[str, Any]:
                                                        "is not a regular file" if path.exists() else
                                                        why_missing(path)))
     try:
-        changes = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as error:  # (JSONDecodeError, UnicodeDecodeError; nested too deep)
+        changes = loads_json(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"--unet-config {path} is not valid JSON: {error}") from None
     if not isinstance(changes, dict):
         raise InputError(f"--unet-config {path} must hold a JSON object of StarVSRUNetModel config keys")

@@ -5,8 +5,9 @@ draw of parameters for the whole video, so the degradation is coherent in time, 
 video-codec compression (libx264 or mpeg4). Long videos are processed in segments that share the drawn
 parameters, of 64 frames or 256 MiB of float32 HR frames, whichever is fewer (64 at 360p, 24 at 720p,
 10 at 1080p, 2 at 4K); each segment is compressed as a clip (a keyframe at each segment start, like a
-GOP: at 1080p and above a far shorter one than the 32-frame 720p clips of the training configs). The result is written as a video (H.264 for .mp4, lossless FFV1 for
-.mkv with ``--codec ffv1``) with the input's frame rate and audio. Same input and ``--seed`` give
+GOP: at 1080p and above a far shorter one than the 32-frame 720p clips of the training configs). The
+result is written as a video (H.264 for .mp4, lossless FFV1 for .mkv with ``--codec ffv1``) with the input's
+frame rate and audio. Same input and ``--seed`` give
 the same frames on the same kind of CPU, whatever the number of threads (H.264 is encoded without x264's assembly
 code for that: with it, runs differed; the chain's resizes run on one thread, as torch's resize kernels round the
 last bit differently by thread count and the Poisson noise after them turned that into other frames).
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import InputError
+from ..json_files import loads_json
 from .arguments import (ParagraphsHelpFormatter, add_fps_argument, check_fps_for_clips, input_notes, path_argument,
                         seed_argument)
 
@@ -158,7 +160,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
                                     "deinterlace": args.deinterlace}, frame_folders)
     record = output_dir / SETTINGS_NAME
     try:
-        earlier = json.loads(record.read_text(encoding="utf-8"))
+        earlier = loads_json(record.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none yet (or a folder degraded before the record existed): nothing to compare
         earlier = None
     # a record's --fps as written: None where it had no effect then (no frame folder), not the default a frame folder
@@ -173,7 +175,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     made_output_dir = not output_dir.exists()
     pending_record = output_dir / PENDING_NAME
     try:  # outputs a stopped --overwrite run had not yet redone with these settings
-        pending = set(json.loads(pending_record.read_text(encoding="utf-8")))
+        pending = set(loads_json(pending_record.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         pending = set()
     if changed:  # --overwrite with other settings: every clip there is old

@@ -26,6 +26,7 @@ from typing import Any
 from ..evalset import EVAL_PHOTO_NAMES, TRAINING_PHOTO_NAMES
 from .arguments import ParagraphsHelpFormatter, device_argument, path_argument, seed_argument
 from .upscale import DIFFUSION_DEFAULTS
+from ..json_files import loads_json
 
 DIFFUSION_STEPS: int = DIFFUSION_DEFAULTS["steps"]
 """Denoising steps of a diffusion ``--model`` unless ``--steps`` says otherwise."""
@@ -97,10 +98,8 @@ def earlier_model_videos(output: Path, label: str) -> list[str]:
     """The model video of an earlier demo in ``output`` that a demo of a model labelled ``label`` does not write
     over (``student.mp4`` under a ``diffusion`` demo): the model its ``metrics.json`` names, where that file is
     there and readable; never a user's file that no demo wrote."""
-    import json
-
     try:
-        earlier = json.loads((output / "metrics.json").read_text(encoding="utf-8"))["metrics"]
+        earlier = loads_json((output / "metrics.json").read_text(encoding="utf-8"))["metrics"]
     except (OSError, ValueError, LookupError, TypeError):
         return []
     return [f"{name}.mp4" for name in earlier if name in MODEL_LABELS.values() and name != label

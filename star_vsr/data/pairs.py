@@ -2,7 +2,8 @@
 
 ``lq`` is the HR clip degraded by the project's real-world chain (``star_vsr.degradations``),
 or only downsampled (bicubic, antialiased) when no degradation is asked for; with ``sharpen_gt`` the HR clip
-is sharpened first (unsharp masking, as Real-ESRGAN and STAR train) and both come from the sharpened one. ``hint`` is ``lq``
+is sharpened first (unsharp masking, as Real-ESRGAN and STAR train) and both come from the sharpened one.
+``hint`` is ``lq``
 upsampled bilinearly back to the HR size, exactly as ``StarVSRPipeline`` prepares its input
 before the VAE encodes it.
 """
@@ -74,13 +75,13 @@ def make_pair(gt: torch.Tensor, scale: int, degradation: DegradationSpec | RealW
         differed between 0 and 2 workers).
     """
     degradation = resolve_degradation(degradation, scale)
+    if sharpen_gt or degradation is None:
+        # the chain checks its own input; unchecked, bicubic made misaligned pairs and all-white LR of 0..255 frames
+        # (the scale: by resolve_degradation); sharpening needs it checked first (0..255 frames, NaN)
+        check_hr_clip(gt, scale, name="gt", cpu_only=False)
     if sharpen_gt:
-        check_hr_clip(gt, scale, name="gt", cpu_only=False)  # (before sharpening: 0..255 frames, NaN)
         gt = unsharp_mask(gt)  # (n, 3, H, W)
     if degradation is None:
-        # the chain checks its own input; unchecked, bicubic made misaligned pairs and all-white LR of 0..255 frames
-        # (the scale: by resolve_degradation)
-        check_hr_clip(gt, scale, name="gt", cpu_only=False)
         gt = gt.float()  # (bicubic has no float16 CPU kernel; float32 out, as documented)
         lq = F.interpolate(gt, size=(gt.shape[-2] // scale, gt.shape[-1] // scale), mode="bicubic", antialias=True,
                            align_corners=False)

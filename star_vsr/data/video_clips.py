@@ -40,6 +40,7 @@ from star_vsr.io.folders import (VIDEO_EXTENSIONS, broken_link_line, broken_link
 from star_vsr.io.probe import VideoInfo
 from star_vsr.units import count_of
 from star_vsr.user_warnings import warn_user
+from star_vsr.json_files import loads_json
 
 #: Suffix of a caption file next to a clip (``clip.mp4`` -> ``clip.txt``).
 CAPTION_SUFFIX = ".txt"
@@ -134,8 +135,8 @@ def _read_list_file(file: Path) -> list[ClipSource]:
                 raise InputError(f"{file}, line {reader.line_num}: no path in this row ({row})")
     else:
         try:
-            rows = json.loads(_read_text(file))
-        except (json.JSONDecodeError, RecursionError) as error:  # (RecursionError: nested thousands deep)
+            rows = loads_json(_read_text(file))
+        except json.JSONDecodeError as error:
             raise InputError(f"{file} is not valid JSON ({error})") from error
         if not isinstance(rows, list):
             raise InputError(f"{file}: a clip list in JSON must be a list of paths or of "

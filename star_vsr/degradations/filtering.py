@@ -32,16 +32,34 @@ def filter_clip(clip: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         )
     n, c, h, w = clip.shape
     pad = kernel.shape[0] // 2
-    mode = "reflect" if pad < min(h, w) else "replicate"
-    padded = F.pad(clip, (pad, pad, pad, pad), mode=mode)  # (n, c, h + 2 pad, w + 2 pad)
     # All frames and channels as the channels of one image: a depthwise convolution with one
     # shared kernel is much faster on CPU than n * c single-channel images.
-    planes = padded.reshape(1, n * c, h + 2 * pad, w + 2 * pad)  # (1, n c, h', w')
+    planes = _padded_planes(clip, pad)  # (1, n c, h + 2 pad, w + 2 pad)
     # conv2d correlates; flipping the kernel makes it a true convolution.
     weight = torch.flip(kernel, dims=(0, 1)).to(clip.dtype)  # (k, k)
     weight = weight.expand(n * c, 1, *kernel.shape)  # (n c, 1, k, k)
     out = F.conv2d(planes, weight, groups=n * c)  # (1, n c, h, w)
     return out.reshape(n, c, h, w)
+
+
+def filter_clip_separable(clip: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``filter_clip`` with the (k, k) kernel ``outer(kernel, kernel)`` of a symmetric (k,) ``kernel`` (a
+    Gaussian), as a row pass and a column pass: 2k multiplications a pixel instead of k^2 (51 x 51 for USM)."""
+    n, c, h, w = clip.shape
+    k = len(kernel)
+    planes = _padded_planes(clip, k // 2)  # (1, n c, h + 2 pad, w + 2 pad)
+    weight = kernel.to(clip.dtype)
+    rows = F.conv2d(planes, weight.view(1, 1, 1, k).expand(n * c, 1, 1, k), groups=n * c)  # (1, n c, h', w)
+    out = F.conv2d(rows, weight.view(1, 1, k, 1).expand(n * c, 1, k, 1), groups=n * c)  # (1, n c, h, w)
+    return out.reshape(n, c, h, w)
+
+
+def _padded_planes(clip: torch.Tensor, pad: int) -> torch.Tensor:
+    """``clip`` (n, c, h, w) as one image of n c channels (1, n c, h + 2 pad, w + 2 pad), reflect-padded, or
+    replicate-padded where a frame is smaller than the pad (reflection needs more pixels than the pad)."""
+    n, c, h, w = clip.shape
+    mode = "reflect" if pad < min(h, w) else "replicate"
+    return F.pad(clip, (pad, pad, pad, pad), mode=mode).reshape(1, n * c, h + 2 * pad, w + 2 * pad)
 
 
 def resize_clip(clip: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:

@@ -39,6 +39,7 @@ from ..model_folder import safetensors_shapes
 from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
 from ..progress import bar_options
 from .teacher import Teacher
+from ..json_files import loads_json
 
 CACHE_FORMAT_VERSION = 1
 """Version of the layout above; bumped when it changes incompatibly."""
@@ -121,8 +122,8 @@ class CacheManifest:
             raise InputError(f"{folder} is not a teacher cache (no {MANIFEST_NAME}); build one with "
                              "`star-vsr distill cache-teacher`")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError; nested too deep
+            data = loads_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:  # ValueError: JSONDecodeError, UnicodeDecodeError
             raise DamagedManifestError(f"{path} is damaged ({error}); rebuild the cache: `star-vsr distill "
                                        f"cache-teacher ... --overwrite`") from None
         if not isinstance(data, dict) or data.get("version") != CACHE_FORMAT_VERSION:
@@ -366,10 +367,7 @@ def _shard_shapes(path: Path) -> Optional[dict[str, tuple[int, ...]]]:
 def _captions(metadata: Optional[Mapping[str, str]]) -> dict[str, str]:
     """The captions by clip index in a shard's ``metadata``; ``ValueError`` when they are no JSON object of strings
     (a list was an AttributeError at the first clip read, mid-run)."""
-    try:
-        captions = json.loads((metadata or {}).get("captions", "{}"))
-    except RecursionError:  # (nested thousands deep: damage, computed again like the rest)
-        raise ValueError("its captions are nested thousands deep") from None
+    captions = loads_json((metadata or {}).get("captions", "{}"))
     if not isinstance(captions, dict) or not all(isinstance(caption, str) for caption in captions.values()):
         raise ValueError(f"its captions are no JSON object of strings: {str(captions)[:40]}")
     return captions

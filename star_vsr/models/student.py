@@ -473,7 +473,7 @@ class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
                 raise InputError(f"{name} must be a whole number in [{least}, {most}], got {value!r}")
         try:  # (a string or a number: int("a")'s ValueError, "'int' object is not iterable")
             scales = tuple(int(s) for s in upsample_scales)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # (OverflowError: JSON's Infinity)
             scales = ()
         if not scales or any(s != r or not 1 <= r <= MAX_SCALE for s, r in zip(upsample_scales, scales)):
             raise InputError(f"upsample_scales must be integers in [1, {MAX_SCALE:g}], got {upsample_scales!r}")
