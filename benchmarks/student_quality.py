@@ -40,6 +40,7 @@ from star_vsr.evalset import (
     rescaled_reference,
     score_clip,
 )
+from star_vsr.errors import StarVSRError
 from star_vsr.upscale import resolve_device, resolve_dtype
 
 TARGET_PSNR_GAIN_DB = 0.7
@@ -51,11 +52,16 @@ TARGET_EWARP_RATIO = 1.3
 KEYS = ("psnr_y", "ssim_y", "ewarp")
 
 
-def model_upscaler(folder: str, device: str, dtype: str) -> Callable[[torch.Tensor, float], torch.Tensor]:
-    """``f(lq (n, 3, h, w), scale) -> (n, 3, H, W)`` running the pipeline saved in ``folder``."""
+def model_upscaler(folder: str, device: str, dtype: str,
+                   upscale: float) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """``f(lq (n, 3, h, w), scale) -> (n, 3, H, W)`` running the pipeline saved in ``folder``; ``InputError`` for
+    a student that cannot upscale by ``upscale`` (said on loading, not after the evaluation set is built)."""
+    from star_vsr.models.student import check_student_scale
     from star_vsr.upscale import load_upscaler
 
     pipe = load_upscaler(folder, device=device, dtype=dtype)
+    if hasattr(pipe, "student"):  # (a StarVSR diffusion model takes 1 to 8)
+        check_student_scale(upscale, pipe.student.config.upsample_scales, pipe.student.config.scale)
     pipe.set_progress_bar_config(disable=True)
     return lambda lq, scale: pipe(lq, upscale=scale, output_type="pt").frames[0]
 
@@ -139,17 +145,21 @@ def main() -> None:
     if args.ncnn and upscale != args.scale:
         parser.error("--ncnn scores realesr-animevideov3 at --scale; leave out --upscale")
     args.size -= args.size % args.scale
+    upscalers = {}  # loaded first: a folder that is no model, or a student without the scale, is said at once
+    for folder in args.model:
+        name = Path(folder).name or folder
+        name = folder if name in upscalers or name == "bicubic" else name  # two of a name: label them by their paths
+        try:
+            upscalers[name] = model_upscaler(folder, args.device, args.dtype, upscale)
+        except StarVSRError as error:  # (no model there, damaged weights, a scale it lacks)
+            parser.error(f"--model {folder}: {error}")
     clips = evaluation_clips(num_clips=args.clips, num_frames=args.frames, size=args.size, scale=args.scale)
     for clip in clips:  # ground truth at the output scale
         clip["gt"] = rescaled_reference(clip["gt"], clip["lq"].shape[-2:], upscale)
     results = {"bicubic": score(bicubic_upscale, clips, upscale)}
     student_dtype = str(resolve_dtype(args.dtype, resolve_device(args.device), student=True)).removeprefix("torch.")
-    students = []  # their rows' names
-    for folder in args.model:
-        name = Path(folder).name or folder
-        name = folder if name in results else name  # two folders of the same name: label them by their paths
-        results[name] = score(model_upscaler(folder, args.device, args.dtype), clips, upscale)
-        students.append(name)
+    for name, upscaler in upscalers.items():
+        results[name] = score(upscaler, clips, upscale)
     if args.ncnn:
         results["ncnn-animevideov3"] = score(ncnn_upscaler(args.scale, torch.get_num_threads()), clips, upscale)
 
@@ -166,7 +176,7 @@ def main() -> None:
     # the target is defined at x4 on the whole evaluation set
     at_target = args.scale == upscale == EVAL_SCALE and (args.clips, args.frames, args.size) == (
         EVAL_NUM_CLIPS, EVAL_NUM_FRAMES, EVAL_SIZE)
-    for name in (students if at_target else []):  # (not the ncnn baseline's row)
+    for name in (upscalers if at_target else []):  # (not the ncnn baseline's row)
         result = results[name]
         gain, ratio = result["mean"]["psnr_y"] - base["psnr_y"], result["mean"]["ewarp"] / base["ewarp"]
         met = gain >= TARGET_PSNR_GAIN_DB, ratio <= TARGET_EWARP_RATIO

@@ -1484,6 +1484,19 @@ def test_benchmark_scripts_refuse_values_they_cannot_run_in_one_line(script, fla
     assert "Traceback" not in done.stderr
 
 
+def test_student_quality_names_a_model_it_cannot_score_before_building_the_evaluation_set(tmp_path):
+    """A student without the x4 head raised InputError with a traceback after the evaluation set and bicubic's
+    scores (the default --scale is 4); a folder with no model raised MissingWeightsError with one."""
+    build_student_pipeline("tiny", upsample_scales=[3], scale=3).save_pretrained(tmp_path / "x3")
+    root = Path(__file__).resolve().parents[1]
+    for folder, message in ((tmp_path / "x3", "unsupported scale 4: the student upscales by 1 to 3"),
+                            (tmp_path / "none", "does not exist")):
+        done = subprocess.run([sys.executable, str(root / "benchmarks" / "student_quality.py"), "--model",
+                               str(folder)], capture_output=True, text=True, cwd=root, timeout=300)
+        assert done.returncode == 2 and f"error: --model {folder}: " in done.stderr, done.stderr
+        assert message in done.stderr and "Traceback" not in done.stderr and "evaluation set" not in done.stdout
+
+
 def test_a_subclass_whose_annotations_do_not_resolve_loads_its_folder(pipe, tmp_path):
     """A pipeline subclass annotating ``__init__`` with a type imported only for type checkers made the folder
     check's ``get_type_hints`` raise NameError (review)."""
