@@ -787,6 +787,63 @@ def test_cache_resumes_without_recomputing_finished_shards(tmp_path):
     assert again.calls == 6 and len(list(tmp_path.glob("shard-*"))) == 2
 
 
+def test_a_lost_manifest_is_restored_from_its_shards_by_the_command_that_built_the_cache(tmp_path, capsys):
+    """A cache whose manifest.json was lost (deleted, left out of a copy) could only be rebuilt with --overwrite,
+    calling the teacher again for every clip: each shard now carries the manifest as it stood."""
+    clips = random_clips(6, gt=False)
+
+    class Interrupt(Exception):
+        pass
+
+    class FailingTeacher(CountingTeacher):
+        def __call__(self, lq):
+            if self.calls == 4:  # dies in shard 2
+                raise Interrupt
+            return super().__call__(lq)
+
+    teacher = CallableTeacher(FailingTeacher(), SCALE, name="teacher")
+    with pytest.raises(Interrupt):
+        build_teacher_cache(teacher, clips, tmp_path / "part", clips_per_shard=2)
+    (tmp_path / "part" / "manifest.json").unlink()
+    with pytest.raises(InputError, match=r"holds teacher-cache shards but no manifest.json; rerun the `star-vsr "
+                                         r"distill cache-teacher` command that built it"):
+        TeacherCache(tmp_path / "part", allow_incomplete=True)
+    with pytest.raises(InputError, match=r"other settings \(clips_per_shard differ\)"):
+        build_teacher_cache(CallableTeacher(CountingTeacher(), SCALE, name="teacher"), clips, tmp_path / "part",
+                            clips_per_shard=3)
+    assert not (tmp_path / "part" / "manifest.json").exists()  # (nothing restored by a refused run)
+    resumed = CountingTeacher()
+    cache = build_teacher_cache(CallableTeacher(resumed, SCALE, name="teacher"), clips, tmp_path / "part",
+                                clips_per_shard=2)
+    assert resumed.calls == 2 and len(cache) == 6 and cache.feature_channels == {"hr_features": 6}
+    assert "manifest.json was missing; restored from the copy its shards carry" in capsys.readouterr().err
+    # a finished cache's manifest comes back as it was but for the seconds spent
+    written = CacheManifest.load(tmp_path / "part")
+    (tmp_path / "part" / "manifest.json").unlink()
+    again = CountingTeacher()
+    build_teacher_cache(CallableTeacher(again, SCALE, name="teacher"), clips, tmp_path / "part", clips_per_shard=2)
+    restored = CacheManifest.load(tmp_path / "part")
+    assert again.calls == 0 and written.wall_time_s > 0 and restored.complete
+    assert restored == dataclasses.replace(written, wall_time_s=0.0)
+    # shards without the copy (written before it was stored) are replaced only with --overwrite, as before
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    for path in sorted((tmp_path / "part").glob("shard-*.safetensors")):
+        with safe_open(str(path), framework="pt") as shard:
+            tensors = {key: shard.get_tensor(key) for key in shard.keys() if key != "manifest"}
+            metadata = shard.metadata()
+        save_file(tensors, str(path), metadata=metadata)
+    (tmp_path / "part" / "manifest.json").unlink()
+    with pytest.raises(InputError, match="holds shard files but no manifest.json; choose another folder, or pass "
+                                         "overwrite=True"):
+        build_teacher_cache(CallableTeacher(again, SCALE, name="teacher"), clips, tmp_path / "part",
+                            clips_per_shard=2)
+    build_teacher_cache(CallableTeacher(again, SCALE, name="teacher"), clips, tmp_path / "part", clips_per_shard=2,
+                        overwrite=True)
+    assert again.calls == 6
+
+
 def test_a_callable_teacher_is_known_by_what_it_computes_and_what_it_returns_is_checked(tmp_path):
     """Two lambdas were one teacher ("<lambda>"): a cache went on, or reopened complete, with another function; a
     teacher whose features came from its third clip on made a cache whose manifest listed them for every clip; NaN

@@ -166,10 +166,11 @@ def _check_crop_fits_photos(clips: Any, crop_size: int, scale: int) -> None:
 
 def _clips_to_compute(folder: Path, num_clips: int, clips_per_shard: int, overwrite: bool) -> list[int]:
     """The indices of the clips a build into ``folder`` will run the teacher on: all, or, resuming a cache (its
-    settings were compared already), those of the shards not written yet or whose header is damaged."""
-    from ..distill.cache import MANIFEST_NAME, shard_written
+    settings were compared already, its manifest restored from its shards if lost), those of the shards not written
+    yet or whose header is damaged."""
+    from ..distill.cache import shard_written
 
-    if overwrite or not (folder / MANIFEST_NAME).is_file():
+    if overwrite:
         return list(range(num_clips))
     written = {shard for shard in range(-(-num_clips // clips_per_shard)) if shard_written(folder, shard)}
     return [index for index in range(num_clips) if index // clips_per_shard not in written]

@@ -10,7 +10,9 @@ Layout of a cache folder::
 Each shard holds, for every clip ``i`` it covers, the tensors ``"{i}/lq"`` (n, 3, h, w),
 ``"{i}/teacher"`` (n, 3, H, W) (absent when built without a teacher), ``"{i}/gt"`` (n, 3, H, W)
 (when the clips have ground truth) and ``"{i}/features/{name}"`` (n, c, h_f, w_f), plus the
-clips' captions in its metadata. Shards are written to a temporary name and renamed, so a shard
+clips' captions in its metadata and ``"manifest"``, the UTF-8 bytes (uint8) of the manifest as it stood
+(a lost ``manifest.json`` is restored from them when the command that built the cache runs again).
+Shards are written to a temporary name and renamed, so a shard
 file either is complete or does not exist: an interrupted build resumes by skipping the shards
 already on disk, and never calls the teacher again for their clips.
 """
@@ -21,7 +23,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -46,6 +48,9 @@ CACHE_FORMAT_VERSION = 1
 
 MANIFEST_NAME = "manifest.json"
 SHARD_NAME = "shard-{:05d}.safetensors"
+
+MANIFEST_COPY = "manifest"
+"""The key of the shards' copy of the manifest (see the layout above)."""
 DEFAULT_CLIPS_PER_SHARD = 4
 """Clips per shard: small enough that an interruption loses little work, large enough to keep files few."""
 
@@ -119,6 +124,14 @@ class CacheManifest:
     def load(cls, folder: Union[str, Path]) -> "CacheManifest":
         path = Path(folder) / MANIFEST_NAME
         if not path.is_file():
+            try:
+                shards = _shard_files(Path(folder))
+            except OSError:  # (not a folder, or one that cannot be listed: no cache to point at)
+                shards = {}
+            if shards:  # its manifest lost: the build restores it
+                raise InputError(f"{folder} holds teacher-cache shards but no {MANIFEST_NAME}; rerun the "
+                                 "`star-vsr distill cache-teacher` command that built it, which restores the "
+                                 "manifest from the copies its shards carry")
             raise InputError(f"{folder} is not a teacher cache (no {MANIFEST_NAME}); build one with "
                              "`star-vsr distill cache-teacher`")
         try:
@@ -317,6 +330,11 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
             # features, and every rerun refused the teacher as returning other features than the earlier clips)
             manifest.save(folder)
             temp = path.with_name(f".{path.name}.tmp")
+            # the copy that restores a lost manifest, without the seconds spent, as a tensor of its UTF-8 bytes (a
+            # second metadata key came out in random order: the same clips and teacher make the same shard, byte
+            # for byte)
+            copy = json.dumps(asdict(replace(manifest, wall_time_s=0.0)), sort_keys=True).encode("utf-8")
+            tensors[MANIFEST_COPY] = torch.frombuffer(bytearray(copy), dtype=torch.uint8)
             try:
                 save_file(tensors, str(temp), metadata={"captions": json.dumps(captions)})
                 give_default_mode(temp)
@@ -332,14 +350,48 @@ def _shard_path(folder: Path, shard: int) -> Path:
     return folder / SHARD_NAME.format(shard)
 
 
+def _shard_files(folder: Path) -> dict[int, Path]:
+    """The shard files in ``folder`` by number, from one listing of the folder (a look for each shard a manifest
+    counts hung on one edited to 10**12 clips); names that only look like a shard's (``shard-1.safetensors``) left
+    out. ``OSError`` when it cannot be listed (``glob`` took a folder without read permission for an empty one)."""
+    shards = {}
+    for name in os.listdir(folder):
+        number = name[len("shard-"):-len(".safetensors")]
+        if (name.startswith("shard-") and name.endswith(".safetensors") and number.isascii() and number.isdigit()
+                and SHARD_NAME.format(int(number)) == name):
+            shards[int(number)] = folder / name
+    return shards
+
+
 def _saved_shards(folder: Path, manifest: CacheManifest) -> list[int]:
-    """The shards of ``manifest`` whose file is in ``folder``, from a listing of the folder (a look for each shard
-    the manifest counts hung on one edited to 10**12 clips); ``OSError`` when it cannot be listed (``glob`` took a
-    folder without read permission for an empty one)."""
-    names = {name for name in os.listdir(folder) if name.startswith("shard-") and name.endswith(".safetensors")}
-    numbers = {name[len("shard-"):-len(".safetensors")] for name in names}
-    shards = {int(number) for number in numbers if number.isascii() and number.isdigit()}
-    return sorted(shard for shard in shards if shard < manifest.num_shards and SHARD_NAME.format(shard) in names)
+    """The shards of ``manifest`` whose file is in ``folder`` (``OSError`` when it cannot be listed)."""
+    return sorted(shard for shard in _shard_files(folder) if shard < manifest.num_shards)
+
+
+def _manifest_in_shards(shards: Mapping[int, Path]) -> Optional[CacheManifest]:
+    """The manifest a lost ``manifest.json`` held, from the copies the shards carry (each the manifest as it stood
+    when its shard was written, but for the seconds spent, which are lost with it): the copy, marked incomplete,
+    when every shard whose header reads carries one and all have the same settings; None otherwise (shards written
+    before star-vsr stored the copy, or by builds with other settings). ``OSError`` when a shard cannot be read
+    now."""
+    copies = []
+    for path in shards.values():
+        try:
+            with safe_open(str(path), framework="pt") as shard:
+                held = MANIFEST_COPY in shard.keys()
+                text = bytes(shard.get_tensor(MANIFEST_COPY).numpy()).decode("utf-8") if held else None
+        except (SafetensorError, ValueError):  # a damaged shard: the build computes it again
+            continue
+        try:
+            copy = CacheManifest(**loads_json(text)) if text is not None else None
+        except (TypeError, ValueError):  # (not an object, keys of another version)
+            return None
+        if copy is None or copy.version != CACHE_FORMAT_VERSION or copy._wrong_field():
+            return None
+        copies.append(copy)
+    if not copies or any(copy.settings() != copies[0].settings() for copy in copies):
+        return None
+    return replace(copies[0], complete=False)
 
 
 def shard_written(folder: Path, shard: int) -> bool:
@@ -457,46 +509,55 @@ def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
                     compare_teacher: bool = True) -> Optional[CacheManifest]:
     """The cache in ``folder`` when it has ``manifest``'s settings (the teacher's too with ``compare_teacher``),
     else None; ``InputError`` when what ``folder`` holds may not be replaced (see ``_resume_or_start``)."""
-    shards = any(folder.glob("shard-*.safetensors"))
-    if (folder / MANIFEST_NAME).is_file():
+    has_manifest = (folder / MANIFEST_NAME).is_file()
+    try:
+        shards = _shard_files(folder)
+        lost = _manifest_in_shards(shards) if shards and not has_manifest else None
+    except OSError as error:  # (no permission to list it, a share gone: not damage)
+        raise _unreadable_now(folder, error) from None
+    if has_manifest:
         try:
             existing = CacheManifest.load(folder)
         except DamagedManifestError:
             if not overwrite:
                 raise
             return None  # replaced, with the shards it described
-        unfingerprinted = isinstance(existing.source, dict) and "files" not in existing.source  # (folders then
-        old, new = existing.settings(unfingerprinted), manifest.settings(unfingerprinted)  # say which clips)
-        if not compare_teacher:
-            old, new = {**old, "teacher": None}, {**new, "teacher": None}
-        for key in ("files", "frames"):  # the clips' files, each frame file, not fingerprinted yet
-            if isinstance(old["source"], dict) and isinstance(new["source"], dict) and key not in old["source"]:
-                new = {**new, "source": {name: value for name, value in new["source"].items() if name != key}}
-        if isinstance(old["teacher"], dict) and isinstance(new["teacher"], dict):
-            if "features" not in old["teacher"] and "features" in new["teacher"]:
-                # a diffusion teacher's taps were not recorded yet: those its clips hold
-                old = {**old, "teacher": {**old["teacher"], "features": list(existing.feature_channels)}}
-            if "code" not in old["teacher"]:  # a callable teacher's code was not fingerprinted yet
-                new = {**new, "teacher": {k: v for k, v in new["teacher"].items() if k != "code"}}
-        if old == new:
-            return existing
-        if not overwrite and shards:
-            changed = _changed_settings(old, new, existing.teacher, manifest.teacher)
-            files = " (the clips' files changed since it was started)" if {"source.files", "source.frames"} & \
-                set(changed) and "source.gt" not in changed else ""  # (the ground truth's files are among them)
-            named = ", ".join(_with_flag(setting, new["source"]) for setting in changed)
-            raise InputError(f"{folder} already holds a teacher cache built with other settings "
-                             f"({named} differ{files}); choose another folder, or pass "
-                             f"{option('overwrite=True', '--overwrite')} to replace it")
     elif shards:
-        if not overwrite:
-            raise InputError(f"{folder} holds shard files but no {MANIFEST_NAME}; choose another folder, or pass "
-                             f"{option('overwrite=True', '--overwrite')} to replace them")
+        if lost is None:  # written before shards carried the manifest, or by builds with other settings
+            if not overwrite:
+                raise InputError(f"{folder} holds shard files but no {MANIFEST_NAME}; choose another folder, or "
+                                 f"pass {option('overwrite=True', '--overwrite')} to replace them")
+            return None
+        existing = lost  # compared as the manifest.json it was
     else:  # the shards went in among the user's files, and --overwrite would have looked like it replaced them
         others = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
         if others:
             raise InputError(f"{folder} holds other files ({listed(others)}) and no teacher cache; a cache goes in a "
                              f"new or empty folder")
+        return None
+    unfingerprinted = isinstance(existing.source, dict) and "files" not in existing.source  # (folders then
+    old, new = existing.settings(unfingerprinted), manifest.settings(unfingerprinted)  # say which clips)
+    if not compare_teacher:
+        old, new = {**old, "teacher": None}, {**new, "teacher": None}
+    for key in ("files", "frames"):  # the clips' files, each frame file, not fingerprinted yet
+        if isinstance(old["source"], dict) and isinstance(new["source"], dict) and key not in old["source"]:
+            new = {**new, "source": {name: value for name, value in new["source"].items() if name != key}}
+    if isinstance(old["teacher"], dict) and isinstance(new["teacher"], dict):
+        if "features" not in old["teacher"] and "features" in new["teacher"]:
+            # a diffusion teacher's taps were not recorded yet: those its clips hold
+            old = {**old, "teacher": {**old["teacher"], "features": list(existing.feature_channels)}}
+        if "code" not in old["teacher"]:  # a callable teacher's code was not fingerprinted yet
+            new = {**new, "teacher": {k: v for k, v in new["teacher"].items() if k != "code"}}
+    if old == new:
+        return existing
+    if not overwrite and shards:
+        changed = _changed_settings(old, new, existing.teacher, manifest.teacher)
+        files = " (the clips' files changed since it was started)" if {"source.files", "source.frames"} & \
+            set(changed) and "source.gt" not in changed else ""  # (the ground truth's files are among them)
+        named = ", ".join(_with_flag(setting, new["source"]) for setting in changed)
+        raise InputError(f"{folder} already holds a teacher cache built with other settings "
+                         f"({named} differ{files}); choose another folder, or pass "
+                         f"{option('overwrite=True', '--overwrite')} to replace it")
     return None
 
 
@@ -505,7 +566,12 @@ def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> 
 
     A cache with other settings is replaced only with ``overwrite``, or when it holds no shard yet
     (a run that stopped before caching anything has nothing to lose)."""
+    restoring = not (folder / MANIFEST_NAME).is_file()
     existing = _existing_cache(folder, manifest, overwrite)
+    if existing is not None and restoring:
+        existing.save(folder)
+        tqdm.write(f"{folder / MANIFEST_NAME} was missing; restored from the copy its shards carry (the teacher "
+                   f"time spent on them is not known)", file=sys.stderr)
     if existing is not None:
         old_source, new_source = existing.source, manifest.source
         if (not existing.complete and isinstance(old_source, dict) and isinstance(new_source, dict)
@@ -515,7 +581,7 @@ def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> 
             existing.source = manifest.source
             existing.save(folder)
         return existing
-    for path in folder.glob("shard-*.safetensors"):
+    for path in _shard_files(folder).values():
         path.unlink()
     (folder / MANIFEST_NAME).unlink(missing_ok=True)
     manifest.save(folder)
