@@ -309,6 +309,30 @@ def test_writers_keep_the_times_of_variable_rate_frames(tmp_path, codec, name):
         assert len(list(reader)) == 12
 
 
+@pytest.mark.parametrize("codec", ["h264", "ffv1"])
+def test_joined_variable_rate_matroska_keeps_each_frame_s_length(tmp_path, codec):
+    """Intra-only FFV1 joined from segments (any resumable upscale) lost every frame's duration in .mkv: the muxer
+    writes one only where it differs from the header's default, and the joined stream had none. Read back, the
+    last frame took 1 / the rate's length (0.312 s for 0.3), and a second upscale kept that."""
+    from star_vsr.io.segments import SegmentedVideoWriter
+
+    info = probe_video(write_timed_test_video(tmp_path / "vfr.mp4", [0, 40, 70, 150, 190, 260]))
+    assert info.duration_s == pytest.approx(0.3) and info.last_frame_s == Fraction(1, 25) != 1 / info.frame_rate
+    segmented = SegmentedVideoWriter(tmp_path / "joined.mkv", info.frame_rate, tmp_path / "work", codec=codec,
+                                     frame_times=info.timeline)  # (as upscale passes them: the last frame's end too)
+    frames = synthetic_frames(6, (16, 16))
+    for part in (frames[:2], frames[2:]):
+        segmented.write(part)
+        segmented.commit()
+    segmented.finish()
+    with av.open(str(tmp_path / "joined.mkv")) as container:
+        stream = container.streams.video[0]
+        lengths = [float(packet.duration * stream.time_base) for packet in container.demux(stream) if packet.size]
+    assert lengths == pytest.approx([0.04, 0.03, 0.08, 0.04, 0.07, 0.04])
+    again = probe_video(tmp_path / "joined.mkv")
+    assert again.duration_s == pytest.approx(0.3) and again.frame_times == info.frame_times
+
+
 def test_hdr_transfer_is_noted(tmp_path):
     from av.video.reformatter import ColorTrc
 

@@ -246,8 +246,10 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], cloc
                     stream, headers = output.add_stream_from_template(source), source.codec_context.extradata
                     stream.time_base = clock.time_base
                     stream.metadata.update(tags[1])
-                    if clock.frame_times is None:  # constant rate: said in the header (Matroska's default duration:
-                        stream.codec_context.framerate = frame_rate  # without it a 1-frame .mkv read as 1000 fps)
+                    # the rate in the header (Matroska's default duration: without it a 1-frame .mkv read as 1000
+                    # fps, and a variable-rate one of intra-only FFV1 lost every frame's duration, which the muxer
+                    # writes only where it differs from the default), as the encoder's own stream has it
+                    stream.codec_context.framerate = frame_rate
                     if audio_from is not None:
                         audio = AudioCopy(audio_from, output)
                 elif source.codec_context.extradata != headers:
