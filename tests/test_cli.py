@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import zlib
 import time
 import warnings
 from fractions import Fraction
@@ -3280,6 +3281,22 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     (only_bad / "bad.mp4").write_bytes(b"not a video")
     assert main(["degrade", str(only_bad), "-o", str(tmp_path / "LR3")]) == 1
     assert not (tmp_path / "LR3").exists()
+
+
+def test_degrade_a_folder_with_a_file_name_that_is_no_utf8(tmp_path, capsys):
+    """The clip's seed hashed its name as UTF-8: a name of other bytes (copied from an old disk) stopped the whole
+    folder with a UnicodeEncodeError traceback before any clip (black-box hunt). It keeps its own seed."""
+    from star_vsr.cli.degrade import clip_seed
+
+    gt, lr = tmp_path / "GT", tmp_path / "LR"
+    gt.mkdir()
+    odd = os.fsdecode(b"bad\xff.mkv")
+    write_test_video(gt / "ok.mkv", num_frames=2, size=(32, 32), seed=1, codec="ffv1")
+    shutil.copy(gt / "ok.mkv", gt / odd)
+    assert main(["degrade", str(gt), "-o", str(lr), "--scale", "2", "--codec", "ffv1"]) == 0
+    assert sorted(p.name for p in lr.glob("*.mkv")) == [odd, "ok.mkv"]
+    assert clip_seed(0, odd) != clip_seed(0, "bad.mkv") and clip_seed(0, "ok.mkv") == (0 + zlib.crc32(b"ok.mkv"))
+    assert not np.array_equal(np.stack(list(open_video(lr / odd))), np.stack(list(open_video(lr / "ok.mkv"))))
 
 
 def test_a_clip_too_small_to_degrade_is_skipped_and_the_folder_goes_on(tmp_path, capsys):

@@ -278,7 +278,8 @@ class _ReaderSafeStream:
     """``sys.stdout`` or ``sys.stderr`` while a command runs: once its reader has stopped reading (``| head``, a
     ``tee`` that ended, ``EIO`` from a terminal that hung up), what is written is dropped (``reader_gone``) and the
     command goes on. A ``BrokenPipeError`` out of the first "wrote ..." line (or progress bar, ``2>&1 | tee``)
-    ended upscale-batch and degrade FOLDER after one video, without a word (black-box hunt, review)."""
+    ended upscale-batch and degrade FOLDER after one video, without a word (black-box hunt, review). Text the
+    stream cannot encode (a file name that is no UTF-8) is written with backslash escapes."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream, self.reader_gone = stream, False
@@ -286,7 +287,11 @@ class _ReaderSafeStream:
     def write(self, text: str) -> int:
         if not self.reader_gone:
             try:
-                return self.stream.write(text)
+                try:
+                    return self.stream.write(text)
+                except UnicodeEncodeError:  # a file name that is no UTF-8 (its bytes kept as surrogates), on a
+                    encoding = getattr(self.stream, "encoding", None) or "utf-8"  # stdout that refuses them
+                    return self.stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
             except OSError as error:
                 self._gone_or_raise(error)
         return len(text)

@@ -97,7 +97,8 @@ class ClipTooSmallError(InputError):
 def clip_seed(seed: int, name: str) -> int:
     """The seed of clip ``name`` in a folder degraded with ``--seed seed``: ``seed`` plus the CRC-32 of the name
     (mod 2^63), so every clip draws its own degradation and adding or removing clips changes no other one."""
-    return (seed + zlib.crc32(name.encode("utf-8"))) % 2 ** 63
+    # (surrogateescape: a name that is no UTF-8, its bytes as they are on disk, stopped the whole folder)
+    return (seed + zlib.crc32(name.encode("utf-8", "surrogateescape"))) % 2 ** 63
 
 
 def run(args: argparse.Namespace) -> int:
