@@ -357,6 +357,16 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
     assert f"--gt {gt_dir} holds clips of the same name (videos are paired by name without the suffix, frame " \
            "folders by their name): a.mkv, a.mp4; keep one of each" in capsys.readouterr().err
+    # in --pred, only names the ground truth has: upscale-batch keeps an e.mkv beside e.mp4 (the whole folder was
+    # refused for clips it does not score: black-box hunt)
+    (gt_dir / "a.mkv").unlink()
+    for suffix in (".mp4", ".mkv"):
+        write_test_video(pred_dir / f"e{suffix}", num_frames=3, size=(32, 32))
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2", "--no-warp"]) == 0
+    assert "note: not scored, no ground truth in" in capsys.readouterr().out
+    write_test_video(gt_dir / "e.mp4", num_frames=3, size=(64, 64))
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
+    assert f"--pred {pred_dir} holds clips of the same name" in capsys.readouterr().err
 
 
 def _frames_to_folder(video: Path, folder: Path) -> None:

@@ -1205,6 +1205,14 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     clips = VideoFolderClips(lr_dir, num_frames=3, gt_folder=gt_dir)
     assert {lr.name: gt.name for lr, gt in clips.gt.items()} == {"a.mp4": "a.mkv", "b.mp4": "b"}
     assert clips[3]["gt"].shape == (3, 3, 64, 64)
+    for suffix in (".mp4", ".mkv"):  # two ground truths of a name no LR clip has: not refused
+        write_test_video(gt_dir / f"z{suffix}", num_frames=2, size=(64, 64))
+    assert len(VideoFolderClips(lr_dir, num_frames=3, gt_folder=gt_dir)) == len(clips)
+    write_test_video(gt_dir / "a.mp4", num_frames=6, size=(64, 64))
+    with pytest.raises(InputError, match=r"--gt .* holds clips of the same name .*: a.mkv, a.mp4"):
+        VideoFolderClips(lr_dir, num_frames=3, gt_folder=gt_dir)
+    for name in ("z.mp4", "z.mkv", "a.mp4"):
+        (gt_dir / name).unlink()
     shutil.rmtree(gt_dir / "b")
     with pytest.raises(InputError, match=r"no ground truth in .* for 1 of the 2 clips in .*: b\.mp4"):
         VideoFolderClips(lr_dir, num_frames=3, gt_folder=gt_dir)

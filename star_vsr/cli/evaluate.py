@@ -92,7 +92,8 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
             raise InputError(f"--gt {gt} is a folder of clips (videos or frame folders), so --pred must be one too")
         from ..io.folders import clips_by_name
 
-        gt_clips, pred_clips = clips_by_name(gt, "--gt"), clips_by_name(pred, "--pred")
+        gt_clips = clips_by_name(gt, "--gt")
+        pred_clips = clips_by_name(pred, "--pred", needed=gt_clips)
         for folder, clips in {gt: gt_clips, pred: pred_clips}.items():  # (a subfolder of videos left out of the
             for note in (stray_images_note(folder),  # mean without a word; info and the batch commands said so)
                          other_subfolders_note(folder, other_subfolders(folder, list(clips.values())))):

@@ -69,7 +69,7 @@ class VideoFolderClips:
         if self.gt_folder is not None:
             if not self.gt_folder.is_dir():
                 raise InputError(f"--gt {self.gt_folder} is not a folder of ground-truth clips")
-            gt_clips = clips_by_name(self.gt_folder, "--gt")
+            gt_clips = clips_by_name(self.gt_folder, "--gt", needed=clips)
             if not gt_clips and is_frame_folder(self.gt_folder):  # (it said "no ground truth in" it)
                 raise InputError(f"--gt {self.gt_folder} is a frame folder, one clip; --gt takes the folder that "
                                  f"holds the ground-truth clips ({self.gt_folder.parent})")

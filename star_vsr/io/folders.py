@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from pathlib import Path
-from typing import Collection, Iterator, Sequence
+from typing import Collection, Iterator, Optional, Sequence
 
 from star_vsr.errors import InputError, why_missing
 
@@ -129,16 +129,18 @@ def clip_name(clip: Path) -> str:
     return clip.stem if clip.is_file() else clip.name
 
 
-def clips_by_name(folder: Path, flag: str) -> dict[str, Path]:
+def clips_by_name(folder: Path, flag: str, needed: Optional[Collection[str]] = None) -> dict[str, Path]:
     """`clips_in_folder` by name: a video's file stem or a frame folder's name (how two folders of clips,
     LR and ground truth or prediction and ground truth, are paired); `InputError` naming the ``flag`` when two
-    share a name (``a.mp4`` and ``a.mkv``, or ``a.mp4`` and a folder ``a``: which one to take would be a guess).
-    Names are keyed in Unicode NFC: ``café`` written on macOS (NFD, ``e`` + a combining accent) and typed elsewhere
-    (NFC) are one name, and did not pair."""
+    share a name (``a.mp4`` and ``a.mkv``, or ``a.mp4`` and a folder ``a``: which one to take would be a guess),
+    among the ``needed`` names only where given (clips the pairing leaves out may share one: upscale-batch keeps
+    an ``a.mkv`` beside ``a.mp4``). Names are keyed in Unicode NFC: ``café`` written on macOS (NFD, ``e`` + a
+    combining accent) and typed elsewhere (NFC) are one name, and did not pair."""
     clips: dict[str, list[Path]] = {}
     for path in clips_in_folder(folder):
         clips.setdefault(unicodedata.normalize("NFC", clip_name(path)), []).append(path)
-    clashes = {name: paths for name, paths in clips.items() if len(paths) > 1}
+    clashes = {name: paths for name, paths in clips.items()
+               if len(paths) > 1 and (needed is None or name in needed)}
     if clashes:
         listed = "; ".join(", ".join(p.name + ("/" if p.is_dir() else "") for p in paths)
                            + (" (one name in two Unicode forms, NFC and NFD)"
