@@ -24,7 +24,7 @@ import logging
 import math
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -53,7 +53,8 @@ class StarStudentStep(nn.Module):
     def __init__(self, student: StarStudentModel, scale: Optional[float] = None) -> None:
         super().__init__()
         self.student = student
-        self.scale = float(student.config.scale if scale is None else scale)
+        # checked before any float(): True and "4" were exports at x1 and x4, "abc" a ValueError (black-box hunt)
+        self.scale = student.check_scale(scale)
 
     def forward(self, lr_frame: torch.Tensor, hidden: torch.Tensor, previous_features: torch.Tensor,
                 previous_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -96,13 +97,22 @@ def _frame_size(height: int, width: int) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def _student_model(student: Any) -> StarStudentModel:
+    """``student``, or the model of the ``StarStudentPipeline`` given in its place (it was an AttributeError,
+    "'StarStudentPipeline' object has no attribute 'float'"); ``InputError`` for anything else."""
+    model = student if isinstance(student, StarStudentModel) else getattr(student, "student", None)
+    if not isinstance(model, StarStudentModel):
+        raise InputError(f"student must be a StarStudentModel (or a StarStudentPipeline), got {type(student).__name__}")
+    return model
+
+
 def export_student(student: StarStudentModel, path: Union[str, Path], format: str, height: int, width: int,
                    scale: Optional[float] = None, check: Optional[Callable[[Path], None]] = None,
                    overwrite: bool = True) -> Path:
     """Write the streaming step of ``student`` for ``height`` x ``width`` LR frames to ``path``.
 
     Args:
-        student: the model (not modified; a float32 CPU copy is exported).
+        student: the model (not modified; a float32 CPU copy is exported), or a ``StarStudentPipeline``.
         path: output file (.onnx or .pt by convention).
         format: "onnx" or "torchscript".
         height, width: LR frame size the export is specialised to.
@@ -114,6 +124,7 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     """
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    student = _student_model(student)
     path = Path(path).expanduser()  # "~/student.onnx" as the command line takes it
     height, width = _frame_size(height, width)
     if max(height, width) > MAX_EXPORT_SIDE:  # (near the 64-bit limit: torch overflow tracebacks)
@@ -126,7 +137,6 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     model = copy.deepcopy(student).to(device="cpu").float().eval().requires_grad_(False)
     model.to(memory_format=torch.contiguous_format)
     step = StarStudentStep(model, scale).eval()
-    model.check_scale(step.scale)
     inputs = example_inputs(model, height, width)
     path = Path(path)
     try:
@@ -272,10 +282,14 @@ def verify_export(path: Union[str, Path], student: StarStudentModel, format: str
     """Largest absolute difference between an exported step and PyTorch over a short stream.
 
     ``num_frames`` random frames are streamed through both (each carrying its own state); the
-    ONNX file runs in onnxruntime on the CPU, the TorchScript file in ``torch.jit``.
+    ONNX file runs in onnxruntime on the CPU, the TorchScript file in ``torch.jit``. ``student`` as
+    ``export_student`` takes it.
     """
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    student = _student_model(student)
+    check_whole_number("num_frames", num_frames, 1)  # (0 compared nothing and returned 0.0: a perfect match)
+    student.check_scale(scale)  # before the file loads
     height, width = _frame_size(height, width)
     check_export_packages(format, verify=True, export=False)  # (a missing onnxruntime read as a damaged file)
     path = Path(path).expanduser()
@@ -303,7 +317,7 @@ def verify_export(path: Union[str, Path], student: StarStudentModel, format: str
     exported_state = [s.contiguous().numpy() for s in state]
     worst = 0.0
     with torch.no_grad():
-        for _ in range(num_frames):
+        for _ in range(int(num_frames)):
             frame = torch.rand(1, 3, height, width, generator=generator)
             sr, *state = step(frame, *state)
             sr_exported, *exported_state = run(frame.numpy(), *exported_state)

@@ -163,6 +163,26 @@ def test_bad_format_and_scale(student, tmp_path):
         with pytest.raises(InputError, match=r"(height|width) must be a whole number >= 1"):
             export_student(student, tmp_path / "x.onnx", "onnx", height, width)
     assert export_student(student, tmp_path / "y.pt", "torchscript", 9.0, np.int64(11)).is_file()  # as YAML may give
+    # the scale was float()-ed before its check: True and "4" exported at x1 and x4, "abc" a ValueError
+    for scale in (True, "4", "abc", [2]):
+        with pytest.raises(InputError, match="the scale must be a real number"):
+            export_student(student, tmp_path / "z.pt", "torchscript", 9, 11, scale=scale)
+    assert not (tmp_path / "z.pt").exists()
+
+
+def test_export_and_verify_take_a_pipeline_and_refuse_what_checks_nothing(student, tmp_path):
+    """A StarStudentPipeline given for its model was an AttributeError ('... has no attribute float');
+    verify_export over num_frames=0 compared nothing and returned 0.0, a perfect match (black-box hunt)."""
+    pipe = build_student_pipeline("tiny", seed=0)
+    path = export_student(pipe, tmp_path / "p.pt", "torchscript", 9, 11)
+    assert verify_export(path, pipe, "torchscript", 9, 11, num_frames=2.0) < 1e-4
+    for num_frames in (0, -2, 2.5, "3"):
+        with pytest.raises(InputError, match="num_frames must be a whole number >= 1"):
+            verify_export(path, pipe.student, "torchscript", 9, 11, num_frames=num_frames)
+    with pytest.raises(InputError, match="the scale must be a real number"):
+        verify_export(path, pipe, "torchscript", 9, 11, scale="x")
+    with pytest.raises(InputError, match="student must be a StarStudentModel .or a StarStudentPipeline., got str"):
+        export_student("student", tmp_path / "q.pt", "torchscript", 9, 11)
 
 
 def test_verify_export_of_a_missing_or_wrong_file_is_an_input_error(student, tmp_path, monkeypatch):

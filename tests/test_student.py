@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 import star_vsr
 from star_vsr.cli import main
-from star_vsr.errors import DeviceError, InputError, MissingWeightsError, OutputError
+from star_vsr.errors import DeviceError, InputError, MissingWeightsError, OutputError, cli_wording
 from star_vsr.evalset import evaluation_clips, photo_clip
 from star_vsr.models import STUDENT_PRESETS, StarStudentModel
 from star_vsr.models.student import (
@@ -95,6 +95,14 @@ def test_presets_record_their_name_and_grow_in_size():
     for window in ("15", 14, 0):  # "15" was a TypeError ("'<' not supported between 'str' and 'int'")
         with pytest.raises(InputError, match=f"flow_window must be an odd number >= 1, got {window!r}"):
             StarStudentModel.from_preset("tiny", flow_window=window)
+    # the config's scale is named as that, not as the command's --upscale, which nobody typed (black-box hunt)
+    for value, message in ((7, "unsupported config scale 7: the student upscales by 1 to 4"),
+                           ("4", "the config's scale must be a real number")):
+        with pytest.raises(InputError, match=message):
+            StarStudentModel.from_preset("tiny", scale=value)
+        with cli_wording(["--upscale"]):
+            with pytest.raises(InputError, match=message):
+                StarStudentModel.from_preset("tiny", scale=value)
 
 
 def test_separable_blocks_are_cheaper_and_marked_custom():

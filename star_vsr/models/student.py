@@ -141,12 +141,14 @@ DEFAULT_PRESET = "small"
 MAX_CHANNELS, MAX_BLOCKS = 1024, 256
 
 
-def check_student_scale(scale: Optional[float], upsample_scales: Sequence[int], default: float) -> float:
+def check_student_scale(scale: Optional[float], upsample_scales: Sequence[int], default: float,
+                        config_key: bool = False) -> float:
     """``scale`` as a float (``default``, the config's scale, for None); ``InputError`` outside
     [MIN_SCALE, the largest of ``upsample_scales``] (and MAX_SCALE). A module function so that the command
     line can check ``--upscale`` against a saved config before the weights load (its errors name the flag there,
-    as the diffusion pipeline's do)."""
-    what = option("the scale", "--upscale")
+    as the diffusion pipeline's do; ``config_key``: they name the config's ``scale``, which a folder's config.json
+    gives where no --upscale was typed)."""
+    what = "the config's scale" if config_key else option("the scale", "--upscale")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
         raise InputError(f"{what} must be a real number (int or float), got {type(scale).__name__} {scale!r}")
     if scale is not None and not math.isfinite(scale):
@@ -154,8 +156,8 @@ def check_student_scale(scale: Optional[float], upsample_scales: Sequence[int], 
     scale = float(default if scale is None else scale)
     top = min(MAX_SCALE, max(upsample_scales))
     if not MIN_SCALE <= scale <= top:
-        raise InputError(f"unsupported {option('scale', '--upscale')} {scale:.10g}: the student upscales by "
-                         f"{MIN_SCALE:g} to {top:g}")
+        name = "config scale" if config_key else option("scale", "--upscale")
+        raise InputError(f"unsupported {name} {scale:.10g}: the student upscales by {MIN_SCALE:g} to {top:g}")
     return scale
 
 
@@ -480,7 +482,7 @@ class StarStudentModel(LocalModelMixin, ModelMixin, ConfigMixin):
         self.upsample_scales = tuple(sorted(set(scales)))
         if isinstance(flow_window, bool) or not isinstance(flow_window, int) or flow_window < 1 or flow_window % 2 == 0:
             raise InputError(f"flow_window must be an odd number >= 1, got {flow_window!r}")  # ints only, as above
-        self.check_scale(scale)
+        check_student_scale(scale, self.upsample_scales, MAX_SCALE, config_key=True)
         # 1. cleaning front end
         self.clean = CleaningFrontEnd(clean_channels, num_clean_blocks, clean_feature_channels, residual_block)
         # 2. alignment: flow to the previous frame, motion-compensated recursive filter
