@@ -10,6 +10,7 @@ import json
 import logging
 import logging.handlers
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -1120,19 +1121,25 @@ def test_upscale_chunk_frames_or_tile_size_alone_works(tmp_path, tiny_star_folde
     assert probe_video(out).num_frames == 5 and "error" not in capsys.readouterr().err
 
 
+def _earlier_output(path: Path, size: tuple[int, int]) -> None:
+    """A stand-in for an earlier run's output of a 2-frame input: a real video (one that cannot be read is not
+    done), of 3 frames, told apart from what this run writes."""
+    write_test_video(path, num_frames=3, size=size, seed=7)
+
+
 def test_upscale_batch_resumes(tmp_path, tiny_star_folder, capsys):
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     for i in range(3):
         write_test_video(inputs / f"v{i}.mp4", num_frames=2, size=(8, 8), seed=i)
     outputs.mkdir()
-    (outputs / "v1.mp4").write_bytes(b"finished earlier")  # an output from an interrupted run
+    _earlier_output(outputs / "v1.mp4", (32, 32))  # an output from an interrupted run
     args = ["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tiny_star_folder), "--steps", "1"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "1 of 3 videos already done" in out
     assert f"wrote {outputs / 'v0.mp4'}" in out.splitlines() and "[process" not in out  # one process: no prefix
-    assert (outputs / "v1.mp4").read_bytes() == b"finished earlier"
+    assert probe_video(outputs / "v1.mp4").num_frames == 3  # kept
     assert probe_video(outputs / "v0.mp4").width == 32 and probe_video(outputs / "v2.mp4").num_frames == 2
 
 
@@ -1145,7 +1152,7 @@ def test_upscale_batch_overwrite_redoes_finished_outputs(tmp_path, capsys):
     write_test_video(inputs / "a.mp4", num_frames=2, size=(8, 8))
     (inputs / "bad.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
     for name in ("a.mp4", "bad.mp4"):
-        (outputs / name).write_bytes(b"finished earlier")
+        _earlier_output(outputs / name, (16, 16))
     args = ["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2"]  # the shipped student
     assert main(args) == 0 and "2 of 2 videos already done; 0 to go" in capsys.readouterr().out
     assert main([*args, "--overwrite"]) == 1  # bad.mp4 cannot be read
@@ -1153,7 +1160,7 @@ def test_upscale_batch_overwrite_redoes_finished_outputs(tmp_path, capsys):
     assert "2 of 2 videos already done (--overwrite: redone); 2 to go" in captured.out
     assert "skipped" in captured.err and "bad.mp4 is not a readable video" in captured.err
     assert probe_video(outputs / "a.mp4").width == 16
-    assert (outputs / "bad.mp4").read_bytes() == b"finished earlier"
+    assert probe_video(outputs / "bad.mp4").num_frames == 3
     # no temporary file; the --overwrite ledger stays, as bad.mp4 was not redone (a rerun redoes only it)
     assert outputs_in(outputs) == [LEDGER_NAME, "a.mp4", "bad.mp4"]
     # PNG outputs are folders: --overwrite replaces one that holds only an earlier run's frames, and refuses,
@@ -1171,13 +1178,13 @@ def test_upscale_batch_overwrite_redoes_finished_outputs(tmp_path, capsys):
 
 
 def _batch_with_finished_outputs(tmp_path: Path) -> tuple[Path, Path]:
-    """Folders in/ with v0..v2.mp4 and out/ with an earlier batch's output of each (a stand-in file)."""
+    """Folders in/ with v0..v2.mp4 and out/ with an earlier batch's output of each (``_earlier_output``)."""
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     outputs.mkdir()
     for i in range(3):
         write_test_video(inputs / f"v{i}.mp4", num_frames=2, size=(8, 8), seed=i)
-        (outputs / f"v{i}.mp4").write_bytes(b"finished earlier")
+        _earlier_output(outputs / f"v{i}.mp4", (16, 16))
     return inputs, outputs
 
 
@@ -1232,7 +1239,7 @@ def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path
     args = ["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2", "--overwrite"]  # the shipped student
     assert main(args) == 130
     assert calls == ["v0.mp4", "v1.mp4"] and (outputs / LEDGER_NAME).is_file()
-    assert probe_video(outputs / "v0.mp4").width == 16 and (outputs / "v1.mp4").read_bytes() == b"finished earlier"
+    assert probe_video(outputs / "v0.mp4").width == 16 and probe_video(outputs / "v1.mp4").num_frames == 3
     capsys.readouterr()
     assert main(args[:-1]) == 0  # without --overwrite: every output exists, nothing to do; it says how to go on
     assert "run it again with --overwrite to go on" in capsys.readouterr().out
@@ -1537,6 +1544,16 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     assert main([*args[:args.index("--vae") + 1], str(tmp_path / "sd-vae"), *args[args.index("--vae") + 2:]]) == 2
     err = capsys.readouterr().err
     assert "its weights do not fit AutoencoderKLTemporalDecoder (some are missing)" in err and len(err) < 400, err
+    # the temporal decoder's weights with a config of other widths: not "no weights in", nor diffusers' advice to
+    # pass ignore_mismatched_sizes (black-box hunt)
+    shutil.copytree(tmp_path / "vae", tmp_path / "wide-vae")
+    wide = json.loads((tmp_path / "vae" / "config.json").read_text())
+    wide["block_out_channels"] = [2 * c for c in wide["block_out_channels"]]
+    (tmp_path / "wide-vae" / "config.json").write_text(json.dumps(wide))
+    assert main([*args[:args.index("--vae") + 1], str(tmp_path / "wide-vae"), *args[args.index("--vae") + 2:]]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"--vae \S+wide-vae: its weights do not fit its config.json \(\S+ is \[\d+.*\] in the weights, "
+                     r"\[\d+.*\] by the config\); give the vae folder", err) and "ignore_mismatched" not in err, err
     # a killed run of an earlier version left a fixed .NAME.partial folder, which this run clears
     (tmp_path / f".{out.name}.partial").mkdir()
     with warnings.catch_warnings():
@@ -2856,14 +2873,20 @@ def test_upscale_batch_takes_folders_of_frames_and_evaluate_scores_them(tmp_path
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "prev"), "--upscale", "2", "--max-frames", "2"]) == 0
     (tmp_path / "prev" / "a.mkv").write_bytes(b"")
     capsys.readouterr()
-    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "prev"), "--upscale", "2"]) == 0
-    out = capsys.readouterr().out  # the previews, by the flag that made them; the emptied one as unreadable too
-    assert "note: 1 existing output counts as done but holds fewer frames than this run gives (a.mkv (unreadable))" \
-        in out and "2 of 3 frames" not in out
-    assert "note: 3 existing outputs count as done but were made with other settings (--max-frames: a.mkv, a.mp4, " \
-           "clip.v2.mp4)" in out
+    # the previews, by the flag that made them; the emptied one as not done, and exit 1 (it said "holds fewer frames
+    # than this run gives (a.mkv (unreadable)): a --max-frames preview ...?", "3 of 3 already done", exit 0)
+    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "prev"), "--upscale", "2"]) == 1
+    captured = capsys.readouterr()
+    assert "note: 1 existing output cannot be read and is not done: a.mkv (empty file); delete it and run again to " \
+           "redo it (--overwrite redoes every one)" in captured.out and "2 of 3 frames" not in captured.out
+    assert "2 of 3 videos already done; 0 to go" in captured.out
+    assert "1 video was skipped (the reason is above): a.mkv" in captured.err
+    assert "note: 2 existing outputs count as done but were made with other settings (--max-frames: a.mp4, " \
+           "clip.v2.mp4)" in captured.out
+    assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "prev"), "--upscale", "2", "--max-frames", "2"]) == 1
+    assert "note: 1 existing output cannot be read" in capsys.readouterr().out  # the previews are this run's
+    (tmp_path / "prev" / "a.mkv").unlink()
     assert main(["upscale-batch", str(lr), "-o", str(tmp_path / "prev"), "--upscale", "2", "--max-frames", "2"]) == 0
-    assert "note: 1 existing output count" in capsys.readouterr().out  # the previews are what this run gives
     # a frame folder whose frames differ in size (found mid-way) is skipped and named; the others are done
     _frames_to_folder(lr / "a.mkv", lr / "mixed")
     Image.fromarray(np.zeros((20, 16, 3), np.uint8)).save(lr / "mixed" / "00000009.png")
@@ -3291,6 +3314,30 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     (only_bad / "bad.mp4").write_bytes(b"not a video")
     assert main(["degrade", str(only_bad), "-o", str(tmp_path / "LR3")]) == 1
     assert not (tmp_path / "LR3").exists()
+
+
+def test_degrade_folder_names_an_output_that_cannot_be_read_as_not_done(tmp_path, capsys):
+    """An empty or damaged file (or a frame folder without frames) under an output's name counted as done: "2 of 2
+    clips already degraded", exit 0, with a note that it held fewer frames: "another program's file?" (black-box
+    hunt). It is named as not done, and the command exits 1 until it is redone."""
+    gt, lr = tmp_path / "GT", tmp_path / "LR"
+    gt.mkdir()
+    write_test_video(gt / "a.mkv", num_frames=2, size=(32, 32), seed=1, codec="ffv1")
+    _frames_to_folder(gt / "a.mkv", gt / "clip")
+    args = ["degrade", str(gt), "-o", str(lr), "--scale", "2", "--codec", "png"]
+    assert main(args) == 0
+    shutil.rmtree(lr / "a")
+    (lr / "a").mkdir()  # no frames
+    for frame in (lr / "clip").iterdir():
+        frame.write_bytes(b"")
+    capsys.readouterr()
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "note: 2 existing outputs cannot be read and are not done: a (no frames), clip (cannot be read); delete " \
+           "them and run again to redo them" in out and "0 of 2 clips already degraded" in out
+    shutil.rmtree(lr / "a")
+    shutil.rmtree(lr / "clip")
+    assert main(args) == 0 and len(list((lr / "clip").iterdir())) == 2
 
 
 def test_degrade_a_folder_with_a_file_name_that_is_no_utf8(tmp_path, capsys):

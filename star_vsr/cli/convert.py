@@ -85,6 +85,12 @@ def _load_vae(folder: Path, dtype: Any) -> Any:  # (a torch.dtype; the Autoencod
                 vae = AutoencoderKLTemporalDecoder.from_pretrained(folder, variant=variant, dtype=dtype,
                                                                    local_files_only=True)
         except (OSError, ValueError, KeyError) as error:  # no (or a damaged) weights file for this variant
+            misfit = re.search(r"because (\S+) expected shape torch.Size\((\[.*?\])\), but got "
+                               r"torch.Size\((\[.*?\])\)", str(error))
+            if misfit:  # (it said "no ... weights in", with diffusers' advice to ignore_mismatched_sizes)
+                raise InputError(f"--vae {folder}: its weights do not fit its config.json ({misfit[1]} is "
+                                 f"{misfit[3]} in the weights, {misfit[2]} by the config); give the vae folder of "
+                                 f"stabilityai/stable-video-diffusion-img2vid as it is downloaded") from None
             errors.append(str(error).splitlines()[0])
             continue
         if any(parameter.is_meta for parameter in vae.parameters()):  # weights of another model: left unloaded

@@ -188,12 +188,14 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     recorded = {**settings, **{key: earlier[key] for key in settings if settings[key] is None and earlier
                                and earlier.get(key) and not changed}}
     todo = [clip for clip in clips if args.overwrite or not outputs[clip].exists() or outputs[clip].name in pending]
+    unreadable: list[str] = []
     if not args.overwrite:  # a file in -o only named like an output (another program's, the input copied in)
         found = check_existing_outputs([clip for clip in clips if clip not in todo], outputs, args.codec,
                                        partial(_expected_output, args.scale, args.codec))
         done = {clip: outputs[clip].name for clip in clips if clip not in todo}
         changed = made_from_changed_inputs(output_dir, done, INPUTS_NAME)
         found.forget_sizes_of(changed)  # said below: not "another program's file?" of its own output
+        unreadable = [clip.name for clip in done if outputs[clip].name in found.unreadable]  # not done: exit 1
         for line in existing_output_lines(found, args.codec, "another program's file?"):
             say(args, f"note: {line}")
         for line in (made_from_other_inputs_line({clip.name: out for clip, out in done.items()}, made_from),
@@ -213,7 +215,8 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         print(broken_link_line(link), file=sys.stderr)
         failed.append(link.name)
     redo = sum(outputs[clip].name in pending and outputs[clip].exists() for clip in todo) if not args.overwrite else 0
-    say(args, f"{len(clips) - len(todo)} of {len(clips)} clip{'s' * (len(clips) != 1)} already degraded in "
+    say(args, f"{len(clips) - len(todo) - len(unreadable)} of {len(clips)} clip{'s' * (len(clips) != 1)} already "
+              f"degraded in "
               f"{output_dir}; {len(todo)} to go "
               f"(each clip's seed: --seed {args.seed} plus the CRC-32 of its file or folder name)"
               + (f"; {redo} of them still hold the earlier settings' clips, which a stopped --overwrite run had not "
@@ -231,7 +234,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         print(f"{len(failed)} clip{were} skipped (the reasons are above): {', '.join(failed)}", file=sys.stderr)
     if not pending:
         pending_record.unlink(missing_ok=True)
-    return 1 if failed else 0
+    return 1 if failed or unreadable else 0
 
 
 def _degrade_clips(args: argparse.Namespace, clips: list[Path], outputs: dict[Path, Path], settings: dict[str, Any],

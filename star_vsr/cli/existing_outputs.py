@@ -3,7 +3,9 @@
 Both commands count an output that exists as done: that is how a stopped run goes on. A file that only looks
 like an output (another program's, a ``--max-frames`` preview, the input copied in, a run at another scale)
 would then end up in a dataset without a word, so each existing output is probed once and the ones that do
-not match what this run would make are named, with ``--overwrite`` as the way to redo them.
+not match what this run would make are named, with ``--overwrite`` as the way to redo them. One that cannot be
+read at all (an empty file, a damaged one, a frame folder without frames) is named as not done, and the command
+exits 1 (it exited 0, "N of N already done", over a dataset with holes).
 """
 
 from __future__ import annotations
@@ -29,18 +31,18 @@ cropped (``degrade``) to even sizes, by at most one pixel a side."""
 class ExistingOutputs:
     """Existing outputs that do not match this run: output name -> how."""
 
-    short: dict[str, str] = field(default_factory=dict)  # fewer frames than this run: "1 of 5 frames", "damaged"
+    unreadable: dict[str, str] = field(default_factory=dict)  # "empty file", "damaged", "no frames", "cannot be read"
+    short: dict[str, str] = field(default_factory=dict)  # fewer frames than this run: "1 of 5 frames"
     other_size: dict[str, str] = field(default_factory=dict)  # "64x48, not 256x192"
     other_codec: dict[str, str] = field(default_factory=dict)  # "h264": not --codec's (an .mkv: h264 or ffv1)
 
     def forget_sizes_of(self, names: Collection[str]) -> None:
         """Leave out the frame counts and sizes of the outputs ``names``, which another note names with why (their
-        input changed since they were made: not "another program's file?" of a run's own output). An unreadable or
-        damaged one keeps its note."""
+        input changed since they were made: not "another program's file?" of a run's own output). An unreadable
+        one keeps its note."""
         for name in names:
             self.other_size.pop(name, None)
-            if self.short.get(name, "").endswith(" frames"):
-                self.short.pop(name)
+            self.short.pop(name, None)
 
 
 def check_existing_outputs(inputs: list[Path], outputs: dict[Path, Path], codec: Optional[str],
@@ -66,40 +68,54 @@ def check_existing_outputs(inputs: list[Path], outputs: dict[Path, Path], codec:
         try:
             info = None if output.is_dir() else probe_video(output)
         except StarVSRError:
-            found.short[output.name] = "unreadable"
+            found.unreadable[output.name] = "empty file" if _empty_file(output) else "cannot be read"
             continue
         if info is not None and info.damage:
-            found.short[output.name] = "damaged"
+            found.unreadable[output.name] = "damaged"
             continue
         if info is None:  # PNG frames
             try:
                 files = frame_files(output)
             except OSError:  # a folder that cannot be listed (or gone meanwhile): not the batch's end
-                found.short[output.name] = "unreadable"
+                found.unreadable[output.name] = "cannot be read"
                 continue
-            held, size = len(files), None
-            if files:
-                try:
-                    with Image.open(files[0]) as image:
-                        size = image.size  # (w, h)
-                except (OSError, Image.DecompressionBombError):
-                    found.short[output.name] = "unreadable"
-                    continue
+            if not files:
+                found.unreadable[output.name] = "no frames"
+                continue
+            try:
+                with Image.open(files[0]) as image:
+                    held, size = len(files), image.size  # (w, h)
+            except (OSError, Image.DecompressionBombError):
+                found.unreadable[output.name] = "cannot be read"
+                continue
         else:
             held, size = info.num_frames, (info.width, info.height)
         if held < frames:
             found.short[output.name] = f"{held} of {frames} frames"
-        if size is not None and (abs(size[0] - width) > SIZE_SLACK or abs(size[1] - height) > SIZE_SLACK):
+        if abs(size[0] - width) > SIZE_SLACK or abs(size[1] - height) > SIZE_SLACK:
             found.other_size[output.name] = f"{size[0]}x{size[1]}, not {width}x{height}"
         if info is not None and codec in FFMPEG_CODECS and info.codec != FFMPEG_CODECS[codec]:
             found.other_codec[output.name] = info.codec
     return found
 
 
+def _empty_file(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
+
+
 def existing_output_lines(found: ExistingOutputs, codec: Optional[str], short_hint: str) -> list[str]:
     """The notes (without ``note: ``) that name ``found``'s outputs; ``short_hint``: what a short output may be
     (``"a --max-frames preview or another program's file?"``)."""
     lines = []
+    if found.unreadable:
+        many = len(found.unreadable) != 1
+        lines.append(f"{len(found.unreadable)} existing output{'s' * many} cannot be read and {'are' if many else 'is'}"
+                     f" not done: {listed([f'{name} ({how})' for name, how in found.unreadable.items()], 5)}; delete "
+                     f"{'them' if many else 'it'} and run again to redo {'them' if many else 'it'} (--overwrite "
+                     f"redoes every one)")
     for named, what, after in (
             (found.short, "hold{s} fewer frames than this run gives", f": {short_hint} delete {{them}} or pass "
                                                                        f"--overwrite to redo"),

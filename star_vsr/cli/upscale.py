@@ -319,12 +319,14 @@ def _expected_output(upscale: float, max_frames: Optional[int], info: VideoInfo,
 
 
 def _existing_output_notes(videos: list[Path], outputs: dict[Path, Path], output_dir: Path, args: argparse.Namespace,
-                           settings: dict[str, Any], dtype: str, made_from: dict[str, str]) -> list[str]:
+                           settings: dict[str, Any], dtype: str,
+                           made_from: dict[str, str]) -> tuple[list[str], list[str]]:
     """What upscale-batch says (without ``note: ``) of the outputs already in ``output_dir`` that it counts as done
     but that differ from what this run would make of ``videos``: fewer frames, another size or codec (a
     ``--max-frames`` preview, another program's file), other settings (the batch record's), made from another
-    input or an earlier version of their input. ``settings``: the run's, as the record keeps them (with
-    ``dtype``); ``made_from``: the record's inputs (``batch_record.recorded_inputs``)."""
+    input or an earlier version of their input; and the names of the videos whose output cannot be read (not
+    done: named in a note too). ``settings``: the run's, as the record keeps them (with ``dtype``);
+    ``made_from``: the record's inputs (``batch_record.recorded_inputs``)."""
     from ..batch_record import made_from_changed_inputs, made_with_other_settings, output_settings
     from ..errors import listed
     from .existing_outputs import (check_existing_outputs, done_but_line, existing_output_lines,
@@ -334,11 +336,12 @@ def _existing_output_notes(videos: list[Path], outputs: dict[Path, Path], output
     found = check_existing_outputs(list(done), outputs, args.codec,
                                    partial(_expected_output, args.upscale, args.max_frames))
     now = {name: output_settings(settings, video, outputs[video], dtype) for video, name in done.items()}
-    made = made_with_other_settings(output_dir, now)
+    made = {name: flags for name, flags in made_with_other_settings(output_dir, now).items()
+            if name not in found.unreadable}  # (said to be redone: not also "made with other settings")
     for name, flags in made.items():  # named below with the flag that made them another size or length
         found.other_size.pop(name, None)
-        if "--max-frames" in flags and found.short.get(name, "").endswith(" frames"):  # a preview's "2 of 3
-            found.short.pop(name)  # frames": not two notes (an unreadable or damaged one keeps its own)
+        if "--max-frames" in flags:  # a preview's "2 of 3 frames": not two notes
+            found.short.pop(name, None)
     changed = made_from_changed_inputs(output_dir, done)
     found.forget_sizes_of(changed)  # said below, with why
     lines = existing_output_lines(found, args.codec, "a --max-frames preview or another program's file?")
@@ -350,7 +353,7 @@ def _existing_output_notes(videos: list[Path], outputs: dict[Path, Path], output
     lines += [line for line in (made_from_other_inputs_line({video.name: out for video, out in done.items()},
                                                             made_from),
                                 made_from_changed_inputs_line(changed)) if line]
-    return lines
+    return lines, [video.name for video, name in done.items() if name in found.unreadable]
 
 
 def process_line(process_index: Optional[int], message: str, file: Optional[TextIO] = None) -> None:
@@ -545,6 +548,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     # unfinished: review)
     stamps = {video: _output_stamp(outputs[video]) for video in todo}
     state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
+    unreadable: list[str] = []  # videos whose existing output cannot be read: not done (the main process's look)
     if state.is_main_process:
         for video in videos:  # progress folders a killed run left beside its finished output
             remove_finished_progress(outputs[video])
@@ -555,7 +559,9 @@ def _run_batch(args: argparse.Namespace) -> int:
         if note:
             print(f"note: {note}")
         if not args.overwrite:  # e.g. a --max-frames preview batch run here before this full one
-            for line in _existing_output_notes(videos, outputs, output_dir, args, ledger.settings, dtype, made_from):
+            lines, unreadable = _existing_output_notes(videos, outputs, output_dir, args, ledger.settings, dtype,
+                                                       made_from)
+            for line in lines:
                 print(f"note: {line}")
         stray = stray_images_note(input_dir)
         if stray:
@@ -567,7 +573,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         if args.overwrite and not redone:
             ledger.start()
         partly = sum((partial_folder(outputs[v]) / MANIFEST).is_file() for v in todo) if not args.restart else 0
-        done = sum(outputs[v].exists() for v in videos)
+        done = sum(outputs[v].exists() for v in videos) - len(unreadable)
         status = (f"{len(videos) - len(todo)} of {len(videos)} videos already redone by this batch under --overwrite "
                   f"in an earlier run that did not finish it (stopped, or a video skipped; --restart redoes them "
                   f"too)" if redone else
@@ -632,7 +638,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     if made_output_dir and state.is_main_process and {p.name for p in output_dir.iterdir()} <= {ledger.path.name}:
         ledger.remove()  # every video failed: no folder left behind as if something were written (under
         output_dir.rmdir()  # --overwrite it held the ledger alone, which listed nothing redone)
-    skipped += [link.name for link in broken]
+    skipped += [link.name for link in broken] + unreadable
     if skipped and state.is_main_process:
         print(f"{_videos_were(len(skipped))} skipped (the reason{'s are' if len(skipped) > 1 else ' is'} above): "
               f"{', '.join(sorted(skipped))}",
