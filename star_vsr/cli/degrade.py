@@ -18,7 +18,8 @@ LR/calendar/), each clip with its own seed (--seed plus the CRC-32 of its file o
 included: calendar.mp4 draws another degradation than calendar.mkv); clips already
 there are skipped unless --overwrite, so a stopped run goes on (a stopped --overwrite run with other settings
 too, with or without --overwrite: the clips it had not redone yet are redone); one of another size or fewer frames
-than this run makes (another program's file) is named in a note.
+than this run makes (another program's file) is named in a note, and one that cannot be read as not done (the
+exit status is then 1).
 """
 
 from __future__ import annotations

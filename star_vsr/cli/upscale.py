@@ -4,7 +4,8 @@
 student pipeline. Frames stream from the input to the output; the output keeps the input's frame
 rate and audio and appears only when complete. ``upscale-batch`` skips outputs that already
 exist, so an interrupted batch resumes where it stopped (one of another size or fewer frames than this run
-makes, or made with other settings, is named in a note; ``--overwrite`` redoes them, and an interrupted
+makes, or made with other settings, is named in a note; one that cannot be read is named as not done, and the
+exit status is 1; ``--overwrite`` redoes them, and an interrupted
 ``--overwrite`` batch, or one that skipped videos, rerun with the same command redoes only those it had not
 finished), and under
 ``accelerate launch --multi_gpu --num_processes N -m star_vsr upscale-batch ...`` it splits the videos across
