@@ -52,16 +52,21 @@ TARGET_EWARP_RATIO = 1.3
 KEYS = ("psnr_y", "ssim_y", "ewarp")
 
 
-def model_upscaler(folder: str, device: str, dtype: str,
-                   upscale: float) -> Callable[[torch.Tensor, float], torch.Tensor]:
-    """``f(lq (n, 3, h, w), scale) -> (n, 3, H, W)`` running the pipeline saved in ``folder``; ``InputError`` for
-    a student that cannot upscale by ``upscale`` (said on loading, not after the evaluation set is built)."""
-    from star_vsr.models.student import check_student_scale
+def check_model(folder: str, upscale: float) -> None:
+    """``StarVSRError`` for a ``folder`` that holds no pipeline, or a student that cannot upscale by ``upscale``
+    (from the saved config, before any weights load: said before the evaluation set is built)."""
+    from star_vsr.cli.upscale import check_student_upscale
+    from star_vsr.upscale import pipeline_class_name
+
+    pipeline_class_name(folder)
+    check_student_upscale(Path(folder), upscale)  # (a StarVSR diffusion model takes 1 to 8)
+
+
+def model_upscaler(folder: str, device: str, dtype: str) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """``f(lq (n, 3, h, w), scale) -> (n, 3, H, W)`` running the pipeline saved in ``folder``."""
     from star_vsr.upscale import load_upscaler
 
     pipe = load_upscaler(folder, device=device, dtype=dtype)
-    if hasattr(pipe, "student"):  # (a StarVSR diffusion model takes 1 to 8)
-        check_student_scale(upscale, pipe.student.config.upsample_scales, pipe.student.config.scale)
     pipe.set_progress_bar_config(disable=True)
     return lambda lq, scale: pipe(lq, upscale=scale, output_type="pt").frames[0]
 
@@ -145,21 +150,26 @@ def main() -> None:
     if args.ncnn and upscale != args.scale:
         parser.error("--ncnn scores realesr-animevideov3 at --scale; leave out --upscale")
     args.size -= args.size % args.scale
-    upscalers = {}  # loaded first: a folder that is no model, or a student without the scale, is said at once
-    for folder in args.model:
+    models = {}  # row name -> folder, each checked first: a folder that is no model, or a student without the
+    for folder in args.model:  # scale, is said at once (not after the evaluation set and bicubic's scores)
         name = Path(folder).name or folder
-        name = folder if name in upscalers or name == "bicubic" else name  # two of a name: label them by their paths
+        models[folder if name in models or name == "bicubic" else name] = folder  # two of a name: their paths
         try:
-            upscalers[name] = model_upscaler(folder, args.device, args.dtype, upscale)
-        except StarVSRError as error:  # (no model there, damaged weights, a scale it lacks)
+            check_model(folder, upscale)
+        except StarVSRError as error:
             parser.error(f"--model {folder}: {error}")
     clips = evaluation_clips(num_clips=args.clips, num_frames=args.frames, size=args.size, scale=args.scale)
     for clip in clips:  # ground truth at the output scale
         clip["gt"] = rescaled_reference(clip["gt"], clip["lq"].shape[-2:], upscale)
     results = {"bicubic": score(bicubic_upscale, clips, upscale)}
     student_dtype = str(resolve_dtype(args.dtype, resolve_device(args.device), student=True)).removeprefix("torch.")
-    for name, upscaler in upscalers.items():
+    for name, folder in models.items():  # one model in memory at a time
+        try:
+            upscaler = model_upscaler(folder, args.device, args.dtype)
+        except StarVSRError as error:  # (damaged weights)
+            parser.error(f"--model {folder}: {error}")
         results[name] = score(upscaler, clips, upscale)
+        del upscaler
     if args.ncnn:
         results["ncnn-animevideov3"] = score(ncnn_upscaler(args.scale, torch.get_num_threads()), clips, upscale)
 
@@ -176,7 +186,7 @@ def main() -> None:
     # the target is defined at x4 on the whole evaluation set
     at_target = args.scale == upscale == EVAL_SCALE and (args.clips, args.frames, args.size) == (
         EVAL_NUM_CLIPS, EVAL_NUM_FRAMES, EVAL_SIZE)
-    for name in (upscalers if at_target else []):  # (not the ncnn baseline's row)
+    for name in (models if at_target else []):  # (not the ncnn baseline's row)
         result = results[name]
         gain, ratio = result["mean"]["psnr_y"] - base["psnr_y"], result["mean"]["ewarp"] / base["ewarp"]
         met = gain >= TARGET_PSNR_GAIN_DB, ratio <= TARGET_EWARP_RATIO

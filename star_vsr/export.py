@@ -125,6 +125,7 @@ def export_student(student: StarStudentModel, path: Union[str, Path], format: st
     if format not in EXPORT_FORMATS:
         raise InputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     student = _student_model(student)
+    student.check_scale(scale)  # before the packages and the output are looked at
     path = Path(path).expanduser()  # "~/student.onnx" as the command line takes it
     height, width = _frame_size(height, width)
     if max(height, width) > MAX_EXPORT_SIDE:  # (near the 64-bit limit: torch overflow tracebacks)

@@ -3332,9 +3332,10 @@ def test_degrade_folder_names_an_output_that_cannot_be_read_as_not_done(tmp_path
         frame.write_bytes(b"")
     capsys.readouterr()
     assert main(args) == 1
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "note: 2 existing outputs cannot be read and are not done: a (no frames), clip (cannot be read); delete " \
            "them and run again to redo them" in out and "0 of 2 clips already degraded" in out
+    assert "2 clips are not done, their output cannot be read (above): a.mkv, clip" in err
     shutil.rmtree(lr / "a")
     shutil.rmtree(lr / "clip")
     assert main(args) == 0 and len(list((lr / "clip").iterdir())) == 2

@@ -835,6 +835,8 @@ def test_a_lost_manifest_is_restored_from_its_shards_by_the_command_that_built_t
             metadata = shard.metadata()
         save_file(tensors, str(path), metadata=metadata)
     (tmp_path / "part" / "manifest.json").unlink()
+    with pytest.raises(InputError, match="no manifest.json, and they carry no copy of it that agrees; rebuild"):
+        TeacherCache(tmp_path / "part")  # (not "rerun ... which restores the manifest": review)
     with pytest.raises(InputError, match="holds shard files but no manifest.json; choose another folder, or pass "
                                          "overwrite=True"):
         build_teacher_cache(CallableTeacher(again, SCALE, name="teacher"), clips, tmp_path / "part",
@@ -1035,6 +1037,26 @@ def test_cli_cache_teacher_refuses_a_running_builds_folder_before_loading_the_te
     # a crop the scale does not divide: named by the flags (was "crop_size (33, 33) must be divisible by scale 4")
     assert cli_main([*args[:-1], "33", "--motion-clips", "2", "-o", str(tmp_path / "other")]) == 2
     assert "--crop-size 33 must be a positive multiple of --upscale 4" in capsys.readouterr().err
+
+
+def test_cli_cache_teacher_restores_a_lost_manifest_and_says_what_it_computed(tmp_path, capsys):
+    """The rerun that restored a lost manifest said "wrote CACHE ... (under 0.1 s of teacher time)" having computed
+    nothing, and its checks named the restore where the shards carried no agreeing copy (review)."""
+    folder = save_student_folder(tiny_teacher_student(), tmp_path / "teacher")
+    cache = tmp_path / "cache"
+    args = ["distill", "cache-teacher", "--teacher", str(folder), "--motion-clips", "4", "--num-frames", "2",
+            "--crop-size", "16", "--clips-per-shard", "2", "-o", str(cache)]
+    assert cli_main(args) == 0
+    (cache / "manifest.json").unlink()
+    capsys.readouterr()
+    assert cli_main(args) == 0
+    assert (f"{cache} was already complete, nothing computed: 4 clips in 2 shards (teacher time not known: its "
+            f"manifest was restored)") in capsys.readouterr().out
+    (cache / "manifest.json").unlink()
+    (cache / "shard-00001.safetensors").unlink()
+    assert cli_main(args) == 0
+    assert "of teacher time in this run, that of the shards before not known" in capsys.readouterr().out
+    assert len(TeacherCache(cache)) == 4
 
 
 def test_cache_teacher_default_crop_fits_every_scale():
@@ -2011,7 +2033,11 @@ def test_distillation_settings_that_do_not_fit_the_cache_are_one_line_errors(tmp
     for flags, message in ((["--space_features", "bogus"], "--space_features bogus: the student has no such feature "
                                                            "tap; its taps are clean_frame, flow, "),
                            (["--feature_names", "hr_features", "lr_featurez"], "--feature_names lr_featurez: "),
-                           (["--scale", "5"], "unsupported scale 5: --scale must be one of 2, 3, 4")):
+                           (["--scale", "5"], "unsupported scale 5: --scale must be one of 2, 3, 4"),
+                           # (named as the model's config scale, which the user typed as --scale: review)
+                           (["--student_overrides", '{"upsample_scales": [2]}'],
+                            "--scale 4 is above the student's largest head: upsample_scales [2] (--student_overrides "
+                            "or the preset) upscale by at most 2")):
         with pytest.raises(SystemExit) as refused:
             training_args(train_cache, tmp_path / "z", *flags)
         err = capsys.readouterr().err

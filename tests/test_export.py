@@ -168,6 +168,9 @@ def test_bad_format_and_scale(student, tmp_path):
         with pytest.raises(InputError, match="the scale must be a real number"):
             export_student(student, tmp_path / "z.pt", "torchscript", 9, 11, scale=scale)
     assert not (tmp_path / "z.pt").exists()
+    (tmp_path / "z.pt").write_bytes(b"mine")  # the scale is said first, not that the output exists (review)
+    with pytest.raises(InputError, match="unsupported scale 6"):
+        export_student(student, tmp_path / "z.pt", "torchscript", 9, 11, scale=6, overwrite=False)
 
 
 def test_export_and_verify_take_a_pipeline_and_refuse_what_checks_nothing(student, tmp_path):

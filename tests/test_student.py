@@ -96,8 +96,9 @@ def test_presets_record_their_name_and_grow_in_size():
         with pytest.raises(InputError, match=f"flow_window must be an odd number >= 1, got {window!r}"):
             StarStudentModel.from_preset("tiny", flow_window=window)
     # the config's scale is named as that, not as the command's --upscale, which nobody typed (black-box hunt)
-    for value, message in ((7, "unsupported config scale 7: the student upscales by 1 to 4"),
-                           ("4", "the config's scale must be a real number")):
+    for value, message in ((7, "the config's scale 7 is unsupported: the student upscales by 1 to 4"),
+                           ("4", "the config's scale must be a real number"),
+                           (None, "the config's scale must be a real number .int or float., got NoneType None")):
         with pytest.raises(InputError, match=message):
             StarStudentModel.from_preset("tiny", scale=value)
         with cli_wording(["--upscale"]):

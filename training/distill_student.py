@@ -240,6 +240,12 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     if unknown:  # (said after Accelerate's banner, as Python's "unexpected keyword argument 'num_block'")
         parser.error(f"--student_overrides: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} no "
                      f"StarStudentModel setting; it has {', '.join(settings)}{' (and --scale)' * ('scale' in unknown)}")
+    architecture = student_architecture(args.student_preset, args.student_overrides)
+    heads = (architecture or {}).get("upsample_scales")
+    if (args.init_from is None and isinstance(heads, tuple) and heads and args.scale in SUPPORTED_SCALES
+            and args.scale > max(heads)):  # (named as the model's config scale, a value the user typed as --scale)
+        parser.error(f"--scale {args.scale} is above the student's largest head: upsample_scales "
+                     f"{list(heads)} (--student_overrides or the preset) upscale by at most {max(heads)}")
     if args.trainable is not None and args.init_from is None:  # trained part of a random student, without a word
         parser.error(f"--trainable {' '.join(args.trainable)} trains part of a student with the rest frozen, so the "
                      f"rest must be trained already: pass --init_from (a trained student's pipeline folder)")

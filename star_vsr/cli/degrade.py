@@ -194,7 +194,8 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         found = check_existing_outputs([clip for clip in clips if clip not in todo], outputs, args.codec,
                                        partial(_expected_output, args.scale, args.codec))
         done = {clip: outputs[clip].name for clip in clips if clip not in todo}
-        changed = made_from_changed_inputs(output_dir, done, INPUTS_NAME)
+        changed = [name for name in made_from_changed_inputs(output_dir, done, INPUTS_NAME)
+                   if name not in found.unreadable]
         found.forget_sizes_of(changed)  # said below: not "another program's file?" of its own output
         unreadable = [clip.name for clip in done if outputs[clip].name in found.unreadable]  # not done: exit 1
         for line in existing_output_lines(found, args.codec, "another program's file?"):
@@ -233,6 +234,10 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     if failed:
         were = "s could not be degraded and were" if len(failed) != 1 else " could not be degraded and was"
         print(f"{len(failed)} clip{were} skipped (the reasons are above): {', '.join(failed)}", file=sys.stderr)
+    if unreadable:  # (as upscale-batch's last line counts them)
+        many = len(unreadable) != 1
+        print(f"{len(unreadable)} clip{'s are' if many else ' is'} not done, {'their' if many else 'its'} output "
+              f"cannot be read (above): {', '.join(unreadable)}", file=sys.stderr)
     if not pending:
         pending_record.unlink(missing_ok=True)
     return 1 if failed or unreadable else 0

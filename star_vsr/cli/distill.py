@@ -166,8 +166,8 @@ def _check_crop_fits_photos(clips: Any, crop_size: int, scale: int) -> None:
 
 def _clips_to_compute(folder: Path, num_clips: int, clips_per_shard: int, overwrite: bool) -> list[int]:
     """The indices of the clips a build into ``folder`` will run the teacher on: all, or, resuming a cache (its
-    settings were compared already, its manifest restored from its shards if lost), those of the shards not written
-    yet or whose header is damaged."""
+    settings were compared already, without the teacher's; the build then refuses, or restores a lost manifest from
+    its shards), those of the shards not written yet or whose header is damaged."""
     from ..distill.cache import shard_written
 
     if overwrite:
@@ -207,9 +207,10 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
                              f"{'it' if len(given) == 1 else 'them'}")
     manifest_file = Path(args.output) / MANIFEST_NAME
     before = manifest_file.read_bytes() if manifest_file.is_file() else None
+    todo = _clips_to_compute(Path(args.output), len(clips), args.clips_per_shard, args.overwrite)
+    restoring = before is None and len(todo) < len(clips)  # shards without their manifest (the build restores it)
     if args.data is not None:  # damage inside a file, found before the teacher runs on any clip (after the
         # teacher's own checks: a mistyped --teacher was named only once every clip had been decoded)
-        todo = _clips_to_compute(Path(args.output), len(clips), args.clips_per_shard, args.overwrite)
         problems = clips.undecodable(progress=True, indices=todo)
         if problems:
             listed = "\n  ".join(problems)
@@ -222,9 +223,13 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
     manifest = cache.manifest
     features = ", ".join(f"{k} ({v} ch)" for k, v in manifest.feature_channels.items()) or "none"
     shards = f"{manifest.num_shards} shard{'s' * (manifest.num_shards != 1)}"
-    done = before is not None and manifest.complete and before == manifest_file.read_bytes()  # nothing computed
+    # nothing computed: the manifest as it was, or restored with every shard there (it said "wrote ...")
+    done = (before is not None and manifest.complete and before == manifest_file.read_bytes()) or (
+        restoring and not todo)
     seconds = f"{manifest.wall_time_s:.1f} s" if manifest.wall_time_s >= 0.05 else "under 0.1 s"  # not "0.0 s"
+    seconds = (f"{seconds} of teacher time in this run, that of the shards before not known" if restoring and todo
+               else "teacher time not known: its manifest was restored" if restoring else f"{seconds} of teacher time")
     print(f"{f'{args.output} was already complete, nothing computed' if done else f'wrote {args.output}'}: "
-          f"{manifest.num_clips} clip{'s' * (manifest.num_clips != 1)} in {shards} ({seconds} of teacher time), "
+          f"{manifest.num_clips} clip{'s' * (manifest.num_clips != 1)} in {shards} ({seconds}), "
           f"features: {features}")
     return 0

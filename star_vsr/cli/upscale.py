@@ -343,7 +343,7 @@ def _existing_output_notes(videos: list[Path], outputs: dict[Path, Path], output
         found.other_size.pop(name, None)
         if "--max-frames" in flags:  # a preview's "2 of 3 frames": not two notes
             found.short.pop(name, None)
-    changed = made_from_changed_inputs(output_dir, done)
+    changed = [name for name in made_from_changed_inputs(output_dir, done) if name not in found.unreadable]
     found.forget_sizes_of(changed)  # said below, with why
     lines = existing_output_lines(found, args.codec, "a --max-frames preview or another program's file?")
     if made:  # another --model or --upscale into the same folder: "already done" said nothing of it

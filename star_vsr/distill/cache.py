@@ -126,12 +126,17 @@ class CacheManifest:
         if not path.is_file():
             try:
                 shards = _shard_files(Path(folder))
+                restorable = bool(shards) and _manifest_in_shards(shards) is not None
             except OSError:  # (not a folder, or one that cannot be listed: no cache to point at)
-                shards = {}
-            if shards:  # its manifest lost: the build restores it
+                shards, restorable = {}, False
+            if restorable:  # its manifest lost: the build restores it
                 raise InputError(f"{folder} holds teacher-cache shards but no {MANIFEST_NAME}; rerun the "
                                  "`star-vsr distill cache-teacher` command that built it, which restores the "
                                  "manifest from the copies its shards carry")
+            if shards:  # (shards of an earlier star-vsr, or of builds with other settings: the copies disagree)
+                raise InputError(f"{folder} holds teacher-cache shards but no {MANIFEST_NAME}, and they carry no "
+                                 "copy of it that agrees; rebuild the cache (`star-vsr distill cache-teacher ... "
+                                 "--overwrite`)")
             raise InputError(f"{folder} is not a teacher cache (no {MANIFEST_NAME}); build one with "
                              "`star-vsr distill cache-teacher`")
         try:

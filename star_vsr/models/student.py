@@ -149,15 +149,18 @@ def check_student_scale(scale: Optional[float], upsample_scales: Sequence[int], 
     as the diffusion pipeline's do; ``config_key``: they name the config's ``scale``, which a folder's config.json
     gives where no --upscale was typed)."""
     what = "the config's scale" if config_key else option("the scale", "--upscale")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
+    if (scale is not None or config_key) and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
         raise InputError(f"{what} must be a real number (int or float), got {type(scale).__name__} {scale!r}")
     if scale is not None and not math.isfinite(scale):
         raise InputError(f"{what} must be a finite number, got {scale!r}")
     scale = float(default if scale is None else scale)
     top = min(MAX_SCALE, max(upsample_scales))
     if not MIN_SCALE <= scale <= top:
-        name = "config scale" if config_key else option("scale", "--upscale")
-        raise InputError(f"unsupported {name} {scale:.10g}: the student upscales by {MIN_SCALE:g} to {top:g}")
+        if config_key:
+            raise InputError(f"the config's scale {scale:.10g} is unsupported: the student upscales by {MIN_SCALE:g} "
+                             f"to {top:g}")
+        raise InputError(f"unsupported {option('scale', '--upscale')} {scale:.10g}: the student upscales by "
+                         f"{MIN_SCALE:g} to {top:g}")
     return scale
 
 
