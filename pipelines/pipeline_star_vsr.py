@@ -306,9 +306,20 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
                              f"SDE; the windowed sampler keeps its multistep history per frame), not "
                              f"{type(self.scheduler).__name__}: set pipe.scheduler = "
                              f"star_vsr.scheduling.make_star_scheduler()")
+        config = self.scheduler.config
+        if config.prediction_type != "v_prediction":  # (ran, and gave pictures of noise, without a word)
+            raise InputError(f"the scheduler's prediction_type is {config.prediction_type!r}; STAR's UNet predicts "
+                             f"v: the scheduler needs prediction_type='v_prediction' (from a folder, its "
+                             f"scheduler_config.json says otherwise)")
+        # this pipeline hands the scheduler its timesteps, which these sigma spacings refuse mid-call
+        spacings = [name for name in ("use_karras_sigmas", "use_lu_lambdas", "use_exponential_sigmas",
+                                      "use_beta_sigmas", "use_flow_sigmas") if config.get(name)]
+        if spacings:
+            raise InputError(f"the scheduler's {', '.join(spacings)} cannot be used here: StarVSRPipeline gives the "
+                             f"scheduler its timesteps (STAR's trailing spacing); set "
+                             f"{' and '.join(f'{name}=False' for name in spacings)}")
         alphas = self.scheduler.alphas_cumprod  # (a NaN beta_end ran every step, then blamed the colour fix)
         if not (torch.isfinite(alphas).all() and (alphas > 0).all() and (alphas <= 1).all()):
-            config = self.scheduler.config
             betas = "none" if config.trained_betas is None else "given"
             raise InputError(f"the scheduler's noise schedule is no schedule (its cumulative alphas must lie in "
                              f"(0, 1]; beta_start {config.beta_start}, beta_end {config.beta_end}, beta_schedule "
@@ -328,8 +339,9 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         if callback_on_step_end is not None and not callable(callback_on_step_end):  # (after the first step)
             raise InputError(f"callback_on_step_end must be a callable fn(pipe, step, timestep, tensors) -> dict, "
                              f"got {callback_on_step_end!r}")
-        if frame_sink is not None and output_type == "latent":
-            raise InputError("frame_sink receives decoded frames; it cannot be used with output_type='latent'")
+        if frame_sink is not None and output_type != "pt":  # ('pil' and 'np' were ignored without a word)
+            raise InputError(f"frame_sink receives each chunk of decoded frames as a (k, 3, H, W) tensor in [0, 1]; "
+                             f"leave output_type at 'pt' with it, got {output_type!r}")
         if isinstance(callback_on_step_end_tensor_inputs, str):  # (its letters were each "not in ['latents']")
             raise InputError(f"callback_on_step_end_tensor_inputs must be a list of names, e.g. "
                              f"[{callback_on_step_end_tensor_inputs!r}], got {callback_on_step_end_tensor_inputs!r}")
@@ -445,9 +457,15 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         batch = prompt_embeds.shape[0]
         x = latents[None].expand(batch, *latents.shape)  # (b, k, 4, h, w)
         cond = hint[None].expand(batch, *hint.shape)
-        res = self.controlnet(x, t, prompt_embeds, cond, conditioning_scale=controlnet_conditioning_scale)
-        v = self.unet(x, t, prompt_embeds, down_block_additional_residuals=res.down_block_res_samples,
-                      mid_block_additional_residual=res.mid_block_res_sample).sample
+        # each network in its own dtype (from_pretrained's torch_dtype={"unet": ..., "default": ...} loads them
+        # apart: "mat1 and mat2 must have the same dtype" mid-call); no copies where they agree
+        control = self.controlnet.dtype
+        res = self.controlnet(x.to(control), t, prompt_embeds.to(control), cond.to(control),
+                              conditioning_scale=controlnet_conditioning_scale)
+        dtype = self.unet.dtype
+        v = self.unet(x, t, prompt_embeds,
+                      down_block_additional_residuals=[r.to(dtype) for r in res.down_block_res_samples],
+                      mid_block_additional_residual=res.mid_block_res_sample.to(dtype)).sample
         if batch == 1:
             return v[0]
         v_uncond, v_text = v.chunk(2)
@@ -635,6 +653,8 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         upscale = 4 if upscale is None else upscale
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):  # as diffusers' pipelines
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs  # take them
+        if callback_on_step_end_tensor_inputs is None:  # (as the default: it was "'NoneType' is not iterable")
+            callback_on_step_end_tensor_inputs = ("latents",)
         if not isinstance(prompt, str) or not (negative_prompt is None or isinstance(negative_prompt, str)):
             raise InputError(f"prompt must be a string and negative_prompt a string or None, got "
                              f"{type(prompt).__name__} and {type(negative_prompt).__name__}")

@@ -17,7 +17,7 @@ from .errors import (DeviceError, InputError, MissingWeightsError, StarVSRError,
                      is_failed_write, is_out_of_memory, why_missing, write_failed, write_reason)
 from .io.atomic import move_into_place, remove_temporary, temporary_path
 from .json_files import loads_json
-from .outputs import MODEL_RECORDS, REPLACING_INDEX, give_default_mode, saved_index
+from .outputs import FINAL_STEP_FILE, MODEL_RECORDS, REPLACING_INDEX, give_default_mode, saved_index
 
 if TYPE_CHECKING:
     import torch
@@ -59,6 +59,10 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
                                   f"pipeline folder.\n{help_text}")
     class_name = entries["_class_name"]
     help_text = (class_help or {}).get(class_name, help_text)
+    if (folder / FINAL_STEP_FILE).is_file():  # a training run's output folder (a part missing was met with how to
+        # download STAR's weights; not the shipped student's, which holds no FINAL_STEP_FILE)
+        help_text = (f"{folder} is a training run's output folder: start its training command again with "
+                     f"--resume_from_checkpoint latest, which writes the model again from its last checkpoint")
     if expected_class is not None and class_name not in {base.__name__ for base in expected_class.__mro__}:
         raise InputError(f"{folder} holds a {class_name}, not a {expected_class.__name__}: load it with "
                          f"{class_name}.from_pretrained, or with star_vsr.upscale.load_upscaler (any star-vsr folder)")
@@ -678,8 +682,8 @@ def _check_offload(method: str, device: Any) -> None:
 
 
 def check_to_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """``DeviceError`` when a pipeline's ``to(...)`` (``args``, ``kwargs``) asks for a CUDA device and no GPU is
-    available: torch's own error ("Found no NVIDIA driver on your system") comes from deep inside the move."""
+    """``DeviceError`` when a pipeline's ``to(...)`` (``args``, ``kwargs``) asks for a CUDA (or MPS, XPU) device and
+    none is available: torch's own error ("Found no NVIDIA driver on your system") comes from deep inside the move."""
     import torch
 
     for value in (kwargs.get("device"), *args):
@@ -689,10 +693,14 @@ def check_to_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             device = torch.device(value)
         except RuntimeError:  # not a device name: diffusers' own check reports it
             continue
-        if device.type == "cuda" and not torch.cuda.is_available():
+        # (mps and xpu: torch's RuntimeError or AssertionError from deep inside the move, as cuda's was)
+        kinds = {"cuda": ("a CUDA GPU", torch.cuda.is_available),
+                 "mps": ("Apple's MPS", torch.backends.mps.is_available),
+                 "xpu": ("an Intel XPU", lambda: hasattr(torch, "xpu") and torch.xpu.is_available())}
+        if device.type in kinds and not kinds[device.type][1]():
             shown = str(value) if isinstance(value, torch.device) else value  # 'cuda', 0
-            raise DeviceError(f"to({shown!r}) needs a CUDA GPU, and none is available; the pipeline runs on the "
-                              "CPU as loaded (or pass 'cpu')")
+            raise DeviceError(f"to({shown!r}) needs {kinds[device.type][0]}, and none is available; the pipeline "
+                              "runs on the CPU as loaded (or pass 'cpu')")
 
 
 #: Entries of a ``config.json`` that say who saved it and in which dtype, not which model: compared without them.

@@ -599,6 +599,44 @@ def test_a_scheduler_the_sampler_cannot_drive_is_refused_before_any_work(pipe):
         pipe.scheduler = kept
 
 
+@pytest.mark.parametrize("change, message", [
+    (dict(prediction_type="epsilon"), "prediction_type is 'epsilon'; STAR's UNet predicts v"),  # ran: noise out
+    (dict(use_karras_sigmas=True), "use_karras_sigmas cannot be used here"),  # diffusers' ValueError mid-call
+    (dict(use_flow_sigmas=True), "use_flow_sigmas cannot be used here"),  # a TypeError mid-call
+])
+def test_scheduler_settings_the_sampler_cannot_use_are_refused_before_any_work(pipe, change, message):
+    """A DPM-Solver of another prediction type ran and gave wrong pictures; sigma spacings that refuse given
+    timesteps failed after the text encoder had run (black-box hunt)."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    kept = pipe.scheduler
+    try:
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(kept.config, **change)
+        with pytest.raises(InputError, match=message):
+            run(pipe, video())
+    finally:
+        pipe.scheduler = kept
+
+
+def test_components_in_different_dtypes_run_together():
+    """from_pretrained(..., torch_dtype={"unet": torch.bfloat16, "default": torch.float32}) loads them apart; the
+    ControlNet took the UNet's dtype inputs: "mat1 and mat2 must have the same dtype" mid-call (black-box hunt)."""
+    for part in ("controlnet", "unet"):
+        mixed = tiny_star_pipeline(seed=0)
+        getattr(mixed, part).to(torch.bfloat16)
+        out = run(mixed, video(n=2), num_inference_steps=1)
+        assert out.shape == (1, 2, 3, 32, 48) and torch.isfinite(out).all()
+
+
+def test_callback_tensor_inputs_none_and_a_frame_sink_with_other_output_types(pipe):
+    """callback_on_step_end_tensor_inputs=None (diffusers' pipelines take it) was "'NoneType' object is not
+    iterable"; a frame_sink with output_type 'np' or 'pil' got tensors all the same, without a word (hunt)."""
+    assert torch.equal(run(pipe, video(n=2), callback_on_step_end_tensor_inputs=None), run(pipe, video(n=2)))
+    for output_type in ("np", "pil"):
+        with pytest.raises(InputError, match=f"leave output_type at 'pt' with it, got '{output_type}'"):
+            run(pipe, video(n=2), frame_sink=lambda frames: None, output_type=output_type)
+
+
 @pytest.mark.parametrize("betas", [dict(beta_end=float("nan")), dict(beta_start=-0.5), dict(beta_end=1.5),
                                    dict(trained_betas=[float("inf")] * 1000),
                                    dict(trained_betas=np.full(1000, np.nan))])  # (an array: the message's own test)
@@ -1074,6 +1112,9 @@ def test_gpu_only_options_are_refused_on_cpu(pipe):
             offload()
     with pytest.raises(DeviceError):
         pipe.enable_xformers_memory_efficient_attention()
+    if not torch.backends.mps.is_available():  # (torch's RuntimeError from inside the move, as cuda's was)
+        with pytest.raises(DeviceError, match=r"^to\('mps'\) needs Apple's MPS, and none is available"):
+            pipe.to("mps")
     half = tiny_star_pipeline(seed=0).to(torch.float16)
     with pytest.raises(DeviceError, match="bfloat16"):
         run(half, video(n=1))
