@@ -280,7 +280,8 @@ def add_checkpoint_arguments(group: Any, default_output_dir: str, run_files: str
     (``--output_dir``, default ``default_output_dir``), its checkpoints, resuming, and starting over (deleting
     ``run_files``, the script's own list of what runs write, named in the help)."""
     group.add_argument("--output_dir", default=default_output_dir, help="checkpoints, logs and the final model")
-    group.add_argument("--checkpointing_steps", type=int, default=500, help="save a checkpoint every N steps")
+    group.add_argument("--checkpointing_steps", type=optional_value(int), default=500,
+                       help="save a checkpoint every N steps (none: only when the run is stopped, Ctrl-C)")
     group.add_argument("--checkpoints_total_limit", type=optional_value(int), default=None,
                        help="keep at most N checkpoints (none: all)")
     group.add_argument("--resume_from_checkpoint", type=path_or_none, default=None,
@@ -1442,14 +1443,15 @@ class StopRequest:
         flag = torch.tensor([float(self.requested)], device=accelerator.device)
         return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
 
-    def checkpoint_or_stop(self, accelerator: Any, output_dir: Path, step: int, max_steps: int, every: int,
+    def checkpoint_or_stop(self, accelerator: Any, output_dir: Path, step: int, max_steps: int, every: Optional[int],
                            limit: Optional[int], progress: Any) -> None:
-        """After optimizer step ``step`` (every process): save ``checkpoint-<step>`` every ``every`` steps,
+        """After optimizer step ``step`` (every process): save ``checkpoint-<step>`` every ``every`` steps (None:
+        never on a schedule),
         and on a stop request (`agreed`) before the last step, which finishes as usual, save it, close the
         ``progress`` bar, say how to go on and exit with 128 + the signal (130: Ctrl-C). A request that comes
         during a scheduled save stops the run right after that save."""
         stopping = self.agreed(accelerator) and step < max_steps
-        if step % every == 0 or stopping:
+        if (every is not None and step % every == 0) or stopping:
             save_checkpoint(accelerator, output_dir, step, limit)
             stopping = stopping or (self.agreed(accelerator) and step < max_steps)
         if stopping:
@@ -1535,15 +1537,25 @@ def record_final_step(output_dir: Path, step: int) -> None:
 
 
 def finished_from(checkpoint: Path) -> bool:
-    """Whether the run folder of ``checkpoint`` holds the final model written at its step (``FINAL_STEP_FILE``):
-    a finished run, which resuming from that checkpoint would only write again. A model of another step (an
-    earlier end of a run that went on and was stopped, or a later one) is not that."""
+    """Whether the run folder of ``checkpoint`` holds the final model written at its step (``FINAL_STEP_FILE``),
+    whole: a finished run, which resuming from that checkpoint would only write again. A model of another step (an
+    earlier end of a run that went on and was stopped, or a later one), or one with a part missing or damaged (a
+    component folder deleted: "nothing to train" left it so), is not that."""
+    from .errors import StarVSRError
+    from .model_folder import check_pipeline_folder
+
     folder = Path(checkpoint).parent
     try:
         step = int((folder / FINAL_STEP_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none (stopped before the model, or a run of an earlier version)
         return False
-    return step == checkpoint_step(checkpoint) and (folder / MODEL_INDEX).is_file()
+    if step != checkpoint_step(checkpoint):
+        return False
+    try:
+        check_pipeline_folder(folder, "trained", "")
+    except StarVSRError:
+        return False
+    return True
 
 
 def resuming_message(checkpoint: Path, output_dir: Path) -> str:
@@ -1645,7 +1657,8 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     check_number(args, "max_grad_norm", 0)  # 0: no clipping
     check_number(args, "dataloader_num_workers", 0)
     check_number(args, "checkpoints_total_limit", 1, optional=True)  # 0 deleted every checkpoint, the last one too
-    check_number(args, "checkpointing_steps", 1)  # 0 failed after the first step (modulo by zero), losing the run
+    # 0 failed after the first step (modulo by zero), losing the run; none: no scheduled checkpoints
+    check_number(args, "checkpointing_steps", 1, optional=True)
     check_number(args, "validation_steps", 0)  # 0: never
     check_number(args, "seed", 0, 2 ** 32 - 1)  # what torch and NumPy seed with (Accelerate's set_seed refused it)
     args.mixed_precision = launcher_precision(args.mixed_precision)

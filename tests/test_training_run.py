@@ -1230,15 +1230,26 @@ def test_a_setting_that_cannot_work_exits_2_from_either_script(tmp_path, script,
 def test_a_run_is_finished_from_a_checkpoint_only_when_its_model_was_written_at_that_step(tmp_path):
     """The model's age against the checkpoint's said "finished" for an earlier checkpoint of a longer run, and for
     folders copied without their times; the step the model was written at says it."""
+    from star_vsr import StarStudentPipeline
+    from star_vsr.errors import MissingWeightsError
+    from star_vsr.student import build_student_pipeline
     from star_vsr.training_run import finished_from, record_final_step
 
     for step in (1, 2):
         (tmp_path / f"checkpoint-{step}").mkdir()
     assert not finished_from(tmp_path / "checkpoint-2")  # stopped before its model
-    (tmp_path / "model_index.json").write_text("{}")
+    build_student_pipeline("tiny").save_pretrained(tmp_path)  # the run's final model
     assert not finished_from(tmp_path / "checkpoint-2")  # a model of an earlier version's run: no step recorded
     record_final_step(tmp_path, 2)
     assert finished_from(tmp_path / "checkpoint-2") and not finished_from(tmp_path / "checkpoint-1")
+    # a part of the model deleted since: not finished, so that the resume writes it again (it said "nothing to
+    # train" and left the folder without it: black-box hunt)
+    shutil.move(tmp_path / "student", tmp_path / "kept")
+    assert not finished_from(tmp_path / "checkpoint-2")
+    with pytest.raises(MissingWeightsError, match=r"student is missing .*\n.* is a training run's output folder: "
+                                                  r"start its training command again with --resume_from_checkpoint"):
+        StarStudentPipeline.from_pretrained(tmp_path)  # (not how to download STAR's weights)
+    shutil.move(tmp_path / "kept", tmp_path / "student")
     record_final_step(tmp_path, 1)  # an earlier end of a run that went on to checkpoint-2 and was stopped
     assert not finished_from(tmp_path / "checkpoint-2")
 

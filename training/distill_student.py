@@ -125,6 +125,14 @@ def checkpoint_shape(settings: Mapping[str, Any]) -> dict[str, Any]:
             "ema_decay": bool(settings.get("ema_decay"))}
 
 
+def json_argument(text: str) -> Any:
+    """``--student_overrides``'s text as JSON (argparse named a text that is none "invalid loads value")."""
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error}); e.g. '{{\"num_blocks\": 3}}'") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = SettingsParser(description=__doc__.split("\n\n")[0],
                             path_settings=("config", "init_from", "train_cache", "perceptual_weights_path",
@@ -135,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     student.add_argument("--student_preset", default="small", choices=tuple(STUDENT_PRESETS),
                          help="StarStudentModel preset of a new student (not with --init_from, whose student keeps "
                               "its own)")
-    student.add_argument("--student_overrides", type=json.loads, default={},
+    student.add_argument("--student_overrides", type=json_argument, default={},
                          help="JSON dict of StarStudentModel config changes of a new student, e.g. "
                               "'{\"num_blocks\": 3}' (not with --init_from)")
     student.add_argument("--init_from", type=path_or_none, default=None,
@@ -254,6 +262,9 @@ def parse_args(input_args: Optional[Sequence[str]] = None) -> argparse.Namespace
     if args.init_from is not None and args.student_overrides:  # they were ignored without a word
         parser.error(f"--student_overrides {json.dumps(args.student_overrides)} changes the architecture of a new "
                      f"student, but --init_from {args.init_from} brings its own: drop one of them")
+    if args.init_from is not None and not Path(args.init_from).exists():  # (said "it holds no student/")
+        parser.error(f"--init_from {args.init_from} does not exist; give a distill_student.py run's output folder, "
+                     f"or star_vsr/weights/student-default")
     if args.init_from is not None and not Path(args.init_from, "student").is_dir():  # (found after Accelerate's
         # start-up lines, with 6 lines of how to train a student: the one who passed --init_from has one)
         parser.error(f"--init_from {args.init_from} is no student pipeline folder (it holds no student/): give a "
@@ -752,7 +763,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     total, terms = criterion(output.sample, output.features, batch.get("teacher"),
                                              batch["teacher_features"], gt)
                     diverged = partial(check_finite, accelerator, step=global_step + 1,
-                                       checkpointing=args.checkpointing_steps > 0)
+                                       checkpointing=args.checkpointing_steps is not None)
                     diverged(total, "loss")
                     accelerator.backward(total)
                     step_losses.add({**{f"loss/{name}": value for name, value in terms.items()}, "loss/total": total})

@@ -827,7 +827,7 @@ def main(args: argparse.Namespace) -> None:
                     out = training_losses(denoiser, vae, text_encoder, tokenizer, objective, batch, generator,
                                           weight_dtype, args.vae_batch_size, args.vae_latents == "sample")
                     diverged = partial(check_finite, accelerator, step=global_step + 1,
-                                       checkpointing=args.checkpointing_steps > 0)
+                                       checkpointing=args.checkpointing_steps is not None)
                     diverged(out.loss, "loss")
                     accelerator.backward(out.loss)
                     if accelerator.sync_gradients:

@@ -4,12 +4,15 @@ A slow teacher (a StarVSR diffusion folder, or a large student folder) runs over
 its HR outputs (and, with ``--features``, its feature taps) go into safetensors shards with a
 manifest. Training (``training/distill_student.py --train_cache CACHE``) then reads the cache
 every epoch instead of running the teacher again. An interrupted run resumes: rerun the same
-command and finished shards are skipped.
+command and finished shards are skipped (a lost manifest.json is restored from the copies the shards carry).
 
 Clips come from ``--data DIR`` (LR videos or frame folders, cut into ``--num-frames`` windows,
 with optional ground truth of the same names in ``--gt DIR``) or, with ``--motion-clips N``, are
 made from the training photographs (scikit-image's bundled photos without the evaluation ones)
-with camera motion and the project's degradation chain, ground truth included.
+with camera motion and the project's degradation chain, ground truth included. Every --data clip is
+decoded before the teacher runs: one that cannot be (a damaged file) stops the run with its name, and nothing
+is cached, where train_star.py skips such a clip with a warning (a cache's clips are numbered once: a clip
+left out would renumber the ones after it; repair or remove it).
 """
 
 from __future__ import annotations
