@@ -364,7 +364,7 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     for suffix in (".mp4", ".mkv"):
         write_test_video(pred_dir / f"e{suffix}", num_frames=3, size=(32, 32))
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2", "--no-warp"]) == 0
-    assert "note: not scored, no ground truth in" in capsys.readouterr().out
+    assert f"note: not scored, no ground truth in {gt_dir}: e.mkv, e.mp4" in capsys.readouterr().out
     write_test_video(gt_dir / "e.mp4", num_frames=3, size=(64, 64))
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
     assert f"--pred {pred_dir} holds clips of the same name" in capsys.readouterr().err

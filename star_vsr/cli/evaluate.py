@@ -90,7 +90,7 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
 
         if not pred.is_dir() or is_frame_folder(pred):
             raise InputError(f"--gt {gt} is a folder of clips (videos or frame folders), so --pred must be one too")
-        from ..io.folders import clips_by_name
+        from ..io.folders import clip_key, clips_by_name, clips_in_folder
 
         gt_clips = clips_by_name(gt, "--gt")
         pred_clips = clips_by_name(pred, "--pred", needed=gt_clips)
@@ -111,9 +111,9 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
             raise InputError(f"no prediction in {pred} for {len(missing)} of the {len(gt_clips)} ground-truth clips "
                              f"in {gt}: {listed(missing, 10)} (a mean over fewer clips would not compare with other "
                              f"runs); upscale them or score a --gt folder without them")
-        extra = sorted(set(pred_clips) - set(gt_clips))
-        if extra:
-            print(f"note: not scored, no ground truth in {gt}: {listed([pred_clips[n].name for n in extra], 10)}")
+        extra = sorted(path.name for path in clips_in_folder(pred) if clip_key(path) not in gt_clips)  # (two of
+        if extra:  # a name the pairing leaves out: both named)
+            print(f"note: not scored, no ground truth in {gt}: {listed(extra, 10)}")
         # named as the ground truth names them (the keys are in NFC: `clips_by_name`)
         return [(clip_name(gt_clips[name]), pred_clips[name], gt_clips[name]) for name in gt_clips]
     if _is_clip_folder(pred):

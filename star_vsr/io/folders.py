@@ -129,6 +129,11 @@ def clip_name(clip: Path) -> str:
     return clip.stem if clip.is_file() else clip.name
 
 
+def clip_key(path: Path) -> str:
+    """How ``clips_by_name`` keys the clip ``path``: its ``clip_name`` in Unicode NFC."""
+    return unicodedata.normalize("NFC", clip_name(path))
+
+
 def clips_by_name(folder: Path, flag: str, needed: Optional[Collection[str]] = None) -> dict[str, Path]:
     """`clips_in_folder` by name: a video's file stem or a frame folder's name (how two folders of clips,
     LR and ground truth or prediction and ground truth, are paired); `InputError` naming the ``flag`` when two
@@ -138,7 +143,7 @@ def clips_by_name(folder: Path, flag: str, needed: Optional[Collection[str]] = N
     combining accent) and typed elsewhere (NFC) are one name, and did not pair."""
     clips: dict[str, list[Path]] = {}
     for path in clips_in_folder(folder):
-        clips.setdefault(unicodedata.normalize("NFC", clip_name(path)), []).append(path)
+        clips.setdefault(clip_key(path), []).append(path)
     clashes = {name: paths for name, paths in clips.items()
                if len(paths) > 1 and (needed is None or name in needed)}
     if clashes:
