@@ -2425,6 +2425,39 @@ def test_variable_rate_mp4_with_b_frames_reports_its_frames_span(tmp_path):
     assert info.duration_s == pytest.approx(0.541, abs=0.002) and info.fps == pytest.approx(6 / 0.541, rel=0.01)
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_variable_rate_video_whose_last_frame_is_decoded_before_others_keeps_its_length(tmp_path, suffix):
+    """x264 can put the last-shown frame before B-frames shown ahead of it (a noisy clip through VideoWriter did);
+    its MP4 packet's duration is then a gap of decode timestamps, so the end was not known and the last frame
+    lasted 1 / the mean rate on reading (0.2 s for 0.04 s), and every later output kept that (black-box hunt). The
+    track's end says; in Matroska, the last-shown frame's own block duration. Written as VideoWriter writes, with
+    the frame types fixed (I P B B P B)."""
+    from star_vsr.io.writer import FrameClock
+
+    times = [Fraction(t, 1000) for t in (0, 33, 100, 400, 433, 1000, 1040)]  # six frames and the end of the last
+    rate = Fraction(75, 13)
+    clock = FrameClock(rate, times)
+    path = tmp_path / f"vfr{suffix}"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate, options={"bf": "2", "x264-params": "b-adapt=0:scenecut=0"})
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        stream.codec_context.time_base, stream.time_base = 1 / rate, clock.time_base
+        for index in [*range(6), None]:
+            frame = None if index is None else av.VideoFrame.from_ndarray(
+                np.full((16, 16, 3), 40 * index, np.uint8), format="rgb24").reformat(format="yuv420p")
+            if frame is not None:
+                frame.pts = index
+            for packet in stream.encode(frame):
+                clock.retime(packet, packet.pts, packet.dts)
+                container.mux(packet)
+    with av.open(str(path)) as container:
+        order = [packet.pts for packet in container.demux(container.streams.video[0]) if packet.size]
+    assert order[-1] != max(order)  # (the case: the last-shown frame is not the last decoded)
+    info = probe_video(path)
+    assert info.frame_times == tuple(times[:-1]) and info.last_frame_s == Fraction(1, 25)
+    assert info.duration_s == pytest.approx(1.04)
+
+
 def test_a_transport_stream_cut_inside_a_group_of_pictures_keeps_its_audio_in_sync(tmp_path, capsys):
     """A .ts recording cut mid-GOP (broadcast captures, a stream cut at any byte): FFmpeg cannot decode the frames
     before its first key frame. They were counted (the header's 'frames' never came: "the file may be truncated")
