@@ -246,6 +246,9 @@ def test_diffusion_demo_takes_steps_and_samples_from_its_seed(tmp_path, monkeypa
     assert "star-vsr demo: warning: --steps only applies to diffusion models; the student ignores it" \
         in capsys.readouterr().err
     assert "steps" not in json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert cli_main(["demo", "-o", str(tmp_path / "n"), "--model", str(tiny_student_folder), "--frames", "2",
+                     "--steps", "-5"]) == 2  # (a student: it was warned about as ignored, exit 0)
+    assert "--steps must be >= 1, got -5" in capsys.readouterr().err
     assert cli_main(["demo", "-o", str(tmp_path / "z"), "--model", str(tmp_path / "tiny-star"), "--frames", "2",
                      "--steps", "0"]) == 2
     assert not (tmp_path / "z").exists()

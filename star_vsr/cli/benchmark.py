@@ -32,6 +32,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
@@ -206,8 +207,18 @@ def _benchmark(args: argparse.Namespace, stdout: TextIO) -> int:
                     raise InputError(f"--methods ncnn: {error}, so nothing would be measured") from None
                 print(f"ncnn: skipped ({error})")
         load_before = os.getloadavg()[0]
-        timings = measure(runners, info.num_frames, args.repeats, workdir, codec=args.codec)
-        load_after = os.getloadavg()[0]
+        with warnings.catch_warnings(record=True) as padded:  # the writers' padding note: said once, below, not
+            warnings.filterwarnings("always", message=".*frames are padded to")  # for each temporary file with
+            timings = measure(runners, info.num_frames, args.repeats, workdir, codec=args.codec)  # a --codec
+        load_after = os.getloadavg()[0]  # advice benchmark does not take (png, a .mkv file)
+        for caught in padded:
+            if "frames are padded to" not in str(caught.message):
+                warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno)
+        if any("frames are padded to" in str(caught.message) for caught in padded):
+            sizes = {t.output_size for t in timings.values()}
+            print(f"note: {', '.join(f'{w}x{h}' for h, w in sorted(sizes))} output frames are padded to even sides "
+                  f"for {args.codec}'s 4:2:0 pixels in the timed videos" + (" (--codec ffv1 keeps them)"
+                                                                             if args.codec != "ffv1" else ""))
     print(format_results(timings))
     print(f"load average (1 min) before/after: {load_before:.2f} / {load_after:.2f} on {os.cpu_count()} CPUs")
     if args.json:

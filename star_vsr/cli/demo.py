@@ -162,10 +162,10 @@ def run(args: argparse.Namespace) -> int:
             check_student_upscale(Path(args.model), EVAL_SCALE)
         except InputError as error:
             raise InputError(f"the demo upscales x{EVAL_SCALE}, which {args.model} cannot: {error}") from None
+    if args.steps is not None and args.steps < 1:  # (with a student too: -5 was warned about as ignored)
+        raise InputError(f"--steps must be >= 1, got {args.steps}")
     if args.steps is not None and label != "diffusion":  # as star-vsr upscale's diffusion options
         warnings.warn("--steps only applies to diffusion models; the student ignores it")
-    elif args.steps is not None and args.steps < 1:
-        raise InputError(f"--steps must be >= 1, got {args.steps}")
     names = output_names(label)
     output = Path(args.output)
     check_output_folder_name(output, "its videos, comparison image and metrics")

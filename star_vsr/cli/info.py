@@ -107,11 +107,12 @@ def _maybe_cut(info: Any) -> str:
 def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
     """What ``--json`` prints of a video (``VideoInfo``): alone, or as one clip of a folder."""
     return {
-        "path": str(info.path), "num_frames": info.num_frames, "fps": info.fps,
-        "frame_rate": str(info.frame_rate), "width": info.width, "height": info.height,
-        "duration_s": info.duration_s, "codec": info.codec, "pix_fmt": info.pix_fmt,
+        # a photo has no rate or duration (the table says "none (a photo)"; it gave 30 and 1/30 s)
+        "path": str(info.path), "num_frames": info.num_frames, "fps": None if info.is_photo else info.fps,
+        "frame_rate": None if info.is_photo else str(info.frame_rate), "width": info.width, "height": info.height,
+        "duration_s": None if info.is_photo else info.duration_s, "codec": info.codec, "pix_fmt": info.pix_fmt,
         "has_audio": info.has_audio, "audio_codec": info.audio_codec, "is_image_folder": info.is_image_folder,
-        "is_photo": info.is_photo,  # (no rate of its own: fps is the one a folder of frames is read at)
+        "is_photo": info.is_photo,
         "orientation": info.orientation.describe(), "pixel_aspect": str(info.pixel_aspect),
         "interlaced": info.interlaced, "timing_error_s": info.timing_error_s, "hdr": info.hdr,
         "missing_s": info.missing_s, "frames_cut": info.frames_cut, "video_streams": info.video_streams,
