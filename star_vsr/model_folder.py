@@ -61,8 +61,7 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     help_text = (class_help or {}).get(class_name, help_text)
     if (folder / FINAL_STEP_FILE).is_file():  # a training run's output folder (a part missing was met with how to
         # download STAR's weights; not the shipped student's, which holds no FINAL_STEP_FILE)
-        help_text = (f"{folder} is a training run's output folder: start its training command again with "
-                     f"--resume_from_checkpoint latest, which writes the model again from its last checkpoint")
+        help_text = _training_run_help(folder)
     if expected_class is not None and class_name not in {base.__name__ for base in expected_class.__mro__}:
         raise InputError(f"{folder} holds a {class_name}, not a {expected_class.__name__}: load it with "
                          f"{class_name}.from_pretrained, or with star_vsr.upscale.load_upscaler (any star-vsr folder)")
@@ -108,6 +107,25 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     if variant is not None and models and not any(variant in weight_variants(part) for part in models):
         check_variant(models[0], saved_config(models[0]).get("_class_name") or models[0].name, variant)
     return class_name
+
+
+def _training_run_help(folder: Path) -> str:
+    """How to write again the model of the training run whose output folder is ``folder``: from a checkpoint at the
+    step the model was written at, a resume only writes it; from an earlier one it trains the steps after it; with
+    none (``--checkpointing_steps none``), the run is trained again."""
+    from .training_run import checkpoint_folders, checkpoint_step
+
+    try:
+        step = int((folder / FINAL_STEP_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        step = None
+    checkpoints = checkpoint_folders(folder)
+    if not checkpoints:
+        return f"{folder} is a training run's output folder, with no checkpoint left: train it again"
+    last = checkpoint_step(checkpoints[-1])
+    what = "writes the model again" if last == step else f"trains again from its step {last}"
+    return (f"{folder} is a training run's output folder: start its training command again with "
+            f"--resume_from_checkpoint latest, which {what}")
 
 
 def _refuse_non_pipeline(folder: Path, kind: str, help_text: str) -> None:

@@ -1553,7 +1553,7 @@ def finished_from(checkpoint: Path) -> bool:
         return False
     try:
         check_pipeline_folder(folder, "trained", "")
-    except StarVSRError:
+    except (StarVSRError, OSError):  # (a part that cannot be read: not finished either)
         return False
     return True
 

@@ -2456,6 +2456,16 @@ def test_variable_rate_video_whose_last_frame_is_decoded_before_others_keeps_its
     info = probe_video(path)
     assert info.frame_times == tuple(times[:-1]) and info.last_frame_s == Fraction(1, 25)
     assert info.duration_s == pytest.approx(1.04)
+    # the same packets copied into Matroska keep MP4's decode gaps as durations: not taken for the last frame's
+    # (it read 0.3 s; review), which is then not known
+    with av.open(str(path)) as source, av.open(str(tmp_path / "remux.mkv"), "w") as remux:
+        copied = remux.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.size:
+                packet.stream = copied
+                remux.mux(packet)
+    remuxed = probe_video(tmp_path / "remux.mkv")
+    assert remuxed.frame_times == tuple(times[:-1]) and remuxed.last_frame_s in (None, Fraction(1, 25))
 
 
 def test_a_transport_stream_cut_inside_a_group_of_pictures_keeps_its_audio_in_sync(tmp_path, capsys):

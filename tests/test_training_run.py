@@ -1246,9 +1246,20 @@ def test_a_run_is_finished_from_a_checkpoint_only_when_its_model_was_written_at_
     # train" and left the folder without it: black-box hunt)
     shutil.move(tmp_path / "student", tmp_path / "kept")
     assert not finished_from(tmp_path / "checkpoint-2")
+    # (not how to download STAR's weights; and what the resume does: review)
     with pytest.raises(MissingWeightsError, match=r"student is missing .*\n.* is a training run's output folder: "
-                                                  r"start its training command again with --resume_from_checkpoint"):
-        StarStudentPipeline.from_pretrained(tmp_path)  # (not how to download STAR's weights)
+                                                  r"start its training command again with --resume_from_checkpoint "
+                                                  r"latest, which writes the model again$"):
+        StarStudentPipeline.from_pretrained(tmp_path)
+    (tmp_path / "checkpoint-2").rename(tmp_path / "checkpoint-x")
+    with pytest.raises(MissingWeightsError, match=r"which trains again from its step 1$"):
+        StarStudentPipeline.from_pretrained(tmp_path)
+    (tmp_path / "checkpoint-1").rename(tmp_path / "checkpoint-y")
+    with pytest.raises(MissingWeightsError, match=r"is a training run's output folder, with no checkpoint left: "
+                                                  r"train it again$"):
+        StarStudentPipeline.from_pretrained(tmp_path)  # (--checkpointing_steps none, or all deleted)
+    (tmp_path / "checkpoint-x").rename(tmp_path / "checkpoint-2")
+    (tmp_path / "checkpoint-y").rename(tmp_path / "checkpoint-1")
     shutil.move(tmp_path / "kept", tmp_path / "student")
     record_final_step(tmp_path, 1)  # an earlier end of a run that went on to checkpoint-2 and was stopped
     assert not finished_from(tmp_path / "checkpoint-2")

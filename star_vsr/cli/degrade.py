@@ -194,10 +194,9 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         found = check_existing_outputs([clip for clip in clips if clip not in todo], outputs, args.codec,
                                        partial(_expected_output, args.scale, args.codec))
         done = {clip: outputs[clip].name for clip in clips if clip not in todo}
-        changed = [name for name in made_from_changed_inputs(output_dir, done, INPUTS_NAME)
-                   if name not in found.unreadable]
+        changed = found.readable(made_from_changed_inputs(output_dir, done, INPUTS_NAME))
         found.forget_sizes_of(changed)  # said below: not "another program's file?" of its own output
-        unreadable = [clip.name for clip in done if outputs[clip].name in found.unreadable]  # not done: exit 1
+        unreadable = found.not_done(done)  # exit 1
         for line in existing_output_lines(found, args.codec, "another program's file?"):
             say(args, f"note: {line}")
         for line in (made_from_other_inputs_line({clip.name: out for clip, out in done.items()}, made_from),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Collection, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Iterable, Mapping, Optional, Sequence
 
 from ..errors import listed
 
@@ -43,6 +43,15 @@ class ExistingOutputs:
         for name in names:
             self.other_size.pop(name, None)
             self.short.pop(name, None)
+
+    def readable(self, names: Iterable[str]) -> list[str]:
+        """``names`` without the outputs that cannot be read (named as not done: no other note of them)."""
+        return [name for name in names if name not in self.unreadable]
+
+    def not_done(self, done: Mapping[Path, str]) -> list[str]:
+        """The inputs (names) among ``done`` (input -> its output's name, counted as done) whose output cannot be
+        read: not done, and the command exits 1."""
+        return [source.name for source, name in done.items() if name in self.unreadable]
 
 
 def check_existing_outputs(inputs: list[Path], outputs: dict[Path, Path], codec: Optional[str],

@@ -337,13 +337,13 @@ def _existing_output_notes(videos: list[Path], outputs: dict[Path, Path], output
     found = check_existing_outputs(list(done), outputs, args.codec,
                                    partial(_expected_output, args.upscale, args.max_frames))
     now = {name: output_settings(settings, video, outputs[video], dtype) for video, name in done.items()}
-    made = {name: flags for name, flags in made_with_other_settings(output_dir, now).items()
-            if name not in found.unreadable}  # (said to be redone: not also "made with other settings")
+    made = made_with_other_settings(output_dir, now)
+    made = {name: made[name] for name in found.readable(made)}
     for name, flags in made.items():  # named below with the flag that made them another size or length
         found.other_size.pop(name, None)
         if "--max-frames" in flags:  # a preview's "2 of 3 frames": not two notes
             found.short.pop(name, None)
-    changed = [name for name in made_from_changed_inputs(output_dir, done) if name not in found.unreadable]
+    changed = found.readable(made_from_changed_inputs(output_dir, done))
     found.forget_sizes_of(changed)  # said below, with why
     lines = existing_output_lines(found, args.codec, "a --max-frames preview or another program's file?")
     if made:  # another --model or --upscale into the same folder: "already done" said nothing of it
@@ -354,7 +354,7 @@ def _existing_output_notes(videos: list[Path], outputs: dict[Path, Path], output
     lines += [line for line in (made_from_other_inputs_line({video.name: out for video, out in done.items()},
                                                             made_from),
                                 made_from_changed_inputs_line(changed)) if line]
-    return lines, [video.name for video, name in done.items() if name in found.unreadable]
+    return lines, found.not_done(done)
 
 
 def process_line(process_index: Optional[int], message: str, file: Optional[TextIO] = None) -> None:

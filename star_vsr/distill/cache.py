@@ -380,7 +380,7 @@ def _manifest_in_shards(shards: Mapping[int, Path]) -> Optional[CacheManifest]:
     before star-vsr stored the copy, or by builds with other settings). ``OSError`` when a shard cannot be read
     now."""
     copies = []
-    for path in shards.values():
+    for _, path in sorted(shards.items()):
         try:
             with safe_open(str(path), framework="pt") as shard:
                 held = MANIFEST_COPY in shard.keys()
@@ -396,7 +396,7 @@ def _manifest_in_shards(shards: Mapping[int, Path]) -> Optional[CacheManifest]:
         copies.append(copy)
     if not copies or any(copy.settings() != copies[0].settings() for copy in copies):
         return None
-    return replace(copies[0], complete=False)
+    return replace(copies[-1], complete=False)  # the highest-numbered shard's (not the first listed: review)
 
 
 def shard_written(folder: Path, shard: int) -> bool:

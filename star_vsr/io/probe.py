@@ -549,10 +549,6 @@ LEAD_CODECS = frozenset({"h264", "hevc", "mpeg2video"})
 #: FFmpeg's demuxers of raw elementary streams: no container, no timestamps (`VideoInfo.raw_stream`).
 RAW_STREAM_FORMATS = frozenset({"h264", "hevc", "mpegvideo", "m4v", "vc1", "cavsvideo", "obu", "vvc"})
 
-#: FFmpeg demuxers whose packet durations say how long each frame is shown, whatever the decode order (Matroska's
-#: block durations; MP4's are the gaps between decode timestamps).
-SHOWN_DURATION_FORMATS = frozenset({"matroska,webm"})
-
 #: FFmpeg demuxers whose video track's duration runs to the end of its last-shown frame (MP4 / MOV's edit list).
 TRACK_END_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
 
@@ -567,10 +563,11 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
 
     The end is the last-shown frame's timestamp plus its packet's duration, trusted only when that
     packet is also the last one decoded: with B-frames after it, a container's duration is the gap to
-    the next decode timestamp (MP4), not how long the frame is shown. Except where a packet's duration is how
-    long it is shown in any decode order (Matroska's block durations), and, in an MP4 / MOV whose last-shown
-    frame is decoded before others, the track's end (its start plus its duration), when that lies after the
-    frame: there the end was not known, and the frame lasted 1 / the mean rate (0.2 s for 0.04 s)."""
+    the next decode timestamp (MP4), not how long the frame is shown. Otherwise the last-shown frame's packet
+    duration counts where every other frame's is the gap to the next one shown (durations of how long frames are
+    shown: star-vsr's Matroska; not MP4's, nor Matroska remuxed from MP4, which keeps them), else an MP4 / MOV
+    track's end (its start plus its duration) when that lies after the frame: there the end was not known, and
+    the frame lasted 1 / the mean rate (0.2 s for 0.04 s)."""
     try:
         packets = [
             (packet.pts if packet.pts is not None else packet.dts, packet.duration or 0, packet.is_keyframe)
@@ -596,12 +593,20 @@ def _frame_timestamps(container: InputContainer, stream: VideoStream, path: Path
     last_shown = max(packets, key=lambda packet: packet[0]) if packets else None
     if packets and packets[-1][0] == timestamps[-1] and packets[-1][1] > 0:  # decoded last, shown last
         end = packets[-1][0] + packets[-1][1]
-    elif last_shown is not None and container.format.name in SHOWN_DURATION_FORMATS and last_shown[1] > 0:
+    elif last_shown is not None and last_shown[1] > 0 and _durations_are_shown_gaps(packets):
         end = last_shown[0] + last_shown[1]
     elif (last_shown is not None and not retimed and container.format.name in TRACK_END_FORMATS
           and stream.duration and (stream.start_time or 0) + stream.duration > timestamps[-1]):
         end = (stream.start_time or 0) + stream.duration
     return timestamps, end, [(t, key) for t, _, key in packets], retimed
+
+
+def _durations_are_shown_gaps(packets: Sequence[tuple[int, int, bool]]) -> bool:
+    """Whether the duration of each of ``packets`` (timestamp, duration, key frame), the last shown's aside, is the
+    gap to the next frame shown, to a tick (Matroska's rounding to milliseconds)."""
+    shown = sorted((t, duration) for t, duration, _ in packets)
+    return len(shown) > 1 and all(abs(duration - (after - t)) <= 1 for (t, duration), (after, _) in
+                                  zip(shown, shown[1:]))
 
 
 def video_start(stream: VideoStream, info: VideoInfo) -> int:
