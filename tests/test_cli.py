@@ -3262,15 +3262,22 @@ def test_an_input_replaced_under_its_name_is_noted_by_the_batch_commands(tmp_pat
     assert input_signature(frames) == before == [1, (frames / "0.png").stat().st_size]
 
 
+def _two_clips(tmp_path: Path, frames: int) -> tuple[Path, Path]:
+    """A ground-truth folder GT/ of two clips, a.mkv (FFV1, 32x32) and the frame folder clip/ of the same frames,
+    and the path LR/ (not made)."""
+    gt = tmp_path / "GT"
+    gt.mkdir()
+    write_test_video(gt / "a.mkv", num_frames=frames, size=(32, 32), seed=1, codec="ffv1")
+    _frames_to_folder(gt / "a.mkv", gt / "clip")
+    return gt, tmp_path / "LR"
+
+
 def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     """degrade GT/ -o LR/: every clip (videos and frame folders) as `degrade CLIP --seed clip_seed(...)` makes
     it; a rerun skips what is there; an unreadable clip is skipped and named; the workflow ends in evaluate."""
     from star_vsr.cli.degrade import clip_seed
 
-    gt, lr = tmp_path / "GT", tmp_path / "LR"
-    gt.mkdir()
-    write_test_video(gt / "a.mkv", num_frames=3, size=(32, 32), seed=1, codec="ffv1")
-    _frames_to_folder(gt / "a.mkv", gt / "clip")
+    gt, lr = _two_clips(tmp_path, 3)
     args = ["degrade", str(gt), "-o", str(lr), "--scale", "2", "--codec", "ffv1"]
     assert main(args) == 0
     assert "0 of 2 clips already degraded" in capsys.readouterr().out
@@ -3321,10 +3328,7 @@ def test_degrade_folder_names_an_output_that_cannot_be_read_as_not_done(tmp_path
     """An empty or damaged file (or a frame folder without frames) under an output's name counted as done: "2 of 2
     clips already degraded", exit 0, with a note that it held fewer frames: "another program's file?" (black-box
     hunt). It is named as not done, and the command exits 1 until it is redone."""
-    gt, lr = tmp_path / "GT", tmp_path / "LR"
-    gt.mkdir()
-    write_test_video(gt / "a.mkv", num_frames=2, size=(32, 32), seed=1, codec="ffv1")
-    _frames_to_folder(gt / "a.mkv", gt / "clip")
+    gt, lr = _two_clips(tmp_path, 2)
     args = ["degrade", str(gt), "-o", str(lr), "--scale", "2", "--codec", "png"]
     assert main(args) == 0
     shutil.rmtree(lr / "a")
