@@ -5,6 +5,7 @@ class ``CheckedPipeline``)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -602,6 +603,29 @@ def shape_mismatch_reason(folder: Path, message: str) -> Optional[str]:
            f"in the model)"
 
 
+def open_files_ran_out(error: BaseException) -> bool:
+    """Whether ``error``, or one it came from, is the process running out of file handles (EMFILE, ENFILE: the
+    ``ulimit -n`` limit), which a load wraps as an unreadable weights file ("the folder is damaged: reinstall")."""
+    seen: set[int] = set()
+    cause: Optional[BaseException] = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if getattr(cause, "errno", None) in (errno.EMFILE, errno.ENFILE) or "Too many open files" in str(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def check_open_files(error: BaseException, folder: Path) -> None:
+    """``StarVSRError`` saying so when ``error``, raised loading ``folder``, is the process out of file handles."""
+    if open_files_ran_out(error):
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        raise StarVSRError(f"too many files are open to load {folder} (this process may open {limit}: ulimit -n); "
+                           f"raise the limit (ulimit -n 4096) and run again") from error
+
+
 def is_damaged_folder_error(error: BaseException) -> bool:
     """Whether ``error``, raised by a ``from_pretrained`` of a local folder, says one of its files is damaged
     (truncated or zeroed weights, broken JSON, text that is not UTF-8, a tensor of another shape) rather than that
@@ -610,7 +634,7 @@ def is_damaged_folder_error(error: BaseException) -> bool:
     the tokenizer's JSON errors. (A single file read by ``torch.load``: ``errors.is_damaged_weights_error``.)"""
     from safetensors import SafetensorError
 
-    if isinstance(error, StarVSRError) or is_out_of_memory(error):
+    if isinstance(error, StarVSRError) or is_out_of_memory(error) or open_files_ran_out(error):
         return False
     if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):  # a ValueError, but a broken file (the
         return True  # tokenizer's JSON, which transformers parses itself: a traceback)

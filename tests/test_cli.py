@@ -1178,6 +1178,34 @@ def test_upscale_batch_overwrite_redoes_finished_outputs(tmp_path, capsys):
     assert (outputs / "frames" / "a" / "notes.txt").read_text() == "mine"
 
 
+def test_upscale_batch_lets_go_of_a_clip_memory_ran_out_on_before_the_next(tmp_path, capsys, monkeypatch):
+    """The skipped clip's error was kept while the next clips ran, and its traceback's frames with it, holding that
+    clip's tensors: under a memory limit the first clip had reached, every later clip ran out too, however small
+    (black-box hunt, `ulimit -v`)."""
+    import weakref
+
+    import star_vsr.upscale
+    from star_vsr.errors import RanOutOfMemoryError
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        write_test_video(inputs / name, num_frames=2, size=(8, 8))
+    upscale_video, held, alive = star_vsr.upscale.upscale_video, [], []
+
+    def a_runs_out(pipe, video, *args, **kwargs):
+        if Path(video).name == "a.mp4":
+            frames = torch.zeros(1000, 1000)  # the clip's tensors, in this frame's locals
+            held.append(weakref.ref(frames))
+            raise RanOutOfMemoryError("out of memory upscaling a.mp4")
+        alive.append(held[0]() is not None)
+        return upscale_video(pipe, video, *args, **kwargs)
+
+    monkeypatch.setattr(star_vsr.upscale, "upscale_video", a_runs_out)
+    assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out"), "--upscale", "2"]) == 1
+    assert alive == [False] and "skipped" in capsys.readouterr().err
+
+
 def _batch_with_finished_outputs(tmp_path: Path) -> tuple[Path, Path]:
     """Folders in/ with v0..v2.mp4 and out/ with an earlier batch's output of each (``_earlier_output``)."""
     inputs, outputs = tmp_path / "in", tmp_path / "out"

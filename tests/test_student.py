@@ -1506,6 +1506,30 @@ def test_student_quality_names_a_model_it_cannot_score_before_building_the_evalu
         assert message in done.stderr and "Traceback" not in done.stderr and "evaluation set" not in done.stdout
 
 
+def test_running_out_of_file_handles_while_loading_is_said_as_that(tmp_path, monkeypatch):
+    """Under `ulimit -n 7` the shipped student's load failed in safetensors' open ("Too many open files"), which
+    diffusers wraps as "Unable to load weights", and the message said the folder was damaged: reinstall star-vsr
+    (black-box hunt)."""
+    from diffusers import ModelMixin
+
+    from star_vsr import StarStudentPipeline
+    from star_vsr.errors import StarVSRError
+
+    build_student_pipeline("tiny").save_pretrained(tmp_path / "student")
+
+    def out_of_handles(*args, **kwargs):
+        try:
+            raise RuntimeError("unable to open file <x.safetensors> in read-only mode: Too many open files (24)")
+        except RuntimeError:
+            raise OSError("Unable to load weights from checkpoint file for 'x.safetensors'")
+
+    monkeypatch.setattr(ModelMixin, "from_pretrained", classmethod(out_of_handles))
+    with pytest.raises(StarVSRError, match=r"too many files are open to load .*student \(this process may open \d+: "
+                                           r"ulimit -n\); raise the limit") as raised:
+        StarStudentPipeline.from_pretrained(tmp_path / "student")
+    assert not isinstance(raised.value, MissingWeightsError)
+
+
 def test_a_subclass_whose_annotations_do_not_resolve_loads_its_folder(pipe, tmp_path):
     """A pipeline subclass annotating ``__init__`` with a type imported only for type checkers made the folder
     check's ``get_type_hints`` raise NameError (review)."""

@@ -34,6 +34,7 @@ levels). ``--restart`` throws the saved progress away.
 from __future__ import annotations
 
 import argparse
+import gc
 import numbers
 import os
 import sys
@@ -391,9 +392,11 @@ def run_batch(args: argparse.Namespace) -> int:
 
 
 class _Skipped(NamedTuple):
-    """Why upscale-batch skipped a video: ``reason``, and whether another run was writing its output (``busy``)."""
+    """Why upscale-batch skipped a video: ``reason``, and whether another run was writing its output (``busy``).
+    The reason is kept as text: the error itself held its traceback's frames, and with them the tensors of a clip
+    memory ran out on, while the next clips ran (they ran out too, under a limit the first one had reached)."""
 
-    reason: object
+    reason: str
     busy: bool = False
 
 
@@ -415,15 +418,19 @@ def _upscale_video_of_batch(pipe: Any, video: Path, output: Path, args: argparse
                       max_frames=args.max_frames, overwrite=args.overwrite,
                       **pipeline_kwargs(type(pipe).__name__, args))
     except (CorruptVideoError, UnsupportedVideoError, SavedRunError, VideoNotFoundError, InputChangedError) as error:
-        return _Skipped(error)  # (VideoNotFoundError: removed since the batch listed it; InputChangedError: meanwhile)
+        return _Skipped(str(error))  # (VideoNotFoundError: removed since the batch listed it; InputChangedError:
+        # meanwhile)
     except (OutputBusyError, OutputExistsError) as error:  # a second batch on the same folder shares the work
-        return _Skipped(error, busy=True)
+        return _Skipped(str(error), busy=True)
     except (RuntimeError, MemoryError, OSError) as error:  # out of the pipeline too: a saved state's move to the
         if not (isinstance(error, RanOutOfMemoryError) or is_out_of_memory(error)):  # GPU, the segments' join, the
             raise  # encoder's threads (FFmpeg's EAGAIN)
-        return _Skipped(error if isinstance(error, RanOutOfMemoryError) else
-                        f"{what_ran_out(error)}{memory_amount(error)}")
-    return None
+        reason = (str(error) if isinstance(error, RanOutOfMemoryError) else
+                  f"{what_ran_out(error)}{memory_amount(error)}")
+    else:
+        return None
+    gc.collect()  # once the error and its frames are let go (see `_Skipped`): the clip's memory for the next ones
+    return _Skipped(reason)
 
 
 def _batch_clips(input_dir: Path, output_dir: Path) -> tuple[list[Path], list[Path], list[Path]]:

@@ -21,9 +21,9 @@ from typing import Any, Iterator, Union
 from diffusers import ModelMixin
 
 from ..errors import InputError, MissingWeightsError, StarVSRError, first_line, is_out_of_memory
-from ..model_folder import (check_keys_fit, check_model_folder, check_save_target, check_variant, check_weight_format,
-                            component_fault, default_dtype_kept, is_damaged_folder_error, local_load_kwargs,
-                            saved_config)
+from ..model_folder import (check_keys_fit, check_model_folder, check_open_files, check_save_target, check_variant,
+                            check_weight_format, component_fault, default_dtype_kept, is_damaged_folder_error,
+                            local_load_kwargs, saved_config)
 
 
 #: How the log lines ``without_misleading_load_logs`` drops begin.
@@ -90,6 +90,7 @@ class LocalModelMixin:
         except Exception as error:
             if (isinstance(error, StarVSRError) and not isinstance(error, InputError)) or is_out_of_memory(error):
                 raise  # (an InputError: the model's own check of its config, "num_blocks must be ...")
+            check_open_files(error, folder)  # (it read as a damaged folder: "copy or save it again")
             fault = component_fault(folder, cls)  # a config that builds no model ("four" blocks, -32 channels)
             if fault is None and not is_damaged_folder_error(error):
                 raise
