@@ -180,7 +180,7 @@ def _clips_to_compute(folder: Path, num_clips: int, clips_per_shard: int, overwr
 
 
 def run_cache_teacher(args: argparse.Namespace) -> int:
-    from ..distill.cache import MANIFEST_NAME, build_teacher_cache
+    from ..distill.cache import MANIFEST_NAME, build_teacher_cache, shard_files
     from ..distill.teacher import DiffusionTeacher, load_teacher
     from ..errors import InputError
 
@@ -210,10 +210,12 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
                              f"{'it' if len(given) == 1 else 'them'}")
     manifest_file = Path(args.output) / MANIFEST_NAME
     before = manifest_file.read_bytes() if manifest_file.is_file() else None
-    todo = _clips_to_compute(Path(args.output), len(clips), args.clips_per_shard, args.overwrite)
-    restoring = before is None and len(todo) < len(clips)  # shards without their manifest (the build restores it)
+    # shards without their manifest, which the build restores (or refuses)
+    restoring = before is None and not args.overwrite and Path(args.output).is_dir() and bool(
+        shard_files(Path(args.output)))
     if args.data is not None:  # damage inside a file, found before the teacher runs on any clip (after the
         # teacher's own checks: a mistyped --teacher was named only once every clip had been decoded)
+        todo = _clips_to_compute(Path(args.output), len(clips), args.clips_per_shard, args.overwrite)
         problems = clips.undecodable(progress=True, indices=todo)
         if problems:
             listed = "\n  ".join(problems)
@@ -226,12 +228,13 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
     manifest = cache.manifest
     features = ", ".join(f"{k} ({v} ch)" for k, v in manifest.feature_channels.items()) or "none"
     shards = f"{manifest.num_shards} shard{'s' * (manifest.num_shards != 1)}"
+    # a restored manifest counts no time: any is this run's shards'
+    computed = not restoring or manifest.wall_time_s > 0
     # nothing computed: the manifest as it was, or restored with every shard there (it said "wrote ...")
-    done = (before is not None and manifest.complete and before == manifest_file.read_bytes()) or (
-        restoring and not todo)
+    done = (before is not None and manifest.complete and before == manifest_file.read_bytes()) or not computed
     seconds = f"{manifest.wall_time_s:.1f} s" if manifest.wall_time_s >= 0.05 else "under 0.1 s"  # not "0.0 s"
-    seconds = (f"{seconds} of teacher time in this run, that of the shards before not known" if restoring and todo
-               else "teacher time not known: its manifest was restored" if restoring else f"{seconds} of teacher time")
+    seconds = (f"{seconds} of teacher time" if not restoring else "teacher time not known: its manifest was restored"
+               if not computed else f"{seconds} of teacher time in this run, that of the shards before not known")
     print(f"{f'{args.output} was already complete, nothing computed' if done else f'wrote {args.output}'}: "
           f"{manifest.num_clips} clip{'s' * (manifest.num_clips != 1)} in {shards} ({seconds}), "
           f"features: {features}")

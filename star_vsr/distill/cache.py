@@ -125,7 +125,7 @@ class CacheManifest:
         path = Path(folder) / MANIFEST_NAME
         if not path.is_file():
             try:
-                shards = _shard_files(Path(folder))
+                shards = shard_files(Path(folder))
                 restorable = bool(shards) and _manifest_in_shards(shards) is not None
             except OSError:  # (not a folder, or one that cannot be listed: no cache to point at)
                 shards, restorable = {}, False
@@ -355,7 +355,7 @@ def _shard_path(folder: Path, shard: int) -> Path:
     return folder / SHARD_NAME.format(shard)
 
 
-def _shard_files(folder: Path) -> dict[int, Path]:
+def shard_files(folder: Path) -> dict[int, Path]:
     """The shard files in ``folder`` by number, from one listing of the folder (a look for each shard a manifest
     counts hung on one edited to 10**12 clips); names that only look like a shard's (``shard-1.safetensors``) left
     out. ``OSError`` when it cannot be listed (``glob`` took a folder without read permission for an empty one)."""
@@ -370,7 +370,7 @@ def _shard_files(folder: Path) -> dict[int, Path]:
 
 def _saved_shards(folder: Path, manifest: CacheManifest) -> list[int]:
     """The shards of ``manifest`` whose file is in ``folder`` (``OSError`` when it cannot be listed)."""
-    return sorted(shard for shard in _shard_files(folder) if shard < manifest.num_shards)
+    return sorted(shard for shard in shard_files(folder) if shard < manifest.num_shards)
 
 
 def _manifest_in_shards(shards: Mapping[int, Path]) -> Optional[CacheManifest]:
@@ -516,7 +516,7 @@ def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
     else None; ``InputError`` when what ``folder`` holds may not be replaced (see ``_resume_or_start``)."""
     has_manifest = (folder / MANIFEST_NAME).is_file()
     try:
-        shards = _shard_files(folder)
+        shards = shard_files(folder)
         lost = _manifest_in_shards(shards) if shards and not has_manifest else None
     except OSError as error:  # (no permission to list it, a share gone: not damage)
         raise _unreadable_now(folder, error) from None
@@ -586,7 +586,7 @@ def _resume_or_start(folder: Path, manifest: CacheManifest, overwrite: bool) -> 
             existing.source = manifest.source
             existing.save(folder)
         return existing
-    for path in _shard_files(folder).values():
+    for path in shard_files(folder).values():
         path.unlink()
     (folder / MANIFEST_NAME).unlink(missing_ok=True)
     manifest.save(folder)
