@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import star_vsr
 
-from .errors import MissingWeightsError
+from .errors import MissingWeightsError, option
 
 if TYPE_CHECKING:
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
@@ -48,9 +48,11 @@ def is_bundled_student(folder: Path) -> bool:
 
 def bundled_student_help(folder: Path) -> str:
     """What to do when the student that ships with star-vsr (at ``folder``) is missing or damaged."""
+    another = "pass --model FOLDER to use another student" if option("", "--model FOLDER") \
+        else "use another student's folder"  # (cache-teacher's --teacher, a Python caller's from_pretrained)
     return (f"{folder} is the student that ships inside the star-vsr package, and its files are missing or damaged: "
             f"reinstall star-vsr (pip install --force-reinstall --no-deps star-vsr; in a git checkout, `git checkout "
-            f"-- star_vsr/weights`), or pass --model FOLDER to use another student")
+            f"-- star_vsr/weights`), or {another}")
 
 
 def build_student_pipeline(preset: str = "small", seed: int = 0, bilinear_start: bool = False,

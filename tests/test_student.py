@@ -1153,7 +1153,15 @@ def test_the_shipped_student_damaged_says_to_reinstall(tmp_path, monkeypatch, ca
         err = capsys.readouterr().err
         assert "is the student that ships inside the star-vsr package, and its files are missing or damaged: " \
                "reinstall star-vsr" in err and "distill_student.py" not in err
-    with pytest.raises(MissingWeightsError, match="ships inside the star-vsr package"):
+        assert err.rstrip().endswith("or pass --model FOLDER to use another student")
+    # cache-teacher has no --model (its teacher is --teacher), nor has Python
+    (tmp_path / "clips").mkdir()
+    write_test_video(tmp_path / "clips" / "a.mp4", num_frames=2, size=(16, 16))
+    assert main(["distill", "cache-teacher", "--teacher", str(default_student_folder()), "--data",
+                 str(tmp_path / "clips"), "-o", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert "ships inside the star-vsr package" in err and "--model" not in err, err
+    with pytest.raises(MissingWeightsError, match="ships inside the star-vsr package.*use another student's folder$"):
         StarStudentPipeline.from_pretrained(default_student_folder())
 
 
