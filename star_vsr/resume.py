@@ -530,10 +530,12 @@ def save_progress(work: Path, settings: dict[str, Any], segments: list[tuple[str
     except (OSError, SafetensorError) as error:
         for written in (temp, *([work / name] if name else [])):
             written.unlink(missing_ok=True)
-        if (work / MANIFEST).is_file():  # the segment just committed is of no use without its state: free its space
+        saved = (work / MANIFEST).is_file()
+        if saved:  # the segment just committed is of no use without its state: free its space
             _remove_unlisted(work, loads_json((work / MANIFEST).read_text()))
+        again = "to go on from the previous checkpoint" if saved else "(no checkpoint was saved yet: it starts over)"
         raise write_failed(f"cannot save the progress of the run in {work} ({write_reason(error)}); free some space "
-                           f"and run the same command again to go on from the previous checkpoint", error) from None
+                           f"and run the same command again {again}", error) from None
     _remove_unlisted(work, manifest)
 
 

@@ -723,7 +723,8 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(pipe, tmp_path, 
         raise OSError(28, "No space left on device")  # ... when the disk fills up
 
     monkeypatch.setattr(safetensors.torch, "save_file", disk_fills_up)
-    with pytest.raises(OutputError, match="No space left on device.*free some space") as refused:
+    with pytest.raises(OutputError, match="No space left on device.*free some space and run the same command "
+                       "again to go on from the previous checkpoint$") as refused:
         upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
     assert refused.value.errno == 28  # a full disk: `star-vsr upscale` exits 1, not 2 as for a setting
     manifest = json.loads((work / MANIFEST).read_text())
@@ -732,6 +733,23 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(pipe, tmp_path, 
     monkeypatch.undo()
     upscale_video(pipe, source, output, progress=False)
     assert probe_video(output).num_frames == 6 and not work.exists()
+
+
+def test_a_full_disk_at_the_first_checkpoint_says_the_rerun_starts_over(pipe, tmp_path, monkeypatch):
+    """It said "run the same command again to go on from the previous checkpoint" when there was none."""
+    import safetensors.torch
+
+    source = write_test_video(tmp_path / "in.mp4", 6, size=(12, 16))
+    output = tmp_path / "out.mp4"
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(OutputError, match=r"free some space and run the same command again \(no checkpoint was "
+                       r"saved yet: it starts over\)$"):
+        upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
+    assert not (partial_folder(output) / MANIFEST).exists() and not output.exists()
 
 
 def test_a_damaged_segment_is_found_before_any_frame_is_upscaled(pipe, tmp_path, monkeypatch):
