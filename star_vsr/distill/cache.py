@@ -34,8 +34,8 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import (InputError, RanOutOfMemoryError, cannot_write, cli_running, is_out_of_memory, listed,
-                      memory_amount, option)
+from ..errors import (DISK_FULL_ERRNOS, InputError, OutputError, RanOutOfMemoryError, cannot_write, cli_running,
+                      is_out_of_memory, listed, memory_amount, option, write_failed)
 from ..frames import check_unit_range
 from ..model_folder import safetensors_shapes
 from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
@@ -291,11 +291,15 @@ def build_teacher_cache(
                     temp.unlink()
                 if new_folder and not any(folder.iterdir()):
                     folder.rmdir()
-            elif progress and isinstance(error, KeyboardInterrupt):
+            else:
                 clips_saved = sum(len(manifest.shard_clips(s)) for s in saved)
-                tqdm.write(f"{folder}: stopped; {clips_saved} of {manifest.num_clips} clip"
-                           f"{'s' * (manifest.num_clips != 1)} saved. Run the "
-                           "same command again to go on from there", file=sys.stderr)
+                kept = f"{clips_saved} of {manifest.num_clips} clip{'s' * (manifest.num_clips != 1)} saved"
+                if isinstance(error, OutputError) and error.errno in DISK_FULL_ERRNOS:  # (it said only "cannot write")
+                    raise write_failed(f"{error}; {kept}: free some space and run the same command again to go on "
+                                       f"from there", error) from None
+                if progress and isinstance(error, KeyboardInterrupt):
+                    tqdm.write(f"{folder}: stopped; {kept}. Run the same command again to go on from there",
+                               file=sys.stderr)
             raise
         manifest.complete = True
         manifest.save(folder)
