@@ -428,10 +428,13 @@ def explain_out_of_memory(doing: str, advice: str | Callable[[], str]) -> Iterat
     except (RuntimeError, MemoryError, OSError) as error:
         if not is_out_of_memory(error):
             raise
-        text = advice() if callable(advice) else advice
-        comma = "," if _is_onednn_refusal(str(memory_error(error)).lower()) else ""  # (after its "or ...")
-        raise RanOutOfMemoryError(f"{what_ran_out(error)}{comma} while {doing}{memory_amount(error)}; {text}"
-                                  ) from error
+        try:
+            text = advice() if callable(advice) else advice
+            comma = "," if _is_onednn_refusal(str(memory_error(error)).lower()) else ""  # (after its "or ...")
+            message = f"{what_ran_out(error)}{comma} while {doing}{memory_amount(error)}; {text}"
+        except MemoryError:  # the message's own work did not fit (under `ulimit -v`): a MemoryError traceback
+            message = f"out of memory while {doing}"
+        raise RanOutOfMemoryError(message) from error
 
 
 def explain_out_of_memory_of_call(doing: str, advice: Callable[[Any, dict[str, Any]], str]

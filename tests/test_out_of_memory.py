@@ -289,6 +289,21 @@ def test_cli_out_of_memory_outside_the_pipelines_is_one_line(tmp_path, monkeypat
     assert "error: out of memory while running star-vsr degrade" in capsys.readouterr().err
 
 
+def test_a_message_that_does_not_fit_in_memory_either_still_says_out_of_memory(monkeypatch):
+    """Under `ulimit -v` the handler's own work once ran out of memory too: a MemoryError traceback."""
+    import star_vsr.errors
+    from star_vsr.errors import RanOutOfMemoryError
+
+    def no_memory_left(error):
+        raise MemoryError
+
+    monkeypatch.setattr(star_vsr.errors, "memory_amount", no_memory_left)
+    with pytest.raises(RanOutOfMemoryError, match="^out of memory while upscaling$") as refused:
+        with explain_out_of_memory("upscaling", "use smaller frames"):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert isinstance(refused.value.__cause__, torch.OutOfMemoryError)
+
+
 def test_not_out_of_memory_errors_keep_their_type():
     with pytest.raises(InputError):
         with explain_out_of_memory("testing", "do less"):
