@@ -158,8 +158,13 @@ def os_error_line(error: OSError) -> str:
     names, and for a bare "File too large" or "No space left on device" what it means and what to do."""
     where = f"{error.filename}: " if error.filename else ""
     full = error.errno in DISK_FULL_ERRNOS and not error.filename  # (a bare "File too large": of what?)
+    # Python's tempfile, in a library, when none of its folders takes a small file: a full disk or a file-size
+    # limit as well, not a missing folder
+    no_temp = "No usable temporary directory" in str(error.strerror)
     return (f"{where}{'a write failed: ' * full}{error.strerror or error}"
-            + " (a full disk or a file-size limit: free some space, then run the same command again)" * full)
+            + " (a full disk or a file-size limit: free some space, then run the same command again)" * full
+            + " (none of them could be written: a full disk or a file-size limit? Free some space or set TMPDIR "
+              "to a folder that can be written, then run the same command again)" * no_temp)
 
 
 class OutputExistsError(StarVSRError, FileExistsError):

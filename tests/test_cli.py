@@ -2209,6 +2209,24 @@ def test_a_disk_error_while_writing_is_one_line_and_leaves_nothing(tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 
+def test_no_usable_temporary_folder_is_said_as_a_full_disk_or_a_size_limit(tmp_path, monkeypatch, capsys):
+    """Under `ulimit -f 0` (or with /tmp full) torch's compile cache asked Python's tempfile for a folder while the
+    student loaded: "error: No usable temporary directory found in ['/tmp', ...]", as if the folders were missing."""
+    import errno
+
+    import star_vsr.upscale
+
+    def no_folder_takes_a_file(*args, **kwargs):
+        raise FileNotFoundError(errno.ENOENT, f"No usable temporary directory found in {['/tmp', str(tmp_path)]}")
+
+    monkeypatch.setattr(star_vsr.upscale, "load_upscaler", no_folder_takes_a_file)
+    src = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out.mp4")]) == 1
+    err = capsys.readouterr().err
+    assert "error: No usable temporary directory found in" in err and "(none of them could be written: a full disk " \
+           "or a file-size limit? Free some space or set TMPDIR to a folder that can be written" in err, err
+
+
 def test_a_full_disk_under_png_frames_says_so(tmp_path):
     """PNG frames were written by cv2.imwrite, which reports a failed write as False: 'could not write FILE', no why.
     Files capped at 300 bytes (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG as on a full disk)."""
