@@ -61,6 +61,25 @@ def missing_student_help(folder: Path) -> str:
     return bundled_student_help(folder) if is_bundled_student(folder) else MISSING_STUDENT_HELP
 
 
+def _ignore_diffusion_arguments(arguments: dict[str, Any]) -> None:
+    """Warn that the student ignores ``arguments``, which only ``StarVSRPipeline.__call__`` takes (a
+    ``TypeError`` names one that neither pipeline takes, as Python does)."""
+    if not arguments:
+        return
+    import inspect
+    import warnings
+
+    from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
+
+    known = inspect.signature(StarVSRPipeline.__call__).parameters
+    for name in arguments:
+        if name not in known:
+            raise TypeError(f"StarStudentPipeline.__call__() got an unexpected keyword argument {name!r}")
+    many = len(arguments) > 1
+    warnings.warn(f"{', '.join(arguments)} only appl{'y' if many else 'ies'} to diffusion models (StarVSRPipeline); "
+                  f"the student ignores {'them' if many else 'it'}", stacklevel=3)
+
+
 def memory_advice(upscale: float, on_gpu: bool = False) -> str:
     """What to change when a run upscaling by ``upscale`` (on a GPU: ``on_gpu``) does not fit in memory (the
     student's memory grows with the frame size), naming command-line flags or Python arguments
@@ -247,6 +266,7 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
         state_sink: Optional[StateSink] = None,
         generator: Union[torch.Generator, list[torch.Generator], None] = None,
         scene_cut_threshold: Optional[float] = SCENE_CUT_THRESHOLD,
+        **diffusion_kwargs: Any,
     ) -> Union[StarStudentPipelineOutput, tuple]:
         r"""Upscale a video frame by frame.
 
@@ -282,8 +302,13 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
                 this (mean absolute difference in [0, 1], ``star_vsr.scene_cuts``) starts a new scene: the state
                 is reset to zeros first, so the frames after a cut are those the new scene alone gives. None
                 carries the state through every frame.
+            diffusion_kwargs: arguments of ``StarVSRPipeline.__call__`` that a student has no use for
+                (``num_inference_steps``, ``prompt``, ...): ignored with a warning, as ``star-vsr upscale`` ignores
+                their flags, so that code can call either pipeline with the same arguments. Any other name is a
+                ``TypeError``.
         """
         # 1. Check inputs
+        _ignore_diffusion_arguments(diffusion_kwargs)
         source = as_frame_source(video)
         self.check_inputs(upscale, output_type, chunk_size, start_frame, state, source.height, source.width,
                           scene_cut_threshold)

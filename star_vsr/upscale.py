@@ -179,7 +179,8 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
 
     Frames stream from the input through the pipeline into the output, which appears under
     ``output_path`` only when everything succeeded (and keeps the input's fps and audio).
-    ``pipeline_kwargs`` go to the pipeline call (``upscale``, ``num_inference_steps``, ...).
+    ``pipeline_kwargs`` go to the pipeline call (``upscale``, ``num_inference_steps``, ...; a student ignores the
+    diffusion model's, with a warning).
 
     The run is resumable (``star_vsr.resume``), with a student or a diffusion pipeline: every
     ``checkpoint_seconds`` (None: ``star_vsr.resume.CHECKPOINT_SECONDS``) it commits the frames

@@ -630,6 +630,28 @@ def test_pipeline_accepts_and_ignores_a_generator_as_the_diffusion_pipeline_take
             pipe(lr, upscale=2, generator=generator)
 
 
+def test_pipeline_ignores_the_diffusion_pipeline_s_arguments_with_a_warning(pipe, tmp_path):
+    """upscale_video's docstring sends num_inference_steps to "the pipeline call", and load_upscaler loads either
+    kind of folder, but the student raised a bare TypeError; star-vsr upscale ignores such flags (black-box hunt)."""
+    from star_vsr.io import probe_video
+    from star_vsr.io.synthetic import write_test_video
+    from star_vsr.upscale import upscale_video
+
+    lr = clip(n=2)[0]
+    plain = pipe(lr, upscale=2).frames
+    with pytest.warns(UserWarning, match=r"^num_inference_steps only applies to diffusion models \(StarVSRPipeline"
+                                         r"\); the student ignores it$"):
+        torch.testing.assert_close(pipe(lr, upscale=2, num_inference_steps=3).frames, plain, rtol=0, atol=0)
+    with pytest.warns(UserWarning, match=r"^prompt, tile_size only apply to .*ignores them$"):
+        pipe(lr, upscale=2, prompt="a cat", tile_size=64)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'num_steps'"):  # neither pipeline's
+        pipe(lr, upscale=2, num_steps=3)
+    source = write_test_video(tmp_path / "in.mp4", num_frames=2, size=(8, 8))
+    with pytest.warns(UserWarning, match="num_inference_steps only applies"):
+        upscale_video(pipe, source, tmp_path / "out.mkv", codec="ffv1", progress=False, num_inference_steps=15)
+    assert probe_video(tmp_path / "out.mkv").num_frames == 2
+
+
 def test_pipeline_input_errors(pipe):
     lr = clip(n=1)[0]
     with pytest.raises(InputError, match="unsupported scale"):
