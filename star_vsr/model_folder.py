@@ -399,8 +399,15 @@ def check_save_target(folder: Union[str, Path], kind: str, contents: str = "") -
 def check_save_folder(folder: Path, class_name: str) -> None:
     """``InputError`` before ``save_pretrained`` writes anything when ``folder`` is a file, or a pipeline folder of
     another class (diffusers would rewrite its ``model_index.json`` and leave the other pipeline's component
-    folders beside this one's: a folder that loads as neither). A folder of the same class is saved over."""
+    folders beside this one's: a folder that loads as neither), or the student that ships with star-vsr. A folder of
+    the same class is saved over."""
+    from .student import is_bundled_student
+
     check_save_target(folder, "pipeline")
+    if is_bundled_student(folder):  # (saved over without a word, and its training record deleted)
+        raise InputError(f"cannot save into {folder}: it holds the student that ships inside the star-vsr package, "
+                         f"which the commands use without --model; save into another folder (to replace the shipped "
+                         f"student on purpose, copy that folder's files over it)")
     other = saved_pipeline_class(folder)  # (none: nothing of another pipeline to mix with)
     if other is not None and other != class_name:
         raise InputError(f"cannot save a {class_name} into {folder}: it holds a {other}, whose files would be left "

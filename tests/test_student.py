@@ -1187,6 +1187,27 @@ def test_the_shipped_student_damaged_says_to_reinstall(tmp_path, monkeypatch, ca
         StarStudentPipeline.from_pretrained(default_student_folder())
 
 
+def test_the_shipped_student_is_not_saved_over(tmp_path, monkeypatch):
+    """save_pretrained into the package's student folder succeeded without a word, and deleted its training record
+    (black-box hunt). A copy of the package, so that a failure cannot change the real one."""
+    import shutil
+
+    import star_vsr
+    from star_vsr.student import default_student_folder
+
+    package = tmp_path / "star_vsr"
+    shutil.copytree(default_student_folder(), package / "weights" / "student-default")
+    monkeypatch.setattr(star_vsr, "__file__", str(package / "__init__.py"))
+    before = {path: path.read_bytes() for path in default_student_folder().rglob("*") if path.is_file()}
+    pipe = StarStudentPipeline.from_pretrained(default_student_folder())
+    with pytest.raises(InputError, match=r"cannot save into .*student-default: it holds the student that ships "
+                                         r"inside the star-vsr package.*save into another folder"):
+        pipe.save_pretrained(default_student_folder())
+    assert {path: path.read_bytes() for path in default_student_folder().rglob("*") if path.is_file()} == before
+    pipe.save_pretrained(tmp_path / "mine")
+    assert (tmp_path / "mine" / "model_index.json").is_file()
+
+
 def test_a_variant_folder_on_the_command_line_is_told_how_to_save_it_without_one(pipe, tmp_path, capsys):
     """It was told to "load it with variant='fp16'", which no command can."""
     from star_vsr.cli import main
