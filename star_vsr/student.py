@@ -51,8 +51,8 @@ def bundled_student_help(folder: Path) -> str:
     another = "pass --model FOLDER to use another student" if option("", "--model FOLDER") \
         else "use another student's folder"  # (cache-teacher's --teacher, a Python caller's from_pretrained)
     return (f"{folder} is the student that ships inside the star-vsr package, and its files are missing or damaged: "
-            f"reinstall star-vsr (pip install --force-reinstall --no-deps star-vsr; in a git checkout, `git checkout "
-            f"-- star_vsr/weights`), or {another}")
+            f"reinstall star-vsr (in a clone, `git checkout -- star_vsr/weights`; from a wheel, `pip install "
+            f"--force-reinstall --no-deps` of the wheel), or {another}")
 
 
 def build_student_pipeline(preset: str = "small", seed: int = 0, bilinear_start: bool = False,

@@ -1110,8 +1110,9 @@ def test_gpu_only_options_are_refused_on_cpu(pipe):
     for offload in (pipe.enable_sequential_cpu_offload, build_student_pipeline("tiny").enable_model_cpu_offload):
         with pytest.raises(DeviceError, match="no GPU is available"):  # diffusers' RuntimeError: "requires accelerator"
             offload()
-    with pytest.raises(DeviceError):
+    with pytest.raises(DeviceError) as refused:
         pipe.enable_xformers_memory_efficient_attention()
+    assert "pip install star-vsr" not in str(refused.value)  # (star-vsr is not on PyPI)
     if not torch.backends.mps.is_available():  # (torch's RuntimeError from inside the move, as cuda's was)
         with pytest.raises(DeviceError, match=r"^to\('mps'\) needs Apple's MPS, and none is available"):
             pipe.to("mps")

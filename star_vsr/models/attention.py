@@ -61,8 +61,9 @@ class Attention(nn.Module):
         """Hook called by diffusers' ``enable_xformers_memory_efficient_attention``."""
         if valid:
             if not _xformers_available():
-                raise DeviceError("xformers is not installed: `pip install star-vsr[xformers]` on a CUDA machine, "
-                                  "or keep the default PyTorch SDPA attention.")
+                raise DeviceError("xformers is not installed: on a CUDA machine `pip install xformers` (in a clone of "
+                                  "star-vsr, `pip install -e \".[xformers]\"`), or keep the default PyTorch SDPA "
+                                  "attention.")
             if not torch.cuda.is_available():
                 raise DeviceError("xformers memory-efficient attention needs a CUDA GPU; on the CPU the default "
                                   "PyTorch SDPA attention is used.")
