@@ -50,8 +50,8 @@ def check_unit_range(frames: torch.Tensor, what: str = "video tensors") -> None:
 
 
 def _to_tensor(frame: object, mode_i_16bit: bool = False) -> torch.Tensor:
-    """One frame (PIL image, uint8 or uint16 (h, w, 3) array, or float (3, h, w) tensor) -> float (3, h, w);
-    ``mode_i_16bit``: a PIL image of mode "I" is 16-bit (`_pil_as_array`)."""
+    """One frame (PIL image, uint8 or uint16 (h, w, 3) array (grey: (h, w) or (h, w, 1)), or float (3, h, w) tensor)
+    -> float (3, h, w); ``mode_i_16bit``: a PIL image of mode "I" is 16-bit (`_pil_as_array`)."""
     if isinstance(frame, torch.Tensor):
         if frame.ndim != 3 or frame.shape[0] != 3:
             raise InputError(f"tensor frames must be (3, h, w), got {tuple(frame.shape)}")
@@ -65,6 +65,8 @@ def _to_tensor(frame: object, mode_i_16bit: bool = False) -> torch.Tensor:
     array = np.asarray(frame)  # PIL images give read-only views: converted by copies below, not shared
     if not array.dtype.isnative:  # big-endian ('>u2' from FITS or np.frombuffer): torch takes only native order
         array = array.astype(array.dtype.newbyteorder("="))
+    if array.ndim == 3 and array.shape[-1] == 1:  # grey (h, w, 1), as (h, w)
+        array = array[..., 0]
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] not in (3, 4):
@@ -236,9 +238,10 @@ def as_frame_source(video: Union[VideoInput, FrameSource]) -> FrameSource:
     if isinstance(video, torch.Tensor):
         return TensorFrameSource(video)
     if isinstance(video, np.ndarray):
-        if video.ndim == 4 and video.shape[-1] in (3, 4):  # (n, h, w, 3) RGB or (n, h, w, 4) RGBA
+        if video.ndim == 4 and video.shape[-1] in (1, 3, 4):  # (n, h, w, 3) RGB, (n, h, w, 4) RGBA, (n, h, w, 1)
             return ListFrameSource(list(video))
-        raise InputError(f"numpy videos must be (frames, h, w, 3), got shape {video.shape}")
+        raise InputError(f"numpy videos must be (frames, h, w, 3) (grey: (frames, h, w, 1); one frame: frame[None]), "
+                         f"got shape {video.shape}")
     if isinstance(video, Sequence):
         return ListFrameSource(video)
     raise InputError(f"unsupported video input {type(video).__name__}: pass a path, a (frames, 3, h, w) tensor "

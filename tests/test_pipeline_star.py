@@ -1014,6 +1014,20 @@ def test_array_like_frames_are_frames():
     assert next(as_frame_source([ArrayLike()]).iter_chunks(1)).min() == 1.0
 
 
+def test_grey_frames_are_read_in_every_layout():
+    """A list of (h, w) arrays was read as grey, but (h, w, 1) frames and a (frames, h, w, 1) array were refused
+    (black-box hunt); a (frames, h, w) array stays refused: a single (h, w, 3) frame has that shape too."""
+    from star_vsr.frames import as_frame_source
+
+    grey = np.arange(2 * 5 * 7, dtype=np.uint8).reshape(2, 5, 7) * 3
+    expected = torch.from_numpy(grey).float().div(255)[:, None].expand(2, 3, 5, 7)  # (n, 3, h, w), R = G = B
+    for video in (list(grey), list(grey[..., None]), grey[..., None]):
+        torch.testing.assert_close(next(as_frame_source(video).iter_chunks(2)), expected, rtol=0, atol=0)
+    with pytest.raises(InputError, match=r"grey: \(frames, h, w, 1\); one frame: frame\[None\]\), got shape "
+                                         r"\(2, 5, 7\)"):
+        as_frame_source(grey)
+
+
 @pytest.mark.parametrize("mode", ["P", "CMYK", "YCbCr", "RGBA", "LA", "L"])
 def test_pil_frames_of_any_mode_are_read_as_rgb(mode):
     """In-memory PIL frames were read with np.asarray: palette indices as grey, CMYK and YCbCr as RGB."""
