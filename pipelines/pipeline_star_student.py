@@ -288,7 +288,8 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
                 an uninterrupted run gives; so does ``start_frame=0`` with ``video`` the frames that follow
                 (a stream fed in pieces): the scene-cut test of its first frame uses the frame before it,
                 which the state keeps (``StarStudentState.last_lr_frame``; a state without one, e.g. one
-                rebuilt from ``tensors()``, skips that test).
+                rebuilt from ``tensors()``, skips that test, and the check that it comes from frames of this exact
+                size: its tensors are of the size rounded up to even).
             start_frame: frames at the start of ``video`` that ``state`` has seen; they are decoded and
                 dropped, not upscaled, and the output starts with frame ``start_frame``.
             state_sink: called after each chunk with the number of frames of ``video`` done so far

@@ -204,7 +204,9 @@ class StarStudentState:
         previous_frame: the previous frame's temporally filtered clean LR frame (b, 3, h_p, w_p).
         last_lr_frame: the previous raw LR frame (b, 3, h, w), or None. The model does not use it (it is not
             one of ``tensors()``); ``StarStudentPipeline`` sets it in the states it hands out, for the
-            scene-cut test of the next frame when the rest of a stream is fed with the state.
+            scene-cut test of the next frame when the rest of a stream is fed with the state, and to refuse the
+            state for frames of another size (without it, one of a video a pixel narrower or shorter, padded to
+            the same even size, is taken).
 
     ``h_p``, ``w_p`` are the LR height and width rounded up to even (the front end's unshuffle).
     All zeros is the state before the first frame.
