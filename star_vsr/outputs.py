@@ -120,6 +120,24 @@ def check_output_folder_name(path: Union[str, Path], writes: str) -> None:
         raise InputError(f"the output folder {path} {why_missing(path)}; make that folder, or name another")
 
 
+def without_missing_parents(path: str) -> str:
+    """``path`` with each ``NAME/..`` whose ``NAME`` does not exist taken out: where a writer that makes the missing
+    folders first ends up writing (``new/../in.mp4`` is ``in.mp4``). The checks that an output is not the input and
+    not there already must see that file, before the run makes ``new`` (they saw nothing there, and the input was
+    overwritten). A ``..`` after something that exists is left to the system (after a link, it is not the link's
+    folder)."""
+    if ".." not in Path(path).parts:
+        return path
+    parts: list[str] = []
+    for part in Path(path).parts:
+        if part == ".." and parts and parts[-1] != ".." and not os.path.lexists(Path(*parts)):
+            parts.pop()
+        else:
+            parts.append(part)
+    collapsed = str(Path(*parts)) if parts else "."
+    return collapsed + os.sep if path.endswith(os.sep) and collapsed != os.sep else collapsed  # ("out.mp4/": refused)
+
+
 def check_not_a_link(path: Path) -> None:
     """``InputError`` if ``path`` is a link to something that exists: writing it (a temporary file renamed onto it)
     replaces the link and leaves what it points to as it was (``--json /dev/stdout --overwrite``, as root, made the

@@ -204,7 +204,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     """
     from .frames import FileFrameSource
     from .io.atomic import check_no_replace
-    from .outputs import check_video_output_name
+    from .outputs import check_video_output_name, without_missing_parents
 
     for name, path in (("input_path", input_path), ("output_path", output_path)):
         if not isinstance(path, (str, os.PathLike)):  # frames in memory go to the pipeline call instead
@@ -212,7 +212,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
                              f"{type(path).__name__}; to upscale frames in memory call the pipeline: "
                              f"pipe(frames).frames")
     # "~/out.mp4" as the command line takes it (it was written to a folder named "~" in the current one)
-    input_path, output_path = os.path.expanduser(input_path), os.path.expanduser(output_path)
+    input_path, output_path = os.path.expanduser(input_path), without_missing_parents(os.path.expanduser(output_path))
     check_video_output_name(output_path)  # "out.mp4/": a file's name given as a folder
     if Path(input_path).exists() and Path(output_path).exists() and os.path.samefile(input_path, output_path):
         raise InputError(f"the output {output_path} is the input; write to another name")

@@ -2227,6 +2227,34 @@ def test_no_usable_temporary_folder_is_said_as_a_full_disk_or_a_size_limit(tmp_p
            "or a file-size limit? Free some space or set TMPDIR to a folder that can be written" in err, err
 
 
+def test_an_output_through_a_missing_folder_and_dotdot_is_checked_as_the_file_it_names(tmp_path, monkeypatch,
+                                                                                      capsys):
+    """`-o new/../in.mp4 --overwrite` wrote over the input (the checks saw nothing at new/../in.mp4 before the run
+    made new/), `-o new/../other.mp4` did all the work and then failed on the existing file, and upscale-batch wrote
+    into its input folder through `-o IN/new/..` (black-box hunt)."""
+    from star_vsr.student import build_student_pipeline
+    from star_vsr.upscale import upscale_video
+
+    monkeypatch.chdir(tmp_path)
+    write_test_video(tmp_path / "in.mp4", num_frames=2, size=(16, 16))
+    shutil.copy(tmp_path / "in.mp4", tmp_path / "other.mp4")
+    (tmp_path / "videos").mkdir()
+    shutil.copy(tmp_path / "in.mp4", tmp_path / "videos" / "a.mp4")
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*.mp4")}
+    for argv, said in ((["upscale", "in.mp4", "-o", "new/../in.mp4", "--overwrite"], "the output in.mp4 is the input"),
+                       (["degrade", "in.mp4", "-o", "new/../in.mp4", "--overwrite"], "the output in.mp4 is the input"),
+                       (["upscale", "in.mp4", "-o", "new/deeper/../../other.mp4"], "other.mp4 already exists"),
+                       (["upscale-batch", "videos", "-o", "videos/new/.."], "is the input folder")):
+        assert main(argv) == 2, argv
+        assert said in capsys.readouterr().err, argv
+    with pytest.raises(InputError, match="is the input"):
+        upscale_video(build_student_pipeline("tiny"), "in.mp4", "new/../in.mp4", overwrite=True, progress=False)
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*.mp4")} == before
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["a.mp4", "in.mp4", "other.mp4", "videos"]
+    assert main(["upscale", "in.mp4", "-o", "new/../up.mp4", "--max-frames", "1", "--upscale", "2"]) == 0
+    assert probe_video(tmp_path / "up.mp4").width == 32 and not (tmp_path / "new").exists()
+
+
 def test_a_full_disk_under_png_frames_says_so(tmp_path):
     """PNG frames were written by cv2.imwrite, which reports a failed write as False: 'could not write FILE', no why.
     Files capped at 300 bytes (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG as on a full disk)."""

@@ -100,3 +100,21 @@ def test_frame_files_are_star_vsr_s_png_frames_in_frame_order(tmp_path):
     assert is_frame_output(tmp_path)
     (tmp_path / "frame_a.png").write_bytes(b"")
     assert len(frame_files(tmp_path)) == 4 and not is_frame_output(tmp_path)
+
+
+def test_without_missing_parents_takes_out_only_what_a_writer_s_new_folders_would(tmp_path, monkeypatch):
+    from star_vsr.outputs import without_missing_parents
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "real" / "inner").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True)
+    os.symlink(tmp_path / "elsewhere" / "deep", tmp_path / "link")
+    assert without_missing_parents("new/../out.mp4") == "out.mp4"
+    assert without_missing_parents("a/b/../../out.mp4") == "out.mp4"
+    assert without_missing_parents("real/new/../out.mp4") == os.path.join("real", "out.mp4")
+    assert without_missing_parents("real/inner/../out.mp4") == "real/inner/../out.mp4"  # (the system's to resolve)
+    assert without_missing_parents("link/../out.mp4") == "link/../out.mp4"  # elsewhere/out.mp4, not ./out.mp4
+    assert without_missing_parents("../new/../out.mp4") == os.path.join("..", "out.mp4")
+    assert without_missing_parents(f"{tmp_path}/new/../out.mp4") == str(tmp_path / "out.mp4")
+    assert without_missing_parents("new/../out.mp4/") == "out.mp4/"  # (a file's name as a folder: still refused)
+    assert without_missing_parents("new/..") == "."

@@ -99,11 +99,13 @@ def device_argument(text: str) -> str:
 def path_argument(text: str) -> str:
     """A file or folder argument, refused when empty (``-o ""``, or ``-o "$OUT"`` with ``OUT`` unset), which
     ``Path`` reads as the current folder: an input would be the current folder, an output go into it; a leading
-    ``~`` expanded as the shell does."""
+    ``~`` expanded as the shell does; ``NEW/..`` of a missing ``NEW`` taken out (`without_missing_parents`)."""
+    from ..outputs import without_missing_parents
+
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path (an unset shell variable?); name a file or folder")
     # the shell expands ~ only at a word's start: `--model=~/student` came as "~/student", "does not exist"
-    return os.path.expanduser(text) if text.startswith("~") else text
+    return without_missing_parents(os.path.expanduser(text) if text.startswith("~") else text)
 
 
 def max_frames_argument(text: str) -> int:
