@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Collection, Hashable, Iterable, Iterator, Mapping, Optional, Sequence
 
@@ -33,8 +33,8 @@ import yaml
 from .errors import (DISK_FULL_ERRNOS, InputError, MissingWeightsError, first_line, is_damaged_weights_error,
                      is_failed_write, is_out_of_memory, load_failure, TrainingDivergedError, why_missing, write_errno,
                      write_failed, write_reason)
-from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, give_default_mode, saved_index,
-                      write_text_atomic)
+from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, folder_lock, give_default_mode,
+                      saved_index, write_text_atomic)
 from .units import count_of
 from .json_files import loads_json
 
@@ -942,9 +942,11 @@ def _run_found(output_dir: Path) -> list[str]:
 
 
 def prepare_output_dir(args: argparse.Namespace, checkpoint: Optional[Path],
-                       run_outputs: Callable[[Mapping[str, Any]], Iterable[str]]) -> None:
-    """Make ``args.output_dir`` (main process only, once the settings are known to work) and, when this run
-    starts over in it, delete what an earlier run wrote there (``clear_old_run``): with
+                       run_outputs: Callable[[Mapping[str, Any]], Iterable[str]], held: ExitStack) -> None:
+    """Make ``args.output_dir`` (main process only, once the settings are known to work), lock it for as long as
+    ``held`` lasts (the run's main: ``OutputBusyError`` when another run holds it; two runs wrote one folder, one's
+    settings record beside the other's model, or the second deleted the first's record as a run stopped untrained),
+    and, when this run starts over in it, delete what an earlier run wrote there (``clear_old_run``): with
     ``--overwrite_output_dir``, or ``--resume_from_checkpoint latest`` without a checkpoint to go on from (a run
     stopped before its first one, whose log, TensorBoard events and validation images would mix with this
     run's), or a new run in a folder where one stopped before it had trained a step (its settings record and
@@ -952,6 +954,7 @@ def prepare_output_dir(args: argparse.Namespace, checkpoint: Optional[Path],
     from, if any; one in another folder, with ``--overwrite_output_dir``, replaces the run in this one too."""
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    held.enter_context(folder_lock(output_dir, output_dir))
     stopped_untrained = (output_dir / CONFIG_FILE).is_file() and not _run_found(output_dir)
     if (checkpoint is None and (args.overwrite_output_dir or args.resume_from_checkpoint is not None
                                 or stopped_untrained)

@@ -1961,6 +1961,25 @@ def test_motion_clip_settings_with_a_cache_are_noted(tmp_path, train_cache, caps
     assert "no effect" not in capsys.readouterr().err
 
 
+def test_a_second_run_into_the_output_folder_of_a_running_one_is_refused(tmp_path):
+    """Two runs into one --output_dir both finished, the folder holding one's settings record beside the other's
+    model, or the second deleted the first's record as a run stopped before its first step, and the first crashed
+    (black-box hunt). The first run's lock (as its main process holds it) refuses the second before it clears."""
+    out = tmp_path / "run"
+    gt_only = ["--loss_teacher_charbonnier", "0", "--loss_space", "0", "--loss_time", "0", "--loss_feature", "0",
+               "--loss_gt_charbonnier", "1", "--motion_num_frames", "2", "--motion_crop_size", "16",
+               "--motion_length", "4", "--validation_steps", "0", "--report_to", "none"]
+    out.mkdir()
+    (out / "train_config.yaml").write_text("seed: 0\n")  # the running one's record, before its first step
+    script, args = training_args(None, out, *gt_only, "--max_train_steps", "1")
+    with folder_lock(out, out):
+        with pytest.raises(OutputBusyError, match=f"another star-vsr run is writing {out}; let it finish"):
+            script.main(args)
+        assert sorted(p.name for p in out.iterdir()) == ["train_config.yaml"]
+    script.main(args)  # once it is done (or stopped)
+    assert (out / "final_step.txt").read_text() == "1\n"
+
+
 def test_overwrite_output_dir_starts_clean_and_keeps_the_users_files(tmp_path):
     """A run over one that saved checkpoints, TensorBoard events, a summary and a model: afterwards the folder
     holds the new run's outputs only (it saves no checkpoint and logs nothing), and the user's file."""

@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -667,10 +668,10 @@ def test_starting_over_deletes_what_runs_wrote_and_nothing_else(tmp_path):
 
     args = argparse.Namespace(output_dir=str(run), logging_dir="logs", resume_from_checkpoint=None,
                               overwrite_output_dir=False)
-    prepare_output_dir(args, None, run_outputs)  # a new run in a folder without a run: nothing deleted
+    prepare_output_dir(args, None, run_outputs, ExitStack())  # a new run in a folder without a run: nothing deleted
     assert all((run / name).exists() for name in written + users)
     args.overwrite_output_dir = True
-    prepare_output_dir(args, None, run_outputs)
+    prepare_output_dir(args, None, run_outputs, ExitStack())
     left = sorted(str(path.relative_to(run)) for path in run.rglob("*") if path.is_file())
     assert left == sorted(users)
     assert sorted(p.name for p in run.iterdir()) == sorted(
@@ -685,20 +686,20 @@ def test_starting_over_deletes_what_runs_wrote_and_nothing_else(tmp_path):
     # going on from a checkpoint deletes nothing
     (run / "checkpoint-2").mkdir()
     args.resume_from_checkpoint = "latest"
-    prepare_output_dir(args, run / "checkpoint-2", run_outputs)
+    prepare_output_dir(args, run / "checkpoint-2", run_outputs, ExitStack())
     assert (run / "checkpoint-2").is_dir()
     # `latest` with no checkpoint to go on from (the old run stopped before its first): starts over too
     shutil.rmtree(run / "checkpoint-2")
     (run / "train_log.jsonl").write_text('{"step": 1}\n')
     args.overwrite_output_dir = False
-    prepare_output_dir(args, None, run_outputs)
+    prepare_output_dir(args, None, run_outputs, ExitStack())
     assert not (run / "train_log.jsonl").exists() and (run / "notes.txt").is_file()
     # going on from another folder's checkpoint with --overwrite_output_dir replaces the run here
     (run / "checkpoint-4").mkdir()
     (run / "train_log.jsonl").write_text('{"step": 1}\n')
     (tmp_path / "other" / "checkpoint-2").mkdir(parents=True)
     args.overwrite_output_dir = True
-    prepare_output_dir(args, tmp_path / "other" / "checkpoint-2", run_outputs)
+    prepare_output_dir(args, tmp_path / "other" / "checkpoint-2", run_outputs, ExitStack())
     assert not (run / "checkpoint-4").exists() and not (run / "train_log.jsonl").exists()
     assert (tmp_path / "other" / "checkpoint-2").is_dir() and (run / "notes.txt").is_file()
 
@@ -1340,7 +1341,7 @@ def test_a_new_run_clears_what_a_run_stopped_before_training_left(tmp_path):
     args = argparse.Namespace(output_dir=str(run), logging_dir="logs", resume_from_checkpoint=None,
                               overwrite_output_dir=False)
     check_output_dir(run, None, overwrite=False)  # no run there: a new one may start
-    prepare_output_dir(args, None, run_outputs)
+    prepare_output_dir(args, None, run_outputs, ExitStack())
     assert sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()) == ["notes.txt"]
 
 

@@ -49,6 +49,7 @@ import logging
 import math
 import sys
 import time
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -601,6 +602,11 @@ class TrainingClock:
                        "cache: cache shorter or smaller clips), or train with --mixed_precision bf16 on a GPU")
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Train; returns the summary also written to ``output_dir/training_summary.json``."""
+    with ExitStack() as held:  # the lock on the output folder (prepare_output_dir), until the run ends
+        return _distill(args, held)
+
+
+def _distill(args: argparse.Namespace, held: ExitStack) -> dict[str, Any]:
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
 
     logging_dir = Path(args.output_dir, args.logging_dir)
@@ -695,7 +701,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     num_train_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
     if accelerator.is_main_process:
         # made only now: a bad setting caught above (data, --trainable) leaves no empty output folder
-        prepare_output_dir(args, path, run_outputs)
+        prepare_output_dir(args, path, run_outputs, held)
 
     validation_clips: list[dict[str, Any]] = []
     validation_bicubic: dict[str, float] = {}  # bicubic's scores on the validation clips, computed once

@@ -62,6 +62,7 @@ import logging
 import math
 import sys
 import warnings
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -735,6 +736,11 @@ def main(args: argparse.Namespace) -> None:
     """Train the ControlNet and the UNet's LIEM gates (with ``lora_rank > 0`` also a LoRA) on
     ``w_v * L_v + b(t) * L_DF`` (steps 1-4 of the module docstring): checkpoints, the per-step log and validation
     strips go to ``args.output_dir``, and at the end the complete pipeline folder."""
+    with ExitStack() as held:  # the lock on the output folder (prepare_output_dir), until the run ends
+        _train(args, held)
+
+
+def _train(args: argparse.Namespace, held: ExitStack) -> None:
     output_dir = Path(args.output_dir)
     resume_path = resume_checkpoint(output_dir, args.resume_from_checkpoint)  # None: a new run
     accelerator = Accelerator(
@@ -775,7 +781,7 @@ def main(args: argparse.Namespace) -> None:
         if val_sample is None or args.validation_video is not None:
             dataset[0]  # a dataset without one usable clip fails here, not in the first step
         # only now: a run refused above leaves no folder behind
-        prepare_output_dir(args, resume_path, run_outputs)
+        prepare_output_dir(args, resume_path, run_outputs, held)
     sampler = EpochShuffleSampler(len(dataset), seed=args.seed)
     dataloader = DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, drop_last=True,
                             num_workers=args.dataloader_num_workers, worker_init_fn=ignore_stop_signals,
