@@ -1980,6 +1980,30 @@ def test_a_second_run_into_the_output_folder_of_a_running_one_is_refused(tmp_pat
     assert (out / "final_step.txt").read_text() == "1\n"
 
 
+def test_the_head_config_as_it_is_trains_the_x2_head_of_a_trained_student_only(tmp_path):
+    """Without the flags of its header comment, configs/distill_student_head.yaml trained a new student, all of it
+    (black-box hunt). As it is it now runs the first of those commands; here from the shipped student."""
+    from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
+    from star_vsr.student import default_student_folder
+
+    sys.path.insert(0, str(REPO / "training"))
+    try:
+        import distill_student
+    finally:
+        sys.path.pop(0)
+    args = distill_student.parse_args(["--config", str(REPO / "configs" / "distill_student_head.yaml"),
+                                       "--init_from", str(default_student_folder()), "--output_dir", str(tmp_path),
+                                       "--max_train_steps", "1", "--motion_num_frames", "2", "--motion_crop_size",
+                                       "24", "--validation_steps", "0", "--report_to", "none",
+                                       "--dataloader_num_workers", "0", "--ema_decay", "0", "--lr_warmup_steps", "0"])
+    distill_student.main(args)
+    before = StarStudentPipeline.from_pretrained(default_student_folder()).student.state_dict()
+    after = StarStudentPipeline.from_pretrained(tmp_path).student.state_dict()
+    changed = sorted({name.split(".")[0] + "." + name.split(".")[1] for name in before
+                      if not torch.equal(before[name], after[name])})
+    assert changed == ["upsamplers.2"]
+
+
 def test_overwrite_output_dir_starts_clean_and_keeps_the_users_files(tmp_path):
     """A run over one that saved checkpoints, TensorBoard events, a summary and a model: afterwards the folder
     holds the new run's outputs only (it saves no checkpoint and logs nothing), and the user's file."""
