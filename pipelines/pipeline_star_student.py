@@ -67,17 +67,17 @@ def _ignore_diffusion_arguments(arguments: dict[str, Any]) -> None:
     if not arguments:
         return
     import inspect
-    import warnings
 
     from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
+    from star_vsr.user_warnings import warn_user
 
     known = inspect.signature(StarVSRPipeline.__call__).parameters
     for name in arguments:
         if name not in known:
             raise TypeError(f"StarStudentPipeline.__call__() got an unexpected keyword argument {name!r}")
     many = len(arguments) > 1
-    warnings.warn(f"{', '.join(arguments)} only appl{'y' if many else 'ies'} to diffusion models (StarVSRPipeline); "
-                  f"the student ignores {'them' if many else 'it'}", stacklevel=3)
+    warn_user(f"{', '.join(arguments)} only appl{'y' if many else 'ies'} to diffusion models (StarVSRPipeline); "
+              f"the student ignores {'them' if many else 'it'}")  # (the caller's line: said for each caller)
 
 
 def memory_advice(upscale: float, on_gpu: bool = False) -> str:
@@ -272,9 +272,10 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
 
         Args:
             video: a path (video file or image folder), a (n, 3, h, w) float tensor in [0, 1], a
-                (n, h, w, 3) uint8 array, or a list of PIL images / arrays. Files are read at 8 bits (a 10- or
-                16-bit video or image rounded, as ``star_vsr.io`` reads them); arrays, tensors and PIL images keep
-                their precision (a uint16 array or 16-bit image is scaled by 65535).
+                (n, h, w, 3) uint8 array (grey: (n, h, w, 1)), or a list of PIL images / arrays ((h, w, 3), grey
+                (h, w) or (h, w, 1)). Files are read at 8 bits (a 10- or 16-bit video or image rounded, as
+                ``star_vsr.io`` reads them); arrays, tensors and PIL images keep their precision (a uint16 array or
+                16-bit image is scaled by 65535).
             upscale: output size / input size, between 1 and 4 (2, 3 and 4 use pixel shuffle heads); None: the
                 student's own scale (``student.config.scale``, 4 for the bundled student).
             output_type: "pt", "np" or "pil".

@@ -586,9 +586,10 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
 
         Args:
             video: a path (video file or image folder), a (n, 3, h, w) float tensor in [0, 1], a
-                (n, h, w, 3) uint8 array, or a list of PIL images / arrays. Files are read at 8 bits (a 10- or
-                16-bit video or image rounded, as ``star_vsr.io`` reads them); arrays, tensors and PIL images keep
-                their precision (a uint16 array or 16-bit image is scaled by 65535).
+                (n, h, w, 3) uint8 array (grey: (n, h, w, 1)), or a list of PIL images / arrays ((h, w, 3), grey
+                (h, w) or (h, w, 1)). Files are read at 8 bits (a 10- or 16-bit video or image rounded, as
+                ``star_vsr.io`` reads them); arrays, tensors and PIL images keep their precision (a uint16 array or
+                16-bit image is scaled by 65535).
             prompt: caption of the video; STAR's ``positive_prompt`` is appended to it.
             negative_prompt: STAR's negative prompt by default; None for an empty one.
             positive_prompt: suffix appended to ``prompt`` exactly as STAR does (no separator).

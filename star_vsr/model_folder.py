@@ -391,7 +391,11 @@ def _json_object(path: Optional[Path]) -> dict[str, Any]:
 
 def check_save_target(folder: Union[str, Path], kind: str, contents: str = "") -> None:
     """``InputError`` before a ``save_pretrained`` of a ``kind`` ("model", "pipeline") writes anything when
-    ``folder`` is a file (diffusers' own only logs that for a model, and saves nothing)."""
+    ``folder`` is a file (diffusers' own only logs that for a model, and saves nothing), or the student that ships
+    with star-vsr or a part of it."""
+    from .student import check_not_the_shipped_student
+
+    check_not_the_shipped_student(folder, "save into")
     if Path(folder).exists() and not Path(folder).is_dir():
         raise InputError(f"cannot save the {kind} into {folder}: it is a file; a {kind} is saved as a folder{contents}")
 
@@ -399,15 +403,8 @@ def check_save_target(folder: Union[str, Path], kind: str, contents: str = "") -
 def check_save_folder(folder: Path, class_name: str) -> None:
     """``InputError`` before ``save_pretrained`` writes anything when ``folder`` is a file, or a pipeline folder of
     another class (diffusers would rewrite its ``model_index.json`` and leave the other pipeline's component
-    folders beside this one's: a folder that loads as neither), or the student that ships with star-vsr. A folder of
-    the same class is saved over."""
-    from .student import is_bundled_student
-
+    folders beside this one's: a folder that loads as neither). A folder of the same class is saved over."""
     check_save_target(folder, "pipeline")
-    if is_bundled_student(folder):  # (saved over without a word, and its training record deleted)
-        raise InputError(f"cannot save into {folder}: it holds the student that ships inside the star-vsr package, "
-                         f"which the commands use without --model; save into another folder (to replace the shipped "
-                         f"student on purpose, copy that folder's files over it)")
     other = saved_pipeline_class(folder)  # (none: nothing of another pipeline to mix with)
     if other is not None and other != class_name:
         raise InputError(f"cannot save a {class_name} into {folder}: it holds a {other}, whose files would be left "

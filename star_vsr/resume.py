@@ -535,7 +535,7 @@ def save_progress(work: Path, settings: dict[str, Any], segments: list[tuple[str
             _remove_unlisted(work, loads_json((work / MANIFEST).read_text()))
         again = "to go on from the previous checkpoint" if saved else "(no checkpoint was saved yet: it starts over)"
         raise write_failed(f"cannot save the progress of the run in {work} ({write_reason(error)}); free some space "
-                           f"and run the same command again {again}", error) from None
+                           f"and {option('call again', 'run the same command again')} {again}", error) from None
     _remove_unlisted(work, manifest)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import star_vsr
 
-from .errors import MissingWeightsError, option
+from .errors import InputError, MissingWeightsError, option
 
 if TYPE_CHECKING:
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
@@ -48,11 +48,25 @@ def is_bundled_student(folder: Path) -> bool:
 
 def bundled_student_help(folder: Path) -> str:
     """What to do when the student that ships with star-vsr (at ``folder``) is missing or damaged."""
-    another = "pass --model FOLDER to use another student" if option("", "--model FOLDER") \
-        else "use another student's folder"  # (cache-teacher's --teacher, a Python caller's from_pretrained)
+    has_model_flag = bool(option("", "--model FOLDER"))  # (a command with --model: not cache-teacher, nor Python)
+    another = "pass --model FOLDER to use another student" if has_model_flag else "use another student's folder"
     return (f"{folder} is the student that ships inside the star-vsr package, and its files are missing or damaged: "
             f"reinstall star-vsr (in a clone, `git checkout -- star_vsr/weights`; from a wheel, `pip install "
             f"--force-reinstall --no-deps` of the wheel), or {another}")
+
+
+def check_not_the_shipped_student(folder: Path | str, writing: str) -> None:
+    """``InputError`` when ``writing`` ("save into", "train into") the folder ``folder`` would change the student that
+    ships with star-vsr: that folder or one inside it (its ``student/``). A pipeline's save went over it without a
+    word, deleting its training record; a training run's ``--overwrite_output_dir`` emptied it before training."""
+    try:
+        inside = Path(folder).expanduser().resolve().is_relative_to(_bundled_folder().resolve())
+    except OSError:  # (a link loop: its own error where it is written)
+        return
+    if inside:
+        raise InputError(f"cannot {writing} {folder}: it is the student that ships inside the star-vsr package (which "
+                         f"the commands use without --model), or a part of it; {writing} another folder (to replace "
+                         f"the shipped student on purpose, copy a student folder's files over it)")
 
 
 def build_student_pipeline(preset: str = "small", seed: int = 0, bilinear_start: bool = False,

@@ -891,7 +891,11 @@ def check_output_dir(output_dir: Path, resume: Optional[str], overwrite: bool) -
     (``--resume_from_checkpoint``) nor replaces it (``--overwrite_output_dir``): training over an old
     run mixed their checkpoints, and ``latest`` could later resume the old one. Also when ``latest`` is asked
     for in a folder that holds a trained model but no checkpoint (a finished run saves its model, not always a
-    checkpoint): it would start over and replace that model."""
+    checkpoint): it would start over and replace that model. Also when it is the student that ships with star-vsr.
+    """
+    from .student import check_not_the_shipped_student
+
+    check_not_the_shipped_student(output_dir, "train into")
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return

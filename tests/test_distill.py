@@ -454,8 +454,8 @@ def test_a_full_disk_between_a_shard_and_the_manifest_leaves_a_cache_that_resume
         save(manifest, folder)
 
     monkeypatch.setattr(CacheManifest, "save", full_once_a_shard_is_written)
-    with pytest.raises(OutputError, match="No space left on device.*; 2 of 4 clips saved: free some space and run "
-                       "the same command again to go on from there$") as refused:  # (it said nothing of a rerun)
+    with pytest.raises(OutputError, match="No space left on device.*; 2 of 4 clips saved: free some space and call "
+                       "again to go on from there$") as refused:  # (it said nothing of a rerun)
         build_teacher_cache(teacher, clips, tmp_path / "cache", clips_per_shard=2)
     assert refused.value.errno == errno.ENOSPC
     monkeypatch.undo()

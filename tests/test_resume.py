@@ -723,8 +723,8 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(pipe, tmp_path, 
         raise OSError(28, "No space left on device")  # ... when the disk fills up
 
     monkeypatch.setattr(safetensors.torch, "save_file", disk_fills_up)
-    with pytest.raises(OutputError, match="No space left on device.*free some space and run the same command "
-                       "again to go on from the previous checkpoint$") as refused:
+    with pytest.raises(OutputError, match="No space left on device.*free some space and call again to go on "
+                       "from the previous checkpoint$") as refused:
         upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
     assert refused.value.errno == 28  # a full disk: `star-vsr upscale` exits 1, not 2 as for a setting
     manifest = json.loads((work / MANIFEST).read_text())
@@ -746,8 +746,8 @@ def test_a_full_disk_at_the_first_checkpoint_says_the_rerun_starts_over(pipe, tm
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
-    with pytest.raises(OutputError, match=r"free some space and run the same command again \(no checkpoint was "
-                       r"saved yet: it starts over\)$"):
+    with pytest.raises(OutputError, match=r"free some space and call again \(no checkpoint was saved yet: it "
+                       r"starts over\)$"):
         upscale_video(pipe, source, output, progress=False, chunk_size=2, checkpoint_seconds=0)
     assert not (partial_folder(output) / MANIFEST).exists() and not output.exists()
 

@@ -640,8 +640,9 @@ def test_pipeline_ignores_the_diffusion_pipeline_s_arguments_with_a_warning(pipe
     lr = clip(n=2)[0]
     plain = pipe(lr, upscale=2).frames
     with pytest.warns(UserWarning, match=r"^num_inference_steps only applies to diffusion models \(StarVSRPipeline"
-                                         r"\); the student ignores it$"):
+                                         r"\); the student ignores it$") as said:
         torch.testing.assert_close(pipe(lr, upscale=2, num_inference_steps=3).frames, plain, rtol=0, atol=0)
+    assert [w.filename for w in said] == [__file__]  # (at the out-of-memory wrapper's line it was said once only)
     with pytest.warns(UserWarning, match=r"^prompt, tile_size only apply to .*ignores them$"):
         pipe(lr, upscale=2, prompt="a cat", tile_size=64)
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'num_steps'"):  # neither pipeline's
@@ -1185,9 +1186,14 @@ def test_the_shipped_student_damaged_says_to_reinstall(tmp_path, monkeypatch, ca
     assert "ships inside the star-vsr package" in err and "--model" not in err, err
     with pytest.raises(MissingWeightsError, match="ships inside the star-vsr package.*use another student's folder$"):
         StarStudentPipeline.from_pretrained(default_student_folder())
+    teacher = str(default_student_folder())
+    (default_student_folder() / "model_index.json").unlink()  # (no class to pick the help by)
+    assert main(["distill", "cache-teacher", "--teacher", teacher, "--data", str(tmp_path / "clips"), "-o",
+                 str(tmp_path / "cache")]) == 2
+    assert "ships inside the star-vsr package" in capsys.readouterr().err
 
 
-def test_the_shipped_student_is_not_saved_over(tmp_path, monkeypatch):
+def test_the_shipped_student_is_not_saved_over(tmp_path, monkeypatch, capsys):
     """save_pretrained into the package's student folder succeeded without a word, and deleted its training record
     (black-box hunt). A copy of the package, so that a failure cannot change the real one."""
     import shutil
@@ -1200,9 +1206,21 @@ def test_the_shipped_student_is_not_saved_over(tmp_path, monkeypatch):
     monkeypatch.setattr(star_vsr, "__file__", str(package / "__init__.py"))
     before = {path: path.read_bytes() for path in default_student_folder().rglob("*") if path.is_file()}
     pipe = StarStudentPipeline.from_pretrained(default_student_folder())
-    with pytest.raises(InputError, match=r"cannot save into .*student-default: it holds the student that ships "
+    with pytest.raises(InputError, match=r"cannot save into .*student-default: it is the student that ships "
                                          r"inside the star-vsr package.*save into another folder"):
         pipe.save_pretrained(default_student_folder())
+    with pytest.raises(InputError, match=r"cannot save into .*student-default/student: it is the student"):
+        pipe.student.save_pretrained(default_student_folder() / "student")
+    # a training run: refused with its settings, before --overwrite_output_dir emptied the folder
+    sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
+    try:
+        import distill_student
+    finally:
+        sys.path.pop(0)
+    with pytest.raises(SystemExit):
+        distill_student.parse_args(["--config", str(Path(__file__).parents[1] / "configs" / "distill_student_gt.yaml"),
+                                    "--output_dir", str(default_student_folder()), "--overwrite_output_dir"])
+    assert "cannot train into" in capsys.readouterr().err
     assert {path: path.read_bytes() for path in default_student_folder().rglob("*") if path.is_file()} == before
     pipe.save_pretrained(tmp_path / "mine")
     assert (tmp_path / "mine" / "model_index.json").is_file()

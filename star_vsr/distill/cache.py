@@ -295,8 +295,9 @@ def build_teacher_cache(
                 clips_saved = sum(len(manifest.shard_clips(s)) for s in saved)
                 kept = f"{clips_saved} of {manifest.num_clips} clip{'s' * (manifest.num_clips != 1)} saved"
                 if isinstance(error, OutputError) and error.errno in DISK_FULL_ERRNOS:  # (it said only "cannot write")
-                    raise write_failed(f"{error}; {kept}: free some space and run the same command again to go on "
-                                       f"from there", error) from None
+                    again = option("call again", "run the same command again")
+                    raise write_failed(f"{error}; {kept}: free some space and {again} to go on from there",
+                                       error) from None
                 if progress and isinstance(error, KeyboardInterrupt):
                     tqdm.write(f"{folder}: stopped; {kept}. Run the same command again to go on from there",
                                file=sys.stderr)
