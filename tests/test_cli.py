@@ -1246,6 +1246,18 @@ def test_upscale_batch_under_overwrite_that_skipped_a_video_redoes_only_that_one
     assert "2 of 3 videos already redone by this batch under --overwrite in an earlier run that did not finish it " \
            "(stopped, or a video skipped" in capsys.readouterr().out
     assert not (outputs / LEDGER_NAME).exists()
+    # another batch on the folder ended meanwhile and removed the ledger: the rerun redoes every video, and says so
+    # (it said "to redo only it", black-box hunt)
+    broken.add("v1.mp4")
+
+    def another_batch_ends(pipe, video, *args, **kwargs):
+        (outputs / LEDGER_NAME).unlink(missing_ok=True)
+        return v1_unreadable(pipe, video, *args, **kwargs)
+
+    monkeypatch.setattr(star_vsr.upscale, "upscale_video", another_batch_ends)
+    assert main(args) == 1
+    assert "note: 1 video was not redone; running the same command again (after fixing what is named above) redoes " \
+           "every video: another batch on" in capsys.readouterr().out
 
 
 def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path, capsys, monkeypatch):

@@ -634,7 +634,11 @@ def _run_batch(args: argparse.Namespace) -> int:
               f"{listed(busy, 5)}; run this command again once it has ended", file=sys.stderr)
     skipped += busy
     if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above) ...
-        if skipped:  # ... but did not redo every video: the ledger stays, so that a rerun redoes only those left
+        if skipped and not ledger.path.is_file():  # another batch on the folder ended, and removed the ledger
+            print(f"note: {_videos_were(len(skipped))} not redone; running the same command again (after fixing "
+                  f"what is named above) redoes every video: another batch on {output_dir} ended meanwhile, and "
+                  f"the record of which videos this one redid went with it")
+        elif skipped:  # ... but did not redo every video: the ledger stays, so that a rerun redoes only those left
             print(f"note: {_videos_were(len(skipped))} not redone; run the same command again to redo only "
                   f"{'it' if len(skipped) == 1 else 'them'} "
                   f"(after fixing what is named above)")
