@@ -150,6 +150,27 @@ def alphas_cumprod() -> torch.Tensor:
     return make_star_scheduler().alphas_cumprod
 
 
+def test_timesteps_outside_the_schedule_and_shapes_that_differ_are_refused(alphas_cumprod):
+    """t = -1 took the noisiest step's alpha by Python's indexing (the frequency term clamped it to the cleanest),
+    t = 1000 or float steps raised a bare IndexError, and with the frequency term off a v_pred of another batch size
+    broadcast against the latents with only torch's warning (black-box hunt)."""
+    objective = StarDiffusionLoss(alphas_cumprod)
+    x0 = torch.zeros(2, 2, 4, 6, 6)
+    for t in (torch.tensor([-1, 3]), torch.tensor([0, 1000])):
+        with pytest.raises(InputError, match=r"timesteps must be in \[0, 1000\) \(the schedule's steps\), got"):
+            objective.add_noise(x0, x0, t)
+    for t in (torch.tensor([1.0, 2.0]), torch.tensor([[1, 2]])):
+        with pytest.raises(InputError, match=r"timesteps must be a \(b,\) tensor of integer steps"):
+            objective.velocity(x0, x0, t)
+    t = torch.tensor([0, 999])
+    with pytest.raises(InputError, match=r"must be \(b, n, c, h, w\) of one shape and timesteps \(b,\), got "
+                                         r"\{'v_pred': \(1, 2, 4, 6, 6\)"):
+        objective(x0[:1], x0, x0, x0, t)
+    with pytest.raises(InputError, match="timesteps \\(1,\\)"):
+        objective(x0, x0, x0, x0, t[:1])
+    assert float(objective(objective.velocity(x0, x0, t), x0, x0, x0, t).loss) == 0.0
+
+
 def test_v_target_and_x0_estimate_are_consistent(alphas_cumprod):
     objective = StarDiffusionLoss(alphas_cumprod)
     g = torch.Generator().manual_seed(0)

@@ -91,7 +91,19 @@ class StarDiffusionLoss(nn.Module):
         return self.alphas_cumprod.shape[0]
 
     def alpha_sigma(self, timesteps: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(alpha_t, sigma_t)`` per sample, each (b, 1, ..., 1) float32 for an ``ndim`` tensor."""
+        """``(alpha_t, sigma_t)`` per sample, each (b, 1, ..., 1) float32 for an ``ndim`` tensor.
+
+        Raises:
+            InputError: ``timesteps`` is not a (b,) integer tensor of steps in [0, T) (t = -1 was the noisiest
+                step here, by Python's indexing, and the cleanest one for the frequency term's weights).
+        """
+        if timesteps.ndim != 1 or timesteps.is_floating_point() or timesteps.is_complex() \
+                or timesteps.dtype == torch.bool:
+            raise InputError(f"timesteps must be a (b,) tensor of integer steps, got a {tuple(timesteps.shape)} "
+                             f"tensor of {timesteps.dtype}")
+        if timesteps.numel() and not 0 <= int(timesteps.min()) <= int(timesteps.max()) < self.num_train_timesteps:
+            raise InputError(f"timesteps must be in [0, {self.num_train_timesteps}) (the schedule's steps), got "
+                             f"{int(timesteps.min())} to {int(timesteps.max())}")
         alpha_bar = _per_sample(self.alphas_cumprod, timesteps, ndim)
         return alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
 
@@ -148,6 +160,12 @@ class StarDiffusionLoss(nn.Module):
                 the frequency term. Its parameters may be frozen: gradient still flows to ``v_pred``.
             generator: draws the decode window (frames and crop).
         """
+        shapes = {name: tuple(value.shape) for name, value in
+                  (("v_pred", v_pred), ("latents", latents), ("noise", noise), ("noisy_latents", noisy_latents))}
+        if len(set(shapes.values())) > 1 or v_pred.ndim != 5 or tuple(timesteps.shape) != (v_pred.shape[0],):
+            # (broadcast with only torch's warning when the frequency term, which checks them, was off)
+            raise InputError(f"v_pred, latents, noise and noisy_latents must be (b, n, c, h, w) of one shape and "
+                             f"timesteps (b,), got {shapes} and timesteps {tuple(timesteps.shape)}")
         v_target = self.velocity(latents, noise, timesteps)  # (b, n, c, h, w)
         loss_v = F.mse_loss(v_pred.float(), v_target)
         zero = loss_v.new_zeros(())
