@@ -105,6 +105,23 @@ def test_attention_map_sums_squares_over_channels_and_normalises():
     assert space_distillation_loss(features[None], torch.cat([features, features], 1)[None]).item() < 1e-12
 
 
+def test_a_missing_tap_is_named_and_bf16_student_features_meet_an_adapter():
+    """The criterion's space and time terms raised a bare KeyError for a tap missing on either side; the feature
+    term's 1x1 adapter refused bfloat16 student features outside autocast ("Input type (c10::BFloat16) and bias type
+    (float) should be the same"), which the other terms take (black-box hunt)."""
+    criterion = DistillationCriterion(DistillationLossConfig(space=1.0), {"hr_features": 4})
+    frames, taps = torch.rand(1, 2, 3, 8, 8), {"hr_features": torch.rand(1, 2, 4, 8, 8)}
+    for student, teacher, side in (({"hr_feats": taps["hr_features"]}, taps, "student"),
+                                   (taps, {"lr_features": taps["hr_features"]}, "teacher")):
+        with pytest.raises(InputError, match=rf"need the feature taps \['hr_features'\]; the {side} features have "
+                                             rf"no 'hr_features' \(they have \['"):
+            criterion(frames, student, frames, teacher)
+    loss = FeatureDistillationLoss({"a": 4}, {"a": 8})
+    student = torch.randn(1, 2, 4, 3, 3).to(torch.bfloat16)
+    teacher = torch.randn(1, 2, 8, 3, 3)
+    torch.testing.assert_close(loss({"a": student}, {"a": teacher}), loss({"a": student.float()}, {"a": teacher}))
+
+
 def test_all_zero_features_give_a_zero_gradient_not_nan():
     """A black frame gives a fresh student all-zero feature taps: sqrt's infinite slope at 0 made the space and time
     losses' gradients NaN (26 of 36 weights of the tiny student), which clip_grad_norm_ spread to every weight, with

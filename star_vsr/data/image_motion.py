@@ -103,8 +103,9 @@ class ImageMotionDataset(ClipPairDataset):
         scale (`int`, defaults to 4): HR / LR size ratio (2, 3, 4).
         degradation (defaults to `"medium"`): preset name, ``DegradationConfig``, or None / "none" for
             bicubic downsampling only.
-        length (`int`, *optional*): items per epoch; item i films photo ``i % len(images)``
-            (default: one item per photo).
+        length (`int`, *optional*): items per epoch; item i of epoch e films photo ``i % len(images)``, or
+            with fewer items than photos ``(i + e * length) % len(images)``, so that epochs take turns at the
+            photos (default: one item per photo).
         seed (`int`, defaults to 0): base seed; item i of epoch e depends only on (seed, e, i).
         caption (`str`, defaults to `""`): caption of every clip.
         caption_dropout (`float`, defaults to 0.0): probability of an empty caption.

@@ -238,7 +238,10 @@ class FeatureDistillationLoss(nn.Module):
                                      f"channels, this loss was built for {width}")
             if name in self.adapters:
                 b, n = student.shape[:2]
-                student = self.adapters[name](student.flatten(0, 1)).unflatten(0, (b, n))  # (b, n, c_t, h, w)
+                adapter = self.adapters[name]
+                flat = student.flatten(0, 1).to(adapter.weight.dtype)  # (bf16 features outside autocast: the conv's
+                # "Input type and bias type should be the same")
+                student = adapter(flat).unflatten(0, (b, n))  # (b, n, c_t, h, w)
             losses.append(F.l1_loss(student, teacher.to(student.dtype)))
         return torch.stack(losses).mean()
 
@@ -247,7 +250,7 @@ class FeatureDistillationLoss(nn.Module):
 
 
 class VGGPerceptualLoss(nn.Module):
-    """Weighted L1 between VGG-19 features of prediction and target, from a LOCAL weights file.
+    """L1 between VGG-19 features of prediction and target, summed over the layers, from a LOCAL weights file.
 
     The file is a torchvision VGG-19 state dict (``vgg19-dcbb9e9d.pth`` as torchvision saves it,
     or any file with its ``features.<i>.weight/bias`` keys, .pth or .safetensors). Only the
@@ -492,6 +495,11 @@ class DistillationCriterion(nn.Module):
         if names and (student_features is None or teacher_features is None):
             raise InputError(f"space/time/feature distillation need student and teacher features {list(names)}; "
                              "cache the teacher with its features")
+        for side, features in (("student", student_features), ("teacher", teacher_features)):
+            missing = [name for name in names if name not in (features or {})]  # (was a bare KeyError)
+            if missing:
+                raise InputError(f"space/time/feature distillation need the feature taps {list(names)}; the {side} "
+                                 f"features have no {', '.join(map(repr, missing))} (they have {sorted(features)})")
         terms: dict[str, torch.Tensor] = {}
         if c.teacher_charbonnier > 0:
             terms["teacher_charbonnier"] = charbonnier_loss(student_sr, teacher_sr, c.charbonnier_eps)
