@@ -122,6 +122,15 @@ def test_a_missing_tap_is_named_and_bf16_student_features_meet_an_adapter():
     torch.testing.assert_close(loss({"a": student}, {"a": teacher}), loss({"a": student.float()}, {"a": teacher}))
 
 
+def test_loss_settings_that_would_poison_the_loss_are_refused():
+    """A NaN charbonnier_eps made every loss NaN; time_hidden_channels=0 built a ConvLSTM of no width (black-box
+    hunt)."""
+    for field, value in (("charbonnier_eps", float("nan")), ("time_freeze_threshold", -1.0),
+                         ("time_hidden_channels", 0), ("time_kernel_size", 2.5)):
+        with pytest.raises(InputError, match=f"^{field} must be a "):
+            DistillationLossConfig(**{field: value})
+
+
 def test_all_zero_features_give_a_zero_gradient_not_nan():
     """A black frame gives a fresh student all-zero feature taps: sqrt's infinite slope at 0 made the space and time
     losses' gradients NaN (26 of 36 weights of the tiny student), which clip_grad_norm_ spread to every weight, with

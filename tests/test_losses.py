@@ -171,6 +171,19 @@ def test_timesteps_outside_the_schedule_and_shapes_that_differ_are_refused(alpha
     assert float(objective(objective.velocity(x0, x0, t), x0, x0, x0, t).loss) == 0.0
 
 
+def test_settings_that_would_fail_later_or_poison_the_loss_are_refused_when_built(alphas_cumprod):
+    """A NaN v_weight made every loss NaN; decode_frames=2.5 or decode_crop=(2,) failed in the first step with
+    torch.randint's or an IndexError (black-box hunt)."""
+    for kwargs, said in (({"v_weight": float("nan")}, "v_weight must be a finite number"),
+                         ({"v_weight": float("inf")}, "v_weight must be a finite number"),
+                         ({"decode_frames": 2.5}, "decode_frames must be a whole number"),
+                         ({"decode_crop": (2,)}, "decode_crop must be \\(height, width\\)"),
+                         ({"decode_crop": (1.5, 2)}, "decode_crop must be")):
+        with pytest.raises(InputError, match=said):
+            StarDiffusionLoss(alphas_cumprod, **kwargs)
+    StarDiffusionLoss(alphas_cumprod, v_weight=0, decode_frames=2, decode_crop=[4, 4])  # (a YAML list too)
+
+
 def test_v_target_and_x0_estimate_are_consistent(alphas_cumprod):
     objective = StarDiffusionLoss(alphas_cumprod)
     g = torch.Generator().manual_seed(0)

@@ -397,6 +397,14 @@ class DistillationLossConfig:
             setattr(self, name, tuple(names))
         if self.perceptual_target not in ("gt", "teacher"):
             raise InputError(f"perceptual_target must be 'gt' or 'teacher', got {self.perceptual_target!r}")
+        for name in ("charbonnier_eps", "time_freeze_threshold"):  # (a NaN eps made every loss NaN)
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+                raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("time_hidden_channels", "time_kernel_size"):  # (0 built a ConvLSTM of no width)
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be a whole number >= 1, got {value!r}")
         if self.total_weight == 0:
             raise InputError("every loss weight is 0; switch on at least one term")
 

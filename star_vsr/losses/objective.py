@@ -17,6 +17,8 @@ latents is decoded; turn on the VAE's gradient checkpointing for large frames.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Optional
 
@@ -47,6 +49,11 @@ class StarLossOutput:
     loss_high: torch.Tensor
 
 
+def _is_count(value: object) -> bool:
+    """Whether ``value`` is a whole number >= 1 (not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
 def _per_sample(values: torch.Tensor, timesteps: torch.Tensor, ndim: int) -> torch.Tensor:
     """``values[timesteps]`` shaped (b, 1, ..., 1) to broadcast against an ``ndim`` tensor."""
     picked = values.to(timesteps.device)[timesteps].float()  # (b,)
@@ -73,12 +80,14 @@ class StarDiffusionLoss(nn.Module):
                  frequency_loss: Optional[DynamicFrequencyLoss] = None, decode_frames: Optional[int] = None,
                  decode_crop: Optional[tuple[int, int]] = None) -> None:
         super().__init__()
-        if v_weight < 0:
-            raise InputError(f"v_weight must be >= 0, got {v_weight}")
-        if decode_frames is not None and decode_frames < 1:
-            raise InputError(f"decode_frames must be >= 1 or None, got {decode_frames}")
-        if decode_crop is not None and min(decode_crop) < 1:
-            raise InputError(f"decode_crop must be (height, width) >= 1 latent pixels or None, got {decode_crop}")
+        if not (isinstance(v_weight, numbers.Real) and math.isfinite(v_weight) and v_weight >= 0):  # (NaN: NaN losses)
+            raise InputError(f"v_weight must be a finite number >= 0, got {v_weight!r}")
+        if decode_frames is not None and not _is_count(decode_frames):  # (2.5 failed in the first step's randint)
+            raise InputError(f"decode_frames must be a whole number >= 1 or None, got {decode_frames!r}")
+        if decode_crop is not None and not (isinstance(decode_crop, (tuple, list)) and len(decode_crop) == 2
+                                            and all(map(_is_count, decode_crop))):
+            raise InputError(f"decode_crop must be (height, width), whole numbers >= 1 of latent pixels, or None, "
+                             f"got {decode_crop!r}")
         self.register_buffer("alphas_cumprod", alphas_cumprod.detach().float().clone(), persistent=False)
         self.v_weight = float(v_weight)
         self.frequency_loss = frequency_loss
