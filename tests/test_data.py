@@ -134,6 +134,15 @@ def test_a_negative_seed_or_an_unknown_backend_is_refused_where_it_is_given(phot
     with pytest.raises(InputError, match="seed must be a whole number >= 0, got -1"):
         EpochShuffleSampler(3, seed=-1)
     assert EpochShuffleSampler(3, seed=1.0).seed == 1  # a whole float, accepted as before
+    # a negative epoch failed at the next item or iteration, and a scale of 0 with a ZeroDivisionError
+    from star_vsr.data.patches import RandomPatchDataset
+
+    dataset = ImageMotionDataset(photos[:1], num_frames=2, crop_size=16)
+    for settable in (dataset, EpochShuffleSampler(3)):
+        with pytest.raises(InputError, match="epoch must be a whole number >= 0, got -1"):
+            settable.set_epoch(-1)
+    with pytest.raises(InputError, match="scale must be a whole number >= 1, got 0"):
+        RandomPatchDataset(dataset, 8, 0)
     # an unknown backend skipped every source as unreadable and blamed the training data
     video = write_test_video(tmp_path / "a.mp4", 4, size=(16, 16))
     with pytest.raises(InputError, match="backend must be 'auto', 'decord' or 'pyav', got 'ffmpeg'"):

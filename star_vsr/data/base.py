@@ -195,6 +195,7 @@ class ClipPairDataset(Dataset, ABC):
 
     def set_epoch(self, epoch: int) -> None:
         """Use the seeds of ``epoch`` from now on (epoch 0 is the default)."""
+        check_whole_number("epoch", epoch, 0)  # (-1 failed at the next item, in NumPy's seeding)
         self.epoch = int(epoch)
 
     @abstractmethod

@@ -31,6 +31,7 @@ class RandomPatchDataset(Dataset):
 
     def __init__(self, dataset: Any, patch_size: int, scale: int, seed: int = 0) -> None:
         check_whole_number("patch_size", patch_size, 1)
+        check_whole_number("scale", scale, 1)  # (0: a ZeroDivisionError)
         check_seed(seed)
         if patch_size < scale or patch_size % scale:
             raise InputError(f"patch_size must be a positive multiple of the scale {scale}, got {patch_size}")

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Sampler
 
 from star_vsr.data.base import check_seed
-from star_vsr.errors import InputError
+from star_vsr.errors import InputError, check_whole_number
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -36,6 +36,7 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        check_whole_number("epoch", epoch, 0)  # (-1 failed at the next iteration, in NumPy's seeding)
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
