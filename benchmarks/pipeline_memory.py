@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from star_vsr.benchmarking import refuse_below
+from star_vsr.benchmarking import refuse_below, refuse_odd_size
 
 from peak_rss import measure_lengths, print_table, upscale_and_report
 
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     refuse_below(parser, args, {"frames": 1, "size": 1, "steps": 1, "chunk_frames": 1})
+    refuse_odd_size(parser, args.size)
     if args.child:
         child(args.frames[0], args.steps, args.chunk_frames, args.workdir)
         return

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from star_vsr.benchmarking import refuse_below
+from star_vsr.benchmarking import refuse_below, refuse_odd_size
+from star_vsr.outputs import write_text_atomic
 
 from peak_rss import measure_lengths, print_table, upscale_and_report
 
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     refuse_below(parser, args, {"frames": 1, "size": 1, "threads": 1})
+    refuse_odd_size(parser, args.size)
     if args.child:
         child(args.frames[0], args.preset, args.threads, args.workdir, args.dtype)
         return
@@ -71,8 +72,8 @@ def main() -> None:
     print(f"growth from {results[0]['frames']} to {results[-1]['frames']} frames: {100 * growth:+.1f}% "
           f"(target <= +{100 * TARGET_GROWTH:.0f}%: {verdict})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"size": [h, w], "preset": args.preset, "dtype": dtype,
-                                               "results": results, "growth": growth}, indent=2))
+        write_text_atomic(args.json, json.dumps({"size": [h, w], "preset": args.preset, "dtype": dtype,
+                                                 "results": results, "growth": growth}, indent=2))
 
 
 if __name__ == "__main__":

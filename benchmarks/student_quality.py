@@ -4,9 +4,9 @@ The evaluation set (``star_vsr.evalset``) films photographs bundled with scikit-
 training run uses, with smooth random camera moves, degraded by the project's real-world chain
 (``medium`` preset) at x4. Each model upscales every clip; the table gives the means over the
 clips (PSNR/SSIM on Y with a ceil(scale)-pixel border crop; E*warp in units of 1e-3, flow from the
-ground truth), the PSNR-Y gain over bicubic and the E*warp ratio to bicubic, and checks the project's
-target for the default student (gain >= 0.7 dB, E*warp <= 1.3 x bicubic; only on the whole evaluation
-set at x4).
+ground truth), the PSNR-Y gain over bicubic and the E*warp ratio to bicubic, and checks each model against
+the project's target for the default student (gain >= 0.7 dB, E*warp <= 1.3 x bicubic; only on the whole
+evaluation set at x4).
 
     python benchmarks/student_quality.py                    # the shipped student
     python benchmarks/student_quality.py --model A --model B --json results.json
@@ -28,11 +28,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from star_vsr.benchmarking import refuse_below
 from star_vsr.evalset import (
     EVAL_DEGRADATION,
     EVAL_NUM_CLIPS,
     EVAL_NUM_FRAMES,
-    EVAL_PHOTO_NAMES,
     EVAL_SCALE,
     EVAL_SIZE,
     bicubic_upscale,
@@ -41,6 +41,7 @@ from star_vsr.evalset import (
     score_clip,
 )
 from star_vsr.errors import StarVSRError
+from star_vsr.outputs import check_writable, write_text_atomic
 from star_vsr.upscale import resolve_device, resolve_dtype
 
 TARGET_PSNR_GAIN_DB = 0.7
@@ -135,6 +136,14 @@ def main() -> None:
     parser.add_argument("--per-clip", action="store_true", help="also print every clip's scores")
     parser.add_argument("--json", help="write all scores to this file")
     args = parser.parse_args()
+    # before any work (they failed deep inside, after the clips were made and bicubic scored)
+    refuse_below(parser, args, {"clips": 1, "frames": 2, "size": args.scale, "threads": 1})
+    try:
+        student_dtype = str(resolve_dtype(args.dtype, resolve_device(args.device), student=True))
+        if args.json:
+            check_writable(args.json)
+    except StarVSRError as error:
+        parser.error(str(error))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.model is None:
@@ -162,7 +171,8 @@ def main() -> None:
     for clip in clips:  # ground truth at the output scale
         clip["gt"] = rescaled_reference(clip["gt"], clip["lq"].shape[-2:], upscale)
     results = {"bicubic": score(bicubic_upscale, clips, upscale)}
-    student_dtype = str(resolve_dtype(args.dtype, resolve_device(args.device), student=True)).removeprefix("torch.")
+    student_dtype = student_dtype.removeprefix("torch.")
+    photos = list(dict.fromkeys(clip["name"].rsplit("-", 1)[0] for clip in clips))  # those the clips film
     for name, folder in models.items():  # one model in memory at a time
         try:
             upscaler = model_upscaler(folder, args.device, args.dtype)
@@ -174,7 +184,7 @@ def main() -> None:
         results["ncnn-animevideov3"] = score(ncnn_upscaler(args.scale, torch.get_num_threads()), clips, upscale)
 
     print(f"evaluation set: {args.clips} clips x {args.frames} frames, {args.size}x{args.size} HR from photos "
-          f"{', '.join(EVAL_PHOTO_NAMES)}, degradation {EVAL_DEGRADATION} x{args.scale}, upscaled x{upscale:g}; "
+          f"{', '.join(photos)}, degradation {EVAL_DEGRADATION} x{args.scale}, upscaled x{upscale:g}; "
           f"device {args.device}, students in {student_dtype}, {torch.get_num_threads()} threads")
     print(format_table(results))
     if args.per_clip:
@@ -196,9 +206,9 @@ def main() -> None:
     if args.json:
         settings = {"clips": args.clips, "frames": args.frames, "size": args.size, "scale": args.scale,
                     "upscale": upscale,
-                    "degradation": EVAL_DEGRADATION, "photos": list(EVAL_PHOTO_NAMES), "device": args.device,
+                    "degradation": EVAL_DEGRADATION, "photos": photos, "device": args.device,
                     "student_dtype": student_dtype}
-        Path(args.json).write_text(json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
+        write_text_atomic(args.json, json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

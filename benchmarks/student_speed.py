@@ -31,6 +31,7 @@ from pathlib import Path
 # no torch at import time: the OpenMP wait policy must be set before PyTorch and ncnn load
 from star_vsr.benchmarking import (load_ncnn, measure, refuse_below, run_bicubic, run_ncnn, run_student,
                                    set_omp_wait_policy)
+from star_vsr.outputs import write_text_atomic
 
 #: The issue's target: student throughput over ncnn's, end to end.
 TARGET_RATIO = 2.0
@@ -163,15 +164,17 @@ def operators(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=30, help="frames of the synthetic clip")
+    parser.add_argument("--frames", type=int, default=30, help="frames of the synthetic clip (end to end only)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="rounds per method (best is reported)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds per method (best is reported; end to end only: --model-only and --ops report "
+                             f"the median of {MICRO_REPEATS} runs)")
     parser.add_argument("--presets", nargs="+", default=["tiny", "small"], choices=("tiny", "small", "base"))
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"),
                         help="student weights end to end (auto, as star-vsr upscale: bf16 where the CPU has AMX, "
                              "else fp32)")
     parser.add_argument("--model-only", action="store_true", help="time one step per preset instead")
-    parser.add_argument("--ops", action="store_true", help="time single convolutions instead")
+    parser.add_argument("--ops", action="store_true", help="time single convolutions instead (over --model-only)")
     parser.add_argument("--omp-wait-policy", default="passive", choices=("passive", "active", "default"),
                         help="OMP_WAIT_POLICY for PyTorch and ncnn unless already set (see star-vsr benchmark --help)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -191,8 +194,8 @@ def main() -> None:
     else:
         results = end_to_end(args)
     if args.json:
-        Path(args.json).write_text(json.dumps({"threads": args.threads, "omp_wait_policy": policy, **results},
-                                              indent=2))
+        write_text_atomic(args.json, json.dumps({"threads": args.threads, "omp_wait_policy": policy, **results},
+                                                indent=2))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .errors import InputError
 
@@ -217,6 +217,13 @@ def set_omp_wait_policy(policy: str) -> str:
     return policy.upper()
 
 
+def refuse_odd_size(parser: argparse.ArgumentParser, size: Sequence[int]) -> None:
+    """``parser.error`` for an odd ``--size`` (height, width) of a script whose input clip is written in H.264,
+    which takes even sizes only (it ended in libx264's traceback)."""
+    if any(side % 2 for side in size):
+        parser.error(f"--size needs an even height and width (the input clip is H.264), got {size[0]} {size[1]}")
+
+
 def refuse_below(parser: argparse.ArgumentParser, args: argparse.Namespace, least: dict[str, int]) -> None:
     """``parser.error`` for the first flag of ``args`` (its ``dest`` -> the least value it takes; a list's every
     value) below its least value: the benchmark scripts failed deep inside instead ("need at least one array to
@@ -224,5 +231,5 @@ def refuse_below(parser: argparse.ArgumentParser, args: argparse.Namespace, leas
     for name, low in least.items():
         value = getattr(args, name)
         for item in (value if isinstance(value, (list, tuple)) else [value]):
-            if item < low:
+            if item is not None and item < low:  # (None: the flag's "not given")
                 parser.error(f"--{name.replace('_', '-')} must be >= {low}, got {item}")

@@ -1552,6 +1552,14 @@ def test_a_cast_to_a_dtype_prints_no_empty_keep_in_float32_warning():
     ("student_memory.py", ["--frames", "4"], "--frames takes two lengths or more"),  # "growth ... +0.0% (met)"
     ("quality_headroom.py", ["--kernel", "4"], "--kernel must be odd"),  # a matrix shape RuntimeError
     ("pipeline_cost.py", ["--height", "-64"], "--height must be >= 1, got -64"),  # accepted silently
+    # the next ones: an InputError or DeviceError traceback after the clips were made and bicubic scored, torch's
+    # "set_num_threads expects a positive integer", libx264's avcodec_open2 traceback (black-box hunt)
+    ("student_quality.py", ["--clips", "0"], "--clips must be >= 1, got 0"),
+    ("student_quality.py", ["--size", "3"], "--size must be >= 4, got 3"),  # (rounded down to 0 at x4)
+    ("student_quality.py", ["--threads", "-1"], "--threads must be >= 1, got -1"),
+    pytest.param("student_quality.py", ["--dtype", "fp16"], "fp16 needs a GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is refused on the CPU only")),
+    ("student_memory.py", ["--size", "15", "17"], "--size needs an even height and width (the input clip is H.264)"),
 ])
 def test_benchmark_scripts_refuse_values_they_cannot_run_in_one_line(script, flags, message):
     """A black-box check of the benchmark scripts: such values failed deep inside, with a traceback."""
