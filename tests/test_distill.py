@@ -293,6 +293,11 @@ def test_perceptual_loss_needs_a_local_file(tmp_path, vgg_weights):
     loss = VGGPerceptualLoss(vgg_weights, layers=("relu1_2", "relu2_1"))
     x = torch.rand(2, 3, 16, 16)
     assert loss(x, x).item() == 0 and loss(x, x.flip(-1)).item() > 0
+    # frames the max-pools halve to nothing: the pool's RuntimeError ("Calculated output size: (64x0x2)")
+    with pytest.raises(InputError, match=r"halve the frames 1 time: they need frames of at least 2x2 pixels, got "
+                                         r"5x1"):
+        loss(x[..., :1, :5], x[..., :1, :5])
+    assert loss(x[..., :2, :2], x[..., :2, :2]).item() == 0
 
 
 # --------------------------------------------------------------------------- teachers

@@ -297,6 +297,13 @@ class VGGPerceptualLoss(nn.Module):
         if pred.shape != target.shape or pred.shape[-3] != 3:
             raise InputError(f"perceptual loss needs equal (..., 3, h, w) shapes, got {tuple(pred.shape)} "
                              f"and {tuple(target.shape)}")
+        least = 2 ** sum(isinstance(layer, nn.MaxPool2d) for layer in self.features)  # (a max-pool's RuntimeError:
+        # "Calculated output size: (256x0x0)")
+        if min(pred.shape[-2:]) < least:
+            halvings = least.bit_length() - 1
+            raise InputError(f"the perceptual loss's VGG layers {', '.join(self.layers)} halve the frames "
+                             f"{halvings} time{'s' * (halvings != 1)}: they need frames of at least {least}x{least} pixels, "
+                             f"got {pred.shape[-1]}x{pred.shape[-2]} (use larger crops, or shallower layers)")
         pred_taps = self._taps(pred.reshape(-1, *pred.shape[-3:]))
         with torch.no_grad():
             target_taps = self._taps(target.reshape(-1, *target.shape[-3:]).to(pred.dtype))
