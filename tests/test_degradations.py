@@ -559,6 +559,15 @@ def test_hand_built_params_are_checked_when_made() -> None:
              "OrderParams.resize_factor must be a finite number > 0, got -1.0"),
             (lambda: dataclasses.replace(params.first_order, noise={"kind": "gaussian"}),
              "OrderParams.noise must be a NoiseParams or None, got dict"),
+            # a quality of 50.7 was cut to 50 and True read as 1; a mode or direction of no meaning was taken while
+            # the resize kept the size (black-box hunt)
+            (lambda: dataclasses.replace(params.first_order, jpeg_quality=50.7),
+             "OrderParams.jpeg_quality must be a whole number in 1..100 or None, got 50.7"),
+            (lambda: dataclasses.replace(params.first_order, jpeg_quality=True), "jpeg_quality must be a whole"),
+            (lambda: dataclasses.replace(params.first_order, resize_mode="nearest", resize_factor=1.0),
+             "OrderParams.resize_mode must be one of area, bilinear, bicubic, got 'nearest'"),
+            (lambda: dataclasses.replace(params.first_order, resize_direction="sideways"),
+             "OrderParams.resize_direction must be one of up, down, keep"),
             (lambda: dataclasses.replace(params, sinc_before_jpeg="no"),
              "DegradationParams.sinc_before_jpeg must be True or False, got 'no'"),
             (lambda: dataclasses.replace(params, second_order={}), "second_order must be an OrderParams or None")):

@@ -18,7 +18,9 @@ import torch
 from star_vsr.degradations.config import (
     DEGRADATION_CODECS,
     KERNEL_TYPES,
+    MAX_JPEG_QUALITY,
     RESIZE_DIRECTIONS,
+    RESIZE_MODES,
     SINC_LARGE_KERNEL_SIZE,
     CodecConfig,
     DegradationConfig,
@@ -93,6 +95,17 @@ class OrderParams:
                f"OrderParams.kernel must be a KernelSpec or None, got {type(self.kernel).__name__}")
         _check(self.noise is None or isinstance(self.noise, NoiseParams),
                f"OrderParams.noise must be a NoiseParams or None, got {type(self.noise).__name__}")
+        # (a mode or direction of no meaning was taken while the resize kept the size; a quality of 50.7 was cut to
+        # 50, True read as 1)
+        _check(self.resize_direction in RESIZE_DIRECTIONS, f"OrderParams.resize_direction must be one of "
+               f"{', '.join(RESIZE_DIRECTIONS)}, got {self.resize_direction!r}")
+        _check(self.resize_mode in RESIZE_MODES,
+               f"OrderParams.resize_mode must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}")
+        _check(self.jpeg_quality is None or (isinstance(self.jpeg_quality, numbers.Integral)
+                                             and not isinstance(self.jpeg_quality, bool)
+                                             and 1 <= self.jpeg_quality <= MAX_JPEG_QUALITY),
+               f"OrderParams.jpeg_quality must be a whole number in 1..{MAX_JPEG_QUALITY} or None, got "
+               f"{self.jpeg_quality!r}")
 
 
 @dataclass(frozen=True)
