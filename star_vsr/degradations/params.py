@@ -88,7 +88,7 @@ class OrderParams:
     jpeg_quality: int | None
 
     def __post_init__(self) -> None:
-        # a negative or NaN factor resized to one pixel without an error (the other fields fail where they are used)
+        # a negative or NaN factor resized to one pixel without an error
         _check(_is_number(self.resize_factor) and 0 < self.resize_factor < math.inf,
                f"OrderParams.resize_factor must be a finite number > 0, got {self.resize_factor!r}")
         _check(self.kernel is None or isinstance(self.kernel, KernelSpec),
