@@ -28,7 +28,8 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from star_vsr.errors import DeviceError, InputError, explain_out_of_memory_of_call, named, one_generator, option
+from star_vsr.errors import (DeviceError, InputError, explain_out_of_memory_of_call, named, one_generator, option,
+                             restart_note)
 from star_vsr.frames import FrameSource, VideoInput, as_frame_source, frames_to_output, skip_frames
 from star_vsr.model_folder import (CheckedPipeline, check_components, check_pipeline_folder,
                                    check_weight_format, load_checked, local_load_kwargs)
@@ -85,9 +86,8 @@ def memory_advice(upscale: float, on_gpu: bool = False) -> str:
     student's memory grows with the frame size), naming command-line flags or Python arguments
     (``star_vsr.errors.option``): a smaller factor only where there is one to offer (it advised --upscale 2 to a
     run by 2), the CPU only to a GPU run."""
-    restart = option("restart=True", "--restart")
-    factor = f" or by a smaller factor ({named('upscale', 2)}; a run that saved progress then needs {restart})" \
-        if upscale > 2 else ""
+    note = restart_note()
+    factor = f" or by a smaller factor ({named('upscale', 2)}{'; ' * bool(note)}{note})" if upscale > 2 else ""
     to_cpu = option("pipe.to('cpu')", "--device cpu")
     cpu = f"; from a GPU, the CPU ({to_cpu}) usually has more memory" if on_gpu else ""
     return f"free some memory, or upscale a smaller video{factor}{cpu}"

@@ -31,7 +31,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from star_vsr.color_fix import COLOR_FIX_MODES, color_fix as apply_color_fix
 from star_vsr.errors import (DeviceError, InputError, MissingWeightsError, explain_out_of_memory_of_call, named,
-                             one_generator, option)
+                             one_generator, option, restart_note)
 from star_vsr.fingerprints import tensor_digest
 from star_vsr.frames import FrameSource, SequentialFrames, VideoInput, as_frame_source, frames_to_output
 from star_vsr.model_folder import (CheckedPipeline, check_components, check_pipeline_folder,
@@ -543,8 +543,9 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         steps = [step for step in steps if step]
         if not steps:
             return "even the smallest tiles and chunks do not fit: free memory or use a device with more"
+        note = restart_note()
         return "try " + ", ".join(steps[:-1]) + (" or " if len(steps) > 1 else "") + steps[-1] + \
-            f" (a run that saved progress then needs {option('restart=True', '--restart')})"
+            (f" ({note})" if note else "")
 
     # ---------------------------------------------------------------- main
     @torch.no_grad()

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from .errors import StarVSRError
 from .json_files import loads_json
@@ -123,9 +123,14 @@ def made_with_other_settings(output_dir: Path, current: Mapping[str, Mapping[str
             # a setting only one of the runs has (the diffusion options, which a student's run does not record) is
             # no flag the user changed: "--model" says it, where the note named eight flags nobody typed
             named = [key for key in differ if key in made[name] and key in now] or differ
-            changed[name] = sorted("the input folder" if key == "input_dir" else f"--{key.replace('_', '-')}"
-                                   for key in named)
+            changed[name] = setting_names(named)
     return changed
+
+
+def setting_names(keys: Iterable[str]) -> list[str]:
+    """How messages name batch settings ``keys``: ``--model``, ``--upscale``, and "the input folder" for
+    ``input_dir`` (upscale-batch takes it as an argument, not a flag: it was said as ``--input-dir``), sorted."""
+    return sorted("the input folder" if key == "input_dir" else f"--{key.replace('_', '-')}" for key in keys)
 
 
 def changed_settings(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:

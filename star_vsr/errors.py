@@ -153,18 +153,19 @@ def exit_status(error: StarVSRError) -> int:
     return 1 if failed else 2
 
 
-def os_error_line(error: OSError) -> str:
+def os_error_line(error: OSError, again: str = "run the same command again") -> str:
     """An ``OSError`` that escaped a command (not one of star-vsr's own) as one line after "error: ": the file it
-    names, and for a bare "File too large" or "No space left on device" what it means and what to do."""
+    names, and for a bare "File too large" or "No space left on device" what it means and what to do, ending with
+    ``again`` (a training script's: with ``--resume_from_checkpoint latest``, as the same command is refused)."""
     where = f"{error.filename}: " if error.filename else ""
     full = error.errno in DISK_FULL_ERRNOS and not error.filename  # (a bare "File too large": of what?)
     # Python's tempfile, in a library, when none of its folders takes a small file: a full disk or a file-size
     # limit as well, not a missing folder
     no_temp = "No usable temporary directory" in str(error.strerror)
     return (f"{where}{'a write failed: ' * full}{error.strerror or error}"
-            + " (a full disk or a file-size limit: free some space, then run the same command again)" * full
-            + " (none of them could be written: a full disk or a file-size limit? Free some space or set TMPDIR "
-              "to a folder that can be written, then run the same command again)" * no_temp)
+            + f" (a full disk or a file-size limit: free some space, then {again})" * full
+            + (" (none of them could be written: a full disk or a file-size limit? Free some space or set TMPDIR "
+               f"to a folder that can be written, then {again})") * no_temp)
 
 
 class OutputExistsError(StarVSRError, FileExistsError):
@@ -216,6 +217,15 @@ ARGUMENT_FLAGS = {"upscale": "--upscale", "seed": "--seed", "prompt": "--prompt"
                   "chunk_overlap": "--chunk-overlap", "tile_size": "--tile-size", "tile_overlap": "--tile-overlap",
                   "color_fix": "--color-fix"}
 """The ``star-vsr upscale`` flag of each argument of a pipeline call that has one (``named``)."""
+
+
+def restart_note() -> str:
+    """"a run that saved progress then needs --restart" (``restart=True`` in Python), for advice to change a
+    setting; "" in a command without ``--restart`` (benchmark, demo and the training scripts save no progress, and
+    were told ``restart=True``)."""
+    if cli_running() and not option("", "--restart"):
+        return ""
+    return f"a run that saved progress then needs {option('restart=True', '--restart')}"
 
 
 def named(argument: str, value: Any = None) -> str:

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .batch_record import changed_settings
+from .batch_record import changed_settings, setting_names
 from .outputs import write_text_atomic
 from .json_files import loads_json
 
@@ -47,7 +47,7 @@ class OverwriteLedger:
         except (OSError, ValueError, LookupError, TypeError):  # damaged
             return set(), (f"cannot read {self.path}, the record of a batch stopped under --overwrite; redoing "
                            f"every video")
-        changed = [f"--{key.replace('_', '-')}" for key in changed_settings(settings, self.settings)]
+        changed = setting_names(changed_settings(settings, self.settings))
         if changed:
             return set(), (f"the batch stopped here under --overwrite ran with other settings ({', '.join(changed)}); "
                            f"redoing every video")

@@ -281,11 +281,12 @@ def _input_changed(input_path: Path, signature: Optional[list[Any]], now: Option
     if now is None:
         return InputChangedError(f"{input_path} was removed (or cannot be read) while it was being upscaled"
                                  f"{', so its audio cannot be copied' if audio_copied else ''}; nothing was written "
-                                 f"(with it back in place, the same command goes on from what was saved)")
+                                 f"(with it back in place, {option('a call', 'the same command')} goes on from what "
+                                 f"was saved)")
     what = "its frames' number or sizes" if input_path.is_dir() else "its size or bytes"
     return InputChangedError(f"{input_path} changed ({what}) while it was being upscaled, so the output would mix "
-                             f"the old and the new content; nothing was written (run the same command again to "
-                             f"upscale it as it is now)")
+                             f"the old and the new content; nothing was written "
+                             f"({option('call again', 'run the same command again')} to upscale it as it is now)")
 
 
 def _device(pipe: Any) -> torch.device:

@@ -238,7 +238,8 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
         if not (is_failed_write(error) and write_errno(error) in DISK_FULL_ERRNOS):
             raise
         # a full disk under a library's write: one line, as `star-vsr` says it
-        line = os_error_line(error) if isinstance(error, OSError) else f"a write failed: {write_reason(error)}"
+        again = "run it again with --resume_from_checkpoint latest"  # (the same command is refused: a run is there)
+        line = os_error_line(error, again) if isinstance(error, OSError) else f"a write failed: {write_reason(error)}"
         print(script_error(prog, line), file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:

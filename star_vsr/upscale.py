@@ -112,8 +112,10 @@ def pipeline_class_name(folder: Union[str, Path], variant: Optional[str] = None)
 
     from .model_folder import check_pipeline_folder
 
-    student_help = ("Without --model, star-vsr upscales with the student that ships inside the package; a student "
-                    "folder of your own is the output folder of training/distill_student.py (README, \"The student\").")
+    shipped = option("star_vsr.student.default_student_folder() is the student that ships inside the package",
+                     "Without --model, star-vsr upscales with the student that ships inside the package")
+    student_help = (f"{shipped}; a student folder of your own is the output folder of training/distill_student.py "
+                    f"(README, \"The student\").")
     return check_pipeline_folder(Path(folder), "star-vsr (student or StarVSR)",
                                  f"{student_help}\n{MISSING_WEIGHTS_HELP}",
                                  class_help={"StarStudentPipeline": missing_student_help(Path(folder)),

@@ -1315,7 +1315,7 @@ def test_upscale_batch_stopped_under_overwrite_goes_on_where_it_stopped(tmp_path
     calls.clear()
     stop_at[0] = 0
     assert main(["upscale-batch", str(other), *args[2:]]) == 0 and calls == ["v0.mp4", "v1.mp4", "v2.mp4"]
-    assert "other settings (--input-dir)" in capsys.readouterr().out
+    assert "other settings (the input folder)" in capsys.readouterr().out  # (it said --input-dir: no such flag)
     assert probe_video(outputs / "v0.mp4").width == 24
     # stopped again: --restart, or other settings, redo every video
     calls.clear()

@@ -24,7 +24,7 @@ from star_vsr.io.folders import natural_sort_key
 from star_vsr.io.probe import as_frame_rate
 from star_vsr.io.synthetic import (VFR_TEST_TIMES_MS, combing, damage_packet, frame_times_ms, synthetic_frames,
                                    write_interlaced_test_video, write_test_video, write_timed_test_video)
-from star_vsr.io.writer import check_crf
+from star_vsr.io.writer import check_crf, finish_error
 
 NUM_FRAMES = 10
 SIZE = (48, 64)  # (h, w)
@@ -1263,11 +1263,29 @@ def test_an_empty_folder_named_like_a_video_is_no_frame_output(tmp_path, videos)
     """upscale_video(..., "out.mp4") with an empty folder out.mp4/ there wrote PNG frames into it without a word
     (black-box hunt of the Python API); a codec given as png still writes frames into it."""
     (tmp_path / "out.mp4").mkdir()
-    with pytest.raises(InputError, match=r"out.mp4 is a folder; codec 'h264' writes a file"):
+    with pytest.raises(InputError, match=r"out.mp4 is a folder; codec 'h264' writes a file \(or use codec=\"png\" "):
         VideoWriter(tmp_path / "out.mp4", 30)
+    from star_vsr.errors import cli_wording
+
+    with cli_wording({"--codec"}), pytest.raises(InputError, match=r"\(or use --codec png for a frame folder\)"):
+        VideoWriter(tmp_path / "out.mp4", 30)  # (upscale and degrade: it said codec='png' to them too)
     with VideoWriter(tmp_path / "out.mp4", 30, codec="png") as writer:
         writer.write(synthetic_frames(2, SIZE))
     assert len(list((tmp_path / "out.mp4").glob("*.png"))) == 2
+
+
+def test_leaving_the_audio_out_is_advised_only_where_it_can_be_done():
+    """The advice said --no-audio to degrade and demo, which have no such flag (they keep the audio)."""
+    from star_vsr.errors import cli_wording
+    from star_vsr.io.audio import without_audio
+
+    assert without_audio() == "keep_audio=False"  # Python: upscale_video's argument
+    with cli_wording({"--no-audio", "--codec"}):
+        assert without_audio() == "--no-audio"
+    with cli_wording({"--codec"}):
+        assert without_audio() == ""
+        error = finish_error("out.mp4", av.FFmpegError(22, "Invalid argument"))
+        assert str(error).endswith("try another output container (.mkv)")
 
 
 def test_png_output_warns_that_audio_is_dropped(tmp_path, videos):
@@ -1292,13 +1310,22 @@ def test_png_output_through_the_resumable_writer_warns_of_lost_audio_and_frame_r
         assert len(messages) == 2, messages
         assert "cannot hold audio; the audio of" in messages[0]
         assert "PNG frames store no frame rate; star-vsr reads a folder of frames at 30 fps, not this video's 24 " \
-               "(--fps of upscale or degrade sets it)" in messages[1]
+               "(folder_fps, when the folder is read, sets it)" in messages[1]
         # the name has no suffix, which is why it gets frames: a video suffix keeps both (--codec h264 is refused)
-        assert all("An output named frames.mp4 (H.264), or frames.mkv with --codec ffv1" in m for m in messages)
-    with pytest.warns(UserWarning, match="--codec h264, h265 or ffv1 keeps it"):  # PNG asked for by --codec
+        assert all('An output named frames.mp4 (H.264), or frames.mkv with codec="ffv1"' in m for m in messages)
+    with pytest.warns(UserWarning, match='codec="h264", h265 or ffv1 keeps it'):  # PNG asked for by codec
         writer = VideoWriter(tmp_path / "frames.d", 24, codec="png")
         writer.write(np.zeros((2, 8, 8, 3), np.uint8))
         writer.abort()
+    # the command line's flags on the command line (they were said to Python callers too)
+    from star_vsr.errors import cli_wording
+
+    with cli_wording({"--codec", "--fps"}), pytest.warns(UserWarning) as said:
+        writer = VideoWriter(tmp_path / "frames.e", 24, codec="png")
+        writer.write(np.zeros((2, 8, 8, 3), np.uint8))
+        writer.abort()
+    assert any("(--fps of upscale or degrade sets it). --codec h264, h265 or ffv1 keeps it" in str(w.message)
+               for w in said), [str(w.message) for w in said]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 30 fps: nothing is lost
         writer = VideoWriter(tmp_path / "frames30", 30)

@@ -120,7 +120,12 @@ def test_out_of_memory_advice_names_flags_on_the_command_line_and_arguments_in_p
     # a command without those flags is not told to use them (the demo gives advice of its own)
     with cli_wording(_command_flags(parser, parser.parse_args(["demo", "-o", "out"]))):
         demo = memory_advice(4, on_gpu=True)
-    assert "(--device cpu)" in demo and "upscale=2" in demo and "restart=True" in demo and "--upscale" not in demo
+    assert "(--device cpu)" in demo and "upscale=2" in demo and "--upscale" not in demo
+    # nor told of restarting a run that saved progress: demo and benchmark save none (it said restart=True there)
+    with cli_wording(_command_flags(parser, parser.parse_args(["benchmark"]))):
+        benchmark = memory_advice(4)
+    assert "restart" not in demo and benchmark == "free some memory, or upscale a smaller video or by a smaller " \
+                                                  "factor (--upscale 2)"
     # a run by 2 is not told to upscale by 2, nor a CPU run to use the CPU (black-box hunt)
     assert memory_advice(2) == "free some memory, or upscale a smaller video"
     with cli_wording(_command_flags(parser, parser.parse_args(["distill", "cache-teacher", "--teacher", "t", "--data",

@@ -360,7 +360,7 @@ def test_a_frame_folder_s_run_saved_by_an_earlier_version_goes_on(pipe, tmp_path
 
 
 CHANGED = (r"changed \(its size or bytes\) while it was being upscaled, so the output would mix the old and the "
-           r"new content; nothing was written \(run the same command again to upscale it as it is now\)$")
+           r"new content; nothing was written \(call again to upscale it as it is now\)$")  # (Python's words)
 
 
 def change_input(source: Path, other: Path, change: str) -> None:
@@ -409,7 +409,7 @@ def test_an_input_changed_while_it_is_upscaled_gives_no_output_of_two_files(pipe
     what = CHANGED if change != "removed" else \
         r"was removed \(or cannot be read\) while it was being upscaled" + \
         (", so its audio cannot be copied" if keep_audio else "") + \
-        r"; nothing was written \(with it back in place, the same command goes on from what was saved\)$"
+        r"; nothing was written \(with it back in place, a call goes on from what was saved\)$"
     with pytest.raises(InputChangedError, match=f"in.mp4 {what}"):
         run()
     # the frames done of a file removed (or unreadable: a network share gone) stay for it put back (review)

@@ -1193,6 +1193,16 @@ def test_the_shipped_student_damaged_says_to_reinstall(tmp_path, monkeypatch, ca
     assert "ships inside the star-vsr package" in capsys.readouterr().err
 
 
+def test_a_missing_folder_given_to_load_upscaler_is_told_where_the_shipped_student_is(tmp_path):
+    """In Python it said "Without --model, star-vsr upscales with the student that ships inside the package"."""
+    from star_vsr.upscale import load_upscaler
+
+    with pytest.raises(MissingWeightsError, match=r"star_vsr.student.default_student_folder\(\) is the student that "
+                                                  r"ships inside the package; a student folder of your own") as missing:
+        load_upscaler(tmp_path / "nowhere")
+    assert "Without --model" not in str(missing.value)
+
+
 def test_the_shipped_student_is_not_saved_over(tmp_path, monkeypatch, capsys):
     """save_pretrained into the package's student folder succeeded without a word, and deleted its training record
     (black-box hunt). A copy of the package, so that a failure cannot change the real one."""

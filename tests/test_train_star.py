@@ -231,6 +231,9 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys, monkeypatch):
      r"--validation_guidance_scale must be a finite number >= 1, got 0.5"),
     (["--validation_steps", "1", "--validation_video", "nonexistent.mp4"],
      "--validation_video nonexistent.mp4 does not exist"),
+    (["--validation_steps", "1", "--validation_num_inference_steps", "1000", "--validation_noise_level", "900"],
+     "--validation_num_inference_steps 1000 does not fit below --validation_noise_level 900"),  # (the pipeline's
+    # "num_inference_steps 1000 does not fit below noise_level 900", at the first validation: audit)
     (["--crop_size", "[32, 32, 3]"], r"--crop_size must be an int or \(height, width\)"),
     (["--crop_size", "-32"], "--crop_size must be positive"),
     (["--frame_interval", "[3, 1]"], r"--frame_interval needs 1 <= min <= max, got \[3, 1\]"),  # recorded as it was

@@ -322,8 +322,10 @@ def test_a_checkpoint_the_disk_cannot_hold_is_one_line_error_that_keeps_errno_an
 
 
 @pytest.mark.parametrize("error, message", [
+    # (it said "then run the same command again", which is refused: the output folder holds a run)
     ("OSError(errno.EFBIG, 'File too large')", "a write failed: File too large (a full disk or a file-size limit: "
-                                               "free some space, then run the same command again)"),
+                                               "free some space, then run it again with --resume_from_checkpoint "
+                                               "latest)"),
     ("cannot_write('out/model.safetensors', OSError(errno.ENOSPC, 'No space left on device'))",
      "cannot write out/model.safetensors: No space left on device"),
     ("InputError('--crop_size 3 is too small')", "--crop_size 3 is too small"),

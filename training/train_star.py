@@ -94,7 +94,7 @@ from star_vsr.models import (LIEM_PLACEMENTS, SpatialLIEM, StarVSRControlNetMode
                              set_liem_placement)
 from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
 from star_vsr.progress import bar_options
-from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS
+from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import tokenize
 from star_vsr.training_run import (CONFIG_FILE, TRAIN_LOG_FILE, SettingsParser, StepLosses, StopRequest,
                                    add_checkpoint_arguments, add_optimizer_arguments, bool_value, build_optimizer,
@@ -330,6 +330,12 @@ def check_args(args: argparse.Namespace) -> None:
     if args.validation_steps:  # refused at the first validation, hours in
         check_number(args, "validation_noise_level", 1, NUM_TRAIN_TIMESTEPS)
         check_number(args, "validation_guidance_scale", 1)  # 1: no guidance; below 1 the pipeline refuses
+        try:  # (the pipeline's "num_inference_steps 1000 does not fit below noise_level 900", at the first validation)
+            star_timesteps(args.validation_noise_level, args.validation_num_inference_steps)
+        except InputError:
+            raise InputError(f"--validation_num_inference_steps {args.validation_num_inference_steps} does not fit "
+                             f"below --validation_noise_level {args.validation_noise_level}: there are not as many "
+                             f"distinct timesteps below it; lower the first or raise the second") from None
         if args.validation_video is not None and not Path(args.validation_video).exists():
             raise InputError(f"--validation_video {args.validation_video} does not exist")
     check_run_settings(args, build_parser(), model_folder="controlnet", checkpoint_shape=checkpoint_shape)

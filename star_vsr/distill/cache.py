@@ -299,8 +299,8 @@ def build_teacher_cache(
                     raise write_failed(f"{error}; {kept}: free some space and {again} to go on from there",
                                        error) from None
                 if progress and isinstance(error, KeyboardInterrupt):
-                    tqdm.write(f"{folder}: stopped; {kept}. Run the same command again to go on from there",
-                               file=sys.stderr)
+                    again = option("Call again", "Run the same command again")
+                    tqdm.write(f"{folder}: stopped; {kept}. {again} to go on from there", file=sys.stderr)
             raise
         manifest.complete = True
         manifest.save(folder)
@@ -629,10 +629,10 @@ def _teacher_out_of_memory(error: BaseException, index: int, clip: Mapping[str, 
     frames = int(clip["lq"].shape[0])
     flag = f"fewer frames per clip (--num-frames {frames // 2}) or smaller clips" if frames > 1 else "smaller clips"
     cause = error.__cause__ if isinstance(error, RanOutOfMemoryError) and error.__cause__ else error
+    again, smaller = option("call again", "run the same command again"), option("shorter or smaller clips", flag)
     return RanOutOfMemoryError(f"{_clip_label(index, clip)}: out of memory in the teacher{memory_amount(cause)}; "
-                               f"free some memory and run the same command again (it goes on after the last saved "
-                               f"shard), or build a cache of {option('shorter or smaller clips', flag)} in another "
-                               f"folder")
+                               f"free some memory and {again} (it goes on after the last saved shard), or build a "
+                               f"cache of {smaller} in another folder")
 
 
 def _clip_label(index: int, clip: Mapping[str, Any]) -> str:
@@ -678,9 +678,10 @@ def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher
     beyond = sorted(key for key, value in stored.items() if not bool(torch.isfinite(value).all()))
     if beyond:  # finite before the cast: values past the storage type's range (float16: 65504) became infinite, and
         # reading the cache then called the shard damaged
+        wider = option('dtype="float32" or "bfloat16"', "--storage-dtype float32 or bfloat16")
         raise InputError(f"clip {index}: {', '.join(k.split('/', 1)[1] for k in beyond)} exceed the range of "
                          f"{str(storage).removeprefix('torch.')} storage (they become infinite); build the cache with "
-                         f"--storage-dtype float32 or bfloat16")
+                         f"{wider}")
     return stored
 
 

@@ -40,7 +40,7 @@ from star_vsr.errors import (InputError, OutputError, RanOutOfMemoryError, Unsup
                              option)
 from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
-from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
+from star_vsr.io.audio import AudioCopy, carries_audio, check_audio, without_audio
 from star_vsr.io.folders import VIDEO_EXTENSIONS
 from star_vsr.io.probe import DEFAULT_FOLDER_FPS, as_frame_rate, check_exists, chroma_block, probe_video
 from star_vsr.io.tags import output_tags
@@ -146,8 +146,9 @@ def check_video_output(path: str | Path, codec: str | None, audio_from: str | Pa
 
 def finish_error(path: str | Path, error: av.FFmpegError) -> OutputError:
     """FFmpeg refusing to finish ``path`` (a muxer's trailer, an encoder's flush) as one line."""
-    return OutputError(f"cannot finish {path}: FFmpeg failed ({error}); try another output container (.mkv), "
-                       f"or --no-audio if the input's audio is unusual")
+    without = without_audio()
+    return OutputError(f"cannot finish {path}: FFmpeg failed ({error}); try another output container (.mkv)"
+                       + (f", or {without} if the input's audio is unusual" if without else ""))
 
 
 #: The outputs that keep an odd frame size, which 4:2:0 video pads to even (upscale-batch's -o is a folder: no -o).
@@ -427,18 +428,17 @@ def _resolve_codec(path: Path, codec: str | None) -> str:
             )
         return codec
     if path.is_dir():
-        raise InputError(
-            f"{path} is a folder; codec {codec!r} writes a file "
-            "(or use codec='png' for a frame folder)"
-        )
+        png = option('codec="png"', "--codec png")
+        raise InputError(f"{path} is a folder; codec {codec!r} writes a file (or use {png} for a frame folder)")
     suffixes = VIDEO_CODECS[codec].suffixes
     known = sorted({suffix for spec in VIDEO_CODECS.values() for suffix in spec.suffixes})
     if from_name and path.suffix.lower() not in known:  # no --codec given: do not blame the default one
+        h265 = option('codec="h265"', "--codec h265")
         raise UnsupportedVideoError(
             f"star-vsr does not write videos as {path.suffix} files ({path}); name the output "
             f"{' / '.join(known)} "
-            "(H.264 by default; --codec h265, or ffv1 for .mkv), or give a name without a suffix for a folder of "
-            "PNG frames"
+            f"(H.264 by default; {h265}, or ffv1 for .mkv), or give a "
+            "name without a suffix for a folder of PNG frames"
         )
     if path.suffix.lower() not in suffixes:
         raise UnsupportedVideoError(
@@ -493,8 +493,9 @@ def warn_png_drops_frame_rate(label: str, frame_rate: Fraction) -> None:
     if frame_rate == DEFAULT_FOLDER_FPS:
         return
     warn_user(f"{label}: PNG frames store no frame rate; star-vsr reads a folder of frames at "
-              f"{float(DEFAULT_FOLDER_FPS):g} fps, not this video's {float(frame_rate):.6g} (--fps of upscale or "
-              f"degrade sets it). {_video_output_hint(label)}")
+              f"{float(DEFAULT_FOLDER_FPS):g} fps, not this video's {float(frame_rate):.6g} ("
+              f"{option('folder_fps, when the folder is read,', '--fps of upscale or degrade')} sets it). "
+              f"{_video_output_hint(label)}")
 
 
 def warn_lost_pixel_aspect(label: str, what: str, aspect: Fraction, height: int, width: int, keeper: str) -> None:
@@ -510,8 +511,9 @@ def _video_output_hint(label: str) -> str:
     one (which is why it gets frames; ``--codec h264`` alone is refused there), else another ``--codec``."""
     path = Path(label)
     if not path.suffix:
-        return f"An output named {path.name}.mp4 (H.264), or {path.name}.mkv with --codec ffv1 (lossless), keeps it"
-    return "--codec h264, h265 or ffv1 keeps it"
+        ffv1 = option('codec="ffv1"', "--codec ffv1")
+        return f"An output named {path.name}.mp4 (H.264), or {path.name}.mkv with {ffv1} (lossless), keeps it"
+    return option('codec="h264"', "--codec h264") + ", h265 or ffv1 keeps it"
 
 
 def _check_pixel_aspect(pixel_aspect: Fraction | float) -> Fraction:
@@ -715,7 +717,8 @@ class VideoWriter:
         if self.pixel_aspect == 1 or self.codec not in ("ffv1", "png"):
             return
         what = "PNG frames" if self.codec == "png" else "FFV1 video in Matroska, as written by star-vsr,"
-        warn_lost_pixel_aspect(self.label, what, self.pixel_aspect, height, width, "--codec h264 or h265 keeps it")
+        keeper = option('codec="h264"', "--codec h264") + " or h265 keeps it"
+        warn_lost_pixel_aspect(self.label, what, self.pixel_aspect, height, width, keeper)
 
     def _pad(self, frame: np.ndarray) -> np.ndarray:
         """Pad (h, w, 3) on the bottom/right by edge replication to the pixel format's block."""

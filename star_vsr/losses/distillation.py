@@ -302,8 +302,8 @@ class VGGPerceptualLoss(nn.Module):
         if min(pred.shape[-2:]) < least:
             halvings = least.bit_length() - 1
             raise InputError(f"the perceptual loss's VGG layers {', '.join(self.layers)} halve the frames "
-                             f"{halvings} time{'s' * (halvings != 1)}: they need frames of at least {least}x{least} pixels, "
-                             f"got {pred.shape[-1]}x{pred.shape[-2]} (use larger crops, or shallower layers)")
+                             f"{halvings} time{'s' * (halvings != 1)}: they need frames of at least {least}x{least} "
+                             f"pixels, got {pred.shape[-1]}x{pred.shape[-2]} (use larger crops, or shallower layers)")
         pred_taps = self._taps(pred.reshape(-1, *pred.shape[-3:]))
         with torch.no_grad():
             target_taps = self._taps(target.reshape(-1, *target.shape[-3:]).to(pred.dtype))
