@@ -254,6 +254,22 @@ def test_bad_settings_are_refused_when_parsed(tmp_path, flags, match):
         train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"), *flags])
 
 
+def test_the_pretrained_folder_is_checked_when_parsed_with_this_script_s_flag(tmp_path):
+    """A missing folder was told to pass the weights to StarVSRPipeline.from_pretrained / star-vsr upscale --model,
+    a student folder to load it with StarStudentPipeline.from_pretrained, neither naming this script's flag (audit)."""
+    from star_vsr.errors import MissingWeightsError
+    from star_vsr.student import build_student_pipeline
+
+    build_student_pipeline("tiny").save_pretrained(tmp_path / "student")
+    base = ["--config", str(TINY_CONFIG), "--tiny_model", "false", "--output_dir", str(tmp_path / "run")]
+    with pytest.raises(MissingWeightsError, match=r"and pass it as --pretrained_model_name_or_path ./star-light.$"):
+        train_star.parse_args([*base, "--pretrained_model_name_or_path", str(tmp_path / "none")])
+    with pytest.raises(InputError, match=r"student holds a StarStudentPipeline, not a StarVSRPipeline: this script "
+                                         r"trains the diffusion model \(a student is trained by "
+                                         r"training/distill_student.py\)"):
+        train_star.parse_args([*base, "--pretrained_model_name_or_path", str(tmp_path / "student")])
+
+
 def test_liem_placement_moves_the_trained_gates_and_warns_where_they_are_cancelled(tmp_path, caplog):
     """A converted STAR model gates before the LayerNorm, which cancels the gates: fine-tuning from it trained
     gates that get almost no gradient, although the README said new training gates after the norm."""

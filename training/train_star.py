@@ -92,7 +92,7 @@ from star_vsr.metrics.fidelity import SSIM_WINDOW
 from star_vsr.outputs import LORA_FOLDER, check_writable, give_default_mode
 from star_vsr.models import (LIEM_PLACEMENTS, SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM,
                              set_liem_placement)
-from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline
+from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP, StarVSRPipeline
 from star_vsr.progress import bar_options
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import tokenize
@@ -263,11 +263,27 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+def check_pretrained_folder(folder: Path) -> None:
+    """``--pretrained_model_name_or_path`` checked when parsed, with this script's flag in the message: the
+    pipeline's own check said where to pass weights to Python (``StarVSRPipeline.from_pretrained``) and, for a
+    student folder, to load it with ``StarStudentPipeline.from_pretrained``."""
+    from star_vsr.model_folder import check_pipeline_folder
+
+    last = "and pass it as --pretrained_model_name_or_path ./star-light."  # (not to from_pretrained or upscale)
+    help_text = MISSING_WEIGHTS_HELP.rsplit("\n", 1)[0] + "\n" + last
+    name = check_pipeline_folder(folder, "StarVSR", help_text)
+    if name != "StarVSRPipeline":
+        raise InputError(f"--pretrained_model_name_or_path {folder} holds a {name}, not a StarVSRPipeline: this script "
+                         f"trains the diffusion model (a student is trained by training/distill_student.py)")
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Reject contradictory or out-of-range settings with a message saying what to change."""
     if args.tiny_model == (args.pretrained_model_name_or_path is not None):
         raise InputError("give exactly one of --pretrained_model_name_or_path (a StarVSR pipeline folder) and "
                          "--tiny_model true")
+    if args.pretrained_model_name_or_path is not None:
+        check_pretrained_folder(Path(args.pretrained_model_name_or_path))
     if args.dataset == "video" and args.train_data is None:
         raise InputError("--dataset video needs --train_data (a folder of videos, or a CSV/JSON clip list)")
     check_writable(Path(args.output_dir) / CONFIG_FILE)  # a file where the folder should be, a read-only disk
