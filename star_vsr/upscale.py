@@ -112,8 +112,9 @@ def pipeline_class_name(folder: Union[str, Path], variant: Optional[str] = None)
 
     from .model_folder import check_pipeline_folder
 
-    shipped = option("star_vsr.student.default_student_folder() is the student that ships inside the package",
-                     "Without --model, star-vsr upscales with the student that ships inside the package")
+    shipped = ("Without --model, star-vsr upscales with the student that ships inside the package"
+               if option("", "--model") else  # (a command with --model; Python's:)
+               "star_vsr.student.default_student_folder() is the student that ships inside the package")
     student_help = (f"{shipped}; a student folder of your own is the output folder of training/distill_student.py "
                     f"(README, \"The student\").")
     return check_pipeline_folder(Path(folder), "star-vsr (student or StarVSR)",

@@ -383,7 +383,7 @@ ENCODER_FAILED = r"could not start encoding frames of 64x48, a size it encodes \
     ("h265", "out.mkv", r"^libx265 cannot encode frames of 64x48 \(Generic error in an external library\)",
      r"out.mkv: the h265 encoder could not start on the next frames \(Generic error in an external library\), "
      r"though it encoded the earlier ones at this size: most likely memory ran out; free memory \(close other "
-     r"programs\) and run the same command again to go on$")])
+     r"programs\) and call again to go on$")])  # (upscale_video: Python's words)
 def test_an_encoder_that_cannot_open_is_not_an_unsupported_size_and_keeps_saved_work(tmp_path, monkeypatch, codec,
                                                                                      name, fresh, resumed):
     """Under a memory cap (``ulimit -v 700000``, 1920x1080 frames) x264 could not open and FFmpeg said only "Generic
