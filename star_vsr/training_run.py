@@ -30,9 +30,9 @@ from typing import Any, Callable, Collection, Hashable, Iterable, Iterator, Mapp
 
 import yaml
 
-from .errors import (DISK_FULL_ERRNOS, InputError, MissingWeightsError, first_line, is_damaged_weights_error,
-                     is_failed_write, is_out_of_memory, load_failure, TrainingDivergedError, why_missing, write_errno,
-                     write_failed, write_reason)
+from .errors import (DISK_FULL_ERRNOS, InputError, MissingWeightsError, StarVSRError, first_line,
+                     is_damaged_weights_error, is_failed_write, is_out_of_memory, load_failure, TrainingDivergedError,
+                     why_missing, write_errno, write_failed, write_reason)
 from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, folder_lock, give_default_mode,
                       saved_index, write_text_atomic)
 from .units import count_of
@@ -213,6 +213,11 @@ def script_interrupted(prog: str) -> str:
             f"(--resume_from_checkpoint latest goes on from the newest)")
 
 
+#: What gloo (PyTorch's CPU process group) says in the collective a process was waiting in when a peer process of the
+#: run ended (its own error said by that process).
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer")
+
+
 def run_script(prog: str, run: Callable[[], Any]) -> None:
     """A training script's ``__main__``: ``run()``, and its end as one line: a ``StarVSRError`` as `script_error`
     (exit status 2, as argparse's errors and ``star-vsr``'s; it was 1, so the two scripts' setting errors exited
@@ -235,6 +240,11 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
     except Exception as error:
         if interrupt_requested():  # an interrupt a library wrapped in its own error (diffusers' lazy imports do)
             _stop_interrupted(prog)
+        if launched_processes() > 1 and any(words in str(error) for words in PEER_GONE):
+            # (gloo's 30-line traceback under the stopped process's one line: black-box hunt)
+            print(script_error(prog, "another process of this run stopped (its error is above), and this one "
+                                     "with it"), file=sys.stderr)
+            sys.exit(1)
         if not (is_failed_write(error) and write_errno(error) in DISK_FULL_ERRNOS):
             raise
         # a full disk under a library's write: one line, as `star-vsr` says it
@@ -944,6 +954,33 @@ def _run_found(output_dir: Path) -> list[str]:
     if log.is_file() and log.stat().st_size > 0:
         found.append(log.name)
     return found
+
+
+def main_process_step(accelerator: Any, step: Callable[[], None]) -> None:
+    """Run ``step`` on the main process only (making and locking the output folder, `prepare_output_dir`); when it
+    raises, every process raises it (its type and message), so that none goes on: the other processes of a run
+    refused by the output folder's lock read the checkpoints of the run holding it, and said one that run was
+    pruning was damaged (delete it), or waited in the next collective until the process group's timeout."""
+    error: Optional[Exception] = None
+    failure: list[Optional[tuple[type, str]]] = [None]
+    if accelerator.is_main_process:
+        try:
+            step()
+        except Exception as caught:
+            error, failure[0] = caught, (type(caught), str(caught))
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(failure, from_process=0)
+    if error is not None:
+        raise error
+    if failure[0] is not None:
+        kind, message = failure[0]
+        try:
+            raised = kind(message) if issubclass(kind, StarVSRError) else StarVSRError(message)
+        except TypeError:  # (an error class of other arguments)
+            raised = StarVSRError(message)
+        raise raised
 
 
 def prepare_output_dir(args: argparse.Namespace, checkpoint: Optional[Path],

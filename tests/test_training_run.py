@@ -347,6 +347,26 @@ def test_a_training_script_stops_on_a_full_disk_with_one_line_and_status_1(error
     assert result.returncode == (2 if error.startswith("InputError") else 1)
 
 
+def test_a_process_whose_peer_stopped_says_so_in_one_line():
+    """When one process of a 2-process run stopped with its one-line error, the other printed gloo's 30-line
+    traceback ("Connection closed by peer") from the collective it was waiting in (black-box hunt)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("from star_vsr.training_run import run_script\n"
+              "def run():\n    raise RuntimeError('[../gloo/transport/tcp/pair.cc:561] Connection closed by peer "
+              "[127.0.0.1]:29500')\nrun_script('train.py', run)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "WORLD_SIZE": "2", "RANK": "1"})
+    assert result.stderr.strip() == "[process 1] train.py: error: another process of this run stopped (its error " \
+                                    "is above), and this one with it"
+    assert result.returncode == 1
+    alone = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "WORLD_SIZE": "1"})
+    assert "Traceback" in alone.stderr  # (one process: no peer, a bug to show whole)
+
+
 def test_a_full_disk_in_the_final_save_says_how_to_finish_the_run():
     """A full disk while a training script saved its final model said only "the folder was left as it was"; the
     same command was then refused (the folder holds a run), and nothing said --resume_from_checkpoint (black-box
@@ -1399,3 +1419,40 @@ def test_a_checkpoint_linked_into_the_output_folder_is_resumed_there(tmp_path):
     save_checkpoint(_OneProcess(), run, 6, limit=None)
     assert (run / "checkpoint-6").is_dir() and not (run / "checkpoint-6").is_symlink()
     assert [p.name for p in run.iterdir() if p.name.startswith(".")] == [] and (other / "checkpoint-2").is_dir()
+
+
+def test_a_main_process_step_that_fails_stops_every_process_with_its_error(monkeypatch):
+    """The output folder's lock was taken on the main process only: the other processes of a run it refused went on
+    into the checkpoints of the run holding the folder, and one said a checkpoint that run was pruning was damaged
+    and should be deleted (black-box hunt, 2 processes). Here the broadcast between processes is played by hand."""
+    import accelerate.utils
+
+    from star_vsr.errors import OutputBusyError
+    from star_vsr.training_run import main_process_step
+
+    class Process(argparse.Namespace):
+        num_processes = 2
+
+    sent: list = []
+
+    def broadcast(objects, from_process=0):  # the main process's list, as the others receive it
+        if sent:
+            objects[:] = sent[-1]
+        else:
+            sent.append(list(objects))
+
+    monkeypatch.setattr(accelerate.utils, "broadcast_object_list", broadcast)
+    steps = []
+
+    def refused():
+        steps.append("main")
+        raise OutputBusyError("another star-vsr run is writing out; let it finish or stop it first")
+
+    with pytest.raises(OutputBusyError, match="another star-vsr run is writing out"):
+        main_process_step(Process(is_main_process=True), refused)
+    with pytest.raises(OutputBusyError, match="another star-vsr run is writing out"):  # not on into the checkpoint
+        main_process_step(Process(is_main_process=False), refused)
+    assert steps == ["main"]
+    sent[:] = [[None]]  # the main process's step went well: the others go on
+    main_process_step(Process(is_main_process=False), refused)
+    assert steps == ["main"]

@@ -79,7 +79,8 @@ from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_
                                    check_finite, gradient_norm,
                                    check_number, check_run_settings, check_same_data, final_model_save,
                                    finishing_message, ignore_stop_signals, is_first_process, note_ignored_settings,
-                                   optional_value, parse_with_config, path_or_none, prepare_output_dir, record_data_id,
+                                   main_process_step, optional_value, parse_with_config, path_or_none,
+                                   prepare_output_dir, record_data_id,
                                    record_final_step, record_run_settings, resume_checkpoint, resume_training,
                                    run_script, tensorboard_pattern, tracker_init_kwargs, train_steps)
 from star_vsr.upscale import accelerate_on_cpu
@@ -699,9 +700,8 @@ def _distill(args: argparse.Namespace, held: ExitStack) -> dict[str, Any]:
 
     updates_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     num_train_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
-    if accelerator.is_main_process:
-        # made only now: a bad setting caught above (data, --trainable) leaves no empty output folder
-        prepare_output_dir(args, path, run_outputs, held)
+    # made only now: a bad setting caught above (data, --trainable) leaves no empty output folder
+    main_process_step(accelerator, lambda: prepare_output_dir(args, path, run_outputs, held))
 
     validation_clips: list[dict[str, Any]] = []
     validation_bicubic: dict[str, float] = {}  # bicubic's scores on the validation clips, computed once

@@ -100,7 +100,7 @@ from star_vsr.training_run import (CONFIG_FILE, TRAIN_LOG_FILE, SettingsParser, 
                                    add_checkpoint_arguments, add_optimizer_arguments, bool_value, build_optimizer,
                                    check_batches_per_epoch, check_finite, check_number, check_run_settings,
                                    check_same_data, final_model_save, finishing_message, gradient_norm,
-                                   ignore_stop_signals, is_first_process,
+                                   ignore_stop_signals, is_first_process, main_process_step,
                                    note_ignored_settings, optional_value, parse_with_config, path_or_none,
                                    prepare_output_dir, record_data_id, record_final_step, record_run_settings,
                                    resume_checkpoint, resume_training, run_script, tensorboard_pattern,
@@ -799,11 +799,13 @@ def _train(args: argparse.Namespace, held: ExitStack) -> None:
                     args.allow_changed_settings, also=[dataset.fingerprint(as_given=True)] if resume_path else [])
     check_batches_per_epoch(len(dataset), args, accelerator.num_processes)
     val_sample = validation_sample(args, dataset) if args.validation_steps and accelerator.is_main_process else None
-    if accelerator.is_main_process:
+    def check_data_then_prepare_output() -> None:
         if val_sample is None or args.validation_video is not None:
             dataset[0]  # a dataset without one usable clip fails here, not in the first step
         # only now: a run refused above leaves no folder behind
         prepare_output_dir(args, resume_path, run_outputs, held)
+
+    main_process_step(accelerator, check_data_then_prepare_output)
     sampler = EpochShuffleSampler(len(dataset), seed=args.seed)
     dataloader = DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, drop_last=True,
                             num_workers=args.dataloader_num_workers, worker_init_fn=ignore_stop_signals,
