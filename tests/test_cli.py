@@ -1407,7 +1407,10 @@ def test_a_video_another_batch_finished_before_this_one_got_to_it_is_done(tmp_pa
     monkeypatch.setattr(star_vsr.upscale, "upscale_video", other_batch_finishes_v1_meanwhile)
     assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2"]) == 0
     captured = capsys.readouterr()
-    assert "skipped" in captured.err and "left to another run" not in captured.err
+    assert "left to another run" not in captured.err
+    # (it said "v1.mp4 already exists; pass --overwrite to replace it", as if the batch had begun with it there)
+    assert f"skipped {inputs / 'v1.mp4'}: another run wrote {outputs / 'v1.mp4'} meanwhile" in captured.err
+    assert "pass --overwrite" not in captured.err
     assert (outputs / "v1.mp4").read_bytes() == b"written by the other batch"
 
 

@@ -420,8 +420,10 @@ def _upscale_video_of_batch(pipe: Any, video: Path, output: Path, args: argparse
     except (CorruptVideoError, UnsupportedVideoError, SavedRunError, VideoNotFoundError, InputChangedError) as error:
         return _Skipped(str(error))  # (VideoNotFoundError: removed since the batch listed it; InputChangedError:
         # meanwhile)
-    except (OutputBusyError, OutputExistsError) as error:  # a second batch on the same folder shares the work
+    except OutputBusyError as error:  # a second batch on the same folder shares the work
         return _Skipped(str(error), busy=True)
+    except OutputExistsError:  # (not "already exists; pass --overwrite": it was not there when the batch began)
+        return _Skipped(f"another run wrote {output} meanwhile", busy=True)
     except (RuntimeError, MemoryError, OSError) as error:  # out of the pipeline too: a saved state's move to the
         if not (isinstance(error, RanOutOfMemoryError) or is_out_of_memory(error)):  # GPU, the segments' join, the
             raise  # encoder's threads (FFmpeg's EAGAIN)
