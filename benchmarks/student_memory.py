@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from star_vsr.benchmarking import refuse_below, refuse_odd_size
+from star_vsr.benchmarking import refuse_below, refuse_odd_size, refuse_unwritable_json
 from star_vsr.outputs import write_text_atomic
 
 from peak_rss import measure_lengths, print_table, upscale_and_report
@@ -49,6 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     refuse_below(parser, args, {"frames": 1, "size": 1, "threads": 1})
     refuse_odd_size(parser, args.size)
+    refuse_unwritable_json(parser, args.json)
     if args.child:
         child(args.frames[0], args.preset, args.threads, args.workdir, args.dtype)
         return

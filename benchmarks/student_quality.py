@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from star_vsr.benchmarking import refuse_below
+from star_vsr.benchmarking import refuse_below, refuse_unwritable_json
 from star_vsr.evalset import (
     EVAL_DEGRADATION,
     EVAL_NUM_CLIPS,
@@ -41,7 +41,7 @@ from star_vsr.evalset import (
     score_clip,
 )
 from star_vsr.errors import StarVSRError
-from star_vsr.outputs import check_writable, write_text_atomic
+from star_vsr.outputs import write_text_atomic
 from star_vsr.upscale import resolve_device, resolve_dtype
 
 TARGET_PSNR_GAIN_DB = 0.7
@@ -138,10 +138,9 @@ def main() -> None:
     args = parser.parse_args()
     # before any work (they failed deep inside, after the clips were made and bicubic scored)
     refuse_below(parser, args, {"clips": 1, "frames": 2, "size": args.scale, "threads": 1})
+    refuse_unwritable_json(parser, args.json)
     try:
         student_dtype = str(resolve_dtype(args.dtype, resolve_device(args.device), student=True))
-        if args.json:
-            check_writable(args.json)
     except StarVSRError as error:
         parser.error(str(error))
     if args.threads:

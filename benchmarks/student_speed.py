@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 # no torch at import time: the OpenMP wait policy must be set before PyTorch and ncnn load
-from star_vsr.benchmarking import (load_ncnn, measure, refuse_below, run_bicubic, run_ncnn, run_student,
-                                   set_omp_wait_policy)
+from star_vsr.benchmarking import (load_ncnn, measure, refuse_below, refuse_unwritable_json, run_bicubic, run_ncnn,
+                                   run_student, set_omp_wait_policy)
 from star_vsr.outputs import write_text_atomic
 
 #: The issue's target: student throughput over ncnn's, end to end.
@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
     refuse_below(parser, args, {"frames": 1, "threads": 1, "repeats": 1})
+    refuse_unwritable_json(parser, args.json)
     policy = set_omp_wait_policy(args.omp_wait_policy)
     import torch
 

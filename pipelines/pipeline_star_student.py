@@ -86,8 +86,8 @@ def memory_advice(upscale: float, on_gpu: bool = False) -> str:
     student's memory grows with the frame size), naming command-line flags or Python arguments
     (``star_vsr.errors.option``): a smaller factor only where there is one to offer (it advised --upscale 2 to a
     run by 2), the CPU only to a GPU run."""
-    note = restart_note()
-    factor = f" or by a smaller factor ({named('upscale', 2)}{'; ' * bool(note)}{note})" if upscale > 2 else ""
+    smaller = "; ".join(filter(None, (named("upscale", 2), restart_note())))
+    factor = f" or by a smaller factor ({smaller})" if upscale > 2 else ""
     to_cpu = option("pipe.to('cpu')", "--device cpu")
     cpu = f"; from a GPU, the CPU ({to_cpu}) usually has more memory" if on_gpu else ""
     return f"free some memory, or upscale a smaller video{factor}{cpu}"

@@ -55,15 +55,21 @@ DEFAULT_CHUNK_OVERLAP, DEFAULT_TILE_OVERLAP = 8, 128
 MIN_ADVISED_TILE, MIN_ADVISED_CHUNK = 128, 4
 #: The tile out-of-memory advice proposes first, for an untiled call on frames larger than it.
 ADVISED_TILE = 512
-MISSING_WEIGHTS_HELP = """\
-To get STAR weights:
-  1. download the STAR checkpoint `light_deg.pt` (or `heavy_deg.pt`) from the Hugging Face repo SherryX/STAR
-     (folder I2VGen-XL-based),
-  2. the OpenCLIP ViT-H-14 text encoder `open_clip_pytorch_model.bin` (laion/CLIP-ViT-H-14-laion2B-s32B-b79K),
-  3. the Stable Video Diffusion VAE folder (stabilityai/stable-video-diffusion-img2vid, subfolder `vae`),
-then run:
-  star-vsr convert-star --checkpoint light_deg.pt --openclip open_clip_pytorch_model.bin --vae <vae folder> -o ./star-light
-and pass `./star-light` to StarVSRPipeline.from_pretrained / `star-vsr upscale --model`."""
+def missing_weights_help(use: str = "pass `./star-light` to StarVSRPipeline.from_pretrained / `star-vsr upscale "
+                                    "--model`") -> str:
+    """Where to download STAR's weights and how to convert them, then ``use`` (what to do with the folder)."""
+    return ("To get STAR weights:\n"
+            "  1. download the STAR checkpoint `light_deg.pt` (or `heavy_deg.pt`) from the Hugging Face repo "
+            "SherryX/STAR\n     (folder I2VGen-XL-based),\n"
+            "  2. the OpenCLIP ViT-H-14 text encoder `open_clip_pytorch_model.bin` "
+            "(laion/CLIP-ViT-H-14-laion2B-s32B-b79K),\n"
+            "  3. the Stable Video Diffusion VAE folder (stabilityai/stable-video-diffusion-img2vid, subfolder "
+            "`vae`),\nthen run:\n"
+            "  star-vsr convert-star --checkpoint light_deg.pt --openclip open_clip_pytorch_model.bin --vae <vae "
+            f"folder> -o ./star-light\nand {use}.")
+
+
+MISSING_WEIGHTS_HELP = missing_weights_help()
 
 
 def resolve_overlaps(chunk_frames: int, chunk_overlap: Optional[int], tile_size: Optional[int],

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from .errors import InputError
 
@@ -215,6 +215,22 @@ def set_omp_wait_policy(policy: str) -> str:
         return "runtime default (PyTorch was loaded before the policy could be set)"
     os.environ["OMP_WAIT_POLICY"] = policy.upper()
     return policy.upper()
+
+
+def refuse_unwritable_json(parser: argparse.ArgumentParser, path: Optional[str]) -> None:
+    """``parser.error`` before the work for a ``--json`` file that cannot be written (a folder, a read-only place):
+    the scripts found it after minutes of work, with a traceback."""
+    from star_vsr.errors import StarVSRError
+    from star_vsr.outputs import check_writable
+
+    if path is None:
+        return
+    if os.path.isdir(path):
+        parser.error(f"--json {path} is a folder; name the file to write")
+    try:
+        check_writable(path)
+    except StarVSRError as error:
+        parser.error(f"--json: {error}")
 
 
 def refuse_odd_size(parser: argparse.ArgumentParser, size: Sequence[int]) -> None:

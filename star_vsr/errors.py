@@ -204,10 +204,27 @@ def option(argument: str, flag: str) -> str:
     return flag if all(word in _cli_flags for word in flag.split() if word.startswith("-")) else argument
 
 
+def has_flag(flag: str) -> bool:
+    """Whether the running ``star-vsr`` command has ``flag`` (``"--model"``); False in Python."""
+    return _cli_flags is not None and flag in _cli_flags
+
+
+def cli_advice(argument: str, flag: str) -> str:
+    """``option`` for a setting only some commands have: ``flag`` in a command that has it, ``argument`` in Python,
+    "" in a command without it (advice to pass ``--no-audio`` to ``degrade``, which keeps the audio, was wrong)."""
+    return flag if has_flag(flag.split()[0]) else "" if cli_running() else argument
+
+
+def again(capital: bool = False) -> str:
+    """"run the same command again" on the command line, "call again" in Python: how a message says to go on."""
+    words = option("call again", "run the same command again")
+    return words[:1].upper() + words[1:] if capital else words
+
+
 def can_set(argument: str) -> bool:
     """Whether the user can change pipeline argument ``argument`` here: always in Python, and on the command line
     where the running command has its flag (``demo`` has ``--steps`` but no ``--noise-level``)."""
-    return _cli_flags is None or ARGUMENT_FLAGS.get(argument) in _cli_flags
+    return not cli_running() or has_flag(ARGUMENT_FLAGS.get(argument, ""))
 
 
 ARGUMENT_FLAGS = {"upscale": "--upscale", "seed": "--seed", "prompt": "--prompt",
@@ -221,11 +238,10 @@ ARGUMENT_FLAGS = {"upscale": "--upscale", "seed": "--seed", "prompt": "--prompt"
 
 def restart_note() -> str:
     """"a run that saved progress then needs --restart" (``restart=True`` in Python), for advice to change a
-    setting; "" in a command without ``--restart`` (benchmark, demo and the training scripts save no progress, and
-    were told ``restart=True``)."""
-    if cli_running() and not option("", "--restart"):
-        return ""
-    return f"a run that saved progress then needs {option('restart=True', '--restart')}"
+    setting; "" in a command without ``--restart`` (benchmark and demo save no progress, and were told
+    ``restart=True``)."""
+    restart = cli_advice("restart=True", "--restart")
+    return f"a run that saved progress then needs {restart}" if restart else ""
 
 
 def named(argument: str, value: Any = None) -> str:

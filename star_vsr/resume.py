@@ -40,8 +40,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .batch_record import input_signature
-from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputChangedError, InputError, SavedRunError, cannot_write,
-                     UnsupportedVideoError, named, option, write_failed, write_reason)
+from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputChangedError, InputError, SavedRunError, again,
+                     cannot_write, UnsupportedVideoError, named, option, write_failed, write_reason)
 from .fingerprints import (diffusion_weights_fingerprint, folder_files_fingerprint, input_fingerprint,
                            weights_fingerprint)
 from .interrupts import interrupts_held, raise_if_interrupted
@@ -281,12 +281,12 @@ def _input_changed(input_path: Path, signature: Optional[list[Any]], now: Option
     if now is None:
         return InputChangedError(f"{input_path} was removed (or cannot be read) while it was being upscaled"
                                  f"{', so its audio cannot be copied' if audio_copied else ''}; nothing was written "
-                                 f"(with it back in place, {option('a call', 'the same command')} goes on from what "
-                                 f"was saved)")
+                                 f"(with it back in place, {option('calling again', 'the same command')} goes on "
+                                 f"from what was saved)")
     what = "its frames' number or sizes" if input_path.is_dir() else "its size or bytes"
     return InputChangedError(f"{input_path} changed ({what}) while it was being upscaled, so the output would mix "
                              f"the old and the new content; nothing was written "
-                             f"({option('call again', 'run the same command again')} to upscale it as it is now)")
+                             f"({again()} to upscale it as it is now)")
 
 
 def _device(pipe: Any) -> torch.device:
@@ -371,8 +371,7 @@ def _stopped(work: Path, output: Path, say: Callable[[str], None]) -> None:
         shutil.rmtree(work, ignore_errors=True)
         return
     saved = saved_work_in(work) or "the frames done before are"  # (damaged: the error raised, not a JSON one here)
-    again = option("Call again", "Run the same command again")
-    say(f"{output}: stopped; {saved} saved in {work}. {again} (same settings) to go on "
+    say(f"{output}: stopped; {saved} saved in {work}. {again(capital=True)} (same settings) to go on "
         f"from there; {option('restart=True', '--restart')} starts over")
 
 
@@ -534,9 +533,9 @@ def save_progress(work: Path, settings: dict[str, Any], segments: list[tuple[str
         saved = (work / MANIFEST).is_file()
         if saved:  # the segment just committed is of no use without its state: free its space
             _remove_unlisted(work, loads_json((work / MANIFEST).read_text()))
-        again = "to go on from the previous checkpoint" if saved else "(no checkpoint was saved yet: it starts over)"
+        then = "to go on from the previous checkpoint" if saved else "(no checkpoint was saved yet: it starts over)"
         raise write_failed(f"cannot save the progress of the run in {work} ({write_reason(error)}); free some space "
-                           f"and {option('call again', 'run the same command again')} {again}", error) from None
+                           f"and {again()} {then}", error) from None
     _remove_unlisted(work, manifest)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import star_vsr
 
-from .errors import InputError, MissingWeightsError, option
+from .errors import InputError, MissingWeightsError, has_flag
 
 if TYPE_CHECKING:
     from star_vsr.pipelines.pipeline_star_student import StarStudentPipeline
@@ -48,8 +48,8 @@ def is_bundled_student(folder: Path) -> bool:
 
 def bundled_student_help(folder: Path) -> str:
     """What to do when the student that ships with star-vsr (at ``folder``) is missing or damaged."""
-    has_model_flag = bool(option("", "--model FOLDER"))  # (a command with --model: not cache-teacher, nor Python)
-    another = "pass --model FOLDER to use another student" if has_model_flag else "use another student's folder"
+    another = "pass --model FOLDER to use another student" if has_flag("--model") else \
+        "use another student's folder"  # (cache-teacher's --teacher, a Python caller's from_pretrained)
     return (f"{folder} is the student that ships inside the star-vsr package, and its files are missing or damaged: "
             f"reinstall star-vsr (in a clone, `git checkout -- star_vsr/weights`; from a wheel, `pip install "
             f"--force-reinstall --no-deps` of the wheel), or {another}")

@@ -213,8 +213,8 @@ def script_interrupted(prog: str) -> str:
             f"(--resume_from_checkpoint latest goes on from the newest)")
 
 
-#: What gloo (PyTorch's CPU process group) says in the collective a process was waiting in when a peer process of the
-#: run ended (its own error said by that process).
+#: What gloo (PyTorch's CPU process group; its messages name it) says in the collective a process was waiting in when a
+#: peer process of the run ended (its own error said by that process).
 PEER_GONE = ("Connection closed by peer", "Connection reset by peer")
 
 
@@ -240,7 +240,7 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
     except Exception as error:
         if interrupt_requested():  # an interrupt a library wrapped in its own error (diffusers' lazy imports do)
             _stop_interrupted(prog)
-        if launched_processes() > 1 and any(words in str(error) for words in PEER_GONE):
+        if launched_processes() > 1 and "gloo" in str(error) and any(words in str(error) for words in PEER_GONE):
             # (gloo's 30-line traceback under the stopped process's one line: black-box hunt)
             print(script_error(prog, "another process of this run stopped (its error is above), and this one "
                                      "with it"), file=sys.stderr)
@@ -962,12 +962,12 @@ def main_process_step(accelerator: Any, step: Callable[[], None]) -> None:
     refused by the output folder's lock read the checkpoints of the run holding it, and said one that run was
     pruning was damaged (delete it), or waited in the next collective until the process group's timeout."""
     error: Optional[Exception] = None
-    failure: list[Optional[tuple[type, str]]] = [None]
+    failure: list[Optional[tuple[type, str, Optional[int]]]] = [None]  # (type, message, errno: a full disk's status)
     if accelerator.is_main_process:
         try:
             step()
         except Exception as caught:
-            error, failure[0] = caught, (type(caught), str(caught))
+            error, failure[0] = caught, (type(caught), str(caught), getattr(caught, "errno", None))
     if accelerator.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
@@ -975,11 +975,13 @@ def main_process_step(accelerator: Any, step: Callable[[], None]) -> None:
     if error is not None:
         raise error
     if failure[0] is not None:
-        kind, message = failure[0]
+        kind, message, number = failure[0]
         try:
             raised = kind(message) if issubclass(kind, StarVSRError) else StarVSRError(message)
         except TypeError:  # (an error class of other arguments)
             raised = StarVSRError(message)
+        if number is not None:
+            raised.errno = number  # type: ignore[attr-defined]
         raise raised
 
 
@@ -1724,6 +1726,10 @@ def check_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
         # (before the generic "holds a run; go on with --resume_from_checkpoint latest", which was then refused)
         check_overwritten_run_is_this_scripts(Path(args.output_dir), model_folder)
     check_output_dir(args.output_dir, args.resume_from_checkpoint, args.overwrite_output_dir)
+    if is_first_process() and Path(args.output_dir).is_dir():  # another run writing it: refused now, before this
+        # one reads its checkpoints (as they are pruned); the run locks the folder once it is made
+        with folder_lock(Path(args.output_dir), Path(args.output_dir)):
+            pass
     resume = resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     if resume is not None:
         if model_folder is not None and not (resume / model_folder).is_dir():

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 import torch
 
 from . import resume
-from .errors import DeviceError, InputError, cannot_write, explain_out_of_memory, option
+from .errors import DeviceError, InputError, cannot_write, explain_out_of_memory, has_flag, option
 from .outputs import IMAGE_OUTPUTS
 from .progress import bar_options
 
@@ -113,7 +113,7 @@ def pipeline_class_name(folder: Union[str, Path], variant: Optional[str] = None)
     from .model_folder import check_pipeline_folder
 
     shipped = ("Without --model, star-vsr upscales with the student that ships inside the package"
-               if option("", "--model") else  # (a command with --model; Python's:)
+               if has_flag("--model") else
                "star_vsr.student.default_student_folder() is the student that ships inside the package")
     student_help = (f"{shipped}; a student folder of your own is the output folder of training/distill_student.py "
                     f"(README, \"The student\").")

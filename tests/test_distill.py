@@ -125,8 +125,8 @@ def test_a_missing_tap_is_named_and_bf16_student_features_meet_an_adapter():
 def test_loss_settings_that_would_poison_the_loss_are_refused():
     """A NaN charbonnier_eps made every loss NaN; time_hidden_channels=0 built a ConvLSTM of no width (black-box
     hunt)."""
-    for field, value in (("charbonnier_eps", float("nan")), ("time_freeze_threshold", -1.0),
-                         ("time_hidden_channels", 0), ("time_kernel_size", 2.5)):
+    for field, value in (("charbonnier_eps", float("nan")), ("charbonnier_eps", 0.0),  # (0: NaN gradients)
+                         ("time_freeze_threshold", -1.0), ("time_hidden_channels", 0), ("time_kernel_size", 2.5)):
         with pytest.raises(InputError, match=f"^{field} must be a "):
             DistillationLossConfig(**{field: value})
 
@@ -442,7 +442,7 @@ def test_teacher_values_past_the_storage_range_are_refused_when_the_cache_is_bui
         return sr, {"hr_features": sr * 1e5}
 
     with pytest.raises(InputError, match=r"clip 0: features/hr_features exceed the range of float16 storage \(they "
-                                         r"become infinite\); build the cache with --storage-dtype float32"):
+                                         r"become infinite\); build the cache with dtype=\"float32\""):
         build_teacher_cache(CallableTeacher(loud, SCALE), random_clips(2), tmp_path / "cache")
     cache = build_teacher_cache(CallableTeacher(loud, SCALE), random_clips(2), tmp_path / "cache32", dtype="float32")
     assert torch.isfinite(cache[1]["teacher_features"]["hr_features"]).all()
@@ -1651,7 +1651,7 @@ def test_a_stopped_cache_build_says_what_is_saved_and_how_to_go_on(tmp_path, cap
     del stopped  # the traceback held the unclosed bar, which drew its last line again when collected: after the
     gc.collect()  # CLI's "interrupted"
     err = capsys.readouterr().err
-    assert "stopped; 2 of 6 clips saved. Run the same command again to go on" in err  # not "0 of 1 clip are"
+    assert "stopped; 2 of 6 clips saved. Call again to go on" in err  # not "0 of 1 clip are" (Python)
     assert "teacher cache" in err and "teacher cache" not in err.split("stopped; 2 of 6")[1]
 
 
@@ -2007,6 +2007,8 @@ def test_a_second_run_into_the_output_folder_of_a_running_one_is_refused(tmp_pat
         with pytest.raises(OutputBusyError, match=f"another star-vsr run is writing {out}; let it finish"):
             script.main(args)
         assert sorted(p.name for p in out.iterdir()) == ["train_config.yaml"]
+        with pytest.raises(OutputBusyError):  # already when parsed: before it reads the checkpoints there
+            training_args(None, out, *gt_only, "--max_train_steps", "1")
     script.main(args)  # once it is done (or stopped)
     assert (out / "final_step.txt").read_text() == "1\n"
 

@@ -161,7 +161,7 @@ def test_timesteps_outside_the_schedule_and_shapes_that_differ_are_refused(alpha
             objective.add_noise(x0, x0, t)
     for t in (torch.tensor([1.0, 2.0]), torch.tensor([[1, 2]])):
         with pytest.raises(InputError, match=r"timesteps must be a \(b,\) tensor of integer steps"):
-            objective.velocity(x0, x0, t)
+            objective.add_noise(x0, x0, t)
     t = torch.tensor([0, 999])
     with pytest.raises(InputError, match=r"must be \(b, n, c, h, w\) of one shape and timesteps \(b,\), got "
                                          r"\{'v_pred': \(1, 2, 4, 6, 6\)"):
@@ -178,10 +178,11 @@ def test_settings_that_would_fail_later_or_poison_the_loss_are_refused_when_buil
                          ({"v_weight": float("inf")}, "v_weight must be a finite number"),
                          ({"decode_frames": 2.5}, "decode_frames must be a whole number"),
                          ({"decode_crop": (2,)}, "decode_crop must be \\(height, width\\)"),
-                         ({"decode_crop": (1.5, 2)}, "decode_crop must be")):
+                         ({"decode_crop": (1.5, 2)}, "decode_crop's sides must be a whole number")):
         with pytest.raises(InputError, match=said):
             StarDiffusionLoss(alphas_cumprod, **kwargs)
-    StarDiffusionLoss(alphas_cumprod, v_weight=0, decode_frames=2, decode_crop=[4, 4])  # (a YAML list too)
+    loss = StarDiffusionLoss(alphas_cumprod, v_weight=0, decode_frames=2.0, decode_crop=[4, 4])  # (YAML's too)
+    assert (loss.decode_frames, loss.decode_crop) == (2, (4, 4))
 
 
 def test_v_target_and_x0_estimate_are_consistent(alphas_cumprod):

@@ -409,7 +409,7 @@ def test_an_input_changed_while_it_is_upscaled_gives_no_output_of_two_files(pipe
     what = CHANGED if change != "removed" else \
         r"was removed \(or cannot be read\) while it was being upscaled" + \
         (", so its audio cannot be copied" if keep_audio else "") + \
-        r"; nothing was written \(with it back in place, a call goes on from what was saved\)$"
+        r"; nothing was written \(with it back in place, calling again goes on from what was saved\)$"
     with pytest.raises(InputChangedError, match=f"in.mp4 {what}"):
         run()
     # the frames done of a file removed (or unreadable: a network share gone) stay for it put back (review)

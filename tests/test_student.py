@@ -1570,6 +1570,7 @@ def test_a_cast_to_a_dtype_prints_no_empty_keep_in_float32_warning():
     pytest.param("student_quality.py", ["--dtype", "fp16"], "fp16 needs a GPU",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is refused on the CPU only")),
     ("student_memory.py", ["--size", "15", "17"], "--size needs an even height and width (the input clip is H.264)"),
+    ("student_speed.py", ["--json", "benchmarks"], "--json benchmarks is a folder"),  # (after the work: a traceback)
 ])
 def test_benchmark_scripts_refuse_values_they_cannot_run_in_one_line(script, flags, message):
     """A black-box check of the benchmark scripts: such values failed deep inside, with a traceback."""

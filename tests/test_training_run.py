@@ -1456,3 +1456,14 @@ def test_a_main_process_step_that_fails_stops_every_process_with_its_error(monke
     sent[:] = [[None]]  # the main process's step went well: the others go on
     main_process_step(Process(is_main_process=False), refused)
     assert steps == ["main"]
+    from star_vsr.errors import OutputError, exit_status, write_failed
+
+    def disk_full():
+        raise write_failed("cannot write out/train_config.yaml: No space left on device", OSError(28, "full"))
+
+    sent.clear()
+    with pytest.raises(OutputError):
+        main_process_step(Process(is_main_process=True), disk_full)
+    with pytest.raises(OutputError) as other:
+        main_process_step(Process(is_main_process=False), disk_full)
+    assert exit_status(other.value) == 1  # a full disk's status on every process (its errno came along)

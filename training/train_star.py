@@ -92,7 +92,7 @@ from star_vsr.metrics.fidelity import SSIM_WINDOW
 from star_vsr.outputs import LORA_FOLDER, check_writable, give_default_mode
 from star_vsr.models import (LIEM_PLACEMENTS, SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM,
                              set_liem_placement)
-from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP, StarVSRPipeline
+from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline, missing_weights_help
 from star_vsr.progress import bar_options
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import tokenize
@@ -269,8 +269,7 @@ def check_pretrained_folder(folder: Path) -> None:
     student folder, to load it with ``StarStudentPipeline.from_pretrained``."""
     from star_vsr.model_folder import check_pipeline_folder
 
-    last = "and pass it as --pretrained_model_name_or_path ./star-light."  # (not to from_pretrained or upscale)
-    help_text = MISSING_WEIGHTS_HELP.rsplit("\n", 1)[0] + "\n" + last
+    help_text = missing_weights_help("pass it as --pretrained_model_name_or_path ./star-light")
     name = check_pipeline_folder(folder, "StarVSR", help_text)
     if name != "StarVSRPipeline":
         raise InputError(f"--pretrained_model_name_or_path {folder} holds a {name}, not a StarVSRPipeline: this script "
@@ -798,14 +797,17 @@ def _train(args: argparse.Namespace, held: ExitStack) -> None:
                     f"started (files added, removed or replaced; a copy with new modification times counts)",
                     args.allow_changed_settings, also=[dataset.fingerprint(as_given=True)] if resume_path else [])
     check_batches_per_epoch(len(dataset), args, accelerator.num_processes)
-    val_sample = validation_sample(args, dataset) if args.validation_steps and accelerator.is_main_process else None
+    validation: list[Any] = [None]  # the validation clip, the main process's
+
     def check_data_then_prepare_output() -> None:
-        if val_sample is None or args.validation_video is not None:
+        validation[0] = validation_sample(args, dataset) if args.validation_steps else None
+        if validation[0] is None or args.validation_video is not None:
             dataset[0]  # a dataset without one usable clip fails here, not in the first step
         # only now: a run refused above leaves no folder behind
         prepare_output_dir(args, resume_path, run_outputs, held)
 
-    main_process_step(accelerator, check_data_then_prepare_output)
+    main_process_step(accelerator, check_data_then_prepare_output)  # (each step's failure stops every process)
+    val_sample = validation[0]
     sampler = EpochShuffleSampler(len(dataset), seed=args.seed)
     dataloader = DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, drop_last=True,
                             num_workers=args.dataloader_num_workers, worker_init_fn=ignore_stop_signals,

@@ -34,8 +34,8 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import (DISK_FULL_ERRNOS, InputError, OutputError, RanOutOfMemoryError, cannot_write, cli_running,
-                      is_out_of_memory, listed, memory_amount, option, write_failed)
+from ..errors import (DISK_FULL_ERRNOS, InputError, OutputError, RanOutOfMemoryError, again, cannot_write,
+                      cli_running, is_out_of_memory, listed, memory_amount, option, write_failed)
 from ..frames import check_unit_range
 from ..model_folder import safetensors_shapes
 from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
@@ -295,12 +295,11 @@ def build_teacher_cache(
                 clips_saved = sum(len(manifest.shard_clips(s)) for s in saved)
                 kept = f"{clips_saved} of {manifest.num_clips} clip{'s' * (manifest.num_clips != 1)} saved"
                 if isinstance(error, OutputError) and error.errno in DISK_FULL_ERRNOS:  # (it said only "cannot write")
-                    again = option("call again", "run the same command again")
-                    raise write_failed(f"{error}; {kept}: free some space and {again} to go on from there",
+                    raise write_failed(f"{error}; {kept}: free some space and {again()} to go on from there",
                                        error) from None
                 if progress and isinstance(error, KeyboardInterrupt):
-                    again = option("Call again", "Run the same command again")
-                    tqdm.write(f"{folder}: stopped; {kept}. {again} to go on from there", file=sys.stderr)
+                    tqdm.write(f"{folder}: stopped; {kept}. {again(capital=True)} to go on from there",
+                               file=sys.stderr)
             raise
         manifest.complete = True
         manifest.save(folder)
@@ -629,9 +628,9 @@ def _teacher_out_of_memory(error: BaseException, index: int, clip: Mapping[str, 
     frames = int(clip["lq"].shape[0])
     flag = f"fewer frames per clip (--num-frames {frames // 2}) or smaller clips" if frames > 1 else "smaller clips"
     cause = error.__cause__ if isinstance(error, RanOutOfMemoryError) and error.__cause__ else error
-    again, smaller = option("call again", "run the same command again"), option("shorter or smaller clips", flag)
+    smaller = option("shorter or smaller clips", flag)
     return RanOutOfMemoryError(f"{_clip_label(index, clip)}: out of memory in the teacher{memory_amount(cause)}; "
-                               f"free some memory and {again} (it goes on after the last saved shard), or build a "
+                               f"free some memory and {again()} (it goes on after the last saved shard), or build a "
                                f"cache of {smaller} in another folder")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 from av.container import OutputContainer
 
-from star_vsr.errors import CorruptVideoError, StarVSRError, UnsupportedVideoError, cli_running, option
+from star_vsr.errors import CorruptVideoError, StarVSRError, UnsupportedVideoError, cli_advice
 from star_vsr.io.probe import find_video_stream, open_container, probe_video, video_start, video_streams
 from star_vsr.io.tags import track_tags
 from star_vsr.user_warnings import warn_user
@@ -40,14 +40,6 @@ AUDIO_TRIAL_SECONDS = 2
 """Seconds of audio that `check_audio` writes into memory before any frame is upscaled."""
 
 _MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # output suffix -> FFmpeg muxer
-
-
-def without_audio() -> str:
-    """How to leave the audio out of an output: ``--no-audio`` in a command that has it, ``keep_audio=False`` in
-    Python (``upscale_video``); "" in a command without such a flag (``degrade`` and ``demo`` keep the audio, and were
-    told to pass one)."""
-    flag = option("", "--no-audio")  # (the flag where the running command has it, else "")
-    return flag or ("" if cli_running() else "keep_audio=False")
 
 
 def carries_audio(source: Path) -> bool:
@@ -94,7 +86,7 @@ def check_audio(source: Path, suffix: str) -> None:
             finally:
                 audio.close()
     except (av.FFmpegError, ValueError) as error:
-        without = without_audio()
+        without = cli_advice("keep_audio=False", "--no-audio")  # (degrade and demo keep the audio)
         raise UnsupportedVideoError(
             f"{source}: its audio cannot be written to a {suffix} file ({error}); "
             + (f"pass {without}, or write .mkv" if without else "write .mkv")

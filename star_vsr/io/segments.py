@@ -25,8 +25,8 @@ import av
 import numpy as np
 from tqdm.auto import tqdm
 
-from star_vsr.errors import (CorruptVideoError, InputError, RanOutOfMemoryError, UnsupportedVideoError, cannot_write,
-                             option)
+from star_vsr.errors import (CorruptVideoError, InputError, RanOutOfMemoryError, UnsupportedVideoError, again,
+                             cannot_write)
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
 from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
 from star_vsr.io.probe import as_frame_rate, open_container
@@ -142,7 +142,7 @@ class SegmentedVideoWriter:
                 raise RanOutOfMemoryError(
                     f"{self.path}: the {self.codec} encoder could not start on the next frames ({why}), though it "
                     f"encoded the earlier ones at this size: most likely memory ran out; free memory (close other "
-                    f"programs) and {option('call again', 'run the same command again')} to go on") from error
+                    f"programs) and {again()} to go on") from error
         self._bar.update(len(frames) if frames.ndim == 4 else 1)
 
     def start_progress(self) -> None:

@@ -37,10 +37,10 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 from tqdm.auto import tqdm
 
 from star_vsr.errors import (InputError, OutputError, RanOutOfMemoryError, UnsupportedVideoError, cannot_write,
-                             option)
+                             cli_advice, option)
 from star_vsr.interrupts import raise_if_interrupted
 from star_vsr.io.atomic import check_no_replace, move_into_place, remove_temporary, temporary_path
-from star_vsr.io.audio import AudioCopy, carries_audio, check_audio, without_audio
+from star_vsr.io.audio import AudioCopy, carries_audio, check_audio
 from star_vsr.io.folders import VIDEO_EXTENSIONS
 from star_vsr.io.probe import DEFAULT_FOLDER_FPS, as_frame_rate, check_exists, chroma_block, probe_video
 from star_vsr.io.tags import output_tags
@@ -146,7 +146,7 @@ def check_video_output(path: str | Path, codec: str | None, audio_from: str | Pa
 
 def finish_error(path: str | Path, error: av.FFmpegError) -> OutputError:
     """FFmpeg refusing to finish ``path`` (a muxer's trailer, an encoder's flush) as one line."""
-    without = without_audio()
+    without = cli_advice("keep_audio=False", "--no-audio")  # (degrade and demo keep the audio)
     return OutputError(f"cannot finish {path}: FFmpeg failed ({error}); try another output container (.mkv)"
                        + (f", or {without} if the input's audio is unusual" if without else ""))
 

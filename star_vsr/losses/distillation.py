@@ -37,7 +37,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from ..distill.convlstm import ConvLSTM
-from ..errors import InputError, MissingWeightsError, is_damaged_weights_error, load_failure
+from ..errors import InputError, MissingWeightsError, check_whole_number, is_damaged_weights_error, load_failure
 
 CHARBONNIER_EPS = 1e-3
 """Charbonnier's epsilon: below ~1e-3 (a quarter of an 8-bit level) errors count quadratically."""
@@ -272,6 +272,8 @@ class VGGPerceptualLoss(nn.Module):
         self.layers = tuple(layers)
         depth = max(VGG19_LAYERS[name] for name in self.layers) + 1
         self.features = make_layers(cfgs["E"])[:depth]  # VGG-19 convolutions, ReLUs and pools
+        self.halvings = sum(isinstance(layer, nn.MaxPool2d) for layer in self.features)  # (the frames' least side:
+        # 2 ** halvings)
         self.features.load_state_dict(_load_vgg_features(weights_path, self.features))
         self.features.requires_grad_(False).eval()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -297,13 +299,12 @@ class VGGPerceptualLoss(nn.Module):
         if pred.shape != target.shape or pred.shape[-3] != 3:
             raise InputError(f"perceptual loss needs equal (..., 3, h, w) shapes, got {tuple(pred.shape)} "
                              f"and {tuple(target.shape)}")
-        least = 2 ** sum(isinstance(layer, nn.MaxPool2d) for layer in self.features)  # (a max-pool's RuntimeError:
-        # "Calculated output size: (256x0x0)")
-        if min(pred.shape[-2:]) < least:
-            halvings = least.bit_length() - 1
+        halvings = self.halvings
+        if min(pred.shape[-2:]) < 2 ** halvings:  # (a max-pool's RuntimeError: "Calculated output size: (256x0x0)")
             raise InputError(f"the perceptual loss's VGG layers {', '.join(self.layers)} halve the frames "
-                             f"{halvings} time{'s' * (halvings != 1)}: they need frames of at least {least}x{least} "
-                             f"pixels, got {pred.shape[-1]}x{pred.shape[-2]} (use larger crops, or shallower layers)")
+                             f"{halvings} time{'s' * (halvings != 1)}: they need frames of at least "
+                             f"{2 ** halvings}x{2 ** halvings} pixels, got {pred.shape[-1]}x{pred.shape[-2]} (use "
+                             f"larger crops, or shallower layers)")
         pred_taps = self._taps(pred.reshape(-1, *pred.shape[-3:]))
         with torch.no_grad():
             target_taps = self._taps(target.reshape(-1, *target.shape[-3:]).to(pred.dtype))
@@ -404,14 +405,15 @@ class DistillationLossConfig:
             setattr(self, name, tuple(names))
         if self.perceptual_target not in ("gt", "teacher"):
             raise InputError(f"perceptual_target must be 'gt' or 'teacher', got {self.perceptual_target!r}")
-        for name in ("charbonnier_eps", "time_freeze_threshold"):  # (a NaN eps made every loss NaN)
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-                raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
+        eps, threshold = self.charbonnier_eps, self.time_freeze_threshold
+        # (a NaN eps made every loss NaN; 0 made the gradient NaN where prediction and target agree)
+        if not (isinstance(eps, numbers.Real) and 0 < eps < math.inf):
+            raise InputError(f"charbonnier_eps must be a finite number > 0, got {eps!r}")
+        if not (isinstance(threshold, numbers.Real) and 0 <= threshold < math.inf):
+            raise InputError(f"time_freeze_threshold must be a finite number >= 0, got {threshold!r}")
         for name in ("time_hidden_channels", "time_kernel_size"):  # (0 built a ConvLSTM of no width)
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise InputError(f"{name} must be a whole number >= 1, got {value!r}")
+            check_whole_number(name, getattr(self, name), 1)
+            setattr(self, name, int(getattr(self, name)))
         if self.total_weight == 0:
             raise InputError("every loss weight is 0; switch on at least one term")
 

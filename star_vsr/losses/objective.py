@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from star_vsr.errors import InputError
+from star_vsr.errors import InputError, check_whole_number
 from star_vsr.losses.frequency import DynamicFrequencyLoss
 
 
@@ -47,11 +47,6 @@ class StarLossOutput:
     loss_dfl: torch.Tensor
     loss_low: torch.Tensor
     loss_high: torch.Tensor
-
-
-def _is_count(value: object) -> bool:
-    """Whether ``value`` is a whole number >= 1 (not a bool)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 def _per_sample(values: torch.Tensor, timesteps: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -82,12 +77,15 @@ class StarDiffusionLoss(nn.Module):
         super().__init__()
         if not (isinstance(v_weight, numbers.Real) and math.isfinite(v_weight) and v_weight >= 0):  # (NaN: NaN losses)
             raise InputError(f"v_weight must be a finite number >= 0, got {v_weight!r}")
-        if decode_frames is not None and not _is_count(decode_frames):  # (2.5 failed in the first step's randint)
-            raise InputError(f"decode_frames must be a whole number >= 1 or None, got {decode_frames!r}")
-        if decode_crop is not None and not (isinstance(decode_crop, (tuple, list)) and len(decode_crop) == 2
-                                            and all(map(_is_count, decode_crop))):
-            raise InputError(f"decode_crop must be (height, width), whole numbers >= 1 of latent pixels, or None, "
-                             f"got {decode_crop!r}")
+        if decode_frames is not None:  # (2.5 failed in the first step's randint)
+            check_whole_number("decode_frames", decode_frames, 1)
+            decode_frames = int(decode_frames)
+        if decode_crop is not None:
+            if not (isinstance(decode_crop, (tuple, list)) and len(decode_crop) == 2):  # ((2,): an IndexError)
+                raise InputError(f"decode_crop must be (height, width) in latent pixels, or None, got {decode_crop!r}")
+            for side in decode_crop:
+                check_whole_number("decode_crop's sides", side, 1)
+            decode_crop = (int(decode_crop[0]), int(decode_crop[1]))
         self.register_buffer("alphas_cumprod", alphas_cumprod.detach().float().clone(), persistent=False)
         self.v_weight = float(v_weight)
         self.frequency_loss = frequency_loss
@@ -99,25 +97,28 @@ class StarDiffusionLoss(nn.Module):
         """T, the number of diffusion timesteps of the noise schedule (``alphas_cumprod``'s length)."""
         return self.alphas_cumprod.shape[0]
 
-    def alpha_sigma(self, timesteps: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(alpha_t, sigma_t)`` per sample, each (b, 1, ..., 1) float32 for an ``ndim`` tensor.
-
-        Raises:
-            InputError: ``timesteps`` is not a (b,) integer tensor of steps in [0, T) (t = -1 was the noisiest
-                step here, by Python's indexing, and the cleanest one for the frequency term's weights).
-        """
+    def check_timesteps(self, timesteps: torch.Tensor) -> None:
+        """``InputError`` unless ``timesteps`` is a (b,) integer tensor of steps in [0, T) (t = -1 was the noisiest
+        step, by Python's indexing, while the frequency term weighted it as the cleanest one). Checked by the
+        entry points (``add_noise``, ``forward``), once per call: it waits for the device."""
         if timesteps.ndim != 1 or timesteps.is_floating_point() or timesteps.is_complex() \
                 or timesteps.dtype == torch.bool:
             raise InputError(f"timesteps must be a (b,) tensor of integer steps, got a {tuple(timesteps.shape)} "
                              f"tensor of {timesteps.dtype}")
-        if timesteps.numel() and not 0 <= int(timesteps.min()) <= int(timesteps.max()) < self.num_train_timesteps:
-            raise InputError(f"timesteps must be in [0, {self.num_train_timesteps}) (the schedule's steps), got "
-                             f"{int(timesteps.min())} to {int(timesteps.max())}")
+        if timesteps.numel():
+            low, high = (int(value) for value in torch.aminmax(timesteps))
+            if not 0 <= low <= high < self.num_train_timesteps:
+                raise InputError(f"timesteps must be in [0, {self.num_train_timesteps}) (the schedule's steps), got "
+                                 f"{low} to {high}")
+
+    def alpha_sigma(self, timesteps: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(alpha_t, sigma_t)`` per sample, each (b, 1, ..., 1) float32 for an ``ndim`` tensor."""
         alpha_bar = _per_sample(self.alphas_cumprod, timesteps, ndim)
         return alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
 
     def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """``x_t = alpha_t x0 + sigma_t eps`` for latents (b, n, c, h, w) and timesteps (b,)."""
+        self.check_timesteps(timesteps)
         alpha, sigma = self.alpha_sigma(timesteps, latents.ndim)
         return (alpha * latents.float() + sigma * noise.float()).to(latents.dtype)
 
@@ -175,6 +176,7 @@ class StarDiffusionLoss(nn.Module):
             # (broadcast with only torch's warning when the frequency term, which checks them, was off)
             raise InputError(f"v_pred, latents, noise and noisy_latents must be (b, n, c, h, w) of one shape and "
                              f"timesteps (b,), got {shapes} and timesteps {tuple(timesteps.shape)}")
+        self.check_timesteps(timesteps)
         v_target = self.velocity(latents, noise, timesteps)  # (b, n, c, h, w)
         loss_v = F.mse_loss(v_pred.float(), v_target)
         zero = loss_v.new_zeros(())
