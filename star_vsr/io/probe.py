@@ -727,13 +727,12 @@ ROTATIONS = {0: DisplayOrientation(), -90: DisplayOrientation(transpose=True, fl
 
 def _orientation(frame: av.VideoFrame, path: Path) -> DisplayOrientation:
     try:
-        side_data = frame.side_data
+        # looked up by its kind: iterating the mapping gave the side data in PyAV 18.1.0 and gives the kinds since
+        # 18.1.1 ("'Type' object has no attribute 'type'" on every video, in a fresh install)
+        data = frame.side_data.get(SideDataType.DISPLAYMATRIX)
     except ValueError:  # a side-data kind newer than PyAV's list (FFmpeg 8 attaches a photo's EXIF: kind 31)
         return _orientation_from_rotation(frame, path)
-    matrix = next(
-        (bytes(data) for data in side_data if data.type == SideDataType.DISPLAYMATRIX),
-        None,
-    )
+    matrix = None if data is None else bytes(data)
     if matrix is None or len(matrix) != 36:
         return DisplayOrientation()
     orientation = DisplayOrientation.from_display_matrix(matrix)
