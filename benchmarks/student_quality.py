@@ -33,6 +33,7 @@ from star_vsr.evalset import (
     EVAL_DEGRADATION,
     EVAL_NUM_CLIPS,
     EVAL_NUM_FRAMES,
+    EVAL_PHOTO_NAMES,
     EVAL_SCALE,
     EVAL_SIZE,
     bicubic_upscale,
@@ -171,7 +172,7 @@ def main() -> None:
         clip["gt"] = rescaled_reference(clip["gt"], clip["lq"].shape[-2:], upscale)
     results = {"bicubic": score(bicubic_upscale, clips, upscale)}
     student_dtype = student_dtype.removeprefix("torch.")
-    photos = list(dict.fromkeys(clip["name"].rsplit("-", 1)[0] for clip in clips))  # those the clips film
+    photos = list(EVAL_PHOTO_NAMES[:args.clips])  # those the clips film (clip i films photo i mod their number)
     for name, folder in models.items():  # one model in memory at a time
         try:
             upscaler = model_upscaler(folder, args.device, args.dtype)

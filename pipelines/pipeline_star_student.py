@@ -56,10 +56,10 @@ uses the student that ships inside the package. For speed tests without weights,
 star_vsr.student.build_student_pipeline(preset) makes a randomly initialised student."""
 
 
-def missing_student_help(folder: Path) -> str:
-    """What to do about a student folder with a missing or damaged part: `MISSING_STUDENT_HELP`, or, for the
-    student that ships with star-vsr, a reinstall (the other help says to use that one)."""
-    return bundled_student_help(folder) if is_bundled_student(folder) else MISSING_STUDENT_HELP
+def missing_student_help(folder: Path, otherwise: str = MISSING_STUDENT_HELP) -> str:
+    """What to do about a student folder with a missing or damaged part: ``otherwise`` (`MISSING_STUDENT_HELP`),
+    or, for the student that ships with star-vsr, a reinstall (the other help says to use that one)."""
+    return bundled_student_help(folder) if is_bundled_student(folder) else otherwise
 
 
 def _ignore_diffusion_arguments(arguments: dict[str, Any]) -> None:

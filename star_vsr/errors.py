@@ -212,7 +212,7 @@ def has_flag(flag: str) -> bool:
 def cli_advice(argument: str, flag: str) -> str:
     """``option`` for a setting only some commands have: ``flag`` in a command that has it, ``argument`` in Python,
     "" in a command without it (advice to pass ``--no-audio`` to ``degrade``, which keeps the audio, was wrong)."""
-    return flag if has_flag(flag.split()[0]) else "" if cli_running() else argument
+    return flag if has_flag(flag) else "" if cli_running() else argument
 
 
 def again(capital: bool = False) -> str:

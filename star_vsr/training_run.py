@@ -1588,7 +1588,6 @@ def finished_from(checkpoint: Path) -> bool:
     whole: a finished run, which resuming from that checkpoint would only write again. A model of another step (an
     earlier end of a run that went on and was stopped, or a later one), or one with a part missing or damaged (a
     component folder deleted: "nothing to train" left it so), is not that."""
-    from .errors import StarVSRError
     from .model_folder import check_pipeline_folder
 
     folder = Path(checkpoint).parent

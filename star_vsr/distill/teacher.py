@@ -302,16 +302,17 @@ def load_teacher(source: Any, *, scale: int = 4, features: Sequence[str] = (), d
         return source
     name = str(source) if isinstance(source, (str, Path)) else None
     if isinstance(source, (str, Path)):
+        from star_vsr.pipelines.pipeline_star_student import missing_student_help
+
         from ..errors import option
         from ..model_folder import check_pipeline_folder
-        from ..student import bundled_student_help, is_bundled_student
         from ..upscale import load_upscaler, resolve_device
 
         teacher_help = (f"{option('The teacher', '--teacher')} is a StarVSR pipeline folder (`star-vsr convert-star` "
                         f"makes one from STAR's released weights) or a student pipeline folder (the output folder of "
                         f"training/distill_student.py).")
         check_pipeline_folder(Path(source), "teacher (StarVSR or student)",  # before load_upscaler's upscale help
-                              bundled_student_help(Path(source)) if is_bundled_student(Path(source)) else teacher_help)
+                              missing_student_help(Path(source), teacher_help))
 
         if dtype == "auto" and resolve_device(device).type == "cpu":
             dtype = "fp32"  # training targets: not the bfloat16 that upscaling picks on CPUs with AMX
