@@ -270,6 +270,21 @@ def test_the_pretrained_folder_is_checked_when_parsed_with_this_script_s_flag(tm
         train_star.parse_args([*base, "--pretrained_model_name_or_path", str(tmp_path / "student")])
 
 
+def test_weights_found_damaged_as_they_load_get_this_script_s_flag_in_the_help(tmp_path):
+    """A truncated weights file passes the parse-time check and fails as the pipeline loads: the help then ended
+    with "pass `./star-light` to StarVSRPipeline.from_pretrained / `star-vsr upscale --model`" (open item)."""
+    from star_vsr.errors import MissingWeightsError
+
+    StarVSRPipeline(**tiny_star_components(seed=0)).save_pretrained(tmp_path / "star")
+    weights = next((tmp_path / "star" / "unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    args = train_star.parse_args(["--config", str(TINY_CONFIG), "--tiny_model", "false", "--output_dir",
+                                  str(tmp_path / "run"), "--pretrained_model_name_or_path", str(tmp_path / "star")])
+    with pytest.raises(MissingWeightsError, match=r"unet.*damaged(.|\n)*and pass it as "
+                                                  r"--pretrained_model_name_or_path ./star-light.$"):
+        train_star.load_components(args)
+
+
 def test_liem_placement_moves_the_trained_gates_and_warns_where_they_are_cancelled(tmp_path, caplog):
     """A converted STAR model gates before the LayerNorm, which cancels the gates: fine-tuning from it trained
     gates that get almost no gradient, although the README said new training gates after the norm."""

@@ -82,7 +82,7 @@ from star_vsr.data import EpochShuffleSampler, ImageMotionDataset, VideoClipData
 from star_vsr.data.base import BadSampleWarning, ClipPairDataset, as_size, report_skips
 from star_vsr.data.pairs import resolve_degradation
 from star_vsr.data.video_clips import as_frame_interval
-from star_vsr.errors import InputError, explain_out_of_memory
+from star_vsr.errors import InputError, MissingWeightsError, explain_out_of_memory
 from star_vsr.io.atomic import move_into_place, remove_temporary, temporary_path
 from star_vsr.io.folders import IMAGE_EXTENSIONS, clips_in_folder, photos_in_folder
 from star_vsr.losses import DynamicFrequencyLoss, StarDiffusionLoss, StarLossOutput
@@ -92,7 +92,7 @@ from star_vsr.metrics.fidelity import SSIM_WINDOW
 from star_vsr.outputs import LORA_FOLDER, check_writable, give_default_mode
 from star_vsr.models import (LIEM_PLACEMENTS, SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM,
                              set_liem_placement)
-from star_vsr.pipelines.pipeline_star_vsr import StarVSRPipeline, missing_weights_help
+from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP, StarVSRPipeline, missing_weights_help
 from star_vsr.progress import bar_options
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import tokenize
@@ -263,14 +263,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+WEIGHTS_HELP = missing_weights_help("pass it as --pretrained_model_name_or_path ./star-light")
+"""Where to get STAR's weights, ending with this script's flag (the pipeline's own help ends with Python's)."""
+
+
 def check_pretrained_folder(folder: Path) -> None:
     """``--pretrained_model_name_or_path`` checked when parsed, with this script's flag in the message: the
     pipeline's own check said where to pass weights to Python (``StarVSRPipeline.from_pretrained``) and, for a
     student folder, to load it with ``StarStudentPipeline.from_pretrained``."""
     from star_vsr.model_folder import check_pipeline_folder
 
-    help_text = missing_weights_help("pass it as --pretrained_model_name_or_path ./star-light")
-    name = check_pipeline_folder(folder, "StarVSR", help_text)
+    name = check_pipeline_folder(folder, "StarVSR", WEIGHTS_HELP)
     if name != "StarVSRPipeline":
         raise InputError(f"--pretrained_model_name_or_path {folder} holds a {name}, not a StarVSRPipeline: this script "
                          f"trains the diffusion model (a student is trained by training/distill_student.py)")
@@ -402,7 +405,10 @@ def load_components(args: argparse.Namespace) -> dict[str, Any]:
         # trained_controlnet=True gives the tiny UNet non-zero output convs, like a pretrained UNet
         components = tiny_star_components(seed=args.seed, trained_controlnet=True)
     else:
-        components = dict(StarVSRPipeline.from_pretrained(args.pretrained_model_name_or_path).components)
+        try:
+            components = dict(StarVSRPipeline.from_pretrained(args.pretrained_model_name_or_path).components)
+        except MissingWeightsError as error:  # damaged weights, found as they load: this script's flag in the help
+            raise MissingWeightsError(str(error).replace(MISSING_WEIGHTS_HELP, WEIGHTS_HELP)) from error
     if args.controlnet_model_name_or_path is not None:
         components["controlnet"] = StarVSRControlNetModel.from_pretrained(args.controlnet_model_name_or_path)
     elif args.controlnet_init == "unet":
