@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError, cannot_write, check_whole_number, is_out_of_memory, why_missing
+from .errors import InputError, cannot_write, check_whole_number, is_out_of_memory, option, why_missing
 from .io.atomic import check_no_replace, move_into_place, parent_folders, temporary_path
 from .io.writer import X264_MAX_SIZE
 from .models.student import StarStudentModel
@@ -82,10 +82,12 @@ def check_export_packages(format: str, verify: bool = False, export: bool = True
     if missing:
         from . import __version__
 
-        what = "checking an ONNX export (--verify)" if missing == ["onnxruntime"] else "ONNX export"
+        checking = f"checking an ONNX export ({option('verify_export', '--verify')})"
+        what = checking if missing == ["onnxruntime"] else "ONNX export"
+        torchscript = option('format="torchscript"', "-o student.pt")
         raise InputError(f"{what} needs {' and '.join(missing)}, which star-vsr installs only with its export "
                          f"extra: in a clone pip install -e \".[export]\", from a wheel pip install "
-                         f"\"star_vsr-{__version__}-py3-none-any.whl[export]\"; TorchScript (-o student.pt) needs "
+                         f"\"star_vsr-{__version__}-py3-none-any.whl[export]\"; TorchScript ({torchscript}) needs "
                          f"nothing more")
 
 

@@ -138,16 +138,20 @@ def test_onnx_export_without_its_packages_names_the_extra(student, tmp_path, mon
 
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
     with pytest.raises(InputError, match=r'ONNX export needs onnxscript, .*in a clone pip install -e "\.\[export\]", '
-                                         r'from a wheel pip install "star_vsr-0\.1\.0-py3-none-any\.whl\[export\]"'):
-        export_student(student, tmp_path / "student.onnx", "onnx", 12, 16)
+                                         r'from a wheel pip install "star_vsr-0\.1\.0-py3-none-any\.whl\[export\]"; '
+                                         r'TorchScript \(format="torchscript"\) needs nothing more'):
+        export_student(student, tmp_path / "student.onnx", "onnx", 12, 16)  # (Python: it named -o student.pt)
     export_student(student, tmp_path / "student.pt", "torchscript", 12, 16)  # TorchScript needs none of them
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert main(["export", "-o", str(tmp_path / "s.onnx"), "--verify"]) == 2
-    assert "ONNX export needs onnxscript and onnxruntime" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "ONNX export needs onnxscript and onnxruntime" in err and "TorchScript (-o student.pt) needs" in err
     assert not (tmp_path / "s.onnx").exists()
     monkeypatch.delitem(sys.modules, "onnxscript")  # only onnxruntime missing: only --verify needs it
     assert main(["export", "-o", str(tmp_path / "s.onnx"), "--verify"]) == 2
     assert "checking an ONNX export (--verify) needs onnxruntime" in capsys.readouterr().err
+    with pytest.raises(InputError, match=r"checking an ONNX export \(verify_export\) needs onnxruntime"):
+        verify_export(tmp_path / "student.pt", student, "onnx", 12, 16)  # (Python: it named --verify)
 
 
 def test_bad_format_and_scale(student, tmp_path):
