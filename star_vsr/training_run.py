@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Collection, Hashable, Iterable, Iterator, Mapping, Optional, Sequence
@@ -232,6 +233,10 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM as Ctrl-C (it ended a run setting up or saving its model
         if signal.getsignal(sig) is not signal.SIG_IGN:  # with no word; `accelerate launch` passes Ctrl-C on as it)
             signal.signal(sig, request_interrupt)
+    # warnings as one line, as ``star-vsr`` shows them, above the progress bar: a skipped sample was Python's
+    # "/.../torch/utils/data/_utils/fetch.py:52: BadSampleWarning: ..." and that file's source line
+    show_warning = warnings.showwarning
+    warnings.showwarning = lambda message, *_, **__: _print_warning(f"{process_prefix()}{prog}: warning: {message}")
     try:
         run()
     except StarVSRError as error:
@@ -255,7 +260,14 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
     except KeyboardInterrupt:
         _stop_interrupted(prog)
     finally:
+        warnings.showwarning = show_warning
         _end_data_workers()
+
+
+def _print_warning(line: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def _end_data_workers() -> None:

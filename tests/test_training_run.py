@@ -367,6 +367,32 @@ def test_a_process_whose_peer_stopped_says_so_in_one_line():
     assert "Traceback" in alone.stderr  # (one process: no peer, a bug to show whole)
 
 
+def test_a_training_script_shows_warnings_as_one_line_also_from_its_data_workers():
+    """A skipped training sample was Python's "/.../torch/utils/data/_utils/fetch.py:52: BadSampleWarning: ..."
+    and that file's source line (open item); the script's own warnings and a DataLoader worker's now read as
+    ``star-vsr``'s: "prog: warning: message", with the process under several."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import warnings\nimport torch\nfrom star_vsr.data.base import BadSampleWarning\n"
+              "from star_vsr.training_run import run_script\nfrom star_vsr.user_warnings import warn_user\n"
+              "class Data(torch.utils.data.Dataset):\n    def __len__(self):\n        return 1\n"
+              "    def __getitem__(self, index):\n"
+              "        warn_user('skipping training sample a.mp4: cannot be read', BadSampleWarning)\n"
+              "        return torch.zeros(1)\n"
+              "def run():\n    warnings.warn('a library says this')\n"
+              "    list(torch.utils.data.DataLoader(Data(), num_workers=1))\n"
+              "shown = warnings.showwarning\nrun_script('train.py', run)\nassert warnings.showwarning is shown\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == ["train.py: warning: a library says this",
+                                          "train.py: warning: skipping training sample a.mp4: cannot be read"]
+    several = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "WORLD_SIZE": "2", "RANK": "1"})
+    assert "[process 1] train.py: warning: a library says this" in several.stderr.splitlines()
+
+
 def test_a_full_disk_in_the_final_save_says_how_to_finish_the_run():
     """A full disk while a training script saved its final model said only "the folder was left as it was"; the
     same command was then refused (the folder holds a run), and nothing said --resume_from_checkpoint (black-box
