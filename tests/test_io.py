@@ -720,15 +720,26 @@ def test_h264_round_trip_keeps_count_rate_size_and_pixels(tmp_path, fps):
     assert np.abs(decoded.astype(int) - frames).mean() < 4
 
 
-def test_h265_round_trip(tmp_path):
+@pytest.mark.parametrize("name", ["out.mp4", "out.mov"])
+def test_h265_round_trip(tmp_path, name):
+    """In .mp4 / .mov tagged hvc1, as Apple players need, also when joined from segments (every resumable upscale:
+    the join wrote hev1; black-box hunt)."""
+    from star_vsr.io.segments import SegmentedVideoWriter
+
     frames = synthetic_frames(8, SIZE, seed=4)
-    with VideoWriter(tmp_path / "out.mp4", NTSC, codec="h265") as writer:
+    with VideoWriter(tmp_path / name, NTSC, codec="h265") as writer:
         writer.write(frames)
-    info = probe_video(tmp_path / "out.mp4")
+    info = probe_video(tmp_path / name)
     assert (info.codec, info.num_frames, info.frame_rate) == ("hevc", 8, NTSC)
-    with av.open(str(tmp_path / "out.mp4")) as container:
-        assert container.streams.video[0].codec_tag == "hvc1"
-    with open_video(tmp_path / "out.mp4") as reader:
+    segmented = SegmentedVideoWriter(tmp_path / f"joined_{name}", NTSC, tmp_path / "work", codec="h265")
+    for part in (frames[:5], frames[5:]):
+        segmented.write(part)
+        segmented.commit()
+    segmented.finish()
+    for path in (tmp_path / name, tmp_path / f"joined_{name}"):
+        with av.open(str(path)) as container:
+            assert container.streams.video[0].codec_tag == "hvc1"
+    with open_video(tmp_path / f"joined_{name}") as reader:
         assert psnr(np.stack(list(reader)), frames) > MIN_PSNR_DB
 
 
