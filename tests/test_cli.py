@@ -2666,6 +2666,31 @@ def test_ctrl_c_lost_in_a_destructor_stops_a_folder_degrade_with_one_line(tmp_pa
     assert sorted(p.name for p in output.glob("*.mp4")) == ["a.mp4", "b.mp4"]
 
 
+def test_a_signal_held_back_goes_to_the_caller_s_own_handler_after_the_block():
+    """A Python caller's own SIGTERM handler (a scheduler's "finish this video, then stop") was overridden: a signal
+    arriving while `upscale_video` held interrupts back (its state handover) became a KeyboardInterrupt (black-box
+    hunt). Python's own Ctrl-C handler still gives the KeyboardInterrupt, after the block."""
+    import os
+    import signal
+
+    from star_vsr.interrupts import interrupts_held
+
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert seen == []  # held
+        assert seen == [signal.SIGTERM]  # delivered once the block ended, no KeyboardInterrupt
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_held():
+                os.kill(os.getpid(), signal.SIGINT)  # pytest's: Python's default_int_handler
+                os.kill(os.getpid(), signal.SIGTERM)
+        assert seen == [signal.SIGTERM] * 2  # the caller's handler ran before the KeyboardInterrupt
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_an_interrupt_held_back_and_raised_again_also_quiets_what_it_tore(tmp_path, capsys, monkeypatch):
     """`interrupts_held` raises KeyboardInterrupt again once its block ends, without the flag the CLI's handler
