@@ -1264,7 +1264,7 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
         write_test_video(gt_dir / f"z{suffix}", num_frames=2, size=(64, 64))
     assert len(VideoFolderClips(lr_dir, num_frames=3, gt_folder=gt_dir)) == len(clips)
     write_test_video(gt_dir / "a.mp4", num_frames=6, size=(64, 64))
-    with pytest.raises(InputError, match=r"--gt .* holds clips of the same name .*: a.mkv, a.mp4"):
+    with pytest.raises(InputError, match=r"gt_folder .* holds clips of the same name .*: a.mkv, a.mp4"):
         VideoFolderClips(lr_dir, num_frames=3, gt_folder=gt_dir)
     for name in ("z.mp4", "z.mkv", "a.mp4"):
         (gt_dir / name).unlink()
@@ -1282,12 +1282,17 @@ def test_cli_cache_teacher_from_a_student_folder_and_video_folder(tmp_path, caps
     assert VideoFolderClips(lr_dir).notes() == []  # whole videos
     (gt_dir / "c").mkdir()
     Image.new("RGB", (16, 16)).save(gt_dir / "c" / "0.png")
-    with pytest.raises(InputError, match=rf"{gt_dir / 'c'} is a frame folder, one clip; --data takes the folder "
+    with pytest.raises(InputError, match=rf"{gt_dir / 'c'} is a frame folder, one clip; folder takes the folder "
                                          rf"that holds clips \({gt_dir}\)"):  # ("no videos or frame folders in")
         VideoFolderClips(gt_dir / "c")
-    with pytest.raises(InputError, match=rf"--gt {gt_dir / 'c'} is a frame folder, one clip; --gt takes the folder "
-                                         rf"that holds the ground-truth clips \({gt_dir}\)"):  # ("no ground truth in")
-        VideoFolderClips(lr_dir, gt_folder=gt_dir / "c")
+    with pytest.raises(InputError, match=rf"gt_folder {gt_dir / 'c'} is a frame folder, one clip; gt_folder takes "
+                                         rf"the folder that holds the ground-truth clips \({gt_dir}\)"):
+        VideoFolderClips(lr_dir, gt_folder=gt_dir / "c")  # ("no ground truth in")
+    # the command names its flags (from Python, the messages named --data and --gt: audit)
+    assert cli_main([*argv, "--data", str(gt_dir / "c")]) == 2
+    assert f"{gt_dir / 'c'} is a frame folder, one clip; --data takes the folder" in capsys.readouterr().err
+    assert cli_main([*argv, "--gt", str(gt_dir / "c")]) == 2
+    assert f"--gt {gt_dir / 'c'} is a frame folder, one clip; --gt takes the folder" in capsys.readouterr().err
     # a subfolder of videos and a picture beside the clips are left out with a note (they were left out silently)
     (lr_dir / "more").mkdir()
     write_test_video(lr_dir / "more" / "c.mp4", num_frames=6, size=(16, 16))

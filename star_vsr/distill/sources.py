@@ -52,9 +52,10 @@ class VideoFolderClips:
             raise InputError(f"num_frames must be >= 1, got {num_frames}")
         self.num_frames, self.scale = num_frames, scale
         # hidden folders and folders without frames are not clips; a clip's name is its file's stem or folder's name
-        clips = clips_by_name(self.folder, "--data")
+        data, gt = option("folder", "--data"), option("gt_folder", "--gt")  # as the caller named them
+        clips = clips_by_name(self.folder, data)
         if not clips and is_frame_folder(self.folder):  # (it said "no videos or frame folders in" it)
-            raise InputError(f"{self.folder} is a frame folder, one clip; --data takes the folder that holds clips "
+            raise InputError(f"{self.folder} is a frame folder, one clip; {data} takes the folder that holds clips "
                              f"({self.folder.parent})")
         if not clips:
             raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or frame folders in {self.folder}")
@@ -68,10 +69,10 @@ class VideoFolderClips:
         self.gt: dict[Path, Path] = {}  # LR clip -> its ground truth, the clip of the same name in gt_folder
         if self.gt_folder is not None:
             if not self.gt_folder.is_dir():
-                raise InputError(f"--gt {self.gt_folder} is not a folder of ground-truth clips")
-            gt_clips = clips_by_name(self.gt_folder, "--gt", needed=clips)
+                raise InputError(f"{gt} {self.gt_folder} is not a folder of ground-truth clips")
+            gt_clips = clips_by_name(self.gt_folder, gt, needed=clips)
             if not gt_clips and is_frame_folder(self.gt_folder):  # (it said "no ground truth in" it)
-                raise InputError(f"--gt {self.gt_folder} is a frame folder, one clip; --gt takes the folder that "
+                raise InputError(f"{gt} {self.gt_folder} is a frame folder, one clip; {gt} takes the folder that "
                                  f"holds the ground-truth clips ({self.gt_folder.parent})")
             missing = [video.name for name, video in clips.items() if name not in gt_clips]
             if missing:
