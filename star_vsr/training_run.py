@@ -26,6 +26,7 @@ import threading
 import time
 import warnings
 from contextlib import ExitStack, contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Collection, Hashable, Iterable, Iterator, Mapping, Optional, Sequence
 
@@ -186,6 +187,20 @@ class SettingsParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # under accelerate launch every process parses the same command line and files: said by the first only
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n" if is_first_process() else None)
+
+
+#: How long a process of a training run waits for the others in a collective (the gradient all-reduce, a barrier)
+#: before the run is ended. The others wait there while the main process validates or saves the final model:
+#: minutes to hours for a large model on a long clip, where torch's default through Accelerate (10 minutes under
+#: NCCL, 30 under gloo) ended the run. A process that truly hangs is still found, later.
+COLLECTIVE_TIMEOUT = timedelta(hours=6)
+
+
+def process_group_kwargs() -> Any:
+    """Accelerate's ``InitProcessGroupKwargs`` with `COLLECTIVE_TIMEOUT`, for ``Accelerator(kwargs_handlers=)``."""
+    from accelerate.utils import InitProcessGroupKwargs
+
+    return InitProcessGroupKwargs(timeout=COLLECTIVE_TIMEOUT)
 
 
 def process_prefix() -> str:

@@ -1529,6 +1529,37 @@ def training_args(cache: Optional[Path], output_dir: Path, *extra: str):
     return distill_student, args
 
 
+def test_both_training_scripts_give_the_other_processes_time_to_wait_for_a_validation(tmp_path, monkeypatch):
+    """Under several processes the others wait in their next collective while the main process validates or saves
+    the final model; Accelerate's default process-group timeout (10 minutes under NCCL) ended a run whose
+    validation took longer (open item). Both scripts build their Accelerator with COLLECTIVE_TIMEOUT."""
+    from accelerate.utils import InitProcessGroupKwargs
+
+    from star_vsr.training_run import COLLECTIVE_TIMEOUT
+
+    class Built(Exception):
+        pass
+
+    def accelerator(**kwargs):
+        handlers = [h for h in kwargs.get("kwargs_handlers", []) if isinstance(h, InitProcessGroupKwargs)]
+        raise Built([handler.timeout for handler in handlers])
+
+    sys.path.insert(0, str(REPO / "training"))
+    try:
+        import train_star
+    finally:
+        sys.path.pop(0)
+    distill_student, args = training_args(None, tmp_path / "student", "--report_to", "none")
+    star_args = train_star.parse_args(["--config", str(REPO / "configs" / "train_star_tiny.yaml"), "--output_dir",
+                                       str(tmp_path / "star")])
+    assert COLLECTIVE_TIMEOUT.total_seconds() >= 3600
+    for script, script_args in ((distill_student, args), (train_star, star_args)):
+        monkeypatch.setattr(script, "Accelerator", accelerator)
+        with pytest.raises(Built) as built:
+            script.main(script_args)
+        assert built.value.args[0] == [COLLECTIVE_TIMEOUT]
+
+
 def test_a_diverging_run_stops_before_a_nan_step_is_applied_or_saved(tmp_path, train_cache):
     """A learning rate far too high: the loss went inf, then NaN; the run saved NaN checkpoints and crashed with a
     segmentation fault (grid_sample's backward on a NaN flow), and a resume crashed again (black-box hunt). It stops

@@ -80,7 +80,7 @@ from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_
                                    check_number, check_run_settings, check_same_data, final_model_save,
                                    finishing_message, ignore_stop_signals, is_first_process, note_ignored_settings,
                                    main_process_step, optional_value, parse_with_config, path_or_none,
-                                   prepare_output_dir, record_data_id,
+                                   prepare_output_dir, process_group_kwargs, record_data_id,
                                    record_final_step, record_run_settings, resume_checkpoint, resume_training,
                                    run_script, tensorboard_pattern, tracker_init_kwargs, train_steps)
 from star_vsr.upscale import accelerate_on_cpu
@@ -620,7 +620,8 @@ def _distill(args: argparse.Namespace, held: ExitStack) -> dict[str, Any]:
         project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=str(logging_dir)),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         # a frozen ConvLSTM stops receiving gradients mid-run
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        # (process_group_kwargs: the others wait while the main process validates)
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True), process_group_kwargs()],
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)

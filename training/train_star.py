@@ -102,7 +102,8 @@ from star_vsr.training_run import (CONFIG_FILE, TRAIN_LOG_FILE, SettingsParser, 
                                    check_same_data, final_model_save, finishing_message, gradient_norm,
                                    ignore_stop_signals, is_first_process, main_process_step,
                                    note_ignored_settings, optional_value, parse_with_config, path_or_none,
-                                   prepare_output_dir, record_data_id, record_final_step, record_run_settings,
+                                   prepare_output_dir, process_group_kwargs, record_data_id, record_final_step,
+                                   record_run_settings,
                                    resume_checkpoint, resume_training, run_script, tensorboard_pattern,
                                    tracker_init_kwargs, train_steps, yaml_argument)
 from star_vsr.upscale import accelerate_on_cpu
@@ -775,7 +776,8 @@ def _train(args: argparse.Namespace, held: ExitStack) -> None:
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir),
-                                            logging_dir=str(output_dir / args.logging_dir)))
+                                            logging_dir=str(output_dir / args.logging_dir)),
+        kwargs_handlers=[process_group_kwargs()])  # (the others wait while the main process validates)
     if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":  # accelerate launch --cpu on a
         # machine with a GPU, which check_run_settings' fp16 check lets through
         raise InputError("mixed precision fp16 needs a CUDA GPU, and this run is on the CPU; pass "
