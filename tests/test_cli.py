@@ -2666,6 +2666,29 @@ def test_ctrl_c_lost_in_a_destructor_stops_a_folder_degrade_with_one_line(tmp_pa
     assert sorted(p.name for p in output.glob("*.mp4")) == ["a.mp4", "b.mp4"]
 
 
+def test_main_called_in_process_leaves_the_environment_and_diffusers_bars_as_they_were(tmp_path, monkeypatch):
+    """A notebook that called main() kept OMP_WAIT_POLICY, HF_HUB_DISABLE_PROGRESS_BARS and OPENCV_LOG_LEVEL set
+    (inherited by every process it started) and lost diffusers' progress bars for its own pipelines (black-box
+    hunt). A value the caller had set stays."""
+    from diffusers.utils import logging as diffusers_logging
+
+    for name in ("OMP_WAIT_POLICY", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENCV_LOG_LEVEL", "ERROR")
+    source = write_test_video(tmp_path / "in.mp4", 2, size=(16, 16))
+    diffusers_logging.enable_progress_bar()
+    try:
+        assert main(["upscale", str(source), "-o", str(tmp_path / "out.mp4")]) == 0
+        assert diffusers_logging.is_progress_bar_enabled()
+        assert "OMP_WAIT_POLICY" not in os.environ and "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
+        assert os.environ["OPENCV_LOG_LEVEL"] == "ERROR"
+        diffusers_logging.disable_progress_bar()  # off before: off after
+        assert main(["upscale", str(source), "-o", str(tmp_path / "out2.mp4")]) == 0
+        assert not diffusers_logging.is_progress_bar_enabled()
+    finally:
+        diffusers_logging.enable_progress_bar()
+
+
 def test_a_signal_held_back_goes_to_the_caller_s_own_handler_after_the_block():
     """A Python caller's own SIGTERM handler (a scheduler's "finish this video, then stop") was overridden: a signal
     arriving while `upscale_video` held interrupts back (its state handover) became a KeyboardInterrupt (black-box

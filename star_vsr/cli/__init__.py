@@ -123,6 +123,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         else:  # the launcher ends every process once one fails: one that failed first ended the first process before
             time.sleep(OTHER_PROCESS_EXIT_DELAY_S)  # it said why (a CI run lost the message)
         return 2
+    environment = dict(os.environ)  # put back when the command ends (in-process callers: notebooks, tests)
     # OpenMP threads (PyTorch, ncnn) spin while waiting by default; on a shared or busy CPU that
     # tripled the student's step time in our measurements. Must be set before torch loads.
     # `benchmark` sets it from its own --omp-wait-policy.
@@ -186,6 +187,10 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     finally:
         sys.stdout, sys.stderr = stdout.stream, stderr.stream
         warnings.showwarning = show_warning
+        for name in ("OMP_WAIT_POLICY", "HF_HUB_DISABLE_PROGRESS_BARS", "OPENCV_LOG_LEVEL"):  # (set above)
+            if name not in environment:
+                os.environ.pop(name, None)
+        _restore_model_loading_bars()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         if stopped or interrupt_requested():
@@ -237,11 +242,30 @@ def _quiet_after_interrupt(hook: Callable[[Any], object], stopped: list[bool]) -
     return quiet
 
 
+#: Whether diffusers drew its progress bars before ``quiet_model_loading`` turned them off (None: it did not).
+_diffusers_bars: Optional[bool] = None
+
+
 def quiet_model_loading() -> None:
-    """No diffusers "Loading pipeline components" bar (our commands draw their own progress)."""
+    """No diffusers "Loading pipeline components" bar (our commands draw their own progress), until the command
+    ends."""
+    global _diffusers_bars
     from diffusers.utils import logging as diffusers_logging
 
+    if _diffusers_bars is None:
+        _diffusers_bars = diffusers_logging.is_progress_bar_enabled()
     diffusers_logging.disable_progress_bar()
+
+
+def _restore_model_loading_bars() -> None:
+    """diffusers' progress bars as they were before ``quiet_model_loading`` (a notebook that called ``main`` lost
+    them for its own pipelines: black-box hunt)."""
+    global _diffusers_bars
+    if _diffusers_bars:
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.enable_progress_bar()
+    _diffusers_bars = None
 
 
 def _print_above_bars(line: str) -> None:
