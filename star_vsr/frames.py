@@ -123,11 +123,17 @@ class TensorFrameSource(FrameSource):
     """Frames already in memory: a (n, 3, h, w) float tensor in [0, 1]."""
 
     def __init__(self, frames: torch.Tensor) -> None:
+        given = tuple(frames.shape)  # as the caller passed it, for the message
         if frames.ndim == 5 and frames.shape[0] == 1:
             frames = frames[0]
         if frames.ndim != 4 or frames.shape[1] != 3:
+            # diffusers' video layout (batch, channels, frames, h, w), or (3, frames, h, w): the axes to swap
+            # (the message quoted the shape without its batch axis, which the caller never passed)
+            swap = (f"; channels come before frames here (diffusers' (batch, channels, frames, h, w) layout): pass "
+                    f"video.transpose({len(given) - 4}, {len(given) - 3})"
+                    if frames.ndim == 4 and frames.shape[0] == 3 and len(given) in (4, 5) else "")
             raise InputError(f"video tensors must be (frames, 3, h, w) or (1, frames, 3, h, w) with values in "
-                             f"[0, 1]; got shape {tuple(frames.shape)}")
+                             f"[0, 1]; got shape {given}{swap}")
         if frames.shape[0] == 0:
             raise InputError("the video has no frames")
         _check_frame_size(frames.shape[-2], frames.shape[-1])

@@ -993,6 +993,11 @@ def test_a_pipeline_is_not_saved_over_another_pipeline_or_a_file(tmp_path):
     (np.zeros((2, 0, 0, 3), np.uint8), "the frames are 0x0"),
     ("", "the video path is empty"),  # not the current folder
     (b"clip.mp4", "not bytes"),  # not a list of ints
+    # diffusers' (batch, channels, frames, h, w): the shape passed (it quoted (3, 2, 8, 12)) and the axes to swap
+    (torch.rand(1, 3, 2, 8, 12), r"got shape \(1, 3, 2, 8, 12\); channels come before frames here \(diffusers' "
+                                 r"\(batch, channels, frames, h, w\) layout\): pass video.transpose\(1, 2\)$"),
+    (torch.rand(3, 2, 8, 12), r"got shape \(3, 2, 8, 12\); channels .* pass video.transpose\(0, 1\)$"),
+    (torch.rand(2, 4, 8, 12), r"got shape \(2, 4, 8, 12\)$"),  # no layout to suggest
 ])
 def test_video_values_outside_the_unit_range_are_refused(bad, match):
     """Every pipeline reads its input through star_vsr.frames.as_frame_source."""
