@@ -168,6 +168,7 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "student"
+    MEMORY_ADVICE = "The student has no attention layers; its memory grows with the frame size, not the video's length."
 
     def __init__(self, student: StarStudentModel) -> None:
         check_components("StarStudentPipeline", dict(student=student))
@@ -188,6 +189,14 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
         kwargs = local_load_kwargs(kwargs)
         return load_checked(folder, "student", help_text,
                             lambda: super(StarStudentPipeline, cls).from_pretrained(folder, **kwargs))
+
+    def enable_xformers_memory_efficient_attention(self, attention_op: Optional[Callable] = None) -> None:
+        """A warning and nothing more: the student has no attention layers (diffusers' own method changed nothing
+        without a word, where ``StarVSRPipeline``'s switches its attention to xformers)."""
+        from star_vsr.user_warnings import warn_user
+
+        warn_user("StarStudentPipeline has no attention layers; enable_xformers_memory_efficient_attention changes "
+                  "nothing")
 
     def enable_torch_compile(self, mode: Optional[str] = None, dynamic: bool = False) -> None:
         """Run each step through ``torch.compile`` (opt-in; the first frames pay the compilation).

@@ -245,6 +245,9 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
 
     model_cpu_offload_seq = "text_encoder->controlnet->unet->vae"
     _callback_tensor_inputs = ["latents"]
+    MEMORY_ADVICE = ("Attention runs through PyTorch's scaled_dot_product_attention (memory-efficient kernels on a "
+                     "GPU; xformers after enable_xformers_memory_efficient_attention); to use less memory, pass "
+                     "tile_size= (spatial tiles), a smaller chunk_frames= or decode_chunk_size=.")
 
     def __init__(self, vae: AutoencoderKLTemporalDecoder, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
                  unet: StarVSRUNetModel, controlnet: StarVSRControlNetModel,

@@ -704,6 +704,20 @@ class CheckedPipeline:
         save = super().save_pretrained  # type: ignore[misc]
         save_pipeline_folder(self, save_directory, lambda folder: save(folder, **kwargs))
 
+    #: What saves memory in this pipeline, said where diffusers' attention slicing is asked for (subclasses).
+    MEMORY_ADVICE = ""
+
+    def enable_attention_slicing(self, slice_size: Union[str, int, None] = "auto") -> None:
+        """A warning and nothing more: no component slices its attention. diffusers' own method changed nothing
+        without a word, and a user short of memory took it as on (black-box hunt). None (diffusers'
+        ``disable_attention_slicing``): off, as it is."""
+        from .user_warnings import warn_user
+
+        if slice_size is None:
+            return
+        warn_user(f"{type(self).__name__} has no attention slicing; enable_attention_slicing changes nothing. "
+                  f"{self.MEMORY_ADVICE}")
+
     def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Any = None) -> None:
         """Keep each model on the CPU until it runs on ``device`` (None: the accelerator there is; GPU only)."""
         _check_offload("enable_model_cpu_offload()", device)

@@ -1130,6 +1130,33 @@ def test_xformers_missing_is_told_how_to_install_it(pipe, monkeypatch):
         pipe.enable_xformers_memory_efficient_attention()
 
 
+def test_memory_switches_that_change_nothing_say_so(pipe):
+    """diffusers' enable_attention_slicing changed nothing in either pipeline (no component slices its attention),
+    and the student's enable_xformers_memory_efficient_attention neither, all without a word: a user short of
+    memory took them as on (black-box hunt). Each warns, naming what does save memory; the output is unchanged."""
+    import warnings
+
+    from star_vsr.student import build_student_pipeline
+
+    before = run(pipe, video(n=1))
+    with pytest.warns(UserWarning, match=r"^StarVSRPipeline has no attention slicing; enable_attention_slicing "
+                                         r"changes nothing\. .*pass tile_size= \(spatial tiles\), a smaller "
+                                         r"chunk_frames= or decode_chunk_size=\.$"):
+        pipe.enable_attention_slicing()
+    torch.testing.assert_close(run(pipe, video(n=1)), before, rtol=0, atol=0)
+    student = build_student_pipeline("tiny")
+    with pytest.warns(UserWarning, match=r"^StarStudentPipeline has no attention slicing; .*The student has no "
+                                         r"attention layers; its memory grows with the frame size"):
+        student.enable_attention_slicing(2)
+    with pytest.warns(UserWarning, match="^StarStudentPipeline has no attention layers; "
+                                         "enable_xformers_memory_efficient_attention changes nothing$"):
+        student.enable_xformers_memory_efficient_attention()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe.disable_attention_slicing()  # off already: nothing to say
+        student.disable_attention_slicing()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only guards")
 def test_gpu_only_options_are_refused_on_cpu(pipe):
     with pytest.raises(DeviceError, match="GPU"):
