@@ -363,8 +363,12 @@ def check_weight_format(folder: Path, use_safetensors: Optional[bool], passed: C
                    if WEIGHT_FILE.fullmatch(file.name)}
         if formats and ("safetensors" if use_safetensors else "bin") not in formats:
             held = ".safetensors files" if use_safetensors is False else ".bin (PyTorch pickle) files"
-            raise InputError(f"{part} holds its weights as {held} only, which use_safetensors={use_safetensors} "
-                             f"rules out: load it without use_safetensors")
+            # (a pipeline saved with safe_serialization=False, then loaded with use_safetensors=False: refused)
+            why = (" (transformers writes its models, the text encoder here, as .safetensors whatever "
+                   "safe_serialization says)" if use_safetensors is False and "transformers_version" in
+                   saved_config(part) else "")
+            raise InputError(f"{part} holds its weights as {held} only{why}, which use_safetensors="
+                             f"{use_safetensors} rules out: load it without use_safetensors")
 
 
 def saved_config(folder: Union[str, Path]) -> dict[str, Any]:
