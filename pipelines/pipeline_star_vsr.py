@@ -295,6 +295,17 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         (``PipelineCallback``'s ``cutoff_step_ratio``)."""
         return getattr(self, "_num_timesteps", 0)
 
+    @property
+    def guidance_scale(self) -> float:
+        """``guidance_scale`` of the current (or last) call, as diffusers' pipelines give it to callbacks (they
+        raised AttributeError here: black-box hunt); 7.5, the default, before any."""
+        return getattr(self, "_guidance_scale", 7.5)
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        """Whether the current (or last) call guides (``guidance_scale`` > 1; 1 runs no unconditional pass)."""
+        return self.guidance_scale > 1
+
     def _check_device_dtype(self, device: torch.device) -> None:
         if device.type == "cpu" and torch.float16 in (self.unet.dtype, self.controlnet.dtype, self.vae.dtype):
             raise DeviceError("float16 weights need a GPU; on the CPU load the pipeline with "
@@ -660,6 +671,7 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         """
         # 1. Check inputs
         self._interrupt = False  # (`denoise`: one set for an earlier call is not this call's)
+        self._guidance_scale = guidance_scale  # (`guidance_scale`: diffusers' callbacks read it)
         source = as_frame_source(video)
         upscale = 4 if upscale is None else upscale
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):  # as diffusers' pipelines

@@ -370,14 +370,18 @@ def test_diffusers_callback_classes_get_their_tensor_inputs_and_num_timesteps(pi
         tensor_inputs = ["latents"]
 
         def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
-            seen.append((step_index, pipeline.num_timesteps))
+            # guidance_scale and do_classifier_free_guidance, as diffusers' pipelines have them (AttributeError)
+            seen.append((step_index, pipeline.num_timesteps, pipeline.guidance_scale,
+                         pipeline.do_classifier_free_guidance))
             callback_kwargs["latents"].mul_(0.5)  # in place
             return callback_kwargs
 
     clip = video(n=2)
     halved = run(pipe, clip, output_type="latent", num_inference_steps=3, callback_on_step_end=Halve(),
                  callback_on_step_end_tensor_inputs=[])  # (the callback's own tensor_inputs count)
-    assert seen == [(0, 3), (1, 3), (2, 3)]
+    assert seen == [(0, 3, 7.5, True), (1, 3, 7.5, True), (2, 3, 7.5, True)]
+    run(pipe, clip, output_type="latent", num_inference_steps=1, guidance_scale=1, callback_on_step_end=Halve())
+    assert seen[-1] == (0, 1, 1, False)
     assert torch.equal(halved, run(pipe, clip, output_type="latent", num_inference_steps=3,
                                    callback_on_step_end=lambda p, i, t, kw: {"latents": kw["latents"] * 0.5}))
 
