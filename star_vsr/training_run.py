@@ -473,6 +473,18 @@ def _read_config(parser: argparse.ArgumentParser, config: str) -> dict[str, Any]
         parser.error(f"{path} is not a settings file: its collections are nested too deep (hundreds of levels)")
     if not isinstance(settings, dict):
         parser.error(f"{path} must hold a mapping of settings (name: value)")
+    if "config" in settings:  # a run's own record (its train_config.yaml names the file it read): its recipe, not
+        # how that run was started (refused as "unknown settings ['config']"; a recorded overwrite_output_dir would
+        # then have replaced the run that wrote it; black-box hunt)
+        started = sorted(RUN_CONTROL_SETTINGS - {"output_dir"})  # (kept: a new run into it is refused, as it holds one)
+        left_out = [f"{name} {settings[name]}" for name in started
+                    if name != "config" and settings.get(name) not in (None, False)]
+        for name in started:
+            settings.pop(name, None)
+        if left_out and is_first_process():
+            one = len(left_out) == 1
+            print(f"note: {path} is a run's record; its {', '.join(left_out)} {'is' if one else 'are'} left out "
+                  f"(give {'it' if one else 'them'} on the command line)", file=sys.stderr)
     actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
     unknown = sorted(map(str, set(settings) - set(actions)))  # (a key may be a number: ``1: 2``)
     if unknown:
@@ -595,7 +607,7 @@ def _record_checkpoint_settings(temp: Path, output_dir: Path, processes: int) ->
     except InputError:  # a damaged record must not cost the checkpoint (nor, waiting, the other processes)
         settings = None
     if settings is not None:  # what trained this state, whichever run folder it is later resumed from
-        (temp / CONFIG_FILE).write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+        (temp / CONFIG_FILE).write_text(yaml.safe_dump(settings, sort_keys=False, allow_unicode=True), encoding="utf-8")
     # how many processes saved it: the random_states_<i>.pkl a resume needs (a lost last one is not a gap)
     (temp / PROCESSES_FILE).write_text(f"{processes}\n", encoding="utf-8")
     give_default_mode(temp)
@@ -1283,7 +1295,9 @@ def note_ignored_settings(args: argparse.Namespace, parser: argparse.ArgumentPar
     """A note (first process only) naming the settings of ``names`` that ``args`` sets to other than their defaults,
     which have no effect ``why`` (e.g. "with --dataset images"): they were dropped without a word. A note, not a
     refusal: a config written for one kind of data keeps them when the command line switches to another."""
-    given = [f"--{name} {getattr(args, name)}" for name in names if getattr(args, name) != parser.get_default(name)]
+    given = [f"--{name} {getattr(args, name)}" for name in names  # compared as recorded: a run's record reused as
+             if _comparable({name: getattr(args, name)}, parser)  # its config names frame_interval [1, 1], the
+             != _comparable({name: parser.get_default(name)}, parser)]  # default 1 as a pair
     if given and is_first_process():
         print(f"note: {', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect {why}", file=sys.stderr)
 
@@ -1392,7 +1406,7 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
     now = recorded_settings(args, parser)
     if checkpoint is None:
         (output_dir / RESUMES_FILE).unlink(missing_ok=True)
-        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(now, sort_keys=False), encoding="utf-8")
+        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(now, sort_keys=False, allow_unicode=True), encoding="utf-8")
         return
     checkpoint = Path(checkpoint)
     saved = checkpoint_settings(checkpoint)
@@ -1402,13 +1416,13 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
         changes.append(("num_processes", *processes))
     if saved is not None and not (output_dir / CONFIG_FILE).is_file():  # another folder's checkpoint resumed
         # into a new one: the settings that trained it start this folder's record, as the warning below says
-        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(saved, sort_keys=False, allow_unicode=True), encoding="utf-8")
     same_folder = checkpoint.parent.resolve() == output_dir.resolve()
     entry = {"step": checkpoint_step(checkpoint), "checkpoint": checkpoint.name if same_folder
              else str(checkpoint.resolve()), "changed": None if changes is None else
              {name: [old, new] for name, old, new in changes}, "settings": now}
     with (output_dir / RESUMES_FILE).open("a", encoding="utf-8") as handle:
-        handle.write(yaml.safe_dump(entry, sort_keys=False, explicit_start=True))
+        handle.write(yaml.safe_dump(entry, sort_keys=False, explicit_start=True, allow_unicode=True))
     if changes is None:
         logger.warning(f"no settings were recorded for {checkpoint} (a run of an earlier version): they cannot be "
                        f"compared with this run's, which are recorded in {output_dir / RESUMES_FILE}")

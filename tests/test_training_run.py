@@ -393,6 +393,45 @@ def test_a_training_script_shows_warnings_as_one_line_also_from_its_data_workers
     assert "[process 1] train.py: warning: a library says this" in several.stderr.splitlines()
 
 
+@pytest.mark.parametrize("script", ["train_star", "distill_student"])
+def test_a_run_s_record_reused_as_a_config_gives_the_run_s_settings(tmp_path, capsys, script):
+    """A run's train_config.yaml, given as --config to reproduce the run, was refused: "unknown settings ['config']"
+    (the file that run read, which it records), and for distill_student.py "student_overrides must be a single
+    value, got {}" (recorded as a YAML mapping, read as JSON text only). How the run was started (overwrite,
+    resume) is left out of it with a note: a recorded overwrite_output_dir would replace the run that wrote it."""
+    import importlib.util
+    import sys
+
+    from star_vsr.training_run import CONFIG_FILE, record_run_settings, recorded_settings
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / "training"))
+    try:
+        module = importlib.import_module(script)
+    finally:
+        sys.path.pop(0)
+    run = tmp_path / "rün 日本"  # written as it is, not as "r\xFCn \u65E5\u672C" (black-box hunt)
+    tiny = {"train_star": "train_star_tiny.yaml", "distill_student": "distill_student_tiny.yaml"}[script]
+    extra = ["--student_overrides", '{"num_blocks": 3}'] if script == "distill_student" else ["--lora_rank", "2"]
+    args = module.parse_args(["--config", str(repo / "configs" / tiny), "--output_dir", str(run),
+                              "--overwrite_output_dir", "--learning_rate", "3e-4", *extra])
+    run.mkdir()
+    record_run_settings(args, module.build_parser(), None)
+    assert f"output_dir: {run}\n" in (run / CONFIG_FILE).read_text(encoding="utf-8")
+    capsys.readouterr()
+    again = module.parse_args(["--config", str(run / CONFIG_FILE), "--output_dir", str(tmp_path / "b")])
+    assert capsys.readouterr().err == (f"note: {run / CONFIG_FILE} is a run's record; its "
+                                       f"overwrite_output_dir True is left out (give it on the command line)\n")
+    assert not again.overwrite_output_dir and again.learning_rate == 3e-4
+    recorded, reproduced = (recorded_settings(settings, module.build_parser()) for settings in (args, again))
+    for settings in (recorded, reproduced):  # (pairs as pairs: crop_size 32 is [32, 32])
+        for name in ("config", "output_dir", "overwrite_output_dir"):
+            settings.pop(name)
+    assert reproduced == recorded
+    if script == "distill_student":
+        assert again.student_overrides == {"num_blocks": 3}
+
+
 def test_a_full_disk_in_the_final_save_says_how_to_finish_the_run():
     """A full disk while a training script saved its final model said only "the folder was left as it was"; the
     same command was then refused (the folder holds a run), and nothing said --resume_from_checkpoint (black-box

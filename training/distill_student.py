@@ -135,6 +135,10 @@ def json_argument(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error}); e.g. '{{\"num_blocks\": 3}}'") from None
 
 
+json_argument.takes_json = True  # type: ignore[attr-defined]  (a config's mapping, ``{num_blocks: 3}``, as the run
+# records it, was refused as "must be a single value")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = SettingsParser(description=__doc__.split("\n\n")[0],
                             path_settings=("config", "init_from", "train_cache", "perceptual_weights_path",
