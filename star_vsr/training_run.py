@@ -13,6 +13,7 @@ that starts over in a folder (``--overwrite_output_dir``) first deletes what run
 from __future__ import annotations
 
 import argparse
+import difflib
 import glob
 import json
 import logging
@@ -488,7 +489,10 @@ def _read_config(parser: argparse.ArgumentParser, config: str) -> dict[str, Any]
     actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
     unknown = sorted(map(str, set(settings) - set(actions)))  # (a key may be a number: ``1: 2``)
     if unknown:
-        parser.error(f"{path}: unknown settings {unknown}")  # the parser adds "(see --help)"
+        near = [close[0] if len(unknown) == 1 else f"{close[0]} for {name}" for name in unknown
+                if (close := difflib.get_close_matches(name, actions, 1))]
+        meant = f" (did you mean {', '.join(near)}?)" if near else ""  # (a misspelt key: black-box hunt)
+        parser.error(f"{path}: unknown settings {unknown}{meant}")  # the parser adds "(see --help)"
     return {key: _setting(parser, actions[key], value, path) for key, value in settings.items()}
 
 
@@ -520,6 +524,8 @@ def _setting(parser: argparse.ArgumentParser, action: argparse.Action, value: An
         return "yes" if value else "no"  # YAML 1.1 reads an unquoted no / off as false: ``mixed_precision: no``
     takes_list = action.nargs in ("+", "*") or isinstance(action.nargs, int)
     if takes_list:
+        if action.nargs in ("+", "*") and not isinstance(value, list):  # one value, as the flag takes it
+            value = [value]  # (``trainable: upsamplers.4`` was refused where ``--trainable upsamplers.4`` is not)
         if not isinstance(value, list) or (action.nargs == "+" and not value) \
                 or (isinstance(action.nargs, int) and len(value) != action.nargs):
             count = action.nargs if isinstance(action.nargs, int) else "one or more"

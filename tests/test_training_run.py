@@ -94,16 +94,20 @@ def test_quoted_text_that_yaml_would_read_otherwise_is_taken_as_written(tmp_path
     config.write_text("caption: 'no'\ndata: \"2024_12\"\nlayers: ['010', b]\n")
     args = parse_with_config(parser(), ["--config", str(config)])
     assert (args.caption, args.data, args.layers) == ("no", "2024_12", ["010", "b"])
+    config.write_text("layers: b\n")  # one value of a list setting, as --layers b takes it (it was refused)
+    assert parse_with_config(parser(), ["--config", str(config)]).layers == ["b"]
 
 
 @pytest.mark.parametrize("text, message", [
-    ("learnig_rate: 0.5\n", "unknown settings ['learnig_rate']"),
+    ("learnig_rate: 0.5\n", "unknown settings ['learnig_rate'] (did you mean learning_rate?)"),  # (black-box hunt)
+    ("learnig_rate: 0.5\nscael: 2\n", "unknown settings ['learnig_rate', 'scael'] (did you mean learning_rate for "
+                                     "learnig_rate, scale for scael?)"),
     ("- 1\n- 2\n", "must hold a mapping"),
     ("scale: [1\n", "is not valid YAML"),
     ("scale: 1.5\n", "scale must be int, got 1.5"),
     ("scale: [2]\n", "scale must be a single value, got [2]"),
     ("learning_rate: true\n", "learning_rate must be a number"),
-    ("layers: b\n", "layers must be a list of one or more values"),
+    ("layers: []\n", "layers must be a list of one or more values"),
     ("scale_range: [1, 2, 3]\n", "scale_range must be a list of 2 values"),
     ("flip: 1\n", "flip must be true or false"),
     ("mode: z\n", "mode must be one of x, y, got 'z'"),
