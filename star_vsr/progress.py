@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 LOG_INTERVAL_S = 30.0
 """Seconds between progress lines written to a file or pipe."""
@@ -46,3 +46,17 @@ def bar_options(stream: TextIO | None = None) -> dict[str, Any]:
         return {}
     # miniters=1: tqdm's monitor thread otherwise forces a line every 10 s (its maxinterval) on top
     return {"file": _LineStream(stream), "mininterval": LOG_INTERVAL_S, "miniters": 1, "ascii": True}
+
+
+def print_above_bars(line: str) -> None:
+    """One line on stderr, above any progress bar that is being drawn (not into it)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def warning_lines(prefix: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that shows each warning as one line, ``"{prefix}: warning: message"``, above the
+    progress bars: how ``star-vsr`` and the training scripts show them, not Python's "file.py:52: Category:
+    message" and that file's source line."""
+    return lambda message, *_, **__: print_above_bars(f"{prefix}: warning: {message}")

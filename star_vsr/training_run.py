@@ -38,6 +38,7 @@ from .errors import (DISK_FULL_ERRNOS, InputError, MissingWeightsError, StarVSRE
                      why_missing, write_errno, write_failed, write_reason)
 from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, folder_lock, give_default_mode,
                       saved_index, write_text_atomic)
+from .progress import warning_lines
 from .units import count_of
 from .json_files import loads_json
 
@@ -252,7 +253,7 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
     # warnings as one line, as ``star-vsr`` shows them, above the progress bar: a skipped sample was Python's
     # "/.../torch/utils/data/_utils/fetch.py:52: BadSampleWarning: ..." and that file's source line
     show_warning = warnings.showwarning
-    warnings.showwarning = lambda message, *_, **__: _print_warning(f"{process_prefix()}{prog}: warning: {message}")
+    warnings.showwarning = warning_lines(f"{process_prefix()}{prog}")  # (and `data_worker_init` in the workers)
     try:
         run()
     except StarVSRError as error:
@@ -278,12 +279,6 @@ def run_script(prog: str, run: Callable[[], Any]) -> None:
     finally:
         warnings.showwarning = show_warning
         _end_data_workers()
-
-
-def _print_warning(line: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(line, file=sys.stderr)
 
 
 def _end_data_workers() -> None:
@@ -1553,6 +1548,14 @@ class StopRequest:
             accelerator.print(stopped_message(output_dir, step))
             accelerator.end_training()
             sys.exit(128 + self.signum)  # 130 for Ctrl-C, 143 for SIGTERM
+
+
+def data_worker_init(worker_id: int) -> None:
+    """A training ``DataLoader``'s ``worker_init_fn``: `ignore_stop_signals`, and warnings shown as one line as
+    ``run_script`` shows them (a worker started by spawn or forkserver, not fork, has Python's own
+    ``showwarning``; its ``sys.argv`` is the script's)."""
+    ignore_stop_signals(worker_id)
+    warnings.showwarning = warning_lines(f"{process_prefix()}{Path(sys.argv[0]).name}")
 
 
 def ignore_stop_signals(worker_id: int) -> None:

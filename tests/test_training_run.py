@@ -371,30 +371,39 @@ def test_a_process_whose_peer_stopped_says_so_in_one_line():
     assert "Traceback" in alone.stderr  # (one process: no peer, a bug to show whole)
 
 
-def test_a_training_script_shows_warnings_as_one_line_also_from_its_data_workers():
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_a_training_script_shows_warnings_as_one_line_also_from_its_data_workers(tmp_path, start):
     """A skipped training sample was Python's "/.../torch/utils/data/_utils/fetch.py:52: BadSampleWarning: ..."
     and that file's source line (open item); the script's own warnings and a DataLoader worker's now read as
-    ``star-vsr``'s: "prog: warning: message", with the process under several."""
+    ``star-vsr``'s: "prog: warning: message", with the process under several; also from a worker that spawn starts
+    (Python's own showwarning there, not the script's: review)."""
     import os
     import subprocess
     import sys
 
-    script = ("import warnings\nimport torch\nfrom star_vsr.data.base import BadSampleWarning\n"
-              "from star_vsr.training_run import run_script\nfrom star_vsr.user_warnings import warn_user\n"
-              "class Data(torch.utils.data.Dataset):\n    def __len__(self):\n        return 1\n"
-              "    def __getitem__(self, index):\n"
-              "        warn_user('skipping training sample a.mp4: cannot be read', BadSampleWarning)\n"
-              "        return torch.zeros(1)\n"
-              "def run():\n    warnings.warn('a library says this')\n"
-              "    list(torch.utils.data.DataLoader(Data(), num_workers=1))\n"
-              "shown = warnings.showwarning\nrun_script('train.py', run)\nassert warnings.showwarning is shown\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    script = tmp_path / "train.py"  # (a file: spawn imports the script's module in the worker)
+    script.write_text(
+        "import warnings\nimport torch\nfrom star_vsr.data.base import BadSampleWarning\n"
+        "from star_vsr.training_run import data_worker_init, run_script\n"
+        "from star_vsr.user_warnings import warn_user\n"
+        "class Data(torch.utils.data.Dataset):\n    def __len__(self):\n        return 1\n"
+        "    def __getitem__(self, index):\n"
+        "        warn_user('skipping training sample a.mp4: cannot be read', BadSampleWarning)\n"
+        "        return torch.zeros(1)\n"
+        "def run():\n    warnings.warn('a library says this')\n"
+        f"    list(torch.utils.data.DataLoader(Data(), num_workers=1, multiprocessing_context='{start}', "
+        "worker_init_fn=data_worker_init))\n"
+        "if __name__ == '__main__':\n"
+        "    shown = warnings.showwarning\n    run_script('train.py', run)\n    assert warnings.showwarning is shown\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == ["train.py: warning: a library says this",
                                           "train.py: warning: skipping training sample a.mp4: cannot be read"]
-    several = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+    several = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                              env={**os.environ, "WORLD_SIZE": "2", "RANK": "1"})
-    assert "[process 1] train.py: warning: a library says this" in several.stderr.splitlines()
+    assert several.stderr.splitlines() == ["[process 1] train.py: warning: a library says this",
+                                           "[process 1] train.py: warning: skipping training sample a.mp4: cannot "
+                                           "be read"]
 
 
 @pytest.mark.parametrize("script", ["train_star", "distill_student"])

@@ -78,7 +78,7 @@ from star_vsr.training_run import (SettingsParser, StepLosses, StopRequest, add_
                                    add_optimizer_arguments, bool_value, build_optimizer, check_batches_per_epoch,
                                    check_finite, gradient_norm,
                                    check_number, check_run_settings, check_same_data, final_model_save,
-                                   finishing_message, ignore_stop_signals, is_first_process, note_ignored_settings,
+                                   finishing_message, data_worker_init, is_first_process, note_ignored_settings,
                                    main_process_step, optional_value, parse_with_config, path_or_none,
                                    prepare_output_dir, process_group_kwargs, record_data_id,
                                    record_final_step, record_run_settings, resume_checkpoint, resume_training,
@@ -637,7 +637,7 @@ def _distill(args: argparse.Namespace, held: ExitStack) -> dict[str, Any]:
     check_batches_per_epoch(len(dataset), args, accelerator.num_processes)
     train_dataloader = torch.utils.data.DataLoader(
         dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
-        num_workers=args.dataloader_num_workers, collate_fn=collate_clips, worker_init_fn=ignore_stop_signals,
+        num_workers=args.dataloader_num_workers, collate_fn=collate_clips, worker_init_fn=data_worker_init,
         generator=torch.Generator().manual_seed(args.seed))
 
     # 2. Student (seeded initialisation, or a pretrained student) and the criterion's trainable parts

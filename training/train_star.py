@@ -100,7 +100,7 @@ from star_vsr.training_run import (CONFIG_FILE, TRAIN_LOG_FILE, SettingsParser, 
                                    add_checkpoint_arguments, add_optimizer_arguments, bool_value, build_optimizer,
                                    check_batches_per_epoch, check_finite, check_number, check_run_settings,
                                    check_same_data, final_model_save, finishing_message, gradient_norm,
-                                   ignore_stop_signals, is_first_process, main_process_step,
+                                   data_worker_init, is_first_process, main_process_step,
                                    note_ignored_settings, optional_value, parse_with_config, path_or_none,
                                    prepare_output_dir, process_group_kwargs, record_data_id, record_final_step,
                                    record_run_settings,
@@ -818,7 +818,7 @@ def _train(args: argparse.Namespace, held: ExitStack) -> None:
     val_sample = validation[0]
     sampler = EpochShuffleSampler(len(dataset), seed=args.seed)
     dataloader = DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, drop_last=True,
-                            num_workers=args.dataloader_num_workers, worker_init_fn=ignore_stop_signals,
+                            num_workers=args.dataloader_num_workers, worker_init_fn=data_worker_init,
                             generator=torch.Generator().manual_seed(args.seed))
 
     # 3. Optimizer and schedule

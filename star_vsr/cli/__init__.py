@@ -26,6 +26,7 @@ from ..errors import (StarVSRError, cli_wording, exit_status, explain_out_of_mem
                       working_directory_gone)
 from ..interrupts import (clear_interrupt, interrupt_requested, interrupted_exit_status, raise_if_interrupted,
                           request_interrupt)
+from ..progress import warning_lines
 
 #: Seconds the other processes of a refused ``accelerate launch`` wait before they exit, so that the first one's
 #: message is printed before the launcher ends it.
@@ -142,7 +143,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     command = " ".join(filter(None, (args.command, getattr(args, "distill_command", None))))  # "distill cache-teacher"
     me = f"{process_prefix()}star-vsr {command}"  # upscale-batch's processes each say what stopped them
     show_warning = warnings.showwarning
-    warnings.showwarning = lambda message, *_, **__: _print_above_bars(f"{me}: warning: {message}")
+    warnings.showwarning = warning_lines(me)
     stopped: list[bool] = []  # the command stopped by an interrupt (one `interrupts_held` raised again sets no flag)
     unraisable_hook = sys.unraisablehook
     sys.unraisablehook = _quiet_after_interrupt(unraisable_hook, stopped)
