@@ -10,6 +10,7 @@ returns. Light on purpose (no torch): the CLI imports it before any command load
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -62,10 +63,12 @@ def raise_if_interrupted() -> None:
 @contextmanager
 def interrupts_held() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM back until the block ends, then raise KeyboardInterrupt (outside the main
-    thread, where signals cannot be handled, nothing is held; an ignored signal stays ignored). A signal whose
-    handler before the block was a caller's own (a Python function other than Python's and the CLI's, which
-    raise KeyboardInterrupt) goes to that handler instead: a scheduler's "finish this video, then stop" handler
-    was overridden by a KeyboardInterrupt (black-box hunt)."""
+    thread, where signals cannot be handled, nothing is held; an ignored signal stays ignored; under SIG_DFL, a
+    held SIGTERM too is a KeyboardInterrupt: a clean stop, not the end of the process). A signal whose handler
+    before the block was a caller's own (a Python function other than Python's and the CLI's, which raise
+    KeyboardInterrupt) goes to that handler instead, also when the block raised: a scheduler's "finish this video,
+    then stop" handler was overridden by a KeyboardInterrupt (black-box hunt). Held inside another hold, a signal
+    waits for the outer block's end."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -78,16 +81,17 @@ def interrupts_held() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    raising = [signum for signum in caught if not _callers_own(previous[signum])]
-    for signum in caught:
-        if _callers_own(previous[signum]):
-            previous[signum](signum, None)  # as Python would have called it, had the signal not been held
+        raising = [signum for signum in caught if not _callers_own(previous[signum])]
+        if raising:
+            _remember_signal(raising[0])
+        for signum in caught:
+            if _callers_own(previous[signum]):  # as Python would have called it, had the signal not been held
+                previous[signum](signum, sys._getframe(0))  # type: ignore[operator]
     if raising:
-        _remember_signal(raising[0])
         raise KeyboardInterrupt  # not lost (raised here, not in a handler); the flag stays the CLI's alone
 
 
 def _callers_own(handler: object) -> bool:
     """Whether signal ``handler`` is a Python function of the caller's, not one that raises KeyboardInterrupt
-    (Python's Ctrl-C handler, ``request_interrupt``) nor SIG_DFL (SIGTERM's: the process ends)."""
+    (Python's Ctrl-C handler, ``request_interrupt``) nor SIG_DFL."""
     return callable(handler) and handler not in (signal.default_int_handler, request_interrupt)

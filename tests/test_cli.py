@@ -2666,27 +2666,42 @@ def test_ctrl_c_lost_in_a_destructor_stops_a_folder_degrade_with_one_line(tmp_pa
     assert sorted(p.name for p in output.glob("*.mp4")) == ["a.mp4", "b.mp4"]
 
 
-def test_main_called_in_process_leaves_the_environment_and_diffusers_bars_as_they_were(tmp_path, monkeypatch):
+def test_main_called_in_process_leaves_the_environment_and_progress_bars_as_they_were(tmp_path, monkeypatch):
     """A notebook that called main() kept OMP_WAIT_POLICY, HF_HUB_DISABLE_PROGRESS_BARS and OPENCV_LOG_LEVEL set
-    (inherited by every process it started) and lost diffusers' progress bars for its own pipelines (black-box
-    hunt). A value the caller had set stays."""
+    (inherited by every process it started; huggingface_hub reads the second once, when imported) and lost
+    diffusers' progress bars for its own pipelines (black-box hunt). The bars are off while the command loads its
+    model, and as they were after; a value the caller had set stays."""
     from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as transformers_logging
 
-    for name in ("OMP_WAIT_POLICY", "HF_HUB_DISABLE_PROGRESS_BARS"):
-        monkeypatch.delenv(name, raising=False)
+    from star_vsr import upscale
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.setenv("OPENCV_LOG_LEVEL", "ERROR")
     source = write_test_video(tmp_path / "in.mp4", 2, size=(16, 16))
-    diffusers_logging.enable_progress_bar()
+    switches = ((diffusers_logging.enable_progress_bar, diffusers_logging.disable_progress_bar),
+                (hub_utils.enable_progress_bars, hub_utils.disable_progress_bars),
+                (transformers_logging.enable_progress_bar, transformers_logging.disable_progress_bar))
+
+    def bars_on():
+        return [diffusers_logging.is_progress_bar_enabled(), not hub_utils.are_progress_bars_disabled(),
+                transformers_logging.is_progress_bar_enabled()]
+
+    while_loading = []
+    load = upscale.load_upscaler
+    monkeypatch.setattr(upscale, "load_upscaler", lambda *a, **kw: (while_loading.append(bars_on()), load(*a, **kw))[1])
     try:
-        assert main(["upscale", str(source), "-o", str(tmp_path / "out.mp4")]) == 0
-        assert diffusers_logging.is_progress_bar_enabled()
-        assert "OMP_WAIT_POLICY" not in os.environ and "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
-        assert os.environ["OPENCV_LOG_LEVEL"] == "ERROR"
-        diffusers_logging.disable_progress_bar()  # off before: off after
-        assert main(["upscale", str(source), "-o", str(tmp_path / "out2.mp4")]) == 0
-        assert not diffusers_logging.is_progress_bar_enabled()
+        for on in (True, False):
+            for enable, disable in switches:
+                (enable if on else disable)()
+            assert main(["upscale", str(source), "-o", str(tmp_path / f"out_{on}.mp4")]) == 0
+            assert while_loading[-1] == [False] * 3 and bars_on() == [on] * 3
+            assert "OMP_WAIT_POLICY" not in os.environ and "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
+            assert os.environ["OPENCV_LOG_LEVEL"] == "ERROR"
     finally:
-        diffusers_logging.enable_progress_bar()
+        for enable, _ in switches:
+            enable()
 
 
 def test_a_signal_held_back_goes_to_the_caller_s_own_handler_after_the_block():
@@ -2710,6 +2725,11 @@ def test_a_signal_held_back_goes_to_the_caller_s_own_handler_after_the_block():
                 os.kill(os.getpid(), signal.SIGINT)  # pytest's: Python's default_int_handler
                 os.kill(os.getpid(), signal.SIGTERM)
         assert seen == [signal.SIGTERM] * 2  # the caller's handler ran before the KeyboardInterrupt
+        with pytest.raises(ValueError):  # a block that fails: the signal still reaches the caller's handler
+            with interrupts_held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                raise ValueError
+        assert seen == [signal.SIGTERM] * 3
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -124,18 +124,15 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         else:  # the launcher ends every process once one fails: one that failed first ended the first process before
             time.sleep(OTHER_PROCESS_EXIT_DELAY_S)  # it said why (a CI run lost the message)
         return 2
-    environment = dict(os.environ)  # put back when the command ends (in-process callers: notebooks, tests)
     # OpenMP threads (PyTorch, ncnn) spin while waiting by default; on a shared or busy CPU that
     # tripled the student's step time in our measurements. Must be set before torch loads.
     # `benchmark` sets it from its own --omp-wait-policy.
-    if args.command != "benchmark":
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # transformers' "Loading weights" bar on every model load is noise next to our own progress bars
-    # (read when transformers loads, so before any command imports it)
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # OpenCV prints its own "[ERROR:0@3.3] global grfmt_png.cpp ..." line for a damaged frame image before the
-    # one-line error that names the file (read when cv2 loads)
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    # one-line error that names the file (read when cv2 loads).
+    # Those the caller has not set, set for the command and removed after it (in-process callers: notebooks, tests).
+    set_here = {name: value for name, value in (("OMP_WAIT_POLICY", "PASSIVE"), ("OPENCV_LOG_LEVEL", "SILENT"))
+                if name not in os.environ and (name != "OMP_WAIT_POLICY" or args.command != "benchmark")}
+    os.environ.update(set_here)
     # Ctrl-C, and SIGTERM from `kill`, `docker stop` and job schedulers: stop with one line (temporary files
     # removed, a resumable upscale says what it saved), also when the KeyboardInterrupt is lost (interrupts.py)
     handlers = _catch_interrupts()
@@ -188,9 +185,9 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     finally:
         sys.stdout, sys.stderr = stdout.stream, stderr.stream
         warnings.showwarning = show_warning
-        for name in ("OMP_WAIT_POLICY", "HF_HUB_DISABLE_PROGRESS_BARS", "OPENCV_LOG_LEVEL"):  # (set above)
-            if name not in environment:
-                os.environ.pop(name, None)
+        for name, value in set_here.items():
+            if os.environ.get(name) == value:  # (not one the caller changed meanwhile)
+                del os.environ[name]
         _restore_model_loading_bars()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
@@ -243,37 +240,55 @@ def _quiet_after_interrupt(hook: Callable[[Any], object], stopped: list[bool]) -
     return quiet
 
 
-#: Whether diffusers drew its progress bars before ``quiet_model_loading`` turned them off (None: it did not).
-_diffusers_bars: Optional[bool] = None
+#: The libraries whose progress bars ``quiet_model_loading`` turned off, each with whether they were on (None: none).
+_bars_were_on: Optional[dict[str, bool]] = None
 
 
 def quiet_model_loading() -> None:
-    """No diffusers "Loading pipeline components" bar (our commands draw their own progress), until the command
-    ends."""
-    global _diffusers_bars
+    """No "Loading pipeline components" (diffusers) or "Loading weights" (transformers) bar on every model load,
+    noise next to our commands' own progress, until the command ends. Through the libraries' switches, which
+    ``_restore_model_loading_bars`` turns back: HF_HUB_DISABLE_PROGRESS_BARS, set for that before, stays in
+    huggingface_hub for good once read (a notebook that called ``main`` lost those bars; review)."""
+    global _bars_were_on
     from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub import utils as hub_utils
 
-    if _diffusers_bars is None:
-        _diffusers_bars = diffusers_logging.is_progress_bar_enabled()
+    transformers_logging = _transformers_logging()  # None until loaded; it then reads huggingface_hub's switch
+    if _bars_were_on is None:
+        _bars_were_on = {"diffusers": diffusers_logging.is_progress_bar_enabled(),
+                         "huggingface_hub": not hub_utils.are_progress_bars_disabled()}
+        if transformers_logging is not None:
+            _bars_were_on["transformers"] = transformers_logging.is_progress_bar_enabled()
     diffusers_logging.disable_progress_bar()
+    hub_utils.disable_progress_bars()
+    if transformers_logging is not None:
+        transformers_logging.disable_progress_bar()
+
+
+def _transformers_logging() -> Any:
+    """``transformers.utils.logging`` where transformers is loaded, else None (not loaded for it: seconds)."""
+    return sys.modules["transformers.utils.logging"] if "transformers.utils.logging" in sys.modules else None
 
 
 def _restore_model_loading_bars() -> None:
-    """diffusers' progress bars as they were before ``quiet_model_loading`` (a notebook that called ``main`` lost
-    them for its own pipelines: black-box hunt)."""
-    global _diffusers_bars
-    if _diffusers_bars:
-        from diffusers.utils import logging as diffusers_logging
+    """The progress bars ``quiet_model_loading`` turned off, back as they were (diffusers' lost for good in a
+    notebook that called ``main``: black-box hunt). transformers, loaded since, is given huggingface_hub's."""
+    global _bars_were_on
+    if _bars_were_on is None:
+        return
+    from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub import utils as hub_utils
 
+    transformers_logging = _transformers_logging()
+    if transformers_logging is not None and _bars_were_on.get("transformers", _bars_were_on["huggingface_hub"]):
+        transformers_logging.enable_progress_bar()  # (which turns huggingface_hub's on too: set below)
+    if _bars_were_on["huggingface_hub"]:
+        hub_utils.enable_progress_bars()
+    else:
+        hub_utils.disable_progress_bars()
+    if _bars_were_on["diffusers"]:
         diffusers_logging.enable_progress_bar()
-    _diffusers_bars = None
-
-
-def _print_above_bars(line: str) -> None:
-    """One line on stderr, above any progress bar that is being drawn (not into it)."""
-    from tqdm.auto import tqdm
-
-    tqdm.write(line, file=sys.stderr)
+    _bars_were_on = None
 
 
 def _stand_in_for_closed_streams() -> dict[str, TextIO]:
