@@ -469,22 +469,25 @@ def _read_config(parser: argparse.ArgumentParser, config: str) -> dict[str, Any]
         parser.error(f"{path} is not a settings file: its collections are nested too deep (hundreds of levels)")
     if not isinstance(settings, dict):
         parser.error(f"{path} must hold a mapping of settings (name: value)")
-    if "config" in settings:  # a run's own record (its train_config.yaml names the file it read): its recipe, not
-        # how that run was started (refused as "unknown settings ['config']"; a recorded overwrite_output_dir would
-        # then have replaced the run that wrote it; black-box hunt)
-        started = sorted(RUN_CONTROL_SETTINGS - {"output_dir"})  # (kept: a new run into it is refused, as it holds one)
-        left_out = [f"{name} {settings[name]}" for name in started
-                    if name != "config" and settings.get(name) not in (None, False)]
+    started = sorted(RUN_CONTROL_SETTINGS - {"output_dir"})  # how a run was started (output_dir: where it runs)
+    if RUN_CONTROL_SETTINGS - {"allow_changed_settings"} <= set(settings):  # a run's own record (it records every
+        # setting): its recipe, not how that run was started (refused as "unknown settings ['config']", the file it
+        # read; a recorded overwrite_output_dir would then have replaced the run that wrote it; black-box hunt)
+        left_out = [f"--{name} {str(settings[name]).lower() if isinstance(settings[name], bool) else settings[name]}"
+                    for name in started if name != "config" and settings.get(name) not in (None, False)]
         for name in started:
             settings.pop(name, None)
         if left_out and is_first_process():
             one = len(left_out) == 1
             print(f"note: {path} is a run's record; its {', '.join(left_out)} {'is' if one else 'are'} left out "
                   f"(give {'it' if one else 'them'} on the command line)", file=sys.stderr)
+    elif "config" in settings:
+        parser.error(f"{path}: config: {settings['config']} names another config file; a config cannot include "
+                     f"one: copy its settings into this file")
     actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
     unknown = sorted(map(str, set(settings) - set(actions)))  # (a key may be a number: ``1: 2``)
     if unknown:
-        near = [close[0] if len(unknown) == 1 else f"{close[0]} for {name}" for name in unknown
+        near = [close[0] if len(unknown) == 1 else f"{name} -> {close[0]}" for name in unknown
                 if (close := difflib.get_close_matches(name, actions, 1))]
         meant = f" (did you mean {', '.join(near)}?)" if near else ""  # (a misspelt key: black-box hunt)
         parser.error(f"{path}: unknown settings {unknown}{meant}")  # the parser adds "(see --help)"
@@ -519,7 +522,7 @@ def _setting(parser: argparse.ArgumentParser, action: argparse.Action, value: An
         return "yes" if value else "no"  # YAML 1.1 reads an unquoted no / off as false: ``mixed_precision: no``
     takes_list = action.nargs in ("+", "*") or isinstance(action.nargs, int)
     if takes_list:
-        if action.nargs in ("+", "*") and not isinstance(value, list):  # one value, as the flag takes it
+        if action.nargs in ("+", "*") and not isinstance(value, (list, dict)):  # one value, as the flag takes it
             value = [value]  # (``trainable: upsamplers.4`` was refused where ``--trainable upsamplers.4`` is not)
         if not isinstance(value, list) or (action.nargs == "+" and not value) \
                 or (isinstance(action.nargs, int) and len(value) != action.nargs):
@@ -608,7 +611,7 @@ def _record_checkpoint_settings(temp: Path, output_dir: Path, processes: int) ->
     except InputError:  # a damaged record must not cost the checkpoint (nor, waiting, the other processes)
         settings = None
     if settings is not None:  # what trained this state, whichever run folder it is later resumed from
-        (temp / CONFIG_FILE).write_text(yaml.safe_dump(settings, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        _write_settings(temp / CONFIG_FILE, settings)
     # how many processes saved it: the random_states_<i>.pkl a resume needs (a lost last one is not a gap)
     (temp / PROCESSES_FILE).write_text(f"{processes}\n", encoding="utf-8")
     give_default_mode(temp)
@@ -1167,6 +1170,11 @@ def resume_checkpoint(output_dir: Path, resume: Optional[str]) -> Optional[Path]
     return path
 
 
+def _write_settings(path: Path, settings: Mapping[str, Any]) -> None:
+    """``settings`` as the YAML of a run's record: in their order, non-ASCII paths as they are (not escaped)."""
+    path.write_text(yaml.safe_dump(dict(settings), sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
 def recorded_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
     """``args`` as a run records and compares them: plain YAML values, exactly as read back from the file
     (tuples as lists), the parser's ``path_settings`` absolute and its ``pair_settings`` as pairs."""
@@ -1407,7 +1415,7 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
     now = recorded_settings(args, parser)
     if checkpoint is None:
         (output_dir / RESUMES_FILE).unlink(missing_ok=True)
-        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(now, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        _write_settings(output_dir / CONFIG_FILE, now)
         return
     checkpoint = Path(checkpoint)
     saved = checkpoint_settings(checkpoint)
@@ -1417,7 +1425,7 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
         changes.append(("num_processes", *processes))
     if saved is not None and not (output_dir / CONFIG_FILE).is_file():  # another folder's checkpoint resumed
         # into a new one: the settings that trained it start this folder's record, as the warning below says
-        (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(saved, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        _write_settings(output_dir / CONFIG_FILE, saved)
     same_folder = checkpoint.parent.resolve() == output_dir.resolve()
     entry = {"step": checkpoint_step(checkpoint), "checkpoint": checkpoint.name if same_folder
              else str(checkpoint.resolve()), "changed": None if changes is None else
