@@ -51,6 +51,8 @@ HINT_ENCODE_BATCH = 4
 #: Frames shared by temporal chunks and output pixels shared by spatial tiles when the call gives none, for
 #: chunks and tiles of at least twice that; smaller ones share half their size (``resolve_overlaps``).
 DEFAULT_CHUNK_OVERLAP, DEFAULT_TILE_OVERLAP = 8, 128
+#: STAR's classifier-free guidance scale.
+DEFAULT_GUIDANCE_SCALE = 7.5
 #: The smallest tile (output pixels) and temporal chunk that out-of-memory advice goes down to.
 MIN_ADVISED_TILE, MIN_ADVISED_CHUNK = 128, 4
 #: The tile out-of-memory advice proposes first, for an untiled call on frames larger than it.
@@ -90,7 +92,7 @@ def check_sampling_arguments(upscale: float = 4, num_inference_steps: int = 15, 
                              chunk_overlap: Optional[int] = None,
                              tile_size: Optional[int] = None, tile_overlap: Optional[int] = None,
                              color_fix: Optional[str] = "adain", decode_chunk_size: int = 3,
-                             timesteps: Optional[Sequence[int]] = None, guidance_scale: float = 7.5,
+                             timesteps: Optional[Sequence[int]] = None, guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
                              controlnet_conditioning_scale: float = 1.0, timestep_spacing: str = "trailing") -> None:
     """Raise ``InputError`` for sampling arguments that no model accepts (types, ranges, orders).
 
@@ -298,8 +300,10 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
     @property
     def guidance_scale(self) -> float:
         """``guidance_scale`` of the current (or last) call, as diffusers' pipelines give it to callbacks (they
-        raised AttributeError here: black-box hunt); 7.5, the default, before any."""
-        return getattr(self, "_guidance_scale", 7.5)
+        raised AttributeError here: black-box hunt); the default before any. Read-only: the call guides with the
+        value it was given (a callback that sets ``pipe._guidance_scale``, as diffusers' CFG cutoff does, changes
+        nothing; that callback is refused for the prompt embeddings it needs)."""
+        return getattr(self, "_guidance_scale", DEFAULT_GUIDANCE_SCALE)
 
     @property
     def do_classifier_free_guidance(self) -> bool:
@@ -317,7 +321,7 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
                      tile_size: Optional[int],
                      tile_overlap: Optional[int], color_fix: Optional[str], output_type: str, decode_chunk_size: int,
                      callback_on_step_end_tensor_inputs: Sequence[str], timesteps: Optional[Sequence[int]] = None,
-                     frame_sink: Optional[Callable] = None, guidance_scale: float = 7.5,
+                     frame_sink: Optional[Callable] = None, guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
                      controlnet_conditioning_scale: float = 1.0,
                      callback_on_step_end: Optional[Callable] = None, timestep_spacing: str = "trailing") -> None:
         """Raise ``InputError`` for arguments ``__call__`` cannot run with, before any model runs."""
@@ -582,7 +586,7 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         num_inference_steps: int = 15,
         timesteps: Optional[list[int]] = None,
         timestep_spacing: str = "trailing",
-        guidance_scale: float = 7.5,
+        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
         guidance_rescale: float = 0.2,
         noise_level: Optional[int] = None,
         controlnet_conditioning_scale: float = 1.0,
@@ -671,7 +675,6 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         """
         # 1. Check inputs
         self._interrupt = False  # (`denoise`: one set for an earlier call is not this call's)
-        self._guidance_scale = guidance_scale  # (`guidance_scale`: diffusers' callbacks read it)
         source = as_frame_source(video)
         upscale = 4 if upscale is None else upscale
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):  # as diffusers' pipelines
@@ -689,11 +692,12 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
                           chunk_overlap, tile_size, tile_overlap, color_fix, output_type, decode_chunk_size,
                           callback_on_step_end_tensor_inputs, timesteps, frame_sink, guidance_scale,
                           controlnet_conditioning_scale, callback_on_step_end, timestep_spacing)
+        self._guidance_scale = guidance_scale  # (`guidance_scale`: diffusers' callbacks read it; checked above)
         generator = one_generator(generator)
         chunk_overlap, tile_overlap = resolve_overlaps(chunk_frames, chunk_overlap, tile_size, tile_overlap)
         device = self._execution_device
         self._check_device_dtype(device)
-        do_cfg = guidance_scale > 1.0
+        do_cfg = self.do_classifier_free_guidance
 
         # 2. Encode the prompt (+ STAR's suffix) and the negative prompt
         left_out = words_left_out(self.tokenizer, prompt + positive_prompt)

