@@ -148,12 +148,27 @@ def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: Union[s
         return cls.from_pretrained(folder, dtype=torch_dtype, variant=variant).to(torch_device)
 
 
+def check_image_suffix(output_path: Union[str, Path]) -> None:
+    """``UnsupportedVideoError`` for an output named as an image star-vsr does not write (``.tif``, ``.webp``,
+    ``.bmp``): it was told that star-vsr does not write videos so, for a photo too, and not that .png works."""
+    from .errors import UnsupportedVideoError
+    from .io.folders import IMAGE_EXTENSIONS
+
+    output_path = Path(output_path)
+    suffix = output_path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS and suffix not in IMAGE_OUTPUTS and not output_path.is_dir():
+        raise UnsupportedVideoError(f"star-vsr writes one image as {' / '.join(IMAGE_OUTPUTS)}, not {suffix} "
+                                    f"({output_path}): name it {output_path.with_suffix('.png').name} (lossless); "
+                                    f"name a video file, or a folder (no suffix) for PNG frames, for a video")
+
+
 def check_image_output(output_path: Union[str, Path], num_frames: int, codec: Optional[str] = None,
                        crf: Optional[int] = None) -> bool:
     """Whether ``output_path`` is one image (``.png``, ``.jpg``): then the input must come to one frame
     (``num_frames``, after ``max_frames``), else an ``InputError`` says what to write instead; ``crf``, an x264 /
     x265 setting, is one too (it was ignored without a word, where PNG frames and FFV1 refuse it)."""
     output_path = Path(output_path)
+    check_image_suffix(output_path)
     if output_path.suffix.lower() not in IMAGE_OUTPUTS or output_path.is_dir():
         return False
     if codec not in (None, "png"):

@@ -30,7 +30,7 @@ from PIL import Image
 from star_vsr.batch_record import RECORD_NAME
 from star_vsr.overwrite_batch import LEDGER_NAME
 from star_vsr.cli import main
-from star_vsr.errors import InputError
+from star_vsr.errors import InputError, UnsupportedVideoError
 from star_vsr.cli.arguments import seed_argument
 from star_vsr.io import open_video, probe_video
 from star_vsr.io.synthetic import synthetic_frames, write_test_video
@@ -3273,6 +3273,13 @@ def test_an_image_output_is_one_upscaled_frame(tmp_path, capsys):
             assert not Path(name).exists() and not (tmp_path / name).exists()
     assert main(["upscale", str(photo), "-o", str(tmp_path / "x.mp4"), "--fps", "24"]) == 2  # not "a video file"
     assert "photo.png is a single image, upscaled as one frame" in capsys.readouterr().err
+    for name in ("x.tif", "x.webp"):  # an image name star-vsr does not write: it was told of videos only (hunt)
+        assert main(["upscale", str(photo), "-o", str(tmp_path / name)]) == 2
+        assert f"star-vsr writes one image as .png / .jpg / .jpeg, not {name[1:]} ({tmp_path / name}): name it " \
+               f"x.png (lossless)" in capsys.readouterr().err
+        with pytest.raises(UnsupportedVideoError, match="writes one image as"):
+            upscale_video(load_upscaler(default_student_folder()), photo, tmp_path / name)
+        assert not (tmp_path / name).exists()
 
 
 def test_batch_commands_refuse_the_output_folder_dash(tmp_path, capsys, monkeypatch):

@@ -282,7 +282,7 @@ def run_single(args: argparse.Namespace) -> int:
     from ..resume import other_unfinished_runs, unfinished_note
     from ..io.writer import check_video_output, writes_frames
     from ..outputs import IMAGE_OUTPUTS
-    from ..upscale import check_image_output, upscale_video
+    from ..upscale import check_image_output, check_image_suffix, upscale_video
 
     deinterlace = deinterlace_choice(args.deinterlace)
     # a missing or corrupt input fails here, before a model loads
@@ -297,6 +297,7 @@ def run_single(args: argparse.Namespace) -> int:
         check_image_output(output, frames if args.max_frames is None else min(frames, args.max_frames), args.codec,
                            args.crf)
     else:  # the codec against the name, the audio against the container: before the model loads, not after
+        check_image_suffix(output)
         check_video_output(output, args.codec, None if args.no_audio else args.input)
     check_model_options(args)
     pipe = _load(args)
