@@ -20,7 +20,7 @@ from star_vsr.cli import main as cli_main
 from star_vsr.errors import CorruptVideoError, InputError, OutputError, UnsupportedVideoError, VideoNotFoundError
 from star_vsr.io import VideoWriter, open_video, probe_video, read_frames
 from star_vsr.io import reader as reader_module
-from star_vsr.io.folders import natural_sort_key
+from star_vsr.io.folders import list_image_files, natural_sort_key
 from star_vsr.io.probe import as_frame_rate
 from star_vsr.io.synthetic import (VFR_TEST_TIMES_MS, combing, damage_packet, frame_times_ms, synthetic_frames,
                                    write_interlaced_test_video, write_test_video, write_timed_test_video)
@@ -464,6 +464,50 @@ def test_animated_webp_is_refused_as_such_and_a_multi_page_tiff_is_noted(tmp_pat
     assert probe_video(tmp_path / "still.webp").pages == 1 and probe_video(tmp_path / "still.webp").caveats() == []
     assert cli_main(["info", str(tmp_path / "multi.tif")]) == 0
     assert "frames  1 (the first of 5 pages, read as a photo)" in capsys.readouterr().out
+
+
+def test_what_frame_folders_lose_without_a_word_is_noted(tmp_path, capsys):
+    """Found by a black-box test of image inputs: a colour profile was dropped (its values read as sRGB), frames
+    missing from a numbered sequence closed up, and a multi-page TIFF in a frame folder read as its first page,
+    all without a word, where a single such photo was noted; 1.png and 01.png were in the file system's order."""
+    from PIL import Image, ImageCms
+
+    frame = Image.fromarray(np.full((8, 8, 3), 90, np.uint8))
+    profiles = {"lab": ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes(),
+                "srgb": ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(), "junk": b"x" * 200}
+    for name, icc in profiles.items():
+        (tmp_path / name).mkdir()
+        for index in range(2):
+            frame.save(tmp_path / name / f"{index}.png", icc_profile=icc)
+    assert probe_video(tmp_path / "srgb").colour_profile is None  # its values are sRGB: nothing to say
+    assert probe_video(tmp_path / "junk").colour_profile == "an unnamed ICC profile"
+    lab = probe_video(tmp_path / "lab")
+    assert lab.caveats() == [f"{tmp_path / 'lab'}: its frames carry a colour profile ({lab.colour_profile}); star-vsr "
+                             f"reads the values as sRGB and writes no profile, so wide-gamut colours come out less "
+                             f"saturated; convert to sRGB first for true colours"]
+    assert probe_video(tmp_path / "lab" / "0.png").caveats()[0].startswith(f"{tmp_path / 'lab' / '0.png'}: it carries")
+    (tmp_path / "gaps").mkdir()
+    for number in (1001, 1002, 1005, 1009):
+        frame.save(tmp_path / "gaps" / f"shot.{number}.png")
+    gaps = probe_video(tmp_path / "gaps")
+    assert gaps.missing_numbers == ((1003, 1004), (1006, 1008)) and gaps.caveats() == [
+        f"{tmp_path / 'gaps'}: 5 frame numbers are missing from its numbering (1003-1004, 1006-1008); the frames "
+        f"around the gaps follow each other, and the output's are numbered from 0"]
+    assert probe_video(tmp_path / "srgb").missing_numbers == ()  # 0, 1: no gap
+    (tmp_path / "tif").mkdir()
+    frame.save(tmp_path / "tif" / "0.tif", save_all=True, append_images=[frame, frame])
+    frame.save(tmp_path / "tif" / "1.tif")
+    assert probe_video(tmp_path / "tif").caveats() == [f"{tmp_path / 'tif'}: its first frame file has 3 pages (a "
+                                                       f"multi-page image); star-vsr reads the first page of each "
+                                                       f"frame file"]
+    assert cli_main(["info", str(tmp_path / "gaps")]) == 0
+    assert "frames  4; 5 frame numbers are missing from its numbering (1003-1004, 1006-1008)" in capsys.readouterr().out
+    assert cli_main(["info", str(tmp_path / "lab")]) == 0
+    assert f"rgb24; colour profile {lab.colour_profile}, read as sRGB (outputs carry none)" in capsys.readouterr().out
+    (tmp_path / "ties").mkdir()
+    for name in ("01.png", "1.png", "2.png"):
+        frame.save(tmp_path / "ties" / name)
+    assert [path.name for path in list_image_files(tmp_path / "ties")] == ["01.png", "1.png", "2.png"]
 
 
 def test_an_input_with_transparency_is_noted_as_losing_it(tmp_path):

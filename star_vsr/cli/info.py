@@ -45,10 +45,14 @@ def run(args: argparse.Namespace) -> int:
     aspect = info.pixel_aspect
     rows = {
         "path": str(info.path),
-        "frames": f"{info.num_frames}" + (f" (the first of {info.pages} pages, read as a photo)" if info.pages > 1
+        "frames": f"{info.num_frames}" + (f" (the first of {info.pages} pages, read as a photo)" if info.is_photo
+                                         and info.pages > 1
+                                         else " (the first page of each file: the first file has "
+                                              f"{info.pages})" if info.pages > 1
                                          else f" (and {info.undecodable_lead} before the first key frame, which "
                                               f"cannot be decoded: it starts inside a group of pictures)"
-                                         if info.undecodable_lead else ""),
+                                         if info.undecodable_lead else "")
+                  + (f"; {info.numbering_gaps}" if info.missing_numbers else ""),
         "fps": "none (a photo)" if info.is_photo else f"{info.fps:.3f} ({info.frame_rate})" + (
             (" (assumed: a raw stream without timestamps or a rate)" if info.rate_assumed else
              " (a raw stream without timestamps: from its headers)") if info.raw_stream else
@@ -70,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         "codec": "image sequence" if info.is_image_folder else info.codec + (
             f" (first of {info.video_streams} video tracks, which star-vsr reads)" if info.video_streams > 1 else ""),
         "pixel format": info.pix_fmt + (f" + alpha ({info.side_alpha_kind}), which is dropped"
-                                        if info.side_alpha else ""),
+                                        if info.side_alpha else "")
+                        + (f"; colour profile {info.colour_profile}, read as sRGB (outputs carry none)"
+                           if info.colour_profile else ""),
         "audio": (info.audio_codec + (f" (first of {info.audio_streams} tracks)" if info.audio_streams > 1 else "")
                   + (" (cut short: the end of the track is missing from the file)" if info.audio_cut else "")
                   + ("" if carries_audio(info.path) else " (an empty track: no sound, which outputs leave out)")
@@ -122,7 +128,8 @@ def _json_fields(info: Any, damage: Optional[str]) -> dict[str, Any]:
         # what the table's damage column says of a file that may be cut short (its frames end before its header's
         # duration): "damage" was null beside it, and a script saw nothing (black-box hunt)
         "maybe_damage": _maybe_cut(info) if info.missing_s and not damage else None,
-        "wide_gamut": info.wide_gamut,
+        "wide_gamut": info.wide_gamut, "colour_profile": info.colour_profile,
+        "missing_numbers": [list(gap) for gap in info.missing_numbers],
     }
 
 

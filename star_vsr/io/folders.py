@@ -195,4 +195,16 @@ def list_image_files(folder: Path) -> list[Path]:
             f"{folder} is a folder but holds no {'/'.join(sorted(IMAGE_EXTENSIONS))} frames; "
             "point to a video file or a folder of frame images"
         )
-    return sorted(files, key=lambda file: natural_sort_key(file.name))
+    # ties by name: 1.png and 01.png have one key, and their order was the file system's (black-box hunt)
+    return sorted(files, key=lambda file: (natural_sort_key(file.name), file.name))
+
+
+def missing_numbers(files: Sequence[Path]) -> tuple[tuple[int, int], ...]:
+    """Ranges (first, last) of the numbers missing between the first and the last of ``files`` where every name
+    is one text and a number (``shot.1001.png``, ``0002.png``): frames lost from a numbered sequence; () for names
+    that are not so numbered."""
+    parts = [re.fullmatch(r"(.*?)(\d+)", file.stem) for file in files]
+    if len(files) < 2 or None in parts or len({part.group(1) for part in parts}) > 1:  # type: ignore[union-attr]
+        return ()
+    numbers = sorted({int(part.group(2)) for part in parts})  # type: ignore[union-attr]
+    return tuple((before + 1, after - 1) for before, after in zip(numbers, numbers[1:]) if after > before + 1)

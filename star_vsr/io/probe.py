@@ -38,7 +38,7 @@ from av.video.stream import VideoStream
 from PIL import Image, UnidentifiedImageError
 
 from star_vsr.errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError, why_missing
-from star_vsr.io.folders import IMAGE_EXTENSIONS, list_image_files
+from star_vsr.io.folders import IMAGE_EXTENSIONS, list_image_files, missing_numbers
 from star_vsr.units import count_of, seconds_amount
 from star_vsr.user_warnings import warn_user
 
@@ -233,7 +233,12 @@ class VideoInfo:
         audio_lead_s: Seconds by which the first audio stream starts before the first frame (a recording whose
             picture starts late): an .mp4 / .mov output leaves that audio out, a .mkv output keeps it; 0 when
             the audio starts with the video or after it.
-        pages: Pages of a photo file (a multi-page TIFF), of which only the first is read; 1 otherwise.
+        pages: Pages of a photo file (a multi-page TIFF), of which only the first is read; of a frame folder's
+            first frame file, of each of which only the first page is read; 1 otherwise.
+        colour_profile: The name of the ICC colour profile embedded in a photo or a frame folder's first frame,
+            where it is not sRGB: star-vsr reads the values as sRGB and writes no profile; None otherwise.
+        missing_numbers: Ranges (first, last) of frame numbers missing from a frame folder whose files are
+            numbered (``0001.png``, ``0002.png``, ``0005.png``): the frames around them follow each other; () else.
         undecodable_lead: Frames at the start of the stream that cannot be decoded, left out (a recording or
             transport stream that starts inside a group of pictures: its frames before the first key frame
             reference pictures it does not hold); 0 otherwise. `num_frames` and the timing count from the first
@@ -279,11 +284,22 @@ class VideoInfo:
     side_alpha: bool = False
     audio_lead_s: float = 0.0
     pages: int = 1
+    colour_profile: str | None = None
+    missing_numbers: tuple[tuple[int, int], ...] = ()
     start_pts: int | None = None
     undecodable_lead: int = 0
     raw_stream: bool = False
     rate_assumed: bool = False
     last_frame_cut: bool = False
+
+    @property
+    def numbering_gaps(self) -> str:
+        """`missing_numbers` in words: "2 frame numbers are missing from its numbering (3-4)"."""
+        count = sum(last - first + 1 for first, last in self.missing_numbers)
+        gaps = ", ".join(str(first) if first == last else f"{first}-{last}" for first, last in self.missing_numbers[:3])
+        more = ", ..." if len(self.missing_numbers) > 3 else ""
+        return f"{count_of(count, 'frame number')} {'is' if count == 1 else 'are'} missing from its numbering " \
+               f"({gaps}{more})"
 
     @property
     def alpha_kind(self) -> str | None:
@@ -353,9 +369,20 @@ class VideoInfo:
             notes.append(f"{self.path} starts inside a group of pictures (a recording or transport stream cut "
                          f"mid-stream?): its first {count_of(self.undecodable_lead, 'frame')} cannot be decoded and "
                          f"are left out; the video starts at its first key frame")
-        if self.pages > 1:
+        if self.pages > 1 and self.is_image_folder:  # (a page of each frame file, without a word: black-box hunt)
+            notes.append(f"{self.path}: its first frame file has {self.pages} pages (a multi-page image); star-vsr "
+                         f"reads the first page of each frame file")
+        elif self.pages > 1:
             notes.append(f"{self.path} has {self.pages} pages (a multi-page image); star-vsr reads the first as a "
                          f"photo (save the pages as a folder of frames to read them as a video)")
+        if self.missing_numbers:  # (closed up without a word, as if no frame were lost: black-box hunt)
+            notes.append(f"{self.path}: {self.numbering_gaps}; the frames around the gaps follow each other, and the "
+                         f"output's are numbered from 0")
+        if self.colour_profile is not None:  # (dropped without a word, its values read as sRGB: black-box hunt)
+            what = "its frames carry" if self.is_image_folder else "it carries"
+            notes.append(f"{self.path}: {what} a colour profile ({self.colour_profile}); star-vsr reads the values as "
+                         f"sRGB and writes no profile, so wide-gamut colours come out less saturated; convert to "
+                         f"sRGB first for true colours")
         if self.last_frame_cut:
             notes.append(f"{self.path} {LAST_FRAME_CUT}: its {self.num_frames} whole frames are read")
         if self.missing_s:
@@ -1027,12 +1054,13 @@ def _probe_container(path: Path) -> VideoInfo:
             f"{path} holds a video stream without frames; the file may be truncated"
         )
     pages, side_alpha = 1, stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE")) == "1"
+    profile = None
     if is_photo_file(path, num_frames):  # read as a folder of one frame: at its rate (FFmpeg's 25 fps for stills is
         # made up), upright by its EXIF orientation (FFmpeg's display matrix of a photo loses EXIF's mirroring,
         # orientation 2 read as 180 degrees), square pixels (FFmpeg took a JPEG's dpi for a pixel aspect ratio)
         frame_rate, duration_s = DEFAULT_FOLDER_FPS, None
         orientation, interlaced, pixel_aspect = exif_orientation(path) or DisplayOrientation(), False, 1
-        pages, photo_pix_fmt, side_alpha = _image_header(path)
+        pages, photo_pix_fmt, side_alpha, profile = _image_header(path)
         if photo_pix_fmt is None and not container_format.endswith("_pipe") and container_format != "image2":
             # (a one-frame H.264 file named .png passed `info` as a photo, then OpenCV found no image in it)
             container = container_format.split(",")[0]
@@ -1083,6 +1111,7 @@ def _probe_container(path: Path) -> VideoInfo:
         untagged_hd=untagged_hd,
         last_frame_s=last_frame_s,
         pages=pages,
+        colour_profile=profile,
     )
 
 
@@ -1100,17 +1129,34 @@ def image_transparency(data: bytes) -> str | None:
         return None
 
 
-def _image_header(path: Path) -> tuple[int, str | None, bool]:
-    """(pages, pixel format, a transparent colour) of an image file from PIL's reading of its header: more than 1
+def _image_header(path: Path) -> tuple[int, str | None, bool, str | None]:
+    """(pages, pixel format, a transparent colour, colour profile) of an image file from PIL's reading of its
+    header (the profile as `colour_profile` names it): more than 1
     page for a multi-page TIFF or an animated WebP; the pixel format as a photo's frame is read (by OpenCV, like a
     folder's frames), where FFmpeg names the format it decodes to (argb for every lossless WebP: an alpha channel
     noted that it had not); whether a palette or grey PNG marks a colour transparent (its tRNS chunk), which OpenCV
-    reads as that colour. (1, None, False) when PIL cannot read it."""
+    reads as that colour. (1, None, False, None) when PIL cannot read it."""
     try:
         with Image.open(path) as image:  # the header, and for some formats a scan of the frame index
-            return int(getattr(image, "n_frames", 1)), _pil_pix_fmt(image), "transparency" in image.info
+            return (int(getattr(image, "n_frames", 1)), _pil_pix_fmt(image), "transparency" in image.info,
+                    colour_profile(image))
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return 1, None, False
+        return 1, None, False, None
+
+
+def colour_profile(image: Image.Image) -> str | None:
+    """The name of the ICC profile embedded in an opened image, where it is not sRGB (the values of an sRGB one
+    are what star-vsr reads them as); "an unnamed ICC profile" when its name cannot be read; None without one."""
+    icc = image.info.get("icc_profile")
+    if not icc:
+        return None
+    try:
+        from PIL import ImageCms
+
+        name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+    except Exception:  # noqa: BLE001 (no littlecms, or a damaged profile: ImageCms raises its own errors)
+        return "an unnamed ICC profile"
+    return None if "srgb" in name.lower().replace(" ", "") else name or "an unnamed ICC profile"
 
 
 #: What PIL's image modes that FFmpeg does not decode hold.
@@ -1187,6 +1233,7 @@ def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
             width, height = image.size
             codec, mode = (image.format or files[0].suffix[1:]).lower(), image.mode
             pix_fmt, side_alpha = _pil_pix_fmt(image), "transparency" in image.info  # (`_image_header`)
+            pages, profile = int(getattr(image, "n_frames", 1)), colour_profile(image)
     except Image.DecompressionBombError:
         raise UnsupportedVideoError(too_large(files[0])) from None
     except (UnidentifiedImageError, OSError) as error:
@@ -1212,6 +1259,9 @@ def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
         frame_rate=folder_fps,
         orientation=orientation,
         side_alpha=side_alpha,
+        pages=pages,
+        colour_profile=profile,
+        missing_numbers=missing_numbers(files),
     )
 
 
