@@ -353,16 +353,21 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
         previous, take_previous = None, start_frame > 0  # the LR frame before the chunk, for the scene-cut test
         last = None if state is None or start_frame else state.last_lr_frame  # a stream fed in pieces
         if last is not None and tuple(last.shape[-2:]) == (source.height, source.width):  # (not another video's)
-            previous = last.to(device=device, dtype=dtype)
+            previous = last.to(device=device, dtype=torch.float32)
         with self.progress_bar(total=source.num_frames) as progress:
             progress.n = progress.last_print_n = start_frame  # tqdm's `initial`: no burst in the rate
             # resuming, the frame before `start_frame` is decoded too: the scene-cut test of the first frame needs it
             for lr in skip_frames(source.iter_chunks(chunk_size), max(start_frame - 1, 0)):  # (k, 3, h, w), host
-                lr = lr.to(device=device, dtype=dtype)
+                # float32 until the scene-cut test has seen them: in bfloat16, frames whose difference lay just
+                # under the threshold were cut, and the output differed from float32's by 35 levels (black-box hunt)
+                lr = lr.to(device=device, dtype=torch.float32)
                 if take_previous:
                     previous, lr, take_previous = lr[:1], lr[1:], False
                     seen = None if state is None else state.last_lr_frame
-                    if seen is not None and float((previous - seen.to(previous)).abs().max()) > RESUME_FRAME_TOLERANCE:
+                    # (in the state's precision: one saved before its frame was kept in float32 has it rounded)
+                    seen = None if seen is None else seen.to(previous.device)
+                    if seen is not None and float((previous.to(seen.dtype) - seen).float().abs().max()) > \
+                            RESUME_FRAME_TOLERANCE:
                         raise InputError(f"the state does not go with start_frame={start_frame}: the last frame it "
                                          f"saw is not frame {start_frame - 1} of this video; pass the frame count "
                                          f"state_sink gave with it")
@@ -370,7 +375,7 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
                         continue
                 cuts = [False] * len(lr) if scene_cut_threshold is None else scene_cuts(lr, previous,
                                                                                          scene_cut_threshold)
-                previous = lr[-1:]
+                previous, lr = lr[-1:], lr.to(dtype)  # (the state keeps the float32 frame, `last_lr_frame`)
                 frames = []
                 for i in range(lr.shape[0]):
                     if cuts[i]:  # a new scene: the state before its first frame is that of a new video

@@ -596,6 +596,26 @@ def test_a_state_given_with_another_start_frame_is_refused(pipe):
     assert pipe(video, state=rebuilt, start_frame=2).frames.shape[1] == 6
 
 
+def test_the_scene_cut_test_sees_the_frames_as_read_in_bfloat16_too():
+    """A bfloat16 pipeline tested for cuts on frames already rounded to bfloat16: grey 0.5 then 0.5999 (a luma
+    difference of 0.0999, under the 0.1 threshold) read as 0.6016, a cut, and the output differed from float32's
+    by 35 levels there (black-box hunt). The state keeps the frame as read, and a state saved with a bfloat16
+    frame still resumes."""
+    from star_vsr.scene_cuts import SCENE_CUT_THRESHOLD, frame_differences
+
+    video = torch.cat([torch.full((3, 3, 10, 12), 0.5), torch.full((3, 3, 10, 12), 0.5999)])  # (6, 3, h, w)
+    assert frame_differences(video[3:4], video[2:3]) < SCENE_CUT_THRESHOLD
+    assert frame_differences(video[3:4].bfloat16(), video[2:3].bfloat16()) > SCENE_CUT_THRESHOLD
+    pipe = build_student_pipeline("tiny", seed=0).to(torch.bfloat16)
+    pipe.set_progress_bar_config(disable=True)
+    states = {}
+    tested = pipe(video, chunk_size=2, state_sink=lambda done, state: states.update({done: state})).frames
+    torch.testing.assert_close(tested, pipe(video, scene_cut_threshold=None).frames, rtol=0, atol=0)
+    assert states[4].last_lr_frame.dtype == torch.float32
+    old = StarStudentState(*states[4].tensors(), last_lr_frame=states[4].last_lr_frame.bfloat16())
+    torch.testing.assert_close(pipe(video, state=old, start_frame=4).frames, tested[:, 4:], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "0.1", True])
 def test_scene_cut_threshold_is_checked(pipe, bad):
     with pytest.raises(InputError, match="scene_cut_threshold"):
