@@ -62,6 +62,10 @@ def test_demo_writes_videos_comparison_and_metrics(tmp_path, tiny_student_folder
     assert "frames/s" in capsys.readouterr().out
     # a second run does not silently replace the first
     assert cli_main(["demo", "-o", str(out), "--model", str(tiny_student_folder), "--frames", "4"]) == 2
+    # and one into another folder writes the same videos, as --help says (x264's assembly made other bitstreams)
+    assert cli_main(["demo", "-o", str(tmp_path / "again"), "--model", str(tiny_student_folder), "--frames", "4"]) == 0
+    for name in ("input", "bicubic", "student", "ground_truth"):
+        assert (out / f"{name}.mp4").read_bytes() == (tmp_path / "again" / f"{name}.mp4").read_bytes(), name
 
 
 def test_a_stopped_demo_leaves_the_earlier_demo_whole(tmp_path, tiny_student_folder, monkeypatch):

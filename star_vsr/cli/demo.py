@@ -224,7 +224,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         staging.mkdir()
         for name, video in videos.items():
-            with VideoWriter(staging / f"{name}.mp4", DEMO_FPS) as writer:
+            # reproducible: x264's assembly gave other bitstreams for the same frames, by up to 21 levels (hunt)
+            with VideoWriter(staging / f"{name}.mp4", DEMO_FPS, reproducible=True) as writer:
                 writer.write(video)
         middle = args.frames // 2
         nearest = np.repeat(np.repeat(videos["input"][middle], scale, axis=0), scale, axis=1)
