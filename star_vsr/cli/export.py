@@ -2,7 +2,8 @@
 
 The file holds one step at a fixed LR frame size and scale (float32): inputs ``lr_frame``
 (1, 3, h, w) in [0, 1] and the state ``hidden``, ``previous_features``, ``previous_frame`` (zeros
-for the first frame); outputs ``sr_frame`` (1, 3, H, W) and the next state. A runtime
+for the first frame; their sides are h and w rounded up to even, as the file's input shapes give them); outputs
+``sr_frame`` (1, 3, H, W) and the next state. A runtime
 streams a video by feeding each frame with the state the previous call returned, and zeros again
 at a scene cut (``star_vsr.scene_cuts.scene_cuts``; ``star-vsr upscale`` does, the step does not:
 README, "The student", its Deployment paragraph). ``--verify``
