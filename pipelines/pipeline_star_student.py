@@ -358,8 +358,8 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
             progress.n = progress.last_print_n = start_frame  # tqdm's `initial`: no burst in the rate
             # resuming, the frame before `start_frame` is decoded too: the scene-cut test of the first frame needs it
             for lr in skip_frames(source.iter_chunks(chunk_size), max(start_frame - 1, 0)):  # (k, 3, h, w), host
-                # float32 until the scene-cut test has seen them: in bfloat16, frames whose difference lay just
-                # under the threshold were cut, and the output differed from float32's by 35 levels (black-box hunt)
+                # float32 until the scene-cut test has seen them (in bfloat16, frames just under its threshold
+                # were cut: black-box hunt)
                 lr = lr.to(device=device, dtype=torch.float32)
                 if take_previous:
                     previous, lr, take_previous = lr[:1], lr[1:], False
@@ -375,7 +375,8 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
                         continue
                 cuts = [False] * len(lr) if scene_cut_threshold is None else scene_cuts(lr, previous,
                                                                                          scene_cut_threshold)
-                previous, lr = lr[-1:], lr.to(dtype)  # (the state keeps the float32 frame, `last_lr_frame`)
+                previous, lr = lr[-1:].clone(), lr.to(dtype)  # (the state keeps the float32 frame; a copy: not
+                # the whole float32 chunk held by a view)
                 frames = []
                 for i in range(lr.shape[0]):
                     if cuts[i]:  # a new scene: the state before its first frame is that of a new video

@@ -148,15 +148,16 @@ def load_upscaler(folder: Union[str, Path], device: str = "auto", dtype: Union[s
         return cls.from_pretrained(folder, dtype=torch_dtype, variant=variant).to(torch_device)
 
 
-def check_image_suffix(output_path: Union[str, Path]) -> None:
+def check_image_suffix(output_path: Union[str, Path], codec: Optional[str] = None) -> None:
     """``UnsupportedVideoError`` for an output named as an image star-vsr does not write (``.tif``, ``.webp``,
-    ``.bmp``): it was told that star-vsr does not write videos so, for a photo too, and not that .png works."""
+    ``.bmp``): it was told that star-vsr does not write videos so, for a photo too, and not that .png works.
+    With ``codec`` "png" the name is a folder's, whatever it ends with."""
     from .errors import UnsupportedVideoError
     from .io.folders import IMAGE_EXTENSIONS
 
     output_path = Path(output_path)
     suffix = output_path.suffix.lower()
-    if suffix in IMAGE_EXTENSIONS and suffix not in IMAGE_OUTPUTS and not output_path.is_dir():
+    if suffix in IMAGE_EXTENSIONS and suffix not in IMAGE_OUTPUTS and not output_path.is_dir() and codec != "png":
         raise UnsupportedVideoError(f"star-vsr writes one image as {' / '.join(IMAGE_OUTPUTS)}, not {suffix} "
                                     f"({output_path}): name it {output_path.with_suffix('.png').name} (lossless); "
                                     f"name a video file, or a folder (no suffix) for PNG frames, for a video")
@@ -168,7 +169,6 @@ def check_image_output(output_path: Union[str, Path], num_frames: int, codec: Op
     (``num_frames``, after ``max_frames``), else an ``InputError`` says what to write instead; ``crf``, an x264 /
     x265 setting, is one too (it was ignored without a word, where PNG frames and FFV1 refuse it)."""
     output_path = Path(output_path)
-    check_image_suffix(output_path)
     if output_path.suffix.lower() not in IMAGE_OUTPUTS or output_path.is_dir():
         return False
     if codec not in (None, "png"):
@@ -235,6 +235,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     if Path(input_path).exists() and Path(output_path).exists() and os.path.samefile(input_path, output_path):
         raise InputError(f"the output {output_path} is the input; write to another name")
     check_no_replace(Path(output_path), overwrite)
+    check_image_suffix(output_path, codec)
     source = FileFrameSource(input_path, deinterlace=deinterlace, folder_fps=folder_fps, max_frames=max_frames)
     if check_image_output(output_path, source.num_frames, codec, crf):
         return _upscale_to_image(pipe, source, Path(output_path), progress, overwrite, pipeline_kwargs)

@@ -475,6 +475,8 @@ def test_what_frame_folders_lose_without_a_word_is_noted(tmp_path, capsys):
     frame = Image.fromarray(np.full((8, 8, 3), 90, np.uint8))
     profiles = {"lab": ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes(),
                 "srgb": ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(), "junk": b"x" * 200}
+    Image.new("L", (8, 8)).save(tmp_path / "grey.png", icc_profile=profiles["lab"])  # grey: no colours to lose
+    assert probe_video(tmp_path / "grey.png").colour_profile is None
     for name, icc in profiles.items():
         (tmp_path / name).mkdir()
         for index in range(2):
@@ -487,13 +489,17 @@ def test_what_frame_folders_lose_without_a_word_is_noted(tmp_path, capsys):
                              f"saturated; convert to sRGB first for true colours"]
     assert probe_video(tmp_path / "lab" / "0.png").caveats()[0].startswith(f"{tmp_path / 'lab' / '0.png'}: it carries")
     (tmp_path / "gaps").mkdir()
-    for number in (1001, 1002, 1005, 1009):
+    for number in (1001, 1002, 1005, 1006, 1007, 1008, 1012):
         frame.save(tmp_path / "gaps" / f"shot.{number}.png")
     gaps = probe_video(tmp_path / "gaps")
-    assert gaps.missing_numbers == ((1003, 1004), (1006, 1008)) and gaps.caveats() == [
-        f"{tmp_path / 'gaps'}: 5 frame numbers are missing from its numbering (1003-1004, 1006-1008); the frames "
-        f"around the gaps follow each other, and the output's are numbered from 0"]
+    assert gaps.missing_numbers == ((1003, 1004), (1009, 1011)) and gaps.caveats() == [
+        f"{tmp_path / 'gaps'}: 5 frame numbers are missing from its numbering (1003-1004, 1009-1011); the frames "
+        f"around the gaps follow each other (PNG frames out are numbered from 0)"]
     assert probe_video(tmp_path / "srgb").missing_numbers == ()  # 0, 1: no gap
+    (tmp_path / "times").mkdir()  # numbered by time (ms), not by frame: no gaps to speak of (review)
+    for number in (0, 33, 67, 100, 133):
+        frame.save(tmp_path / "times" / f"{number}.png")
+    assert probe_video(tmp_path / "times").missing_numbers == ()
     (tmp_path / "tif").mkdir()
     frame.save(tmp_path / "tif" / "0.tif", save_all=True, append_images=[frame, frame])
     frame.save(tmp_path / "tif" / "1.tif")
@@ -501,13 +507,15 @@ def test_what_frame_folders_lose_without_a_word_is_noted(tmp_path, capsys):
                                                        f"multi-page image); star-vsr reads the first page of each "
                                                        f"frame file"]
     assert cli_main(["info", str(tmp_path / "gaps")]) == 0
-    assert "frames  4; 5 frame numbers are missing from its numbering (1003-1004, 1006-1008)" in capsys.readouterr().out
+    assert "frames  7; 5 frame numbers are missing from its numbering (1003-1004, 1009-1011)" in capsys.readouterr().out
     assert cli_main(["info", str(tmp_path / "lab")]) == 0
     assert f"rgb24; colour profile {lab.colour_profile}, read as sRGB (outputs carry none)" in capsys.readouterr().out
     (tmp_path / "ties").mkdir()
     for name in ("01.png", "1.png", "2.png"):
         frame.save(tmp_path / "ties" / name)
     assert [path.name for path in list_image_files(tmp_path / "ties")] == ["01.png", "1.png", "2.png"]
+    assert sorted(["b.png", "a.png", "A.png", "1.png", "01.png"], key=natural_sort_key) == [
+        "01.png", "1.png", "A.png", "a.png", "b.png"]  # every caller of the key, not list_image_files alone
 
 
 def test_an_input_with_transparency_is_noted_as_losing_it(tmp_path):

@@ -188,7 +188,6 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         for name, value in set_here.items():
             if os.environ.get(name) == value:  # (not one the caller changed meanwhile)
                 del os.environ[name]
-        _restore_model_loading_bars()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         if stopped or interrupt_requested():
@@ -198,6 +197,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
                 pass
         sys.unraisablehook = unraisable_hook
         clear_interrupt()  # in-process callers (tests, notebooks) start the next call afresh
+        _restore_model_loading_bars()  # (last: the libraries' own switches, which the rest must not wait on)
     return int(result or 0)
 
 

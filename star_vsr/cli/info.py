@@ -45,14 +45,7 @@ def run(args: argparse.Namespace) -> int:
     aspect = info.pixel_aspect
     rows = {
         "path": str(info.path),
-        "frames": f"{info.num_frames}" + (f" (the first of {info.pages} pages, read as a photo)" if info.is_photo
-                                         and info.pages > 1
-                                         else " (the first page of each file: the first file has "
-                                              f"{info.pages})" if info.pages > 1
-                                         else f" (and {info.undecodable_lead} before the first key frame, which "
-                                              f"cannot be decoded: it starts inside a group of pictures)"
-                                         if info.undecodable_lead else "")
-                  + (f"; {info.numbering_gaps}" if info.missing_numbers else ""),
+        "frames": _frames_row(info),
         "fps": "none (a photo)" if info.is_photo else f"{info.fps:.3f} ({info.frame_rate})" + (
             (" (assumed: a raw stream without timestamps or a rate)" if info.rate_assumed else
              " (a raw stream without timestamps: from its headers)") if info.raw_stream else
@@ -92,6 +85,18 @@ def run(args: argparse.Namespace) -> int:
         for key, value in rows.items():
             print(f"{key:>{width}}  {value}")
     return 1 if damage else 0
+
+
+def _frames_row(info: Any) -> str:
+    """The frames row of a video (``VideoInfo``): the count, and what is not read or missing."""
+    row = f"{info.num_frames}"
+    if info.pages > 1:
+        row += (f" (the first of {info.pages} pages, read as a photo)" if info.is_photo else
+                f" (the first page of each file: the first file has {info.pages})")
+    elif info.undecodable_lead:
+        row += (f" (and {info.undecodable_lead} before the first key frame, which cannot be decoded: it starts "
+                f"inside a group of pictures)")
+    return row + (f"; {info.numbering_gaps}" if info.missing_numbers else "")
 
 
 def _damage(info: Any) -> Optional[str]:

@@ -286,6 +286,7 @@ def run_single(args: argparse.Namespace) -> int:
 
     deinterlace = deinterlace_choice(args.deinterlace)
     # a missing or corrupt input fails here, before a model loads
+    check_image_suffix(output, args.codec)  # (.tif: not "star-vsr does not write videos so")
     image = output.suffix.lower() in IMAGE_OUTPUTS and not output.is_dir()
     frames_output = image or writes_frames(output, args.codec)
     for note in input_notes(args.input, deinterlace, args.fps, frames_output=frames_output):
@@ -297,7 +298,6 @@ def run_single(args: argparse.Namespace) -> int:
         check_image_output(output, frames if args.max_frames is None else min(frames, args.max_frames), args.codec,
                            args.crf)
     else:  # the codec against the name, the audio against the container: before the model loads, not after
-        check_image_suffix(output)
         check_video_output(output, args.codec, None if args.no_audio else args.input)
     check_model_options(args)
     pipe = _load(args)

@@ -22,14 +22,15 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".
 """File suffixes (lower case) taken as videos when a command or dataset scans a folder."""
 
 
-def natural_sort_key(name: str) -> tuple[str | int, ...]:
-    """Sort key that orders digit runs by value: "frame2.png" < "frame10.png".
+def natural_sort_key(name: str) -> tuple[tuple[str | int, ...], str]:
+    """Sort key that orders digit runs by value: "frame2.png" < "frame10.png", then by the name itself.
 
     Splitting on digit runs alternates text and numbers, so keys compare element by element
-    without ever comparing a str to an int.
+    without ever comparing a str to an int. Names of one key (``1.png`` and ``01.png``, ``A.png`` and
+    ``a.png``) are ordered by name, not as the file system lists them (which differs between machines).
     """
     parts = re.split(r"(\d+)", name)
-    return tuple(int(part) if index % 2 else part.lower() for index, part in enumerate(parts))
+    return tuple(int(part) if index % 2 else part.lower() for index, part in enumerate(parts)), name
 
 
 def _visible_files(folder: Path, suffixes: Collection[str]) -> Iterator[Path]:
@@ -195,16 +196,18 @@ def list_image_files(folder: Path) -> list[Path]:
             f"{folder} is a folder but holds no {'/'.join(sorted(IMAGE_EXTENSIONS))} frames; "
             "point to a video file or a folder of frame images"
         )
-    # ties by name: 1.png and 01.png have one key, and their order was the file system's (black-box hunt)
-    return sorted(files, key=lambda file: (natural_sort_key(file.name), file.name))
+    return sorted(files, key=lambda file: natural_sort_key(file.name))
 
 
 def missing_numbers(files: Sequence[Path]) -> tuple[tuple[int, int], ...]:
     """Ranges (first, last) of the numbers missing between the first and the last of ``files`` where every name
     is one text and a number (``shot.1001.png``, ``0002.png``): frames lost from a numbered sequence; () for names
-    that are not so numbered."""
+    that are not so numbered, or whose numbers are mostly not consecutive (numbered by time, not by frame)."""
     parts = [re.fullmatch(r"(.*?)(\d+)", file.stem) for file in files]
-    if len(files) < 2 or None in parts or len({part.group(1) for part in parts}) > 1:  # type: ignore[union-attr]
+    if len(files) < 2 or None in parts or len({part.group(1).lower() for part in parts}) > 1:  # type: ignore
         return ()
     numbers = sorted({int(part.group(2)) for part in parts})  # type: ignore[union-attr]
+    steps = [after - before for before, after in zip(numbers, numbers[1:])]
+    if sum(step == 1 for step in steps) * 2 < len(steps):  # mostly not 1 apart: no frame count (timestamps,
+        return ()  # FFmpeg's -frame_pts, every other frame kept), whose gaps are no lost frames
     return tuple((before + 1, after - 1) for before, after in zip(numbers, numbers[1:]) if after > before + 1)

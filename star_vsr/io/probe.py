@@ -376,8 +376,8 @@ class VideoInfo:
             notes.append(f"{self.path} has {self.pages} pages (a multi-page image); star-vsr reads the first as a "
                          f"photo (save the pages as a folder of frames to read them as a video)")
         if self.missing_numbers:  # (closed up without a word, as if no frame were lost: black-box hunt)
-            notes.append(f"{self.path}: {self.numbering_gaps}; the frames around the gaps follow each other, and the "
-                         f"output's are numbered from 0")
+            notes.append(f"{self.path}: {self.numbering_gaps}; the frames around the gaps follow each other (PNG "
+                         f"frames out are numbered from 0)")
         if self.colour_profile is not None:  # (dropped without a word, its values read as sRGB: black-box hunt)
             what = "its frames carry" if self.is_image_folder else "it carries"
             notes.append(f"{self.path}: {what} a colour profile ({self.colour_profile}); star-vsr reads the values as "
@@ -1148,7 +1148,7 @@ def colour_profile(image: Image.Image) -> str | None:
     """The name of the ICC profile embedded in an opened image, where it is not sRGB (the values of an sRGB one
     are what star-vsr reads them as); "an unnamed ICC profile" when its name cannot be read; None without one."""
     icc = image.info.get("icc_profile")
-    if not icc:
+    if not icc or image.mode in ("L", "LA", "I", "I;16", "I;16B", "F", "1"):  # grey: no colours to lose
         return None
     try:
         from PIL import ImageCms
@@ -1229,7 +1229,7 @@ def _pil_pix_fmt(image: Image.Image) -> str:
 def _probe_folder(folder: Path, folder_fps: Fraction) -> VideoInfo:
     files = list_image_files(folder)
     try:
-        with Image.open(files[0]) as image:  # reads the header only
+        with Image.open(files[0]) as image:  # reads the header (and a multi-page TIFF's page index)
             width, height = image.size
             codec, mode = (image.format or files[0].suffix[1:]).lower(), image.mode
             pix_fmt, side_alpha = _pil_pix_fmt(image), "transparency" in image.info  # (`_image_header`)

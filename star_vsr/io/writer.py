@@ -559,8 +559,8 @@ class VideoWriter:
             the input keeps its timing and audio sync); one entry more than frames written is when the
             last frame stops being shown (else it lasts 1 / fps). None: frame i at i / fps.
         reproducible: make H.264 the same bitstream for the same frames on every run (`X264_REPRODUCIBLE`:
-            x264 without its assembly code, several times slower; for small outputs such as `star-vsr
-            degrade`'s LR videos). FFV1 and PNG always are; H.265 is not guaranteed.
+            x264 without its assembly code and on one thread, several times slower; for small outputs such as
+            `star-vsr degrade`'s LR videos and the demo's). FFV1 and PNG always are; H.265 is not guaranteed.
         overwrite: replace what is at `path` (default). False: an `OutputExistsError` if `path` exists now, or
             at `close` if something appeared there while writing (it is kept; see `move_into_place`).
         tags_from: Video whose metadata tags (title, creation time, the video track's language: `star_vsr.io.tags`)
