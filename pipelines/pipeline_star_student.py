@@ -399,7 +399,7 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
                 done += lr.shape[0]
                 if state_sink is not None:
                     kept = tensors if graph is None else tuple(t.clone() for t in tensors)
-                    state_sink(done, StarStudentState(*kept, last_lr_frame=previous.clone()))  # not a view of the chunk
+                    state_sink(done, StarStudentState(*kept, last_lr_frame=previous))  # (a copy already, above)
                 progress.update(lr.shape[0])
 
         # 4. Output

@@ -246,8 +246,8 @@ def _join_encoded(temp: Path, files: Sequence[Path], counts: Sequence[int], cloc
                 if stream is None:
                     stream, headers = output.add_stream_from_template(source), source.codec_context.extradata
                     stream.time_base = clock.time_base
-                    if source.codec_tag == "hvc1" and output.format.name in ("mp4", "mov"):  # the template leaves
-                        stream.codec_tag = "hvc1"  # it out, and the muxer wrote hev1, which Apple players refuse
+                    if output.format.name in ("mp4", "mov"):  # the tag `VideoWriter` gave the segments: the template
+                        stream.codec_tag = source.codec_tag  # leaves it out (H.265 was hev1, which Apple refuses)
                     stream.metadata.update(tags[1])
                     # the rate in the header (Matroska's default duration: without it a 1-frame .mkv read as 1000
                     # fps, and a variable-rate one of intra-only FFV1 lost every frame's duration, which the muxer
