@@ -3871,3 +3871,21 @@ def test_a_tile_smaller_than_the_models_smallest_is_refused_before_the_weights_l
         captured = capsys.readouterr()
         assert "--tile-size must be >= 8 output pixels for this model, got 4" in captured.err
         assert "to go" not in captured.out
+
+
+def test_info_of_a_folder_of_clips_shows_numbering_gaps_and_colour_profiles(tmp_path, capsys):
+    """`info CLIP` shows a frame folder's missing frame numbers and a colour profile read as sRGB; the table of a
+    folder of clips showed neither (only its --json did)."""
+    from PIL import ImageCms
+
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    for name, numbers, icc in (("gaps", (0, 1, 4), None), ("wide", (0, 1), lab)):
+        (tmp_path / name).mkdir()
+        for number in numbers:
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name / f"{number:04d}.png", icc_profile=icc)
+    assert main(["info", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("gaps/") and " 3 (2 numbers missing) " in lines[1] and "read as sRGB" not in lines[1]
+    profile = probe_video(tmp_path / "wide").colour_profile
+    assert profile and f"SDR, {profile} read as sRGB" in lines[2] and "missing" not in lines[2]
+    assert lines[-1] == "2 clips, 5 frames"

@@ -185,7 +185,7 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
     for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips))):
         if note:  # beside JSON on standard output, not in it
             print(f"note: {note}", file=sys.stderr if as_json else sys.stdout)
-    rows, objects, bad = [], [], 0  # table rows, JSON objects (those of a single video, and the clip's name)
+    rows, objects, bad, frames = [], [], 0, 0  # table rows, JSON objects (a single video's, and the clip's name)
     for clip in clips:
         name = clip.name + ("/" if clip.is_dir() else "")
         try:
@@ -197,11 +197,16 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
             continue
         damage = _damage(info)
         bad += bool(damage)
-        rows.append({"clip": name, "frames": info.num_frames, "fps": f"{info.fps:.3f}",
-                     "size": f"{info.width}x{info.height}",
+        colours = f"HDR ({info.hdr})" if info.hdr else "SDR, BT.2020" if info.wide_gamut else "SDR"
+        # a frame folder's numbering gaps and a colour profile read as sRGB, which `info CLIP` shows: the table
+        # showed neither (only its --json did)
+        missing = f" ({info.numbers_missing} numbers missing)" if info.missing_numbers else ""
+        frames += info.num_frames
+        rows.append({"clip": name, "frames": f"{info.num_frames}{missing}",
+                     "fps": f"{info.fps:.3f}", "size": f"{info.width}x{info.height}",
                      "codec": "image sequence" if info.is_image_folder else info.codec,
                      "audio": info.audio_codec if info.has_audio else "none",
-                     "colours": f"HDR ({info.hdr})" if info.hdr else "SDR, BT.2020" if info.wide_gamut else "SDR",
+                     "colours": colours + (f", {info.colour_profile} read as sRGB" if info.colour_profile else ""),
                      "damage": damage or (_maybe_cut(info) if info.missing_s else "none found")})
         objects.append({"clip": name, **_json_fields(info, damage)})
     for link in broken_links(folder):  # (left out without a word)
@@ -220,7 +225,6 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
             print(f"{pad(row['clip'], widths['clip'])}  unreadable: {row['error']}")
         else:
             print("  ".join(pad(str(row[c]), widths[c]) for c in columns[:-1]) + f"  {row['damage']}")
-    frames = sum(r.get("frames", 0) for r in rows)
     print(f"{len(rows)} clip{'s' * (len(rows) != 1)}, {frames} frame{'s' * (frames != 1)}"
           + (f"; {bad} unreadable or damaged" if bad else ""))
     return 1 if bad else 0
