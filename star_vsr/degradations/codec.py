@@ -21,6 +21,7 @@ import numpy as np
 from star_vsr.degradations.config import DEGRADATION_CODECS, MAX_X264_CRF, X264_PRESETS
 from star_vsr.errors import InputError
 from star_vsr.io.reader import frame_to_rgb24
+from star_vsr.io.writer import X264_REPRODUCIBLE_PARAMS
 
 CODEC_FRAME_RATE = 25
 """Frames per second written into the stream; only turns bits per pixel into a bitrate."""
@@ -31,15 +32,14 @@ PIXEL_FORMAT = "yuv420p"
 CONTAINER_FORMAT = "mp4"
 """Container of the in-memory stream."""
 
-X264_PARAMS = "asm=0"
-"""libx264 private parameters. x264's AVX-512 code (its macroblock-tree rate control) gave
-different bitstreams for the same input from run to run on the AVX-512 CPU this was developed
-on; the portable C code is deterministic, and at LR frame sizes costs milliseconds per clip."""
-
 ENCODER_THREADS = 1
 """Encoder threads. Both encoders' output depends on their thread count, so it is fixed: the
 result of a seed must not depend on the machine or on DataLoader settings. (Decoding is exact
-whatever the threads; it runs on one thread too, as LR clips are small.)"""
+whatever the threads; it runs on one thread too, as LR clips are small.) libx264 also runs
+without its assembly code (`X264_REPRODUCIBLE_PARAMS`, as `VideoWriter(reproducible=True)`):
+its AVX-512 code (the macroblock-tree rate control) gave different bitstreams for the same
+input from run to run on the AVX-512 CPU this was developed on; the portable C code is
+deterministic, and at LR frame sizes costs milliseconds per clip."""
 
 RATE_CONTROL_BUFFER_FRAMES = 2
 """MPEG-4 rate-control buffer, in frames' worth of bits. FFmpeg's default buffer lets a short
@@ -124,7 +124,7 @@ def _encoder_settings(
         whole = isinstance(crf, numbers.Real) and not isinstance(crf, bool) and float(crf).is_integer()
         if not whole or not 0 <= crf <= MAX_X264_CRF:  # (23.7 was taken as 23)
             raise InputError(f"libx264 needs a whole-number CRF in 0..{MAX_X264_CRF}, got {crf!r}.")
-        options = {"crf": str(int(crf)), "x264-params": X264_PARAMS}
+        options = {"crf": str(int(crf)), "x264-params": X264_REPRODUCIBLE_PARAMS}
         if x264_preset is not None:
             if x264_preset not in X264_PRESETS:
                 raise InputError(

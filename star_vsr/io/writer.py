@@ -95,7 +95,9 @@ library")."""
 #: frames differed by up to 18 levels. Without it, four runs out of four were identical (as with mbtree=0).
 #: Its threads too: `star-vsr demo` (16 frames of 240x160, the same frames every run) wrote three different
 #: student.mp4 files in four runs with asm=0 alone, one with threads=1 as well (2-core CPU, 2026-12-07).
-X264_REPRODUCIBLE: tuple[tuple[str, str], ...] = (("x264-params", "asm=0:threads=1"),)
+#: The degradation chain's in-memory encode (`star_vsr.degradations.codec`) uses the same parameters.
+X264_REPRODUCIBLE_PARAMS = "asm=0:threads=1"
+X264_REPRODUCIBLE: tuple[tuple[str, str], ...] = (("x264-params", X264_REPRODUCIBLE_PARAMS),)
 
 VIDEO_CODECS: dict[str, _VideoCodec] = {
     "h264": _VideoCodec("libx264", "yuv420p", (".mp4", ".mkv", ".mov"), H264_DEFAULT_CRF, reorder_delay=2,
