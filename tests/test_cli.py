@@ -1550,7 +1550,7 @@ def test_convert_star_end_to_end(tmp_path, capsys):
     torch.save({1: torch.zeros(2)}, tmp_path / "intkey.pt")
     torch.save({"foo": torch.zeros(2, 2)}, tmp_path / "wrongkeys.pt")
     torch.save({"state_dict": [torch.zeros(2)], "epoch": 3}, tmp_path / "wrappedlist.pt")
-    torch.save({"model": {"a.weight": torch.zeros(2)}}, tmp_path / "nested.pt")
+    torch.save({"weights": {"a.weight": torch.zeros(2)}}, tmp_path / "nested.pt")
     (tmp_path / "adir").mkdir()
     for flag, name, message in (
             ("--checkpoint", "list.pt", "list.pt holds a list, not a state dict (parameter names -> tensors); is "
@@ -1558,7 +1558,7 @@ def test_convert_star_end_to_end(tmp_path, capsys):
             ("--checkpoint", "tensor.pt", "tensor.pt holds a Tensor, not a state dict"),
             ("--checkpoint", "intkey.pt", "intkey.pt holds a mapping whose keys are not all parameter names"),
             ("--checkpoint", "wrappedlist.pt", 'wrappedlist.pt holds a list under "state_dict", not a state dict'),
-            ("--checkpoint", "nested.pt", "nested.pt holds no tensors (model: dict), not a state dict"),
+            ("--checkpoint", "nested.pt", "nested.pt holds no tensors (weights: dict), not a state dict"),
             ("--checkpoint", "adir", "adir is a folder; give the file in it (light_deg.pt or heavy_deg.pt)"),
             ("--openclip", "list.pt", "list.pt holds a list, not a state dict (parameter names -> tensors); is "
                                       "it open_clip_pytorch_model.bin?"),
@@ -1605,6 +1605,8 @@ def test_convert_star_end_to_end(tmp_path, capsys):
         assert main(args) == 0
     err = capsys.readouterr().err
     assert "1 entries that are not tensors are left out: global_step" in err
+    # no progress bar of the libraries' own (transformers' "Writing model shards", redrawn with \r in a log file)
+    assert "\r" not in err and "shards" not in err, err
     # the tiny config's own placement (it was replaced without a word)
     assert "liem_placement 'after_norm' does not apply: a converted STAR checkpoint has STAR's own" in err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
@@ -1659,6 +1661,49 @@ def test_convert_star_reads_an_fp16_only_vae_folder_without_error_logs(tmp_path)
             assert torch.equal(vae.state_dict()[k], v.to(dtype)), k
 
 
+def test_convert_star_reads_a_vae_folder_of_bin_weights_without_error_logs(tmp_path):
+    """A VAE folder holding diffusion_pytorch_model.bin only: diffusers, asked for the .safetensors file, logged
+    "An error occurred while trying to fetch ..." before it fell back to the .bin (black-box hunt)."""
+    from star_vsr.cli.convert import _load_vae
+    from star_vsr.testing import tiny_vae
+
+    reference = tiny_vae()
+    reference.save_pretrained(tmp_path / "vae", safe_serialization=False)
+    assert [p.name for p in (tmp_path / "vae").glob("diffusion_pytorch_model*")] == ["diffusion_pytorch_model.bin"]
+    errors = logging.handlers.BufferingHandler(capacity=100)
+    errors.setLevel(logging.ERROR)
+    logging.getLogger("diffusers").addHandler(errors)
+    try:
+        vae = _load_vae(tmp_path / "vae", torch.float32)
+    finally:
+        logging.getLogger("diffusers").removeHandler(errors)
+    assert not [r.getMessage() for r in errors.buffer]
+    for k, v in reference.state_dict().items():
+        assert torch.equal(vae.state_dict()[k], v), k
+
+
+def test_convert_star_reads_checkpoints_whatever_their_suffix_and_wrapper(tmp_path, capsys):
+    """A safetensors file named .pt / .bin was "cannot read ... (Unsupported operand 56)" (torch picks the format
+    by the suffix); DeepSpeed's {"module": ...} and {"model": ...} were "holds no tensors" (black-box hunt)."""
+    from safetensors.torch import save_file
+
+    from star_vsr.cli.convert import _load_checkpoint
+
+    weights = {"a.weight": torch.arange(4.0), "b.bias": torch.ones(2)}
+    save_file(weights, tmp_path / "light_deg.pt")
+    torch.save({"module": weights, "optimizer": {}}, tmp_path / "deepspeed.pt")
+    torch.save({"model": weights, "epoch": 3}, tmp_path / "model.pt")
+    for name in ("light_deg.pt", "deepspeed.pt", "model.pt"):
+        loaded = _load_checkpoint(tmp_path / name)
+        assert loaded.keys() == weights.keys() and all(torch.equal(loaded[k], weights[k]) for k in weights), name
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "light_deg.pt").read_bytes()[:-3])
+    with pytest.raises(InputError, match=r"cannot read \S+cut\.pt as a safetensors file \(.+\); is the download "):
+        _load_checkpoint(tmp_path / "cut.pt")
+    torch.save({"weights": weights}, tmp_path / "other.pt")  # not a wrapper it knows: said, with what it holds
+    with pytest.raises(InputError, match=r"other\.pt holds no tensors \(weights: dict\), not a state dict"):
+        _load_checkpoint(tmp_path / "other.pt")
+
+
 def test_convert_star_missing_file_says_what_to_download(tmp_path, capsys):
     assert main(["convert-star", "--checkpoint", str(tmp_path / "light_deg.pt"), "--openclip", "x", "--vae", "y",
                  "-o", str(tmp_path / "o")]) == 2
@@ -1683,7 +1728,7 @@ def test_convert_star_corrupt_checkpoint(tmp_path, capsys, monkeypatch):
     assert "holds no config.json and no diffusion_pytorch_model" in capsys.readouterr().err and not read
     (tmp_path / "vae" / "config.json").write_text("{}")
     assert main(args) == 2  # which one is missing
-    assert "vae holds no diffusion_pytorch_model[.fp16].safetensors; download" in capsys.readouterr().err
+    assert "vae holds no diffusion_pytorch_model[.fp16].safetensors (or .bin); download" in capsys.readouterr().err
     (tmp_path / "vae" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"")
     assert main(args) == 2
     assert "--openclip" in capsys.readouterr().err and not read

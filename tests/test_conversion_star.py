@@ -77,6 +77,20 @@ def test_state_dict_wrapper_and_module_prefix_are_accepted(released_meta_state_d
     # an AveragedModel of a DistributedDataParallel model: module.module. (was every tensor "has no destination")
     nested = {**{f"module.module.{k}": v for k, v in released_meta_state_dict.items()}, "n_averaged": torch.tensor(5)}
     assert convert_star_checkpoint({"state_dict": nested})["unet"].keys() == converted["unet"].keys()
+    # DeepSpeed's {"module": ...} and a re-saved {"model": ...}, beside other state: were "holds no tensors"
+    # (black-box hunt)
+    for key in ("module", "model"):
+        other = {key: released_meta_state_dict, "optimizer": {}, "epoch": 3}
+        assert convert_star_checkpoint(other)["unet"].keys() == converted["unet"].keys()
+
+
+def test_a_checkpoint_missing_parameters_is_refused_with_what_to_do(released_meta_state_dict):
+    """Missing parameters or other shapes were listed with nothing said of what to do (black-box hunt)."""
+    sd = dict(released_meta_state_dict)
+    del sd["out.2.weight"]
+    with pytest.raises(InputError, match=r"(?s)1 model parameters are not in the checkpoint: unet\.conv_out\.weight\n"
+                                         r"Is it STAR's light_deg\.pt or heavy_deg\.pt, downloaded whole .*\(unet_config\)"):
+        convert_star_checkpoint(sd)
 
 
 def test_converted_tiny_model_reproduces_reference_output():

@@ -80,10 +80,13 @@ def _load_vae(folder: Path, dtype: Any) -> Any:  # (a torch.dtype; the Autoencod
     variants = [variant for variant in order if have[variant]] or [None]
     errors = []
     for variant in variants:
+        # the format that is there: asked for the .safetensors file of a folder of .bin weights, diffusers logged
+        # an error before it fell back (black-box hunt)
+        safetensors = any(folder.glob(f"diffusion_pytorch_model{'.' + variant if variant else ''}.safetensors*"))
         try:
             with _diffusers_warnings_off():  # (its lists of unused and missing keys, before the one-line error)
                 vae = AutoencoderKLTemporalDecoder.from_pretrained(folder, variant=variant, dtype=dtype,
-                                                                   local_files_only=True)
+                                                                   local_files_only=True, use_safetensors=safetensors)
         except (OSError, ValueError, KeyError) as error:  # no (or a damaged) weights file for this variant
             misfit = re.search(r"because (\S+) expected shape torch.Size\((\[.*?\])\), but got "
                                r"torch.Size\((\[.*?\])\)", str(error))
@@ -168,11 +171,14 @@ def _load_checkpoint(path: Path, trust: bool = False, flag: str = "--checkpoint"
 
 
 def _state_dict(loaded: Any, path: Path, flag: str) -> dict[str, Any]:
-    """``loaded`` when it is a state dict (parameter names -> tensors), bare or under ``"state_dict"``."""
+    """``loaded`` when it is a state dict (parameter names -> tensors), bare or under one of `WRAPPER_KEYS`."""
     import torch
 
-    wrapped = isinstance(loaded, dict) and "state_dict" in loaded  # a training checkpoint: {"state_dict": ...}
-    inner = loaded["state_dict"] if wrapped else loaded
+    from ..conversion.star_checkpoint import wrapper_key
+
+    # a training checkpoint: {"state_dict": ...}, {"module": ...}, {"model": ...}
+    wrapped = wrapper_key(loaded) or ("state_dict" if isinstance(loaded, dict) and "state_dict" in loaded else None)
+    inner = loaded[wrapped] if wrapped else loaded
     if isinstance(inner, dict) and inner and all(isinstance(key, str) for key in inner):
         tensors = {key: value for key, value in inner.items() if isinstance(value, torch.Tensor)}
         others = sorted(key for key in inner if key not in tensors)  # (a traceback where the converter read them)
@@ -185,7 +191,7 @@ def _state_dict(loaded: Any, path: Path, flag: str) -> dict[str, Any]:
             f"no tensors ({', '.join(f'{key}: {type(inner[key]).__name__}' for key in sorted(inner)[:5])})"
             if isinstance(inner, dict) and all(isinstance(key, str) for key in inner) else
             "a mapping whose keys are not all parameter names" if isinstance(inner, dict) else
-            f"a {type(inner).__name__}") + (' under "state_dict"' if wrapped else "")
+            f"a {type(inner).__name__}") + (f' under "{wrapped}"' if wrapped else "")
     raise InputError(f"{flag} {path} holds {what}, not a state dict (parameter names -> tensors); is it "
                      f"{RELEASE_FILES[flag]}?")
 
@@ -196,6 +202,15 @@ def _read_checkpoint(path: Path, trust: bool) -> Any:
 
     import torch
 
+    if path.suffix != ".safetensors" and _is_safetensors(path):  # torch reads one by its suffix alone: a renamed
+        from safetensors import SafetensorError  # file was "Unsupported operand 56" (black-box hunt)
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except SafetensorError as error:
+            raise InputError(f"cannot read {path} as a safetensors file ({_first_line(error)}); is the download "
+                             f"complete?") from error
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=not trust, mmap=True)
@@ -216,6 +231,14 @@ def _read_checkpoint(path: Path, trust: bool) -> Any:
                          "is the download complete?") from error
 
 
+def _is_safetensors(path: Path) -> bool:
+    """Whether the file ``path`` starts as a safetensors file does: the length of its JSON header (8 bytes, little
+    endian, less than the file's size), then the header's opening brace."""
+    with open(path, "rb") as file:
+        head = file.read(9)
+    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
 def _first_line(error: Exception) -> str:
     """The first line of ``error``'s message, after its type where the message has no words (a bare key)."""
     line = (str(error).splitlines() or [""])[0]  # an empty file: no message at all
@@ -230,7 +253,9 @@ def run(args: argparse.Namespace) -> int:
     from ..scheduling import make_star_scheduler
     from ..text import build_openclip_tokenizer
     from ..upscale import DTYPES
+    from . import quiet_model_loading
 
+    quiet_model_loading()  # (transformers' "Writing model shards" bar, redrawn with \r in a log: black-box hunt)
     output = Path(args.output)
     if output.exists() or output.is_symlink():  # a dangling link: refused after the whole conversion, "appeared
         there = "already exists" if output.exists() else why_missing(output)  # while this run was writing it"
@@ -244,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
                          "weights (stabilityai/stable-video-diffusion-img2vid, subfolder vae)")
     # the small files first: a wrong one should not wait behind reading a multi-gigabyte checkpoint
     missing = [name for name, there in (("config.json", (vae_folder / "config.json").is_file()),
-                                        ("diffusion_pytorch_model[.fp16].safetensors",
+                                        ("diffusion_pytorch_model[.fp16].safetensors (or .bin)",
                                          any(vae_folder.glob("diffusion_pytorch_model*")))) if not there]
     if missing and (vae_folder / "vae" / "config.json").is_file():  # the whole SVD download ("download the vae")
         raise InputError(f"--vae {vae_folder} is the whole Stable Video Diffusion folder; pass its vae folder: "

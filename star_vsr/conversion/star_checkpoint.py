@@ -18,7 +18,7 @@ from typing import Any, Iterator, Mapping, Optional
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, option
 from ..user_warnings import warn_user
 
 #: Prefix of the ControlNet's parameters inside the released checkpoint.
@@ -145,13 +145,31 @@ def _convert_tensor(kind: str, ref_module: str, tensor: torch.Tensor) -> torch.T
 AVERAGED_MODEL_BUFFERS = ("n_averaged",)
 
 
+#: Keys under which training code saves a model's weights beside its other state, in the order looked for:
+#: ``"state_dict"`` (Lightning, OpenCLIP's own training checkpoints), ``"module"`` (DeepSpeed's
+#: ``mp_rank_00_model_states.pt``), ``"model"`` (a copy re-saved as ``{"model": model.state_dict(), ...}``, which
+#: was refused as "holds no tensors": black-box hunt).
+WRAPPER_KEYS = ("state_dict", "module", "model")
+
+
+def wrapper_key(checkpoint: Any) -> Optional[str]:
+    """The first of `WRAPPER_KEYS` under which the dict ``checkpoint`` holds a mapping (the weights); None for a
+    bare state dict, whose values are tensors."""
+    if isinstance(checkpoint, Mapping):
+        for key in WRAPPER_KEYS:
+            if isinstance(checkpoint.get(key), Mapping):
+                return key
+    return None
+
+
 def unwrap_state_dict(state_dict: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The weights of a checkpoint file as training code wraps them: ``{"state_dict": ...}`` (Lightning, OpenCLIP's
-    own training checkpoints), the ``module.`` prefix of DataParallel / DistributedDataParallel, and an
-    ``AveragedModel``'s (its ``n_averaged`` count left out: it was "745 tensors have no destination"), also nested
-    (an ``AveragedModel`` of a DistributedDataParallel model: ``module.module.``)."""
-    if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
-        state_dict = state_dict["state_dict"]
+    """The weights of a checkpoint file as training code wraps them: under one of `WRAPPER_KEYS`, with the
+    ``module.`` prefix of DataParallel / DistributedDataParallel, and an ``AveragedModel``'s (its ``n_averaged``
+    count left out: it was "745 tensors have no destination"), also nested (an ``AveragedModel`` of a
+    DistributedDataParallel model: ``module.module.``)."""
+    key = wrapper_key(state_dict)
+    if key is not None:
+        state_dict = state_dict[key]
     weights = [k for k in state_dict if k not in AVERAGED_MODEL_BUFFERS]
     while weights and all(k.startswith("module.") for k in weights):
         state_dict = {k[len("module."):]: state_dict[k] for k in weights}
@@ -243,8 +261,11 @@ def convert_star_checkpoint(state_dict: Mapping[str, torch.Tensor],
         problems.append(f"{len(missing)} model parameters are not in the checkpoint: {_first(sorted(missing))}")
     if mismatched:
         problems.append(f"{len(mismatched)} shape mismatches: {_first(mismatched)}")
-    if missing or mismatched:
-        raise InputError("cannot convert the STAR checkpoint:\n" + "\n".join(problems))
+    if missing or mismatched:  # (said what, not what to do: black-box hunt)
+        config = option("unet_config", "--unet-config FILE")
+        raise InputError("cannot convert the STAR checkpoint:\n" + "\n".join(problems) + "\nIs it STAR's "
+                         "light_deg.pt or heavy_deg.pt, downloaded whole (compare its size with the release's)? "
+                         f"Weights of a UNet of another structure convert with that UNet's config ({config}).")
     if unmapped:  # every parameter found: leftovers STAR's own loader skips too (load_state_dict(strict=False))
         warn_user(f"{unused}; they are not part of the model and were left out, as STAR's loader does")
     return out
