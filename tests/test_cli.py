@@ -2750,7 +2750,7 @@ def test_main_called_in_process_leaves_the_environment_and_progress_bars_as_they
             enable()
 
 
-def test_a_signal_held_back_goes_to_the_caller_s_own_handler_after_the_block():
+def test_a_signal_held_back_goes_to_the_caller_s_own_handler_after_the_block(ctrl_c_raises):
     """A Python caller's own SIGTERM handler (a scheduler's "finish this video, then stop") was overridden: a signal
     arriving while `upscale_video` held interrupts back (its state handover) became a KeyboardInterrupt (black-box
     hunt). Python's own Ctrl-C handler still gives the KeyboardInterrupt, after the block."""
@@ -2768,7 +2768,7 @@ def test_a_signal_held_back_goes_to_the_caller_s_own_handler_after_the_block():
         assert seen == [signal.SIGTERM]  # delivered once the block ended, no KeyboardInterrupt
         with pytest.raises(KeyboardInterrupt):
             with interrupts_held():
-                os.kill(os.getpid(), signal.SIGINT)  # pytest's: Python's default_int_handler
+                os.kill(os.getpid(), signal.SIGINT)  # Python's default_int_handler (ctrl_c_raises)
                 os.kill(os.getpid(), signal.SIGTERM)
         assert seen == [signal.SIGTERM] * 2  # the caller's handler ran before the KeyboardInterrupt
         with pytest.raises(ValueError):  # a block that fails: the signal still reaches the caller's handler
