@@ -533,7 +533,7 @@ def load_checked(folder: Path, kind: str, help_text: str, load: Callable[[], T])
     except Exception as error:
         if isinstance(error, StarVSRError) or is_out_of_memory(error):
             raise
-        fault = shape_mismatch_reason(folder, str(error)) or pipeline_fault(folder)
+        fault = shape_mismatch_reason(folder, str(error)) or pipeline_fault(folder) or broken_json(folder)
         if fault is None and not is_damaged_folder_error(error):
             raise
         reason = fault or first_line(error)
@@ -549,6 +549,18 @@ def pipeline_fault(folder: Path) -> Optional[str]:
         fault = component_fault(folder / name, cls) if isinstance(cls, type) else None
         if fault is not None:
             return f"{name}/{fault}"
+    return None
+
+
+def broken_json(folder: Path) -> Optional[str]:
+    """Which JSON file of the pipeline ``folder`` (or of a component's folder in it) is not valid JSON, and why;
+    None when all are. The tokenizer's loader said only why ("Expecting property name enclosed in double quotes:
+    line 2 column 1"), not which of the folder's files (black-box hunt)."""
+    for file in sorted([*folder.glob("*.json"), *folder.glob("*/*.json")]):
+        try:
+            loads_json(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+            return f"{file.relative_to(folder)} is not valid JSON: {first_line(error)}"
     return None
 
 
