@@ -192,7 +192,8 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
                   progress: bool = True, restart: bool = False, checkpoint_seconds: Optional[float] = None,
                   deinterlace: Union[bool, str] = "auto", folder_fps: Optional[Union[float, Fraction]] = None,
                   max_frames: Optional[int] = None, overwrite: bool = True,
-                  notes: Optional[Callable[[str], None]] = None, **pipeline_kwargs: Any) -> Path:
+                  notes: Optional[Callable[[str], None]] = None, finishing: Optional[Callable[[], None]] = None,
+                  **pipeline_kwargs: Any) -> Path:
     """Run ``pipe`` over a video file or image folder and write the result.
 
     Frames stream from the input through the pipeline into the output, which appears under
@@ -219,6 +220,8 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     run or program wrote it meanwhile: it is kept, and a video's saved progress too).
     ``notes``: where the run's notes go ("going on after frame N", "stopped; N frames are saved"), a function
     of one line; by default they are printed above the progress bar, and only with ``progress``.
+    ``finishing``: called once every frame is written, before the output is put in place (so that a kill between
+    the two cannot leave the output there without what ``finishing`` records of it).
     """
     from .frames import FileFrameSource
     from .io.atomic import check_no_replace
@@ -238,7 +241,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     check_image_suffix(output_path, codec)
     source = FileFrameSource(input_path, deinterlace=deinterlace, folder_fps=folder_fps, max_frames=max_frames)
     if check_image_output(output_path, source.num_frames, codec, crf):
-        return _upscale_to_image(pipe, source, Path(output_path), progress, overwrite, pipeline_kwargs)
+        return _upscale_to_image(pipe, source, Path(output_path), progress, overwrite, pipeline_kwargs, finishing)
     audio = str(input_path) if keep_audio and Path(input_path).is_file() else None
     # one bar per run: the writer's counts frames (and frames per second); a student's own bar would count the
     # same frames again, a diffusion pipeline's counts the denoising steps between the frames it hands on
@@ -248,7 +251,7 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     with _progress_bar_config(pipe, disable=not progress or isinstance(pipe, StarStudentPipeline)):
         return resume.upscale_resumable(pipe, source, Path(output_path), source.info, codec=codec, crf=crf,
                                         audio=audio, progress=progress, restart=restart, checkpoint_seconds=every,
-                                        overwrite=overwrite, notes=notes, **pipeline_kwargs)
+                                        overwrite=overwrite, notes=notes, finishing=finishing, **pipeline_kwargs)
 
 
 @contextmanager
@@ -265,8 +268,9 @@ def _progress_bar_config(pipe: Any, disable: bool) -> Iterator[None]:
 
 
 def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, overwrite: bool,
-                      pipeline_kwargs: dict[str, Any]) -> Path:
-    """One frame through ``pipe`` into the image ``output``, written whole or not at all."""
+                      pipeline_kwargs: dict[str, Any], finishing: Optional[Callable[[], None]] = None) -> Path:
+    """One frame through ``pipe`` into the image ``output``, written whole or not at all (``finishing`` called
+    before it is put in place, as `upscale_video` says)."""
     from PIL import Image
 
     from .frames import frames_to_uint8
@@ -283,6 +287,8 @@ def _upscale_to_image(pipe: Any, source: Any, output: Path, progress: bool, over
     temp = temporary_path(output)  # unique to this process (two runs on one output); a killed run's is removed
     try:
         Image.fromarray(frame).save(temp, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
+        if finishing is not None:
+            finishing()
         move_into_place(temp, output, overwrite)
     except OSError as error:  # a full disk: said with the file (Pillow's error names none), as other outputs are
         raise cannot_write(output, error) from None

@@ -3934,3 +3934,33 @@ def test_info_of_a_folder_of_clips_shows_numbering_gaps_and_colour_profiles(tmp_
     profile = probe_video(tmp_path / "wide").colour_profile
     assert profile and f"SDR, {profile} read as sRGB" in lines[2] and "missing" not in lines[2]
     assert lines[-1] == "2 clips, 5 frames"
+
+
+def test_a_batch_killed_once_an_output_is_in_place_keeps_its_name_for_its_input(tmp_path, capsys, monkeypatch):
+    """Killed after a.avi's output a.mp4 was put in place but before the batch recorded which input made it (while
+    the finished run's progress folder was removed), the batch gave a.mp4 to an a.mp4 added later: counted done
+    with a.avi's frames, and a.avi upscaled again as a_avi.mp4 (black-box hunt). The record is now written first."""
+    from star_vsr.resume import MANIFEST
+
+    batch, up = tmp_path / "batch", tmp_path / "up"
+    batch.mkdir()
+    write_test_video(batch / "a.avi", num_frames=2, size=(8, 8), seed=1)
+    real_rmtree = shutil.rmtree
+
+    def killed_while_removing_progress(path, *args, **kwargs):
+        if Path(path).name.endswith(".partial") and not (Path(path) / MANIFEST).exists():
+            raise KeyboardInterrupt  # the kill -9 (its output in place, its progress file already gone)
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", killed_while_removing_progress)
+    args = ["upscale-batch", str(batch), "-o", str(up), "--upscale", "2", "--codec", "ffv1"]
+    assert main(args) == 130 and (up / "a.mkv").is_file()
+    monkeypatch.undo()
+    first = np.stack(list(open_video(up / "a.mkv")))
+    write_test_video(batch / "a.mkv", num_frames=2, size=(8, 8), seed=2, codec="ffv1")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "note: a.mkv is written as a_mkv.mkv (a.mkv is the output of the video a.avi, from an earlier run)" in out
+    assert "1 of 2 videos already done" in out
+    assert np.array_equal(np.stack(list(open_video(up / "a.mkv"))), first)  # a.avi's, kept
+    assert sorted(p.name for p in up.iterdir() if not p.name.startswith(".")) == ["a.mkv", "a_mkv.mkv"]

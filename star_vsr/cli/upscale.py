@@ -402,11 +402,12 @@ class _Skipped(NamedTuple):
 
 
 def _upscale_video_of_batch(pipe: Any, video: Path, output: Path, args: argparse.Namespace, deinterlace: Any,
-                            progress: bool, say: Callable[..., None], several: bool) -> Optional[_Skipped]:
+                            progress: bool, say: Callable[..., None], several: bool,
+                            finishing: Callable[[], None]) -> Optional[_Skipped]:
     """upscale-batch's `upscale_video` of one of its clips into ``output``; None when written, else why the batch
     skips it and goes on: the clip's own fault, another run writing the output, memory running out on it (which
     ended the batch, naming no video). ``say`` prints a line (`process_line`); a process of ``several`` says the
-    run's notes with it too, on standard error."""
+    run's notes with it too, on standard error. ``finishing`` records the output before it is put in place."""
     from ..upscale import upscale_video
 
     try:
@@ -416,7 +417,7 @@ def _upscale_video_of_batch(pipe: Any, video: Path, output: Path, args: argparse
         upscale_video(pipe, video, output, codec=args.codec, crf=args.crf, keep_audio=not args.no_audio,
                       progress=progress, notes=partial(say, file=sys.stderr) if several else None,
                       restart=args.restart, deinterlace=deinterlace, folder_fps=folder_fps,
-                      max_frames=args.max_frames, overwrite=args.overwrite,
+                      max_frames=args.max_frames, overwrite=args.overwrite, finishing=finishing,
                       **pipeline_kwargs(type(pipe).__name__, args))
     except (CorruptVideoError, UnsupportedVideoError, SavedRunError, VideoNotFoundError, InputChangedError) as error:
         return _Skipped(str(error))  # (VideoNotFoundError: removed since the batch listed it; InputChangedError:
@@ -603,8 +604,12 @@ def _run_batch(args: argparse.Namespace) -> int:
                 say(f"skipped {video}: another upscale-batch --overwrite on {output_dir} redid it meanwhile")
                 continue  # two --overwrite batches on one folder share the work, as two plain ones do
             signature = input_signature(video)  # (before it is read: one changed meanwhile is not recorded as new)
+            record = partial(record_output, output_dir, outputs[video].name,
+                             output_settings(ledger.settings, video, outputs[video], dtype), source=video.name,
+                             signature=signature)
             outcome = _upscale_video_of_batch(pipe, video, outputs[video], args, deinterlace,
-                                              state.is_local_main_process, say, several=state.num_processes > 1)
+                                              state.is_local_main_process, say, several=state.num_processes > 1,
+                                              finishing=record)
             if outcome is not None:
                 say(f"skipped {video}: {outcome.reason}", sys.stderr)
                 if outcome.busy:
@@ -614,9 +619,6 @@ def _run_batch(args: argparse.Namespace) -> int:
                 continue
             if args.overwrite:
                 ledger.add(outputs[video].name, video)
-            record_output(output_dir, outputs[video].name,
-                          output_settings(ledger.settings, video, outputs[video], dtype), source=video.name,
-                          signature=signature)
             say(f"wrote {outputs[video]}")
     # every process's skipped videos (the gather waits for all, as a barrier would): one total, not one per process
     skipped = list(failed)
