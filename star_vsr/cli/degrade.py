@@ -130,6 +130,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     the outputs it has still to redo (``PENDING_NAME``) until it has, so that a stopped one goes on too."""
     from ..batch_record import made_from_changed_inputs, recorded_inputs
     from ..io import output_names
+    from ..io.atomic import remove_stale_temporaries
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable, write_text_atomic
@@ -189,6 +190,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     recorded = {**settings, **{key: earlier[key] for key in settings if settings[key] is None and earlier
                                and earlier.get(key) and not changed}}
     todo = [clip for clip in clips if args.overwrite or not outputs[clip].exists() or outputs[clip].name in pending]
+    remove_stale_temporaries(output_dir)  # half-written clips a killed run left, of other names too (another --codec)
     unreadable: list[str] = []
     if not args.overwrite:  # a file in -o only named like an output (another program's, the input copied in)
         found = check_existing_outputs([clip for clip in clips if clip not in todo], outputs, args.codec,

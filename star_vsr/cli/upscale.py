@@ -494,6 +494,7 @@ def _run_batch(args: argparse.Namespace) -> int:
 
     from ..io import deinterlace_choice, output_names
     from ..io.folders import broken_link_line, other_subfolders_note, stray_images_note
+    from ..io.atomic import remove_stale_temporaries
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_writable, remove_finished_progress
     from ..batch_record import input_signature, ledger_settings, output_settings, record_output, recorded_inputs
@@ -564,6 +565,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     if state.is_main_process:
         for video in videos:  # progress folders a killed run left beside its finished output
             remove_finished_progress(outputs[video])
+        remove_stale_temporaries(output_dir)  # and its half-written outputs, of other names too (another --codec)
         for line in (*renamed_lines(videos, names, args.codec, kept, frame_folders),
                      earlier_names_line(names, made_from, output_dir)):
             if line:

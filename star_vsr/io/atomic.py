@@ -121,11 +121,31 @@ def _remove_stale(folder: Path, name: str, suffix: str) -> list[Path]:
         return []
     stale = []
     for sibling in siblings:
-        owner = sibling.name[len(prefix):len(sibling.name) - len(suffix)].rsplit("-", 2)  # HOST, PID, TOKEN
-        if len(owner) == 3 and owner[0] == _host() and owner[1].isdigit() and not _process_alive(int(owner[1])):
+        owner = sibling.name[len(prefix):len(sibling.name) - len(suffix)]
+        if _left_by_ended_process(owner):
             remove_temporary(sibling)
             stale.append(sibling)
     return stale
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """`_remove_stale` of every output name in ``folder``: a batch rerun with another ``--codec`` writes other names,
+    and the temporary of a join a kill stopped (as large as the whole output) stayed for good (black-box hunt)."""
+    own = re.compile(rf"\..+\.({re.escape(_host())}-\d+-[0-9a-f]{{8}})\.tmp.*", re.DOTALL)
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    stale = [entry for entry in entries if (found := own.fullmatch(entry.name)) and _left_by_ended_process(found[1])]
+    for entry in stale:
+        remove_temporary(entry)
+    return stale
+
+
+def _left_by_ended_process(owner: str) -> bool:
+    """Whether ``owner``, the HOST-PID-TOKEN of a temporary name, is a process of this machine that has ended."""
+    host, pid, token = (owner.rsplit("-", 2) + ["", ""])[:3]
+    return bool(token) and host == _host() and pid.isdigit() and not _process_alive(int(pid))
 
 
 def _host() -> str:
