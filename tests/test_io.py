@@ -717,6 +717,9 @@ def test_natural_sort_orders_numbers_by_value():
         "frame2b.png",
         "frame10.png",
     ]
+    # the name before its suffix: "in.mp4" came after "in8.mp4" (".mp" after "in"; black-box hunt)
+    assert sorted(["in8.mp4", "in.mp4", "clip1", "clip", "a1.png", "a.png", "a.jpg"], key=natural_sort_key) == [
+        "a.jpg", "a.png", "a1.png", "clip", "clip1", "in.mp4", "in8.mp4"]
 
 
 # ----------------------------------------------------------------------------- streaming reader

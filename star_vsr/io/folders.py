@@ -5,6 +5,7 @@ naturally (``frame2.png`` before ``frame10.png``); hidden entries are never clip
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -22,15 +23,17 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".
 """File suffixes (lower case) taken as videos when a command or dataset scans a folder."""
 
 
-def natural_sort_key(name: str) -> tuple[tuple[str | int, ...], str]:
+def natural_sort_key(name: str) -> tuple[tuple[str | int, ...], str, str]:
     """Sort key that orders digit runs by value: "frame2.png" < "frame10.png", then by the name itself.
 
     Splitting on digit runs alternates text and numbers, so keys compare element by element
-    without ever comparing a str to an int. Names of one key (``1.png`` and ``01.png``, ``A.png`` and
+    without ever comparing a str to an int. The name without its suffix comes first: "in.mp4" < "in8.mp4" (the
+    suffix's dot came after the end of "in"). Names of one key (``1.png`` and ``01.png``, ``A.png`` and
     ``a.png``) are ordered by name, not as the file system lists them (which differs between machines).
     """
-    parts = re.split(r"(\d+)", name)
-    return tuple(int(part) if index % 2 else part.lower() for index, part in enumerate(parts)), name
+    stem, suffix = os.path.splitext(name)
+    parts = re.split(r"(\d+)", stem)
+    return tuple(int(part) if index % 2 else part.lower() for index, part in enumerate(parts)), suffix.lower(), name
 
 
 def _visible_files(folder: Path, suffixes: Collection[str]) -> Iterator[Path]:
