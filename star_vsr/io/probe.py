@@ -488,6 +488,10 @@ def check_exists(path: str | Path) -> Path:
     or a socket (an input is read more than once); `InputError` for a folder that cannot be listed (its files'
     permissions are the readers' to check)."""
     path = Path(path).expanduser()  # "~/clip.mp4" as the command line takes it
+    if str(path) == "-" and not path.exists():  # (it said "- does not exist": black-box hunt)
+        raise VideoNotFoundError("the input '-' (standard input to many tools): star-vsr reads its input more than "
+                                 "once (to probe it, then to decode it), so not from standard input; save the video "
+                                 "to a file and give that")
     if not path.exists():
         raise VideoNotFoundError(f"{path} {why_missing(path)}; check the path of the input video or frame folder")
     kind = _special_file_kind(path)
