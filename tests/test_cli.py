@@ -333,8 +333,11 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     # a prediction without a ground truth is named, not silently left out; two videos of one name are refused
     # (one of them was picked without a word)
     write_test_video(pred_dir / "c.mkv", num_frames=5, size=(32, 32), codec="ffv1")
-    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2", "--no-warp"]) == 0
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2", "--no-warp", "--json",
+                 str(tmp_path / "c.json")]) == 0
     assert f"note: not scored, no ground truth in {gt_dir}: c.mkv" in capsys.readouterr().out
+    # ... in the JSON too, which a script reads (it was on the terminal alone: black-box hunt)
+    assert json.loads((tmp_path / "c.json").read_text())["no_ground_truth"] == ["c.mkv"]
     one = tmp_path / "one"  # a folder of one clip: its mean row too, the row a script reads (it had none)
     one.mkdir()
     shutil.copy(gt_dir / "a.mp4", one / "a.mp4")

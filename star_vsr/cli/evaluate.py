@@ -12,7 +12,8 @@ and so has the mean over clips. ``--metrics lpips,dists,...`` adds
 learned metrics (pyiqa, from weight files already on disk; nothing is downloaded). A clip of one frame has no E*warp
 (the JSON's "ewarp_mean_over" counts the clips the mean E*warp is over). A clip of a folder that cannot be
 opened or fails to decode partway is skipped with its reason: the mean is over the others (its row reads "mean of
-2/3", the JSON's "mean_over" counts them), --json lists it under "skipped", and the exit status is 1.
+2/3", the JSON's "mean_over" counts them), --json lists it under "skipped", and the exit status is 1. A
+prediction without a ground truth is not scored: a note names it, and --json lists it under "no_ground_truth".
 """
 
 from __future__ import annotations
@@ -75,9 +76,9 @@ def _is_clip_folder(path: Path) -> bool:
     return bool(clip_collection(path))
 
 
-def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
-    """(name, pred, gt) for a single pair or for two folders of clips (videos or frame folders) matched by name
-    (a prediction without a ground truth is left out with a note)."""
+def pair_clips(pred: Path, gt: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    """(name, pred, gt) for a single pair or for two folders of clips (videos or frame folders) matched by name,
+    and the names of the predictions without a ground truth (left out with a note)."""
     from ..io.folders import clip_name  # (not at import: the star_vsr.io package loads cv2, which reads
     # OPENCV_LOG_LEVEL once, before the command sets it)
 
@@ -115,12 +116,13 @@ def pair_clips(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
         if extra:  # a name the pairing leaves out: both named)
             print(f"note: not scored, no ground truth in {gt}: {listed(extra, 10)}")
         # named as the ground truth names them (the keys are in NFC: `clips_by_name`)
-        return [(clip_name(gt_clips[name]), pred_clips[name], gt_clips[name]) for name in gt_clips]
+        return [(clip_name(gt_clips[name]), pred_clips[name], gt_clips[name]) for name in gt_clips], extra
     if _is_clip_folder(pred):
         raise InputError(f"--pred {pred} is a folder of clips (videos or frame folders), so --gt must be one too "
                          f"(clips are paired by name); for one clip, give --pred the video file or frame folder in "
                          f"it")
-    return [(clip_name(Path(os.path.abspath(gt))), pred, gt)]  # ("--gt ." was named "" in the table and the JSON)
+    return [(clip_name(Path(os.path.abspath(gt))), pred, gt)], []  # ("--gt ." was named "" in the table and the
+    # JSON)
 
 
 def format_table(rows: dict[str, dict[str, float]], learned: Sequence[str] = ()) -> str:
@@ -232,7 +234,7 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     from ..outputs import check_json_output, write_json_output
 
     device = _check_options(args)
-    clips = pair_clips(Path(args.pred), Path(args.gt))
+    clips, unpaired = pair_clips(Path(args.pred), Path(args.gt))
     videos = [video for _, pred, gt in clips for video in (pred, gt)]
     check_json_output(args.json, args.overwrite, videos, "metrics.json")  # before the metrics, not after
     learned = _load_learned(args, device)
@@ -279,6 +281,8 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
         summary = {"scale": args.scale, **({"max_frames": args.max_frames} if args.max_frames else {}),
                    "clips": results, "mean": mean, "mean_over": len(results),
                    **({"ewarp_mean_over": warped} if "ewarp" in mean else {}),
-                   **({"skipped": skipped} if skipped else {})}
+                   **({"skipped": skipped} if skipped else {}),
+                   # predictions without a ground truth, noted on the terminal only (black-box hunt)
+                   **({"no_ground_truth": unpaired} if unpaired else {})}
         write_json_output(args.json, json.dumps(_finite(summary), indent=2, allow_nan=False), stdout)
     return 1 if skipped else 0
