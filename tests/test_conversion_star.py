@@ -89,7 +89,8 @@ def test_a_checkpoint_missing_parameters_is_refused_with_what_to_do(released_met
     sd = dict(released_meta_state_dict)
     del sd["out.2.weight"]
     with pytest.raises(InputError, match=r"(?s)1 model parameters are not in the checkpoint: unet\.conv_out\.weight\n"
-                                         r"Is it STAR's light_deg\.pt or heavy_deg\.pt, downloaded whole .*\(unet_config\)"):
+                                         r"Is it STAR's light_deg\.pt or heavy_deg\.pt, downloaded whole "
+                                         r".*\(unet_config\)"):
         convert_star_checkpoint(sd)
 
 
