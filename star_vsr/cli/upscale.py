@@ -606,9 +606,12 @@ def _run_batch(args: argparse.Namespace) -> int:
                 say(f"skipped {video}: another upscale-batch --overwrite on {output_dir} redid it meanwhile")
                 continue  # two --overwrite batches on one folder share the work, as two plain ones do
             signature = input_signature(video)  # (before it is read: one changed meanwhile is not recorded as new)
-            record = partial(record_output, output_dir, outputs[video].name,
-                             output_settings(ledger.settings, video, outputs[video], dtype), source=video.name,
-                             signature=signature)
+
+            def record() -> None:  # which input made the output, with what: once it is done, before it is in place
+                record_output(output_dir, outputs[video].name,
+                              output_settings(ledger.settings, video, outputs[video], dtype), source=video.name,
+                              signature=signature)
+
             outcome = _upscale_video_of_batch(pipe, video, outputs[video], args, deinterlace,
                                               state.is_local_main_process, say, several=state.num_processes > 1,
                                               finishing=record)
