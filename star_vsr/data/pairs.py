@@ -19,6 +19,7 @@ from star_vsr.degradations import PRESETS, DegradationConfig, RealWorldDegradati
 from star_vsr.degradations.config import check_scale
 from star_vsr.degradations.frames import quantize
 from star_vsr.degradations.chain import check_hr_clip
+from star_vsr.degradations.filtering import one_thread, resize_clip
 from star_vsr.degradations.sharpen import unsharp_mask
 from star_vsr.errors import InputError
 
@@ -83,11 +84,13 @@ def make_pair(gt: torch.Tensor, scale: int, degradation: DegradationSpec | RealW
         gt = unsharp_mask(gt)  # (n, 3, H, W)
     if degradation is None:
         gt = gt.float()  # (bicubic has no float16 CPU kernel; float32 out, as documented)
-        lq = F.interpolate(gt, size=(gt.shape[-2] // scale, gt.shape[-1] // scale), mode="bicubic", antialias=True,
-                           align_corners=False)
+        with one_thread():  # (the same whatever the DataLoader workers: `one_thread`)
+            lq = F.interpolate(gt, size=(gt.shape[-2] // scale, gt.shape[-1] // scale), mode="bicubic",
+                               antialias=True, align_corners=False)
         lq = quantize(lq)  # (n, 3, h / s, w / s)
     else:
         lq = degradation(gt, seed=seed)  # (n, 3, h / s, w / s)
-    h, w = gt.shape[-2:]
-    hint = F.interpolate(lq, size=(h, w), mode="bilinear", align_corners=False)  # (n, 3, H, W)
+    # bilinear on one thread: on every core (the main process; workers run on one) it differed in the last bit, and
+    # a resumed run with another dataloader_num_workers trained on other hints (black-box hunt)
+    hint = resize_clip(lq, tuple(gt.shape[-2:]), "bilinear")  # (n, 3, H, W)
     return {"gt": gt.float().contiguous(), "lq": lq.contiguous(), "hint": hint.contiguous()}  # float32, as documented

@@ -6,6 +6,9 @@ way, so one kernel or one resize applies identically to the whole clip (temporal
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -83,14 +86,22 @@ def resize_clip(clip: torch.Tensor, size: tuple[int, int], mode: str) -> torch.T
         return clip
     if mode not in ("area", "bilinear", "bicubic"):
         raise InputError(f"Unknown resize mode {mode!r}; use area, bilinear or bicubic.")
-    # On one thread: torch's resize kernels differ in the last bit with the number of threads (how the rows are
-    # split across them; in float64 too), and the Poisson noise and JPEG after a resize turn that into whole levels
-    # (`star-vsr degrade` on 2 threads and on 1 gave clips up to 75 levels apart). A resize is milliseconds.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         if mode == "area":
             return F.interpolate(clip, size=size, mode="area")
         return F.interpolate(clip, size=size, mode=mode, align_corners=False, antialias=False)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the block, for resizes whose result must not depend on the machine: torch's resize
+    kernels differ in the last bit with the number of threads (how the rows are split across them; in float64
+    too), and the Poisson noise and JPEG after a resize turn that into whole levels (`star-vsr degrade` on 2
+    threads and on 1 gave clips up to 75 levels apart); a DataLoader's workers run on one thread, the main process
+    on every core. A resize of a clip is milliseconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
     finally:
         torch.set_num_threads(threads)
