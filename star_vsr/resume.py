@@ -259,9 +259,7 @@ def upscale_resumable(pipe: Any, source: Any, output: Path, info: Any, *, codec:
                 raise
             raise changed from error
         try:
-            if finishing is not None:  # (upscale-batch's record of the input: written after the output was in
-                finishing()  # place, a kill in between let an input added later take the output's name: black-box
-            writer.finish()  # hunt)
+            writer.finish(finishing)
         except BaseException:
             _stopped(work, output, say)
             raise

@@ -220,8 +220,10 @@ def upscale_video(pipe: Any, input_path: Union[str, Path], output_path: Union[st
     run or program wrote it meanwhile: it is kept, and a video's saved progress too).
     ``notes``: where the run's notes go ("going on after frame N", "stopped; N frames are saved"), a function
     of one line; by default they are printed above the progress bar, and only with ``progress``.
-    ``finishing``: called once every frame is written, before the output is put in place (so that a kill between
-    the two cannot leave the output there without what ``finishing`` records of it).
+    ``finishing``: called once the output is complete, just before it is put in place, so that a kill between the
+    two cannot leave the output there without what ``finishing`` records of it (upscale-batch's record of which
+    input made it, written after the move, was lost to a kill, and an input added later took the output's name:
+    black-box hunt). Should the move then fail, what it recorded stands for an output that is not there.
     """
     from .frames import FileFrameSource
     from .io.atomic import check_no_replace

@@ -3960,8 +3960,17 @@ def test_a_batch_killed_once_an_output_is_in_place_keeps_its_name_for_its_input(
             raise KeyboardInterrupt  # the kill -9 (its output in place, its progress file already gone)
         return real_rmtree(path, *args, **kwargs)
 
-    monkeypatch.setattr(shutil, "rmtree", killed_while_removing_progress)
     args = ["upscale-batch", str(batch), "-o", str(up), "--upscale", "2", "--codec", "ffv1"]
+    import star_vsr.io.segments
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:  # a join that fails records nothing (the record comes after the join)
+        patch.setattr(star_vsr.io.segments, "_join_encoded", full_disk)
+        assert main(args) != 0 and not (up / "a.mkv").exists()
+    assert not (up / RECORD_NAME).exists()
+    monkeypatch.setattr(shutil, "rmtree", killed_while_removing_progress)
     assert main(args) == 130 and (up / "a.mkv").is_file()
     monkeypatch.undo()
     first = np.stack(list(open_video(up / "a.mkv")))

@@ -19,7 +19,7 @@ import shutil
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import av
 import numpy as np
@@ -172,8 +172,9 @@ class SegmentedVideoWriter:
         if self._bar is not None:
             self._bar.close()
 
-    def finish(self) -> Path:
-        """Commit the open segment and join all segments into `path`; the work folder is left as it is."""
+    def finish(self, finishing: Optional[Callable[[], None]] = None) -> Path:
+        """Commit the open segment and join all segments into `path`; the work folder is left as it is.
+        ``finishing`` is called once the joined output is complete, just before it is put in place."""
         self.commit()
         self._close_bar()
         if not self.segments:
@@ -190,6 +191,8 @@ class SegmentedVideoWriter:
                 _join_encoded(temp, files, counts, self.clock, self.audio_from if has_audio else None,
                               None if self.audio_until_frame is None else self.clock.seconds(self.audio_until_frame),
                               self.tags)
+            if finishing is not None:
+                finishing()
             move_into_place(temp, self.path, self.overwrite)
         except OSError as error:
             remove_temporary(temp)
