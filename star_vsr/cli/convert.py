@@ -202,16 +202,9 @@ def _read_checkpoint(path: Path, trust: bool) -> Any:
 
     import torch
 
-    if path.suffix != ".safetensors" and _is_safetensors(path):  # torch reads one by its suffix alone: a renamed
-        from safetensors import SafetensorError  # file was "Unsupported operand 56" (black-box hunt)
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except SafetensorError as error:
-            raise InputError(f"cannot read {path} as a safetensors file ({_first_line(error)}); is the download "
-                             f"complete?") from error
     try:
+        if _is_safetensors(path):  # by its bytes: torch 2.14 reads one by its suffix alone (a renamed file was
+            return _read_safetensors(path)  # "Unsupported operand 56": black-box hunt), older ones not at all
         try:
             return torch.load(path, map_location="cpu", weights_only=not trust, mmap=True)
         except RuntimeError as error:
@@ -226,9 +219,23 @@ def _read_checkpoint(path: Path, trust: bool) -> Any:
         raise InputError(f"{path} holds Python objects besides tensors ({found.group(1)}), which star-vsr does not "
                          "unpickle by default (unpickling can run code from the file). If the file comes from "
                          "the STAR or OpenCLIP release, add --trust-checkpoint.") from error
+    except InputError:  # (a damaged safetensors file, said as one)
+        raise
     except Exception as error:  # torch raises many types for a corrupt or foreign file
         raise InputError(f"cannot read {path} as a PyTorch checkpoint ({_first_line(error)}); "
                          "is the download complete?") from error
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    """The tensors of the safetensors file ``path``; an ``InputError`` for a damaged one."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except SafetensorError as error:
+        raise InputError(f"cannot read {path} as a safetensors file ({_first_line(error)}); is the download "
+                         f"complete?") from error
 
 
 def _is_safetensors(path: Path) -> bool:
