@@ -559,8 +559,10 @@ def broken_json(folder: Path) -> Optional[str]:
     for file in sorted([*folder.glob("*.json"), *folder.glob("*/*.json")]):
         try:
             loads_json(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
-            return f"{file.relative_to(folder)} is not valid JSON: {first_line(error)}"
+        except ValueError as error:  # (UnicodeDecodeError and JSONDecodeError are; an unreadable file is no damage)
+            return f"{file.relative_to(folder)} is not valid JSON ({first_line(error)})"
+        except OSError:
+            continue
     return None
 
 

@@ -775,7 +775,7 @@ def test_a_damaged_folder_is_a_missing_weights_error_with_the_reason(tmp_path):
                                r"tokenizer_config.json is not valid JSON \(Unterminated string"),
         # ... and its vocabulary's: the error said why, not in which file (black-box hunt)
         "bad_tokenizer_vocabulary": (lambda f: (f / "tokenizer" / "tokenizer.json").write_text("{\n"),
-                                     r"could not be loaded \(tokenizer/tokenizer.json is not valid JSON: Expecting"),
+                                     r"could not be loaded \(tokenizer/tokenizer.json is not valid JSON \(Expecting"),
         # the VAE and the text encoder loaded such damage with random weights and only a log line
         "vae_config": (edit_config("vae", "layers_per_block", 2), r"vae: config.json does not fit the weights \(\d+ "
                                                                   r"parameters of the model are not in the weights"),
