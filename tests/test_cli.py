@@ -3344,7 +3344,8 @@ def test_batch_commands_refuse_the_output_folder_dash(tmp_path, capsys, monkeypa
                "name a folder, e.g. out/" in capsys.readouterr().err
         assert not Path("-").exists()
     # ... and the input '-' is said to be standard input, not a file that "does not exist" (black-box hunt)
-    for command in (["upscale", "-", "-o", "out.mp4"], ["info", "-"], ["degrade", "-", "-o", "lr.mp4"]):
+    for command in (["upscale", "-", "-o", "out.mp4"], ["info", "-"], ["degrade", "-", "-o", "lr.mp4"],
+                    ["evaluate", "--pred", "-", "--gt", "clips/a.mp4"]):
         assert main(command) == 2
         assert "the input '-' (standard input to many tools): star-vsr reads its input more than once" in \
             capsys.readouterr().err, command

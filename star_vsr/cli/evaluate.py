@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
 
-from ..errors import CorruptVideoError, InputError, UnsupportedVideoError, VideoNotFoundError, listed, why_missing
+from ..errors import CorruptVideoError, InputError, UnsupportedVideoError, listed
 from .arguments import ParagraphsHelpFormatter, device_argument, max_frames_argument, path_argument
 from .columns import pad, text_width
 
@@ -82,9 +82,10 @@ def pair_clips(pred: Path, gt: Path) -> tuple[list[tuple[str, Path, Path]], list
     from ..io.folders import clip_name  # (not at import: the star_vsr.io package loads cv2, which reads
     # OPENCV_LOG_LEVEL once, before the command sets it)
 
-    for path in (pred, gt):
-        if not path.exists():
-            raise VideoNotFoundError(f"{path} {why_missing(path)}")
+    from ..io.probe import check_exists
+
+    for path in (pred, gt):  # (as every command checks its inputs: '-' said to be standard input; review)
+        check_exists(path)
     if _is_clip_folder(gt):
         from ..io.folders import (broken_link_line, broken_links, is_frame_folder, other_subfolders,
                                   other_subfolders_note, stray_images_note)
@@ -121,8 +122,8 @@ def pair_clips(pred: Path, gt: Path) -> tuple[list[tuple[str, Path, Path]], list
         raise InputError(f"--pred {pred} is a folder of clips (videos or frame folders), so --gt must be one too "
                          f"(clips are paired by name); for one clip, give --pred the video file or frame folder in "
                          f"it")
-    return [(clip_name(Path(os.path.abspath(gt))), pred, gt)], []  # ("--gt ." was named "" in the table and the
-    # JSON)
+    # ("--gt ." was named "" in the table and the JSON)
+    return [(clip_name(Path(os.path.abspath(gt))), pred, gt)], []
 
 
 def format_table(rows: dict[str, dict[str, float]], learned: Sequence[str] = ()) -> str:

@@ -293,14 +293,14 @@ class VideoInfo:
     last_frame_cut: bool = False
 
     @property
-    def numbers_missing(self) -> int:
+    def missing_number_count(self) -> int:
         """How many frame numbers `missing_numbers` holds."""
         return sum(last - first + 1 for first, last in self.missing_numbers)
 
     @property
     def numbering_gaps(self) -> str:
         """`missing_numbers` in words: "2 frame numbers are missing from its numbering (3-4)"."""
-        count = self.numbers_missing
+        count = self.missing_number_count
         gaps = ", ".join(str(first) if first == last else f"{first}-{last}" for first, last in self.missing_numbers[:3])
         more = ", ..." if len(self.missing_numbers) > 3 else ""
         return f"{count_of(count, 'frame number')} {'is' if count == 1 else 'are'} missing from its numbering " \
