@@ -720,9 +720,9 @@ def test_natural_sort_orders_numbers_by_value():
     # the name before its suffix: "in.mp4" came after "in8.mp4" (".mp" after "in"; black-box hunt)
     assert sorted(["in8.mp4", "in.mp4", "clip1", "clip", "a1.png", "a.png", "a.jpg"], key=natural_sort_key) == [
         "a.jpg", "a.png", "a1.png", "clip", "clip1", "in.mp4", "in8.mp4"]
-    # a "suffix" of digits is a number of the name (review)
-    assert sorted(["take.10", "take.9", "take.2", "v1.10", "v1.9"], key=natural_sort_key) == [
-        "take.2", "take.9", "take.10", "v1.9", "v1.10"]
+    # numbers in the suffix by value too (review)
+    assert sorted(["take.10", "take.9", "take.2", "v1.10", "v1.9", "shot.v10", "shot.v2"], key=natural_sort_key) == [
+        "shot.v2", "shot.v10", "take.2", "take.9", "take.10", "v1.9", "v1.10"]
 
 
 # ----------------------------------------------------------------------------- streaming reader

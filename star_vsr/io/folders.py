@@ -23,20 +23,23 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".
 """File suffixes (lower case) taken as videos when a command or dataset scans a folder."""
 
 
-def natural_sort_key(name: str) -> tuple[tuple[str | int, ...], str, str]:
+def natural_sort_key(name: str) -> tuple[tuple[str | int, ...], tuple[str | int, ...], str]:
     """Sort key that orders digit runs by value: "frame2.png" < "frame10.png", then by the name itself.
 
     Splitting on digit runs alternates text and numbers, so keys compare element by element
-    without ever comparing a str to an int. The name without its suffix (one with a letter) comes first:
-    "in.mp4" < "in8.mp4" (the suffix's dot came after the end of "in"). Names of one key (``1.png`` and
+    without ever comparing a str to an int. The name without its suffix comes first, then the suffix, each so
+    split: "in.mp4" < "in8.mp4" (the suffix's dot came after the end of "in"), "take.9" < "take.10", "shot.v2" <
+    "shot.v10". Names of one key (``1.png`` and
     ``01.png``, ``A.png`` and ``a.png``) are ordered by name, not as the file system lists them (which differs
     between machines).
     """
     stem, suffix = os.path.splitext(name)
-    if not any(character.isalpha() for character in suffix):  # "take.10", "v1.10": numbers, not a file type
-        stem, suffix = name, ""
-    parts = re.split(r"(\d+)", stem)
-    return tuple(int(part) if index % 2 else part.lower() for index, part in enumerate(parts)), suffix.lower(), name
+    return _natural_parts(stem), _natural_parts(suffix), name
+
+
+def _natural_parts(text: str) -> tuple[str | int, ...]:
+    """``text`` split into its text and digit runs, the digits as numbers and the text in lower case."""
+    return tuple(int(part) if index % 2 else part.lower() for index, part in enumerate(re.split(r"(\d+)", text)))
 
 
 def _visible_files(folder: Path, suffixes: Collection[str]) -> Iterator[Path]:
