@@ -3971,6 +3971,12 @@ def test_a_batch_killed_once_an_output_is_in_place_keeps_its_name_for_its_input(
         patch.setattr(star_vsr.io.segments, "_join_encoded", full_disk)
         assert main(args) != 0 and not (up / "a.mkv").exists()
     assert not (up / RECORD_NAME).exists()
+    import star_vsr.batch_record
+
+    with monkeypatch.context() as patch:  # the record that cannot be written is named, not the video (review)
+        patch.setattr(star_vsr.batch_record, "record_output", full_disk)
+        assert main(args) != 0 and not (up / "a.mkv").exists()
+    assert f"cannot write {up / RECORD_NAME}: " in capsys.readouterr().err
     monkeypatch.setattr(shutil, "rmtree", killed_while_removing_progress)
     assert main(args) == 130 and (up / "a.mkv").is_file()
     monkeypatch.undo()

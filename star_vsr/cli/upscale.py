@@ -493,12 +493,13 @@ def _run_batch(args: argparse.Namespace) -> int:
     from accelerate.utils import broadcast_object_list, gather_object
 
     from ..io import deinterlace_choice, output_names
-    from ..io.folders import broken_link_line, other_subfolders_note, stray_images_note
     from ..io.atomic import remove_stale_temporaries
+    from ..io.folders import broken_link_line, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_writable, remove_finished_progress
-    from ..batch_record import input_signature, ledger_settings, output_settings, record_output, recorded_inputs
-    from ..errors import listed
+    from ..batch_record import (RECORD_NAME, input_signature, ledger_settings, output_settings, record_output,
+                                recorded_inputs)
+    from ..errors import cannot_write, listed
     from .existing_outputs import earlier_names_line, renamed_lines
     from ..overwrite_batch import OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_inputs, unfinished_note, unfinished_runs
@@ -608,9 +609,12 @@ def _run_batch(args: argparse.Namespace) -> int:
             signature = input_signature(video)  # (before it is read: one changed meanwhile is not recorded as new)
 
             def record() -> None:  # which input made the output, with what: once it is done, before it is in place
-                record_output(output_dir, outputs[video].name,
-                              output_settings(ledger.settings, video, outputs[video], dtype), source=video.name,
-                              signature=signature)
+                try:
+                    record_output(output_dir, outputs[video].name,
+                                  output_settings(ledger.settings, video, outputs[video], dtype), source=video.name,
+                                  signature=signature)
+                except OSError as error:  # (said as the video's own write failing: final review)
+                    raise cannot_write(output_dir / RECORD_NAME, error) from None
 
             outcome = _upscale_video_of_batch(pipe, video, outputs[video], args, deinterlace,
                                               state.is_local_main_process, say, several=state.num_processes > 1,
