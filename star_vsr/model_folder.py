@@ -552,11 +552,18 @@ def pipeline_fault(folder: Path) -> Optional[str]:
     return None
 
 
+#: The JSON files the loaders read from a pipeline folder or its components' folders (`broken_json`): others there
+#: (a user's notes.json) are no part of the model.
+LOADED_JSON_FILES = ("model_index.json", *SETTINGS_FILES, "tokenizer.json", "vocab.json", "special_tokens_map.json",
+                     "added_tokens.json")
+
+
 def broken_json(folder: Path) -> Optional[str]:
-    """Which JSON file of the pipeline ``folder`` (or of a component's folder in it) is not valid JSON, and why;
-    None when all are. The tokenizer's loader said only why ("Expecting property name enclosed in double quotes:
-    line 2 column 1"), not which of the folder's files (black-box hunt)."""
-    for file in sorted([*folder.glob("*.json"), *folder.glob("*/*.json")]):
+    """Which JSON file the loaders read from the pipeline ``folder`` (`LOADED_JSON_FILES`, in it or in a component's
+    folder) is not valid JSON, and why; None when all are. The tokenizer's loader said only why ("Expecting
+    property name enclosed in double quotes: line 2 column 1"), not which of the folder's files (black-box hunt)."""
+    for file in sorted(file for file in [*folder.glob("*.json"), *folder.glob("*/*.json")]
+                       if file.name in LOADED_JSON_FILES):
         try:
             loads_json(file.read_text(encoding="utf-8"))
         except ValueError as error:  # (UnicodeDecodeError and JSONDecodeError are; an unreadable file is no damage)

@@ -176,7 +176,8 @@ def _state_dict(loaded: Any, path: Path, flag: str) -> dict[str, Any]:
 
     from ..conversion.star_checkpoint import wrapper_key
 
-    # a training checkpoint: {"state_dict": ...}, {"module": ...}, {"model": ...}
+    # a training checkpoint: {"state_dict": ...}, {"module": ...}, {"model": ...}; a "state_dict" that holds no
+    # mapping is named in the refusal below ('holds a list under "state_dict"')
     wrapped = wrapper_key(loaded) or ("state_dict" if isinstance(loaded, dict) and "state_dict" in loaded else None)
     inner = loaded[wrapped] if wrapped else loaded
     if isinstance(inner, dict) and inner and all(isinstance(key, str) for key in inner):

@@ -84,8 +84,8 @@ def pair_clips(pred: Path, gt: Path) -> tuple[list[tuple[str, Path, Path]], list
 
     from ..io.probe import check_exists
 
-    for path in (pred, gt):  # (as every command checks its inputs: '-' said to be standard input; review)
-        check_exists(path)
+    # as every command checks its inputs ('-' said to be standard input; review), "~/GT" expanded
+    pred, gt = check_exists(pred), check_exists(gt)
     if _is_clip_folder(gt):
         from ..io.folders import (broken_link_line, broken_links, is_frame_folder, other_subfolders,
                                   other_subfolders_note, stray_images_note)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .arguments import ParagraphsHelpFormatter, path_argument
-from ..units import seconds_amount
+from ..units import count_of, seconds_amount
 from .columns import pad, text_width
 
 
@@ -200,7 +200,7 @@ def _run_folder(folder: Path, clips: list[Path], as_json: bool) -> int:
         colours = f"HDR ({info.hdr})" if info.hdr else "SDR, BT.2020" if info.wide_gamut else "SDR"
         # a frame folder's numbering gaps and a colour profile read as sRGB, which `info CLIP` shows: the table
         # showed neither (only its --json did)
-        missing = f" ({info.missing_number_count} numbers missing)" if info.missing_numbers else ""
+        missing = f" ({count_of(info.missing_number_count, 'number')} missing)" if info.missing_numbers else ""
         frames += info.num_frames
         rows.append({"clip": name, "frames": f"{info.num_frames}{missing}",
                      "fps": f"{info.fps:.3f}", "size": f"{info.width}x{info.height}",
