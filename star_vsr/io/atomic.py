@@ -3,7 +3,7 @@ onto that path only once it is complete, so that after any error nothing appears
 already there is left untouched.
 
 Temporary names carry the writer's machine and process (`temporary_path`), so that a later writer of the same path
-removes those a killed run left behind (`_remove_stale`) and no others.
+removes those a killed run left behind (`remove_stale_temporaries`) and no others.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
 from star_vsr.errors import OutputExistsError, option
 
@@ -64,10 +65,10 @@ _PID_DIGITS = 7  # Linux's largest pid_max, 4194304
 def temporary_path(path: Path) -> Path:
     """A hidden, unique name next to `path` to write it under until it is complete,
     ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX``: the writer's machine and process, so that a later writer of
-    `path` can tell (and first removes, `_remove_stale`) those of a killed run. NAME is `path`'s
+    `path` can tell (and first removes, `remove_stale_temporaries`) those of a killed run. NAME is `path`'s
     name, shortened where the whole would be too long a name (`_temporary_name`)."""
     name, suffix = _temporary_parts(path)
-    _remove_stale(path.parent, name, suffix)
+    remove_stale_temporaries(path.parent, name, suffix)
     return path.parent / f".{name}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}"
 
 
@@ -76,9 +77,16 @@ def _temporary_parts(path: Path) -> tuple[str, str]:
     this process's own temporary one (``.NAME.HOST-PID-TOKEN.tmp.SUFFIX``), those of the output it stands for.
     ``convert-star`` saves its pipeline into a temporary folder, and the save made its own temporary beside that
     one, ``..NAME.HOST-PID-TOKEN.tmp.HOST-PID-TOKEN.tmp.tmp``, which a killed run left for good: no rerun's clean-up
-    (``_remove_stale`` of NAME) matched it."""
-    match = re.fullmatch(rf"\.(.+)\.{re.escape(_host())}-{os.getpid()}-[0-9a-f]{{8}}\.tmp(.*)", path.name, re.DOTALL)
-    return (match.group(1), match.group(2)) if match else (_temporary_name(path), path.suffix)
+    (``remove_stale_temporaries`` of NAME) matched it."""
+    match = _temporary_form(str(os.getpid())).fullmatch(path.name)
+    return (match["name"], match["suffix"]) if match else (_temporary_name(path), path.suffix)
+
+
+def _temporary_form(pid: str = r"\d+") -> re.Pattern[str]:
+    """The temporary names ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX`` of this machine's writers (``pid``: a pattern of the
+    process ids), with NAME, PID and SUFFIX as the groups ``name``, ``pid`` and ``suffix``."""
+    return re.compile(rf"\.(?P<name>.+)\.{re.escape(_host())}-(?P<pid>{pid})-[0-9a-f]{{8}}\.tmp(?P<suffix>.*)",
+                      re.DOTALL)
 
 
 def _temporary_name(path: Path) -> str:
@@ -110,42 +118,27 @@ def _name_max(folder: Path) -> int:
     return DEFAULT_NAME_MAX
 
 
-def _remove_stale(folder: Path, name: str, suffix: str) -> list[Path]:
+def remove_stale_temporaries(folder: Path, name: Optional[str] = None, suffix: str = "") -> list[Path]:
     """Remove the temporary files (or PNG folders) ``.NAME.HOST-PID-TOKEN.tmp.SUFFIX`` in ``folder`` that writers on
     this machine whose process has ended left behind (a SIGKILL or a power cut runs no clean-up); returns them.
-    Those of running processes, of other machines sharing the folder, and names of another form are left alone."""
-    prefix, suffix = f".{name}.", f".tmp{suffix}"
+    Only those of ``name`` and ``suffix`` where ``name`` is given (a writer of that output); of every name where it
+    is not (a batch: a rerun with another ``--codec`` writes other names, and the temporary of a join a kill stopped,
+    as large as the whole output, stayed for good: black-box hunt). Those of running processes, of other machines
+    sharing the folder, and names of another form are left alone."""
+    form = _temporary_form()
     try:
-        siblings = [p for p in folder.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
+        entries = list(folder.iterdir())
     except OSError:  # a missing or unreadable folder holds nothing to remove
         return []
     stale = []
-    for sibling in siblings:
-        owner = sibling.name[len(prefix):len(sibling.name) - len(suffix)]
-        if _left_by_ended_process(owner):
-            remove_temporary(sibling)
-            stale.append(sibling)
+    for entry in entries:
+        found = form.fullmatch(entry.name)
+        if found is None or (name is not None and (found["name"], found["suffix"]) != (name, suffix)):
+            continue
+        if not _process_alive(int(found["pid"])):
+            remove_temporary(entry)
+            stale.append(entry)
     return stale
-
-
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """`_remove_stale` of every output name in ``folder``: a batch rerun with another ``--codec`` writes other names,
-    and the temporary of a join a kill stopped (as large as the whole output) stayed for good (black-box hunt)."""
-    own = re.compile(rf"\..+\.({re.escape(_host())}-\d+-[0-9a-f]{{8}})\.tmp.*", re.DOTALL)
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return []
-    stale = [entry for entry in entries if (found := own.fullmatch(entry.name)) and _left_by_ended_process(found[1])]
-    for entry in stale:
-        remove_temporary(entry)
-    return stale
-
-
-def _left_by_ended_process(owner: str) -> bool:
-    """Whether ``owner``, the HOST-PID-TOKEN of a temporary name, is a process of this machine that has ended."""
-    host, pid, token = (owner.rsplit("-", 2) + ["", ""])[:3]
-    return bool(token) and host == _host() and pid.isdigit() and not _process_alive(int(pid))
 
 
 def _host() -> str:
