@@ -252,6 +252,11 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
             if shapes != [tuple(t.shape) for t in expected]:
                 raise InputError(f"the state does not fit this student and a {width}x{height} video: its tensors "
                                  f"are {shapes}, expected {[tuple(t.shape) for t in expected]}")
+            broken = [name for name in (*state.TENSOR_FIELDS, "last_lr_frame")
+                      if getattr(state, name) is not None and not torch.isfinite(getattr(state, name)).all()]
+            if broken:  # (it would give NaN frames from the first on: a state saved from a diverged run, say)
+                raise InputError(f"the state holds NaN or infinite values (in {', '.join(broken)}): start "
+                                 f"without it (state=None) or from one saved before")
             last = state.last_lr_frame  # the exact size (the tensors are padded to even sizes)
             if last is not None and tuple(last.shape[-2:]) != (height, width):
                 raise InputError(f"the state comes from a {last.shape[-1]}x{last.shape[-2]} video, not "

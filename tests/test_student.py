@@ -579,6 +579,11 @@ def test_a_state_after_the_last_frame_leaves_nothing_to_do_and_a_bad_state_is_na
         pipe(video, state=states[2], start_frame=3)
     with pytest.raises(InputError, match="state must be a StarStudentState that state_sink gave, got dict"):
         pipe(video, state={"hidden": 1}, start_frame=1)
+    broken = states[2].detach()
+    broken.previous_features[0, 0, 0, 0] = float("nan")  # a state saved from a diverged run: NaN frames, no word
+    with pytest.raises(InputError, match=r"the state holds NaN or infinite values \(in previous_features\): start "
+                                         r"without it \(state=None\) or from one saved before"):
+        pipe(video, state=broken, start_frame=2)
 
 
 def test_a_state_given_with_another_start_frame_is_refused(pipe):
