@@ -585,6 +585,20 @@ def test_dataloader_workers_give_the_same_items_and_sampler_is_seeded(photos):
     assert list(EpochShuffleSampler(4, shuffle=False)) == [0, 1, 2, 3]
 
 
+def test_persistent_dataloader_workers_see_each_new_epoch(photos):
+    """A DataLoader with persistent_workers=True kept its workers' copies of the dataset from epoch 0 on: set_epoch
+    reached only the main process's, and every epoch repeated epoch 0's camera moves and degradations."""
+    dataset = ImageMotionDataset(photos[:2], num_frames=2, crop_size=16, degradation="medium", length=2)
+    loader = DataLoader(dataset, batch_size=2, num_workers=1, persistent_workers=True)
+    for epoch in (0, 1, 0):
+        dataset.set_epoch(epoch)
+        expected = [dataset[i]["lq"] for i in range(2)]
+        (batch,) = list(loader)
+        assert all(torch.equal(batch["lq"][i], expected[i]) for i in range(2)), epoch
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[0]["lq"], expected[0])  # (epochs differ: the test could fail)
+
+
 def test_an_epoch_shorter_than_the_sources_goes_on_through_them():
     """--dataset_length below the number of videos trained on the first ones only: item i was source i in every
     epoch, and the rest were never read."""

@@ -5,9 +5,9 @@ dropout, the degradation) comes from ``numpy.random.SeedSequence([seed, epoch, i
 so a sample depends only on those four numbers: not on the DataLoader's workers, on the order in
 which samples are asked for, or on any global random state. That is what makes a resumed
 training run exact. Call ``set_epoch`` to get fresh augmentations each epoch (the training
-script does, before each epoch's DataLoader iterator is created; a DataLoader with
-``persistent_workers=True`` keeps its workers' copies of the dataset, which then never see a new epoch:
-the training scripts do not use it).
+script does, before each epoch's DataLoader iterator is created). The epoch is kept in shared memory, so the
+copies of the dataset that a DataLoader's workers hold see it too, persistent ones
+(``persistent_workers=True``) included.
 
 A source that cannot give a clip (unreadable file, too few frames, frames too small) is skipped
 with a ``BadSampleWarning``, once per source: the item is taken from another source instead (``attempt`` + 1:
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence, Union
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from star_vsr.data.pairs import DegradationSpec, make_pair, resolve_degradation
@@ -187,16 +188,23 @@ class ClipPairDataset(Dataset, ABC):
         self.caption_dropout = float(caption_dropout)
         self.seed = int(seed)
         self.length = num_sources if length is None else int(length)
-        self.epoch = 0
+        # () int64 in shared memory: a persistent DataLoader worker keeps its copy of the dataset from the first
+        # epoch on (and repeated epoch 0's items with an int here); a shared tensor is the same memory in each copy
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.bad_sources: dict[str, str] = {}
 
     def __len__(self) -> int:
         return self.length
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose seeds the items use (``set_epoch``)."""
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Use the seeds of ``epoch`` from now on (epoch 0 is the default)."""
+        """Use the seeds of ``epoch`` from now on (epoch 0 is the default), here and in DataLoader workers."""
         check_whole_number("epoch", epoch, 0)  # (-1 failed at the next item, in NumPy's seeding)
-        self.epoch = int(epoch)
+        self._epoch.fill_(int(epoch))
 
     @abstractmethod
     def source_name(self, source: int) -> str:
