@@ -33,7 +33,7 @@ from typing import Any, Callable, Collection, Hashable, Iterable, Iterator, Mapp
 
 import yaml
 
-from .errors import (DISK_FULL_ERRNOS, InputError, MissingWeightsError, StarVSRError, first_line,
+from .errors import (DISK_FULL_ERRNOS, NO_PICKLE, InputError, MissingWeightsError, StarVSRError, first_line,
                      is_damaged_weights_error, is_failed_write, is_out_of_memory, load_failure, TrainingDivergedError,
                      why_missing, write_errno, write_failed, write_reason)
 from .outputs import (FINAL_STEP_FILE, REPLACING_INDEX, TRAINING_SUMMARY_FILE, folder_lock, give_default_mode,
@@ -791,9 +791,11 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
                              f"the settings that trained it") from error
         if not (isinstance(error, (OSError, SafetensorError)) or is_damaged_weights_error(error)):
             raise
-        text = first_line(reason)
-        if text.startswith("Weights only load failed"):  # not torch's advice to load it with weights_only=False
-            text = f"a file of it is no PyTorch state torch.load reads safely ({load_failure(reason)})"
+        text = load_failure(reason)  # (what the unpickler found, not torch's advice to load with weights_only=False)
+        if text.startswith(NO_PICKLE):  # (a KeyError "101", raised as it was: black-box hunt)
+            text = f"a file of it is {text}"
+        elif first_line(reason).startswith("Weights only load failed"):
+            text = f"a file of it is no PyTorch state torch.load reads safely ({text})"
         raise damaged_checkpoint(checkpoint, text) from error
 
 

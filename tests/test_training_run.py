@@ -1071,11 +1071,17 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
         torch.load(tmp_path / "garbage.bin", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch's own error, as Accelerate lets it through
         unpickling = error
-    with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(a file of it is no PyTorch "
-                                         r"state torch.load reads safely \(Unsupported operand 103\)\); "
-                                         r"delete") as raised:
+    with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(a file of it is not a "
+                                         r"PyTorch file: neither its zip format nor a pickle; Unsupported operand "
+                                         r"103\); delete") as raised:
         load_training_checkpoint(Loader(unpickling), checkpoint)
     assert "weights_only" not in str(raised.value)
+    (tmp_path / "text.bin").write_text("hello\n")  # "h" reads memo entry 101: a bare KeyError(101), was a traceback
+    with pytest.raises(KeyError) as text:
+        torch.load(tmp_path / "text.bin", weights_only=True)
+    with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(a file of it is not a "
+                                         r"PyTorch file: neither its zip format nor a pickle\); delete"):
+        load_training_checkpoint(Loader(text.value), checkpoint)
     # a file of the checkpoint missing (was a FileNotFoundError traceback); one outside it is said as it is
     gone = FileNotFoundError(2, "No such file or directory", str(checkpoint / "optimizer.bin"))
     with pytest.raises(InputError, match=r"checkpoint-2 is damaged and cannot be loaded \(optimizer.bin is missing\); "
@@ -1152,18 +1158,20 @@ def test_a_checkpoint_that_does_not_fit_is_not_called_damaged(tmp_path):
 
 
 def test_load_failure_says_what_the_safe_unpickler_found_never_its_advice_to_load_unsafely(tmp_path):
-    from star_vsr.errors import load_failure
+    from star_vsr.errors import is_damaged_weights_error, load_failure
 
     found = {}
     for name, payload in (("shell", code_running_pickle()), ("object", code_running_pickle(tmp_path / "ran")),
-                          ("junk", b"garbage\n")):
+                          ("junk", b"garbage\n"), ("text", b"hello\n")):
         (tmp_path / name).write_bytes(payload)
         with pytest.raises(Exception) as failed:
             torch.load(tmp_path / name, weights_only=True)
         found[name] = load_failure(failed.value)
     assert found.pop("object").startswith("Unsupported global: GLOBAL io.open was not an allowed global by default")
     assert found == {"shell": "Trying to load unsupported GLOBAL posix.system whose module posix is blocked.",
-                     "junk": "Unsupported operand 103"}
+                     "junk": "not a PyTorch file: neither its zip format nor a pickle; Unsupported operand 103",
+                     "text": "not a PyTorch file: neither its zip format nor a pickle"}  # (was "101": black-box hunt)
+    assert is_damaged_weights_error(KeyError(101)) and not is_damaged_weights_error(KeyError("text_encoder"))
     imported = RuntimeError("Weights only load failed. numpy.core.multiarray must be numpy._core.multiarray to load "
                             "this file\n In PyTorch 2.6, we changed the default value of ... trusted source.\n")
     assert load_failure(imported) == "numpy.core.multiarray must be numpy._core.multiarray to load this file"
