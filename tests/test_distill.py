@@ -580,8 +580,19 @@ def test_a_missing_shard_a_damaged_manifest_and_mixed_sizes_are_found_when_the_c
         for open_it in (lambda: TeacherCache(tmp_path),
                         lambda: build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path,
                                                     clips_per_shard=2)):
-            with pytest.raises(InputError, match=r"manifest.json is damaged .*rebuild the cache.*--overwrite"):
+            with pytest.raises(InputError, match=r"manifest.json is damaged .*; delete it and rerun the `star-vsr "
+                                                 r"distill cache-teacher` command that built the cache, which "
+                                                 r"restores it from the copies its shards carry without computing"):
                 open_it()
+    # the advice holds: deleted, the manifest comes back from the shards' copies (--overwrite computed all again)
+    (tmp_path / "manifest.json").unlink()
+    build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
+    assert counting.calls == 6 + 2 and len(TeacherCache(tmp_path)) == 6
+    (tmp_path / "manifest.json").write_text('{"num_clips": 4,')
+    for shard in tmp_path.glob("shard-*.safetensors"):
+        shard.unlink()  # no copies left to restore it from: rebuilt
+    with pytest.raises(InputError, match=r"manifest.json is damaged .*; rebuild the cache: .*--overwrite"):
+        TeacherCache(tmp_path)
     build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2, overwrite=True)
     assert len(TeacherCache(tmp_path)) == 6
 
@@ -645,7 +656,7 @@ def test_a_manifest_field_of_another_type_is_named_as_damage(tmp_path, capsys, c
     build_teacher_cache(CallableTeacher(CountingTeacher(), SCALE), random_clips(2), tmp_path / "cache")
     manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
     (tmp_path / "cache" / "manifest.json").write_text(json.dumps({**manifest, **change}))
-    damaged = re.escape(f"manifest.json is damaged ({message}") + r".*; rebuild the cache: .*--overwrite"
+    damaged = re.escape(f"manifest.json is damaged ({message}") + r".*; delete it and rerun the `star-vsr distill"
     with pytest.raises(SystemExit) as refused:
         training_args(tmp_path / "cache", tmp_path / "run")
     err = capsys.readouterr().err
@@ -658,8 +669,8 @@ def test_a_manifest_nested_thousands_deep_is_named_as_damage(tmp_path):
     """JSON arrays nested 100,000 deep were a RecursionError traceback (black-box hunt)."""
     build_teacher_cache(CallableTeacher(CountingTeacher(), SCALE), random_clips(2), tmp_path / "cache")
     (tmp_path / "cache" / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(InputError, match=r"manifest.json is damaged \(nested too deep to read.*; rebuild "
-                                         r"the cache: .*--overwrite"):
+    with pytest.raises(InputError, match=r"manifest.json is damaged \(nested too deep to read.*; delete it and "
+                                         r"rerun the `star-vsr distill cache-teacher` command"):
         TeacherCache(tmp_path / "cache")
 
 

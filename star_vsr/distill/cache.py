@@ -142,8 +142,7 @@ class CacheManifest:
         try:
             data = loads_json(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:  # ValueError: JSONDecodeError, UnicodeDecodeError
-            raise DamagedManifestError(f"{path} is damaged ({error}); rebuild the cache: `star-vsr distill "
-                                       f"cache-teacher ... --overwrite`") from None
+            raise _damaged_manifest(path, str(error)) from None
         if not isinstance(data, dict) or data.get("version") != CACHE_FORMAT_VERSION:
             version = data.get("version") if isinstance(data, dict) else None
             raise DamagedManifestError(f"{path} has cache format version {version}; this star-vsr reads version "
@@ -151,12 +150,10 @@ class CacheManifest:
         try:
             manifest = cls(**data)
         except TypeError as error:  # a key missing or unknown: edited by hand
-            raise DamagedManifestError(f"{path} is damaged ({error}); rebuild the cache: `star-vsr distill "
-                                       f"cache-teacher ... --overwrite`") from None
+            raise _damaged_manifest(path, str(error)) from None
         wrong = manifest._wrong_field()
         if wrong:
-            raise DamagedManifestError(f"{path} is damaged ({wrong}); rebuild the cache: `star-vsr distill "
-                                       f"cache-teacher ... --overwrite`")
+            raise _damaged_manifest(path, wrong)
         return manifest
 
     def _wrong_field(self) -> Optional[str]:
@@ -194,6 +191,21 @@ class CacheManifest:
 
 class DamagedManifestError(InputError):
     """A cache's ``manifest.json`` that cannot be read as this star-vsr writes it (``--overwrite`` replaces it)."""
+
+
+def _damaged_manifest(path: Path, reason: str) -> DamagedManifestError:
+    """The error of a damaged manifest ``path``, with the way back that costs least: where the shards carry copies
+    of it that agree, deleting it and running the build again, which restores it and computes nothing (the advice
+    was ``--overwrite``, which computes every shard again: hours of a diffusion teacher; black-box hunt)."""
+    try:
+        shards = shard_files(path.parent)
+        restorable = bool(shards) and _manifest_in_shards(shards) is not None
+    except OSError:
+        restorable = False
+    advice = ("delete it and rerun the `star-vsr distill cache-teacher` command that built the cache, which restores "
+              "it from the copies its shards carry without computing anything again" if restorable else
+              "rebuild the cache: `star-vsr distill cache-teacher ... --overwrite`")
+    return DamagedManifestError(f"{path} is damaged ({reason}); {advice}")
 
 
 def _as_json(value: Any) -> Any:
