@@ -1439,8 +1439,10 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
         logger.warning(f"no settings were recorded for {checkpoint} (a run of an earlier version): they cannot be "
                        f"compared with this run's, which are recorded in {output_dir / RESUMES_FILE}")
     elif changes:
+        # without the flag a change got here only as a path to the same content (`check_same_data`), not forced
         accepted = [name for name, _, _ in changes if changes_what_is_trained(name, args)]
-        forced = f" ({', '.join(accepted)} accepted with --allow_changed_settings)" if accepted else ""
+        forced = (f" ({', '.join(accepted)} accepted with --allow_changed_settings)" if args.allow_changed_settings
+                  else f" ({', '.join(accepted)}: the same content the run started on)") if accepted else ""
         logger.warning(f"resuming {checkpoint} with changed settings: {_listed(changes, args)}{forced}; recorded in "
                        f"{output_dir / RESUMES_FILE} ({CONFIG_FILE} keeps those the run started with)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import logging
 import math
 import os
 import re
@@ -1981,6 +1982,22 @@ def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, 
     _, args = training_args(cache, tmp_path / "old", *elsewhere)  # accepted: the checkpoint's run's record fits
     script.main(args)
     assert (tmp_path / "old" / record).read_text() == script.cache_id(cache) + "\n"
+
+
+def test_a_resume_from_a_copy_of_its_cache_says_the_path_changed_not_that_it_was_forced(tmp_path, train_cache,
+                                                                                          caplog):
+    """The resume's warning said "(train_cache accepted with --allow_changed_settings)" of a run resumed without the
+    flag, whose cache was only copied elsewhere (black-box hunt)."""
+    from star_vsr.training_run import record_run_settings
+
+    script, cache, resume = paused_run_on_a_copy_of(train_cache, tmp_path)
+    shutil.copytree(cache, tmp_path / "copy")
+    _, args = training_args(tmp_path / "copy", tmp_path / "run", *resume)
+    with caplog.at_level(logging.WARNING, logger="star_vsr.training_run"):
+        record_run_settings(args, script.build_parser(), tmp_path / "run" / "checkpoint-1")
+    assert re.search(r"changed settings: train_cache: \S+cache\" -> \S+copy\", max_train_steps: 1 -> 2, .*\(train_cache: "
+                     r"the same content the run started on\)", caplog.text), caplog.text
+    assert "--allow_changed_settings" not in caplog.text
 
 
 def test_a_cache_rebuilt_by_the_same_command_is_the_same_cache(tmp_path, train_cache):
