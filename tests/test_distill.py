@@ -427,12 +427,21 @@ def test_a_shard_whose_values_are_damaged_is_named_and_computed_again(tmp_path):
     save_file(tensors, str(shard), metadata=metadata)
     cache = TeacherCache(tmp_path)
     assert torch.isfinite(cache[2]["lq"]).all()  # the shard's other clip reads
-    with pytest.raises(InputError, match=r"shard-00001.safetensors is damaged: clip 3's lq hold NaN or infinite "
-                                         r"values; delete it and run `star-vsr distill cache-teacher` again"):
+    with pytest.raises(InputError, match=r"shard-00001.safetensors is damaged: clip 3's lq hold NaN, infinite or "
+                                         r"\(frames\) out-of-range values; delete it and run `star-vsr distill "
+                                         r"cache-teacher` again"):
         cache[3]
     shard.unlink()  # as the message says
     cache = build_teacher_cache(CallableTeacher(counting, SCALE), clips, tmp_path, clips_per_shard=2)
     assert counting.calls == 4 + 2 and torch.isfinite(cache[3]["lq"]).all()
+    # finite but no frame the build stores: a teacher's frame at -23 (flipped bytes) trained on (black-box hunt)
+    tensors = load_file(str(shard))
+    tensors["2/teacher"][0, 0, 0, 0] = -23.45
+    save_file(tensors, str(shard), metadata=metadata)
+    with pytest.raises(InputError, match=r"shard-00001.safetensors is damaged: clip 2's teacher hold NaN, infinite "
+                                         r"or \(frames\) out-of-range values"):
+        TeacherCache(tmp_path)[2]
+    assert torch.isfinite(TeacherCache(tmp_path)[3]["teacher"]).all()  # the shard's other clip reads
 
 
 def test_teacher_values_past_the_storage_range_are_refused_when_the_cache_is_built(tmp_path):

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ..errors import (DISK_FULL_ERRNOS, InputError, OutputError, RanOutOfMemoryError, again, cannot_write,
                       cli_running, is_out_of_memory, listed, memory_amount, option, write_failed)
-from ..frames import check_unit_range
+from ..frames import VALUE_TOLERANCE, check_unit_range
 from ..model_folder import safetensors_shapes
 from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
 from ..progress import bar_options
@@ -696,6 +696,19 @@ def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher
     return stored
 
 
+#: The stored tensors that are frames in [0, 1] (the clip's as `_check_clip` lets them in, give or take
+#: ``VALUE_TOLERANCE``; the teacher's clamped by ``Teacher._finish``); features may hold any finite value.
+FRAME_TENSORS = ("lq", "gt", "teacher")
+
+
+def _in_unit_range(frames: torch.Tensor) -> bool:
+    """Whether the finite ``frames`` lie in [0, 1] give or take ``VALUE_TOLERANCE`` and a bfloat16 step (2 ** -7
+    near 1: a clip's 1.05 let in, stored in bfloat16, reads 1.0547)."""
+    low, high = frames.aminmax()
+    slack = VALUE_TOLERANCE + 2 ** -7
+    return -slack <= float(low) and float(high) <= 1 + slack
+
+
 def _clip_span(indices: Sequence[int]) -> str:
     """Clip indices in words: ``"clips 0..3"``, ``"clip 4"``, ``"clips 0, 2"``, ``"no clip"``."""
     if not indices:
@@ -825,11 +838,15 @@ class TeacherCache(Dataset):
         except Exception as error:  # SafetensorError, JSONDecodeError: a damaged file
             raise InputError(f"{path} is damaged ({error}); run `star-vsr distill cache-teacher` again with the "
                              f"same settings: it computes damaged shards again") from None
-        bad = sorted(name for name, tensor in tensors.items() if not torch.isfinite(tensor).all())
-        if bad:  # bytes damaged under a sound header: "lr hold NaN or infinite values" at step 0, naming no file
-            raise InputError(f"{path} is damaged: clip {index}'s {', '.join(bad)} hold NaN or infinite values; delete "
-                             f"it and run `star-vsr distill cache-teacher` again with the same settings: it computes "
-                             f"missing shards again")
+        # bytes damaged under a sound header: "lr hold NaN or infinite values" at step 0, naming no file; or frames
+        # out of [0, 1], which the build stores none of (a teacher's -23 trained on: black-box hunt). Flipped bits
+        # that leave a value in range are not found
+        bad = sorted(name for name, tensor in tensors.items() if not torch.isfinite(tensor).all()
+                     or name in FRAME_TENSORS and not _in_unit_range(tensor))
+        if bad:
+            raise InputError(f"{path} is damaged: clip {index}'s {', '.join(bad)} hold NaN, infinite or (frames) "
+                             f"out-of-range values; delete it and run `star-vsr distill cache-teacher` again with the "
+                             f"same settings: it computes missing shards again")
         item_dict: dict[str, Any] = {
             "lq": tensors["lq"], "index": index, "caption": captions.get(str(index), ""),
             "teacher_features": {k[len("features/"):]: v for k, v in tensors.items() if k.startswith("features/")},
