@@ -1993,6 +1993,36 @@ def test_a_resume_on_a_cache_rebuilt_in_place_is_refused(tmp_path, train_cache, 
     assert (tmp_path / "old" / record).read_text() == script.cache_id(cache) + "\n"
 
 
+def test_clips_of_a_folder_carry_their_captions_to_the_teacher_and_the_cache(tmp_path):
+    """cache-teacher --data never read clip.txt, which train_star.py reads: a prompted teacher ran every clip with
+    its default prompt (black-box hunt). A caption changed since the cache began is a change of its source."""
+    from star_vsr.distill.sources import VideoFolderClips
+    from star_vsr.io.synthetic import write_test_video
+
+    data = tmp_path / "lr"
+    data.mkdir()
+    for name in ("a", "b"):
+        write_test_video(data / f"{name}.mp4", num_frames=4, size=(32, 32))
+    plain = VideoFolderClips(data, num_frames=2).describe()
+    assert "captions" not in plain  # (described as before: caches without captions go on)
+    (data / "a.txt").write_text("a red car on a wet road\n", encoding="utf-8")
+    clips = VideoFolderClips(data, num_frames=2)
+    assert [clips[i]["caption"] for i in range(4)] == ["a red car on a wet road"] * 2 + [""] * 2
+    seen = []
+
+    class Prompted(CallableTeacher):
+        def __call__(self, lq, *, index=0, caption=None):
+            seen.append(caption)
+            return super().__call__(lq, index=index, caption=caption)
+
+    cache = build_teacher_cache(Prompted(CountingTeacher(), SCALE), clips, tmp_path / "cache")
+    assert seen == ["a red car on a wet road"] * 2 + [""] * 2 and cache[1]["caption"] == "a red car on a wet road"
+    described = clips.describe()
+    (data / "a.txt").write_text("a blue car", encoding="utf-8")
+    assert VideoFolderClips(data, num_frames=2).describe()["captions"] != described["captions"]
+    assert {k: v for k, v in described.items() if k != "captions"} == plain
+
+
 def test_a_resume_from_a_copy_of_its_cache_says_the_path_changed_not_that_it_was_forced(tmp_path, train_cache,
                                                                                           caplog):
     """The resume's warning said "(train_cache accepted with --allow_changed_settings)" of a run resumed without the

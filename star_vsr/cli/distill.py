@@ -6,8 +6,9 @@ manifest. Training (``training/distill_student.py --train_cache CACHE``) then re
 every epoch instead of running the teacher again. An interrupted run resumes: rerun the same
 command and finished shards are skipped (a lost manifest.json is restored from the copies the shards carry).
 
-Clips come from ``--data DIR`` (LR videos or frame folders, cut into ``--num-frames`` windows,
-with optional ground truth of the same names in ``--gt DIR``) or, with ``--motion-clips N``, are
+Clips come from ``--data DIR`` (LR videos or frame folders, cut into ``--num-frames`` windows, each with the
+caption in ``clip.txt`` beside ``clip.mp4`` for a teacher that takes a prompt, as train_star.py reads it, and
+optional ground truth of the same names in ``--gt DIR``) or, with ``--motion-clips N``, are
 made from the training photographs (scikit-image's bundled photos without the evaluation ones)
 with camera motion and the project's degradation chain, ground truth included. Every --data clip is
 decoded before the teacher runs: one that cannot be (a damaged file) stops the run with its name, and nothing

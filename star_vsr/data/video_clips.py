@@ -68,7 +68,8 @@ def _read_text(file: Path) -> str:
                          f"(Excel: CSV UTF-8; Notepad: UTF-8)") from None
 
 
-def _read_caption_file(clip: Path) -> Optional[str]:
+def read_caption_file(clip: Path) -> Optional[str]:
+    """The caption in ``clip.txt`` beside the video ``clip.mp4`` (or frame folder ``clip/``); None without one."""
     caption_file = clip.with_suffix(CAPTION_SUFFIX) if clip.is_file() else clip.with_name(clip.name + CAPTION_SUFFIX)
     if caption_file.is_file():
         return _read_text(caption_file).strip()  # "" (an empty file) means the default caption, at use
@@ -77,14 +78,14 @@ def _read_caption_file(clip: Path) -> Optional[str]:
 
 def _scan_folder(folder: Path) -> list[ClipSource]:
     if is_frame_folder(folder):
-        return [ClipSource(folder, _read_caption_file(folder))]
+        return [ClipSource(folder, read_caption_file(folder))]
     clips = clips_in_folder(folder)
     # (the videos of a subfolder were left out of the training data without a word; cache-teacher said so)
     for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips)),
                  *map(broken_link_line, broken_links(folder))):  # (links were left out without a word)
         if note:
             warn_user(note)
-    return [ClipSource(entry, _read_caption_file(entry)) for entry in clips]
+    return [ClipSource(entry, read_caption_file(entry)) for entry in clips]
 
 
 def _entry(item: Any, root: Path, where: str) -> ClipSource:
@@ -165,7 +166,7 @@ def list_clip_sources(source: Union[str, Path, Sequence[Any]]) -> list[ClipSourc
                              f"and optionally 'caption') or JSON (.json, a list of paths or of {{\"path\": ..., "
                              f"\"caption\": ...}} objects); convert it, or give a folder of videos")
         else:
-            sources = [ClipSource(path, _read_caption_file(path))]
+            sources = [ClipSource(path, read_caption_file(path))]
     elif isinstance(source, Mapping):  # (its keys were read as file names)
         raise InputError("the training data is one {'path': ..., 'caption': ...} object; give a list of them")
     else:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+from ..data.video_clips import read_caption_file
 from ..degradations.frames import frames_to_clip
 from ..errors import CorruptVideoError, InputError, UnsupportedVideoError, listed, option, why_missing
 from ..io import VIDEO_EXTENSIONS, open_video, probe_video, read_frames
@@ -80,6 +81,9 @@ class VideoFolderClips:
                                  f"in {self.folder}: {', '.join(missing)} (clips are paired by name: a video's "
                                  f"without its suffix, a frame folder's)")
             self.gt = {video: gt_clips[name] for name, video in clips.items()}
+        # a clip's caption, for a teacher that takes a prompt (clip.txt beside clip.mp4, as train_star.py reads it:
+        # every clip was cached with the teacher's default prompt, its caption unread; black-box hunt)
+        self.captions = {video: read_caption_file(video) for video in videos}
         self.windows: list[tuple[Path, int, int]] = []  # (video, start, stop)
         self.short: list[tuple[str, int]] = []  # (name, frames) of the videos shorter than num_frames
         self.frames_left_out = 0  # frames after the last whole window, summed over the videos
@@ -186,6 +190,9 @@ class VideoFolderClips:
                        "clips": len(self.windows), "files": digest.hexdigest()[:16]}
         if folders:  # (a key only clips or ground truth in frame folders have: caches of videos as before)
             description["frames"] = frames.hexdigest()[:16]
+        captions = {video.name: caption for video, caption in self.captions.items() if caption is not None}
+        if captions:  # (likewise: a cache of clips without captions is described as before)
+            description["captions"] = hashlib.sha256(json.dumps(captions, sort_keys=True).encode()).hexdigest()[:16]
         return description
 
     def __len__(self) -> int:
@@ -194,7 +201,8 @@ class VideoFolderClips:
     def __getitem__(self, index: int) -> dict[str, Any]:
         video, start, stop = self.windows[index]
         indices = list(range(start, stop))
-        item: dict[str, Any] = {"lq": frames_to_clip(read_frames(video, indices)), "caption": "",
+        item: dict[str, Any] = {"lq": frames_to_clip(read_frames(video, indices)),
+                                "caption": self.captions[video] or "",  # ("": the teacher's default prompt)
                                 "name": f"{video.name}:{start}"}
         if self.gt_folder is not None:
             item["gt"] = frames_to_clip(read_frames(self.gt[video], indices))
