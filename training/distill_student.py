@@ -467,25 +467,28 @@ def build_dataset(args: argparse.Namespace, losses: DistillationLossConfig) -> t
 
     if args.train_cache is not None:
         cache = TeacherCache(args.train_cache)
+        lacking = []  # what the loss terms on need and the cache lacks, all in one error (it was one per run)
         if losses.needs_teacher and not cache.has_teacher:
-            raise InputError(f"{args.train_cache} holds no teacher outputs, but teacher loss terms are on: "
-                             f"{flags('teacher')}; set them to 0, or cache a teacher's outputs")
+            lacking.append(f"no teacher outputs, but teacher loss terms are on: {flags('teacher')}; set them to 0, "
+                           f"or cache a teacher's outputs")
         if losses.needs_gt and not cache.manifest.has_gt:
-            raise InputError(f"{args.train_cache} holds no ground truth, but ground-truth loss terms are on: "
-                             f"{flags('gt')}; set them to 0, or build the cache with ground truth "
-                             f"(star-vsr distill cache-teacher --gt, or from --motion-clips)")
+            lacking.append(f"no ground truth, but ground-truth loss terms are on: {flags('gt')}; set them to 0, or "
+                           f"build the cache with ground truth (star-vsr distill cache-teacher --gt, or from "
+                           f"--motion-clips)")
+        missing = [n for n in losses.teacher_feature_names if n not in cache.feature_channels]
+        if missing and cache.has_teacher:  # (without a teacher, the first says it)
+            off = " ".join(f"--loss_{name} 0" for name in ("space", "time", "feature") if getattr(losses, name))
+            lacking.append(f"teacher features {sorted(cache.feature_channels)}, not {missing}; rebuild it with "
+                           f"--features {' '.join(losses.teacher_feature_names)}, or train without the feature "
+                           f"terms ({off})")
+        if lacking:
+            raise InputError(f"{args.train_cache} holds {'. It also holds '.join(lacking)}")
         check_cache_scale(cache.manifest, args)
         if args.train_batch_size > 1 and len(cache.lr_sizes) > 1:  # else refused at the first mixed batch, hours in
             raise InputError(f"{args.train_cache} holds clips of {len(cache.lr_sizes)} sizes "
                              f"({', '.join(f'{w}x{h}' for h, w in sorted(cache.lr_sizes)[:4])}"
                              f"{', ...' if len(cache.lr_sizes) > 4 else ''} LR), which cannot share a batch; pass "
                              f"--train_batch_size 1, or {ONE_SIZE_HINT}")
-        missing = [n for n in losses.teacher_feature_names if n not in cache.feature_channels]
-        if missing:
-            off = " ".join(f"--loss_{name} 0" for name in ("space", "time", "feature") if getattr(losses, name))
-            raise InputError(f"{args.train_cache} holds teacher features {sorted(cache.feature_channels)}, not "
-                             f"{missing}; rebuild it with --features {' '.join(losses.teacher_feature_names)}, or "
-                             f"train without the feature terms ({off})")
         return cache, cache.feature_channels
     if losses.needs_teacher:
         raise InputError(f"the teacher loss terms ({flags('teacher')}) need --train_cache (a teacher cache: make one "
