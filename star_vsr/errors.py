@@ -361,9 +361,10 @@ DAMAGED_WEIGHTS_MESSAGES = ("PytorchStreamReader", "Error(s) in loading state_di
 
 
 def _is_unpickler_memo_error(error: BaseException) -> bool:
-    """``KeyError(101)``: what ``torch.load`` raises, unwrapped, for bytes that are neither its zip format nor a
-    pickle (a text file "hello": "h" is the pickle opcode that reads memo entry "e", 101, never stored)."""
-    return isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], int)
+    """``KeyError(101)`` out of ``torch.load``: what it raises, unwrapped, for bytes that are neither its zip format
+    nor a pickle (a text file "hello": "h" is the pickle opcode that reads memo entry "e", 101, never stored)."""
+    return (isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], int)
+            and _raised_in_torch_load(error))
 
 
 def is_damaged_weights_error(error: BaseException) -> bool:
@@ -372,7 +373,7 @@ def is_damaged_weights_error(error: BaseException) -> bool:
     that memory or the device failed."""
     if is_out_of_memory(error):
         return False
-    return (isinstance(error, (pickle.UnpicklingError, EOFError)) or _is_unpickler_memo_error(error)
+    return (isinstance(error, (pickle.UnpicklingError, EOFError))
             or any(message in str(error) for message in DAMAGED_WEIGHTS_MESSAGES)
             or _raised_in_torch_load(error))
 
@@ -409,8 +410,9 @@ NO_PICKLE = "not a PyTorch file: neither its zip format nor a pickle"
 def load_failure(error: BaseException) -> str:
     """What ``torch.load(..., weights_only=True)`` failing with ``error`` found, in a line: for the safe unpickler's
     refusal what it found ("Unsupported global: GLOBAL posix.system"), not torch's advice to load the file with
-    ``weights_only=False``, which runs whatever code a pickle holds; for bytes that are no pickle, that they are
-    neither ("101" and "Unsupported operand 103" said nothing: black-box hunt); else ``first_line``."""
+    ``weights_only=False``, which runs whatever code a pickle holds; for a file the unpickler cannot read at all
+    (a text file: torch.load's bare ``KeyError(101)``), that it is neither ("101" said nothing: black-box hunt);
+    else ``first_line``."""
     if _is_unpickler_memo_error(error):
         return NO_PICKLE
     text = first_line(error)
@@ -418,8 +420,7 @@ def load_failure(error: BaseException) -> str:
         return text
     message = str(error)
     if "WeightsUnpickler error:" in message:
-        found = message.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0].strip() or "unpickling failed"
-        return f"{NO_PICKLE}; {found}" if found.startswith("Unsupported operand") else found
+        return message.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0].strip() or "unpickling failed"
     first = message.split("\n", 1)[0].removeprefix("Weights only load failed.").strip()
     if not first.startswith("In PyTorch"):  # "Weights only load failed. <why> ..." (a module that failed to import)
         return first.split(" Re-running `torch.load`", 1)[0] or "unpickling failed"
