@@ -442,6 +442,18 @@ def test_a_shard_whose_values_are_damaged_is_named_and_computed_again(tmp_path):
                                          r"or \(frames\) out-of-range values"):
         TeacherCache(tmp_path)[2]
     assert torch.isfinite(TeacherCache(tmp_path)[3]["teacher"]).all()  # the shard's other clip reads
+    # what a build lets in reads back: frames at the edges of the tolerance, in bfloat16 (-0.04999 reads -0.05005) ...
+    edges = [{"lq": torch.full((2, 3, 8, 8), value)} for value in (1.05, -0.04999)]
+    cache = build_teacher_cache(CallableTeacher(counting, SCALE), edges, tmp_path / "edges", dtype="bfloat16")
+    assert cache[1]["lq"].min() < -0.05 and cache[0]["lq"].max() > 1  # (rounded past the tolerance: read all the same)
+
+    class Signed(CallableTeacher):  # ... and a Teacher of one's own whose frames are in [-1, 1] is refused then
+        def __call__(self, lq, *, index=0, caption=None):
+            output = super().__call__(lq, index=index, caption=caption)
+            return dataclasses.replace(output, sr=output.sr * 2 - 1)
+
+    with pytest.raises(InputError, match=r"clip 0: the teacher's output must have values in \[0, 1\], got -1"):
+        build_teacher_cache(Signed(counting, SCALE), clips, tmp_path / "signed")
 
 
 def test_teacher_values_past_the_storage_range_are_refused_when_the_cache_is_built(tmp_path):
@@ -2035,8 +2047,8 @@ def test_a_resume_from_a_copy_of_its_cache_says_the_path_changed_not_that_it_was
     _, args = training_args(tmp_path / "copy", tmp_path / "run", *resume)
     with caplog.at_level(logging.WARNING, logger="star_vsr.training_run"):
         record_run_settings(args, script.build_parser(), tmp_path / "run" / "checkpoint-1")
-    assert re.search(r"changed settings: train_cache: \S+cache\" -> \S+copy\", max_train_steps: 1 -> 2, .*\(train_cache: "
-                     r"the same content the run started on\)", caplog.text), caplog.text
+    assert re.search(r"changed settings: train_cache: \S+cache\" -> \S+copy\", max_train_steps: 1 -> 2, .*"
+                     r"\(train_cache: the same content the run started on\)", caplog.text), caplog.text
     assert "--allow_changed_settings" not in caplog.text
 
 

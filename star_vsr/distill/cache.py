@@ -676,6 +676,9 @@ def _clip_tensors(clip: Mapping[str, Any], index: int, teacher: Optional[Teacher
             if not bool(torch.isfinite(value).all()):
                 raise InputError(f"clip {index}: the teacher's {what} holds NaN or infinite values (in half "
                                  f"precision, try the teacher in float32)")
+        # frames in [0, 1], as TeacherOutput says (Teacher._finish clamps them; a Teacher of one's own may not):
+        # stored, reading them called the shard damaged, and the rebuild advised stored the same (review)
+        check_unit_range(output.sr, f"clip {index}: the teacher's output")
         tensors[f"{index}/teacher"] = output.sr
         channels = {name: int(value.shape[1]) for name, value in output.features.items()}
         if known and channels != manifest.feature_channels:  # (none before, some now: a cache whose first clips
@@ -703,7 +706,7 @@ FRAME_TENSORS = ("lq", "gt", "teacher")
 
 def _in_unit_range(frames: torch.Tensor) -> bool:
     """Whether the finite ``frames`` lie in [0, 1] give or take ``VALUE_TOLERANCE`` and a bfloat16 step (2 ** -7
-    near 1: a clip's 1.05 let in, stored in bfloat16, reads 1.0547)."""
+    near 1): storage rounds a value let in past it (-0.04999 reads -0.05005 from bfloat16)."""
     low, high = frames.aminmax()
     slack = VALUE_TOLERANCE + 2 ** -7
     return -slack <= float(low) and float(high) <= 1 + slack
