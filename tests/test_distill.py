@@ -23,7 +23,7 @@ import yaml
 from PIL import Image
 
 from star_vsr.cli import main as cli_main
-from star_vsr.distill.cache import CacheManifest, TeacherCache, build_teacher_cache
+from star_vsr.distill.cache import CacheManifest, TeacherCache, build_teacher_cache, check_cache_folder
 from star_vsr.distill.convlstm import ConvLSTM
 from star_vsr.distill.teacher import CallableTeacher, StudentTeacher, load_teacher
 from star_vsr.errors import (DeviceError, InputError, MissingWeightsError, OutputBusyError, OutputError,
@@ -2028,12 +2028,30 @@ def test_clips_of_a_folder_carry_their_captions_to_the_teacher_and_the_cache(tmp
             seen.append(caption)
             return super().__call__(lq, index=index, caption=caption)
 
-    cache = build_teacher_cache(Prompted(CountingTeacher(), SCALE), clips, tmp_path / "cache")
+    cache = build_teacher_cache(Prompted(CountingTeacher(), SCALE), clips, tmp_path / "cache", source=clips.describe())
     assert seen == ["a red car on a wet road"] * 2 + [""] * 2 and cache[1]["caption"] == "a red car on a wet road"
     described = clips.describe()
     (data / "a.txt").write_text("a blue car", encoding="utf-8")
-    assert VideoFolderClips(data, num_frames=2).describe()["captions"] != described["captions"]
+    recaptioned = VideoFolderClips(data, num_frames=2).describe()
+    assert recaptioned["captions"] != described["captions"]
     assert {k: v for k, v in described.items() if k != "captions"} == plain
+
+    def rerun(**manifest_changes):  # the checks of a rerun over the recaptioned clips, on the manifest so changed
+        manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
+        for key, value in manifest_changes.items():
+            manifest[key] = value(manifest[key]) if callable(value) else value
+        (tmp_path / "cache" / "manifest.json").write_text(json.dumps(manifest))
+        check_cache_folder(tmp_path / "cache", 4, 4, "float16", recaptioned, overwrite=False)
+
+    rerun()  # a teacher without a prompt: the captions change nothing it computed
+    diffusion = {"teacher": lambda teacher: {**teacher, "kind": "star_vsr"}}  # (as DiffusionTeacher describes itself)
+    with pytest.raises(InputError, match=r"built with other settings \(source.captions differ\)"):
+        rerun(**diffusion)
+    # a cache of a version that did not read the captions: finished, nothing of it is computed again (it was
+    # refused, and --overwrite computed it all); unfinished, the rest would run with other prompts than the first
+    rerun(source=lambda source: {k: v for k, v in source.items() if k != "captions"})
+    with pytest.raises(InputError, match=r"source.captions differ"):
+        rerun(complete=False)
 
 
 def test_a_resume_from_a_copy_of_its_cache_says_the_path_changed_not_that_it_was_forced(tmp_path, train_cache,

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cache.add_argument("--teacher", type=path_argument, required=True,
                        help="teacher folder: a StarVSR diffusion pipeline or a student pipeline")
     data = cache.add_mutually_exclusive_group(required=True)
-    data.add_argument("--data", type=path_argument, help="folder of LR clips (videos or frame folders)")
+    data.add_argument("--data", type=path_argument,
+                      help="folder of LR clips (videos or frame folders; a caption for a.mp4 in a.txt)")
     data.add_argument("--motion-clips", type=int, metavar="N",
                       help="make N motion clips from the training photographs instead")
     cache.add_argument("-o", "--output", type=path_argument, required=True,

@@ -40,7 +40,7 @@ from ..frames import VALUE_TOLERANCE, check_unit_range
 from ..model_folder import safetensors_shapes
 from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
 from ..progress import bar_options
-from .teacher import Teacher
+from .teacher import DIFFUSION_TEACHER_KIND, Teacher
 from ..json_files import loads_json
 
 CACHE_FORMAT_VERSION = 1
@@ -503,7 +503,7 @@ def _other_weights(old: Any, new: Any) -> bool:
 
 #: ``SETTING_FLAGS`` where the clips come from ``--data``: their number is the folder's (its videos cut into
 #: ``--num-frames`` windows), not ``--motion-clips``.
-FOLDER_SETTING_FLAGS = {**SETTING_FLAGS, "source.clips": "--data"}
+FOLDER_SETTING_FLAGS = {**SETTING_FLAGS, "source.clips": "--data", "source.captions": "the clips' .txt captions"}
 
 
 def _with_flag(setting: str, source: Any = None) -> str:
@@ -563,6 +563,13 @@ def _existing_cache(folder: Path, manifest: CacheManifest, overwrite: bool,
     for key in ("files", "frames"):  # the clips' files, each frame file, not fingerprinted yet
         if isinstance(old["source"], dict) and isinstance(new["source"], dict) and key not in old["source"]:
             new = {**new, "source": {name: value for name, value in new["source"].items() if name != key}}
+    if isinstance(old["source"], dict) and isinstance(new["source"], dict):
+        prompted = isinstance(existing.teacher, dict) and existing.teacher.get("kind") == DIFFUSION_TEACHER_KIND
+        if not prompted or ("captions" not in old["source"] and existing.complete):
+            # the captions change a prompted teacher's outputs alone; a finished cache of a version that did not read
+            # them is computed no further (nothing to mix: it was refused, and --overwrite computed it all again)
+            old, new = ({**settings, "source": {name: value for name, value in settings["source"].items()
+                                                if name != "captions"}} for settings in (old, new))
     if isinstance(old["teacher"], dict) and isinstance(new["teacher"], dict):
         if "features" not in old["teacher"] and "features" in new["teacher"]:
             # a diffusion teacher's taps were not recorded yet: those its clips hold

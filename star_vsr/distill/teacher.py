@@ -212,6 +212,11 @@ DIFFUSION_FEATURES = {
 }
 
 
+#: ``DiffusionTeacher``'s ``"kind"`` in a cache's manifest: the one teacher whose outputs depend on the clips' captions
+#: (its prompt).
+DIFFUSION_TEACHER_KIND = "star_vsr"
+
+
 class DiffusionTeacher(Teacher):
     """A ``StarVSRPipeline`` as the teacher (slow: run it once into a cache).
 
@@ -251,7 +256,8 @@ class DiffusionTeacher(Teacher):
             diffusion_weights_fingerprint
 
         # its weights and precision: a cache resumed after either changed would mix two teachers
-        return {"kind": "star_vsr", "source": self.source, "scale": self.scale, "features": list(self.feature_names),
+        return {"kind": DIFFUSION_TEACHER_KIND, "source": self.source, "scale": self.scale,
+                "features": list(self.feature_names),
                 "num_inference_steps": self.num_inference_steps, "seed": self.seed,
                 "call_kwargs": {k: v for k, v in self.call_kwargs.items() if isinstance(v, (int, float, str, bool))},
                 "weights": diffusion_weights_fingerprint(self.pipe),
