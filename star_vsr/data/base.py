@@ -242,12 +242,13 @@ class ClipPairDataset(Dataset, ABC):
             raise IndexError(f"index {index} out of range for a dataset of {self.length} items")
         # an epoch shorter than the sources goes on through them where the last one stopped, so every source is
         # used (item i was source i in every epoch: the rest never); otherwise item i is source i mod the sources
-        first = (index + (self.epoch * self.length if self.length < self.num_sources else 0)) % self.num_sources
+        epoch = self.epoch  # read once: a set_epoch meanwhile (shared memory) must not mix two epochs' seeds
+        first = (index + (epoch * self.length if self.length < self.num_sources else 0)) % self.num_sources
         unreported: dict[str, str] = {}
         problems: list[str] = []
-        for attempt, source in enumerate(self._sources_to_try(first, index)):
+        for attempt, source in enumerate(self._sources_to_try(first, index, epoch)):
             clip_seq, caption_seq, degradation_seq = sample_seed_sequence(
-                self.seed, self.epoch, index, attempt).spawn(_STREAMS)
+                self.seed, epoch, index, attempt).spawn(_STREAMS)
             try:
                 frames, caption = self.load_clip(source, np.random.default_rng(clip_seq))
             except BadSampleError as error:
@@ -264,7 +265,7 @@ class ClipPairDataset(Dataset, ABC):
                          f"(item {index} tried them all: {'; '.join(problems[:3])}"
                          f"{'; ...' if len(problems) > 3 else ''}). Check the training data.")
 
-    def _sources_to_try(self, first: int, index: int) -> Iterator[int]:
+    def _sources_to_try(self, first: int, index: int, epoch: int) -> Iterator[int]:
         """Source ``first`` and its ``NEIGHBOURS`` next ones in order, then every other source in a random order
         drawn from (seed, epoch, index), the same in every process and worker: the item failed after the
         neighbours, so a run of 33 bad sources stopped a training run at a random step although good ones existed."""
@@ -273,7 +274,7 @@ class ClipPairDataset(Dataset, ABC):
         if len(neighbours) == self.num_sources:
             return
         tried = set(neighbours)
-        sequence = np.random.SeedSequence([self.seed, self.epoch, index], spawn_key=(_SUBSTITUTE_STREAM,))
+        sequence = np.random.SeedSequence([self.seed, epoch, index], spawn_key=(_SUBSTITUTE_STREAM,))
         for source in np.random.default_rng(sequence).permutation(self.num_sources):
             if int(source) not in tried:
                 yield int(source)
