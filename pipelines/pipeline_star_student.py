@@ -184,7 +184,8 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
         """Load a folder written by ``save_pretrained`` (e.g. by ``training/distill_student.py``). Never downloads."""
         folder = Path(pretrained_model_name_or_path).expanduser()  # "~/student" "did not exist"
         help_text = missing_student_help(folder)
-        check_pipeline_folder(folder, "student", help_text, expected_class=cls, variant=kwargs.get("variant"))
+        check_pipeline_folder(folder, "student", help_text, expected_class=cls, variant=kwargs.get("variant"),
+                              passed=kwargs)
         check_weight_format(folder, kwargs.get("use_safetensors"), passed=kwargs)
         kwargs = local_load_kwargs(kwargs)
         return load_checked(folder, "student", help_text,

@@ -267,7 +267,7 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         """Load a pipeline folder written by ``save_pretrained`` or ``star-vsr convert-star``. Never downloads."""
         folder = Path(pretrained_model_name_or_path).expanduser()  # "~/star-light" "did not exist"
         check_pipeline_folder(folder, "StarVSR", MISSING_WEIGHTS_HELP, expected_class=cls,
-                              variant=kwargs.get("variant"))
+                              variant=kwargs.get("variant"), passed=kwargs)
         check_weight_format(folder, kwargs.get("use_safetensors"), passed=kwargs)
         kwargs = local_load_kwargs(kwargs)
         with without_misleading_load_logs():  # the VAE's and text encoder's: refused below, in one message

@@ -30,7 +30,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".index.json")
 
 
 def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_class: Optional[type] = None,
-                          class_help: Optional[dict[str, str]] = None, variant: Optional[str] = None) -> str:
+                          class_help: Optional[dict[str, str]] = None, variant: Optional[str] = None,
+                          passed: Collection[str] = ()) -> str:
     """The pipeline class named by ``folder``'s ``model_index.json``, once the folder is checked.
 
     Raises ``MissingWeightsError`` (naming the missing or broken part, then ``help_text``) unless
@@ -42,7 +43,8 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     ``model_index.json`` names it (a student folder with a missing part gets the student's help, not STAR's).
     ``variant``: the weights' variant the load asks for (``check_variant``): without one, every model component
     needs weights saved without one; with one, some component must have it (diffusers loads the others from their
-    weights without a variant).
+    weights without a variant). ``passed``: the components given to ``from_pretrained``, which it does not load
+    from the folder, and which the folder need not hold (as in diffusers: one that did was refused).
     """
     index = folder / "model_index.json"
     if not index.is_file():
@@ -78,7 +80,8 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
     if expected_class is not None:  # diffusers' own errors: a bare ValueError ("expected ['student'], but only
         # set() were passed", "has no class Nope")
         _check_index_entries(index, entries, expected_class, help_text)
-    for name in components:
+    loaded = [name for name in components if name not in passed]
+    for name in loaded:
         part = folder / name
         if not part.is_dir():
             raise MissingWeightsError(f"the {kind} pipeline at {folder} lists {name!r}, but {part} is missing "
@@ -104,7 +107,7 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
             # without its vocabulary a CLIP tokenizer still loads, with 2 tokens, and garbles every prompt
             raise MissingWeightsError(f"{part} holds no vocabulary (tokenizer.json, or vocab.json + merges.txt; an "
                                       f"incomplete copy?).\n{help_text}")
-    models = [folder / name for name in components if (folder / name / "config.json").is_file()]
+    models = [folder / name for name in loaded if (folder / name / "config.json").is_file()]
     if variant is not None and models and not any(variant in weight_variants(part) for part in models):
         check_variant(models[0], saved_config(models[0]).get("_class_name") or models[0].name, variant)
     return class_name

@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -924,6 +925,8 @@ def test_a_model_index_without_the_student_or_with_an_unknown_class_is_a_missing
             StarStudentPipeline.from_pretrained(tmp_path / "student")
     index_file.write_text(json.dumps(index))
     assert isinstance(StarStudentPipeline.from_pretrained(tmp_path / "student"), StarStudentPipeline)
+    shutil.rmtree(tmp_path / "student" / "student")  # given to from_pretrained: not needed in the folder (diffusers')
+    assert StarStudentPipeline.from_pretrained(tmp_path / "student", student=pipe.student).student is pipe.student
 
 
 def test_a_model_index_naming_a_module_outside_star_vsr_diffusers_and_transformers_runs_no_code(pipe, tmp_path,
