@@ -382,6 +382,11 @@ def _locked(work: Path, output: Path) -> Iterator[None]:
     Folders above ``work`` that it makes are removed again when the run leaves them empty (it failed
     before writing anything, e.g. on an unsupported scale). Without ``fcntl`` (Windows) nothing is locked.
     """
+    if work.is_symlink() or (work.exists() and not work.is_dir()):  # not one this run may use, nor empty: a
+        # link's target had its files deleted (the input among them, in a link to the input's folder), and a file
+        # there was "cannot write OUTPUT: File exists" (black-box hunt)
+        raise SavedRunError(f"{work}, the folder where star-vsr keeps the progress of {output.name}, is "
+                            f"{'a link' if work.is_symlink() else 'a file'}: move it away and run again")
     with ExitStack() as stack:
         try:
             stack.enter_context(parent_folders(work))  # removed again when the run leaves no saved progress

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from functools import partial
 from fractions import Fraction
@@ -18,7 +19,7 @@ import torch
 
 from star_vsr.cli import main
 from star_vsr.errors import (CorruptVideoError, InputChangedError, InputError, OutputBusyError, OutputError,
-                             UnsupportedVideoError)
+                             SavedRunError, UnsupportedVideoError)
 from star_vsr.io import open_video, probe_video
 from star_vsr.io.segments import SegmentedVideoWriter
 from star_vsr.io.synthetic import synthetic_frames, write_test_video
@@ -1043,3 +1044,29 @@ def test_a_run_that_fails_before_writing_removes_the_folders_it_made(pipe, tmp_p
     monkeypatch.undo()
     upscale_video(pipe, source, tmp_path / "kept" / "new" / "out.mp4", progress=False)
     assert probe_video(tmp_path / "kept" / "new" / "out.mp4").num_frames == 3
+
+
+def test_a_link_or_file_where_the_progress_folder_goes_is_refused_and_left_alone(pipe, tmp_path, capsys):
+    """A link named .out.mp4.partial to the input's folder had that folder emptied, the input with it (the run
+    found no manifest there and cleared it), and a file there was "cannot write out.mp4: File exists"; in a batch
+    either stopped every video after it (black-box hunt). Now that output is refused, and a batch skips it."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b"):
+        write_test_video(inputs / f"{name}.mp4", 3, size=(12, 16))
+    (inputs / "notes.txt").write_text("mine")
+    link = inputs / ".out.mp4.partial"
+    link.symlink_to(".")
+    with pytest.raises(SavedRunError, match=r"\.out\.mp4\.partial, the folder where star-vsr keeps the progress of "
+                                            r"out\.mp4, is a link: move it away and run again"):
+        upscale_video(pipe, inputs / "a.mp4", inputs / "out.mp4", progress=False)
+    assert sorted(p.name for p in inputs.iterdir()) == [".out.mp4.partial", "a.mp4", "b.mp4", "notes.txt"]
+    outputs = tmp_path / "out"
+    outputs.mkdir()
+    (outputs / ".a.mp4.partial").write_text("not a folder")
+    pipe.save_pretrained(tmp_path / "student")
+    assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--model", str(tmp_path / "student")]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"skipped \S+a\.mp4: \S+\.a\.mp4\.partial, the folder where star-vsr keeps the progress of "
+                     r"a\.mp4, is a file: move it away", err), err
+    assert probe_video(outputs / "b.mp4").num_frames == 3 and (outputs / ".a.mp4.partial").read_text() == "not a folder"
