@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
-from .errors import StarVSRError
+from .errors import InputError, StarVSRError
 from .json_files import loads_json
 
 RECORD_NAME = ".star-vsr-upscale-batch.jsonl"
@@ -31,9 +31,23 @@ def record_output(output_dir: Path, name: str, settings: Mapping[str, Any], sour
     line = json.dumps({"output": name, "settings": _as_stored(settings),
                        **({"input": source} if source is not None else {}),
                        **({"input_signature": signature} if signature is not None else {})})
-    descriptor = os.open(Path(output_dir) / record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    check_record(output_dir, record)  # (and no link followed: a link made meanwhile fails to open)
+    descriptor = os.open(Path(output_dir) / record, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NO_FOLLOW, 0o666)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:  # one write: appends of processes do not mix
         file.write("\n" + line + "\n")  # the leading newline ends a line a crash cut short
+
+
+#: ``os.O_NOFOLLOW`` where the system has it (not Windows).
+NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def check_record(output_dir: Path, record: str = RECORD_NAME) -> None:
+    """``InputError`` when the record ``record`` in ``output_dir`` is a link: its lines were appended to the file
+    it points to, a user's file among them (black-box hunt). A batch checks it before any work."""
+    path = Path(output_dir) / record
+    if path.is_symlink():
+        raise InputError(f"{path} is a link (to {os.readlink(path)}); star-vsr keeps there, in a file of its own, "
+                         f"which input made each output, and would write through it: remove the link")
 
 
 #: Bytes read at each end of an input file for its `input_signature`: its container's headers and index, which

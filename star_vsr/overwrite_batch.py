@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .batch_record import changed_settings, setting_names
+from .batch_record import NO_FOLLOW, changed_settings, setting_names
 from .outputs import write_text_atomic
 from .json_files import loads_json
 
@@ -63,7 +63,8 @@ class OverwriteLedger:
         """Record that output ``name`` is finished, made from ``source`` (one appended line: processes of a batch
         may add at once). Nothing when the ledger is gone (another batch on the folder ended and removed it)."""
         try:
-            ledger = os.open(self.path, os.O_WRONLY | os.O_APPEND)  # not O_CREAT: no ledger without settings
+            # not O_CREAT: no ledger without settings; no link followed (into a file it points to)
+            ledger = os.open(self.path, os.O_WRONLY | os.O_APPEND | NO_FOLLOW)
         except FileNotFoundError:
             return
         with os.fdopen(ledger, "w", encoding="utf-8") as file:  # one write: appends of processes do not mix

@@ -3852,6 +3852,29 @@ def test_upscale_batch_record_compares_dtype_as_it_resolves(tmp_path, capsys, mo
     assert "was made with other settings (--dtype: v.mp4)" in capsys.readouterr().out
 
 
+def test_a_batch_record_that_is_a_link_is_refused_before_any_work_and_never_written_through(tmp_path, capsys):
+    """upscale-batch and degrade FOLDER appended their records through a link named like them, into the file it
+    pointed to: a user's file (black-box hunt)."""
+    from star_vsr.batch_record import record_output
+    from star_vsr.cli.degrade import INPUTS_NAME
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_test_video(inputs / "v.mp4", num_frames=2, size=(16, 16))
+    mine = tmp_path / "mine.txt"
+    mine.write_text("user content\n")
+    for command, record in ((["upscale-batch", "--upscale", "2"], RECORD_NAME), (["degrade"], INPUTS_NAME)):
+        outputs = tmp_path / f"out-{command[0]}"
+        outputs.mkdir()
+        (outputs / record).symlink_to(mine)
+        assert main([command[0], str(inputs), "-o", str(outputs), *command[1:]]) == 2
+        assert f"{outputs / record} is a link (to {mine}); star-vsr keeps there" in capsys.readouterr().err
+        assert sorted(p.name for p in outputs.iterdir()) == [record] and mine.read_text() == "user content\n"
+        with pytest.raises(InputError, match="is a link"):  # (checked again at each write)
+            record_output(outputs, "v.mp4", {}, record=record)
+    assert mine.read_text() == "user content\n"
+
+
 def test_batch_record_keeps_the_last_settings_of_each_output_and_passes_over_a_damaged_line(tmp_path):
     from star_vsr.batch_record import made_with_other_settings, record_output
 

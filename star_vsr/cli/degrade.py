@@ -128,7 +128,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     (``clip_seed``); outputs that exist are skipped unless ``--overwrite``, so a stopped run goes on. The settings
     are recorded in ``-o`` (``SETTINGS_NAME``); a rerun with others is refused unless ``--overwrite``, which lists
     the outputs it has still to redo (``PENDING_NAME``) until it has, so that a stopped one goes on too."""
-    from ..batch_record import made_from_changed_inputs, recorded_inputs
+    from ..batch_record import check_record, made_from_changed_inputs, recorded_inputs
     from ..io import output_names
     from ..io.atomic import remove_stale_temporaries
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
@@ -147,6 +147,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     folders = {clip.name for clip in clips if clip.is_dir()}
     # the names earlier runs gave outputs that exist stay theirs (an a.mp4 added beside a.avi was paired with
     # a.avi's output a.mp4, counted as done: a.avi's frames under a.mp4's name)
+    check_record(output_dir, INPUTS_NAME)
     made_from = recorded_inputs(output_dir, INPUTS_NAME)
     kept = {source: out for out, source in made_from.items() if (output_dir / out).exists()}
     names = output_names([clip.name for clip in clips], args.codec, folders=folders, kept=kept)

@@ -497,8 +497,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     from ..io.folders import broken_link_line, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_writable, remove_finished_progress
-    from ..batch_record import (RECORD_NAME, input_signature, ledger_settings, output_settings, record_output,
-                                recorded_inputs)
+    from ..batch_record import (RECORD_NAME, check_record, input_signature, ledger_settings, output_settings,
+                                record_output, recorded_inputs)
     from ..errors import cannot_write, listed
     from .existing_outputs import earlier_names_line, renamed_lines
     from ..overwrite_batch import OverwriteLedger, batch_settings
@@ -511,6 +511,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     check_fps_for_clips(args.fps, input_dir, videos)
     # the names earlier runs gave outputs that exist or are partly done stay theirs: an input added later
     # (clip.mkv beside clip.mp4) took over clip.mp4's output clip.mkv, which then counted as done
+    check_record(output_dir)
     made_from = recorded_inputs(output_dir)
     kept = {source: out for out, source in made_from.items() if (output_dir / out).exists()}
     kept.update({source.name: out for out, source in unfinished_inputs(output_dir).items()
