@@ -3852,6 +3852,29 @@ def test_upscale_batch_record_compares_dtype_as_it_resolves(tmp_path, capsys, mo
     assert "was made with other settings (--dtype: v.mp4)" in capsys.readouterr().out
 
 
+def test_a_clip_whose_output_name_is_too_long_is_skipped_and_the_batch_goes_on(tmp_path, capsys):
+    """A 252-byte clip.ts gives clip.mp4, 256 bytes: every look at that output failed with "File name too long",
+    which stopped upscale-batch and degrade FOLDER before any clip (black-box hunt)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    long = inputs / ("t" * 252 + ".ts")
+    for clip in (long, inputs / "ok.mp4"):
+        write_test_video(clip, num_frames=2, size=(16, 16))
+    for command in (["upscale-batch", "--upscale", "2"], ["degrade"]):
+        outputs = tmp_path / f"out-{command[0]}"
+        assert main([command[0], str(inputs), "-o", str(outputs), *command[1:]]) == 1
+        err = capsys.readouterr().err
+        assert f"skipped {long}: its output's name, {'t' * 40}..., would be 256 bytes, over the 255 that the file " \
+               f"system of {outputs} takes; give the input a shorter name" in err, err
+        assert [p.name for p in outputs.iterdir() if not p.name.startswith(".")] == ["ok.mp4"]
+        assert long.name in err.splitlines()[-1]  # counted among the skipped
+    only = tmp_path / "only"
+    only.mkdir()
+    long.rename(only / long.name)
+    assert main(["degrade", str(only), "-o", str(tmp_path / "none")]) == 2
+    assert "no clip of " in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
 def test_a_batch_record_that_is_a_link_is_refused_before_any_work_and_never_written_through(tmp_path, capsys):
     """upscale-batch and degrade FOLDER appended their records through a link named like them, into the file it
     pointed to: a user's file (black-box hunt)."""

@@ -130,7 +130,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     the outputs it has still to redo (``PENDING_NAME``) until it has, so that a stopped one goes on too."""
     from ..batch_record import check_record, made_from_changed_inputs, recorded_inputs
     from ..io import output_names
-    from ..io.atomic import remove_stale_temporaries
+    from ..io.atomic import name_too_long, remove_stale_temporaries
     from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable, write_text_atomic
@@ -152,6 +152,10 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     kept = {source: out for out, source in made_from.items() if (output_dir / out).exists()}
     names = output_names([clip.name for clip in clips], args.codec, folders=folders, kept=kept)
     outputs = {clip: output_dir / names[clip.name] for clip in clips}
+    too_long = {clip: reason for clip in clips if (reason := name_too_long(outputs[clip]))}  # skipped
+    clips = [clip for clip in clips if clip not in too_long]
+    if not clips:
+        raise InputError(f"no clip of {folder} can be degraded into {output_dir}: {next(iter(too_long.values()))}")
     check_writable(outputs[clips[0]])
     check_crf(args.codec or "h264", args.crf)
     if args.overwrite:
@@ -210,7 +214,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
                  earlier_names_line(names, made_from, output_dir)):
         if line:
             say(args, f"note: {line}")
-    for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, clips,
+    for note in (stray_images_note(folder), other_subfolders_note(folder, other_subfolders(folder, [*clips, *too_long],
                                                                                         besides=[output_dir]))):
         if note:
             say(args, f"note: {note}")
@@ -218,6 +222,9 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     for link in broken_links(folder):  # they were left out without a word; said before the count, which leaves them out
         print(broken_link_line(link), file=sys.stderr)
         failed.append(link.name)
+    for clip, reason in too_long.items():
+        print(f"skipped {clip}: {reason}", file=sys.stderr)
+        failed.append(clip.name)
     redo = sum(outputs[clip].name in pending and outputs[clip].exists() for clip in todo) if not args.overwrite else 0
     say(args, f"{len(clips) - len(todo) - len(unreadable)} of {len(clips)} clip{'s' * (len(clips) != 1)} already "
               f"degraded in "

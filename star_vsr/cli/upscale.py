@@ -493,7 +493,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     from accelerate.utils import broadcast_object_list, gather_object
 
     from ..io import deinterlace_choice, output_names
-    from ..io.atomic import remove_stale_temporaries
+    from ..io.atomic import name_too_long, remove_stale_temporaries
     from ..io.folders import broken_link_line, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_writable, remove_finished_progress
@@ -518,6 +518,10 @@ def _run_batch(args: argparse.Namespace) -> int:
                  if source.parent == input_dir.resolve()})
     names = output_names([video.name for video in videos], args.codec, folders=frame_folders, kept=kept)
     outputs = {video: output_dir / names[video.name] for video in videos}
+    too_long = {video: reason for video in videos if (reason := name_too_long(outputs[video]))}  # skipped
+    videos = [video for video in videos if video not in too_long]
+    if not videos:
+        raise InputError(f"no video of {input_dir} can be upscaled into {output_dir}: {next(iter(too_long.values()))}")
     check_writable(outputs[videos[0]])
     if args.overwrite:  # as `upscale --overwrite`, for every output, before any work
         for video in videos:
@@ -584,6 +588,8 @@ def _run_batch(args: argparse.Namespace) -> int:
             print(f"note: {stray}")
         for link in broken:  # they were left out without a word
             print(broken_link_line(link), file=sys.stderr)
+        for video, reason in too_long.items():
+            print(f"skipped {video}: {reason}", file=sys.stderr)
         if subfolders:
             print(f"note: {other_subfolders_note(input_dir, subfolders)}")
         if args.overwrite and not redone:
@@ -665,7 +671,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     if made_output_dir and state.is_main_process and {p.name for p in output_dir.iterdir()} <= {ledger.path.name}:
         ledger.remove()  # every video failed: no folder left behind as if something were written (under
         output_dir.rmdir()  # --overwrite it held the ledger alone, which listed nothing redone)
-    skipped += [link.name for link in broken] + unreadable
+    skipped += [link.name for link in broken] + unreadable + [video.name for video in too_long]
     if skipped and state.is_main_process:
         print(f"{_videos_were(len(skipped))} skipped (the reason{'s are' if len(skipped) > 1 else ' is'} above): "
               f"{', '.join(sorted(skipped))}",

@@ -107,6 +107,18 @@ def fitting_name(path: Path, extra: int) -> str:
     return f"{name[:keep].decode(errors='ignore')}~{digest}"  # (a character cut in its middle is left out)
 
 
+def name_too_long(path: Path) -> Optional[str]:
+    """Why ``path`` cannot be made, its name being longer than its folder's file system takes (in words, for a
+    batch's line on the input it skips), or None when it fits. An output named from a long input (``clip.ts``
+    -> ``clip.mp4``, one byte more, or ``clip_ts.mp4`` beside ``clip.mp4``) failed every ``exists`` of it with
+    "File name too long", and stopped a batch before any clip (black-box hunt)."""
+    size, limit = len(os.fsencode(path.name)), _name_max(path.parent)
+    if size <= limit:
+        return None
+    return (f"its output's name, {path.name[:40]}..., would be {size} bytes, over the {limit} that the file system "
+            f"of {path.parent} takes; give the input a shorter name")
+
+
 def _name_max(folder: Path) -> int:
     """The longest file name ``folder``'s file system takes (its nearest existing ancestor's), in bytes."""
     for ancestor in (folder, *folder.parents):
