@@ -2513,16 +2513,18 @@ def test_upscale_batch_skips_a_video_replaced_while_it_is_upscaled(tmp_path, cap
     assert outputs_in(tmp_path / "out") == ["b.mp4"]
 
 
-def test_upscale_batch_refuses_an_output_folder_inside_a_frame_folder_of_the_input(tmp_path, capsys):
+@pytest.mark.parametrize("command", [["upscale-batch"], ["degrade", "--scale", "2"]])
+def test_a_folder_command_refuses_an_output_folder_inside_a_frame_folder_of_the_input(tmp_path, capsys, command):
     """-o inside one clip's frame folder wrote the outputs among that clip's frames, then failed on that clip
-    ("holds 3 videos ... and 6 frame images") with the clips after it never done."""
+    ("holds 3 videos ... and 6 frame images") with the clips after it never done; degrade FOLDER wrote them there
+    and exited 0 (black-box hunt)."""
     inputs = tmp_path / "in"
     (inputs / "walk").mkdir(parents=True)
     write_test_video(inputs / "a.mp4", num_frames=2, size=(8, 8))
     for i in range(2):
         Image.fromarray(np.full((8, 8, 3), 60 * i, np.uint8)).save(inputs / "walk" / f"{i:03d}.png")
     for output in (inputs / "walk", inputs / "walk" / "sr"):
-        assert main(["upscale-batch", str(inputs), "-o", str(output)]) == 2
+        assert main([command[0], str(inputs), "-o", str(output), *command[1:]]) == 2
         assert (f"the output folder {output} is inside {inputs / 'walk'}, the frame folder of one of the input's "
                 f"clips") in capsys.readouterr().err
     assert sorted(p.name for p in (inputs / "walk").iterdir()) == ["000.png", "001.png"]

@@ -131,7 +131,8 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     from ..batch_record import check_record, made_from_changed_inputs, recorded_inputs
     from ..io import output_names
     from ..io.atomic import name_too_long, remove_stale_temporaries
-    from ..io.folders import broken_link_line, broken_links, other_subfolders, other_subfolders_note, stray_images_note
+    from ..io.folders import (broken_link_line, broken_links, check_output_outside_clips, other_subfolders,
+                              other_subfolders_note, stray_images_note)
     from ..io.writer import check_crf
     from ..outputs import check_new_output, check_output_folder_name, check_writable, write_text_atomic
     from .existing_outputs import (check_existing_outputs, earlier_names_line, existing_output_lines,
@@ -143,6 +144,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         raise InputError(f"{folder} is a folder of clips, so -o must be a folder; {output_dir} is a file")
     if output_dir.exists() and os.path.samefile(folder, output_dir):
         raise InputError(f"-o {output_dir} is the input folder; choose another folder for the degraded clips")
+    check_output_outside_clips(output_dir, clips, "-o")  # (it wrote there: black-box hunt)
     check_fps_for_clips(args.fps, folder, clips)
     folders = {clip.name for clip in clips if clip.is_dir()}
     # the names earlier runs gave outputs that exist stay theirs (an a.mp4 added beside a.avi was paired with

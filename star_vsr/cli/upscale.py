@@ -443,7 +443,8 @@ def _batch_clips(input_dir: Path, output_dir: Path) -> tuple[list[Path], list[Pa
     be a batch (no folder, a frame folder, no clip, the output folder the input folder or inside a clip's frames)."""
     from ..errors import listed
     from ..io import VIDEO_EXTENSIONS
-    from ..io.folders import broken_links, clips_in_folder, is_frame_folder, other_subfolders
+    from ..io.folders import (broken_links, check_output_outside_clips, clips_in_folder, is_frame_folder,
+                              other_subfolders)
     from ..outputs import check_output_folder_name
 
     check_output_folder_name(output_dir, "the upscaled videos")
@@ -463,11 +464,7 @@ def _batch_clips(input_dir: Path, output_dir: Path) -> tuple[list[Path], list[Pa
         raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or folders of frames in {input_dir}"
                          + (f" (videos inside subfolders are not searched: {listed(subfolders)})"
                             if subfolders else ""))
-    for folder in (video for video in videos if video.is_dir()):  # one clip's frames: outputs there mixed with them
-        if output_dir.resolve().is_relative_to(folder.resolve()):
-            raise InputError(f"the output folder {output_dir} is inside {folder}, the frame folder of one of the "
-                             f"input's clips: its outputs would mix with that clip's frames; choose another "
-                             f"--output-dir")
+    check_output_outside_clips(output_dir, videos, "--output-dir")
     return videos, broken, subfolders
 
 

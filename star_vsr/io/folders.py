@@ -100,6 +100,16 @@ def clip_collection(path: Path) -> list[Path]:
     return clips_in_folder(path) if path.is_dir() and not is_frame_folder(path) else []
 
 
+def check_output_outside_clips(output_dir: Path, clips: Sequence[Path], flag: str) -> None:
+    """``InputError`` when the output folder ``output_dir`` (given as ``flag``) of a command over a folder of clips
+    is inside one of the frame folders among ``clips``: its outputs would mix with that clip's frames (and the clip
+    then read as a folder of clips)."""
+    for folder in (clip for clip in clips if clip.is_dir()):
+        if output_dir.resolve().is_relative_to(folder.resolve()):
+            raise InputError(f"the output folder {output_dir} is inside {folder}, the frame folder of one of the "
+                             f"input's clips: its outputs would mix with that clip's frames; choose another {flag}")
+
+
 def _first_names(names: Sequence[str]) -> str:
     """``a, b, c, ... (7 in all)``: the first three of ``names`` in a note."""
     return ", ".join(names[:3]) + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
