@@ -2615,11 +2615,11 @@ def test_degrade_names_the_output_format_when_its_block_is_the_limit(tmp_path, c
     frames.mkdir()
     for i in range(2):
         Image.fromarray(np.full((3, 5, 3), 40 * i, np.uint8)).save(frames / f"{i:03d}.png")
-    assert main(["degrade", str(frames), "-o", str(tmp_path / "lr.mp4"), "--scale", "2"]) == 2
+    assert main(["degrade", str(frames), "-o", str(tmp_path / "new" / "lr.mp4"), "--scale", "2"]) == 2
     err = capsys.readouterr().err
     assert ("is 5x3, too small to downscale by 2 into " in err and "blocks of 2x2 pixels, so the input needs at "
             "least 4x4; FFV1 (`-o NAME.mkv --codec ffv1`) and PNG frames (`-o FOLDER`) store any size") in err
-    assert not (tmp_path / "lr.mp4").exists()
+    assert not (tmp_path / "new").exists()  # nor the folder made for it (left behind empty: black-box hunt)
     assert main(["degrade", str(frames), "-o", str(tmp_path / "lr.mkv"), "--codec", "ffv1", "--scale", "2"]) == 0
     assert (probe_video(tmp_path / "lr.mkv").width, probe_video(tmp_path / "lr.mkv").height) == (2, 1)
     # smaller than the scale itself: no format helps, and the error does not suggest one

@@ -338,6 +338,7 @@ def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: in
     from ..degradations import DegradationConfig, RealWorldDegradation
     from ..degradations.frames import clip_to_frames, frames_to_clip
     from ..io import VideoWriter, deinterlace_choice, open_video, probe_video
+    from ..io.atomic import parent_folders
     from ..io.writer import writes_frames
 
     deinterlace = deinterlace_choice(args.deinterlace)
@@ -351,7 +352,8 @@ def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: in
     params = degradation.sample_params(generator)
     audio = source if info.has_audio and not info.is_image_folder else None
     reader = open_video(source, deinterlace=deinterlace, **folder_fps)
-    with reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf, audio_from=audio,
+    # (parent_folders: the folders made for the output go again with a failed write; they were left empty)
+    with parent_folders(output), reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf, audio_from=audio,
                              progress=True, total_frames=info.num_frames, pixel_aspect=info.pixel_aspect,
                              frame_times=info.timeline, reproducible=True, overwrite=args.overwrite or replace,
                              tags_from=None if info.is_image_folder else source) as writer:
