@@ -171,7 +171,7 @@ class StarStudentPipeline(CheckedPipeline, DiffusionPipeline):
     MEMORY_ADVICE = "The student has no attention layers; its memory grows with the frame size, not the video's length."
 
     def __init__(self, student: StarStudentModel) -> None:
-        check_components("StarStudentPipeline", dict(student=student))
+        check_components(type(self), dict(student=student))
         super().__init__()
         student.to(memory_format=torch.channels_last)  # the fast layout for convs on CPUs and tensor cores
         self.register_modules(student=student)

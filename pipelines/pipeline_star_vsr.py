@@ -220,6 +220,29 @@ def check_same_video(saved: Optional[torch.Tensor], frame: torch.Tensor, index: 
                          f"saw there; resume on the video state_sink gave it for, or start over without state=")
 
 
+def check_parts_fit(vae: Any, text_encoder: Any, unet: Any, controlnet: Any) -> None:
+    """``InputError`` naming the settings in which a StarVSRPipeline's networks do not fit together: the
+    ControlNet's residuals are added to the UNet's skips (the same latent channels, widths and layers), both attend
+    to the text encoder's states, and the UNet denoises the VAE's latents. A UNet of other widths than its ControlNet
+    was taken, and the call failed mid-denoising with "The size of tensor a (8) must match the size of tensor b (16)"
+    (black-box hunt)."""
+    def setting(model: Any, key: str) -> Any:
+        value = model.config.get(key) if isinstance(model.config, dict) else getattr(model.config, key, None)
+        return list(value) if isinstance(value, (list, tuple)) else value
+
+    pairs = [(f"controlnet {key}", setting(controlnet, key), f"unet {key}", setting(unet, key))
+             for key in ("in_channels", "block_out_channels", "layers_per_block", "cross_attention_dim")]
+    pairs += [("text_encoder hidden_size", setting(text_encoder, "hidden_size"), "unet cross_attention_dim",
+               setting(unet, "cross_attention_dim")),
+              ("vae latent_channels", setting(vae, "latent_channels"), "unet in_channels",
+               setting(unet, "in_channels"))]
+    wrong = [f"{name} {value} against {other} {other_value}" for name, value, other, other_value in pairs
+             if value != other_value]
+    if wrong:
+        raise InputError(f"the networks given to a StarVSRPipeline do not fit together: {'; '.join(wrong)} (a "
+                         f"ControlNet is made for its UNet: StarVSRControlNetModel.from_unet)")
+
+
 @dataclass
 class StarVSRPipelineOutput(BaseOutput):
     """Output of ``StarVSRPipeline``.
@@ -256,7 +279,8 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
                  scheduler: DPMSolverMultistepScheduler) -> None:
         components = dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, controlnet=controlnet,
                           scheduler=scheduler)
-        check_components("StarVSRPipeline", components)
+        check_components(type(self), components)
+        check_parts_fit(vae, text_encoder, unet, controlnet)
         super().__init__()
         self.register_modules(**components)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)

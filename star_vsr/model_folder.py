@@ -709,16 +709,27 @@ def local_load_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def check_components(pipeline: str, components: dict[str, Any]) -> None:
+def check_components(pipeline: type, components: dict[str, Any]) -> None:
     """``InputError`` when a component of a ``pipeline`` (its ``__init__``'s ``components``, all required) is None:
     ``from_pretrained(folder, unet=None)`` failed with an ``AttributeError`` ("'NoneType' object has no attribute
-    'dtype'"), or loaded and failed when called."""
+    'dtype'"), or loaded and failed when called; or is not the network its ``__init__`` is annotated with (a UNet
+    and ControlNet swapped, a string: an ``AttributeError`` deep inside the call or diffusers' registration; a
+    black-box hunt). Tokenizers and schedulers are not checked here (a scheduler the sampler cannot drive is
+    refused when called, after a swap as diffusers users make them)."""
+    import torch
+
     missing = [name for name, value in components.items() if value is None]
     if missing:
-        raise InputError(f"a {pipeline} needs every component, and {', '.join(missing)} "
+        raise InputError(f"a {pipeline.__name__} needs every component, and {', '.join(missing)} "
                          f"{'is' if len(missing) == 1 else 'are'} None: pass {'it' if len(missing) == 1 else 'them'}, "
                          f"or leave {'it' if len(missing) == 1 else 'them'} out of from_pretrained to load the "
                          f"folder's")
+    needs = _init_annotations(pipeline)
+    for name, value in components.items():
+        wanted = needs.get(name)
+        if isinstance(wanted, type) and issubclass(wanted, torch.nn.Module) and not isinstance(value, wanted):
+            raise InputError(f"a {pipeline.__name__}'s {name} must be of class {wanted.__name__}, not "
+                             f"{type(value).__name__}")
 
 
 _Pipeline = TypeVar("_Pipeline", bound="CheckedPipeline")

@@ -503,6 +503,31 @@ def test_a_required_component_given_as_none_is_refused_when_loading(pipe, tmp_pa
         StarStudentPipeline(student=None)
 
 
+def test_components_of_another_class_or_that_do_not_fit_together_are_refused_when_the_pipeline_is_made(pipe,
+                                                                                                        tmp_path):
+    """A UNet and ControlNet swapped, or a string, failed deep inside (an AttributeError in the call or in diffusers'
+    registration), and a UNet of other widths than its ControlNet loaded, then failed mid-denoising with "The size
+    of tensor a (8) must match the size of tensor b (16)" (black-box hunt)."""
+    from star_vsr import StarStudentPipeline
+    from star_vsr.models import StarVSRUNetModel
+    from star_vsr.testing import TINY_UNET_CONFIG, tiny_star_components
+
+    parts = tiny_star_components(seed=0)
+    for given, found in (({"unet": parts["controlnet"], "controlnet": parts["unet"]}, "StarVSRControlNetModel"),
+                         ({"unet": "unet"}, "str")):
+        with pytest.raises(InputError, match=rf"a StarVSRPipeline's unet must be of class StarVSRUNetModel, not "
+                                             rf"{found}$"):
+            StarVSRPipeline(**{**parts, **given})
+    with pytest.raises(InputError, match=r"a StarStudentPipeline's student must be of class StarStudentModel, not "
+                                         r"StarVSRUNetModel"):
+        StarStudentPipeline(student=parts["unet"])
+    narrow = StarVSRUNetModel(**{**TINY_UNET_CONFIG, "block_out_channels": (8, 16)})
+    pipe.save_pretrained(tmp_path / "star")
+    with pytest.raises(InputError, match=r"the networks given to a StarVSRPipeline do not fit together: controlnet "
+                                         r"block_out_channels \[16, 32\] against unet block_out_channels \[8, 16\]"):
+        StarVSRPipeline.from_pretrained(tmp_path / "star", unet=narrow)
+
+
 def test_a_prompt_cut_off_by_the_text_encoder_is_said(pipe, recwarn):
     """A long prompt was cut at 77 tokens without a word, STAR's appended quality phrases first: two prompts that
     differed after their 20th word gave the same video (black-box test of upscale --prompt). The warning is the
