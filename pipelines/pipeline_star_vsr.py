@@ -20,7 +20,7 @@ import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -852,6 +852,9 @@ class StarVSRPipeline(CheckedPipeline, DiffusionPipeline):
         def on_step_end(i: int, t: torch.Tensor) -> None:
             available = {"latents": sampler.gather_latents()}  # a copy of the windows' latents, (n, 4, h, w)
             outputs = callback_on_step_end(self, i, t, {k: available[k] for k in callback_on_step_end_tensor_inputs})
+            if outputs is not None and not isinstance(outputs, Mapping):  # (a tuple was passed over without a word)
+                raise InputError(f"callback_on_step_end must return a dict of the tensors it changes (or None), not "
+                                 f"{type(outputs).__name__}")
             if outputs and "latents" in outputs:  # (extra frames were dropped, too few failed inside the ControlNet)
                 sampler.scatter_latents(checked_latents(outputs["latents"], expected,
                                                         "the latents callback_on_step_end returned"))

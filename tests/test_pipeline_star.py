@@ -321,6 +321,10 @@ def test_callback_on_step_end_may_change_the_latents_in_place(pipe):
     assert torch.equal(run(pipe, clip, callback_on_step_end=lambda p, i, t, kw: None), plain)
     assert torch.equal(run(pipe, clip, callback_on_step_end=lambda p, i, t, kw: kw.clear(),
                            callback_on_step_end_tensor_inputs=[]), plain)
+    # one that returns no dict: refused (a tuple was passed over without a word; black-box hunt)
+    with pytest.raises(InputError, match=r"^callback_on_step_end must return a dict of the tensors it changes \(or "
+                                         r"None\), not tuple$"):
+        run(pipe, clip, callback_on_step_end=lambda p, i, t, kw: (kw["latents"] * 0,))
 
 
 def test_diffusers_interrupt_flag_is_refused_not_ignored(pipe):
