@@ -353,10 +353,11 @@ def _degrade_file(args: argparse.Namespace, source: Path, output: Path, seed: in
     audio = source if info.has_audio and not info.is_image_folder else None
     reader = open_video(source, deinterlace=deinterlace, **folder_fps)
     # (parent_folders: the folders made for the output go again with a failed write; they were left empty)
-    with parent_folders(output), reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf, audio_from=audio,
-                             progress=True, total_frames=info.num_frames, pixel_aspect=info.pixel_aspect,
-                             frame_times=info.timeline, reproducible=True, overwrite=args.overwrite or replace,
-                             tags_from=None if info.is_image_folder else source) as writer:
+    with parent_folders(output), reader, VideoWriter(output, info.frame_rate, codec=args.codec, crf=args.crf,
+                                                     audio_from=audio, progress=True, total_frames=info.num_frames,
+                                                     pixel_aspect=info.pixel_aspect, frame_times=info.timeline,
+                                                     reproducible=True, overwrite=args.overwrite or replace,
+                                                     tags_from=None if info.is_image_folder else source) as writer:
         crop_h, crop_w = hr_crop(info.height, info.width, args.scale, writer.size_multiple)
         multiple_h, multiple_w = args.scale * writer.size_multiple[0], args.scale * writer.size_multiple[1]
         if crop_h == 0 or crop_w == 0:
