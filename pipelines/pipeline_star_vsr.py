@@ -223,24 +223,27 @@ def check_same_video(saved: Optional[torch.Tensor], frame: torch.Tensor, index: 
 def check_parts_fit(vae: Any, text_encoder: Any, unet: Any, controlnet: Any) -> None:
     """``InputError`` naming the settings in which a StarVSRPipeline's networks do not fit together: the
     ControlNet's residuals are added to the UNet's skips (the same latent channels, widths and layers), both attend
-    to the text encoder's states, and the UNet denoises the VAE's latents. A UNet of other widths than its ControlNet
-    was taken, and the call failed mid-denoising with "The size of tensor a (8) must match the size of tensor b (16)"
-    (black-box hunt)."""
+    to the text encoder's states, the UNet denoises the VAE's latents and the ControlNet reads the VAE's latent of
+    the hint. A UNet of other widths than its ControlNet was taken, and the call failed mid-denoising with "The
+    size of tensor a (8) must match the size of tensor b (16)" (black-box hunt); train_star.py checks its parts too."""
     def setting(model: Any, key: str) -> Any:
         value = model.config.get(key) if isinstance(model.config, dict) else getattr(model.config, key, None)
         return list(value) if isinstance(value, (list, tuple)) else value
 
-    pairs = [(f"controlnet {key}", setting(controlnet, key), f"unet {key}", setting(unet, key))
+    latent = ("vae latent_channels", setting(vae, "latent_channels"))
+    pairs = [((f"controlnet {key}", setting(controlnet, key)), (f"unet {key}", setting(unet, key)))
              for key in ("in_channels", "block_out_channels", "layers_per_block", "cross_attention_dim")]
-    pairs += [("text_encoder hidden_size", setting(text_encoder, "hidden_size"), "unet cross_attention_dim",
-               setting(unet, "cross_attention_dim")),
-              ("vae latent_channels", setting(vae, "latent_channels"), "unet in_channels",
-               setting(unet, "in_channels"))]
-    wrong = [f"{name} {value} against {other} {other_value}" for name, value, other, other_value in pairs
-             if value != other_value]
+    pairs += [(("text_encoder hidden_size", setting(text_encoder, "hidden_size")),
+               ("unet cross_attention_dim", setting(unet, "cross_attention_dim"))),
+              (latent, ("unet in_channels", setting(unet, "in_channels"))),
+              (latent, ("unet out_channels", setting(unet, "out_channels"))),
+              (latent, ("controlnet conditioning_channels", setting(controlnet, "conditioning_channels")))]
+    wrong = [(first, second) for first, second in pairs if first[1] != second[1]]
     if wrong:
-        raise InputError(f"the networks given to a StarVSRPipeline do not fit together: {'; '.join(wrong)} (a "
-                         f"ControlNet is made for its UNet: StarVSRControlNetModel.from_unet)")
+        pair = any(first[0].startswith("controlnet") and second[0].startswith("unet") for first, second in wrong)
+        raise InputError(f"the networks given to a StarVSRPipeline do not fit together: "
+                         f"{'; '.join(f'{a} {x} against {b} {y}' for (a, x), (b, y) in wrong)}"
+                         + (" (a ControlNet is made for its UNet: StarVSRControlNetModel.from_unet)" if pair else ""))
 
 
 @dataclass

@@ -79,7 +79,7 @@ def check_pipeline_folder(folder: Path, kind: str, help_text: str, expected_clas
                                       f"was edited or is not a star-vsr model.\n{help_text}")
     if expected_class is not None:  # diffusers' own errors: a bare ValueError ("expected ['student'], but only
         # set() were passed", "has no class Nope")
-        _check_index_entries(index, entries, expected_class, help_text)
+        _check_index_entries(index, entries, expected_class, help_text, passed)
     loaded = [name for name in components if name not in passed]
     for name in loaded:
         part = folder / name
@@ -165,10 +165,12 @@ def _init_annotations(cls: type) -> dict[str, Any]:
     return {}
 
 
-def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: type, help_text: str) -> None:
+def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: type, help_text: str,
+                         passed: Collection[str] = ()) -> None:
     """``MissingWeightsError`` unless ``index`` (a ``model_index.json`` read as ``entries``) lists every component
     that ``expected_class``'s ``__init__`` needs, each as ``[library, class]`` naming a class that can be imported,
-    and, for a model or scheduler, the class (or a subclass of it) that ``__init__`` is annotated with."""
+    and, for a model or scheduler, the class (or a subclass of it) that ``__init__`` is annotated with; but for those
+    ``passed`` to ``from_pretrained``, which it does not load (a folder without them, as diffusers takes it)."""
     import inspect
 
     import torch
@@ -179,7 +181,7 @@ def _check_index_entries(index: Path, entries: dict[str, Any], expected_class: t
     needed = [name for name, parameter in inspect.signature(expected_class.__init__).parameters.items()
               if name != "self" and parameter.default is inspect.Parameter.empty
               and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)]
-    for name in needed:
+    for name in (name for name in needed if name not in passed):
         value = entries.get(name)
         if not (isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value)):
             raise MissingWeightsError(f"{index} does not list the {name!r} component a {expected_class.__name__} "
@@ -727,6 +729,7 @@ def check_components(pipeline: type, components: dict[str, Any]) -> None:
     needs = _init_annotations(pipeline)
     for name, value in components.items():
         wanted = needs.get(name)
+        value = getattr(value, "_orig_mod", value)  # a torch.compile'd network: its module (diffusers registers that)
         if isinstance(wanted, type) and issubclass(wanted, torch.nn.Module) and not isinstance(value, wanted):
             raise InputError(f"a {pipeline.__name__}'s {name} must be of class {wanted.__name__}, not "
                              f"{type(value).__name__}")

@@ -927,6 +927,10 @@ def test_a_model_index_without_the_student_or_with_an_unknown_class_is_a_missing
     assert isinstance(StarStudentPipeline.from_pretrained(tmp_path / "student"), StarStudentPipeline)
     shutil.rmtree(tmp_path / "student" / "student")  # given to from_pretrained: not needed in the folder (diffusers')
     assert StarStudentPipeline.from_pretrained(tmp_path / "student", student=pipe.student).student is pipe.student
+    index_file.write_text(json.dumps({k: v for k, v in index.items() if k != "student"}))  # nor in its index
+    assert StarStudentPipeline.from_pretrained(tmp_path / "student", student=pipe.student).student is pipe.student
+    compiled = torch.compile(pipe.student)  # (its class is torch's OptimizedModule: the module inside is checked)
+    assert StarStudentPipeline(student=compiled).student is compiled
 
 
 def test_a_model_index_naming_a_module_outside_star_vsr_diffusers_and_transformers_runs_no_code(pipe, tmp_path,

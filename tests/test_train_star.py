@@ -285,6 +285,23 @@ def test_weights_found_damaged_as_they_load_get_this_script_s_flag_in_the_help(t
         train_star.load_components(args)
 
 
+def test_a_controlnet_made_for_another_unet_is_refused_as_the_parts_load(tmp_path):
+    """--controlnet_model_name_or_path of a ControlNet made for a UNet of other widths trained until step 1 and
+    failed there with "The size of tensor a (8) must match the size of tensor b (16)" (final review)."""
+    from star_vsr.errors import InputError
+    from star_vsr.models import StarVSRControlNetModel, StarVSRUNetModel
+    from star_vsr.testing import TINY_UNET_CONFIG
+
+    other = StarVSRUNetModel(**{**TINY_UNET_CONFIG, "block_out_channels": (8, 16)})
+    StarVSRControlNetModel.from_unet(other).save_pretrained(tmp_path / "cn")
+    args = train_star.parse_args(["--config", str(TINY_CONFIG), "--output_dir", str(tmp_path / "run"),
+                                  "--controlnet_init", "pretrained",
+                                  "--controlnet_model_name_or_path", str(tmp_path / "cn")])
+    with pytest.raises(InputError, match=r"controlnet block_out_channels \[8, 16\] against unet block_out_channels "
+                                         r"\[16, 32\] \(a ControlNet is made for its UNet"):
+        train_star.load_components(args)
+
+
 def test_liem_placement_moves_the_trained_gates_and_warns_where_they_are_cancelled(tmp_path, caplog):
     """A converted STAR model gates before the LayerNorm, which cancels the gates: fine-tuning from it trained
     gates that get almost no gradient, although the README said new training gates after the norm."""

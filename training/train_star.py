@@ -92,7 +92,8 @@ from star_vsr.metrics.fidelity import SSIM_WINDOW
 from star_vsr.outputs import LORA_FOLDER, check_writable, give_default_mode
 from star_vsr.models import (LIEM_PLACEMENTS, SpatialLIEM, StarVSRControlNetModel, StarVSRUNetModel, TemporalLIEM,
                              set_liem_placement)
-from star_vsr.pipelines.pipeline_star_vsr import MISSING_WEIGHTS_HELP, StarVSRPipeline, missing_weights_help
+from star_vsr.pipelines.pipeline_star_vsr import (MISSING_WEIGHTS_HELP, StarVSRPipeline, check_parts_fit,
+                                                  missing_weights_help)
 from star_vsr.progress import bar_options
 from star_vsr.scheduling import NUM_TRAIN_TIMESTEPS, star_timesteps
 from star_vsr.text import tokenize
@@ -414,6 +415,8 @@ def load_components(args: argparse.Namespace) -> dict[str, Any]:
         components["controlnet"] = StarVSRControlNetModel.from_pretrained(args.controlnet_model_name_or_path)
     elif args.controlnet_init == "unet":
         components["controlnet"] = StarVSRControlNetModel.from_unet(components["unet"])
+    # a --controlnet_model_name_or_path made for another UNet: refused here, not at step 1 with a tensor-size error
+    check_parts_fit(components["vae"], components["text_encoder"], components["unet"], components["controlnet"])
     place_trained_liem_gates(components, args)
     return components
 
