@@ -43,11 +43,12 @@ NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 def check_record(output_dir: Path, record: str = RECORD_NAME) -> None:
     """``InputError`` when the record ``record`` in ``output_dir`` is a link: its lines were appended to the file
-    it points to, a user's file among them (black-box hunt). A batch checks it before any work."""
+    it points to, a user's file among them (black-box hunt). A batch checks it before any work. (On Windows, where
+    ``is_symlink`` misses junctions and there is no ``O_NOFOLLOW``, only symbolic links are found.)"""
     path = Path(output_dir) / record
     if path.is_symlink():
-        raise InputError(f"{path} is a link (to {os.readlink(path)}); star-vsr keeps there, in a file of its own, "
-                         f"which input made each output, and would write through it: remove the link")
+        raise InputError(f"{path} is a link (to {os.readlink(path)}); star-vsr keeps a record of its own there and "
+                         f"would write through it: remove the link")
 
 
 #: Bytes read at each end of an input file for its `input_signature`: its container's headers and index, which

@@ -214,12 +214,13 @@ def write_text_atomic(path: Union[str, Path], text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all: through a hidden temporary file beside it, renamed into
     place (removed if the write fails: an ``OutputError`` naming ``path``). Makes the missing folders above
     ``path``."""
-    from .io.atomic import fitting_name, keep_mode
+    from .io.atomic import fitting_name, keep_mode, remove_temporary
 
     path = Path(path)
     temp = path.with_name(f".{fitting_name(path, len('..tmp'))}.tmp")  # (a name of 251 bytes or more: cut to fit)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_temporary(temp)  # (a link named like it had the file it pointed to written over: final review)
         temp.write_text(text, encoding="utf-8")
         keep_mode(temp, path)
         os.replace(temp, path)

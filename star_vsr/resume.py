@@ -45,7 +45,7 @@ from .errors import (ARGUMENT_FLAGS, CorruptVideoError, InputChangedError, Input
 from .fingerprints import (diffusion_weights_fingerprint, folder_files_fingerprint, input_fingerprint,
                            weights_fingerprint)
 from .interrupts import interrupts_held, raise_if_interrupted
-from .io.atomic import parent_folders
+from .io.atomic import is_real_folder, parent_folders
 from .io.audio import is_silent_video
 from .io.folders import photos_in_folder
 from .models.student import StarStudentState
@@ -152,7 +152,7 @@ def unfinished_runs(folder: Path, besides: Collection[Path] = ()) -> list[tuple[
     (``upscale-batch``: of outputs it does not write, e.g. an earlier run's with another --codec)."""
     found = []
     for work in sorted(Path(folder).glob(".*.partial")):
-        if work not in besides and (work / MANIFEST).is_file():
+        if work not in besides and is_real_folder(work) and (work / MANIFEST).is_file():  # (a link: no run's)
             found.append((work, sum(f.stat().st_size for f in work.rglob("*") if f.is_file())))
     return found
 
@@ -400,8 +400,8 @@ def _locked(work: Path, output: Path) -> Iterator[None]:
 def _clear(work: Path, keep: frozenset[str] = frozenset()) -> None:
     """Delete everything in ``work`` but the names in ``keep`` (the folder itself stays: it holds the lock)."""
     for path in work.iterdir() if work.is_dir() else ():
-        if path.name not in keep:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if path.name not in keep:  # (a link inside: itself, not what it points to; rmtree refused it)
+            shutil.rmtree(path) if is_real_folder(path) else path.unlink()
 
 
 def input_settings(input_path: Path) -> dict[str, Any]:

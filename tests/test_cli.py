@@ -3874,7 +3874,8 @@ def test_a_clip_whose_output_name_is_too_long_is_skipped_and_the_batch_goes_on(t
     only.mkdir()
     long.rename(only / long.name)
     assert main(["degrade", str(only), "-o", str(tmp_path / "none")]) == 2
-    assert "no clip of " in capsys.readouterr().err and not (tmp_path / "none").exists()
+    assert f"no clip of {only} can be degraded into {tmp_path / 'none'}: {long.name}: its output's name" in \
+        capsys.readouterr().err and not (tmp_path / "none").exists()
 
 
 def test_a_batch_record_that_is_a_link_is_refused_before_any_work_and_never_written_through(tmp_path, capsys):
@@ -3888,15 +3889,20 @@ def test_a_batch_record_that_is_a_link_is_refused_before_any_work_and_never_writ
     write_test_video(inputs / "v.mp4", num_frames=2, size=(16, 16))
     mine = tmp_path / "mine.txt"
     mine.write_text("user content\n")
-    for command, record in ((["upscale-batch", "--upscale", "2"], RECORD_NAME), (["degrade"], INPUTS_NAME)):
-        outputs = tmp_path / f"out-{command[0]}"
+    from star_vsr.overwrite_batch import LEDGER_NAME
+
+    for command, record in ((["upscale-batch", "--upscale", "2"], RECORD_NAME), (["degrade"], INPUTS_NAME),
+                            (["upscale-batch", "--upscale", "2", "--overwrite"], LEDGER_NAME)):
+        outputs = tmp_path / f"out-{record}"
         outputs.mkdir()
         (outputs / record).symlink_to(mine)
         assert main([command[0], str(inputs), "-o", str(outputs), *command[1:]]) == 2
-        assert f"{outputs / record} is a link (to {mine}); star-vsr keeps there" in capsys.readouterr().err
+        assert f"{outputs / record} is a link (to {mine}); star-vsr keeps a record of its own there" in \
+            capsys.readouterr().err
         assert sorted(p.name for p in outputs.iterdir()) == [record] and mine.read_text() == "user content\n"
-        with pytest.raises(InputError, match="is a link"):  # (checked again at each write)
-            record_output(outputs, "v.mp4", {}, record=record)
+        if record != LEDGER_NAME:
+            with pytest.raises(InputError, match="is a link"):  # (checked again at each write)
+                record_output(outputs, "v.mp4", {}, record=record)
     assert mine.read_text() == "user content\n"
 
 

@@ -118,3 +118,17 @@ def test_without_missing_parents_takes_out_only_what_a_writer_s_new_folders_woul
     assert without_missing_parents(f"{tmp_path}/new/../out.mp4") == str(tmp_path / "out.mp4")
     assert without_missing_parents("new/../out.mp4/") == "out.mp4/"  # (a file's name as a folder: still refused)
     assert without_missing_parents("new/..") == "."
+
+
+def test_a_link_at_a_fixed_temporary_name_is_replaced_not_written_through(tmp_path):
+    """write_text_atomic wrote through a link named like its temporary file (.NAME.tmp), into the file it pointed
+    to (final review); the link is removed and the file it pointed to left as it was."""
+    from star_vsr.outputs import write_text_atomic
+
+    mine = tmp_path / "mine.txt"
+    mine.write_text("user content\n")
+    (tmp_path / ".settings.json.tmp").symlink_to(mine)
+    write_text_atomic(tmp_path / "settings.json", "{}\n")
+    assert (tmp_path / "settings.json").read_text() == "{}\n" and mine.read_text() == "user content\n"
+    assert not (tmp_path / "settings.json").is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "mine.txt", "settings.json"]

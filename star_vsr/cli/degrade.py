@@ -157,7 +157,8 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     too_long = {clip: reason for clip in clips if (reason := name_too_long(outputs[clip]))}  # skipped
     clips = [clip for clip in clips if clip not in too_long]
     if not clips:
-        raise InputError(f"no clip of {folder} can be degraded into {output_dir}: {next(iter(too_long.values()))}")
+        first, reason = next(iter(too_long.items()))
+        raise InputError(f"no clip of {folder} can be degraded into {output_dir}: {first.name}: {reason}")
     check_writable(outputs[clips[0]])
     check_crf(args.codec or "h264", args.crf)
     if args.overwrite:

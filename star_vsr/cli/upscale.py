@@ -498,7 +498,7 @@ def _run_batch(args: argparse.Namespace) -> int:
                                 record_output, recorded_inputs)
     from ..errors import cannot_write, listed
     from .existing_outputs import earlier_names_line, renamed_lines
-    from ..overwrite_batch import OverwriteLedger, batch_settings
+    from ..overwrite_batch import LEDGER_NAME, OverwriteLedger, batch_settings
     from ..resume import MANIFEST, partial_folder, unfinished_inputs, unfinished_note, unfinished_runs
     from ..upscale import DTYPE_FLAGS, accelerate_on_cpu, pipeline_class_name, resolve_device, resolve_dtype
 
@@ -508,7 +508,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     check_fps_for_clips(args.fps, input_dir, videos)
     # the names earlier runs gave outputs that exist or are partly done stay theirs: an input added later
     # (clip.mkv beside clip.mp4) took over clip.mp4's output clip.mkv, which then counted as done
-    check_record(output_dir)
+    for record in (RECORD_NAME, LEDGER_NAME):
+        check_record(output_dir, record)
     made_from = recorded_inputs(output_dir)
     kept = {source: out for out, source in made_from.items() if (output_dir / out).exists()}
     kept.update({source.name: out for out, source in unfinished_inputs(output_dir).items()
@@ -518,7 +519,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     too_long = {video: reason for video in videos if (reason := name_too_long(outputs[video]))}  # skipped
     videos = [video for video in videos if video not in too_long]
     if not videos:
-        raise InputError(f"no video of {input_dir} can be upscaled into {output_dir}: {next(iter(too_long.values()))}")
+        first, reason = next(iter(too_long.items()))
+        raise InputError(f"no video of {input_dir} can be upscaled into {output_dir}: {first.name}: {reason}")
     check_writable(outputs[videos[0]])
     if args.overwrite:  # as `upscale --overwrite`, for every output, before any work
         for video in videos:

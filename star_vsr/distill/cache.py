@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from ..errors import (DISK_FULL_ERRNOS, InputError, OutputError, RanOutOfMemoryError, again, cannot_write,
                       cli_running, is_out_of_memory, listed, memory_amount, option, write_failed)
 from ..frames import VALUE_TOLERANCE, check_unit_range
+from ..io.atomic import remove_temporary
 from ..model_folder import safetensors_shapes
 from ..outputs import check_writable, folder_lock, give_default_mode, write_text_atomic
 from ..progress import bar_options
@@ -357,6 +358,7 @@ def _fill_shards(teacher: Optional[Teacher], clips: Sequence[Mapping[str, Any]],
             copy = json.dumps(asdict(replace(manifest, wall_time_s=0.0)), sort_keys=True).encode("utf-8")
             tensors[MANIFEST_COPY] = torch.frombuffer(bytearray(copy), dtype=torch.uint8)
             try:
+                remove_temporary(temp)  # (not written through a link named like it)
                 save_file(tensors, str(temp), metadata={"captions": json.dumps(captions)})
                 give_default_mode(temp)
                 os.replace(temp, path)

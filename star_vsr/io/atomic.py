@@ -26,10 +26,16 @@ from typing import Optional
 from star_vsr.errors import OutputExistsError, option
 
 
+def is_real_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder itself, not a link to one (whose files a removal of "its" content deleted)."""
+    return path.is_dir() and not path.is_symlink()
+
+
 def remove_temporary(path: Path) -> None:
     """Delete a temporary file or folder if it exists (best effort: cleaning up after a failed
-    write must not hide the error that made it fail, e.g. on a read-only disk)."""
-    if path.is_dir():
+    write must not hide the error that made it fail, e.g. on a read-only disk); a link there, not what it
+    points to. Also before a write to a fixed temporary name, which must not write through a link planted there."""
+    if is_real_folder(path):
         shutil.rmtree(path, ignore_errors=True)
     else:
         try:
