@@ -792,7 +792,7 @@ def load_training_checkpoint(accelerator: Any, checkpoint: Path) -> None:
         if not (isinstance(error, (OSError, SafetensorError)) or is_damaged_weights_error(error)):
             raise
         text = load_failure(reason)  # (what the unpickler found, not torch's advice to load with weights_only=False)
-        if text.startswith(NO_PICKLE):  # (a KeyError "101", raised as it was: black-box hunt)
+        if text.startswith(NO_PICKLE):  # (torch.load's bare KeyError(101): it read "(101)"; black-box hunt)
             text = f"a file of it is {text}"
         elif first_line(reason).startswith("Weights only load failed"):
             text = f"a file of it is no PyTorch state torch.load reads safely ({text})"
