@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Optional,
 
 from .errors import (DeviceError, InputError, MissingWeightsError, StarVSRError, cli_running, first_line,
                      is_failed_write, is_out_of_memory, why_missing, write_failed, write_reason)
-from .io.atomic import move_into_place, remove_temporary, temporary_path
+from .io.atomic import is_real_folder, move_into_place, remove_temporary, temporary_path
 from .json_files import loads_json
 from .outputs import FINAL_STEP_FILE, MODEL_RECORDS, REPLACING_INDEX, give_default_mode, saved_index
 
@@ -926,7 +926,7 @@ def save_pipeline_folder(pipe: Any, save_directory: Union[str, Path], save: Call
         moving = True
         for name in MODEL_RECORDS:
             record = folder / name
-            shutil.rmtree(record) if record.is_dir() and not record.is_symlink() else record.unlink(missing_ok=True)
+            shutil.rmtree(record) if is_real_folder(record) else record.unlink(missing_ok=True)
         for entry in sorted(temp.iterdir(), key=lambda entry: entry.name == "model_index.json"):
             move_into_place(entry, folder / entry.name)
         (folder / REPLACING_INDEX).unlink(missing_ok=True)

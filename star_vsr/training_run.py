@@ -1065,6 +1065,8 @@ def clear_old_run(args: argparse.Namespace, run_outputs: Callable[[Mapping[str, 
     recorded (its logging folder may have been another); then the folders this left empty. Returns the deleted
     paths.
     """
+    from .io.atomic import is_real_folder  # (here: star_vsr.io loads PyAV, which this module does not need)
+
     output_dir = Path(args.output_dir)
     recorded = []
     for record in (output_dir / CONFIG_FILE, *(folder / CONFIG_FILE for folder in checkpoint_folders(output_dir)),
@@ -1090,7 +1092,7 @@ def clear_old_run(args: argparse.Namespace, run_outputs: Callable[[Mapping[str, 
             if path.name in ("", ".", "..") or where == root or not where.is_relative_to(root) \
                     or not (path.exists() or path.is_symlink()):
                 continue
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            shutil.rmtree(path) if is_real_folder(path) else path.unlink()
             deleted.append(path)
     for path in deleted:  # folders left empty (logs/ of a removed TensorBoard folder, validation/)
         for parent in path.parents:
