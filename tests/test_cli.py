@@ -1424,6 +1424,10 @@ def test_an_overwrite_batch_whose_every_video_fails_leaves_no_folder(tmp_path, c
     (inputs / "broken.mp4").write_bytes(b"not a video")
     assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "out"), "--overwrite"]) == 1
     assert not (tmp_path / "out").exists()
+    # nor the folders it made above the output folder (left behind empty: review), with or without --overwrite
+    for overwrite in ([], ["--overwrite"]):
+        assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "new" / "deeper" / "out"), *overwrite]) == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 def test_a_damaged_overwrite_ledger_redoes_every_video(tmp_path):
@@ -3543,6 +3547,8 @@ def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     (only_bad / "bad.mp4").write_bytes(b"not a video")
     assert main(["degrade", str(only_bad), "-o", str(tmp_path / "LR3")]) == 1
     assert not (tmp_path / "LR3").exists()
+    assert main(["degrade", str(only_bad), "-o", str(tmp_path / "new" / "LR3")]) == 1
+    assert not (tmp_path / "new").exists()  # nor the folder made above it (left behind empty: review)
 
 
 def test_degrade_folder_names_an_output_that_cannot_be_read_as_not_done(tmp_path, capsys):

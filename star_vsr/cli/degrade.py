@@ -130,7 +130,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
     the outputs it has still to redo (``PENDING_NAME``) until it has, so that a stopped one goes on too."""
     from ..batch_record import check_record, made_from_changed_inputs, recorded_inputs
     from ..io import output_names
-    from ..io.atomic import name_too_long, remove_stale_temporaries
+    from ..io.atomic import missing_folders, name_too_long, remove_empty_folders, remove_stale_temporaries
     from ..io.folders import (broken_link_line, broken_links, check_output_outside_clips, other_subfolders,
                               other_subfolders_note, stray_images_note)
     from ..io.writer import check_crf
@@ -184,6 +184,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         raise InputError(f"{output_dir} holds clips degraded with other settings ({listed}); a rerun would mix "
                          f"them: choose another -o, or pass --overwrite to redo every clip with these settings")
     made_output_dir = not output_dir.exists()
+    made_above = missing_folders(output_dir)  # -o a/b/out: a and b where missing, made with it
     pending_record = output_dir / PENDING_NAME
     try:  # outputs a stopped --overwrite run had not yet redone with these settings
         pending = set(loads_json(pending_record.read_text(encoding="utf-8")))
@@ -243,6 +244,7 @@ def _degrade_folder(args: argparse.Namespace, folder: Path, clips: list[Path]) -
         if made_output_dir and output_dir.is_dir() and [p.name for p in output_dir.iterdir()] == [SETTINGS_NAME]:
             record.unlink()  # no clip written (every one failed, or the first stopped: Ctrl-C, an error): no folder
             output_dir.rmdir()  # left as if something were written
+            remove_empty_folders(made_above)  # nor the folders made above it (review)
     if failed:
         were = "s could not be degraded and were" if len(failed) != 1 else " could not be degraded and was"
         print(f"{len(failed)} clip{were} skipped (the reasons are above): {', '.join(failed)}", file=sys.stderr)

@@ -490,7 +490,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     from accelerate.utils import broadcast_object_list, gather_object
 
     from ..io import deinterlace_choice, output_names
-    from ..io.atomic import name_too_long, remove_stale_temporaries
+    from ..io.atomic import missing_folders, name_too_long, remove_empty_folders, remove_stale_temporaries
     from ..io.folders import broken_link_line, other_subfolders_note, stray_images_note
     from ..io.writer import check_crf, writes_frames
     from ..outputs import check_new_output, check_writable, remove_finished_progress
@@ -535,6 +535,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     check_crf(args.codec or "h264", args.crf)  # the writers check it per video, after the folder is made
     check_model_options(args)
     made_output_dir = not output_dir.exists()
+    made_above = missing_folders(output_dir)  # -o a/b/out: a and b where missing, made with it
     # a process whose share is done waits at the last barrier for the others, which can take hours: the process
     # group's default timeout (30 min with gloo, 10 with NCCL) ended it there, and the launcher then stopped the
     # others mid-video (gloo counts the timeout in 32-bit milliseconds: under 24.8 days)
@@ -670,6 +671,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     if made_output_dir and state.is_main_process and {p.name for p in output_dir.iterdir()} <= {ledger.path.name}:
         ledger.remove()  # every video failed: no folder left behind as if something were written (under
         output_dir.rmdir()  # --overwrite it held the ledger alone, which listed nothing redone)
+        remove_empty_folders(made_above)  # and the folders made above it (left behind empty: review)
     skipped += [link.name for link in broken] + unreadable + [video.name for video in too_long]
     if skipped and state.is_main_process:
         print(f"{_videos_were(len(skipped))} skipped (the reason{'s are' if len(skipped) > 1 else ' is'} above): "

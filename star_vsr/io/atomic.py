@@ -49,17 +49,28 @@ def parent_folders(path: Path) -> Iterator[None]:
     """Make the missing folders above ``path``; after the block, when nothing is at ``path`` (a write that failed or
     was stopped, a run that left no saved progress), remove those it made while they are empty, so that no empty
     folders are left as if something had been written."""
-    made = [folder for folder in path.parents if not folder.exists()]  # deepest first
+    made = missing_folders(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield
     finally:
         if not (path.exists() or path.is_symlink()):
-            for folder in made:
-                try:
-                    folder.rmdir()  # only while empty
-                except OSError:
-                    break
+            remove_empty_folders(made)
+
+
+def missing_folders(path: Path) -> list[Path]:
+    """The folders above ``path`` that do not exist yet, deepest first: those a ``mkdir(parents=True)`` makes."""
+    return [folder for folder in path.parents if not folder.exists()]
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first, as `missing_folders` lists them) while they are empty: those a command made
+    for its outputs, when it wrote none."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # only while empty
+        except OSError:
+            break
 
 
 #: The longest name most file systems take (ext4, XFS, Btrfs, APFS, NTFS: 255 bytes or UTF-16 units).
