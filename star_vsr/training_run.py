@@ -1407,14 +1407,16 @@ def _reshaped(before: Mapping[str, Any], now: Mapping[str, Any], checkpoint_shap
 
 
 def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser,
-                        checkpoint: Optional[Path]) -> None:
+                        checkpoint: Optional[Path], data_ids: Optional[Mapping[str, Collection[str]]] = None) -> None:
     """Record the settings of a run in its output folder (main process, once the run has started).
 
     A new run (``checkpoint`` None) writes them to ``CONFIG_FILE`` and drops the resume history of a run it
     replaces. A resumed run leaves ``CONFIG_FILE`` as its run started (in a folder without one, resuming another
     folder's checkpoint, it writes the settings that trained the checkpoint there) and appends to ``RESUMES_FILE`` the step
     and checkpoint it goes on from, its settings and those that changed (``name: [old, new]``; null when the
-    run recorded none), and logs a warning naming the changes.
+    run recorded none), and logs a warning naming the changes. ``data_ids`` maps each of the parser's
+    ``content_settings`` to the ids of the data it gives now (as ``check_same_data`` takes them), so that the warning
+    tells a path that only moved (the same content) from data changed under ``--allow_changed_settings``.
     """
     output_dir = Path(args.output_dir)
     now = recorded_settings(args, parser)
@@ -1441,12 +1443,25 @@ def record_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParse
         logger.warning(f"no settings were recorded for {checkpoint} (a run of an earlier version): they cannot be "
                        f"compared with this run's, which are recorded in {output_dir / RESUMES_FILE}")
     elif changes:
-        # without the flag a change got here only as a path to the same content (`check_same_data`), not forced
+        # without the flag a change got here only as a path to the same content (`check_same_data`), not forced;
+        # with it, a path that only moved still is the same content (it was said to be accepted with the flag)
         accepted = [name for name, _, _ in changes if changes_what_is_trained(name, args)]
-        forced = (f" ({', '.join(accepted)} accepted with --allow_changed_settings)" if args.allow_changed_settings
-                  else f" ({', '.join(accepted)}: the same content the run started on)") if accepted else ""
-        logger.warning(f"resuming {checkpoint} with changed settings: {_listed(changes, args)}{forced}; recorded in "
+        same = [name for name in accepted if not args.allow_changed_settings
+                or _same_content(checkpoint, parser, name, (data_ids or {}).get(name, ()))]
+        forced = [name for name in accepted if name not in same]
+        notes = ([f"{', '.join(forced)} accepted with --allow_changed_settings"] if forced else []) + (
+            [f"{', '.join(same)}: the same content the run started on"] if same else [])
+        noted = f" ({'; '.join(notes)})" if notes else ""
+        logger.warning(f"resuming {checkpoint} with changed settings: {_listed(changes, args)}{noted}; recorded in "
                        f"{output_dir / RESUMES_FILE} ({CONFIG_FILE} keeps those the run started with)")
+
+
+def _same_content(checkpoint: Path, parser: argparse.ArgumentParser, name: str, data_ids: Collection[str]) -> bool:
+    """Whether setting ``name`` gives the content the run that saved ``checkpoint`` started on: one of the parser's
+    ``content_settings`` whose record beside the checkpoint holds one of ``data_ids`` (`check_same_data`)."""
+    record = getattr(parser, "content_settings", {}).get(name)
+    return record is not None and (checkpoint.parent / record).is_file() and \
+        _read_record(checkpoint.parent / record) in data_ids
 
 
 def check_same_data(checkpoint: Optional[Path], record_name: str, data_id: str, change: str, allowed: bool,

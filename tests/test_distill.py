@@ -2068,6 +2068,18 @@ def test_a_resume_from_a_copy_of_its_cache_says_the_path_changed_not_that_it_was
     assert re.search(r"changed settings: train_cache: \S+cache\" -> \S+copy\", max_train_steps: 1 -> 2, .*"
                      r"\(train_cache: the same content the run started on\)", caplog.text), caplog.text
     assert "--allow_changed_settings" not in caplog.text
+    # with the flag too: a cache that only moved was said to be "accepted with --allow_changed_settings" (review)
+    caplog.clear()
+    _, args = training_args(tmp_path / "copy", tmp_path / "run", *resume, "--allow_changed_settings")
+    with caplog.at_level(logging.WARNING, logger="star_vsr.training_run"):
+        script.main(args)
+    assert "(train_cache: the same content the run started on)" in caplog.text, caplog.text
+    assert "accepted with" not in caplog.text
+    caplog.clear()  # a cache of other content, which the flag let through, is said to be
+    with caplog.at_level(logging.WARNING, logger="star_vsr.training_run"):
+        record_run_settings(args, script.build_parser(), tmp_path / "run" / "checkpoint-1",
+                            data_ids={"train_cache": ["another cache's id"]})
+    assert "(train_cache accepted with --allow_changed_settings)" in caplog.text, caplog.text
 
 
 def test_a_cache_rebuilt_by_the_same_command_is_the_same_cache(tmp_path, train_cache):

@@ -733,7 +733,8 @@ def _distill(args: argparse.Namespace, held: ExitStack) -> dict[str, Any]:
     if accelerator.is_main_process:  # after the checkpoint loads: one that does not leaves no tracker run behind
         tracker_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
         accelerator.init_trackers(TRACKER_PROJECT, config=tracker_config, init_kwargs=tracker_init_kwargs(path))
-        record_run_settings(args, build_parser(), path)
+        record_run_settings(args, build_parser(), path, data_ids={"train_cache": (
+            cache_id(args.train_cache), *earlier_cache_ids(args.train_cache))} if args.train_cache is not None else {})
         record_data_id(Path(args.output_dir), path, CACHE_ID_NAME,
                        cache_id(args.train_cache) if args.train_cache is not None else None)
 

@@ -836,7 +836,8 @@ def _train(args: argparse.Namespace, held: ExitStack) -> None:
     if accelerator.is_main_process:  # after the checkpoint loads: one that does not leaves no tracker run behind
         accelerator.init_trackers(args.tracker_project_name, config=flat_config(args),
                                   init_kwargs=tracker_init_kwargs(resume_path))
-        record_run_settings(args, build_parser(), resume_path)
+        record_run_settings(args, build_parser(), resume_path,
+                            data_ids={"train_data": (data_id, dataset.fingerprint(as_given=True))})
         record_data_id(output_dir, resume_path, DATA_ID_NAME, data_id)
     first_epoch = global_step // updates_per_epoch
     if global_step >= args.max_train_steps:  # stopped after its last checkpoint, before the final model was written
