@@ -599,6 +599,23 @@ def test_persistent_dataloader_workers_see_each_new_epoch(photos):
     assert not torch.equal(dataset[0]["lq"], expected[0])  # (epochs differ: the test could fail)
 
 
+def test_a_dataset_is_made_where_there_is_no_shared_memory(photos, monkeypatch):
+    """The epoch's shared tensor stopped the dataset from being made where /dev/shm is missing or full; it works
+    then with a warning (only persistent workers lose the new epochs, which the training scripts do not use)."""
+    def no_shared_memory(self):
+        raise RuntimeError("unable to open shared memory object </torch_1_2_3> in read-write mode")
+
+    monkeypatch.setattr(torch.Tensor, "share_memory_", no_shared_memory)
+    with pytest.warns(UserWarning, match=r"no shared memory for the dataset's epoch \(unable to open .*\): "
+                                         r"DataLoader workers made with persistent_workers=True will repeat"):
+        dataset = ImageMotionDataset(photos[:2], num_frames=2, crop_size=16, degradation="medium", length=2)
+    first = dataset[0]["lq"]
+    dataset.set_epoch(1)
+    assert dataset.epoch == 1 and not torch.equal(dataset[0]["lq"], first)
+    (batch,) = list(DataLoader(dataset, batch_size=2, num_workers=1))  # workers made now see epoch 1
+    assert torch.equal(batch["lq"][0], dataset[0]["lq"])
+
+
 def test_an_epoch_shorter_than_the_sources_goes_on_through_them():
     """--dataset_length below the number of videos trained on the first ones only: item i was source i in every
     epoch, and the rest were never read."""

@@ -7,7 +7,8 @@ which samples are asked for, or on any global random state. That is what makes a
 training run exact. Call ``set_epoch`` to get fresh augmentations each epoch (the training
 script does, before each epoch's DataLoader iterator is created). The epoch is kept in shared memory, so the
 copies of the dataset that a DataLoader's workers hold see it too, persistent ones
-(``persistent_workers=True``) included.
+(``persistent_workers=True``) included (where the system has no shared memory, a warning says that persistent
+workers keep the first epoch; workers made each epoch, as the training scripts' are, still see every epoch).
 
 A source that cannot give a clip (unreadable file, too few frames, frames too small) is skipped
 with a ``BadSampleWarning``, once per source: the item is taken from another source instead (``attempt`` + 1:
@@ -190,7 +191,14 @@ class ClipPairDataset(Dataset, ABC):
         self.length = num_sources if length is None else int(length)
         # () int64 in shared memory: a persistent DataLoader worker keeps its copy of the dataset from the first
         # epoch on (and repeated epoch 0's items with an int here); a shared tensor is the same memory in each copy
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._epoch = torch.zeros((), dtype=torch.int64)
+        try:
+            self._epoch.share_memory_()
+        except (RuntimeError, OSError) as error:  # no shared memory here (/dev/shm missing, full or not writable):
+            # the dataset still works in this process and in workers made each epoch (the training scripts'), and
+            # persistent workers would keep the epoch they started in (it stopped the dataset from being made)
+            warn_user(f"no shared memory for the dataset's epoch ({error}): DataLoader workers made with "
+                      f"persistent_workers=True will repeat the first epoch's augmentations")
         self.bad_sources: dict[str, str] = {}
 
     def __len__(self) -> int:
