@@ -301,6 +301,25 @@ def check_whole_number(name: str, value: Any, low: int) -> None:
         raise InputError(f"{name} must be a whole number >= {low}, got {value!r}")
 
 
+def check_real_number(name: str, value: Any, low: float, high: float = float("inf")) -> float:
+    """``value`` as a float, or ``InputError`` unless it is a finite real number (NumPy's too) in [``low``,
+    ``high``]: a string ("0.5", as a hand-written config may give it) was a ``TypeError`` at a comparison, True is
+    no number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high \
+            or value != value or value in (float("inf"), float("-inf")):
+        bounds = f"from {low:g} to {high:g}" if high != float("inf") else f">= {low:g}"
+        raise InputError(f"{name} must be a finite number {bounds}, got {value!r}")
+    return float(value)
+
+
+def check_true_or_false(name: str, value: Any) -> bool:
+    """``value`` as a bool, or ``InputError`` unless it is True or False (NumPy's too): any other value was taken by
+    its truth, "no" as True."""
+    if not (isinstance(value, bool) or type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def one_generator(generator: Any) -> Any:
     """``generator`` as one ``torch.Generator`` or None: diffusers' one-per-video list of one is unpacked; anything
     else is an ``InputError`` (both pipelines take the same values, so code can call either with them)."""

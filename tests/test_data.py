@@ -168,6 +168,16 @@ def test_a_negative_seed_or_an_unknown_backend_is_refused_where_it_is_given(phot
     video = write_test_video(tmp_path / "a.mp4", 4, size=(16, 16))
     with pytest.raises(InputError, match="backend must be 'auto', 'decord' or 'pyav', got 'ffmpeg'"):
         VideoClipDataset(video, num_frames=2, crop_size=16, backend="ffmpeg")
+    # "no" flipped and shuffled, a caption of None failed at the first batch, 2.5 samples were 2 (black-box hunt)
+    for flags, message in [({"random_flip": "no"}, "random_flip must be True or False, got 'no'"),
+                           ({"default_caption": None}, "default_caption must be text"),
+                           ({"caption_dropout": "0.1"}, "caption_dropout must be a finite number from 0 to 1")]:
+        with pytest.raises(InputError, match=message):
+            VideoClipDataset(video, **{"num_frames": 2, "crop_size": 16, **flags})
+    with pytest.raises(InputError, match="shuffle must be True or False, got 'no'"):
+        EpochShuffleSampler(3, shuffle="no")
+    with pytest.raises(InputError, match="num_samples must be a whole number >= 1, got 2.5"):
+        EpochShuffleSampler(2.5)
 
 
 def test_motion_clips_are_deterministic_per_seed_index_and_epoch(photos):
@@ -704,9 +714,19 @@ def test_dataset_arguments_are_checked_where_given(photos):
     for flags, message in [({"num_frames": 2.5}, "num_frames must be a whole number >= 1, got 2.5"),
                            ({"length": 2.5}, "length must be a whole number >= 1, got 2.5"),
                            ({"zoom_range": 1.0}, r"zoom_range must be a \(min, max\) pair of numbers, got 1.0"),
-                           ({"max_pan": float("nan")}, "max_pan and max_rotation must be finite and >= 0")]:
+                           ({"max_pan": float("nan")}, "max_pan must be a finite number >= 0, got nan"),
+                           # a string for a number was a TypeError, a caption that is no text failed at the first
+                           # batch, "no" was taken as True (black-box hunt of the Python API)
+                           ({"max_pan": "1"}, "max_pan must be a finite number >= 0, got '1'"),
+                           ({"max_rotation": -1}, "max_rotation must be a finite number >= 0, got -1"),
+                           ({"caption_dropout": "0.5"}, "caption_dropout must be a finite number from 0 to 1, got '0.5'"),
+                           ({"caption_dropout": True}, "caption_dropout must be a finite number from 0 to 1, got True"),
+                           ({"caption": None}, r"caption must be text \(a str, \"\" for none\), got None"),
+                           ({"sharpen_gt": "no"}, "sharpen_gt must be True or False, got 'no'"),
+                           ({"flip_and_rotate": 1}, "flip_and_rotate must be True or False, got 1")]:
         with pytest.raises(InputError, match=message):
             ImageMotionDataset(photos[:1], **{"num_frames": 2, "crop_size": 16, **flags})
+    assert ImageMotionDataset(photos[:1], num_frames=2, crop_size=16, sharpen_gt=np.bool_(True)).sharpen_gt is True
     assert len(ImageMotionDataset(photos[:1], num_frames=2.0, crop_size=16, length=3.0)) == 3
     # what worked stays (review): a (n, h, w, 3) stack is n photos, a range may be a NumPy pair
     stack = np.stack([photos[0][:64, :64]] * 2)

@@ -599,6 +599,7 @@ def test_unsupported_scale_lists_the_choices(scale: object) -> None:
         (torch.rand(3, 48, 48), r"\(n, 3, h, w\)"),
         (torch.rand(4, 3, 48, 48) * 2 - 1, r"\[0, 1\].*for \[-1, 1\] tensors use \(hr \+ 1\) / 2"),
         (torch.rand(4, 3, 48, 48) * 255, r"\[0, 1\].*look like 0\.\.255 values: divide by 255"),  # not (hr + 1) / 2
+        (torch.rand(4, 3, 48, 48) * 2, r"got \[\S+, \S+\]; scale them into \[0, 1\]\.$"),  # not (hr + 1) / 2 either
         ((torch.rand(4, 3, 48, 48) * 255).to(torch.uint8), "float"),
         (torch.full((4, 3, 48, 48), float("nan")), "holds NaN or infinite values"),  # not the [-1, 1] hint
         (torch.rand(4, 3, 2, 2), "smaller than the scale 4"),

@@ -35,7 +35,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from star_vsr.data.pairs import DegradationSpec, make_pair, resolve_degradation
 from star_vsr.degradations.frames import frames_to_clip
-from star_vsr.errors import InputError, check_whole_number
+from star_vsr.errors import InputError, check_real_number, check_true_or_false, check_whole_number
 from star_vsr.user_warnings import warn_user
 
 #: Sources after its own that an item tries first, in order (as before the rest were tried: an item whose
@@ -137,6 +137,14 @@ def check_seed(seed: int) -> None:
     check_whole_number("seed", seed, 0)
 
 
+def check_caption(name: str, caption: Any) -> str:
+    """``caption``, or ``InputError`` unless it is text: None or a number went into the items, and the DataLoader's
+    batching of them failed at the first batch, far from where it was given."""
+    if not isinstance(caption, str):
+        raise InputError(f"{name} must be text (a str, \"\" for none), got {caption!r}")
+    return caption
+
+
 def sample_seed_sequence(seed: int, epoch: int, index: int, attempt: int = 0) -> np.random.SeedSequence:
     """The SeedSequence of one sample; everything random about the sample derives from it."""
     return np.random.SeedSequence([int(seed), int(epoch), int(index), int(attempt)])
@@ -173,14 +181,13 @@ class ClipPairDataset(Dataset, ABC):
         if num_sources < 1:
             raise InputError(f"{type(self).__name__} has no sources to read clips from")
         check_whole_number("num_frames", num_frames, 1)  # (2.5 was cut to 2 frames)
-        if not 0.0 <= caption_dropout <= 1.0:
-            raise InputError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
+        check_real_number("caption_dropout", caption_dropout, 0.0, 1.0)  # (a probability; "0.5" was a TypeError)
         if length is not None:
             check_whole_number("length", length, 1)
         check_seed(seed)
         self.crop_size = as_size(crop_size)
         self.degradation = resolve_degradation(degradation, scale)
-        self.sharpen_gt = bool(sharpen_gt)
+        self.sharpen_gt = check_true_or_false("sharpen_gt", sharpen_gt)  # ("no" was True)
         if self.crop_size[0] % scale or self.crop_size[1] % scale:
             raise InputError(f"crop_size {self.crop_size} must be divisible by scale {scale}")
         self.num_sources = num_sources

@@ -26,9 +26,10 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize, sources_fingerprint
+from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize, check_caption, sources_fingerprint
 from star_vsr.data.pairs import DegradationSpec
-from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError, why_missing
+from star_vsr.errors import (InputError, StarVSRError, VideoNotFoundError, check_real_number, check_true_or_false,
+                             why_missing)
 from star_vsr.evalset import COLOUR_TRAINING_PHOTO_NAMES, load_photo
 from star_vsr.io import read_frames
 from star_vsr.io.folders import IMAGE_EXTENSIONS, photos_in_folder
@@ -141,8 +142,9 @@ class ImageMotionDataset(ClipPairDataset):
                        for i, image in enumerate(images)]
         super().__init__(len(self.images), num_frames, crop_size, scale, degradation, caption_dropout, seed, length,
                          sharpen_gt)
-        if not (max_pan >= 0 and max_rotation >= 0 and math.isfinite(max_pan) and math.isfinite(max_rotation)):
-            raise InputError(f"max_pan and max_rotation must be finite and >= 0, got {max_pan} and {max_rotation}")
+        check_real_number("max_pan", max_pan, 0.0)  # ("1" was a TypeError at the comparison)
+        check_real_number("max_rotation", max_rotation, 0.0)
+        check_caption("caption", caption)
         for name, pair in (("zoom_range", zoom_range), ("window_scale_range", window_scale_range)):
             values = list(pair) if isinstance(pair, (Sequence, np.ndarray)) and not isinstance(pair, str) else []
             if len(values) != 2 or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in values):
@@ -157,7 +159,7 @@ class ImageMotionDataset(ClipPairDataset):
         self.zoom_range = (float(zoom_range[0]), float(zoom_range[1]))
         self.max_rotation = float(max_rotation)
         self.window_scale_range = (float(window_scale_range[0]), float(window_scale_range[1]))
-        self.flip_and_rotate = bool(flip_and_rotate)
+        self.flip_and_rotate = check_true_or_false("flip_and_rotate", flip_and_rotate)
 
     def source_name(self, source: int) -> str:
         image = self.images[source]

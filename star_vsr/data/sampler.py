@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Sampler
 
 from star_vsr.data.base import check_seed
-from star_vsr.errors import InputError, check_whole_number
+from star_vsr.errors import check_true_or_false, check_whole_number
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -27,12 +27,11 @@ class EpochShuffleSampler(Sampler[int]):
     """
 
     def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True) -> None:
-        if num_samples < 1:
-            raise InputError(f"num_samples must be >= 1, got {num_samples}")
+        check_whole_number("num_samples", num_samples, 1)  # (2.5 was cut to 2)
         check_seed(seed)
         self.num_samples = int(num_samples)
         self.seed = int(seed)
-        self.shuffle = shuffle
+        self.shuffle = check_true_or_false("shuffle", shuffle)  # ("no" shuffled)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -31,9 +31,9 @@ from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize, sources_fingerprint
+from star_vsr.data.base import BadSampleError, ClipPairDataset, CropSize, check_caption, sources_fingerprint
 from star_vsr.data.pairs import DegradationSpec
-from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError, why_missing
+from star_vsr.errors import InputError, StarVSRError, VideoNotFoundError, check_true_or_false, why_missing
 from star_vsr.io import probe_video, read_frames
 from star_vsr.io.folders import (VIDEO_EXTENSIONS, broken_link_line, broken_links, clips_in_folder, is_frame_folder,
                                  other_subfolders, other_subfolders_note, stray_images_note)
@@ -253,8 +253,8 @@ class VideoClipDataset(ClipPairDataset):
         super().__init__(len(self.sources), num_frames, crop_size, scale, degradation, caption_dropout, seed, length,
                          sharpen_gt)
         self.frame_interval = as_frame_interval(frame_interval)
-        self.random_flip = random_flip
-        self.default_caption = default_caption
+        self.random_flip = check_true_or_false("random_flip", random_flip)  # ("no" flipped)
+        self.default_caption = check_caption("default_caption", default_caption)
         self.backend = backend
         self._info: dict[int, VideoInfo] = {}
 

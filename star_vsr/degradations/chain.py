@@ -174,7 +174,8 @@ def check_hr_clip(hr: torch.Tensor, scale: int, name: str = "hr", cpu_only: bool
         hint = ("they look like 10- to 16-bit levels: divide by the largest level (1023, 4095 or 65535)"
                 if high > 256 else  # not "(hr + 1) / 2" for 0..255
                 "they look like 0..255 values: divide by 255" if high > 2 else
-                f"for [-1, 1] tensors use ({name} + 1) / 2")
+                f"for [-1, 1] tensors use ({name} + 1) / 2" if low < 0 else  # (said of [0, 2] too, which it
+                "scale them into [0, 1]")  # leaves out of range: black-box hunt)
         raise InputError(f"{name} values must be in [0, 1], got [{low:.4g}, {high:.4g}]; {hint}.")
 
 
