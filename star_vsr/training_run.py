@@ -556,8 +556,14 @@ def _converted(parser: argparse.ArgumentParser, action: argparse.Action, value: 
         return value
     if isinstance(value, bool) and action.type in (int, float):
         parser.error(f"{where} must be a number, got {value!r}")
+    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    if isinstance(value, float) and value.is_integer() and not takes_json:  # ``max_train_steps: 1000.0`` was refused
+        # as "must be a whole number ..., got 1000.0" (black-box hunt): a whole float is the flag's whole number
+        try:
+            return action.type(text)
+        except (argparse.ArgumentTypeError, TypeError, ValueError):
+            text = str(int(value))
     try:
-        text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         return action.type(text)
     except argparse.ArgumentTypeError as error:  # the type's own words ("must be ..., got ...")
         parser.error(f"{where} {error}")

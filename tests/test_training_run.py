@@ -20,7 +20,7 @@ from star_vsr.testing import code_running_pickle
 from star_vsr.training_run import (SettingsParser, bool_value, changed_settings, check_output_dir, check_run_settings,
                                    checkpoint_folders, checkpoint_step, clear_old_run, parse_with_config,
                                    optional_value, prepare_output_dir, prune_checkpoints, record_run_settings,
-                                   resume_checkpoint, save_checkpoint)
+                                   resume_checkpoint, save_checkpoint, train_steps)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -87,6 +87,22 @@ def test_two_config_files_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_with_config(parser(), ["--config", "", "--config", str(tmp_path / "b.yaml")])
     assert "--config is an empty path" in capsys.readouterr().err
+
+
+def test_a_whole_float_is_a_whole_number_setting(tmp_path):
+    """``scale: 2.0`` (and ``max_train_steps: 1000.0``) were refused as "must be int, got 2.0" / "must be a whole
+    number ..., got 1000.0" (black-box hunt); a float setting keeps its float, a fraction is still refused."""
+    config = tmp_path / "run.yaml"
+    config.write_text("scale: 2.0\nlearning_rate: 2.0\nscale_range: [1.0, 4.0]\n")
+    args = parse_with_config(parser(), ["--config", str(config)])
+    assert (args.scale, type(args.scale), args.learning_rate, args.scale_range) == (2, int, 2.0, [1.0, 4.0])
+    steps = parser()
+    steps.add_argument("--max_train_steps", type=train_steps, default=1)
+    config.write_text("max_train_steps: 1000.0\n")
+    assert parse_with_config(steps, ["--config", str(config)]).max_train_steps == 1000
+    config.write_text("max_train_steps: 1000.5\n")
+    with pytest.raises(SystemExit):
+        parse_with_config(steps, ["--config", str(config)])
 
 
 def test_quoted_text_that_yaml_would_read_otherwise_is_taken_as_written(tmp_path):
