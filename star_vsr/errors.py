@@ -343,7 +343,8 @@ def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` is running out of memory: ``torch.OutOfMemoryError`` (CUDA, XPU), the CPU
     allocator's "can't allocate memory" and the "out of memory" ``RuntimeError`` of other backends, C++'s
     ``std::bad_alloc`` (a model built under ``ulimit -v``), Python's ``MemoryError`` (also raised by PyAV and
-    safetensors), the ``OSError`` errors of `MEMORY_ERRNOS`, and a ``RuntimeError`` raised from one of these
+    safetensors), the ``OSError`` errors of `MEMORY_ERRNOS`, OpenCV's "Insufficient memory" ``cv2.error`` (a resize
+    of a huge frame), and a ``RuntimeError`` raised from one of these
     (diffusers' lazy import wraps a ``MemoryError`` in "Failed to import ..."): `memory_error`."""
     return memory_error(error) is not None
 
@@ -364,6 +365,8 @@ def memory_error(error: BaseException) -> Optional[BaseException]:
             return error if ran_out else None
         if isinstance(error, ImportError):  # the loader could not map a library into memory (its ENOMEM)
             return error if "failed to map segment from shared object" in str(error) else None
+        if type(error).__module__ == "cv2" and type(error).__name__ == "error":  # OpenCV's, code -4 "Insufficient
+            return error if getattr(error, "code", None) == -4 else None  # memory" (a traceback: black-box hunt)
         if not isinstance(error, RuntimeError):
             return None
         message = str(error).lower()
@@ -490,7 +493,7 @@ def explain_out_of_memory(doing: str, advice: str | Callable[[], str]) -> Iterat
     decorator too."""
     try:
         yield
-    except (RuntimeError, MemoryError, OSError) as error:
+    except Exception as error:  # (of any type `is_out_of_memory` knows: OpenCV's cv2.error was a traceback)
         if not is_out_of_memory(error):
             raise
         try:

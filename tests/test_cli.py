@@ -357,6 +357,10 @@ def test_evaluate_pairs_and_json(tmp_path, capsys):
     assert "ewarp" not in scores["clips"]["d"]
     assert scores["mean"]["ewarp"] == pytest.approx((scores["clips"]["a"]["ewarp"] + scores["clips"]["b"]["ewarp"]) / 2)
     assert scores["mean_over"] == 3 and scores["ewarp_mean_over"] == 2  # (the mean row read as over all 3)
+    assert main(["evaluate", "--pred", str(pred_dir / "d.mkv"), "--gt", str(gt_dir / "d.mkv"), "--scale", "2",
+                 "--json", str(tmp_path / "one.json")]) == 0
+    scores = json.loads((tmp_path / "one.json").read_text())  # no clip with E*warp: the count is 0 (it was left out)
+    assert scores["mean_over"] == 1 and scores["ewarp_mean_over"] == 0 and "ewarp" not in scores["mean"]
     write_test_video(gt_dir / "a.mkv", num_frames=5, size=(32, 32), codec="ffv1")
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--scale", "2"]) == 2
     assert f"--gt {gt_dir} holds clips of the same name (videos are paired by name without the suffix, frame " \

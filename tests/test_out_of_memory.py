@@ -10,11 +10,13 @@ from __future__ import annotations
 import errno
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from star_vsr.cli import main
-from star_vsr.errors import DeviceError, InputError, cli_wording, explain_out_of_memory, is_out_of_memory
+from star_vsr.errors import (DeviceError, InputError, cli_wording, explain_out_of_memory, is_out_of_memory,
+                             memory_amount)
 from star_vsr.io.synthetic import write_test_video
 from star_vsr.student import build_student_pipeline
 from star_vsr.testing import tiny_star_pipeline
@@ -40,6 +42,14 @@ def test_out_of_memory_errors_are_recognised():
         with explain_out_of_memory("testing", "do less"):
             raise RuntimeError("could not create a primitive")
     assert not is_out_of_memory(DeviceError("out of memory while upscaling; use tiles"))  # explained already
+    import cv2  # OpenCV's "Insufficient memory" (benchmark --size 100000x100000: a traceback, black-box hunt)
+
+    with pytest.raises(cv2.error) as opencv:
+        cv2.resize(np.zeros((4, 4, 3), np.uint8), (1_000_000, 1_000_000))  # 3 TB
+    assert is_out_of_memory(opencv.value) and memory_amount(opencv.value) == " (allocating 2.73 TiB failed)"
+    with pytest.raises(cv2.error) as opencv:
+        cv2.resize(np.zeros((4, 4, 3), np.uint8), (0, 0))  # another of its errors (-215, an assertion)
+    assert not is_out_of_memory(opencv.value)
     with pytest.raises(DeviceError, match=r"out of memory while testing \(allocating 2.00 GiB failed\); do less"):
         with explain_out_of_memory("testing", "do less"):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
@@ -254,8 +264,6 @@ def test_byte_amounts_are_in_the_unit_they_round_to():
 
 
 def test_numpy_s_amount_is_said_without_its_dot():
-    from star_vsr.errors import memory_amount
-
     assert memory_amount("Unable to allocate 187. MiB for an array with shape (2160, 3840, 3)") == \
         " (allocating 187 MiB failed)"  # it said "187. MiB"
     assert memory_amount("Tried to allocate 2.00 GiB") == " (allocating 2.00 GiB failed)"
@@ -292,6 +300,20 @@ def test_cli_out_of_memory_outside_the_pipelines_is_one_line(tmp_path, monkeypat
     monkeypatch.setattr(star_vsr.cli.degrade, "run", lambda args: allocate_too_much())  # read by register()
     assert main(["degrade", str(source), "-o", str(tmp_path / "out.mp4")]) == 2
     assert "error: out of memory while running star-vsr degrade" in capsys.readouterr().err
+    # OpenCV's "Insufficient memory" too (the benchmark's clip made at a size whose resize did not fit, --size
+    # 200000x200000: a traceback)
+    import cv2
+    import star_vsr.io.synthetic
+
+    resize = cv2.resize
+
+    def resize_too_large(*args, **kwargs):
+        return resize(np.zeros((4, 4), np.float32), (1_000_000, 1_000_000))  # 3.6 TiB
+
+    monkeypatch.setattr(star_vsr.io.synthetic.cv2, "resize", resize_too_large)
+    assert main(["benchmark", "--size", "64x64", "--frames", "1", "--repeats", "1", "--methods", "bicubic"]) == 2
+    assert "error: out of memory while running star-vsr benchmark (allocating 3.64 TiB failed)" in \
+        capsys.readouterr().err
 
 
 def test_a_message_that_does_not_fit_in_memory_either_still_says_out_of_memory(monkeypatch):

@@ -281,7 +281,8 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.json:  # identical frames give PSNR = inf, written as null (strict JSON)
         summary = {"scale": args.scale, **({"max_frames": args.max_frames} if args.max_frames else {}),
                    "clips": results, "mean": mean, "mean_over": len(results),
-                   **({"ewarp_mean_over": warped} if "ewarp" in mean else {}),
+                   # 0 when no clip has two frames (it was left out then: black-box hunt); none under --no-warp
+                   **({} if args.no_warp else {"ewarp_mean_over": warped}),
                    **({"skipped": skipped} if skipped else {}),
                    # predictions without a ground truth, noted on the terminal only (black-box hunt)
                    **({"no_ground_truth": unpaired} if unpaired else {})}

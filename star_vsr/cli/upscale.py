@@ -426,7 +426,7 @@ def _upscale_video_of_batch(pipe: Any, video: Path, output: Path, args: argparse
         return _Skipped(str(error), busy=True)
     except OutputExistsError:  # (not "already exists; pass --overwrite": it was not there when the batch began)
         return _Skipped(f"another run wrote {output} meanwhile", busy=True)
-    except (RuntimeError, MemoryError, OSError) as error:  # out of the pipeline too: a saved state's move to the
+    except Exception as error:  # out of memory out of the pipeline too: a saved state's move to the
         if not (isinstance(error, RanOutOfMemoryError) or is_out_of_memory(error)):  # GPU, the segments' join, the
             raise  # encoder's threads (FFmpeg's EAGAIN)
         reason = (str(error) if isinstance(error, RanOutOfMemoryError) else
