@@ -719,7 +719,8 @@ def test_dataset_arguments_are_checked_where_given(photos):
                            # batch, "no" was taken as True (black-box hunt of the Python API)
                            ({"max_pan": "1"}, "max_pan must be a finite number >= 0, got '1'"),
                            ({"max_rotation": -1}, "max_rotation must be a finite number >= 0, got -1"),
-                           ({"caption_dropout": "0.5"}, "caption_dropout must be a finite number from 0 to 1, got '0.5'"),
+                           ({"caption_dropout": "0.5"},
+                            "caption_dropout must be a finite number from 0 to 1, got '0.5'"),
                            ({"caption_dropout": True}, "caption_dropout must be a finite number from 0 to 1, got True"),
                            ({"caption": None}, r"caption must be text \(a str, \"\" for none\), got None"),
                            ({"sharpen_gt": "no"}, "sharpen_gt must be True or False, got 'no'"),
