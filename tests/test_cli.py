@@ -1421,7 +1421,7 @@ def test_a_video_another_batch_finished_before_this_one_got_to_it_is_done(tmp_pa
     assert (outputs / "v1.mp4").read_bytes() == b"written by the other batch"
 
 
-def test_an_overwrite_batch_whose_every_video_fails_leaves_no_folder(tmp_path, capsys):
+def test_an_overwrite_batch_whose_every_video_fails_leaves_no_folder(tmp_path, capsys, monkeypatch):
     """The folder it made held the ledger alone, as if something had been written (black-box hunt)."""
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -1431,6 +1431,18 @@ def test_an_overwrite_batch_whose_every_video_fails_leaves_no_folder(tmp_path, c
     # nor the folders it made above the output folder (left behind empty: review), with or without --overwrite
     for overwrite in ([], ["--overwrite"]):
         assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "new" / "deeper" / "out"), *overwrite]) == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    # nor when the batch stops before any video is done: its model failed to load, Ctrl-C during the load (review)
+    import star_vsr.cli.upscale
+
+    write_test_video(inputs / "good.mp4", 2, size=(16, 16))
+
+    def stopped_while_loading(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(star_vsr.cli.upscale, "_load", stopped_while_loading)
+    for overwrite in ([], ["--overwrite"]):
+        assert main(["upscale-batch", str(inputs), "-o", str(tmp_path / "new" / "deeper" / "out"), *overwrite]) == 130
         assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 

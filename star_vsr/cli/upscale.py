@@ -542,136 +542,145 @@ def _run_batch(args: argparse.Namespace) -> int:
     state = PartialState(cpu=accelerate_on_cpu(), timeout=BARRIER_TIMEOUT)
     state.wait_for_everyone()  # every process has looked before one makes it: the main one, finding the folder
     output_dir.mkdir(parents=True, exist_ok=True)  # another had just made, left it behind empty when all failed
-    student = pipeline_class_name(args.model) != "StarVSRPipeline"  # it ignores the diffusion options
-    # --dtype as the weights get it here (the record compares that: "auto" and the dtype it resolves to are one)
-    dtype = DTYPE_FLAGS[resolve_dtype(args.dtype, state.device if args.device == "auto" else
-                                      resolve_device(args.device), student=student)]
-    ledger = OverwriteLedger(output_dir, ledger_settings(batch_settings(args, ignored=DIFFUSION_DEFAULTS if student
-                                                                        else ()), dtype))
-    if args.overwrite:  # go on with a batch stopped under --overwrite: skip what its ledger lists
-        redone, note = ledger.finished({outputs[v].name: v for v in videos}) if not args.restart else (set(), None)
-        todo = [v for v in videos if outputs[v].name not in redone]
-    else:
-        redone, note = set(), None
-        todo = [v for v in videos if not outputs[v].exists()]
-        if ledger.path.is_file():
-            note = ("a batch run here with --overwrite did not redo every video (it was stopped, or skipped some); "
-                    "run it again with --overwrite to go on (the outputs it has not redone are old ones)")
-    if state.num_processes > 1:  # the main process's list for all: each process's own look at the folder could
-        # differ (an output another run finished in between), and the split of two lists then left a video to none
-        shared = [[str(video) for video in todo]]
-        broadcast_object_list(shared, from_process=0)
-        todo = [Path(name) for name in shared[0]]
-    # each output as it is when the batch takes its list (`_output_stamp`): one another run writes from now on is
-    # new at the end (stamped only when the batch got to the video, one another batch finished before then looked
-    # unfinished: review)
-    stamps = {video: _output_stamp(outputs[video]) for video in todo}
-    state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
-    unreadable: list[str] = []  # videos whose existing output cannot be read: not done (the main process's look)
-    if state.is_main_process:
-        for video in videos:  # progress folders a killed run left beside its finished output
-            remove_finished_progress(outputs[video])
-        remove_stale_temporaries(output_dir)  # and its half-written outputs, of other names too (another --codec)
-        for line in (*renamed_lines(videos, names, args.codec, kept, frame_folders),
-                     earlier_names_line(names, made_from, output_dir)):
-            if line:
-                print(f"note: {line}")
-        if note:
-            print(f"note: {note}")
-        if not args.overwrite:  # e.g. a --max-frames preview batch run here before this full one
-            lines, unreadable = _existing_output_notes(videos, outputs, output_dir, args, ledger.settings, dtype,
-                                                       made_from)
-            for line in lines:
-                print(f"note: {line}")
-        stray = stray_images_note(input_dir)
-        if stray:
-            print(f"note: {stray}")
-        for link in broken:  # they were left out without a word
-            print(broken_link_line(link), file=sys.stderr)
-        for video, reason in too_long.items():
-            print(f"skipped {video}: {reason}", file=sys.stderr)
-        if subfolders:
-            print(f"note: {other_subfolders_note(input_dir, subfolders)}")
-        if args.overwrite and not redone:
-            ledger.start()
-        partly = sum((partial_folder(outputs[v]) / MANIFEST).is_file() for v in todo) if not args.restart else 0
-        done = sum(outputs[v].exists() for v in videos) - len(unreadable)
-        status = (f"{len(videos) - len(todo)} of {len(videos)} videos already redone by this batch under --overwrite "
-                  f"in an earlier run that did not finish it (stopped, or a video skipped; --restart redoes them "
-                  f"too)" if redone else
-                  f"{done} of {count_of(len(videos), 'video')} already done"
-                  + (" (--overwrite: redone)" if args.overwrite else ""))
-        print(f"{status}; {len(todo)} to go on {count_of(state.num_processes, 'process', 'processes')}"
-              + (f", {partly} of them partly done" if partly else ""))
-    state.wait_for_everyone()  # the ledger is there before any process adds to it
-    say = partial(process_line, state.process_index if state.num_processes > 1 else None)
-    deinterlace = deinterlace_choice(args.deinterlace)
-    with state.split_between_processes(todo) as mine:
-        pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
-        failed, busy = [], []  # names of the videos skipped; busy: (output, `_output_stamp`) left to another run
-        for video in mine:
-            if args.overwrite and outputs[video].name in ledger.finished({outputs[video].name: video})[0]:
-                say(f"skipped {video}: another upscale-batch --overwrite on {output_dir} redid it meanwhile")
-                continue  # two --overwrite batches on one folder share the work, as two plain ones do
-            signature = input_signature(video)  # (before it is read: one changed meanwhile is not recorded as new)
-
-            def record() -> None:  # which input made the output, with what: once it is done, before it is in place
-                try:
-                    record_output(output_dir, outputs[video].name,
-                                  output_settings(ledger.settings, video, outputs[video], dtype), source=video.name,
-                                  signature=signature)
-                except OSError as error:  # (said as the video's own write failing: final review)
-                    raise cannot_write(output_dir / RECORD_NAME, error) from None
-
-            outcome = _upscale_video_of_batch(pipe, video, outputs[video], args, deinterlace,
-                                              state.is_local_main_process, say, several=state.num_processes > 1,
-                                              finishing=record)
-            if outcome is not None:
-                say(f"skipped {video}: {outcome.reason}", sys.stderr)
-                if outcome.busy:
-                    busy.append((outputs[video].name, stamps[video]))
-                else:
-                    failed.append(video.name)
-                continue
-            if args.overwrite:
-                ledger.add(outputs[video].name, video)
-            say(f"wrote {outputs[video]}")
-    # every process's skipped videos (the gather waits for all, as a barrier would): one total, not one per process
-    skipped = list(failed)
-    if state.num_processes > 1:
-        skipped = [name for names in gather_object([skipped]) for name in names]
-        busy = [name for names in gather_object([busy]) for name in names]
-        # the last collective: end the process group while Python is whole. Left to the exit, a gloo thread could
-        # drop the gather's last tensors while the interpreter shut down ("terminate called without an active
-        # exception", SIGABRT: the idle process, which exits first, in one CI run), and the launcher stopped the rest
-        state.destroy_process_group()
-    # left to another run that has not finished them (still writing, or stopped): not done by this batch either (it
-    # exited 0 and, under --overwrite, deleted its ledger, the old output left as if redone). Finished: an output
-    # there now that is not the one there when it was skipped (under --overwrite the old one was there all along)
-    busy = sorted(name for name, stamp in busy if _output_stamp(output_dir / name) in (None, stamp))
-    if busy and state.is_main_process:
-        them = "it" if len(busy) == 1 else "them"
-        print(f"note: {_videos_were(len(busy))} left to another run writing {them}, which has not finished {them}: "
-              f"{listed(busy, 5)}; run this command again once it has ended", file=sys.stderr)
-    skipped += busy
-    if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above) ...
-        if skipped and not ledger.path.is_file():  # another batch on the folder ended, and removed the ledger
-            print(f"note: {_videos_were(len(skipped))} not redone; running the same command again (after fixing "
-                  f"what is named above) redoes every video: another batch on {output_dir} ended meanwhile, and "
-                  f"the record of which videos this one redid went with it")
-        elif skipped:  # ... but did not redo every video: the ledger stays, so that a rerun redoes only those left
-            print(f"note: {_videos_were(len(skipped))} not redone; run the same command again to redo only "
-                  f"{'it' if len(skipped) == 1 else 'them'} "
-                  f"(after fixing what is named above)")
+    try:
+        student = pipeline_class_name(args.model) != "StarVSRPipeline"  # it ignores the diffusion options
+        # --dtype as the weights get it here (the record compares that: "auto" and the dtype it resolves to are one)
+        dtype = DTYPE_FLAGS[resolve_dtype(args.dtype, state.device if args.device == "auto" else
+                                          resolve_device(args.device), student=student)]
+        ledger = OverwriteLedger(output_dir, ledger_settings(batch_settings(args, ignored=DIFFUSION_DEFAULTS if student
+                                                                            else ()), dtype))
+        if args.overwrite:  # go on with a batch stopped under --overwrite: skip what its ledger lists
+            redone, note = ledger.finished({outputs[v].name: v for v in videos}) if not args.restart else (set(), None)
+            todo = [v for v in videos if outputs[v].name not in redone]
         else:
-            ledger.remove()
-    if state.is_main_process:  # e.g. a run stopped with another --codec, which names the outputs otherwise
-        for folder, size in unfinished_runs(output_dir, besides={partial_folder(o) for o in outputs.values()}):
-            print(unfinished_note(folder, size))
-    if made_output_dir and state.is_main_process and {p.name for p in output_dir.iterdir()} <= {ledger.path.name}:
-        ledger.remove()  # every video failed: no folder left behind as if something were written (under
-        output_dir.rmdir()  # --overwrite it held the ledger alone, which listed nothing redone)
-        remove_empty_folders(made_above)  # and the folders made above it (left behind empty: review)
+            redone, note = set(), None
+            todo = [v for v in videos if not outputs[v].exists()]
+            if ledger.path.is_file():
+                note = ("a batch run here with --overwrite did not redo every video (it was stopped, or skipped some); "
+                        "run it again with --overwrite to go on (the outputs it has not redone are old ones)")
+        if state.num_processes > 1:  # the main process's list for all: each process's own look at the folder could
+            # differ (an output another run finished in between), and the split of two lists then left a video to none
+            shared = [[str(video) for video in todo]]
+            broadcast_object_list(shared, from_process=0)
+            todo = [Path(name) for name in shared[0]]
+        # each output as it is when the batch takes its list (`_output_stamp`): one another run writes from now on is
+        # new at the end (stamped only when the batch got to the video, one another batch finished before then looked
+        # unfinished: review)
+        stamps = {video: _output_stamp(outputs[video]) for video in todo}
+        state.wait_for_everyone()  # every process has read the ledger before the main one starts a new one
+        unreadable: list[str] = []  # videos whose existing output cannot be read: not done (the main process's look)
+        if state.is_main_process:
+            for video in videos:  # progress folders a killed run left beside its finished output
+                remove_finished_progress(outputs[video])
+            remove_stale_temporaries(output_dir)  # and its half-written outputs, of other names too (another --codec)
+            for line in (*renamed_lines(videos, names, args.codec, kept, frame_folders),
+                         earlier_names_line(names, made_from, output_dir)):
+                if line:
+                    print(f"note: {line}")
+            if note:
+                print(f"note: {note}")
+            if not args.overwrite:  # e.g. a --max-frames preview batch run here before this full one
+                lines, unreadable = _existing_output_notes(videos, outputs, output_dir, args, ledger.settings, dtype,
+                                                           made_from)
+                for line in lines:
+                    print(f"note: {line}")
+            stray = stray_images_note(input_dir)
+            if stray:
+                print(f"note: {stray}")
+            for link in broken:  # they were left out without a word
+                print(broken_link_line(link), file=sys.stderr)
+            for video, reason in too_long.items():
+                print(f"skipped {video}: {reason}", file=sys.stderr)
+            if subfolders:
+                print(f"note: {other_subfolders_note(input_dir, subfolders)}")
+            if args.overwrite and not redone:
+                ledger.start()
+            partly = sum((partial_folder(outputs[v]) / MANIFEST).is_file() for v in todo) if not args.restart else 0
+            done = sum(outputs[v].exists() for v in videos) - len(unreadable)
+            status = (f"{len(videos) - len(todo)} of {len(videos)} videos already redone by this batch under --overwrite "
+                      f"in an earlier run that did not finish it (stopped, or a video skipped; --restart redoes them "
+                      f"too)" if redone else
+                      f"{done} of {count_of(len(videos), 'video')} already done"
+                      + (" (--overwrite: redone)" if args.overwrite else ""))
+            print(f"{status}; {len(todo)} to go on {count_of(state.num_processes, 'process', 'processes')}"
+                  + (f", {partly} of them partly done" if partly else ""))
+        state.wait_for_everyone()  # the ledger is there before any process adds to it
+        say = partial(process_line, state.process_index if state.num_processes > 1 else None)
+        deinterlace = deinterlace_choice(args.deinterlace)
+        with state.split_between_processes(todo) as mine:
+            pipe = _load(args, device=state.device if args.device == "auto" else None) if mine else None
+            failed, busy = [], []  # names of the videos skipped; busy: (output, `_output_stamp`) left to another run
+            for video in mine:
+                if args.overwrite and outputs[video].name in ledger.finished({outputs[video].name: video})[0]:
+                    say(f"skipped {video}: another upscale-batch --overwrite on {output_dir} redid it meanwhile")
+                    continue  # two --overwrite batches on one folder share the work, as two plain ones do
+                signature = input_signature(video)  # (before it is read: one changed meanwhile is not recorded as new)
+
+                def record() -> None:  # which input made the output, with what: once it is done, before it is in place
+                    try:
+                        record_output(output_dir, outputs[video].name,
+                                      output_settings(ledger.settings, video, outputs[video], dtype), source=video.name,
+                                      signature=signature)
+                    except OSError as error:  # (said as the video's own write failing: final review)
+                        raise cannot_write(output_dir / RECORD_NAME, error) from None
+
+                outcome = _upscale_video_of_batch(pipe, video, outputs[video], args, deinterlace,
+                                                  state.is_local_main_process, say, several=state.num_processes > 1,
+                                                  finishing=record)
+                if outcome is not None:
+                    say(f"skipped {video}: {outcome.reason}", sys.stderr)
+                    if outcome.busy:
+                        busy.append((outputs[video].name, stamps[video]))
+                    else:
+                        failed.append(video.name)
+                    continue
+                if args.overwrite:
+                    ledger.add(outputs[video].name, video)
+                say(f"wrote {outputs[video]}")
+        # every process's skipped videos (the gather waits for all, as a barrier would): one total, not one per process
+        skipped = list(failed)
+        if state.num_processes > 1:
+            skipped = [name for names in gather_object([skipped]) for name in names]
+            busy = [name for names in gather_object([busy]) for name in names]
+            # the last collective: end the process group while Python is whole. Left to the exit, a gloo thread could
+            # drop the gather's last tensors while the interpreter shut down ("terminate called without an active
+            # exception", SIGABRT: the idle process, which exits first, in one CI run), and the launcher stopped the rest
+            state.destroy_process_group()
+        # left to another run that has not finished them (still writing, or stopped): not done by this batch either (it
+        # exited 0 and, under --overwrite, deleted its ledger, the old output left as if redone). Finished: an output
+        # there now that is not the one there when it was skipped (under --overwrite the old one was there all along)
+        busy = sorted(name for name, stamp in busy if _output_stamp(output_dir / name) in (None, stamp))
+        if busy and state.is_main_process:
+            them = "it" if len(busy) == 1 else "them"
+            print(f"note: {_videos_were(len(busy))} left to another run writing {them}, which has not finished {them}: "
+                  f"{listed(busy, 5)}; run this command again once it has ended", file=sys.stderr)
+        skipped += busy
+        if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above) ...
+            if skipped and not ledger.path.is_file():  # another batch on the folder ended, and removed the ledger
+                print(f"note: {_videos_were(len(skipped))} not redone; running the same command again (after fixing "
+                      f"what is named above) redoes every video: another batch on {output_dir} ended meanwhile, and "
+                      f"the record of which videos this one redid went with it")
+            elif skipped:  # ... but did not redo every video: the ledger stays, so that a rerun redoes only those left
+                print(f"note: {_videos_were(len(skipped))} not redone; run the same command again to redo only "
+                      f"{'it' if len(skipped) == 1 else 'them'} "
+                      f"(after fixing what is named above)")
+            else:
+                ledger.remove()
+        if state.is_main_process:  # e.g. a run stopped with another --codec, which names the outputs otherwise
+            for folder, size in unfinished_runs(output_dir, besides={partial_folder(o) for o in outputs.values()}):
+                print(unfinished_note(folder, size))
+    finally:  # every video failed, or the batch stopped before one was done (the model failed to load, Ctrl-C):
+        # no folder left behind as if something were written (under --overwrite it held the ledger alone, which
+        # listed nothing redone); the folders made above it go too (left behind empty: review)
+        if made_output_dir and state.is_main_process and output_dir.is_dir() \
+                and {p.name for p in output_dir.iterdir()} <= {LEDGER_NAME}:
+            try:  # (best effort: not to hide the error that stopped the batch)
+                (output_dir / LEDGER_NAME).unlink(missing_ok=True)
+                output_dir.rmdir()  # (a second batch's file written meanwhile keeps it)
+            except OSError:
+                pass
+            else:
+                remove_empty_folders(made_above)
     skipped += [link.name for link in broken] + unreadable + [video.name for video in too_long]
     if skipped and state.is_main_process:
         print(f"{_videos_were(len(skipped))} skipped (the reason{'s are' if len(skipped) > 1 else ' is'} above): "
