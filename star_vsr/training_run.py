@@ -541,7 +541,8 @@ def _setting(parser: argparse.ArgumentParser, action: argparse.Action, value: An
 
 def _converted(parser: argparse.ArgumentParser, action: argparse.Action, value: Any, where: str) -> Any:
     """One value through the flag's ``type``, as its command-line text: mappings and lists as JSON for the flags that
-    take structured values (type ``json.loads``, or one marked ``takes_json``), refused for the others."""
+    take structured values (type ``json.loads``, or one marked ``takes_json``), refused for the others; a whole float
+    (``4.0``) that the type refuses as text is tried as the int it is, for a flag that gives an int."""
     if value is None:
         return value
     takes_json = action.type is json.loads or getattr(action.type, "takes_json", False)
@@ -558,11 +559,17 @@ def _converted(parser: argparse.ArgumentParser, action: argparse.Action, value: 
         parser.error(f"{where} must be a number, got {value!r}")
     text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     if isinstance(value, float) and value.is_integer() and not takes_json:  # ``max_train_steps: 1000.0`` was refused
-        # as "must be a whole number ..., got 1000.0" (black-box hunt): a whole float is the flag's whole number
+        # as "must be a whole number ..., got 1000.0" (black-box hunt): a whole float is an int flag's whole number
+        # (an int flag's only: a true-or-false flag took 1.0 as "1", true; review)
         try:
             return action.type(text)
         except (argparse.ArgumentTypeError, TypeError, ValueError):
-            text = str(int(value))
+            try:
+                whole = action.type(str(int(value)))
+            except (argparse.ArgumentTypeError, TypeError, ValueError):
+                whole = None  # refused below, in the words of the value as given
+            if type(whole) is int:
+                return whole
     try:
         return action.type(text)
     except argparse.ArgumentTypeError as error:  # the type's own words ("must be ..., got ...")

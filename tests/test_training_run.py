@@ -89,7 +89,7 @@ def test_two_config_files_are_refused(tmp_path, capsys):
     assert "--config is an empty path" in capsys.readouterr().err
 
 
-def test_a_whole_float_is_a_whole_number_setting(tmp_path):
+def test_a_whole_float_is_a_whole_number_setting(tmp_path, capsys):
     """``scale: 2.0`` (and ``max_train_steps: 1000.0``) were refused as "must be int, got 2.0" / "must be a whole
     number ..., got 1000.0" (black-box hunt); a float setting keeps its float, a fraction is still refused."""
     config = tmp_path / "run.yaml"
@@ -101,6 +101,14 @@ def test_a_whole_float_is_a_whole_number_setting(tmp_path):
     config.write_text("max_train_steps: 1000.0\n")
     assert parse_with_config(steps, ["--config", str(config)]).max_train_steps == 1000
     config.write_text("max_train_steps: 1000.5\n")
+    with pytest.raises(SystemExit):
+        parse_with_config(steps, ["--config", str(config)])
+    config.write_text("max_train_steps: 0.0\n")  # refused in the words of the value as written (review)
+    with pytest.raises(SystemExit):
+        parse_with_config(steps, ["--config", str(config)])
+    assert "got 0.0" in capsys.readouterr().err
+    steps.add_argument("--gt_usm", type=bool_value, default=False)  # a true-or-false flag takes no 1.0 (review)
+    config.write_text("gt_usm: 1.0\n")
     with pytest.raises(SystemExit):
         parse_with_config(steps, ["--config", str(config)])
 
