@@ -610,19 +610,19 @@ def test_persistent_dataloader_workers_see_each_new_epoch(photos):
 
 
 def test_a_dataset_is_made_where_there_is_no_shared_memory(photos, monkeypatch):
-    """The epoch's shared tensor stopped the dataset from being made where /dev/shm is missing or full; it works
-    then with a warning (only persistent workers lose the new epochs, which the training scripts do not use)."""
+    """The epoch's shared tensor stopped the dataset from being made where /dev/shm is missing or full; it is made
+    then, with a warning to load without workers (which need shared memory for their batches too)."""
     def no_shared_memory(self):
         raise RuntimeError("unable to open shared memory object </torch_1_2_3> in read-write mode")
 
     monkeypatch.setattr(torch.Tensor, "share_memory_", no_shared_memory)
-    with pytest.warns(UserWarning, match=r"no shared memory for the dataset's epoch \(unable to open .*\): "
-                                         r"DataLoader workers made with persistent_workers=True will repeat"):
+    with pytest.warns(UserWarning, match=r"no shared memory for the dataset's epoch \(unable to open .*\); "
+                                         r"DataLoader workers need it too: load in the main process \(num_workers=0"):
         dataset = ImageMotionDataset(photos[:2], num_frames=2, crop_size=16, degradation="medium", length=2)
     first = dataset[0]["lq"]
     dataset.set_epoch(1)
     assert dataset.epoch == 1 and not torch.equal(dataset[0]["lq"], first)
-    (batch,) = list(DataLoader(dataset, batch_size=2, num_workers=1))  # workers made now see epoch 1
+    (batch,) = list(DataLoader(dataset, batch_size=2, num_workers=0))
     assert torch.equal(batch["lq"][0], dataset[0]["lq"])
 
 

@@ -7,8 +7,8 @@ which samples are asked for, or on any global random state. That is what makes a
 training run exact. Call ``set_epoch`` to get fresh augmentations each epoch (the training
 script does, before each epoch's DataLoader iterator is created). The epoch is kept in shared memory, so the
 copies of the dataset that a DataLoader's workers hold see it too, persistent ones
-(``persistent_workers=True``) included (where the system has no shared memory, a warning says that persistent
-workers keep the first epoch; workers made each epoch, as the training scripts' are, still see every epoch).
+(``persistent_workers=True``) included (where the system has no shared memory, the dataset is made with a
+warning to load without workers, which need shared memory for their batches too).
 
 A source that cannot give a clip (unreadable file, too few frames, frames too small) is skipped
 with a ``BadSampleWarning``, once per source: the item is taken from another source instead (``attempt`` + 1:
@@ -202,10 +202,10 @@ class ClipPairDataset(Dataset, ABC):
         try:
             self._epoch.share_memory_()
         except (RuntimeError, OSError) as error:  # no shared memory here (/dev/shm missing, full or not writable):
-            # the dataset still works in this process and in workers made each epoch (the training scripts'), and
-            # persistent workers would keep the epoch they started in (it stopped the dataset from being made)
-            warn_user(f"no shared memory for the dataset's epoch ({error}): DataLoader workers made with "
-                      f"persistent_workers=True will repeat the first epoch's augmentations")
+            # the dataset still works in this process (it was not made at all); DataLoader workers need shared
+            # memory for their batches too, so the warning says to do without them (review)
+            warn_user(f"no shared memory for the dataset's epoch ({error}); DataLoader workers need it too: load "
+                      f"in the main process (num_workers=0, the training scripts' --dataloader_num_workers 0)")
         self.bad_sources: dict[str, str] = {}
 
     def __len__(self) -> int:
