@@ -45,8 +45,8 @@ def test_out_of_memory_errors_are_recognised():
     import cv2  # OpenCV's "Insufficient memory" (benchmark --size 100000x100000: a traceback, black-box hunt)
 
     with pytest.raises(cv2.error) as opencv:
-        cv2.resize(np.zeros((4, 4, 3), np.uint8), (1_000_000, 1_000_000))  # 3 TB
-    assert is_out_of_memory(opencv.value) and memory_amount(opencv.value) == " (allocating 2.73 TiB failed)"
+        cv2.resize(np.zeros((4, 4, 3), np.uint8), (10_000_000, 10_000_000))  # 273 TiB: past any address space
+    assert is_out_of_memory(opencv.value) and memory_amount(opencv.value) == " (allocating 272.85 TiB failed)"
     with pytest.raises(cv2.error) as opencv:
         cv2.resize(np.zeros((4, 4, 3), np.uint8), (0, 0))  # another of its errors (-215, an assertion)
     assert not is_out_of_memory(opencv.value)
@@ -308,11 +308,11 @@ def test_cli_out_of_memory_outside_the_pipelines_is_one_line(tmp_path, monkeypat
     resize = cv2.resize
 
     def resize_too_large(*args, **kwargs):
-        return resize(np.zeros((4, 4), np.float32), (1_000_000, 1_000_000))  # 3.6 TiB
+        return resize(np.zeros((4, 4), np.float32), (10_000_000, 10_000_000))  # 364 TiB: past any address space
 
     monkeypatch.setattr(star_vsr.io.synthetic.cv2, "resize", resize_too_large)
     assert main(["benchmark", "--size", "64x64", "--frames", "1", "--repeats", "1", "--methods", "bicubic"]) == 2
-    assert "error: out of memory while running star-vsr benchmark (allocating 3.64 TiB failed)" in \
+    assert "error: out of memory while running star-vsr benchmark (allocating 363.80 TiB failed)" in \
         capsys.readouterr().err
 
 
