@@ -597,9 +597,9 @@ def _run_batch(args: argparse.Namespace) -> int:
                 ledger.start()
             partly = sum((partial_folder(outputs[v]) / MANIFEST).is_file() for v in todo) if not args.restart else 0
             done = sum(outputs[v].exists() for v in videos) - len(unreadable)
-            status = (f"{len(videos) - len(todo)} of {len(videos)} videos already redone by this batch under --overwrite "
-                      f"in an earlier run that did not finish it (stopped, or a video skipped; --restart redoes them "
-                      f"too)" if redone else
+            status = (f"{len(videos) - len(todo)} of {len(videos)} videos already redone by this batch under "
+                      f"--overwrite in an earlier run that did not finish it (stopped, or a video skipped; --restart "
+                      f"redoes them too)" if redone else
                       f"{done} of {count_of(len(videos), 'video')} already done"
                       + (" (--overwrite: redone)" if args.overwrite else ""))
             print(f"{status}; {len(todo)} to go on {count_of(state.num_processes, 'process', 'processes')}"
@@ -642,9 +642,10 @@ def _run_batch(args: argparse.Namespace) -> int:
         if state.num_processes > 1:
             skipped = [name for names in gather_object([skipped]) for name in names]
             busy = [name for names in gather_object([busy]) for name in names]
-            # the last collective: end the process group while Python is whole. Left to the exit, a gloo thread could
-            # drop the gather's last tensors while the interpreter shut down ("terminate called without an active
-            # exception", SIGABRT: the idle process, which exits first, in one CI run), and the launcher stopped the rest
+            # the last collective: end the process group while Python is whole. Left to the exit, a gloo thread
+            # could drop the gather's last tensors while the interpreter shut down ("terminate called without an
+            # active exception", SIGABRT: the idle process, which exits first, in one CI run), and the launcher
+            # stopped the rest
             state.destroy_process_group()
         # left to another run that has not finished them (still writing, or stopped): not done by this batch either (it
         # exited 0 and, under --overwrite, deleted its ledger, the old output left as if redone). Finished: an output
