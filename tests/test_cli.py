@@ -3513,6 +3513,32 @@ def _two_clips(tmp_path: Path, frames: int) -> tuple[Path, Path]:
     return gt, tmp_path / "LR"
 
 
+def test_degrade_folder_leaves_a_clip_another_run_wrote_meanwhile(tmp_path, capsys, monkeypatch):
+    """A second degrade of the same folder degraded every clip again and threw each away, advising --overwrite
+    (black-box hunt): a clip written meanwhile is skipped before any work, and one written while this run wrote
+    it is left without that advice; the run exits 0 (the other run's clip is checked by a rerun)."""
+    import star_vsr.cli.degrade
+
+    gt, lr = _two_clips(tmp_path, 2)
+    degrade_file, degraded = star_vsr.cli.degrade._degrade_file, []
+
+    def another_run_meanwhile(args, clip, output, *rest, **kwargs):
+        degraded.append(clip.name)
+        if clip.name == "a.mkv":  # while this run writes a.mkv, the other writes it, and then clip/'s output
+            output.write_bytes(b"the other run's")
+            (output.parent / "clip.mkv").write_bytes(b"the other run's")
+        return degrade_file(args, clip, output, *rest, **kwargs)
+
+    monkeypatch.setattr(star_vsr.cli.degrade, "_degrade_file", another_run_meanwhile)
+    assert main(["degrade", str(gt), "-o", str(lr), "--codec", "ffv1"]) == 0
+    err = capsys.readouterr().err
+    for clip, output in (("a.mkv", "a.mkv"), ("clip", "clip.mkv")):
+        assert f"skipped {gt / clip}: {lr / output} was written meanwhile by another run (a second degrade of this " \
+               f"folder?) or program; left as it is, which a rerun of this command checks" in err
+    assert "--overwrite" not in err and degraded == ["a.mkv"]  # (clip/ not degraded again)
+    assert (lr / "a.mkv").read_bytes() == b"the other run's"
+
+
 def test_degrade_a_folder_of_clips_each_with_its_own_seed(tmp_path, capsys):
     """degrade GT/ -o LR/: every clip (videos and frame folders) as `degrade CLIP --seed clip_seed(...)` makes
     it; a rerun skips what is there; an unreadable clip is skipped and named; the workflow ends in evaluate."""

@@ -272,6 +272,11 @@ def _degrade_clips(args: argparse.Namespace, clips: list[Path], outputs: dict[Pa
     for clip in clips:
         raise_if_interrupted()  # Ctrl-C whose KeyboardInterrupt a progress bar's destructor lost: no next clip
         output = outputs[clip]
+        meanwhile = (f"skipped {clip}: {output} was written meanwhile by another run (a second degrade of this "
+                     f"folder?) or program; left as it is, which a rerun of this command checks")
+        if not args.overwrite and output.name not in pending and (output.exists() or output.is_symlink()):
+            print(meanwhile, file=sys.stderr)  # (a second degrade of the folder degraded every clip again, to throw
+            continue  # each away with advice to pass --overwrite: black-box hunt)
         try:
             signature = input_signature(clip)  # (before it is read, as upscale-batch takes it)
             _degrade_file(args, clip, output, clip_seed(args.seed, clip.name),  # a video file keeps its rate
@@ -286,8 +291,8 @@ def _degrade_clips(args: argparse.Namespace, clips: list[Path], outputs: dict[Pa
             # folder was listed; it stopped the run. RanOutOfMemoryError: an encoder that could not start)
             print(f"skipped {clip}: {error}", file=sys.stderr)
             failed.append(clip.name)
-        except OutputExistsError as error:  # written meanwhile by another run on this folder: done
-            print(f"skipped {clip}: {error}", file=sys.stderr)
+        except OutputExistsError:  # written meanwhile by another run on this folder: done (not "pass --overwrite")
+            print(meanwhile, file=sys.stderr)
     return failed
 
 
