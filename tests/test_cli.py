@@ -1406,8 +1406,14 @@ def test_a_video_another_batch_finished_before_this_one_got_to_it_is_done(tmp_pa
         (outputs / f"v{i}.mp4").unlink()  # (a plain batch: all three to do)
     upscale_video = star_vsr.upscale.upscale_video
 
+    from star_vsr.batch_record import input_signature, record_output
+
+    batch = [True]  # whether the other run is a batch of this folder, which records v1's output as made from v1
+
     def other_batch_finishes_v1_meanwhile(pipe, video, output, *args, **kwargs):
         if Path(video).name == "v0.mp4":
+            if batch[0]:
+                record_output(outputs, "v1.mp4", {}, source="v1.mp4", signature=input_signature(inputs / "v1.mp4"))
             (outputs / "v1.mp4").write_bytes(b"written by the other batch")
         return upscale_video(pipe, video, output, *args, **kwargs)
 
@@ -1417,8 +1423,18 @@ def test_a_video_another_batch_finished_before_this_one_got_to_it_is_done(tmp_pa
     assert "left to another run" not in captured.err
     # (it said "v1.mp4 already exists; pass --overwrite to replace it", as if the batch had begun with it there)
     assert f"skipped {inputs / 'v1.mp4'}: another run wrote {outputs / 'v1.mp4'} meanwhile" in captured.err
-    assert "pass --overwrite" not in captured.err
+    assert "pass --overwrite" not in captured.err and "written meanwhile by a run" not in captured.err
     assert (outputs / "v1.mp4").read_bytes() == b"written by the other batch"
+    # written by a run that is no batch of this folder (an upscale -o of another input into it): not done, said so
+    # (it counted as done, exit 0: black-box hunt)
+    shutil.rmtree(outputs)
+    outputs.mkdir()
+    batch[0] = False
+    assert main(["upscale-batch", str(inputs), "-o", str(outputs), "--upscale", "2"]) == 1
+    err = capsys.readouterr().err
+    assert f"note: v1.mp4 was written meanwhile by a run that is no upscale-batch of {inputs} (an upscale -o into " \
+           f"{outputs}?) and is not recorded as made from its input here; run this command again to check it" in err
+    assert err.rstrip().endswith("1 video was skipped (the reason is above): v1.mp4")
 
 
 def test_an_overwrite_batch_whose_every_video_fails_leaves_no_folder(tmp_path, capsys, monkeypatch):

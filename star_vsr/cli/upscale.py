@@ -630,7 +630,7 @@ def _run_batch(args: argparse.Namespace) -> int:
                 if outcome is not None:
                     say(f"skipped {video}: {outcome.reason}", sys.stderr)
                     if outcome.busy:
-                        busy.append((outputs[video].name, stamps[video]))
+                        busy.append((outputs[video].name, stamps[video], video.name))
                     else:
                         failed.append(video.name)
                     continue
@@ -650,12 +650,25 @@ def _run_batch(args: argparse.Namespace) -> int:
         # left to another run that has not finished them (still writing, or stopped): not done by this batch either (it
         # exited 0 and, under --overwrite, deleted its ledger, the old output left as if redone). Finished: an output
         # there now that is not the one there when it was skipped (under --overwrite the old one was there all along)
-        busy = sorted(name for name, stamp in busy if _output_stamp(output_dir / name) in (None, stamp))
+        finished = [(name, source) for name, stamp, source in busy
+                    if _output_stamp(output_dir / name) not in (None, stamp)]
+        busy = sorted(name for name, stamp, _ in busy if _output_stamp(output_dir / name) in (None, stamp))
         if busy and state.is_main_process:
             them = "it" if len(busy) == 1 else "them"
             print(f"note: {_videos_were(len(busy))} left to another run writing {them}, which has not finished {them}: "
                   f"{listed(busy, 5)}; run this command again once it has ended", file=sys.stderr)
-        skipped += busy
+        # finished by a run that is no upscale-batch of this folder (which records an output as made from its input
+        # before it puts it in place): an `upscale -o` into the folder, of another input, maybe (it counted as done,
+        # exit 0: black-box hunt)
+        recorded_now = recorded_inputs(output_dir)
+        foreign = sorted(name for name, source in finished if recorded_now.get(name) != source)
+        if foreign and state.is_main_process:
+            one = len(foreign) == 1
+            print(f"note: {listed(foreign, 5)} {'was' if one else 'were'} written meanwhile by a run that is no "
+                  f"upscale-batch of {input_dir} (an upscale -o into {output_dir}?) and {'is' if one else 'are'} not "
+                  f"recorded as made from {'its' if one else 'their'} input here; run this command again to check "
+                  f"{'it' if one else 'them'}", file=sys.stderr)
+        skipped += busy + foreign
         if args.overwrite and state.is_main_process:  # the batch ran to its end (a stopped one raised above) ...
             if skipped and not ledger.path.is_file():  # another batch on the folder ended, and removed the ledger
                 print(f"note: {_videos_were(len(skipped))} not redone; running the same command again (after fixing "
