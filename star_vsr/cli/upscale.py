@@ -598,8 +598,8 @@ def _run_batch(args: argparse.Namespace) -> int:
             partly = sum((partial_folder(outputs[v]) / MANIFEST).is_file() for v in todo) if not args.restart else 0
             done = sum(outputs[v].exists() for v in videos) - len(unreadable)
             status = (f"{len(videos) - len(todo)} of {len(videos)} videos already redone by this batch under "
-                      f"--overwrite in an earlier run that did not finish it (stopped, or a video skipped; --restart "
-                      f"redoes them too)" if redone else
+                      f"--overwrite in an earlier run that did not finish it (stopped, or a video skipped) or in one "
+                      f"running now (--restart redoes them too)" if redone else  # (a second batch running: review)
                       f"{done} of {count_of(len(videos), 'video')} already done"
                       + (" (--overwrite: redone)" if args.overwrite else ""))
             print(f"{status}; {len(todo)} to go on {count_of(state.num_processes, 'process', 'processes')}"
