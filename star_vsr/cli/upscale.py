@@ -674,6 +674,14 @@ def _run_batch(args: argparse.Namespace) -> int:
                 print(f"note: {_videos_were(len(skipped))} not redone; running the same command again (after fixing "
                       f"what is named above) redoes every video: another batch on {output_dir} ended meanwhile, and "
                       f"the record of which videos this one redid went with it")
+            elif skipped and set(skipped) <= set(busy):  # only videos another run still writes: a batch removes the
+                # ledger once it has redone every video, and a rerun then redid them all ("to redo only it": black-box
+                # hunt, two --overwrite batches at once)
+                them = "it" if len(skipped) == 1 else "them"
+                print(f"note: {_videos_were(len(skipped))} not redone by this run, left to another run writing {them} "
+                      f"(above); once that run has ended, run the same command again only if it did not finish "
+                      f"{them} (after another --overwrite batch of this folder that finished, a rerun redoes every "
+                      f"video)")
             elif skipped:  # ... but did not redo every video: the ledger stays, so that a rerun redoes only those left
                 print(f"note: {_videos_were(len(skipped))} not redone; run the same command again to redo only "
                       f"{'it' if len(skipped) == 1 else 'them'} "
